@@ -1,0 +1,95 @@
+#include "core.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <unistd.h>
+#include <stdatomic.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cblas.h>
+
+static _Thread_local char errbuf[1024];
+
+const char *fvl_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
+void fvl_err_clear(void) { errbuf[0] = 0; }
+int fvl_err(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+static volatile sig_atomic_t abort_flag = 0;
+void fvl_abort_request(void) { abort_flag = 1; }
+void fvl_abort_clear(void) { abort_flag = 0; }
+int fvl_aborted(void) { return abort_flag != 0; }
+int fvl_check_abort(const char *where) {
+  if (!abort_flag) return 0;
+  return fvl_err("%s: interrupted", where);
+}
+
+static int nthreads = 0;
+int fvl_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+void fvl_set_threads(int n) {
+  if (n <= 0) n = fvl_cpu_count();
+  nthreads = n;
+  openblas_set_num_threads(n);
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+}
+int fvl_get_threads(void) {
+  if (nthreads <= 0) fvl_set_threads(0);
+  return nthreads;
+}
+
+static atomic_size_t live_bytes, peak_bytes;
+static void note_alloc(size_t n) {
+  size_t now = atomic_fetch_add(&live_bytes, n) + n;
+  size_t pk = atomic_load(&peak_bytes);
+  while (now > pk && !atomic_compare_exchange_weak(&peak_bytes, &pk, now)) {}
+}
+void *fvl_alloc(size_t nbytes) {
+  size_t n = nbytes ? (nbytes + 63) / 64 * 64 : 64;
+  void *p = aligned_alloc(64, n);
+  if (!p) { fvl_err("out of memory allocating %zu bytes", nbytes); return NULL; }
+  note_alloc(nbytes);
+  return p;
+}
+void *fvl_calloc(size_t nbytes) {
+  void *p = fvl_alloc(nbytes);
+  if (p) memset(p, 0, nbytes);
+  return p;
+}
+void fvl_dealloc(void *p, size_t nbytes) {
+  if (!p) return;
+  free(p);
+  atomic_fetch_sub(&live_bytes, nbytes);
+}
+size_t fvl_bytes_live(void) { return atomic_load(&live_bytes); }
+size_t fvl_bytes_peak(void) { return atomic_load(&peak_bytes); }
+void fvl_bytes_peak_reset(void) { atomic_store(&peak_bytes, atomic_load(&live_bytes)); }
+
+const char *fvl_blas_config(void) { return openblas_get_config(); }
+const char *fvl_blas_core(void) { return openblas_get_corename(); }
+const char *fvl_build_type(void) {
+#ifdef FVL_BUILD_TYPE
+  return FVL_BUILD_TYPE
+#ifdef _OPENMP
+      " +OpenMP"
+#endif
+#ifdef FVL_SANITIZE
+      " +ASan/UBSan"
+#endif
+      ;
+#else
+  return "unknown";
+#endif
+}

@@ -1,0 +1,102 @@
+-- Minimal spec runner for the Lua API tests: `fvl tests/lua/run.lua tests/lua/x_spec.lua ...`
+-- A spec file calls describe/it and the expect helpers below. The last line printed is
+-- "N passed, N failed" and the exit code is non-zero when anything failed.
+local passed, failed, failures = 0, 0, {}
+local prefix = {}
+
+function describe(name, fn)
+  prefix[#prefix + 1] = name
+  fn()
+  prefix[#prefix] = nil
+end
+
+function it(name, fn)
+  local full = table.concat(prefix, " ") .. " " .. name
+  local ok, err = xpcall(fn, debug.traceback)
+  if ok then
+    passed = passed + 1
+    io.write(".")
+  else
+    failed = failed + 1
+    io.write("F")
+    failures[#failures + 1] = full .. "\n    " .. tostring(err)
+  end
+  io.flush()
+end
+
+local function fmt(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+function expect_eq(actual, expected, what)
+  if actual ~= expected then
+    error(string.format("%sexpected %s, got %s", what and (what .. ": ") or "", fmt(expected),
+                        fmt(actual)), 2)
+  end
+end
+
+function expect_true(v, what)
+  if not v then error((what or "expected a true value") .. ", got " .. fmt(v), 2) end
+end
+
+-- |a - e| <= atol + rtol * |e|
+function expect_near(actual, expected, rtol, atol, what)
+  rtol, atol = rtol or 1e-6, atol or 0
+  if type(actual) ~= "number" or actual ~= actual or
+     math.abs(actual - expected) > atol + rtol * math.abs(expected) then
+    error(string.format("%sexpected %.9g (rtol %g, atol %g), got %s", what and (what .. ": ") or "",
+                        expected, rtol, atol, fmt(actual)), 2)
+  end
+end
+
+-- fn must raise an error whose message contains `pattern` (plain text, not a Lua pattern)
+function expect_error(fn, pattern)
+  local ok, err = pcall(fn)
+  if ok then error("expected an error" .. (pattern and (" containing '" .. pattern .. "'") or ""), 2) end
+  err = tostring(err)
+  if pattern and not err:find(pattern, 1, true) then
+    error(string.format("expected an error containing %q, got %q", pattern, err), 2)
+  end
+  return err
+end
+
+-- elementwise comparison of a tensor (or nested table) with a nested table of numbers
+function expect_all_near(actual, expected, rtol, atol, what)
+  if type(actual) == "userdata" then actual = actual:totable() end
+  local function walk(a, e, path)
+    if type(e) == "table" then
+      if type(a) ~= "table" or #a ~= #e then
+        error(string.format("%s%s: shape differs (%s vs %d)", what and (what .. " ") or "", path,
+                            type(a) == "table" and #a or type(a), #e), 3)
+      end
+      for i = 1, #e do walk(a[i], e[i], path .. "[" .. i .. "]") end
+    else
+      if type(a) ~= "number" or a ~= a or math.abs(a - e) > (atol or 0) + (rtol or 1e-6) * math.abs(e) then
+        error(string.format("%s%s: expected %.9g, got %s", what and (what .. " ") or "", path, e,
+                            fmt(a)), 3)
+      end
+    end
+  end
+  walk(actual, expected, "")
+end
+
+TEST_DIR = os.getenv("FVL_TEST_DIR") or "tests"
+
+for _, file in ipairs(arg) do
+  local chunk, err = loadfile(file)
+  if not chunk then
+    failed = failed + 1
+    failures[#failures + 1] = file .. ": " .. err
+  else
+    local ok, e = xpcall(chunk, debug.traceback)
+    if not ok then
+      failed = failed + 1
+      failures[#failures + 1] = file .. " (top level): " .. tostring(e)
+    end
+  end
+end
+io.write("\n")
+for _, f in ipairs(failures) do io.write("FAIL ", f, "\n") end
+io.write(string.format("%d passed, %d failed\n", passed, failed))
+os.exit(failed == 0 and 0 or 1)
