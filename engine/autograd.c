@@ -1,0 +1,231 @@
+/* autograd.c — the eager tape: recording, reverse topological backward, gradcheck. */
+#include "autograd.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+static _Thread_local int grad_enabled = 1;
+int fvl_grad_enabled(void) { return grad_enabled; }
+int fvl_set_grad_enabled(int on) {
+  int prev = grad_enabled;
+  grad_enabled = on ? 1 : 0;
+  return prev;
+}
+
+int fvl_needs_grad(int n, fvl_tensor **inputs) {
+  if (!grad_enabled) return 0;
+  for (int i = 0; i < n; i++)
+    if (inputs[i] && inputs[i]->requires_grad) return 1;
+  return 0;
+}
+
+fvl_node *fvl_record(const char *name, fvl_backward_fn bw, fvl_tensor *out, int nin, fvl_tensor **inputs) {
+  if (!out || !fvl_needs_grad(nin, inputs)) return NULL;
+  if (nin > FVL_NODE_MAXIN) nin = FVL_NODE_MAXIN;
+  fvl_node *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  n->name = name;
+  n->backward = bw;
+  n->nin = nin;
+  n->refs = 1;
+  for (int i = 0; i < nin; i++)
+    if (inputs[i] && inputs[i]->requires_grad) n->in[i] = fvl_retain(inputs[i]);
+  if (out->grad_fn) fvl_node_release(out->grad_fn);
+  out->grad_fn = n;
+  out->requires_grad = 1;
+  return n;
+}
+
+int fvl_node_wants(const fvl_node *n, int i) { return i < n->nin && n->in[i] != NULL; }
+
+void fvl_node_retain(fvl_node *n) { if (n) n->refs++; }
+
+static void node_free_saved(fvl_node *n) {
+  for (int i = 0; i < FVL_NODE_MAXSAVED; i++) { fvl_release(n->saved[i]); n->saved[i] = NULL; }
+  if (n->ctx && n->free_ctx) n->free_ctx(n->ctx);
+  n->ctx = NULL;
+}
+void fvl_node_release(fvl_node *n) {
+  if (!n || --n->refs > 0) return;
+  /* inputs may hold long chains: release iteratively where possible */
+  node_free_saved(n);
+  fvl_release(n->gacc);
+  for (int i = 0; i < n->nin; i++) fvl_release(n->in[i]);
+  free(n);
+}
+
+static int accumulate(fvl_tensor **slot, fvl_tensor *g) {
+  if (!*slot) {
+    /* own a private contiguous copy so later in-place adds never touch g's storage */
+    fvl_tensor *c = fvl_empty(FVL_F32, g->ndim, g->size);
+    if (!c || fvl_copy_(c, g) < 0) { fvl_release(c); return -1; }
+    *slot = c;
+    return 0;
+  }
+  fvl_tensor *s = *slot;
+  fvl_tensor *gc = fvl_contiguous(g);
+  if (!gc) return -1;
+  float *p = fvl_f32(s);
+  const float *q = fvl_f32(gc);
+  int64_t n = fvl_numel(s);
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; i++) p[i] += q[i];
+  fvl_release(gc);
+  return 0;
+}
+
+int fvl_node_accum(fvl_node *n, int i, fvl_tensor *g) {
+  if (!fvl_node_wants(n, i)) return 0;
+  fvl_tensor *t = n->in[i];
+  if (!fvl_same_shape(t, g)) {
+    char a[64], b[64];
+    return fvl_err("backward of %s: gradient %s does not match input %d of shape %s", n->name,
+                   fvl_shape_str(g, a, sizeof a), i + 1, fvl_shape_str(t, b, sizeof b));
+  }
+  if (t->grad_fn) return accumulate(&t->grad_fn->gacc, g);
+  return accumulate(&t->grad, g);
+}
+
+/* iterative DFS post-order over the graph below root */
+typedef struct { fvl_node **v; size_t n, cap; } nodevec;
+static int push(nodevec *a, fvl_node *x) {
+  if (a->n == a->cap) {
+    size_t c = a->cap ? a->cap * 2 : 64;
+    fvl_node **nv = realloc(a->v, c * sizeof *nv);
+    if (!nv) return fvl_err("backward: out of memory");
+    a->v = nv;
+    a->cap = c;
+  }
+  a->v[a->n++] = x;
+  return 0;
+}
+static int visit_epoch = 0;
+
+int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
+  if (!root->requires_grad)
+    return fvl_err("backward: the tensor does not require grad (no input had requires_grad, or it was computed under no_grad)");
+  fvl_tensor *g;
+  if (gout) {
+    if (!fvl_same_shape(gout, root)) {
+      char a[64], b[64];
+      return fvl_err("backward: gradient %s does not match the tensor %s", fvl_shape_str(gout, a, sizeof a),
+                     fvl_shape_str(root, b, sizeof b));
+    }
+    g = fvl_retain(gout);
+  } else {
+    if (fvl_numel(root) != 1) {
+      char a[64];
+      return fvl_err("backward: the tensor is %s; give a gradient or reduce it to a scalar first",
+                     fvl_shape_str(root, a, sizeof a));
+    }
+    g = fvl_full(FVL_F32, root->ndim, root->size, 1.0);
+    if (!g) return -1;
+  }
+  if (!root->grad_fn) {  /* a leaf */
+    int rc = accumulate(&root->grad, g);
+    fvl_release(g);
+    return rc;
+  }
+  int epoch = ++visit_epoch;
+  nodevec order = {0}, stack = {0};
+  int rc = 0;
+  /* post-order: a node is emitted after all nodes it depends on (its inputs' nodes) */
+  if (push(&stack, root->grad_fn) < 0) { fvl_release(g); return -1; }
+  root->grad_fn->visit = epoch;
+  /* use iv-free marking: visit = epoch when discovered, -epoch when emitted */
+  while (stack.n && rc == 0) {
+    fvl_node *n = stack.v[stack.n - 1];
+    int pushed = 0;
+    for (int i = 0; i < n->nin; i++) {
+      fvl_node *c = n->in[i] ? n->in[i]->grad_fn : NULL;
+      if (c && c->visit != epoch && c->visit != -epoch) {
+        c->visit = epoch;
+        rc = push(&stack, c);
+        pushed = 1;
+        break;
+      }
+    }
+    if (!pushed) {
+      stack.n--;
+      n->visit = -epoch;
+      if (rc == 0) rc = push(&order, n);
+    }
+  }
+  if (rc == 0) {
+    fvl_node *top = root->grad_fn;
+    fvl_release(top->gacc);
+    top->gacc = NULL;
+    rc = accumulate(&top->gacc, g);
+  }
+  fvl_release(g);
+  int prev = fvl_set_grad_enabled(0);
+  for (size_t k = order.n; k-- > 0 && rc == 0;) {
+    fvl_node *n = order.v[k];
+    if (!n->gacc) continue;
+    if (n->iv[7] == -12345) {
+      rc = fvl_err("backward: the graph through %s was already used by a backward; compute the loss again", n->name);
+      break;
+    }
+    rc = n->backward(n, n->gacc);
+    if (rc == 0) rc = fvl_check_abort("backward");
+  }
+  fvl_set_grad_enabled(prev);
+  /* free saved tensors and gradients of the walked graph (retain_graph = false) */
+  for (size_t k = 0; k < order.n; k++) {
+    fvl_node *n = order.v[k];
+    fvl_release(n->gacc);
+    n->gacc = NULL;
+    if (rc == 0) { node_free_saved(n); n->iv[7] = -12345; }
+  }
+  free(order.v);
+  free(stack.v);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ gradcheck */
+int fvl_gradcheck(fvl_scalar_fn f, void *ud, int n, fvl_tensor **inputs, double eps, double atol,
+                  double rtol, char *report, size_t nreport) {
+  size_t k = 0;
+  report[0] = 0;
+  for (int i = 0; i < n; i++) { fvl_release(inputs[i]->grad); inputs[i]->grad = NULL; }
+  fvl_tensor *y = f(ud, n, inputs);
+  if (!y) return -1;
+  int rc = fvl_backward(y, NULL);
+  fvl_release(y);
+  if (rc < 0) return -1;
+  int ok = 1;
+  int prev = fvl_set_grad_enabled(0);
+  for (int i = 0; i < n && ok >= 0; i++) {
+    fvl_tensor *x = inputs[i];
+    if (!x->requires_grad || x->dtype != FVL_F32 || !fvl_is_contiguous(x)) continue;
+    float *p = fvl_f32(x);
+    int64_t m = fvl_numel(x);
+    double worst = 0;
+    int64_t worst_j = -1;
+    double wa = 0, wn = 0;
+    for (int64_t j = 0; j < m; j++) {
+      float orig = p[j];
+      p[j] = (float)(orig + eps);
+      fvl_tensor *yp = f(ud, n, inputs);
+      p[j] = (float)(orig - eps);
+      fvl_tensor *ym = f(ud, n, inputs);
+      p[j] = orig;
+      if (!yp || !ym) { fvl_release(yp); fvl_release(ym); ok = -1; break; }
+      double num = ((double)fvl_f32(yp)[0] - (double)fvl_f32(ym)[0]) / (2 * eps);
+      fvl_release(yp);
+      fvl_release(ym);
+      double ana = x->grad ? fvl_f32(x->grad)[j] : 0.0;
+      double err = fabs(num - ana) - (atol + rtol * fabs(num));
+      if (err > worst || worst_j < 0) { worst = err; worst_j = j; wa = ana; wn = num; }
+    }
+    if (ok < 0) break;
+    int bad = worst > 0;
+    if (bad) ok = 0;
+    if (k < nreport)
+      k += (size_t)snprintf(report + k, nreport - k, "input %d: %s (worst element %lld: analytic %.6g, numeric %.6g)\n",
+                            i + 1, bad ? "MISMATCH" : "ok", (long long)worst_j + 1, wa, wn);
+  }
+  fvl_set_grad_enabled(prev);
+  return ok;
+}

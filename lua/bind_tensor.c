@@ -1,0 +1,671 @@
+/* bind_tensor.c — fvl.Tensor: creation, views, math, autograd, .npy, RNG, threads.
+ * Thin: check arguments (1-based dims/indices), call the engine, wrap results. */
+#include <string.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "bind.h"
+#include "rng.h"
+
+#define T(i) fvl_checktensor(L, i)
+
+static int dim_arg(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
+  lua_Integer d = luaL_checkinteger(L, idx);
+  if (d < 0) d += t->ndim + 1;            /* -1 = last dim */
+  if (d < 1 || d > t->ndim) return luaL_error(L, "%s: dim %d is outside 1..%d", fn, (int)d, t->ndim);
+  return (int)d - 1;
+}
+static int optdim(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
+  return lua_isnoneornil(L, idx) ? -1 : dim_arg(L, idx, t, fn);
+}
+
+/* ------------------------------------------------------------------ creation */
+static int l_tensor(lua_State *L) {
+  fvl_dtype dt = FVL_F32;
+  const char *s = luaL_optstring(L, 2, "float32");
+  if (strcmp(s, "int32") == 0) dt = FVL_I32;
+  else if (strcmp(s, "float32") != 0) return luaL_error(L, "tensor: dtype '%s' (expected float32 or int32)", s);
+  if (fvl_totensor(L, 1)) { fvl_pushtensor(L, fvl_to_dtype(fvl_totensor(L, 1), dt)); return 1; }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  fvl_pushtensor(L, fvl_astensor(L, 1, dt));
+  return 1;
+}
+static fvl_dtype opt_dtype(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TSTRING) return FVL_F32;
+  const char *s = lua_tostring(L, idx);
+  if (strcmp(s, "int32") == 0) return FVL_I32;
+  if (strcmp(s, "float32") == 0) return FVL_F32;
+  luaL_error(L, "dtype '%s' (expected float32 or int32)", s);
+  return FVL_F32;
+}
+static int shape_and_dtype(lua_State *L, const char *fn, int64_t *size, fvl_dtype *dt) {
+  int nd = fvl_checkshape(L, 1, fn, size);
+  int top = lua_gettop(L);
+  *dt = opt_dtype(L, top);
+  return nd;
+}
+static int l_zeros(lua_State *L) {
+  int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
+  int nd = shape_and_dtype(L, "zeros", sz, &dt);
+  fvl_pushtensor(L, fvl_zeros(dt, nd, sz));
+  return 1;
+}
+static int l_ones(lua_State *L) {
+  int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
+  int nd = shape_and_dtype(L, "ones", sz, &dt);
+  fvl_pushtensor(L, fvl_full(dt, nd, sz, 1));
+  return 1;
+}
+static int l_empty(lua_State *L) { return l_zeros(L); }
+static int l_full(lua_State *L) {
+  int64_t sz[FVL_MAXDIM];
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int nd = fvl_checkshape(L, 1, "full", sz);
+  double v = luaL_checknumber(L, 2);
+  fvl_pushtensor(L, fvl_full(opt_dtype(L, 3), nd, sz, v));
+  return 1;
+}
+static int l_arange(lua_State *L) {
+  /* arange(n) = 1..n; arange(a, b[, step]) = a, a+step, ... up to b inclusive (Lua's for) */
+  double a = 1, b, step = 1;
+  int top = lua_gettop(L);
+  fvl_dtype dt = opt_dtype(L, top);
+  if (lua_type(L, top) == LUA_TSTRING) top--;
+  if (top <= 1) b = luaL_checknumber(L, 1);
+  else { a = luaL_checknumber(L, 1); b = luaL_checknumber(L, 2); if (top >= 3) step = luaL_checknumber(L, 3); }
+  fvl_pushtensor(L, fvl_arange(dt, a, b, step));
+  return 1;
+}
+static int l_rand(lua_State *L) {
+  int64_t sz[FVL_MAXDIM];
+  int nd = fvl_checkshape(L, 1, "rand", sz);
+  fvl_pushtensor(L, fvl_rand(nd, sz, 0, 1));
+  return 1;
+}
+static int l_randn(lua_State *L) {
+  int64_t sz[FVL_MAXDIM];
+  int nd = fvl_checkshape(L, 1, "randn", sz);
+  fvl_pushtensor(L, fvl_randn(nd, sz, 0, 1));
+  return 1;
+}
+static int l_randint(lua_State *L) {
+  /* randint(hi, shape) → 1..hi ; randint(lo, hi, shape) → lo..hi */
+  lua_Integer lo = 1, hi;
+  int si = 2;
+  if (lua_type(L, 2) == LUA_TNUMBER && lua_type(L, 3) == LUA_TTABLE) { lo = luaL_checkinteger(L, 1); hi = luaL_checkinteger(L, 2); si = 3; }
+  else hi = luaL_checkinteger(L, 1);
+  int64_t sz[FVL_MAXDIM];
+  if (lua_type(L, si) != LUA_TTABLE && lua_type(L, si) != LUA_TNUMBER)
+    return luaL_error(L, "randint: expected a shape table as argument %d, got %s", si, luaL_typename(L, si));
+  int nd = fvl_checkshape(L, si, "randint", sz);
+  fvl_pushtensor(L, fvl_randint(nd, sz, (int32_t)lo, (int32_t)hi));
+  return 1;
+}
+static int l_manual_seed(lua_State *L) {
+  lua_Integer s = luaL_checkinteger(L, 1);
+  fvl_rng_seed(fvl_rng_global(), (uint64_t)s);
+  return 0;
+}
+static int l_rng_state(lua_State *L) {
+  fvl_rng *r = fvl_rng_global();
+  lua_createtable(L, 0, 2);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->seed);
+  lua_pushstring(L, buf);
+  lua_setfield(L, -2, "seed");
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->counter);
+  lua_pushstring(L, buf);
+  lua_setfield(L, -2, "counter");
+  return 1;
+}
+static int l_set_rng_state(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  fvl_rng *r = fvl_rng_global();
+  lua_getfield(L, 1, "seed");
+  lua_getfield(L, 1, "counter");
+  const char *s = lua_tostring(L, -2), *c = lua_tostring(L, -1);
+  if (!s || !c) return luaL_error(L, "set_rng_state: expected {seed=, counter=} as from fvl.rng_state()");
+  r->seed = strtoull(s, NULL, 10);
+  r->counter = strtoull(c, NULL, 10);
+  return 0;
+}
+static int l_threads(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 0 || n > 1024) return luaL_error(L, "threads: n = %d (expected 0 for all cores, or 1..1024)", (int)n);
+    fvl_set_threads((int)n);
+  }
+  lua_pushinteger(L, fvl_get_threads());
+  return 1;
+}
+static int l_mem(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)fvl_bytes_live());
+  lua_setfield(L, -2, "live");
+  lua_pushinteger(L, (lua_Integer)fvl_bytes_peak());
+  lua_setfield(L, -2, "peak");
+  if (lua_toboolean(L, 1)) fvl_bytes_peak_reset();
+  return 1;
+}
+static int l_info(lua_State *L) {
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, FVL_VERSION); lua_setfield(L, -2, "version");
+  lua_pushstring(L, LUA_RELEASE); lua_setfield(L, -2, "lua");
+  lua_pushstring(L, fvl_blas_config()); lua_setfield(L, -2, "blas");
+  lua_pushstring(L, fvl_blas_core()); lua_setfield(L, -2, "blas_core");
+  lua_pushinteger(L, fvl_get_threads()); lua_setfield(L, -2, "threads");
+  lua_pushstring(L, fvl_build_type()); lua_setfield(L, -2, "build");
+  return 1;
+}
+
+/* ------------------------------------------------------------------ inspection */
+static int l_shape(lua_State *L) {
+  fvl_tensor *t = T(1);
+  lua_createtable(L, t->ndim, 0);
+  for (int d = 0; d < t->ndim; d++) { lua_pushinteger(L, t->size[d]); lua_rawseti(L, -2, d + 1); }
+  return 1;
+}
+static int l_stride(lua_State *L) {
+  fvl_tensor *t = T(1);
+  lua_createtable(L, t->ndim, 0);
+  for (int d = 0; d < t->ndim; d++) { lua_pushinteger(L, t->stride[d]); lua_rawseti(L, -2, d + 1); }
+  return 1;
+}
+static int l_dim(lua_State *L) { lua_pushinteger(L, T(1)->ndim); return 1; }
+static int l_numel(lua_State *L) { lua_pushinteger(L, fvl_numel(T(1))); return 1; }
+static int l_size(lua_State *L) {
+  fvl_tensor *t = T(1);
+  if (lua_isnoneornil(L, 2)) return l_shape(L);
+  lua_pushinteger(L, t->size[dim_arg(L, 2, t, "size")]);
+  return 1;
+}
+static int l_dtype(lua_State *L) { lua_pushstring(L, fvl_dtype_name(T(1)->dtype)); return 1; }
+static int l_is_contiguous(lua_State *L) { lua_pushboolean(L, fvl_is_contiguous(T(1))); return 1; }
+
+static void index_args(lua_State *L, fvl_tensor *t, int first, int64_t *idx, const char *fn) {
+  int n = lua_gettop(L) - first + 1;
+  if (lua_type(L, first) == LUA_TTABLE) {
+    n = (int)luaL_len(L, first);
+    if (n != t->ndim) luaL_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
+    for (int d = 0; d < n; d++) {
+      lua_geti(L, first, d + 1);
+      lua_Integer i = luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+      if (i < 1 || i > t->size[d]) luaL_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+      idx[d] = i - 1;
+    }
+    return;
+  }
+  if (n < t->ndim) luaL_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
+  for (int d = 0; d < t->ndim; d++) {
+    lua_Integer i = luaL_checkinteger(L, first + d);
+    if (i < 1 || i > t->size[d]) luaL_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+    idx[d] = i - 1;
+  }
+}
+static void push_elem(lua_State *L, const fvl_tensor *t, const int64_t *idx) {
+  double v = fvl_get(t, idx);
+  if (t->dtype == FVL_I32) lua_pushinteger(L, (lua_Integer)v); else lua_pushnumber(L, v);
+}
+static int l_get(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int64_t idx[FVL_MAXDIM];
+  index_args(L, t, 2, idx, "get");
+  push_elem(L, t, idx);
+  return 1;
+}
+static int l_set(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int64_t idx[FVL_MAXDIM];
+  int top = lua_gettop(L);
+  double v = luaL_checknumber(L, top);
+  lua_settop(L, top - 1);
+  index_args(L, t, 2, idx, "set");
+  fvl_set(t, idx, v);
+  lua_settop(L, 1);
+  return 1;
+}
+static void totable_rec(lua_State *L, const fvl_tensor *t, int d, int64_t *idx) {
+  lua_createtable(L, (int)t->size[d], 0);
+  for (int64_t i = 0; i < t->size[d]; i++) {
+    idx[d] = i;
+    if (d == t->ndim - 1) push_elem(L, t, idx);
+    else totable_rec(L, t, d + 1, idx);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+static int l_totable(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int64_t idx[FVL_MAXDIM] = {0};
+  if (t->ndim == 0) { push_elem(L, t, idx); return 1; }
+  totable_rec(L, t, 0, idx);
+  return 1;
+}
+static int l_item(lua_State *L) {
+  fvl_tensor *t = T(1);
+  if (fvl_numel(t) != 1) {
+    char b[64];
+    return luaL_error(L, "item: tensor has %d elements (%s), expected 1", (int)fvl_numel(t), fvl_shape_str(t, b, sizeof b));
+  }
+  int64_t idx[FVL_MAXDIM] = {0};
+  push_elem(L, t, idx);
+  return 1;
+}
+
+/* tostring: type, shape, and a corner of the values */
+static void fmt_val(luaL_Buffer *b, const fvl_tensor *t, const int64_t *idx) {
+  char s[32];
+  double v = fvl_get(t, idx);
+  if (t->dtype == FVL_I32) snprintf(s, sizeof s, "%8d", (int)v);
+  else snprintf(s, sizeof s, "%10.4g", v);
+  luaL_addstring(b, s);
+}
+static int l_tostring(lua_State *L) {
+  fvl_tensor *t = T(1);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  char shp[96], line[160];
+  snprintf(line, sizeof line, "fvl.Tensor %s %s%s", fvl_dtype_name(t->dtype), fvl_shape_str(t, shp, sizeof shp),
+           t->grad_fn ? " (grad_fn " : (t->requires_grad ? " (requires_grad)" : ""));
+  luaL_addstring(&b, line);
+  if (t->grad_fn) { luaL_addstring(&b, t->grad_fn->name); luaL_addstring(&b, ")"); }
+  int64_t idx[FVL_MAXDIM] = {0};
+  if (t->ndim == 0) { luaL_addstring(&b, "\n"); fmt_val(&b, t, idx); }
+  else if (t->ndim == 1) {
+    luaL_addstring(&b, "\n");
+    int64_t n = t->size[0], show = n > 8 ? 6 : n;
+    for (int64_t i = 0; i < show; i++) { idx[0] = i; fmt_val(&b, t, idx); }
+    if (n > show) { luaL_addstring(&b, "  ..."); idx[0] = n - 1; fmt_val(&b, t, idx); }
+  } else {
+    /* last two dims of the first leading index */
+    int r = t->ndim - 2, c = t->ndim - 1;
+    int64_t rows = t->size[r] > 6 ? 6 : t->size[r], cols = t->size[c] > 6 ? 6 : t->size[c];
+    if (fvl_numel(t) == 0) rows = 0;
+    for (int64_t i = 0; i < rows; i++) {
+      luaL_addstring(&b, "\n");
+      idx[r] = i;
+      for (int64_t j = 0; j < cols; j++) { idx[c] = j; fmt_val(&b, t, idx); }
+      if (t->size[c] > cols) luaL_addstring(&b, "  ...");
+    }
+    if (t->size[r] > rows) luaL_addstring(&b, "\n  ...");
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ views */
+static int l_t(lua_State *L) {
+  fvl_tensor *t = T(1);
+  if (t->ndim != 2) { char b[64]; return luaL_error(L, "t: expected a 2-D tensor, got %s", fvl_shape_str(t, b, sizeof b)); }
+  fvl_pushtensor(L, fvl_transpose(t, 0, 1));
+  return 1;
+}
+static int l_transpose(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int a = dim_arg(L, 2, t, "transpose"), b = dim_arg(L, 3, t, "transpose");
+  fvl_pushtensor(L, fvl_transpose(t, a, b));
+  return 1;
+}
+static int l_reshape(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int64_t sz[FVL_MAXDIM];
+  int nd = fvl_checkshape(L, 2, "reshape", sz);
+  fvl_pushtensor(L, fvl_reshape(t, nd, sz));
+  return 1;
+}
+static int l_narrow(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = dim_arg(L, 2, t, "narrow");
+  lua_Integer s = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
+  if (s < 1 || n < 0 || s - 1 + n > t->size[d])
+    return luaL_error(L, "narrow: rows %d..%d are outside 1..%d of dim %d", (int)s, (int)(s + n - 1), (int)t->size[d], d + 1);
+  fvl_pushtensor(L, fvl_narrow(t, d, s - 1, n));
+  return 1;
+}
+static int l_select(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = dim_arg(L, 2, t, "select");
+  lua_Integer i = luaL_checkinteger(L, 3);
+  if (i < 1 || i > t->size[d]) return luaL_error(L, "select: index %d is outside 1..%d", (int)i, (int)t->size[d]);
+  fvl_pushtensor(L, fvl_select(t, d, i - 1));
+  return 1;
+}
+static int l_unsqueeze(lua_State *L) {
+  fvl_tensor *t = T(1);
+  lua_Integer d = luaL_checkinteger(L, 2);
+  if (d < 1 || d > t->ndim + 1) return luaL_error(L, "unsqueeze: dim %d is outside 1..%d", (int)d, t->ndim + 1);
+  fvl_pushtensor(L, fvl_unsqueeze(t, (int)d - 1));
+  return 1;
+}
+static int l_index(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = dim_arg(L, 2, t, "index");
+  fvl_tensor *idx = fvl_checkindex(L, 3, "index", "indices", t->size[d]);
+  fvl_tensor *r = fvl_index_select(t, d, idx);
+  fvl_release(idx);
+  fvl_pushtensor(L, r);
+  return 1;
+}
+static int l_gather(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = dim_arg(L, 2, t, "gather");
+  fvl_tensor *ix = T(3);
+  /* 1-based → 0-based copy */
+  fvl_tensor *c = fvl_to_dtype(ix, FVL_I32);
+  fvl_tensor *z = c ? fvl_clone(c) : NULL;
+  fvl_release(c);
+  if (!z) return fvl_raise(L);
+  int32_t *p = fvl_i32(z);
+  for (int64_t i = 0, n = fvl_numel(z); i < n; i++) p[i] -= 1;
+  fvl_tensor *r = fvl_gather(t, d, z);
+  fvl_release(z);
+  fvl_pushtensor(L, r);
+  return 1;
+}
+static int l_index_add(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = dim_arg(L, 2, t, "index_add");
+  fvl_tensor *idx = fvl_checkindex(L, 3, "index_add", "indices", t->size[d]);
+  fvl_tensor *src = T(4);
+  int rc = fvl_index_add_(t, d, idx, src);
+  fvl_release(idx);
+  if (rc < 0) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+static int l_contiguous(lua_State *L) { fvl_pushtensor(L, fvl_contiguous(T(1))); return 1; }
+static int l_clone(lua_State *L) { fvl_pushtensor(L, fvl_clone(T(1))); return 1; }
+static int l_detach(lua_State *L) { fvl_pushtensor(L, fvl_detach(T(1))); return 1; }
+static int l_float(lua_State *L) { fvl_pushtensor(L, fvl_to_dtype(T(1), FVL_F32)); return 1; }
+static int l_int(lua_State *L) { fvl_pushtensor(L, fvl_to_dtype(T(1), FVL_I32)); return 1; }
+static int l_copy(lua_State *L) {
+  fvl_tensor *t = T(1);
+  fvl_tensor *s = fvl_astensor(L, 2, t->dtype);
+  int rc = fvl_copy_(t, s);
+  fvl_release(s);
+  if (rc < 0) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+static int l_fill(lua_State *L) {
+  fvl_fill_(T(1), luaL_checknumber(L, 2));
+  lua_settop(L, 1);
+  return 1;
+}
+static int l_uniform_(lua_State *L) {
+  if (fvl_uniform_(T(1), (float)luaL_optnumber(L, 2, 0), (float)luaL_optnumber(L, 3, 1)) < 0) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+static int l_normal_(lua_State *L) {
+  if (fvl_normal_(T(1), (float)luaL_optnumber(L, 2, 0), (float)luaL_optnumber(L, 3, 1)) < 0) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ math */
+static int binop(lua_State *L, fvl_binop op) {
+  fvl_tensor *a = fvl_totensor(L, 1), *b = fvl_totensor(L, 2);
+  if (a && b) { fvl_pushtensor(L, fvl_binary(op, a, b)); return 1; }
+  if (a && lua_type(L, 2) == LUA_TNUMBER) { fvl_pushtensor(L, fvl_binary_scalar(op, a, lua_tonumber(L, 2), 0)); return 1; }
+  if (b && lua_type(L, 1) == LUA_TNUMBER) { fvl_pushtensor(L, fvl_binary_scalar(op, b, lua_tonumber(L, 1), 1)); return 1; }
+  if (a && lua_type(L, 2) == LUA_TTABLE) {
+    fvl_tensor *bt = fvl_astensor(L, 2, FVL_F32);
+    fvl_tensor *r = fvl_binary(op, a, bt);
+    fvl_release(bt);
+    fvl_pushtensor(L, r);
+    return 1;
+  }
+  static const char *names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
+  return luaL_error(L, "%s: expected tensors or numbers, got %s and %s", names[op], luaL_typename(L, 1), luaL_typename(L, 2));
+}
+static int l_add(lua_State *L) { return binop(L, FVL_ADD); }
+static int l_sub(lua_State *L) { return binop(L, FVL_SUB); }
+static int l_mul(lua_State *L) { return binop(L, FVL_MUL); }
+static int l_div(lua_State *L) { return binop(L, FVL_DIV); }
+static int l_pow(lua_State *L) { return binop(L, FVL_POW); }
+static int l_maximum(lua_State *L) { return binop(L, FVL_MAX2); }
+static int l_minimum(lua_State *L) { return binop(L, FVL_MIN2); }
+#define UN(name, op) static int l_##name(lua_State *L) { fvl_pushtensor(L, fvl_unary(op, T(1))); return 1; }
+UN(neg, FVL_NEG) UN(exp, FVL_EXP) UN(log, FVL_LOG) UN(sqrt, FVL_SQRT) UN(abs, FVL_ABS) UN(cos, FVL_COS)
+UN(sin, FVL_SIN) UN(acos, FVL_ACOS) UN(tanh, FVL_TANH) UN(sigmoid, FVL_SIGMOID) UN(relu, FVL_RELU)
+UN(square, FVL_SQUARE) UN(log1p, FVL_LOG1P) UN(sign, FVL_SIGN)
+static int l_floorf(lua_State *L) { fvl_pushtensor(L, fvl_unary(FVL_FLOOR, T(1))); return 1; }
+static int l_unm(lua_State *L) { return l_neg(L); }
+static int l_clamp(lua_State *L) {
+  fvl_tensor *t = T(1);
+  double lo = luaL_optnumber(L, 2, -HUGE_VAL), hi = luaL_optnumber(L, 3, HUGE_VAL);
+  fvl_pushtensor(L, fvl_clamp(t, lo, hi));
+  return 1;
+}
+static int cmp(lua_State *L, fvl_cmpop op) {
+  fvl_tensor *a = T(1), *b = fvl_totensor(L, 2);
+  if (b) fvl_pushtensor(L, fvl_compare(op, a, b));
+  else fvl_pushtensor(L, fvl_compare_scalar(op, a, luaL_checknumber(L, 2)));
+  return 1;
+}
+static int l_gt(lua_State *L) { return cmp(L, FVL_GT); }
+static int l_ge(lua_State *L) { return cmp(L, FVL_GE); }
+static int l_lt(lua_State *L) { return cmp(L, FVL_LT); }
+static int l_le(lua_State *L) { return cmp(L, FVL_LE); }
+static int l_eq(lua_State *L) { return cmp(L, FVL_EQ); }
+static int l_ne(lua_State *L) { return cmp(L, FVL_NE); }
+static int l_where(lua_State *L) {
+  fvl_tensor *c = T(1);
+  fvl_tensor *a = fvl_astensor(L, 2, FVL_F32), *b = fvl_astensor(L, 3, FVL_F32);
+  fvl_tensor *r = fvl_where(c, a, b);
+  fvl_release(a);
+  fvl_release(b);
+  fvl_pushtensor(L, r);
+  return 1;
+}
+
+static int keepdim_arg(lua_State *L, int idx) { return lua_toboolean(L, idx); }
+static int l_sum(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_sum(t, optdim(L, 2, t, "sum"), keepdim_arg(L, 3))); return 1; }
+static int l_mean(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_mean(t, optdim(L, 2, t, "mean"), keepdim_arg(L, 3))); return 1; }
+static int l_norm(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_norm(t, optdim(L, 2, t, "norm"), keepdim_arg(L, 3))); return 1; }
+static int l_logsumexp(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_logsumexp(t, optdim(L, 2, t, "logsumexp"), keepdim_arg(L, 3))); return 1; }
+static int plus_one(lua_State *L, fvl_tensor *idx) {
+  if (!idx) return fvl_raise(L);
+  int32_t *p = fvl_i32(idx);
+  for (int64_t i = 0, n = fvl_numel(idx); i < n; i++) p[i] += 1;
+  fvl_pushtensor(L, idx);
+  return 1;
+}
+static int minmax(lua_State *L, int ismax) {
+  fvl_tensor *t = T(1);
+  int d = optdim(L, 2, t, ismax ? "max" : "min");
+  fvl_tensor *arg = NULL;
+  fvl_tensor *v = ismax ? fvl_max(t, d, keepdim_arg(L, 3), &arg) : fvl_min(t, d, keepdim_arg(L, 3), &arg);
+  if (!v) return fvl_raise(L);
+  fvl_pushtensor(L, v);
+  if (d < 0) { fvl_release(arg); return 1; }
+  plus_one(L, arg);   /* indices are 1-based */
+  return 2;
+}
+static int l_max(lua_State *L) { return minmax(L, 1); }
+static int l_min(lua_State *L) { return minmax(L, 0); }
+static int l_argmax(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = optdim(L, 2, t, "argmax");
+  return plus_one(L, fvl_argmax(t, d, keepdim_arg(L, 3)));
+}
+static int l_normalize(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "normalize");
+  if (t->ndim == 0) return luaL_error(L, "normalize: expected at least 1-D tensor");
+  fvl_pushtensor(L, fvl_normalize(t, d, luaL_optnumber(L, 3, 1e-12)));
+  return 1;
+}
+static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); return 1; }
+static int l_cat(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int n = (int)luaL_len(L, 1);
+  if (n < 1 || n > 64) return luaL_error(L, "cat: expected 1..64 tensors, got %d", n);
+  fvl_tensor *ts[64];
+  for (int i = 0; i < n; i++) {
+    lua_geti(L, 1, i + 1);
+    ts[i] = fvl_totensor(L, -1);
+    if (!ts[i]) return luaL_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
+    lua_pop(L, 1);
+  }
+  int d = lua_isnoneornil(L, 2) ? 0 : dim_arg(L, 2, ts[0], "cat");
+  fvl_pushtensor(L, fvl_cat(n, ts, d));
+  return 1;
+}
+
+/* ------------------------------------------------------------------ autograd */
+static int l_requires_grad(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
+  if (on && t->dtype != FVL_F32) return luaL_error(L, "requires_grad: only float32 tensors can require grad");
+  if (t->grad_fn && !on) return luaL_error(L, "requires_grad: cannot turn off on a computed tensor; use :detach()");
+  t->requires_grad = on;
+  lua_settop(L, 1);
+  return 1;
+}
+static int l_backward(lua_State *L) {
+  fvl_tensor *t = T(1), *g = fvl_opttensor(L, 2);
+  fvl_abort_clear();
+  if (fvl_backward(t, g) < 0) return fvl_raise(L);
+  fvl_gc_charge(L);
+  return 0;
+}
+static int l_zero_grad(lua_State *L) {
+  fvl_tensor *t = T(1);
+  if (t->grad) fvl_fill_(t->grad, 0);
+  return 0;
+}
+static int l_no_grad(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  int prev = fvl_set_grad_enabled(0);
+  int top = lua_gettop(L);
+  int rc = lua_pcall(L, top - 1, LUA_MULTRET, 0);
+  fvl_set_grad_enabled(prev);
+  if (rc != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
+}
+static int l_grad_enabled(lua_State *L) {
+  if (!lua_isnone(L, 1)) fvl_set_grad_enabled(lua_toboolean(L, 1));
+  lua_pushboolean(L, fvl_grad_enabled());
+  return 1;
+}
+
+/* ------------------------------------------------------------------ files */
+static int l_save(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fvl_tensor *t = T(2);
+  if (fvl_npy_save(path, t) < 0) { lua_pushnil(L); lua_pushstring(L, fvl_errmsg()); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+static int l_load(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  fvl_tensor *t = fvl_npy_load(path);
+  if (!t) { lua_pushnil(L); lua_pushstring(L, fvl_errmsg()); return 2; }
+  fvl_pushtensor(L, t);
+  return 1;
+}
+
+/* ------------------------------------------------------------------ metatable */
+static int l_gc(lua_State *L) {
+  fvl_tensor **p = luaL_checkudata(L, 1, FVL_TENSOR_MT);
+  fvl_release(*p);
+  *p = NULL;
+  return 0;
+}
+static int l_free(lua_State *L) { return l_gc(L); }
+
+static const luaL_Reg methods[] = {
+  {"shape", l_shape}, {"stride", l_stride}, {"dim", l_dim}, {"numel", l_numel}, {"size", l_size},
+  {"dtype", l_dtype}, {"is_contiguous", l_is_contiguous}, {"get", l_get}, {"set", l_set},
+  {"totable", l_totable}, {"item", l_item}, {"t", l_t}, {"transpose", l_transpose},
+  {"reshape", l_reshape}, {"view", l_reshape}, {"narrow", l_narrow}, {"select", l_select},
+  {"unsqueeze", l_unsqueeze}, {"index", l_index}, {"gather", l_gather}, {"index_add", l_index_add},
+  {"contiguous", l_contiguous}, {"clone", l_clone}, {"detach", l_detach}, {"float", l_float},
+  {"int", l_int}, {"copy", l_copy}, {"fill", l_fill}, {"uniform_", l_uniform_}, {"normal_", l_normal_},
+  {"add", l_add}, {"sub", l_sub}, {"mul", l_mul}, {"div", l_div}, {"pow", l_pow},
+  {"maximum", l_maximum}, {"minimum", l_minimum},
+  {"neg", l_neg}, {"exp", l_exp}, {"log", l_log}, {"sqrt", l_sqrt}, {"abs", l_abs}, {"cos", l_cos},
+  {"sin", l_sin}, {"acos", l_acos}, {"tanh", l_tanh}, {"sigmoid", l_sigmoid}, {"relu", l_relu},
+  {"square", l_square}, {"log1p", l_log1p}, {"sign", l_sign}, {"floor", l_floorf}, {"clamp", l_clamp},
+  {"gt", l_gt}, {"ge", l_ge}, {"lt", l_lt}, {"le", l_le}, {"eq", l_eq}, {"ne", l_ne},
+  {"sum", l_sum}, {"mean", l_mean}, {"max", l_max}, {"min", l_min}, {"argmax", l_argmax},
+  {"norm", l_norm}, {"logsumexp", l_logsumexp}, {"normalize", l_normalize}, {"matmul", l_matmul},
+  {"requires_grad", l_requires_grad}, {"backward", l_backward}, {"zero_grad", l_zero_grad},
+  {"free", l_free}, {NULL, NULL}};
+
+static int l_index_mm(lua_State *L) {
+  fvl_tensor **p = luaL_checkudata(L, 1, FVL_TENSOR_MT);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *k = lua_tostring(L, 2);
+    if (!*p) return luaL_error(L, "tensor: used after free()");
+    if (strcmp(k, "grad") == 0) {
+      if ((*p)->grad) fvl_pushtensor(L, fvl_retain((*p)->grad)); else lua_pushnil(L);
+      return 1;
+    }
+    if (strcmp(k, "is_leaf") == 0) { lua_pushboolean(L, (*p)->grad_fn == NULL); return 1; }
+    if (strcmp(k, "grad_fn") == 0) {
+      if ((*p)->grad_fn) lua_pushstring(L, (*p)->grad_fn->name); else lua_pushnil(L);
+      return 1;
+    }
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+static int l_newindex_mm(lua_State *L) {
+  fvl_tensor *t = T(1);
+  const char *k = luaL_checkstring(L, 2);
+  if (strcmp(k, "grad") == 0) {
+    fvl_tensor *g = fvl_opttensor(L, 3);
+    if (g && !fvl_same_shape(g, t)) return luaL_error(L, "tensor.grad: gradient shape differs from the tensor's");
+    fvl_release(t->grad);
+    t->grad = g ? fvl_clone(g) : NULL;
+    return 0;
+  }
+  return luaL_error(L, "tensor: cannot set field '%s' (tensors have only .grad)", k);
+}
+static int l_len(lua_State *L) {
+  fvl_tensor *t = T(1);
+  lua_pushinteger(L, t->ndim ? t->size[0] : 1);
+  return 1;
+}
+static int l_unm_mm(lua_State *L) { lua_settop(L, 1); return l_unm(L); }
+
+int fvl_open_tensor(lua_State *L) {
+  int top = lua_gettop(L);
+  if (luaL_newmetatable(L, FVL_TENSOR_MT)) {
+    lua_newtable(L);
+    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods");
+    lua_pushcclosure(L, l_index_mm, 1);
+    lua_setfield(L, -2, "__index");
+    static const luaL_Reg mm[] = {{"__gc", l_gc}, {"__close", l_gc}, {"__tostring", l_tostring},
+                                  {"__newindex", l_newindex_mm}, {"__add", l_add}, {"__sub", l_sub},
+                                  {"__mul", l_mul}, {"__div", l_div}, {"__pow", l_pow},
+                                  {"__unm", l_unm_mm}, {"__len", l_len}, {NULL, NULL}};
+    luaL_setfuncs(L, mm, 0);
+    lua_pushstring(L, "fvl.Tensor");
+    lua_setfield(L, -2, "__name");
+  }
+  lua_pop(L, 1);
+  static const luaL_Reg fns[] = {
+    {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"empty", l_empty}, {"full", l_full},
+    {"arange", l_arange}, {"rand", l_rand}, {"randn", l_randn}, {"randint", l_randint},
+    {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state}, {"set_rng_state", l_set_rng_state},
+    {"threads", l_threads}, {"mem", l_mem}, {"info", l_info}, {"normalize", l_normalize},
+    {"matmul", l_matmul}, {"cat", l_cat}, {"where", l_where}, {"no_grad", l_no_grad},
+    {"grad_enabled", l_grad_enabled}, {"save", l_save}, {"load", l_load},
+    {"maximum", l_maximum}, {"minimum", l_minimum}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+  /* fvl.Tensor = the method table, so Lua code can add methods */
+  luaL_getmetatable(L, FVL_TENSOR_MT);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, top, "Tensor");
+  lua_pop(L, 1);
+  fvl_get_threads();
+  lua_settop(L, top);
+  return 0;
+}

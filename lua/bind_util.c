@@ -1,0 +1,252 @@
+/* bind_util.c — argument checking and conversion shared by every binding file. */
+#include <string.h>
+#include <math.h>
+#include "bind.h"
+
+fvl_tensor *fvl_totensor(lua_State *L, int idx) {
+  fvl_tensor **p = luaL_testudata(L, idx, FVL_TENSOR_MT);
+  return p ? *p : NULL;
+}
+fvl_tensor *fvl_checktensor(lua_State *L, int idx) {
+  fvl_tensor *t = fvl_totensor(L, idx);
+  if (!t) luaL_typeerror(L, idx, "fvl.Tensor");
+  if (!t) return NULL;
+  return t;
+}
+fvl_tensor *fvl_opttensor(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return NULL;
+  return fvl_checktensor(L, idx);
+}
+
+static size_t gc_last = 0;
+void fvl_gc_charge(lua_State *L) {
+  size_t live = fvl_bytes_live();
+  if (live > gc_last + (1u << 20)) {
+    int kb = (int)((live - gc_last) >> 10);
+    gc_last = live;
+    lua_gc(L, LUA_GCSTEP, kb);
+    /* after collecting, the engine may hold less */
+    size_t now = fvl_bytes_live();
+    if (now < gc_last) gc_last = now;
+  } else if (live < gc_last) {
+    gc_last = live;
+  }
+}
+
+void fvl_pushtensor(lua_State *L, fvl_tensor *t) {
+  if (!t) { fvl_raise(L); return; }
+  fvl_tensor **p = lua_newuserdatauv(L, sizeof *p, 1);
+  *p = t;
+  luaL_setmetatable(L, FVL_TENSOR_MT);
+  fvl_gc_charge(L);
+}
+
+int fvl_raise(lua_State *L) { return luaL_error(L, "%s", fvl_errmsg()); }
+
+/* ---- nested tables → tensor ---- */
+static int table_shape(lua_State *L, int idx, int depth, int64_t *size, int *ndim, const char *fn) {
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    if (depth == 0) return luaL_error(L, "%s: expected a table of numbers", fn);
+    *ndim = depth;
+    return 0;
+  }
+  if (depth >= FVL_MAXDIM) return luaL_error(L, "%s: table nested deeper than %d", fn, FVL_MAXDIM);
+  lua_Integer n = luaL_len(L, idx);
+  size[depth] = n;
+  if (n == 0) { *ndim = depth + 1; return 0; }
+  lua_geti(L, idx, 1);
+  table_shape(L, lua_gettop(L), depth + 1, size, ndim, fn);
+  lua_pop(L, 1);
+  return 0;
+}
+static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t *size, fvl_tensor *t,
+                       int64_t *pos, char *path, size_t plen, const char *fn) {
+  lua_Integer n = luaL_len(L, idx);
+  if (n != size[depth])
+    luaL_error(L, "%s: ragged table: %s has %d entries, expected %d", fn, path[0] ? path : "table",
+               (int)n, (int)size[depth]);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int ty = lua_geti(L, idx, i);
+    size_t k = strlen(path);
+    snprintf(path + k, plen - k, "[%d]", (int)i);
+    if (depth == ndim - 1) {
+      if (ty != LUA_TNUMBER && ty != LUA_TBOOLEAN)
+        luaL_error(L, "%s: entry %s is a %s, expected a number", fn, path, luaL_typename(L, -1));
+      double v = ty == LUA_TBOOLEAN ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
+      if (t->dtype == FVL_F32) fvl_f32(t)[*pos] = (float)v;
+      else fvl_i32(t)[*pos] = (int32_t)v;
+      (*pos)++;
+    } else {
+      if (ty != LUA_TTABLE)
+        luaL_error(L, "%s: entry %s is a %s, expected a table", fn, path, luaL_typename(L, -1));
+      table_fill(L, lua_gettop(L), depth + 1, ndim, size, t, pos, path, plen, fn);
+    }
+    path[k] = 0;
+    lua_pop(L, 1);
+  }
+}
+static fvl_tensor *from_table(lua_State *L, int idx, fvl_dtype dt, const char *fn) {
+  int64_t size[FVL_MAXDIM];
+  int ndim = 0;
+  idx = lua_absindex(L, idx);
+  table_shape(L, idx, 0, size, &ndim, fn);
+  fvl_tensor *t = fvl_empty(dt, ndim, size);
+  if (!t) fvl_raise(L);
+  /* anchor t on the stack so an error while filling does not leak it */
+  fvl_pushtensor(L, t);
+  int64_t pos = 0;
+  char path[128] = "";
+  table_fill(L, idx, 0, ndim, size, t, &pos, path, sizeof path, fn);
+  fvl_retain(t);
+  lua_pop(L, 1);
+  return t;
+}
+fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt) {
+  fvl_tensor *t = fvl_totensor(L, idx);
+  if (t) return fvl_retain(t);
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    fvl_tensor *s = dt == FVL_F32 ? fvl_scalar((float)lua_tonumber(L, idx)) : fvl_full(FVL_I32, 0, NULL, lua_tonumber(L, idx));
+    if (!s) fvl_raise(L);
+    return s;
+  }
+  if (lua_type(L, idx) == LUA_TTABLE) return from_table(L, idx, dt, "tensor");
+  luaL_typeerror(L, idx, "fvl.Tensor, number or table");
+  return NULL;
+}
+
+static fvl_tensor *check_1based(lua_State *L, int idx, const char *fn, const char *arg, int64_t n,
+                                int64_t hi, int labels) {
+  fvl_tensor *src;
+  if (lua_type(L, idx) == LUA_TTABLE) src = from_table(L, idx, FVL_I32, fn);
+  else {
+    fvl_tensor *t = fvl_totensor(L, idx);
+    if (!t) luaL_error(L, "%s: %s must be an int32 tensor or a table of integers, got %s", fn, arg, luaL_typename(L, idx));
+    if (t->ndim != 1) {
+      char b[64];
+      luaL_error(L, "%s: %s must be 1-D, got %s", fn, arg, fvl_shape_str(t, b, sizeof b));
+    }
+    src = fvl_retain(t);
+  }
+  if (src->ndim != 1) { fvl_release(src); luaL_error(L, "%s: %s must be a flat list", fn, arg); }
+  if (n >= 0 && src->size[0] != n) {
+    long long got = src->size[0];
+    fvl_release(src);
+    luaL_error(L, "%s: %s has %lld entries, expected %lld (one per row)", fn, arg, got, (long long)n);
+  }
+  int64_t m = src->size[0];
+  fvl_tensor *out = fvl_empty(FVL_I32, 1, &m);
+  if (!out) { fvl_release(src); fvl_raise(L); }
+  int32_t *o = fvl_i32(out);
+  for (int64_t i = 0; i < m; i++) {
+    double v = src->dtype == FVL_F32 ? fvl_f32(src)[i * src->stride[0]] : fvl_i32(src)[i * src->stride[0]];
+    if (v != floor(v) || v < 1 || (hi > 0 && v > hi)) {
+      fvl_release(src);
+      fvl_release(out);
+      if (hi > 0) luaL_error(L, "%s: %s[%lld] = %g is outside 1..%lld", fn, arg, (long long)i + 1, v, (long long)hi);
+      else luaL_error(L, "%s: %s[%lld] = %g is not a positive integer", fn, arg, (long long)i + 1, v);
+    }
+    o[i] = (int32_t)v - 1;
+  }
+  (void)labels;
+  fvl_release(src);
+  return out;
+}
+fvl_tensor *fvl_checklabels(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses) {
+  return check_1based(L, idx, fn, "labels", n, nclasses, 1);
+}
+fvl_tensor *fvl_checkindex(lua_State *L, int idx, const char *fn, const char *arg, int64_t n) {
+  return check_1based(L, idx, fn, arg, -1, n, 0);
+}
+
+void fvl_checkopts(lua_State *L, int idx, const char *fn, const char *const *allowed) {
+  if (lua_isnoneornil(L, idx)) return;
+  if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    const char *k = lua_tostring(L, -1);
+    int ok = 0;
+    for (const char *const *a = allowed; *a; a++) if (strcmp(*a, k) == 0) { ok = 1; break; }
+    if (!ok) {
+      luaL_Buffer b;
+      luaL_buffinit(L, &b);
+      for (const char *const *a = allowed; *a; a++) {
+        if (a != allowed) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, *a);
+      }
+      luaL_pushresult(&b);
+      luaL_error(L, "%s: unknown option '%s' (expected one of: %s)", fn, k, lua_tostring(L, -1));
+    }
+  }
+}
+static int getopt_(lua_State *L, int idx, const char *key) {
+  if (lua_type(L, idx) != LUA_TTABLE) { lua_pushnil(L); return LUA_TNIL; }
+  return lua_getfield(L, idx, key);
+}
+double fvl_optnum(lua_State *L, int idx, const char *key, double def) {
+  int t = getopt_(L, idx, key);
+  double v = def;
+  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+int fvl_optint(lua_State *L, int idx, const char *key, int def) {
+  double v = fvl_optnum(L, idx, key, def);
+  if (v != floor(v)) luaL_error(L, "option '%s' must be an integer, got %g", key, v);
+  return (int)v;
+}
+int fvl_optbool(lua_State *L, int idx, const char *key, int def) {
+  int t = getopt_(L, idx, key);
+  int v = def;
+  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def) {
+  int t = getopt_(L, idx, key);
+  const char *v = def;
+  if (t == LUA_TSTRING) v = lua_tostring(L, -1);  /* stays alive: the options table holds it */
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const char *const *names, int def) {
+  const char *s = fvl_optstr(L, idx, key, NULL);
+  if (!s) return def;
+  for (int i = 0; names[i]; i++) if (strcmp(names[i], s) == 0) return i;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 0; names[i]; i++) { if (i) luaL_addchar(&b, '|'); luaL_addstring(&b, names[i]); }
+  luaL_pushresult(&b);
+  return luaL_error(L, "%s: %s = '%s' (expected %s)", fn, key, s, lua_tostring(L, -1));
+}
+
+int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
+  int nd = 0;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, idx);
+    if (n > FVL_MAXDIM) luaL_error(L, "%s: %d dimensions (at most %d)", fn, (int)n, FVL_MAXDIM);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, idx, i);
+      int isnum;
+      lua_Integer v = lua_tointegerx(L, -1, &isnum);
+      if (!isnum || v < -1) luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, (int)i, luaL_tolstring(L, -1, NULL));
+      size[nd++] = v;
+      lua_pop(L, 1);
+    }
+    return nd;
+  }
+  int top = lua_gettop(L);
+  for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
+    if (nd >= FVL_MAXDIM) luaL_error(L, "%s: more than %d dimensions", fn, FVL_MAXDIM);
+    int isnum;
+    lua_Integer v = lua_tointegerx(L, i, &isnum);
+    if (!isnum || v < -1) luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, nd + 1, lua_tostring(L, i));
+    size[nd++] = v;
+  }
+  return nd;
+}
