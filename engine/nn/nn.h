@@ -1,0 +1,115 @@
+/* nn.h — layer kernels and optimiser steps.
+ *
+ * Two levels, as for the losses:
+ *  1. raw kernels on float* arrays (NCHW, row-major, contiguous), forward and backward side by
+ *     side, OpenMP over rows/channels, no allocation except where a workspace is documented;
+ *  2. autograd wrappers on fvl_tensor* (fvl_nn_*), which check shapes and name the layer in
+ *     their errors: "conv2d: input is 8x3x28x28 but the layer expects 1 input channel(s)".
+ * Backward kernels overwrite their outputs (dx, dw, db); NULL outputs are skipped. */
+#ifndef FVL_NN_H
+#define FVL_NN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "core.h"
+#include "tensor.h"
+
+/* ------------------------------------------------------------------ conv2d (im2col + sgemm)
+ * x: B×C×H×W, w: O×C×KH×KW, bias: O (or NULL), y: B×O×OH×OW,
+ * OH = (H + 2 ph - KH) / sh + 1, OW likewise.
+ * Samples are processed in groups of G: one im2col of the group into a (C·KH·KW)×(G·OH·OW)
+ * matrix and ONE sgemm per group (OpenBLAS threads inside), G chosen so that the workspace stays
+ * near 16 MiB and the GEMM has at least ~1024 columns. */
+typedef struct fvl_conv2d_shape {
+  int B, C, H, W;      /* input */
+  int O, KH, KW;       /* filters */
+  int sh, sw, ph, pw;  /* stride, zero padding */
+  int OH, OW;          /* output (filled by fvl_conv2d_plan) */
+  int G;               /* samples per GEMM group (filled by fvl_conv2d_plan) */
+} fvl_conv2d_shape;
+/* fills OH, OW, G; -1 with a message naming "conv2d" when the sizes do not make an output */
+int fvl_conv2d_plan(fvl_conv2d_shape *s);
+/* floats of workspace the forward/backward need */
+size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s);
+int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                   float *y, float *work);
+int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
+                   float *dx, float *dw, float *db, float *work);
+/* im2col of one group of g samples starting at x: cols is (C·KH·KW) × (g·OH·OW) */
+void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols);
+/* adds cols back into dx (which must be zeroed by the caller for the group) */
+void fvl_col2im(const fvl_conv2d_shape *s, const float *cols, int g, float *dx);
+
+/* ------------------------------------------------------------------ pooling
+ * x: B×C×H×W → y: B×C×OH×OW, OH = (H + 2 p - k) / s + 1 (floor).
+ * max: padding counts as -inf; argmax (int32, index into the H×W plane, -1 if the window is
+ * all padding) is saved for the backward. avg: padding counts as zeros (count_include_pad). */
+typedef struct fvl_pool2d_shape {
+  int B, C, H, W;
+  int kh, kw, sh, sw, ph, pw;
+  int OH, OW;
+} fvl_pool2d_shape;
+int fvl_pool2d_plan(fvl_pool2d_shape *s, const char *fn);
+void fvl_maxpool2d_fwd(const fvl_pool2d_shape *s, const float *x, float *y, int32_t *argmax);
+void fvl_maxpool2d_bwd(const fvl_pool2d_shape *s, const float *dy, const int32_t *argmax, float *dx);
+void fvl_avgpool2d_fwd(const fvl_pool2d_shape *s, const float *x, float *y);
+void fvl_avgpool2d_bwd(const fvl_pool2d_shape *s, const float *dy, float *dx);
+
+/* ------------------------------------------------------------------ batch normalisation
+ * x viewed as B×C×S (S = H·W for 2d, 1 for 1d); statistics per channel over B·S values.
+ * Train: y = gamma (x - mean) / sqrt(var + eps) + beta with the batch's biased variance;
+ *   running_mean/var (may be NULL) ← (1 - momentum) running + momentum batch (unbiased var);
+ *   saves mean and invstd (C each) for the backward.
+ * Eval: uses running_mean/var; invstd of the running variance is written to save_invstd.
+ * gamma/beta NULL = no affine part. Backward in train mode includes the statistics' gradient;
+ * in eval mode it is the affine map only. */
+int fvl_batchnorm_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
+                      float *running_mean, float *running_var, int training, double momentum,
+                      double eps, float *y, float *save_mean, float *save_invstd);
+void fvl_batchnorm_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                       const float *save_mean, const float *save_invstd, int training, float *dx,
+                       float *dgamma, float *dbeta);
+
+/* ------------------------------------------------------------------ activations
+ * prelu: x B×C×S, a has C values (or 1 shared value when na == 1). */
+void fvl_prelu_fwd(const float *x, int B, int C, int64_t S, const float *a, int na, float *y);
+void fvl_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *a, int na,
+                   float *dx, float *da);
+/* dropout: mask[i] = 0 with probability p, else 1/(1-p); drawn from the global generator so
+ * that the mask does not depend on the thread count (advances its counter by n). */
+void fvl_dropout_mask(float *mask, size_t n, double p);
+
+/* ------------------------------------------------------------------ linear
+ * x: B×In, w: O×In, bias: O or NULL → y: B×O = x wᵀ + b */
+void fvl_linear_fwd(const float *x, int B, int In, const float *w, int O, const float *bias, float *y);
+void fvl_linear_bwd(const float *x, int B, int In, const float *w, int O, const float *dy, float *dx,
+                    float *dw, float *db);
+
+/* ------------------------------------------------------------------ optimiser steps (in place)
+ * SGD as in PyTorch: g ← g + wd·p; buf ← first ? g : momentum·buf + (1 - dampening)·g;
+ * g ← nesterov ? g + momentum·buf : buf (when momentum > 0); p ← p - lr·g.
+ * buf may be NULL when momentum == 0. */
+void fvl_sgd_step(float *p, const float *g, float *buf, size_t n, double lr, double momentum,
+                  double dampening, double weight_decay, int nesterov, int first);
+/* AdamW (decoupled decay): p ← p (1 - lr·wd); m ← b1 m + (1-b1) g; v ← b2 v + (1-b2) g²;
+ * p ← p - lr · (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t = step (1 for the first). */
+void fvl_adamw_step(float *p, const float *g, float *m, float *v, size_t n, double lr, double beta1,
+                    double beta2, double eps, double weight_decay, int64_t step);
+/* sum of squares in double (for clipping by global norm) and in-place scaling */
+double fvl_sumsq(const float *x, size_t n);
+void fvl_scale_inplace(float *x, size_t n, float s);
+
+/* ------------------------------------------------------------------ autograd wrappers
+ * Tensors must be float32; x is made contiguous when needed. Errors name the layer. */
+fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
+                          int pw);
+fvl_tensor *fvl_nn_maxpool2d(fvl_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
+fvl_tensor *fvl_nn_avgpool2d(fvl_tensor *x, int kh, int kw, int sh, int sw, int ph, int pw);
+/* x: B×C or B×C×H×W; running stats are updated in place in training mode */
+fvl_tensor *fvl_nn_batchnorm(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta,
+                             fvl_tensor *running_mean, fvl_tensor *running_var, int training,
+                             double momentum, double eps);
+fvl_tensor *fvl_nn_prelu(fvl_tensor *x, fvl_tensor *a);
+/* p = 0 or !training: returns x itself (a new reference) */
+fvl_tensor *fvl_nn_dropout(fvl_tensor *x, double p, int training);
+fvl_tensor *fvl_nn_linear(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias);
+#endif
