@@ -633,6 +633,51 @@ static int l_len(lua_State *L) {
 }
 static int l_unm_mm(lua_State *L) { lua_settop(L, 1); return l_unm(L); }
 
+
+/* ------------------------------------------------------------------ benchmark baselines */
+#include <time.h>
+#include <cblas.h>
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+/* fvl._bench.sgemm(M, N, K, reps [, transb]) -> seconds per call of a raw cblas_sgemm */
+static int l_bench_sgemm(lua_State *L) {
+  int M = (int)luaL_checkinteger(L, 1), N = (int)luaL_checkinteger(L, 2), K = (int)luaL_checkinteger(L, 3);
+  int reps = (int)luaL_optinteger(L, 4, 10), tb = lua_toboolean(L, 5);
+  if (M <= 0 || N <= 0 || K <= 0 || reps <= 0) return luaL_error(L, "bench.sgemm: sizes and reps must be positive");
+  float *A = fvl_alloc((size_t)M * K * 4), *B = fvl_alloc((size_t)K * N * 4), *C = fvl_alloc((size_t)M * N * 4);
+  if (!A || !B || !C) { fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4); return fvl_raise(L); }
+  for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, A, K, B, tb ? K : N, 0, C, N);
+  double t0 = now_s();
+  for (int r = 0; r < reps; r++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, A, K, B, tb ? K : N, 0, C, N);
+  double dt = (now_s() - t0) / reps;
+  fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4);
+  lua_pushnumber(L, dt);
+  return 1;
+}
+/* fvl._bench.memcpy(bytes, reps) -> seconds per memcpy of `bytes` */
+static int l_bench_memcpy(lua_State *L) {
+  size_t n = (size_t)luaL_checkinteger(L, 1);
+  int reps = (int)luaL_optinteger(L, 2, 10);
+  char *a = fvl_alloc(n), *b = fvl_alloc(n);
+  if (!a || !b) { fvl_dealloc(a, n); fvl_dealloc(b, n); return fvl_raise(L); }
+  memset(a, 1, n);
+  memcpy(b, a, n);
+  double t0 = now_s();
+  for (int r = 0; r < reps; r++) { a[r % n] = (char)r; memcpy(b, a, n); }
+  double dt = (now_s() - t0) / reps;
+  lua_pushnumber(L, dt + 0.0 * b[n / 2]);
+  fvl_dealloc(a, n); fvl_dealloc(b, n);
+  return 1;
+}
+/* fvl._bench.clock() -> monotonic seconds */
+static int l_bench_clock(lua_State *L) { lua_pushnumber(L, now_s()); return 1; }
+
 int fvl_open_tensor(lua_State *L) {
   int top = lua_gettop(L);
   if (luaL_newmetatable(L, FVL_TENSOR_MT)) {
@@ -665,6 +710,11 @@ int fvl_open_tensor(lua_State *L) {
   lua_getfield(L, -1, "methods");
   lua_setfield(L, top, "Tensor");
   lua_pop(L, 1);
+  static const luaL_Reg bench[] = {{"sgemm", l_bench_sgemm}, {"memcpy", l_bench_memcpy}, {"clock", l_bench_clock}, {NULL, NULL}};
+  luaL_newlib(L, bench);
+  lua_setfield(L, top, "_bench");
+  lua_pushcfunction(L, l_bench_clock);
+  lua_setfield(L, top, "clock");
   fvl_get_threads();
   lua_settop(L, top);
   return 0;
