@@ -1,0 +1,216 @@
+-- fvl.loss.base — what every classification head shares: the class centres (head.weight),
+-- input checks that name the head, the B×C workspaces reused across steps, parameters(),
+-- logits()/predict() for evaluation, train()/evaluate() for the state updates.
+--
+-- A head is an object made by util.class: plain fields (head.s, head.m, head.t, ...) that a
+-- script may read and write between steps, and `head(x, labels)` → scalar loss tensor.
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+
+local fail = util.fail
+local Head = util.class("fvl.loss.Head")
+local M = { Head = Head }
+
+-- option names every centre-holding head accepts
+M.COMMON = { "dim", "classes", "weight", "nonfinite" }
+
+-- concatenate option lists: M.opts(M.COMMON, {"s", "m"})
+function M.opts(...)
+  local out = {}
+  for _, list in ipairs { ... } do
+    for _, k in ipairs(list) do out[#out + 1] = k end
+  end
+  return out
+end
+
+-- Xavier-normal centres from the engine's seeded generator, as a leaf that requires grad.
+local function init_weight(C, D)
+  local w = fvl.randn(C, D) * math.sqrt(2.0 / (C + D))
+  w = w:detach()
+  w:requires_grad()
+  return w
+end
+
+-- a private float32 leaf copy of a user tensor (so the head never aliases the caller's data)
+function M.leaf_copy(t)
+  local c = t:detach():clone():contiguous()
+  c = c:detach()
+  c:requires_grad()
+  return c
+end
+
+-- Fills name, dim, classes, weight, nonfinite, training from checked options `o`.
+function Head:setup(name, o, need_weight)
+  self.name = name
+  self.nonfinite = util.enum(name, "nonfinite", o.nonfinite, { "error", "warn" }, "error")
+  self.training = true
+  if need_weight == false then
+    if o.dim ~= nil then self.dim = util.integer(name, "dim", o.dim, nil, 1) end
+    return self
+  end
+  local W = o.weight
+  if W ~= nil then
+    util.check_tensor(name, "weight", W, "float32")
+    if W:dim() ~= 2 then
+      fail(string.format("%s: weight must be a C×D tensor (classes × dim), got %s", name, util.shape_str(W)))
+    end
+    local C, D = W:size(1), W:size(2)
+    if o.dim ~= nil and o.dim ~= D then
+      fail(string.format("%s: weight is %s but dim = %s (expected %s×%s)", name, util.shape_str(W),
+                         tostring(o.dim), tostring(o.classes or C), tostring(o.dim)))
+    end
+    if o.classes ~= nil and o.classes ~= C then
+      fail(string.format("%s: weight is %s but classes = %s (expected %s×%s)", name, util.shape_str(W),
+                         tostring(o.classes), tostring(o.classes), tostring(o.dim or D)))
+    end
+    self.dim, self.classes = D, C
+    self.weight = M.leaf_copy(W)
+  else
+    if o.dim == nil then fail(name .. ": option dim (embedding size) is required") end
+    if o.classes == nil then fail(name .. ": option classes (number of classes) is required") end
+    self.dim = util.integer(name, "dim", o.dim, nil, 1)
+    self.classes = util.integer(name, "classes", o.classes, nil, 2)
+    self.weight = init_weight(self.classes, self.dim)
+  end
+  return self
+end
+
+-- x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.
+-- Returns B and the labels as an int32 tensor, after checking every label lies in 1..classes.
+function Head:check_input(x, labels)
+  local name = self.name
+  if not util.is_tensor(x) then
+    fail(string.format("%s: x must be a B×D float32 tensor, got %s", name, type(x)))
+  end
+  if x:dtype() ~= "float32" then
+    fail(string.format("%s: x must be a float32 tensor, got %s", name, x:dtype()))
+  end
+  if x:dim() ~= 2 then
+    fail(string.format("%s: x must be 2-D (B×D), got %s", name, util.shape_str(x)))
+  end
+  local B, D = x:size(1), x:size(2)
+  if B == 0 then fail(string.format("%s: empty batch (x is %s)", name, util.shape_str(x))) end
+  if self.dim and D ~= self.dim then
+    fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x),
+                       B, self.dim, self.dim))
+  end
+  local y, list
+  if type(labels) == "table" then
+    list = labels
+    if #list ~= B then
+      fail(string.format("%s: labels has %d entries but x has %d rows", name, #list, B))
+    end
+    for i = 1, B do
+      if math.type(list[i]) ~= "integer" and not (type(list[i]) == "number" and list[i] == math.floor(list[i])) then
+        fail(string.format("%s: labels[%d] = %s is not an integer class id", name, i, tostring(list[i])))
+      end
+    end
+    y = fvl.tensor(list, "int32")
+  elseif util.is_tensor(labels) then
+    if labels:dtype() ~= "int32" then
+      fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got a %s tensor",
+                         name, labels:dtype()))
+    end
+    if labels:numel() ~= B or labels:dim() > 2 then
+      fail(string.format("%s: labels is %s but x has %d rows (expected %d labels)", name,
+                         util.shape_str(labels), B, B))
+    end
+    y = labels
+    if y:dim() ~= 1 then y = y:reshape(B) end
+    list = y:totable()
+  else
+    fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got %s", name,
+                       type(labels)))
+  end
+  local C = self.classes
+  for i = 1, B do
+    local v = list[i]
+    if v < 1 or (C and v > C) then
+      fail(string.format("%s: labels[%d] = %d is outside 1..%s", name, i, v, C and tostring(C) or "inf"))
+    end
+  end
+  return B, y
+end
+
+-- B×C logits workspace and B×C gradient workspace, reallocated only when B or C change.
+function Head:workspaces(B)
+  local C = self.weight:size(1)
+  if self._ws_B ~= B or self._ws_C ~= C then
+    self._ws, self._gws = fvl.zeros(B, C), fvl.zeros(B, C)
+    self._ws_B, self._ws_C = B, C
+  end
+  return self._ws, self._gws
+end
+
+-- normalised cosine matrix of this batch against the centres (tracked), in the workspace
+function Head:cosine(x, B)
+  local ws = self:workspaces(B)
+  return fvl.F.cosine(x, self.weight, ws)
+end
+
+-- fused margin softmax-CE: batch mean of CE over the logits described by `spec`
+function Head:margin_ce(logits, y, spec)
+  spec.gws = self._gws
+  spec.nonfinite = self.nonfinite
+  return fvl.F.margin_ce(logits, y, spec, self.name)
+end
+
+function Head:parameters()
+  local p = {}
+  if self.weight then p[#p + 1] = self.weight end
+  if self.bias then p[#p + 1] = self.bias end
+  if self.xi then p[#p + 1] = self.xi end
+  return p
+end
+
+function Head:train(on)
+  self.training = on == nil and true or not not on
+  return self
+end
+function Head:evaluate() return self:train(false) end
+
+-- raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked
+function Head:raw_logits(x)
+  return fvl.F.cosine(x, self.weight)
+end
+
+function Head:logits(x)
+  local name = self.name
+  if not util.is_tensor(x) or x:dim() ~= 2 or x:dtype() ~= "float32" then
+    fail(string.format("%s:logits: x must be a B×D float32 tensor, got %s", name,
+                       util.is_tensor(x) and (x:dtype() .. " " .. util.shape_str(x)) or type(x)))
+  end
+  if self.dim and x:size(2) ~= self.dim then
+    fail(string.format("%s:logits: x is %s but the head expects B×%d", name, util.shape_str(x), self.dim))
+  end
+  local out
+  fvl.no_grad(function() out = self:raw_logits(x) end)
+  return out
+end
+
+-- predicted class ids (1-based) of each row of x
+function Head:predict(x)
+  return self:logits(x):argmax(2)
+end
+
+-- short summary for print(head)
+function Head:describe()
+  local keys = {}
+  for k, v in pairs(self) do
+    if type(k) == "string" and k:sub(1, 1) ~= "_" and (type(v) == "number" or type(v) == "string"
+       or type(v) == "boolean") and k ~= "name" then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(self[k]) end
+  return string.format("fvl.loss.%s{%s}", self.name, table.concat(parts, ", "))
+end
+
+-- checks shared by constructors -------------------------------------------------------------
+function M.num(name, key, v, default, lo, hi) return util.number(name, key, v, default, lo, hi) end
+function M.bool(name, key, v, default) return util.boolean(name, key, v, default) end
+function M.enum(name, key, v, names, default) return util.enum(name, key, v, names, default) end
+
+return M

@@ -1,0 +1,61 @@
+-- fvl.loss.circle — Circle loss (LOSSES.md §1.9).
+-- Class-level ("face") form: exactly CE over z_iy = γα_p(c_i - Δ_p), z_ij = γα_n(c_ij - Δ_n),
+-- α_p = [1+m-c]_+, α_n = [c+m]_+ constant, Δ_p = 1-m, Δ_n = m: one fused margin_ce call.
+-- Pairwise form: S = x̂x̂ᵀ within the batch, no centres, PML semantics.
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local base = require "fvl.loss.base"
+local margin = require "fvl.loss.margin"
+
+local Head, opts, num = base.Head, base.opts, base.num
+local fail = util.fail
+local M = {}
+
+local Circle = margin.cosine_head("circle")
+function M.circle(o)
+  o = util.check_opts("circle", o, opts(base.COMMON, { "m", "gamma" }))
+  local self = setmetatable({}, Circle):setup("circle", o)
+  self.m = num("circle", "m", o.m, 0.25)
+  self.gamma = num("circle", "gamma", o.gamma, 256, 0)
+  return self
+end
+function Circle:spec()
+  return { s = self.gamma, target = "circle", negative = "circle", circle_m = self.m }
+end
+
+local Pairwise = util.class("fvl.loss.circle_pairwise", Head)
+function M.circle_pairwise(o)
+  local n = "circle_pairwise"
+  o = util.check_opts(n, o, { "dim", "m", "gamma", "nonfinite" })
+  local self = setmetatable({}, Pairwise):setup(n, o, false)
+  self.m = num(n, "m", o.m, 0.25)
+  self.gamma = num(n, "gamma", o.gamma, 256, 0)
+  return self
+end
+function Pairwise:forward(x, labels)
+  local B, y = self:check_input(x, labels)
+  -- an anchor counts when it has a positive (same label, other row) and a negative
+  local count, list, valid = {}, y:totable(), 0
+  for i = 1, B do count[list[i]] = (count[list[i]] or 0) + 1 end
+  for i = 1, B do
+    local c = count[list[i]]
+    if c >= 2 and c < B then valid = valid + 1 end
+  end
+  if valid == 0 then
+    fail(string.format("circle_pairwise: no anchor in this batch of %d has both a positive (same label) " ..
+                       "and a negative; the loss is undefined", B))
+  end
+  local xn = fvl.normalize(x, 2)
+  local S = xn:matmul(xn:t())
+  return fvl.F.circle_pairwise(S, y, self.m, self.gamma)
+end
+function Pairwise:parameters() return {} end
+function Pairwise:raw_logits(x)
+  local xn = fvl.normalize(x, 2)
+  return xn:matmul(xn:t())          -- pairwise cosine similarities (B×B)
+end
+function Pairwise:predict()
+  fail("circle_pairwise: predict needs class centres; this head has none (use logits for similarities)")
+end
+
+return M

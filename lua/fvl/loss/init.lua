@@ -1,0 +1,40 @@
+-- fvl.loss — classification heads for face recognition (API.md "Loss heads", LOSSES.md).
+--
+--   local head = fvl.loss.arcface{dim = 512, classes = 10000}
+--   local loss = head(x, labels)       -- x: B×512 float32, labels: 1..10000; batch-mean scalar
+--   loss:backward()                    -- x.grad (if tracked), head.weight.grad
+--
+-- Every head: head.weight (C×D leaf), head:parameters(), `weight = tensor` to start from given
+-- centres, head:logits(x) / head:predict(x) for evaluation (no margin), head:train() /
+-- head:evaluate() (state updates happen only while training), nonfinite = "error"|"warn".
+-- Margins and scales are plain fields: `head.m = 0.3` between steps.
+-- Families: margin.lua (NormFace, SphereFace, CosFace, ArcFace, combined), hardneg.lua
+-- (MV-Softmax, CurricularFace), softmax.lua (Softmax, Center), circle.lua, and the hybrids
+-- written in Lua from fvl.F: discface.lua, npcface.lua. See docs/losses.md.
+local fvl = require "fvl.core"
+local loss = {}
+
+for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", "npcface" } do
+  local m = require("fvl.loss." .. family)
+  for k, v in pairs(m) do
+    if type(v) == "function" and k:match("^[a-z_]+$") and k ~= "cosine_head" and k ~= "arc_fallback" then
+      loss[k] = v
+    end
+  end
+end
+
+local base = require "fvl.loss.base"
+loss.Head = base.Head                                  -- base class, for user-written heads
+loss.cosine_head = require("fvl.loss.margin").cosine_head
+
+-- names of the heads, sorted (for help and the REPL)
+function loss.names()
+  local out = {}
+  for k, v in pairs(loss) do
+    if type(v) == "function" and k ~= "names" and k ~= "cosine_head" then out[#out + 1] = k end
+  end
+  table.sort(out)
+  return out
+end
+
+return loss

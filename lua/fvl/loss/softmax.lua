@@ -1,0 +1,86 @@
+-- fvl.loss.softmax — heads on raw logits z = x·Wᵀ + b (no normalisation):
+-- plain Softmax (LOSSES.md §1.1) and Softmax + Center loss with the α-rule (§1.10).
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local base = require "fvl.loss.base"
+
+local Head, opts, num, bool = base.Head, base.opts, base.num, base.bool
+local fail = util.fail
+local M = {}
+
+-- bias option: true/false, or a C tensor to start from
+local function setup_bias(self, name, v)
+  if v == nil or v == true then
+    local b = fvl.zeros(self.classes)
+    b:requires_grad()
+    self.bias = b
+  elseif v == false then
+    self.bias = nil
+  else
+    util.check_tensor(name, "bias", v, "float32")
+    if v:numel() ~= self.classes then
+      fail(string.format("%s: bias is %s, expected %d values (one per class)", name,
+                         util.shape_str(v), self.classes))
+    end
+    self.bias = base.leaf_copy(v:reshape(self.classes))
+  end
+end
+
+-- x·Wᵀ (+ b): B×C, tracked
+local function linear(self, x)
+  local z = x:matmul(self.weight:t())
+  if self.bias then z = z + self.bias end
+  return z
+end
+
+local function softmax_ce(self, z, y)
+  return self:margin_ce(z, y, { s = 1, target = "none", negative = "none" })
+end
+
+-- Softmax --------------------------------------------------------------------------------------
+local Softmax = util.class("fvl.loss.softmax", Head)
+function M.softmax(o)
+  o = util.check_opts("softmax", o, opts(base.COMMON, { "bias" }))
+  local self = setmetatable({}, Softmax):setup("softmax", o)
+  setup_bias(self, "softmax", o.bias)
+  return self
+end
+function Softmax:forward(x, labels)
+  local B, y = self:check_input(x, labels)
+  self:workspaces(B)
+  return softmax_ce(self, linear(self, x), y)
+end
+Softmax.raw_logits = linear
+
+-- Softmax + Center loss: L = CE + λ·1/(2B)·Σ|x_i - c_{y_i}|²; centres by the α-rule ---------------
+local Center = util.class("fvl.loss.center", Head)
+function M.center(o)
+  local n = "center"
+  o = util.check_opts(n, o, opts(base.COMMON, { "bias", "lambda", "alpha", "centers" }))
+  local self = setmetatable({}, Center):setup(n, o)
+  setup_bias(self, n, o.bias)
+  self.lambda = num(n, "lambda", o.lambda, 0.003, 0)
+  self.alpha = num(n, "alpha", o.alpha, 0.5, 0, 1)
+  if o.centers ~= nil then
+    util.check_tensor(n, "centers", o.centers, "float32", { self.classes, self.dim })
+    self.centers = o.centers:detach():clone()
+  else
+    self.centers = fvl.zeros(self.classes, self.dim)   -- Caffe initialises the centres at 0
+  end
+  return self
+end
+function Center:forward(x, labels)
+  local B, y = self:check_input(x, labels)
+  local cen = self.centers
+  util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
+  self:workspaces(B)
+  local ce = softmax_ce(self, linear(self, x), y)
+  local d = x - cen:index(1, y)                       -- centres are constants (no grad)
+  local loss = ce + (d * d):sum() * (0.5 * self.lambda / B)
+  -- α-rule after the loss used the pre-update centres
+  if self.training then fvl.F.center_update(cen, x:detach(), y, self.alpha) end
+  return loss
+end
+Center.raw_logits = linear
+
+return M
