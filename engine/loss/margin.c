@@ -1,0 +1,531 @@
+/* margin.c — the generic cosine-logit kernel with fused max-shifted softmax-CE (forward and
+ * backward), the hard-negative mean, pairwise Circle and the centre-loss α-rule.
+ * Formulas: LOSSES.md §0 (pipeline, derivative table), §1 (kernels), §5 (numerics). */
+#include "margin.h"
+#include "core.h"
+#include <math.h>
+#include <string.h>
+
+#define CHUNK 512              /* columns per block: f and df live on the stack (4 KiB) */
+
+/* ---------------------------------------------------------------- vectorisable exp
+ * exp(x) = 2^n · e^r, n = round(x/ln 2), |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial
+ * (truncation < 6e-9 relative). Inputs are clamped to [−87, 88]: below, the result (1.6e-38) is
+ * negligible against the LSE sums it enters (which are ≥ 1). Relative error ≈ 2 ulp. */
+static inline float fast_expf(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest */
+  float r = x - n * 0.693145751953125f;                              /* ln 2, high part */
+  r = r - n * 1.428606765330187e-06f;                                /* ln 2, low part  */
+  float p = 1.98412698e-4f;
+  p = p * r + 1.38888889e-3f;
+  p = p * r + 8.33333333e-3f;
+  p = p * r + 4.16666667e-2f;
+  p = p * r + 1.66666667e-1f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t e = ((int32_t)n + 127) << 23;
+  float sc;
+  memcpy(&sc, &e, sizeof sc);
+  return p * sc;
+}
+
+/* ---------------------------------------------------------------- names and checks */
+const char *fvl_target_kind_name(fvl_target_kind k) {
+  static const char *const n[] = {"none", "cos", "arc", "combined", "sphere", "circle"};
+  return (unsigned)k < 6 ? n[k] : "?";
+}
+const char *fvl_neg_kind_name(fvl_neg_kind k) {
+  static const char *const n[] = {"none", "affine", "quadratic", "circle"};
+  return (unsigned)k < 4 ? n[k] : "?";
+}
+
+fvl_margin_spec fvl_margin_spec_default(void) {
+  fvl_margin_spec sp;
+  memset(&sp, 0, sizeof sp);
+  sp.s = 1.0f;
+  sp.target = FVL_TK_NONE;
+  sp.m1 = 1.0f;
+  sp.fallback = FVL_FB_MM;
+  sp.sphere_m = 4;
+  sp.neg = FVL_NK_NONE;
+  sp.hard = FVL_HARD_ALL;
+  sp.a = 1.0f;
+  sp.circle_m = 0.25f;
+  return sp;
+}
+
+static int check_finite(const char *fn, const char *arg, float v) {
+  if (!isfinite(v)) return fvl_err("%s: %s = %g (expected a finite number)", fn, arg, (double)v);
+  return 0;
+}
+
+int fvl_margin_spec_check(const char *fn, const fvl_margin_spec *sp) {
+  if (!sp) return fvl_err("%s: spec is NULL (expected a margin spec)", fn);
+  if ((unsigned)sp->target > FVL_TK_CIRCLE)
+    return fvl_err("%s: target kind %d (expected 0..%d)", fn, (int)sp->target, (int)FVL_TK_CIRCLE);
+  if ((unsigned)sp->neg > FVL_NK_CIRCLE)
+    return fvl_err("%s: negative kind %d (expected 0..%d)", fn, (int)sp->neg, (int)FVL_NK_CIRCLE);
+  if ((unsigned)sp->hard > FVL_HARD_COS)
+    return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)sp->hard);
+  if ((unsigned)sp->fallback > FVL_FB_CLAMP)
+    return fvl_err("%s: fallback %d (expected mm|none|clamp)", fn, (int)sp->fallback);
+  if (!sp->s_row && check_finite(fn, "s", sp->s)) return -1;
+  if (!sp->m_row && check_finite(fn, "m", sp->m)) return -1;
+  if (check_finite(fn, "m1", sp->m1) || check_finite(fn, "m2", sp->m2) ||
+      check_finite(fn, "m3", sp->m3) || check_finite(fn, "hard_m", sp->hard_m) ||
+      check_finite(fn, "a", sp->a) || check_finite(fn, "b", sp->b) ||
+      check_finite(fn, "t", sp->t) || check_finite(fn, "circle_m", sp->circle_m) ||
+      check_finite(fn, "lambda", sp->sphere_lambda))
+    return -1;
+  if (sp->m_row && sp->target != FVL_TK_ARC && sp->target != FVL_TK_COS)
+    return fvl_err("%s: a per-row margin vector m needs target 'arc' or 'cos' (got '%s')", fn,
+                   fvl_target_kind_name(sp->target));
+  if (sp->target == FVL_TK_COMBINED && sp->fallback == FVL_FB_MM && !sp->easy_margin &&
+      sp->m1 != 1.0f)
+    return fvl_err("%s: fallback 'mm' of the combined margin needs m1 = 1 (got m1 = %g)", fn,
+                   (double)sp->m1);
+  if (sp->target == FVL_TK_SPHERE) {
+    if (sp->sphere_m < 1 || sp->sphere_m > 16)
+      return fvl_err("%s: sphere_m = %d (expected an integer in 1..16)", fn, sp->sphere_m);
+    if (sp->sphere_lambda < 0)
+      return fvl_err("%s: lambda = %g (expected >= 0)", fn, (double)sp->sphere_lambda);
+  }
+  return 0;
+}
+
+static int check_args(const char *fn, const float *cos, int ldc, const int32_t *y, int B, int C,
+                      const fvl_margin_spec *sp) {
+  if (B < 1) return fvl_err("%s: empty batch (B = %d, expected >= 1 rows)", fn, B);
+  if (C < 1) return fvl_err("%s: C = %d classes (expected >= 1)", fn, C);
+  if (ldc < C) return fvl_err("%s: row stride %d is smaller than C = %d", fn, ldc, C);
+  if (!cos || !y) return fvl_err("%s: cos or labels is NULL", fn);
+  for (int i = 0; i < B; i++)
+    if (y[i] < 0 || y[i] >= C)
+      return fvl_err("%s: y[%d] = %d is outside 0..%d (0-based labels)", fn, i, (int)y[i], C - 1);
+  return sp ? fvl_margin_spec_check(fn, sp) : 0;
+}
+
+/* ---------------------------------------------------------------- per-row target kernel */
+typedef struct {
+  float s;        /* scale of the row                                */
+  float T, dT;    /* target value and ∂T/∂c (before the scale)       */
+  double dTdm;    /* ∂T/∂m_i                                          */
+  float thr;      /* hard threshold: j ≠ y is hard when c_ij > thr    */
+} rowp;
+
+static inline double sin_of(double c) { return sqrt(fmax(0.0, 1.0 - c * c)); }
+
+/* cos(θ+m) and its derivatives for c = cos θ, with sinθ floored in the derivative only */
+static void arc_raw(double c, double m, double *T, double *dT, double *dTdm) {
+  double sn = sin_of(c), cm = cos(m), sm = sin(m);
+  *T = c * cm - sn * sm;
+  *dT = cm + c * sm / fmax(sn, FVL_SIN_FLOOR);
+  *dTdm = -(sn * cm + c * sm);
+}
+
+static void target_eval(const fvl_margin_spec *sp, double c, double m, double *T, double *dT,
+                        double *dTdm) {
+  *T = c; *dT = 1.0; *dTdm = 0.0;
+  switch (sp->target) {
+  case FVL_TK_NONE:
+    *T = c; *dT = 1.0;
+    return;
+  case FVL_TK_COS:
+    if (sp->easy_margin && !(c > 0)) { *T = c; *dT = 1.0; return; }
+    *T = c - m; *dT = 1.0; *dTdm = -1.0;
+    return;
+  case FVL_TK_ARC: {
+    int apply;
+    if (sp->easy_margin) apply = c > 0;
+    else if (sp->fallback == FVL_FB_MM) apply = c > cos(M_PI - m);
+    else if (sp->fallback == FVL_FB_CLAMP) apply = acos(c) + m < M_PI;
+    else apply = 1;
+    if (apply) { arc_raw(c, m, T, dT, dTdm); break; }
+    if (sp->easy_margin) { *T = c; *dT = 1.0; }
+    else if (sp->fallback == FVL_FB_MM) { *T = c - m * sin(m); *dT = 1.0; *dTdm = -(sin(m) + m * cos(m)); }
+    else { *T = -1.0; *dT = 0.0; }  /* clamp: cos(min(θ+m, π)) */
+    break;
+  }
+  case FVL_TK_COMBINED: {
+    double th = acos(c), arg = sp->m1 * th + sp->m2;
+    int apply;
+    if (sp->easy_margin) apply = c > 0;
+    else if (sp->fallback == FVL_FB_MM) apply = c > cos(M_PI - sp->m2);
+    else if (sp->fallback == FVL_FB_CLAMP) apply = arg < M_PI;
+    else apply = 1;
+    if (apply) {
+      *T = cos(arg) - sp->m3;
+      *dT = sp->m1 * sin(arg) / fmax(sin_of(c), FVL_SIN_FLOOR);
+    } else if (sp->easy_margin) { *T = c; *dT = 1.0; }
+    else if (sp->fallback == FVL_FB_MM) { *T = c - sp->m2 * sin(sp->m2); *dT = 1.0; }  /* no −m3 (cavaface) */
+    else { *T = -1.0 - sp->m3; *dT = 0.0; }
+    break;
+  }
+  case FVL_TK_SPHERE: {
+    int mi = sp->sphere_m;
+    double lam = sp->sphere_lambda;
+    double k = floor(mi * acos(c) / M_PI);
+    /* T_m(c) (first kind) and U_{m−1}(c) (second kind): T_m' = m·U_{m−1} */
+    double t0 = 1.0, t1 = c, u0 = 1.0, u1 = 2.0 * c;
+    for (int n = 1; n < mi; n++) {
+      double t2 = 2.0 * c * t1 - t0, u2 = 2.0 * c * u1 - u0;
+      t0 = t1; t1 = t2; u0 = u1; u1 = u2;
+    }
+    double sign = fmod(k, 2.0) != 0.0 ? -1.0 : 1.0;
+    double psi = sign * t1 - 2.0 * k;
+    *T = (lam * c + psi) / (1.0 + lam);
+    *dT = (lam + sign * mi * u0) / (1.0 + lam);
+    break;
+  }
+  case FVL_TK_CIRCLE: {
+    double mc = sp->circle_m, ap = fmax(0.0, 1.0 + mc - c);
+    *T = ap * (c - (1.0 - mc)); *dT = ap;
+    return;
+  }
+  }
+  if (sp->detached) { *dT = 1.0; *dTdm = 0.0; }
+}
+
+static inline float hard_threshold(fvl_hard_kind hard, double hm, double c) {
+  if (hard == FVL_HARD_ARC) return (float)(c * cos(hm) - sin_of(c) * sin(hm));
+  if (hard == FVL_HARD_COS) return (float)(c - hm);
+  return -INFINITY;
+}
+
+static rowp row_params(const fvl_margin_spec *sp, const float *crow, int yi, int i) {
+  rowp r;
+  double c = crow[yi], T, dT, dTdm;
+  double m = sp->m_row ? sp->m_row[i] : sp->m;
+  target_eval(sp, c, m, &T, &dT, &dTdm);
+  r.s = sp->s_row ? sp->s_row[i] : sp->s;
+  r.T = (float)T;
+  r.dT = (float)dT;
+  r.dTdm = dTdm;
+  r.thr = sp->neg == FVL_NK_NONE ? INFINITY : hard_threshold(sp->hard, sp->hard_m, c);
+  return r;
+}
+
+/* pre-scale values f = N(c) and derivatives df = N'(c) of n columns (target not special-cased) */
+static void neg_chunk(const fvl_margin_spec *sp, const float *c, int n, float thr, float *f,
+                      float *df) {
+  switch (sp->neg) {
+  case FVL_NK_NONE:
+#pragma omp simd
+    for (int k = 0; k < n; k++) { f[k] = c[k]; df[k] = 1.0f; }
+    break;
+  case FVL_NK_AFFINE: {
+    const float a = sp->a, b = sp->b;
+#pragma omp simd
+    for (int k = 0; k < n; k++) {
+      int h = c[k] > thr;
+      f[k] = h ? a * c[k] + b : c[k];
+      df[k] = h ? a : 1.0f;
+    }
+    break;
+  }
+  case FVL_NK_QUADRATIC: {
+    const float t = sp->t;
+#pragma omp simd
+    for (int k = 0; k < n; k++) {
+      int h = c[k] > thr;
+      f[k] = h ? c[k] * (t + c[k]) : c[k];
+      df[k] = h ? t + 2.0f * c[k] : 1.0f;
+    }
+    break;
+  }
+  case FVL_NK_CIRCLE: {
+    const float mc = sp->circle_m;
+#pragma omp simd
+    for (int k = 0; k < n; k++) {
+      int h = c[k] > thr;
+      float an = c[k] + mc > 0.0f ? c[k] + mc : 0.0f;
+      f[k] = h ? an * (c[k] - mc) : c[k];
+      df[k] = h ? an : 1.0f;
+    }
+    break;
+  }
+  }
+}
+
+/* ---------------------------------------------------------------- forward */
+int fvl_margin_ce_fwd(const float *cos, int ldc, const int32_t *y, int B, int C,
+                      const fvl_margin_spec *sp, float *row_loss, float *row_lse) {
+  static const char *fn = "fvl_margin_ce_fwd";
+  if (check_args(fn, cos, ldc, y, B, C, sp)) return -1;
+  if (!row_loss || !row_lse) return fvl_err("%s: row_loss or row_lse is NULL", fn);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    if (fvl_aborted()) continue;
+    float f[CHUNK], df[CHUNK];
+    const float *crow = cos + (size_t)i * ldc;
+    int yi = y[i];
+    rowp r = row_params(sp, crow, yi, i);
+    float mx = -INFINITY;
+    double sum = 0.0;
+    for (int j0 = 0; j0 < C; j0 += CHUNK) {
+      int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+      neg_chunk(sp, crow + j0, n, r.thr, f, df);
+      if (yi >= j0 && yi < j0 + n) f[yi - j0] = r.T;
+      float cmx = -INFINITY;
+      const float s = r.s;
+      for (int k = 0; k < n; k++) {
+        float z = s * f[k];
+        cmx = z > cmx ? z : cmx;
+      }
+      if (cmx > mx) {
+        if (sum > 0.0) sum *= exp((double)mx - (double)cmx);
+        mx = cmx;
+      }
+      float part = 0.0f;
+#pragma omp simd reduction(+:part)
+      for (int k = 0; k < n; k++) part += fast_expf(s * f[k] - mx);
+      sum += part;
+    }
+    double lse = (double)mx + log(sum);
+    if (!(mx > -INFINITY)) lse = NAN;  /* every logit NaN or −inf */
+    row_lse[i] = (float)lse;
+    row_loss[i] = (float)(lse - (double)(r.s * r.T));
+  }
+  return fvl_check_abort(fn);
+}
+
+/* ---------------------------------------------------------------- backward */
+int fvl_margin_ce_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
+                      const fvl_margin_spec *sp, const float *row_lse, float gscale, float *dcos,
+                      int lddc, float *ds_row, float *dm_row) {
+  static const char *fn = "fvl_margin_ce_bwd";
+  if (check_args(fn, cos, ldc, y, B, C, sp)) return -1;
+  if (!row_lse || !dcos) return fvl_err("%s: row_lse or dcos is NULL", fn);
+  if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    if (fvl_aborted()) continue;
+    float f[CHUNK], df[CHUNK];
+    const float *crow = cos + (size_t)i * ldc;
+    float *grow = dcos + (size_t)i * lddc;
+    int yi = y[i];
+    rowp r = row_params(sp, crow, yi, i);
+    const float s = r.s, lse = row_lse[i], g = gscale, gs = gscale * r.s;
+    double ds = 0.0;
+    float py = 0.0f;
+    for (int j0 = 0; j0 < C; j0 += CHUNK) {
+      int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+      neg_chunk(sp, crow + j0, n, r.thr, f, df);
+      if (yi >= j0 && yi < j0 + n) { f[yi - j0] = r.T; df[yi - j0] = r.dT; }
+      float *go = grow + j0;
+      float dsp = 0.0f;
+#pragma omp simd reduction(+:dsp)
+      for (int k = 0; k < n; k++) {
+        float p = fast_expf(s * f[k] - lse);
+        go[k] = gs * p * df[k];
+        dsp += p * f[k];
+      }
+      ds += dsp;
+      if (yi >= j0 && yi < j0 + n) py = fast_expf(s * r.T - lse);
+    }
+    grow[yi] = gs * (py - 1.0f) * r.dT;           /* dCE/dz_y = p_y − 1 */
+    if (ds_row) ds_row[i] = (float)(g * (ds - (double)r.T));
+    if (dm_row) dm_row[i] = (float)((double)gs * (py - 1.0) * r.dTdm);
+  }
+  return fvl_check_abort(fn);
+}
+
+int fvl_margin_logits(const float *cos, int ldc, const int32_t *y, int B, int C,
+                      const fvl_margin_spec *sp, float *z, int ldz) {
+  static const char *fn = "fvl_margin_logits";
+  if (check_args(fn, cos, ldc, y, B, C, sp)) return -1;
+  if (!z || ldz < C) return fvl_err("%s: z is NULL or its row stride %d < C = %d", fn, ldz, C);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    float f[CHUNK], df[CHUNK];
+    const float *crow = cos + (size_t)i * ldc;
+    rowp r = row_params(sp, crow, y[i], i);
+    for (int j0 = 0; j0 < C; j0 += CHUNK) {
+      int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+      neg_chunk(sp, crow + j0, n, r.thr, f, df);
+      for (int k = 0; k < n; k++) z[(size_t)i * ldz + j0 + k] = r.s * f[k];
+    }
+    z[(size_t)i * ldz + y[i]] = r.s * r.T;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- hard-negative mean */
+int fvl_hard_mean_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, fvl_hard_kind hard,
+                      float hard_m, int affine, float a, float b, float *h, float *count) {
+  static const char *fn = "fvl_hard_mean_fwd";
+  if (check_args(fn, cos, ldc, y, B, C, NULL)) return -1;
+  if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
+  if (check_finite(fn, "hard_m", hard_m) || check_finite(fn, "a", a) || check_finite(fn, "b", b))
+    return -1;
+  if (!h || !count) return fvl_err("%s: h or count is NULL", fn);
+  const float va = affine ? a : 1.0f, vb = affine ? b : 0.0f;
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    int yi = y[i];
+    float thr = hard_threshold(hard, hard_m, crow[yi]);
+    int cnt = 0;
+    double sum = 0.0;
+    float part = 0.0f;
+    int pc = 0;
+    for (int j = 0; j < C; j++) {
+      int hj = crow[j] > thr && j != yi;
+      pc += hj;
+      part += hj ? va * crow[j] + vb : 0.0f;
+      if ((j & 1023) == 1023) { sum += part; cnt += pc; part = 0.0f; pc = 0; }
+    }
+    sum += part;
+    cnt += pc;
+    count[i] = (float)cnt;
+    h[i] = (float)(sum / (cnt > 1 ? cnt : 1));
+  }
+  return 0;
+}
+
+int fvl_hard_mean_bwd(const float *cos, int ldc, const int32_t *y, int B, int C, fvl_hard_kind hard,
+                      float hard_m, int affine, float a, const float *count, const float *gh,
+                      float *dcos, int lddc, int accumulate) {
+  static const char *fn = "fvl_hard_mean_bwd";
+  if (check_args(fn, cos, ldc, y, B, C, NULL)) return -1;
+  if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
+  if (!count || !gh || !dcos) return fvl_err("%s: count, gh or dcos is NULL", fn);
+  if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    float *grow = dcos + (size_t)i * lddc;
+    int yi = y[i];
+    float thr = hard_threshold(hard, hard_m, crow[yi]);
+    float w = gh[i] * (affine ? a : 1.0f) / (count[i] > 1.0f ? count[i] : 1.0f);
+    if (accumulate) {
+      for (int j = 0; j < C; j++) grow[j] += (crow[j] > thr && j != yi) ? w : 0.0f;
+    } else {
+      for (int j = 0; j < C; j++) grow[j] = (crow[j] > thr && j != yi) ? w : 0.0f;
+    }
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- pairwise Circle */
+static inline double softplus(double z) { return fmax(z, 0.0) + log1p(exp(-fabs(z))); }
+static inline double sigmoid(double z) {
+  if (z >= 0) return 1.0 / (1.0 + exp(-z));
+  double e = exp(z);
+  return e / (1.0 + e);
+}
+
+/* LSEs of the positive and negative logits of anchor i (−inf when the set is empty) */
+static void circle_row(const float *Srow, const int32_t *y, int B, int i, double m, double gamma,
+                       double *lse_p, double *lse_n) {
+  double mp = -INFINITY, mn = -INFINITY, sp = 0.0, sn = 0.0;
+  for (int j = 0; j < B; j++) {
+    if (j == i) continue;
+    double S = Srow[j];
+    if (y[j] == y[i]) {
+      double v = -gamma * fmax(0.0, 1.0 + m - S) * (S - (1.0 - m));
+      if (v > mp) { sp = sp * exp(mp - v) + 1.0; mp = v; } else sp += exp(v - mp);
+    } else {
+      double v = gamma * fmax(0.0, S + m) * (S - m);
+      if (v > mn) { sn = sn * exp(mn - v) + 1.0; mn = v; } else sn += exp(v - mn);
+    }
+  }
+  *lse_p = sp > 0 ? mp + log(sp) : -INFINITY;
+  *lse_n = sn > 0 ? mn + log(sn) : -INFINITY;
+}
+
+static int circle_check(const char *fn, const float *S, int lds, const int32_t *y, int B, float m,
+                        float gamma) {
+  if (B < 1) return fvl_err("%s: empty batch (B = %d, expected >= 1 rows)", fn, B);
+  if (!S || !y) return fvl_err("%s: S or labels is NULL", fn);
+  if (lds < B) return fvl_err("%s: row stride %d is smaller than B = %d", fn, lds, B);
+  if (check_finite(fn, "m", m) || check_finite(fn, "gamma", gamma)) return -1;
+  return 0;
+}
+
+int fvl_circle_pairwise_fwd(const float *S, int lds, const int32_t *y, int B, float m, float gamma,
+                            float *row_loss, float *row_z, float *valid, int *nvalid) {
+  static const char *fn = "fvl_circle_pairwise_fwd";
+  if (circle_check(fn, S, lds, y, B, m, gamma)) return -1;
+  if (!row_loss || !row_z || !valid) return fvl_err("%s: an output is NULL", fn);
+  int nv = 0;
+#pragma omp parallel for schedule(static) reduction(+:nv)
+  for (int i = 0; i < B; i++) {
+    double lp, ln;
+    circle_row(S + (size_t)i * lds, y, B, i, m, gamma, &lp, &ln);
+    int ok = lp > -INFINITY && ln > -INFINITY;
+    double z = ok ? lp + ln : 0.0;
+    valid[i] = (float)ok;
+    row_z[i] = (float)z;
+    row_loss[i] = ok ? (float)softplus(z) : 0.0f;
+    nv += ok;
+  }
+  if (nvalid) *nvalid = nv;
+  return 0;
+}
+
+int fvl_circle_pairwise_bwd(const float *S, int lds, const int32_t *y, int B, float m, float gamma,
+                            const float *row_z, const float *valid, float gscale, float *dS,
+                            int ldds) {
+  static const char *fn = "fvl_circle_pairwise_bwd";
+  if (circle_check(fn, S, lds, y, B, m, gamma)) return -1;
+  if (!row_z || !valid || !dS) return fvl_err("%s: row_z, valid or dS is NULL", fn);
+  if (ldds < B) return fvl_err("%s: dS row stride %d is smaller than B = %d", fn, ldds, B);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *Srow = S + (size_t)i * lds;
+    float *g = dS + (size_t)i * ldds;
+    if (!(valid[i] > 0)) { memset(g, 0, sizeof(float) * B); continue; }
+    double lp, ln;
+    circle_row(Srow, y, B, i, m, gamma, &lp, &ln);
+    double w = gscale * sigmoid((double)lp + ln);
+    for (int j = 0; j < B; j++) {
+      double Sv = Srow[j];
+      if (j == i) { g[j] = 0.0f; continue; }
+      if (y[j] == y[i]) {
+        double ap = fmax(0.0, 1.0 + m - Sv);
+        double v = -gamma * ap * (Sv - (1.0 - m));
+        g[j] = (float)(w * exp(v - lp) * (-gamma * ap));
+      } else {
+        double an = fmax(0.0, Sv + m);
+        double v = gamma * an * (Sv - m);
+        g[j] = (float)(w * exp(v - ln) * (gamma * an));
+      }
+    }
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- centre α-rule */
+int fvl_center_update(float *centers, int C, int D, const float *x, const int32_t *y, int B,
+                      float alpha) {
+  static const char *fn = "fvl_center_update";
+  if (B < 1) return fvl_err("%s: empty batch (B = %d, expected >= 1 rows)", fn, B);
+  if (C < 1 || D < 1) return fvl_err("%s: centers are %dx%d (expected C, D >= 1)", fn, C, D);
+  if (!centers || !x || !y) return fvl_err("%s: centers, x or labels is NULL", fn);
+  if (check_finite(fn, "alpha", alpha)) return -1;
+  for (int i = 0; i < B; i++)
+    if (y[i] < 0 || y[i] >= C)
+      return fvl_err("%s: y[%d] = %d is outside 0..%d (0-based labels)", fn, i, (int)y[i], C - 1);
+  /* each class present is updated by the thread that owns its first occurrence */
+#pragma omp parallel for schedule(dynamic, 4)
+  for (int i = 0; i < B; i++) {
+    int j = y[i], first = 1;
+    for (int k = 0; k < i && first; k++) first = y[k] != j;
+    if (!first) continue;
+    int n = 0;
+    for (int k = i; k < B; k++) n += y[k] == j;
+    float *c = centers + (size_t)j * D;
+    const double w = (double)alpha / (1.0 + n);
+    for (int d = 0; d < D; d++) {
+      double sx = 0.0;
+      for (int k = i; k < B; k++)
+        if (y[k] == j) sx += x[(size_t)k * D + d];
+      c[d] = (float)(c[d] - w * (n * (double)c[d] - sx));
+    }
+  }
+  return 0;
+}
