@@ -373,10 +373,3 @@ int main(int argc, char **argv) {
   lua_close(L);
   return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
-
-/* Until lua/bind_tensor.c lands the binding has no fvl_open_tensor; a weak stand-in keeps
- * the program linkable, and the real one replaces it as soon as it exists. */
-__attribute__((weak)) int fvl_open_tensor(lua_State *L) {
-  (void)L;
-  return 0;
-}

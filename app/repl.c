@@ -199,6 +199,12 @@ static const char *const keywords[] = {
   "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while", NULL
 };
 
+static void rawget_str(lua_State *L, int idx, const char *k) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, k);
+  lua_rawget(L, idx);
+}
+
 /* Adds the string keys of the value at the top of the stack that start with `part`, then
  * those of getmetatable(v).__index while that is a table (how methods of userdata and
  * objects are found). methods: only functions (after ':'). Pops the value. */
@@ -222,7 +228,19 @@ static void comp_collect(lua_State *L, const char *head, size_t headlen, const c
       }
     }
     if (!lua_getmetatable(L, -1)) break;
-    lua_getfield(L, -1, "__index");      /* a plain table field read: no code runs */
+    rawget_str(L, -1, "__index");    /* a raw field read: no code runs */
+    if (lua_type(L, -1) == LUA_TFUNCTION) {
+      /* an __index function (properties such as tensor.grad): its methods are in
+       * mt.methods when there is one, else in a table held as a C closure's first upvalue */
+      lua_pop(L, 1);
+      rawget_str(L, -1, "methods");
+      if (lua_type(L, -1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        rawget_str(L, -1, "__index");
+        if (!lua_iscfunction(L, -1) || !lua_getupvalue(L, -1, 1)) lua_pushnil(L);
+        lua_remove(L, -2);
+      }
+    }
     lua_remove(L, -2);
     lua_remove(L, -2);
     if (lua_type(L, -1) != LUA_TTABLE) break;
@@ -430,7 +448,7 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
   /* other keys: sorted by name when they are few strings, else in table order */
   enum { NSORT = 64 };
   const char *names[NSORT];
-  size_t nnames = 0, nother = 0;
+  size_t nnames = 0, nother = 0, nstr = 0;
   lua_pushnil(L);
   while (lua_next(L, t)) {
     lua_pop(L, 1);
@@ -439,11 +457,12 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
       if (k >= 1 && (lua_Unsigned)k <= n) continue;
     }
     nother++;
-    if (lua_type(L, -1) == LUA_TSTRING && nnames < NSORT) names[nnames++] = lua_tostring(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING && nstr++ < NSORT) names[nnames++] = lua_tostring(L, -1);
   }
   total += nother;
-  if (nnames == nother) {
-    /* the key strings stay alive: the table holds them and is not modified meanwhile */
+  /* the key strings stay alive: the table holds them and is not modified meanwhile */
+  int sorted = nstr <= NSORT;
+  if (sorted) {
     qsort(names, nnames, sizeof *names, cmp_str);
     for (size_t i = 0; i < nnames; i++) {
       if (cut || shown >= VIEW_MAX_ITEMS || b->n > VIEW_MAX_CHARS) { cut = 1; break; }
@@ -455,10 +474,11 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
       lua_pop(L, 1);
       shown++;
     }
-  } else {
+  }
+  if (!cut && nother > (sorted ? nnames : 0)) {
     lua_pushnil(L);
     while (lua_next(L, t)) {
-      int skip = 0;
+      int skip = sorted && lua_type(L, -2) == LUA_TSTRING;
       if (lua_isinteger(L, -2)) {
         lua_Integer k = lua_tointeger(L, -2);
         skip = k >= 1 && (lua_Unsigned)k <= n;
