@@ -41,9 +41,10 @@ function Pairwise:forward(x, labels)
     local c = count[list[i]]
     if c >= 2 and c < B then valid = valid + 1 end
   end
-  if valid == 0 then
-    fail(string.format("circle_pairwise: no anchor in this batch of %d has both a positive (same label) " ..
-                       "and a negative; the loss is undefined", B))
+  if valid == 0 and not self._warned then   -- PML: the loss is 0; say so once per head
+    self._warned = true
+    io.stderr:write(string.format("circle_pairwise: warning: no anchor in this batch of %d has both a " ..
+      "positive (same label) and a negative; the loss is 0 (sample several images per class)\n", B))
   end
   local xn = fvl.normalize(x, 2)
   local S = xn:matmul(xn:t())

@@ -1,0 +1,128 @@
+-- scripts/bench/heads.lua — time a training step (forward + backward to x and W) of every loss
+-- head against the three bare GEMMs of that step, and report peak memory.
+--
+--   fvl scripts/bench/heads.lua                       -- C = 10000 and 100000, all heads
+--   fvl scripts/bench/heads.lua C=10000 heads=arcface,cosface steps=5 B=256 D=512 threads=2
+--
+-- GEMM-only = X̂·Ŵᵀ (B×D·D×C) + G·Ŵ (B×C·C×D) + Gᵀ·X̂ (C×B·B×D) with fvl.matmul on the same
+-- shapes, measured in the same run. ratio = step / GEMM-only (targets: ≤ 1.15 for softmax,
+-- normface, cosface, arcface, combined; ≤ 1.3 for the rest). Memory: engine bytes at the peak of
+-- a step, minus what was live before it, in units of B×C floats; and the process's VmHWM.
+-- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
+local fvl = fvl or require "fvl"
+
+local args = { B = 256, D = 512, steps = 5, warmup = 1 }
+for _, a in ipairs(arg or {}) do
+  local k, v = a:match("^([%w_]+)=(.*)$")
+  if not k then error("heads.lua: argument '" .. a .. "' (expected key=value)", 0) end
+  args[k] = tonumber(v) or v
+end
+local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
+              "curricularface", "circle", "center", "discface", "npcface" }
+local TIGHT = { softmax = true, normface = true, cosface = true, arcface = true, combined = true }
+if args.threads then fvl.threads(args.threads) end
+
+local function vmhwm_kb()
+  local fh = io.open("/proc/self/status")
+  if not fh then return 0 end
+  local s = fh:read("a")
+  fh:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
+end
+
+local function median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+-- one head in this process: prints a machine-readable line
+local function run_one(name, C)
+  local B, D = args.B, args.D
+  fvl.manual_seed(1)
+  local x = fvl.randn(B, D)
+  x:requires_grad()
+  local y = fvl.randint(C, { B })
+  local head = fvl.loss[name] { dim = D, classes = C }
+
+  -- bare GEMMs on the same shapes
+  local a, w, g = fvl.randn(B, D), fvl.randn(C, D), fvl.randn(B, C)
+  local gemm = {}
+  fvl.no_grad(function()
+    for i = 1, args.warmup + args.steps do
+      local t0 = fvl.clock()
+      local z = fvl.matmul(a, w:t())
+      local dx = fvl.matmul(g, w)
+      local dw = fvl.matmul(g:t(), a)
+      local dt = fvl.clock() - t0
+      z:free(); dx:free(); dw:free()
+      if i > args.warmup then gemm[#gemm + 1] = dt end
+    end
+  end)
+  a:free(); w:free(); g:free()
+  collectgarbage()
+
+  local step, live0, peak = {}, 0, 0
+  for i = 1, args.warmup + args.steps do
+    x.grad = nil
+    for _, p in ipairs(head:parameters()) do p.grad = nil end
+    collectgarbage()
+    local m0 = fvl.mem(true)
+    local t0 = fvl.clock()
+    local loss = head(x, y)
+    loss:backward()
+    local dt = fvl.clock() - t0
+    local m1 = fvl.mem()
+    loss = nil
+    if i > args.warmup then
+      step[#step + 1] = dt
+      live0 = m0.live
+      peak = math.max(peak, m1.peak - m0.live)
+    end
+  end
+  local ms, gms = median(step) * 1e3, median(gemm) * 1e3
+  local bc = B * C * 4
+  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f\n", name, C, ms, gms, ms / gms,
+                         peak / bc, live0 / 2 ^ 20, vmhwm_kb() / 1024))
+end
+
+if args.one then
+  run_one(args.one, args.C or 10000)
+  return
+end
+
+local heads = ALL
+if args.heads then
+  heads = {}
+  for h in tostring(args.heads):gmatch("[^,]+") do heads[#heads + 1] = h end
+end
+local Cs = args.C and { args.C } or { 10000, 100000 }
+local exe = arg and arg[-1] or "fvl"
+local script = arg and arg[0] or "scripts/bench/heads.lua"
+
+print(string.format("heads.lua: B=%d D=%d, median of %d steps after %d warm-up, threads %d", args.B,
+                    args.D, args.steps, args.warmup, fvl.threads()))
+print(string.format("%-15s %7s %10s %10s %7s %6s %12s %10s", "head", "C", "ms/step", "GEMM ms",
+                    "ratio", "target", "extra(B×C)", "VmHWM MB"))
+for _, C in ipairs(Cs) do
+  for _, h in ipairs(heads) do
+    local cmd = string.format("%s %s one=%s C=%d B=%d D=%d steps=%d warmup=%d%s 2>&1", exe, script, h, C,
+                              args.B, args.D, args.steps, args.warmup,
+                              args.threads and (" threads=" .. args.threads) or "")
+    local p = io.popen(cmd)
+    local out = p:read("a")
+    p:close()
+    local n, c, ms, gms, ratio, extra, _, hwm = out:match(
+      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)")
+    if n then
+      local target = TIGHT[h] and 1.15 or 1.3
+      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %12.2f %10.1f%s", n, tonumber(c),
+                          tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(extra),
+                          tonumber(hwm), tonumber(ratio) <= target and "" or "  (over target)"))
+    else
+      print(string.format("%-15s %7d  failed: %s", h, C, (out:gsub("\n", " ")):sub(1, 200)))
+    end
+    io.stdout:flush()
+  end
+end
+print("extra(B×C) = engine bytes allocated at the step's peak beyond what was live before it, in B×C floats")
+print("             (includes the logits, their gradient, dW and dx; W itself was live before)")
