@@ -94,4 +94,19 @@ int fvl_data_gather_images(const float *src, int64_t n, int C, int H, int W, con
  * (data_tensor.c) new references, NULL + message on failure */
 /* IDX file → tensor of the file's shape: f32 (v*scale+shift) or i32 (v+shift) */
 fvl_tensor *fvl_idx_load(const char *path, fvl_dtype dt, double scale, double shift);
+/* synthetic_faces into new tensors: x N×out_dim (vectors) or N×1×h×w (maps), labels int32
+ * (label_base + identity), ytrue the labels before label noise. The test tensors have 0 rows
+ * when test_identities = 0. */
+int fvl_synth_faces(const fvl_synth_opts *o, int32_t label_base, fvl_tensor **xtr,
+                    fvl_tensor **ytr, fvl_tensor **ytrue, fvl_tensor **xte, fvl_tensor **yte);
+/* loader: the shuffling permutation of epoch `epoch` (0-based int32, n values), a pure
+ * function of (seed, epoch), independent of the global generator */
+fvl_tensor *fvl_loader_perm(int64_t n, uint64_t seed, int64_t epoch);
+/* loader: batch rows start..start+B-1 of the epoch order (perm, or 0..n-1 when NULL).
+ * x: N×... (f32 or i32), y: N int32 or NULL. flip / pad (images N×C×H×W only): random
+ * horizontal flip and random crop after zero padding, drawn from (seed, epoch, position).
+ * Outputs: xb B×..., yb (NULL when y is) and index = the 1-based row numbers (for Lua). */
+int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t start, int64_t B,
+                     int flip, int pad, uint64_t seed, int64_t epoch, fvl_tensor **xb,
+                     fvl_tensor **yb, fvl_tensor **index);
 #endif
