@@ -1,6 +1,9 @@
 -- Error paths of the loss heads: every misuse gives a message that names the head, the
 -- argument, what was expected and what came — and the head still works afterwards.
 local fvl = fvl or require "fvl"
+-- FVL_LOSS_REFERENCE=1: heads and primitives from fvl.loss.reference (tensor-op compositions)
+if os.getenv("FVL_LOSS_REFERENCE") == "1" then fvl.loss.use_reference(true) end
+local F = os.getenv("FVL_LOSS_REFERENCE") == "1" and require "fvl.loss.reference" or fvl.F
 
 local B, D, C = 4, 6, 5
 local function batch()

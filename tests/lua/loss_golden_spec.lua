@@ -4,6 +4,9 @@
 -- state_out (SphereFace iter, CurricularFace t, centres). Labels in the JSON are 0-based.
 local fvl = fvl or require "fvl"
 local util = require "fvl.util"
+-- FVL_LOSS_REFERENCE=1: run the heads on fvl.loss.reference (tensor-op compositions) instead
+-- of the fused kernels, to tell a head bug from a kernel bug
+if os.getenv("FVL_LOSS_REFERENCE") == "1" then fvl.loss.use_reference(true) end
 
 -- oracle loss key → head constructor name
 local HEAD = {

@@ -6,6 +6,9 @@
 -- ordinary tensor ops with the constants frozen at the base point, and that composition is
 -- finite-difference checked itself.
 local fvl = fvl or require "fvl"
+-- FVL_LOSS_REFERENCE=1: heads and primitives from fvl.loss.reference (tensor-op compositions)
+if os.getenv("FVL_LOSS_REFERENCE") == "1" then fvl.loss.use_reference(true) end
+local F = os.getenv("FVL_LOSS_REFERENCE") == "1" and require "fvl.loss.reference" or fvl.F
 
 local B, D, C = 6, 5, 7
 local LABELS = { 1, 2, 3, 1, 5, 7 }
@@ -134,7 +137,7 @@ end
 local function affine_ce(A, K)
   local At, Kt = fvl.tensor(A), fvl.tensor(K)
   return function(x, W)
-    return fvl.F.margin_ce(cosines(x, W) * At + Kt, LABELS, { s = 1, target = "none" })
+    return F.margin_ce(cosines(x, W) * At + Kt, LABELS, { s = 1, target = "none" })
   end
 end
 -- compare the head's loss and gradients with f's at the same point; gradcheck f itself
@@ -231,7 +234,7 @@ describe("gradcheck with frozen constants", function()
       local fy = (cy * CM - sn * SM) * AP + cy * (AP * -1 + 1)                   -- easy margin
       local neg = c + (c * (t - 1) + alpha) * H                                   -- hard: t·c + α
       local z = (neg * (OH * -1 + 1) + fy * OH) * s
-      return fvl.F.margin_ce(z, LABELS, { s = 1, target = "none" })
+      return F.margin_ce(z, LABELS, { s = 1, target = "none" })
     end
     compare_with(head, f, x, "npcface")
   end)
@@ -291,7 +294,7 @@ describe("gradcheck per-row primitives used by the hybrids", function()
     mr = mr:detach()
     mr:requires_grad()
     gradcheck(function(xx, WW, ss, mm)
-      return fvl.F.margin_ce(fvl.F.cosine(xx, WW), LABELS, { s = ss, target = "arc", m = mm, easy_margin = true })
+      return F.margin_ce(F.cosine(xx, WW), LABELS, { s = ss, target = "arc", m = mm, easy_margin = true })
     end, { x, W, s, mr }, "margin_ce s_row, m_row")
   end)
   it("hard_mean (tracked)", function()
@@ -300,7 +303,7 @@ describe("gradcheck per-row primitives used by the hybrids", function()
     local W = fvl.randn(C, D)
     W:requires_grad()
     gradcheck(function(xx, WW)
-      local h = fvl.F.hard_mean(fvl.F.cosine(xx, WW), LABELS, { hard = "arc", hard_m = 0.4, values = "affine",
+      local h = F.hard_mean(F.cosine(xx, WW), LABELS, { hard = "arc", hard_m = 0.4, values = "affine",
                                                                  a = 1.1, b = 0.2 })
       return (h * h):sum()
     end, { x, W }, "hard_mean")

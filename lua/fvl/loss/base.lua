@@ -11,6 +11,10 @@ local fail = util.fail
 local Head = util.class("fvl.loss.Head")
 local M = { Head = Head }
 
+-- the loss primitives: fvl.F (fused C kernels), or fvl.loss.reference (tensor-op compositions)
+-- after fvl.loss.use_reference(true)
+function M.F() return M.reference or fvl.F end
+
 -- option names every centre-holding head accepts
 M.COMMON = { "dim", "classes", "weight", "nonfinite" }
 
@@ -145,14 +149,14 @@ end
 -- normalised cosine matrix of this batch against the centres (tracked), in the workspace
 function Head:cosine(x, B)
   local ws = self:workspaces(B)
-  return fvl.F.cosine(x, self.weight, ws)
+  return M.F().cosine(x, self.weight, ws)
 end
 
 -- fused margin softmax-CE: batch mean of CE over the logits described by `spec`
 function Head:margin_ce(logits, y, spec)
   spec.gws = self._gws
   spec.nonfinite = self.nonfinite
-  return fvl.F.margin_ce(logits, y, spec, self.name)
+  return M.F().margin_ce(logits, y, spec, self.name)
 end
 
 function Head:parameters()
@@ -171,7 +175,7 @@ function Head:evaluate() return self:train(false) end
 
 -- raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked
 function Head:raw_logits(x)
-  return fvl.F.cosine(x, self.weight)
+  return M.F().cosine(x, self.weight)
 end
 
 function Head:logits(x)

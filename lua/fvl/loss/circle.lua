@@ -48,7 +48,7 @@ function Pairwise:forward(x, labels)
   end
   local xn = fvl.normalize(x, 2)
   local S = xn:matmul(xn:t())
-  return fvl.F.circle_pairwise(S, y, self.m, self.gamma)
+  return base.F().circle_pairwise(S, y, self.m, self.gamma)
 end
 function Pairwise:parameters() return {} end
 function Pairwise:raw_logits(x)

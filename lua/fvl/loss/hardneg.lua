@@ -48,7 +48,7 @@ function Curricular:forward(x, labels)
   local B, y = self:check_input(x, labels)
   local cos = self:cosine(x, B)
   if self.training then   -- EMA of the batch's target cosines, no gradient
-    local mean_c = fvl.F.target_cos(cos:detach(), y):mean():item()
+    local mean_c = base.F().target_cos(cos:detach(), y):mean():item()
     self.t = self.momentum * mean_c + (1 - self.momentum) * self.t
   end
   return self:margin_ce(cos, y, {

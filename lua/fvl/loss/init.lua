@@ -13,26 +13,31 @@
 -- written in Lua from fvl.F: discface.lua, npcface.lua. See docs/losses.md.
 local fvl = require "fvl.core"
 local loss = {}
+local head_names = {}
 
 for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", "npcface" } do
   local m = require("fvl.loss." .. family)
   for k, v in pairs(m) do
     if type(v) == "function" and k:match("^[a-z_]+$") and k ~= "cosine_head" and k ~= "arc_fallback" then
       loss[k] = v
+      head_names[#head_names + 1] = k
     end
   end
 end
 
 local base = require "fvl.loss.base"
+
+-- fvl.loss.use_reference(true): every head computes with fvl.loss.reference (the primitives
+-- composed from tensor ops) instead of the fused kernels; false switches back.
+function loss.use_reference(on)
+  base.reference = on and require "fvl.loss.reference" or nil
+end
 loss.Head = base.Head                                  -- base class, for user-written heads
 loss.cosine_head = require("fvl.loss.margin").cosine_head
 
 -- names of the heads, sorted (for help and the REPL)
 function loss.names()
-  local out = {}
-  for k, v in pairs(loss) do
-    if type(v) == "function" and k ~= "names" and k ~= "cosine_head" then out[#out + 1] = k end
-  end
+  local out = table.move(head_names, 1, #head_names, 1, {})
   table.sort(out)
   return out
 end

@@ -16,7 +16,7 @@ function NPCFace:forward(x, labels)
   local cos = self:cosine(x, B)
   local mh = self.hard_margin or self.m0
   local src = self.hardness_grad and cos or cos:detach()
-  local h = fvl.F.hard_mean(src, y, { hard = "arc", hard_m = mh, a = self.t, b = self.alpha,
+  local h = base.F().hard_mean(src, y, { hard = "arc", hard_m = mh, a = self.t, b = self.alpha,
                                       values = self.hardness_from == "reweighted" and "affine" or "raw" })
   local m_row = h * self.m1 + self.m0                     -- per-row margins (B)
   return self:margin_ce(cos, y, {

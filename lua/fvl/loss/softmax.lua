@@ -28,6 +28,8 @@ end
 
 -- x·Wᵀ (+ b): B×C, tracked
 local function linear(self, x)
+  local F = base.F()
+  if F.linear then return F.linear(x, self.weight, self.bias) end
   local z = x:matmul(self.weight:t())
   if self.bias then z = z + self.bias end
   return z
@@ -78,7 +80,7 @@ function Center:forward(x, labels)
   local d = x - cen:index(1, y)                       -- centres are constants (no grad)
   local loss = ce + (d * d):sum() * (0.5 * self.lambda / B)
   -- α-rule after the loss used the pre-update centres
-  if self.training then fvl.F.center_update(cen, x:detach(), y, self.alpha) end
+  if self.training then base.F().center_update(cen, x:detach(), y, self.alpha) end
   return loss
 end
 Center.raw_logits = linear

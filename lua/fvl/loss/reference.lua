@@ -1,0 +1,229 @@
+-- fvl.loss.reference — the fvl.F loss primitives composed from ordinary tensor ops (slow, but
+-- every step is visible). Same signatures and semantics as fvl.F.cosine, margin_ce, hard_mean,
+-- target_cos, circle_pairwise, center_update; constants (masks, branches, k, α, δ) are computed
+-- from detached values, as in the references. Used to cross-check the fused kernels and to
+-- debug a head: fvl.loss.use_reference(true) makes every head call these instead.
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local R = {}
+
+local PI = math.pi
+local function label_list(labels)
+  if util.is_tensor(labels) then return labels:reshape(labels:numel()):totable() end
+  return labels
+end
+local function onehot(y, B, C)
+  local t = {}
+  for i = 1, B do
+    local r = {}
+    for j = 1, C do r[j] = 0 end
+    r[y[i]] = 1
+    t[i] = r
+  end
+  return fvl.tensor(t)
+end
+local function col(v, B) -- number or B tensor → B×1 tensor (tracked) or number
+  if type(v) == "number" then return v end
+  return v:reshape(B, 1)
+end
+local function rowvals(v, B) -- number or B tensor → Lua list of B numbers
+  if type(v) == "number" then
+    local t = {}
+    for i = 1, B do t[i] = v end
+    return t
+  end
+  return v:detach():reshape(B):totable()
+end
+local function ctm_raw(c, m) return c * math.cos(m) - math.sqrt(math.max(1 - c * c, 0)) * math.sin(m) end
+
+-- hard mask table (B×C, 0/1) from detached cosines
+local function hard_mask(cd, y, B, C, hard, hard_m)
+  local H = {}
+  for i = 1, B do
+    local cy, thr = cd[i][y[i]], nil
+    if hard == "arc" then thr = ctm_raw(cy, hard_m) elseif hard == "cos" then thr = cy - hard_m end
+    local r = {}
+    for j = 1, C do r[j] = (j ~= y[i] and (thr == nil or cd[i][j] > thr)) and 1 or 0 end
+    H[i] = r
+  end
+  return H
+end
+
+function R.cosine(x, W)
+  return fvl.normalize(x, 2):matmul(fvl.normalize(W, 2):t()):clamp(-1, 1)
+end
+
+function R.target_cos(cos, labels)
+  local B, C = cos:size(1), cos:size(2)
+  return (cos * onehot(label_list(labels), B, C)):sum(2)
+end
+
+-- the target kernel T(c_y) (B×1) for a spec
+local function target(sp, cy, cyd, B)
+  local kind = sp.target or "none"
+  local m = col(sp.m or 0, B)
+  local mv = rowvals(sp.m or 0, B)
+  local function mask(f) local t = {}; for i = 1, B do t[i] = { f(i) and 1 or 0 } end; return fvl.tensor(t) end
+  local function blend(br, a, b) return a * br + b * (br * -1 + 1) end
+  local sin = ((cy * cy * -1 + 1):clamp(0, math.huge)):sqrt()
+  local T
+  if kind == "none" then
+    T = cy
+  elseif kind == "cos" then
+    T = cy - m
+    if sp.easy_margin then T = blend(mask(function(i) return cyd[i] > 0 end), T, cy) end
+  elseif kind == "arc" then
+    local cm = type(m) == "number" and math.cos(m) or m:cos()
+    local sm = type(m) == "number" and math.sin(m) or m:sin()
+    local ctm = cy * cm - sin * sm
+    local fb = sp.fallback or "mm"
+    if sp.easy_margin then
+      T = blend(mask(function(i) return cyd[i] > 0 end), ctm, cy)
+    elseif fb == "mm" then
+      T = blend(mask(function(i) return cyd[i] > math.cos(PI - mv[i]) end), ctm, cy - m * sm)
+    elseif fb == "clamp" then
+      T = blend(mask(function(i) return math.acos(cyd[i]) + mv[i] < PI end), ctm, cy * 0 - 1)
+    else
+      T = ctm
+    end
+  elseif kind == "combined" then
+    local m1, m2, m3 = sp.m1 or 1, sp.m2 or 0, sp.m3 or 0
+    local th = cy:acos() * m1 + m2
+    local fb = sp.fallback or "mm"
+    if fb == "mm" then
+      T = blend(mask(function(i) return cyd[i] > math.cos(PI - m2) end), th:cos() - m3, cy - m2 * math.sin(m2))
+    elseif fb == "clamp" then
+      T = blend(mask(function(i) return m1 * math.acos(cyd[i]) + m2 < PI end), th:cos(), cy * 0 - 1) - m3
+    else
+      T = th:cos() - m3
+    end
+  elseif kind == "sphere" then
+    local mi, lam = sp.sphere_m or 4, sp.lambda or 0
+    local k, sg = {}, {}
+    for i = 1, B do
+      local kk = math.floor(mi * math.acos(cyd[i]) / PI)
+      k[i], sg[i] = { kk }, { kk % 2 == 0 and 1 or -1 }
+    end
+    local tp, tc = cy * 0 + 1, cy                        -- Chebyshev T_0, T_1
+    for _ = 2, mi do tp, tc = tc, cy * tc * 2 - tp end
+    local psi = tc * fvl.tensor(sg) - fvl.tensor(k) * 2
+    T = (cy * lam + psi) / (1 + lam)
+  elseif kind == "circle" then
+    local cm = sp.circle_m or 0.25
+    local ap = {}
+    for i = 1, B do ap[i] = { math.max(1 + cm - cyd[i], 0) } end
+    T = (cy - (1 - cm)) * fvl.tensor(ap)
+  else
+    error("reference.margin_ce: target = " .. tostring(kind), 0)
+  end
+  if sp.grad == "detached" and kind ~= "none" and kind ~= "circle" then
+    T = cy + (T - cy):detach()
+  end
+  return T
+end
+
+function R.margin_ce(cos, labels, sp, name)
+  local B, C = cos:size(1), cos:size(2)
+  local y = label_list(labels)
+  local OH = onehot(y, B, C)
+  local cd = cos:detach():totable()
+  local cyd = {}
+  for i = 1, B do cyd[i] = cd[i][y[i]] end
+  local cy = (cos * OH):sum(2):reshape(B, 1)
+  local T = target(sp, cy, cyd, B)
+  local N = cos
+  local neg = sp.negative or "none"
+  if neg ~= "none" then
+    local H = fvl.tensor(hard_mask(cd, y, B, C, neg == "circle" and "all" or (sp.hard or "all"), sp.hard_m or 0))
+    if neg == "affine" then
+      N = cos + (cos * ((sp.a or 1) - 1) + (sp.b or 0)) * H
+    elseif neg == "quadratic" then
+      N = cos + (cos * (sp.t or 0) + cos * cos - cos) * H
+    elseif neg == "circle" then
+      local cm, an = sp.circle_m or 0.25, {}
+      for i = 1, B do
+        an[i] = {}
+        for j = 1, C do an[i][j] = math.max(cd[i][j] + cm, 0) end
+      end
+      N = (cos - cm) * fvl.tensor(an)
+    end
+  end
+  local z = (N * (OH * -1 + 1) + T * OH) * col(sp.s or 1, B)
+  local ce = z:logsumexp(2):reshape(B, 1) - (z * OH):sum(2):reshape(B, 1)
+  local loss = ce:mean()
+  local v = loss:item()
+  if v ~= v or v == math.huge or v == -math.huge then
+    local rows = ce:detach():reshape(B):totable()
+    local bad = 1
+    for i = 1, B do if rows[i] ~= rows[i] or math.abs(rows[i]) == math.huge then bad = i; break end end
+    local msg = string.format("%s: loss is not finite (first bad row %d)", name or "margin_ce", bad)
+    if sp.nonfinite == "warn" then io.stderr:write("warning: " .. msg .. "\n") else error(msg, 0) end
+  end
+  return loss
+end
+
+function R.hard_mean(cos, labels, o)
+  local B, C = cos:size(1), cos:size(2)
+  local y = label_list(labels)
+  local H = hard_mask(cos:detach():totable(), y, B, C, o.hard or "all", o.hard_m or 0)
+  local cnt = {}
+  for i = 1, B do
+    local n = 0
+    for j = 1, C do n = n + H[i][j] end
+    cnt[i] = n
+  end
+  local vals = o.values == "affine" and (cos * (o.a or 1) + (o.b or 0)) or cos
+  local den = {}
+  for i = 1, B do den[i] = math.max(cnt[i], 1) end
+  return (vals * fvl.tensor(H)):sum(2) / fvl.tensor(den), fvl.tensor(cnt)
+end
+
+function R.circle_pairwise(S, labels, m, gamma)
+  local B = S:size(1)
+  local y = label_list(labels)
+  local Sd = S:detach():totable()
+  local Ap, Kp, An, Kn, valid, nvalid = {}, {}, {}, {}, {}, 0
+  for i = 1, B do
+    Ap[i], Kp[i], An[i], Kn[i] = {}, {}, {}, {}
+    local np, nn = 0, 0
+    for j = 1, B do
+      local s, pos, neg = Sd[i][j], y[i] == y[j] and i ~= j, y[i] ~= y[j]
+      local ap, an = math.max(1 + m - s, 0), math.max(s + m, 0)
+      Ap[i][j], Kp[i][j] = pos and -gamma * ap or 0, pos and gamma * ap * (1 - m) or -1e30
+      An[i][j], Kn[i][j] = neg and gamma * an or 0, neg and -gamma * an * m or -1e30
+      if pos then np = np + 1 end
+      if neg then nn = nn + 1 end
+    end
+    valid[i] = { (np > 0 and nn > 0) and 1 or 0 }
+    nvalid = nvalid + valid[i][1]
+  end
+  if nvalid == 0 then return (S * 0):sum() end
+  local z = (S * fvl.tensor(Ap) + fvl.tensor(Kp)):logsumexp(2):reshape(B, 1)
+          + (S * fvl.tensor(An) + fvl.tensor(Kn)):logsumexp(2):reshape(B, 1)
+  local V = fvl.tensor(valid)
+  z = z * V                                             -- invalid anchors: z = -inf·0 avoided below
+  local sp = z:relu() + ((z:abs() * -1):exp()):log1p()  -- stable softplus
+  return (sp * V):sum() / nvalid
+end
+
+function R.center_update(centers, x, labels, alpha)
+  local y = label_list(labels)
+  local C = centers:size(1)
+  local xs, cs = x:detach():totable(), centers:totable()
+  local n, sum = {}, {}
+  for i, j in ipairs(y) do
+    n[j] = (n[j] or 0) + 1
+    sum[j] = sum[j] or {}
+    for d = 1, #xs[i] do sum[j][d] = (sum[j][d] or 0) + xs[i][d] end
+  end
+  for j = 1, C do
+    if n[j] then
+      for d = 1, #cs[j] do
+        local delta = (n[j] * cs[j][d] - sum[j][d]) / (1 + n[j])
+        centers:set(j, d, cs[j][d] - alpha * delta)
+      end
+    end
+  end
+end
+
+return R
