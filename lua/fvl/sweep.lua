@@ -1,0 +1,1188 @@
+-- fvl.sweep — hyperparameter and margin-schedule sweeps: grid, seeded random and successive
+-- halving; every trial in its own worker process; results in one SQLite store per sweep.
+--
+--   fvl.sweep{name=, space=, trial=function(cfg, report, info) ... return metrics end,
+--             workers=1, store="runs/<name>.sqlite", strategy="grid"|"random"|"halving",
+--             samples=, seed=1, metric=, mode="max", halving={rungs={...}, eta=3},
+--             shard="i/N", threads=, timeout=, retry_failed=false, quiet=false}
+--   fvl.sweep.load(store [, {reports=true}])     -> list of trials
+--   fvl.sweep.merge(out, {shard stores} | "glob*") -> merged trial count
+--   fvl.sweep.leaderboard(store [, opts])       -> sorted rows, text (printed unless print=false)
+--   fvl.sweep.csv(store, path [, opts])         -> true | nil, message   (atomic write)
+--   fvl.sweep.plot(store, opts)                 -> files written | nil, message
+--   fvl.sweep.uniform(lo, hi)  loguniform(lo, hi)  int(lo, hi)  choice{...}  named(label, v)
+--
+-- How workers run (see docs/sweeps.md): the driver starts `fvl <script> <args>` again for each
+-- trial (fork + exec of this very program) with FVL_SWEEP_WORKER=<trial>:<attempt>:<store>.
+-- When fvl.sweep{} sees that variable and its own store, it runs just that trial and exits;
+-- any other fvl.sweep{} in the script returns the stored results without running anything.
+local fvl = require "fvl.core"
+local json = require "fvl.json"
+
+local sweep = {}
+local sys = fvl.sys
+local WORKER_ENV = "FVL_SWEEP_WORKER"
+
+-- ---------------------------------------------------------------- small helpers
+local function fail(fmt, ...) error("fvl.sweep: " .. string.format(fmt, ...), 0) end
+
+local function check_opts(fn, opts, allowed)
+  local set = {}
+  for _, k in ipairs(allowed) do set[k] = true end
+  for k in pairs(opts) do
+    if not set[k] then
+      local sorted = { table.unpack(allowed) }
+      table.sort(sorted)
+      error(string.format("%s: unknown option '%s' (expected one of: %s)", fn, tostring(k),
+                          table.concat(sorted, ", ")), 0)
+    end
+  end
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+local function enc(v) return json.encode(v, { nonfinite = "literal" }) end
+local function dec(s)
+  if s == nil then return nil end
+  local v = json.decode(s)
+  return v
+end
+
+local function fmt_num(v)
+  if type(v) ~= "number" then return tostring(v) end
+  if math.type(v) == "integer" then return tostring(v) end
+  if v ~= v then return "nan" end
+  if v == 0 then return "0" end
+  local a = math.abs(v)
+  if a >= 1e5 or a < 1e-3 then return string.format("%.3g", v) end
+  return (string.format("%.4f", v):gsub("0+$", ""):gsub("%.$", ""))
+end
+
+-- ---------------------------------------------------------------- space values
+local Range = { __name = "fvl.sweep.range" }
+Range.__index = Range
+local Choice = { __name = "fvl.sweep.choice" }
+local Named = { __name = "fvl.sweep.named" }
+
+local function check_bounds(fn, lo, hi)
+  if type(lo) ~= "number" or type(hi) ~= "number" or not isfinite(lo) or not isfinite(hi) or lo > hi then
+    error(string.format("fvl.sweep.%s: expected finite numbers lo <= hi, got %s, %s", fn,
+                        tostring(lo), tostring(hi)), 3)
+  end
+end
+function sweep.uniform(lo, hi)
+  check_bounds("uniform", lo, hi)
+  return setmetatable({ kind = "uniform", lo = lo, hi = hi }, Range)
+end
+function sweep.loguniform(lo, hi)
+  check_bounds("loguniform", lo, hi)
+  if lo <= 0 then error("fvl.sweep.loguniform: lo must be > 0, got " .. tostring(lo), 2) end
+  return setmetatable({ kind = "loguniform", lo = lo, hi = hi }, Range)
+end
+function sweep.int(lo, hi)
+  check_bounds("int", lo, hi)
+  if math.type(lo) ~= "integer" or math.type(hi) ~= "integer" then
+    error(string.format("fvl.sweep.int: expected integers, got %s, %s", tostring(lo), tostring(hi)), 2)
+  end
+  return setmetatable({ kind = "int", lo = lo, hi = hi }, Range)
+end
+-- an explicit list of choices (needed when the values are themselves lists)
+function sweep.choice(values)
+  if type(values) ~= "table" or #values == 0 then
+    error("fvl.sweep.choice: expected a non-empty list of values, got " .. type(values), 2)
+  end
+  return setmetatable({ values = values }, Choice)
+end
+-- a value with a readable label: fvl.sweep.named("cosine", fvl.schedule.cosine{...})
+function sweep.named(label, value)
+  if type(label) ~= "string" then
+    error("fvl.sweep.named: label must be a string, got " .. type(label), 2)
+  end
+  return setmetatable({ label = label, value = value }, Named)
+end
+
+-- label of one value for the stored config (JSON-able, readable)
+local function label_of(key, v, i)
+  local t = type(v)
+  if t == "number" then
+    if not isfinite(v) then return tostring(v) end
+    return v
+  end
+  if t == "string" or t == "boolean" then return v end
+  local mt = getmetatable(v)
+  if mt == Named then return v.label end
+  if t == "table" or t == "userdata" then
+    local ok, name = pcall(function() return v.name end)
+    if ok and type(name) == "string" then return name end
+    if mt and mt.__tostring then
+      local s = tostring(v)
+      if not s:match("^table: ") and not s:match("^userdata: ") then return s end
+    end
+    if t == "table" and not mt then
+      local ok2, s = pcall(json.encode, v)
+      if ok2 and #s <= 80 then return s end
+    end
+  end
+  return string.format("%s#%d", key, i)
+end
+
+-- space → list of {key=, kind="list"|range kind, values=, labels=} sorted by key
+local function normalize_space(space)
+  if type(space) ~= "table" then fail("space must be a table of hyperparameters, got %s", type(space)) end
+  local dims = {}
+  for _, k in ipairs(sorted_keys(space)) do
+    if type(k) ~= "string" then fail("space keys must be strings, got %s", tostring(k)) end
+    local spec = space[k]
+    local mt = getmetatable(spec)
+    local d = { key = k }
+    local values
+    if mt == Range then
+      d.kind, d.lo, d.hi = spec.kind, spec.lo, spec.hi
+    elseif mt == Choice then
+      values = spec.values
+    elseif type(spec) == "table" and mt == nil then
+      local n = #spec
+      local count = 0
+      for _ in pairs(spec) do count = count + 1 end
+      if count == 0 then fail("space.%s is an empty table (expected a list of values)", k) end
+      if n == count then
+        values = spec
+      else
+        -- {label = value, ...}: choices labelled by their keys
+        values = {}
+        for _, lk in ipairs(sorted_keys(spec)) do
+          if type(lk) ~= "string" then
+            fail("space.%s mixes list entries and named entries (use fvl.sweep.choice{...})", k)
+          end
+          values[#values + 1] = sweep.named(lk, spec[lk])
+        end
+      end
+    else
+      values = { spec }   -- a fixed value: number, string, function, schedule object...
+    end
+    if values then
+      d.kind = "list"
+      d.values, d.labels = {}, {}
+      local seen = {}
+      for i, v in ipairs(values) do
+        local lab = label_of(k, v, i)
+        local lk = enc(lab)
+        if seen[lk] then
+          fail("space.%s: values %d and %d have the same label %s (wrap them in fvl.sweep.named)",
+               k, seen[lk], i, lk)
+        end
+        seen[lk] = i
+        d.labels[i] = lab
+        d.values[i] = getmetatable(v) == Named and v.value or v
+      end
+    end
+    dims[#dims + 1] = d
+  end
+  if #dims == 0 then fail("space is empty") end
+  return dims
+end
+
+local function trial_seed(seed, id) return sys.hash(seed, id) % 2147483647 + 1 end
+
+-- config of trial `id`: cfg (values for the trial) and labels (stored JSON)
+local function make_configs(S)
+  local dims = S.dims
+  if S.from == "grid" then
+    local total = 1
+    for _, d in ipairs(dims) do
+      if d.kind ~= "list" then
+        fail("space.%s is a range (%s); strategy '%s' enumerates a grid of lists — use samples= " ..
+             "(random draws) or list the values", d.key, d.kind, S.strategy)
+      end
+      total = total * #d.values
+    end
+    S.total = total
+    S.config_of = function(id)
+      local cfg, labels, rest = {}, {}, id - 1
+      for j = #dims, 1, -1 do
+        local d = dims[j]
+        local i = rest % #d.values + 1
+        rest = rest // #d.values
+        cfg[d.key], labels[d.key] = d.values[i], d.labels[i]
+      end
+      return cfg, labels
+    end
+  else
+    S.total = S.samples
+    S.config_of = function(id)
+      local cfg, labels = {}, {}
+      for j, d in ipairs(dims) do
+        local u = sys.uniform(S.seed, id * 4096 + j)
+        local v, lab
+        if d.kind == "list" then
+          local i = math.floor(u * #d.values) + 1
+          v, lab = d.values[i], d.labels[i]
+        elseif d.kind == "uniform" then
+          v = d.lo + (d.hi - d.lo) * u
+        elseif d.kind == "loguniform" then
+          v = math.exp(math.log(d.lo) + (math.log(d.hi) - math.log(d.lo)) * u)
+        else
+          v = d.lo + math.floor(u * (d.hi - d.lo + 1))
+        end
+        cfg[d.key], labels[d.key] = v, lab == nil and v or lab
+      end
+      return cfg, labels
+    end
+  end
+end
+
+-- what must match when a store is reused
+local function fingerprint(S)
+  local dims = {}
+  for _, d in ipairs(S.dims) do
+    dims[#dims + 1] = { key = d.key, kind = d.kind, labels = d.labels, lo = d.lo, hi = d.hi }
+  end
+  return enc({ strategy = S.strategy, seed = S.seed, samples = S.samples, space = dims,
+               halving = S.halving and { rungs = S.halving.rungs, eta = S.halving.eta } or nil,
+               metric = S.metric, mode = S.mode })
+end
+
+-- ---------------------------------------------------------------- shards
+local function parse_shard(s, where)
+  local i, n = tostring(s):match("^%s*(%d+)%s*/%s*(%d+)%s*$")
+  i, n = tonumber(i), tonumber(n)
+  if not i or n < 1 or i > n then
+    fail("%s = '%s' (expected i/N with 0 <= i <= N, e.g. 0/4 or 4/4)", where, tostring(s))
+  end
+  return i % n, n
+end
+
+local function find_shard(opt)
+  if opt ~= nil then return parse_shard(opt, "shard") end
+  local a = rawget(_G, "arg")
+  if type(a) == "table" then
+    for i = 1, #a do
+      local v = a[i]
+      if v == "--shard" then return parse_shard(a[i + 1], "--shard") end
+      local s = type(v) == "string" and v:match("^%-%-shard=(.*)$")
+      if s then return parse_shard(s, "--shard") end
+    end
+  end
+  local id, count = os.getenv("SLURM_ARRAY_TASK_ID"), os.getenv("SLURM_ARRAY_TASK_COUNT")
+  if id and count then return parse_shard(id .. "/" .. count, "SLURM_ARRAY_TASK_ID/COUNT") end
+  return nil
+end
+
+local function shard_path(path, i, n)
+  local base, ext = path:match("^(.*)(%.[%w]+)$")
+  if not base or base == "" or base:sub(-1) == "/" then base, ext = path, "" end
+  return string.format("%s.shard-%d-of-%d%s", base, i, n, ext)
+end
+
+-- ---------------------------------------------------------------- store access
+local function open_store(store, fn)
+  if type(store) == "string" then
+    local f = io.open(store, "rb")
+    if not f then error(string.format("%s: no store at %s", fn, store), 3) end
+    f:close()
+    return fvl.store.open(store), true
+  end
+  if type(store) == "userdata" and tostring(store):match("^fvl%.Store") then return store, false end
+  error(string.format("%s: store must be a path or an open store, got %s", fn, type(store)), 3)
+end
+
+local function decode_trial(row)
+  return {
+    id = row.id, seed = row.seed, status = row.status, attempt = row.attempt,
+    config = dec(row.config), metrics = dec(row.metrics), error = row.error,
+    started = row.started, ended = row.ended, host = row.host,
+    seconds = row.started and row.ended and (row.ended - row.started) or nil,
+    rung = row.rung, killed = row.killed or nil,
+  }
+end
+
+function sweep.load(store, opts)
+  opts = opts or {}
+  check_opts("fvl.sweep.load", opts, { "reports" })
+  local st, own = open_store(store, "fvl.sweep.load")
+  local out = {}
+  for i, row in ipairs(st:trials()) do out[i] = decode_trial(row) end
+  if opts.reports then
+    local by = {}
+    for _, t in ipairs(out) do t.reports = {}; by[t.id] = t.reports end
+    for _, r in ipairs(st:reports()) do
+      local m = dec(r.metrics) or {}
+      m.step = r.step
+      if by[r.trial] then table.insert(by[r.trial], m) end
+    end
+  end
+  if own then st:close() end
+  return out
+end
+
+function sweep.is_worker() return os.getenv(WORKER_ENV) ~= nil end
+
+-- ---------------------------------------------------------------- the trial, in a worker
+local PRUNED = setmetatable({}, { __tostring = function() return "fvl.sweep: trial pruned" end })
+
+local function check_metrics(m, what)
+  if type(m) ~= "table" then return nil, string.format("%s must be a table of metrics, got %s", what, type(m)) end
+  for k, v in pairs(m) do
+    if type(k) ~= "string" then return nil, string.format("%s has a non-string key %s", what, tostring(k)) end
+    local t = type(v)
+    if t ~= "number" and t ~= "string" and t ~= "boolean" then
+      local ok, n = pcall(function() return v:item() end)
+      if ok and type(n) == "number" then
+        m[k] = n
+      else
+        return nil, string.format("%s.%s must be a number, string or boolean, got %s", what, k, t)
+      end
+    end
+  end
+  return m
+end
+
+-- runs trial `id` (attempt `attempt`) in this process; returns nothing, everything is stored
+local function run_trial(S, st, id, attempt, threads, logpath)
+  local row = st:trial(id)
+  if not row or row.status ~= "running" or row.attempt ~= attempt then return "stale" end
+  local cfg, labels = S.config_of(id)
+  if enc(labels) ~= row.config then
+    st:finish_trial(id, attempt, "failed", nil, string.format(
+      "the script's space no longer gives trial %d's config (stored %s, now %s)", id, row.config,
+      enc(labels)), false)
+    return "failed"
+  end
+  if threads then
+    if type(rawget(fvl, "set_threads")) == "function" then fvl.set_threads(threads)
+    elseif type(rawget(fvl, "threads")) == "function" then fvl.threads(threads) end
+  end
+  if type(rawget(fvl, "manual_seed")) == "function" then fvl.manual_seed(row.seed) end
+  math.randomseed(row.seed)
+
+  local rungs = S.halving and S.halving.rungs
+  local passed = row.rung or 0
+  local nsteps, last = 0, nil
+  local function report(m)
+    if type(m) ~= "table" then error("report: expected a table {step=, metric=...}, got " .. type(m), 2) end
+    local step = m.step
+    nsteps = nsteps + 1
+    if step == nil then step = nsteps end
+    if math.type(step) ~= "integer" then
+      if type(step) == "number" and step == math.floor(step) then step = math.tointeger(step)
+      else error("report: step must be an integer, got " .. tostring(m.step), 2) end
+    end
+    local metrics = {}
+    for k, v in pairs(m) do
+      if k ~= "step" then
+        if type(v) == "userdata" then
+          local ok, n = pcall(function() return v:item() end)
+          if ok then v = n end
+        end
+        if type(k) ~= "string" or type(v) ~= "number" then
+          error(string.format("report: %s must be a number, got %s", tostring(k), type(v)), 2)
+        end
+        metrics[k] = v
+      end
+    end
+    if not st:report(id, attempt, step, enc(metrics)) then error(PRUNED) end
+    last = metrics
+    for k, v in pairs(metrics) do
+      if not isfinite(v) then error(string.format("report: %s is %s at step %d", k, tostring(v), step), 2) end
+    end
+    while rungs and passed < #rungs and step >= rungs[passed + 1] do
+      local r = passed + 1
+      local v = metrics[S.metric]
+      if v == nil then
+        error(string.format("report: successive halving needs metric '%s' in the report at step %d (rung %d)",
+                            S.metric, step, r), 2)
+      end
+      if not st:set_wait(id, attempt, r, v) then error(PRUNED) end
+      -- wait for the driver's verdict
+      local delay = 0.02
+      while true do
+        sys.sleep(delay)
+        delay = math.min(delay * 1.5, 0.25)
+        local now = st:trial(id)
+        if not now or now.attempt ~= attempt or now.status == "pruned" or now.status ~= "running" then
+          error(PRUNED)
+        end
+        if now.rung >= r then break end
+      end
+      passed = r
+    end
+  end
+
+  local info = { id = id, seed = row.seed, attempt = attempt, threads = threads, store = st:path(),
+                 log = logpath, labels = labels }
+  local ok, res = xpcall(S.trial, function(e)
+    if e == PRUNED then return e end
+    return debug.traceback(tostring(e), 2)
+  end, cfg, report, info)
+  if not ok then
+    if res == PRUNED then return "pruned" end
+    local msg = tostring(res)
+    local killed = msg:find(": interrupted", 1, true) ~= nil
+    st:finish_trial(id, attempt, "failed", last and enc(last) or nil, msg, killed)
+    return "failed"
+  end
+  local metrics = res
+  if type(res) == "userdata" then
+    local iok, n = pcall(function() return res:item() end)
+    if iok then res = n end
+  end
+  if type(res) == "number" then
+    metrics = { [S.metric or "value"] = res }
+  elseif res == nil then
+    metrics = last or {}
+  end
+  local m, err = check_metrics(metrics, "the trial's result")
+  if not m then
+    st:finish_trial(id, attempt, "failed", nil, err, false)
+    return "failed"
+  end
+  for _, k in ipairs(sorted_keys(m)) do
+    local v = m[k]
+    if type(v) == "number" and not isfinite(v) then
+      st:finish_trial(id, attempt, "failed", enc(m), string.format("the trial returned %s for '%s'",
+                      tostring(v), k), false)
+      return "failed"
+    end
+  end
+  if S.metric and S.strategy == "halving" and m[S.metric] == nil then
+    st:finish_trial(id, attempt, "failed", enc(m),
+                    string.format("the trial's result has no metric '%s'", S.metric), false)
+    return "failed"
+  end
+  st:finish_trial(id, attempt, "done", enc(m), nil, false)
+  return "done"
+end
+
+local function worker_main(S, spec)
+  local id, attempt, path = spec.id, spec.attempt, spec.store
+  local st = fvl.store.open(path)
+  local threads = tonumber(os.getenv("FVL_SWEEP_THREADS"))
+  local ok, err = pcall(run_trial, S, st, id, attempt, threads, os.getenv("FVL_SWEEP_LOG"))
+  if not ok then
+    pcall(st.finish_trial, st, id, attempt, "failed", nil, "fvl.sweep worker: " .. tostring(err), false)
+  end
+  st:close()
+  io.stdout:flush()
+  io.stderr:flush()
+  os.exit(0, true)
+end
+
+local function parse_worker_env()
+  local v = os.getenv(WORKER_ENV)
+  if not v then return nil end
+  local id, attempt, path = v:match("^(%d+):(%d+):(.+)$")
+  if not id then error("fvl.sweep: " .. WORKER_ENV .. " = '" .. v .. "' (expected <trial>:<attempt>:<store>)", 3) end
+  return { id = math.tointeger(tonumber(id)), attempt = math.tointeger(tonumber(attempt)), store = path }
+end
+
+-- ---------------------------------------------------------------- the driver
+local function log_tail(path, n)
+  if not path then return "" end
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local size = f:seek("end")
+  f:seek("set", math.max(0, size - 2000))
+  local s = f:read("a") or ""
+  f:close()
+  local lines = {}
+  for line in s:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  local from = math.max(1, #lines - (n or 8) + 1)
+  local out = table.concat(lines, "\n", from)
+  if out == "" then return "" end
+  return "\n--- last lines of " .. path .. " ---\n" .. out
+end
+
+local function config_text(labels)
+  if type(labels) ~= "table" then return "" end
+  local parts = {}
+  for _, k in ipairs(sorted_keys(labels)) do
+    local v = labels[k]
+    parts[#parts + 1] = k .. "=" .. (type(v) == "number" and fmt_num(v) or tostring(v))
+  end
+  return table.concat(parts, " ")
+end
+
+local function metric_text(metrics, primary)
+  if type(metrics) ~= "table" then return "" end
+  local parts = {}
+  if primary and metrics[primary] ~= nil then parts[1] = primary .. "=" .. fmt_num(metrics[primary]) end
+  for _, k in ipairs(sorted_keys(metrics)) do
+    if k ~= primary and #parts < 4 then parts[#parts + 1] = k .. "=" .. fmt_num(metrics[k]) end
+  end
+  return table.concat(parts, " ")
+end
+
+local function better(mode) return mode == "min" and function(a, b) return a < b end
+                                                 or function(a, b) return a > b end end
+
+-- successive halving: decide every rung whose candidates are all waiting (or out)
+local function decide_rungs(S, st, rows, queued, say)
+  local R = #S.halving.rungs
+  local gt = better(S.mode)
+  for r = 1, R do
+    local decided = st:meta("rung." .. r)
+    local waiting, blocked = {}, false
+    for _, t in ipairs(rows) do
+      local live = t.status == "running" or t.status == "pending" or queued[t.id]
+      if live and t.rung == r - 1 then
+        if t.status == "running" and t.wait_rung == r then waiting[#waiting + 1] = t
+        else blocked = true end
+      end
+    end
+    if decided then
+      local d = dec(decided)
+      for _, t in ipairs(waiting) do
+        local v = t.wait_value
+        if v ~= nil and (v == d.cutoff or gt(v, d.cutoff)) then st:promote(t.id, r)
+        else
+          local last = st:reports(t.id)
+          st:prune(t.id, r, #last > 0 and last[#last].metrics or nil)
+          say(string.format("rung %d: trial %d pruned late (%s %s vs cutoff %s)", r, t.id, S.metric,
+                            fmt_num(v), fmt_num(d.cutoff)))
+        end
+      end
+    elseif #waiting > 0 and not blocked then
+      table.sort(waiting, function(a, b)
+        local va, vb = a.wait_value, b.wait_value
+        if va == nil or vb == nil then
+          if va == vb then return a.id < b.id end
+          return va ~= nil
+        end
+        if va == vb then return a.id < b.id end
+        return gt(va, vb)
+      end)
+      local keep = math.max(1, math.floor(#waiting / S.halving.eta))
+      st:begin()
+      local ok, err = pcall(function()
+        for i, t in ipairs(waiting) do
+          if i <= keep then st:promote(t.id, r)
+          else
+            local last = st:reports(t.id)
+            st:prune(t.id, r, #last > 0 and last[#last].metrics or nil)
+          end
+        end
+        st:meta("rung." .. r, enc({ cutoff = waiting[keep].wait_value, n = #waiting, keep = keep }))
+      end)
+      if ok then st:commit() else st:rollback(); error(err, 0) end
+      say(string.format("rung %d (step %d): %d of %d trials go on (%s %s %s)", r, S.halving.rungs[r],
+                        keep, #waiting, S.metric, S.mode == "min" and "<=" or ">=",
+                        fmt_num(waiting[keep].wait_value)))
+    end
+    if not decided and (blocked or #waiting > 0) then break end
+  end
+end
+
+local function driver(S)
+  local say = S.quiet and function() end or function(s) io.write(s, "\n"); io.flush() end
+  local dir = S.store:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then sys.mkdirs(dir) end
+  local st = fvl.store.open(S.store)
+  local fp = fingerprint(S)
+  local old = st:meta("fingerprint")
+  if old and old ~= fp then
+    st:close()
+    fail("%s holds a different sweep (name %s): its space, strategy, seed or halving differ from " ..
+         "this call's — use another store or delete it\n  stored: %s\n  now:    %s", S.store,
+         S.name, old, fp)
+  end
+  if not old then
+    st:begin()
+    st:meta("fingerprint", fp)
+    st:meta("name", S.name)
+    st:meta("strategy", S.strategy)
+    if S.metric then st:meta("metric", S.metric) end
+    st:meta("mode", S.mode)
+    st:meta("total", tostring(S.total))
+    st:commit()
+  end
+  -- this shard's trials
+  local ids = {}
+  for id = 1, S.total do
+    if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then ids[#ids + 1] = id end
+  end
+  st:begin()
+  local ok, err = pcall(function()
+    for _, id in ipairs(ids) do
+      local _, labels = S.config_of(id)
+      local text = enc(labels)
+      if not st:add_trial(id, text, trial_seed(S.seed, id)) then
+        local row = st:trial(id)
+        if row.config ~= text then
+          error(string.format("fvl.sweep: %s: trial %d's stored config %s differs from %s", S.store, id,
+                              row.config, text), 0)
+        end
+      end
+    end
+  end)
+  if ok then st:commit() else st:rollback(); st:close(); error(err, 0) end
+
+  local queue, queued, ndone = {}, {}, 0
+  for _, id in ipairs(ids) do
+    local row = st:trial(id)
+    local s = row.status
+    if s == "pending" or s == "running" or (s == "failed" and (row.killed or S.retry_failed)) then
+      queue[#queue + 1] = id
+      queued[id] = true
+    else
+      ndone = ndone + 1
+    end
+  end
+  local workers, threads = S.workers, S.threads
+  say(string.format("sweep %s: %d trials (%s%s), %d finished, %d to run; %d worker%s x %d thread%s; store %s",
+                    S.name, #ids, S.strategy, S.shard_n and string.format(", shard %d/%d of %d", S.shard_i,
+                    S.shard_n, S.total) or "", ndone, #queue, workers, workers == 1 and "" or "s", threads,
+                    threads == 1 and "" or "s", S.store))
+
+  local logdir = S.logs and (S.store:gsub("%.[%w]+$", "") .. ".logs") or nil
+  if logdir then sys.mkdirs(logdir) end
+  local abs = sys.realpath(S.store)
+  local active, nactive = {}, 0
+  local finished = ndone
+  local t0 = sys.time()
+
+  local function launch(id)
+    local attempt = st:start_trial(id, 0)
+    if attempt == 0 then return end   -- finished meanwhile (another shard process)
+    local logpath = logdir and string.format("%s/trial-%d.log", logdir, id) or nil
+    if logpath then
+      local f = io.open(logpath, "a")
+      if f then
+        f:write(string.format("=== trial %d attempt %d, %s ===\n", id, attempt, os.date("!%Y-%m-%d %H:%M:%SZ")))
+        f:close()
+      end
+    end
+    local argv = { S.exe, S.script }
+    for _, a in ipairs(S.args) do argv[#argv + 1] = a end
+    local env = {
+      [WORKER_ENV] = string.format("%d:%d:%s", id, attempt, abs),
+      FVL_SWEEP_THREADS = tostring(threads),
+      FVL_SWEEP_LOG = logpath or "",
+      OMP_NUM_THREADS = tostring(threads),
+      OPENBLAS_NUM_THREADS = tostring(threads),
+    }
+    local pid = sys.spawn(S.exe, argv, env, logpath)
+    st:set_pid(id, attempt, pid)
+    active[pid] = { id = id, attempt = attempt, t0 = sys.time(), log = logpath }
+    nactive = nactive + 1
+  end
+
+  local function on_exit(w, code, sig)
+    local row = st:trial(w.id)
+    if row.status == "running" and row.attempt == w.attempt then
+      local msg, killed
+      if sig then
+        killed = sig == "SIGKILL" or sig == "SIGTERM" or sig == "SIGINT" or sig == "SIGHUP"
+        msg = killed and ("worker killed by " .. sig) or ("worker crashed: " .. sig)
+        if w.timed_out then msg, killed = string.format("timed out after %g s", S.timeout), false end
+        if w.interrupted then msg, killed = "interrupted (the driver stopped)", true end
+      elseif code ~= 0 then
+        msg = string.format("worker exited with code %d before recording a result", code)
+      else
+        msg = "worker exited without running the trial (does the script reach fvl.sweep{} with store " ..
+              S.store .. " when run again?)"
+      end
+      st:finish_trial(w.id, w.attempt, "failed", nil, msg .. (killed and "" or log_tail(w.log)), killed)
+      row = st:trial(w.id)
+    end
+    finished = finished + 1
+    local what
+    if row.status == "failed" then what = "FAILED: " .. tostring(row.error):match("^[^\n]*")
+    else what = row.status .. "  " .. metric_text(dec(row.metrics), S.metric) end
+    say(string.format("[%d/%d] trial %d %s  %s  (%.1f s)", finished, #ids, w.id, what,
+                      config_text(dec(row.config)), sys.time() - w.t0))
+  end
+
+  local function loop()
+    while #queue > 0 or nactive > 0 do
+      -- waiting (paused at a rung) workers do not count against `workers`
+      local rows = (S.halving or S.timeout) and st:trials() or nil
+      local byid = {}
+      if rows then for _, r in ipairs(rows) do byid[r.id] = r end end
+      local busy = 0
+      for _, w in pairs(active) do
+        local r = byid[w.id]
+        if not (r and r.status == "running" and r.wait_rung > 0) then busy = busy + 1 end
+      end
+      while busy < workers and #queue > 0 do
+        local id = table.remove(queue, 1)
+        launch(id)
+        queued[id] = nil
+        busy = busy + 1
+      end
+      for pid, w in pairs(active) do
+        local done, code, sig = sys.poll(pid)
+        if done then
+          active[pid] = nil
+          nactive = nactive - 1
+          on_exit(w, code, sig)
+        elseif S.timeout and sys.time() - w.t0 > S.timeout and not w.timed_out then
+          w.timed_out = true
+          sys.kill(pid, "KILL")
+        end
+      end
+      if S.halving then decide_rungs(S, st, st:trials(), queued, say) end
+      sys.sleep(S.poll)
+    end
+  end
+  local lok, lerr = pcall(loop)
+  if not lok then
+    -- stop our workers; their trials run again on the next call
+    for pid, w in pairs(active) do
+      w.interrupted = true
+      pcall(sys.kill, pid, "KILL")
+    end
+    for pid, w in pairs(active) do
+      for _ = 1, 200 do
+        local ok2, done = pcall(sys.poll, pid)
+        if not ok2 or done then break end
+        sys.abort_clear()
+        pcall(sys.sleep, 0.01)
+      end
+      pcall(st.finish_trial, st, w.id, w.attempt, "failed", nil, "interrupted (the driver stopped)", true)
+    end
+    st:close()
+    if tostring(lerr):find("interrupted", 1, true) then
+      error(string.format("fvl.sweep: interrupted; %d running trial(s) stopped — run the sweep again to resume",
+                          nactive), 2)
+    end
+    error(lerr, 0)
+  end
+  st:close()
+  say(string.format("sweep %s: finished in %.1f s", S.name, sys.time() - t0))
+end
+
+-- inline: trials run one after the other in this process (REPL, debugging)
+local function inline(S)
+  local dir = S.store:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then sys.mkdirs(dir) end
+  local st = fvl.store.open(S.store)
+  local fp = fingerprint(S)
+  local old = st:meta("fingerprint")
+  if old and old ~= fp then st:close(); fail("%s holds a different sweep — use another store", S.store) end
+  if not old then st:meta("fingerprint", fp); st:meta("name", S.name); st:meta("mode", S.mode)
+    if S.metric then st:meta("metric", S.metric) end end
+  for id = 1, S.total do
+    if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then
+      local _, labels = S.config_of(id)
+      st:add_trial(id, enc(labels), trial_seed(S.seed, id))
+      local row = st:trial(id)
+      if row.status == "pending" or row.status == "running" or (row.status == "failed" and (row.killed or S.retry_failed)) then
+        local attempt = st:start_trial(id, sys.getpid())
+        local res = run_trial(S, st, id, attempt, nil, nil)
+        if not S.quiet then
+          local r = st:trial(id)
+          print(string.format("trial %d %s  %s  %s", id, res, metric_text(dec(r.metrics), S.metric),
+                              config_text(labels)))
+        end
+      end
+    end
+  end
+  st:close()
+end
+
+-- ---------------------------------------------------------------- fvl.sweep{...}
+local sweep_opts = { "name", "space", "trial", "workers", "store", "strategy", "samples", "seed", "metric",
+                     "mode", "halving", "shard", "threads", "timeout", "retry_failed", "quiet", "script",
+                     "exe", "args", "logs", "poll", "leaderboard" }
+
+local function normalize(o)
+  if type(o) ~= "table" then fail("expected an option table, got %s", type(o)) end
+  check_opts("fvl.sweep", o, sweep_opts)
+  local S = {}
+  if o.name ~= nil and type(o.name) ~= "string" then fail("name must be a string, got %s", type(o.name)) end
+  if o.store ~= nil and type(o.store) ~= "string" then fail("store must be a path, got %s", type(o.store)) end
+  if not o.name and not o.store then fail("give name= or store=") end
+  S.name = o.name or o.store:match("([^/]+)$"):gsub("%.[%w]+$", "")
+  S.store = o.store or ("runs/" .. S.name .. ".sqlite")
+  if type(o.trial) ~= "function" then fail("trial must be a function(cfg, report, info), got %s", type(o.trial)) end
+  S.trial = o.trial
+  S.strategy = o.strategy or "grid"
+  if S.strategy ~= "grid" and S.strategy ~= "random" and S.strategy ~= "halving" then
+    fail("strategy = '%s' (expected grid|random|halving)", tostring(S.strategy))
+  end
+  S.seed = o.seed == nil and 1 or o.seed
+  if math.type(S.seed) ~= "integer" then fail("seed must be an integer, got %s", tostring(o.seed)) end
+  if o.samples ~= nil and (math.type(o.samples) ~= "integer" or o.samples < 1) then
+    fail("samples must be a positive integer, got %s", tostring(o.samples))
+  end
+  if S.strategy == "random" and not o.samples then fail("strategy 'random' needs samples = <number of trials>") end
+  if S.strategy == "grid" and o.samples then fail("samples is for strategy 'random' or 'halving', not 'grid'") end
+  S.samples = o.samples
+  S.from = o.samples and "random" or "grid"
+  S.mode = o.mode or "max"
+  if S.mode ~= "max" and S.mode ~= "min" then fail("mode = '%s' (expected max|min)", tostring(S.mode)) end
+  if o.metric ~= nil and type(o.metric) ~= "string" then fail("metric must be a string, got %s", type(o.metric)) end
+  S.metric = o.metric
+  if S.strategy == "halving" then
+    if not S.metric then fail("strategy 'halving' needs metric = <name of a reported metric>") end
+    local h = o.halving
+    if type(h) ~= "table" then fail("strategy 'halving' needs halving = {rungs = {steps...}, eta = 3}") end
+    check_opts("fvl.sweep: halving", h, { "rungs", "eta" })
+    if type(h.rungs) ~= "table" or #h.rungs == 0 then fail("halving.rungs must be a list of steps, e.g. {100, 300}") end
+    local prev = -math.huge
+    for i, s in ipairs(h.rungs) do
+      if math.type(s) ~= "integer" or s <= prev or s < 1 then
+        fail("halving.rungs[%d] = %s (expected increasing positive integers)", i, tostring(s))
+      end
+      prev = s
+    end
+    local eta = h.eta == nil and 3 or h.eta
+    if type(eta) ~= "number" or eta <= 1 then fail("halving.eta must be a number > 1, got %s", tostring(h.eta)) end
+    S.halving = { rungs = h.rungs, eta = eta }
+  elseif o.halving ~= nil then
+    fail("halving = {...} needs strategy = 'halving'")
+  end
+  S.workers = o.workers == nil and 1 or o.workers
+  if math.type(S.workers) ~= "integer" or S.workers < 0 then
+    fail("workers must be an integer >= 0, got %s", tostring(o.workers))
+  end
+  if S.workers == 0 and S.halving then fail("successive halving needs workers >= 1 (trials pause at rungs)") end
+  S.threads = o.threads or math.max(1, sys.cpu_count() // math.max(1, S.workers))
+  if math.type(S.threads) ~= "integer" or S.threads < 1 then
+    fail("threads must be a positive integer, got %s", tostring(o.threads))
+  end
+  if o.timeout ~= nil and (type(o.timeout) ~= "number" or o.timeout <= 0) then
+    fail("timeout must be a number of seconds > 0, got %s", tostring(o.timeout))
+  end
+  S.timeout = o.timeout
+  S.retry_failed = o.retry_failed and true or false
+  S.quiet = o.quiet and true or false
+  S.logs = o.logs ~= false
+  S.poll = o.poll or 0.05
+  S.leaderboard = o.leaderboard
+  S.dims = normalize_space(o.space)
+  make_configs(S)
+  -- how to start a worker: this program, this script, these arguments
+  local a = rawget(_G, "arg")
+  S.script = o.script or (type(a) == "table" and a[0]) or nil
+  S.args = o.args or {}
+  if not o.args and type(a) == "table" then for i = 1, #a do S.args[i] = a[i] end end
+  S.exe = o.exe or sys.exe()
+  S.shard_i, S.shard_n = find_shard(o.shard)
+  if S.shard_n then S.store = shard_path(S.store, S.shard_i, S.shard_n) end
+  return S
+end
+
+function sweep.run(o)
+  local S = normalize(o)
+  local w = parse_worker_env()
+  if w then
+    local mine = sys.realpath(S.store)
+    if mine == w.store then worker_main(S, w) end
+    -- another sweep of the same script: do not run anything here
+    local f = io.open(S.store, "rb")
+    if not f then return {} end
+    f:close()
+    return sweep.load(S.store)
+  end
+  if S.workers == 0 then
+    inline(S)
+  else
+    if not S.script then
+      fail("workers re-run the script, but this call has no script file (arg[0] is nil: REPL or -e); " ..
+           "pass script = 'file.lua', or workers = 0 to run the trials in this process")
+    end
+    driver(S)
+  end
+  if not S.quiet and S.leaderboard ~= false then sweep.leaderboard(S.store, { top = 10 }) end
+  return sweep.load(S.store)
+end
+
+-- ---------------------------------------------------------------- merge
+function sweep.merge(out, shards)
+  if type(out) ~= "string" then error("fvl.sweep.merge: out must be a path, got " .. type(out), 2) end
+  if type(shards) == "string" then shards = sys.glob(shards) end
+  if type(shards) ~= "table" or #shards == 0 then
+    error("fvl.sweep.merge: expected a non-empty list of shard stores (or a glob pattern that matches some)", 2)
+  end
+  local dir = out:match("^(.*)/[^/]*$")
+  if dir and dir ~= "" then sys.mkdirs(dir) end
+  local st = fvl.store.open(out)
+  local fp = st:meta("fingerprint")
+  local taken = 0
+  for i, p in ipairs(shards) do
+    if type(p) ~= "string" then st:close(); error(string.format("fvl.sweep.merge: shards[%d] must be a path", i), 2) end
+    local src = open_store(p, "fvl.sweep.merge")
+    local sfp = src:meta("fingerprint")
+    src:close()
+    if fp and sfp and fp ~= sfp then
+      st:close()
+      error(string.format("fvl.sweep.merge: %s is a different sweep than %s (space, strategy or seed differ)",
+                          p, out), 2)
+    end
+    fp = fp or sfp
+    local ok, n = pcall(st.merge, st, p)
+    if not ok then st:close(); error(n, 2) end
+    taken = taken + n
+  end
+  local total = #st:trials()
+  st:close()
+  return total, taken
+end
+
+-- ---------------------------------------------------------------- reporting
+local status_rank = { done = 1, pruned = 2, running = 3, pending = 4, failed = 5 }
+
+local function metric_of(store_meta_metric, opts, trials)
+  if opts.metric then return opts.metric end
+  if store_meta_metric then return store_meta_metric end
+  for _, t in ipairs(trials) do
+    if type(t.metrics) == "table" then
+      for _, k in ipairs(sorted_keys(t.metrics)) do
+        if type(t.metrics[k]) == "number" then return k end
+      end
+    end
+  end
+end
+
+local function sorted_trials(store, opts, fn)
+  local st, own = open_store(store, fn)
+  local meta_metric, meta_mode = st:meta("metric"), st:meta("mode")
+  local trials = {}
+  for i, row in ipairs(st:trials()) do trials[i] = decode_trial(row) end
+  if own then st:close() end
+  local metric = metric_of(meta_metric, opts, trials)
+  local mode = opts.mode or meta_mode or "max"
+  local gt = better(mode)
+  table.sort(trials, function(a, b)
+    local ra, rb = status_rank[a.status] or 9, status_rank[b.status] or 9
+    if ra ~= rb then return ra < rb end
+    if a.status == "pruned" and a.rung ~= b.rung then return (a.rung or 0) > (b.rung or 0) end
+    local va = metric and type(a.metrics) == "table" and a.metrics[metric] or nil
+    local vb = metric and type(b.metrics) == "table" and b.metrics[metric] or nil
+    if type(va) ~= "number" or va ~= va then va = nil end
+    if type(vb) ~= "number" or vb ~= vb then vb = nil end
+    if va ~= nil and vb ~= nil and va ~= vb then return gt(va, vb) end
+    if (va == nil) ~= (vb == nil) then return va ~= nil end
+    return a.id < b.id
+  end)
+  return trials, metric, mode
+end
+
+local function pad(s, w, right)
+  s = tostring(s)
+  if utf8.len(s) and utf8.len(s) > w then s = s:sub(1, w - 1) .. "~" end
+  local n = w - (utf8.len(s) or #s)
+  if n <= 0 then return s end
+  return right and (string.rep(" ", n) .. s) or (s .. string.rep(" ", n))
+end
+
+function sweep.leaderboard(store, opts)
+  opts = opts or {}
+  check_opts("fvl.sweep.leaderboard", opts, { "metric", "mode", "top", "print" })
+  local trials, metric, mode = sorted_trials(store, opts, "fvl.sweep.leaderboard")
+  local keys, mkeys, seenk, seenm = {}, {}, {}, {}
+  for _, t in ipairs(trials) do
+    for k in pairs(type(t.config) == "table" and t.config or {}) do
+      if not seenk[k] then seenk[k] = true; keys[#keys + 1] = k end
+    end
+    for k, v in pairs(type(t.metrics) == "table" and t.metrics or {}) do
+      if not seenm[k] and k ~= metric and type(v) == "number" then seenm[k] = true; mkeys[#mkeys + 1] = k end
+    end
+  end
+  table.sort(keys)
+  table.sort(mkeys)
+  while #mkeys > 3 do table.remove(mkeys) end
+  local function num(v) return v == nil and "-" or (type(v) == "number" and fmt_num(v) or tostring(v)) end
+  -- columns: title, right-aligned, cell(trial, rank)
+  local cols = {
+    { "#", true, function(_, rank) return tostring(rank) end },
+    { "id", true, function(t) return tostring(t.id) end },
+    { "status", false, function(t) return t.status end },
+  }
+  local function mget(t, k) return type(t.metrics) == "table" and t.metrics[k] or nil end
+  if metric then
+    cols[#cols + 1] = { metric .. (mode == "min" and " (min)" or " (max)"), true,
+                        function(t) return num(mget(t, metric)) end }
+  end
+  for _, k in ipairs(mkeys) do cols[#cols + 1] = { k, true, function(t) return num(mget(t, k)) end } end
+  for _, k in ipairs(keys) do
+    cols[#cols + 1] = { k, false, function(t)
+      if type(t.config) ~= "table" then return "-" end
+      return num(t.config[k])
+    end }
+  end
+  cols[#cols + 1] = { "time", true, function(t) return t.seconds and string.format("%.1fs", t.seconds) or "-" end }
+  local top = math.min(opts.top or #trials, #trials)
+  local cells = {}
+  local width = {}
+  for c, col in ipairs(cols) do width[c] = #col[1] end
+  for rank = 1, top do
+    local row = {}
+    for c, col in ipairs(cols) do
+      local v = col[3](trials[rank], rank)
+      if #v > 28 then v = v:sub(1, 27) .. "~" end
+      row[c] = v
+      width[c] = math.max(width[c], #v)
+    end
+    cells[rank] = row
+  end
+  local function line(row)
+    local parts = {}
+    for c, col in ipairs(cols) do parts[c] = pad(row[c], width[c], col[2]) end
+    return (table.concat(parts, "  "):gsub("%s+$", ""))
+  end
+  local head = {}
+  for c, col in ipairs(cols) do head[c] = col[1] end
+  local lines = { line(head) }
+  lines[2] = string.rep("-", #lines[1])
+  for rank = 1, top do
+    lines[#lines + 1] = line(cells[rank])
+    local t = trials[rank]
+    if t.status == "failed" and t.error then
+      lines[#lines + 1] = "      error: " .. tostring(t.error):match("^[^\n]*")
+    end
+  end
+  if top < #trials then lines[#lines + 1] = string.format("(%d more)", #trials - top) end
+  local counts = {}
+  for rank, t in ipairs(trials) do t.rank = rank; counts[t.status] = (counts[t.status] or 0) + 1 end
+  local summary = {}
+  for _, st in ipairs { "done", "pruned", "failed", "running", "pending" } do
+    if counts[st] then summary[#summary + 1] = counts[st] .. " " .. st end
+  end
+  lines[#lines + 1] = string.format("%d trials: %s", #trials, table.concat(summary, ", "))
+  local text = table.concat(lines, "\n")
+  if opts.print ~= false then print(text) end
+  return trials, text
+end
+
+local function csv_cell(v)
+  if v == nil then return "" end
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    for _, f in ipairs { "%.15g", "%.16g", "%.17g" } do
+      local txt = string.format(f, v)
+      if tonumber(txt) == v then return txt end
+    end
+  end
+  local s = tostring(v)
+  if s:find('[,"\n\r]') then s = '"' .. s:gsub('"', '""') .. '"' end
+  return s
+end
+
+-- CSV export: one row per trial, best first; written atomically
+function sweep.csv(store, path, opts)
+  opts = opts or {}
+  check_opts("fvl.sweep.csv", opts, { "metric", "mode" })
+  if type(path) ~= "string" then error("fvl.sweep.csv: path must be a string, got " .. type(path), 2) end
+  local trials, metric = sorted_trials(store, opts, "fvl.sweep.csv")
+  local keys, mkeys, seenk, seenm = {}, {}, {}, {}
+  for _, t in ipairs(trials) do
+    for k in pairs(type(t.config) == "table" and t.config or {}) do
+      if not seenk[k] then seenk[k] = true; keys[#keys + 1] = k end
+    end
+    for k in pairs(type(t.metrics) == "table" and t.metrics or {}) do
+      if not seenm[k] then seenm[k] = true; mkeys[#mkeys + 1] = k end
+    end
+  end
+  table.sort(keys)
+  table.sort(mkeys, function(a, b)
+    if a == metric or b == metric then return a == metric end
+    return a < b
+  end)
+  local head = { "rank", "id", "status", "seed", "seconds" }
+  local taken = { rank = true, id = true, status = true, seed = true, seconds = true, error = true }
+  for _, k in ipairs(keys) do head[#head + 1] = csv_cell(k); taken[k] = true end
+  for _, k in ipairs(mkeys) do head[#head + 1] = csv_cell(taken[k] and ("metric." .. k) or k) end
+  head[#head + 1] = "error"
+  local out = { table.concat(head, ",") }
+  for rank, t in ipairs(trials) do
+    local row = { rank, t.id, t.status, t.seed, t.seconds and string.format("%.3f", t.seconds) or nil }
+    local cells = {}
+    for i = 1, 5 do cells[i] = csv_cell(row[i]) end
+    for _, k in ipairs(keys) do cells[#cells + 1] = csv_cell(type(t.config) == "table" and t.config[k] or nil) end
+    for _, k in ipairs(mkeys) do cells[#cells + 1] = csv_cell(type(t.metrics) == "table" and t.metrics[k] or nil) end
+    cells[#cells + 1] = csv_cell(t.error and tostring(t.error):match("^[^\n]*"))
+    out[#out + 1] = table.concat(cells, ",")
+  end
+  return sys.write_atomic(path, table.concat(out, "\n") .. "\n")
+end
+
+-- plots: the metric against each hyperparameter, and the learning curves of the best trials
+-- (needs fvl.plot.lines)
+function sweep.plot(store, opts)
+  opts = opts or {}
+  check_opts("fvl.sweep.plot", opts, { "metric", "mode", "prefix", "best", "curve" })
+  local ok, plot = pcall(function() return fvl.plot end)
+  if not ok or type(plot) ~= "table" or type(plot.lines) ~= "function" then
+    return nil, "fvl.sweep.plot: fvl.plot.lines is not available in this build"
+  end
+  local trials, metric, mode = sorted_trials(store, opts, "fvl.sweep.plot")
+  if not metric then return nil, "fvl.sweep.plot: the store has no numeric metric to plot" end
+  local prefix = opts.prefix or ((type(store) == "string" and store or store:path()):gsub("%.[%w]+$", ""))
+  local files = {}
+  local keys = {}
+  for _, t in ipairs(trials) do
+    for k in pairs(type(t.config) == "table" and t.config or {}) do keys[k] = true end
+  end
+  for _, k in ipairs(sorted_keys(keys)) do
+    -- x: numeric values as they are, labels by their order of appearance
+    local xs, ys, cats, ncat = {}, {}, {}, 0
+    local numeric = true
+    for _, t in ipairs(trials) do
+      local v = t.config and t.config[k]
+      if v ~= nil and type(v) ~= "number" then numeric = false end
+    end
+    for _, t in ipairs(trials) do
+      local v = t.config and t.config[k]
+      local m = type(t.metrics) == "table" and t.metrics[metric]
+      if v ~= nil and type(m) == "number" and m == m and (t.status == "done" or t.status == "pruned") then
+        local x = v
+        if not numeric then
+          local key = tostring(v)
+          if not cats[key] then ncat = ncat + 1; cats[key] = ncat end
+          x = cats[key]
+        end
+        xs[#xs + 1], ys[#ys + 1] = x, m
+      end
+    end
+    if #xs > 0 then
+      local file = string.format("%s.%s.png", prefix, k:gsub("[^%w_%-]", "_"))
+      local labels
+      if not numeric then
+        labels = {}
+        for name, i in pairs(cats) do labels[i] = name end
+      end
+      local pok, perr = pcall(plot.lines, { { x = xs, y = ys, label = metric, points = true, line = false } },
+                              { file = file, title = string.format("%s vs %s", metric, k), xlabel = k,
+                                ylabel = metric, xticks = labels })
+      if not pok then return nil, "fvl.sweep.plot: " .. tostring(perr) end
+      files[#files + 1] = file
+    end
+  end
+  -- learning curves of the best trials
+  local best = opts.best or 5
+  local curve = opts.curve or metric
+  local with = sweep.load(store, { reports = true })
+  local by = {}
+  for _, t in ipairs(with) do by[t.id] = t end
+  local series = {}
+  for _, t in ipairs(trials) do
+    if #series >= best then break end
+    local r = by[t.id].reports
+    local xs, ys = {}, {}
+    for _, rep in ipairs(r or {}) do
+      if type(rep[curve]) == "number" then xs[#xs + 1], ys[#ys + 1] = rep.step, rep[curve] end
+    end
+    if #xs > 0 then
+      series[#series + 1] = { x = xs, y = ys, label = string.format("#%d %s", t.id, config_text(t.config)) }
+    end
+  end
+  if #series > 0 then
+    local file = prefix .. ".curves.png"
+    local pok, perr = pcall(plot.lines, series, { file = file, title = "learning curves of the best trials",
+                                                  xlabel = "step", ylabel = curve })
+    if not pok then return nil, "fvl.sweep.plot: " .. tostring(perr) end
+    files[#files + 1] = file
+  end
+  return files
+end
+
+return setmetatable(sweep, { __call = function(_, o) return sweep.run(o) end })

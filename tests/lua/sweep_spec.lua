@@ -1,0 +1,261 @@
+-- fvl.sweep: worker processes, the SQLite store, resume after kill -9, shards, halving, reports.
+-- Drivers run as separate processes (`fvl tests/lua/sweep/<script>.lua ...`), as a user runs them.
+local fvl = fvl or require "fvl"
+local sys = fvl.sys
+local SCRIPTS = TEST_DIR .. "/lua/sweep/"
+local EXE = sys.exe()
+
+local tmp = string.format("/tmp/fvl_sweep_spec.%d", sys.getpid())
+sys.mkdirs(tmp)
+local function path(name) return tmp .. "/" .. name end
+
+-- starts `fvl script args...` (stdout/stderr to a log); env: extra variables
+local function start(script, args, env)
+  local argv = { EXE, SCRIPTS .. script }
+  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
+  return sys.spawn(EXE, argv, env, path(script .. ".log"))
+end
+local function wait(pid, limit)
+  local t0 = sys.time()
+  while sys.time() - t0 < (limit or 60) do
+    local done, code, sig = sys.poll(pid)
+    if done then return code, sig end
+    sys.sleep(0.02)
+  end
+  sys.kill(pid, "KILL")
+  error("process " .. pid .. " did not finish in time")
+end
+local function run(script, args, env)
+  local code, sig = wait(start(script, args, env))
+  if code ~= 0 then
+    local f = io.open(path(script .. ".log"))
+    local log = f and f:read("a") or ""
+    if f then f:close() end
+    error(string.format("%s exited with %s %s\n%s", script, tostring(code), tostring(sig), log))
+  end
+end
+local function by_id(trials)
+  local t = {}
+  for _, x in ipairs(trials) do t[x.id] = x end
+  return t
+end
+
+describe("fvl.sweep", function()
+  it("records a raising, a NaN, a crashing and a bad trial while the others finish", function()
+    local store = path("mixed.sqlite")
+    run("mixed.lua", { store })
+    local t = by_id(fvl.sweep.load(store))
+    -- grid order: kind sorted as listed → ids 1..6 = ok raise nan segv bad fine
+    expect_eq(t[1].status, "done")
+    expect_near(t[1].metrics.acc, 0.1, 1e-12)
+    expect_eq(t[6].status, "done")
+    expect_near(t[6].metrics.acc, 0.6, 1e-12)
+    expect_eq(t[2].status, "failed")
+    expect_true(t[2].error:find("lr too high for this batch", 1, true), "raise recorded: " .. tostring(t[2].error))
+    expect_eq(t[2].metrics.acc, 0.5, "last report kept with the failure")
+    expect_eq(t[3].status, "failed")
+    expect_true(t[3].error:find("returned nan for 'acc'", 1, true) or t[3].error:find("returned -nan for 'acc'", 1, true),
+                "NaN recorded: " .. tostring(t[3].error))
+    expect_eq(t[4].status, "failed")
+    expect_true(t[4].error:find("worker crashed: SIGSEGV", 1, true), "crash recorded: " .. tostring(t[4].error))
+    expect_eq(t[4].killed, nil, "a crash is not a kill: it is not re-run")
+    expect_eq(t[5].status, "failed")
+    expect_true(t[5].error:find("acc must be a number, string or boolean", 1, true), tostring(t[5].error))
+    -- seeds: derived from the sweep seed and the trial id, each different
+    expect_eq(t[1].metrics.seed, t[1].seed)
+    expect_true(t[1].seed ~= t[6].seed)
+    -- rerunning does not run failed trials again
+    run("mixed.lua", { store })
+    local again = by_id(fvl.sweep.load(store))
+    for id = 1, 6 do expect_eq(again[id].attempt, t[id].attempt, "attempt of trial " .. id) end
+  end)
+
+  it("survives kill -9 of a worker and of the driver: the rerun finds every trial once", function()
+    local store = path("slow.sqlite")
+    local driver = start("slow.lua", { store, "0.08" })
+    -- wait until some trials are done and two are running
+    local st
+    local t0 = sys.time()
+    local victim
+    while sys.time() - t0 < 20 do
+      sys.sleep(0.05)
+      local f = io.open(store)
+      if f then
+        f:close()
+        st = st or fvl.store.open(store)
+        local done, running = 0, {}
+        for _, r in ipairs(st:trials()) do
+          if r.status == "done" then done = done + 1 end
+          if r.status == "running" and r.pid > 0 then running[#running + 1] = r end
+        end
+        if done >= 2 and #running >= 1 then victim = running[1]; break end
+      end
+    end
+    expect_true(victim, "the sweep got going")
+    sys.kill(victim.pid, "KILL")
+    sys.sleep(0.15)
+    sys.kill(driver, "KILL")
+    local _, sig = wait(driver)
+    expect_eq(sig, "SIGKILL")
+    sys.sleep(0.2)   -- its workers die with it (PR_SET_PDEATHSIG)
+    local before = by_id(fvl.sweep.load(store, { reports = true }))
+    local finished_before = {}
+    for id, t in pairs(before) do
+      if t.status == "done" then finished_before[id] = t end
+    end
+    expect_true(next(finished_before) ~= nil, "some trials finished before the kill")
+    expect_true(#st:trials() == 8, "the store is readable after kill -9")
+    st:close()
+    run("slow.lua", { store, "0.01" })
+    local after = fvl.sweep.load(store, { reports = true })
+    expect_eq(#after, 8)
+    for _, t in ipairs(after) do
+      expect_eq(t.status, "done", "trial " .. t.id)
+      expect_eq(t.metrics.score, t.config.a * t.config.b, "metrics of trial " .. t.id)
+      expect_eq(#t.reports, 5, "reports of trial " .. t.id .. " (once each)")
+      for i, r in ipairs(t.reports) do expect_eq(r.step, i) end
+      local b = finished_before[t.id]
+      if b then
+        expect_eq(t.attempt, b.attempt, "finished trial " .. t.id .. " not run again")
+        expect_eq(t.ended, b.ended)
+      end
+    end
+    expect_eq(by_id(after)[victim.id].attempt > victim.attempt, true, "the killed trial ran again")
+  end)
+
+  it("the union of shards equals the unsharded sweep", function()
+    local whole = path("whole.sqlite")
+    run("shards.lua", { whole })
+    run("shards.lua", { path("part.sqlite"), "--shard", "0/3" })
+    run("shards.lua", { path("part.sqlite"), "--shard=1/3" })
+    run("shards.lua", { path("part.sqlite") }, { SLURM_ARRAY_TASK_ID = "2", SLURM_ARRAY_TASK_COUNT = "3" })
+    local parts = sys.glob(path("part.shard-*-of-3.sqlite"))
+    expect_eq(#parts, 3)
+    local ids = {}
+    for _, t in ipairs(fvl.sweep.load(path("part.shard-1-of-3.sqlite"))) do ids[#ids + 1] = t.id end
+    expect_eq(table.concat(ids, ","), "1,4,7", "shard 1/3 holds the ids = 1 mod 3")
+    local n = fvl.sweep.merge(path("merged.sqlite"), path("part.shard-*-of-3.sqlite"))
+    expect_eq(n, 7)
+    local a, b = fvl.sweep.load(whole), fvl.sweep.load(path("merged.sqlite"))
+    expect_eq(#a, 7)
+    expect_eq(#b, #a)
+    local json = fvl.json
+    for i = 1, #a do
+      expect_eq(b[i].id, a[i].id)
+      expect_eq(b[i].status, "done")
+      expect_eq(b[i].seed, a[i].seed)
+      expect_eq(json.encode(b[i].config), json.encode(a[i].config))
+      expect_eq(json.encode(b[i].metrics), json.encode(a[i].metrics), "metrics of trial " .. i)
+    end
+    -- random draws are inside their ranges; labels of functions are their names
+    for _, t in ipairs(a) do
+      expect_true(t.config.lr >= 1e-4 and t.config.lr <= 1e-1)
+      expect_true(math.type(t.config.depth) == "integer" and t.config.depth >= 2 and t.config.depth <= 5)
+      expect_true(t.config.schedule == "const" or t.config.schedule == "cosine")
+    end
+    expect_error(function() fvl.sweep.merge(path("merged.sqlite"), { path("mixed.sqlite") }) end,
+                 "is a different sweep")
+  end)
+
+  it("successive halving keeps the top 1/eta at each rung and prunes the rest", function()
+    local store = path("halving.sqlite")
+    run("halving.lua", { store })
+    local t = fvl.sweep.load(store, { reports = true })
+    local status = {}
+    for _, x in ipairs(t) do status[x.config.a] = x end
+    expect_eq(status[9].status, "done")
+    expect_eq(status[9].metrics.acc, 900)
+    for _, a in ipairs { 7, 8 } do
+      expect_eq(status[a].status, "pruned", "a=" .. a)
+      expect_eq(#status[a].reports, 4, "a=" .. a .. " stopped at the second rung")
+    end
+    for a = 1, 6 do
+      expect_eq(status[a].status, "pruned", "a=" .. a)
+      expect_eq(#status[a].reports, 2, "a=" .. a .. " stopped at the first rung")
+      expect_eq(status[a].metrics.acc, 2 * a)
+    end
+    local rows = fvl.sweep.leaderboard(store, { print = false })
+    expect_eq(rows[1].config.a, 9)
+    expect_eq(rows[2].config.a, 8, "pruned at a later rung ranks higher")
+    expect_eq(rows[4].config.a, 6)
+  end)
+
+  it("leaderboard, CSV and load give the stored results", function()
+    local store = path("mixed.sqlite")
+    local rows, text = fvl.sweep.leaderboard(store, { print = false })
+    expect_eq(rows[1].id, 6, "best acc first")
+    expect_eq(rows[2].id, 1)
+    expect_true(text:find("6 trials: 2 done, 4 failed", 1, true), text)
+    expect_true(text:find("error: worker crashed: SIGSEGV", 1, true), text)
+    local csv = path("mixed.csv")
+    expect_eq(fvl.sweep.csv(store, csv), true)
+    local lines = {}
+    for l in io.lines(csv) do lines[#lines + 1] = l end
+    expect_eq(#lines, 7)
+    expect_eq(lines[1], "rank,id,status,seed,seconds,kind,acc,metric.seed,error")
+    expect_true(lines[2]:match("^1,6,done,%d+,[%d.]+,fine,0%.6"), lines[2])
+    expect_eq(#sys.glob(csv .. ".tmp.*"), 0, "no temporary file left")
+    expect_error(function() fvl.sweep.load(path("nothing.sqlite")) end, "fvl.sweep.load: no store at")
+    expect_error(function() fvl.sweep.leaderboard(store, { metrc = "acc" }) end, "unknown option 'metrc'")
+  end)
+
+  it("workers of one sweep do not run another sweep of the same script", function()
+    run("two.lua", { tmp })
+    local calls = {}
+    for l in io.lines(path("calls.txt")) do calls[#calls + 1] = l end
+    table.sort(calls)
+    expect_eq(table.concat(calls, ","), "first 1,first 2,second 3,second 4")
+    expect_eq(#fvl.sweep.load(path("second.sqlite")), 2)
+  end)
+
+  it("runs inline with workers = 0 and resumes", function()
+    local store = path("inline.sqlite")
+    local calls = 0
+    local function go()
+      return fvl.sweep{ name = "inline", store = store, workers = 0, quiet = true, metric = "v",
+                        space = { x = { 1, 2, 3 }, f = { fvl.sweep.named("sq", function(v) return v * v end) } },
+                        trial = function(cfg, report, info)
+                          calls = calls + 1
+                          report{ step = 1, v = cfg.x }
+                          return { v = cfg.f(cfg.x), id = info.id }
+                        end }
+    end
+    local res = go()
+    expect_eq(#res, 3)
+    expect_eq(res[3].metrics.v, 9)
+    expect_eq(res[3].config.f, "sq")
+    expect_eq(calls, 3)
+    go()
+    expect_eq(calls, 3, "done trials are not run again")
+    -- the same store with another space is refused
+    expect_error(function()
+      fvl.sweep{ name = "inline", store = store, workers = 0, quiet = true, space = { x = { 1, 2 } },
+                 trial = function() return {} end }
+    end, "holds a different sweep")
+  end)
+
+  it("rejects bad options with a message naming them", function()
+    local trial = function() return {} end
+    local base = function(extra)
+      local o = { name = "x", store = path("opts.sqlite"), space = { a = { 1 } }, trial = trial, workers = 0,
+                  quiet = true }
+      for k, v in pairs(extra) do o[k] = v end
+      return function() fvl.sweep(o) end
+    end
+    expect_error(base { wrkers = 2 }, "fvl.sweep: unknown option 'wrkers'")
+    expect_error(base { strategy = "bayes" }, "strategy = 'bayes' (expected grid|random|halving)")
+    expect_error(base { strategy = "random" }, "needs samples")
+    expect_error(base { space = { lr = fvl.sweep.uniform(0, 1) } }, "space.lr is a range")
+    expect_error(base { strategy = "halving", halving = { rungs = { 2 } } }, "needs metric")
+    expect_error(base { strategy = "halving", metric = "a", halving = { rungs = { 4, 2 } }, workers = 1 },
+                 "halving.rungs[2] = 2")
+    expect_error(base { shard = "3/2" }, "shard = '3/2' (expected i/N")
+    expect_error(base { space = { a = {} } }, "space.a is an empty table")
+    expect_error(base { workers = -1 }, "workers must be an integer >= 0")
+    expect_error(base { trial = 3 }, "trial must be a function")
+    expect_error(function() fvl.sweep.uniform(2, 1) end, "fvl.sweep.uniform: expected finite numbers lo <= hi")
+    expect_error(function() fvl.sweep.merge(path("m.sqlite"), {}) end, "non-empty list of shard stores")
+  end)
+end)
+
+os.execute("rm -rf '" .. tmp .. "'")
