@@ -47,24 +47,35 @@ static void usage(const char *badopt) {
 static lua_State *running_L = NULL;
 static volatile sig_atomic_t presses = 0;
 
+static int msghandler(lua_State *L);
+
 static void stop_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
   lua_sethook(L, NULL, 0, 0);
+  if (ar->event == LUA_HOOKCALL) {
+    /* a kernel that saw the abort flag is already raising "<fn>: interrupted": let the
+     * message handler it calls run instead of replacing that error */
+    lua_getinfo(L, "f", ar);
+    int handler = lua_tocfunction(L, -1) == msghandler;
+    lua_pop(L, 1);
+    if (handler) return;
+  }
   luaL_error(L, "interrupted");
 }
 
 static void on_sigint_running(int sig) {
   (void)sig;
   presses++;
-  if (presses == 1) {
-    /* Lua code stops at its next instruction; engine kernels stop at their next poll */
+  if (presses <= 2) {
+    /* Lua code stops at its next instruction or call; engine kernels at their next poll.
+     * A second press arms the hook again (in case a pcall swallowed the first). */
     fvl_abort_request();
     lua_sethook(running_L, stop_hook,
                 LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
-  } else if (presses == 2) {
+  }
+  if (presses == 2) {
     static const char m[] = "\nfvl: interrupting... press Ctrl-C again to quit\n";
     if (write(STDERR_FILENO, m, sizeof m - 1) < 0) { /* nothing to do */ }
-  } else {
+  } else if (presses >= 3) {
     signal(SIGINT, SIG_DFL);
     raise(SIGINT);
   }

@@ -228,6 +228,24 @@ static void comp_collect(lua_State *L, const char *head, size_t headlen, const c
       }
     }
     if (!lua_getmetatable(L, -1)) break;
+    /* mt.__complete: names reached through an __index function (e.g. lazily loaded
+     * submodules), as a list {"a", "b"} or a set {a = true} */
+    rawget_str(L, -1, "__complete");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        int vi = lua_gettop(L), ki = vi - 1;
+        int name = lua_type(L, vi) == LUA_TSTRING ? vi : lua_type(L, ki) == LUA_TSTRING ? ki : 0;
+        if (name && !methods) {
+          size_t kl;
+          const char *k = lua_tolstring(L, name, &kl);
+          if (kl >= plen && strncmp(k, part, plen) == 0 && is_ident(k, kl))
+            comp_add(head, headlen, k, "");
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
     rawget_str(L, -1, "__index");    /* a raw field read: no code runs */
     if (lua_type(L, -1) == LUA_TFUNCTION) {
       /* an __index function (properties such as tensor.grad): its methods are in
@@ -361,7 +379,8 @@ typedef struct {
 } sbuf;
 
 #define VIEW_MAX_CHARS 240
-#define VIEW_MAX_ITEMS 16
+#define VIEW_MAX_ITEMS 16   /* at the top level */
+#define VIEW_MAX_NESTED 5   /* inside another table */
 
 static void sb_put(sbuf *b, const char *s, size_t n) {
   if (b->n + n + 1 > b->cap) {
@@ -434,11 +453,11 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
   if (depth >= 2) { sb_puts(b, "{...}"); return; }
   luaL_checkstack(L, 8, "table view");
   sb_put(b, "{", 1);
-  size_t shown = 0, total = 0;
+  size_t shown = 0, total = 0, maxitems = depth ? VIEW_MAX_NESTED : VIEW_MAX_ITEMS;
   int cut = 0;
   for (lua_Unsigned i = 1; i <= n; i++) {
     total++;
-    if (cut || shown >= VIEW_MAX_ITEMS || b->n > VIEW_MAX_CHARS) { cut = 1; continue; }
+    if (cut || shown >= maxitems || b->n > VIEW_MAX_CHARS) { cut = 1; continue; }
     if (shown) sb_puts(b, ", ");
     lua_rawgeti(L, t, (lua_Integer)i);
     view(L, lua_gettop(L), b, depth + 1, 1);
@@ -465,7 +484,7 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
   if (sorted) {
     qsort(names, nnames, sizeof *names, cmp_str);
     for (size_t i = 0; i < nnames; i++) {
-      if (cut || shown >= VIEW_MAX_ITEMS || b->n > VIEW_MAX_CHARS) { cut = 1; break; }
+      if (cut || shown >= maxitems || b->n > VIEW_MAX_CHARS) { cut = 1; break; }
       if (shown) sb_puts(b, ", ");
       lua_pushstring(L, names[i]);
       view_key(L, lua_gettop(L), b);
@@ -484,7 +503,7 @@ static void view_table(lua_State *L, int t, sbuf *b, int depth) {
         skip = k >= 1 && (lua_Unsigned)k <= n;
       }
       if (!skip) {
-        if (shown >= VIEW_MAX_ITEMS || b->n > VIEW_MAX_CHARS) { cut = 1; lua_pop(L, 2); break; }
+        if (shown >= maxitems || b->n > VIEW_MAX_CHARS) { cut = 1; lua_pop(L, 2); break; }
         if (shown) sb_puts(b, ", ");
         view_key(L, lua_gettop(L) - 1, b);
         view(L, lua_gettop(L), b, depth + 1, 1);
@@ -511,6 +530,10 @@ static void view(lua_State *L, int idx, sbuf *b, int depth, int quote) {
   } else {
     size_t n;
     const char *s = luaL_tolstring(L, idx, &n);   /* __tostring: tensors print a summary */
+    if (depth > 0) {                              /* inside a table: its first line only */
+      const char *nl = memchr(s, '\n', n);
+      if (nl) n = (size_t)(nl - s);
+    }
     sb_put(b, s, n);
     lua_pop(L, 1);
   }
@@ -543,13 +566,18 @@ void app_pushview(lua_State *L, int idx) {
 /* protected: prints every value on the stack, tab separated */
 static int print_values(lua_State *L) {
   int n = lua_gettop(L);
+  int multiline = 0;
+  luaL_checkstack(L, n + 8, "too many results to print");
   for (int i = 1; i <= n; i++) {
     app_pushview(L, i);
+    multiline |= strchr(lua_tostring(L, -1), '\n') != NULL;
+  }
+  /* values side by side (tab separated) unless one of them spans several lines */
+  for (int i = 1; i <= n; i++) {
     size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (i > 1) fputc('\t', stdout);
+    const char *s = lua_tolstring(L, n + i, &len);
+    if (i > 1) fputc(multiline ? '\n' : '\t', stdout);
     fwrite(s, 1, len, stdout);
-    lua_pop(L, 1);
   }
   fputc('\n', stdout);
   fflush(stdout);
