@@ -99,6 +99,13 @@ describe("loss heads: inputs", function()
       expect_true(loss:item() == loss:item(), "finite loss after errors")
     end)
   end
+  it("a replaced weight of the wrong shape is reported", function()
+    local h = fvl.loss.arcface { dim = D, classes = C }
+    h.weight = fvl.randn(C + 1, D)
+    local x = batch()
+    expect_error(function() h(x, { 1, 2, 3, 4 }) end,
+                 "arcface: head.weight is 6×6 but the head has classes = 5, dim = 6 (expected 5×6)")
+  end)
   it("an empty batch is an error naming the head", function()
     local h = fvl.loss.arcface { dim = D, classes = C }
     local ok, x0 = pcall(fvl.zeros, 0, D)

@@ -93,6 +93,13 @@ function Head:check_input(x, labels)
     fail(string.format("%s: x must be 2-D (B×D), got %s", name, util.shape_str(x)))
   end
   local B, D = x:size(1), x:size(2)
+  local W = self.weight
+  if self.classes and (not util.is_tensor(W) or W:dim() ~= 2 or W:size(1) ~= self.classes
+                       or W:size(2) ~= self.dim) then
+    fail(string.format("%s: head.weight is %s but the head has classes = %d, dim = %d (expected %d×%d)",
+                       name, util.is_tensor(W) and util.shape_str(W) or type(W), self.classes, self.dim,
+                       self.classes, self.dim))
+  end
   if B == 0 then fail(string.format("%s: empty batch (x is %s)", name, util.shape_str(x))) end
   if self.dim and D ~= self.dim then
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x),
