@@ -16,7 +16,6 @@ int app_report(lua_State *L, int status);
 
 /* Ctrl-C handling while Lua code runs (installed by app_docall, and by the REPL). */
 void app_sigint_running(lua_State *L);
-void app_sigint_default(void);
 
 /* The interactive loop: readline when stdin is a terminal, plain lines otherwise. */
 void app_repl(lua_State *L);

@@ -91,10 +91,6 @@ void app_sigint_running(lua_State *L) {
   sigaction(SIGINT, &sa, NULL);
 }
 
-void app_sigint_default(void) {
-  signal(SIGINT, SIG_DFL);
-}
-
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
