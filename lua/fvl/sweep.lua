@@ -728,12 +728,16 @@ local function driver(S)
         end
       end
       if S.halving then decide_rungs(S, st, st:trials(), queued, say) end
-      sys.sleep(S.poll)
+      -- through pcall, so that the fvl program's Ctrl-C hook fires in here (it raises
+      -- "interrupted" at the next Lua instruction) and not in the clean-up below
+      local ok, e = pcall(sys.sleep, S.poll)
+      if not ok then error(e, 0) end
     end
   end
   local lok, lerr = pcall(loop)
   if not lok then
     -- stop our workers; their trials run again on the next call
+    sys.abort_clear()
     for pid, w in pairs(active) do
       w.interrupted = true
       pcall(sys.kill, pid, "KILL")
@@ -750,7 +754,7 @@ local function driver(S)
     st:close()
     if tostring(lerr):find("interrupted", 1, true) then
       error(string.format("fvl.sweep: interrupted; %d running trial(s) stopped — run the sweep again to resume",
-                          nactive), 2)
+                          nactive), 0)
     end
     error(lerr, 0)
   end
@@ -861,10 +865,15 @@ local function normalize(o)
   make_configs(S)
   -- how to start a worker: this program, this script, these arguments
   local a = rawget(_G, "arg")
-  S.script = o.script or (type(a) == "table" and a[0]) or nil
-  S.args = o.args or {}
-  if not o.args and type(a) == "table" then for i = 1, #a do S.args[i] = a[i] end end
   S.exe = o.exe or sys.exe()
+  S.script = o.script
+  if S.script == nil and type(a) == "table" and type(a[0]) == "string" then
+    -- no script (REPL, -e, stdin): the fvl program puts itself or "-" in arg[0]
+    local real = sys.realpath(a[0])
+    if real and real ~= sys.realpath(S.exe) and a[0] ~= "-" then S.script = a[0] end
+  end
+  S.args = o.args or {}
+  if not o.args and S.script and type(a) == "table" then for i = 1, #a do S.args[i] = a[i] end end
   S.shard_i, S.shard_n = find_shard(o.shard)
   if S.shard_n then S.store = shard_path(S.store, S.shard_i, S.shard_n) end
   return S
@@ -886,7 +895,7 @@ function sweep.run(o)
     inline(S)
   else
     if not S.script then
-      fail("workers re-run the script, but this call has no script file (arg[0] is nil: REPL or -e); " ..
+      fail("workers re-run the script, but this call has no script file (REPL, -e or stdin); " ..
            "pass script = 'file.lua', or workers = 0 to run the trials in this process")
     end
     driver(S)
