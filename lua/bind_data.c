@@ -2,6 +2,7 @@
  * the terminal check used by fvl.progress. The Lua API (option names, defaults, messages) is
  * lua/fvl/data.lua; these functions take already-checked positional arguments. */
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "bind.h"
 #include "data/data.h"
@@ -105,6 +106,14 @@ static int l_loader_batch(lua_State *L) {
   return 3;
 }
 
+/* fvl._walltime() -> Unix time in seconds with a fraction (for metrics logs) */
+static int l_walltime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+  return 1;
+}
+
 /* fvl._isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)) == 1);
@@ -114,7 +123,8 @@ static int l_isatty(lua_State *L) {
 int fvl_open_data(lua_State *L) {
   static const luaL_Reg fns[] = {{"_idx_load", l_idx_load},       {"_synthetic_faces", l_synthetic_faces},
                                  {"_loader_perm", l_loader_perm}, {"_loader_batch", l_loader_batch},
-                                 {"_isatty", l_isatty},           {NULL, NULL}};
+                                 {"_isatty", l_isatty},           {"_walltime", l_walltime},
+                                 {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;
 }

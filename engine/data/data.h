@@ -63,7 +63,7 @@ typedef struct fvl_synth_opts {
 } fvl_synth_opts;
 
 /* fills defaults: 1000 identities × 20, 200 test identities × 20, dim 32, 8 factors, hidden
- * 256, vectors of 128, spread 0.6, nuisance 1.5, illumination 0.2, noise 0.3, no long tail,
+ * 128, vectors of 128, spread 0.6, nuisance 1.5, illumination 0.2, noise 0.3, no long tail,
  * no label noise, seed 1 */
 void fvl_synth_defaults(fvl_synth_opts *o);
 /* validates o; writes per-identity train counts (o->identities entries, may be NULL) and the

@@ -39,7 +39,7 @@ void fvl_synth_defaults(fvl_synth_opts *o) {
   o->test_per_identity = 20;
   o->dim = 32;
   o->factors = 8;
-  o->hidden = 256;
+  o->hidden = 128;
   o->out_dim = 128;
   o->spread = 0.6f;
   o->nuisance = 1.5f;

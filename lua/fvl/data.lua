@@ -1,0 +1,267 @@
+-- fvl.data — data sets and the batch loader (docs/data.md).
+--
+--   fvl.data.fashion_mnist{split="train"|"test", path=DIR, limit=N}
+--       -> {images = N×1×28×28 float32 in [0,1], labels = N int32 1..10, classes = {...}, x = images}
+--          | nil, message   (missing files name the Debian package dataset-fashion-mnist)
+--   fvl.data.npy{features="f.npy", labels="l.npy", base="auto"|0|1} -> {x=, labels=, classes=}
+--   fvl.data.synthetic_faces{identities=, per_identity=, test_identities=, ...}
+--       -> {train = {x=, labels=, true_labels=, classes=}, test = {x=, labels=, classes=}, info = {...}}
+--   fvl.data.loader(ds, {batch=128, shuffle=true, seed=1, drop_last=false, flip=false, crop=0})
+--       -> loader; `for batch in loader do ... end` gives {x=, y=, index=} (index 1-based rows)
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+
+local data = {}
+
+local fail = function(msg) error(msg, 0) end
+
+-- ---------------------------------------------------------------------------- Fashion-MNIST
+data.FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+data.fashion_mnist_classes = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                               "Shirt", "Sneaker", "Bag", "Ankle boot" }
+
+local FM_FILES = { train = { "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz" },
+                   test = { "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz" } }
+
+local function shape_str(t) return table.concat(t:shape(), "x") end
+
+function data.fashion_mnist(opts)
+  local fn = "fashion_mnist"
+  opts = util.check_opts(fn, opts, { "split", "path", "limit" })
+  local split = util.enum(fn, "split", opts.split, { "train", "test" }, "train")
+  local dir = opts.path
+  if dir ~= nil and type(dir) ~= "string" then
+    fail(fn .. ": path must be a directory name (string), got " .. type(dir))
+  end
+  dir = dir or os.getenv("FVL_FASHION_MNIST") or data.FASHION_MNIST_DIR
+  local limit = opts.limit ~= nil and util.integer(fn, "limit", opts.limit, nil, 1) or nil
+  local files = FM_FILES[split]
+  local img_path, lab_path = dir .. "/" .. files[1], dir .. "/" .. files[2]
+  -- IDX pixels are 0..255 (→ [0,1]); IDX labels are 0..9 on disk (→ 1..10 here)
+  local images, msg, kind = fvl._idx_load(img_path, "float32", 1 / 255, 0)
+  local labels
+  if images then labels, msg, kind = fvl._idx_load(lab_path, "int32", 1, 1) end
+  if not labels then
+    if kind == "missing" then
+      return nil, string.format("%s: %s. Fashion-MNIST comes from the Debian package "
+        .. "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), installed in %s; "
+        .. "or pass path=DIR holding %s and %s", fn, msg, data.FASHION_MNIST_DIR, files[1], files[2])
+    end
+    return nil, fn .. ": " .. msg
+  end
+  local n = images:size(1)
+  if images:dim() ~= 3 or images:size(2) ~= 28 or images:size(3) ~= 28 then
+    return nil, string.format("%s: '%s' holds %s images, expected N×28×28", fn, img_path,
+                              shape_str(images))
+  end
+  if labels:dim() ~= 1 or labels:size(1) ~= n then
+    return nil, string.format("%s: '%s' holds %s labels for %d images in '%s'", fn, lab_path,
+                              shape_str(labels), n, img_path)
+  end
+  local lo, hi = labels:min():item(), labels:max():item()
+  if lo < 1 or hi > 10 then
+    return nil, string.format("%s: '%s' has labels %d..%d on disk, expected 0..9", fn, lab_path,
+                              lo - 1, hi - 1)
+  end
+  if limit and limit < n then
+    images, labels, n = images:narrow(1, 1, limit):contiguous(), labels:narrow(1, 1, limit):contiguous(), limit
+  end
+  images = images:reshape(n, 1, 28, 28)
+  local classes = {}
+  for i, c in ipairs(data.fashion_mnist_classes) do classes[i] = c end
+  return { images = images, x = images, labels = labels, classes = classes, split = split }
+end
+
+-- ---------------------------------------------------------------------------- .npy
+function data.npy(opts)
+  local fn = "data.npy"
+  opts = util.check_opts(fn, opts, { "features", "labels", "base" })
+  if type(opts.features) ~= "string" then
+    fail(fn .. ": features must be a .npy file name, got " .. type(opts.features))
+  end
+  if opts.labels ~= nil and type(opts.labels) ~= "string" then
+    fail(fn .. ": labels must be a .npy file name, got " .. type(opts.labels))
+  end
+  local base = opts.base == nil and "auto" or opts.base
+  if base ~= "auto" and base ~= 0 and base ~= 1 then
+    fail(fn .. ": base = " .. tostring(base) .. " (expected 0, 1 or \"auto\")")
+  end
+  local x, err = fvl.load(opts.features)
+  if not x then return nil, fn .. ": features: " .. err end
+  if x:dim() < 1 or x:dtype() ~= "float32" then
+    return nil, string.format("%s: features '%s' must hold float32 rows, got %s %s", fn,
+                              opts.features, x:dtype(), shape_str(x))
+  end
+  local ds = { x = x, features = x }
+  if opts.labels then
+    local y, lerr = fvl.load(opts.labels)
+    if not y then return nil, fn .. ": labels: " .. lerr end
+    if y:dim() ~= 1 or y:size(1) ~= x:size(1) then
+      return nil, string.format("%s: labels '%s' are %s, expected %d values (one per row of '%s', %s)",
+                                fn, opts.labels, shape_str(y), x:size(1), opts.features, shape_str(x))
+    end
+    if y:dtype() ~= "int32" then
+      local yi = y:int()
+      if (yi:float() - y):abs():max():item() ~= 0 then
+        return nil, string.format("%s: labels '%s' are float32 values that are not whole numbers", fn,
+                                  opts.labels)
+      end
+      y = yi
+    end
+    local lo = y:numel() > 0 and y:min():item() or 1
+    local b = base
+    if b == "auto" then b = lo == 0 and 0 or 1 end
+    if lo < b then
+      return nil, string.format("%s: labels '%s' contain %d, below the %d-based range", fn,
+                                opts.labels, lo, b)
+    end
+    if b == 0 then y = (y + 1):int() end
+    ds.labels = y:contiguous()
+    ds.classes = y:numel() > 0 and y:max():item() or 0
+  end
+  return ds
+end
+
+-- ---------------------------------------------------------------------------- synthetic faces
+local SF_OPTS = { "identities", "per_identity", "test_identities", "test_per_identity", "dim",
+                  "image", "out_dim", "h", "w", "hidden", "factors", "nuisance", "illumination",
+                  "spread", "noise", "long_tail", "label_noise", "seed" }
+
+function data.synthetic_faces(opts)
+  local fn = "synthetic_faces"
+  opts = util.check_opts(fn, opts, SF_OPTS)
+  local image = util.enum(fn, "image", opts.image, { "vector", "map" }, "vector")
+  local o = {}
+  local ints = { identities = 2, per_identity = 2, test_identities = 0, test_per_identity = 2,
+                 dim = 2, hidden = 1, factors = 0 }
+  for k, lo in pairs(ints) do
+    if opts[k] ~= nil then o[k] = util.integer(fn, k, opts[k], nil, lo) end
+  end
+  for _, k in ipairs { "nuisance", "illumination", "spread", "noise", "long_tail" } do
+    if opts[k] ~= nil then o[k] = util.number(fn, k, opts[k], nil, 0) end
+  end
+  if opts.label_noise ~= nil then
+    o.label_noise = util.number(fn, "label_noise", opts.label_noise, nil, 0)
+    if o.label_noise >= 1 then fail(string.format("%s: label_noise = %g (expected 0 <= label_noise < 1)", fn, o.label_noise)) end
+  end
+  o.seed = util.integer(fn, "seed", opts.seed, 1)
+  if image == "vector" then
+    if opts.h ~= nil or opts.w ~= nil then
+      fail(fn .. ": h and w are for image=\"map\" (image is \"vector\"; use out_dim)")
+    end
+    o.out_dim = util.integer(fn, "out_dim", opts.out_dim, 128, 1)
+  else
+    if opts.out_dim ~= nil then fail(fn .. ": out_dim is for image=\"vector\" (image is \"map\"; use h, w)") end
+    o.h = util.integer(fn, "h", opts.h, 28, 1)
+    o.w = util.integer(fn, "w", opts.w, o.h, 1)
+    o.out_dim = o.h * o.w
+  end
+  local xtr, ytr, ytrue, xte, yte = fvl._synthetic_faces(o)
+  local K = o.identities or 1000
+  local T = o.test_identities or 200
+  local info = { identities = K, test_identities = T, image = image, seed = o.seed,
+                 per_identity = o.per_identity or 20,
+                 test_per_identity = T > 0 and (o.test_per_identity or o.per_identity or 20) or 0,
+                 dim = o.dim or 32, factors = o.factors or 8, hidden = o.hidden or 128,
+                 spread = o.spread or 0.6, nuisance = o.nuisance or 1.5,
+                 illumination = o.illumination or 0.2, noise = o.noise or 0.3,
+                 long_tail = o.long_tail or 0, label_noise = o.label_noise or 0,
+                 train_size = xtr:size(1), test_size = xte:size(1) }
+  info.shape = table.move(xtr:shape(), 2, xtr:dim(), 1, {})
+  if image == "vector" then info.out_dim = o.out_dim else info.h, info.w = o.h, o.w end
+  return { train = { x = xtr, labels = ytr, true_labels = ytrue, classes = K },
+           test = { x = xte, labels = yte, classes = T }, info = info }
+end
+
+-- ---------------------------------------------------------------------------- loader
+local Loader = {}
+Loader.__index = Loader
+Loader.__name = "fvl.data.loader"
+
+local function dataset_parts(ds)
+  if util.is_tensor(ds) then return ds, nil end
+  if type(ds) ~= "table" then
+    fail("loader: ds must be a data set table {x=, labels=} or a tensor, got " .. type(ds))
+  end
+  local x = ds.x or ds.images or ds.features
+  if not util.is_tensor(x) then
+    if ds.train and ds.test then
+      fail("loader: ds is a split pair; pass ds.train or ds.test")
+    end
+    fail("loader: ds has no x (or images) tensor")
+  end
+  local y = ds.labels or ds.y
+  if y ~= nil and not util.is_tensor(y) then
+    fail("loader: ds.labels must be an int32 tensor, got " .. type(y))
+  end
+  if y ~= nil and (y:dim() ~= 1 or y:size(1) ~= x:size(1) or y:dtype() ~= "int32") then
+    fail(string.format("loader: ds.labels must be %d int32 values (one per row of x, %s), got %s %s",
+                       x:size(1), shape_str(x), y:dtype(), shape_str(y)))
+  end
+  return x, y
+end
+
+function data.loader(ds, opts)
+  local fn = "loader"
+  opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "drop_last", "flip", "crop", "epoch" })
+  local x, y = dataset_parts(ds)
+  local self = setmetatable({}, Loader)
+  self.x, self.y = x, y
+  self.n = x:dim() > 0 and x:size(1) or 0
+  self.batch = util.integer(fn, "batch", opts.batch, 128, 1)
+  self.shuffle = util.boolean(fn, "shuffle", opts.shuffle, true)
+  self.seed = util.integer(fn, "seed", opts.seed, 1)
+  self.drop_last = util.boolean(fn, "drop_last", opts.drop_last, false)
+  self.flip = util.boolean(fn, "flip", opts.flip, false)
+  self.crop = util.integer(fn, "crop", opts.crop, 0, 0)
+  self.epoch = util.integer(fn, "epoch", opts.epoch, 1, 1)
+  if (self.flip or self.crop > 0) and x:dim() ~= 4 then
+    fail(string.format("loader: flip and crop need images N×C×H×W, got x %s", shape_str(x)))
+  end
+  if self.crop > 0 and (self.crop >= x:size(3) or self.crop >= x:size(4)) then
+    fail(string.format("loader: crop = %d (expected 0..%d for %dx%d images)", self.crop,
+                       math.min(x:size(3), x:size(4)) - 1, x:size(3), x:size(4)))
+  end
+  self.pos = 0
+  return self
+end
+
+-- batches per epoch
+function Loader:__len()
+  if self.drop_last then return self.n // self.batch end
+  return (self.n + self.batch - 1) // self.batch
+end
+
+-- start the current epoch over (after a `break`), or jump to epoch e (resume)
+function Loader:reset(e)
+  if e ~= nil then self.epoch = util.integer("loader:reset", "epoch", e, nil, 1) end
+  self.pos, self.perm = 0, nil
+  return self
+end
+
+-- the next batch of the current epoch, or nil at its end (the loader then moves to the next
+-- epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)
+function Loader:next()
+  local n, B = self.n, self.batch
+  local left = n - self.pos
+  if left <= 0 or (self.drop_last and left < B) then
+    self.epoch, self.pos, self.perm = self.epoch + 1, 0, nil
+    return nil
+  end
+  if self.shuffle and not self.perm then self.perm = fvl._loader_perm(n, self.seed, self.epoch) end
+  local b = math.min(B, left)
+  local xb, yb, index = fvl._loader_batch(self.x, self.y, self.shuffle and self.perm or nil, self.pos,
+                                          b, self.flip, self.crop, self.seed, self.epoch)
+  self.pos = self.pos + b
+  return { x = xb, y = yb, index = index }
+end
+
+function Loader:__call() return self:next() end
+
+function Loader:__tostring()
+  return string.format("fvl.data.loader(%d rows, batch %d, %s, epoch %d)", self.n, self.batch,
+                       self.shuffle and "shuffled" or "in order", self.epoch)
+end
+
+data.Loader = Loader
+return data
