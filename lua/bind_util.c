@@ -18,18 +18,17 @@ fvl_tensor *fvl_opttensor(lua_State *L, int idx) {
   return fvl_checktensor(L, idx);
 }
 
-static size_t gc_last = 0;
+/* Tensor bytes live outside Lua's heap, so the collector cannot see them. When the engine
+ * holds much more than after the last full collection, collect: the Lua heap is small, so a
+ * full cycle is cheap, and dead temporaries are freed at once. */
+static size_t gc_threshold = 128u << 20;
 void fvl_gc_charge(lua_State *L) {
   size_t live = fvl_bytes_live();
-  if (live > gc_last + (1u << 20)) {
-    int kb = (int)((live - gc_last) >> 10);
-    gc_last = live;
-    lua_gc(L, LUA_GCSTEP, kb);
-    /* after collecting, the engine may hold less */
-    size_t now = fvl_bytes_live();
-    if (now < gc_last) gc_last = now;
-  } else if (live < gc_last) {
-    gc_last = live;
+  if (live > gc_threshold) {
+    lua_gc(L, LUA_GCCOLLECT);
+    size_t after = fvl_bytes_live();
+    size_t grow = after > (128u << 20) ? after : (128u << 20);
+    gc_threshold = after + grow;
   }
 }
 
