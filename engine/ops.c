@@ -771,8 +771,21 @@ fvl_tensor *fvl_matmul(fvl_tensor *a, fvl_tensor *b) {
   if (tb < 0) { cb = fvl_contiguous(b); ub = cb; tb = 0; ldb = (int)(N > 0 ? N : 1); }
   if (M && N) {
     if (K == 0) memset(fvl_f32(out), 0, (size_t)(M * N) * sizeof(float));
-    else fvl_gemm(ta, tb, (int)M, (int)N, (int)K, 1.0f, fvl_f32(ua), lda, fvl_f32(ub), ldb, 0.0f,
-                  fvl_f32(out), (int)N);
+    else {
+      /* big products go in row blocks so Ctrl-C (the abort flag) can stop them between blocks */
+      int64_t blk = (double)M * N * K > 4e9 ? (M + 7) / 8 : M;
+      if (blk < 64) blk = 64;
+      for (int64_t r0 = 0; r0 < M; r0 += blk) {
+        if (fvl_check_abort("matmul") < 0) {
+          fvl_release(ca); fvl_release(cb); fvl_release(out);
+          return NULL;
+        }
+        int64_t rows = M - r0 < blk ? M - r0 : blk;
+        const float *pa = fvl_f32(ua) + (ta ? r0 : r0 * lda);
+        fvl_gemm(ta, tb, (int)rows, (int)N, (int)K, 1.0f, pa, lda, fvl_f32(ub), ldb, 0.0f,
+                 fvl_f32(out) + r0 * N, (int)N);
+      }
+    }
   }
   fvl_release(ca);
   fvl_release(cb);
