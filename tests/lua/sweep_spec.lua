@@ -41,11 +41,11 @@ local function by_id(trials)
 end
 
 describe("fvl.sweep", function()
-  it("records a raising, a NaN, a crashing and a bad trial while the others finish", function()
+  it("records a raising, a NaN, a crashing, a bad and a hanging trial while the others finish", function()
     local store = path("mixed.sqlite")
     run("mixed.lua", { store })
     local t = by_id(fvl.sweep.load(store))
-    -- grid order: kind sorted as listed → ids 1..6 = ok raise nan segv bad fine
+    -- grid order: kind as listed → ids 1..7 = ok raise nan segv bad fine hang
     expect_eq(t[1].status, "done")
     expect_near(t[1].metrics.acc, 0.1, 1e-12)
     expect_eq(t[6].status, "done")
@@ -61,13 +61,16 @@ describe("fvl.sweep", function()
     expect_eq(t[4].killed, nil, "a crash is not a kill: it is not re-run")
     expect_eq(t[5].status, "failed")
     expect_true(t[5].error:find("acc must be a number, string or boolean", 1, true), tostring(t[5].error))
+    expect_eq(t[7].status, "failed")
+    expect_true(t[7].error:find("timed out after 2 s", 1, true), tostring(t[7].error))
+    expect_eq(t[7].killed, nil, "a timeout is not re-run")
     -- seeds: derived from the sweep seed and the trial id, each different
     expect_eq(t[1].metrics.seed, t[1].seed)
     expect_true(t[1].seed ~= t[6].seed)
     -- rerunning does not run failed trials again
     run("mixed.lua", { store })
     local again = by_id(fvl.sweep.load(store))
-    for id = 1, 6 do expect_eq(again[id].attempt, t[id].attempt, "attempt of trial " .. id) end
+    for id = 1, 7 do expect_eq(again[id].attempt, t[id].attempt, "attempt of trial " .. id) end
   end)
 
   it("survives kill -9 of a worker and of the driver: the rerun finds every trial once", function()
@@ -180,18 +183,49 @@ describe("fvl.sweep", function()
     expect_eq(rows[4].config.a, 6)
   end)
 
+  it("successive halving resumes after kill -9 of the driver with the same verdicts", function()
+    local store = path("halving2.sqlite")
+    local driver = start("halving.lua", { store, "0.1" })
+    local t0 = sys.time()
+    local decided
+    while sys.time() - t0 < 20 and not decided do
+      sys.sleep(0.05)
+      local f = io.open(store)
+      if f then
+        f:close()
+        local st = fvl.store.open(store)
+        decided = st:meta("rung.1")
+        st:close()
+      end
+    end
+    expect_true(decided, "rung 1 decided")
+    sys.kill(driver, "KILL")
+    wait(driver)
+    sys.sleep(0.2)
+    run("halving.lua", { store, "0.01" })
+    local status = {}
+    for _, x in ipairs(fvl.sweep.load(store, { reports = true })) do status[x.config.a] = x end
+    expect_eq(status[9].status, "done")
+    expect_eq(status[9].metrics.acc, 900)
+    expect_eq(#status[9].reports, 6)
+    for a = 1, 8 do
+      expect_eq(status[a].status, "pruned", "a=" .. a)
+      expect_eq(#status[a].reports, a >= 7 and 4 or 2, "reports of a=" .. a)
+    end
+  end)
+
   it("leaderboard, CSV and load give the stored results", function()
     local store = path("mixed.sqlite")
     local rows, text = fvl.sweep.leaderboard(store, { print = false })
     expect_eq(rows[1].id, 6, "best acc first")
     expect_eq(rows[2].id, 1)
-    expect_true(text:find("6 trials: 2 done, 4 failed", 1, true), text)
+    expect_true(text:find("7 trials: 2 done, 5 failed", 1, true), text)
     expect_true(text:find("error: worker crashed: SIGSEGV", 1, true), text)
     local csv = path("mixed.csv")
     expect_eq(fvl.sweep.csv(store, csv), true)
     local lines = {}
     for l in io.lines(csv) do lines[#lines + 1] = l end
-    expect_eq(#lines, 7)
+    expect_eq(#lines, 8)
     expect_eq(lines[1], "rank,id,status,seed,seconds,kind,acc,metric.seed,error")
     expect_true(lines[2]:match("^1,6,done,%d+,[%d.]+,fine,0%.6"), lines[2])
     expect_eq(#sys.glob(csv .. ".tmp.*"), 0, "no temporary file left")

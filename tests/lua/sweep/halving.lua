@@ -1,12 +1,14 @@
--- successive halving over 9 trials, rungs at steps 2 and 4, eta 3: fvl halving.lua <store>
 local fvl = fvl or require "fvl"
+-- successive halving over 9 trials, rungs at steps 2 and 4, eta 3:
+--   fvl halving.lua <store> [seconds per step]
+local dt = tonumber(arg[2]) or 0.01
 fvl.sweep{
   name = "halving", store = arg[1], workers = 3, strategy = "halving", metric = "acc", quiet = true,
   halving = { rungs = { 2, 4 }, eta = 3 },
   space = { a = { 5, 1, 9, 3, 7, 2, 8, 4, 6 } },
   trial = function(cfg, report)
     for step = 1, 6 do
-      fvl.sys.sleep(0.01)
+      fvl.sys.sleep(dt)
       report{ step = step, acc = cfg.a * step }
     end
     return { acc = cfg.a * 100 }
