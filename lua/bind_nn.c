@@ -157,12 +157,32 @@ static int l_scale_(lua_State *L) {
   return 1;
 }
 
+/* fvl.save_checkpoint / fvl.load_checkpoint: forwarders to the Lua module fvl.checkpoint, so
+ * that the names exist on the fvl table itself (API.md) without touching init.lua */
+static int forward_to(lua_State *L, const char *field) {
+  int n = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "fvl.checkpoint");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, field);
+  lua_remove(L, -2);
+  lua_insert(L, 1);
+  lua_call(L, n, LUA_MULTRET);
+  return lua_gettop(L);
+}
+static int l_save_checkpoint(lua_State *L) { return forward_to(L, "save_checkpoint"); }
+static int l_load_checkpoint(lua_State *L) { return forward_to(L, "load_checkpoint"); }
+
 int fvl_open_nn(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"conv2d", l_conv2d}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
     {"batch_norm", l_batch_norm}, {"prelu", l_prelu}, {"dropout", l_dropout}, {"linear", l_linear},
     {"sgd_step", l_sgd_step}, {"adamw_step", l_adamw_step}, {"sumsq", l_sumsq}, {"scale_", l_scale_},
     {NULL, NULL}};
+  lua_pushcfunction(L, l_save_checkpoint);
+  lua_setfield(L, -2, "save_checkpoint");
+  lua_pushcfunction(L, l_load_checkpoint);
+  lua_setfield(L, -2, "load_checkpoint");
   luaL_getsubtable(L, -1, "F");   /* shared with the loss binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);
