@@ -1,3 +1,177 @@
-/* placeholder until the loss binding lands */
+/* bind_loss.c — the loss primitives as fvl.F.* (engine/loss/loss_ops.h). Thin: check, call, wrap.
+ * Labels are 1-based here and converted with fvl_checklabels. Every engine tensor made before a
+ * possible error is pushed on the stack first, so the GC owns it. */
+#include <stdio.h>
+#include <string.h>
 #include "bind.h"
-int fvl_open_loss(lua_State *L) { (void)L; return 0; }
+#include "loss/loss_ops.h"
+
+#define T(i) fvl_checktensor(L, i)
+
+/* a number option with the function's name in the message */
+static float opt_number(lua_State *L, int idx, const char *fn, const char *key, double def) {
+  int t = lua_getfield(L, idx, key);
+  double v = def;
+  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be a number, got %s", fn, key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return (float)v;
+}
+static int opt_boolean(lua_State *L, int idx, const char *fn, const char *key, int def) {
+  int t = lua_getfield(L, idx, key);
+  int v = def;
+  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be a boolean, got %s", fn, key, luaL_typename(L, -1));
+  lua_pop(L, 1);
+  return v;
+}
+/* number or tensor option: returns the tensor (borrowed, kept alive by the table) or NULL */
+static fvl_tensor *opt_number_or_tensor(lua_State *L, int idx, const char *fn, const char *key, float *num,
+                                        double def) {
+  int t = lua_getfield(L, idx, key);
+  fvl_tensor *ten = NULL;
+  *num = (float)def;
+  if (t == LUA_TNUMBER) *num = (float)lua_tonumber(L, -1);
+  else if (t != LUA_TNIL) {
+    ten = fvl_totensor(L, -1);
+    if (!ten) luaL_error(L, "%s: %s must be a number or a tensor with one value per row, got %s", fn, key,
+                         luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return ten;
+}
+
+/* F.cosine(x, W [, ws]) -> B×C tensor (tracked) */
+static int l_cosine(lua_State *L) {
+  fvl_tensor *x = T(1), *W = T(2), *ws = fvl_opttensor(L, 3);
+  fvl_pushtensor(L, fvl_cosine(x, W, ws));
+  return 1;
+}
+
+/* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
+static int l_margin_ce(lua_State *L) {
+  static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",
+                                     "sphere_m", "lambda", "negative", "hard", "hard_m", "a", "b", "t",
+                                     "circle_m", "gws", "nonfinite", NULL};
+  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", NULL};
+  static const char *const fallbacks[] = {"mm", "none", "clamp", "easy", NULL};
+  static const char *const negs[] = {"none", "affine", "quadratic", "circle", NULL};
+  static const char *const hards[] = {"all", "arc", "cos", NULL};
+  static const char *const grads[] = {"exact", "detached", NULL};
+  static const char *const nonfin[] = {"error", "warn", NULL};
+  const char *name = luaL_optstring(L, 4, "margin_ce");
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) {
+    char b[64];
+    return luaL_error(L, "%s: cos is %s (expected a B×C cosine matrix)", name, fvl_shape_str(cos, b, sizeof b));
+  }
+  if (lua_type(L, 3) != LUA_TTABLE)
+    return luaL_error(L, "%s: spec (argument #3) must be a table, got %s", name, luaL_typename(L, 3));
+  fvl_checkopts(L, 3, name, keys);
+  fvl_tensor *y = fvl_checklabels(L, 2, name, cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, y);  /* owned by the GC from here on */
+  fvl_margin_spec sp = fvl_margin_spec_default();
+  fvl_tensor *s_row = opt_number_or_tensor(L, 3, name, "s", &sp.s, 1.0);
+  sp.target = (fvl_target_kind)fvl_optenum(L, 3, name, "target", targets, FVL_TK_NONE);
+  fvl_tensor *m_row = opt_number_or_tensor(L, 3, name, "m", &sp.m, 0.0);
+  sp.m1 = opt_number(L, 3, name, "m1", 1.0);
+  sp.m2 = opt_number(L, 3, name, "m2", 0.0);
+  sp.m3 = opt_number(L, 3, name, "m3", 0.0);
+  int fb = fvl_optenum(L, 3, name, "fallback", fallbacks, 0);
+  sp.easy_margin = opt_boolean(L, 3, name, "easy_margin", 0) || fb == 3;
+  sp.fallback = fb == 3 ? FVL_FB_MM : (fvl_fallback)fb;
+  sp.detached = fvl_optenum(L, 3, name, "grad", grads, 0) == 1;
+  lua_Number smv = opt_number(L, 3, name, "sphere_m", 4);
+  if (smv != (int)smv) return luaL_error(L, "%s: sphere_m = %g (expected an integer)", name, smv);
+  sp.sphere_m = (int)smv;
+  sp.sphere_lambda = opt_number(L, 3, name, "lambda", 0.0);
+  sp.neg = (fvl_neg_kind)fvl_optenum(L, 3, name, "negative", negs, FVL_NK_NONE);
+  sp.hard = (fvl_hard_kind)fvl_optenum(L, 3, name, "hard", hards, FVL_HARD_ALL);
+  sp.hard_m = opt_number(L, 3, name, "hard_m", sp.m);
+  sp.a = opt_number(L, 3, name, "a", 1.0);
+  sp.b = opt_number(L, 3, name, "b", 0.0);
+  sp.t = opt_number(L, 3, name, "t", 0.0);
+  sp.circle_m = opt_number(L, 3, name, "circle_m", 0.25);
+  int warn = fvl_optenum(L, 3, name, "nonfinite", nonfin, 0) == 1;
+  fvl_tensor *gws = NULL;
+  if (lua_getfield(L, 3, "gws") != LUA_TNIL) {
+    gws = fvl_totensor(L, -1);
+    if (!gws) return luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  int bad = 0;
+  fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &sp, s_row, m_row, gws, name, warn, &bad);
+  if (!loss) return fvl_raise(L);
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
+/* F.hard_mean(cos, labels, {hard=, hard_m=, values="raw"|"affine", a=, b=}) -> h (B), count (B) */
+static int l_hard_mean(lua_State *L) {
+  static const char *const keys[] = {"hard", "hard_m", "values", "a", "b", NULL};
+  static const char *const hards[] = {"all", "arc", "cos", NULL};
+  static const char *const vals[] = {"raw", "affine", NULL};
+  const char *fn = "hard_mean";
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) return luaL_error(L, "%s: cos must be a B×C cosine matrix", fn);
+  fvl_checkopts(L, 3, fn, keys);
+  lua_settop(L, 3);
+  if (lua_isnil(L, 3)) { lua_newtable(L); lua_replace(L, 3); }
+  fvl_tensor *y = fvl_checklabels(L, 2, fn, cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, y);
+  int hard = fvl_optenum(L, 3, fn, "hard", hards, FVL_HARD_ARC);
+  float hm = opt_number(L, 3, fn, "hard_m", 0.5);
+  int affine = fvl_optenum(L, 3, fn, "values", vals, 0);
+  float a = opt_number(L, 3, fn, "a", 1.0), b = opt_number(L, 3, fn, "b", 0.0);
+  fvl_tensor *count = NULL;
+  fvl_tensor *h = fvl_hard_mean(cos, y, (fvl_hard_kind)hard, hm, affine, a, b, &count);
+  fvl_pushtensor(L, h);
+  fvl_pushtensor(L, count);
+  return 2;
+}
+
+/* F.target_cos(cos, labels) -> B tensor c_i (tracked) */
+static int l_target_cos(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
+  fvl_tensor *y = fvl_checklabels(L, 2, "target_cos", cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, y);
+  fvl_pushtensor(L, fvl_target_cos(cos, y));
+  return 1;
+}
+
+/* F.circle_pairwise(S, labels, m, gamma) -> scalar loss (tracked in S) */
+static int l_circle_pairwise(lua_State *L) {
+  fvl_tensor *S = T(1);
+  if (S->ndim != 2) return luaL_error(L, "circle_pairwise: S must be a B×B similarity matrix");
+  float m = (float)luaL_checknumber(L, 3), gamma = (float)luaL_checknumber(L, 4);
+  fvl_tensor *y = fvl_checklabels(L, 2, "circle_pairwise", S->size[0], 0);
+  fvl_pushtensor(L, y);
+  fvl_pushtensor(L, fvl_circle_pairwise(S, y, m, gamma));
+  return 1;
+}
+
+/* F.center_update(centers, x, labels, alpha) -- in place, not tracked; returns centers */
+static int l_center_update(lua_State *L) {
+  fvl_tensor *cen = T(1), *x = T(2);
+  float alpha = (float)luaL_checknumber(L, 4);
+  if (cen->ndim != 2) return luaL_error(L, "center_update: centers must be a C×D tensor");
+  if (x->ndim != 2) return luaL_error(L, "center_update: x must be a B×D tensor");
+  fvl_tensor *y = fvl_checklabels(L, 3, "center_update", x->size[0], cen->size[0]);
+  fvl_pushtensor(L, y);
+  if (fvl_center_update_(cen, x, y, alpha) < 0) return fvl_raise(L);
+  lua_pushvalue(L, 1);
+  return 1;
+}
+
+int fvl_open_loss(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"cosine", l_cosine}, {"margin_ce", l_margin_ce}, {"hard_mean", l_hard_mean},
+    {"target_cos", l_target_cos}, {"circle_pairwise", l_circle_pairwise},
+    {"center_update", l_center_update}, {NULL, NULL}};
+  luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
+  luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+  return 0;
+}

@@ -1,0 +1,52 @@
+/* loss_ops.h — autograd wrappers of the loss kernels (margin.h) on fvl_tensor.
+ *
+ * Labels here are 0-based int32 tensors of B entries (the Lua binding converts). Every function
+ * returns a new reference, or NULL with a message naming the function (or the head given as
+ * `name`), the argument, what was expected and what came.
+ *
+ * Buffers: fvl_cosine writes into `ws` and fvl_margin_ce's backward into `gws` whenever no
+ * unfinished graph still uses them, and gradients are handed to the autograd tape without
+ * copies; W's gradient is accumulated in place into W->grad. So a training step (cosine →
+ * margin_ce → backward) allocates nothing of size B×C after the first step, and the only C×D
+ * buffer besides W is W->grad. */
+#ifndef FVL_LOSS_OPS_H
+#define FVL_LOSS_OPS_H
+#include "tensor.h"
+#include "autograd.h"
+#include "margin.h"
+
+/* cos = clamp(x̂ ŵᵀ, −1, 1) with x̂ = x/max(|x|, 1e-12) row-wise (x B×D) and ŵ likewise (W C×D).
+ * Backward: two sgemm calls on G/|W_j| and the normalisation Jacobians applied in place
+ * (LOSSES.md §0); entries whose raw dot product left [−1, 1] get zero gradient.
+ * ws (optional, B×C float32 contiguous) is reused as the output when no unfinished graph holds it. */
+fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws);
+
+/* batch mean of the fused margin softmax-CE over cos (B×C, e.g. fvl_cosine's output).
+ * s_row / m_row (optional, B floats) replace sp->s / sp->m per row and receive gradients when
+ * they require grad (e.g. SphereFace's s_i = |x_i| gives the radial term). gws (optional, B×C)
+ * is the gradient workspace. */
+fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
+                          fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws);
+/* the same, with `name` for messages ("arcface: loss is not finite (first bad row 3)") and
+ * nonfinite_ok: 0 = a non-finite loss is an error; 1 = it is returned and the first bad row
+ * (1-based) is stored in *bad_row (0 when finite; bad_row may be NULL). */
+fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
+                             fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
+                             const char *name, int nonfinite_ok, int *bad_row);
+
+/* h_i = mean over the hard negatives of c_ij (affine = 0) or a·c_ij + b (affine = 1); mask as in
+ * margin.h (hard kind, hard_m), constant. h (B) is tracked (gradient to the hard entries of cos);
+ * call it on cos:detach() or under no_grad for the constant version. *count (optional) receives
+ * the number of hard negatives per row (B, untracked). */
+fvl_tensor *fvl_hard_mean(fvl_tensor *cos, fvl_tensor *y0, fvl_hard_kind hard, float hard_m,
+                          int affine, float a, float b, fvl_tensor **count);
+
+/* c_i = cos[i, y_i] (B), tracked */
+fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0);
+
+/* pairwise Circle loss over S = x̂x̂ᵀ (B×B): mean over valid anchors (0 when none), tracked in S */
+fvl_tensor *fvl_circle_pairwise(fvl_tensor *S, fvl_tensor *y0, float m, float gamma);
+
+/* centre-loss α-rule in place on centers (C×D float32 contiguous) from x (B×D), not tracked */
+int fvl_center_update_(fvl_tensor *centers, fvl_tensor *x, fvl_tensor *y0, float alpha);
+#endif
