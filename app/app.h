@@ -16,6 +16,11 @@ int app_report(lua_State *L, int status);
 
 /* Ctrl-C handling while Lua code runs (installed by app_docall, and by the REPL). */
 void app_sigint_running(lua_State *L);
+/* in a SIGINT handler: passes the signal on to the main thread when it landed elsewhere
+ * (returns 1: the handler should return at once) */
+int app_sigint_forward(void);
+/* did Ctrl-C interrupt the last app_docall? */
+int app_interrupted(void);
 
 /* The interactive loop: readline when stdin is a terminal, plain lines otherwise. */
 void app_repl(lua_State *L);

@@ -3,6 +3,7 @@
  * with the module `fvl` preloaded as a global and engine settings (threads, Ctrl-C abort). */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,17 @@ static void usage(const char *badopt) {
 /* ------------------------------------------------------------------ Ctrl-C while Lua runs */
 static lua_State *running_L = NULL;
 static volatile sig_atomic_t presses = 0;
+static pthread_t main_thread;
+
+/* A Ctrl-C can land on any thread (OpenMP and OpenBLAS workers included); only the main
+ * thread acts on it, so others pass it on. Returns 1 when the caller should return. */
+int app_sigint_forward(void) {
+  if (pthread_equal(pthread_self(), main_thread)) return 0;
+  pthread_kill(main_thread, SIGINT);
+  return 1;
+}
+
+int app_interrupted(void) { return presses > 0; }
 
 static int msghandler(lua_State *L);
 
@@ -64,6 +76,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
 
 static void on_sigint_running(int sig) {
   (void)sig;
+  if (app_sigint_forward()) return;
   presses++;
   if (presses <= 2) {
     /* Lua code stops at its next instruction or call; engine kernels at their next poll.
@@ -338,6 +351,7 @@ static int pmain(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
+  main_thread = pthread_self();
   int script = argc;
   const char *threads_opt = NULL;
   int args = collectargs(argv, &script, &threads_opt);

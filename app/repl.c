@@ -36,6 +36,7 @@ static int got_any = 0;
 
 static void on_sigint_prompt(int sig) {
   (void)sig;
+  if (app_sigint_forward()) return;
   prompt_sigint = 1;
 }
 
@@ -712,6 +713,7 @@ void app_repl(lua_State *L) {
     }
     if (status != LUA_OK) {
       const char *msg = lua_tostring(L, -1);
+      if (use_readline && app_interrupted()) fputc('\n', stderr);   /* after the echoed ^C */
       fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
       fflush(stderr);
     }
