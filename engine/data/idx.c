@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 struct fvl_idx_file {
@@ -63,6 +64,12 @@ static void dims_str(const fvl_idx_info *in, char *buf, size_t n) {
 fvl_idx_file *fvl_idx_open(const char *path, fvl_idx_info *info) {
   last_open_error = 0;
   if (!path) { fvl_err("idx_open: path is NULL"); return NULL; }
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    last_open_error = 1;
+    fvl_err("idx_open: cannot open '%s': it is a directory, expected an IDX file", path);
+    return NULL;
+  }
   errno = 0;
   gzFile gz = gzopen(path, "rb");
   if (!gz) {

@@ -3,6 +3,8 @@
 --   fvl.data.fashion_mnist{split="train"|"test", path=DIR, limit=N}
 --       -> {images = N×1×28×28 float32 in [0,1], labels = N int32 1..10, classes = {...}, x = images}
 --          | nil, message   (missing files name the Debian package dataset-fashion-mnist)
+--   fvl.data.mnist{split=, path=DIR}   (same layout; digits, no Debian package: path required)
+--   fvl.data.idx(path, {dtype="float32"|"int32", scale=1, shift=0}) -> tensor | nil, message
 --   fvl.data.npy{features="f.npy", labels="l.npy", base="auto"|0|1} -> {x=, labels=, classes=}
 --   fvl.data.synthetic_faces{identities=, per_identity=, test_identities=, ...}
 --       -> {train = {x=, labels=, true_labels=, classes=}, test = {x=, labels=, classes=}, info = {...}}
@@ -70,6 +72,37 @@ function data.fashion_mnist(opts)
   local classes = {}
   for i, c in ipairs(data.fashion_mnist_classes) do classes[i] = c end
   return { images = images, x = images, labels = labels, classes = classes, split = split }
+end
+
+-- MNIST digits: the same IDX file names as Fashion-MNIST; Debian has no package for it, so
+-- path= is required. Labels 1..10 stand for the digits 0..9 (classes[y] = "0".."9").
+function data.mnist(opts)
+  local fn = "mnist"
+  opts = util.check_opts(fn, opts, { "split", "path", "limit" })
+  if type(opts.path) ~= "string" then
+    fail(fn .. ": path= must name the directory holding the MNIST IDX files (train-images-idx3-ubyte.gz, ...)")
+  end
+  local ds, msg = data.fashion_mnist(opts)
+  if not ds then return nil, (msg:gsub("^fashion_mnist: ", fn .. ": ")) end
+  for i = 1, 10 do ds.classes[i] = tostring(i - 1) end
+  return ds
+end
+
+-- any IDX file: fvl.data.idx(path, {dtype="float32"|"int32", scale=1, shift=0})
+--   -> tensor of the file's shape (value * scale + shift; int32: value + shift) | nil, message
+function data.idx(path, opts)
+  local fn = "data.idx"
+  if type(path) ~= "string" then fail(fn .. ": path must be a file name, got " .. type(path)) end
+  opts = util.check_opts(fn, opts, { "dtype", "scale", "shift" })
+  local dt = util.enum(fn, "dtype", opts.dtype, { "float32", "int32" }, "float32")
+  local scale = util.number(fn, "scale", opts.scale, 1)
+  local shift = util.number(fn, "shift", opts.shift, 0)
+  if dt == "int32" and (scale ~= 1 or shift ~= math.floor(shift)) then
+    fail(fn .. ": int32 output takes no scale and an integer shift")
+  end
+  local t, msg = fvl._idx_load(path, dt, scale, shift)
+  if not t then return nil, fn .. ": " .. msg end
+  return t
 end
 
 -- ---------------------------------------------------------------------------- .npy
@@ -206,7 +239,9 @@ function data.loader(ds, opts)
   opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "drop_last", "flip", "crop", "epoch" })
   local x, y = dataset_parts(ds)
   local self = setmetatable({}, Loader)
-  self.x, self.y = x, y
+  -- gathered row by row in C: one contiguous copy now (a no-op when already contiguous),
+  -- never one per batch
+  self.x, self.y = x:contiguous(), y and y:contiguous()
   self.n = x:dim() > 0 and x:size(1) or 0
   self.batch = util.integer(fn, "batch", opts.batch, 128, 1)
   self.shuffle = util.boolean(fn, "shuffle", opts.shuffle, true)

@@ -130,6 +130,9 @@ START_TEST(idx_errors) {
   ck_assert_ptr_nonnull(strstr(fvl_errmsg(), "cannot open"));
   ck_assert_ptr_nonnull(strstr(fvl_errmsg(), "nope.gz"));
   ck_assert_int_eq(fvl_idx_last_was_open_error(), 1);
+  ck_assert_ptr_null(fvl_idx_open(tmpdir, &in));
+  ck_assert_ptr_nonnull(strstr(fvl_errmsg(), "it is a directory"));
+  ck_assert_int_eq(fvl_idx_last_was_open_error(), 1);
   /* foreign: a PNG signature */
   unsigned char png[16] = {0x89, 'P', 'N', 'G', 13, 10, 26, 10, 0, 0, 0, 13, 'I', 'H', 'D', 'R'};
   write_plain(tpath("x.png"), png, 16);
