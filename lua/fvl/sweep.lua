@@ -901,7 +901,9 @@ function sweep.run(o)
     driver(S)
   end
   if not S.quiet and S.leaderboard ~= false then sweep.leaderboard(S.store, { top = 10 }) end
-  return sweep.load(S.store)
+  local out = sweep.load(S.store)
+  out.store = S.store   -- the store actually written (a shard's own file when sharded)
+  return out
 end
 
 -- ---------------------------------------------------------------- merge
