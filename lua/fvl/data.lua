@@ -217,10 +217,11 @@ local function dataset_parts(ds)
     fail("loader: ds must be a data set table {x=, labels=} or a tensor, got " .. type(ds))
   end
   local x = ds.x or ds.images or ds.features
+  if x == nil and type(ds.train) == "table" then
+    -- a split pair such as synthetic_faces' result: the loader serves its train split
+    return dataset_parts(ds.train)
+  end
   if not util.is_tensor(x) then
-    if ds.train and ds.test then
-      fail("loader: ds is a split pair; pass ds.train or ds.test")
-    end
     fail("loader: ds has no x (or images) tensor")
   end
   local y = ds.labels or ds.y

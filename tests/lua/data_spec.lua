@@ -418,6 +418,10 @@ describe("loader", function()
     local ds = data.synthetic_faces{ identities = 10, per_identity = 3, test_identities = 0 }
     local b = data.loader(ds.train, { batch = 7 }):next()
     expect_eq(table.concat(b.x:shape(), "x"), "7x128")
+    -- the whole result (train + test) serves its train split, as in API.md
+    local whole = data.loader(ds, { batch = 7, seed = 1 }):next()
+    expect_eq(maxdiff(whole.x, b.x), 0)
+    expect_eq(maxdiff(whole.y, ds.train.labels:index(1, whole.index)), 0)
     -- a non-contiguous view is gathered correctly
     local xt = fvl.tensor({ { 1, 2, 3 }, { 4, 5, 6 } }):t()        -- 3×2 view
     local nb = data.loader(xt, { batch = 3, shuffle = false }):next()
@@ -435,7 +439,7 @@ describe("loader", function()
                  "loader: crop = 3 (expected 0..2 for 3x3 images)")
     expect_error(function() data.loader({ x = fvl.zeros(4, 2), labels = fvl.ones({ 3 }, "int32") }) end,
                  "loader: ds.labels must be 4 int32 values")
-    expect_error(function() data.loader({ train = {}, test = {} }) end, "pass ds.train or ds.test")
+    expect_error(function() data.loader({ train = {}, test = {} }) end, "loader: ds has no x (or images) tensor")
     expect_error(function() data.loader(42) end, "loader: ds must be")
   end)
 end)
