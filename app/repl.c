@@ -213,6 +213,7 @@ static void comp_collect(lua_State *L, const char *head, size_t headlen, const c
                          int methods) {
   size_t plen = strlen(part);
   int show_meta = plen >= 2 && part[0] == '_' && part[1] == '_';
+  int show_private = plen >= 1 && part[0] == '_';   /* _internal names once '_' is typed */
   for (int depth = 0; depth < 8; depth++) {
     if (lua_type(L, -1) == LUA_TTABLE) {
       lua_pushnil(L);
@@ -222,7 +223,8 @@ static void comp_collect(lua_State *L, const char *head, size_t headlen, const c
           const char *k = lua_tolstring(L, -2, &kl);
           int isfn = lua_type(L, -1) == LUA_TFUNCTION;
           if (kl >= plen && strncmp(k, part, plen) == 0 && is_ident(k, kl) &&
-              (show_meta || !(kl >= 2 && k[0] == '_' && k[1] == '_')) && (!methods || isfn))
+              (show_meta || !(kl >= 2 && k[0] == '_' && k[1] == '_')) &&
+              (show_private || k[0] != '_') && (!methods || isfn))
             comp_add(head, headlen, k, isfn ? "(" : "");
         }
         lua_pop(L, 1);

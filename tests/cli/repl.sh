@@ -219,9 +219,11 @@ key Tab
 sleep 0.4
 type_line ''
 expect_screen "lazy.alphabet" "Tab completes names listed in the metatable's __complete"
+type_line 'config._private_thing = 1'
 type_text 'config.'
 key Tab Tab
 expect_screen "momentum" "Tab Tab lists the fields"
+screen | grep -q "_private_thing *$\|_private_thing  " && fail "names starting with _ are listed before _ is typed" || ok
 key C-u
 # methods of userdata: getmetatable(u).__index, once the tensor core provides them
 if "$FVL" -e 'os.exit(fvl.zeros and fvl.zeros(1).matmul and 0 or 1)' >/dev/null 2>&1; then
