@@ -41,6 +41,48 @@ static fvl_tensor *opt_number_or_tensor(lua_State *L, int idx, const char *fn, c
   return ten;
 }
 
+/* labels → 0-based int32 tensor, pushed on the stack (GC-owned). The values are checked here
+   first so the messages read "arcface: labels[3] = 7 is outside 1..6" (fvl_checklabels then
+   converts; its own range messages use formats lua_pushfstring lacks). */
+static fvl_tensor *labels_arg(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses) {
+  char range[48];
+  if (nclasses > 0) snprintf(range, sizeof range, "outside 1..%lld", (long long)nclasses);
+  else snprintf(range, sizeof range, "not a positive class id");
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_Integer len = luaL_len(L, idx);
+    if (n >= 0 && len != n)
+      luaL_error(L, "%s: labels has %I entries but there are %I rows (expected one label per row)", fn, len,
+                 (lua_Integer)n);
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_geti(L, idx, i);
+      int isint;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      if (!isint)
+        luaL_error(L, "%s: labels[%I] = %s is not an integer class id", fn, i, luaL_tolstring(L, -1, NULL));
+      if (v < 1 || (nclasses > 0 && v > nclasses)) luaL_error(L, "%s: labels[%I] = %I is %s", fn, i, v, range);
+      lua_pop(L, 1);
+    }
+  } else {
+    fvl_tensor *t = fvl_totensor(L, idx);
+    if (t && t->ndim == 1 && n >= 0 && t->size[0] != n)
+      luaL_error(L, "%s: labels has %I entries but there are %I rows (expected one label per row)", fn,
+                 (lua_Integer)t->size[0], (lua_Integer)n);
+    if (t && t->ndim == 1 && (t->dtype == FVL_I32 || t->dtype == FVL_F32)) {
+      for (int64_t i = 0; i < t->size[0]; i++) {
+        double v = t->dtype == FVL_I32 ? fvl_i32(t)[i * t->stride[0]] : fvl_f32(t)[i * t->stride[0]];
+        if (v < 1 || (nclasses > 0 && v > nclasses) || v != (double)(lua_Integer)v) {
+          char num[32];
+          snprintf(num, sizeof num, "%g", v);
+          luaL_error(L, "%s: labels[%I] = %s is %s", fn, (lua_Integer)i + 1, num, range);
+        }
+      }
+    }
+  }
+  fvl_tensor *y = fvl_checklabels(L, idx, fn, n, nclasses);
+  fvl_pushtensor(L, y);
+  return y;
+}
+
 /* F.cosine(x, W [, ws]) -> B×C tensor (tracked) */
 static int l_cosine(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *ws = fvl_opttensor(L, 3);
@@ -68,8 +110,7 @@ static int l_margin_ce(lua_State *L) {
   if (lua_type(L, 3) != LUA_TTABLE)
     return luaL_error(L, "%s: spec (argument #3) must be a table, got %s", name, luaL_typename(L, 3));
   fvl_checkopts(L, 3, name, keys);
-  fvl_tensor *y = fvl_checklabels(L, 2, name, cos->size[0], cos->size[1]);
-  fvl_pushtensor(L, y);  /* owned by the GC from here on */
+  fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
   fvl_margin_spec sp = fvl_margin_spec_default();
   fvl_tensor *s_row = opt_number_or_tensor(L, 3, name, "s", &sp.s, 1.0);
   sp.target = (fvl_target_kind)fvl_optenum(L, 3, name, "target", targets, FVL_TK_NONE);
@@ -118,8 +159,7 @@ static int l_hard_mean(lua_State *L) {
   fvl_checkopts(L, 3, fn, keys);
   lua_settop(L, 3);
   if (lua_isnil(L, 3)) { lua_newtable(L); lua_replace(L, 3); }
-  fvl_tensor *y = fvl_checklabels(L, 2, fn, cos->size[0], cos->size[1]);
-  fvl_pushtensor(L, y);
+  fvl_tensor *y = labels_arg(L, 2, fn, cos->size[0], cos->size[1]);
   int hard = fvl_optenum(L, 3, fn, "hard", hards, FVL_HARD_ARC);
   float hm = opt_number(L, 3, fn, "hard_m", 0.5);
   int affine = fvl_optenum(L, 3, fn, "values", vals, 0);
@@ -135,8 +175,7 @@ static int l_hard_mean(lua_State *L) {
 static int l_target_cos(lua_State *L) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
-  fvl_tensor *y = fvl_checklabels(L, 2, "target_cos", cos->size[0], cos->size[1]);
-  fvl_pushtensor(L, y);
+  fvl_tensor *y = labels_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
   fvl_pushtensor(L, fvl_target_cos(cos, y));
   return 1;
 }
@@ -146,8 +185,7 @@ static int l_circle_pairwise(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) return luaL_error(L, "circle_pairwise: S must be a B×B similarity matrix");
   float m = (float)luaL_checknumber(L, 3), gamma = (float)luaL_checknumber(L, 4);
-  fvl_tensor *y = fvl_checklabels(L, 2, "circle_pairwise", S->size[0], 0);
-  fvl_pushtensor(L, y);
+  fvl_tensor *y = labels_arg(L, 2, "circle_pairwise", S->size[0], 0);
   fvl_pushtensor(L, fvl_circle_pairwise(S, y, m, gamma));
   return 1;
 }
@@ -158,8 +196,7 @@ static int l_center_update(lua_State *L) {
   float alpha = (float)luaL_checknumber(L, 4);
   if (cen->ndim != 2) return luaL_error(L, "center_update: centers must be a C×D tensor");
   if (x->ndim != 2) return luaL_error(L, "center_update: x must be a B×D tensor");
-  fvl_tensor *y = fvl_checklabels(L, 3, "center_update", x->size[0], cen->size[0]);
-  fvl_pushtensor(L, y);
+  fvl_tensor *y = labels_arg(L, 3, "center_update", x->size[0], cen->size[0]);
   if (fvl_center_update_(cen, x, y, alpha) < 0) return fvl_raise(L);
   lua_pushvalue(L, 1);
   return 1;
