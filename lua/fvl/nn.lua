@@ -107,9 +107,12 @@ function Module:load_state(st, opts)
   opts = util.check_opts("load_state", opts, { "strict" })
   local strict = opts.strict ~= false
   local mine = self:state()
-  local who = self:describe():match("^[^\n]*")
-  for name, t in pairs(mine) do
-    local src = st[name]
+  local who = self.name or self.class_name or "module"
+  local names = {}
+  for name in pairs(mine) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local t, src = mine[name], st[name]
     if src == nil then
       if strict then fail(string.format("load_state: %s has %s but the state has no such entry", who, name)) end
     else
@@ -124,7 +127,10 @@ function Module:load_state(st, opts)
     end
   end
   if strict then
-    for name in pairs(st) do
+    local extra = {}
+    for name in pairs(st) do extra[#extra + 1] = name end
+    table.sort(extra)
+    for _, name in ipairs(extra) do
       if mine[name] == nil then
         fail(string.format("load_state: the state has %s but %s has no such tensor", name, who))
       end
