@@ -244,9 +244,10 @@ local function fingerprint(S)
   for _, d in ipairs(S.dims) do
     dims[#dims + 1] = { key = d.key, kind = d.kind, labels = d.labels, lo = d.lo, hi = d.hi }
   end
+  -- metric/mode matter only to halving (they decide who is pruned); elsewhere they only rank
   return enc({ strategy = S.strategy, seed = S.seed, samples = S.samples, space = dims,
-               halving = S.halving and { rungs = S.halving.rungs, eta = S.halving.eta } or nil,
-               metric = S.metric, mode = S.mode })
+               halving = S.halving and { rungs = S.halving.rungs, eta = S.halving.eta,
+                                         metric = S.metric, mode = S.mode } or nil })
 end
 
 -- ---------------------------------------------------------------- shards
@@ -592,16 +593,14 @@ local function driver(S)
          "this call's — use another store or delete it\n  stored: %s\n  now:    %s", S.store,
          S.name, old, fp)
   end
-  if not old then
-    st:begin()
-    st:meta("fingerprint", fp)
-    st:meta("name", S.name)
-    st:meta("strategy", S.strategy)
-    if S.metric then st:meta("metric", S.metric) end
-    st:meta("mode", S.mode)
-    st:meta("total", tostring(S.total))
-    st:commit()
-  end
+  st:begin()
+  st:meta("fingerprint", fp)
+  st:meta("name", S.name)
+  st:meta("strategy", S.strategy)
+  if S.metric then st:meta("metric", S.metric) end
+  st:meta("mode", S.mode)
+  st:meta("total", tostring(S.total))
+  st:commit()
   -- this shard's trials
   local ids = {}
   for id = 1, S.total do
@@ -770,8 +769,10 @@ local function inline(S)
   local fp = fingerprint(S)
   local old = st:meta("fingerprint")
   if old and old ~= fp then st:close(); fail("%s holds a different sweep — use another store", S.store) end
-  if not old then st:meta("fingerprint", fp); st:meta("name", S.name); st:meta("mode", S.mode)
-    if S.metric then st:meta("metric", S.metric) end end
+  st:meta("fingerprint", fp)
+  st:meta("name", S.name)
+  st:meta("mode", S.mode)
+  if S.metric then st:meta("metric", S.metric) end
   for id = 1, S.total do
     if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then
       local _, labels = S.config_of(id)
