@@ -587,6 +587,84 @@ static int print_values(lua_State *L) {
   return 0;
 }
 
+/* ================================================================== ? help */
+
+static const char repl_help[] =
+  "fvl REPL: type Lua; expressions print their value (a trailing ; prints nothing).\n"
+  "  ? expr      describe a value: a function's parameters and source, a table's fields,\n"
+  "              an object's methods          (e.g. ? fvl.matmul, ? fvl, ? t)\n"
+  "  Tab         complete globals, fields (a.b.c), methods (t:ma), file names in strings\n"
+  "  Ctrl-C      interrupt running code (Lua loops and engine kernels); at the prompt,\n"
+  "              drop the line\n"
+  "  Ctrl-D      leave            Up/Down/Ctrl-R  history (~/.fvl_history)\n"
+  "Commands taking over 1 s print their time. See docs/repl.md.\n";
+
+/* lists the string keys of the table on top (and of its __index tables), sorted; pops it */
+static void describe_fields(lua_State *L, const char *what, int methods) {
+  comp_reset();
+  comp_collect(L, "", 0, "", methods);
+  if (comp_n == 0) return;
+  qsort(comp_items, comp_n, sizeof *comp_items, cmp_str);
+  printf("%s:\n", what);
+  size_t col = 0;
+  for (size_t i = 0; i < comp_n; i++) {
+    if (i > 0 && strcmp(comp_items[i], comp_items[i - 1]) == 0) continue;
+    size_t w = strlen(comp_items[i]) + 2;
+    if (col > 0 && col + w > 96) { fputc('\n', stdout); col = 0; }
+    printf("%s%s", col ? "  " : "  ", comp_items[i]);
+    col += w;
+  }
+  fputc('\n', stdout);
+  comp_reset();
+}
+
+/* protected: describes the value at 1 */
+static int describe_value(lua_State *L) {
+  lua_Debug ar;
+  switch (lua_type(L, 1)) {
+    case LUA_TFUNCTION: {
+      lua_pushvalue(L, 1);
+      lua_getinfo(L, ">Su", &ar);
+      if (ar.what[0] == 'C') {
+        printf("C function (its parameters are not known to Lua)\n");
+        break;
+      }
+      printf("function(");
+      for (int i = 1; i <= ar.nparams; i++) {
+        const char *name = lua_getlocal(L, NULL, i);   /* reads the function at the top (arg 1) */
+        printf("%s%s", i > 1 ? ", " : "", name ? name : "?");
+      }
+      printf("%s)  -- defined at %s:%d\n", ar.isvararg ? (ar.nparams ? ", ..." : "...") : "",
+             ar.short_src, ar.linedefined);
+      break;
+    }
+    case LUA_TTABLE:
+    case LUA_TUSERDATA: {
+      app_pushview(L, 1);
+      size_t n;
+      const char *v = lua_tolstring(L, -1, &n);
+      const char *nl = memchr(v, '\n', n);
+      printf("%s %.*s\n", luaL_typename(L, 1), (int)(nl ? nl - v : (ptrdiff_t)(n > 120 ? 120 : n)), v);
+      lua_pop(L, 1);
+      lua_pushvalue(L, 1);
+      describe_fields(L, lua_type(L, 1) == LUA_TTABLE ? "fields" : "methods",
+                      lua_type(L, 1) == LUA_TUSERDATA);
+      break;
+    }
+    default: {
+      app_pushview(L, 1);
+      printf("%s: %s\n", luaL_typename(L, 1), lua_tostring(L, -1));
+      lua_pop(L, 1);
+      if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushvalue(L, 1);
+        describe_fields(L, "methods", 1);
+      }
+    }
+  }
+  fflush(stdout);
+  return 0;
+}
+
 /* ================================================================== the loop */
 
 static int incomplete(lua_State *L, int status) {
@@ -622,15 +700,29 @@ static double now_s(void) {
 
 /* Reads one complete chunk and leaves it compiled on the stack; returns its status and the
  * source in *src (malloc'd). -1: end of input; -2: Ctrl-C abandoned the input. */
-static int read_chunk(lua_State *L, char **src) {
+static int read_chunk(lua_State *L, char **src, int *help) {
   int intr;
   char *line = read_input(L, 1, &intr);
   *src = NULL;
+  *help = 0;
   if (!line) return intr ? -2 : -1;
   if (blank(line)) {
     free(line);
     *src = NULL;
     return -3;
+  }
+  const char *expr = line;
+  while (*expr == ' ' || *expr == '\t') expr++;
+  if (*expr == '?') {                    /* "?" help, "? expr" describes a value */
+    *help = 1;
+    *src = line;
+    if (blank(expr + 1)) return -4;
+    lua_pushfstring(L, "return %s", expr + 1);
+    size_t hl;
+    const char *h = lua_tolstring(L, -1, &hl);
+    int st = luaL_loadbuffer(L, h, hl, "=stdin");
+    lua_remove(L, -2);
+    return st;
   }
   /* an expression? */
   lua_pushfstring(L, "return %s", line);
@@ -683,7 +775,8 @@ void app_repl(lua_State *L) {
   for (;;) {
     char *src = NULL;
     int base = lua_gettop(L);
-    int status = read_chunk(L, &src);
+    int help;
+    int status = read_chunk(L, &src, &help);
     if (status == -1) break;             /* Ctrl-D / end of input */
     if (status == -2 || status == -3) {  /* Ctrl-C at the prompt, or an empty line */
       fvl_abort_clear();
@@ -692,13 +785,26 @@ void app_repl(lua_State *L) {
     history_add(src);
     int quiet = ends_with_semicolon(src);
     free(src);
+    if (status == -4) {
+      fputs(repl_help, stdout);
+      fflush(stdout);
+      continue;
+    }
     if (status == LUA_OK) {
       double t0 = now_s();
       status = app_docall(L, 0, LUA_MULTRET);
       double dt = now_s() - t0;
       if (status == LUA_OK) {
         int n = lua_gettop(L) - base;
-        if (n > 0 && !quiet) {
+        if (help) {
+          lua_settop(L, base + 1);       /* "? expr": describe the first value */
+          lua_pushcfunction(L, describe_value);
+          lua_insert(L, base + 1);
+          if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+            fprintf(stderr, "error describing the value: %s\n", lua_tostring(L, -1));
+            fflush(stderr);
+          }
+        } else if (n > 0 && !quiet) {
           lua_pushcfunction(L, print_values);
           lua_insert(L, base + 1);
           if (lua_pcall(L, n, 0, 0) != LUA_OK) {

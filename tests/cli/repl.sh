@@ -70,6 +70,13 @@ has "last" "$tmp/out" "the session survives a failing __tostring"
 grep -qE '^\([0-9]+\.[0-9]+ s\)$' "$tmp/err" && ok || fail "a command over 1 s prints its time: $(cat "$tmp/err")"
 has "'end' expected" "$tmp/err" "end of input inside a statement reports the syntax error"
 
+# ? help
+printf 'function scale(x, factor) return x * factor end\n? scale\n?\n? {alpha = 1, beta = print}\n' |
+  "$FVL" -i >"$tmp/out" 2>&1
+has "function(x, factor)  -- defined at stdin:1" "$tmp/out" "? describes a function's parameters and source"
+has "Ctrl-D" "$tmp/out" "? alone prints the REPL help"
+has "  alpha  beta(" "$tmp/out" "? lists a table's fields"
+
 # the table view stays short
 printf 'big = {}\nfor i = 1, 1000 do big[i] = i end\nbig\n' | "$FVL" -i >"$tmp/out" 2>&1
 has "... (1000 entries)}" "$tmp/out" "a long table is cut"
