@@ -315,6 +315,7 @@ static int l_spawn(lua_State *L) {
   if (na < 1) return luaL_error(L, "sys.spawn: argv must hold at least the program name");
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   const char *log = luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4);
   /* strings stay alive on the Lua stack in a table while we spawn */
   lua_newtable(L);
   int keep = lua_gettop(L);

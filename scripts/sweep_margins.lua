@@ -95,27 +95,6 @@ local function verify(emb, labels)
   return { acc = best }
 end
 
--- ------------------------------------------------------------------ optimiser
-local function sgd(params, o)
-  local okm, optim = pcall(function() return fvl.optim end)
-  if okm and type(optim) == "table" and optim.sgd then return optim.sgd(params, o) end
-  -- the plain fused step of the engine when fvl.optim is not in this build
-  local bufs, first = {}, true
-  local self = { lr = o.lr }
-  function self:zero_grad() for _, p in ipairs(params) do if p.grad then p.grad:fill(0) end end end
-  function self:step()
-    for i, p in ipairs(params) do
-      if p.grad then
-        bufs[i] = bufs[i] or fvl.zeros(table.unpack(p:shape()))
-        fvl.F.sgd_step(p, p.grad, bufs[i], { lr = self.lr, momentum = o.momentum,
-                                           weight_decay = o.weight_decay, first = first })
-      end
-    end
-    first = false
-  end
-  return self
-end
-
 -- ------------------------------------------------------------------ one trial
 local data
 local function trial(cfg, report, info)
@@ -124,10 +103,7 @@ local function trial(cfg, report, info)
   local classes = data.info.identities
   local net = fvl.nn.mlp{ sizes = { train.x:size(2), 256, DIM } }
   local head = fvl.loss[cfg.head]{ dim = DIM, classes = classes, s = cfg.s, m = 0 }
-  local params = {}
-  for _, p in ipairs(net:parameters()) do params[#params + 1] = p end
-  for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
-  local optim = sgd(params, { lr = LR, momentum = 0.9, weight_decay = 5e-4 })
+  local optim = fvl.optim.sgd({ net, head }, { lr = LR, momentum = 0.9, weight_decay = 5e-4 })
   local lr = fvl.schedule.cosine{ from = LR, to = 0, steps = STEPS, warmup = STEPS // 20 }
   local step, epoch, last = 0, 0, nil
   net:train()
