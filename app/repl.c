@@ -114,7 +114,11 @@ static char *read_input(lua_State *L, int first, int *interrupted) {
   /* _PROMPT / _PROMPT2 globals override the prompts, as in lua */
   const char *prompt = first ? PROMPT1 : PROMPT2;
   char *line;
-  if (lua_getglobal(L, first ? "_PROMPT" : "_PROMPT2") == LUA_TSTRING) {
+  lua_pushglobaltable(L);                /* raw read: a strict-mode _G must not raise here */
+  lua_pushstring(L, first ? "_PROMPT" : "_PROMPT2");
+  int t = lua_rawget(L, -2);
+  lua_remove(L, -2);
+  if (t == LUA_TSTRING) {
     char *p = strdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     line = use_readline ? tty_readline(p, interrupted) : plain_readline(p, interrupted);
@@ -429,7 +433,10 @@ static void view_key(lua_State *L, int kidx, sbuf *b) {
   size_t kl;
   if (lua_type(L, kidx) == LUA_TSTRING) {
     const char *k = lua_tolstring(L, kidx, &kl);
-    if (is_ident(k, kl)) {
+    int word = is_ident(k, kl);
+    for (int i = 0; word && keywords[i]; i++)
+      if (strcmp(k, keywords[i]) == 0) word = 0;   /* {["end"] = 1} */
+    if (word) {
       sb_put(b, k, kl);
     } else {
       sb_put(b, "[", 1);
