@@ -167,6 +167,18 @@ sigint_run 'io.stderr:write("ready\n") while true do end'
 [ $rc == 1 ] && ok || fail "SIGINT in a Lua loop: exit $rc, expected 1"
 err_has "interrupted" "SIGINT in a Lua loop"
 err_has "stack traceback:" "SIGINT traceback"
+# code that swallows the interrupt: the 2nd Ctrl-C warns, the 3rd ends the program
+"$FVL" -e 'io.stderr:write("ready\n") while true do pcall(function() while true do end end) end' \
+  >"$tmp/out" 2>"$tmp/err" </dev/null &
+pid=$!
+i=0
+while ! grep -q ready "$tmp/err" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+for k in 1 2 3; do sleep 0.3; kill -INT $pid 2>/dev/null; done
+wait $pid
+rc=$?
+[ $rc == 130 ] && ok || fail "three Ctrl-C should end a program that swallows them: exit $rc"
+err_has "press Ctrl-C again to quit" "the second Ctrl-C warns"
+
 if "$FVL" -e 'os.exit(fvl.F and fvl.F.conv2d and 0 or 1)' >/dev/null 2>&1; then
   # one long C call (about 10 s on 2 cores): only the engine's abort flag can stop it early
   sigint_run 'local x, w = fvl.randn(64, 64, 64, 64), fvl.randn(64, 64, 7, 7)
