@@ -35,7 +35,7 @@ static void usage(const char *badopt) {
           "  -l g=mod  require library 'mod' into global 'g'\n"
           "  -t n      use n threads for OpenBLAS and the engine (also: FVL_THREADS=n)\n"
           "  -v        show version information\n"
-          "  -E        ignore environment variables (FVL_THREADS, LUA_PATH, LUA_CPATH)\n"
+          "  -E        ignore environment variables (FVL_THREADS, LUA_INIT, LUA_PATH, LUA_CPATH)\n"
           "  -W        turn warnings on\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n"
@@ -265,6 +265,19 @@ static int dolibrary(lua_State *L, const char *spec) {
   return app_report(L, status);
 }
 
+/* LUA_INIT_5_4 or LUA_INIT, as in lua: code, or @file to run a file (not with -E) */
+static int handle_luainit(lua_State *L) {
+  const char *name = "=LUA_INIT_5_4";
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
+  }
+  if (init == NULL) return LUA_OK;
+  if (init[0] == '@') return dochunk(L, luaL_loadfile(L, init + 1));
+  return dostring(L, init, name);
+}
+
 static int runargs(lua_State *L, char **argv, int n) {
   for (int i = 1; i < n; i++) {
     char opt = argv[i][1];
@@ -334,6 +347,7 @@ static int pmain(lua_State *L) {
   lua_setglobal(L, "fvl");
   lua_pop(L, 1);
   if (args & HAS_V) app_print_version(1);
+  if (!(args & HAS_BIGE) && handle_luainit(L) != LUA_OK) return 0;
   if (!runargs(L, argv, script)) return 0;
   if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
   if (args & HAS_I) {

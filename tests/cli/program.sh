@@ -98,6 +98,14 @@ run 0 "$FVL" -E -e 'print(package.path:find("'"$tmp"'", 1, true) == nil)' &&
   out_is "true" "-E ignores LUA_PATH"
 unset LUA_PATH
 
+# LUA_INIT runs first (code or @file), as in lua; -E skips it
+run 0 env LUA_INIT='init_value = 5' "$FVL" -e 'print(init_value)' && out_is "5" "LUA_INIT code"
+echo 'init_file = "from file"' >"$tmp/init.lua"
+run 0 env LUA_INIT="@$tmp/init.lua" "$FVL" -e 'print(init_file)' && out_is "from file" "LUA_INIT=@file"
+run 0 env LUA_INIT_5_4='v = 54' LUA_INIT='v = 0' "$FVL" -e 'print(v)' && out_is "54" "LUA_INIT_5_4 first"
+run 0 env LUA_INIT='init_value = 5' "$FVL" -E -e 'print(init_value)' && out_is "nil" "-E skips LUA_INIT"
+run 1 env LUA_INIT='error("init broke")' "$FVL" -e 'print(1)' && err_has "init broke" "a failing LUA_INIT"
+
 # ---------------------------------------------------------------- -v and threads
 run 0 "$FVL" -v && {
   out_has "FaceVerLoss " "-v names FaceVerLoss"

@@ -254,7 +254,9 @@ else
 fi
 "${TMUX_CMD[@]}" kill-server >/dev/null 2>&1
 
-# history is read back: Up arrow recalls the previous session's command
+# history is read back: Up arrow recalls the previous session's command; the file is capped
+{ for i in $(seq 1 1500); do echo "filler_$i = $i"; done; cat "$tmp/home/hist"; } >"$tmp/hist.new"
+mv "$tmp/hist.new" "$tmp/home/hist"
 "${TMUX_CMD[@]}" new-session -d -s "$T" -x 160 -y 50 \
   "env HOME='$tmp/home' FVL_HISTORY='$tmp/home/hist' INPUTRC=/dev/null TERM=xterm '$FVL'; echo FVL_EXITED=\$?; sleep 30"
 wait_for "fvl> " 15 || fail "second REPL did not start"
@@ -264,8 +266,14 @@ sleep 0.4
 screen | grep -qE '^fvl> (word:upper\(\)|tt:matmul\(tt\))' && ok ||
   { fail "Up did not recall the previous session's last command"; screen | tail -8; }
 key C-u
+type_line 'print("second" .. "-session")'
+expect_screen "second-session" "second session runs"
 key C-d
 expect_screen "FVL_EXITED=0" "second session exits" 5
+lines=$(wc -l <"$tmp/home/hist")
+[ "$lines" -le 1000 ] && ok || fail "history file holds $lines lines, expected at most 1000"
+tail -1 "$tmp/home/hist" | grep -qF 'print("second" .. "-session")' && ok ||
+  fail "the newest entry is not at the end of the history file: $(tail -2 "$tmp/home/hist")"
 
 echo "repl.sh: $pass passed, $fails failed"
 [ $fails == 0 ]
