@@ -334,6 +334,7 @@ static char **fvl_completion(const char *text, int start, int end) {
   (void)end;
   if (in_string(rl_line_buffer, start)) {
     rl_attempted_completion_over = 0;    /* readline's file name completion */
+    rl_completion_append_character = '\0';
     return NULL;
   }
   rl_attempted_completion_over = 1;
@@ -351,7 +352,11 @@ static char **fvl_completion(const char *text, int start, int end) {
 
 /* the match list shows names without their a.b. prefix */
 static void show_matches(char **matches, int n, int maxlen) {
-  (void)maxlen;
+  if (rl_filename_completion_desired) {  /* file names: readline's own display */
+    rl_display_match_list(matches, n, maxlen);
+    rl_forced_update_display();
+    return;
+  }
   char **short_ = calloc((size_t)n + 2, sizeof *short_);
   if (!short_) return;
   int longest = 0;

@@ -95,7 +95,8 @@ if ! command -v tmux >/dev/null 2>&1; then
   exit
 fi
 
-mkdir -p "$tmp/home"
+mkdir -p "$tmp/home/data"
+touch "$tmp/home/data/train_pairs.csv"
 TMUX_CMD=(env -u TMUX tmux -f /dev/null -S "$tmp/tmux.sock")
 T=fvltest
 screen() { "${TMUX_CMD[@]}" capture-pane -p -J -t "$T" -S -500 2>/dev/null; }
@@ -127,7 +128,7 @@ expect_screen() {  # expect_screen TEXT WHAT [SECONDS]
   if wait_for "$1" "${3:-10}"; then ok; else fail "$2: '$1' never appeared on the terminal:"; screen | tail -20 | sed 's/^/  | /'; fi
 }
 
-"${TMUX_CMD[@]}" new-session -d -s "$T" -x 160 -y 50 \
+"${TMUX_CMD[@]}" new-session -d -s "$T" -x 160 -y 50 -c "$tmp/home" \
   "env HOME='$tmp/home' FVL_HISTORY='$tmp/home/hist' INPUTRC=/dev/null TERM=xterm '$FVL'; echo FVL_EXITED=\$?; sleep 30"
 if ! wait_for "fvl> " 15; then
   fail "the REPL prompt never appeared on a terminal"
@@ -227,6 +228,11 @@ sleep 0.4
 type_line ''
 expect_screen "lazy.alphabet" "Tab completes names listed in the metatable's __complete"
 type_line 'config._private_thing = 1'
+type_text 'io.open("data/trai'
+key Tab
+sleep 0.4
+type_line '):close()'
+expect_screen 'io.open("data/train_pairs.csv"):close()' "Tab completes a file name inside a string"
 type_text 'config.'
 key Tab Tab
 expect_screen "momentum" "Tab Tab lists the fields"
@@ -257,7 +263,7 @@ fi
 # history is read back: Up arrow recalls the previous session's command; the file is capped
 { for i in $(seq 1 1500); do echo "filler_$i = $i"; done; cat "$tmp/home/hist"; } >"$tmp/hist.new"
 mv "$tmp/hist.new" "$tmp/home/hist"
-"${TMUX_CMD[@]}" new-session -d -s "$T" -x 160 -y 50 \
+"${TMUX_CMD[@]}" new-session -d -s "$T" -x 160 -y 50 -c "$tmp/home" \
   "env HOME='$tmp/home' FVL_HISTORY='$tmp/home/hist' INPUTRC=/dev/null TERM=xterm '$FVL'; echo FVL_EXITED=\$?; sleep 30"
 wait_for "fvl> " 15 || fail "second REPL did not start"
 key Up
