@@ -860,7 +860,10 @@ local function normalize(o)
   S.retry_failed = o.retry_failed and true or false
   S.quiet = o.quiet and true or false
   S.logs = o.logs ~= false
-  S.poll = o.poll or 0.05
+  if o.poll ~= nil and (type(o.poll) ~= "number" or o.poll <= 0 or o.poll > 10) then
+    fail("poll must be a number of seconds in (0, 10], got %s", tostring(o.poll))
+  end
+  S.poll = o.poll or 0.02
   S.leaderboard = o.leaderboard
   S.dims = normalize_space(o.space)
   make_configs(S)
