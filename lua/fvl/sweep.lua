@@ -121,6 +121,18 @@ local function label_of(key, v, i)
   if t == "table" or t == "userdata" then
     local ok, name = pcall(function() return v.name end)
     if ok and type(name) == "string" then return name end
+    -- objects that keep their options as fields (fvl.schedule.*): kind(option=value, ...)
+    local okk, kind = pcall(function() return v.kind end)
+    if okk and type(kind) == "string" and t == "table" then
+      local parts = {}
+      for _, f in ipairs(sorted_keys(v)) do
+        local x = rawget(v, f)
+        if f ~= "kind" and type(f) == "string" and (type(x) == "number" or type(x) == "string" or type(x) == "boolean") then
+          parts[#parts + 1] = f .. "=" .. (type(x) == "number" and fmt_num(x) or tostring(x))
+        end
+      end
+      return kind .. "(" .. table.concat(parts, ",") .. ")"
+    end
     if mt and mt.__tostring then
       local s = tostring(v)
       if not s:match("^table: ") and not s:match("^userdata: ") then return s end

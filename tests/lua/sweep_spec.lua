@@ -268,6 +268,23 @@ describe("fvl.sweep", function()
     end, "holds a different sweep")
   end)
 
+  it("labels schedules, named values and small tables readably", function()
+    local res = fvl.sweep{ name = "labels", store = path("labels.sqlite"), workers = 0, quiet = true,
+                           space = { s = { fvl.schedule.linear{ from = 0, to = 1, steps = 10 },
+                                           fvl.schedule.linear{ from = 0, to = 0.5, steps = 10 } },
+                                     f = { fvl.sweep.named("double", function(x) return 2 * x end), function(x) return x end },
+                                     t = fvl.sweep.choice{ { 1, 2 } } },
+                           trial = function(cfg) return { v = cfg.f(cfg.s(5)) + cfg.t[2] } end }
+    expect_eq(#res, 4)
+    expect_eq(res[1].config.s, "linear(from=0,steps=10,to=1)")
+    expect_eq(res[2].config.s, "linear(from=0,steps=10,to=0.5)")
+    expect_eq(res[1].config.f, "double")
+    expect_eq(res[3].config.f, "f#2")
+    expect_eq(res[1].config.t, "[1,2]")
+    expect_near(res[1].metrics.v, 2 * 0.5 + 2, 1e-12)
+    expect_near(res[4].metrics.v, 0.25 + 2, 1e-12)
+  end)
+
   it("rejects bad options with a message naming them", function()
     local trial = function() return {} end
     local base = function(extra)
