@@ -47,6 +47,7 @@ local function sorted_keys(t)
 end
 
 local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+local function nonfinite_name(x) return x ~= x and "NaN" or (x > 0 and "inf" or "-inf") end
 
 local function enc(v) return json.encode(v, { nonfinite = "literal" }) end
 local function dec(s)
@@ -403,7 +404,7 @@ local function run_trial(S, st, id, attempt, threads, logpath)
     if not st:report(id, attempt, step, enc(metrics)) then error(PRUNED) end
     last = metrics
     for k, v in pairs(metrics) do
-      if not isfinite(v) then error(string.format("report: %s is %s at step %d", k, tostring(v), step), 2) end
+      if not isfinite(v) then error(string.format("report: %s is %s at step %d", k, nonfinite_name(v), step), 2) end
     end
     while rungs and passed < #rungs and step >= rungs[passed + 1] do
       local r = passed + 1
@@ -460,7 +461,7 @@ local function run_trial(S, st, id, attempt, threads, logpath)
     local v = m[k]
     if type(v) == "number" and not isfinite(v) then
       st:finish_trial(id, attempt, "failed", enc(m), string.format("the trial returned %s for '%s'",
-                      tostring(v), k), false)
+                      nonfinite_name(v), k), false)
       return "failed"
     end
   end
