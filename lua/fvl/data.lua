@@ -202,6 +202,9 @@ function data.synthetic_faces(opts)
                  train_size = xtr:size(1), test_size = xte:size(1) }
   info.shape = table.move(xtr:shape(), 2, xtr:dim(), 1, {})
   if image == "vector" then info.out_dim = o.out_dim else info.h, info.w = o.h, o.w end
+  -- train samples per identity (the long tail), for class-balanced losses and samplers
+  local n = ytrue:numel()
+  info.counts = n > 0 and fvl.zeros(K):index_add(1, ytrue, fvl.ones(n)):int() or fvl.zeros({ K }, "int32")
   return { train = { x = xtr, labels = ytr, true_labels = ytrue, classes = K },
            test = { x = xte, labels = yte, classes = T }, info = info }
 end

@@ -210,6 +210,9 @@ describe("synthetic_faces", function()
     local mn, mx = math.huge, 0
     for k = 1, 100 do mn = math.min(mn, counts[k]); mx = math.max(mx, counts[k]) end
     expect_true(mn >= 2, "at least 2 samples per identity")
+    local ic = ds.info.counts:totable()
+    expect_eq(ds.info.counts:dtype(), "int32")
+    for k = 1, 100 do expect_eq(ic[k], counts[k], "info.counts[" .. k .. "]") end
     expect_true(mx > 100, "a head identity has many samples: " .. mx)
     local n = ds.train.labels:numel()
     local flipped = (ds.train.labels:float() - ds.train.true_labels:float()):abs():gt(0):sum():item()
