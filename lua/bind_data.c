@@ -1,6 +1,8 @@
 /* bind_data.c — thin binding of engine/data: IDX files, synthetic_faces, loader batches, and
  * the terminal check used by fvl.progress. The Lua API (option names, defaults, messages) is
  * lua/fvl/data.lua; these functions take already-checked positional arguments. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,9 +50,14 @@ static float numfield(lua_State *L, int idx, const char *k, float def) {
   return v;
 }
 
+static const char *fmt6(char *buf, float v) {
+  snprintf(buf, 32, "%.6g", (double)v);
+  return buf;
+}
+
 /* fvl._synthetic_faces{identities=, per_identity=, test_identities=, test_per_identity=, dim=,
  *   factors=, hidden=, out_dim=, h=, w=, spread=, nuisance=, illumination=, noise=, long_tail=,
- *   label_noise=, seed=} -> xtr, ytr, ytrue, xte, yte (labels 1-based) */
+ *   label_noise=, seed=} -> xtr, ytr, ytrue, xte, yte (labels 1-based), settings used */
 static int l_synthetic_faces(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   fvl_synth_opts o;
@@ -75,7 +82,21 @@ static int l_synthetic_faces(lua_State *L) {
   fvl_tensor *t[5];
   if (fvl_synth_faces(&o, 1, &t[0], &t[1], &t[2], &t[3], &t[4])) return fvl_raise(L);
   for (int i = 0; i < 5; i++) fvl_pushtensor(L, t[i]);
-  return 5;
+  /* the settings used, defaults included (floats to 6 digits: they are float32 inside) */
+  lua_createtable(L, 0, 17);
+#define SETI(k, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, k))
+#define SETF(k, v) (lua_pushnumber(L, (double)strtod(fmt6(buf, (v)), NULL)), lua_setfield(L, -2, k))
+  char buf[32];
+  SETI("identities", o.identities); SETI("per_identity", o.per_identity);
+  SETI("test_identities", o.test_identities);
+  SETI("test_per_identity", o.test_identities ? o.test_per_identity : 0);
+  SETI("dim", o.dim); SETI("factors", o.factors); SETI("hidden", o.hidden);
+  SETI("out_dim", o.out_dim); SETI("seed", (int64_t)o.seed);
+  SETF("spread", o.spread); SETF("nuisance", o.nuisance); SETF("illumination", o.illumination);
+  SETF("noise", o.noise); SETF("long_tail", o.long_tail); SETF("label_noise", o.label_noise);
+#undef SETI
+#undef SETF
+  return 6;
 }
 
 /* fvl._loader_perm(n, seed, epoch) -> 0-based int32 permutation */

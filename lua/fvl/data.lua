@@ -189,19 +189,12 @@ function data.synthetic_faces(opts)
     o.w = util.integer(fn, "w", opts.w, o.h, 1)
     o.out_dim = o.h * o.w
   end
-  local xtr, ytr, ytrue, xte, yte = fvl._synthetic_faces(o)
-  local K = o.identities or 1000
-  local T = o.test_identities or 200
-  local info = { identities = K, test_identities = T, image = image, seed = o.seed,
-                 per_identity = o.per_identity or 20,
-                 test_per_identity = T > 0 and (o.test_per_identity or o.per_identity or 20) or 0,
-                 dim = o.dim or 32, factors = o.factors or 8, hidden = o.hidden or 128,
-                 spread = o.spread or 0.6, nuisance = o.nuisance or 1.5,
-                 illumination = o.illumination or 0.2, noise = o.noise or 0.3,
-                 long_tail = o.long_tail or 0, label_noise = o.label_noise or 0,
-                 train_size = xtr:size(1), test_size = xte:size(1) }
+  local xtr, ytr, ytrue, xte, yte, info = fvl._synthetic_faces(o)
+  local K, T = info.identities, info.test_identities
+  info.image = image
+  info.train_size, info.test_size = xtr:size(1), xte:size(1)
   info.shape = table.move(xtr:shape(), 2, xtr:dim(), 1, {})
-  if image == "vector" then info.out_dim = o.out_dim else info.h, info.w = o.h, o.w end
+  if image == "map" then info.h, info.w, info.out_dim = o.h, o.w, nil end
   -- train samples per identity (the long tail), for class-balanced losses and samplers
   local n = ytrue:numel()
   info.counts = n > 0 and fvl.zeros(K):index_add(1, ytrue, fvl.ones(n)):int() or fvl.zeros({ K }, "int32")

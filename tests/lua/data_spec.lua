@@ -185,6 +185,11 @@ describe("synthetic_faces", function()
     expect_eq(ds.test.classes, 20)
     expect_eq(ds.info.identities, 60)
     expect_eq(ds.info.out_dim, 32)
+    expect_eq(ds.info.dim, 32)               -- defaults are reported too
+    expect_eq(ds.info.spread, 0.6)
+    expect_eq(ds.info.seed, 3)
+    expect_eq(ds.info.test_per_identity, 6)
+    expect_eq(table.concat(ds.info.shape, "x"), "32")
     expect_eq(maxdiff(ds.train.labels, ds.train.true_labels), 0)
     -- finite values of unit scale
     local rms = math.sqrt((ds.train.x * ds.train.x):mean():item())
