@@ -1,0 +1,102 @@
+-- scripts/bench/core.lua — how close the tensor core gets to the machine.
+--   fvl scripts/bench/core.lua [--quick] [--threads N]
+-- Prints, in one run:
+--   1. matmul: x (256x512) :matmul(W:t()) with W 10000x512 against a raw cblas_sgemm of the same
+--      problem (fvl._bench.sgemm, transposed B, preallocated C). ratio = sgemm time / matmul
+--      time; target >= 0.9 (the transpose must go to sgemm as a flag, not a copy).
+--   2. elementwise add, mul, exp and reductions (sum over all, along dim 1 and dim 2) as memory
+--      throughput: bytes read + bytes written by one pass / time, against a plain memcpy
+--      (fvl._bench.memcpy) of the same tensor size, counted the same way (read + write).
+--      ratio near 1 means one pass and no hidden temporaries; results go into fresh tensors,
+--      as a user's code does, and are freed at once with <close>.
+-- Timings are the best of several trials (the machine may be shared); the median is shown too.
+local quick, threads = false, nil
+local i = 1
+while arg and arg[i] do
+  if arg[i] == "--quick" then quick = true
+  elseif arg[i] == "--threads" then i = i + 1; threads = tonumber(arg[i])
+  else error("core.lua: unknown argument '" .. arg[i] .. "' (expected --quick, --threads N)") end
+  i = i + 1
+end
+if threads then fvl.threads(threads) end
+assert(fvl._bench and fvl._bench.sgemm and fvl._bench.memcpy,
+       "core.lua needs fvl._bench.sgemm and fvl._bench.memcpy (lua/bind_tensor.c)")
+local clock = fvl._bench.clock or fvl.clock
+local TRIALS = quick and 3 or 7
+
+-- best and median seconds per call of fn over TRIALS trials of `reps` calls each
+local function timeit(fn, reps)
+  fn()   -- warm up
+  local t = {}
+  for k = 1, TRIALS do
+    local t0 = clock()
+    for _ = 1, reps do fn() end
+    t[k] = (clock() - t0) / reps
+  end
+  table.sort(t)
+  return t[1], t[(#t + 1) // 2]
+end
+local function raw(fn)   -- same statistics for a baseline that times itself (returns s/call)
+  local t = {}
+  for k = 1, TRIALS do t[k] = fn() end
+  table.sort(t)
+  return t[1], t[(#t + 1) // 2]
+end
+
+local info = fvl.info()
+print(string.format("fvl %s, %s, OpenBLAS core %s, %d threads, build %s", info.version, info.lua,
+                    info.blas_core, fvl.threads(), info.build))
+print(string.format("(best of %d trials; median in brackets)", TRIALS))
+
+-- ---------------------------------------------------------------- 1. matmul
+do
+  local M, K, N = 256, 512, 10000
+  fvl.manual_seed(1)
+  local x, W = fvl.randn(M, K), fvl.randn(N, K)
+  local reps = quick and 3 or 10
+  local fb, fm = timeit(function() local y <close> = x:matmul(W:t()) end, reps)
+  local rb, rm = raw(function() return fvl._bench.sgemm(M, N, K, reps, true) end)
+  local gflop = 2 * M * N * K / 1e9
+  print()
+  print(string.format("matmul %dx%d times (%dx%d):t()", M, K, N, K))
+  print(string.format("  raw cblas_sgemm  %8.3f ms  (%6.1f GFLOP/s)  [%8.3f ms]", rb * 1e3, gflop / rb, rm * 1e3))
+  print(string.format("  fvl matmul       %8.3f ms  (%6.1f GFLOP/s)  [%8.3f ms]", fb * 1e3, gflop / fb, fm * 1e3))
+  print(string.format("  ratio sgemm/matmul = %.3f (target >= 0.9) %s", rb / fb, rb / fb >= 0.9 and "ok" or "BELOW TARGET"))
+  -- the same with W requiring grad (records a node, must not copy)
+  local Wg = W:detach():requires_grad()
+  local gb = timeit(function() local y <close> = x:matmul(Wg:t()) end, reps)
+  print(string.format("  with W:requires_grad()  %8.3f ms, ratio %.3f", gb * 1e3, rb / gb))
+end
+
+-- ---------------------------------------------------------------- 2. memory throughput
+local function throughput(label, n)
+  local bytes = 4 * n
+  fvl.manual_seed(2)
+  local a, b = fvl.rand(n), fvl.rand(n)
+  local reps = quick and 3 or 10
+  collectgarbage("collect")
+  local cb, cm = raw(function() return fvl._bench.memcpy(bytes, reps) end)
+  local copy_gbs = 2 * bytes / cb / 1e9        -- read + write
+  print()
+  print(string.format("%s: %d float32 (%.0f MB per tensor)", label, n, bytes / 2 ^ 20))
+  print(string.format("  %-18s %8.2f GB/s  %8.3f ms  [%8.3f ms]", "memcpy", copy_gbs, cb * 1e3, cm * 1e3))
+  local function row(name, traffic, fn)
+    local tb, tm = timeit(fn, reps)
+    local gbs = traffic / tb / 1e9
+    print(string.format("  %-18s %8.2f GB/s  %8.3f ms  [%8.3f ms]  ratio %.2f", name, gbs, tb * 1e3, tm * 1e3, gbs / copy_gbs))
+  end
+  row("add  a + b", 3 * bytes, function() local y <close> = a + b end)
+  row("mul  a * b", 3 * bytes, function() local y <close> = a:mul(b) end)
+  row("exp  a:exp()", 2 * bytes, function() local y <close> = a:exp() end)
+  row("add scalar a + 1", 2 * bytes, function() local y <close> = a + 1 end)
+  local cols = 2048
+  local m <close> = a:reshape(n // cols, cols)
+  row("sum()", bytes, function() local y <close> = m:sum() end)
+  row(string.format("sum(2) %dx%d", n // cols, cols), bytes, function() local y <close> = m:sum(2) end)
+  row(string.format("sum(1) %dx%d", n // cols, cols), bytes, function() local y <close> = m:sum(1) end)
+  local tall <close> = a:reshape(n // 16, 16)
+  row(string.format("sum(2) %dx16", n // 16), bytes, function() local y <close> = tall:sum(2) end)
+  row(string.format("sum(1) %dx16", n // 16), bytes, function() local y <close> = tall:sum(1) end)
+end
+throughput("in cache (L2/L3)", 256 * 1024)
+throughput("out of cache", quick and 4 * 1024 * 1024 or 16 * 1024 * 1024)
