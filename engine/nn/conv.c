@@ -5,15 +5,28 @@
  *   Y    (O × g·P) = W (O × K) · cols          — one sgemm, OpenBLAS threads inside
  *   y[b][o][p] = Y[o][b·P + p] + bias[o]       — scatter, OpenMP over (b, o)
  * Backward:
- *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ;  dcols = Wᵀ · dY;  dx = col2im(dcols)
+ *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ;
+ *   dx: stride 1 — the forward convolution of dy with the flipped kernel (wide GEMMs);
+ *       otherwise dcols = Wᵀ · dY and dx = col2im(dcols)
  * Grouping samples keeps the GEMMs wide for the small late feature maps (7×7 → 49 columns per
  * sample would starve the GEMM). */
 #include "nn.h"
 #include <string.h>
 #include <cblas.h>
 
-#define CONV_WORK_FLOATS (4u << 20)   /* ~16 MiB of im2col columns per group */
+#define CONV_WORK_FLOATS (2u << 20)   /* ~8 MiB of im2col columns per group */
 #define CONV_MIN_COLS 1024
+
+static void plan_group(fvl_conv2d_shape *s) {
+  size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
+  size_t g = CONV_WORK_FLOATS / (K * P);
+  size_t gmin = (CONV_MIN_COLS + P - 1) / P;
+  if (g < gmin) g = gmin;
+  if (g < 1) g = 1;
+  if (s->B > 0 && g > (size_t)s->B) g = (size_t)s->B;
+  if (g > 4096) g = 4096;
+  s->G = (int)g;
+}
 
 int fvl_conv2d_plan(fvl_conv2d_shape *s) {
   if (s->B < 0 || s->C <= 0 || s->H <= 0 || s->W <= 0 || s->O <= 0 || s->KH <= 0 || s->KW <= 0)
@@ -29,20 +42,36 @@ int fvl_conv2d_plan(fvl_conv2d_shape *s) {
                    eh, ew, s->KH, s->KW);
   s->OH = (eh - s->KH) / s->sh + 1;
   s->OW = (ew - s->KW) / s->sw + 1;
-  size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
-  size_t g = CONV_WORK_FLOATS / (K * P);
-  size_t gmin = (CONV_MIN_COLS + P - 1) / P;
-  if (g < gmin) g = gmin;
-  if (g < 1) g = 1;
-  if (s->B > 0 && g > (size_t)s->B) g = (size_t)s->B;
-  if (g > 4096) g = 4096;
-  s->G = (int)g;
+  plan_group(s);
   return 0;
 }
 
-size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s) {
+/* stride 1: dx is the forward convolution of dy (B×O×OH×OW) with the flipped kernel
+ * wf[c][o][i][j] = w[o][c][KH-1-i][KW-1-j] and padding KH-1-ph — the same wide GEMMs as the
+ * forward instead of a K = O GEMM and a scatter (col2im). */
+static int transposed_shape(const fvl_conv2d_shape *s, fvl_conv2d_shape *t) {
+  if (s->sh != 1 || s->sw != 1 || s->ph > s->KH - 1 || s->pw > s->KW - 1) return 0;
+  *t = (fvl_conv2d_shape){.B = s->B, .C = s->O, .H = s->OH, .W = s->OW, .O = s->C, .KH = s->KH,
+                          .KW = s->KW, .sh = 1, .sw = 1, .ph = s->KH - 1 - s->ph, .pw = s->KW - 1 - s->pw};
+  t->OH = t->H + 2 * t->ph - t->KH + 1;
+  t->OW = t->W + 2 * t->pw - t->KW + 1;
+  plan_group(t);
+  return t->OH == s->H && t->OW == s->W;
+}
+
+static size_t own_workspace(const fvl_conv2d_shape *s) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
   return (K + (size_t)s->O) * P * (size_t)s->G;
+}
+
+size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s) {
+  size_t n = own_workspace(s);
+  fvl_conv2d_shape t;
+  if (transposed_shape(s, &t)) {
+    size_t m = own_workspace(&t) + (size_t)s->O * s->C * s->KH * s->KW;
+    if (m > n) n = m;
+  }
+  return n;
 }
 
 /* valid output columns ow for kernel column j: 0 <= ow·sw - pw + j < W */
@@ -160,6 +189,7 @@ int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
 
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work) {
+  float *const dx_out = dx;
   const int O = s->O, K = s->C * s->KH * s->KW;
   const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
   float *cols = work, *ybuf = work + (size_t)K * P * s->G;
@@ -176,8 +206,11 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
       db[o] = (float)acc;
     }
   }
+  fvl_conv2d_shape t;
+  const int flip = dx && transposed_shape(s, &t);
+  if (flip) dx = NULL;   /* done below by the transposed convolution */
   if (dw && s->B == 0) memset(dw, 0, sizeof(float) * (size_t)O * K);
-  for (int b0 = 0; b0 < s->B; b0 += s->G) {
+  for (int b0 = 0; b0 < s->B && (dw || dx); b0 += s->G) {
     if (fvl_check_abort("conv2d")) return -1;
     int g = s->B - b0 < s->G ? s->B - b0 : s->G;
     const size_t gP = P * (size_t)g;
@@ -204,6 +237,18 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
       memset(dxg, 0, sizeof(float) * in_sz * (size_t)g);
       fvl_col2im(s, cols, g, dxg);
     }
+  }
+  if (flip) {
+    const int C = s->C, KK = s->KH * s->KW;
+    float *wf = work + own_workspace(&t);
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+      for (int o = 0; o < O; o++) {
+        const float *src = w + ((size_t)o * C + c) * KK;
+        float *dst = wf + ((size_t)c * O + o) * KK;
+        for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+      }
+    return fvl_conv2d_fwd(&t, dy, wf, NULL, dx_out, work);
   }
   return 0;
 }
