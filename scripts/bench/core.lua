@@ -1,5 +1,5 @@
 -- scripts/bench/core.lua — how close the tensor core gets to the machine.
---   fvl scripts/bench/core.lua [--quick] [--threads N]
+--   fvl scripts/bench/core.lua [--quick] [--threads N] [--cpu]
 -- Prints, in one run:
 --   1. matmul: x (256x512) :matmul(W:t()) with W 10000x512 against a raw cblas_sgemm of the same
 --      problem (fvl._bench.sgemm, transposed B, preallocated C). ratio = sgemm time / matmul
@@ -10,19 +10,26 @@
 --      ratio near 1 means one pass and no hidden temporaries; results go into fresh tensors,
 --      as a user's code does, and are freed at once with <close>.
 -- Timings are the best of several trials (the machine may be shared); the median is shown too.
-local quick, threads = false, nil
+-- On a machine busier than its cores, wall times mostly measure waiting: --cpu --threads 1 times
+-- with the process's CPU clock instead (the raw baselines are then timed from here, as the
+-- difference of two runs with different repetition counts, which cancels their set-up).
+local quick, threads, cpu = false, nil, false
 local i = 1
 while arg and arg[i] do
   if arg[i] == "--quick" then quick = true
   elseif arg[i] == "--threads" then i = i + 1; threads = tonumber(arg[i])
-  else error("core.lua: unknown argument '" .. arg[i] .. "' (expected --quick, --threads N)") end
+  elseif arg[i] == "--cpu" then cpu = true
+  else error("core.lua: unknown argument '" .. arg[i] .. "' (expected --quick, --threads N, --cpu)") end
   i = i + 1
 end
 if threads then fvl.threads(threads) end
 assert(fvl._bench and fvl._bench.sgemm and fvl._bench.memcpy,
        "core.lua needs fvl._bench.sgemm and fvl._bench.memcpy (lua/bind_tensor.c)")
-local clock = fvl._bench.clock or fvl.clock
+local clock = cpu and os.clock or fvl._bench.clock or fvl.clock
 local TRIALS = quick and 3 or 7
+if cpu and fvl.threads() > 1 then
+  print("note: --cpu adds up the CPU time of all threads; use it with --threads 1")
+end
 
 -- best and median seconds per call of fn over TRIALS trials of `reps` calls each
 local function timeit(fn, reps)
@@ -36,17 +43,37 @@ local function timeit(fn, reps)
   table.sort(t)
   return t[1], t[(#t + 1) // 2]
 end
-local function raw(fn)   -- same statistics for a baseline that times itself (returns s/call)
+-- same statistics for a baseline fn(reps) that times itself (returns s/call); with --cpu it is
+-- timed here: (cpu(2 reps) - cpu(reps)) / reps cancels the baseline's own set-up
+local function raw(fn, reps)
   local t = {}
-  for k = 1, TRIALS do t[k] = fn() end
+  for k = 1, TRIALS do
+    if cpu then
+      local t0 = clock(); fn(reps); local t1 = clock(); fn(2 * reps); local t2 = clock()
+      t[k] = ((t2 - t1) - (t1 - t0)) / reps
+      if t[k] <= 0 then t[k] = (t2 - t1) / (2 * reps) end   -- noise: fall back to the plain mean
+    else
+      t[k] = fn(reps)
+    end
+  end
   table.sort(t)
+  if cpu then return t[(#t + 1) // 2], t[(#t + 1) // 2] end   -- differences: the median is the estimate
   return t[1], t[(#t + 1) // 2]
 end
 
 local info = fvl.info()
 print(string.format("fvl %s, %s, OpenBLAS core %s, %d threads, build %s", info.version, info.lua,
                     info.blas_core, fvl.threads(), info.build))
-print(string.format("(best of %d trials; median in brackets)", TRIALS))
+print(string.format("(best of %d trials; median in brackets; %s time)", TRIALS, cpu and "process CPU" or "wall"))
+do
+  local f = io.open("/proc/loadavg")
+  local load = f and tonumber(f:read("l"):match("^(%S+)"))
+  if f then f:close() end
+  local cores = (fvl.info().cores) or fvl.threads()
+  if load and load > 1.5 * cores and not cpu then
+    print(string.format("warning: load average %.1f on this machine; wall times are inflated (try --cpu --threads 1)", load))
+  end
+end
 
 -- ---------------------------------------------------------------- 1. matmul
 do
@@ -55,7 +82,7 @@ do
   local x, W = fvl.randn(M, K), fvl.randn(N, K)
   local reps = quick and 3 or 10
   local fb, fm = timeit(function() local y <close> = x:matmul(W:t()) end, reps)
-  local rb, rm = raw(function() return fvl._bench.sgemm(M, N, K, reps, true) end)
+  local rb, rm = raw(function(r) return fvl._bench.sgemm(M, N, K, r, true) end, reps)
   local gflop = 2 * M * N * K / 1e9
   print()
   print(string.format("matmul %dx%d times (%dx%d):t()", M, K, N, K))
@@ -75,11 +102,21 @@ local function throughput(label, n)
   local a, b = fvl.rand(n), fvl.rand(n)
   local reps = quick and 3 or 10
   collectgarbage("collect")
-  local cb, cm = raw(function() return fvl._bench.memcpy(bytes, reps) end)
+  -- the baseline: a raw memcpy (wall clock, timed in C), or with --cpu dst:copy(src) of two
+  -- contiguous float32 tensors, which is a memmove timed by the same clock as the ops
+  local cb, cm, what
+  if cpu then
+    local dst = fvl.empty(n)
+    cb, cm = timeit(function() dst:copy(a) end, reps)
+    what = "copy (memmove)"
+  else
+    cb, cm = raw(function(r) return fvl._bench.memcpy(bytes, r) end, reps)
+    what = "memcpy"
+  end
   local copy_gbs = 2 * bytes / cb / 1e9        -- read + write
   print()
   print(string.format("%s: %d float32 (%.0f MB per tensor)", label, n, bytes / 2 ^ 20))
-  print(string.format("  %-18s %8.2f GB/s  %8.3f ms  [%8.3f ms]", "memcpy", copy_gbs, cb * 1e3, cm * 1e3))
+  print(string.format("  %-18s %8.2f GB/s  %8.3f ms  [%8.3f ms]", what, copy_gbs, cb * 1e3, cm * 1e3))
   local function row(name, traffic, fn)
     local tb, tm = timeit(fn, reps)
     local gbs = traffic / tb / 1e9
