@@ -361,6 +361,19 @@ describe("randomness", function()
     fvl.threads(n0)
     for k = 1, 3 do expect_true(same_values(res[1][k], res[2][k]), "stream " .. k .. " depends on threads") end
   end)
+  it("elementwise ops and reductions give the same bits with 1 and 2 threads", function()
+    local n0 = fvl.threads()
+    fvl.manual_seed(8)
+    local x, y = fvl.randn(700, 300), fvl.randn(300)
+    local out = {}
+    for th = 1, 2 do
+      fvl.threads(th)
+      out[th] = {(x * y + 1):exp(), x:sum(1), x:sum(2), x:sum(), x:norm(2), x:logsumexp(1), fvl.normalize(x, 2),
+                 x:max(1), x:argmax(2), x:clamp(-0.5, 0.5)}
+    end
+    fvl.threads(n0)
+    for k = 1, #out[1] do expect_true(same_values(out[1][k], out[2][k]), "result " .. k .. " depends on threads") end
+  end)
   it("rng_state / set_rng_state round trip", function()
     fvl.manual_seed(5)
     fvl.rand(10)
