@@ -7,6 +7,7 @@ local lazy = { loss = true, nn = true, optim = true, schedule = true, data = tru
                plot = true, sweep = true, json = true, checkpoint = true, progress = true,
                util = true, log = true }
 setmetatable(fvl, {
+  __complete = lazy,   -- lets the REPL's tab completion offer submodules not loaded yet
   __index = function(t, k)
     if lazy[k] then
       local m = require("fvl." .. k)
