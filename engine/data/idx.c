@@ -174,7 +174,7 @@ static inline double decode(const unsigned char *p, int type) {
   }
 }
 
-/* streams the data in chunks; conv(dst, i, value) stores element i */
+/* streams the data in 64 KiB chunks, converting each into out (f32: v*scale+shift; i32: v+ishift) */
 static int read_data(fvl_idx_file *f, void *out, int is_f32, float scale, float shift,
                      int32_t ishift, const char *fn) {
   const fvl_idx_info *in = &f->info;
