@@ -14,6 +14,55 @@
 #define COLBLK 256       /* columns per block in the cosine backward pass */
 #define NEAR_ONE 0.9999f /* |c| above this is recomputed in double */
 
+/* hot loops: compiled for AVX2+FMA and the baseline, chosen at load time (see margin.c) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
+#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FVL_HOT
+#endif
+
+FVL_HOT static float sumsq(const float *r, int64_t n) {
+  float s = 0;
+#pragma omp simd reduction(+:s)
+  for (int64_t d = 0; d < n; d++) s += r[d] * r[d];
+  return s;
+}
+/* r ← r·inw column-wise (inw = 1/|W_j|); returns how many entries have |r| > NEAR_ONE */
+FVL_HOT static int64_t scale_row(float *r, const float *inw, int64_t C) {
+  int64_t cnt = 0;
+#pragma omp simd reduction(+:cnt)
+  for (int64_t j = 0; j < C; j++) {
+    float v = r[j] * inw[j];
+    cnt += (v > NEAR_ONE) | (v < -NEAR_ONE);
+    r[j] = v;
+  }
+  return cnt;
+}
+FVL_HOT static void scale_cols(float *g, const float *inw, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; k++) g[k] *= inw[k];
+}
+/* dst (+)= h − (h·w)·q·w   (q = 1/|w|², or 0: no projection); bt = 0 writes, 1 adds */
+FVL_HOT static void project_row(float *dst, const float *h, const float *w, int64_t n, float q, float bt) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+:dot)
+  for (int64_t d = 0; d < n; d++) dot += h[d] * w[d];
+  float beta = dot * q;
+  if (bt != 0.0f) {
+#pragma omp simd
+    for (int64_t d = 0; d < n; d++) dst[d] += h[d] - beta * w[d];
+  } else {  /* dst may hold garbage (fresh allocation): never read it */
+#pragma omp simd
+    for (int64_t d = 0; d < n; d++) dst[d] = h[d] - beta * w[d];
+  }
+}
+/* columns per block: a B×block slab of the cosine matrix stays around 2 MB */
+static int64_t block_cols(int64_t B) {
+  int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
+  nb = nb < 256 ? 256 : nb > 8192 ? 8192 : nb;
+  return nb / 64 * 64;
+}
+
 /* ---------------------------------------------------------------- helpers */
 static const char *shape(const fvl_tensor *t, char *buf) { return fvl_shape_str(t, buf, 64); }
 
@@ -155,6 +204,7 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   fvl_tensor *xh = fvl_empty(FVL_F32, 2, sz), *nx = fvl_empty(FVL_F32, 1, szb), *nw = fvl_empty(FVL_F32, 1, szc);
   fvl_tensor *out = NULL;
   int64_t *rowcnt = NULL;
+  float *inwb = NULL;
   clamp_list *cl = calloc(1, sizeof *cl);
   if (!xc || !Wc || !xh || !nx || !nw || !cl) goto fail;
   const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
@@ -168,14 +218,6 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
     nxp[i] = nrm;
     for (int64_t d = 0; d < D; d++) xhp[i * D + d] = r[d] * inv;
   }
-#pragma omp parallel for schedule(static)
-  for (int64_t j = 0; j < C; j++) {
-    const float *r = wp + j * ldw;
-    float s = 0;
-#pragma omp simd reduction(+:s)
-    for (int64_t d = 0; d < D; d++) s += r[d] * r[d];
-    nwp[j] = sqrtf(s);
-  }
   if (ws && ws_reusable(ws)) {
     out = fvl_retain(ws);
     if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
@@ -186,26 +228,31 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
     if (!out) goto fail;
   }
   float *op = fvl_f32(out);
-  fvl_gemm(0, 1, (int)B, (int)C, (int)D, 1.0f, xhp, (int)D, wp, ldw, 0.0f, op, (int)C);
   rowcnt = calloc((size_t)B, sizeof *rowcnt);
   if (!rowcnt) { fvl_err("%s: out of memory", fn); goto fail; }
-  int64_t total = 0;
-  /* scale columns by 1/|W_j|. Entries with |c| > NEAR_ONE are recomputed in double: there
-     sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in fp32
-     (LOSSES.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
+  int64_t total = 0, nb = block_cols(B);
+  inwb = malloc(sizeof(float) * (size_t)nb);
+  if (!inwb) { fvl_err("%s: out of memory", fn); goto fail; }
+  /* column blocks: norms of the block's centres, GEMM, then the block is scaled by 1/|W_j|
+     while it is still in cache. Entries with |c| > NEAR_ONE are recomputed in double below:
+     there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
+     fp32 (LOSSES.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
      clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
-#pragma omp parallel for schedule(static) reduction(+:total)
-  for (int64_t i = 0; i < B; i++) {
-    float *r = op + i * C;
-    int64_t cnt = 0;
-#pragma omp simd reduction(+:cnt)
-    for (int64_t j = 0; j < C; j++) {
-      float v = r[j] * (1.0f / fmaxf(nwp[j], NRM_EPS));
-      cnt += (v > NEAR_ONE) | (v < -NEAR_ONE);
-      r[j] = v;
+  for (int64_t j0 = 0; j0 < C; j0 += nb) {
+    int64_t nj = C - j0 < nb ? C - j0 : nb;
+#pragma omp parallel for schedule(static)
+    for (int64_t j = j0; j < j0 + nj; j++) {
+      nwp[j] = sqrtf(sumsq(wp + j * ldw, D));
+      inwb[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
     }
-    rowcnt[i] = cnt;
-    total += cnt;
+    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
+#pragma omp parallel for schedule(static) reduction(+:total)
+    for (int64_t i = 0; i < B; i++) {
+      int64_t cnt = scale_row(op + i * C + j0, inwb, nj);
+      rowcnt[i] += cnt;
+      total += cnt;
+    }
+    if (fvl_check_abort(fn)) goto fail;
   }
   if (total > 0) {
     cl->idx = malloc(sizeof(int64_t) * (size_t)total);
@@ -238,6 +285,8 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   }
   free(rowcnt);
   rowcnt = NULL;
+  free(inwb);
+  inwb = NULL;
   fvl_tensor *in[2] = {x, W};
   fvl_node *nd = fvl_record("cosine", cosine_bw, out, 2, in);
   if (nd) {
@@ -257,96 +306,41 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   return out;
 fail:
   free(rowcnt);
+  free(inwb);
   if (cl) free_clamp(cl);
   fvl_release(out); fvl_release(xh); fvl_release(nx); fvl_release(nw); fvl_release(Wc); fvl_release(xc);
   return NULL;
 }
 
 static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
-  fvl_tensor *xh = n->saved[0], *c = n->saved[1], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
+  fvl_tensor *xh = n->saved[0], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
   clamp_list *cl = n->ctx;
   int64_t B = xh->size[0], D = xh->size[1], C = nw->size[0];
   int ldw = (int)n->iv[0];
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
   /* the incoming gradient is the node's private accumulator (or the loss's workspace): it is
      rescaled in place */
   fvl_tensor *G = fvl_is_contiguous(gout) ? fvl_retain(gout) : data_of(gout);
   if (!G) return -1;
   float *g = fvl_f32(G);
-  const float *cp = fvl_f32(c), *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc);
+  const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc);
   for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
-  int nt = 1;
-#ifdef _OPENMP
-  nt = omp_get_max_threads();
-#endif
-  double *apart = calloc((size_t)nt * (size_t)B, sizeof(double));
-  float *beta = malloc(sizeof(float) * (size_t)C);
-  if (!apart || !beta) { free(apart); free(beta); fvl_release(G); return fvl_err("cosine backward: out of memory"); }
-  int64_t nblk = (C + COLBLK - 1) / COLBLK;
-  /* one pass over G: α_i = Σ_j G_ij c_ij, β_j = Σ_i G_ij c_ij / |W_j|², G ← G·diag(1/|W_j|) */
-#pragma omp parallel
-  {
-    int tid = 0;
-#ifdef _OPENMP
-    tid = omp_get_thread_num();
-#endif
-    double *ap = apart + (size_t)tid * B;
-    float inw[COLBLK], bacc[COLBLK];
-#pragma omp for schedule(static)
-    for (int64_t jb = 0; jb < nblk; jb++) {
-      int64_t j0 = jb * COLBLK, nj = C - j0 < COLBLK ? C - j0 : COLBLK;
-      for (int64_t k = 0; k < nj; k++) { inw[k] = 1.0f / fmaxf(nwp[j0 + k], NRM_EPS); bacc[k] = 0.0f; }
-      for (int64_t i = 0; i < B; i++) {
-        float *gr = g + i * C + j0;
-        const float *cr = cp + i * C + j0;
-        float a = 0.0f;
-#pragma omp simd reduction(+:a)
-        for (int64_t k = 0; k < nj; k++) {
-          float gc = gr[k] * cr[k];
-          a += gc;
-          bacc[k] += gc;
-          gr[k] *= inw[k];
-        }
-        ap[i] += a;
-      }
-      for (int64_t k = 0; k < nj; k++)
-        beta[j0 + k] = nwp[j0 + k] < NRM_EPS ? 0.0f : bacc[k] * inw[k] * inw[k];
-    }
-  }
+  int64_t nb = block_cols(B);
   int rc = 0;
-  if (fvl_node_wants(n, 0)) {
+  fvl_tensor *gx = NULL, *dst = NULL;
+  float *hb = NULL, *inw = NULL;
+  int direct = 0;
+  float bt = 0.0f;
+  if (want_x) {
     int64_t sz[2] = {B, D};
-    fvl_tensor *dx = fvl_empty(FVL_F32, 2, sz);
-    if (!dx) rc = -1;
-    else {
-      float *dp = fvl_f32(dx);
-      fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, dp, (int)D);
-#pragma omp parallel for schedule(static)
-      for (int64_t i = 0; i < B; i++) {
-        double a = 0;
-        for (int t = 0; t < nt; t++) a += apart[(size_t)t * B + i];
-        float *r = dp + i * D;
-        const float *xr = xhp + i * D;
-        if (nxp[i] < NRM_EPS) {
-          for (int64_t d = 0; d < D; d++) r[d] /= NRM_EPS;
-        } else {
-          float inv = 1.0f / nxp[i], af = (float)a;
-          for (int64_t d = 0; d < D; d++) r[d] = (r[d] - af * xr[d]) * inv;
-        }
-      }
-      rc = take_or_accum(n, 0, dx);
-      fvl_release(dx);
-    }
+    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
   }
-  if (rc == 0 && fvl_node_wants(n, 1)) {
+  if (rc == 0 && want_w) {
     fvl_tensor *W = n->in[1];
     int64_t sz[2] = {C, D};
-    fvl_tensor *dst = NULL;
-    float bt = 0.0f;
-    int direct = 0;
-    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad */
+    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad (no C×D temporary) */
       if (!W->grad) {
-        W->grad = fvl_empty(FVL_F32, 2, sz);
-        if (!W->grad) rc = -1;
+        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
         direct = 1;
       } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
         direct = 1;
@@ -354,28 +348,56 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
       }
       if (direct && rc == 0) dst = fvl_retain(W->grad);
     }
-    if (rc == 0 && !dst) {
-      dst = fvl_empty(FVL_F32, 2, sz);
-      if (!dst) rc = -1;
-    }
-    if (rc == 0) {
-      float *dp = fvl_f32(dst);
-      fvl_gemm(1, 0, (int)C, (int)D, (int)B, 1.0f, g, (int)C, xhp, (int)D, bt, dp, (int)D);
-#pragma omp parallel for schedule(static)
-      for (int64_t j = 0; j < C; j++) {
-        float bj = beta[j];
-        if (bj == 0.0f) continue;
-        float *r = dp + j * D;
-        const float *w = wp + j * ldw;
-#pragma omp simd
-        for (int64_t d = 0; d < D; d++) r[d] -= bj * w[d];
-      }
-      if (!direct) rc = take_or_accum(n, 1, dst);
-    }
-    fvl_release(dst);
+    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+    if (rc == 0 && !(hb = malloc(sizeof(float) * (size_t)(nb * D)))) rc = fvl_err("cosine backward: out of memory");
   }
-  free(apart);
-  free(beta);
+  if (rc == 0 && !(inw = malloc(sizeof(float) * (size_t)nb))) rc = fvl_err("cosine backward: out of memory");
+  /* column blocks of G: G ← G·diag(1/|W_j|) in cache, then
+       dL/dX̂ += G_blk·W_blk                     (sgemm, accumulated over blocks)
+       H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j    (sgemm + projection)
+     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0). */
+  for (int64_t j0 = 0; j0 < C && rc == 0; j0 += nb) {
+    int64_t nj = C - j0 < nb ? C - j0 : nb;
+    for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
+    if (want_x)
+      fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, j0 == 0 ? 0.0f : 1.0f,
+               fvl_f32(gx), (int)D);
+    if (want_w) {
+      fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
+      float *dp = fvl_f32(dst);
+#pragma omp parallel for schedule(static)
+      for (int64_t k = 0; k < nj; k++) {
+        int64_t j = j0 + k;
+        project_row(dp + j * D, hb + k * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : inw[k] * inw[k], bt);
+      }
+    }
+    rc = fvl_check_abort("cosine backward");
+  }
+  if (rc == 0 && want_x) {
+    /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
+    float *dp = fvl_f32(gx);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < B; i++) {
+      float *r = dp + i * D;
+      const float *xr = xhp + i * D;
+      if (nxp[i] < NRM_EPS) {
+        for (int64_t d = 0; d < D; d++) r[d] /= NRM_EPS;
+      } else {
+        double a = 0;
+        for (int64_t d = 0; d < D; d++) a += (double)r[d] * xr[d];
+        float inv = 1.0f / nxp[i], af = (float)a;
+        for (int64_t d = 0; d < D; d++) r[d] = (r[d] - af * xr[d]) * inv;
+      }
+    }
+    rc = take_or_accum(n, 0, gx);
+  }
+  if (rc == 0 && want_w && !direct) rc = take_or_accum(n, 1, dst);
+  free(hb);
+  free(inw);
+  fvl_release(gx);
+  fvl_release(dst);
   fvl_release(G);
   return rc;
 }

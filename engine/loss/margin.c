@@ -8,13 +8,24 @@
 
 #define CHUNK 512              /* columns per block: f and df live on the stack (4 KiB) */
 
+/* The per-row loops are compiled twice, for AVX2+FMA and for the baseline ISA, and the loader
+   picks one (GCC target_clones): the build flags stay portable, the hot loops run 8 wide. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
+#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FVL_HOT
+#endif
+
 /* ---------------------------------------------------------------- vectorisable exp
  * exp(x) = 2^n · e^r, n = round(x/ln 2), |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial
  * (truncation < 6e-9 relative). Inputs are clamped to [−87, 88]: below, the result (1.6e-38) is
- * negligible against the LSE sums it enters (which are ≥ 1). Relative error ≈ 2 ulp. */
-static inline float fast_expf(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
+ * negligible against the LSE sums it enters (which are ≥ 1). Relative error ≈ 2 ulp.
+ * The bounds are passed in as run-time values (EXP_LO/EXP_HI, read once per row): with literal
+ * bounds GCC turns the clamps into branches to constant results and the loops stop vectorising. */
+static volatile float exp_lo_v = -87.0f, exp_hi_v = 88.0f;
+static inline float fast_expf(float x, float lo, float hi) {
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
   float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  /* round to nearest */
   float r = x - n * 0.693145751953125f;                              /* ln 2, high part */
   r = r - n * 1.428606765330187e-06f;                                /* ln 2, low part  */
@@ -209,30 +220,31 @@ static rowp row_params(const fvl_margin_spec *sp, const float *crow, int yi, int
 }
 
 /* pre-scale values f = N(c) and derivatives df = N'(c) of n columns (target not special-cased) */
-static void neg_chunk(const fvl_margin_spec *sp, const float *c, int n, float thr, float *f,
-                      float *df) {
+static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spec *sp, const float *c,
+                                                            int n, float thr, float *f, float *df) {
+  /* branch-free forms (h = 1 on hard negatives, 0 elsewhere) so that every kind vectorises */
   switch (sp->neg) {
   case FVL_NK_NONE:
 #pragma omp simd
     for (int k = 0; k < n; k++) { f[k] = c[k]; df[k] = 1.0f; }
     break;
   case FVL_NK_AFFINE: {
-    const float a = sp->a, b = sp->b;
+    const float a1 = sp->a - 1.0f, b = sp->b;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      int h = c[k] > thr;
-      f[k] = h ? a * c[k] + b : c[k];
-      df[k] = h ? a : 1.0f;
+      float h = c[k] > thr ? 1.0f : 0.0f;
+      f[k] = c[k] + h * (a1 * c[k] + b);
+      df[k] = 1.0f + h * a1;
     }
     break;
   }
   case FVL_NK_QUADRATIC: {
-    const float t = sp->t;
+    const float t1 = sp->t - 1.0f;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      int h = c[k] > thr;
-      f[k] = h ? c[k] * (t + c[k]) : c[k];
-      df[k] = h ? t + 2.0f * c[k] : 1.0f;
+      float h = c[k] > thr ? 1.0f : 0.0f;
+      f[k] = c[k] + h * c[k] * (t1 + c[k]);          /* c(t + c) on hard entries */
+      df[k] = 1.0f + h * (t1 + 2.0f * c[k]);
     }
     break;
   }
@@ -240,14 +252,46 @@ static void neg_chunk(const fvl_margin_spec *sp, const float *c, int n, float th
     const float mc = sp->circle_m;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      int h = c[k] > thr;
-      float an = c[k] + mc > 0.0f ? c[k] + mc : 0.0f;
-      f[k] = h ? an * (c[k] - mc) : c[k];
-      df[k] = h ? an : 1.0f;
+      float h = c[k] > thr ? 1.0f : 0.0f;
+      float an = fmaxf(c[k] + mc, 0.0f);
+      f[k] = c[k] + h * (an * (c[k] - mc) - c[k]);
+      df[k] = 1.0f + h * (an - 1.0f);
     }
     break;
   }
   }
+}
+
+/* one row of the forward: online max-shifted LSE over blocks of CHUNK columns */
+FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
+                            float *loss, float *lse_out) {
+  float f[CHUNK], df[CHUNK];
+  const float s = r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  float mx = -INFINITY;
+  double sum = 0.0;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    neg_chunk(sp, crow + j0, n, r->thr, f, df);
+    if (yi >= j0 && yi < j0 + n) f[yi - j0] = r->T;
+    float cmx = -INFINITY;
+#pragma omp simd reduction(max:cmx)
+    for (int k = 0; k < n; k++) {
+      float z = s * f[k];
+      cmx = z > cmx ? z : cmx;
+    }
+    if (cmx > mx) {
+      if (sum > 0.0) sum *= exp((double)mx - (double)cmx);
+      mx = cmx;
+    }
+    float part = 0.0f;
+#pragma omp simd reduction(+:part)
+    for (int k = 0; k < n; k++) part += fast_expf(s * f[k] - mx, elo, ehi);
+    sum += part;
+  }
+  double lse = (double)mx + log(sum);
+  if (!(mx > -INFINITY)) lse = NAN;  /* every logit NaN or −inf */
+  *lse_out = (float)lse;
+  *loss = (float)(lse - (double)(s * r->T));
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -259,37 +303,38 @@ int fvl_margin_ce_fwd(const float *cos, int ldc, const int32_t *y, int B, int C,
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
     if (fvl_aborted()) continue;
-    float f[CHUNK], df[CHUNK];
     const float *crow = cos + (size_t)i * ldc;
-    int yi = y[i];
-    rowp r = row_params(sp, crow, yi, i);
-    float mx = -INFINITY;
-    double sum = 0.0;
-    for (int j0 = 0; j0 < C; j0 += CHUNK) {
-      int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-      neg_chunk(sp, crow + j0, n, r.thr, f, df);
-      if (yi >= j0 && yi < j0 + n) f[yi - j0] = r.T;
-      float cmx = -INFINITY;
-      const float s = r.s;
-      for (int k = 0; k < n; k++) {
-        float z = s * f[k];
-        cmx = z > cmx ? z : cmx;
-      }
-      if (cmx > mx) {
-        if (sum > 0.0) sum *= exp((double)mx - (double)cmx);
-        mx = cmx;
-      }
-      float part = 0.0f;
-#pragma omp simd reduction(+:part)
-      for (int k = 0; k < n; k++) part += fast_expf(s * f[k] - mx);
-      sum += part;
-    }
-    double lse = (double)mx + log(sum);
-    if (!(mx > -INFINITY)) lse = NAN;  /* every logit NaN or −inf */
-    row_lse[i] = (float)lse;
-    row_loss[i] = (float)(lse - (double)(r.s * r.T));
+    rowp r = row_params(sp, crow, y[i], i);
+    fwd_row(sp, crow, C, y[i], &r, row_loss + i, row_lse + i);
   }
   return fvl_check_abort(fn);
+}
+
+/* one row of the backward: dcos = gscale·s·(p − onehot)·∂f/∂c, plus dL/ds_i and dL/dm_i */
+FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
+                            float lse, float gscale, float *grow, float *ds_out, float *dm_out) {
+  float f[CHUNK], df[CHUNK];
+  const float s = r->s, gs = gscale * r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  double ds = 0.0;
+  float py = 0.0f;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    neg_chunk(sp, crow + j0, n, r->thr, f, df);
+    if (yi >= j0 && yi < j0 + n) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
+    float *go = grow + j0;
+    float dsp = 0.0f;
+#pragma omp simd reduction(+:dsp)
+    for (int k = 0; k < n; k++) {
+      float p = fast_expf(s * f[k] - lse, elo, ehi);
+      go[k] = gs * p * df[k];
+      dsp += p * f[k];
+    }
+    ds += dsp;
+    if (yi >= j0 && yi < j0 + n) py = fast_expf(s * r->T - lse, elo, ehi);
+  }
+  grow[yi] = gs * (py - 1.0f) * r->dT;           /* dCE/dz_y = p_y − 1 */
+  if (ds_out) *ds_out = (float)(gscale * (ds - (double)r->T));
+  if (dm_out) *dm_out = (float)((double)gs * (py - 1.0) * r->dTdm);
 }
 
 /* ---------------------------------------------------------------- backward */
@@ -303,32 +348,10 @@ int fvl_margin_ce_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
     if (fvl_aborted()) continue;
-    float f[CHUNK], df[CHUNK];
     const float *crow = cos + (size_t)i * ldc;
-    float *grow = dcos + (size_t)i * lddc;
-    int yi = y[i];
-    rowp r = row_params(sp, crow, yi, i);
-    const float s = r.s, lse = row_lse[i], g = gscale, gs = gscale * r.s;
-    double ds = 0.0;
-    float py = 0.0f;
-    for (int j0 = 0; j0 < C; j0 += CHUNK) {
-      int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-      neg_chunk(sp, crow + j0, n, r.thr, f, df);
-      if (yi >= j0 && yi < j0 + n) { f[yi - j0] = r.T; df[yi - j0] = r.dT; }
-      float *go = grow + j0;
-      float dsp = 0.0f;
-#pragma omp simd reduction(+:dsp)
-      for (int k = 0; k < n; k++) {
-        float p = fast_expf(s * f[k] - lse);
-        go[k] = gs * p * df[k];
-        dsp += p * f[k];
-      }
-      ds += dsp;
-      if (yi >= j0 && yi < j0 + n) py = fast_expf(s * r.T - lse);
-    }
-    grow[yi] = gs * (py - 1.0f) * r.dT;           /* dCE/dz_y = p_y − 1 */
-    if (ds_row) ds_row[i] = (float)(g * (ds - (double)r.T));
-    if (dm_row) dm_row[i] = (float)((double)gs * (py - 1.0) * r.dTdm);
+    rowp r = row_params(sp, crow, y[i], i);
+    bwd_row(sp, crow, C, y[i], &r, row_lse[i], gscale, dcos + (size_t)i * lddc, ds_row ? ds_row + i : NULL,
+            dm_row ? dm_row + i : NULL);
   }
   return fvl_check_abort(fn);
 }
