@@ -1,6 +1,7 @@
 -- Error paths of the loss heads: every misuse gives a message that names the head, the
 -- argument, what was expected and what came — and the head still works afterwards.
 local fvl = fvl or require "fvl"
+fvl.threads(1)   -- small problems: OpenMP regions cost more than the work on a loaded machine
 -- FVL_LOSS_REFERENCE=1: heads and primitives from fvl.loss.reference (tensor-op compositions)
 if os.getenv("FVL_LOSS_REFERENCE") == "1" then fvl.loss.use_reference(true) end
 local F = os.getenv("FVL_LOSS_REFERENCE") == "1" and require "fvl.loss.reference" or fvl.F

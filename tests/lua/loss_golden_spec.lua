@@ -3,6 +3,7 @@
 -- backward, and compared: loss rtol 1e-5; grads of x, W, b, xi rtol 1e-4 with atol 1e-6·s;
 -- state_out (SphereFace iter, CurricularFace t, centres). Labels in the JSON are 0-based.
 local fvl = fvl or require "fvl"
+fvl.threads(1)   -- small problems: OpenMP regions cost more than the work on a loaded machine
 local util = require "fvl.util"
 -- FVL_LOSS_REFERENCE=1: run the heads on fvl.loss.reference (tensor-op compositions) instead
 -- of the fused kernels, to tell a head bug from a kernel bug

@@ -2,6 +2,7 @@
 -- change between steps, evaluation helpers, workspace reuse, the documented hybrid example, and
 -- fused kernels against the tensor-op reference (fvl.loss.reference) on random batches.
 local fvl = fvl or require "fvl"
+fvl.threads(1)   -- small problems: OpenMP regions cost more than the work on a loaded machine
 local base = require "fvl.loss.base"
 local reference = require "fvl.loss.reference"
 if os.getenv("FVL_LOSS_REFERENCE") == "1" then fvl.loss.use_reference(true) end
