@@ -14,6 +14,9 @@
 
 #define R(x) fvl_release(x)
 #define SHAPE(...) (int64_t[]){__VA_ARGS__}
+/* integer and real parameters of a gradcheck closure (zero-filled to their full size) */
+#define IV(...) (int64_t[8]){__VA_ARGS__}
+#define DV(...) (double[4]){__VA_ARGS__}
 static size_t live0;
 static void setup(void) { live0 = fvl_bytes_live(); fvl_set_grad_enabled(1); }
 static void teardown(void) {
@@ -103,7 +106,7 @@ START_TEST(grad_binary_broadcast) {
       if (s == 4) {   /* 2x4 with 2x3x2 does not broadcast */
         ck_assert_ptr_null(fvl_binary((fvl_binop)op, in[0], in[1]));
       } else {
-        GC(what, b_binary, 2, in, SHAPE(op), NULL);
+        GC(what, b_binary, 2, in, IV(op), NULL);
       }
       release_all(2, in);
     }
@@ -118,7 +121,7 @@ START_TEST(grad_binary_scalar) {
       double s = op == FVL_POW ? (first ? 1.7 : 2.5) : 0.3;   /* 0.3 is never equal to an input */
       char what[64];
       snprintf(what, sizeof what, "scalar op %d, scalar first %d", op, first);
-      GC(what, b_scalar, 1, in, SHAPE(op, first), ((double[]){s}));
+      GC(what, b_scalar, 1, in, IV(op, first), (DV(s)));
       release_all(1, in);
     }
 }
@@ -177,7 +180,7 @@ START_TEST(grad_unary) {
     {FVL_LOG1P, "log1p", -0.5f, 3, 0}, {FVL_SIGN, "sign", 0, 0, 1},   {FVL_FLOOR, "floor", 0.1f, 0.9f, 0}};
   for (size_t k = 0; k < sizeof tab / sizeof tab[0]; k++) {
     fvl_tensor *in[1] = {tab[k].nonzero ? leaf_nonzero(2, SHAPE(3, 5)) : leaf(2, SHAPE(3, 5), tab[k].lo, tab[k].hi)};
-    GC(tab[k].name, b_unary, 1, in, SHAPE(tab[k].op), NULL);
+    GC(tab[k].name, b_unary, 1, in, IV(tab[k].op), NULL);
     release_all(1, in);
   }
 }
@@ -193,8 +196,8 @@ static fvl_tensor *b_unary_of_t(fvl_tensor **in, const int64_t *iv, const double
 START_TEST(grad_unary_of_view) {
   fvl_rng_seed(fvl_rng_global(), 4);
   fvl_tensor *in[1] = {leaf(2, SHAPE(3, 4), 0.3f, 2)};
-  GC("log of transpose", b_unary_of_t, 1, in, SHAPE(FVL_LOG), NULL);
-  GC("exp of transpose", b_unary_of_t, 1, in, SHAPE(FVL_EXP), NULL);
+  GC("log of transpose", b_unary_of_t, 1, in, IV(FVL_LOG), NULL);
+  GC("exp of transpose", b_unary_of_t, 1, in, IV(FVL_EXP), NULL);
   release_all(1, in);
 }
 END_TEST
@@ -208,8 +211,8 @@ START_TEST(grad_clamp) {
   fvl_tensor *in[1] = {leaf(2, SHAPE(4, 5), 0, 1)};
   float *p = fvl_f32(in[0]);
   for (int i = 0; i < 20; i++) p[i] = (i % 4 == 0 ? -1.3f : i % 4 == 1 ? 1.4f : 1.8f * (p[i] - 0.5f));
-  GC("clamp(-1, 1)", b_clamp, 1, in, NULL, ((double[]){-1, 1}));
-  GC("clamp(-inf, 0.5)", b_clamp, 1, in, NULL, ((double[]){-INFINITY, 1.1}));
+  GC("clamp(-1, 1)", b_clamp, 1, in, NULL, (DV(-1, 1)));
+  GC("clamp(-inf, 1.1)", b_clamp, 1, in, NULL, (DV(-INFINITY, 1.1)));
   release_all(1, in);
   /* the equality rule: an input exactly at a bound passes the gradient through */
   fvl_tensor *x = fvl_from_data(FVL_F32, 1, SHAPE(5), (float[]){-2, -1, 0, 1, 2});
@@ -259,7 +262,7 @@ START_TEST(grad_reductions) {
         for (int i = 0; i < 24; i++) p[i] = (float)(((i * 7) % 24) * 0.1 - 1.1);
         char what[64];
         snprintf(what, sizeof what, "%s dim %d keepdim %d", names[kind], dim + 1, keep);
-        GC(what, b_reduce, 1, in, SHAPE(kind, dim, keep), NULL);
+        GC(what, b_reduce, 1, in, IV(kind, dim, keep), NULL);
         release_all(1, in);
       }
 }
@@ -285,12 +288,12 @@ static fvl_tensor *b_normalize(fvl_tensor **in, const int64_t *iv, const double 
 START_TEST(grad_normalize) {
   fvl_rng_seed(fvl_rng_global(), 8);
   fvl_tensor *in[1] = {leaf(2, SHAPE(4, 5), -1, 1)};
-  GC("normalize rows", b_normalize, 1, in, SHAPE(1), ((double[]){1e-12}));
-  GC("normalize columns", b_normalize, 1, in, SHAPE(0), ((double[]){1e-12}));
+  GC("normalize rows", b_normalize, 1, in, IV(1), (DV(1e-12)));
+  GC("normalize columns", b_normalize, 1, in, IV(0), (DV(1e-12)));
   /* a zero row: inside the eps ball the function is x / eps, and the check sees it */
   float *p = fvl_f32(in[0]);
   for (int j = 0; j < 5; j++) p[2 * 5 + j] = 0;
-  GC("normalize with a zero row, eps 0.1", b_normalize, 1, in, SHAPE(1), ((double[]){0.1}));
+  GC("normalize with a zero row, eps 0.1", b_normalize, 1, in, IV(1), (DV(0.1)));
   release_all(1, in);
   /* with the default tiny eps a zero row gives a zero output and finite gradients */
   fvl_tensor *x = fvl_from_data(FVL_F32, 2, SHAPE(2, 2), (float[]){0, 0, 3, 4});
@@ -320,12 +323,12 @@ START_TEST(grad_matmul) {
       fvl_tensor *in[2] = {leaf(2, ta ? SHAPE(4, 3) : SHAPE(3, 4), -1, 1), leaf(2, tb ? SHAPE(5, 4) : SHAPE(4, 5), -1, 1)};
       char what[64];
       snprintf(what, sizeof what, "matmul ta %d tb %d", ta, tb);
-      GC(what, b_matmul, 2, in, SHAPE(ta, tb), NULL);
+      GC(what, b_matmul, 2, in, IV(ta, tb), NULL);
       release_all(2, in);
     }
   /* only one side requiring grad */
   fvl_tensor *in[2] = {fvl_rand(2, SHAPE(3, 4), -1, 1), leaf(2, SHAPE(5, 4), -1, 1)};
-  GC("x:matmul(W:t()) with constant x", b_matmul, 2, in, SHAPE(0, 1), NULL);
+  GC("x:matmul(W:t()) with constant x", b_matmul, 2, in, IV(0, 1), NULL);
   ck_assert_ptr_null(in[0]->grad);
   release_all(2, in);
 }
@@ -351,20 +354,20 @@ static fvl_tensor *b_cat(fvl_tensor **in, const int64_t *iv, const double *dv) {
 START_TEST(grad_index_gather_cat) {
   fvl_rng_seed(fvl_rng_global(), 10);
   fvl_tensor *in[3] = {leaf(2, SHAPE(4, 4), -1, 1)};
-  GC("index dim 1 (repeated rows)", b_index, 1, in, SHAPE(0), NULL);
-  GC("index dim 2 (repeated cols)", b_index, 1, in, SHAPE(1), NULL);
-  GC("gather dim 2", b_gather, 1, in, SHAPE(1), NULL);
-  GC("gather dim 1", b_gather, 1, in, SHAPE(0), NULL);
+  GC("index dim 1 (repeated rows)", b_index, 1, in, IV(0), NULL);
+  GC("index dim 2 (repeated cols)", b_index, 1, in, IV(1), NULL);
+  GC("gather dim 2", b_gather, 1, in, IV(1), NULL);
+  GC("gather dim 1", b_gather, 1, in, IV(0), NULL);
   release_all(1, in);
   in[0] = leaf(2, SHAPE(2, 3), -1, 1);
   in[1] = fvl_rand(2, SHAPE(1, 3), -1, 1);   /* a constant in the middle */
   in[2] = leaf(2, SHAPE(3, 3), -1, 1);
-  GC("cat dim 1", b_cat, 3, in, SHAPE(0), NULL);
+  GC("cat dim 1", b_cat, 3, in, IV(0), NULL);
   release_all(3, in);
   in[0] = leaf(2, SHAPE(2, 1), -1, 1);
   in[1] = leaf(2, SHAPE(2, 3), -1, 1);
   in[2] = leaf(2, SHAPE(2, 2), -1, 1);
-  GC("cat dim 2", b_cat, 3, in, SHAPE(1), NULL);
+  GC("cat dim 2", b_cat, 3, in, IV(1), NULL);
   release_all(3, in);
 }
 END_TEST
@@ -403,7 +406,7 @@ START_TEST(grad_views) {
                          "unsqueeze", "clone", "contiguous+select", "overlapping narrows"};
   for (int k = 0; k < 9; k++) {
     fvl_tensor *in[1] = {leaf(3, SHAPE(3, 4, 4), -1, 1)};
-    GC(names[k], b_views, 1, in, SHAPE(k), NULL);
+    GC(names[k], b_views, 1, in, IV(k), NULL);
     release_all(1, in);
   }
 }
