@@ -143,11 +143,13 @@ function Head:check_input(x, labels)
   return B, y
 end
 
--- B×C logits workspace and B×C gradient workspace, reallocated only when B or C change.
-function Head:workspaces(B)
+-- B×C logits workspace (unless logits = false: heads whose logits come from another op) and
+-- B×C gradient workspace, reallocated only when B or C change.
+function Head:workspaces(B, logits)
   local C = self.weight:size(1)
-  if self._ws_B ~= B or self._ws_C ~= C then
-    self._ws, self._gws = fvl.zeros(B, C), fvl.zeros(B, C)
+  if self._ws_B ~= B or self._ws_C ~= C or (logits ~= false and not self._ws) then
+    self._ws = logits ~= false and fvl.empty(B, C) or nil
+    self._gws = fvl.empty(B, C)
     self._ws_B, self._ws_C = B, C
   end
   return self._ws, self._gws
