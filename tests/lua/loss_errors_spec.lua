@@ -168,3 +168,32 @@ describe("loss heads: non-finite losses", function()
     expect_true(v == v and v < math.huge, "circle_pairwise finite: " .. tostring(v))
   end)
 end)
+
+describe("loss heads: fields changed between steps are checked", function()
+  local x = fvl.randn(B, D)
+  local y = { 1, 2, 3, 4 }
+  it("enumerations and flags", function()
+    local n = fvl.loss.npcface { dim = D, classes = C }
+    n.hardness_from = "zz"
+    expect_error(function() n(x, y) end, "npcface: hardness_from = 'zz' (expected raw|reweighted)")
+    local mv = fvl.loss.mv_softmax { dim = D, classes = C }
+    mv.adaptive = nil
+    expect_error(function() mv(x, y) end, "mv_softmax: adaptive must be true or false, got nil")
+    local a = fvl.loss.arcface { dim = D, classes = C }
+    a.fallback = "bogus"
+    expect_error(function() a(x, y) end, "arcface: fallback = 'bogus' (expected mm|easy|none|clamp)")
+    local d = fvl.loss.discface { dim = D, classes = C }
+    d.base = "sphere"
+    expect_error(function() d(x, y) end, "discface: base = 'sphere' (expected cos|arc)")
+  end)
+  it("margins and scales: numbers, or one value per row", function()
+    local a = fvl.loss.arcface { dim = D, classes = C }
+    a.m = "abc"
+    expect_error(function() a(x, y) end, "arcface: m must be a number")
+    a.m = 0.5
+    a.s = fvl.ones(B + 1)
+    expect_error(function() a(x, y) end, "arcface: s is 5 (expected one value per row: 4 entries)")
+    a.s = fvl.ones(B) * 16                 -- a per-row scale is allowed
+    expect_true(a(x, y):item() > 0, "per-row s")
+  end)
+end)

@@ -15,6 +15,7 @@ local function row_norm(v, n) return ((v * v):sum(2):reshape(n, 1) + 1e-30):sqrt
 
 function DiscFace:forward(x, labels)
   local B, y = self:check_input(x, labels)
+  enum("discface", "base", self.base, { "cos", "arc" })
   local cos = self:cosine(x, B)
   local fb, easy = margin.arc_fallback("discface", self.fallback, self.easy_margin)
   local ce = self:margin_ce(cos, y, { s = self.s, target = self.base == "arc" and "arc" or "cos",

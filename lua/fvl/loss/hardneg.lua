@@ -25,6 +25,7 @@ function M.mv_softmax(o)
 end
 function MV:spec()
   local k = enum("mv_softmax", "kind", self.kind, { "am", "arc" })
+  bool("mv_softmax", "adaptive", self.adaptive)
   local tk = k == "arc" and "arc" or "cos"
   return { s = self.s, target = tk, m = self.m, easy_margin = self.easy_margin,
            fallback = "none",                  -- MV-Arc without easy margin: raw cos(θ+m)

@@ -13,6 +13,8 @@ local NPCFace = util.class("fvl.loss.npcface", base.Head)
 
 function NPCFace:forward(x, labels)
   local B, y = self:check_input(x, labels)
+  enum("npcface", "hardness_from", self.hardness_from, { "raw", "reweighted" })
+  bool("npcface", "hardness_grad", self.hardness_grad)
   local cos = self:cosine(x, B)
   local mh = self.hard_margin or self.m0
   local src = self.hardness_grad and cos or cos:detach()
