@@ -37,7 +37,7 @@ static inline float fast_expf(float x, float lo, float hi) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  int32_t e = ((int32_t)n + 127) << 23;
+  uint32_t e = (uint32_t)((int32_t)n + 127) << 23;   /* NaN: garbage scale, p is NaN anyway */
   float sc;
   memcpy(&sc, &e, sizeof sc);
   return p * sc;
