@@ -298,7 +298,7 @@ static const char *hostname(void) {
   return hostname_buf;
 }
 
-int fvl_store_start_trial(fvl_store *s, int64_t id, int pid) {
+int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt) {
   const char *fn = "store.start_trial";
   stmt_t q;
   int attempt = -1;
@@ -306,12 +306,15 @@ int fvl_store_start_trial(fvl_store *s, int64_t id, int pid) {
   if (prep(&q, s, fn,
            "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
            " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
-           " wait_value = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"))
+           " wait_value = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
+           " AND (? < 0 OR attempt = ?)"))
     goto fail;
   sqlite3_bind_int(q.st, 1, pid);
   bind_text(&q, 2, hostname());
   sqlite3_bind_double(q.st, 3, fvl_time_now());
   sqlite3_bind_int64(q.st, 4, id);
+  sqlite3_bind_int(q.st, 5, expect_attempt);
+  sqlite3_bind_int(q.st, 6, expect_attempt);
   int changed = step_done(&q);
   if (changed < 0) goto fail;
   if (changed == 0) {
@@ -698,6 +701,26 @@ int fvl_proc_kill(pid_t pid, int sig) {
   if (kill(pid, sig) != 0 && errno != ESRCH)
     return fvl_err("proc.kill: cannot signal pid %d: %s", (int)pid, strerror(errno));
   return 0;
+}
+
+int fvl_proc_alive(pid_t pid) {
+  if (pid <= 0) return 0;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return 0;
+    return kill(pid, 0) == 0 || errno == EPERM;   /* no /proc: existence only */
+  }
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  /* "pid (comm) S ...": the state follows the last ')' (comm may hold parentheses) */
+  char *rp = strrchr(buf, ')');
+  if (!rp || rp[1] != ' ') return 1;
+  char state = rp[2];
+  return state != 'Z' && state != 'X' && state != 'x';
 }
 
 const char *fvl_signal_name(int sig) {

@@ -65,9 +65,11 @@ void fvl_trials_free(fvl_trial *t, size_t n);     /* strings of n trials and the
 void fvl_trial_clear(fvl_trial *t);               /* strings of one trial */
 
 /* Marks a trial running for a new attempt: status=running, attempt+1, started=now, pid, host,
- * ended/metrics/error/killed/wait cleared, old reports deleted. Returns the new attempt (>= 1),
- * 0 when the trial is done or pruned (nothing changed), -1 error. */
-int fvl_store_start_trial(fvl_store *s, int64_t id, int pid);
+ * ended/metrics/error/killed/wait cleared, old reports deleted. expect_attempt >= 0 claims it
+ * only if its attempt is still that one (so drivers sharing a store never take the same
+ * trial twice); < 0 takes it whatever its attempt. Returns the new attempt (>= 1), 0 when the
+ * trial is done or pruned or was claimed meanwhile (nothing changed), -1 error. */
+int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt);
 /* Records the worker pid of the current attempt (the driver forks after start_trial). */
 int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid);
 /* Final state of an attempt: status done|failed|pruned, metrics/error may be NULL.
@@ -127,6 +129,8 @@ pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], con
  * -1 error (not our child). */
 int fvl_proc_poll(pid_t pid, int *code, int *sig);
 int fvl_proc_kill(pid_t pid, int sig);
+/* 1 when a process with that pid exists and is not a zombie (any owner), else 0 */
+int fvl_proc_alive(pid_t pid);
 const char *fvl_signal_name(int sig);             /* "SIGKILL"; "signal N" when unknown */
 double fvl_time_now(void);                        /* Unix time with microseconds */
 /* sleeps, returning early with -1 "where: interrupted" when Ctrl-C is pending */

@@ -147,7 +147,8 @@ static int l_start_trial(lua_State *L) {
   fvl_store *s = checkstore(L, "start_trial");
   lua_Integer id = luaL_checkinteger(L, 2);
   int pid = (int)luaL_optinteger(L, 3, 0);
-  int a = fvl_store_start_trial(s, id, pid);
+  int expect = (int)luaL_optinteger(L, 4, -1);
+  int a = fvl_store_start_trial(s, id, pid, expect);
   if (a < 0) return raise_engine(L);
   lua_pushinteger(L, a);
   return 1;
@@ -446,6 +447,12 @@ static int l_glob(lua_State *L) {
   if (r == 0 || r == GLOB_NOMATCH) { if (r == 0) globfree(&g); return 1; }
   return luaL_error(L, "sys.glob: cannot expand '%s'", pat);
 }
+/* fvl.sys.alive(pid) -> true when a process with that pid exists and is not a zombie */
+static int l_alive(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, pid > 0 && fvl_proc_alive((pid_t)pid));
+  return 1;
+}
 static int l_hostname(lua_State *L) {
   char buf[256] = {0};
   if (gethostname(buf, sizeof buf - 1) != 0) snprintf(buf, sizeof buf, "?");
@@ -482,7 +489,7 @@ int fvl_open_store(lua_State *L) {
     {"spawn", l_spawn}, {"poll", l_poll}, {"kill", l_kill}, {"sleep", l_sleep},
     {"time", l_time}, {"getpid", l_getpid}, {"exe", l_exe}, {"mkdirs", l_mkdirs},
     {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
-    {"hostname", l_hostname}, {"cpu_count", l_cpu_count}, {"hash", l_hash},
+    {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"hash", l_hash},
     {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear}, {NULL, NULL}};
   int top = lua_gettop(L);
   if (luaL_newmetatable(L, STORE_MT)) {

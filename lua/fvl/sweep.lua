@@ -575,6 +575,8 @@ local function decide_rungs(S, st, rows, queued, say)
       local keep = math.max(1, math.floor(#waiting / S.halving.eta))
       st:begin()
       local ok, err = pcall(function()
+        -- another driver sharing this store may have decided this rung a moment ago
+        if st:meta("rung." .. r) then error("decided", 0) end
         for i, t in ipairs(waiting) do
           if i <= keep then st:promote(t.id, r)
           else
@@ -584,7 +586,9 @@ local function decide_rungs(S, st, rows, queued, say)
         end
         st:meta("rung." .. r, enc({ cutoff = waiting[keep].wait_value, n = #waiting, keep = keep }))
       end)
-      if ok then st:commit() else st:rollback(); error(err, 0) end
+      if ok then st:commit() else st:rollback() end
+      if not ok and err == "decided" then break end
+      if not ok then error(err, 0) end
       say(string.format("rung %d (step %d): %d of %d trials go on (%s %s %s)", r, S.halving.rungs[r],
                         keep, #waiting, S.metric, S.mode == "min" and "<=" or ">=",
                         fmt_num(waiting[keep].wait_value)))
@@ -635,13 +639,18 @@ local function driver(S)
   end)
   if ok then st:commit() else st:rollback(); st:close(); error(err, 0) end
 
-  local queue, queued, ndone = {}, {}, 0
+  local queue, queued, seen, ndone, elsewhere = {}, {}, {}, 0, {}
+  local host = sys.hostname()
   for _, id in ipairs(ids) do
     local row = st:trial(id)
     local s = row.status
-    if s == "pending" or s == "running" or (s == "failed" and (row.killed or S.retry_failed)) then
+    if s == "running" and row.host == host and row.pid > 0 and row.pid ~= sys.getpid() and sys.alive(row.pid) then
+      -- a worker of another driver on this store is on it (ours die with their driver)
+      elsewhere[#elsewhere + 1] = id
+    elseif s == "pending" or s == "running" or (s == "failed" and (row.killed or S.retry_failed)) then
       queue[#queue + 1] = id
       queued[id] = true
+      seen[id] = row.attempt
     else
       ndone = ndone + 1
     end
@@ -659,9 +668,15 @@ local function driver(S)
   local finished = ndone
   local t0 = sys.time()
 
+  if #elsewhere > 0 then
+    say(string.format("sweep %s: trial%s %s running in another process on this store; not run here",
+                      S.name, #elsewhere == 1 and "" or "s", table.concat(elsewhere, ", ")))
+  end
+
   local function launch(id)
-    local attempt = st:start_trial(id, 0)
-    if attempt == 0 then return end   -- finished meanwhile (another shard process)
+    -- claimed only if nobody (another driver on this store) took it since we looked
+    local attempt = st:start_trial(id, sys.getpid(), seen[id])   -- pid: ours until the worker's
+    if attempt == 0 then return false end
     local logpath = logdir and string.format("%s/trial-%d.log", logdir, id) or nil
     if logpath then
       local f = io.open(logpath, "a")
@@ -683,6 +698,7 @@ local function driver(S)
     st:set_pid(id, attempt, pid)
     active[pid] = { id = id, attempt = attempt, t0 = sys.time(), log = logpath }
     nactive = nactive + 1
+    return true
   end
 
   local function on_exit(w, code, sig)
@@ -724,9 +740,8 @@ local function driver(S)
       end
       while busy < workers and #queue > 0 do
         local id = table.remove(queue, 1)
-        launch(id)
         queued[id] = nil
-        busy = busy + 1
+        if launch(id) then busy = busy + 1 end
       end
       for pid, w in pairs(active) do
         local done, code, sig = sys.poll(pid)
@@ -792,8 +807,8 @@ local function inline(S)
       st:add_trial(id, enc(labels), trial_seed(S.seed, id))
       local row = st:trial(id)
       if row.status == "pending" or row.status == "running" or (row.status == "failed" and (row.killed or S.retry_failed)) then
-        local attempt = st:start_trial(id, sys.getpid())
-        local res = run_trial(S, st, id, attempt, nil, nil)
+        local attempt = st:start_trial(id, sys.getpid(), row.attempt)
+        local res = attempt > 0 and run_trial(S, st, id, attempt, nil, nil) or "claimed elsewhere"
         if not S.quiet then
           local r = st:trial(id)
           print(string.format("trial %d %s  %s  %s", id, res, metric_text(dec(r.metrics), S.metric),

@@ -108,11 +108,11 @@ START_TEST(trial_lifecycle_and_stale_attempts) {
   fvl_trial_clear(&t);
   ck_assert_int_eq(fvl_store_get_trial(s, 7, &t), 0);
 
-  int a1 = fvl_store_start_trial(s, 1, 100);
+  int a1 = fvl_store_start_trial(s, 1, 100, -1);
   ck_assert_int_eq(a1, 1);
   ck_assert_int_eq(fvl_store_add_report(s, 1, a1, 10, "{\"acc\":0.5}"), 1);
   /* the driver died; the trial is started again: old reports go, attempt 2 */
-  int a2 = fvl_store_start_trial(s, 1, 101);
+  int a2 = fvl_store_start_trial(s, 1, 101, -1);
   ck_assert_int_eq(a2, 2);
   ck_assert_int_eq(scalar(s, "SELECT count(*) FROM reports"), 0);
   /* the orphan of attempt 1 writes late: ignored */
@@ -123,14 +123,14 @@ START_TEST(trial_lifecycle_and_stale_attempts) {
   ck_assert_int_eq(fvl_store_finish_trial(s, 1, a2, FVL_TRIAL_DONE, "{\"acc\":0.7}", NULL, 0), 1);
   /* a finished trial is final: no second finish, no restart */
   ck_assert_int_eq(fvl_store_finish_trial(s, 1, a2, FVL_TRIAL_FAILED, NULL, "late", 0), 0);
-  ck_assert_int_eq(fvl_store_start_trial(s, 1, 102), 0);
+  ck_assert_int_eq(fvl_store_start_trial(s, 1, 102, -1), 0);
   ck_assert_int_eq(fvl_store_finish_trial(s, 1, a2, FVL_TRIAL_RUNNING, NULL, NULL, 0), -1);
   ck_assert_msg(strstr(fvl_errmsg(), "done, failed or pruned"), "%s", fvl_errmsg());
-  ck_assert_int_eq(fvl_store_start_trial(s, 5, 1), -1);
+  ck_assert_int_eq(fvl_store_start_trial(s, 5, 1, -1), -1);
   ck_assert_msg(strstr(fvl_errmsg(), "no trial 5"), "%s", fvl_errmsg());
 
   /* a failed, killed trial can start again */
-  int b = fvl_store_start_trial(s, 2, 200);
+  int b = fvl_store_start_trial(s, 2, 200, -1);
   ck_assert_int_eq(b, 1);
   ck_assert_int_eq(fvl_store_finish_trial(s, 2, b, FVL_TRIAL_FAILED, NULL,
                                           "worker killed by signal 9 (SIGKILL)", 1), 1);
@@ -140,7 +140,9 @@ START_TEST(trial_lifecycle_and_stale_attempts) {
   ck_assert_str_eq(t.error, "worker killed by signal 9 (SIGKILL)");
   ck_assert(t.ended >= t.started);
   fvl_trial_clear(&t);
-  ck_assert_int_eq(fvl_store_start_trial(s, 2, 201), 2);
+  /* a second driver that saw attempt 1 cannot take it once the first one has */
+  ck_assert_int_eq(fvl_store_start_trial(s, 2, 201, 1), 2);
+  ck_assert_int_eq(fvl_store_start_trial(s, 2, 202, 1), 0);
   ck_assert_int_eq(fvl_store_get_trial(s, 2, &t), 1);
   ck_assert_int_eq(t.killed, 0);
   ck_assert_ptr_null(t.error);
@@ -174,7 +176,7 @@ END_TEST
 START_TEST(halving_wait_promote_prune) {
   fvl_store *s = fvl_store_open(tpath("h.sqlite"));
   for (int i = 1; i <= 3; i++) ck_assert_int_eq(fvl_store_add_trial(s, i, "{}", i), 1);
-  for (int i = 1; i <= 3; i++) ck_assert_int_eq(fvl_store_start_trial(s, i, 0), 1);
+  for (int i = 1; i <= 3; i++) ck_assert_int_eq(fvl_store_start_trial(s, i, 0, -1), 1);
   ck_assert_int_eq(fvl_store_set_wait(s, 1, 1, 1, 0.9), 1);
   ck_assert_int_eq(fvl_store_set_wait(s, 2, 1, 1, 0.1), 1);
   ck_assert_int_eq(fvl_store_set_wait(s, 3, 7, 1, 0.5), 0);     /* stale attempt */
@@ -243,7 +245,7 @@ START_TEST(exec_with_parameters) {
 END_TEST
 
 static void finish(fvl_store *s, int64_t id, int status, const char *metrics) {
-  int a = fvl_store_start_trial(s, id, 0);
+  int a = fvl_store_start_trial(s, id, 0, -1);
   ck_assert_int_ge(a, 1);
   char buf[64];
   snprintf(buf, sizeof buf, "{\"step\":%lld}", (long long)id);
@@ -312,7 +314,7 @@ START_TEST(concurrent_writers) {
     if (kids[k] == 0) {
       fvl_store *c = fvl_store_open(p);
       if (!c) _exit(2);
-      int a = fvl_store_start_trial(c, k + 1, getpid());
+      int a = fvl_store_start_trial(c, k + 1, getpid(), -1);
       if (a != 1) _exit(3);
       for (int st = 1; st <= 50; st++)
         if (fvl_store_add_report(c, k + 1, a, st, "{\"x\":1}") != 1) _exit(4);
@@ -367,7 +369,10 @@ START_TEST(spawn_poll_kill) {
   char *slow[] = {"sleep", "30", NULL};
   pid = fvl_proc_spawn("/bin/sleep", slow, NULL, NULL);
   ck_assert_int_eq(fvl_proc_poll(pid, &code, &sig), 0);
+  ck_assert_int_eq(fvl_proc_alive(pid), 1);
   ck_assert_int_eq(fvl_proc_kill(pid, SIGKILL), 0);
+  for (int i = 0; i < 200 && fvl_proc_alive(pid); i++) usleep(5000);
+  ck_assert_int_eq(fvl_proc_alive(pid), 0);   /* a zombie until reaped: not alive */
   ck_assert_int_eq(wait_exit(pid, &code, &sig), 1);
   ck_assert_int_eq(sig, SIGKILL);
   ck_assert_int_eq(fvl_proc_poll(pid, &code, &sig), -1);   /* reaped */

@@ -125,6 +125,22 @@ describe("fvl.sweep", function()
     expect_eq(by_id(after)[victim.id].attempt > victim.attempt, true, "the killed trial ran again")
   end)
 
+  it("two drivers on one store share the trials without running any twice", function()
+    local store = path("shared.sqlite")
+    local a = start("slow.lua", { store, "0.02" })
+    local b = start("slow.lua", { store, "0.02" })
+    expect_eq(wait(a), 0)
+    expect_eq(wait(b), 0)
+    local t = fvl.sweep.load(store, { reports = true })
+    expect_eq(#t, 8)
+    local hosts = {}
+    for _, x in ipairs(t) do
+      expect_eq(x.status, "done", "trial " .. x.id)
+      expect_eq(x.attempt, 1, "trial " .. x.id .. " ran once")
+      expect_eq(#x.reports, 5)
+    end
+  end)
+
   it("the union of shards equals the unsharded sweep", function()
     local whole = path("whole.sqlite")
     run("shards.lua", { whole })
