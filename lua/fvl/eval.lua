@@ -1,0 +1,262 @@
+-- fvl.eval — face verification and identification metrics (engine/eval.c).
+--
+--   local scores, same = fvl.eval.pairs(emb, labels, {n=6000, seed=1})
+--   local r = fvl.eval.verification(scores, same, {folds=10})
+--   print(fvl.eval.summary(r))  --> acc 97.52 ± 0.61 %  EER 2.95 %  AUC 0.9962  TAR@FAR=1e-3 93.10 %
+--   r.accuracy r.std r.threshold r.eer r.auc r.tar_at_far[1e-3] r.roc.far r.roc.tar
+--   fvl.eval.identification(gallery, gallery_labels, probes, probe_labels, {k=5})
+--       --> {rank1=, rank5=, precision_at_1=, r_precision=, map_at_r=, n_queries=, n_dropped=}
+--   fvl.eval.flip(emb, emb_of_mirrored_images)      -- flip test: normalize(a + b)
+--   fvl.eval.flip_embed(net_fn, images)             -- runs net_fn on images and their mirror
+--
+-- Definitions (same as scikit-learn / insightface / pytorch-metric-learning):
+--   scores are "higher = more alike" (cosine); pass -d² for squared distances.
+--   ROC: one point per distinct score, (0,0) first; AUC by trapezoid; EER where FAR = 1 - TAR on
+--   the piecewise-linear ROC. TAR@FAR=f = best TAR with FAR <= f, reported only for
+--   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated).
+--   k-fold accuracy: contiguous folds (sklearn KFold without shuffle, like LFW's 10 folds); the
+--   threshold maximises accuracy on the other k-1 folds over every distinct training score;
+--   mean and population std over folds.
+--   Identification: cosine ranking (ties by gallery order); rank-k = a same-identity gallery item
+--   among the k nearest; precision@1, R-precision, MAP@R as pytorch-metric-learning
+--   (R = number of gallery items of the probe's identity). Probes whose identity is not in the
+--   gallery are dropped (n_dropped). probes = nil: leave-one-out within the gallery.
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local E = fvl._eval
+local eval = {}
+
+local fail = util.fail
+local FARS = { 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6 }
+eval.fars = FARS
+
+local function fmt_far(f) return (string.format("%.0e", f):gsub("e%-0", "e-")) end
+eval.fmt_far = fmt_far
+
+local function count(fn, key, v)
+  if util.is_tensor(v) then
+    if v:dim() ~= 1 then
+      fail(string.format("%s: %s must be 1-D, got %s", fn, key, util.shape_str(v)))
+    end
+    return v:numel()
+  elseif type(v) == "table" then
+    return #v
+  end
+  fail(string.format("%s: %s must be a tensor or a list, got %s", fn, key, type(v)))
+end
+
+local function as_scores(fn, v)
+  if util.is_tensor(v) then
+    if v:dim() ~= 1 then fail(string.format("%s: scores must be 1-D (N), got %s", fn, util.shape_str(v))) end
+    return v
+  end
+  if type(v) ~= "table" then
+    fail(string.format("%s: scores must be a tensor or a list of numbers, got %s", fn, type(v)))
+  end
+  for i = 1, #v do
+    if type(v[i]) ~= "number" then
+      fail(string.format("%s: scores[%d] must be a number, got %s", fn, i, type(v[i])))
+    end
+  end
+  if #v == 0 then fail(fn .. ": scores: expected at least 1 pair, got 0") end
+  return fvl.tensor(v)
+end
+
+local function check_emb(fn, key, v)
+  if not util.is_tensor(v) then
+    fail(string.format("%s: %s must be an N×D tensor of embeddings, got %s", fn, key, type(v)))
+  end
+  if v:dim() ~= 2 then
+    fail(string.format("%s: %s must be N×D (one embedding per row), got %s", fn, key, util.shape_str(v)))
+  end
+  return v
+end
+
+--- Seeded balanced pairs: n/2 genuine and n/2 impostor pairs, alternating, so that any
+--- contiguous fold is balanced. Returns scores (cosine, float32) and same (int32 1/0); with
+--- indices=true also the 1-based row indices a, b of each pair.
+function eval.pairs(emb, labels, opts)
+  local fn = "pairs"
+  opts = util.check_opts(fn, opts, { "n", "seed", "indices" })
+  check_emb(fn, "emb", emb)
+  local n = util.integer(fn, "n", opts.n, 6000, 2)
+  local seed = util.integer(fn, "seed", opts.seed, 1, 0)
+  local nl = count(fn, "labels", labels)
+  if nl ~= emb:size(1) then
+    fail(string.format("%s: emb has %d rows but labels has %d entries (expected one label per row)",
+                       fn, emb:size(1), nl))
+  end
+  local scores, same, a, b = E.pairs(emb, labels, n, seed)
+  if util.boolean(fn, "indices", opts.indices, false) then return scores, same, a, b end
+  return scores, same
+end
+
+--- Verification metrics from pair scores. opts: folds (10), far (list of FARs that must be
+--- supported: an error says how many impostor pairs they need), drop_intermediate (true: the
+--- returned ROC keeps only its corners, as sklearn's default; the metrics always use all points).
+function eval.verification(scores, same, opts)
+  local fn = "verification"
+  opts = util.check_opts(fn, opts, { "folds", "far", "drop_intermediate" })
+  local folds = util.integer(fn, "folds", opts.folds, 10, 2)
+  if folds > 64 then fail(string.format("%s: folds = %d (expected 2..64)", fn, folds)) end
+  local drop = util.boolean(fn, "drop_intermediate", opts.drop_intermediate, true)
+  scores = as_scores(fn, scores)
+  local ns, nsame = scores:numel(), count(fn, "same", same)
+  if ns ~= nsame then
+    fail(string.format("%s: scores has %d entries but same has %d (expected one flag per pair)",
+                       fn, ns, nsame))
+  end
+  if ns < folds then
+    fail(string.format("%s: folds = %d needs at least %d pairs, got %d", fn, folds, folds, ns))
+  end
+  local r = E.verification(scores, same, folds, drop)
+  if opts.far ~= nil then
+    local want = type(opts.far) == "table" and opts.far or { opts.far }
+    for _, f in ipairs(want) do
+      if type(f) ~= "number" or f <= 0 or f >= 1 then
+        fail(string.format("%s: far = %s (expected FARs in (0, 1))", fn, tostring(f)))
+      end
+      if r.n_impostor * f < 1 - 1e-9 then
+        fail(string.format("%s: TAR at FAR = %s needs at least %d impostor pairs, got %d",
+                           fn, fmt_far(f), math.ceil(1 / f - 1e-9), r.n_impostor))
+      end
+      if r.tar_at_far[f] == nil then
+        -- a FAR outside 1e-1..1e-6: best TAR with FAR <= f on the full ROC
+        local far, tar = E.roc(scores, same, false)
+        far, tar = far:totable(), tar:totable()
+        local best = 0
+        for i = 1, #far do if far[i] <= f * (1 + 1e-6) and tar[i] > best then best = tar[i] end end
+        r.tar_at_far[f] = best
+      end
+    end
+  end
+  return r
+end
+
+--- ROC only: far, tar, thresholds (float32 tensors; thresholds[1] = +inf).
+function eval.roc(scores, same, opts)
+  local fn = "roc"
+  opts = util.check_opts(fn, opts, { "drop_intermediate" })
+  scores = as_scores(fn, scores)
+  local ns, nsame = scores:numel(), count(fn, "same", same)
+  if ns ~= nsame then
+    fail(string.format("%s: scores has %d entries but same has %d (expected one flag per pair)",
+                       fn, ns, nsame))
+  end
+  return E.roc(scores, same, util.boolean(fn, "drop_intermediate", opts.drop_intermediate, true))
+end
+
+--- One call from embeddings to a verification result: pairs + verification. The result also
+--- holds the pairs (r.pairs = {scores=, same=, a=, b=}).
+function eval.verify(emb, labels, opts)
+  local fn = "verify"
+  opts = util.check_opts(fn, opts, { "n", "seed", "folds", "far", "drop_intermediate" })
+  local scores, same, a, b = eval.pairs(emb, labels, { n = opts.n, seed = opts.seed, indices = true })
+  local r = eval.verification(scores, same, { folds = opts.folds, far = opts.far,
+                                              drop_intermediate = opts.drop_intermediate })
+  r.pairs = { scores = scores, same = same, a = a, b = b }
+  return r
+end
+
+--- Identification (closed set) and retrieval metrics. probes/probe_labels nil: every gallery
+--- row is a query against the others (leave-one-out). opts: k (a rank or a list of ranks;
+--- default {1, 5}); each k gives r["rank" .. k].
+function eval.identification(gallery, gallery_labels, probes, probe_labels, opts)
+  local fn = "identification"
+  opts = util.check_opts(fn, opts, { "k" })
+  check_emb(fn, "gallery", gallery)
+  local ks = opts.k == nil and { 1, 5 } or (type(opts.k) == "table" and opts.k or { opts.k })
+  local seen, list = {}, {}
+  for _, k in ipairs({ 1, table.unpack(ks) }) do
+    k = util.integer(fn, "k", k, nil, 1)
+    if not seen[k] then seen[k] = true; list[#list + 1] = k end
+  end
+  if #list > 16 then fail(fn .. ": k: at most 16 ranks") end
+  local ng = count(fn, "gallery_labels", gallery_labels)
+  if ng ~= gallery:size(1) then
+    fail(string.format("%s: gallery has %d rows but gallery_labels has %d entries", fn,
+                       gallery:size(1), ng))
+  end
+  if probes ~= nil then
+    check_emb(fn, "probes", probes)
+    if probe_labels == nil then fail(fn .. ": probe_labels missing (one label per probe row)") end
+    local np = count(fn, "probe_labels", probe_labels)
+    if np ~= probes:size(1) then
+      fail(string.format("%s: probes has %d rows but probe_labels has %d entries", fn,
+                         probes:size(1), np))
+    end
+  elseif probe_labels ~= nil then
+    fail(fn .. ": probe_labels given without probes")
+  elseif gallery:size(1) < 2 then
+    fail(fn .. ": leave-one-out needs a gallery of at least 2 rows")
+  end
+  local r = E.identification(gallery, gallery_labels, probes, probe_labels, list)
+  local out = { precision_at_1 = r.precision_at_1, r_precision = r.r_precision,
+                map_at_r = r.map_at_r, n_queries = r.n_queries, n_dropped = r.n_dropped, cmc = {} }
+  for k, v in pairs(r.rank) do
+    out["rank" .. k] = v
+    out.cmc[k] = v
+  end
+  return out
+end
+
+--- Flip test: normalize(emb + emb_flipped), row-wise (raw embeddings, summed before normalising).
+function eval.flip(emb, emb_flipped)
+  check_emb("flip", "emb", emb)
+  check_emb("flip", "emb_flipped", emb_flipped)
+  return E.flip(emb, emb_flipped)
+end
+
+--- Flip-augmented embeddings of images N×C×H×W: net_fn(images) and net_fn(mirrored images)
+--- summed, then normalised. net_fn is any function (a module, a closure) returning N×D.
+function eval.flip_embed(net_fn, images)
+  local fn = "flip_embed"
+  if not util.is_tensor(images) or images:dim() < 2 then
+    fail(string.format("%s: images must be a tensor N×C×H×W, got %s", fn,
+                       util.is_tensor(images) and util.shape_str(images) or type(images)))
+  end
+  local d = images:dim()
+  local W = images:size(d)
+  local rev = {}
+  for i = 1, W do rev[i] = W + 1 - i end
+  local mirrored = images:index(d, fvl.tensor(rev, "int32"))
+  local a, b
+  local function run()
+    a = net_fn(images)
+    b = net_fn(mirrored)
+  end
+  if fvl.no_grad then fvl.no_grad(run) else run() end
+  return eval.flip(a, b)
+end
+
+--- Cosine similarity matrix (A rows × B rows) through one sgemm.
+function eval.cosine(a, b)
+  check_emb("cosine", "a", a)
+  check_emb("cosine", "b", b)
+  return E.cosine(a, b)
+end
+
+--- One line for logs and tables.
+function eval.summary(r)
+  local parts = {}
+  if r.accuracy then
+    parts[#parts + 1] = string.format("acc %.2f ± %.2f %%", 100 * r.accuracy, 100 * r.std)
+  end
+  if r.eer then parts[#parts + 1] = string.format("EER %.2f %%", 100 * r.eer) end
+  if r.auc then parts[#parts + 1] = string.format("AUC %.4f", r.auc) end
+  if r.tar_at_far then
+    for _, f in ipairs(FARS) do
+      if r.tar_at_far[f] then
+        parts[#parts + 1] = string.format("TAR@FAR=%s %.2f %%", fmt_far(f), 100 * r.tar_at_far[f])
+      end
+    end
+  end
+  if r.precision_at_1 then
+    parts[#parts + 1] = string.format("rank-1 %.2f %%", 100 * r.precision_at_1)
+    if r.rank5 then parts[#parts + 1] = string.format("rank-5 %.2f %%", 100 * r.rank5) end
+    parts[#parts + 1] = string.format("MAP@R %.4f", r.map_at_r)
+  end
+  return table.concat(parts, "  ")
+end
+
+return eval

@@ -1,0 +1,505 @@
+-- fvl.plot — pictures with cairo (engine/plot.c): PNG, SVG or PDF by the file's extension,
+-- written atomically.
+--
+--   fvl.plot.features(emb2d, labels, {centres=head.weight, file="arcface.png", title="ArcFace"})
+--   fvl.plot.boundaries({"softmax", {"cosface", m=0.35}, {"arcface", m=0.5}, head}, {file="b.png"})
+--   fvl.plot.lines{series={{x=steps, y=loss, label="train loss"}}, xlabel="step", file="loss.png"}
+--   fvl.plot.roc({arcface=r1, softmax=r2}, {file="roc.png"})     -- r = fvl.eval.verification(...)
+--   fvl.plot.history(records, {x="step", y={"loss", "acc"}, file="train.png"})
+--   fvl.plot.sheet({"a.png", {file="b.png", title="B"}, panel}, {cols=3, file="sheet.png", title=})
+--
+-- Without `file`, features/boundaries/lines/roc/history return a panel: panel:save(file) writes
+-- it, and fvl.plot.sheet accepts it directly (drawn at the sheet's cell size).
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local P = fvl._plot
+local plot = {}
+local fail = util.fail
+
+local Panel = util.class("fvl.plot.Panel")
+plot.Panel = Panel
+
+local function panel(kind, args, title)
+  return setmetatable({ kind = kind, args = args, title = title }, Panel)
+end
+
+function Panel:save(file, width, height)
+  local a = {}
+  for k, v in pairs(self.args) do a[k] = v end
+  a.file, a.width, a.height = file, width or a.width, height or a.height
+  return plot[self.kind](table.unpack(self.kind == "features" and { a.__emb, a.__labels, a } or { a }))
+end
+
+function Panel:describe() return "fvl.plot panel (" .. self.kind .. ")" end
+
+local function check_file(fn, file)
+  if file == nil then return nil end
+  if type(file) ~= "string" then fail(string.format("%s: file must be a string, got %s", fn, type(file))) end
+  local ext = file:match("%.([%a]+)$")
+  ext = ext and ext:lower()
+  if ext ~= "png" and ext ~= "svg" and ext ~= "pdf" then
+    fail(string.format("%s: file '%s': expected a name ending in .png, .svg or .pdf", fn, file))
+  end
+  return file
+end
+
+local function size_opts(fn, o, w, h)
+  return util.integer(fn, "width", o.width, w, 16), util.integer(fn, "height", o.height, h, 16)
+end
+
+-- ------------------------------------------------------------------------------ features
+
+--- Scatter of 2-D (or 3-D) embeddings coloured by class, on the unit circle/sphere by default
+--- (normalize=false: raw coordinates), with class-centre rays (centres = head.weight) and a legend.
+--- opts: file, title, centres, names (class names), normalize, elev, azim (3-D view, degrees),
+--- point_size, alpha, classes, width (800), height (640).
+function plot.features(emb, labels, opts)
+  local fn = "plot.features"
+  opts = util.check_opts(fn, opts, { "file", "title", "centres", "names", "normalize", "elev",
+                                     "azim", "point_size", "alpha", "classes", "width", "height",
+                                     "__emb", "__labels" })
+  if not util.is_tensor(emb) then fail(fn .. ": emb must be an N×2 or N×3 tensor, got " .. type(emb)) end
+  if emb:dim() ~= 2 or (emb:size(2) ~= 2 and emb:size(2) ~= 3) then
+    fail(string.format("%s: emb must be N×2 or N×3 (project higher dimensions first), got %s", fn,
+                       util.shape_str(emb)))
+  end
+  if labels ~= nil then
+    local n = util.is_tensor(labels) and labels:numel() or (type(labels) == "table" and #labels)
+    if not n then fail(fn .. ": labels must be a tensor or a list of class ids, got " .. type(labels)) end
+    if n ~= emb:size(1) then
+      fail(string.format("%s: emb has %d rows but labels has %d entries", fn, emb:size(1), n))
+    end
+  end
+  local c = opts.centres
+  if c ~= nil then
+    if not util.is_tensor(c) or c:dim() ~= 2 or c:size(2) ~= emb:size(2) then
+      fail(string.format("%s: centres must be C×%d (head.weight), got %s", fn, emb:size(2),
+                         util.is_tensor(c) and util.shape_str(c) or type(c)))
+    end
+    c = c:detach()
+  end
+  local w, h = size_opts(fn, opts, 800, 640)
+  local file = check_file(fn, opts.file)
+  local args = { centres = c, names = opts.names, title = opts.title,
+                 normalize = util.boolean(fn, "normalize", opts.normalize, true),
+                 elev = util.number(fn, "elev", opts.elev, 20), azim = util.number(fn, "azim", opts.azim, 30),
+                 point_size = util.number(fn, "point_size", opts.point_size, 0, 0),
+                 alpha = util.number(fn, "alpha", opts.alpha, 0, 0, 1),
+                 classes = opts.classes and util.integer(fn, "classes", opts.classes, nil, 1),
+                 width = w, height = h, file = file }
+  emb = emb:detach()
+  if not file then
+    args.__emb, args.__labels = emb, labels
+    return panel("features", args, opts.title)
+  end
+  P.features(emb, labels, args)
+  return file
+end
+
+-- ------------------------------------------------------------------------------ lines
+
+local LEGEND = { auto = 0, none = -1, ["top right"] = 1, ["top left"] = 2, ["bottom right"] = 3,
+                 ["bottom left"] = 4 }
+
+local function as_list(fn, key, v)
+  if util.is_tensor(v) then return v:contiguous():reshape(v:numel()):totable() end
+  if type(v) ~= "table" then fail(string.format("%s: %s must be a tensor or a list of numbers, got %s", fn, key, type(v))) end
+  return v
+end
+
+--- Line chart. spec: series = {{x=, y=, label=, color= (1-based palette), dash="solid"|"dashed"|
+--- "dotted", points=bool, line=bool, width=}}, title, xlabel, ylabel, xlog, ylog, xmin, xmax,
+--- ymin, ymax, xstep, ystep, equal, diagonal, legend ("auto", "none", "top right", ...),
+--- notes = {{x=, y=, text=}}, file, width (800), height (600). A NaN in x or y breaks a line.
+function plot.lines(spec)
+  local fn = "plot.lines"
+  if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
+  util.check_opts(fn, spec, { "series", "title", "xlabel", "ylabel", "xlog", "ylog", "xmin", "xmax",
+                              "ymin", "ymax", "xstep", "ystep", "equal", "diagonal", "legend", "notes",
+                              "file", "width", "height" })
+  if type(spec.series) ~= "table" then fail(fn .. ": series must be a list of {x=, y=, label=} tables") end
+  local series = {}
+  for i, s in ipairs(spec.series) do
+    if type(s) ~= "table" then fail(string.format("%s: series[%d] must be a table {x=, y=, label=}", fn, i)) end
+    util.check_opts(string.format("%s: series[%d]", fn, i), s,
+                    { "x", "y", "label", "color", "dash", "points", "line", "width" })
+    local x = as_list(fn, string.format("series[%d].x", i), s.x)
+    local y = as_list(fn, string.format("series[%d].y", i), s.y)
+    if #x ~= #y then
+      fail(string.format("%s: series[%d] has %d x values but %d y values", fn, i, #x, #y))
+    end
+    if s.dash ~= nil then util.enum(fn, "dash", s.dash, { "solid", "dashed", "dotted" }) end
+    series[i] = { x = x, y = y, label = s.label and tostring(s.label), color = s.color or i,
+                  dash = s.dash, points = s.points, line = s.line, width = s.width }
+  end
+  for _, k in ipairs { "xmin", "xmax", "ymin", "ymax", "xstep", "ystep" } do
+    if spec[k] ~= nil then util.number(fn, k, spec[k]) end
+  end
+  if spec.xmin and spec.xmax and spec.xmin >= spec.xmax then
+    fail(string.format("%s: xmin = %g must be below xmax = %g", fn, spec.xmin, spec.xmax))
+  end
+  if spec.ymin and spec.ymax and spec.ymin >= spec.ymax then
+    fail(string.format("%s: ymin = %g must be below ymax = %g", fn, spec.ymin, spec.ymax))
+  end
+  local legend = spec.legend == nil and 0 or LEGEND[spec.legend]
+  if legend == nil then
+    fail(string.format("%s: legend = %s (expected auto|none|top right|top left|bottom right|bottom left)",
+                       fn, tostring(spec.legend)))
+  end
+  local w, h = size_opts(fn, spec, 800, 600)
+  local args = { series = series, title = spec.title, xlabel = spec.xlabel, ylabel = spec.ylabel,
+                 xlog = spec.xlog, ylog = spec.ylog, xmin = spec.xmin, xmax = spec.xmax,
+                 ymin = spec.ymin, ymax = spec.ymax, xstep = spec.xstep, ystep = spec.ystep,
+                 equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes,
+                 width = w, height = h, file = check_file(fn, spec.file) }
+  if not args.file then
+    local p = panel("lines", args, spec.title)
+    p.args.legend = spec.legend
+    return p
+  end
+  P.lines(args)
+  return args.file
+end
+
+-- ------------------------------------------------------------------------------ ROC
+
+local function far_label(f) return (string.format("%.0e", f):gsub("e%-0", "e-")) end
+
+--- ROC curves of several runs on one log-FAR chart. runs: a list of {label=, result=r} or
+--- {label=, far=, tar=}, or a table name -> verification result. opts: file, title, at (FAR
+--- quoted in the legend, 1e-3), xmin, width, height.
+function plot.roc(runs, opts)
+  local fn = "plot.roc"
+  opts = util.check_opts(fn, opts, { "file", "title", "at", "xmin", "width", "height" })
+  if type(runs) ~= "table" then fail(fn .. ": runs must be a list of {label=, result=} or a table name -> result") end
+  local list = {}
+  if #runs > 0 then
+    for i, r in ipairs(runs) do list[i] = r end
+  else
+    local names = {}
+    for k in pairs(runs) do names[#names + 1] = k end
+    table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(names) do list[#list + 1] = { label = tostring(k), result = runs[k] } end
+  end
+  if #list == 0 then fail(fn .. ": runs: expected at least one run") end
+  local at = util.number(fn, "at", opts.at, 1e-3)
+  local series, minfar = {}, 1
+  for i, run in ipairs(list) do
+    if type(run) ~= "table" then fail(string.format("%s: runs[%d] must be a table", fn, i)) end
+    local res = run.result or (run.roc and run) or nil
+    local far = run.far or (res and res.roc and res.roc.far)
+    local tar = run.tar or (res and res.roc and res.roc.tar)
+    if far == nil or tar == nil then
+      fail(string.format("%s: runs[%d] has no ROC (give result = fvl.eval.verification(...) or far=, tar=)", fn, i))
+    end
+    far, tar = as_list(fn, "far", far), as_list(fn, "tar", tar)
+    local label = run.label or ("run " .. i)
+    if res and res.tar_at_far then
+      local bits = {}
+      if res.tar_at_far[at] then bits[#bits + 1] = string.format("TAR@%s %.1f%%", far_label(at), 100 * res.tar_at_far[at]) end
+      if res.eer then bits[#bits + 1] = string.format("EER %.1f%%", 100 * res.eer) end
+      if #bits > 0 then label = label .. "  (" .. table.concat(bits, ", ") .. ")" end
+    end
+    if res and res.n_impostor then minfar = math.min(minfar, 1 / res.n_impostor) end
+    for _, f in ipairs(far) do if f > 0 and f < minfar then minfar = f end end
+    series[i] = { x = far, y = tar, label = label, color = i, dash = i > 10 and "dashed" or nil }
+  end
+  local xmin = opts.xmin or 10 ^ math.floor(math.log(minfar, 10) + 1e-9)
+  return plot.lines { series = series, xlog = true, xmin = xmin, xmax = 1, ymin = 0, ymax = 1,
+                      ystep = 0.1, legend = "bottom right",
+                      title = opts.title or "ROC: true accepts against false accepts",
+                      xlabel = "false accept rate (FAR, impostor pairs accepted; log scale)",
+                      ylabel = "true accept rate (TAR, genuine pairs accepted)",
+                      file = opts.file, width = opts.width, height = opts.height }
+end
+
+--- Training curves from a list of records ({step=, loss=, acc=...}). opts: x ("step"), y (a key
+--- or list of keys; default every numeric key but x), file, title, xlabel, ylabel, ylog,
+--- width, height.
+function plot.history(records, opts)
+  local fn = "plot.history"
+  opts = util.check_opts(fn, opts, { "x", "y", "file", "title", "xlabel", "ylabel", "ylog", "width", "height" })
+  if type(records) ~= "table" or #records == 0 then fail(fn .. ": records must be a non-empty list of tables") end
+  local xk = opts.x or "step"
+  local keys = opts.y
+  if type(keys) == "string" then keys = { keys } end
+  if keys == nil then
+    local set = {}
+    keys = {}
+    for _, r in ipairs(records) do
+      for k, v in pairs(r) do
+        if k ~= xk and type(v) == "number" and not set[k] then set[k] = true; keys[#keys + 1] = k end
+      end
+    end
+    table.sort(keys)
+  end
+  local series = {}
+  for i, k in ipairs(keys) do
+    local x, y = {}, {}
+    for j, r in ipairs(records) do
+      x[#x + 1] = r[xk] or j
+      y[#y + 1] = type(r[k]) == "number" and r[k] or 0 / 0
+    end
+    series[i] = { x = x, y = y, label = tostring(k), points = #records <= 40 }
+  end
+  return plot.lines { series = series, title = opts.title, xlabel = opts.xlabel or xk,
+                      ylabel = opts.ylabel, ylog = opts.ylog, file = opts.file,
+                      width = opts.width, height = opts.height }
+end
+
+-- ------------------------------------------------------------------------------ boundaries
+
+-- Target ("pos", angle θ of the sample to its own centre) and non-target ("neg", angle θo to the
+-- other centre; θ is passed too for the losses whose negative logit depends on it) logits of
+-- LOSSES.md §3, without the scale s (it does not move the boundary).
+local cos, sin, pi, floor = math.cos, math.sin, math.pi, math.floor
+
+local function arc_target(m, fallback, easy)
+  return function(th)
+    local c = cos(th)
+    if easy and c <= 0 then return c end
+    if th + m <= pi then return cos(th + m) end
+    if fallback == "mm" then return c - m * sin(m)
+    elseif fallback == "clamp" then return -1
+    else return cos(th + m) end
+  end
+end
+
+local PRESETS = {}
+PRESETS.softmax = function(o)
+  return { label = o.label or "Softmax / NormFace (equal |W|, no bias): θ1 = θ2",
+           pos = cos, neg = cos }
+end
+PRESETS.normface = PRESETS.softmax
+PRESETS.center = PRESETS.softmax
+PRESETS.sphereface = function(o)
+  local m, lam = o.m or 4, o.lambda or 0
+  local function psi(th)
+    local k = floor(m * th / pi)
+    if k > m then k = m end
+    return ((k % 2 == 0) and 1 or -1) * cos(m * th) - 2 * k
+  end
+  return { label = o.label or (lam > 0 and string.format("SphereFace m=%g, λ=%g", m, lam)
+                               or string.format("SphereFace m=%g", m)),
+           pos = function(th) return (lam * cos(th) + psi(th)) / (1 + lam) end, neg = cos }
+end
+PRESETS.cosface = function(o)
+  local m = o.m or 0.35
+  return { label = o.label or string.format("CosFace m=%g", m), pos = function(th) return cos(th) - m end,
+           neg = cos }
+end
+PRESETS.am_softmax = PRESETS.cosface
+PRESETS.arcface = function(o)
+  local m = o.m or 0.5
+  return { label = o.label or string.format("ArcFace m=%g", m),
+           pos = arc_target(m, o.fallback or "mm", o.easy_margin), neg = cos }
+end
+PRESETS.combined = function(o)
+  local m1, m2, m3 = o.m1 or 1, o.m2 or 0.3, o.m3 or 0.2
+  return { label = o.label or string.format("Combined (%g, %g, %g)", m1, m2, m3),
+           pos = function(th) return cos(m1 * th + m2) - m3 end, neg = cos }
+end
+PRESETS.mv_softmax = function(o)
+  local m, t = o.m or 0.35, o.t or 0.2
+  local kind = o.kind or "am"
+  local adaptive = o.adaptive ~= false
+  local easy = o.easy_margin ~= false
+  local raw = kind == "arc" and function(th) return cos(th + m) end or function(th) return cos(th) - m end
+  return { label = o.label or string.format("MV-%s-Softmax m=%g, t=%g", kind == "arc" and "Arc" or "AM", m, t),
+           pos = function(th)
+             local c = cos(th)
+             if easy and c <= 0 then return c end
+             return raw(th)
+           end,
+           neg = function(tho, th)
+             local c = cos(tho)
+             if c > raw(th) then return adaptive and (t + 1) * c + t or c + t end
+             return c
+           end }
+end
+PRESETS.curricularface = function(o)
+  local m, t = o.m or 0.5, o.t or 0
+  local target = arc_target(m, "mm", false)
+  return { label = o.label or string.format("CurricularFace m=%g, t=%g", m, t),
+           pos = target,
+           neg = function(tho, th)
+             local c = cos(tho)
+             if c > cos(th + m) then return c * (t + c) end
+             return c
+           end }
+end
+PRESETS.circle = function(o)
+  local m = o.m or 0.25
+  return { label = o.label or string.format("Circle m=%g: (cosθ2)² + (cosθ1 - 1)² = 2m²", m),
+           f = function(th1, th2)
+             local sp, sn = cos(th1), cos(th2)
+             local ap, an = math.max(1 + m - sp, 0), math.max(sn + m, 0)
+             return ap * (sp - (1 - m)) - an * (sn - m)
+           end }
+end
+PRESETS.discface = function(o)
+  local base = o.base or "cos"
+  return PRESETS[base == "arc" and "arcface" or "cosface"] {
+    m = o.m or 0.35, label = o.label or string.format("DiscFace (%s m=%g)", base, o.m or 0.35) }
+end
+plot.boundary_presets = PRESETS
+
+-- a spec from: "arcface" | {"arcface", m=0.5, label=} | a head object (head.name, head.m, ...) |
+-- {label=, f=function(θ1, θ2)} | {label=, pos=function(θ), neg=function(θo, θ)}
+local function boundary_spec(fn, i, item)
+  if type(item) == "string" then item = { item } end
+  if type(item) ~= "table" then fail(string.format("%s: losses[%d] must be a name, a table or a head", fn, i)) end
+  if item.f or item.pos then
+    if item.f == nil and (type(item.pos) ~= "function" or type(item.neg) ~= "function") then
+      fail(string.format("%s: losses[%d] needs f=function(θ1, θ2) or pos= and neg= functions", fn, i))
+    end
+    return item
+  end
+  local name, o = item[1], item
+  if name == nil and type(item.name) == "string" then   -- a head: read its margins
+    name = item.name
+    o = { m = item.m, m1 = item.m1, m2 = item.m2, m3 = item.m3, t = item.t, kind = item.kind,
+          adaptive = item.adaptive, easy_margin = item.easy_margin, fallback = item.fallback,
+          base = item.base, label = nil }
+    if name == "sphereface" then
+      local lam = item.lambda
+      if lam == nil and item.iter and item.base then
+        lam = math.max(item.lambda_min or 5, item.base * (1 + (item.gamma or 0.12) * item.iter) ^ -(item.power or 1))
+      end
+      o.lambda = lam
+    end
+  end
+  local make = PRESETS[name]
+  if not make then
+    local names = {}
+    for k in pairs(PRESETS) do names[#names + 1] = k end
+    table.sort(names)
+    fail(string.format("%s: losses[%d]: unknown loss '%s' (expected %s, or {label=, f=function(θ1, θ2)})",
+                       fn, i, tostring(name), table.concat(names, "|")))
+  end
+  return make(o)
+end
+
+--- The two-class decision boundaries in the (θ1, θ2) plane, θk = angle between x and W_k, in
+--- degrees. For each loss the solid curve is where a sample of class 1 sits exactly on its
+--- decision boundary (target logit of class 1 = logit of class 2); above it the sample is
+--- classified as class 1. The dashed curve is its mirror for class 2; between them lies the margin.
+--- Curves are computed numerically (zero contour of pos(θ1) - neg(θ2, θ1) on a grid).
+--- losses: list of names, {name, m=...}, heads, or {label=, f=function(θ1, θ2) (radians)}.
+--- opts: file, title, layout ("grid": one panel per loss in a sheet, the default for 3 or more
+--- losses; "overlay": every loss on one chart), cols, grid (241 points a side), mirror (true),
+--- width, height (of one panel in a grid, of the chart when overlaid).
+--- Without file: the overlay returns a panel, the grid a list of panels.
+function plot.boundaries(losses, opts)
+  local fn = "plot.boundaries"
+  opts = util.check_opts(fn, opts, { "file", "title", "layout", "cols", "grid", "mirror", "width", "height" })
+  if type(losses) ~= "table" or #losses == 0 then
+    fail(fn .. ": losses must be a non-empty list (\"arcface\", {\"cosface\", m=0.35}, a head, ...)")
+  end
+  local n = util.integer(fn, "grid", opts.grid, 241, 8)
+  local mirror = util.boolean(fn, "mirror", opts.mirror, true)
+  local layout = util.enum(fn, "layout", opts.layout, { "grid", "overlay" }, #losses >= 3 and "grid" or "overlay")
+  local file = check_file(fn, opts.file)
+  local th = {}
+  for i = 1, n do th[i] = pi * (i - 1) / (n - 1) end
+  local curves = {}
+  for i, item in ipairs(losses) do
+    local spec = boundary_spec(fn, i, item)
+    local f = spec.f or function(a, b) return spec.pos(a) - spec.neg(b, a) end
+    local z, k = {}, 0
+    for j = 1, n do          -- rows: θ2
+      for q = 1, n do        -- columns: θ1
+        k = k + 1
+        local ok, v = pcall(f, th[q], th[j])
+        if not ok then fail(string.format("%s: losses[%d] (%s): %s", fn, i, spec.label or "?", tostring(v))) end
+        z[k] = (type(v) == "number" and v == v) and v or 0 / 0
+      end
+    end
+    local xs, ys = P.contour(z, n, n, 0, 180, 0, 180, 0)
+    curves[i] = { x = xs, y = ys, label = spec.label or ("loss " .. i) }
+  end
+  local common = { equal = true, diagonal = true, xmin = 0, xmax = 180, ymin = 0, ymax = 180,
+                   xstep = 30, ystep = 30,
+                   xlabel = "θ1 = angle between x and W1 (degrees)",
+                   ylabel = "θ2 = angle between x and W2 (degrees)",
+                   notes = { { x = 45, y = 160, text = "x → class 1" },
+                             { x = 140, y = 25, text = "x → class 2" } } }
+  local function chart(series, title, legend, w, h, f)
+    local spec = { series = series, title = title, legend = legend, width = w, height = h, file = f }
+    for k, v in pairs(common) do spec[k] = v end
+    return plot.lines(spec)
+  end
+  local title = opts.title or "Two-class decision boundaries (solid: class 1, dashed: class 2)"
+  if layout == "overlay" then
+    local series = {}
+    for i, c in ipairs(curves) do
+      series[#series + 1] = { x = c.x, y = c.y, label = c.label, color = i, width = 2.2 }
+      if mirror then series[#series + 1] = { x = c.y, y = c.x, color = i, dash = "dashed", width = 1.6 } end
+    end
+    return chart(series, title, "bottom right", opts.width or 760, opts.height or 720, file)
+  end
+  local panels = {}
+  for i, c in ipairs(curves) do
+    local series = { { x = c.x, y = c.y, label = "class 1 boundary", color = 1, width = 2.4 } }
+    if mirror then
+      series[2] = { x = c.y, y = c.x, label = "class 2 boundary", color = 4, dash = "dashed", width = 2.0 }
+    end
+    panels[i] = chart(series, c.label, "none", opts.width or 520, opts.height or 520, nil)
+  end
+  if not file then return panels end
+  local cols = opts.cols and util.integer(fn, "cols", opts.cols, nil, 1) or math.min(4, #panels)
+  return plot.sheet(panels, { file = file, cols = cols,
+                              title = opts.title or "Two-class decision boundaries in the (θ1, θ2) plane: "
+                                      .. "blue = class 1, red dashed = class 2, grey dotted θ1 = θ2; between them: the margin" })
+end
+
+-- ------------------------------------------------------------------------------ sheets
+
+local tmp_seq = 0
+local function tmp_png()
+  tmp_seq = tmp_seq + 1
+  local base = os.tmpname()
+  os.remove(base)
+  return string.format("%s_fvl_panel_%d.png", base, tmp_seq)
+end
+
+--- Tile panels into one image. items: PNG file names, {file=, title=} tables or panels returned
+--- by fvl.plot.* without a file (rendered at the cell size). opts: file (required), cols
+--- (ceil(sqrt(n))), title, cell_width, cell_height (default: the largest panel; 800×640 for
+--- panels made here).
+function plot.sheet(items, opts)
+  local fn = "plot.sheet"
+  opts = util.check_opts(fn, opts, { "file", "cols", "title", "cell_width", "cell_height" })
+  if type(items) ~= "table" or #items == 0 then
+    fail(fn .. ": panels must be a non-empty list of PNG files, {file=, title=} tables or panels")
+  end
+  local file = check_file(fn, opts.file)
+  if not file then fail(fn .. ": file is required (a .png, .svg or .pdf name)") end
+  local cols = opts.cols and util.integer(fn, "cols", opts.cols, nil, 1) or 0
+  local cw = opts.cell_width and util.integer(fn, "cell_width", opts.cell_width, nil, 16) or 0
+  local ch = opts.cell_height and util.integer(fn, "cell_height", opts.cell_height, nil, 16) or 0
+  local panels, temps = {}, {}
+  local ok, err = pcall(function()
+    for i, it in ipairs(items) do
+      if type(it) == "string" then
+        panels[i] = { file = it }
+      elseif getmetatable(it) == Panel then
+        local t = tmp_png()
+        temps[#temps + 1] = t
+        it:save(t, cw > 0 and cw or nil, ch > 0 and ch or nil)
+        panels[i] = { file = t, title = nil }
+      elseif type(it) == "table" and type(it.file) == "string" then
+        panels[i] = { file = it.file, title = it.title and tostring(it.title) }
+      else
+        fail(string.format("%s: panels[%d] must be a PNG file name, {file=, title=} or a panel, got %s",
+                           fn, i, type(it)))
+      end
+    end
+    P.sheet(file, panels, cols, opts.title, cw, ch)
+  end)
+  for _, t in ipairs(temps) do os.remove(t) end
+  if not ok then error(err, 0) end
+  return file
+end
+
+return plot
