@@ -46,13 +46,37 @@ static void node_free_saved(fvl_node *n) {
   if (n->ctx && n->free_ctx) n->free_ctx(n->ctx);
   n->ctx = NULL;
 }
+/* Releasing the last tensor of a long graph releases a long chain of nodes: do it with a
+ * worklist instead of recursion, so a chain of a million ops cannot overflow the stack. */
+static _Thread_local fvl_node **pending;
+static _Thread_local size_t npending, cap_pending;
+static _Thread_local int draining;
 void fvl_node_release(fvl_node *n) {
   if (!n || --n->refs > 0) return;
-  /* inputs may hold long chains: release iteratively where possible */
-  node_free_saved(n);
-  fvl_release(n->gacc);
-  for (int i = 0; i < n->nin; i++) fvl_release(n->in[i]);
-  free(n);
+  if (npending == cap_pending) {
+    size_t c = cap_pending ? cap_pending * 2 : 256;
+    fvl_node **p = realloc(pending, c * sizeof *p);
+    if (!p) {  /* cannot defer: free it right here */
+      node_free_saved(n);
+      fvl_release(n->gacc);
+      for (int i = 0; i < n->nin; i++) fvl_release(n->in[i]);
+      free(n);
+      return;
+    }
+    pending = p;
+    cap_pending = c;
+  }
+  pending[npending++] = n;
+  if (draining) return;
+  draining = 1;
+  while (npending) {
+    fvl_node *m = pending[--npending];
+    node_free_saved(m);
+    fvl_release(m->gacc);
+    for (int i = 0; i < m->nin; i++) fvl_release(m->in[i]);
+    free(m);
+  }
+  draining = 0;
 }
 
 static int accumulate(fvl_tensor **slot, fvl_tensor *g) {

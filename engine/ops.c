@@ -161,10 +161,13 @@ static int bw_binary(fvl_node *n, fvl_tensor *g) {
       case FVL_POW: {
         fvl_tensor *p = nograd_bin(FVL_POW, a, b);
         if (!p) break;
-        if (i == 0) {  /* g b a^(b-1) = g b p / a */
-          t1 = nograd_bin(FVL_MUL, g, b);
-          t2 = t1 ? nograd_bin(FVL_MUL, t1, p) : NULL;
-          gi = t2 ? nograd_bin(FVL_DIV, t2, a) : NULL;
+        if (i == 0) {  /* g b a^(b-1), computed directly so a = 0 gives 0, not 0/0 */
+          fvl_tensor *bm1 = fvl_binary_scalar(FVL_SUB, b, 1, 0);
+          fvl_tensor *pw = bm1 ? nograd_bin(FVL_POW, a, bm1) : NULL;
+          t1 = pw ? nograd_bin(FVL_MUL, g, b) : NULL;
+          gi = t1 ? nograd_bin(FVL_MUL, t1, pw) : NULL;
+          fvl_release(bm1);
+          fvl_release(pw);
         } else {       /* g p log a */
           int prev = fvl_set_grad_enabled(0);
           fvl_tensor *la = fvl_unary(FVL_LOG, a);
