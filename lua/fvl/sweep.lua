@@ -1148,83 +1148,113 @@ function sweep.csv(store, path, opts)
   return sys.write_atomic(path, table.concat(out, "\n") .. "\n")
 end
 
--- plots: the metric against each hyperparameter, and the learning curves of the best trials
--- (needs fvl.plot.lines)
+-- plots: the metric against each hyperparameter, and the learning curves of the best trials,
+-- each a PNG, plus one sheet with all of them (needs fvl.plot)
 function sweep.plot(store, opts)
   opts = opts or {}
-  check_opts("fvl.sweep.plot", opts, { "metric", "mode", "prefix", "best", "curve" })
+  check_opts("fvl.sweep.plot", opts, { "metric", "mode", "prefix", "best", "curve", "sheet" })
   local ok, plot = pcall(function() return fvl.plot end)
   if not ok or type(plot) ~= "table" or type(plot.lines) ~= "function" then
     return nil, "fvl.sweep.plot: fvl.plot.lines is not available in this build"
   end
   local trials, metric, mode = sorted_trials(store, opts, "fvl.sweep.plot")
   if not metric then return nil, "fvl.sweep.plot: the store has no numeric metric to plot" end
-  local prefix = opts.prefix or ((type(store) == "string" and store or store:path()):gsub("%.[%w]+$", ""))
+  local path = type(store) == "string" and store or store:path()
+  local name = path:match("([^/]+)$"):gsub("%.[%w]+$", "")
+  local prefix = opts.prefix or path:gsub("%.[%w]+$", "")
   local files = {}
   local keys = {}
   for _, t in ipairs(trials) do
     for k in pairs(type(t.config) == "table" and t.config or {}) do keys[k] = true end
   end
-  for _, k in ipairs(sorted_keys(keys)) do
-    -- x: numeric values as they are, labels by their order of appearance
-    local xs, ys, cats, ncat = {}, {}, {}, 0
-    local numeric = true
-    for _, t in ipairs(trials) do
-      local v = t.config and t.config[k]
-      if v ~= nil and type(v) ~= "number" then numeric = false end
-    end
-    for _, t in ipairs(trials) do
-      local v = t.config and t.config[k]
-      local m = type(t.metrics) == "table" and t.metrics[metric]
-      if v ~= nil and type(m) == "number" and m == m and (t.status == "done" or t.status == "pruned") then
-        local x = v
-        if not numeric then
-          local key = tostring(v)
-          if not cats[key] then ncat = ncat + 1; cats[key] = ncat end
-          x = cats[key]
-        end
-        xs[#xs + 1], ys[#ys + 1] = x, m
+  local function value(t)
+    local m = type(t.metrics) == "table" and t.metrics[metric]
+    if type(m) == "number" and m == m and (t.status == "done" or t.status == "pruned") then return m end
+  end
+  local function draw(spec)
+    local pok, res = pcall(plot.lines, spec)
+    if not pok then error("fvl.sweep.plot: " .. tostring(res), 0) end
+    files[#files + 1] = spec.file
+  end
+  local okp, perr = pcall(function()
+    for _, k in ipairs(sorted_keys(keys)) do
+      local numeric = true
+      for _, t in ipairs(trials) do
+        local v = t.config and t.config[k]
+        if v ~= nil and type(v) ~= "number" then numeric = false end
       end
-    end
-    if #xs > 0 then
+      local series = {}
       local file = string.format("%s.%s.png", prefix, k:gsub("[^%w_%-]", "_"))
-      local labels
-      if not numeric then
-        labels = {}
-        for name, i in pairs(cats) do labels[i] = name end
+      local spec = { title = string.format("%s: %s vs %s", name, metric, k), xlabel = k,
+                     ylabel = metric .. " (final; pruned: last report)", file = file }
+      if numeric then
+        -- done and pruned trials apart: a pruned trial's value comes from an earlier step
+        for _, st in ipairs { "done", "pruned" } do
+          local xs, ys = {}, {}
+          for _, t in ipairs(trials) do
+            local v = value(t)
+            if t.status == st and v and t.config[k] ~= nil then xs[#xs + 1], ys[#ys + 1] = t.config[k], v end
+          end
+          if #xs > 0 then series[#series + 1] = { x = xs, y = ys, label = st, points = true, line = false } end
+        end
+      else
+        -- one series per value at x = 1, 2, ... (spread a little so equal values stay visible)
+        local cats, order = {}, {}
+        for _, t in ipairs(trials) do
+          local v = t.config and t.config[k]
+          if v ~= nil and value(t) then
+            local c = tostring(v)
+            if not cats[c] then cats[c] = { x = {}, y = {} }; order[#order + 1] = c end
+          end
+        end
+        table.sort(order)
+        for i, c in ipairs(order) do
+          local xs, ys = cats[c].x, cats[c].y
+          for _, t in ipairs(trials) do
+            local v = value(t)
+            if v and t.config and tostring(t.config[k]) == c then
+              local n = #xs
+              xs[n + 1] = i + ((n % 7) - 3) * 0.04
+              ys[n + 1] = v
+            end
+          end
+          series[#series + 1] = { x = xs, y = ys, label = c, points = true, line = false }
+        end
+        spec.xmin, spec.xmax, spec.xstep = 0.5, #order + 0.5, 1
       end
-      local pok, perr = pcall(plot.lines, { { x = xs, y = ys, label = metric, points = true, line = false } },
-                              { file = file, title = string.format("%s vs %s", metric, k), xlabel = k,
-                                ylabel = metric, xticks = labels })
-      if not pok then return nil, "fvl.sweep.plot: " .. tostring(perr) end
-      files[#files + 1] = file
+      if #series > 0 then
+        spec.series = series
+        draw(spec)
+      end
     end
-  end
-  -- learning curves of the best trials
-  local best = opts.best or 5
-  local curve = opts.curve or metric
-  local with = sweep.load(store, { reports = true })
-  local by = {}
-  for _, t in ipairs(with) do by[t.id] = t end
-  local series = {}
-  for _, t in ipairs(trials) do
-    if #series >= best then break end
-    local r = by[t.id].reports
-    local xs, ys = {}, {}
-    for _, rep in ipairs(r or {}) do
-      if type(rep[curve]) == "number" then xs[#xs + 1], ys[#ys + 1] = rep.step, rep[curve] end
+    -- learning curves of the best trials
+    local best, curve = opts.best or 5, opts.curve or metric
+    local by = {}
+    for _, t in ipairs(sweep.load(store, { reports = true })) do by[t.id] = t end
+    local series = {}
+    for _, t in ipairs(trials) do
+      if #series >= best then break end
+      local xs, ys = {}, {}
+      for _, rep in ipairs(by[t.id].reports or {}) do
+        if type(rep[curve]) == "number" then xs[#xs + 1], ys[#ys + 1] = rep.step, rep[curve] end
+      end
+      if #xs > 0 then
+        series[#series + 1] = { x = xs, y = ys, points = true,
+                                label = string.format("#%d %s", t.id, config_text(t.config)) }
+      end
     end
-    if #xs > 0 then
-      series[#series + 1] = { x = xs, y = ys, label = string.format("#%d %s", t.id, config_text(t.config)) }
+    if #series > 0 then
+      draw({ series = series, file = prefix .. ".curves.png", xlabel = "step", ylabel = curve,
+             title = string.format("%s: %s of the %d best trials", name, curve, #series) })
     end
-  end
-  if #series > 0 then
-    local file = prefix .. ".curves.png"
-    local pok, perr = pcall(plot.lines, series, { file = file, title = "learning curves of the best trials",
-                                                  xlabel = "step", ylabel = curve })
-    if not pok then return nil, "fvl.sweep.plot: " .. tostring(perr) end
-    files[#files + 1] = file
-  end
+    if opts.sheet ~= false and #files > 1 and type(plot.sheet) == "function" then
+      local sheet = prefix .. ".sheet.png"
+      plot.sheet(files, { file = sheet, cols = math.min(3, #files),
+                          title = string.format("sweep %s (%s, %s)", name, metric, mode) })
+      files[#files + 1] = sheet
+    end
+  end)
+  if not okp then return nil, tostring(perr) end
   return files
 end
 
