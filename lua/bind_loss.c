@@ -90,8 +90,9 @@ static int l_cosine(lua_State *L) {
   return 1;
 }
 
-/* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
-static int l_margin_ce(lua_State *L) {
+/* the spec table at idx (LOSSES.md names; see loss_ops.h). Tensors stay owned by the table. */
+typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws; int warn; } spec_args;
+static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",
                                      "sphere_m", "lambda", "negative", "hard", "hard_m", "a", "b", "t",
                                      "circle_m", "gws", "nonfinite", NULL};
@@ -101,50 +102,73 @@ static int l_margin_ce(lua_State *L) {
   static const char *const hards[] = {"all", "arc", "cos", NULL};
   static const char *const grads[] = {"exact", "detached", NULL};
   static const char *const nonfin[] = {"error", "warn", NULL};
-  const char *name = luaL_optstring(L, 4, "margin_ce");
+  if (lua_type(L, idx) != LUA_TTABLE)
+    luaL_error(L, "%s: spec (argument #%d) must be a table, got %s", name, idx, luaL_typename(L, idx));
+  fvl_checkopts(L, idx, name, keys);
+  fvl_margin_spec *sp = &o->sp;
+  *sp = fvl_margin_spec_default();
+  o->s_row = opt_number_or_tensor(L, idx, name, "s", &sp->s, 1.0);
+  sp->target = (fvl_target_kind)fvl_optenum(L, idx, name, "target", targets, FVL_TK_NONE);
+  o->m_row = opt_number_or_tensor(L, idx, name, "m", &sp->m, 0.0);
+  sp->m1 = opt_number(L, idx, name, "m1", 1.0);
+  sp->m2 = opt_number(L, idx, name, "m2", 0.0);
+  sp->m3 = opt_number(L, idx, name, "m3", 0.0);
+  int fb = fvl_optenum(L, idx, name, "fallback", fallbacks, 0);
+  sp->easy_margin = opt_boolean(L, idx, name, "easy_margin", 0) || fb == 3;
+  sp->fallback = fb == 3 ? FVL_FB_MM : (fvl_fallback)fb;
+  sp->detached = fvl_optenum(L, idx, name, "grad", grads, 0) == 1;
+  float smv = opt_number(L, idx, name, "sphere_m", 4);
+  if (smv != (float)(int)smv) luaL_error(L, "%s: sphere_m = %f (expected an integer)", name, (double)smv);
+  sp->sphere_m = (int)smv;
+  sp->sphere_lambda = opt_number(L, idx, name, "lambda", 0.0);
+  sp->neg = (fvl_neg_kind)fvl_optenum(L, idx, name, "negative", negs, FVL_NK_NONE);
+  sp->hard = (fvl_hard_kind)fvl_optenum(L, idx, name, "hard", hards, FVL_HARD_ALL);
+  sp->hard_m = opt_number(L, idx, name, "hard_m", sp->m);
+  sp->a = opt_number(L, idx, name, "a", 1.0);
+  sp->b = opt_number(L, idx, name, "b", 0.0);
+  sp->t = opt_number(L, idx, name, "t", 0.0);
+  sp->circle_m = opt_number(L, idx, name, "circle_m", 0.25);
+  o->warn = fvl_optenum(L, idx, name, "nonfinite", nonfin, 0) == 1;
+  o->gws = NULL;
+  if (lua_getfield(L, idx, "gws") != LUA_TNIL) {
+    o->gws = fvl_totensor(L, -1);
+    if (!o->gws) luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+}
+
+static fvl_tensor *cos_arg(lua_State *L, const char *name) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) {
     char b[64];
-    return luaL_error(L, "%s: cos is %s (expected a B×C cosine matrix)", name, fvl_shape_str(cos, b, sizeof b));
+    luaL_error(L, "%s: cos is %s (expected a B×C cosine matrix)", name, fvl_shape_str(cos, b, sizeof b));
   }
-  if (lua_type(L, 3) != LUA_TTABLE)
-    return luaL_error(L, "%s: spec (argument #3) must be a table, got %s", name, luaL_typename(L, 3));
-  fvl_checkopts(L, 3, name, keys);
+  return cos;
+}
+
+/* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
+static int l_margin_ce(lua_State *L) {
+  const char *name = luaL_optstring(L, 4, "margin_ce");
+  fvl_tensor *cos = cos_arg(L, name);
+  spec_args o;
+  parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
-  fvl_margin_spec sp = fvl_margin_spec_default();
-  fvl_tensor *s_row = opt_number_or_tensor(L, 3, name, "s", &sp.s, 1.0);
-  sp.target = (fvl_target_kind)fvl_optenum(L, 3, name, "target", targets, FVL_TK_NONE);
-  fvl_tensor *m_row = opt_number_or_tensor(L, 3, name, "m", &sp.m, 0.0);
-  sp.m1 = opt_number(L, 3, name, "m1", 1.0);
-  sp.m2 = opt_number(L, 3, name, "m2", 0.0);
-  sp.m3 = opt_number(L, 3, name, "m3", 0.0);
-  int fb = fvl_optenum(L, 3, name, "fallback", fallbacks, 0);
-  sp.easy_margin = opt_boolean(L, 3, name, "easy_margin", 0) || fb == 3;
-  sp.fallback = fb == 3 ? FVL_FB_MM : (fvl_fallback)fb;
-  sp.detached = fvl_optenum(L, 3, name, "grad", grads, 0) == 1;
-  lua_Number smv = opt_number(L, 3, name, "sphere_m", 4);
-  if (smv != (int)smv) return luaL_error(L, "%s: sphere_m = %g (expected an integer)", name, smv);
-  sp.sphere_m = (int)smv;
-  sp.sphere_lambda = opt_number(L, 3, name, "lambda", 0.0);
-  sp.neg = (fvl_neg_kind)fvl_optenum(L, 3, name, "negative", negs, FVL_NK_NONE);
-  sp.hard = (fvl_hard_kind)fvl_optenum(L, 3, name, "hard", hards, FVL_HARD_ALL);
-  sp.hard_m = opt_number(L, 3, name, "hard_m", sp.m);
-  sp.a = opt_number(L, 3, name, "a", 1.0);
-  sp.b = opt_number(L, 3, name, "b", 0.0);
-  sp.t = opt_number(L, 3, name, "t", 0.0);
-  sp.circle_m = opt_number(L, 3, name, "circle_m", 0.25);
-  int warn = fvl_optenum(L, 3, name, "nonfinite", nonfin, 0) == 1;
-  fvl_tensor *gws = NULL;
-  if (lua_getfield(L, 3, "gws") != LUA_TNIL) {
-    gws = fvl_totensor(L, -1);
-    if (!gws) return luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
   int bad = 0;
-  fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &sp, s_row, m_row, gws, name, warn, &bad);
+  fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
   if (!loss) return fvl_raise(L);
   if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
   fvl_pushtensor(L, loss);
+  return 1;
+}
+
+/* F.margin_logits(cos, labels, spec [, name]) -> B×C logits the CE sees (untracked, for inspection) */
+static int l_margin_logits(lua_State *L) {
+  const char *name = luaL_optstring(L, 4, "margin_logits");
+  fvl_tensor *cos = cos_arg(L, name);
+  spec_args o;
+  parse_spec(L, 3, name, &o);
+  fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, fvl_margin_logits_t(cos, y, &o.sp, o.s_row, o.m_row, name));
   return 1;
 }
 
@@ -204,7 +228,7 @@ static int l_center_update(lua_State *L) {
 
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"cosine", l_cosine}, {"margin_ce", l_margin_ce}, {"hard_mean", l_hard_mean},
+    {"cosine", l_cosine}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"circle_pairwise", l_circle_pairwise},
     {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */

@@ -547,6 +547,33 @@ fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec
   return fvl_margin_ce_ex(cos, y0, sp, s_row, m_row, gws, "margin_ce", 0, NULL);
 }
 
+fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *spec,
+                                fvl_tensor *s_row, fvl_tensor *m_row, const char *name) {
+  const char *fn = name && *name ? name : "margin_logits";
+  char b[64];
+  if (check_2d(fn, "cos", cos, "B×C cosine matrix")) return NULL;
+  int64_t B = cos->size[0], C = cos->size[1];
+  if (B < 1 || C < 1) { fvl_err("%s: cos is %s (expected B×C with B, C >= 1)", fn, shape(cos, b)); return NULL; }
+  if (!spec) { fvl_err("%s: spec is missing", fn); return NULL; }
+  fvl_margin_spec sp = *spec;
+  fvl_tensor *y = NULL, *cd = NULL, *sr = NULL, *mr = NULL, *z = NULL;
+  int ldc;
+  int64_t sz[2] = {B, C};
+  if (!(y = labels_of(fn, y0, B, C))) goto done;
+  if (s_row && !(sr = rowvec_of(fn, "s", s_row, B))) goto done;
+  if (m_row && !(mr = rowvec_of(fn, "m", m_row, B))) goto done;
+  sp.s_row = sr ? fvl_f32(sr) : NULL;
+  sp.m_row = mr ? fvl_f32(mr) : NULL;
+  if (fvl_margin_spec_check(fn, &sp) || !(cd = rows_of(cos, &ldc)) || !(z = fvl_empty(FVL_F32, 2, sz))) goto done;
+  if (fvl_margin_logits(fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, &sp, fvl_f32(z), (int)C)) {
+    fvl_release(z);
+    z = NULL;
+  }
+done:
+  fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr);
+  return z;
+}
+
 /* ================================================================ hard-negative mean */
 static int hard_mean_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *cos = n->saved[0], *y = n->saved[1], *cnt = n->saved[2];

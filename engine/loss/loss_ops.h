@@ -34,6 +34,10 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
                              fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
                              const char *name, int nonfinite_ok, int *bad_row);
 
+/* the B×C logits z the CE of fvl_margin_ce sees (LOSSES.md's aux.logits), untracked */
+fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
+                                fvl_tensor *s_row, fvl_tensor *m_row, const char *name);
+
 /* h_i = mean over the hard negatives of c_ij (affine = 0) or a·c_ij + b (affine = 1); mask as in
  * margin.h (hard kind, hard_m), constant. h (B) is tracked (gradient to the hard entries of cos);
  * call it on cos:detach() or under no_grad for the constant version. *count (optional) receives
