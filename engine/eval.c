@@ -29,7 +29,7 @@ static int check_scores(const char *fn, const float *scores, const int32_t *same
   for (int64_t i = 0; i < n; i++) {
     if (!isfinite(scores[i]))
       return fvl_err("%s: scores[%lld] = %g is not a finite number", fn, (long long)i + 1,
-                     (double)scores[i]);
+                     isnan(scores[i]) ? fabs((double)scores[i]) : (double)scores[i]);
     if (same[i] != 0 && same[i] != 1)
       return fvl_err("%s: same[%lld] = %d (expected 0 or 1)", fn, (long long)i + 1, (int)same[i]);
     p += same[i];
@@ -355,7 +355,8 @@ static int check_rows(const char *fn, const char *arg, const float *x, int64_t N
   int64_t bad = fvl_eval_first_nonfinite(x, N * D);
   if (bad >= 0)
     return fvl_err("%s: %s[%lld][%lld] = %g is not a finite number", fn, arg,
-                   (long long)(bad / D) + 1, (long long)(bad % D) + 1, (double)x[bad]);
+                   (long long)(bad / D) + 1, (long long)(bad % D) + 1,
+                   isnan(x[bad]) ? fabs((double)x[bad]) : (double)x[bad]);
   return 0;
 }
 

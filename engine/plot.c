@@ -498,7 +498,8 @@ static int check_features(const char *fn, const fvl_plot_features *f) {
   for (int64_t i = 0; i < f->n * f->dim; i++)
     if (!isfinite(f->emb[i]))
       return fvl_err("%s: emb[%lld][%lld] = %g is not a finite number", fn,
-                     (long long)(i / f->dim) + 1, (long long)(i % f->dim) + 1, (double)f->emb[i]);
+                     (long long)(i / f->dim) + 1, (long long)(i % f->dim) + 1,
+                     isnan(f->emb[i]) ? fabs((double)f->emb[i]) : (double)f->emb[i]);
   if (f->labels)
     for (int64_t i = 0; i < f->n; i++)
       if (f->labels[i] < 0 || (f->nclasses > 0 && f->labels[i] >= f->nclasses))
@@ -509,7 +510,7 @@ static int check_features(const char *fn, const fvl_plot_features *f) {
       if (!isfinite(f->centres[i]))
         return fvl_err("%s: centres[%lld][%lld] = %g is not a finite number", fn,
                        (long long)(i / f->dim) + 1, (long long)(i % f->dim) + 1,
-                       (double)f->centres[i]);
+                       isnan(f->centres[i]) ? fabs((double)f->centres[i]) : (double)f->centres[i]);
   return 0;
 }
 

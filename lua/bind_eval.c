@@ -3,6 +3,8 @@
  * lua/fvl/plot.lua; these functions only check types and shapes, convert 1-based labels and
  * call the engine. Every tensor taken here is released before an error is raised. */
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "bind.h"
@@ -11,17 +13,29 @@
 
 /* ------------------------------------------------------------------ argument helpers */
 
+/* luaL_error with printf formats (lua_pushfstring knows neither %lld nor %g) */
+static int errorf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int errorf(lua_State *L, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  lua_pushstring(L, buf);
+  return lua_error(L);
+}
+
 /* a float32 contiguous tensor of rank `nd` (0 = any) at idx; the converted tensor is pushed
  * (the stack owns it, so a later error cannot leak it) and returned */
 static fvl_tensor *arg_f32(lua_State *L, int idx, const char *fn, const char *arg, int nd) {
   fvl_tensor *t = fvl_totensor(L, idx);
   if (!t) {
-    luaL_error(L, "%s: %s must be a tensor, got %s", fn, arg, luaL_typename(L, idx));
+    errorf(L, "%s: %s must be a tensor, got %s", fn, arg, luaL_typename(L, idx));
     return NULL;
   }
   if (nd && t->ndim != nd) {
     char b[64];
-    luaL_error(L, "%s: %s must be %s, got %s", fn, arg, nd == 1 ? "1-D (N)" : "2-D (N×D)",
+    errorf(L, "%s: %s must be %s, got %s", fn, arg, nd == 1 ? "1-D (N)" : "2-D (N×D)",
                fvl_shape_str(t, b, sizeof b));
   }
   fvl_tensor *c = t->dtype == FVL_F32 ? fvl_contiguous(t) : fvl_to_dtype(t, FVL_F32);
@@ -44,7 +58,7 @@ static fvl_tensor *arg_same(lua_State *L, int idx, const char *fn, int64_t n) {
   if (t) {
     if (t->ndim != 1 || t->size[0] != n) {
       char b[64];
-      luaL_error(L, "%s: same is %s, expected %lld entries (one per score)", fn,
+      errorf(L, "%s: same is %s, expected %lld entries (one per score)", fn,
                  fvl_shape_str(t, b, sizeof b), (long long)n);
     }
     out = fvl_empty(FVL_I32, 1, &sz);
@@ -53,7 +67,7 @@ static fvl_tensor *arg_same(lua_State *L, int idx, const char *fn, int64_t n) {
       double v = t->dtype == FVL_F32 ? fvl_f32(t)[i * t->stride[0]] : fvl_i32(t)[i * t->stride[0]];
       if (v != 0 && v != 1) {
         fvl_release(out);
-        luaL_error(L, "%s: same[%lld] = %g (expected 1 for a genuine pair or 0 for an impostor)",
+        errorf(L, "%s: same[%lld] = %g (expected 1 for a genuine pair or 0 for an impostor)",
                    fn, (long long)i + 1, v);
       }
       fvl_i32(out)[i] = (int32_t)v;
@@ -61,11 +75,11 @@ static fvl_tensor *arg_same(lua_State *L, int idx, const char *fn, int64_t n) {
     return out;
   }
   if (lua_type(L, idx) != LUA_TTABLE)
-    luaL_error(L, "%s: same must be a tensor or a table of 1/0 (or true/false), got %s", fn,
+    errorf(L, "%s: same must be a tensor or a table of 1/0 (or true/false), got %s", fn,
                luaL_typename(L, idx));
   int64_t m = (int64_t)luaL_len(L, idx);
   if (m != n)
-    luaL_error(L, "%s: same has %lld entries, expected %lld (one per score)", fn, (long long)m,
+    errorf(L, "%s: same has %lld entries, expected %lld (one per score)", fn, (long long)m,
                (long long)n);
   out = fvl_empty(FVL_I32, 1, &sz);
   if (!out) fvl_raise(L);
@@ -80,7 +94,7 @@ static fvl_tensor *arg_same(lua_State *L, int idx, const char *fn, int64_t n) {
     lua_pop(L, 1);
     if (v < 0) {
       fvl_release(out);
-      luaL_error(L, "%s: same[%lld] is not 1/0 or true/false", fn, (long long)i + 1);
+      errorf(L, "%s: same[%lld] is not 1/0 or true/false", fn, (long long)i + 1);
     }
     fvl_i32(out)[i] = v;
   }
@@ -197,7 +211,7 @@ static int l_pairs(lua_State *L) {
   fvl_pushtensor(L, lab);
   lua_Integer np = luaL_checkinteger(L, 3);
   lua_Integer seed = luaL_optinteger(L, 4, 1);
-  if (np < 2) return luaL_error(L, "%s: n: expected at least 2 pairs, got %lld", fn, (long long)np);
+  if (np < 2) return errorf(L, "%s: n: expected at least 2 pairs, got %lld", fn, (long long)np);
   int64_t n = np;
   fvl_tensor *sc = fvl_empty(FVL_F32, 1, &n), *same = fvl_empty(FVL_I32, 1, &n);
   fvl_tensor *a = fvl_empty(FVL_I32, 1, &n), *b = fvl_empty(FVL_I32, 1, &n);
@@ -229,7 +243,7 @@ static int l_identification(lua_State *L) {
     p = arg_f32(L, 3, fn, "probes", 2);
     P = p->size[0];
     if (p->size[1] != D)
-      return luaL_error(L, "%s: probes are %lld×%lld but the gallery is %lld×%lld (the embedding "
+      return errorf(L, "%s: probes are %lld×%lld but the gallery is %lld×%lld (the embedding "
                         "sizes differ: %lld ≠ %lld)", fn, (long long)P, (long long)p->size[1],
                         (long long)G, (long long)D, (long long)p->size[1], (long long)D);
     pl = fvl_checklabels(L, 4, fn, P, 0);
@@ -239,7 +253,7 @@ static int l_identification(lua_State *L) {
   int ks[16], nk = 0;
   if (lua_istable(L, 5)) {
     lua_Integer m = luaL_len(L, 5);
-    if (m > 16) return luaL_error(L, "%s: k: at most 16 ranks, got %d", fn, (int)m);
+    if (m > 16) return errorf(L, "%s: k: at most 16 ranks, got %d", fn, (int)m);
     for (lua_Integer i = 1; i <= m; i++) {
       lua_geti(L, 5, i);
       ks[nk++] = (int)luaL_checkinteger(L, -1);
@@ -270,7 +284,7 @@ static int l_flip(lua_State *L) {
   fvl_tensor *b = arg_f32(L, 2, fn, "emb_flipped", 2);
   if (!fvl_same_shape(a, b)) {
     char sa[64], sb[64];
-    return luaL_error(L, "%s: emb is %s but emb_flipped is %s (expected the same shape)", fn,
+    return errorf(L, "%s: emb is %s but emb_flipped is %s (expected the same shape)", fn,
                       fvl_shape_str(a, sa, sizeof sa), fvl_shape_str(b, sb, sizeof sb));
   }
   fvl_tensor *out = fvl_empty_like(a);
@@ -289,7 +303,7 @@ static int l_cosine(lua_State *L) {
   fvl_tensor *a = arg_f32(L, 1, fn, "a", 2);
   fvl_tensor *b = arg_f32(L, 2, fn, "b", 2);
   if (a->size[1] != b->size[1])
-    return luaL_error(L, "%s: a is %lld×%lld but b is %lld×%lld (inner sizes %lld ≠ %lld)", fn,
+    return errorf(L, "%s: a is %lld×%lld but b is %lld×%lld (inner sizes %lld ≠ %lld)", fn,
                       (long long)a->size[0], (long long)a->size[1], (long long)b->size[0],
                       (long long)b->size[1], (long long)a->size[1], (long long)b->size[1]);
   int64_t sz[2] = {a->size[0], b->size[0]};
@@ -313,7 +327,7 @@ static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *ar
   if (t) m = fvl_numel(t);
   else if (lua_type(L, idx) == LUA_TTABLE) m = (int64_t)luaL_len(L, idx);
   else {
-    luaL_error(L, "%s: %s must be a tensor or a list of numbers, got %s", fn, arg,
+    errorf(L, "%s: %s must be a tensor or a list of numbers, got %s", fn, arg,
                luaL_typename(L, idx));
     return NULL;
   }
@@ -327,7 +341,7 @@ static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *ar
     for (int64_t i = 0; i < m; i++) {
       int ty = lua_geti(L, idx, i + 1);
       if (ty != LUA_TNUMBER) {
-        luaL_error(L, "%s: %s[%lld] must be a number, got %s", fn, arg, (long long)i + 1,
+        errorf(L, "%s: %s[%lld] must be a number, got %s", fn, arg, (long long)i + 1,
                    lua_typename(L, ty));
       }
       v[i] = lua_tonumber(L, -1);
@@ -383,7 +397,7 @@ static int l_lines(lua_State *L) {
   c.legend = (int)opt_number(L, 1, "legend", 0);
   int top = lua_gettop(L);
   if (lua_getfield(L, 1, "series") != LUA_TTABLE)
-    return luaL_error(L, "%s: series must be a list of {x=, y=, label=} tables", fn);
+    return errorf(L, "%s: series must be a list of {x=, y=, label=} tables", fn);
   int ser = lua_gettop(L);
   int ns = (int)luaL_len(L, ser);
   lua_newtable(L);   /* anchors the converted x/y arrays until the picture is written */
@@ -391,7 +405,7 @@ static int l_lines(lua_State *L) {
   fvl_plot_series *s = lua_newuserdatauv(L, (size_t)(ns ? ns : 1) * sizeof *s, 0);
   for (int i = 0; i < ns; i++) {
     if (lua_geti(L, ser, i + 1) != LUA_TTABLE)
-      return luaL_error(L, "%s: series[%d] must be a table {x=, y=, label=}", fn, i + 1);
+      return errorf(L, "%s: series[%d] must be a table {x=, y=, label=}", fn, i + 1);
     int si = lua_gettop(L);
     char ax[32], ay[32];
     snprintf(ax, sizeof ax, "series[%d].x", i + 1);
@@ -402,7 +416,7 @@ static int l_lines(lua_State *L) {
     lua_getfield(L, si, "y");
     double *y = arg_numbers(L, lua_gettop(L), fn, ay, &ny);
     if (nx != ny)
-      return luaL_error(L, "%s: series[%d] has %lld x values but %lld y values", fn, i + 1,
+      return errorf(L, "%s: series[%d] has %lld x values but %lld y values", fn, i + 1,
                         (long long)nx, (long long)ny);
     lua_pushvalue(L, -3); lua_rawseti(L, anchor, 2 * i + 1);
     lua_pushvalue(L, -1); lua_rawseti(L, anchor, 2 * i + 2);
@@ -456,7 +470,7 @@ static int l_features(lua_State *L) {
   if (lua_getfield(L, 3, "centres") != LUA_TNIL) {
     W = arg_f32(L, lua_gettop(L), fn, "centres", 2);
     if (W->size[1] != dim)
-      return luaL_error(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
+      return errorf(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
                         (long long)W->size[0], (long long)W->size[1], dim);
   }
   const char **names = NULL;
@@ -495,7 +509,7 @@ static int l_contour(lua_State *L) {
   double y0 = luaL_checknumber(L, 6), y1 = luaL_checknumber(L, 7);
   double level = luaL_optnumber(L, 8, 0);
   if ((int64_t)nx * ny != n)
-    return luaL_error(L, "%s: z has %lld values, expected nx·ny = %d·%d = %lld", fn,
+    return errorf(L, "%s: z has %lld values, expected nx·ny = %d·%d = %lld", fn,
                       (long long)n, nx, ny, (long long)nx * ny);
   int64_t m = fvl_plot_contour(z, nx, ny, x0, x1, y0, y1, level, NULL, 0);
   if (m < 0) return fvl_raise(L);
@@ -519,7 +533,7 @@ static int l_sheet(lua_State *L) {
   fvl_plot_panel *p = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *p, 0);
   for (int i = 0; i < n; i++) {
     if (lua_geti(L, 2, i + 1) != LUA_TTABLE)
-      return luaL_error(L, "%s: panels[%d] must be a table {file=, title=}", fn, i + 1);
+      return errorf(L, "%s: panels[%d] must be a table {file=, title=}", fn, i + 1);
     p[i].file = opt_string(L, -1, "file");
     p[i].title = opt_string(L, -1, "title");
     lua_pop(L, 1);

@@ -45,6 +45,28 @@ local function count(fn, key, v)
   fail(string.format("%s: %s must be a tensor or a list, got %s", fn, key, type(v)))
 end
 
+-- class ids must be integers >= 1 (checked here so the message names the argument)
+local function check_labels(fn, key, v, upto)
+  local list
+  if util.is_tensor(v) then
+    if v:dim() ~= 1 then fail(string.format("%s: %s must be 1-D, got %s", fn, key, util.shape_str(v))) end
+    list = v:totable()
+  elseif type(v) == "table" then
+    list = v
+  else
+    fail(string.format("%s: %s must be a tensor or a list of class ids, got %s", fn, key, type(v)))
+  end
+  for i = 1, #list do
+    local x = list[i]
+    if type(x) ~= "number" or x ~= x or x < 1 or x ~= math.floor(x) or (upto and x > upto) then
+      fail(string.format("%s: %s[%d] = %s is not a class id (expected an integer in 1..%s)", fn, key, i,
+                         type(x) == "number" and string.format("%g", x) or type(x), upto or "∞"))
+    end
+  end
+  return v
+end
+eval._check_labels = check_labels
+
 local function as_scores(fn, v)
   if util.is_tensor(v) then
     if v:dim() ~= 1 then fail(string.format("%s: scores must be 1-D (N), got %s", fn, util.shape_str(v))) end
@@ -86,6 +108,7 @@ function eval.pairs(emb, labels, opts)
     fail(string.format("%s: emb has %d rows but labels has %d entries (expected one label per row)",
                        fn, emb:size(1), nl))
   end
+  check_labels(fn, "labels", labels)
   local scores, same, a, b = E.pairs(emb, labels, n, seed)
   if util.boolean(fn, "indices", opts.indices, false) then return scores, same, a, b end
   return scores, same
@@ -177,6 +200,7 @@ function eval.identification(gallery, gallery_labels, probes, probe_labels, opts
     fail(string.format("%s: gallery has %d rows but gallery_labels has %d entries", fn,
                        gallery:size(1), ng))
   end
+  check_labels(fn, "gallery_labels", gallery_labels)
   if probes ~= nil then
     check_emb(fn, "probes", probes)
     if probe_labels == nil then fail(fn .. ": probe_labels missing (one label per probe row)") end
@@ -185,6 +209,7 @@ function eval.identification(gallery, gallery_labels, probes, probe_labels, opts
       fail(string.format("%s: probes has %d rows but probe_labels has %d entries", fn,
                          probes:size(1), np))
     end
+    check_labels(fn, "probe_labels", probe_labels)
   elseif probe_labels ~= nil then
     fail(fn .. ": probe_labels given without probes")
   elseif gallery:size(1) < 2 then

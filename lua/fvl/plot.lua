@@ -69,6 +69,7 @@ function plot.features(emb, labels, opts)
     if n ~= emb:size(1) then
       fail(string.format("%s: emb has %d rows but labels has %d entries", fn, emb:size(1), n))
     end
+    require("fvl.eval")._check_labels(fn, "labels", labels, opts.classes)
   end
   local c = opts.centres
   if c ~= nil then
