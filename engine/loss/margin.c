@@ -22,7 +22,7 @@
  * negligible against the LSE sums it enters (which are ≥ 1). Relative error ≈ 2 ulp.
  * The bounds are passed in as run-time values (EXP_LO/EXP_HI, read once per row): with literal
  * bounds GCC turns the clamps into branches to constant results and the loops stop vectorising. */
-static volatile float exp_lo_v = -87.0f, exp_hi_v = 88.0f;
+static volatile float exp_lo_v = -87.0f, exp_hi_v = 88.0f, one_v = 1.0f, zero_v = 0.0f;
 static inline float fast_expf(float x, float lo, float hi) {
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
@@ -222,7 +222,39 @@ static rowp row_params(const fvl_margin_spec *sp, const float *crow, int yi, int
 /* pre-scale values f = N(c) and derivatives df = N'(c) of n columns (target not special-cased) */
 static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spec *sp, const float *c,
                                                             int n, float thr, float *f, float *df) {
-  /* branch-free forms (h = 1 on hard negatives, 0 elsewhere) so that every kind vectorises */
+  /* branch-free forms (h = 1 on hard negatives, 0 elsewhere) so that every kind vectorises;
+     df == NULL (the forward, a literal after inlining): values only. one/zero are run-time
+     values for the same reason as fast_expf's bounds. */
+  const float one = one_v, zero = zero_v;
+  if (!df) {
+    switch (sp->neg) {
+    case FVL_NK_NONE:
+      memcpy(f, c, sizeof(float) * (size_t)n);
+      return;
+    case FVL_NK_AFFINE: {
+      const float a1 = sp->a - 1.0f, b = sp->b;
+#pragma omp simd
+      for (int k = 0; k < n; k++) f[k] = c[k] + (c[k] > thr ? one : zero) * (a1 * c[k] + b);
+      return;
+    }
+    case FVL_NK_QUADRATIC: {
+      const float t1 = sp->t - 1.0f;
+#pragma omp simd
+      for (int k = 0; k < n; k++) f[k] = c[k] + (c[k] > thr ? one : zero) * c[k] * (t1 + c[k]);
+      return;
+    }
+    case FVL_NK_CIRCLE: {
+      const float mc = sp->circle_m;
+#pragma omp simd
+      for (int k = 0; k < n; k++) {
+        float an = (c[k] + mc > zero ? c[k] + mc : zero);
+        f[k] = c[k] + (c[k] > thr ? one : zero) * (an * (c[k] - mc) - c[k]);
+      }
+      return;
+    }
+    }
+    return;
+  }
   switch (sp->neg) {
   case FVL_NK_NONE:
 #pragma omp simd
@@ -232,7 +264,7 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
     const float a1 = sp->a - 1.0f, b = sp->b;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      float h = c[k] > thr ? 1.0f : 0.0f;
+      float h = c[k] > thr ? one : zero;
       f[k] = c[k] + h * (a1 * c[k] + b);
       df[k] = 1.0f + h * a1;
     }
@@ -242,7 +274,7 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
     const float t1 = sp->t - 1.0f;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      float h = c[k] > thr ? 1.0f : 0.0f;
+      float h = c[k] > thr ? one : zero;
       f[k] = c[k] + h * c[k] * (t1 + c[k]);          /* c(t + c) on hard entries */
       df[k] = 1.0f + h * (t1 + 2.0f * c[k]);
     }
@@ -252,8 +284,8 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
     const float mc = sp->circle_m;
 #pragma omp simd
     for (int k = 0; k < n; k++) {
-      float h = c[k] > thr ? 1.0f : 0.0f;
-      float an = fmaxf(c[k] + mc, 0.0f);
+      float h = c[k] > thr ? one : zero;
+      float an = (c[k] + mc > zero ? c[k] + mc : zero);
       f[k] = c[k] + h * (an * (c[k] - mc) - c[k]);
       df[k] = 1.0f + h * (an - 1.0f);
     }
@@ -265,13 +297,13 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
 /* one row of the forward: online max-shifted LSE over blocks of CHUNK columns */
 FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
                             float *loss, float *lse_out) {
-  float f[CHUNK], df[CHUNK];
+  float f[CHUNK];
   const float s = r->s, elo = exp_lo_v, ehi = exp_hi_v;
   float mx = -INFINITY;
   double sum = 0.0;
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-    neg_chunk(sp, crow + j0, n, r->thr, f, df);
+    neg_chunk(sp, crow + j0, n, r->thr, f, NULL);
     if (yi >= j0 && yi < j0 + n) f[yi - j0] = r->T;
     float cmx = -INFINITY;
 #pragma omp simd reduction(max:cmx)
