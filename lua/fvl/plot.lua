@@ -343,7 +343,27 @@ PRESETS.discface = function(o)
   return PRESETS[base == "arc" and "arcface" or "cosface"] {
     m = o.m or 0.35, label = o.label or string.format("DiscFace (%s m=%g)", base, o.m or 0.35) }
 end
+PRESETS.npcface = function(o)
+  local m0, m1, t, alpha = o.m0 or 0.4, o.m1 or 0.2, o.t or 1.1, o.alpha or 0.2
+  return { label = o.label or string.format("NPCFace m0=%g, m1=%g, t=%g, α=%g", m0, m1, t, alpha),
+           f = function(th1, th2)
+             local c1, c2 = cos(th1), cos(th2)
+             local hard = c2 > cos(th1 + m0)
+             local m = m0 + (hard and m1 * c2 or 0)            -- per-sample margin from the hard negative
+             local pos = c1 > 0 and cos(th1 + m) or c1
+             local neg = hard and t * c2 + alpha or c2
+             return pos - neg
+           end }
+end
 plot.boundary_presets = PRESETS
+
+-- the seed heads with their LOSSES.md defaults (Center loss trains a softmax boundary)
+plot.default_boundaries = {
+  "softmax", { "sphereface", m = 4 }, { "cosface", m = 0.35 }, { "arcface", m = 0.5 },
+  { "mv_softmax", kind = "arc", m = 0.5, t = 0.2 }, { "curricularface", m = 0.5, t = 0 },
+  { "curricularface", m = 0.5, t = 1 }, { "circle", m = 0.25 }, { "discface", base = "cos", m = 0.35 },
+  { "npcface" },
+}
 
 -- a spec from: "arcface" | {"arcface", m=0.5, label=} | a head object (head.name, head.m, ...) |
 -- {label=, f=function(θ1, θ2)} | {label=, pos=function(θ), neg=function(θo, θ)}
@@ -387,12 +407,16 @@ end
 --- classified as class 1. The dashed curve is its mirror for class 2; between them lies the margin.
 --- Curves are computed numerically (zero contour of pos(θ1) - neg(θ2, θ1) on a grid).
 --- losses: list of names, {name, m=...}, heads, or {label=, f=function(θ1, θ2) (radians)}.
+--- losses may be left out (fvl.plot.boundaries{file=...}): the seed heads' defaults.
 --- opts: file, title, layout ("grid": one panel per loss in a sheet, the default for 3 or more
 --- losses; "overlay": every loss on one chart), cols, grid (241 points a side), mirror (true),
 --- width, height (of one panel in a grid, of the chart when overlaid).
 --- Without file: the overlay returns a panel, the grid a list of panels.
 function plot.boundaries(losses, opts)
   local fn = "plot.boundaries"
+  if opts == nil and (losses == nil or (type(losses) == "table" and #losses == 0 and next(losses) ~= nil)) then
+    losses, opts = plot.default_boundaries, losses
+  end
   opts = util.check_opts(fn, opts, { "file", "title", "layout", "cols", "grid", "mirror", "width", "height" })
   if type(losses) ~= "table" or #losses == 0 then
     fail(fn .. ": losses must be a non-empty list (\"arcface\", {\"cosface\", m=0.35}, a head, ...)")

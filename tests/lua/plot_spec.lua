@@ -195,6 +195,10 @@ describe("plot.boundaries", function()
     expect_svg(tmp("bound.svg"))
     local panels = fvl.plot.boundaries(losses, { grid = 31 })
     expect_eq(#panels, #losses)
+    -- no list: the seed heads' defaults (what scripts/compare_losses.lua draws)
+    fvl.plot.boundaries { file = tmp("bdef.png"), grid = 41, width = 200, height = 200, cols = 5 }
+    expect_png(tmp("bdef.png"), 5 * 200)
+    expect_eq(#fvl.plot.boundaries(nil), #fvl.plot.default_boundaries)
   end)
 
   it("reads margins from a head-like object and accepts a custom logit function", function()
