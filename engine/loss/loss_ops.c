@@ -11,7 +11,6 @@
 #endif
 
 #define NRM_EPS 1e-12f   /* F.normalize's eps */
-#define COLBLK 256       /* columns per block in the cosine backward pass */
 #define NEAR_ONE 0.9999f /* |c| above this is recomputed in double */
 
 /* hot loops: compiled for AVX2+FMA and the baseline, chosen at load time (see margin.c) */
@@ -218,7 +217,7 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
     nxp[i] = nrm;
     for (int64_t d = 0; d < D; d++) xhp[i * D + d] = r[d] * inv;
   }
-  if (ws && ws_reusable(ws)) {
+  if (ws && ws_reusable(ws) && ws->st != x->st && ws->st != W->st) {
     out = fvl_retain(ws);
     if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
     out->requires_grad = 0;
@@ -421,7 +420,7 @@ static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   if (fvl_node_wants(n, 0)) {
     fvl_tensor *cin = n->in[0];
     fvl_tensor *acc = cin->grad_fn ? cin->grad_fn->gacc : NULL;
-    if (gws && gws->st->refs == 1 && !(acc && acc->st == gws->st)) dc = fvl_retain(gws);
+    if (gws && gws->st->refs == 1 && gws->st != cos->st && !(acc && acc->st == gws->st)) dc = fvl_retain(gws);
     else {
       int64_t sz[2] = {B, C};
       dc = fvl_empty(FVL_F32, 2, sz);
