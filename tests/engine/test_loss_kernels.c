@@ -859,6 +859,29 @@ START_TEST(test_center_update_rule) {
 }
 END_TEST
 
+/* per-row kernels: bit-identical results whatever the thread count */
+START_TEST(test_thread_count_independent) {
+  enum { B = 37, C = 1500 };
+  static float c[B * C], g1[B * C], g2[B * C];
+  float l1[B], l2[B], s1[B], s2[B];
+  int32_t y[B];
+  for (int k = 0; k < B * C; k++) c[k] = (float)sin(k * 0.37);
+  for (int i = 0; i < B; i++) y[i] = (i * 97) % C;
+  fvl_margin_spec sp = mk(64, FVL_TK_ARC, 0.5f);
+  sp.neg = FVL_NK_QUADRATIC; sp.hard = FVL_HARD_ARC; sp.hard_m = 0.5f; sp.t = 0.2f;
+  int prev = fvl_get_threads();
+  fvl_set_threads(1);
+  ck_assert_int_eq(fvl_margin_ce_fwd(c, C, y, B, C, &sp, l1, s1), 0);
+  ck_assert_int_eq(fvl_margin_ce_bwd(c, C, y, B, C, &sp, s1, 0.1f, g1, C, NULL, NULL), 0);
+  fvl_set_threads(3);
+  ck_assert_int_eq(fvl_margin_ce_fwd(c, C, y, B, C, &sp, l2, s2), 0);
+  ck_assert_int_eq(fvl_margin_ce_bwd(c, C, y, B, C, &sp, s2, 0.1f, g2, C, NULL, NULL), 0);
+  fvl_set_threads(prev);
+  ck_assert(memcmp(l1, l2, sizeof l1) == 0 && memcmp(s1, s2, sizeof s1) == 0);
+  ck_assert(memcmp(g1, g2, sizeof g1) == 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("loss_kernels");
   TCase *tc = tcase_create("kernels");
@@ -869,6 +892,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_hard_mean);
   tcase_add_test(tc, test_center_update_rule);
+  tcase_add_test(tc, test_thread_count_independent);
   suite_add_tcase(s, tc);
   TCase *tg = tcase_create("golden");
   tcase_set_timeout(tg, 120);
