@@ -2,30 +2,63 @@
  *
  * Forward for a group of g samples (P = OH·OW, K = C·KH·KW):
  *   cols (K × g·P) = im2col(x_group)
- *   Y    (O × g·P) = W (O × K) · cols          — one sgemm, OpenBLAS threads inside
- *   y[b][o][p] = Y[o][b·P + p] + bias[o]       — scatter, OpenMP over (b, o)
+ *   Y    (O × g·P) = W (O × K) · cols          — one sgemm
+ *   y[b][o][p] = Y[o][b·P + p] + bias[o]       — scatter
  * Backward:
- *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ;
+ *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ (per-thread partial sums, added at the end)
  *   dx: stride 1 — the forward convolution of dy with the flipped kernel (wide GEMMs);
  *       otherwise dcols = Wᵀ · dY and dx = col2im(dcols)
+ * Threads: the groups are shared out among the OpenMP threads, each running im2col, a
+ * single-threaded sgemm and the scatter on its own workspace. One thread pool (OpenMP) instead
+ * of OpenMP for the data movement plus OpenBLAS's pool for the GEMMs: on the shared 2-core
+ * machines the two pools spun against each other and burnt ~4x the CPU time of one thread.
  * Grouping samples keeps the GEMMs wide for the small late feature maps (7×7 → 49 columns per
  * sample would starve the GEMM). */
 #include "nn.h"
 #include <string.h>
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define CONV_WORK_FLOATS (2u << 20)   /* ~8 MiB of im2col columns per group */
+#define CONV_WORK_FLOATS (2u << 20)   /* ~8 MiB of im2col columns per group (per thread) */
 #define CONV_MIN_COLS 1024
 
-static void plan_group(fvl_conv2d_shape *s) {
+static int max_threads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+static void plan_group(fvl_conv2d_shape *s, int T) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
   size_t g = CONV_WORK_FLOATS / (K * P);
   size_t gmin = (CONV_MIN_COLS + P - 1) / P;
   if (g < gmin) g = gmin;
   if (g < 1) g = 1;
-  if (s->B > 0 && g > (size_t)s->B) g = (size_t)s->B;
   if (g > 4096) g = 4096;
+  if (T < 1) T = 1;
+  if (s->B > 0) {
+    /* a whole number of groups per thread, groups of (nearly) equal size, at least gmin wide */
+    size_t ng = ((size_t)s->B + g - 1) / g;
+    ng = ng < (size_t)T ? (size_t)T : ng / (size_t)T * (size_t)T;
+    while (ng > (size_t)T && ((size_t)s->B + ng - 1) / ng < gmin) ng -= (size_t)T;
+    g = ((size_t)s->B + ng - 1) / ng;
+    if (g < 1) g = 1;
+    size_t used = ((size_t)s->B + g - 1) / g;   /* groups that actually exist */
+    if ((size_t)T > used) T = (int)used;
+  }
   s->G = (int)g;
+  s->T = T;
 }
 
 int fvl_conv2d_plan(fvl_conv2d_shape *s) {
@@ -42,7 +75,7 @@ int fvl_conv2d_plan(fvl_conv2d_shape *s) {
                    eh, ew, s->KH, s->KW);
   s->OH = (eh - s->KH) / s->sh + 1;
   s->OW = (ew - s->KW) / s->sw + 1;
-  plan_group(s);
+  plan_group(s, max_threads());
   return 0;
 }
 
@@ -55,13 +88,18 @@ static int transposed_shape(const fvl_conv2d_shape *s, fvl_conv2d_shape *t) {
                           .KW = s->KW, .sh = 1, .sw = 1, .ph = s->KH - 1 - s->ph, .pw = s->KW - 1 - s->pw};
   t->OH = t->H + 2 * t->ph - t->KH + 1;
   t->OW = t->W + 2 * t->pw - t->KW + 1;
-  plan_group(t);
+  plan_group(t, s->T);   /* the thread count the workspace was sized for */
   return t->OH == s->H && t->OW == s->W;
 }
 
-static size_t own_workspace(const fvl_conv2d_shape *s) {
+/* per thread: cols (K × G·P) + gathered output (O × G·P); then T partial dW (O × K) */
+static size_t per_thread(const fvl_conv2d_shape *s) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
   return (K + (size_t)s->O) * P * (size_t)s->G;
+}
+static size_t own_workspace(const fvl_conv2d_shape *s) {
+  size_t K = (size_t)s->C * s->KH * s->KW;
+  return (per_thread(s) + (size_t)s->O * K) * (size_t)s->T;
 }
 
 size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s) {
@@ -85,11 +123,11 @@ static inline void valid_range(int n_out, int stride, int pad, int j, int n_in, 
   *hi = h;                                       /* may be < lo: nothing valid */
 }
 
+/* serial kernels (called by one thread for its group) */
 void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols) {
   const int C = s->C, H = s->H, W = s->W, KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW;
   const size_t P = (size_t)OH * OW, gP = P * (size_t)g, plane = (size_t)H * W;
   const int K = C * KH * KW;
-#pragma omp parallel for schedule(static)
   for (int k = 0; k < K; k++) {
     int c = k / (KH * KW), i = (k / KW) % KH, j = k % KW;
     int lo, hi;
@@ -121,9 +159,7 @@ void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols) {
 void fvl_col2im(const fvl_conv2d_shape *s, const float *cols, int g, float *dx) {
   const int C = s->C, H = s->H, W = s->W, KH = s->KH, KW = s->KW, OH = s->OH, OW = s->OW;
   const size_t P = (size_t)OH * OW, gP = P * (size_t)g, plane = (size_t)H * W;
-  const int nbc = g * C;
-#pragma omp parallel for schedule(static)
-  for (int bc = 0; bc < nbc; bc++) {
+  for (int bc = 0; bc < g * C; bc++) {
     int b = bc / C, c = bc % C;
     float *xp = dx + (size_t)bc * plane;
     for (int i = 0; i < KH; i++)
@@ -148,51 +184,60 @@ void fvl_col2im(const fvl_conv2d_shape *s, const float *cols, int g, float *dx) 
   }
 }
 
+/* the GEMMs run single-threaded inside the OpenMP region; OpenBLAS's own pool is paused */
+static int blas_single(void) {
+  int n = openblas_get_num_threads();
+  if (n != 1) openblas_set_num_threads(1);
+  return n;
+}
+static void blas_restore(int n) {
+  if (n != 1) openblas_set_num_threads(n);
+}
+
 int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, float *work) {
-  const int O = s->O, K = s->C * s->KH * s->KW;
+  const int O = s->O, K = s->C * s->KH * s->KW, G = s->G;
   const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
-  float *cols = work, *ybuf = work + (size_t)K * P * s->G;
-  for (int b0 = 0; b0 < s->B; b0 += s->G) {
-    if (fvl_check_abort("conv2d")) return -1;
-    int g = s->B - b0 < s->G ? s->B - b0 : s->G;
-    const size_t gP = P * (size_t)g;
-    fvl_im2col(s, x + (size_t)b0 * in_sz, g, cols);
-    float *yg = y + (size_t)b0 * out_sz;
-    if (g == 1) {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)P, K, 1.f, w, K, cols, (int)P, 0.f,
-                  yg, (int)P);
-      if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int o = 0; o < O; o++) {
-          float bo = bias[o];
-          float *r = yg + (size_t)o * P;
-          for (size_t p = 0; p < P; p++) r[p] += bo;
-        }
-      }
-    } else {
+  const size_t per = per_thread(s);
+  const int ngroups = s->B > 0 ? (s->B + G - 1) / G : 0;
+  const int nb = blas_single();
+#pragma omp parallel num_threads(s->T)
+  {
+    float *cols = work + per * (size_t)thread_id(), *ybuf = cols + (size_t)K * P * G;
+#pragma omp for schedule(static)
+    for (int gi = 0; gi < ngroups; gi++) {
+      if (fvl_aborted()) continue;
+      const int b0 = gi * G, g = s->B - b0 < G ? s->B - b0 : G;
+      const size_t gP = P * (size_t)g;
+      fvl_im2col(s, x + (size_t)b0 * in_sz, g, cols);
+      float *yg = y + (size_t)b0 * out_sz;
+      float *dst0 = g == 1 ? yg : ybuf;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, (int)gP, K, 1.f, w, K, cols, (int)gP,
-                  0.f, ybuf, (int)gP);
-      const int nbo = g * O;
-#pragma omp parallel for schedule(static)
-      for (int bo = 0; bo < nbo; bo++) {
-        int b = bo / O, o = bo % O;
-        float bv = bias ? bias[o] : 0.f;
-        const float *src = ybuf + (size_t)o * gP + (size_t)b * P;
+                  0.f, dst0, (int)gP);
+      for (int bo = 0; bo < g * O; bo++) {
+        const int b = bo / O, o = bo % O;
+        const float bv = bias ? bias[o] : 0.f;
         float *dst = yg + (size_t)bo * P;
-        for (size_t p = 0; p < P; p++) dst[p] = src[p] + bv;
+        if (g == 1) {
+          if (bias)
+            for (size_t p = 0; p < P; p++) dst[p] += bv;
+        } else {
+          const float *src = ybuf + (size_t)o * gP + (size_t)b * P;
+          for (size_t p = 0; p < P; p++) dst[p] = src[p] + bv;
+        }
       }
     }
   }
-  return 0;
+  blas_restore(nb);
+  return fvl_check_abort("conv2d");
 }
 
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work) {
-  float *const dx_out = dx;
-  const int O = s->O, K = s->C * s->KH * s->KW;
-  const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
-  float *cols = work, *ybuf = work + (size_t)K * P * s->G;
+  const int O = s->O, C = s->C, K = C * s->KH * s->KW, G = s->G;
+  const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)C * s->H * s->W, out_sz = (size_t)O * P;
+  const size_t per = per_thread(s), wsz = (size_t)O * K;
+  const int ngroups = s->B > 0 ? (s->B + G - 1) / G : 0;
   if (db) {
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; o++) {
@@ -208,38 +253,60 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
   }
   fvl_conv2d_shape t;
   const int flip = dx && transposed_shape(s, &t);
-  if (flip) dx = NULL;   /* done below by the transposed convolution */
-  if (dw && s->B == 0) memset(dw, 0, sizeof(float) * (size_t)O * K);
-  for (int b0 = 0; b0 < s->B && (dw || dx); b0 += s->G) {
-    if (fvl_check_abort("conv2d")) return -1;
-    int g = s->B - b0 < s->G ? s->B - b0 : s->G;
-    const size_t gP = P * (size_t)g;
-    const float *dyg = dy + (size_t)b0 * out_sz;
-    const float *dY = dyg;
-    if (g > 1) {
-      const int nbo = g * O;
-#pragma omp parallel for schedule(static)
-      for (int bo = 0; bo < nbo; bo++) {
-        int b = bo / O, o = bo % O;
-        memcpy(ybuf + (size_t)o * gP + (size_t)b * P, dyg + (size_t)bo * P, sizeof(float) * P);
+  float *dx_cols = flip ? NULL : dx;   /* dx by col2im only when the flip does not apply */
+  if (dw || dx_cols) {
+    float *partial = work + per * (size_t)s->T;   /* T partial dW */
+    const int nb = blas_single();
+#pragma omp parallel num_threads(s->T)
+    {
+      const int tid = thread_id();
+      float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * G;
+      float *dwp = partial + wsz * (size_t)tid;
+      int first = 1;
+#pragma omp for schedule(static)
+      for (int gi = 0; gi < ngroups; gi++) {
+        if (fvl_aborted()) continue;
+        const int b0 = gi * G, g = s->B - b0 < G ? s->B - b0 : G;
+        const size_t gP = P * (size_t)g;
+        const float *dyg = dy + (size_t)b0 * out_sz;
+        const float *dY = dyg;
+        if (g > 1) {
+          for (int bo = 0; bo < g * O; bo++) {
+            const int b = bo / O, o = bo % O;
+            memcpy(ybuf + (size_t)o * gP + (size_t)b * P, dyg + (size_t)bo * P, sizeof(float) * P);
+          }
+          dY = ybuf;
+        }
+        if (dw) {
+          fvl_im2col(s, x + (size_t)b0 * in_sz, g, cols);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)gP, 1.f, dY, (int)gP, cols,
+                      (int)gP, first ? 0.f : 1.f, dwp, K);
+          first = 0;
+        }
+        if (dx_cols) {
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)gP, O, 1.f, w, K, dY, (int)gP, 0.f,
+                      cols, (int)gP);
+          float *dxg = dx_cols + (size_t)b0 * in_sz;
+          memset(dxg, 0, sizeof(float) * in_sz * (size_t)g);
+          fvl_col2im(s, cols, g, dxg);
+        }
       }
-      dY = ybuf;
+      if (dw && first) memset(dwp, 0, sizeof(float) * wsz);   /* a thread without groups */
     }
+    blas_restore(nb);
+    if (fvl_check_abort("conv2d")) return -1;
     if (dw) {
-      fvl_im2col(s, x + (size_t)b0 * in_sz, g, cols);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)gP, 1.f, dY, (int)gP, cols,
-                  (int)gP, b0 == 0 ? 0.f : 1.f, dw, K);
-    }
-    if (dx) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)gP, O, 1.f, w, K, dY, (int)gP, 0.f,
-                  cols, (int)gP);
-      float *dxg = dx + (size_t)b0 * in_sz;
-      memset(dxg, 0, sizeof(float) * in_sz * (size_t)g);
-      fvl_col2im(s, cols, g, dxg);
+      const int T = s->T;
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < wsz; i++) {
+        float acc = partial[i];
+        for (int k = 1; k < T; k++) acc += partial[wsz * (size_t)k + i];
+        dw[i] = acc;
+      }
     }
   }
   if (flip) {
-    const int C = s->C, KK = s->KH * s->KW;
+    const int KK = s->KH * s->KW;
     float *wf = work + own_workspace(&t);
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
@@ -248,7 +315,7 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
         float *dst = wf + ((size_t)c * O + o) * KK;
         for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
       }
-    return fvl_conv2d_fwd(&t, dy, wf, NULL, dx_out, work);
+    return fvl_conv2d_fwd(&t, dy, wf, NULL, dx, work);
   }
   return 0;
 }

@@ -17,14 +17,18 @@
  * x: B×C×H×W, w: O×C×KH×KW, bias: O (or NULL), y: B×O×OH×OW,
  * OH = (H + 2 ph - KH) / sh + 1, OW likewise.
  * Samples are processed in groups of G: one im2col of the group into a (C·KH·KW)×(G·OH·OW)
- * matrix and ONE sgemm per group (OpenBLAS threads inside), G chosen so that the workspace stays
- * near 16 MiB and the GEMM has at least ~1024 columns. */
+ * matrix and ONE sgemm per group; the groups are shared among T OpenMP threads (each with its
+ * own workspace and a single-threaded sgemm). G is chosen so that a thread's columns stay near
+ * 8 MiB, the GEMM has at least ~1024 columns and every thread gets the same number of groups.
+ * The backward of the input for stride 1 is the forward convolution of dy with the flipped
+ * kernel (the forward's wide GEMMs instead of a K = O GEMM and col2im). */
 typedef struct fvl_conv2d_shape {
   int B, C, H, W;      /* input */
   int O, KH, KW;       /* filters */
   int sh, sw, ph, pw;  /* stride, zero padding */
   int OH, OW;          /* output (filled by fvl_conv2d_plan) */
   int G;               /* samples per GEMM group (filled by fvl_conv2d_plan) */
+  int T;               /* threads sharing the groups (filled by fvl_conv2d_plan) */
 } fvl_conv2d_shape;
 /* fills OH, OW, G; -1 with a message naming "conv2d" when the sizes do not make an output */
 int fvl_conv2d_plan(fvl_conv2d_shape *s);
@@ -34,7 +38,7 @@ int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
                    float *y, float *work);
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work);
-/* im2col of one group of g samples starting at x: cols is (C·KH·KW) × (g·OH·OW) */
+/* im2col of one group of g samples starting at x: cols is (C·KH·KW) × (g·OH·OW) (serial) */
 void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols);
 /* adds cols back into dx (which must be zeroed by the caller for the group) */
 void fvl_col2im(const fvl_conv2d_shape *s, const float *cols, int g, float *dx);
