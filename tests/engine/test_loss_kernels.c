@@ -108,10 +108,16 @@ static int jflat(const jv *v, double *out, int cap) {
   if (v->t == J_ARR) for (int i = 0; i < v->n; i++) n += jflat(v->items[i], out + n, cap - n);
   return n;
 }
-static jv *golden;
+/* the golden files: the oracle's seed-1 cases (B 8, D 16, C 11) and the larger seed-7 ones
+   (B 32, D 24, C 40; seed heads only, aux dropped, 10 significant digits) */
+static const char *const gfiles[] = {"cases_seed1.json", "cases_seed7_large.json"};
+static jv *gdocs[2];
+static int gcur;      /* index of the file being checked */
+static int gchecked;  /* cases found and checked in it */
 static jv *load_golden(void) {
-  if (golden) return golden;
-  const char *path = FVL_TEST_DIR "/golden/cases_seed1.json";
+  if (gdocs[gcur]) return gdocs[gcur];
+  char path[512];
+  snprintf(path, sizeof path, "%s/golden/%s", FVL_TEST_DIR, gfiles[gcur]);
   FILE *f = fopen(path, "rb");
   ck_assert_msg(f != NULL, "cannot open %s", path);
   fseek(f, 0, SEEK_END);
@@ -122,14 +128,14 @@ static jv *load_golden(void) {
   buf[n] = 0;
   fclose(f);
   jp = buf;
-  golden = jparse();
-  return golden;
+  gdocs[gcur] = jparse();
+  return gdocs[gcur];
 }
+/* the case, or NULL when this file does not have it (the seed-7 file keeps the seed heads) */
 static jv *find_case(const char *name) {
   jv *cases = jget(load_golden(), "cases");
   for (int i = 0; i < cases->n; i++)
     if (!strcmp(jstr(cases->items[i], "name", ""), name)) return cases->items[i];
-  ck_abort_msg("golden case %s not found", name);
   return NULL;
 }
 
@@ -445,7 +451,7 @@ START_TEST(test_hard_mean) {
 END_TEST
 
 /* ======================================================================= golden cases */
-enum { GB = 8, GD = 16, GC = 11, GMAX = 3 * GC };
+enum { GB = 32, GD = 24, GC = 40, GMAX = 3 * GC };
 typedef struct {
   int B, D, C;
   double x[GB * GD], W[GMAX * GD], xn[GB], wn[GMAX], xh[GB * GD], wh[GMAX * GD];
@@ -454,9 +460,11 @@ typedef struct {
   jv *cs, *hp, *ex;
 } gcase;
 
-static void load_case(gcase *g, const char *name) {
+static int load_case(gcase *g, const char *name) {
   memset(g, 0, sizeof *g);
   g->cs = find_case(name);
+  if (!g->cs) return 0;
+  gchecked++;
   g->hp = jget(g->cs, "hparams");
   g->ex = jget(g->cs, "expected");
   jv *in = jget(g->cs, "inputs");
@@ -482,6 +490,7 @@ static void load_case(gcase *g, const char *name) {
       double s = 0; for (int d = 0; d < D; d++) s += g->xh[i * D + d] * g->wh[j * D + d];
       g->raw[i * C + j] = s;
     }
+  return 1;
 }
 static void cos_of(const gcase *g, float *c) {
   for (int k = 0; k < g->B * g->C; k++) c[k] = (float)fmin(1.0, fmax(-1.0, g->raw[k]));
@@ -530,7 +539,7 @@ static void compare_grads(const gcase *g, const char *name, const double *dx, co
     double mx = 0; for (int d = 0; d < D; d++) mx = fmax(mx, fabs(want[d]));
     for (int d = 0; d < D; d++) {
       double tol = loose ? 5e-2 * mx + 1e-6 * s : 1e-4 * fabs(want[d]) + 1e-6 * s + 1e-5 * mx;
-      ck_assert_msg(fabs(got[d] - want[d]) <= tol, "%s: d%s[%d,%d] got %.9g, expected %.9g", name,
+      ck_assert_msg(fabs(got[d] - want[d]) <= tol, "%s %s: d%s[%d,%d] got %.9g, expected %.9g", gfiles[gcur], name,
                     r < B ? "x" : "W", r < B ? r : r - B, d, got[d], want[d]);
     }
   }
@@ -545,13 +554,15 @@ static void run_spec(const gcase *g, const char *name, fvl_margin_spec *sp, doub
   cos_of(g, c);
   ck_assert_msg(fvl_margin_ce_fwd(c, C, g->y, B, C, sp, loss, lse) == 0, "%s: %s", name, fvl_errmsg());
   double L = mean_loss(loss, B) + extra_loss, EL = jnum(g->ex, "loss", NAN);
-  ck_assert_msg(fabs(L - EL) <= 1e-5 * fabs(EL) + 1e-7, "%s: loss %.9g, oracle %.9g", name, L, EL);
+  ck_assert_msg(fabs(L - EL) <= 1e-5 * fabs(EL) + 1e-7, "%s %s: loss %.9g, oracle %.9g", gfiles[gcur], name, L, EL);
   double el[GB * GMAX], zd[GB * GMAX];
   int nl = jflat(jget(jget(g->ex, "aux"), "logits"), el, GB * GMAX);
-  ck_assert_int_eq(nl, B * C);
-  ck_assert_int_eq(fvl_margin_logits(c, C, g->y, B, C, sp, z, C), 0);
-  for (int k = 0; k < B * C; k++) zd[k] = z[k];
-  expect_close("logits", name, zd, el, B * C, 1e-4, 2e-5 * fmax(1.0, fabs(sp->s)));
+  if (nl) {  /* the seed-7 file has no aux */
+    ck_assert_int_eq(nl, B * C);
+    ck_assert_int_eq(fvl_margin_logits(c, C, g->y, B, C, sp, z, C), 0);
+    for (int k = 0; k < B * C; k++) zd[k] = z[k];
+    expect_close("logits", name, zd, el, B * C, 1e-4, 2e-5 * fmax(1.0, fabs(sp->s)));
+  }
   if (!grads) return;
   ck_assert_int_eq(fvl_margin_ce_bwd(c, C, g->y, B, C, sp, lse, 1.0f / B, G, C, ds, NULL), 0);
   double dx[GB * GD], dW[GMAX * GD];
@@ -562,11 +573,10 @@ static void run_spec(const gcase *g, const char *name, fvl_margin_spec *sp, doub
   compare_grads(g, name, dx, dW, sp->s_row ? 30 : sp->s, loose0);
 }
 
-START_TEST(test_golden_plain_and_scaled) {
+static void golden_plain_and_scaled(void) {
   gcase g;
   /* softmax with bias: the "cosines" are the raw logits x·Wᵀ + b (target none, s = 1) */
-  load_case(&g, "softmax_bias");
-  {
+  if (load_case(&g, "softmax_bias")) {
     double b[GC], el[GB * GC];
     jflat(jget(jget(g.cs, "inputs"), "b"), b, GC);
     float z[GB * GC], loss[GB], lse[GB], G[GB * GC];
@@ -579,41 +589,49 @@ START_TEST(test_golden_plain_and_scaled) {
     ck_assert_int_eq(fvl_margin_ce_fwd(z, g.C, g.y, g.B, g.C, &sp, loss, lse), 0);
     double EL = jnum(g.ex, "loss", NAN), L = mean_loss(loss, g.B);
     ck_assert_msg(fabs(L - EL) <= 1e-5 * EL, "softmax_bias loss %.9g vs %.9g", L, EL);
-    jflat(jget(jget(g.ex, "aux"), "logits"), el, GB * GC);
-    for (int k = 0; k < g.B * g.C; k++) ck_assert(fabs(z[k] - el[k]) < 1e-5 * (1 + fabs(el[k])));
+    if (jflat(jget(jget(g.ex, "aux"), "logits"), el, GB * GC))
+      for (int k = 0; k < g.B * g.C; k++) ck_assert(fabs(z[k] - el[k]) < 1e-5 * (1 + fabs(el[k])));
     ck_assert_int_eq(fvl_margin_ce_bwd(z, g.C, g.y, g.B, g.C, &sp, lse, 1.0f / g.B, G, g.C, NULL, NULL), 0);
     double eb[GC], db[GC] = {0};
     jflat(jget(jget(g.ex, "grad"), "b"), eb, GC);
     for (int i = 0; i < g.B; i++) for (int j = 0; j < g.C; j++) db[j] += G[i * g.C + j];
     expect_close("db", "softmax_bias", db, eb, g.C, 1e-4, 1e-7);
   }
-  load_case(&g, "normface_s30");
   fvl_margin_spec sp = mk(30, FVL_TK_NONE, 0);
-  run_spec(&g, "normface_s30", &sp, 0, 1, 0, NULL);
+  if (load_case(&g, "normface_s30")) run_spec(&g, "normface_s30", &sp, 0, 1, 0, NULL);
   static const char *const cf[] = {"cosface_s64_m035", "am_softmax_s30_m035", "cosface_soft_s8"};
   for (int k = 0; k < 3; k++) {
-    load_case(&g, cf[k]);
+    if (!load_case(&g, cf[k])) continue;
     sp = mk((float)jnum(g.hp, "s", 64), FVL_TK_COS, (float)jnum(g.hp, "m", 0.35));
     run_spec(&g, cf[k], &sp, 0, 1, 0, NULL);
   }
   static const char *const ad[] = {"adacos_fixed", "adacos_dynamic"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, ad[k]);
+    if (!load_case(&g, ad[k])) continue;
     sp = mk((float)jnum(jget(g.ex, "aux"), "s", NAN), FVL_TK_NONE, 0);
     run_spec(&g, ad[k], &sp, 0, 1, 0, NULL);
   }
 }
+
+START_TEST(test_golden_plain_and_scaled) {
+  for (gcur = 0; gcur < 2; gcur++) {
+    gchecked = 0;
+    golden_plain_and_scaled();
+    ck_assert_msg(gchecked > 0, "no golden case of %s found in %s", "golden_plain_and_scaled", gfiles[gcur]);
+  }
+  gcur = 0;
+}
 END_TEST
 
-START_TEST(test_golden_sphereface) {
+static void golden_sphereface(void) {
   static const char *const nm[] = {"sphereface_orig_iter0", "sphereface_orig_iter5000", "sphereface_norm_s30"};
   for (int k = 0; k < 3; k++) {
     gcase g;
-    load_case(&g, nm[k]);
+    if (!load_case(&g, nm[k])) continue;
     int it = (int)jnum(jget(g.cs, "state_in"), "iter", 0) + 1;
     double lam = fmax(5.0, 1000.0 * pow(1.0 + 0.12 * it, -1.0));
     ck_assert_int_eq((int)jnum(jget(g.ex, "state_out"), "iter", -1), it);
-    ck_assert(fabs(lam - jnum(jget(g.ex, "aux"), "lambda", NAN)) < 1e-9 * lam);
+    if (jget(g.ex, "aux")) ck_assert(fabs(lam - jnum(jget(g.ex, "aux"), "lambda", NAN)) < 1e-9 * lam);
     fvl_margin_spec sp = mk(1, FVL_TK_SPHERE, 0);
     sp.sphere_m = 4;
     sp.sphere_lambda = (float)lam;
@@ -628,14 +646,23 @@ START_TEST(test_golden_sphereface) {
     run_spec(&g, nm[k], &sp, 0, 1, 0, by_norm ? srow : NULL);
   }
 }
+
+START_TEST(test_golden_sphereface) {
+  for (gcur = 0; gcur < 2; gcur++) {
+    gchecked = 0;
+    golden_sphereface();
+    ck_assert_msg(gchecked > 0, "no golden case of %s found in %s", "golden_sphereface", gfiles[gcur]);
+  }
+  gcur = 0;
+}
 END_TEST
 
-START_TEST(test_golden_arcface_combined) {
+static void golden_arcface_combined(void) {
   gcase g;
   static const char *const arc[] = {"arcface_mm", "arcface_none", "arcface_clamp", "arcface_easy",
                                     "arcface_detached_none", "arcface_soft_s8_mm"};
   for (int k = 0; k < 6; k++) {
-    load_case(&g, arc[k]);
+    if (!load_case(&g, arc[k])) continue;
     fvl_margin_spec sp = mk((float)jnum(g.hp, "s", 64), FVL_TK_ARC, (float)jnum(g.hp, "m", 0.5));
     const char *fb = jstr(g.hp, "fallback", "mm");
     sp.fallback = !strcmp(fb, "none") ? FVL_FB_NONE : !strcmp(fb, "clamp") ? FVL_FB_CLAMP : FVL_FB_MM;
@@ -643,9 +670,10 @@ START_TEST(test_golden_arcface_combined) {
     sp.detached = !strcmp(jstr(g.hp, "grad", "exact"), "detached");
     run_spec(&g, arc[k], &sp, 0, 1, !sp.detached, NULL);
   }
-  static const char *const cmb[] = {"combined_1_03_02", "combined_mm_cavaface", "combined_09_04_015_soft"};
-  for (int k = 0; k < 3; k++) {
-    load_case(&g, cmb[k]);
+  static const char *const cmb[] = {"combined_1_03_02", "combined_mm_cavaface", "combined_09_04_015_soft",
+                                    "combined_mm_cavaface_s2shift"};
+  for (int k = 0; k < 4; k++) {
+    if (!load_case(&g, cmb[k])) continue;
     fvl_margin_spec sp = mk((float)jnum(g.hp, "s", 64), FVL_TK_COMBINED, 0);
     sp.m1 = (float)jnum(g.hp, "m1", 1); sp.m2 = (float)jnum(g.hp, "m2", 0.3); sp.m3 = (float)jnum(g.hp, "m3", 0.2);
     const char *fb = jstr(g.hp, "fallback", "none");
@@ -655,7 +683,7 @@ START_TEST(test_golden_arcface_combined) {
   /* ElasticFace: per-row margins (the oracle's m_i), arc without fallback and cos */
   static const char *const el[] = {"elastic_arc", "elastic_cos_plus", "elastic_arc_plus_official_order"};
   for (int k = 0; k < 3; k++) {
-    load_case(&g, el[k]);
+    if (!load_case(&g, el[k])) continue;
     double mi[GB];
     float mr[GB];
     ck_assert_int_eq(jflat(jget(jget(g.ex, "aux"), "m_i"), mi, GB), g.B);
@@ -667,14 +695,23 @@ START_TEST(test_golden_arcface_combined) {
     run_spec(&g, el[k], &sp, 0, 1, arc_kind, NULL);
   }
 }
+
+START_TEST(test_golden_arcface_combined) {
+  for (gcur = 0; gcur < 2; gcur++) {
+    gchecked = 0;
+    golden_arcface_combined();
+    ck_assert_msg(gchecked > 0, "no golden case of %s found in %s", "golden_arcface_combined", gfiles[gcur]);
+  }
+  gcur = 0;
+}
 END_TEST
 
-START_TEST(test_golden_mv_curricular_circle) {
+static void golden_mv_curricular_circle(void) {
   gcase g;
   static const char *const mv[] = {"mv_am_adaptive", "mv_am_fixed", "mv_arc_adaptive", "mv_arc_fixed",
                                    "mv_am_adaptive_noeasy_soft"};
   for (int k = 0; k < 5; k++) {
-    load_case(&g, mv[k]);
+    if (!load_case(&g, mv[k])) continue;
     int am = !strcmp(jstr(g.hp, "kind", "am"), "am");
     float m = (float)jnum(g.hp, "m", 0.35), t = (float)jnum(g.hp, "t", 0.2);
     fvl_margin_spec sp = mk((float)jnum(g.hp, "s", 32), am ? FVL_TK_COS : FVL_TK_ARC, m);
@@ -690,7 +727,7 @@ START_TEST(test_golden_mv_curricular_circle) {
   }
   static const char *const cu[] = {"curricularface_t0", "curricularface_t07_soft"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, cu[k]);
+    if (!load_case(&g, cu[k])) continue;
     float c[GB * GC] = {0};
     cos_of(&g, c);
     double mc = 0;
@@ -703,7 +740,7 @@ START_TEST(test_golden_mv_curricular_circle) {
   }
   static const char *const ci[] = {"circle_class_m025_g256", "circle_class_m025_g32"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, ci[k]);
+    if (!load_case(&g, ci[k])) continue;
     fvl_margin_spec sp = mk((float)jnum(g.hp, "gamma", 256), FVL_TK_CIRCLE, 0);
     sp.neg = FVL_NK_CIRCLE; sp.circle_m = (float)jnum(g.hp, "m", 0.25);
     run_spec(&g, ci[k], &sp, 0, 1, 0, NULL);
@@ -711,7 +748,7 @@ START_TEST(test_golden_mv_curricular_circle) {
   /* pairwise circle: S = X̂X̂ᵀ; dL/dX̂ = (dS + dSᵀ)X̂ */
   static const char *const cp[] = {"circle_pairwise_m025_g256", "circle_pairwise_m04_g80"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, cp[k]);
+    if (!load_case(&g, cp[k])) continue;
     int B = g.B, D = g.D;
     float S[GB * GB], rl[GB], rz[GB], va[GB], dS[GB * GB];
     for (int i = 0; i < B; i++)
@@ -723,8 +760,8 @@ START_TEST(test_golden_mv_curricular_circle) {
     int nv = 0;
     ck_assert_int_eq(fvl_circle_pairwise_fwd(S, B, g.y, B, m, gam, rl, rz, va, &nv), 0);
     double ev[GB];
-    jflat(jget(jget(g.ex, "aux"), "valid"), ev, GB);
-    for (int i = 0; i < B; i++) ck_assert_float_eq(va[i], ev[i]);
+    if (jflat(jget(jget(g.ex, "aux"), "valid"), ev, GB))
+      for (int i = 0; i < B; i++) ck_assert_float_eq(va[i], ev[i]);
     double L = 0; for (int i = 0; i < B; i++) L += rl[i];
     L /= nv;
     double EL = jnum(g.ex, "loss", NAN);
@@ -743,13 +780,22 @@ START_TEST(test_golden_mv_curricular_circle) {
     expect_close("dx", cp[k], dx, ex, B * D, 1e-4, 1e-5 * mx + 1e-6 * gam);
   }
 }
+
+START_TEST(test_golden_mv_curricular_circle) {
+  for (gcur = 0; gcur < 2; gcur++) {
+    gchecked = 0;
+    golden_mv_curricular_circle();
+    ck_assert_msg(gchecked > 0, "no golden case of %s found in %s", "golden_mv_curricular_circle", gfiles[gcur]);
+  }
+  gcur = 0;
+}
 END_TEST
 
-START_TEST(test_golden_npcface_magface_center) {
+static void golden_npcface_magface_center(void) {
   gcase g;
   static const char *const np[] = {"npcface_raw", "npcface_reweighted_soft", "npcface_bobo_variant_soft"};
   for (int k = 0; k < 3; k++) {
-    load_case(&g, np[k]);
+    if (!load_case(&g, np[k])) continue;
     int B = g.B, C = g.C;
     float m0 = (float)jnum(g.hp, "m0", 0.4), m1 = (float)jnum(g.hp, "m1", 0.2);
     float t = (float)jnum(g.hp, "t", 1.1), al = (float)jnum(g.hp, "alpha", 0.2);
@@ -759,10 +805,11 @@ START_TEST(test_golden_npcface_magface_center) {
     cos_of(&g, c);
     ck_assert_int_eq(fvl_hard_mean_fwd(c, C, g.y, B, C, FVL_HARD_ARC, m0, rew, t, al, h, cnt), 0);
     double emi[GB], ehard[GB * GC];
-    jflat(jget(jget(g.ex, "aux"), "m_i"), emi, GB);
+    int has_aux = jflat(jget(jget(g.ex, "aux"), "m_i"), emi, GB) > 0;
     jflat(jget(jget(g.ex, "aux"), "hard"), ehard, GB * GC);
     for (int i = 0; i < B; i++) {
       mr[i] = m0 + m1 * h[i];
+      if (!has_aux) continue;
       ck_assert_msg(fabs(mr[i] - emi[i]) < 1e-6, "%s m_i[%d] %g vs %g", np[k], i, mr[i], emi[i]);
       double n = 0; for (int j = 0; j < C; j++) n += ehard[i * C + j];
       ck_assert_float_eq(cnt[i], n);
@@ -784,7 +831,7 @@ START_TEST(test_golden_npcface_magface_center) {
   /* MagFace forward: per-row margin m(a) from |x|; loss adds λ_g·mean g(a) */
   static const char *const mg[] = {"magface", "magface_mm_soft"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, mg[k]);
+    if (!load_case(&g, mg[k])) continue;
     float mr[GB];
     double gsum = 0, em[GB];
     jflat(jget(jget(g.ex, "aux"), "margin"), em, GB);
@@ -802,7 +849,7 @@ START_TEST(test_golden_npcface_magface_center) {
   /* softmax + centre loss: CE on x·Wᵀ + b, centre term, α-rule update equals state_out */
   static const char *const ce[] = {"softmax_center", "softmax_center_lam1"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, ce[k]);
+    if (!load_case(&g, ce[k])) continue;
     int B = g.B, C = g.C, D = g.D;
     double b[GC] = {0}, cen[GC * GD], cen_out[GC * GD];
     jflat(jget(jget(g.cs, "inputs"), "b"), b, GC);
@@ -831,17 +878,26 @@ START_TEST(test_golden_npcface_magface_center) {
   /* DiscFace and sub-centre/partial-FC forwards: the base logits */
   static const char *const dc[] = {"discface_cos", "discface_arc_xiclamped"};
   for (int k = 0; k < 2; k++) {
-    load_case(&g, dc[k]);
+    if (!load_case(&g, dc[k])) continue;
     int arc_base = !strcmp(jstr(g.hp, "base", "cos"), "arc");
     fvl_margin_spec sp = mk(64, arc_base ? FVL_TK_ARC : FVL_TK_COS, (float)jnum(g.hp, "m", 0.35));
     float c[GB * GC], z[GB * GC];
     cos_of(&g, c);
     ck_assert_int_eq(fvl_margin_logits(c, g.C, g.y, g.B, g.C, &sp, z, g.C), 0);
     double el[GB * GC], zd[GB * GC];
-    jflat(jget(jget(g.ex, "aux"), "logits"), el, GB * GC);
+    if (!jflat(jget(jget(g.ex, "aux"), "logits"), el, GB * GC)) continue;
     for (int q = 0; q < g.B * g.C; q++) zd[q] = z[q];
     expect_close("logits", dc[k], zd, el, g.B * g.C, 1e-4, 2e-5 * 64);
   }
+}
+
+START_TEST(test_golden_npcface_magface_center) {
+  for (gcur = 0; gcur < 2; gcur++) {
+    gchecked = 0;
+    golden_npcface_magface_center();
+    ck_assert_msg(gchecked > 0, "no golden case of %s found in %s", "golden_npcface_magface_center", gfiles[gcur]);
+  }
+  gcur = 0;
 }
 END_TEST
 
