@@ -17,6 +17,8 @@ fvl_tensor *fvl_opttensor(lua_State *L, int idx);           /* nil/none → NULL
 fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt);
 /* pushes t and takes over the caller's reference. t == NULL raises fvl_errmsg(). */
 void fvl_pushtensor(lua_State *L, fvl_tensor *t);
+/* luaL_error with printf formats (%g, %lld, ... which lua_pushfstring does not know) */
+int fvl_error(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* raise the engine's last error as a Lua error (never returns) */
 int fvl_raise(lua_State *L);
 /* charge the Lua GC for engine bytes allocated since the last call */

@@ -12,7 +12,7 @@
 static int dim_arg(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
   lua_Integer d = luaL_checkinteger(L, idx);
   if (d < 0) d += t->ndim + 1;            /* -1 = last dim */
-  if (d < 1 || d > t->ndim) return luaL_error(L, "%s: dim %d is outside 1..%d", fn, (int)d, t->ndim);
+  if (d < 1 || d > t->ndim) return fvl_error(L, "%s: dim %d is outside 1..%d", fn, (int)d, t->ndim);
   return (int)d - 1;
 }
 static int optdim(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
@@ -24,24 +24,24 @@ static int l_tensor(lua_State *L) {
   fvl_dtype dt = FVL_F32;
   const char *s = luaL_optstring(L, 2, "float32");
   if (strcmp(s, "int32") == 0) dt = FVL_I32;
-  else if (strcmp(s, "float32") != 0) return luaL_error(L, "tensor: dtype '%s' (expected float32 or int32)", s);
+  else if (strcmp(s, "float32") != 0) return fvl_error(L, "tensor: dtype '%s' (expected float32 or int32)", s);
   if (fvl_totensor(L, 1)) { fvl_pushtensor(L, fvl_to_dtype(fvl_totensor(L, 1), dt)); return 1; }
   luaL_checktype(L, 1, LUA_TTABLE);
   fvl_pushtensor(L, fvl_astensor(L, 1, dt));
   return 1;
 }
-static fvl_dtype opt_dtype(lua_State *L, int idx) {
+static fvl_dtype opt_dtype_fn(lua_State *L, int idx, const char *fn) {
   if (lua_type(L, idx) != LUA_TSTRING) return FVL_F32;
   const char *s = lua_tostring(L, idx);
   if (strcmp(s, "int32") == 0) return FVL_I32;
   if (strcmp(s, "float32") == 0) return FVL_F32;
-  luaL_error(L, "dtype '%s' (expected float32 or int32)", s);
+  fvl_error(L, "%s: dtype '%s' (expected float32 or int32)", fn, s);
   return FVL_F32;
 }
 static int shape_and_dtype(lua_State *L, const char *fn, int64_t *size, fvl_dtype *dt) {
   int nd = fvl_checkshape(L, 1, fn, size);
   int top = lua_gettop(L);
-  *dt = opt_dtype(L, top);
+  *dt = opt_dtype_fn(L, top, fn);
   return nd;
 }
 static int l_zeros(lua_State *L) {
@@ -62,14 +62,14 @@ static int l_full(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int nd = fvl_checkshape(L, 1, "full", sz);
   double v = luaL_checknumber(L, 2);
-  fvl_pushtensor(L, fvl_full(opt_dtype(L, 3), nd, sz, v));
+  fvl_pushtensor(L, fvl_full(opt_dtype_fn(L, 3, "full"), nd, sz, v));
   return 1;
 }
 static int l_arange(lua_State *L) {
   /* arange(n) = 1..n; arange(a, b[, step]) = a, a+step, ... up to b inclusive (Lua's for) */
   double a = 1, b, step = 1;
   int top = lua_gettop(L);
-  fvl_dtype dt = opt_dtype(L, top);
+  fvl_dtype dt = opt_dtype_fn(L, top, "arange");
   if (lua_type(L, top) == LUA_TSTRING) top--;
   if (top <= 1) b = luaL_checknumber(L, 1);
   else { a = luaL_checknumber(L, 1); b = luaL_checknumber(L, 2); if (top >= 3) step = luaL_checknumber(L, 3); }
@@ -96,7 +96,7 @@ static int l_randint(lua_State *L) {
   else hi = luaL_checkinteger(L, 1);
   int64_t sz[FVL_MAXDIM];
   if (lua_type(L, si) != LUA_TTABLE && lua_type(L, si) != LUA_TNUMBER)
-    return luaL_error(L, "randint: expected a shape table as argument %d, got %s", si, luaL_typename(L, si));
+    return fvl_error(L, "randint: expected a shape table as argument %d, got %s", si, luaL_typename(L, si));
   int nd = fvl_checkshape(L, si, "randint", sz);
   fvl_pushtensor(L, fvl_randint(nd, sz, (int32_t)lo, (int32_t)hi));
   return 1;
@@ -124,7 +124,7 @@ static int l_set_rng_state(lua_State *L) {
   lua_getfield(L, 1, "seed");
   lua_getfield(L, 1, "counter");
   const char *s = lua_tostring(L, -2), *c = lua_tostring(L, -1);
-  if (!s || !c) return luaL_error(L, "set_rng_state: expected {seed=, counter=} as from fvl.rng_state()");
+  if (!s || !c) return fvl_error(L, "set_rng_state: expected {seed=, counter=} as from fvl.rng_state()");
   r->seed = strtoull(s, NULL, 10);
   r->counter = strtoull(c, NULL, 10);
   return 0;
@@ -132,7 +132,7 @@ static int l_set_rng_state(lua_State *L) {
 static int l_threads(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     lua_Integer n = luaL_checkinteger(L, 1);
-    if (n < 0 || n > 1024) return luaL_error(L, "threads: n = %d (expected 0 for all cores, or 1..1024)", (int)n);
+    if (n < 0 || n > 1024) return fvl_error(L, "threads: n = %d (expected 0 for all cores, or 1..1024)", (int)n);
     fvl_set_threads((int)n);
   }
   lua_pushinteger(L, fvl_get_threads());
@@ -186,20 +186,20 @@ static void index_args(lua_State *L, fvl_tensor *t, int first, int64_t *idx, con
   int n = lua_gettop(L) - first + 1;
   if (lua_type(L, first) == LUA_TTABLE) {
     n = (int)luaL_len(L, first);
-    if (n != t->ndim) luaL_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
+    if (n != t->ndim) fvl_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
     for (int d = 0; d < n; d++) {
       lua_geti(L, first, d + 1);
       lua_Integer i = luaL_checkinteger(L, -1);
       lua_pop(L, 1);
-      if (i < 1 || i > t->size[d]) luaL_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+      if (i < 1 || i > t->size[d]) fvl_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
       idx[d] = i - 1;
     }
     return;
   }
-  if (n < t->ndim) luaL_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
+  if (n != t->ndim) fvl_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
   for (int d = 0; d < t->ndim; d++) {
     lua_Integer i = luaL_checkinteger(L, first + d);
-    if (i < 1 || i > t->size[d]) luaL_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+    if (i < 1 || i > t->size[d]) fvl_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
     idx[d] = i - 1;
   }
 }
@@ -245,7 +245,7 @@ static int l_item(lua_State *L) {
   fvl_tensor *t = T(1);
   if (fvl_numel(t) != 1) {
     char b[64];
-    return luaL_error(L, "item: tensor has %d elements (%s), expected 1", (int)fvl_numel(t), fvl_shape_str(t, b, sizeof b));
+    return fvl_error(L, "item: tensor has %d elements (%s), expected 1", (int)fvl_numel(t), fvl_shape_str(t, b, sizeof b));
   }
   int64_t idx[FVL_MAXDIM] = {0};
   push_elem(L, t, idx);
@@ -296,7 +296,7 @@ static int l_tostring(lua_State *L) {
 /* ------------------------------------------------------------------ views */
 static int l_t(lua_State *L) {
   fvl_tensor *t = T(1);
-  if (t->ndim != 2) { char b[64]; return luaL_error(L, "t: expected a 2-D tensor, got %s", fvl_shape_str(t, b, sizeof b)); }
+  if (t->ndim != 2) { char b[64]; return fvl_error(L, "t: expected a 2-D tensor, got %s", fvl_shape_str(t, b, sizeof b)); }
   fvl_pushtensor(L, fvl_transpose(t, 0, 1));
   return 1;
 }
@@ -318,7 +318,7 @@ static int l_narrow(lua_State *L) {
   int d = dim_arg(L, 2, t, "narrow");
   lua_Integer s = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
   if (s < 1 || n < 0 || s - 1 + n > t->size[d])
-    return luaL_error(L, "narrow: rows %d..%d are outside 1..%d of dim %d", (int)s, (int)(s + n - 1), (int)t->size[d], d + 1);
+    return fvl_error(L, "narrow: rows %d..%d are outside 1..%d of dim %d", (int)s, (int)(s + n - 1), (int)t->size[d], d + 1);
   fvl_pushtensor(L, fvl_narrow(t, d, s - 1, n));
   return 1;
 }
@@ -326,14 +326,14 @@ static int l_select(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "select");
   lua_Integer i = luaL_checkinteger(L, 3);
-  if (i < 1 || i > t->size[d]) return luaL_error(L, "select: index %d is outside 1..%d", (int)i, (int)t->size[d]);
+  if (i < 1 || i > t->size[d]) return fvl_error(L, "select: index %d is outside 1..%d", (int)i, (int)t->size[d]);
   fvl_pushtensor(L, fvl_select(t, d, i - 1));
   return 1;
 }
 static int l_unsqueeze(lua_State *L) {
   fvl_tensor *t = T(1);
   lua_Integer d = luaL_checkinteger(L, 2);
-  if (d < 1 || d > t->ndim + 1) return luaL_error(L, "unsqueeze: dim %d is outside 1..%d", (int)d, t->ndim + 1);
+  if (d < 1 || d > t->ndim + 1) return fvl_error(L, "unsqueeze: dim %d is outside 1..%d", (int)d, t->ndim + 1);
   fvl_pushtensor(L, fvl_unsqueeze(t, (int)d - 1));
   return 1;
 }
@@ -417,7 +417,7 @@ static int binop(lua_State *L, fvl_binop op) {
     return 1;
   }
   static const char *names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
-  return luaL_error(L, "%s: expected tensors or numbers, got %s and %s", names[op], luaL_typename(L, 1), luaL_typename(L, 2));
+  return fvl_error(L, "%s: expected tensors or numbers, got %s and %s", names[op], luaL_typename(L, 1), luaL_typename(L, 2));
 }
 static int l_add(lua_State *L) { return binop(L, FVL_ADD); }
 static int l_sub(lua_State *L) { return binop(L, FVL_SUB); }
@@ -465,11 +465,16 @@ static int l_sum(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_sum
 static int l_mean(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_mean(t, optdim(L, 2, t, "mean"), keepdim_arg(L, 3))); return 1; }
 static int l_norm(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_norm(t, optdim(L, 2, t, "norm"), keepdim_arg(L, 3))); return 1; }
 static int l_logsumexp(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_logsumexp(t, optdim(L, 2, t, "logsumexp"), keepdim_arg(L, 3))); return 1; }
+/* 0-based engine indices → a new 1-based tensor (the engine's may be saved by autograd) */
 static int plus_one(lua_State *L, fvl_tensor *idx) {
   if (!idx) return fvl_raise(L);
-  int32_t *p = fvl_i32(idx);
-  for (int64_t i = 0, n = fvl_numel(idx); i < n; i++) p[i] += 1;
-  fvl_pushtensor(L, idx);
+  fvl_tensor *out = fvl_empty(FVL_I32, idx->ndim, idx->size);
+  if (!out) { fvl_release(idx); return fvl_raise(L); }
+  const int32_t *p = fvl_i32(idx);
+  int32_t *o = fvl_i32(out);
+  for (int64_t i = 0, n = fvl_numel(idx); i < n; i++) o[i] = p[i] + 1;
+  fvl_release(idx);
+  fvl_pushtensor(L, out);
   return 1;
 }
 static int minmax(lua_State *L, int ismax) {
@@ -493,7 +498,7 @@ static int l_argmax(lua_State *L) {
 static int l_normalize(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "normalize");
-  if (t->ndim == 0) return luaL_error(L, "normalize: expected at least 1-D tensor");
+  if (t->ndim == 0) return fvl_error(L, "normalize: expected at least 1-D tensor");
   fvl_pushtensor(L, fvl_normalize(t, d, luaL_optnumber(L, 3, 1e-12)));
   return 1;
 }
@@ -501,12 +506,12 @@ static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); r
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = (int)luaL_len(L, 1);
-  if (n < 1 || n > 64) return luaL_error(L, "cat: expected 1..64 tensors, got %d", n);
+  if (n < 1 || n > 64) return fvl_error(L, "cat: expected 1..64 tensors, got %d", n);
   fvl_tensor *ts[64];
   for (int i = 0; i < n; i++) {
     lua_geti(L, 1, i + 1);
     ts[i] = fvl_totensor(L, -1);
-    if (!ts[i]) return luaL_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
+    if (!ts[i]) return fvl_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   int d = lua_isnoneornil(L, 2) ? 0 : dim_arg(L, 2, ts[0], "cat");
@@ -518,8 +523,8 @@ static int l_cat(lua_State *L) {
 static int l_requires_grad(lua_State *L) {
   fvl_tensor *t = T(1);
   int on = lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2);
-  if (on && t->dtype != FVL_F32) return luaL_error(L, "requires_grad: only float32 tensors can require grad");
-  if (t->grad_fn && !on) return luaL_error(L, "requires_grad: cannot turn off on a computed tensor; use :detach()");
+  if (on && t->dtype != FVL_F32) return fvl_error(L, "requires_grad: only float32 tensors can require grad");
+  if (t->grad_fn && !on) return fvl_error(L, "requires_grad: cannot turn off on a computed tensor; use :detach()");
   t->requires_grad = on;
   lua_settop(L, 1);
   return 1;
@@ -599,11 +604,14 @@ static int l_index_mm(lua_State *L) {
   fvl_tensor **p = luaL_checkudata(L, 1, FVL_TENSOR_MT);
   if (lua_type(L, 2) == LUA_TSTRING) {
     const char *k = lua_tostring(L, 2);
-    if (!*p) return luaL_error(L, "tensor: used after free()");
+    if (!*p && (strcmp(k, "grad") == 0 || strcmp(k, "needs_grad") == 0 || strcmp(k, "is_leaf") == 0 ||
+                strcmp(k, "grad_fn") == 0))
+      return fvl_error(L, "tensor.%s: tensor used after free()", k);
     if (strcmp(k, "grad") == 0) {
       if ((*p)->grad) fvl_pushtensor(L, fvl_retain((*p)->grad)); else lua_pushnil(L);
       return 1;
     }
+    if (strcmp(k, "needs_grad") == 0) { lua_pushboolean(L, (*p)->requires_grad); return 1; }
     if (strcmp(k, "is_leaf") == 0) { lua_pushboolean(L, (*p)->grad_fn == NULL); return 1; }
     if (strcmp(k, "grad_fn") == 0) {
       if ((*p)->grad_fn) lua_pushstring(L, (*p)->grad_fn->name); else lua_pushnil(L);
@@ -619,12 +627,12 @@ static int l_newindex_mm(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
   if (strcmp(k, "grad") == 0) {
     fvl_tensor *g = fvl_opttensor(L, 3);
-    if (g && !fvl_same_shape(g, t)) return luaL_error(L, "tensor.grad: gradient shape differs from the tensor's");
+    if (g && !fvl_same_shape(g, t)) return fvl_error(L, "tensor.grad: gradient shape differs from the tensor's");
     fvl_release(t->grad);
     t->grad = g ? fvl_clone(g) : NULL;
     return 0;
   }
-  return luaL_error(L, "tensor: cannot set field '%s' (tensors have only .grad)", k);
+  return fvl_error(L, "tensor: cannot set field '%s' (tensors have only .grad)", k);
 }
 static int l_len(lua_State *L) {
   fvl_tensor *t = T(1);
@@ -646,7 +654,7 @@ static double now_s(void) {
 static int l_bench_sgemm(lua_State *L) {
   int M = (int)luaL_checkinteger(L, 1), N = (int)luaL_checkinteger(L, 2), K = (int)luaL_checkinteger(L, 3);
   int reps = (int)luaL_optinteger(L, 4, 10), tb = lua_toboolean(L, 5);
-  if (M <= 0 || N <= 0 || K <= 0 || reps <= 0) return luaL_error(L, "bench.sgemm: sizes and reps must be positive");
+  if (M <= 0 || N <= 0 || K <= 0 || reps <= 0) return fvl_error(L, "bench.sgemm: sizes and reps must be positive");
   float *A = fvl_alloc((size_t)M * K * 4), *B = fvl_alloc((size_t)K * N * 4), *C = fvl_alloc((size_t)M * N * 4);
   if (!A || !B || !C) { fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4); return fvl_raise(L); }
   for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;

@@ -1,10 +1,25 @@
 /* bind_util.c — argument checking and conversion shared by every binding file. */
 #include <string.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include "bind.h"
+
+int fvl_error(lua_State *L, const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  luaL_where(L, 1);
+  lua_pushstring(L, buf);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
 
 fvl_tensor *fvl_totensor(lua_State *L, int idx) {
   fvl_tensor **p = luaL_testudata(L, idx, FVL_TENSOR_MT);
+  if (p && !*p) luaL_argerror(L, idx, "tensor used after free()");
   return p ? *p : NULL;
 }
 fvl_tensor *fvl_checktensor(lua_State *L, int idx) {
@@ -40,16 +55,16 @@ void fvl_pushtensor(lua_State *L, fvl_tensor *t) {
   fvl_gc_charge(L);
 }
 
-int fvl_raise(lua_State *L) { return luaL_error(L, "%s", fvl_errmsg()); }
+int fvl_raise(lua_State *L) { return fvl_error(L, "%s", fvl_errmsg()); }
 
 /* ---- nested tables → tensor ---- */
 static int table_shape(lua_State *L, int idx, int depth, int64_t *size, int *ndim, const char *fn) {
   if (lua_type(L, idx) != LUA_TTABLE) {
-    if (depth == 0) return luaL_error(L, "%s: expected a table of numbers", fn);
+    if (depth == 0) return fvl_error(L, "%s: expected a table of numbers", fn);
     *ndim = depth;
     return 0;
   }
-  if (depth >= FVL_MAXDIM) return luaL_error(L, "%s: table nested deeper than %d", fn, FVL_MAXDIM);
+  if (depth >= FVL_MAXDIM) return fvl_error(L, "%s: table nested deeper than %d", fn, FVL_MAXDIM);
   lua_Integer n = luaL_len(L, idx);
   size[depth] = n;
   if (n == 0) { *ndim = depth + 1; return 0; }
@@ -62,7 +77,7 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
                        int64_t *pos, char *path, size_t plen, const char *fn) {
   lua_Integer n = luaL_len(L, idx);
   if (n != size[depth])
-    luaL_error(L, "%s: ragged table: %s has %d entries, expected %d", fn, path[0] ? path : "table",
+    fvl_error(L, "%s: ragged table: %s has %d entries, expected %d", fn, path[0] ? path : "table",
                (int)n, (int)size[depth]);
   for (lua_Integer i = 1; i <= n; i++) {
     int ty = lua_geti(L, idx, i);
@@ -70,14 +85,14 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
     snprintf(path + k, plen - k, "[%d]", (int)i);
     if (depth == ndim - 1) {
       if (ty != LUA_TNUMBER && ty != LUA_TBOOLEAN)
-        luaL_error(L, "%s: entry %s is a %s, expected a number", fn, path, luaL_typename(L, -1));
+        fvl_error(L, "%s: entry %s is a %s, expected a number", fn, path, luaL_typename(L, -1));
       double v = ty == LUA_TBOOLEAN ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
       if (t->dtype == FVL_F32) fvl_f32(t)[*pos] = (float)v;
       else fvl_i32(t)[*pos] = (int32_t)v;
       (*pos)++;
     } else {
       if (ty != LUA_TTABLE)
-        luaL_error(L, "%s: entry %s is a %s, expected a table", fn, path, luaL_typename(L, -1));
+        fvl_error(L, "%s: entry %s is a %s, expected a table", fn, path, luaL_typename(L, -1));
       table_fill(L, lua_gettop(L), depth + 1, ndim, size, t, pos, path, plen, fn);
     }
     path[k] = 0;
@@ -116,21 +131,22 @@ fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt) {
 static fvl_tensor *check_1based(lua_State *L, int idx, const char *fn, const char *arg, int64_t n,
                                 int64_t hi, int labels) {
   fvl_tensor *src;
-  if (lua_type(L, idx) == LUA_TTABLE) src = from_table(L, idx, FVL_I32, fn);
+  /* tables are read as float so that 1.5 is refused rather than truncated */
+  if (lua_type(L, idx) == LUA_TTABLE) src = from_table(L, idx, FVL_F32, fn);
   else {
     fvl_tensor *t = fvl_totensor(L, idx);
-    if (!t) luaL_error(L, "%s: %s must be an int32 tensor or a table of integers, got %s", fn, arg, luaL_typename(L, idx));
+    if (!t) fvl_error(L, "%s: %s must be an int32 tensor or a table of integers, got %s", fn, arg, luaL_typename(L, idx));
     if (t->ndim != 1) {
       char b[64];
-      luaL_error(L, "%s: %s must be 1-D, got %s", fn, arg, fvl_shape_str(t, b, sizeof b));
+      fvl_error(L, "%s: %s must be 1-D, got %s", fn, arg, fvl_shape_str(t, b, sizeof b));
     }
     src = fvl_retain(t);
   }
-  if (src->ndim != 1) { fvl_release(src); luaL_error(L, "%s: %s must be a flat list", fn, arg); }
+  if (src->ndim != 1) { fvl_release(src); fvl_error(L, "%s: %s must be a flat list", fn, arg); }
   if (n >= 0 && src->size[0] != n) {
     long long got = src->size[0];
     fvl_release(src);
-    luaL_error(L, "%s: %s has %lld entries, expected %lld (one per row)", fn, arg, got, (long long)n);
+    fvl_error(L, "%s: %s has %lld entries, expected %lld (one per row)", fn, arg, got, (long long)n);
   }
   int64_t m = src->size[0];
   fvl_tensor *out = fvl_empty(FVL_I32, 1, &m);
@@ -141,8 +157,8 @@ static fvl_tensor *check_1based(lua_State *L, int idx, const char *fn, const cha
     if (v != floor(v) || v < 1 || (hi > 0 && v > hi)) {
       fvl_release(src);
       fvl_release(out);
-      if (hi > 0) luaL_error(L, "%s: %s[%lld] = %g is outside 1..%lld", fn, arg, (long long)i + 1, v, (long long)hi);
-      else luaL_error(L, "%s: %s[%lld] = %g is not a positive integer", fn, arg, (long long)i + 1, v);
+      if (hi > 0) fvl_error(L, "%s: %s[%lld] = %g is outside 1..%lld", fn, arg, (long long)i + 1, v, (long long)hi);
+      else fvl_error(L, "%s: %s[%lld] = %g is not a positive integer", fn, arg, (long long)i + 1, v);
     }
     o[i] = (int32_t)v - 1;
   }
@@ -159,7 +175,7 @@ fvl_tensor *fvl_checkindex(lua_State *L, int idx, const char *fn, const char *ar
 
 void fvl_checkopts(lua_State *L, int idx, const char *fn, const char *const *allowed) {
   if (lua_isnoneornil(L, idx)) return;
-  if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
+  if (lua_type(L, idx) != LUA_TTABLE) fvl_error(L, "%s: options must be a table, got %s", fn, luaL_typename(L, idx));
   idx = lua_absindex(L, idx);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -176,7 +192,7 @@ void fvl_checkopts(lua_State *L, int idx, const char *fn, const char *const *all
         luaL_addstring(&b, *a);
       }
       luaL_pushresult(&b);
-      luaL_error(L, "%s: unknown option '%s' (expected one of: %s)", fn, k, lua_tostring(L, -1));
+      fvl_error(L, "%s: unknown option '%s' (expected one of: %s)", fn, k, lua_tostring(L, -1));
     }
   }
 }
@@ -188,20 +204,20 @@ double fvl_optnum(lua_State *L, int idx, const char *key, double def) {
   int t = getopt_(L, idx, key);
   double v = def;
   if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
+  else if (t != LUA_TNIL) fvl_error(L, "option '%s' must be a number, got %s", key, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
 int fvl_optint(lua_State *L, int idx, const char *key, int def) {
   double v = fvl_optnum(L, idx, key, def);
-  if (v != floor(v)) luaL_error(L, "option '%s' must be an integer, got %g", key, v);
+  if (v != floor(v)) fvl_error(L, "option '%s' must be an integer, got %g", key, v);
   return (int)v;
 }
 int fvl_optbool(lua_State *L, int idx, const char *key, int def) {
   int t = getopt_(L, idx, key);
   int v = def;
   if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
+  else if (t != LUA_TNIL) fvl_error(L, "option '%s' must be a boolean, got %s", key, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
@@ -209,7 +225,7 @@ const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def) 
   int t = getopt_(L, idx, key);
   const char *v = def;
   if (t == LUA_TSTRING) v = lua_tostring(L, -1);  /* stays alive: the options table holds it */
-  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+  else if (t != LUA_TNIL) fvl_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
@@ -221,19 +237,20 @@ int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const ch
   luaL_buffinit(L, &b);
   for (int i = 0; names[i]; i++) { if (i) luaL_addchar(&b, '|'); luaL_addstring(&b, names[i]); }
   luaL_pushresult(&b);
-  return luaL_error(L, "%s: %s = '%s' (expected %s)", fn, key, s, lua_tostring(L, -1));
+  return fvl_error(L, "%s: %s = '%s' (expected %s)", fn, key, s, lua_tostring(L, -1));
 }
 
 int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
   int nd = 0;
   if (lua_type(L, idx) == LUA_TTABLE) {
     lua_Integer n = luaL_len(L, idx);
-    if (n > FVL_MAXDIM) luaL_error(L, "%s: %d dimensions (at most %d)", fn, (int)n, FVL_MAXDIM);
+    if (n > FVL_MAXDIM) fvl_error(L, "%s: %d dimensions (at most %d)", fn, (int)n, FVL_MAXDIM);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, idx, i);
       int isnum;
       lua_Integer v = lua_tointegerx(L, -1, &isnum);
-      if (!isnum || v < -1) luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, (int)i, luaL_tolstring(L, -1, NULL));
+      if (!isnum || v < -1 || (v == -1 && strcmp(fn, "reshape") != 0))
+        fvl_error(L, "%s: size %d must be a non-negative integer, got %s", fn, (int)i, luaL_tolstring(L, -1, NULL));
       size[nd++] = v;
       lua_pop(L, 1);
     }
@@ -241,10 +258,11 @@ int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
   }
   int top = lua_gettop(L);
   for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
-    if (nd >= FVL_MAXDIM) luaL_error(L, "%s: more than %d dimensions", fn, FVL_MAXDIM);
+    if (nd >= FVL_MAXDIM) fvl_error(L, "%s: more than %d dimensions", fn, FVL_MAXDIM);
     int isnum;
     lua_Integer v = lua_tointegerx(L, i, &isnum);
-    if (!isnum || v < -1) luaL_error(L, "%s: size %d must be a non-negative integer, got %s", fn, nd + 1, lua_tostring(L, i));
+    if (!isnum || v < -1 || (v == -1 && strcmp(fn, "reshape") != 0))
+      fvl_error(L, "%s: size %d must be a non-negative integer, got %s", fn, nd + 1, lua_tostring(L, i));
     size[nd++] = v;
   }
   return nd;

@@ -44,7 +44,7 @@ function fvl.gradcheck(f, inputs, opts)
   eval():backward()
   local lines, ok = {}, true
   for i, x in ipairs(inputs) do
-    if x.grad ~= nil or x:dtype() == "float32" and x.is_leaf then
+    if x.needs_grad then
       local g = x.grad and x.grad:contiguous():reshape(-1):totable() or {}
       local flat = x:reshape(-1)   -- shares storage with x (x is contiguous as a leaf)
       local n = math.min(x:numel(), maxel)
