@@ -44,16 +44,21 @@ static int shape_and_dtype(lua_State *L, const char *fn, int64_t *size, fvl_dtyp
   *dt = opt_dtype_fn(L, top, fn);
   return nd;
 }
+/* creators: an allocation failure names the function */
+static void push_created(lua_State *L, fvl_tensor *t, const char *fn) {
+  if (!t) fvl_error(L, "%s: %s", fn, fvl_errmsg());
+  fvl_pushtensor(L, t);
+}
 static int l_zeros(lua_State *L) {
   int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
   int nd = shape_and_dtype(L, "zeros", sz, &dt);
-  fvl_pushtensor(L, fvl_zeros(dt, nd, sz));
+  push_created(L, fvl_zeros(dt, nd, sz), "zeros");
   return 1;
 }
 static int l_ones(lua_State *L) {
   int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
   int nd = shape_and_dtype(L, "ones", sz, &dt);
-  fvl_pushtensor(L, fvl_full(dt, nd, sz, 1));
+  push_created(L, fvl_full(dt, nd, sz, 1), "ones");
   return 1;
 }
 static int l_empty(lua_State *L) { return l_zeros(L); }
@@ -62,7 +67,7 @@ static int l_full(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int nd = fvl_checkshape(L, 1, "full", sz);
   double v = luaL_checknumber(L, 2);
-  fvl_pushtensor(L, fvl_full(opt_dtype_fn(L, 3, "full"), nd, sz, v));
+  push_created(L, fvl_full(opt_dtype_fn(L, 3, "full"), nd, sz, v), "full");
   return 1;
 }
 static int l_arange(lua_State *L) {
@@ -79,13 +84,13 @@ static int l_arange(lua_State *L) {
 static int l_rand(lua_State *L) {
   int64_t sz[FVL_MAXDIM];
   int nd = fvl_checkshape(L, 1, "rand", sz);
-  fvl_pushtensor(L, fvl_rand(nd, sz, 0, 1));
+  push_created(L, fvl_rand(nd, sz, 0, 1), "rand");
   return 1;
 }
 static int l_randn(lua_State *L) {
   int64_t sz[FVL_MAXDIM];
   int nd = fvl_checkshape(L, 1, "randn", sz);
-  fvl_pushtensor(L, fvl_randn(nd, sz, 0, 1));
+  push_created(L, fvl_randn(nd, sz, 0, 1), "randn");
   return 1;
 }
 static int l_randint(lua_State *L) {
@@ -98,7 +103,7 @@ static int l_randint(lua_State *L) {
   if (lua_type(L, si) != LUA_TTABLE && lua_type(L, si) != LUA_TNUMBER)
     return fvl_error(L, "randint: expected a shape table as argument %d, got %s", si, luaL_typename(L, si));
   int nd = fvl_checkshape(L, si, "randint", sz);
-  fvl_pushtensor(L, fvl_randint(nd, sz, (int32_t)lo, (int32_t)hi));
+  push_created(L, fvl_randint(nd, sz, (int32_t)lo, (int32_t)hi), "randint");
   return 1;
 }
 static int l_manual_seed(lua_State *L) {
