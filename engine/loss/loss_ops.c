@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -55,11 +56,32 @@ FVL_HOT static void project_row(float *dst, const float *h, const float *w, int6
     for (int64_t d = 0; d < n; d++) dst[d] = h[d] - beta * w[d];
   }
 }
-/* columns per block: a B×block slab of the cosine matrix stays around 2 MB */
-static int64_t block_cols(int64_t B) {
+static int nthreads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+/* columns per block: a B×block slab of the cosine matrix stays under ~2 MB, and there are at
+   least 4 blocks per thread to balance them */
+static int64_t block_cols(int64_t B, int64_t C) {
   int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
-  nb = nb < 256 ? 256 : nb > 8192 ? 8192 : nb;
-  return nb / 64 * 64;
+  int64_t bal = (C + 4 * nthreads() - 1) / (4 * nthreads());
+  if (bal < nb) nb = bal;
+  nb = (nb + 63) / 64 * 64;
+  return nb < 64 ? 64 : nb > 8192 ? 8192 : nb;
+}
+/* The column blocks are shared among the OpenMP threads, each calling a single-threaded sgemm
+   on its block and doing the block's elementwise work while it is in cache: one thread pool
+   (OpenBLAS's own threads would alternate with OpenMP's at every block). */
+static int blas_single(void) {
+  int n = openblas_get_num_threads();
+  if (n != 1) openblas_set_num_threads(1);
+  return n;
+}
+static void blas_restore(int n) {
+  if (n != 1) openblas_set_num_threads(n);
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -203,7 +225,6 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   fvl_tensor *xh = fvl_empty(FVL_F32, 2, sz), *nx = fvl_empty(FVL_F32, 1, szb), *nw = fvl_empty(FVL_F32, 1, szc);
   fvl_tensor *out = NULL;
   int64_t *rowcnt = NULL;
-  float *inwb = NULL;
   clamp_list *cl = calloc(1, sizeof *cl);
   if (!xc || !Wc || !xh || !nx || !nw || !cl) goto fail;
   const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
@@ -229,30 +250,34 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   float *op = fvl_f32(out);
   rowcnt = calloc((size_t)B, sizeof *rowcnt);
   if (!rowcnt) { fvl_err("%s: out of memory", fn); goto fail; }
-  int64_t total = 0, nb = block_cols(B);
-  inwb = malloc(sizeof(float) * (size_t)nb);
-  if (!inwb) { fvl_err("%s: out of memory", fn); goto fail; }
+  int64_t total = 0, nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
   /* column blocks: norms of the block's centres, GEMM, then the block is scaled by 1/|W_j|
      while it is still in cache. Entries with |c| > NEAR_ONE are recomputed in double below:
      there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
      fp32 (LOSSES.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
      clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
-  for (int64_t j0 = 0; j0 < C; j0 += nb) {
-    int64_t nj = C - j0 < nb ? C - j0 : nb;
-#pragma omp parallel for schedule(static)
+  int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:total)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (fvl_aborted()) continue;
+    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+    float inw[8192];
     for (int64_t j = j0; j < j0 + nj; j++) {
       nwp[j] = sqrtf(sumsq(wp + j * ldw, D));
-      inwb[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
+      inw[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
     }
     fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
-#pragma omp parallel for schedule(static) reduction(+:total)
     for (int64_t i = 0; i < B; i++) {
-      int64_t cnt = scale_row(op + i * C + j0, inwb, nj);
-      rowcnt[i] += cnt;
-      total += cnt;
+      int64_t cnt = scale_row(op + i * C + j0, inw, nj);
+      if (cnt) {
+#pragma omp atomic
+        rowcnt[i] += cnt;
+        total += cnt;
+      }
     }
-    if (fvl_check_abort(fn)) goto fail;
   }
+  blas_restore(nbl);
+  if (fvl_check_abort(fn)) goto fail;
   if (total > 0) {
     cl->idx = malloc(sizeof(int64_t) * (size_t)total);
     int64_t *off = malloc(sizeof(int64_t) * (size_t)B);
@@ -284,8 +309,6 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   }
   free(rowcnt);
   rowcnt = NULL;
-  free(inwb);
-  inwb = NULL;
   fvl_tensor *in[2] = {x, W};
   fvl_node *nd = fvl_record("cosine", cosine_bw, out, 2, in);
   if (nd) {
@@ -305,7 +328,6 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   return out;
 fail:
   free(rowcnt);
-  free(inwb);
   if (cl) free_clamp(cl);
   fvl_release(out); fvl_release(xh); fvl_release(nx); fvl_release(nw); fvl_release(Wc); fvl_release(xc);
   return NULL;
@@ -324,11 +346,10 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   float *g = fvl_f32(G);
   const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc);
   for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
-  int64_t nb = block_cols(B);
+  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
   int rc = 0;
   fvl_tensor *gx = NULL, *dst = NULL;
-  float *hb = NULL, *inw = NULL;
-  int direct = 0;
+  int direct = 0, oom = 0;
   float bt = 0.0f;
   if (want_x) {
     int64_t sz[2] = {B, D};
@@ -348,32 +369,43 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
       if (direct && rc == 0) dst = fvl_retain(W->grad);
     }
     if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-    if (rc == 0 && !(hb = malloc(sizeof(float) * (size_t)(nb * D)))) rc = fvl_err("cosine backward: out of memory");
   }
-  if (rc == 0 && !(inw = malloc(sizeof(float) * (size_t)nb))) rc = fvl_err("cosine backward: out of memory");
-  /* column blocks of G: G ← G·diag(1/|W_j|) in cache, then
-       dL/dX̂ += G_blk·W_blk                     (sgemm, accumulated over blocks)
-       H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j    (sgemm + projection)
-     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0). */
-  for (int64_t j0 = 0; j0 < C && rc == 0; j0 += nb) {
-    int64_t nj = C - j0 < nb ? C - j0 : nb;
-    for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
-    if (want_x)
-      fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, j0 == 0 ? 0.0f : 1.0f,
-               fvl_f32(gx), (int)D);
-    if (want_w) {
-      fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
-      float *dp = fvl_f32(dst);
-#pragma omp parallel for schedule(static)
-      for (int64_t k = 0; k < nj; k++) {
-        int64_t j = j0 + k;
-        project_row(dp + j * D, hb + k * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : inw[k] * inw[k], bt);
+  /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
+       H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j       (sgemm + projection)
+     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0);
+     afterwards dL/dX̂ = G·W in one sgemm over the rescaled G. */
+  if (rc == 0) {
+    int nbl = blas_single();
+#pragma omp parallel
+    {
+      float *hb = want_w ? malloc(sizeof(float) * (size_t)(nb * D)) : NULL;
+      float inw[8192];
+      if (want_w && !hb) {
+#pragma omp atomic write
+        oom = 1;
       }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = 0; blk < nblk; blk++) {
+        if (oom || fvl_aborted()) continue;
+        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+        for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
+        for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
+        if (!want_w) continue;
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
+        float *dp = fvl_f32(dst);
+        for (int64_t k = 0; k < nj; k++) {
+          int64_t j = j0 + k;
+          project_row(dp + j * D, hb + k * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : inw[k] * inw[k], bt);
+        }
+      }
+      free(hb);
     }
-    rc = fvl_check_abort("cosine backward");
+    blas_restore(nbl);
+    if (oom) rc = fvl_err("cosine backward: out of memory");
+    else rc = fvl_check_abort("cosine backward");
   }
+  if (rc == 0 && want_x)
+    fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
   if (rc == 0 && want_x) {
     /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
     float *dp = fvl_f32(gx);
@@ -393,8 +425,6 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     rc = take_or_accum(n, 0, gx);
   }
   if (rc == 0 && want_w && !direct) rc = take_or_accum(n, 1, dst);
-  free(hb);
-  free(inw);
   fvl_release(gx);
   fvl_release(dst);
   fvl_release(G);
