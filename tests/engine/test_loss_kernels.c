@@ -129,6 +129,7 @@ static jv *load_golden(void) {
   fclose(f);
   jp = buf;
   gdocs[gcur] = jparse();
+  free(buf);  /* the tree holds copies */
   return gdocs[gcur];
 }
 /* the case, or NULL when this file does not have it (the seed-7 file keeps the seed heads) */
