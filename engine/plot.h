@@ -87,6 +87,16 @@ typedef struct fvl_plot_panel {
 int fvl_plot_sheet(const char *path, const fvl_plot_panel *panels, int n, int cols,
                    const char *title, int cell_w, int cell_h);
 
+/* ---- animated GIF (e.g. 2-D features during training) ----
+ * open → add frames → close (atomic: the .gif appears at close). abort drops it. */
+typedef struct fvl_plot_gif fvl_plot_gif;
+fvl_plot_gif *fvl_plot_gif_open(const char *path, int width, int height, double delay_s, int loop);
+int fvl_plot_gif_add_features(fvl_plot_gif *g, const fvl_plot_features *f);
+int fvl_plot_gif_add_chart(fvl_plot_gif *g, const fvl_plot_chart *c);
+int fvl_plot_gif_frames(const fvl_plot_gif *g);
+int fvl_plot_gif_close(fvl_plot_gif *g);   /* frees g; -1 if the file could not be written */
+void fvl_plot_gif_abort(fvl_plot_gif *g);  /* frees g and removes the temporary file */
+
 /* the palette colour i (any i >= 0) as r, g, b in 0..1 */
 void fvl_plot_color(int i, double rgb[3]);
 #endif

@@ -454,27 +454,29 @@ static int l_lines(lua_State *L) {
 
 /* _plot.features(emb, labels|nil, {file=, width=, height=, centres=, names=, title=,
  *                normalize=, elev=, azim=, point_size=, alpha=, classes=}) */
-static int l_features(lua_State *L) {
-  const char *fn = "plot.features";
-  fvl_tensor *e = arg_f32(L, 1, fn, "emb", 2);
+/* reads (emb, labels|nil, opts) at e, e+1, e+2 into f; the tensors and arrays it makes stay
+ * on the stack until the caller returns */
+static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_features *f) {
+  int l_idx = e_idx + 1, o = e_idx + 2;
+  fvl_tensor *e = arg_f32(L, e_idx, fn, "emb", 2);
   int64_t N = e->size[0];
   int dim = (int)e->size[1];
-  luaL_checktype(L, 3, LUA_TTABLE);
-  int nclasses = (int)opt_number(L, 3, "classes", 0);
+  luaL_checktype(L, o, LUA_TTABLE);
+  int nclasses = (int)opt_number(L, o, "classes", 0);
   fvl_tensor *lab = NULL;
-  if (!lua_isnoneornil(L, 2)) {
-    lab = fvl_checklabels(L, 2, fn, N, nclasses);
+  if (!lua_isnoneornil(L, l_idx)) {
+    lab = fvl_checklabels(L, l_idx, fn, N, nclasses);
     fvl_pushtensor(L, lab);
   }
   fvl_tensor *W = NULL;
-  if (lua_getfield(L, 3, "centres") != LUA_TNIL) {
+  if (lua_getfield(L, o, "centres") != LUA_TNIL) {
     W = arg_f32(L, lua_gettop(L), fn, "centres", 2);
     if (W->size[1] != dim)
-      return errorf(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
-                        (long long)W->size[0], (long long)W->size[1], dim);
+      errorf(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
+             (long long)W->size[0], (long long)W->size[1], dim);
   }
   const char **names = NULL;
-  if (lua_getfield(L, 3, "names") == LUA_TTABLE) {
+  if (lua_getfield(L, o, "names") == LUA_TTABLE) {
     int ni = lua_gettop(L);
     int m = (int)luaL_len(L, ni);
     int cap = m > nclasses ? m : nclasses;
@@ -487,15 +489,72 @@ static int l_features(lua_State *L) {
       if (i < m) lua_pop(L, 1);   /* kept alive by the names table */
     }
   }
-  fvl_plot_features f = {fvl_f32(e), N, dim, lab ? fvl_i32(lab) : NULL, nclasses,
+  fvl_plot_features t = {fvl_f32(e), N, dim, lab ? fvl_i32(lab) : NULL, nclasses,
                          W ? fvl_f32(W) : NULL, W ? W->size[0] : 0, names,
-                         opt_string(L, 3, "title"), opt_bool(L, 3, "normalize", 1),
-                         opt_number(L, 3, "elev", 20), opt_number(L, 3, "azim", 30),
-                         opt_number(L, 3, "point_size", 0), opt_number(L, 3, "alpha", 0)};
+                         opt_string(L, o, "title"), opt_bool(L, o, "normalize", 1),
+                         opt_number(L, o, "elev", 20), opt_number(L, o, "azim", 30),
+                         opt_number(L, o, "point_size", 0), opt_number(L, o, "alpha", 0)};
+  *f = t;
+}
+
+static int l_features(lua_State *L) {
+  fvl_plot_features f;
+  features_args(L, 1, "plot.features", &f);
   if (fvl_plot_features_save(opt_string(L, 3, "file"), (int)opt_number(L, 3, "width", 800),
                              (int)opt_number(L, 3, "height", 640), &f) < 0)
     return fvl_raise(L);
   return 0;
+}
+
+/* ---- animations: _plot.gif_open(file, w, h, delay_s, loop) -> handle;
+ * _plot.gif_features(handle, emb, labels, opts); _plot.gif_close(handle) -> frames */
+#define GIF_MT "fvl.plot.gif"
+typedef struct { fvl_plot_gif *g; } gif_ud;
+
+static gif_ud *check_gif(lua_State *L, int idx) {
+  gif_ud *u = luaL_checkudata(L, idx, GIF_MT);
+  if (!u->g) errorf(L, "plot.animation: the animation is closed");
+  return u;
+}
+static int l_gif_gc(lua_State *L) {
+  gif_ud *u = luaL_checkudata(L, 1, GIF_MT);
+  if (u->g) { fvl_plot_gif_abort(u->g); u->g = NULL; }   /* never closed: no file */
+  return 0;
+}
+static int l_gif_open(lua_State *L) {
+  const char *file = luaL_checkstring(L, 1);
+  int w = (int)luaL_checkinteger(L, 2), h = (int)luaL_checkinteger(L, 3);
+  double delay = luaL_checknumber(L, 4);
+  int loop = (int)luaL_optinteger(L, 5, 0);
+  gif_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->g = NULL;
+  if (luaL_newmetatable(L, GIF_MT)) {
+    lua_pushcfunction(L, l_gif_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_gif_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  u->g = fvl_plot_gif_open(file, w, h, delay, loop);
+  if (!u->g) return fvl_raise(L);
+  return 1;
+}
+static int l_gif_features(lua_State *L) {
+  gif_ud *u = check_gif(L, 1);
+  fvl_plot_features f;
+  features_args(L, 2, "plot.animation", &f);
+  if (fvl_plot_gif_add_features(u->g, &f) < 0) return fvl_raise(L);
+  lua_pushinteger(L, fvl_plot_gif_frames(u->g));
+  return 1;
+}
+static int l_gif_close(lua_State *L) {
+  gif_ud *u = check_gif(L, 1);
+  int n = fvl_plot_gif_frames(u->g);
+  fvl_plot_gif *g = u->g;
+  u->g = NULL;
+  if (fvl_plot_gif_close(g) < 0) return fvl_raise(L);
+  lua_pushinteger(L, n);
+  return 1;
 }
 
 /* _plot.contour(z (ny×nx tensor or flat list), nx, ny, x0, x1, y0, y1, level) -> xs, ys
@@ -558,7 +617,9 @@ int fvl_open_eval(lua_State *L) {
                                 {"flip", l_flip}, {"cosine", l_cosine}, {NULL, NULL}};
   static const luaL_Reg pl[] = {{"lines", l_lines}, {"features", l_features},
                                 {"contour", l_contour}, {"sheet", l_sheet},
-                                {"color", l_color}, {NULL, NULL}};
+                                {"color", l_color}, {"gif_open", l_gif_open},
+                                {"gif_features", l_gif_features}, {"gif_close", l_gif_close},
+                                {NULL, NULL}};
   luaL_newlib(L, ev);
   lua_setfield(L, -2, "_eval");
   luaL_newlib(L, pl);

@@ -7,6 +7,7 @@
 --   fvl.plot.roc({arcface=r1, softmax=r2}, {file="roc.png"})     -- r = fvl.eval.verification(...)
 --   fvl.plot.history(records, {x="step", y={"loss", "acc"}, file="train.png"})
 --   fvl.plot.sheet({"a.png", {file="b.png", title="B"}, panel}, {cols=3, file="sheet.png", title=})
+--   local anim = fvl.plot.animation{file="train.gif"}; anim:add(emb, labels, {...}); anim:close()
 --
 -- Without `file`, features/boundaries/lines/roc/history return a panel: panel:save(file) writes
 -- it, and fvl.plot.sheet accepts it directly (drawn at the sheet's cell size).
@@ -49,15 +50,15 @@ end
 
 -- ------------------------------------------------------------------------------ features
 
---- Scatter of 2-D (or 3-D) embeddings coloured by class, on the unit circle/sphere by default
---- (normalize=false: raw coordinates), with class-centre rays (centres = head.weight) and a legend.
---- opts: file, title, centres, names (class names), normalize, elev, azim (3-D view, degrees),
---- point_size, alpha, classes, width (800), height (640).
-function plot.features(emb, labels, opts)
-  local fn = "plot.features"
-  opts = util.check_opts(fn, opts, { "file", "title", "centres", "names", "normalize", "elev",
-                                     "azim", "point_size", "alpha", "classes", "width", "height",
-                                     "__emb", "__labels" })
+local FEATURE_OPTS = { "title", "centres", "names", "normalize", "elev", "azim", "point_size", "alpha",
+                       "classes" }
+
+-- checks (emb, labels, opts) of a features picture; returns the arguments for the binding
+local function features_args(fn, emb, labels, opts, extra)
+  local allowed = {}
+  for _, k in ipairs(FEATURE_OPTS) do allowed[#allowed + 1] = k end
+  for _, k in ipairs(extra) do allowed[#allowed + 1] = k end
+  opts = util.check_opts(fn, opts, allowed)
   if not util.is_tensor(emb) then fail(fn .. ": emb must be an N×2 or N×3 tensor, got " .. type(emb)) end
   if emb:dim() ~= 2 or (emb:size(2) ~= 2 and emb:size(2) ~= 3) then
     fail(string.format("%s: emb must be N×2 or N×3 (project higher dimensions first), got %s", fn,
@@ -79,22 +80,81 @@ function plot.features(emb, labels, opts)
     end
     c = c:detach()
   end
-  local w, h = size_opts(fn, opts, 800, 640)
-  local file = check_file(fn, opts.file)
-  local args = { centres = c, names = opts.names, title = opts.title,
-                 normalize = util.boolean(fn, "normalize", opts.normalize, true),
-                 elev = util.number(fn, "elev", opts.elev, 20), azim = util.number(fn, "azim", opts.azim, 30),
-                 point_size = util.number(fn, "point_size", opts.point_size, 0, 0),
-                 alpha = util.number(fn, "alpha", opts.alpha, 0, 0, 1),
-                 classes = opts.classes and util.integer(fn, "classes", opts.classes, nil, 1),
-                 width = w, height = h, file = file }
-  emb = emb:detach()
-  if not file then
+  return emb:detach(), opts, {
+    centres = c, names = opts.names, title = opts.title,
+    normalize = util.boolean(fn, "normalize", opts.normalize, true),
+    elev = util.number(fn, "elev", opts.elev, 20), azim = util.number(fn, "azim", opts.azim, 30),
+    point_size = util.number(fn, "point_size", opts.point_size, 0, 0),
+    alpha = util.number(fn, "alpha", opts.alpha, 0, 0, 1),
+    classes = opts.classes and util.integer(fn, "classes", opts.classes, nil, 1) }
+end
+
+--- Scatter of 2-D (or 3-D) embeddings coloured by class, on the unit circle/sphere by default
+--- (normalize=false: raw coordinates), with class-centre rays (centres = head.weight) and a legend.
+--- opts: file, title, centres, names (class names), normalize, elev, azim (3-D view, degrees),
+--- point_size, alpha, classes, width (800), height (640).
+function plot.features(emb, labels, opts)
+  local fn = "plot.features"
+  local args
+  emb, opts, args = features_args(fn, emb, labels, opts, { "file", "width", "height", "__emb", "__labels" })
+  args.width, args.height = size_opts(fn, opts, 800, 640)
+  args.file = check_file(fn, opts.file)
+  if not args.file then
     args.__emb, args.__labels = emb, labels
     return panel("features", args, opts.title)
   end
   P.features(emb, labels, args)
-  return file
+  return args.file
+end
+
+-- ------------------------------------------------------------------------------ animation
+
+local Animation = util.class("fvl.plot.Animation")
+
+--- An animated GIF of 2-D/3-D features, one frame per add() (e.g. every k training steps):
+---   local anim = fvl.plot.animation{file="train.gif", delay=0.25}
+---   anim:add(emb, labels, {centres=head.weight, title="step " .. k})   -- features options
+---   anim:close()                                                        -- writes the file
+--- opts: file (.gif), width (640), height (512), delay (seconds per frame, 0.2), loop (0 = for
+--- ever, -1 = play once). Nothing is written until close(); an animation dropped without
+--- close() leaves no file.
+function plot.animation(opts)
+  local fn = "plot.animation"
+  opts = util.check_opts(fn, opts, { "file", "width", "height", "delay", "loop" })
+  local file = opts.file
+  if type(file) ~= "string" or not file:lower():match("%.gif$") then
+    fail(string.format("%s: file must be a name ending in .gif, got %s", fn,
+                       type(file) == "string" and ("'" .. file .. "'") or type(file)))
+  end
+  local w, h = size_opts(fn, opts, 640, 512)
+  local delay = util.number(fn, "delay", opts.delay, 0.2, 0.01, 600)
+  local loop = util.integer(fn, "loop", opts.loop, 0, -1)
+  local self = setmetatable({ file = file, n = 0 }, Animation)
+  self.handle = P.gif_open(file, w, h, delay, loop)
+  return self
+end
+
+function Animation:add(emb, labels, opts)
+  local fn = "plot.animation"
+  if not self.handle then fail(fn .. ": the animation is closed") end
+  local args
+  emb, opts, args = features_args(fn, emb, labels, opts, {})
+  self.n = P.gif_features(self.handle, emb, labels, args)
+  return self.n
+end
+
+function Animation:frames() return self.n end
+
+function Animation:close()
+  if not self.handle then return self.file end
+  local h = self.handle
+  self.handle = nil
+  P.gif_close(h)
+  return self.file
+end
+
+function Animation:describe()
+  return string.format("fvl.plot animation '%s' (%d frames%s)", self.file, self.n, self.handle and "" or ", closed")
 end
 
 -- ------------------------------------------------------------------------------ lines

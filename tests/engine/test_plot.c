@@ -325,6 +325,154 @@ START_TEST(sheet_files) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ animated GIF */
+/* A small GIF reader for the checks: walks the blocks and LZW-decodes every frame. */
+static uint16_t lzw_pre[4096];
+static uint8_t lzw_suf[4096];
+static int64_t lzw_emit(int code, int clear, uint8_t *out, int64_t m, int64_t cap, uint8_t *first) {
+  uint8_t st[4096];
+  int sp = 0;
+  while (code >= clear) { st[sp++] = lzw_suf[code]; code = lzw_pre[code]; }
+  st[sp++] = (uint8_t)code;
+  *first = (uint8_t)code;
+  while (sp) { if (m >= cap) return -1; out[m++] = st[--sp]; }
+  return m;
+}
+static int64_t lzw_decode(const uint8_t *d, size_t n, int mincs, uint8_t *out, int64_t cap) {
+  int clear = 1 << mincs, eoi = clear + 1, cs = mincs + 1, next = eoi + 1, prev = -1;
+  uint32_t acc = 0;
+  int nacc = 0;
+  size_t pos = 0;
+  int64_t m = 0;
+  for (;;) {
+    while (nacc < cs) { if (pos >= n) return -10; acc |= (uint32_t)d[pos++] << nacc; nacc += 8; }
+    int code = (int)(acc & ((1u << cs) - 1));
+    acc >>= cs; nacc -= cs;
+    if (code == clear) { cs = mincs + 1; next = eoi + 1; prev = -1; continue; }
+    if (code == eoi) return m;
+    uint8_t k;
+    if (prev < 0) {
+      if (code >= clear) return -11;
+      m = lzw_emit(code, clear, out, m, cap, &k);
+    } else if (code < next) {
+      m = lzw_emit(code, clear, out, m, cap, &k);
+    } else if (code == next) {       /* KwKwK: prev's string and its own first byte */
+      m = lzw_emit(prev, clear, out, m, cap, &k);
+      if (m < 0 || m >= cap) return -12;
+      out[m++] = k;
+    } else return -13;
+    if (m < 0) return -14;
+    if (prev >= 0 && next < 4096) {
+      lzw_pre[next] = (uint16_t)prev; lzw_suf[next] = k; next++;
+      if (next == (1 << cs) && cs < 12) cs++;
+    }
+    prev = code;
+  }
+}
+/* returns the number of frames; checks each decodes to w*h pixels; *corner = first pixel */
+static int gif_read(const char *p, int *w, int *h, int *corner) {
+  FILE *f = fopen(p, "rb");
+  ck_assert_ptr_nonnull(f);
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)n);
+  ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
+  fclose(f);
+  ck_assert_int_eq(memcmp(b, "GIF89a", 6), 0);
+  *w = b[6] | b[7] << 8;
+  *h = b[8] | b[9] << 8;
+  ck_assert_int_eq(b[10] & 0x80, 0x80);
+  long pos = 13 + 3 * (2 << (b[10] & 7));
+  int frames = 0;
+  uint8_t *pix = malloc((size_t)*w * *h + 1), *data = malloc((size_t)n);
+  for (;;) {
+    ck_assert_int_lt(pos, n);
+    if (b[pos] == 0x3B) break;
+    if (b[pos] == 0x21) {            /* extension: label, sub-blocks */
+      pos += 2;
+      while (b[pos]) pos += b[pos] + 1;
+      pos++;
+      continue;
+    }
+    ck_assert_int_eq(b[pos], 0x2C);
+    int fw = b[pos + 5] | b[pos + 6] << 8, fh = b[pos + 7] | b[pos + 8] << 8;
+    ck_assert_int_eq(fw, *w);
+    ck_assert_int_eq(fh, *h);
+    pos += 10;
+    int mincs = b[pos++];
+    size_t nd = 0;
+    while (b[pos]) { memcpy(data + nd, b + pos + 1, b[pos]); nd += b[pos]; pos += b[pos] + 1; }
+    pos++;
+    int64_t got = lzw_decode(data, nd, mincs, pix, (int64_t)*w * *h);
+    ck_assert_msg(got == (int64_t)*w * *h, "frame %d decodes to %lld pixels", frames, (long long)got);
+    if (frames == 0) *corner = pix[0];
+    frames++;
+  }
+  ck_assert_int_eq(pos, n - 1);     /* the trailer ends the file */
+  free(b); free(pix); free(data);
+  return frames;
+}
+
+START_TEST(gif_animation) {
+  int n = 400, C = 5;
+  float e[800], W[10];
+  int32_t l[400];
+  fvl_plot_gif *g = fvl_plot_gif_open(path("anim.gif"), 320, 256, 0.25, 0);
+  ck_assert_msg(g != NULL, "%s", fvl_errmsg());
+  for (int k = 0; k < 4; k++) {
+    make_features(n, 2, C, e, l, W);
+    for (int i = 0; i < 2 * n; i++) e[i] *= 0.5f + k;
+    fvl_plot_features f = {e, n, 2, l, 0, W, C, NULL, "frame", 1, 0, 0, 0, 0};
+    ck_assert_int_eq(fvl_plot_gif_add_features(g, &f), 0);
+  }
+  double x[3] = {0, 1, 2}, y[3] = {1, 0, 2};
+  fvl_plot_series s = {"line", x, y, 3, -1, 0, 0, 0};
+  fvl_plot_chart c;
+  fvl_plot_chart_init(&c);
+  c.series = &s; c.nseries = 1;
+  ck_assert_int_eq(fvl_plot_gif_add_chart(g, &c), 0);
+  ck_assert_int_eq(fvl_plot_gif_frames(g), 5);
+  ck_assert_int_eq(access(path("anim.gif"), F_OK), -1);   /* nothing until close */
+  ck_assert_int_eq(fvl_plot_gif_close(g), 0);
+  int w, h, corner;
+  ck_assert_int_eq(gif_read(path("anim.gif"), &w, &h, &corner), 5);
+  ck_assert_int_eq(w, 320);
+  ck_assert_int_eq(h, 256);
+  ck_assert_int_eq(corner, 215);   /* white background */
+  /* a big noisy frame fills the LZW table several times (clear codes) */
+  g = fvl_plot_gif_open(path("big.gif"), 1200, 900, 0.1, -1);
+  float *e2 = malloc(20000 * 2 * sizeof *e2);
+  int32_t *l2 = malloc(20000 * sizeof *l2);
+  float W2[80];
+  make_features(20000, 2, 40, e2, l2, W2);
+  fvl_plot_features f2 = {e2, 20000, 2, l2, 0, W2, 40, NULL, NULL, 0, 0, 0, 1.5, 0.9};
+  ck_assert_int_eq(fvl_plot_gif_add_features(g, &f2), 0);
+  ck_assert_int_eq(fvl_plot_gif_close(g), 0);
+  ck_assert_int_eq(gif_read(path("big.gif"), &w, &h, &corner), 1);
+  free(e2); free(l2);
+  /* errors */
+  ck_assert_ptr_null(fvl_plot_gif_open(path("a.png"), 320, 256, 0.2, 0));
+  HAS(fvl_errmsg(), "plot.animation: file '");
+  HAS(fvl_errmsg(), "a.png': expected a name ending in .gif");
+  ck_assert_ptr_null(fvl_plot_gif_open(path("a.gif"), 320, 256, 0, 0));
+  HAS(fvl_errmsg(), "delay: expected 0.01..600 seconds per frame, got 0");
+  ck_assert_ptr_null(fvl_plot_gif_open("/nonexistent-dir/a.gif", 320, 256, 0.2, 0));
+  HAS(fvl_errmsg(), "cannot write '/nonexistent-dir/a.gif'");
+  g = fvl_plot_gif_open(path("empty.gif"), 64, 64, 0.2, 0);
+  ck_assert_int_eq(fvl_plot_gif_close(g), -1);
+  HAS(fvl_errmsg(), "has no frames");
+  ck_assert_int_eq(access(path("empty.gif"), F_OK), -1);
+  g = fvl_plot_gif_open(path("dropped.gif"), 64, 64, 0.2, 0);
+  fvl_plot_features bad = {e, n, 4, l, 0, NULL, 0, NULL, NULL, 1, 0, 0, 0, 0};
+  ck_assert_int_eq(fvl_plot_gif_add_features(g, &bad), -1);
+  HAS(fvl_errmsg(), "plot.animation: emb: expected N×2 or N×3 embeddings, got N×4");
+  fvl_plot_gif_abort(g);
+  ck_assert_int_eq(access(path("dropped.gif"), F_OK), -1);
+  no_tmp_left();
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("plot");
   TCase *tc = tcase_create("plot");
@@ -335,6 +483,7 @@ int main(void) {
   tcase_add_test(tc, chart_errors);
   tcase_add_test(tc, features_files);
   tcase_add_test(tc, sheet_files);
+  tcase_add_test(tc, gif_animation);
   suite_add_tcase(s, tc);
   SRunner *r = srunner_create(s);
   srunner_set_fork_status(r, CK_NOFORK);

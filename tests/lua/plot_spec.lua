@@ -260,4 +260,52 @@ describe("plot.sheet", function()
   end)
 end)
 
+describe("plot.animation", function()
+  it("writes an animated GIF of features, frame by frame, at close", function()
+    local emb, lab, W = blobs2(4, 30, 2)
+    local anim = fvl.plot.animation { file = tmp("anim.gif"), width = 320, height = 256, delay = 0.1 }
+    for k = 1, 3 do expect_eq(anim:add(emb * k, lab, { centres = W, title = "step " .. k }), k) end
+    expect_true(not exists(tmp("anim.gif")), "nothing before close")
+    expect_eq(anim:frames(), 3)
+    expect_eq(anim:close(), tmp("anim.gif"))
+    local s, size = head(tmp("anim.gif"), 16)
+    expect_eq(s:sub(1, 6), "GIF89a")
+    expect_eq(string.unpack("<I2", s, 7), 320)
+    expect_eq(string.unpack("<I2", s, 9), 256)
+    local f = io.open(tmp("anim.gif"), "rb")
+    local all = f:read("a")
+    f:close()
+    expect_eq(all:sub(-1), ";", "GIF trailer")
+    local frames = 0
+    for _ in all:gmatch("\33\249\4") do frames = frames + 1 end
+    expect_eq(frames, 3, "graphic control blocks")
+    expect_true(size > 1000)
+    expect_error(function() anim:add(emb, lab) end, "plot.animation: the animation is closed")
+    expect_true(tostring(anim):find("3 frames, closed", 1, true) ~= nil)
+  end)
+
+  it("leaves no file when dropped or empty, and gives clear errors", function()
+    local emb, lab = blobs2(2, 5, 2)
+    do
+      local a = fvl.plot.animation { file = tmp("drop.gif") }
+      a:add(emb, lab)
+    end
+    collectgarbage(); collectgarbage()
+    expect_true(not exists(tmp("drop.gif")), "a dropped animation writes nothing")
+    local e = fvl.plot.animation { file = tmp("empty.gif") }
+    expect_error(function() e:close() end, "has no frames (add at least one before closing)")
+    expect_true(not exists(tmp("empty.gif")))
+    expect_error(function() fvl.plot.animation { file = tmp("a.png") } end,
+      "plot.animation: file must be a name ending in .gif, got '")
+    expect_error(function() fvl.plot.animation { file = tmp("a.gif"), delay = 0 } end,
+      "plot.animation: delay = 0 is outside 0.01..600")
+    expect_error(function() fvl.plot.animation { file = tmp("a.gif"), fps = 3 } end,
+      "plot.animation: unknown option 'fps'")
+    local a = fvl.plot.animation { file = tmp("b.gif") }
+    expect_error(function() a:add(fvl.ones(3, 5), nil) end,
+      "plot.animation: emb must be N×2 or N×3 (project higher dimensions first), got 3×5")
+    expect_error(function() a:add(emb, lab, { file = "x.png" }) end, "plot.animation: unknown option 'file'")
+  end)
+end)
+
 for _, p in ipairs(made) do os.remove(p) end
