@@ -643,6 +643,33 @@ START_TEST(gemm_against_naive) {
 }
 END_TEST
 
+/* a product big enough to be split into row blocks (Ctrl-C polling between blocks), with both
+ * operands transposed views and M not a multiple of the block: sampled entries against dot
+ * products, and still no copies */
+START_TEST(gemm_blocked_large) {
+  fvl_rng_seed(fvl_rng_global(), 17);
+  const int64_t M = 1001, N = 2048, K = 2000;   /* M*N*K > 4e9 */
+  fvl_tensor *ba, *bb;
+  fvl_tensor *a = gemm_operand(M, K, 1, 1, &ba), *b = gemm_operand(K, N, 1, 0, &bb);
+  size_t before = fvl_bytes_live();
+  fvl_bytes_peak_reset();
+  fvl_tensor *c = fvl_matmul(a, b);
+  ck_assert_msg(c != NULL, "%s", fvl_errmsg());
+  ck_assert_msg(fvl_bytes_peak() == before + (size_t)(M * N * 4), "a copy was made");
+  uint64_t s = 99;
+  for (int k = 0; k < 300; k++) {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    int64_t i = k < 4 ? (k % 2 ? M - 1 : 0) : (int64_t)((s >> 20) % (uint64_t)M);
+    int64_t j = k < 4 ? (k / 2 ? N - 1 : 0) : (int64_t)((s >> 40) % (uint64_t)N);
+    double e = 0;
+    for (int64_t q = 0; q < K; q++) e += fvl_get(a, SHAPE(i, q)) * fvl_get(b, SHAPE(q, j));
+    double g = fvl_get(c, SHAPE(i, j));
+    ck_assert_msg(fabs(g - e) <= 1e-3 * (1 + fabs(e)), "C[%lld][%lld] = %.7g, expected %.7g", (long long)i, (long long)j, g, e);
+  }
+  R(a); R(b); R(ba); R(bb); R(c);
+}
+END_TEST
+
 START_TEST(gemm_odd_views_and_errors) {
   /* a view that is neither row- nor column-major (a select across a 3-D tensor) is still right */
   fvl_rng_seed(fvl_rng_global(), 6);
@@ -770,6 +797,7 @@ int main(void) {
   tcase_add_test(tc, reductions_hand_values);
   tcase_add_test(tc, normalize_values);
   tcase_add_test(tc, gemm_against_naive);
+  tcase_add_test(tc, gemm_blocked_large);
   tcase_add_test(tc, gemm_odd_views_and_errors);
   tcase_add_test(tc, index_gather_cat);
   tcase_add_test(tc, check_index_range);
