@@ -143,7 +143,7 @@ local bar = fvl.progress{total = total, title = "training"}
 
 -- ------------------------------------------------------------------ run
 mkdir_p(opt.out)
-local rows, panels, rocs, curves = {}, {}, {}, {}
+local rows, panels, rocs, curves, trained = {}, {}, {}, {}, {}
 for _, h in ipairs(heads) do
   local row = {head = h.name, key = h.key}
   -- (a) Fashion-MNIST, 2-D embedding
@@ -159,9 +159,10 @@ for _, h in ipairs(heads) do
   local png = opt.out .. "/features_" .. h.key .. ".png"
   local nshow = math.min(3000, emb:size(1))
   fvl.plot.features(emb:narrow(1, 1, nshow), fm_ty:narrow(1, 1, nshow),
-                    {centres = head.weight:detach(), file = png,
+                    {centres = head.weight:detach(), file = png, names = fm_train.classes,
                      title = string.format("%s  (acc %.1f%%)", h.name, 100 * row.fmnist_acc)})
   panels[#panels + 1] = png
+  trained[#trained + 1] = head
   curves[#curves + 1] = {label = h.name, curve = curve}
 
   -- (b) synthetic faces, unseen identities
@@ -222,7 +223,7 @@ for _, c in ipairs(curves) do
 end
 fvl.plot.lines{series = series, xlabel = "step", ylabel = "training loss", ylog = true,
                title = "Fashion-MNIST training loss", file = opt.out .. "/curves.png"}
-if fvl.plot.boundaries then
-  fvl.plot.boundaries({file = opt.out .. "/boundaries.png"})
-end
-io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,features.png,roc.png,curves.png}\n")
+-- the two-class decision boundaries of the trained heads (their final m, s, t, λ)
+fvl.plot.boundaries(trained, {file = opt.out .. "/boundaries.png", cols = 5,
+                              title = "Two-class decision boundaries of the trained heads"})
+io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,table.txt,features.png,boundaries.png,roc.png,curves.png}\n")
