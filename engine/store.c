@@ -455,11 +455,19 @@ int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double v
 int fvl_store_promote(fvl_store *s, int64_t id, int rung) {
   stmt_t q;
   if (prep(&q, s, "store.promote",
-           "UPDATE trials SET rung = max(rung, ?), wait_rung = 0 WHERE id = ?"
+           "UPDATE trials SET rung = max(rung, ?) WHERE id = ?"
            " AND status NOT IN ('done', 'pruned', 'failed')"))
     return -1;
   sqlite3_bind_int(q.st, 1, rung);
   sqlite3_bind_int64(q.st, 2, id);
+  return step_done(&q);
+}
+
+int fvl_store_release(fvl_store *s, int64_t id) {
+  stmt_t q;
+  if (prep(&q, s, "store.release", "UPDATE trials SET wait_rung = 0 WHERE id = ? AND status = 'running'"))
+    return -1;
+  sqlite3_bind_int64(q.st, 1, id);
   return step_done(&q);
 }
 

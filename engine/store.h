@@ -87,10 +87,13 @@ void fvl_reports_free(fvl_report *r, size_t n);
 /* ---- successive halving ---- */
 /* the running attempt waits at rung r (1-based) with its metric value: 1 set, 0 stale */
 int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double value);
-/* verdict at rung r: promote (rung = r, wait cleared) or prune (status pruned, metrics set,
- * ended = now). Applies to any non-final trial. 1 applied, 0 trial final/absent. */
+/* verdict at rung r: promote (rung = r; the trial keeps waiting until released, so that the
+ * driver can resume promoted trials no faster than its worker slots free up) or prune (status
+ * pruned, metrics set, ended = now). Apply to any non-final trial: 1 applied, 0 final/absent. */
 int fvl_store_promote(fvl_store *s, int64_t id, int rung);
 int fvl_store_prune(fvl_store *s, int64_t id, int rung, const char *metrics);
+/* lets a promoted, waiting trial go on (wait_rung = 0): 1 applied, 0 not running */
+int fvl_store_release(fvl_store *s, int64_t id);
 
 /* ---- transactions and plain SQL (for the Lua layer) ---- */
 int fvl_store_begin(fvl_store *s);                /* BEGIN IMMEDIATE (waits for the lock) */

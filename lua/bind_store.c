@@ -225,6 +225,14 @@ static int l_promote(lua_State *L) {
   return 1;
 }
 
+static int l_release(lua_State *L) {
+  fvl_store *s = checkstore(L, "release");
+  int r = fvl_store_release(s, luaL_checkinteger(L, 2));
+  if (r < 0) return raise_engine(L);
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
 static int l_prune(lua_State *L) {
   fvl_store *s = checkstore(L, "prune");
   int r = fvl_store_prune(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
@@ -482,7 +490,7 @@ int fvl_open_store(lua_State *L) {
     {"trial", l_trial}, {"trials", l_trials}, {"start_trial", l_start_trial},
     {"set_pid", l_set_pid}, {"finish_trial", l_finish_trial}, {"report", l_report},
     {"reports", l_reports}, {"set_wait", l_set_wait}, {"promote", l_promote},
-    {"prune", l_prune}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
+    {"prune", l_prune}, {"release", l_release}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
     {"exec", l_exec}, {"merge", l_merge}, {NULL, NULL}};
   static const luaL_Reg store_fns[] = {{"open", l_open}, {NULL, NULL}};
   static const luaL_Reg sys_fns[] = {

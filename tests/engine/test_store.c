@@ -186,9 +186,14 @@ START_TEST(halving_wait_promote_prune) {
   fvl_trial t;
   fvl_store_get_trial(s, 1, &t);
   ck_assert_int_eq(t.rung, 1);
-  ck_assert_int_eq(t.wait_rung, 0);
+  ck_assert_int_eq(t.wait_rung, 1);          /* promoted, still waiting for a free slot */
   ck_assert_int_eq(t.status, FVL_TRIAL_RUNNING);
   fvl_trial_clear(&t);
+  ck_assert_int_eq(fvl_store_release(s, 1), 1);
+  fvl_store_get_trial(s, 1, &t);
+  ck_assert_int_eq(t.wait_rung, 0);
+  fvl_trial_clear(&t);
+  ck_assert_int_eq(fvl_store_release(s, 2), 0);   /* pruned: nothing to release */
   fvl_store_get_trial(s, 2, &t);
   ck_assert_int_eq(t.status, FVL_TRIAL_PRUNED);
   ck_assert_int_eq(t.wait_rung, 1);
