@@ -140,6 +140,21 @@ START_TEST(conv_groups) {
   check_conv(4, 1, 6, 6, 2, 1, 1, 1, 1, 0, 0, 4);   /* 1x1 kernel */
 }
 END_TEST
+START_TEST(conv_threads) {
+  /* groups shared among 1, 2 and 3 threads (ragged: 7 samples), per-thread partial dW sums */
+  for (int th = 1; th <= 3; th++) {
+#ifdef _OPENMP
+    omp_set_num_threads(th);
+#endif
+    check_conv(7, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 0);
+    check_conv(7, 2, 6, 6, 3, 3, 3, 2, 2, 1, 1, 1);   /* stride 2: col2im path */
+  }
+#ifdef _OPENMP
+  omp_set_num_threads(fvl_cpu_count());
+#endif
+}
+END_TEST
+
 START_TEST(conv_plan_errors) {
   fvl_conv2d_shape s = {.B = 1, .C = 1, .H = 3, .W = 3, .O = 1, .KH = 5, .KW = 5, .sh = 1, .sw = 1};
   ck_assert_int_eq(fvl_conv2d_plan(&s), -1);
@@ -515,6 +530,7 @@ int main(void) {
   tcase_add_test(tc, conv_basic);
   tcase_add_test(tc, conv_stride_pad);
   tcase_add_test(tc, conv_groups);
+  tcase_add_test(tc, conv_threads);
   tcase_add_test(tc, conv_plan_errors);
   tcase_add_test(tc, pool_max);
   tcase_add_test(tc, pool_avg);
