@@ -44,49 +44,50 @@ local function run_one(name, C)
   x:requires_grad()
   local y = fvl.randint(C, { B })
   local head = fvl.loss[name] { dim = D, classes = C }
+  local function step()
+    x.grad = nil
+    for _, p in ipairs(head:parameters()) do p:zero_grad() end   -- as an optimiser would, untimed
+    collectgarbage()
+    local t0 = fvl.clock()
+    local loss = head(x, y)
+    loss:backward()
+    return fvl.clock() - t0
+  end
 
-  -- bare GEMMs on the same shapes
+  -- phase 1: warm-up, then memory of one step (nothing else allocated)
+  for _ = 1, math.max(args.warmup, 1) do step() end
+  local m0 = fvl.mem(true)
+  step()
+  local m1 = fvl.mem()
+  local hwm = vmhwm_kb()
+
+  -- phase 2: the step and its three bare GEMMs (same shapes) alternately, best of N each, so
+  -- that both see the same machine load
   local a, w, g = fvl.randn(B, D), fvl.randn(C, D), fvl.randn(B, C)
-  local gemm = {}
-  fvl.no_grad(function()
-    for i = 1, args.warmup + args.steps do
+  local function gemm()
+    return fvl.no_grad(function()
       local t0 = fvl.clock()
       local z = fvl.matmul(a, w:t())
       local dx = fvl.matmul(g, w)
       local dw = fvl.matmul(g:t(), a)
       local dt = fvl.clock() - t0
       z:free(); dx:free(); dw:free()
-      if i > args.warmup then gemm[#gemm + 1] = dt end
-    end
-  end)
-  a:free(); w:free(); g:free()
-  collectgarbage()
-
-  local step, live0, peak = {}, 0, 0
-  for i = 1, args.warmup + args.steps do
-    x.grad = nil
-    for _, p in ipairs(head:parameters()) do p:zero_grad() end   -- as an optimiser would, untimed
-    collectgarbage()
-    local m0 = fvl.mem(true)
-    local t0 = fvl.clock()
-    local loss = head(x, y)
-    loss:backward()
-    local dt = fvl.clock() - t0
-    local m1 = fvl.mem()
-    loss = nil
-    if i > args.warmup then
-      step[#step + 1] = dt
-      live0 = m0.live
-      peak = math.max(peak, m1.peak - m0.live)
-    end
+      return dt
+    end)
   end
-  local ms, gms = best(step) * 1e3, best(gemm) * 1e3   -- best of N: robust on a shared machine
+  gemm()
+  local ts, tg = {}, {}
+  for i = 1, args.steps do
+    tg[i] = gemm()
+    ts[i] = step()
+  end
+  local ms, gms = best(ts) * 1e3, best(tg) * 1e3
   -- engine bytes at the step's peak, less W and W.grad, in B×C float buffers (target ≤ 2: the
   -- logits and one more); x and its gradient (B×D each) are included
   local bc, wbytes = B * C * 4, C * D * 4
-  local bufs = (live0 + peak - 2 * wbytes) / bc
+  local bufs = (m1.peak - 2 * wbytes) / bc
   io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f\n", name, C, ms, gms, ms / gms,
-                         bufs, (live0 + peak) / 2 ^ 20, vmhwm_kb() / 1024))
+                         bufs, m1.peak / 2 ^ 20, hwm / 1024))
 end
 
 if args.one then
@@ -103,7 +104,7 @@ local Cs = args.C and { args.C } or { 10000, 100000 }
 local exe = arg and arg[-1] or "fvl"
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
-print(string.format("heads.lua: B=%d D=%d, best of %d steps after %d warm-up, threads %d", args.B,
+print(string.format("heads.lua: B=%d D=%d, best of %d steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
                     args.D, args.steps, args.warmup, fvl.threads()))
 print(string.format("%-15s %7s %10s %10s %7s %6s %9s %9s %9s", "head", "C", "ms/step", "GEMM ms",
                     "ratio", "target", "B×C bufs", "peak MB", "VmHWM MB"))
