@@ -15,8 +15,11 @@
 --   the piecewise-linear ROC. TAR@FAR=f = best TAR with FAR <= f, reported only for
 --   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated).
 --   k-fold accuracy: contiguous folds (sklearn KFold without shuffle, like LFW's 10 folds); the
---   threshold maximises accuracy on the other k-1 folds over every distinct training score;
---   mean and population std over folds.
+--   threshold maximises accuracy on the other k-1 folds over every distinct training score
+--   (a pair is "same" when score >= threshold; the exact search replaces insightface's 0.01
+--   grid on d² = 2 - 2cos); mean and population std over folds; r.threshold is the mean of
+--   the fold thresholds. distance=true: scores are distances (lower = more alike, e.g. squared
+--   L2 of normalised embeddings) and thresholds are reported as distances ("same" when d <= t).
 --   Identification: cosine ranking (ties by gallery order); rank-k = a same-identity gallery item
 --   among the k nearest; precision@1, R-precision, MAP@R as pytorch-metric-learning
 --   (R = number of gallery items of the probe's identity). Probes whose identity is not in the
@@ -116,10 +119,12 @@ end
 
 --- Verification metrics from pair scores. opts: folds (10), far (list of FARs that must be
 --- supported: an error says how many impostor pairs they need), drop_intermediate (true: the
---- returned ROC keeps only its corners, as sklearn's default; the metrics always use all points).
+--- returned ROC keeps only its corners, as sklearn's default; the metrics always use all points),
+--- distance (false: scores are similarities).
 function eval.verification(scores, same, opts)
   local fn = "verification"
-  opts = util.check_opts(fn, opts, { "folds", "far", "drop_intermediate" })
+  opts = util.check_opts(fn, opts, { "folds", "far", "drop_intermediate", "distance" })
+  local distance = util.boolean(fn, "distance", opts.distance, false)
   local folds = util.integer(fn, "folds", opts.folds, 10, 2)
   if folds > 64 then fail(string.format("%s: folds = %d (expected 2..64)", fn, folds)) end
   local drop = util.boolean(fn, "drop_intermediate", opts.drop_intermediate, true)
@@ -132,7 +137,14 @@ function eval.verification(scores, same, opts)
   if ns < folds then
     fail(string.format("%s: folds = %d needs at least %d pairs, got %d", fn, folds, folds, ns))
   end
+  if distance then scores = -scores end
   local r = E.verification(scores, same, folds, drop)
+  if distance then   -- report thresholds on the caller's scale
+    r.threshold, r.eer_threshold = -r.threshold, -r.eer_threshold
+    for k, t in ipairs(r.fold_threshold) do r.fold_threshold[k] = -t end
+    r.roc.threshold = -r.roc.threshold
+    r.distance = true
+  end
   if opts.far ~= nil then
     local want = type(opts.far) == "table" and opts.far or { opts.far }
     for _, f in ipairs(want) do
