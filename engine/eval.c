@@ -4,12 +4,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 #include "core.h"
 #include "rng.h"
+#include "tensor.h"   /* fvl_gemm: the engine's one sgemm entry */
 
 const double fvl_eval_far_targets[FVL_EVAL_NFAR] = {1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6};
 
@@ -494,8 +494,7 @@ int fvl_eval_cosine_matrix(const float *A, int64_t na, const float *B, int64_t n
   if (!an || !bn) { free(an); free(bn); return fvl_err("%s: out of memory", fn); }
   normalize_rows(A, na, D, an);
   normalize_rows(B, nb, D, bn);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)na, (int)nb, (int)D, 1.0f, an, (int)D,
-              bn, (int)D, 0.0f, out, (int)nb);
+  fvl_gemm(0, 1, (int)na, (int)nb, (int)D, 1.0f, an, (int)D, bn, (int)D, 0.0f, out, (int)nb);
   free(an);
   free(bn);
   return 0;
@@ -635,8 +634,7 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
   for (int64_t q0 = 0; q0 < P; q0 += BQ) {
     if (fvl_check_abort(fn) < 0) { rc = -1; break; }
     int64_t bq = P - q0 < BQ ? P - q0 : BQ;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)G, (int)D, 1.0f,
-                pn + q0 * D, (int)D, gn, (int)D, 0.0f, sim, (int)G);
+    fvl_gemm(0, 1, (int)bq, (int)G, (int)D, 1.0f, pn + q0 * D, (int)D, gn, (int)D, 0.0f, sim, (int)G);
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nth) \
     reduction(+ : nq, ndrop, sum_p1, sum_rp, sum_map)
     for (int64_t b = 0; b < bq; b++) {
