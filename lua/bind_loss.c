@@ -146,6 +146,13 @@ static fvl_tensor *cos_arg(lua_State *L, const char *name) {
   return cos;
 }
 
+/* F.linear_logits(x, W [, b [, ws]]) -> B×C logits x·Wᵀ + b (tracked) */
+static int l_linear_logits(lua_State *L) {
+  fvl_tensor *x = T(1), *W = T(2), *b = fvl_opttensor(L, 3), *ws = fvl_opttensor(L, 4);
+  fvl_pushtensor(L, fvl_linear_logits(x, W, b, ws));
+  return 1;
+}
+
 /* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
 static int l_margin_ce(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
@@ -228,7 +235,7 @@ static int l_center_update(lua_State *L) {
 
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"cosine", l_cosine}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
+    {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"circle_pairwise", l_circle_pairwise},
     {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */

@@ -198,12 +198,15 @@ static void free_clamp(void *p) {
 }
 static int cosine_bw(fvl_node *n, fvl_tensor *gout);
 
-/* ws may be overwritten: nothing else shares its storage, or its last graph is finished */
-static int ws_reusable(const fvl_tensor *ws) {
+/* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
+   output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
+static int linear_bw(fvl_node *n, fvl_tensor *gout);
+static int ws_reusable_any(const fvl_tensor *ws) {
   if (ws->st->refs == 1) return 1;
   fvl_node *g = ws->grad_fn;
-  return g && g->backward == cosine_bw && g->saved[1] == NULL;  /* saved tensors freed by backward */
+  return g && (g->backward == cosine_bw || g->backward == linear_bw) && g->saved[0] == NULL;
 }
+#define ws_reusable ws_reusable_any
 
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   static const char *fn = "cosine";
@@ -428,6 +431,139 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_release(gx);
   fvl_release(dst);
   fvl_release(G);
+  return rc;
+}
+
+/* ================================================================ linear logits (Softmax heads) */
+typedef struct { int ldw; } linear_ctx;
+static int linear_bw(fvl_node *n, fvl_tensor *gout);
+
+/* per block: dst_blk (+)= G_blkᵀ·x (sgemm), db_blk = column sums of G_blk */
+FVL_HOT static void colsum_add(float *acc, const float *g, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; k++) acc[k] += g[k];
+}
+
+fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws) {
+  static const char *fn = "linear_logits";
+  char b1[64], b2[64];
+  if (check_2d(fn, "x", x, "B×D features") || check_2d(fn, "W", W, "C×D weights")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (W->size[1] != D) {
+    fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, shape(x, b1), shape(W, b2),
+            (long long)D);
+    return NULL;
+  }
+  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, shape(x, b1)); return NULL; }
+  if (C < 1 || D < 1) { fvl_err("%s: W is %s (expected at least one class and one column)", fn, shape(W, b1)); return NULL; }
+  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) { fvl_err("%s: sizes beyond 2^31", fn); return NULL; }
+  if (b && (b->dtype != FVL_F32 || fvl_numel(b) != C || b->ndim > 2)) {
+    fvl_err("%s: bias is %s %s (expected float32 with %lld values, one per class)", fn, fvl_dtype_name(b->dtype),
+            shape(b, b1), (long long)C);
+    return NULL;
+  }
+  if (ws && ws_ok(fn, "ws", ws, B, C)) return NULL;
+  int ldx, ldw;
+  fvl_tensor *xc = rows_of(x, &ldx), *Wc = rows_of(W, &ldw), *bc = b ? data_of(b) : NULL, *out = NULL;
+  if (!xc || !Wc || (b && !bc)) goto fail;
+  if (ws && ws_reusable_any(ws) && ws->st != x->st && ws->st != W->st && !(b && ws->st == b->st)) {
+    out = fvl_retain(ws);
+    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+    out->requires_grad = 0;
+  } else {
+    int64_t so[2] = {B, C};
+    if (!(out = fvl_empty(FVL_F32, 2, so))) goto fail;
+  }
+  float *op = fvl_f32(out);
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *bp = bc ? fvl_f32(bc) : NULL;
+  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (fvl_aborted()) continue;
+    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xp, ldx, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
+    if (bp)
+      for (int64_t i = 0; i < B; i++) colsum_add(op + i * C + j0, bp + j0, nj);
+  }
+  blas_restore(nbl);
+  if (fvl_check_abort(fn)) goto fail;
+  fvl_tensor *in[3] = {x, W, b};
+  fvl_node *nd = fvl_record("linear_logits", linear_bw, out, 3, in);
+  if (nd) {
+    nd->saved[0] = xc;
+    nd->saved[1] = Wc;
+    nd->saved[2] = fvl_detach(out);  /* marks ws busy until the backward */
+    nd->iv[0] = ldx;
+    nd->iv[1] = ldw;
+    fvl_release(bc);
+    return out;
+  }
+  fvl_release(xc); fvl_release(Wc); fvl_release(bc);
+  return out;
+fail:
+  fvl_release(xc); fvl_release(Wc); fvl_release(bc); fvl_release(out);
+  return NULL;
+}
+
+static int linear_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *xc = n->saved[0], *Wc = n->saved[1];
+  int ldx = (int)n->iv[0], ldw = (int)n->iv[1];
+  int64_t B = xc->size[0], D = xc->size[1], C = Wc->size[0];
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1), want_b = fvl_node_wants(n, 2);
+  fvl_tensor *G = data_of(gout), *gx = NULL, *dst = NULL, *db = NULL;
+  if (!G) return -1;
+  const float *g = fvl_f32(G), *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
+  int rc = 0, direct = 0;
+  float bt = 0.0f;
+  int64_t szc[1] = {C};
+  if (want_b && !(db = fvl_zeros(FVL_F32, 1, szc))) rc = -1;
+  if (rc == 0 && want_w) {
+    fvl_tensor *W = n->in[1];
+    int64_t sz[2] = {C, D};
+    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad */
+      if (!W->grad) {
+        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+        direct = 1;
+      } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
+        direct = 1;
+        bt = 1.0f;
+      }
+      if (direct && rc == 0) dst = fvl_retain(W->grad);
+    }
+    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  }
+  if (rc == 0 && (want_w || want_b)) {
+    int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+    int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      if (fvl_aborted()) continue;
+      int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+      if (want_w)
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xp, ldx, bt, fvl_f32(dst) + j0 * D, (int)D);
+      if (want_b)
+        for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
+    }
+    blas_restore(nbl);
+    rc = fvl_check_abort("linear_logits backward");
+  }
+  if (rc == 0 && want_x) {
+    int64_t sz[2] = {B, D};
+    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+    else {
+      fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
+      rc = take_or_accum(n, 0, gx);
+    }
+  }
+  if (rc == 0 && want_w && !direct) rc = take_or_accum(n, 1, dst);
+  if (rc == 0 && want_b) {
+    fvl_tensor *v = db;
+    if (!fvl_same_shape(v, n->in[2])) v = fvl_reshape(db, n->in[2]->ndim, n->in[2]->size);
+    rc = v ? fvl_node_accum(n, 2, v) : -1;
+    if (v != db) fvl_release(v);
+  }
+  fvl_release(G); fvl_release(gx); fvl_release(dst); fvl_release(db);
   return rc;
 }
 

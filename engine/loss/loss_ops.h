@@ -21,6 +21,11 @@
  * ws (optional, B×C float32 contiguous) is reused as the output when no unfinished graph holds it. */
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws);
 
+/* z = x·Wᵀ (+ b) for the heads on raw logits (Softmax, Center): x B×D, W C×D, b C (optional).
+ * ws as in fvl_cosine; the backward accumulates W's gradient straight into W->grad (two sgemm
+ * calls over column blocks, no C×D temporary). */
+fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws);
+
 /* batch mean of the fused margin softmax-CE over cos (B×C, e.g. fvl_cosine's output).
  * s_row / m_row (optional, B floats) replace sp->s / sp->m per row and receive gradients when
  * they require grad (e.g. SphereFace's s_i = |x_i| gives the radial term). gws (optional, B×C)

@@ -158,7 +158,7 @@ END_TEST
 
 /* ------------------------------------------------------------- gradcheck through the pipeline */
 typedef struct { fvl_margin_spec sp; fvl_tensor *y; int mode; } pipe_ud;
-enum { PLAIN = 0, SROW_NORM = 1, MROW_HARD = 2, TARGET_SUM = 3, CIRCLE_PAIR = 4 };
+enum { PLAIN = 0, SROW_NORM = 1, MROW_HARD = 2, TARGET_SUM = 3, CIRCLE_PAIR = 4, LINEAR = 5 };
 
 static fvl_tensor *pipe_fn(void *ud_, int n, fvl_tensor **in) {
   pipe_ud *ud = ud_;
@@ -171,10 +171,11 @@ static fvl_tensor *pipe_fn(void *ud_, int n, fvl_tensor **in) {
     fvl_release(xh); fvl_release(xt); fvl_release(S);
     return L;
   }
-  fvl_tensor *cs = fvl_cosine(x, W, NULL);
+  fvl_tensor *cs = ud->mode == LINEAR ? fvl_linear_logits(x, W, n > 2 ? in[2] : NULL, NULL)
+                                      : fvl_cosine(x, W, NULL);
   if (!cs) return NULL;
   fvl_tensor *L = NULL;
-  if (ud->mode == PLAIN) {
+  if (ud->mode == PLAIN || ud->mode == LINEAR) {
     L = fvl_margin_ce(cs, ud->y, &ud->sp, NULL, NULL, NULL);
   } else if (ud->mode == SROW_NORM) {  /* SphereFace: s_i = |x_i| with gradient */
     fvl_tensor *nr = fvl_norm(x, 1, 0);
@@ -234,6 +235,70 @@ START_TEST(test_gradcheck_pipeline) {
   sp.hard_m = 0.4f; sp.a = 1.1f; sp.b = 0.25f;
   gradcheck_pipe("npcface bobo (m_i with gradient)", sp, MROW_HARD);
   gradcheck_pipe("target_cos", mk(4, FVL_TK_COS, 0.2f), TARGET_SUM);
+  gradcheck_pipe("linear_logits (softmax)", mk(1, FVL_TK_NONE, 0), LINEAR);
+  {  /* with a bias */
+    enum { B = 5, D = 6, C = 7 };
+    float xv[B * D], wv[C * D], bv[C];
+    fill(xv, B * D, 7, -1, 1);
+    fill(wv, C * D, 11, -1, 1);
+    fill(bv, C, 13, -0.5f, 0.5f);
+    int32_t yv[B] = {0, 3, 6, 3, 1};
+    int64_t sb[1] = {C};
+    pipe_ud ud = {mk(1, FVL_TK_NONE, 0), labels(B, yv), LINEAR};
+    fvl_tensor *in[3] = {leaf(B, D, xv), leaf(C, D, wv), fvl_from_data(FVL_F32, 1, sb, bv)};
+    in[2]->requires_grad = 1;
+    char rep[1024];
+    int ok = fvl_gradcheck(pipe_fn, &ud, 3, in, 1e-3, 2e-3, 2e-2, rep, sizeof rep);
+    ck_assert_msg(ok == 1, "linear_logits with bias: %s", rep);
+    for (int k = 0; k < 3; k++) fvl_release(in[k]);
+    fvl_release(ud.y);
+  }
+}
+END_TEST
+
+/* Softmax with bias: x, W, b → linear_logits → margin_ce (target none, s = 1) against the oracle */
+START_TEST(test_golden_linear_softmax) {
+  const char *c = case_at("softmax_bias");
+  const char *inp = strstr(c, "\"inputs\": ");
+  const char *exp = strstr(c, "\"expected\": ");
+  const char *grad = strstr(exp, "\"grad\": ");
+  double xd[128], Wd[176], bd[11], yd[8], gx[128], gW[176], gb[11];
+  ck_assert_int_eq(read_array(inp, "x", xd, 128), 128);
+  ck_assert_int_eq(read_array(inp, "W", Wd, 176), 176);
+  ck_assert_int_eq(read_array(inp, "b", bd, 11), 11);
+  ck_assert_int_eq(read_array(inp, "y", yd, 8), 8);
+  ck_assert_int_eq(read_array(grad, "x", gx, 128), 128);
+  ck_assert_int_eq(read_array(grad, "W", gW, 176), 176);
+  ck_assert_int_eq(read_array(grad, "b", gb, 11), 11);
+  float xf[128], Wf[176], bf[11];
+  int32_t yi[8];
+  for (int k = 0; k < 128; k++) xf[k] = (float)xd[k];
+  for (int k = 0; k < 176; k++) Wf[k] = (float)Wd[k];
+  for (int k = 0; k < 11; k++) bf[k] = (float)bd[k];
+  for (int k = 0; k < 8; k++) yi[k] = (int32_t)yd[k];
+  int64_t sb[1] = {11}, sz[2] = {8, 11};
+  fvl_tensor *x = leaf(8, 16, xf), *W = leaf(11, 16, Wf), *b = fvl_from_data(FVL_F32, 1, sb, bf), *y = labels(8, yi);
+  b->requires_grad = 1;
+  fvl_tensor *ws = fvl_zeros(FVL_F32, 2, sz), *gws = fvl_zeros(FVL_F32, 2, sz);
+  fvl_margin_spec sp = fvl_margin_spec_default();
+  for (int step = 0; step < 2; step++) {  /* the second step reuses ws and gws */
+    fvl_release(x->grad); fvl_release(W->grad); fvl_release(b->grad);
+    x->grad = W->grad = b->grad = NULL;
+    fvl_tensor *z = fvl_linear_logits(x, W, b, ws);
+    ck_assert_msg(z != NULL, "%s", fvl_errmsg());
+    ck_assert_ptr_eq(z, ws);
+    fvl_tensor *L = fvl_margin_ce_ex(z, y, &sp, NULL, NULL, gws, "softmax", 0, NULL);
+    double el = read_num(exp, "loss");
+    ck_assert_msg(fabs(fvl_f32(L)[0] - el) <= 1e-5 * fabs(el), "loss %.9g vs %.9g", fvl_f32(L)[0], el);
+    ck_assert_int_eq(fvl_backward(L, NULL), 0);
+    for (int k = 0; k < 128; k++) ck_assert(fabs(fvl_f32(x->grad)[k] - gx[k]) <= 1e-4 * fabs(gx[k]) + 1e-6);
+    for (int k = 0; k < 176; k++) ck_assert(fabs(fvl_f32(W->grad)[k] - gW[k]) <= 1e-4 * fabs(gW[k]) + 1e-6);
+    for (int k = 0; k < 11; k++) ck_assert(fabs(fvl_f32(b->grad)[k] - gb[k]) <= 1e-4 * fabs(gb[k]) + 1e-6);
+    fvl_release(L);
+    fvl_release(z);
+  }
+  fvl_tensor *all[] = {x, W, b, y, ws, gws};
+  for (size_t k = 0; k < sizeof all / sizeof *all; k++) fvl_release(all[k]);
 }
 END_TEST
 
@@ -409,6 +474,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_golden_pipeline);
   tcase_add_test(tc, test_golden_circle_pairwise);
+  tcase_add_test(tc, test_golden_linear_softmax);
   tcase_add_test(tc, test_gradcheck_pipeline);
   tcase_add_test(tc, test_no_bxc_allocation_after_first_step);
   tcase_add_test(tc, test_ws_not_overwritten_while_needed);
