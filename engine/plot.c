@@ -522,6 +522,42 @@ static int check_features(const char *fn, const fvl_plot_features *f) {
   return 0;
 }
 
+/* class-centre rays from the origin along W_j, to just outside the circle. In 3-D the rays that
+ * point away from the viewer (pass 0) go under the points, faded; the others (pass 1) on top. */
+static void draw_rays(cairo_t *cr, const fvl_plot_features *f, double az, double el, double ext,
+                      double cx, double cy, double u, double sc, int pass) {
+  if (!f->centres) return;
+  int D = f->dim;
+  for (int64_t j = 0; j < f->ncentres; j++) {
+    double v[3] = {f->centres[j * D], f->centres[j * D + 1], D == 3 ? f->centres[j * D + 2] : 0};
+    double r = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+    if (!(r > 0)) continue;
+    double len = (f->normalize ? 1.12 : ext * 1.05) / r;
+    for (int k = 0; k < 3; k++) v[k] *= len;
+    double o[3];
+    if (D == 3) view3(v, az, el, o); else { o[0] = v[0]; o[2] = v[1]; o[1] = 0; }
+    int back = D == 3 && o[1] > 0;
+    if (back != (pass == 0)) continue;
+    double ex = cx + o[0] * u, ey = cy - o[2] * u, a = back ? 0.45 : 1.0;
+    cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
+    cairo_set_source_rgba(cr, 0.1, 0.1, 0.1, a);   /* dark casing: the ray reads on its points */
+    cairo_set_line_width(cr, 4.2 * sc);
+    cairo_move_to(cr, cx, cy); cairo_line_to(cr, ex, ey);
+    cairo_stroke(cr);
+    set_color(cr, (int)j, a);
+    cairo_set_line_width(cr, 2.4 * sc);
+    cairo_move_to(cr, cx, cy); cairo_line_to(cr, ex, ey);
+    cairo_stroke(cr);
+    cairo_arc(cr, ex, ey, 3.6 * sc, 0, 2 * M_PI);
+    cairo_fill(cr);
+  }
+  if (pass == 1) {
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    cairo_arc(cr, cx, cy, 2.5 * sc, 0, 2 * M_PI);
+    cairo_fill(cr);
+  }
+}
+
 int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
                            const fvl_plot_features *f) {
   const char *fn = "plot.features";
@@ -609,6 +645,7 @@ int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
       int64_t j = (int64_t)(h % (uint64_t)(i + 1));
       proj_t t = pts[i]; pts[i] = pts[j]; pts[j] = t;
     }
+  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 0);
   double pr = (f->point_size > 0 ? f->point_size : 2.2) * sc;
   double alpha = f->alpha > 0 ? f->alpha : 0.55;
   for (int64_t i = 0; i < f->n; i++) {
@@ -620,33 +657,7 @@ int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
     cairo_fill(cr);
   }
   free(pts);
-  /* class-centre rays from the origin along W_j, to just outside the circle */
-  if (f->centres) {
-    for (int64_t j = 0; j < f->ncentres; j++) {
-      double v[3] = {f->centres[j * D], f->centres[j * D + 1], D == 3 ? f->centres[j * D + 2] : 0};
-      double r = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
-      if (!(r > 0)) continue;
-      double len = (f->normalize ? 1.12 : ext * 1.05) / r;
-      for (int k = 0; k < 3; k++) v[k] *= len;
-      double o[3];
-      if (D == 3) view3(v, az, el, o); else { o[0] = v[0]; o[2] = v[1]; o[1] = 0; }
-      double ex = cx + o[0] * u, ey = cy - o[2] * u;
-      cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
-      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);   /* dark casing so the ray reads on its points */
-      cairo_set_line_width(cr, 4.2 * sc);
-      cairo_move_to(cr, cx, cy); cairo_line_to(cr, ex, ey);
-      cairo_stroke(cr);
-      set_color(cr, (int)j, 1.0);
-      cairo_set_line_width(cr, 2.4 * sc);
-      cairo_move_to(cr, cx, cy); cairo_line_to(cr, ex, ey);
-      cairo_stroke(cr);
-      cairo_arc(cr, ex, ey, 3.6 * sc, 0, 2 * M_PI);
-      cairo_fill(cr);
-    }
-    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    cairo_arc(cr, cx, cy, 2.5 * sc, 0, 2 * M_PI);
-    cairo_fill(cr);
-  }
+  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 1);
   /* legend */
   double lx = cx + side / 2 + 1.2 * fs, ly = Y + top + 0.5 * fs, row = 1.4 * fs;
   for (int k = 0; k < nleg; k++) {
