@@ -282,7 +282,7 @@ static int axis_ticks(const axis_t *a, double ustep, double *t, int cap, double 
     *step_out = 1;
     return n;
   }
-  double step = ustep > 0 ? ustep : nice_step(a->hi - a->lo, 6);
+  double step = ustep > 0 && (a->hi - a->lo) / ustep <= 60 ? ustep : nice_step(a->hi - a->lo, 6);
   double v0 = ceil(a->lo / step - 1e-9) * step;
   for (double v = v0; v <= a->hi + step * 1e-9 && n < cap; v += step) t[n++] = v;
   *step_out = step;
