@@ -13,7 +13,8 @@
 --   scores are "higher = more alike" (cosine); pass -d² for squared distances.
 --   ROC: one point per distinct score, (0,0) first; AUC by trapezoid; EER where FAR = 1 - TAR on
 --   the piecewise-linear ROC. TAR@FAR=f = best TAR with FAR <= f, reported only for
---   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated).
+--   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated; r.min_far =
+--   1/#impostors says how far down the pairs reach).
 --   k-fold accuracy: contiguous folds (sklearn KFold without shuffle, like LFW's 10 folds); the
 --   threshold maximises accuracy on the other k-1 folds over every distinct training score
 --   (a pair is "same" when score >= threshold; the exact search replaces insightface's 0.01
@@ -139,6 +140,7 @@ function eval.verification(scores, same, opts)
   end
   if distance then scores = -scores end
   local r = E.verification(scores, same, folds, drop)
+  r.min_far = 1 / r.n_impostor   -- the smallest FAR these pairs can measure
   if distance then   -- report thresholds on the caller's scale
     r.threshold, r.eer_threshold = -r.threshold, -r.eer_threshold
     for k, t in ipairs(r.fold_threshold) do r.fold_threshold[k] = -t end
