@@ -345,8 +345,13 @@ PRESETS.sphereface = function(o)
            pos = function(th) return (lam * cos(th) + psi(th)) / (1 + lam) end, neg = cos }
 end
 PRESETS.cosface = function(o)
-  local m = o.m or 0.35
-  return { label = o.label or string.format("CosFace m=%g", m), pos = function(th) return cos(th) - m end,
+  local m, easy = o.m or 0.35, o.easy_margin
+  return { label = o.label or string.format("CosFace m=%g%s", m, easy and " (easy margin)" or ""),
+           pos = function(th)
+             local c = cos(th)
+             if easy and c <= 0 then return c end
+             return c - m
+           end,
            neg = cos }
 end
 PRESETS.am_softmax = PRESETS.cosface
@@ -400,8 +405,10 @@ PRESETS.circle = function(o)
 end
 PRESETS.discface = function(o)
   local base = o.base or "cos"
+  local m = o.m or (base == "arc" and 0.5 or 0.35)
   return PRESETS[base == "arc" and "arcface" or "cosface"] {
-    m = o.m or 0.35, label = o.label or string.format("DiscFace (%s m=%g)", base, o.m or 0.35) }
+    m = m, fallback = o.fallback, easy_margin = o.easy_margin,
+    label = o.label or string.format("DiscFace (%s m=%g; the ξ term does not move it)", base, m) }
 end
 PRESETS.npcface = function(o)
   local m0, m1, t, alpha = o.m0 or 0.4, o.m1 or 0.2, o.t or 1.1, o.alpha or 0.2
@@ -441,7 +448,9 @@ local function boundary_spec(fn, i, item)
     name = item.name
     o = { m = item.m, m1 = item.m1, m2 = item.m2, m3 = item.m3, t = item.t, kind = item.kind,
           adaptive = item.adaptive, easy_margin = item.easy_margin, fallback = item.fallback,
-          base = item.base, label = nil }
+          base = type(item.base) == "string" and item.base or nil, m0 = item.m0, alpha = item.alpha,
+          lambda = nil, label = nil }
+    if o.fallback == "easy" then o.fallback, o.easy_margin = "mm", true end
     if name == "sphereface" then
       local lam = item.lambda
       if lam == nil and item.iter and item.base then

@@ -202,6 +202,14 @@ describe("plot.boundaries", function()
   end)
 
   it("reads margins from a head-like object and accepts a custom logit function", function()
+    -- real heads: margins are read from their fields
+    local heads = { fvl.loss.arcface { dim = 2, classes = 2, m = 0.4 }, fvl.loss.npcface { dim = 2, classes = 2 },
+                    fvl.loss.discface { dim = 2, classes = 2, base = "arc" }, fvl.loss.sphereface { dim = 2, classes = 2 },
+                    fvl.loss.curricularface { dim = 2, classes = 2 }, fvl.loss.mv_softmax { dim = 2, classes = 2 } }
+    local hp = fvl.plot.boundaries(heads, { layout = "overlay", grid = 31 })
+    expect_eq(hp.args.series[1].label, "ArcFace m=0.4")
+    expect_eq(hp.args.series[3].label, "NPCFace m0=0.4, m1=0.2, t=1.1, α=0.2")
+    expect_true(hp.args.series[5].label:find("DiscFace (arc m=0.5", 1, true) ~= nil, hp.args.series[5].label)
     local head = { name = "arcface", m = 0.3 }
     local custom = { label = "my loss", f = function(t1, t2) return math.cos(t1) - 0.2 - math.cos(t2) end }
     local p = fvl.plot.boundaries({ head, custom }, { layout = "overlay", grid = 181 })
