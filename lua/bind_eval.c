@@ -3,7 +3,6 @@
  * lua/fvl/plot.lua; these functions only check types and shapes, convert 1-based labels and
  * call the engine. Every tensor taken here is released before an error is raised. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +12,8 @@
 
 /* ------------------------------------------------------------------ argument helpers */
 
-/* luaL_error with printf formats (lua_pushfstring knows neither %lld nor %g) */
-static int errorf(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int errorf(lua_State *L, const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  lua_pushstring(L, buf);
-  return lua_error(L);
-}
+/* errors: fvl_error (bind.h), printf formats */
+#define errorf fvl_error
 
 /* a float32 contiguous tensor of rank `nd` (0 = any) at idx; the converted tensor is pushed
  * (the stack owns it, so a later error cannot leak it) and returned */
