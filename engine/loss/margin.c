@@ -4,6 +4,7 @@
 #include "margin.h"
 #include "core.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define CHUNK 512              /* columns per block: f and df live on the stack (4 KiB) */
@@ -565,22 +566,38 @@ int fvl_center_update(float *centers, int C, int D, const float *x, const int32_
   for (int i = 0; i < B; i++)
     if (y[i] < 0 || y[i] >= C)
       return fvl_err("%s: y[%d] = %d is outside 0..%d (0-based labels)", fn, i, (int)y[i], C - 1);
-  /* each class present is updated by the thread that owns its first occurrence */
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int i = 0; i < B; i++) {
-    int j = y[i], first = 1;
-    for (int k = 0; k < i && first; k++) first = y[k] != j;
-    if (!first) continue;
-    int n = 0;
-    for (int k = i; k < B; k++) n += y[k] == j;
-    float *c = centers + (size_t)j * D;
-    const double w = (double)alpha / (1.0 + n);
-    for (int d = 0; d < D; d++) {
-      double sx = 0.0;
-      for (int k = i; k < B; k++)
-        if (y[k] == j) sx += x[(size_t)k * D + d];
-      c[d] = (float)(c[d] - w * (n * (double)c[d] - sx));
+  /* each class present is updated by the thread that owns its first occurrence:
+     O(B·D) work plus O(B²) label comparisons */
+  int oom = 0;
+#pragma omp parallel
+  {
+    int32_t *rows = malloc(sizeof(int32_t) * (size_t)B);
+    double *sx = malloc(sizeof(double) * (size_t)D);
+    if (!rows || !sx) {
+#pragma omp atomic write
+      oom = 1;
     }
+#pragma omp for schedule(dynamic, 4)
+    for (int i = 0; i < B; i++) {
+      if (!rows || !sx) continue;
+      int j = y[i], first = 1;
+      for (int k = 0; k < i && first; k++) first = y[k] != j;
+      if (!first) continue;
+      int n = 0;
+      for (int k = i; k < B; k++)
+        if (y[k] == j) rows[n++] = k;
+      for (int d = 0; d < D; d++) sx[d] = 0.0;
+      for (int q = 0; q < n; q++) {
+        const float *xr = x + (size_t)rows[q] * D;
+        for (int d = 0; d < D; d++) sx[d] += xr[d];
+      }
+      float *c = centers + (size_t)j * D;
+      const double w = (double)alpha / (1.0 + n);
+      for (int d = 0; d < D; d++) c[d] = (float)(c[d] - w * (n * (double)c[d] - sx[d]));
+    }
+    free(rows);
+    free(sx);
   }
+  if (oom) return fvl_err("%s: out of memory", fn);
   return 0;
 }
