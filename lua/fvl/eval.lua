@@ -100,10 +100,13 @@ end
 
 --- Seeded balanced pairs: n/2 genuine and n/2 impostor pairs, alternating, so that any
 --- contiguous fold is balanced. Returns scores (cosine, float32) and same (int32 1/0); with
---- indices=true also the 1-based row indices a, b of each pair.
+--- indices=true also the 1-based row indices a, b of each pair. metric="l2" gives the squared
+--- L2 distance of the normalised embeddings instead (d² = 2 - 2cos; pass distance=true to
+--- verification).
 function eval.pairs(emb, labels, opts)
   local fn = "pairs"
-  opts = util.check_opts(fn, opts, { "n", "seed", "indices" })
+  opts = util.check_opts(fn, opts, { "n", "seed", "indices", "metric" })
+  local metric = util.enum(fn, "metric", opts.metric, { "cosine", "l2" }, "cosine")
   check_emb(fn, "emb", emb)
   local n = util.integer(fn, "n", opts.n, 6000, 2)
   local seed = util.integer(fn, "seed", opts.seed, 1, 0)
@@ -114,6 +117,7 @@ function eval.pairs(emb, labels, opts)
   end
   check_labels(fn, "labels", labels)
   local scores, same, a, b = E.pairs(emb, labels, n, seed)
+  if metric == "l2" then scores = (scores * -2 + 2):clamp(0, 4) end
   if util.boolean(fn, "indices", opts.indices, false) then return scores, same, a, b end
   return scores, same
 end
@@ -187,10 +191,12 @@ end
 --- holds the pairs (r.pairs = {scores=, same=, a=, b=}).
 function eval.verify(emb, labels, opts)
   local fn = "verify"
-  opts = util.check_opts(fn, opts, { "n", "seed", "folds", "far", "drop_intermediate" })
-  local scores, same, a, b = eval.pairs(emb, labels, { n = opts.n, seed = opts.seed, indices = true })
+  opts = util.check_opts(fn, opts, { "n", "seed", "folds", "far", "drop_intermediate", "metric" })
+  local scores, same, a, b = eval.pairs(emb, labels, { n = opts.n, seed = opts.seed, indices = true,
+                                                       metric = opts.metric })
   local r = eval.verification(scores, same, { folds = opts.folds, far = opts.far,
-                                              drop_intermediate = opts.drop_intermediate })
+                                              drop_intermediate = opts.drop_intermediate,
+                                              distance = opts.metric == "l2" })
   r.pairs = { scores = scores, same = same, a = a, b = b }
   return r
 end
