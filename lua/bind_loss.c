@@ -211,6 +211,15 @@ static int l_target_cos(lua_State *L) {
   return 1;
 }
 
+/* F.gather_rows(W, labels) -> B×D rows W[labels] (tracked, sparse backward into W.grad) */
+static int l_gather_rows(lua_State *L) {
+  fvl_tensor *W = T(1);
+  if (W->ndim != 2) return luaL_error(L, "gather_rows: W must be a C×D tensor");
+  fvl_tensor *y = labels_arg(L, 2, "gather_rows", -1, W->size[0]);
+  fvl_pushtensor(L, fvl_gather_rows(W, y));
+  return 1;
+}
+
 /* F.circle_pairwise(S, labels, m, gamma) -> scalar loss (tracked in S) */
 static int l_circle_pairwise(lua_State *L) {
   fvl_tensor *S = T(1);
@@ -236,7 +245,7 @@ static int l_center_update(lua_State *L) {
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
-    {"target_cos", l_target_cos}, {"circle_pairwise", l_circle_pairwise},
+    {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);

@@ -851,6 +851,73 @@ fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0) {
   return out;
 }
 
+/* ================================================================ row gather (sparse backward) */
+static int gather_rows_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *idx = n->saved[0];
+  int64_t B = idx->size[0], C = n->iv[0], D = n->iv[1];
+  fvl_tensor *g = data_of(gout);
+  if (!g) return -1;
+  const float *gp = fvl_f32(g);
+  const int32_t *ip = fvl_i32(idx);
+  fvl_tensor *W = n->in[0], *acc = NULL, *fresh = NULL;
+  int rc = 0;
+  if (!W->grad_fn) {  /* a leaf: add the rows straight into W->grad */
+    if (!W->grad) W->grad = fvl_zeros(FVL_F32, 2, W->size);
+    if (!W->grad) rc = -1;
+    else if (W->grad->dtype == FVL_F32 && fvl_is_contiguous(W->grad) && fvl_same_shape(W->grad, W)) acc = W->grad;
+  } else {
+    acc = inplace_acc(n, 0);
+  }
+  if (rc == 0 && !acc) {
+    int64_t sz[2] = {C, D};
+    if (!(fresh = fvl_zeros(FVL_F32, 2, sz))) rc = -1;
+    acc = fresh;
+  }
+  if (rc == 0) {
+    float *a = fvl_f32(acc);
+    for (int64_t i = 0; i < B; i++) {  /* sequential: labels repeat */
+      float *r = a + (int64_t)ip[i] * D;
+      const float *q = gp + i * D;
+      for (int64_t d = 0; d < D; d++) r[d] += q[d];
+    }
+    if (fresh) rc = take_or_accum(n, 0, fresh);
+  }
+  fvl_release(fresh);
+  fvl_release(g);
+  return rc;
+}
+
+fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0) {
+  static const char *fn = "gather_rows";
+  char b[64];
+  if (check_2d(fn, "W", W, "C×D matrix")) return NULL;
+  int64_t C = W->size[0], D = W->size[1];
+  if (!idx0 || idx0->dtype != FVL_I32 || idx0->ndim != 1) {
+    fvl_err("%s: rows must be a 1-D int32 tensor, got %s", fn, idx0 ? shape(idx0, b) : "nothing");
+    return NULL;
+  }
+  int64_t B = idx0->size[0];
+  fvl_tensor *idx = labels_of(fn, idx0, B, C);
+  if (!idx) return NULL;
+  int64_t sz[2] = {B, D};
+  fvl_tensor *out = fvl_empty(FVL_F32, 2, sz);
+  if (!out) { fvl_release(idx); return NULL; }
+  const int32_t *ip = fvl_i32(idx);
+  float *o = fvl_f32(out);
+  const float *w = fvl_f32(W);
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t d = 0; d < D; d++) o[i * D + d] = w[ip[i] * W->stride[0] + d * W->stride[1]];
+  fvl_tensor *in[1] = {W};
+  fvl_node *nd = fvl_record("gather_rows", gather_rows_bw, out, 1, in);
+  if (nd) {
+    nd->saved[0] = fvl_retain(idx);
+    nd->iv[0] = C;
+    nd->iv[1] = D;
+  }
+  fvl_release(idx);
+  return out;
+}
+
 /* ================================================================ pairwise Circle */
 static int circle_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *S = n->saved[0], *y = n->saved[1], *rz = n->saved[2], *va = n->saved[3];

@@ -53,6 +53,10 @@ fvl_tensor *fvl_hard_mean(fvl_tensor *cos, fvl_tensor *y0, fvl_hard_kind hard, f
 /* c_i = cos[i, y_i] (B), tracked */
 fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0);
 
+/* rows W[idx_i] (B×D), tracked; the backward adds the B rows straight into W's gradient (no
+ * C×D temporary when W is a leaf or its gradient already exists) — e.g. ŵ_{y_i} for DiscFace */
+fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0);
+
 /* pairwise Circle loss over S = x̂x̂ᵀ (B×B): mean over valid anchors (0 when none), tracked in S */
 fvl_tensor *fvl_circle_pairwise(fvl_tensor *S, fvl_tensor *y0, float m, float gamma);
 

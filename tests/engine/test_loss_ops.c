@@ -395,6 +395,38 @@ START_TEST(test_ws_not_overwritten_while_needed) {
 }
 END_TEST
 
+/* gather_rows: values, gradient added row by row (labels repeat), no C×D temporary */
+START_TEST(test_gather_rows) {
+  enum { C = 300, D = 40, B = 4 };
+  static float wv[C * D];
+  fill(wv, C * D, 21, -1, 1);
+  int32_t yv[B] = {7, 299, 7, 0};
+  fvl_tensor *W = leaf(C, D, wv), *y = labels(B, yv);
+  for (int step = 0; step < 2; step++) {
+    size_t live0 = fvl_bytes_live();
+    fvl_bytes_peak_reset();
+    fvl_tensor *R = fvl_gather_rows(W, y);
+    ck_assert_msg(R != NULL, "%s", fvl_errmsg());
+    for (int i = 0; i < B; i++) ck_assert_float_eq(fvl_f32(R)[i * D + 3], wv[yv[i] * D + 3]);
+    fvl_tensor *sq = fvl_unary(FVL_SQUARE, R), *L = fvl_sum(sq, -1, 0);
+    ck_assert_int_eq(fvl_backward(L, NULL), 0);
+    /* d/dW_j Σ W_{y_i}² = 2·n_j·W_j: class 7 twice, 299 and 0 once, others 0 */
+    const float *g = fvl_f32(W->grad);
+    float f = step + 1.0f;  /* the gradient accumulates over the two steps */
+    ck_assert(fabsf(g[7 * D + 5] - f * 4 * wv[7 * D + 5]) < 1e-5f);
+    ck_assert(fabsf(g[299 * D] - f * 2 * wv[299 * D]) < 1e-5f);
+    ck_assert_float_eq(g[8 * D + 1], 0.0f);
+    if (step == 1) ck_assert_msg(fvl_bytes_peak() - live0 < sizeof(float) * C * D / 2, "C×D temporary");
+    fvl_release(L); fvl_release(sq); fvl_release(R);
+  }
+  int32_t bad[1] = {300};
+  fvl_tensor *yb = labels(1, bad);
+  ck_assert_ptr_null(fvl_gather_rows(W, yb));
+  ck_assert_str_eq(fvl_errmsg(), "gather_rows: labels[1] = 301 is outside 1..300");
+  fvl_release(yb); fvl_release(W); fvl_release(y);
+}
+END_TEST
+
 /* ------------------------------------------------------------- errors */
 START_TEST(test_errors) {
   float xv[3 * 4], wv[5 * 4];
@@ -479,6 +511,7 @@ int main(void) {
   tcase_add_test(tc, test_no_bxc_allocation_after_first_step);
   tcase_add_test(tc, test_ws_not_overwritten_while_needed);
   tcase_add_test(tc, test_errors);
+  tcase_add_test(tc, test_gather_rows);
   tcase_add_test(tc, test_zero_rows_and_clamp);
   tcase_add_test(tc, test_center_update_tensor);
   suite_add_tcase(s, tc);
