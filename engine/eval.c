@@ -368,12 +368,11 @@ static int check_labels(const char *fn, const char *arg, const int32_t *l, int64
   return 0;
 }
 
-static const int32_t *g_sort_labels; /* qsort has no context argument in C11 */
-static int cmp_by_label(const void *pa, const void *pb) {
-  int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
-  int32_t la = g_sort_labels[a], lb = g_sort_labels[b];
-  if (la != lb) return la < lb ? -1 : 1;
-  return (a > b) - (a < b);
+typedef struct { int32_t label, row; } lab_row;
+static int cmp_lab_row(const void *pa, const void *pb) {
+  const lab_row *a = pa, *b = pb;
+  if (a->label != b->label) return a->label < b->label ? -1 : 1;
+  return (a->row > b->row) - (a->row < b->row);
 }
 
 static inline double row_inv_norm(const float *x, int64_t D) {
@@ -406,9 +405,15 @@ int fvl_eval_make_pairs(const float *emb, const int32_t *labels, int64_t N, int6
     free(sorted); free(gstart); free(gof); free(pos); free(elig);
     return fvl_err("%s: out of memory for %lld rows", fn, (long long)N);
   }
-  for (int64_t i = 0; i < N; i++) sorted[i] = (int32_t)i;
-  g_sort_labels = labels;
-  qsort(sorted, (size_t)N, sizeof *sorted, cmp_by_label);
+  lab_row *lr = malloc((size_t)N * sizeof *lr);
+  if (!lr) {
+    free(sorted); free(gstart); free(gof); free(pos); free(elig);
+    return fvl_err("%s: out of memory for %lld rows", fn, (long long)N);
+  }
+  for (int64_t i = 0; i < N; i++) { lr[i].label = labels[i]; lr[i].row = (int32_t)i; }
+  qsort(lr, (size_t)N, sizeof *lr, cmp_lab_row);   /* rows grouped by class, in row order */
+  for (int64_t i = 0; i < N; i++) sorted[i] = lr[i].row;
+  free(lr);
   int64_t ng = 0;
   for (int64_t i = 0; i < N; i++) {
     if (i == 0 || labels[sorted[i]] != labels[sorted[i - 1]]) gstart[ng++] = i;
@@ -619,8 +624,11 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
   int32_t *scratch = malloc((size_t)nth * (size_t)G * sizeof *scratch);
   int32_t *gsorted = malloc((size_t)G * sizeof *gsorted);
   int64_t *hits = calloc((size_t)(nk > 0 ? nk : 1), sizeof *hits);
-  if (!gn || !pn || !sim || !scratch || !gsorted || !hits) {
+  int64_t *qfirst = malloc((size_t)BQ * sizeof *qfirst);
+  double *qrp = malloc((size_t)BQ * sizeof *qrp), *qmap = malloc((size_t)BQ * sizeof *qmap);
+  if (!gn || !pn || !sim || !scratch || !gsorted || !hits || !qfirst || !qrp || !qmap) {
     free(gn); if (!loo) free(pn); free(sim); free(scratch); free(gsorted); free(hits);
+    free(qfirst); free(qrp); free(qmap);
     return fvl_err("%s: out of memory (gallery %lld, probes %lld)", fn, (long long)G, (long long)P);
   }
   normalize_rows(gallery, G, D, gn);
@@ -635,8 +643,9 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
     if (fvl_check_abort(fn) < 0) { rc = -1; break; }
     int64_t bq = P - q0 < BQ ? P - q0 : BQ;
     fvl_gemm(0, 1, (int)bq, (int)G, (int)D, 1.0f, pn + q0 * D, (int)D, gn, (int)D, 0.0f, sim, (int)G);
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nth) \
-    reduction(+ : nq, ndrop, sum_p1, sum_rp, sum_map)
+    /* per-query results first, summed in query order after the loop: the totals do not
+     * depend on the thread count or the schedule */
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nth)
     for (int64_t b = 0; b < bq; b++) {
       int64_t q = q0 + b;
       int tid = 0;
@@ -645,7 +654,8 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
 #endif
       int32_t lab = pl[q];
       int64_t R = count_label(gsorted, G, lab) - (loo ? 1 : 0);
-      if (R <= 0) { ndrop++; continue; }
+      qfirst[b] = -2;                          /* dropped */
+      if (R <= 0) continue;
       const float *s = sim + b * G;
       int32_t *idx = scratch + (int64_t)tid * G;
       int64_t n = 0;
@@ -661,16 +671,18 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
         if (first < 0) first = i;
         if (i < R) { hitsR++; ap += (double)hitsR / (double)(i + 1); }
       }
+      qfirst[b] = first;
+      qrp[b] = (double)hitsR / (double)R;
+      qmap[b] = ap / (double)R;
+    }
+    for (int64_t b = 0; b < bq; b++) {
+      if (qfirst[b] == -2) { ndrop++; continue; }
       nq++;
-      sum_p1 += (first == 0);
-      sum_rp += (double)hitsR / (double)R;
-      sum_map += ap / (double)R;
-      if (first >= 0)
-        for (int j = 0; j < nk; j++)
-          if (first < ks[j]) {
-#pragma omp atomic
-            hits[j]++;
-          }
+      sum_p1 += (qfirst[b] == 0);
+      sum_rp += qrp[b];
+      sum_map += qmap[b];
+      if (qfirst[b] >= 0)
+        for (int j = 0; j < nk; j++) hits[j] += qfirst[b] < ks[j];
     }
   }
   if (rc == 0 && nq == 0)
@@ -685,5 +697,6 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
     for (int j = 0; j < nk; j++) if (rank_k) rank_k[j] = (double)hits[j] / nq;
   }
   free(gn); if (!loo) free(pn); free(sim); free(scratch); free(gsorted); free(hits);
+  free(qfirst); free(qrp); free(qmap);
   return rc;
 }
