@@ -98,6 +98,10 @@ local function check_emb(fn, key, v)
   return v
 end
 
+-- results print as their one-line summary in the REPL (they stay plain tables)
+local Result = { __name = "fvl.eval.result" }
+Result.__tostring = function(r) return eval.summary(r) end
+
 --- Seeded balanced pairs: n/2 genuine and n/2 impostor pairs, alternating, so that any
 --- contiguous fold is balanced. Returns scores (cosine, float32) and same (int32 1/0); with
 --- indices=true also the 1-based row indices a, b of each pair. metric="l2" gives the squared
@@ -145,6 +149,7 @@ function eval.verification(scores, same, opts)
   if distance then scores = -scores end
   local r = E.verification(scores, same, folds, drop)
   r.min_far = 1 / r.n_impostor   -- the smallest FAR these pairs can measure
+  setmetatable(r, Result)
   if distance then   -- report thresholds on the caller's scale
     r.threshold, r.eer_threshold = -r.threshold, -r.eer_threshold
     for k, t in ipairs(r.fold_threshold) do r.fold_threshold[k] = -t end
@@ -242,7 +247,7 @@ function eval.identification(gallery, gallery_labels, probes, probe_labels, opts
     out["rank" .. k] = v
     out.cmc[k] = v
   end
-  return out
+  return setmetatable(out, Result)
 end
 
 --- Flip test: normalize(emb + emb_flipped), row-wise (raw embeddings, summed before normalising).

@@ -197,6 +197,8 @@ describe("eval.pairs", function()
     expect_eq(v.pairs.a:numel(), 6000)
     expect_true(fvl.eval.summary(r):find("acc ", 1, true) ~= nil)
     expect_true(fvl.eval.summary(r):find("TAR@FAR=1e-3", 1, true) ~= nil)
+    expect_eq(tostring(r), fvl.eval.summary(r), "a result prints as its summary")
+    expect_eq(fvl.json.decode(fvl.json.encode { acc = r.accuracy }).acc, r.accuracy)
   end)
 
   it("gives clear errors", function()
