@@ -727,6 +727,73 @@ START_TEST(grad_view_chains_random) {
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- broadcast backward */
+/* every pair of shapes of rank 0..3 with sizes 1, 2, 3 that broadcast: the gradients of
+ * Σ w ⊙ (a op b) against sums computed here element by element (sum_to over every pattern of
+ * size-1 dims and missing leading dims) */
+static int bb_n;
+static int64_t bb_shape[64][4];
+static int bb_rank[64];
+static void bb_make(void) {
+  bb_n = 0;
+  for (int r = 0; r <= 3; r++) {
+    int combos = 1;
+    for (int d = 0; d < r; d++) combos *= 3;
+    for (int c = 0; c < combos; c++) {
+      int v = c;
+      for (int d = 0; d < r; d++) { bb_shape[bb_n][d] = 1 + v % 3; v /= 3; }
+      bb_rank[bb_n++] = r;
+    }
+  }
+}
+START_TEST(grad_broadcast_all_shapes) {
+  bb_make();
+  fvl_rng_seed(fvl_rng_global(), 31);
+  int checked = 0;
+  for (int sa = 0; sa < bb_n; sa++)
+    for (int sb = 0; sb < bb_n; sb++) {
+      int ra = bb_rank[sa], rb = bb_rank[sb], rn = ra > rb ? ra : rb, ok = 1;
+      int64_t out[4];
+      for (int d = 0; d < rn; d++) {
+        int da = d - (rn - ra), db = d - (rn - rb);
+        int64_t x = da >= 0 ? bb_shape[sa][da] : 1, y = db >= 0 ? bb_shape[sb][db] : 1;
+        if (x != y && x != 1 && y != 1) ok = 0;
+        out[d] = x == 1 ? y : x;
+      }
+      if (!ok) continue;
+      fvl_binop op = (sa + sb) % 3 == 0 ? FVL_ADD : (sa + sb) % 3 == 1 ? FVL_MUL : FVL_DIV;
+      fvl_tensor *a = leaf(ra, bb_shape[sa], 0.5f, 2), *b = leaf(rb, bb_shape[sb], 0.5f, 2);
+      fvl_tensor *y = fvl_binary(op, a, b);
+      fvl_tensor *w = fvl_empty(FVL_F32, rn, out);
+      int64_t n = fvl_numel(w);
+      for (int64_t k = 0; k < n; k++) fvl_f32(w)[k] = (float)(0.25 * (double)((k * 5) % 7) - 0.6);
+      fvl_tensor *p = fvl_binary(FVL_MUL, y, w), *s = fvl_sum(p, -1, 0);
+      ck_assert_int_eq(fvl_backward(s, NULL), 0);
+      double ga[27] = {0}, gb[27] = {0};
+      for (int64_t k = 0; k < n; k++) {
+        int64_t idx[4], q = k, ia = 0, ib = 0;
+        for (int d = rn - 1; d >= 0; d--) { idx[d] = q % out[d]; q /= out[d]; }
+        for (int d = 0; d < ra; d++) ia = ia * bb_shape[sa][d] + (bb_shape[sa][d] == 1 ? 0 : idx[d + rn - ra]);
+        for (int d = 0; d < rb; d++) ib = ib * bb_shape[sb][d] + (bb_shape[sb][d] == 1 ? 0 : idx[d + rn - rb]);
+        double x = fvl_f32(a)[ia], z = fvl_f32(b)[ib], wk = fvl_f32(w)[k];
+        if (op == FVL_ADD) { ga[ia] += wk; gb[ib] += wk; }
+        else if (op == FVL_MUL) { ga[ia] += wk * z; gb[ib] += wk * x; }
+        else { ga[ia] += wk / z; gb[ib] -= wk * x / (z * z); }
+      }
+      for (int64_t i = 0; i < fvl_numel(a); i++)
+        ck_assert_msg(fabs(fvl_f32(a->grad)[i] - ga[i]) <= 1e-5 * (1 + fabs(ga[i])), "op %d shapes #%d #%d: grad a[%lld] = %.7g, expected %.7g",
+                      op, sa, sb, (long long)i, fvl_f32(a->grad)[i], ga[i]);
+      for (int64_t i = 0; i < fvl_numel(b); i++)
+        ck_assert_msg(fabs(fvl_f32(b->grad)[i] - gb[i]) <= 1e-5 * (1 + fabs(gb[i])), "op %d shapes #%d #%d: grad b[%lld] = %.7g, expected %.7g",
+                      op, sa, sb, (long long)i, fvl_f32(b->grad)[i], gb[i]);
+      checked++;
+      R(a); R(b); R(y); R(w); R(p); R(s);
+    }
+  ck_assert_int_gt(checked, 800);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("gradcheck");
@@ -748,6 +815,7 @@ int main(void) {
   tcase_add_test(tc, grad_views);
   tcase_add_test(tc, grad_composite);
   tcase_add_test(tc, grad_view_chains_random);
+  tcase_add_test(tc, grad_broadcast_all_shapes);
   suite_add_tcase(s, tc);
   TCase *tp = tcase_create("tape");
   tcase_set_timeout(tp, 120);
