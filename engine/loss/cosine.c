@@ -1,0 +1,457 @@
+/* cosine.c — the GEMM ends of the heads: cos = clamp(x̂·ŵᵀ) (fvl_cosine) and z = x·Wᵀ + b
+ * (fvl_linear_logits), forward and backward over column blocks shared among the OpenMP threads,
+ * the normalisation Jacobians applied in place (LOSSES.md §0). */
+#include "loss_internal.h"
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define NRM_EPS 1e-12f   /* F.normalize's eps */
+#define NEAR_ONE 0.9999f /* |c| above this is recomputed in double */
+
+FVL_HOT static float sumsq(const float *r, int64_t n) {
+  float s = 0;
+#pragma omp simd reduction(+:s)
+  for (int64_t d = 0; d < n; d++) s += r[d] * r[d];
+  return s;
+}
+/* r ← r·inw column-wise (inw = 1/|W_j|); returns how many entries have |r| > NEAR_ONE */
+FVL_HOT static int64_t scale_row(float *r, const float *inw, int64_t C) {
+  int64_t cnt = 0;
+#pragma omp simd reduction(+:cnt)
+  for (int64_t j = 0; j < C; j++) {
+    float v = r[j] * inw[j];
+    cnt += (v > NEAR_ONE) | (v < -NEAR_ONE);
+    r[j] = v;
+  }
+  return cnt;
+}
+FVL_HOT static void scale_cols(float *g, const float *inw, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; k++) g[k] *= inw[k];
+}
+/* dst (+)= h − (h·w)·q·w   (q = 1/|w|², or 0: no projection); bt = 0 writes, 1 adds */
+FVL_HOT static void project_row(float *dst, const float *h, const float *w, int64_t n, float q, float bt) {
+  float dot = 0.0f;
+#pragma omp simd reduction(+:dot)
+  for (int64_t d = 0; d < n; d++) dot += h[d] * w[d];
+  float beta = dot * q;
+  if (bt != 0.0f) {
+#pragma omp simd
+    for (int64_t d = 0; d < n; d++) dst[d] += h[d] - beta * w[d];
+  } else {  /* dst may hold garbage (fresh allocation): never read it */
+#pragma omp simd
+    for (int64_t d = 0; d < n; d++) dst[d] = h[d] - beta * w[d];
+  }
+}
+static int nthreads(void) {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+/* columns per block: a B×block slab of the cosine matrix stays under ~2 MB, and there are at
+   least 4 blocks per thread to balance them */
+static int64_t block_cols(int64_t B, int64_t C) {
+  int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
+  int64_t bal = (C + 4 * nthreads() - 1) / (4 * nthreads());
+  if (bal < nb) nb = bal;
+  nb = (nb + 63) / 64 * 64;
+  return nb < 64 ? 64 : nb > 8192 ? 8192 : nb;
+}
+/* The column blocks are shared among the OpenMP threads, each calling a single-threaded sgemm
+   on its block and doing the block's elementwise work while it is in cache: one thread pool
+   (OpenBLAS's own threads would alternate with OpenMP's at every block). */
+static int blas_single(void) {
+  int n = openblas_get_num_threads();
+  if (n != 1) openblas_set_num_threads(1);
+  return n;
+}
+static void blas_restore(int n) {
+  if (n != 1) openblas_set_num_threads(n);
+}
+
+/* ================================================================ cosine */
+typedef struct { int64_t *idx; int64_t n; } clamp_list;
+static void free_clamp(void *p) {
+  clamp_list *c = p;
+  free(c->idx);
+  free(c);
+}
+static int cosine_bw(fvl_node *n, fvl_tensor *gout);
+
+/* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
+   output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
+static int linear_bw(fvl_node *n, fvl_tensor *gout);
+static int ws_reusable_any(const fvl_tensor *ws) {
+  if (ws->st->refs == 1) return 1;
+  fvl_node *g = ws->grad_fn;
+  return g && (g->backward == cosine_bw || g->backward == linear_bw) && g->saved[0] == NULL;
+}
+#define ws_reusable ws_reusable_any
+
+fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
+  static const char *fn = "cosine";
+  char b1[64], b2[64];
+  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (W->size[1] != D) {
+    fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2),
+            (long long)D);
+    return NULL;
+  }
+  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1)); return NULL; }
+  if (C < 1 || D < 1) { fvl_err("%s: W is %s (expected at least one class and one column)", fn, fvl_lo_shape(W, b1)); return NULL; }
+  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) { fvl_err("%s: sizes beyond 2^31", fn); return NULL; }
+  if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
+  int ldx, ldw;
+  fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw);
+  int64_t sz[2] = {B, D}, szb[1] = {B}, szc[1] = {C};
+  fvl_tensor *xh = fvl_empty(FVL_F32, 2, sz), *nx = fvl_empty(FVL_F32, 1, szb), *nw = fvl_empty(FVL_F32, 1, szc);
+  fvl_tensor *out = NULL;
+  int64_t *rowcnt = NULL;
+  clamp_list *cl = calloc(1, sizeof *cl);
+  if (!xc || !Wc || !xh || !nx || !nw || !cl) goto fail;
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
+  float *xhp = fvl_f32(xh), *nxp = fvl_f32(nx), *nwp = fvl_f32(nw);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < B; i++) {
+    const float *r = xp + i * ldx;
+    double s = 0;
+    for (int64_t d = 0; d < D; d++) s += (double)r[d] * r[d];
+    float nrm = (float)sqrt(s), inv = 1.0f / fmaxf(nrm, NRM_EPS);
+    nxp[i] = nrm;
+    for (int64_t d = 0; d < D; d++) xhp[i * D + d] = r[d] * inv;
+  }
+  if (ws && ws_reusable(ws) && ws->st != x->st && ws->st != W->st) {
+    out = fvl_retain(ws);
+    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+    out->requires_grad = 0;
+  } else {
+    int64_t so[2] = {B, C};
+    out = fvl_empty(FVL_F32, 2, so);
+    if (!out) goto fail;
+  }
+  float *op = fvl_f32(out);
+  rowcnt = calloc((size_t)B, sizeof *rowcnt);
+  if (!rowcnt) { fvl_err("%s: out of memory", fn); goto fail; }
+  int64_t total = 0, nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  /* column blocks: norms of the block's centres, GEMM, then the block is scaled by 1/|W_j|
+     while it is still in cache. Entries with |c| > NEAR_ONE are recomputed in double below:
+     there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
+     fp32 (LOSSES.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
+     clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
+  int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:total)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (fvl_aborted()) continue;
+    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+    float inw[8192];
+    for (int64_t j = j0; j < j0 + nj; j++) {
+      nwp[j] = sqrtf(sumsq(wp + j * ldw, D));
+      inw[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
+    }
+    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
+    for (int64_t i = 0; i < B; i++) {
+      int64_t cnt = scale_row(op + i * C + j0, inw, nj);
+      if (cnt) {
+#pragma omp atomic
+        rowcnt[i] += cnt;
+        total += cnt;
+      }
+    }
+  }
+  blas_restore(nbl);
+  if (fvl_check_abort(fn)) goto fail;
+  if (total > 0) {
+    cl->idx = malloc(sizeof(int64_t) * (size_t)total);
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)B);
+    if (!cl->idx || !off) { free(off); fvl_err("%s: out of memory", fn); goto fail; }
+    for (int64_t i = 0, o = 0; i < B; i++) { off[i] = o; o += rowcnt[i]; }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < B; i++) {
+      if (!rowcnt[i]) continue;
+      float *r = op + i * C;
+      const float *xr = xp + i * ldx;
+      double sx = 0;
+      for (int64_t d = 0; d < D; d++) sx += (double)xr[d] * xr[d];
+      double ix = 1.0 / fmax(sqrt(sx), NRM_EPS);
+      int64_t k = off[i];
+      for (int64_t j = 0; j < C; j++) {
+        if (!(r[j] > NEAR_ONE || r[j] < -NEAR_ONE)) continue;
+        const float *wr = wp + j * ldw;
+        double sw = 0, dot = 0;
+        for (int64_t d = 0; d < D; d++) { sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
+        double v = dot * ix / fmax(sqrt(sw), NRM_EPS);
+        if (v > 1.0 || v < -1.0) { r[j] = v > 0 ? 1.0f : -1.0f; cl->idx[k++] = i * C + j; }
+        else r[j] = (float)v;
+      }
+      rowcnt[i] = k - off[i];
+    }
+    for (int64_t i = 0; i < B; i++)   /* compact the clamped indices */
+      for (int64_t k = 0; k < rowcnt[i]; k++) cl->idx[cl->n++] = cl->idx[off[i] + k];
+    free(off);
+  }
+  free(rowcnt);
+  rowcnt = NULL;
+  fvl_tensor *in[2] = {x, W};
+  fvl_node *nd = fvl_record("cosine", cosine_bw, out, 2, in);
+  if (nd) {
+    nd->saved[0] = xh;
+    nd->saved[1] = fvl_detach(out);
+    nd->saved[2] = nx;
+    nd->saved[3] = nw;
+    nd->saved[4] = Wc;
+    nd->iv[0] = ldw;
+    nd->ctx = cl;
+    nd->free_ctx = free_clamp;
+    fvl_release(xc);
+    return out;
+  }
+  free_clamp(cl);
+  fvl_release(xh); fvl_release(nx); fvl_release(nw); fvl_release(Wc); fvl_release(xc);
+  return out;
+fail:
+  free(rowcnt);
+  if (cl) free_clamp(cl);
+  fvl_release(out); fvl_release(xh); fvl_release(nx); fvl_release(nw); fvl_release(Wc); fvl_release(xc);
+  return NULL;
+}
+
+static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *xh = n->saved[0], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
+  clamp_list *cl = n->ctx;
+  int64_t B = xh->size[0], D = xh->size[1], C = nw->size[0];
+  int ldw = (int)n->iv[0];
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
+  /* the incoming gradient is the node's private accumulator (or the loss's workspace): it is
+     rescaled in place */
+  fvl_tensor *G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout);
+  if (!G) return -1;
+  float *g = fvl_f32(G);
+  const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc);
+  for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
+  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  int rc = 0;
+  fvl_tensor *gx = NULL, *dst = NULL;
+  int direct = 0, oom = 0;
+  float bt = 0.0f;
+  if (want_x) {
+    int64_t sz[2] = {B, D};
+    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  }
+  if (rc == 0 && want_w) {
+    fvl_tensor *W = n->in[1];
+    int64_t sz[2] = {C, D};
+    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad (no C×D temporary) */
+      if (!W->grad) {
+        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+        direct = 1;
+      } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
+        direct = 1;
+        bt = 1.0f;
+      }
+      if (direct && rc == 0) dst = fvl_retain(W->grad);
+    }
+    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  }
+  /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
+       H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j       (sgemm + projection)
+     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0);
+     afterwards dL/dX̂ = G·W in one sgemm over the rescaled G. */
+  if (rc == 0) {
+    int nbl = blas_single();
+#pragma omp parallel
+    {
+      float *hb = want_w ? malloc(sizeof(float) * (size_t)(nb * D)) : NULL;
+      float inw[8192];
+      if (want_w && !hb) {
+#pragma omp atomic write
+        oom = 1;
+      }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t blk = 0; blk < nblk; blk++) {
+        if (oom || fvl_aborted()) continue;
+        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+        for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
+        for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
+        if (!want_w) continue;
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
+        float *dp = fvl_f32(dst);
+        for (int64_t k = 0; k < nj; k++) {
+          int64_t j = j0 + k;
+          project_row(dp + j * D, hb + k * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : inw[k] * inw[k], bt);
+        }
+      }
+      free(hb);
+    }
+    blas_restore(nbl);
+    if (oom) rc = fvl_err("cosine backward: out of memory");
+    else rc = fvl_check_abort("cosine backward");
+  }
+  if (rc == 0 && want_x)
+    fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
+  if (rc == 0 && want_x) {
+    /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
+    float *dp = fvl_f32(gx);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < B; i++) {
+      float *r = dp + i * D;
+      const float *xr = xhp + i * D;
+      if (nxp[i] < NRM_EPS) {
+        for (int64_t d = 0; d < D; d++) r[d] /= NRM_EPS;
+      } else {
+        double a = 0;
+        for (int64_t d = 0; d < D; d++) a += (double)r[d] * xr[d];
+        float inv = 1.0f / nxp[i], af = (float)a;
+        for (int64_t d = 0; d < D; d++) r[d] = (r[d] - af * xr[d]) * inv;
+      }
+    }
+    rc = fvl_lo_take_or_accum(n, 0, gx);
+  }
+  if (rc == 0 && want_w && !direct) rc = fvl_lo_take_or_accum(n, 1, dst);
+  fvl_release(gx);
+  fvl_release(dst);
+  fvl_release(G);
+  return rc;
+}
+
+/* ================================================================ linear logits (Softmax heads) */
+typedef struct { int ldw; } linear_ctx;
+static int linear_bw(fvl_node *n, fvl_tensor *gout);
+
+/* per block: dst_blk (+)= G_blkᵀ·x (sgemm), db_blk = column sums of G_blk */
+FVL_HOT static void colsum_add(float *acc, const float *g, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; k++) acc[k] += g[k];
+}
+
+fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws) {
+  static const char *fn = "linear_logits";
+  char b1[64], b2[64];
+  if (fvl_lo_check_2d(fn, "x", x, "B×D features") || fvl_lo_check_2d(fn, "W", W, "C×D weights")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (W->size[1] != D) {
+    fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2),
+            (long long)D);
+    return NULL;
+  }
+  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1)); return NULL; }
+  if (C < 1 || D < 1) { fvl_err("%s: W is %s (expected at least one class and one column)", fn, fvl_lo_shape(W, b1)); return NULL; }
+  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) { fvl_err("%s: sizes beyond 2^31", fn); return NULL; }
+  if (b && (b->dtype != FVL_F32 || fvl_numel(b) != C || b->ndim > 2)) {
+    fvl_err("%s: bias is %s %s (expected float32 with %lld values, one per class)", fn, fvl_dtype_name(b->dtype),
+            fvl_lo_shape(b, b1), (long long)C);
+    return NULL;
+  }
+  if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
+  int ldx, ldw;
+  fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw), *bc = b ? fvl_lo_data_of(b) : NULL, *out = NULL;
+  if (!xc || !Wc || (b && !bc)) goto fail;
+  if (ws && ws_reusable_any(ws) && ws->st != x->st && ws->st != W->st && !(b && ws->st == b->st)) {
+    out = fvl_retain(ws);
+    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+    out->requires_grad = 0;
+  } else {
+    int64_t so[2] = {B, C};
+    if (!(out = fvl_empty(FVL_F32, 2, so))) goto fail;
+  }
+  float *op = fvl_f32(out);
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *bp = bc ? fvl_f32(bc) : NULL;
+  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t blk = 0; blk < nblk; blk++) {
+    if (fvl_aborted()) continue;
+    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xp, ldx, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
+    if (bp)
+      for (int64_t i = 0; i < B; i++) colsum_add(op + i * C + j0, bp + j0, nj);
+  }
+  blas_restore(nbl);
+  if (fvl_check_abort(fn)) goto fail;
+  fvl_tensor *in[3] = {x, W, b};
+  fvl_node *nd = fvl_record("linear_logits", linear_bw, out, 3, in);
+  if (nd) {
+    nd->saved[0] = xc;
+    nd->saved[1] = Wc;
+    nd->saved[2] = fvl_detach(out);  /* marks ws busy until the backward */
+    nd->iv[0] = ldx;
+    nd->iv[1] = ldw;
+    fvl_release(bc);
+    return out;
+  }
+  fvl_release(xc); fvl_release(Wc); fvl_release(bc);
+  return out;
+fail:
+  fvl_release(xc); fvl_release(Wc); fvl_release(bc); fvl_release(out);
+  return NULL;
+}
+
+static int linear_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *xc = n->saved[0], *Wc = n->saved[1];
+  int ldx = (int)n->iv[0], ldw = (int)n->iv[1];
+  int64_t B = xc->size[0], D = xc->size[1], C = Wc->size[0];
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1), want_b = fvl_node_wants(n, 2);
+  fvl_tensor *G = fvl_lo_data_of(gout), *gx = NULL, *dst = NULL, *db = NULL;
+  if (!G) return -1;
+  const float *g = fvl_f32(G), *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
+  int rc = 0, direct = 0;
+  float bt = 0.0f;
+  int64_t szc[1] = {C};
+  if (want_b && !(db = fvl_zeros(FVL_F32, 1, szc))) rc = -1;
+  if (rc == 0 && want_w) {
+    fvl_tensor *W = n->in[1];
+    int64_t sz[2] = {C, D};
+    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad */
+      if (!W->grad) {
+        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+        direct = 1;
+      } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
+        direct = 1;
+        bt = 1.0f;
+      }
+      if (direct && rc == 0) dst = fvl_retain(W->grad);
+    }
+    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  }
+  if (rc == 0 && (want_w || want_b)) {
+    int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+    int nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      if (fvl_aborted()) continue;
+      int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+      if (want_w)
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xp, ldx, bt, fvl_f32(dst) + j0 * D, (int)D);
+      if (want_b)
+        for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
+    }
+    blas_restore(nbl);
+    rc = fvl_check_abort("linear_logits backward");
+  }
+  if (rc == 0 && want_x) {
+    int64_t sz[2] = {B, D};
+    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+    else {
+      fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
+      rc = fvl_lo_take_or_accum(n, 0, gx);
+    }
+  }
+  if (rc == 0 && want_w && !direct) rc = fvl_lo_take_or_accum(n, 1, dst);
+  if (rc == 0 && want_b) {
+    fvl_tensor *v = db;
+    if (!fvl_same_shape(v, n->in[2])) v = fvl_reshape(db, n->in[2]->ndim, n->in[2]->size);
+    rc = v ? fvl_node_accum(n, 2, v) : -1;
+    if (v != db) fvl_release(v);
+  }
+  fvl_release(G); fvl_release(gx); fvl_release(dst); fvl_release(db);
+  return rc;
+}
+

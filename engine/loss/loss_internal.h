@@ -1,0 +1,32 @@
+/* loss_internal.h — helpers shared by the loss wrappers (loss_ops.c, cosine.c); not public. */
+#ifndef FVL_LOSS_INTERNAL_H
+#define FVL_LOSS_INTERNAL_H
+#include "loss_ops.h"
+
+/* hot loops: compiled for AVX2+FMA and the baseline, chosen at load time (see margin.c) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
+#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FVL_HOT
+#endif
+
+/* "256x512" into buf (64 bytes) */
+const char *fvl_lo_shape(const fvl_tensor *t, char *buf);
+/* t is a float32 2-D tensor, or −1 with "<fn>: <arg> is … (expected <what>)" */
+int fvl_lo_check_2d(const char *fn, const char *arg, const fvl_tensor *t, const char *what);
+/* row-major data of a 2-D tensor (itself when rows are contiguous, ld = stride), new ref */
+fvl_tensor *fvl_lo_rows_of(fvl_tensor *t, int *ld);
+/* contiguous untracked data (itself when contiguous), new ref */
+fvl_tensor *fvl_lo_data_of(fvl_tensor *t);
+/* 0-based int32 labels with B entries in 0..C−1 (C <= 0: any ≥ 0), contiguous, new ref */
+fvl_tensor *fvl_lo_labels_of(const char *fn, fvl_tensor *y0, int64_t B, int64_t C);
+/* float32 per-row vector with B entries, contiguous, new ref */
+fvl_tensor *fvl_lo_rowvec_of(const char *fn, const char *arg, fvl_tensor *v, int64_t B);
+/* hands g (owned exclusively by the caller) to input i of n: the accumulator of a non-leaf input
+   without a copy when it has none yet, else accumulated */
+int fvl_lo_take_or_accum(fvl_node *n, int i, fvl_tensor *g);
+/* the contiguous gradient accumulator of input i, to add to in place, or NULL */
+fvl_tensor *fvl_lo_inplace_acc(fvl_node *n, int i);
+/* ws is a contiguous float32 B×C tensor, or −1 with a message */
+int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t B, int64_t C);
+#endif
