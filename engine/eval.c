@@ -290,6 +290,86 @@ static int kfold_from_order(const char *fn, const float *scores, const int32_t *
   return 0;
 }
 
+/* VAL@FAR per fold (LFW protocol, PROTOCOLS.md §2): on the training folds, the threshold where
+ * FAR_train = f by linear interpolation between the two distinct training scores that bracket
+ * f; TAR and FAR of the held-out fold at that threshold; mean (and std of TAR) over the folds
+ * whose test part holds both kinds of pairs. Needs >= 1/f training impostors in every fold. */
+static void kfold_val(const float *scores, const int32_t *same, const sorted_t *q, int folds,
+                      double *val, double *val_std, double *val_far) {
+  int64_t n = q->n;
+  int64_t lo[64], hi[64], fneg[64] = {0};
+  int64_t base = n / folds, extra = n % folds, cut = extra * (base + 1);
+  for (int k = 0; k < folds; k++) kfold_bounds(n, folds, k, &lo[k], &hi[k]);
+  for (int k = 0; k < folds; k++)
+    for (int64_t i = lo[k]; i < hi[k]; i++) fneg[k] += !same[i];
+  int64_t nneg_all = 0;
+  for (int k = 0; k < folds; k++) nneg_all += fneg[k];
+  int64_t min_train_neg = INT64_MAX;
+  for (int k = 0; k < folds; k++)
+    if (nneg_all - fneg[k] < min_train_neg) min_train_neg = nneg_all - fneg[k];
+  int active[FVL_EVAL_NFAR], nact = 0;
+  for (int j = 0; j < FVL_EVAL_NFAR; j++) {
+    val[j] = val_std[j] = val_far[j] = NAN;
+    if ((double)min_train_neg * fvl_eval_far_targets[j] >= 1.0 - 1e-9) active[nact++] = j;
+  }
+  if (nact == 0) return;
+  /* per fold and target: the bracket (lo: FAR <= f, hi: first FAR > f) while sweeping down */
+  double lthr[64][FVL_EVAL_NFAR], lfar[64][FVL_EVAL_NFAR];
+  double hthr[64][FVL_EVAL_NFAR], hfar[64][FVL_EVAL_NFAR];
+  int done[64][FVL_EVAL_NFAR];
+  for (int k = 0; k < folds; k++)
+    for (int j = 0; j < FVL_EVAL_NFAR; j++) {
+      lthr[k][j] = INFINITY; lfar[k][j] = 0; done[k][j] = 0; hthr[k][j] = hfar[k][j] = NAN;
+    }
+  int64_t fpf[64] = {0}, gcf[64] = {0}, fp = 0, gc = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int32_t id = q->idx[i];
+    int k = (int)(id < cut ? id / (base + 1) : extra + (id - cut) / base);
+    if (!q->y[i]) { fp++; fpf[k]++; }
+    gc++;
+    gcf[k]++;
+    if (i == n - 1 || q->s[i + 1] != q->s[i]) {
+      for (int f = 0; f < folds; f++) {
+        if (gcf[f] == gc) { gcf[f] = 0; continue; }   /* no training score here */
+        gcf[f] = 0;
+        double far = (double)(fp - fpf[f]) / (double)(nneg_all - fneg[f]);
+        for (int a = 0; a < nact; a++) {
+          int j = active[a];
+          if (done[f][j]) continue;
+          if (far <= fvl_eval_far_targets[j]) { lthr[f][j] = q->s[i]; lfar[f][j] = far; }
+          else { hthr[f][j] = q->s[i]; hfar[f][j] = far; done[f][j] = 1; }
+        }
+      }
+      gc = 0;
+    }
+  }
+  for (int a = 0; a < nact; a++) {
+    int j = active[a];
+    double target = fvl_eval_far_targets[j], st = 0, st2 = 0, sf = 0;
+    int m = 0;
+    for (int k = 0; k < folds; k++) {
+      double t;
+      if (!done[k][j]) t = lthr[k][j];                           /* FAR never exceeds f */
+      else if (isinf(lthr[k][j])) t = nextafterf((float)hthr[k][j], INFINITY); /* accept none */
+      else t = lthr[k][j] + (target - lfar[k][j]) / (hfar[k][j] - lfar[k][j]) * (hthr[k][j] - lthr[k][j]);
+      int64_t tp = 0, np = 0, fa = 0, nn = 0;
+      for (int64_t i = lo[k]; i < hi[k]; i++) {
+        int acc = (double)scores[i] >= t;
+        if (same[i]) { np++; tp += acc; } else { nn++; fa += acc; }
+      }
+      if (np == 0 || nn == 0) continue;
+      double tar = (double)tp / (double)np;
+      st += tar; st2 += tar * tar; sf += (double)fa / (double)nn;
+      m++;
+    }
+    if (m == 0) continue;
+    val[j] = st / m;
+    double var = st2 / m - val[j] * val[j];
+    val_std[j] = sqrt(var > 0 ? var : 0);
+    val_far[j] = sf / m;
+  }
+}
+
 int fvl_eval_kfold(const float *scores, const int32_t *same, int64_t n, int folds,
                    double *mean, double *std, double *mean_thr, double *fold_acc,
                    double *fold_thr) {
@@ -319,6 +399,7 @@ int fvl_eval_verification(const float *scores, const int32_t *same, int64_t n, i
     sorted_free(&q);
     return -1;
   }
+  kfold_val(scores, same, &q, folds, res->val, res->val_std, res->val_far);
   /* the summary uses the full ROC (all thresholds); the caller's copy may be thinned */
   double *far = malloc((size_t)(n + 1) * sizeof *far), *tar = malloc((size_t)(n + 1) * sizeof *tar);
   float *thr = malloc((size_t)(n + 1) * sizeof *thr);

@@ -64,6 +64,11 @@ typedef struct fvl_verif_result {
   double fold_acc[64], fold_thr[64];
   double auc, eer, eer_threshold;
   double tar_at_far[FVL_EVAL_NFAR]; /* NaN where unsupported */
+  /* VAL@FAR (LFW protocol): per fold, the threshold where the training folds' FAR equals f
+   * (linear interpolation between the two bracketing distinct training scores), TAR and FAR
+   * on the held-out fold; mean and population std over folds. NaN unless every fold has
+   * at least 1/f training impostors. */
+  double val[FVL_EVAL_NFAR], val_std[FVL_EVAL_NFAR], val_far[FVL_EVAL_NFAR];
 } fvl_verif_result;
 
 /* k-fold accuracy only (2 <= folds <= 64, each fold non-empty). fold_acc/fold_thr may be

@@ -158,6 +158,17 @@ static int l_verification(lua_State *L) {
   lua_setfield(L, -2, "fold_threshold");
   push_far_table(L, r.tar_at_far);
   lua_setfield(L, -2, "tar_at_far");
+  lua_newtable(L);   /* val = {[f] = {tar=, std=, far=}} (LFW VAL@FAR over the folds) */
+  for (int j = 0; j < FVL_EVAL_NFAR; j++) {
+    if (isnan(r.val[j])) continue;
+    lua_pushnumber(L, fvl_eval_far_targets[j]);
+    lua_createtable(L, 0, 3);
+    set_num(L, "tar", r.val[j]);
+    set_num(L, "std", r.val_std[j]);
+    set_num(L, "far", r.val_far[j]);
+    lua_settable(L, -3);
+  }
+  lua_setfield(L, -2, "val");
   lua_newtable(L);
   fvl_pushtensor(L, far); lua_setfield(L, -2, "far");
   fvl_pushtensor(L, tar); lua_setfield(L, -2, "tar");

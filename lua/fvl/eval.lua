@@ -15,6 +15,10 @@
 --   the piecewise-linear ROC. TAR@FAR=f = best TAR with FAR <= f, reported only for
 --   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated; r.min_far =
 --   1/#impostors says how far down the pairs reach).
+--   r.val[f] = {tar=, std=, far=}: the LFW protocol's VAL@FAR — per fold, the threshold where the
+--   training folds' FAR equals f (linear interpolation between the two bracketing training
+--   scores), TAR and FAR measured on the held-out fold, mean ± std over folds; present only when
+--   every fold has >= 1/f training impostors.
 --   k-fold accuracy: contiguous folds (sklearn KFold without shuffle, like LFW's 10 folds); the
 --   threshold maximises accuracy on the other k-1 folds over every distinct training score
 --   (a pair is "same" when score >= threshold; the exact search replaces insightface's 0.01

@@ -216,6 +216,21 @@ static void check_roc_case(const char *buf, const char *name, int full) {
       ck_assert_float_eq((float)r.fold_thr[k], (float)ft[k]);
     }
     free(fa); free(ft);
+    /* VAL@FAR per fold */
+    int64_t nv;
+    double *ev = arr(c, "val", &nv), *evs = arr(c, "val_std", &nv), *evf = arr(c, "val_far", &nv);
+    ck_assert_int_eq(nv, FVL_EVAL_NFAR);
+    for (int j = 0; j < FVL_EVAL_NFAR; j++) {
+      if (isnan(ev[j])) {
+        ck_assert_msg(isnan(r.val[j]), "%s: VAL@%g should be absent", name, fvl_eval_far_targets[j]);
+        continue;
+      }
+      ck_assert_msg(fabs(r.val[j] - ev[j]) < 1e-12, "%s VAL@%g: %.17g vs %.17g", name,
+                    fvl_eval_far_targets[j], r.val[j], ev[j]);
+      ck_assert_double_eq_tol(r.val_std[j], evs[j], 1e-9);
+      ck_assert_double_eq_tol(r.val_far[j], evf[j], 1e-12);
+    }
+    free(ev); free(evs); free(evf);
   }
   free(s); free(y); free(far); free(tar); free(thr);
 }

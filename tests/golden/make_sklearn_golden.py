@@ -10,6 +10,8 @@
 - 10-fold accuracy: sklearn KFold(10, shuffle=False) folds; per fold the threshold maximising
   training accuracy among the distinct training scores (plus "nothing is same"), ties -> the
   highest threshold; brute force with numpy.
+- VAL@FAR (LFW protocol): per fold, the threshold where the training folds' FAR = f by linear
+  interpolation between the bracketing distinct training scores; TAR/FAR on the held-out fold.
 - Identification: brute-force numpy ranking (cosine descending, gallery index ascending) with
   pytorch-metric-learning's precision@1, R-precision and MAP@R definitions.
 Scores are float32; sklearn sees the same float32 values the C tests parse with strtof.
@@ -59,6 +61,37 @@ def kfold(scores, same, folds=10):
     return float(accs.mean()), float(accs.std()), float(np.mean(thrs)), accs.tolist(), thrs
 
 
+def val_at_far(scores, same, folds=10):
+    """VAL@FAR per fold: threshold where the training folds' FAR = f (linear interpolation
+    between the bracketing distinct training scores), TAR/FAR on the held-out fold."""
+    splits = list(KFold(n_splits=folds, shuffle=False).split(scores))
+    min_neg = min(int((same[tr] == 0).sum()) for tr, _ in splits)
+    val, val_std, val_far = [], [], []
+    for f in FARS:
+        if min_neg * f < 1 - 1e-9:
+            val.append(None); val_std.append(None); val_far.append(None)
+            continue
+        tars, fars = [], []
+        for tr, te in splits:
+            s, y = scores[tr], same[tr]
+            thr = np.unique(s)[::-1]
+            neg = np.sort(s[y == 0].astype(np.float64))
+            far = (len(neg) - np.searchsorted(neg, thr.astype(np.float64), side="left")) / len(neg)
+            ok = np.nonzero(far <= f)[0]
+            if len(ok) == 0:
+                t = float(np.nextafter(np.float32(thr[0]), np.float32(np.inf)))
+            else:
+                i = int(ok[-1])
+                t = float(thr[i]) + (f - far[i]) / (far[i + 1] - far[i]) * (float(thr[i + 1]) - float(thr[i]))
+            ts, ty = scores[te].astype(np.float64), same[te]
+            if (ty == 1).sum() == 0 or (ty == 0).sum() == 0:
+                continue
+            tars.append(((ts >= t) & (ty == 1)).sum() / (ty == 1).sum())
+            fars.append(((ts >= t) & (ty == 0)).sum() / (ty == 0).sum())
+        val.append(float(np.mean(tars))); val_std.append(float(np.std(tars))); val_far.append(float(np.mean(fars)))
+    return val, val_std, val_far
+
+
 def roc_case(name, scores, same, full=True):
     scores = np.asarray(scores, dtype=np.float32)
     same = np.asarray(same, dtype=np.int32)
@@ -81,6 +114,8 @@ def roc_case(name, scores, same, full=True):
         m, sd, mt, accs, thrs = kfold(scores, same)
         case.update({"kfold_acc": m, "kfold_std": sd, "kfold_thr": mt, "kfold_fold_acc": accs,
                      "kfold_fold_thr": thrs})
+        v, vs, vf = val_at_far(scores, same)
+        case.update({"val": v, "val_std": vs, "val_far": vf})
     return case
 
 

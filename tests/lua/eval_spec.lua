@@ -47,6 +47,15 @@ describe("eval.verification", function()
           expect_near(r.std, c.kfold_std, 1e-9, 1e-12, "10-fold std")
           expect_near(r.threshold, c.kfold_thr, 1e-6, 1e-7, "mean threshold")
           expect_all_near(r.fold_accuracy, c.kfold_fold_acc, 1e-12, 0, "fold accuracies")
+          for i, f in ipairs(fvl.eval.fars) do
+            if isnull(c.val[i]) then
+              expect_eq(r.val[f], nil, "VAL@" .. f .. " must be absent")
+            else
+              expect_near(r.val[f].tar, c.val[i], 1e-12, 0, "VAL@" .. f)
+              expect_near(r.val[f].std, c.val_std[i], 1e-9, 1e-12, "VAL std @" .. f)
+              expect_near(r.val[f].far, c.val_far[i], 1e-12, 0, "FAR at VAL@" .. f)
+            end
+          end
         end
         -- the default thinned ROC equals sklearn's drop_intermediate=True
         local t = fvl.eval.verification(fvl.tensor(c.scores), c.same)
