@@ -75,6 +75,26 @@ describe("backward", function()
     expect_eq(fvl.grad_enabled(), true)
     expect_eq((x * 2).grad_fn, "mul")
   end)
+  it("the graph keeps its inputs alive after their Lua variables are gone", function()
+    local W = fvl.tensor({{1, 2}, {3, 4}}):requires_grad()
+    local loss
+    do
+      local x = fvl.tensor({{1, 1}})
+      local h = x:matmul(W:t())        -- 1x2
+      loss = (h * h):sum()             -- intermediates only reachable through the graph
+    end
+    collectgarbage("collect")
+    collectgarbage("collect")
+    loss:backward()
+    -- h = (3, 7); dloss/dW[i][j] = 2 h_i x_j
+    expect_all_near(W.grad, {{6, 6}, {14, 14}}, 0)
+  end)
+  it("views of computed tensors carry the gradient back", function()
+    local x = fvl.tensor({{1, 2, 3}, {4, 5, 6}}):requires_grad()
+    local y = x * 2
+    y:t():narrow(1, 2, 2):select(2, 2):sum():backward()   -- y[2][2] + y[2][3]
+    expect_all_near(x.grad, {{0, 0, 0}, {0, 2, 2}}, 0)
+  end)
   it("no_grad nests and passes arguments", function()
     local x = fvl.ones(2):requires_grad()
     local inner_state
