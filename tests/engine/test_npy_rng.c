@@ -197,6 +197,15 @@ START_TEST(npy_bad_files) {
   expect_load_error("bad_tiny.npy", "magic");
   expect_load_error("bad_shape.npy", "shape");
   expect_load_error("no_such_file.npy", "cannot open");
+  /* a header promising 4 GB over a 24-byte body: an error, and nothing stays allocated */
+  size_t live = fvl_bytes_live();
+  expect_load_error("bad_huge_shape.npy", "truncated");
+  ck_assert_int_eq(fvl_bytes_live(), live);
+  /* format version 2 (4-byte header length) */
+  fvl_tensor *v2 = fvl_npy_load(GOLDEN "f4_v2.npy");
+  ck_assert_msg(v2 != NULL, "%s", fvl_errmsg());
+  check_golden_tensor(v2, FVL_F32, 2, (int64_t[]){3, 2});
+  fvl_release(v2);
   /* saving into a missing directory fails with a message, never crashes */
   fvl_tensor *t = fvl_scalar(1);
   ck_assert_int_eq(fvl_npy_save("/nonexistent-dir/x.npy", t), -1);

@@ -57,6 +57,14 @@ def write():
         f.write(b"\x93NUMPZ" + whole[6:])
     with open(os.path.join(HERE, "bad_tiny.npy"), "wb") as f:
         f.write(b"\x93NU")                       # shorter than the magic
+    # format version 2.0 (4-byte header length), as numpy writes for very long headers
+    with open(os.path.join(HERE, "f4_v2.npy"), "wb") as f:
+        np.lib.format.write_array(f, fvals((3, 2)), version=(2, 0))
+    # a header that promises 4 GB followed by 24 bytes: an error, without reading past the end
+    with open(os.path.join(HERE, "bad_huge_shape.npy"), "wb") as f:
+        hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000), }"
+        hdr += " " * (64 - 10 - len(hdr) - 1) + "\n"
+        f.write(b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr.encode() + bytes(24))
     with open(os.path.join(HERE, "bad_shape.npy"), "wb") as f:
         hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }"
         hdr += " " * (64 - 10 - len(hdr) - 1) + "\n"
