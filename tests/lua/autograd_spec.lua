@@ -95,6 +95,19 @@ describe("backward", function()
     y:t():narrow(1, 2, 2):select(2, 2):sum():backward()   -- y[2][2] + y[2][3]
     expect_all_near(x.grad, {{0, 0, 0}, {0, 2, 2}}, 0)
   end)
+  it("a 200,000-op chain backpropagates and is freed without exhausting the C stack", function()
+    local x = fvl.ones(1):requires_grad()
+    local y = x
+    for _ = 1, 200000 do y = y + 1e-3 end
+    y:sum():backward()
+    expect_all_near(x.grad, {1}, 0)
+    y = x
+    for _ = 1, 200000 do y = y * 1 end   -- never walked by backward
+    y = nil
+    collectgarbage("collect")
+    collectgarbage("collect")
+    expect_eq(x:get(1), 1)
+  end)
   it("no_grad nests and passes arguments", function()
     local x = fvl.ones(2):requires_grad()
     local inner_state
