@@ -10,7 +10,8 @@
 --   fvl.eval.flip_embed(net_fn, images)             -- runs net_fn on images and their mirror
 --
 -- Definitions (same as scikit-learn / insightface / pytorch-metric-learning):
---   scores are "higher = more alike" (cosine); pass -d² for squared distances.
+--   scores are "higher = more alike" (cosine); for distances pass distance=true (pairs with
+--   metric="l2" give d² of normalised embeddings).
 --   ROC: one point per distinct score, (0,0) first; AUC by trapezoid; EER where FAR = 1 - TAR on
 --   the piecewise-linear ROC. TAR@FAR=f = best TAR with FAR <= f, reported only for
 --   f in 1e-1..1e-6 where #impostors >= 1/f (absent otherwise, never extrapolated; r.min_far =
