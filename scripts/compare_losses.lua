@@ -27,11 +27,11 @@ end
 -- Budgets per mode. The same recipe for every head: SGD(momentum 0.9, wd 5e-4), cosine LR
 -- with a 5% warm-up, the same backbone, batches and seed.
 local MODES = {
-  quick   = { fm_steps = 150,  fm_train = 20000, fm_backbone = "mlp",     syn_steps = 200,
+  quick   = { pairs = 6000, fm_steps = 150,  fm_train = 20000, fm_backbone = "mlp",     syn_steps = 200,
               syn = { identities = 200, per_identity = 20, test_identities = 100, test_per_identity = 10 } },
-  default = { fm_steps = 900,  fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
+  default = { pairs = 20000, fm_steps = 900,  fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
               syn = { identities = 500, per_identity = 24, test_identities = 200, test_per_identity = 12 } },
-  full    = { fm_steps = 6000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
+  full    = { pairs = 60000, fm_steps = 6000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
               syn = { identities = 2000, per_identity = 30, test_identities = 500, test_per_identity = 20 } },
 }
 local M = MODES[opt.mode]
@@ -39,7 +39,8 @@ local S = 32            -- one scale for every normalised head (AM-Softmax 30, M
 local SETTINGS = {
   mode = opt.mode, seed = opt.seed, scale = S, batch = 256, lr = 0.1, momentum = 0.9,
   weight_decay = 5e-4, warmup = 0.05, fashion_mnist = { steps = M.fm_steps, train = M.fm_train,
-  backbone = M.fm_backbone, dim = 2 }, synthetic = { steps = M.syn_steps, dim = 64, data = M.syn },
+  backbone = M.fm_backbone, dim = 2 }, synthetic = { steps = M.syn_steps, dim = 64, data = M.syn,
+  pairs = M.pairs, folds = 10 },
   threads = fvl.threads(), version = fvl.version,
 }
 
@@ -173,12 +174,12 @@ for _, h in ipairs(heads) do
   train(net, head, syn.train.x, syn.train.labels, M.syn_steps, bar, h.name .. " (synthetic)")
   local temb = embed(net, syn.test.x)
   local ok, err = pcall(function()
-    local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = 6000, seed = 1})
+    local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = 1})
     local v = fvl.eval.verification(scores, same, {folds = 10})
     row.ver_acc, row.ver_std, row.eer = v.accuracy, v.std, v.eer
     row.tar_1e3 = v.tar_at_far[1e-3]
     row.tar_1e2 = v.tar_at_far[1e-2]
-    rocs[#rocs + 1] = {label = h.name, far = v.roc.far, tar = v.roc.tar}
+    rocs[#rocs + 1] = {label = h.name, result = v}
   end)
   if not ok then row.error = tostring(err) end
   row.syn_seconds = fvl.clock() - t0
