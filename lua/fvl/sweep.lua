@@ -27,9 +27,10 @@ local WORKER_ENV = "FVL_SWEEP_WORKER"
 local function fail(fmt, ...) error("fvl.sweep: " .. string.format(fmt, ...), 0) end
 
 local function isfinite(x) return x == x and x ~= math.huge and x ~= -math.huge end
-local function nonfinite_name(x) return x ~= x and "NaN" or (x > 0 and "inf" or "-inf") end
-
 local function enc(v) return json.encode(v, { nonfinite = "literal" }) end
+
+-- this file: the space, strategies, shards and the driver; fvl/sweep/worker.lua runs one trial,
+-- fvl/sweep/report.lua reads stores (load, merge, leaderboard, CSV, plots)
 local report = require "fvl.sweep.report"
 local worker = require "fvl.sweep.worker"
 local check_opts, sorted_keys, dec, fmt_num = report.util.check_opts, report.util.sorted_keys,
