@@ -14,6 +14,11 @@
 #define NRM_EPS 1e-12f   /* F.normalize's eps */
 #define NEAR_ONE 0.9999f /* |c| above this is recomputed in double */
 
+/* acc += g (n floats) */
+FVL_HOT static void colsum_add(float *acc, const float *g, int64_t n) {
+#pragma omp simd
+  for (int64_t k = 0; k < n; k++) acc[k] += g[k];
+}
 FVL_HOT static float sumsq(const float *r, int64_t n) {
   float s = 0;
 #pragma omp simd reduction(+:s)
@@ -262,25 +267,49 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
   }
   /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
+       dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
        H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j       (sgemm + projection)
-     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0);
-     afterwards dL/dX̂ = G·W in one sgemm over the rescaled G. */
+     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0).
+     G and W are each read once; the partial sums are added in thread order (static schedule:
+     the same numbers for a given thread count). */
+  int nt = nthreads();
+  float **part = NULL;
+  int *used = NULL;
+  if (rc == 0 && want_x) {
+    part = calloc((size_t)nt, sizeof *part);
+    used = calloc((size_t)nt, sizeof *used);
+    if (!part || !used) rc = fvl_err("cosine backward: out of memory");
+    else {
+      part[0] = fvl_f32(gx);
+      for (int t = 1; t < nt && rc == 0; t++)
+        if (!(part[t] = malloc(sizeof(float) * (size_t)(B * D)))) rc = fvl_err("cosine backward: out of memory");
+    }
+  }
   if (rc == 0) {
     int nbl = blas_single();
-#pragma omp parallel
+#pragma omp parallel num_threads(nt)
     {
+      int tid = 0;
+#ifdef _OPENMP
+      tid = omp_get_thread_num();
+#endif
       float *hb = want_w ? malloc(sizeof(float) * (size_t)(nb * D)) : NULL;
       float inw[8192];
       if (want_w && !hb) {
 #pragma omp atomic write
         oom = 1;
       }
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static)
       for (int64_t blk = 0; blk < nblk; blk++) {
         if (oom || fvl_aborted()) continue;
         int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
         for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
         for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
+        if (want_x) {
+          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, used[tid] ? 1.0f : 0.0f,
+                   part[tid], (int)D);
+          used[tid] = 1;
+        }
         if (!want_w) continue;
         fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
         float *dp = fvl_f32(dst);
@@ -295,8 +324,16 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     if (oom) rc = fvl_err("cosine backward: out of memory");
     else rc = fvl_check_abort("cosine backward");
   }
-  if (rc == 0 && want_x)
-    fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
+  if (rc == 0 && want_x) {  /* gx = Σ_t partial_t, in thread order */
+    float *gp = fvl_f32(gx);
+    if (!used[0]) memset(gp, 0, sizeof(float) * (size_t)(B * D));
+    for (int t = 1; t < nt; t++)
+      if (used[t]) colsum_add(gp, part[t], B * D);
+  }
+  if (part)
+    for (int t = 1; t < nt; t++) free(part[t]);
+  free(part);
+  free(used);
   if (rc == 0 && want_x) {
     /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
     float *dp = fvl_f32(gx);
@@ -326,11 +363,6 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
 typedef struct { int ldw; } linear_ctx;
 static int linear_bw(fvl_node *n, fvl_tensor *gout);
 
-/* per block: dst_blk (+)= G_blkᵀ·x (sgemm), db_blk = column sums of G_blk */
-FVL_HOT static void colsum_add(float *acc, const float *g, int64_t n) {
-#pragma omp simd
-  for (int64_t k = 0; k < n; k++) acc[k] += g[k];
-}
 
 fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws) {
   static const char *fn = "linear_logits";
