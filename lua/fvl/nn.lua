@@ -564,12 +564,14 @@ end
 -- LeNet++ (Wen et al., "A Discriminative Feature Learning Approach for Deep Face Recognition",
 -- ECCV 2016, MNIST network): three stages of two 5×5 convolutions (32, 64, 128 channels,
 -- padding 2) with PReLU, each followed by 2×2 max-pooling (28 → 14 → 7 → 3), then a linear
--- layer 1152 → dim (2 or 3 for plotting).
+-- layer 1152 → dim (2 or 3 for plotting). Weights start Xavier-uniform (biases 0) as in the
+-- paper's Caffe model; init= picks another (see init_kinds).
 function nn.lenetpp(opts)
   opts = util.check_opts("lenetpp", opts, { "dim", "in_channels", "init" })
   local dim = util.integer("lenetpp", "dim", opts.dim, 2, 1)
   local cin = util.integer("lenetpp", "in_channels", opts.in_channels, 1, 1)
-  local ini = opts.init
+  -- the paper's Caffe model uses "xavier" fillers; PyTorch's default init stalls SGD here
+  local ini = opts.init or "xavier_uniform"
   local function conv(a, b) return nn.Conv2d(a, b, 5, { padding = 2, init = ini }) end
   local net = nn.Sequential {
     conv(cin, 32), nn.PReLU(32), conv(32, 32), nn.PReLU(32), nn.MaxPool2d(2),
