@@ -81,6 +81,13 @@ void fvl_node_release(fvl_node *n) {
 
 static int accumulate(fvl_tensor **slot, fvl_tensor *g) {
   if (!*slot) {
+    /* a contiguous gradient nobody else can see (one tensor ref, one storage ref) is taken
+     * as it is; anything else becomes a private copy, so later in-place adds touch no one */
+    if (g->refs == 1 && g->st->refs == 1 && g->dtype == FVL_F32 && fvl_is_contiguous(g) &&
+        !g->grad_fn && !g->requires_grad) {
+      *slot = fvl_retain(g);
+      return 0;
+    }
     /* own a private contiguous copy so later in-place adds never touch g's storage */
     fvl_tensor *c = fvl_empty(FVL_F32, g->ndim, g->size);
     if (!c || fvl_copy_(c, g) < 0) { fvl_release(c); return -1; }

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 #include <stdatomic.h>
+#include <malloc.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -56,7 +57,16 @@ static void note_alloc(size_t n) {
   size_t pk = atomic_load(&peak_bytes);
   while (now > pk && !atomic_compare_exchange_weak(&peak_bytes, &pk, now)) {}
 }
+/* Tensors of tens of MB would otherwise be fresh mmaps on every op (a page fault per 4 KB):
+ * keep them in the heap, and let the heap keep freed memory for the next tensor. */
+static void tune_malloc(void) {
+  static atomic_int done;
+  if (atomic_exchange(&done, 1)) return;
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
 void *fvl_alloc(size_t nbytes) {
+  tune_malloc();
   size_t n = nbytes ? (nbytes + 63) / 64 * 64 : 64;
   void *p = aligned_alloc(64, n);
   if (!p) { fvl_err("out of memory allocating %zu bytes", nbytes); return NULL; }

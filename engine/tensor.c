@@ -502,6 +502,14 @@ fvl_tensor *fvl_npy_load(const char *path) {
     size[nd++] = v;
     sp = e;
   }
+  /* the data must be there before anything is allocated for it */
+  long here = ftell(f);
+  if (here < 0 || fseek(f, 0, SEEK_END) != 0) { fvl_err("load: %s: cannot seek", path); goto done; }
+  long end = ftell(f);
+  fseek(f, here, SEEK_SET);
+  double want = 4;
+  for (int d = 0; d < nd; d++) want *= (double)size[d];
+  if ((double)(end - here) < want) goto trunc;
   t = fvl_empty(dt, nd, size);
   if (!t) goto done;
   size_t n = (size_t)fvl_numel(t);

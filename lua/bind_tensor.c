@@ -223,6 +223,7 @@ static int l_set(lua_State *L) {
   fvl_tensor *t = T(1);
   int64_t idx[FVL_MAXDIM];
   int top = lua_gettop(L);
+  if (top < 2) return fvl_error(L, "set: expected indices and a value, e.g. t:set(1, 2, 5)");
   double v = luaL_checknumber(L, top);
   lua_settop(L, top - 1);
   index_args(L, t, 2, idx, "set");
