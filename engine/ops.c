@@ -588,6 +588,25 @@ static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int 
   float *o = fvl_f32(out);
   int32_t *ai = arg ? fvl_i32(arg) : NULL;
   int64_t total = outer * inner;
+  if (inner > 1 && (kind == R_SUM || kind == R_MEAN || kind == R_NORM)) {
+    /* reducing a leading dim: add whole contiguous rows instead of striding down columns */
+#pragma omp parallel for schedule(static) if (total * n > PAR_MIN && outer > 1)
+    for (int64_t oo = 0; oo < outer; oo++) {
+      double *acc = calloc((size_t)inner, sizeof(double));
+      const float *q = p + oo * n * inner;
+      if (acc) {
+        for (int64_t j = 0; j < n; j++) {
+          const float *row = q + j * inner;
+          if (kind == R_NORM) for (int64_t k = 0; k < inner; k++) acc[k] += (double)row[k] * row[k];
+          else for (int64_t k = 0; k < inner; k++) acc[k] += row[k];
+        }
+        for (int64_t k = 0; k < inner; k++)
+          o[oo * inner + k] = (float)(kind == R_NORM ? sqrt(acc[k]) : kind == R_MEAN ? (n ? acc[k] / (double)n : NAN) : acc[k]);
+        free(acc);
+      }
+    }
+    goto record;
+  }
 #pragma omp parallel for schedule(static) if (total * n > PAR_MIN && total > 1)
   for (int64_t r = 0; r < total; r++) {
     int64_t oo = r / inner, k = r % inner;
@@ -621,6 +640,7 @@ static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int 
     }
     o[r] = (float)acc;
   }
+record:;
   fvl_node *nd = fvl_record(fn, bw_reduce, out, 1, &t);
   if (nd) {
     nd->iv[0] = kind;
