@@ -22,6 +22,18 @@ local function onehot(y, B, C)
   end
   return fvl.tensor(t)
 end
+-- a spec field that is a number or a tensor with one value per row (the binding's messages)
+local function check_row(name, key, v, B)
+  if type(v) == "number" or v == nil then return end
+  if not util.is_tensor(v) then
+    error(string.format("%s: %s must be a number or a tensor with one value per row, got %s", name, key,
+                        type(v)), 0)
+  end
+  if v:numel() ~= B then
+    error(string.format("%s: %s is %s (expected one value per row: %d entries)", name, key,
+                        util.shape_str(v), B), 0)
+  end
+end
 local function col(v, B) -- number or B tensor → B×1 tensor (tracked) or number
   if type(v) == "number" then return v end
   return v:reshape(B, 1)
@@ -124,6 +136,8 @@ end
 
 function R.margin_ce(cos, labels, sp, name)
   local B, C = cos:size(1), cos:size(2)
+  check_row(name or "margin_ce", "s", sp.s, B)
+  check_row(name or "margin_ce", "m", sp.m, B)
   local y = label_list(labels)
   local OH = onehot(y, B, C)
   local cd = cos:detach():totable()
