@@ -200,6 +200,28 @@ describe("loss heads: state", function()
   end)
 end)
 
+describe("loss heads: checkpoints", function()
+  it("a head's tensors and state survive save_checkpoint / load_checkpoint", function()
+    for _, name in ipairs { "curricularface", "center", "discface", "sphereface", "softmax" } do
+      local h = fvl.loss[name] { dim = D, classes = C }
+      local x = batch(17)
+      for _ = 1, 3 do h(x, LABELS):backward() end      -- move t / iter / centres
+      if h.xi then fvl.no_grad(function() h.xi:copy(fvl.ones(D) * 0.01) end) end
+      local path = os.tmpname()
+      os.remove(path)
+      fvl.save_checkpoint(path, { head = h, step = 3 })
+      local g = fvl.loss[name] { dim = D, classes = C }
+      fvl.load_checkpoint(path, { head = g })
+      os.execute("rm -rf '" .. path .. "'")
+      h:evaluate(); g:evaluate()
+      expect_near(g(x, LABELS):item(), h(x, LABELS):item(), 1e-6, 0, name .. " loss after reload")
+      if h.t then expect_eq(g.t, h.t, name .. " t") end
+      if h.iter then expect_eq(g.iter, h.iter, name .. " iter") end
+      if h.centers then expect_all_near(g.centers, h.centers:totable(), 0, 0, name .. " centres") end
+    end
+  end)
+end)
+
 describe("loss heads: evaluation helpers", function()
   it("logits are the cosines (no margin) and predict is their arg-max", function()
     local h = fvl.loss.arcface { dim = D, classes = C }
