@@ -19,9 +19,48 @@ int fvl_pool2d_plan(fvl_pool2d_shape *s, const char *fn) {
   return 0;
 }
 
+/* the common 2×2 / stride 2 / no padding case without the generic window bounds */
+static void maxpool2x2_fwd(const fvl_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
+  const int H = s->H, W = s->W, OH = s->OH, OW = s->OW;
+  const int64_t planes = (int64_t)s->B * s->C;
+#pragma omp parallel for schedule(static)
+  for (int64_t bc = 0; bc < planes; bc++) {
+    const float *xp = x + bc * H * W;
+    float *yp = y + bc * OH * OW;
+    int32_t *ap = argmax + bc * OH * OW;
+    for (int oh = 0; oh < OH; oh++) {
+      const float *r0 = xp + (2 * oh) * W, *r1 = r0 + W;
+      for (int ow = 0; ow < OW; ow++) {
+        const int w = 2 * ow;
+        float best = r0[w];
+        int32_t bi = 2 * oh * W + w;
+        /* same order and NaN rule as the generic loop: first maximum wins, NaN propagates */
+        if (best == best) {
+          float v = r0[w + 1];
+          if (v > best || v != v) { best = v; bi = 2 * oh * W + w + 1; }
+          if (best == best) {
+            v = r1[w];
+            if (v > best || v != v) { best = v; bi = (2 * oh + 1) * W + w; }
+            if (best == best) {
+              v = r1[w + 1];
+              if (v > best || v != v) { best = v; bi = (2 * oh + 1) * W + w + 1; }
+            }
+          }
+        }
+        yp[oh * OW + ow] = best;
+        ap[oh * OW + ow] = bi;
+      }
+    }
+  }
+}
+
 void fvl_maxpool2d_fwd(const fvl_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
   const int H = s->H, W = s->W, OH = s->OH, OW = s->OW;
   const int64_t planes = (int64_t)s->B * s->C;
+  if (s->kh == 2 && s->kw == 2 && s->sh == 2 && s->sw == 2 && s->ph == 0 && s->pw == 0) {
+    maxpool2x2_fwd(s, x, y, argmax);
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t bc = 0; bc < planes; bc++) {
     const float *xp = x + bc * H * W;

@@ -233,6 +233,23 @@ START_TEST(pool_max) {
   check_pool(1, 2, 3, 7, 7, 2, 2, 0);   /* LeNet++: 7 → 3, last row/column dropped */
   check_pool(1, 1, 2, 6, 5, 3, 2, 1);
   check_pool(1, 2, 1, 5, 5, 3, 1, 1);   /* overlapping windows */
+  /* ties: the first maximum wins; NaN propagates (2×2 fast path and generic 3×3 path) */
+  fvl_pool2d_shape s = {.B = 1, .C = 1, .H = 2, .W = 2, .kh = 2, .kw = 2, .sh = 2, .sw = 2};
+  ck_assert_int_eq(fvl_pool2d_plan(&s, "maxpool2d"), 0);
+  float tie[4] = {1, 3, 3, 2}, nan_[4] = {1, NAN, 5, 2}, y;
+  int32_t am;
+  fvl_maxpool2d_fwd(&s, tie, &y, &am);
+  ck_assert(y == 3.f && am == 1);
+  fvl_maxpool2d_fwd(&s, nan_, &y, &am);
+  ck_assert(isnan(y) && am == 1);
+  fvl_pool2d_shape g = {.B = 1, .C = 1, .H = 2, .W = 2, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1};
+  ck_assert_int_eq(fvl_pool2d_plan(&g, "maxpool2d"), 0);
+  float y4[4];
+  int32_t a4[4];
+  fvl_maxpool2d_fwd(&g, tie, y4, a4);
+  ck_assert(y4[0] == 3.f && a4[0] == 1);
+  fvl_maxpool2d_fwd(&g, nan_, y4, a4);
+  ck_assert(isnan(y4[0]) && a4[0] == 1);
 }
 END_TEST
 START_TEST(pool_avg) {
