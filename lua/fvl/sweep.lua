@@ -299,8 +299,12 @@ local function decide_rungs(S, st, rows, queued, say)
     for _, t in ipairs(rows) do
       local live = t.status == "running" or t.status == "pending" or queued[t.id]
       if live and t.rung == r - 1 then
-        if t.status == "running" and t.wait_rung == r then waiting[#waiting + 1] = t
-        else blocked = true end
+        -- waiting: paused in its worker (running) or parked without a process (pending)
+        if (t.status == "running" or t.status == "pending") and t.wait_rung == r then
+          waiting[#waiting + 1] = t
+        else
+          blocked = true
+        end
       end
     end
     if decided then
@@ -400,6 +404,8 @@ local function driver(S)
     if s == "running" and row.host == host and row.pid > 0 and row.pid ~= sys.getpid() and sys.alive(row.pid) then
       -- a worker of another driver on this store is on it (ours die with their driver)
       elsewhere[#elsewhere + 1] = id
+    elseif s == "pending" and row.wait_rung > 0 and row.rung < row.wait_rung then
+      -- parked at a rung without a process: it runs again only if promoted (see the loop)
     elseif s == "pending" or s == "running" or (s == "failed" and (row.killed or S.retry_failed)) then
       queue[#queue + 1] = id
       queued[id] = true
@@ -456,6 +462,8 @@ local function driver(S)
 
   local function on_exit(w, code, sig)
     local row = st:trial(w.id)
+    -- a worker that left a rung's queue (parked) or an attempt that is no longer current
+    if row.attempt ~= w.attempt or (row.status == "pending" and row.wait_rung > 0) then return end
     if row.status == "running" and row.attempt == w.attempt then
       local msg, killed
       if sig then
@@ -491,6 +499,41 @@ local function driver(S)
         local r = byid[w.id]
         if not (r and r.status == "running" and r.wait_rung > 0) then busy = busy + 1
         elseif r.rung >= r.wait_rung then ready[#ready + 1] = r.id end   -- promoted, not yet released
+      end
+      if S.halving then
+        -- at most halving.paused trials wait at a rung with their process (memory); the worst
+        -- of the others are parked: the worker exits, the trial waits as 'pending' with its
+        -- rung value, and runs again from step 0 if promoted
+        local alive = {}
+        for _, w in pairs(active) do
+          local r = byid[w.id]
+          if not w.parked and r and r.attempt == w.attempt and r.status == "running" and r.wait_rung > 0
+             and r.rung < r.wait_rung then
+            alive[#alive + 1] = { w = w, v = r.wait_value, rung = r.wait_rung }
+          end
+        end
+        if #alive > S.halving.paused then
+          local gt = better(S.mode)
+          table.sort(alive, function(a, b)
+            if a.rung ~= b.rung then return a.rung > b.rung end
+            if a.v ~= nil and b.v ~= nil and a.v ~= b.v then return gt(a.v, b.v) end
+            return a.w.id < b.w.id
+          end)
+          for i = S.halving.paused + 1, #alive do
+            local w = alive[i].w
+            if st:exec("UPDATE trials SET status = 'pending', pid = 0 WHERE id = ? AND attempt = ? AND" ..
+                       " status = 'running' AND wait_rung > 0 AND rung < wait_rung", w.id, w.attempt) == 1 then
+              w.parked = true
+            end
+          end
+        end
+        -- parked trials that were promoted go back to the front of the queue
+        for _, r in ipairs(rows) do
+          if r.status == "pending" and r.wait_rung > 0 and r.rung >= r.wait_rung and not queued[r.id] then
+            table.insert(queue, 1, r.id)
+            queued[r.id], seen[r.id] = true, r.attempt
+          end
+        end
       end
       -- promoted trials go on as slots free up (best first), before new trials start
       table.sort(ready, function(a, b)
@@ -621,7 +664,7 @@ local function normalize(o)
     if not S.metric then fail("strategy 'halving' needs metric = <name of a reported metric>") end
     local h = o.halving
     if type(h) ~= "table" then fail("strategy 'halving' needs halving = {rungs = {steps...}, eta = 3}") end
-    check_opts("fvl.sweep: halving", h, { "rungs", "eta" })
+    check_opts("fvl.sweep: halving", h, { "rungs", "eta", "paused" })
     if type(h.rungs) ~= "table" or #h.rungs == 0 then fail("halving.rungs must be a list of steps, e.g. {100, 300}") end
     local prev = -math.huge
     for i, s in ipairs(h.rungs) do
@@ -632,7 +675,11 @@ local function normalize(o)
     end
     local eta = h.eta == nil and 3 or h.eta
     if type(eta) ~= "number" or eta <= 1 then fail("halving.eta must be a number > 1, got %s", tostring(h.eta)) end
-    S.halving = { rungs = h.rungs, eta = eta }
+    local paused = h.paused == nil and 4 * math.max(1, math.type(o.workers) == "integer" and o.workers or 1) or h.paused
+    if math.type(paused) ~= "integer" or paused < 0 then
+      fail("halving.paused must be an integer >= 0 (trials kept waiting in memory), got %s", tostring(h.paused))
+    end
+    S.halving = { rungs = h.rungs, eta = eta, paused = paused }
   elseif o.halving ~= nil then
     fail("halving = {...} needs strategy = 'halving'")
   end
