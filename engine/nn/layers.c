@@ -308,14 +308,13 @@ static int bw_prelu(fvl_node *n, fvl_tensor *gout) {
 }
 
 fvl_tensor *fvl_nn_prelu(fvl_tensor *x, fvl_tensor *a) {
-  char s1[64], s2[64];
+  char s1[64];
   if (need_f32("prelu", "input", x) < 0 || need_f32("prelu", "weight", a) < 0) return NULL;
   if (x->ndim < 1) { fvl_err("prelu: input must have a batch dimension"); return NULL; }
   int64_t C = x->ndim > 1 ? x->size[1] : 1, na = fvl_numel(a);
   if (na != 1 && na != C) {
     fvl_err("prelu: input is %s (%lld channels) but the weight has %lld values (expected 1 or %lld)",
             fvl_shape_str(x, s1, sizeof s1), (long long)C, (long long)na, (long long)C);
-    (void)s2;
     return NULL;
   }
   fvl_tensor *xc = fvl_contiguous(x), *ac = fvl_contiguous(a);
