@@ -96,4 +96,9 @@ print(string.format("cpu %.2f s (%.2f cores busy on average)  load average befor
                     cpu, cpu / wall, load0, loadavg()))
 print(string.format("images/s %.1f   s/epoch %.1f   vs PyTorch 1.13 CPU (360 s/epoch): %.2fx %s",
                     ips, epoch_s, 360 / epoch_s, epoch_s <= 360 and "faster" or "slower"))
+-- on a loaded machine wall time mostly measures the other processes: CPU seconds per step
+-- spread over the threads give what an idle machine would take (perfect scaling assumed)
+local proj = cpu / steps / nthreads * (60000 / opts.batch)
+print(string.format("projected on %d idle core(s) from CPU time: %.1f s/epoch (%.2fx PyTorch's 360 s)",
+                    nthreads, proj, 360 / proj))
 print(string.format("last loss %.4f", loss))
