@@ -16,9 +16,16 @@ while arg and arg[i] do
   elseif a == "--full" then opt.mode = "full"
   elseif a == "--out" then i = i + 1; opt.out = arg[i]
   elseif a == "--seed" then i = i + 1; opt.seed = tonumber(arg[i])
+  elseif a == "--fm-steps" then i = i + 1; opt.fm_steps = tonumber(arg[i])
+  elseif a == "--syn-steps" then i = i + 1; opt.syn_steps = tonumber(arg[i])
+  elseif a == "--identities" then i = i + 1; opt.identities = tonumber(arg[i])
+  elseif a == "--per-identity" then i = i + 1; opt.per_identity = tonumber(arg[i])
   elseif a == "--heads" then i = i + 1; opt.heads = {}; for h in arg[i]:gmatch("[^,]+") do opt.heads[h] = true end
   elseif a == "-h" or a == "--help" then
-    print("usage: fvl scripts/compare_losses.lua [--quick|--full] [--out DIR] [--seed N] [--heads name,...]")
+    print("usage: fvl scripts/compare_losses.lua [--quick|--full] [--out DIR] [--seed N] [--heads key,...]\n" ..
+          "       [--fm-steps N] [--syn-steps N]   (0 skips that part)\n" ..
+          "       [--identities N] [--per-identity N]   (synthetic training identities)\n" ..
+          "head keys: softmax sphereface cosface arcface mv_arc curricularface circle center discface npcface")
     os.exit(0)
   else error("compare_losses: unknown argument '" .. a .. "' (try --help)") end
   i = i + 1
@@ -29,12 +36,16 @@ end
 local MODES = {
   quick   = { pairs = 6000, fm_steps = 150,  fm_train = 20000, fm_backbone = "mlp",     syn_steps = 200,
               syn = { identities = 200, per_identity = 20, test_identities = 100, test_per_identity = 10 } },
-  default = { pairs = 20000, fm_steps = 900,  fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
+  default = { pairs = 20000, fm_steps = 2000, fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
               syn = { identities = 500, per_identity = 24, test_identities = 200, test_per_identity = 12 } },
   full    = { pairs = 60000, fm_steps = 6000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
               syn = { identities = 2000, per_identity = 30, test_identities = 500, test_per_identity = 20 } },
 }
 local M = MODES[opt.mode]
+M.fm_steps = opt.fm_steps or M.fm_steps
+M.syn_steps = opt.syn_steps or M.syn_steps
+M.syn.identities = opt.identities or M.syn.identities
+M.syn.per_identity = opt.per_identity or M.syn.per_identity
 local S = 32            -- one scale for every normalised head (AM-Softmax 30, MV-Softmax 32)
 local SETTINGS = {
   mode = opt.mode, seed = opt.seed, scale = S, batch = 256, lr = 0.1, momentum = 0.9,
@@ -140,49 +151,53 @@ for _, h in ipairs(HEADS) do
 end
 local total = 0
 for _ = 1, #heads do total = total + M.fm_steps + M.syn_steps end
-local bar = fvl.progress{total = total, title = "training"}
+local bar = fvl.progress{total = total, title = "training", unit = "steps"}
 
 -- ------------------------------------------------------------------ run
 mkdir_p(opt.out)
 local rows, panels, rocs, curves, trained = {}, {}, {}, {}, {}
 for _, h in ipairs(heads) do
   local row = {head = h.name, key = h.key}
-  -- (a) Fashion-MNIST, 2-D embedding
-  fvl.manual_seed(opt.seed)
-  local net = backbone(M.fm_backbone == "lenetpp" and "lenetpp" or "fm_mlp", 784, 2)
-  local head = h.make(2, 10)
-  local t0 = fvl.clock()
-  local curve = train(net, head, fm_x, fm_y, M.fm_steps, bar, h.name .. " (FMNIST)")
-  local emb = embed(net, fm_tx)
-  local pred = fvl.no_grad(function() return head:predict(emb) end)
-  row.fmnist_acc = pred:eq(fm_ty):mean():item()
-  row.fmnist_seconds = fvl.clock() - t0
-  local png = opt.out .. "/features_" .. h.key .. ".png"
-  local nshow = math.min(3000, emb:size(1))
-  fvl.plot.features(emb:narrow(1, 1, nshow), fm_ty:narrow(1, 1, nshow),
-                    {centres = head.weight:detach(), file = png, names = fm_train.classes,
-                     title = string.format("%s  (acc %.1f%%)", h.name, 100 * row.fmnist_acc)})
-  panels[#panels + 1] = png
-  trained[#trained + 1] = head
-  curves[#curves + 1] = {label = h.name, curve = curve}
+  if M.fm_steps > 0 then
+    -- (a) Fashion-MNIST, 2-D embedding
+    fvl.manual_seed(opt.seed)
+    local net = backbone(M.fm_backbone == "lenetpp" and "lenetpp" or "fm_mlp", 784, 2)
+    local head = h.make(2, 10)
+    local t0 = fvl.clock()
+    local curve = train(net, head, fm_x, fm_y, M.fm_steps, bar, h.name .. " (FMNIST)")
+    local emb = embed(net, fm_tx)
+    local pred = fvl.no_grad(function() return head:predict(emb) end)
+    row.fmnist_acc = pred:eq(fm_ty):mean():item()
+    row.fmnist_seconds = fvl.clock() - t0
+    local png = opt.out .. "/features_" .. h.key .. ".png"
+    local nshow = math.min(3000, emb:size(1))
+    fvl.plot.features(emb:narrow(1, 1, nshow), fm_ty:narrow(1, 1, nshow),
+                      {centres = head.weight:detach(), file = png, names = fm_train.classes,
+                       title = string.format("%s  (acc %.1f%%)", h.name, 100 * row.fmnist_acc)})
+    panels[#panels + 1] = png
+    trained[#trained + 1] = head
+    curves[#curves + 1] = {label = h.name, curve = curve}
+  end
 
-  -- (b) synthetic faces, unseen identities
-  fvl.manual_seed(opt.seed)
-  net = backbone("mlp", syn_in, SETTINGS.synthetic.dim)
-  head = h.make(SETTINGS.synthetic.dim, syn_classes)
-  t0 = fvl.clock()
-  train(net, head, syn.train.x, syn.train.labels, M.syn_steps, bar, h.name .. " (synthetic)")
-  local temb = embed(net, syn.test.x)
-  local ok, err = pcall(function()
-    local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = 1})
-    local v = fvl.eval.verification(scores, same, {folds = 10})
-    row.ver_acc, row.ver_std, row.eer = v.accuracy, v.std, v.eer
-    row.tar_1e3 = v.tar_at_far[1e-3]
-    row.tar_1e2 = v.tar_at_far[1e-2]
-    rocs[#rocs + 1] = {label = h.name, result = v}
-  end)
-  if not ok then row.error = tostring(err) end
-  row.syn_seconds = fvl.clock() - t0
+  if M.syn_steps > 0 then
+    -- (b) synthetic faces, unseen identities
+    fvl.manual_seed(opt.seed)
+    local net = backbone("mlp", syn_in, SETTINGS.synthetic.dim)
+    local head = h.make(SETTINGS.synthetic.dim, syn_classes)
+    local t0 = fvl.clock()
+    train(net, head, syn.train.x, syn.train.labels, M.syn_steps, bar, h.name .. " (synthetic)")
+    local temb = embed(net, syn.test.x)
+    local ok, err = pcall(function()
+      local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = 1})
+      local v = fvl.eval.verification(scores, same, {folds = 10})
+      row.ver_acc, row.ver_std, row.eer = v.accuracy, v.std, v.eer
+      row.tar_1e3 = v.tar_at_far[1e-3]
+      row.tar_1e2 = v.tar_at_far[1e-2]
+      rocs[#rocs + 1] = {label = h.name, result = v}
+    end)
+    if not ok then row.error = tostring(err) end
+    row.syn_seconds = fvl.clock() - t0
+  end
   rows[#rows + 1] = row
 end
 bar:close()
@@ -211,8 +226,10 @@ write_atomic(opt.out .. "/results.json", json.encode({settings = SETTINGS, resul
 write_atomic(opt.out .. "/settings.json", json.encode(SETTINGS, {indent = 2}))
 write_atomic(opt.out .. "/table.txt", table_text .. "\n")
 
+if #panels > 0 then
 fvl.plot.sheet(panels, {cols = 5, file = opt.out .. "/features.png",
                         title = "Fashion-MNIST test features (2-D, unit circle) and class centres"})
+end
 if #rocs > 0 then
   fvl.plot.roc(rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC"})
 end
@@ -222,9 +239,11 @@ for _, c in ipairs(curves) do
   for k, p in ipairs(c.curve) do xs[k], ys[k] = p[1], p[2] end
   series[#series + 1] = {x = xs, y = ys, label = c.label}
 end
+if #series > 0 then
 fvl.plot.lines{series = series, xlabel = "step", ylabel = "training loss", ylog = true,
                title = "Fashion-MNIST training loss", file = opt.out .. "/curves.png"}
 -- the two-class decision boundaries of the trained heads (their final m, s, t, λ)
 fvl.plot.boundaries(trained, {file = opt.out .. "/boundaries.png", cols = 5,
                               title = "Two-class decision boundaries of the trained heads"})
+end
 io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,table.txt,features.png,boundaries.png,roc.png,curves.png}\n")
