@@ -125,6 +125,46 @@ describe("fvl.sweep", function()
     expect_eq(by_id(after)[victim.id].attempt > victim.attempt, true, "the killed trial ran again")
   end)
 
+  it("Ctrl-C of the driver stops its workers and marks their trials to run again", function()
+    local store = path("sigint.sqlite")
+    local driver = start("slow.lua", { store, "0.2" })
+    local t0, pids = sys.time(), nil
+    while sys.time() - t0 < 20 and not pids do
+      sys.sleep(0.05)
+      local f = io.open(store)
+      if f then
+        f:close()
+        local st = fvl.store.open(store)
+        local running = {}
+        for _, r in ipairs(st:trials()) do
+          if r.status == "running" and r.pid > 0 and r.pid ~= driver then running[#running + 1] = r.pid end
+        end
+        st:close()
+        if #running == 2 then pids = running end
+      end
+    end
+    expect_true(pids, "two workers running")
+    sys.kill(driver, "INT")
+    local code = wait(driver)
+    expect_true(code ~= 0, "the driver reports the interruption")
+    local f = io.open(path("slow.lua.log"))
+    local log = f:read("a")
+    f:close()
+    expect_true(log:find("interrupted; 2 running trial(s) stopped", 1, true), log)
+    for _, p in ipairs(pids) do expect_eq(sys.alive(p), false, "worker " .. p .. " stopped") end
+    local killed = 0
+    for _, t in ipairs(fvl.sweep.load(store)) do
+      if t.status == "failed" then
+        expect_eq(t.killed, true)
+        expect_eq(t.error, "interrupted (the driver stopped)")
+        killed = killed + 1
+      end
+    end
+    expect_eq(killed, 2)
+    run("slow.lua", { store, "0.01" })
+    for _, t in ipairs(fvl.sweep.load(store)) do expect_eq(t.status, "done", "trial " .. t.id) end
+  end)
+
   it("two drivers on one store share the trials without running any twice", function()
     local store = path("shared.sqlite")
     local a = start("slow.lua", { store, "0.02" })
