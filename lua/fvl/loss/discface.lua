@@ -13,6 +13,13 @@ local DiscFace = util.class("fvl.loss.discface", base.Head)
 -- |rows of v| with a zero-safe gradient (subgradient 0 at v = 0): sqrt(Σv² + 1e-30), n×1
 local function row_norm(v, n) return ((v * v):sum(2):reshape(n, 1) + 1e-30):sqrt() end
 
+-- W[y] as B×D rows: the fused gather adds its backward straight into W.grad (no C×D temporary)
+local function rows_of(W, y)
+  local F = base.F()
+  if F.gather_rows then return F.gather_rows(W, y) end
+  return W:index(1, y)
+end
+
 function DiscFace:forward(x, labels)
   local B, y = self:check_input(x, labels)
   enum("discface", "base", self.base, { "cos", "arc" })
@@ -20,10 +27,10 @@ function DiscFace:forward(x, labels)
   local fb, easy = margin.arc_fallback("discface", self.fallback, self.easy_margin)
   local ce = self:margin_ce(cos, y, { s = self.s, target = self.base == "arc" and "arc" or "cos",
                                       m = self.m, fallback = fb, easy_margin = easy })
-  local eps = fvl.normalize(x, 2) - fvl.normalize(self.weight:index(1, y), 2)   -- B×D variation
+  local eps = fvl.normalize(x, 2) - fvl.normalize(rows_of(self.weight, y), 2)   -- B×D variation
   local xi = self.xi
   local rows = xi:dim() == 2 and xi:size(1) or 1
-  local xi2 = rows > 1 and xi:index(1, y) or xi:reshape(1, self.dim)            -- B×D or 1×D
+  local xi2 = rows > 1 and rows_of(xi, y) or xi:reshape(1, self.dim)  -- B×D or 1×D
   local n2 = rows > 1 and B or 1
   local xi_eff = xi2 / (row_norm(xi2, n2) / self.xi_max):clamp(1, math.huge)   -- |ξ_eff| ≤ ξ_max
   return ce + row_norm(eps - xi_eff, B):mean() * self.lambda

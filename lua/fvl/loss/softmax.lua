@@ -27,8 +27,10 @@ local function setup_bias(self, name, v)
 end
 
 -- x·Wᵀ (+ b): B×C, tracked
-local function linear(self, x)
+-- ws: the head's B×C workspace during training (nil for logits handed to the caller)
+local function linear(self, x, ws)
   local F = base.F()
+  if F.linear_logits then return F.linear_logits(x, self.weight, self.bias, ws) end
   if F.linear then return F.linear(x, self.weight, self.bias) end
   local z = x:matmul(self.weight:t())
   if self.bias then z = z + self.bias end
@@ -50,9 +52,9 @@ end
 function Softmax:forward(x, labels)
   local B, y = self:check_input(x, labels)
   self:workspaces(B, false)                           -- the gradient buffer only
-  return softmax_ce(self, linear(self, x), y)
+  return softmax_ce(self, linear(self, x, (self:workspaces(x:size(1)))), y)
 end
-Softmax.raw_logits = linear
+Softmax.raw_logits = function(self, x) return linear(self, x) end
 
 -- Softmax + Center loss: L = CE + λ·1/(2B)·Σ|x_i - c_{y_i}|²; centres by the α-rule ---------------
 local Center = util.class("fvl.loss.center", Head)
@@ -76,13 +78,13 @@ function Center:forward(x, labels)
   local cen = self.centers
   util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
   self:workspaces(B, false)
-  local ce = softmax_ce(self, linear(self, x), y)
+  local ce = softmax_ce(self, linear(self, x, (self:workspaces(x:size(1)))), y)
   local d = x - cen:index(1, y)                       -- centres are constants (no grad)
   local loss = ce + (d * d):sum() * (0.5 * self.lambda / B)
   -- α-rule after the loss used the pre-update centres
   if self.training then base.F().center_update(cen, x:detach(), y, self.alpha) end
   return loss
 end
-Center.raw_logits = linear
+Center.raw_logits = function(self, x) return linear(self, x) end
 
 return M
