@@ -231,11 +231,23 @@ fvl_tensor *fvl_binary_scalar(fvl_binop op, fvl_tensor *a, double s, int scalar_
   fvl_tensor *src = fvl_contiguous(a);
   fvl_tensor *out = src ? fvl_empty(FVL_F32, a->ndim, a->size) : NULL;
   if (out) {
-    const float *p = fvl_f32(src);
-    float *o = fvl_f32(out), fs = (float)s;
+    const float *restrict p = fvl_f32(src);
+    float *restrict o = fvl_f32(out);
+    const float fs = (float)s;
     int64_t n = fvl_numel(out);
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) o[i] = scalar_first ? apply_bin(op, fs, p[i]) : apply_bin(op, p[i], fs);
+    /* one loop per op so each vectorises */
+#define SCALAR_LOOP(EXPR)                                             \
+    _Pragma("omp parallel for schedule(static) if (n > PAR_MIN)")    \
+    for (int64_t i = 0; i < n; i++) { const float x = p[i]; o[i] = (EXPR); }
+    switch (op) {
+      case FVL_ADD: SCALAR_LOOP(x + fs) break;
+      case FVL_SUB: if (scalar_first) { SCALAR_LOOP(fs - x) } else { SCALAR_LOOP(x - fs) } break;
+      case FVL_MUL: SCALAR_LOOP(x * fs) break;
+      case FVL_DIV: if (scalar_first) { SCALAR_LOOP(fs / x) } else { SCALAR_LOOP(x / fs) } break;
+      default:
+        for (int64_t i = 0; i < n; i++) o[i] = scalar_first ? apply_bin(op, fs, p[i]) : apply_bin(op, p[i], fs);
+    }
+#undef SCALAR_LOOP
     fvl_node *nd = fvl_record(binop_name(op), bw_scalar, out, 1, &a);
     if (nd) {
       nd->iv[0] = op;
@@ -588,6 +600,20 @@ static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int 
   float *o = fvl_f32(out);
   int32_t *ai = arg ? fvl_i32(arg) : NULL;
   int64_t total = outer * inner;
+  if (total == 1 && n > PAR_MIN && (kind == R_SUM || kind == R_MEAN || kind == R_NORM)) {
+    /* one long reduction: threads over blocks of 1024, double partial sums */
+    double acc = 0;
+#pragma omp parallel for schedule(static) reduction(+ : acc)
+    for (int64_t b0 = 0; b0 < n; b0 += 1024) {
+      int64_t e = b0 + 1024 < n ? b0 + 1024 : n;
+      double part = 0;
+      if (kind == R_NORM) for (int64_t j = b0; j < e; j++) part += (double)p[j] * p[j];
+      else for (int64_t j = b0; j < e; j++) part += p[j];
+      acc += part;
+    }
+    o[0] = (float)(kind == R_NORM ? sqrt(acc) : kind == R_MEAN ? acc / (double)n : acc);
+    goto record;
+  }
   if (inner > 1 && (kind == R_SUM || kind == R_MEAN || kind == R_NORM)) {
     /* reducing a leading dim: add whole contiguous rows instead of striding down columns */
 #pragma omp parallel for schedule(static) if (total * n > PAR_MIN && outer > 1)
