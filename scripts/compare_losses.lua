@@ -38,7 +38,7 @@ local MODES = {
               syn = { identities = 200, per_identity = 20, test_identities = 100, test_per_identity = 10 } },
   default = { pairs = 20000, fm_steps = 2000, fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
               syn = { identities = 500, per_identity = 24, test_identities = 200, test_per_identity = 12 } },
-  full    = { pairs = 60000, fm_steps = 6000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
+  full    = { pairs = 60000, fm_steps = 2000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
               syn = { identities = 2000, per_identity = 30, test_identities = 500, test_per_identity = 20 } },
 }
 local M = MODES[opt.mode]
