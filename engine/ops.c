@@ -223,6 +223,21 @@ static int bw_binary(fvl_node *n, fvl_tensor *g) {
   return rc;
 }
 
+/* elementwise backward: a contiguous copy-or-view of the incoming gradient and a fresh buffer of
+ * its shape (NULL on failure); grad_end hands the buffer to input 0 and releases both */
+static fvl_tensor *grad_begin(fvl_tensor *g, fvl_tensor **gc) {
+  *gc = fvl_contiguous(g);
+  fvl_tensor *gi = *gc ? fvl_empty(FVL_F32, (*gc)->ndim, (*gc)->size) : NULL;
+  if (!gi) { fvl_release(*gc); *gc = NULL; }
+  return gi;
+}
+static int grad_end(fvl_node *n, fvl_tensor *gc, fvl_tensor *gi) {
+  fvl_release(gc);
+  int rc = fvl_node_accum(n, 0, gi);
+  fvl_release(gi);
+  return rc;
+}
+
 /* ------------------------------------------------------------------ scalar variants */
 static int bw_scalar(fvl_node *n, fvl_tensor *g);
 fvl_tensor *fvl_binary_scalar(fvl_binop op, fvl_tensor *a, double s, int scalar_first) {
@@ -265,10 +280,8 @@ static int bw_scalar(fvl_node *n, fvl_tensor *g) {
   fvl_binop op = (fvl_binop)n->iv[0];
   int first = (int)n->iv[1];
   float s = (float)n->sc[0];
-  fvl_tensor *gc = fvl_contiguous(g);
-  if (!gc) return -1;
-  fvl_tensor *gi = fvl_empty(FVL_F32, gc->ndim, gc->size);
-  if (!gi) { fvl_release(gc); return -1; }
+  fvl_tensor *gc, *gi = grad_begin(g, &gc);
+  if (!gi) return -1;
   const float *pg = fvl_f32(gc), *pa = fvl_f32(n->saved[0]), *po = fvl_f32(n->saved[1]);
   float *o = fvl_f32(gi);
   int64_t N = fvl_numel(gi);
@@ -286,10 +299,7 @@ static int bw_scalar(fvl_node *n, fvl_tensor *g) {
     }
     o[i] = pg[i] * d;
   }
-  fvl_release(gc);
-  int rc = fvl_node_accum(n, 0, gi);
-  fvl_release(gi);
-  return rc;
+  return grad_end(n, gc, gi);
 }
 
 /* ------------------------------------------------------------------ unary */
@@ -339,18 +349,14 @@ static const char *unop_name(fvl_unop op) {
 }
 static int bw_unary(fvl_node *n, fvl_tensor *g) {
   fvl_unop op = (fvl_unop)n->iv[0];
-  fvl_tensor *gc = fvl_contiguous(g);
-  fvl_tensor *gi = gc ? fvl_empty(FVL_F32, gc->ndim, gc->size) : NULL;
-  if (!gi) { fvl_release(gc); return -1; }
+  fvl_tensor *gc, *gi = grad_begin(g, &gc);
+  if (!gi) return -1;
   const float *pg = fvl_f32(gc), *pa = fvl_f32(n->saved[0]), *po = fvl_f32(n->saved[1]);
   float *o = fvl_f32(gi);
   int64_t N = fvl_numel(gi);
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
   for (int64_t i = 0; i < N; i++) o[i] = pg[i] * deriv_un(op, pa[i], po[i]);
-  fvl_release(gc);
-  int rc = fvl_node_accum(n, 0, gi);
-  fvl_release(gi);
-  return rc;
+  return grad_end(n, gc, gi);
 }
 fvl_tensor *fvl_unary(fvl_unop op, fvl_tensor *a) {
   fvl_tensor *ca = NULL;
@@ -389,19 +395,15 @@ fvl_tensor *fvl_unary(fvl_unop op, fvl_tensor *a) {
 }
 
 static int bw_clamp(fvl_node *n, fvl_tensor *g) {
-  fvl_tensor *gc = fvl_contiguous(g);
-  fvl_tensor *gi = gc ? fvl_empty(FVL_F32, gc->ndim, gc->size) : NULL;
-  if (!gi) { fvl_release(gc); return -1; }
+  fvl_tensor *gc, *gi = grad_begin(g, &gc);
+  if (!gi) return -1;
   const float *pg = fvl_f32(gc), *pa = fvl_f32(n->saved[0]);
   float lo = (float)n->sc[0], hi = (float)n->sc[1];
   float *o = fvl_f32(gi);
   int64_t N = fvl_numel(gi);
 #pragma omp parallel for schedule(static) if (N > PAR_MIN)
   for (int64_t i = 0; i < N; i++) o[i] = (pa[i] >= lo && pa[i] <= hi) ? pg[i] : 0.0f;
-  fvl_release(gc);
-  int rc = fvl_node_accum(n, 0, gi);
-  fvl_release(gi);
-  return rc;
+  return grad_end(n, gc, gi);
 }
 fvl_tensor *fvl_clamp(fvl_tensor *a, double lo, double hi) {
   if (lo > hi) { fvl_err("clamp: lo (%g) is greater than hi (%g)", lo, hi); return NULL; }
@@ -721,9 +723,8 @@ static int bw_normalize(fvl_node *n, fvl_tensor *g) {
   fvl_tensor *y = n->saved[0], *nrm = n->saved[1];
   int dim = (int)n->iv[0];
   float eps = (float)n->sc[0];
-  fvl_tensor *gc = fvl_contiguous(g);
-  fvl_tensor *gi = gc ? fvl_empty(FVL_F32, gc->ndim, gc->size) : NULL;
-  if (!gi) { fvl_release(gc); return -1; }
+  fvl_tensor *gc, *gi = grad_begin(g, &gc);
+  if (!gi) return -1;
   int64_t outer, m, inner;
   split3(y, dim, &outer, &m, &inner);
   const float *py = fvl_f32(y), *pg = fvl_f32(gc), *pn = fvl_f32(nrm);
@@ -744,10 +745,7 @@ static int bw_normalize(fvl_node *n, fvl_tensor *g) {
     for (int64_t j = 0; j < m; j++)
       o[base + j * inner] = (pg[base + j * inner] - fd * py[base + j * inner]) / nv;
   }
-  fvl_release(gc);
-  int rc = fvl_node_accum(n, 0, gi);
-  fvl_release(gi);
-  return rc;
+  return grad_end(n, gc, gi);
 }
 fvl_tensor *fvl_normalize(fvl_tensor *t, int dim, double eps) {
   if (dim < 0 || dim >= t->ndim) { fvl_err("normalize: dim %d is outside 1..%d", dim + 1, t->ndim); return NULL; }

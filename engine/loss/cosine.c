@@ -94,26 +94,30 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout);
 /* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
    output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
 static int linear_bw(fvl_node *n, fvl_tensor *gout);
-static int ws_reusable_any(const fvl_tensor *ws) {
+static int ws_reusable(const fvl_tensor *ws) {
   if (ws->st->refs == 1) return 1;
   fvl_node *g = ws->grad_fn;
   return g && (g->backward == cosine_bw || g->backward == linear_bw) && g->saved[0] == NULL;
 }
-#define ws_reusable ws_reusable_any
+
+/* shared argument checks of x (B×D) · Wᵀ (W: C×D); 0 or -1 with the message set */
+static int check_xw(const char *fn, const fvl_tensor *x, const char *xwhat, const fvl_tensor *W, const char *wwhat) {
+  char b1[64], b2[64];
+  if (fvl_lo_check_2d(fn, "x", x, xwhat) || fvl_lo_check_2d(fn, "W", W, wwhat)) return -1;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (W->size[1] != D)
+    return fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, fvl_lo_shape(x, b1),
+                   fvl_lo_shape(W, b2), (long long)D);
+  if (B < 1) return fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1));
+  if (C < 1 || D < 1) return fvl_err("%s: W is %s (expected at least one class and one column)", fn, fvl_lo_shape(W, b1));
+  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) return fvl_err("%s: sizes beyond 2^31", fn);
+  return 0;
+}
 
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   static const char *fn = "cosine";
-  char b1[64], b2[64];
-  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return NULL;
+  if (check_xw(fn, x, "B×D embeddings", W, "C×D class centres")) return NULL;
   int64_t B = x->size[0], D = x->size[1], C = W->size[0];
-  if (W->size[1] != D) {
-    fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2),
-            (long long)D);
-    return NULL;
-  }
-  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1)); return NULL; }
-  if (C < 1 || D < 1) { fvl_err("%s: W is %s (expected at least one class and one column)", fn, fvl_lo_shape(W, b1)); return NULL; }
-  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) { fvl_err("%s: sizes beyond 2^31", fn); return NULL; }
   if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
   int ldx, ldw;
   fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw);
@@ -366,17 +370,9 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout);
 
 fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws) {
   static const char *fn = "linear_logits";
-  char b1[64], b2[64];
-  if (fvl_lo_check_2d(fn, "x", x, "B×D features") || fvl_lo_check_2d(fn, "W", W, "C×D weights")) return NULL;
+  char b1[64];
+  if (check_xw(fn, x, "B×D features", W, "C×D weights")) return NULL;
   int64_t B = x->size[0], D = x->size[1], C = W->size[0];
-  if (W->size[1] != D) {
-    fvl_err("%s: x is %s but W is %s (expected W with %lld columns, like x)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2),
-            (long long)D);
-    return NULL;
-  }
-  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1)); return NULL; }
-  if (C < 1 || D < 1) { fvl_err("%s: W is %s (expected at least one class and one column)", fn, fvl_lo_shape(W, b1)); return NULL; }
-  if (B > INT32_MAX || C > INT32_MAX || D > INT32_MAX) { fvl_err("%s: sizes beyond 2^31", fn); return NULL; }
   if (b && (b->dtype != FVL_F32 || fvl_numel(b) != C || b->ndim > 2)) {
     fvl_err("%s: bias is %s %s (expected float32 with %lld values, one per class)", fn, fvl_dtype_name(b->dtype),
             fvl_lo_shape(b, b1), (long long)C);
@@ -386,7 +382,7 @@ fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_t
   int ldx, ldw;
   fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw), *bc = b ? fvl_lo_data_of(b) : NULL, *out = NULL;
   if (!xc || !Wc || (b && !bc)) goto fail;
-  if (ws && ws_reusable_any(ws) && ws->st != x->st && ws->st != W->st && !(b && ws->st == b->st)) {
+  if (ws && ws_reusable(ws) && ws->st != x->st && ws->st != W->st && !(b && ws->st == b->st)) {
     out = fvl_retain(ws);
     if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
     out->requires_grad = 0;
