@@ -8,6 +8,10 @@
 #include <string.h>
 
 #define CHUNK 512              /* columns per block: f and df live on the stack (4 KiB) */
+/* CHUNK_LOOP: the row loops find the target's chunk by j0 == jt (jt = y − y mod CHUNK), never
+   by a range test on j0: GCC (-O3, -fsplit-loops) splits a column loop at a range test, and the
+   split-off copy loses the `omp simd` reductions of its inner loops, i.e. runs scalar (~4x
+   slower on the chunks past the target). */
 
 /* The per-row loops are compiled twice, for AVX2+FMA and for the baseline ISA, and the loader
    picks one (GCC target_clones): the build flags stay portable, the hot loops run 8 wide. */
@@ -302,14 +306,19 @@ FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C,
   const float s = r->s, elo = exp_lo_v, ehi = exp_hi_v;
   float mx = -INFINITY;
   double sum = 0.0;
+  const int jt = yi - yi % CHUNK;   /* the target's chunk (CHUNK_LOOP) */
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-    neg_chunk(sp, crow + j0, n, r->thr, f, NULL);
-    if (yi >= j0 && yi < j0 + n) f[yi - j0] = r->T;
+    const float *v = f;                /* the chunk's pre-scale values */
+    if (sp->neg == FVL_NK_NONE && j0 != jt) v = crow + j0;   /* N = c: read in place */
+    else {
+      neg_chunk(sp, crow + j0, n, r->thr, f, NULL);
+      if (j0 == jt) f[yi - j0] = r->T;
+    }
     float cmx = -INFINITY;
 #pragma omp simd reduction(max:cmx)
     for (int k = 0; k < n; k++) {
-      float z = s * f[k];
+      float z = s * v[k];
       cmx = z > cmx ? z : cmx;
     }
     if (cmx > mx) {
@@ -318,7 +327,7 @@ FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C,
     }
     float part = 0.0f;
 #pragma omp simd reduction(+:part)
-    for (int k = 0; k < n; k++) part += fast_expf(s * f[k] - mx, elo, ehi);
+    for (int k = 0; k < n; k++) part += fast_expf(s * v[k] - mx, elo, ehi);
     sum += part;
   }
   double lse = (double)mx + log(sum);
@@ -350,20 +359,32 @@ FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C,
   const float s = r->s, gs = gscale * r->s, elo = exp_lo_v, ehi = exp_hi_v;
   double ds = 0.0;
   float py = 0.0f;
+  const int jt = yi - yi % CHUNK;
+  int ones = 0;                        /* df holds N' = 1 in every column */
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-    neg_chunk(sp, crow + j0, n, r->thr, f, df);
-    if (yi >= j0 && yi < j0 + n) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
+    const float *v = f;
+    if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
+      v = crow + j0;
+      if (!ones) {
+        for (int k = 0; k < CHUNK; k++) df[k] = 1.0f;
+        ones = 1;
+      }
+    } else {
+      neg_chunk(sp, crow + j0, n, r->thr, f, df);
+      ones = 0;
+      if (j0 == jt) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
+    }
     float *go = grow + j0;
     float dsp = 0.0f;
 #pragma omp simd reduction(+:dsp)
     for (int k = 0; k < n; k++) {
-      float p = fast_expf(s * f[k] - lse, elo, ehi);
+      float p = fast_expf(s * v[k] - lse, elo, ehi);
       go[k] = gs * p * df[k];
-      dsp += p * f[k];
+      dsp += p * v[k];
     }
     ds += dsp;
-    if (yi >= j0 && yi < j0 + n) py = fast_expf(s * r->T - lse, elo, ehi);
+    if (j0 == jt) py = fast_expf(s * r->T - lse, elo, ehi);
   }
   grow[yi] = gs * (py - 1.0f) * r->dT;           /* dCE/dz_y = p_y − 1 */
   if (ds_out) *ds_out = (float)(gscale * (ds - (double)r->T));
