@@ -99,7 +99,9 @@ static size_t per_thread(const fvl_conv2d_shape *s) {
 }
 static size_t own_workspace(const fvl_conv2d_shape *s) {
   size_t K = (size_t)s->C * s->KH * s->KW;
-  return (per_thread(s) + (size_t)s->O * K) * (size_t)s->T;
+  size_t n = (per_thread(s) + (size_t)s->O * K) * (size_t)s->T;
+  size_t d = fvl_conv2d_direct_dw_workspace(s);   /* 0 unless the direct kernels apply */
+  return d > n ? d : n;
 }
 
 size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s) {
@@ -196,6 +198,7 @@ static void blas_restore(int n) {
 
 int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, float *work) {
+  if (fvl_conv2d_direct_ok(s)) return fvl_conv2d_direct_fwd(s, x, w, bias, y, work);
   const int O = s->O, K = s->C * s->KH * s->KW, G = s->G;
   const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
   const size_t per = per_thread(s);
@@ -254,7 +257,10 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
   fvl_conv2d_shape t;
   const int flip = dx && transposed_shape(s, &t);
   float *dx_cols = flip ? NULL : dx;   /* dx by col2im only when the flip does not apply */
-  if (dw || dx_cols) {
+  const int direct_dw = dw && fvl_conv2d_direct_ok(s);
+  float *dw_gemm = direct_dw ? NULL : dw;
+  if (direct_dw && fvl_conv2d_direct_dw(s, x, dy, dw, work) < 0) return -1;
+  if (dw_gemm || dx_cols) {
     float *partial = work + per * (size_t)s->T;   /* T partial dW */
     const int nb = blas_single();
 #pragma omp parallel num_threads(s->T)
@@ -277,7 +283,7 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
           }
           dY = ybuf;
         }
-        if (dw) {
+        if (dw_gemm) {
           fvl_im2col(s, x + (size_t)b0 * in_sz, g, cols);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, O, K, (int)gP, 1.f, dY, (int)gP, cols,
                       (int)gP, first ? 0.f : 1.f, dwp, K);
@@ -291,17 +297,17 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
           fvl_col2im(s, cols, g, dxg);
         }
       }
-      if (dw && first) memset(dwp, 0, sizeof(float) * wsz);   /* a thread without groups */
+      if (dw_gemm && first) memset(dwp, 0, sizeof(float) * wsz);   /* a thread without groups */
     }
     blas_restore(nb);
     if (fvl_check_abort("conv2d")) return -1;
-    if (dw) {
+    if (dw_gemm) {
       const int T = s->T;
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < wsz; i++) {
         float acc = partial[i];
         for (int k = 1; k < T; k++) acc += partial[wsz * (size_t)k + i];
-        dw[i] = acc;
+        dw_gemm[i] = acc;
       }
     }
   }

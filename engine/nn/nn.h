@@ -38,6 +38,16 @@ int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
                    float *y, float *work);
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work);
+/* stride-1 convolutions without im2col (engine/nn/conv_direct.c, AVX2 + FMA): fvl_conv2d_fwd and
+ * fvl_conv2d_bwd use them whenever fvl_conv2d_direct_ok; the workspace sizes above include them.
+ * fvl_conv2d_set_direct(0) turns them off (tests compare both paths); returns the old setting. */
+int fvl_conv2d_set_direct(int on);
+int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s);
+size_t fvl_conv2d_direct_workspace(const fvl_conv2d_shape *s);
+size_t fvl_conv2d_direct_dw_workspace(const fvl_conv2d_shape *s);
+int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                          float *y, float *work);
+int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float *dy, float *dw, float *work);
 /* im2col of one group of g samples starting at x: cols is (C·KH·KW) × (g·OH·OW) (serial) */
 void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols);
 /* adds cols back into dx (which must be zeroed by the caller for the group) */

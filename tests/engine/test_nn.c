@@ -155,6 +155,38 @@ START_TEST(conv_threads) {
 }
 END_TEST
 
+/* the AVX2 direct kernels (stride 1) and the im2col + GEMM path, each against the double
+ * reference and finite differences: ragged channel blocks (O = 5, 3), rows of 10 and 17 outputs
+ * (masked lanes), kernels 1×1, 3×7, 7×7 (taps in tiles of 5/3/1), padding wider than the kernel
+ * (dx by col2im while the forward and dW stay direct), tiny maps (tiles span samples) */
+START_TEST(conv_direct_and_gemm) {
+  const int shapes[][11] = {
+      {3, 2, 10, 10, 5, 5, 5, 1, 1, 2, 2}, {3, 2, 9, 17, 3, 7, 3, 1, 1, 3, 1},
+      {4, 2, 6, 6, 3, 7, 7, 1, 1, 1, 1},   {6, 1, 5, 5, 4, 1, 1, 1, 1, 0, 0},
+      {2, 2, 5, 5, 3, 3, 3, 1, 1, 3, 3},   {13, 2, 3, 3, 6, 3, 3, 1, 1, 1, 1},
+  };
+  const int old = fvl_conv2d_set_direct(1);
+  for (int direct = 1; direct >= 0; direct--) {
+    fvl_conv2d_set_direct(direct);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+      const int *v = shapes[k];
+      check_conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], 0);
+    }
+    for (int th = 1; th <= 3; th++) {   /* partial dW per thread, groups shared out */
+#ifdef _OPENMP
+      omp_set_num_threads(th);
+#endif
+      check_conv(13, 2, 3, 3, 6, 3, 3, 1, 1, 1, 1, 0);
+      check_conv(3, 1, 10, 10, 3, 5, 5, 1, 1, 2, 2, 0);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(fvl_cpu_count());
+#endif
+  }
+  fvl_conv2d_set_direct(old);
+}
+END_TEST
+
 START_TEST(conv_plan_errors) {
   fvl_conv2d_shape s = {.B = 1, .C = 1, .H = 3, .W = 3, .O = 1, .KH = 5, .KW = 5, .sh = 1, .sw = 1};
   ck_assert_int_eq(fvl_conv2d_plan(&s), -1);
@@ -548,6 +580,7 @@ int main(void) {
   tcase_add_test(tc, conv_stride_pad);
   tcase_add_test(tc, conv_groups);
   tcase_add_test(tc, conv_threads);
+  tcase_add_test(tc, conv_direct_and_gemm);
   tcase_add_test(tc, conv_plan_errors);
   tcase_add_test(tc, pool_max);
   tcase_add_test(tc, pool_avg);

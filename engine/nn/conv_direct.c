@@ -1,0 +1,389 @@
+/* conv_direct.c — stride-1 convolution without im2col, for x86-64 with AVX2 + FMA.
+ *
+ * Forward. Each sample's input is copied once into a zero-padded plane per channel whose rows
+ * are NV·8 + KW - 1 floats wide (NV = ⌈OW/8⌉ vectors per output row). An output "vector
+ * position" (oh, v) covers ow = 8v … 8v+7; for kernel tap k = (c, i, j) its 8 inputs are one
+ * unaligned load at the same offset koff[k] = c·plane + i·Wr + j from the position's base
+ * (oh·Wr + 8v). A micro-tile is MR = 4 output channels × NP = 3 vector positions: 12 ymm
+ * accumulators held over the whole reduction K = C·KH·KW (3 loads + 4 broadcasts per 12 FMAs),
+ * so y is written once, with the bias, and nothing of size K × OH·OW is ever materialised.
+ * Lanes past OW compute on padding zeros and are not stored (at most 7 of every row).
+ *
+ * Weight gradient. dW[o][c][i][j] = Σ_b Σ_(oh,ow) dy[b][o][oh][ow] · xpad[b][c][oh+i][ow+j].
+ * dy is copied into rows of NV·8 floats (zeros past OW) and a micro-tile is 2 output channels ×
+ * KW taps of one kernel row (c, i): per output vector position 2 + KW loads and 2·KW FMAs into
+ * 8-lane partial sums, reduced horizontally once per sample group. Each thread owns a partial dW
+ * over its samples; the partials are added at the end (fixed order: same numbers for the same
+ * thread count).
+ *
+ * The dispatcher in conv.c uses these when the CPU has AVX2 and FMA, the stride is 1 and
+ * fvl_conv2d_set_direct has not turned them off (the tests run both paths). */
+#include "nn.h"
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define MR 4
+#define NP 3
+
+static int direct_enabled = 1;
+
+int fvl_conv2d_set_direct(int on) {
+  int old = direct_enabled;
+  direct_enabled = on ? 1 : 0;
+  return old;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_DIRECT 1
+static int cpu_ok(void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return ok;
+}
+#else
+#define HAVE_DIRECT 0
+static int cpu_ok(void) { return 0; }
+#endif
+
+int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s) {
+  return HAVE_DIRECT && direct_enabled && cpu_ok() && s->sh == 1 && s->sw == 1 &&
+         s->OH == s->H + 2 * s->ph - s->KH + 1 && s->OW == s->W + 2 * s->pw - s->KW + 1;
+}
+
+typedef struct {
+  int NV, Wr, Hp;   /* vectors per output row, padded row width, padded rows */
+  size_t plane;     /* Hp·Wr */
+  int K, O4;        /* taps C·KH·KW, O rounded up to MR */
+  int GS, GSdw;     /* samples per group in the forward / weight gradient (tiles span samples) */
+  size_t xs, ds;    /* floats of one padded sample, of one row-padded dy sample */
+} geom;
+
+static geom geometry(const fvl_conv2d_shape *s) {
+  geom g;
+  g.NV = (s->OW + 7) / 8;
+  g.Wr = g.NV * 8 + s->KW - 1;
+  g.Hp = s->OH + s->KH - 1;
+  g.plane = (size_t)g.Hp * g.Wr;
+  g.K = s->C * s->KH * s->KW;
+  g.O4 = (s->O + MR - 1) / MR * MR;
+  const int npos = s->OH * g.NV;
+  g.GS = (48 + npos - 1) / npos;
+  g.GSdw = (64 + npos - 1) / npos;
+  if (s->B > 0 && g.GS > s->B) g.GS = s->B;
+  if (s->B > 0 && g.GSdw > s->B) g.GSdw = s->B;
+  if (g.GS < 1) g.GS = 1;
+  if (g.GSdw < 1) g.GSdw = 1;
+  g.xs = (size_t)s->C * g.plane;
+  g.ds = (size_t)s->O * s->OH * g.NV * 8;
+  return g;
+}
+
+static size_t per_thread(const geom *g) {
+  size_t f = g->xs * (size_t)g->GS, d = (g->xs + g->ds) * (size_t)g->GSdw;
+  return (f > d ? f : d) + 16;
+}
+
+static int nthreads(const fvl_conv2d_shape *s) {
+  int T = s->T > 0 ? s->T : 1;
+  return s->B > 0 && T > s->B ? s->B : T;
+}
+
+/* floats: packed weights (K × O4) + tap offsets (K ints) + per thread one padded sample
+ * (C planes) + one row-padded dy sample (O × OH × NV·8) */
+size_t fvl_conv2d_direct_workspace(const fvl_conv2d_shape *s) {
+  if (!fvl_conv2d_direct_ok(s)) return 0;
+  geom g = geometry(s);
+  size_t per = per_thread(&g);
+  return (size_t)g.K * g.O4 + (size_t)g.K + 16 + per * (size_t)nthreads(s);
+}
+
+/* zero-padded copy of one sample: xp[c][r][q] = x[c][r - ph][q - pw] (zeros outside) */
+static void pad_sample(const fvl_conv2d_shape *s, const geom *g, const float *x, float *xp) {
+  for (int c = 0; c < s->C; c++) {
+    float *pc = xp + (size_t)c * g->plane;
+    const float *xc = x + (size_t)c * s->H * s->W;
+    for (int r = 0; r < g->Hp; r++) {
+      float *row = pc + (size_t)r * g->Wr;
+      int h = r - s->ph;
+      if (h < 0 || h >= s->H) {
+        memset(row, 0, sizeof(float) * g->Wr);
+        continue;
+      }
+      int lo = s->pw, hi = s->pw + s->W;   /* [lo, hi) holds data */
+      if (hi > g->Wr) hi = g->Wr;
+      memset(row, 0, sizeof(float) * lo);
+      memcpy(row + lo, xc + (size_t)h * s->W, sizeof(float) * (size_t)(hi - lo));
+      if (hi < g->Wr) memset(row + hi, 0, sizeof(float) * (size_t)(g->Wr - hi));
+    }
+  }
+}
+
+/* tap offsets into the padded sample */
+static void tap_offsets(const fvl_conv2d_shape *s, const geom *g, int *koff) {
+  int k = 0;
+  for (int c = 0; c < s->C; c++)
+    for (int i = 0; i < s->KH; i++)
+      for (int j = 0; j < s->KW; j++) koff[k++] = (int)((size_t)c * g->plane + (size_t)i * g->Wr + j);
+}
+
+#if HAVE_DIRECT
+#define TGT __attribute__((target("avx2,fma")))
+
+/* lanes valid in output vector v of a row */
+static inline int lanes(int OW, int v) {
+  int n = OW - 8 * v;
+  return n > 8 ? 8 : n;
+}
+
+TGT static inline __m256i lane_mask(int n) {
+  const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+/* one micro-tile: MR output channels (packed panel wp, K × MR) × NP positions
+ * with bases e[0..NP-1] in the padded sample */
+TGT static void fwd_tile(const float *xp, const int *koff, int K, const float *wp,
+                         const int e[NP], __m256 acc[MR][NP]) {
+  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
+  __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
+  const float *p0 = xp + e[0], *p1 = xp + e[1], *p2 = xp + e[2];
+  for (int k = 0; k < K; k++) {
+    const int off = koff[k];
+    const float *w = wp + (size_t)k * MR;
+    __m256 x0 = _mm256_loadu_ps(p0 + off), x1 = _mm256_loadu_ps(p1 + off), x2 = _mm256_loadu_ps(p2 + off);
+    __m256 w0 = _mm256_broadcast_ss(w);
+    a00 = _mm256_fmadd_ps(w0, x0, a00); a01 = _mm256_fmadd_ps(w0, x1, a01); a02 = _mm256_fmadd_ps(w0, x2, a02);
+    __m256 w1 = _mm256_broadcast_ss(w + 1);
+    a10 = _mm256_fmadd_ps(w1, x0, a10); a11 = _mm256_fmadd_ps(w1, x1, a11); a12 = _mm256_fmadd_ps(w1, x2, a12);
+    __m256 w2 = _mm256_broadcast_ss(w + 2);
+    a20 = _mm256_fmadd_ps(w2, x0, a20); a21 = _mm256_fmadd_ps(w2, x1, a21); a22 = _mm256_fmadd_ps(w2, x2, a22);
+    __m256 w3 = _mm256_broadcast_ss(w + 3);
+    a30 = _mm256_fmadd_ps(w3, x0, a30); a31 = _mm256_fmadd_ps(w3, x1, a31); a32 = _mm256_fmadd_ps(w3, x2, a32);
+  }
+  acc[0][0] = a00; acc[0][1] = a01; acc[0][2] = a02;
+  acc[1][0] = a10; acc[1][1] = a11; acc[1][2] = a12;
+  acc[2][0] = a20; acc[2][1] = a21; acc[2][2] = a22;
+  acc[3][0] = a30; acc[3][1] = a31; acc[3][2] = a32;
+}
+
+/* a group of gs padded samples (stride g->xs) → y of those samples */
+TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
+                          const int *koff, const float *wp, const float *bias, float *y) {
+  const int pps = s->OH * g->NV, npos = gs * pps;
+  const size_t P = (size_t)s->OH * s->OW, out_sz = (size_t)s->O * P;
+  for (int o0 = 0; o0 < s->O; o0 += MR) {
+    for (int t0 = 0; t0 < npos; t0 += NP) {
+      int e[NP], pos[NP], n = npos - t0 < NP ? npos - t0 : NP;
+      for (int q = 0; q < NP; q++) {
+        pos[q] = t0 + (q < n ? q : n - 1);   /* repeat the last position in a ragged tile */
+        const int b = pos[q] / pps, r = pos[q] % pps;
+        e[q] = (int)((size_t)b * g->xs + (size_t)(r / g->NV) * g->Wr + (size_t)(r % g->NV) * 8);
+      }
+      __m256 acc[MR][NP];
+      fwd_tile(xp, koff, g->K, wp + (size_t)o0 * g->K, e, acc);
+      for (int r = 0; r < MR && o0 + r < s->O; r++) {
+        const __m256 bv = _mm256_set1_ps(bias ? bias[o0 + r] : 0.f);
+        for (int q = 0; q < n; q++) {
+          const int b = pos[q] / pps, rr = pos[q] % pps, oh = rr / g->NV, v = rr % g->NV;
+          const int m = lanes(s->OW, v);
+          float *dst = y + (size_t)b * out_sz + (size_t)(o0 + r) * P + (size_t)oh * s->OW + 8 * v;
+          __m256 val = _mm256_add_ps(acc[r][q], bv);
+          if (m == 8) _mm256_storeu_ps(dst, val);
+          else _mm256_maskstore_ps(dst, lane_mask(m), val);
+        }
+      }
+    }
+  }
+}
+
+/* dy of one sample in rows of NV·8 floats, zeros past OW */
+static void pad_dy(const fvl_conv2d_shape *s, const geom *g, const float *dy, float *dp) {
+  const int rw = g->NV * 8;
+  for (int o = 0; o < s->O; o++)
+    for (int oh = 0; oh < s->OH; oh++) {
+      float *row = dp + ((size_t)o * s->OH + oh) * rw;
+      memcpy(row, dy + ((size_t)o * s->OH + oh) * s->OW, sizeof(float) * s->OW);
+      memset(row + s->OW, 0, sizeof(float) * (size_t)(rw - s->OW));
+    }
+}
+
+TGT static inline float hsum(__m256 v) {
+  __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+  a = _mm_add_ss(a, _mm_movehdup_ps(a));
+  return _mm_cvtss_f32(a);
+}
+
+/* one dW micro-tile: output channels o0 and o0+1 (d0, d1: their row-padded dy, sample stride
+ * ds) × NJ taps j0… of kernel row (c, i) (xb: padded input at that row and tap, sample stride
+ * xs), summed over gs samples; NJ is a compile-time constant, so the 2·NJ accumulators live in
+ * registers. */
+#define DW_TILE(NJ)                                                                               \
+  TGT static void dw_tile_##NJ(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xb, \
+                               const float *d0, const float *d1, float *acc0, float *acc1) {      \
+    const int rw = g->NV * 8;                                                                     \
+    __m256 a0[NJ], a1[NJ];                                                                        \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) a0[q] = a1[q] = _mm256_setzero_ps();     \
+    for (int b = 0; b < gs; b++) {                                                                \
+      const float *xsb = xb + (size_t)b * g->xs, *e0 = d0 + (size_t)b * g->ds;                    \
+      const float *e1 = d1 + (size_t)b * g->ds;                                                   \
+      for (int oh = 0; oh < s->OH; oh++) {                                                        \
+        const float *xr = xsb + (size_t)oh * g->Wr, *r0 = e0 + (size_t)oh * rw;                   \
+        const float *r1 = e1 + (size_t)oh * rw;                                                   \
+        for (int v = 0; v < g->NV; v++) {                                                         \
+          const __m256 y0 = _mm256_loadu_ps(r0 + 8 * v), y1 = _mm256_loadu_ps(r1 + 8 * v);        \
+          _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) {                                  \
+            const __m256 xx = _mm256_loadu_ps(xr + 8 * v + q);                                    \
+            a0[q] = _mm256_fmadd_ps(y0, xx, a0[q]);                                               \
+            a1[q] = _mm256_fmadd_ps(y1, xx, a1[q]);                                               \
+          }                                                                                       \
+        }                                                                                         \
+      }                                                                                           \
+    }                                                                                             \
+    _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) {                                        \
+      acc0[q] += hsum(a0[q]);                                                                     \
+      acc1[q] += hsum(a1[q]);                                                                     \
+    }                                                                                             \
+  }
+DW_TILE(1)
+DW_TILE(3)
+DW_TILE(5)
+
+/* dW contributions of a group of gs samples (padded inputs xp, row-padded dy dp) added into
+ * dw (O×C×KH×KW). Channel c outer: the group's rows of x[c] stay in L1 while every output
+ * channel pair streams its dy past them. */
+TGT static void dw_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
+                         const float *dp, float *dw) {
+  const int KH = s->KH, KW = s->KW, K = s->C * KH * KW;
+  const size_t oplane = (size_t)s->OH * g->NV * 8;
+  float scratch[8];
+  for (int c = 0; c < s->C; c++)
+    for (int i = 0; i < KH; i++)
+      for (int o0 = 0; o0 < s->O; o0 += 2) {
+        const int two = o0 + 1 < s->O;
+        const float *d0 = dp + (size_t)o0 * oplane, *d1 = two ? d0 + oplane : d0;
+        float *w0 = dw + ((size_t)o0 * s->C + c) * KH * KW + (size_t)i * KW;
+        float *w1 = two ? w0 + K : scratch;
+        const float *xb = xp + (size_t)c * g->plane + (size_t)i * g->Wr;
+        int j = 0;
+        if (KW == 5) {
+          dw_tile_5(s, g, gs, xb, d0, d1, w0, w1);
+          j = 5;
+        }
+        for (; j + 3 <= KW; j += 3) dw_tile_3(s, g, gs, xb + j, d0, d1, w0 + j, w1 + j);
+        for (; j < KW; j++) dw_tile_1(s, g, gs, xb + j, d0, d1, w0 + j, w1 + j);
+      }
+}
+#endif
+
+static int thread_id(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+/* layout of the workspace: packed weights, tap offsets, then per thread gs padded samples and
+ * gs row-padded dy samples; the dW partials follow (fvl_conv2d_direct_dw_workspace) */
+typedef struct {
+  float *wp;
+  int *koff;
+  float *thr;
+  size_t per;
+} layout;
+static layout lay_out(const fvl_conv2d_shape *s, const geom *g, float *work) {
+  layout l;
+  l.wp = work;
+  l.koff = (int *)(work + (size_t)g->K * g->O4);
+  l.thr = (float *)(l.koff + g->K) + 16;
+  l.per = per_thread(g);
+  return l;
+}
+
+int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                          float *y, float *work) {
+#if HAVE_DIRECT
+  const geom g = geometry(s);
+  const int T = nthreads(s);
+  const layout l = lay_out(s, &g, work);
+  /* wp[ob][k][r] = w[ob·MR + r][k]: each micro-tile streams one contiguous panel
+   * (zeros for the padding channels of the last block) */
+  for (int ob = 0; ob < g.O4 / MR; ob++)
+    for (int k = 0; k < g.K; k++)
+      for (int r = 0; r < MR; r++) {
+        const int o = ob * MR + r;
+        l.wp[((size_t)ob * g.K + k) * MR + r] = o < s->O ? w[(size_t)o * g.K + k] : 0.f;
+      }
+  tap_offsets(s, &g, l.koff);
+  const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
+  const int ngroups = s->B > 0 ? (s->B + g.GS - 1) / g.GS : 0;
+#pragma omp parallel num_threads(T)
+  {
+    float *xp = l.thr + l.per * (size_t)thread_id();
+#pragma omp for schedule(static)
+    for (int gi = 0; gi < ngroups; gi++) {
+      if (fvl_aborted()) continue;
+      const int b0 = gi * g.GS, gs = s->B - b0 < g.GS ? s->B - b0 : g.GS;
+      for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
+      fwd_group(s, &g, gs, xp, l.koff, l.wp, bias, y + (size_t)b0 * out_sz);
+    }
+  }
+  return fvl_check_abort("conv2d");
+#else
+  (void)s; (void)x; (void)w; (void)bias; (void)y; (void)work;
+  return fvl_err("conv2d: the direct kernels are not built for this CPU");
+#endif
+}
+
+/* dw (O×C×KH×KW) = Σ over the batch; work as for the forward plus T partial dW (after it) */
+size_t fvl_conv2d_direct_dw_workspace(const fvl_conv2d_shape *s) {
+  if (!fvl_conv2d_direct_ok(s)) return 0;
+  return fvl_conv2d_direct_workspace(s) + (size_t)s->O * s->C * s->KH * s->KW * (size_t)nthreads(s);
+}
+
+int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float *dy, float *dw, float *work) {
+#if HAVE_DIRECT
+  const geom g = geometry(s);
+  const int T = nthreads(s);
+  const layout l = lay_out(s, &g, work);
+  float *partial = work + fvl_conv2d_direct_workspace(s);
+  const size_t wsz = (size_t)s->O * g.K;
+  const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
+  const int ngroups = s->B > 0 ? (s->B + g.GSdw - 1) / g.GSdw : 0;
+#pragma omp parallel num_threads(T)
+  {
+    const int tid = thread_id();
+    float *xp = l.thr + l.per * (size_t)tid, *dp = xp + g.xs * (size_t)g.GSdw;
+    float *dwp = partial + wsz * (size_t)tid;
+    memset(dwp, 0, sizeof(float) * wsz);
+#pragma omp for schedule(static)
+    for (int gi = 0; gi < ngroups; gi++) {
+      if (fvl_aborted()) continue;
+      const int b0 = gi * g.GSdw, gs = s->B - b0 < g.GSdw ? s->B - b0 : g.GSdw;
+      for (int b = 0; b < gs; b++) {
+        pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
+        pad_dy(s, &g, dy + (size_t)(b0 + b) * out_sz, dp + (size_t)b * g.ds);
+      }
+      dw_group(s, &g, gs, xp, dp, dwp);
+    }
+  }
+  if (fvl_check_abort("conv2d")) return -1;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < wsz; i++) {
+    float acc = partial[i];
+    for (int k = 1; k < T; k++) acc += partial[wsz * (size_t)k + i];
+    dw[i] = acc;
+  }
+  return 0;
+#else
+  (void)s; (void)x; (void)dy; (void)dw; (void)work;
+  return fvl_err("conv2d: the direct kernels are not built for this CPU");
+#endif
+}
