@@ -7,7 +7,8 @@
 -- GEMM-only = X̂·Ŵᵀ (B×D·D×C) + G·Ŵ (B×C·C×D) + Gᵀ·X̂ (C×B·B×D) with fvl.matmul on the same
 -- shapes, measured in the same run. ratio = step / GEMM-only (targets: ≤ 1.15 for softmax,
 -- normface, cosface, arcface, combined; ≤ 1.3 for the rest). Memory: engine bytes at the peak of
--- a step, minus what was live before it, in units of B×C floats; and the process's VmHWM.
+-- a step, minus W, W.grad and Center's centres (C×D state), in units of B×C floats (the head's
+-- workspaces, x and x.grad included); and the process's VmHWM.
 -- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
 local fvl = fvl or require "fvl"
 
@@ -56,6 +57,7 @@ local function run_one(name, C)
 
   -- phase 1: warm-up, then memory of one step (nothing else allocated)
   for _ = 1, math.max(args.warmup, 1) do step() end
+  collectgarbage()                      -- the warm-up's garbage is not part of the step's peak
   local m0 = fvl.mem(true)
   step()
   local m1 = fvl.mem()
@@ -82,10 +84,12 @@ local function run_one(name, C)
     ts[i] = step()
   end
   local ms, gms = best(ts) * 1e3, best(tg) * 1e3
-  -- engine bytes at the step's peak, less W and W.grad, in B×C float buffers (target ≤ 2: the
-  -- logits and one more); x and its gradient (B×D each) are included
+  -- engine bytes at the step's peak, less W and W.grad (and Center's C×D centres: state like W),
+  -- in B×C float buffers (target ≤ 2: the logits and one more); x and its gradient (B×D each)
+  -- are included
   local bc, wbytes = B * C * 4, C * D * 4
-  local bufs = (m1.peak - 2 * wbytes) / bc
+  local state = head.centers and head.centers:numel() * 4 or 0
+  local bufs = (m1.peak - 2 * wbytes - state) / bc
   io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f\n", name, C, ms, gms, ms / gms,
                          bufs, m1.peak / 2 ^ 20, hwm / 1024))
 end
@@ -129,6 +133,7 @@ for _, C in ipairs(Cs) do
     io.stdout:flush()
   end
 end
-print("B×C bufs = engine bytes at the step's peak minus W and W.grad, in B×C float buffers")
+print("B×C bufs = engine bytes at the step's peak minus W and W.grad (Center: and its C×D centres),")
+print("           in B×C float buffers")
 print("           (target ≤ 2: the logits and one extra buffer; x, dx and small vectors included)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")

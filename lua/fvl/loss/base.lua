@@ -144,14 +144,16 @@ function Head:check_input(x, labels)
 end
 
 -- B×C logits workspace (unless logits = false: heads whose logits come from another op) and
--- B×C gradient workspace, reallocated only when B or C change.
+-- B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept
+-- (asking for the logits workspace later does not replace the gradient one).
 function Head:workspaces(B, logits)
   local C = self.weight:size(1)
-  if self._ws_B ~= B or self._ws_C ~= C or (logits ~= false and not self._ws) then
-    self._ws = logits ~= false and fvl.empty(B, C) or nil
-    self._gws = fvl.empty(B, C)
+  if self._ws_B ~= B or self._ws_C ~= C then
+    self._ws, self._gws = nil, nil
     self._ws_B, self._ws_C = B, C
   end
+  if logits ~= false and not self._ws then self._ws = fvl.empty(B, C) end
+  if not self._gws then self._gws = fvl.empty(B, C) end
   return self._ws, self._gws
 end
 

@@ -51,8 +51,7 @@ function M.softmax(o)
 end
 function Softmax:forward(x, labels)
   local B, y = self:check_input(x, labels)
-  self:workspaces(B, false)                           -- the gradient buffer only
-  return softmax_ce(self, linear(self, x, (self:workspaces(x:size(1)))), y)
+  return softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
 end
 Softmax.raw_logits = function(self, x) return linear(self, x) end
 
@@ -77,8 +76,7 @@ function Center:forward(x, labels)
   local B, y = self:check_input(x, labels)
   local cen = self.centers
   util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
-  self:workspaces(B, false)
-  local ce = softmax_ce(self, linear(self, x, (self:workspaces(x:size(1)))), y)
+  local ce = softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
   local d = x - cen:index(1, y)                       -- centres are constants (no grad)
   local loss = ce + (d * d):sum() * (0.5 * self.lambda / B)
   -- α-rule after the loss used the pre-update centres
