@@ -3,7 +3,7 @@
  * Forward. Each sample's input is copied once into a zero-padded plane per channel whose rows
  * are NV·8 + KW - 1 floats wide (NV = ⌈OW/8⌉ vectors per output row). An output "vector
  * position" (oh, v) covers ow = 8v … 8v+7; for kernel tap k = (c, i, j) its 8 inputs are one
- * unaligned load at the same offset koff[k] = c·plane + i·Wr + j from the position's base
+ * unaligned load at the same offset c·plane + i·Wr + j from the position's base
  * (oh·Wr + 8v). A micro-tile is MR = 4 output channels × NP = 3 vector positions: 12 ymm
  * accumulators held over the whole reduction K = C·KH·KW (3 loads + 4 broadcasts per 12 FMAs),
  * so y is written once, with the bias, and nothing of size K × OH·OW is ever materialised.
@@ -62,6 +62,7 @@ typedef struct {
   int K, O4;        /* taps C·KH·KW, O rounded up to MR */
   int GS, GSdw;     /* samples per group in the forward / weight gradient (tiles span samples) */
   size_t xs, ds;    /* floats of one padded sample, of one row-padded dy sample */
+  int npos;         /* vector positions of one sample (OH·NV) */
 } geom;
 
 static geom geometry(const fvl_conv2d_shape *s) {
@@ -73,6 +74,7 @@ static geom geometry(const fvl_conv2d_shape *s) {
   g.K = s->C * s->KH * s->KW;
   g.O4 = (s->O + MR - 1) / MR * MR;
   const int npos = s->OH * g.NV;
+  g.npos = npos;
   g.GS = (48 + npos - 1) / npos;
   g.GSdw = (64 + npos - 1) / npos;
   if (s->B > 0 && g.GS > s->B) g.GS = s->B;
@@ -85,7 +87,7 @@ static geom geometry(const fvl_conv2d_shape *s) {
 }
 
 static size_t per_thread(const geom *g) {
-  size_t f = g->xs * (size_t)g->GS, d = (g->xs + g->ds) * (size_t)g->GSdw;
+  size_t f = g->xs * (size_t)g->GS, d = (g->xs + g->ds + (size_t)g->npos) * (size_t)g->GSdw;
   return (f > d ? f : d) + 16;
 }
 
@@ -124,12 +126,11 @@ static void pad_sample(const fvl_conv2d_shape *s, const geom *g, const float *x,
   }
 }
 
-/* tap offsets into the padded sample */
-static void tap_offsets(const fvl_conv2d_shape *s, const geom *g, int *koff) {
+/* offsets of the kernel rows (c, i) in the padded sample */
+static void row_offsets(const fvl_conv2d_shape *s, const geom *g, int *roff) {
   int k = 0;
   for (int c = 0; c < s->C; c++)
-    for (int i = 0; i < s->KH; i++)
-      for (int j = 0; j < s->KW; j++) koff[k++] = (int)((size_t)c * g->plane + (size_t)i * g->Wr + j);
+    for (int i = 0; i < s->KH; i++) roff[k++] = (int)((size_t)c * g->plane + (size_t)i * g->Wr);
 }
 
 #if HAVE_DIRECT
@@ -146,35 +147,54 @@ TGT static inline __m256i lane_mask(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
 }
 
-/* one micro-tile: MR output channels (packed panel wp, K × MR) × NP positions
- * with bases e[0..NP-1] in the padded sample */
-TGT static void fwd_tile(const float *xp, const int *koff, int K, const float *wp,
-                         const int e[NP], __m256 acc[MR][NP]) {
-  __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;
-  __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;
-  const float *p0 = xp + e[0], *p1 = xp + e[1], *p2 = xp + e[2];
-  for (int k = 0; k < K; k++) {
-    const int off = koff[k];
-    const float *w = wp + (size_t)k * MR;
-    __m256 x0 = _mm256_loadu_ps(p0 + off), x1 = _mm256_loadu_ps(p1 + off), x2 = _mm256_loadu_ps(p2 + off);
-    __m256 w0 = _mm256_broadcast_ss(w);
-    a00 = _mm256_fmadd_ps(w0, x0, a00); a01 = _mm256_fmadd_ps(w0, x1, a01); a02 = _mm256_fmadd_ps(w0, x2, a02);
-    __m256 w1 = _mm256_broadcast_ss(w + 1);
-    a10 = _mm256_fmadd_ps(w1, x0, a10); a11 = _mm256_fmadd_ps(w1, x1, a11); a12 = _mm256_fmadd_ps(w1, x2, a12);
-    __m256 w2 = _mm256_broadcast_ss(w + 2);
-    a20 = _mm256_fmadd_ps(w2, x0, a20); a21 = _mm256_fmadd_ps(w2, x1, a21); a22 = _mm256_fmadd_ps(w2, x2, a22);
-    __m256 w3 = _mm256_broadcast_ss(w + 3);
-    a30 = _mm256_fmadd_ps(w3, x0, a30); a31 = _mm256_fmadd_ps(w3, x1, a31); a32 = _mm256_fmadd_ps(w3, x2, a32);
+/* one micro-tile: MR output channels (packed panel wp, K × MR) × NP positions with bases e[] in
+ * the padded samples. The taps run as nrow kernel rows (c, i) at offsets roff[] of KW taps each;
+ * FWD_TILE(5) and FWD_TILE(3) fix KW at compile time (no per-tap offset loads), FWD_TILE(0)
+ * takes it at run time. */
+#define FMA_STEP(w, x0, x1, x2)                                                                   \
+  do {                                                                                            \
+    __m256 w0 = _mm256_broadcast_ss(w);                                                           \
+    a00 = _mm256_fmadd_ps(w0, x0, a00); a01 = _mm256_fmadd_ps(w0, x1, a01);                       \
+    a02 = _mm256_fmadd_ps(w0, x2, a02);                                                           \
+    __m256 w1 = _mm256_broadcast_ss((w) + 1);                                                     \
+    a10 = _mm256_fmadd_ps(w1, x0, a10); a11 = _mm256_fmadd_ps(w1, x1, a11);                       \
+    a12 = _mm256_fmadd_ps(w1, x2, a12);                                                           \
+    __m256 w2 = _mm256_broadcast_ss((w) + 2);                                                     \
+    a20 = _mm256_fmadd_ps(w2, x0, a20); a21 = _mm256_fmadd_ps(w2, x1, a21);                       \
+    a22 = _mm256_fmadd_ps(w2, x2, a22);                                                           \
+    __m256 w3 = _mm256_broadcast_ss((w) + 3);                                                     \
+    a30 = _mm256_fmadd_ps(w3, x0, a30); a31 = _mm256_fmadd_ps(w3, x1, a31);                       \
+    a32 = _mm256_fmadd_ps(w3, x2, a32);                                                           \
+  } while (0)
+#define FWD_TILE(KWC)                                                                              \
+  TGT static void fwd_tile_##KWC(const float *xp, const int *roff, int nrow, int kw, const float *wp, \
+                                 const int e[NP], __m256 acc[MR][NP]) {                            \
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00;       \
+    __m256 a20 = a00, a21 = a00, a22 = a00, a30 = a00, a31 = a00, a32 = a00;                       \
+    const float *p0 = xp + e[0], *p1 = xp + e[1], *p2 = xp + e[2];                                 \
+    const int KWn = KWC > 0 ? KWC : kw;                                                            \
+    for (int r = 0; r < nrow; r++) {                                                               \
+      const int off = roff[r];                                                                     \
+      const float *q0 = p0 + off, *q1 = p1 + off, *q2 = p2 + off;                                  \
+      const float *w = wp + (size_t)r * KWn * MR;                                                  \
+      _Pragma("GCC unroll 8") for (int j = 0; j < KWn; j++) {                                      \
+        __m256 x0 = _mm256_loadu_ps(q0 + j), x1 = _mm256_loadu_ps(q1 + j);                         \
+        __m256 x2 = _mm256_loadu_ps(q2 + j);                                                       \
+        FMA_STEP(w + j * MR, x0, x1, x2);                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    acc[0][0] = a00; acc[0][1] = a01; acc[0][2] = a02;                                             \
+    acc[1][0] = a10; acc[1][1] = a11; acc[1][2] = a12;                                             \
+    acc[2][0] = a20; acc[2][1] = a21; acc[2][2] = a22;                                             \
+    acc[3][0] = a30; acc[3][1] = a31; acc[3][2] = a32;                                             \
   }
-  acc[0][0] = a00; acc[0][1] = a01; acc[0][2] = a02;
-  acc[1][0] = a10; acc[1][1] = a11; acc[1][2] = a12;
-  acc[2][0] = a20; acc[2][1] = a21; acc[2][2] = a22;
-  acc[3][0] = a30; acc[3][1] = a31; acc[3][2] = a32;
-}
+FWD_TILE(0)
+FWD_TILE(3)
+FWD_TILE(5)
 
 /* a group of gs padded samples (stride g->xs) → y of those samples */
 TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                          const int *koff, const float *wp, const float *bias, float *y) {
+                          const int *roff, const float *wp, const float *bias, float *y) {
   const int pps = s->OH * g->NV, npos = gs * pps;
   const size_t P = (size_t)s->OH * s->OW, out_sz = (size_t)s->O * P;
   for (int o0 = 0; o0 < s->O; o0 += MR) {
@@ -186,7 +206,11 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
         e[q] = (int)((size_t)b * g->xs + (size_t)(r / g->NV) * g->Wr + (size_t)(r % g->NV) * 8);
       }
       __m256 acc[MR][NP];
-      fwd_tile(xp, koff, g->K, wp + (size_t)o0 * g->K, e, acc);
+      const float *panel = wp + (size_t)o0 * g->K;
+      const int nrow = s->C * s->KH;
+      if (s->KW == 5) fwd_tile_5(xp, roff, nrow, 5, panel, e, acc);
+      else if (s->KW == 3) fwd_tile_3(xp, roff, nrow, 3, panel, e, acc);
+      else fwd_tile_0(xp, roff, nrow, s->KW, panel, e, acc);
       for (int r = 0; r < MR && o0 + r < s->O; r++) {
         const __m256 bv = _mm256_set1_ps(bias ? bias[o0 + r] : 0.f);
         for (int q = 0; q < n; q++) {
@@ -202,12 +226,14 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
   }
 }
 
-/* dy of one sample in rows of NV·8 floats, zeros past OW */
-static void pad_dy(const fvl_conv2d_shape *s, const geom *g, const float *dy, float *dp) {
+/* dy of sample b of a group of gs into the o-major group layout dp[o][b][oh][NV·8] (zeros past
+ * OW): for one output channel the group's vector positions are contiguous */
+static void pad_dy(const fvl_conv2d_shape *s, const geom *g, int gs, int b, const float *dy, float *dp) {
   const int rw = g->NV * 8;
+  const size_t splane = (size_t)s->OH * rw;
   for (int o = 0; o < s->O; o++)
     for (int oh = 0; oh < s->OH; oh++) {
-      float *row = dp + ((size_t)o * s->OH + oh) * rw;
+      float *row = dp + ((size_t)o * gs + b) * splane + (size_t)oh * rw;
       memcpy(row, dy + ((size_t)o * s->OH + oh) * s->OW, sizeof(float) * s->OW);
       memset(row + s->OW, 0, sizeof(float) * (size_t)(rw - s->OW));
     }
@@ -220,30 +246,23 @@ TGT static inline float hsum(__m256 v) {
   return _mm_cvtss_f32(a);
 }
 
-/* one dW micro-tile: output channels o0 and o0+1 (d0, d1: their row-padded dy, sample stride
- * ds) × NJ taps j0… of kernel row (c, i) (xb: padded input at that row and tap, sample stride
- * xs), summed over gs samples; NJ is a compile-time constant, so the 2·NJ accumulators live in
- * registers. */
+/* one dW micro-tile: output channels o0, o0+1 (d0, d1: their group dy, vector position p at
+ * 8p) × NJ taps of one kernel row (xb: padded input at that row and first tap; position p's
+ * inputs at xoff[p]), over the npos vector positions of the group. NJ is a compile-time
+ * constant, so the 2·NJ accumulators stay in registers. */
 #define DW_TILE(NJ)                                                                               \
-  TGT static void dw_tile_##NJ(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xb, \
-                               const float *d0, const float *d1, float *acc0, float *acc1) {      \
-    const int rw = g->NV * 8;                                                                     \
+  TGT static void dw_tile_##NJ(int npos, const int *xoff, const float *xb, const float *d0,       \
+                               const float *d1, float *acc0, float *acc1) {                       \
     __m256 a0[NJ], a1[NJ];                                                                        \
     _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) a0[q] = a1[q] = _mm256_setzero_ps();     \
-    for (int b = 0; b < gs; b++) {                                                                \
-      const float *xsb = xb + (size_t)b * g->xs, *e0 = d0 + (size_t)b * g->ds;                    \
-      const float *e1 = d1 + (size_t)b * g->ds;                                                   \
-      for (int oh = 0; oh < s->OH; oh++) {                                                        \
-        const float *xr = xsb + (size_t)oh * g->Wr, *r0 = e0 + (size_t)oh * rw;                   \
-        const float *r1 = e1 + (size_t)oh * rw;                                                   \
-        for (int v = 0; v < g->NV; v++) {                                                         \
-          const __m256 y0 = _mm256_loadu_ps(r0 + 8 * v), y1 = _mm256_loadu_ps(r1 + 8 * v);        \
-          _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) {                                  \
-            const __m256 xx = _mm256_loadu_ps(xr + 8 * v + q);                                    \
-            a0[q] = _mm256_fmadd_ps(y0, xx, a0[q]);                                               \
-            a1[q] = _mm256_fmadd_ps(y1, xx, a1[q]);                                               \
-          }                                                                                       \
-        }                                                                                         \
+    for (int p = 0; p < npos; p++) {                                                              \
+      const __m256 y0 = _mm256_loadu_ps(d0 + 8 * (size_t)p), y1 = _mm256_loadu_ps(d1 + 8 * (size_t)p); \
+      const float *xv = xb + xoff[p];                                                             \
+      _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) {                                      \
+        __m256 xx = _mm256_loadu_ps(xv + q);                                                      \
+        __asm__("" : "+x"(xx)); /* one load feeds both FMAs (GCC would load it twice) */          \
+        a0[q] = _mm256_fmadd_ps(y0, xx, a0[q]);                                                   \
+        a1[q] = _mm256_fmadd_ps(y1, xx, a1[q]);                                                   \
       }                                                                                           \
     }                                                                                             \
     _Pragma("GCC unroll 8") for (int q = 0; q < NJ; q++) {                                        \
@@ -255,30 +274,36 @@ DW_TILE(1)
 DW_TILE(3)
 DW_TILE(5)
 
-/* dW contributions of a group of gs samples (padded inputs xp, row-padded dy dp) added into
- * dw (O×C×KH×KW). Channel c outer: the group's rows of x[c] stay in L1 while every output
- * channel pair streams its dy past them. */
+/* dW contributions of a group of gs samples (padded inputs xp, o-major dy dp) added into dw
+ * (O×C×KH×KW). Blocks of DW_OB output channels outer, then the kernel rows (c, i): the block's
+ * dy and the rows of x[c] stay in L1 while the channel pairs of the block pass over them. */
+#define DW_OB 8
 TGT static void dw_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                         const float *dp, float *dw) {
+                         const float *dp, const int *xoff, float *dw) {
   const int KH = s->KH, KW = s->KW, K = s->C * KH * KW;
-  const size_t oplane = (size_t)s->OH * g->NV * 8;
+  const int npos = gs * s->OH * g->NV;
+  const size_t oplane = (size_t)npos * 8;
   float scratch[8];
-  for (int c = 0; c < s->C; c++)
-    for (int i = 0; i < KH; i++)
-      for (int o0 = 0; o0 < s->O; o0 += 2) {
-        const int two = o0 + 1 < s->O;
-        const float *d0 = dp + (size_t)o0 * oplane, *d1 = two ? d0 + oplane : d0;
-        float *w0 = dw + ((size_t)o0 * s->C + c) * KH * KW + (size_t)i * KW;
-        float *w1 = two ? w0 + K : scratch;
+  for (int ob = 0; ob < s->O; ob += DW_OB) {
+    const int oe = ob + DW_OB < s->O ? ob + DW_OB : s->O;
+    for (int c = 0; c < s->C; c++)
+      for (int i = 0; i < KH; i++) {
         const float *xb = xp + (size_t)c * g->plane + (size_t)i * g->Wr;
-        int j = 0;
-        if (KW == 5) {
-          dw_tile_5(s, g, gs, xb, d0, d1, w0, w1);
-          j = 5;
+        for (int o0 = ob; o0 < oe; o0 += 2) {
+          const int two = o0 + 1 < s->O;
+          const float *d0 = dp + (size_t)o0 * oplane, *d1 = two ? d0 + oplane : d0;
+          float *w0 = dw + ((size_t)o0 * s->C + c) * KH * KW + (size_t)i * KW;
+          float *w1 = two ? w0 + K : scratch;
+          int j = 0;
+          if (KW == 5) {
+            dw_tile_5(npos, xoff, xb, d0, d1, w0, w1);
+            j = 5;
+          }
+          for (; j + 3 <= KW; j += 3) dw_tile_3(npos, xoff, xb + j, d0, d1, w0 + j, w1 + j);
+          for (; j < KW; j++) dw_tile_1(npos, xoff, xb + j, d0, d1, w0 + j, w1 + j);
         }
-        for (; j + 3 <= KW; j += 3) dw_tile_3(s, g, gs, xb + j, d0, d1, w0 + j, w1 + j);
-        for (; j < KW; j++) dw_tile_1(s, g, gs, xb + j, d0, d1, w0 + j, w1 + j);
       }
+  }
 }
 #endif
 
@@ -289,20 +314,28 @@ static int thread_id(void) {
   return 0;
 #endif
 }
+/* threads actually in the team (may be fewer than asked for, e.g. when nested) */
+static int team_size(void) {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
 
 /* layout of the workspace: packed weights, tap offsets, then per thread gs padded samples and
  * gs row-padded dy samples; the dW partials follow (fvl_conv2d_direct_dw_workspace) */
 typedef struct {
   float *wp;
-  int *koff;
+  int *roff;
   float *thr;
   size_t per;
 } layout;
 static layout lay_out(const fvl_conv2d_shape *s, const geom *g, float *work) {
   layout l;
   l.wp = work;
-  l.koff = (int *)(work + (size_t)g->K * g->O4);
-  l.thr = (float *)(l.koff + g->K) + 16;
+  l.roff = (int *)(work + (size_t)g->K * g->O4);
+  l.thr = (float *)(l.roff + g->K) + 16;
   l.per = per_thread(g);
   return l;
 }
@@ -321,18 +354,18 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
         const int o = ob * MR + r;
         l.wp[((size_t)ob * g.K + k) * MR + r] = o < s->O ? w[(size_t)o * g.K + k] : 0.f;
       }
-  tap_offsets(s, &g, l.koff);
+  row_offsets(s, &g, l.roff);
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
-  const int ngroups = s->B > 0 ? (s->B + g.GS - 1) / g.GS : 0;
 #pragma omp parallel num_threads(T)
   {
     float *xp = l.thr + l.per * (size_t)thread_id();
-#pragma omp for schedule(static)
-    for (int gi = 0; gi < ngroups; gi++) {
-      if (fvl_aborted()) continue;
-      const int b0 = gi * g.GS, gs = s->B - b0 < g.GS ? s->B - b0 : g.GS;
+    const int nt = team_size(), tid = thread_id();
+    const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
+    for (int b0 = lo; b0 < hi; b0 += g.GS) {   /* each thread its equal share of the batch */
+      if (fvl_aborted()) break;
+      const int gs = hi - b0 < g.GS ? hi - b0 : g.GS;
       for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-      fwd_group(s, &g, gs, xp, l.koff, l.wp, bias, y + (size_t)b0 * out_sz);
+      fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
     }
   }
   return fvl_check_abort("conv2d");
@@ -356,29 +389,35 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
   float *partial = work + fvl_conv2d_direct_workspace(s);
   const size_t wsz = (size_t)s->O * g.K;
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
-  const int ngroups = s->B > 0 ? (s->B + g.GSdw - 1) / g.GSdw : 0;
+  int used = 1;
 #pragma omp parallel num_threads(T)
   {
     const int tid = thread_id();
     float *xp = l.thr + l.per * (size_t)tid, *dp = xp + g.xs * (size_t)g.GSdw;
+    int *xoff = (int *)(dp + g.ds * (size_t)g.GSdw);
     float *dwp = partial + wsz * (size_t)tid;
     memset(dwp, 0, sizeof(float) * wsz);
-#pragma omp for schedule(static)
-    for (int gi = 0; gi < ngroups; gi++) {
-      if (fvl_aborted()) continue;
-      const int b0 = gi * g.GSdw, gs = s->B - b0 < g.GSdw ? s->B - b0 : g.GSdw;
+    for (int b = 0, p = 0; b < g.GSdw; b++)   /* vector position → offset in the padded group */
+      for (int oh = 0; oh < s->OH; oh++)
+        for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
+    const int nt = team_size();
+    if (tid == 0) used = nt;
+    const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
+    for (int b0 = lo; b0 < hi; b0 += g.GSdw) {   /* each thread its equal share of the batch */
+      if (fvl_aborted()) break;
+      const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
       for (int b = 0; b < gs; b++) {
         pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-        pad_dy(s, &g, dy + (size_t)(b0 + b) * out_sz, dp + (size_t)b * g.ds);
+        pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
       }
-      dw_group(s, &g, gs, xp, dp, dwp);
+      dw_group(s, &g, gs, xp, dp, xoff, dwp);
     }
   }
   if (fvl_check_abort("conv2d")) return -1;
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < wsz; i++) {
     float acc = partial[i];
-    for (int k = 1; k < T; k++) acc += partial[wsz * (size_t)k + i];
+    for (int k = 1; k < used; k++) acc += partial[wsz * (size_t)k + i];
     dw[i] = acc;
   }
   return 0;
