@@ -36,22 +36,23 @@ FVL_HOT static int64_t scale_row(float *r, const float *inw, int64_t C) {
   }
   return cnt;
 }
-FVL_HOT static void scale_cols(float *g, const float *inw, int64_t n) {
+/* g ← g·inw column-wise, and acc += (g·inw)·c (the column sums Σ_i G_ij c_ij of the projection) */
+FVL_HOT static void scale_cols_dot(float *g, const float *c, const float *inw, float *acc, int64_t n) {
 #pragma omp simd
-  for (int64_t k = 0; k < n; k++) g[k] *= inw[k];
+  for (int64_t k = 0; k < n; k++) {
+    float v = g[k] * inw[k];
+    g[k] = v;
+    acc[k] += v * c[k];
+  }
 }
-/* dst (+)= h − (h·w)·q·w   (q = 1/|w|², or 0: no projection); bt = 0 writes, 1 adds */
-FVL_HOT static void project_row(float *dst, const float *h, const float *w, int64_t n, float q, float bt) {
-  float dot = 0.0f;
-#pragma omp simd reduction(+:dot)
-  for (int64_t d = 0; d < n; d++) dot += h[d] * w[d];
-  float beta = dot * q;
+/* dst (+)= −γ·w   (bt = 0 writes: dst may hold garbage from a fresh allocation; 1 adds) */
+FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma, float bt) {
   if (bt != 0.0f) {
 #pragma omp simd
-    for (int64_t d = 0; d < n; d++) dst[d] += h[d] - beta * w[d];
-  } else {  /* dst may hold garbage (fresh allocation): never read it */
+    for (int64_t d = 0; d < n; d++) dst[d] -= gamma * w[d];
+  } else {
 #pragma omp simd
-    for (int64_t d = 0; d < n; d++) dst[d] = h[d] - beta * w[d];
+    for (int64_t d = 0; d < n; d++) dst[d] = -gamma * w[d];
   }
 }
 static int nthreads(void) {
@@ -234,7 +235,7 @@ fail:
 }
 
 static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
-  fvl_tensor *xh = n->saved[0], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
+  fvl_tensor *xh = n->saved[0], *cs = n->saved[1], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
   clamp_list *cl = n->ctx;
   int64_t B = xh->size[0], D = xh->size[1], C = nw->size[0];
   int ldw = (int)n->iv[0];
@@ -244,12 +245,12 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout);
   if (!G) return -1;
   float *g = fvl_f32(G);
-  const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc);
+  const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc), *cp = fvl_f32(cs);
   for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
   int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
   int rc = 0;
   fvl_tensor *gx = NULL, *dst = NULL;
-  int direct = 0, oom = 0;
+  int direct = 0;
   float bt = 0.0f;
   if (want_x) {
     int64_t sz[2] = {B, D};
@@ -272,10 +273,12 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   }
   /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
        dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
-       H = G_blkᵀ·X̂,  dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j       (sgemm + projection)
-     using H_j·W_j = Σ_i G_ij c_ij |W_j|, i.e. the normalisation Jacobian (LOSSES.md §0).
-     G and W are each read once; the partial sums are added in thread order (static schedule:
-     the same numbers for a given thread count). */
+       dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
+     (the normalisation Jacobian, LOSSES.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
+     projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
+     scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
+     C×D temporary and no second pass over H. The partial sums of dL/dX̂ are added in thread
+     order (static schedule: the same numbers for a given thread count). */
   int nt = nthreads();
   float **part = NULL;
   int *used = NULL;
@@ -297,36 +300,32 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
 #ifdef _OPENMP
       tid = omp_get_thread_num();
 #endif
-      float *hb = want_w ? malloc(sizeof(float) * (size_t)(nb * D)) : NULL;
-      float inw[8192];
-      if (want_w && !hb) {
-#pragma omp atomic write
-        oom = 1;
-      }
+      float inw[8192], gam[8192];
 #pragma omp for schedule(static)
       for (int64_t blk = 0; blk < nblk; blk++) {
-        if (oom || fvl_aborted()) continue;
+        if (fvl_aborted()) continue;
         int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
-        for (int64_t k = 0; k < nj; k++) inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
-        for (int64_t i = 0; i < B; i++) scale_cols(g + i * C + j0, inw, nj);
+        for (int64_t k = 0; k < nj; k++) {
+          inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
+          gam[k] = 0.0f;
+        }
+        for (int64_t i = 0; i < B; i++) scale_cols_dot(g + i * C + j0, cp + i * C + j0, inw, gam, nj);
         if (want_x) {
           fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, used[tid] ? 1.0f : 0.0f,
                    part[tid], (int)D);
           used[tid] = 1;
         }
         if (!want_w) continue;
-        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 0.0f, hb, (int)D);
         float *dp = fvl_f32(dst);
-        for (int64_t k = 0; k < nj; k++) {
+        for (int64_t k = 0; k < nj; k++) {   /* |W_j| < eps: W/eps, no projection */
           int64_t j = j0 + k;
-          project_row(dp + j * D, hb + k * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : inw[k] * inw[k], bt);
+          axpy_row(dp + j * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : gam[k] * inw[k], bt);
         }
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 1.0f, dp + j0 * D, (int)D);
       }
-      free(hb);
     }
     blas_restore(nbl);
-    if (oom) rc = fvl_err("cosine backward: out of memory");
-    else rc = fvl_check_abort("cosine backward");
+    rc = fvl_check_abort("cosine backward");
   }
   if (rc == 0 && want_x) {  /* gx = Σ_t partial_t, in thread order */
     float *gp = fvl_f32(gx);
