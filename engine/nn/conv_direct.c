@@ -62,7 +62,9 @@ typedef struct {
   int K, O4;        /* taps C·KH·KW, O rounded up to MR */
   int GS, GSdw;     /* samples per group in the forward / weight gradient (tiles span samples) */
   size_t xs, ds;    /* floats of one padded sample, of one row-padded dy sample */
-  int npos;         /* vector positions of one sample (OH·NV) */
+  int npos;         /* positions of one sample (OH·OW) */
+  int ovec;         /* O is a multiple of 16: kernels with vectors over output channels */
+  int ovec_dw;      /* ... for the weight gradient too */
 } geom;
 
 static geom geometry(const fvl_conv2d_shape *s) {
@@ -74,9 +76,12 @@ static geom geometry(const fvl_conv2d_shape *s) {
   g.K = s->C * s->KH * s->KW;
   g.O4 = (s->O + MR - 1) / MR * MR;
   const int npos = s->OH * g.NV;
-  g.npos = npos;
+  g.npos = s->OH * s->OW;   /* ≥ OH·NV: sizes the position tables */
   g.GS = (48 + npos - 1) / npos;
-  g.GSdw = (64 + npos - 1) / npos;
+  g.ovec = s->O % 16 == 0;   /* = OV: the channel-vector kernels */
+  g.ovec_dw = g.ovec && g.K >= 64;   /* a few taps: the dy transposition would dominate */
+  const int P = s->OH * s->OW;
+  g.GSdw = g.ovec_dw ? (256 + P - 1) / P : (64 + npos - 1) / npos;
   if (s->B > 0 && g.GS > s->B) g.GS = s->B;
   if (s->B > 0 && g.GSdw > s->B) g.GSdw = s->B;
   if (g.GS < 1) g.GS = 1;
@@ -226,6 +231,74 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
   }
 }
 
+/* Output channels a multiple of 16: vectors run over 16 output channels (two ymm) instead of
+ * 8 output columns, broadcasting one input per position, PN = 6 positions per micro-tile —
+ * 12 accumulators, 2 weight loads + 6 broadcasts per 12 FMAs, and no lanes lost to rows
+ * that are not a multiple of 8 wide. Positions run in raster order over the group (any
+ * (b, oh, ow)); the 16 × 6 results are transposed into y through a small buffer. */
+#define OV 16
+#define PN 6
+#define FWDO_TILE(KWC)                                                                             \
+  TGT static void fwdo_tile_##KWC(const float *xp, const int *roff, int nrow, int kw,              \
+                                  const float *wp, const int e[PN], float out[OV * PN]) {          \
+    __m256 a0[PN], a1[PN];                                                                         \
+    _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) a0[q] = a1[q] = _mm256_setzero_ps();      \
+    const int KWn = KWC > 0 ? KWC : kw;                                                            \
+    for (int r = 0; r < nrow; r++) {                                                               \
+      const int off = roff[r];                                                                     \
+      const float *w = wp + (size_t)r * KWn * OV;                                                  \
+      _Pragma("GCC unroll 8") for (int j = 0; j < KWn; j++) {                                      \
+        const __m256 w0 = _mm256_loadu_ps(w + j * OV), w1 = _mm256_loadu_ps(w + j * OV + 8);        \
+        _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) {                                     \
+          const __m256 xb = _mm256_broadcast_ss(xp + e[q] + off + j);                              \
+          a0[q] = _mm256_fmadd_ps(w0, xb, a0[q]);                                                  \
+          a1[q] = _mm256_fmadd_ps(w1, xb, a1[q]);                                                  \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) {                                         \
+      _mm256_storeu_ps(out + q * OV, a0[q]);                                                       \
+      _mm256_storeu_ps(out + q * OV + 8, a1[q]);                                                   \
+    }                                                                                              \
+  }
+FWDO_TILE(0)
+FWDO_TILE(3)
+FWDO_TILE(5)
+
+TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
+                           const int *roff, const float *wp, const float *bias, float *y) {
+  const int OW = s->OW, OH = s->OH, nrow = s->C * s->KH;
+  const size_t P = (size_t)OH * OW, out_sz = (size_t)s->O * P;
+  const int npos = gs * (int)P;
+  float out[OV * PN];
+  for (int o0 = 0; o0 < s->O; o0 += OV) {
+    const float *panel = wp + (size_t)o0 * g->K;
+    int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
+    for (int t0 = 0; t0 < npos; t0 += PN) {
+      const int n = npos - t0 < PN ? npos - t0 : PN;
+      int e[PN];
+      size_t yo[PN];
+      for (int q = 0, cb = b, ch = oh, cw = ow; q < PN; q++) {
+        e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
+        yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
+        if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
+          if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
+        }
+        if (q == n - 1) { b = cb; oh = ch; ow = cw; }
+      }
+      if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
+      if (s->KW == 5) fwdo_tile_5(xp, roff, nrow, 5, panel, e, out);
+      else if (s->KW == 3) fwdo_tile_3(xp, roff, nrow, 3, panel, e, out);
+      else fwdo_tile_0(xp, roff, nrow, s->KW, panel, e, out);
+      for (int l = 0; l < OV; l++) {
+        const float bv = bias ? bias[o0 + l] : 0.f;
+        float *yl = y + (size_t)(o0 + l) * P;
+        for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l] + bv;
+      }
+    }
+  }
+}
+
 /* dy of sample b of a group of gs into the o-major group layout dp[o][b][oh][NV·8] (zeros past
  * OW): for one output channel the group's vector positions are contiguous */
 static void pad_dy(const fvl_conv2d_shape *s, const geom *g, int gs, int b, const float *dy, float *dp) {
@@ -305,6 +378,62 @@ TGT static void dw_group(const fvl_conv2d_shape *s, const geom *g, int gs, const
       }
   }
 }
+/* Output channels a multiple of 16: dW tiles of 16 output channels (two ymm) × DWT = 6 taps,
+ * summed over the group's positions p in raster order: per position two loads of dy
+ * transposed (dt[p][o]) and 6 broadcast inputs for 12 FMAs; no lanes lost to row widths and no
+ * horizontal sums. */
+#define DWT 6
+/* dy of sample b into the transposed group layout dt[p][o] (p = b·P + oh·OW + ow) */
+static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, float *dt) {
+  const size_t P = (size_t)s->OH * s->OW;
+  float *base = dt + (size_t)b * P * s->O;
+  for (size_t p0 = 0; p0 < P; p0 += 16) {   /* 16 positions × all channels: stays in L1 */
+    const size_t pe = p0 + 16 < P ? p0 + 16 : P;
+    for (int o = 0; o < s->O; o++) {
+      const float *src = dy + (size_t)o * P;
+      for (size_t p = p0; p < pe; p++) base[p * s->O + o] = src[p];
+    }
+  }
+}
+
+TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], const float *dt, int O,
+                         float out[OV * DWT]) {
+  __m256 a0[DWT], a1[DWT];
+  _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+  for (int p = 0; p < npos; p++) {
+    const __m256 d0 = _mm256_loadu_ps(dt + (size_t)p * O), d1 = _mm256_loadu_ps(dt + (size_t)p * O + 8);
+    const int e = xoff[p];
+    _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) {
+      const __m256 xb = _mm256_broadcast_ss(xt[t] + e);
+      a0[t] = _mm256_fmadd_ps(d0, xb, a0[t]);
+      a1[t] = _mm256_fmadd_ps(d1, xb, a1[t]);
+    }
+  }
+  _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) {
+    _mm256_storeu_ps(out + t * OV, a0[t]);
+    _mm256_storeu_ps(out + t * OV + 8, a1[t]);
+  }
+}
+
+/* dW contributions of a group (padded inputs xp, transposed dy dt, position offsets xoff, tap
+ * offsets koff) added into dw (O × K) */
+TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
+                          const float *dt, const int *xoff, const int *koff, float *dw) {
+  const int K = g->K, npos = gs * s->OH * s->OW;
+  float out[OV * DWT];
+  for (int o0 = 0; o0 < s->O; o0 += OV)   /* the block's dt rows stay in L1 */
+    for (int k0 = 0; k0 < K; k0 += DWT) {
+      const int nt = K - k0 < DWT ? K - k0 : DWT;
+      const float *xt[DWT];
+      for (int t = 0; t < DWT; t++) xt[t] = xp + koff[k0 + (t < nt ? t : nt - 1)];
+      dwo_tile(npos, xoff, xt, dt + o0, s->O, out);
+      for (int l = 0; l < OV; l++) {
+        float *row = dw + (size_t)(o0 + l) * K + k0;
+        for (int t = 0; t < nt; t++) row[t] += out[t * OV + l];
+      }
+    }
+}
+
 #endif
 
 static int thread_id(void) {
@@ -346,13 +475,14 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
   const geom g = geometry(s);
   const int T = nthreads(s);
   const layout l = lay_out(s, &g, work);
-  /* wp[ob][k][r] = w[ob·MR + r][k]: each micro-tile streams one contiguous panel
-   * (zeros for the padding channels of the last block) */
-  for (int ob = 0; ob < g.O4 / MR; ob++)
+  /* wp[ob][k][r] = w[ob·V + r][k] with V = 16 (channel vectors) or MR: each micro-tile streams
+   * one contiguous panel (zeros for the padding channels of the last block) */
+  const int ovec = s->O % OV == 0, V = ovec ? OV : MR;
+  for (int ob = 0; ob < g.O4 / V; ob++)
     for (int k = 0; k < g.K; k++)
-      for (int r = 0; r < MR; r++) {
-        const int o = ob * MR + r;
-        l.wp[((size_t)ob * g.K + k) * MR + r] = o < s->O ? w[(size_t)o * g.K + k] : 0.f;
+      for (int r = 0; r < V; r++) {
+        const int o = ob * V + r;
+        l.wp[((size_t)ob * g.K + k) * V + r] = o < s->O ? w[(size_t)o * g.K + k] : 0.f;
       }
   row_offsets(s, &g, l.roff);
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
@@ -365,7 +495,8 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
       if (fvl_aborted()) break;
       const int gs = hi - b0 < g.GS ? hi - b0 : g.GS;
       for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-      fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
+      if (ovec) fwdo_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
+      else fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
     }
   }
   return fvl_check_abort("conv2d");
@@ -387,6 +518,9 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
   const int T = nthreads(s);
   const layout l = lay_out(s, &g, work);
   float *partial = work + fvl_conv2d_direct_workspace(s);
+  for (int c = 0, k = 0; c < s->C; c++)   /* tap offsets (the K-int table the forward uses for rows) */
+    for (int i = 0; i < s->KH; i++)
+      for (int j = 0; j < s->KW; j++) l.roff[k++] = (int)((size_t)c * g.plane + (size_t)i * g.Wr + j);
   const size_t wsz = (size_t)s->O * g.K;
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
   int used = 1;
@@ -397,9 +531,13 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
     int *xoff = (int *)(dp + g.ds * (size_t)g.GSdw);
     float *dwp = partial + wsz * (size_t)tid;
     memset(dwp, 0, sizeof(float) * wsz);
-    for (int b = 0, p = 0; b < g.GSdw; b++)   /* vector position → offset in the padded group */
-      for (int oh = 0; oh < s->OH; oh++)
-        for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
+    for (int b = 0, p = 0; b < g.GSdw; b++)   /* (vector) position → offset in the padded group */
+      for (int oh = 0; oh < s->OH; oh++) {
+        if (g.ovec_dw)
+          for (int ow = 0; ow < s->OW; ow++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + (size_t)ow);
+        else
+          for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
+      }
     const int nt = team_size();
     if (tid == 0) used = nt;
     const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
@@ -408,9 +546,11 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
       const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
       for (int b = 0; b < gs; b++) {
         pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-        pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
+        if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp);
+        else pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
       }
-      dw_group(s, &g, gs, xp, dp, xoff, dwp);
+      if (g.ovec_dw) dwo_group(s, &g, gs, xp, dp, xoff, l.roff, dwp);
+      else dw_group(s, &g, gs, xp, dp, xoff, dwp);
     }
   }
   if (fvl_check_abort("conv2d")) return -1;

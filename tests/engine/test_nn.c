@@ -89,6 +89,33 @@ static double conv_loss(void *p) {
   return L;
 }
 
+/* the exact gradients of L = Σ r·y in double by the adjoint loops (L is linear in x, w, b) */
+static void conv_ref_grad(const fvl_conv2d_shape *s, const double *x, const double *w, const double *r,
+                          double *gx, double *gw, double *gb) {
+  memset(gx, 0, sizeof(double) * s->B * s->C * s->H * s->W);
+  memset(gw, 0, sizeof(double) * s->O * s->C * s->KH * s->KW);
+  memset(gb, 0, sizeof(double) * s->O);
+  for (int n = 0; n < s->B; n++)
+    for (int o = 0; o < s->O; o++)
+      for (int oh = 0; oh < s->OH; oh++)
+        for (int ow = 0; ow < s->OW; ow++) {
+          const double rv = r[((size_t)(n * s->O + o) * s->OH + oh) * s->OW + ow];
+          gb[o] += rv;
+          for (int c = 0; c < s->C; c++)
+            for (int i = 0; i < s->KH; i++)
+              for (int j = 0; j < s->KW; j++) {
+                int h = oh * s->sh - s->ph + i, ww = ow * s->sw - s->pw + j;
+                if (h < 0 || h >= s->H || ww < 0 || ww >= s->W) continue;
+                const size_t xi = ((size_t)(n * s->C + c) * s->H + h) * s->W + ww;
+                const size_t wi = ((size_t)(o * s->C + c) * s->KH + i) * s->KW + j;
+                gx[xi] += rv * w[wi];
+                gw[wi] += rv * x[xi];
+              }
+        }
+}
+
+static int conv_fd = 1;   /* 0: reference gradients by the adjoint loops instead of differences */
+
 static void check_conv(int B, int C, int H, int W, int O, int KH, int KW, int sh, int sw, int ph,
                        int pw, int G) {
   conv_ctx c = {.s = {.B = B, .C = C, .H = H, .W = W, .O = O, .KH = KH, .KW = KW, .sh = sh, .sw = sw,
@@ -110,9 +137,17 @@ static void check_conv(int B, int C, int H, int W, int O, int KH, int KW, int sh
   expect_close("conv2d y", y, yr, ny, 1e-4, 1e-4);
   ck_assert_int_eq(fvl_conv2d_bwd(s, fx, fw, fr, dx, dw, db, work), 0);
   /* L is linear in x, w, b: central differences in double are exact up to rounding */
-  double *gx = numgrad(conv_loss, &c, c.x, nx, 0.5);
-  double *gw = numgrad(conv_loss, &c, c.w, nw, 0.5);
-  double *gb = numgrad(conv_loss, &c, c.b, O, 0.5);
+  double *gx, *gw, *gb;
+  if (conv_fd) {
+    gx = numgrad(conv_loss, &c, c.x, nx, 0.5);
+    gw = numgrad(conv_loss, &c, c.w, nw, 0.5);
+    gb = numgrad(conv_loss, &c, c.b, O, 0.5);
+  } else {
+    gx = malloc(sizeof(double) * nx);
+    gw = malloc(sizeof(double) * nw);
+    gb = malloc(sizeof(double) * O);
+    conv_ref_grad(s, c.x, c.w, c.r, gx, gw, gb);
+  }
   expect_close("conv2d dx", dx, gx, nx, 1e-4, 1e-4);
   expect_close("conv2d dw", dw, gw, nw, 1e-4, 1e-4);
   expect_close("conv2d db", db, gb, O, 1e-4, 1e-4);
@@ -156,7 +191,8 @@ START_TEST(conv_threads) {
 END_TEST
 
 /* the AVX2 direct kernels (stride 1) and the im2col + GEMM path, each against the double
- * reference and finite differences: ragged channel blocks (O = 5, 3), rows of 10 and 17 outputs
+ * reference forward and its adjoint (the tests above check the same kernels by finite
+ * differences): ragged channel blocks (O = 5, 3), rows of 10 and 17 outputs
  * (masked lanes), kernels 1×1, 3×7, 7×7 (taps in tiles of 5/3/1), padding wider than the kernel
  * (dx by col2im while the forward and dW stay direct), tiny maps (tiles span samples) */
 START_TEST(conv_direct_and_gemm) {
@@ -164,8 +200,13 @@ START_TEST(conv_direct_and_gemm) {
       {3, 2, 10, 10, 5, 5, 5, 1, 1, 2, 2}, {3, 2, 9, 17, 3, 7, 3, 1, 1, 3, 1},
       {4, 2, 6, 6, 3, 7, 7, 1, 1, 1, 1},   {6, 1, 5, 5, 4, 1, 1, 1, 1, 0, 0},
       {2, 2, 5, 5, 3, 3, 3, 1, 1, 3, 3},   {13, 2, 3, 3, 6, 3, 3, 1, 1, 1, 1},
+      /* 16 and 32 output channels: the channel-vector kernels (raster positions in tiles of 6
+       * across samples, 27 and 75 taps in tiles of 6 for dW; 1 input channel: few taps) */
+      {3, 3, 5, 7, 16, 3, 3, 1, 1, 1, 1},  {1, 3, 5, 5, 16, 5, 5, 1, 1, 2, 2},
+      {5, 8, 2, 3, 16, 3, 3, 1, 1, 1, 1},  {2, 4, 5, 5, 32, 3, 3, 1, 1, 3, 3},
   };
   const int old = fvl_conv2d_set_direct(1);
+  conv_fd = 0;   /* the adjoint in double: exact, and fast enough for this many shapes */
   for (int direct = 1; direct >= 0; direct--) {
     fvl_conv2d_set_direct(direct);
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
@@ -178,12 +219,14 @@ START_TEST(conv_direct_and_gemm) {
 #endif
       check_conv(13, 2, 3, 3, 6, 3, 3, 1, 1, 1, 1, 0);
       check_conv(3, 1, 10, 10, 3, 5, 5, 1, 1, 2, 2, 0);
+      check_conv(4, 8, 2, 2, 16, 3, 3, 1, 1, 1, 1, 0);
     }
 #ifdef _OPENMP
     omp_set_num_threads(fvl_cpu_count());
 #endif
   }
   fvl_conv2d_set_direct(old);
+  conv_fd = 1;
 }
 END_TEST
 
