@@ -230,6 +230,16 @@ static int l_circle_pairwise(lua_State *L) {
   return 1;
 }
 
+/* F.center_dist(x, centers, labels) -> ½ Σ_i |x_i − centers[y_i]|² (scalar, tracked in x) */
+static int l_center_dist(lua_State *L) {
+  fvl_tensor *x = T(1), *cen = T(2);
+  if (cen->ndim != 2) return luaL_error(L, "center_dist: centers must be a C×D tensor");
+  if (x->ndim != 2) return luaL_error(L, "center_dist: x must be a B×D tensor");
+  fvl_tensor *y = labels_arg(L, 3, "center_dist", x->size[0], cen->size[0]);
+  fvl_pushtensor(L, fvl_center_dist(x, cen, y));
+  return 1;
+}
+
 /* F.center_update(centers, x, labels, alpha) -- in place, not tracked; returns centers */
 static int l_center_update(lua_State *L) {
   fvl_tensor *cen = T(1), *x = T(2);
@@ -246,7 +256,7 @@ int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
-    {"center_update", l_center_update}, {NULL, NULL}};
+    {"center_dist", l_center_dist}, {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -516,6 +516,60 @@ done:
   return out;
 }
 
+/* ================================================================ centre distance (Center loss term) */
+static int center_dist_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *d = n->saved[0];
+  float gv = (float)fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0});
+  fvl_tensor *dx = fvl_empty(FVL_F32, d->ndim, d->size);
+  if (!dx) return -1;
+  const float *dp = fvl_f32(d);
+  float *gp = fvl_f32(dx);
+  int64_t m = fvl_numel(d);
+  for (int64_t k = 0; k < m; k++) gp[k] = gv * dp[k];
+  int rc = fvl_lo_take_or_accum(n, 0, dx);
+  fvl_release(dx);
+  return rc;
+}
+
+fvl_tensor *fvl_center_dist(fvl_tensor *x, fvl_tensor *centers, fvl_tensor *y0) {
+  static const char *fn = "center_dist";
+  char b1[64], b2[64];
+  if (fvl_lo_check_2d(fn, "x", x, "B×D features") || fvl_lo_check_2d(fn, "centers", centers, "C×D centres")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = centers->size[0];
+  if (centers->size[1] != D) {
+    fvl_err("%s: x is %s but centers are %s (expected x with %lld columns)", fn, fvl_lo_shape(x, b1),
+            fvl_lo_shape(centers, b2), (long long)centers->size[1]);
+    return NULL;
+  }
+  if (B < 1) { fvl_err("%s: empty batch (x is %s)", fn, fvl_lo_shape(x, b1)); return NULL; }
+  int ldx, ldc;
+  fvl_tensor *y = fvl_lo_labels_of(fn, y0, B, C), *xd = NULL, *cd = NULL, *d = NULL, *out = NULL;
+  int64_t sz[2] = {B, D};
+  if (!y || !(xd = fvl_lo_rows_of(x, &ldx)) || !(cd = fvl_lo_rows_of(centers, &ldc)) || !(d = fvl_empty(FVL_F32, 2, sz)))
+    goto done;
+  const float *xp = fvl_f32(xd), *cp = fvl_f32(cd);
+  const int32_t *yp = fvl_i32(y);
+  float *dp = fvl_f32(d);
+  double sum = 0;
+  for (int64_t i = 0; i < B; i++) {
+    const float *xr = xp + i * ldx, *cr = cp + (int64_t)yp[i] * ldc;
+    float *dr = dp + i * D;
+    double s = 0;
+    for (int64_t k = 0; k < D; k++) {
+      dr[k] = xr[k] - cr[k];
+      s += (double)dr[k] * dr[k];
+    }
+    sum += s;
+  }
+  if (!(out = fvl_scalar((float)(0.5 * sum)))) goto done;
+  fvl_tensor *in[1] = {x};
+  fvl_node *nd = fvl_record("center_dist", center_dist_bw, out, 1, in);
+  if (nd) nd->saved[0] = fvl_retain(d);
+done:
+  fvl_release(y); fvl_release(xd); fvl_release(cd); fvl_release(d);
+  return out;
+}
+
 /* ================================================================ centre rule */
 int fvl_center_update_(fvl_tensor *centers, fvl_tensor *x, fvl_tensor *y0, float alpha) {
   static const char *fn = "center_update";

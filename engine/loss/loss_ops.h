@@ -60,6 +60,10 @@ fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0);
 /* pairwise Circle loss over S = x̂x̂ᵀ (B×B): mean over valid anchors (0 when none), tracked in S */
 fvl_tensor *fvl_circle_pairwise(fvl_tensor *S, fvl_tensor *y0, float m, float gamma);
 
+/* ½ Σ_i |x_i − c_{y_i}|² (scalar), tracked in x only (the centres are constants); the B×D
+   differences are saved, so the centres may be updated in place before the backward */
+fvl_tensor *fvl_center_dist(fvl_tensor *x, fvl_tensor *centers, fvl_tensor *y0);
+
 /* centre-loss α-rule in place on centers (C×D float32 contiguous) from x (B×D), not tracked */
 int fvl_center_update_(fvl_tensor *centers, fvl_tensor *x, fvl_tensor *y0, float alpha);
 #endif

@@ -299,6 +299,24 @@ describe("gradcheck per-row primitives used by the hybrids", function()
       return F.margin_ce(F.cosine(xx, WW), LABELS, { s = ss, target = "arc", m = mm, easy_margin = true })
     end, { x, W, s, mr }, "margin_ce s_row, m_row")
   end)
+  it("center_dist: ½Σ|x_i − c_y|², gradient x − c_y from the centres of the forward", function()
+    if not F.center_dist then return end   -- the reference heads compose it from tensor ops
+    local x = data(29)
+    fvl.manual_seed(30)
+    local cen = fvl.randn(C, D)
+    gradcheck(function(xx) return F.center_dist(xx, cen, LABELS) end, { x }, "center_dist")
+    local d = x:detach() - cen:index(1, fvl.tensor(LABELS, "int32"))
+    local want = (d * d):sum():item() * 0.5
+    local L = F.center_dist(x, cen, LABELS)
+    expect_near(L:item(), want, 1e-5)
+    F.center_update(cen, x:detach(), LABELS, 0.5)   -- the α-rule runs before the backward
+    x.grad = nil
+    L:backward()
+    local g, dt = x.grad:totable(), d:totable()
+    for i = 1, B do
+      for k = 1, D do expect_near(g[i][k], dt[i][k], 1e-5, 1e-6) end
+    end
+  end)
   it("hard_mean (tracked)", function()
     local x = data(27)
     fvl.manual_seed(28)

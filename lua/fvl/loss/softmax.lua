@@ -77,8 +77,15 @@ function Center:forward(x, labels)
   local cen = self.centers
   util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
   local ce = softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
-  local d = x - cen:index(1, y)                       -- centres are constants (no grad)
-  local loss = ce + (d * d):sum() * (0.5 * self.lambda / B)
+  -- ½Σ|x_i − c_{y_i}|², the centres constants (no grad); fused: one B×D buffer kept for backward
+  local F, dist = base.F()
+  if F.center_dist then
+    dist = F.center_dist(x, cen, y)
+  else
+    local d = x - cen:index(1, y)
+    dist = (d * d):sum() * 0.5
+  end
+  local loss = ce + dist * (self.lambda / B)
   -- α-rule after the loss used the pre-update centres
   if self.training then base.F().center_update(cen, x:detach(), y, self.alpha) end
   return loss
