@@ -383,17 +383,40 @@ TGT static void dw_group(const fvl_conv2d_shape *s, const geom *g, int gs, const
  * transposed (dt[p][o]) and 6 broadcast inputs for 12 FMAs; no lanes lost to row widths and no
  * horizontal sums. */
 #define DWT 6
-/* dy of sample b into the transposed group layout dt[p][o] (p = b·P + oh·OW + ow) */
-static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, float *dt) {
-  const size_t P = (size_t)s->OH * s->OW;
-  float *base = dt + (size_t)b * P * s->O;
-  for (size_t p0 = 0; p0 < P; p0 += 16) {   /* 16 positions × all channels: stays in L1 */
-    const size_t pe = p0 + 16 < P ? p0 + 16 : P;
-    for (int o = 0; o < s->O; o++) {
-      const float *src = dy + (size_t)o * P;
-      for (size_t p = p0; p < pe; p++) base[p * s->O + o] = src[p];
-    }
-  }
+/* 8×8 block transpose: rows src[r·ss …] → dst[c·ds + r] */
+TGT static inline void transpose8(const float *src, size_t ss, float *dst, size_t ds) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss);
+  __m256 r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss);
+  __m256 r5 = _mm256_loadu_ps(src + 5 * ss), r6 = _mm256_loadu_ps(src + 6 * ss);
+  __m256 r7 = _mm256_loadu_ps(src + 7 * ss);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
+/* dy of sample b into the transposed group layout dt[p][o] (p = b·P + oh·OW + ow); O is a
+ * multiple of 16 here */
+TGT static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, float *dt) {
+  const size_t P = (size_t)s->OH * s->OW, O = (size_t)s->O;
+  float *base = dt + (size_t)b * P * O;
+  size_t p0 = 0;
+  for (; p0 + 8 <= P; p0 += 8)
+    for (size_t o = 0; o < O; o += 8) transpose8(dy + o * P + p0, P, base + p0 * O + o, O);
+  for (; p0 < P; p0++)
+    for (size_t o = 0; o < O; o++) base[p0 * O + o] = dy[o * P + p0];
 }
 
 TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], const float *dt, int O,
