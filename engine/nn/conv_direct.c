@@ -1,23 +1,31 @@
 /* conv_direct.c — stride-1 convolution without im2col, for x86-64 with AVX2 + FMA.
  *
- * Forward. Each sample's input is copied once into a zero-padded plane per channel whose rows
- * are NV·8 + KW - 1 floats wide (NV = ⌈OW/8⌉ vectors per output row). An output "vector
- * position" (oh, v) covers ow = 8v … 8v+7; for kernel tap k = (c, i, j) its 8 inputs are one
- * unaligned load at the same offset c·plane + i·Wr + j from the position's base
- * (oh·Wr + 8v). A micro-tile is MR = 4 output channels × NP = 3 vector positions: 12 ymm
- * accumulators held over the whole reduction K = C·KH·KW (3 loads + 4 broadcasts per 12 FMAs),
- * so y is written once, with the bias, and nothing of size K × OH·OW is ever materialised.
- * Lanes past OW compute on padding zeros and are not stored (at most 7 of every row).
+ * Every kernel keeps its micro-tile's 12 ymm accumulators in registers over the whole
+ * reduction, so each output (y or dW) is written once and nothing of size K × OH·OW
+ * (K = C·KH·KW) is ever materialised. Each sample's input is copied once into zero-padded
+ * planes with rows Wr = NV·8 + KW - 1 floats wide (NV = ⌈OW/8⌉); the input of output (oh, ow)
+ * for tap (c, i, j) then sits at c·plane + i·Wr + j from the output's base oh·Wr + ow.
  *
- * Weight gradient. dW[o][c][i][j] = Σ_b Σ_(oh,ow) dy[b][o][oh][ow] · xpad[b][c][oh+i][ow+j].
- * dy is copied into rows of NV·8 floats (zeros past OW) and a micro-tile is 2 output channels ×
- * KW taps of one kernel row (c, i): per output vector position 2 + KW loads and 2·KW FMAs into
- * 8-lane partial sums, reduced horizontally once per sample group. Each thread owns a partial dW
- * over its samples; the partials are added at the end (fixed order: same numbers for the same
- * thread count).
+ * O a multiple of 16 (LeNet++, most CNNs): vectors run over output channels.
+ *   forward  tile = 16 output channels (2 ymm) × 6 output positions in raster order over a
+ *            group of samples: per tap 2 weight loads + 6 broadcast inputs, 12 FMAs; the
+ *            16 × 6 tile is transposed into y (with the bias) through a small buffer.
+ *   dW       tile = 16 output channels × 6 taps, summed over the group's positions: per
+ *            position 2 loads of dy transposed (dt[p][o], 8×8 AVX transposes) + 6 broadcast
+ *            inputs, 12 FMAs.
+ * Other O: vectors run over 8 output columns of a row.
+ *   forward  tile = 4 output channels × 3 vector positions: per tap 3 unaligned input loads +
+ *            4 broadcast weights, 12 FMAs; lanes past OW compute on padding and are not stored.
+ *   dW       tile = 2 output channels × KW taps of one kernel row, dy in rows of NV·8 floats
+ *            (zeros past OW), 8-lane partial sums reduced horizontally once per group.
+ * Small maps: samples are grouped so a tile's positions span samples (7×7 maps fill tiles).
+ * dx is the forward convolution of dy with the flipped kernel (conv.c), so it runs here too.
+ * Threads: each gets an equal share of the batch and (dW) its own partial sum, added in a fixed
+ * order at the end: the same numbers for the same thread count.
  *
  * The dispatcher in conv.c uses these when the CPU has AVX2 and FMA, the stride is 1 and
- * fvl_conv2d_set_direct has not turned them off (the tests run both paths). */
+ * fvl_conv2d_set_direct has not turned them off (the tests run both paths against a double
+ * reference). */
 #include "nn.h"
 #include <string.h>
 #ifdef _OPENMP
@@ -51,10 +59,7 @@ static int cpu_ok(void) {
 static int cpu_ok(void) { return 0; }
 #endif
 
-int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s) {
-  return HAVE_DIRECT && direct_enabled && cpu_ok() && s->sh == 1 && s->sw == 1 &&
-         s->OH == s->H + 2 * s->ph - s->KH + 1 && s->OW == s->W + 2 * s->pw - s->KW + 1;
-}
+
 
 typedef struct {
   int NV, Wr, Hp;   /* vectors per output row, padded row width, padded rows */
@@ -94,6 +99,15 @@ static geom geometry(const fvl_conv2d_shape *s) {
 static size_t per_thread(const geom *g) {
   size_t f = g->xs * (size_t)g->GS, d = (g->xs + g->ds + (size_t)g->npos) * (size_t)g->GSdw;
   return (f > d ? f : d) + 16;
+}
+
+int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s) {
+  if (!(HAVE_DIRECT && direct_enabled && cpu_ok() && s->sh == 1 && s->sw == 1 &&
+        s->OH == s->H + 2 * s->ph - s->KH + 1 && s->OW == s->W + 2 * s->pw - s->KW + 1))
+    return 0;
+  const geom g = geometry(s);   /* offsets into a padded group are ints */
+  const int gs = g.GS > g.GSdw ? g.GS : g.GSdw;
+  return (double)g.xs * gs + (double)g.ds * gs < 2147483647.0;
 }
 
 static int nthreads(const fvl_conv2d_shape *s) {
