@@ -31,6 +31,22 @@ static void pair_arg(lua_State *L, int idx, const char *fn, const char *what, in
   *h = *w = (int)a;
 }
 
+/* F.conv2d_direct([on]) -> whether the direct AVX2 kernels were enabled; sets it when given.
+ * They still run only where they apply (stride 1, a CPU with AVX2 + FMA). For benchmarks and
+ * for comparing the two paths. */
+static int l_conv2d_direct(lua_State *L) {
+  int old;
+  if (lua_isnoneornil(L, 1)) {
+    old = fvl_conv2d_set_direct(1);
+    fvl_conv2d_set_direct(old);
+  } else {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    old = fvl_conv2d_set_direct(lua_toboolean(L, 1));
+  }
+  lua_pushboolean(L, old);
+  return 1;
+}
+
 /* F.conv2d(x, w [, bias [, stride [, padding]]]) */
 static int l_conv2d(lua_State *L) {
   fvl_tensor *x = T(1), *w = T(2), *b = fvl_opttensor(L, 3);
@@ -175,7 +191,7 @@ static int l_load_checkpoint(lua_State *L) { return forward_to(L, "load_checkpoi
 
 int fvl_open_nn(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"conv2d", l_conv2d}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
+    {"conv2d", l_conv2d}, {"conv2d_direct", l_conv2d_direct}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
     {"batch_norm", l_batch_norm}, {"prelu", l_prelu}, {"dropout", l_dropout}, {"linear", l_linear},
     {"sgd_step", l_sgd_step}, {"adamw_step", l_adamw_step}, {"sumsq", l_sumsq}, {"scale_", l_scale_},
     {NULL, NULL}};

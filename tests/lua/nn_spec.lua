@@ -44,6 +44,33 @@ describe("fvl.F gradients (finite differences through autograd)", function()
       expect_all_near(yi, y:narrow(1, i, 1):totable(), 1e-5, 1e-5)
     end
   end)
+  it("conv2d: the direct kernels and im2col + GEMM agree, with gradients (F.conv2d_direct)", function()
+    fvl.manual_seed(4)
+    local before = F.conv2d_direct()
+    expect_eq(type(before), "boolean")
+    F.conv2d_direct(true)
+    expect_eq(F.conv2d_direct(false), true)   -- returns the previous setting
+    expect_eq(F.conv2d_direct(true), false)
+    -- 32 output channels (channel-vector kernels) and 5 (row-vector kernels)
+    for _, O in ipairs { 32, 5 } do
+      local x = fvl.randn(3, 4, 9, 9)
+      local w, b = fvl.randn(O, 4, 5, 5) * 0.2, fvl.randn(O)
+      local gy = fvl.randn(3, O, 9, 9)
+      local out = {}
+      for _, direct in ipairs { true, false } do
+        F.conv2d_direct(direct)
+        local xx, ww, bb = x:detach():requires_grad(), w:detach():requires_grad(), b:detach():requires_grad()
+        local y = F.conv2d(xx, ww, bb, 1, 2)
+        y:backward(gy)
+        out[direct] = { y = y:totable(), dx = xx.grad:totable(), dw = ww.grad:totable(), db = bb.grad:totable() }
+      end
+      for _, k in ipairs { "y", "dx", "dw", "db" } do
+        expect_all_near(fvl.tensor(out[true][k]), out[false][k], 1e-4, 1e-4)
+      end
+    end
+    F.conv2d_direct(before)
+    expect_error(function() F.conv2d_direct("yes") end, "boolean expected")
+  end)
   it("max and average pooling", function()
     local x = distinct(2, 2, 5, 5):requires_grad()
     local r = fvl.randn(2, 2, 2, 2)
