@@ -240,6 +240,16 @@ static int l_center_dist(lua_State *L) {
   return 1;
 }
 
+/* F.disc_dist(x, W, labels, xi) -> mean_i |x̂_i − ŵ_{y_i} − ξ_i| (scalar, tracked in x, W, xi) */
+static int l_disc_dist(lua_State *L) {
+  fvl_tensor *x = T(1), *W = T(2), *xi = T(4);
+  if (x->ndim != 2) return luaL_error(L, "disc_dist: x must be a B×D tensor");
+  if (W->ndim != 2) return luaL_error(L, "disc_dist: W must be a C×D tensor");
+  fvl_tensor *y = labels_arg(L, 3, "disc_dist", x->size[0], W->size[0]);
+  fvl_pushtensor(L, fvl_disc_dist(x, W, y, xi));
+  return 1;
+}
+
 /* F.center_update(centers, x, labels, alpha) -- in place, not tracked; returns centers */
 static int l_center_update(lua_State *L) {
   fvl_tensor *cen = T(1), *x = T(2);
@@ -256,7 +266,7 @@ int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
-    {"center_dist", l_center_dist}, {"center_update", l_center_update}, {NULL, NULL}};
+    {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -398,39 +398,43 @@ fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0) {
 }
 
 /* ================================================================ row gather (sparse backward) */
+/* the C×D gradient of input i (W) to add rows to in place: W->grad of a leaf (made, zero, when
+   missing), the node's contiguous accumulator, or a fresh zero tensor (*fresh, which the caller
+   hands on with rows_acc_end). NULL on failure. */
+static float *rows_acc_begin(fvl_node *n, int i, fvl_tensor **fresh) {
+  fvl_tensor *W = n->in[i], *acc = NULL;
+  *fresh = NULL;
+  if (!W->grad_fn) {  /* a leaf: add the rows straight into W->grad */
+    if (!W->grad && !(W->grad = fvl_zeros(FVL_F32, 2, W->size))) return NULL;
+    if (W->grad->dtype == FVL_F32 && fvl_is_contiguous(W->grad) && fvl_same_shape(W->grad, W)) acc = W->grad;
+  } else {
+    acc = fvl_lo_inplace_acc(n, i);
+  }
+  if (!acc && !(acc = *fresh = fvl_zeros(FVL_F32, 2, W->size))) return NULL;
+  return fvl_f32(acc);
+}
+static int rows_acc_end(fvl_node *n, int i, fvl_tensor *fresh, int rc) {
+  if (rc == 0 && fresh) rc = fvl_lo_take_or_accum(n, i, fresh);
+  fvl_release(fresh);
+  return rc;
+}
+
 static int gather_rows_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *idx = n->saved[0];
-  int64_t B = idx->size[0], C = n->iv[0], D = n->iv[1];
-  fvl_tensor *g = fvl_lo_data_of(gout);
+  int64_t B = idx->size[0], D = n->iv[1];
+  fvl_tensor *g = fvl_lo_data_of(gout), *fresh;
   if (!g) return -1;
   const float *gp = fvl_f32(g);
   const int32_t *ip = fvl_i32(idx);
-  fvl_tensor *W = n->in[0], *acc = NULL, *fresh = NULL;
-  int rc = 0;
-  if (!W->grad_fn) {  /* a leaf: add the rows straight into W->grad */
-    if (!W->grad) W->grad = fvl_zeros(FVL_F32, 2, W->size);
-    if (!W->grad) rc = -1;
-    else if (W->grad->dtype == FVL_F32 && fvl_is_contiguous(W->grad) && fvl_same_shape(W->grad, W)) acc = W->grad;
-  } else {
-    acc = fvl_lo_inplace_acc(n, 0);
-  }
-  if (rc == 0 && !acc) {
-    int64_t sz[2] = {C, D};
-    if (!(fresh = fvl_zeros(FVL_F32, 2, sz))) rc = -1;
-    acc = fresh;
-  }
-  if (rc == 0) {
-    float *a = fvl_f32(acc);
+  float *a = rows_acc_begin(n, 0, &fresh);
+  if (a)
     for (int64_t i = 0; i < B; i++) {  /* sequential: labels repeat */
       float *r = a + (int64_t)ip[i] * D;
       const float *q = gp + i * D;
       for (int64_t d = 0; d < D; d++) r[d] += q[d];
     }
-    if (fresh) rc = fvl_lo_take_or_accum(n, 0, fresh);
-  }
-  fvl_release(fresh);
   fvl_release(g);
-  return rc;
+  return rows_acc_end(n, 0, fresh, a ? 0 : -1);
 }
 
 fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0) {
@@ -461,6 +465,141 @@ fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0) {
     nd->iv[1] = D;
   }
   fvl_release(idx);
+  return out;
+}
+
+/* ================================================================ DiscFace discrepancy term */
+#define DISC_EPS 1e-12f   /* F.normalize's eps */
+#define DISC_TINY 1e-30   /* |v| = sqrt(Σv² + 1e-30): subgradient 0 at v = 0 */
+
+/* row norm |r|, and r ← r / max(|r|, eps) */
+static float disc_normalize(float *r, const float *src, int64_t D) {
+  double s = 0;
+  for (int64_t d = 0; d < D; d++) s += (double)src[d] * src[d];
+  float nv = (float)sqrt(s), inv = 1.0f / (nv > DISC_EPS ? nv : DISC_EPS);
+  for (int64_t d = 0; d < D; d++) r[d] = src[d] * inv;
+  return nv;
+}
+/* dst (+)= sign · ∂(v/max(|v|, eps))ᵀ g  (the normalisation Jacobian, as F.normalize's backward;
+   vh = v/max(|v|, eps), nv = |v|) */
+static void disc_norm_bw(float *dst, const float *g, const float *vh, float nv, int64_t D, float sign) {
+  if (nv <= DISC_EPS) {
+    for (int64_t d = 0; d < D; d++) dst[d] += sign * g[d] / DISC_EPS;
+    return;
+  }
+  double dot = 0;
+  for (int64_t d = 0; d < D; d++) dot += (double)g[d] * vh[d];
+  float fd = (float)dot;
+  for (int64_t d = 0; d < D; d++) dst[d] += sign * (g[d] - fd * vh[d]) / nv;
+}
+
+static int disc_dist_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *xc = n->saved[0], *Wc = n->saved[1], *y = n->saved[2], *u = n->saved[3], *nrm = n->saved[4];
+  int64_t B = u->size[0], D = u->size[1];
+  int ldx = (int)n->iv[0], ldw = (int)n->iv[1], shared = (int)n->iv[2];
+  float gv = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / (double)B);
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *up = fvl_f32(u), *np = fvl_f32(nrm);
+  const int32_t *yp = fvl_i32(y);
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1), want_xi = fvl_node_wants(n, 2);
+  int64_t sz[2] = {B, D};
+  fvl_tensor *gx = want_x ? fvl_zeros(FVL_F32, 2, sz) : NULL, *fresh = NULL, *gxi = NULL;
+  float *wacc = NULL, *row = malloc(sizeof(float) * (size_t)(2 * D));
+  int rc = (want_x && !gx) || !row ? -1 : 0;
+  if (rc == 0 && want_xi) {
+    fvl_tensor *xi = n->in[2];
+    if (!(gxi = fvl_zeros(FVL_F32, xi->ndim, xi->size))) rc = -1;
+  }
+  if (rc == 0 && want_w && !(wacc = rows_acc_begin(n, 1, &fresh))) rc = -1;
+  if (rc == 0) {
+    float *gu = row, *vh = row + D;
+    for (int64_t i = 0; i < B; i++) {  /* sequential: labels repeat (W rows), ξ is shared */
+      /* ∂/∂r_i = g·r_i/|r_i|/B, with u_i = r_i/|r_i| saved */
+      for (int64_t d = 0; d < D; d++) gu[d] = gv * up[i * D + d];
+      if (gx) {
+        const float *xr = xp + i * ldx;
+        float nx = np[i * 2], inv = 1.0f / (nx > DISC_EPS ? nx : DISC_EPS);
+        for (int64_t d = 0; d < D; d++) vh[d] = xr[d] * inv;
+        disc_norm_bw(fvl_f32(gx) + i * D, gu, vh, nx, D, 1.0f);
+      }
+      if (wacc) {
+        const float *wr = wp + (int64_t)yp[i] * ldw;
+        float nw = np[i * 2 + 1], inv = 1.0f / (nw > DISC_EPS ? nw : DISC_EPS);
+        for (int64_t d = 0; d < D; d++) vh[d] = wr[d] * inv;
+        disc_norm_bw(wacc + (int64_t)yp[i] * D, gu, vh, nw, D, -1.0f);
+      }
+      if (gxi) {
+        float *q = fvl_f32(gxi) + (shared ? 0 : i * D);
+        for (int64_t d = 0; d < D; d++) q[d] -= gu[d];
+      }
+    }
+  }
+  if (want_w) rc = rows_acc_end(n, 1, fresh, rc);
+  if (rc == 0 && gx) rc = fvl_lo_take_or_accum(n, 0, gx);
+  if (rc == 0 && gxi) rc = fvl_node_accum(n, 2, gxi);
+  free(row);
+  fvl_release(gx);
+  fvl_release(gxi);
+  return rc;
+}
+
+fvl_tensor *fvl_disc_dist(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, fvl_tensor *xi) {
+  static const char *fn = "disc_dist";
+  char b1[64], b2[64];
+  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (W->size[1] != D || B < 1 || D < 1) {
+    fvl_err("%s: x is %s and W is %s (expected a non-empty batch and the same number of columns)", fn,
+            fvl_lo_shape(x, b1), fvl_lo_shape(W, b2));
+    return NULL;
+  }
+  int shared = xi && fvl_numel(xi) == D && (xi->ndim == 1 || (xi->ndim == 2 && xi->size[0] == 1));
+  if (!xi || xi->dtype != FVL_F32 || !(shared || (xi->ndim == 2 && xi->size[0] == B && xi->size[1] == D))) {
+    fvl_err("%s: xi is %s (expected float32 with %lld values, 1×%lld or %lld×%lld)", fn,
+            xi ? fvl_lo_shape(xi, b1) : "missing", (long long)D, (long long)D, (long long)B, (long long)D);
+    return NULL;
+  }
+  int ldx, ldw;
+  fvl_tensor *y = fvl_lo_labels_of(fn, y0, B, C), *xc = NULL, *Wc = NULL, *xid = NULL, *u = NULL, *nrm = NULL,
+             *out = NULL;
+  int64_t sz[2] = {B, D}, szn[2] = {B, 2};
+  float *vh = malloc(sizeof(float) * (size_t)D);
+  if (!vh) fvl_err("%s: out of memory", fn);
+  if (!vh || !y || !(xc = fvl_lo_rows_of(x, &ldx)) || !(Wc = fvl_lo_rows_of(W, &ldw)) || !(xid = fvl_lo_data_of(xi)) ||
+      !(u = fvl_empty(FVL_F32, 2, sz)) || !(nrm = fvl_empty(FVL_F32, 2, szn)))
+    goto done;
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *xip = fvl_f32(xid);
+  const int32_t *yp = fvl_i32(y);
+  float *up = fvl_f32(u), *np = fvl_f32(nrm);
+  double sum = 0;
+  for (int64_t i = 0; i < B; i++) {
+    /* r_i = x̂_i − ŵ_{y_i} − ξ_i; u_i = r_i/|r_i| is kept for the backward */
+    float *r = up + i * D;
+    const float *q = xip + (shared ? 0 : i * D);
+    np[i * 2] = disc_normalize(r, xp + i * ldx, D);
+    np[i * 2 + 1] = disc_normalize(vh, wp + (int64_t)yp[i] * ldw, D);
+    double s = 0;
+    for (int64_t d = 0; d < D; d++) {
+      r[d] = r[d] - vh[d] - q[d];
+      s += (double)r[d] * r[d];
+    }
+    double len = sqrt(s + DISC_TINY);
+    sum += len;
+    for (int64_t d = 0; d < D; d++) r[d] = (float)(r[d] / len);
+  }
+  if (!(out = fvl_scalar((float)(sum / B)))) goto done;
+  fvl_tensor *in[3] = {x, W, xi};
+  fvl_node *nd = fvl_record("disc_dist", disc_dist_bw, out, 3, in);
+  if (nd) {
+    nd->saved[0] = fvl_retain(xc);
+    nd->saved[1] = fvl_retain(Wc);
+    nd->saved[2] = fvl_retain(y);
+    nd->saved[3] = fvl_retain(u);
+    nd->saved[4] = fvl_retain(nrm);
+    nd->iv[0] = ldx; nd->iv[1] = ldw; nd->iv[2] = shared;
+  }
+done:
+  free(vh);
+  fvl_release(y); fvl_release(xc); fvl_release(Wc); fvl_release(xid); fvl_release(u); fvl_release(nrm);
   return out;
 }
 

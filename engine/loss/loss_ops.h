@@ -57,6 +57,12 @@ fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0);
  * C×D temporary when W is a leaf or its gradient already exists) — e.g. ŵ_{y_i} for DiscFace */
 fvl_tensor *fvl_gather_rows(fvl_tensor *W, fvl_tensor *idx0);
 
+/* DiscFace's discrepancy term: mean_i |x̂_i − ŵ_{y_i} − ξ_i| (x B×D, W C×D, ξ one D-vector
+   (D or 1×D) shared by the rows or B×D), row norms as sqrt(Σ·² + 1e-30) (subgradient 0 at 0),
+   normalisation as F.normalize (eps 1e-12). Tracked in x, W (rows added straight into W's
+   gradient, as fvl_gather_rows) and ξ; keeps one B×D buffer for the backward. */
+fvl_tensor *fvl_disc_dist(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, fvl_tensor *xi);
+
 /* pairwise Circle loss over S = x̂x̂ᵀ (B×B): mean over valid anchors (0 when none), tracked in S */
 fvl_tensor *fvl_circle_pairwise(fvl_tensor *S, fvl_tensor *y0, float m, float gamma);
 

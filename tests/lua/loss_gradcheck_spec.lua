@@ -317,6 +317,37 @@ describe("gradcheck per-row primitives used by the hybrids", function()
       for k = 1, D do expect_near(g[i][k], dt[i][k], 1e-5, 1e-6) end
     end
   end)
+  it("disc_dist: mean_i |x̂_i − ŵ_y − ξ_i| against its tensor-op composition (shared and per-row ξ)", function()
+    if not F.disc_dist then return end
+    local y = fvl.tensor(LABELS, "int32")
+    for _, per_row in ipairs { false, true } do
+      local x = data(31)
+      fvl.manual_seed(32)
+      local W = fvl.randn(C, D)
+      W:requires_grad()
+      local xi = (per_row and fvl.randn(B, D) or fvl.randn(D)) * 0.05
+      xi = xi:detach()
+      xi:requires_grad()
+      local what = per_row and "disc_dist per-row ξ" or "disc_dist shared ξ"
+      gradcheck(function(xx, WW, q) return F.disc_dist(xx, WW, LABELS, q) end, { x, W, xi }, what)
+      local copies = {}
+      for k, t in ipairs { x, W, xi } do
+        copies[k] = t:detach():clone()
+        copies[k]:requires_grad()
+      end
+      x.grad, W.grad, xi.grad = nil, nil, nil   -- gradcheck leaves its own backward's gradients
+      local L = F.disc_dist(x, W, LABELS, xi)
+      L:backward()
+      local q = per_row and copies[3] or copies[3]:reshape(1, D)
+      local v = fvl.normalize(copies[1], 2) - fvl.normalize(copies[2]:index(1, y), 2) - q
+      local R = ((v * v):sum(2) + 1e-30):sqrt():mean()
+      R:backward()
+      expect_near(L:item(), R:item(), 1e-5, 1e-7, what .. " value")
+      for k, name in ipairs { "x", "W", "xi" } do
+        expect_all_near(({ x, W, xi })[k].grad:totable(), copies[k].grad:totable(), 1e-4, 1e-6, what .. " d" .. name)
+      end
+    end
+  end)
   it("hard_mean (tracked)", function()
     local x = data(27)
     fvl.manual_seed(28)

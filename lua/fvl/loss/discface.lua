@@ -27,12 +27,16 @@ function DiscFace:forward(x, labels)
   local fb, easy = margin.arc_fallback("discface", self.fallback, self.easy_margin)
   local ce = self:margin_ce(cos, y, { s = self.s, target = self.base == "arc" and "arc" or "cos",
                                       m = self.m, fallback = fb, easy_margin = easy })
-  local eps = fvl.normalize(x, 2) - fvl.normalize(rows_of(self.weight, y), 2)   -- B×D variation
   local xi = self.xi
   local rows = xi:dim() == 2 and xi:size(1) or 1
   local xi2 = rows > 1 and rows_of(xi, y) or xi:reshape(1, self.dim)  -- B×D or 1×D
   local n2 = rows > 1 and B or 1
   local xi_eff = xi2 / (row_norm(xi2, n2) / self.xi_max):clamp(1, math.huge)   -- |ξ_eff| ≤ ξ_max
+  local F = base.F()
+  if F.disc_dist then   -- fused: one B×D buffer kept for the backward
+    return ce + F.disc_dist(x, self.weight, y, xi_eff) * self.lambda
+  end
+  local eps = fvl.normalize(x, 2) - fvl.normalize(rows_of(self.weight, y), 2)   -- B×D variation
   return ce + row_norm(eps - xi_eff, B):mean() * self.lambda
 end
 
