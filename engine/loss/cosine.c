@@ -83,6 +83,66 @@ static void blas_restore(int n) {
   if (n != 1) openblas_set_num_threads(n);
 }
 
+/* The C×D destination of the gradient of input i (W), or NULL: W->grad itself for a leaf
+   (*direct = 1; *bt = 1 when it already holds a gradient to add to, else 0 and it may hold
+   garbage), otherwise a fresh tensor (*direct = 0) that the caller hands on with
+   fvl_lo_take_or_accum. No C×D temporary besides W->grad for a leaf. */
+static fvl_tensor *wgrad_dst(fvl_node *n, int i, int *direct, float *bt) {
+  fvl_tensor *W = n->in[i];
+  *direct = 0;
+  *bt = 0.0f;
+  if (!W->grad_fn) {
+    if (!W->grad) {
+      if (!(W->grad = fvl_empty(FVL_F32, 2, W->size))) return NULL;
+      *direct = 1;
+    } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
+      *direct = 1;
+      *bt = 1.0f;
+    }
+    if (*direct) return fvl_retain(W->grad);
+  }
+  return fvl_empty(FVL_F32, 2, W->size);
+}
+
+/* Per-thread partial sums of an n-float result for sgemm calls inside one OpenMP region:
+   thread 0 writes into the result itself, the others into their own buffers; partials_sum adds
+   them in thread order (with a static schedule: the same numbers for a given thread count). */
+typedef struct { float **part; int *used; int nt; int64_t n; } partials;
+static int partials_init(partials *p, float *dst, int64_t n, const char *fn) {
+  p->nt = nthreads();
+  p->n = n;
+  p->part = calloc((size_t)p->nt, sizeof *p->part);
+  p->used = calloc((size_t)p->nt, sizeof *p->used);
+  if (!p->part || !p->used) return fvl_err("%s: out of memory", fn);
+  p->part[0] = dst;
+  for (int t = 1; t < p->nt; t++)
+    if (!(p->part[t] = malloc(sizeof(float) * (size_t)n))) return fvl_err("%s: out of memory", fn);
+  return 0;
+}
+/* the calling thread's buffer; *beta = 0 for its first sgemm (overwrite), 1 after (add) */
+static float *partials_take(partials *p, float *beta) {
+  int tid = 0;
+#ifdef _OPENMP
+  tid = omp_get_thread_num();
+#endif
+  *beta = p->used[tid] ? 1.0f : 0.0f;
+  p->used[tid] = 1;
+  return p->part[tid];
+}
+static void partials_sum(partials *p) {
+  if (!p->used[0]) memset(p->part[0], 0, sizeof(float) * (size_t)p->n);
+  for (int t = 1; t < p->nt; t++)
+    if (p->used[t]) colsum_add(p->part[0], p->part[t], p->n);
+}
+static void partials_free(partials *p) {
+  if (p->part)
+    for (int t = 1; t < p->nt; t++) free(p->part[t]);
+  free(p->part);
+  free(p->used);
+  p->part = NULL;
+  p->used = NULL;
+}
+
 /* ================================================================ cosine */
 typedef struct { int64_t *idx; int64_t n; } clamp_list;
 static void free_clamp(void *p) {
@@ -256,21 +316,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     int64_t sz[2] = {B, D};
     if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
   }
-  if (rc == 0 && want_w) {
-    fvl_tensor *W = n->in[1];
-    int64_t sz[2] = {C, D};
-    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad (no C×D temporary) */
-      if (!W->grad) {
-        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-        direct = 1;
-      } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
-        direct = 1;
-        bt = 1.0f;
-      }
-      if (direct && rc == 0) dst = fvl_retain(W->grad);
-    }
-    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-  }
+  if (rc == 0 && want_w && !(dst = wgrad_dst(n, 1, &direct, &bt))) rc = -1;
   /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
        dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
        dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
@@ -279,27 +325,12 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
      scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
      C×D temporary and no second pass over H. The partial sums of dL/dX̂ are added in thread
      order (static schedule: the same numbers for a given thread count). */
-  int nt = nthreads();
-  float **part = NULL;
-  int *used = NULL;
-  if (rc == 0 && want_x) {
-    part = calloc((size_t)nt, sizeof *part);
-    used = calloc((size_t)nt, sizeof *used);
-    if (!part || !used) rc = fvl_err("cosine backward: out of memory");
-    else {
-      part[0] = fvl_f32(gx);
-      for (int t = 1; t < nt && rc == 0; t++)
-        if (!(part[t] = malloc(sizeof(float) * (size_t)(B * D)))) rc = fvl_err("cosine backward: out of memory");
-    }
-  }
+  partials pt = {0};
+  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, "cosine backward");
   if (rc == 0) {
     int nbl = blas_single();
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nthreads())
     {
-      int tid = 0;
-#ifdef _OPENMP
-      tid = omp_get_thread_num();
-#endif
       float inw[8192], gam[8192];
 #pragma omp for schedule(static)
       for (int64_t blk = 0; blk < nblk; blk++) {
@@ -311,9 +342,9 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
         }
         for (int64_t i = 0; i < B; i++) scale_cols_dot(g + i * C + j0, cp + i * C + j0, inw, gam, nj);
         if (want_x) {
-          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, used[tid] ? 1.0f : 0.0f,
-                   part[tid], (int)D);
-          used[tid] = 1;
+          float beta;
+          float *px = partials_take(&pt, &beta);
+          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, px, (int)D);
         }
         if (!want_w) continue;
         float *dp = fvl_f32(dst);
@@ -327,16 +358,8 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     blas_restore(nbl);
     rc = fvl_check_abort("cosine backward");
   }
-  if (rc == 0 && want_x) {  /* gx = Σ_t partial_t, in thread order */
-    float *gp = fvl_f32(gx);
-    if (!used[0]) memset(gp, 0, sizeof(float) * (size_t)(B * D));
-    for (int t = 1; t < nt; t++)
-      if (used[t]) colsum_add(gp, part[t], B * D);
-  }
-  if (part)
-    for (int t = 1; t < nt; t++) free(part[t]);
-  free(part);
-  free(used);
+  if (rc == 0 && want_x) partials_sum(&pt);   /* gx = Σ_t partial_t, in thread order */
+  partials_free(&pt);
   if (rc == 0 && want_x) {
     /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
     float *dp = fvl_f32(gx);
@@ -431,27 +454,19 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
   const float *g = fvl_f32(G), *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
   int rc = 0, direct = 0;
   float bt = 0.0f;
-  int64_t szc[1] = {C};
+  int64_t szc[1] = {C}, sz[2] = {B, D};
+  partials pt = {0};
   if (want_b && !(db = fvl_zeros(FVL_F32, 1, szc))) rc = -1;
-  if (rc == 0 && want_w) {
-    fvl_tensor *W = n->in[1];
-    int64_t sz[2] = {C, D};
-    if (!W->grad_fn) {  /* a leaf: accumulate straight into W->grad */
-      if (!W->grad) {
-        if (!(W->grad = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-        direct = 1;
-      } else if (W->grad->dtype == FVL_F32 && fvl_same_shape(W->grad, W) && fvl_is_contiguous(W->grad)) {
-        direct = 1;
-        bt = 1.0f;
-      }
-      if (direct && rc == 0) dst = fvl_retain(W->grad);
-    }
-    if (rc == 0 && !dst && !(dst = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-  }
-  if (rc == 0 && (want_w || want_b)) {
+  if (rc == 0 && want_w && !(dst = wgrad_dst(n, 1, &direct, &bt))) rc = -1;
+  if (rc == 0 && want_x && !(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, "linear_logits backward");
+  /* column blocks of G shared among the threads, one thread pool (no OpenBLAS threads):
+     dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into the thread's
+     partial sum (static schedule: the same numbers for a given thread count) */
+  if (rc == 0) {
     int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
     int nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(static)
     for (int64_t blk = 0; blk < nblk; blk++) {
       if (fvl_aborted()) continue;
       int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
@@ -459,18 +474,20 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
         fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xp, ldx, bt, fvl_f32(dst) + j0 * D, (int)D);
       if (want_b)
         for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
+      if (want_x) {
+        float beta;
+        float *px = partials_take(&pt, &beta);
+        fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, px, (int)D);
+      }
     }
     blas_restore(nbl);
     rc = fvl_check_abort("linear_logits backward");
   }
   if (rc == 0 && want_x) {
-    int64_t sz[2] = {B, D};
-    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-    else {
-      fvl_gemm(0, 0, (int)B, (int)D, (int)C, 1.0f, g, (int)C, wp, ldw, 0.0f, fvl_f32(gx), (int)D);
-      rc = fvl_lo_take_or_accum(n, 0, gx);
-    }
+    partials_sum(&pt);
+    rc = fvl_lo_take_or_accum(n, 0, gx);
   }
+  partials_free(&pt);
   if (rc == 0 && want_w && !direct) rc = fvl_lo_take_or_accum(n, 1, dst);
   if (rc == 0 && want_b) {
     fvl_tensor *v = db;
