@@ -279,39 +279,59 @@ FWDO_TILE(0)
 FWDO_TILE(3)
 FWDO_TILE(5)
 
+/* input channels per pass of fwdo_group: the pass's weight panel (CB·KH·KW × 16) and the group's
+ * padded inputs of those channels stay in L2 while every tile and channel block reuses them */
+static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g, int gs) {
+  const size_t wrow = (size_t)s->KH * s->KW * OV, xrow = (size_t)gs * g->plane;   /* floats per channel */
+  size_t cb = (64u << 10) / (wrow + xrow);   /* ≈ 256 KiB per pass */
+  if (cb < 4) cb = 4;
+  if (cb >= (size_t)s->C) return s->C;
+  const size_t nb = ((size_t)s->C + cb - 1) / cb;   /* blocks of (nearly) equal size */
+  return (int)(((size_t)s->C + nb - 1) / nb);
+}
+
 TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
                            const int *roff, const float *wp, const float *bias, float *y) {
-  const int OW = s->OW, OH = s->OH, nrow = s->C * s->KH;
+  const int OW = s->OW, OH = s->OH, KH = s->KH, KW = s->KW;
   const size_t P = (size_t)OH * OW, out_sz = (size_t)s->O * P;
-  const int npos = gs * (int)P;
+  const int npos = gs * (int)P, CB = fwdo_channel_block(s, g, gs);
   float out[OV * PN];
-  for (int o0 = 0; o0 < s->O; o0 += OV) {
-    const float *panel = wp + (size_t)o0 * g->K;
-    int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
-    for (int t0 = 0; t0 < npos; t0 += PN) {
-      const int n = npos - t0 < PN ? npos - t0 : PN;
-      int e[PN];
-      size_t yo[PN];
-      for (int q = 0, cb = b, ch = oh, cw = ow; q < PN; q++) {
-        e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
-        yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
-        if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
-          if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
+  for (int c0 = 0; c0 < s->C; c0 += CB) {   /* channel blocks: y holds the partial sums */
+    const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0;
+    const int *ro = roff + (size_t)c0 * KH;
+    for (int o0 = 0; o0 < s->O; o0 += OV) {
+      const float *panel = wp + (size_t)o0 * g->K + (size_t)c0 * KH * KW * OV;
+      int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
+      for (int t0 = 0; t0 < npos; t0 += PN) {
+        const int n = npos - t0 < PN ? npos - t0 : PN;
+        int e[PN];
+        size_t yo[PN];
+        for (int q = 0, cb = b, ch = oh, cw = ow; q < PN; q++) {
+          e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
+          yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
+          if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
+            if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
+          }
+          if (q == n - 1) { b = cb; oh = ch; ow = cw; }
         }
-        if (q == n - 1) { b = cb; oh = ch; ow = cw; }
-      }
-      if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
-      if (s->KW == 5) fwdo_tile_5(xp, roff, nrow, 5, panel, e, out);
-      else if (s->KW == 3) fwdo_tile_3(xp, roff, nrow, 3, panel, e, out);
-      else fwdo_tile_0(xp, roff, nrow, s->KW, panel, e, out);
-      for (int l = 0; l < OV; l++) {
-        const float bv = bias ? bias[o0 + l] : 0.f;
-        float *yl = y + (size_t)(o0 + l) * P;
-        for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l] + bv;
+        if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
+        if (KW == 5) fwdo_tile_5(xp, ro, nrow, 5, panel, e, out);
+        else if (KW == 3) fwdo_tile_3(xp, ro, nrow, 3, panel, e, out);
+        else fwdo_tile_0(xp, ro, nrow, KW, panel, e, out);
+        for (int l = 0; l < OV; l++) {
+          float *yl = y + (size_t)(o0 + l) * P;
+          if (first) {
+            const float bv = bias ? bias[o0 + l] : 0.f;
+            for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l] + bv;
+          } else {
+            for (int q = 0; q < n; q++) yl[yo[q]] += out[q * OV + l];
+          }
+        }
       }
     }
   }
 }
+
 
 /* dy of sample b of a group of gs into the o-major group layout dp[o][b][oh][NV·8] (zeros past
  * OW): for one output channel the group's vector positions are contiguous */
