@@ -3,6 +3,8 @@
 --
 --   fvl scripts/bench/heads.lua                       -- C = 10000 and 100000, all heads
 --   fvl scripts/bench/heads.lua C=10000 heads=arcface,cosface steps=5 B=256 D=512 threads=2
+-- A step at C=10,000 takes ~60 ms and the machine's GEMM rate drifts by ±10% from second to
+-- second, so the default takes the best of 15 alternating step/GEMM pairs there (5 at C=100,000).
 --
 -- GEMM-only = X̂·Ŵᵀ (B×D·D×C) + G·Ŵ (B×C·C×D) + Gᵀ·X̂ (C×B·B×D) with fvl.matmul on the same
 -- shapes, measured in the same run. ratio = step / GEMM-only (targets: ≤ 1.15 for softmax,
@@ -12,7 +14,7 @@
 -- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
 local fvl = fvl or require "fvl"
 
-local args = { B = 256, D = 512, steps = 5, warmup = 1 }
+local args = { B = 256, D = 512, warmup = 1 }   -- steps: given, or 15 at C ≤ 20,000 and 5 above
 for _, a in ipairs(arg or {}) do
   local k, v = a:match("^([%w_]+)=(.*)$")
   if not k then error("heads.lua: argument '" .. a .. "' (expected key=value)", 0) end
@@ -79,7 +81,7 @@ local function run_one(name, C)
   end
   gemm()
   local ts, tg = {}, {}
-  for i = 1, args.steps do
+  for i = 1, args.steps or (C <= 20000 and 15 or 5) do
     tg[i] = gemm()
     ts[i] = step()
   end
@@ -108,14 +110,14 @@ local Cs = args.C and { args.C } or { 10000, 100000 }
 local exe = arg and arg[-1] or "fvl"
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
-print(string.format("heads.lua: B=%d D=%d, best of %d steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
-                    args.D, args.steps, args.warmup, fvl.threads()))
+print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
+                    args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
 print(string.format("%-15s %7s %10s %10s %7s %6s %9s %9s %9s", "head", "C", "ms/step", "GEMM ms",
                     "ratio", "target", "B×C bufs", "peak MB", "VmHWM MB"))
 for _, C in ipairs(Cs) do
   for _, h in ipairs(heads) do
     local cmd = string.format("%s %s one=%s C=%d B=%d D=%d steps=%d warmup=%d%s 2>&1", exe, script, h, C,
-                              args.B, args.D, args.steps, args.warmup,
+                              args.B, args.D, args.steps or (C <= 20000 and 15 or 5), args.warmup,
                               args.threads and (" threads=" .. args.threads) or "")
     local p = io.popen(cmd)
     local out = p:read("a")
