@@ -217,6 +217,7 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
   const int pps = s->OH * g->NV, npos = gs * pps;
   const size_t P = (size_t)s->OH * s->OW, out_sz = (size_t)s->O * P;
   for (int o0 = 0; o0 < s->O; o0 += MR) {
+    if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
     for (int t0 = 0; t0 < npos; t0 += NP) {
       int e[NP], pos[NP], n = npos - t0 < NP ? npos - t0 : NP;
       for (int q = 0; q < NP; q++) {
@@ -300,6 +301,7 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
     const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0;
     const int *ro = roff + (size_t)c0 * KH;
     for (int o0 = 0; o0 < s->O; o0 += OV) {
+      if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
       const float *panel = wp + (size_t)o0 * g->K + (size_t)c0 * KH * KW * OV;
       int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
       for (int t0 = 0; t0 < npos; t0 += PN) {
@@ -392,6 +394,7 @@ TGT static void dw_group(const fvl_conv2d_shape *s, const geom *g, int gs, const
   const size_t oplane = (size_t)npos * 8;
   float scratch[8];
   for (int ob = 0; ob < s->O; ob += DW_OB) {
+    if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
     const int oe = ob + DW_OB < s->O ? ob + DW_OB : s->O;
     for (int c = 0; c < s->C; c++)
       for (int i = 0; i < KH; i++) {
@@ -480,6 +483,7 @@ TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
   float out[OV * DWT];
   for (int o0 = 0; o0 < s->O; o0 += OV)   /* the block's dt rows stay in L1 */
     for (int k0 = 0; k0 < K; k0 += DWT) {
+      if (k0 % (16 * DWT) == 0 && fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
       const int nt = K - k0 < DWT ? K - k0 : DWT;
       const float *xt[DWT];
       for (int t = 0; t < DWT; t++) xt[t] = xp + koff[k0 + (t < nt ? t : nt - 1)];
