@@ -92,8 +92,9 @@ local function run_one(name, C)
   local bc, wbytes = B * C * 4, C * D * 4
   local state = head.centers and head.centers:numel() * 4 or 0
   local bufs = (m1.peak - 2 * wbytes - state) / bc
-  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f\n", name, C, ms, gms, ms / gms,
-                         bufs, m1.peak / 2 ^ 20, hwm / 1024))
+  local rest = (m1.peak - 2 * wbytes - state - 2 * bc) / (B * D * 4)   -- beyond two B×C, in B×D
+  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f %.1f\n", name, C, ms, gms, ms / gms,
+                         bufs, rest, m1.peak / 2 ^ 20, hwm / 1024))
 end
 
 if args.one then
@@ -112,8 +113,8 @@ local script = arg and arg[0] or "scripts/bench/heads.lua"
 
 print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
-print(string.format("%-15s %7s %10s %10s %7s %6s %9s %9s %9s", "head", "C", "ms/step", "GEMM ms",
-                    "ratio", "target", "B×C bufs", "peak MB", "VmHWM MB"))
+print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s", "head", "C", "ms/step", "GEMM ms",
+                    "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB"))
 for _, C in ipairs(Cs) do
   for _, h in ipairs(heads) do
     local cmd = string.format("%s %s one=%s C=%d B=%d D=%d steps=%d warmup=%d%s 2>&1", exe, script, h, C,
@@ -122,12 +123,12 @@ for _, C in ipairs(Cs) do
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
-    local n, c, ms, gms, ratio, bufs, pk, hwm = out:match(
-      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)")
+    local n, c, ms, gms, ratio, bufs, rest, pk, hwm = out:match(
+      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)")
     if n then
       local target = TIGHT[h] and 1.15 or 1.3
-      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %9.2f %9.1f %9.1f%s", n, tonumber(c),
-                          tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(bufs),
+      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %9.2f %8.1f %9.1f %9.1f%s", n, tonumber(c),
+                          tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(bufs), tonumber(rest),
                           tonumber(pk), tonumber(hwm), tonumber(ratio) <= target and "" or "  (over target)"))
     else
       print(string.format("%-15s %7d  failed: %s", h, C, (out:gsub("\n", " ")):sub(1, 200)))
@@ -138,4 +139,6 @@ end
 print("B×C bufs = engine bytes at the step's peak minus W and W.grad (Center: and its C×D centres),")
 print("           in B×C float buffers")
 print("           (target ≤ 2: the logits and one extra buffer; x, dx and small vectors included)")
+print("rest B×D = what the peak holds beyond W, W.grad and two B×C buffers, in B×D float buffers")
+print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")
