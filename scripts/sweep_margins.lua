@@ -2,8 +2,8 @@
 -- schedule (constant, linear warm-up, cosine ramp) × scale, with successive halving on the
 -- verification accuracy of unseen identities: 36 trials of 4500 SGD steps (batch 128, 7 epochs
 -- of 80,000 samples of 2,000 identities), halved at 1/9 and 1/3 of the way (36 → 12 → 4 trained
--- to the end, ≈ 9.3 full trainings, ~7 CPU-minutes); about 5-10 minutes with 2 workers on
--- 2 cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
+-- to the end, ≈ 9.3 full trainings, ~5 CPU-minutes); about 2.5 minutes with 2 workers on
+-- 2 idle cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
 -- accuracy on unseen identities falls after its peak: the nets overfit the training identities.)
 --
 --   fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N]
