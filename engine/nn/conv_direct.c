@@ -444,24 +444,27 @@ TGT static inline void transpose8(const float *src, size_t ss, float *dst, size_
   _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
-/* dy of sample b into the transposed group layout dt[p][o] (p = b·P + oh·OW + ow); O is a
- * multiple of 16 here */
-TGT static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, float *dt) {
+/* dy of sample b into the transposed, channel-blocked group layout dt[ob][p][16]
+ * (p = b·P + oh·OW + ow, blocks bstride floats apart; O is a multiple of 16 here). Blocked, a
+ * tile's dy is one contiguous run of 64-byte lines; with rows of O floats (a power of two) the
+ * lines of a run fell into a few L1 sets and evicted each other. */
+TGT static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, float *dt, size_t bstride) {
   const size_t P = (size_t)s->OH * s->OW, O = (size_t)s->O;
-  float *base = dt + (size_t)b * P * O;
+  float *base = dt + (size_t)b * P * OV;
   size_t p0 = 0;
   for (; p0 + 8 <= P; p0 += 8)
-    for (size_t o = 0; o < O; o += 8) transpose8(dy + o * P + p0, P, base + p0 * O + o, O);
+    for (size_t o = 0; o < O; o += 8)
+      transpose8(dy + o * P + p0, P, base + (o / OV) * bstride + p0 * OV + o % OV, OV);
   for (; p0 < P; p0++)
-    for (size_t o = 0; o < O; o++) base[p0 * O + o] = dy[o * P + p0];
+    for (size_t o = 0; o < O; o++) base[(o / OV) * bstride + p0 * OV + o % OV] = dy[o * P + p0];
 }
 
-TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], const float *dt, int O,
+TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], const float *dt,
                          float out[OV * DWT]) {
   __m256 a0[DWT], a1[DWT];
   _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
   for (int p = 0; p < npos; p++) {
-    const __m256 d0 = _mm256_loadu_ps(dt + (size_t)p * O), d1 = _mm256_loadu_ps(dt + (size_t)p * O + 8);
+    const __m256 d0 = _mm256_loadu_ps(dt + (size_t)p * OV), d1 = _mm256_loadu_ps(dt + (size_t)p * OV + 8);
     const int e = xoff[p];
     _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) {
       const __m256 xb = _mm256_broadcast_ss(xt[t] + e);
@@ -476,21 +479,23 @@ TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], 
 }
 
 /* dW contributions of a group (padded inputs xp, transposed dy dt, position offsets xoff, tap
- * offsets koff) added into dw (O × K) */
+ * offsets koff) added into the transposed partial dwt (K × O) */
 TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                          const float *dt, const int *xoff, const int *koff, float *dw) {
+                          const float *dt, const int *xoff, const int *koff, float *dwt) {
   const int K = g->K, npos = gs * s->OH * s->OW;
+  const size_t bstride = (size_t)g->GSdw * g->npos * OV;   /* floats between channel blocks */
   float out[OV * DWT];
-  for (int o0 = 0; o0 < s->O; o0 += OV)   /* the block's dt rows stay in L1 */
+  for (int o0 = 0; o0 < s->O; o0 += OV)   /* the block's dt run stays in L1 */
     for (int k0 = 0; k0 < K; k0 += DWT) {
       if (k0 % (16 * DWT) == 0 && fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
       const int nt = K - k0 < DWT ? K - k0 : DWT;
       const float *xt[DWT];
       for (int t = 0; t < DWT; t++) xt[t] = xp + koff[k0 + (t < nt ? t : nt - 1)];
-      dwo_tile(npos, xoff, xt, dt + o0, s->O, out);
-      for (int l = 0; l < OV; l++) {
-        float *row = dw + (size_t)(o0 + l) * K + k0;
-        for (int t = 0; t < nt; t++) row[t] += out[t * OV + l];
+      dwo_tile(npos, xoff, xt, dt + (size_t)(o0 / OV) * bstride, out);
+      for (int t = 0; t < nt; t++) {   /* dwt is transposed (K × O): two vector adds per tap */
+        float *row = dwt + (size_t)(k0 + t) * s->O + o0;
+        _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(out + t * OV)));
+        _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_loadu_ps(out + t * OV + 8)));
       }
     }
 }
@@ -607,7 +612,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
       const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
       for (int b = 0; b < gs; b++) {
         pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-        if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp);
+        if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp, (size_t)g.GSdw * g.npos * OV);
         else pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
       }
       if (g.ovec_dw) dwo_group(s, &g, gs, xp, dp, xoff, l.roff, dwp);
@@ -617,8 +622,10 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
   if (fvl_check_abort("conv2d")) return -1;
 #pragma omp parallel for schedule(static)
   for (size_t i = 0; i < wsz; i++) {
-    float acc = partial[i];
-    for (int k = 1; k < used; k++) acc += partial[wsz * (size_t)k + i];
+    /* the channel-vector partials are K × O: element (o, k) of dw sits at k·O + o there */
+    const size_t j = g.ovec_dw ? (i % (size_t)g.K) * (size_t)s->O + i / (size_t)g.K : i;
+    float acc = partial[j];
+    for (int k = 1; k < used; k++) acc += partial[wsz * (size_t)k + j];
     dw[i] = acc;
   }
   return 0;
