@@ -50,6 +50,15 @@ int fvl_get_threads(void) {
   if (nthreads <= 0) fvl_set_threads(0);
   return nthreads;
 }
+#ifdef _OPENMP
+int fvl_omp_max_threads(void) { return omp_get_max_threads(); }
+int fvl_omp_thread(void) { return omp_get_thread_num(); }
+int fvl_omp_team(void) { return omp_get_num_threads(); }
+#else
+int fvl_omp_max_threads(void) { return 1; }
+int fvl_omp_thread(void) { return 0; }
+int fvl_omp_team(void) { return 1; }
+#endif
 
 static atomic_size_t live_bytes, peak_bytes;
 static void note_alloc(size_t n) {

@@ -24,6 +24,11 @@ int fvl_check_abort(const char *where);
 /* ---- threads: one setting for OpenBLAS and the engine's OpenMP loops ---- */
 void fvl_set_threads(int n);                      /* n <= 0: the machine's cores */
 int fvl_get_threads(void);
+/* OpenMP team queries (1 / 0 without OpenMP): threads a parallel region would get, the calling
+ * thread's number in its team, the team's actual size (may be fewer than asked, e.g. nested) */
+int fvl_omp_max_threads(void);
+int fvl_omp_thread(void);
+int fvl_omp_team(void);
 int fvl_cpu_count(void);
 
 /* ---- memory: every tensor byte goes through here so the binding can charge the GC ---- */

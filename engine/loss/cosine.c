@@ -7,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define NRM_EPS 1e-12f   /* F.normalize's eps */
 #define NEAR_ONE 0.9999f /* |c| above this is recomputed in double */
@@ -55,18 +52,11 @@ FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma,
     for (int64_t d = 0; d < n; d++) dst[d] = -gamma * w[d];
   }
 }
-static int nthreads(void) {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 /* columns per block: a B×block slab of the cosine matrix stays under ~2 MB, and there are at
    least 4 blocks per thread to balance them */
 static int64_t block_cols(int64_t B, int64_t C) {
   int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
-  int64_t bal = (C + 4 * nthreads() - 1) / (4 * nthreads());
+  int64_t bal = (C + 4 * fvl_omp_max_threads() - 1) / (4 * fvl_omp_max_threads());
   if (bal < nb) nb = bal;
   nb = (nb + 63) / 64 * 64;
   return nb < 64 ? 64 : nb > 8192 ? 8192 : nb;
@@ -109,7 +99,7 @@ static fvl_tensor *wgrad_dst(fvl_node *n, int i, int *direct, float *bt) {
    them in thread order (with a static schedule: the same numbers for a given thread count). */
 typedef struct { float **part; int *used; int nt; int64_t n; } partials;
 static int partials_init(partials *p, float *dst, int64_t n, const char *fn) {
-  p->nt = nthreads();
+  p->nt = fvl_omp_max_threads();
   p->n = n;
   p->part = calloc((size_t)p->nt, sizeof *p->part);
   p->used = calloc((size_t)p->nt, sizeof *p->used);
@@ -121,10 +111,7 @@ static int partials_init(partials *p, float *dst, int64_t n, const char *fn) {
 }
 /* the calling thread's buffer; *beta = 0 for its first sgemm (overwrite), 1 after (add) */
 static float *partials_take(partials *p, float *beta) {
-  int tid = 0;
-#ifdef _OPENMP
-  tid = omp_get_thread_num();
-#endif
+  const int tid = fvl_omp_thread();
   *beta = p->used[tid] ? 1.0f : 0.0f;
   p->used[tid] = 1;
   return p->part[tid];
@@ -329,7 +316,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, "cosine backward");
   if (rc == 0) {
     int nbl = blas_single();
-#pragma omp parallel num_threads(nthreads())
+#pragma omp parallel num_threads(fvl_omp_max_threads())
     {
       float inw[8192], gam[8192];
 #pragma omp for schedule(static)

@@ -17,27 +17,9 @@
 #include "nn.h"
 #include <string.h>
 #include <cblas.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define CONV_WORK_FLOATS (2u << 20)   /* ~8 MiB of im2col columns per group (per thread) */
 #define CONV_MIN_COLS 1024
-
-static int max_threads(void) {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
 
 static void plan_group(fvl_conv2d_shape *s, int T) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
@@ -75,7 +57,7 @@ int fvl_conv2d_plan(fvl_conv2d_shape *s) {
                    eh, ew, s->KH, s->KW);
   s->OH = (eh - s->KH) / s->sh + 1;
   s->OW = (ew - s->KW) / s->sw + 1;
-  plan_group(s, max_threads());
+  plan_group(s, fvl_omp_max_threads());
   return 0;
 }
 
@@ -206,7 +188,7 @@ int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
   const int nb = blas_single();
 #pragma omp parallel num_threads(s->T)
   {
-    float *cols = work + per * (size_t)thread_id(), *ybuf = cols + (size_t)K * P * G;
+    float *cols = work + per * (size_t)fvl_omp_thread(), *ybuf = cols + (size_t)K * P * G;
 #pragma omp for schedule(static)
     for (int gi = 0; gi < ngroups; gi++) {
       if (fvl_aborted()) continue;
@@ -268,7 +250,7 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
     const int nb = blas_single();
 #pragma omp parallel num_threads(s->T)
     {
-      const int tid = thread_id();
+      const int tid = fvl_omp_thread();
       float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * G;
       float *dwp = partial + wsz * (size_t)tid;
       int first = 1;

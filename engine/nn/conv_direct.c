@@ -28,9 +28,6 @@
  * reference). */
 #include "nn.h"
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define MR 4
 #define NP 3
@@ -502,21 +499,6 @@ TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
 
 #endif
 
-static int thread_id(void) {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-/* threads actually in the team (may be fewer than asked for, e.g. when nested) */
-static int team_size(void) {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
 
 /* layout of the workspace: packed weights, tap offsets, then per thread gs padded samples and
  * gs row-padded dy samples; the dW partials follow (fvl_conv2d_direct_dw_workspace) */
@@ -554,8 +536,8 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
 #pragma omp parallel num_threads(T)
   {
-    float *xp = l.thr + l.per * (size_t)thread_id();
-    const int nt = team_size(), tid = thread_id();
+    float *xp = l.thr + l.per * (size_t)fvl_omp_thread();
+    const int nt = fvl_omp_team(), tid = fvl_omp_thread();
     const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
     for (int b0 = lo; b0 < hi; b0 += g.GS) {   /* each thread its equal share of the batch */
       if (fvl_aborted()) break;
@@ -592,7 +574,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
   int used = 1;
 #pragma omp parallel num_threads(T)
   {
-    const int tid = thread_id();
+    const int tid = fvl_omp_thread();
     float *xp = l.thr + l.per * (size_t)tid, *dp = xp + g.xs * (size_t)g.GSdw;
     int *xoff = (int *)(dp + g.ds * (size_t)g.GSdw);
     float *dwp = partial + wsz * (size_t)tid;
@@ -604,7 +586,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
         else
           for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
       }
-    const int nt = team_size();
+    const int nt = fvl_omp_team();
     if (tid == 0) used = nt;
     const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
     for (int b0 = lo; b0 < hi; b0 += g.GSdw) {   /* each thread its equal share of the batch */

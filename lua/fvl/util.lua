@@ -227,6 +227,16 @@ function util.json_decode(s)
 end
 util._mini_json_decode = mini_decode
 
+-- the 1-, 5- and 15-minute load averages as one string ("?" where /proc/loadavg is missing);
+-- benchmarks print it next to their timings
+function util.loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local s = f:read("l") or ""
+  f:close()
+  return s:match("^(%S+ %S+ %S+)") or "?"
+end
+
 function util.read_file(path)
   local fh, msg = io.open(path, "rb")
   if not fh then return nil, msg end

@@ -66,9 +66,7 @@ print(string.format("fvl %s, %s, OpenBLAS core %s, %d threads, build %s", info.v
                     info.blas_core, fvl.threads(), info.build))
 print(string.format("(best of %d trials; median in brackets; %s time)", TRIALS, cpu and "process CPU" or "wall"))
 do
-  local f = io.open("/proc/loadavg")
-  local load = f and tonumber(f:read("l"):match("^(%S+)"))
-  if f then f:close() end
+  local load = tonumber(require("fvl.util").loadavg():match("^(%S+)"))
   local cores = (fvl.info().cores) or fvl.threads()
   if load and load > 1.5 * cores and not cpu then
     print(string.format("warning: load average %.1f on this machine; wall times are inflated (try --cpu --threads 1)", load))

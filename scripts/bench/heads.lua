@@ -22,6 +22,8 @@ for _, a in ipairs(arg or {}) do
 end
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
               "curricularface", "circle", "center", "discface", "npcface" }
+-- timed step/GEMM pairs per head: given, or 15 at C ≤ 20,000 (a ~60 ms step) and 5 above
+local function steps_for(C) return args.steps or (C <= 20000 and 15 or 5) end
 local TIGHT = { softmax = true, normface = true, cosface = true, arcface = true, combined = true }
 if args.threads then fvl.threads(args.threads) end
 
@@ -81,7 +83,7 @@ local function run_one(name, C)
   end
   gemm()
   local ts, tg = {}, {}
-  for i = 1, args.steps or (C <= 20000 and 15 or 5) do
+  for i = 1, steps_for(C) do
     tg[i] = gemm()
     ts[i] = step()
   end
@@ -118,7 +120,7 @@ print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s", "head", "C", 
 for _, C in ipairs(Cs) do
   for _, h in ipairs(heads) do
     local cmd = string.format("%s %s one=%s C=%d B=%d D=%d steps=%d warmup=%d%s 2>&1", exe, script, h, C,
-                              args.B, args.D, args.steps or (C <= 20000 and 15 or 5), args.warmup,
+                              args.B, args.D, steps_for(C), args.warmup,
                               args.threads and (" threads=" .. args.threads) or "")
     local p = io.popen(cmd)
     local out = p:read("a")

@@ -22,13 +22,7 @@ if opts.threads > 0 then fvl.threads(opts.threads) end
 local nthreads = fvl.threads()
 fvl.manual_seed(1)
 
-local function loadavg()
-  local f = io.open("/proc/loadavg")
-  if not f then return "?" end
-  local s = f:read("l")
-  f:close()
-  return s:match("^(%S+ %S+ %S+)")
-end
+local loadavg = require("fvl.util").loadavg
 
 -- data
 local ds, source = nil, nil
