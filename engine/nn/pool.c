@@ -20,6 +20,13 @@ int fvl_pool2d_plan(fvl_pool2d_shape *s, const char *fn) {
 }
 
 /* the common 2×2 / stride 2 / no padding case without the generic window bounds */
+/* input rows [lo, hi) under output row o's window (padding clipped away) */
+static inline void window(int o, int stride, int pad, int k, int n, int *lo, int *hi) {
+  const int start = o * stride - pad;
+  *lo = start < 0 ? 0 : start;
+  *hi = start + k > n ? n : start + k;
+}
+
 static void maxpool2x2_fwd(const fvl_pool2d_shape *s, const float *x, float *y, int32_t *argmax) {
   const int H = s->H, W = s->W, OH = s->OH, OW = s->OW;
   const int64_t planes = (int64_t)s->B * s->C;
@@ -67,11 +74,11 @@ void fvl_maxpool2d_fwd(const fvl_pool2d_shape *s, const float *x, float *y, int3
     float *yp = y + bc * OH * OW;
     int32_t *ap = argmax + bc * OH * OW;
     for (int oh = 0; oh < OH; oh++) {
-      int h0 = oh * s->sh - s->ph;
-      int hs = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
+      int hs, he;
+      window(oh, s->sh, s->ph, s->kh, H, &hs, &he);
       for (int ow = 0; ow < OW; ow++) {
-        int w0 = ow * s->sw - s->pw;
-        int ws = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
+        int ws, we;
+        window(ow, s->sw, s->pw, s->kw, W, &ws, &we);
         float best = -INFINITY;
         int32_t bi = -1;
         for (int h = hs; h < he; h++)
@@ -114,11 +121,11 @@ void fvl_avgpool2d_fwd(const fvl_pool2d_shape *s, const float *x, float *y) {
     const float *xp = x + bc * H * W;
     float *yp = y + bc * OH * OW;
     for (int oh = 0; oh < OH; oh++) {
-      int h0 = oh * s->sh - s->ph;
-      int hs = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
+      int hs, he;
+      window(oh, s->sh, s->ph, s->kh, H, &hs, &he);
       for (int ow = 0; ow < OW; ow++) {
-        int w0 = ow * s->sw - s->pw;
-        int ws = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
+        int ws, we;
+        window(ow, s->sw, s->pw, s->kw, W, &ws, &we);
         float acc = 0.f;
         for (int h = hs; h < he; h++)
           for (int w = ws; w < we; w++) acc += xp[h * W + w];
@@ -138,11 +145,11 @@ void fvl_avgpool2d_bwd(const fvl_pool2d_shape *s, const float *dy, float *dx) {
     const float *gp = dy + bc * OH * OW;
     memset(dp, 0, sizeof(float) * (size_t)H * W);
     for (int oh = 0; oh < OH; oh++) {
-      int h0 = oh * s->sh - s->ph;
-      int hs = h0 < 0 ? 0 : h0, he = h0 + s->kh > H ? H : h0 + s->kh;
+      int hs, he;
+      window(oh, s->sh, s->ph, s->kh, H, &hs, &he);
       for (int ow = 0; ow < OW; ow++) {
-        int w0 = ow * s->sw - s->pw;
-        int ws = w0 < 0 ? 0 : w0, we = w0 + s->kw > W ? W : w0 + s->kw;
+        int ws, we;
+        window(ow, s->sw, s->pw, s->kw, W, &ws, &we);
         float g = gp[oh * OW + ow] * inv;
         for (int h = hs; h < he; h++)
           for (int w = ws; w < we; w++) dp[h * W + w] += g;
