@@ -32,6 +32,7 @@ struct fvl_plot_gif {
   int w, h, frames, delay_cs;
   uint32_t *argb;       /* w*h frame */
   GifPixelType *idx;    /* w*h palette indices */
+  GifPixelType *prev;   /* the previous frame's indices: later frames store the changed box only */
   GifColorType pal[256];
   int npal;
   uint8_t *lut;         /* 6-bit RGB → palette index + 1 (0: not computed yet) */
@@ -95,7 +96,7 @@ static int gif_write(GifFileType *gif, const GifByteType *buf, int n) {
 }
 
 static void gif_free(fvl_plot_gif *g) {
-  free(g->argb); free(g->idx); free(g->lut); free(g);
+  free(g->argb); free(g->idx); free(g->prev); free(g->lut); free(g);
 }
 
 fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, int loop) {
@@ -120,10 +121,12 @@ fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, 
   g->delay_cs = (int)lround(delay_s * 100);
   g->argb = malloc((size_t)w * h * 4);
   g->idx = malloc((size_t)w * h);
+  g->prev = malloc((size_t)w * h);
   g->lut = calloc(GIF_LUT, 1);
-  g->f = g->argb && g->idx && g->lut ? fopen(g->tmp, "wb") : NULL;
+  int mem = g->argb && g->idx && g->prev && g->lut;
+  g->f = mem ? fopen(g->tmp, "wb") : NULL;
   if (!g->f) {
-    fvl_err("%s: cannot write '%s': %s", fn, path, g->argb && g->idx && g->lut ? strerror(errno) : "out of memory");
+    fvl_err("%s: cannot write '%s': %s", fn, path, mem ? strerror(errno) : "out of memory");
     gif_free(g);
     return NULL;
   }
@@ -174,12 +177,29 @@ int fvl_plot_gif_add_drawn(fvl_plot_gif *g, fvl_plot_draw_fn draw, const void *u
   if (st != CAIRO_STATUS_SUCCESS) return fvl_err("%s: cannot render: %s", fn, cairo_status_to_string(st));
   int64_t n = (int64_t)g->w * g->h;
   for (int64_t i = 0; i < n; i++) g->idx[i] = gif_map(g, g->argb[i]);   /* the table fills once */
+  /* the box of pixels that differ from the previous frame (the whole frame first): frames are
+     left in place (disposal "do not dispose"), so the axes and labels are stored once */
+  int x0 = 0, y0 = 0, x1 = g->w - 1, y1 = g->h - 1;
+  if (g->frames > 0) {
+    x0 = g->w; y0 = g->h; x1 = -1; y1 = -1;
+    for (int r = 0; r < g->h; r++)
+      for (int c = 0; c < g->w; c++)
+        if (g->idx[(size_t)r * g->w + c] != g->prev[(size_t)r * g->w + c]) {
+          if (c < x0) x0 = c;
+          if (c > x1) x1 = c;
+          if (r < y0) y0 = r;
+          y1 = r;
+        }
+    if (x1 < 0) x0 = y0 = x1 = y1 = 0;   /* unchanged: one pixel, the frame only holds the time */
+  }
   GraphicsControlBlock gcb = {DISPOSE_DO_NOT, false, g->delay_cs, NO_TRANSPARENT_COLOR};
   GifByteType ext[4];
   size_t len = EGifGCBToExtension(&gcb, ext);
+  int bw = x1 - x0 + 1, bh = y1 - y0 + 1;
   int ok = EGifPutExtension(g->gif, GRAPHICS_EXT_FUNC_CODE, (int)len, ext) == GIF_OK &&
-           EGifPutImageDesc(g->gif, 0, 0, g->w, g->h, false, NULL) == GIF_OK;
-  for (int r = 0; ok && r < g->h; r++) ok = EGifPutLine(g->gif, g->idx + (size_t)r * g->w, g->w) == GIF_OK;
+           EGifPutImageDesc(g->gif, x0, y0, bw, bh, false, NULL) == GIF_OK;
+  for (int r = y0; ok && r <= y1; r++) ok = EGifPutLine(g->gif, g->idx + (size_t)r * g->w + x0, bw) == GIF_OK;
+  memcpy(g->prev, g->idx, (size_t)g->w * g->h);
   if (!ok || ferror(g->f)) {
     const char *why = !ok && GifErrorString(g->gif->Error) ? GifErrorString(g->gif->Error) : strerror(errno);
     return fvl_err("%s: cannot write '%s': %s", fn, g->path, why);

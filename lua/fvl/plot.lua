@@ -481,7 +481,7 @@ local SWEEPS = {
   combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), a * (o.m2 or 0.3), a * (o.m3 or 0.2) end,
   sphereface = function(o, a)
     local base, lo = 1000, o.lambda_min or 5
-    o.lambda = math.exp(lerp(a, math.log(base), math.log(lo)))
+    o.lambda = tonumber(string.format("%.3g", math.exp(lerp(a, math.log(base), math.log(lo)))))
   end,
   mv_softmax = function(o, a) o.m, o.t = a * (o.m or 0.35), a * (o.t or 0.2) end,
   curricularface = function(o, a) o.t = a end,

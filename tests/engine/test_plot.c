@@ -347,19 +347,28 @@ static int gif_read(const char *p, int *w, int *h, int *corner, int *has_c0) {
   fvl_plot_color(0, c0);
   int r0 = (int)lround(c0[0] * 255), g0 = (int)lround(c0[1] * 255), b0 = (int)lround(c0[2] * 255);
   *has_c0 = 0;
+  /* frames after the first store the box that changed: composite them onto the canvas */
+  GifByteType *canvas = calloc((size_t)*w * *h, 1);
   for (int f = 0; f < gf->ImageCount; f++) {
     SavedImage *im = &gf->SavedImages[f];
-    ck_assert_int_eq(im->ImageDesc.Width, *w);
-    ck_assert_int_eq(im->ImageDesc.Height, *h);
+    GifImageDesc *d = &im->ImageDesc;
+    if (f == 0) {
+      ck_assert_int_eq(d->Width, *w);
+      ck_assert_int_eq(d->Height, *h);
+    }
+    ck_assert(d->Left >= 0 && d->Top >= 0 && d->Left + d->Width <= *w && d->Top + d->Height <= *h);
+    for (int r = 0; r < d->Height; r++)
+      memcpy(canvas + (size_t)(d->Top + r) * *w + d->Left, im->RasterBits + (size_t)r * d->Width, (size_t)d->Width);
     for (int64_t i = 0; i < (int64_t)*w * *h; i++) {
-      GifColorType c = cm->Colors[im->RasterBits[i]];
+      GifColorType c = cm->Colors[canvas[i]];
       if (c.Red == r0 && c.Green == g0 && c.Blue == b0) *has_c0 = 1;
     }
     if (f == 0) {
-      GifColorType c = cm->Colors[im->RasterBits[0]];
+      GifColorType c = cm->Colors[canvas[0]];
       *corner = c.Red << 16 | c.Green << 8 | c.Blue;
     }
   }
+  free(canvas);
   int n = gf->ImageCount;
   DGifCloseFile(gf, &err);
   return n;
