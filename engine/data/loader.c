@@ -285,7 +285,7 @@ static int one(const fvl_imgset *s, const fvl_img_opts *o, int64_t i, uint64_t r
     dy = (int)(((r >> 8) & 0xffffff) * span >> 24) - pad;
     dx = (int)(((r >> 32) & 0xffffff) * span >> 24) - pad;
   }
-  float inv = 1.f / o->std, fill = (0.f - o->mean) * inv;
+  float sd = o->std, fill = (0.f - o->mean) / sd;
   for (int c = 0; c < C; c++) {
     float *oc = out + (size_t)c * H * W;
     for (int y = 0; y < H; y++) {
@@ -295,7 +295,7 @@ static int one(const fvl_imgset *s, const fvl_img_opts *o, int64_t i, uint64_t r
       const uint8_t *prow = pix + (size_t)sy * W * C + c;
       for (int x = 0; x < W; x++) {
         int sx = (flip ? W - 1 - x : x) + dx;
-        orow[x] = sx < 0 || sx >= W ? fill : ((float)prow[(size_t)sx * C] - o->mean) * inv;
+        orow[x] = sx < 0 || sx >= W ? fill : ((float)prow[(size_t)sx * C] - o->mean) / sd;
       }
     }
   }

@@ -166,14 +166,14 @@ fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
     int isint = 1;
     switch (h.kind) {
     case 'b':
-      if (*p > 1) { fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i, *p); goto fail; }
+      if (*p > 1) { fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i + 1, *p); goto fail; }
       iv = *p;
       break;
     case 'u': {
       uint64_t u = 0;
       for (int b = h.size - 1; b >= 0; b--) u = u << 8 | p[b];
       if (u > INT32_MAX) {
-        fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i, (unsigned long long)u);
+        fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i + 1, (unsigned long long)u);
         goto fail;
       }
       iv = (int64_t)u;
@@ -185,7 +185,7 @@ fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
       if (h.size < 8 && (u >> (8 * h.size - 1)) & 1) u |= ~(uint64_t)0 << (8 * h.size);
       iv = (int64_t)u;
       if (iv > INT32_MAX || iv < INT32_MIN) {
-        fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i, (long long)iv);
+        fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i + 1, (long long)iv);
         goto fail;
       }
       break;
@@ -197,7 +197,7 @@ fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
       else {
         memcpy(&v, p, 8);
         if (isfinite(v) && fabs(v) > FLT_MAX) {
-          fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i, v);
+          fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i + 1, v);
           goto fail;
         }
       }

@@ -248,7 +248,7 @@ function ImageSet:batch(indices, opts)
   opts = util.check_opts(fn, opts, { "flip", "crop", "seed", "epoch", "mean", "std" })
   local order = fvl._check_index_list(indices, self.n, fn)
   local x, y = self._set:_batch(order, img_opts(self, opts), opts.epoch or 1, 0)
-  return x, y:add(1)
+  return x, y
 end
 
 local Loader = {}
@@ -293,7 +293,8 @@ end
 
 function Loader:_start()
   local n = self.ds.n
-  local order = self.shuffle and fvl._loader_perm(n, self.seed, self.epoch) or fvl.arange(0, n):int()
+  local order = self.shuffle and fvl._loader_perm(n, self.seed, self.epoch)
+                or (n > 0 and fvl.arange(0, n - 1):int() or fvl.zeros({ 0 }, "int32"))
   self._c = self.ds._set:_loader(order, self.batch, self.drop_last, self.epoch, self.workers,
                                  self.prefetch, self.opts)
   self.epoch_skipped = 0
@@ -326,7 +327,7 @@ function Loader:next()
     self.epoch = self.epoch + 1
     return nil
   end
-  return { x = x, y = y:add(1), index = index:add(1) }
+  return { x = x, y = y, index = index }
 end
 
 function Loader:__call() return self:next() end

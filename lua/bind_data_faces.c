@@ -1,4 +1,4 @@
-/* bind_faces.c — thin binding of engine/data/facedata.h: RecordIO reader/writer, image
+/* bind_data_faces.c — thin binding of engine/data/facedata.h: RecordIO reader/writer, image
  * decode/encode, image sets and the threaded loader, .bin packs, .npy/.npz. The Lua API
  * (option names, defaults, messages) is lua/fvl/faces.lua; these take checked arguments.
  * Userdata hold engine objects; every C buffer is owned by a userdata or freed before any
@@ -379,7 +379,7 @@ static int64_t *order_arg(lua_State *L, int i, int64_t n, const char *fn, int64_
   *len = m;
   return o;
 }
-/* set:_batch(order int32 0-based, opts, epoch, pos0) -> x, y (0-based), kept (0-based), bad */
+/* set:_batch(order int32 0-based, opts, epoch, pos0) -> x, y (1-based), kept (1-based), bad */
 static int l_set_batch(lua_State *L) {
   fvl_imgset *s = check_set(L, 1);
   int64_t B;
@@ -397,6 +397,7 @@ static int l_set_batch(lua_State *L) {
   int64_t bad = 0;
   int64_t rows = fvl_img_batch(s, &o, idx, B, epoch, pos0, fvl_f32(x), fvl_i32(y), fvl_i32(k), &bad);
   if (rows < 0) return fvl_raise(L);
+  for (int64_t i = 0; i < rows; i++) { fvl_i32(y)[i] += 1; fvl_i32(k)[i] += 1; }
   if (rows < B) {
     int top = lua_gettop(L);
     for (int j = top - 2; j <= top; j++) {
@@ -443,7 +444,7 @@ static int l_loader_gc(lua_State *L) {
   u->l = NULL;
   return 0;
 }
-/* loader:_next() -> x, y (0-based int32), index (0-based) | nil */
+/* loader:_next() -> x, y (1-based int32 labels), index (1-based sample numbers) | nil */
 static int l_loader_next(lua_State *L) {
   loader_ud *u = luaL_checkudata(L, 1, LOADER_MT);
   if (!u->l) return fvl_error(L, "images: the loader was stopped");
@@ -451,6 +452,7 @@ static int l_loader_next(lua_State *L) {
   int r = fvl_img_loader_next(u->l, &x, &y, &ix);
   if (r < 0) return fvl_raise(L);
   if (r == 0) return 0;
+  for (int64_t i = 0; i < y->size[0]; i++) { fvl_i32(y)[i] += 1; fvl_i32(ix)[i] += 1; }
   fvl_pushtensor(L, x);
   fvl_pushtensor(L, y);
   fvl_pushtensor(L, ix);
@@ -534,12 +536,12 @@ static int l_pack_images(lua_State *L) {
       { if (!failed) { failed = 1; err = strdup(fvl_errmsg()); } }
       continue;
     }
-    float *out = fvl_f32(x) + (size_t)k * plane, inv = 1.f / o.std;
+    float *out = fvl_f32(x) + (size_t)k * plane, sd = o.std;
     for (int c = 0; c < o.C; c++)
       for (int yy = 0; yy < o.H; yy++)
         for (int xx = 0; xx < o.W; xx++) {
           int sx = flip ? o.W - 1 - xx : xx;
-          out[((size_t)c * o.H + yy) * o.W + xx] = ((float)pix[((size_t)yy * o.W + sx) * o.C + c] - o.mean) * inv;
+          out[((size_t)c * o.H + yy) * o.W + xx] = ((float)pix[((size_t)yy * o.W + sx) * o.C + c] - o.mean) / sd;
         }
     free(pix);
   }
