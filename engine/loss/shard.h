@@ -1,0 +1,29 @@
+/* shard.h — loss primitives on a slice of the classes (model-parallel heads, Partial FC).
+ *
+ * Every rank holds the same gathered batch (NB rows) and its own columns: cos is NB×Cl, and ycol
+ * (int32, NB) is each row's target column in this slice, or −1 when another rank holds it. Row
+ * statistics are combined with all-reduces over fvl.dist's world (a plain process: the slice is
+ * the whole row, the results equal the unsharded primitives).
+ *
+ * Gradient convention: a replicated row vector (s_row, m_row, the returned h or c) receives this
+ * rank's part of its gradient; the parts sum to the full gradient over the ranks, so a chain that
+ * ends in the gathered embeddings is finished by the allgather's reduce-scatter backward. Where a
+ * row gradient is applied to this rank's columns (hard_mean, target_cos) the backward first sums
+ * the parts over the ranks. */
+#ifndef FVL_LOSS_SHARD_H
+#define FVL_LOSS_SHARD_H
+#include "tensor.h"
+#include "margin.h"
+
+/* the batch mean over the NB rows of the margin softmax-CE, with the row max, Σexp and target
+   cosine combined over the ranks (three all-reduces of NB values); replicated scalar, tracked
+   in cos (this slice's columns), s_row and m_row (parts, see above). Arguments as fvl_margin_ce_ex. */
+fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *sp,
+                                fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
+                                int nonfinite_ok, int *bad_row);
+/* c_i = cos[i, y_i] from whichever rank holds it (NB, replicated), tracked */
+fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
+/* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */
+fvl_tensor *fvl_hard_mean_shard(fvl_tensor *cos, fvl_tensor *ycol, fvl_hard_kind hard, float hard_m,
+                                int affine, float a, float b);
+#endif
