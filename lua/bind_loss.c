@@ -332,13 +332,38 @@ static int l_hard_mean_shard(lua_State *L) {
   return 1;
 }
 
+/* F.copy_rows(dst, rows, src) -- dst[rows[k]] = src[k] in place (rows 1-based), returns dst */
+static int l_copy_rows(lua_State *L) {
+  fvl_tensor *dst = T(1), *src = T(3);
+  fvl_tensor *rows = fvl_checkindex(L, 2, "copy_rows", "rows", dst->ndim >= 1 ? dst->size[0] : 0);
+  int rc = fvl_copy_rows_(dst, rows, src);
+  fvl_release(rows);
+  if (rc) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* F.pfc_sample(pos_mask, num, seed, counter) -> sorted 1-based rows (int32) */
+static int l_pfc_sample(lua_State *L) {
+  fvl_tensor *pos = T(1);
+  lua_Integer num = luaL_checkinteger(L, 2), seed = luaL_checkinteger(L, 3), ctr = luaL_checkinteger(L, 4);
+  if (num < 0) fvl_error(L, "pfc_sample: num = %lld (expected >= 0)", (long long)num);
+  fvl_tensor *r = fvl_pfc_sample(pos, num, (uint64_t)seed, (uint64_t)ctr);
+  if (!r) return fvl_raise(L);
+  int32_t *p = fvl_i32(r);
+  for (int64_t k = 0; k < r->size[0]; k++) p[k] += 1;
+  fvl_pushtensor(L, r);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
     {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
-    {"hard_mean_shard", l_hard_mean_shard}, {NULL, NULL}};
+    {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"pfc_sample", l_pfc_sample},
+    {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -3,6 +3,7 @@
 #include "loss_internal.h"
 #include "dist.h"
 #include "autograd.h"
+#include "rng.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,4 +281,58 @@ fail:
   free(sum);
   fvl_release(y); fvl_release(cd); fvl_release(ct); fvl_release(h); fvl_release(cnt);
   return NULL;
+}
+
+/* ================================================================ sampled rows */
+int fvl_copy_rows_(fvl_tensor *dst, fvl_tensor *rows, fvl_tensor *src) {
+  static const char *fn = "copy_rows";
+  if (!dst || !rows || !src || dst->dtype != FVL_F32 || src->dtype != FVL_F32 || rows->dtype != FVL_I32 ||
+      dst->ndim != 2 || src->ndim != 2 || !fvl_is_contiguous(dst) || !fvl_is_contiguous(src) ||
+      !fvl_is_contiguous(rows) || src->size[1] != dst->size[1] || fvl_numel(rows) != src->size[0])
+    return fvl_err("%s: expected dst n×D, rows (K int32) and src K×D, float32 contiguous", fn);
+  int64_t K = src->size[0], D = src->size[1], n = dst->size[0];
+  const int32_t *r = fvl_i32(rows);
+  for (int64_t k = 0; k < K; k++)
+    if (r[k] < 0 || r[k] >= n) return fvl_err("%s: row %lld = %d is outside 0..%lld", fn, (long long)k, (int)r[k], (long long)n - 1);
+  float *d = fvl_f32(dst);
+  const float *sp = fvl_f32(src);
+#pragma omp parallel for schedule(static) if (K * D > 65536)
+  for (int64_t k = 0; k < K; k++) memcpy(d + (size_t)r[k] * D, sp + (size_t)k * D, sizeof(float) * (size_t)D);
+  return 0;
+}
+
+fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t counter) {
+  static const char *fn = "pfc_sample";
+  if (!pos || pos->dtype != FVL_I32 || pos->ndim != 1 || !fvl_is_contiguous(pos) || num < 0)
+    return fvl_err("%s: expected an int32 mask of the slice's rows and num >= 0", fn), NULL;
+  int64_t n = pos->size[0], npos = 0;
+  const int32_t *m = fvl_i32(pos);
+  for (int64_t j = 0; j < n; j++) npos += m[j] != 0;
+  int64_t want = num > n ? n : num, nneg = want > npos ? want - npos : 0;
+  uint8_t *take = calloc((size_t)n + 1, 1);
+  int32_t *neg = nneg ? malloc(sizeof *neg * (size_t)(n - npos)) : NULL;
+  if (!take || (nneg && !neg)) { free(take); free(neg); return fvl_err("%s: out of memory", fn), NULL; }
+  int64_t k = 0;
+  for (int64_t j = 0; j < n; j++) {
+    if (m[j]) take[j] = 1;
+    else if (neg) neg[k++] = (int32_t)j;
+  }
+  /* partial Fisher–Yates: the first nneg entries of neg become a uniform sample */
+  for (int64_t i = 0; i < nneg; i++) {
+    uint64_t span = (uint64_t)(k - i);
+    int64_t r = i + (int64_t)(((unsigned __int128)fvl_rng_bits(seed, counter + (uint64_t)i) * span) >> 64);
+    int32_t t = neg[i]; neg[i] = neg[r]; neg[r] = t;
+    take[neg[i]] = 1;
+  }
+  int64_t K = npos + nneg, szk[1] = {K};
+  fvl_tensor *out = fvl_empty(FVL_I32, 1, szk);
+  if (out) {
+    int32_t *o = fvl_i32(out);
+    int64_t w = 0;
+    for (int64_t j = 0; j < n; j++)
+      if (take[j]) o[w++] = (int32_t)j;
+  }
+  free(take);
+  free(neg);
+  return out;
 }

@@ -26,4 +26,12 @@ fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
 /* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */
 fvl_tensor *fvl_hard_mean_shard(fvl_tensor *cos, fvl_tensor *ycol, fvl_hard_kind hard, float hard_m,
                                 int affine, float a, float b);
+/* dst[rows[k]] = src[k] for k < K (rows 0-based int32, dst n×D and src K×D float32
+   contiguous); not tracked (optimiser write-back of sampled rows) */
+int fvl_copy_rows_(fvl_tensor *dst, fvl_tensor *rows, fvl_tensor *src);
+/* Partial FC sample of a slice of n classes: every row marked in pos (int32 n, 1 = positive)
+   plus uniformly random other rows (without replacement) up to `num` rows in all (only the
+   positives when they are more); sorted 0-based int32 rows. The negatives come from the
+   counter-based generator at (seed, counter), counter advanced by the caller. */
+fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t counter);
 #endif
