@@ -194,7 +194,20 @@ static int gather_bw(fvl_node *n, fvl_tensor *g) {
   return rc;
 }
 
-fvl_tensor *fvl_dist_allgather_t(fvl_tensor *t) {
+/* backward when every rank already holds the full gradient of the gathered tensor: its own rows */
+static int slice_bw(fvl_node *n, fvl_tensor *g) {
+  fvl_tensor *in = n->in[0];
+  fvl_tensor *v = fvl_narrow(g, 0, in->size[0] * g_rank, in->size[0]);
+  fvl_tensor *c = v ? fvl_contiguous(v) : NULL;
+  int rc = c ? fvl_node_accum(n, 0, c) : -1;
+  fvl_release(c);
+  fvl_release(v);
+  return rc;
+}
+
+fvl_tensor *fvl_dist_allgather_t(fvl_tensor *t) { return fvl_dist_allgather_ex(t, 1); }
+
+fvl_tensor *fvl_dist_allgather_ex(fvl_tensor *t, int sum_grad) {
   if (!t || t->ndim < 1)
     return fvl_err("fvl.dist.allgather: expected a tensor with at least one dimension"), NULL;
   if (ensure()) return NULL;
@@ -232,7 +245,7 @@ fvl_tensor *fvl_dist_allgather_t(fvl_tensor *t) {
   fvl_release(c);
   if (t->dtype == FVL_F32) {
     fvl_tensor *in[1] = {t};
-    fvl_record("dist.allgather", gather_bw, out, 1, in);
+    fvl_record("dist.allgather", sum_grad ? gather_bw : slice_bw, out, 1, in);
   }
   return out;
 }

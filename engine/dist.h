@@ -39,6 +39,9 @@ int fvl_dist_broadcast_(fvl_tensor *t, int root);           /* in place */
 /* the ranks' tensors (same shape everywhere) stacked along dim 0: N·d0 × …; tracked: the
    backward sums the gradient over the ranks and keeps this rank's rows (reduce-scatter) */
 fvl_tensor *fvl_dist_allgather_t(fvl_tensor *t);
+/* sum_grad = 0: the backward keeps this rank's rows of the gradient without communication (for
+   a gathered tensor whose every use already yields the full gradient on every rank) */
+fvl_tensor *fvl_dist_allgather_ex(fvl_tensor *t, int sum_grad);
 /* dim 0 = N·k: the sum over ranks of block `rank` (k × …), float32; tracked: the backward
    gathers the blocks' gradients (each rank's block gradient to every rank's slice) */
 fvl_tensor *fvl_dist_reduce_scatter_t(fvl_tensor *t);

@@ -48,9 +48,16 @@ static int l_broadcast(lua_State *L) {
   return 1;
 }
 
-/* allgather(t) -> the ranks' tensors stacked along dim 1 (tracked: backward reduce-scatters) */
+/* allgather(t [, {grad = "sum"|"slice"}]) -> the ranks' tensors stacked along dim 1; tracked:
+   the backward reduce-scatters the gradient ("sum", the default) or, when every rank already
+   holds the full gradient of the result, keeps this rank's rows ("slice") */
 static int l_allgather(lua_State *L) {
-  fvl_pushtensor(L, fvl_dist_allgather_t(tensor_arg(L, 1, "allgather", 0)));
+  static const char *const keys[] = {"grad", NULL};
+  static const char *const modes[] = {"sum", "slice", NULL};
+  fvl_tensor *t = tensor_arg(L, 1, "allgather", 0);
+  fvl_checkopts(L, 2, "fvl.dist.allgather", keys);
+  int mode = lua_istable(L, 2) ? fvl_optenum(L, 2, "fvl.dist.allgather", "grad", modes, 0) : 0;
+  fvl_pushtensor(L, fvl_dist_allgather_ex(t, mode == 0));
   return 1;
 }
 /* reduce_scatter(t) -> this rank's block (dim 1 = size·k) of the sum over ranks (tracked) */

@@ -78,6 +78,9 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0)
     rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
                                 fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+  /* the row vectors are replicated: their gradient is the sum of the ranks' parts */
+  if (rc == 0 && ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
+  if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
   if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
   if (rc == 0 && ds) rc = accum_row(n, 1, ds);
   if (rc == 0 && dm) rc = accum_row(n, 2, dm);
@@ -181,15 +184,14 @@ fail:
 }
 
 /* ================================================================ target cosine */
-/* gradient parts summed over the ranks, then the owner adds it at its target column */
+/* the (replicated, full) gradient of c_i goes to the owner's target column */
 static int target_shard_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *y = n->saved[0];
   int64_t B = n->iv[0], C = n->iv[1];
   int64_t szb[1] = {B}, sz[2] = {B, C};
   fvl_tensor *g = fvl_empty(FVL_F32, 1, szb), *dc = NULL;
   int rc = -1;
-  if (g && fvl_copy_(g, gout) == 0 && fvl_dist_allreduce_f32(fvl_f32(g), (size_t)B, FVL_RED_SUM) == 0 &&
-      (dc = fvl_zeros(FVL_F32, 2, sz))) {
+  if (g && fvl_copy_(g, gout) == 0 && (dc = fvl_zeros(FVL_F32, 2, sz))) {
     const int32_t *yp = fvl_i32(y);
     float *a = fvl_f32(dc);
     for (int64_t i = 0; i < B; i++)
@@ -231,8 +233,7 @@ static int hard_shard_bw(fvl_node *n, fvl_tensor *gout) {
   int64_t szb[1] = {B}, sz[2] = {B, C};
   fvl_tensor *gh = fvl_empty(FVL_F32, 1, szb), *dc = NULL;
   int rc = -1;
-  if (gh && fvl_copy_(gh, gout) == 0 && fvl_dist_allreduce_f32(fvl_f32(gh), (size_t)B, FVL_RED_SUM) == 0 &&
-      (dc = fvl_empty(FVL_F32, 2, sz)) &&
+  if (gh && fvl_copy_(gh, gout) == 0 && (dc = fvl_empty(FVL_F32, 2, sz)) &&
       fvl_hard_mean_bwd_part(fvl_f32(cos), ldc, fvl_i32(y), fvl_f32(ct), B, C, (fvl_hard_kind)hard,
                              (float)n->sc[0], affine, (float)n->sc[1], fvl_f32(cnt), fvl_f32(gh), fvl_f32(dc),
                              C, 0) == 0)

@@ -5,11 +5,13 @@
  * statistics are combined with all-reduces over fvl.dist's world (a plain process: the slice is
  * the whole row, the results equal the unsharded primitives).
  *
- * Gradient convention: a replicated row vector (s_row, m_row, the returned h or c) receives this
- * rank's part of its gradient; the parts sum to the full gradient over the ranks, so a chain that
- * ends in the gathered embeddings is finished by the allgather's reduce-scatter backward. Where a
- * row gradient is applied to this rank's columns (hard_mean, target_cos) the backward first sums
- * the parts over the ranks. */
+ * Gradient convention (as Megatron-LM's tensor parallelism): replicated values (the gathered
+ * embeddings, row vectors such as s_row, m_row, the returned loss, h or c) carry their full
+ * gradient on every rank; this rank's columns carry their own. So the backward sums the ranks'
+ * parts of the row vectors' gradients (margin_ce_shard's s_row / m_row), and the gathered
+ * embeddings enter the column work through fvl_dist_copy_t (its backward sums the ranks' parts
+ * of dX), after which every rank keeps its own rows. Any replicated computation of a head (a
+ * norm, a regulariser) then needs nothing special. */
 #ifndef FVL_LOSS_SHARD_H
 #define FVL_LOSS_SHARD_H
 #include "tensor.h"

@@ -32,6 +32,10 @@ local HEADS = {
   { "curricularface", { s = 16 } }, { "circle", { gamma = 32 } },
   { "discface", { s = 16 } }, { "discface", { s = 16, per_class_xi = true, base = "arc" } },
   { "npcface", { s = 16 } }, { "npcface", { s = 16, hardness_grad = true, hardness_from = "reweighted" } },
+  { "adacos", { dynamic = false } }, { "adacos", { dynamic = true } }, { "magface", { s = 16 } },
+  { "adaface", { s = 16 } }, { "elasticface", { s = 16, kind = "arc", m = 0.4, std = 0.05 } },
+  { "elasticface", { s = 16, kind = "cos", m = 0.35, std = 0.05, plus = true } },
+  { "margin", { s = 16, target = function(c) return (c:acos() + 0.3):cos() end } },
 }
 
 local function with(o, extra)
@@ -61,7 +65,9 @@ local function compare(name, o, extra)
     local xl = xs:narrow(1, rank * B + 1, B):clone():detach(); xl:requires_grad()
     local yl = ys:narrow(1, rank * B + 1, B):contiguous()
     of:zero_grad(); os_:zero_grad()
+    fvl.manual_seed(2000 + step)   -- heads that draw (ElasticFace's margins) draw the same
     local lf = full(xf, ys)
+    fvl.manual_seed(2000 + step)
     local ls = sh(xl, yl)
     close_num(ls:item(), lf:item(), tag .. " loss, step " .. step)
     lf:backward()
@@ -134,6 +140,9 @@ end
 -- circle_pairwise has no centres to shard
 local ok, err = pcall(fvl.loss.circle_pairwise, { dim = D, sharded = true })
 if ok or not tostring(err):find("has none") then error("circle_pairwise sharded: expected an error, got " .. tostring(err)) end
+
+ok, err = pcall(fvl.loss.subcenter_arcface, { dim = D, classes = C, K = 2, sharded = true })
+if ok or not tostring(err):find("several rows per class") then error("subcenter sharded: expected an error, got " .. tostring(err)) end
 
 dist.barrier()
 if rank == 0 then print(string.format("ok %d checks on %d ranks", checks, N)) end

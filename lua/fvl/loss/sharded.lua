@@ -100,6 +100,11 @@ function M.finish(self, spec)
     fail(string.format("%s: %s works on class centres, and this head has none", self.name,
                        spec.sharded and "sharded = true" or "partial_fc"))
   end
+  if rawget(self, "weight_rows") then   -- K rows per class: a slice would have to keep classes whole
+    fail(string.format("%s: sharded = true / partial_fc are not available for heads with several rows " ..
+                       "per class (weight is %d×%d for %d classes)", self.name, self.weight_rows, self.dim,
+                       self.classes))
+  end
   local C = sh.classes
   for k, pred in pairs(PER_CLASS) do
     local v = rawget(self, k)
@@ -149,18 +154,37 @@ end
 local function make_F(ctx)
   local F = fvl.F
   local S = {}
+  -- the gathered embeddings enter this rank's column work through dist.copy: the backward sums
+  -- the ranks' parts of their gradient (every rank then holds the full dX of the gathered batch)
   function S.cosine(x, W, ws)
-    return F.cosine(x, W == ctx.weight and ctx.W or W, ws)
+    return F.cosine(dist.copy(x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
     if W == ctx.weight then W, b = ctx.W, ctx.b end
-    return F.linear_logits(x, W, b, ws)
+    return F.linear_logits(dist.copy(x), W, b, ws)
   end
+  S.group_max = F.group_max   -- column-local: the same on a slice
   function S.margin_ce(cos, y, spec, name)
     return F.margin_ce_shard(cos, ctx.cols, spec, name)
   end
   function S.target_cos(cos, y) return F.target_cos_shard(cos, ctx.cols) end
   function S.hard_mean(cos, y, o) return F.hard_mean_shard(cos, ctx.cols, o) end
+  -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked)
+  function S.neg_lse(cos, y, s)
+    local nb, safe, own = cos:size(1), {}, {}
+    for i, c in ipairs(ctx.cols_list) do safe[i] = c > 0 and c or 1; own[i] = c > 0 and 1 or 0 end
+    local l
+    fvl.no_grad(function()
+      local a = F.neg_lse(cos, fvl.tensor(safe, "int32"), s)
+      local b = (cos:detach() * s):logsumexp(2):reshape(nb)
+      l = fvl.where(fvl.tensor(own):gt(0), a, b)
+    end)
+    local m = l:clone()
+    dist.allreduce(m, "max")
+    local e = (l - m):exp()
+    dist.allreduce(e, "sum")
+    return m + e:log()
+  end
   -- rows of a per-class tensor (W: the columns in use; others: this rank's slice) at the targets;
   -- rows whose target another rank holds are 0
   function S.gather_rows(T, y)
@@ -185,12 +209,12 @@ local function make_F(ctx)
     else
       xi_o = dist.copy(xi)   -- a shared ξ: its gradient is summed over the ranks
     end
-    local d = F.disc_dist(x:index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
+    local d = F.disc_dist(dist.copy(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
     return dist.sum(d * (w * own:numel() / nb))
   end
   function S.center_dist(x, cen, y)
     local own, _, orow, w = own_rows(ctx)
-    return dist.sum(F.center_dist(x:index(1, own), cen, orow) * w)
+    return dist.sum(F.center_dist(dist.copy(x):index(1, own), cen, orow) * w)
   end
   function S.center_update(cen, x, y, alpha)
     local own, _, orow, w = own_rows(ctx)
@@ -281,7 +305,7 @@ function M.forward(self, x, labels, call)
   end
   local sh = self.shard
   local y = labels_of(self, x, labels)
-  local xg = sh.sharded and dist.allgather(x) or x
+  local xg = sh.sharded and dist.allgather(x, { grad = "slice" }) or x
   local yg = sh.sharded and dist.allgather(y) or y
   local ylist = yg:totable()
   -- each gathered row's target in this slice (1-based local row, 0 = another rank)
