@@ -33,6 +33,11 @@ int fvl_check_abort(const char *where) {
   return fvl_err("%s: interrupted", where);
 }
 
+/* One pool: OpenBLAS is its OpenMP build, so its GEMMs run on libgomp's threads, take their
+ * count from omp_get_max_threads() and run single-threaded inside an engine parallel loop.
+ * The thread count is therefore one OpenMP setting; until someone sets it, it is OpenMP's own
+ * default (OMP_NUM_THREADS when given, else the cores), which a module loaded by any Lua
+ * interpreter gets without the fvl program's help. */
 static int nthreads = 0;
 int fvl_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -41,15 +46,22 @@ int fvl_cpu_count(void) {
 void fvl_set_threads(int n) {
   if (n <= 0) n = fvl_cpu_count();
   nthreads = n;
-  openblas_set_num_threads(n);
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
+  openblas_set_num_threads(n);   /* the same ICV in OpenBLAS's OpenMP build; its own count too */
 }
 int fvl_get_threads(void) {
-  if (nthreads <= 0) fvl_set_threads(0);
+  if (nthreads <= 0) {
+#ifdef _OPENMP
+    fvl_set_threads(omp_get_max_threads());
+#else
+    fvl_set_threads(0);
+#endif
+  }
   return nthreads;
 }
+int fvl_blas_openmp(void) { return openblas_get_parallel() == 2; }
 #ifdef _OPENMP
 int fvl_omp_max_threads(void) { return omp_get_max_threads(); }
 int fvl_omp_thread(void) { return omp_get_thread_num(); }
