@@ -1,4 +1,5 @@
 #include "core.h"
+#include "sys.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,16 +36,15 @@ int fvl_check_abort(const char *where) {
 
 /* One pool: OpenBLAS is its OpenMP build, so its GEMMs run on libgomp's threads, take their
  * count from omp_get_max_threads() and run single-threaded inside an engine parallel loop.
- * The thread count is therefore one OpenMP setting; until someone sets it, it is OpenMP's own
- * default (OMP_NUM_THREADS when given, else the cores), which a module loaded by any Lua
- * interpreter gets without the fvl program's help. */
+ * The thread count is therefore one OpenMP setting, the same whether the fvl program or any Lua
+ * interpreter loaded the module; until someone sets it, the CPUs this process may use. */
 static int nthreads = 0;
 int fvl_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 }
 void fvl_set_threads(int n) {
-  if (n <= 0) n = fvl_cpu_count();
+  if (n <= 0) n = fvl_cpus_available(NULL, 0);   /* sys.h: affinity ∩ Slurm ∩ OMP_NUM_THREADS */
   nthreads = n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
@@ -52,13 +52,7 @@ void fvl_set_threads(int n) {
   openblas_set_num_threads(n);   /* the same ICV in OpenBLAS's OpenMP build; its own count too */
 }
 int fvl_get_threads(void) {
-  if (nthreads <= 0) {
-#ifdef _OPENMP
-    fvl_set_threads(omp_get_max_threads());
-#else
-    fvl_set_threads(0);
-#endif
-  }
+  if (nthreads <= 0) fvl_set_threads(0);
   return nthreads;
 }
 int fvl_blas_openmp(void) { return openblas_get_parallel() == 2; }
