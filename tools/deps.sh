@@ -7,6 +7,7 @@ PKGS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-openmp-d
 PKGS+=(libturbojpeg0-dev libpng-dev)   # face images: JPEG (libjpeg-turbo) and PNG
 PKGS+=(libopenmpi-dev openmpi-bin)   # several processes: MPI (fvl.dist)
 PKGS+=(lua-argparse)   # option parsing in scripts/ (DEVELOPERS.md)
+PKGS+=(libgif-dev)   # animated GIFs (fvl.plot.animation)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
