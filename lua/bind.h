@@ -52,4 +52,5 @@ int fvl_open_nn(lua_State *L);       /* lua/bind_nn.c: layer kernels, optimiser 
 int fvl_open_data(lua_State *L);     /* lua/bind_data.c: IDX/Fashion-MNIST, synthetic faces */
 int fvl_open_eval(lua_State *L);     /* lua/bind_eval.c: verification, ROC, identification, plots */
 int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store, processes */
+int fvl_open_backbone(lua_State *L); /* lua/bind_backbone.c: grouped conv, fused BN + PReLU */
 #endif

@@ -25,6 +25,7 @@ int luaopen_fvl(lua_State *L) {
   fvl_open_data(L);
   fvl_open_eval(L);
   fvl_open_store(L);
+  fvl_open_backbone(L);
   lua_settop(L, core);
   /* package.loaded["fvl.core"] = core table; package.preload[...] = embedded modules */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
