@@ -91,15 +91,15 @@ static int l_cosine(lua_State *L) {
 }
 
 /* the spec table at idx (LOSSES.md names; see loss_ops.h). Tensors stay owned by the table. */
-typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws; int warn; } spec_args;
+typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws, *thr; int warn; } spec_args;
 static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",
                                      "sphere_m", "lambda", "negative", "hard", "hard_m", "a", "b", "t",
-                                     "circle_m", "gws", "nonfinite", NULL};
-  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", NULL};
+                                     "circle_m", "gws", "nonfinite", "value", "threshold", "clamp", NULL};
+  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", "given", NULL};
   static const char *const fallbacks[] = {"mm", "none", "clamp", "easy", NULL};
   static const char *const negs[] = {"none", "affine", "quadratic", "circle", NULL};
-  static const char *const hards[] = {"all", "arc", "cos", NULL};
+  static const char *const hards[] = {"all", "arc", "cos", "row", NULL};
   static const char *const grads[] = {"exact", "detached", NULL};
   static const char *const nonfin[] = {"error", "warn", NULL};
   if (lua_type(L, idx) != LUA_TTABLE)
@@ -129,12 +129,48 @@ static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   sp->t = opt_number(L, idx, name, "t", 0.0);
   sp->circle_m = opt_number(L, idx, name, "circle_m", 0.25);
   o->warn = fvl_optenum(L, idx, name, "nonfinite", nonfin, 0) == 1;
+  sp->clamp_eps = opt_number(L, idx, name, "clamp", 0.0);
+  /* target "given": the B target values T_i (tracked) travel in the m_row channel */
+  int has_value = lua_getfield(L, idx, "value") != LUA_TNIL;
+  fvl_tensor *value = has_value ? fvl_totensor(L, -1) : NULL;
+  lua_pop(L, 1);
+  if (sp->target == FVL_TK_GIVEN) {
+    if (!value) luaL_error(L, "%s: target 'given' needs value = a tensor of the B target values", name);
+    if (o->m_row) luaL_error(L, "%s: target 'given' takes its values from 'value', not 'm'", name);
+    o->m_row = value;
+  } else if (has_value) {
+    luaL_error(L, "%s: 'value' is only used with target = 'given'", name);
+  }
+  /* hard "row": constant per-row thresholds; a contiguous float32 copy, kept on the stack */
+  o->thr = NULL;
+  int has_thr = lua_getfield(L, idx, "threshold") != LUA_TNIL;
+  fvl_tensor *thr = has_thr ? fvl_totensor(L, -1) : NULL;
+  lua_pop(L, 1);
+  if (sp->hard == FVL_HARD_ROW) {
+    if (!thr || thr->dtype != FVL_F32)
+      luaL_error(L, "%s: hard = 'row' needs threshold = a float32 tensor with one value per row", name);
+    fvl_tensor *c = fvl_contiguous(thr);
+    fvl_pushtensor(L, c);   /* GC-owned: stays on the stack while the kernel runs */
+    o->thr = c;
+    sp->thr_row = fvl_f32(c);
+  } else if (has_thr) {
+    luaL_error(L, "%s: 'threshold' is only used with hard = 'row'", name);
+  }
   o->gws = NULL;
   if (lua_getfield(L, idx, "gws") != LUA_TNIL) {
     o->gws = fvl_totensor(L, -1);
     if (!o->gws) luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
   }
   lua_pop(L, 1);
+}
+
+/* the per-row thresholds have one value per row */
+static void check_thr(lua_State *L, const char *name, const spec_args *o, int64_t B) {
+  if (o->thr && fvl_numel(o->thr) != B) {
+    char b[64];
+    fvl_error(L, "%s: threshold is %s (expected one value per row: %lld entries)", name,
+              fvl_shape_str(o->thr, b, sizeof b), (long long)B);
+  }
 }
 
 static fvl_tensor *cos_arg(lua_State *L, const char *name) {
@@ -160,6 +196,7 @@ static int l_margin_ce(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
   if (!loss) return fvl_raise(L);
@@ -175,6 +212,7 @@ static int l_margin_logits(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_pushtensor(L, fvl_margin_logits_t(cos, y, &o.sp, o.s_row, o.m_row, name));
   return 1;
 }
@@ -208,6 +246,28 @@ static int l_target_cos(lua_State *L) {
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
   fvl_tensor *y = labels_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
   fvl_pushtensor(L, fvl_target_cos(cos, y));
+  return 1;
+}
+
+/* F.neg_lse(cos, labels, s) -> B tensor log Σ_{j≠y_i} exp(s·c_ij) (untracked) */
+static int l_neg_lse(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) return luaL_error(L, "neg_lse: cos must be a B×C cosine matrix");
+  double s = luaL_checknumber(L, 3);
+  fvl_tensor *y = labels_arg(L, 2, "neg_lse", cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, fvl_neg_lse(cos, y, (float)s));
+  return 1;
+}
+
+/* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
+static int l_group_max(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  lua_Integer K = luaL_checkinteger(L, 2);
+  fvl_tensor *ws = fvl_opttensor(L, 3), *gws = fvl_opttensor(L, 4);
+  if (cos->ndim != 2) return luaL_error(L, "group_max: cos must be a B×(C·K) matrix");
+  if (K < 1 || K > cos->size[1])
+    return fvl_error(L, "group_max: K = %lld (expected 1..%lld)", (long long)K, (long long)cos->size[1]);
+  fvl_pushtensor(L, fvl_group_max(cos, (int64_t)K, ws, gws));
   return 1;
 }
 
@@ -265,7 +325,7 @@ static int l_center_update(lua_State *L) {
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
-    {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
+    {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
