@@ -14,6 +14,7 @@
 #include <lualib.h>
 #include "app.h"
 #include "core.h"
+#include "sys.h"
 
 int luaopen_fvl(lua_State *L);
 
@@ -153,7 +154,10 @@ void app_print_version(int full) {
     int n = fvl_get_threads();
     printf("OpenBLAS: %s\n", fvl_blas_config());
     printf("BLAS core: %s\n", fvl_blas_core());
+    char why[256];
+    fvl_cpus_available(why, sizeof why);
     printf("threads: %d (machine cores: %d)\n", n, fvl_cpu_count());
+    printf("CPUs for this process: %s (the default thread count; -t or FVL_THREADS override it)\n", why);
     printf("build: %s\n", fvl_build_type());
   }
   fflush(stdout);

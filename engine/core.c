@@ -1,4 +1,5 @@
 #include "core.h"
+#include "sys.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +40,7 @@ int fvl_cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 void fvl_set_threads(int n) {
-  if (n <= 0) n = fvl_cpu_count();
+  if (n <= 0) n = fvl_cpus_available(NULL, 0);   /* sys.h: affinity ∩ Slurm ∩ OMP_NUM_THREADS */
   nthreads = n;
   openblas_set_num_threads(n);
 #ifdef _OPENMP

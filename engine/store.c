@@ -1,6 +1,7 @@
 /* store.c — the SQLite sweep store (see store.h); the process/OS toolkit is sys.c. */
 #define _GNU_SOURCE
 #include "store.h"
+#include "store_pg.h"
 #include "core.h"
 #include <sqlite3.h>
 #include <errno.h>
@@ -18,10 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+/* One interface, two stores: a SQLite file (this file) or a PostgreSQL database (pg set:
+ * every function hands over to store_pg.c). */
 struct fvl_store {
   sqlite3 *db;
   char *path;
   int in_tx;
+  fvl_pgstore *pg;
 };
 
 static const char *status_names[] = {"pending", "running", "done", "failed", "pruned"};
@@ -66,7 +70,7 @@ static const char *schema =
     " status TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,"
     " pid INTEGER, host TEXT, started REAL, ended REAL, metrics TEXT, error TEXT,"
     " killed INTEGER NOT NULL DEFAULT 0, rung INTEGER NOT NULL DEFAULT 0,"
-    " wait_rung INTEGER NOT NULL DEFAULT 0, wait_value REAL);"
+    " wait_rung INTEGER NOT NULL DEFAULT 0, wait_value REAL, lease REAL);"
     "CREATE TABLE IF NOT EXISTS reports("
     " trial INTEGER NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL,"
     " time REAL NOT NULL, metrics TEXT NOT NULL);"
@@ -77,6 +81,11 @@ fvl_store *fvl_store_open(const char *path) {
   fvl_store *s = calloc(1, sizeof *s);
   if (!s) { fvl_err("store.open: out of memory"); return NULL; }
   s->path = dupstr(path);
+  if (fvl_pg_is_url(path)) {
+    s->pg = fvl_pg_open(path);
+    if (!s->pg) { fvl_store_close(s); return NULL; }
+    return s;
+  }
   if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
     fvl_err("store.open: cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
     fvl_store_close(s);
@@ -111,12 +120,24 @@ fvl_store *fvl_store_open(const char *path) {
     return NULL;
   }
   sqlite3_finalize(st);
+  /* stores written before leases existed get the column */
+  if (sqlite3_prepare_v2(s->db, "SELECT lease FROM trials LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
+      run(s, "store.open", "ALTER TABLE trials ADD COLUMN lease REAL")) {
+    sqlite3_finalize(st);
+    fvl_store_close(s);
+    return NULL;
+  }
+  sqlite3_finalize(st);
   return s;
 }
+
+const char *fvl_store_kind(const fvl_store *s) { return s->pg ? "postgresql" : "sqlite"; }
+double fvl_store_now(fvl_store *s) { return s->pg ? fvl_pg_now(s->pg) : fvl_time_now(); }
 
 void fvl_store_close(fvl_store *s) {
   if (!s) return;
   if (s->db) sqlite3_close_v2(s->db);
+  fvl_pg_close(s->pg);
   free(s->path);
   free(s);
 }
@@ -124,18 +145,21 @@ void fvl_store_close(fvl_store *s) {
 const char *fvl_store_path(const fvl_store *s) { return s ? s->path : NULL; }
 
 int fvl_store_begin(fvl_store *s) {
+  if (s->pg) return fvl_pg_begin(s->pg);
   if (s->in_tx) return fvl_err("store.begin: %s: a transaction is already open", s->path);
   if (run(s, "store.begin", "BEGIN IMMEDIATE")) return -1;
   s->in_tx = 1;
   return 0;
 }
 int fvl_store_commit(fvl_store *s) {
+  if (s->pg) return fvl_pg_commit(s->pg);
   if (!s->in_tx) return fvl_err("store.commit: %s: no transaction is open", s->path);
   if (run(s, "store.commit", "COMMIT")) return -1;
   s->in_tx = 0;
   return 0;
 }
 int fvl_store_rollback(fvl_store *s) {
+  if (s->pg) return fvl_pg_rollback(s->pg);
   if (!s->in_tx) return 0;
   s->in_tx = 0;
   if (sqlite3_get_autocommit(s->db)) return 0;   /* sqlite already rolled back */
@@ -166,6 +190,7 @@ static int step_done(stmt_t *q) {
 }
 
 int fvl_store_meta_set(fvl_store *s, const char *key, const char *value) {
+  if (s->pg) return fvl_pg_meta_set(s->pg, key, value);
   stmt_t q;
   if (!key) return fvl_err("store.meta_set: key must be a string");
   if (prep(&q, s, "store.meta_set", "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)")) return -1;
@@ -175,6 +200,7 @@ int fvl_store_meta_set(fvl_store *s, const char *key, const char *value) {
 }
 
 int fvl_store_meta_get(fvl_store *s, const char *key, char **out) {
+  if (s->pg) return fvl_pg_meta_get(s->pg, key, out);
   stmt_t q;
   *out = NULL;
   if (prep(&q, s, "store.meta_get", "SELECT value FROM meta WHERE key = ?")) return -1;
@@ -191,6 +217,7 @@ int fvl_store_meta_get(fvl_store *s, const char *key, char **out) {
 }
 
 int fvl_store_add_trial(fvl_store *s, int64_t id, const char *config, int64_t seed) {
+  if (s->pg) return fvl_pg_add_trial(s->pg, id, config, seed);
   stmt_t q;
   if (id < 1) return fvl_err("store.add_trial: id must be >= 1, got %lld", (long long)id);
   if (!config) return fvl_err("store.add_trial: config must be a JSON string, got NULL");
@@ -203,7 +230,7 @@ int fvl_store_add_trial(fvl_store *s, int64_t id, const char *config, int64_t se
 }
 
 #define TRIAL_COLS "id, config, seed, status, attempt, pid, host, started, ended, metrics, error," \
-                   " killed, rung, wait_rung, wait_value"
+                   " killed, rung, wait_rung, wait_value, lease"
 
 static double col_real(sqlite3_stmt *st, int i) {
   return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
@@ -232,6 +259,7 @@ static void read_trial(sqlite3_stmt *st, fvl_trial *t) {
   t->rung = sqlite3_column_int(st, 12);
   t->wait_rung = sqlite3_column_int(st, 13);
   t->wait_value = col_real(st, 14);
+  t->lease = col_real(st, 15);
 }
 
 void fvl_trial_clear(fvl_trial *t) {
@@ -249,6 +277,7 @@ void fvl_trials_free(fvl_trial *t, size_t n) {
 }
 
 int fvl_store_get_trial(fvl_store *s, int64_t id, fvl_trial *t) {
+  if (s->pg) return fvl_pg_get_trial(s->pg, id, t);
   stmt_t q;
   memset(t, 0, sizeof *t);
   if (prep(&q, s, "store.get_trial", "SELECT " TRIAL_COLS " FROM trials WHERE id = ?")) return -1;
@@ -261,6 +290,7 @@ int fvl_store_get_trial(fvl_store *s, int64_t id, fvl_trial *t) {
 }
 
 int fvl_store_list_trials(fvl_store *s, fvl_trial **out, size_t *n) {
+  if (s->pg) return fvl_pg_list_trials(s->pg, out, n);
   stmt_t q;
   *out = NULL;
   *n = 0;
@@ -297,6 +327,7 @@ static const char *hostname(void) {
 }
 
 int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt) {
+  if (s->pg) return fvl_pg_start_trial(s->pg, id, pid, expect_attempt);
   const char *fn = "store.start_trial";
   stmt_t q;
   int attempt = -1;
@@ -304,7 +335,7 @@ int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt)
   if (prep(&q, s, fn,
            "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
            " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
-           " wait_value = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
+           " wait_value = NULL, lease = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
            " AND (? < 0 OR attempt = ?)"))
     goto fail;
   sqlite3_bind_int(q.st, 1, pid);
@@ -344,7 +375,92 @@ fail:;
   return fvl_err("%s", keep);
 }
 
+/* what a claim may take; ?1 now, ?2 max_attempts, ?3 retry_before (see store.h) */
+#define CLAIMABLE "((status = 'pending' AND NOT (wait_rung > 0 AND rung < wait_rung))" \
+  " OR (status = 'failed' AND killed = 1 AND attempt < ?2)" \
+  " OR (status = 'failed' AND killed = 0 AND ended < ?3)" \
+  " OR (status = 'running' AND lease IS NOT NULL AND lease < ?1 AND attempt < ?2))"
+
+int fvl_store_claim(fvl_store *s, int pid, double lease_s, int max_attempts, double retry_before,
+                    int sign, int64_t *id) {
+  if (s->pg) return fvl_pg_claim(s->pg, pid, lease_s, max_attempts, retry_before, sign, id);
+  const char *fn = "store.claim";
+  stmt_t q;
+  *id = 0;
+  if (!(lease_s > 0)) return fvl_err("%s: lease must be > 0 seconds, got %g", fn, lease_s);
+  if (fvl_store_begin(s)) return -1;
+  double now = fvl_time_now();
+  if (prep(&q, s, fn, "SELECT id FROM trials WHERE " CLAIMABLE
+                      " ORDER BY CASE WHEN status = 'pending' AND wait_rung > 0 THEN 0 ELSE 1 END,"
+                      " CASE WHEN status = 'pending' AND wait_rung > 0 THEN wait_value * ?4 END DESC, id"
+                      " LIMIT 1"))
+    goto fail;
+  sqlite3_bind_double(q.st, 1, now);
+  sqlite3_bind_int(q.st, 2, max_attempts);
+  sqlite3_bind_double(q.st, 3, retry_before);
+  sqlite3_bind_int(q.st, 4, sign < 0 ? -1 : 1);
+  int rc = sqlite3_step(q.st);
+  if (rc == SQLITE_ROW) *id = sqlite3_column_int64(q.st, 0);
+  sqlite3_finalize(q.st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) { dberr(s, fn); goto fail; }
+  if (*id == 0) { if (fvl_store_commit(s)) goto fail; return 0; }
+  if (prep(&q, s, fn,
+           "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
+           " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
+           " wait_value = NULL, lease = ? WHERE id = ?"))
+    goto fail;
+  sqlite3_bind_int(q.st, 1, pid);
+  bind_text(&q, 2, hostname());
+  sqlite3_bind_double(q.st, 3, now);
+  sqlite3_bind_double(q.st, 4, now + lease_s);
+  sqlite3_bind_int64(q.st, 5, *id);
+  if (step_done(&q) != 1) goto fail;
+  if (prep(&q, s, fn, "DELETE FROM reports WHERE trial = ?")) goto fail;
+  sqlite3_bind_int64(q.st, 1, *id);
+  if (step_done(&q) < 0) goto fail;
+  int attempt = -1;
+  if (prep(&q, s, fn, "SELECT attempt FROM trials WHERE id = ?")) goto fail;
+  sqlite3_bind_int64(q.st, 1, *id);
+  if (sqlite3_step(q.st) == SQLITE_ROW) attempt = sqlite3_column_int(q.st, 0);
+  else dberr(s, fn);
+  sqlite3_finalize(q.st);
+  if (attempt < 1 || fvl_store_commit(s)) goto fail;
+  return attempt;
+fail:;
+  char keep[1024];
+  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
+  fvl_store_rollback(s);
+  *id = 0;
+  return fvl_err("%s", keep);
+}
+
+int fvl_store_heartbeat(fvl_store *s, int64_t id, int attempt, double lease_s) {
+  if (s->pg) return fvl_pg_heartbeat(s->pg, id, attempt, lease_s);
+  stmt_t q;
+  if (!(lease_s > 0)) return fvl_err("store.heartbeat: lease must be > 0 seconds, got %g", lease_s);
+  if (prep(&q, s, "store.heartbeat",
+           "UPDATE trials SET lease = ? WHERE id = ? AND attempt = ? AND status = 'running'"))
+    return -1;
+  sqlite3_bind_double(q.st, 1, fvl_time_now() + lease_s);
+  sqlite3_bind_int64(q.st, 2, id);
+  sqlite3_bind_int(q.st, 3, attempt);
+  return step_done(&q);
+}
+
+int fvl_store_park(fvl_store *s, int64_t id, int attempt) {
+  if (s->pg) return fvl_pg_park(s->pg, id, attempt);
+  stmt_t q;
+  if (prep(&q, s, "store.park",
+           "UPDATE trials SET status = 'pending', pid = 0, lease = NULL WHERE id = ? AND attempt = ?"
+           " AND status = 'running' AND wait_rung > 0 AND rung < wait_rung"))
+    return -1;
+  sqlite3_bind_int64(q.st, 1, id);
+  sqlite3_bind_int(q.st, 2, attempt);
+  return step_done(&q);
+}
+
 int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid) {
+  if (s->pg) return fvl_pg_set_pid(s->pg, id, attempt, pid);
   stmt_t q;
   if (prep(&q, s, "store.set_pid", "UPDATE trials SET pid = ? WHERE id = ? AND attempt = ?")) return -1;
   sqlite3_bind_int(q.st, 1, pid);
@@ -355,6 +471,7 @@ int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid) {
 
 int fvl_store_finish_trial(fvl_store *s, int64_t id, int attempt, int status, const char *metrics,
                            const char *error, int killed) {
+  if (s->pg) return fvl_pg_finish_trial(s->pg, id, attempt, status, metrics, error, killed);
   stmt_t q;
   if (status != FVL_TRIAL_DONE && status != FVL_TRIAL_FAILED && status != FVL_TRIAL_PRUNED)
     return fvl_err("store.finish_trial: status must be done, failed or pruned, got %s",
@@ -374,6 +491,7 @@ int fvl_store_finish_trial(fvl_store *s, int64_t id, int attempt, int status, co
 }
 
 int fvl_store_add_report(fvl_store *s, int64_t id, int attempt, int64_t step, const char *metrics) {
+  if (s->pg) return fvl_pg_add_report(s->pg, id, attempt, step, metrics);
   stmt_t q;
   if (!metrics) return fvl_err("store.add_report: metrics must be a JSON string, got NULL");
   if (prep(&q, s, "store.add_report",
@@ -391,6 +509,7 @@ int fvl_store_add_report(fvl_store *s, int64_t id, int attempt, int64_t step, co
 }
 
 int fvl_store_list_reports(fvl_store *s, int64_t id, fvl_report **out, size_t *n) {
+  if (s->pg) return fvl_pg_list_reports(s->pg, id, out, n);
   stmt_t q;
   *out = NULL;
   *n = 0;
@@ -436,6 +555,7 @@ void fvl_reports_free(fvl_report *r, size_t n) {
 }
 
 int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double value) {
+  if (s->pg) return fvl_pg_set_wait(s->pg, id, attempt, rung, value);
   stmt_t q;
   if (rung < 1) return fvl_err("store.set_wait: rung must be >= 1, got %d", rung);
   if (prep(&q, s, "store.set_wait",
@@ -451,6 +571,7 @@ int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double v
 }
 
 int fvl_store_promote(fvl_store *s, int64_t id, int rung) {
+  if (s->pg) return fvl_pg_promote(s->pg, id, rung);
   stmt_t q;
   if (prep(&q, s, "store.promote",
            "UPDATE trials SET rung = max(rung, ?) WHERE id = ?"
@@ -462,6 +583,7 @@ int fvl_store_promote(fvl_store *s, int64_t id, int rung) {
 }
 
 int fvl_store_release(fvl_store *s, int64_t id) {
+  if (s->pg) return fvl_pg_release(s->pg, id);
   stmt_t q;
   if (prep(&q, s, "store.release", "UPDATE trials SET wait_rung = 0 WHERE id = ? AND status = 'running'"))
     return -1;
@@ -470,6 +592,7 @@ int fvl_store_release(fvl_store *s, int64_t id) {
 }
 
 int fvl_store_prune(fvl_store *s, int64_t id, int rung, const char *metrics) {
+  if (s->pg) return fvl_pg_prune(s->pg, id, rung, metrics);
   stmt_t q;
   if (prep(&q, s, "store.prune",
            "UPDATE trials SET status = 'pruned', wait_rung = ?, metrics = ?, ended = ?,"
@@ -484,6 +607,7 @@ int fvl_store_prune(fvl_store *s, int64_t id, int rung, const char *metrics) {
 
 int fvl_store_exec(fvl_store *s, const char *sql, int nparams, const fvl_sql_value *params,
                    fvl_store_row_fn row, void *ud) {
+  if (s->pg) return fvl_pg_exec(s->pg, sql, nparams, params, row, ud);
   const char *fn = "store.exec";
   sqlite3_stmt *st = NULL;
   const char *tail = NULL;
@@ -544,6 +668,7 @@ int fvl_store_exec(fvl_store *s, const char *sql, int nparams, const fvl_sql_val
 #define RANK(t) "(CASE " t ".status WHEN 'done' THEN 4 WHEN 'pruned' THEN 3 WHEN 'failed' THEN 2" \
                 " WHEN 'running' THEN 1 ELSE 0 END)"
 int fvl_store_merge(fvl_store *s, const char *src_path) {
+  if (s->pg) return fvl_pg_merge(s->pg, src_path);
   const char *fn = "store.merge";
   if (!src_path) return fvl_err("%s: source path must be a string", fn);
   if (access(src_path, R_OK) != 0)

@@ -35,6 +35,7 @@ typedef struct fvl_trial {
   int64_t id, seed;
   int status, attempt, pid, killed, rung, wait_rung;
   double started, ended, wait_value;               /* NAN when unset */
+  double lease;                                    /* running: claimable by others after this time */
   char *config, *metrics, *error, *host;           /* malloc'd, NULL when SQL NULL */
 } fvl_trial;
 
@@ -46,7 +47,13 @@ typedef struct fvl_report {
 } fvl_report;
 
 /* ---- open / close ---- */
+/* path: a SQLite file, or "postgresql://[user@]host[:port]/db[?params]#sweep" (any libpq URL
+ * with the sweep's name after '#': the sweep lives in the database schema of that name; see
+ * store_pg.c). Both kinds answer every function below the same way. */
 fvl_store *fvl_store_open(const char *path);      /* creates file and schema when missing */
+const char *fvl_store_kind(const fvl_store *s);   /* "sqlite" | "postgresql" */
+/* the store's clock in Unix seconds (the server's for PostgreSQL: leases need one clock) */
+double fvl_store_now(fvl_store *s);
 void fvl_store_close(fvl_store *s);               /* NULL-safe */
 const char *fvl_store_path(const fvl_store *s);
 
@@ -71,6 +78,21 @@ void fvl_trial_clear(fvl_trial *t);               /* strings of one trial */
  * trial twice); < 0 takes it whatever its attempt. Returns the new attempt (>= 1), 0 when the
  * trial is done or pruned or was claimed meanwhile (nothing changed), -1 error. */
 int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt);
+/* Claims the next trial to run, for a new attempt (as start_trial does), in one transaction:
+ * pending trials (a trial parked at a rung only once promoted), failed trials that were killed
+ * (while attempt < max_attempts), failed ones that ended before retry_before (< 0: none), and
+ * running ones whose lease expired (their driver died). Promoted parked trials come first, the
+ * best wait_value first (sign +1: larger is better, -1: smaller), then by id. The claim holds a
+ * lease of lease_s seconds, renewed by fvl_store_heartbeat. PostgreSQL takes the row with
+ * SELECT ... FOR UPDATE SKIP LOCKED, so concurrent claimers never wait for each other.
+ * Returns the attempt (>= 1) and *id, 0 when nothing is claimable, -1 error. */
+int fvl_store_claim(fvl_store *s, int pid, double lease_s, int max_attempts, double retry_before,
+                    int sign, int64_t *id);
+/* Renews the lease of a running attempt: lease = now + lease_s. 1 renewed, 0 not running with
+ * that attempt (finished, or claimed by another after the lease expired), -1 error. */
+int fvl_store_heartbeat(fvl_store *s, int64_t id, int attempt, double lease_s);
+/* Parks an attempt paused at a rung it has not passed: status pending, no process. 1 / 0 / -1 */
+int fvl_store_park(fvl_store *s, int64_t id, int attempt);
 /* Records the worker pid of the current attempt (the driver forks after start_trial). */
 int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid);
 /* Final state of an attempt: status done|failed|pruned, metrics/error may be NULL.

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,4 +263,46 @@ int fvl_write_atomic(const char *path, const void *data, size_t n) {
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) { fsync(dfd); close(dfd); }
   return 0;
+}
+
+/* ---------------------------------------------------------------- CPUs granted to this process */
+static int env_count(const char *name) {
+  const char *v = getenv(name);
+  if (!v || !*v) return 0;
+  char *end;
+  long n = strtol(v, &end, 10);
+  /* OMP_NUM_THREADS may be a list ("4,2"): its first level counts */
+  if (end == v || n < 1 || n > 65536 || (*end && *end != ',')) return -1;
+  return (int)n;
+}
+
+int fvl_cpus_available(char *why, size_t n) {
+  char buf[256];
+  size_t used = 0;
+  int cpus = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    cpus = CPU_COUNT(&set);
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "affinity %d CPU%s", cpus, cpus == 1 ? "" : "s");
+  } else {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = online > 0 ? (int)online : 1;
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "%d online CPU%s", cpus, cpus == 1 ? "" : "s");
+  }
+  static const char *const vars[] = {"SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"};
+  for (int i = 0; i < 2; i++) {
+    int v = env_count(vars[i]);
+    if (v == 0) continue;
+    if (v < 0) {
+      used += (size_t)snprintf(buf + used, sizeof buf - used, ", %s='%s' ignored (not a count)", vars[i],
+                               getenv(vars[i]));
+    } else {
+      used += (size_t)snprintf(buf + used, sizeof buf - used, " ∩ %s=%d", vars[i], v);
+      if (v < cpus) cpus = v;
+    }
+    if (used >= sizeof buf) used = sizeof buf - 1;
+  }
+  if (cpus < 1) cpus = 1;
+  if (why && n) snprintf(why, n, "%d from %s", cpus, buf);
+  return cpus;
 }

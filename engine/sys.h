@@ -27,4 +27,8 @@ int fvl_self_exe(char *buf, size_t n);
 int fvl_mkdirs(const char *path);
 /* atomic file write: path.tmp.<pid>, fsync, rename, fsync of the directory */
 int fvl_write_atomic(const char *path, const void *data, size_t n);
+/* CPUs this process may use: its sched_getaffinity set, capped by SLURM_CPUS_PER_TASK and
+ * OMP_NUM_THREADS when set. why (may be NULL) gets where the number came from, e.g.
+ * "2 from affinity 4 CPUs ∩ SLURM_CPUS_PER_TASK=2". */
+int fvl_cpus_available(char *why, size_t n);
 #endif

@@ -27,10 +27,11 @@ static int l_cosine(lua_State *L) {
 /* the margin spec (fvl.F.margin_ce / margin_logits): one declared table of keys. The enum
  * names are in the order of the engine's enums (loss_ops.h). */
 enum { SP_S, SP_TARGET, SP_M, SP_M1, SP_M2, SP_M3, SP_FALLBACK, SP_EASY, SP_GRAD, SP_SPHERE_M, SP_LAMBDA,
-       SP_NEG, SP_HARD, SP_HARD_M, SP_A, SP_B, SP_T, SP_CIRCLE_M, SP_GWS, SP_NONFINITE, SP_N };
+       SP_NEG, SP_HARD, SP_HARD_M, SP_A, SP_B, SP_T, SP_CIRCLE_M, SP_GWS, SP_NONFINITE, SP_VALUE,
+       SP_THRESHOLD, SP_CLAMP, SP_N };
 static const fvl_optdef SPEC_OPTS[SP_N + 1] = {
   [SP_S] = {"s", FVL_OPT_NUMBER_OR_TENSOR, 1.0, FVL_NORANGE, NULL},
-  [SP_TARGET] = {"target", FVL_OPT_ENUM, FVL_TK_NONE, FVL_NORANGE, "none|cos|arc|combined|sphere|circle"},
+  [SP_TARGET] = {"target", FVL_OPT_ENUM, FVL_TK_NONE, FVL_NORANGE, "none|cos|arc|combined|sphere|circle|given"},
   [SP_M] = {"m", FVL_OPT_NUMBER_OR_TENSOR, 0.0, FVL_NORANGE, NULL},
   [SP_M1] = {"m1", FVL_OPT_NUMBER, 1.0, FVL_NORANGE, NULL},
   [SP_M2] = {"m2", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
@@ -41,7 +42,7 @@ static const fvl_optdef SPEC_OPTS[SP_N + 1] = {
   [SP_SPHERE_M] = {"sphere_m", FVL_OPT_INTEGER, 4, 1, 16, NULL},
   [SP_LAMBDA] = {"lambda", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
   [SP_NEG] = {"negative", FVL_OPT_ENUM, FVL_NK_NONE, FVL_NORANGE, "none|affine|quadratic|circle"},
-  [SP_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ALL, FVL_NORANGE, "all|arc|cos"},
+  [SP_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ALL, FVL_NORANGE, "all|arc|cos|row"},
   [SP_HARD_M] = {"hard_m", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},   /* default: m */
   [SP_A] = {"a", FVL_OPT_NUMBER, 1.0, FVL_NORANGE, NULL},
   [SP_B] = {"b", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
@@ -49,11 +50,14 @@ static const fvl_optdef SPEC_OPTS[SP_N + 1] = {
   [SP_CIRCLE_M] = {"circle_m", FVL_OPT_NUMBER, 0.25, FVL_NORANGE, NULL},
   [SP_GWS] = {"gws", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},
   [SP_NONFINITE] = {"nonfinite", FVL_OPT_ENUM, 0, FVL_NORANGE, "error|warn"},
+  [SP_VALUE] = {"value", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},       /* target "given": T_i */
+  [SP_THRESHOLD] = {"threshold", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},  /* hard "row" */
+  [SP_CLAMP] = {"clamp", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
   [SP_N] = FVL_OPT_END};
 
 /* the spec table at idx into o; its tensors (s, m per row, gws) are anchored by the table
  * fvl_readopts pushes, which stays on the stack until the binding returns */
-typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws; int warn; } spec_args;
+typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws, *thr; int warn; } spec_args;
 static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   if (lua_type(L, idx) != LUA_TTABLE)
     fvl_error(L, "%s: spec (argument #%d) must be a table, got %s", name, idx, luaL_typename(L, idx));
@@ -84,6 +88,38 @@ static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   sp->circle_m = (float)v[SP_CIRCLE_M].num;
   o->warn = v[SP_NONFINITE].num == 1;
   o->gws = v[SP_GWS].t;
+  sp->clamp_eps = (float)v[SP_CLAMP].num;
+  /* target "given": the B target values T_i (tracked) travel in the m_row channel */
+  fvl_tensor *value = v[SP_VALUE].t;
+  if (sp->target == FVL_TK_GIVEN) {
+    if (!value) fvl_error(L, "%s: target 'given' needs value = a tensor of the B target values", name);
+    if (o->m_row) fvl_error(L, "%s: target 'given' takes its values from 'value', not 'm'", name);
+    o->m_row = value;
+  } else if (value) {
+    fvl_error(L, "%s: 'value' is only used with target = 'given'", name);
+  }
+  /* hard "row": constant per-row thresholds; a contiguous float32 copy, kept on the stack */
+  o->thr = NULL;
+  fvl_tensor *thr = v[SP_THRESHOLD].t;
+  if (sp->hard == FVL_HARD_ROW) {
+    if (!thr || thr->dtype != FVL_F32)
+      fvl_error(L, "%s: hard = 'row' needs threshold = a float32 tensor with one value per row", name);
+    fvl_tensor *c = fvl_contiguous(thr);
+    fvl_pushtensor(L, c);   /* GC-owned: stays on the stack while the kernel runs */
+    o->thr = c;
+    sp->thr_row = fvl_f32(c);
+  } else if (thr) {
+    fvl_error(L, "%s: 'threshold' is only used with hard = 'row'", name);
+  }
+}
+
+/* the per-row thresholds have one value per row */
+static void check_thr(lua_State *L, const char *name, const spec_args *o, int64_t B) {
+  if (o->thr && fvl_numel(o->thr) != B) {
+    char b[64];
+    fvl_error(L, "%s: threshold is %s (expected one value per row: %lld entries)", name,
+              fvl_shape_str(o->thr, b, sizeof b), (long long)B);
+  }
 }
 
 static fvl_tensor *cos_arg(lua_State *L, const char *name) {
@@ -109,6 +145,7 @@ static int l_margin_ce(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
   if (!loss) return fvl_raise(L);
@@ -124,6 +161,7 @@ static int l_margin_logits(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_pushtensor(L, fvl_margin_logits_t(cos, y, &o.sp, o.s_row, o.m_row, name));
   return 1;
 }
@@ -159,6 +197,28 @@ static int l_target_cos(lua_State *L) {
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
   fvl_tensor *y = labels_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
   fvl_pushtensor(L, fvl_target_cos(cos, y));
+  return 1;
+}
+
+/* F.neg_lse(cos, labels, s) -> B tensor log Σ_{j≠y_i} exp(s·c_ij) (untracked) */
+static int l_neg_lse(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) return luaL_error(L, "neg_lse: cos must be a B×C cosine matrix");
+  double s = luaL_checknumber(L, 3);
+  fvl_tensor *y = labels_arg(L, 2, "neg_lse", cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, fvl_neg_lse(cos, y, (float)s));
+  return 1;
+}
+
+/* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
+static int l_group_max(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  lua_Integer K = luaL_checkinteger(L, 2);
+  fvl_tensor *ws = fvl_opttensor(L, 3), *gws = fvl_opttensor(L, 4);
+  if (cos->ndim != 2) return luaL_error(L, "group_max: cos must be a B×(C·K) matrix");
+  if (K < 1 || K > cos->size[1])
+    return fvl_error(L, "group_max: K = %lld (expected 1..%lld)", (long long)K, (long long)cos->size[1]);
+  fvl_pushtensor(L, fvl_group_max(cos, (int64_t)K, ws, gws));
   return 1;
 }
 
@@ -233,7 +293,7 @@ static int l_check_labels(lua_State *L) {
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
-    {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
+    {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update}, {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

@@ -114,6 +114,7 @@ static void push_trial(lua_State *L, const fvl_trial *t) {
   setint(L, "rung", t->rung);
   setint(L, "wait_rung", t->wait_rung);
   setnum(L, "wait_value", t->wait_value);
+  setnum(L, "lease", t->lease);
 }
 
 static int l_trial(lua_State *L) {
@@ -150,6 +151,54 @@ static int l_start_trial(lua_State *L) {
   int a = fvl_store_start_trial(s, id, pid, expect);
   if (a < 0) return fvl_raise(L);
   lua_pushinteger(L, a);
+  return 1;
+}
+
+/* store:claim(pid, lease_s, max_attempts, retry_before, sign) -> id, attempt | nil */
+static int l_claim(lua_State *L) {
+  fvl_store *s = checkstore(L, "claim");
+  int pid = (int)luaL_checkinteger(L, 2);
+  double lease = luaL_checknumber(L, 3);
+  lua_Integer max_attempts = luaL_checkinteger(L, 4);
+  double retry_before = luaL_optnumber(L, 5, -1);
+  int sign = luaL_optinteger(L, 6, 1) < 0 ? -1 : 1;
+  if (max_attempts < 1 || max_attempts > 1000000)
+    return luaL_error(L, "store:claim: max_attempts must be in 1..1000000, got %d", (int)max_attempts);
+  int64_t id = 0;
+  int a = fvl_store_claim(s, pid, lease, (int)max_attempts, retry_before, sign, &id);
+  if (a < 0) return fvl_raise(L);
+  if (a == 0) { lua_pushnil(L); return 1; }
+  lua_pushinteger(L, id);
+  lua_pushinteger(L, a);
+  return 2;
+}
+
+/* store:heartbeat(id, attempt, lease_s) -> renewed */
+static int l_heartbeat(lua_State *L) {
+  fvl_store *s = checkstore(L, "heartbeat");
+  int r = fvl_store_heartbeat(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3), luaL_checknumber(L, 4));
+  if (r < 0) return fvl_raise(L);
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
+/* store:park(id, attempt) -> parked */
+static int l_park(lua_State *L) {
+  fvl_store *s = checkstore(L, "park");
+  int r = fvl_store_park(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3));
+  if (r < 0) return fvl_raise(L);
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  double t = fvl_store_now(checkstore(L, "now"));
+  if (isnan(t)) return fvl_raise(L);
+  lua_pushnumber(L, t);
+  return 1;
+}
+static int l_kind(lua_State *L) {
+  lua_pushstring(L, fvl_store_kind(checkstore(L, "kind")));
   return 1;
 }
 
@@ -321,7 +370,8 @@ int fvl_open_store(lua_State *L) {
     {"set_pid", l_set_pid}, {"finish_trial", l_finish_trial}, {"report", l_report},
     {"reports", l_reports}, {"set_wait", l_set_wait}, {"promote", l_promote},
     {"prune", l_prune}, {"release", l_release}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
-    {"exec", l_exec}, {"merge", l_merge}, {NULL, NULL}};
+    {"exec", l_exec}, {"merge", l_merge}, {"claim", l_claim}, {"heartbeat", l_heartbeat},
+    {"park", l_park}, {"now", l_now}, {"kind", l_kind}, {NULL, NULL}};
   static const luaL_Reg store_fns[] = {{"open", l_open}, {NULL, NULL}};
   int top = lua_gettop(L);
   if (luaL_newmetatable(L, STORE_MT)) {

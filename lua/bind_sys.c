@@ -168,6 +168,14 @@ static int l_hostname(lua_State *L) {
   return 1;
 }
 static int l_cpu_count(lua_State *L) { lua_pushinteger(L, fvl_cpu_count()); return 1; }
+/* fvl.sys.cpus() -> CPUs this process may use (affinity ∩ SLURM_CPUS_PER_TASK ∩ OMP_NUM_THREADS),
+ * and where that number came from */
+static int l_cpus(lua_State *L) {
+  char why[256];
+  lua_pushinteger(L, fvl_cpus_available(why, sizeof why));
+  lua_pushstring(L, why);
+  return 2;
+}
 /* fvl.sys.hash(seed, counter) -> 62-bit non-negative integer of the engine's generator */
 static int l_hash(lua_State *L) {
   uint64_t b = fvl_rng_bits((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
@@ -189,7 +197,7 @@ int fvl_open_sys(lua_State *L) {
     {"spawn", l_spawn}, {"poll", l_poll}, {"kill", l_kill}, {"sleep", l_sleep},
     {"time", l_time}, {"getpid", l_getpid}, {"exe", l_exe}, {"mkdirs", l_mkdirs},
     {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
-    {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"hash", l_hash},
+    {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"cpus", l_cpus}, {"hash", l_hash},
     {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear}, {NULL, NULL}};
   luaL_newlib(L, sys_fns);
   lua_setfield(L, -2, "sys");

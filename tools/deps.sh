@@ -3,7 +3,7 @@
 # Quick when everything is already there: apt runs only for missing packages.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev check libcairo2-dev
-      libsqlite3-dev libreadline-dev zlib1g-dev dataset-fashion-mnist tmux)
+      libsqlite3-dev libpq-dev postgresql libreadline-dev zlib1g-dev dataset-fashion-mnist tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

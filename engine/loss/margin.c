@@ -50,8 +50,8 @@ static inline float fast_expf(float x, float lo, float hi) {
 
 /* ---------------------------------------------------------------- names and checks */
 const char *fvl_target_kind_name(fvl_target_kind k) {
-  static const char *const n[] = {"none", "cos", "arc", "combined", "sphere", "circle"};
-  return (unsigned)k < 6 ? n[k] : "?";
+  static const char *const n[] = {"none", "cos", "arc", "combined", "sphere", "circle", "given"};
+  return (unsigned)k < 7 ? n[k] : "?";
 }
 const char *fvl_neg_kind_name(fvl_neg_kind k) {
   static const char *const n[] = {"none", "affine", "quadratic", "circle"};
@@ -80,12 +80,18 @@ static int check_finite(const char *fn, const char *arg, float v) {
 
 int fvl_margin_spec_check(const char *fn, const fvl_margin_spec *sp) {
   if (!sp) return fvl_err("%s: spec is NULL (expected a margin spec)", fn);
-  if ((unsigned)sp->target > FVL_TK_CIRCLE)
-    return fvl_err("%s: target kind %d (expected 0..%d)", fn, (int)sp->target, (int)FVL_TK_CIRCLE);
+  if ((unsigned)sp->target > FVL_TK_GIVEN)
+    return fvl_err("%s: target kind %d (expected 0..%d)", fn, (int)sp->target, (int)FVL_TK_GIVEN);
   if ((unsigned)sp->neg > FVL_NK_CIRCLE)
     return fvl_err("%s: negative kind %d (expected 0..%d)", fn, (int)sp->neg, (int)FVL_NK_CIRCLE);
-  if ((unsigned)sp->hard > FVL_HARD_COS)
-    return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)sp->hard);
+  if ((unsigned)sp->hard > FVL_HARD_ROW)
+    return fvl_err("%s: hard kind %d (expected all|arc|cos|row)", fn, (int)sp->hard);
+  if (sp->hard == FVL_HARD_ROW && !sp->thr_row)
+    return fvl_err("%s: hard = 'row' needs the per-row thresholds (thr_row is NULL)", fn);
+  if (!(sp->clamp_eps >= 0.0f && sp->clamp_eps < 1.0f))
+    return fvl_err("%s: clamp = %g (expected 0 <= clamp < 1)", fn, (double)sp->clamp_eps);
+  if (sp->target == FVL_TK_GIVEN && !sp->m_row)
+    return fvl_err("%s: target 'given' needs the B target values (m_row is NULL)", fn);
   if ((unsigned)sp->fallback > FVL_FB_CLAMP)
     return fvl_err("%s: fallback %d (expected mm|none|clamp)", fn, (int)sp->fallback);
   if (!sp->s_row && check_finite(fn, "s", sp->s)) return -1;
@@ -96,8 +102,8 @@ int fvl_margin_spec_check(const char *fn, const fvl_margin_spec *sp) {
       check_finite(fn, "t", sp->t) || check_finite(fn, "circle_m", sp->circle_m) ||
       check_finite(fn, "lambda", sp->sphere_lambda))
     return -1;
-  if (sp->m_row && sp->target != FVL_TK_ARC && sp->target != FVL_TK_COS)
-    return fvl_err("%s: a per-row margin vector m needs target 'arc' or 'cos' (got '%s')", fn,
+  if (sp->m_row && sp->target != FVL_TK_ARC && sp->target != FVL_TK_COS && sp->target != FVL_TK_GIVEN)
+    return fvl_err("%s: a per-row margin vector m needs target 'arc', 'cos' or 'given' (got '%s')", fn,
                    fvl_target_kind_name(sp->target));
   if (sp->target == FVL_TK_COMBINED && sp->fallback == FVL_FB_MM && !sp->easy_margin &&
       sp->m1 != 1.0f)
@@ -201,6 +207,9 @@ static void target_eval(const fvl_margin_spec *sp, double c, double m, double *T
     *T = ap * (c - (1.0 - mc)); *dT = ap;
     return;
   }
+  case FVL_TK_GIVEN:
+    *T = m; *dT = 0.0; *dTdm = 1.0;
+    return;
   }
   if (sp->detached) { *dT = 1.0; *dTdm = 0.0; }
 }
@@ -215,13 +224,34 @@ static rowp row_params(const fvl_margin_spec *sp, const float *crow, int yi, int
   rowp r;
   double c = crow[yi], T, dT, dTdm;
   double m = sp->m_row ? sp->m_row[i] : sp->m;
+  int inside = 1;
+  if (sp->clamp_eps > 0.0f) {   /* torch clamp: the gradient passes at equality */
+    const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps;
+    inside = crow[yi] >= lo && crow[yi] <= hi;
+    c = crow[yi] < lo ? lo : (crow[yi] > hi ? hi : crow[yi]);
+  }
   target_eval(sp, c, m, &T, &dT, &dTdm);
   r.s = sp->s_row ? sp->s_row[i] : sp->s;
   r.T = (float)T;
-  r.dT = (float)dT;
+  r.dT = inside ? (float)dT : 0.0f;
   r.dTdm = dTdm;
-  r.thr = sp->neg == FVL_NK_NONE ? INFINITY : hard_threshold(sp->hard, sp->hard_m, c);
+  if (sp->neg == FVL_NK_NONE) r.thr = INFINITY;
+  else if (sp->hard == FVL_HARD_ROW) r.thr = sp->thr_row[i];
+  else r.thr = hard_threshold(sp->hard, sp->hard_m, c);
   return r;
+}
+
+/* the clamped copy of n cosines (clamp_eps > 0) */
+static inline void clamp_chunk(const fvl_margin_spec *sp, const float *c, int n, float *out) {
+  const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps;
+#pragma omp simd
+  for (int k = 0; k < n; k++) out[k] = c[k] < lo ? lo : (c[k] > hi ? hi : c[k]);
+}
+/* df ← 0 where the raw cosine was outside the clamp range */
+static inline void clamp_grad(const fvl_margin_spec *sp, const float *c, int n, float *df) {
+  const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps, zero = zero_v;
+#pragma omp simd
+  for (int k = 0; k < n; k++) df[k] = (c[k] >= lo && c[k] <= hi) ? df[k] : zero;
 }
 
 /* pre-scale values f = N(c) and derivatives df = N'(c) of n columns (target not special-cased) */
@@ -302,17 +332,20 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
 /* one row of the forward: online max-shifted LSE over blocks of CHUNK columns */
 FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
                             float *loss, float *lse_out) {
-  float f[CHUNK];
+  float f[CHUNK], cc[CHUNK];
   const float s = r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  const int clampv = sp->clamp_eps > 0.0f;
   float mx = -INFINITY;
   double sum = 0.0;
   const int jt = yi - yi % CHUNK;   /* the target's chunk (CHUNK_LOOP) */
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *src = crow + j0;
+    if (clampv) { clamp_chunk(sp, src, n, cc); src = cc; }
     const float *v = f;                /* the chunk's pre-scale values */
-    if (sp->neg == FVL_NK_NONE && j0 != jt) v = crow + j0;   /* N = c: read in place */
+    if (sp->neg == FVL_NK_NONE && j0 != jt) v = src;   /* N = c: read in place */
     else {
-      neg_chunk(sp, crow + j0, n, r->thr, f, NULL);
+      neg_chunk(sp, src, n, r->thr, f, NULL);
       if (j0 == jt) f[yi - j0] = r->T;
     }
     float cmx = -INFINITY;
@@ -355,8 +388,9 @@ int fvl_margin_ce_fwd(const float *cos, int ldc, const int32_t *y, int B, int C,
 /* one row of the backward: dcos = gscale·s·(p − onehot)·∂f/∂c, plus dL/ds_i and dL/dm_i */
 FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
                             float lse, float gscale, float *grow, float *ds_out, float *dm_out) {
-  float f[CHUNK], df[CHUNK];
+  float f[CHUNK], df[CHUNK], cc[CHUNK];
   const float s = r->s, gs = gscale * r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  const int clampv = sp->clamp_eps > 0.0f;
   double ds = 0.0;
   float py = 0.0f;
   const int jt = yi - yi % CHUNK;
@@ -364,7 +398,13 @@ FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C,
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
     const float *v = f;
-    if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
+    if (clampv) {                      /* AdaFace: every cosine clamped first */
+      clamp_chunk(sp, crow + j0, n, cc);
+      neg_chunk(sp, cc, n, r->thr, f, df);
+      clamp_grad(sp, crow + j0, n, df);
+      ones = 0;
+      if (j0 == jt) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
+    } else if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
       v = crow + j0;
       if (!ones) {
         for (int k = 0; k < CHUNK; k++) df[k] = 1.0f;
@@ -417,15 +457,38 @@ int fvl_margin_logits(const float *cos, int ldc, const int32_t *y, int B, int C,
   if (!z || ldz < C) return fvl_err("%s: z is NULL or its row stride %d < C = %d", fn, ldz, C);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
-    float f[CHUNK], df[CHUNK];
+    float f[CHUNK], df[CHUNK], cc[CHUNK];
     const float *crow = cos + (size_t)i * ldc;
     rowp r = row_params(sp, crow, y[i], i);
     for (int j0 = 0; j0 < C; j0 += CHUNK) {
       int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-      neg_chunk(sp, crow + j0, n, r.thr, f, df);
+      const float *src = crow + j0;
+      if (sp->clamp_eps > 0.0f) { clamp_chunk(sp, src, n, cc); src = cc; }
+      neg_chunk(sp, src, n, r.thr, f, df);
       for (int k = 0; k < n; k++) z[(size_t)i * ldz + j0 + k] = r.s * f[k];
     }
     z[(size_t)i * ldz + y[i]] = r.s * r.T;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- LSE of the negatives */
+int fvl_neg_lse_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, float s, float *out) {
+  static const char *fn = "fvl_neg_lse_fwd";
+  if (check_args(fn, cos, ldc, y, B, C, NULL)) return -1;
+  if (!isfinite(s)) return fvl_err("%s: s = %g (expected a finite scale)", fn, (double)s);
+  if (!out) return fvl_err("%s: out is NULL", fn);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    const int yi = y[i];
+    float mx = -INFINITY;
+    for (int j = 0; j < C; j++)
+      if (j != yi && s * crow[j] > mx) mx = s * crow[j];
+    double sum = 0.0;
+    for (int j = 0; j < C; j++)
+      if (j != yi) sum += exp((double)(s * crow[j]) - mx);
+    out[i] = C > 1 ? (float)((double)mx + log(sum)) : -INFINITY;
   }
   return 0;
 }

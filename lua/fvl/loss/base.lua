@@ -94,11 +94,12 @@ function Head:check_input(x, labels)
   end
   local B, D = x:size(1), x:size(2)
   local W = self.weight
-  if self.classes and (not util.is_tensor(W) or W:dim() ~= 2 or W:size(1) ~= self.classes
+  local rows = self.weight_rows or self.classes   -- weight_rows: C·K (Sub-center ArcFace)
+  if self.classes and (not util.is_tensor(W) or W:dim() ~= 2 or W:size(1) ~= rows
                        or W:size(2) ~= self.dim) then
     fail(string.format("%s: head.weight is %s but the head has classes = %d, dim = %d (expected %d×%d)",
                        name, util.is_tensor(W) and util.shape_str(W) or type(W), self.classes, self.dim,
-                       self.classes, self.dim))
+                       rows, self.dim))
   end
   if B == 0 then fail(string.format("%s: empty batch (x is %s)", name, util.shape_str(x))) end
   if self.dim and D ~= self.dim then
