@@ -303,4 +303,6 @@ function Loader:__tostring()
 end
 
 data.Loader = Loader
+-- face data formats (RecordIO, image folders, .bin packs, LFW pairs, .npz): lua/fvl/faces.lua
+require("fvl.faces").install(data)
 return data

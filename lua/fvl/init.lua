@@ -72,4 +72,7 @@ function fvl.gradcheck(f, inputs, opts)
   return ok, table.concat(lines, "\n")
 end
 
+-- fvl.save / fvl.load also read every plain NumPy dtype and .npz archives (lua/fvl/faces.lua)
+require("fvl.faces").install_io()
+
 return fvl
