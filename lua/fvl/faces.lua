@@ -8,6 +8,7 @@
 --   fvl.data.images{rec = path | folder = dir | files = {...}, labels = ...} -> image data set
 --   fvl.data.folder_to_rec(dir, rec_path, {...}) -> info   (insightface layout + property)
 --   fvl.data.bin_pack(path) -> {images = n, pairs = n, issame = int32 tensor, ...} | nil, message
+--   fvl.data.write_bin_pack(path, bins, issame) -> true | nil, message
 --   fvl.data.lfw_pairs(pairs_txt, lfw_dir) -> {files = {...}, issame = int32 tensor, folds}
 --   fvl.data.load_npz(path) / fvl.save(path, {name = tensor}) / fvl.load(path)
 local fvl = require "fvl.core"
@@ -267,7 +268,7 @@ function ImageSet:loader(opts)
   l.seed = util.integer(fn, "seed", opts.seed, 1)
   l.epoch = util.integer(fn, "epoch", opts.epoch, 1, 1)
   l.drop_last = util.boolean(fn, "drop_last", opts.drop_last, false)
-  l.workers = util.integer(fn, "workers", opts.workers, math.min(4, math.max(1, fvl.get_threads and fvl.get_threads() or 2)), 0)
+  l.workers = util.integer(fn, "workers", opts.workers, math.min(4, math.max(1, fvl.threads and fvl.threads() or 2)), 0)
   l.prefetch = util.integer(fn, "prefetch", opts.prefetch, 2 * math.max(1, l.workers), 1)
   l.on_bad = util.enum(fn, "on_bad", opts.on_bad, { "error", "skip" }, "error")
   l.quiet = util.boolean(fn, "quiet", opts.quiet, false)
@@ -406,6 +407,34 @@ function Pack:__tostring()
 end
 M.Pack = Pack
 
+-- fvl.data.write_bin_pack(path, bins, issame): a pack that insightface's loaders and
+-- fvl.data.bin_pack read: pickle protocol 3 of (list of bytes, list of bools), written
+-- atomically. bins = 2N encoded images (strings), issame = N booleans (or 0/1).
+function M.write_bin_pack(path, bins, issame)
+  local fn = "write_bin_pack"
+  if type(path) ~= "string" then fail(fn .. ": path must be a file name, got " .. type(path)) end
+  if type(bins) ~= "table" then fail(fn .. ": bins must be a list of encoded images, got " .. type(bins)) end
+  if util.is_tensor(issame) then issame = issame:totable() end
+  if type(issame) ~= "table" then fail(fn .. ": issame must be a list of booleans, got " .. type(issame)) end
+  if #bins ~= 2 * #issame then
+    fail(string.format("%s: %d images for %d issame flags (expected 2 images per pair)", fn, #bins, #issame))
+  end
+  local out = { "\x80\x03]q\x00(" }
+  for i, b in ipairs(bins) do
+    if type(b) ~= "string" then fail(string.format("%s: bins[%d] is a %s, expected bytes", fn, i, type(b))) end
+    out[#out + 1] = #b < 256 and ("C" .. string.char(#b)) or ("B" .. string.pack("<I4", #b))
+    out[#out + 1] = b
+  end
+  out[#out + 1] = "e]q\x01("
+  for i, v in ipairs(issame) do
+    if v == true or v == 1 then out[#out + 1] = "\x88"
+    elseif v == false or v == 0 then out[#out + 1] = "\x89"
+    else fail(string.format("%s: issame[%d] = %s (expected a boolean or 0/1)", fn, i, tostring(v))) end
+  end
+  out[#out + 1] = "e\x86q\x02."
+  return fvl._write_file_atomic(path, table.concat(out))
+end
+
 -- ---------------------------------------------------------------------------- LFW pairs.txt
 -- fvl.data.lfw_pairs("pairs.txt", "lfw/") -> {files = {2N paths}, issame = N int32 0/1,
 --   folds = number of folds, per_fold = pairs of each kind per fold}
@@ -473,7 +502,7 @@ end
 -- install: fvl.data.* and fvl.save / fvl.load that also know .npz and every NumPy dtype
 function M.install(data)
   for _, k in ipairs({ "rec", "rec_writer", "unpack_record", "decode_image", "encode_image", "images",
-                       "folder_to_rec", "bin_pack", "lfw_pairs", "load_npz" }) do
+                       "folder_to_rec", "bin_pack", "write_bin_pack", "lfw_pairs", "load_npz" }) do
     data[k] = M[k]
   end
   return data
