@@ -25,7 +25,7 @@ static int l_cosine(lua_State *L) {
   return 1;
 }
 
-/* the margin spec (fvl.F.margin_ce / margin_logits): one declared table of keys. The enum
+/* the margin spec (fvl.F.margin_ce / margin_logits; docs/losses.md names): one declared table of keys. The enum
  * names are in the order of the engine's enums (loss_ops.h). */
 enum { SP_S, SP_TARGET, SP_M, SP_M1, SP_M2, SP_M3, SP_FALLBACK, SP_EASY, SP_GRAD, SP_SPHERE_M, SP_LAMBDA,
        SP_NEG, SP_HARD, SP_HARD_M, SP_A, SP_B, SP_T, SP_CIRCLE_M, SP_GWS, SP_NONFINITE, SP_VALUE,
