@@ -61,4 +61,6 @@ int fvl_open_eval(lua_State *L);     /* lua/bind_eval.c: verification, ROC, iden
 int fvl_open_plot(lua_State *L);     /* lua/bind_plot.c: charts, scatter, GIF animations */
 int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store */
 int fvl_open_sys(lua_State *L);      /* lua/bind_sys.c: fvl.sys processes, time, files */
+int fvl_open_dist(lua_State *L);     /* lua/bind_dist.c: fvl.dist collectives (MPI) */
+int fvl_open_faces(lua_State *L);    /* lua/bind_data_faces.c: RecordIO, images, .bin packs, .npz */
 #endif

@@ -30,6 +30,8 @@ int luaopen_fvl(lua_State *L) {
   fvl_open_plot(L);
   fvl_open_store(L);
   fvl_open_sys(L);
+  fvl_open_dist(L);
+  fvl_open_faces(L);
   lua_settop(L, core);
   /* package.loaded["fvl.core"] = core table; package.preload[...] = embedded modules */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

@@ -1,4 +1,4 @@
-/* margin.h — fused margin-softmax loss kernels on raw arrays (LOSSES.md §0–§2, §5).
+/* margin.h — fused margin-softmax loss kernels on raw arrays (docs/losses.md §0–§2, §5).
  *
  * One generic cosine-logit kernel: per row i with target y_i,
  *     z_iy = s_i · T(c_i)                     target kernel  (TK)
@@ -92,7 +92,29 @@ int fvl_hard_mean_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
                       float hard_m, int affine, float a, const float *count, const float *gh,
                       float *dcos, int lddc, int accumulate);
 
-/* Pairwise Circle loss (LOSSES.md §1.9, PML semantics). S = X̂X̂ᵀ (B×B, row stride lds, not
+/* A slice of the classes (sharded heads, Partial FC): cos holds this slice's columns, y[i] is the
+   target's column in the slice or −1 when another slice holds it, and ctgt (B) the target cosine
+   of every row (whichever slice holds it). fwd_part writes the slice's row maxima of the logits
+   (row_max) and Σ_j exp(z_ij − row_max_i) (row_sum); the caller combines the slices into the
+   row LSE. bwd_part is fvl_margin_ce_bwd on the slice given the combined row_lse; ds_row / dm_row
+   receive this slice's part (summed over the slices they are the full values). */
+int fvl_margin_ce_fwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, float *row_max, double *row_sum);
+int fvl_margin_ce_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, const float *row_lse, float gscale, float *dcos,
+                           int lddc, float *ds_row, float *dm_row);
+/* s_i·T(c): the target logit of row i at target cosine c */
+float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i);
+/* the slice's hard-negative sums (sum, B) and counts (count, B); h = Σsum / max(1, Σcount) */
+int fvl_hard_mean_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                       fvl_hard_kind hard, float hard_m, int affine, float a, float b, double *sum,
+                       float *count);
+/* fvl_hard_mean_bwd on a slice, with the combined counts */
+int fvl_hard_mean_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           fvl_hard_kind hard, float hard_m, int affine, float a, const float *count,
+                           const float *gh, float *dcos, int lddc, int accumulate);
+
+/* Pairwise Circle loss (docs/losses.md §1.9, PML semantics). S = X̂X̂ᵀ (B×B, row stride lds, not
    clamped), y B labels. Per anchor i: positives p ≠ i with y_p = y_i, negatives y_n ≠ y_i;
    z_i = LSE_p[−γα_p(S_ip − (1−m))] + LSE_n[γα_n(S_in − m)], α_p = [1+m−S]+, α_n = [S+m]+ const;
    row_loss_i = softplus(z_i) for valid anchors (≥ 1 positive and ≥ 1 negative), 0 otherwise.
@@ -105,7 +127,7 @@ int fvl_circle_pairwise_fwd(const float *S, int lds, const int32_t *y, int B, fl
 int fvl_circle_pairwise_bwd(const float *S, int lds, const int32_t *y, int B, float m, float gamma,
                             const float *row_z, const float *valid, float gscale, float *dS, int ldds);
 
-/* Center-loss α-rule (LOSSES.md §1.10), in place on centers (C×D):
+/* Center-loss α-rule (docs/losses.md §1.10), in place on centers (C×D):
    Δc_j = Σ_{i:y_i=j} (c_j − x_i)/(1 + n_j),  c_j ← c_j − α·Δc_j;  classes absent stay. x B×D. */
 int fvl_center_update(float *centers, int C, int D, const float *x, const int32_t *y, int B, float alpha);
 

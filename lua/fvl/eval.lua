@@ -314,4 +314,7 @@ function eval.summary(r)
   return table.concat(parts, "  ")
 end
 
+--- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)
+function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
+
 return eval

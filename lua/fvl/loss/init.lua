@@ -1,4 +1,4 @@
--- fvl.loss — classification heads for face recognition (API.md "Loss heads", LOSSES.md).
+-- fvl.loss — classification heads for face recognition (docs/losses.md).
 --
 --   local head = fvl.loss.arcface{dim = 512, classes = 10000}
 --   local loss = head(x, labels)       -- x: B×512 float32, labels: 1..10000; batch-mean scalar
@@ -20,7 +20,7 @@ for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", 
   local m = require("fvl.loss." .. family)
   for k, v in pairs(m) do
     if type(v) == "function" and k:match("^[a-z_]+$") and k ~= "cosine_head" and k ~= "arc_fallback" then
-      loss[k] = v
+      loss[k] = function(o) return require("fvl.loss.sharded").construct(k, v, o) end
       head_names[#head_names + 1] = k
     end
   end

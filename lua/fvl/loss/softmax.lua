@@ -1,5 +1,5 @@
 -- fvl.loss.softmax — heads on raw logits z = x·Wᵀ + b (no normalisation):
--- plain Softmax (LOSSES.md §1.1) and Softmax + Center loss with the α-rule (§1.10).
+-- plain Softmax (docs/losses.md §1.1) and Softmax + Center loss with the α-rule (§1.10).
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local base = require "fvl.loss.base"
@@ -75,7 +75,8 @@ end
 function Center:forward(x, labels)
   local B, y = self:check_input(x, labels)
   local cen = self.centers
-  util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
+  local rows = self.shard and self.shard.n or self.classes   -- a sharded head: its own rows
+  util.check_tensor("center", "head.centers", cen, "float32", { rows, self.dim })
   local ce = softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
   -- ½Σ|x_i − c_{y_i}|², the centres constants (no grad); fused: one B×D buffer kept for backward
   local F, dist = base.F()
