@@ -6,11 +6,12 @@
 -- 2 idle cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
 -- accuracy on unseen identities falls after its peak: the nets overfit the training identities.)
 --
---   fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N]
---                                 [--shard i/N]          (also SLURM_ARRAY_TASK_ID/COUNT)
+--   build/fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH|URL] [--steps N]
 --
 -- Run it again to resume. Results: the leaderboard (printed), <store>.csv, and plots
--- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available.
+-- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available (runs/
+-- sweep_margins.* for a PostgreSQL store). Several machines (a Slurm array): give every task the
+-- same shared store, --store postgresql://user@host/db; successive halving refuses SQLite shards.
 local fvl = fvl or require "fvl"
 
 -- ------------------------------------------------------------------ command line
@@ -20,7 +21,7 @@ local parser = cli.parser("fvl scripts/sweep_margins.lua",
   "successive halving on the verification accuracy of unseen identities. Run it again to resume.")
 parser:flag("--quick", "a 15-second smoke run")
 parser:option("--workers", "worker processes", "2"):convert(cli.integer("workers", 1))
-parser:option("--store", "the sweep's SQLite store (default runs/sweep_margins[_quick].sqlite)")
+parser:option("--store", "the sweep's store: a SQLite file (default runs/sweep_margins[_quick].sqlite) or postgresql://...")
 parser:option("--steps", "steps of a full trial"):convert(cli.integer("steps", 9))
 parser:option("--shard", "run shard i of N (i/N; also SLURM_ARRAY_TASK_ID/COUNT), read by fvl.sweep")
 parser:option("--shards", "number of shards, read by fvl.sweep")
@@ -113,7 +114,7 @@ local results = fvl.sweep{
 if not fvl.sweep.is_worker() then
   store = results.store   -- a shard writes its own store
   fvl.sweep.leaderboard(store, { top = 15 })
-  local csv = store:gsub("%.sqlite$", "") .. ".csv"
+  local csv = fvl.sweep.is_shared_store(store) and "runs/sweep_margins.csv" or (store:gsub("%.sqlite$", "") .. ".csv")
   assert(fvl.sweep.csv(store, csv))
   print("csv: " .. csv)
   local files, msg = fvl.sweep.plot(store, { best = 4 })
