@@ -148,6 +148,13 @@ describe("integer conversions", function()
   end)
 end)
 
+describe("fuzz findings", function()
+  it("plot.color(INT32_MIN) (api_fuzz seed 2: signed overflow of i - 1)", function()
+    expect_error(function() fvl._plot.color(-2147483648) end, "plot.color: i = -2147483648 is outside 1..2147483647")
+    expect_eq(select("#", fvl._plot.color(3)), 3)
+  end)
+end)
+
 describe("an empty class matrix still bounds the labels", function()
   it("gather_rows, center_dist, disc_dist, target_cos, margin_ce", function()
     expect_error(function() F.gather_rows(fvl.randn(0, 4), {5, 1}) end,
