@@ -18,8 +18,8 @@
 --   optimiser SGD (momentum, weight decay) or AdamW; learning rate polynomial decay (power 2) to
 --             0 over the run after a linear warm-up; the backbone's gradient norm clipped (5)
 --   every `verbose` steps: verification with flip test on each val pack (.bin), logged to
---             <out>/metrics.jsonl and <out>/verification.csv and drawn as <out>/verification.png
---             and <out>/loss.png
+--             <out>/metrics.jsonl and <out>/verification.csv and drawn as <out>/verification_curve.png
+--             and <out>/loss_curve.png (each with its data in a .csv beside it)
 --   every `save_every` steps and at the end: <out>/checkpoint (--resume continues from it and
 --             reproduces the uninterrupted run bit for bit); at the end <out>/model.npz
 --             (fvl.nn.load) and <out>/summary.json
@@ -266,11 +266,11 @@ local function verify()
   end
   net:train()
   if #val_records > 0 then
-    fvl.plot.history(val_records, { x = "step", y = { "acc", "auc" }, file = out .. "/verification.png",
+    fvl.plot.history(val_records, { x = "step", y = { "acc", "auc" }, file = out .. "/verification_curve.png",
                                     title = cfg.name .. ": verification (flip test)" })
   end
   if #loss_records > 1 then
-    fvl.plot.history(loss_records, { x = "step", y = { "loss" }, file = out .. "/loss.png", title = cfg.name .. ": loss" })
+    fvl.plot.history(loss_records, { x = "step", y = { "loss" }, file = out .. "/loss_curve.png", title = cfg.name .. ": loss" })
   end
 end
 

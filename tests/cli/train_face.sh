@@ -15,7 +15,7 @@ TINY=(--set data.identities=10 --set data.per_identity=4 --set data.test_identit
       --set save_every=2 --set threads=2 --set embedding_size=16)
 
 "$FVL" scripts/train_face.lua --out "$T/a" "${TINY[@]}" --steps 6 > "$T/a.log" 2>&1 || bad "straight run failed: $(tail -3 "$T/a.log")"
-for f in checkpoint/checkpoint.json model.npz summary.json metrics.jsonl verification.csv verification.png synthetic_val.bin; do
+for f in checkpoint/checkpoint.json model.npz summary.json metrics.jsonl verification.csv verification_curve.png synthetic_val.bin; do
   [ -e "$T/a/$f" ] && ok || bad "missing $f"
 done
 grep -q '"kind":"val"' "$T/a/metrics.jsonl" && ok || bad "no verification record"
