@@ -387,6 +387,8 @@ static int l_set_batch(lua_State *L) {
   fvl_img_opts o;
   read_img_opts(L, 3, &o);
   int64_t epoch = luaL_optinteger(L, 4, 0), pos0 = luaL_optinteger(L, 5, 0);
+  if (B > 0 && (int64_t)o.C * o.H * o.W > (INT64_C(1) << 36) / B)
+    return fvl_error(L, "images:batch: %lld images of %dx%dx%d is too large", (long long)B, o.C, o.H, o.W);
   int64_t sz[4] = {B, o.C, o.H, o.W};
   fvl_tensor *x = fvl_empty(FVL_F32, 4, sz);
   fvl_pushtensor(L, x);
@@ -511,6 +513,8 @@ static int l_pack_images(lua_State *L) {
   if (first < 1 || cnt < 0 || cnt > u->p->n || first - 1 > u->p->n - cnt)
     return fvl_error(L, "bin_pack: images %lld..%lld outside 1..%lld", (long long)first,
                      (long long)(first + cnt - 1), (long long)u->p->n);
+  if (cnt > 0 && (int64_t)o.C * o.H * o.W > (INT64_C(1) << 36) / cnt)
+    return fvl_error(L, "bin_pack: %lld images of %dx%dx%d is too large", (long long)cnt, o.C, o.H, o.W);
   int64_t sz[4] = {cnt, o.C, o.H, o.W};
   fvl_tensor *x = fvl_empty(FVL_F32, 4, sz);
   fvl_pushtensor(L, x);
