@@ -1,5 +1,5 @@
-/* plot_gif.c — the animated GIF encoder behind fvl_plot_gif_* (see plot.h): frames drawn by
- * cairo, quantised to one fixed palette, LZW-compressed, written atomically at close. */
+/* plot_gif.c — animated GIFs behind fvl_plot_gif_* (see plot.h): frames drawn by cairo, mapped
+ * to one palette that keeps the plots' colours, encoded by giflib, written atomically at close. */
 #include "plot.h"
 #include "plot_gif.h"
 #include <cairo.h>
@@ -12,95 +12,92 @@
 #include <unistd.h>
 #include "core.h"
 
-/* GIF89a with one global 256-colour palette: a 6×6×6 colour cube (216) and 40 greys. Frames are
- * rendered by cairo, mapped to the nearest palette entry and LZW-compressed. */
+/* GIF89a through giflib (Debian libgif-dev). One global 256-colour palette that keeps the plots'
+ * own colours: the class/series colours of fvl_plot_color (exact, and blended with white at the
+ * alphas the scatter and band fills use), 32 greys (text, axes, grid), then a 5×5×5 colour cube
+ * for everything else (anti-aliased edges). Frames are rendered by cairo, each pixel mapped to its
+ * nearest palette entry through a lazily filled 2^18-entry table (6 bits per primary), and
+ * written with giflib's LZW encoder into a temporary file, renamed at close. */
+#include <gif_lib.h>
+
+#define GIF_SERIES 20              /* fvl_plot_color(0..19) */
+#define GIF_TINTS 4                /* each series colour: exact + 3 blends with white */
+#define GIF_GREYS 32
+#define GIF_LUT (1 << 18)
+
 struct fvl_plot_gif {
   FILE *f;
+  GifFileType *gif;
   char path[4096], tmp[4200];
   int w, h, frames, delay_cs;
   uint32_t *argb;       /* w*h frame */
-  uint8_t *idx;         /* w*h palette indices */
+  GifPixelType *idx;    /* w*h palette indices */
+  GifPixelType *prev;   /* the previous frame's indices: later frames store the changed box only */
+  GifColorType pal[256];
+  int npal;
+  uint8_t *lut;         /* 6-bit RGB → palette index + 1 (0: not computed yet) */
 };
 
-static void gif_palette(uint8_t pal[768]) {
-  int k = 0;
-  for (int r = 0; r < 6; r++)
-    for (int g = 0; g < 6; g++)
-      for (int b = 0; b < 6; b++) { pal[k++] = (uint8_t)(51 * r); pal[k++] = (uint8_t)(51 * g); pal[k++] = (uint8_t)(51 * b); }
-  for (int i = 0; i < 40; i++) {     /* greys between the cube's levels */
-    uint8_t v = (uint8_t)((i + 1) * 255 / 41);
-    pal[k++] = v; pal[k++] = v; pal[k++] = v;
+static void pal_add(fvl_plot_gif *g, double r, double gr, double b) {
+  if (g->npal >= 256) return;
+  GifColorType *c = &g->pal[g->npal++];
+  c->Red = (GifByteType)lround(fmin(fmax(r, 0), 1) * 255);
+  c->Green = (GifByteType)lround(fmin(fmax(gr, 0), 1) * 255);
+  c->Blue = (GifByteType)lround(fmin(fmax(b, 0), 1) * 255);
+}
+
+static void gif_palette(fvl_plot_gif *g) {
+  static const double tint[GIF_TINTS] = {1.0, 0.7, 0.45, 0.2};   /* share of the colour over white */
+  g->npal = 0;
+  pal_add(g, 1, 1, 1);                                  /* 0: white, the background */
+  pal_add(g, 0, 0, 0);                                  /* 1: black */
+  for (int i = 0; i < GIF_SERIES; i++) {
+    double c[3];
+    fvl_plot_color(i, c);
+    for (int t = 0; t < GIF_TINTS; t++)
+      pal_add(g, 1 - tint[t] * (1 - c[0]), 1 - tint[t] * (1 - c[1]), 1 - tint[t] * (1 - c[2]));
   }
-}
-
-static inline uint8_t gif_nearest(int r, int g, int b) {
-  int cr = (r + 25) / 51, cg = (g + 25) / 51, cb = (b + 25) / 51;
-  int dr = r - 51 * cr, dg = g - 51 * cg, db = b - 51 * cb;
-  int dc = dr * dr + dg * dg + db * db;
-  int m = (r + g + b) / 3;
-  int gi = (m * 41 + 127) / 255 - 1;      /* grey i has value (i+1)*255/41 */
-  if (gi < 0) gi = 0;
-  if (gi > 39) gi = 39;
-  int gv = (gi + 1) * 255 / 41;
-  int dgy = (r - gv) * (r - gv) + (g - gv) * (g - gv) + (b - gv) * (b - gv);
-  return dgy < dc ? (uint8_t)(216 + gi) : (uint8_t)(36 * cr + 6 * cg + cb);
-}
-
-typedef struct { FILE *f; uint8_t blk[256]; int nblk; uint32_t acc; int nacc; } gif_bits;
-
-static void gif_put_byte(gif_bits *b, uint8_t v) {
-  b->blk[1 + b->nblk++] = v;
-  if (b->nblk == 255) { b->blk[0] = 255; fwrite(b->blk, 1, 256, b->f); b->nblk = 0; }
-}
-static void gif_put_code(gif_bits *b, int code, int size) {
-  b->acc |= (uint32_t)code << b->nacc;
-  b->nacc += size;
-  while (b->nacc >= 8) { gif_put_byte(b, (uint8_t)(b->acc & 0xFF)); b->acc >>= 8; b->nacc -= 8; }
-}
-
-/* LZW of n 8-bit indices (min code size 8), written as sub-blocks */
-static int gif_lzw(FILE *f, const uint8_t *px, int64_t n) {
-  enum { HSIZE = 8191 };
-  int32_t *hkey = malloc(HSIZE * sizeof *hkey);
-  int16_t *hcode = malloc(HSIZE * sizeof *hcode);
-  if (!hkey || !hcode) { free(hkey); free(hcode); return -1; }
-  gif_bits b = {f, {0}, 0, 0, 0};
-  const int clear = 256, eoi = 257;
-  int cs = 9, next = 258;
-  for (int i = 0; i < HSIZE; i++) hkey[i] = -1;
-  fputc(8, f);
-  gif_put_code(&b, clear, cs);
-  int prefix = px[0];
-  for (int64_t i = 1; i < n; i++) {
-    int k = px[i];
-    int32_t key = (prefix << 8) | k;
-    uint32_t hpos = ((uint32_t)key * 2654435761u) % HSIZE;
-    while (hkey[hpos] != -1 && hkey[hpos] != key) hpos = (hpos + 1) % HSIZE;
-    if (hkey[hpos] == key) { prefix = hcode[hpos]; continue; }
-    gif_put_code(&b, prefix, cs);
-    if (next < 4095) {
-      hkey[hpos] = key;
-      hcode[hpos] = (int16_t)next++;
-      if (next > (1 << cs) && cs < 12) cs++;
-    } else {                      /* table full: start again */
-      gif_put_code(&b, clear, cs);
-      for (int j = 0; j < HSIZE; j++) hkey[j] = -1;
-      cs = 9;
-      next = 258;
-    }
-    prefix = k;
+  for (int i = 1; i <= GIF_GREYS; i++) {
+    double v = (double)i / (GIF_GREYS + 1);
+    pal_add(g, v, v, v);
   }
-  gif_put_code(&b, prefix, cs);
-  gif_put_code(&b, eoi, cs);
-  if (b.nacc > 0) gif_put_byte(&b, (uint8_t)(b.acc & 0xFF));
-  if (b.nblk > 0) { b.blk[0] = (uint8_t)b.nblk; fwrite(b.blk, 1, (size_t)b.nblk + 1, f); }
-  fputc(0, f);
-  free(hkey);
-  free(hcode);
-  return 0;
+  for (int r = 0; r < 5 && g->npal < 256; r++)
+    for (int gg = 0; gg < 5 && g->npal < 256; gg++)
+      for (int b = 0; b < 5 && g->npal < 256; b++) pal_add(g, r / 4.0, gg / 4.0, b / 4.0);
+  while (g->npal < 256) pal_add(g, 1, 1, 1);            /* unused entries */
 }
 
-static void put16(FILE *f, int v) { fputc(v & 0xFF, f); fputc((v >> 8) & 0xFF, f); }
+/* nearest palette entry (squared RGB distance, weighted toward green as the eye is) */
+static GifPixelType gif_nearest(const fvl_plot_gif *g, int r, int gr, int b) {
+  int best = 0;
+  long bd = -1;
+  for (int k = 0; k < g->npal; k++) {
+    long dr = r - g->pal[k].Red, dg = gr - g->pal[k].Green, db = b - g->pal[k].Blue;
+    long d = 2 * dr * dr + 4 * dg * dg + 3 * db * db;
+    if (bd < 0 || d < bd) { bd = d; best = k; }
+  }
+  return (GifPixelType)best;
+}
+
+static GifPixelType gif_map(fvl_plot_gif *g, uint32_t p) {
+  int r = (p >> 16) & 0xFF, gr = (p >> 8) & 0xFF, b = p & 0xFF;
+  int key = (r >> 2) << 12 | (gr >> 2) << 6 | (b >> 2);
+  uint8_t v = g->lut[key];
+  if (v) return (GifPixelType)(v - 1);
+  /* the bucket's colour: exact palette colours map to themselves (their bucket holds them) */
+  GifPixelType k = gif_nearest(g, r, gr, b);
+  g->lut[key] = (uint8_t)(k + 1);
+  return k;
+}
+
+static int gif_write(GifFileType *gif, const GifByteType *buf, int n) {
+  FILE *f = gif->UserData;
+  return (int)fwrite(buf, 1, (size_t)n, f);
+}
+
+static void gif_free(fvl_plot_gif *g) {
+  free(g->argb); free(g->idx); free(g->prev); free(g->lut); free(g);
+}
 
 fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, int loop) {
   const char *fn = "plot.animation";
@@ -124,25 +121,39 @@ fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, 
   g->delay_cs = (int)lround(delay_s * 100);
   g->argb = malloc((size_t)w * h * 4);
   g->idx = malloc((size_t)w * h);
-  g->f = g->argb && g->idx ? fopen(g->tmp, "wb") : NULL;
+  g->prev = malloc((size_t)w * h);
+  g->lut = calloc(GIF_LUT, 1);
+  int mem = g->argb && g->idx && g->prev && g->lut;
+  g->f = mem ? fopen(g->tmp, "wb") : NULL;
   if (!g->f) {
-    fvl_err("%s: cannot write '%s': %s", fn, path, g->argb && g->idx ? strerror(errno) : "out of memory");
-    free(g->argb); free(g->idx); free(g);
+    fvl_err("%s: cannot write '%s': %s", fn, path, mem ? strerror(errno) : "out of memory");
+    gif_free(g);
     return NULL;
   }
-  uint8_t pal[768];
-  gif_palette(pal);
-  fwrite("GIF89a", 1, 6, g->f);
-  put16(g->f, w);
-  put16(g->f, h);
-  fputc(0xF7, g->f);   /* global colour table of 256 entries, 8 bits per primary */
-  fputc(215, g->f);    /* background: white (cube corner 5,5,5) */
-  fputc(0, g->f);
-  fwrite(pal, 1, sizeof pal, g->f);
-  if (loop >= 0) {     /* NETSCAPE2.0: repeat count (0 = for ever) */
-    fwrite("\x21\xFF\x0BNETSCAPE2.0\x03\x01", 1, 16, g->f);
-    put16(g->f, loop);
-    fputc(0, g->f);
+  gif_palette(g);
+  int err = 0;
+  g->gif = EGifOpen(g->f, gif_write, &err);
+  ColorMapObject *cmap = g->gif ? GifMakeMapObject(256, g->pal) : NULL;
+  int ok = g->gif && cmap;
+  if (ok) {
+    EGifSetGifVersion(g->gif, true);
+    ok = EGifPutScreenDesc(g->gif, w, h, 8, 0, cmap) == GIF_OK;
+  }
+  if (ok && loop >= 0) {   /* NETSCAPE2.0: repeat count (0 = for ever) */
+    GifByteType sub[3] = {1, (GifByteType)(loop & 0xFF), (GifByteType)((loop >> 8) & 0xFF)};
+    ok = EGifPutExtensionLeader(g->gif, APPLICATION_EXT_FUNC_CODE) == GIF_OK &&
+         EGifPutExtensionBlock(g->gif, 11, "NETSCAPE2.0") == GIF_OK &&
+         EGifPutExtensionBlock(g->gif, 3, sub) == GIF_OK && EGifPutExtensionTrailer(g->gif) == GIF_OK;
+  }
+  GifFreeMapObject(cmap);
+  if (!ok) {
+    int e = g->gif ? g->gif->Error : err;
+    fvl_err("%s: cannot write '%s': %s", fn, path, GifErrorString(e) ? GifErrorString(e) : "giflib error");
+    if (g->gif) EGifCloseFile(g->gif, &err);
+    fclose(g->f);
+    unlink(g->tmp);
+    gif_free(g);
+    return NULL;
   }
   return g;
 }
@@ -165,22 +176,34 @@ int fvl_plot_gif_add_drawn(fvl_plot_gif *g, fvl_plot_draw_fn draw, const void *u
   if (rc < 0) return -1;
   if (st != CAIRO_STATUS_SUCCESS) return fvl_err("%s: cannot render: %s", fn, cairo_status_to_string(st));
   int64_t n = (int64_t)g->w * g->h;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t p = g->argb[i];
-    g->idx[i] = gif_nearest((p >> 16) & 0xFF, (p >> 8) & 0xFF, p & 0xFF);
+  for (int64_t i = 0; i < n; i++) g->idx[i] = gif_map(g, g->argb[i]);   /* the table fills once */
+  /* the box of pixels that differ from the previous frame (the whole frame first): frames are
+     left in place (disposal "do not dispose"), so the axes and labels are stored once */
+  int x0 = 0, y0 = 0, x1 = g->w - 1, y1 = g->h - 1;
+  if (g->frames > 0) {
+    x0 = g->w; y0 = g->h; x1 = -1; y1 = -1;
+    for (int r = 0; r < g->h; r++)
+      for (int c = 0; c < g->w; c++)
+        if (g->idx[(size_t)r * g->w + c] != g->prev[(size_t)r * g->w + c]) {
+          if (c < x0) x0 = c;
+          if (c > x1) x1 = c;
+          if (r < y0) y0 = r;
+          y1 = r;
+        }
+    if (x1 < 0) x0 = y0 = x1 = y1 = 0;   /* unchanged: one pixel, the frame only holds the time */
   }
-  FILE *f = g->f;
-  fwrite("\x21\xF9\x04", 1, 3, f);
-  fputc(0x04, f);        /* disposal: leave the frame in place */
-  put16(f, g->delay_cs);
-  fputc(0, f);
-  fputc(0, f);
-  fputc(0x2C, f);
-  put16(f, 0); put16(f, 0); put16(f, g->w); put16(f, g->h);
-  fputc(0, f);
-  if (gif_lzw(f, g->idx, n) < 0) return fvl_err("%s: out of memory", fn);
-  if (ferror(f)) return fvl_err("%s: cannot write '%s': %s", fn, g->path, strerror(errno));
+  GraphicsControlBlock gcb = {DISPOSE_DO_NOT, false, g->delay_cs, NO_TRANSPARENT_COLOR};
+  GifByteType ext[4];
+  size_t len = EGifGCBToExtension(&gcb, ext);
+  int bw = x1 - x0 + 1, bh = y1 - y0 + 1;
+  int ok = EGifPutExtension(g->gif, GRAPHICS_EXT_FUNC_CODE, (int)len, ext) == GIF_OK &&
+           EGifPutImageDesc(g->gif, x0, y0, bw, bh, false, NULL) == GIF_OK;
+  for (int r = y0; ok && r <= y1; r++) ok = EGifPutLine(g->gif, g->idx + (size_t)r * g->w + x0, bw) == GIF_OK;
+  memcpy(g->prev, g->idx, (size_t)g->w * g->h);
+  if (!ok || ferror(g->f)) {
+    const char *why = !ok && GifErrorString(g->gif->Error) ? GifErrorString(g->gif->Error) : strerror(errno);
+    return fvl_err("%s: cannot write '%s': %s", fn, g->path, why);
+  }
   g->frames++;
   return 0;
 }
@@ -189,10 +212,12 @@ int fvl_plot_gif_add_drawn(fvl_plot_gif *g, fvl_plot_draw_fn draw, const void *u
 int fvl_plot_gif_close(fvl_plot_gif *g) {
   const char *fn = "plot.animation";
   if (!g) return 0;
-  int rc = 0;
+  int rc = 0, err = 0;
   if (g->f) {
     if (g->frames == 0) rc = fvl_err("%s: '%s' has no frames (add at least one before closing)", fn, g->path);
-    fputc(0x3B, g->f);
+    if (EGifCloseFile(g->gif, &err) != GIF_OK && rc == 0)   /* writes the trailer; frees gif */
+      rc = fvl_err("%s: cannot write '%s': %s", fn, g->path, GifErrorString(err) ? GifErrorString(err) : "giflib error");
+    g->gif = NULL;
     if (rc == 0 && (fflush(g->f) != 0 || fsync(fileno(g->f)) != 0 || ferror(g->f)))
       rc = fvl_err("%s: cannot write '%s': %s", fn, g->path, strerror(errno));
     fclose(g->f);
@@ -201,12 +226,14 @@ int fvl_plot_gif_close(fvl_plot_gif *g) {
       rc = fvl_err("%s: cannot rename to '%s': %s", fn, g->path, strerror(errno));
     if (rc != 0) unlink(g->tmp);
   }
-  free(g->argb); free(g->idx); free(g);
+  gif_free(g);
   return rc;
 }
 
 void fvl_plot_gif_abort(fvl_plot_gif *g) {
   if (!g) return;
+  int err;
+  if (g->gif) EGifCloseFile(g->gif, &err);
   if (g->f) { fclose(g->f); unlink(g->tmp); }
-  free(g->argb); free(g->idx); free(g);
+  gif_free(g);
 }

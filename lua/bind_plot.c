@@ -68,9 +68,14 @@ static int opt_bool(lua_State *L, int idx, const char *key, int def) {
 /* _plot.lines(spec) with spec = {file=, width=, height=, title=, xlabel=, ylabel=, xlog=, ylog=,
  * xmin=.., ymax=, xstep=, ystep=, equal=, diagonal=, legend=0..4|-1,
  * series={{x=, y=, label=, color=, points=, line=, dash=, width=}...}, notes={{x=,y=,text=}}} */
+typedef struct { fvl_plot_gif *g; } gif_ud;
+static gif_ud *check_gif(lua_State *L, int idx);
+/* _plot.lines(spec, gif): with an animation handle as the second argument the chart becomes its
+ * next frame (at the animation's size) instead of a file; returns the number of frames */
 static int l_lines(lua_State *L) {
   const char *fn = "plot.lines";
   luaL_checktype(L, 1, LUA_TTABLE);
+  gif_ud *gu = lua_isnoneornil(L, 2) ? NULL : check_gif(L, 2);
   fvl_plot_chart c;
   fvl_plot_chart_init(&c);
   const char *file = opt_string(L, 1, "file");
@@ -141,6 +146,12 @@ static int l_lines(lua_State *L) {
     }
   }
   c.series = s; c.nseries = ns; c.notes = notes; c.nnotes = nn;
+  if (gu) {
+    if (fvl_plot_gif_add_chart(gu->g, &c) < 0) return fvl_raise(L);
+    lua_settop(L, top);
+    lua_pushinteger(L, fvl_plot_gif_frames(gu->g));
+    return 1;
+  }
   if (fvl_plot_chart_save(file, w, h, &c) < 0) return fvl_raise(L);
   lua_settop(L, top);
   return 0;
@@ -203,7 +214,6 @@ static int l_features(lua_State *L) {
 /* ---- animations: _plot.gif_open(file, w, h, delay_s, loop) -> handle;
  * _plot.gif_features(handle, emb, labels, opts); _plot.gif_close(handle) -> frames */
 #define GIF_MT "fvl.plot.gif"
-typedef struct { fvl_plot_gif *g; } gif_ud;
 
 static gif_ud *check_gif(lua_State *L, int idx) {
   gif_ud *u = luaL_checkudata(L, idx, GIF_MT);

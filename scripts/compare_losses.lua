@@ -86,7 +86,7 @@ local function backbone(kind, in_dim, dim)
 end
 
 -- trains net + head for `steps` SGD steps on (x, y); returns the loss curve
-local function train(net, head, x, y, steps, bar, label)
+local function train(net, head, x, y, steps, bar, label, on_step)
   local params = {}
   for _, p in ipairs(net:parameters()) do params[#params + 1] = p end
   for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
@@ -106,6 +106,7 @@ local function train(net, head, x, y, steps, bar, label)
       local loss = head(net(batch.x), batch.y)
       loss:backward()
       optim:step()
+      if on_step then on_step(step) end
       if step % 10 == 0 or step == steps then
         curve[#curve + 1] = {step, loss:item()}
         bar:update(10, {loss = string.format("%.3f", loss:item()), head = label})
@@ -164,7 +165,18 @@ for _, h in ipairs(heads) do
     local net = backbone(M.fm_backbone == "lenetpp" and "lenetpp" or "fm_mlp", 784, 2)
     local head = h.make(2, 10)
     local t0 = fvl.clock()
-    local curve = train(net, head, fm_x, fm_y, M.fm_steps, bar, h.name .. " (FMNIST)")
+    -- the 2-D test features over training, one frame every steps/20 steps
+    local anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
+    local function frame(step)
+      net:evaluate()
+      local n = math.min(1500, fm_tx:size(1))
+      local emb = embed(net, fm_tx:narrow(1, 1, n))
+      net:train()
+      return emb, fm_ty:narrow(1, 1, n), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
+    end
+    local curve = train(net, head, fm_x, fm_y, M.fm_steps, bar, h.name .. " (FMNIST)",
+                        function(step) anim:step(step, function() return frame(step) end) end)
+    anim:close()
     local emb = embed(net, fm_tx)
     local pred = fvl.no_grad(function() return head:predict(emb) end)
     row.fmnist_acc = pred:eq(fm_ty):mean():item()
@@ -245,5 +257,7 @@ fvl.plot.lines{series = series, xlabel = "step", ylabel = "training loss", ylog 
 -- the two-class decision boundaries of the trained heads (their final m, s, t, λ)
 fvl.plot.boundaries(trained, {file = opt.out .. "/boundaries.png", cols = 5,
                               title = "Two-class decision boundaries of the trained heads"})
+-- each boundary as the margin grows to the trained value: boundary_<head>.gif
+fvl.plot.boundary_animations(trained, {dir = opt.out})
 end
-io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,table.txt,features.png,boundaries.png,roc.png,curves.png}\n")
+io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,table.txt,features.png,boundaries.png,roc.png,curves.png,features_*.gif,boundary_*.gif}\n")

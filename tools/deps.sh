@@ -6,6 +6,7 @@ PKGS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libopenblas-dev chec
       libsqlite3-dev libpq-dev postgresql libreadline-dev zlib1g-dev dataset-fashion-mnist tmux)
 PKGS+=(libturbojpeg0-dev libpng-dev)   # face images: JPEG (libjpeg-turbo) and PNG
 PKGS+=(libopenmpi-dev openmpi-bin)   # several processes: MPI (fvl.dist)
+PKGS+=(libgif-dev)   # animated GIFs (fvl.plot.animation)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -534,6 +534,35 @@ int fvl_margin_logits(const float *cos, int ldc, const int32_t *y, int B, int C,
 }
 
 /* ---------------------------------------------------------------- LSE of the negatives */
+/* one row: log Σ_{j≠y} exp(s·c_j), two vectorised passes over chunks (the target's chunk is
+   copied with its entry set to −inf) */
+FVL_HOT static float neg_lse_row(const float *crow, int C, int yi, float s) {
+  float f[CHUNK];
+  const float elo = exp_lo_v, ehi = exp_hi_v;
+  const int jt = yi - yi % CHUNK;
+  float mx = -INFINITY;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *v = crow + j0;
+    if (j0 == jt) { memcpy(f, v, sizeof(float) * (size_t)n); f[yi - j0] = -INFINITY; v = f; }
+    float cmx = -INFINITY;
+#pragma omp simd reduction(max:cmx)
+    for (int k = 0; k < n; k++) cmx = s * v[k] > cmx ? s * v[k] : cmx;
+    mx = cmx > mx ? cmx : mx;
+  }
+  double sum = 0.0;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *v = crow + j0;
+    if (j0 == jt) { memcpy(f, v, sizeof(float) * (size_t)n); f[yi - j0] = -INFINITY; v = f; }
+    float part = 0.0f;
+#pragma omp simd reduction(+:part)
+    for (int k = 0; k < n; k++) part += fast_expf(s * v[k] - mx, elo, ehi);
+    sum += part;
+  }
+  return (float)((double)mx + log(sum));
+}
+
 int fvl_neg_lse_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, float s, float *out) {
   static const char *fn = "fvl_neg_lse_fwd";
   if (check_args(fn, cos, ldc, y, B, C, NULL)) return -1;
@@ -541,17 +570,10 @@ int fvl_neg_lse_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, f
   if (!out) return fvl_err("%s: out is NULL", fn);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
-    const float *crow = cos + (size_t)i * ldc;
-    const int yi = y[i];
-    float mx = -INFINITY;
-    for (int j = 0; j < C; j++)
-      if (j != yi && s * crow[j] > mx) mx = s * crow[j];
-    double sum = 0.0;
-    for (int j = 0; j < C; j++)
-      if (j != yi) sum += exp((double)(s * crow[j]) - mx);
-    out[i] = C > 1 ? (float)((double)mx + log(sum)) : -INFINITY;
+    if (fvl_aborted()) continue;
+    out[i] = C > 1 ? neg_lse_row(cos + (size_t)i * ldc, C, y[i], s) : -INFINITY;
   }
-  return 0;
+  return fvl_check_abort(fn);
 }
 
 /* ---------------------------------------------------------------- hard-negative mean */

@@ -125,16 +125,23 @@ function Margin:boundary(o)
                   labels = fvl.tensor({ 1 }, "int32") }
     return ctx, fvl.tensor({ c })
   end
+  local cache = {}   -- θ1 → {T, negative rule}: the plot's grid repeats each θ1 for every θ2
   return { label = o.label or self.label or name, f = function(th1, th2)
     local c1, c2 = math.cos(th1), math.cos(th2)
-    local T, neg
-    fvl.no_grad(function()
-      local ctx, ct = ctx1(c1)
-      T = check_rows(name, "target function", self.target(ct, ctx), 1):item()
-      if self.negative then neg = self:negative_spec(self.negative(ct, ctx), 1) end
-    end)
+    local e = cache[th1]
+    if not e then
+      e = {}
+      fvl.no_grad(function()
+        local ctx, ct = ctx1(c1)
+        e.T = check_rows(name, "target function", self.target(ct, ctx), 1):item()
+        if self.negative then e.neg = self:negative_spec(self.negative(ct, ctx), 1) end
+        if e.neg and e.neg.threshold then e.thr = e.neg.threshold:item() end
+      end)
+      cache[th1] = e
+    end
+    local T, neg = e.T, e.neg
     local n = c2
-    if neg and neg.negative ~= "none" and (neg.threshold == nil or c2 > neg.threshold:item()) then
+    if neg and neg.negative ~= "none" and (e.thr == nil or c2 > e.thr) then
       if neg.negative == "affine" then n = neg.a * c2 + neg.b else n = c2 * (neg.t + c2) end
     end
     return T - n
