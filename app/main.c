@@ -368,20 +368,7 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
-/* OpenBLAS's pthreads and the engine's OpenMP team share the cores; OpenMP's default
- * spin-waiting after each parallel loop steals them from the GEMM that follows (measured: a
- * training step several times slower on 2 cores). libgomp reads OMP_WAIT_POLICY when it is
- * loaded, before main, so set it and re-execute once, unless the user chose a policy. */
-static void ensure_passive_openmp(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("FVL_NO_REEXEC")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  setenv("FVL_NO_REEXEC", "1", 1);
-  execv("/proc/self/exe", argv);
-  /* exec failed: go on with the default policy */
-}
-
-int main(int argc, char **argv) {
-  ensure_passive_openmp(argv);
+__attribute__((visibility("default"))) int fvl_app_main(int argc, char **argv) {
   main_thread = pthread_self();
   int script = argc;
   const char *threads_opt = NULL;
