@@ -91,7 +91,7 @@ static int l_cosine(lua_State *L) {
   return 1;
 }
 
-/* the spec table at idx (LOSSES.md names; see loss_ops.h). Tensors stay owned by the table. */
+/* the spec table at idx (docs/losses.md names; see loss_ops.h). Tensors stay owned by the table. */
 typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws, *thr; int warn; } spec_args;
 static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",

@@ -55,7 +55,7 @@ local SETTINGS = {
   threads = fvl.threads(), version = fvl.version,
 }
 
--- every seed head, with the options used (defaults of LOSSES.md except the shared scale)
+-- every seed head, with the options used (defaults of docs/losses.md except the shared scale)
 local HEADS = {
   { key = "softmax",        name = "Softmax",        make = function(d, c) return fvl.loss.softmax{dim=d, classes=c} end },
   { key = "sphereface",     name = "SphereFace",     make = function(d, c) return fvl.loss.sphereface{dim=d, classes=c} end },

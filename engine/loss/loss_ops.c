@@ -1,7 +1,7 @@
 /* loss_ops.c — autograd wrappers of the loss kernels: fused margin softmax-CE, its logits,
  * hard-negative mean, target gather, row gather, pairwise Circle, centre rule; and the helpers
  * shared with cosine.c (normalise + GEMM + clamp, linear logits).
- * Derivations: LOSSES.md §0 (the shared backward), margin.h for the kernels. */
+ * Derivations: docs/losses.md §0 (the shared backward), margin.h for the kernels. */
 #include "loss_internal.h"
 #include <math.h>
 #include <stdio.h>

@@ -95,7 +95,7 @@ static double read_num(const char *p, const char *key) {
 }
 
 /* the whole pipeline on a golden case: loss, dL/dx, dL/dW (rows of sample 0 loosely when
-   the target derivative is angular, see LOSSES.md §8) */
+   the target derivative is angular, see tests/golden/README.md) */
 static void golden_pipeline(const char *name, const fvl_margin_spec *sp, int loose0) {
   const char *c = case_at(name);
   const char *inp = strstr(c, "\"inputs\": ");
