@@ -568,6 +568,16 @@ describe("bad arguments", function()
     assert(fvl.save(d .. "/plain.npz", { a = fvl.ones(2) }))
     local m3, e3 = fvl.nn.load(d .. "/plain.npz")
     expect_true(m3 == nil and e3:find("without '__model__'", 1, true), e3)
+    -- a face backbone round-trips exactly
+    if fvl.nn.mobilefacenet then
+      local mf = fvl.nn.mobilefacenet{ dim = 16 }
+      mf:evaluate()
+      assert(fvl.nn.save(d .. "/mf.npz", mf))
+      local mf2 = assert(fvl.nn.load(d .. "/mf.npz"))
+      mf2:evaluate()
+      local xi = fvl.randn(1, 3, 112, 112)
+      expect_eq(maxdiff(mf2:forward(xi), mf:forward(xi)), 0)
+    end
     -- evaluation
     expect_error(function() fvl.eval.bin_pack(net, G .. "pack_py2.bin", { size = { 4, 6 } }) end, "fewer than folds = 10")
     expect_error(function() fvl.eval.bin_pack(function(x) return x end, G .. "pack_py2.bin", { size = { 4, 6 }, folds = 2 }) end,
