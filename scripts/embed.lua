@@ -8,13 +8,7 @@
 -- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
 -- A bad argument or file: one line on stderr, exit status 1.
 local argparse = require "argparse"
-local function int(name, lo)
-  return function(v)
-    local n = tonumber(v)
-    if not n or n < lo or n ~= math.floor(n) then return nil, name .. ": expected an integer >= " .. lo .. ", got '" .. v .. "'" end
-    return math.tointeger(n)
-  end
-end
+local int = require("fvl.util").arg_int
 local parser = argparse("embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
 parser:argument("model", "model file written by fvl.nn.save")
 parser:argument("source", "a folder of identity folders, or a .rec file")

@@ -9,13 +9,7 @@
 -- the model's meta.input (fvl.nn.save{meta = {input = {3, h, w}}}) unless --size is given.
 -- A bad argument or file: one line on stderr, exit status 1.
 local argparse = require "argparse"
-local function int(name)
-  return function(v)
-    local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) then return nil, name .. ": expected a positive integer, got '" .. v .. "'" end
-    return math.tointeger(n)
-  end
-end
+local int = require("fvl.util").arg_int
 local parser = argparse("verify.lua", "insightface's verification table for a saved model on .bin packs.")
 parser:argument("model", "model file written by fvl.nn.save")
 parser:argument("packs", "insightface .bin verification packs"):args("+")

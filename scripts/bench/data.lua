@@ -14,13 +14,7 @@
 -- ratio = loader images/s ÷ training images/s (the issue asks for ≥ 3). The machine may be
 -- shared: the load average is printed.
 local argparse = require "argparse"
-local function int(name)
-  return function(v)
-    local n = tonumber(v)
-    if not n or n < 1 or n ~= math.floor(n) then return nil, name .. ": expected a positive integer, got '" .. v .. "'" end
-    return math.tointeger(n)
-  end
-end
+local int = require("fvl.util").arg_int
 local parser = argparse("data.lua", "Decoded + augmented images/s of fvl.data.images' loader at 112x112, beside training images/s.")
 parser:option("--n", "images in the temporary .rec", "2048"):convert(int("n"))
 parser:option("--batch", "batch size", "128"):convert(int("batch"))
