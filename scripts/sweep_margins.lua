@@ -6,11 +6,12 @@
 -- 2 idle cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
 -- accuracy on unseen identities falls after its peak: the nets overfit the training identities.)
 --
---   fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N]
---                                 [--shard i/N]          (also SLURM_ARRAY_TASK_ID/COUNT)
+--   build/fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH|URL] [--steps N]
 --
 -- Run it again to resume. Results: the leaderboard (printed), <store>.csv, and plots
--- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available.
+-- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available (runs/
+-- sweep_margins.* for a PostgreSQL store). Several machines (a Slurm array): give every task the
+-- same shared store, --store postgresql://user@host/db; successive halving refuses SQLite shards.
 local fvl = fvl or require "fvl"
 
 -- ------------------------------------------------------------------ command line
@@ -23,10 +24,10 @@ do
     elseif a == "--workers" then i = i + 1; opt.workers = math.tointeger(tonumber(arg[i]))
     elseif a == "--store" then i = i + 1; opt.store = arg[i]
     elseif a == "--steps" then i = i + 1; opt.steps = math.tointeger(tonumber(arg[i]))
-    elseif a == "--shard" then i = i + 1   -- read by fvl.sweep
-    elseif a:match("^%-%-shard=") then     -- read by fvl.sweep
+    elseif a == "--shard" or a == "--shards" then i = i + 1   -- read (and refused with halving) by fvl.sweep
+    elseif a:match("^%-%-shards?=") then                      -- read by fvl.sweep
     elseif a == "-h" or a == "--help" then
-      print("usage: fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N] [--shard i/N]")
+      print("usage: build/fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH|postgresql://...] [--steps N]")
       os.exit(0)
     else error("sweep_margins: unknown argument '" .. a .. "' (try --help)", 0) end
     i = i + 1
@@ -121,7 +122,7 @@ local results = fvl.sweep{
 if not fvl.sweep.is_worker() then
   store = results.store   -- a shard writes its own store
   fvl.sweep.leaderboard(store, { top = 15 })
-  local csv = store:gsub("%.sqlite$", "") .. ".csv"
+  local csv = fvl.sweep.is_shared_store(store) and "runs/sweep_margins.csv" or (store:gsub("%.sqlite$", "") .. ".csv")
   assert(fvl.sweep.csv(store, csv))
   print("csv: " .. csv)
   local files, msg = fvl.sweep.plot(store, { best = 4 })
