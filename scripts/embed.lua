@@ -7,9 +7,9 @@
 -- mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt (one
 -- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
 -- A bad argument or file: one line on stderr, exit status 1.
-local argparse = require "argparse"
-local int = require("fvl.util").arg_int
-local parser = argparse("embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
+local cli = require "fvl.cli"
+local int = cli.integer
+local parser = cli.parser("fvl scripts/embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
 parser:argument("model", "model file written by fvl.nn.save")
 parser:argument("source", "a folder of identity folders, or a .rec file")
 parser:argument("out", "output .npy file")
@@ -17,7 +17,7 @@ parser:flag("--no-flip", "embed the images only (no flip test)")
 parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
 parser:flag("--bgr", "feed the channels in B, G, R order")
 parser:option("--workers", "decoding threads", "2"):convert(int("workers", 0))
-local a = parser:parse(arg)
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("embed.lua: " .. tostring(msg) .. "\n") os.exit(1) end
 local model_path, src, out = a.model, a.source, a.out
 if not out:match("%.npy$") then die("OUT must end in .npy, got '" .. out .. "'") end

@@ -8,17 +8,17 @@
 -- flip test summing raw embeddings, last partial batch included). The image size comes from
 -- the model's meta.input (fvl.nn.save{meta = {input = {3, h, w}}}) unless --size is given.
 -- A bad argument or file: one line on stderr, exit status 1.
-local argparse = require "argparse"
-local int = require("fvl.util").arg_int
-local parser = argparse("verify.lua", "insightface's verification table for a saved model on .bin packs.")
+local cli = require "fvl.cli"
+local int = cli.integer
+local parser = cli.parser("fvl scripts/verify.lua", "insightface's verification table for a saved model on .bin packs.")
 parser:argument("model", "model file written by fvl.nn.save")
 parser:argument("packs", "insightface .bin verification packs"):args("+")
 parser:flag("--no-flip", "embed the images only (no flip test)")
-parser:option("--batch", "images per forward pass", "64"):convert(int("batch"))
+parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
 parser:flag("--bgr", "feed the channels in B, G, R order")
 parser:option("--size", "image size HxW (default: the model's meta.input, else 112x112)")
 parser:option("--json", "also write the results to this JSON file")
-local a = parser:parse(arg)
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("verify.lua: " .. tostring(msg) .. "\n") os.exit(1) end
 local h, w = 112, 112
 if a.size then

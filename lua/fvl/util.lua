@@ -250,17 +250,4 @@ end
 util.row_grads = setmetatable({}, { __mode = "k" })
 
 util.fvl = fvl
--- an argparse converter for integer options: parser:option("--batch"):convert(util.arg_int("batch", 1))
--- gives "batch: expected an integer >= 1, got 'x'" (argparse prints it and exits 1)
-function util.arg_int(name, lo)
-  lo = lo or 1
-  return function(v)
-    local n = tonumber(v)
-    if not n or n < lo or n ~= math.floor(n) then
-      return nil, string.format("%s: expected an integer >= %d, got '%s'", name, lo, v)
-    end
-    return math.tointeger(n)
-  end
-end
-
 return util

@@ -1,7 +1,7 @@
 -- Face backbones: forward + backward images/s of IResNet-18, IResNet-50 and MobileFaceNet at
 -- 112×112 against PyTorch (scripts/bench/backbones_torch.py, run in the same invocation).
 --
---   fvl scripts/bench/backbones.lua [steps=2] [batch=32] [threads=2] [nets=iresnet18,iresnet50,mobilefacenet] [torch=1]
+--   fvl scripts/bench/backbones.lua [--steps 2] [--batch 32] [--threads 2] [--nets iresnet18,iresnet50,mobilefacenet] [--torch 1]
 --
 -- One step = zero grads, forward of a batch×3×112×112 batch, L = Σ y·r (r fixed), backward (no
 -- optimiser: the same work on both sides). One warm-up step, then `steps` timed steps; the best
@@ -15,15 +15,15 @@
 -- noisy; keep the default short. PyTorch: Debian python3-torch (apt-get install -y python3-torch),
 -- benchmark-only; without it the fvl side still runs.
 local util = require "fvl.util"
-local opts = { steps = 2, batch = 32, threads = 2, nets = "iresnet18,iresnet50,mobilefacenet", torch = 1 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.+)$")
-  if not k or opts[k] == nil then
-    io.stderr:write("backbones.lua: argument '" .. a .. "' (expected steps=, batch=, threads=, nets=, torch=)\n")
-    os.exit(2)
-  end
-  opts[k] = tonumber(v) or v
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/backbones.lua",
+  "Face backbones: forward + backward images/s of IResNet-18, IResNet-50 and MobileFaceNet at 112x112 against PyTorch.")
+parser:option("--steps", "timed steps", "2"):convert(cli.integer("steps", 1))
+parser:option("--batch", "batch size", "32"):convert(cli.integer("batch", 1))
+parser:option("--threads", "threads", "2"):convert(cli.integer("threads", 1))
+parser:option("--nets", "networks, comma separated", "iresnet18,iresnet50,mobilefacenet")
+parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
+local opts = parser:parse(arg or {})
 fvl.threads(opts.threads)
 local T, B = fvl.threads(), opts.batch
 local nn = fvl.nn

@@ -13,18 +13,18 @@
 -- (--backbone, default fvl.nn.mobilefacenet; --train-batch 32 keeps the bench short).
 -- ratio = loader images/s ÷ training images/s (the issue asks for ≥ 3). The machine may be
 -- shared: the load average is printed.
-local argparse = require "argparse"
-local int = require("fvl.util").arg_int
-local parser = argparse("data.lua", "Decoded + augmented images/s of fvl.data.images' loader at 112x112, beside training images/s.")
-parser:option("--n", "images in the temporary .rec", "2048"):convert(int("n"))
-parser:option("--batch", "batch size", "128"):convert(int("batch"))
-parser:option("--reps", "epochs per worker count (best kept)", "2"):convert(int("reps"))
-parser:option("--steps", "timed training steps (best kept)", "3"):convert(int("steps"))
+local cli = require "fvl.cli"
+local int = cli.integer
+local parser = cli.parser("fvl scripts/bench/data.lua", "Decoded + augmented images/s of fvl.data.images' loader at 112x112, beside training images/s.")
+parser:option("--n", "images in the temporary .rec", "2048"):convert(int("n", 1))
+parser:option("--batch", "batch size", "128"):convert(int("batch", 1))
+parser:option("--reps", "epochs per worker count (best kept)", "2"):convert(int("reps", 1))
+parser:option("--steps", "timed training steps (best kept)", "3"):convert(int("steps", 1))
 parser:option("--backbone", "the model whose training images/s is shown", "mobilefacenet")
   :choices({ "mobilefacenet", "iresnet18", "iresnet50", "standin" })
-parser:option("--train-batch", "batch of the timed training steps", "32"):convert(int("train-batch"))
+parser:option("--train-batch", "batch of the timed training steps", "32"):convert(int("train-batch", 1))
 parser:option("--model", "a model file from fvl.nn.save to time instead of --backbone")
-local opts = parser:parse(arg)
+local opts = parser:parse(arg or {})
 local data, nn, clock = fvl.data, fvl.nn, fvl.clock
 local loadavg = require("fvl.util").loadavg
 fvl.manual_seed(1)

@@ -1,24 +1,25 @@
 -- LeNet++ training speed: images/s and seconds per epoch (60000 images) at batch 128.
 --
---   fvl scripts/bench/lenetpp.lua [steps=30] [threads=0] [batch=128] [head=softmax] [epoch=0] [torch=1]
---   e.g. fvl scripts/bench/lenetpp.lua steps=50 threads=2;  epoch=1 times one full epoch
+--   fvl scripts/bench/lenetpp.lua [--steps 30] [--threads 0] [--batch 128] [--head softmax] [--epoch 0] [--torch 1]
+--   e.g. fvl scripts/bench/lenetpp.lua --steps 50 --threads 2;  --epoch 1 times one full epoch
 --
 -- One step = forward of LeNet++ (dim 2) + loss head + backward + SGD (momentum 0.9, wd 5e-4).
 -- Data: Fashion-MNIST through fvl.data.loader when the dataset is installed, else random
 -- 60000×1×28×28 images. Peer: the same step in PyTorch (scripts/bench/lenetpp_torch.py, Debian
 -- python3-torch, the same batch, threads and step count), run in this invocation after ours;
--- the ratios are PyTorch's time per step / ours (> 1: fvl is faster). torch=0 skips it. The
+-- the ratios are PyTorch's time per step / ours (> 1: fvl is faster). --torch 0 skips it. The
 -- machine is shared: the load average is printed, and the CPU time per step (process CPU
 -- seconds) tells how much of the wall time was ours; the figures are noisy.
-local opts = { steps = 30, threads = 0, batch = 128, head = "softmax", epoch = 0, torch = 1 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.+)$")
-  if not k or opts[k] == nil then
-    io.stderr:write("lenetpp.lua: argument '" .. a .. "' (expected steps=, threads=, batch=, head=, epoch=)\n")
-    os.exit(2)
-  end
-  opts[k] = tonumber(v) or v
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/lenetpp.lua",
+  "LeNet++ training speed: images/s and seconds per epoch (60000 images) at batch 128, beside PyTorch's.")
+parser:option("--steps", "steps timed", "30"):convert(cli.integer("steps", 1))
+parser:option("--threads", "threads (0: all)", "0"):convert(cli.integer("threads", 0))
+parser:option("--batch", "batch size", "128"):convert(cli.integer("batch", 1))
+parser:option("--head", "loss head", "softmax")
+parser:option("--epoch", "1: time one full epoch", "0"):convert(cli.integer("epoch", 0, 1))
+parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
+local opts = parser:parse(arg or {})
 
 if opts.threads > 0 then fvl.threads(opts.threads) end
 local nthreads = fvl.threads()

@@ -2,21 +2,23 @@
 -- (one worker each) on one store, SQLite and PostgreSQL: the cost of claiming, starting a worker
 -- process, reporting and recording a trial, and how it scales with processes sharing a store.
 --
---   build/fvl scripts/bench/sweep.lua [trials=48] [sleep=0.25] [procs=1,2,4] [pg=postgresql://...]
+--   build/fvl scripts/bench/sweep.lua [--trials 48] [--sleep 0.25] [--procs 1,2,4] [--pg postgresql://...]
 --
 -- Two kinds of trial: empty (the sweep's own cost per trial: fork + exec of fvl, claim, report,
 -- finish) and one that sleeps `sleep` seconds (ideal: procs × 60/sleep per minute, the ratio
--- shows the coordination cost). PostgreSQL: the URL in pg=, else a throw-away cluster started
+-- shows the coordination cost). PostgreSQL: the URL in --pg, else a throw-away cluster started
 -- here (initdb + pg_ctl in /tmp, unix socket; skipped when the server binaries are absent).
 local fvl = fvl or require "fvl"
 local sys = fvl.sys
 
-local args = { trials = 48, sleep = 0.25, procs = "1,2,4" }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k then error("sweep.lua: argument '" .. a .. "' (expected key=value)", 0) end
-  args[k] = tonumber(v) or v
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/sweep.lua",
+  "Trials per minute of one sweep with 1, 2 and 4 driver processes on one store, SQLite and PostgreSQL.")
+parser:option("--trials", "trials per sweep", "48"):convert(cli.integer("trials", 1))
+parser:option("--sleep", "seconds a sleeping trial sleeps", "0.25"):convert(cli.number("sleep", 0))
+parser:option("--procs", "driver processes, comma separated", "1,2,4")
+parser:option("--pg", "a PostgreSQL URL (default: a throw-away cluster in /tmp)")
+local args = parser:parse(arg or {})
 local procs = {}
 for p in tostring(args.procs):gmatch("%d+") do procs[#procs + 1] = math.tointeger(tonumber(p)) end
 local here = (arg[0] or "scripts/bench/sweep.lua"):match("^(.*)/[^/]*$") or "."
