@@ -165,7 +165,7 @@ local function make_F(ctx)
   end
   S.group_max = F.group_max   -- column-local: the same on a slice
   function S.margin_ce(cos, y, spec, name)
-    return F.margin_ce_shard(cos, ctx.cols, spec, name)
+    return F.margin_ce_shard(cos, ctx.cols, spec, name, ctx.cap)
   end
   function S.target_cos(cos, y) return F.target_cos_shard(cos, ctx.cols) end
   function S.hard_mean(cos, y, o) return F.hard_mean_shard(cos, ctx.cols, o) end
@@ -300,8 +300,12 @@ end
 
 function M.forward(self, x, labels, call)
   local name = self.name
+  local rest   -- the call options other than sample go to the head's own forward
   if call ~= nil then
-    call = util.check_opts(name, call, { "sample" })
+    if type(call) ~= "table" then fail(string.format("%s: call options must be a table, got %s", name, type(call))) end
+    for k, v in pairs(call) do
+      if k ~= "sample" then rest = rest or {}; rest[k] = v end
+    end
   end
   local sh = self.shard
   local y = labels_of(self, x, labels)
@@ -340,13 +344,15 @@ function M.forward(self, x, labels, call)
     util.row_grads[self.weight] = nil
     if self.bias then util.row_grads[self.bias] = nil end
   end
+  -- Partial FC's loss is insightface's: −log max(p_y, 1e-30) per row (capped rows: no gradient)
+  ctx.cap = sh.rate and -math.log(1e-30) or 0
   ctx.cols_list = cols_list
   ctx.cols = fvl.tensor(cols_list, "int32")
   self._ws_cols = ctx.W:size(1)
   local base = require "fvl.loss.base"
   local prev = base.active
   base.active = make_F(ctx)
-  local ok, res = pcall(self._inner_forward, self, xg, yg)
+  local ok, res = pcall(self._inner_forward, self, xg, yg, rest)
   base.active = prev
   if not ok then error(res, 0) end
   return res
