@@ -241,25 +241,10 @@ local function labels_of(self, x, labels)
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x), B,
                        self.dim, self.dim))
   end
-  local y
-  if type(labels) == "table" then
-    if #labels ~= B then fail(string.format("%s: labels has %d entries but x has %d rows", name, #labels, B)) end
-    for i = 1, B do
-      if math.type(labels[i]) ~= "integer" then
-        fail(string.format("%s: labels[%d] = %s is not an integer class id", name, i, tostring(labels[i])))
-      end
-    end
-    y = fvl.tensor(labels, "int32")
-  elseif util.is_tensor(labels) and labels:dtype() == "int32" and labels:numel() == B then
-    y = labels:reshape(B):contiguous()
-  else
-    fail(string.format("%s: labels must be an int32 tensor or a list of %d class ids, got %s", name, B,
-                       util.is_tensor(labels) and (labels:dtype() .. " " .. util.shape_str(labels)) or type(labels)))
-  end
-  local C = self.classes
-  for i, v in ipairs(y:totable()) do
-    if v < 1 or v > C then fail(string.format("%s: labels[%d] = %d is outside 1..%d", name, i, v, C)) end
-  end
+  -- the one label check (the binding's): 1..C, one per row; an int32 tensor comes back as is
+  local y = fvl._check_labels(labels, name, B, self.classes)
+  if y:dim() ~= 1 then y = y:reshape(B) end
+  y = y:contiguous()
   return y
 end
 
