@@ -83,12 +83,11 @@ function M.init_weight(self, spec, W, C, D)
                  rate = spec.rate }
   local w
   if W then
-    w = W:narrow(1, first, n)
-  else
-    w = dist.randn_rows(C, D, first, n) * math.sqrt(2.0 / (C + D))
+    w = W:narrow(1, first, n):detach():clone():contiguous():detach()
+  else   -- scaled in place: no second C/N×D transient
+    w = dist.randn_rows(C, D, first, n)
+    fvl.F.scale_(w, math.sqrt(2.0 / (C + D)))
   end
-  w = w:detach():clone():contiguous()
-  w = w:detach()
   w:requires_grad()
   return w
 end
