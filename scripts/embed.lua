@@ -1,27 +1,27 @@
 -- scripts/embed.lua — embeddings of a folder of identity folders or a .rec with a saved model.
 --
---   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [flip=1] [batch=64] [bgr=0]
---                         [workers=2]
+--   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [--no-flip] [--batch 64]
+--                         [--bgr] [--workers 2]
 --
--- Writes OUT.npy (N×D float32, L2-normalised; with flip=1 the raw outputs of each image and
--- its mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt
--- (one line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
-local usage = "usage: fvl scripts/embed.lua MODEL.npz (FOLDER | FILE.rec) OUT.npy [flip=1] [batch=64] [bgr=0] [workers=2]"
-local opts = { flip = "1", batch = "64", bgr = "0", workers = "2" }
-local pos = {}
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.*)$")
-  if k then
-    if opts[k] == nil then io.stderr:write("embed.lua: unknown option '" .. k .. "'\n" .. usage .. "\n") os.exit(1) end
-    opts[k] = v
-  else
-    pos[#pos + 1] = a
-  end
-end
-if #pos ~= 3 then io.stderr:write(usage .. "\n") os.exit(1) end
+-- Writes OUT.npy (N×D float32, L2-normalised; by default the raw outputs of each image and its
+-- mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt (one
+-- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
+-- A bad argument or file: one line on stderr, exit status 1.
+local cli = require "fvl.cli"
+local int = cli.integer
+local parser = cli.parser("fvl scripts/embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
+parser:argument("model", "model file written by fvl.nn.save")
+parser:argument("source", "a folder of identity folders, or a .rec file")
+parser:argument("out", "output .npy file")
+parser:flag("--no-flip", "embed the images only (no flip test)")
+parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
+parser:flag("--bgr", "feed the channels in B, G, R order")
+parser:option("--workers", "decoding threads", "2"):convert(int("workers", 0))
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("embed.lua: " .. tostring(msg) .. "\n") os.exit(1) end
-local model_path, src, out = pos[1], pos[2], pos[3]
+local model_path, src, out = a.model, a.source, a.out
 if not out:match("%.npy$") then die("OUT must end in .npy, got '" .. out .. "'") end
+local opts = { bgr = a.bgr and "1" or "0", workers = a.workers }
 local net, meta = fvl.nn.load(model_path)
 if not net then die(meta) end
 net:evaluate()
@@ -29,7 +29,7 @@ local is_rec = src:match("%.rec$") ~= nil
 local ds, err = fvl.data.images{ rec = is_rec and src or nil, folder = (not is_rec) and src or nil,
                                  bgr = opts.bgr == "1" }
 if not ds then die(err) end
-local batch, flip = tonumber(opts.batch), opts.flip == "1"
+local batch, flip = a.batch, not a.no_flip
 local function run(x) return net:forward(x):detach() end
 local ok, e = pcall(function()
   local loader = ds:loader{ batch = batch, shuffle = false, workers = tonumber(opts.workers) }

@@ -1,36 +1,39 @@
 -- scripts/verify.lua — insightface's verification table for a saved model on .bin packs.
 --
---   fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [flip=1] [batch=64] [bgr=0]
---                          [size=112x112] [json=out.json]
+--   fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [--no-flip] [--batch 64] [--bgr]
+--                          [--size 112x112] [--json out.json]
 --
 -- MODEL is a file written by fvl.nn.save (architecture + weights). For each pack it prints
--- 10-fold accuracy ± std, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR (fvl.eval.bin_pack: flip
--- test summing raw embeddings, last partial batch included). Exit status 1 on a bad argument
--- or file, with the message on stderr.
-local usage = "usage: fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [flip=1] [batch=64] [bgr=0] [size=112x112] [json=out.json]"
-local opts = { flip = "1", batch = "64", bgr = "0", size = "112x112" }
-local size_given = false
-local files = {}
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.*)$")
-  if k then
-    if opts[k] == nil and k ~= "json" then io.stderr:write("verify.lua: unknown option '" .. k .. "'\n" .. usage .. "\n") os.exit(1) end
-    opts[k] = v
-    if k == "size" then size_given = true end
-  else
-    files[#files + 1] = a
-  end
-end
-if #files < 2 then io.stderr:write(usage .. "\n") os.exit(1) end
+-- 10-fold accuracy ± std, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR=1e-3 (fvl.eval.bin_pack:
+-- flip test summing raw embeddings, last partial batch included). The image size comes from
+-- the model's meta.input (fvl.nn.save{meta = {input = {3, h, w}}}) unless --size is given.
+-- A bad argument or file: one line on stderr, exit status 1.
+local cli = require "fvl.cli"
+local int = cli.integer
+local parser = cli.parser("fvl scripts/verify.lua", "insightface's verification table for a saved model on .bin packs.")
+parser:argument("model", "model file written by fvl.nn.save")
+parser:argument("packs", "insightface .bin verification packs"):args("+")
+parser:flag("--no-flip", "embed the images only (no flip test)")
+parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
+parser:flag("--bgr", "feed the channels in B, G, R order")
+parser:option("--size", "image size HxW (default: the model's meta.input, else 112x112)")
+parser:option("--json", "also write the results to this JSON file")
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("verify.lua: " .. tostring(msg) .. "\n") os.exit(1) end
-local h, w = opts.size:match("^(%d+)x(%d+)$")
-if not h then die("size must be HxW, got '" .. opts.size .. "'") end
-local batch = tonumber(opts.batch)
-if not batch or batch < 1 or batch ~= math.floor(batch) then die("batch must be a positive integer") end
+local h, w = 112, 112
+if a.size then
+  h, w = a.size:match("^(%d+)x(%d+)$")
+  if not h then die("--size must be HxW, e.g. 112x112, got '" .. a.size .. "'") end
+  h, w = tonumber(h), tonumber(w)
+end
+local files = { a.model }
+for _, p in ipairs(a.packs) do files[#files + 1] = p end
+local opts = { flip = a.no_flip and "0" or "1", bgr = a.bgr and "1" or "0", json = a.json }
+local batch = a.batch
 
 local net, meta = fvl.nn.load(files[1])
 if not net then die(meta) end
-if not size_given and type(meta) == "table" and type(meta.input) == "table" then  -- from fvl.nn.save's meta
+if not a.size and type(meta) == "table" and type(meta.input) == "table" then  -- from fvl.nn.save's meta
   h, w = meta.input[2] or h, meta.input[3] or w
 end
 net:evaluate()

@@ -11,12 +11,94 @@
 --
 -- Without `file`, features/boundaries/lines/roc/history return a panel: panel:save(file) writes
 -- it, and fvl.plot.sheet accepts it directly (drawn at the sheet's cell size).
+--
+-- Every figure written to a file gets its data beside it, same basename with .csv (written
+-- atomically), so it can be redrawn elsewhere. One long format for all of them:
+--   panel,series,label,x,y,z,class
+-- panel: 1 (a sheet: its panel number); series: the line's number (plot.lines, roc, history,
+-- boundaries) or "points" / "centres" (plot.features); label: the line's label; x, y (z: 3-D
+-- features); class: a point's class id (1-based) or a centre's number. Animations (.gif) get no
+-- CSV.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local P = fvl._plot
 local plot = {}
 local fail = util.fail
 local lines_args   -- a line chart's binding arguments (defined with plot.lines)
+
+-- ------------------------------------------------------------------------------ CSV beside
+local CSV_HEADER = "panel,series,label,x,y,z,class"
+
+function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
+
+local function csv_field(v)
+  if v == nil then return "" end
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v ~= v then return "nan" end
+    return string.format("%.9g", v)
+  end
+  v = tostring(v)
+  if v:find('[,"\n\r]') then v = '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
+local function csv_row(t, panel, series, label, x, y, z, class)
+  t[#t + 1] = table.concat({ csv_field(panel), csv_field(series), csv_field(label), csv_field(x),
+                             csv_field(y), csv_field(z), csv_field(class) }, ",")
+end
+
+local function write_csv(file, rows)
+  local path = plot.csv_path(file)
+  local ok, err = fvl.sys.write_atomic(path, CSV_HEADER .. "\n" .. table.concat(rows, "\n") ..
+                                       (#rows > 0 and "\n" or ""))
+  if not ok then fail("plot: cannot write " .. path .. ": " .. tostring(err)) end
+  return path
+end
+
+local function lines_csv(args)
+  local rows = {}
+  for i, s in ipairs(args.series) do
+    for j = 1, #s.x do csv_row(rows, 1, i, s.label, s.x[j], s.y[j], nil, nil) end
+  end
+  write_csv(args.file, rows)
+end
+
+local function features_csv(emb, labels, args)
+  local rows = {}
+  local e = emb:totable()
+  local l = labels ~= nil and (util.is_tensor(labels) and labels:totable() or labels) or nil
+  for i, r in ipairs(e) do csv_row(rows, 1, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
+  if args.centres then
+    for i, r in ipairs(args.centres:totable()) do csv_row(rows, 1, "centres", nil, r[1], r[2], r[3], i) end
+  end
+  write_csv(args.file, rows)
+end
+
+-- a sheet's CSV: each panel's CSV rows (a file's CSV beside it when there is one) under its number
+local function read_csv_rows(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local rows = {}
+  local first = true
+  for line in f:lines() do
+    if first then first = false else rows[#rows + 1] = line end
+  end
+  f:close()
+  return rows
+end
+
+local function sheet_csv(file, panels)
+  local rows = {}
+  for i, p in ipairs(panels) do
+    local r = read_csv_rows(plot.csv_path(p.file))
+    for _, line in ipairs(r or {}) do
+      local rest = line:match("^[^,]*,(.*)$")   -- drop the panel's own panel column
+      if rest then rows[#rows + 1] = i .. "," .. rest end
+    end
+  end
+  write_csv(file, rows)
+end
 
 local Panel = util.class("fvl.plot.Panel")
 plot.Panel = Panel
@@ -105,6 +187,7 @@ function plot.features(emb, labels, opts)
     return panel("features", args, opts.title)
   end
   P.features(emb, labels, args)
+  features_csv(emb, labels, args)
   return args.file
 end
 
@@ -236,6 +319,7 @@ function plot.lines(spec)
     return p
   end
   P.lines(args)
+  lines_csv(args)
   return args.file
 end
 
@@ -474,25 +558,28 @@ plot.boundary_presets = PRESETS
 -- how each preset's boundary grows, as a function of a in [0, 1] (a = 1: the given values):
 -- margins scale from 0; SphereFace follows its λ annealing (base → lambda_min, log-spaced);
 -- CurricularFace's t goes 0 → 1 as in training. Others morph the logits from NormFace's.
-local function lerp(a, from, to) return from + a * (to - from) end
+-- values on 3 significant digits, so that the frame titles read "t=0.526" (the last frame, a = 1,
+-- keeps the given values)
+local function r3(v) return tonumber(string.format("%.3g", v)) end
+local function lerp(a, from, to) return r3(from + a * (to - from)) end
 local SWEEPS = {
-  m = function(o, a) o.m = a * (o.m or 0.5) end,
-  cosface = function(o, a) o.m = a * (o.m or 0.35) end,
-  combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), a * (o.m2 or 0.3), a * (o.m3 or 0.2) end,
+  m = function(o, a) o.m = r3(a * (o.m or 0.5)) end,
+  cosface = function(o, a) o.m = r3(a * (o.m or 0.35)) end,
+  combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), r3(a * (o.m2 or 0.3)), r3(a * (o.m3 or 0.2)) end,
   sphereface = function(o, a)
     local base, lo = 1000, o.lambda_min or 5
-    o.lambda = tonumber(string.format("%.3g", math.exp(lerp(a, math.log(base), math.log(lo)))))
+    o.lambda = r3(math.exp(math.log(base) + a * (math.log(lo) - math.log(base))))
   end,
-  mv_softmax = function(o, a) o.m, o.t = a * (o.m or 0.35), a * (o.t or 0.2) end,
-  curricularface = function(o, a) o.t = a end,
+  mv_softmax = function(o, a) o.m, o.t = r3(a * (o.m or 0.35)), r3(a * (o.t or 0.2)) end,
+  curricularface = function(o, a) o.t = r3(a) end,
   npcface = function(o, a)
-    o.m0, o.m1, o.alpha, o.t = a * (o.m0 or 0.4), a * (o.m1 or 0.2), a * (o.alpha or 0.2), lerp(a, 1, o.t or 1.1)
+    o.m0, o.m1, o.alpha, o.t = r3(a * (o.m0 or 0.4)), r3(a * (o.m1 or 0.2)), r3(a * (o.alpha or 0.2)), lerp(a, 1, o.t or 1.1)
   end,
-  magface = function(o, a) o.l_m, o.u_m = a * (o.l_m or 0.45), a * (o.u_m or 0.8) end,
-  adaface = function(o, a) o.m = a * (o.m or 0.4) end,
+  magface = function(o, a) o.l_m, o.u_m = r3(a * (o.l_m or 0.45)), r3(a * (o.u_m or 0.8)) end,
+  adaface = function(o, a) o.m = r3(a * (o.m or 0.4)) end,
 }
 SWEEPS.am_softmax, SWEEPS.arcface, SWEEPS.subcenter_arcface, SWEEPS.discface = SWEEPS.cosface, SWEEPS.m, SWEEPS.m, SWEEPS.m
-SWEEPS.elasticface = function(o, a) o.m = a * (o.m or (o.kind == "cos" and 0.35 or 0.5)) end
+SWEEPS.elasticface = function(o, a) o.m = r3(a * (o.m or (o.kind == "cos" and 0.35 or 0.5))) end
 plot.boundary_sweeps = SWEEPS
 
 -- the seed heads with their default margins (Center loss trains a softmax boundary)
@@ -787,8 +874,9 @@ function plot.sheet(items, opts)
       end
     end
     P.sheet(file, panels, cols, opts.title, cw, ch)
+    sheet_csv(file, panels)
   end)
-  for _, t in ipairs(temps) do os.remove(t) end
+  for _, t in ipairs(temps) do os.remove(t); os.remove(plot.csv_path(t)) end
   if not ok then error(err, 0) end
   return file
 end

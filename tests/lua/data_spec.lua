@@ -238,7 +238,7 @@ describe("synthetic_faces", function()
                  "synthetic_faces: unknown option 'identites'")
     expect_error(function() data.synthetic_faces{ identities = 1 } end, "identities = 1 is outside 2..")
     expect_error(function() data.synthetic_faces{ label_noise = 1 } end, "label_noise = 1 (expected")
-    expect_error(function() data.synthetic_faces{ image = "photo" } end, "image = 'photo' (expected vector|map)")
+    expect_error(function() data.synthetic_faces{ image = "photo" } end, "image = 'photo' (expected vector|map|rgb)")
     expect_error(function() data.synthetic_faces{ h = 8 } end, "h and w are for image=\"map\"")
     expect_error(function() data.synthetic_faces{ noise = -1 } end, "noise = -1 is outside 0..")
     expect_error(function() data.synthetic_faces{ per_identity = 2.5 } end, "per_identity = 2.5 (expected an integer)")
@@ -426,7 +426,7 @@ describe("loader", function()
     local ds = data.synthetic_faces{ identities = 10, per_identity = 3, test_identities = 0 }
     local b = data.loader(ds.train, { batch = 7 }):next()
     expect_eq(table.concat(b.x:shape(), "x"), "7x128")
-    -- the whole result (train + test) serves its train split, as in API.md
+    -- the whole result (train + test) serves its train split
     local whole = data.loader(ds, { batch = 7, seed = 1 }):next()
     expect_eq(maxdiff(whole.x, b.x), 0)
     expect_eq(maxdiff(whole.y, ds.train.labels:index(1, whole.index)), 0)
