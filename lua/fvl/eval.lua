@@ -314,4 +314,12 @@ function eval.summary(r)
   return table.concat(parts, "  ")
 end
 
+-- collapse diagnostics (lua/fvl/diagnostics.lua): embedding norms, mean resultant lengths,
+-- centre angles, per-class recall, a collapse verdict
+do
+  local diag = require "fvl.diagnostics"
+  eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
+  eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
+end
+
 return eval
