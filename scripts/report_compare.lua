@@ -12,7 +12,8 @@ local argparse = require "argparse"
 local json = fvl.json
 
 local parser = argparse("report_compare.lua", "Markdown table of a compare_losses run directory.")
-parser:argument("run_dir", "a directory written by scripts/compare_losses.lua")
+parser:argument("run_dir", "a directory written by scripts/compare_losses.lua; several: a recipe " ..
+                "ablation table (one row per head and run, the recipe and the collapse diagnostics)"):args "+"
 parser:option("--file", "document to update in place (with --section)")
 parser:option("--section", "name of the marked section to replace")
 parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
@@ -28,10 +29,15 @@ local function read(path)
   return s
 end
 
-local R = json.decode(read(opt.run_dir .. "/results.json"))
-if type(R) ~= "table" or type(R.summary) ~= "table" or type(R.metrics) ~= "table" then
-  error("report_compare: " .. opt.run_dir .. "/results.json is not a compare_losses result (no summary/metrics)", 0)
+local function load(dir)
+  local R = json.decode(read(dir .. "/results.json"))
+  if type(R) ~= "table" or type(R.summary) ~= "table" or type(R.metrics) ~= "table" then
+    error("report_compare: " .. dir .. "/results.json is not a compare_losses result (no summary/metrics)", 0)
+  end
+  return R
 end
+local dirs = opt.run_dir
+local R = load(dirs[1])
 local metric = {}
 for _, m in ipairs(R.metrics) do metric[m.key] = m end
 
@@ -46,7 +52,10 @@ if opt.columns then
     cols[#cols + 1] = k
   end
 else
-  for _, k in ipairs { "fmnist_acc", "fmnist_collapsed", "verif_acc", "tar_at_far_1e-3", "tar_at_far_1e-2", "eer" } do
+  local default = #dirs > 1 and { "fmnist_acc", "fmnist_collapsed", "fmnist_min_recall", "fmnist_norm_mean",
+                                  "fmnist_mrl_x", "fmnist_min_centre_angle", "verif_acc", "tar_at_far_1e-3" }
+                or { "fmnist_acc", "fmnist_collapsed", "verif_acc", "tar_at_far_1e-3", "tar_at_far_1e-2", "eer" }
+  for _, k in ipairs(default) do
     for _, h in ipairs(R.summary) do
       if h[k] then cols[#cols + 1] = k; break end
     end
@@ -63,8 +72,44 @@ local function cell(s, m)
   return string.format(fmt .. " ± " .. fmt, f * s.mean, f * s.std)
 end
 
+local function fmt_cell(s, m)
+  if not s then return "–" end
+  if m.key:match("_norm_mean$") then
+    return string.format("%.3g (%.3g–%.3g)", s.mean, s.min, s.max)
+  end
+  return nil
+end
+
 local S = R.settings or {}
 local lines = {}
+if #dirs > 1 then
+  -- ablation: one row per head and run directory, runs in the order given
+  local hdr, rule = { "inputs", "BatchNorm", "head" }, { "---", "---", "---" }
+  for i, k in ipairs(cols) do hdr[i + 3] = metric[k].label; rule[i + 3] = "---:" end
+  lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
+  lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
+  local cmds, seeds_seen = {}, nil
+  for _, dir in ipairs(dirs) do
+    local Rd = load(dir)
+    local Sd = Rd.settings or {}
+    for _, h in ipairs(Rd.summary) do
+      local c = { tostring(Sd.inputs), tostring(Sd.bn), h.head }
+      for i, k in ipairs(cols) do c[i + 3] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
+      lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+    end
+    cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
+    seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
+    "then `build/fvl scripts/report_compare.lua %s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
+    table.concat(cmds, "; "), table.concat(dirs, " "))
+  local md = table.concat(lines, "\n")
+  if not opt.file then print(md) return end
+  lines = { md }
+  goto write
+end
+do
 local hdr, rule = { "head" }, { "---" }
 for i, k in ipairs(cols) do
   local m = metric[k]
@@ -90,7 +135,9 @@ lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr
   tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
   tostring(syn.test_identities), tostring(syn.test_per_identity),
   S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "",
-  tostring(S.command), tostring(S.seconds), tostring(S.jobs), opt.run_dir)
+  tostring(S.command), tostring(S.seconds), tostring(S.jobs), dirs[1])
+end
+::write::
 local md = table.concat(lines, "\n")
 
 if not opt.file then
