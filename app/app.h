@@ -22,6 +22,9 @@ int app_sigint_forward(void);
 /* did Ctrl-C interrupt the last app_docall? */
 int app_interrupted(void);
 
+/* The program's main (app/main.c); app/launcher/fvl.c loads fvl_app.so and calls it. */
+int fvl_app_main(int argc, char **argv);
+
 /* The interactive loop: readline when stdin is a terminal, plain lines otherwise. */
 void app_repl(lua_State *L);
 

@@ -14,6 +14,7 @@
 #include <lualib.h>
 #include "app.h"
 #include "core.h"
+#include "sys.h"
 
 int luaopen_fvl(lua_State *L);
 
@@ -153,7 +154,10 @@ void app_print_version(int full) {
     int n = fvl_get_threads();
     printf("OpenBLAS: %s\n", fvl_blas_config());
     printf("BLAS core: %s\n", fvl_blas_core());
+    char why[256];
+    fvl_cpus_available(why, sizeof why);
     printf("threads: %d (machine cores: %d)\n", n, fvl_cpu_count());
+    printf("CPUs for this process: %s (the default thread count; -t or FVL_THREADS override it)\n", why);
     printf("build: %s\n", fvl_build_type());
   }
   fflush(stdout);
@@ -364,20 +368,7 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
-/* OpenBLAS's pthreads and the engine's OpenMP team share the cores; OpenMP's default
- * spin-waiting after each parallel loop steals them from the GEMM that follows (measured: a
- * training step several times slower on 2 cores). libgomp reads OMP_WAIT_POLICY when it is
- * loaded, before main, so set it and re-execute once, unless the user chose a policy. */
-static void ensure_passive_openmp(char **argv) {
-  if (getenv("OMP_WAIT_POLICY") || getenv("FVL_NO_REEXEC")) return;
-  setenv("OMP_WAIT_POLICY", "passive", 1);
-  setenv("FVL_NO_REEXEC", "1", 1);
-  execv("/proc/self/exe", argv);
-  /* exec failed: go on with the default policy */
-}
-
-int main(int argc, char **argv) {
-  ensure_passive_openmp(argv);
+__attribute__((visibility("default"))) int fvl_app_main(int argc, char **argv) {
   main_thread = pthread_self();
   int script = argc;
   const char *threads_opt = NULL;

@@ -1,4 +1,5 @@
 #include "core.h"
+#include "sys.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,23 +34,28 @@ int fvl_check_abort(const char *where) {
   return fvl_err("%s: interrupted", where);
 }
 
+/* One pool: OpenBLAS is its OpenMP build, so its GEMMs run on libgomp's threads, take their
+ * count from omp_get_max_threads() and run single-threaded inside an engine parallel loop.
+ * The thread count is therefore one OpenMP setting, the same whether the fvl program or any Lua
+ * interpreter loaded the module; until someone sets it, the CPUs this process may use. */
 static int nthreads = 0;
 int fvl_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
 }
 void fvl_set_threads(int n) {
-  if (n <= 0) n = fvl_cpu_count();
+  if (n <= 0) n = fvl_cpus_available(NULL, 0);   /* sys.h: affinity ∩ Slurm ∩ OMP_NUM_THREADS */
   nthreads = n;
-  openblas_set_num_threads(n);
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
+  openblas_set_num_threads(n);   /* the same ICV in OpenBLAS's OpenMP build; its own count too */
 }
 int fvl_get_threads(void) {
   if (nthreads <= 0) fvl_set_threads(0);
   return nthreads;
 }
+int fvl_blas_openmp(void) { return openblas_get_parallel() == 2; }
 #ifdef _OPENMP
 int fvl_omp_max_threads(void) { return omp_get_max_threads(); }
 int fvl_omp_thread(void) { return omp_get_thread_num(); }

@@ -22,8 +22,9 @@ int fvl_aborted(void);
 int fvl_check_abort(const char *where);
 
 /* ---- threads: one setting for OpenBLAS and the engine's OpenMP loops ---- */
-void fvl_set_threads(int n);                      /* n <= 0: the machine's cores */
+void fvl_set_threads(int n);   /* n <= 0: the CPUs this process may use (sys.h fvl_cpus_available) */
 int fvl_get_threads(void);
+int fvl_blas_openmp(void);     /* 1 when OpenBLAS shares the OpenMP pool */
 /* OpenMP team queries (1 / 0 without OpenMP): threads a parallel region would get, the calling
  * thread's number in its team, the team's actual size (may be fewer than asked, e.g. nested) */
 int fvl_omp_max_threads(void);

@@ -1,6 +1,7 @@
-/* store.c — SQLite sweep store and worker-process helpers (see store.h). */
+/* store.c — the SQLite sweep store (see store.h); the process/OS toolkit is sys.c. */
 #define _GNU_SOURCE
 #include "store.h"
+#include "store_pg.h"
 #include "core.h"
 #include <sqlite3.h>
 #include <errno.h>
@@ -18,12 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
+/* One interface, two stores: a SQLite file (this file) or a PostgreSQL database (pg set:
+ * every function hands over to store_pg.c). */
 struct fvl_store {
   sqlite3 *db;
   char *path;
   int in_tx;
+  fvl_pgstore *pg;
 };
 
 static const char *status_names[] = {"pending", "running", "done", "failed", "pruned"};
@@ -68,7 +70,7 @@ static const char *schema =
     " status TEXT NOT NULL DEFAULT 'pending', attempt INTEGER NOT NULL DEFAULT 0,"
     " pid INTEGER, host TEXT, started REAL, ended REAL, metrics TEXT, error TEXT,"
     " killed INTEGER NOT NULL DEFAULT 0, rung INTEGER NOT NULL DEFAULT 0,"
-    " wait_rung INTEGER NOT NULL DEFAULT 0, wait_value REAL);"
+    " wait_rung INTEGER NOT NULL DEFAULT 0, wait_value REAL, lease REAL);"
     "CREATE TABLE IF NOT EXISTS reports("
     " trial INTEGER NOT NULL, attempt INTEGER NOT NULL, step INTEGER NOT NULL,"
     " time REAL NOT NULL, metrics TEXT NOT NULL);"
@@ -79,6 +81,11 @@ fvl_store *fvl_store_open(const char *path) {
   fvl_store *s = calloc(1, sizeof *s);
   if (!s) { fvl_err("store.open: out of memory"); return NULL; }
   s->path = dupstr(path);
+  if (fvl_pg_is_url(path)) {
+    s->pg = fvl_pg_open(path);
+    if (!s->pg) { fvl_store_close(s); return NULL; }
+    return s;
+  }
   if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
     fvl_err("store.open: cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");
     fvl_store_close(s);
@@ -113,12 +120,24 @@ fvl_store *fvl_store_open(const char *path) {
     return NULL;
   }
   sqlite3_finalize(st);
+  /* stores written before leases existed get the column */
+  if (sqlite3_prepare_v2(s->db, "SELECT lease FROM trials LIMIT 0", -1, &st, NULL) != SQLITE_OK &&
+      run(s, "store.open", "ALTER TABLE trials ADD COLUMN lease REAL")) {
+    sqlite3_finalize(st);
+    fvl_store_close(s);
+    return NULL;
+  }
+  sqlite3_finalize(st);
   return s;
 }
+
+const char *fvl_store_kind(const fvl_store *s) { return s->pg ? "postgresql" : "sqlite"; }
+double fvl_store_now(fvl_store *s) { return s->pg ? fvl_pg_now(s->pg) : fvl_time_now(); }
 
 void fvl_store_close(fvl_store *s) {
   if (!s) return;
   if (s->db) sqlite3_close_v2(s->db);
+  fvl_pg_close(s->pg);
   free(s->path);
   free(s);
 }
@@ -126,18 +145,21 @@ void fvl_store_close(fvl_store *s) {
 const char *fvl_store_path(const fvl_store *s) { return s ? s->path : NULL; }
 
 int fvl_store_begin(fvl_store *s) {
+  if (s->pg) return fvl_pg_begin(s->pg);
   if (s->in_tx) return fvl_err("store.begin: %s: a transaction is already open", s->path);
   if (run(s, "store.begin", "BEGIN IMMEDIATE")) return -1;
   s->in_tx = 1;
   return 0;
 }
 int fvl_store_commit(fvl_store *s) {
+  if (s->pg) return fvl_pg_commit(s->pg);
   if (!s->in_tx) return fvl_err("store.commit: %s: no transaction is open", s->path);
   if (run(s, "store.commit", "COMMIT")) return -1;
   s->in_tx = 0;
   return 0;
 }
 int fvl_store_rollback(fvl_store *s) {
+  if (s->pg) return fvl_pg_rollback(s->pg);
   if (!s->in_tx) return 0;
   s->in_tx = 0;
   if (sqlite3_get_autocommit(s->db)) return 0;   /* sqlite already rolled back */
@@ -168,6 +190,7 @@ static int step_done(stmt_t *q) {
 }
 
 int fvl_store_meta_set(fvl_store *s, const char *key, const char *value) {
+  if (s->pg) return fvl_pg_meta_set(s->pg, key, value);
   stmt_t q;
   if (!key) return fvl_err("store.meta_set: key must be a string");
   if (prep(&q, s, "store.meta_set", "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)")) return -1;
@@ -177,6 +200,7 @@ int fvl_store_meta_set(fvl_store *s, const char *key, const char *value) {
 }
 
 int fvl_store_meta_get(fvl_store *s, const char *key, char **out) {
+  if (s->pg) return fvl_pg_meta_get(s->pg, key, out);
   stmt_t q;
   *out = NULL;
   if (prep(&q, s, "store.meta_get", "SELECT value FROM meta WHERE key = ?")) return -1;
@@ -193,6 +217,7 @@ int fvl_store_meta_get(fvl_store *s, const char *key, char **out) {
 }
 
 int fvl_store_add_trial(fvl_store *s, int64_t id, const char *config, int64_t seed) {
+  if (s->pg) return fvl_pg_add_trial(s->pg, id, config, seed);
   stmt_t q;
   if (id < 1) return fvl_err("store.add_trial: id must be >= 1, got %lld", (long long)id);
   if (!config) return fvl_err("store.add_trial: config must be a JSON string, got NULL");
@@ -205,7 +230,7 @@ int fvl_store_add_trial(fvl_store *s, int64_t id, const char *config, int64_t se
 }
 
 #define TRIAL_COLS "id, config, seed, status, attempt, pid, host, started, ended, metrics, error," \
-                   " killed, rung, wait_rung, wait_value"
+                   " killed, rung, wait_rung, wait_value, lease"
 
 static double col_real(sqlite3_stmt *st, int i) {
   return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
@@ -234,6 +259,7 @@ static void read_trial(sqlite3_stmt *st, fvl_trial *t) {
   t->rung = sqlite3_column_int(st, 12);
   t->wait_rung = sqlite3_column_int(st, 13);
   t->wait_value = col_real(st, 14);
+  t->lease = col_real(st, 15);
 }
 
 void fvl_trial_clear(fvl_trial *t) {
@@ -251,6 +277,7 @@ void fvl_trials_free(fvl_trial *t, size_t n) {
 }
 
 int fvl_store_get_trial(fvl_store *s, int64_t id, fvl_trial *t) {
+  if (s->pg) return fvl_pg_get_trial(s->pg, id, t);
   stmt_t q;
   memset(t, 0, sizeof *t);
   if (prep(&q, s, "store.get_trial", "SELECT " TRIAL_COLS " FROM trials WHERE id = ?")) return -1;
@@ -263,6 +290,7 @@ int fvl_store_get_trial(fvl_store *s, int64_t id, fvl_trial *t) {
 }
 
 int fvl_store_list_trials(fvl_store *s, fvl_trial **out, size_t *n) {
+  if (s->pg) return fvl_pg_list_trials(s->pg, out, n);
   stmt_t q;
   *out = NULL;
   *n = 0;
@@ -299,6 +327,7 @@ static const char *hostname(void) {
 }
 
 int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt) {
+  if (s->pg) return fvl_pg_start_trial(s->pg, id, pid, expect_attempt);
   const char *fn = "store.start_trial";
   stmt_t q;
   int attempt = -1;
@@ -306,7 +335,7 @@ int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt)
   if (prep(&q, s, fn,
            "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
            " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
-           " wait_value = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
+           " wait_value = NULL, lease = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
            " AND (? < 0 OR attempt = ?)"))
     goto fail;
   sqlite3_bind_int(q.st, 1, pid);
@@ -346,7 +375,92 @@ fail:;
   return fvl_err("%s", keep);
 }
 
+/* what a claim may take; ?1 now, ?2 max_attempts, ?3 retry_before (see store.h) */
+#define CLAIMABLE "((status = 'pending' AND NOT (wait_rung > 0 AND rung < wait_rung))" \
+  " OR (status = 'failed' AND killed = 1 AND attempt < ?2)" \
+  " OR (status = 'failed' AND killed = 0 AND ended < ?3)" \
+  " OR (status = 'running' AND lease IS NOT NULL AND lease < ?1 AND attempt < ?2))"
+
+int fvl_store_claim(fvl_store *s, int pid, double lease_s, int max_attempts, double retry_before,
+                    int sign, int64_t *id) {
+  if (s->pg) return fvl_pg_claim(s->pg, pid, lease_s, max_attempts, retry_before, sign, id);
+  const char *fn = "store.claim";
+  stmt_t q;
+  *id = 0;
+  if (!(lease_s > 0)) return fvl_err("%s: lease must be > 0 seconds, got %g", fn, lease_s);
+  if (fvl_store_begin(s)) return -1;
+  double now = fvl_time_now();
+  if (prep(&q, s, fn, "SELECT id FROM trials WHERE " CLAIMABLE
+                      " ORDER BY CASE WHEN status = 'pending' AND wait_rung > 0 THEN 0 ELSE 1 END,"
+                      " CASE WHEN status = 'pending' AND wait_rung > 0 THEN wait_value * ?4 END DESC, id"
+                      " LIMIT 1"))
+    goto fail;
+  sqlite3_bind_double(q.st, 1, now);
+  sqlite3_bind_int(q.st, 2, max_attempts);
+  sqlite3_bind_double(q.st, 3, retry_before);
+  sqlite3_bind_int(q.st, 4, sign < 0 ? -1 : 1);
+  int rc = sqlite3_step(q.st);
+  if (rc == SQLITE_ROW) *id = sqlite3_column_int64(q.st, 0);
+  sqlite3_finalize(q.st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) { dberr(s, fn); goto fail; }
+  if (*id == 0) { if (fvl_store_commit(s)) goto fail; return 0; }
+  if (prep(&q, s, fn,
+           "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
+           " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
+           " wait_value = NULL, lease = ? WHERE id = ?"))
+    goto fail;
+  sqlite3_bind_int(q.st, 1, pid);
+  bind_text(&q, 2, hostname());
+  sqlite3_bind_double(q.st, 3, now);
+  sqlite3_bind_double(q.st, 4, now + lease_s);
+  sqlite3_bind_int64(q.st, 5, *id);
+  if (step_done(&q) != 1) goto fail;
+  if (prep(&q, s, fn, "DELETE FROM reports WHERE trial = ?")) goto fail;
+  sqlite3_bind_int64(q.st, 1, *id);
+  if (step_done(&q) < 0) goto fail;
+  int attempt = -1;
+  if (prep(&q, s, fn, "SELECT attempt FROM trials WHERE id = ?")) goto fail;
+  sqlite3_bind_int64(q.st, 1, *id);
+  if (sqlite3_step(q.st) == SQLITE_ROW) attempt = sqlite3_column_int(q.st, 0);
+  else dberr(s, fn);
+  sqlite3_finalize(q.st);
+  if (attempt < 1 || fvl_store_commit(s)) goto fail;
+  return attempt;
+fail:;
+  char keep[1024];
+  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
+  fvl_store_rollback(s);
+  *id = 0;
+  return fvl_err("%s", keep);
+}
+
+int fvl_store_heartbeat(fvl_store *s, int64_t id, int attempt, double lease_s) {
+  if (s->pg) return fvl_pg_heartbeat(s->pg, id, attempt, lease_s);
+  stmt_t q;
+  if (!(lease_s > 0)) return fvl_err("store.heartbeat: lease must be > 0 seconds, got %g", lease_s);
+  if (prep(&q, s, "store.heartbeat",
+           "UPDATE trials SET lease = ? WHERE id = ? AND attempt = ? AND status = 'running'"))
+    return -1;
+  sqlite3_bind_double(q.st, 1, fvl_time_now() + lease_s);
+  sqlite3_bind_int64(q.st, 2, id);
+  sqlite3_bind_int(q.st, 3, attempt);
+  return step_done(&q);
+}
+
+int fvl_store_park(fvl_store *s, int64_t id, int attempt) {
+  if (s->pg) return fvl_pg_park(s->pg, id, attempt);
+  stmt_t q;
+  if (prep(&q, s, "store.park",
+           "UPDATE trials SET status = 'pending', pid = 0, lease = NULL WHERE id = ? AND attempt = ?"
+           " AND status = 'running' AND wait_rung > 0 AND rung < wait_rung"))
+    return -1;
+  sqlite3_bind_int64(q.st, 1, id);
+  sqlite3_bind_int(q.st, 2, attempt);
+  return step_done(&q);
+}
+
 int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid) {
+  if (s->pg) return fvl_pg_set_pid(s->pg, id, attempt, pid);
   stmt_t q;
   if (prep(&q, s, "store.set_pid", "UPDATE trials SET pid = ? WHERE id = ? AND attempt = ?")) return -1;
   sqlite3_bind_int(q.st, 1, pid);
@@ -357,6 +471,7 @@ int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid) {
 
 int fvl_store_finish_trial(fvl_store *s, int64_t id, int attempt, int status, const char *metrics,
                            const char *error, int killed) {
+  if (s->pg) return fvl_pg_finish_trial(s->pg, id, attempt, status, metrics, error, killed);
   stmt_t q;
   if (status != FVL_TRIAL_DONE && status != FVL_TRIAL_FAILED && status != FVL_TRIAL_PRUNED)
     return fvl_err("store.finish_trial: status must be done, failed or pruned, got %s",
@@ -376,6 +491,7 @@ int fvl_store_finish_trial(fvl_store *s, int64_t id, int attempt, int status, co
 }
 
 int fvl_store_add_report(fvl_store *s, int64_t id, int attempt, int64_t step, const char *metrics) {
+  if (s->pg) return fvl_pg_add_report(s->pg, id, attempt, step, metrics);
   stmt_t q;
   if (!metrics) return fvl_err("store.add_report: metrics must be a JSON string, got NULL");
   if (prep(&q, s, "store.add_report",
@@ -393,6 +509,7 @@ int fvl_store_add_report(fvl_store *s, int64_t id, int attempt, int64_t step, co
 }
 
 int fvl_store_list_reports(fvl_store *s, int64_t id, fvl_report **out, size_t *n) {
+  if (s->pg) return fvl_pg_list_reports(s->pg, id, out, n);
   stmt_t q;
   *out = NULL;
   *n = 0;
@@ -438,6 +555,7 @@ void fvl_reports_free(fvl_report *r, size_t n) {
 }
 
 int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double value) {
+  if (s->pg) return fvl_pg_set_wait(s->pg, id, attempt, rung, value);
   stmt_t q;
   if (rung < 1) return fvl_err("store.set_wait: rung must be >= 1, got %d", rung);
   if (prep(&q, s, "store.set_wait",
@@ -453,6 +571,7 @@ int fvl_store_set_wait(fvl_store *s, int64_t id, int attempt, int rung, double v
 }
 
 int fvl_store_promote(fvl_store *s, int64_t id, int rung) {
+  if (s->pg) return fvl_pg_promote(s->pg, id, rung);
   stmt_t q;
   if (prep(&q, s, "store.promote",
            "UPDATE trials SET rung = max(rung, ?) WHERE id = ?"
@@ -464,6 +583,7 @@ int fvl_store_promote(fvl_store *s, int64_t id, int rung) {
 }
 
 int fvl_store_release(fvl_store *s, int64_t id) {
+  if (s->pg) return fvl_pg_release(s->pg, id);
   stmt_t q;
   if (prep(&q, s, "store.release", "UPDATE trials SET wait_rung = 0 WHERE id = ? AND status = 'running'"))
     return -1;
@@ -472,6 +592,7 @@ int fvl_store_release(fvl_store *s, int64_t id) {
 }
 
 int fvl_store_prune(fvl_store *s, int64_t id, int rung, const char *metrics) {
+  if (s->pg) return fvl_pg_prune(s->pg, id, rung, metrics);
   stmt_t q;
   if (prep(&q, s, "store.prune",
            "UPDATE trials SET status = 'pruned', wait_rung = ?, metrics = ?, ended = ?,"
@@ -486,6 +607,7 @@ int fvl_store_prune(fvl_store *s, int64_t id, int rung, const char *metrics) {
 
 int fvl_store_exec(fvl_store *s, const char *sql, int nparams, const fvl_sql_value *params,
                    fvl_store_row_fn row, void *ud) {
+  if (s->pg) return fvl_pg_exec(s->pg, sql, nparams, params, row, ud);
   const char *fn = "store.exec";
   sqlite3_stmt *st = NULL;
   const char *tail = NULL;
@@ -546,6 +668,7 @@ int fvl_store_exec(fvl_store *s, const char *sql, int nparams, const fvl_sql_val
 #define RANK(t) "(CASE " t ".status WHEN 'done' THEN 4 WHEN 'pruned' THEN 3 WHEN 'failed' THEN 2" \
                 " WHEN 'running' THEN 1 ELSE 0 END)"
 int fvl_store_merge(fvl_store *s, const char *src_path) {
+  if (s->pg) return fvl_pg_merge(s->pg, src_path);
   const char *fn = "store.merge";
   if (!src_path) return fvl_err("%s: source path must be a string", fn);
   if (access(src_path, R_OK) != 0)
@@ -598,249 +721,4 @@ detach:
     return -1;
   }
   return taken;
-}
-
-/* ---------------------------------------------------------------- processes */
-static int env_key_len(const char *kv) {
-  const char *eq = strchr(kv, '=');
-  return eq ? (int)(eq - kv) : (int)strlen(kv);
-}
-
-pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log) {
-  const char *fn = "proc.spawn";
-  char self[PATH_MAX];
-  if (!argv || !argv[0]) return fvl_err("%s: argv must hold at least the program name", fn);
-  if (!exe) {
-    if (fvl_self_exe(self, sizeof self)) return -1;
-    exe = self;
-  }
-  if (access(exe, X_OK) != 0) return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(errno));
-  /* the child's environment: ours minus the keys env replaces, plus env */
-  size_t nenv = 0, nadd = 0;
-  while (environ && environ[nenv]) nenv++;
-  while (env && env[nadd]) nadd++;
-  for (size_t i = 0; i < nadd; i++)
-    if (!strchr(env[i], '=')) return fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE", fn, i + 1, env[i]);
-  char **envp = malloc((nenv + nadd + 1) * sizeof *envp);
-  if (!envp) return fvl_err("%s: out of memory", fn);
-  size_t k = 0;
-  for (size_t i = 0; i < nenv; i++) {
-    int replaced = 0, kl = env_key_len(environ[i]);
-    for (size_t j = 0; j < nadd && !replaced; j++)
-      replaced = env_key_len(env[j]) == kl && strncmp(env[j], environ[i], (size_t)kl) == 0;
-    if (!replaced) envp[k++] = environ[i];
-  }
-  for (size_t j = 0; j < nadd; j++) envp[k++] = env[j];
-  envp[k] = NULL;
-  int logfd = -1;
-  if (log) {
-    logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (logfd < 0) {
-      free(envp);
-      return fvl_err("%s: cannot open log file %s: %s", fn, log, strerror(errno));
-    }
-  }
-  int pfd[2];
-  if (pipe2(pfd, O_CLOEXEC) != 0) {
-    free(envp);
-    if (logfd >= 0) close(logfd);
-    return fvl_err("%s: pipe: %s", fn, strerror(errno));
-  }
-  pid_t parent = getpid();
-  fflush(NULL);
-  pid_t pid = fork();
-  if (pid < 0) {
-    int e = errno;
-    free(envp);
-    close(pfd[0]);
-    close(pfd[1]);
-    if (logfd >= 0) close(logfd);
-    return fvl_err("%s: fork: %s", fn, strerror(e));
-  }
-  if (pid == 0) {
-    /* child: only async-signal-safe calls until exec */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    setpgid(0, 0);   /* Ctrl-C in the terminal reaches the driver, which stops its workers */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    if (logfd >= 0) {
-      dup2(logfd, 1);
-      dup2(logfd, 2);
-    }
-    execve(exe, argv, envp);
-    int e = errno;
-    ssize_t w = write(pfd[1], &e, sizeof e);
-    (void)w;
-    _exit(127);
-  }
-  free(envp);
-  close(pfd[1]);
-  if (logfd >= 0) close(logfd);
-  int e = 0;
-  ssize_t r;
-  do { r = read(pfd[0], &e, sizeof e); } while (r < 0 && errno == EINTR);
-  close(pfd[0]);
-  if (r == (ssize_t)sizeof e) {
-    waitpid(pid, NULL, 0);
-    return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(e));
-  }
-  return pid;
-}
-
-int fvl_proc_poll(pid_t pid, int *code, int *sig) {
-  int st = 0;
-  *code = -1;
-  *sig = 0;
-  pid_t r;
-  do { r = waitpid(pid, &st, WNOHANG); } while (r < 0 && errno == EINTR);
-  if (r < 0) return fvl_err("proc.poll: pid %d is not a child of this process (%s)", (int)pid, strerror(errno));
-  if (r == 0) return 0;
-  if (WIFEXITED(st)) *code = WEXITSTATUS(st);
-  else if (WIFSIGNALED(st)) *sig = WTERMSIG(st);
-  return 1;
-}
-
-int fvl_proc_kill(pid_t pid, int sig) {
-  if (pid <= 0) return fvl_err("proc.kill: pid must be > 0, got %d", (int)pid);
-  if (kill(pid, sig) != 0 && errno != ESRCH)
-    return fvl_err("proc.kill: cannot signal pid %d: %s", (int)pid, strerror(errno));
-  return 0;
-}
-
-int fvl_proc_alive(pid_t pid) {
-  if (pid <= 0) return 0;
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return 0;
-    return kill(pid, 0) == 0 || errno == EPERM;   /* no /proc: existence only */
-  }
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  /* "pid (comm) S ...": the state follows the last ')' (comm may hold parentheses) */
-  char *rp = strrchr(buf, ')');
-  if (!rp || rp[1] != ' ') return 1;
-  char state = rp[2];
-  return state != 'Z' && state != 'X' && state != 'x';
-}
-
-const char *fvl_signal_name(int sig) {
-  switch (sig) {
-    case SIGHUP: return "SIGHUP";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGKILL: return "SIGKILL";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGALRM: return "SIGALRM";
-    case SIGTERM: return "SIGTERM";
-    case SIGUSR1: return "SIGUSR1";
-    case SIGUSR2: return "SIGUSR2";
-    case SIGXCPU: return "SIGXCPU";
-    default: {
-      static _Thread_local char buf[32];
-      snprintf(buf, sizeof buf, "signal %d", sig);
-      return buf;
-    }
-  }
-}
-
-double fvl_time_now(void) {
-  struct timeval tv;
-  gettimeofday(&tv, NULL);
-  return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
-}
-
-int fvl_sleep(double seconds, const char *where) {
-  double until = fvl_time_now() + (seconds > 0 ? seconds : 0);
-  for (;;) {
-    if (where && fvl_check_abort(where)) return -1;
-    double left = until - fvl_time_now();
-    if (left <= 0) return 0;
-    if (left > 0.05) left = 0.05;
-    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-    nanosleep(&ts, NULL);
-  }
-}
-
-int fvl_self_exe(char *buf, size_t n) {
-  ssize_t r = readlink("/proc/self/exe", buf, n - 1);
-  if (r < 0) return fvl_err("proc.exe: cannot read /proc/self/exe: %s", strerror(errno));
-  buf[r] = 0;
-  return 0;
-}
-
-int fvl_mkdirs(const char *path) {
-  char buf[PATH_MAX];
-  if (!path || !*path) return fvl_err("mkdirs: path must be a non-empty string");
-  if (strlen(path) >= sizeof buf) return fvl_err("mkdirs: path is longer than %d bytes", PATH_MAX);
-  strcpy(buf, path);
-  for (char *p = buf + 1;; p++) {
-    if (*p == '/' || *p == 0) {
-      char c = *p;
-      *p = 0;
-      if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return fvl_err("mkdirs: cannot create %s: %s", buf, strerror(errno));
-      struct stat sb;
-      if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return fvl_err("mkdirs: %s exists and is not a directory", buf);
-      *p = c;
-      if (!c) break;
-    }
-  }
-  return 0;
-}
-
-int fvl_write_atomic(const char *path, const void *data, size_t n) {
-  const char *fn = "write_atomic";
-  char tmp[PATH_MAX];
-  if (!path || !*path) return fvl_err("%s: path must be a non-empty string", fn);
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
-    return fvl_err("%s: path too long", fn);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fvl_err("%s: cannot create %s: %s", fn, tmp, strerror(errno));
-  const char *p = data;
-  size_t left = n;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      return fvl_err("%s: cannot write %s: %s", fn, tmp, strerror(e));
-    }
-    p += w;
-    left -= (size_t)w;
-  }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return fvl_err("%s: cannot flush %s: %s", fn, tmp, strerror(e));
-  }
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return fvl_err("%s: cannot rename %s to %s: %s", fn, tmp, path, strerror(e));
-  }
-  /* make the rename itself durable */
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash) { if (slash == dir) slash[1] = 0; else *slash = 0; }
-  else snprintf(dir, sizeof dir, ".");
-  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) { fsync(dfd); close(dfd); }
-  return 0;
 }

@@ -1,5 +1,5 @@
-/* store.h — the sweep store (one SQLite database per sweep) and the process helpers that
- * run sweep trials in worker processes.
+/* store.h — the sweep store (one SQLite database per sweep); the process helpers that run
+ * sweep trials in worker processes are sys.h (included here).
  *
  * Store schema (created on first open, WAL journal, every write one transaction):
  *   meta(key TEXT PRIMARY KEY, value TEXT)            sweep name, strategy, space fingerprint...
@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include "sys.h"
 
 typedef struct fvl_store fvl_store;
 
@@ -34,6 +35,7 @@ typedef struct fvl_trial {
   int64_t id, seed;
   int status, attempt, pid, killed, rung, wait_rung;
   double started, ended, wait_value;               /* NAN when unset */
+  double lease;                                    /* running: claimable by others after this time */
   char *config, *metrics, *error, *host;           /* malloc'd, NULL when SQL NULL */
 } fvl_trial;
 
@@ -45,7 +47,13 @@ typedef struct fvl_report {
 } fvl_report;
 
 /* ---- open / close ---- */
+/* path: a SQLite file, or "postgresql://[user@]host[:port]/db[?params]#sweep" (any libpq URL
+ * with the sweep's name after '#': the sweep lives in the database schema of that name; see
+ * store_pg.c). Both kinds answer every function below the same way. */
 fvl_store *fvl_store_open(const char *path);      /* creates file and schema when missing */
+const char *fvl_store_kind(const fvl_store *s);   /* "sqlite" | "postgresql" */
+/* the store's clock in Unix seconds (the server's for PostgreSQL: leases need one clock) */
+double fvl_store_now(fvl_store *s);
 void fvl_store_close(fvl_store *s);               /* NULL-safe */
 const char *fvl_store_path(const fvl_store *s);
 
@@ -70,6 +78,21 @@ void fvl_trial_clear(fvl_trial *t);               /* strings of one trial */
  * trial twice); < 0 takes it whatever its attempt. Returns the new attempt (>= 1), 0 when the
  * trial is done or pruned or was claimed meanwhile (nothing changed), -1 error. */
 int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt);
+/* Claims the next trial to run, for a new attempt (as start_trial does), in one transaction:
+ * pending trials (a trial parked at a rung only once promoted), failed trials that were killed
+ * (while attempt < max_attempts), failed ones that ended before retry_before (< 0: none), and
+ * running ones whose lease expired (their driver died). Promoted parked trials come first, the
+ * best wait_value first (sign +1: larger is better, -1: smaller), then by id. The claim holds a
+ * lease of lease_s seconds, renewed by fvl_store_heartbeat. PostgreSQL takes the row with
+ * SELECT ... FOR UPDATE SKIP LOCKED, so concurrent claimers never wait for each other.
+ * Returns the attempt (>= 1) and *id, 0 when nothing is claimable, -1 error. */
+int fvl_store_claim(fvl_store *s, int pid, double lease_s, int max_attempts, double retry_before,
+                    int sign, int64_t *id);
+/* Renews the lease of a running attempt: lease = now + lease_s. 1 renewed, 0 not running with
+ * that attempt (finished, or claimed by another after the lease expired), -1 error. */
+int fvl_store_heartbeat(fvl_store *s, int64_t id, int attempt, double lease_s);
+/* Parks an attempt paused at a rung it has not passed: status pending, no process. 1 / 0 / -1 */
+int fvl_store_park(fvl_store *s, int64_t id, int attempt);
 /* Records the worker pid of the current attempt (the driver forks after start_trial). */
 int fvl_store_set_pid(fvl_store *s, int64_t id, int attempt, int pid);
 /* Final state of an attempt: status done|failed|pruned, metrics/error may be NULL.
@@ -121,27 +144,4 @@ int fvl_store_exec(fvl_store *s, const char *sql, int nparams, const fvl_sql_val
  * trials taken from src, -1 on error. */
 int fvl_store_merge(fvl_store *s, const char *src_path);
 
-/* ---- processes ---- */
-/* fork + exec of exe (NULL: this program, /proc/self/exe) with argv (argv[0] included,
- * NULL-terminated). env: NULL-terminated "KEY=VALUE" strings added to (replacing) this
- * process's environment. log: NULL keeps stdout/stderr, else both go to that file
- * (appended, created 0644). The child dies with its parent (PR_SET_PDEATHSIG SIGKILL).
- * Returns the pid, -1 + message. */
-pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log);
-/* Non-blocking: 0 still running; 1 exited (*code = exit code or -1, *sig = signal or 0);
- * -1 error (not our child). */
-int fvl_proc_poll(pid_t pid, int *code, int *sig);
-int fvl_proc_kill(pid_t pid, int sig);
-/* 1 when a process with that pid exists and is not a zombie (any owner), else 0 */
-int fvl_proc_alive(pid_t pid);
-const char *fvl_signal_name(int sig);             /* "SIGKILL"; "signal N" when unknown */
-double fvl_time_now(void);                        /* Unix time with microseconds */
-/* sleeps, returning early with -1 "where: interrupted" when Ctrl-C is pending */
-int fvl_sleep(double seconds, const char *where);
-/* path of this program (readlink /proc/self/exe) into buf; -1 + message */
-int fvl_self_exe(char *buf, size_t n);
-/* mkdir -p; 0 or -1 + message */
-int fvl_mkdirs(const char *path);
-/* atomic file write: path.tmp.<pid>, fsync, rename, fsync of the directory */
-int fvl_write_atomic(const char *path, const void *data, size_t n);
 #endif

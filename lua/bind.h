@@ -42,14 +42,25 @@ const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def);
 int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const char *const *names,
                 int def);
 
+/* a float32 contiguous tensor of rank nd (0 = any) at idx, converted when needed; the result is
+ * pushed (the stack owns it) and returned. Errors "fn: arg must be 2-D (N×D), got 3×4×5". */
+fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd);
+
 /* shape from a table {2,3} or varargs 2,3 starting at idx → ndim, fills size */
 int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size);
 
 /* Each binding file registers its functions into the table on top of the stack. */
-int fvl_open_tensor(lua_State *L);   /* lua/bind_tensor.c: tensors, autograd, npy, rng, threads */
+int fvl_open_tensor(lua_State *L);   /* lua/bind_tensor.c: tensors, autograd, npy */
+int fvl_open_runtime(lua_State *L);  /* lua/bind_runtime.c: rng, threads, mem, info, _bench */
 int fvl_open_loss(lua_State *L);     /* lua/bind_loss.c: fvl.F.* loss primitives */
-int fvl_open_nn(lua_State *L);       /* lua/bind_nn.c: layer kernels, optimiser steps */
+int fvl_open_nn(lua_State *L);       /* lua/bind_nn.c: layer kernels */
+int fvl_open_optim(lua_State *L);    /* lua/bind_optim.c: optimiser steps */
+int fvl_open_checkpoint(lua_State *L); /* lua/bind_checkpoint.c: fvl.save/load_checkpoint */
 int fvl_open_data(lua_State *L);     /* lua/bind_data.c: IDX/Fashion-MNIST, synthetic faces */
-int fvl_open_eval(lua_State *L);     /* lua/bind_eval.c: verification, ROC, identification, plots */
-int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store, processes */
+int fvl_open_eval(lua_State *L);     /* lua/bind_eval.c: verification, ROC, identification */
+int fvl_open_plot(lua_State *L);     /* lua/bind_plot.c: charts, scatter, GIF animations */
+int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store */
+int fvl_open_sys(lua_State *L);      /* lua/bind_sys.c: fvl.sys processes, time, files */
+int fvl_open_dist(lua_State *L);     /* lua/bind_dist.c: fvl.dist collectives (MPI) */
+int fvl_open_faces(lua_State *L);    /* lua/bind_data_faces.c: RecordIO, images, .bin packs, .npz */
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "bind.h"
 #include "loss/loss_ops.h"
+#include "loss/shard.h"
 
 #define T(i) fvl_checktensor(L, i)
 
@@ -91,15 +92,15 @@ static int l_cosine(lua_State *L) {
 }
 
 /* the spec table at idx (LOSSES.md names; see loss_ops.h). Tensors stay owned by the table. */
-typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws; int warn; } spec_args;
+typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws, *thr; int warn; } spec_args;
 static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",
                                      "sphere_m", "lambda", "negative", "hard", "hard_m", "a", "b", "t",
-                                     "circle_m", "gws", "nonfinite", NULL};
-  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", NULL};
+                                     "circle_m", "gws", "nonfinite", "value", "threshold", "clamp", NULL};
+  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", "given", NULL};
   static const char *const fallbacks[] = {"mm", "none", "clamp", "easy", NULL};
   static const char *const negs[] = {"none", "affine", "quadratic", "circle", NULL};
-  static const char *const hards[] = {"all", "arc", "cos", NULL};
+  static const char *const hards[] = {"all", "arc", "cos", "row", NULL};
   static const char *const grads[] = {"exact", "detached", NULL};
   static const char *const nonfin[] = {"error", "warn", NULL};
   if (lua_type(L, idx) != LUA_TTABLE)
@@ -129,12 +130,48 @@ static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
   sp->t = opt_number(L, idx, name, "t", 0.0);
   sp->circle_m = opt_number(L, idx, name, "circle_m", 0.25);
   o->warn = fvl_optenum(L, idx, name, "nonfinite", nonfin, 0) == 1;
+  sp->clamp_eps = opt_number(L, idx, name, "clamp", 0.0);
+  /* target "given": the B target values T_i (tracked) travel in the m_row channel */
+  int has_value = lua_getfield(L, idx, "value") != LUA_TNIL;
+  fvl_tensor *value = has_value ? fvl_totensor(L, -1) : NULL;
+  lua_pop(L, 1);
+  if (sp->target == FVL_TK_GIVEN) {
+    if (!value) luaL_error(L, "%s: target 'given' needs value = a tensor of the B target values", name);
+    if (o->m_row) luaL_error(L, "%s: target 'given' takes its values from 'value', not 'm'", name);
+    o->m_row = value;
+  } else if (has_value) {
+    luaL_error(L, "%s: 'value' is only used with target = 'given'", name);
+  }
+  /* hard "row": constant per-row thresholds; a contiguous float32 copy, kept on the stack */
+  o->thr = NULL;
+  int has_thr = lua_getfield(L, idx, "threshold") != LUA_TNIL;
+  fvl_tensor *thr = has_thr ? fvl_totensor(L, -1) : NULL;
+  lua_pop(L, 1);
+  if (sp->hard == FVL_HARD_ROW) {
+    if (!thr || thr->dtype != FVL_F32)
+      luaL_error(L, "%s: hard = 'row' needs threshold = a float32 tensor with one value per row", name);
+    fvl_tensor *c = fvl_contiguous(thr);
+    fvl_pushtensor(L, c);   /* GC-owned: stays on the stack while the kernel runs */
+    o->thr = c;
+    sp->thr_row = fvl_f32(c);
+  } else if (has_thr) {
+    luaL_error(L, "%s: 'threshold' is only used with hard = 'row'", name);
+  }
   o->gws = NULL;
   if (lua_getfield(L, idx, "gws") != LUA_TNIL) {
     o->gws = fvl_totensor(L, -1);
     if (!o->gws) luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
   }
   lua_pop(L, 1);
+}
+
+/* the per-row thresholds have one value per row */
+static void check_thr(lua_State *L, const char *name, const spec_args *o, int64_t B) {
+  if (o->thr && fvl_numel(o->thr) != B) {
+    char b[64];
+    fvl_error(L, "%s: threshold is %s (expected one value per row: %lld entries)", name,
+              fvl_shape_str(o->thr, b, sizeof b), (long long)B);
+  }
 }
 
 static fvl_tensor *cos_arg(lua_State *L, const char *name) {
@@ -160,6 +197,7 @@ static int l_margin_ce(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
   if (!loss) return fvl_raise(L);
@@ -175,6 +213,7 @@ static int l_margin_logits(lua_State *L) {
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_pushtensor(L, fvl_margin_logits_t(cos, y, &o.sp, o.s_row, o.m_row, name));
   return 1;
 }
@@ -208,6 +247,28 @@ static int l_target_cos(lua_State *L) {
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
   fvl_tensor *y = labels_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
   fvl_pushtensor(L, fvl_target_cos(cos, y));
+  return 1;
+}
+
+/* F.neg_lse(cos, labels, s) -> B tensor log Σ_{j≠y_i} exp(s·c_ij) (untracked) */
+static int l_neg_lse(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  if (cos->ndim != 2) return luaL_error(L, "neg_lse: cos must be a B×C cosine matrix");
+  double s = luaL_checknumber(L, 3);
+  fvl_tensor *y = labels_arg(L, 2, "neg_lse", cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, fvl_neg_lse(cos, y, (float)s));
+  return 1;
+}
+
+/* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
+static int l_group_max(lua_State *L) {
+  fvl_tensor *cos = T(1);
+  lua_Integer K = luaL_checkinteger(L, 2);
+  fvl_tensor *ws = fvl_opttensor(L, 3), *gws = fvl_opttensor(L, 4);
+  if (cos->ndim != 2) return luaL_error(L, "group_max: cos must be a B×(C·K) matrix");
+  if (K < 1 || K > cos->size[1])
+    return fvl_error(L, "group_max: K = %lld (expected 1..%lld)", (long long)K, (long long)cos->size[1]);
+  fvl_pushtensor(L, fvl_group_max(cos, (int64_t)K, ws, gws));
   return 1;
 }
 
@@ -262,11 +323,107 @@ static int l_center_update(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- slices of the classes
+ * (sharded heads, Partial FC; engine/loss/shard.h). `cols` is an int32 tensor with each row's
+ * target column in this rank's slice, 1-based, or 0 when another rank holds the target. */
+static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t n, int64_t ncols) {
+  fvl_tensor *t = fvl_totensor(L, idx);
+  char b[64];
+  if (!t || t->dtype != FVL_I32 || fvl_numel(t) != n)
+    luaL_error(L, "%s: cols (argument #%d) must be an int32 tensor of %I slice columns (0 = another rank), got %s",
+               fn, idx, (lua_Integer)n, t ? fvl_shape_str(t, b, sizeof b) : luaL_typename(L, idx));
+  fvl_tensor *d = fvl_detach(t);
+  fvl_tensor *c = d ? fvl_contiguous(d) : NULL;
+  fvl_release(d);
+  fvl_tensor *o = c ? fvl_empty(FVL_I32, 1, (int64_t[]){n}) : NULL;
+  if (!o) { fvl_release(c); fvl_raise(L); }
+  for (int64_t i = 0; i < n; i++) {
+    int32_t v = fvl_i32(c)[i];
+    if (v < 0 || v > ncols) {
+      fvl_release(c);
+      fvl_release(o);
+      fvl_error(L, "%s: cols[%lld] = %d is outside 0..%lld (slice column, 0 = another rank)", fn,
+                (long long)i + 1, (int)v, (long long)ncols);
+    }
+    fvl_i32(o)[i] = v - 1;
+  }
+  fvl_release(c);
+  fvl_pushtensor(L, o);
+  return o;
+}
+
+/* F.margin_ce_shard(cos, cols, spec [, name]) -> scalar loss over the ranks (tracked) */
+static int l_margin_ce_shard(lua_State *L) {
+  const char *name = luaL_optstring(L, 4, "margin_ce");
+  fvl_tensor *cos = cos_arg(L, name);
+  spec_args o;
+  parse_spec(L, 3, name, &o);
+  fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
+  int bad = 0;
+  fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
+  if (!loss) return fvl_raise(L);
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
+/* F.target_cos_shard(cos, cols) -> B target cosines from whichever rank holds them (tracked) */
+static int l_target_cos_shard(lua_State *L) {
+  fvl_tensor *cos = cos_arg(L, "target_cos");
+  fvl_tensor *y = slice_cols_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
+  fvl_pushtensor(L, fvl_target_cos_shard(cos, y));
+  return 1;
+}
+
+/* F.hard_mean_shard(cos, cols, {hard=, hard_m=, values=, a=, b=}) -> B (tracked) */
+static int l_hard_mean_shard(lua_State *L) {
+  static const char *const keys[] = {"hard", "hard_m", "values", "a", "b", NULL};
+  static const char *const hards[] = {"all", "arc", "cos", NULL};
+  static const char *const vals[] = {"raw", "affine", NULL};
+  fvl_tensor *cos = cos_arg(L, "hard_mean");
+  fvl_tensor *y = slice_cols_arg(L, 2, "hard_mean", cos->size[0], cos->size[1]);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  fvl_checkopts(L, 3, "hard_mean", keys);
+  int hard = fvl_optenum(L, 3, "hard_mean", "hard", hards, FVL_HARD_ARC);
+  float hm = opt_number(L, 3, "hard_mean", "hard_m", 0.5);
+  int affine = fvl_optenum(L, 3, "hard_mean", "values", vals, 0);
+  float a = opt_number(L, 3, "hard_mean", "a", 1.0), b = opt_number(L, 3, "hard_mean", "b", 0.0);
+  fvl_pushtensor(L, fvl_hard_mean_shard(cos, y, (fvl_hard_kind)hard, hm, affine, a, b));
+  return 1;
+}
+
+/* F.copy_rows(dst, rows, src) -- dst[rows[k]] = src[k] in place (rows 1-based), returns dst */
+static int l_copy_rows(lua_State *L) {
+  fvl_tensor *dst = T(1), *src = T(3);
+  fvl_tensor *rows = fvl_checkindex(L, 2, "copy_rows", "rows", dst->ndim >= 1 ? dst->size[0] : 0);
+  int rc = fvl_copy_rows_(dst, rows, src);
+  fvl_release(rows);
+  if (rc) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* F.pfc_sample(pos_mask, num, seed, counter) -> sorted 1-based rows (int32) */
+static int l_pfc_sample(lua_State *L) {
+  fvl_tensor *pos = T(1);
+  lua_Integer num = luaL_checkinteger(L, 2), seed = luaL_checkinteger(L, 3), ctr = luaL_checkinteger(L, 4);
+  if (num < 0) fvl_error(L, "pfc_sample: num = %lld (expected >= 0)", (long long)num);
+  fvl_tensor *r = fvl_pfc_sample(pos, num, (uint64_t)seed, (uint64_t)ctr);
+  if (!r) return fvl_raise(L);
+  int32_t *p = fvl_i32(r);
+  for (int64_t k = 0; k < r->size[0]; k++) p[k] += 1;
+  fvl_pushtensor(L, r);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
-    {"target_cos", l_target_cos}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
-    {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update}, {NULL, NULL}};
+    {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
+    {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
+    {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
+    {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"pfc_sample", l_pfc_sample},
+    {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -1,5 +1,5 @@
-/* bind_store.c — fvl.store (the SQLite sweep store) and fvl.sys (processes, time, files) for
- * lua/fvl/sweep.lua. Thin: check arguments, call engine/store.c, convert results. */
+/* bind_store.c — fvl.store (the SQLite sweep store) for lua/fvl/sweep.lua; fvl.sys (processes,
+ * time, files) is lua/bind_sys.c. Thin: check arguments, call engine/store.c, convert results. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <glob.h>
@@ -22,7 +22,6 @@ static fvl_store *checkstore(lua_State *L, const char *fn) {
   if (!u->s) luaL_error(L, "store:%s: the store is closed", fn);
   return u->s;
 }
-static int raise_engine(lua_State *L) { return luaL_error(L, "%s", fvl_errmsg()); }
 
 /* fvl.store.open(path) -> store */
 static int l_open(lua_State *L) {
@@ -31,7 +30,7 @@ static int l_open(lua_State *L) {
   u->s = NULL;
   luaL_setmetatable(L, STORE_MT);
   u->s = fvl_store_open(path);
-  if (!u->s) return raise_engine(L);
+  if (!u->s) return fvl_raise(L);
   return 1;
 }
 
@@ -60,12 +59,12 @@ static int l_meta(lua_State *L) {
   const char *key = luaL_checkstring(L, 2);
   if (lua_gettop(L) >= 3) {
     const char *v = luaL_optstring(L, 3, NULL);
-    if (fvl_store_meta_set(s, key, v)) return raise_engine(L);
+    if (fvl_store_meta_set(s, key, v)) return fvl_raise(L);
     return 0;
   }
   char *v = NULL;
   int r = fvl_store_meta_get(s, key, &v);
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   if (v) lua_pushstring(L, v);
   else lua_pushnil(L);
   free(v);
@@ -78,7 +77,7 @@ static int l_add_trial(lua_State *L) {
   const char *config = luaL_checkstring(L, 3);
   lua_Integer seed = luaL_checkinteger(L, 4);
   int r = fvl_store_add_trial(s, id, config, seed);
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r);
   return 1;
 }
@@ -115,6 +114,7 @@ static void push_trial(lua_State *L, const fvl_trial *t) {
   setint(L, "rung", t->rung);
   setint(L, "wait_rung", t->wait_rung);
   setnum(L, "wait_value", t->wait_value);
+  setnum(L, "lease", t->lease);
 }
 
 static int l_trial(lua_State *L) {
@@ -122,7 +122,7 @@ static int l_trial(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 2);
   fvl_trial t;
   int r = fvl_store_get_trial(s, id, &t);
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   if (r == 0) { lua_pushnil(L); return 1; }
   push_trial(L, &t);
   fvl_trial_clear(&t);
@@ -133,7 +133,7 @@ static int l_trials(lua_State *L) {
   fvl_store *s = checkstore(L, "trials");
   fvl_trial *t;
   size_t n;
-  if (fvl_store_list_trials(s, &t, &n)) return raise_engine(L);
+  if (fvl_store_list_trials(s, &t, &n)) return fvl_raise(L);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     push_trial(L, &t[i]);
@@ -149,8 +149,56 @@ static int l_start_trial(lua_State *L) {
   int pid = (int)luaL_optinteger(L, 3, 0);
   int expect = (int)luaL_optinteger(L, 4, -1);
   int a = fvl_store_start_trial(s, id, pid, expect);
-  if (a < 0) return raise_engine(L);
+  if (a < 0) return fvl_raise(L);
   lua_pushinteger(L, a);
+  return 1;
+}
+
+/* store:claim(pid, lease_s, max_attempts, retry_before, sign) -> id, attempt | nil */
+static int l_claim(lua_State *L) {
+  fvl_store *s = checkstore(L, "claim");
+  int pid = (int)luaL_checkinteger(L, 2);
+  double lease = luaL_checknumber(L, 3);
+  lua_Integer max_attempts = luaL_checkinteger(L, 4);
+  double retry_before = luaL_optnumber(L, 5, -1);
+  int sign = luaL_optinteger(L, 6, 1) < 0 ? -1 : 1;
+  if (max_attempts < 1 || max_attempts > 1000000)
+    return luaL_error(L, "store:claim: max_attempts must be in 1..1000000, got %d", (int)max_attempts);
+  int64_t id = 0;
+  int a = fvl_store_claim(s, pid, lease, (int)max_attempts, retry_before, sign, &id);
+  if (a < 0) return fvl_raise(L);
+  if (a == 0) { lua_pushnil(L); return 1; }
+  lua_pushinteger(L, id);
+  lua_pushinteger(L, a);
+  return 2;
+}
+
+/* store:heartbeat(id, attempt, lease_s) -> renewed */
+static int l_heartbeat(lua_State *L) {
+  fvl_store *s = checkstore(L, "heartbeat");
+  int r = fvl_store_heartbeat(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3), luaL_checknumber(L, 4));
+  if (r < 0) return fvl_raise(L);
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
+/* store:park(id, attempt) -> parked */
+static int l_park(lua_State *L) {
+  fvl_store *s = checkstore(L, "park");
+  int r = fvl_store_park(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3));
+  if (r < 0) return fvl_raise(L);
+  lua_pushboolean(L, r > 0);
+  return 1;
+}
+
+static int l_now(lua_State *L) {
+  double t = fvl_store_now(checkstore(L, "now"));
+  if (isnan(t)) return fvl_raise(L);
+  lua_pushnumber(L, t);
+  return 1;
+}
+static int l_kind(lua_State *L) {
+  lua_pushstring(L, fvl_store_kind(checkstore(L, "kind")));
   return 1;
 }
 
@@ -158,7 +206,7 @@ static int l_set_pid(lua_State *L) {
   fvl_store *s = checkstore(L, "set_pid");
   int r = fvl_store_set_pid(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
                             (int)luaL_checkinteger(L, 4));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -169,12 +217,12 @@ static int l_finish_trial(lua_State *L) {
   lua_Integer id = luaL_checkinteger(L, 2);
   int attempt = (int)luaL_checkinteger(L, 3);
   int status = fvl_trial_status_parse(luaL_checkstring(L, 4));
-  if (status < 0) return raise_engine(L);
+  if (status < 0) return fvl_raise(L);
   const char *metrics = luaL_optstring(L, 5, NULL);
   const char *error = luaL_optstring(L, 6, NULL);
   int killed = lua_toboolean(L, 7);
   int r = fvl_store_finish_trial(s, id, attempt, status, metrics, error, killed);
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -183,7 +231,7 @@ static int l_report(lua_State *L) {
   fvl_store *s = checkstore(L, "report");
   int r = fvl_store_add_report(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
                                luaL_checkinteger(L, 4), luaL_checkstring(L, 5));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -193,7 +241,7 @@ static int l_reports(lua_State *L) {
   lua_Integer id = luaL_optinteger(L, 2, 0);
   fvl_report *r;
   size_t n;
-  if (fvl_store_list_reports(s, id, &r, &n)) return raise_engine(L);
+  if (fvl_store_list_reports(s, id, &r, &n)) return fvl_raise(L);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_createtable(L, 0, 5);
@@ -212,7 +260,7 @@ static int l_set_wait(lua_State *L) {
   fvl_store *s = checkstore(L, "set_wait");
   int r = fvl_store_set_wait(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
                              (int)luaL_checkinteger(L, 4), luaL_checknumber(L, 5));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -220,7 +268,7 @@ static int l_set_wait(lua_State *L) {
 static int l_promote(lua_State *L) {
   fvl_store *s = checkstore(L, "promote");
   int r = fvl_store_promote(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -228,7 +276,7 @@ static int l_promote(lua_State *L) {
 static int l_release(lua_State *L) {
   fvl_store *s = checkstore(L, "release");
   int r = fvl_store_release(s, luaL_checkinteger(L, 2));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
@@ -237,21 +285,21 @@ static int l_prune(lua_State *L) {
   fvl_store *s = checkstore(L, "prune");
   int r = fvl_store_prune(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
                           luaL_optstring(L, 4, NULL));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
 }
 
 static int l_begin(lua_State *L) {
-  if (fvl_store_begin(checkstore(L, "begin"))) return raise_engine(L);
+  if (fvl_store_begin(checkstore(L, "begin"))) return fvl_raise(L);
   return 0;
 }
 static int l_commit(lua_State *L) {
-  if (fvl_store_commit(checkstore(L, "commit"))) return raise_engine(L);
+  if (fvl_store_commit(checkstore(L, "commit"))) return fvl_raise(L);
   return 0;
 }
 static int l_rollback(lua_State *L) {
-  if (fvl_store_rollback(checkstore(L, "rollback"))) return raise_engine(L);
+  if (fvl_store_rollback(checkstore(L, "rollback"))) return fvl_raise(L);
   return 0;
 }
 
@@ -298,7 +346,7 @@ static int l_exec(lua_State *L) {
   lua_newtable(L);
   exec_ud e = {L, 0};
   int r = fvl_store_exec(s, sql, np, p, exec_row, &e);
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   if (e.n == 0 && !(strncasecmp(sql, "select", 6) == 0 || strncasecmp(sql, "pragma", 6) == 0 ||
                     strncasecmp(sql, "with", 4) == 0)) {
     lua_pop(L, 1);
@@ -310,179 +358,10 @@ static int l_exec(lua_State *L) {
 static int l_merge(lua_State *L) {
   fvl_store *s = checkstore(L, "merge");
   int r = fvl_store_merge(s, luaL_checkstring(L, 2));
-  if (r < 0) return raise_engine(L);
+  if (r < 0) return fvl_raise(L);
   lua_pushinteger(L, r);
   return 1;
 }
-
-/* ---------------------------------------------------------------- fvl.sys */
-/* fvl.sys.spawn(exe|nil, {argv0, args...}, {KEY=VALUE}|nil, logpath|nil) -> pid */
-static int l_spawn(lua_State *L) {
-  const char *exe = luaL_optstring(L, 1, NULL);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  int na = (int)luaL_len(L, 2);
-  if (na < 1) return luaL_error(L, "sys.spawn: argv must hold at least the program name");
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  const char *log = luaL_optstring(L, 4, NULL);
-  lua_settop(L, 4);
-  /* strings stay alive on the Lua stack in a table while we spawn */
-  lua_newtable(L);
-  int keep = lua_gettop(L);
-  char **argv = lua_newuserdatauv(L, (size_t)(na + 1) * sizeof(char *), 0);
-  lua_rawseti(L, keep, 1);
-  for (int i = 1; i <= na; i++) {
-    lua_geti(L, 2, i);
-    if (!lua_isstring(L, -1))
-      return luaL_error(L, "sys.spawn: argv[%d] must be a string, got %s", i, luaL_typename(L, -1));
-    argv[i - 1] = (char *)lua_tostring(L, -1);
-    lua_rawseti(L, keep, i + 1);
-  }
-  argv[na] = NULL;
-  int ne = 0;
-  if (lua_istable(L, 3)) {
-    lua_pushnil(L);
-    while (lua_next(L, 3)) { ne++; lua_pop(L, 1); }
-  }
-  char **env = lua_newuserdatauv(L, (size_t)(ne + 1) * sizeof(char *), 0);
-  lua_rawseti(L, keep, na + 2);
-  int k = 0;
-  if (ne) {
-    lua_pushnil(L);
-    while (lua_next(L, 3)) {
-      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-        return luaL_error(L, "sys.spawn: env must map names to strings");
-      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
-      env[k++] = (char *)lua_tostring(L, -1);
-      lua_rawseti(L, keep, na + 3 + k);
-      lua_pop(L, 1);
-    }
-  }
-  env[k] = NULL;
-  pid_t pid = fvl_proc_spawn(exe, argv, env, log);
-  if (pid < 0) return raise_engine(L);
-  lua_pushinteger(L, pid);
-  return 1;
-}
-
-/* fvl.sys.poll(pid) -> false (running) | true, exit_code|nil, signal_name|nil */
-static int l_poll(lua_State *L) {
-  int code, sig;
-  int r = fvl_proc_poll((pid_t)luaL_checkinteger(L, 1), &code, &sig);
-  if (r < 0) return raise_engine(L);
-  lua_pushboolean(L, r);
-  if (!r) return 1;
-  if (sig) { lua_pushnil(L); lua_pushstring(L, fvl_signal_name(sig)); }
-  else { lua_pushinteger(L, code); lua_pushnil(L); }
-  return 3;
-}
-
-static const struct { const char *name; int sig; } sigs[] = {
-  {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"SEGV", SIGSEGV},
-  {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT},
-  {"ABRT", SIGABRT}, {NULL, 0}};
-
-/* fvl.sys.kill(pid [, "TERM"|"KILL"|number]) */
-static int l_kill(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-  int sig = SIGTERM;
-  if (lua_type(L, 2) == LUA_TNUMBER) sig = (int)lua_tointeger(L, 2);
-  else if (!lua_isnoneornil(L, 2)) {
-    const char *n = luaL_checkstring(L, 2);
-    if (strncmp(n, "SIG", 3) == 0) n += 3;
-    sig = -1;
-    for (int i = 0; sigs[i].name; i++)
-      if (strcmp(n, sigs[i].name) == 0) sig = sigs[i].sig;
-    if (sig < 0)
-      return luaL_error(L, "sys.kill: signal '%s' is not one of HUP|INT|QUIT|KILL|SEGV|TERM|USR1|USR2|"
-                        "STOP|CONT|ABRT", lua_tostring(L, 2));
-  }
-  if (fvl_proc_kill(pid, sig)) return raise_engine(L);
-  return 0;
-}
-
-static int l_sleep(lua_State *L) {
-  if (fvl_sleep(luaL_checknumber(L, 1), "sleep")) return raise_engine(L);
-  return 0;
-}
-static int l_time(lua_State *L) { lua_pushnumber(L, fvl_time_now()); return 1; }
-static int l_getpid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
-static int l_exe(lua_State *L) {
-  char buf[PATH_MAX];
-  if (fvl_self_exe(buf, sizeof buf)) return raise_engine(L);
-  lua_pushstring(L, buf);
-  return 1;
-}
-static int l_mkdirs(lua_State *L) {
-  if (fvl_mkdirs(luaL_checkstring(L, 1))) return raise_engine(L);
-  return 0;
-}
-/* fvl.sys.write_atomic(path, string) -> true | nil, message */
-static int l_write_atomic(lua_State *L) {
-  size_t n;
-  const char *path = luaL_checkstring(L, 1);
-  const char *data = luaL_checklstring(L, 2, &n);
-  if (fvl_write_atomic(path, data, n)) {
-    lua_pushnil(L);
-    lua_pushstring(L, fvl_errmsg());
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  return 1;
-}
-/* fvl.sys.realpath(path) -> absolute path | nil, message */
-static int l_realpath(lua_State *L) {
-  char buf[PATH_MAX];
-  const char *p = luaL_checkstring(L, 1);
-  if (!realpath(p, buf)) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "realpath: %s: %s", p, strerror(errno));
-    return 2;
-  }
-  lua_pushstring(L, buf);
-  return 1;
-}
-/* fvl.sys.glob(pattern) -> sorted list of paths (empty when none match) */
-static int l_glob(lua_State *L) {
-  const char *pat = luaL_checkstring(L, 1);
-  glob_t g;
-  int r = glob(pat, 0, NULL, &g);
-  lua_newtable(L);
-  if (r == 0)
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-      lua_pushstring(L, g.gl_pathv[i]);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-  if (r == 0 || r == GLOB_NOMATCH) { if (r == 0) globfree(&g); return 1; }
-  return luaL_error(L, "sys.glob: cannot expand '%s'", pat);
-}
-/* fvl.sys.alive(pid) -> true when a process with that pid exists and is not a zombie */
-static int l_alive(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
-  lua_pushboolean(L, pid > 0 && fvl_proc_alive((pid_t)pid));
-  return 1;
-}
-static int l_hostname(lua_State *L) {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) snprintf(buf, sizeof buf, "?");
-  lua_pushstring(L, buf);
-  return 1;
-}
-static int l_cpu_count(lua_State *L) { lua_pushinteger(L, fvl_cpu_count()); return 1; }
-/* fvl.sys.hash(seed, counter) -> 62-bit non-negative integer of the engine's generator */
-static int l_hash(lua_State *L) {
-  uint64_t b = fvl_rng_bits((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
-  lua_pushinteger(L, (lua_Integer)(b >> 2));
-  return 1;
-}
-/* fvl.sys.uniform(seed, counter) -> [0, 1) */
-static int l_uniform(lua_State *L) {
-  lua_pushnumber(L, fvl_rng_uniform_at((uint64_t)luaL_checkinteger(L, 1),
-                                       (uint64_t)luaL_checkinteger(L, 2)));
-  return 1;
-}
-/* fvl.sys.aborted() -> true when Ctrl-C is pending; fvl.sys.abort_clear() */
-static int l_aborted(lua_State *L) { lua_pushboolean(L, fvl_aborted()); return 1; }
-static int l_abort_clear(lua_State *L) { fvl_abort_clear(); return 0; }
 
 int fvl_open_store(lua_State *L) {
   static const luaL_Reg methods[] = {
@@ -491,14 +370,9 @@ int fvl_open_store(lua_State *L) {
     {"set_pid", l_set_pid}, {"finish_trial", l_finish_trial}, {"report", l_report},
     {"reports", l_reports}, {"set_wait", l_set_wait}, {"promote", l_promote},
     {"prune", l_prune}, {"release", l_release}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
-    {"exec", l_exec}, {"merge", l_merge}, {NULL, NULL}};
+    {"exec", l_exec}, {"merge", l_merge}, {"claim", l_claim}, {"heartbeat", l_heartbeat},
+    {"park", l_park}, {"now", l_now}, {"kind", l_kind}, {NULL, NULL}};
   static const luaL_Reg store_fns[] = {{"open", l_open}, {NULL, NULL}};
-  static const luaL_Reg sys_fns[] = {
-    {"spawn", l_spawn}, {"poll", l_poll}, {"kill", l_kill}, {"sleep", l_sleep},
-    {"time", l_time}, {"getpid", l_getpid}, {"exe", l_exe}, {"mkdirs", l_mkdirs},
-    {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
-    {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"hash", l_hash},
-    {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear}, {NULL, NULL}};
   int top = lua_gettop(L);
   if (luaL_newmetatable(L, STORE_MT)) {
     luaL_newlib(L, methods);
@@ -513,8 +387,6 @@ int fvl_open_store(lua_State *L) {
   lua_pop(L, 1);
   luaL_newlib(L, store_fns);
   lua_setfield(L, top, "store");
-  luaL_newlib(L, sys_fns);
-  lua_setfield(L, top, "sys");
   lua_settop(L, top);
   return 0;
 }

@@ -267,3 +267,28 @@ int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
   }
   return nd;
 }
+
+/* a float32 contiguous tensor of rank `nd` (0 = any) at idx; the converted tensor is pushed
+ * (the stack owns it, so a later error cannot leak it) and returned */
+fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd) {
+  fvl_tensor *t = fvl_totensor(L, idx);
+  if (!t) {
+    fvl_error(L, "%s: %s must be a tensor, got %s", fn, arg, luaL_typename(L, idx));
+    return NULL;
+  }
+  if (nd && t->ndim != nd) {
+    char b[64];
+    fvl_error(L, "%s: %s must be %s, got %s", fn, arg, nd == 1 ? "1-D (N)" : "2-D (N×D)",
+               fvl_shape_str(t, b, sizeof b));
+  }
+  fvl_tensor *c = t->dtype == FVL_F32 ? fvl_contiguous(t) : fvl_to_dtype(t, FVL_F32);
+  if (!c) fvl_raise(L);
+  if (!fvl_is_contiguous(c)) {
+    fvl_tensor *d = fvl_contiguous(c);
+    fvl_release(c);
+    c = d;
+    if (!c) fvl_raise(L);
+  }
+  fvl_pushtensor(L, c);
+  return c;
+}

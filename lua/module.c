@@ -20,11 +20,18 @@ int luaopen_fvl(lua_State *L) {
   lua_newtable(L);
   int core = lua_gettop(L);
   fvl_open_tensor(L);
+  fvl_open_runtime(L);
   fvl_open_loss(L);
   fvl_open_nn(L);
+  fvl_open_optim(L);
+  fvl_open_checkpoint(L);
   fvl_open_data(L);
   fvl_open_eval(L);
+  fvl_open_plot(L);
   fvl_open_store(L);
+  fvl_open_sys(L);
+  fvl_open_dist(L);
+  fvl_open_faces(L);
   lua_settop(L, core);
   /* package.loaded["fvl.core"] = core table; package.preload[...] = embedded modules */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

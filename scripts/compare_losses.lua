@@ -40,6 +40,7 @@ parser:option("--bn", "normalisation layer on the embedding: insightface (BatchN
               "learned scale and shift), all (feature, and BatchNorm1d after every hidden layer) or none",
               "feature"):choices { "insightface", "noaffine", "feature", "all", "none" }
 parser:option("--lr", "peak learning rate", "0.1"):convert(tonumber)
+parser:option("--scale", "the scale s of every normalised head (Circle's γ and SphereFace excepted)", "32"):convert(tonumber)
 parser:option("--task", "internal: run one task head:seed and write its result"):hidden(true)
 local opt = parser:parse(arg)
 
@@ -80,7 +81,8 @@ M.syn_steps = opt.syn_steps or M.syn_steps
 M.syn.identities = opt.identities or M.syn.identities
 M.syn.per_identity = opt.per_identity or M.syn.per_identity
 local NSEEDS = opt.seeds or M.seeds
-local S = 32            -- one scale for every normalised head (AM-Softmax 30, MV-Softmax 32)
+if not opt.scale or opt.scale <= 0 then parser:error("--scale must be a positive number") end
+local S = opt.scale     -- one scale for every normalised head (default 32: AM-Softmax 30, MV-Softmax 32)
 local SETTINGS = {
   mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, batch = 256, lr = opt.lr, momentum = 0.9,
   weight_decay = 5e-4, warmup = 0.05, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
@@ -180,7 +182,7 @@ local function run_task(h, seed)
 
   -- trains net + head for `steps` SGD steps on (x, y); returns the loss curve and the trace of
   -- batch diagnostics (every DG.every steps)
-  local function train(net, head, x, y, steps, what)
+  local function train(net, head, x, y, steps, what, on_step)
     local params = {}
     for _, p in ipairs(net:parameters()) do
       if not (net.frozen and net.frozen[p]) then params[#params + 1] = p end
@@ -208,6 +210,7 @@ local function run_task(h, seed)
         local loss = head(e, batch.y)
         loss:backward()
         optim:step()
+        if on_step then on_step(step) end
         if step % 10 == 0 or step == steps then curve[#curve + 1] = {step, loss:item()} end
         if step == 1 or step % DG.every == 0 or step == steps then
           local d = fvl.eval.diagnose{emb = e:detach(), centres = head.weight, angle = DG.angle, cluster = DG.cluster}
@@ -258,7 +261,21 @@ local function run_task(h, seed)
     local net = backbone(M.fm_backbone, {784, 256, 128, 2})
     local head = h.make(2, 10)
     local t0 = fvl.clock()
-    local curve, trace = train(net, head, x, y, M.fm_steps, "FMNIST")
+    -- first seed: the 2-D test features over training, one frame every steps/20 steps (features_<head>.gif)
+    local anim, on_step
+    if seed == opt.seed then
+      anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
+      local function frame(step)
+        net:evaluate()
+        local nf = math.min(1500, tx:size(1))
+        local e = embed(net, tx:narrow(1, 1, nf))
+        net:train()
+        return e, ty:narrow(1, 1, nf), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
+      end
+      on_step = function(step) anim:step(step, function() return frame(step) end) end
+    end
+    local curve, trace = train(net, head, x, y, M.fm_steps, "FMNIST", on_step)
+    if anim then anim:close() end
     local emb = embed(net, tx)
     local pred = fvl.no_grad(function() return head:predict(emb) end)
     local d = fvl.eval.diagnose{emb = emb, centres = head.weight, pred = pred, labels = ty, classes = 10,
@@ -564,6 +581,10 @@ if #bspecs > 0 then
   fvl.plot.boundaries(bspecs, {file = opt.out .. "/boundaries.png", cols = 5,
                                title = "Two-class decision boundaries of the trained heads (seed " .. seeds[1] .. ")"})
   written[#written + 1] = "boundaries.png"
+  -- each boundary as the margin grows to the trained value: boundary_<head>.gif
+  fvl.plot.boundary_animations(bspecs, {dir = opt.out})
+  written[#written + 1] = "boundary_*.gif"
+  written[#written + 1] = "features_*.gif"
 end
 if #rocs > 0 then
   fvl.plot.roc(rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC (first seed)"})

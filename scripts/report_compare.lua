@@ -127,10 +127,10 @@ end
 local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
 local syn = S.synthetic and S.synthetic.data or {}
 lines[#lines + 1] = ""
-lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s; %s steps on Fashion-MNIST (%s), " ..
+lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s; %s steps on Fashion-MNIST (%s), " ..
   "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
   "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
-  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
+  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr), tostring(S.scale),
   tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
   tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
   tostring(syn.test_identities), tostring(syn.test_per_identity),

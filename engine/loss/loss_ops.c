@@ -114,7 +114,9 @@ int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t 
 }
 
 /* ================================================================ margin softmax-CE */
-typedef struct { fvl_margin_spec sp; int B, C, ldc; char name[48]; } margin_ctx;
+/* thr: a copy of sp.thr_row (hard = ROW), B floats, so the backward does not depend on the
+   caller's buffer */
+typedef struct { fvl_margin_spec sp; int B, C, ldc; char name[48]; float thr[]; } margin_ctx;
 static void free_plain(void *p) { free(p); }
 
 static int margin_bw(fvl_node *n, fvl_tensor *gout) {
@@ -124,6 +126,7 @@ static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_margin_spec sp = mc->sp;
   sp.s_row = srow ? fvl_f32(srow) : NULL;
   sp.m_row = mrow ? fvl_f32(mrow) : NULL;
+  if (sp.hard == FVL_HARD_ROW) sp.thr_row = mc->thr;
   int B = mc->B, C = mc->C;
   float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
   fvl_tensor *dc = NULL, *ds = NULL, *dm = NULL;
@@ -229,9 +232,11 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
   fvl_tensor *in[3] = {cos, s_row, m_row};
   fvl_node *nd = fvl_record("margin_ce", margin_bw, out, 3, in);
   if (nd) {
-    if (!(mc = malloc(sizeof *mc))) { fvl_err("%s: out of memory", fn); goto fail; }
+    size_t nthr = sp.hard == FVL_HARD_ROW ? (size_t)B : 0;
+    if (!(mc = malloc(sizeof *mc + nthr * sizeof(float)))) { fvl_err("%s: out of memory", fn); goto fail; }
     mc->sp = sp;
-    mc->sp.s_row = mc->sp.m_row = NULL;
+    mc->sp.s_row = mc->sp.m_row = mc->sp.thr_row = NULL;
+    if (nthr) memcpy(mc->thr, sp.thr_row, nthr * sizeof(float));
     mc->B = (int)B;
     mc->C = (int)C;
     mc->ldc = ldc;
@@ -283,6 +288,112 @@ fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margi
 done:
   fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr);
   return z;
+}
+
+/* ================================================================ LSE of the negatives (AdaCos) */
+fvl_tensor *fvl_neg_lse(fvl_tensor *cos, fvl_tensor *y0, float s) {
+  static const char *fn = "neg_lse";
+  char bs[64];
+  if (fvl_lo_check_2d(fn, "cos", cos, "B×C cosine matrix")) return NULL;
+  int64_t B = cos->size[0], C = cos->size[1];
+  if (B < 1 || C < 2) { fvl_err("%s: cos is %s (expected B×C with B >= 1, C >= 2)", fn, fvl_lo_shape(cos, bs)); return NULL; }
+  fvl_tensor *y = fvl_lo_labels_of(fn, y0, B, C), *cd = NULL, *out = NULL;
+  int ldc;
+  int64_t szb[1] = {B};
+  if (!y || !(cd = fvl_lo_rows_of(cos, &ldc)) || !(out = fvl_empty(FVL_F32, 1, szb))) goto done;
+  if (fvl_neg_lse_fwd(fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, s, fvl_f32(out))) {
+    fvl_release(out);
+    out = NULL;
+  }
+done:
+  fvl_release(y);
+  fvl_release(cd);
+  return out;
+}
+
+/* ================================================================ max over groups of K columns */
+static int group_max_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *arg = n->saved[0], *gws = n->saved[1];
+  int64_t B = n->iv[0], C = n->iv[1], K = n->iv[2];
+  if (!fvl_node_wants(n, 0)) return 0;
+  fvl_tensor *g = fvl_lo_data_of(gout), *dc = NULL;
+  if (!g) return -1;
+  fvl_tensor *cin = n->in[0], *acc = cin->grad_fn ? cin->grad_fn->gacc : NULL;
+  int64_t sz[2] = {B, C * K};
+  if (gws && gws->st->refs == 1 && !(acc && acc->st == gws->st)) dc = fvl_retain(gws);
+  else dc = fvl_empty(FVL_F32, 2, sz);
+  int rc = dc ? 0 : -1;
+  if (rc == 0) {
+    const float *gp = fvl_f32(g);
+    const int32_t *ap = fvl_i32(arg);
+    float *d = fvl_f32(dc);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < B; i++) {
+      float *row = d + i * C * K;
+      memset(row, 0, sizeof(float) * (size_t)(C * K));
+      for (int64_t j = 0; j < C; j++) row[j * K + ap[i * C + j]] = gp[i * C + j];
+    }
+    rc = fvl_lo_take_or_accum(n, 0, dc);
+  }
+  fvl_release(dc);
+  fvl_release(g);
+  return rc;
+}
+
+fvl_tensor *fvl_group_max(fvl_tensor *cos, int64_t K, fvl_tensor *ws, fvl_tensor *gws) {
+  static const char *fn = "group_max";
+  char bs[64];
+  if (fvl_lo_check_2d(fn, "cos", cos, "B×(C·K) matrix")) return NULL;
+  int64_t B = cos->size[0], CK = cos->size[1];
+  if (K < 1 || CK < K || CK % K) {
+    fvl_err("%s: cos is %s but K = %lld (expected a number of columns divisible by K >= 1)", fn,
+            fvl_lo_shape(cos, bs), (long long)K);
+    return NULL;
+  }
+  int64_t C = CK / K, sz[2] = {B, C};
+  if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
+  if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, CK)) return NULL;
+  int ldc;
+  fvl_tensor *cd = fvl_lo_rows_of(cos, &ldc), *out = NULL, *arg = NULL;
+  if (!cd) return NULL;
+  /* ws is overwritten when nothing else shares it, or its last use as this op's output is
+     finished (the backward freed the saved arg-max) */
+  int reuse = ws && ws->st != cd->st &&
+              (ws->grad_fn ? ws->grad_fn->backward == group_max_bw && ws->grad_fn->saved[0] == NULL
+                           : ws->st->refs == 1);
+  if (reuse) {
+    out = fvl_retain(ws);
+    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+    out->requires_grad = 0;
+  } else out = fvl_empty(FVL_F32, 2, sz);
+  arg = fvl_empty(FVL_I32, 2, sz);
+  if (!out || !arg) goto fail;
+  const float *cp = fvl_f32(cd);
+  float *op = fvl_f32(out);
+  int32_t *ap = fvl_i32(arg);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t j = 0; j < C; j++) {
+      const float *v = cp + i * ldc + j * K;
+      int32_t best = 0;
+      for (int64_t k = 1; k < K; k++)   /* strict >: ties keep the first (torch.argmax) */
+        if (v[k] > v[best]) best = (int32_t)k;
+      op[i * C + j] = v[best];
+      ap[i * C + j] = best;
+    }
+  fvl_tensor *in[1] = {cos};
+  fvl_node *nd = fvl_record("group_max", group_max_bw, out, 1, in);
+  if (nd) {
+    nd->saved[0] = arg; arg = NULL;
+    nd->saved[1] = gws ? fvl_retain(gws) : NULL;
+    nd->iv[0] = B; nd->iv[1] = C; nd->iv[2] = K;
+  }
+  fvl_release(cd);
+  fvl_release(arg);
+  return out;
+fail:
+  fvl_release(cd); fvl_release(out); fvl_release(arg);
+  return NULL;
 }
 
 /* ================================================================ hard-negative mean */

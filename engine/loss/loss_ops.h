@@ -28,7 +28,8 @@ fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_t
 
 /* batch mean of the fused margin softmax-CE over cos (B×C, e.g. fvl_cosine's output).
  * s_row / m_row (optional, B floats) replace sp->s / sp->m per row and receive gradients when
- * they require grad (e.g. SphereFace's s_i = |x_i| gives the radial term). gws (optional, B×C)
+ * they require grad (e.g. SphereFace's s_i = |x_i| gives the radial term). With target GIVEN,
+ * m_row holds the target values themselves. sp->thr_row (hard ROW) is copied (B floats). gws (optional, B×C)
  * is the gradient workspace. */
 fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
                           fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws);
@@ -49,6 +50,16 @@ fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margi
  * the number of hard negatives per row (B, untracked). */
 fvl_tensor *fvl_hard_mean(fvl_tensor *cos, fvl_tensor *y0, fvl_hard_kind hard, float hard_m,
                           int affine, float a, float b, fvl_tensor **count);
+
+/* per-row log Σ_{j≠y_i} exp(s·c_ij) (B), untracked: the batch statistic of AdaCos's dynamic
+ * scale (B_avg = mean_i exp(out_i)). C >= 2. */
+fvl_tensor *fvl_neg_lse(fvl_tensor *cos, fvl_tensor *y0, float s);
+
+/* out_ij = max_k cos[i, j·K + k] (B×C from B×(C·K)), tracked: the gradient goes to the arg-max
+ * column only (ties: the first, as torch.argmax) — Sub-center ArcFace's max over sub-centres.
+ * ws (optional, B×C) is reused as the output and gws (optional, B×(C·K)) as the backward's
+ * destination when nothing else holds them. */
+fvl_tensor *fvl_group_max(fvl_tensor *cos, int64_t K, fvl_tensor *ws, fvl_tensor *gws);
 
 /* c_i = cos[i, y_i] (B), tracked */
 fvl_tensor *fvl_target_cos(fvl_tensor *cos, fvl_tensor *y0);

@@ -50,8 +50,8 @@ static inline float fast_expf(float x, float lo, float hi) {
 
 /* ---------------------------------------------------------------- names and checks */
 const char *fvl_target_kind_name(fvl_target_kind k) {
-  static const char *const n[] = {"none", "cos", "arc", "combined", "sphere", "circle"};
-  return (unsigned)k < 6 ? n[k] : "?";
+  static const char *const n[] = {"none", "cos", "arc", "combined", "sphere", "circle", "given"};
+  return (unsigned)k < 7 ? n[k] : "?";
 }
 const char *fvl_neg_kind_name(fvl_neg_kind k) {
   static const char *const n[] = {"none", "affine", "quadratic", "circle"};
@@ -80,12 +80,18 @@ static int check_finite(const char *fn, const char *arg, float v) {
 
 int fvl_margin_spec_check(const char *fn, const fvl_margin_spec *sp) {
   if (!sp) return fvl_err("%s: spec is NULL (expected a margin spec)", fn);
-  if ((unsigned)sp->target > FVL_TK_CIRCLE)
-    return fvl_err("%s: target kind %d (expected 0..%d)", fn, (int)sp->target, (int)FVL_TK_CIRCLE);
+  if ((unsigned)sp->target > FVL_TK_GIVEN)
+    return fvl_err("%s: target kind %d (expected 0..%d)", fn, (int)sp->target, (int)FVL_TK_GIVEN);
   if ((unsigned)sp->neg > FVL_NK_CIRCLE)
     return fvl_err("%s: negative kind %d (expected 0..%d)", fn, (int)sp->neg, (int)FVL_NK_CIRCLE);
-  if ((unsigned)sp->hard > FVL_HARD_COS)
-    return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)sp->hard);
+  if ((unsigned)sp->hard > FVL_HARD_ROW)
+    return fvl_err("%s: hard kind %d (expected all|arc|cos|row)", fn, (int)sp->hard);
+  if (sp->hard == FVL_HARD_ROW && !sp->thr_row)
+    return fvl_err("%s: hard = 'row' needs the per-row thresholds (thr_row is NULL)", fn);
+  if (!(sp->clamp_eps >= 0.0f && sp->clamp_eps < 1.0f))
+    return fvl_err("%s: clamp = %g (expected 0 <= clamp < 1)", fn, (double)sp->clamp_eps);
+  if (sp->target == FVL_TK_GIVEN && !sp->m_row)
+    return fvl_err("%s: target 'given' needs the B target values (m_row is NULL)", fn);
   if ((unsigned)sp->fallback > FVL_FB_CLAMP)
     return fvl_err("%s: fallback %d (expected mm|none|clamp)", fn, (int)sp->fallback);
   if (!sp->s_row && check_finite(fn, "s", sp->s)) return -1;
@@ -96,8 +102,8 @@ int fvl_margin_spec_check(const char *fn, const fvl_margin_spec *sp) {
       check_finite(fn, "t", sp->t) || check_finite(fn, "circle_m", sp->circle_m) ||
       check_finite(fn, "lambda", sp->sphere_lambda))
     return -1;
-  if (sp->m_row && sp->target != FVL_TK_ARC && sp->target != FVL_TK_COS)
-    return fvl_err("%s: a per-row margin vector m needs target 'arc' or 'cos' (got '%s')", fn,
+  if (sp->m_row && sp->target != FVL_TK_ARC && sp->target != FVL_TK_COS && sp->target != FVL_TK_GIVEN)
+    return fvl_err("%s: a per-row margin vector m needs target 'arc', 'cos' or 'given' (got '%s')", fn,
                    fvl_target_kind_name(sp->target));
   if (sp->target == FVL_TK_COMBINED && sp->fallback == FVL_FB_MM && !sp->easy_margin &&
       sp->m1 != 1.0f)
@@ -121,6 +127,20 @@ static int check_args(const char *fn, const float *cos, int ldc, const int32_t *
   for (int i = 0; i < B; i++)
     if (y[i] < 0 || y[i] >= C)
       return fvl_err("%s: y[%d] = %d is outside 0..%d (0-based labels)", fn, i, (int)y[i], C - 1);
+  return sp ? fvl_margin_spec_check(fn, sp) : 0;
+}
+
+/* a slice of the classes: y in −1..C−1 (−1: the target is in another slice), ctgt given */
+static int check_part(const char *fn, const float *cos, int ldc, const int32_t *y, const float *ctgt, int B,
+                      int C, const fvl_margin_spec *sp) {
+  if (B < 1) return fvl_err("%s: empty batch (B = %d, expected >= 1 rows)", fn, B);
+  if (C < 1) return fvl_err("%s: C = %d classes (expected >= 1)", fn, C);
+  if (ldc < C) return fvl_err("%s: row stride %d is smaller than C = %d", fn, ldc, C);
+  if (!cos || !y || !ctgt) return fvl_err("%s: cos, labels or target cosines is NULL", fn);
+  for (int i = 0; i < B; i++)
+    if (y[i] < -1 || y[i] >= C)
+      return fvl_err("%s: y[%d] = %d is outside -1..%d (0-based slice column, -1 = elsewhere)", fn, i,
+                     (int)y[i], C - 1);
   return sp ? fvl_margin_spec_check(fn, sp) : 0;
 }
 
@@ -201,6 +221,9 @@ static void target_eval(const fvl_margin_spec *sp, double c, double m, double *T
     *T = ap * (c - (1.0 - mc)); *dT = ap;
     return;
   }
+  case FVL_TK_GIVEN:
+    *T = m; *dT = 0.0; *dTdm = 1.0;
+    return;
   }
   if (sp->detached) { *dT = 1.0; *dTdm = 0.0; }
 }
@@ -211,17 +234,39 @@ static inline float hard_threshold(fvl_hard_kind hard, double hm, double c) {
   return -INFINITY;
 }
 
-static rowp row_params(const fvl_margin_spec *sp, const float *crow, int yi, int i) {
+/* craw: the row's raw target cosine (crow[y] in one process; given by the caller for a slice) */
+static rowp row_params(const fvl_margin_spec *sp, float craw, int i) {
   rowp r;
-  double c = crow[yi], T, dT, dTdm;
+  double c = craw, T, dT, dTdm;
   double m = sp->m_row ? sp->m_row[i] : sp->m;
+  int inside = 1;
+  if (sp->clamp_eps > 0.0f) {   /* torch clamp: the gradient passes at equality */
+    const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps;
+    inside = craw >= lo && craw <= hi;
+    c = craw < lo ? lo : (craw > hi ? hi : craw);
+  }
   target_eval(sp, c, m, &T, &dT, &dTdm);
   r.s = sp->s_row ? sp->s_row[i] : sp->s;
   r.T = (float)T;
-  r.dT = (float)dT;
+  r.dT = inside ? (float)dT : 0.0f;
   r.dTdm = dTdm;
-  r.thr = sp->neg == FVL_NK_NONE ? INFINITY : hard_threshold(sp->hard, sp->hard_m, c);
+  if (sp->neg == FVL_NK_NONE) r.thr = INFINITY;
+  else if (sp->hard == FVL_HARD_ROW) r.thr = sp->thr_row[i];
+  else r.thr = hard_threshold(sp->hard, sp->hard_m, c);
   return r;
+}
+
+/* the clamped copy of n cosines (clamp_eps > 0) */
+static inline void clamp_chunk(const fvl_margin_spec *sp, const float *c, int n, float *out) {
+  const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps;
+#pragma omp simd
+  for (int k = 0; k < n; k++) out[k] = c[k] < lo ? lo : (c[k] > hi ? hi : c[k]);
+}
+/* df ← 0 where the raw cosine was outside the clamp range */
+static inline void clamp_grad(const fvl_margin_spec *sp, const float *c, int n, float *df) {
+  const float lo = -1.0f + sp->clamp_eps, hi = 1.0f - sp->clamp_eps, zero = zero_v;
+#pragma omp simd
+  for (int k = 0; k < n; k++) df[k] = (c[k] >= lo && c[k] <= hi) ? df[k] : zero;
 }
 
 /* pre-scale values f = N(c) and derivatives df = N'(c) of n columns (target not special-cased) */
@@ -300,19 +345,23 @@ static inline __attribute__((always_inline)) void neg_chunk(const fvl_margin_spe
 }
 
 /* one row of the forward: online max-shifted LSE over blocks of CHUNK columns */
+/* yi < 0: the target column is not in this slice (sharded heads) */
 FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
-                            float *loss, float *lse_out) {
-  float f[CHUNK];
+                            float *mx_out, double *sum_out) {
+  float f[CHUNK], cc[CHUNK];
   const float s = r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  const int clampv = sp->clamp_eps > 0.0f;
   float mx = -INFINITY;
   double sum = 0.0;
-  const int jt = yi - yi % CHUNK;   /* the target's chunk (CHUNK_LOOP) */
+  const int jt = yi < 0 ? -1 : yi - yi % CHUNK;   /* the target's chunk (CHUNK_LOOP) */
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *src = crow + j0;
+    if (clampv) { clamp_chunk(sp, src, n, cc); src = cc; }
     const float *v = f;                /* the chunk's pre-scale values */
-    if (sp->neg == FVL_NK_NONE && j0 != jt) v = crow + j0;   /* N = c: read in place */
+    if (sp->neg == FVL_NK_NONE && j0 != jt) v = src;   /* N = c: read in place */
     else {
-      neg_chunk(sp, crow + j0, n, r->thr, f, NULL);
+      neg_chunk(sp, src, n, r->thr, f, NULL);
       if (j0 == jt) f[yi - j0] = r->T;
     }
     float cmx = -INFINITY;
@@ -330,10 +379,8 @@ FVL_HOT static void fwd_row(const fvl_margin_spec *sp, const float *crow, int C,
     for (int k = 0; k < n; k++) part += fast_expf(s * v[k] - mx, elo, ehi);
     sum += part;
   }
-  double lse = (double)mx + log(sum);
-  if (!(mx > -INFINITY)) lse = NAN;  /* every logit NaN or −inf */
-  *lse_out = (float)lse;
-  *loss = (float)(lse - (double)(s * r->T));
+  *mx_out = mx;
+  *sum_out = sum;
 }
 
 /* ---------------------------------------------------------------- forward */
@@ -346,25 +393,57 @@ int fvl_margin_ce_fwd(const float *cos, int ldc, const int32_t *y, int B, int C,
   for (int i = 0; i < B; i++) {
     if (fvl_aborted()) continue;
     const float *crow = cos + (size_t)i * ldc;
-    rowp r = row_params(sp, crow, y[i], i);
-    fwd_row(sp, crow, C, y[i], &r, row_loss + i, row_lse + i);
+    rowp r = row_params(sp, crow[y[i]], i);
+    float mx;
+    double sum;
+    fwd_row(sp, crow, C, y[i], &r, &mx, &sum);
+    double lse = (double)mx + log(sum);
+    if (!(mx > -INFINITY)) lse = NAN;  /* every logit NaN or −inf */
+    row_lse[i] = (float)lse;
+    row_loss[i] = (float)(lse - (double)(r.s * r.T));
   }
   return fvl_check_abort(fn);
+}
+
+int fvl_margin_ce_fwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, float *row_max, double *row_sum) {
+  static const char *fn = "fvl_margin_ce_fwd_part";
+  if (check_part(fn, cos, ldc, y, ctgt, B, C, sp)) return -1;
+  if (!row_max || !row_sum) return fvl_err("%s: row_max or row_sum is NULL", fn);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    if (fvl_aborted()) continue;
+    rowp r = row_params(sp, ctgt[i], i);
+    fwd_row(sp, cos + (size_t)i * ldc, C, y[i], &r, row_max + i, row_sum + i);
+  }
+  return fvl_check_abort(fn);
+}
+
+float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i) {
+  rowp r = row_params(sp, c, i);
+  return r.s * r.T;
 }
 
 /* one row of the backward: dcos = gscale·s·(p − onehot)·∂f/∂c, plus dL/ds_i and dL/dm_i */
 FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C, int yi, const rowp *r,
                             float lse, float gscale, float *grow, float *ds_out, float *dm_out) {
-  float f[CHUNK], df[CHUNK];
+  float f[CHUNK], df[CHUNK], cc[CHUNK];
   const float s = r->s, gs = gscale * r->s, elo = exp_lo_v, ehi = exp_hi_v;
+  const int clampv = sp->clamp_eps > 0.0f;
   double ds = 0.0;
   float py = 0.0f;
-  const int jt = yi - yi % CHUNK;
+  const int jt = yi < 0 ? -1 : yi - yi % CHUNK;
   int ones = 0;                        /* df holds N' = 1 in every column */
   for (int j0 = 0; j0 < C; j0 += CHUNK) {
     int n = C - j0 < CHUNK ? C - j0 : CHUNK;
     const float *v = f;
-    if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
+    if (clampv) {                      /* AdaFace: every cosine clamped first */
+      clamp_chunk(sp, crow + j0, n, cc);
+      neg_chunk(sp, cc, n, r->thr, f, df);
+      clamp_grad(sp, crow + j0, n, df);
+      ones = 0;
+      if (j0 == jt) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
+    } else if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
       v = crow + j0;
       if (!ones) {
         for (int k = 0; k < CHUNK; k++) df[k] = 1.0f;
@@ -386,6 +465,11 @@ FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C,
     ds += dsp;
     if (j0 == jt) py = fast_expf(s * r->T - lse, elo, ehi);
   }
+  if (yi < 0) {                                  /* another slice holds the target */
+    if (ds_out) *ds_out = (float)(gscale * ds);
+    if (dm_out) *dm_out = 0.0f;
+    return;
+  }
   grow[yi] = gs * (py - 1.0f) * r->dT;           /* dCE/dz_y = p_y − 1 */
   if (ds_out) *ds_out = (float)(gscale * (ds - (double)r->T));
   if (dm_out) *dm_out = (float)((double)gs * (py - 1.0) * r->dTdm);
@@ -403,9 +487,26 @@ int fvl_margin_ce_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
   for (int i = 0; i < B; i++) {
     if (fvl_aborted()) continue;
     const float *crow = cos + (size_t)i * ldc;
-    rowp r = row_params(sp, crow, y[i], i);
+    rowp r = row_params(sp, crow[y[i]], i);
     bwd_row(sp, crow, C, y[i], &r, row_lse[i], gscale, dcos + (size_t)i * lddc, ds_row ? ds_row + i : NULL,
             dm_row ? dm_row + i : NULL);
+  }
+  return fvl_check_abort(fn);
+}
+
+int fvl_margin_ce_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, const float *row_lse, float gscale, float *dcos,
+                           int lddc, float *ds_row, float *dm_row) {
+  static const char *fn = "fvl_margin_ce_bwd_part";
+  if (check_part(fn, cos, ldc, y, ctgt, B, C, sp)) return -1;
+  if (!row_lse || !dcos) return fvl_err("%s: row_lse or dcos is NULL", fn);
+  if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    if (fvl_aborted()) continue;
+    rowp r = row_params(sp, ctgt[i], i);
+    bwd_row(sp, cos + (size_t)i * ldc, C, y[i], &r, row_lse[i], gscale, dcos + (size_t)i * lddc,
+            ds_row ? ds_row + i : NULL, dm_row ? dm_row + i : NULL);
   }
   return fvl_check_abort(fn);
 }
@@ -417,12 +518,14 @@ int fvl_margin_logits(const float *cos, int ldc, const int32_t *y, int B, int C,
   if (!z || ldz < C) return fvl_err("%s: z is NULL or its row stride %d < C = %d", fn, ldz, C);
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
-    float f[CHUNK], df[CHUNK];
+    float f[CHUNK], df[CHUNK], cc[CHUNK];
     const float *crow = cos + (size_t)i * ldc;
-    rowp r = row_params(sp, crow, y[i], i);
+    rowp r = row_params(sp, crow[y[i]], i);
     for (int j0 = 0; j0 < C; j0 += CHUNK) {
       int n = C - j0 < CHUNK ? C - j0 : CHUNK;
-      neg_chunk(sp, crow + j0, n, r.thr, f, df);
+      const float *src = crow + j0;
+      if (sp->clamp_eps > 0.0f) { clamp_chunk(sp, src, n, cc); src = cc; }
+      neg_chunk(sp, src, n, r.thr, f, df);
       for (int k = 0; k < n; k++) z[(size_t)i * ldz + j0 + k] = r.s * f[k];
     }
     z[(size_t)i * ldz + y[i]] = r.s * r.T;
@@ -430,21 +533,61 @@ int fvl_margin_logits(const float *cos, int ldc, const int32_t *y, int B, int C,
   return 0;
 }
 
-/* ---------------------------------------------------------------- hard-negative mean */
-int fvl_hard_mean_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, fvl_hard_kind hard,
-                      float hard_m, int affine, float a, float b, float *h, float *count) {
-  static const char *fn = "fvl_hard_mean_fwd";
+/* ---------------------------------------------------------------- LSE of the negatives */
+/* one row: log Σ_{j≠y} exp(s·c_j), two vectorised passes over chunks (the target's chunk is
+   copied with its entry set to −inf) */
+FVL_HOT static float neg_lse_row(const float *crow, int C, int yi, float s) {
+  float f[CHUNK];
+  const float elo = exp_lo_v, ehi = exp_hi_v;
+  const int jt = yi - yi % CHUNK;
+  float mx = -INFINITY;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *v = crow + j0;
+    if (j0 == jt) { memcpy(f, v, sizeof(float) * (size_t)n); f[yi - j0] = -INFINITY; v = f; }
+    float cmx = -INFINITY;
+#pragma omp simd reduction(max:cmx)
+    for (int k = 0; k < n; k++) cmx = s * v[k] > cmx ? s * v[k] : cmx;
+    mx = cmx > mx ? cmx : mx;
+  }
+  double sum = 0.0;
+  for (int j0 = 0; j0 < C; j0 += CHUNK) {
+    int n = C - j0 < CHUNK ? C - j0 : CHUNK;
+    const float *v = crow + j0;
+    if (j0 == jt) { memcpy(f, v, sizeof(float) * (size_t)n); f[yi - j0] = -INFINITY; v = f; }
+    float part = 0.0f;
+#pragma omp simd reduction(+:part)
+    for (int k = 0; k < n; k++) part += fast_expf(s * v[k] - mx, elo, ehi);
+    sum += part;
+  }
+  return (float)((double)mx + log(sum));
+}
+
+int fvl_neg_lse_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, float s, float *out) {
+  static const char *fn = "fvl_neg_lse_fwd";
   if (check_args(fn, cos, ldc, y, B, C, NULL)) return -1;
-  if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
-  if (check_finite(fn, "hard_m", hard_m) || check_finite(fn, "a", a) || check_finite(fn, "b", b))
-    return -1;
-  if (!h || !count) return fvl_err("%s: h or count is NULL", fn);
+  if (!isfinite(s)) return fvl_err("%s: s = %g (expected a finite scale)", fn, (double)s);
+  if (!out) return fvl_err("%s: out is NULL", fn);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    if (fvl_aborted()) continue;
+    out[i] = C > 1 ? neg_lse_row(cos + (size_t)i * ldc, C, y[i], s) : -INFINITY;
+  }
+  return fvl_check_abort(fn);
+}
+
+/* ---------------------------------------------------------------- hard-negative mean */
+/* per row: the hard negatives' count and sum of values; ctgt NULL: the target cosine is crow[y]
+   (y in 0..C−1), else ctgt[i] (y in −1..C−1, a slice). h = sum / max(1, count) unless sums. */
+static void hard_rows(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                      fvl_hard_kind hard, float hard_m, int affine, float a, float b, float *h,
+                      double *sums, float *count) {
   const float va = affine ? a : 1.0f, vb = affine ? b : 0.0f;
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < B; i++) {
     const float *crow = cos + (size_t)i * ldc;
     int yi = y[i];
-    float thr = hard_threshold(hard, hard_m, crow[yi]);
+    float thr = hard_threshold(hard, hard_m, ctgt ? ctgt[i] : crow[yi]);
     int cnt = 0;
     double sum = 0.0;
     float part = 0.0f;
@@ -458,9 +601,53 @@ int fvl_hard_mean_fwd(const float *cos, int ldc, const int32_t *y, int B, int C,
     sum += part;
     cnt += pc;
     count[i] = (float)cnt;
-    h[i] = (float)(sum / (cnt > 1 ? cnt : 1));
+    if (sums) sums[i] = sum;
+    else h[i] = (float)(sum / (cnt > 1 ? cnt : 1));
   }
+}
+
+static int hard_check(const char *fn, fvl_hard_kind hard, float hard_m, float a, float b) {
+  if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
+  if (check_finite(fn, "hard_m", hard_m) || check_finite(fn, "a", a) || check_finite(fn, "b", b))
+    return -1;
   return 0;
+}
+
+int fvl_hard_mean_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, fvl_hard_kind hard,
+                      float hard_m, int affine, float a, float b, float *h, float *count) {
+  static const char *fn = "fvl_hard_mean_fwd";
+  if (check_args(fn, cos, ldc, y, B, C, NULL) || hard_check(fn, hard, hard_m, a, b)) return -1;
+  if (!h || !count) return fvl_err("%s: h or count is NULL", fn);
+  hard_rows(cos, ldc, y, NULL, B, C, hard, hard_m, affine, a, b, h, NULL, count);
+  return 0;
+}
+
+int fvl_hard_mean_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                       fvl_hard_kind hard, float hard_m, int affine, float a, float b, double *sum,
+                       float *count) {
+  static const char *fn = "fvl_hard_mean_part";
+  if (check_part(fn, cos, ldc, y, ctgt, B, C, NULL) || hard_check(fn, hard, hard_m, a, b)) return -1;
+  if (!sum || !count) return fvl_err("%s: sum or count is NULL", fn);
+  hard_rows(cos, ldc, y, ctgt, B, C, hard, hard_m, affine, a, b, NULL, sum, count);
+  return 0;
+}
+
+static void hard_bw_rows(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                         fvl_hard_kind hard, float hard_m, int affine, float a, const float *count,
+                         const float *gh, float *dcos, int lddc, int accumulate) {
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    float *grow = dcos + (size_t)i * lddc;
+    int yi = y[i];
+    float thr = hard_threshold(hard, hard_m, ctgt ? ctgt[i] : crow[yi]);
+    float w = gh[i] * (affine ? a : 1.0f) / (count[i] > 1.0f ? count[i] : 1.0f);
+    if (accumulate) {
+      for (int j = 0; j < C; j++) grow[j] += (crow[j] > thr && j != yi) ? w : 0.0f;
+    } else {
+      for (int j = 0; j < C; j++) grow[j] = (crow[j] > thr && j != yi) ? w : 0.0f;
+    }
+  }
 }
 
 int fvl_hard_mean_bwd(const float *cos, int ldc, const int32_t *y, int B, int C, fvl_hard_kind hard,
@@ -471,18 +658,18 @@ int fvl_hard_mean_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
   if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
   if (!count || !gh || !dcos) return fvl_err("%s: count, gh or dcos is NULL", fn);
   if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
-#pragma omp parallel for schedule(static)
-  for (int i = 0; i < B; i++) {
-    const float *crow = cos + (size_t)i * ldc;
-    float *grow = dcos + (size_t)i * lddc;
-    int yi = y[i];
-    float thr = hard_threshold(hard, hard_m, crow[yi]);
-    float w = gh[i] * (affine ? a : 1.0f) / (count[i] > 1.0f ? count[i] : 1.0f);
-    if (accumulate) {
-      for (int j = 0; j < C; j++) grow[j] += (crow[j] > thr && j != yi) ? w : 0.0f;
-    } else {
-      for (int j = 0; j < C; j++) grow[j] = (crow[j] > thr && j != yi) ? w : 0.0f;
-    }
-  }
+  hard_bw_rows(cos, ldc, y, NULL, B, C, hard, hard_m, affine, a, count, gh, dcos, lddc, accumulate);
+  return 0;
+}
+
+int fvl_hard_mean_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           fvl_hard_kind hard, float hard_m, int affine, float a, const float *count,
+                           const float *gh, float *dcos, int lddc, int accumulate) {
+  static const char *fn = "fvl_hard_mean_bwd_part";
+  if (check_part(fn, cos, ldc, y, ctgt, B, C, NULL)) return -1;
+  if ((unsigned)hard > FVL_HARD_COS) return fvl_err("%s: hard kind %d (expected all|arc|cos)", fn, (int)hard);
+  if (!count || !gh || !dcos) return fvl_err("%s: count, gh or dcos is NULL", fn);
+  if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
+  hard_bw_rows(cos, ldc, y, ctgt, B, C, hard, hard_m, affine, a, count, gh, dcos, lddc, accumulate);
   return 0;
 }

@@ -21,7 +21,9 @@ typedef enum {
   FVL_TK_ARC,       /* T = cos(θ+m), fallback mm|none|clamp, easy_margin (ArcFace)       */
   FVL_TK_COMBINED,  /* T = cos(m1·θ + m2) − m3, fallback none|clamp|mm(m1 = 1)          */
   FVL_TK_SPHERE,    /* T = (λc + ψ_m(θ))/(1+λ), ψ = (−1)^k T_m(c) − 2k, k const         */
-  FVL_TK_CIRCLE     /* T = α_p (c − Δp), α_p = [1+m−c]+ const, Δp = 1−m  (m = circle_m)  */
+  FVL_TK_CIRCLE,    /* T = α_p (c − Δp), α_p = [1+m−c]+ const, Δp = 1−m  (m = circle_m)  */
+  FVL_TK_GIVEN      /* T = m_i: the target value itself comes in m_row (computed outside the
+                       kernel, e.g. by a Lua function of c_i); ∂T/∂c = 0, ∂T/∂m_i = 1      */
 } fvl_target_kind;
 typedef enum {
   FVL_NK_NONE,      /* N = c                                                              */
@@ -32,7 +34,8 @@ typedef enum {
 typedef enum {
   FVL_HARD_ALL,     /* every j ≠ y                                 */
   FVL_HARD_ARC,     /* c_ij > cos(θ_i + hard_m)  (raw, no fallback) */
-  FVL_HARD_COS      /* c_ij > c_i − hard_m                          */
+  FVL_HARD_COS,     /* c_ij > c_i − hard_m                          */
+  FVL_HARD_ROW      /* c_ij > thr_row[i]  (a given per-row threshold) */
 } fvl_hard_kind;
 typedef enum {
   FVL_FB_MM,        /* c ≤ cos(π−m): T = c − m·sin m   (T' = 1)  */
@@ -49,6 +52,9 @@ typedef struct fvl_margin_spec {
   float a, b;                               /* affine N = a*c + b on hard negatives */
   float t;                                  /* quadratic N = c*(t + c) on hard negatives */
   float circle_m;                           /* Circle: α_p=[1+m-c]+, α_n=[c+m]+, Δp=1-m, Δn=m; s plays γ */
+  const float *thr_row;                     /* hard ROW: per-row thresholds (B), constant */
+  float clamp_eps;                          /* > 0: every c_ij is clamped to [−1+ε, 1−ε] first
+                                               (gradient 0 outside, passes at equality) */
 } fvl_margin_spec;
 /* Notes on the fields:
  *  - easy_margin (ARC, COS, COMBINED): the margin applies only where c_i > 0, else T = c;
@@ -56,6 +62,7 @@ typedef struct fvl_margin_spec {
  *  - detached (ARC, COS, COMBINED, SPHERE): straight-through, z = s(c + stopgrad(T − c)):
  *    the value of T, the derivative of c (T' = 1, dT/dm = 0).
  *  - m_row (ARC, COS): per-row margins m_i replacing m; dm_row receives dL/dm_i.
+ *    GIVEN: m_row holds the target values T_i themselves and dm_row receives dL/dT_i.
  *    For COMBINED, m1, m2, m3 are used and m_row must be NULL.
  *  - At |c| = 1 the angular derivative sin(θ+m)/sinθ is infinite; the kernels floor sinθ at
  *    FVL_SIN_FLOOR (the sine of fp32's smallest non-zero angle, acos(1 − 2⁻²⁴)), i.e. use the
@@ -85,6 +92,28 @@ int fvl_hard_mean_bwd(const float *cos, int ldc, const int32_t *y, int B, int C,
                       float hard_m, int affine, float a, const float *count, const float *gh,
                       float *dcos, int lddc, int accumulate);
 
+/* A slice of the classes (sharded heads, Partial FC): cos holds this slice's columns, y[i] is the
+   target's column in the slice or −1 when another slice holds it, and ctgt (B) the target cosine
+   of every row (whichever slice holds it). fwd_part writes the slice's row maxima of the logits
+   (row_max) and Σ_j exp(z_ij − row_max_i) (row_sum); the caller combines the slices into the
+   row LSE. bwd_part is fvl_margin_ce_bwd on the slice given the combined row_lse; ds_row / dm_row
+   receive this slice's part (summed over the slices they are the full values). */
+int fvl_margin_ce_fwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, float *row_max, double *row_sum);
+int fvl_margin_ce_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           const fvl_margin_spec *sp, const float *row_lse, float gscale, float *dcos,
+                           int lddc, float *ds_row, float *dm_row);
+/* s_i·T(c): the target logit of row i at target cosine c */
+float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i);
+/* the slice's hard-negative sums (sum, B) and counts (count, B); h = Σsum / max(1, Σcount) */
+int fvl_hard_mean_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                       fvl_hard_kind hard, float hard_m, int affine, float a, float b, double *sum,
+                       float *count);
+/* fvl_hard_mean_bwd on a slice, with the combined counts */
+int fvl_hard_mean_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
+                           fvl_hard_kind hard, float hard_m, int affine, float a, const float *count,
+                           const float *gh, float *dcos, int lddc, int accumulate);
+
 /* Pairwise Circle loss (LOSSES.md §1.9, PML semantics). S = X̂X̂ᵀ (B×B, row stride lds, not
    clamped), y B labels. Per anchor i: positives p ≠ i with y_p = y_i, negatives y_n ≠ y_i;
    z_i = LSE_p[−γα_p(S_ip − (1−m))] + LSE_n[γα_n(S_in − m)], α_p = [1+m−S]+, α_n = [S+m]+ const;
@@ -101,6 +130,9 @@ int fvl_circle_pairwise_bwd(const float *S, int lds, const int32_t *y, int B, fl
 /* Center-loss α-rule (LOSSES.md §1.10), in place on centers (C×D):
    Δc_j = Σ_{i:y_i=j} (c_j − x_i)/(1 + n_j),  c_j ← c_j − α·Δc_j;  classes absent stay. x B×D. */
 int fvl_center_update(float *centers, int C, int D, const float *x, const int32_t *y, int B, float alpha);
+
+/* per-row log Σ_{j≠y_i} exp(s·c_ij) (B), max-shifted: AdaCos's B_avg = mean_i exp(out_i) */
+int fvl_neg_lse_fwd(const float *cos, int ldc, const int32_t *y, int B, int C, float s, float *out);
 
 /* shared helpers */
 const char *fvl_target_kind_name(fvl_target_kind k);

@@ -121,6 +121,7 @@ function data.npy(opts)
   end
   local x, err = fvl.load(opts.features)
   if not x then return nil, fn .. ": features: " .. err end
+  if x:dtype() == "int32" then x = x:float() end   -- |u1, <i8, ... features (fvl.load gives int32)
   if x:dim() < 1 or x:dtype() ~= "float32" then
     return nil, string.format("%s: features '%s' must hold float32 rows, got %s %s", fn,
                               opts.features, x:dtype(), shape_str(x))
@@ -296,4 +297,6 @@ function Loader:__tostring()
 end
 
 data.Loader = Loader
+-- face data formats (RecordIO, image folders, .bin packs, LFW pairs, .npz): lua/fvl/faces.lua
+require("fvl.faces").install(data)
 return data

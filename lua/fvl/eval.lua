@@ -321,5 +321,7 @@ do
   eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
   eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
 end
+--- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)
+function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
 
 return eval

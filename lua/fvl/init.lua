@@ -5,7 +5,7 @@ local fvl = require "fvl.core"
 -- submodules load on first use: fvl.loss, fvl.nn, fvl.optim, ...
 local lazy = { loss = true, nn = true, optim = true, schedule = true, data = true, eval = true,
                plot = true, sweep = true, json = true, checkpoint = true, progress = true,
-               util = true, log = true }
+               util = true, log = true, dist = true }
 setmetatable(fvl, {
   __complete = lazy,   -- lets the REPL's tab completion offer submodules not loaded yet
   __index = function(t, k)
@@ -71,5 +71,8 @@ function fvl.gradcheck(f, inputs, opts)
   end
   return ok, table.concat(lines, "\n")
 end
+
+-- fvl.save / fvl.load also read every plain NumPy dtype and .npz archives (lua/fvl/faces.lua)
+require("fvl.faces").install_io()
 
 return fvl

@@ -178,8 +178,12 @@ function Module:describe()
 end
 
 -- subclass helper: local MyNet = fvl.nn.class("MyNet") → MyNet.new() gives an instance
+-- (every class made here is registered by name, so that fvl.nn.load can rebuild saved models)
+nn._classes = nn._classes or {}
 function nn.class(name, parent)
-  return util.class(name, parent or Module)
+  local cls = util.class(name, parent or Module)
+  nn._classes[name] = cls
+  return cls
 end
 
 -- ------------------------------------------------------------------ initialisation
@@ -638,5 +642,8 @@ function nn.mlp(opts)
   net.name = "mlp"
   return net
 end
+
+-- fvl.nn.save(path, model, {meta=}) / fvl.nn.load(path): architecture + weights in one .npz
+require("fvl.model_io").install(nn)
 
 return nn

@@ -55,7 +55,10 @@ optim.Optimizer = Optimizer
 Optimizer.__call = nil
 
 function Optimizer:zero_grad()
-  for _, p in ipairs(self.params) do p.grad = nil end
+  for _, p in ipairs(self.params) do
+    p.grad = nil
+    util.row_grads[p] = nil
+  end
   return self
 end
 
@@ -107,6 +110,26 @@ function Optimizer:load_state(st)
   return self
 end
 
+-- Partial FC (fvl.loss.sharded): a parameter whose gradient lives on a sampled copy of some of
+-- its rows (util.row_grads[p] = {rows =, param =}) is stepped on those rows only: the rows of the
+-- state tensors are gathered, the fused step runs on the K rows, rows and state are written back.
+-- Rows not sampled (and their momentum / moments) are untouched.
+local function row_grad(p)
+  if p.grad ~= nil then return nil end
+  local rg = util.row_grads[p]
+  if rg and rg.param.grad ~= nil then return rg end
+end
+local function as_rows(t) return t:dim() == 1 and t:reshape(t:numel(), 1) or t end
+local function row_step(p, rg, states, stepfn)
+  local rows = rg.rows
+  local sub = rg.param:detach()
+  local subs = {}
+  for k, st in ipairs(states) do subs[k] = st:index(1, rows):contiguous() end
+  stepfn(sub, rg.param.grad:contiguous(), subs)
+  F.copy_rows(as_rows(p:detach()), rows, as_rows(sub))
+  for k, st in ipairs(states) do F.copy_rows(as_rows(st), rows, as_rows(subs[k])) end
+end
+
 -- ------------------------------------------------------------------ SGD
 local SGD = util.class("SGD", Optimizer)
 SGD.__call = nil
@@ -144,7 +167,17 @@ function SGD:step()
               nesterov = self.nesterov, first = false }
   for i, p in ipairs(self.params) do
     local g = p.grad
-    if g ~= nil then
+    local rg = row_grad(p)
+    if rg then
+      o.weight_decay = decay_of(self, i)
+      local states = {}
+      if mom > 0 then
+        o.first = bufs[i] == nil
+        bufs[i] = bufs[i] or fvl.zeros(p:shape())
+        states[1] = bufs[i]
+      end
+      row_step(p, rg, states, function(sub, sg, ss) F.sgd_step(sub, sg, ss[1], o) end)
+    elseif g ~= nil then
       o.weight_decay = decay_of(self, i)
       local buf = nil
       if mom > 0 then
@@ -198,7 +231,8 @@ function AdamW:step()
   local o = { lr = lr, beta1 = self.beta1, beta2 = self.beta2, eps = self.eps, weight_decay = 0, step = 1 }
   for i, p in ipairs(self.params) do
     local g = p.grad
-    if g ~= nil then
+    local rg = row_grad(p)
+    if g ~= nil or rg then
       if st.exp_avg[i] == nil then
         st.exp_avg[i] = fvl.zeros(p:shape())
         st.exp_avg_sq[i] = fvl.zeros(p:shape())
@@ -207,7 +241,12 @@ function AdamW:step()
       st.param_step[i] = st.param_step[i] + 1
       o.step = st.param_step[i]
       o.weight_decay = decay_of(self, i)
-      F.adamw_step(p, g, st.exp_avg[i], st.exp_avg_sq[i], o)
+      if rg then
+        row_step(p, rg, { st.exp_avg[i], st.exp_avg_sq[i] },
+                 function(sub, sg, ss) F.adamw_step(sub, sg, ss[1], ss[2], o) end)
+      else
+        F.adamw_step(p, g, st.exp_avg[i], st.exp_avg_sq[i], o)
+      end
     end
   end
   st.step = st.step + 1

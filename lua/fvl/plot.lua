@@ -16,6 +16,7 @@ local util = require "fvl.util"
 local P = fvl._plot
 local plot = {}
 local fail = util.fail
+local lines_args   -- a line chart's binding arguments (defined with plot.lines)
 
 local Panel = util.class("fvl.plot.Panel")
 plot.Panel = Panel
@@ -143,6 +144,16 @@ function Animation:add(emb, labels, opts)
   return self.n
 end
 
+--- anim:add_chart(spec): the next frame is a line chart (plot.lines options, without file; drawn
+--- at the animation's size)
+function Animation:add_chart(spec)
+  local fn = "plot.animation"
+  if not self.handle then fail(fn .. ": the animation is closed") end
+  if type(spec) == "table" and spec.file ~= nil then fail(fn .. ": add_chart: a frame has no file option") end
+  self.n = P.lines(lines_args(fn, spec), self.handle)
+  return self.n
+end
+
 function Animation:frames() return self.n end
 
 function Animation:close()
@@ -172,8 +183,8 @@ end
 --- "dotted", points=bool, line=bool, width=}}, title, xlabel, ylabel, xlog, ylog, xmin, xmax,
 --- ymin, ymax, xstep, ystep, equal, diagonal, legend ("auto", "none", "top right", ...),
 --- notes = {{x=, y=, text=}}, file, width (800), height (600). A NaN in x or y breaks a line.
-function plot.lines(spec)
-  local fn = "plot.lines"
+-- the binding's arguments of a line chart from a plot.lines spec (checked)
+function lines_args(fn, spec)
   if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
   util.check_opts(fn, spec, { "series", "title", "xlabel", "ylabel", "xlog", "ylog", "xmin", "xmax",
                               "ymin", "ymax", "xstep", "ystep", "equal", "diagonal", "legend", "notes",
@@ -213,6 +224,12 @@ function plot.lines(spec)
                  ymin = spec.ymin, ymax = spec.ymax, xstep = spec.xstep, ystep = spec.ystep,
                  equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes,
                  width = w, height = h, file = check_file(fn, spec.file) }
+  return args
+end
+
+function plot.lines(spec)
+  local fn = "plot.lines"
+  local args = lines_args(fn, spec)
   if not args.file then
     local p = panel("lines", args, spec.title)
     p.args.legend = spec.legend
@@ -422,7 +439,61 @@ PRESETS.npcface = function(o)
              return pos - neg
            end }
 end
+-- round-2 heads: AdaCos has no margin; Sub-center ArcFace is ArcFace on the nearest sub-centres;
+-- ElasticFace draws m_i around m (the boundary of the mean margin); MagFace's and AdaFace's margins
+-- depend on the feature norm (drawn at one norm / one quality z).
+PRESETS.adacos = function(o)
+  return { label = o.label or "AdaCos (no margin): θ1 = θ2", pos = cos, neg = cos }
+end
+PRESETS.subcenter_arcface = function(o)
+  local m = o.m or 0.5
+  return { label = o.label or string.format("Sub-center ArcFace m=%g (nearest sub-centres)", m),
+           pos = arc_target(m, o.fallback or "mm", o.easy_margin), neg = cos }
+end
+PRESETS.elasticface = function(o)
+  local kind, m = o.kind or "arc", o.m or (o.kind == "cos" and 0.35 or 0.5)
+  local p = kind == "cos" and PRESETS.cosface { m = m } or PRESETS.arcface { m = m, fallback = "none" }
+  p.label = o.label or string.format("ElasticFace-%s, mean m=%g", kind == "cos" and "Cos" or "Arc", m)
+  return p
+end
+PRESETS.magface = function(o)
+  local l_a, u_a, l_m, u_m = o.l_a or 10, o.u_a or 110, o.l_m or 0.45, o.u_m or 0.8
+  local a = math.max(l_a, math.min(u_a, o.norm or (l_a + u_a) / 2))
+  local m = (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m
+  return { label = o.label or string.format("MagFace at |x| = %g: m = %.3g", a, m),
+           pos = arc_target(m, "mm", o.easy_margin ~= false), neg = cos }
+end
+PRESETS.adaface = function(o)
+  local m, z, eps = o.m or 0.4, o.z or 0, 1e-3
+  return { label = o.label or string.format("AdaFace m=%g at quality z=%g", m, z),
+           pos = function(th) return cos(math.max(eps, math.min(pi - eps, th - m * z))) - (m + m * z) end,
+           neg = cos }
+end
 plot.boundary_presets = PRESETS
+
+-- how each preset's boundary grows, as a function of a in [0, 1] (a = 1: the given values):
+-- margins scale from 0; SphereFace follows its λ annealing (base → lambda_min, log-spaced);
+-- CurricularFace's t goes 0 → 1 as in training. Others morph the logits from NormFace's.
+local function lerp(a, from, to) return from + a * (to - from) end
+local SWEEPS = {
+  m = function(o, a) o.m = a * (o.m or 0.5) end,
+  cosface = function(o, a) o.m = a * (o.m or 0.35) end,
+  combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), a * (o.m2 or 0.3), a * (o.m3 or 0.2) end,
+  sphereface = function(o, a)
+    local base, lo = 1000, o.lambda_min or 5
+    o.lambda = tonumber(string.format("%.3g", math.exp(lerp(a, math.log(base), math.log(lo)))))
+  end,
+  mv_softmax = function(o, a) o.m, o.t = a * (o.m or 0.35), a * (o.t or 0.2) end,
+  curricularface = function(o, a) o.t = a end,
+  npcface = function(o, a)
+    o.m0, o.m1, o.alpha, o.t = a * (o.m0 or 0.4), a * (o.m1 or 0.2), a * (o.alpha or 0.2), lerp(a, 1, o.t or 1.1)
+  end,
+  magface = function(o, a) o.l_m, o.u_m = a * (o.l_m or 0.45), a * (o.u_m or 0.8) end,
+  adaface = function(o, a) o.m = a * (o.m or 0.4) end,
+}
+SWEEPS.am_softmax, SWEEPS.arcface, SWEEPS.subcenter_arcface, SWEEPS.discface = SWEEPS.cosface, SWEEPS.m, SWEEPS.m, SWEEPS.m
+SWEEPS.elasticface = function(o, a) o.m = a * (o.m or (o.kind == "cos" and 0.35 or 0.5)) end
+plot.boundary_sweeps = SWEEPS
 
 -- the seed heads with their LOSSES.md defaults (Center loss trains a softmax boundary)
 plot.default_boundaries = {
@@ -444,12 +515,16 @@ local function boundary_spec(fn, i, item)
     return item
   end
   local name, o = item[1], item
+  if name == nil and type(item.boundary) == "function" then   -- a head that knows its boundary
+    return item:boundary()
+  end
   if name == nil and type(item.name) == "string" then   -- a head: read its margins
     name = item.name
     o = { m = item.m, m1 = item.m1, m2 = item.m2, m3 = item.m3, t = item.t, kind = item.kind,
           adaptive = item.adaptive, easy_margin = item.easy_margin, fallback = item.fallback,
           base = type(item.base) == "string" and item.base or nil, m0 = item.m0, alpha = item.alpha,
-          lambda = nil, label = nil }
+          lambda = nil, label = nil, l_a = item.l_a, u_a = item.u_a, l_m = item.l_m, u_m = item.u_m,
+          h = item.h }
     if o.fallback == "easy" then o.fallback, o.easy_margin = "mm", true end
     if name == "sphereface" then
       local lam = item.lambda
@@ -468,6 +543,140 @@ local function boundary_spec(fn, i, item)
                        fn, i, tostring(name), table.concat(names, "|")))
   end
   return make(o)
+end
+
+-- zero contour of a spec's f(θ1, θ2) on an n×n grid over [0, π]²: xs, ys in degrees
+local function boundary_curve(fn, i, spec, n)
+  local f = spec.f or function(a, b) return spec.pos(a) - spec.neg(b, a) end
+  local th, z, k = {}, {}, 0
+  for q = 1, n do th[q] = pi * (q - 1) / (n - 1) end
+  for j = 1, n do          -- rows: θ2
+    for q = 1, n do        -- columns: θ1
+      k = k + 1
+      local ok, v = pcall(f, th[q], th[j])
+      if not ok then fail(string.format("%s: losses[%d] (%s): %s", fn, i, spec.label or "?", tostring(v))) end
+      z[k] = (type(v) == "number" and v == v) and v or 0 / 0
+    end
+  end
+  return P.contour(z, n, n, 0, 180, 0, 180, 0)
+end
+
+-- (name, options) of a boundary item for the animation, or a ready spec (a head's own boundary,
+-- {f=} / {pos=, neg=} tables)
+local function sweep_spec(fn, item, a)
+  if type(item) == "function" then return item(a) end          -- the user's family of boundaries
+  if type(item) == "string" then item = { item } end
+  local name = type(item) == "table" and (item[1] or (type(item.boundary) ~= "function" and item.name)) or nil
+  local sweep = SWEEPS[name]
+  local o = {}
+  if item[1] then
+    for k, v in pairs(item) do o[k] = v end
+  else   -- a head: the same fields boundary_spec reads
+    for _, k in ipairs { "m", "m1", "m2", "m3", "t", "kind", "adaptive", "easy_margin", "fallback", "m0", "alpha",
+                         "l_a", "u_a", "l_m", "u_m", "h", "lambda_min" } do o[k] = item[k] end
+    if type(item.base) == "string" then o.base = item.base end
+    if o.fallback == "easy" then o.fallback, o.easy_margin = "mm", true end
+    o[1] = name
+  end
+  sweep(o, a)
+  return boundary_spec(fn, 1, o)
+end
+
+--- An animated GIF of one loss's two-class boundary as its margin grows from 0 to its value (or
+--- along SphereFace's λ annealing, or CurricularFace's t from 0 to 1); losses without a named
+--- margin (and heads with their own boundary, e.g. fvl.loss.margin) morph from NormFace's
+--- boundary θ1 = θ2 to theirs. item: a name, {name, m=...}, a head, or function(a) returning a
+--- boundary spec ({label=, f=function(θ1, θ2)} or a preset table) for a in [0, 1].
+--- opts: file (.gif, required), frames (24), hold (extra copies of the last frame, 8), delay (0.12 s),
+--- grid (121), mirror (true), width, height (560).
+function plot.boundary_animation(item, opts)
+  local fn = "plot.boundary_animation"
+  opts = util.check_opts(fn, opts, { "file", "frames", "hold", "delay", "grid", "mirror", "width", "height", "title" })
+  local nf = util.integer(fn, "frames", opts.frames, 24, 2)
+  local hold = util.integer(fn, "hold", opts.hold, 8, 0)
+  local n = util.integer(fn, "grid", opts.grid, 121, 8)
+  local mirror = util.boolean(fn, "mirror", opts.mirror, true)
+  local w, h = size_opts(fn, opts, 560, 560)
+  if type(item) ~= "function" and type(item) ~= "string" and type(item) ~= "table" then
+    fail(string.format("%s: item must be a name, a table, a head or a function(a), got %s", fn, type(item)))
+  end
+  if type(item) == "string" then item = { item } end
+  if type(item) == "table" and not SWEEPS[item[1] or (type(item.boundary) ~= "function" and item.name) or ""] then
+    local spec = boundary_spec(fn, 1, item)   -- evaluated once; the frames morph it
+    local f = spec.f or function(t1, t2) return spec.pos(t1) - spec.neg(t2, t1) end
+    item = function(a)
+      return { label = spec.label, f = function(t1, t2) return a * f(t1, t2) + (1 - a) * (cos(t1) - cos(t2)) end }
+    end
+  end
+  local anim = plot.animation { file = opts.file, width = w, height = h,
+                                delay = util.number(fn, "delay", opts.delay, 0.12, 0.01, 600) }
+  local ok, err = pcall(function()
+    local last
+    for k = 1, nf do
+      local a = (k - 1) / (nf - 1)
+      local spec = sweep_spec(fn, item, a)
+      local xs, ys = boundary_curve(fn, 1, spec, n)
+      local series = { { x = xs, y = ys, label = "class 1 boundary", color = 1, width = 2.4 } }
+      if mirror then series[2] = { x = ys, y = xs, label = "class 2 boundary", color = 4, dash = "dashed", width = 2.0 } end
+      last = { series = series, title = (opts.title and (opts.title .. ": ") or "") .. (spec.label or "?"),
+               legend = "none", equal = true, diagonal = true, xmin = 0, xmax = 180, ymin = 0, ymax = 180,
+               xstep = 30, ystep = 30, xlabel = "θ1 (degrees)", ylabel = "θ2 (degrees)",
+               notes = { { x = 40, y = 165, text = "x → class 1" }, { x = 145, y = 15, text = "x → class 2" } } }
+      anim:add_chart(last)
+    end
+    for _ = 1, hold do anim:add_chart(last) end
+  end)
+  if not ok then
+    anim.handle = nil   -- dropped: no file
+    collectgarbage()
+    error(err, 0)
+  end
+  return anim:close()
+end
+
+--- One boundary animation per head into dir: boundary_<name>.gif (a numbered suffix when two heads
+--- share a name). heads: a list as plot.boundaries takes. Returns the list of files written.
+--- opts: dir (required) and plot.boundary_animation's options.
+function plot.boundary_animations(heads, opts)
+  local fn = "plot.boundary_animations"
+  if type(opts) ~= "table" or type(opts.dir) ~= "string" then fail(fn .. ": opts.dir (a directory) is required") end
+  if type(heads) ~= "table" or #heads == 0 then fail(fn .. ": heads must be a non-empty list") end
+  local files, seen = {}, {}
+  for i, item in ipairs(heads) do
+    local name = type(item) == "string" and item or (type(item) == "table" and (item[1] or item.name)) or ("loss" .. i)
+    name = tostring(name):gsub("[^%w_%-]", "_")
+    seen[name] = (seen[name] or 0) + 1
+    local file = string.format("%s/boundary_%s%s.gif", opts.dir, name, seen[name] > 1 and ("_" .. seen[name]) or "")
+    local o = {}
+    for k, v in pairs(opts) do if k ~= "dir" then o[k] = v end end
+    o.file = file
+    files[#files + 1] = plot.boundary_animation(item, o)
+  end
+  return files
+end
+
+--- A features animation over training: one frame every `every` steps (or `frames` frames spread
+--- over `steps`); anim:step(k, function() return emb, labels, opts end) adds a frame when step k is
+--- due (the function runs only then), anim:close() writes the file.
+--- opts: file (.gif), steps, frames (24) or every, and plot.animation's width, height, delay, loop.
+function plot.training_animation(opts)
+  local fn = "plot.training_animation"
+  opts = util.check_opts(fn, opts, { "file", "steps", "frames", "every", "width", "height", "delay", "loop" })
+  local every = opts.every and util.integer(fn, "every", opts.every, nil, 1)
+  if not every then
+    local steps = util.integer(fn, "steps", opts.steps, nil, 1)
+    every = math.max(1, math.floor(steps / util.integer(fn, "frames", opts.frames, 24, 1)))
+  end
+  local anim = plot.animation { file = opts.file, width = opts.width, height = opts.height,
+                                delay = opts.delay or 0.15, loop = opts.loop }
+  anim.every = every
+  return anim
+end
+
+function Animation:step(k, frame)
+  if k % (self.every or 1) ~= 0 then return self.n end
+  local emb, labels, o = frame()
+  return self:add(emb, labels, o)
 end
 
 --- The two-class decision boundaries in the (θ1, θ2) plane, θk = angle between x and W_k, in
@@ -494,22 +703,10 @@ function plot.boundaries(losses, opts)
   local mirror = util.boolean(fn, "mirror", opts.mirror, true)
   local layout = util.enum(fn, "layout", opts.layout, { "grid", "overlay" }, #losses >= 3 and "grid" or "overlay")
   local file = check_file(fn, opts.file)
-  local th = {}
-  for i = 1, n do th[i] = pi * (i - 1) / (n - 1) end
   local curves = {}
   for i, item in ipairs(losses) do
     local spec = boundary_spec(fn, i, item)
-    local f = spec.f or function(a, b) return spec.pos(a) - spec.neg(b, a) end
-    local z, k = {}, 0
-    for j = 1, n do          -- rows: θ2
-      for q = 1, n do        -- columns: θ1
-        k = k + 1
-        local ok, v = pcall(f, th[q], th[j])
-        if not ok then fail(string.format("%s: losses[%d] (%s): %s", fn, i, spec.label or "?", tostring(v))) end
-        z[k] = (type(v) == "number" and v == v) and v or 0 / 0
-      end
-    end
-    local xs, ys = P.contour(z, n, n, 0, 180, 0, 180, 0)
+    local xs, ys = boundary_curve(fn, i, spec, n)
     curves[i] = { x = xs, y = ys, label = spec.label or ("loss " .. i) }
   end
   local common = { equal = true, diagonal = true, xmin = 0, xmax = 180, ymin = 0, ymax = 180,

@@ -236,28 +236,77 @@ local function fingerprint(S)
 end
 
 -- ---------------------------------------------------------------- shards
+-- The number of shards is a property of the sweep (shards = N, --shards N, or the N of
+-- shard = "i/N" / --shard i/N); the shard itself is i, or the Slurm array task id. Never inferred
+-- from the size of the array: any subset or stride of ids works, and one id resubmitted alone
+-- resumes exactly its shard.
+local function is_url(store) return type(store) == "string" and store:match("^postgres[q]?[l]?://") ~= nil end
+sweep.is_shared_store = is_url
+
 local function parse_shard(s, where)
   local i, n = tostring(s):match("^%s*(%d+)%s*/%s*(%d+)%s*$")
   i, n = tonumber(i), tonumber(n)
   if not i or n < 1 or i > n then
     fail("%s = '%s' (expected i/N with 0 <= i <= N, e.g. 0/4 or 4/4)", where, tostring(s))
   end
-  return i % n, n
+  return math.tointeger(i % n), math.tointeger(n)
 end
 
-local function find_shard(opt)
-  if opt ~= nil then return parse_shard(opt, "shard") end
+local function parse_count(v, where)
+  local n = math.tointeger(tonumber(v))
+  if not n or n < 1 then fail("%s = '%s' (expected a positive integer number of shards)", where, tostring(v)) end
+  return n
+end
+
+-- -> shard index (0..N-1), shard count, where they came from; nil when not sharded
+local function find_shard(o, shared)
+  local shard, shard_from, count, count_from = o.shard, o.shard ~= nil and "shard" or nil, nil, nil
+  if o.shards ~= nil then count, count_from = parse_count(o.shards, "shards"), "shards" end
   local a = rawget(_G, "arg")
   if type(a) == "table" then
     for i = 1, #a do
       local v = a[i]
-      if v == "--shard" then return parse_shard(a[i + 1], "--shard") end
-      local s = type(v) == "string" and v:match("^%-%-shard=(.*)$")
-      if s then return parse_shard(s, "--shard") end
+      if v == "--shard" then shard, shard_from = a[i + 1], "--shard"
+      elseif type(v) == "string" and v:match("^%-%-shard=") then shard, shard_from = v:match("^%-%-shard=(.*)$"), "--shard"
+      elseif v == "--shards" then count, count_from = parse_count(a[i + 1], "--shards"), "--shards"
+      elseif type(v) == "string" and v:match("^%-%-shards=") then
+        count, count_from = parse_count(v:match("^%-%-shards=(.*)$"), "--shards"), "--shards"
+      end
     end
   end
-  local id, count = os.getenv("SLURM_ARRAY_TASK_ID"), os.getenv("SLURM_ARRAY_TASK_COUNT")
-  if id and count then return parse_shard(id .. "/" .. count, "SLURM_ARRAY_TASK_ID/COUNT") end
+  local task = os.getenv("SLURM_ARRAY_TASK_ID")
+  if shared then
+    if shard or count then
+      fail("%s: a PostgreSQL store is shared by every worker on every machine; drop %s (no shards, " ..
+           "no merge: every array task joins the one sweep)", shared, shard_from or count_from)
+    end
+    return nil
+  end
+  if shard then
+    local i, n = parse_shard(shard, shard_from)
+    if count and count ~= n then
+      fail("%s = '%s' says %d shards but %s = %d", shard_from, tostring(shard), n, count_from, count)
+    end
+    return i, n, shard_from
+  end
+  if count then
+    if not task then
+      fail("%s = %d but no shard to run: pass --shard i/%d (0 <= i < %d) or run it as a Slurm array task " ..
+           "(sbatch --array=0-%d)", count_from, count, count, count, count - 1)
+    end
+    local id = math.tointeger(tonumber(task))
+    if not id or id < 0 or id > count then
+      fail("SLURM_ARRAY_TASK_ID = %s is not a shard of %s = %d (expected 0..%d, or 1..%d; " ..
+           "submit with --array=0-%d)", task, count_from, count, count - 1, count, count - 1)
+    end
+    return id % count, count, "SLURM_ARRAY_TASK_ID=" .. task
+  end
+  if task then
+    fail("this is Slurm array task %s, but the sweep does not say how many shards it has: give " ..
+         "shards = N in fvl.sweep{} or --shards N on the command line (the array's ids are then the " ..
+         "shards 0..N-1), or use a shared PostgreSQL store (store = 'postgresql://...') that every " ..
+         "task joins", task)
+  end
   return nil
 end
 
@@ -290,26 +339,44 @@ local function log_tail(path, n)
   return "\n--- last lines of " .. path .. " ---\n" .. out
 end
 
-local function decide_rungs(S, st, rows, queued, say)
+-- a trial that is not final: it will run (again), or it is running or waiting somewhere
+local function live(S, t, retry_before)
+  if t.status == "pending" or t.status == "running" then return true end
+  if t.status == "failed" then
+    if t.killed and t.attempt < S.max_attempts then return true end
+    if retry_before and t.ended and t.ended < retry_before then return true end
+  end
+  return false
+end
+
+-- rung r's candidates: trials in the race at rung r-1; nil when some of them have not arrived
+local function rung_waiting(S, rows, r, retry_before)
+  local waiting = {}
+  for _, t in ipairs(rows) do
+    if live(S, t, retry_before) and t.rung == r - 1 then
+      -- waiting: paused in its worker (running) or parked without a process (pending)
+      if (t.status == "running" or t.status == "pending") and t.wait_rung == r then
+        waiting[#waiting + 1] = t
+      else
+        return nil, true
+      end
+    end
+  end
+  return waiting, false
+end
+
+-- successive halving: decide every rung whose candidates are all waiting (or out). The decision
+-- is taken in one transaction on rows read inside it, so drivers sharing a store (on any number
+-- of machines) decide each rung once, over all its trials.
+local function decide_rungs(S, st, rows, retry_before, say)
   local R = #S.halving.rungs
   local gt = better(S.mode)
   for r = 1, R do
     local decided = st:meta("rung." .. r)
-    local waiting, blocked = {}, false
-    for _, t in ipairs(rows) do
-      local live = t.status == "running" or t.status == "pending" or queued[t.id]
-      if live and t.rung == r - 1 then
-        -- waiting: paused in its worker (running) or parked without a process (pending)
-        if (t.status == "running" or t.status == "pending") and t.wait_rung == r then
-          waiting[#waiting + 1] = t
-        else
-          blocked = true
-        end
-      end
-    end
+    local waiting, blocked = rung_waiting(S, rows, r, retry_before)
     if decided then
       local d = dec(decided)
-      for _, t in ipairs(waiting) do
+      for _, t in ipairs(waiting or {}) do
         local v = t.wait_value
         if v ~= nil and (v == d.cutoff or gt(v, d.cutoff)) then st:promote(t.id, r)
         else
@@ -319,152 +386,162 @@ local function decide_rungs(S, st, rows, queued, say)
                             fmt_num(v), fmt_num(d.cutoff)))
         end
       end
-    elseif #waiting > 0 and not blocked then
-      table.sort(waiting, function(a, b)
-        local va, vb = a.wait_value, b.wait_value
-        if va == nil or vb == nil then
-          if va == vb then return a.id < b.id end
-          return va ~= nil
-        end
-        if va == vb then return a.id < b.id end
-        return gt(va, vb)
-      end)
-      local keep = math.max(1, math.floor(#waiting / S.halving.eta))
+    elseif waiting and #waiting > 0 then
       st:begin()
-      local ok, err = pcall(function()
-        -- another driver sharing this store may have decided this rung a moment ago
-        if st:meta("rung." .. r) then error("decided", 0) end
-        for i, t in ipairs(waiting) do
+      local ok, err, keep, n, cutoff = pcall(function()
+        if st:meta("rung." .. r) then return "decided" end   -- another driver, a moment ago
+        local w = rung_waiting(S, st:trials(), r, retry_before)
+        if not w or #w == 0 then return "not yet" end
+        table.sort(w, function(a, b)
+          local va, vb = a.wait_value, b.wait_value
+          if va == nil or vb == nil then
+            if va == vb then return a.id < b.id end
+            return va ~= nil
+          end
+          if va == vb then return a.id < b.id end
+          return gt(va, vb)
+        end)
+        local keep = math.max(1, math.floor(#w / S.halving.eta))
+        for i, t in ipairs(w) do
           if i <= keep then st:promote(t.id, r)
           else
             local last = st:reports(t.id)
             st:prune(t.id, r, #last > 0 and last[#last].metrics or nil)
           end
         end
-        st:meta("rung." .. r, enc({ cutoff = waiting[keep].wait_value, n = #waiting, keep = keep }))
+        st:meta("rung." .. r, enc({ cutoff = w[keep].wait_value, n = #w, keep = keep }))
+        return "ok", keep, #w, w[keep].wait_value
       end)
-      if ok then st:commit() else st:rollback() end
-      if not ok and err == "decided" then break end
-      if not ok then error(err, 0) end
-      say(string.format("rung %d (step %d): %d of %d trials go on (%s %s %s)", r, S.halving.rungs[r],
-                        keep, #waiting, S.metric, S.mode == "min" and "<=" or ">=",
-                        fmt_num(waiting[keep].wait_value)))
+      if not ok then st:rollback(); error(err, 0) end
+      if err ~= "ok" then st:rollback(); break end
+      st:commit()
+      say(string.format("rung %d (step %d): %d of %d trials go on (%s %s %s)", r, S.halving.rungs[r], keep, n,
+                        S.metric, S.mode == "min" and "<=" or ">=", fmt_num(cutoff)))
+      return decide_rungs(S, st, st:trials(), retry_before, say)
     end
-    if not decided and (blocked or #waiting > 0) then break end
+    if not decided and (blocked or (waiting and #waiting > 0)) then break end
   end
 end
 
-local function driver(S)
-  local say = S.quiet and function() end or function(s) io.write(s, "\n"); io.flush() end
-  local dir = S.store:match("^(.*)/[^/]*$")
-  if dir and dir ~= "" then sys.mkdirs(dir) end
+-- the store as workers are told it: the URL, or the file's absolute path (once its directory exists)
+local function store_identity(S)
+  if S.shared then return S.store end
+  local dir, file = S.store:match("^(.*)/([^/]*)$")
+  if not dir then dir, file = ".", S.store end
+  local real = sys.realpath(dir == "" and "/" or dir)
+  return real and (real:gsub("/$", "") .. "/" .. file) or S.store
+end
+
+-- opens the store, checks that it holds this sweep, records the sweep and its trials
+local function open_sweep(S)
+  if not is_url(S.store) then
+    local dir = S.store:match("^(.*)/[^/]*$")
+    if dir and dir ~= "" then sys.mkdirs(dir) end
+  end
   local st = fvl.store.open(S.store)
   local fp = fingerprint(S)
-  local old = st:meta("fingerprint")
-  if old and old ~= fp then
-    st:close()
-    fail("%s holds a different sweep (name %s): its space, strategy, seed or halving differ from " ..
-         "this call's — use another store or delete it\n  stored: %s\n  now:    %s", S.store,
-         S.name, old, fp)
-  end
-  st:begin()
-  st:meta("fingerprint", fp)
-  st:meta("name", S.name)
-  st:meta("strategy", S.strategy)
-  if S.metric then st:meta("metric", S.metric) end
-  st:meta("mode", S.mode)
-  st:meta("total", tostring(S.total))
-  st:commit()
-  -- this shard's trials
-  local ids = {}
-  for id = 1, S.total do
-    if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then ids[#ids + 1] = id end
-  end
   st:begin()
   local ok, err = pcall(function()
-    for _, id in ipairs(ids) do
-      local _, labels = S.config_of(id)
-      local text = enc(labels)
-      if not st:add_trial(id, text, trial_seed(S.seed, id)) then
-        local row = st:trial(id)
-        if row.config ~= text then
-          error(string.format("fvl.sweep: %s: trial %d's stored config %s differs from %s", S.store, id,
-                              row.config, text), 0)
+    local old = st:meta("fingerprint")
+    if old and old ~= fp then
+      fail("%s holds a different sweep (name %s): its space, strategy, seed or halving differ from " ..
+           "this call's — use another store or delete it\n  stored: %s\n  now:    %s", S.store_text,
+           S.name, old, fp)
+    end
+    if not old then
+      st:meta("fingerprint", fp)
+      st:meta("name", S.name)
+      st:meta("strategy", S.strategy)
+      if S.metric then st:meta("metric", S.metric) end
+      st:meta("mode", S.mode)
+      st:meta("total", tostring(S.total))
+    end
+    for id = 1, S.total do
+      if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then
+        local _, labels = S.config_of(id)
+        local text = enc(labels)
+        if not st:add_trial(id, text, trial_seed(S.seed, id)) then
+          local row = st:trial(id)
+          if row.config ~= text then
+            error(string.format("fvl.sweep: %s: trial %d's stored config %s differs from %s", S.store_text, id,
+                                row.config, text), 0)
+          end
         end
       end
     end
   end)
   if ok then st:commit() else st:rollback(); st:close(); error(err, 0) end
+  return st
+end
 
-  local queue, queued, seen, ndone, elsewhere = {}, {}, {}, 0, {}
-  local host = sys.hostname()
-  for _, id in ipairs(ids) do
-    local row = st:trial(id)
-    local s = row.status
-    if s == "running" and row.host == host and row.pid > 0 and row.pid ~= sys.getpid() and sys.alive(row.pid) then
-      -- a worker of another driver on this store is on it (ours die with their driver)
-      elsewhere[#elsewhere + 1] = id
-    elseif s == "pending" and row.wait_rung > 0 and row.rung < row.wait_rung then
-      -- parked at a rung without a process: it runs again only if promoted (see the loop)
-    elseif s == "pending" or s == "running" or (s == "failed" and (row.killed or S.retry_failed)) then
-      queue[#queue + 1] = id
-      queued[id] = true
-      seen[id] = row.attempt
-    else
-      ndone = ndone + 1
+local function driver(S)
+  local say = S.quiet and function() end or function(s) io.write(s, "\n"); io.flush() end
+  local st = open_sweep(S)
+  S.store_id = store_identity(S)
+  local host, me = sys.hostname(), sys.getpid()
+  local t_start = st:now()
+  local retry_before = S.retry_failed and t_start or nil
+  -- trials whose worker died with its driver on this host run again right away; elsewhere
+  -- (another machine) they run again when their lease expires
+  local rows = st:trials()
+  local nfinal, nrunning = 0, 0
+  for _, row in ipairs(rows) do
+    if row.status == "running" and row.host == host and row.pid ~= me and not (row.pid > 0 and sys.alive(row.pid)) then
+      st:finish_trial(row.id, row.attempt, "failed", nil, "worker gone (its driver was killed)", true)
+    elseif row.status == "running" then
+      nrunning = nrunning + 1
+    elseif not live(S, row, retry_before) then
+      nfinal = nfinal + 1
     end
   end
   local workers, threads = S.workers, S.threads
-  say(string.format("sweep %s: %d trials (%s%s), %d finished, %d to run; %d worker%s x %d thread%s; store %s",
-                    S.name, #ids, S.strategy, S.shard_n and string.format(", shard %d/%d of %d", S.shard_i,
-                    S.shard_n, S.total) or "", ndone, #queue, workers, workers == 1 and "" or "s", threads,
-                    threads == 1 and "" or "s", S.store))
+  say(string.format("sweep %s: %d trials (%s%s), %d finished%s; %d worker%s x %d thread%s (%s); store %s",
+                    S.name, #rows, S.strategy, S.shard_n and string.format(", shard %d of %d (%s) of %d trials",
+                    S.shard_i, S.shard_n, S.shard_from, S.total) or "", nfinal,
+                    nrunning > 0 and string.format(", %d running elsewhere", nrunning) or "", workers,
+                    workers == 1 and "" or "s", threads, threads == 1 and "" or "s", S.threads_from, S.store_text))
 
-  local logdir = S.logs and (S.store:gsub("%.[%w]+$", "") .. ".logs") or nil
+  local logdir = S.logdir
   if logdir then sys.mkdirs(logdir) end
-  local abs = sys.realpath(S.store)
   local active, nactive = {}, 0
-  local finished = ndone
   local t0 = sys.time()
+  local sign = S.mode == "min" and -1 or 1
 
-  if #elsewhere > 0 then
-    say(string.format("sweep %s: trial%s %s running in another process on this store; not run here",
-                      S.name, #elsewhere == 1 and "" or "s", table.concat(elsewhere, ", ")))
-  end
-
-  local function launch(id)
-    -- claimed only if nobody (another driver on this store) took it since we looked
-    local attempt = st:start_trial(id, sys.getpid(), seen[id])   -- pid: ours until the worker's
-    if attempt == 0 then return false end
+  local function launch(id, attempt)
     local logpath = logdir and string.format("%s/trial-%d.log", logdir, id) or nil
     if logpath then
       local f = io.open(logpath, "a")
       if f then
-        f:write(string.format("=== trial %d attempt %d, %s ===\n", id, attempt, os.date("!%Y-%m-%d %H:%M:%SZ")))
+        f:write(string.format("=== trial %d attempt %d, %s on %s, %d thread%s (%s) ===\n", id, attempt,
+                              os.date("!%Y-%m-%d %H:%M:%SZ"), host, threads, threads == 1 and "" or "s",
+                              S.threads_from))
         f:close()
       end
     end
     local argv = { S.exe, S.script }
     for _, a in ipairs(S.args) do argv[#argv + 1] = a end
     local env = {
-      [WORKER_ENV] = string.format("%d:%d:%s", id, attempt, abs),
+      [WORKER_ENV] = string.format("%d:%d:%s", id, attempt, S.store_id),
       FVL_SWEEP_THREADS = tostring(threads),
       FVL_SWEEP_LOG = logpath or "",
       OMP_NUM_THREADS = tostring(threads),
       OPENBLAS_NUM_THREADS = tostring(threads),
     }
-    local pid = sys.spawn(S.exe, argv, env, logpath)
+    local ok, pid = pcall(sys.spawn, S.exe, argv, env, logpath)
+    if not ok then
+      st:finish_trial(id, attempt, "failed", nil, tostring(pid), false)
+      error(pid, 0)
+    end
     st:set_pid(id, attempt, pid)
     active[pid] = { id = id, attempt = attempt, t0 = sys.time(), log = logpath }
     nactive = nactive + 1
-    return true
   end
 
-  local function on_exit(w, code, sig)
+  local function on_exit(w, code, sig, total)
     local row = st:trial(w.id)
     -- a worker that left a rung's queue (parked) or an attempt that is no longer current
     if row.attempt ~= w.attempt or (row.status == "pending" and row.wait_rung > 0) then return end
-    if row.status == "running" and row.attempt == w.attempt then
+    if row.status == "running" then
       local msg, killed
       if sig then
         killed = sig == "SIGKILL" or sig == "SIGTERM" or sig == "SIGINT" or sig == "SIGHUP"
@@ -475,35 +552,63 @@ local function driver(S)
         msg = string.format("worker exited with code %d before recording a result", code)
       else
         msg = "worker exited without running the trial (does the script reach fvl.sweep{} with store " ..
-              S.store .. " when run again?)"
+              S.store_text .. " when run again?)"
       end
       st:finish_trial(w.id, w.attempt, "failed", nil, msg .. (killed and "" or log_tail(w.log)), killed)
       row = st:trial(w.id)
     end
-    finished = finished + 1
     local what
     if row.status == "failed" then what = "FAILED: " .. tostring(row.error):match("^[^\n]*")
     else what = row.status .. "  " .. metric_text(dec(row.metrics), S.metric) end
-    say(string.format("[%d/%d] trial %d %s  %s  (%.1f s)", finished, #ids, w.id, what,
+    say(string.format("[trial %d of %d] %s  %s  (%.1f s)", w.id, total, what,
                       config_text(dec(row.config)), sys.time() - w.t0))
   end
 
+  local last_beat = sys.time()
   local function loop()
-    while #queue > 0 or nactive > 0 do
-      -- waiting (paused at a rung) workers do not count against `workers`
-      local rows = (S.halving or S.timeout) and st:trials() or nil
+    while true do
+      -- our workers that ended, and those past their timeout
+      for pid, w in pairs(active) do
+        local done, code, sig = sys.poll(pid)
+        if done then
+          active[pid] = nil
+          nactive = nactive - 1
+          on_exit(w, code, sig, #rows)
+        elseif S.timeout and sys.time() - w.t0 > S.timeout and not w.timed_out then
+          w.timed_out = true
+          sys.kill(pid, "KILL")
+        end
+      end
+      -- heartbeats: our trials' leases; a trial taken from us (this driver stalled past its
+      -- lease and another driver re-ran it) stops here
+      if sys.time() - last_beat >= S.lease / 4 then
+        last_beat = sys.time()
+        for pid, w in pairs(active) do
+          if not w.parked and not w.lost and not st:heartbeat(w.id, w.attempt, S.lease) then
+            local r = st:trial(w.id)
+            if r and r.attempt ~= w.attempt then
+              w.lost = true
+              sys.kill(pid, "KILL")
+            end
+          end
+        end
+      end
+      rows = st:trials()
       local byid = {}
-      if rows then for _, r in ipairs(rows) do byid[r.id] = r end end
+      for _, r in ipairs(rows) do byid[r.id] = r end
+      -- waiting (paused at a rung) workers do not count against `workers`
       local busy, ready = 0, {}
       for _, w in pairs(active) do
         local r = byid[w.id]
-        if not (r and r.status == "running" and r.wait_rung > 0) then busy = busy + 1
+        if w.parked then
+          -- its process is on its way out
+        elseif not (r and r.status == "running" and r.attempt == w.attempt and r.wait_rung > 0) then busy = busy + 1
         elseif r.rung >= r.wait_rung then ready[#ready + 1] = r.id end   -- promoted, not yet released
       end
       if S.halving then
         -- at most halving.paused trials wait at a rung with their process (memory); the worst
         -- of the others are parked: the worker exits, the trial waits as 'pending' with its
-        -- rung value, and runs again from step 0 if promoted
+        -- rung value, and runs again from step 0 if promoted (claimed first, best first)
         local alive = {}
         for _, w in pairs(active) do
           local r = byid[w.id]
@@ -521,17 +626,7 @@ local function driver(S)
           end)
           for i = S.halving.paused + 1, #alive do
             local w = alive[i].w
-            if st:exec("UPDATE trials SET status = 'pending', pid = 0 WHERE id = ? AND attempt = ? AND" ..
-                       " status = 'running' AND wait_rung > 0 AND rung < wait_rung", w.id, w.attempt) == 1 then
-              w.parked = true
-            end
-          end
-        end
-        -- parked trials that were promoted go back to the front of the queue
-        for _, r in ipairs(rows) do
-          if r.status == "pending" and r.wait_rung > 0 and r.rung >= r.wait_rung and not queued[r.id] then
-            table.insert(queue, 1, r.id)
-            queued[r.id], seen[r.id] = true, r.attempt
+            if st:park(w.id, w.attempt) then w.parked = true end
           end
         end
       end
@@ -545,26 +640,27 @@ local function driver(S)
         if busy >= workers then break end
         if st:release(id) then busy = busy + 1 end
       end
-      while busy < workers and #queue > 0 do
-        local id = table.remove(queue, 1)
-        queued[id] = nil
-        if launch(id) then busy = busy + 1 end
+      -- claim trials: promoted parked ones first, then by id; a claim is one row taken under a
+      -- lock, so any number of drivers on this store never take the same trial twice
+      local claimed = false
+      while busy < workers do
+        local id, attempt = st:claim(me, S.lease, S.max_attempts, retry_before or -1, sign)
+        if not id then break end
+        claimed = true
+        launch(id, attempt)
+        busy = busy + 1
       end
-      for pid, w in pairs(active) do
-        local done, code, sig = sys.poll(pid)
-        if done then
-          active[pid] = nil
-          nactive = nactive - 1
-          on_exit(w, code, sig)
-        elseif S.timeout and sys.time() - w.t0 > S.timeout and not w.timed_out then
-          w.timed_out = true
-          sys.kill(pid, "KILL")
-        end
+      if S.halving then decide_rungs(S, st, claimed and st:trials() or rows, retry_before, say) end
+      if nactive == 0 and not claimed then
+        -- done when every trial is final; otherwise others run or will run some: wait for them
+        -- (a trial whose driver died is claimed when its lease expires)
+        local open = 0
+        for _, r in ipairs(st:trials()) do if live(S, r, retry_before) then open = open + 1 end end
+        if open == 0 then break end
       end
-      if S.halving then decide_rungs(S, st, st:trials(), queued, say) end
       -- through pcall, so that the fvl program's Ctrl-C hook fires in here (it raises
       -- "interrupted" at the next Lua instruction) and not in the clean-up below
-      local ok, e = pcall(sys.sleep, S.poll)
+      local ok, e = pcall(sys.sleep, nactive > 0 and S.poll or math.max(S.poll, math.min(0.25, S.lease / 8)))
       if not ok then error(e, 0) end
     end
   end
@@ -598,29 +694,19 @@ end
 
 -- inline: trials run one after the other in this process (REPL, debugging)
 local function inline(S)
-  local dir = S.store:match("^(.*)/[^/]*$")
-  if dir and dir ~= "" then sys.mkdirs(dir) end
-  local st = fvl.store.open(S.store)
-  local fp = fingerprint(S)
-  local old = st:meta("fingerprint")
-  if old and old ~= fp then st:close(); fail("%s holds a different sweep — use another store", S.store) end
-  st:meta("fingerprint", fp)
-  st:meta("name", S.name)
-  st:meta("mode", S.mode)
-  if S.metric then st:meta("metric", S.metric) end
-  for id = 1, S.total do
-    if not S.shard_n or (id - S.shard_i) % S.shard_n == 0 then
-      local _, labels = S.config_of(id)
-      st:add_trial(id, enc(labels), trial_seed(S.seed, id))
-      local row = st:trial(id)
-      if row.status == "pending" or row.status == "running" or (row.status == "failed" and (row.killed or S.retry_failed)) then
-        local attempt = st:start_trial(id, sys.getpid(), row.attempt)
-        local res = attempt > 0 and run_trial(S, st, id, attempt, nil, nil) or "claimed elsewhere"
-        if not S.quiet then
-          local r = st:trial(id)
-          print(string.format("trial %d %s  %s  %s", id, res, metric_text(dec(r.metrics), S.metric),
-                              config_text(labels)))
-        end
+  local st = open_sweep(S)
+  local me = sys.getpid()
+  for _, row in ipairs(st:trials()) do
+    local id = row.id
+    if row.status == "pending" or (row.status == "running" and not (row.pid > 0 and row.pid ~= me and
+        row.host == sys.hostname() and sys.alive(row.pid))) or
+       (row.status == "failed" and (row.killed or S.retry_failed)) then
+      local attempt = st:start_trial(id, me, row.attempt, S.lease)
+      local res = attempt > 0 and run_trial(S, st, id, attempt, nil, nil, true) or "claimed elsewhere"
+      if not S.quiet then
+        local r = st:trial(id)
+        print(string.format("trial %d %s  %s  %s", id, res, metric_text(dec(r.metrics), S.metric),
+                            config_text(dec(r.config))))
       end
     end
   end
@@ -629,18 +715,27 @@ end
 
 -- ---------------------------------------------------------------- fvl.sweep{...}
 local sweep_opts = { "name", "space", "trial", "workers", "store", "strategy", "samples", "seed", "metric",
-                     "mode", "halving", "shard", "threads", "timeout", "retry_failed", "quiet", "script",
-                     "exe", "args", "logs", "poll", "leaderboard" }
+                     "mode", "halving", "shard", "shards", "threads", "timeout", "retry_failed", "quiet",
+                     "script", "exe", "args", "logs", "poll", "leaderboard", "lease" }
 
 local function normalize(o)
   if type(o) ~= "table" then fail("expected an option table, got %s", type(o)) end
   check_opts("fvl.sweep", o, sweep_opts)
   local S = {}
   if o.name ~= nil and type(o.name) ~= "string" then fail("name must be a string, got %s", type(o.name)) end
-  if o.store ~= nil and type(o.store) ~= "string" then fail("store must be a path, got %s", type(o.store)) end
+  if o.store ~= nil and type(o.store) ~= "string" then
+    fail("store must be a path or a postgresql:// URL, got %s", type(o.store))
+  end
   if not o.name and not o.store then fail("give name= or store=") end
-  S.name = o.name or o.store:match("([^/]+)$"):gsub("%.[%w]+$", "")
+  local url = is_url(o.store)
+  if url and not o.name and not o.store:find("#", 1, true) then
+    fail("a PostgreSQL store needs the sweep's name= (it names the sweep's schema in the database)")
+  end
+  S.name = o.name or (url and o.store:match("#(.*)$")) or o.store:match("([^/]+)$"):gsub("%.[%w]+$", "")
   S.store = o.store or ("runs/" .. S.name .. ".sqlite")
+  -- a PostgreSQL store keeps each sweep in its own schema: <url>#<name>
+  if url and not S.store:find("#", 1, true) then S.store = S.store .. "#" .. S.name end
+  S.shared = url
   if type(o.trial) ~= "function" then fail("trial must be a function(cfg, report, info), got %s", type(o.trial)) end
   S.trial = o.trial
   S.strategy = o.strategy or "grid"
@@ -688,16 +783,32 @@ local function normalize(o)
     fail("workers must be an integer >= 0, got %s", tostring(o.workers))
   end
   if S.workers == 0 and S.halving then fail("successive halving needs workers >= 1 (trials pause at rungs)") end
-  S.threads = o.threads or math.max(1, sys.cpu_count() // math.max(1, S.workers))
+  if o.threads ~= nil then
+    S.threads, S.threads_from = o.threads, "threads = " .. tostring(o.threads)
+  else
+    -- the CPUs this process may use (affinity ∩ SLURM_CPUS_PER_TASK ∩ OMP_NUM_THREADS), divided
+    local n, from = sys.cpus()
+    local w = math.max(1, S.workers)
+    S.threads = math.max(1, n // w)
+    S.threads_from = w > 1 and string.format("%s, / %d workers", from, w) or from
+  end
   if math.type(S.threads) ~= "integer" or S.threads < 1 then
     fail("threads must be a positive integer, got %s", tostring(o.threads))
   end
+  if o.lease ~= nil and (type(o.lease) ~= "number" or o.lease < 0.2) then
+    fail("lease must be a number of seconds >= 0.2 (a dead driver's trials run again after it), got %s",
+         tostring(o.lease))
+  end
+  S.lease = o.lease or 30
   if o.timeout ~= nil and (type(o.timeout) ~= "number" or o.timeout <= 0) then
     fail("timeout must be a number of seconds > 0, got %s", tostring(o.timeout))
   end
   S.timeout = o.timeout
   S.retry_failed = o.retry_failed and true or false
   S.quiet = o.quiet and true or false
+  if o.logs ~= nil and type(o.logs) ~= "boolean" and type(o.logs) ~= "string" then
+    fail("logs must be true, false or a directory, got %s", type(o.logs))
+  end
   S.logs = o.logs ~= false
   if o.poll ~= nil and (type(o.poll) ~= "number" or o.poll <= 0 or o.poll > 10) then
     fail("poll must be a number of seconds in (0, 10], got %s", tostring(o.poll))
@@ -717,8 +828,23 @@ local function normalize(o)
   end
   S.args = o.args or {}
   if not o.args and S.script and type(a) == "table" then for i = 1, #a do S.args[i] = a[i] end end
-  S.shard_i, S.shard_n = find_shard(o.shard)
-  if S.shard_n then S.store = shard_path(S.store, S.shard_i, S.shard_n) end
+  S.shard_i, S.shard_n, S.shard_from = find_shard(o, url and S.store)
+  if S.shard_n then
+    S.store = shard_path(S.store, S.shard_i, S.shard_n)
+    if S.halving then
+      fail("successive halving over SQLite shards would prune within each shard (a different experiment " ..
+           "from the whole sweep, with other finalists); run every task on one shared store instead: " ..
+           "a PostgreSQL store (store = 'postgresql://host/db', no shards) for several machines, or one " ..
+           "SQLite file without shards on one machine")
+    end
+  end
+  S.max_attempts = 10 + (S.halving and #S.halving.rungs or 0)
+  -- how the store is shown (no password) and named to workers (an absolute path)
+  S.store_text = url and S.store:gsub("(//[^/:@]*:)[^@/]*@", "%1***@") or S.store
+  if S.logs then
+    S.logdir = type(o.logs) == "string" and o.logs or url and ("runs/" .. S.name .. ".logs")
+               or (S.store:gsub("%.[%w]+$", "") .. ".logs")
+  end
   return S
 end
 
@@ -726,12 +852,13 @@ function sweep.run(o)
   local S = normalize(o)
   local w = worker.parse_worker_env()
   if w then
-    local mine = sys.realpath(S.store)
-    if mine == w.store then worker.worker_main(S, w) end
+    if store_identity(S) == w.store then worker.worker_main(S, w) end
     -- another sweep of the same script: do not run anything here
-    local f = io.open(S.store, "rb")
-    if not f then return {} end
-    f:close()
+    if not S.shared then
+      local f = io.open(S.store, "rb")
+      if not f then return {} end
+      f:close()
+    end
     return sweep.load(S.store)
   end
   if S.workers == 0 then

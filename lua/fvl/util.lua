@@ -245,5 +245,9 @@ function util.read_file(path)
   return s
 end
 
+-- row-sparse gradients (Partial FC): row_grads[param] = {rows = int32 1-based rows, param = the
+-- sampled rows as their own leaf (its .grad after backward)}; the optimisers step those rows only
+util.row_grads = setmetatable({}, { __mode = "k" })
+
 util.fvl = fvl
 return util

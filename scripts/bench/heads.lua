@@ -21,7 +21,19 @@ for _, a in ipairs(arg or {}) do
   args[k] = tonumber(v) or v
 end
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
-              "curricularface", "circle", "center", "discface", "npcface" }
+              "curricularface", "circle", "center", "discface", "npcface",
+              "adacos", "subcenter_arcface", "magface", "adaface", "elasticface",
+              "margin_arcface", "margin_curricularface", "margin_adaface" }
+-- margin_<name>: the scripts/examples/margin_<name>.lua head (fvl.loss.margin, the target logit
+-- written in Lua); anything else: fvl.loss[name]
+local function make_head(name, o)
+  local ex = name:match("^margin_(.+)$")
+  if ex then
+    local dir = (arg and arg[0] or "scripts/bench/heads.lua"):gsub("bench/heads%.lua$", "")
+    return dofile(dir .. "examples/margin_" .. ex .. ".lua")(o)
+  end
+  return fvl.loss[name](o)
+end
 -- timed step/GEMM pairs per head: given, or 15 at C ≤ 20,000 (a ~60 ms step) and 5 above
 local function steps_for(C) return args.steps or (C <= 20000 and 15 or 5) end
 local TIGHT = { softmax = true, normface = true, cosface = true, arcface = true, combined = true }
@@ -48,7 +60,8 @@ local function run_one(name, C)
   local x = fvl.randn(B, D)
   x:requires_grad()
   local y = fvl.randint(C, { B })
-  local head = fvl.loss[name] { dim = D, classes = C }
+  local head = make_head(name, { dim = D, classes = C })
+  local R = head.weight:size(1)   -- rows of W: C, or C·K for Sub-center ArcFace (its K-wide GEMMs)
   local function step()
     x.grad = nil
     for _, p in ipairs(head:parameters()) do p:zero_grad() end   -- as an optimiser would, untimed
@@ -69,7 +82,7 @@ local function run_one(name, C)
 
   -- phase 2: the step and its three bare GEMMs (same shapes) alternately, best of N each, so
   -- that both see the same machine load
-  local a, w, g = fvl.randn(B, D), fvl.randn(C, D), fvl.randn(B, C)
+  local a, w, g = fvl.randn(B, D), fvl.randn(R, D), fvl.randn(B, R)
   local function gemm()
     return fvl.no_grad(function()
       local t0 = fvl.clock()
@@ -91,7 +104,7 @@ local function run_one(name, C)
   -- engine bytes at the step's peak, less W and W.grad (and Center's C×D centres: state like W),
   -- in B×C float buffers (target ≤ 2: the logits and one more); x and its gradient (B×D each)
   -- are included
-  local bc, wbytes = B * C * 4, C * D * 4
+  local bc, wbytes = B * R * 4, R * D * 4
   local state = head.centers and head.centers:numel() * 4 or 0
   local bufs = (m1.peak - 2 * wbytes - state) / bc
   local rest = (m1.peak - 2 * wbytes - state - 2 * bc) / (B * D * 4)   -- beyond two B×C, in B×D
@@ -104,13 +117,54 @@ if args.one then
   return
 end
 
+-- pair=a,b: the steps of two heads alternately in one process, best of N each, and their ratio
+-- (e.g. pair=arcface,margin_arcface C=100000: a user-written margin against the built-in head)
+if args.pair then
+  local na, nb = tostring(args.pair):match("^([%w_]+),([%w_]+)$")
+  if not na then error("heads.lua: pair=<head>,<head> expected, got " .. tostring(args.pair), 0) end
+  local B, D, C = args.B, args.D, args.C or 100000
+  fvl.manual_seed(1)
+  local x, y = fvl.randn(B, D), nil
+  x:requires_grad()
+  y = fvl.randint(C, { B })
+  local W = fvl.randn(C, D) * 0.05
+  local ha, hb = make_head(na, { weight = W }), make_head(nb, { weight = W })
+  W = nil
+  local function step(h)
+    x.grad = nil
+    h.weight:zero_grad()
+    collectgarbage()
+    local t0 = fvl.clock()
+    h(x, y):backward()
+    return fvl.clock() - t0
+  end
+  for _ = 1, math.max(args.warmup, 1) do step(ha); step(hb) end
+  local ta, tb = {}, {}
+  for i = 1, steps_for(C) do ta[i] = step(ha); tb[i] = step(hb) end
+  local la = require("fvl.util").loadavg()
+  print(string.format("pair B=%d D=%d C=%d threads %d: %s %.2f ms, %s %.2f ms per step (best of %d), ratio %.3f (target <= 1.3)%s",
+                      B, D, C, fvl.threads(), na, best(ta) * 1e3, nb, best(tb) * 1e3, steps_for(C),
+                      best(tb) / best(ta), la and string.format(", load average %s", tostring(la)) or ""))
+  return
+end
+
 local heads = ALL
 if args.heads then
   heads = {}
   for h in tostring(args.heads):gmatch("[^,]+") do heads[#heads + 1] = h end
 end
 local Cs = args.C and { args.C } or { 10000, 100000 }
-local exe = arg and arg[-1] or "fvl"
+-- the interpreter and its options as this run was started (`fvl`, or `lua5.4 -l fvl`), for the
+-- per-head child processes
+local function interpreter()
+  if not arg then return "fvl" end
+  local lo = 0
+  while arg[lo - 1] do lo = lo - 1 end
+  local parts = {}
+  for i = lo, -1 do parts[#parts + 1] = string.format("%q", arg[i]) end
+  return #parts > 0 and table.concat(parts, " ") or "fvl"
+end
+local exe = interpreter()
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
 print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,

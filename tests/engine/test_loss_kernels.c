@@ -186,6 +186,7 @@ static double ref_target(const fvl_margin_spec *sp, double c, double c0, double 
     double ap = fmax(0.0, 1 + sp->circle_m - c0);
     return ap * (c - (1 - sp->circle_m));
   }
+  case FVL_TK_GIVEN: return m;   /* the target value itself */
   }
   return sp->detached ? c + (T0 - c0) : T;
 }

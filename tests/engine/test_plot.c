@@ -2,6 +2,7 @@
  * charts/scatters/sheets written as PNG, SVG and PDF (magic bytes, PNG size, atomic write: no
  * temporary left behind) and every error path. FVL_PLOT_KEEP=dir keeps the pictures there. */
 #include <check.h>
+#include <gif_lib.h>
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -326,92 +327,51 @@ START_TEST(sheet_files) {
 END_TEST
 
 /* ------------------------------------------------------------------ animated GIF */
-/* A small GIF reader for the checks: walks the blocks and LZW-decodes every frame. */
-static uint16_t lzw_pre[4096];
-static uint8_t lzw_suf[4096];
-static int64_t lzw_emit(int code, int clear, uint8_t *out, int64_t m, int64_t cap, uint8_t *first) {
-  uint8_t st[4096];
-  int sp = 0;
-  while (code >= clear) { st[sp++] = lzw_suf[code]; code = lzw_pre[code]; }
-  st[sp++] = (uint8_t)code;
-  *first = (uint8_t)code;
-  while (sp) { if (m >= cap) return -1; out[m++] = st[--sp]; }
-  return m;
-}
-static int64_t lzw_decode(const uint8_t *d, size_t n, int mincs, uint8_t *out, int64_t cap) {
-  int clear = 1 << mincs, eoi = clear + 1, cs = mincs + 1, next = eoi + 1, prev = -1;
-  uint32_t acc = 0;
-  int nacc = 0;
-  size_t pos = 0;
-  int64_t m = 0;
-  for (;;) {
-    while (nacc < cs) { if (pos >= n) return -10; acc |= (uint32_t)d[pos++] << nacc; nacc += 8; }
-    int code = (int)(acc & ((1u << cs) - 1));
-    acc >>= cs; nacc -= cs;
-    if (code == clear) { cs = mincs + 1; next = eoi + 1; prev = -1; continue; }
-    if (code == eoi) return m;
-    uint8_t k;
-    if (prev < 0) {
-      if (code >= clear) return -11;
-      m = lzw_emit(code, clear, out, m, cap, &k);
-    } else if (code < next) {
-      m = lzw_emit(code, clear, out, m, cap, &k);
-    } else if (code == next) {       /* KwKwK: prev's string and its own first byte */
-      m = lzw_emit(prev, clear, out, m, cap, &k);
-      if (m < 0 || m >= cap) return -12;
-      out[m++] = k;
-    } else return -13;
-    if (m < 0) return -14;
-    if (prev >= 0 && next < 4096) {
-      lzw_pre[next] = (uint16_t)prev; lzw_suf[next] = k; next++;
-      if (next == (1 << cs) && cs < 12) cs++;
+/* Reads the file back with giflib's decoder: returns the number of frames (each w×h), *corner =
+   the first pixel's colour as 0xRRGGBB, *has_c0 = whether plot colour 0 appears exactly. */
+static int gif_read(const char *p, int *w, int *h, int *corner, int *has_c0) {
+  int err = 0;
+  GifFileType *gf = DGifOpenFileName(p, &err);
+  ck_assert_msg(gf != NULL, "giflib cannot open %s: %d", p, err);
+  ck_assert_int_eq(DGifSlurp(gf), GIF_OK);
+  char hdr[7] = {0};
+  FILE *hf = fopen(p, "rb");
+  ck_assert_int_eq(fread(hdr, 1, 6, hf), 6);
+  fclose(hf);
+  ck_assert_str_eq(hdr, "GIF89a");
+  *w = gf->SWidth;
+  *h = gf->SHeight;
+  ColorMapObject *cm = gf->SColorMap;
+  ck_assert_ptr_nonnull(cm);
+  double c0[3];
+  fvl_plot_color(0, c0);
+  int r0 = (int)lround(c0[0] * 255), g0 = (int)lround(c0[1] * 255), b0 = (int)lround(c0[2] * 255);
+  *has_c0 = 0;
+  /* frames after the first store the box that changed: composite them onto the canvas */
+  GifByteType *canvas = calloc((size_t)*w * *h, 1);
+  for (int f = 0; f < gf->ImageCount; f++) {
+    SavedImage *im = &gf->SavedImages[f];
+    GifImageDesc *d = &im->ImageDesc;
+    if (f == 0) {
+      ck_assert_int_eq(d->Width, *w);
+      ck_assert_int_eq(d->Height, *h);
     }
-    prev = code;
-  }
-}
-/* returns the number of frames; checks each decodes to w*h pixels; *corner = first pixel */
-static int gif_read(const char *p, int *w, int *h, int *corner) {
-  FILE *f = fopen(p, "rb");
-  ck_assert_ptr_nonnull(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *b = malloc((size_t)n);
-  ck_assert_int_eq(fread(b, 1, (size_t)n, f), n);
-  fclose(f);
-  ck_assert_int_eq(memcmp(b, "GIF89a", 6), 0);
-  *w = b[6] | b[7] << 8;
-  *h = b[8] | b[9] << 8;
-  ck_assert_int_eq(b[10] & 0x80, 0x80);
-  long pos = 13 + 3 * (2 << (b[10] & 7));
-  int frames = 0;
-  uint8_t *pix = malloc((size_t)*w * *h + 1), *data = malloc((size_t)n);
-  for (;;) {
-    ck_assert_int_lt(pos, n);
-    if (b[pos] == 0x3B) break;
-    if (b[pos] == 0x21) {            /* extension: label, sub-blocks */
-      pos += 2;
-      while (b[pos]) pos += b[pos] + 1;
-      pos++;
-      continue;
+    ck_assert(d->Left >= 0 && d->Top >= 0 && d->Left + d->Width <= *w && d->Top + d->Height <= *h);
+    for (int r = 0; r < d->Height; r++)
+      memcpy(canvas + (size_t)(d->Top + r) * *w + d->Left, im->RasterBits + (size_t)r * d->Width, (size_t)d->Width);
+    for (int64_t i = 0; i < (int64_t)*w * *h; i++) {
+      GifColorType c = cm->Colors[canvas[i]];
+      if (c.Red == r0 && c.Green == g0 && c.Blue == b0) *has_c0 = 1;
     }
-    ck_assert_int_eq(b[pos], 0x2C);
-    int fw = b[pos + 5] | b[pos + 6] << 8, fh = b[pos + 7] | b[pos + 8] << 8;
-    ck_assert_int_eq(fw, *w);
-    ck_assert_int_eq(fh, *h);
-    pos += 10;
-    int mincs = b[pos++];
-    size_t nd = 0;
-    while (b[pos]) { memcpy(data + nd, b + pos + 1, b[pos]); nd += b[pos]; pos += b[pos] + 1; }
-    pos++;
-    int64_t got = lzw_decode(data, nd, mincs, pix, (int64_t)*w * *h);
-    ck_assert_msg(got == (int64_t)*w * *h, "frame %d decodes to %lld pixels", frames, (long long)got);
-    if (frames == 0) *corner = pix[0];
-    frames++;
+    if (f == 0) {
+      GifColorType c = cm->Colors[canvas[0]];
+      *corner = c.Red << 16 | c.Green << 8 | c.Blue;
+    }
   }
-  ck_assert_int_eq(pos, n - 1);     /* the trailer ends the file */
-  free(b); free(pix); free(data);
-  return frames;
+  free(canvas);
+  int n = gf->ImageCount;
+  DGifCloseFile(gf, &err);
+  return n;
 }
 
 START_TEST(gif_animation) {
@@ -435,11 +395,12 @@ START_TEST(gif_animation) {
   ck_assert_int_eq(fvl_plot_gif_frames(g), 5);
   ck_assert_int_eq(access(path("anim.gif"), F_OK), -1);   /* nothing until close */
   ck_assert_int_eq(fvl_plot_gif_close(g), 0);
-  int w, h, corner;
-  ck_assert_int_eq(gif_read(path("anim.gif"), &w, &h, &corner), 5);
+  int w, h, corner, has_c0;
+  ck_assert_int_eq(gif_read(path("anim.gif"), &w, &h, &corner, &has_c0), 5);
   ck_assert_int_eq(w, 320);
   ck_assert_int_eq(h, 256);
-  ck_assert_int_eq(corner, 215);   /* white background */
+  ck_assert_int_eq(corner, 0xFFFFFF);   /* white background */
+  ck_assert_msg(has_c0, "the plots' first colour is kept exactly in the palette");
   /* a big noisy frame fills the LZW table several times (clear codes) */
   g = fvl_plot_gif_open(path("big.gif"), 1200, 900, 0.1, -1);
   float *e2 = malloc(20000 * 2 * sizeof *e2);
@@ -449,7 +410,7 @@ START_TEST(gif_animation) {
   fvl_plot_features f2 = {e2, 20000, 2, l2, 0, W2, 40, NULL, NULL, 0, 0, 0, 1.5, 0.9};
   ck_assert_int_eq(fvl_plot_gif_add_features(g, &f2), 0);
   ck_assert_int_eq(fvl_plot_gif_close(g), 0);
-  ck_assert_int_eq(gif_read(path("big.gif"), &w, &h, &corner), 1);
+  ck_assert_int_eq(gif_read(path("big.gif"), &w, &h, &corner, &has_c0), 1);
   free(e2); free(l2);
   /* errors */
   ck_assert_ptr_null(fvl_plot_gif_open(path("a.png"), 320, 256, 0.2, 0));

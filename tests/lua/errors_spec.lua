@@ -206,8 +206,9 @@ describe("files", function()
     expect_true(type(msg) == "string" and msg:find("load: cannot open /nonexistent/dir/w.npy", 1, true), msg)
   end)
   it("load of a foreign or damaged file returns nil, msg", function()
-    for name, part in pairs({bad_f8 = "dtype '<f8'", bad_magic = "bad magic", bad_truncated_header = "truncated",
-                             bad_fortran = "Fortran", bad_tiny = "bad magic"}) do
+    -- (<f8, |u1 and Fortran-order files load since issue 10: fvl.load converts them)
+    for name, part in pairs({bad_bigendian = "dtype '>f4'", bad_magic = "bad magic", bad_truncated_header = "truncated",
+                             bad_tiny = "bad magic"}) do
       local r, msg = fvl.load(TEST_DIR .. "/golden/npy/" .. name .. ".npy")
       expect_eq(r, nil, name)
       expect_true(msg:find(part, 1, true), name .. ": " .. msg)

@@ -15,6 +15,8 @@ local HEAD = {
   am_softmax = "am_softmax", arcface = "arcface", combined = "combined", mv_softmax = "mv_softmax",
   curricularface = "curricularface", circle_class = "circle", circle_pairwise = "circle_pairwise",
   softmax_center = "center", discface = "discface", npcface = "npcface",
+  adacos = "adacos", subcenter_arcface = "subcenter_arcface", magface = "magface", adaface = "adaface",
+  elasticface = "elasticface",
 }
 -- oracle hparam names that differ from the head's option names
 local RENAME = { lam = "lambda" }
@@ -27,7 +29,9 @@ local function angular_target(case)
   if l == "arcface" then return hp.grad ~= "detached" end
   if l == "mv_softmax" then return hp.kind == "arc" end
   if l == "discface" then return hp.base == "arc" end
-  return l == "combined" or l == "curricularface" or l == "npcface"
+  if l == "elasticface" then return hp.kind == "arc" end
+  return l == "combined" or l == "curricularface" or l == "npcface" or l == "subcenter_arcface"
+      or l == "magface" or l == "adaface"
 end
 
 local function scale_of(case)
@@ -59,6 +63,8 @@ local function build(case)
     if st.centers then opts.centers = fvl.tensor(st.centers) end
     if st.iter then opts.iter = st.iter end
     if st.t then opts.t = st.t end
+    if st.s then opts.s = st.s end                                  -- AdaCos's previous scale
+    if st.batch_mean then opts.batch_mean, opts.batch_std = st.batch_mean, st.batch_std end
   end
   return ctor(opts)
 end
@@ -102,7 +108,8 @@ local function run_case(case)
   x:requires_grad()
   local y = {}
   for i, v in ipairs(inp.y) do y[i] = v + 1 end
-  local loss = head(x, y)
+  local call = inp.margins and { margins = fvl.tensor(inp.margins) } or nil   -- ElasticFace
+  local loss = head(x, y, call)
   expect_near(loss:item(), e.loss, 1e-5, 0, case.name .. " loss")
   loss:backward()
 
@@ -121,10 +128,16 @@ local function run_case(case)
   local so = e.state_out or {}
   if so.iter then expect_eq(head.iter, so.iter, case.name .. " iter") end
   if so.t then expect_near(head.t, so.t, 1e-5, 1e-7, case.name .. " t") end
+  if so.s then expect_near(head.s, so.s, 1e-5, 0, case.name .. " s") end
+  if so.batch_mean then
+    expect_near(head.batch_mean, so.batch_mean, 1e-6, 0, case.name .. " batch_mean")
+    expect_near(head.batch_std, so.batch_std, 1e-6, 0, case.name .. " batch_std")
+  end
   if so.centers then compare(case.name .. " centers", head.centers, so.centers, 1e-5, 1e-6) end
 end
 
-for _, file in ipairs { "cases_seed1.json", "cases_seed7_large.json" } do
+for _, file in ipairs { "cases_seed1.json", "cases_seed7_large.json", "cases_seed7_round2.json",
+                       "cases_seed2_round2.json" } do
   describe("golden " .. file, function()
     local ok, doc = pcall(load, file)
     it("loads", function() assert(ok, doc) end)
@@ -136,8 +149,9 @@ for _, file in ipairs { "cases_seed1.json", "cases_seed7_large.json" } do
         it(case.name, function() run_case(case) end)
       end
     end
-    it("covers every seed head", function()
-      expect_true(n >= 36, "expected at least 36 seed-head cases, found " .. n)
+    it("covers every head", function()
+      local want = file:match("round2") and 10 or 36
+      expect_true(n >= want, "expected at least " .. want .. " cases, found " .. n)
     end)
   end)
 end

@@ -49,7 +49,7 @@ describe("loss heads: construction", function()
     expect_eq(cu.t, 0); expect_eq(cu.s, 64); expect_eq(cu.m, 0.5)
     local co = fvl.loss.combined { dim = D, classes = C }
     expect_eq(co.m1, 1); expect_eq(co.m2, 0.3); expect_eq(co.m3, 0.2); expect_eq(co.fallback, "none")
-    expect_eq(#fvl.loss.names(), 14)
+    expect_eq(#fvl.loss.names(), 20)   -- 14 seed heads, 5 round-2 heads, fvl.loss.margin
   end)
   it("weight= starts from given centres (a private copy) and infers dim/classes", function()
     local W = fvl.randn(C, D)
@@ -82,7 +82,9 @@ describe("loss heads: construction", function()
   it("gradients reach x and every parameter", function()
     for _, name in ipairs(fvl.loss.names()) do
       if name ~= "circle_pairwise" then
-        local h = fvl.loss[name] { dim = D, classes = C }
+        local o = { dim = D, classes = C }
+        if name == "margin" then o.target = function(c) return c - 0.2 end end
+        local h = fvl.loss[name](o)
         local x = batch(2)
         h(x, LABELS):backward()
         expect_true(x.grad ~= nil and x.grad:abs():sum():item() > 0, name .. ": x.grad")

@@ -231,7 +231,7 @@ describe("plot.boundaries", function()
   it("gives clear errors", function()
     expect_error(function() fvl.plot.boundaries({}, {}) end, "plot.boundaries: losses must be a non-empty list")
     expect_error(function() fvl.plot.boundaries({ "arcfase" }, { file = tmp("e.png") }) end,
-      "plot.boundaries: losses[1]: unknown loss 'arcfase' (expected am_softmax|arcface|")
+      "plot.boundaries: losses[1]: unknown loss 'arcfase' (expected adacos|adaface|am_softmax|arcface|")
     expect_error(function() fvl.plot.boundaries({ { label = "x", pos = math.cos } }, {}) end,
       "plot.boundaries: losses[1] needs f=function(θ1, θ2) or pos= and neg= functions")
     expect_error(function() fvl.plot.boundaries({ { f = function() error("boom") end } }, { grid = 8 }) end,

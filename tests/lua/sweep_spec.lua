@@ -2,43 +2,8 @@
 -- Drivers run as separate processes (`fvl tests/lua/sweep/<script>.lua ...`), as a user runs them.
 local fvl = fvl or require "fvl"
 local sys = fvl.sys
-local SCRIPTS = TEST_DIR .. "/lua/sweep/"
-local EXE = sys.exe()
-
-local tmp = string.format("/tmp/fvl_sweep_spec.%d", sys.getpid())
-sys.mkdirs(tmp)
-local function path(name) return tmp .. "/" .. name end
-
--- starts `fvl script args...` (stdout/stderr to a log); env: extra variables
-local function start(script, args, env)
-  local argv = { EXE, SCRIPTS .. script }
-  for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
-  return sys.spawn(EXE, argv, env, path(script .. ".log"))
-end
-local function wait(pid, limit)
-  local t0 = sys.time()
-  while sys.time() - t0 < (limit or 60) do
-    local done, code, sig = sys.poll(pid)
-    if done then return code, sig end
-    sys.sleep(0.02)
-  end
-  sys.kill(pid, "KILL")
-  error("process " .. pid .. " did not finish in time")
-end
-local function run(script, args, env)
-  local code, sig = wait(start(script, args, env))
-  if code ~= 0 then
-    local f = io.open(path(script .. ".log"))
-    local log = f and f:read("a") or ""
-    if f then f:close() end
-    error(string.format("%s exited with %s %s\n%s", script, tostring(code), tostring(sig), log))
-  end
-end
-local function by_id(trials)
-  local t = {}
-  for _, x in ipairs(trials) do t[x.id] = x end
-  return t
-end
+local U = dofile(TEST_DIR .. "/lua/sweep/util.lua")("sweep_spec")
+local tmp, path, start, wait, run, by_id = U.tmp, U.path, U.start, U.wait, U.run, U.by_id
 
 describe("fvl.sweep", function()
   it("records a raising, a NaN, a crashing, a bad and a hanging trial while the others finish", function()
@@ -186,7 +151,8 @@ describe("fvl.sweep", function()
     run("shards.lua", { whole })
     run("shards.lua", { path("part.sqlite"), "--shard", "0/3" })
     run("shards.lua", { path("part.sqlite"), "--shard=1/3" })
-    run("shards.lua", { path("part.sqlite") }, { SLURM_ARRAY_TASK_ID = "2", SLURM_ARRAY_TASK_COUNT = "3" })
+    -- Slurm: the task id is the shard, the count comes from the sweep (here --shards), never the array
+    run("shards.lua", { path("part.sqlite"), "--shards", "3" }, { SLURM_ARRAY_TASK_ID = "2", SLURM_ARRAY_TASK_COUNT = "1" })
     local parts = sys.glob(path("part.shard-*-of-3.sqlite"))
     expect_eq(#parts, 3)
     local ids = {}
@@ -415,4 +381,4 @@ describe("fvl.sweep", function()
   end)
 end)
 
-os.execute("rm -rf '" .. tmp .. "'")
+U.cleanup()

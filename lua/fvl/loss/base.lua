@@ -13,7 +13,7 @@ local M = { Head = Head }
 
 -- the loss primitives: fvl.F (fused C kernels), or fvl.loss.reference (tensor-op compositions)
 -- after fvl.loss.use_reference(true)
-function M.F() return M.reference or fvl.F end
+function M.F() return M.active or M.reference or fvl.F end
 
 -- option names every centre-holding head accepts
 M.COMMON = { "dim", "classes", "weight", "nonfinite" }
@@ -68,13 +68,21 @@ function Head:setup(name, o, need_weight)
                          tostring(o.classes), tostring(o.classes), tostring(o.dim or D)))
     end
     self.dim, self.classes = D, C
-    self.weight = M.leaf_copy(W)
+    if M.pending_shard then   -- sharded / partial_fc: this rank's rows (fvl.loss.sharded)
+      self.weight = require("fvl.loss.sharded").init_weight(self, M.pending_shard, W, C, D)
+    else
+      self.weight = M.leaf_copy(W)
+    end
   else
     if o.dim == nil then fail(name .. ": option dim (embedding size) is required") end
     if o.classes == nil then fail(name .. ": option classes (number of classes) is required") end
     self.dim = util.integer(name, "dim", o.dim, nil, 1)
     self.classes = util.integer(name, "classes", o.classes, nil, 2)
-    self.weight = init_weight(self.classes, self.dim)
+    if M.pending_shard then
+      self.weight = require("fvl.loss.sharded").init_weight(self, M.pending_shard, nil, self.classes, self.dim)
+    else
+      self.weight = init_weight(self.classes, self.dim)
+    end
   end
   return self
 end
@@ -94,11 +102,12 @@ function Head:check_input(x, labels)
   end
   local B, D = x:size(1), x:size(2)
   local W = self.weight
-  if self.classes and (not util.is_tensor(W) or W:dim() ~= 2 or W:size(1) ~= self.classes
+  local rows = self.weight_rows or self.classes   -- weight_rows: C·K (Sub-center ArcFace)
+  if self.classes and not self.shard and (not util.is_tensor(W) or W:dim() ~= 2 or W:size(1) ~= rows
                        or W:size(2) ~= self.dim) then
     fail(string.format("%s: head.weight is %s but the head has classes = %d, dim = %d (expected %d×%d)",
                        name, util.is_tensor(W) and util.shape_str(W) or type(W), self.classes, self.dim,
-                       self.classes, self.dim))
+                       rows, self.dim))
   end
   if B == 0 then fail(string.format("%s: empty batch (x is %s)", name, util.shape_str(x))) end
   if self.dim and D ~= self.dim then
@@ -147,7 +156,7 @@ end
 -- B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept
 -- (asking for the logits workspace later does not replace the gradient one).
 function Head:workspaces(B, logits)
-  local C = self.weight:size(1)
+  local C = self._ws_cols or self.weight:size(1)   -- sampled columns (Partial FC)
   if self._ws_B ~= B or self._ws_C ~= C then
     self._ws, self._gws = nil, nil
     self._ws_B, self._ws_C = B, C

@@ -15,11 +15,12 @@ local fvl = require "fvl.core"
 local loss = {}
 local head_names = {}
 
-for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", "npcface" } do
+for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", "npcface",
+                          "adacos", "subcenter", "magface", "adaface", "elasticface", "custom" } do
   local m = require("fvl.loss." .. family)
   for k, v in pairs(m) do
     if type(v) == "function" and k:match("^[a-z_]+$") and k ~= "cosine_head" and k ~= "arc_fallback" then
-      loss[k] = v
+      loss[k] = function(o) return require("fvl.loss.sharded").construct(k, v, o) end
       head_names[#head_names + 1] = k
     end
   end

@@ -1,6 +1,6 @@
 -- fvl.loss.reference — the fvl.F loss primitives composed from ordinary tensor ops (slow, but
 -- every step is visible). Same signatures and semantics as fvl.F.cosine, margin_ce, hard_mean,
--- target_cos, circle_pairwise, center_update; constants (masks, branches, k, α, δ) are computed
+-- target_cos, circle_pairwise, center_update, neg_lse, group_max; constants (masks, branches, k, α, δ) are computed
 -- from detached values, as in the references. Used to cross-check the fused kernels and to
 -- debug a head: fvl.loss.use_reference(true) makes every head call these instead.
 local fvl = require "fvl.core"
@@ -120,6 +120,8 @@ local function target(sp, cy, cyd, B)
     for _ = 2, mi do tp, tc = tc, cy * tc * 2 - tp end
     local psi = tc * fvl.tensor(sg) - fvl.tensor(k) * 2
     T = (cy * lam + psi) / (1 + lam)
+  elseif kind == "given" then
+    T = sp.value:reshape(B, 1)
   elseif kind == "circle" then
     local cm = sp.circle_m or 0.25
     local ap = {}
@@ -140,6 +142,7 @@ function R.margin_ce(cos, labels, sp, name)
   check_row(name or "margin_ce", "m", sp.m, B)
   local y = label_list(labels)
   local OH = onehot(y, B, C)
+  if sp.clamp and sp.clamp > 0 then cos = cos:clamp(-1 + sp.clamp, 1 - sp.clamp) end
   local cd = cos:detach():totable()
   local cyd = {}
   for i = 1, B do cyd[i] = cd[i][y[i]] end
@@ -148,7 +151,17 @@ function R.margin_ce(cos, labels, sp, name)
   local N = cos
   local neg = sp.negative or "none"
   if neg ~= "none" then
-    local H = fvl.tensor(hard_mask(cd, y, B, C, neg == "circle" and "all" or (sp.hard or "all"), sp.hard_m or 0))
+    local H
+    if sp.hard == "row" then   -- given per-row thresholds
+      local thr, Ht = sp.threshold:detach():reshape(B):totable(), {}
+      for i = 1, B do
+        Ht[i] = {}
+        for j = 1, C do Ht[i][j] = (j ~= y[i] and cd[i][j] > thr[i]) and 1 or 0 end
+      end
+      H = fvl.tensor(Ht)
+    else
+      H = fvl.tensor(hard_mask(cd, y, B, C, neg == "circle" and "all" or (sp.hard or "all"), sp.hard_m or 0))
+    end
     if neg == "affine" then
       N = cos + (cos * ((sp.a or 1) - 1) + (sp.b or 0)) * H
     elseif neg == "quadratic" then
@@ -174,6 +187,31 @@ function R.margin_ce(cos, labels, sp, name)
     if sp.nonfinite == "warn" then io.stderr:write("warning: " .. msg .. "\n") else error(msg, 0) end
   end
   return loss
+end
+
+-- log Σ_{j≠y_i} exp(s·c_ij) per row (B), untracked
+function R.neg_lse(cos, labels, s)
+  local B, C = cos:size(1), cos:size(2)
+  local y = label_list(labels)
+  local z = (cos:detach() * s + onehot(y, B, C) * -1e30)
+  return z:logsumexp(2):reshape(B)
+end
+
+-- max over groups of K consecutive columns (B×C from B×(C·K)); gradient to the arg-max
+function R.group_max(cos, K)
+  local B, CK = cos:size(1), cos:size(2)
+  local C = CK // K
+  local cd = cos:detach():totable()
+  local idx = {}
+  for i = 1, B do
+    idx[i] = {}
+    for j = 1, C do
+      local best = 1
+      for k = 2, K do if cd[i][(j - 1) * K + k] > cd[i][(j - 1) * K + best] then best = k end end
+      idx[i][j] = (j - 1) * K + best
+    end
+  end
+  return cos:gather(2, fvl.tensor(idx, "int32"))
 end
 
 function R.hard_mean(cos, labels, o)

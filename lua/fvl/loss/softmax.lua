@@ -75,7 +75,8 @@ end
 function Center:forward(x, labels)
   local B, y = self:check_input(x, labels)
   local cen = self.centers
-  util.check_tensor("center", "head.centers", cen, "float32", { self.classes, self.dim })
+  local rows = self.shard and self.shard.n or self.classes   -- a sharded head: its own rows
+  util.check_tensor("center", "head.centers", cen, "float32", { rows, self.dim })
   local ce = softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
   -- ½Σ|x_i − c_{y_i}|², the centres constants (no grad); fused: one B×D buffer kept for backward
   local F, dist = base.F()

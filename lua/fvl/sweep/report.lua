@@ -69,6 +69,12 @@ local function better(mode) return mode == "min" and function(a, b) return a < b
 -- successive halving: decide every rung whose candidates are all waiting (or out)
 -- ---------------------------------------------------------------- store access
 local function open_store(store, fn)
+  if type(store) == "string" and store:match("^postgres[q]?[l]?://") then
+    if not store:find("#", 1, true) then
+      error(string.format("%s: %s names no sweep: add #<sweep name> (the sweep's schema)", fn, store), 3)
+    end
+    return fvl.store.open(store), true
+  end
   if type(store) == "string" then
     local f = io.open(store, "rb")
     if not f then error(string.format("%s: no store at %s", fn, store), 3) end
@@ -111,6 +117,10 @@ end
 -- ---------------------------------------------------------------- merge
 function R.merge(out, shards)
   if type(out) ~= "string" then error("fvl.sweep.merge: out must be a path, got " .. type(out), 2) end
+  if out:match("^postgres[q]?[l]?://") then
+    error("fvl.sweep.merge: out must be a SQLite file: a PostgreSQL store is shared by every worker and " ..
+          "needs no merge", 2)
+  end
   if type(shards) == "string" then shards = sys.glob(shards) end
   if type(shards) ~= "table" or #shards == 0 then
     error("fvl.sweep.merge: expected a non-empty list of shard stores (or a glob pattern that matches some)", 2)

@@ -32,7 +32,8 @@ local function check_metrics(m, what)
 end
 
 -- runs trial `id` (attempt `attempt`) in this process; returns nothing, everything is stored
-local function run_trial(S, st, id, attempt, threads, logpath)
+-- inline: the trial runs in the driver's own process, which renews its lease at each report
+local function run_trial(S, st, id, attempt, threads, logpath, inline)
   local row = st:trial(id)
   if not row or row.status ~= "running" or row.attempt ~= attempt then return "stale" end
   local cfg, labels = S.config_of(id)
@@ -52,7 +53,12 @@ local function run_trial(S, st, id, attempt, threads, logpath)
   local rungs = S.halving and S.halving.rungs
   local passed = row.rung or 0
   local nsteps, last = 0, nil
+  local beat = sys.time()
   local function report(m)
+    if inline and sys.time() - beat > S.lease / 4 then
+      beat = sys.time()
+      st:heartbeat(id, attempt, S.lease)
+    end
     if type(m) ~= "table" then error("report: expected a table {step=, metric=...}, got " .. type(m), 2) end
     local step = m.step
     nsteps = nsteps + 1

@@ -1,0 +1,462 @@
+/* npyz.c — .npy of every plain NumPy dtype (converted to float32 / int32) and .npz archives
+ * (ZIP, stored or deflated, ZIP64 records as numpy writes them), read and write. */
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include "facedata.h"
+
+/* ---------------------------------------------------------------- header */
+typedef struct npy_hdr {
+  char kind;                 /* 'b' 'u' 'i' 'f' */
+  int size;                  /* bytes per element */
+  int fortran;
+  int ndim;
+  int64_t shape[FVL_MAXDIM];
+} npy_hdr;
+
+static void skip_ws(const char **p, const char *e) { while (*p < e && (**p == ' ')) (*p)++; }
+
+static int parse_header(const char *h, size_t n, npy_hdr *o, const char *what) {
+  const char *p = h, *e = h + n;
+  int have_d = 0, have_f = 0, have_s = 0;
+  char descr[16] = "";
+  skip_ws(&p, e);
+  if (p >= e || *p++ != '{') goto bad;
+  for (;;) {
+    skip_ws(&p, e);
+    if (p < e && *p == '}') { p++; break; }
+    if (p >= e || *p++ != '\'') goto bad;
+    const char *k = p;
+    while (p < e && *p != '\'') p++;
+    if (p >= e) goto bad;
+    size_t kl = (size_t)(p - k);
+    p++;
+    skip_ws(&p, e);
+    if (p >= e || *p++ != ':') goto bad;
+    skip_ws(&p, e);
+    if (kl == 5 && !memcmp(k, "descr", 5) && !have_d) {
+      if (p >= e || *p++ != '\'') goto bad;
+      const char *v = p;
+      while (p < e && *p != '\'') p++;
+      if (p >= e || (size_t)(p - v) >= sizeof descr) goto bad;
+      memcpy(descr, v, (size_t)(p - v));
+      descr[p - v] = 0;
+      p++;
+      have_d = 1;
+    } else if (kl == 13 && !memcmp(k, "fortran_order", 13) && !have_f) {
+      if (e - p >= 4 && !memcmp(p, "True", 4)) { o->fortran = 1; p += 4; }
+      else if (e - p >= 5 && !memcmp(p, "False", 5)) { o->fortran = 0; p += 5; }
+      else goto bad;
+      have_f = 1;
+    } else if (kl == 5 && !memcmp(k, "shape", 5) && !have_s) {
+      if (p >= e || *p++ != '(') goto bad;
+      o->ndim = 0;
+      for (;;) {
+        skip_ws(&p, e);
+        if (p < e && *p == ')') { p++; break; }
+        if (p >= e || *p < '0' || *p > '9') goto bad;
+        int64_t v = 0;
+        while (p < e && *p >= '0' && *p <= '9') {
+          if (v > (INT64_MAX - 9) / 10) goto bad;
+          v = v * 10 + (*p++ - '0');
+        }
+        if (o->ndim >= FVL_MAXDIM)
+          return fvl_err("%s: .npy array with more than %d dimensions", what, FVL_MAXDIM);
+        o->shape[o->ndim++] = v;
+        skip_ws(&p, e);
+        if (p < e && *p == ',') { p++; continue; }
+        if (p < e && *p == ')') { p++; break; }
+        goto bad;
+      }
+      have_s = 1;
+    } else {
+      return fvl_err("%s: .npy header has an unexpected key '%.*s' (expected descr, "
+                     "fortran_order, shape)", what, (int)kl, k);
+    }
+    skip_ws(&p, e);
+    if (p < e && *p == ',') { p++; continue; }
+    skip_ws(&p, e);
+    if (p < e && *p == '}') { p++; break; }
+    goto bad;
+  }
+  skip_ws(&p, e);
+  if (p != e - 1 || *p != '\n') goto bad;
+  if (!have_d || !have_f || !have_s)
+    return fvl_err("%s: .npy header lacks %s", what, !have_d ? "descr" : !have_f ? "fortran_order" : "shape");
+  {
+    static const char *const ok[] = {"|b1", "|u1", "|i1", "<i2", "<u2", "<i4", "<u4", "<i8",
+                                     "<u8", "<f2", "<f4", "<f8", NULL};
+    int found = 0;
+    for (int i = 0; ok[i]; i++) found |= !strcmp(ok[i], descr);
+    if (!found)
+      return fvl_err("%s: .npy dtype '%s' is not supported (expected one of |b1 |u1 |i1 <i2 <u2 "
+                     "<i4 <u4 <i8 <u8 <f2 <f4 <f8: plain little-endian numbers)", what, descr);
+    o->kind = descr[1];
+    o->size = descr[2] - '0';
+  }
+  return 0;
+bad:
+  return fvl_err("%s: malformed .npy header '%.*s' (expected a dict with 'descr', "
+                 "'fortran_order' and 'shape', ending in a newline)", what,
+                 (int)(n > 120 ? 120 : n), h);
+}
+
+static float half_to_float(uint16_t h) {
+  int s = h >> 15, ex = (h >> 10) & 31, m = h & 1023;
+  float v;
+  if (ex == 0) v = ldexpf((float)m, -24);
+  else if (ex == 31) v = m ? NAN : INFINITY;
+  else v = ldexpf((float)(m | 1024), ex - 25);
+  return s ? -v : v;
+}
+
+fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
+  if (len < 10 || memcmp(buf, "\x93NUMPY", 6)) {
+    fvl_err("%s: not a .npy file (bad magic)", what);
+    return NULL;
+  }
+  int major = buf[6];
+  size_t hl, off;
+  if (major == 1) { hl = (size_t)buf[8] | (size_t)buf[9] << 8; off = 10; }
+  else if (major == 2 || major == 3) {
+    if (len < 12) { fvl_err("%s: truncated .npy header", what); return NULL; }
+    hl = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+    off = 12;
+  } else {
+    fvl_err("%s: .npy format version %d.%d (expected 1, 2 or 3)", what, major, buf[7]);
+    return NULL;
+  }
+  if (hl > len - off) {
+    fvl_err("%s: .npy header of %zu bytes but the file has %zu after the preamble (truncated)", what, hl, len - off);
+    return NULL;
+  }
+  npy_hdr h;
+  memset(&h, 0, sizeof h);
+  if (parse_header((const char *)buf + off, hl, &h, what)) return NULL;
+  off += hl;
+  int64_t numel = 1;
+  for (int d = 0; d < h.ndim; d++) {
+    if (h.shape[d] && numel > INT64_MAX / 8 / h.shape[d]) { fvl_err("%s: .npy shape too large", what); return NULL; }
+    numel *= h.shape[d];
+  }
+  if ((uint64_t)numel * (uint64_t)h.size != len - off) {
+    fvl_err("%s: .npy data of %zu bytes, the header announces %lld × %d = %lld (%s)", what,
+            len - off, (long long)numel, h.size, (long long)numel * h.size,
+            (uint64_t)numel * (uint64_t)h.size > len - off ? "truncated" : "trailing bytes");
+    return NULL;
+  }
+  fvl_dtype dt = h.kind == 'f' ? FVL_F32 : FVL_I32;
+  fvl_tensor *t = fvl_empty(dt, h.ndim, h.shape);
+  if (!t) return NULL;
+  const uint8_t *src = buf + off;
+  /* element i of the output (C order) comes from source element fo(i) (Fortran order maps) */
+  int64_t cnt[FVL_MAXDIM] = {0}, fstride[FVL_MAXDIM];
+  int64_t acc = 1;
+  for (int d = 0; d < h.ndim; d++) { fstride[d] = acc; acc *= h.shape[d]; }
+  int64_t fo = 0;
+  for (int64_t i = 0; i < numel; i++) {
+    int64_t j = h.fortran ? fo : i;
+    const uint8_t *p = src + (size_t)j * (size_t)h.size;
+    double v = 0;
+    int64_t iv = 0;
+    int isint = 1;
+    switch (h.kind) {
+    case 'b':
+      if (*p > 1) { fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i + 1, *p); goto fail; }
+      iv = *p;
+      break;
+    case 'u': {
+      uint64_t u = 0;
+      for (int b = h.size - 1; b >= 0; b--) u = u << 8 | p[b];
+      if (u > INT32_MAX) {
+        fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i + 1, (unsigned long long)u);
+        goto fail;
+      }
+      iv = (int64_t)u;
+      break;
+    }
+    case 'i': {
+      uint64_t u = 0;
+      for (int b = h.size - 1; b >= 0; b--) u = u << 8 | p[b];
+      if (h.size < 8 && (u >> (8 * h.size - 1)) & 1) u |= ~(uint64_t)0 << (8 * h.size);
+      iv = (int64_t)u;
+      if (iv > INT32_MAX || iv < INT32_MIN) {
+        fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i + 1, (long long)iv);
+        goto fail;
+      }
+      break;
+    }
+    default: {
+      isint = 0;
+      if (h.size == 2) v = half_to_float((uint16_t)(p[0] | p[1] << 8));
+      else if (h.size == 4) { float f; memcpy(&f, p, 4); v = f; }
+      else {
+        memcpy(&v, p, 8);
+        if (isfinite(v) && fabs(v) > FLT_MAX) {
+          fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i + 1, v);
+          goto fail;
+        }
+      }
+    }
+    }
+    if (isint) fvl_i32(t)[i] = (int32_t)iv;
+    else fvl_f32(t)[i] = (float)v;
+    if (h.fortran) { /* advance the C-order counter, track the Fortran offset */
+      for (int d = h.ndim - 1; d >= 0; d--) {
+        cnt[d]++;
+        fo += fstride[d];
+        if (cnt[d] < h.shape[d]) break;
+        fo -= cnt[d] * fstride[d];
+        cnt[d] = 0;
+      }
+    }
+  }
+  return t;
+fail:
+  fvl_release(t);
+  return NULL;
+}
+
+fvl_tensor *fvl_npy_read(const char *path) {
+  uint8_t *b;
+  size_t n;
+  if (fvl_read_file(path, &b, &n, "load")) return NULL;
+  char what[512];
+  snprintf(what, sizeof what, "load: '%s'", path);
+  fvl_tensor *t = fvl_npy_parse(b, n, what);
+  free(b);
+  return t;
+}
+
+int fvl_npy_bytes(const fvl_tensor *t, uint8_t **out, size_t *len) {
+  char hdr[512], shape[200] = "";
+  size_t k = 0;
+  for (int d = 0; d < t->ndim; d++)
+    k += (size_t)snprintf(shape + k, sizeof shape - k, "%lld,%s", (long long)t->size[d],
+                          (t->ndim > 1 && d < t->ndim - 1) ? " " : "");
+  if (t->ndim > 1) shape[k - 1] = 0;
+  int hl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                    t->dtype == FVL_F32 ? "<f4" : "<i4", shape);
+  int pad = (64 - (10 + hl + 1) % 64) % 64;
+  memset(hdr + hl, ' ', (size_t)pad);
+  hdr[hl + pad] = '\n';
+  size_t hlen = (size_t)hl + (size_t)pad + 1;
+  fvl_tensor *c = fvl_contiguous((fvl_tensor *)t);
+  if (!c) return -1;
+  size_t nb = (size_t)fvl_numel(c) * 4;
+  uint8_t *b = malloc(10 + hlen + nb);
+  if (!b) { fvl_release(c); return fvl_err("save: out of memory"); }
+  memcpy(b, "\x93NUMPY\x01\x00", 8);
+  b[8] = (uint8_t)(hlen & 0xff);
+  b[9] = (uint8_t)(hlen >> 8);
+  memcpy(b + 10, hdr, hlen);
+  if (nb) memcpy(b + 10 + hlen, fvl_f32(c), nb);
+  fvl_release(c);
+  *out = b;
+  *len = 10 + hlen + nb;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- .npz */
+static uint64_t le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static void put(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+
+int fvl_npz_read(const char *path, char ***names, fvl_tensor ***ts, int64_t *count) {
+  *names = NULL;
+  *ts = NULL;
+  *count = 0;
+  uint8_t *d;
+  size_t n;
+  if (fvl_read_file(path, &d, &n, "load")) return -1;
+  char **nm = NULL;
+  fvl_tensor **tv = NULL;
+  int64_t k = 0, entries = 0;
+  int rc = -1;
+  size_t eocd = (size_t)-1;
+  for (size_t i = n >= 22 ? n - 22 : 0; n >= 22; i--) {
+    if (le(d + i, 4) == 0x06054b50) { eocd = i; break; }
+    if (i == 0 || n - i > 65557) break;
+  }
+  if (eocd == (size_t)-1) { fvl_err("load: '%s' is not a .npz (ZIP) archive: no end-of-directory record", path); goto done; }
+  entries = (int64_t)le(d + eocd + 10, 2);
+  uint64_t cd = le(d + eocd + 16, 4);
+  if ((entries == 0xFFFF || cd == 0xFFFFFFFFu) && eocd >= 20 && le(d + eocd - 20, 4) == 0x07064b50) {
+    uint64_t z = le(d + eocd - 20 + 8, 8);
+    if (z + 56 > n || le(d + z, 4) != 0x06064b50) { fvl_err("load: '%s': bad ZIP64 end record", path); goto done; }
+    entries = (int64_t)le(d + z + 32, 8);
+    cd = le(d + z + 48, 8);
+  }
+  if (cd > n || entries < 0 || entries > (int64_t)(n / 46 + 1)) {
+    fvl_err("load: '%s': ZIP directory at byte %llu with %lld entries does not fit the file (%zu bytes)",
+            path, (unsigned long long)cd, (long long)entries, n);
+    goto done;
+  }
+  nm = calloc((size_t)(entries ? entries : 1), sizeof *nm);
+  tv = calloc((size_t)(entries ? entries : 1), sizeof *tv);
+  if (!nm || !tv) { fvl_err("load: out of memory"); goto done; }
+  size_t p = (size_t)cd;
+  for (int64_t e = 0; e < entries; e++) {
+    if (p + 46 > n || le(d + p, 4) != 0x02014b50) { fvl_err("load: '%s': ZIP directory entry %lld is damaged", path, (long long)e + 1); goto done; }
+    int method = (int)le(d + p + 10, 2), flags = (int)le(d + p + 8, 2);
+    uint32_t crc = (uint32_t)le(d + p + 16, 4);
+    uint64_t csize = le(d + p + 20, 4), usize = le(d + p + 24, 4), loff = le(d + p + 42, 4);
+    size_t nl = (size_t)le(d + p + 28, 2), xl = (size_t)le(d + p + 30, 2), cl = (size_t)le(d + p + 32, 2);
+    if (p + 46 + nl + xl + cl > n) { fvl_err("load: '%s': ZIP directory entry %lld is truncated", path, (long long)e + 1); goto done; }
+    const uint8_t *x = d + p + 46 + nl, *xe = x + xl;
+    while (x + 4 <= xe) {  /* ZIP64 extra: the 0xFFFFFFFF fields, in order */
+      size_t id = (size_t)le(x, 2), sz = (size_t)le(x + 2, 2);
+      const uint8_t *f = x + 4;
+      if (f + sz > xe) break;
+      if (id == 1) {
+        if (usize == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { usize = le(f, 8); f += 8; }
+        if (csize == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { csize = le(f, 8); f += 8; }
+        if (loff == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { loff = le(f, 8); }
+      }
+      x += 4 + sz;
+    }
+    char name[512];
+    size_t cpy = nl < sizeof name - 1 ? nl : sizeof name - 1;
+    memcpy(name, d + p + 46, cpy);
+    name[cpy] = 0;
+    p += 46 + nl + xl + cl;
+    if (cpy < 5 || strcmp(name + cpy - 4, ".npy")) {
+      fvl_err("load: '%s': member '%s' is not a .npy array", path, name);
+      goto done;
+    }
+    if (flags & 1) { fvl_err("load: '%s': member '%s' is encrypted", path, name); goto done; }
+    if (method != 0 && method != 8) {
+      fvl_err("load: '%s': member '%s' uses ZIP method %d (expected 0 stored or 8 deflate)", path, name, method);
+      goto done;
+    }
+    if (loff + 30 > n || le(d + loff, 4) != 0x04034b50) {
+      fvl_err("load: '%s': member '%s': damaged local header", path, name);
+      goto done;
+    }
+    uint64_t start = loff + 30 + le(d + loff + 26, 2) + le(d + loff + 28, 2);
+    if (start > n || csize > n - start || usize > ((uint64_t)1 << 40)) {
+      fvl_err("load: '%s': member '%s' (%llu bytes) runs past the end of the file (truncated)",
+              path, name, (unsigned long long)csize);
+      goto done;
+    }
+    uint8_t *u = malloc(usize ? (size_t)usize : 1);
+    if (!u) { fvl_err("load: out of memory (%llu bytes)", (unsigned long long)usize); goto done; }
+    if (method == 0) {
+      if (csize != usize) { free(u); fvl_err("load: '%s': stored member '%s' with different sizes", path, name); goto done; }
+      memcpy(u, d + start, (size_t)usize);
+    } else {
+      z_stream zs;
+      memset(&zs, 0, sizeof zs);
+      if (inflateInit2(&zs, -15) != Z_OK) { free(u); fvl_err("load: zlib init failed"); goto done; }
+      zs.next_in = d + start;
+      zs.avail_in = (uInt)csize;
+      zs.next_out = u;
+      zs.avail_out = (uInt)usize;
+      int zr = inflate(&zs, Z_FINISH);
+      uint64_t outn = zs.total_out;
+      inflateEnd(&zs);
+      if (zr != Z_STREAM_END || outn != usize) {
+        free(u);
+        fvl_err("load: '%s': member '%s' is corrupt (zlib: %s)", path, name, zr == Z_STREAM_END ? "size mismatch" : zr == Z_BUF_ERROR ? "truncated data" : "bad deflate data");
+        goto done;
+      }
+    }
+    if ((uint32_t)crc32(crc32(0, Z_NULL, 0), u, (uInt)usize) != crc) {
+      free(u);
+      fvl_err("load: '%s': member '%s' fails its CRC check (corrupt)", path, name);
+      goto done;
+    }
+    char what[800];
+    snprintf(what, sizeof what, "load: '%s' member '%s'", path, name);
+    tv[k] = fvl_npy_parse(u, (size_t)usize, what);
+    free(u);
+    if (!tv[k]) goto done;
+    name[cpy - 4] = 0;
+    nm[k] = strdup(name);
+    if (!nm[k]) { fvl_release(tv[k]); fvl_err("load: out of memory"); goto done; }
+    k++;
+  }
+  rc = 0;
+done:
+  free(d);
+  if (rc) {
+    for (int64_t i = 0; i < k; i++) { free(nm[i]); fvl_release(tv[i]); }
+    free(nm);
+    free(tv);
+    return -1;
+  }
+  *names = nm;
+  *ts = tv;
+  *count = k;
+  return 0;
+}
+
+int fvl_npz_write(const char *path, int64_t n, const char *const *names, fvl_tensor *const *ts) {
+  uint8_t **m = calloc((size_t)(n ? n : 1), sizeof *m);
+  size_t *ml = calloc((size_t)(n ? n : 1), sizeof *ml);
+  uint8_t *out = NULL;
+  int rc = -1;
+  if (!m || !ml) { fvl_err("save: out of memory"); goto done; }
+  size_t total = 22;
+  for (int64_t i = 0; i < n; i++) {
+    size_t nl = strlen(names[i]) + 4;
+    if (nl > 60000 || !names[i][0]) { fvl_err("save: array name %lld is empty or too long", (long long)i + 1); goto done; }
+    if (fvl_npy_bytes(ts[i], &m[i], &ml[i])) goto done;
+    if (ml[i] >= 0xFFFFFFFFu) { fvl_err("save: array '%s' is 4 GiB or more (not supported in .npz here)", names[i]); goto done; }
+    total += 30 + nl + ml[i] + 46 + nl;
+  }
+  if (total >= 0xFFFFFFFFu) { fvl_err("save: .npz of 4 GiB or more is not supported"); goto done; }
+  out = malloc(total);
+  if (!out) { fvl_err("save: out of memory"); goto done; }
+  size_t p = 0, *off = ml;  /* reuse: offsets after the loop */
+  uint32_t *crcs = malloc((size_t)(n ? n : 1) * sizeof *crcs);
+  size_t *loffs = malloc((size_t)(n ? n : 1) * sizeof *loffs);
+  if (!crcs || !loffs) { free(crcs); free(loffs); fvl_err("save: out of memory"); goto done; }
+  for (int64_t i = 0; i < n; i++) {
+    size_t nl = strlen(names[i]) + 4;
+    crcs[i] = (uint32_t)crc32(crc32(0, Z_NULL, 0), m[i], (uInt)ml[i]);
+    loffs[i] = p;
+    put(out + p, 0x04034b50, 4); put(out + p + 4, 20, 2); put(out + p + 6, 0, 2);
+    put(out + p + 8, 0, 2); put(out + p + 10, 0, 2); put(out + p + 12, 33, 2);
+    put(out + p + 14, crcs[i], 4); put(out + p + 18, ml[i], 4); put(out + p + 22, ml[i], 4);
+    put(out + p + 26, nl, 2); put(out + p + 28, 0, 2);
+    memcpy(out + p + 30, names[i], nl - 4);
+    memcpy(out + p + 30 + nl - 4, ".npy", 4);
+    memcpy(out + p + 30 + nl, m[i], ml[i]);
+    p += 30 + nl + ml[i];
+  }
+  size_t cd = p;
+  for (int64_t i = 0; i < n; i++) {
+    size_t nl = strlen(names[i]) + 4;
+    memset(out + p, 0, 46);
+    put(out + p, 0x02014b50, 4); put(out + p + 4, 20, 2); put(out + p + 6, 20, 2);
+    put(out + p + 12, 0, 2); put(out + p + 14, 33, 2);
+    put(out + p + 16, crcs[i], 4); put(out + p + 20, off[i], 4); put(out + p + 24, off[i], 4);
+    put(out + p + 28, nl, 2); put(out + p + 42, loffs[i], 4);
+    memcpy(out + p + 46, names[i], nl - 4);
+    memcpy(out + p + 46 + nl - 4, ".npy", 4);
+    p += 46 + nl;
+  }
+  free(crcs);
+  free(loffs);
+  memset(out + p, 0, 22);
+  put(out + p, 0x06054b50, 4);
+  put(out + p + 8, (uint64_t)n, 2); put(out + p + 10, (uint64_t)n, 2);
+  put(out + p + 12, p - cd, 4); put(out + p + 16, cd, 4);
+  p += 22;
+  if (n > 0xFFFF) { fvl_err("save: more than 65535 arrays in one .npz"); goto done; }
+  rc = fvl_write_file_atomic(path, out, p, "save");
+done:
+  if (m) for (int64_t i = 0; i < n; i++) free(m[i]);
+  free(m);
+  free(ml);
+  free(out);
+  return rc;
+}

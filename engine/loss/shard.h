@@ -1,0 +1,39 @@
+/* shard.h — loss primitives on a slice of the classes (model-parallel heads, Partial FC).
+ *
+ * Every rank holds the same gathered batch (NB rows) and its own columns: cos is NB×Cl, and ycol
+ * (int32, NB) is each row's target column in this slice, or −1 when another rank holds it. Row
+ * statistics are combined with all-reduces over fvl.dist's world (a plain process: the slice is
+ * the whole row, the results equal the unsharded primitives).
+ *
+ * Gradient convention (as Megatron-LM's tensor parallelism): replicated values (the gathered
+ * embeddings, row vectors such as s_row, m_row, the returned loss, h or c) carry their full
+ * gradient on every rank; this rank's columns carry their own. So the backward sums the ranks'
+ * parts of the row vectors' gradients (margin_ce_shard's s_row / m_row), and the gathered
+ * embeddings enter the column work through fvl_dist_copy_t (its backward sums the ranks' parts
+ * of dX), after which every rank keeps its own rows. Any replicated computation of a head (a
+ * norm, a regulariser) then needs nothing special. */
+#ifndef FVL_LOSS_SHARD_H
+#define FVL_LOSS_SHARD_H
+#include "tensor.h"
+#include "margin.h"
+
+/* the batch mean over the NB rows of the margin softmax-CE, with the row max, Σexp and target
+   cosine combined over the ranks (three all-reduces of NB values); replicated scalar, tracked
+   in cos (this slice's columns), s_row and m_row (parts, see above). Arguments as fvl_margin_ce_ex. */
+fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *sp,
+                                fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
+                                int nonfinite_ok, int *bad_row);
+/* c_i = cos[i, y_i] from whichever rank holds it (NB, replicated), tracked */
+fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
+/* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */
+fvl_tensor *fvl_hard_mean_shard(fvl_tensor *cos, fvl_tensor *ycol, fvl_hard_kind hard, float hard_m,
+                                int affine, float a, float b);
+/* dst[rows[k]] = src[k] for k < K (rows 0-based int32, dst n×D and src K×D float32
+   contiguous); not tracked (optimiser write-back of sampled rows) */
+int fvl_copy_rows_(fvl_tensor *dst, fvl_tensor *rows, fvl_tensor *src);
+/* Partial FC sample of a slice of n classes: every row marked in pos (int32 n, 1 = positive)
+   plus uniformly random other rows (without replacement) up to `num` rows in all (only the
+   positives when they are more); sorted 0-based int32 rows. The negatives come from the
+   counter-based generator at (seed, counter), counter advanced by the caller. */
+fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t counter);
+#endif

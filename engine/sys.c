@@ -1,0 +1,308 @@
+/* sys.c — the process/OS toolkit of sweeps and scripts (see sys.h): spawn/poll/kill worker
+ * processes, time, sleep, paths, atomic file writes. */
+#define _GNU_SOURCE
+#include "sys.h"
+#include "core.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int env_key_len(const char *kv) {
+  const char *eq = strchr(kv, '=');
+  return eq ? (int)(eq - kv) : (int)strlen(kv);
+}
+
+pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log) {
+  const char *fn = "proc.spawn";
+  char self[PATH_MAX];
+  if (!argv || !argv[0]) return fvl_err("%s: argv must hold at least the program name", fn);
+  if (!exe) {
+    if (fvl_self_exe(self, sizeof self)) return -1;
+    exe = self;
+  }
+  if (access(exe, X_OK) != 0) return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(errno));
+  /* the child's environment: ours minus the keys env replaces, plus env */
+  size_t nenv = 0, nadd = 0;
+  while (environ && environ[nenv]) nenv++;
+  while (env && env[nadd]) nadd++;
+  for (size_t i = 0; i < nadd; i++)
+    if (!strchr(env[i], '=')) return fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE", fn, i + 1, env[i]);
+  char **envp = malloc((nenv + nadd + 1) * sizeof *envp);
+  if (!envp) return fvl_err("%s: out of memory", fn);
+  size_t k = 0;
+  for (size_t i = 0; i < nenv; i++) {
+    int replaced = 0, kl = env_key_len(environ[i]);
+    for (size_t j = 0; j < nadd && !replaced; j++)
+      replaced = env_key_len(env[j]) == kl && strncmp(env[j], environ[i], (size_t)kl) == 0;
+    if (!replaced) envp[k++] = environ[i];
+  }
+  for (size_t j = 0; j < nadd; j++) envp[k++] = env[j];
+  envp[k] = NULL;
+  int logfd = -1;
+  if (log) {
+    logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (logfd < 0) {
+      free(envp);
+      return fvl_err("%s: cannot open log file %s: %s", fn, log, strerror(errno));
+    }
+  }
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) {
+    free(envp);
+    if (logfd >= 0) close(logfd);
+    return fvl_err("%s: pipe: %s", fn, strerror(errno));
+  }
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    free(envp);
+    close(pfd[0]);
+    close(pfd[1]);
+    if (logfd >= 0) close(logfd);
+    return fvl_err("%s: fork: %s", fn, strerror(e));
+  }
+  if (pid == 0) {
+    /* child: only async-signal-safe calls until exec */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    setpgid(0, 0);   /* Ctrl-C in the terminal reaches the driver, which stops its workers */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    if (logfd >= 0) {
+      dup2(logfd, 1);
+      dup2(logfd, 2);
+    }
+    execve(exe, argv, envp);
+    int e = errno;
+    ssize_t w = write(pfd[1], &e, sizeof e);
+    (void)w;
+    _exit(127);
+  }
+  free(envp);
+  close(pfd[1]);
+  if (logfd >= 0) close(logfd);
+  int e = 0;
+  ssize_t r;
+  do { r = read(pfd[0], &e, sizeof e); } while (r < 0 && errno == EINTR);
+  close(pfd[0]);
+  if (r == (ssize_t)sizeof e) {
+    waitpid(pid, NULL, 0);
+    return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(e));
+  }
+  return pid;
+}
+
+int fvl_proc_poll(pid_t pid, int *code, int *sig) {
+  int st = 0;
+  *code = -1;
+  *sig = 0;
+  pid_t r;
+  do { r = waitpid(pid, &st, WNOHANG); } while (r < 0 && errno == EINTR);
+  if (r < 0) return fvl_err("proc.poll: pid %d is not a child of this process (%s)", (int)pid, strerror(errno));
+  if (r == 0) return 0;
+  if (WIFEXITED(st)) *code = WEXITSTATUS(st);
+  else if (WIFSIGNALED(st)) *sig = WTERMSIG(st);
+  return 1;
+}
+
+int fvl_proc_kill(pid_t pid, int sig) {
+  if (pid <= 0) return fvl_err("proc.kill: pid must be > 0, got %d", (int)pid);
+  if (kill(pid, sig) != 0 && errno != ESRCH)
+    return fvl_err("proc.kill: cannot signal pid %d: %s", (int)pid, strerror(errno));
+  return 0;
+}
+
+int fvl_proc_alive(pid_t pid) {
+  if (pid <= 0) return 0;
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return 0;
+    return kill(pid, 0) == 0 || errno == EPERM;   /* no /proc: existence only */
+  }
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  /* "pid (comm) S ...": the state follows the last ')' (comm may hold parentheses) */
+  char *rp = strrchr(buf, ')');
+  if (!rp || rp[1] != ' ') return 1;
+  char state = rp[2];
+  return state != 'Z' && state != 'X' && state != 'x';
+}
+
+const char *fvl_signal_name(int sig) {
+  switch (sig) {
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    case SIGQUIT: return "SIGQUIT";
+    case SIGILL: return "SIGILL";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGKILL: return "SIGKILL";
+    case SIGSEGV: return "SIGSEGV";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGALRM: return "SIGALRM";
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGUSR2: return "SIGUSR2";
+    case SIGXCPU: return "SIGXCPU";
+    default: {
+      static _Thread_local char buf[32];
+      snprintf(buf, sizeof buf, "signal %d", sig);
+      return buf;
+    }
+  }
+}
+
+double fvl_time_now(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+
+int fvl_sleep(double seconds, const char *where) {
+  double until = fvl_time_now() + (seconds > 0 ? seconds : 0);
+  for (;;) {
+    if (where && fvl_check_abort(where)) return -1;
+    double left = until - fvl_time_now();
+    if (left <= 0) return 0;
+    if (left > 0.05) left = 0.05;
+    struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+int fvl_self_exe(char *buf, size_t n) {
+  ssize_t r = readlink("/proc/self/exe", buf, n - 1);
+  if (r < 0) return fvl_err("proc.exe: cannot read /proc/self/exe: %s", strerror(errno));
+  buf[r] = 0;
+  return 0;
+}
+
+int fvl_mkdirs(const char *path) {
+  char buf[PATH_MAX];
+  if (!path || !*path) return fvl_err("mkdirs: path must be a non-empty string");
+  if (strlen(path) >= sizeof buf) return fvl_err("mkdirs: path is longer than %d bytes", PATH_MAX);
+  strcpy(buf, path);
+  for (char *p = buf + 1;; p++) {
+    if (*p == '/' || *p == 0) {
+      char c = *p;
+      *p = 0;
+      if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return fvl_err("mkdirs: cannot create %s: %s", buf, strerror(errno));
+      struct stat sb;
+      if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return fvl_err("mkdirs: %s exists and is not a directory", buf);
+      *p = c;
+      if (!c) break;
+    }
+  }
+  return 0;
+}
+
+int fvl_write_atomic(const char *path, const void *data, size_t n) {
+  const char *fn = "write_atomic";
+  char tmp[PATH_MAX];
+  if (!path || !*path) return fvl_err("%s: path must be a non-empty string", fn);
+  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
+    return fvl_err("%s: path too long", fn);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return fvl_err("%s: cannot create %s: %s", fn, tmp, strerror(errno));
+  const char *p = data;
+  size_t left = n;
+  while (left > 0) {
+    ssize_t w = write(fd, p, left);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return fvl_err("%s: cannot write %s: %s", fn, tmp, strerror(e));
+    }
+    p += w;
+    left -= (size_t)w;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return fvl_err("%s: cannot flush %s: %s", fn, tmp, strerror(e));
+  }
+  if (rename(tmp, path) != 0) {
+    int e = errno;
+    unlink(tmp);
+    return fvl_err("%s: cannot rename %s to %s: %s", fn, tmp, path, strerror(e));
+  }
+  /* make the rename itself durable */
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) { if (slash == dir) slash[1] = 0; else *slash = 0; }
+  else snprintf(dir, sizeof dir, ".");
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) { fsync(dfd); close(dfd); }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- CPUs granted to this process */
+static int env_count(const char *name) {
+  const char *v = getenv(name);
+  if (!v || !*v) return 0;
+  char *end;
+  long n = strtol(v, &end, 10);
+  /* OMP_NUM_THREADS may be a list ("4,2"): its first level counts */
+  if (end == v || n < 1 || n > 65536 || (*end && *end != ',')) return -1;
+  return (int)n;
+}
+
+int fvl_cpus_available(char *why, size_t n) {
+  char buf[256];
+  size_t used = 0;
+  int cpus = 0;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    cpus = CPU_COUNT(&set);
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "affinity %d CPU%s", cpus, cpus == 1 ? "" : "s");
+  } else {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = online > 0 ? (int)online : 1;
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "%d online CPU%s", cpus, cpus == 1 ? "" : "s");
+  }
+  static const char *const vars[] = {"SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"};
+  for (int i = 0; i < 2; i++) {
+    int v = env_count(vars[i]);
+    if (v == 0) continue;
+    if (v < 0) {
+      used += (size_t)snprintf(buf + used, sizeof buf - used, ", %s='%s' ignored (not a count)", vars[i],
+                               getenv(vars[i]));
+    } else {
+      used += (size_t)snprintf(buf + used, sizeof buf - used, " ∩ %s=%d", vars[i], v);
+      if (v < cpus) cpus = v;
+    }
+    if (used >= sizeof buf) used = sizeof buf - 1;
+  }
+  if (cpus < 1) cpus = 1;
+  if (why && n) snprintf(why, n, "%d from %s", cpus, buf);
+  return cpus;
+}

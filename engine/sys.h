@@ -1,0 +1,34 @@
+/* sys.h — the process/OS toolkit: worker processes (spawn, poll, kill), time, sleep, paths,
+ * atomic file writes. Used by the sweep store's callers (lua/bind_sys.c) and the fvl program. */
+#ifndef FVL_SYS_H
+#define FVL_SYS_H
+#include <stddef.h>
+#include <sys/types.h>
+
+/* fork + exec of exe (NULL: this program, /proc/self/exe) with argv (argv[0] included,
+ * NULL-terminated). env: NULL-terminated "KEY=VALUE" strings added to (replacing) this
+ * process's environment. log: NULL keeps stdout/stderr, else both go to that file
+ * (appended, created 0644). The child dies with its parent (PR_SET_PDEATHSIG SIGKILL).
+ * Returns the pid, -1 + message. */
+pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log);
+/* Non-blocking: 0 still running; 1 exited (*code = exit code or -1, *sig = signal or 0);
+ * -1 error (not our child). */
+int fvl_proc_poll(pid_t pid, int *code, int *sig);
+int fvl_proc_kill(pid_t pid, int sig);
+/* 1 when a process with that pid exists and is not a zombie (any owner), else 0 */
+int fvl_proc_alive(pid_t pid);
+const char *fvl_signal_name(int sig);             /* "SIGKILL"; "signal N" when unknown */
+double fvl_time_now(void);                        /* Unix time with microseconds */
+/* sleeps, returning early with -1 "where: interrupted" when Ctrl-C is pending */
+int fvl_sleep(double seconds, const char *where);
+/* path of this program (readlink /proc/self/exe) into buf; -1 + message */
+int fvl_self_exe(char *buf, size_t n);
+/* mkdir -p; 0 or -1 + message */
+int fvl_mkdirs(const char *path);
+/* atomic file write: path.tmp.<pid>, fsync, rename, fsync of the directory */
+int fvl_write_atomic(const char *path, const void *data, size_t n);
+/* CPUs this process may use: its sched_getaffinity set, capped by SLURM_CPUS_PER_TASK and
+ * OMP_NUM_THREADS when set. why (may be NULL) gets where the number came from, e.g.
+ * "2 from affinity 4 CPUs ∩ SLURM_CPUS_PER_TASK=2". */
+int fvl_cpus_available(char *why, size_t n);
+#endif

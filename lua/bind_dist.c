@@ -1,0 +1,103 @@
+/* bind_dist.c — fvl.dist (engine/dist.h): the process world and collectives on tensors.
+ * Thin: check, call, wrap. Ranks are 0-based, as in MPI and torch.distributed. */
+#include <string.h>
+#include "bind.h"
+#include "dist.h"
+
+static fvl_tensor *tensor_arg(lua_State *L, int idx, const char *fn, int float_only) {
+  fvl_tensor *t = fvl_totensor(L, idx);
+  if (!t) fvl_error(L, "fvl.dist.%s: argument #%d must be a tensor, got %s", fn, idx, luaL_typename(L, idx));
+  if (float_only && t->dtype != FVL_F32)
+    fvl_error(L, "fvl.dist.%s: argument #%d must be a float32 tensor, got int32", fn, idx);
+  return t;
+}
+
+static int l_rank(lua_State *L) { lua_pushinteger(L, fvl_dist_rank()); return 1; }
+static int l_size(lua_State *L) { lua_pushinteger(L, fvl_dist_size()); return 1; }
+static int l_active(lua_State *L) { lua_pushboolean(L, fvl_dist_active()); return 1; }
+static int l_barrier(lua_State *L) {
+  if (fvl_dist_barrier()) return fvl_raise(L);
+  return 0;
+}
+
+/* allreduce(t [, op = "sum"|"max"|"min"]) -- in place, returns t */
+static int l_allreduce(lua_State *L) {
+  static const char *const ops[] = {"sum", "max", "min", NULL};
+  fvl_tensor *t = tensor_arg(L, 1, "allreduce", 0);
+  const char *op = luaL_optstring(L, 2, "sum");
+  int k = 0;
+  while (ops[k] && strcmp(ops[k], op)) k++;
+  if (!ops[k]) fvl_error(L, "fvl.dist.allreduce: op = '%s' (expected sum|max|min)", op);
+  if (t->requires_grad && !t->grad_fn && fvl_grad_enabled())
+    fvl_error(L, "fvl.dist.allreduce: the tensor is a leaf that requires grad (in-place change); use "
+                 "fvl.dist.sum(t) for a tracked sum, or t:detach()");
+  if (fvl_dist_allreduce_(t, (fvl_redop)k)) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* broadcast(t, root) -- in place from the 0-based rank root, returns t */
+static int l_broadcast(lua_State *L) {
+  fvl_tensor *t = tensor_arg(L, 1, "broadcast", 0);
+  lua_Integer root = luaL_optinteger(L, 2, 0);
+  if (root < 0 || root >= fvl_dist_size())
+    fvl_error(L, "fvl.dist.broadcast: root = %lld is outside 0..%d (0-based rank)", (long long)root,
+              fvl_dist_size() - 1);
+  if (fvl_dist_broadcast_(t, (int)root)) return fvl_raise(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* allgather(t [, {grad = "sum"|"slice"}]) -> the ranks' tensors stacked along dim 1; tracked:
+   the backward reduce-scatters the gradient ("sum", the default) or, when every rank already
+   holds the full gradient of the result, keeps this rank's rows ("slice") */
+static int l_allgather(lua_State *L) {
+  static const char *const keys[] = {"grad", NULL};
+  static const char *const modes[] = {"sum", "slice", NULL};
+  fvl_tensor *t = tensor_arg(L, 1, "allgather", 0);
+  fvl_checkopts(L, 2, "fvl.dist.allgather", keys);
+  int mode = lua_istable(L, 2) ? fvl_optenum(L, 2, "fvl.dist.allgather", "grad", modes, 0) : 0;
+  fvl_pushtensor(L, fvl_dist_allgather_ex(t, mode == 0));
+  return 1;
+}
+/* reduce_scatter(t) -> this rank's block (dim 1 = size·k) of the sum over ranks (tracked) */
+static int l_reduce_scatter(lua_State *L) {
+  fvl_pushtensor(L, fvl_dist_reduce_scatter_t(tensor_arg(L, 1, "reduce_scatter", 1)));
+  return 1;
+}
+/* sum(t) -> Σ over ranks, tracked (identity backward: every rank's part gets the gradient) */
+static int l_sum(lua_State *L) {
+  fvl_pushtensor(L, fvl_dist_sum_t(tensor_arg(L, 1, "sum", 1)));
+  return 1;
+}
+/* copy(t) -> t, tracked (summing backward: for a replicated parameter used on each rank's part) */
+static int l_copy(lua_State *L) {
+  fvl_pushtensor(L, fvl_dist_copy_t(tensor_arg(L, 1, "copy", 1)));
+  return 1;
+}
+
+/* randn_rows(rows, cols, first, n) -> rows first..first+n-1 (1-based) of fvl.randn(rows, cols) */
+static int l_randn_rows(lua_State *L) {
+  lua_Integer rows = luaL_checkinteger(L, 1), cols = luaL_checkinteger(L, 2);
+  lua_Integer first = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
+  if (rows < 1 || cols < 1 || rows > INT64_MAX / cols)
+    fvl_error(L, "fvl.dist.randn_rows: rows = %lld, cols = %lld (expected positive sizes)", (long long)rows,
+              (long long)cols);
+  if (first < 1 || n < 0 || first - 1 > rows - n)
+    fvl_error(L, "fvl.dist.randn_rows: rows %lld..%lld are outside 1..%lld", (long long)first,
+              (long long)(first + n - 1), (long long)rows);
+  fvl_pushtensor(L, fvl_dist_randn_rows(rows, cols, first - 1, n, 1.0f));
+  return 1;
+}
+
+int fvl_open_dist(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"rank", l_rank}, {"size", l_size}, {"active", l_active}, {"barrier", l_barrier},
+    {"allreduce", l_allreduce}, {"broadcast", l_broadcast}, {"allgather", l_allgather},
+    {"reduce_scatter", l_reduce_scatter}, {"sum", l_sum}, {"copy", l_copy}, {"randn_rows", l_randn_rows},
+    {NULL, NULL}};
+  luaL_getsubtable(L, -1, "dist_core");
+  luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+  return 0;
+}

@@ -1,0 +1,124 @@
+/* bind_runtime.c — the process-wide state behind fvl: the seeded generator (manual_seed,
+ * rng_state), threads, memory accounting, build info, and the raw baselines of fvl._bench. */
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <cblas.h>
+#include "bind.h"
+#include "rng.h"
+
+static int l_manual_seed(lua_State *L) {
+  lua_Integer s = luaL_checkinteger(L, 1);
+  fvl_rng_seed(fvl_rng_global(), (uint64_t)s);
+  return 0;
+}
+static int l_rng_state(lua_State *L) {
+  fvl_rng *r = fvl_rng_global();
+  lua_createtable(L, 0, 2);
+  char buf[32];
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->seed);
+  lua_pushstring(L, buf);
+  lua_setfield(L, -2, "seed");
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)r->counter);
+  lua_pushstring(L, buf);
+  lua_setfield(L, -2, "counter");
+  return 1;
+}
+static int l_set_rng_state(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  fvl_rng *r = fvl_rng_global();
+  lua_getfield(L, 1, "seed");
+  lua_getfield(L, 1, "counter");
+  const char *s = lua_tostring(L, -2), *c = lua_tostring(L, -1);
+  if (!s || !c) return fvl_error(L, "set_rng_state: expected {seed=, counter=} as from fvl.rng_state()");
+  r->seed = strtoull(s, NULL, 10);
+  r->counter = strtoull(c, NULL, 10);
+  return 0;
+}
+static int l_threads(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 0 || n > 1024) return fvl_error(L, "threads: n = %d (expected 0 for all cores, or 1..1024)", (int)n);
+    fvl_set_threads((int)n);
+  }
+  lua_pushinteger(L, fvl_get_threads());
+  return 1;
+}
+static int l_mem(lua_State *L) {
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, (lua_Integer)fvl_bytes_live());
+  lua_setfield(L, -2, "live");
+  lua_pushinteger(L, (lua_Integer)fvl_bytes_peak());
+  lua_setfield(L, -2, "peak");
+  if (lua_toboolean(L, 1)) fvl_bytes_peak_reset();
+  return 1;
+}
+static int l_info(lua_State *L) {
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, FVL_VERSION); lua_setfield(L, -2, "version");
+  lua_pushstring(L, LUA_RELEASE); lua_setfield(L, -2, "lua");
+  lua_pushstring(L, fvl_blas_config()); lua_setfield(L, -2, "blas");
+  lua_pushstring(L, fvl_blas_core()); lua_setfield(L, -2, "blas_core");
+  lua_pushinteger(L, fvl_get_threads()); lua_setfield(L, -2, "threads");
+  lua_pushstring(L, fvl_build_type()); lua_setfield(L, -2, "build");
+  return 1;
+}
+
+/* ------------------------------------------------------------------ benchmark baselines */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+/* fvl._bench.sgemm(M, N, K, reps [, transb]) -> seconds per call of a raw cblas_sgemm */
+static int l_bench_sgemm(lua_State *L) {
+  int M = (int)luaL_checkinteger(L, 1), N = (int)luaL_checkinteger(L, 2), K = (int)luaL_checkinteger(L, 3);
+  int reps = (int)luaL_optinteger(L, 4, 10), tb = lua_toboolean(L, 5);
+  if (M <= 0 || N <= 0 || K <= 0 || reps <= 0) return fvl_error(L, "bench.sgemm: sizes and reps must be positive");
+  float *A = fvl_alloc((size_t)M * K * 4), *B = fvl_alloc((size_t)K * N * 4), *C = fvl_alloc((size_t)M * N * 4);
+  if (!A || !B || !C) { fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4); return fvl_raise(L); }
+  for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
+  for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, A, K, B, tb ? K : N, 0, C, N);
+  double t0 = now_s();
+  for (int r = 0; r < reps; r++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1, A, K, B, tb ? K : N, 0, C, N);
+  double dt = (now_s() - t0) / reps;
+  fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4);
+  lua_pushnumber(L, dt);
+  return 1;
+}
+/* fvl._bench.memcpy(bytes, reps) -> seconds per memcpy of `bytes` */
+static int l_bench_memcpy(lua_State *L) {
+  size_t n = (size_t)luaL_checkinteger(L, 1);
+  int reps = (int)luaL_optinteger(L, 2, 10);
+  char *a = fvl_alloc(n), *b = fvl_alloc(n);
+  if (!a || !b) { fvl_dealloc(a, n); fvl_dealloc(b, n); return fvl_raise(L); }
+  memset(a, 1, n);
+  memcpy(b, a, n);
+  double t0 = now_s();
+  for (int r = 0; r < reps; r++) { a[r % n] = (char)r; memcpy(b, a, n); }
+  double dt = (now_s() - t0) / reps;
+  lua_pushnumber(L, dt + 0.0 * b[n / 2]);
+  fvl_dealloc(a, n); fvl_dealloc(b, n);
+  return 1;
+}
+/* fvl._bench.clock() -> monotonic seconds */
+static int l_bench_clock(lua_State *L) { lua_pushnumber(L, now_s()); return 1; }
+
+int fvl_open_runtime(lua_State *L) {
+  int top = lua_gettop(L);
+  static const luaL_Reg fns[] = {
+    {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state}, {"set_rng_state", l_set_rng_state},
+    {"threads", l_threads}, {"mem", l_mem}, {"info", l_info}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+  static const luaL_Reg bench[] = {{"sgemm", l_bench_sgemm}, {"memcpy", l_bench_memcpy}, {"clock", l_bench_clock}, {NULL, NULL}};
+  luaL_newlib(L, bench);
+  lua_setfield(L, top, "_bench");
+  lua_pushcfunction(L, l_bench_clock);
+  lua_setfield(L, top, "clock");
+  fvl_get_threads();
+  lua_settop(L, top);
+  return 0;
+}

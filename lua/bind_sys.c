@@ -1,0 +1,202 @@
+/* bind_sys.c — fvl.sys: processes, time, files and the generator's hash for lua/fvl/sweep.lua
+ * and the scripts. Thin: check arguments, call engine/sys.c, convert results. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <glob.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "bind.h"
+#include "sys.h"
+#include "rng.h"
+
+/* fvl.sys.spawn(exe|nil, {argv0, args...}, {KEY=VALUE}|nil, logpath|nil) -> pid */
+static int l_spawn(lua_State *L) {
+  const char *exe = luaL_optstring(L, 1, NULL);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int na = (int)luaL_len(L, 2);
+  if (na < 1) return luaL_error(L, "sys.spawn: argv must hold at least the program name");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  const char *log = luaL_optstring(L, 4, NULL);
+  lua_settop(L, 4);
+  /* strings stay alive on the Lua stack in a table while we spawn */
+  lua_newtable(L);
+  int keep = lua_gettop(L);
+  char **argv = lua_newuserdatauv(L, (size_t)(na + 1) * sizeof(char *), 0);
+  lua_rawseti(L, keep, 1);
+  for (int i = 1; i <= na; i++) {
+    lua_geti(L, 2, i);
+    if (!lua_isstring(L, -1))
+      return luaL_error(L, "sys.spawn: argv[%d] must be a string, got %s", i, luaL_typename(L, -1));
+    argv[i - 1] = (char *)lua_tostring(L, -1);
+    lua_rawseti(L, keep, i + 1);
+  }
+  argv[na] = NULL;
+  int ne = 0;
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) { ne++; lua_pop(L, 1); }
+  }
+  char **env = lua_newuserdatauv(L, (size_t)(ne + 1) * sizeof(char *), 0);
+  lua_rawseti(L, keep, na + 2);
+  int k = 0;
+  if (ne) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+        return luaL_error(L, "sys.spawn: env must map names to strings");
+      lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+      env[k++] = (char *)lua_tostring(L, -1);
+      lua_rawseti(L, keep, na + 3 + k);
+      lua_pop(L, 1);
+    }
+  }
+  env[k] = NULL;
+  pid_t pid = fvl_proc_spawn(exe, argv, env, log);
+  if (pid < 0) return fvl_raise(L);
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* fvl.sys.poll(pid) -> false (running) | true, exit_code|nil, signal_name|nil */
+static int l_poll(lua_State *L) {
+  int code, sig;
+  int r = fvl_proc_poll((pid_t)luaL_checkinteger(L, 1), &code, &sig);
+  if (r < 0) return fvl_raise(L);
+  lua_pushboolean(L, r);
+  if (!r) return 1;
+  if (sig) { lua_pushnil(L); lua_pushstring(L, fvl_signal_name(sig)); }
+  else { lua_pushinteger(L, code); lua_pushnil(L); }
+  return 3;
+}
+
+static const struct { const char *name; int sig; } sigs[] = {
+  {"HUP", SIGHUP}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"KILL", SIGKILL}, {"SEGV", SIGSEGV},
+  {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT},
+  {"ABRT", SIGABRT}, {NULL, 0}};
+
+/* fvl.sys.kill(pid [, "TERM"|"KILL"|number]) */
+static int l_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = SIGTERM;
+  if (lua_type(L, 2) == LUA_TNUMBER) sig = (int)lua_tointeger(L, 2);
+  else if (!lua_isnoneornil(L, 2)) {
+    const char *n = luaL_checkstring(L, 2);
+    if (strncmp(n, "SIG", 3) == 0) n += 3;
+    sig = -1;
+    for (int i = 0; sigs[i].name; i++)
+      if (strcmp(n, sigs[i].name) == 0) sig = sigs[i].sig;
+    if (sig < 0)
+      return luaL_error(L, "sys.kill: signal '%s' is not one of HUP|INT|QUIT|KILL|SEGV|TERM|USR1|USR2|"
+                        "STOP|CONT|ABRT", lua_tostring(L, 2));
+  }
+  if (fvl_proc_kill(pid, sig)) return fvl_raise(L);
+  return 0;
+}
+
+static int l_sleep(lua_State *L) {
+  if (fvl_sleep(luaL_checknumber(L, 1), "sleep")) return fvl_raise(L);
+  return 0;
+}
+static int l_time(lua_State *L) { lua_pushnumber(L, fvl_time_now()); return 1; }
+static int l_getpid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
+static int l_exe(lua_State *L) {
+  char buf[PATH_MAX];
+  if (fvl_self_exe(buf, sizeof buf)) return fvl_raise(L);
+  lua_pushstring(L, buf);
+  return 1;
+}
+static int l_mkdirs(lua_State *L) {
+  if (fvl_mkdirs(luaL_checkstring(L, 1))) return fvl_raise(L);
+  return 0;
+}
+/* fvl.sys.write_atomic(path, string) -> true | nil, message */
+static int l_write_atomic(lua_State *L) {
+  size_t n;
+  const char *path = luaL_checkstring(L, 1);
+  const char *data = luaL_checklstring(L, 2, &n);
+  if (fvl_write_atomic(path, data, n)) {
+    lua_pushnil(L);
+    lua_pushstring(L, fvl_errmsg());
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+/* fvl.sys.realpath(path) -> absolute path | nil, message */
+static int l_realpath(lua_State *L) {
+  char buf[PATH_MAX];
+  const char *p = luaL_checkstring(L, 1);
+  if (!realpath(p, buf)) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "realpath: %s: %s", p, strerror(errno));
+    return 2;
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+/* fvl.sys.glob(pattern) -> sorted list of paths (empty when none match) */
+static int l_glob(lua_State *L) {
+  const char *pat = luaL_checkstring(L, 1);
+  glob_t g;
+  int r = glob(pat, 0, NULL, &g);
+  lua_newtable(L);
+  if (r == 0)
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+      lua_pushstring(L, g.gl_pathv[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+  if (r == 0 || r == GLOB_NOMATCH) { if (r == 0) globfree(&g); return 1; }
+  return luaL_error(L, "sys.glob: cannot expand '%s'", pat);
+}
+/* fvl.sys.alive(pid) -> true when a process with that pid exists and is not a zombie */
+static int l_alive(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, pid > 0 && fvl_proc_alive((pid_t)pid));
+  return 1;
+}
+static int l_hostname(lua_State *L) {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) snprintf(buf, sizeof buf, "?");
+  lua_pushstring(L, buf);
+  return 1;
+}
+static int l_cpu_count(lua_State *L) { lua_pushinteger(L, fvl_cpu_count()); return 1; }
+/* fvl.sys.cpus() -> CPUs this process may use (affinity ∩ SLURM_CPUS_PER_TASK ∩ OMP_NUM_THREADS),
+ * and where that number came from */
+static int l_cpus(lua_State *L) {
+  char why[256];
+  lua_pushinteger(L, fvl_cpus_available(why, sizeof why));
+  lua_pushstring(L, why);
+  return 2;
+}
+/* fvl.sys.hash(seed, counter) -> 62-bit non-negative integer of the engine's generator */
+static int l_hash(lua_State *L) {
+  uint64_t b = fvl_rng_bits((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
+  lua_pushinteger(L, (lua_Integer)(b >> 2));
+  return 1;
+}
+/* fvl.sys.uniform(seed, counter) -> [0, 1) */
+static int l_uniform(lua_State *L) {
+  lua_pushnumber(L, fvl_rng_uniform_at((uint64_t)luaL_checkinteger(L, 1),
+                                       (uint64_t)luaL_checkinteger(L, 2)));
+  return 1;
+}
+/* fvl.sys.aborted() -> true when Ctrl-C is pending; fvl.sys.abort_clear() */
+static int l_aborted(lua_State *L) { lua_pushboolean(L, fvl_aborted()); return 1; }
+static int l_abort_clear(lua_State *L) { fvl_abort_clear(); return 0; }
+
+int fvl_open_sys(lua_State *L) {
+  static const luaL_Reg sys_fns[] = {
+    {"spawn", l_spawn}, {"poll", l_poll}, {"kill", l_kill}, {"sleep", l_sleep},
+    {"time", l_time}, {"getpid", l_getpid}, {"exe", l_exe}, {"mkdirs", l_mkdirs},
+    {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
+    {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"cpus", l_cpus}, {"hash", l_hash},
+    {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear}, {NULL, NULL}};
+  luaL_newlib(L, sys_fns);
+  lua_setfield(L, -2, "sys");
+  return 0;
+}

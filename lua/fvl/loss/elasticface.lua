@@ -1,0 +1,76 @@
+-- fvl.loss.elasticface — ElasticFace (Arc and Cos), written from the fvl.F primitives: a
+-- per-sample margin m_i ~ N(m, std), drawn from the seeded generator every step, enters the
+-- fused CE as a per-row margin vector:
+--   kind "arc": T = cos(θ_i + m_i) (no fallback, exact gradient);  kind "cos": T = cos θ_i − m_i
+-- plus = true (ElasticFace+): the margins are sorted so that the easiest sample (largest
+-- cos θ_y) gets the smallest margin. official_order = true reproduces the official code's
+-- indexing (a gather by the sort order, not monotone in cos θ_y).
+-- head(x, y, {margins = B tensor}) uses the given margins instead of drawing them.
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local base = require "fvl.loss.base"
+
+local opts, num, bool, enum = base.opts, base.num, base.bool, base.enum
+local fail = util.fail
+local Elastic = util.class("fvl.loss.elasticface", base.Head)
+
+-- ElasticFace+ assignment of the sorted margins by the target cosines (Lua lists of B numbers)
+local function assign_plus(cy, ms, official)
+  local B = #cy
+  local order = {}
+  for i = 1, B do order[i] = i end
+  table.sort(order, function(a, b) if cy[a] ~= cy[b] then return cy[a] > cy[b] end return a < b end)
+  table.sort(ms)
+  local out = {}
+  for k = 1, B do
+    if official then out[k] = ms[order[k]] else out[order[k]] = ms[k] end
+  end
+  return out
+end
+
+function Elastic:draw(B)
+  return fvl.randn(B) * self.std + self.m
+end
+
+function Elastic:forward(x, labels, call)
+  local n = "elasticface"
+  local B, y = self:check_input(x, labels)
+  util.check_opts(n .. " call", call, { "margins" })
+  local kind = enum(n, "kind", self.kind, { "arc", "cos" })
+  local margins = call and call.margins
+  if margins ~= nil then
+    util.check_tensor(n, "margins", margins, "float32")
+    if margins:numel() ~= B then
+      fail(string.format("%s: margins is %s (expected one margin per row: %d values)", n,
+                         util.shape_str(margins), B))
+    end
+    margins = margins:detach():reshape(B)
+  else
+    margins = self:draw(B)
+  end
+  local cos = self:cosine(x, B)
+  if bool(n, "plus", self.plus) then
+    local cy = base.F().target_cos(cos:detach(), y):totable()
+    margins = fvl.tensor(assign_plus(cy, margins:totable(), self.official_order))
+  end
+  self.last_margins = margins
+  return self:margin_ce(cos, y, { s = self.s, target = kind, m = margins, fallback = "none" })
+end
+
+local M = {}
+-- defaults of the official configs: Arc m 0.5, std 0.05 (ElasticFace-Arc+ 0.0175);
+-- Cos m 0.35, std 0.05 (ElasticFace-Cos+ 0.02)
+function M.elasticface(o)
+  local n = "elasticface"
+  o = util.check_opts(n, o, opts(base.COMMON, { "kind", "s", "m", "std", "plus", "official_order" }))
+  local self = setmetatable({}, Elastic):setup(n, o)
+  self.kind = enum(n, "kind", o.kind, { "arc", "cos" }, "arc")
+  self.plus = bool(n, "plus", o.plus, false)
+  self.official_order = bool(n, "official_order", o.official_order, false)
+  self.s = num(n, "s", o.s, 64, 0)
+  local arc = self.kind == "arc"
+  self.m = num(n, "m", o.m, arc and 0.5 or 0.35)
+  self.std = num(n, "std", o.std, self.plus and (arc and 0.0175 or 0.02) or 0.05, 0)
+  return self
+end
+return M

@@ -1,0 +1,148 @@
+-- Run under mpirun (tests/cli/dist_np*.sh): every seed head sharded over the ranks against the
+-- same head in one process on the gathered batch, for several SGD steps: loss, dX, the gathered
+-- W gradient, the other parameters' gradients, the centres after each step and the heads' state
+-- must agree to 1e-5. Also Partial FC: rate 1 equals the full head, rate < 1 keeps every
+-- positive. Prints "ok N checks" on rank 0; any mismatch raises (and aborts the job).
+local dist = fvl.dist
+local sharded = require "fvl.loss.sharded"
+local rank, N = dist.rank(), dist.size()
+local C, D, B, STEPS = 11, 16, 4, 3
+local TOL = 1e-5
+local checks = 0
+
+local function close(a, b, what)
+  a, b = a:detach():contiguous(), b:detach():contiguous()
+  if a:numel() ~= b:numel() then error(string.format("%s: %d vs %d values", what, a:numel(), b:numel())) end
+  local diff = (a:reshape(a:numel()) - b:reshape(b:numel())):abs()
+  local scale = b:reshape(b:numel()):abs():clamp(1, math.huge)
+  local worst = (diff / scale):max():item()
+  if not (worst <= TOL) then
+    error(string.format("rank %d: %s differs by %.3g (relative to max(1, |ref|))", rank, what, worst))
+  end
+  checks = checks + 1
+end
+local function close_num(a, b, what) close(fvl.tensor({ a }), fvl.tensor({ b }), what) end
+
+local HEADS = {
+  { "softmax", {} }, { "center", { lambda = 0.1 } }, { "normface", { s = 16 } },
+  { "sphereface", { feature_scale = "norm" } }, { "sphereface", { feature_scale = "s", s = 8 } },
+  { "cosface", { s = 16 } }, { "am_softmax", {} }, { "arcface", { s = 16 } },
+  { "arcface", { s = 16, easy_margin = true, grad = "detached" } }, { "combined", { s = 16 } },
+  { "mv_softmax", { s = 16 } }, { "mv_softmax", { s = 16, kind = "arc", adaptive = false } },
+  { "curricularface", { s = 16 } }, { "circle", { gamma = 32 } },
+  { "discface", { s = 16 } }, { "discface", { s = 16, per_class_xi = true, base = "arc" } },
+  { "npcface", { s = 16 } }, { "npcface", { s = 16, hardness_grad = true, hardness_from = "reweighted" } },
+  { "adacos", { dynamic = false } }, { "adacos", { dynamic = true } }, { "magface", { s = 16 } },
+  { "adaface", { s = 16 } }, { "elasticface", { s = 16, kind = "arc", m = 0.4, std = 0.05 } },
+  { "elasticface", { s = 16, kind = "cos", m = 0.35, std = 0.05, plus = true } },
+  { "margin", { s = 16, target = function(c) return (c:acos() + 0.3):cos() end } },
+}
+
+local function with(o, extra)
+  local t = { dim = D, classes = C }
+  for k, v in pairs(o) do t[k] = v end
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return t
+end
+
+-- centres far enough from 0 that the tiny-C cosines are not all near 0
+local function start_weight() fvl.manual_seed(42); return fvl.randn(C, D) end
+
+local function compare(name, o, extra)
+  local W0 = start_weight()
+  fvl.manual_seed(7)
+  local full = fvl.loss[name](with(o, { weight = W0 }))
+  fvl.manual_seed(7)
+  local sh = fvl.loss[name](with(o, with(extra, { weight = W0 })))
+  local tag = name .. (extra and extra.partial_fc and (" pfc=" .. extra.partial_fc) or "")
+  local of = fvl.optim.sgd(full, { lr = 0.05, momentum = 0.9, weight_decay = 5e-4 })
+  local os_ = fvl.optim.sgd(sh, { lr = 0.05, momentum = 0.9, weight_decay = 5e-4 })
+  for step = 1, STEPS do
+    fvl.manual_seed(1000 + step)
+    local xs = fvl.randn(N * B, D)
+    local ys = fvl.randint(1, C, { N * B })
+    local xf = xs:clone():detach(); xf:requires_grad()
+    local xl = xs:narrow(1, rank * B + 1, B):clone():detach(); xl:requires_grad()
+    local yl = ys:narrow(1, rank * B + 1, B):contiguous()
+    of:zero_grad(); os_:zero_grad()
+    fvl.manual_seed(2000 + step)   -- heads that draw (ElasticFace's margins) draw the same
+    local lf = full(xf, ys)
+    fvl.manual_seed(2000 + step)
+    local ls = sh(xl, yl)
+    close_num(ls:item(), lf:item(), tag .. " loss, step " .. step)
+    lf:backward()
+    ls:backward()
+    close(xl.grad, xf.grad:narrow(1, rank * B + 1, B), tag .. " dX, step " .. step)
+    close(sh:gather_weight_grad(), full.weight.grad, tag .. " dW, step " .. step)
+    if full.bias then
+      local bg = sh._pfc and sh._pfc.bias and fvl.zeros(sh.shard.n) or sh.bias.grad
+      if sh._pfc and sh._pfc.bias then fvl.F.copy_rows(bg:reshape(sh.shard.n, 1), sh._pfc.rows, sh._pfc.bias.grad:reshape(sh._pfc.bias:numel(), 1)) end
+      close(sharded.gather(sh, bg), full.bias.grad, tag .. " dbias, step " .. step)
+    end
+    if full.xi then
+      local g = sh.per_class_xi and sharded.gather(sh, sh.xi.grad) or sh.xi.grad
+      close(g, full.xi.grad, tag .. " dxi, step " .. step)
+    end
+    of:step(); os_:step()
+    close(sh:gather_weight(), full.weight, tag .. " W after step " .. step)
+    if full.centers then close(sharded.gather(sh, sh.centers), full.centers, tag .. " centres, step " .. step) end
+    if full.t and type(full.t) == "number" then close_num(sh.t, full.t, tag .. " t, step " .. step) end
+    if full.iter then close_num(sh.iter, full.iter, tag .. " iter, step " .. step) end
+  end
+  -- predictions: the best class over every rank's columns
+  fvl.manual_seed(5)
+  local xs = fvl.randn(N * B, D)
+  local pf = full:predict(xs):totable()
+  local ps = sh:predict(xs:narrow(1, rank * B + 1, B):contiguous()):totable()
+  for i = 1, B do
+    if pf[rank * B + i] ~= ps[i] then error(string.format("%s predict row %d: %d vs %d", tag, i, ps[i], pf[rank * B + i])) end
+  end
+end
+
+for _, h in ipairs(HEADS) do compare(h[1], h[2], { sharded = true }) end
+-- Partial FC with rate 1 is the full head (sharded, and with a rate in a single process too)
+for _, name in ipairs { "arcface", "cosface", "softmax", "curricularface", "npcface" } do
+  compare(name, { s = name ~= "softmax" and 16 or nil }, { sharded = true, partial_fc = 1.0 })
+end
+
+-- rate < 1: every positive of the gathered batch is in the sample; K = max(⌊rate·n⌋, positives)
+do
+  local CL = 200
+  fvl.manual_seed(3)
+  local h = fvl.loss.arcface { dim = D, classes = CL, sharded = true, partial_fc = 0.1 }
+  local sh = h.shard
+  for step = 1, 5 do
+    fvl.manual_seed(50 + step)
+    local ys = fvl.randint(1, CL, { N * B })
+    local x = fvl.randn(B, D)
+    local yl = ys:narrow(1, rank * B + 1, B):contiguous()
+    h(x, yl):backward()
+    local rows = h._pfc.rows:totable()
+    local inS = {}
+    for _, r in ipairs(rows) do inS[r] = true end
+    local npos, seen = 0, {}
+    for _, c in ipairs(ys:totable()) do
+      local r = c - sh.first + 1
+      if r >= 1 and r <= sh.n then
+        if not inS[r] then error(string.format("rank %d: positive class %d not sampled", rank, c)) end
+        if not seen[r] then seen[r] = true; npos = npos + 1 end
+      end
+    end
+    local want = math.max(math.floor(0.1 * sh.n), npos)
+    if #rows ~= want then error(string.format("rank %d: %d sampled rows, expected %d", rank, #rows, want)) end
+    -- only sampled rows carry a gradient
+    local g = h:gather_weight_grad()
+    checks = checks + 1
+  end
+  -- the samples differ between ranks' streams and between steps
+end
+
+-- circle_pairwise has no centres to shard
+local ok, err = pcall(fvl.loss.circle_pairwise, { dim = D, sharded = true })
+if ok or not tostring(err):find("has none") then error("circle_pairwise sharded: expected an error, got " .. tostring(err)) end
+
+ok, err = pcall(fvl.loss.subcenter_arcface, { dim = D, classes = C, K = 2, sharded = true })
+if ok or not tostring(err):find("several rows per class") then error("subcenter sharded: expected an error, got " .. tostring(err)) end
+
+dist.barrier()
+if rank == 0 then print(string.format("ok %d checks on %d ranks", checks, N)) end
