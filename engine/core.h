@@ -14,6 +14,15 @@ int fvl_err(const char *fmt, ...)                 /* sets the message, returns -
     __attribute__((format(printf, 1, 2)));
 void fvl_err_clear(void);
 
+/* ---- checked size arithmetic: every size, stride, offset and index computed from input
+ * (shapes from Lua, file headers, option values) goes through these. They return 1 on
+ * overflow (nothing stored that the caller may use), 0 otherwise; the caller names the call in
+ * its message, e.g. fvl_err("zeros: 4294967296x4294967296 elements overflow"). */
+static inline int fvl_mul_overflow(int64_t a, int64_t b, int64_t *out) { return __builtin_mul_overflow(a, b, out); }
+static inline int fvl_add_overflow(int64_t a, int64_t b, int64_t *out) { return __builtin_add_overflow(a, b, out); }
+static inline int fvl_size_mul_overflow(size_t a, size_t b, size_t *out) { return __builtin_mul_overflow(a, b, out); }
+static inline int fvl_size_add_overflow(size_t a, size_t b, size_t *out) { return __builtin_add_overflow(a, b, out); }
+
 /* ---- abort (Ctrl-C): long kernels poll fvl_aborted() and fail with "interrupted" ---- */
 void fvl_abort_request(void);                    /* async-signal-safe */
 void fvl_abort_clear(void);

@@ -365,10 +365,15 @@ fvl_tensor *fvl_unary(fvl_unop op, fvl_tensor *a) {
       fvl_tensor *out = fvl_empty(FVL_I32, a->ndim, a->size);
       if (!out) return NULL;
       fvl_tensor *src = fvl_contiguous(a);
+      if (!src) { fvl_release(out); return NULL; }
       const int32_t *p = fvl_i32(src);
       int32_t *o = fvl_i32(out);
-      for (int64_t i = 0, n = fvl_numel(out); i < n; i++)
-        o[i] = op == FVL_NEG ? -p[i] : op == FVL_ABS ? abs(p[i]) : (p[i] > 0) - (p[i] < 0);
+      /* two's complement wrap like Torch: -INT32_MIN and abs(INT32_MIN) are INT32_MIN (computed
+       * in unsigned arithmetic, never a signed overflow) */
+      for (int64_t i = 0, n = fvl_numel(out); i < n; i++) {
+        int32_t neg = (int32_t)(0u - (uint32_t)p[i]);
+        o[i] = op == FVL_NEG ? neg : op == FVL_ABS ? (p[i] < 0 ? neg : p[i]) : (p[i] > 0) - (p[i] < 0);
+      }
       fvl_release(src);
       return out;
     }

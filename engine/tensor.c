@@ -39,6 +39,14 @@ void fvl_release(fvl_tensor *t) {
   free(t);
 }
 
+/* float → int32 as a defined conversion: truncation toward 0, saturating at the int32 range,
+ * NaN → 0 (a plain cast of an out-of-range float is undefined behaviour) */
+static inline int32_t to_i32(double v) {
+  if (!(v == v)) return 0;
+  if (v >= 2147483647.0) return INT32_MAX;
+  if (v <= -2147483648.0) return INT32_MIN;
+  return (int32_t)v;
+}
 static size_t dtype_size(fvl_dtype dt) { (void)dt; return 4; }
 const char *fvl_dtype_name(fvl_dtype dt) { return dt == FVL_I32 ? "int32" : "float32"; }
 
@@ -60,14 +68,37 @@ static void set_contig_strides(fvl_tensor *t) {
 }
 
 /* ------------------------------------------------------------------ creation */
-fvl_tensor *fvl_empty(fvl_dtype dt, int ndim, const int64_t *size) {
-  if (ndim < 0 || ndim > FVL_MAXDIM) { fvl_err("tensor: %d dimensions (at most %d)", ndim, FVL_MAXDIM); return NULL; }
-  int64_t n = 1;
+static void shape_text(int ndim, const int64_t *size, char *buf, size_t n) {
+  size_t k = 0;
+  buf[0] = 0;
+  if (ndim == 0) snprintf(buf, n, "scalar");
+  for (int d = 0; d < ndim && k < n; d++)
+    k += (size_t)snprintf(buf + k, n - k, d ? "x%lld" : "%lld", (long long)size[d]);
+}
+int fvl_shape_check(const char *fn, int ndim, const int64_t *size, int64_t *numel) {
+  if (ndim < 0 || ndim > FVL_MAXDIM) return fvl_err("%s: %d dimensions (at most %d)", fn, ndim, FVL_MAXDIM);
+  int64_t span = 1;   /* product of the non-zero sizes: bounds every contiguous stride */
+  int zero = 0, over = 0;
   for (int d = 0; d < ndim; d++) {
-    if (size[d] < 0) { fvl_err("tensor: size[%d] = %lld is negative", d + 1, (long long)size[d]); return NULL; }
-    n *= size[d];
-    if (n > ((int64_t)1 << 40)) { fvl_err("tensor: too many elements"); return NULL; }
+    if (size[d] < 0) return fvl_err("%s: size %d = %lld is negative", fn, d + 1, (long long)size[d]);
+    if (size[d] == 0) zero = 1;
+    else if (fvl_mul_overflow(span, size[d], &span) || span > FVL_MAX_NUMEL) over = 1;
+    if (over) break;
   }
+  if (over) {
+    char b[160];
+    shape_text(ndim, size, b, sizeof b);
+    if (!zero) return fvl_err("%s: shape %s has more than 2^40 elements", fn, b);
+    return fvl_err("%s: shape %s: its non-zero sizes multiply past 2^40 (the strides would overflow)", fn, b);
+  }
+  int64_t n = zero ? 0 : span;
+  if (numel) *numel = n;
+  return 0;
+}
+
+fvl_tensor *fvl_empty(fvl_dtype dt, int ndim, const int64_t *size) {
+  int64_t n;
+  if (fvl_shape_check("tensor", ndim, size, &n) < 0) return NULL;
   fvl_tensor *t = calloc(1, sizeof *t);
   if (!t) { fvl_err("out of memory"); return NULL; }
   t->st = storage_new((size_t)n * dtype_size(dt));
@@ -107,7 +138,7 @@ fvl_tensor *fvl_arange(fvl_dtype dt, double start, double stop, double step) {
   if (!t) return NULL;
   for (int64_t i = 0; i < n; i++) {
     double v = start + step * (double)i;
-    if (dt == FVL_F32) fvl_f32(t)[i] = (float)v; else fvl_i32(t)[i] = (int32_t)v;
+    if (dt == FVL_F32) fvl_f32(t)[i] = (float)v; else fvl_i32(t)[i] = to_i32(v);
   }
   return t;
 }
@@ -154,12 +185,12 @@ static int64_t offset_of(const fvl_tensor *t, const int64_t *idx) {
 }
 double fvl_get(const fvl_tensor *t, const int64_t *idx) {
   int64_t o = offset_of(t, idx);
-  return t->dtype == FVL_F32 ? ((float *)t->st->data)[o] : ((int32_t *)t->st->data)[o];
+  return t->dtype == FVL_F32 ? (double)((float *)t->st->data)[o] : (double)((int32_t *)t->st->data)[o];
 }
 void fvl_set(fvl_tensor *t, const int64_t *idx, double v) {
   int64_t o = offset_of(t, idx);
   if (t->dtype == FVL_F32) ((float *)t->st->data)[o] = (float)v;
-  else ((int32_t *)t->st->data)[o] = (int32_t)v;
+  else ((int32_t *)t->st->data)[o] = to_i32(v);
 }
 const char *fvl_shape_str(const fvl_tensor *t, char *buf, size_t n) {
   size_t k = 0;
@@ -202,7 +233,7 @@ int fvl_fill_(fvl_tensor *t, double v) {
       for (int64_t i = 0; i < n; i++) q[i] = fv;
     } else FOR_EACH_OFFSET(t, o, p[o] = fv);
   } else {
-    int32_t *p = t->st->data, iv = (int32_t)v;
+    int32_t *p = t->st->data, iv = to_i32(v);
     FOR_EACH_OFFSET(t, o, p[o] = iv);
   }
   return 0;
@@ -238,9 +269,9 @@ int fvl_copy_(fvl_tensor *dst, const fvl_tensor *src) {
   int64_t n = fvl_numel(dst);
   int64_t od = dst->offset, os = src->offset;
   for (int64_t i = 0; i < n; i++) {
-    double v = src->dtype == FVL_F32 ? ((float *)src->st->data)[os] : ((int32_t *)src->st->data)[os];
+    double v = src->dtype == FVL_F32 ? (double)((float *)src->st->data)[os] : (double)((int32_t *)src->st->data)[os];
     if (dst->dtype == FVL_F32) ((float *)dst->st->data)[od] = (float)v;
-    else ((int32_t *)dst->st->data)[od] = (int32_t)v;
+    else ((int32_t *)dst->st->data)[od] = to_i32(v);
     for (int d = dst->ndim - 1; d >= 0; d--) {
       if (++idx[d] < dst->size[d]) { od += dst->stride[d]; os += sst[d]; break; }
       od -= dst->stride[d] * (idx[d] - 1);
@@ -319,9 +350,9 @@ fvl_tensor *fvl_transpose(fvl_tensor *t, int d0, int d1) {
 }
 fvl_tensor *fvl_narrow(fvl_tensor *t, int dim, int64_t start, int64_t len) {
   if (check_dim("narrow", t, dim) < 0) return NULL;
-  if (start < 0 || len < 0 || start + len > t->size[dim]) {
-    fvl_err("narrow: rows %lld..%lld are outside 1..%lld of dim %d", (long long)start + 1,
-            (long long)(start + len), (long long)t->size[dim], dim + 1);
+  if (start < 0 || len < 0 || start > t->size[dim] || len > t->size[dim] - start) {
+    fvl_err("narrow: start %lld, length %lld do not fit the %lld rows of dim %d (0-based)", (long long)start,
+            (long long)len, (long long)t->size[dim], dim);
     return NULL;
   }
   fvl_tensor *v = view_of(t);
@@ -378,8 +409,12 @@ fvl_tensor *fvl_reshape(fvl_tensor *t, int ndim, const int64_t *size) {
     } else if (sz[d] < 0) {
       fvl_err("reshape: size %lld is negative", (long long)sz[d]);
       return NULL;
-    } else n *= sz[d];
+    }
   }
+  /* the asked shape itself (the inferred size as 1) must be a valid shape: bounded product */
+  int64_t asked[FVL_MAXDIM] = {0};
+  for (int d = 0; d < ndim; d++) asked[d] = d == infer ? 1 : sz[d];
+  if (fvl_shape_check("reshape", ndim, asked, &n) < 0) return NULL;
   int64_t total = fvl_numel(t);
   if (infer >= 0) {
     if (n == 0 || total % n) goto bad;
@@ -387,6 +422,7 @@ fvl_tensor *fvl_reshape(fvl_tensor *t, int ndim, const int64_t *size) {
     n = total;
   }
   if (n != total) goto bad;
+  if (fvl_shape_check("reshape", ndim, sz, NULL) < 0) return NULL;   /* strides of 0-size shapes */
   fvl_tensor *src = fvl_contiguous(t);
   if (!src) return NULL;
   fvl_tensor *v = view_of(src);
@@ -450,6 +486,101 @@ int fvl_npy_save(const char *path, const fvl_tensor *t) {
   return 0;
 }
 
+/* ---- strict .npy header parser (see tensor.h) ---- */
+typedef struct { const char *p, *end, *where; } npy_cur;
+static void npy_ws(npy_cur *c) { while (c->p < c->end && (*c->p == ' ' || *c->p == '\t')) c->p++; }
+static int npy_expect(npy_cur *c, char ch) {
+  npy_ws(c);
+  if (c->p >= c->end || *c->p != ch) {
+    char m[32];
+    snprintf(m, sizeof m, "expected '%c'", ch);
+    return fvl_err("%s: header: %s", c->where, m);
+  }
+  c->p++;
+  return 0;
+}
+/* a Python string literal '...' or "..." without escapes into out */
+static int npy_string(npy_cur *c, char *out, size_t n) {
+  npy_ws(c);
+  if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return fvl_err("%s: header: expected a quoted string", c->where);
+  char q = *c->p++;
+  size_t k = 0;
+  while (c->p < c->end && *c->p != q) {
+    if (*c->p == '\\' || k + 1 >= n) return fvl_err("%s: header: string too long or escaped", c->where);
+    out[k++] = *c->p++;
+  }
+  if (c->p >= c->end) return fvl_err("%s: header: unterminated string", c->where);
+  c->p++;
+  out[k] = 0;
+  return 0;
+}
+static int npy_word(npy_cur *c, const char *w) {
+  size_t n = strlen(w);
+  if ((size_t)(c->end - c->p) >= n && memcmp(c->p, w, n) == 0) { c->p += n; return 1; }
+  return 0;
+}
+static int npy_shape(npy_cur *c, fvl_npy_header *h) {
+  if (npy_expect(c, '(') < 0) return -1;
+  h->ndim = 0;
+  for (;;) {
+    npy_ws(c);
+    if (c->p < c->end && *c->p == ')') { c->p++; break; }
+    if (c->p >= c->end || *c->p < '0' || *c->p > '9') return fvl_err("%s: header: shape must be a tuple of non-negative integers", c->where);
+    int64_t v = 0;
+    while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+      if (fvl_mul_overflow(v, 10, &v) || fvl_add_overflow(v, *c->p - '0', &v))
+        return fvl_err("%s: header: shape entry overflows", c->where);
+      c->p++;
+    }
+    if (h->ndim >= FVL_MAXDIM) return fvl_err("%s: header: shape has more than %d dimensions", c->where, FVL_MAXDIM);
+    h->shape[h->ndim++] = v;
+    npy_ws(c);
+    if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+    if (c->p < c->end && *c->p == ')') { c->p++; break; }
+    return fvl_err("%s: header: shape must be a tuple of non-negative integers", c->where);
+  }
+  return 0;
+}
+int fvl_npy_parse_header(const char *hdr, size_t hlen, const char *where, fvl_npy_header *h) {
+  npy_cur c = {hdr, hdr + hlen, where};
+  int seen_d = 0, seen_f = 0, seen_s = 0;
+  memset(h, 0, sizeof *h);
+  if (npy_expect(&c, '{') < 0) return -1;
+  for (;;) {
+    npy_ws(&c);
+    if (c.p < c.end && *c.p == '}') { c.p++; break; }
+    char key[32];
+    if (npy_string(&c, key, sizeof key) < 0 || npy_expect(&c, ':') < 0) return -1;
+    npy_ws(&c);
+    if (strcmp(key, "descr") == 0) {
+      if (seen_d++) return fvl_err("%s: header: duplicate key 'descr'", where);
+      if (c.p < c.end && *c.p == '[') return fvl_err("%s: structured dtypes are not supported", where);
+      if (npy_string(&c, h->descr, sizeof h->descr) < 0) return -1;
+    } else if (strcmp(key, "fortran_order") == 0) {
+      if (seen_f++) return fvl_err("%s: header: duplicate key 'fortran_order'", where);
+      if (npy_word(&c, "True")) h->fortran_order = 1;
+      else if (npy_word(&c, "False")) h->fortran_order = 0;
+      else return fvl_err("%s: header: fortran_order must be True or False", where);
+    } else if (strcmp(key, "shape") == 0) {
+      if (seen_s++) return fvl_err("%s: header: duplicate key 'shape'", where);
+      if (npy_shape(&c, h) < 0) return -1;
+    } else {
+      return fvl_err("%s: header: unknown key '%s' (expected descr, fortran_order, shape)", where, key);
+    }
+    npy_ws(&c);
+    if (c.p < c.end && *c.p == ',') { c.p++; continue; }
+    if (c.p < c.end && *c.p == '}') { c.p++; break; }
+    return fvl_err("%s: header: expected ',' or '}' after '%s'", where, key);
+  }
+  while (c.p < c.end && (*c.p == ' ' || *c.p == '\n')) c.p++;
+  if (c.p != c.end) return fvl_err("%s: header: unexpected text after the dict", where);
+  if (!seen_d || !seen_f || !seen_s)
+    return fvl_err("%s: header: missing key '%s'", where, !seen_d ? "descr" : !seen_f ? "fortran_order" : "shape");
+  if (h->descr[0] == '>') return fvl_err("%s: dtype '%s' is big-endian (only little-endian is supported)", where, h->descr);
+  if (fvl_shape_check(where, h->ndim, h->shape, &h->numel) < 0) return -1;
+  return 0;
+}
+
 fvl_tensor *fvl_npy_load(const char *path) {
   FILE *f = fopen(path, "rb");
   if (!f) { fvl_err("load: cannot open %s: %s", path, strerror(errno)); return NULL; }
@@ -475,41 +606,26 @@ fvl_tensor *fvl_npy_load(const char *path) {
   hdr = malloc(hlen + 1);
   if (!hdr || fread(hdr, 1, hlen, f) != hlen) goto trunc;
   hdr[hlen] = 0;
+  char where[4200];
+  snprintf(where, sizeof where, "load: %s", path);
+  fvl_npy_header nh;
+  if (fvl_npy_parse_header(hdr, hlen, where, &nh) < 0) goto done;
   fvl_dtype dt;
-  char *dp = strstr(hdr, "'descr'");
-  if (!dp) { fvl_err("load: %s: header has no descr", path); goto done; }
-  if (strstr(dp, "'<f4'")) dt = FVL_F32;
-  else if (strstr(dp, "'<i4'")) dt = FVL_I32;
+  if (strcmp(nh.descr, "<f4") == 0) dt = FVL_F32;
+  else if (strcmp(nh.descr, "<i4") == 0) dt = FVL_I32;
   else {
-    char d[32] = "?";
-    sscanf(dp, "'descr': '%31[^']", d);
-    fvl_err("load: %s: dtype '%s' is not supported (expected <f4 or <i4)", path, d);
+    fvl_err("load: %s: dtype '%s' is not supported (expected <f4 or <i4)", path, nh.descr);
     goto done;
   }
-  if (strstr(hdr, "'fortran_order': True")) { fvl_err("load: %s: Fortran order is not supported", path); goto done; }
-  char *sp = strstr(hdr, "'shape'");
-  sp = sp ? strchr(sp, '(') : NULL;
-  if (!sp) { fvl_err("load: %s: header has no shape", path); goto done; }
-  int64_t size[FVL_MAXDIM];
-  int nd = 0;
-  sp++;
-  while (*sp && *sp != ')') {
-    while (*sp == ' ' || *sp == ',') sp++;
-    if (*sp == ')') break;
-    char *e;
-    long long v = strtoll(sp, &e, 10);
-    if (e == sp || v < 0 || nd >= FVL_MAXDIM) { fvl_err("load: %s: bad shape in header", path); goto done; }
-    size[nd++] = v;
-    sp = e;
-  }
+  if (nh.fortran_order) { fvl_err("load: %s: Fortran order is not supported", path); goto done; }
+  int nd = nh.ndim;
+  int64_t *size = nh.shape;
   /* the data must be there before anything is allocated for it */
   long here = ftell(f);
   if (here < 0 || fseek(f, 0, SEEK_END) != 0) { fvl_err("load: %s: cannot seek", path); goto done; }
   long end = ftell(f);
   fseek(f, here, SEEK_SET);
-  double want = 4;
-  for (int d = 0; d < nd; d++) want *= (double)size[d];
-  if ((double)(end - here) < want) goto trunc;
+  if ((end - here) / 4 < nh.numel) goto trunc;
   t = fvl_empty(dt, nd, size);
   if (!t) goto done;
   size_t n = (size_t)fvl_numel(t);

@@ -34,6 +34,14 @@ typedef struct fvl_tensor {
   struct fvl_node *grad_fn;       /* op that produced it (owned ref), NULL for leaves */
 } fvl_tensor;
 
+/* at most this many elements in one tensor (4 TiB of float32) */
+#define FVL_MAX_NUMEL ((int64_t)1 << 40)
+
+/* Checks a shape before anything is made of it: 0..FVL_MAXDIM dims, sizes >= 0, the element
+ * count <= FVL_MAX_NUMEL and every contiguous stride representable (also when a size is 0).
+ * 0 and *numel, or -1 + "fn: shape 4294967296x4294967296 has more than 2^40 elements". */
+int fvl_shape_check(const char *fn, int ndim, const int64_t *size, int64_t *numel);
+
 /* ---- lifetime ---- */
 fvl_tensor *fvl_retain(fvl_tensor *t);
 void fvl_release(fvl_tensor *t);          /* NULL-safe */
@@ -124,5 +132,19 @@ int fvl_check_index_range(const char *fn, const char *arg, const fvl_tensor *idx
 
 /* ---- .npy (little-endian <f4 / <i4, C order) ---- */
 int fvl_npy_save(const char *path, const fvl_tensor *t);  /* atomic: tmp + fsync + rename */
+/* The header dict of a .npy file, parsed strictly: exactly the keys 'descr' (a plain dtype
+ * string such as '<f4'; structured dtypes are refused), 'fortran_order' (True|False) and
+ * 'shape' (a tuple of non-negative integers, checked with fvl_shape_check), each once, in any
+ * order, then only spaces up to the final newline. Which descr values load is the caller's. */
+typedef struct {
+  char descr[16];
+  int fortran_order;
+  int ndim;
+  int64_t shape[FVL_MAXDIM];
+  int64_t numel;
+} fvl_npy_header;
+/* hdr: the hlen header bytes after the length field; where: "load: f.npy" for messages.
+ * 0, or -1 + "load: f.npy: header: duplicate key 'descr'" */
+int fvl_npy_parse_header(const char *hdr, size_t hlen, const char *where, fvl_npy_header *h);
 fvl_tensor *fvl_npy_load(const char *path);
 #endif

@@ -25,18 +25,21 @@ int fvl_raise(lua_State *L);
 void fvl_gc_charge(lua_State *L);
 
 /* labels: an int32 tensor or a Lua list of 1-based class ids. Checks every value is in
- * 1..nclasses (nclasses <= 0: only >= 1) and returns a NEW 0-based int32 tensor of n rows
- * (n < 0: any length). Errors read "fn: labels[17] = 12 is outside 1..10". */
+ * 1..nclasses (nclasses = 0: an empty class matrix, no label is valid; nclasses < 0: any id in
+ * 1..INT32_MAX) and returns a NEW 0-based int32 tensor of n rows (n < 0: any length).
+ * This is THE label check: callers do not re-check. Errors read
+ * "fn: labels[17] = 12 is outside 1..10", "fn: labels[1] = 1.5 is not an integer class id". */
 fvl_tensor *fvl_checklabels(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses);
 /* 1-based index tensor/list → 0-based int32, checked against 1..n */
 fvl_tensor *fvl_checkindex(lua_State *L, int idx, const char *fn, const char *arg, int64_t n);
 
-/* option tables: unknown keys are an error ("arcface: unknown option 'margn' (expected one
+/* LEGACY (prefer fvl_readopts): option tables: unknown keys are an error ("arcface: unknown option 'margn' (expected one
  * of: s, m, ...)"). `allowed` is NULL-terminated. idx may be absent (none/nil). */
 void fvl_checkopts(lua_State *L, int idx, const char *fn, const char *const *allowed);
 double fvl_optnum(lua_State *L, int idx, const char *key, double def);
 int fvl_optint(lua_State *L, int idx, const char *key, int def);
 int fvl_optbool(lua_State *L, int idx, const char *key, int def);
+/* leaves the string it returns on the stack (one slot), so the pointer stays valid */
 const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def);
 /* a string option restricted to a set: "arcface: fallback = 'foo' (expected mm|easy|none|clamp)" */
 int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const char *const *names,
@@ -45,6 +48,60 @@ int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const ch
 /* a float32 contiguous tensor of rank nd (0 = any) at idx, converted when needed; the result is
  * pushed (the stack owns it) and returned. Errors "fn: arg must be 2-D (N×D), got 3×4×5". */
 fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd);
+
+/* ---- The binding boundary (DEVELOPERS.md): declared option tables, anchors, checked sizes ----
+ * An option table is read against ONE declared array of fvl_optdef ending in FVL_OPT_END:
+ *   static const fvl_optdef SGD_OPTS[] = {
+ *     {"lr", FVL_OPT_NUMBER, -1, 0, HUGE_VAL, NULL},          // range 0..inf, default -1 = unset
+ *     {"nesterov", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+ *     {"fallback", FVL_OPT_ENUM, 0, FVL_NORANGE, "mm|none|clamp|easy"},
+ *     FVL_OPT_END};
+ *   fvl_optval o[4]; int anchor = fvl_readopts(L, 4, "sgd_step", SGD_OPTS, o);
+ * Unknown keys, wrong types, values outside lo..hi and names outside the enum are errors naming
+ * fn, the key, what was expected and what came ("sgd_step: lr = -1 is outside 0..inf").
+ * Strings and tensors in o[] point into values held by the anchor table fvl_readopts pushed:
+ * leave it on the stack while C uses them (it goes when the C function returns).
+ * fvl_register_opts publishes the key list as fvl._options[name] for the Lua layer. */
+typedef enum {
+  FVL_OPT_NUMBER = 1, FVL_OPT_INTEGER, FVL_OPT_BOOLEAN, FVL_OPT_STRING, FVL_OPT_ENUM,
+  FVL_OPT_TENSOR, FVL_OPT_NUMBER_OR_TENSOR, FVL_OPT_TABLE
+} fvl_optkind;
+typedef struct fvl_optdef {
+  const char *key;
+  fvl_optkind kind;
+  double def;          /* NUMBER/INTEGER/BOOLEAN default; ENUM: index of the default name */
+  double lo, hi;       /* NUMBER/INTEGER accepted range, inclusive; lo > hi: any (FVL_NORANGE) */
+  const char *names;   /* ENUM: "a|b|c"; STRING: the default (static) or NULL */
+} fvl_optdef;
+#define FVL_NORANGE 1, 0
+#define FVL_OPT_END {NULL, 0, 0, 0, 0, NULL}
+typedef struct fvl_optval {
+  int set;             /* the key was present (not nil) */
+  double num;          /* NUMBER, INTEGER, BOOLEAN (0/1), ENUM index, NUMBER_OR_TENSOR number */
+  const char *str;     /* STRING / ENUM: anchored */
+  size_t len;
+  fvl_tensor *t;       /* TENSOR / NUMBER_OR_TENSOR given as a tensor: anchored (borrowed) */
+  int table;           /* TABLE: slot in the anchor, see fvl_optpush */
+} fvl_optval;
+int fvl_readopts(lua_State *L, int idx, const char *fn, const fvl_optdef *defs, fvl_optval *out);
+int fvl_optpush(lua_State *L, int anchor, const fvl_optval *v);   /* pushes a TABLE option */
+void fvl_pushoptdefs(lua_State *L, const fvl_optdef *defs);       /* {"key1", "key2", ...} */
+void fvl_register_opts(lua_State *L, int fvl_table, const char *name, const fvl_optdef *defs);
+/* Anchors: a value read from a table by lua_getfield/lua_geti may exist only on the stack
+ * (an __index can make it fresh), so a pointer into it dies with the pop. Keep it instead:
+ *   int a = fvl_anchor_new(L);               // pushes the anchor table
+ *   lua_getfield(L, t, "title"); const char *s = fvl_anchor_string(L, a, NULL);  // pops, s stays valid */
+int fvl_anchor_new(lua_State *L);
+void fvl_anchor_keep(lua_State *L, int anchor);                  /* moves the top value into it */
+const char *fvl_anchor_string(lua_State *L, int anchor, size_t *len);
+/* checked size arithmetic for sizes from Lua: raise "fn: size a × b overflows" */
+int64_t fvl_checksize_mul(lua_State *L, const char *fn, int64_t a, int64_t b);
+int64_t fvl_checksize_add(lua_State *L, const char *fn, int64_t a, int64_t b);
+/* the element count of a shape after fvl_shape_check (raises "fn: shape ... has more than 2^40 elements") */
+int64_t fvl_checkshape_numel(lua_State *L, const char *fn, int ndim, const int64_t *size);
+/* a Lua integer into int32 within lo..hi (clipped to int32): "fn: arg = v is outside lo..hi" */
+int32_t fvl_checkint32(lua_State *L, const char *fn, const char *arg, lua_Integer v, lua_Integer lo,
+                       lua_Integer hi);
 
 /* shape from a table {2,3} or varargs 2,3 starting at idx → ndim, fills size */
 int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size);
@@ -63,4 +120,5 @@ int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store */
 int fvl_open_sys(lua_State *L);      /* lua/bind_sys.c: fvl.sys processes, time, files */
 int fvl_open_dist(lua_State *L);     /* lua/bind_dist.c: fvl.dist collectives (MPI) */
 int fvl_open_faces(lua_State *L);    /* lua/bind_data_faces.c: RecordIO, images, .bin packs, .npz */
+int fvl_open_backbone(lua_State *L); /* lua/bind_backbone.c: grouped conv, fused BN + PReLU */
 #endif

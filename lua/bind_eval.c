@@ -28,7 +28,7 @@ static fvl_tensor *arg_same(lua_State *L, int idx, const char *fn, int64_t n) {
     out = fvl_empty(FVL_I32, 1, &sz);
     if (!out) fvl_raise(L);
     for (int64_t i = 0; i < n; i++) {
-      double v = t->dtype == FVL_F32 ? fvl_f32(t)[i * t->stride[0]] : fvl_i32(t)[i * t->stride[0]];
+      double v = t->dtype == FVL_F32 ? (double)fvl_f32(t)[i * t->stride[0]] : (double)fvl_i32(t)[i * t->stride[0]];
       if (v != 0 && v != 1) {
         fvl_release(out);
         errorf(L, "%s: same[%lld] = %g (expected 1 for a genuine pair or 0 for an impostor)",
@@ -182,7 +182,7 @@ static int l_pairs(lua_State *L) {
   const char *fn = "pairs";
   fvl_tensor *e = fvl_checkf32(L, 1, fn, "emb", 2);
   int64_t N = e->size[0], D = e->size[1];
-  fvl_tensor *lab = fvl_checklabels(L, 2, fn, N, 0);
+  fvl_tensor *lab = fvl_checklabels(L, 2, fn, N, -1);
   fvl_pushtensor(L, lab);
   lua_Integer np = luaL_checkinteger(L, 3);
   lua_Integer seed = luaL_optinteger(L, 4, 1);
@@ -210,7 +210,7 @@ static int l_identification(lua_State *L) {
   const char *fn = "identification";
   fvl_tensor *g = fvl_checkf32(L, 1, fn, "gallery", 2);
   int64_t G = g->size[0], D = g->size[1];
-  fvl_tensor *gl = fvl_checklabels(L, 2, fn, G, 0);
+  fvl_tensor *gl = fvl_checklabels(L, 2, fn, G, -1);
   fvl_pushtensor(L, gl);
   fvl_tensor *p = NULL, *pl = NULL;
   int64_t P = G;
@@ -221,7 +221,7 @@ static int l_identification(lua_State *L) {
       return errorf(L, "%s: probes are %lld×%lld but the gallery is %lld×%lld (the embedding "
                         "sizes differ: %lld ≠ %lld)", fn, (long long)P, (long long)p->size[1],
                         (long long)G, (long long)D, (long long)p->size[1], (long long)D);
-    pl = fvl_checklabels(L, 4, fn, P, 0);
+    pl = fvl_checklabels(L, 4, fn, P, -1);
     /* the engine names it probe_labels; the binding's own message says labels */
     fvl_pushtensor(L, pl);
   }

@@ -2,6 +2,7 @@
  * Labels are 1-based here and converted with fvl_checklabels. Every engine tensor made before a
  * possible error is pushed on the stack first, so the GC owns it. */
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include "bind.h"
 #include "loss/loss_ops.h"
@@ -9,76 +10,9 @@
 
 #define T(i) fvl_checktensor(L, i)
 
-/* a number option with the function's name in the message */
-static float opt_number(lua_State *L, int idx, const char *fn, const char *key, double def) {
-  int t = lua_getfield(L, idx, key);
-  double v = def;
-  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be a number, got %s", fn, key, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return (float)v;
-}
-static int opt_boolean(lua_State *L, int idx, const char *fn, const char *key, int def) {
-  int t = lua_getfield(L, idx, key);
-  int v = def;
-  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL) luaL_error(L, "%s: %s must be a boolean, got %s", fn, key, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return v;
-}
-/* number or tensor option: returns the tensor (borrowed, kept alive by the table) or NULL */
-static fvl_tensor *opt_number_or_tensor(lua_State *L, int idx, const char *fn, const char *key, float *num,
-                                        double def) {
-  int t = lua_getfield(L, idx, key);
-  fvl_tensor *ten = NULL;
-  *num = (float)def;
-  if (t == LUA_TNUMBER) *num = (float)lua_tonumber(L, -1);
-  else if (t != LUA_TNIL) {
-    ten = fvl_totensor(L, -1);
-    if (!ten) luaL_error(L, "%s: %s must be a number or a tensor with one value per row, got %s", fn, key,
-                         luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  return ten;
-}
-
-/* labels → 0-based int32 tensor, pushed on the stack (GC-owned). The values are checked here
-   first so the messages read "arcface: labels[3] = 7 is outside 1..6" (fvl_checklabels then
-   converts; its own range messages use formats lua_pushfstring lacks). */
+/* labels → 0-based int32 tensor, pushed on the stack (GC-owned); checked once, here, against
+ * 1..nclasses (nclasses < 0: any class id; 0: an empty class matrix accepts none). */
 static fvl_tensor *labels_arg(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses) {
-  char range[48];
-  if (nclasses > 0) snprintf(range, sizeof range, "outside 1..%lld", (long long)nclasses);
-  else snprintf(range, sizeof range, "not a positive class id");
-  if (lua_type(L, idx) == LUA_TTABLE) {
-    lua_Integer len = luaL_len(L, idx);
-    if (n >= 0 && len != n)
-      luaL_error(L, "%s: labels has %I entries but there are %I rows (expected one label per row)", fn, len,
-                 (lua_Integer)n);
-    for (lua_Integer i = 1; i <= len; i++) {
-      lua_geti(L, idx, i);
-      int isint;
-      lua_Integer v = lua_tointegerx(L, -1, &isint);
-      if (!isint)
-        luaL_error(L, "%s: labels[%I] = %s is not an integer class id", fn, i, luaL_tolstring(L, -1, NULL));
-      if (v < 1 || (nclasses > 0 && v > nclasses)) luaL_error(L, "%s: labels[%I] = %I is %s", fn, i, v, range);
-      lua_pop(L, 1);
-    }
-  } else {
-    fvl_tensor *t = fvl_totensor(L, idx);
-    if (t && t->ndim == 1 && n >= 0 && t->size[0] != n)
-      luaL_error(L, "%s: labels has %I entries but there are %I rows (expected one label per row)", fn,
-                 (lua_Integer)t->size[0], (lua_Integer)n);
-    if (t && t->ndim == 1 && (t->dtype == FVL_I32 || t->dtype == FVL_F32)) {
-      for (int64_t i = 0; i < t->size[0]; i++) {
-        double v = t->dtype == FVL_I32 ? fvl_i32(t)[i * t->stride[0]] : fvl_f32(t)[i * t->stride[0]];
-        if (v < 1 || (nclasses > 0 && v > nclasses) || v != (double)(lua_Integer)v) {
-          char num[32];
-          snprintf(num, sizeof num, "%g", v);
-          luaL_error(L, "%s: labels[%I] = %s is %s", fn, (lua_Integer)i + 1, num, range);
-        }
-      }
-    }
-  }
   fvl_tensor *y = fvl_checklabels(L, idx, fn, n, nclasses);
   fvl_pushtensor(L, y);
   return y;
@@ -91,78 +25,93 @@ static int l_cosine(lua_State *L) {
   return 1;
 }
 
-/* the spec table at idx (LOSSES.md names; see loss_ops.h). Tensors stay owned by the table. */
+/* the margin spec (fvl.F.margin_ce / margin_logits; docs/losses.md names): one declared table of keys. The enum
+ * names are in the order of the engine's enums (loss_ops.h). */
+enum { SP_S, SP_TARGET, SP_M, SP_M1, SP_M2, SP_M3, SP_FALLBACK, SP_EASY, SP_GRAD, SP_SPHERE_M, SP_LAMBDA,
+       SP_NEG, SP_HARD, SP_HARD_M, SP_A, SP_B, SP_T, SP_CIRCLE_M, SP_GWS, SP_NONFINITE, SP_VALUE,
+       SP_THRESHOLD, SP_CLAMP, SP_N };
+static const fvl_optdef SPEC_OPTS[SP_N + 1] = {
+  [SP_S] = {"s", FVL_OPT_NUMBER_OR_TENSOR, 1.0, FVL_NORANGE, NULL},
+  [SP_TARGET] = {"target", FVL_OPT_ENUM, FVL_TK_NONE, FVL_NORANGE, "none|cos|arc|combined|sphere|circle|given"},
+  [SP_M] = {"m", FVL_OPT_NUMBER_OR_TENSOR, 0.0, FVL_NORANGE, NULL},
+  [SP_M1] = {"m1", FVL_OPT_NUMBER, 1.0, FVL_NORANGE, NULL},
+  [SP_M2] = {"m2", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_M3] = {"m3", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_FALLBACK] = {"fallback", FVL_OPT_ENUM, 0, FVL_NORANGE, "mm|none|clamp|easy"},
+  [SP_EASY] = {"easy_margin", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [SP_GRAD] = {"grad", FVL_OPT_ENUM, 0, FVL_NORANGE, "exact|detached"},
+  [SP_SPHERE_M] = {"sphere_m", FVL_OPT_INTEGER, 4, 1, 16, NULL},
+  [SP_LAMBDA] = {"lambda", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_NEG] = {"negative", FVL_OPT_ENUM, FVL_NK_NONE, FVL_NORANGE, "none|affine|quadratic|circle"},
+  [SP_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ALL, FVL_NORANGE, "all|arc|cos|row"},
+  [SP_HARD_M] = {"hard_m", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},   /* default: m */
+  [SP_A] = {"a", FVL_OPT_NUMBER, 1.0, FVL_NORANGE, NULL},
+  [SP_B] = {"b", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_T] = {"t", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_CIRCLE_M] = {"circle_m", FVL_OPT_NUMBER, 0.25, FVL_NORANGE, NULL},
+  [SP_GWS] = {"gws", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},
+  [SP_NONFINITE] = {"nonfinite", FVL_OPT_ENUM, 0, FVL_NORANGE, "error|warn"},
+  [SP_VALUE] = {"value", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},       /* target "given": T_i */
+  [SP_THRESHOLD] = {"threshold", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},  /* hard "row" */
+  [SP_CLAMP] = {"clamp", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [SP_N] = FVL_OPT_END};
+
+/* the spec table at idx into o; its tensors (s, m per row, gws) are anchored by the table
+ * fvl_readopts pushes, which stays on the stack until the binding returns */
 typedef struct { fvl_margin_spec sp; fvl_tensor *s_row, *m_row, *gws, *thr; int warn; } spec_args;
 static void parse_spec(lua_State *L, int idx, const char *name, spec_args *o) {
-  static const char *const keys[] = {"s", "target", "m", "m1", "m2", "m3", "fallback", "easy_margin", "grad",
-                                     "sphere_m", "lambda", "negative", "hard", "hard_m", "a", "b", "t",
-                                     "circle_m", "gws", "nonfinite", "value", "threshold", "clamp", NULL};
-  static const char *const targets[] = {"none", "cos", "arc", "combined", "sphere", "circle", "given", NULL};
-  static const char *const fallbacks[] = {"mm", "none", "clamp", "easy", NULL};
-  static const char *const negs[] = {"none", "affine", "quadratic", "circle", NULL};
-  static const char *const hards[] = {"all", "arc", "cos", "row", NULL};
-  static const char *const grads[] = {"exact", "detached", NULL};
-  static const char *const nonfin[] = {"error", "warn", NULL};
   if (lua_type(L, idx) != LUA_TTABLE)
-    luaL_error(L, "%s: spec (argument #%d) must be a table, got %s", name, idx, luaL_typename(L, idx));
-  fvl_checkopts(L, idx, name, keys);
+    fvl_error(L, "%s: spec (argument #%d) must be a table, got %s", name, idx, luaL_typename(L, idx));
+  fvl_optval v[SP_N];
+  fvl_readopts(L, idx, name, SPEC_OPTS, v);
   fvl_margin_spec *sp = &o->sp;
   *sp = fvl_margin_spec_default();
-  o->s_row = opt_number_or_tensor(L, idx, name, "s", &sp->s, 1.0);
-  sp->target = (fvl_target_kind)fvl_optenum(L, idx, name, "target", targets, FVL_TK_NONE);
-  o->m_row = opt_number_or_tensor(L, idx, name, "m", &sp->m, 0.0);
-  sp->m1 = opt_number(L, idx, name, "m1", 1.0);
-  sp->m2 = opt_number(L, idx, name, "m2", 0.0);
-  sp->m3 = opt_number(L, idx, name, "m3", 0.0);
-  int fb = fvl_optenum(L, idx, name, "fallback", fallbacks, 0);
-  sp->easy_margin = opt_boolean(L, idx, name, "easy_margin", 0) || fb == 3;
+  o->s_row = v[SP_S].t;
+  sp->s = (float)v[SP_S].num;
+  o->m_row = v[SP_M].t;
+  sp->m = (float)v[SP_M].num;
+  sp->target = (fvl_target_kind)v[SP_TARGET].num;
+  sp->m1 = (float)v[SP_M1].num;
+  sp->m2 = (float)v[SP_M2].num;
+  sp->m3 = (float)v[SP_M3].num;
+  int fb = (int)v[SP_FALLBACK].num;
+  sp->easy_margin = v[SP_EASY].num != 0 || fb == 3;
   sp->fallback = fb == 3 ? FVL_FB_MM : (fvl_fallback)fb;
-  sp->detached = fvl_optenum(L, idx, name, "grad", grads, 0) == 1;
-  float smv = opt_number(L, idx, name, "sphere_m", 4);
-  if (smv != (float)(int)smv) luaL_error(L, "%s: sphere_m = %f (expected an integer)", name, (double)smv);
-  sp->sphere_m = (int)smv;
-  sp->sphere_lambda = opt_number(L, idx, name, "lambda", 0.0);
-  sp->neg = (fvl_neg_kind)fvl_optenum(L, idx, name, "negative", negs, FVL_NK_NONE);
-  sp->hard = (fvl_hard_kind)fvl_optenum(L, idx, name, "hard", hards, FVL_HARD_ALL);
-  sp->hard_m = opt_number(L, idx, name, "hard_m", sp->m);
-  sp->a = opt_number(L, idx, name, "a", 1.0);
-  sp->b = opt_number(L, idx, name, "b", 0.0);
-  sp->t = opt_number(L, idx, name, "t", 0.0);
-  sp->circle_m = opt_number(L, idx, name, "circle_m", 0.25);
-  o->warn = fvl_optenum(L, idx, name, "nonfinite", nonfin, 0) == 1;
-  sp->clamp_eps = opt_number(L, idx, name, "clamp", 0.0);
+  sp->detached = v[SP_GRAD].num == 1;
+  sp->sphere_m = (int)v[SP_SPHERE_M].num;
+  sp->sphere_lambda = (float)v[SP_LAMBDA].num;
+  sp->neg = (fvl_neg_kind)v[SP_NEG].num;
+  sp->hard = (fvl_hard_kind)v[SP_HARD].num;
+  sp->hard_m = v[SP_HARD_M].set ? (float)v[SP_HARD_M].num : sp->m;
+  sp->a = (float)v[SP_A].num;
+  sp->b = (float)v[SP_B].num;
+  sp->t = (float)v[SP_T].num;
+  sp->circle_m = (float)v[SP_CIRCLE_M].num;
+  o->warn = v[SP_NONFINITE].num == 1;
+  o->gws = v[SP_GWS].t;
+  sp->clamp_eps = (float)v[SP_CLAMP].num;
   /* target "given": the B target values T_i (tracked) travel in the m_row channel */
-  int has_value = lua_getfield(L, idx, "value") != LUA_TNIL;
-  fvl_tensor *value = has_value ? fvl_totensor(L, -1) : NULL;
-  lua_pop(L, 1);
+  fvl_tensor *value = v[SP_VALUE].t;
   if (sp->target == FVL_TK_GIVEN) {
-    if (!value) luaL_error(L, "%s: target 'given' needs value = a tensor of the B target values", name);
-    if (o->m_row) luaL_error(L, "%s: target 'given' takes its values from 'value', not 'm'", name);
+    if (!value) fvl_error(L, "%s: target 'given' needs value = a tensor of the B target values", name);
+    if (o->m_row) fvl_error(L, "%s: target 'given' takes its values from 'value', not 'm'", name);
     o->m_row = value;
-  } else if (has_value) {
-    luaL_error(L, "%s: 'value' is only used with target = 'given'", name);
+  } else if (value) {
+    fvl_error(L, "%s: 'value' is only used with target = 'given'", name);
   }
   /* hard "row": constant per-row thresholds; a contiguous float32 copy, kept on the stack */
   o->thr = NULL;
-  int has_thr = lua_getfield(L, idx, "threshold") != LUA_TNIL;
-  fvl_tensor *thr = has_thr ? fvl_totensor(L, -1) : NULL;
-  lua_pop(L, 1);
+  fvl_tensor *thr = v[SP_THRESHOLD].t;
   if (sp->hard == FVL_HARD_ROW) {
     if (!thr || thr->dtype != FVL_F32)
-      luaL_error(L, "%s: hard = 'row' needs threshold = a float32 tensor with one value per row", name);
+      fvl_error(L, "%s: hard = 'row' needs threshold = a float32 tensor with one value per row", name);
     fvl_tensor *c = fvl_contiguous(thr);
     fvl_pushtensor(L, c);   /* GC-owned: stays on the stack while the kernel runs */
     o->thr = c;
     sp->thr_row = fvl_f32(c);
-  } else if (has_thr) {
-    luaL_error(L, "%s: 'threshold' is only used with hard = 'row'", name);
+  } else if (thr) {
+    fvl_error(L, "%s: 'threshold' is only used with hard = 'row'", name);
   }
-  o->gws = NULL;
-  if (lua_getfield(L, idx, "gws") != LUA_TNIL) {
-    o->gws = fvl_totensor(L, -1);
-    if (!o->gws) luaL_error(L, "%s: gws must be a B×C tensor, got %s", name, luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
 }
 
 /* the per-row thresholds have one value per row */
@@ -219,23 +168,25 @@ static int l_margin_logits(lua_State *L) {
 }
 
 /* F.hard_mean(cos, labels, {hard=, hard_m=, values="raw"|"affine", a=, b=}) -> h (B), count (B) */
+enum { HM_HARD, HM_HARD_M, HM_VALUES, HM_A, HM_B, HM_N };
+static const fvl_optdef HARD_MEAN_OPTS[HM_N + 1] = {
+  [HM_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ARC, FVL_NORANGE, "all|arc|cos"},
+  [HM_HARD_M] = {"hard_m", FVL_OPT_NUMBER, 0.5, FVL_NORANGE, NULL},
+  [HM_VALUES] = {"values", FVL_OPT_ENUM, 0, FVL_NORANGE, "raw|affine"},
+  [HM_A] = {"a", FVL_OPT_NUMBER, 1.0, FVL_NORANGE, NULL},
+  [HM_B] = {"b", FVL_OPT_NUMBER, 0.0, FVL_NORANGE, NULL},
+  [HM_N] = FVL_OPT_END};
 static int l_hard_mean(lua_State *L) {
-  static const char *const keys[] = {"hard", "hard_m", "values", "a", "b", NULL};
-  static const char *const hards[] = {"all", "arc", "cos", NULL};
-  static const char *const vals[] = {"raw", "affine", NULL};
   const char *fn = "hard_mean";
   fvl_tensor *cos = T(1);
-  if (cos->ndim != 2) return luaL_error(L, "%s: cos must be a B×C cosine matrix", fn);
-  fvl_checkopts(L, 3, fn, keys);
+  if (cos->ndim != 2) return fvl_error(L, "%s: cos must be a B×C cosine matrix", fn);
   lua_settop(L, 3);
-  if (lua_isnil(L, 3)) { lua_newtable(L); lua_replace(L, 3); }
+  fvl_optval v[HM_N];
+  fvl_readopts(L, 3, fn, HARD_MEAN_OPTS, v);
   fvl_tensor *y = labels_arg(L, 2, fn, cos->size[0], cos->size[1]);
-  int hard = fvl_optenum(L, 3, fn, "hard", hards, FVL_HARD_ARC);
-  float hm = opt_number(L, 3, fn, "hard_m", 0.5);
-  int affine = fvl_optenum(L, 3, fn, "values", vals, 0);
-  float a = opt_number(L, 3, fn, "a", 1.0), b = opt_number(L, 3, fn, "b", 0.0);
   fvl_tensor *count = NULL;
-  fvl_tensor *h = fvl_hard_mean(cos, y, (fvl_hard_kind)hard, hm, affine, a, b, &count);
+  fvl_tensor *h = fvl_hard_mean(cos, y, (fvl_hard_kind)v[HM_HARD].num, (float)v[HM_HARD_M].num,
+                                (int)v[HM_VALUES].num, (float)v[HM_A].num, (float)v[HM_B].num, &count);
   fvl_pushtensor(L, h);
   fvl_pushtensor(L, count);
   return 2;
@@ -286,7 +237,7 @@ static int l_circle_pairwise(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) return luaL_error(L, "circle_pairwise: S must be a B×B similarity matrix");
   float m = (float)luaL_checknumber(L, 3), gamma = (float)luaL_checknumber(L, 4);
-  fvl_tensor *y = labels_arg(L, 2, "circle_pairwise", S->size[0], 0);
+  fvl_tensor *y = labels_arg(L, 2, "circle_pairwise", S->size[0], -1);
   fvl_pushtensor(L, fvl_circle_pairwise(S, y, m, gamma));
   return 1;
 }
@@ -320,6 +271,23 @@ static int l_center_update(lua_State *L) {
   fvl_tensor *y = labels_arg(L, 3, "center_update", x->size[0], cen->size[0]);
   if (fvl_center_update_(cen, x, y, alpha) < 0) return fvl_raise(L);
   lua_pushvalue(L, 1);
+  return 1;
+}
+
+/* fvl._check_labels(labels, fn, n, nclasses) -> labels as a 1-D int32 tensor of 1-based ids,
+ * checked by fvl_checklabels (the one label check). For the Lua layer: Head:check_input (errors
+ * name the head) and the reference losses, which have no binding of their own. An int32 tensor
+ * comes back as it is; a list becomes a new tensor. */
+static int l_check_labels(lua_State *L) {
+  const char *fn = luaL_checkstring(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3), C = luaL_checkinteger(L, 4);
+  fvl_tensor *y = labels_arg(L, 1, fn, n, C);
+  fvl_tensor *t = fvl_totensor(L, 1);
+  if (t && t->dtype == FVL_I32 && t->ndim == 1) { lua_pushvalue(L, 1); return 1; }
+  fvl_tensor *out = fvl_empty(FVL_I32, 1, y->size);
+  if (!out) return fvl_raise(L);
+  for (int64_t i = 0; i < y->size[0]; i++) fvl_i32(out)[i] = fvl_i32(y)[i] + 1;
+  fvl_pushtensor(L, out);
   return 1;
 }
 
@@ -377,18 +345,13 @@ static int l_target_cos_shard(lua_State *L) {
 
 /* F.hard_mean_shard(cos, cols, {hard=, hard_m=, values=, a=, b=}) -> B (tracked) */
 static int l_hard_mean_shard(lua_State *L) {
-  static const char *const keys[] = {"hard", "hard_m", "values", "a", "b", NULL};
-  static const char *const hards[] = {"all", "arc", "cos", NULL};
-  static const char *const vals[] = {"raw", "affine", NULL};
   fvl_tensor *cos = cos_arg(L, "hard_mean");
   fvl_tensor *y = slice_cols_arg(L, 2, "hard_mean", cos->size[0], cos->size[1]);
   luaL_checktype(L, 3, LUA_TTABLE);
-  fvl_checkopts(L, 3, "hard_mean", keys);
-  int hard = fvl_optenum(L, 3, "hard_mean", "hard", hards, FVL_HARD_ARC);
-  float hm = opt_number(L, 3, "hard_mean", "hard_m", 0.5);
-  int affine = fvl_optenum(L, 3, "hard_mean", "values", vals, 0);
-  float a = opt_number(L, 3, "hard_mean", "a", 1.0), b = opt_number(L, 3, "hard_mean", "b", 0.0);
-  fvl_pushtensor(L, fvl_hard_mean_shard(cos, y, (fvl_hard_kind)hard, hm, affine, a, b));
+  fvl_optval v[HM_N];
+  fvl_readopts(L, 3, "hard_mean", HARD_MEAN_OPTS, v);
+  fvl_pushtensor(L, fvl_hard_mean_shard(cos, y, (fvl_hard_kind)v[HM_HARD].num, (float)v[HM_HARD_M].num,
+                                        (int)v[HM_VALUES].num, (float)v[HM_A].num, (float)v[HM_B].num));
   return 1;
 }
 
@@ -424,6 +387,10 @@ int fvl_open_loss(lua_State *L) {
     {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"pfc_sample", l_pfc_sample},
     {NULL, NULL}};
+  lua_pushcfunction(L, l_check_labels);
+  lua_setfield(L, -2, "_check_labels");
+  fvl_register_opts(L, -1, "margin_spec", SPEC_OPTS);
+  fvl_register_opts(L, -1, "hard_mean", HARD_MEAN_OPTS);
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -1,5 +1,7 @@
 /* bind_optim.c — optimiser kernels as fvl.F.* (sgd_step, adamw_step, sumsq, scale_);
  * fvl.optim (Lua) builds the optimisers on top of these. Thin: check, call, wrap. */
+#include <math.h>
+#include <stdint.h>
 #include "bind.h"
 #include "nn/nn.h"
 
@@ -18,38 +20,52 @@ static fvl_tensor *state_arg(lua_State *L, int idx, const char *fn, const char *
 
 /* F.sgd_step(p, g, buf|nil, {lr=, momentum=0, dampening=0, weight_decay=0, nesterov=false,
  *                            first=false}) — in place on p (and buf) */
+enum { SGD_LR, SGD_MOM, SGD_DAMP, SGD_WD, SGD_NESTEROV, SGD_FIRST, SGD_N };
+static const fvl_optdef SGD_OPTS[SGD_N + 1] = {
+  [SGD_LR] = {"lr", FVL_OPT_NUMBER, -1, 0, HUGE_VAL, NULL},
+  [SGD_MOM] = {"momentum", FVL_OPT_NUMBER, 0, FVL_NORANGE, NULL},
+  [SGD_DAMP] = {"dampening", FVL_OPT_NUMBER, 0, FVL_NORANGE, NULL},
+  [SGD_WD] = {"weight_decay", FVL_OPT_NUMBER, 0, FVL_NORANGE, NULL},
+  [SGD_NESTEROV] = {"nesterov", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [SGD_FIRST] = {"first", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [SGD_N] = FVL_OPT_END};
 static int l_sgd_step(lua_State *L) {
-  static const char *const opts[] = {"lr", "momentum", "dampening", "weight_decay", "nesterov", "first", NULL};
   fvl_tensor *p = state_arg(L, 1, "sgd_step", "parameter", NULL);
   fvl_tensor *g = state_arg(L, 2, "sgd_step", "gradient", p);
   fvl_tensor *buf = lua_isnoneornil(L, 3) ? NULL : state_arg(L, 3, "sgd_step", "momentum buffer", p);
   luaL_checktype(L, 4, LUA_TTABLE);
-  fvl_checkopts(L, 4, "sgd_step", opts);
-  double lr = fvl_optnum(L, 4, "lr", -1), mom = fvl_optnum(L, 4, "momentum", 0);
-  if (lr < 0) return luaL_error(L, "sgd_step: lr must be given and >= 0");
-  if (mom > 0 && !buf) return luaL_error(L, "sgd_step: momentum %g needs a buffer (argument #3)", mom);
+  fvl_optval v[SGD_N];
+  fvl_readopts(L, 4, "sgd_step", SGD_OPTS, v);
+  double lr = v[SGD_LR].num, mom = v[SGD_MOM].num;
+  if (!v[SGD_LR].set) return fvl_error(L, "sgd_step: lr must be given and >= 0");
+  if (mom > 0 && !buf) return fvl_error(L, "sgd_step: momentum %g needs a buffer (argument #3)", mom);
   fvl_sgd_step(fvl_f32(p), fvl_f32(g), buf ? fvl_f32(buf) : NULL, (size_t)fvl_numel(p), lr, mom,
-               fvl_optnum(L, 4, "dampening", 0), fvl_optnum(L, 4, "weight_decay", 0),
-               fvl_optbool(L, 4, "nesterov", 0), fvl_optbool(L, 4, "first", 0));
+               v[SGD_DAMP].num, v[SGD_WD].num, (int)v[SGD_NESTEROV].num, (int)v[SGD_FIRST].num);
   return 0;
 }
 
 /* F.adamw_step(p, g, m, v, {lr=, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, step=}) */
+enum { AW_LR, AW_B1, AW_B2, AW_EPS, AW_WD, AW_STEP, AW_N };
+static const fvl_optdef ADAMW_OPTS[AW_N + 1] = {
+  [AW_LR] = {"lr", FVL_OPT_NUMBER, -1, 0, HUGE_VAL, NULL},
+  [AW_B1] = {"beta1", FVL_OPT_NUMBER, 0.9, FVL_NORANGE, NULL},
+  [AW_B2] = {"beta2", FVL_OPT_NUMBER, 0.999, FVL_NORANGE, NULL},
+  [AW_EPS] = {"eps", FVL_OPT_NUMBER, 1e-8, FVL_NORANGE, NULL},
+  [AW_WD] = {"weight_decay", FVL_OPT_NUMBER, 0.01, FVL_NORANGE, NULL},
+  [AW_STEP] = {"step", FVL_OPT_INTEGER, 0, 1, INT32_MAX, NULL},
+  [AW_N] = FVL_OPT_END};
 static int l_adamw_step(lua_State *L) {
-  static const char *const opts[] = {"lr", "beta1", "beta2", "eps", "weight_decay", "step", NULL};
   fvl_tensor *p = state_arg(L, 1, "adamw_step", "parameter", NULL);
   fvl_tensor *g = state_arg(L, 2, "adamw_step", "gradient", p);
   fvl_tensor *m = state_arg(L, 3, "adamw_step", "first moment", p);
   fvl_tensor *v = state_arg(L, 4, "adamw_step", "second moment", p);
   luaL_checktype(L, 5, LUA_TTABLE);
-  fvl_checkopts(L, 5, "adamw_step", opts);
-  double lr = fvl_optnum(L, 5, "lr", -1);
-  int step = fvl_optint(L, 5, "step", 0);
-  if (lr < 0) return luaL_error(L, "adamw_step: lr must be given and >= 0");
-  if (step < 1) return luaL_error(L, "adamw_step: step must be >= 1 (1 for the first step), got %d", step);
-  fvl_adamw_step(fvl_f32(p), fvl_f32(g), fvl_f32(m), fvl_f32(v), (size_t)fvl_numel(p), lr,
-                 fvl_optnum(L, 5, "beta1", 0.9), fvl_optnum(L, 5, "beta2", 0.999), fvl_optnum(L, 5, "eps", 1e-8),
-                 fvl_optnum(L, 5, "weight_decay", 0.01), step);
+  fvl_optval o[AW_N];
+  fvl_readopts(L, 5, "adamw_step", ADAMW_OPTS, o);
+  if (!o[AW_LR].set) return fvl_error(L, "adamw_step: lr must be given and >= 0");
+  if (!o[AW_STEP].set) return fvl_error(L, "adamw_step: step must be >= 1 (1 for the first step), got none");
+  fvl_adamw_step(fvl_f32(p), fvl_f32(g), fvl_f32(m), fvl_f32(v), (size_t)fvl_numel(p), o[AW_LR].num,
+                 o[AW_B1].num, o[AW_B2].num, o[AW_EPS].num, o[AW_WD].num, (int)o[AW_STEP].num);
   return 0;
 }
 
@@ -76,6 +92,8 @@ int fvl_open_optim(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"sgd_step", l_sgd_step}, {"adamw_step", l_adamw_step}, {"sumsq", l_sumsq}, {"scale_", l_scale_},
     {NULL, NULL}};
+  fvl_register_opts(L, -1, "sgd_step", SGD_OPTS);
+  fvl_register_opts(L, -1, "adamw_step", ADAMW_OPTS);
   luaL_getsubtable(L, -1, "F");   /* shared with the loss and layer bindings */
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include "bind.h"
 #include "plot.h"
@@ -13,23 +14,30 @@
 
 /* ------------------------------------------------------------------ plot */
 
+/* a list length from luaL_len (which an __len may make anything) as a count 0..INT32_MAX */
+static int list_len(lua_State *L, int idx, const char *fn, const char *what) {
+  lua_Integer n = luaL_len(L, idx);
+  if (n < 0 || n > INT32_MAX) errorf(L, "%s: %s has %lld entries", fn, what, (long long)n);
+  return (int)n;
+}
+
 /* numbers from a tensor (any shape, flattened) or a Lua list into a malloc'd double array;
  * the array is anchored on the Lua stack as a userdata so an error frees it */
 static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *arg, int64_t *n) {
   fvl_tensor *t = fvl_totensor(L, idx);
   int64_t m;
   if (t) m = fvl_numel(t);
-  else if (lua_type(L, idx) == LUA_TTABLE) m = (int64_t)luaL_len(L, idx);
+  else if (lua_type(L, idx) == LUA_TTABLE) m = list_len(L, idx, fn, arg);
   else {
     errorf(L, "%s: %s must be a tensor or a list of numbers, got %s", fn, arg,
                luaL_typename(L, idx));
     return NULL;
   }
-  double *v = lua_newuserdatauv(L, (size_t)(m ? m : 1) * sizeof *v, 0);
+  double *v = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, m ? m : 1, sizeof *v), 0);
   if (t) {
     fvl_tensor *c = fvl_contiguous(t);
     if (!c) fvl_raise(L);
-    for (int64_t i = 0; i < m; i++) v[i] = c->dtype == FVL_F32 ? fvl_f32(c)[i] : fvl_i32(c)[i];
+    for (int64_t i = 0; i < m; i++) v[i] = c->dtype == FVL_F32 ? (double)fvl_f32(c)[i] : (double)fvl_i32(c)[i];
     fvl_release(c);
   } else {
     for (int64_t i = 0; i < m; i++) {
@@ -46,11 +54,12 @@ static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *ar
   return v;   /* the userdata stays on the stack */
 }
 
-static const char *opt_string(lua_State *L, int idx, const char *key) {
-  const char *s = NULL;
-  if (lua_getfield(L, idx, key) == LUA_TSTRING) s = lua_tostring(L, -1);
-  lua_pop(L, 1);  /* the string is still referenced by the table */
-  return s;
+/* a string field, anchored: an __index may have made it, so the anchor keeps it alive until
+ * the binding returns (see fvl_anchor_new) */
+static const char *opt_string(lua_State *L, int idx, const char *key, int anchor) {
+  if (lua_getfield(L, idx, key) == LUA_TSTRING) return fvl_anchor_string(L, anchor, NULL);
+  lua_pop(L, 1);
+  return NULL;
 }
 static double opt_number(lua_State *L, int idx, const char *key, double def) {
   double v = def;
@@ -75,14 +84,16 @@ static gif_ud *check_gif(lua_State *L, int idx);
 static int l_lines(lua_State *L) {
   const char *fn = "plot.lines";
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
   gif_ud *gu = lua_isnoneornil(L, 2) ? NULL : check_gif(L, 2);
+  int anchor = fvl_anchor_new(L);   /* holds every string, table and array C points into */
   fvl_plot_chart c;
   fvl_plot_chart_init(&c);
-  const char *file = opt_string(L, 1, "file");
+  const char *file = opt_string(L, 1, "file", anchor);
   int w = (int)opt_number(L, 1, "width", 800), h = (int)opt_number(L, 1, "height", 600);
-  c.title = opt_string(L, 1, "title");
-  c.xlabel = opt_string(L, 1, "xlabel");
-  c.ylabel = opt_string(L, 1, "ylabel");
+  c.title = opt_string(L, 1, "title", anchor);
+  c.xlabel = opt_string(L, 1, "xlabel", anchor);
+  c.ylabel = opt_string(L, 1, "ylabel", anchor);
   c.xlog = opt_bool(L, 1, "xlog", 0);
   c.ylog = opt_bool(L, 1, "ylog", 0);
   c.xmin = opt_number(L, 1, "xmin", NAN);
@@ -98,10 +109,8 @@ static int l_lines(lua_State *L) {
   if (lua_getfield(L, 1, "series") != LUA_TTABLE)
     return errorf(L, "%s: series must be a list of {x=, y=, label=} tables", fn);
   int ser = lua_gettop(L);
-  int ns = (int)luaL_len(L, ser);
-  lua_newtable(L);   /* anchors the converted x/y arrays until the picture is written */
-  int anchor = lua_gettop(L);
-  fvl_plot_series *s = lua_newuserdatauv(L, (size_t)(ns ? ns : 1) * sizeof *s, 0);
+  int ns = list_len(L, ser, fn, "series");
+  fvl_plot_series *s = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, ns ? ns : 1, sizeof *s), 0);
   for (int i = 0; i < ns; i++) {
     if (lua_geti(L, ser, i + 1) != LUA_TTABLE)
       return errorf(L, "%s: series[%d] must be a table {x=, y=, label=}", fn, i + 1);
@@ -117,15 +126,15 @@ static int l_lines(lua_State *L) {
     if (nx != ny)
       return errorf(L, "%s: series[%d] has %lld x values but %lld y values", fn, i + 1,
                         (long long)nx, (long long)ny);
-    lua_pushvalue(L, -3); lua_rawseti(L, anchor, 2 * i + 1);
-    lua_pushvalue(L, -1); lua_rawseti(L, anchor, 2 * i + 2);
-    s[i].label = opt_string(L, si, "label");
+    lua_pushvalue(L, -3); fvl_anchor_keep(L, anchor);
+    lua_pushvalue(L, -1); fvl_anchor_keep(L, anchor);
+    s[i].label = opt_string(L, si, "label", anchor);
     s[i].x = x; s[i].y = y; s[i].n = nx;
     s[i].color = (int)opt_number(L, si, "color", 0) - 1;   /* 1-based in Lua, 0 = automatic */
     int pts = opt_bool(L, si, "points", 0), line = opt_bool(L, si, "line", 1);
     s[i].style = (line ? FVL_PLOT_LINE : 0) | (pts ? FVL_PLOT_POINTS : 0);
     if (!s[i].style) s[i].style = FVL_PLOT_POINTS;
-    const char *dash = opt_string(L, si, "dash");
+    const char *dash = opt_string(L, si, "dash", anchor);
     s[i].dash = !dash || !strcmp(dash, "solid") ? FVL_DASH_SOLID
               : !strcmp(dash, "dashed") ? FVL_DASH_DASHED : FVL_DASH_DOTTED;
     s[i].width = opt_number(L, si, "width", 0);
@@ -135,13 +144,13 @@ static int l_lines(lua_State *L) {
   fvl_plot_note *notes = NULL;
   if (lua_getfield(L, 1, "notes") == LUA_TTABLE) {
     int ni = lua_gettop(L);
-    nn = (int)luaL_len(L, ni);
-    notes = lua_newuserdatauv(L, (size_t)(nn ? nn : 1) * sizeof *notes, 0);
+    nn = list_len(L, ni, fn, "notes");
+    notes = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, nn ? nn : 1, sizeof *notes), 0);
     for (int i = 0; i < nn; i++) {
       lua_geti(L, ni, i + 1);
       notes[i].x = opt_number(L, -1, "x", NAN);
       notes[i].y = opt_number(L, -1, "y", NAN);
-      notes[i].text = opt_string(L, -1, "text");
+      notes[i].text = opt_string(L, -1, "text", anchor);
       lua_pop(L, 1);
     }
   }
@@ -167,10 +176,13 @@ static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_feat
   int64_t N = e->size[0];
   int dim = (int)e->size[1];
   luaL_checktype(L, o, LUA_TTABLE);
-  int nclasses = (int)opt_number(L, o, "classes", 0);
+  int anchor = fvl_anchor_new(L);   /* stays on the stack until the caller returns */
+  double ncl = opt_number(L, o, "classes", 0);
+  if (!(ncl >= 0 && ncl <= INT32_MAX)) errorf(L, "%s: classes = %g (expected 0..%d)", fn, ncl, INT32_MAX);
+  int nclasses = (int)ncl;
   fvl_tensor *lab = NULL;
   if (!lua_isnoneornil(L, l_idx)) {
-    lab = fvl_checklabels(L, l_idx, fn, N, nclasses);
+    lab = fvl_checklabels(L, l_idx, fn, N, nclasses > 0 ? nclasses : -1);
     fvl_pushtensor(L, lab);
   }
   fvl_tensor *W = NULL;
@@ -183,20 +195,21 @@ static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_feat
   const char **names = NULL;
   if (lua_getfield(L, o, "names") == LUA_TTABLE) {
     int ni = lua_gettop(L);
-    int m = (int)luaL_len(L, ni);
+    int m = list_len(L, ni, fn, "names");
     int cap = m > nclasses ? m : nclasses;
     if (lab) for (int64_t i = 0; i < N; i++) if (fvl_i32(lab)[i] + 1 > cap) cap = fvl_i32(lab)[i] + 1;
     if (W && W->size[0] > cap) cap = (int)W->size[0];
-    names = lua_newuserdatauv(L, (size_t)(cap ? cap : 1) * sizeof *names, 0);
+    names = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, cap ? cap : 1, sizeof *names), 0);
     for (int i = 0; i < cap; i++) {
       names[i] = NULL;
-      if (i < m && lua_geti(L, ni, i + 1) == LUA_TSTRING) names[i] = lua_tostring(L, -1);
-      if (i < m) lua_pop(L, 1);   /* kept alive by the names table */
+      if (i >= m) continue;
+      if (lua_geti(L, ni, i + 1) == LUA_TSTRING) names[i] = fvl_anchor_string(L, anchor, NULL);
+      else lua_pop(L, 1);
     }
   }
   fvl_plot_features t = {fvl_f32(e), N, dim, lab ? fvl_i32(lab) : NULL, nclasses,
                          W ? fvl_f32(W) : NULL, W ? W->size[0] : 0, names,
-                         opt_string(L, o, "title"), opt_bool(L, o, "normalize", 1),
+                         opt_string(L, o, "title", anchor), opt_bool(L, o, "normalize", 1),
                          opt_number(L, o, "elev", 20), opt_number(L, o, "azim", 30),
                          opt_number(L, o, "point_size", 0), opt_number(L, o, "alpha", 0)};
   *f = t;
@@ -204,8 +217,10 @@ static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_feat
 
 static int l_features(lua_State *L) {
   fvl_plot_features f;
+  lua_settop(L, 3);
   features_args(L, 1, "plot.features", &f);
-  if (fvl_plot_features_save(opt_string(L, 3, "file"), (int)opt_number(L, 3, "width", 800),
+  int anchor = fvl_anchor_new(L);
+  if (fvl_plot_features_save(opt_string(L, 3, "file", anchor), (int)opt_number(L, 3, "width", 800),
                              (int)opt_number(L, 3, "height", 640), &f) < 0)
     return fvl_raise(L);
   return 0;
@@ -246,6 +261,7 @@ static int l_gif_open(lua_State *L) {
 static int l_gif_features(lua_State *L) {
   gif_ud *u = check_gif(L, 1);
   fvl_plot_features f;
+  lua_settop(L, 4);
   features_args(L, 2, "plot.animation", &f);
   if (fvl_plot_gif_add_features(u->g, &f) < 0) return fvl_raise(L);
   lua_pushinteger(L, fvl_plot_gif_frames(u->g));
@@ -267,7 +283,8 @@ static int l_contour(lua_State *L) {
   const char *fn = "plot.contour";
   int64_t n;
   double *z = arg_numbers(L, 1, fn, "z", &n);
-  int nx = (int)luaL_checkinteger(L, 2), ny = (int)luaL_checkinteger(L, 3);
+  int nx = fvl_checkint32(L, fn, "nx", luaL_checkinteger(L, 2), 1, INT32_MAX);
+  int ny = fvl_checkint32(L, fn, "ny", luaL_checkinteger(L, 3), 1, INT32_MAX);
   double x0 = luaL_checknumber(L, 4), x1 = luaL_checknumber(L, 5);
   double y0 = luaL_checknumber(L, 6), y1 = luaL_checknumber(L, 7);
   double level = luaL_optnumber(L, 8, 0);
@@ -276,7 +293,7 @@ static int l_contour(lua_State *L) {
                       (long long)n, nx, ny, (long long)nx * ny);
   int64_t m = fvl_plot_contour(z, nx, ny, x0, x1, y0, y1, level, NULL, 0);
   if (m < 0) return fvl_raise(L);
-  double *xy = lua_newuserdatauv(L, (size_t)(m ? 2 * m : 1) * sizeof *xy, 0);
+  double *xy = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, m ? 2 * m : 1, sizeof *xy), 0);
   if (fvl_plot_contour(z, nx, ny, x0, x1, y0, y1, level, xy, m) < 0) return fvl_raise(L);
   lua_createtable(L, (int)m, 0);
   lua_createtable(L, (int)m, 0);
@@ -292,13 +309,15 @@ static int l_sheet(lua_State *L) {
   const char *fn = "plot.sheet";
   const char *file = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
-  int n = (int)luaL_len(L, 2);
-  fvl_plot_panel *p = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *p, 0);
+  lua_settop(L, 6);
+  int anchor = fvl_anchor_new(L);
+  int n = list_len(L, 2, fn, "panels");
+  fvl_plot_panel *p = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, n ? n : 1, sizeof *p), 0);
   for (int i = 0; i < n; i++) {
     if (lua_geti(L, 2, i + 1) != LUA_TTABLE)
       return errorf(L, "%s: panels[%d] must be a table {file=, title=}", fn, i + 1);
-    p[i].file = opt_string(L, -1, "file");
-    p[i].title = opt_string(L, -1, "title");
+    p[i].file = opt_string(L, -1, "file", anchor);
+    p[i].title = opt_string(L, -1, "title", anchor);
     lua_pop(L, 1);
   }
   if (fvl_plot_sheet(file, p, n, (int)luaL_optinteger(L, 3, 0), luaL_optstring(L, 4, NULL),

@@ -17,8 +17,10 @@
 static int l_spawn(lua_State *L) {
   const char *exe = luaL_optstring(L, 1, NULL);
   luaL_checktype(L, 2, LUA_TTABLE);
-  int na = (int)luaL_len(L, 2);
-  if (na < 1) return luaL_error(L, "sys.spawn: argv must hold at least the program name");
+  lua_Integer nal = luaL_len(L, 2);
+  if (nal < 1 || nal > 65536)
+    return fvl_error(L, "sys.spawn: argv must hold the program name and at most 65535 arguments, got %lld", (long long)nal);
+  int na = (int)nal;
   if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
   const char *log = luaL_optstring(L, 4, NULL);
   lua_settop(L, 4);
@@ -48,6 +50,7 @@ static int l_spawn(lua_State *L) {
     while (lua_next(L, 3)) {
       if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
         return luaL_error(L, "sys.spawn: env must map names to strings");
+      if (k >= ne) return luaL_error(L, "sys.spawn: env changed while it was read");
       lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
       env[k++] = (char *)lua_tostring(L, -1);
       lua_rawseti(L, keep, na + 3 + k);

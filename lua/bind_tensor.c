@@ -12,7 +12,7 @@
 static int dim_arg(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
   lua_Integer d = luaL_checkinteger(L, idx);
   if (d < 0) d += t->ndim + 1;            /* -1 = last dim */
-  if (d < 1 || d > t->ndim) return fvl_error(L, "%s: dim %d is outside 1..%d", fn, (int)d, t->ndim);
+  if (d < 1 || d > t->ndim) return fvl_error(L, "%s: dim %lld is outside 1..%d", fn, (long long)d, t->ndim);
   return (int)d - 1;
 }
 static int optdim(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
@@ -103,7 +103,9 @@ static int l_randint(lua_State *L) {
   if (lua_type(L, si) != LUA_TTABLE && lua_type(L, si) != LUA_TNUMBER)
     return fvl_error(L, "randint: expected a shape table as argument %d, got %s", si, luaL_typename(L, si));
   int nd = fvl_checkshape(L, si, "randint", sz);
-  push_created(L, fvl_randint(nd, sz, (int32_t)lo, (int32_t)hi), "randint");
+  int32_t lo32 = fvl_checkint32(L, "randint", "low", lo, INT32_MIN, INT32_MAX);
+  int32_t hi32 = fvl_checkint32(L, "randint", "high", hi, INT32_MIN, INT32_MAX);
+  push_created(L, fvl_randint(nd, sz, lo32, hi32), "randint");
   return 1;
 }
 /* ------------------------------------------------------------------ inspection */
@@ -139,7 +141,8 @@ static void index_args(lua_State *L, fvl_tensor *t, int first, int64_t *idx, con
       lua_geti(L, first, d + 1);
       lua_Integer i = luaL_checkinteger(L, -1);
       lua_pop(L, 1);
-      if (i < 1 || i > t->size[d]) fvl_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+      if (i < 1 || i > t->size[d])
+        fvl_error(L, "%s: index %d = %lld is outside 1..%lld", fn, d + 1, (long long)i, (long long)t->size[d]);
       idx[d] = i - 1;
     }
     return;
@@ -147,7 +150,8 @@ static void index_args(lua_State *L, fvl_tensor *t, int first, int64_t *idx, con
   if (n != t->ndim) fvl_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
   for (int d = 0; d < t->ndim; d++) {
     lua_Integer i = luaL_checkinteger(L, first + d);
-    if (i < 1 || i > t->size[d]) fvl_error(L, "%s: index %d = %d is outside 1..%d", fn, d + 1, (int)i, (int)t->size[d]);
+    if (i < 1 || i > t->size[d])
+      fvl_error(L, "%s: index %d = %lld is outside 1..%lld", fn, d + 1, (long long)i, (long long)t->size[d]);
     idx[d] = i - 1;
   }
 }
@@ -266,8 +270,15 @@ static int l_narrow(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "narrow");
   lua_Integer s = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
-  if (s < 1 || n < 0 || s - 1 + n > t->size[d])
-    return fvl_error(L, "narrow: rows %d..%d are outside 1..%d of dim %d", (int)s, (int)(s + n - 1), (int)t->size[d], d + 1);
+  if (s < 1 || n < 0 || s - 1 > t->size[d] || n > t->size[d] - (s - 1))
+  {
+    lua_Integer last;
+    if (n < 0 || __builtin_add_overflow(s, n - 1, &last))
+      return fvl_error(L, "narrow: start %lld, length %lld: rows outside 1..%lld of dim %d", (long long)s,
+                       (long long)n, (long long)t->size[d], d + 1);
+    return fvl_error(L, "narrow: rows %lld..%lld are outside 1..%lld of dim %d", (long long)s, (long long)last,
+                     (long long)t->size[d], d + 1);
+  }
   fvl_pushtensor(L, fvl_narrow(t, d, s - 1, n));
   return 1;
 }
@@ -275,7 +286,7 @@ static int l_select(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "select");
   lua_Integer i = luaL_checkinteger(L, 3);
-  if (i < 1 || i > t->size[d]) return fvl_error(L, "select: index %d is outside 1..%d", (int)i, (int)t->size[d]);
+  if (i < 1 || i > t->size[d]) return fvl_error(L, "select: index %lld is outside 1..%lld", (long long)i, (long long)t->size[d]);
   fvl_pushtensor(L, fvl_select(t, d, i - 1));
   return 1;
 }
@@ -299,16 +310,19 @@ static int l_gather(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "gather");
   fvl_tensor *ix = T(3);
-  /* 1-based → 0-based copy */
-  fvl_tensor *c = fvl_to_dtype(ix, FVL_I32);
-  fvl_tensor *z = c ? fvl_clone(c) : NULL;
-  fvl_release(c);
+  /* 1-based → 0-based copy, each index checked against 1..size (before any arithmetic) */
+  if (ix->dtype != FVL_I32) return fvl_error(L, "gather: indices must be an int32 tensor, got %s", fvl_dtype_name(ix->dtype));
+  fvl_tensor *z = fvl_clone(ix);
   if (!z) return fvl_raise(L);
+  fvl_pushtensor(L, z);   /* anchored: freed by the GC if an error follows */
   int32_t *p = fvl_i32(z);
-  for (int64_t i = 0, n = fvl_numel(z); i < n; i++) p[i] -= 1;
-  fvl_tensor *r = fvl_gather(t, d, z);
-  fvl_release(z);
-  fvl_pushtensor(L, r);
+  int64_t hi = t->size[d];
+  for (int64_t i = 0, n = fvl_numel(z); i < n; i++) {
+    if (p[i] < 1 || p[i] > hi)
+      return fvl_error(L, "gather: indices[%lld] = %d is outside 1..%lld", (long long)i + 1, (int)p[i], (long long)hi);
+    p[i] -= 1;
+  }
+  fvl_pushtensor(L, fvl_gather(t, d, z));
   return 1;
 }
 static int l_index_add(lua_State *L) {
@@ -401,11 +415,12 @@ static int l_eq(lua_State *L) { return cmp(L, FVL_EQ); }
 static int l_ne(lua_State *L) { return cmp(L, FVL_NE); }
 static int l_where(lua_State *L) {
   fvl_tensor *c = T(1);
-  fvl_tensor *a = fvl_astensor(L, 2, FVL_F32), *b = fvl_astensor(L, 3, FVL_F32);
-  fvl_tensor *r = fvl_where(c, a, b);
-  fvl_release(a);
-  fvl_release(b);
-  fvl_pushtensor(L, r);
+  /* each converted argument is pushed (GC-owned) before the next conversion may raise */
+  fvl_tensor *a = fvl_astensor(L, 2, FVL_F32);
+  fvl_pushtensor(L, a);
+  fvl_tensor *b = fvl_astensor(L, 3, FVL_F32);
+  fvl_pushtensor(L, b);
+  fvl_pushtensor(L, fvl_where(c, a, b));
   return 1;
 }
 
@@ -454,14 +469,15 @@ static int l_normalize(lua_State *L) {
 static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); return 1; }
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);   /* the entries are pushed above the arguments */
   int n = (int)luaL_len(L, 1);
   if (n < 1 || n > 64) return fvl_error(L, "cat: expected 1..64 tensors, got %d", n);
   fvl_tensor *ts[64];
+  luaL_checkstack(L, n + 4, "cat");
   for (int i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);
+    lua_geti(L, 1, i + 1);   /* stays on the stack: an __index may have made the tensor */
     ts[i] = fvl_totensor(L, -1);
     if (!ts[i]) return fvl_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
-    lua_pop(L, 1);
   }
   int d = lua_isnoneornil(L, 2) ? 0 : dim_arg(L, 2, ts[0], "cat");
   fvl_pushtensor(L, fvl_cat(n, ts, d));

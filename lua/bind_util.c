@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdint.h>
 #include "bind.h"
 
 int fvl_error(lua_State *L, const char *fmt, ...) {
@@ -88,6 +89,8 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, const int64_t
         fvl_error(L, "%s: entry %s is a %s, expected a number", fn, path, luaL_typename(L, -1));
       double v = ty == LUA_TBOOLEAN ? lua_toboolean(L, -1) : lua_tonumber(L, -1);
       if (t->dtype == FVL_F32) fvl_f32(t)[*pos] = (float)v;
+      else if (!(v >= -2147483648.0 && v <= 2147483647.0))
+        fvl_error(L, "%s: entry %s = %g does not fit int32", fn, path, v);
       else fvl_i32(t)[*pos] = (int32_t)v;
       (*pos)++;
     } else {
@@ -119,7 +122,7 @@ fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt) {
   fvl_tensor *t = fvl_totensor(L, idx);
   if (t) return fvl_retain(t);
   if (lua_type(L, idx) == LUA_TNUMBER) {
-    fvl_tensor *s = dt == FVL_F32 ? fvl_scalar((float)lua_tonumber(L, idx)) : fvl_full(FVL_I32, 0, NULL, lua_tonumber(L, idx));
+    fvl_tensor *s = dt == FVL_F32 ? fvl_scalar((float)lua_tonumber(L, idx)) : fvl_full(FVL_I32, 0, NULL, lua_tonumber(L, idx));   /* fvl_full saturates */
     if (!s) fvl_raise(L);
     return s;
   }
@@ -128,42 +131,66 @@ fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt) {
   return NULL;
 }
 
+/* 1-based ids (labels or indices) from an int32/float32 tensor or a Lua list → a NEW 0-based
+ * int32 tensor. Bounds: 1..hi when hi >= 0 (hi = 0: nothing is valid, e.g. an empty class
+ * matrix), 1..INT32_MAX when hi < 0. Table entries are read as Lua numbers (never through
+ * float32, which would round 16777217), so every value is checked exactly. */
 static fvl_tensor *check_1based(lua_State *L, int idx, const char *fn, const char *arg, int64_t n,
                                 int64_t hi, int labels) {
-  fvl_tensor *src;
-  /* tables are read as float so that 1.5 is refused rather than truncated */
-  if (lua_type(L, idx) == LUA_TTABLE) src = from_table(L, idx, FVL_F32, fn);
-  else {
-    fvl_tensor *t = fvl_totensor(L, idx);
-    if (!t) fvl_error(L, "%s: %s must be an int32 tensor or a table of integers, got %s", fn, arg, luaL_typename(L, idx));
-    if (t->ndim != 1) {
+  const char *what = labels ? "an integer class id" : "an integer index";
+  int64_t top = hi >= 0 && hi < INT32_MAX ? hi : INT32_MAX;
+  idx = lua_absindex(L, idx);
+  fvl_tensor *src = NULL;
+  int64_t m;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    m = (int64_t)luaL_len(L, idx);
+  } else {
+    src = fvl_totensor(L, idx);
+    if (!src)
+      fvl_error(L, "%s: %s must be an int32 tensor or a table of integers, got %s", fn, arg,
+                luaL_typename(L, idx));
+    if (src->dtype != FVL_I32 && src->dtype != FVL_F32)
+      fvl_error(L, "%s: %s must be an int32 tensor, got a %s tensor", fn, arg, fvl_dtype_name(src->dtype));
+    if (src->ndim != 1) {
       char b[64];
-      fvl_error(L, "%s: %s must be 1-D, got %s", fn, arg, fvl_shape_str(t, b, sizeof b));
+      fvl_error(L, "%s: %s must be 1-D, got %s", fn, arg, fvl_shape_str(src, b, sizeof b));
     }
-    src = fvl_retain(t);
+    m = src->size[0];
   }
-  if (src->ndim != 1) { fvl_release(src); fvl_error(L, "%s: %s must be a flat list", fn, arg); }
-  if (n >= 0 && src->size[0] != n) {
-    long long got = src->size[0];
-    fvl_release(src);
-    fvl_error(L, "%s: %s has %lld entries, expected %lld (one per row)", fn, arg, got, (long long)n);
-  }
-  int64_t m = src->size[0];
+  if (n >= 0 && m != n)
+    fvl_error(L, "%s: %s has %lld entries but there are %lld rows (expected one per row)", fn, arg,
+              (long long)m, (long long)n);
   fvl_tensor *out = fvl_empty(FVL_I32, 1, &m);
-  if (!out) { fvl_release(src); fvl_raise(L); }
+  if (!out) fvl_raise(L);
+  fvl_pushtensor(L, out);   /* anchored: an error below frees it */
   int32_t *o = fvl_i32(out);
   for (int64_t i = 0; i < m; i++) {
-    double v = src->dtype == FVL_F32 ? fvl_f32(src)[i * src->stride[0]] : fvl_i32(src)[i * src->stride[0]];
-    if (v != floor(v) || v < 1 || (hi > 0 && v > hi)) {
-      fvl_release(src);
-      fvl_release(out);
-      if (hi > 0) fvl_error(L, "%s: %s[%lld] = %g is outside 1..%lld", fn, arg, (long long)i + 1, v, (long long)hi);
-      else fvl_error(L, "%s: %s[%lld] = %g is not a positive integer", fn, arg, (long long)i + 1, v);
+    lua_Integer v;
+    if (src) {
+      if (src->dtype == FVL_I32) v = fvl_i32(src)[i * src->stride[0]];
+      else {
+        double d = fvl_f32(src)[i * src->stride[0]];
+        if (!(d == floor(d)) || fabs(d) > 9e15)
+          fvl_error(L, "%s: %s[%lld] = %g is not %s", fn, arg, (long long)i + 1, d, what);
+        v = (lua_Integer)d;
+      }
+    } else {
+      int ty = lua_geti(L, idx, (lua_Integer)i + 1);
+      if (ty != LUA_TNUMBER)
+        fvl_error(L, "%s: entry [%lld] is a %s, expected a number", fn, (long long)i + 1, lua_typename(L, ty));
+      int isint;
+      v = lua_tointegerx(L, -1, &isint);
+      if (!isint)
+        fvl_error(L, "%s: %s[%lld] = %s is not %s", fn, arg, (long long)i + 1, luaL_tolstring(L, -1, NULL), what);
+      lua_pop(L, 1);
     }
-    o[i] = (int32_t)v - 1;
+    if (v < 1 || v > top)
+      fvl_error(L, "%s: %s[%lld] = %lld is outside 1..%lld%s", fn, arg, (long long)i + 1, (long long)v,
+                (long long)top, top > 0 ? "" : labels ? " (there are no classes)" : " (the dimension is empty)");
+    o[i] = (int32_t)(v - 1);
   }
-  (void)labels;
-  fvl_release(src);
+  fvl_retain(out);
+  lua_pop(L, 1);
   return out;
 }
 fvl_tensor *fvl_checklabels(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses) {
@@ -224,15 +251,16 @@ int fvl_optbool(lua_State *L, int idx, const char *key, int def) {
 const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def) {
   int t = getopt_(L, idx, key);
   const char *v = def;
-  if (t == LUA_TSTRING) v = lua_tostring(L, -1);  /* stays alive: the options table holds it */
-  else if (t != LUA_TNIL) fvl_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
+  if (t == LUA_TSTRING) return lua_tostring(L, -1);  /* stays on the stack: an __index may have made it */
+  if (t != LUA_TNIL) fvl_error(L, "option '%s' must be a string, got %s", key, luaL_typename(L, -1));
   lua_pop(L, 1);
   return v;
 }
 int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const char *const *names, int def) {
+  int top = lua_gettop(L);
   const char *s = fvl_optstr(L, idx, key, NULL);
   if (!s) return def;
-  for (int i = 0; names[i]; i++) if (strcmp(names[i], s) == 0) return i;
+  for (int i = 0; names[i]; i++) if (strcmp(names[i], s) == 0) { lua_settop(L, top); return i; }
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   for (int i = 0; names[i]; i++) { if (i) luaL_addchar(&b, '|'); luaL_addstring(&b, names[i]); }
@@ -240,7 +268,7 @@ int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const ch
   return fvl_error(L, "%s: %s = '%s' (expected %s)", fn, key, s, lua_tostring(L, -1));
 }
 
-int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
+static int read_shape(lua_State *L, int idx, const char *fn, int64_t *size) {
   int nd = 0;
   if (lua_type(L, idx) == LUA_TTABLE) {
     lua_Integer n = luaL_len(L, idx);
@@ -265,6 +293,14 @@ int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
       fvl_error(L, "%s: size %d must be a non-negative integer, got %s", fn, nd + 1, lua_tostring(L, i));
     size[nd++] = v;
   }
+  return nd;
+}
+
+/* every shape from Lua is checked here, once: sizes, element count and strides (reshape's -1
+ * is resolved by the engine, which checks the result the same way) */
+int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size) {
+  int nd = read_shape(L, idx, fn, size);
+  if (strcmp(fn, "reshape") != 0) fvl_checkshape_numel(L, fn, nd, size);
   return nd;
 }
 

@@ -92,7 +92,7 @@ local SETTINGS = {
   version = fvl.version,
 }
 
--- every seed head, with the options used (defaults of the papers except the shared scale)
+-- every seed head, with the options used (defaults of docs/losses.md except the shared scale)
 local HEADS = {
   { key = "softmax",        name = "Softmax",        make = function(d, c) return fvl.loss.softmax{dim=d, classes=c} end },
   { key = "sphereface",     name = "SphereFace",     make = function(d, c) return fvl.loss.sphereface{dim=d, classes=c} end },

@@ -7,6 +7,10 @@
 
 fvl_tensor *fvl_idx_load(const char *path, fvl_dtype dt, double scale, double shift) {
   fvl_idx_info in;
+  if (dt == FVL_I32 && !(shift >= -2147483648.0 && shift <= 2147483647.0 && shift == (double)(int64_t)shift)) {
+    fvl_err("idx_load: shift = %g (expected an int32 for int32 output)", shift);
+    return NULL;
+  }
   fvl_idx_file *f = fvl_idx_open(path, &in);
   if (!f) return NULL;
   fvl_tensor *t = fvl_empty(dt, in.ndim, in.dims);

@@ -1,4 +1,5 @@
 /* idx.c — IDX reader (gzipped or plain) with errors that say what is wrong with the file. */
+#include <stdint.h>
 #include "data.h"
 #include <errno.h>
 #include <stdio.h>
@@ -219,7 +220,13 @@ static int read_data(fvl_idx_file *f, void *out, int is_f32, float scale, float 
           return fvl_err("%s: '%s' element %lld = %g is not an int32", fn, f->path,
                          (long long)(i + k), v);
         }
-        o[k] = (int32_t)v + ishift;
+        int64_t s = (int64_t)v + ishift;   /* the shift may push a valid int32 out of range */
+        if (s < INT32_MIN || s > INT32_MAX) {
+          free(buf);
+          return fvl_err("%s: '%s' element %lld = %g shifted by %d is outside int32", fn, f->path,
+                         (long long)(i + k), v, (int)ishift);
+        }
+        o[k] = (int32_t)s;
       }
     }
     i += n;

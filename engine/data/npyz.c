@@ -18,91 +18,24 @@ typedef struct npy_hdr {
   int64_t shape[FVL_MAXDIM];
 } npy_hdr;
 
-static void skip_ws(const char **p, const char *e) { while (*p < e && (**p == ' ')) (*p)++; }
-
+/* the header dict is parsed by the one strict parser (fvl_npy_parse_header, tensor.c); this maps
+ * its descr onto the dtypes read here */
 static int parse_header(const char *h, size_t n, npy_hdr *o, const char *what) {
-  const char *p = h, *e = h + n;
-  int have_d = 0, have_f = 0, have_s = 0;
-  char descr[16] = "";
-  skip_ws(&p, e);
-  if (p >= e || *p++ != '{') goto bad;
-  for (;;) {
-    skip_ws(&p, e);
-    if (p < e && *p == '}') { p++; break; }
-    if (p >= e || *p++ != '\'') goto bad;
-    const char *k = p;
-    while (p < e && *p != '\'') p++;
-    if (p >= e) goto bad;
-    size_t kl = (size_t)(p - k);
-    p++;
-    skip_ws(&p, e);
-    if (p >= e || *p++ != ':') goto bad;
-    skip_ws(&p, e);
-    if (kl == 5 && !memcmp(k, "descr", 5) && !have_d) {
-      if (p >= e || *p++ != '\'') goto bad;
-      const char *v = p;
-      while (p < e && *p != '\'') p++;
-      if (p >= e || (size_t)(p - v) >= sizeof descr) goto bad;
-      memcpy(descr, v, (size_t)(p - v));
-      descr[p - v] = 0;
-      p++;
-      have_d = 1;
-    } else if (kl == 13 && !memcmp(k, "fortran_order", 13) && !have_f) {
-      if (e - p >= 4 && !memcmp(p, "True", 4)) { o->fortran = 1; p += 4; }
-      else if (e - p >= 5 && !memcmp(p, "False", 5)) { o->fortran = 0; p += 5; }
-      else goto bad;
-      have_f = 1;
-    } else if (kl == 5 && !memcmp(k, "shape", 5) && !have_s) {
-      if (p >= e || *p++ != '(') goto bad;
-      o->ndim = 0;
-      for (;;) {
-        skip_ws(&p, e);
-        if (p < e && *p == ')') { p++; break; }
-        if (p >= e || *p < '0' || *p > '9') goto bad;
-        int64_t v = 0;
-        while (p < e && *p >= '0' && *p <= '9') {
-          if (v > (INT64_MAX - 9) / 10) goto bad;
-          v = v * 10 + (*p++ - '0');
-        }
-        if (o->ndim >= FVL_MAXDIM)
-          return fvl_err("%s: .npy array with more than %d dimensions", what, FVL_MAXDIM);
-        o->shape[o->ndim++] = v;
-        skip_ws(&p, e);
-        if (p < e && *p == ',') { p++; continue; }
-        if (p < e && *p == ')') { p++; break; }
-        goto bad;
-      }
-      have_s = 1;
-    } else {
-      return fvl_err("%s: .npy header has an unexpected key '%.*s' (expected descr, "
-                     "fortran_order, shape)", what, (int)kl, k);
-    }
-    skip_ws(&p, e);
-    if (p < e && *p == ',') { p++; continue; }
-    skip_ws(&p, e);
-    if (p < e && *p == '}') { p++; break; }
-    goto bad;
-  }
-  skip_ws(&p, e);
-  if (p != e - 1 || *p != '\n') goto bad;
-  if (!have_d || !have_f || !have_s)
-    return fvl_err("%s: .npy header lacks %s", what, !have_d ? "descr" : !have_f ? "fortran_order" : "shape");
-  {
-    static const char *const ok[] = {"|b1", "|u1", "|i1", "<i2", "<u2", "<i4", "<u4", "<i8",
-                                     "<u8", "<f2", "<f4", "<f8", NULL};
-    int found = 0;
-    for (int i = 0; ok[i]; i++) found |= !strcmp(ok[i], descr);
-    if (!found)
-      return fvl_err("%s: .npy dtype '%s' is not supported (expected one of |b1 |u1 |i1 <i2 <u2 "
-                     "<i4 <u4 <i8 <u8 <f2 <f4 <f8: plain little-endian numbers)", what, descr);
-    o->kind = descr[1];
-    o->size = descr[2] - '0';
-  }
+  fvl_npy_header nh;
+  if (fvl_npy_parse_header(h, n, what, &nh) < 0) return -1;
+  static const char *const ok[] = {"|b1", "|u1", "|i1", "<i2", "<u2", "<i4", "<u4", "<i8",
+                                   "<u8", "<f2", "<f4", "<f8", NULL};
+  int found = 0;
+  for (int i = 0; ok[i]; i++) found |= !strcmp(ok[i], nh.descr);
+  if (!found)
+    return fvl_err("%s: .npy dtype '%s' is not supported (expected one of |b1 |u1 |i1 <i2 <u2 "
+                   "<i4 <u4 <i8 <u8 <f2 <f4 <f8: plain little-endian numbers)", what, nh.descr);
+  o->kind = nh.descr[1];
+  o->size = nh.descr[2] - '0';
+  o->fortran = nh.fortran_order;
+  o->ndim = nh.ndim;
+  memcpy(o->shape, nh.shape, sizeof o->shape);
   return 0;
-bad:
-  return fvl_err("%s: malformed .npy header '%.*s' (expected a dict with 'descr', "
-                 "'fortran_order' and 'shape', ending in a newline)", what,
-                 (int)(n > 120 ? 120 : n), h);
 }
 
 static float half_to_float(uint16_t h) {

@@ -1,4 +1,4 @@
-/* center.c — the centre-loss α-rule (LOSSES.md §1.10): centres move towards the batch means of
+/* center.c — the centre-loss α-rule (docs/losses.md §1.10): centres move towards the batch means of
  * their classes, damped by 1 + n_j; classes absent from the batch stay. */
 #include "margin.h"
 #include "core.h"

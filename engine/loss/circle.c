@@ -1,4 +1,4 @@
-/* circle.c — pairwise Circle loss inside the batch (LOSSES.md §1.9, PML semantics): per anchor,
+/* circle.c — pairwise Circle loss inside the batch (docs/losses.md §1.9, PML semantics): per anchor,
  * softplus of the positive and negative LSEs, with constant α weights; stable at γ = 256. */
 #include "margin.h"
 #include "core.h"

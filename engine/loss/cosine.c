@@ -1,6 +1,6 @@
 /* cosine.c — the GEMM ends of the heads: cos = clamp(x̂·ŵᵀ) (fvl_cosine) and z = x·Wᵀ + b
  * (fvl_linear_logits), forward and backward over column blocks shared among the OpenMP threads,
- * the normalisation Jacobians applied in place (LOSSES.md §0). */
+ * the normalisation Jacobians applied in place (docs/losses.md §0). */
 #include "loss_internal.h"
 #include <cblas.h>
 #include <math.h>
@@ -202,7 +202,7 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   /* column blocks: norms of the block's centres, GEMM, then the block is scaled by 1/|W_j|
      while it is still in cache. Entries with |c| > NEAR_ONE are recomputed in double below:
      there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
-     fp32 (LOSSES.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
+     fp32 (docs/losses.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
      clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
   int nbl = blas_single();
 #pragma omp parallel for schedule(dynamic, 1) reduction(+:total)
@@ -307,7 +307,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
        dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
        dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
-     (the normalisation Jacobian, LOSSES.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
+     (the normalisation Jacobian, docs/losses.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
      projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
      scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
      C×D temporary and no second pass over H. The partial sums of dL/dX̂ are added in thread

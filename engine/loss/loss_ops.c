@@ -1,7 +1,7 @@
 /* loss_ops.c — autograd wrappers of the loss kernels: fused margin softmax-CE, its logits,
  * hard-negative mean, target gather, row gather, pairwise Circle, centre rule; and the helpers
  * shared with cosine.c (normalise + GEMM + clamp, linear logits).
- * Derivations: LOSSES.md §0 (the shared backward), margin.h for the kernels. */
+ * Derivations: docs/losses.md §0 (the shared backward), margin.h for the kernels. */
 #include "loss_internal.h"
 #include <math.h>
 #include <stdio.h>
@@ -42,7 +42,9 @@ fvl_tensor *fvl_lo_data_of(fvl_tensor *t) {
   return c;
 }
 
-/* labels: int32, B entries (B or B×1), values in 0..C−1. Returns contiguous data (new ref). */
+/* labels: int32, B entries (B or B×1), values in 0..C−1 (C = 0: an empty class matrix accepts
+ * none; C < 0: any id >= 0). The binding has checked them already with 1-based messages; this
+ * is the engine's cheap 0-based invariant. Returns contiguous data (new ref). */
 fvl_tensor *fvl_lo_labels_of(const char *fn, fvl_tensor *y0, int64_t B, int64_t C) {
   char b[64];
   if (!y0) { fvl_err("%s: labels are missing (expected %lld int32 class ids)", fn, (long long)B); return NULL; }
@@ -59,8 +61,10 @@ fvl_tensor *fvl_lo_labels_of(const char *fn, fvl_tensor *y0, int64_t B, int64_t 
   if (!y) return NULL;
   const int32_t *p = fvl_i32(y);
   for (int64_t i = 0; i < B; i++)
-    if (p[i] < 0 || (C > 0 && p[i] >= C)) {
-      fvl_err("%s: labels[%lld] = %d is outside 1..%lld", fn, (long long)i + 1, (int)p[i] + 1, (long long)C);
+    if (p[i] < 0 || (C >= 0 && p[i] >= C)) {
+      if (C > 0) fvl_err("%s: labels[%lld] = %d is outside 0..%lld (0-based)", fn, (long long)i, (int)p[i], (long long)C - 1);
+      else if (C == 0) fvl_err("%s: labels[%lld] = %d but there are no classes (0 rows)", fn, (long long)i, (int)p[i]);
+      else fvl_err("%s: labels[%lld] = %d is negative (0-based)", fn, (long long)i, (int)p[i]);
       fvl_release(y);
       return NULL;
     }
@@ -739,7 +743,7 @@ fvl_tensor *fvl_circle_pairwise(fvl_tensor *S, fvl_tensor *y0, float m, float ga
     fvl_err("%s: S is %s (expected a square B×B similarity matrix with B >= 1)", fn, fvl_lo_shape(S, bs));
     return NULL;
   }
-  fvl_tensor *y = fvl_lo_labels_of(fn, y0, B, 0), *Sd = NULL, *rl = NULL, *rz = NULL, *va = NULL, *out = NULL;
+  fvl_tensor *y = fvl_lo_labels_of(fn, y0, B, -1), *Sd = NULL, *rl = NULL, *rz = NULL, *va = NULL, *out = NULL;
   int lds, nv = 0;
   int64_t szb[1] = {B};
   if (!y || !(Sd = fvl_lo_rows_of(S, &lds)) || !(rl = fvl_empty(FVL_F32, 1, szb)) || !(rz = fvl_empty(FVL_F32, 1, szb)) ||

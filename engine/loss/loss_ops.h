@@ -17,7 +17,7 @@
 
 /* cos = clamp(x̂ ŵᵀ, −1, 1) with x̂ = x/max(|x|, 1e-12) row-wise (x B×D) and ŵ likewise (W C×D).
  * Backward: two sgemm calls on G/|W_j| and the normalisation Jacobians applied in place
- * (LOSSES.md §0); entries whose raw dot product left [−1, 1] get zero gradient.
+ * (docs/losses.md §0); entries whose raw dot product left [−1, 1] get zero gradient.
  * ws (optional, B×C float32 contiguous) is reused as the output when no unfinished graph holds it. */
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws);
 
@@ -40,7 +40,7 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
                              fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
                              const char *name, int nonfinite_ok, int *bad_row);
 
-/* the B×C logits z the CE of fvl_margin_ce sees (LOSSES.md's aux.logits), untracked */
+/* the B×C logits z the CE of fvl_margin_ce sees (the golden files' aux.logits), untracked */
 fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
                                 fvl_tensor *s_row, fvl_tensor *m_row, const char *name);
 

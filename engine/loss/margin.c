@@ -1,6 +1,6 @@
 /* margin.c — the generic cosine-logit kernel with fused max-shifted softmax-CE (forward and
  * backward) and the hard-negative mean (pairwise Circle: circle.c, centre rule: center.c).
- * Formulas: LOSSES.md §0 (pipeline, derivative table), §1 (kernels), §5 (numerics). */
+ * Formulas: docs/losses.md §0 (pipeline, derivative table), §1 (kernels), §5 (numerics). */
 #include "margin.h"
 #include "core.h"
 #include <math.h>

@@ -1,4 +1,4 @@
-/* margin.h — fused margin-softmax loss kernels on raw arrays (LOSSES.md §0–§2, §5).
+/* margin.h — fused margin-softmax loss kernels on raw arrays (docs/losses.md §0–§2, §5).
  *
  * One generic cosine-logit kernel: per row i with target y_i,
  *     z_iy = s_i · T(c_i)                     target kernel  (TK)
@@ -114,7 +114,7 @@ int fvl_hard_mean_bwd_part(const float *cos, int ldc, const int32_t *y, const fl
                            fvl_hard_kind hard, float hard_m, int affine, float a, const float *count,
                            const float *gh, float *dcos, int lddc, int accumulate);
 
-/* Pairwise Circle loss (LOSSES.md §1.9, PML semantics). S = X̂X̂ᵀ (B×B, row stride lds, not
+/* Pairwise Circle loss (docs/losses.md §1.9, PML semantics). S = X̂X̂ᵀ (B×B, row stride lds, not
    clamped), y B labels. Per anchor i: positives p ≠ i with y_p = y_i, negatives y_n ≠ y_i;
    z_i = LSE_p[−γα_p(S_ip − (1−m))] + LSE_n[γα_n(S_in − m)], α_p = [1+m−S]+, α_n = [S+m]+ const;
    row_loss_i = softplus(z_i) for valid anchors (≥ 1 positive and ≥ 1 negative), 0 otherwise.
@@ -127,7 +127,7 @@ int fvl_circle_pairwise_fwd(const float *S, int lds, const int32_t *y, int B, fl
 int fvl_circle_pairwise_bwd(const float *S, int lds, const int32_t *y, int B, float m, float gamma,
                             const float *row_z, const float *valid, float gscale, float *dS, int ldds);
 
-/* Center-loss α-rule (LOSSES.md §1.10), in place on centers (C×D):
+/* Center-loss α-rule (docs/losses.md §1.10), in place on centers (C×D):
    Δc_j = Σ_{i:y_i=j} (c_j − x_i)/(1 + n_j),  c_j ← c_j − α·Δc_j;  classes absent stay. x B×D. */
 int fvl_center_update(float *centers, int C, int D, const float *x, const int32_t *y, int B, float alpha);
 

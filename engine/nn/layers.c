@@ -1,7 +1,9 @@
 /* layers.c — autograd wrappers of the layer kernels: check shapes, run the raw kernel, record a
  * node whose backward calls the raw backward kernel. */
 #include "nn.h"
+#include "backbone.h"
 #include "autograd.h"
+#include <stdio.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ shared helpers */
@@ -56,8 +58,12 @@ static int bw_conv2d(fvl_node *n, fvl_tensor *gout) {
     if (!(db = fvl_empty(FVL_F32, 1, &o))) rc = -1;
   }
   float *work = NULL;
-  if (rc == 0 && (dx || dw) && !(work = workspace(fvl_conv2d_workspace(&s)))) rc = -1;
-  if (rc == 0)
+  if (rc == 0 && n->iv[7] <= 1 && (dx || dw) && !(work = workspace(fvl_conv2d_workspace(&s)))) rc = -1;
+  const int groups = (int)n->iv[7];
+  if (rc == 0 && groups > 1)
+    rc = fvl_conv2d_grouped_bwd(&s, groups, fvl_f32(x), fvl_f32(w), fvl_f32(g), dx ? fvl_f32(dx) : NULL,
+                                dw ? fvl_f32(dw) : NULL, db ? fvl_f32(db) : NULL);
+  else if (rc == 0)
     rc = fvl_conv2d_bwd(&s, fvl_f32(x), fvl_f32(w), fvl_f32(g), dx ? fvl_f32(dx) : NULL,
                         dw ? fvl_f32(dw) : NULL, db ? fvl_f32(db) : NULL, work);
   if (rc == 0 && dx) rc = fvl_node_accum(n, 0, dx);
@@ -69,6 +75,11 @@ static int bw_conv2d(fvl_node *n, fvl_tensor *gout) {
 
 fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
                           int pw) {
+  return fvl_nn_conv2d_grouped(x, w, bias, sh, sw, ph, pw, 1);
+}
+
+fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,
+                                  int ph, int pw, int groups) {
   char a[64], b[64];
   if (need_f32("conv2d", "input", x) < 0 || need_f32("conv2d", "weight", w) < 0) return NULL;
   if (bias && need_f32("conv2d", "bias", bias) < 0) return NULL;
@@ -81,10 +92,17 @@ fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh
     fvl_err("conv2d: weight must be 4-D (out x in x kh x kw), got %s", fvl_shape_str(w, a, sizeof a));
     return NULL;
   }
-  if (x->size[1] != w->size[1]) {
-    fvl_err("conv2d: input is %s but the weight %s expects %lld input channel(s), got %lld",
-            fvl_shape_str(x, a, sizeof a), fvl_shape_str(w, b, sizeof b), (long long)w->size[1],
-            (long long)x->size[1]);
+  if (groups < 1 || x->size[1] % groups != 0 || w->size[0] % groups != 0) {
+    fvl_err("conv2d: groups = %d must divide the input's %lld channels and the weight's %lld outputs",
+            groups, (long long)x->size[1], (long long)w->size[0]);
+    return NULL;
+  }
+  if (x->size[1] != w->size[1] * groups) {
+    char gs[32] = "";
+    if (groups > 1) snprintf(gs, sizeof gs, " (groups = %d)", groups);
+    fvl_err("conv2d: input is %s but the weight %s%s expects %lld input channel(s), got %lld",
+            fvl_shape_str(x, a, sizeof a), fvl_shape_str(w, b, sizeof b), gs,
+            (long long)(w->size[1] * groups), (long long)x->size[1]);
     return NULL;
   }
   if (bias && (bias->ndim != 1 || bias->size[0] != w->size[0])) {
@@ -102,8 +120,14 @@ fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh
   if (fvl_conv2d_plan(&s) < 0) return NULL;
   fvl_tensor *xc = fvl_contiguous(x), *wc = fvl_contiguous(w), *bc = bias ? fvl_contiguous(bias) : NULL;
   fvl_tensor *y = (xc && wc && (bc || !bias)) ? new4(s.B, s.O, s.OH, s.OW) : NULL;
-  float *work = y ? workspace(fvl_conv2d_workspace(&s)) : NULL;
-  if (!work || fvl_conv2d_fwd(&s, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, fvl_f32(y), work) < 0) {
+  int rc = y ? 0 : -1;
+  if (rc == 0 && groups > 1) {
+    rc = fvl_conv2d_grouped_fwd(&s, groups, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, fvl_f32(y));
+  } else if (rc == 0) {
+    float *work = workspace(fvl_conv2d_workspace(&s));
+    rc = work ? fvl_conv2d_fwd(&s, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, fvl_f32(y), work) : -1;
+  }
+  if (rc < 0) {
     fvl_release(xc); fvl_release(wc); fvl_release(bc); fvl_release(y);
     return NULL;
   }
@@ -115,6 +139,7 @@ fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh
     nd->iv[0] = s.B; nd->iv[1] = s.C; nd->iv[2] = s.H; nd->iv[3] = s.W; nd->iv[4] = s.O;
     nd->iv[5] = ((int64_t)s.KH << 16) | s.KW;
     nd->iv[6] = ((int64_t)s.sh << 16) | s.sw;
+    nd->iv[7] = groups;
     nd->sc[0] = ph; nd->sc[1] = pw;
   }
   fvl_release(xc); fvl_release(wc); fvl_release(bc);

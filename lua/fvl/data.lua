@@ -149,6 +149,13 @@ function data.npy(opts)
       return nil, string.format("%s: labels '%s' contain %d, below the %d-based range", fn,
                                 opts.labels, lo, b)
     end
+    -- the 0-based shift runs in float32, exact below 2^24 (16.7 M classes)
+    if b == 0 and y:numel() > 0 and y:max():item() >= 16777215 then
+      local big = 0
+      for _, v in ipairs(y:totable()) do if v > big then big = v end end
+      return nil, string.format("%s: labels '%s' contain %d (class ids must be below 16777215)", fn,
+                                opts.labels, big)
+    end
     if b == 0 then y = (y + 1):int() end
     ds.labels = y:contiguous()
     ds.classes = y:numel() > 0 and y:max():item() or 0

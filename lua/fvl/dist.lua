@@ -111,4 +111,130 @@ function M.shard_indices(n, rank, size)
   return out
 end
 
+
+-- ------------------------------------------------------------------ sharded checkpoints
+-- save_checkpoint(dir, {net=, head=, opt=, step=, sched=, extra=}) on every rank (a collective):
+--   dir/rank00000 ... dir/rank<N-1>   one complete fvl checkpoint per rank (fvl.save_checkpoint:
+--                                     its head slice, its optimiser state, the replicated net)
+--   dir/dist.json                     the header: world size, step, the head's class parts
+-- The header is written last (by rank 0, atomically, after every rank finished), so a crash
+-- leaves the previous header pointing at complete shards only if the shards themselves are
+-- complete; each shard is itself crash-safe (generation directories).
+local HEADER = "dist.json"
+local FORMAT = "fvl-dist-checkpoint"
+local function rank_dir(dir, r) return string.format("%s/rank%05d", dir, r) end
+
+function M.save_checkpoint(dir, what)
+  local fn = "fvl.dist.save_checkpoint"
+  if type(dir) ~= "string" or dir == "" then fail(fn .. ": dir must be a non-empty string") end
+  if type(what) ~= "table" then fail(fn .. ": expected a table {net=, head=, opt=, step=, ...}") end
+  local r, N = M.rank(), M.size()
+  if r == 0 then fvl.sys.mkdirs(dir) end
+  M.barrier()
+  require("fvl.checkpoint").save_checkpoint(rank_dir(dir, r), what)
+  -- the head's parts, gathered on rank 0
+  local head = what.head
+  local part = fvl.tensor({ { 0, 0, 0 } }, "int32")
+  if type(head) == "table" and head.shard then
+    part = fvl.tensor({ { head.shard.first, head.shard.n, head.shard.classes } }, "int32")
+  end
+  local parts = M.allgather(part):totable()
+  M.barrier()   -- every shard is on disk
+  if r == 0 then
+    local h = { format = FORMAT, version = 1, world_size = N, step = what.step, time = os.time(), ranks = {} }
+    if type(head) == "table" then
+      h.head = { name = head.name, classes = head.classes, sharded = head.shard ~= nil and head.shard.sharded or false }
+    end
+    for k = 0, N - 1 do
+      local row = parts[k + 1]
+      h.ranks[k + 1] = { rank = k, dir = string.format("rank%05d", k), first = row[1], n = row[2] }
+    end
+    local ok, err = fvl.sys.write_atomic(dir .. "/" .. HEADER, require("fvl.json").encode(h, { indent = 1 }))
+    if not ok then fail(fn .. ": " .. tostring(err)) end
+  end
+  M.barrier()
+  return dir
+end
+
+local function read_header(fn, dir)
+  local f = io.open(dir .. "/" .. HEADER, "rb")
+  if not f then fail(string.format("%s: %s/%s not found (not a distributed checkpoint)", fn, dir, HEADER)) end
+  local text = f:read("a")
+  f:close()
+  local ok, h = pcall(require("fvl.json").decode, text)
+  if not ok or type(h) ~= "table" or h.format ~= FORMAT then
+    fail(string.format("%s: %s/%s is not a %s header", fn, dir, HEADER, FORMAT))
+  end
+  return h
+end
+M.checkpoint_info = function(dir) return read_header("fvl.dist.checkpoint_info", dir) end
+
+-- load_checkpoint(dir, {net=, head=, opt=, rng=}) on every rank: this rank's shard, restored in
+-- place as fvl.load_checkpoint does. The world size must be the one that saved it.
+function M.load_checkpoint(dir, into)
+  local fn = "fvl.dist.load_checkpoint"
+  local h = read_header(fn, dir)
+  local r, N = M.rank(), M.size()
+  if h.world_size ~= N then
+    fail(string.format("%s: %s was saved by %d ranks but this job has %d: resume with mpirun -np %d, or make a " ..
+                       "single-process checkpoint with fvl.dist.gather_checkpoint", fn, dir, h.world_size, N,
+                       h.world_size))
+  end
+  local head = into and into.head
+  local me = h.ranks[r + 1]
+  if type(head) == "table" and head.shard and (me.first ~= head.shard.first or me.n ~= head.shard.n) then
+    fail(string.format("%s: rank %d's shard holds classes %d..%d but the head's part is %d..%d", fn, r, me.first,
+                       me.first + me.n - 1, head.shard.first, head.shard.first + head.shard.n - 1))
+  end
+  local ck, err = require("fvl.checkpoint").load_checkpoint(rank_dir(dir, r), into)
+  if not ck then fail(err) end
+  return ck
+end
+
+-- gather_checkpoint(dir, out) in one process: the shards of dir joined into one single-process
+-- fvl checkpoint at out (the net and step of rank 0, the head's per-class tensors concatenated in
+-- class order, its state numbers); optimiser state is not carried (the result is for evaluation,
+-- export, or fine-tuning from fresh optimiser state). Returns out.
+function M.gather_checkpoint(dir, out)
+  local fn = "fvl.dist.gather_checkpoint"
+  if type(out) ~= "string" or out == "" then fail(fn .. ": out must be a non-empty string") end
+  local h = read_header(fn, dir)
+  local cp = require "fvl.checkpoint"
+  local cks = {}
+  for k = 0, h.world_size - 1 do
+    local ck, err = cp.load_checkpoint(rank_dir(dir, k), { rng = false })
+    if not ck then fail(fn .. ": " .. tostring(err)) end
+    cks[k + 1] = ck
+  end
+  local first = cks[1]
+  local what = { step = first.step, extra = { gathered_from = dir, world_size = h.world_size } }
+  if first.net then
+    local state = first.net
+    what.net = { state = function() return state end }
+  end
+  if first.head then
+    local head = { name = first.head.name }
+    for k, v in pairs(first.head.scalars) do head[k] = v end
+    local C = h.head and h.head.classes
+    for name in pairs(first.head.tensors) do
+      local parts, rows, per_class = {}, 0, true
+      for k, ck in ipairs(cks) do
+        local t = ck.head.tensors[name]
+        local n = h.ranks[k].n
+        if not t or t:dim() < 1 or t:size(1) ~= n then per_class = false end
+        parts[k] = t
+        rows = rows + (t and t:dim() >= 1 and t:size(1) or 0)
+      end
+      if per_class and h.head and h.head.sharded and rows == C then
+        head[name] = fvl.cat(parts, 1)
+      else
+        head[name] = parts[1]      -- replicated (a shared ξ) or an unsharded head
+      end
+    end
+    what.head = head
+  end
+  cp.save_checkpoint(out, what)
+  return out
+end
+
 return M

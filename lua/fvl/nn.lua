@@ -332,13 +332,18 @@ function Conv2d.create(cin, cout, k, opts)
   local fn = "Conv2d"
   cin, cout = pos_int(fn, "in_channels", cin), pos_int(fn, "out_channels", cout)
   if k == nil then fail("Conv2d: kernel size (argument #3) is required") end
-  opts = util.check_opts(fn, opts, { "stride", "padding", "bias", "init" })
+  opts = util.check_opts(fn, opts, { "stride", "padding", "bias", "init", "groups" })
   local self = Module.new(Conv2d)
   self.in_channels, self.out_channels = cin, cout
   self.kh, self.kw = pair(fn, "kernel size", k, nil, 1)
   self.sh, self.sw = pair(fn, "stride", opts.stride, 1, 1)
   self.ph, self.pw = pair(fn, "padding", opts.padding, 0, 0)
-  self:register_parameter("weight", fvl.zeros(cout, cin, self.kh, self.kw))
+  -- groups > 1: grouped convolution (groups = in = out channels: depthwise), weight out×in/groups×kh×kw
+  self.groups = pos_int(fn, "groups", opts.groups or 1)
+  if cin % self.groups ~= 0 or cout % self.groups ~= 0 then
+    fail(string.format("Conv2d: groups = %d must divide in_channels = %d and out_channels = %d", self.groups, cin, cout))
+  end
+  self:register_parameter("weight", fvl.zeros(cout, cin // self.groups, self.kh, self.kw))
   if util.boolean(fn, "bias", opts.bias, true) then self:register_parameter("bias", fvl.zeros(cout)) end
   init_layer(self, opts.init or "default")
   return self
@@ -348,6 +353,7 @@ function Conv2d:describe()
   local extra = ""
   if self.sh ~= 1 or self.sw ~= 1 then extra = extra .. ", stride=" .. hw(self.sh, self.sw) end
   if self.ph ~= 0 or self.pw ~= 0 then extra = extra .. ", padding=" .. hw(self.ph, self.pw) end
+  if self.groups ~= 1 then extra = extra .. ", groups=" .. self.groups end
   if not self.bias then extra = extra .. ", bias=false" end
   return string.format("Conv2d(%d, %d, %s%s)", self.in_channels, self.out_channels, hw(self.kh, self.kw), extra)
 end
@@ -362,6 +368,10 @@ function Conv2d:forward(x)
   if H + 2 * self.ph < self.kh or W + 2 * self.pw < self.kw then
     fail(string.format("%s: input is %s; its %d×%d maps (padded %d×%d) are smaller than the %d×%d kernel",
                        self:describe(), util.shape_str(x), H, W, H + 2 * self.ph, W + 2 * self.pw, self.kh, self.kw))
+  end
+  self.out_hw = { (H + 2 * self.ph - self.kh) // self.sh + 1, (W + 2 * self.pw - self.kw) // self.sw + 1 }
+  if self.groups ~= 1 then
+    return F.conv2d_grouped(x, self.weight, self.bias, { self.sh, self.sw }, { self.ph, self.pw }, self.groups)
   end
   return F.conv2d(x, self.weight, self.bias, { self.sh, self.sw }, { self.ph, self.pw })
 end
@@ -646,4 +656,5 @@ end
 -- fvl.nn.save(path, model, {meta=}) / fvl.nn.load(path): architecture + weights in one .npz
 require("fvl.model_io").install(nn)
 
+require("fvl.backbones")(nn)   -- fvl.nn.iresnet, fvl.nn.mobilefacenet, fold_batchnorm, flops
 return nn

@@ -329,7 +329,7 @@ end
 
 -- Target ("pos", angle θ of the sample to its own centre) and non-target ("neg", angle θo to the
 -- other centre; θ is passed too for the losses whose negative logit depends on it) logits of
--- LOSSES.md §3, without the scale s (it does not move the boundary).
+-- docs/losses.md §3, without the scale s (it does not move the boundary).
 local cos, sin, pi, floor = math.cos, math.sin, math.pi, math.floor
 
 local function arc_target(m, fallback, easy)
@@ -495,7 +495,7 @@ SWEEPS.am_softmax, SWEEPS.arcface, SWEEPS.subcenter_arcface, SWEEPS.discface = S
 SWEEPS.elasticface = function(o, a) o.m = a * (o.m or (o.kind == "cos" and 0.35 or 0.5)) end
 plot.boundary_sweeps = SWEEPS
 
--- the seed heads with their LOSSES.md defaults (Center loss trains a softmax boundary)
+-- the seed heads with their default margins (Center loss trains a softmax boundary)
 plot.default_boundaries = {
   "softmax", { "sphereface", m = 4 }, { "cosface", m = 0.35 }, { "arcface", m = 0.5 },
   { "mv_softmax", kind = "arc", m = 0.5, t = 0.2 }, { "curricularface", m = 0.5, t = 0 },

@@ -9,10 +9,14 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_hwloc_base_binding_policy=none
 export FVL_THREADS=1
 MPIRUN=$(command -v mpirun) || { echo "FAIL: mpirun not found (apt-get install -y openmpi-bin)"; exit 1; }
-# mpirun NP ARGS...: bounded, so a hang fails the test instead of blocking ctest
+# mpirun NP ARGS...: bounded, so a hang fails the test instead of blocking ctest. Under the
+# sanitizer build the ranks keep ASan's memory checks but not LeakSanitizer: OpenMPI unloads its
+# components (dlclose) at MPI_Finalize, and what they keep allocated until exit is reported
+# with no frame to suppress by name (the same scripts in a plain process keep leak checking).
 mpirun_np() {
   local np=$1; shift
-  timeout 120 "$MPIRUN" --oversubscribe -np "$np" -x FVL_THREADS -x ASAN_OPTIONS -x LSAN_OPTIONS \
+  ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    timeout 120 "$MPIRUN" --oversubscribe -np "$np" -x FVL_THREADS -x ASAN_OPTIONS -x LSAN_OPTIONS \
     -x UBSAN_OPTIONS "$@"
 }
 fails=0

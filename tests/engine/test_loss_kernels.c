@@ -1,6 +1,6 @@
 /* test_loss_kernels.c — the raw loss kernels (engine/loss/margin.c):
  *  1. finite differences of an independent double-precision forward (written here from
- *     LOSSES.md, constants frozen as in the references) against the kernels' backward, for every
+ *     docs/losses.md, constants frozen as in the references) against the kernels' backward, for every
  *     target kind, negative kind, hard mask, fallback, easy margin, detached mode, per-row s, m;
  *  2. golden values: every oracle case of tests/golden/cases_seed1.json that the kernels cover
  *     (loss, aux.logits, dL/dx and dL/dW after the normalisation chain, state updates).
@@ -141,7 +141,7 @@ static jv *find_case(const char *name) {
 }
 
 /* ======================================================================= double reference
- * Independent forward of the generic head, written from LOSSES.md. Constants (branches, hard
+ * Independent forward of the generic head, written from docs/losses.md. Constants (branches, hard
  * masks, k, α, detached deltas) come from `cf` (the frozen point), values from `ce`. */
 static double ref_sin(double c) { return sqrt(fmax(0.0, 1.0 - c * c)); }
 static double ref_target(const fvl_margin_spec *sp, double c, double c0, double m) {
@@ -505,7 +505,7 @@ static void expect_close(const char *what, const char *name, const double *got, 
 }
 static double mean_loss(const float *l, int B) { double s = 0; for (int i = 0; i < B; i++) s += l[i]; return s / B; }
 
-/* dL/dx, dL/dW from G = dL/dcos through clamp and the two normalisations (LOSSES.md §0) */
+/* dL/dx, dL/dW from G = dL/dcos through clamp and the two normalisations (docs/losses.md §0) */
 static void chain_grads(const gcase *g, const float *G, double *dx, double *dW) {
   int B = g->B, D = g->D, C = g->C;
   memset(dx, 0, sizeof(double) * B * D);

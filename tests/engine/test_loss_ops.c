@@ -95,7 +95,7 @@ static double read_num(const char *p, const char *key) {
 }
 
 /* the whole pipeline on a golden case: loss, dL/dx, dL/dW (rows of sample 0 loosely when
-   the target derivative is angular, see LOSSES.md §8) */
+   the target derivative is angular, see tests/golden/README.md) */
 static void golden_pipeline(const char *name, const fvl_margin_spec *sp, int loose0) {
   const char *c = case_at(name);
   const char *inp = strstr(c, "\"inputs\": ");
@@ -422,7 +422,7 @@ START_TEST(test_gather_rows) {
   int32_t bad[1] = {300};
   fvl_tensor *yb = labels(1, bad);
   ck_assert_ptr_null(fvl_gather_rows(W, yb));
-  ck_assert_str_eq(fvl_errmsg(), "gather_rows: labels[1] = 301 is outside 1..300");
+  ck_assert_str_eq(fvl_errmsg(), "gather_rows: labels[0] = 300 is outside 0..299 (0-based)");
   fvl_release(yb); fvl_release(W); fvl_release(y);
 }
 END_TEST
@@ -452,7 +452,7 @@ START_TEST(test_errors) {
   int32_t yb[3] = {0, 5, 1};
   fvl_tensor *ybad = labels(3, yb);
   ck_assert_ptr_null(fvl_margin_ce_ex(cs, ybad, &sp, NULL, NULL, NULL, "arcface", 0, NULL));
-  ck_assert_str_eq(fvl_errmsg(), "arcface: labels[2] = 6 is outside 1..5");
+  ck_assert_str_eq(fvl_errmsg(), "arcface: labels[1] = 5 is outside 0..4 (0-based)");
   fvl_tensor *y2 = labels(2, yv);
   ck_assert_ptr_null(fvl_margin_ce(cs, y2, &sp, NULL, NULL, NULL));
   ck_assert_msg(strstr(fvl_errmsg(), "there are 3 rows") != NULL, "%s", fvl_errmsg());

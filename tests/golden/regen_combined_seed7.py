@@ -1,7 +1,8 @@
 # Regenerates combined_mm_cavaface for seed 7 with sample 2 moved from θ_y = π-0.30 (exactly on
 # cavaface's mm threshold cos(π-m2), m2 = 0.3: a branch that float rounding decides) to π-0.33.
-import sys, json, math, torch
-sys.path.insert(0, "/work/shared/oracle")
+# The reference implementation losses_ref.py is not part of the project: FVL_ORACLE_DIR names its folder.
+import os, sys, json, math, torch
+sys.path.insert(0, os.environ.get("FVL_ORACLE_DIR", "."))
 import losses_ref as L
 torch.set_default_dtype(L.DT)
 orig = L.make_inputs

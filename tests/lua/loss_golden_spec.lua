@@ -23,7 +23,7 @@ local RENAME = { lam = "lambda" }
 
 -- Sample 0 sits at θ ≈ 1e-3, where the exact additive-angular derivative (≈ 480) is
 -- ill-conditioned in fp32 (1 - c² loses ~10% of its digits): its target-row gradient is compared
--- loosely (LOSSES.md §5.1, the oracle README) in the heads whose target goes through acos.
+-- loosely (docs/losses.md §5.1, tests/golden/README.md) in the heads whose target goes through acos.
 local function angular_target(case)
   local hp, l = case.hparams, case.loss
   if l == "arcface" then return hp.grad ~= "detached" end

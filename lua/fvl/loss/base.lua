@@ -88,7 +88,7 @@ function Head:setup(name, o, need_weight)
 end
 
 -- x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.
--- Returns B and the labels as an int32 tensor, after checking every label lies in 1..classes.
+-- Returns B and the labels (a 1-D int32 tensor, or the Lua list as given).
 function Head:check_input(x, labels)
   local name = self.name
   if not util.is_tensor(x) then
@@ -114,41 +114,26 @@ function Head:check_input(x, labels)
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x),
                        B, self.dim, self.dim))
   end
-  local y, list
+  -- The kind and the count are checked here; the values once, in C, by the same check every
+  -- binding uses (fvl_checklabels, via fvl._check_labels): "arcface: labels[3] = 7 is outside
+  -- 1..6". No per-step conversion to a Lua list. A list becomes an int32 tensor.
   if type(labels) == "table" then
-    list = labels
-    if #list ~= B then
-      fail(string.format("%s: labels has %d entries but x has %d rows", name, #list, B))
+    if #labels ~= B then
+      fail(string.format("%s: labels has %d entries but x has %d rows", name, #labels, B))
     end
-    for i = 1, B do
-      if math.type(list[i]) ~= "integer" and not (type(list[i]) == "number" and list[i] == math.floor(list[i])) then
-        fail(string.format("%s: labels[%d] = %s is not an integer class id", name, i, tostring(list[i])))
-      end
-    end
-    y = fvl.tensor(list, "int32")
-  elseif util.is_tensor(labels) then
-    if labels:dtype() ~= "int32" then
-      fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got a %s tensor",
-                         name, labels:dtype()))
-    end
-    if labels:numel() ~= B or labels:dim() > 2 then
-      fail(string.format("%s: labels is %s but x has %d rows (expected %d labels)", name,
-                         util.shape_str(labels), B, B))
-    end
-    y = labels
-    if y:dim() ~= 1 then y = y:reshape(B) end
-    list = y:totable()
-  else
+  elseif not util.is_tensor(labels) then
     fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got %s", name,
                        type(labels)))
+  elseif labels:dtype() ~= "int32" then
+    fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got a %s tensor",
+                       name, labels:dtype()))
+  elseif labels:numel() ~= B or labels:dim() > 2 then
+    fail(string.format("%s: labels is %s but x has %d rows (expected %d labels)", name,
+                       util.shape_str(labels), B, B))
+  elseif labels:dim() ~= 1 then
+    labels = labels:reshape(B)
   end
-  local C = self.classes
-  for i = 1, B do
-    local v = list[i]
-    if v < 1 or (C and v > C) then
-      fail(string.format("%s: labels[%d] = %d is outside 1..%s", name, i, v, C and tostring(C) or "inf"))
-    end
-  end
+  local y = fvl._check_labels(labels, name, B, self.classes or -1)
   return B, y
 end
 

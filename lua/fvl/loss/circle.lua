@@ -1,4 +1,4 @@
--- fvl.loss.circle — Circle loss (LOSSES.md §1.9).
+-- fvl.loss.circle — Circle loss (docs/losses.md §1.9).
 -- Class-level ("face") form: exactly CE over z_iy = γα_p(c_i - Δ_p), z_ij = γα_n(c_ij - Δ_n),
 -- α_p = [1+m-c]_+, α_n = [c+m]_+ constant, Δ_p = 1-m, Δ_n = m: one fused margin_ce call.
 -- Pairwise form: S = x̂x̂ᵀ within the batch, no centres, PML semantics.

@@ -1,4 +1,4 @@
--- fvl.loss.discface — DiscFace (LOSSES.md §1.11), written from the fvl.F primitives:
+-- fvl.loss.discface — DiscFace (docs/losses.md §1.11), written from the fvl.F primitives:
 --   L = CE(CosFace | ArcFace) + λ·mean_i |x̂_i - ŵ_{y_i} - ξ_eff|,  ξ_eff = ξ·min(1, ξ_max/|ξ|)
 -- ξ is a learnable parameter (head.xi): one D-vector (paper) or C×D, one per class (bobo).
 local fvl = require "fvl.core"

@@ -1,4 +1,4 @@
--- fvl.loss.hardneg — heads that re-weight the hard negatives (LOSSES.md §1.7, §1.8):
+-- fvl.loss.hardneg — heads that re-weight the hard negatives (docs/losses.md §1.7, §1.8):
 -- MV-Softmax (MV-AM / MV-Arc, fixed / adaptive) and CurricularFace (EMA state t).
 -- Hard mask I_ij = [c_ij > T_raw(c_i)], j ≠ y, constant; both are one fused margin_ce call.
 local fvl = require "fvl.core"

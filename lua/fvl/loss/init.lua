@@ -1,4 +1,4 @@
--- fvl.loss — classification heads for face recognition (API.md "Loss heads", LOSSES.md).
+-- fvl.loss — classification heads for face recognition (docs/losses.md).
 --
 --   local head = fvl.loss.arcface{dim = 512, classes = 10000}
 --   local loss = head(x, labels)       -- x: B×512 float32, labels: 1..10000; batch-mean scalar

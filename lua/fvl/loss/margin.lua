@@ -1,5 +1,5 @@
 -- fvl.loss.margin — the cosine heads with a target-logit margin: NormFace, SphereFace,
--- CosFace / AM-Softmax, ArcFace, combined margin (LOSSES.md §1.2–1.6).
+-- CosFace / AM-Softmax, ArcFace, combined margin (docs/losses.md §1.2–1.6).
 -- Each step: cosine GEMM into the head's workspace, then one fused margin softmax-CE.
 local fvl = require "fvl.core"
 local util = require "fvl.util"

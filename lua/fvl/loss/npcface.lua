@@ -1,4 +1,4 @@
--- fvl.loss.npcface — NPCFace (LOSSES.md §1.12), written from the fvl.F primitives:
+-- fvl.loss.npcface — NPCFace (docs/losses.md §1.12), written from the fvl.F primitives:
 --   hard  I_ij = [c_ij > cos(θ_i + m_h)], j ≠ y   (m_h = hard_margin or m0; constant)
 --   h_i   = mean of the hard negatives' c_ij (raw) or t·c_ij + α (reweighted)
 --   m_i   = m0 + m1·h_i;  target cos(θ_i + m_i) where c_i > 0;  hard negatives t·c + α

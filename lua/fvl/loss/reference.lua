@@ -8,9 +8,10 @@ local util = require "fvl.util"
 local R = {}
 
 local PI = math.pi
-local function label_list(labels)
-  if util.is_tensor(labels) then return labels:reshape(labels:numel()):totable() end
-  return labels
+-- labels → a Lua list of 1-based ids, checked by the same binding check as fvl.F (one owner:
+-- fvl._check_labels is fvl_checklabels); C = nil: any class id
+local function label_list(labels, fn, B, C)
+  return fvl._check_labels(labels, fn, B or -1, C or -1):totable()
 end
 local function onehot(y, B, C)
   local t = {}
@@ -67,7 +68,7 @@ end
 
 function R.target_cos(cos, labels)
   local B, C = cos:size(1), cos:size(2)
-  return (cos * onehot(label_list(labels), B, C)):sum(2)
+  return (cos * onehot(label_list(labels, "target_cos", B, C), B, C)):sum(2)
 end
 
 -- the target kernel T(c_y) (B×1) for a spec
@@ -140,7 +141,7 @@ function R.margin_ce(cos, labels, sp, name)
   local B, C = cos:size(1), cos:size(2)
   check_row(name or "margin_ce", "s", sp.s, B)
   check_row(name or "margin_ce", "m", sp.m, B)
-  local y = label_list(labels)
+  local y = label_list(labels, name or "margin_ce", B, C)
   local OH = onehot(y, B, C)
   if sp.clamp and sp.clamp > 0 then cos = cos:clamp(-1 + sp.clamp, 1 - sp.clamp) end
   local cd = cos:detach():totable()
@@ -216,7 +217,7 @@ end
 
 function R.hard_mean(cos, labels, o)
   local B, C = cos:size(1), cos:size(2)
-  local y = label_list(labels)
+  local y = label_list(labels, "hard_mean", B, C)
   local H = hard_mask(cos:detach():totable(), y, B, C, o.hard or "all", o.hard_m or 0)
   local cnt = {}
   for i = 1, B do
@@ -232,7 +233,7 @@ end
 
 function R.circle_pairwise(S, labels, m, gamma)
   local B = S:size(1)
-  local y = label_list(labels)
+  local y = label_list(labels, "circle_pairwise", B)
   local Sd = S:detach():totable()
   local Ap, Kp, An, Kn, valid, nvalid = {}, {}, {}, {}, {}, 0
   for i = 1, B do
@@ -259,7 +260,7 @@ function R.circle_pairwise(S, labels, m, gamma)
 end
 
 function R.center_update(centers, x, labels, alpha)
-  local y = label_list(labels)
+  local y = label_list(labels, "center_update", x:size(1), centers:size(1))
   local C = centers:size(1)
   local xs, cs = x:detach():totable(), centers:totable()
   local n, sum = {}, {}

@@ -1,5 +1,5 @@
 -- fvl.loss.softmax — heads on raw logits z = x·Wᵀ + b (no normalisation):
--- plain Softmax (LOSSES.md §1.1) and Softmax + Center loss with the α-rule (§1.10).
+-- plain Softmax (docs/losses.md §1.1) and Softmax + Center loss with the α-rule (§1.10).
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local base = require "fvl.loss.base"

@@ -1,0 +1,44 @@
+/* backbone.h — the kernels the face backbones (IResNet, MobileFaceNet) need beyond nn.h:
+ * grouped / depthwise convolutions and a fused BatchNorm + PReLU.
+ *
+ * Grouped convolution: x B×C×H×W, w O×(C/groups)×KH×KW, bias O or NULL, y B×O×OH×OW;
+ * output channel o sees input channels [g·C/groups, (g+1)·C/groups) with g = o / (O/groups).
+ * groups = C = O is the depthwise convolution. Direct loops over rows of the output (no im2col):
+ * a depthwise layer does 9 multiply-adds per output value, so it is bound by memory, not by a
+ * GEMM. Threads: forward over (sample, output channel) planes, dx over (sample, input channel)
+ * planes, dw and db over output channels (no reductions across threads, results do not depend
+ * on the thread count). The shape's OH/OW come from fvl_conv2d_plan (G and T are unused).
+ *
+ * BatchNorm + PReLU (fvl_bn_prelu_*): y = prelu(bn(x)) in one sweep over x instead of two, and
+ * the backward recomputes bn(x) from x and the saved statistics instead of keeping it: one B×C×S
+ * tensor less per layer and one pass less over memory in each direction. Same statistics and
+ * running-average rules as fvl_batchnorm_fwd (nn.h). */
+#ifndef FVL_NN_BACKBONE_H
+#define FVL_NN_BACKBONE_H
+#include "nn.h"
+
+/* -1 with a message naming "conv2d" when groups does not divide C and O */
+int fvl_conv2d_groups_check(const fvl_conv2d_shape *s, int groups);
+int fvl_conv2d_grouped_fwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
+                           const float *bias, float *y);
+/* overwrites dx, dw, db; NULL outputs are skipped */
+int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
+                           const float *dy, float *dx, float *dw, float *db);
+
+/* a (C values, shared when na == 1) as in fvl_prelu_fwd; other arguments as fvl_batchnorm_fwd */
+int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
+                     const float *a, int na, float *running_mean, float *running_var, int training,
+                     double momentum, double eps, float *y, float *save_mean, float *save_invstd);
+/* overwrites dx, dgamma, dbeta, da (NULL = skipped); da has na values */
+void fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                      const float *beta, const float *a, int na, const float *save_mean,
+                      const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
+                      float *da);
+
+/* autograd wrappers (errors name "conv2d" / "bn_prelu"); fvl_nn_conv2d is groups = 1 */
+fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,
+                                  int ph, int pw, int groups);
+fvl_tensor *fvl_nn_bn_prelu(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta, fvl_tensor *a,
+                            fvl_tensor *running_mean, fvl_tensor *running_var, int training,
+                            double momentum, double eps);
+#endif

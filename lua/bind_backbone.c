@@ -1,0 +1,59 @@
+/* bind_backbone.c — the backbone kernels as fvl.F.* (engine/nn/backbone.h): grouped and
+ * depthwise convolutions, BatchNorm fused with PReLU. Thin: check, call, wrap. */
+#include "bind.h"
+#include "nn/backbone.h"
+
+/* a stride/padding argument: integer n → n×n or {h, w}; nil → def */
+static void hw_arg(lua_State *L, int idx, const char *fn, const char *what, int def, int minv, int *h, int *w) {
+  if (lua_isnoneornil(L, idx)) { *h = *w = def; return; }
+  lua_Integer v[2];
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    if (luaL_len(L, idx) != 2) luaL_error(L, "%s: %s must be an integer or a table {h, w}", fn, what);
+    for (int k = 0; k < 2; k++) {
+      int ok;
+      lua_geti(L, idx, k + 1);
+      v[k] = lua_tointegerx(L, -1, &ok);
+      lua_pop(L, 1);
+      if (!ok) luaL_error(L, "%s: %s[%d] must be an integer", fn, what, k + 1);
+    }
+  } else {
+    int ok;
+    v[0] = v[1] = lua_tointegerx(L, idx, &ok);
+    if (!ok) luaL_error(L, "%s: %s must be an integer or a table {h, w}, got %s", fn, what, luaL_typename(L, idx));
+  }
+  for (int k = 0; k < 2; k++)
+    if (v[k] < minv || v[k] > 65535)
+      luaL_error(L, "%s: %s = %d (expected %d..65535)", fn, what, (int)v[k], minv);
+  *h = (int)v[0];
+  *w = (int)v[1];
+}
+
+/* F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups = 1]]]]): w is out × in/groups × kh × kw */
+static int l_conv2d_grouped(lua_State *L) {
+  fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
+  int sh, sw, ph, pw;
+  hw_arg(L, 4, "conv2d", "stride", 1, 1, &sh, &sw);
+  hw_arg(L, 5, "conv2d", "padding", 0, 0, &ph, &pw);
+  lua_Integer groups = luaL_optinteger(L, 6, 1);
+  if (groups < 1 || groups > INT32_MAX) return fvl_error(L, "conv2d: groups = %lld (expected >= 1)", (long long)groups);
+  fvl_pushtensor(L, fvl_nn_conv2d_grouped(x, w, b, sh, sw, ph, pw, (int)groups));
+  return 1;
+}
+
+/* F.bn_prelu(x, running_mean, running_var, weight, bias, prelu_weight [, training [, momentum [, eps]]]) */
+static int l_bn_prelu(lua_State *L) {
+  fvl_tensor *x = fvl_checktensor(L, 1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
+  fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5), *a = fvl_checktensor(L, 6);
+  int training = lua_isnoneornil(L, 7) ? 1 : lua_toboolean(L, 7);
+  double momentum = luaL_optnumber(L, 8, 0.1), eps = luaL_optnumber(L, 9, 1e-5);
+  fvl_pushtensor(L, fvl_nn_bn_prelu(x, g, b, a, rm, rv, training, momentum, eps));
+  return 1;
+}
+
+int fvl_open_backbone(lua_State *L) {
+  static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu}, {NULL, NULL}};
+  luaL_getsubtable(L, -1, "F");
+  luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+  return 0;
+}

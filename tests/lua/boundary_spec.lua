@@ -1,0 +1,234 @@
+-- boundary_spec.lua — the binding boundary (DEVELOPERS.md "The binding boundary"): every
+-- reproducer of the hardening issue is a clear error or a correct result, never a crash or a read
+-- of freed memory (the ASan pass runs this file too).
+local F = fvl.F
+
+local tmp = os.tmpname()
+os.remove(tmp)
+os.execute("mkdir -p '" .. tmp .. "'")
+
+-- a table whose every read makes a fresh value and runs two full collections: a binding that
+-- pops a value and keeps its pointer reads freed memory (ASan) or garbage (the checks below)
+local function gc_proxy(make, n)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = make(k)
+      collectgarbage()
+      collectgarbage()
+      return v
+    end,
+    __len = function() return n end,
+  })
+end
+
+local function write(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+
+-- a .npy file with a given header dict (padded as NumPy does) and raw data bytes
+local function npy(path, dict, data)
+  local total = 10 + #dict + 1
+  local pad = (64 - total % 64) % 64
+  local header = dict .. string.rep(" ", pad) .. "\n"
+  write(path, "\147NUMPY\1\0" .. string.pack("<I2", #header) .. header .. (data or ""))
+end
+
+describe("borrowed pointers", function()
+  it("fvl.cat of a table whose __index makes fresh tensors", function()
+    local t = gc_proxy(function(k) return fvl.full({1, 2}, k) end, 4)
+    local c = fvl.cat(t)
+    expect_all_near(c, {{1, 1}, {2, 2}, {3, 3}, {4, 4}}, 0, 0)
+  end)
+  it("F.margin_ce spec whose s (a per-row tensor) comes from __index", function()
+    fvl.manual_seed(3)
+    local cos = (fvl.rand(4, 5) * 2 - 1):clamp(-0.99, 0.99)
+    local y = {1, 2, 3, 4}
+    local plain = F.margin_ce(cos, y, {s = fvl.full({4}, 8), target = "arc", m = 0.3}):item()
+    local spec = gc_proxy(function(k)
+      if k == "s" then return fvl.full({4}, 8) end
+      if k == "target" then return "arc" end
+      if k == "m" then return 0.3 end
+      return nil
+    end, 0)
+    expect_near(F.margin_ce(cos, y, spec):item(), plain, 1e-6)
+  end)
+  it("plot.features options (title, names) from __index", function()
+    local emb = fvl.randn(6, 2)
+    local names = gc_proxy(function(k) return "class " .. k end, 3)
+    local opts = gc_proxy(function(k)
+      if k == "title" then return "features " .. string.rep("x", 40) end
+      if k == "names" then return names end
+      if k == "file" then return tmp .. "/f.png" end
+      return nil
+    end, 0)
+    fvl._plot.features(emb, {1, 2, 3, 1, 2, 3}, opts)
+    expect_true(io.open(tmp .. "/f.png", "rb") ~= nil, "the picture was written")
+  end)
+  it("plot.lines with a list whose __len is huge", function()
+    local huge = setmetatable({}, {__len = function() return math.maxinteger end})
+    expect_error(function() fvl._plot.lines({file = tmp .. "/l.png", series = huge}) end,
+                 "plot.lines: series has 9223372036854775807 entries")
+  end)
+end)
+
+describe("checked size arithmetic", function()
+  it("fvl.zeros(2^32, 2^32) is refused (the product wrapped to 64 bytes)", function()
+    expect_error(function() fvl.zeros(2^32, 2^32) end, "zeros: shape 4294967296x4294967296 has more than 2^40 elements")
+  end)
+  it("reshape to (2^60 + 1) x 16", function()
+    expect_error(function() return fvl.zeros(16):reshape((1 << 60) + 1, 16) end,
+                 "reshape: shape 1152921504606846977x16 has more than 2^40 elements")
+  end)
+  it("zeros(0, 2^40, 2^40): strides would overflow", function()
+    expect_error(function() fvl.zeros(0, 2^40, 2^40) end, "zeros: shape 0x1099511627776x1099511627776")
+    expect_error(function() fvl.randn(0, 2^40, 2^40) end, "randn: shape 0x1099511627776x1099511627776")
+    local e = fvl.zeros(0, 3)
+    expect_error(function() e:reshape(0, 2^40, 2^40) end, "reshape: shape 0x1099511627776x1099511627776")
+  end)
+  it("narrow(1, maxinteger, maxinteger) fails its range check before any overflow", function()
+    expect_error(function() fvl.zeros(4, 4):narrow(1, math.maxinteger, math.maxinteger) end,
+                 "narrow: start 9223372036854775807, length 9223372036854775807: rows outside 1..4 of dim 1")
+    expect_error(function() fvl.zeros(4, 4):narrow(2, 3, math.maxinteger) end, "narrow: start 3")
+  end)
+  it("a .npy header with a huge shape", function()
+    npy(tmp .. "/big.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1099511627776, 1099511627776), }")
+    local t, msg = fvl.load(tmp .. "/big.npy")
+    expect_true(t == nil and msg:find("shape 0x1099511627776x1099511627776", 1, true), msg)
+    npy(tmp .. "/big2.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }")
+    t, msg = fvl.load(tmp .. "/big2.npy")
+    expect_true(t == nil and msg:find("shape entry overflows", 1, true), msg)
+  end)
+end)
+
+describe("integer conversions", function()
+  it("index with maxinteger on an empty dim", function()
+    expect_error(function() fvl.randn(5, 0):index(2, {math.maxinteger}) end,
+                 "index: indices[1] = 9223372036854775807 is outside 1..0 (the dimension is empty)")
+  end)
+  it("eval.pairs with a label of 2^62", function()
+    expect_error(function() fvl.eval.pairs(fvl.randn(2, 4), {3, 2^62}) end,
+                 "pairs: labels[2] = 4611686018427387904 is outside 1..2147483647")
+  end)
+  it("gather with INT32_MIN", function()
+    local ix = fvl.tensor({{-2147483648}, {1}, {1}}, "int32")
+    expect_error(function() fvl.randn(3, 3):gather(2, ix) end, "gather: indices[1] = -2147483648 is outside 1..3")
+  end)
+  it("-INT32_MIN wraps like Torch, without a signed overflow", function()
+    local t = fvl.tensor({-2147483648, 5}, "int32")
+    expect_eq((-t):totable()[1], -2147483648)
+    expect_eq(t:abs():totable()[1], -2147483648)
+    expect_eq((-t):totable()[2], -5)
+  end)
+  it("int32 tensors from tables refuse values outside int32", function()
+    expect_error(function() fvl.tensor({2^40}, "int32") end, "tensor: entry [1] = 1.09951e+12 does not fit int32")
+    expect_eq(fvl.tensor({3e10}):int():totable()[1], 2147483647, "float → int32 saturates")
+  end)
+  it("labels above int32 and labels read exactly (no float32 rounding)", function()
+    local cos = fvl.zeros(1, 3)
+    expect_error(function() F.target_cos(cos, {2^31}) end, "target_cos: labels[1] = 2147483648 is outside 1..3")
+    expect_error(function() F.target_cos(fvl.zeros(1, 16777216), {16777217}) end,
+                 "target_cos: labels[1] = 16777217 is outside 1..16777216")
+  end)
+  it("the IDX reader's label shift on 0x7fffffff", function()
+    write(tmp .. "/lab.idx", "\0\0\12\1" .. string.pack(">I4", 2) .. string.pack(">i4>i4", 5, 0x7fffffff))
+    local t, msg = fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 1)
+    expect_true(t == nil and msg:find("element 1 = 2.14748e+09 shifted by 1 is outside int32", 1, true), msg)
+    t = fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 0)
+    expect_eq(t:totable()[2], 2147483647)
+    expect_error(function() assert(fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 2^40)) end,
+                 "idx_load: shift = 1.09951e+12 (expected an int32 for int32 output)")
+  end)
+  it("data.npy 0-based labels {0, 2^31-1} do not become {1, -2^31}", function()
+    fvl.save(tmp .. "/x.npy", fvl.zeros(2, 3))
+    npy(tmp .. "/y.npy", "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", string.pack("<i4<i4", 0, 2147483647))
+    local ds, msg = fvl.data.npy { features = tmp .. "/x.npy", labels = tmp .. "/y.npy" }
+    expect_true(ds == nil and msg:find("contain 2147483647", 1, true), msg)
+  end)
+end)
+
+describe("an empty class matrix still bounds the labels", function()
+  it("gather_rows, center_dist, disc_dist, target_cos, margin_ce", function()
+    expect_error(function() F.gather_rows(fvl.randn(0, 4), {5, 1}) end,
+                 "gather_rows: labels[1] = 5 is outside 1..0 (there are no classes)")
+    expect_error(function() F.center_dist(fvl.randn(2, 4), fvl.randn(0, 4), {5, 1}) end,
+                 "center_dist: labels[1] = 5 is outside 1..0")
+    expect_error(function() F.disc_dist(fvl.randn(2, 4), fvl.randn(0, 4), {5, 1}, fvl.randn(4)) end,
+                 "disc_dist: labels[1] = 5 is outside 1..0")
+    expect_error(function() F.margin_ce(fvl.zeros(2, 0), {1, 1}, {s = 1}) end, "margin_ce: labels[1] = 1 is outside 1..0")
+  end)
+end)
+
+describe("leaks and error paths", function()
+  it("fvl.where raising on its third argument frees the second (ASan checks)", function()
+    expect_error(function() fvl.where(fvl.ones(2), {1, 2}, "x") end)
+    expect_error(function() fvl.where(fvl.ones(2), {1, 2}, {{1}, {2, 3}}) end, "ragged table")
+  end)
+end)
+
+describe("declared option tables", function()
+  it("unknown keys, types, ranges and enums name the call", function()
+    local p, g = fvl.zeros(3), fvl.ones(3)
+    expect_error(function() F.sgd_step(p, g, nil, {lr = 0.1, momentun = 0.9}) end,
+                 "sgd_step: unknown option 'momentun' (expected one of: lr, momentum,")
+    expect_error(function() F.sgd_step(p, g, nil, {lr = -1}) end, "sgd_step: lr = -1 is outside 0..")
+    expect_error(function() F.sgd_step(p, g, nil, {lr = "x"}) end, "sgd_step: lr must be a number, got string")
+    expect_error(function() F.sgd_step(p, g, nil, {lr = 0 / 0}) end, "sgd_step: lr = ")
+    expect_error(function() F.adamw_step(p, g, fvl.zeros(3), fvl.zeros(3), {lr = 0.1, step = 1.5}) end,
+                 "adamw_step: step = 1.5 (expected an integer)")
+    local cos = fvl.zeros(2, 3)
+    expect_error(function() F.margin_ce(cos, {1, 2}, {s = 1, fallback = "wrap"}) end,
+                 "margin_ce: fallback = 'wrap' (expected mm|none|clamp|easy)")
+    expect_error(function() F.margin_ce(cos, {1, 2}, {s = 1, sphere_m = 2^40, target = "sphere"}) end,
+                 "margin_ce: sphere_m = 1.09951e+12 is outside 1..16")
+    expect_error(function() F.margin_ce(cos, {1, 2}, {s = "big"}) end, "margin_ce: s must be a number or a tensor, got string")
+  end)
+  it("the declared keys are the Lua option lists", function()
+    local keys = {}
+    for _, k in ipairs(fvl._options.margin_spec) do keys[k] = true end
+    expect_true(keys.s and keys.m and keys.fallback and keys.gws and keys.nonfinite, "margin_spec keys")
+    expect_eq(fvl._options.sgd_step[1], "lr")
+  end)
+end)
+
+describe("strict .npy headers", function()
+  local data = string.pack("<f<f<f<f", 1, 2, 3, 4)
+  local function load_err(dict, bytes)
+    npy(tmp .. "/h.npy", dict, bytes or data)
+    local t, msg = fvl.load(tmp .. "/h.npy")
+    expect_true(t == nil, "refused: " .. dict)
+    return msg
+  end
+  it("a valid header in any key order loads", function()
+    npy(tmp .. "/ok.npy", "{'shape': (2, 2), 'fortran_order': False, 'descr': '<f4'}", data)
+    expect_all_near(assert(fvl.load(tmp .. "/ok.npy")), {{1, 2}, {3, 4}}, 0, 0)
+  end)
+  it("fortran_order True without a space is read as Fortran order, not as C order", function()
+    npy(tmp .. "/fo.npy", "{'descr': '<f4', 'fortran_order':True, 'shape': (2, 2), }", data)
+    expect_all_near(assert(fvl.load(tmp .. "/fo.npy")), {{1, 3}, {2, 4}}, 0, 0)
+    -- the engine's own reader (fvl._npy_load_1, float32/int32 only) refuses it
+    local t, msg = fvl._npy_load_1(tmp .. "/fo.npy")
+    expect_true(t == nil and msg:find("Fortran order is not supported", 1, true), msg)
+  end)
+  it("a duplicate descr key (a '>f4' hidden behind it) is refused", function()
+    local msg = load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'descr': '>f4', }")
+    expect_true(msg:find("duplicate key 'descr'", 1, true), msg)
+  end)
+  it("big-endian data is refused", function()
+    local msg = load_err("{'descr': '>f4', 'fortran_order': False, 'shape': (2, 2), }")
+    expect_true(msg:find("big-endian", 1, true), msg)
+  end)
+  it("structured dtypes are refused", function()
+    local msg = load_err("{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (2,), }")
+    expect_true(msg:find("structured dtypes are not supported", 1, true), msg)
+  end)
+  it("unknown keys, missing keys and trailing text are refused", function()
+    expect_true(load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'x': 1}"):find("unknown key 'x'", 1, true))
+    expect_true(load_err("{'descr': '<f4', 'shape': (2, 2)}"):find("missing key 'fortran_order'", 1, true))
+    expect_true(load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2)} junk"):find("unexpected text", 1, true))
+    expect_true(load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2)}"):find("non-negative integers", 1, true))
+  end)
+end)
+
+os.execute("rm -rf '" .. tmp .. "'")
