@@ -41,6 +41,7 @@ parser:option("--bn", "normalisation layer on the embedding: insightface (BatchN
               "feature"):choices { "insightface", "noaffine", "feature", "all", "none" }
 parser:option("--lr", "peak learning rate", "0.1"):convert(tonumber)
 parser:option("--scale", "the scale s of every normalised head (Circle's γ and SphereFace excepted)", "32"):convert(tonumber)
+parser:flag("--collect", "run nothing: rebuild the tables and pictures of --out from the tasks already finished there")
 parser:option("--task", "internal: run one task head:seed and write its result"):hidden(true)
 local opt = parser:parse(arg)
 
@@ -372,7 +373,7 @@ mkdir_p(opt.out .. "/tasks")
 local cmd = {"build/fvl", "scripts/compare_losses.lua"}
 for i = 1, #arg do
   local a = arg[i]
-  cmd[#cmd + 1] = a:match("^[%w%-_.,/=:]+$") and a or ("'" .. a:gsub("'", "'\\''") .. "'")
+  if a ~= "--collect" then cmd[#cmd + 1] = a:match("^[%w%-_.,/=:]+$") and a or ("'" .. a:gsub("'", "'\\''") .. "'") end
 end
 SETTINGS.command = table.concat(cmd, " ")
 SETTINGS.heads = {}
@@ -388,12 +389,13 @@ local wargs = {}
 for i = 1, #arg do wargs[i] = arg[i] end
 local pending, active, nactive, done, failed = 1, {}, 0, 0, {}
 local t_start = fvl.clock()
+if opt.collect then done, pending = #tasks, #tasks + 1 end   -- aggregate what is there
 while done < #tasks do
   while nactive < jobs and pending <= #tasks do
     local t = tasks[pending]
     pending = pending + 1
     mkdir_p(t.dir)
-    os.remove(t.dir .. "/result.json")
+    os.remove(t.dir .. "/result.json")   -- a task's result is never mixed with an older run's
     local argv = {exe, script}
     for _, a in ipairs(wargs) do argv[#argv + 1] = a end
     argv[#argv + 1] = "--task"
@@ -518,8 +520,10 @@ for _, h in ipairs(heads) do
   for i, k in ipairs(TABLE_COLS) do c[i + 1] = cell(h.key, MBY[k]) end
   add(c)
 end
-local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s%s", #seeds, #seeds == 1 and "" or "s",
-                           table.concat(seeds, ","), opt.inputs, opt.bn,
+SETTINGS.tasks_finished, SETTINGS.tasks = #runs, #tasks
+local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g%s%s", #seeds, #seeds == 1 and "" or "s",
+                           table.concat(seeds, ","), opt.inputs, opt.bn, S,
+                           #runs < #tasks and string.format("; only %d of %d tasks finished", #runs, #tasks) or "",
                            mode == "quick" and "  -- SMOKE TEST (--quick), not a result" or "")
 local table_text = table.concat(lines, "\n") .. "\n" .. note
 print(table_text)

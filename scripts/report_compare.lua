@@ -39,7 +39,10 @@ end
 local dirs = opt.run_dir
 local R = load(dirs[1])
 local metric = {}
-for _, m in ipairs(R.metrics) do metric[m.key] = m end
+for _, m in ipairs(R.metrics) do
+  m.label = m.label:gsub("|x|", "‖x‖"):gsub("|", "/")   -- a table cell cannot hold "|"
+  metric[m.key] = m
+end
 
 local cols = {}
 if opt.columns then
@@ -134,7 +137,9 @@ lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr
   tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
   tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
   tostring(syn.test_identities), tostring(syn.test_per_identity),
-  S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "",
+  (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
+  ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
+   and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
   tostring(S.command), tostring(S.seconds), tostring(S.jobs), dirs[1])
 end
 ::write::
