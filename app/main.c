@@ -20,29 +20,36 @@ int luaopen_fvl(lua_State *L);
 
 static const char *progname = FVL_PROGNAME;
 
+/* usage on stderr after a bad option, on stdout (exit 0) for -h / --help */
 static void usage(const char *badopt) {
+  FILE *to = badopt ? stderr : stdout;
   if (badopt) {
     if (badopt[1] == 'e' || badopt[1] == 'l' || badopt[1] == 't')
       fprintf(stderr, "%s: '%s' needs an argument\n", progname, badopt);
     else
       fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badopt);
   }
-  fprintf(stderr,
+  fprintf(to,
           "usage: %s [options] [script [args]]\n"
+          "Runs a Lua 5.4 script with the FaceVerLoss module as the global 'fvl', or the REPL.\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
           "  -i        enter interactive mode after running 'script'\n"
           "  -l mod    require library 'mod' into global 'mod' (last part of a dotted name)\n"
           "  -l g=mod  require library 'mod' into global 'g'\n"
           "  -t n      use n threads for OpenBLAS and the engine (also: FVL_THREADS=n)\n"
-          "  -v        show version information\n"
+          "  -v        show version information (OpenBLAS, threads, build)\n"
+          "  -h, --help     show this help and exit\n"
+          "  --version      show the version and exit\n"
           "  -E        ignore environment variables (FVL_THREADS, LUA_INIT, LUA_PATH, LUA_CPATH)\n"
           "  -W        turn warnings on\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n"
-          "With no script: the REPL when stdin is a terminal, otherwise stdin runs as a script.\n",
+          "With no script: the REPL when stdin is a terminal, otherwise stdin runs as a script.\n"
+          "Errors show the message and the script's own frames; FVL_TRACEBACK=1 shows every frame\n"
+          "(the fvl library's and C functions too). Manual: man fvl; reference: docs/api.md.\n",
           progname);
-  fflush(stderr);
+  fflush(to);
 }
 
 /* ------------------------------------------------------------------ Ctrl-C while Lua runs */
@@ -105,13 +112,69 @@ void app_sigint_running(lua_State *L) {
   sigaction(SIGINT, &sa, NULL);
 }
 
+/* Frames of the fvl library (the embedded lua/fvl/ sources) and C functions are internal: a user's
+ * mistake is reported in terms of the user's code. */
+static int internal_frame(const lua_Debug *ar) {
+  return ar->what[0] == 'C' || strstr(ar->source, "lua/fvl/") != NULL;
+}
+
+static int full_traceback(void) {
+  const char *e = getenv("FVL_TRACEBACK");
+  return e && *e && strcmp(e, "0") != 0;
+}
+
+/* The error message, then (unless FVL_TRACEBACK asks for every frame):
+ *   - raised inside fvl (a binding or the library, e.g. a bad option): "  at file:line" of the
+ *     user's call;
+ *   - raised in the user's code: the user's frames when there are two or more (the call
+ *     chain); none for one (the message already says where; error(msg, 0) says nothing). */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
+  if (full_traceback()) {
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+  }
+  lua_Debug ar;
+  int level = 1, by_fvl = 0, nuser = 0;
+  /* who raised it: skip the error function itself */
+  if (lua_getstack(L, level, &ar) && lua_getinfo(L, "Sn", &ar) && ar.what[0] == 'C' && ar.name &&
+      strcmp(ar.name, "error") == 0)
+    level++;
+  if (lua_getstack(L, level, &ar) && lua_getinfo(L, "S", &ar)) by_fvl = internal_frame(&ar);
+  char frames[4096];
+  size_t n = 0;
+  frames[0] = 0;
+  for (int l = level; lua_getstack(L, l, &ar) && n < sizeof frames - 1; l++) {
+    if (!lua_getinfo(L, "Sln", &ar) || internal_frame(&ar)) continue;
+    nuser++;
+    int k;
+    if (by_fvl) {
+      char pos[300];
+      snprintf(pos, sizeof pos, "%s:%d:", ar.short_src, ar.currentline);
+      /* luaL_error already put the position in front of the message */
+      k = nuser == 1 && strncmp(msg, pos, strlen(pos)) != 0
+              ? snprintf(frames + n, sizeof frames - n, "\n  at %s:%d", ar.short_src, ar.currentline) : 0;
+    }
+    else if (*ar.what == 'm')
+      k = snprintf(frames + n, sizeof frames - n, "\n\t%s:%d: in main chunk", ar.short_src, ar.currentline);
+    else if (*ar.namewhat && ar.name)
+      k = snprintf(frames + n, sizeof frames - n, "\n\t%s:%d: in %s '%s'", ar.short_src, ar.currentline,
+                   ar.namewhat, ar.name);
+    else
+      k = snprintf(frames + n, sizeof frames - n, "\n\t%s:%d: in function <%s:%d>", ar.short_src,
+                   ar.currentline, ar.short_src, ar.linedefined);
+    if (k > 0) n += (size_t)k < sizeof frames - n ? (size_t)k : sizeof frames - n - 1;
+  }
+  if (by_fvl)
+    lua_pushfstring(L, "%s%s", msg, frames);
+  else if (nuser >= 2)
+    lua_pushfstring(L, "%s\nstack traceback (your code; FVL_TRACEBACK=1 for every frame):%s", msg, frames);
+  else
+    lua_pushstring(L, msg);
   return 1;
 }
 
@@ -164,7 +227,7 @@ void app_print_version(int full) {
 }
 
 /* ------------------------------------------------------------------ options */
-enum { HAS_ERROR = 1, HAS_I = 2, HAS_V = 4, HAS_E = 8, HAS_BIGE = 16 };
+enum { HAS_ERROR = 1, HAS_I = 2, HAS_V = 4, HAS_E = 8, HAS_BIGE = 16, HAS_HELP = 32, HAS_VERSION = 64 };
 
 /* Scans the options; *first is the index of the script (argc when there is none).
  * Returns a set of HAS_* flags; HAS_ERROR with *first at the bad option. */
@@ -175,7 +238,9 @@ static int collectargs(char **argv, int *first, const char **threads_opt) {
     *first = i;
     if (argv[i][0] != '-') return args;   /* not an option: the script */
     switch (argv[i][1]) {
-      case '-':                            /* "--" */
+      case '-':                            /* "--", or --help / --version */
+        if (strcmp(argv[i], "--help") == 0) return args | HAS_HELP;
+        if (strcmp(argv[i], "--version") == 0) return args | HAS_VERSION;
         if (argv[i][2] != '\0') return HAS_ERROR;
         *first = i + 1;
         return args;
@@ -188,6 +253,9 @@ static int collectargs(char **argv, int *first, const char **threads_opt) {
       case 'W':
         if (argv[i][2] != '\0') return HAS_ERROR;
         break;
+      case 'h':
+        if (argv[i][2] != '\0') return HAS_ERROR;
+        return args | HAS_HELP;
       case 'i':
         if (argv[i][2] != '\0') return HAS_ERROR;
         args |= HAS_I;
@@ -376,6 +444,14 @@ __attribute__((visibility("default"))) int fvl_app_main(int argc, char **argv) {
   if (args & HAS_ERROR) {
     usage(argv[script]);
     return EXIT_FAILURE;
+  }
+  if (args & HAS_HELP) {
+    usage(NULL);
+    return EXIT_SUCCESS;
+  }
+  if (args & HAS_VERSION) {
+    printf("fvl (FaceVerLoss) %s  (%s)\n", FVL_VERSION, LUA_RELEASE);
+    return EXIT_SUCCESS;
   }
   /* threads: -t wins over FVL_THREADS; neither: the machine's cores */
   int nthreads = 0;

@@ -76,6 +76,23 @@ static const char *schema =
     " time REAL NOT NULL, metrics TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS reports_trial ON reports(trial, step);";
 
+static int empty_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0;
+}
+static int store_truncated(const char *path) {
+  char wal[4200];
+  snprintf(wal, sizeof wal, "%s-wal", path);
+  for (int i = 0; i < 20; i++) {   /* up to 1 s for a concurrent creator */
+    struct stat sb;
+    if (!empty_file(path)) return 0;
+    if (stat(wal, &sb) == 0 && sb.st_size > 0) return 0;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return 1;
+}
+
 fvl_store *fvl_store_open(const char *path) {
   if (!path || !*path) { fvl_err("store.open: path must be a non-empty string"); return NULL; }
   fvl_store *s = calloc(1, sizeof *s);
@@ -85,6 +102,15 @@ fvl_store *fvl_store_open(const char *path) {
     s->pg = fvl_pg_open(path);
     if (!s->pg) { fvl_store_close(s); return NULL; }
     return s;
+  }
+  /* SQLite takes an empty file for a new database: a store truncated to 0 bytes would silently
+   * start over (every trial run again). A new store is a path that does not exist yet. An empty
+   * file with a non-empty write-ahead log is fine (WAL mode, killed before a checkpoint), and a
+   * driver that is creating the store right now writes its first page within moments. */
+  if (store_truncated(path)) {
+    fvl_err("store.open: %s is empty (0 bytes): a truncated sweep store? Remove it to start a new sweep", path);
+    fvl_store_close(s);
+    return NULL;
   }
   if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
     fvl_err("store.open: cannot open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "out of memory");

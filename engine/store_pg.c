@@ -393,9 +393,8 @@ int fvl_pg_claim(fvl_pgstore *p, int pid, double lease_s, int max_attempts, doub
   *id = 0;
   if (!(lease_s > 0)) return fvl_err("%s: lease must be > 0 seconds, got %g", fn, lease_s);
   if (p->in_tx) return fvl_err("%s: %s: a transaction is already open", fn, p->url);
-  /* no advisory lock here: claims only wait for a row they could take, and skip it instead */
-  if (cmd(p, fn, "BEGIN", NULL) < 0) return -1;
-  p->in_tx = 1;
+  /* one statement (one round trip, atomic on its own): take the row, start the attempt, drop
+   * the trial's old reports; no advisory lock: claims only skip rows others hold */
   args_t a = {.n = 0};
   a_int(&a, pid);
   a_text(&a, host_name(host, sizeof host));
@@ -404,7 +403,7 @@ int fvl_pg_claim(fvl_pgstore *p, int pid, double lease_s, int max_attempts, doub
   a_real(&a, retry_before);
   a_int(&a, sign < 0 ? -1 : 1);
   PGresult *r = q(p, fn,
-                  "UPDATE trials SET " START_SET ", lease = " NOW " + $3::float8 WHERE id = ("
+                  "WITH c AS (UPDATE trials SET " START_SET ", lease = " NOW " + $3::float8 WHERE id = ("
                   " SELECT id FROM trials WHERE"
                   " (status = 'pending' AND NOT (wait_rung > 0 AND rung < wait_rung))"
                   " OR (status = 'failed' AND killed = 1 AND attempt < $4::int)"
@@ -412,16 +411,16 @@ int fvl_pg_claim(fvl_pgstore *p, int pid, double lease_s, int max_attempts, doub
                   " OR (status = 'running' AND lease IS NOT NULL AND lease < " NOW " AND attempt < $4::int)"
                   " ORDER BY CASE WHEN status = 'pending' AND wait_rung > 0 THEN 0 ELSE 1 END,"
                   " CASE WHEN status = 'pending' AND wait_rung > 0 THEN wait_value * $6::int END DESC"
-                  " NULLS LAST, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, attempt", &a);
-  if (!r) return fail_tx(p);
+                  " NULLS LAST, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, attempt),"
+                  " d AS (DELETE FROM reports WHERE trial IN (SELECT id FROM c))"
+                  " SELECT id, attempt FROM c", &a);
+  if (!r) return -1;
   int attempt = 0;
   if (PQntuples(r) > 0) {
     *id = g_int(r, 0, 0);
     attempt = (int)g_int(r, 0, 1);
   }
   PQclear(r);
-  if (attempt > 0 && drop_reports(p, fn, *id)) { *id = 0; return fail_tx(p); }
-  if (fvl_pg_commit(p)) { *id = 0; return -1; }
   return attempt;
 }
 

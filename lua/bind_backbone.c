@@ -50,10 +50,22 @@ static int l_bn_prelu(lua_State *L) {
   return 1;
 }
 
+/* fvl._bench.fma_peak([seconds = 0.2]) -> one thread's measured FMA peak in GFLOP/s */
+static int l_fma_peak(lua_State *L) {
+  double sec = luaL_optnumber(L, 1, 0.2);
+  if (!(sec > 0 && sec <= 10)) return fvl_error(L, "fma_peak: seconds = %g (expected 0 < seconds <= 10)", sec);
+  lua_pushnumber(L, fvl_fma_peak_gflops(sec));
+  return 1;
+}
+
 int fvl_open_backbone(lua_State *L) {
   static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");
   luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, -1, "_bench");
+  lua_pushcfunction(L, l_fma_peak);
+  lua_setfield(L, -2, "fma_peak");
   lua_pop(L, 1);
   return 0;
 }

@@ -80,7 +80,10 @@ static int l_synthetic_faces(lua_State *L) {
   o.label_noise = numfield(L, 1, "label_noise", o.label_noise);
   o.seed = (uint64_t)intfield(L, 1, "seed", (int64_t)o.seed);
   fvl_tensor *t[5];
-  if (fvl_synth_faces(&o, 1, &t[0], &t[1], &t[2], &t[3], &t[4])) return fvl_raise(L);
+  const int rgb = (int)intfield(L, 1, "rgb", 0);   /* > 0: RGB face images of rgb×rgb pixels */
+  if (rgb > 0 ? fvl_synth_faces_rgb_tensors(&o, rgb, 1, &t[0], &t[1], &t[2], &t[3], &t[4])
+              : fvl_synth_faces(&o, 1, &t[0], &t[1], &t[2], &t[3], &t[4]))
+    return fvl_raise(L);
   for (int i = 0; i < 5; i++) fvl_pushtensor(L, t[i]);
   /* the settings used, defaults included (floats to 6 digits: they are float32 inside) */
   lua_createtable(L, 0, 17);

@@ -329,7 +329,7 @@ static int l_sheet(lua_State *L) {
 /* _plot.color(i) -> r, g, b (palette, 1-based) */
 static int l_color(lua_State *L) {
   double c[3];
-  fvl_plot_color((int)luaL_checkinteger(L, 1) - 1, c);
+  fvl_plot_color(fvl_checkint32(L, "plot.color", "i", luaL_checkinteger(L, 1), 1, INT32_MAX) - 1, c);
   for (int i = 0; i < 3; i++) lua_pushnumber(L, c[i]);
   return 3;
 }

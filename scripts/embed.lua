@@ -1,24 +1,25 @@
 -- scripts/embed.lua — embeddings of a folder of identity folders or a .rec with a saved model.
 --
---   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [flip=1] [batch=64] [bgr=0]
---                         [workers=2]
+--   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [--no-flip] [--batch 64] [--bgr]
+--                         [--workers 2]
 --
--- Writes OUT.npy (N×D float32, L2-normalised; with flip=1 the raw outputs of each image and
+-- Writes OUT.npy (N×D float32, L2-normalised; unless --no-flip the raw outputs of each image and
 -- its mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt
 -- (one line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
-local usage = "usage: fvl scripts/embed.lua MODEL.npz (FOLDER | FILE.rec) OUT.npy [flip=1] [batch=64] [bgr=0] [workers=2]"
-local opts = { flip = "1", batch = "64", bgr = "0", workers = "2" }
-local pos = {}
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.*)$")
-  if k then
-    if opts[k] == nil then io.stderr:write("embed.lua: unknown option '" .. k .. "'\n" .. usage .. "\n") os.exit(1) end
-    opts[k] = v
-  else
-    pos[#pos + 1] = a
-  end
-end
-if #pos ~= 3 then io.stderr:write(usage .. "\n") os.exit(1) end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/embed.lua",
+  "Embeddings of a folder of identity folders or a .rec with a saved model: OUT.npy (N x D, " ..
+  "L2-normalised), OUT-labels.npy (1-based class ids) and OUT-paths.txt.")
+parser:argument("model", "MODEL.npz written by fvl.nn.save")
+parser:argument("source", "a folder of identity folders, or FILE.rec")
+parser:argument("out", "OUT.npy")
+parser:flag("--no-flip", "no flip test (default: each image's and its mirror's raw outputs summed)")
+parser:option("--batch", "batch size", "64"):convert(cli.integer("batch", 1))
+parser:flag("--bgr", "feed channels as BGR")
+parser:option("--workers", "decoding threads", "2"):convert(cli.integer("workers", 1))
+local o = parser:parse(arg or {})
+local opts = { flip = o.no_flip and "0" or "1", batch = o.batch, bgr = o.bgr and "1" or "0", workers = o.workers }
+local pos = { o.model, o.source, o.out }
 local function die(msg) io.stderr:write("embed.lua: " .. tostring(msg) .. "\n") os.exit(1) end
 local model_path, src, out = pos[1], pos[2], pos[3]
 if not out:match("%.npy$") then die("OUT must end in .npy, got '" .. out .. "'") end

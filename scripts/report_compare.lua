@@ -8,17 +8,19 @@
 -- of seeds whose Fashion-MNIST embedding collapsed (fvl.eval.diagnose). Columns without any
 -- value (a part the run skipped) are left out unless named in --columns.
 local fvl = fvl or require "fvl"
-local argparse = require "argparse"
+local cli = require "fvl.cli"
 local json = fvl.json
 
-local parser = argparse("report_compare.lua", "Markdown table of a compare_losses run directory.")
+local parser = cli.parser("fvl scripts/report_compare.lua",
+  "The Markdown table of a compare_losses run directory (mean ± std over seeds), printed or written " ..
+  "into a marked section of a document.")
 parser:argument("run_dir", "a directory written by scripts/compare_losses.lua; several: a recipe " ..
                 "ablation table (one row per head and run, the recipe and the collapse diagnostics)"):args "+"
 parser:option("--file", "document to update in place (with --section)")
 parser:option("--section", "name of the marked section to replace")
 parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
 parser:flag("--range", "spread as min–max instead of ± std")
-local opt = parser:parse(arg)
+local opt = parser:parse(arg or {})
 if (opt.file == nil) ~= (opt.section == nil) then parser:error("--file and --section go together") end
 
 local function read(path)
@@ -87,8 +89,8 @@ local S = R.settings or {}
 local lines = {}
 if #dirs > 1 then
   -- ablation: one row per head and run directory, runs in the order given
-  local hdr, rule = { "inputs", "BatchNorm", "head" }, { "---", "---", "---" }
-  for i, k in ipairs(cols) do hdr[i + 3] = metric[k].label; rule[i + 3] = "---:" end
+  local hdr, rule = { "inputs", "BatchNorm", "s", "head" }, { "---", "---", "---:", "---" }
+  for i, k in ipairs(cols) do hdr[i + 4] = metric[k].label; rule[i + 4] = "---:" end
   lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
   lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
   local cmds, seeds_seen = {}, nil
@@ -96,8 +98,8 @@ if #dirs > 1 then
     local Rd = load(dir)
     local Sd = Rd.settings or {}
     for _, h in ipairs(Rd.summary) do
-      local c = { tostring(Sd.inputs), tostring(Sd.bn), h.head }
-      for i, k in ipairs(cols) do c[i + 3] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
+      local c = { tostring(Sd.inputs), tostring(Sd.bn), tostring(Sd.scale), h.head }
+      for i, k in ipairs(cols) do c[i + 4] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
       lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
     end
     cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
@@ -162,4 +164,4 @@ if doc:find(open_tag, b + 1, true) then
 end
 local new = doc:sub(1, b) .. "\n" .. md .. "\n" .. doc:sub(c)
 assert(fvl.sys.write_atomic(opt.file, new))
-io.stderr:write(string.format("report_compare: %s section '%s' written from %s\n", opt.file, opt.section, opt.run_dir))
+io.stderr:write(string.format("report_compare: %s section %s written from %s\n", opt.file, opt.section, table.concat(dirs, " ")))

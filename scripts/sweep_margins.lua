@@ -6,33 +6,26 @@
 -- 2 idle cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
 -- accuracy on unseen identities falls after its peak: the nets overfit the training identities.)
 --
---   fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N]
---                                 [--shard i/N]          (also SLURM_ARRAY_TASK_ID/COUNT)
+--   build/fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH|URL] [--steps N]
 --
 -- Run it again to resume. Results: the leaderboard (printed), <store>.csv, and plots
--- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available.
+-- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available (runs/
+-- sweep_margins.* for a PostgreSQL store). Several machines (a Slurm array): give every task the
+-- same shared store, --store postgresql://user@host/db; successive halving refuses SQLite shards.
 local fvl = fvl or require "fvl"
 
 -- ------------------------------------------------------------------ command line
-local opt = { quick = false, workers = 2, store = nil, steps = nil }
-do
-  local i = 1
-  while arg and arg[i] do
-    local a = arg[i]
-    if a == "--quick" then opt.quick = true
-    elseif a == "--workers" then i = i + 1; opt.workers = math.tointeger(tonumber(arg[i]))
-    elseif a == "--store" then i = i + 1; opt.store = arg[i]
-    elseif a == "--steps" then i = i + 1; opt.steps = math.tointeger(tonumber(arg[i]))
-    elseif a == "--shard" then i = i + 1   -- read by fvl.sweep
-    elseif a:match("^%-%-shard=") then     -- read by fvl.sweep
-    elseif a == "-h" or a == "--help" then
-      print("usage: fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH] [--steps N] [--shard i/N]")
-      os.exit(0)
-    else error("sweep_margins: unknown argument '" .. a .. "' (try --help)", 0) end
-    i = i + 1
-  end
-end
-if not opt.workers or opt.workers < 1 then error("sweep_margins: --workers needs a positive integer", 0) end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/sweep_margins.lua",
+  "A real sweep on synthetic faces: ArcFace and CosFace, margin x margin schedule x scale, with " ..
+  "successive halving on the verification accuracy of unseen identities. Run it again to resume.")
+parser:flag("--quick", "a 15-second smoke run")
+parser:option("--workers", "worker processes", "2"):convert(cli.integer("workers", 1))
+parser:option("--store", "the sweep's store: a SQLite file (default runs/sweep_margins[_quick].sqlite) or postgresql://...")
+parser:option("--steps", "steps of a full trial"):convert(cli.integer("steps", 9))
+parser:option("--shard", "run shard i of N (i/N; also SLURM_ARRAY_TASK_ID/COUNT), read by fvl.sweep")
+parser:option("--shards", "number of shards, read by fvl.sweep")
+local opt = parser:parse(arg or {})
 
 -- full trial length; halving decides at 1/9 and 1/3 of it (eta 3: 36 → 12 → 4 trials)
 local STEPS = opt.steps or (opt.quick and 90 or 4500)
@@ -121,7 +114,7 @@ local results = fvl.sweep{
 if not fvl.sweep.is_worker() then
   store = results.store   -- a shard writes its own store
   fvl.sweep.leaderboard(store, { top = 15 })
-  local csv = store:gsub("%.sqlite$", "") .. ".csv"
+  local csv = fvl.sweep.is_shared_store(store) and "runs/sweep_margins.csv" or (store:gsub("%.sqlite$", "") .. ".csv")
   assert(fvl.sweep.csv(store, csv))
   print("csv: " .. csv)
   local files, msg = fvl.sweep.plot(store, { best = 4 })

@@ -1,32 +1,33 @@
 -- scripts/verify.lua — insightface's verification table for a saved model on .bin packs.
 --
---   fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [flip=1] [batch=64] [bgr=0]
---                          [size=112x112] [json=out.json]
+--   fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [--no-flip] [--batch 64] [--bgr]
+--                          [--size 112x112] [--json out.json]
 --
 -- MODEL is a file written by fvl.nn.save (architecture + weights). For each pack it prints
 -- 10-fold accuracy ± std, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR (fvl.eval.bin_pack: flip
 -- test summing raw embeddings, last partial batch included). Exit status 1 on a bad argument
 -- or file, with the message on stderr.
-local usage = "usage: fvl scripts/verify.lua MODEL.npz PACK.bin [PACK.bin ...] [flip=1] [batch=64] [bgr=0] [size=112x112] [json=out.json]"
-local opts = { flip = "1", batch = "64", bgr = "0", size = "112x112" }
-local size_given = false
-local files = {}
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.*)$")
-  if k then
-    if opts[k] == nil and k ~= "json" then io.stderr:write("verify.lua: unknown option '" .. k .. "'\n" .. usage .. "\n") os.exit(1) end
-    opts[k] = v
-    if k == "size" then size_given = true end
-  else
-    files[#files + 1] = a
-  end
-end
-if #files < 2 then io.stderr:write(usage .. "\n") os.exit(1) end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/verify.lua",
+  "insightface's verification table for a saved model (fvl.nn.save) on .bin packs: 10-fold " ..
+  "accuracy, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR=1e-3 per pack.")
+parser:argument("model", "MODEL.npz written by fvl.nn.save")
+parser:argument("packs", "PACK.bin files"):args("+")
+parser:flag("--no-flip", "no flip test (default: the embeddings of each image and its mirror summed)")
+parser:option("--batch", "batch size", "64"):convert(cli.integer("batch", 1))
+parser:flag("--bgr", "feed channels as BGR")
+parser:option("--size", "input HxW (default: the model's, else 112x112)")
+parser:option("--json", "also write the results to this JSON file")
+local o = parser:parse(arg or {})
 local function die(msg) io.stderr:write("verify.lua: " .. tostring(msg) .. "\n") os.exit(1) end
+local opts = { flip = o.no_flip and "0" or "1", bgr = o.bgr and "1" or "0", size = o.size or "112x112", json = o.json }
+local size_given = o.size ~= nil
+local files = { o.model }
+for _, f in ipairs(o.packs) do files[#files + 1] = f end
 local h, w = opts.size:match("^(%d+)x(%d+)$")
 if not h then die("size must be HxW, got '" .. opts.size .. "'") end
-local batch = tonumber(opts.batch)
-if not batch or batch < 1 or batch ~= math.floor(batch) then die("batch must be a positive integer") end
+local batch = o.batch
+
 
 local net, meta = fvl.nn.load(files[1])
 if not net then die(meta) end

@@ -8,6 +8,7 @@ PKGS+=(libturbojpeg0-dev libpng-dev)   # face images: JPEG (libjpeg-turbo) and P
 PKGS+=(libopenmpi-dev openmpi-bin)   # several processes: MPI (fvl.dist)
 PKGS+=(lua-argparse)   # option parsing in scripts/ (DEVELOPERS.md)
 PKGS+=(libgif-dev)   # animated GIFs (fvl.plot.animation)
+PKGS+=(clang libclang-rt-14-dev libomp-dev)   # the libFuzzer targets of .ci/run (tests/fuzz/run.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

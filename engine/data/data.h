@@ -99,6 +99,14 @@ fvl_tensor *fvl_idx_load(const char *path, fvl_dtype dt, double scale, double sh
  * when test_identities = 0. */
 int fvl_synth_faces(const fvl_synth_opts *o, int32_t label_base, fvl_tensor **xtr,
                     fvl_tensor **ytr, fvl_tensor **ytrue, fvl_tensor **xte, fvl_tensor **yte);
+/* synthetic_faces as RGB face images (engine/data/synthetic_rgb.c): x N×3×size×size in 0..255,
+ * identities drawn as facial parameters, images through pose/expression/illumination/noise
+ * nuisances (o->nuisance, o->illumination, o->noise scale them); dim/factors/hidden/out_dim unused.
+ * The raw form fills caller buffers (xte/yte may be NULL). */
+int fvl_synth_faces_rgb(const fvl_synth_opts *o, int size, int32_t label_base, float *xtr, int32_t *ytr,
+                        int32_t *ytrue, float *xte, int32_t *yte);
+int fvl_synth_faces_rgb_tensors(const fvl_synth_opts *o, int size, int32_t label_base, fvl_tensor **xtr,
+                                fvl_tensor **ytr, fvl_tensor **ytrue, fvl_tensor **xte, fvl_tensor **yte);
 /* loader: the shuffling permutation of epoch `epoch` (0-based int32, n values), a pure
  * function of (seed, epoch), independent of the global generator */
 fvl_tensor *fvl_loader_perm(int64_t n, uint64_t seed, int64_t epoch);

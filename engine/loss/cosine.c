@@ -53,10 +53,11 @@ FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma,
   }
 }
 /* columns per block: a B×block slab of the cosine matrix stays under ~2 MB, and there are at
-   least 4 blocks per thread to balance them */
+   least 64 blocks to balance them among threads. Not the thread count: the blocks fix the
+   order of the backward's sums (see partials), so results are the same with any threads. */
 static int64_t block_cols(int64_t B, int64_t C) {
   int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
-  int64_t bal = (C + 4 * fvl_omp_max_threads() - 1) / (4 * fvl_omp_max_threads());
+  int64_t bal = (C + 63) / 64;
   if (bal < nb) nb = bal;
   nb = (nb + 63) / 64 * 64;
   return nb < 64 ? 64 : nb > 8192 ? 8192 : nb;
@@ -94,40 +95,44 @@ static fvl_tensor *wgrad_dst(fvl_node *n, int i, int *direct, float *bt) {
   return fvl_empty(FVL_F32, 2, W->size);
 }
 
-/* Per-thread partial sums of an n-float result for sgemm calls inside one OpenMP region:
-   thread 0 writes into the result itself, the others into their own buffers; partials_sum adds
-   them in thread order (with a static schedule: the same numbers for a given thread count). */
-typedef struct { float **part; int *used; int nt; int64_t n; } partials;
-static int partials_init(partials *p, float *dst, int64_t n, const char *fn) {
-  p->nt = fvl_omp_max_threads();
+/* Partial sums of an n-float result over the column blocks, in an order that does not depend
+   on the thread count: the nblk blocks fall into ng contiguous groups (at most 32, and their
+   buffers at most 64 MB); a thread takes whole groups and accumulates a group's blocks in block
+   order (sgemm with beta 0, then 1) into the group's buffer (group 0's is the result itself);
+   partials_sum adds the groups in group order, each element the same way. So the numbers are
+   the same bits with 1 or 64 threads, for a given B, C, D. */
+typedef struct { float **part; int ng; int64_t n, nblk; } partials;
+static int partials_groups(int64_t nblk, int64_t n) {
+  int64_t ng = nblk < 32 ? nblk : 32, cap = ((int64_t)16 << 20) / (n > 0 ? n : 1);
+  if (ng > cap + 1) ng = cap + 1;
+  return ng < 1 ? 1 : (int)ng;
+}
+static int partials_init(partials *p, float *dst, int64_t n, int64_t nblk, const char *fn) {
+  p->ng = partials_groups(nblk, n);
   p->n = n;
-  p->part = calloc((size_t)p->nt, sizeof *p->part);
-  p->used = calloc((size_t)p->nt, sizeof *p->used);
-  if (!p->part || !p->used) return fvl_err("%s: out of memory", fn);
+  p->nblk = nblk;
+  p->part = calloc((size_t)p->ng, sizeof *p->part);
+  if (!p->part) return fvl_err("%s: out of memory", fn);
   p->part[0] = dst;
-  for (int t = 1; t < p->nt; t++)
-    if (!(p->part[t] = malloc(sizeof(float) * (size_t)n))) return fvl_err("%s: out of memory", fn);
+  for (int g = 1; g < p->ng; g++)
+    if (!(p->part[g] = malloc(sizeof(float) * (size_t)n))) return fvl_err("%s: out of memory", fn);
   return 0;
 }
-/* the calling thread's buffer; *beta = 0 for its first sgemm (overwrite), 1 after (add) */
-static float *partials_take(partials *p, float *beta) {
-  const int tid = fvl_omp_thread();
-  *beta = p->used[tid] ? 1.0f : 0.0f;
-  p->used[tid] = 1;
-  return p->part[tid];
-}
+/* first block of group g (g = ng: nblk) */
+static int64_t group_first(int64_t nblk, int ng, int64_t g) { return g * nblk / ng; }
 static void partials_sum(partials *p) {
-  if (!p->used[0]) memset(p->part[0], 0, sizeof(float) * (size_t)p->n);
-  for (int t = 1; t < p->nt; t++)
-    if (p->used[t]) colsum_add(p->part[0], p->part[t], p->n);
+  if (p->ng <= 1) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < p->n; c += 4096) {
+    int64_t m = p->n - c < 4096 ? p->n - c : 4096;
+    for (int g = 1; g < p->ng; g++) colsum_add(p->part[0] + c, p->part[g] + c, m);
+  }
 }
 static void partials_free(partials *p) {
   if (p->part)
-    for (int t = 1; t < p->nt; t++) free(p->part[t]);
+    for (int g = 1; g < p->ng; g++) free(p->part[g]);
   free(p->part);
-  free(p->used);
   p->part = NULL;
-  p->used = NULL;
 }
 
 /* ================================================================ cosine */
@@ -310,17 +315,19 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
      (the normalisation Jacobian, docs/losses.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
      projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
      scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
-     C×D temporary and no second pass over H. The partial sums of dL/dX̂ are added in thread
-     order (static schedule: the same numbers for a given thread count). */
+     C×D temporary and no second pass over H. The partial sums of dL/dX̂ are per group of
+     blocks, added in group order (partials: the same bits with any thread count). */
   partials pt = {0};
-  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, "cosine backward");
+  int ng = partials_groups(nblk, B * D);
+  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "cosine backward");
   if (rc == 0) {
     int nbl = blas_single();
 #pragma omp parallel num_threads(fvl_omp_max_threads())
     {
       float inw[8192], gam[8192];
-#pragma omp for schedule(static)
-      for (int64_t blk = 0; blk < nblk; blk++) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t grp = 0; grp < ng; grp++)
+      for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
         if (fvl_aborted()) continue;
         int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
         for (int64_t k = 0; k < nj; k++) {
@@ -329,9 +336,9 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
         }
         for (int64_t i = 0; i < B; i++) scale_cols_dot(g + i * C + j0, cp + i * C + j0, inw, gam, nj);
         if (want_x) {
-          float beta;
-          float *px = partials_take(&pt, &beta);
-          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, px, (int)D);
+          float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
+          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, pt.part[grp],
+                   (int)D);
         }
         if (!want_w) continue;
         float *dp = fvl_f32(dst);
@@ -345,7 +352,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
     blas_restore(nbl);
     rc = fvl_check_abort("cosine backward");
   }
-  if (rc == 0 && want_x) partials_sum(&pt);   /* gx = Σ_t partial_t, in thread order */
+  if (rc == 0 && want_x) partials_sum(&pt);   /* gx = Σ_g partial_g, in group order */
   partials_free(&pt);
   if (rc == 0 && want_x) {
     /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
@@ -446,15 +453,17 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
   if (want_b && !(db = fvl_zeros(FVL_F32, 1, szc))) rc = -1;
   if (rc == 0 && want_w && !(dst = wgrad_dst(n, 1, &direct, &bt))) rc = -1;
   if (rc == 0 && want_x && !(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
-  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, "linear_logits backward");
+  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  int ng = partials_groups(nblk, B * D);
+  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "linear_logits backward");
   /* column blocks of G shared among the threads, one thread pool (no OpenBLAS threads):
-     dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into the thread's
-     partial sum (static schedule: the same numbers for a given thread count) */
+     dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into its group's
+     partial sum (partials: the same bits with any thread count) */
   if (rc == 0) {
-    int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
     int nbl = blas_single();
-#pragma omp parallel for schedule(static)
-    for (int64_t blk = 0; blk < nblk; blk++) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t grp = 0; grp < ng; grp++)
+    for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
       if (fvl_aborted()) continue;
       int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
       if (want_w)
@@ -462,9 +471,8 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
       if (want_b)
         for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
       if (want_x) {
-        float beta;
-        float *px = partials_take(&pt, &beta);
-        fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, px, (int)D);
+        float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
+        fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, pt.part[grp], (int)D);
       }
     }
     blas_restore(nbl);

@@ -41,4 +41,7 @@ fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias
 fvl_tensor *fvl_nn_bn_prelu(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta, fvl_tensor *a,
                             fvl_tensor *running_mean, fvl_tensor *running_var, int training,
                             double momentum, double eps);
+/* the calling thread's measured FMA peak in GFLOP/s (best of repeated timings within `seconds`
+ * of thread CPU time; fma_probe.c) */
+double fvl_fma_peak_gflops(double seconds);
 #endif

@@ -5,7 +5,8 @@
  *   Y    (O × g·P) = W (O × K) · cols          — one sgemm
  *   y[b][o][p] = Y[o][b·P + p] + bias[o]       — scatter
  * Backward:
- *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ (per-thread partial sums, added at the end)
+ *   dY (O × g·P) gathered from dy;  dW += dY · colsᵀ (partial sums over fixed parts of the batch,
+ *   added in part order at the end: the same bits with any thread count)
  *   dx: stride 1 — the forward convolution of dy with the flipped kernel (wide GEMMs);
  *       otherwise dcols = Wᵀ · dY and dx = col2im(dcols)
  * Threads: the groups are shared out among the OpenMP threads, each running im2col, a
@@ -74,14 +75,31 @@ static int transposed_shape(const fvl_conv2d_shape *s, fvl_conv2d_shape *t) {
   return t->OH == s->H && t->OW == s->W;
 }
 
-/* per thread: cols (K × G·P) + gathered output (O × G·P); then T partial dW (O × K) */
+/* The weight gradient's grouping does not depend on the thread count: groups of Gd samples
+ * (the grouping planned for one thread), in at most 16 parts of consecutive groups (and 64 MB
+ * of partial dW); each part sums its groups in order, the parts are added in part order. */
+static int dw_group_size(const fvl_conv2d_shape *s) {
+  fvl_conv2d_shape one = *s;
+  plan_group(&one, 1);
+  return one.G;
+}
+static int dw_parts(const fvl_conv2d_shape *s, int Gd) {
+  const size_t wsz = (size_t)s->O * s->C * s->KH * s->KW, cap = ((size_t)16 << 20) / (wsz ? wsz : 1);
+  int np = s->B > 0 ? (s->B + Gd - 1) / Gd : 1;
+  if (np > 16) np = 16;
+  if ((size_t)np > cap) np = cap > 0 ? (int)cap : 1;
+  return np > 0 ? np : 1;
+}
+/* per thread: cols (K × G·P) + gathered output (O × G·P) for the larger of the forward's and the
+ * weight gradient's groups; then the partial dW (O × K) of the parts */
 static size_t per_thread(const fvl_conv2d_shape *s) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
-  return (K + (size_t)s->O) * P * (size_t)s->G;
+  int Gd = dw_group_size(s), G = s->G > Gd ? s->G : Gd;
+  return (K + (size_t)s->O) * P * (size_t)G;
 }
 static size_t own_workspace(const fvl_conv2d_shape *s) {
   size_t K = (size_t)s->C * s->KH * s->KW;
-  size_t n = (per_thread(s) + (size_t)s->O * K) * (size_t)s->T;
+  size_t n = per_thread(s) * (size_t)s->T + (size_t)s->O * K * (size_t)dw_parts(s, dw_group_size(s));
   size_t d = fvl_conv2d_direct_dw_workspace(s);   /* 0 unless the direct kernels apply */
   return d > n ? d : n;
 }
@@ -222,7 +240,6 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
   const int O = s->O, C = s->C, K = C * s->KH * s->KW, G = s->G;
   const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)C * s->H * s->W, out_sz = (size_t)O * P;
   const size_t per = per_thread(s), wsz = (size_t)O * K;
-  const int ngroups = s->B > 0 ? (s->B + G - 1) / G : 0;
   if (db) {
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < O; o++) {
@@ -246,18 +263,20 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
   float *dw_gemm = direct_dw ? NULL : dw;
   if (direct_dw && fvl_conv2d_direct_dw(s, x, dy, dw, work) < 0) return -1;
   if (dw_gemm || dx_cols) {
-    float *partial = work + per * (size_t)s->T;   /* T partial dW */
+    const int Gd = dw_group_size(s), np = dw_parts(s, Gd), ngd = s->B > 0 ? (s->B + Gd - 1) / Gd : 0;
+    float *partial = work + per * (size_t)s->T;   /* np partial dW */
     const int nb = blas_single();
 #pragma omp parallel num_threads(s->T)
     {
       const int tid = fvl_omp_thread();
-      float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * G;
-      float *dwp = partial + wsz * (size_t)tid;
+      float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * (G > Gd ? G : Gd);
+#pragma omp for schedule(dynamic, 1)
+      for (int part = 0; part < np; part++) {
+      float *dwp = partial + wsz * (size_t)part;
       int first = 1;
-#pragma omp for schedule(static)
-      for (int gi = 0; gi < ngroups; gi++) {
-        if (fvl_aborted()) continue;
-        const int b0 = gi * G, g = s->B - b0 < G ? s->B - b0 : G;
+      for (int gi = ngd * part / np; gi < ngd * (part + 1) / np; gi++) {
+        if (fvl_aborted()) break;
+        const int b0 = gi * Gd, g = s->B - b0 < Gd ? s->B - b0 : Gd;
         const size_t gP = P * (size_t)g;
         const float *dyg = dy + (size_t)b0 * out_sz;
         const float *dY = dyg;
@@ -282,16 +301,16 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
           fvl_col2im(s, cols, g, dxg);
         }
       }
-      if (dw_gemm && first) memset(dwp, 0, sizeof(float) * wsz);   /* a thread without groups */
+      if (dw_gemm && first) memset(dwp, 0, sizeof(float) * wsz);   /* a part without groups */
+      }
     }
     blas_restore(nb);
     if (fvl_check_abort("conv2d")) return -1;
     if (dw_gemm) {
-      const int T = s->T;
 #pragma omp parallel for schedule(static)
       for (size_t i = 0; i < wsz; i++) {
         float acc = partial[i];
-        for (int k = 1; k < T; k++) acc += partial[wsz * (size_t)k + i];
+        for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + i];
         dw_gemm[i] = acc;
       }
     }

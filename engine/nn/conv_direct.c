@@ -292,7 +292,9 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
                            const int *roff, const float *wp, const float *bias, float *y) {
   const int OW = s->OW, OH = s->OH, KH = s->KH, KW = s->KW;
   const size_t P = (size_t)OH * OW, out_sz = (size_t)s->O * P;
-  const int npos = gs * (int)P, CB = fwdo_channel_block(s, g, gs);
+  /* the channel blocks fix the order of each output's sum: sized for a full group whatever gs
+   * (a thread's last group may be smaller), so the bits do not depend on the thread count */
+  const int npos = gs * (int)P, CB = fwdo_channel_block(s, g, g->GS);
   float out[OV * PN];
   for (int c0 = 0; c0 < s->C; c0 += CB) {   /* channel blocks: y holds the partial sums */
     const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0;
@@ -554,10 +556,22 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
 #endif
 }
 
-/* dw (O×C×KH×KW) = Σ over the batch; work as for the forward plus T partial dW (after it) */
+/* dW partial sums over fixed parts of the batch (not one per thread): each part sums its sample
+ * groups in order, and the parts are added in part order, so dW has the same bits with any
+ * thread count. At most 16 parts (load balance) and 64 MB of partials. */
+static int dw_parts(const fvl_conv2d_shape *s, const geom *g) {
+  const size_t wsz = (size_t)s->O * g->K, cap = ((size_t)16 << 20) / (wsz ? wsz : 1);
+  int np = s->B > 0 ? (s->B + g->GSdw - 1) / g->GSdw : 1;
+  if (np > 16) np = 16;
+  if ((size_t)np > cap) np = cap > 0 ? (int)cap : 1;
+  return np > 0 ? np : 1;
+}
+
+/* dw (O×C×KH×KW) = Σ over the batch; work as for the forward plus the partial dW (after it) */
 size_t fvl_conv2d_direct_dw_workspace(const fvl_conv2d_shape *s) {
   if (!fvl_conv2d_direct_ok(s)) return 0;
-  return fvl_conv2d_direct_workspace(s) + (size_t)s->O * s->C * s->KH * s->KW * (size_t)nthreads(s);
+  const geom g = geometry(s);
+  return fvl_conv2d_direct_workspace(s) + (size_t)s->O * g.K * (size_t)dw_parts(s, &g);
 }
 
 int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float *dy, float *dw, float *work) {
@@ -571,14 +585,12 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
       for (int j = 0; j < s->KW; j++) l.roff[k++] = (int)((size_t)c * g.plane + (size_t)i * g.Wr + j);
   const size_t wsz = (size_t)s->O * g.K;
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
-  int used = 1;
+  const int np = dw_parts(s, &g);
 #pragma omp parallel num_threads(T)
   {
     const int tid = fvl_omp_thread();
     float *xp = l.thr + l.per * (size_t)tid, *dp = xp + g.xs * (size_t)g.GSdw;
     int *xoff = (int *)(dp + g.ds * (size_t)g.GSdw);
-    float *dwp = partial + wsz * (size_t)tid;
-    memset(dwp, 0, sizeof(float) * wsz);
     for (int b = 0, p = 0; b < g.GSdw; b++)   /* (vector) position → offset in the padded group */
       for (int oh = 0; oh < s->OH; oh++) {
         if (g.ovec_dw)
@@ -586,19 +598,22 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
         else
           for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
       }
-    const int nt = fvl_omp_team();
-    if (tid == 0) used = nt;
-    const int lo = (int)((long long)s->B * tid / nt), hi = (int)((long long)s->B * (tid + 1) / nt);
-    for (int b0 = lo; b0 < hi; b0 += g.GSdw) {   /* each thread its equal share of the batch */
-      if (fvl_aborted()) break;
-      const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
-      for (int b = 0; b < gs; b++) {
-        pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-        if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp, (size_t)g.GSdw * g.npos * OV);
-        else pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
+#pragma omp for schedule(dynamic, 1)
+    for (int part = 0; part < np; part++) {
+      float *dwp = partial + wsz * (size_t)part;
+      memset(dwp, 0, sizeof(float) * wsz);
+      const int lo = (int)((long long)s->B * part / np), hi = (int)((long long)s->B * (part + 1) / np);
+      for (int b0 = lo; b0 < hi; b0 += g.GSdw) {   /* the part's sample groups, in order */
+        if (fvl_aborted()) break;
+        const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
+        for (int b = 0; b < gs; b++) {
+          pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
+          if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp, (size_t)g.GSdw * g.npos * OV);
+          else pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
+        }
+        if (g.ovec_dw) dwo_group(s, &g, gs, xp, dp, xoff, l.roff, dwp);
+        else dw_group(s, &g, gs, xp, dp, xoff, dwp);
       }
-      if (g.ovec_dw) dwo_group(s, &g, gs, xp, dp, xoff, l.roff, dwp);
-      else dw_group(s, &g, gs, xp, dp, xoff, dwp);
     }
   }
   if (fvl_check_abort("conv2d")) return -1;
@@ -607,7 +622,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
     /* the channel-vector partials are K × O: element (o, k) of dw sits at k·O + o there */
     const size_t j = g.ovec_dw ? (i % (size_t)g.K) * (size_t)s->O + i / (size_t)g.K : i;
     float acc = partial[j];
-    for (int k = 1; k < used; k++) acc += partial[wsz * (size_t)k + j];
+    for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + j];
     dw[i] = acc;
   }
   return 0;

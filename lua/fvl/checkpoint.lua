@@ -256,11 +256,65 @@ local function read_header(path)
     return nil, string.format("load_checkpoint: %s/%s is not an fvl checkpoint (format = %s)", path, HEADER,
                               tostring(h.format))
   end
-  if math.type(h.version) ~= "integer" or h.version > M.VERSION then
-    return nil, string.format("load_checkpoint: %s has format version %s; this fvl reads up to %d", path,
+  if math.type(h.version) ~= "integer" or h.version < 1 or h.version > M.VERSION then
+    return nil, string.format("load_checkpoint: %s has format version %s; this fvl reads up to %d (from 1)", path,
                               tostring(h.version), M.VERSION)
   end
   return h
+end
+
+-- the header's structure, checked before anything is read from it: a malformed header is
+-- nil, message (never a Lua error from indexing a number)
+local function is_list_of(v, kinds)
+  if type(v) ~= "table" then return false end
+  for i, x in pairs(v) do
+    if math.type(i) ~= "integer" or i < 1 or i > #v or not kinds[type(x)] then return false end
+  end
+  return true
+end
+local KEY = { string = true, number = true }
+local function check_entries(entries, where, tensors)
+  if not is_list_of(entries, { table = true }) then return where .. " must be a list of entries" end
+  for i, e in ipairs(entries) do
+    local w = string.format("%s[%d]", where, i)
+    if not is_list_of(e.path, KEY) then return w .. ".path must be a list of keys" end
+    if e.tensor ~= nil and (type(e.tensor) ~= "string" or tensors[e.tensor] == nil) then
+      return w .. ".tensor names no tensor of the header"
+    end
+    if e.nonfinite ~= nil and type(e.nonfinite) ~= "string" then return w .. ".nonfinite must be a string" end
+  end
+end
+local function check_header(h)
+  if h.tensors ~= nil and type(h.tensors) ~= "table" then return "tensors must be a table" end
+  for key, e in pairs(h.tensors or {}) do
+    if type(key) ~= "string" or type(e) ~= "table" or type(e.file) ~= "string" or e.file:find("..", 1, true) then
+      return "bad entry for " .. tostring(key) .. " in tensors"
+    end
+    if not is_list_of(e.shape, { number = true }) then return "tensors." .. key .. ".shape must be a list of sizes" end
+    if e.dtype ~= nil and e.dtype ~= "float32" and e.dtype ~= "int32" then
+      return "tensors." .. key .. ".dtype = " .. tostring(e.dtype) .. " (expected float32 or int32)"
+    end
+  end
+  if h.step ~= nil and math.type(h.step) ~= "integer" then return "step must be an integer" end
+  if h.rng ~= nil and (type(h.rng) ~= "table" or type(h.rng.seed) ~= "string" or type(h.rng.counter) ~= "string") then
+    return "rng must be {seed=, counter=} strings"
+  end
+  if h.net ~= nil and (type(h.net) ~= "table" or not is_list_of(h.net.names or {}, { string = true })) then
+    return "net.names must be a list of names"
+  end
+  if h.head ~= nil and (type(h.head) ~= "table" or not is_list_of(h.head.tensors or {}, { string = true })
+                        or (h.head.scalars ~= nil and type(h.head.scalars) ~= "table")) then
+    return "head must hold a list of tensor names and a table of scalars"
+  end
+  if h.opt ~= nil then
+    if type(h.opt) ~= "table" then return "opt must be a table" end
+    local err = h.opt.state ~= nil and check_entries(h.opt.state, "opt.state", h.tensors or {})
+    if err then return err end
+  end
+  if h.extra ~= nil then
+    local err = check_entries(h.extra, "extra", h.tensors or {})
+    if err then return err end
+  end
 end
 
 function M.load_checkpoint(path, into)
@@ -269,15 +323,21 @@ function M.load_checkpoint(path, into)
   into = util.check_opts(fn, into, load_keys)
   local h, err = read_header(path)
   if not h then return nil, err end
+  local bad = check_header(h)
+  if bad then return nil, string.format("%s: %s/%s is malformed: %s", fn, path, HEADER, bad) end
   -- tensors
   local tensors = {}
   for key, e in pairs(h.tensors or {}) do
-    if type(e) ~= "table" or type(e.file) ~= "string" or e.file:find("..", 1, true) then
-      return nil, string.format("%s: %s: bad entry for %s in the header", fn, path, key)
+    local ok, t, lerr = pcall(fvl.load, path .. "/" .. e.file)
+    if not ok or t == nil then   -- keep the reason (truncated, bad header, missing file ...)
+      return nil, string.format("%s: %s: cannot load %s (%s): %s", fn, path, key, e.file,
+                                tostring(ok and lerr or t))
     end
-    local ok, t = pcall(fvl.load, path .. "/" .. e.file)
-    if not ok or t == nil then
-      return nil, string.format("%s: %s: cannot load %s (%s): %s", fn, path, key, e.file, tostring(t))
+    if not util.is_tensor(t) then
+      return nil, string.format("%s: %s: %s is not a single array", fn, path, e.file)
+    end
+    if e.dtype ~= nil and t:dtype() ~= e.dtype then
+      return nil, string.format("%s: %s: %s holds %s but the header says %s", fn, path, e.file, t:dtype(), e.dtype)
     end
     local want = table.concat(e.shape or {}, "x")
     if table.concat(t:shape(), "x") ~= want then
@@ -313,6 +373,9 @@ function M.load_checkpoint(path, into)
     for k, t in pairs(ck.head.tensors) do
       local cur = head[k]
       if util.is_tensor(cur) then
+        if cur:dtype() ~= t:dtype() then
+          fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, t:dtype(), path, cur:dtype()))
+        end
         if table.concat(cur:shape(), "x") ~= table.concat(t:shape(), "x") then
           fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, util.shape_str(t), path,
                              util.shape_str(cur)))

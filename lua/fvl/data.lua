@@ -7,6 +7,7 @@
 --   fvl.data.idx(path, {dtype="float32"|"int32", scale=1, shift=0}) -> tensor | nil, message
 --   fvl.data.npy{features="f.npy", labels="l.npy", base="auto"|0|1} -> {x=, labels=, classes=}
 --   fvl.data.synthetic_faces{identities=, per_identity=, test_identities=, ...}
+--     (image = "rgb", size = 56: RGB face images for the face backbones)
 --       -> {train = {x=, labels=, true_labels=, classes=}, test = {x=, labels=, classes=}, info = {...}}
 --   fvl.data.loader(ds, {batch=128, shuffle=true, seed=1, drop_last=false, flip=false, crop=0})
 --       -> loader; `for batch in loader do ... end` gives {x=, y=, index=} (index 1-based rows)
@@ -166,12 +167,12 @@ end
 -- ---------------------------------------------------------------------------- synthetic faces
 local SF_OPTS = { "identities", "per_identity", "test_identities", "test_per_identity", "dim",
                   "image", "out_dim", "h", "w", "hidden", "factors", "nuisance", "illumination",
-                  "spread", "noise", "long_tail", "label_noise", "seed" }
+                  "spread", "noise", "long_tail", "label_noise", "seed", "size" }
 
 function data.synthetic_faces(opts)
   local fn = "synthetic_faces"
   opts = util.check_opts(fn, opts, SF_OPTS)
-  local image = util.enum(fn, "image", opts.image, { "vector", "map" }, "vector")
+  local image = util.enum(fn, "image", opts.image, { "vector", "map", "rgb" }, "vector")
   local o = {}
   local ints = { identities = 2, per_identity = 2, test_identities = 0, test_per_identity = 2,
                  dim = 2, hidden = 1, factors = 0 }
@@ -186,7 +187,20 @@ function data.synthetic_faces(opts)
     if o.label_noise >= 1 then fail(string.format("%s: label_noise = %g (expected 0 <= label_noise < 1)", fn, o.label_noise)) end
   end
   o.seed = util.integer(fn, "seed", opts.seed, 1)
-  if image == "vector" then
+  if image == "rgb" then
+    -- RGB face images size×size in 0..255 (engine/data/synthetic_rgb.c): faces drawn from
+    -- per-identity facial parameters under pose, expression, illumination and noise nuisances
+    for _, k in ipairs { "out_dim", "h", "w", "dim", "hidden", "factors", "spread" } do
+      if opts[k] ~= nil then fail(string.format("%s: %s is not used by image=\"rgb\" (use size)", fn, k)) end
+    end
+    o.rgb = util.integer(fn, "size", opts.size, 56, 8)
+    if o.rgb > 1024 then fail(string.format("%s: size = %d (expected 8..1024)", fn, o.rgb)) end
+    o.nuisance = o.nuisance or 1
+    o.illumination = o.illumination or 1
+    o.noise = o.noise or 0.3
+  elseif opts.size ~= nil then
+    fail(fn .. ": size is for image=\"rgb\"")
+  elseif image == "vector" then
     if opts.h ~= nil or opts.w ~= nil then
       fail(fn .. ": h and w are for image=\"map\" (image is \"vector\"; use out_dim)")
     end
@@ -203,6 +217,9 @@ function data.synthetic_faces(opts)
   info.train_size, info.test_size = xtr:size(1), xte:size(1)
   info.shape = table.move(xtr:shape(), 2, xtr:dim(), 1, {})
   if image == "map" then info.h, info.w, info.out_dim = o.h, o.w, nil end
+  if image == "rgb" then
+    info.size, info.out_dim, info.dim, info.factors, info.hidden, info.spread = o.rgb, nil, nil, nil, nil, nil
+  end
   -- train samples per identity (the long tail), for class-balanced losses and samplers
   local n = ytrue:numel()
   info.counts = n > 0 and fvl.zeros(K):index_add(1, ytrue, fvl.ones(n)):int() or fvl.zeros({ K }, "int32")

@@ -123,6 +123,9 @@ function Module:load_state(st, opts)
         fail(string.format("load_state: %s is %s in the state but %s in %s", name, util.shape_str(src),
                            util.shape_str(t), who))
       end
+      if src:dtype() ~= t:dtype() then   -- never convert an int32 blob into a float parameter
+        fail(string.format("load_state: %s is %s in the state but %s in %s", name, src:dtype(), t:dtype(), who))
+      end
       fvl.no_grad(function() t:copy(src) end)
     end
   end

@@ -474,25 +474,28 @@ plot.boundary_presets = PRESETS
 -- how each preset's boundary grows, as a function of a in [0, 1] (a = 1: the given values):
 -- margins scale from 0; SphereFace follows its λ annealing (base → lambda_min, log-spaced);
 -- CurricularFace's t goes 0 → 1 as in training. Others morph the logits from NormFace's.
-local function lerp(a, from, to) return from + a * (to - from) end
+-- values on 3 significant digits, so that the frame titles read "t=0.526" (the last frame, a = 1,
+-- keeps the given values)
+local function r3(v) return tonumber(string.format("%.3g", v)) end
+local function lerp(a, from, to) return r3(from + a * (to - from)) end
 local SWEEPS = {
-  m = function(o, a) o.m = a * (o.m or 0.5) end,
-  cosface = function(o, a) o.m = a * (o.m or 0.35) end,
-  combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), a * (o.m2 or 0.3), a * (o.m3 or 0.2) end,
+  m = function(o, a) o.m = r3(a * (o.m or 0.5)) end,
+  cosface = function(o, a) o.m = r3(a * (o.m or 0.35)) end,
+  combined = function(o, a) o.m1, o.m2, o.m3 = lerp(a, 1, o.m1 or 1), r3(a * (o.m2 or 0.3)), r3(a * (o.m3 or 0.2)) end,
   sphereface = function(o, a)
     local base, lo = 1000, o.lambda_min or 5
-    o.lambda = tonumber(string.format("%.3g", math.exp(lerp(a, math.log(base), math.log(lo)))))
+    o.lambda = r3(math.exp(math.log(base) + a * (math.log(lo) - math.log(base))))
   end,
-  mv_softmax = function(o, a) o.m, o.t = a * (o.m or 0.35), a * (o.t or 0.2) end,
-  curricularface = function(o, a) o.t = a end,
+  mv_softmax = function(o, a) o.m, o.t = r3(a * (o.m or 0.35)), r3(a * (o.t or 0.2)) end,
+  curricularface = function(o, a) o.t = r3(a) end,
   npcface = function(o, a)
-    o.m0, o.m1, o.alpha, o.t = a * (o.m0 or 0.4), a * (o.m1 or 0.2), a * (o.alpha or 0.2), lerp(a, 1, o.t or 1.1)
+    o.m0, o.m1, o.alpha, o.t = r3(a * (o.m0 or 0.4)), r3(a * (o.m1 or 0.2)), r3(a * (o.alpha or 0.2)), lerp(a, 1, o.t or 1.1)
   end,
-  magface = function(o, a) o.l_m, o.u_m = a * (o.l_m or 0.45), a * (o.u_m or 0.8) end,
-  adaface = function(o, a) o.m = a * (o.m or 0.4) end,
+  magface = function(o, a) o.l_m, o.u_m = r3(a * (o.l_m or 0.45)), r3(a * (o.u_m or 0.8)) end,
+  adaface = function(o, a) o.m = r3(a * (o.m or 0.4)) end,
 }
 SWEEPS.am_softmax, SWEEPS.arcface, SWEEPS.subcenter_arcface, SWEEPS.discface = SWEEPS.cosface, SWEEPS.m, SWEEPS.m, SWEEPS.m
-SWEEPS.elasticface = function(o, a) o.m = a * (o.m or (o.kind == "cos" and 0.35 or 0.5)) end
+SWEEPS.elasticface = function(o, a) o.m = r3(a * (o.m or (o.kind == "cos" and 0.35 or 0.5))) end
 plot.boundary_sweeps = SWEEPS
 
 -- the seed heads with their default margins (Center loss trains a softmax boundary)

@@ -2,17 +2,18 @@
 -- forward, weight gradient and input gradient in ms and GFLOP/s, on the direct AVX2 kernels
 -- and on im2col + sgemm, against a raw single-GEMM rate of this machine.
 --
---   fvl scripts/bench/conv.lua [reps=3] [threads=0] [batch=128]
+--   fvl scripts/bench/conv.lua [--reps 3] [--threads 0] [--batch 128]
 --
 -- ratio = conv GFLOP/s / sgemm GFLOP/s (a 1024³ cblas_sgemm on the same threads); a
 -- convolution at ratio 1 runs as fast as the best GEMM this BLAS does. The machine may be
 -- shared: the best of `reps` timings is kept and the load average is printed.
-local opts = { reps = 3, threads = 0, batch = 128 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.+)$")
-  if not k or opts[k] == nil then error("conv.lua: argument '" .. a .. "' (expected reps=, threads=, batch=)", 0) end
-  opts[k] = tonumber(v) or error("conv.lua: " .. k .. " must be a number, got '" .. v .. "'", 0)
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/conv.lua",
+  "The six LeNet++ convolutions one by one (direct kernels and im2col + sgemm) against sgemm's rate.")
+parser:option("--reps", "timings per kernel (best kept)", "3"):convert(cli.integer("reps", 1))
+parser:option("--threads", "threads (0: all)", "0"):convert(cli.integer("threads", 0))
+parser:option("--batch", "batch size", "128"):convert(cli.integer("batch", 1))
+local opts = parser:parse(arg or {})
 if opts.threads > 0 then fvl.threads(opts.threads) end
 local F, B, clock = fvl.F, opts.batch, fvl.clock
 fvl.manual_seed(1)

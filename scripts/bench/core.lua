@@ -13,15 +13,13 @@
 -- On a machine busier than its cores, wall times mostly measure waiting: --cpu --threads 1 times
 -- with the process's CPU clock instead (the raw baselines are then timed from here, as the
 -- difference of two runs with different repetition counts, which cancels their set-up).
-local quick, threads, cpu = false, nil, false
-local i = 1
-while arg and arg[i] do
-  if arg[i] == "--quick" then quick = true
-  elseif arg[i] == "--threads" then i = i + 1; threads = tonumber(arg[i])
-  elseif arg[i] == "--cpu" then cpu = true
-  else error("core.lua: unknown argument '" .. arg[i] .. "' (expected --quick, --threads N, --cpu)") end
-  i = i + 1
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/core.lua", "How close the tensor core gets to the machine (matmul, elementwise, reductions).")
+parser:flag("--quick", "fewer trials")
+parser:option("--threads", "threads"):convert(cli.integer("threads", 1))
+parser:flag("--cpu", "time with the process's CPU clock")
+local o = parser:parse(arg or {})
+local quick, threads, cpu = o.quick, o.threads, o.cpu
 if threads then fvl.threads(threads) end
 assert(fvl._bench and fvl._bench.sgemm and fvl._bench.memcpy,
        "core.lua needs fvl._bench.sgemm and fvl._bench.memcpy (lua/bind_tensor.c)")

@@ -1,7 +1,7 @@
 -- scripts/bench/data.lua — decoded + augmented images/s of fvl.data.images' loader at 112×112,
 -- beside the training images/s of a backbone, so one sees whether decoding can keep up.
 --
---   fvl scripts/bench/data.lua [n=2048] [batch=128] [reps=2] [steps=3] [model=PATH.npz]
+--   fvl scripts/bench/data.lua [--n 2048] [--batch 128] [--reps 2] [--steps 3] [--model PATH.npz]
 --
 -- The images: Fashion-MNIST test images scaled ×4 (nearest) to 112×112, as RGB JPEGs of
 -- quality 95 (≈4–6 KB each, like aligned face crops), packed into a temporary .rec. The loader
@@ -11,12 +11,15 @@
 -- has them, else a stand-in 4-conv stride-2 CNN, named in the output) at batch `batch`.
 -- ratio = loader images/s ÷ training images/s (the issue asks for ≥ 3). The machine may be
 -- shared: the load average is printed.
-local opts = { n = 2048, batch = 128, reps = 2, steps = 3, model = false }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.+)$")
-  if not k or opts[k] == nil then error("data.lua: argument '" .. a .. "' (expected n=, batch=, reps=, steps=, model=)", 0) end
-  opts[k] = k == "model" and v or (tonumber(v) or error("data.lua: " .. k .. " must be a number", 0))
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/data.lua",
+  "Decoded + augmented images/s of fvl.data.images' loader at 112x112 beside the training images/s of a backbone.")
+parser:option("--n", "images", "2048"):convert(cli.integer("n", 1))
+parser:option("--batch", "batch size", "128"):convert(cli.integer("batch", 1))
+parser:option("--reps", "epochs timed (best kept)", "2"):convert(cli.integer("reps", 1))
+parser:option("--steps", "training steps timed", "3"):convert(cli.integer("steps", 1))
+parser:option("--model", "a model file from fvl.nn.save", false)
+local opts = parser:parse(arg or {})
 local data, nn, clock = fvl.data, fvl.nn, fvl.clock
 local loadavg = require("fvl.util").loadavg
 fvl.manual_seed(1)

@@ -4,7 +4,7 @@
 -- memory extrapolated to cluster sizes.
 --
 --   fvl scripts/bench/dist_heads.lua                          -- C = 1,000,000 and 2,000,000, np = 1, 2, 4
---   fvl scripts/bench/dist_heads.lua C=100000 np=1,2 pfc=0,0.1 steps=3 max_gb=8
+--   fvl scripts/bench/dist_heads.lua --C 100000 --np 1,2 --pfc 0,0.1 --steps 3 --max-gb 8
 --
 -- D = 512, B = 256 per rank (the gathered batch is np·256 rows). Each configuration runs as one
 -- `mpirun -np N` job (oversubscribed on this machine's cores, threads = cores / N per rank): the
@@ -19,11 +19,25 @@
 -- (B×D·D×K, B×K·K×D, K×B·B×D with K = 0.1·C, fvl.matmul, measured in the same run).
 local fvl = fvl or require "fvl"
 
-local args = { B = 256, D = 512, steps = 2, warmup = 1 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k then error("dist_heads.lua: argument '" .. a .. "' (expected key=value)", 0) end
-  args[k] = tonumber(v) or v
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/dist_heads.lua",
+  "The sharded ArcFace head under mpirun: per-rank peak memory and step time, with and without Partial FC.")
+parser:option("--C", "classes, comma separated (default 1000000,2000000)")
+parser:option("--np", "ranks, comma separated (default 1,2,4)")
+parser:option("--pfc", "Partial FC rates, comma separated (default 0,0.1)")
+parser:option("--steps", "timed steps", "2"):convert(cli.integer("steps", 1))
+parser:option("--warmup", "warm-up steps", "1"):convert(cli.integer("warmup", 0))
+parser:option("--B", "batch per rank", "256"):convert(cli.integer("B", 1))
+parser:option("--D", "embedding dimension", "512"):convert(cli.integer("D", 1))
+parser:option("--max-gb", "skip configurations whose model needs more (default 60% of MemAvailable)")
+  :convert(cli.number("max-gb", 0))
+parser:option("--gemm", "0: skip the sampled-GEMM comparison", "1"):convert(cli.integer("gemm", 0, 1))
+parser:flag("--one", "one rank's run (used by the driver)")
+local args = parser:parse(arg or {})
+-- one rank's run gets single values
+if args.one then
+  args.C = tonumber(args.C)
+  args.pfc = tonumber(args.pfc)
 end
 local B, D = args.B, args.D
 
@@ -137,8 +151,8 @@ for _, C in ipairs(Cs) do
                             model * N / 1024))
       else
         local threads = math.max(1, cores // N)
-        local cmd = string.format("%s FVL_THREADS=%d mpirun --oversubscribe -np %d -x FVL_THREADS %s %s one=1 C=%d " ..
-                                  "pfc=%s B=%d D=%d steps=%d warmup=%d 2>&1", env, threads, N, exe, script, C, r, B, D,
+        local cmd = string.format("%s FVL_THREADS=%d mpirun --oversubscribe -np %d -x FVL_THREADS %s %s --one --C %d " ..
+                                  "--pfc %s --B %d --D %d --steps %d --warmup %d 2>&1", env, threads, N, exe, script, C, r, B, D,
                                   args.steps, args.warmup)
         local p = io.popen(cmd)
         local out = p:read("a")

@@ -2,7 +2,7 @@
 -- head against the three bare GEMMs of that step, and report peak memory.
 --
 --   fvl scripts/bench/heads.lua                       -- C = 10000 and 100000, all heads
---   fvl scripts/bench/heads.lua C=10000 heads=arcface,cosface steps=5 B=256 D=512 threads=2
+--   fvl scripts/bench/heads.lua --C 10000 --heads arcface,cosface --steps 5 --B 256 --D 512 --threads 2
 -- A step at C=10,000 takes ~60 ms and the machine's GEMM rate drifts by ±10% from second to
 -- second, so the default takes the best of 15 alternating step/GEMM pairs there (5 at C=100,000).
 --
@@ -14,12 +14,18 @@
 -- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
 local fvl = fvl or require "fvl"
 
-local args = { B = 256, D = 512, warmup = 1 }   -- steps: given, or 15 at C ≤ 20,000 and 5 above
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^([%w_]+)=(.*)$")
-  if not k then error("heads.lua: argument '" .. a .. "' (expected key=value)", 0) end
-  args[k] = tonumber(v) or v
-end
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/heads.lua",
+  "Time a training step of every loss head against the three bare GEMMs of that step; peak memory.")
+parser:option("--C", "classes (default: 10000 and 100000)"):convert(cli.integer("C", 2))
+parser:option("--heads", "heads, comma separated (default: all)")
+parser:option("--steps", "timed step/GEMM pairs (default 15 at C <= 20,000, 5 above)"):convert(cli.integer("steps", 1))
+parser:option("--B", "batch", "256"):convert(cli.integer("B", 1))
+parser:option("--D", "embedding dimension", "512"):convert(cli.integer("D", 1))
+parser:option("--warmup", "warm-up steps", "1"):convert(cli.integer("warmup", 0))
+parser:option("--threads", "threads"):convert(cli.integer("threads", 1))
+parser:option("--one", "run one head in this process (used by the driver)")
+local args = parser:parse(arg or {})
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
               "curricularface", "circle", "center", "discface", "npcface",
               "adacos", "subcenter_arcface", "magface", "adaface", "elasticface",
@@ -173,9 +179,9 @@ print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s", "head", "C", 
                     "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB"))
 for _, C in ipairs(Cs) do
   for _, h in ipairs(heads) do
-    local cmd = string.format("%s %s one=%s C=%d B=%d D=%d steps=%d warmup=%d%s 2>&1", exe, script, h, C,
+    local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d%s 2>&1", exe, script, h, C,
                               args.B, args.D, steps_for(C), args.warmup,
-                              args.threads and (" threads=" .. args.threads) or "")
+                              args.threads and (" --threads " .. args.threads) or "")
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()

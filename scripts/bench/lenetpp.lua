@@ -1,22 +1,25 @@
 -- LeNet++ training speed: images/s and seconds per epoch (60000 images) at batch 128.
 --
---   fvl scripts/bench/lenetpp.lua [steps=30] [threads=0] [batch=128] [head=softmax] [epoch=0]
---   e.g. fvl scripts/bench/lenetpp.lua steps=50 threads=2;  epoch=1 times one full epoch
+--   fvl scripts/bench/lenetpp.lua [--steps 30] [--threads 0] [--batch 128] [--head softmax] [--epoch 0] [--torch 1]
+--   e.g. fvl scripts/bench/lenetpp.lua --steps 50 --threads 2;  --epoch 1 times one full epoch
 --
 -- One step = forward of LeNet++ (dim 2) + loss head + backward + SGD (momentum 0.9, wd 5e-4).
 -- Data: Fashion-MNIST through fvl.data.loader when the dataset is installed, else random
--- 60000×1×28×28 images. Reference: PyTorch 1.13 on CPU needs about 360 s per epoch for the same
--- network on these 2-core machines. The machine is shared: the load average is printed, and
--- the CPU time per step (process CPU seconds) tells how much of the wall time was ours.
-local opts = { steps = 30, threads = 0, batch = 128, head = "softmax", epoch = 0 }
-for _, a in ipairs(arg or {}) do
-  local k, v = a:match("^(%w+)=(.+)$")
-  if not k or opts[k] == nil then
-    io.stderr:write("lenetpp.lua: argument '" .. a .. "' (expected steps=, threads=, batch=, head=, epoch=)\n")
-    os.exit(2)
-  end
-  opts[k] = tonumber(v) or v
-end
+-- 60000×1×28×28 images. Peer: the same step in PyTorch (scripts/bench/lenetpp_torch.py, Debian
+-- python3-torch, the same batch, threads and step count), run in this invocation after ours;
+-- the ratios are PyTorch's time per step / ours (> 1: fvl is faster). --torch 0 skips it. The
+-- machine is shared: the load average is printed, and the CPU time per step (process CPU
+-- seconds) tells how much of the wall time was ours; the figures are noisy.
+local cli = require "fvl.cli"
+local parser = cli.parser("fvl scripts/bench/lenetpp.lua",
+  "LeNet++ training speed: images/s and seconds per epoch (60000 images) at batch 128, beside PyTorch's.")
+parser:option("--steps", "steps timed", "30"):convert(cli.integer("steps", 1))
+parser:option("--threads", "threads (0: all)", "0"):convert(cli.integer("threads", 0))
+parser:option("--batch", "batch size", "128"):convert(cli.integer("batch", 1))
+parser:option("--head", "loss head", "softmax")
+parser:option("--epoch", "1: time one full epoch", "0"):convert(cli.integer("epoch", 0, 1))
+parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
+local opts = parser:parse(arg or {})
 
 if opts.threads > 0 then fvl.threads(opts.threads) end
 local nthreads = fvl.threads()
@@ -88,11 +91,29 @@ print(string.format("steps %d  wall %.2f s  (%.3f s/step: forward %.3f, backward
                     steps, wall, wall / steps, tf / steps, tb / steps, ts / steps))
 print(string.format("cpu %.2f s (%.2f cores busy on average)  load average before %s, after %s",
                     cpu, cpu / wall, load0, loadavg()))
-print(string.format("images/s %.1f   s/epoch %.1f   vs PyTorch 1.13 CPU (360 s/epoch): %.2fx %s",
-                    ips, epoch_s, 360 / epoch_s, epoch_s <= 360 and "faster" or "slower"))
--- on a loaded machine wall time mostly measures the other processes: CPU seconds per step
--- spread over the threads give what an idle machine would take (perfect scaling assumed)
-local proj = cpu / steps / nthreads * (60000 / opts.batch)
-print(string.format("projected on %d idle core(s) from CPU time: %.1f s/epoch (%.2fx PyTorch's 360 s)",
-                    nthreads, proj, 360 / proj))
+print(string.format("images/s %.1f   s/epoch %.1f", ips, epoch_s))
+if opts.torch == 0 then return end
+-- the peer, on the same machine now: PyTorch's step at the same batch and threads
+local here = (arg and arg[0] or "scripts/bench/lenetpp.lua"):match("^(.*)/[^/]*$") or "."
+local probe = io.popen("/usr/bin/python3 -c 'import torch' 2>&1")
+local perr = probe:read("a")
+probe:close()
+if perr ~= "" then
+  print("PyTorch not available: apt-get install -y python3-torch for the side-by-side ratio")
+  return
+end
+local p = io.popen(string.format("OMP_NUM_THREADS=%d /usr/bin/python3 %s/lenetpp_torch.py --batch %d --threads %d --steps %d 2>&1",
+                                 nthreads, here, opts.batch, nthreads, math.min(steps, 200)))
+local tw, tc
+for line in p:lines() do
+  local a, b = line:match("^RESULT (%S+) (%S+)")
+  if a then tw, tc = tonumber(a), tonumber(b) else print(line) end
+end
+p:close()
+if not tw then print("PyTorch run failed") return end
+local ow, oc = wall / steps, cpu / steps
+print(string.format("PyTorch: %.3f s/step wall, %.3f CPU s/step; fvl: %.3f s/step wall, %.3f CPU s/step",
+                    tw, tc, ow, oc))
+print(string.format("ratio PyTorch/fvl: wall %.2fx, CPU %.2fx (%s; load average now %s)", tw / ow, tc / oc,
+                    tw / ow >= 1 and "fvl faster" or "fvl slower", loadavg()))
 print(string.format("last loss %.4f", loss))

@@ -50,7 +50,7 @@ trap 'rm -f /tmp/require_bench.$$.err' EXIT
 
 echo "require.sh: lua5.4 -l fvl (LUA_CPATH=$builddir/?.so) against $fvl, best of $reps, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 ex=scripts/examples/arc_vs_cos.lua
-hd=(scripts/bench/heads.lua C=10000 heads=softmax,arcface,curricularface steps=5)
+hd=(scripts/bench/heads.lua --C 10000 --heads softmax,arcface,curricularface --steps 5)
 for _ in $(seq "$reps"); do
   run ex_fvl "$fvl" "$ex"
   run ex_lua env LUA_CPATH="$cpath" lua5.4 -l fvl "$ex"

@@ -1,4 +1,7 @@
 -- ArcFace vs CosFace on unseen synthetic identities, in a few lines
+local fvl = fvl or require "fvl"
+require("fvl.cli").parser("fvl scripts/examples/arc_vs_cos.lua",
+  "ArcFace vs CosFace on unseen synthetic identities, in a few lines."):parse(arg or {})
 fvl.manual_seed(1)
 local data = fvl.data.synthetic_faces{identities = 300, per_identity = 20, test_identities = 100, seed = 1}
 for _, name in ipairs{"arcface", "cosface"} do

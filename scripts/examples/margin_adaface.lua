@@ -19,7 +19,9 @@ local function adaface(o)
     end}
 end
 
-if ... == nil and arg and arg[0] and arg[0]:match("margin_adaface") then
+if arg and arg[0] and arg[0]:match("margin_adaface") and debug.getinfo(3) == nil then
+  require("fvl.cli").parser("fvl scripts/examples/margin_adaface.lua",
+    "AdaFace written as your own margin (fvl.loss.margin), compared with fvl.loss.adaface; dofile() returns the constructor."):parse(arg)
   fvl.manual_seed(1)
   local W, x, y = fvl.randn(1000, 64), fvl.randn(256, 64) * 3, fvl.randint(1000, {256})
   local mine, ref = adaface{weight = W}, fvl.loss.adaface{weight = W}

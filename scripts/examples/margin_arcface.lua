@@ -12,7 +12,9 @@ local function arcface(o)
     end}
 end
 
-if ... == nil and arg and arg[0] and arg[0]:match("margin_arcface") then
+if arg and arg[0] and arg[0]:match("margin_arcface") and debug.getinfo(3) == nil then
+  require("fvl.cli").parser("fvl scripts/examples/margin_arcface.lua",
+    "ArcFace written as your own margin (fvl.loss.margin), compared with fvl.loss.arcface; dofile() returns the constructor."):parse(arg)
   fvl.manual_seed(1)
   local W, x, y = fvl.randn(1000, 64), fvl.randn(256, 64), fvl.randint(1000, {256})
   local mine, ref = arcface{weight = W}, fvl.loss.arcface{weight = W}

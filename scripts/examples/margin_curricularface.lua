@@ -15,7 +15,9 @@ local function curricularface(o)
     negative = function(c, ctx) return {kind = "quadratic", t = ctx.state.t, threshold = arc(c)} end}
 end
 
-if ... == nil and arg and arg[0] and arg[0]:match("margin_curricularface") then
+if arg and arg[0] and arg[0]:match("margin_curricularface") and debug.getinfo(3) == nil then
+  require("fvl.cli").parser("fvl scripts/examples/margin_curricularface.lua",
+    "CurricularFace written as your own margin (fvl.loss.margin), compared with fvl.loss.curricularface; dofile() returns the constructor."):parse(arg)
   fvl.manual_seed(1)
   local W, x, y = fvl.randn(1000, 64), fvl.randn(256, 64), fvl.randint(1000, {256})
   local mine, ref = curricularface{weight = W}, fvl.loss.curricularface{weight = W}

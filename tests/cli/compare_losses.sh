@@ -77,9 +77,9 @@ check '[ $rc != 0 ] && grep -q "has no section <!-- results:nosuch -->" "$tmp/er
 
 # option errors name the option
 "$FVL" scripts/compare_losses.lua --heads softmax,nosuch --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
-check '[ $rc != 0 ] && grep -q "unknown head .nosuch." "$tmp/err"' "unknown head: $(cat "$tmp/err")"
+check '[ $rc != 0 ] && grep -q "heads: .nosuch. is not one of" "$tmp/err"' "unknown head: $(cat "$tmp/err")"
 "$FVL" scripts/compare_losses.lua --seeds 0 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
-check '[ $rc != 0 ] && grep -q "\-\-seeds must be a positive integer" "$tmp/err"' "--seeds 0: $(cat "$tmp/err")"
+check '[ $rc != 0 ] && grep -q "seeds: expected an integer >= 1" "$tmp/err"' "--seeds 0: $(cat "$tmp/err")"
 "$FVL" scripts/compare_losses.lua --bn sometimes --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "bn" "$tmp/err"' "--bn sometimes: $(cat "$tmp/err")"
 

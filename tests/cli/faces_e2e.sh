@@ -17,7 +17,7 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 "$FVL" tests/cli/faces_e2e.lua "$tmp" >"$tmp/out" 2>"$tmp/err" || { fail "faces_e2e.lua"; cat "$tmp/out" "$tmp/err"; }
 cat "$tmp/out"
 
-"$FVL" scripts/verify.lua "$tmp/model.npz" "$tmp/val.bin" "$tmp/val.bin" batch=50 json="$tmp/v.json" >"$tmp/vout" 2>"$tmp/verr" \
+"$FVL" scripts/verify.lua "$tmp/model.npz" "$tmp/val.bin" "$tmp/val.bin" --batch 50 --json "$tmp/v.json" >"$tmp/vout" 2>"$tmp/verr" \
   || { fail "verify.lua"; cat "$tmp/verr"; }
 grep -q "^val .* 150 " "$tmp/vout" || { fail "verify.lua table"; cat "$tmp/vout"; }
 [ "$(grep -c '^val ' "$tmp/vout")" = 2 ] || fail "verify.lua: one row per pack"
@@ -26,7 +26,7 @@ cat "$tmp/vout"
 
 "$FVL" scripts/embed.lua "$tmp/model.npz" "$tmp/faces" "$tmp/emb.npy" >"$tmp/eout" 2>"$tmp/eerr" \
   || { fail "embed.lua folder"; cat "$tmp/eerr"; }
-"$FVL" scripts/embed.lua "$tmp/model.npz" "$tmp/rec/train.rec" "$tmp/embr.npy" flip=0 >>"$tmp/eout" 2>"$tmp/eerr" \
+"$FVL" scripts/embed.lua "$tmp/model.npz" "$tmp/rec/train.rec" "$tmp/embr.npy" --no-flip >>"$tmp/eout" 2>"$tmp/eerr" \
   || { fail "embed.lua rec"; cat "$tmp/eerr"; }
 cat "$tmp/eout"
 "$FVL" -e "
@@ -39,7 +39,7 @@ local n = 0; for _ in io.lines('$tmp/emb-paths.txt') do n = n + 1 end; assert(n 
 head -1 "$tmp/emb-paths.txt" | grep -q "faces/class_01/" || fail "embed.lua paths"
 
 # errors: exit status 1 and a message naming the problem
-"$FVL" scripts/verify.lua "$tmp/model.npz" >/dev/null 2>"$tmp/e1"; [ $? = 1 ] && grep -q usage "$tmp/e1" || fail "verify.lua without packs"
+"$FVL" scripts/verify.lua "$tmp/model.npz" >/dev/null 2>"$tmp/e1"; [ $? = 1 ] && grep -qi usage "$tmp/e1" || fail "verify.lua without packs"
 "$FVL" scripts/verify.lua "$tmp/model.npz" "$tmp/nope.bin" >/dev/null 2>"$tmp/e2"; [ $? = 1 ] && grep -q "nope.bin" "$tmp/e2" || fail "verify.lua missing pack"
 "$FVL" scripts/verify.lua "$tmp/val.bin" "$tmp/val.bin" >/dev/null 2>"$tmp/e3"; [ $? = 1 ] && grep -q "__model__\|not a .npz\|nn.load" "$tmp/e3" || { fail "verify.lua non-model"; cat "$tmp/e3"; }
 "$FVL" scripts/embed.lua "$tmp/model.npz" "$tmp/faces" "$tmp/x.txt" >/dev/null 2>"$tmp/e4"; [ $? = 1 ] && grep -q ".npy" "$tmp/e4" || fail "embed.lua bad OUT"

@@ -36,6 +36,9 @@ out_is() {   # exact stdout
 out_has() {
   if grep -qF -- "$1" "$tmp/out"; then ok; else fail "$2: stdout lacks '$1' (got: $(head -c 400 "$tmp/out"))"; fi
 }
+err_lacks() {
+  if grep -qF -- "$1" "$tmp/err"; then fail "$2: stderr has '$1' (got: $(head -c 400 "$tmp/err"))"; else ok; fi
+}
 err_has() {
   if grep -qF -- "$1" "$tmp/err"; then ok; else fail "$2: stderr lacks '$1' (got: $(head -c 400 "$tmp/err"))"; fi
 }
@@ -77,8 +80,9 @@ run 0 "$FVL" '-eprint("glued")' && out_is "glued" "-e with the code glued on"
 run 0 "$FVL" -e 'y = 5' "$tmp/args.lua" && out_has "arg0=" "-e then a script"
 run 1 "$FVL" -e 'error("bad thing")' && {
   err_has "fvl: (command line):1: bad thing" "-e error message"
-  err_has "stack traceback:" "-e error traceback"
+  err_lacks "stack traceback" "-e error in one frame: no traceback"
 }
+run 1 env FVL_TRACEBACK=1 "$FVL" -e 'error("bad thing")' && err_has "stack traceback:" "FVL_TRACEBACK=1: full traceback"
 run 1 "$FVL" -e 'x = = 1' && err_has "(command line):1:" "-e syntax error"
 run 1 "$FVL" -e && err_has "'-e' needs an argument" "-e without code"
 
@@ -130,8 +134,22 @@ run 0 "$FVL" -v -e 'print("after v")' && out_has "after v" "-v then -e"
 printf 'local x = 1\nlocal function inner() error("deep failure") end\ninner()\n' >"$tmp/fail.lua"
 run 1 "$FVL" "$tmp/fail.lua" && {
   err_has "fvl: $tmp/fail.lua:2: deep failure" "script error message"
-  err_has "stack traceback:" "script error traceback"
+  err_has "stack traceback (your code" "script error: the script's frames"
   err_has "in local 'inner'" "traceback names the function"
+  err_lacks "[C]" "no C frames unless FVL_TRACEBACK"
+}
+# a user's mistake in a call into fvl: the message and where, no internal frames
+run 1 "$FVL" -e 'fvl.loss.arcface{dim = 4, classes = 3, bogus = 1}' && {
+  err_has "unknown option 'bogus'" "bad option message"
+  err_has "at (command line):1" "bad option: where in the user's code"
+  err_lacks "lua/fvl/" "bad option: library frames hidden"
+  err_lacks "stack traceback" "bad option: no traceback"
+}
+run 1 env FVL_TRACEBACK=1 "$FVL" -e 'fvl.loss.arcface{dim = 4, classes = 3, bogus = 1}' &&
+  err_has "lua/fvl/" "FVL_TRACEBACK=1 shows the library's frames"
+run 1 "$FVL" -e 'error("verify.lua: no such file x.bin", 0)' && {
+  err_has "fvl: verify.lua: no such file x.bin" "error(msg, 0): the message"
+  err_lacks "stack traceback" "error(msg, 0): no traceback"
 }
 echo 'os.exit(3)' >"$tmp/exit3.lua"
 run 3 "$FVL" "$tmp/exit3.lua"
@@ -174,7 +192,7 @@ sigint_run() {
 sigint_run 'io.stderr:write("ready\n") while true do end'
 [ $rc == 1 ] && ok || fail "SIGINT in a Lua loop: exit $rc, expected 1"
 err_has "interrupted" "SIGINT in a Lua loop"
-err_has "stack traceback:" "SIGINT traceback"
+err_lacks "[C]" "SIGINT: no internal frames"
 # code that swallows the interrupt: the 2nd Ctrl-C warns, the 3rd ends the program
 "$FVL" -e 'io.stderr:write("ready\n") while true do pcall(function() while true do end end) end' \
   >"$tmp/out" 2>"$tmp/err" </dev/null &

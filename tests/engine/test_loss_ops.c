@@ -158,7 +158,8 @@ END_TEST
 
 /* ------------------------------------------------------------- gradcheck through the pipeline */
 typedef struct { fvl_margin_spec sp; fvl_tensor *y; int mode; } pipe_ud;
-enum { PLAIN = 0, SROW_NORM = 1, MROW_HARD = 2, TARGET_SUM = 3, CIRCLE_PAIR = 4, LINEAR = 5 };
+enum { PLAIN = 0, SROW_NORM = 1, MROW_HARD = 2, TARGET_SUM = 3, CIRCLE_PAIR = 4, LINEAR = 5, GIVEN_ROW = 6,
+       GROUP_MAX = 7 };
 
 static fvl_tensor *pipe_fn(void *ud_, int n, fvl_tensor **in) {
   pipe_ud *ud = ud_;
@@ -187,6 +188,20 @@ static fvl_tensor *pipe_fn(void *ud_, int n, fvl_tensor **in) {
     fvl_tensor *mi = fvl_binary_scalar(FVL_ADD, h2, 0.4, 0);
     L = fvl_margin_ce(cs, ud->y, &ud->sp, NULL, mi, NULL);
     fvl_release(h); fvl_release(h2); fvl_release(mi);
+  } else if (ud->mode == GIVEN_ROW) {  /* target given from c_i (tracked), per-row thresholds, clamp */
+    fvl_tensor *tc = fvl_target_cos(cs, ud->y);
+    fvl_tensor *t1 = fvl_binary_scalar(FVL_MUL, tc, 0.9, 0), *T = fvl_binary_scalar(FVL_SUB, t1, 0.1, 0);
+    fvl_tensor *thr = fvl_contiguous(tc);   /* constant: c_i − 0.3 */
+    float thv[16];
+    for (int64_t i = 0; i < fvl_numel(thr); i++) thv[i] = fvl_f32(thr)[i] - 0.3f;
+    fvl_margin_spec sp = ud->sp;
+    sp.thr_row = thv;
+    L = fvl_margin_ce(cs, ud->y, &sp, NULL, T, NULL);
+    fvl_release(tc); fvl_release(t1); fvl_release(T); fvl_release(thr);
+  } else if (ud->mode == GROUP_MAX) {  /* Sub-center: K = 3 sub-centres per class, max, ArcFace */
+    fvl_tensor *mx = fvl_group_max(cs, 3, NULL, NULL);
+    L = fvl_margin_ce(mx, ud->y, &ud->sp, NULL, NULL, NULL);
+    fvl_release(mx);
   } else if (ud->mode == TARGET_SUM) {  /* loss + mean target cosine */
     fvl_tensor *L0 = fvl_margin_ce(cs, ud->y, &ud->sp, NULL, NULL, NULL);
     fvl_tensor *tc = fvl_target_cos(cs, ud->y);
@@ -236,6 +251,21 @@ START_TEST(test_gradcheck_pipeline) {
   gradcheck_pipe("npcface bobo (m_i with gradient)", sp, MROW_HARD);
   gradcheck_pipe("target_cos", mk(4, FVL_TK_COS, 0.2f), TARGET_SUM);
   gradcheck_pipe("linear_logits (softmax)", mk(1, FVL_TK_NONE, 0), LINEAR);
+  sp = mk(4, FVL_TK_GIVEN, 0); sp.neg = FVL_NK_QUADRATIC; sp.t = 0.3f; sp.hard = FVL_HARD_ROW; sp.clamp_eps = 0.05f;
+  gradcheck_pipe("given target, row thresholds, clamp", sp, GIVEN_ROW);
+  {  /* group_max: W has C·K = 21 rows, labels in 0..6 */
+    enum { B = 5, D = 6, CK = 21 };
+    float xv[B * D], wv[CK * D];
+    fill(xv, B * D, 7, -1, 1);
+    fill(wv, CK * D, 17, -1, 1);
+    int32_t yv[B] = {0, 3, 6, 3, 1};
+    pipe_ud ud = {mk(4, FVL_TK_ARC, 0.5f), labels(B, yv), GROUP_MAX};
+    fvl_tensor *in[2] = {leaf(B, D, xv), leaf(CK, D, wv)};
+    char rep[1024];
+    int ok = fvl_gradcheck(pipe_fn, &ud, 2, in, 1e-3, 2e-3, 2e-2, rep, sizeof rep);
+    ck_assert_msg(ok == 1, "group_max + arcface: %s", rep);
+    fvl_release(in[0]); fvl_release(in[1]); fvl_release(ud.y);
+  }
   {  /* with a bias */
     enum { B = 5, D = 6, C = 7 };
     float xv[B * D], wv[C * D], bv[C];
@@ -487,6 +517,37 @@ START_TEST(test_zero_rows_and_clamp) {
 }
 END_TEST
 
+/* F.neg_lse against a double-precision sum; group_max values and tie rule */
+START_TEST(test_neg_lse_group_max) {
+  enum { B = 3, C = 700 };   /* more than one 512-column chunk */
+  float cv[B * C];
+  fill(cv, B * C, 23, -1, 1);
+  int32_t yv[B] = {0, 600, 699};
+  fvl_tensor *cs = leaf(B, C, cv), *y = labels(B, yv);
+  fvl_tensor *o = fvl_neg_lse(cs, y, 13.0f);
+  ck_assert_ptr_nonnull(o);
+  for (int i = 0; i < B; i++) {
+    double sum = 0;
+    for (int j = 0; j < C; j++) if (j != yv[i]) sum += exp(13.0 * cv[i * C + j]);
+    ck_assert_msg(fabs(fvl_f32(o)[i] - log(sum)) < 1e-5 * fabs(log(sum)), "row %d: %g vs %g", i,
+                  (double)fvl_f32(o)[i], log(sum));
+  }
+  fvl_release(o);
+  float tv[2 * 6] = {0.1f, 0.5f, 0.5f, -1, -2, -3, 0.2f, 0.2f, 0.2f, 0.9f, 0.8f, 0.95f};
+  fvl_tensor *t = leaf(2, 6, tv), *g = fvl_group_max(t, 3, NULL, NULL);
+  ck_assert_ptr_nonnull(g);
+  float want[4] = {0.5f, -1, 0.2f, 0.95f};
+  for (int k = 0; k < 4; k++) ck_assert_float_eq(fvl_f32(g)[k], want[k]);
+  fvl_tensor *sm = fvl_sum(g, -1, 0);
+  ck_assert_int_eq(fvl_backward(sm, NULL), 0);
+  float gwant[12] = {0, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 1};   /* ties: the first of the group */
+  for (int k = 0; k < 12; k++) ck_assert_float_eq(fvl_f32(t->grad)[k], gwant[k]);
+  ck_assert_ptr_null(fvl_group_max(t, 4, NULL, NULL));
+  ck_assert_msg(strstr(fvl_errmsg(), "divisible by K"), "%s", fvl_errmsg());
+  fvl_release(sm); fvl_release(g); fvl_release(t); fvl_release(cs); fvl_release(y);
+}
+END_TEST
+
 START_TEST(test_center_update_tensor) {
   float cv[2 * 2] = {0, 0, 1, 1}, xv[2 * 2] = {2, 2, 4, 0};
   int32_t yv[2] = {1, 1};
@@ -514,6 +575,7 @@ int main(void) {
   tcase_add_test(tc, test_gather_rows);
   tcase_add_test(tc, test_zero_rows_and_clamp);
   tcase_add_test(tc, test_center_update_tensor);
+  tcase_add_test(tc, test_neg_lse_group_max);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

@@ -148,6 +148,13 @@ describe("integer conversions", function()
   end)
 end)
 
+describe("fuzz findings", function()
+  it("plot.color(INT32_MIN) (api_fuzz seed 2: signed overflow of i - 1)", function()
+    expect_error(function() fvl._plot.color(-2147483648) end, "plot.color: i = -2147483648 is outside 1..2147483647")
+    expect_eq(select("#", fvl._plot.color(3)), 3)
+  end)
+end)
+
 describe("an empty class matrix still bounds the labels", function()
   it("gather_rows, center_dist, disc_dist, target_cos, margin_ce", function()
     expect_error(function() F.gather_rows(fvl.randn(0, 4), {5, 1}) end,
@@ -228,6 +235,75 @@ describe("strict .npy headers", function()
     expect_true(load_err("{'descr': '<f4', 'shape': (2, 2)}"):find("missing key 'fortran_order'", 1, true))
     expect_true(load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2)} junk"):find("unexpected text", 1, true))
     expect_true(load_err("{'descr': '<f4', 'fortran_order': False, 'shape': (2, -2)}"):find("non-negative integers", 1, true))
+  end)
+end)
+
+describe("strict checkpoint loader", function()
+  local json = require "fvl.json"
+  local function fresh()
+    local dir = tmp .. "/ck" .. math.random(1, 1e9)
+    local net = fvl.nn.Linear(3, 2)
+    fvl.save_checkpoint(dir, {net = net, step = 5})
+    local f = assert(io.open(dir .. "/checkpoint.json", "rb"))
+    local h = json.decode(f:read("a"))
+    f:close()
+    return dir, h, net
+  end
+  local function rewrite(dir, h)
+    local f = assert(io.open(dir .. "/checkpoint.json", "wb"))
+    f:write(json.encode(h))
+    f:close()
+  end
+  it("keeps the reason for a truncated blob", function()
+    local dir, h = fresh()
+    local _, e = next(h.tensors)
+    local f = assert(io.open(dir .. "/" .. e.file, "rb"))
+    local bytes = f:read("a")
+    f:close()
+    write(dir .. "/" .. e.file, bytes:sub(1, #bytes - 4))
+    local ck, msg = fvl.load_checkpoint(dir)
+    expect_true(ck == nil and msg:find("truncated", 1, true), msg)
+  end)
+  it("a malformed header is nil, message (never a raise)", function()
+    local dir, h = fresh()
+    for _, bad in ipairs {
+      {tensors = 5}, {net = {names = 7}}, {step = "x"}, {extra = {{path = 3}}}, {opt = {state = {{path = {"a"}, tensor = "nope"}}}},
+    } do
+      local h2 = {}
+      for k, v in pairs(h) do h2[k] = v end
+      for k, v in pairs(bad) do h2[k] = v end
+      rewrite(dir, h2)
+      local ok, ck, msg = pcall(fvl.load_checkpoint, dir)
+      expect_true(ok and ck == nil and msg:find("is malformed", 1, true), tostring(ck) .. " " .. tostring(msg))
+    end
+  end)
+  it("refuses versions outside 1..VERSION", function()
+    local dir, h = fresh()
+    h.version = -7
+    rewrite(dir, h)
+    local ck, msg = fvl.load_checkpoint(dir)
+    expect_true(ck == nil and msg:find("format version -7", 1, true), msg)
+  end)
+  it("refuses an int32 blob where the header (or the parameter) is float32", function()
+    local dir, h, net = fresh()
+    local key, e = next(h.tensors)
+    fvl.save(dir .. "/" .. e.file, fvl.zeros(table.unpack(e.shape)):int())
+    local ck, msg = fvl.load_checkpoint(dir)
+    expect_true(ck == nil and msg:find("holds int32 but the header says float32", 1, true), msg)
+    e.dtype = "int32"
+    rewrite(dir, h)
+    expect_error(function() fvl.load_checkpoint(dir, {net = net}) end, "is int32 in the state but float32")
+    expect_true(key ~= nil)
+  end)
+end)
+
+describe("sweep store", function()
+  it("a store truncated to 0 bytes is an error, not a new store", function()
+    write(tmp .. "/empty.sqlite", "")
+    expect_error(function() fvl.store.open(tmp .. "/empty.sqlite") end,
+                 "is empty (0 bytes): a truncated sweep store?")
+    local s = fvl.store.open(tmp .. "/new.sqlite")   -- a path that does not exist is a new store
+    s:close()
   end)
 end)
 

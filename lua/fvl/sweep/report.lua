@@ -392,7 +392,9 @@ function R.plot(store, opts)
   if not metric then return nil, "fvl.sweep.plot: the store has no numeric metric to plot" end
   local path = type(store) == "string" and store or store:path()
   local name = path:match("([^/]+)$"):gsub("%.[%w]+$", "")
-  local prefix = opts.prefix or path:gsub("%.[%w]+$", "")
+  -- files next to a SQLite store; runs/<sweep> for a PostgreSQL one
+  local prefix = opts.prefix or (path:match("^postgres[q]?[l]?://") and ("runs/" .. (path:match("#(.*)$") or "sweep")))
+                 or path:gsub("%.[%w]+$", "")
   local files = {}
   local keys = {}
   for _, t in ipairs(trials) do

@@ -1,0 +1,73 @@
+-- fvl.cli — how scripts in scripts/ parse their options: lua-argparse (Debian lua-argparse) with
+-- typed converters whose errors name the option, so `--seed abc` ends with
+-- "seed: expected a number, got 'abc'" (one line after the usage, exit status 1, no traceback).
+--
+--   local cli = require "fvl.cli"
+--   local p = cli.parser("scripts/x.lua", "What x does (first line of the header comment).")
+--   p:option("--seed", "random seed", 1):convert(cli.integer("seed"))
+--   p:option("--lr", "learning rate", 0.1):convert(cli.number("lr", 0))     -- lower bound 0
+--   p:option("--heads", "heads, comma separated"):convert(cli.list("heads"))
+--   p:flag("--quick", "a short run")
+--   local o = p:parse(arg)     -- --help / -h: usage on stdout, exit 0
+-- Works in the fvl program and under stock lua5.4 + require "fvl".
+local cli = {}
+
+local ok, argparse = pcall(require, "argparse")
+
+-- a parser with the script's name and description; `arg` of a script run by fvl or lua5.4
+function cli.parser(name, description, epilog)
+  if not ok then
+    error("fvl.cli: lua-argparse is not installed (apt-get install -y lua-argparse)", 0)
+  end
+  local p = argparse(name, description, epilog)
+  return p
+end
+
+local function bounded(name, v, s, lo, hi, what)
+  if lo and v < lo then return nil, string.format("%s: expected %s >= %s, got '%s'", name, what, lo, s) end
+  if hi and v > hi then return nil, string.format("%s: expected %s <= %s, got '%s'", name, what, hi, s) end
+  return v
+end
+
+-- converter: a number (optionally within [lo, hi])
+function cli.number(name, lo, hi)
+  return function(s)
+    local v = tonumber(s)
+    if v == nil or v ~= v then return nil, string.format("%s: expected a number, got '%s'", name, s) end
+    return bounded(name, v, s, lo, hi, "a number")
+  end
+end
+
+-- converter: an integer (optionally within [lo, hi])
+function cli.integer(name, lo, hi)
+  return function(s)
+    local v = math.tointeger(tonumber(s))
+    if v == nil then
+      if tonumber(s) == nil then return nil, string.format("%s: expected a number, got '%s'", name, s) end
+      return nil, string.format("%s: expected an integer, got '%s'", name, s)
+    end
+    return bounded(name, v, s, lo, hi, "an integer")
+  end
+end
+
+-- converter: a comma-separated list of names (no empty items); choices: optional allowed set
+function cli.list(name, choices)
+  local allowed
+  if choices then
+    allowed = {}
+    for _, c in ipairs(choices) do allowed[c] = true end
+  end
+  return function(s)
+    local out = {}
+    for item in (s .. ","):gmatch("([^,]*),") do
+      if item == "" then return nil, string.format("%s: empty item in '%s'", name, s) end
+      if allowed and not allowed[item] then
+        return nil, string.format("%s: '%s' is not one of %s", name, item, table.concat(choices, ", "))
+      end
+      out[#out + 1] = item
+    end
+    return out
+  end
+end
+
+return cli

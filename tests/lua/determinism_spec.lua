@@ -1,0 +1,24 @@
+-- Results do not depend on the thread count: a few training steps with 1 and 2 threads give
+-- the same bits (margin heads through the cosine and linear-logits kernels, the direct and the
+-- im2col convolutions, batch norm, the loader), so a sweep's numbers mean the same on any node.
+local fvl = fvl or require "fvl"
+local D = dofile(TEST_DIR .. "/lua/determinism/util.lua")
+local same_bits, mlp, images = D.same_bits, D.mlp, D.images
+
+describe("training does not depend on the thread count", function()
+  it("an MLP with ArcFace and a softmax head: the same bits with 1 and 2 threads", function()
+    same_bits(mlp("arcface"), 3, "mlp+arcface")
+    same_bits(mlp("softmax"), 3, "mlp+softmax")
+  end)
+  it("a small CNN: direct and strided im2col convolutions, batch norm", function()
+    local nn = fvl.nn
+    local function net()
+      return nn.Sequential{ nn.Conv2d(1, 16, 3, { padding = 1 }), nn.PReLU(16), nn.MaxPool2d(2),
+                            nn.Conv2d(16, 32, 3, { padding = 1, stride = 2 }), nn.BatchNorm2d(32), nn.ReLU(),
+                            nn.Conv2d(32, 32, 3, { padding = 1 }), nn.Flatten(), nn.Linear(32 * 4 * 4, 8) }
+    end
+    same_bits(images(net, 24, 16), 2, "small cnn")
+  end)
+end)
+
+D.cleanup()
