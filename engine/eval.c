@@ -290,7 +290,7 @@ static int kfold_from_order(const char *fn, const float *scores, const int32_t *
   return 0;
 }
 
-/* VAL@FAR per fold (LFW protocol, PROTOCOLS.md §2): on the training folds, the threshold where
+/* VAL@FAR per fold (the LFW protocol): on the training folds, the threshold where
  * FAR_train = f by linear interpolation between the two distinct training scores that bracket
  * f; TAR and FAR of the held-out fold at that threshold; mean (and std of TAR) over the folds
  * whose test part holds both kinds of pairs. Needs >= 1/f training impostors in every fold. */

@@ -9,7 +9,7 @@
  *  - Caller-provided output buffers; no allocation is hidden in a hot loop. Functions that
  *    need scratch memory allocate it once per call and free it before returning.
  *
- * Definitions (see PROTOCOLS.md §2)
+ * Definitions (the verification protocol)
  *  - ROC: one point per distinct score τ (descending), predicting "same" when s >= τ:
  *    TAR(τ) = #genuine with s >= τ / #genuine, FAR(τ) = #impostor with s >= τ / #impostor,
  *    preceded by the point (0, 0) at τ = +inf. This is scikit-learn's

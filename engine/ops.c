@@ -3,6 +3,9 @@
 #include "tensor.h"
 #include "autograd.h"
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -789,10 +792,42 @@ fvl_tensor *fvl_normalize(fvl_tensor *t, int dim, double eps) {
 }
 
 /* ------------------------------------------------------------------ matmul */
+/* Outside a parallel region the product runs on a grid of output tiles fixed by the shape alone
+ * (rows and columns in blocks of >= 128, a multiple of 16, at most 8 × 8 tiles), each tile one
+ * single-threaded sgemm over the whole K, the tiles shared among the OpenMP threads. OpenBLAS's
+ * own threading splits the output where the thread count says, and its edge kernels round the
+ * rows or columns at a split differently: a 1000×3 product changed with the thread count. With
+ * the tiles, every element has the same bits with any thread count. Inside a parallel region
+ * OpenBLAS runs single-threaded: one call. */
+static int64_t gemm_tile(int64_t n) {
+  int64_t parts = n / 128;
+  if (parts < 1) parts = 1;
+  if (parts > 8) parts = 8;
+  int64_t t = (n + parts - 1) / parts;
+  return (t + 15) / 16 * 16;
+}
 void fvl_gemm(int transa, int transb, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
-  cblas_sgemm(CblasRowMajor, transa ? CblasTrans : CblasNoTrans, transb ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const enum CBLAS_TRANSPOSE ta = transa ? CblasTrans : CblasNoTrans, tb = transb ? CblasTrans : CblasNoTrans;
+#ifdef _OPENMP
+  if (omp_in_parallel() || M <= 0 || N <= 0) {
+#else
+  if (1) {
+#endif
+    cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int64_t rs = gemm_tile(M), cs = gemm_tile(N), mt = (M + rs - 1) / rs, nt = (N + cs - 1) / cs;
+  const int T = fvl_omp_max_threads(), nb = openblas_get_num_threads();
+  if (nb != 1) openblas_set_num_threads(1);   /* in OpenBLAS's OpenMP build: also the OpenMP ICV */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (mt * nt > 1)
+  for (int64_t t = 0; t < mt * nt; t++) {
+    const int64_t r0 = t / nt * rs, c0 = t % nt * cs;
+    const int m = (int)(M - r0 < rs ? M - r0 : rs), n = (int)(N - c0 < cs ? N - c0 : cs);
+    const float *a = A + (transa ? r0 : r0 * lda), *b = B + (transb ? c0 * ldb : c0);
+    cblas_sgemm(CblasRowMajor, ta, tb, m, n, K, alpha, a, lda, b, ldb, beta, C + r0 * ldc + c0, ldc);
+  }
+  if (nb != 1) openblas_set_num_threads(nb);
 }
 /* how to hand a 2-D view to sgemm: 0 = row-major (ld = stride[0]), 1 = transposed, -1 = neither */
 static int gemm_layout(const fvl_tensor *t, int *ld) {

@@ -2,7 +2,7 @@
 #include "bind.h"
 
 /* fvl.save_checkpoint / fvl.load_checkpoint: forwarders to the Lua module fvl.checkpoint, so
- * that the names exist on the fvl table itself (API.md) without touching init.lua */
+ * that users find them as fvl.save_checkpoint / fvl.load_checkpoint without touching init.lua */
 static int forward_to(lua_State *L, const char *field) {
   int n = lua_gettop(L);
   lua_getglobal(L, "require");

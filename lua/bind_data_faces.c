@@ -127,9 +127,11 @@ static int l_writer_put(lua_State *L) {
                      "non-negative, at most 4096 labels)", (long long)key, (long long)flag,
                      (long long)id, (long long)id2);
   float labels[4096];
+  if (flag > 0) luaL_checktype(L, 5, LUA_TTABLE);
   for (lua_Integer k = 0; k < flag; k++) {
-    lua_geti(L, 5, k + 1);
-    labels[k] = (float)lua_tonumber(L, -1);
+    if (lua_geti(L, 5, k + 1) != LUA_TNUMBER)
+      return fvl_error(L, "rec_writer:write: label[%lld] is a %s, expected a number", (long long)k + 1, luaL_typename(L, -1));
+    labels[k] = (float)lua_tonumber(L, -1);   /* copied */
     lua_pop(L, 1);
   }
   if (fvl_rec_writer_put_image(w, (uint64_t)key, (uint32_t)flag, (float)label, labels,
@@ -260,21 +262,23 @@ static int l_imgset_folder(lua_State *L) {
 /* fvl._imgset_files({paths}, labels int32 0-based tensor | nil) -> set */
 static int l_imgset_files(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_Integer n = luaL_len(L, 1);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  if (n > INT32_MAX) return fvl_error(L, "images: %lld files (at most 2^31 - 1)", (long long)n);
   fvl_tensor *lab = fvl_opttensor(L, 2);
   if (lab && (lab->dtype != FVL_I32 || lab->ndim != 1 || lab->size[0] != n || !fvl_is_contiguous(lab)))
     return fvl_error(L, "images: labels must be %lld contiguous int32 values", (long long)n);
-  set_ud *u = new_set(L);   /* anchored at the top; the path strings stay in table 1 */
+  set_ud *u = new_set(L);
+  int set_idx = lua_gettop(L);
   const char **files = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *files, 0);
+  int anchor = fvl_anchor_new(L);   /* the path strings stay valid while C uses them */
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_geti(L, 1, i) != LUA_TSTRING)
       return fvl_error(L, "images: files[%lld] is a %s, expected a path", (long long)i, luaL_typename(L, -1));
-    files[i - 1] = lua_tostring(L, -1);   /* the table keeps the string alive */
-    lua_pop(L, 1);
+    files[i - 1] = fvl_anchor_string(L, anchor, NULL);
   }
   u->s = fvl_imgset_files(files, lab ? fvl_i32(lab) : NULL, (int64_t)n);
   if (!u->s) return fvl_raise(L);
-  lua_pop(L, 1);
+  lua_settop(L, set_idx);
   return 1;
 }
 static int l_set_gc(lua_State *L) {
@@ -344,23 +348,43 @@ static int l_set_bytes(lua_State *L) {
   return 1;
 }
 
+/* the image options the Lua layer (lua/fvl/faces.lua) passes, declared once */
+enum { IO_C, IO_H, IO_W, IO_BGR, IO_FLIP, IO_PAD, IO_MEAN, IO_STD, IO_SKIP, IO_SEED, IO_N };
+static const fvl_optdef IMG_OPTS[] = {
+  [IO_C] = {"C", FVL_OPT_INTEGER, 3, 1, 3, NULL},
+  [IO_H] = {"H", FVL_OPT_INTEGER, 112, 1, 65535, NULL},
+  [IO_W] = {"W", FVL_OPT_INTEGER, 112, 1, 65535, NULL},
+  [IO_BGR] = {"bgr", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [IO_FLIP] = {"flip", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [IO_PAD] = {"pad", FVL_OPT_INTEGER, 0, 0, 65534, NULL},
+  [IO_MEAN] = {"mean", FVL_OPT_NUMBER, 127.5, -1e30, 1e30, NULL},
+  [IO_STD] = {"std", FVL_OPT_NUMBER, 127.5, -1e30, 1e30, NULL},
+  [IO_SKIP] = {"skip", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [IO_SEED] = {"seed", FVL_OPT_INTEGER, 1, 0, 9007199254740992.0, NULL},
+  [IO_N] = FVL_OPT_END};
+/* reads the option table at t (pushes fvl_readopts' anchor: one stack slot) */
 static void read_img_opts(lua_State *L, int t, fvl_img_opts *o) {
-  static const char *const keys[] = {"C", "H", "W", "bgr", "flip", "pad", "mean", "std", "skip", "seed", NULL};
-  fvl_checkopts(L, t, "images", keys);
-  o->C = fvl_optint(L, t, "C", 3);
-  o->H = fvl_optint(L, t, "H", 112);
-  o->W = fvl_optint(L, t, "W", 112);
-  o->bgr = fvl_optbool(L, t, "bgr", 0);
-  o->flip = fvl_optbool(L, t, "flip", 0);
-  o->pad = fvl_optint(L, t, "pad", 0);
-  o->mean = (float)fvl_optnum(L, t, "mean", 127.5);
-  o->std = (float)fvl_optnum(L, t, "std", 127.5);
-  o->skip_bad = fvl_optbool(L, t, "skip", 0);
-  o->seed = (uint64_t)fvl_optnum(L, t, "seed", 1);
-  if ((o->C != 1 && o->C != 3) || o->H < 1 || o->W < 1 || o->H > 65535 || o->W > 65535 ||
-      o->pad < 0 || o->pad >= o->H || o->pad >= o->W || !(o->std != 0))
-    fvl_error(L, "images: C = %d, size %dx%d, crop %d, std %g (expected C 1 or 3, size 1..65535, "
-              "crop < size, std != 0)", o->C, o->W, o->H, o->pad, (double)o->std);
+  fvl_optval v[IO_N];
+  fvl_readopts(L, t, "images", IMG_OPTS, v);
+  o->C = (int)v[IO_C].num;
+  o->H = (int)v[IO_H].num;
+  o->W = (int)v[IO_W].num;
+  o->bgr = v[IO_BGR].num != 0;
+  o->flip = v[IO_FLIP].num != 0;
+  o->pad = (int)v[IO_PAD].num;
+  o->mean = (float)v[IO_MEAN].num;
+  o->std = (float)v[IO_STD].num;
+  o->skip_bad = v[IO_SKIP].num != 0;
+  o->seed = (uint64_t)v[IO_SEED].num;
+  if (o->C == 2 || o->pad >= o->H || o->pad >= o->W || !(o->std != 0))
+    fvl_error(L, "images: C = %d, size %dx%d, crop %d, std %g (expected C 1 or 3, crop < size, "
+              "std != 0)", o->C, o->W, o->H, o->pad, (double)o->std);
+}
+/* B images of C×H×W floats: checked so that B·C·H·W·4 bytes is representable (at most 2^40
+ * elements, like every shape from Lua) */
+static void check_images_size(lua_State *L, const char *fn, int64_t B, const fvl_img_opts *o) {
+  int64_t n = fvl_checksize_mul(L, fn, B, (int64_t)o->C * o->H * o->W);
+  if (n > (INT64_C(1) << 40)) fvl_error(L, "%s: %lld images of %dx%dx%d (more than 2^40 values)", fn, (long long)B, o->C, o->H, o->W);
 }
 /* 0-based int32 sample numbers from a 1-D int32 tensor, checked against 1..n → int64 array
  * kept in a userdata anchored on the stack (returns its stack index) */
@@ -387,6 +411,7 @@ static int l_set_batch(lua_State *L) {
   fvl_img_opts o;
   read_img_opts(L, 3, &o);
   int64_t epoch = luaL_optinteger(L, 4, 0), pos0 = luaL_optinteger(L, 5, 0);
+  check_images_size(L, "images:batch", B, &o);
   int64_t sz[4] = {B, o.C, o.H, o.W};
   fvl_tensor *x = fvl_empty(FVL_F32, 4, sz);
   fvl_pushtensor(L, x);
@@ -428,6 +453,7 @@ static int l_set_loader(lua_State *L) {
     return fvl_error(L, "images:loader: batch %lld, workers %lld, prefetch %lld (expected batch "
                      "1..2^24, workers 0..256, prefetch 1..1024)", (long long)B, (long long)workers,
                      (long long)depth);
+  check_images_size(L, "images:loader", B, &o);
   loader_ud *u = lua_newuserdatauv(L, sizeof *u, 1);
   u->l = NULL;
   luaL_setmetatable(L, LOADER_MT);
@@ -511,6 +537,7 @@ static int l_pack_images(lua_State *L) {
   if (first < 1 || cnt < 0 || cnt > u->p->n || first - 1 > u->p->n - cnt)
     return fvl_error(L, "bin_pack: images %lld..%lld outside 1..%lld", (long long)first,
                      (long long)(first + cnt - 1), (long long)u->p->n);
+  check_images_size(L, "bin_pack", cnt, &o);
   int64_t sz[4] = {cnt, o.C, o.H, o.W};
   fvl_tensor *x = fvl_empty(FVL_F32, 4, sz);
   fvl_pushtensor(L, x);
@@ -596,18 +623,19 @@ static int l_npz_write(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  lua_Integer n = luaL_len(L, 2);
-  if (n != luaL_len(L, 3) || n > 65535) return fvl_error(L, "save: %lld names for %lld tensors", (long long)n, (long long)luaL_len(L, 3));
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2), nt = (lua_Integer)lua_rawlen(L, 3);
+  if (n != nt || n > 65535)
+    return fvl_error(L, "save: %lld names for %lld tensors (expected equal counts, at most 65535)", (long long)n, (long long)nt);
   const char **names = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *names, 0);
   fvl_tensor **ts = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *ts, 0);
+  int anchor = fvl_anchor_new(L);   /* names and tensors stay alive while C uses them */
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_geti(L, 2, i) != LUA_TSTRING) return fvl_error(L, "save: name %lld is not a string", (long long)i);
-    names[i - 1] = lua_tostring(L, -1);   /* table 2 keeps it alive */
-    lua_pop(L, 1);
+    names[i - 1] = fvl_anchor_string(L, anchor, NULL);
     lua_geti(L, 3, i);
-    ts[i - 1] = fvl_totensor(L, -1);       /* table 3 keeps it alive */
+    ts[i - 1] = fvl_totensor(L, -1);
     if (!ts[i - 1]) return fvl_error(L, "save: value '%s' is a %s, expected a tensor", names[i - 1], luaL_typename(L, -1));
-    lua_pop(L, 1);
+    fvl_anchor_keep(L, anchor);
   }
   if (fvl_npz_write(path, n, names, ts)) { lua_pushnil(L); lua_pushstring(L, fvl_errmsg()); return 2; }
   lua_pushboolean(L, 1);
@@ -625,7 +653,7 @@ static int l_write_atomic(lua_State *L) {
 /* fvl._check_labels_list(list|tensor, n, fn) -> 0-based int32 tensor (labels >= 1, n values) */
 static int l_check_labels(lua_State *L) {
   const char *fn = luaL_checkstring(L, 3);
-  fvl_pushtensor(L, fvl_checklabels(L, 1, fn, luaL_checkinteger(L, 2), 0));
+  fvl_pushtensor(L, fvl_checklabels(L, 1, fn, luaL_checkinteger(L, 2), -1));
   return 1;
 }
 /* fvl._check_index_list(list|tensor, n, fn) -> 0-based int32 tensor checked against 1..n */

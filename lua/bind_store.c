@@ -154,18 +154,25 @@ static int l_start_trial(lua_State *L) {
   return 1;
 }
 
-/* store:claim(pid, lease_s, max_attempts, retry_before, sign) -> id, attempt | nil */
+/* a lease from Lua: finite seconds > 0 (at most a year) */
+static double checklease(lua_State *L, int idx, const char *fn) {
+  double v = luaL_checknumber(L, idx);
+  if (!(v > 0 && v <= 31536000.0)) return fvl_error(L, "%s: lease = %g is outside (0, 31536000] seconds", fn, v);
+  return v;
+}
+
+/* store:claim(pid, lease_s, max_attempts [, retry_before [, sign]]) -> id, attempt | nil */
 static int l_claim(lua_State *L) {
+  const char *fn = "store:claim";
   fvl_store *s = checkstore(L, "claim");
-  int pid = (int)luaL_checkinteger(L, 2);
-  double lease = luaL_checknumber(L, 3);
-  lua_Integer max_attempts = luaL_checkinteger(L, 4);
+  int pid = fvl_checkint32(L, fn, "pid", luaL_checkinteger(L, 2), 0, INT32_MAX);
+  double lease = checklease(L, 3, fn);
+  int max_attempts = fvl_checkint32(L, fn, "max_attempts", luaL_checkinteger(L, 4), 1, 1000000);
   double retry_before = luaL_optnumber(L, 5, -1);
-  int sign = luaL_optinteger(L, 6, 1) < 0 ? -1 : 1;
-  if (max_attempts < 1 || max_attempts > 1000000)
-    return luaL_error(L, "store:claim: max_attempts must be in 1..1000000, got %d", (int)max_attempts);
+  if (isnan(retry_before)) return fvl_error(L, "%s: retry_before is NaN (expected Unix seconds, or -1)", fn);
+  int sign = fvl_checkint32(L, fn, "sign", luaL_optinteger(L, 6, 1), -1, 1) < 0 ? -1 : 1;
   int64_t id = 0;
-  int a = fvl_store_claim(s, pid, lease, (int)max_attempts, retry_before, sign, &id);
+  int a = fvl_store_claim(s, pid, lease, max_attempts, retry_before, sign, &id);
   if (a < 0) return fvl_raise(L);
   if (a == 0) { lua_pushnil(L); return 1; }
   lua_pushinteger(L, id);
@@ -175,8 +182,11 @@ static int l_claim(lua_State *L) {
 
 /* store:heartbeat(id, attempt, lease_s) -> renewed */
 static int l_heartbeat(lua_State *L) {
+  const char *fn = "store:heartbeat";
   fvl_store *s = checkstore(L, "heartbeat");
-  int r = fvl_store_heartbeat(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3), luaL_checknumber(L, 4));
+  lua_Integer id = luaL_checkinteger(L, 2);
+  int attempt = fvl_checkint32(L, fn, "attempt", luaL_checkinteger(L, 3), 1, INT32_MAX);
+  int r = fvl_store_heartbeat(s, id, attempt, checklease(L, 4, fn));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
@@ -185,7 +195,9 @@ static int l_heartbeat(lua_State *L) {
 /* store:park(id, attempt) -> parked */
 static int l_park(lua_State *L) {
   fvl_store *s = checkstore(L, "park");
-  int r = fvl_store_park(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3));
+  lua_Integer id = luaL_checkinteger(L, 2);
+  int attempt = fvl_checkint32(L, "store:park", "attempt", luaL_checkinteger(L, 3), 1, INT32_MAX);
+  int r = fvl_store_park(s, id, attempt);
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;

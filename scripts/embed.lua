@@ -1,28 +1,27 @@
 -- scripts/embed.lua — embeddings of a folder of identity folders or a .rec with a saved model.
 --
---   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [--no-flip] [--batch 64] [--bgr]
---                         [--workers 2]
+--   fvl scripts/embed.lua MODEL.npz (FOLDER | TRAIN.rec) OUT.npy [--no-flip] [--batch 64]
+--                         [--bgr] [--workers 2]
 --
--- Writes OUT.npy (N×D float32, L2-normalised; unless --no-flip the raw outputs of each image and
--- its mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt
--- (one line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
+-- Writes OUT.npy (N×D float32, L2-normalised; by default the raw outputs of each image and its
+-- mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt (one
+-- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
+-- A bad argument or file: one line on stderr, exit status 1.
 local cli = require "fvl.cli"
-local parser = cli.parser("fvl scripts/embed.lua",
-  "Embeddings of a folder of identity folders or a .rec with a saved model: OUT.npy (N x D, " ..
-  "L2-normalised), OUT-labels.npy (1-based class ids) and OUT-paths.txt.")
-parser:argument("model", "MODEL.npz written by fvl.nn.save")
-parser:argument("source", "a folder of identity folders, or FILE.rec")
-parser:argument("out", "OUT.npy")
-parser:flag("--no-flip", "no flip test (default: each image's and its mirror's raw outputs summed)")
-parser:option("--batch", "batch size", "64"):convert(cli.integer("batch", 1))
-parser:flag("--bgr", "feed channels as BGR")
-parser:option("--workers", "decoding threads", "2"):convert(cli.integer("workers", 1))
-local o = parser:parse(arg or {})
-local opts = { flip = o.no_flip and "0" or "1", batch = o.batch, bgr = o.bgr and "1" or "0", workers = o.workers }
-local pos = { o.model, o.source, o.out }
+local int = cli.integer
+local parser = cli.parser("fvl scripts/embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
+parser:argument("model", "model file written by fvl.nn.save")
+parser:argument("source", "a folder of identity folders, or a .rec file")
+parser:argument("out", "output .npy file")
+parser:flag("--no-flip", "embed the images only (no flip test)")
+parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
+parser:flag("--bgr", "feed the channels in B, G, R order")
+parser:option("--workers", "decoding threads", "2"):convert(int("workers", 0))
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("embed.lua: " .. tostring(msg) .. "\n") os.exit(1) end
-local model_path, src, out = pos[1], pos[2], pos[3]
+local model_path, src, out = a.model, a.source, a.out
 if not out:match("%.npy$") then die("OUT must end in .npy, got '" .. out .. "'") end
+local opts = { bgr = a.bgr and "1" or "0", workers = a.workers }
 local net, meta = fvl.nn.load(model_path)
 if not net then die(meta) end
 net:evaluate()
@@ -30,7 +29,7 @@ local is_rec = src:match("%.rec$") ~= nil
 local ds, err = fvl.data.images{ rec = is_rec and src or nil, folder = (not is_rec) and src or nil,
                                  bgr = opts.bgr == "1" }
 if not ds then die(err) end
-local batch, flip = tonumber(opts.batch), opts.flip == "1"
+local batch, flip = a.batch, not a.no_flip
 local function run(x) return net:forward(x):detach() end
 local ok, e = pcall(function()
   local loader = ds:loader{ batch = batch, shuffle = false, workers = tonumber(opts.workers) }

@@ -4,34 +4,36 @@
 --                          [--size 112x112] [--json out.json]
 --
 -- MODEL is a file written by fvl.nn.save (architecture + weights). For each pack it prints
--- 10-fold accuracy ± std, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR (fvl.eval.bin_pack: flip
--- test summing raw embeddings, last partial batch included). Exit status 1 on a bad argument
--- or file, with the message on stderr.
+-- 10-fold accuracy ± std, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR=1e-3 (fvl.eval.bin_pack:
+-- flip test summing raw embeddings, last partial batch included). The image size comes from
+-- the model's meta.input (fvl.nn.save{meta = {input = {3, h, w}}}) unless --size is given.
+-- A bad argument or file: one line on stderr, exit status 1.
 local cli = require "fvl.cli"
-local parser = cli.parser("fvl scripts/verify.lua",
-  "insightface's verification table for a saved model (fvl.nn.save) on .bin packs: 10-fold " ..
-  "accuracy, VAL@FAR=1e-3, XNorm, EER, AUC and TAR@FAR=1e-3 per pack.")
-parser:argument("model", "MODEL.npz written by fvl.nn.save")
-parser:argument("packs", "PACK.bin files"):args("+")
-parser:flag("--no-flip", "no flip test (default: the embeddings of each image and its mirror summed)")
-parser:option("--batch", "batch size", "64"):convert(cli.integer("batch", 1))
-parser:flag("--bgr", "feed channels as BGR")
-parser:option("--size", "input HxW (default: the model's, else 112x112)")
+local int = cli.integer
+local parser = cli.parser("fvl scripts/verify.lua", "insightface's verification table for a saved model on .bin packs.")
+parser:argument("model", "model file written by fvl.nn.save")
+parser:argument("packs", "insightface .bin verification packs"):args("+")
+parser:flag("--no-flip", "embed the images only (no flip test)")
+parser:option("--batch", "images per forward pass", "64"):convert(int("batch", 1))
+parser:flag("--bgr", "feed the channels in B, G, R order")
+parser:option("--size", "image size HxW (default: the model's meta.input, else 112x112)")
 parser:option("--json", "also write the results to this JSON file")
-local o = parser:parse(arg or {})
+local a = parser:parse(arg or {})
 local function die(msg) io.stderr:write("verify.lua: " .. tostring(msg) .. "\n") os.exit(1) end
-local opts = { flip = o.no_flip and "0" or "1", bgr = o.bgr and "1" or "0", size = o.size or "112x112", json = o.json }
-local size_given = o.size ~= nil
-local files = { o.model }
-for _, f in ipairs(o.packs) do files[#files + 1] = f end
-local h, w = opts.size:match("^(%d+)x(%d+)$")
-if not h then die("size must be HxW, got '" .. opts.size .. "'") end
-local batch = o.batch
-
+local h, w = 112, 112
+if a.size then
+  h, w = a.size:match("^(%d+)x(%d+)$")
+  if not h then die("--size must be HxW, e.g. 112x112, got '" .. a.size .. "'") end
+  h, w = tonumber(h), tonumber(w)
+end
+local files = { a.model }
+for _, p in ipairs(a.packs) do files[#files + 1] = p end
+local opts = { flip = a.no_flip and "0" or "1", bgr = a.bgr and "1" or "0", json = a.json }
+local batch = a.batch
 
 local net, meta = fvl.nn.load(files[1])
 if not net then die(meta) end
-if not size_given and type(meta) == "table" and type(meta.input) == "table" then  -- from fvl.nn.save's meta
+if not a.size and type(meta) == "table" and type(meta.input) == "table" then  -- from fvl.nn.save's meta
   h, w = meta.input[2] or h, meta.input[3] or w
 end
 net:evaluate()

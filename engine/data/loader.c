@@ -407,6 +407,10 @@ fvl_img_loader *fvl_img_loader_start(const fvl_imgset *set, const fvl_img_opts *
             o->pad, (double)o->std);
     return NULL;
   }
+  if ((int64_t)o->C * o->H * o->W > (INT64_C(1) << 36) / B) {
+    fvl_err("images: batch %lld of %dx%dx%d images is too large", (long long)B, o->C, o->H, o->W);
+    return NULL;
+  }
   for (int64_t i = 0; i < n; i++)
     if (order[i] < 0 || order[i] >= set->n) {
       fvl_err("images: order[%lld] = %lld is outside 1..%lld", (long long)i + 1,

@@ -65,6 +65,8 @@ static int64_t block_cols(int64_t B, int64_t C) {
 /* The column blocks are shared among the OpenMP threads, each calling a single-threaded sgemm
    on its block and doing the block's elementwise work while it is in cache: one thread pool
    (OpenBLAS's own threads would alternate with OpenMP's at every block). */
+/* In OpenBLAS's OpenMP build openblas_set_num_threads(1) also sets the OpenMP thread count to 1:
+   take the team size before (fvl_omp_max_threads) and name it in each region (num_threads). */
 static int blas_single(void) {
   int n = openblas_get_num_threads();
   if (n != 1) openblas_set_num_threads(1);
@@ -209,8 +211,8 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
      there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
      fp32 (docs/losses.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
      clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
-  int nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1) reduction(+:total)
+  const int T = fvl_omp_max_threads(), nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1) reduction(+:total) num_threads(T)
   for (int64_t blk = 0; blk < nblk; blk++) {
     if (fvl_aborted()) continue;
     int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
@@ -321,8 +323,8 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   int ng = partials_groups(nblk, B * D);
   if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "cosine backward");
   if (rc == 0) {
-    int nbl = blas_single();
-#pragma omp parallel num_threads(fvl_omp_max_threads())
+    const int T = fvl_omp_max_threads(), nbl = blas_single();
+#pragma omp parallel num_threads(T)
     {
       float inw[8192], gam[8192];
 #pragma omp for schedule(dynamic, 1)
@@ -409,8 +411,8 @@ fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_t
   float *op = fvl_f32(out);
   const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *bp = bc ? fvl_f32(bc) : NULL;
   int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
-  int nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1)
+  const int T = fvl_omp_max_threads(), nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
   for (int64_t blk = 0; blk < nblk; blk++) {
     if (fvl_aborted()) continue;
     int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
@@ -460,8 +462,8 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
      dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into its group's
      partial sum (partials: the same bits with any thread count) */
   if (rc == 0) {
-    int nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1)
+    const int T = fvl_omp_max_threads(), nbl = blas_single();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
     for (int64_t grp = 0; grp < ng; grp++)
     for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
       if (fvl_aborted()) continue;

@@ -257,6 +257,8 @@ local function dataset_parts(ds)
 end
 
 function data.loader(ds, opts)
+  -- an image data set (fvl.data.images{...}) has its own threaded loader
+  if type(ds) == "table" and getmetatable(ds) == require("fvl.faces").ImageSet then return ds:loader(opts) end
   local fn = "loader"
   opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "drop_last", "flip", "crop", "epoch" })
   local x, y = dataset_parts(ds)

@@ -169,7 +169,8 @@ function M.load(nn, path)
     return nil, string.format("%s: '%s' holds format %s version %s, expected '%s' version 1", fn, path,
                               tostring(desc.format), tostring(desc.version), FORMAT)
   end
-  local model = build(nn, desc.root, "", arrays, fn)
+  local ok, model = pcall(build, nn, desc.root, "", arrays, fn)
+  if not ok then return nil, tostring(model) end
   return model, unplain(desc.meta or {})
 end
 

@@ -11,12 +11,94 @@
 --
 -- Without `file`, features/boundaries/lines/roc/history return a panel: panel:save(file) writes
 -- it, and fvl.plot.sheet accepts it directly (drawn at the sheet's cell size).
+--
+-- Every figure written to a file gets its data beside it, same basename with .csv (written
+-- atomically), so it can be redrawn elsewhere. One long format for all of them:
+--   panel,series,label,x,y,z,class
+-- panel: 1 (a sheet: its panel number); series: the line's number (plot.lines, roc, history,
+-- boundaries) or "points" / "centres" (plot.features); label: the line's label; x, y (z: 3-D
+-- features); class: a point's class id (1-based) or a centre's number. Animations (.gif) get no
+-- CSV.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local P = fvl._plot
 local plot = {}
 local fail = util.fail
 local lines_args   -- a line chart's binding arguments (defined with plot.lines)
+
+-- ------------------------------------------------------------------------------ CSV beside
+local CSV_HEADER = "panel,series,label,x,y,z,class"
+
+function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
+
+local function csv_field(v)
+  if v == nil then return "" end
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    if v ~= v then return "nan" end
+    return string.format("%.9g", v)
+  end
+  v = tostring(v)
+  if v:find('[,"\n\r]') then v = '"' .. v:gsub('"', '""') .. '"' end
+  return v
+end
+
+local function csv_row(t, panel, series, label, x, y, z, class)
+  t[#t + 1] = table.concat({ csv_field(panel), csv_field(series), csv_field(label), csv_field(x),
+                             csv_field(y), csv_field(z), csv_field(class) }, ",")
+end
+
+local function write_csv(file, rows)
+  local path = plot.csv_path(file)
+  local ok, err = fvl.sys.write_atomic(path, CSV_HEADER .. "\n" .. table.concat(rows, "\n") ..
+                                       (#rows > 0 and "\n" or ""))
+  if not ok then fail("plot: cannot write " .. path .. ": " .. tostring(err)) end
+  return path
+end
+
+local function lines_csv(args)
+  local rows = {}
+  for i, s in ipairs(args.series) do
+    for j = 1, #s.x do csv_row(rows, 1, i, s.label, s.x[j], s.y[j], nil, nil) end
+  end
+  write_csv(args.file, rows)
+end
+
+local function features_csv(emb, labels, args)
+  local rows = {}
+  local e = emb:totable()
+  local l = labels ~= nil and (util.is_tensor(labels) and labels:totable() or labels) or nil
+  for i, r in ipairs(e) do csv_row(rows, 1, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
+  if args.centres then
+    for i, r in ipairs(args.centres:totable()) do csv_row(rows, 1, "centres", nil, r[1], r[2], r[3], i) end
+  end
+  write_csv(args.file, rows)
+end
+
+-- a sheet's CSV: each panel's CSV rows (a file's CSV beside it when there is one) under its number
+local function read_csv_rows(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local rows = {}
+  local first = true
+  for line in f:lines() do
+    if first then first = false else rows[#rows + 1] = line end
+  end
+  f:close()
+  return rows
+end
+
+local function sheet_csv(file, panels)
+  local rows = {}
+  for i, p in ipairs(panels) do
+    local r = read_csv_rows(plot.csv_path(p.file))
+    for _, line in ipairs(r or {}) do
+      local rest = line:match("^[^,]*,(.*)$")   -- drop the panel's own panel column
+      if rest then rows[#rows + 1] = i .. "," .. rest end
+    end
+  end
+  write_csv(file, rows)
+end
 
 local Panel = util.class("fvl.plot.Panel")
 plot.Panel = Panel
@@ -105,6 +187,7 @@ function plot.features(emb, labels, opts)
     return panel("features", args, opts.title)
   end
   P.features(emb, labels, args)
+  features_csv(emb, labels, args)
   return args.file
 end
 
@@ -236,6 +319,7 @@ function plot.lines(spec)
     return p
   end
   P.lines(args)
+  lines_csv(args)
   return args.file
 end
 
@@ -790,8 +874,9 @@ function plot.sheet(items, opts)
       end
     end
     P.sheet(file, panels, cols, opts.title, cw, ch)
+    sheet_csv(file, panels)
   end)
-  for _, t in ipairs(temps) do os.remove(t) end
+  for _, t in ipairs(temps) do os.remove(t); os.remove(plot.csv_path(t)) end
   if not ok then error(err, 0) end
   return file
 end

@@ -40,6 +40,9 @@ head -1 "$tmp/emb-paths.txt" | grep -q "faces/class_01/" || fail "embed.lua path
 
 # errors: exit status 1 and a message naming the problem
 "$FVL" scripts/verify.lua "$tmp/model.npz" >/dev/null 2>"$tmp/e1"; [ $? = 1 ] && grep -qi usage "$tmp/e1" || fail "verify.lua without packs"
+"$FVL" scripts/verify.lua --help >"$tmp/h1" 2>&1; [ $? = 0 ] && grep -q "packs" "$tmp/h1" || fail "verify.lua --help"
+"$FVL" scripts/verify.lua "$tmp/model.npz" "$tmp/val.bin" --batch x >/dev/null 2>"$tmp/e6"; [ $? = 1 ] && grep -q "batch: expected a number" "$tmp/e6" || fail "verify.lua --batch x"
+"$FVL" scripts/embed.lua --help >"$tmp/h2" 2>&1; [ $? = 0 ] || fail "embed.lua --help"
 "$FVL" scripts/verify.lua "$tmp/model.npz" "$tmp/nope.bin" >/dev/null 2>"$tmp/e2"; [ $? = 1 ] && grep -q "nope.bin" "$tmp/e2" || fail "verify.lua missing pack"
 "$FVL" scripts/verify.lua "$tmp/val.bin" "$tmp/val.bin" >/dev/null 2>"$tmp/e3"; [ $? = 1 ] && grep -q "__model__\|not a .npz\|nn.load" "$tmp/e3" || { fail "verify.lua non-model"; cat "$tmp/e3"; }
 "$FVL" scripts/embed.lua "$tmp/model.npz" "$tmp/faces" "$tmp/x.txt" >/dev/null 2>"$tmp/e4"; [ $? = 1 ] && grep -q ".npy" "$tmp/e4" || fail "embed.lua bad OUT"

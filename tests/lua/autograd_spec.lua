@@ -1,4 +1,4 @@
--- autograd_spec.lua — the "Autograd" part of API.md: requires_grad, .grad, backward, no_grad,
+-- autograd_spec.lua — autograd as users see it: requires_grad, .grad, backward, no_grad,
 -- detach, and fvl.gradcheck over every differentiable op reachable from Lua.
 
 local function gc(what, f, inputs, opts)
@@ -18,7 +18,7 @@ local function wsum(out)
   return (out * fvl.tensor(w):reshape(out:shape())):sum()
 end
 
-describe("the API.md example", function()
+describe("the reference example", function()
   it("W.grad holds dloss/dW for (x:matmul(W:t())):sum()", function()
     local x = fvl.tensor({{1, 2}, {3, 4}, {5, 6}})
     local W = fvl.randn(10, 2):requires_grad()

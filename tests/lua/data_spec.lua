@@ -426,7 +426,7 @@ describe("loader", function()
     local ds = data.synthetic_faces{ identities = 10, per_identity = 3, test_identities = 0 }
     local b = data.loader(ds.train, { batch = 7 }):next()
     expect_eq(table.concat(b.x:shape(), "x"), "7x128")
-    -- the whole result (train + test) serves its train split, as in API.md
+    -- the whole result (train + test) serves its train split
     local whole = data.loader(ds, { batch = 7, seed = 1 }):next()
     expect_eq(maxdiff(whole.x, b.x), 0)
     expect_eq(maxdiff(whole.y, ds.train.labels:index(1, whole.index)), 0)

@@ -10,6 +10,22 @@ describe("training does not depend on the thread count", function()
     same_bits(mlp("arcface"), 3, "mlp+arcface")
     same_bits(mlp("softmax"), 3, "mlp+softmax")
   end)
+  it("products of any shape (OpenBLAS's own threads split skinny ones differently)", function()
+    fvl.manual_seed(2)
+    local pairs_ = { { fvl.randn{ 1000, 500 }, fvl.randn{ 500, 3 } }, { fvl.randn{ 3, 700 }, fvl.randn{ 700, 1000 } },
+                     { fvl.randn{ 100, 257 }, fvl.randn{ 257, 300 } } }
+    local before = fvl.threads()
+    for i, p in ipairs(pairs_) do
+      fvl.threads(1)
+      local one = D.bytes(p[1]:matmul(p[2]))
+      fvl.threads(2)
+      local two = D.bytes(p[1]:matmul(p[2]))
+      fvl.threads(4)
+      local four = D.bytes(p[1]:matmul(p[2]))
+      expect_true(one == two and one == four, "product " .. i .. " with 1, 2 and 4 threads")
+    end
+    fvl.threads(before)
+  end)
   it("a small CNN: direct and strided im2col convolutions, batch norm", function()
     local nn = fvl.nn
     local function net()

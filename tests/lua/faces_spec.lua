@@ -513,3 +513,77 @@ describe(".npy of every default NumPy dtype and .npz (golden files from NumPy)",
     rmdir(d)
   end)
 end)
+
+describe("bad arguments", function()
+  it("writer, images, packs, models and evaluation name the function, argument and value", function()
+    local d = tmpdir()
+    local w = assert(data.rec_writer(d .. "/w.rec"))
+    expect_error(function() w:write{ image = 5 } end, "image must be encoded bytes or a tensor, got number")
+    expect_error(function() w:write{ label = "x" } end, "label must be a number or a list of numbers, got string")
+    expect_error(function() w:write{ label = { 1, "b" } } end, "label[2] must be a number")
+    expect_error(function() w:write{ key = -1 } end, "key")
+    expect_error(function() w:write{ lable = 1 } end, "unknown option 'lable'")
+    expect_error(function() data.rec_writer(d .. "/x.rec", { property = { 10, 112 } }) end, "property must be {num_classes, h, w}")
+    local r, err = data.rec_writer("/nonexistent-dir/x.rec")
+    expect_true(r == nil and err:find("cannot create", 1, true), err)
+    w:abort()
+    make_folder(d .. "/f", { 2, 2 })
+    expect_error(function() data.images{ folder = d .. "/f", channels = 2 } end, "channels = 2")
+    expect_error(function() data.images{ folder = d .. "/f", size = { 16 } } end, "size must be {h, w}")
+    expect_error(function() data.images{ folder = 5 } end, "folder must be a path")
+    expect_error(function() data.images{ files = { "a.jpg", "b.jpg" }, labels = { 1, 0 } } end, "labels[2] = 0")
+    local ds = assert(data.images{ folder = d .. "/f" })
+    expect_error(function() ds:batch({ 1, 9 }) end, "indices[2] = 9 is outside 1..4")
+    expect_error(function() ds:image(0) end, "sample 0 is outside 1..4")
+    -- fvl.data.loader hands an image data set to its own loader
+    local l = data.loader(ds, { batch = 3, workers = 1 })
+    expect_eq(#l, 2)
+    expect_eq(l:next().x:size(1), 3)
+    expect_error(function() data.write_bin_pack(d .. "/p.bin", { "a", "b", "c" }, { true }) end, "3 images for 1 issame flags")
+    expect_error(function() data.write_bin_pack(d .. "/p.bin", { "a", "b" }, { "yes" }) end, "issame[1] = yes")
+    -- models
+    local net = fvl.nn.Sequential{ fvl.nn.Flatten(), fvl.nn.Linear(3 * 16 * 16, 4) }
+    net.hook = function() end
+    expect_error(function() fvl.nn.save(d .. "/m.npz", net) end, "field hook is a function")
+    net.hook = nil
+    expect_error(function() fvl.nn.save(d .. "/m.npz", {}) end, "model must be an fvl.nn module")
+    local Custom = fvl.nn.class("FacesSpecCustom")
+    function Custom:forward(x) return self.inner:forward(x) * self.scale end
+    local c = fvl.nn.Module.new(Custom)
+    c.scale = 2
+    c:add_module("inner", net)
+    c:register_buffer("centre", fvl.ones(4))
+    c.inner["2"].bias:requires_grad(false)
+    assert(fvl.nn.save(d .. "/c.npz", c))
+    local c2 = assert(fvl.nn.load(d .. "/c.npz"))
+    local x = ds:batch({ 1, 2 })
+    expect_eq(maxdiff(c2:forward(x), c:forward(x)), 0)
+    expect_eq(c2.scale, 2)
+    expect_eq(c2.inner["2"].bias.needs_grad, false)
+    expect_eq(c2.inner["2"].weight.needs_grad, true)
+    fvl.nn._classes.FacesSpecCustom = nil
+    local m2, e2 = fvl.nn.load(d .. "/c.npz")
+    expect_true(m2 == nil and e2:find("class 'FacesSpecCustom'", 1, true), e2)
+    fvl.nn._classes.FacesSpecCustom = Custom
+    assert(fvl.save(d .. "/plain.npz", { a = fvl.ones(2) }))
+    local m3, e3 = fvl.nn.load(d .. "/plain.npz")
+    expect_true(m3 == nil and e3:find("without '__model__'", 1, true), e3)
+    -- a face backbone round-trips exactly
+    if fvl.nn.mobilefacenet then
+      local mf = fvl.nn.mobilefacenet{ dim = 16 }
+      mf:evaluate()
+      assert(fvl.nn.save(d .. "/mf.npz", mf))
+      local mf2 = assert(fvl.nn.load(d .. "/mf.npz"))
+      mf2:evaluate()
+      local xi = fvl.randn(1, 3, 112, 112)
+      expect_eq(maxdiff(mf2:forward(xi), mf:forward(xi)), 0)
+    end
+    -- evaluation
+    expect_error(function() fvl.eval.bin_pack(net, G .. "pack_py2.bin", { size = { 4, 6 } }) end, "fewer than folds = 10")
+    expect_error(function() fvl.eval.bin_pack(function(x) return x end, G .. "pack_py2.bin", { size = { 4, 6 }, folds = 2 }) end,
+                 "must return B×D embeddings")
+    expect_error(function() fvl.eval.bin_pack(net, G .. "nope.bin", { folds = 2 }) end, "cannot open")
+    expect_error(function() fvl.eval.bin_pack(net, G .. "pack_py2.bin", { flips = true }) end, "unknown option 'flips'")
+    rmdir(d)
+  end)
+end)

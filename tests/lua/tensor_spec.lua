@@ -1,4 +1,4 @@
--- tensor_spec.lua — the "Tensors" part of API.md: creation, inspection, 1-based access, views
+-- tensor_spec.lua — tensors as users see them: creation, inspection, 1-based access, views
 -- sharing storage, arithmetic and broadcasting, reductions with 1-based indices, matmul,
 -- normalize, .npy files (including numpy's own), seeded randomness and threads.
 

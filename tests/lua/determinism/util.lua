@@ -59,7 +59,7 @@ local faces = fvl.data.synthetic_faces{ identities = 300, per_identity = 8, test
 local function mlp(headname)
   return function()
     local net = fvl.nn.mlp{ sizes = { faces.train.x:size(2), 128, 32 } }
-    return { x = faces.train.x, labels = faces.train.labels }, net, fvl.loss[headname]{ dim = 32, classes = 300 }, 64
+    return { x = faces.train.x, labels = faces.train.labels }, net, fvl.loss[headname]{ dim = 32, classes = 300 }, 100
   end
 end
 local function images(make_net, n, size)
@@ -71,5 +71,5 @@ local function images(make_net, n, size)
   end
 end
 
-return { same_bits = same_bits, mlp = mlp, images = images,
+return { same_bits = same_bits, mlp = mlp, images = images, bytes = bytes,
          cleanup = function() os.execute("rm -rf '" .. tmp .. "'") end }
