@@ -58,6 +58,17 @@ static int l_fma_peak(lua_State *L) {
   return 1;
 }
 
+/* fvl._bench.fma_peak_all([seconds = 0.3]) -> the machine's FMA peak in GFLOP/s (all threads,
+   AVX-512 or AVX2 chosen at run time), and the name of the instruction set measured */
+static int l_fma_peak_all(lua_State *L) {
+  double sec = luaL_optnumber(L, 1, 0.3);
+  if (!(sec > 0 && sec <= 10)) return fvl_error(L, "fma_peak_all: seconds = %g (expected 0 < seconds <= 10)", sec);
+  const char *isa = NULL;
+  lua_pushnumber(L, fvl_fma_peak_all_gflops(sec, &isa));
+  lua_pushstring(L, isa);
+  return 2;
+}
+
 int fvl_open_backbone(lua_State *L) {
   static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");
@@ -66,6 +77,8 @@ int fvl_open_backbone(lua_State *L) {
   luaL_getsubtable(L, -1, "_bench");
   lua_pushcfunction(L, l_fma_peak);
   lua_setfield(L, -2, "fma_peak");
+  lua_pushcfunction(L, l_fma_peak_all);
+  lua_setfield(L, -2, "fma_peak_all");
   lua_pop(L, 1);
   return 0;
 }

@@ -51,13 +51,16 @@ static int l_broadcast(lua_State *L) {
 /* allgather(t [, {grad = "sum"|"slice"}]) -> the ranks' tensors stacked along dim 1; tracked:
    the backward reduce-scatters the gradient ("sum", the default) or, when every rank already
    holds the full gradient of the result, keeps this rank's rows ("slice") */
+enum { AG_GRAD, AG_N };
+static const fvl_optdef ALLGATHER_OPTS[AG_N + 1] = {
+  [AG_GRAD] = {"grad", FVL_OPT_ENUM, 0, FVL_NORANGE, "sum|slice"},
+  [AG_N] = FVL_OPT_END};
 static int l_allgather(lua_State *L) {
-  static const char *const keys[] = {"grad", NULL};
-  static const char *const modes[] = {"sum", "slice", NULL};
   fvl_tensor *t = tensor_arg(L, 1, "allgather", 0);
-  fvl_checkopts(L, 2, "fvl.dist.allgather", keys);
-  int mode = lua_istable(L, 2) ? fvl_optenum(L, 2, "fvl.dist.allgather", "grad", modes, 0) : 0;
-  fvl_pushtensor(L, fvl_dist_allgather_ex(t, mode == 0));
+  lua_settop(L, 2);
+  fvl_optval v[AG_N];
+  fvl_readopts(L, 2, "fvl.dist.allgather", ALLGATHER_OPTS, v);
+  fvl_pushtensor(L, fvl_dist_allgather_ex(t, v[AG_GRAD].num == 0));
   return 1;
 }
 /* reduce_scatter(t) -> this rank's block (dim 1 = size·k) of the sum over ranks (tracked) */
@@ -80,10 +83,12 @@ static int l_copy(lua_State *L) {
 static int l_randn_rows(lua_State *L) {
   lua_Integer rows = luaL_checkinteger(L, 1), cols = luaL_checkinteger(L, 2);
   lua_Integer first = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
-  if (rows < 1 || cols < 1 || rows > INT64_MAX / cols)
+  if (rows < 1 || cols < 1)
     fvl_error(L, "fvl.dist.randn_rows: rows = %lld, cols = %lld (expected positive sizes)", (long long)rows,
               (long long)cols);
-  if (first < 1 || n < 0 || first - 1 > rows - n)
+  int64_t shape[2] = {rows, cols};
+  fvl_checkshape_numel(L, "fvl.dist.randn_rows", 2, shape);   /* the whole tensor's count is drawn */
+  if (first < 1 || n < 0 || n > rows || first - 1 > rows - n)
     fvl_error(L, "fvl.dist.randn_rows: rows %lld..%lld are outside 1..%lld", (long long)first,
               (long long)(first + n - 1), (long long)rows);
   fvl_pushtensor(L, fvl_dist_randn_rows(rows, cols, first - 1, n, 1.0f));

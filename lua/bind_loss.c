@@ -320,15 +320,18 @@ static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t
   return o;
 }
 
-/* F.margin_ce_shard(cos, cols, spec [, name]) -> scalar loss over the ranks (tracked) */
+/* F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar loss over the ranks (tracked);
+   cap > 0: each row's loss at most cap, capped rows without gradient */
 static int l_margin_ce_shard(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
+  double cap = luaL_optnumber(L, 5, 0);
+  if (!(cap >= 0)) fvl_error(L, "%s: cap = %g (expected >= 0, 0 = none)", name, cap);
   fvl_tensor *cos = cos_arg(L, name);
   spec_args o;
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
   int bad = 0;
-  fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
+  fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad, (float)cap);
   if (!loss) return fvl_raise(L);
   if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
   fvl_pushtensor(L, loss);

@@ -40,10 +40,11 @@ static fvl_tensor *targets(const float *cos, int ldc, const int32_t *y, int64_t 
 }
 
 /* ================================================================ margin softmax-CE */
-typedef struct { fvl_margin_spec sp; int B, C, ldc; fvl_tensor *gws; } shard_ctx;
+typedef struct { fvl_margin_spec sp; int B, C, ldc; fvl_tensor *gws; unsigned char *capped; } shard_ctx;
 static void free_ctx(void *p) {
   shard_ctx *c = p;
   fvl_release(c->gws);
+  free(c->capped);
   free(c);
 }
 
@@ -78,6 +79,14 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0)
     rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
                                 fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+  /* rows whose loss was capped (p_y floored) have no gradient, as torch's clamp_min */
+  if (rc == 0 && c->capped)
+    for (int i = 0; i < B; i++)
+      if (c->capped[i]) {
+        memset(fvl_f32(dc) + (size_t)i * C, 0, sizeof(float) * (size_t)C);
+        if (ds) fvl_f32(ds)[i] = 0.0f;
+        if (dm) fvl_f32(dm)[i] = 0.0f;
+      }
   /* the row vectors are replicated: their gradient is the sum of the ranks' parts */
   if (rc == 0 && ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
   if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
@@ -92,7 +101,7 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
 
 fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *spec,
                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
-                                int nonfinite_ok, int *bad_row) {
+                                int nonfinite_ok, int *bad_row, float cap) {
   const char *fn = name && *name ? name : "margin_ce_shard";
   char b[64];
   if (bad_row) *bad_row = 0;
@@ -108,7 +117,8 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
   fvl_tensor *y = NULL, *cd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
   float *mx = NULL;
   double *sm = NULL;
-  int ldc;
+  unsigned char *capped = NULL;
+  int ldc, ncapped = 0;
   if (!(y = ycol_of(fn, ycol, B, C))) goto fail;
   if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto fail;
   if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto fail;
@@ -120,7 +130,10 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
   int64_t szb[1] = {B};
   mx = malloc(sizeof *mx * (size_t)B);
   sm = malloc(sizeof *sm * (size_t)B);
-  if (!mx || !sm || !(lse = fvl_empty(FVL_F32, 1, szb))) { fvl_err("%s: out of memory", fn); goto fail; }
+  if (!mx || !sm || !(lse = fvl_empty(FVL_F32, 1, szb)) || (cap > 0 && !(capped = calloc((size_t)B, 1)))) {
+    fvl_err("%s: out of memory", fn);
+    goto fail;
+  }
   if (fvl_margin_ce_fwd_part(fvl_f32(cd), ldc, fvl_i32(y), fvl_f32(ct), (int)B, (int)C, &sp, mx, sm)) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fvl_errmsg());
@@ -143,6 +156,7 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
     gm[i] = (float)l;   /* the row LSE, kept for the backward */
     double li = (double)(float)l - (double)fvl_margin_target_logit(&sp, ctp[i], (int)i);
     if (bad < 0 && !isfinite(li)) bad = i;
+    if (cap > 0 && li > cap) { li = cap; capped[i] = 1; ncapped++; }
     sum += (float)li;
   }
   if (bad >= 0) {
@@ -164,6 +178,8 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
     c->C = (int)C;
     c->ldc = ldc;
     c->gws = gws ? fvl_retain(gws) : NULL;
+    c->capped = ncapped ? capped : NULL;
+    if (ncapped) capped = NULL;
     nd->ctx = c;
     nd->free_ctx = free_ctx;
     nd->saved[0] = cd; cd = NULL;
@@ -173,11 +189,11 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
     nd->saved[4] = mr; mr = NULL;
     nd->saved[5] = ct; ct = NULL;
   }
-  free(mx); free(sm);
+  free(mx); free(sm); free(capped);
   fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr); fvl_release(lse); fvl_release(ct);
   return out;
 fail:
-  free(mx); free(sm);
+  free(mx); free(sm); free(capped);
   fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr); fvl_release(lse); fvl_release(ct);
   fvl_release(out);
   return NULL;

@@ -19,10 +19,12 @@
 
 /* the batch mean over the NB rows of the margin softmax-CE, with the row max, Σexp and target
    cosine combined over the ranks (three all-reduces of NB values); replicated scalar, tracked
-   in cos (this slice's columns), s_row and m_row (parts, see above). Arguments as fvl_margin_ce_ex. */
+   in cos (this slice's columns), s_row and m_row. Arguments as fvl_margin_ce_ex; cap > 0 caps
+   every row's loss at cap with no gradient for the capped rows (Partial FC: −log max(p_y, 1e-30),
+   cap = 69.0776, as torch's clamp_min). */
 fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *sp,
                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
-                                int nonfinite_ok, int *bad_row);
+                                int nonfinite_ok, int *bad_row, float cap);
 /* c_i = cos[i, y_i] from whichever rank holds it (NB, replicated), tracked */
 fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
 /* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */

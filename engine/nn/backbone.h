@@ -44,4 +44,8 @@ fvl_tensor *fvl_nn_bn_prelu(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta, 
 /* the calling thread's measured FMA peak in GFLOP/s (best of repeated timings within `seconds`
  * of thread CPU time; fma_probe.c) */
 double fvl_fma_peak_gflops(double seconds);
+/* the machine's measured FMA peak in GFLOP/s: every OpenMP thread at once runs a register-only
+ * FMA loop (AVX-512 where the CPU has it, else AVX2 + FMA, chosen at run time) for `seconds` of
+ * its CPU time; the sum of the threads' best rates. *isa (if not NULL) names the loop used. */
+double fvl_fma_peak_all_gflops(double seconds, const char **isa);
 #endif

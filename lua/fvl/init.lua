@@ -18,6 +18,7 @@ setmetatable(fvl, {
 })
 
 fvl.version = fvl.info().version
+require "fvl.conventions"   -- x[i], x[i][j] (Torch7 indexing)
 
 -- fvl.gradcheck(f, inputs, {eps=, atol=, rtol=}) -> ok, report
 -- Central differences of the scalar f(table.unpack(inputs)) against backward(), for every input

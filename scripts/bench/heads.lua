@@ -12,6 +12,13 @@
 -- a step, minus W, W.grad and Center's centres (C×D state), in units of B×C floats (the head's
 -- workspaces, x and x.grad included); and the process's VmHWM.
 -- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
+-- The timed step is what a user's loop runs: the optimiser's zero_grad (gradients set to nil,
+-- x.grad too), the head's forward and the backward — no untimed zeroing. GFLOP/s = the step's
+-- 6·B·R·D GEMM flops (R = rows of W) / step time; "% peak" divides it by the machine's FMA peak
+-- measured here (fvl._bench.fma_peak_all: every thread runs a register-only AVX-512 or AVX2 FMA
+-- loop). "torch ms" is scripts/bench/heads_torch.py (Debian python3-torch, /usr/bin/python3,
+-- same B, D, C and threads, grads set to None each step) run in this invocation for the heads
+-- it has (softmax, normface, cosface, arcface, combined); "×torch" = torch ms / ms/step.
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
@@ -25,6 +32,7 @@ parser:option("--D", "embedding dimension", "512"):convert(cli.integer("D", 1))
 parser:option("--warmup", "warm-up steps", "1"):convert(cli.integer("warmup", 0))
 parser:option("--threads", "threads"):convert(cli.integer("threads", 1))
 parser:option("--one", "run one head in this process (used by the driver)")
+parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
 local args = parser:parse(arg or {})
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
               "curricularface", "circle", "center", "discface", "npcface",
@@ -68,11 +76,12 @@ local function run_one(name, C)
   local y = fvl.randint(C, { B })
   local head = make_head(name, { dim = D, classes = C })
   local R = head.weight:size(1)   -- rows of W: C, or C·K for Sub-center ArcFace (its K-wide GEMMs)
+  local opt = fvl.optim.sgd(head:parameters(), { lr = 0.1 })
   local function step()
-    x.grad = nil
-    for _, p in ipairs(head:parameters()) do p:zero_grad() end   -- as an optimiser would, untimed
     collectgarbage()
     local t0 = fvl.clock()
+    x.grad = nil
+    opt:zero_grad()                     -- as users call it: gradients set to nil, timed
     local loss = head(x, y)
     loss:backward()
     return fvl.clock() - t0
@@ -114,8 +123,8 @@ local function run_one(name, C)
   local state = head.centers and head.centers:numel() * 4 or 0
   local bufs = (m1.peak - 2 * wbytes - state) / bc
   local rest = (m1.peak - 2 * wbytes - state - 2 * bc) / (B * D * 4)   -- beyond two B×C, in B×D
-  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f %.1f\n", name, C, ms, gms, ms / gms,
-                         bufs, rest, m1.peak / 2 ^ 20, hwm / 1024))
+  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f %.1f %d\n", name, C, ms, gms, ms / gms,
+                         bufs, rest, m1.peak / 2 ^ 20, hwm / 1024, R))
 end
 
 if args.one then
@@ -137,10 +146,10 @@ if args.pair then
   local ha, hb = make_head(na, { weight = W }), make_head(nb, { weight = W })
   W = nil
   local function step(h)
-    x.grad = nil
-    h.weight:zero_grad()
     collectgarbage()
     local t0 = fvl.clock()
+    x.grad = nil
+    h.weight.grad = nil                 -- the optimiser's zero_grad, timed
     h(x, y):backward()
     return fvl.clock() - t0
   end
@@ -173,11 +182,39 @@ end
 local exe = interpreter()
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
+local util = require "fvl.util"
+local peak, isa = fvl._bench.fma_peak_all(0.3)
 print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
-print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s", "head", "C", "ms/step", "GEMM ms",
-                    "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB"))
+print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load average %s (a loaded machine makes "
+                    .. "every figure noisy)", peak, isa, fvl.threads(), util.loadavg()))
+-- PyTorch's step for the heads heads_torch.py has, at class count C: { [head] = ms }
+local function torch_times(C)
+  if args.torch == 0 then return {} end
+  local py, here = "/usr/bin/python3", script:match("^(.*)/[^/]*$") or "."
+  local probe = io.popen(py .. " -c 'import torch' 2>&1")
+  local perr = probe:read("a")
+  probe:close()
+  if perr ~= "" then
+    print("PyTorch not available (" .. perr:gsub("\n.*", "") .. "): apt-get install -y python3-torch for the ratio")
+    args.torch = 0
+    return {}
+  end
+  local cmd = string.format("OMP_NUM_THREADS=%d %s %s/heads_torch.py --heads %s --C %d --B %d --D %d --threads %d --steps %d 2>&1",
+                            fvl.threads(), py, here, table.concat(heads, ","), C, args.B, args.D, fvl.threads(), steps_for(C))
+  local p, t = io.popen(cmd), {}
+  for line in p:lines() do
+    local n, ms = line:match("^RESULT (%S+) %d+ (%S+)")
+    if n then t[n] = tonumber(ms) elseif not line:match("^SKIP") then print("torch: " .. line) end
+  end
+  p:close()
+  return t
+end
+print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s %8s %7s %9s %7s", "head", "C", "ms/step", "GEMM ms",
+                    "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB", "GFLOP/s", "% peak",
+                    "torch ms", "×torch"))
 for _, C in ipairs(Cs) do
+  local tt = torch_times(C)
   for _, h in ipairs(heads) do
     local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d%s 2>&1", exe, script, h, C,
                               args.B, args.D, steps_for(C), args.warmup,
@@ -185,13 +222,17 @@ for _, C in ipairs(Cs) do
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
-    local n, c, ms, gms, ratio, bufs, rest, pk, hwm = out:match(
-      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)")
+    local n, c, ms, gms, ratio, bufs, rest, pk, hwm, R = out:match(
+      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d+)")
     if n then
       local target = TIGHT[h] and 1.15 or 1.3
-      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %9.2f %8.1f %9.1f %9.1f%s", n, tonumber(c),
-                          tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(bufs), tonumber(rest),
-                          tonumber(pk), tonumber(hwm), tonumber(ratio) <= target and "" or "  (over target)"))
+      local gf = 6 * args.B * tonumber(R) * args.D / (tonumber(ms) * 1e-3) / 1e9
+      local tms = tt[h]
+      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %9.2f %8.1f %9.1f %9.1f %8.1f %6.1f%% %9s %7s%s", n,
+                          tonumber(c), tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(bufs),
+                          tonumber(rest), tonumber(pk), tonumber(hwm), gf, 100 * gf / peak,
+                          tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / tonumber(ms)) or "-",
+                          tonumber(ratio) <= target and "" or "  (over target)"))
     else
       print(string.format("%-15s %7d  failed: %s", h, C, (out:gsub("\n", " ")):sub(1, 200)))
     end
@@ -204,3 +245,5 @@ print("           (target ≤ 2: the logits and one extra buffer; x, dx and smal
 print("rest B×D = what the peak holds beyond W, W.grad and two B×C buffers, in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")
+print("GFLOP/s = 6·B·R·D / step time (R = rows of W); % peak = of the FMA peak above; ×torch = torch ms / ms/step")
+print("load average after: " .. util.loadavg() .. " (figures from a shared machine are noisy)")

@@ -137,6 +137,33 @@ do
   -- the samples differ between ranks' streams and between steps
 end
 
+-- data-parallel backbone + sharded head: after allreduce_grads(sum) every rank's backbone
+-- gradient is the one-process gradient of the whole gathered batch; after an SGD step (the same
+-- on every rank) the backbones agree with the one-process one
+do
+  local function build(extra)
+    fvl.manual_seed(21)
+    local net = fvl.nn.Linear(6, D)
+    local head = fvl.loss.cosface(with({ s = 16 }, extra))
+    return net, head, fvl.optim.sgd({ net, head }, { lr = 0.1, momentum = 0.9 })
+  end
+  local net1, head1, opt1 = build(nil)
+  local netN, headN, optN = build({ sharded = true })
+  dist.broadcast_parameters(netN)
+  for step = 1, 2 do
+    fvl.manual_seed(300 + step)
+    local xs, ys = fvl.randn(N * B, 6), fvl.randint(1, C, { N * B })
+    opt1:zero_grad(); optN:zero_grad()
+    head1(net1(xs), ys):backward()
+    headN(netN(xs:narrow(1, rank * B + 1, B):contiguous()), ys:narrow(1, rank * B + 1, B):contiguous()):backward()
+    dist.allreduce_grads(netN, { op = "sum", bucket_mb = 0.001 })
+    local p1, pN = net1:parameters(), netN:parameters()
+    for i = 1, #p1 do close(pN[i].grad, p1[i].grad, "data-parallel backbone grad " .. i .. ", step " .. step) end
+    opt1:step(); optN:step()
+    for i = 1, #p1 do close(pN[i], p1[i], "data-parallel backbone param " .. i .. ", step " .. step) end
+  end
+end
+
 -- circle_pairwise has no centres to shard
 local ok, err = pcall(fvl.loss.circle_pairwise, { dim = D, sharded = true })
 if ok or not tostring(err):find("has none") then error("circle_pairwise sharded: expected an error, got " .. tostring(err)) end

@@ -8,7 +8,13 @@ local fvl = require "fvl.core"
 local util = require "fvl.util"
 
 local fail = util.fail
-local Head = util.class("fvl.loss.Head")
+-- A head is an fvl.nn.Module: net:add_module("head", head) puts its centres (and bias, DiscFace's
+-- ξ) into net:parameters(), net:state()/state_dict() (Center's centres as a buffer), train()/
+-- eval() reach it. The name lists are class-level: weight, bias, xi when present.
+local Head = util.class("fvl.loss.Head", require("fvl.nn").Module)
+Head._params = { "weight", "bias", "xi" }
+Head._buffers = { "centers" }
+Head._children = {}
 local M = { Head = Head }
 
 -- the loss primitives: fvl.F (fused C kernels), or fvl.loss.reference (tensor-op compositions)
@@ -177,6 +183,7 @@ function Head:train(on)
   return self
 end
 function Head:evaluate() return self:train(false) end
+Head.eval = Head.evaluate
 
 -- raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked
 function Head:raw_logits(x)

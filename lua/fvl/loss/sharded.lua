@@ -83,12 +83,11 @@ function M.init_weight(self, spec, W, C, D)
                  rate = spec.rate }
   local w
   if W then
-    w = W:narrow(1, first, n)
-  else
-    w = dist.randn_rows(C, D, first, n) * math.sqrt(2.0 / (C + D))
+    w = W:narrow(1, first, n):detach():clone():contiguous():detach()
+  else   -- scaled in place: no second C/N×D transient
+    w = dist.randn_rows(C, D, first, n)
+    fvl.F.scale_(w, math.sqrt(2.0 / (C + D)))
   end
-  w = w:detach():clone():contiguous()
-  w = w:detach()
   w:requires_grad()
   return w
 end
@@ -165,7 +164,7 @@ local function make_F(ctx)
   end
   S.group_max = F.group_max   -- column-local: the same on a slice
   function S.margin_ce(cos, y, spec, name)
-    return F.margin_ce_shard(cos, ctx.cols, spec, name)
+    return F.margin_ce_shard(cos, ctx.cols, spec, name, ctx.cap)
   end
   function S.target_cos(cos, y) return F.target_cos_shard(cos, ctx.cols) end
   function S.hard_mean(cos, y, o) return F.hard_mean_shard(cos, ctx.cols, o) end
@@ -241,25 +240,10 @@ local function labels_of(self, x, labels)
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x), B,
                        self.dim, self.dim))
   end
-  local y
-  if type(labels) == "table" then
-    if #labels ~= B then fail(string.format("%s: labels has %d entries but x has %d rows", name, #labels, B)) end
-    for i = 1, B do
-      if math.type(labels[i]) ~= "integer" then
-        fail(string.format("%s: labels[%d] = %s is not an integer class id", name, i, tostring(labels[i])))
-      end
-    end
-    y = fvl.tensor(labels, "int32")
-  elseif util.is_tensor(labels) and labels:dtype() == "int32" and labels:numel() == B then
-    y = labels:reshape(B):contiguous()
-  else
-    fail(string.format("%s: labels must be an int32 tensor or a list of %d class ids, got %s", name, B,
-                       util.is_tensor(labels) and (labels:dtype() .. " " .. util.shape_str(labels)) or type(labels)))
-  end
-  local C = self.classes
-  for i, v in ipairs(y:totable()) do
-    if v < 1 or v > C then fail(string.format("%s: labels[%d] = %d is outside 1..%d", name, i, v, C)) end
-  end
+  -- the one label check (the binding's): 1..C, one per row; an int32 tensor comes back as is
+  local y = fvl._check_labels(labels, name, B, self.classes)
+  if y:dim() ~= 1 then y = y:reshape(B) end
+  y = y:contiguous()
   return y
 end
 
@@ -300,8 +284,12 @@ end
 
 function M.forward(self, x, labels, call)
   local name = self.name
+  local rest   -- the call options other than sample go to the head's own forward
   if call ~= nil then
-    call = util.check_opts(name, call, { "sample" })
+    if type(call) ~= "table" then fail(string.format("%s: call options must be a table, got %s", name, type(call))) end
+    for k, v in pairs(call) do
+      if k ~= "sample" then rest = rest or {}; rest[k] = v end
+    end
   end
   local sh = self.shard
   local y = labels_of(self, x, labels)
@@ -340,13 +328,15 @@ function M.forward(self, x, labels, call)
     util.row_grads[self.weight] = nil
     if self.bias then util.row_grads[self.bias] = nil end
   end
+  -- Partial FC's loss is insightface's: −log max(p_y, 1e-30) per row (capped rows: no gradient)
+  ctx.cap = sh.rate and -math.log(1e-30) or 0
   ctx.cols_list = cols_list
   ctx.cols = fvl.tensor(cols_list, "int32")
   self._ws_cols = ctx.W:size(1)
   local base = require "fvl.loss.base"
   local prev = base.active
   base.active = make_F(ctx)
-  local ok, res = pcall(self._inner_forward, self, xg, yg)
+  local ok, res = pcall(self._inner_forward, self, xg, yg, rest)
   base.active = prev
   if not ok then error(res, 0) end
   return res

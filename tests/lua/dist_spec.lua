@@ -1,0 +1,120 @@
+-- fvl.dist in a plain process (a world of size 1) and the sharded / Partial FC options of the
+-- heads: option errors, the oracle's Partial FC cases (a given sample), the sampler's rules.
+-- The multi-process checks run under mpirun from tests/cli/dist_*.sh.
+local fvl = fvl or require "fvl"
+fvl.threads(1)
+local util = require "fvl.util"
+
+describe("fvl.dist in one process", function()
+  it("is a world of size 1 without MPI", function()
+    expect_eq(fvl.dist.rank(), 0)
+    expect_eq(fvl.dist.size(), 1)
+    expect_eq(fvl.dist.active(), false)
+    local t = fvl.tensor({ 1, 2 })
+    fvl.dist.allreduce(t, "max")
+    expect_eq(t:totable()[2], 2.0)
+  end)
+  it("splits classes contiguously, the first C mod N parts one larger", function()
+    local got = {}
+    for r = 0, 2 do
+      local first, n = fvl.dist.part(11, r, 3)
+      got[#got + 1] = first .. ":" .. n
+    end
+    expect_eq(table.concat(got, " "), "1:4 5:4 9:3")
+  end)
+end)
+
+describe("sharded and partial_fc options", function()
+  it("reject bad values with the head's name", function()
+    local ok, err = pcall(fvl.loss.arcface, { dim = 4, classes = 10, partial_fc = 0 })
+    expect_true(not ok and err:find("arcface: partial_fc = 0 %(expected a sampling rate in %(0, 1%]%)"), err)
+    ok, err = pcall(fvl.loss.cosface, { dim = 4, classes = 10, partial_fc = 1.5 })
+    expect_true(not ok and err:find("cosface: partial_fc = 1.5"), err)
+    ok, err = pcall(fvl.loss.arcface, { dim = 4, classes = 10, sharded = "yes" })
+    expect_true(not ok and err:find("arcface") and err:find("sharded"), err)
+    ok, err = pcall(fvl.loss.arcface, { dim = 4, classes = 10, partial_fc = 0.5, sharde = true })
+    expect_true(not ok and err:find("unknown option 'sharde'"), err)
+    ok, err = pcall(fvl.loss.circle_pairwise, { dim = 4, partial_fc = 0.5 })
+    expect_true(not ok and err:find("has none"), err)
+  end)
+  it("checks a given sample", function()
+    local h = fvl.loss.arcface { dim = 4, classes = 10, partial_fc = 0.5 }
+    local x = fvl.randn(2, 4)
+    local ok, err = pcall(h, x, { 3, 7 }, { sample = fvl.tensor({ 1, 3, 5 }, "int32") })
+    expect_true(not ok and err:find("the sample misses class 7"), err)
+    ok, err = pcall(h, x, { 3, 7 }, { sample = fvl.tensor({ 3, 1, 7 }, "int32") })
+    expect_true(not ok and err:find("sorted, distinct class ids"), err)
+  end)
+  it("keeps every positive, fills up to floor(rate·C), and draws different negatives per step", function()
+    fvl.manual_seed(3)
+    local C = 100
+    local h = fvl.loss.cosface { dim = 8, classes = C, partial_fc = 0.1 }
+    local seen = {}
+    for step = 1, 4 do
+      local y = fvl.randint(C, { 16 })
+      h(fvl.randn(16, 8), y):backward()
+      local rows, inS = h._pfc.rows:totable(), {}
+      for _, r in ipairs(rows) do inS[r] = true end
+      local pos = {}
+      for _, c in ipairs(y:totable()) do
+        expect_true(inS[c], "positive " .. c .. " sampled")
+        pos[c] = true
+      end
+      local npos = 0
+      for _ in pairs(pos) do npos = npos + 1 end
+      expect_eq(#rows, math.max(10, npos), "sample size")
+      for i = 2, #rows do expect_true(rows[i] > rows[i - 1], "sorted") end
+      seen[#seen + 1] = table.concat(rows, ",")
+    end
+    expect_true(seen[1] ~= seen[2], "a new sample each step")
+    -- evaluation mode does not sample
+    h:evaluate()
+    h(fvl.randn(4, 8), { 1, 2, 3, 4 })
+    expect_eq(h._pfc, nil)
+  end)
+  it("steps only the sampled rows (momentum of the others untouched)", function()
+    fvl.manual_seed(4)
+    local h = fvl.loss.arcface { dim = 8, classes = 50, partial_fc = 0.2 }
+    local opt = fvl.optim.sgd(h, { lr = 0.5, momentum = 0.9, weight_decay = 0.01 })
+    local before = h.weight:clone()
+    opt:zero_grad()
+    h(fvl.randn(4, 8), { 1, 2, 3, 4 }):backward()
+    opt:step()
+    local rows = {}
+    for _, r in ipairs(h._pfc.rows:totable()) do rows[r] = true end
+    local d = (h.weight - before):abs():sum(2):totable()
+    for r = 1, 50 do
+      local v = type(d[r]) == "table" and d[r][1] or d[r]
+      if rows[r] then expect_true(v > 0, "sampled row " .. r .. " moved")
+      else expect_eq(v, 0.0, "row " .. r .. " not sampled, not moved") end
+    end
+  end)
+end)
+
+describe("Partial FC against the oracle", function()
+  local cases = util.json_decode(util.read_file(TEST_DIR .. "/golden/cases_seed1.json")).cases
+  for _, case in ipairs(cases) do
+    if case.loss == "partial_fc" then
+      it(case.name, function()
+        local hp, inp, e = case.hparams, case.inputs, case.expected
+        local ctor = hp.margin == "arc" and fvl.loss.arcface or fvl.loss.cosface
+        local h = ctor { weight = fvl.tensor(inp.W), s = hp.s, m = hp.m, partial_fc = 0.5 }
+        local x = fvl.tensor(inp.x)
+        x:requires_grad()
+        local y, sample = {}, {}
+        for i, v in ipairs(inp.y) do y[i] = v + 1 end
+        for i, v in ipairs(inp.sample_idx) do sample[i] = v + 1 end
+        local loss = h(x, y, { sample = fvl.tensor(sample, "int32") })
+        expect_near(loss:item(), e.loss, 1e-5, 0, "loss")
+        loss:backward()
+        local gx, gw = x.grad:totable(), h:gather_weight_grad():totable()
+        for i = 1, #e.grad.x do
+          for j = 1, #e.grad.x[i] do expect_near(gx[i][j], e.grad.x[i][j], 1e-3, 1e-5 * hp.s, "dx") end
+        end
+        for i = 1, #e.grad.W do
+          for j = 1, #e.grad.W[i] do expect_near(gw[i][j], e.grad.W[i][j], 1e-3, 1e-5 * hp.s, "dW") end
+        end
+      end)
+    end
+  end
+end)
