@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include "core.h"
+#include "sys.h"
 
 #define FONT "DejaVu Sans"
 
@@ -101,11 +102,9 @@ static int render_file(const char *fn, const char *path, int w, int h, fvl_plot_
     return fvl_err("%s: file '%s': expected a name ending in .png, .svg or .pdf", fn, path);
   if (w < 16 || h < 16 || w > 16384 || h > 16384)
     return fvl_err("%s: size: expected 16..16384 pixels a side, got %dx%d", fn, w, h);
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-    return fvl_err("%s: file name too long", fn);
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return fvl_err("%s: cannot write '%s': %s", fn, path, strerror(errno));
+  fvl_atomic_file a;   /* sys.h: tmp + fsync + rename + fsync of the directory */
+  if (fvl_atomic_open(&a, path, fn) < 0) return fvl_err("%s: cannot write '%s': %s", fn, path, strerror(errno));
+  FILE *f = a.f;
   cairo_surface_t *sf;
   if (kind == 0) sf = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h);
   else if (kind == 1) sf = cairo_svg_surface_create_for_stream(write_cb, f, w, h);
@@ -124,14 +123,8 @@ static int render_file(const char *fn, const char *path, int w, int h, fvl_plot_
   cairo_surface_destroy(sf);
   if (rc == 0 && st != CAIRO_STATUS_SUCCESS)
     rc = fvl_err("%s: cannot render '%s': %s", fn, path, cairo_status_to_string(st));
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-    if (rc == 0) rc = fvl_err("%s: cannot write '%s': %s", fn, path, strerror(errno));
-  }
-  fclose(f);
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = fvl_err("%s: cannot rename to '%s': %s", fn, path, strerror(errno));
-  if (rc != 0) unlink(tmp);
-  return rc;
+  if (rc != 0) { fvl_atomic_abort(&a); return rc; }
+  return fvl_atomic_commit(&a, fn);
 }
 
 /* ------------------------------------------------------------------ axes */

@@ -222,47 +222,62 @@ int fvl_mkdirs(const char *path) {
   return 0;
 }
 
-int fvl_write_atomic(const char *path, const void *data, size_t n) {
-  const char *fn = "write_atomic";
-  char tmp[PATH_MAX];
-  if (!path || !*path) return fvl_err("%s: path must be a non-empty string", fn);
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof tmp)
+/* ---------------------------------------------------------------- atomic files: the one way */
+/* errno tells why it failed (EINVAL, ENAMETOOLONG or fopen's) */
+int fvl_atomic_open(fvl_atomic_file *a, const char *path, const char *fn) {
+  a->f = NULL;
+  a->tmp[0] = 0;
+  if (!path || !*path) { errno = EINVAL; return fvl_err("%s: path must be a non-empty string", fn); }
+  if ((size_t)snprintf(a->path, sizeof a->path, "%s", path) >= sizeof a->path ||
+      (size_t)snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%d", path, (int)getpid()) >= sizeof a->tmp) {
+    errno = ENAMETOOLONG;
     return fvl_err("%s: path too long", fn);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return fvl_err("%s: cannot create %s: %s", fn, tmp, strerror(errno));
-  const char *p = data;
-  size_t left = n;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp);
-      return fvl_err("%s: cannot write %s: %s", fn, tmp, strerror(e));
-    }
-    p += w;
-    left -= (size_t)w;
   }
-  if (fsync(fd) != 0 || close(fd) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return fvl_err("%s: cannot flush %s: %s", fn, tmp, strerror(e));
+  a->f = fopen(a->tmp, "wb");
+  if (!a->f) return fvl_err("%s: cannot create %s: %s", fn, a->tmp, strerror(errno));
+  return 0;
+}
+void fvl_atomic_abort(fvl_atomic_file *a) {
+  if (!a->f) return;
+  fclose(a->f);
+  a->f = NULL;
+  unlink(a->tmp);
+}
+int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) {
+  if (!a->f) return fvl_err("%s: no file open", fn);
+  int bad = ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0;
+  int e = errno;
+  if (fclose(a->f) != 0 && !bad) { bad = 1; e = errno; }
+  a->f = NULL;
+  if (bad) {
+    unlink(a->tmp);
+    return fvl_err("%s: cannot write %s: %s", fn, a->tmp, strerror(e ? e : EIO));
   }
-  if (rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return fvl_err("%s: cannot rename %s to %s: %s", fn, tmp, path, strerror(e));
+  if (rename(a->tmp, a->path) != 0) {
+    e = errno;
+    unlink(a->tmp);
+    return fvl_err("%s: cannot rename %s to %s: %s", fn, a->tmp, a->path, strerror(e));
   }
   /* make the rename itself durable */
   char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
+  snprintf(dir, sizeof dir, "%s", a->path);
   char *slash = strrchr(dir, '/');
   if (slash) { if (slash == dir) slash[1] = 0; else *slash = 0; }
   else snprintf(dir, sizeof dir, ".");
   int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) { fsync(dfd); close(dfd); }
   return 0;
+}
+int fvl_write_atomic(const char *path, const void *data, size_t n) {
+  const char *fn = "write_atomic";
+  fvl_atomic_file a;
+  if (fvl_atomic_open(&a, path, fn) < 0) return -1;
+  if (n && fwrite(data, 1, n, a.f) != n) {
+    int e = errno;
+    fvl_atomic_abort(&a);
+    return fvl_err("%s: cannot write %s: %s", fn, path, strerror(e));
+  }
+  return fvl_atomic_commit(&a, fn);
 }
 
 /* ---------------------------------------------------------------- CPUs granted to this process */

@@ -3,6 +3,7 @@
 #ifndef FVL_SYS_H
 #define FVL_SYS_H
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* fork + exec of exe (NULL: this program, /proc/self/exe) with argv (argv[0] included,
@@ -27,6 +28,17 @@ int fvl_self_exe(char *buf, size_t n);
 int fvl_mkdirs(const char *path);
 /* atomic file write: path.tmp.<pid>, fsync, rename, fsync of the directory */
 int fvl_write_atomic(const char *path, const void *data, size_t n);
+/* The one atomic-file mechanism, for writers that stream: fvl_atomic_open creates
+ * path.tmp.<pid> (write to a->f); fvl_atomic_commit flushes, fsyncs, closes, renames onto path and
+ * fsyncs the directory (the temporary is removed on failure); fvl_atomic_abort drops it.
+ * fn names the caller in messages ("plot.lines: cannot rename ..."). */
+typedef struct fvl_atomic_file {
+  FILE *f;
+  char path[4096], tmp[4200];
+} fvl_atomic_file;
+int fvl_atomic_open(fvl_atomic_file *a, const char *path, const char *fn);
+int fvl_atomic_commit(fvl_atomic_file *a, const char *fn);
+void fvl_atomic_abort(fvl_atomic_file *a);
 /* CPUs this process may use: its sched_getaffinity set, capped by SLURM_CPUS_PER_TASK and
  * OMP_NUM_THREADS when set. why (may be NULL) gets where the number came from, e.g.
  * "2 from affinity 4 CPUs ∩ SLURM_CPUS_PER_TASK=2". */

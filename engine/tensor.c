@@ -2,6 +2,7 @@
 #include "tensor.h"
 #include "autograd.h"
 #include "rng.h"
+#include "sys.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,26 +465,23 @@ int fvl_npy_save(const char *path, const fvl_tensor *t) {
   memset(hdr + hl, ' ', (size_t)pad);
   hdr[hl + pad] = '\n';
   uint16_t hlen = (uint16_t)(hl + pad + 1);
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return fvl_err("save: cannot open %s: %s", tmp, strerror(errno));
+  fvl_atomic_file a;   /* sys.h: tmp + fsync + rename + fsync of the directory */
+  if (fvl_atomic_open(&a, path, "save") < 0) return fvl_err("save: cannot open %s: %s", a.tmp, strerror(errno));
+  FILE *f = a.f;
   unsigned char magic[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
   int ok = fwrite(magic, 1, 10, f) == 10 && fwrite(hdr, 1, hlen, f) == hlen;
   fvl_tensor *c = fvl_contiguous((fvl_tensor *)t);
-  if (!c) { fclose(f); remove(tmp); return -1; }
+  if (!c) { fvl_atomic_abort(&a); return -1; }
   size_t n = (size_t)fvl_numel(c);
   if (ok && n) ok = fwrite(fvl_f32(c), 4, n, f) == n;
   fvl_release(c);
-  if (ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-  if (fclose(f) != 0) ok = 0;
-  if (!ok || rename(tmp, path) != 0) {
+  if (!ok) {
     int e = errno;
-    remove(tmp);
+    fvl_atomic_abort(&a);
     return fvl_err("save: writing %s failed: %s", path, strerror(e));
   }
-  return 0;
+  return fvl_atomic_commit(&a, "save");
 }
 
 /* ---- strict .npy header parser (see tensor.h) ---- */

@@ -43,7 +43,6 @@ int luaopen_fvl(lua_State *L) {
   const fvl_embedded_t *init = NULL;
   for (const fvl_embedded_t *e = fvl_embedded; e->name; e++) {
     if (strcmp(e->name, "fvl") == 0) { init = e; continue; }
-    /* a checkout's lua/ dir wins when FVL_LUA_DEV is set (edit without rebuilding) */
     lua_pushlightuserdata(L, (void *)e);
     lua_pushcclosure(L, embedded_loader, 1);
     lua_setfield(L, -2, e->name);

@@ -1,61 +1,87 @@
--- compare_losses.lua — the main experiment: every seed loss head trained the same way,
---   (a) on Fashion-MNIST with a 2-D embedding: closed-set accuracy and the feature/boundary sheet;
---   (b) on synthetic_faces with unseen test identities: 10-fold verification accuracy,
---       TAR@FAR=1e-3 and EER.
--- Usage: fvl scripts/compare_losses.lua [--quick|--full] [--out DIR] [--seed N] [--heads a,b,..]
--- Writes DIR/results.csv, results.json, settings.json and the pictures; prints the table.
+-- compare_losses.lua — the main experiment: every seed loss head trained with one recipe, over
+-- several seeds,
+--   (a) on Fashion-MNIST with a 2-D embedding: closed-set accuracy, collapse diagnostics and the
+--       feature/boundary pictures;
+--   (b) on synthetic_faces, open set (by default many identities with few samples each, the regime
+--       of face data sets): 10-fold verification accuracy, TAR@FAR and EER on unseen identities.
+-- Every (head, seed) pair is one task, run in its own single-threaded worker process (--jobs of
+-- them at once), so the numbers do not depend on --jobs. The table is the mean ± std over seeds.
+-- Usage: fvl scripts/compare_losses.lua [--quick|--full] [--seeds N] [--out DIR] ... (--help)
+-- Writes DIR/results.csv (one row per head and seed), summary.csv (one row per head and metric),
+-- results.json, settings.json, table.txt, the pictures and, per task, DIR/tasks/<head>-s<seed>/
+-- (embeddings .npy, labels .npy, ROC points .csv, result.json, worker.log).
 local fvl = fvl or require "fvl"
 local json = fvl.json
+local cli = require "fvl.cli"
+
+local HEAD_KEYS = { "softmax", "sphereface", "cosface", "arcface", "mv_arc", "curricularface", "circle",
+                    "center", "discface", "npcface" }
 
 -- ------------------------------------------------------------------ options
-local cli = require "fvl.cli"
-local HEAD_KEYS = { "softmax", "sphereface", "cosface", "arcface", "mv_arc", "curricularface", "circle", "center",
-                    "discface", "npcface" }
 local parser = cli.parser("fvl scripts/compare_losses.lua",
-  "The main experiment: every seed loss head trained the same way, on Fashion-MNIST (2-D " ..
-  "embedding: accuracy, feature and boundary pictures) and on synthetic faces with unseen test " ..
-  "identities (10-fold verification accuracy, TAR@FAR=1e-3, EER). Writes DIR/results.csv, " ..
-  "results.json, settings.json and the pictures; prints the table.")
-parser:mutex(parser:flag("--quick", "a short run (minutes)"), parser:flag("--full", "the long run (LeNet++ backbone)"))
-parser:option("--out", "output directory", "runs/compare")
-parser:option("--seed", "random seed", "1"):convert(cli.integer("seed"))
+  "The main experiment: every loss head trained with one recipe over several seeds, on Fashion-MNIST " ..
+  "(2-D embedding, closed set: accuracy, collapse diagnostics, pictures) and synthetic_faces (open set, " ..
+  "unseen identities: 10-fold accuracy, TAR@FAR, EER). Writes DIR/results.csv, summary.csv, " ..
+  "results.json, settings.json, table.txt, the pictures and DIR/tasks/<head>-s<seed>/.")
+parser:mutex(parser:flag("--quick", "smoke test: one seed, a few hundred steps (not for conclusions)"),
+             parser:flag("--full", "LeNet++ for the 2-D part, more identities and steps (hours)"))
+parser:option("--out", "run directory", "runs/compare")
+parser:option("--seed", "first seed (seeds are seed, seed+1, ...)", "1"):convert(cli.integer("seed"))
+parser:option("--seeds", "number of seeds (default 3; 1 with --quick)"):convert(cli.integer("seeds", 1))
+parser:option("--jobs", "worker processes at once (default: the number of cores)"):convert(cli.integer("jobs", 1))
+parser:option("--threads", "threads of each worker", "1"):convert(cli.integer("threads", 1))
 parser:option("--heads", "heads to run, comma separated: " .. table.concat(HEAD_KEYS, ","))
   :convert(cli.list("heads", HEAD_KEYS))
 parser:option("--fm-steps", "Fashion-MNIST training steps (0 skips that part)"):convert(cli.integer("fm-steps", 0))
-parser:option("--syn-steps", "synthetic-faces training steps (0 skips that part)"):convert(cli.integer("syn-steps", 0))
+parser:option("--syn-steps", "synthetic_faces training steps (0 skips that part)"):convert(cli.integer("syn-steps", 0))
 parser:option("--identities", "synthetic training identities"):convert(cli.integer("identities", 2))
 parser:option("--per-identity", "synthetic samples per training identity"):convert(cli.integer("per-identity", 2))
-local o = parser:parse(arg or {})
-local opt = { mode = o.quick and "quick" or o.full and "full" or "default", out = o.out, seed = o.seed,
-              fm_steps = o.fm_steps, syn_steps = o.syn_steps, identities = o.identities,
-              per_identity = o.per_identity }
-if o.heads then
-  opt.heads = {}
-  for _, h in ipairs(o.heads) do opt.heads[h] = true end
+parser:option("--inputs", "input preprocessing: standard (zero mean, unit variance per channel, " ..
+              "from the training split) or raw", "standard"):choices { "standard", "raw" }
+parser:option("--bn", "normalisation layer on the embedding: insightface (BatchNorm1d, scale fixed at 1, " ..
+              "shift learned), noaffine (BatchNorm1d without scale and shift), feature (BatchNorm1d with " ..
+              "learned scale and shift), all (feature, and BatchNorm1d after every hidden layer) or none",
+              "feature"):choices { "insightface", "noaffine", "feature", "all", "none" }
+parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
+parser:option("--scale", "the scale s of every normalised head (Circle's γ and SphereFace excepted)", "32")
+  :convert(cli.number("scale", 0))
+parser:flag("--collect", "run nothing: rebuild the tables and pictures of --out from the tasks already finished there")
+parser:option("--task", "internal: run one task head:seed and write its result"):hidden(true)
+local opt = parser:parse(arg or {})
+
+local heads_wanted
+if opt.heads then
+  heads_wanted = {}
+  for _, h in ipairs(opt.heads) do heads_wanted[h] = true end
 end
+if opt.lr <= 0 then parser:error("lr: expected a number > 0, got '" .. tostring(opt.lr) .. "'") end
 
 -- Budgets per mode. The same recipe for every head: SGD(momentum 0.9, wd 5e-4), cosine LR
--- with a 5% warm-up, the same backbone, batches and seed.
+-- with a 5% warm-up, batch 256, the same backbone, inputs and normalisation layers.
 local MODES = {
-  quick   = { pairs = 6000, fm_steps = 150,  fm_train = 20000, fm_backbone = "mlp",     syn_steps = 200,
-              syn = { identities = 200, per_identity = 20, test_identities = 100, test_per_identity = 10 } },
-  default = { pairs = 20000, fm_steps = 2000, fm_train = 60000, fm_backbone = "mlp",     syn_steps = 1000,
-              syn = { identities = 500, per_identity = 24, test_identities = 200, test_per_identity = 12 } },
-  full    = { pairs = 60000, fm_steps = 2000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
-              syn = { identities = 2000, per_identity = 30, test_identities = 500, test_per_identity = 20 } },
+  quick   = { seeds = 1, pairs = 6000, fm_steps = 150, fm_train = 20000, fm_backbone = "mlp", syn_steps = 200,
+              syn = { identities = 300, per_identity = 8, test_identities = 100, test_per_identity = 10 } },
+  default = { seeds = 3, pairs = 20000, fm_steps = 2000, fm_train = 60000, fm_backbone = "mlp", syn_steps = 1000,
+              syn = { identities = 3000, per_identity = 8, test_identities = 200, test_per_identity = 12 } },
+  full    = { seeds = 3, pairs = 60000, fm_steps = 2000, fm_train = 60000, fm_backbone = "lenetpp", syn_steps = 6000,
+              syn = { identities = 10000, per_identity = 10, test_identities = 500, test_per_identity = 20 } },
 }
-local M = MODES[opt.mode]
+local mode = opt.quick and "quick" or opt.full and "full" or "default"
+local M = MODES[mode]
 M.fm_steps = opt.fm_steps or M.fm_steps
 M.syn_steps = opt.syn_steps or M.syn_steps
 M.syn.identities = opt.identities or M.syn.identities
 M.syn.per_identity = opt.per_identity or M.syn.per_identity
-local S = 32            -- one scale for every normalised head (AM-Softmax 30, MV-Softmax 32)
+local NSEEDS = opt.seeds or M.seeds
+if opt.scale <= 0 then parser:error("scale: expected a number > 0, got '" .. tostring(opt.scale) .. "'") end
+local S = opt.scale     -- one scale for every normalised head (default 32: AM-Softmax 30, MV-Softmax 32)
 local SETTINGS = {
-  mode = opt.mode, seed = opt.seed, scale = S, batch = 256, lr = 0.1, momentum = 0.9,
-  weight_decay = 5e-4, warmup = 0.05, fashion_mnist = { steps = M.fm_steps, train = M.fm_train,
-  backbone = M.fm_backbone, dim = 2 }, synthetic = { steps = M.syn_steps, dim = 64, data = M.syn,
-  pairs = M.pairs, folds = 10 },
-  threads = fvl.threads(), version = fvl.version,
+  mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, batch = 256, lr = opt.lr, momentum = 0.9,
+  weight_decay = 5e-4, warmup = 0.05, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
+  fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = 2 },
+  synthetic = { steps = M.syn_steps, dim = 64, data = M.syn, pairs = M.pairs, folds = 10 },
+  diagnostics = { angle = 5, recall = 0.02, cluster = 3, every = 100 },
+  version = fvl.version,
 }
 
 -- every seed head, with the options used (defaults of docs/losses.md except the shared scale)
@@ -71,196 +97,513 @@ local HEADS = {
   { key = "discface",       name = "DiscFace",       make = function(d, c) return fvl.loss.discface{dim=d, classes=c, s=S} end },
   { key = "npcface",        name = "NPCFace",        make = function(d, c) return fvl.loss.npcface{dim=d, classes=c, s=S} end },
 }
+local HEAD_BY_KEY = {}
+for _, h in ipairs(HEADS) do HEAD_BY_KEY[h.key] = h end
 
-local function mkdir_p(dir) os.execute("mkdir -p '" .. dir:gsub("'", "'\\''") .. "'") end
-local function write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(text)
+-- metrics of one task, in table order; every file uses these names (fractions in [0, 1])
+local METRICS = {
+  { key = "fmnist_acc",          part = "fm",  label = "FMNIST acc %",    pct = true, digits = 1 },
+  { key = "fmnist_min_recall",   part = "fm",  label = "min class recall %", pct = true, digits = 1 },
+  { key = "fmnist_collapsed",    part = "fm",  label = "collapsed" },
+  { key = "fmnist_norm_mean",    part = "fm",  label = "‖x‖ mean", digits = 3 },
+  { key = "fmnist_mrl_x",        part = "fm",  label = "MRL x̂", digits = 3 },
+  { key = "fmnist_mrl_centres",  part = "fm",  label = "MRL centres", digits = 3 },
+  { key = "fmnist_min_centre_angle", part = "fm", label = "min centre angle °", digits = 1 },
+  { key = "verif_acc",           part = "syn", label = "verif acc %",     pct = true, digits = 2 },
+  { key = "verif_fold_std",      part = "syn", label = "fold std %",      pct = true, digits = 2 },
+  { key = "tar_at_far_1e-3",     part = "syn", label = "TAR@FAR=1e-3 %",  pct = true, digits = 1 },
+  { key = "tar_at_far_1e-2",     part = "syn", label = "TAR@FAR=1e-2 %",  pct = true, digits = 1 },
+  { key = "eer",                 part = "syn", label = "EER %",           pct = true, digits = 2 },
+  { key = "auc",                 part = "syn", label = "AUC", digits = 4 },
+  { key = "syn_collapsed",       part = "syn", label = "collapsed (synthetic)" },
+  { key = "syn_norm_mean",       part = "syn", label = "‖x‖ mean (synthetic)", digits = 3 },
+  { key = "syn_mrl_x",           part = "syn", label = "MRL x̂ (synthetic)", digits = 3 },
+  { key = "syn_min_centre_angle", part = "syn", label = "min centre angle ° (synthetic)", digits = 1 },
+  { key = "fmnist_seconds",      part = "fm",  label = "s (FMNIST)", digits = 1 },
+  { key = "syn_seconds",         part = "syn", label = "s (synthetic)", digits = 1 },
+}
+
+local function mkdir_p(dir) fvl.sys.mkdirs(dir) end
+local function write_atomic(path, text) assert(fvl.sys.write_atomic(path, text)) end
+local function read_file(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local s = f:read("a")
   f:close()
-  assert(os.rename(tmp, path))
+  return s
 end
+local function task_dir(key, seed) return string.format("%s/tasks/%s-s%d", opt.out, key, seed) end
 
--- ------------------------------------------------------------------ training
-local function backbone(kind, in_dim, dim)
-  if kind == "lenetpp" then return fvl.nn.lenetpp{dim = dim} end
-  if kind == "fm_mlp" then return fvl.nn.mlp{sizes = {in_dim, 256, 128, dim}} end
-  return fvl.nn.mlp{sizes = {in_dim, 256, dim}}
-end
+-- ------------------------------------------------------------------ one task: head × seed
+local function run_task(h, seed)
+  local dir = task_dir(h.key, seed)
+  mkdir_p(dir)
+  fvl.threads(opt.threads)
+  local DG = SETTINGS.diagnostics
 
--- trains net + head for `steps` SGD steps on (x, y); returns the loss curve
-local function train(net, head, x, y, steps, bar, label, on_step)
-  local params = {}
-  for _, p in ipairs(net:parameters()) do params[#params + 1] = p end
-  for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
-  local optim = fvl.optim.sgd(params, {lr = SETTINGS.lr, momentum = SETTINGS.momentum,
-                                       weight_decay = SETTINGS.weight_decay})
-  local sched = fvl.schedule.cosine{from = SETTINGS.lr, to = 0, steps = steps,
-                                    warmup = math.floor(steps * SETTINGS.warmup)}
-  local curve, step = {}, 0
-  net:train()
-  local loader_seed = opt.seed
-  while step < steps do
-    for batch in fvl.data.loader({x = x, labels = y}, {batch = SETTINGS.batch, shuffle = true,
-                                 seed = loader_seed, drop_last = true}) do
-      step = step + 1
-      optim.lr = sched(step)
-      optim:zero_grad()
-      local loss = head(net(batch.x), batch.y)
-      loss:backward()
-      optim:step()
-      if on_step then on_step(step) end
-      if step % 10 == 0 or step == steps then
-        curve[#curve + 1] = {step, loss:item()}
-        bar:update(10, {loss = string.format("%.3f", loss:item()), head = label})
+  -- inputs: standardised per channel with the training split's statistics (or raw)
+  local function standardise(x, tx, per_feature)
+    if opt.inputs == "raw" then return x, tx end
+    return fvl.no_grad(function()
+      local mean, sd
+      if per_feature then
+        mean = x:mean(1)
+        sd = ((x * x):mean(1) - mean * mean):clamp(1e-12, math.huge):sqrt()
+      else
+        local m = x:mean():item()
+        local v = math.max((x * x):mean():item() - m * m, 1e-12)
+        mean, sd = m, math.sqrt(v)
       end
-      if step >= steps then break end
-    end
-    loader_seed = loader_seed + 1
+      return ((x - mean) / sd):contiguous(), ((tx - mean) / sd):contiguous()
+    end)
   end
-  net:evaluate()
-  return curve
-end
 
-local function embed(net, x)
-  return fvl.no_grad(function()
-    local parts, n, B = {}, x:size(1), 2048
-    for s = 1, n, B do parts[#parts + 1] = net(x:narrow(1, s, math.min(B, n - s + 1))) end
-    return #parts == 1 and parts[1] or fvl.cat(parts, 1)
-  end)
-end
+  local function backbone(kind, sizes)
+    local net
+    if kind == "lenetpp" then net = fvl.nn.lenetpp{dim = sizes[#sizes]}
+    else net = fvl.nn.mlp{sizes = sizes, bn = opt.bn == "all"} end
+    if opt.bn == "noaffine" then
+      net:add(fvl.nn.BatchNorm1d(sizes[#sizes], {affine = false}))
+    elseif opt.bn ~= "none" then
+      local bn = fvl.nn.BatchNorm1d(sizes[#sizes])
+      net:add(bn)
+      if opt.bn == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
+    end
+    return net
+  end
 
--- ------------------------------------------------------------------ data
-fvl.manual_seed(opt.seed)
-io.stderr:write(string.format("compare_losses: mode %s, %d threads, output %s\n", opt.mode, fvl.threads(), opt.out))
-local fm_train = assert(fvl.data.fashion_mnist{split = "train"})
-local fm_test = assert(fvl.data.fashion_mnist{split = "test"})
-local n_fm = math.min(M.fm_train, fm_train.images:size(1))
-local fm_x = fm_train.images:narrow(1, 1, n_fm)
-local fm_y = fm_train.labels:narrow(1, 1, n_fm)
-local fm_tx, fm_ty = fm_test.images, fm_test.labels
-if M.fm_backbone ~= "lenetpp" then
-  fm_x = fm_x:reshape(n_fm, 784)
-  fm_tx = fm_tx:reshape(fm_tx:size(1), 784)
-end
-local syn_opts = {seed = opt.seed}
-for k, v in pairs(M.syn) do syn_opts[k] = v end
-local syn = fvl.data.synthetic_faces(syn_opts)
-local syn_in = syn.train.x:size(2)
-local syn_classes = syn.info and syn.info.identities or M.syn.identities
+  -- trains net + head for `steps` SGD steps on (x, y); returns the loss curve and the trace of
+  -- batch diagnostics (every DG.every steps)
+  local function train(net, head, x, y, steps, what, on_step)
+    local params = {}
+    for _, p in ipairs(net:parameters()) do
+      if not (net.frozen and net.frozen[p]) then params[#params + 1] = p end
+    end
+    for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
+    local optim = fvl.optim.sgd(params, {lr = SETTINGS.lr, momentum = SETTINGS.momentum,
+                                         weight_decay = SETTINGS.weight_decay})
+    local sched = fvl.schedule.cosine{from = SETTINGS.lr, to = 0, steps = steps,
+                                      warmup = math.floor(steps * SETTINGS.warmup)}
+    local curve, trace, step = {}, {}, 0
+    net:train()
+    if x:size(1) < SETTINGS.batch then
+      error(string.format("compare_losses: the %s training set has %d samples, fewer than one batch of %d",
+                          what, x:size(1), SETTINGS.batch), 0)
+    end
+    local loader = fvl.data.loader({x = x, labels = y}, {batch = SETTINGS.batch, shuffle = true,
+                                   seed = seed, drop_last = true})
+    local t0 = fvl.clock()
+    while step < steps do
+      for batch in loader do
+        step = step + 1
+        optim.lr = sched(step)
+        optim:zero_grad()
+        local e = net(batch.x)
+        local loss = head(e, batch.y)
+        loss:backward()
+        optim:step()
+        if on_step then on_step(step) end
+        if step % 10 == 0 or step == steps then curve[#curve + 1] = {step, loss:item()} end
+        if step == 1 or step % DG.every == 0 or step == steps then
+          local d = fvl.eval.diagnose{emb = e:detach(), centres = head.weight, angle = DG.angle, cluster = DG.cluster}
+          trace[#trace + 1] = {step = step, loss = loss:item(), norm_mean = d.norm_mean, mrl_x = d.mrl_x,
+                               mrl_centres = d.mrl_centres, min_centre_angle = d.min_centre_angle}
+          io.stderr:write(string.format("%s seed %d %s: step %d/%d loss %.4f |x| %.3g MRL(x̂) %.3f MRL(w) %.3f min angle %.1f° (%.0f s)\n",
+            h.name, seed, what, step, steps, loss:item(), d.norm_mean, d.mrl_x, d.mrl_centres,
+            d.min_centre_angle, fvl.clock() - t0))
+        end
+        if step >= steps then break end
+      end
+    end
+    net:evaluate()
+    return curve, trace
+  end
 
-local heads = {}
-for _, h in ipairs(HEADS) do
-  if not opt.heads or opt.heads[h.key] then heads[#heads + 1] = h end
-end
-local total = 0
-for _ = 1, #heads do total = total + M.fm_steps + M.syn_steps end
-local bar = fvl.progress{total = total, title = "training", unit = "steps"}
+  local function embed(net, x)
+    return fvl.no_grad(function()
+      local parts, n, B = {}, x:size(1), 2048
+      for s = 1, n, B do parts[#parts + 1] = net(x:narrow(1, s, math.min(B, n - s + 1))) end
+      return #parts == 1 and parts[1] or fvl.cat(parts, 1)
+    end)
+  end
 
--- ------------------------------------------------------------------ run
-mkdir_p(opt.out)
-local rows, panels, rocs, curves, trained = {}, {}, {}, {}, {}
-for _, h in ipairs(heads) do
-  local row = {head = h.name, key = h.key}
+  -- the head's margins and state for fvl.plot.boundaries (numbers, strings, booleans only)
+  local function boundary_spec(head)
+    local spec = {}
+    for _, k in ipairs { "name", "m", "m1", "m2", "m3", "t", "kind", "adaptive", "easy_margin", "fallback",
+                         "base", "m0", "alpha", "lambda", "iter", "lambda_min", "gamma", "power" } do
+      local v = head[k]
+      local tv = type(v)
+      if tv == "number" or tv == "string" or tv == "boolean" then spec[k] = v end
+    end
+    return spec
+  end
+
+  local res = {head = h.name, key = h.key, seed = seed}
   if M.fm_steps > 0 then
     -- (a) Fashion-MNIST, 2-D embedding
-    fvl.manual_seed(opt.seed)
-    local net = backbone(M.fm_backbone == "lenetpp" and "lenetpp" or "fm_mlp", 784, 2)
+    local tr = assert(fvl.data.fashion_mnist{split = "train"})
+    local te = assert(fvl.data.fashion_mnist{split = "test"})
+    local n = math.min(M.fm_train, tr.images:size(1))
+    local x, tx = tr.images:narrow(1, 1, n), te.images
+    if M.fm_backbone ~= "lenetpp" then x, tx = x:reshape(n, 784), tx:reshape(tx:size(1), 784) end
+    x, tx = standardise(x, tx, false)
+    local y, ty = tr.labels:narrow(1, 1, n), te.labels
+    fvl.manual_seed(seed)
+    local net = backbone(M.fm_backbone, {784, 256, 128, 2})
     local head = h.make(2, 10)
     local t0 = fvl.clock()
-    -- the 2-D test features over training, one frame every steps/20 steps
-    local anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
-    local function frame(step)
-      net:evaluate()
-      local n = math.min(1500, fm_tx:size(1))
-      local emb = embed(net, fm_tx:narrow(1, 1, n))
-      net:train()
-      return emb, fm_ty:narrow(1, 1, n), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
+    -- first seed: the 2-D test features over training, one frame every steps/20 steps (features_<head>.gif)
+    local anim, on_step
+    if seed == opt.seed then
+      anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
+      local function frame(step)
+        net:evaluate()
+        local nf = math.min(1500, tx:size(1))
+        local e = embed(net, tx:narrow(1, 1, nf))
+        net:train()
+        return e, ty:narrow(1, 1, nf), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
+      end
+      on_step = function(step) anim:step(step, function() return frame(step) end) end
     end
-    local curve = train(net, head, fm_x, fm_y, M.fm_steps, bar, h.name .. " (FMNIST)",
-                        function(step) anim:step(step, function() return frame(step) end) end)
-    anim:close()
-    local emb = embed(net, fm_tx)
+    local curve, trace = train(net, head, x, y, M.fm_steps, "FMNIST", on_step)
+    if anim then anim:close() end
+    local emb = embed(net, tx)
     local pred = fvl.no_grad(function() return head:predict(emb) end)
-    row.fmnist_acc = pred:eq(fm_ty):mean():item()
-    row.fmnist_seconds = fvl.clock() - t0
-    local png = opt.out .. "/features_" .. h.key .. ".png"
+    local d = fvl.eval.diagnose{emb = emb, centres = head.weight, pred = pred, labels = ty, classes = 10,
+                                angle = DG.angle, recall = DG.recall, cluster = DG.cluster}
+    res.fmnist_acc = pred:eq(ty):float():mean():item()
+    res.fmnist_seconds = fvl.clock() - t0
+    res.fmnist_min_recall, res.fmnist_collapsed = d.min_recall, d.collapsed and 1 or 0
+    res.fmnist_norm_mean, res.fmnist_mrl_x = d.norm_mean, d.mrl_x
+    res.fmnist_mrl_centres, res.fmnist_min_centre_angle = d.mrl_centres, d.min_centre_angle
+    res.fmnist_recall = d.recall
+    res.fmnist_diagnosis = fvl.eval.collapse_text(d)
+    res.fmnist_curve, res.fmnist_trace = curve, trace
+    res.boundary = boundary_spec(head)
+    fvl.save(dir .. "/fmnist_test_embeddings.npy", emb)
+    fvl.save(dir .. "/fmnist_test_labels.npy", ty)
+    fvl.save(dir .. "/fmnist_test_pred.npy", pred)
+    fvl.save(dir .. "/fmnist_centres.npy", head.weight:detach())
     local nshow = math.min(3000, emb:size(1))
-    fvl.plot.features(emb:narrow(1, 1, nshow), fm_ty:narrow(1, 1, nshow),
-                      {centres = head.weight:detach(), file = png, names = fm_train.classes,
-                       title = string.format("%s  (acc %.1f%%)", h.name, 100 * row.fmnist_acc)})
-    panels[#panels + 1] = png
-    trained[#trained + 1] = head
-    curves[#curves + 1] = {label = h.name, curve = curve}
+    local title = string.format("%s seed %d: acc %.1f%%", h.name, seed, 100 * res.fmnist_acc)
+    if d.collapsed then
+      title = string.format("COLLAPSED  %s s%d: %.1f%% (%s)", h.name, seed, 100 * res.fmnist_acc,
+                            d.largest_centre_cluster >= DG.cluster
+                            and string.format("%d centres within %g°", d.largest_centre_cluster, DG.angle)
+                            or string.format("%d class(es) recall < %g%%", d.low_recall_classes, 100 * DG.recall))
+    end
+    fvl.plot.features(emb:narrow(1, 1, nshow), ty:narrow(1, 1, nshow),
+                      {centres = head.weight:detach(), file = dir .. "/features.png", names = tr.classes, title = title})
+    if d.collapsed then
+      io.stderr:write(string.format("WARNING: %s seed %d collapsed on Fashion-MNIST: %s\n", h.name, seed,
+                                    table.concat(d.reasons, "; ")))
+    end
   end
 
   if M.syn_steps > 0 then
     -- (b) synthetic faces, unseen identities
-    fvl.manual_seed(opt.seed)
-    local net = backbone("mlp", syn_in, SETTINGS.synthetic.dim)
-    local head = h.make(SETTINGS.synthetic.dim, syn_classes)
+    local so = {seed = seed}
+    for k, v in pairs(M.syn) do so[k] = v end
+    local syn = fvl.data.synthetic_faces(so)
+    local x, tx = standardise(syn.train.x, syn.test.x, true)
+    local classes = syn.info and syn.info.identities or M.syn.identities
+    fvl.manual_seed(seed)
+    local D = SETTINGS.synthetic.dim
+    local net = backbone("mlp", {x:size(2), 256, D})
+    local head = h.make(D, classes)
     local t0 = fvl.clock()
-    train(net, head, syn.train.x, syn.train.labels, M.syn_steps, bar, h.name .. " (synthetic)")
-    local temb = embed(net, syn.test.x)
-    local ok, err = pcall(function()
-      local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = 1})
-      local v = fvl.eval.verification(scores, same, {folds = 10})
-      row.ver_acc, row.ver_std, row.eer = v.accuracy, v.std, v.eer
-      row.tar_1e3 = v.tar_at_far[1e-3]
-      row.tar_1e2 = v.tar_at_far[1e-2]
-      rocs[#rocs + 1] = {label = h.name, result = v}
-    end)
-    if not ok then row.error = tostring(err) end
-    row.syn_seconds = fvl.clock() - t0
+    local curve, trace = train(net, head, x, syn.train.labels, M.syn_steps, "synthetic")
+    local temb = embed(net, tx)
+    local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = seed})
+    local v = fvl.eval.verification(scores, same, {folds = SETTINGS.synthetic.folds})
+    res.verif_acc, res.verif_fold_std, res.eer, res.auc = v.accuracy, v.std, v.eer, v.auc
+    res["tar_at_far_1e-3"] = v.tar_at_far[1e-3]
+    res["tar_at_far_1e-2"] = v.tar_at_far[1e-2]
+    local d = fvl.eval.diagnose{emb = temb, centres = head.weight, angle = DG.angle, cluster = DG.cluster}
+    res.syn_collapsed, res.syn_norm_mean, res.syn_mrl_x = d.collapsed and 1 or 0, d.norm_mean, d.mrl_x
+    res.syn_min_centre_angle, res.syn_diagnosis = d.min_centre_angle, fvl.eval.collapse_text(d)
+    res.syn_curve, res.syn_trace = curve, trace
+    res.syn_seconds = fvl.clock() - t0
+    fvl.save(dir .. "/synthetic_test_embeddings.npy", temb)
+    fvl.save(dir .. "/synthetic_test_labels.npy", syn.test.labels)
+    local far, tar = v.roc.far, v.roc.tar
+    if type(far) ~= "table" then far, tar = far:totable(), tar:totable() end
+    local lines = {"far,tar"}
+    for i = 1, #far do lines[#lines + 1] = string.format("%.9g,%.9g", far[i], tar[i]) end
+    write_atomic(dir .. "/synthetic_roc.csv", table.concat(lines, "\n") .. "\n")
   end
-  rows[#rows + 1] = row
+  write_atomic(dir .. "/result.json", json.encode(res, {indent = 1}))
 end
-bar:close()
 
--- ------------------------------------------------------------------ outputs
-local function pct(v) return v and string.format("%.2f", 100 * v) or "-" end
-local header = {"head", "FMNIST acc %", "verif acc %", "± std", "TAR@FAR=1e-3 %", "TAR@FAR=1e-2 %", "EER %"}
-local lines = {}
-local function add(cells)
-  lines[#lines + 1] = string.format("%-16s %13s %12s %7s %15s %15s %7s", table.unpack(cells))
+if opt.task then
+  local key, seed = opt.task:match("^([%w_]+):(%-?%d+)$")
+  local h = key and HEAD_BY_KEY[key]
+  if not h then error("compare_losses: --task must be head:seed with a known head, got " .. opt.task, 0) end
+  run_task(h, math.tointeger(seed))
+  return
 end
-add(header)
-for _, r in ipairs(rows) do
-  add({r.head, pct(r.fmnist_acc), pct(r.ver_acc), pct(r.ver_std), pct(r.tar_1e3), pct(r.tar_1e2), pct(r.eer)})
-end
-local table_text = table.concat(lines, "\n")
-print(table_text)
 
-local csv = {"head,fmnist_acc,verification_acc,verification_std,tar_at_far_1e-3,tar_at_far_1e-2,eer"}
-for _, r in ipairs(rows) do
-  local function n(v) return v and string.format("%.6f", v) or "" end
-  csv[#csv + 1] = table.concat({r.head, n(r.fmnist_acc), n(r.ver_acc), n(r.ver_std), n(r.tar_1e3), n(r.tar_1e2), n(r.eer)}, ",")
+-- ------------------------------------------------------------------ parent: tasks in worker processes
+local heads = {}
+for _, h in ipairs(HEADS) do
+  if not heads_wanted or heads_wanted[h.key] then heads[#heads + 1] = h end
+end
+local seeds = {}
+for k = 1, NSEEDS do seeds[k] = opt.seed + k - 1 end
+local jobs = opt.jobs or math.max(1, fvl.sys.cpu_count())
+if mode == "quick" then
+  io.stderr:write("compare_losses: --quick is a SMOKE TEST (" .. NSEEDS .. " seed, " .. M.fm_steps .. "+" ..
+                  M.syn_steps .. " steps): its numbers are not results; run without --quick for the table.\n")
+end
+io.stderr:write(string.format("compare_losses: mode %s, %d head(s) × %d seed(s), %d job(s) of %d thread(s), output %s\n",
+                              mode, #heads, #seeds, jobs, opt.threads, opt.out))
+mkdir_p(opt.out .. "/tasks")
+
+-- the command that reproduces this run
+local cmd = {"build/fvl", "scripts/compare_losses.lua"}
+for i = 1, #arg do
+  local a = arg[i]
+  if a ~= "--collect" then cmd[#cmd + 1] = a:match("^[%w%-_.,/=:]+$") and a or ("'" .. a:gsub("'", "'\\''") .. "'") end
+end
+SETTINGS.command = table.concat(cmd, " ")
+SETTINGS.heads = {}
+for i, h in ipairs(heads) do SETTINGS.heads[i] = h.key end
+SETTINGS.seed_list = seeds
+
+local tasks = {}
+for _, h in ipairs(heads) do
+  for _, s in ipairs(seeds) do tasks[#tasks + 1] = {h = h, seed = s, dir = task_dir(h.key, s)} end
+end
+local exe, script = fvl.sys.exe(), arg[0]
+local wargs = {}
+for i = 1, #arg do wargs[i] = arg[i] end
+local pending, active, nactive, done, failed = 1, {}, 0, 0, {}
+local t_start = fvl.clock()
+if opt.collect then done, pending = #tasks, #tasks + 1 end   -- aggregate what is there
+while done < #tasks do
+  while nactive < jobs and pending <= #tasks do
+    local t = tasks[pending]
+    pending = pending + 1
+    mkdir_p(t.dir)
+    os.remove(t.dir .. "/result.json")   -- a task's result is never mixed with an older run's
+    local argv = {exe, script}
+    for _, a in ipairs(wargs) do argv[#argv + 1] = a end
+    argv[#argv + 1] = "--task"
+    argv[#argv + 1] = t.h.key .. ":" .. t.seed
+    local env = {OMP_NUM_THREADS = tostring(opt.threads), OPENBLAS_NUM_THREADS = tostring(opt.threads)}
+    local logf = io.open(t.dir .. "/worker.log", "w")
+    if logf then logf:close() end
+    local pid = fvl.sys.spawn(exe, argv, env, t.dir .. "/worker.log")
+    active[pid] = t
+    nactive = nactive + 1
+  end
+  fvl.sys.sleep(0.2)
+  for pid, t in pairs(active) do
+    local finished, code, sig = fvl.sys.poll(pid)
+    if finished then
+      active[pid] = nil
+      nactive = nactive - 1
+      done = done + 1
+      if code ~= 0 or sig or not read_file(t.dir .. "/result.json") then
+        failed[#failed + 1] = t
+        io.stderr:write(string.format("compare_losses: %s seed %d FAILED (%s); see %s/worker.log\n", t.h.name,
+                                      t.seed, sig or ("exit " .. tostring(code)), t.dir))
+      else
+        io.stderr:write(string.format("compare_losses: %d/%d done (%s seed %d) after %.0f s\n", done, #tasks,
+                                      t.h.name, t.seed, fvl.clock() - t_start))
+      end
+    end
+  end
+end
+SETTINGS.seconds = math.floor(fvl.clock() - t_start + 0.5)
+SETTINGS.jobs = jobs
+
+-- ------------------------------------------------------------------ aggregate (heads in table order, seeds ascending)
+local runs, by_head = {}, {}
+for _, t in ipairs(tasks) do
+  local text = read_file(t.dir .. "/result.json")
+  if text then
+    local r = json.decode(text)
+    runs[#runs + 1] = r
+    by_head[t.h.key] = by_head[t.h.key] or {}
+    table.insert(by_head[t.h.key], r)
+  end
+end
+
+local function stats(values)
+  local n = #values
+  if n == 0 then return nil end
+  local sum, lo, hi = 0, math.huge, -math.huge
+  for _, v in ipairs(values) do sum = sum + v; lo = math.min(lo, v); hi = math.max(hi, v) end
+  local mean = sum / n
+  local ss = 0
+  for _, v in ipairs(values) do ss = ss + (v - mean) ^ 2 end
+  return {n = n, mean = mean, std = n > 1 and math.sqrt(ss / (n - 1)) or 0, min = lo, max = hi}
+end
+
+local summary = {}
+for _, h in ipairs(heads) do
+  local rs = by_head[h.key] or {}
+  summary[h.key] = {head = h.name}
+  for _, m in ipairs(METRICS) do
+    local vals = {}
+    for _, r in ipairs(rs) do if type(r[m.key]) == "number" then vals[#vals + 1] = r[m.key] end end
+    summary[h.key][m.key] = stats(vals)
+  end
+end
+
+-- rounding: fractions to 6 decimals (1e-4 %), other figures to 4 significant digits
+local function num(v, m)
+  if v == nil then return "" end
+  if m.key:match("collapsed$") and (v == 0 or v == 1) then return tostring(math.tointeger(v)) end
+  if m.pct or m.key == "auc" then return string.format("%.6f", v) end
+  return string.format("%.4g", v)
+end
+
+local csv_head = {"head", "seed"}
+for _, m in ipairs(METRICS) do csv_head[#csv_head + 1] = m.key end
+local csv = {table.concat(csv_head, ",")}
+for _, r in ipairs(runs) do
+  local row = {r.key, tostring(r.seed)}
+  for _, m in ipairs(METRICS) do row[#row + 1] = num(r[m.key], m) end
+  csv[#csv + 1] = table.concat(row, ",")
 end
 write_atomic(opt.out .. "/results.csv", table.concat(csv, "\n") .. "\n")
-write_atomic(opt.out .. "/results.json", json.encode({settings = SETTINGS, results = rows}, {indent = 2}))
-write_atomic(opt.out .. "/settings.json", json.encode(SETTINGS, {indent = 2}))
+
+local scsv = {"head,metric,n,mean,std,min,max"}
+for _, h in ipairs(heads) do
+  for _, m in ipairs(METRICS) do
+    local s = summary[h.key][m.key]
+    if s then
+      scsv[#scsv + 1] = table.concat({h.key, m.key, tostring(s.n), num(s.mean, {key = "", pct = m.pct or m.key == "auc"}),
+        num(s.std, {key = "", pct = m.pct or m.key == "auc"}), num(s.min, m), num(s.max, m)}, ",")
+    end
+  end
+end
+write_atomic(opt.out .. "/summary.csv", table.concat(scsv, "\n") .. "\n")
+
+-- the printed table: mean ± std over seeds; "collapsed" counts collapsed seeds
+local function cell(key, m)
+  local s = summary[key][m.key]
+  if not s then return "-" end
+  if m.key:match("collapsed$") then return string.format("%d/%d", math.floor(s.mean * s.n + 0.5), s.n) end
+  local f = m.pct and 100 or 1
+  local fmt = "%." .. m.digits .. "f"
+  if s.n == 1 then return string.format(fmt, f * s.mean) end
+  return string.format(fmt .. " ± " .. fmt, f * s.mean, f * s.std)
+end
+local TABLE_COLS = {"fmnist_acc", "fmnist_collapsed", "verif_acc", "tar_at_far_1e-3", "tar_at_far_1e-2", "eer"}
+local MBY = {}
+for _, m in ipairs(METRICS) do MBY[m.key] = m end
+local widths = {16}
+local hdr = {"head"}
+for i, k in ipairs(TABLE_COLS) do hdr[i + 1] = MBY[k].label; widths[i + 1] = math.max(#MBY[k].label, 13) end
+local lines = {}
+local function add(cells)
+  local out = {}
+  for i, c in ipairs(cells) do out[i] = i == 1 and string.format("%-" .. widths[i] .. "s", c) or string.format("%" .. widths[i] .. "s", c) end
+  lines[#lines + 1] = table.concat(out, "  ")
+end
+add(hdr)
+for _, h in ipairs(heads) do
+  local c = {h.name}
+  for i, k in ipairs(TABLE_COLS) do c[i + 1] = cell(h.key, MBY[k]) end
+  add(c)
+end
+SETTINGS.tasks_finished, SETTINGS.tasks = #runs, #tasks
+local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g%s%s", #seeds, #seeds == 1 and "" or "s",
+                           table.concat(seeds, ","), opt.inputs, opt.bn, S,
+                           #runs < #tasks and string.format("; only %d of %d tasks finished", #runs, #tasks) or "",
+                           mode == "quick" and "  -- SMOKE TEST (--quick), not a result" or "")
+local table_text = table.concat(lines, "\n") .. "\n" .. note
+print(table_text)
 write_atomic(opt.out .. "/table.txt", table_text .. "\n")
 
+local metric_list = {}
+for i, m in ipairs(METRICS) do metric_list[i] = {key = m.key, label = m.label, percent = m.pct or false, digits = m.digits} end
+local summary_list = {}
+for i, h in ipairs(heads) do
+  local e = {key = h.key, head = h.name}
+  for _, m in ipairs(METRICS) do e[m.key] = summary[h.key][m.key] end
+  summary_list[i] = e
+end
+local slim_runs = {}
+for i, r in ipairs(runs) do
+  local e = {}
+  for k, v in pairs(r) do if not k:match("_curve$") and not k:match("_trace$") then e[k] = v end end
+  slim_runs[i] = e
+end
+write_atomic(opt.out .. "/results.json", json.encode({settings = SETTINGS, metrics = metric_list,
+                                                      summary = summary_list, runs = slim_runs}, {indent = 1}))
+write_atomic(opt.out .. "/settings.json", json.encode(SETTINGS, {indent = 2}))
+
+-- ------------------------------------------------------------------ pictures
+local panels, bspecs, rocs, curves, norms = {}, {}, {}, {}, {}
+for _, h in ipairs(heads) do
+  for _, r in ipairs(by_head[h.key] or {}) do
+    local dir = task_dir(h.key, r.seed)
+    if M.fm_steps > 0 then panels[#panels + 1] = dir .. "/features.png" end
+  end
+  local first = (by_head[h.key] or {})[1]
+  if first then
+    local dir = task_dir(h.key, first.seed)
+    if first.boundary then bspecs[#bspecs + 1] = first.boundary end
+    if first.fmnist_curve then
+      local xs, ys = {}, {}
+      for k, p in ipairs(first.fmnist_curve) do xs[k], ys[k] = p[1], p[2] end
+      curves[#curves + 1] = {x = xs, y = ys, label = h.name}
+      local nx, ny = {}, {}
+      for k, p in ipairs(first.fmnist_trace) do nx[k], ny[k] = p.step, math.max(p.norm_mean, 1e-3) end
+      norms[#norms + 1] = {x = nx, y = ny, label = h.name}
+    end
+    local roc = read_file(dir .. "/synthetic_roc.csv")
+    if roc then
+      local far, tar = {}, {}
+      for a, b in roc:gmatch("\n([^,\n]+),([^,\n]+)") do far[#far + 1], tar[#tar + 1] = tonumber(a), tonumber(b) end
+      rocs[#rocs + 1] = {label = string.format("%s (seed %d: TAR@1e-3 %.1f%%)", h.name, first.seed,
+                                               100 * (first["tar_at_far_1e-3"] or 0)), far = far, tar = tar}
+    end
+  end
+end
+local written = {"results.csv", "summary.csv", "results.json", "settings.json", "table.txt"}
 if #panels > 0 then
-fvl.plot.sheet(panels, {cols = 5, file = opt.out .. "/features.png",
-                        title = "Fashion-MNIST test features (2-D, unit circle) and class centres"})
+  fvl.plot.sheet(panels, {cols = #seeds, file = opt.out .. "/features.png", cell_width = 480, cell_height = 384,
+                          title = "Fashion-MNIST test features (2-D, unit circle) and class centres; rows: heads, columns: seeds"})
+  written[#written + 1] = "features.png"
+end
+if #bspecs > 0 then
+  fvl.plot.boundaries(bspecs, {file = opt.out .. "/boundaries.png", cols = 5,
+                               title = "Two-class decision boundaries of the trained heads (seed " .. seeds[1] .. ")"})
+  written[#written + 1] = "boundaries.png"
+  -- each boundary as the margin grows to the trained value: boundary_<head>.gif
+  fvl.plot.boundary_animations(bspecs, {dir = opt.out})
+  written[#written + 1] = "boundary_*.gif"
+  written[#written + 1] = "features_*.gif"
 end
 if #rocs > 0 then
-  fvl.plot.roc(rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC"})
+  fvl.plot.roc(rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC (first seed)"})
+  written[#written + 1] = "roc.png"
 end
-local series = {}
-for _, c in ipairs(curves) do
-  local xs, ys = {}, {}
-  for k, p in ipairs(c.curve) do xs[k], ys[k] = p[1], p[2] end
-  series[#series + 1] = {x = xs, y = ys, label = c.label}
+if #curves > 0 then
+  fvl.plot.lines{series = curves, xlabel = "step", ylabel = "training loss", ylog = true,
+                 title = "Fashion-MNIST training loss (seed " .. seeds[1] .. ")", file = opt.out .. "/curves.png"}
+  fvl.plot.lines{series = norms, xlabel = "step", ylabel = "mean |x| of the batch embeddings", ylog = true,
+                 title = "Fashion-MNIST embedding norm during training (seed " .. seeds[1] .. ")", file = opt.out .. "/norms.png"}
+  written[#written + 1] = "curves.png"
+  written[#written + 1] = "norms.png"
 end
-if #series > 0 then
-fvl.plot.lines{series = series, xlabel = "step", ylabel = "training loss", ylog = true,
-               title = "Fashion-MNIST training loss", file = opt.out .. "/curves.png"}
--- the two-class decision boundaries of the trained heads (their final m, s, t, λ)
-fvl.plot.boundaries(trained, {file = opt.out .. "/boundaries.png", cols = 5,
-                              title = "Two-class decision boundaries of the trained heads"})
--- each boundary as the margin grows to the trained value: boundary_<head>.gif
-fvl.plot.boundary_animations(trained, {dir = opt.out})
+for _, r in ipairs(runs) do
+  if r.fmnist_collapsed == 1 then
+    io.stderr:write(string.format("WARNING: %s seed %d collapsed on Fashion-MNIST (%s)\n", r.head, r.seed, r.fmnist_diagnosis))
+  end
+  if r.syn_collapsed == 1 then
+    io.stderr:write(string.format("WARNING: %s seed %d collapsed on synthetic_faces (%s)\n", r.head, r.seed, r.syn_diagnosis))
+  end
 end
-io.stderr:write("compare_losses: wrote " .. opt.out .. "/{results.csv,results.json,settings.json,table.txt,features.png,boundaries.png,roc.png,curves.png,features_*.gif,boundary_*.gif}\n")
+io.stderr:write(string.format("compare_losses: wrote %s/{%s} and tasks/ in %d s\n", opt.out, table.concat(written, ","),
+                              SETTINGS.seconds))
+if #failed > 0 then
+  error(string.format("compare_losses: %d task(s) failed (first: %s seed %d, log %s/worker.log)", #failed,
+                      failed[1].h.name, failed[1].seed, failed[1].dir), 0)
+end

@@ -10,6 +10,7 @@
 #include <png.h>
 #include <turbojpeg.h>
 #include "facedata.h"
+#include "sys.h"
 
 static int is_jpeg(const uint8_t *d, size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
 static int is_png(const uint8_t *d, size_t n) {
@@ -178,27 +179,12 @@ int fvl_read_file(const char *path, uint8_t **buf, size_t *len, const char *fn) 
 }
 
 int fvl_write_file_atomic(const char *path, const void *buf, size_t len, const char *fn) {
-  size_t n = strlen(path) + 32;
-  char *tmp = malloc(n);
-  if (!tmp) return fvl_err("%s: out of memory", fn);
-  snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  int rc = -1;
-  if (!f) { fvl_err("%s: cannot create '%s': %s", fn, tmp, strerror(errno)); goto done; }
-  if ((len && fwrite(buf, 1, len, f) != len) || fflush(f) || fsync(fileno(f))) {
-    fvl_err("%s: writing '%s': %s", fn, tmp, strerror(errno));
-    fclose(f);
-    unlink(tmp);
-    goto done;
+  fvl_atomic_file a;   /* sys.h: the one atomic-write mechanism (fsyncs the directory too) */
+  if (fvl_atomic_open(&a, path, fn) < 0) return -1;
+  if (len && fwrite(buf, 1, len, a.f) != len) {
+    int e = errno;
+    fvl_atomic_abort(&a);
+    return fvl_err("%s: writing '%s': %s", fn, path, strerror(e));
   }
-  if (fclose(f)) { fvl_err("%s: closing '%s': %s", fn, tmp, strerror(errno)); unlink(tmp); goto done; }
-  if (rename(tmp, path)) {
-    fvl_err("%s: renaming '%s' to '%s': %s", fn, tmp, path, strerror(errno));
-    unlink(tmp);
-    goto done;
-  }
-  rc = 0;
-done:
-  free(tmp);
-  return rc;
+  return fvl_atomic_commit(&a, fn);
 }

@@ -260,7 +260,7 @@ function data.loader(ds, opts)
   -- an image data set (fvl.data.images{...}) has its own threaded loader
   if type(ds) == "table" and getmetatable(ds) == require("fvl.faces").ImageSet then return ds:loader(opts) end
   local fn = "loader"
-  opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "drop_last", "flip", "crop", "epoch" })
+  opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "drop_last", "flip", "crop", "epoch", "shard" })
   local x, y = dataset_parts(ds)
   local self = setmetatable({}, Loader)
   -- gathered row by row in C: one contiguous copy now (a no-op when already contiguous),
@@ -274,6 +274,15 @@ function data.loader(ds, opts)
   self.flip = util.boolean(fn, "flip", opts.flip, false)
   self.crop = util.integer(fn, "crop", opts.crop, 0, 0)
   self.epoch = util.integer(fn, "epoch", opts.epoch, 1, 1)
+  -- shard = true (several processes, fvl.dist): the epoch's order, the same on every rank, dealt
+  -- round-robin: ⌊n/N⌋ rows per rank, full batches only, so every rank takes as many batches of
+  -- the same size (what a sharded head and allreduce_grads need); see docs/distributed.md
+  self.shard = util.boolean(fn, "shard", opts.shard, false)
+  if self.shard then
+    local N = require("fvl.dist").size()
+    self.rank, self.world, self.drop_last = require("fvl.dist").rank(), N, true
+    self.n_share = self.n // N
+  end
   if (self.flip or self.crop > 0) and x:dim() ~= 4 then
     fail(string.format("loader: flip and crop need images N×C×H×W, got x %s", shape_str(x)))
   end
@@ -287,6 +296,7 @@ end
 
 -- batches per epoch
 function Loader:__len()
+  if self.shard then return self.n_share // self.batch end
   if self.drop_last then return self.n // self.batch end
   return (self.n + self.batch - 1) // self.batch
 end
@@ -301,15 +311,21 @@ end
 -- the next batch of the current epoch, or nil at its end (the loader then moves to the next
 -- epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)
 function Loader:next()
-  local n, B = self.n, self.batch
+  local n, B = self.shard and self.n_share or self.n, self.batch
   local left = n - self.pos
   if left <= 0 or (self.drop_last and left < B) then
     self.epoch, self.pos, self.perm = self.epoch + 1, 0, nil
     return nil
   end
+  if self.shard and not self.perm then   -- this rank's rows of the epoch's order
+    local order = self.shuffle and fvl._loader_perm(self.n, self.seed, self.epoch) or fvl.arange(0, self.n - 1):int()
+    local mine = order:narrow(1, 1, n * self.world):reshape(n, self.world):narrow(2, self.rank + 1, 1):reshape(n)
+    -- the batch gatherer takes an order of all rows: this rank's first (only those are read)
+    self.perm = n < self.n and fvl.cat({ mine, order:narrow(1, 1, self.n - n) }, 1):contiguous() or mine:contiguous()
+  end
   if self.shuffle and not self.perm then self.perm = fvl._loader_perm(n, self.seed, self.epoch) end
   local b = math.min(B, left)
-  local xb, yb, index = fvl._loader_batch(self.x, self.y, self.shuffle and self.perm or nil, self.pos,
+  local xb, yb, index = fvl._loader_batch(self.x, self.y, (self.shuffle or self.shard) and self.perm or nil, self.pos,
                                           b, self.flip, self.crop, self.seed, self.epoch)
   self.pos = self.pos + b
   return { x = xb, y = yb, index = index }

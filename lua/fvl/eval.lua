@@ -314,6 +314,13 @@ function eval.summary(r)
   return table.concat(parts, "  ")
 end
 
+-- collapse diagnostics (lua/fvl/diagnostics.lua): embedding norms, mean resultant lengths,
+-- centre angles, per-class recall, a collapse verdict
+do
+  local diag = require "fvl.diagnostics"
+  eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
+  eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
+end
 --- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)
 function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
 

@@ -319,6 +319,7 @@ end
 -- ---------------------------------------------------------------- reading stores (fvl.sweep.report)
 sweep.load, sweep.merge = report.load, report.merge
 sweep.leaderboard, sweep.csv, sweep.plot = report.leaderboard, report.csv, report.plot
+sweep.spread = report.spread   -- mean ± std over seeds of each configuration
 
 function sweep.is_worker() return os.getenv(WORKER_ENV) ~= nil end
 

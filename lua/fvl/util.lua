@@ -7,7 +7,7 @@
 --   util.number(fn, key, v, default, lo, hi)  a number option, optionally range-checked
 --   util.boolean(fn, key, v, default)
 --   util.is_tensor(v)  util.shape_str(t)  util.class(name, parent)
---   util.json_decode(s)                        (fvl.json when present, else a small decoder)
+--   util.json_decode(s)                        (fvl.json.decode, raising on malformed text)
 local fvl = require "fvl.core"
 local util = {}
 
@@ -145,87 +145,12 @@ function util.isinstance(o, cls)
 end
 
 -- JSON ----------------------------------------------------------------------------------------
--- Prefer fvl.json (full encoder/decoder); keep a minimal decoder for environments without it.
-local function mini_decode(s)
-  local pos = 1
-  local function ws() pos = s:find("[^ \t\r\n]", pos) or #s + 1 end
-  local function err(what) fail(string.format("json_decode: %s at byte %d", what, pos)) end
-  local value
-  local function str()
-    local out, i = {}, pos + 1
-    while true do
-      local j = s:find('["\\]', i)
-      if not j then err("unterminated string") end
-      out[#out + 1] = s:sub(i, j - 1)
-      if s:sub(j, j) == '"' then pos = j + 1; break end
-      local e = s:sub(j + 1, j + 1)
-      local map = { b = "\b", f = "\f", n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["/"] = "/" }
-      if e == "u" then
-        out[#out + 1] = utf8.char(tonumber(s:sub(j + 2, j + 5), 16)); i = j + 6
-      elseif map[e] then
-        out[#out + 1] = map[e]; i = j + 2
-      else
-        err("bad escape")
-      end
-    end
-    return table.concat(out)
-  end
-  function value()
-    ws()
-    local ch = s:sub(pos, pos)
-    if ch == "{" then
-      local t = {}
-      pos = pos + 1; ws()
-      if s:sub(pos, pos) == "}" then pos = pos + 1; return t end
-      while true do
-        ws()
-        if s:sub(pos, pos) ~= '"' then err("expected a key") end
-        local k = str(); ws()
-        if s:sub(pos, pos) ~= ":" then err("expected ':'") end
-        pos = pos + 1
-        t[k] = value(); ws()
-        local c = s:sub(pos, pos); pos = pos + 1
-        if c == "}" then return t elseif c ~= "," then err("expected ',' or '}'") end
-      end
-    elseif ch == "[" then
-      local t, n = {}, 0
-      pos = pos + 1; ws()
-      if s:sub(pos, pos) == "]" then pos = pos + 1; return t end
-      while true do
-        n = n + 1; t[n] = value(); ws()
-        local c = s:sub(pos, pos); pos = pos + 1
-        if c == "]" then return t elseif c ~= "," then err("expected ',' or ']'") end
-      end
-    elseif ch == '"' then
-      return str()
-    elseif s:find("^true", pos) then pos = pos + 4; return true
-    elseif s:find("^false", pos) then pos = pos + 5; return false
-    elseif s:find("^null", pos) then pos = pos + 4; return nil
-    elseif s:find("^NaN", pos) then pos = pos + 3; return 0 / 0
-    elseif s:find("^Infinity", pos) then pos = pos + 8; return math.huge
-    elseif s:find("^%-Infinity", pos) then pos = pos + 9; return -math.huge
-    else
-      local a, b = s:find("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-      if not a then err("unexpected character '" .. ch .. "'") end
-      pos = b + 1
-      return tonumber(s:sub(a, b))
-    end
-  end
-  local v = value(); ws()
-  if pos <= #s then err("trailing text") end
+-- fvl.json is embedded in every build: one decoder
+function util.json_decode(s)
+  local v, msg = require("fvl.json").decode(s)
+  if v == nil and msg then fail("json_decode: " .. msg) end
   return v
 end
-
-function util.json_decode(s)
-  local ok, json = pcall(require, "fvl.json")
-  if ok and type(json) == "table" and json.decode then
-    local v, msg = json.decode(s)
-    if v == nil and msg then fail("json_decode: " .. msg) end
-    return v
-  end
-  return mini_decode(s)
-end
-util._mini_json_decode = mini_decode
 
 -- the 1-, 5- and 15-minute load averages as one string ("?" where /proc/loadavg is missing);
 -- benchmarks print it next to their timings

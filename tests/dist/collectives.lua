@@ -56,6 +56,24 @@ eq(a.grad, fvl.full({ 2, 3 }, (N + 1) / 2), "allreduce_grads mean")
 eq(c.grad, fvl.full({ 5 }, N + 1), "allreduce_grads mean (second bucket)")
 dist.allreduce_grads({ a, c }, { op = "sum" })
 eq(a.grad, fvl.full({ 2, 3 }, N * (N + 1) / 2), "allreduce_grads sum")
+-- a sharded loader: every rank the same number of full batches, disjoint rows, together
+-- ⌊n/N⌋·N rows of the epoch's order
+do
+  local n = 23
+  local ds = { x = fvl.arange(1, n):reshape(n, 1), labels = fvl.arange(1, n):int() }
+  local L = fvl.data.loader(ds, { batch = 2, shuffle = true, seed = 5, shard = true })
+  local rows = {}
+  for b in L do
+    assert(b.x:size(1) == 2, "full batches only")
+    for _, v in ipairs(b.index:totable()) do rows[#rows + 1] = v end
+  end
+  local per = (n // N) // 2 * 2
+  assert(#rows == per and #L == per // 2, string.format("rank %d: %d rows in %d batches", r, #rows, #L))
+  local mark = fvl.zeros(n)
+  for _, v in ipairs(rows) do mark:set(v, mark:get(v) + 1) end
+  dist.allreduce(mark, "sum")
+  assert(mark:max():item() <= 1 and math.floor(mark:sum():item() + 0.5) == per * N, "disjoint shards")
+end
 -- errors name the function and what came
 local ok, err = pcall(dist.allreduce, t, "prod")
 assert(not ok and err:find("fvl.dist.allreduce: op = 'prod'"), tostring(err))

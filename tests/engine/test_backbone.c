@@ -2,6 +2,7 @@
  * double-precision references, central finite differences of those references, and the
  * unfused kernels (conv2d with groups = 1, batchnorm then prelu). */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,9 +267,5 @@ int main(void) {
   tcase_add_test(tc, bn_prelu_eval);
   tcase_add_test(tc, bn_prelu_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf == 0 ? 0 : 1;
+  return fvl_check_run(s);
 }

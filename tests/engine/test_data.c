@@ -1,5 +1,6 @@
 /* test_data.c — IDX reader, synthetic_faces generator, batch gather. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -594,9 +595,5 @@ int main(void) {
   tcase_add_test(tc, synth_maps_and_speed);
   tcase_add_test(tc, gather_rows_and_images);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return fvl_check_run(s);
 }

@@ -3,6 +3,7 @@
  * make_sklearn_golden.py), pair generation, identification metrics (pytorch-metric-learning
  * definitions, brute-force numpy golden values), the flip merge and every error path. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,9 +504,5 @@ int main(void) {
   tcase_add_test(id, identification_hand);
   tcase_add_test(id, cosine_and_flip);
   suite_add_tcase(s, id);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return fvl_check_run(s);
 }

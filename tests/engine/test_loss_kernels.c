@@ -6,6 +6,7 @@
  *     (loss, aux.logits, dL/dx and dL/dW after the normalisation chain, state updates).
  * Inputs of the golden cases: cos is computed naively in double from x and W, then rounded. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -964,9 +965,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-  SRunner *sr = srunner_create(suite());
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return fvl_check_run(suite());
 }

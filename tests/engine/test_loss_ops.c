@@ -8,6 +8,7 @@
  *    still needs it;
  *  - errors: non-finite loss (error and warning modes), shapes, labels, empty batch. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -577,9 +578,5 @@ int main(void) {
   tcase_add_test(tc, test_center_update_tensor);
   tcase_add_test(tc, test_neg_lse_group_max);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return fvl_check_run(s);
 }

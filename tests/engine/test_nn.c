@@ -1,6 +1,7 @@
 /* test_nn.c — raw layer kernels and optimiser steps against direct double-precision references
  * and central finite differences of those references. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -638,9 +639,5 @@ int main(void) {
   tcase_add_test(tc, adamw_closed_form);
   tcase_add_test(tc, sumsq_scale);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf == 0 ? 0 : 1;
+  return fvl_check_run(s);
 }

@@ -2,6 +2,7 @@
  * make.py), damaged and foreign files, and the counter-based RNG (seeds, thread independence,
  * state round trip, distributions). */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -414,9 +415,5 @@ int main(void) {
   tcase_add_test(rng, rng_distributions);
   tcase_add_test(rng, rng_inplace_fills);
   suite_add_tcase(s, rng);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return fvl_check_run(s);
 }

@@ -1,6 +1,7 @@
 /* test_pool.c — one thread pool: OpenBLAS is its OpenMP build and fvl_set_threads is the one
  * OpenMP setting that both the engine's loops and the GEMMs follow. */
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <stdlib.h>
 #include <omp.h>
@@ -57,9 +58,5 @@ int main(void) {
   tcase_add_test(tc, set_threads_is_one_setting);
   tcase_add_test(tc, gemm_inside_parallel_loop);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return fvl_check_run(s);
 }

@@ -1,6 +1,7 @@
 /* test_store.c — the sweep store (SQLite) and the worker-process helpers. */
 #define _GNU_SOURCE
 #include <check.h>
+#include "fvl_check.h"
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -438,9 +439,5 @@ int main(void) {
   tcase_add_test(tc, spawn_poll_kill);
   tcase_add_test(tc, files_and_time);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return fvl_check_run(s);
 }

@@ -142,6 +142,19 @@ describe("evaluation", function()
       expect_eq(nbn, 0, net.name .. " BatchNorm1d left after folding")
     end
   end)
+  it("fvl.nn.save / fvl.nn.load round-trips a backbone", function()
+    fvl.manual_seed(9)
+    local net = nn.mobilefacenet { dim = 8, input_size = 32, blocks = { 1, 1, 1, 1 } }
+    net(fvl.randn(4, 3, 32, 32))
+    net:evaluate()
+    local x = fvl.randn(2, 3, 32, 32)
+    local path = os.tmpname() .. ".npz"
+    nn.save(path, net)
+    local back = nn.load(path)
+    os.remove(path)
+    back:evaluate()
+    expect_all_near(back(x), net(x):totable(), 0, 0, "loaded model")
+  end)
   it("training mode records the tape", function()
     local net = nn.mobilefacenet { dim = 8, input_size = 32, blocks = { 1, 1, 1, 1 } }
     local y = net(fvl.randn(2, 3, 32, 32))

@@ -307,4 +307,52 @@ describe("sweep store", function()
   end)
 end)
 
+describe("face data files and options", function()
+  it("image sizes, label arrays and option tables are bounded at the binding", function()
+    local folder = tmp .. "/faces/a"
+    os.execute("mkdir -p '" .. folder .. "'")
+    write(folder .. "/1.png", fvl.data.encode_image(fvl.zeros(3, 4, 4), { format = "png" }))
+    local ds = assert(fvl.data.images{ folder = tmp .. "/faces" })
+    local set = ds._set
+    local order = fvl.zeros({ 1 }, "int32")
+    expect_error(function() set:_loader(order, 2 ^ 24, false, 1, 1, 1, { C = 3, H = 65535, W = 65535 }) end,
+                 "more than 2^40 values")
+    expect_error(function() set:_batch(order, { C = 3, H = 4, W = 4, colour = true }) end, "unknown option 'colour'")
+    expect_error(function() set:_batch(order, { C = 2, H = 4, W = 4 }) end, "C = 2")
+    expect_error(function() set:_batch(order, { C = 3, H = 4, W = 4, pad = 4 }) end, "crop 4")
+    expect_error(function() set:_batch(fvl.tensor({ 5 }, "int32"), { C = 3, H = 4, W = 4 }) end, "sample 6 is outside 1..1")
+    local w = assert(fvl.data.rec_writer(tmp .. "/b.rec"))
+    local many = {}
+    for k = 1, 5000 do many[k] = k end
+    expect_error(function() w:write{ label = many } end, "at most 4096 labels")
+    w:abort()
+  end)
+  it("hostile headers in images, records, archives and pickles are errors, not crashes", function()
+    -- a PNG whose IHDR claims 70000×70000 pixels
+    local png = "\x89PNG\r\n\x1a\n" .. string.pack(">I4", 13) .. "IHDR" .. string.pack(">I4I4BBBBB", 70000, 70000, 8, 2, 0, 0, 0) .. "\0\0\0\0"
+    expect_error(function() fvl.data.decode_image(png) end, "PNG")
+    -- a JPEG cut after its markers
+    expect_error(function() fvl.data.decode_image("\xFF\xD8\xFF\xE0\0\16JFIF\0") end, "JPEG")
+    -- a RecordIO frame announcing 2^29 - 1 bytes
+    write(tmp .. "/huge.rec", string.pack("<I4I4", 0xCED7230A, (1 << 29) - 1) .. "abcd")
+    local r, err = fvl.data.rec(tmp .. "/huge.rec", { idx = false })
+    expect_true(r == nil and err:find("truncated", 1, true), err)
+    -- an .npz whose end record claims 65535 entries at an offset beyond the file
+    write(tmp .. "/z.npz", "PK\5\6" .. string.pack("<I2I2I2I2I4I4I2", 0, 0, 65535, 65535, 0, 0x7FFFFFFF, 0))
+    local t, e = fvl.load(tmp .. "/z.npz")
+    expect_true(t == nil and e:find("does not fit the file", 1, true), e)
+    -- pickles: a memo index of 2^32 - 1, a byte string claiming 4 GB
+    write(tmp .. "/m.bin", "\x80\x02]r\xff\xff\xff\xff.")
+    local p, pe = fvl.data.bin_pack(tmp .. "/m.bin")
+    expect_true(p == nil and pe:find("memo index", 1, true), pe)
+    write(tmp .. "/s.bin", "\x80\x02T\xff\xff\xff\xffab.")
+    p, pe = fvl.data.bin_pack(tmp .. "/s.bin")
+    expect_true(p == nil and pe:find("truncated", 1, true), pe)
+    -- a deep MARK-less APPENDS
+    write(tmp .. "/a.bin", "\x80\x02]e.")
+    p, pe = fvl.data.bin_pack(tmp .. "/a.bin")
+    expect_true(p == nil and pe:find("without a MARK", 1, true), pe)
+  end)
+end)
+
 os.execute("rm -rf '" .. tmp .. "'")

@@ -385,6 +385,14 @@ describe("LFW pairs.txt", function()
     expect_true(p.files[5]:find("Cid_C_0003.jpg", 1, true), p.files[5])
     local ds = assert(data.images{ files = p.files })
     expect_eq(ds.n, 8)
+    -- packed into a .bin for the verification protocol
+    local bins = {}
+    for i, f in ipairs(p.files) do bins[i] = read(f) end
+    assert(data.write_bin_pack(d .. "/lfw.bin", bins, p.issame))
+    local pack = assert(data.bin_pack(d .. "/lfw.bin"))
+    expect_eq(pack.pairs, 4)
+    expect_eq(table.concat(pack.issame:totable(), ","), "1,0,1,0")
+    expect_eq(pack:bytes(5), bins[5])
     write(d .. "/bad1.txt", "ten 300\n")
     local r, err = data.lfw_pairs(d .. "/bad1.txt", d .. "/lfw")
     expect_true(r == nil and err:find("header", 1, true), err)

@@ -276,6 +276,57 @@ function R.leaderboard(store, opts)
   return trials, text
 end
 
+-- seed spread: finished trials grouped by their configuration without the `over` key (default
+-- "seed": a space with seed = {1, 2, 3} runs each configuration three times); per group the
+-- metric's n, mean, sample std, min and max, best mean first.
+function R.spread(store, opts)
+  opts = opts or {}
+  check_opts("fvl.sweep.spread", opts, { "metric", "mode", "over", "top", "print" })
+  local over = opts.over or "seed"
+  local trials, metric, mode = sorted_trials(store, opts, "fvl.sweep.spread")
+  if not metric then error("fvl.sweep.spread: no numeric metric in the store (give metric=)", 2) end
+  local groups, order = {}, {}
+  for _, t in ipairs(trials) do
+    local v = t.status == "done" and type(t.metrics) == "table" and t.metrics[metric] or nil
+    if type(v) == "number" and v == v then
+      local cfg = {}
+      for k, x in pairs(type(t.config) == "table" and t.config or {}) do if k ~= over then cfg[k] = x end end
+      local key = config_text(cfg)
+      local g = groups[key]
+      if not g then
+        g = { config = cfg, key = key, values = {}, over = {} }
+        groups[key] = g
+        order[#order + 1] = g
+      end
+      g.values[#g.values + 1] = v
+      g.over[#g.over + 1] = type(t.config) == "table" and t.config[over] or nil
+    end
+  end
+  for _, g in ipairs(order) do
+    local n, sum, lo, hi = #g.values, 0, math.huge, -math.huge
+    for _, v in ipairs(g.values) do sum = sum + v; lo = math.min(lo, v); hi = math.max(hi, v) end
+    local mean, ss = sum / n, 0
+    for _, v in ipairs(g.values) do ss = ss + (v - mean) ^ 2 end
+    g.n, g.mean, g.min, g.max = n, mean, lo, hi
+    g.std = n > 1 and math.sqrt(ss / (n - 1)) or 0
+  end
+  local gt = better(mode)
+  table.sort(order, function(a, b)
+    if a.mean ~= b.mean then return gt(a.mean, b.mean) end
+    return a.key < b.key
+  end)
+  local lines = { string.format("%3s  %-40s %3s  %-24s %s", "#", "configuration (over " .. over .. ")", "n",
+                                metric .. " mean ± std", "min – max") }
+  for i = 1, math.min(opts.top or #order, #order) do
+    local g = order[i]
+    lines[#lines + 1] = string.format("%3d  %-40s %3d  %-24s %s – %s", i, g.key, g.n,
+                                      fmt_num(g.mean) .. " ± " .. fmt_num(g.std), fmt_num(g.min), fmt_num(g.max))
+  end
+  local text = table.concat(lines, "\n")
+  if opts.print ~= false then print(text) end
+  return order, text
+end
+
 local function csv_cell(v)
   if v == nil then return "" end
   if type(v) == "number" then

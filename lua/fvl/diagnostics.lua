@@ -1,0 +1,157 @@
+-- fvl.diagnostics — is a trained embedding healthy or collapsed? (also reachable as
+-- fvl.eval.embedding_stats / centre_stats / class_recall / diagnose / collapse_text)
+--
+--   local e = fvl.eval.embedding_stats(emb)            -- {n, norm_mean, norm_std, norm_min, norm_max, mrl}
+--   local c = fvl.eval.centre_stats(head.weight, {angle = 5})
+--       --> {classes, mrl, min_angle, close_pairs, largest_cluster}
+--   local r = fvl.eval.class_recall(pred, labels, 10)  -- {recall = {...}, min = , low = {class ids}}
+--   local d = fvl.eval.diagnose{emb = emb, labels = y, pred = pred, centres = head.weight,
+--                               classes = 10}          -- all of the above, flat, plus
+--       d.collapsed (boolean), d.reasons (list of strings)
+--   print(fvl.eval.collapse_text(d))                   -- "collapsed: 4 centres within 5°; ..."
+--
+-- Definitions:
+--   norm_*: statistics of the row norms |x_i| (std is the population std).
+--   mrl (mean resultant length) of unit vectors u_i: |mean_i u_i| in [0, 1]; 0 when the
+--     directions are spread evenly, 1 when all point the same way. Computed on x̂ = x/|x| and on
+--     the normalised class centres ŵ_k.
+--   min_angle: smallest angle in degrees between two class centres; close_pairs: pairs of centres
+--     within `angle` degrees (default 5); largest_cluster: the most centres within `angle` of one
+--     centre, itself included (1 when no two centres are that close).
+--   class recall: the fraction of class k's samples predicted as k; low = classes whose recall
+--     is below `recall` (default 0.02).
+--   collapsed: largest_cluster >= `cluster` (default 3: several centres on one direction) or a
+--     class with recall below `recall` (a class the model has abandoned).
+local fvl = require "fvl.core"
+local util = require "fvl.util"
+local fail = util.fail
+
+local D = {}
+
+local function check_matrix(fn, key, t)
+  if not util.is_tensor(t) or t:dim() ~= 2 then
+    fail(string.format("%s: %s must be a 2-D tensor (rows × dim), got %s", fn, key,
+                       util.is_tensor(t) and util.shape_str(t) or type(t)))
+  end
+  if t:size(1) < 1 then fail(string.format("%s: %s has no rows", fn, key)) end
+  return t
+end
+
+-- |mean of the normalised rows| (rows of zero length count as zero vectors)
+local function mrl_of(t)
+  local n = t:norm(2, 2):reshape(t:size(1), 1):clamp(1e-12, math.huge)
+  local m = (t / n):mean(1)
+  return m:norm():item()
+end
+
+function D.embedding_stats(emb, opts)
+  local fn = "embedding_stats"
+  util.check_opts(fn, opts, {})
+  local out
+  fvl.no_grad(function()
+    emb = check_matrix(fn, "emb", emb):detach():float()
+    local n = emb:norm(2, 2)
+    local mean = n:mean():item()
+    local var = math.max(0, (n * n):mean():item() - mean * mean)
+    out = { n = emb:size(1), norm_mean = mean, norm_std = math.sqrt(var), norm_min = n:min():item(),
+            norm_max = n:max():item(), mrl = mrl_of(emb) }
+  end)
+  return out
+end
+
+function D.centre_stats(centres, opts)
+  local fn = "centre_stats"
+  opts = util.check_opts(fn, opts, { "angle" })
+  local angle = util.number(fn, "angle", opts.angle, 5, 0, 180)
+  local out
+  fvl.no_grad(function()
+    local w = check_matrix(fn, "centres", centres):detach():float()
+    local C = w:size(1)
+    out = { classes = C, mrl = mrl_of(w), min_angle = 180, close_pairs = 0, largest_cluster = 1 }
+    if C < 2 then return end
+    local wn = fvl.normalize(w, 2)
+    local cos = wn:matmul(wn:t()):contiguous()
+    for k = 1, C do cos:set(k, k, -2) end            -- a centre is not its own neighbour
+    local cmax = math.min(1, math.max(-1, cos:max():item()))
+    out.min_angle = math.deg(math.acos(cmax))
+    local near = cos:ge(math.cos(math.rad(angle))):float()
+    out.close_pairs = math.floor(near:sum():item() / 2 + 0.5)
+    out.largest_cluster = math.floor(near:sum(2):max():item() + 0.5) + 1
+  end)
+  return out
+end
+
+function D.class_recall(pred, labels, classes, opts)
+  local fn = "class_recall"
+  opts = util.check_opts(fn, opts, { "recall" })
+  local thr = util.number(fn, "recall", opts.recall, 0.02, 0, 1)
+  local C = util.integer(fn, "classes", classes, nil, 1)
+  local p = util.is_tensor(pred) and pred:totable() or pred
+  local y = util.is_tensor(labels) and labels:totable() or labels
+  if type(p) ~= "table" or type(y) ~= "table" then fail(fn .. ": pred and labels must be 1-D tensors or lists") end
+  if #p ~= #y then fail(string.format("%s: pred has %d values but labels has %d", fn, #p, #y)) end
+  local hit, cnt = {}, {}
+  for k = 1, C do hit[k], cnt[k] = 0, 0 end
+  for i = 1, #y do
+    local k = y[i]
+    if type(k) ~= "number" or k < 1 or k > C or k ~= math.floor(k) then
+      fail(string.format("%s: labels[%d] = %s is outside 1..%d", fn, i, tostring(k), C))
+    end
+    cnt[k] = cnt[k] + 1
+    if p[i] == k then hit[k] = hit[k] + 1 end
+  end
+  local out = { recall = {}, min = 1, low = {} }
+  for k = 1, C do
+    if cnt[k] > 0 then
+      local r = hit[k] / cnt[k]
+      out.recall[k] = r
+      if r < out.min then out.min = r end
+      if r < thr then out.low[#out.low + 1] = k end
+    else
+      out.recall[k] = false                         -- no sample of this class
+    end
+  end
+  return out
+end
+
+--- Everything at once, flat (suitable for sweep metrics and results files).
+--- t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3}
+function D.diagnose(t)
+  local fn = "diagnose"
+  t = util.check_opts(fn, t, { "emb", "centres", "pred", "labels", "classes", "angle", "recall", "cluster" })
+  local angle = util.number(fn, "angle", t.angle, 5, 0, 180)
+  local rthr = util.number(fn, "recall", t.recall, 0.02, 0, 1)
+  local cluster = util.integer(fn, "cluster", t.cluster, 3, 2)
+  local d = { collapsed = false, reasons = {} }
+  if t.emb ~= nil then
+    local e = D.embedding_stats(t.emb)
+    d.norm_mean, d.norm_std, d.norm_min, d.norm_max, d.mrl_x = e.norm_mean, e.norm_std, e.norm_min, e.norm_max, e.mrl
+  end
+  if t.centres ~= nil then
+    local c = D.centre_stats(t.centres, { angle = angle })
+    d.mrl_centres, d.min_centre_angle, d.close_centre_pairs, d.largest_centre_cluster =
+      c.mrl, c.min_angle, c.close_pairs, c.largest_cluster
+    if c.largest_cluster >= cluster then
+      d.collapsed = true
+      d.reasons[#d.reasons + 1] = string.format("%d centres within %g° of one centre", c.largest_cluster, angle)
+    end
+  end
+  if t.pred ~= nil then
+    if t.labels == nil or t.classes == nil then fail(fn .. ": pred needs labels= and classes=") end
+    local r = D.class_recall(t.pred, t.labels, t.classes, { recall = rthr })
+    d.min_recall, d.low_recall_classes, d.recall = r.min, #r.low, r.recall
+    if #r.low > 0 then
+      d.collapsed = true
+      d.reasons[#d.reasons + 1] = string.format("%d class%s with recall < %g%% (class %s)", #r.low,
+        #r.low == 1 and "" or "es", 100 * rthr, table.concat(r.low, ", "))
+    end
+  end
+  return d
+end
+
+function D.collapse_text(d)
+  if not d.collapsed then return "healthy" end
+  return "collapsed: " .. table.concat(d.reasons, "; ")
+end
+
+return D

@@ -1,0 +1,167 @@
+-- report_compare.lua — the Markdown table of a compare_losses run directory, written into a
+-- marked section of a document (README.md, docs/experiments.md), so documented numbers are
+-- always what the code produced.
+--   fvl scripts/report_compare.lua RUN_DIR                      -- print the Markdown table
+--   fvl scripts/report_compare.lua RUN_DIR --file README.md --section default
+--       replaces the lines between "<!-- results:default -->" and "<!-- /results:default -->"
+-- Cells are mean ± std over the run's seeds (min–max with --range); "collapsed" is the number
+-- of seeds whose Fashion-MNIST embedding collapsed (fvl.eval.diagnose). Columns without any
+-- value (a part the run skipped) are left out unless named in --columns.
+local fvl = fvl or require "fvl"
+local cli = require "fvl.cli"
+local json = fvl.json
+
+local parser = cli.parser("fvl scripts/report_compare.lua",
+  "The Markdown table of a compare_losses run directory (mean ± std over seeds), printed or written " ..
+  "into a marked section of a document.")
+parser:argument("run_dir", "a directory written by scripts/compare_losses.lua; several: a recipe " ..
+                "ablation table (one row per head and run, the recipe and the collapse diagnostics)"):args "+"
+parser:option("--file", "document to update in place (with --section)")
+parser:option("--section", "name of the marked section to replace")
+parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
+parser:flag("--range", "spread as min–max instead of ± std")
+local opt = parser:parse(arg or {})
+if (opt.file == nil) ~= (opt.section == nil) then parser:error("--file and --section go together") end
+
+local function read(path)
+  local f, err = io.open(path, "r")
+  if not f then error("report_compare: cannot read " .. tostring(err), 0) end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function load(dir)
+  local R = json.decode(read(dir .. "/results.json"))
+  if type(R) ~= "table" or type(R.summary) ~= "table" or type(R.metrics) ~= "table" then
+    error("report_compare: " .. dir .. "/results.json is not a compare_losses result (no summary/metrics)", 0)
+  end
+  return R
+end
+local dirs = opt.run_dir
+local R = load(dirs[1])
+local metric = {}
+for _, m in ipairs(R.metrics) do
+  m.label = m.label:gsub("|x|", "‖x‖"):gsub("|", "/")   -- a table cell cannot hold "|"
+  metric[m.key] = m
+end
+
+local cols = {}
+if opt.columns then
+  for k in opt.columns:gmatch("[^,]+") do
+    if not metric[k] then
+      local known = {}
+      for _, m in ipairs(R.metrics) do known[#known + 1] = m.key end
+      error("report_compare: unknown column '" .. k .. "' (expected " .. table.concat(known, ", ") .. ")", 0)
+    end
+    cols[#cols + 1] = k
+  end
+else
+  local default = #dirs > 1 and { "fmnist_acc", "fmnist_collapsed", "fmnist_min_recall", "fmnist_norm_mean",
+                                  "fmnist_mrl_x", "fmnist_min_centre_angle", "verif_acc", "tar_at_far_1e-3" }
+                or { "fmnist_acc", "fmnist_collapsed", "verif_acc", "tar_at_far_1e-3", "tar_at_far_1e-2", "eer" }
+  for _, k in ipairs(default) do
+    for _, h in ipairs(R.summary) do
+      if h[k] then cols[#cols + 1] = k; break end
+    end
+  end
+end
+
+local function cell(s, m)
+  if not s then return "–" end
+  if m.key:match("collapsed$") then return string.format("%d/%d", math.floor(s.mean * s.n + 0.5), s.n) end
+  local f = m.percent and 100 or 1
+  local fmt = "%." .. (m.digits or 3) .. "f"
+  if s.n == 1 then return string.format(fmt, f * s.mean) end
+  if opt.range then return string.format(fmt .. " (" .. fmt .. "–" .. fmt .. ")", f * s.mean, f * s.min, f * s.max) end
+  return string.format(fmt .. " ± " .. fmt, f * s.mean, f * s.std)
+end
+
+local function fmt_cell(s, m)
+  if not s then return "–" end
+  if m.key:match("_norm_mean$") then
+    return string.format("%.3g (%.3g–%.3g)", s.mean, s.min, s.max)
+  end
+  return nil
+end
+
+local S = R.settings or {}
+local lines = {}
+if #dirs > 1 then
+  -- ablation: one row per head and run directory, runs in the order given
+  local hdr, rule = { "inputs", "BatchNorm", "s", "head" }, { "---", "---", "---:", "---" }
+  for i, k in ipairs(cols) do hdr[i + 4] = metric[k].label; rule[i + 4] = "---:" end
+  lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
+  lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
+  local cmds, seeds_seen = {}, nil
+  for _, dir in ipairs(dirs) do
+    local Rd = load(dir)
+    local Sd = Rd.settings or {}
+    for _, h in ipairs(Rd.summary) do
+      local c = { tostring(Sd.inputs), tostring(Sd.bn), tostring(Sd.scale), h.head }
+      for i, k in ipairs(cols) do c[i + 4] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
+      lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+    end
+    cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
+    seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
+  end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
+    "then `build/fvl scripts/report_compare.lua %s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
+    table.concat(cmds, "; "), table.concat(dirs, " "))
+  local md = table.concat(lines, "\n")
+  if not opt.file then print(md) return end
+  lines = { md }
+  goto write
+end
+do
+local hdr, rule = { "head" }, { "---" }
+for i, k in ipairs(cols) do
+  local m = metric[k]
+  hdr[i + 1] = m.key:match("collapsed$") and "FMNIST collapsed" or m.label
+  if m.key == "syn_collapsed" then hdr[i + 1] = "synthetic collapsed" end
+  rule[i + 1] = "---:"
+end
+lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
+lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
+for _, h in ipairs(R.summary) do
+  local c = { h.head }
+  for i, k in ipairs(cols) do c[i + 1] = cell(h[k], metric[k]) end
+  lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+end
+local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
+local syn = S.synthetic and S.synthetic.data or {}
+lines[#lines + 1] = ""
+lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s; %s steps on Fashion-MNIST (%s), " ..
+  "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
+  "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
+  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr), tostring(S.scale),
+  tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
+  tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
+  tostring(syn.test_identities), tostring(syn.test_per_identity),
+  (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
+  ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
+   and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
+  tostring(S.command), tostring(S.seconds), tostring(S.jobs), dirs[1])
+end
+::write::
+local md = table.concat(lines, "\n")
+
+if not opt.file then
+  print(md)
+  return
+end
+local doc = read(opt.file)
+local open_tag = "<!-- results:" .. opt.section .. " -->"
+local close_tag = "<!-- /results:" .. opt.section .. " -->"
+local a, b = doc:find(open_tag, 1, true)
+local c = doc:find(close_tag, 1, true)
+if not a or not c or c < b then
+  error(string.format("report_compare: %s has no section %s ... %s", opt.file, open_tag, close_tag), 0)
+end
+if doc:find(open_tag, b + 1, true) then
+  error(string.format("report_compare: %s has section %s twice", opt.file, open_tag), 0)
+end
+local new = doc:sub(1, b) .. "\n" .. md .. "\n" .. doc:sub(c)
+assert(fvl.sys.write_atomic(opt.file, new))
+io.stderr:write(string.format("report_compare: %s section %s written from %s\n", opt.file, opt.section, table.concat(dirs, " ")))

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# scripts/compare_losses.lua and scripts/report_compare.lua on a tiny run: the files of a run
+# directory, one key per metric, the smoke-test notice, seed spread, identical tables on a rerun
+# and with another number of worker processes, the README section writer, and option errors.
+# usage (from the repo root): bash tests/cli/compare_losses.sh /path/to/fvl builddir
+set -u
+FVL=${1:?usage: bash tests/cli/compare_losses.sh /path/to/fvl builddir}
+case $FVL in /*) ;; *) FVL=$PWD/$FVL ;; esac
+[ -x "$FVL" ] || { echo "FAIL: $FVL is not an executable"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+unset FVL_THREADS LUA_INIT LUA_INIT_5_4
+
+fails=0
+pass=0
+fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+ok() { pass=$((pass + 1)); }
+check() { if eval "$1"; then ok; else fail "$2"; fi; }
+
+if ! "$FVL" -e 'assert(fvl.data.fashion_mnist{split = "test", limit = 1})' >/dev/null 2>&1; then
+  echo "note: Fashion-MNIST not installed (dataset-fashion-mnist); compare_losses not checked"
+  exit 0
+fi
+
+tiny=(--quick --heads softmax,arcface --seeds 2 --fm-steps 20 --syn-steps 20 --identities 70 --per-identity 4)
+"$FVL" scripts/compare_losses.lua "${tiny[@]}" --out "$tmp/a" --jobs 2 >"$tmp/out" 2>"$tmp/err"
+rc=$?
+check '[ $rc == 0 ]' "compare_losses exited $rc: $(tail -c 800 "$tmp/err")"
+for f in results.csv summary.csv results.json settings.json table.txt features.png boundaries.png roc.png \
+         curves.png norms.png tasks/arcface-s1/fmnist_test_embeddings.npy tasks/arcface-s2/synthetic_roc.csv \
+         tasks/softmax-s2/synthetic_test_embeddings.npy tasks/softmax-s1/synthetic_test_labels.npy \
+         tasks/softmax-s1/fmnist_centres.npy tasks/softmax-s1/result.json; do
+  check '[ -s "$tmp/a/$f" ]' "the run directory has no $f"
+done
+check 'grep -q "SMOKE TEST" "$tmp/err"' "--quick does not say it is a smoke test"
+check 'grep -q "SMOKE TEST" "$tmp/a/table.txt"' "the quick table does not say it is a smoke test"
+check 'grep -q "mean ± std over 2 seeds" "$tmp/out"' "the table does not name its seeds: $(cat "$tmp/out")"
+check 'grep -q "^ArcFace .* ± " "$tmp/out"' "the table has no spread: $(cat "$tmp/out")"
+check '[ "$(head -1 "$tmp/a/results.csv")" == "head,seed,fmnist_acc,fmnist_min_recall,fmnist_collapsed,fmnist_norm_mean,fmnist_mrl_x,fmnist_mrl_centres,fmnist_min_centre_angle,verif_acc,verif_fold_std,tar_at_far_1e-3,tar_at_far_1e-2,eer,auc,syn_collapsed,syn_norm_mean,syn_mrl_x,syn_min_centre_angle,fmnist_seconds,syn_seconds" ]' \
+  "results.csv header: $(head -1 "$tmp/a/results.csv")"
+check '[ $(wc -l < "$tmp/a/results.csv") == 5 ]' "results.csv should have 4 rows (2 heads × 2 seeds)"
+check 'grep -q "^arcface,verif_acc,2," "$tmp/a/summary.csv"' "summary.csv has no arcface verif_acc over 2 seeds"
+# the same metric names in results.json (runs and summary) as in results.csv
+cat >"$tmp/check.lua" <<'LUA'
+  local f = assert(io.open(arg[1])) local R = fvl.json.decode(f:read("a")) f:close()
+  local keys = {}
+  for _, m in ipairs(R.metrics) do keys[#keys + 1] = m.key end
+  for _, r in ipairs(R.runs) do for _, k in ipairs(keys) do
+    if k ~= "fmnist_collapsed" and k ~= "syn_collapsed" then assert(type(r[k]) == "number", "run " .. r.key .. " lacks " .. k) end
+  end end
+  for _, s in ipairs(R.summary) do for _, k in ipairs(keys) do
+    assert(s[k] and s[k].n == 2 and s[k].min <= s[k].mean and s[k].mean <= s[k].max, s.key .. " summary of " .. k)
+  end end
+  assert(#R.settings.seed_list == 2 and R.settings.command:match("compare_losses"), "settings")
+LUA
+"$FVL" "$tmp/check.lua" "$tmp/a/results.json" 2>"$tmp/err2"; rc=$?
+check '[ $rc == 0 ]' "results.json: $(cat "$tmp/err2")"
+
+# a rerun, and a rerun with one worker process, give the same numbers (timings aside)
+"$FVL" scripts/compare_losses.lua "${tiny[@]}" --out "$tmp/b" --jobs 1 >"$tmp/out_b" 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ]' "second run failed: $(tail -c 600 "$tmp/err")"
+cut -d, -f1-19 "$tmp/a/results.csv" >"$tmp/a.csv"
+cut -d, -f1-19 "$tmp/b/results.csv" >"$tmp/b.csv"
+check 'cmp -s "$tmp/a.csv" "$tmp/b.csv"' "results differ between --jobs 2 and --jobs 1: $(diff "$tmp/a.csv" "$tmp/b.csv" | head -5)"
+check 'cmp -s "$tmp/out" "$tmp/out_b"' "the printed table differs between runs"
+
+# report_compare: a marked section of a document rewritten from the run directory
+printf 'intro\n<!-- results:tiny -->\nstale\n<!-- /results:tiny -->\nend\n' >"$tmp/doc.md"
+"$FVL" scripts/report_compare.lua "$tmp/a" --file "$tmp/doc.md" --section tiny 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ]' "report_compare failed: $(cat "$tmp/err")"
+check '! grep -q stale "$tmp/doc.md"' "the section was not replaced"
+check 'grep -q "^| ArcFace | .* ± " "$tmp/doc.md"' "no ArcFace row with spread: $(cat "$tmp/doc.md")"
+check 'grep -q "^intro$" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' "text around the section changed"
+check 'grep -q "compare_losses.lua --quick" "$tmp/doc.md"' "the section does not give the command"
+"$FVL" scripts/report_compare.lua "$tmp/a" --file "$tmp/doc.md" --section nosuch >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "has no section <!-- results:nosuch -->" "$tmp/err"' "a missing section: $(cat "$tmp/err")"
+
+# option errors name the option
+"$FVL" scripts/compare_losses.lua --heads softmax,nosuch --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "heads: .nosuch. is not one of" "$tmp/err"' "unknown head: $(cat "$tmp/err")"
+"$FVL" scripts/compare_losses.lua --seeds 0 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "seeds: expected an integer >= 1" "$tmp/err"' "--seeds 0: $(cat "$tmp/err")"
+"$FVL" scripts/compare_losses.lua --bn sometimes --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "bn" "$tmp/err"' "--bn sometimes: $(cat "$tmp/err")"
+
+echo "compare_losses.sh: $pass passed, $fails failed"
+[ $fails == 0 ]

@@ -1,0 +1,27 @@
+-- fvl.sweep.spread: mean ± std over seeds of each configuration of a finished sweep.
+local fvl = fvl or require "fvl"
+local U = dofile(TEST_DIR .. "/lua/sweep/util.lua")("sweep_spread_spec")
+local path, run = U.path, U.run
+
+describe("fvl.sweep.spread", function()
+  it("groups trials over the seed and reports n, mean, std, min and max, best mean first", function()
+    local store = path("spread.sqlite")
+    run("spread.lua", { store })
+    local groups, text = fvl.sweep.spread(store, { print = false })
+    expect_eq(#groups, 2, "two configurations")
+    expect_eq(groups[1].config.lr, 0.2, "best mean first")
+    expect_eq(groups[1].n, 3, "three seeds")
+    expect_near(groups[1].mean, 0.22, 1e-12, 0, "mean")
+    expect_near(groups[1].std, 0.01, 1e-9, 0, "sample std")
+    expect_near(groups[1].min, 0.21, 1e-12, 0, "min")
+    expect_near(groups[1].max, 0.23, 1e-12, 0, "max")
+    expect_near(groups[2].mean, 0.12, 1e-12, 0, "second configuration")
+    expect_true(text:find("lr=0.2", 1, true) and text:find("0.22 ± 0.01", 1, true), "table: " .. text)
+    local by_loss = fvl.sweep.spread(store, { metric = "loss", mode = "min", print = false })
+    expect_eq(by_loss[1].config.lr, 0.2, "min mode")
+    local by_lr = fvl.sweep.spread(store, { over = "lr", print = false })
+    expect_eq(#by_lr, 3, "grouped over lr: one group per seed")
+    expect_error(function() fvl.sweep.spread(store, { bogus = 1 }) end, "bogus")
+    os.execute("rm -rf '" .. U.tmp .. "'")
+  end)
+end)
