@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "facedata.h"
+#include "sys.h"
 
 #define LEN_MASK ((1u << 29) - 1u)
 
@@ -313,47 +314,31 @@ float fvl_irheader_label(const fvl_irheader *h, uint32_t k) {
 
 /* ---------------------------------------------------------------- writer */
 struct fvl_rec_writer {
-  FILE *rec, *idx;
-  char *path, *idx_path, *tmp, *idx_tmp;
+  fvl_atomic_file rec, idx;  /* path.tmp.<pid> files until the commit (engine/sys.h) */
   int64_t pos;
   int failed;
 };
 
-static char *tmp_name(const char *p) {
-  size_t n = strlen(p) + 32;
-  char *t = malloc(n);
-  if (t) snprintf(t, n, "%s.tmp.%ld", p, (long)getpid());
-  return t;
-}
-
 fvl_rec_writer *fvl_rec_writer_open(const char *path, const char *idx_path) {
   fvl_rec_writer *w = calloc(1, sizeof *w);
   if (!w) { fvl_err("rec_writer: out of memory"); return NULL; }
-  w->path = strdup(path);
-  if (idx_path) w->idx_path = strdup(idx_path);
-  else {
-    size_t n = strlen(path);
-    w->idx_path = malloc(n + 5);
-    if (w->idx_path) {
-      memcpy(w->idx_path, path, n + 1);
-      if (n > 4 && strcmp(path + n - 4, ".rec") == 0) w->idx_path[n - 4] = 0;
-      strcat(w->idx_path, ".idx");
-    }
+  char ip[4096];
+  size_t n = strlen(path);
+  if (n >= sizeof w->rec.path - 32 || (idx_path && strlen(idx_path) >= sizeof ip - 32)) {
+    free(w);
+    fvl_err("rec_writer: path '%.80s...' is too long", path);
+    return NULL;
   }
-  w->tmp = tmp_name(path);
-  w->idx_tmp = w->idx_path ? tmp_name(w->idx_path) : NULL;
-  if (!w->path || !w->idx_path || !w->tmp || !w->idx_tmp) {
-    fvl_err("rec_writer: out of memory");
-    goto fail;
+  if (idx_path) snprintf(ip, sizeof ip, "%s", idx_path);
+  else if (n > 4 && strcmp(path + n - 4, ".rec") == 0) snprintf(ip, sizeof ip, "%.*s.idx", (int)(n - 4), path);
+  else snprintf(ip, sizeof ip, "%s.idx", path);
+  if (fvl_atomic_open(&w->rec, path, "rec_writer") < 0) { free(w); return NULL; }
+  if (fvl_atomic_open(&w->idx, ip, "rec_writer") < 0) {
+    fvl_atomic_abort(&w->rec);
+    free(w);
+    return NULL;
   }
-  w->rec = fopen(w->tmp, "wb");
-  if (!w->rec) { fvl_err("rec_writer: cannot create '%s': %s", w->tmp, strerror(errno)); goto fail; }
-  w->idx = fopen(w->idx_tmp, "wb");
-  if (!w->idx) { fvl_err("rec_writer: cannot create '%s': %s", w->idx_tmp, strerror(errno)); goto fail; }
   return w;
-fail:
-  fvl_rec_writer_close(w, 0);
-  return NULL;
 }
 
 static int put_frame(fvl_rec_writer *w, uint32_t cflag, const uint8_t *p, uint32_t n) {
@@ -361,9 +346,9 @@ static int put_frame(fvl_rec_writer *w, uint32_t cflag, const uint8_t *p, uint32
   wr32(h, FVL_REC_MAGIC);
   wr32(h + 4, cflag << 29 | n);
   uint32_t padn = (4 - (n & 3)) & 3;
-  if (fwrite(h, 1, 8, w->rec) != 8 || (n && fwrite(p, 1, n, w->rec) != n) ||
-      (padn && fwrite(zero, 1, padn, w->rec) != padn))
-    return fvl_err("rec_writer: writing '%s': %s", w->tmp, strerror(errno));
+  if (fwrite(h, 1, 8, w->rec.f) != 8 || (n && fwrite(p, 1, n, w->rec.f) != n) ||
+      (padn && fwrite(zero, 1, padn, w->rec.f) != padn))
+    return fvl_err("rec_writer: writing '%s': %s", w->rec.tmp, strerror(errno));
   w->pos += 8 + n + padn;
   return 0;
 }
@@ -385,8 +370,8 @@ int fvl_rec_writer_put(fvl_rec_writer *w, uint64_t key, const uint8_t *data, siz
     }
   }
   if (put_frame(w, dptr ? 3u : 0u, data + dptr, (uint32_t)(len - dptr))) goto fail;
-  if (fprintf(w->idx, "%llu\t%lld\n", (unsigned long long)key, (long long)start) < 0) {
-    fvl_err("rec_writer: writing '%s': %s", w->idx_tmp, strerror(errno));
+  if (fprintf(w->idx.f, "%llu\t%lld\n", (unsigned long long)key, (long long)start) < 0) {
+    fvl_err("rec_writer: writing '%s': %s", w->idx.tmp, strerror(errno));
     goto fail;
   }
   return 0;
@@ -414,35 +399,28 @@ int fvl_rec_writer_put_image(fvl_rec_writer *w, uint64_t key, uint32_t flag, flo
   return rc;
 }
 
-static int sync_close(FILE **f, const char *name) {
-  int rc = 0;
-  if (fflush(*f) || fsync(fileno(*f))) rc = fvl_err("rec_writer: flushing '%s': %s", name, strerror(errno));
-  if (fclose(*f) && !rc) rc = fvl_err("rec_writer: closing '%s': %s", name, strerror(errno));
-  *f = NULL;
-  return rc;
-}
-
 int fvl_rec_writer_close(fvl_rec_writer *w, int commit) {
   if (!w) return 0;
   int rc = 0;
-  if (commit && w->failed) rc = fvl_err("rec_writer: '%s' not written: an earlier write failed", w->path);
-  commit = commit && !w->failed;
-  if (w->rec) { if (commit && sync_close(&w->rec, w->tmp)) { rc = -1; commit = 0; } else if (w->rec) fclose(w->rec); }
-  if (w->idx) { if (commit && sync_close(&w->idx, w->idx_tmp)) { rc = -1; commit = 0; } else if (w->idx) fclose(w->idx); }
-  if (commit) {
-    /* the old index goes first and the .rec before the new index: a crash in between leaves
-     * a whole .rec without an index (read by scanning), never a .rec with a stale index */
-    if (unlink(w->idx_path) && errno != ENOENT) {
-      rc = fvl_err("rec_writer: removing the old index '%s': %s", w->idx_path, strerror(errno));
-    } else if (rename(w->tmp, w->path)) {
-      rc = fvl_err("rec_writer: renaming '%s' to '%s': %s", w->tmp, w->path, strerror(errno));
-    } else if (rename(w->idx_tmp, w->idx_path)) {
-      rc = fvl_err("rec_writer: renaming '%s' to '%s': %s", w->idx_tmp, w->idx_path, strerror(errno));
-    }
+  if (commit && w->failed) rc = fvl_err("rec_writer: '%s' not written: an earlier write failed", w->rec.path);
+  if (!commit || w->failed) {
+    fvl_atomic_abort(&w->rec);
+    fvl_atomic_abort(&w->idx);
+    free(w);
+    return rc;
   }
-  if (w->tmp) unlink(w->tmp);
-  if (w->idx_tmp) unlink(w->idx_tmp);
-  free(w->path); free(w->idx_path); free(w->tmp); free(w->idx_tmp);
+  /* the old index goes first and the .rec before the new index: a crash in between leaves a
+   * whole .rec without an index (read by scanning), never a .rec with a stale index */
+  if (unlink(w->idx.path) && errno != ENOENT) {
+    rc = fvl_err("rec_writer: removing the old index '%s': %s", w->idx.path, strerror(errno));
+    fvl_atomic_abort(&w->rec);
+    fvl_atomic_abort(&w->idx);
+  } else if (fvl_atomic_commit(&w->rec, "rec_writer")) {
+    rc = -1;
+    fvl_atomic_abort(&w->idx);
+  } else if (fvl_atomic_commit(&w->idx, "rec_writer")) {
+    rc = -1;
+  }
   free(w);
   return rc;
 }

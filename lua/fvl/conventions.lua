@@ -5,7 +5,136 @@
 --   x[i] = v    fills (number) or copies (tensor) the slice; for a 1-D tensor sets element i
 -- Indices are 1-based; out of range is an error naming the dimension's size. Field and method
 -- names (x.grad, x:size()) are looked up as before.
+--
+-- Ops people reach for first, written with the engine's tensor ops (so autograd follows them):
+--   x:softmax(dim), x:log_softmax(dim)        dim: default the last; max-shifted, stable
+--   x:var([dim [, unbiased=true [, keepdim=false]]]), x:std(...)   no dim: over all elements
+--   x:permute(d1, d2, ...)                     a view (a sequence of transposes)
+--   x:cumsum(dim)                              blocks of 512 summed by matmul with a triangle
+--   fvl.stack(list [, dim=1]), fvl.eye(n [, m])
+--   fvl.FloatTensor(2, 3) / fvl.FloatTensor{1, 2}; fvl.IntTensor(...) the same in int32
 local fvl = require "fvl.core"
+local extra = {}
+
+local function check_dim(fn, t, dim)
+  local n = t:dim()
+  if dim == nil then return n end
+  if math.type(dim) ~= "integer" or dim < 1 or dim > n then
+    error(string.format("%s: dim = %s (expected 1..%d for a %d-D tensor)", fn, tostring(dim), n, n), 3)
+  end
+  return dim
+end
+
+function extra.softmax(t, dim)
+  dim = check_dim("softmax", t, dim)
+  local m = t:detach():max(dim):unsqueeze(dim)
+  local e = (t - m):exp()
+  return e / e:sum(dim, true)
+end
+
+function extra.log_softmax(t, dim)
+  dim = check_dim("log_softmax", t, dim)
+  local z = t - t:detach():max(dim):unsqueeze(dim)
+  return z - z:exp():sum(dim, true):log()
+end
+
+function extra.var(t, dim, unbiased, keepdim)
+  if unbiased == nil then unbiased = true end
+  if dim == nil then
+    local n = t:numel()
+    local d = t - t:mean()
+    return (d * d):sum() / (unbiased and math.max(n - 1, 1) or n)
+  end
+  dim = check_dim("var", t, dim)
+  local n = t:size(dim)
+  local d = t - t:mean(dim, true)
+  return (d * d):sum(dim, keepdim and true or false) / (unbiased and math.max(n - 1, 1) or n)
+end
+function extra.std(t, dim, unbiased, keepdim) return extra.var(t, dim, unbiased, keepdim):sqrt() end
+
+function extra.permute(t, ...)
+  local p = { ... }
+  if #p == 1 and type(p[1]) == "table" then p = p[1] end
+  local n = t:dim()
+  local seen = {}
+  for _, d in ipairs(p) do
+    if math.type(d) ~= "integer" or d < 1 or d > n or seen[d] then
+      error(string.format("permute: expected a permutation of 1..%d, got {%s}", n, table.concat(p, ", ")), 2)
+    end
+    seen[d] = true
+  end
+  if #p ~= n then
+    error(string.format("permute: expected a permutation of 1..%d, got {%s}", n, table.concat(p, ", ")), 2)
+  end
+  local cur = {}
+  for i = 1, n do cur[i] = i end
+  for i = 1, n do
+    local j = i
+    while cur[j] ~= p[i] do j = j + 1 end
+    if j ~= i then
+      t = t:transpose(i, j)
+      cur[i], cur[j] = cur[j], cur[i]
+    end
+  end
+  return t
+end
+
+local CUMSUM_BLOCK = 512
+local function triangle(n)
+  local i = fvl.arange(1, n):view(n, 1)
+  local j = fvl.arange(1, n):view(1, n)
+  return fvl.where(i:le(j), 1, 0)   -- U[i][j] = 1 when i <= j: row · U = prefix sums
+end
+function extra.cumsum(t, dim)
+  dim = check_dim("cumsum", t, dim)
+  local nd = t:dim()
+  local x = dim == nd and t or t:transpose(dim, nd)
+  local shape = x:shape()
+  local n = shape[nd]
+  local flat = x:contiguous():reshape(-1, n)
+  local parts, offset = {}, nil
+  for b0 = 1, n, CUMSUM_BLOCK do
+    local len = math.min(CUMSUM_BLOCK, n - b0 + 1)
+    local c = flat:narrow(2, b0, len):matmul(triangle(len))
+    if offset then c = c + offset end
+    parts[#parts + 1] = c
+    offset = c:narrow(2, len, 1)
+  end
+  local out = (#parts == 1 and parts[1] or fvl.cat(parts, 2)):reshape(table.unpack(shape))
+  return dim == nd and out or out:transpose(dim, nd)
+end
+
+function fvl.stack(list, dim)
+  if type(list) ~= "table" or #list == 0 then error("stack: expected a non-empty list of tensors", 2) end
+  dim = dim or 1
+  local u = {}
+  for i, t in ipairs(list) do
+    if math.type(dim) ~= "integer" or dim < 1 or dim > t:dim() + 1 then
+      error(string.format("stack: dim = %s (expected 1..%d)", tostring(dim), t:dim() + 1), 2)
+    end
+    u[i] = t:unsqueeze(dim)
+  end
+  return fvl.cat(u, dim)
+end
+
+function fvl.eye(n, m)
+  m = m or n
+  if math.type(n) ~= "integer" or n < 1 or math.type(m) ~= "integer" or m < 1 then
+    error(string.format("eye: sizes must be positive integers, got %s, %s", tostring(n), tostring(m)), 2)
+  end
+  return fvl.where(fvl.arange(1, n):view(n, 1):eq(fvl.arange(1, m):view(1, m)), 1, 0)
+end
+
+local function typed(dtype, name)
+  return function(a, ...)
+    if type(a) == "table" then return fvl.tensor(a, dtype) end
+    if a == nil then error(name .. ": expected sizes or a table of values", 2) end
+    local z = fvl.zeros(a, ...)
+    return dtype == "int32" and z:int() or z
+  end
+end
+fvl.FloatTensor = typed("float32", "FloatTensor")
+fvl.IntTensor = typed("int32", "IntTensor")
 
 local mt = getmetatable(fvl.zeros(1))
 if mt and not rawget(mt, "__fvl_indexing") then
@@ -26,6 +155,8 @@ if mt and not rawget(mt, "__fvl_indexing") then
       if t:dim() == 1 then return t:get(k) end
       return t:select(1, k)
     end
+    local f = extra[k]
+    if f then return f end
     return cindex(t, k)
   end
   mt.__newindex = function(t, k, v)

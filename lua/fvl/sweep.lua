@@ -702,7 +702,8 @@ local function inline(S)
     if row.status == "pending" or (row.status == "running" and not (row.pid > 0 and row.pid ~= me and
         row.host == sys.hostname() and sys.alive(row.pid))) or
        (row.status == "failed" and (row.killed or S.retry_failed)) then
-      local attempt = st:start_trial(id, me, row.attempt, S.lease)
+      local attempt = st:start_trial(id, me, row.attempt)
+      if attempt > 0 then st:heartbeat(id, attempt, S.lease) end   -- renewed at each report
       local res = attempt > 0 and run_trial(S, st, id, attempt, nil, nil, true) or "claimed elsewhere"
       if not S.quiet then
         local r = st:trial(id)

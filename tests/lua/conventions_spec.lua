@@ -91,3 +91,78 @@ describe("loss heads are nn.Modules", function()
     expect_eq(head:eval().training, false)
   end)
 end)
+
+describe("ops people reach for first", function()
+  local function maxdiff(a, b) return (a - b):abs():max():item() end
+  it("softmax / log_softmax along a dim: the definition, stable for large inputs, gradients", function()
+    fvl.manual_seed(4)
+    local x = fvl.randn(3, 5)
+    local e = x:exp()
+    expect_true(maxdiff(x:softmax(2), e / e:sum(2, true)) < 1e-6, "softmax(2)")
+    expect_true(maxdiff(x:softmax(1), e / e:sum(1, true)) < 1e-6, "softmax(1)")
+    expect_true(maxdiff(x:log_softmax(2), x:softmax(2):log()) < 1e-5, "log_softmax")
+    expect_true(maxdiff(x:softmax(), x:softmax(2)) < 1e-7, "default: the last dim")
+    local big = x * 1000
+    expect_true(big:softmax(2):sum():item() == big:softmax(2):sum():item(), "no NaN at large inputs")
+    expect_near(big:softmax(2):sum():item(), 3, 1e-5)
+    local w = fvl.randn(3, 5)
+    x:requires_grad()
+    expect_true(fvl.gradcheck(function(a) return (a:softmax(2) * w):sum() end, { x }), "softmax gradient")
+    expect_true(fvl.gradcheck(function(a) return (a:log_softmax(1) * w):sum() end, { x }), "log_softmax gradient")
+    expect_error(function() return x:softmax(3) end, "softmax: dim = 3")
+  end)
+  it("var / std: unbiased by default, over a dim or all elements", function()
+    local x = fvl.tensor{ { 1, 2, 3, 4 }, { 2, 4, 6, 8 } }
+    expect_near(x:var(2):get(1), 5 / 3, 1e-6)
+    expect_near(x:var(2, false):get(2), 5, 1e-6)
+    expect_near(x:std(2):get(2), math.sqrt(20 / 3), 1e-6)
+    expect_eq(table.concat(x:var(2, true, true):shape(), "x"), "2x1")
+    local all = { 1, 2, 3, 4, 2, 4, 6, 8 }
+    local m = 0
+    for _, v in ipairs(all) do m = m + v / 8 end
+    local s = 0
+    for _, v in ipairs(all) do s = s + (v - m) ^ 2 end
+    expect_near(x:var():item(), s / 7, 1e-5)
+  end)
+  it("permute is a view with the dimensions reordered", function()
+    local x = fvl.arange(1, 24):view(2, 3, 4)
+    local p = x:permute(3, 1, 2)
+    expect_eq(table.concat(p:shape(), "x"), "4x2x3")
+    for i = 1, 2 do for j = 1, 3 do for k = 1, 4 do
+      expect_eq(p:get(k, i, j), x:get(i, j, k))
+    end end end
+    expect_error(function() return x:permute(1, 1, 2) end, "permutation of 1..3")
+  end)
+  it("cumsum along either dim, across its 512-wide blocks, with gradients", function()
+    local n = 1100
+    local x = fvl.arange(1, n)
+    local c = x:view(1, n):cumsum(2)
+    expect_eq(c:get(1, n), n * (n + 1) / 2)
+    expect_eq(c:get(1, 513), 513 * 514 / 2)
+    local y = fvl.tensor{ { 1, 2 }, { 3, 4 }, { 5, 6 } }
+    local c1 = y:cumsum(1)
+    expect_eq(c1:get(3, 1), 9); expect_eq(c1:get(2, 2), 6)
+    local z = fvl.randn(2, 5)
+    z:requires_grad()
+    local w = fvl.randn(2, 5)
+    expect_true(fvl.gradcheck(function(a) return (a:cumsum(2) * w):sum() end, { z }), "cumsum gradient")
+  end)
+  it("stack, eye, FloatTensor / IntTensor", function()
+    local a, b = fvl.tensor{ 1, 2 }, fvl.tensor{ 3, 4 }
+    local s = fvl.stack{ a, b }
+    expect_eq(table.concat(s:shape(), "x"), "2x2")
+    expect_eq(s:get(2, 1), 3)
+    expect_eq(fvl.stack({ a, b }, 2):get(1, 2), 3)
+    local e = fvl.eye(3)
+    expect_eq(e:sum():item(), 3); expect_eq(e:get(2, 2), 1); expect_eq(e:get(1, 2), 0)
+    expect_eq(table.concat(fvl.eye(2, 4):shape(), "x"), "2x4")
+    expect_eq(fvl.IntTensor{ 1, 2 }:dtype(), "int32")
+    expect_eq(table.concat(fvl.FloatTensor(2, 3):shape(), "x"), "2x3")
+    expect_eq(fvl.IntTensor(4):dtype(), "int32")
+  end)
+  it("float labels: the error says how to make int32 labels", function()
+    local head = fvl.loss.arcface{ dim = 3, classes = 4 }
+    expect_error(function() return head(fvl.randn(2, 3), fvl.tensor{ 1, 2 }) end, 'fvl.tensor({1, 2, ...}, "int32")')
+    expect_eq(head(fvl.randn(2, 3), fvl.tensor({ 1, 2 }, "int32")):dim() >= 0, true)
+  end)
+end)

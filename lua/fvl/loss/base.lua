@@ -131,8 +131,9 @@ function Head:check_input(x, labels)
     fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got %s", name,
                        type(labels)))
   elseif labels:dtype() ~= "int32" then
-    fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got a %s tensor",
-                       name, labels:dtype()))
+    fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got a %s tensor " ..
+                       "(make one with fvl.tensor({1, 2, ...}, \"int32\") or labels:int(), or pass the " ..
+                       "Lua list itself)", name, labels:dtype()))
   elseif labels:numel() ~= B or labels:dim() > 2 then
     fail(string.format("%s: labels is %s but x has %d rows (expected %d labels)", name,
                        util.shape_str(labels), B, B))
