@@ -70,9 +70,9 @@ for i, r in ipairs(runs) do
   walls[i] = string.format("%.0f s", r.wall)
   losses[i] = string.format("%.3f", r.summary.final_loss)
 end
-add(string.format("Final training loss %s; wall time %s on the shared 2-core machine (load average %s when the "
-                  .. "report was written — the machine was shared by several engineers, so the time is an upper bound).",
-                  table.concat(losses, ", "), table.concat(walls, ", "), require("fvl.util").loadavg()))
+add(string.format("Final training loss %s; wall time %s on a 2-core machine shared with other jobs (an upper "
+                  .. "bound). Curves: `%s/verification_curve.png`, `loss_curve.png`.",
+                  table.concat(losses, ", "), table.concat(walls, ", "), runs[1].dir))
 local block = table.concat(lines, "\n")
 print(block)
 
