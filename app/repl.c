@@ -330,6 +330,13 @@ static int in_string(const char *line, int upto) {
   return q != 0;
 }
 
+/* Inside a string the word to complete is the whole path typed so far (so /abs/dir/fi and
+ * ~/dir/fi complete, readline expanding the ~): only the quotes break words there. */
+static char *word_breaks(void) {
+  static char quotes[] = "\"'";
+  return in_string(rl_line_buffer, rl_point) ? quotes : NULL;
+}
+
 static char **fvl_completion(const char *text, int start, int end) {
   (void)end;
   if (in_string(rl_line_buffer, start)) {
@@ -378,6 +385,7 @@ static void completion_setup(lua_State *L) {
   rl_readline_name = "fvl";
   rl_catch_signals = 0;                  /* Ctrl-C is ours, see tty_readline */
   rl_attempted_completion_function = fvl_completion;
+  rl_completion_word_break_hook = word_breaks;
   rl_completion_display_matches_hook = show_matches;
   rl_basic_word_break_characters = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^#~";
   rl_completer_quote_characters = "\"'";

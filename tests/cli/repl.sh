@@ -233,6 +233,18 @@ key Tab
 sleep 0.4
 type_line '):close()'
 expect_screen 'io.open("data/train_pairs.csv"):close()' "Tab completes a file name inside a string"
+# absolute and ~/ paths complete as a whole (not from the last '/' relative to the cwd)
+mkdir -p "$tmp/absdir" && touch "$tmp/absdir/absolute_target.txt" "$tmp/home/tilde_target.txt"
+type_text "abs_p = \"$tmp/absdir/absolute_ta"
+key Tab
+sleep 0.4
+key Enter
+expect_screen "abs_p = \"$tmp/absdir/absolute_target.txt\"" "Tab completes an absolute path"
+type_text 'tilde_p = "~/tilde_ta'
+key Tab
+sleep 0.4
+key Enter
+expect_screen 'tilde_p = "~/tilde_target.txt"' "Tab completes a ~/ path"
 type_text 'config.'
 key Tab Tab
 expect_screen "momentum" "Tab Tab lists the fields"
