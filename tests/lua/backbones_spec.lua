@@ -2,7 +2,7 @@
 -- insightface's definitions by tests/golden/make_backbones.py): parameter counts and shapes, stage
 -- output shapes, FLOPs per image. Also: grouped convolution and fused BN+PReLU gradients through
 -- autograd, fused and separate layers giving the same network, BatchNorm folding, evaluation
--- without a tape, and the errors a user meets. IResNet-100/200: backbones_slow_spec.lua.
+-- without a tape, and the errors a user meets. IResNet-34/50/100/200: backbones_slow_spec.lua.
 local fvl = fvl or require "fvl"
 local util = require "fvl.util"
 local nn, F = fvl.nn, fvl.F
@@ -60,7 +60,7 @@ end
 BACKBONE_GOLDEN = check_against_golden
 
 describe("backbones match PyTorch's build of insightface's definitions", function()
-  for _, d in ipairs { 18, 34, 50 } do
+  for _, d in ipairs { 18 } do   -- 34, 50, 100, 200: backbones_slow_spec.lua (skipped by the sanitizer pass)
     it("iresnet" .. d, function() check_against_golden("iresnet" .. d, nn.iresnet { depth = d }) end)
   end
   it("mobilefacenet dim 512, dim 128, scale 2", function()
