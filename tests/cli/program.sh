@@ -181,7 +181,7 @@ out=$("$FVL" </dev/null 2>&1); rc=$?
 sigint_run() {
   "$FVL" -e "$1" >"$tmp/out" 2>"$tmp/err" </dev/null &
   local pid=$! i=0
-  while ! grep -q ready "$tmp/err" 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+  while ! grep -q ready "$tmp/err" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
   sleep 0.5
   local t0; t0=$(date +%s%N)
   kill -INT $pid

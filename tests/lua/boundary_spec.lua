@@ -355,4 +355,15 @@ describe("face data files and options", function()
   end)
 end)
 
+describe("bench probes", function()
+  it("fvl._bench.fma_peak_all refuses a duration outside (0, 10] and measures within it", function()
+    for _, bad in ipairs({ 0, -1, 11, 0 / 0 }) do
+      local ok, err = pcall(fvl._bench.fma_peak_all, bad)
+      expect_true(not ok and err:find("fma_peak_all: seconds", 1, true), tostring(err))
+    end
+    local peak, isa = fvl._bench.fma_peak_all(0.05)
+    expect_true(peak > 0 and (isa == "avx512" or isa == "avx2" or isa == "scalar"), tostring(isa))
+  end)
+end)
+
 os.execute("rm -rf '" .. tmp .. "'")
