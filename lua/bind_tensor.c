@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "bind.h"
+#include "sort.h"
 
 #define T(i) fvl_checktensor(L, i)
 
@@ -450,6 +451,7 @@ static int l_where(lua_State *L) {
 static int keepdim_arg(lua_State *L, int idx) { return lua_toboolean(L, idx); }
 static int l_sum(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_sum(t, optdim(L, 2, t, "sum"), keepdim_arg(L, 3))); return 1; }
 static int l_mean(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_mean(t, optdim(L, 2, t, "mean"), keepdim_arg(L, 3))); return 1; }
+/* the engine's L2 norm (dim, keepdim); fvl.conventions wraps it as t:norm(p, dim, keepdim) */
 static int l_norm(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_norm(t, optdim(L, 2, t, "norm"), keepdim_arg(L, 3))); return 1; }
 static int l_logsumexp(lua_State *L) { fvl_tensor *t = T(1); fvl_pushtensor(L, fvl_logsumexp(t, optdim(L, 2, t, "logsumexp"), keepdim_arg(L, 3))); return 1; }
 /* 0-based engine indices → a new 1-based tensor (the engine's may be saved by autograd) */
@@ -481,6 +483,14 @@ static int l_argmax(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = optdim(L, 2, t, "argmax");
   return plus_one(L, fvl_argmax(t, d, keepdim_arg(L, 3)));
+}
+/* t:argsort([dim=last [, descending=false]]) -> 1-based int32 positions (stable; NaN largest) */
+static int l_argsort(lua_State *L) {
+  fvl_tensor *t = T(1);
+  int d = t->ndim == 0 ? 0 : (lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "argsort"));
+  if (!lua_isnoneornil(L, 3) && !lua_isboolean(L, 3))
+    return fvl_error(L, "argsort: descending (argument 2) expected a boolean, got %s", luaL_typename(L, 3));
+  return plus_one(L, fvl_argsort(t, d, lua_toboolean(L, 3)));
 }
 static int l_normalize(lua_State *L) {
   fvl_tensor *t = T(1);
@@ -588,7 +598,7 @@ static const luaL_Reg methods[] = {
   {"sin", l_sin}, {"acos", l_acos}, {"tanh", l_tanh}, {"sigmoid", l_sigmoid}, {"relu", l_relu},
   {"square", l_square}, {"log1p", l_log1p}, {"sign", l_sign}, {"floor", l_floorf}, {"clamp", l_clamp},
   {"gt", l_gt}, {"ge", l_ge}, {"lt", l_lt}, {"le", l_le}, {"eq", l_eq}, {"ne", l_ne},
-  {"sum", l_sum}, {"mean", l_mean}, {"max", l_max}, {"min", l_min}, {"argmax", l_argmax},
+  {"sum", l_sum}, {"mean", l_mean}, {"max", l_max}, {"min", l_min}, {"argmax", l_argmax}, {"argsort", l_argsort},
   {"norm", l_norm}, {"logsumexp", l_logsumexp}, {"normalize", l_normalize}, {"matmul", l_matmul},
   {"requires_grad", l_requires_grad}, {"backward", l_backward}, {"zero_grad", l_zero_grad},
   {"free", l_free}, {NULL, NULL}};

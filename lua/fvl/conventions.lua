@@ -13,6 +13,14 @@
 --   x:cumsum(dim)                              blocks of 512 summed by matmul with a triangle
 --   fvl.stack(list [, dim=1]), fvl.eye(n [, m])
 --   fvl.FloatTensor(2, 3) / fvl.FloatTensor{1, 2}; fvl.IntTensor(...) the same in int32
+--   x:norm([p=2 [, dim [, keepdim=false]]])    the p-norm in Torch7/PyTorch order: p > 0 or
+--                                              math.huge (max |x|); no dim: over all elements;
+--                                              keepdim only as an explicit boolean
+--   x:sort([dim=last [, descending=false]])    -> values, indices (1-based int32); stable, NaN
+--                                              largest; the values follow autograd (a gather)
+--   x:topk(k [, dim=last [, largest=true]])    -> the k largest (smallest) values in order and
+--                                              their 1-based int32 indices
+--   x:argsort([dim=last [, descending=false]]) the indices alone (C)
 local fvl = require "fvl.core"
 local extra = {}
 
@@ -125,6 +133,76 @@ function fvl.eye(n, m)
   return fvl.where(fvl.arange(1, n):view(n, 1):eq(fvl.arange(1, m):view(1, m)), 1, 0)
 end
 
+local c_norm   -- the engine's L2 norm (dim, keepdim), set below from the C methods
+
+local function check_bool(fn, name, argn, v)
+  if v ~= nil and type(v) ~= "boolean" then
+    error(string.format("%s: %s (argument %d) expected a boolean, got %s", fn, name, argn,
+                        math.type(v) and tostring(v) or type(v)), 3)
+  end
+  return v == true
+end
+
+local function check_dim_arg(fn, t, dim, argn)
+  local n = t:dim()
+  if dim == nil then return nil end
+  if math.type(dim) ~= "integer" or dim < 1 or dim > math.max(n, 1) then
+    error(string.format("%s: dim (argument %d) expected an integer in 1..%d for a %d-D tensor, got %s",
+                        fn, argn, math.max(n, 1), n, tostring(dim)), 3)
+  end
+  return dim
+end
+
+function extra.norm(t, p, dim, keepdim)
+  if p == nil then p = 2 end
+  if type(p) ~= "number" or not (p > 0) then
+    error(string.format("norm: p (argument 1) expected a positive number or math.huge, got %s",
+                        type(p) == "number" and tostring(p) or type(p)), 2)
+  end
+  dim = check_dim_arg("norm", t, dim, 2)
+  keepdim = check_bool("norm", "keepdim", 3, keepdim)
+  if dim and t:dim() == 0 then dim = nil end
+  local out
+  if p == 2 then
+    out = dim and c_norm(t, dim, keepdim) or c_norm(t)
+  elseif p == math.huge then
+    out = dim and t:abs():max(dim, keepdim) or t:abs():max()
+  elseif p == 1 then
+    out = t:abs():sum(dim, keepdim)
+  else
+    out = t:abs():pow(p):sum(dim, keepdim):pow(1 / p)
+  end
+  if keepdim and not dim and t:dim() > 0 then
+    local ones = {}
+    for i = 1, t:dim() do ones[i] = 1 end
+    out = out:reshape(table.unpack(ones))
+  end
+  return out
+end
+
+function extra.sort(t, dim, descending)
+  dim = check_dim_arg("sort", t, dim, 1) or math.max(t:dim(), 1)
+  descending = check_bool("sort", "descending", 2, descending)
+  local idx = t:argsort(dim, descending)
+  if t:dim() == 0 then return t:clone(), idx end
+  return t:gather(dim, idx), idx
+end
+
+function extra.topk(t, k, dim, largest)
+  dim = check_dim_arg("topk", t, dim, 2) or math.max(t:dim(), 1)
+  if largest == nil then largest = true end
+  largest = check_bool("topk", "largest", 3, largest)
+  local n = t:dim() == 0 and 1 or t:size(dim)
+  if math.type(k) ~= "integer" or k < 0 or k > n then
+    error(string.format("topk: k (argument 1) expected an integer in 0..%d (the size of dim %d), got %s",
+                        n, dim, tostring(k)), 2)
+  end
+  local idx = t:argsort(dim, largest)
+  if t:dim() == 0 then return t:clone(), idx end
+  idx = idx:narrow(dim, 1, k):contiguous()
+  return t:gather(dim, idx), idx
+end
+
 local function typed(dtype, name)
   return function(a, ...)
     if type(a) == "table" then return fvl.tensor(a, dtype) end
@@ -139,6 +217,7 @@ fvl.IntTensor = typed("int32", "IntTensor")
 local mt = getmetatable(fvl.zeros(1))
 if mt and not rawget(mt, "__fvl_indexing") then
   local cindex, cnewindex = mt.__index, mt.__newindex
+  rawset(mt, "__fvl_cnorm", type(cindex) == "table" and cindex.norm or cindex(fvl.zeros(1), "norm"))
   local mtype = math.type
 
   local function check(t, i, what)
@@ -178,5 +257,6 @@ if mt and not rawget(mt, "__fvl_indexing") then
   end
   rawset(mt, "__fvl_indexing", true)
 end
+c_norm = mt and rawget(mt, "__fvl_cnorm")
 
 return true

@@ -38,13 +38,13 @@ function M.embed_pack(model, pack, opts)
                            util.is_tensor(e) and util.shape_str(e) or type(e), b))
       end
       e = e:detach():contiguous()
-      xnorm_sum = xnorm_sum + e:norm(2):sum():item()
+      xnorm_sum = xnorm_sum + e:norm(2, 2):sum():item()
       xnorm_cnt = xnorm_cnt + b
       if opts.flip then
         local f = run_model(model, pack:decode(i, b, { size = opts.size, bgr = opts.bgr,
                                                      channels = opts.channels, flip = true }))
         f = f:detach():contiguous()
-        xnorm_sum = xnorm_sum + f:norm(2):sum():item()
+        xnorm_sum = xnorm_sum + f:norm(2, 2):sum():item()
         xnorm_cnt = xnorm_cnt + b
         e = e + f
       end

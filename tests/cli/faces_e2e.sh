@@ -32,7 +32,7 @@ cat "$tmp/eout"
 "$FVL" -e "
 local e = assert(fvl.load('$tmp/emb.npy')); local y = assert(fvl.load('$tmp/emb-labels.npy'))
 assert(e:size(1) == 400 and e:size(2) == 16 and y:size(1) == 400, 'shapes')
-assert(math.abs(e:norm(2):mean():item() - 1) < 1e-4, 'normalised')
+assert(math.abs(e:norm(2, 2):mean():item() - 1) < 1e-4, 'normalised')
 local er = assert(fvl.load('$tmp/embr.npy')); assert(er:size(1) == 400)
 local n = 0; for _ in io.lines('$tmp/emb-paths.txt') do n = n + 1 end; assert(n == 400, 'paths')
 " || fail "embed.lua outputs"

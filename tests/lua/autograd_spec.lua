@@ -193,9 +193,14 @@ describe("gradcheck", function()
     for _, name in ipairs({"sum", "mean", "max", "min", "norm", "logsumexp"}) do
       gc(name .. "()", function(x) return wsum(x[name](x)) end, {x})
       -- max/min along a dim are checked in the last block of this file (see there)
+      -- norm takes p first (Torch order): norm(2, d [, keepdim])
+      local function red(x, d, k)
+        if name == "norm" then return x:norm(2, d, k) end
+        return x[name](x, d, k)
+      end
       for d = 1, (name == "max" or name == "min") and 0 or 3 do
-        gc(name .. "(" .. d .. ")", function(x) return wsum((x[name](x, d))) end, {x})
-        gc(name .. "(" .. d .. ", keepdim)", function(x) return wsum((x[name](x, d, true))) end, {x})
+        gc(name .. "(" .. d .. ")", function(x) return wsum((red(x, d))) end, {x})
+        gc(name .. "(" .. d .. ", keepdim)", function(x) return wsum((red(x, d, true))) end, {x})
       end
     end
   end)

@@ -256,11 +256,11 @@ describe("reductions", function()
   end)
   it("norm(dim) and fvl.normalize(t, dim)", function()
     local x = fvl.tensor({{3, 4}, {0, 0}, {1, 0}})
-    expect_all_near(x:norm(2), {5, 0, 1}, 1e-7)
+    expect_all_near(x:norm(2, 2), {5, 0, 1}, 1e-7)
     expect_near(x:norm():item(), math.sqrt(26), 1e-6)
     expect_all_near(fvl.normalize(x, 2), {{0.6, 0.8}, {0, 0}, {1, 0}}, 1e-6)
     expect_all_near(x:normalize(2), {{0.6, 0.8}, {0, 0}, {1, 0}}, 1e-6)
-    local n = fvl.normalize(fvl.randn(5, 7), 2):norm(2)
+    local n = fvl.normalize(fvl.randn(5, 7), 2):norm(2, 2)
     expect_all_near(n, {1, 1, 1, 1, 1}, 1e-5)
   end)
   it("logsumexp", function()
@@ -368,7 +368,7 @@ describe("randomness", function()
     local out = {}
     for th = 1, 2 do
       fvl.threads(th)
-      out[th] = {(x * y + 1):exp(), x:sum(1), x:sum(2), x:sum(), x:norm(2), x:logsumexp(1), fvl.normalize(x, 2),
+      out[th] = {(x * y + 1):exp(), x:sum(1), x:sum(2), x:sum(), x:norm(2, 2), x:logsumexp(1), fvl.normalize(x, 2),
                  x:max(1), x:argmax(2), x:clamp(-0.5, 0.5)}
     end
     fvl.threads(n0)

@@ -27,7 +27,7 @@ end
 function AdaFace:row_margins(x, B)
   local n = {}
   fvl.no_grad(function()
-    local nrm = x:detach():norm(2):reshape(B):totable()
+    local nrm = x:detach():norm(2, 2):reshape(B):totable()
     for i = 1, B do n[i] = math.max(1e-3, math.min(100, nrm[i])) end
   end)
   if self.training then

@@ -52,7 +52,7 @@ end
 local ctx_mt = {
   __index = function(ctx, k)
     if k == "norm" then
-      local n = ctx.x:norm(2)
+      local n = ctx.x:norm(2, 2)
       if n:dim() ~= 1 then n = n:reshape(ctx.B) end
       rawset(ctx, "norm", n)
       return n

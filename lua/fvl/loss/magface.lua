@@ -16,7 +16,7 @@ local MagFace = util.class("fvl.loss.magface", base.Head)
 
 -- a_i (clamped norms, tracked) and m_i (margins, tracked) of a batch
 function MagFace:margins(x, B)
-  local a = x:norm(2)
+  local a = x:norm(2, 2)
   if a:dim() ~= 1 then a = a:reshape(B) end
   a = a:clamp(self.l_a, self.u_a)
   local k = (self.u_m - self.l_m) / (self.u_a - self.l_a)

@@ -66,7 +66,7 @@ function SphereFace:spec(x, B)
   self.current_lambda = lam
   local s = self.s
   if self.feature_scale == "norm" then
-    s = x:norm(2)                       -- |x_i|, tracked: its gradient is the radial term
+    s = x:norm(2, 2)                    -- |x_i|, tracked: its gradient is the radial term
     if s:dim() ~= 1 then s = s:reshape(B) end
   elseif self.feature_scale ~= "s" then
     fail(string.format("sphereface: feature_scale = '%s' (expected norm|s)", tostring(self.feature_scale)))
