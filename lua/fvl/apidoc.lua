@@ -43,6 +43,19 @@ converter: a comma-separated list of names (no empty items); choices: optional a
 converter: a number (optionally within [lo, hi])",
   ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
 a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+  ["fvl.conventions.Tensor:norm"] = "fvl.conventions.Tensor:norm(p, dim, keepdim)\
+The p-norm in Torch7/PyTorch argument order: p defaults to 2 (any p > 0; 1; math.huge is\
+max |x|); without dim over all elements, else along dim (1-based) with that dim dropped\
+unless keepdim is true. keepdim must be a boolean; a non-boolean keepdim, p <= 0 or a dim out\
+of range is an error naming the argument. Follows autograd. x:norm(2, 2) is the per-row L2\
+norm of a B×D matrix.",
+  ["fvl.conventions.Tensor:sort"] = "fvl.conventions.Tensor:sort(dim, descending)\
+Sorts along dim (default the last): returns values (following autograd, a gather) and their\
+1-based int32 positions along dim. Stable (equal values keep their order); NaN sorts as the\
+largest. t:argsort(dim, descending) returns the positions alone.",
+  ["fvl.conventions.Tensor:topk"] = "fvl.conventions.Tensor:topk(k, dim, largest)\
+The k largest (largest = false: smallest) values along dim (default the last), in order, and\
+their 1-based int32 positions; k in 0..size(dim). Values follow autograd.",
   ["fvl.data.ImageSet:batch"] = "fvl.data.ImageSet:batch(indices, opts)\
 ds:batch(indices (1-based list or int32 tensor), {flip=, crop=, seed=, epoch=, mean=, std=})\
   -> x B×C×H×W normalised, y (1-based)",

@@ -22,7 +22,7 @@
 --                                              their 1-based int32 indices
 --   x:argsort([dim=last [, descending=false]]) the indices alone (C)
 local fvl = require "fvl.core"
-local extra = {}
+local Tensor = {}   -- the tensor methods written here (found before the C methods)
 
 local function check_dim(fn, t, dim)
   local n = t:dim()
@@ -33,20 +33,20 @@ local function check_dim(fn, t, dim)
   return dim
 end
 
-function extra.softmax(t, dim)
+function Tensor.softmax(t, dim)
   dim = check_dim("softmax", t, dim)
   local m = t:detach():max(dim):unsqueeze(dim)
   local e = (t - m):exp()
   return e / e:sum(dim, true)
 end
 
-function extra.log_softmax(t, dim)
+function Tensor.log_softmax(t, dim)
   dim = check_dim("log_softmax", t, dim)
   local z = t - t:detach():max(dim):unsqueeze(dim)
   return z - z:exp():sum(dim, true):log()
 end
 
-function extra.var(t, dim, unbiased, keepdim)
+function Tensor.var(t, dim, unbiased, keepdim)
   if unbiased == nil then unbiased = true end
   if dim == nil then
     local n = t:numel()
@@ -58,9 +58,9 @@ function extra.var(t, dim, unbiased, keepdim)
   local d = t - t:mean(dim, true)
   return (d * d):sum(dim, keepdim and true or false) / (unbiased and math.max(n - 1, 1) or n)
 end
-function extra.std(t, dim, unbiased, keepdim) return extra.var(t, dim, unbiased, keepdim):sqrt() end
+function Tensor.std(t, dim, unbiased, keepdim) return Tensor.var(t, dim, unbiased, keepdim):sqrt() end
 
-function extra.permute(t, ...)
+function Tensor.permute(t, ...)
   local p = { ... }
   if #p == 1 and type(p[1]) == "table" then p = p[1] end
   local n = t:dim()
@@ -93,7 +93,7 @@ local function triangle(n)
   local j = fvl.arange(1, n):view(1, n)
   return fvl.where(i:le(j), 1, 0)   -- U[i][j] = 1 when i <= j: row · U = prefix sums
 end
-function extra.cumsum(t, dim)
+function Tensor.cumsum(t, dim)
   dim = check_dim("cumsum", t, dim)
   local nd = t:dim()
   local x = dim == nd and t or t:transpose(dim, nd)
@@ -153,7 +153,13 @@ local function check_dim_arg(fn, t, dim, argn)
   return dim
 end
 
-function extra.norm(t, p, dim, keepdim)
+-- The p-norm in Torch7/PyTorch argument order: p defaults to 2 (any p > 0; 1; math.huge is
+-- max |x|); without dim over all elements, else along dim (1-based) with that dim dropped
+-- unless keepdim is true. keepdim must be a boolean; a non-boolean keepdim, p <= 0 or a dim out
+-- of range is an error naming the argument. Follows autograd. x:norm(2, 2) is the per-row L2
+-- norm of a B×D matrix.
+function Tensor:norm(p, dim, keepdim)
+  local t = self
   if p == nil then p = 2 end
   if type(p) ~= "number" or not (p > 0) then
     error(string.format("norm: p (argument 1) expected a positive number or math.huge, got %s",
@@ -180,7 +186,11 @@ function extra.norm(t, p, dim, keepdim)
   return out
 end
 
-function extra.sort(t, dim, descending)
+-- Sorts along dim (default the last): returns values (following autograd, a gather) and their
+-- 1-based int32 positions along dim. Stable (equal values keep their order); NaN sorts as the
+-- largest. t:argsort(dim, descending) returns the positions alone.
+function Tensor:sort(dim, descending)
+  local t = self
   dim = check_dim_arg("sort", t, dim, 1) or math.max(t:dim(), 1)
   descending = check_bool("sort", "descending", 2, descending)
   local idx = t:argsort(dim, descending)
@@ -188,7 +198,10 @@ function extra.sort(t, dim, descending)
   return t:gather(dim, idx), idx
 end
 
-function extra.topk(t, k, dim, largest)
+-- The k largest (largest = false: smallest) values along dim (default the last), in order, and
+-- their 1-based int32 positions; k in 0..size(dim). Values follow autograd.
+function Tensor:topk(k, dim, largest)
+  local t = self
   dim = check_dim_arg("topk", t, dim, 2) or math.max(t:dim(), 1)
   if largest == nil then largest = true end
   largest = check_bool("topk", "largest", 3, largest)
@@ -234,7 +247,7 @@ if mt and not rawget(mt, "__fvl_indexing") then
       if t:dim() == 1 then return t:get(k) end
       return t:select(1, k)
     end
-    local f = extra[k]
+    local f = Tensor[k]
     if f then return f end
     return cindex(t, k)
   end
