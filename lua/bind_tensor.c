@@ -329,8 +329,8 @@ static int l_gather(lua_State *L) {
 static int l_index_add(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "index_add");
+  fvl_tensor *src = T(4);   /* before the index list: nothing may raise while idx is unanchored */
   fvl_tensor *idx = fvl_checkindex(L, 3, "index_add", "indices", t->size[d]);
-  fvl_tensor *src = T(4);
   int rc = fvl_index_add_(t, d, idx, src);
   fvl_release(idx);
   if (rc < 0) return fvl_raise(L);
