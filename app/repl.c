@@ -638,11 +638,30 @@ static void describe_fields(lua_State *L, const char *what, int methods) {
   comp_reset();
 }
 
-/* protected: describes the value at 1 */
+/* prints the API reference entry (fvl.help over fvl.apidoc, generated from the doc comments) for the
+   expression text at 2 or the value at 1; returns whether there was one */
+static int describe_apidoc(lua_State *L) {
+  int top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "fvl.help");
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_istable(L, -1)) { lua_settop(L, top); return 0; }
+  lua_getfield(L, -1, "lookup");
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  int found = lua_pcall(L, 2, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TSTRING;
+  if (found) printf("%s\n", lua_tostring(L, -1));
+  lua_settop(L, top);
+  return found;
+}
+
+/* protected: describes the value at 1 (2: the expression's text) */
 static int describe_value(lua_State *L) {
   lua_Debug ar;
+  int documented = describe_apidoc(L);
+  lua_settop(L, 1);                      /* lua_getlocal below reads the function at the top */
   switch (lua_type(L, 1)) {
     case LUA_TFUNCTION: {
+      if (documented) break;
       lua_pushvalue(L, 1);
       lua_getinfo(L, ">Su", &ar);
       if (ar.what[0] == 'C') {
@@ -804,6 +823,11 @@ void app_repl(lua_State *L) {
     }
     history_add(src);
     int quiet = ends_with_semicolon(src);
+    char *help_expr = NULL;               /* "? expr": the text after '?', for fvl.apidoc */
+    if (help && status != -4) {
+      const char *q = strchr(src, '?');
+      help_expr = strdup(q ? q + 1 : "");
+    }
     free(src);
     if (status == -4) {
       fputs(repl_help, stdout);
@@ -820,7 +844,8 @@ void app_repl(lua_State *L) {
           lua_settop(L, base + 1);       /* "? expr": describe the first value */
           lua_pushcfunction(L, describe_value);
           lua_insert(L, base + 1);
-          if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+          lua_pushstring(L, help_expr ? help_expr : "");
+          if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
             fprintf(stderr, "error describing the value: %s\n", lua_tostring(L, -1));
             fflush(stderr);
           }
@@ -845,6 +870,7 @@ void app_repl(lua_State *L) {
       fprintf(stderr, "%s\n", msg ? msg : "(error object is not a string)");
       fflush(stderr);
     }
+    free(help_expr);
     lua_settop(L, base);
     fvl_abort_clear();
   }

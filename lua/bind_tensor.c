@@ -21,6 +21,10 @@ static int optdim(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
 }
 
 /* ------------------------------------------------------------------ creation */
+/*** fvl.tensor(data [, dtype]) -> tensor
+   A new tensor from nested Lua tables of numbers (or a copy of a tensor converted to dtype).
+   dtype: "float32" (default) or "int32" (use "int32" for labels: fvl.tensor({1, 2}, "int32")).
+   Errors: a dtype other than float32/int32; ragged or non-numeric tables. */
 static int l_tensor(lua_State *L) {
   fvl_dtype dt = FVL_F32;
   const char *s = luaL_optstring(L, 2, "float32");
@@ -50,19 +54,28 @@ static void push_created(lua_State *L, fvl_tensor *t, const char *fn) {
   if (!t) fvl_error(L, "%s: %s", fn, fvl_errmsg());
   fvl_pushtensor(L, t);
 }
+/*** fvl.zeros(shape [, dtype]) -> tensor
+   A tensor of zeros; shape is a table of sizes ({B, D}). dtype "float32" (default) or "int32".
+   Errors: negative sizes, more than 2^40 elements, an unknown dtype. */
 static int l_zeros(lua_State *L) {
   int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
   int nd = shape_and_dtype(L, "zeros", sz, &dt);
   push_created(L, fvl_zeros(dt, nd, sz), "zeros");
   return 1;
 }
+/*** fvl.ones(shape [, dtype]) -> tensor
+   A tensor of ones; shape and dtype as fvl.zeros. */
 static int l_ones(lua_State *L) {
   int64_t sz[FVL_MAXDIM]; fvl_dtype dt;
   int nd = shape_and_dtype(L, "ones", sz, &dt);
   push_created(L, fvl_full(dt, nd, sz, 1), "ones");
   return 1;
 }
+/*** fvl.empty(shape [, dtype]) -> tensor
+   A new tensor of the given shape (zero-filled); shape and dtype as fvl.zeros. */
 static int l_empty(lua_State *L) { return l_zeros(L); }
+/*** fvl.full(shape, value [, dtype]) -> tensor
+   A tensor filled with value; shape and dtype as fvl.zeros. */
 static int l_full(lua_State *L) {
   int64_t sz[FVL_MAXDIM];
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -71,6 +84,8 @@ static int l_full(lua_State *L) {
   push_created(L, fvl_full(opt_dtype_fn(L, 3, "full"), nd, sz, v), "full");
   return 1;
 }
+/*** fvl.arange(n) | fvl.arange(a, b [, step]) [, dtype] -> tensor
+   1..n, or a, a+step, ... up to b inclusive (as Lua's numeric for). dtype "float32" (default) or "int32". */
 static int l_arange(lua_State *L) {
   /* arange(n) = 1..n; arange(a, b[, step]) = a, a+step, ... up to b inclusive (Lua's for) */
   double a = 1, b, step = 1;
@@ -82,18 +97,24 @@ static int l_arange(lua_State *L) {
   fvl_pushtensor(L, fvl_arange(dt, a, b, step));
   return 1;
 }
+/*** fvl.rand(shape) -> tensor
+   Uniform [0, 1) float32 samples from the global generator (seed with fvl.manual_seed). */
 static int l_rand(lua_State *L) {
   int64_t sz[FVL_MAXDIM];
   int nd = fvl_checkshape(L, 1, "rand", sz);
   push_created(L, fvl_rand(nd, sz, 0, 1), "rand");
   return 1;
 }
+/*** fvl.randn(shape) -> tensor
+   Standard normal float32 samples from the global generator (seed with fvl.manual_seed). */
 static int l_randn(lua_State *L) {
   int64_t sz[FVL_MAXDIM];
   int nd = fvl_checkshape(L, 1, "randn", sz);
   push_created(L, fvl_randn(nd, sz, 0, 1), "randn");
   return 1;
 }
+/*** fvl.randint(hi, shape) | fvl.randint(lo, hi, shape) -> int32 tensor
+   Uniform integers in 1..hi (or lo..hi), e.g. labels. */
 static int l_randint(lua_State *L) {
   /* randint(hi, shape) → 1..hi ; randint(lo, hi, shape) → lo..hi */
   lua_Integer lo = 1, hi;
@@ -388,7 +409,11 @@ static int l_sub(lua_State *L) { return binop(L, FVL_SUB); }
 static int l_mul(lua_State *L) { return binop(L, FVL_MUL); }
 static int l_div(lua_State *L) { return binop(L, FVL_DIV); }
 static int l_pow(lua_State *L) { return binop(L, FVL_POW); }
+/*** fvl.maximum(a, b) -> tensor
+   Elementwise maximum of two tensors (broadcast) or a tensor and a number. */
 static int l_maximum(lua_State *L) { return binop(L, FVL_MAX2); }
+/*** fvl.minimum(a, b) -> tensor
+   Elementwise minimum of two tensors (broadcast) or a tensor and a number. */
 static int l_minimum(lua_State *L) { return binop(L, FVL_MIN2); }
 #define UN(name, op) static int l_##name(lua_State *L) { fvl_pushtensor(L, fvl_unary(op, T(1))); return 1; }
 UN(neg, FVL_NEG) UN(exp, FVL_EXP) UN(log, FVL_LOG) UN(sqrt, FVL_SQRT) UN(abs, FVL_ABS) UN(cos, FVL_COS)
@@ -414,6 +439,8 @@ static int l_lt(lua_State *L) { return cmp(L, FVL_LT); }
 static int l_le(lua_State *L) { return cmp(L, FVL_LE); }
 static int l_eq(lua_State *L) { return cmp(L, FVL_EQ); }
 static int l_ne(lua_State *L) { return cmp(L, FVL_NE); }
+/*** fvl.where(cond, a, b) -> tensor
+   Elementwise cond ~= 0 and a or b; a and b may be tensors or numbers. */
 static int l_where(lua_State *L) {
   fvl_tensor *c = T(1);
   /* each converted argument is pushed (GC-owned) before the next conversion may raise */
@@ -469,6 +496,9 @@ static int l_argsort(lua_State *L) {
     return fvl_error(L, "argsort: descending (argument 2) expected a boolean, got %s", luaL_typename(L, 3));
   return plus_one(L, fvl_argsort(t, d, lua_toboolean(L, 3)));
 }
+/*** fvl.normalize(t [, dim [, eps]]) -> tensor
+   t / max(‖t‖₂, eps) along dim (default: the last dimension; eps 1e-12), tracked by autograd.
+   Errors: a 0-D tensor, dim outside 1..t:dim(). */
 static int l_normalize(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "normalize");
@@ -476,7 +506,12 @@ static int l_normalize(lua_State *L) {
   fvl_pushtensor(L, fvl_normalize(t, d, luaL_optnumber(L, 3, 1e-12)));
   return 1;
 }
+/*** fvl.matmul(a, b) -> tensor
+   Matrix product of float32 tensors: (N×K)·(K×M) → N×M (OpenBLAS sgemm), tracked by autograd.
+   Errors: inner sizes that differ, a dtype other than float32, not 2-D. */
 static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); return 1; }
+/*** fvl.cat(tensors [, dim]) -> tensor
+   Concatenates 1..64 tensors along dim (default 1); other sizes must agree. */
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);   /* the entries are pushed above the arguments */
@@ -516,6 +551,9 @@ static int l_zero_grad(lua_State *L) {
   if (t->grad) fvl_fill_(t->grad, 0);
   return 0;
 }
+/*** fvl.no_grad(fn, ...) -> the results of fn(...)
+   Runs fn with autograd recording off (evaluation, weight updates); restores it afterwards,
+   also when fn raises. */
 static int l_no_grad(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int prev = fvl_set_grad_enabled(0);
@@ -525,6 +563,8 @@ static int l_no_grad(lua_State *L) {
   if (rc != LUA_OK) return lua_error(L);
   return lua_gettop(L);
 }
+/*** fvl.grad_enabled([on]) -> boolean
+   Whether autograd records operations; with an argument, switches it first. */
 static int l_grad_enabled(lua_State *L) {
   if (!lua_isnone(L, 1)) fvl_set_grad_enabled(lua_toboolean(L, 1));
   lua_pushboolean(L, fvl_grad_enabled());
@@ -532,6 +572,9 @@ static int l_grad_enabled(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------ files */
+/*** fvl.save(path, tensor | {name = tensor, ...}) -> true | nil, message
+   A tensor is written as .npy (float32 <f4, int32 <i4); a table of named tensors as an .npz
+   archive. Files are written atomically. */
 static int l_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fvl_tensor *t = T(2);
@@ -539,6 +582,9 @@ static int l_save(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+/*** fvl.load(path) -> tensor | {name = tensor, ...} | nil, message
+   Reads .npy of any plain NumPy dtype (a float32 or int32 result) or an
+   .npz archive (a table of tensors). Malformed headers are an error naming the file. */
 static int l_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fvl_tensor *t = fvl_npy_load(path);

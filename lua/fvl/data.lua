@@ -28,6 +28,10 @@ local FM_FILES = { train = { "train-images-idx3-ubyte.gz", "train-labels-idx1-ub
 
 local function shape_str(t) return table.concat(t:shape(), "x") end
 
+--- Fashion-MNIST from its IDX files: {images = N×1×28×28 float32 in [0,1], labels = N int32
+--- 1..10, classes = names, x = images} | nil, message when the files are missing. opts: split ("train" | "test",
+--- default "train"), path (the directory; default $FVL_FASHION_MNIST, else data.FASHION_MNIST_DIR),
+--- limit (the first n examples).
 function data.fashion_mnist(opts)
   local fn = "fashion_mnist"
   opts = util.check_opts(fn, opts, { "split", "path", "limit" })
@@ -107,6 +111,10 @@ function data.idx(path, opts)
 end
 
 -- ---------------------------------------------------------------------------- .npy
+--- A data set from .npy files: fvl.data.npy{features="f.npy", labels="l.npy", base="auto"|0|1}
+--- -> {x=, labels=, classes=}. features: N×... of any NumPy dtype (read as float32); labels: N
+--- integers, 0-based (base=0, shifted to 1-based) or 1-based (base=1); "auto" (default) decides
+--- from the smallest label. Errors name the file and what is wrong.
 function data.npy(opts)
   local fn = "data.npy"
   opts = util.check_opts(fn, opts, { "features", "labels", "base" })
@@ -169,6 +177,11 @@ local SF_OPTS = { "identities", "per_identity", "test_identities", "test_per_ide
                   "image", "out_dim", "h", "w", "hidden", "factors", "nuisance", "illumination",
                   "spread", "noise", "long_tail", "label_noise", "seed", "size" }
 
+--- Seeded synthetic identity data for face-recognition experiments
+--- -> {train = {x=, labels=, true_labels=, classes=}, test = {x=, labels=, classes=}, info = {...}}.
+--- opts: identities, per_identity, test_identities, test_per_identity, dim, image ("vector" |
+--- "map" | "rgb", default "vector"), out_dim, h, w, hidden, factors, nuisance, illumination,
+--- spread, noise, long_tail, label_noise (0 <= p < 1), seed (1), size (rgb images, 56).
 function data.synthetic_faces(opts)
   local fn = "synthetic_faces"
   opts = util.check_opts(fn, opts, SF_OPTS)
@@ -256,6 +269,10 @@ local function dataset_parts(ds)
   return x, y
 end
 
+--- A mini-batch iterator over a data set ({x=, labels=} or an image set): `for batch in loader do
+--- ... end` gives {x=, y=, index=} (index: 1-based rows).
+--- opts: batch (128), shuffle (true), seed (1), drop_last (false), flip (false: random
+--- horizontal flips), crop (0: random crop padding), epoch, shard (distributed: this rank's part).
 function data.loader(ds, opts)
   -- an image data set (fvl.data.images{...}) has its own threaded loader
   if type(ds) == "table" and getmetatable(ds) == require("fvl.faces").ImageSet then return ds:loader(opts) end

@@ -87,6 +87,20 @@ echo 'from_script = 99' >"$tmp/s.lua"
 echo 'from_script + 1' | "$FVL" -i "$tmp/s.lua" >"$tmp/out" 2>&1
 has "100" "$tmp/out" "-i runs the REPL after the script"
 
+# "? name" prints the API reference entry generated from the doc comments (docs/api.md), from
+# any directory (the text is embedded): Lua heads with their defaults, C functions' signatures
+printf '%s\n' '? fvl.matmul' '? fvl.loss.arcface' 'loss = fvl.loss' '? loss.cosface' '? fvl.eval.verify' \
+  '? function(a, b) end' >"$tmp/help.txt"
+(cd "$tmp" && "$FVL" -i <"$tmp/help.txt" >"$tmp/help.out" 2>"$tmp/help.err")
+has "fvl.matmul(a, b) -> tensor" "$tmp/help.out" "? fvl.matmul: the C function's signature"
+lacks "its parameters are not known" "$tmp/help.out" "? fvl.matmul: documented, not 'unknown'"
+has "fvl.loss.arcface{dim = D, classes = C, ...} -> head" "$tmp/help.out" "? fvl.loss.arcface"
+has "  m = 0.5" "$tmp/help.out" "? fvl.loss.arcface shows the default margin"
+has "  s = 64" "$tmp/help.out" "? fvl.loss.arcface shows the default scale"
+has "  m = 0.35" "$tmp/help.out" "? loss.cosface (an alias of fvl.loss) shows its defaults"
+has "fvl.eval.verify(emb, labels, opts)" "$tmp/help.out" "? fvl.eval.verify"
+has "function(a, b)  -- defined at stdin:1" "$tmp/help.out" "? an undocumented function still describes it"
+
 # ================================================================ part 2: a real terminal
 if ! command -v tmux >/dev/null 2>&1; then
   echo "SKIP: tmux is not installed, the pseudo-terminal REPL tests did not run"

@@ -1,0 +1,237 @@
+-- tools/gen_api.lua — writes docs/api.md and lua/fvl/apidoc.lua from the doc comments in the
+-- sources, so the reference has one source.
+--
+--   lua5.4 tools/gen_api.lua [--root DIR] [--out DIR]      (or build/fvl tools/gen_api.lua)
+--
+-- Doc comments:
+--  * Lua (lua/fvl/**.lua): the comment block (`---` or `--` lines) directly above a public
+--    `function mod.name(...)` / `function Class:name(...)`; the signature is the function line.
+--  * C bindings (lua/bind_*.c): `/*** fvl.name(args) -> result` then the text, ending `*/`,
+--    above the function; the first line is the signature.
+--  * Loss heads (lua/fvl/loss/*.lua): each `function M.<head>(o)` constructor; its options and
+--    their defaults are read from the `num/enum/bool/util.integer(n, "key", o.key, default...)`
+--    calls in its body, plus the options every head takes (base.COMMON).
+-- The test tests/cli/api_docs.sh fails when the committed files differ from a fresh run.
+local argparse = require "argparse"
+local parser = argparse("gen_api.lua",
+  "Writes docs/api.md and lua/fvl/apidoc.lua from the doc comments in the sources.")
+parser:option("--root", "repository root to read", ".")
+parser:option("--out", "directory to write docs/api.md and lua/fvl/apidoc.lua under (default: root)")
+local args = parser:parse(arg)
+local root, out = args.root, args.out or args.root
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function lines(s)
+  local t = {}
+  for l in (s .. "\n"):gmatch("(.-)\r?\n") do t[#t + 1] = l end
+  return t
+end
+
+local function list(cmd)
+  local p = assert(io.popen(cmd))
+  local t = {}
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  table.sort(t)
+  return t
+end
+
+local entries = {}            -- {name=, module=, sig=, text=}
+local function add(module, name, sig, text)
+  entries[#entries + 1] = { module = module, name = name, sig = sig, text = text }
+end
+
+-- ------------------------------------------------------------------ Lua sources
+local lua_files = list("cd '" .. root .. "' && find lua/fvl -name '*.lua'")
+
+-- module name of a file, and the name its public functions get (faces.lua installs into fvl.data)
+local function module_of(path)
+  local m = path:gsub("^lua/", ""):gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+  if m == "fvl.faces" then return "fvl.data" end
+  return m
+end
+
+local SEPARATOR = "^%-%-%s+[%-=][%-=][%-=]"   -- "-- ------- title" lines are section separators
+
+local function comment_above(ls, i)
+  local block = {}
+  local j = i - 1
+  while j >= 1 and ls[j]:match("^%-%-") and not ls[j]:match(SEPARATOR) do
+    table.insert(block, 1, (ls[j]:gsub("^%-%-%-? ?", "")))
+    j = j - 1
+  end
+  return block
+end
+
+-- loss heads: options and defaults from the constructor body
+local function head_options(ls, i, src)
+  local opts, seen, keys = {}, {}, {}
+  local last = #ls
+  for j = i + 1, #ls do
+    if ls[j]:match("^end") or ls[j]:match("^function") then last = j - 1; break end
+  end
+  for j = i + 1, last do
+    for key, rest in ls[j]:gmatch('"([%w_]+)", o%.[%w_]+,%s*(.-)%)') do
+      if not seen[key] then
+        local choices, def = rest:match("^(%b{}),%s*([^,]+)")
+        if not choices then
+          local var
+          var, def = rest:match("^(%u[%u_]*),%s*([^,]+)")
+          choices = var and src:match(var .. "%s*=%s*(%b{})")
+        end
+        if not choices then def = rest:match("^([^,]+)") end
+        if def == "nil" then def = nil end
+        seen[key] = { default = def, choices = choices }
+      end
+    end
+    local list_ = ls[j]:match("opts%(base%.COMMON,%s*(%b{})") or ls[j]:match("opts%(COMMON,%s*(%b{})")
+    if list_ then
+      for key in list_:gmatch('"([%w_]+)"') do keys[#keys + 1] = key end
+    end
+  end
+  for _, key in ipairs(keys) do
+    local d = seen[key] or {}
+    opts[#opts + 1] = { key = key, default = d.default, choices = d.choices }
+  end
+  return opts
+end
+
+local COMMON_TEXT = "dim (feature size), classes (number of identities), weight (a C×D tensor to "
+  .. "start from), nonfinite (\"error\" | \"warn\"), sharded (false: classes split over the "
+  .. "fvl.dist ranks), partial_fc (a sampling rate in (0, 1]: Partial FC)"
+
+local function add_head(name, block, o)
+  block[#block + 1] = "Options (a table; unknown keys are an error): " .. COMMON_TEXT .. ";"
+  for _, op in ipairs(o) do
+    local s = "  " .. op.key
+    if op.choices then s = s .. " " .. op.choices:gsub('"', "") end
+    if op.default then s = s .. " = " .. op.default end
+    block[#block + 1] = s
+  end
+  add("fvl.loss", name, name .. "{dim = D, classes = C, ...} -> head", table.concat(block, "\n"))
+end
+
+for _, path in ipairs(lua_files) do
+  if path == "lua/fvl/apidoc.lua" then goto continue end
+  local module = module_of(path)
+  local src = read(root .. "/" .. path)
+  local ls = lines(src)
+  local is_head_file = path:match("^lua/fvl/loss/") and not path:match("init%.lua$")
+    and not path:match("base%.lua$") and not path:match("reference%.lua$") and not path:match("sharded%.lua$")
+  local modtbl = src:match("\nreturn ([%w_]+)%s*$")
+  for i, l in ipairs(ls) do
+    local tbl, sep, fname, params = l:match("^function ([%w_]+)([%.:])([%w_]+)(%b())")
+    if tbl and not fname:match("^_") then
+      local block = comment_above(ls, i)
+      local is_head = is_head_file and tbl == "M" and sep == "." and params == "(o)"
+      local name
+      if tbl == "M" or tbl == modtbl or tbl == module:match("([%w_]+)$") or module:match("%." .. tbl .. "$") then
+        name = module .. sep .. fname
+      elseif tbl:match("^%u") then
+        name = module .. "." .. tbl .. sep .. fname
+      end
+      if is_head and name then
+        name = "fvl.loss." .. fname
+        if #block == 0 then   -- the family's section header: "-- NormFace: z = s·c -----"
+          for j = i - 1, math.max(1, i - 4), -1 do
+            local h = ls[j]:match("^%-%- (.-)%s*%-%-%-+%s*$")
+            if h then block = { h }; break end
+          end
+        end
+        add_head(name, block, head_options(ls, i, src))
+      elseif name and #block > 0 then
+        add(module, name, name .. params, table.concat(block, "\n"))
+      end
+    end
+    -- a head made by a factory: M.cosface = make_cosface("cosface", 64)   -- comment
+    local hname, factory, cargs = l:match("^M%.([%w_]+) = ([%w_]+)%((.-)%)")
+    if is_head_file and hname then
+      for fi, fl in ipairs(ls) do
+        local fparams = fl:match("^local function " .. factory .. "%((.-)%)")
+        if fparams then
+          local subst, pn, an = {}, {}, {}
+          for p in fparams:gmatch("[%w_]+") do pn[#pn + 1] = p end
+          for a in cargs:gmatch("[^,]+") do an[#an + 1] = a:match("^%s*(.-)%s*$") end
+          for k, p in ipairs(pn) do subst[p] = an[k] end
+          local o = head_options(ls, fi, src)
+          for _, op in ipairs(o) do
+            if op.default and subst[op.default] then op.default = subst[op.default] end
+          end
+          local block = {}
+          for j = fi - 1, math.max(1, fi - 4), -1 do
+            local h = ls[j]:match("^%-%- (.-)%s*%-%-%-+%s*$")
+            if h then block = { h }; break end
+          end
+          local note = l:match("%)%s*%-%-%s*(.-)%s*$")
+          if note then block[#block + 1] = note end
+          add_head("fvl.loss." .. hname, block, o)
+          break
+        end
+      end
+    end
+  end
+  ::continue::
+end
+
+-- ------------------------------------------------------------------ C bindings
+for _, path in ipairs(list("cd '" .. root .. "' && ls lua/bind_*.c")) do
+  local s = read(root .. "/" .. path)
+  for body in s:gmatch("/%*%*%*%s(.-)%*/") do
+    local ls = lines(body)
+    local sig = ls[1]:gsub("%s+$", "")
+    local name = sig:match("^([%w_%.:]+)")
+    local text = {}
+    for k = 2, #ls do
+      local t = ls[k]:gsub("^%s*%*?%s?%s?", ""):gsub("%s+$", "")
+      if t ~= "" or #text > 0 then text[#text + 1] = t end
+    end
+    while #text > 0 and text[#text] == "" do text[#text] = nil end
+    add(name:match("^(.*)[%.:]") or "fvl", name, sig, table.concat(text, "\n"))
+  end
+end
+
+table.sort(entries, function(a, b)
+  if a.module ~= b.module then return a.module < b.module end
+  return a.name < b.name
+end)
+
+-- ------------------------------------------------------------------ outputs
+local function write(path, s)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(s)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+local md = { "# The fvl API\n",
+  "Generated by `tools/gen_api.lua` from the doc comments in lua/fvl/ and lua/bind_*.c; do not",
+  "edit by hand (`lua5.4 tools/gen_api.lua` rewrites it; ctest's api_docs test fails when it is",
+  "out of date). In the REPL, `? fvl.name` prints the same text.\n" }
+local module
+for _, e in ipairs(entries) do
+  if e.module ~= module then
+    module = e.module
+    md[#md + 1] = "## " .. module .. "\n"
+  end
+  md[#md + 1] = "### `" .. e.name .. "`\n"
+  md[#md + 1] = "```\n" .. e.sig .. "\n```\n"
+  if e.text ~= "" then md[#md + 1] = e.text .. "\n" end
+end
+write(out .. "/docs/api.md", table.concat(md, "\n"))
+
+local lt = { "-- fvl.apidoc — generated by tools/gen_api.lua (do not edit): name -> help text, the",
+  "-- entries of docs/api.md; fvl.help.lookup finds one for the REPL's `? expr`.", "return {" }
+for _, e in ipairs(entries) do
+  local txt = e.sig .. (e.text ~= "" and "\n" .. e.text or "")
+  lt[#lt + 1] = string.format("  [%q] = %q,", e.name, txt)
+end
+lt[#lt + 1] = "}\n"
+write(out .. "/lua/fvl/apidoc.lua", table.concat(lt, "\n"))
+print(string.format("gen_api: %d entries", #entries))
