@@ -8,11 +8,16 @@
 #include "bind.h"
 #include "rng.h"
 
+/*** fvl.manual_seed(seed)
+   Seeds the one global generator (fvl.rand, fvl.randn, dropout, shuffles...). Results do not
+   depend on the thread count. */
 static int l_manual_seed(lua_State *L) {
   lua_Integer s = luaL_checkinteger(L, 1);
   fvl_rng_seed(fvl_rng_global(), (uint64_t)s);
   return 0;
 }
+/*** fvl.rng_state() -> {seed =, counter =}
+   The global generator's state (decimal strings), for checkpoints; see fvl.set_rng_state. */
 static int l_rng_state(lua_State *L) {
   fvl_rng *r = fvl_rng_global();
   lua_createtable(L, 0, 2);
@@ -25,6 +30,8 @@ static int l_rng_state(lua_State *L) {
   lua_setfield(L, -2, "counter");
   return 1;
 }
+/*** fvl.set_rng_state(state)
+   Restores a state from fvl.rng_state(). Errors: a table without seed/counter strings. */
 static int l_set_rng_state(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   fvl_rng *r = fvl_rng_global();
@@ -36,6 +43,9 @@ static int l_set_rng_state(lua_State *L) {
   r->counter = strtoull(c, NULL, 10);
   return 0;
 }
+/*** fvl.threads([n]) -> n
+   The OpenMP threads of the engine and OpenBLAS; with n, sets it first (0: all cores,
+   1..1024). Errors: n outside 0..1024. */
 static int l_threads(lua_State *L) {
   if (!lua_isnoneornil(L, 1)) {
     lua_Integer n = luaL_checkinteger(L, 1);
@@ -45,6 +55,9 @@ static int l_threads(lua_State *L) {
   lua_pushinteger(L, fvl_get_threads());
   return 1;
 }
+/*** fvl.mem([reset]) -> {live =, peak =}
+   Bytes of tensor storage held now and at most since the start (or the last reset; reset = true
+   resets the peak after reading it). */
 static int l_mem(lua_State *L) {
   lua_createtable(L, 0, 2);
   lua_pushinteger(L, (lua_Integer)fvl_bytes_live());
@@ -54,6 +67,8 @@ static int l_mem(lua_State *L) {
   if (lua_toboolean(L, 1)) fvl_bytes_peak_reset();
   return 1;
 }
+/*** fvl.info() -> {version =, lua =, blas =, blas_core =, threads =, ...}
+   Versions and the build: FaceVerLoss, Lua, the OpenBLAS build and core, threads. */
 static int l_info(lua_State *L) {
   lua_createtable(L, 0, 6);
   lua_pushstring(L, FVL_VERSION); lua_setfield(L, -2, "version");

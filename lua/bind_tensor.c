@@ -350,8 +350,8 @@ static int l_gather(lua_State *L) {
 static int l_index_add(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "index_add");
+  fvl_tensor *src = T(4);   /* before the index list: nothing may raise while idx is unanchored */
   fvl_tensor *idx = fvl_checkindex(L, 3, "index_add", "indices", t->size[d]);
-  fvl_tensor *src = T(4);
   int rc = fvl_index_add_(t, d, idx, src);
   fvl_release(idx);
   if (rc < 0) return fvl_raise(L);
@@ -409,7 +409,11 @@ static int l_sub(lua_State *L) { return binop(L, FVL_SUB); }
 static int l_mul(lua_State *L) { return binop(L, FVL_MUL); }
 static int l_div(lua_State *L) { return binop(L, FVL_DIV); }
 static int l_pow(lua_State *L) { return binop(L, FVL_POW); }
+/*** fvl.maximum(a, b) -> tensor
+   Elementwise maximum of two tensors (broadcast) or a tensor and a number. */
 static int l_maximum(lua_State *L) { return binop(L, FVL_MAX2); }
+/*** fvl.minimum(a, b) -> tensor
+   Elementwise minimum of two tensors (broadcast) or a tensor and a number. */
 static int l_minimum(lua_State *L) { return binop(L, FVL_MIN2); }
 #define UN(name, op) static int l_##name(lua_State *L) { fvl_pushtensor(L, fvl_unary(op, T(1))); return 1; }
 UN(neg, FVL_NEG) UN(exp, FVL_EXP) UN(log, FVL_LOG) UN(sqrt, FVL_SQRT) UN(abs, FVL_ABS) UN(cos, FVL_COS)
@@ -492,6 +496,9 @@ static int l_argsort(lua_State *L) {
     return fvl_error(L, "argsort: descending (argument 2) expected a boolean, got %s", luaL_typename(L, 3));
   return plus_one(L, fvl_argsort(t, d, lua_toboolean(L, 3)));
 }
+/*** fvl.normalize(t [, dim [, eps]]) -> tensor
+   t / max(‖t‖₂, eps) along dim (default: the last dimension; eps 1e-12), tracked by autograd.
+   Errors: a 0-D tensor, dim outside 1..t:dim(). */
 static int l_normalize(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "normalize");
@@ -544,6 +551,9 @@ static int l_zero_grad(lua_State *L) {
   if (t->grad) fvl_fill_(t->grad, 0);
   return 0;
 }
+/*** fvl.no_grad(fn, ...) -> the results of fn(...)
+   Runs fn with autograd recording off (evaluation, weight updates); restores it afterwards,
+   also when fn raises. */
 static int l_no_grad(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int prev = fvl_set_grad_enabled(0);
@@ -553,6 +563,8 @@ static int l_no_grad(lua_State *L) {
   if (rc != LUA_OK) return lua_error(L);
   return lua_gettop(L);
 }
+/*** fvl.grad_enabled([on]) -> boolean
+   Whether autograd records operations; with an argument, switches it first. */
 static int l_grad_enabled(lua_State *L) {
   if (!lua_isnone(L, 1)) fvl_set_grad_enabled(lua_toboolean(L, 1));
   lua_pushboolean(L, fvl_grad_enabled());
@@ -560,6 +572,9 @@ static int l_grad_enabled(lua_State *L) {
 }
 
 /* ------------------------------------------------------------------ files */
+/*** fvl.save(path, tensor | {name = tensor, ...}) -> true | nil, message
+   A tensor is written as .npy (float32 <f4, int32 <i4); a table of named tensors as an .npz
+   archive. Files are written atomically. */
 static int l_save(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fvl_tensor *t = T(2);
@@ -567,6 +582,9 @@ static int l_save(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
+/*** fvl.load(path) -> tensor | {name = tensor, ...} | nil, message
+   Reads .npy of any plain NumPy dtype (a float32 or int32 result) or an
+   .npz archive (a table of tensors). Malformed headers are an error naming the file. */
 static int l_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   fvl_tensor *t = fvl_npy_load(path);

@@ -9,13 +9,36 @@ Concatenates 1..64 tensors along dim (default 1); other sizes must agree.",
 A new tensor of the given shape (zero-filled); shape and dtype as fvl.zeros.",
   ["fvl.full"] = "fvl.full(shape, value [, dtype]) -> tensor\
 A tensor filled with value; shape and dtype as fvl.zeros.",
+  ["fvl.grad_enabled"] = "fvl.grad_enabled([on]) -> boolean\
+Whether autograd records operations; with an argument, switches it first.",
   ["fvl.gradcheck"] = "fvl.gradcheck(f, inputs, opts)\
 fvl.gradcheck(f, inputs, {eps=, atol=, rtol=}) -> ok, report\
 Central differences of the scalar f(table.unpack(inputs)) against backward(), for every input\
 that requires grad. float32-aware defaults: eps 1e-3, tolerance atol 1e-3 + rtol 1e-2.",
+  ["fvl.info"] = "fvl.info() -> {version =, lua =, blas =, blas_core =, threads =, ...}\
+Versions and the build: FaceVerLoss, Lua, the OpenBLAS build and core, threads.",
+  ["fvl.load"] = "fvl.load(path) -> tensor | {name = tensor, ...} | nil, message\
+Reads .npy of any plain NumPy dtype (a float32 or int32 result) or an\
+.npz archive (a table of tensors). Malformed headers are an error naming the file.",
+  ["fvl.manual_seed"] = "fvl.manual_seed(seed)\
+Seeds the one global generator (fvl.rand, fvl.randn, dropout, shuffles...). Results do not\
+depend on the thread count.",
   ["fvl.matmul"] = "fvl.matmul(a, b) -> tensor\
 Matrix product of float32 tensors: (N×K)·(K×M) → N×M (OpenBLAS sgemm), tracked by autograd.\
 Errors: inner sizes that differ, a dtype other than float32, not 2-D.",
+  ["fvl.maximum"] = "fvl.maximum(a, b) -> tensor\
+Elementwise maximum of two tensors (broadcast) or a tensor and a number.",
+  ["fvl.mem"] = "fvl.mem([reset]) -> {live =, peak =}\
+Bytes of tensor storage held now and at most since the start (or the last reset; reset = true\
+resets the peak after reading it).",
+  ["fvl.minimum"] = "fvl.minimum(a, b) -> tensor\
+Elementwise minimum of two tensors (broadcast) or a tensor and a number.",
+  ["fvl.no_grad"] = "fvl.no_grad(fn, ...) -> the results of fn(...)\
+Runs fn with autograd recording off (evaluation, weight updates); restores it afterwards,\
+also when fn raises.",
+  ["fvl.normalize"] = "fvl.normalize(t [, dim [, eps]]) -> tensor\
+t / max(‖t‖₂, eps) along dim (default: the last dimension; eps 1e-12), tracked by autograd.\
+Errors: a 0-D tensor, dim outside 1..t:dim().",
   ["fvl.ones"] = "fvl.ones(shape [, dtype]) -> tensor\
 A tensor of ones; shape and dtype as fvl.zeros.",
   ["fvl.rand"] = "fvl.rand(shape) -> tensor\
@@ -24,10 +47,20 @@ Uniform [0, 1) float32 samples from the global generator (seed with fvl.manual_s
 Uniform integers in 1..hi (or lo..hi), e.g. labels.",
   ["fvl.randn"] = "fvl.randn(shape) -> tensor\
 Standard normal float32 samples from the global generator (seed with fvl.manual_seed).",
+  ["fvl.rng_state"] = "fvl.rng_state() -> {seed =, counter =}\
+The global generator's state (decimal strings), for checkpoints; see fvl.set_rng_state.",
+  ["fvl.save"] = "fvl.save(path, tensor | {name = tensor, ...}) -> true | nil, message\
+A tensor is written as .npy (float32 <f4, int32 <i4); a table of named tensors as an .npz\
+archive. Files are written atomically.",
+  ["fvl.set_rng_state"] = "fvl.set_rng_state(state)\
+Restores a state from fvl.rng_state(). Errors: a table without seed/counter strings.",
   ["fvl.tensor"] = "fvl.tensor(data [, dtype]) -> tensor\
 A new tensor from nested Lua tables of numbers (or a copy of a tensor converted to dtype).\
 dtype: \"float32\" (default) or \"int32\" (use \"int32\" for labels: fvl.tensor({1, 2}, \"int32\")).\
 Errors: a dtype other than float32/int32; ragged or non-numeric tables.",
+  ["fvl.threads"] = "fvl.threads([n]) -> n\
+The OpenMP threads of the engine and OpenBLAS; with n, sets it first (0: all cores,\
+1..1024). Errors: n outside 0..1024.",
   ["fvl.where"] = "fvl.where(cond, a, b) -> tensor\
 Elementwise cond ~= 0 and a or b; a and b may be tensors or numbers.",
   ["fvl.zeros"] = "fvl.zeros(shape [, dtype]) -> tensor\
@@ -436,9 +469,17 @@ BN-after-embedding of ArcFace's output layer; bn_out=false drops it).",
 hyper-parameters as a plain table (for logs and checkpoints)",
   ["fvl.optim.Optimizer:load_state"] = "fvl.optim.Optimizer:load_state(st)\
 replaces opt.state with `st` (as from a checkpoint), checking tensor shapes against params",
+  ["fvl.optim.adamw"] = "fvl.optim.adamw(params, opts)\
+AdamW (decoupled weight decay): opts lr (1e-3), beta1 (0.9), beta2 (0.999) or betas =\
+{beta1, beta2} (each < 1), eps (1e-8), weight_decay (0.01), no_decay_bias_bn (false).",
   ["fvl.optim.clip_grad_norm"] = "fvl.optim.clip_grad_norm(params, max_norm)\
 scales all gradients so that their global L2 norm is at most max_norm; returns the norm\
 before clipping (a non-finite norm is returned and nothing is scaled)",
+  ["fvl.optim.sgd"] = "fvl.optim.sgd(params, opts)\
+SGD with momentum (PyTorch's update): params is a list of tensors and/or modules (their\
+parameters()); opts: lr (required), momentum (0), dampening (0, in 0..1), nesterov (false;\
+needs momentum > 0 and dampening = 0), weight_decay (0), no_decay_bias_bn (false: true skips\
+weight decay on biases and batch-norm parameters). opt:step() after backward, opt:zero_grad().",
   ["fvl.plot.Animation:add_chart"] = "fvl.plot.Animation:add_chart(spec)\
 anim:add_chart(spec): the next frame is a line chart (plot.lines options, without file; drawn\
 at the animation's size)",

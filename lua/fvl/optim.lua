@@ -134,6 +134,10 @@ end
 local SGD = util.class("SGD", Optimizer)
 SGD.__call = nil
 
+--- SGD with momentum (PyTorch's update): params is a list of tensors and/or modules (their
+--- parameters()); opts: lr (required), momentum (0), dampening (0, in 0..1), nesterov (false;
+--- needs momentum > 0 and dampening = 0), weight_decay (0), no_decay_bias_bn (false: true skips
+--- weight decay on biases and batch-norm parameters). opt:step() after backward, opt:zero_grad().
 function optim.sgd(params, opts)
   local fn = "optim.sgd"
   opts = util.check_opts(fn, opts, { "lr", "momentum", "dampening", "nesterov", "weight_decay", "no_decay_bias_bn" })
@@ -199,6 +203,8 @@ end
 local AdamW = util.class("AdamW", Optimizer)
 AdamW.__call = nil
 
+--- AdamW (decoupled weight decay): opts lr (1e-3), beta1 (0.9), beta2 (0.999) or betas =
+--- {beta1, beta2} (each < 1), eps (1e-8), weight_decay (0.01), no_decay_bias_bn (false).
 function optim.adamw(params, opts)
   local fn = "optim.adamw"
   opts = util.check_opts(fn, opts, { "lr", "beta1", "beta2", "betas", "eps", "weight_decay", "no_decay_bias_bn" })

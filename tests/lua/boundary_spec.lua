@@ -355,6 +355,20 @@ describe("face data files and options", function()
   end)
 end)
 
+describe("error paths release what they took (engine bytes held return to where they were)", function()
+  it("index_add with a bad source after a valid index list (found by api_fuzz seed 1)", function()
+    local t = fvl.zeros(4, 3)
+    collectgarbage(); collectgarbage()
+    local before = fvl.mem().live
+    for _ = 1, 3 do
+      local ok = pcall(function() return t:index_add(1, {1, 2}, "not a tensor") end)
+      expect_true(not ok, "index_add accepted a string source")
+    end
+    collectgarbage(); collectgarbage()
+    expect_eq(fvl.mem().live, before, "engine bytes held after three failed index_add calls")
+  end)
+end)
+
 describe("bench probes", function()
   it("fvl._bench.fma_peak_all refuses a duration outside (0, 10] and measures within it", function()
     for _, bad in ipairs({ 0, -1, 11, 0 / 0 }) do
