@@ -118,9 +118,20 @@ fvl_store *fvl_store_open(const char *path) {
     return NULL;
   }
   sqlite3_busy_timeout(s->db, 60000);
-  /* journal_mode returns a row; "file is not a database" shows up here */
+  /* journal_mode returns a row; "file is not a database" shows up here. Switching to WAL needs
+   * the file to itself, and SQLite answers BUSY at once (no busy handler) while another driver
+   * is creating or converting the same new store, so that answer is retried for up to 60 s. */
   char *msg = NULL;
-  if (sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg) != SQLITE_OK) {
+  int rc;
+  for (int tries = 0;; tries++) {
+    rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL", NULL, NULL, &msg);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || tries >= 1200) break;
+    sqlite3_free(msg);
+    msg = NULL;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  if (rc != SQLITE_OK) {
     fvl_err("store.open: %s is not a usable sweep store (%s)", path, msg ? msg : sqlite3_errmsg(s->db));
     sqlite3_free(msg);
     fvl_store_close(s);
