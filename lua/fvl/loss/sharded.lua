@@ -163,6 +163,7 @@ local function make_F(ctx)
     return F.linear_logits(dist.copy(x), W, b, ws)
   end
   S.group_max = F.group_max   -- column-local: the same on a slice
+  S.group_max_ws = F.group_max_ws
   function S.margin_ce(cos, y, spec, name)
     return F.margin_ce_shard(cos, ctx.cols, spec, name, ctx.cap)
   end
