@@ -432,9 +432,11 @@ any per-class tensor of a sharded head (this rank's rows) as the whole-head tens
 full C×D centres on every rank (for export / evaluation; a collective: every rank calls it)",
   ["fvl.loss.sharded.gather_weight_grad"] = "fvl.loss.sharded.gather_weight_grad(self)\
 full C×D gradient of the centres (zeros where no gradient), after backward",
-  ["fvl.loss.sharded.init_weight"] = "fvl.loss.sharded.init_weight(self, spec, W, C, D)\
+  ["fvl.loss.sharded.init_weight"] = "fvl.loss.sharded.init_weight(self, spec, W, R, D)\
 called by Head:setup: this rank's rows of the centres, as the unsharded head would have them\
-(the same seeded initialisation, or the rows of a given full weight)",
+(the same seeded initialisation, or the rows of a given full weight). R rows of W: R = C·K for a\
+head with K rows per class (spec.group = K, set by its constructor: Sub-center ArcFace), whose\
+classes stay whole (rank r keeps the K rows of each of its classes).",
   ["fvl.loss.sharded.predict"] = "fvl.loss.sharded.predict(self, x)\
 predicted class ids (1-based, global) of each row of x: the best column over the ranks",
   ["fvl.loss.sharded.raw_logits"] = "fvl.loss.sharded.raw_logits(inner)\
@@ -444,8 +446,8 @@ options the constructors do not see: returns the spec (or nil) and the options w
   ["fvl.loss.subcenter.Sub:class_cosine"] = "fvl.loss.subcenter.Sub:class_cosine(x, B)\
 B×C cosines to the nearest sub-centre of each class (tracked)",
   ["fvl.loss.subcenter.Sub:max_workspaces"] = "fvl.loss.subcenter.Sub:max_workspaces(B)\
-the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B stays the\
-same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a\
+the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay\
+the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a\
 step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.",
   ["fvl.loss.subcenter.Sub:prune"] = "fvl.loss.subcenter.Sub:prune(x, labels, o)\
 head:prune(x, labels [, {max_angle = 75, batch = 4096}]) →\

@@ -14,12 +14,14 @@ local opts, num, bool, enum = base.opts, base.num, base.bool, base.enum
 local fail = util.fail
 local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 
--- the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B stays the
--- same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
+-- the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay
+-- the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
 -- step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.
 function Sub:max_workspaces(B)
-  if self._mgws_B ~= B then
-    self._mgws, self._mgws_B, self._max = fvl.empty(B, self.classes), B, nil
+  -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
+  local C = self._ws_cols and self._ws_cols // self.K or self.classes
+  if self._mgws_B ~= B or self._mgws_C ~= C then
+    self._mgws, self._mgws_B, self._mgws_C, self._max = fvl.empty(B, C), B, C, nil
   end
   return self._mgws
 end
@@ -61,6 +63,10 @@ function Sub:prune(x, labels, o)
   o = util.check_opts(n, o, { "max_angle", "batch" })
   local max_angle = num(n, "max_angle", o.max_angle, 75, 0, 180)
   local bs = util.integer(n, "batch", o.batch, 4096, 1)
+  if self.shard then
+    fail(string.format("%s: prune works on the whole head; gather it first (fvl.dist.gather_checkpoint, or " ..
+                       "subcenter_arcface{weight = head:gather_weight(), K = %d} in one process)", n, self.K))
+  end
   local N, y = self:check_input(x, labels)
   local K, C, D = self.K, self.classes, self.dim
   local ylist = y:totable()
@@ -111,6 +117,8 @@ function M.subcenter_arcface(o)
     fail(string.format("%s: weight is %s but K = %d (expected (classes·K)×dim rows)", n,
                        util.shape_str(o.weight), K))
   end
+  -- sharded / Partial FC keep each class's K rows together
+  if base.pending_shard then base.pending_shard.group = K end
   local self = setmetatable({}, Sub):setup(n, so)
   self.K = K
   self.weight_rows = self.classes
