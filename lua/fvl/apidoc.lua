@@ -178,6 +178,13 @@ spread, noise, long_tail, label_noise (0 <= p < 1), seed (1), size (rgb images, 
 fvl.data.write_bin_pack(path, bins, issame): a pack that insightface's loaders and\
 fvl.data.bin_pack read: pickle protocol 3 of (list of bytes, list of bools), written\
 atomically. bins = 2N encoded images (strings), issame = N booleans (or 0/1).",
+  ["fvl.data.write_pairs_pack"] = "fvl.data.write_pairs_pack(path, images, labels, opts)\
+fvl.data.write_pairs_pack(path, images, labels, {pairs = 600, seed = 1, format = \"png\", quality = 95})\
+draws verification pairs from labelled images (N×C×H×W, pixels 0..255; labels 1-based, any\
+order) and writes them as a .bin pack (write_bin_pack): odd pairs are two different images of\
+one identity, even pairs images of two different identities, each drawn by fvl.sys.hash(seed, ·)\
+(the same pack for the same arguments). Every identity needs at least 2 images, and there\
+must be at least 2 identities. Returns true or nil, message.",
   ["fvl.diagnostics.diagnose"] = "fvl.diagnostics.diagnose(t)\
 Everything at once, flat (suitable for sweep metrics and results files).\
 t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3}",
