@@ -48,14 +48,6 @@ static void free_ctx(void *p) {
   free(c);
 }
 
-static int accum_row(fvl_node *n, int i, fvl_tensor *v) {
-  fvl_tensor *r = v;
-  if (!fvl_same_shape(v, n->in[i])) r = fvl_reshape(v, n->in[i]->ndim, n->in[i]->size);
-  int rc = r ? fvl_node_accum(n, i, r) : -1;
-  if (r != v) fvl_release(r);
-  return rc;
-}
-
 static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   shard_ctx *c = n->ctx;
   fvl_tensor *cos = n->saved[0], *y = n->saved[1], *lse = n->saved[2], *srow = n->saved[3],
@@ -66,21 +58,33 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   int B = c->B, C = c->C;
   float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
   int64_t szb[1] = {B}, sz[2] = {B, C};
-  /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
   fvl_tensor *dc = NULL, *ds = NULL, *dm = NULL, *cin = n->in[0];
-  fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
-  if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
-    dc = fvl_retain(c->gws);
-  else
-    dc = fvl_empty(FVL_F32, 2, sz);
-  int rc = dc ? 0 : -1;
-  if (rc == 0 && fvl_node_wants(n, 1) && !(ds = fvl_empty(FVL_F32, 1, szb))) rc = -1;
-  if (rc == 0 && fvl_node_wants(n, 2) && !(dm = fvl_empty(FVL_F32, 1, szb))) rc = -1;
-  if (rc == 0)
+  /* fused class blocks: the cosine node that made this slice's cos forms the gradient per block
+     (capped rows skipped); the row vectors' parts are reduced here as below */
+  int deferred = 0;
+  if (cin && fvl_loss_fused()) {
+    deferred = fvl_lo_defer_margin_rows(cin, &sp, fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), fvl_f32(lse),
+                                        c->capped, gscale, fvl_node_wants(n, 1) ? &ds : NULL,
+                                        fvl_node_wants(n, 2) ? &dm : NULL);
+    if (deferred < 0) return -1;
+  }
+  int rc = 0;
+  if (!deferred) {
+    /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
+    fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
+    if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
+      dc = fvl_retain(c->gws);
+    else
+      dc = fvl_empty(FVL_F32, 2, sz);
+    rc = dc ? 0 : -1;
+    if (rc == 0 && fvl_node_wants(n, 1) && !(ds = fvl_empty(FVL_F32, 1, szb))) rc = -1;
+    if (rc == 0 && fvl_node_wants(n, 2) && !(dm = fvl_empty(FVL_F32, 1, szb))) rc = -1;
+  }
+  if (rc == 0 && !deferred)
     rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
                                 fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
   /* rows whose loss was capped (p_y floored) have no gradient, as torch's clamp_min */
-  if (rc == 0 && c->capped)
+  if (rc == 0 && c->capped && !deferred)
     for (int i = 0; i < B; i++)
       if (c->capped[i]) {
         memset(fvl_f32(dc) + (size_t)i * C, 0, sizeof(float) * (size_t)C);
@@ -90,9 +94,9 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   /* the row vectors are replicated: their gradient is the sum of the ranks' parts */
   if (rc == 0 && ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
   if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
-  if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
-  if (rc == 0 && ds) rc = accum_row(n, 1, ds);
-  if (rc == 0 && dm) rc = accum_row(n, 2, dm);
+  if (rc == 0 && dc && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
+  if (rc == 0 && ds) rc = fvl_lo_accum_vec(n, 1, ds);
+  if (rc == 0 && dm) rc = fvl_lo_accum_vec(n, 2, dm);
   fvl_release(dc);
   fvl_release(ds);
   fvl_release(dm);

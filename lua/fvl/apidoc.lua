@@ -142,6 +142,13 @@ in x, W (rows added straight into W.grad) and xi.",
   ["fvl.F.dropout"] = "fvl.F.dropout(x [, p [, training]]) -> tensor\
 Inverted dropout: zeroes each element with probability p (0.5) and scales the rest by 1/(1−p),\
 drawn from the global generator; the identity when training is false. Tracked.",
+  ["fvl.F.fused"] = "fvl.F.fused([on]) -> the previous setting\
+The fused class-block backward of the normalised heads (on by default): a margin softmax-CE\
+taken of F.cosine's output writes no B×C gradient; the cosine's backward forms each block of\
+it from the saved cosines in cache and runs both GEMMs of the block on it. false: the two-pass\
+path (margin_ce writes the B×C gradient, the cosine backward reads it), for comparisons.\
+\"recompute\": fused, and the backward recomputes each block's cosines by a GEMM instead of\
+reading them (a measurement, see scripts/bench/heads.lua).",
   ["fvl.F.gather_rows"] = "fvl.F.gather_rows(W, labels) -> B×D tensor\
 The rows W[labels[i]] (labels 1-based, checked against W's rows), tracked: the backward adds\
 the B rows straight into W.grad (no C×D temporary).",
@@ -529,6 +536,13 @@ id2 =} and the image's encoded bytes. Errors: a malformed record header.",
 fvl.data.write_bin_pack(path, bins, issame): a pack that insightface's loaders and\
 fvl.data.bin_pack read: pickle protocol 3 of (list of bytes, list of bools), written\
 atomically. bins = 2N encoded images (strings), issame = N booleans (or 0/1).",
+  ["fvl.data.write_pairs_pack"] = "fvl.data.write_pairs_pack(path, images, labels, opts)\
+fvl.data.write_pairs_pack(path, images, labels, {pairs = 600, seed = 1, format = \"png\", quality = 95})\
+draws verification pairs from labelled images (N×C×H×W, pixels 0..255; labels 1-based, any\
+order) and writes them as a .bin pack (write_bin_pack): odd pairs are two different images of\
+one identity, even pairs images of two different identities, each drawn by fvl.sys.hash(seed, ·)\
+(the same pack for the same arguments). Every identity needs at least 2 images, and there\
+must be at least 2 identities. Returns true or nil, message.",
   ["fvl.data.ImageSet:batch"] = "fvl.data.ImageSet:batch(indices, opts)\
 ds:batch(indices (1-based list or int32 tensor), {flip=, crop=, seed=, epoch=, mean=, std=})\
   -> x B×C×H×W normalised, y (1-based)",
@@ -842,7 +856,9 @@ composed from tensor ops) instead of the fused kernels; false switches back.",
 x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.\
 Returns B and the labels (a 1-D int32 tensor, or the Lua list as given).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
-normalised cosine matrix of this batch against the centres (tracked), in the workspace",
+normalised cosine matrix of this batch against the centres (tracked), in the workspace\
+(with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the\
+cosine's backward: no B×C gradient workspace)",
   ["fvl.loss.Head:describe"] = "fvl.loss.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.Head:eval"] = "fvl.loss.Head:eval() -> head\
@@ -868,10 +884,11 @@ Fills name, dim, classes, weight, nonfinite, training from checked options `o`."
 training mode (on = true, default) or evaluation mode; heads with\
 batch statistics (CurricularFace's t, AdaFace's EMA, AdaCos's dynamic s) update them only in\
 training mode.",
-  ["fvl.loss.Head:workspaces"] = "fvl.loss.Head:workspaces(B, logits)\
+  ["fvl.loss.Head:workspaces"] = "fvl.loss.Head:workspaces(B, logits, grad)\
 B×C logits workspace (unless logits = false: heads whose logits come from another op) and\
-B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept\
-(asking for the logits workspace later does not replace the gradient one).",
+B×C gradient workspace (unless grad = false: the fused class blocks write no B×C gradient),\
+reallocated only when B or C change; a buffer that exists is kept (asking for the logits\
+workspace later does not replace the gradient one).",
   ["fvl.loss.adacos:next_scale"] = "fvl.loss.adacos:next_scale(cos, y, B)\
 the dynamic scale from this batch's cosines (detached) and the previous scale",
   ["fvl.loss.adaface:row_margins"] = "fvl.loss.adaface:row_margins(x, B)\
