@@ -247,7 +247,11 @@ local function make_F(ctx)
     if W == ctx.weight then W, b = ctx.W, ctx.b end
     return F.linear_logits(cols_x(x), W, b, ws)
   end
-  function S.group_max(cos, ...) return F.group_max(unlazy(cos), ...) end   -- column-local: the same on a slice
+  -- column-local: the same on a slice
+  function S.group_max(cos, ...) return F.group_max(unlazy(cos), ...) end
+  function S.group_max_ws(cos, K, gws, prev)   -- no workspaces in row chunks: then no previous output
+    return F.group_max_ws(unlazy(cos), K, gws, gws and prev or nil)
+  end
   function S.margin_ce(cos, y, spec, name)
     if pending(cos) then
       local x, W = lazy_xw(cos)
