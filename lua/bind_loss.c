@@ -451,6 +451,30 @@ static int l_pfc_sample(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.fused([on]) -> the previous setting
+ * The fused class-block backward of the normalised heads (on by default): a margin softmax-CE
+ * taken of F.cosine's output writes no B×C gradient; the cosine's backward forms each block of
+ * it from the saved cosines in cache and runs both GEMMs of the block on it. false: the two-pass
+ * path (margin_ce writes the B×C gradient, the cosine backward reads it), for comparisons.
+ * "recompute": fused, and the backward recomputes each block's cosines by a GEMM instead of
+ * reading them (a measurement, see scripts/bench/heads.lua). */
+static int l_fused(lua_State *L) {
+  int prev = fvl_loss_fused();
+  if (!lua_isnoneornil(L, 1)) {
+    int mode;
+    if (lua_isboolean(L, 1)) mode = lua_toboolean(L, 1);
+    else if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "recompute") == 0) mode = 2;
+    else
+      return lua_type(L, 1) == LUA_TSTRING
+                 ? luaL_error(L, "F.fused: on must be true, false or 'recompute', got '%s'", lua_tostring(L, 1))
+                 : luaL_error(L, "F.fused: on must be true, false or 'recompute', got %s", luaL_typename(L, 1));
+    fvl_loss_set_fused(mode);
+  }
+  if (prev == 2) lua_pushliteral(L, "recompute");
+  else lua_pushboolean(L, prev);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
@@ -459,6 +483,7 @@ int fvl_open_loss(lua_State *L) {
     {"margin_ce_shard", l_margin_ce_shard}, {"cosine_margin_ce_shard", l_cosine_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
+    {"fused", l_fused},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

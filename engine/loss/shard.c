@@ -75,14 +75,6 @@ static fvl_margin_spec rows_spec(const shard_ctx *c, fvl_tensor *srow, fvl_tenso
   return sp;
 }
 
-static int accum_row(fvl_node *n, int i, fvl_tensor *v) {
-  fvl_tensor *r = v;
-  if (!fvl_same_shape(v, n->in[i])) r = fvl_reshape(v, n->in[i]->ndim, n->in[i]->size);
-  int rc = r ? fvl_node_accum(n, i, r) : -1;
-  if (r != v) fvl_release(r);
-  return rc;
-}
-
 /* rows r0..r0+n−1 whose loss was capped (p_y floored) have no gradient, as torch's clamp_min */
 static void zero_capped(const shard_ctx *c, int64_t r0, int64_t n, float *dc, int ldd, float *ds, float *dm) {
   if (!c->capped) return;
@@ -98,8 +90,8 @@ static int finish_rows(fvl_node *n, int is, int im, fvl_tensor *ds, fvl_tensor *
   int rc = 0;
   if (ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
   if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
-  if (rc == 0 && ds) rc = accum_row(n, is, ds);
-  if (rc == 0 && dm) rc = accum_row(n, im, dm);
+  if (rc == 0 && ds) rc = fvl_lo_accum_vec(n, is, ds);
+  if (rc == 0 && dm) rc = fvl_lo_accum_vec(n, im, dm);
   return rc;
 }
 static int row_grads(fvl_node *n, int is, int im, int B, fvl_tensor **ds, fvl_tensor **dm) {
@@ -118,19 +110,31 @@ static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   int B = c->B, C = c->C;
   float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
   int64_t sz[2] = {B, C};
-  /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
   fvl_tensor *dc = NULL, *ds = NULL, *dm = NULL, *cin = n->in[0];
-  fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
-  if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
-    dc = fvl_retain(c->gws);
-  else
-    dc = fvl_empty(FVL_F32, 2, sz);
-  int rc = dc ? row_grads(n, 1, 2, B, &ds, &dm) : -1;
-  if (rc == 0)
-    rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
-                                fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
-  if (rc == 0) zero_capped(c, 0, B, fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
-  if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
+  /* fused class blocks: the cosine node that made this slice's cos forms the gradient per block
+     (capped rows skipped); the row vectors' parts are reduced here as below */
+  int deferred = 0;
+  if (cin && fvl_loss_fused()) {
+    deferred = fvl_lo_defer_margin_rows(cin, &sp, fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), fvl_f32(lse),
+                                        c->capped, gscale, fvl_node_wants(n, 1) ? &ds : NULL,
+                                        fvl_node_wants(n, 2) ? &dm : NULL);
+    if (deferred < 0) return -1;
+  }
+  int rc = 0;
+  if (!deferred) {
+    /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
+    fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
+    if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
+      dc = fvl_retain(c->gws);
+    else
+      dc = fvl_empty(FVL_F32, 2, sz);
+    rc = dc ? row_grads(n, 1, 2, B, &ds, &dm) : -1;
+    if (rc == 0)
+      rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
+                                  fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+    if (rc == 0) zero_capped(c, 0, B, fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+    if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
+  }
   if (rc == 0) rc = finish_rows(n, 1, 2, ds, dm, B);
   fvl_release(dc);
   fvl_release(ds);
