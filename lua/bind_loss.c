@@ -388,6 +388,13 @@ static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t
   return o;
 }
 
+static int push_shard_loss(lua_State *L, fvl_tensor *loss, const char *name, int bad) {
+  if (!loss) return fvl_raise(L);
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
 /*** fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor
    fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the
    per-row target column on this rank (0 when another rank holds it); the softmax's max and sum
@@ -400,13 +407,37 @@ static int l_margin_ce_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, name);
   spec_args o;
   parse_spec(L, 3, name, &o);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad, (float)cap);
-  if (!loss) return fvl_raise(L);
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
-  fvl_pushtensor(L, loss);
-  return 1;
+  return push_shard_loss(L, loss, name, bad);
+}
+
+/*** fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:
+   the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the
+   spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched
+   shapes, chunk < 1, cap < 0. */
+static int l_cosine_margin_ce_shard(lua_State *L) {
+  const char *name = luaL_optstring(L, 6, "margin_ce");
+  double cap = luaL_optnumber(L, 7, 0);
+  if (!(cap >= 0)) fvl_error(L, "%s: cap = %g (expected >= 0, 0 = none)", name, cap);
+  fvl_tensor *x = T(1), *W = T(2);
+  char b1[64], b2[64];
+  if (x->ndim != 2 || W->ndim != 2 || x->size[1] != W->size[1])
+    fvl_error(L, "%s: x is %s and W %s (expected B×D embeddings and C×D centres)", name,
+              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
+  lua_Integer chunk = luaL_checkinteger(L, 5);
+  if (chunk < 1) fvl_error(L, "%s: chunk = %lld (expected >= 1 rows)", name, (long long)chunk);
+  spec_args o;
+  parse_spec(L, 4, name, &o);
+  check_thr(L, name, &o, x->size[0]);
+  fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], W->size[0]);
+  int bad = 0;
+  fvl_tensor *loss = fvl_cosine_margin_ce_shard(x, W, y, &o.sp, o.s_row, o.m_row, (int64_t)chunk, name, o.warn,
+                                                &bad, (float)cap);
+  return push_shard_loss(L, loss, name, bad);
 }
 
 /*** fvl.F.target_cos_shard(cos, cols) -> B tensor
@@ -509,7 +540,7 @@ int fvl_open_loss(lua_State *L) {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
-    {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
+    {"margin_ce_shard", l_margin_ce_shard}, {"cosine_margin_ce_shard", l_cosine_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused},

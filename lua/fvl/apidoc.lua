@@ -136,6 +136,11 @@ max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into
 near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32\
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
+  ["fvl.F.cosine_margin_ce_shard"] = "fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor\
+fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:\
+the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the\
+spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched\
+shapes, chunk < 1, cap < 0.",
   ["fvl.F.disc_dist"] = "fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor\
 DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked\
 in x, W (rows added straight into W.grad) and xi.",
@@ -195,6 +200,7 @@ gradient workspace), nonfinite = \"error\"|\"warn\" (\"error\": a non-finite los
 first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\").",
+  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\

@@ -149,6 +149,7 @@ end
 -- reallocated only when B or C change; a buffer that exists is kept (asking for the logits
 -- workspace later does not replace the gradient one).
 function Head:workspaces(B, logits, grad)
+  if self._no_ws then return nil, nil end   -- a sharded head in row chunks (fvl.loss.sharded)
   local C = self._ws_cols or self.weight:size(1)   -- sampled columns (Partial FC)
   if self._ws_B ~= B or self._ws_C ~= C then
     self._ws, self._gws = nil, nil
