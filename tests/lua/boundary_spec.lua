@@ -355,6 +355,47 @@ describe("face data files and options", function()
   end)
 end)
 
+describe("parser fuzz findings (tests/fuzz: fuzz_rec, fuzz_bin, fuzz_image)", function()
+  local function rec_pair(name, idx_text)
+    local p = tmp .. "/" .. name .. ".rec"
+    local w = assert(fvl.data.rec_writer(p))
+    w:write_raw("abcd")
+    w:write_raw("efgh")
+    assert(w:close())
+    if idx_text then write(tmp .. "/" .. name .. ".idx", idx_text) end
+    return p
+  end
+  it("an .idx whose last line ends in a digit (no newline) is an error, not a read past the buffer", function()
+    local p = rec_pair("noeol", "0\t0\n1\t16")
+    local r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("line 2: expected 'key<TAB>offset<LF>'", 1, true), err)
+  end)
+  it("an .idx offset of 2^63 - 1 is outside the file (no signed overflow)", function()
+    local p = rec_pair("bigoff", "0\t0\n1\t9223372036854775807\n")
+    local r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("offset 9223372036854775807 is outside", 1, true), err)
+    p = rec_pair("hugeoff", "0\t0\n1\t99999999999999999999\n")
+    r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("0..2^63-1", 1, true), err)
+  end)
+  it("an insightface header whose range is huge or beyond the records is refused", function()
+    local p = tmp .. "/hdr.rec"
+    local w = assert(fvl.data.rec_writer(p))
+    w:write { label = { 3, 9.2e19 }, key = 0 }
+    w:write { image = "x", label = 0 }
+    w:write { image = "y", label = 1 }
+    assert(w:close())
+    local s, err = fvl.data.images { rec = p }
+    expect_true(s == nil and err:find("are not a range of record numbers", 1, true), err)
+    w = assert(fvl.data.rec_writer(p))
+    w:write { label = { 1000000, 1000001 }, key = 0 }
+    w:write { image = "x", label = 0 }
+    assert(w:close())
+    s, err = fvl.data.images { rec = p }
+    expect_true(s == nil and err:find("records 1..999999 but the file holds 2 records", 1, true), err)
+  end)
+end)
+
 describe("error paths release what they took (engine bytes held return to where they were)", function()
   it("index_add with a bad source after a valid index list (found by api_fuzz seed 1)", function()
     local t = fvl.zeros(4, 3)
