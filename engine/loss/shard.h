@@ -38,4 +38,9 @@ int fvl_copy_rows_(fvl_tensor *dst, fvl_tensor *rows, fvl_tensor *src);
    positives when they are more); sorted 0-based int32 rows. The negatives come from the
    counter-based generator at (seed, counter), counter advanced by the caller. */
 fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t counter);
+/* pairwise Circle loss of a rank's B anchors, the columns first..first+B−1 (0-based) of the N
+   gathered rows: S is B×N (the anchors' similarities to every gathered row), y the N gathered
+   0-based labels. Replicated: Σ over the ranks' valid anchors' losses / their count (0 when there
+   is none), the same as fvl_circle_pairwise on the whole N×N; tracked in S. */
+fvl_tensor *fvl_circle_pairwise_shard(fvl_tensor *S, fvl_tensor *y, int64_t first, float m, float gamma);
 #endif

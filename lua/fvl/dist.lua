@@ -217,15 +217,18 @@ function M.gather_checkpoint(dir, out)
     for k, v in pairs(first.head.scalars) do head[k] = v end
     local C = h.head and h.head.classes
     for name in pairs(first.head.tensors) do
-      local parts, rows, per_class = {}, 0, true
+      -- rows per class: 1, or K for Sub-center ArcFace's weight (each rank keeps whole classes)
+      local t1 = first.head.tensors[name]
+      local g = (t1 and t1:dim() >= 1 and h.ranks[1].n > 0) and t1:size(1) // h.ranks[1].n or 1
+      local parts, rows, per_class = {}, 0, g >= 1
       for k, ck in ipairs(cks) do
         local t = ck.head.tensors[name]
         local n = h.ranks[k].n
-        if not t or t:dim() < 1 or t:size(1) ~= n then per_class = false end
+        if not t or t:dim() < 1 or t:size(1) ~= n * g then per_class = false end
         parts[k] = t
         rows = rows + (t and t:dim() >= 1 and t:size(1) or 0)
       end
-      if per_class and h.head and h.head.sharded and rows == C then
+      if per_class and h.head and h.head.sharded and C and rows == C * g then
         head[name] = fvl.cat(parts, 1)
       else
         head[name] = parts[1]      -- replicated (a shared ξ) or an unsharded head
