@@ -197,6 +197,32 @@ describe("declared option tables", function()
     expect_true(keys.s and keys.m and keys.fallback and keys.gws and keys.nonfinite, "margin_spec keys")
     expect_eq(fvl._options.sgd_step[1], "lr")
   end)
+  it("the plot bindings read declared tables (fvl._options['plot.*'] are fvl.plot's lists)", function()
+    local series = { { x = { 1, 2 }, y = { 3, 4 } } }
+    local P = fvl._plot
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, titel = "x" }) end,
+                 "plot.lines: unknown option 'titel' (expected one of: file, width, height, title,")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, xlog = 1 }) end,
+                 "plot.lines: xlog must be a boolean, got number")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, legend = 9 }) end,
+                 "plot.lines: legend = 9 is outside -1..4")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = { { x = { 1 }, y = { 2 }, dash = "wavy" } } }) end,
+                 "plot.lines: series[1]: dash = 'wavy' (expected solid|dashed|dotted)")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, notes = { { x = 1, y = 2, txt = "a" } } }) end,
+                 "plot.lines: notes[1]: unknown option 'txt' (expected one of: x, y, text)")
+    expect_error(function() P.sheet(tmp .. "/s.png", { { file = tmp .. "/d.png", caption = "c" } }) end,
+                 "plot.sheet: panels[1]: unknown option 'caption'")
+    expect_error(function() P.features(fvl.randn(3, 2), nil, { alpha = 2 }) end, "plot.features: alpha = 2 is outside 0..1")
+    expect_error(function() fvl.plot.lines({ file = tmp .. "/d.png", series = { { x = { 1 }, y = { 2 }, colour = 1 } } }) end,
+                 "plot.lines: series[1]: unknown option 'colour'")
+    -- many notes and series with GC-running __index tables: the stack stays bounded, strings live
+    local notes = {}
+    for i = 1, 300 do notes[i] = gc_proxy(function(k) return k == "text" and ("n" .. i) or (k == "x" and i or k == "y" and i or nil) end, 0) end
+    local many = {}
+    for i = 1, 300 do many[i] = { x = { i, i + 1 }, y = { 1, 2 }, label = "s" .. i } end
+    P.lines({ file = tmp .. "/many.png", series = many, notes = notes, width = 320, height = 240 })
+    expect_true(io.open(tmp .. "/many.png", "rb") ~= nil, "the chart was written")
+  end)
 end)
 
 describe("strict .npy headers", function()
