@@ -7,6 +7,7 @@
 #include "bind.h"
 #include "loss/loss_ops.h"
 #include "loss/shard.h"
+#include "loss/group_max_ws.h"
 
 #define T(i) fvl_checktensor(L, i)
 
@@ -211,15 +212,38 @@ static int l_neg_lse(lua_State *L) {
   return 1;
 }
 
+/* cos (argument 1, B×(C·K)) and K (argument 2) of F.group_max / F.group_max_ws, checked */
+static fvl_tensor *group_max_args(lua_State *L, const char *fn, int64_t *K) {
+  fvl_tensor *cos = T(1);
+  lua_Integer k = luaL_checkinteger(L, 2);
+  if (cos->ndim != 2) fvl_error(L, "%s: cos must be a B×(C·K) matrix", fn);
+  if (k < 1 || k > cos->size[1]) fvl_error(L, "%s: K = %lld (expected 1..%lld)", fn, (long long)k, (long long)cos->size[1]);
+  *K = (int64_t)k;
+  return cos;
+}
+
 /* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
 static int l_group_max(lua_State *L) {
-  fvl_tensor *cos = T(1);
-  lua_Integer K = luaL_checkinteger(L, 2);
-  fvl_tensor *ws = fvl_opttensor(L, 3), *gws = fvl_opttensor(L, 4);
-  if (cos->ndim != 2) return luaL_error(L, "group_max: cos must be a B×(C·K) matrix");
-  if (K < 1 || K > cos->size[1])
-    return fvl_error(L, "group_max: K = %lld (expected 1..%lld)", (long long)K, (long long)cos->size[1]);
-  fvl_pushtensor(L, fvl_group_max(cos, (int64_t)K, ws, gws));
+  int64_t K;
+  fvl_tensor *cos = group_max_args(L, "group_max", &K);
+  fvl_pushtensor(L, fvl_group_max(cos, K, fvl_opttensor(L, 3), fvl_opttensor(L, 4)));
+  return 1;
+}
+
+/*** fvl.F.group_max_ws(cos, K, gws [, prev]) -> B×C tensor
+ * Max over each group of K columns of cos (B×(C·K), e.g. F.cosine against C·K sub-centres):
+ * out[i][j] = max_k cos[i][(j−1)·K + k], tracked; the gradient goes to the arg-max column only
+ * (ties: the first). gws (a contiguous float32 B×(C·K) tensor, or nil) is the one workspace: while
+ * no unfinished graph uses it, out is a view of its first B·C floats and the backward writes the
+ * B×(C·K) gradient into it, so the step keeps no B×C buffer of its own (the arg-max is recomputed
+ * from cos). prev: this function's previous output on gws (lets it reuse gws once that graph is
+ * finished). The values of out are overwritten by its backward and by the next call on gws.
+ * Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws must not
+ * share cos's storage. */
+static int l_group_max_ws(lua_State *L) {
+  int64_t K;
+  fvl_tensor *cos = group_max_args(L, "group_max_ws", &K);
+  fvl_pushtensor(L, fvl_group_max_ws(cos, K, fvl_opttensor(L, 3), fvl_opttensor(L, 4)));
   return 1;
 }
 
@@ -405,6 +429,7 @@ int fvl_open_loss(lua_State *L) {
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
     {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
+    {"group_max_ws", l_group_max_ws},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

@@ -9,8 +9,8 @@
  * embeddings, row vectors such as s_row, m_row, the returned loss, h or c) carry their full
  * gradient on every rank; this rank's columns carry their own. So the backward sums the ranks'
  * parts of the row vectors' gradients (margin_ce_shard's s_row / m_row), and the gathered
- * embeddings enter the column work through fvl_dist_copy_t (its backward sums the ranks' parts
- * of dX), after which every rank keeps its own rows. Any replicated computation of a head (a
+ * embeddings enter the column work through fvl_dist_copy_rows_t (its backward reduce-scatters the
+ * ranks' parts of dX: each rank receives the sum of its own rows). Any replicated computation of a head (a
  * norm, a regulariser) then needs nothing special. */
 #ifndef FVL_LOSS_SHARD_H
 #define FVL_LOSS_SHARD_H

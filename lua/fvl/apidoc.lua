@@ -66,6 +66,16 @@ Elementwise cond ~= 0 and a or b; a and b may be tensors or numbers.",
   ["fvl.zeros"] = "fvl.zeros(shape [, dtype]) -> tensor\
 A tensor of zeros; shape is a table of sizes ({B, D}). dtype \"float32\" (default) or \"int32\".\
 Errors: negative sizes, more than 2^40 elements, an unknown dtype.",
+  ["fvl.F.group_max_ws"] = "fvl.F.group_max_ws(cos, K, gws [, prev]) -> B×C tensor\
+Max over each group of K columns of cos (B×(C·K), e.g. F.cosine against C·K sub-centres):\
+out[i][j] = max_k cos[i][(j−1)·K + k], tracked; the gradient goes to the arg-max column only\
+(ties: the first). gws (a contiguous float32 B×(C·K) tensor, or nil) is the one workspace: while\
+no unfinished graph uses it, out is a view of its first B·C floats and the backward writes the\
+B×(C·K) gradient into it, so the step keeps no B×C buffer of its own (the arg-max is recomputed\
+from cos). prev: this function's previous output on gws (lets it reuse gws once that graph is\
+finished). The values of out are overwritten by its backward and by the next call on gws.\
+Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws must not\
+share cos's storage.",
   ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path)\
 plain info about a checkpoint without loading tensors: header table | nil, message",
   ["fvl.cli.integer"] = "fvl.cli.integer(name, lo, hi)\
@@ -408,6 +418,8 @@ a_i (clamped norms, tracked) and m_i (margins, tracked) of a batch",
 fallback=\"easy\" is the same as easy_margin=true",
   ["fvl.loss.reference.group_max"] = "fvl.loss.reference.group_max(cos, K)\
 max over groups of K consecutive columns (B×C from B×(C·K)); gradient to the arg-max",
+  ["fvl.loss.reference.group_max_ws"] = "fvl.loss.reference.group_max_ws(cos, K)\
+F.group_max_ws's reference: the same max (the workspaces only change where it is stored)",
   ["fvl.loss.reference.neg_lse"] = "fvl.loss.reference.neg_lse(cos, labels, s)\
 log Σ_{j≠y_i} exp(s·c_ij) per row (B), untracked",
   ["fvl.loss.sharded.construct"] = "fvl.loss.sharded.construct(name, ctor, o)\
@@ -434,7 +446,9 @@ options the constructors do not see: returns the spec (or nil) and the options w
   ["fvl.loss.subcenter.Sub:class_cosine"] = "fvl.loss.subcenter.Sub:class_cosine(x, B)\
 B×C cosines to the nearest sub-centre of each class (tracked)",
   ["fvl.loss.subcenter.Sub:max_workspaces"] = "fvl.loss.subcenter.Sub:max_workspaces(B)\
-the B×C max-cosine buffer and its gradient buffer, kept while B and C stay the same",
+the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay\
+the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a\
+step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.",
   ["fvl.loss.subcenter.Sub:prune"] = "fvl.loss.subcenter.Sub:prune(x, labels, o)\
 head:prune(x, labels [, {max_angle = 75, batch = 4096}]) →\
   { weight = C×D dominant sub-centres (a copy), dominant = {k per class, 1-based},\
@@ -492,7 +506,9 @@ An animated GIF of 2-D/3-D features, one frame per add() (e.g. every k training 
   anim:close()                                                        -- writes the file\
 opts: file (.gif), width (640), height (512), delay (seconds per frame, 0.2), loop (0 = for\
 ever, -1 = play once). Nothing is written until close(); an animation dropped without\
-close() leaves no file.",
+close() leaves no file. close() also writes every frame's data beside the GIF (same name,\
+.csv; panel = the frame's number), so the animation can be redrawn elsewhere.\
+Errors: file not ending in .gif, sizes or delay out of range, add() after close().",
   ["fvl.plot.boundaries"] = "fvl.plot.boundaries(losses, opts)\
 The two-class decision boundaries in the (θ1, θ2) plane, θk = angle between x and W_k, in\
 degrees. For each loss the solid curve is where a sample of class 1 sits exactly on its\

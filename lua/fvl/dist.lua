@@ -18,6 +18,10 @@ M.allreduce, M.broadcast, M.allgather, M.reduce_scatter = C.allreduce, C.broadca
 -- tracked helpers for sharded computations: sum(t) = Σ_ranks t (gradient passed to every
 -- rank's part unchanged); copy(t) = t (gradient summed over the ranks: a replicated parameter)
 M.sum, M.copy = C.sum, C.copy
+-- copy_rows(t) = t (first size N·k), gradient summed over the ranks and kept for this rank's
+-- block of k rows only (one reduce-scatter): the column work of a sharded head on the gathered
+-- embeddings, whose rows other than this rank's are not needed
+M.copy_rows = C.copy_rows
 -- rows first..first+n-1 of what fvl.randn(rows, cols) would draw (a rank's part of a seeded init)
 M.randn_rows = C.randn_rows
 

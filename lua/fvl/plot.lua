@@ -17,8 +17,8 @@
 --   panel,series,label,x,y,z,class
 -- panel: 1 (a sheet: its panel number); series: the line's number (plot.lines, roc, history,
 -- boundaries) or "points" / "centres" (plot.features); label: the line's label; x, y (z: 3-D
--- features); class: a point's class id (1-based) or a centre's number. Animations (.gif) get no
--- CSV.
+-- features); class: a point's class id (1-based) or a centre's number. An animation (.gif) gets
+-- the rows of every frame, panel = the frame's number (1-based), written when it is closed.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local P = fvl._plot
@@ -56,24 +56,28 @@ local function write_csv(file, rows)
   return path
 end
 
-local function lines_csv(args)
-  local rows = {}
+-- a line chart's rows (every series' points) under panel number `panel`, appended to rows
+local function lines_rows(rows, panel, args)
   for i, s in ipairs(args.series) do
-    for j = 1, #s.x do csv_row(rows, 1, i, s.label, s.x[j], s.y[j], nil, nil) end
+    for j = 1, #s.x do csv_row(rows, panel, i, s.label, s.x[j], s.y[j], nil, nil) end
   end
-  write_csv(args.file, rows)
+  return rows
 end
 
-local function features_csv(emb, labels, args)
-  local rows = {}
+local function lines_csv(args) write_csv(args.file, lines_rows({}, 1, args)) end
+
+-- a features plot's rows (points with their classes, then the centres), appended to rows
+local function features_rows(rows, panel, emb, labels, args)
   local e = emb:totable()
   local l = labels ~= nil and (util.is_tensor(labels) and labels:totable() or labels) or nil
-  for i, r in ipairs(e) do csv_row(rows, 1, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
+  for i, r in ipairs(e) do csv_row(rows, panel, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
   if args.centres then
-    for i, r in ipairs(args.centres:totable()) do csv_row(rows, 1, "centres", nil, r[1], r[2], r[3], i) end
+    for i, r in ipairs(args.centres:totable()) do csv_row(rows, panel, "centres", nil, r[1], r[2], r[3], i) end
   end
-  write_csv(args.file, rows)
+  return rows
 end
+
+local function features_csv(emb, labels, args) write_csv(args.file, features_rows({}, 1, emb, labels, args)) end
 
 -- a sheet's CSV: each panel's CSV rows (a file's CSV beside it when there is one) under its number
 local function read_csv_rows(path)
@@ -201,7 +205,9 @@ local Animation = util.class("fvl.plot.Animation")
 ---   anim:close()                                                        -- writes the file
 --- opts: file (.gif), width (640), height (512), delay (seconds per frame, 0.2), loop (0 = for
 --- ever, -1 = play once). Nothing is written until close(); an animation dropped without
---- close() leaves no file.
+--- close() leaves no file. close() also writes every frame's data beside the GIF (same name,
+--- .csv; panel = the frame's number), so the animation can be redrawn elsewhere.
+--- Errors: file not ending in .gif, sizes or delay out of range, add() after close().
 function plot.animation(opts)
   local fn = "plot.animation"
   opts = util.check_opts(fn, opts, { "file", "width", "height", "delay", "loop" })
@@ -213,7 +219,7 @@ function plot.animation(opts)
   local w, h = size_opts(fn, opts, 640, 512)
   local delay = util.number(fn, "delay", opts.delay, 0.2, 0.01, 600)
   local loop = util.integer(fn, "loop", opts.loop, 0, -1)
-  local self = setmetatable({ file = file, n = 0 }, Animation)
+  local self = setmetatable({ file = file, n = 0, rows = {} }, Animation)
   self.handle = P.gif_open(file, w, h, delay, loop)
   return self
 end
@@ -224,6 +230,7 @@ function Animation:add(emb, labels, opts)
   local args
   emb, opts, args = features_args(fn, emb, labels, opts, OPTIONS["plot.animation:add"])
   self.n = P.gif_features(self.handle, emb, labels, args)
+  features_rows(self.rows, self.n, emb, labels, args)
   return self.n
 end
 
@@ -233,7 +240,9 @@ function Animation:add_chart(spec)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
   if type(spec) == "table" and spec.file ~= nil then fail(fn .. ": add_chart: a frame has no file option") end
-  self.n = P.lines(lines_args(fn, spec), self.handle)
+  local args = lines_args(fn, spec)
+  self.n = P.lines(args, self.handle)
+  lines_rows(self.rows, self.n, args)
   return self.n
 end
 
@@ -244,6 +253,8 @@ function Animation:close()
   local h = self.handle
   self.handle = nil
   P.gif_close(h)
+  write_csv(self.file, self.rows)   -- every frame's data beside the GIF (panel = frame)
+  self.rows = {}
   return self.file
 end
 

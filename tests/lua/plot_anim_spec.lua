@@ -8,6 +8,7 @@ local made = {}
 local function tmp(name)
   local p = base .. "_" .. name
   made[#made + 1] = p
+  made[#made + 1] = fvl.plot.csv_path(p)   -- the frames' data written beside each GIF
   return p
 end
 
@@ -92,6 +93,7 @@ describe("plot.boundary_animation", function()
     end, "boom")
     collectgarbage()
     expect_true(not exists(tmp("y.gif")), "a failed animation writes nothing")
+    expect_true(not exists(fvl.plot.csv_path(tmp("y.gif"))), "nor a CSV")
     expect_error(function() fvl.plot.boundary_animations({ "arcface" }, {}) end, "opts.dir")
   end)
 end)

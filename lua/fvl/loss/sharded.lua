@@ -176,16 +176,24 @@ end
 local function make_F(ctx)
   local F = fvl.F
   local S = {}
-  -- the gathered embeddings enter this rank's column work through dist.copy: the backward sums
-  -- the ranks' parts of their gradient (every rank then holds the full dX of the gathered batch)
+  -- the gathered embeddings enter this rank's column work through dist.copy_rows: its backward
+  -- reduce-scatters the ranks' parts of their gradient (each rank receives its own B rows, which is
+  -- all the allgather's backward keeps). Another tensor (a function of them) goes through
+  -- dist.copy (the whole gradient summed on every rank), which is right whatever it is.
+  local function cols_x(x)
+    if x ~= ctx.xg then return dist.copy(x) end
+    ctx.xc = ctx.xc or dist.copy_rows(x)
+    return ctx.xc
+  end
   function S.cosine(x, W, ws)
-    return F.cosine(dist.copy(x), W == ctx.weight and ctx.W or W, ws)
+    return F.cosine(cols_x(x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
     if W == ctx.weight then W, b = ctx.W, ctx.b end
-    return F.linear_logits(dist.copy(x), W, b, ws)
+    return F.linear_logits(cols_x(x), W, b, ws)
   end
   S.group_max = F.group_max   -- column-local: the same on a slice
+  S.group_max_ws = F.group_max_ws
   function S.margin_ce(cos, y, spec, name)
     return F.margin_ce_shard(cos, ctx.cols, spec, name, ctx.cap)
   end
@@ -231,12 +239,12 @@ local function make_F(ctx)
     else
       xi_o = dist.copy(xi)   -- a shared ξ: its gradient is summed over the ranks
     end
-    local d = F.disc_dist(dist.copy(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
+    local d = F.disc_dist(cols_x(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
     return dist.sum(d * (w * own:numel() / nb))
   end
   function S.center_dist(x, cen, y)
     local own, _, orow, w = own_rows(ctx)
-    return dist.sum(F.center_dist(dist.copy(x):index(1, own), cen, orow) * w)
+    return dist.sum(F.center_dist(cols_x(x):index(1, own), cen, orow) * w)
   end
   function S.center_update(cen, x, y, alpha)
     local own, _, orow, w = own_rows(ctx)
@@ -325,7 +333,8 @@ function M.forward(self, x, labels, call)
     local r = v - sh.first + 1
     rows_list[i] = (r >= 1 and r <= sh.n) and r or 0
   end
-  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows_list = rows_list }
+  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows_list = rows_list,
+                xg = sh.sharded and sh.size > 1 and xg or nil }
   local sample = sample_rows(self, rows_list, call and call.sample)
   local cols_list = rows_list
   self._pfc = nil
