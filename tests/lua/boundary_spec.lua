@@ -21,11 +21,7 @@ local function gc_proxy(make, n)
   })
 end
 
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+local write = write_file   -- tests/lua/run.lua
 
 -- a .npy file with a given header dict (padded as NumPy does) and raw data bytes
 local function npy(path, dict, data)
