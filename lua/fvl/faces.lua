@@ -435,6 +435,57 @@ function M.write_bin_pack(path, bins, issame)
   return fvl._write_file_atomic(path, table.concat(out))
 end
 
+-- fvl.data.write_pairs_pack(path, images, labels, {pairs = 600, seed = 1, format = "png", quality = 95})
+-- draws verification pairs from labelled images (N×C×H×W, pixels 0..255; labels 1-based, any
+-- order) and writes them as a .bin pack (write_bin_pack): odd pairs are two different images of
+-- one identity, even pairs images of two different identities, each drawn by fvl.sys.hash(seed, ·)
+-- (the same pack for the same arguments). Every identity needs at least 2 images, and there
+-- must be at least 2 identities. Returns true or nil, message.
+function M.write_pairs_pack(path, images, labels, opts)
+  local fn = "write_pairs_pack"
+  if type(path) ~= "string" then fail(fn .. ": path must be a file name, got " .. type(path)) end
+  if not util.is_tensor(images) or images:dim() ~= 4 then fail(fn .. ": images must be an N×C×H×W tensor") end
+  if not util.is_tensor(labels) or labels:dim() ~= 1 or labels:size(1) ~= images:size(1) then
+    fail(string.format("%s: labels must be a vector of %d labels", fn, images:size(1)))
+  end
+  opts = util.check_opts(fn, opts, { "pairs", "seed", "format", "quality" })
+  local npairs = util.integer(fn, "pairs", opts.pairs, 600, 1)
+  local seed = util.integer(fn, "seed", opts.seed, 1)
+  local format = util.enum(fn, "format", opts.format, { "png", "jpeg" }, "png")
+  local quality = util.integer(fn, "quality", opts.quality, 95, 1)
+  local members, ids = {}, {}
+  for i, y in ipairs(labels:totable()) do
+    if not members[y] then members[y] = {}; ids[#ids + 1] = y end
+    table.insert(members[y], i)
+  end
+  table.sort(ids)
+  local T = #ids
+  if T < 2 then fail(string.format("%s: %d identit%s; different-identity pairs need at least 2", fn, T, T == 1 and "y" or "ies")) end
+  for _, y in ipairs(ids) do
+    if #members[y] < 2 then fail(string.format("%s: identity %d has 1 image; same-identity pairs need 2", fn, y)) end
+  end
+  local function h(i) return fvl.sys.hash(seed, i) end
+  local function enc(i) return M.encode_image(images:select(1, i):contiguous(), { format = format, quality = quality }) end
+  local bins, issame = {}, {}
+  for i = 1, npairs do
+    local t = h(4 * i) % T
+    local mt = members[ids[t + 1]]
+    local a, b
+    if i % 2 == 1 then
+      local j = h(4 * i + 1) % #mt
+      local k = (j + 1 + h(4 * i + 2) % (#mt - 1)) % #mt
+      a, b = mt[j + 1], mt[k + 1]
+    else
+      local u = (t + 1 + h(4 * i + 1) % (T - 1)) % T
+      local mu = members[ids[u + 1]]
+      a, b = mt[h(4 * i + 2) % #mt + 1], mu[h(4 * i + 3) % #mu + 1]
+    end
+    bins[#bins + 1], bins[#bins + 2] = enc(a), enc(b)
+    issame[#issame + 1] = i % 2 == 1
+  end
+  return M.write_bin_pack(path, bins, issame)
+end
+
 -- ---------------------------------------------------------------------------- LFW pairs.txt
 -- fvl.data.lfw_pairs("pairs.txt", "lfw/") -> {files = {2N paths}, issame = N int32 0/1,
 --   folds = number of folds, per_fold = pairs of each kind per fold}
@@ -502,7 +553,7 @@ end
 -- install: fvl.data.* and fvl.save / fvl.load that also know .npz and every NumPy dtype
 function M.install(data)
   for _, k in ipairs({ "rec", "rec_writer", "unpack_record", "decode_image", "encode_image", "images",
-                       "folder_to_rec", "bin_pack", "write_bin_pack", "lfw_pairs", "load_npz" }) do
+                       "folder_to_rec", "bin_pack", "write_bin_pack", "write_pairs_pack", "lfw_pairs", "load_npz" }) do
     data[k] = M[k]
   end
   return data

@@ -61,6 +61,22 @@ function expect_error(fn, pattern)
   return err
 end
 
+-- whole-tensor, scale-relative comparison: max |a − e| <= tol·(max |e| + floor) (floor 1e-6)
+function expect_tensor_close(a, e, tol, what, floor)
+  if a == nil or e == nil then error((what or "tensor") .. ": a tensor is missing", 2) end
+  local at, et = a:reshape(a:numel()):totable(), e:reshape(e:numel()):totable()
+  local worst, big = 0, 0
+  for i = 1, #et do
+    local d = math.abs(at[i] - et[i])
+    if d ~= d then d = math.huge end
+    worst = math.max(worst, d)
+    big = math.max(big, math.abs(et[i]))
+  end
+  if not (worst <= tol * (big + (floor or 1e-6))) then
+    error(string.format("%s: max diff %.3g (max |expected| %.3g)", what or "tensor", worst, big), 2)
+  end
+end
+
 -- elementwise comparison of a tensor (or nested table) with a nested table of numbers
 function expect_all_near(actual, expected, rtol, atol, what)
   if type(actual) == "userdata" then actual = actual:totable() end
