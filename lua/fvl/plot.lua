@@ -29,6 +29,7 @@ local lines_args   -- a line chart's binding arguments (defined with plot.lines)
 -- ------------------------------------------------------------------------------ CSV beside
 local CSV_HEADER = "panel,series,label,x,y,z,class"
 
+-- fvl.plot.csv_path(file) -> path: where a figure's data is written: the same name with .csv.
 function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
 
 local function csv_field(v)
@@ -111,6 +112,8 @@ local function panel(kind, args, title)
   return setmetatable({ kind = kind, args = args, title = title }, Panel)
 end
 
+-- panel:save(file [, width [, height]]) -> file: draws a panel (a figure made without file=) into a
+-- PNG/SVG/PDF file, with its CSV beside.
 function Panel:save(file, width, height)
   local a = {}
   for k, v in pairs(self.args) do a[k] = v end
@@ -137,14 +140,14 @@ end
 
 -- ------------------------------------------------------------------------------ features
 
-local FEATURE_OPTS = { "title", "centres", "names", "normalize", "elev", "azim", "point_size", "alpha",
-                       "classes" }
+-- the option keys are the binding's declared tables (lua/bind_plot.c), fvl._options["plot.*"]
+local OPTIONS = fvl._options
+-- plot.features also takes the stored arguments of a panel it re-draws
+local FEATURES_PANEL_OPTS = { "__emb", "__labels", table.unpack(OPTIONS["plot.features"]) }
 
--- checks (emb, labels, opts) of a features picture; returns the arguments for the binding
-local function features_args(fn, emb, labels, opts, extra)
-  local allowed = {}
-  for _, k in ipairs(FEATURE_OPTS) do allowed[#allowed + 1] = k end
-  for _, k in ipairs(extra) do allowed[#allowed + 1] = k end
+-- checks (emb, labels, opts) of a features picture against the keys `allowed`; returns the
+-- arguments for the binding
+local function features_args(fn, emb, labels, opts, allowed)
   opts = util.check_opts(fn, opts, allowed)
   if not util.is_tensor(emb) then fail(fn .. ": emb must be an N×2 or N×3 tensor, got " .. type(emb)) end
   if emb:dim() ~= 2 or (emb:size(2) ~= 2 and emb:size(2) ~= 3) then
@@ -183,7 +186,7 @@ end
 function plot.features(emb, labels, opts)
   local fn = "plot.features"
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, { "file", "width", "height", "__emb", "__labels" })
+  emb, opts, args = features_args(fn, emb, labels, opts, FEATURES_PANEL_OPTS)
   args.width, args.height = size_opts(fn, opts, 800, 640)
   args.file = check_file(fn, opts.file)
   if not args.file then
@@ -198,6 +201,7 @@ end
 -- ------------------------------------------------------------------------------ animation
 
 local Animation = util.class("fvl.plot.Animation")
+plot.Animation = Animation
 
 --- An animated GIF of 2-D/3-D features, one frame per add() (e.g. every k training steps):
 ---   local anim = fvl.plot.animation{file="train.gif", delay=0.25}
@@ -224,11 +228,14 @@ function plot.animation(opts)
   return self
 end
 
+-- anim:add(emb, labels [, opts]) -> frames: adds one frame of 2-D/3-D features (plot.features'
+-- arguments and options, without file); returns the number of frames so far.
+-- Errors: after close(); the arguments plot.features refuses.
 function Animation:add(emb, labels, opts)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, {})
+  emb, opts, args = features_args(fn, emb, labels, opts, OPTIONS["plot.animation:add"])
   self.n = P.gif_features(self.handle, emb, labels, args)
   features_rows(self.rows, self.n, emb, labels, args)
   return self.n
@@ -246,8 +253,11 @@ function Animation:add_chart(spec)
   return self.n
 end
 
+-- anim:frames() -> integer: the number of frames added so far.
 function Animation:frames() return self.n end
 
+-- anim:close() -> file: writes the GIF (atomically) and its frames' data beside it (.csv, panel =
+-- the frame number); a second close() returns the file again.
 function Animation:close()
   if not self.handle then return self.file end
   local h = self.handle
@@ -273,22 +283,15 @@ local function as_list(fn, key, v)
   return v
 end
 
---- Line chart. spec: series = {{x=, y=, label=, color= (1-based palette), dash="solid"|"dashed"|
---- "dotted", points=bool, line=bool, width=}}, title, xlabel, ylabel, xlog, ylog, xmin, xmax,
---- ymin, ymax, xstep, ystep, equal, diagonal, legend ("auto", "none", "top right", ...),
---- notes = {{x=, y=, text=}}, file, width (800), height (600). A NaN in x or y breaks a line.
 -- the binding's arguments of a line chart from a plot.lines spec (checked)
 function lines_args(fn, spec)
   if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
-  util.check_opts(fn, spec, { "series", "title", "xlabel", "ylabel", "xlog", "ylog", "xmin", "xmax",
-                              "ymin", "ymax", "xstep", "ystep", "equal", "diagonal", "legend", "notes",
-                              "file", "width", "height" })
+  util.check_opts(fn, spec, OPTIONS["plot.lines"])
   if type(spec.series) ~= "table" then fail(fn .. ": series must be a list of {x=, y=, label=} tables") end
   local series = {}
   for i, s in ipairs(spec.series) do
     if type(s) ~= "table" then fail(string.format("%s: series[%d] must be a table {x=, y=, label=}", fn, i)) end
-    util.check_opts(string.format("%s: series[%d]", fn, i), s,
-                    { "x", "y", "label", "color", "dash", "points", "line", "width" })
+    util.check_opts(string.format("%s: series[%d]", fn, i), s, OPTIONS["plot.lines.series"])
     local x = as_list(fn, string.format("series[%d].x", i), s.x)
     local y = as_list(fn, string.format("series[%d].y", i), s.y)
     if #x ~= #y then
@@ -321,6 +324,12 @@ function lines_args(fn, spec)
   return args
 end
 
+-- fvl.plot.lines(spec) -> file | panel: a line chart. spec: series = {{x=, y=, label=, color=
+-- (1-based palette), dash = "solid"|"dashed"|"dotted", points = bool, line = bool, width =}},
+-- title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend
+-- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data
+-- written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,
+-- a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.
 function plot.lines(spec)
   local fn = "plot.lines"
   local args = lines_args(fn, spec)
@@ -771,6 +780,8 @@ function plot.training_animation(opts)
   return anim
 end
 
+-- anim:step(k, frame) -> frames: adds a frame at step k when k is a multiple of the animation's
+-- `every` (fvl.plot.training_animation); frame() -> emb, labels, opts runs only then.
 function Animation:step(k, frame)
   if k % (self.every or 1) ~= 0 then return self.n end
   local emb, labels, o = frame()
