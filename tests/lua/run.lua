@@ -97,6 +97,46 @@ function expect_all_near(actual, expected, rtol, atol, what)
   walk(actual, expected, "")
 end
 
+-- ------------------------------------------------------------------ files, shared by the specs
+function tmpdir()   -- a new empty directory
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+function write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+function read_file(path)   -- raises when the file cannot be read
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+-- temporary file names: name(n) gives a fresh path (and, with beside, also marks beside(path),
+-- e.g. the CSV written next to a figure); cleanup() removes them all
+function temp_names(beside)
+  local base = os.tmpname()
+  os.remove(base)
+  local made = {}
+  local function name(n)
+    local p = base .. "_" .. n
+    made[#made + 1] = p
+    if beside then made[#made + 1] = beside(p) end
+    return p
+  end
+  local function cleanup() for _, p in ipairs(made) do os.remove(p) end end
+  return name, cleanup
+end
+
 TEST_DIR = os.getenv("FVL_TEST_DIR") or "tests"
 
 for _, file in ipairs(arg) do
