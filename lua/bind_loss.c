@@ -344,6 +344,13 @@ static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t
   return o;
 }
 
+static int push_shard_loss(lua_State *L, fvl_tensor *loss, const char *name, int bad) {
+  if (!loss) return fvl_raise(L);
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
 /* F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar loss over the ranks (tracked);
    cap > 0: each row's loss at most cap, capped rows without gradient */
 static int l_margin_ce_shard(lua_State *L) {
@@ -353,13 +360,35 @@ static int l_margin_ce_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, name);
   spec_args o;
   parse_spec(L, 3, name, &o);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad, (float)cap);
-  if (!loss) return fvl_raise(L);
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
-  fvl_pushtensor(L, loss);
-  return 1;
+  return push_shard_loss(L, loss, name, bad);
+}
+
+/* F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> F.margin_ce_shard(F.cosine(x, W),
+   cols, spec, name, cap) without the B×C cosine matrix: `chunk` rows at a time, recomputed in the
+   backward (tracked in x, W and the spec's per-row s, m) */
+static int l_cosine_margin_ce_shard(lua_State *L) {
+  const char *name = luaL_optstring(L, 6, "margin_ce");
+  double cap = luaL_optnumber(L, 7, 0);
+  if (!(cap >= 0)) fvl_error(L, "%s: cap = %g (expected >= 0, 0 = none)", name, cap);
+  fvl_tensor *x = T(1), *W = T(2);
+  char b1[64], b2[64];
+  if (x->ndim != 2 || W->ndim != 2 || x->size[1] != W->size[1])
+    fvl_error(L, "%s: x is %s and W %s (expected B×D embeddings and C×D centres)", name,
+              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
+  lua_Integer chunk = luaL_checkinteger(L, 5);
+  if (chunk < 1) fvl_error(L, "%s: chunk = %lld (expected >= 1 rows)", name, (long long)chunk);
+  spec_args o;
+  parse_spec(L, 4, name, &o);
+  check_thr(L, name, &o, x->size[0]);
+  fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], W->size[0]);
+  int bad = 0;
+  fvl_tensor *loss = fvl_cosine_margin_ce_shard(x, W, y, &o.sp, o.s_row, o.m_row, (int64_t)chunk, name, o.warn,
+                                                &bad, (float)cap);
+  return push_shard_loss(L, loss, name, bad);
 }
 
 /* F.target_cos_shard(cos, cols) -> B target cosines from whichever rank holds them (tracked) */
@@ -422,14 +451,39 @@ static int l_pfc_sample(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.fused([on]) -> the previous setting
+ * The fused class-block backward of the normalised heads (on by default): a margin softmax-CE
+ * taken of F.cosine's output writes no B×C gradient; the cosine's backward forms each block of
+ * it from the saved cosines in cache and runs both GEMMs of the block on it. false: the two-pass
+ * path (margin_ce writes the B×C gradient, the cosine backward reads it), for comparisons.
+ * "recompute": fused, and the backward recomputes each block's cosines by a GEMM instead of
+ * reading them (a measurement, see scripts/bench/heads.lua). */
+static int l_fused(lua_State *L) {
+  int prev = fvl_loss_fused();
+  if (!lua_isnoneornil(L, 1)) {
+    int mode;
+    if (lua_isboolean(L, 1)) mode = lua_toboolean(L, 1);
+    else if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "recompute") == 0) mode = 2;
+    else
+      return lua_type(L, 1) == LUA_TSTRING
+                 ? luaL_error(L, "F.fused: on must be true, false or 'recompute', got '%s'", lua_tostring(L, 1))
+                 : luaL_error(L, "F.fused: on must be true, false or 'recompute', got %s", luaL_typename(L, 1));
+    fvl_loss_set_fused(mode);
+  }
+  if (prev == 2) lua_pushliteral(L, "recompute");
+  else lua_pushboolean(L, prev);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
-    {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
+    {"margin_ce_shard", l_margin_ce_shard}, {"cosine_margin_ce_shard", l_cosine_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
+    {"fused", l_fused},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

@@ -71,6 +71,13 @@ Elementwise cond ~= 0 and a or b; a and b may be tensors or numbers.",
   ["fvl.zeros"] = "fvl.zeros(shape [, dtype]) -> tensor\
 A tensor of zeros; shape is a table of sizes ({B, D}). dtype \"float32\" (default) or \"int32\".\
 Errors: negative sizes, more than 2^40 elements, an unknown dtype.",
+  ["fvl.F.fused"] = "fvl.F.fused([on]) -> the previous setting\
+The fused class-block backward of the normalised heads (on by default): a margin softmax-CE\
+taken of F.cosine's output writes no B×C gradient; the cosine's backward forms each block of\
+it from the saved cosines in cache and runs both GEMMs of the block on it. false: the two-pass\
+path (margin_ce writes the B×C gradient, the cosine backward reads it), for comparisons.\
+\"recompute\": fused, and the backward recomputes each block's cosines by a GEMM instead of\
+reading them (a measurement, see scripts/bench/heads.lua).",
   ["fvl.F.group_max_ws"] = "fvl.F.group_max_ws(cos, K, gws [, prev]) -> B×C tensor\
 Max over each group of K columns of cos (B×(C·K), e.g. F.cosine against C·K sub-centres):\
 out[i][j] = max_k cos[i][(j−1)·K + k], tracked; the gradient goes to the arg-max column only\
@@ -399,7 +406,9 @@ after fvl.loss.use_reference(true)",
 x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.\
 Returns B and the labels (a 1-D int32 tensor, or the Lua list as given).",
   ["fvl.loss.base.Head:cosine"] = "fvl.loss.base.Head:cosine(x, B)\
-normalised cosine matrix of this batch against the centres (tracked), in the workspace",
+normalised cosine matrix of this batch against the centres (tracked), in the workspace\
+(with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the\
+cosine's backward: no B×C gradient workspace)",
   ["fvl.loss.base.Head:describe"] = "fvl.loss.base.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.base.Head:margin_ce"] = "fvl.loss.base.Head:margin_ce(logits, y, spec)\
@@ -410,10 +419,11 @@ predicted class ids (1-based) of each row of x",
 raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked",
   ["fvl.loss.base.Head:setup"] = "fvl.loss.base.Head:setup(name, o, need_weight)\
 Fills name, dim, classes, weight, nonfinite, training from checked options `o`.",
-  ["fvl.loss.base.Head:workspaces"] = "fvl.loss.base.Head:workspaces(B, logits)\
+  ["fvl.loss.base.Head:workspaces"] = "fvl.loss.base.Head:workspaces(B, logits, grad)\
 B×C logits workspace (unless logits = false: heads whose logits come from another op) and\
-B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept\
-(asking for the logits workspace later does not replace the gradient one).",
+B×C gradient workspace (unless grad = false: the fused class blocks write no B×C gradient),\
+reallocated only when B or C change; a buffer that exists is kept (asking for the logits\
+workspace later does not replace the gradient one).",
   ["fvl.loss.base.leaf_copy"] = "fvl.loss.base.leaf_copy(t)\
 a private float32 leaf copy of a user tensor (so the head never aliases the caller's data)",
   ["fvl.loss.base.num"] = "fvl.loss.base.num(name, key, v, default, lo, hi)\

@@ -137,14 +137,14 @@ end
 
 -- ------------------------------------------------------------------------------ features
 
-local FEATURE_OPTS = { "title", "centres", "names", "normalize", "elev", "azim", "point_size", "alpha",
-                       "classes" }
+-- the option keys are the binding's declared tables (lua/bind_plot.c), fvl._options["plot.*"]
+local OPTIONS = fvl._options
+-- plot.features also takes the stored arguments of a panel it re-draws
+local FEATURES_PANEL_OPTS = { "__emb", "__labels", table.unpack(OPTIONS["plot.features"]) }
 
--- checks (emb, labels, opts) of a features picture; returns the arguments for the binding
-local function features_args(fn, emb, labels, opts, extra)
-  local allowed = {}
-  for _, k in ipairs(FEATURE_OPTS) do allowed[#allowed + 1] = k end
-  for _, k in ipairs(extra) do allowed[#allowed + 1] = k end
+-- checks (emb, labels, opts) of a features picture against the keys `allowed`; returns the
+-- arguments for the binding
+local function features_args(fn, emb, labels, opts, allowed)
   opts = util.check_opts(fn, opts, allowed)
   if not util.is_tensor(emb) then fail(fn .. ": emb must be an N×2 or N×3 tensor, got " .. type(emb)) end
   if emb:dim() ~= 2 or (emb:size(2) ~= 2 and emb:size(2) ~= 3) then
@@ -183,7 +183,7 @@ end
 function plot.features(emb, labels, opts)
   local fn = "plot.features"
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, { "file", "width", "height", "__emb", "__labels" })
+  emb, opts, args = features_args(fn, emb, labels, opts, FEATURES_PANEL_OPTS)
   args.width, args.height = size_opts(fn, opts, 800, 640)
   args.file = check_file(fn, opts.file)
   if not args.file then
@@ -228,7 +228,7 @@ function Animation:add(emb, labels, opts)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, {})
+  emb, opts, args = features_args(fn, emb, labels, opts, OPTIONS["plot.animation:add"])
   self.n = P.gif_features(self.handle, emb, labels, args)
   features_rows(self.rows, self.n, emb, labels, args)
   return self.n
@@ -280,15 +280,12 @@ end
 -- the binding's arguments of a line chart from a plot.lines spec (checked)
 function lines_args(fn, spec)
   if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
-  util.check_opts(fn, spec, { "series", "title", "xlabel", "ylabel", "xlog", "ylog", "xmin", "xmax",
-                              "ymin", "ymax", "xstep", "ystep", "equal", "diagonal", "legend", "notes",
-                              "file", "width", "height" })
+  util.check_opts(fn, spec, OPTIONS["plot.lines"])
   if type(spec.series) ~= "table" then fail(fn .. ": series must be a list of {x=, y=, label=} tables") end
   local series = {}
   for i, s in ipairs(spec.series) do
     if type(s) ~= "table" then fail(string.format("%s: series[%d] must be a table {x=, y=, label=}", fn, i)) end
-    util.check_opts(string.format("%s: series[%d]", fn, i), s,
-                    { "x", "y", "label", "color", "dash", "points", "line", "width" })
+    util.check_opts(string.format("%s: series[%d]", fn, i), s, OPTIONS["plot.lines.series"])
     local x = as_list(fn, string.format("series[%d].x", i), s.x)
     local y = as_list(fn, string.format("series[%d].y", i), s.y)
     if #x ~= #y then

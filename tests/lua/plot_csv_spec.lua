@@ -1,15 +1,8 @@
 -- Every figure fvl.plot writes gets its data beside it (same basename, .csv): lines, roc,
 -- history, features (2-D, 3-D, centres), boundaries and sheets; the values read back are the
 -- plotted ones.
-local base = os.tmpname()
-os.remove(base)
-local made = {}
-local function tmp(name)
-  local p = base .. "_" .. name
-  made[#made + 1] = p
-  made[#made + 1] = fvl.plot.csv_path(p)
-  return p
-end
+-- every figure's data (CSV) is written beside it: both are removed at the end (tests/lua/run.lua)
+local tmp, cleanup = temp_names(function(p) return fvl.plot.csv_path(p) end)
 
 local function read_csv(path)
   local f = io.open(path, "r")
@@ -153,4 +146,4 @@ describe("CSV beside every animation (panel = frame)", function()
   end)
 end)
 
-for _, p in ipairs(made) do os.remove(p) end
+cleanup()

@@ -145,22 +145,28 @@ function Head:check_input(x, labels)
 end
 
 -- B×C logits workspace (unless logits = false: heads whose logits come from another op) and
--- B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept
--- (asking for the logits workspace later does not replace the gradient one).
-function Head:workspaces(B, logits)
+-- B×C gradient workspace (unless grad = false: the fused class blocks write no B×C gradient),
+-- reallocated only when B or C change; a buffer that exists is kept (asking for the logits
+-- workspace later does not replace the gradient one).
+function Head:workspaces(B, logits, grad)
+  if self._no_ws then return nil, nil end   -- a sharded head in row chunks (fvl.loss.sharded)
   local C = self._ws_cols or self.weight:size(1)   -- sampled columns (Partial FC)
   if self._ws_B ~= B or self._ws_C ~= C then
     self._ws, self._gws = nil, nil
     self._ws_B, self._ws_C = B, C
   end
   if logits ~= false and not self._ws then self._ws = fvl.empty(B, C) end
-  if not self._gws then self._gws = fvl.empty(B, C) end
+  if grad ~= false and not self._gws then self._gws = fvl.empty(B, C) end
   return self._ws, self._gws
 end
 
 -- normalised cosine matrix of this batch against the centres (tracked), in the workspace
+-- (with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the
+-- cosine's backward: no B×C gradient workspace)
 function Head:cosine(x, B)
-  local ws = self:workspaces(B)
+  local fused = not M.reference and fvl.F.fused() ~= false
+  if fused then self._gws = nil end
+  local ws = self:workspaces(B, true, not fused)
   return M.F().cosine(x, self.weight, ws)
 end
 
