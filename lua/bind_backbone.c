@@ -37,7 +37,10 @@ static int conv_args(lua_State *L, const char *fn, int *sh, int *sw, int *ph, in
   return (int)groups;
 }
 
-/* F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups = 1]]]]): w is out × in/groups × kh × kw */
+/*** fvl.F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups]]]]) -> tensor
+   Grouped 2-D convolution (MobileFaceNet's depthwise layers): w is Cout × Cin/groups × kh × kw,
+   groups (1) divides both channel counts; stride (1) and padding (0) an integer or {h, w}.
+   Tracked. Errors: groups < 1 or not dividing the channels; shapes. */
 static int l_conv2d_grouped(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d", &sh, &sw, &ph, &pw);
@@ -45,7 +48,9 @@ static int l_conv2d_grouped(lua_State *L) {
   return 1;
 }
 
-/* F.bn_prelu(x, running_mean, running_var, weight, bias, prelu_weight [, training [, momentum [, eps]]]) */
+/*** fvl.F.bn_prelu(x, running_mean, running_var, weight, bias, prelu_weight [, training [, momentum [, eps]]]) -> tensor
+   fvl.F.batch_norm followed by fvl.F.prelu in one pass over x (the backbones' conv blocks);
+   arguments and defaults as those two (training true, momentum 0.1, eps 1e-5). Tracked. */
 static int l_bn_prelu(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5), *a = fvl_checktensor(L, 6);
@@ -55,11 +60,12 @@ static int l_bn_prelu(lua_State *L) {
   return 1;
 }
 
-/*** F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> y
-Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =
-none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more passes
-over y. Refused while gradients are enabled for an input that requires them (training uses
-F.conv2d + F.bn_prelu). */
+/*** fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor
+   Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =
+   none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more
+   passes over y. Not tracked: refused while gradients are enabled for an input that requires
+   them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not
+   one value per output channel. */
 static int l_conv2d_bn_act(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act", &sh, &sw, &ph, &pw);

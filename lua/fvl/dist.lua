@@ -51,6 +51,9 @@ local function flat_params(fn, params)
   return out
 end
 M.flat_params = flat_params
+--- @doc fvl.dist.flat_params(params) -> {tensor, ...}
+--- The tensors of params (tensors, modules, or nested lists of them) as one flat list, each tensor
+--- once. Errors: anything else in the list.
 
 -- Every rank starts from root's values: broadcast each parameter in place (and any extra
 -- tensors a module keeps as state, e.g. BatchNorm running statistics, given in `buffers`).
@@ -106,6 +109,21 @@ function M.allreduce_grads(params, opts)
   end
 end
 
+-- Data-parallel gradients all-reduced while the backward runs (as PyTorch's DDP):
+--   local sync = dist.overlap_grads(net, {op = "sum", bucket_mb = 25})   -- once
+--   loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final
+--   sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)
+-- The buckets hold the parameters in reverse order (the last layers' gradients are final first),
+-- are launched in bucket order on every rank, and the result is what allreduce_grads gives. One
+-- backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait
+-- does nothing. Leave a sharded head's parameters out, as with allreduce_grads.
+function M.overlap_grads(params, opts)
+  opts = util.check_opts("fvl.dist.overlap_grads", opts, { "op", "bucket_mb" })
+  local op = util.enum("fvl.dist.overlap_grads", "op", opts.op, { "mean", "sum" }, "mean")
+  local elems = math.floor(util.number("fvl.dist.overlap_grads", "bucket_mb", opts.bucket_mb, 25, 0) * 262144)
+  return C.overlap(flat_params("overlap_grads", params), math.max(elems, 1), op == "mean")
+end
+
 -- This rank's share of the items 1..n for data-parallel loading: items rank+1, rank+1+size, ...
 -- (strided, so every rank gets ⌊n/size⌋ or one more). Returns a list of 1-based indices.
 function M.shard_indices(n, rank, size)
@@ -128,6 +146,10 @@ local HEADER = "dist.json"
 local FORMAT = "fvl-dist-checkpoint"
 local function rank_dir(dir, r) return string.format("%s/rank%05d", dir, r) end
 
+-- fvl.dist.save_checkpoint(dir, what) -> dir: called on every rank: each rank writes its shard (as
+-- fvl.save_checkpoint, what = {net=, head=, opt=, step=, ...}) under dir/rankNNNNN, then rank 0 the
+-- dist.json header naming the world size; barriers order the steps, so a crash leaves the previous
+-- complete checkpoint. Errors: a missing dir or what.
 function M.save_checkpoint(dir, what)
   local fn = "fvl.dist.save_checkpoint"
   if type(dir) ~= "string" or dir == "" then fail(fn .. ": dir must be a non-empty string") end
@@ -172,6 +194,9 @@ local function read_header(fn, dir)
   return h
 end
 M.checkpoint_info = function(dir) return read_header("fvl.dist.checkpoint_info", dir) end
+--- @doc fvl.dist.checkpoint_info(dir) -> header
+--- The dist.json header of a sharded checkpoint (world size, step, ...) without loading tensors.
+--- Errors: a directory without a valid header.
 
 -- load_checkpoint(dir, {net=, head=, opt=, rng=}) on every rank: this rank's shard, restored in
 -- place as fvl.load_checkpoint does. The world size must be the one that saved it.

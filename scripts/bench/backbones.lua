@@ -93,7 +93,7 @@ for _, name in ipairs(names) do
     -- network with the reference path in its place (conv, then the separate BN+PReLU pass)
     net:evaluate()
     local F = fvl.F
-    local fused, reference = F.conv2d_bn_act, F.conv2d_bn_act_reference
+    local fused, reference = F.conv2d_bn_act, F._conv2d_bn_act_reference
     local best = { [true] = { math.huge, math.huge }, [false] = { math.huge, math.huge } }
     for _ = 1, opts.steps + 1 do   -- alternating, so both see the same machine load
       for _, on in ipairs { true, false } do

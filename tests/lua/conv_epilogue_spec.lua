@@ -11,7 +11,7 @@ local fvl = fvl or require "fvl"
 local nn, F = fvl.nn, fvl.F
 fvl.threads(2)
 
-local reference = F.conv2d_bn_act_reference   -- the separate layers, same arguments
+local reference = F._conv2d_bn_act_reference   -- the separate layers, same arguments
 
 -- {B, C, H, W, O, k, stride, padding, groups}: one shape per code path that stores outputs
 local SHAPES = {
