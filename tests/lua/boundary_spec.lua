@@ -418,6 +418,27 @@ describe("parser fuzz findings (tests/fuzz: fuzz_rec, fuzz_bin, fuzz_image)", fu
   end)
 end)
 
+describe("ZIP offsets near 2^64 (.npz; found by reading fvl_npz_read while splitting it)", function()
+  local function eocd(entries, cd_size, cd_off)
+    return "PK\5\6" .. string.pack("<I2I2I2I2I4I4I2", 0, 0, entries, entries, cd_size, cd_off, 0)
+  end
+  it("a ZIP64 end-record locator at 2^64 - 16 is refused (no wrapped bounds check)", function()
+    write(tmp .. "/z64.npz", string.pack("<I4I4I8I4", 0x07064b50, 0, 0xFFFFFFFFFFFFFFF0, 1) ..
+                             eocd(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF))
+    local t, e = fvl.load(tmp .. "/z64.npz")
+    expect_true(t == nil and e:find("bad ZIP64 end record", 1, true), e)
+  end)
+  it("a member whose ZIP64 local-header offset is 2^64 - 16 is refused", function()
+    local name = "a.npy"
+    local extra = string.pack("<I2I2I8", 1, 8, 0xFFFFFFFFFFFFFFF0)
+    local entry = string.pack("<I4I2I2I2I2I2I2I4I4I4I2I2I2I2I2I4I4", 0x02014b50, 45, 45, 0, 0, 0, 0, 0, 0, 0,
+                              #name, #extra, 0, 0, 0, 0, 0xFFFFFFFF) .. name .. extra
+    write(tmp .. "/zloff.npz", entry .. eocd(1, #entry, 0))
+    local t, e = fvl.load(tmp .. "/zloff.npz")
+    expect_true(t == nil and e:find("damaged local header", 1, true), e)
+  end)
+end)
+
 describe("error paths release what they took (engine bytes held return to where they were)", function()
   it("index_add with a bad source after a valid index list (found by api_fuzz seed 1)", function()
     local t = fvl.zeros(4, 3)
