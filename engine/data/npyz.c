@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "facedata.h"
+#include "sys.h"
 
 /* ---------------------------------------------------------------- header */
 typedef struct npy_hdr {
@@ -417,7 +418,7 @@ int fvl_npz_write(const char *path, int64_t n, const char *const *names, fvl_ten
   put(out + p + 12, p - cd, 4); put(out + p + 16, cd, 4);
   p += 22;
   if (n > 0xFFFF) { fvl_err("save: more than 65535 arrays in one .npz"); goto done; }
-  rc = fvl_write_file_atomic(path, out, p, "save");
+  rc = fvl_write_atomic(path, out, p, "save");
 done:
   if (m) for (int64_t i = 0; i < n; i++) free(m[i]);
   free(m);

@@ -418,6 +418,18 @@ describe("parser fuzz findings (tests/fuzz: fuzz_rec, fuzz_bin, fuzz_image)", fu
   end)
 end)
 
+describe("pickle numpy shapes (.bin packs; found by reading pickle.c's shape product)", function()
+  it("an array of shape (2^40, 2^40) is refused (the element count overflowed int64)", function()
+    local big = "\x8a\x06" .. string.pack("<I6", 1 << 40)
+    local arr = "cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R" ..
+                "(K\x01" .. big .. big .. "\x86" .. "cnumpy\ndtype\nX\x02\x00\x00\x00u1K\x00K\x01\x87R" ..
+                "\x89C\x01xtb"
+    write(tmp .. "/shape.bin", "\x80\x02](" .. arr .. "q\x00h\x00e]\x88a\x86.")
+    local p, e = fvl.data.bin_pack(tmp .. "/shape.bin")
+    expect_true(p == nil and e:find("bins[1] is a _reconstruct that is not a numpy array of plain numbers", 1, true), e)
+  end)
+end)
+
 describe("ZIP offsets near 2^64 (.npz; found by reading fvl_npz_read while splitting it)", function()
   local function eocd(entries, cd_size, cd_off)
     return "PK\5\6" .. string.pack("<I2I2I2I2I4I4I2", 0, 0, entries, entries, cd_size, cd_off, 0)
