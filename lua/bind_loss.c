@@ -19,7 +19,12 @@ static fvl_tensor *labels_arg(lua_State *L, int idx, const char *fn, int64_t n, 
   return y;
 }
 
-/* F.cosine(x, W [, ws]) -> B×C tensor (tracked) */
+/*** fvl.F.cosine(x, W [, ws]) -> B×C tensor
+   cos_ij = clamp(x̂_i·ŵ_j, −1, 1), x̂ and ŵ the rows of x (B×D) and W (C×D) divided by
+   max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into W.grad). Entries
+   near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32
+   B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).
+   Errors: x and W with different column counts, empty shapes, a ws of another shape. */
 static int l_cosine(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *ws = fvl_opttensor(L, 3);
   fvl_pushtensor(L, fvl_cosine(x, W, ws));
@@ -133,14 +138,30 @@ static fvl_tensor *cos_arg(lua_State *L, const char *name) {
   return cos;
 }
 
-/* F.linear_logits(x, W [, b [, ws]]) -> B×C logits x·Wᵀ + b (tracked) */
+/*** fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor
+   z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,
+   W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine. */
 static int l_linear_logits(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *b = fvl_opttensor(L, 3), *ws = fvl_opttensor(L, 4);
   fvl_pushtensor(L, fvl_linear_logits(x, W, b, ws));
   return 1;
 }
 
-/* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
+/*** fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor
+   The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit
+   z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in
+   cos and in s / m when they are tensors that require grad. name: the head named in messages.
+   spec (unknown keys are an error): s (number or B tensor, 1), target = "none"|"cos"|"arc"|
+   "combined"|"sphere"|"circle"|"given" ("none"), m (number or B tensor, 0), m1 (1), m2, m3 (0),
+   fallback = "mm"|"none"|"clamp"|"easy" ("mm", ArcFace past π − m), easy_margin (false),
+   grad = "exact"|"detached", sphere_m (4, 1..16), lambda (0), negative = "none"|"affine"|
+   "quadratic"|"circle", hard = "all"|"arc"|"cos"|"row" with hard_m (default m) or threshold (a B
+   tensor, hard = "row"), value (a B tensor of target values, target = "given", tracked), a (1),
+   b (0), t (0), circle_m (0.25), clamp (ε: every cosine first clamped to [−1+ε, 1−ε]), gws (a B×C
+   gradient workspace), nonfinite = "error"|"warn" ("error": a non-finite loss raises, naming the
+   first bad row). docs/losses.md gives each target's formula.
+   labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here
+   against 1..C ("margin_ce: labels[17] = 12 is outside 1..10"). */
 static int l_margin_ce(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
   fvl_tensor *cos = cos_arg(L, name);
@@ -156,7 +177,9 @@ static int l_margin_ce(lua_State *L) {
   return 1;
 }
 
-/* F.margin_logits(cos, labels, spec [, name]) -> B×C logits the CE sees (untracked, for inspection) */
+/*** fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor
+   The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or
+   plot a head's margins. spec as fvl.F.margin_ce. */
 static int l_margin_logits(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_logits");
   fvl_tensor *cos = cos_arg(L, name);
@@ -168,7 +191,11 @@ static int l_margin_logits(lua_State *L) {
   return 1;
 }
 
-/* F.hard_mean(cos, labels, {hard=, hard_m=, values="raw"|"affine", a=, b=}) -> h (B), count (B) */
+/*** fvl.F.hard_mean(cos, labels [, opts]) -> h, count
+   Per row, the mean of its hard negatives (h, B values, tracked: the gradient reaches the hard
+   entries of cos) and how many there are (count, B, untracked). opts: hard = "all"|"arc"|"cos"
+   ("arc": c_ij > cos(θ_iy + hard_m)), hard_m (0.5), values = "raw"|"affine" ("affine": a·c + b),
+   a (1), b (0). Call it on cos:detach() for a constant statistic (CurricularFace's t). */
 enum { HM_HARD, HM_HARD_M, HM_VALUES, HM_A, HM_B, HM_N };
 static const fvl_optdef HARD_MEAN_OPTS[HM_N + 1] = {
   [HM_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ARC, FVL_NORANGE, "all|arc|cos"},
@@ -193,7 +220,8 @@ static int l_hard_mean(lua_State *L) {
   return 2;
 }
 
-/* F.target_cos(cos, labels) -> B tensor c_i (tracked) */
+/*** fvl.F.target_cos(cos, labels) -> B tensor
+   c_i = cos[i][labels[i]], tracked (the gradient is added into cos's B×C gradient in place). */
 static int l_target_cos(lua_State *L) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
@@ -202,7 +230,9 @@ static int l_target_cos(lua_State *L) {
   return 1;
 }
 
-/* F.neg_lse(cos, labels, s) -> B tensor log Σ_{j≠y_i} exp(s·c_ij) (untracked) */
+/*** fvl.F.neg_lse(cos, labels, s) -> B tensor
+   log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).
+   Errors: fewer than 2 columns. */
 static int l_neg_lse(lua_State *L) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) return luaL_error(L, "neg_lse: cos must be a B×C cosine matrix");
@@ -222,7 +252,11 @@ static fvl_tensor *group_max_args(lua_State *L, const char *fn, int64_t *K) {
   return cos;
 }
 
-/* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
+/*** fvl.F.group_max(cos, K [, ws [, gws]]) -> B×C tensor
+   out[i][j] = max_k cos[i][(j−1)·K + k] from a B×(C·K) matrix, tracked (gradient to the arg-max
+   column, ties the first). ws (B×C) is reused as the output and gws (B×(C·K)) as the backward's
+   destination when nothing else holds them; fvl.F.group_max_ws keeps less memory in a training
+   step. Errors: K < 1 or not dividing cos's columns; workspaces of other shapes. */
 static int l_group_max(lua_State *L) {
   int64_t K;
   fvl_tensor *cos = group_max_args(L, "group_max", &K);
@@ -247,7 +281,9 @@ static int l_group_max_ws(lua_State *L) {
   return 1;
 }
 
-/* F.gather_rows(W, labels) -> B×D rows W[labels] (tracked, sparse backward into W.grad) */
+/*** fvl.F.gather_rows(W, labels) -> B×D tensor
+   The rows W[labels[i]] (labels 1-based, checked against W's rows), tracked: the backward adds
+   the B rows straight into W.grad (no C×D temporary). */
 static int l_gather_rows(lua_State *L) {
   fvl_tensor *W = T(1);
   if (W->ndim != 2) return luaL_error(L, "gather_rows: W must be a C×D tensor");
@@ -256,7 +292,9 @@ static int l_gather_rows(lua_State *L) {
   return 1;
 }
 
-/* F.circle_pairwise(S, labels, m, gamma) -> scalar loss (tracked in S) */
+/*** fvl.F.circle_pairwise(S, labels, m, gamma) -> scalar tensor
+   The pairwise Circle loss over a B×B similarity matrix S (e.g. x̂·x̂ᵀ), mean over the anchors
+   that have a positive and a negative (0 when none); tracked in S. */
 static int l_circle_pairwise(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) return luaL_error(L, "circle_pairwise: S must be a B×B similarity matrix");
@@ -266,7 +304,9 @@ static int l_circle_pairwise(lua_State *L) {
   return 1;
 }
 
-/* F.center_dist(x, centers, labels) -> ½ Σ_i |x_i − centers[y_i]|² (scalar, tracked in x) */
+/*** fvl.F.center_dist(x, centers, labels) -> scalar tensor
+   ½ Σ_i ‖x_i − centers[y_i]‖², tracked in x only (the centres are constants; the differences are
+   saved, so the centres may be updated in place before the backward). */
 static int l_center_dist(lua_State *L) {
   fvl_tensor *x = T(1), *cen = T(2);
   if (cen->ndim != 2) return luaL_error(L, "center_dist: centers must be a C×D tensor");
@@ -276,7 +316,9 @@ static int l_center_dist(lua_State *L) {
   return 1;
 }
 
-/* F.disc_dist(x, W, labels, xi) -> mean_i |x̂_i − ŵ_{y_i} − ξ_i| (scalar, tracked in x, W, xi) */
+/*** fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor
+   DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked
+   in x, W (rows added straight into W.grad) and xi. */
 static int l_disc_dist(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *xi = T(4);
   if (x->ndim != 2) return luaL_error(L, "disc_dist: x must be a B×D tensor");
@@ -286,7 +328,9 @@ static int l_disc_dist(lua_State *L) {
   return 1;
 }
 
-/* F.center_update(centers, x, labels, alpha) -- in place, not tracked; returns centers */
+/*** fvl.F.center_update(centers, x, labels, alpha) -> centers
+   Center loss's α-rule in place on centers (C×D float32 contiguous): for each class j in the
+   batch, c_j −= α·Σ_{y_i=j}(c_j − x_i)/(1 + n_j); not tracked. */
 static int l_center_update(lua_State *L) {
   fvl_tensor *cen = T(1), *x = T(2);
   float alpha = (float)luaL_checknumber(L, 4);
@@ -351,8 +395,11 @@ static int push_shard_loss(lua_State *L, fvl_tensor *loss, const char *name, int
   return 1;
 }
 
-/* F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar loss over the ranks (tracked);
-   cap > 0: each row's loss at most cap, capped rows without gradient */
+/*** fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the
+   per-row target column on this rank (0 when another rank holds it); the softmax's max and sum
+   are all-reduced over the ranks; the same loss on every rank (tracked). cap > 0: each row's loss
+   at most cap, capped rows without gradient. Called by the sharded heads (sharded = true). */
 static int l_margin_ce_shard(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
   double cap = luaL_optnumber(L, 5, 0);
@@ -367,9 +414,11 @@ static int l_margin_ce_shard(lua_State *L) {
   return push_shard_loss(L, loss, name, bad);
 }
 
-/* F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> F.margin_ce_shard(F.cosine(x, W),
-   cols, spec, name, cap) without the B×C cosine matrix: `chunk` rows at a time, recomputed in the
-   backward (tracked in x, W and the spec's per-row s, m) */
+/*** fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:
+   the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the
+   spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched
+   shapes, chunk < 1, cap < 0. */
 static int l_cosine_margin_ce_shard(lua_State *L) {
   const char *name = luaL_optstring(L, 6, "margin_ce");
   double cap = luaL_optnumber(L, 7, 0);
@@ -391,7 +440,9 @@ static int l_cosine_margin_ce_shard(lua_State *L) {
   return push_shard_loss(L, loss, name, bad);
 }
 
-/* F.target_cos_shard(cos, cols) -> B target cosines from whichever rank holds them (tracked) */
+/*** fvl.F.target_cos_shard(cos, cols) -> B tensor
+   fvl.F.target_cos of a sharded head: each row's target cosine from whichever rank holds its
+   column (all-reduced; tracked). */
 static int l_target_cos_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, "target_cos");
   fvl_tensor *y = slice_cols_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
@@ -399,7 +450,9 @@ static int l_target_cos_shard(lua_State *L) {
   return 1;
 }
 
-/* F.hard_mean_shard(cos, cols, {hard=, hard_m=, values=, a=, b=}) -> B (tracked) */
+/*** fvl.F.hard_mean_shard(cos, cols [, opts]) -> B tensor
+   fvl.F.hard_mean of a sharded head: the hard negatives' mean over every rank's columns (opts as
+   fvl.F.hard_mean; tracked). */
 static int l_hard_mean_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, "hard_mean");
   fvl_tensor *y = slice_cols_arg(L, 2, "hard_mean", cos->size[0], cos->size[1]);
@@ -411,9 +464,10 @@ static int l_hard_mean_shard(lua_State *L) {
   return 1;
 }
 
-/* F.circle_pairwise_shard(S, labels, first, m, gamma) -> the pairwise Circle loss of the whole
-   gathered batch (replicated), from this rank's anchors: S is B×N, labels the N gathered labels,
-   first the 1-based gathered row of the first anchor; tracked in S */
+/*** fvl.F.circle_pairwise_shard(S, labels, first, m, gamma) -> scalar tensor
+   The pairwise Circle loss of the whole gathered batch (the same on every rank) from this rank's
+   anchors: S is B×N, labels the N gathered labels, first the 1-based gathered row of the first
+   anchor; tracked in S. Errors: first outside the rows that fit B anchors. */
 static int l_circle_pairwise_shard(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) fvl_error(L, "circle_pairwise: S must be a B×N similarity matrix, got %d dims", (int)S->ndim);
@@ -427,7 +481,9 @@ static int l_circle_pairwise_shard(lua_State *L) {
   return 1;
 }
 
-/* F.copy_rows(dst, rows, src) -- dst[rows[k]] = src[k] in place (rows 1-based), returns dst */
+/*** fvl.F.copy_rows(dst, rows, src) -> dst
+   In place: dst[rows[k]] = src[k] for each k (rows 1-based, checked against dst's rows); not
+   tracked (Partial FC writes the sampled centres back). */
 static int l_copy_rows(lua_State *L) {
   fvl_tensor *dst = T(1), *src = T(3);
   fvl_tensor *rows = fvl_checkindex(L, 2, "copy_rows", "rows", dst->ndim >= 1 ? dst->size[0] : 0);
@@ -438,7 +494,11 @@ static int l_copy_rows(lua_State *L) {
   return 1;
 }
 
-/* F.pfc_sample(pos_mask, num, seed, counter) -> sorted 1-based rows (int32) */
+/*** fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor
+   Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the
+   batch's classes) plus uniformly random other rows, without replacement, up to num rows in all
+   (only the positives when they are more), drawn from the counter-based generator at (seed,
+   counter); sorted 1-based rows. Errors: num < 0. */
 static int l_pfc_sample(lua_State *L) {
   fvl_tensor *pos = T(1);
   lua_Integer num = luaL_checkinteger(L, 2), seed = luaL_checkinteger(L, 3), ctr = luaL_checkinteger(L, 4);

@@ -17,8 +17,10 @@ local array_mt = { __name = "fvl.json.array" }
 local object_mt = { __name = "fvl.json.object" }
 json.null = setmetatable({}, { __name = "fvl.json.null", __tostring = function() return "null" end })
 
--- mark a table as a JSON array / object (matters only when it is empty)
+-- fvl.json.array([t]) -> t: marks a table as a JSON array (matters only when it is empty: an
+-- empty table is written as an object {} otherwise)
 function json.array(t) return setmetatable(t or {}, array_mt) end
+-- fvl.json.object([t]) -> t: marks a table as a JSON object
 function json.object(t) return setmetatable(t or {}, object_mt) end
 
 local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
@@ -41,6 +43,12 @@ end
 
 local encode_opts = { indent = true, sort_keys = true, nonfinite = true }
 
+-- fvl.json.encode(v [, opts]) -> string: JSON text of a value (tables, numbers, strings, booleans,
+-- fvl.json.null, tensors as nested lists). Integers stay integers and floats are written with the
+-- fewest digits that read back exactly; object keys sorted. opts: indent (a number of spaces, or
+-- none: one line), sort_keys (true), nonfinite = "error"|"null"|"literal" ("error": NaN/inf are an
+-- error naming their path; "literal": NaN/Infinity as Python's json). Errors: functions, cycles,
+-- mixed keys.
 function json.encode(v, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -281,6 +289,9 @@ function value(D, depth)
   else return num(D) end
 end
 
+-- fvl.json.decode(s [, opts]) -> value | nil, message: parses JSON text (NaN/Infinity accepted);
+-- empty arrays come back marked (fvl.json.array) so they round-trip; opts.null: the value for JSON
+-- null (default fvl.json.null). Malformed text is nil, message with the position.
 function json.decode(s, opts)
   if type(s) ~= "string" then
     error("json.decode: argument #1 must be a string, got " .. type(s), 2)

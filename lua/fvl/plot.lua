@@ -29,6 +29,7 @@ local lines_args   -- a line chart's binding arguments (defined with plot.lines)
 -- ------------------------------------------------------------------------------ CSV beside
 local CSV_HEADER = "panel,series,label,x,y,z,class"
 
+-- fvl.plot.csv_path(file) -> path: where a figure's data is written: the same name with .csv.
 function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
 
 local function csv_field(v)
@@ -111,6 +112,8 @@ local function panel(kind, args, title)
   return setmetatable({ kind = kind, args = args, title = title }, Panel)
 end
 
+-- panel:save(file [, width [, height]]) -> file: draws a panel (a figure made without file=) into a
+-- PNG/SVG/PDF file, with its CSV beside.
 function Panel:save(file, width, height)
   local a = {}
   for k, v in pairs(self.args) do a[k] = v end
@@ -198,6 +201,7 @@ end
 -- ------------------------------------------------------------------------------ animation
 
 local Animation = util.class("fvl.plot.Animation")
+plot.Animation = Animation
 
 --- An animated GIF of 2-D/3-D features, one frame per add() (e.g. every k training steps):
 ---   local anim = fvl.plot.animation{file="train.gif", delay=0.25}
@@ -224,6 +228,9 @@ function plot.animation(opts)
   return self
 end
 
+-- anim:add(emb, labels [, opts]) -> frames: adds one frame of 2-D/3-D features (plot.features'
+-- arguments and options, without file); returns the number of frames so far.
+-- Errors: after close(); the arguments plot.features refuses.
 function Animation:add(emb, labels, opts)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
@@ -246,8 +253,11 @@ function Animation:add_chart(spec)
   return self.n
 end
 
+-- anim:frames() -> integer: the number of frames added so far.
 function Animation:frames() return self.n end
 
+-- anim:close() -> file: writes the GIF (atomically) and its frames' data beside it (.csv, panel =
+-- the frame number); a second close() returns the file again.
 function Animation:close()
   if not self.handle then return self.file end
   local h = self.handle
@@ -273,10 +283,6 @@ local function as_list(fn, key, v)
   return v
 end
 
---- Line chart. spec: series = {{x=, y=, label=, color= (1-based palette), dash="solid"|"dashed"|
---- "dotted", points=bool, line=bool, width=}}, title, xlabel, ylabel, xlog, ylog, xmin, xmax,
---- ymin, ymax, xstep, ystep, equal, diagonal, legend ("auto", "none", "top right", ...),
---- notes = {{x=, y=, text=}}, file, width (800), height (600). A NaN in x or y breaks a line.
 -- the binding's arguments of a line chart from a plot.lines spec (checked)
 function lines_args(fn, spec)
   if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
@@ -318,6 +324,12 @@ function lines_args(fn, spec)
   return args
 end
 
+-- fvl.plot.lines(spec) -> file | panel: a line chart. spec: series = {{x=, y=, label=, color=
+-- (1-based palette), dash = "solid"|"dashed"|"dotted", points = bool, line = bool, width =}},
+-- title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend
+-- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data
+-- written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,
+-- a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.
 function plot.lines(spec)
   local fn = "plot.lines"
   local args = lines_args(fn, spec)
@@ -768,6 +780,8 @@ function plot.training_animation(opts)
   return anim
 end
 
+-- anim:step(k, frame) -> frames: adds a frame at step k when k is a multiple of the animation's
+-- `every` (fvl.plot.training_animation); frame() -> emb, labels, opts runs only then.
 function Animation:step(k, frame)
   if k % (self.every or 1) ~= 0 then return self.n end
   local emb, labels, o = frame()

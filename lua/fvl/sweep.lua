@@ -50,15 +50,21 @@ local function check_bounds(fn, lo, hi)
                         tostring(lo), tostring(hi)), 3)
   end
 end
+-- fvl.sweep.uniform(lo, hi) -> range: a value drawn uniformly from [lo, hi] (strategy "random" /
+-- "halving"; seeded by the sweep's seed). Errors: lo > hi or non-finite bounds.
 function sweep.uniform(lo, hi)
   check_bounds("uniform", lo, hi)
   return setmetatable({ kind = "uniform", lo = lo, hi = hi }, Range)
 end
+-- fvl.sweep.loguniform(lo, hi) -> range: log-uniform in [lo, hi] (learning rates, weight decays).
+-- Errors: lo <= 0, lo > hi.
 function sweep.loguniform(lo, hi)
   check_bounds("loguniform", lo, hi)
   if lo <= 0 then error("fvl.sweep.loguniform: lo must be > 0, got " .. tostring(lo), 2) end
   return setmetatable({ kind = "loguniform", lo = lo, hi = hi }, Range)
 end
+-- fvl.sweep.int(lo, hi) -> range: a uniform integer in lo..hi (in a grid: every integer).
+-- Errors: bounds that are not integers, lo > hi.
 function sweep.int(lo, hi)
   check_bounds("int", lo, hi)
   if math.type(lo) ~= "integer" or math.type(hi) ~= "integer" then
@@ -242,6 +248,8 @@ end
 -- resumes exactly its shard.
 local function is_url(store) return type(store) == "string" and store:match("^postgres[q]?[l]?://") ~= nil end
 sweep.is_shared_store = is_url
+--- @doc fvl.sweep.is_shared_store(store) -> boolean
+--- Whether store names a shared (PostgreSQL, postgres://...) store rather than an SQLite file.
 
 local function parse_shard(s, where)
   local i, n = tostring(s):match("^%s*(%d+)%s*/%s*(%d+)%s*$")
@@ -321,6 +329,8 @@ sweep.load, sweep.merge = report.load, report.merge
 sweep.leaderboard, sweep.csv, sweep.plot = report.leaderboard, report.csv, report.plot
 sweep.spread = report.spread   -- mean ± std over seeds of each configuration
 
+-- fvl.sweep.is_worker() -> boolean: whether this process is a sweep worker running one trial (a
+-- script can skip its printing or plotting there).
 function sweep.is_worker() return os.getenv(WORKER_ENV) ~= nil end
 
 -- ---------------------------------------------------------------- the driver
@@ -881,6 +891,12 @@ local function normalize(o)
   return S
 end
 
+-- fvl.sweep.run(opts) (or fvl.sweep(opts)) -> trials: runs a sweep (see the module header: name,
+-- space, trial = function(cfg, report, info) returning a metrics table, workers, store, strategy
+-- = "grid"|"random"|"halving", samples, seed, metric, mode, halving, shard, threads, timeout,
+-- retry_failed, quiet): every trial in its own worker process (this script re-run with
+-- FVL_SWEEP_WORKER set), results in the store, finished trials never re-run; returns the list of
+-- trials as fvl.sweep.load. Errors: unknown options, an empty space, a store of another sweep.
 function sweep.run(o)
   local S = normalize(o)
   local w = worker.parse_worker_env()

@@ -177,6 +177,8 @@ function Head:margin_ce(logits, y, spec)
   return M.F().margin_ce(logits, y, spec, self.name)
 end
 
+-- head:parameters() -> {tensor, ...}: the head's trainable tensors (weight, and bias or ξ where the
+-- head has them), for an optimiser or to join a model's parameters.
 function Head:parameters()
   local p = {}
   if self.weight then p[#p + 1] = self.weight end
@@ -185,18 +187,27 @@ function Head:parameters()
   return p
 end
 
+-- head:train([on]) -> head: training mode (on = true, default) or evaluation mode; heads with
+-- batch statistics (CurricularFace's t, AdaFace's EMA, AdaCos's dynamic s) update them only in
+-- training mode.
 function Head:train(on)
   self.training = on == nil and true or not not on
   return self
 end
+-- head:evaluate() -> head: head:train(false); head:eval() is its PyTorch name.
 function Head:evaluate() return self:train(false) end
 Head.eval = Head.evaluate
+--- @doc fvl.loss.Head:eval() -> head
+--- PyTorch's name for head:evaluate().
 
 -- raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked
 function Head:raw_logits(x)
   return M.F().cosine(x, self.weight)
 end
 
+-- head:logits(x) -> B×C tensor: evaluation scores of a B×D batch without margins and without
+-- autograd (cosines for the cosine heads, x·Wᵀ + b for Softmax/Center); head:predict takes their
+-- argmax. Errors: x not a B×D float32 tensor of the head's dim.
 function Head:logits(x)
   local name = self.name
   if not util.is_tensor(x) or x:dim() ~= 2 or x:dtype() ~= "float32" then

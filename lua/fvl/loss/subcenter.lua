@@ -17,7 +17,7 @@ local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 -- the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay
 -- the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
 -- step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.
-function Sub:max_workspaces(B)
+function Sub:_max_workspaces(B)
   -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
   local C = self._ws_cols and self._ws_cols // self.K or self.classes
   if self._mgws_B ~= B or self._mgws_C ~= C then
@@ -27,22 +27,22 @@ function Sub:max_workspaces(B)
 end
 
 -- B×C cosines to the nearest sub-centre of each class (tracked)
-function Sub:class_cosine(x, B)
+function Sub:_class_cosine(x, B)
   local F = base.F()
   local ws, gws = self:workspaces(B)           -- B×(C·K)
   local cos = F.cosine(x, self.weight, ws)
   if self.K == 1 then return cos end
-  self:max_workspaces(B)
+  self:_max_workspaces(B)
   self._max = F.group_max_ws(cos, self.K, gws, self._max)
   return self._max
 end
 
 function Sub:forward(x, labels)
   local B, y = self:check_input(x, labels)
-  local cos = self:class_cosine(x, B)
+  local cos = self:_class_cosine(x, B)
   local fb, easy = margin.arc_fallback("subcenter_arcface", self.fallback, self.easy_margin)
   local spec = { s = self.s, target = "arc", m = self.m, fallback = fb, easy_margin = easy }
-  spec.gws = self.K == 1 and self._gws or self:max_workspaces(B)
+  spec.gws = self.K == 1 and self._gws or self:_max_workspaces(B)
   spec.nonfinite = self.nonfinite
   return base.F().margin_ce(cos, y, spec, self.name)
 end
