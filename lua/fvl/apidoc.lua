@@ -626,6 +626,15 @@ export, or fine-tuning from fresh optimiser state). Returns out.",
   ["fvl.dist.load_checkpoint"] = "fvl.dist.load_checkpoint(dir, into)\
 load_checkpoint(dir, {net=, head=, opt=, rng=}) on every rank: this rank's shard, restored in\
 place as fvl.load_checkpoint does. The world size must be the one that saved it.",
+  ["fvl.dist.overlap_grads"] = "fvl.dist.overlap_grads(params, opts)\
+Data-parallel gradients all-reduced while the backward runs (as PyTorch's DDP):\
+  local sync = dist.overlap_grads(net, {op = \"sum\", bucket_mb = 25})   -- once\
+  loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final\
+  sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)\
+The buckets hold the parameters in reverse order (the last layers' gradients are final first),\
+are launched in bucket order on every rank, and the result is what allreduce_grads gives. One\
+backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait\
+does nothing. Leave a sharded head's parameters out, as with allreduce_grads.",
   ["fvl.dist.part"] = "fvl.dist.part(n, rank, size)\
 The contiguous part of n items that `rank` owns out of `size`: ⌊n/size⌋ + [rank < n mod size]\
 items. Returns the first item (1-based) and the count. rank/size default to this process.",
