@@ -449,6 +449,87 @@ static int array_bytes(vm *m, const pv *v, const uint8_t **p, size_t *len, char 
   return 0;
 }
 
+/* the images of `bins` (bytes, or 1-D uint8 numpy arrays) into bp->img / img_len; returns how
+ * many are converted bytes that live in the VM's values (see own_images), or -1 */
+static int64_t pack_images(vm *m, const pv *bins, fvl_binpack *bp) {
+  const char *what = m->what;
+  bp->n = bins->n;
+  bp->img = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img);
+  bp->img_len = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img_len);
+  if (!bp->img || !bp->img_len) return fvl_err("%s: out of memory", what);
+  int64_t owned = 0;
+  for (int64_t i = 0; i < bins->n; i++) {
+    pv *it = bins->items[i];
+    if (it->t == PV_BYTES) {
+      bp->img[i] = it->p;
+      bp->img_len[i] = it->len;
+      owned += it->own != NULL;
+      continue;
+    }
+    char code[8];
+    int64_t ne;
+    if (array_bytes(m, it, &bp->img[i], &bp->img_len[i], code, &ne, "bins", i + 1)) return -1;
+    if (strcmp(code + 1, "u1") && strcmp(code + 1, "i1"))
+      return fvl_err("%s: bins[%lld] is a numpy array of dtype %s, expected uint8 image bytes", what,
+                     (long long)i + 1, code);
+    if ((size_t)ne != bp->img_len[i])
+      return fvl_err("%s: bins[%lld]: a numpy array of %lld elements with %zu data bytes", what,
+                     (long long)i + 1, (long long)ne, bp->img_len[i]);
+  }
+  return owned;
+}
+
+/* latin-1 converted bytes live in the VM's values, which go with it: every image is copied into
+ * one new buffer that replaces *data (freed) */
+static int own_images(const vm *m, fvl_binpack *bp, uint8_t **data, size_t *len) {
+  size_t tot = 0;
+  for (int64_t i = 0; i < bp->n; i++) tot += bp->img_len[i];
+  uint8_t *copy = malloc(tot ? tot : 1);
+  if (!copy) return fvl_err("%s: out of memory", m->what);
+  size_t o = 0;
+  for (int64_t i = 0; i < bp->n; i++) {
+    memcpy(copy + o, bp->img[i], bp->img_len[i]);
+    bp->img[i] = copy + o;
+    o += bp->img_len[i];
+  }
+  free(*data);
+  *data = copy;
+  *len = tot;
+  return 0;
+}
+
+/* the issame flags (a list of bools / 0-1 ints, or a numpy bool array) into bp->issame, npairs */
+static int pack_issame(vm *m, const pv *same, fvl_binpack *bp) {
+  const char *what = m->what;
+  if (same->t == PV_LIST || same->t == PV_TUPLE) {
+    bp->npairs = same->n;
+    bp->issame = malloc((size_t)(same->n ? same->n : 1));
+    if (!bp->issame) return fvl_err("%s: out of memory", what);
+    for (int64_t i = 0; i < same->n; i++) {
+      pv *b = same->items[i];
+      if ((b->t != PV_BOOL && b->t != PV_INT) || b->i < 0 || b->i > 1)
+        return fvl_err("%s: issame[%lld] is a %s, expected a bool", what, (long long)i + 1, pv_names[b->t]);
+      bp->issame[i] = (uint8_t)b->i;
+    }
+    return 0;
+  }
+  const uint8_t *p;
+  size_t l;
+  char code[8];
+  int64_t ne;
+  if (array_bytes(m, same, &p, &l, code, &ne, "issame", 1)) return -1;
+  if (strcmp(code + 1, "b1") || (size_t)ne != l)
+    return fvl_err("%s: issame is a numpy array of dtype %s, expected bool", what, code);
+  bp->npairs = ne;
+  bp->issame = malloc((size_t)(ne ? ne : 1));
+  if (!bp->issame) return fvl_err("%s: out of memory", what);
+  for (int64_t i = 0; i < ne; i++) {
+    if (p[i] > 1) return fvl_err("%s: issame[%lld] = %d is not a bool", what, (long long)i + 1, p[i]);
+    bp->issame[i] = p[i];
+  }
+  return 0;
+}
+
 fvl_binpack *fvl_binpack_parse(uint8_t *data, size_t len, const char *what) {
   vm m;
   memset(&m, 0, sizeof m);
@@ -471,79 +552,8 @@ fvl_binpack *fvl_binpack_parse(uint8_t *data, size_t len, const char *what) {
   }
   bp = calloc(1, sizeof *bp);
   if (!bp) { fvl_err("%s: out of memory", what); goto fail; }
-  bp->n = bins->n;
-  bp->img = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img);
-  bp->img_len = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img_len);
-  if (!bp->img || !bp->img_len) { fvl_err("%s: out of memory", what); goto fail; }
-  int64_t owned = 0;
-  for (int64_t i = 0; i < bins->n; i++) {
-    pv *it = bins->items[i];
-    if (it->t == PV_BYTES) {
-      bp->img[i] = it->p;
-      bp->img_len[i] = it->len;
-      owned += it->own != NULL;
-    } else {
-      char code[8];
-      int64_t ne;
-      if (array_bytes(&m, it, &bp->img[i], &bp->img_len[i], code, &ne, "bins", i + 1)) goto fail;
-      if (strcmp(code + 1, "u1") && strcmp(code + 1, "i1")) {
-        fvl_err("%s: bins[%lld] is a numpy array of dtype %s, expected uint8 image bytes", what,
-                (long long)i + 1, code);
-        goto fail;
-      }
-      if ((size_t)ne != bp->img_len[i]) {
-        fvl_err("%s: bins[%lld]: a numpy array of %lld elements with %zu data bytes", what,
-                (long long)i + 1, (long long)ne, bp->img_len[i]);
-        goto fail;
-      }
-    }
-  }
-  if (owned) {
-    /* latin-1 converted bytes live in the VM's values: copy them out */
-    size_t tot = 0;
-    for (int64_t i = 0; i < bins->n; i++) tot += bp->img_len[i];
-    uint8_t *copy = malloc(tot ? tot : 1);
-    if (!copy) { fvl_err("%s: out of memory", what); goto fail; }
-    size_t o = 0;
-    for (int64_t i = 0; i < bins->n; i++) {
-      memcpy(copy + o, bp->img[i], bp->img_len[i]);
-      bp->img[i] = copy + o;
-      o += bp->img_len[i];
-    }
-    free(data);
-    data = copy;
-    len = tot;
-  }
-  if (same->t == PV_LIST || same->t == PV_TUPLE) {
-    bp->npairs = same->n;
-    bp->issame = malloc((size_t)(same->n ? same->n : 1));
-    if (!bp->issame) { fvl_err("%s: out of memory", what); goto fail; }
-    for (int64_t i = 0; i < same->n; i++) {
-      pv *b = same->items[i];
-      if ((b->t != PV_BOOL && b->t != PV_INT) || b->i < 0 || b->i > 1) {
-        fvl_err("%s: issame[%lld] is a %s, expected a bool", what, (long long)i + 1, pv_names[b->t]);
-        goto fail;
-      }
-      bp->issame[i] = (uint8_t)b->i;
-    }
-  } else {
-    const uint8_t *p;
-    size_t l;
-    char code[8];
-    int64_t ne;
-    if (array_bytes(&m, same, &p, &l, code, &ne, "issame", 1)) goto fail;
-    if (strcmp(code + 1, "b1") || (size_t)ne != l) {
-      fvl_err("%s: issame is a numpy array of dtype %s, expected bool", what, code);
-      goto fail;
-    }
-    bp->npairs = ne;
-    bp->issame = malloc((size_t)(ne ? ne : 1));
-    if (!bp->issame) { fvl_err("%s: out of memory", what); goto fail; }
-    for (int64_t i = 0; i < ne; i++) {
-      if (p[i] > 1) { fvl_err("%s: issame[%lld] = %d is not a bool", what, (long long)i + 1, p[i]); goto fail; }
-      bp->issame[i] = p[i];
-    }
-  }
+  int64_t owned = pack_images(&m, bins, bp);
+  if (owned < 0 || (owned > 0 && own_images(&m, bp, &data, &len)) || pack_issame(&m, same, bp)) goto fail;
   if (bp->n != 2 * bp->npairs) {
     fvl_err("%s: %lld images for %lld issame flags (expected 2 images per pair)", what,
             (long long)bp->n, (long long)bp->npairs);
