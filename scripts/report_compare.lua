@@ -88,18 +88,50 @@ end
 local S = R.settings or {}
 local lines = {}
 if #dirs > 1 then
-  -- ablation: one row per head and run directory, runs in the order given
-  local hdr, rule = { "inputs", "BatchNorm", "s", "head" }, { "---", "---", "---:", "---" }
-  for i, k in ipairs(cols) do hdr[i + 4] = metric[k].label; rule[i + 4] = "---:" end
+  -- ablation: one row per head and run directory, runs in the order given; the recipe columns
+  -- are those whose value differs between the runs (s of the 2-D part always shown). Runs made
+  -- before a setting existed had its old value: one s for both parts, Circle's γ 256, 5% warm-up,
+  -- the head trained like the backbone.
+  local RECIPE = {
+    { "inputs", "inputs", function(S) return S.inputs end },
+    { "bn", "BatchNorm", function(S) return S.bn end },
+    { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
+    { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
+    { "circle_gamma", "Circle γ", function(S)
+        if S.circle_gamma == "4s" then return 4 * (S.fm_scale or S.scale) end
+        return S.circle_gamma or 256
+      end },
+    { "warmup", "warm-up", function(S) return S.warmup end },
+    { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
+    { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
+  }
+  local runs_S = {}
+  for i, dir in ipairs(dirs) do runs_S[i] = load(dir).settings or {} end
+  local rcols = {}
+  for _, r in ipairs(RECIPE) do
+    local first, varies = tostring(r[3](runs_S[1])), r[4] or false
+    for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
+    if varies then rcols[#rcols + 1] = r end
+  end
+  local hdr, rule = {}, {}
+  for _, r in ipairs(rcols) do hdr[#hdr + 1] = r[2]; rule[#rule + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+  hdr[#hdr + 1], rule[#rule + 1] = "head", "---"
+  local nr = #hdr
+  for i, k in ipairs(cols) do hdr[i + nr] = metric[k].label; rule[i + nr] = "---:" end
   lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
   lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
   local cmds, seeds_seen = {}, nil
-  for _, dir in ipairs(dirs) do
+  for di, dir in ipairs(dirs) do
     local Rd = load(dir)
-    local Sd = Rd.settings or {}
+    local Sd = runs_S[di]
     for _, h in ipairs(Rd.summary) do
-      local c = { tostring(Sd.inputs), tostring(Sd.bn), tostring(Sd.scale), h.head }
-      for i, k in ipairs(cols) do c[i + 4] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
+      local c = {}
+      for _, r in ipairs(rcols) do
+        local v = r[3](Sd)
+        c[#c + 1] = (r[1] == "circle_gamma" and h.key ~= "circle") and "" or string.format(type(v) == "number" and "%g" or "%s", v)
+      end
+      c[#c + 1] = h.head
+      for i, k in ipairs(cols) do c[i + nr] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
       lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
     end
     cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
@@ -132,10 +164,12 @@ end
 local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
 local syn = S.synthetic and S.synthetic.data or {}
 lines[#lines + 1] = ""
-lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s; %s steps on Fashion-MNIST (%s), " ..
+lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s (2-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in 2-D; %s steps on Fashion-MNIST (%s), " ..
   "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
   "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
-  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr), tostring(S.scale),
+  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
+  tostring(S.fm_scale or S.scale), tostring(S.scale), S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256),
+  tostring(S.fm_margin or 1),
   tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
   tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
   tostring(syn.test_identities), tostring(syn.test_per_identity),
