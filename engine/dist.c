@@ -305,7 +305,33 @@ static fvl_tensor *copy_op(fvl_tensor *t, const char *fn, int sum_now, fvl_backw
   fvl_record(fn, bw, out, 1, in);
   return out;
 }
+/* Σ over ranks of the gradient, kept for this rank's block of rows only (reduce-scatter), the
+   other rows zero */
+static int scatter_bw(fvl_node *n, fvl_tensor *g) {
+  fvl_tensor *gc = contig(g), *part = NULL, *out = NULL;
+  int rc = -1;
+  int64_t k = g->size[0] / g_size, sz[FVL_MAXDIM];
+  memcpy(sz, g->size, sizeof sz);
+  sz[0] = k;
+  if (gc && (part = fvl_empty(FVL_F32, g->ndim, sz)) && (out = fvl_zeros(FVL_F32, g->ndim, g->size)) &&
+      fvl_dist_reduce_scatter_f32(fvl_f32(gc), fvl_f32(part), (size_t)fvl_numel(part)) == 0) {
+    memcpy(fvl_f32(out) + (size_t)g_rank * (size_t)fvl_numel(part), fvl_f32(part), sizeof(float) * (size_t)fvl_numel(part));
+    rc = fvl_node_accum(n, 0, out);
+  }
+  fvl_release(out);
+  fvl_release(part);
+  fvl_release(gc);
+  return rc;
+}
+
 fvl_tensor *fvl_dist_sum_t(fvl_tensor *t) { return copy_op(t, "sum", 1, identity_bw); }
+fvl_tensor *fvl_dist_copy_rows_t(fvl_tensor *t) {
+  if (ensure()) return NULL;
+  if (t && (t->ndim < 1 || t->size[0] % g_size))
+    return fvl_err("fvl.dist.copy_rows: expected a tensor whose first size is a multiple of the world size %d, got "
+                   "first size %lld", g_size, t->ndim ? (long long)t->size[0] : 0LL), NULL;
+  return copy_op(t, "copy_rows", 0, scatter_bw);
+}
 fvl_tensor *fvl_dist_copy_t(fvl_tensor *t) { return copy_op(t, "copy", 0, summing_bw); }
 
 fvl_tensor *fvl_dist_randn_rows(int64_t rows, int64_t cols, int64_t lo, int64_t n, float std) {

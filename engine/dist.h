@@ -51,6 +51,11 @@ fvl_tensor *fvl_dist_sum_t(fvl_tensor *t);
 /* out = t, tracked with a summing backward: for a replicated value (a shared parameter) that
    each rank uses on its own part of the work; its gradient is the sum of the ranks' parts */
 fvl_tensor *fvl_dist_copy_t(fvl_tensor *t);
+/* out = t (first size N·k), tracked with a reduce-scattering backward: the gradient summed over the
+   ranks in this rank's block of k rows only (one reduce-scatter, each rank receives k rows), zero
+   in the others. For a gathered tensor (allgather's own rows) whose users on each rank hold a
+   part of the gradient: the sharded heads' column work on the gathered embeddings. */
+fvl_tensor *fvl_dist_copy_rows_t(fvl_tensor *t);
 
 /* rows [lo, lo+n) of what fvl_randn of a rows×cols tensor would draw from the global generator
    (which advances by rows·cols, as fvl_randn does): a rank's slice of a seeded initialisation */

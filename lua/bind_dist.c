@@ -79,6 +79,13 @@ static int l_copy(lua_State *L) {
   return 1;
 }
 
+/* copy_rows(t) -> t, tracked (reduce-scattering backward: the gradient summed over the ranks, kept
+   for this rank's block of rows, zero elsewhere) */
+static int l_copy_rows(lua_State *L) {
+  fvl_pushtensor(L, fvl_dist_copy_rows_t(tensor_arg(L, 1, "copy_rows", 1)));
+  return 1;
+}
+
 /* randn_rows(rows, cols, first, n) -> rows first..first+n-1 (1-based) of fvl.randn(rows, cols) */
 static int l_randn_rows(lua_State *L) {
   lua_Integer rows = luaL_checkinteger(L, 1), cols = luaL_checkinteger(L, 2);
@@ -99,7 +106,7 @@ int fvl_open_dist(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"rank", l_rank}, {"size", l_size}, {"active", l_active}, {"barrier", l_barrier},
     {"allreduce", l_allreduce}, {"broadcast", l_broadcast}, {"allgather", l_allgather},
-    {"reduce_scatter", l_reduce_scatter}, {"sum", l_sum}, {"copy", l_copy}, {"randn_rows", l_randn_rows},
+    {"reduce_scatter", l_reduce_scatter}, {"sum", l_sum}, {"copy", l_copy}, {"copy_rows", l_copy_rows}, {"randn_rows", l_randn_rows},
     {NULL, NULL}};
   luaL_getsubtable(L, -1, "dist_core");
   luaL_setfuncs(L, fns, 0);

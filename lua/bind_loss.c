@@ -358,6 +358,22 @@ static int l_hard_mean_shard(lua_State *L) {
   return 1;
 }
 
+/* F.circle_pairwise_shard(S, labels, first, m, gamma) -> the pairwise Circle loss of the whole
+   gathered batch (replicated), from this rank's anchors: S is B×N, labels the N gathered labels,
+   first the 1-based gathered row of the first anchor; tracked in S */
+static int l_circle_pairwise_shard(lua_State *L) {
+  fvl_tensor *S = T(1);
+  if (S->ndim != 2) fvl_error(L, "circle_pairwise: S must be a B×N similarity matrix, got %d dims", (int)S->ndim);
+  fvl_tensor *y = labels_arg(L, 2, "circle_pairwise", S->size[1], -1);
+  lua_Integer first = luaL_checkinteger(L, 3);
+  if (first < 1 || first > S->size[1] - S->size[0] + 1)
+    fvl_error(L, "circle_pairwise: first = %lld (expected 1..%lld for %lld anchors of %lld rows)", (long long)first,
+              (long long)(S->size[1] - S->size[0] + 1), (long long)S->size[0], (long long)S->size[1]);
+  float m = (float)luaL_checknumber(L, 4), gamma = (float)luaL_checknumber(L, 5);
+  fvl_pushtensor(L, fvl_circle_pairwise_shard(S, y, first - 1, m, gamma));
+  return 1;
+}
+
 /* F.copy_rows(dst, rows, src) -- dst[rows[k]] = src[k] in place (rows 1-based), returns dst */
 static int l_copy_rows(lua_State *L) {
   fvl_tensor *dst = T(1), *src = T(3);
@@ -388,7 +404,7 @@ int fvl_open_loss(lua_State *L) {
     {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
     {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
-    {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"pfc_sample", l_pfc_sample},
+    {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

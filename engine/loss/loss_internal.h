@@ -29,4 +29,7 @@ int fvl_lo_take_or_accum(fvl_node *n, int i, fvl_tensor *g);
 fvl_tensor *fvl_lo_inplace_acc(fvl_node *n, int i);
 /* ws is a contiguous float32 B×C tensor, or −1 with a message */
 int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t B, int64_t C);
+/* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose
+   loss is not finite, or −1; an error unless nonfinite_ok, else *bad_row = bad + 1 */
+fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row);
 #endif

@@ -117,6 +117,15 @@ int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t 
   return 0;
 }
 
+fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row) {
+  if (bad >= 0) {
+    if (!nonfinite_ok)
+      return fvl_err("%s: loss is not finite (first bad row %lld)", fn, (long long)bad + 1), NULL;
+    if (bad_row) *bad_row = (int)(bad + 1);
+  }
+  return fvl_scalar((float)(sum / B));
+}
+
 /* ================================================================ margin softmax-CE */
 /* thr: a copy of sp.thr_row (hard = ROW), B floats, so the backward does not depend on the
    caller's buffer */
@@ -225,14 +234,7 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
     if (bad < 0 && !isfinite(lp[i])) bad = i;
     sum += lp[i];
   }
-  if (bad >= 0) {
-    if (!nonfinite_ok) {
-      fvl_err("%s: loss is not finite (first bad row %lld)", fn, (long long)bad + 1);
-      goto fail;
-    }
-    if (bad_row) *bad_row = (int)(bad + 1);
-  }
-  if (!(out = fvl_scalar((float)(sum / B)))) goto fail;
+  if (!(out = fvl_lo_mean_loss(fn, sum, B, bad, nonfinite_ok, bad_row))) goto fail;
   fvl_tensor *in[3] = {cos, s_row, m_row};
   fvl_node *nd = fvl_record("margin_ce", margin_bw, out, 3, in);
   if (nd) {

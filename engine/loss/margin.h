@@ -126,6 +126,12 @@ int fvl_circle_pairwise_fwd(const float *S, int lds, const int32_t *y, int B, fl
    every entry is written. */
 int fvl_circle_pairwise_bwd(const float *S, int lds, const int32_t *y, int B, float m, float gamma,
                             const float *row_z, const float *valid, float gscale, float *dS, int ldds);
+/* the same for B anchors that are columns first..first+B−1 of n (S is B×n, y n labels): the
+   anchors' rows of the n×n problem (a rank's share of a gathered batch) */
+int fvl_circle_rows_fwd(const float *S, int lds, const int32_t *y, int B, int n, int first, float m, float gamma,
+                        float *row_loss, float *row_z, float *valid, int *nvalid);
+int fvl_circle_rows_bwd(const float *S, int lds, const int32_t *y, int B, int n, int first, float m, float gamma,
+                        const float *row_z, const float *valid, float gscale, float *dS, int ldds);
 
 /* Center-loss α-rule (docs/losses.md §1.10), in place on centers (C×D):
    Δc_j = Σ_{i:y_i=j} (c_j − x_i)/(1 + n_j),  c_j ← c_j − α·Δc_j;  classes absent stay. x B×D. */

@@ -159,14 +159,7 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
     if (cap > 0 && li > cap) { li = cap; capped[i] = 1; ncapped++; }
     sum += (float)li;
   }
-  if (bad >= 0) {
-    if (!nonfinite_ok) {
-      fvl_err("%s: loss is not finite (first bad row %lld)", fn, (long long)bad + 1);
-      goto fail;
-    }
-    if (bad_row) *bad_row = (int)(bad + 1);
-  }
-  if (!(out = fvl_scalar((float)(sum / B)))) goto fail;
+  if (!(out = fvl_lo_mean_loss(fn, sum, B, bad, nonfinite_ok, bad_row))) goto fail;
   fvl_tensor *in[3] = {cos, s_row, m_row};
   fvl_node *nd = fvl_record("margin_ce_shard", shard_bw, out, 3, in);
   if (nd) {
@@ -351,5 +344,61 @@ fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t
   }
   free(take);
   free(neg);
+  return out;
+}
+
+/* ================================================================ pairwise Circle, a rank's anchors */
+static int circle_shard_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *S = n->saved[0], *y = n->saved[1], *rz = n->saved[2], *va = n->saved[3];
+  int B = (int)n->iv[0], N = (int)n->iv[1], first = (int)n->iv[2], lds = (int)n->iv[3];
+  double nv = n->sc[2];
+  int64_t sz[2] = {B, N};
+  fvl_tensor *dS = fvl_empty(FVL_F32, 2, sz);
+  if (!dS) return -1;
+  /* the loss is replicated: its gradient is the full one on every rank, this rank's anchors' share */
+  float gscale = nv > 0 ? (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / nv) : 0.0f;
+  int rc = fvl_circle_rows_bwd(fvl_f32(S), lds, fvl_i32(y), B, N, first, (float)n->sc[0], (float)n->sc[1],
+                               fvl_f32(rz), fvl_f32(va), gscale, fvl_f32(dS), N);
+  if (rc == 0) rc = fvl_lo_take_or_accum(n, 0, dS);
+  fvl_release(dS);
+  return rc;
+}
+
+fvl_tensor *fvl_circle_pairwise_shard(fvl_tensor *S, fvl_tensor *y0, int64_t first, float m, float gamma) {
+  static const char *fn = "circle_pairwise";
+  char bs[64];
+  if (fvl_lo_check_2d(fn, "S", S, "B×N similarity rows")) return NULL;
+  int64_t B = S->size[0], N = S->size[1];
+  if (B < 1 || N > INT32_MAX || first < 0 || B > N || first > N - B) {
+    fvl_err("%s: S is %s with anchors from column %lld (expected B×N, the anchors' columns inside 0..N-1)", fn,
+            fvl_lo_shape(S, bs), (long long)first);
+    return NULL;
+  }
+  fvl_tensor *y = fvl_lo_labels_of(fn, y0, N, -1), *Sd = NULL, *rl = NULL, *rz = NULL, *va = NULL, *out = NULL;
+  int lds, nv = 0;
+  int64_t szb[1] = {B};
+  if (!y || !(Sd = fvl_lo_rows_of(S, &lds)) || !(rl = fvl_empty(FVL_F32, 1, szb)) ||
+      !(rz = fvl_empty(FVL_F32, 1, szb)) || !(va = fvl_empty(FVL_F32, 1, szb)))
+    goto done;
+  if (fvl_circle_rows_fwd(fvl_f32(Sd), lds, fvl_i32(y), (int)B, (int)N, (int)first, m, gamma, fvl_f32(rl),
+                          fvl_f32(rz), fvl_f32(va), &nv))
+    goto done;
+  /* the loss sum and the valid anchors, over the ranks */
+  double tot[2] = {0.0, (double)nv};
+  for (int64_t i = 0; i < B; i++) tot[0] += fvl_f32(rl)[i];
+  if (fvl_dist_allreduce_f64(tot, 2, FVL_RED_SUM)) goto done;
+  if (!(out = fvl_scalar(tot[1] > 0 ? (float)(tot[0] / tot[1]) : 0.0f))) goto done;
+  fvl_tensor *in[1] = {S};
+  fvl_node *nd = fvl_record("circle_pairwise_shard", circle_shard_bw, out, 1, in);
+  if (nd) {
+    nd->saved[0] = fvl_retain(Sd);
+    nd->saved[1] = fvl_retain(y);
+    nd->saved[2] = fvl_retain(rz);
+    nd->saved[3] = fvl_retain(va);
+    nd->iv[0] = B; nd->iv[1] = N; nd->iv[2] = first; nd->iv[3] = lds;
+    nd->sc[0] = m; nd->sc[1] = gamma; nd->sc[2] = tot[1];
+  }
+done:
+  fvl_release(y); fvl_release(Sd); fvl_release(rl); fvl_release(rz); fvl_release(va);
   return out;
 }

@@ -9,8 +9,8 @@
  * embeddings, row vectors such as s_row, m_row, the returned loss, h or c) carry their full
  * gradient on every rank; this rank's columns carry their own. So the backward sums the ranks'
  * parts of the row vectors' gradients (margin_ce_shard's s_row / m_row), and the gathered
- * embeddings enter the column work through fvl_dist_copy_t (its backward sums the ranks' parts
- * of dX), after which every rank keeps its own rows. Any replicated computation of a head (a
+ * embeddings enter the column work through fvl_dist_copy_rows_t (its backward reduce-scatters the
+ * ranks' parts of dX: each rank receives the sum of its own rows). Any replicated computation of a head (a
  * norm, a regulariser) then needs nothing special. */
 #ifndef FVL_LOSS_SHARD_H
 #define FVL_LOSS_SHARD_H
@@ -38,4 +38,9 @@ int fvl_copy_rows_(fvl_tensor *dst, fvl_tensor *rows, fvl_tensor *src);
    positives when they are more); sorted 0-based int32 rows. The negatives come from the
    counter-based generator at (seed, counter), counter advanced by the caller. */
 fvl_tensor *fvl_pfc_sample(fvl_tensor *pos, int64_t num, uint64_t seed, uint64_t counter);
+/* pairwise Circle loss of a rank's B anchors, the columns first..first+B−1 (0-based) of the N
+   gathered rows: S is B×N (the anchors' similarities to every gathered row), y the N gathered
+   0-based labels. Replicated: Σ over the ranks' valid anchors' losses / their count (0 when there
+   is none), the same as fvl_circle_pairwise on the whole N×N; tracked in S. */
+fvl_tensor *fvl_circle_pairwise_shard(fvl_tensor *S, fvl_tensor *y, int64_t first, float m, float gamma);
 #endif

@@ -420,9 +420,11 @@ any per-class tensor of a sharded head (this rank's rows) as the whole-head tens
 full C×D centres on every rank (for export / evaluation; a collective: every rank calls it)",
   ["fvl.loss.sharded.gather_weight_grad"] = "fvl.loss.sharded.gather_weight_grad(self)\
 full C×D gradient of the centres (zeros where no gradient), after backward",
-  ["fvl.loss.sharded.init_weight"] = "fvl.loss.sharded.init_weight(self, spec, W, C, D)\
+  ["fvl.loss.sharded.init_weight"] = "fvl.loss.sharded.init_weight(self, spec, W, R, D)\
 called by Head:setup: this rank's rows of the centres, as the unsharded head would have them\
-(the same seeded initialisation, or the rows of a given full weight)",
+(the same seeded initialisation, or the rows of a given full weight). R rows of W: R = C·K for a\
+head with K rows per class (spec.group = K, set by its constructor: Sub-center ArcFace), whose\
+classes stay whole (rank r keeps the K rows of each of its classes).",
   ["fvl.loss.sharded.predict"] = "fvl.loss.sharded.predict(self, x)\
 predicted class ids (1-based, global) of each row of x: the best column over the ranks",
   ["fvl.loss.sharded.raw_logits"] = "fvl.loss.sharded.raw_logits(inner)\

@@ -18,6 +18,10 @@ M.allreduce, M.broadcast, M.allgather, M.reduce_scatter = C.allreduce, C.broadca
 -- tracked helpers for sharded computations: sum(t) = Σ_ranks t (gradient passed to every
 -- rank's part unchanged); copy(t) = t (gradient summed over the ranks: a replicated parameter)
 M.sum, M.copy = C.sum, C.copy
+-- copy_rows(t) = t (first size N·k), gradient summed over the ranks and kept for this rank's
+-- block of k rows only (one reduce-scatter): the column work of a sharded head on the gathered
+-- embeddings, whose rows other than this rank's are not needed
+M.copy_rows = C.copy_rows
 -- rows first..first+n-1 of what fvl.randn(rows, cols) would draw (a rank's part of a seeded init)
 M.randn_rows = C.randn_rows
 
@@ -217,15 +221,18 @@ function M.gather_checkpoint(dir, out)
     for k, v in pairs(first.head.scalars) do head[k] = v end
     local C = h.head and h.head.classes
     for name in pairs(first.head.tensors) do
-      local parts, rows, per_class = {}, 0, true
+      -- rows per class: 1, or K for Sub-center ArcFace's weight (each rank keeps whole classes)
+      local t1 = first.head.tensors[name]
+      local g = (t1 and t1:dim() >= 1 and h.ranks[1].n > 0) and t1:size(1) // h.ranks[1].n or 1
+      local parts, rows, per_class = {}, 0, g >= 1
       for k, ck in ipairs(cks) do
         local t = ck.head.tensors[name]
         local n = h.ranks[k].n
-        if not t or t:dim() < 1 or t:size(1) ~= n then per_class = false end
+        if not t or t:dim() < 1 or t:size(1) ~= n * g then per_class = false end
         parts[k] = t
         rows = rows + (t and t:dim() >= 1 and t:size(1) or 0)
       end
-      if per_class and h.head and h.head.sharded and rows == C then
+      if per_class and h.head and h.head.sharded and C and rows == C * g then
         head[name] = fvl.cat(parts, 1)
       else
         head[name] = parts[1]      -- replicated (a shared ξ) or an unsharded head

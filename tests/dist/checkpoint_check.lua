@@ -35,6 +35,12 @@ if mode == "save" then
   for k = 3, 4 do step(net, head, opt, k) end
   local W = head:gather_weight()
   if rank == 0 then fvl.save(dir .. "/expected.npy", W) end
+  -- a head with K = 2 rows per class: every rank keeps whole classes; gathered in class order
+  fvl.manual_seed(12)
+  local sc = fvl.loss.subcenter_arcface { dim = D, classes = C, K = 2, sharded = true }
+  dist.save_checkpoint(dir .. "/sc", { head = sc, step = 0 })
+  local Wsc = sc:gather_weight()
+  if rank == 0 then fvl.save(dir .. "/expected_sc.npy", Wsc) end
   dist.barrier()
   if rank == 0 then print("saved on " .. N .. " ranks") end
 elseif mode == "resume" then
@@ -57,6 +63,15 @@ elseif mode == "resume" then
     -- the gathered centres are the checkpoint's (step 2), not the resumed ones
     local ck0 = fvl.load_checkpoint(dir .. "/single", { rng = false })
     assert(plain.weight:size(1) == C and ck0.step == 2, "gathered head")
+    dist.gather_checkpoint(dir .. "/sc", dir .. "/sc1")
+    local sc = fvl.loss.subcenter_arcface { dim = D, classes = C, K = 2 }
+    fvl.load_checkpoint(dir .. "/sc1", { head = sc })
+    local d = (sc.weight - fvl.load(dir .. "/expected_sc.npy")):abs():max():item()
+    assert(d == 0, "gathered sub-centres differ by " .. d)
+    -- the one-process seeded sub-centres are the gathered ones
+    fvl.manual_seed(12)
+    local one = fvl.loss.subcenter_arcface { dim = D, classes = C, K = 2 }
+    assert((one.weight - sc.weight):abs():max():item() == 0, "seeded sub-centres differ from one process")
     print("resumed on " .. N .. " ranks; gathered " .. C .. " classes")
   end
   dist.barrier()

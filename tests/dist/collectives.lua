@@ -41,6 +41,13 @@ local s = dist.sum(p * (r + 1)); eq(s, fvl.tensor({ N * (N + 1) / 2 }), "sum")
 s:backward(); eq(p.grad, fvl.tensor({ r + 1 }), "sum backward")
 local q = fvl.tensor({ 2.0 }):detach(); q:requires_grad()
 ;(dist.copy(q) * (r + 1)):sum():backward(); eq(q.grad, fvl.tensor({ N * (N + 1) / 2 }), "copy backward")
+-- copy_rows: the identity, gradient summed over the ranks in this rank's block of rows, zero elsewhere
+local v = fvl.ones(2 * N, 1):detach(); v:requires_grad()
+local cv = dist.copy_rows(v); eq(cv, fvl.ones(2 * N, 1), "copy_rows")
+;(cv * fvl.arange(1, 2 * N):reshape(2 * N, 1) * (r + 1)):sum():backward()
+local wantg = {}
+for k = 1, 2 * N do wantg[k] = { (k - 1) // 2 == r and k * N * (N + 1) / 2 or 0 } end
+eq(v.grad, fvl.tensor(wantg), "copy_rows backward")
 -- parts of C classes: contiguous, sizes differ by at most one, cover 1..C
 local first, n = dist.part(11)
 local tot = fvl.tensor({ n }); dist.allreduce(tot); eq(tot, fvl.tensor({ 11 }), "part sizes")

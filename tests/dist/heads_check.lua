@@ -36,6 +36,7 @@ local HEADS = {
   { "adaface", { s = 16 } }, { "elasticface", { s = 16, kind = "arc", m = 0.4, std = 0.05 } },
   { "elasticface", { s = 16, kind = "cos", m = 0.35, std = 0.05, plus = true } },
   { "margin", { s = 16, target = function(c) return (c:acos() + 0.3):cos() end } },
+  { "subcenter_arcface", { s = 16, K = 2 } }, { "subcenter_arcface", { s = 16, K = 3, easy_margin = true } },
 }
 
 local function with(o, extra)
@@ -46,10 +47,10 @@ local function with(o, extra)
 end
 
 -- centres far enough from 0 that the tiny-C cosines are not all near 0
-local function start_weight() fvl.manual_seed(42); return fvl.randn(C, D) end
+local function start_weight(rows) fvl.manual_seed(42); return fvl.randn(rows, D) end
 
 local function compare(name, o, extra)
-  local W0 = start_weight()
+  local W0 = start_weight(C * (o.K or 1))
   fvl.manual_seed(7)
   local full = fvl.loss[name](with(o, { weight = W0 }))
   fvl.manual_seed(7)
@@ -104,6 +105,8 @@ for _, h in ipairs(HEADS) do compare(h[1], h[2], { sharded = true }) end
 for _, name in ipairs { "arcface", "cosface", "softmax", "curricularface", "npcface" } do
   compare(name, { s = name ~= "softmax" and 16 or nil }, { sharded = true, partial_fc = 1.0 })
 end
+compare("subcenter_arcface", { s = 16, K = 2 }, { sharded = true, partial_fc = 1.0 })
+if N == 1 then compare("subcenter_arcface", { s = 16, K = 2 }, { partial_fc = 1.0 }) end   -- one process, a rate
 
 -- rate < 1: every positive of the gathered batch is in the sample; K = max(⌊rate·n⌋, positives)
 do
@@ -164,12 +167,31 @@ do
   end
 end
 
--- circle_pairwise has no centres to shard
-local ok, err = pcall(fvl.loss.circle_pairwise, { dim = D, sharded = true })
-if ok or not tostring(err):find("has none") then error("circle_pairwise sharded: expected an error, got " .. tostring(err)) end
-
-ok, err = pcall(fvl.loss.subcenter_arcface, { dim = D, classes = C, K = 2, sharded = true })
-if ok or not tostring(err):find("several rows per class") then error("subcenter sharded: expected an error, got " .. tostring(err)) end
+-- circle_pairwise: each rank's anchors against the whole gathered batch equal the one-process
+-- loss of the gathered batch (pairs across ranks included); dX of this rank's rows
+for _, o in ipairs { { m = 0.25, gamma = 32 }, { m = 0.4, gamma = 256 } } do
+  local full = fvl.loss.circle_pairwise { dim = D, m = o.m, gamma = o.gamma }
+  local sh = fvl.loss.circle_pairwise { dim = D, m = o.m, gamma = o.gamma, sharded = true }
+  for step = 1, STEPS do
+    fvl.manual_seed(700 + step)
+    local xs = fvl.randn(N * B, D)
+    local ys = fvl.randint(1, 3, { N * B })
+    local xf = xs:clone():detach(); xf:requires_grad()
+    local xl = xs:narrow(1, rank * B + 1, B):clone():detach(); xl:requires_grad()
+    local lf, ls = full(xf, ys), sh(xl, ys:narrow(1, rank * B + 1, B):contiguous())
+    close_num(ls:item(), lf:item(), "circle_pairwise loss, step " .. step)
+    lf:backward(); ls:backward()
+    close(xl.grad, xf.grad:narrow(1, rank * B + 1, B), "circle_pairwise dX, step " .. step)
+  end
+end
+local ok, err = pcall(fvl.loss.circle_pairwise, { dim = D, partial_fc = 0.5 })
+if ok or not tostring(err):find("has none") then error("circle_pairwise partial_fc: expected an error, got " .. tostring(err)) end
+-- prune needs the whole head
+ok, err = pcall(function()
+  local h = fvl.loss.subcenter_arcface { dim = D, classes = C, K = 2, sharded = true }
+  h:prune(fvl.randn(B, D), fvl.randint(1, C, { B }))
+end)
+if ok or not tostring(err):find("gather") then error("subcenter prune sharded: expected an error, got " .. tostring(err)) end
 
 dist.barrier()
 if rank == 0 then print(string.format("ok %d checks on %d ranks", checks, N)) end

@@ -34,6 +34,10 @@ function M.circle_pairwise(o)
 end
 function Pairwise:forward(x, labels)
   local B, y = self:check_input(x, labels)
+  self:warn_no_pairs(y, B)
+  return self:pairs_loss(x, y, 1, B)
+end
+function Pairwise:warn_no_pairs(y, B)
   -- an anchor counts when it has a positive (same label, other row) and a negative
   local count, list, valid = {}, y:totable(), 0
   for i = 1, B do count[list[i]] = (count[list[i]] or 0) + 1 end
@@ -46,9 +50,17 @@ function Pairwise:forward(x, labels)
     io.stderr:write(string.format("circle_pairwise: warning: no anchor in this batch of %d has both a " ..
       "positive (same label) and a negative; the loss is 0 (sample several images per class)\n", B))
   end
+end
+-- the loss of anchors first..first+n−1 of the batch x (labels y) against every row; sharded = true
+-- (fvl.loss.sharded) gives each rank its own rows of the gathered batch, whose loss is the whole one
+Pairwise.pairwise = true
+function Pairwise:pairs_loss(x, y, first, n)
   local xn = fvl.normalize(x, 2)
-  local S = xn:matmul(xn:t())
-  return base.F().circle_pairwise(S, y, self.m, self.gamma)
+  if n == x:size(1) then
+    return base.F().circle_pairwise(xn:matmul(xn:t()), y, self.m, self.gamma)
+  end
+  local S = xn:narrow(1, first, n):matmul(xn:t())
+  return fvl.F.circle_pairwise_shard(S, y, first, self.m, self.gamma)
 end
 function Pairwise:parameters() return {} end
 function Pairwise:raw_logits(x)

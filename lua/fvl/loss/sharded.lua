@@ -75,34 +75,57 @@ local function slice_of(spec, C)
 end
 
 -- called by Head:setup: this rank's rows of the centres, as the unsharded head would have them
--- (the same seeded initialisation, or the rows of a given full weight)
-function M.init_weight(self, spec, W, C, D)
+-- (the same seeded initialisation, or the rows of a given full weight). R rows of W: R = C·K for a
+-- head with K rows per class (spec.group = K, set by its constructor: Sub-center ArcFace), whose
+-- classes stay whole (rank r keeps the K rows of each of its classes).
+function M.init_weight(self, spec, W, R, D)
   spec.name = self.name
+  local K = spec.group or 1
+  local C = R // K
   local first, n, rank, size = slice_of(spec, C)
   self.shard = { first = first, n = n, rank = rank, size = size, classes = C, sharded = spec.sharded,
-                 rate = spec.rate }
+                 rate = spec.rate, K = K }
+  local r0, rn = (first - 1) * K + 1, n * K
   local w
   if W then
-    w = W:narrow(1, first, n):detach():clone():contiguous():detach()
+    w = W:narrow(1, r0, rn):detach():clone():contiguous():detach()
   else   -- scaled in place: no second C/N×D transient
-    w = dist.randn_rows(C, D, first, n)
-    fvl.F.scale_(w, math.sqrt(2.0 / (C + D)))
+    w = dist.randn_rows(R, D, r0, rn)
+    fvl.F.scale_(w, math.sqrt(2.0 / (R + D)))
   end
   w:requires_grad()
   return w
 end
 
+-- sharded = true for a head without centres whose loss pairs the rows of the batch (Circle's
+-- pairwise form): the embeddings and labels are all-gathered, each rank computes the pairs of its
+-- own rows (anchors) against every gathered row, and the loss is that of the whole gathered batch
+-- (pairs across ranks included), identical on every rank. Partial FC has no classes to sample.
+local function finish_pairwise(self, spec)
+  if spec.rate then
+    fail(string.format("%s: partial_fc samples class centres, and this head has none", self.name))
+  end
+  local rank, size = dist.rank(), dist.size()
+  self.shard = { sharded = true, pairwise = true, rank = rank, size = size }
+  local cls = getmetatable(self)
+  self.forward = function(h, x, labels)
+    local B, y = h:check_input(x, labels)
+    -- the gradient of the gathered rows is reduce-scattered: every rank's share is its anchors' pairs
+    local xg = dist.allgather(x)
+    local yg = dist.allgather(y)
+    h:warn_no_pairs(yg, yg:numel())
+    return cls.pairs_loss(h, xg, yg, rank * B + 1, B)
+  end
+  return self
+end
+
 -- after the constructor: slice the other per-class tensors; install the sharded forward
 function M.finish(self, spec)
+  if self.pairwise and spec.sharded ~= nil and not self.shard then return finish_pairwise(self, spec) end
   local sh = self.shard
   if not sh then
     fail(string.format("%s: %s works on class centres, and this head has none", self.name,
                        spec.sharded and "sharded = true" or "partial_fc"))
-  end
-  if rawget(self, "weight_rows") then   -- K rows per class: a slice would have to keep classes whole
-    fail(string.format("%s: sharded = true / partial_fc are not available for heads with several rows " ..
-                       "per class (weight is %d×%d for %d classes)", self.name, self.weight_rows, self.dim,
-                       self.classes))
   end
   local C = sh.classes
   for k, pred in pairs(PER_CLASS) do
@@ -153,14 +176,21 @@ end
 local function make_F(ctx)
   local F = fvl.F
   local S = {}
-  -- the gathered embeddings enter this rank's column work through dist.copy: the backward sums
-  -- the ranks' parts of their gradient (every rank then holds the full dX of the gathered batch)
+  -- the gathered embeddings enter this rank's column work through dist.copy_rows: its backward
+  -- reduce-scatters the ranks' parts of their gradient (each rank receives its own B rows, which is
+  -- all the allgather's backward keeps). Another tensor (a function of them) goes through
+  -- dist.copy (the whole gradient summed on every rank), which is right whatever it is.
+  local function cols_x(x)
+    if x ~= ctx.xg then return dist.copy(x) end
+    ctx.xc = ctx.xc or dist.copy_rows(x)
+    return ctx.xc
+  end
   function S.cosine(x, W, ws)
-    return F.cosine(dist.copy(x), W == ctx.weight and ctx.W or W, ws)
+    return F.cosine(cols_x(x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
     if W == ctx.weight then W, b = ctx.W, ctx.b end
-    return F.linear_logits(dist.copy(x), W, b, ws)
+    return F.linear_logits(cols_x(x), W, b, ws)
   end
   S.group_max = F.group_max   -- column-local: the same on a slice
   function S.margin_ce(cos, y, spec, name)
@@ -208,12 +238,12 @@ local function make_F(ctx)
     else
       xi_o = dist.copy(xi)   -- a shared ξ: its gradient is summed over the ranks
     end
-    local d = F.disc_dist(dist.copy(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
+    local d = F.disc_dist(cols_x(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
     return dist.sum(d * (w * own:numel() / nb))
   end
   function S.center_dist(x, cen, y)
     local own, _, orow, w = own_rows(ctx)
-    return dist.sum(F.center_dist(dist.copy(x):index(1, own), cen, orow) * w)
+    return dist.sum(F.center_dist(cols_x(x):index(1, own), cen, orow) * w)
   end
   function S.center_update(cen, x, y, alpha)
     local own, _, orow, w = own_rows(ctx)
@@ -302,7 +332,8 @@ function M.forward(self, x, labels, call)
     local r = v - sh.first + 1
     rows_list[i] = (r >= 1 and r <= sh.n) and r or 0
   end
-  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows_list = rows_list }
+  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows_list = rows_list,
+                xg = sh.sharded and sh.size > 1 and xg or nil }
   local sample = sample_rows(self, rows_list, call and call.sample)
   local cols_list = rows_list
   self._pfc = nil
@@ -311,7 +342,14 @@ function M.forward(self, x, labels, call)
     for k, r in ipairs(sample) do pos[r] = k end
     cols_list = {}
     for i, r in ipairs(rows_list) do cols_list[i] = r > 0 and pos[r] or 0 end
-    local idx = fvl.tensor(sample, "int32")
+    local rows = sample
+    if sh.K > 1 then   -- the K rows of each sampled class
+      rows = {}
+      for _, r in ipairs(sample) do
+        for k = 1, sh.K do rows[#rows + 1] = (r - 1) * sh.K + k end
+      end
+    end
+    local idx = fvl.tensor(rows, "int32")
     local sub = self.weight:detach():index(1, idx):contiguous():detach()
     sub:requires_grad()
     ctx.W = sub
@@ -346,16 +384,17 @@ end
 -- rows of every rank's n_r×k tensor t stacked in rank order (C×k on every rank)
 local function gather_parts(sh, t)
   if not sh.sharded or sh.size == 1 then return t:detach():clone() end
-  local q = sh.classes // sh.size + (sh.classes % sh.size > 0 and 1 or 0)   -- the largest part
+  local k = t:size(1) // sh.n   -- rows per class: K for Sub-center ArcFace's weight, else 1
+  local q = (sh.classes // sh.size + (sh.classes % sh.size > 0 and 1 or 0)) * k   -- the largest part
   local shape = t:shape()
   shape[1] = q
   local pad = fvl.zeros(table.unpack(shape))
-  pad:narrow(1, 1, sh.n):copy(t:detach())
+  pad:narrow(1, 1, sh.n * k):copy(t:detach())
   local all = dist.allgather(pad)
   local parts = {}
   for r = 0, sh.size - 1 do
     local _, n = dist.part(sh.classes, r, sh.size)
-    parts[#parts + 1] = all:narrow(1, r * q + 1, n)
+    parts[#parts + 1] = all:narrow(1, r * q + 1, n * k)
   end
   return fvl.cat(parts, 1):detach()
 end

@@ -15,8 +15,10 @@ local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 
 -- the B×C max-cosine buffer and its gradient buffer, kept while B and C stay the same
 function Sub:max_workspaces(B)
-  if self._mws_B ~= B then
-    self._mws, self._mgws, self._mws_B = fvl.empty(B, self.classes), fvl.empty(B, self.classes), B
+  -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
+  local C = self._ws_cols and self._ws_cols // self.K or self.classes
+  if self._mws_B ~= B or self._mws_C ~= C then
+    self._mws, self._mgws, self._mws_B, self._mws_C = fvl.empty(B, C), fvl.empty(B, C), B, C
   end
   return self._mws, self._mgws
 end
@@ -57,6 +59,10 @@ function Sub:prune(x, labels, o)
   o = util.check_opts(n, o, { "max_angle", "batch" })
   local max_angle = num(n, "max_angle", o.max_angle, 75, 0, 180)
   local bs = util.integer(n, "batch", o.batch, 4096, 1)
+  if self.shard then
+    fail(string.format("%s: prune works on the whole head; gather it first (fvl.dist.gather_checkpoint, or " ..
+                       "subcenter_arcface{weight = head:gather_weight(), K = %d} in one process)", n, self.K))
+  end
   local N, y = self:check_input(x, labels)
   local K, C, D = self.K, self.classes, self.dim
   local ylist = y:totable()
@@ -107,6 +113,8 @@ function M.subcenter_arcface(o)
     fail(string.format("%s: weight is %s but K = %d (expected (classes·K)×dim rows)", n,
                        util.shape_str(o.weight), K))
   end
+  -- sharded / Partial FC keep each class's K rows together
+  if base.pending_shard then base.pending_shard.group = K end
   local self = setmetatable({}, Sub):setup(n, so)
   self.K = K
   self.weight_rows = self.classes
