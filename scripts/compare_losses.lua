@@ -41,7 +41,7 @@ parser:option("--inputs", "input preprocessing: standard (zero mean, unit varian
 parser:option("--bn", "normalisation layer on the embedding: insightface (BatchNorm1d, scale fixed at 1, " ..
               "shift learned), noaffine (BatchNorm1d without scale and shift), feature (BatchNorm1d with " ..
               "learned scale and shift), all (feature, and BatchNorm1d after every hidden layer) or none",
-              "feature"):choices { "insightface", "noaffine", "feature", "all", "none" }
+              "noaffine"):choices { "insightface", "noaffine", "feature", "all", "none" }
 parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
 parser:option("--scale", "the scale s of every normalised head in the 64-D synthetic part (SphereFace excepted)", "32")
   :convert(cli.number("scale", 0))

@@ -85,6 +85,32 @@ local function fmt_cell(s, m)
   return nil
 end
 
+-- the run's command with every recipe option spelled out (values from its settings; a run made
+-- before an option existed had the value given here), so it reproduces the run whatever the
+-- script's defaults are now
+local function full_command(S)
+  local cmd = tostring(S.command)
+  local given = {}
+  for flag in cmd:gmatch("%s(%-%-[%w%-]+)") do given[flag] = true end
+  local fm_s = S.fm_scale or S.scale
+  local add = {
+    { "--inputs", S.inputs }, { "--bn", S.bn }, { "--lr", S.lr }, { "--warmup", S.warmup or 0.05 },
+    { "--fm-scale", fm_s }, { "--fm-margin", S.fm_margin or 1 }, { "--scale", S.scale },
+    { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
+    { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
+  }
+  local extra = {}
+  for _, a in ipairs(add) do
+    if a[2] ~= nil and not given[a[1]] then
+      extra[#extra + 1] = a[1] .. " " .. (type(a[2]) == "number" and string.format("%g", a[2]) or tostring(a[2]))
+    end
+  end
+  if #extra == 0 then return cmd end
+  local at = cmd:find(" %-%-out ")
+  if at then return cmd:sub(1, at) .. table.concat(extra, " ") .. cmd:sub(at) end
+  return cmd .. " " .. table.concat(extra, " ")
+end
+
 local S = R.settings or {}
 local lines = {}
 if #dirs > 1 then
@@ -134,7 +160,7 @@ if #dirs > 1 then
       for i, k in ipairs(cols) do c[i + nr] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
       lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
     end
-    cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
+    cmds[#cmds + 1] = "`" .. full_command(Sd) .. "`"
     seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
   end
   lines[#lines + 1] = ""
@@ -176,7 +202,7 @@ lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr
   (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
   ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
    and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-  tostring(S.command), tostring(S.seconds), tostring(S.jobs), dirs[1])
+  full_command(S), tostring(S.seconds), tostring(S.jobs), dirs[1])
 end
 ::write::
 local md = table.concat(lines, "\n")

@@ -5,8 +5,13 @@
 -- to the end, ≈ 9.3 full trainings, ~5 CPU-minutes); about 2.5 minutes with 2 workers on
 -- 2 idle cores. --quick: a 15-second smoke run. (With fewer identities and longer training the
 -- accuracy on unseen identities falls after its peak: the nets overfit the training identities.)
+-- Then the --confirm (4) best configurations are trained again with seeds 1..--seeds (3): 12 more
+-- full trainings in <store>_seeds.sqlite, printed as mean ± std over the seeds. Every finished
+-- trial stores its collapse diagnostics as metrics (norm_mean, norm_std, mrl_x, mrl_centres,
+-- min_centre_angle, min_recall on the training identities, collapsed = 0/1).
 --
 --   build/fvl scripts/sweep_margins.lua [--quick] [--workers N] [--store PATH|URL] [--steps N]
+--                                       [--seeds N] [--confirm K]
 --
 -- Run it again to resume. Results: the leaderboard (printed), <store>.csv, and plots
 -- <store>.<hyperparameter>.png / <store>.curves.png when fvl.plot.lines is available (runs/
