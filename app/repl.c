@@ -691,6 +691,7 @@ static int describe_value(lua_State *L) {
       break;
     }
     default: {
+      if (documented && lua_isnil(L, 1)) break;   /* a documented name not loaded yet */
       app_pushview(L, 1);
       printf("%s: %s\n", luaL_typename(L, 1), lua_tostring(L, -1));
       lua_pop(L, 1);
@@ -761,6 +762,22 @@ static int read_chunk(lua_State *L, char **src, int *help) {
     const char *h = lua_tolstring(L, -1, &hl);
     int st = luaL_loadbuffer(L, h, hl, "=stdin");
     lua_remove(L, -2);
+    const char *colon = strrchr(expr, ':');
+    if (st == LUA_ERRSYNTAX && colon) {  /* "? t:sum" (a method, as it is called): look up t.sum */
+      char *dot = strdup(expr + 1);
+      if (dot) {
+        dot[colon - expr - 1] = '.';
+        lua_pushfstring(L, "return %s", dot);
+        free(dot);
+        h = lua_tolstring(L, -1, &hl);
+        if (luaL_loadbuffer(L, h, hl, "=stdin") == LUA_OK) {
+          lua_remove(L, -2);                 /* the retry's source */
+          lua_remove(L, -2);                 /* the first syntax error */
+          return LUA_OK;
+        }
+        lua_pop(L, 2);                       /* the retry's error and source: keep the first error */
+      }
+    }
     return st;
   }
   /* an expression? */

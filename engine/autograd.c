@@ -193,7 +193,7 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
   int prev = fvl_set_grad_enabled(0);
   for (size_t k = order.n; k-- > 0 && rc == 0;) {
     fvl_node *n = order.v[k];
-    if (!n->gacc) continue;
+    if (!n->gacc && !n->pending) continue;
     if (n->iv[7] == -12345) {
       rc = fvl_err("backward: the graph through %s was already used by a backward; compute the loss again", n->name);
       break;
@@ -207,6 +207,7 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     fvl_node *n = order.v[k];
     fvl_release(n->gacc);
     n->gacc = NULL;
+    n->pending = 0;
     if (rc == 0) { node_free_saved(n); n->iv[7] = -12345; }
   }
   free(order.v);

@@ -25,6 +25,8 @@ struct fvl_node {
   /* during backward */
   fvl_tensor *gacc;                       /* accumulated gradient of the output */
   int visit;
+  int pending;                            /* run backward even without gacc: a consumer left its
+                                             gradient in this node's ctx (gout is then NULL) */
   int64_t out_ndim, out_size[FVL_MAXDIM]; /* output shape, for gradient checks */
 };
 

@@ -282,118 +282,165 @@ static int axis_ticks(const axis_t *a, double ustep, double *t, int cap, double 
   return n;
 }
 
-int fvl_plot_chart_draw(cairo_t *cr, double X, double Y, double W, double H,
-                        const fvl_plot_chart *c) {
-  const char *fn = "plot.lines";
-  if (check_chart(fn, c) < 0) return -1;
+/* a chart's geometry: its axes mapped to the plot area px0..px1 × py0..py1, the scale of lines and
+ * fonts (sc, fs, fts) and the ticks of both axes */
+typedef struct {
+  axis_t ax, ay;
+  double px0, px1, py0, py1, sc, fs, fts;
+  double xt[64], yt[64], xs, ys;
+  int nxt, nyt;
+} chart_frame;
+
+static void chart_layout(const fvl_plot_chart *c, double X, double Y, double W, double H, chart_frame *f) {
   double sc = sqrt(W * H / (800.0 * 600.0));
   if (sc < 0.6) sc = 0.6;
   if (sc > 2.5) sc = 2.5;
-  double fs = 13 * sc, fts = 16 * sc;
-  cairo_save(cr);
+  f->sc = sc;
+  f->fs = 13 * sc;
+  f->fts = 16 * sc;
   /* margins */
-  double top = (c->title && *c->title ? 2.4 * fts : fts) , bottom = 3.4 * fs + (c->xlabel ? 0 : -fs);
-  double left = 5.2 * fs, right = 1.6 * fs;
+  double top = (c->title && *c->title ? 2.4 * f->fts : f->fts), bottom = 3.4 * f->fs + (c->xlabel ? 0 : -f->fs);
+  double left = 5.2 * f->fs, right = 1.6 * f->fs;
   double px0 = X + left, px1 = X + W - right, py0 = Y + top, py1 = Y + H - bottom;
-  axis_t ax, ay;
   double dx0, dx1, dy0, dy1;
   data_range(c, 0, c->xlog, &dx0, &dx1);
   data_range(c, 1, c->ylog, &dy0, &dy1);
-  setup_axis(&ax, dx0, dx1, c->xmin, c->xmax, c->xlog);
-  setup_axis(&ay, dy0, dy1, c->ymin, c->ymax, c->ylog);
+  setup_axis(&f->ax, dx0, dx1, c->xmin, c->xmax, c->xlog);
+  setup_axis(&f->ay, dy0, dy1, c->ymin, c->ymax, c->ylog);
   if (c->equal && !c->xlog && !c->ylog) {
-    double ux = (px1 - px0) / (ax.hi - ax.lo), uy = (py1 - py0) / (ay.hi - ay.lo);
+    double ux = (px1 - px0) / (f->ax.hi - f->ax.lo), uy = (py1 - py0) / (f->ay.hi - f->ay.lo);
     double u = ux < uy ? ux : uy;
     double cx = (px0 + px1) / 2, cy = (py0 + py1) / 2;
-    double hw = u * (ax.hi - ax.lo) / 2, hh = u * (ay.hi - ay.lo) / 2;
+    double hw = u * (f->ax.hi - f->ax.lo) / 2, hh = u * (f->ay.hi - f->ay.lo) / 2;
     px0 = cx - hw; px1 = cx + hw; py0 = cy - hh; py1 = cy + hh;
   }
-  ax.p0 = px0; ax.p1 = px1;
-  ay.p0 = py1; ay.p1 = py0;   /* y grows upwards */
-  /* grid and ticks */
-  double xt[64], yt[64], xs, ys;
-  int nxt = axis_ticks(&ax, c->xstep, xt, 64, &xs), nyt = axis_ticks(&ay, c->ystep, yt, 64, &ys);
-  cairo_set_line_width(cr, 1.0 * sc);
+  f->px0 = px0; f->px1 = px1; f->py0 = py0; f->py1 = py1;
+  f->ax.p0 = px0; f->ax.p1 = px1;
+  f->ay.p0 = py1; f->ay.p1 = py0;   /* y grows upwards */
+  f->nxt = axis_ticks(&f->ax, c->xstep, f->xt, 64, &f->xs);
+  f->nyt = axis_ticks(&f->ay, c->ystep, f->yt, 64, &f->ys);
+}
+
+/* the grid at the ticks (and a minor grid at 2..9 × 10^k on a log x axis) */
+static void chart_grid(cairo_t *cr, const fvl_plot_chart *c, const chart_frame *f) {
+  cairo_set_line_width(cr, 1.0 * f->sc);
   cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-  for (int i = 0; i < nxt; i++) {
-    double p = ax_map(&ax, xt[i]);
-    cairo_move_to(cr, p, py0); cairo_line_to(cr, p, py1);
+  for (int i = 0; i < f->nxt; i++) {
+    double p = ax_map(&f->ax, f->xt[i]);
+    cairo_move_to(cr, p, f->py0); cairo_line_to(cr, p, f->py1);
   }
-  for (int i = 0; i < nyt; i++) {
-    double p = ax_map(&ay, yt[i]);
-    cairo_move_to(cr, px0, p); cairo_line_to(cr, px1, p);
+  for (int i = 0; i < f->nyt; i++) {
+    double p = ax_map(&f->ay, f->yt[i]);
+    cairo_move_to(cr, f->px0, p); cairo_line_to(cr, f->px1, p);
   }
   cairo_stroke(cr);
-  if (c->xlog) { /* minor grid at 2..9 × 10^k */
+  if (c->xlog) {
     cairo_set_source_rgb(cr, 0.96, 0.96, 0.96);
-    for (int e = (int)floor(ax.lo); e < (int)ceil(ax.hi); e++)
+    for (int e = (int)floor(f->ax.lo); e < (int)ceil(f->ax.hi); e++)
       for (int m = 2; m <= 9; m++) {
-        double p = ax_map(&ax, m * pow(10, e));
-        if (p > px0 && p < px1) { cairo_move_to(cr, p, py0); cairo_line_to(cr, p, py1); }
+        double p = ax_map(&f->ax, m * pow(10, e));
+        if (p > f->px0 && p < f->px1) { cairo_move_to(cr, p, f->py0); cairo_line_to(cr, p, f->py1); }
       }
     cairo_stroke(cr);
   }
-  /* series, clipped to the plot area */
+}
+
+/* the y = x diagonal and the series, clipped to the plot area */
+static void chart_series(cairo_t *cr, const fvl_plot_chart *c, const chart_frame *f) {
   cairo_save(cr);
-  cairo_rectangle(cr, px0, py0, px1 - px0, py1 - py0);
+  cairo_rectangle(cr, f->px0, f->py0, f->px1 - f->px0, f->py1 - f->py0);
   cairo_clip(cr);
   if (c->diagonal) {
-    double lo = ax.lo > ay.lo ? ax.lo : ay.lo, hi = ax.hi < ay.hi ? ax.hi : ay.hi;
+    double lo = f->ax.lo > f->ay.lo ? f->ax.lo : f->ay.lo, hi = f->ax.hi < f->ay.hi ? f->ax.hi : f->ay.hi;
     if (c->xlog) { lo = pow(10, lo); hi = pow(10, hi); }
     cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
-    cairo_set_line_width(cr, 1.2 * sc);
-    set_dash(cr, FVL_DASH_DOTTED, 1.2 * sc);
-    cairo_move_to(cr, ax_map(&ax, lo), ax_map(&ay, lo));
-    cairo_line_to(cr, ax_map(&ax, hi), ax_map(&ay, hi));
+    cairo_set_line_width(cr, 1.2 * f->sc);
+    set_dash(cr, FVL_DASH_DOTTED, 1.2 * f->sc);
+    cairo_move_to(cr, ax_map(&f->ax, lo), ax_map(&f->ay, lo));
+    cairo_line_to(cr, ax_map(&f->ax, hi), ax_map(&f->ay, hi));
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
   }
   for (int s = 0; s < c->nseries; s++) {
     set_color(cr, c->series[s].color >= 0 ? c->series[s].color : s, 1.0);
-    stroke_series(cr, &ax, &ay, &c->series[s], sc);
+    stroke_series(cr, &f->ax, &f->ay, &c->series[s], f->sc);
   }
   cairo_restore(cr);
-  /* frame, tick labels */
+}
+
+/* the frame, tick marks and labels, axis labels, title and notes */
+static void chart_labels(cairo_t *cr, const fvl_plot_chart *c, const chart_frame *f, double X, double Y,
+                         double W) {
+  double fs = f->fs;
   cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-  cairo_set_line_width(cr, 1.2 * sc);
-  cairo_rectangle(cr, px0, py0, px1 - px0, py1 - py0);
+  cairo_set_line_width(cr, 1.2 * f->sc);
+  cairo_rectangle(cr, f->px0, f->py0, f->px1 - f->px0, f->py1 - f->py0);
   cairo_stroke(cr);
   char buf[64];
-  for (int i = 0; i < nxt; i++) {
-    double p = ax_map(&ax, xt[i]);
-    cairo_move_to(cr, p, py1); cairo_line_to(cr, p, py1 + 0.4 * fs);
+  for (int i = 0; i < f->nxt; i++) {
+    double p = ax_map(&f->ax, f->xt[i]);
+    cairo_move_to(cr, p, f->py1); cairo_line_to(cr, p, f->py1 + 0.4 * fs);
     cairo_stroke(cr);
-    if (c->xlog) pow10_label(buf, sizeof buf, (int)lround(log10(xt[i])));
-    else tick_label(buf, sizeof buf, xt[i], xs);
-    text_at(cr, p, py1 + 0.6 * fs, buf, AL_CENTER, AL_TOP, fs, 0);
+    if (c->xlog) pow10_label(buf, sizeof buf, (int)lround(log10(f->xt[i])));
+    else tick_label(buf, sizeof buf, f->xt[i], f->xs);
+    text_at(cr, p, f->py1 + 0.6 * fs, buf, AL_CENTER, AL_TOP, fs, 0);
   }
-  for (int i = 0; i < nyt; i++) {
-    double p = ax_map(&ay, yt[i]);
-    cairo_move_to(cr, px0 - 0.4 * fs, p); cairo_line_to(cr, px0, p);
+  for (int i = 0; i < f->nyt; i++) {
+    double p = ax_map(&f->ay, f->yt[i]);
+    cairo_move_to(cr, f->px0 - 0.4 * fs, p); cairo_line_to(cr, f->px0, p);
     cairo_stroke(cr);
-    if (c->ylog) pow10_label(buf, sizeof buf, (int)lround(log10(yt[i])));
-    else tick_label(buf, sizeof buf, yt[i], ys);
-    text_at(cr, px0 - 0.6 * fs, p, buf, AL_RIGHT, AL_MIDDLE, fs, 0);
+    if (c->ylog) pow10_label(buf, sizeof buf, (int)lround(log10(f->yt[i])));
+    else tick_label(buf, sizeof buf, f->yt[i], f->ys);
+    text_at(cr, f->px0 - 0.6 * fs, p, buf, AL_RIGHT, AL_MIDDLE, fs, 0);
   }
   if (c->xlabel && *c->xlabel)
-    text_at(cr, (px0 + px1) / 2, py1 + 2.0 * fs, c->xlabel, AL_CENTER, AL_TOP, fs * 1.05, 0);
+    text_at(cr, (f->px0 + f->px1) / 2, f->py1 + 2.0 * fs, c->xlabel, AL_CENTER, AL_TOP, fs * 1.05, 0);
   if (c->ylabel && *c->ylabel) {
     cairo_save(cr);
-    cairo_translate(cr, X + 1.0 * fs, (py0 + py1) / 2);
+    cairo_translate(cr, X + 1.0 * fs, (f->py0 + f->py1) / 2);
     cairo_rotate(cr, -M_PI / 2);
     text_at(cr, 0, 0, c->ylabel, AL_CENTER, AL_TOP, fs * 1.05, 0);
     cairo_restore(cr);
   }
   if (c->title && *c->title)
-    text_at(cr, X + W / 2, Y + 0.7 * fts, c->title, AL_CENTER, AL_TOP, fts, 1);
-  /* notes */
+    text_at(cr, X + W / 2, Y + 0.7 * f->fts, c->title, AL_CENTER, AL_TOP, f->fts, 1);
   for (int i = 0; i < c->nnotes; i++) {
-    double px = ax_map(&ax, c->notes[i].x), py = ax_map(&ay, c->notes[i].y);
+    double px = ax_map(&f->ax, c->notes[i].x), py = ax_map(&f->ay, c->notes[i].y);
     if (!isfinite(px) || !isfinite(py) || !c->notes[i].text) continue;
     cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
     text_at(cr, px, py, c->notes[i].text, AL_CENTER, AL_MIDDLE, fs * 0.95, 0);
   }
-  /* legend */
+}
+
+/* the legend box's corner (0..3: top right, top left, bottom right, bottom left) covering the
+ * fewest points (a note counts as 1000) for a box of bw × bh at the corners cx, cy */
+static int legend_corner(const fvl_plot_chart *c, const chart_frame *f, const double *cx, const double *cy,
+                         double bw, double bh) {
+  int64_t best = -1;
+  int corner = 0;
+  for (int k = 0; k < 4; k++) {
+    int64_t cnt = 0;
+    for (int s = 0; s < c->nseries; s++) {
+      const fvl_plot_series *se = &c->series[s];
+      int64_t stride = se->n > 4000 ? se->n / 4000 : 1;
+      for (int64_t i = 0; i < se->n; i += stride) {
+        double px = ax_map(&f->ax, se->x[i]), py = ax_map(&f->ay, se->y[i]);
+        if (px >= cx[k] && px <= cx[k] + bw && py >= cy[k] && py <= cy[k] + bh) cnt++;
+      }
+    }
+    for (int i = 0; i < c->nnotes; i++) {
+      double px = ax_map(&f->ax, c->notes[i].x), py = ax_map(&f->ay, c->notes[i].y);
+      if (px >= cx[k] - bw / 2 && px <= cx[k] + bw * 1.5 && py >= cy[k] && py <= cy[k] + bh)
+        cnt += 1000;
+    }
+    if (best < 0 || cnt < best) { best = cnt; corner = k; }
+  }
+  return corner;
+}
+
+/* the legend of the labelled series (c->legend: 0 the emptiest corner, 1..4 a corner, -1 none) */
+static void chart_legend(cairo_t *cr, const fvl_plot_chart *c, const chart_frame *f) {
+  double fs = f->fs, sc = f->sc;
   int nleg = 0;
   double lwmax = 0;
   for (int s = 0; s < c->nseries; s++)
@@ -402,64 +449,55 @@ int fvl_plot_chart_draw(cairo_t *cr, double X, double Y, double W, double H,
       double tw = text_width(cr, c->series[s].label, fs, 0);
       if (tw > lwmax) lwmax = tw;
     }
-  if (nleg > 0 && c->legend >= 0) {
-    double row = 1.45 * fs, sw = 2.4 * fs, pad = 0.6 * fs;
-    double bw = pad * 3 + sw + lwmax, bh = pad * 2 + row * nleg;
-    double cx[4] = {px1 - bw - pad, px0 + pad, px1 - bw - pad, px0 + pad};
-    double cy[4] = {py0 + pad, py0 + pad, py1 - bh - pad, py1 - bh - pad};
-    int corner = c->legend >= 1 && c->legend <= 4 ? c->legend - 1 : -1;
-    if (corner < 0) { /* the corner covering the fewest points */
-      int64_t best = -1;
-      for (int k = 0; k < 4; k++) {
-        int64_t cnt = 0;
-        for (int s = 0; s < c->nseries; s++) {
-          const fvl_plot_series *se = &c->series[s];
-          int64_t stride = se->n > 4000 ? se->n / 4000 : 1;
-          for (int64_t i = 0; i < se->n; i += stride) {
-            double px = ax_map(&ax, se->x[i]), py = ax_map(&ay, se->y[i]);
-            if (px >= cx[k] && px <= cx[k] + bw && py >= cy[k] && py <= cy[k] + bh) cnt++;
-          }
-        }
-        for (int i = 0; i < c->nnotes; i++) {
-          double px = ax_map(&ax, c->notes[i].x), py = ax_map(&ay, c->notes[i].y);
-          if (px >= cx[k] - bw / 2 && px <= cx[k] + bw * 1.5 && py >= cy[k] && py <= cy[k] + bh)
-            cnt += 1000;
-        }
-        if (best < 0 || cnt < best) { best = cnt; corner = k; }
-      }
+  if (nleg == 0 || c->legend < 0) return;
+  double row = 1.45 * fs, sw = 2.4 * fs, pad = 0.6 * fs;
+  double bw = pad * 3 + sw + lwmax, bh = pad * 2 + row * nleg;
+  double cx[4] = {f->px1 - bw - pad, f->px0 + pad, f->px1 - bw - pad, f->px0 + pad};
+  double cy[4] = {f->py0 + pad, f->py0 + pad, f->py1 - bh - pad, f->py1 - bh - pad};
+  int corner = c->legend >= 1 && c->legend <= 4 ? c->legend - 1 : legend_corner(c, f, cx, cy, bw, bh);
+  double lx = cx[corner], ly = cy[corner];
+  cairo_rectangle(cr, lx, ly, bw, bh);
+  cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
+  cairo_fill_preserve(cr);
+  cairo_set_source_rgb(cr, 0.75, 0.75, 0.75);
+  cairo_set_line_width(cr, 1.0 * sc);
+  cairo_stroke(cr);
+  int k = 0;
+  for (int s = 0; s < c->nseries; s++) {
+    const fvl_plot_series *se = &c->series[s];
+    if (!se->label || !*se->label) continue;
+    double yy = ly + pad + row * (k + 0.5);
+    set_color(cr, se->color >= 0 ? se->color : s, 1.0);
+    int style = se->style ? se->style : FVL_PLOT_LINE;
+    if (style & FVL_PLOT_LINE) {
+      double lw = (se->width > 0 ? se->width : 2.0) * sc;
+      cairo_set_line_width(cr, lw);
+      set_dash(cr, se->dash, lw);
+      cairo_move_to(cr, lx + pad, yy);
+      cairo_line_to(cr, lx + pad + sw, yy);
+      cairo_stroke(cr);
+      cairo_set_dash(cr, NULL, 0, 0);
     }
-    double lx = cx[corner], ly = cy[corner];
-    cairo_rectangle(cr, lx, ly, bw, bh);
-    cairo_set_source_rgba(cr, 1, 1, 1, 0.88);
-    cairo_fill_preserve(cr);
-    cairo_set_source_rgb(cr, 0.75, 0.75, 0.75);
-    cairo_set_line_width(cr, 1.0 * sc);
-    cairo_stroke(cr);
-    int k = 0;
-    for (int s = 0; s < c->nseries; s++) {
-      const fvl_plot_series *se = &c->series[s];
-      if (!se->label || !*se->label) continue;
-      double yy = ly + pad + row * (k + 0.5);
-      set_color(cr, se->color >= 0 ? se->color : s, 1.0);
-      int style = se->style ? se->style : FVL_PLOT_LINE;
-      if (style & FVL_PLOT_LINE) {
-        double lw = (se->width > 0 ? se->width : 2.0) * sc;
-        cairo_set_line_width(cr, lw);
-        set_dash(cr, se->dash, lw);
-        cairo_move_to(cr, lx + pad, yy);
-        cairo_line_to(cr, lx + pad + sw, yy);
-        cairo_stroke(cr);
-        cairo_set_dash(cr, NULL, 0, 0);
-      }
-      if (style & FVL_PLOT_POINTS) {
-        cairo_arc(cr, lx + pad + sw / 2, yy, 3.2 * sc, 0, 2 * M_PI);
-        cairo_fill(cr);
-      }
-      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-      text_at(cr, lx + 2 * pad + sw, yy, se->label, AL_LEFT, AL_MIDDLE, fs, 0);
-      k++;
+    if (style & FVL_PLOT_POINTS) {
+      cairo_arc(cr, lx + pad + sw / 2, yy, 3.2 * sc, 0, 2 * M_PI);
+      cairo_fill(cr);
     }
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text_at(cr, lx + 2 * pad + sw, yy, se->label, AL_LEFT, AL_MIDDLE, fs, 0);
+    k++;
   }
+}
+
+int fvl_plot_chart_draw(cairo_t *cr, double X, double Y, double W, double H,
+                        const fvl_plot_chart *c) {
+  if (check_chart("plot.lines", c) < 0) return -1;
+  chart_frame f;
+  chart_layout(c, X, Y, W, H, &f);
+  cairo_save(cr);
+  chart_grid(cr, c, &f);
+  chart_series(cr, c, &f);
+  chart_labels(cr, c, &f, X, Y, W);
+  chart_legend(cr, c, &f);
   cairo_restore(cr);
   return 0;
 }

@@ -9,15 +9,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "core.h"
+#include "sys.h"
 
 /* GIF89a through giflib (Debian libgif-dev). One global 256-colour palette that keeps the plots'
  * own colours: the class/series colours of fvl_plot_color (exact, and blended with white at the
  * alphas the scatter and band fills use), 32 greys (text, axes, grid), then a 5×5×5 colour cube
  * for everything else (anti-aliased edges). Frames are rendered by cairo, each pixel mapped to its
  * nearest palette entry through a lazily filled 2^18-entry table (6 bits per primary), and
- * written with giflib's LZW encoder into a temporary file, renamed at close. */
+ * written with giflib's LZW encoder into the one atomic-file mechanism of sys.h (path.tmp.<pid>,
+ * fsync, rename and directory fsync at close; abort or an error removes the temporary). */
 #include <gif_lib.h>
 
 #define GIF_SERIES 20              /* fvl_plot_color(0..19) */
@@ -26,9 +27,8 @@
 #define GIF_LUT (1 << 18)
 
 struct fvl_plot_gif {
-  FILE *f;
+  fvl_atomic_file out;  /* out.f is open from open until close/abort */
   GifFileType *gif;
-  char path[4096], tmp[4200];
   int w, h, frames, delay_cs;
   uint32_t *argb;       /* w*h frame */
   GifPixelType *idx;    /* w*h palette indices */
@@ -115,24 +115,25 @@ fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, 
   }
   fvl_plot_gif *g = calloc(1, sizeof *g);
   if (!g) { fvl_err("%s: out of memory", fn); return NULL; }
-  snprintf(g->path, sizeof g->path, "%s", path);
-  snprintf(g->tmp, sizeof g->tmp, "%s.tmp.%ld", path, (long)getpid());
   g->w = w; g->h = h;
   g->delay_cs = (int)lround(delay_s * 100);
   g->argb = malloc((size_t)w * h * 4);
   g->idx = malloc((size_t)w * h);
   g->prev = malloc((size_t)w * h);
   g->lut = calloc(GIF_LUT, 1);
-  int mem = g->argb && g->idx && g->prev && g->lut;
-  g->f = mem ? fopen(g->tmp, "wb") : NULL;
-  if (!g->f) {
-    fvl_err("%s: cannot write '%s': %s", fn, path, mem ? strerror(errno) : "out of memory");
+  if (!g->argb || !g->idx || !g->prev || !g->lut) {
+    fvl_err("%s: out of memory", fn);
+    gif_free(g);
+    return NULL;
+  }
+  if (fvl_atomic_open(&g->out, path, fn) < 0) {   /* errno tells why (as plot.c's files) */
+    fvl_err("%s: cannot write '%s': %s", fn, path, strerror(errno));
     gif_free(g);
     return NULL;
   }
   gif_palette(g);
   int err = 0;
-  g->gif = EGifOpen(g->f, gif_write, &err);
+  g->gif = EGifOpen(g->out.f, gif_write, &err);
   ColorMapObject *cmap = g->gif ? GifMakeMapObject(256, g->pal) : NULL;
   int ok = g->gif && cmap;
   if (ok) {
@@ -150,8 +151,7 @@ fvl_plot_gif *fvl_plot_gif_open(const char *path, int w, int h, double delay_s, 
     int e = g->gif ? g->gif->Error : err;
     fvl_err("%s: cannot write '%s': %s", fn, path, GifErrorString(e) ? GifErrorString(e) : "giflib error");
     if (g->gif) EGifCloseFile(g->gif, &err);
-    fclose(g->f);
-    unlink(g->tmp);
+    fvl_atomic_abort(&g->out);
     gif_free(g);
     return NULL;
   }
@@ -162,7 +162,7 @@ int fvl_plot_gif_frames(const fvl_plot_gif *g) { return g ? g->frames : 0; }
 
 int fvl_plot_gif_add_drawn(fvl_plot_gif *g, fvl_plot_draw_fn draw, const void *ud) {
   const char *fn = "plot.animation";
-  if (!g || !g->f) return fvl_err("%s: the animation is closed", fn);
+  if (!g || !g->out.f) return fvl_err("%s: the animation is closed", fn);
   cairo_surface_t *sf = cairo_image_surface_create_for_data((unsigned char *)g->argb, CAIRO_FORMAT_RGB24,
                                                             g->w, g->h, g->w * 4);
   cairo_t *cr = cairo_create(sf);
@@ -200,9 +200,9 @@ int fvl_plot_gif_add_drawn(fvl_plot_gif *g, fvl_plot_draw_fn draw, const void *u
            EGifPutImageDesc(g->gif, x0, y0, bw, bh, false, NULL) == GIF_OK;
   for (int r = y0; ok && r <= y1; r++) ok = EGifPutLine(g->gif, g->idx + (size_t)r * g->w + x0, bw) == GIF_OK;
   memcpy(g->prev, g->idx, (size_t)g->w * g->h);
-  if (!ok || ferror(g->f)) {
+  if (!ok || ferror(g->out.f)) {
     const char *why = !ok && GifErrorString(g->gif->Error) ? GifErrorString(g->gif->Error) : strerror(errno);
-    return fvl_err("%s: cannot write '%s': %s", fn, g->path, why);
+    return fvl_err("%s: cannot write '%s': %s", fn, g->out.path, why);
   }
   g->frames++;
   return 0;
@@ -213,18 +213,13 @@ int fvl_plot_gif_close(fvl_plot_gif *g) {
   const char *fn = "plot.animation";
   if (!g) return 0;
   int rc = 0, err = 0;
-  if (g->f) {
-    if (g->frames == 0) rc = fvl_err("%s: '%s' has no frames (add at least one before closing)", fn, g->path);
+  if (g->out.f) {
+    if (g->frames == 0) rc = fvl_err("%s: '%s' has no frames (add at least one before closing)", fn, g->out.path);
     if (EGifCloseFile(g->gif, &err) != GIF_OK && rc == 0)   /* writes the trailer; frees gif */
-      rc = fvl_err("%s: cannot write '%s': %s", fn, g->path, GifErrorString(err) ? GifErrorString(err) : "giflib error");
+      rc = fvl_err("%s: cannot write '%s': %s", fn, g->out.path, GifErrorString(err) ? GifErrorString(err) : "giflib error");
     g->gif = NULL;
-    if (rc == 0 && (fflush(g->f) != 0 || fsync(fileno(g->f)) != 0 || ferror(g->f)))
-      rc = fvl_err("%s: cannot write '%s': %s", fn, g->path, strerror(errno));
-    fclose(g->f);
-    g->f = NULL;
-    if (rc == 0 && rename(g->tmp, g->path) != 0)
-      rc = fvl_err("%s: cannot rename to '%s': %s", fn, g->path, strerror(errno));
-    if (rc != 0) unlink(g->tmp);
+    if (rc == 0) rc = fvl_atomic_commit(&g->out, fn);   /* flush, fsync, rename, directory fsync */
+    else fvl_atomic_abort(&g->out);
   }
   gif_free(g);
   return rc;
@@ -234,6 +229,6 @@ void fvl_plot_gif_abort(fvl_plot_gif *g) {
   if (!g) return;
   int err;
   if (g->gif) EGifCloseFile(g->gif, &err);
-  if (g->f) { fclose(g->f); unlink(g->tmp); }
+  fvl_atomic_abort(&g->out);
   gif_free(g);
 }

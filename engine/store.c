@@ -93,6 +93,8 @@ static int store_truncated(const char *path) {
   return 1;
 }
 
+static int rollback_failed(fvl_store *s);
+
 fvl_store *fvl_store_open(const char *path) {
   if (!path || !*path) { fvl_err("store.open: path must be a non-empty string"); return NULL; }
   fvl_store *s = calloc(1, sizeof *s);
@@ -139,11 +141,8 @@ fvl_store *fvl_store_open(const char *path) {
   }
   if (run(s, "store.open", "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF") ||
       fvl_store_begin(s) || run(s, "store.open", schema) || fvl_store_commit(s)) {
-    char keep[1024];
-    snprintf(keep, sizeof keep, "%s", fvl_errmsg());
-    fvl_store_rollback(s);
+    rollback_failed(s);
     fvl_store_close(s);
-    fvl_err("%s", keep);
     return NULL;
   }
   /* a store written by something else: the trials table must have our columns */
@@ -201,6 +200,14 @@ int fvl_store_rollback(fvl_store *s) {
   s->in_tx = 0;
   if (sqlite3_get_autocommit(s->db)) return 0;   /* sqlite already rolled back */
   return run(s, "store.rollback", "ROLLBACK");
+}
+/* rolls back after a failure, keeping the failure's message (a failing ROLLBACK would replace
+ * it); returns -1 */
+static int rollback_failed(fvl_store *s) {
+  char keep[1024];
+  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
+  fvl_store_rollback(s);
+  return fvl_err("%s", keep);
 }
 
 /* ---------------------------------------------------------------- statements */
@@ -363,24 +370,43 @@ static const char *hostname(void) {
   return hostname_buf;
 }
 
+/* the columns of a trial whose attempt starts (claim, start_trial); ?1 pid, ?2 host, ?3 now */
+#define START_SET "status = 'running', attempt = attempt + 1, pid = ?1, host = ?2, started = ?3," \
+  " ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0, wait_value = NULL"
+static void bind_start(stmt_t *q, int pid, double now) {
+  sqlite3_bind_int(q->st, 1, pid);
+  bind_text(q, 2, hostname());
+  sqlite3_bind_double(q->st, 3, now);
+}
+/* after the UPDATE that started an attempt of trial id: drops the earlier attempt's reports and
+ * returns the new attempt number (>= 1), or -1 */
+static int attempt_started(fvl_store *s, const char *fn, int64_t id) {
+  stmt_t q;
+  if (prep(&q, s, fn, "DELETE FROM reports WHERE trial = ?")) return -1;
+  sqlite3_bind_int64(q.st, 1, id);
+  if (step_done(&q) < 0) return -1;
+  if (prep(&q, s, fn, "SELECT attempt FROM trials WHERE id = ?")) return -1;
+  sqlite3_bind_int64(q.st, 1, id);
+  int attempt = -1;
+  if (sqlite3_step(q.st) == SQLITE_ROW) attempt = sqlite3_column_int(q.st, 0);
+  else dberr(s, fn);
+  sqlite3_finalize(q.st);
+  if (attempt == 0) return fvl_err("%s: trial %lld started but holds attempt 0", fn, (long long)id);
+  return attempt;
+}
+
 int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt) {
   if (s->pg) return fvl_pg_start_trial(s->pg, id, pid, expect_attempt);
   const char *fn = "store.start_trial";
   stmt_t q;
   int attempt = -1;
   if (fvl_store_begin(s)) return -1;
-  if (prep(&q, s, fn,
-           "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
-           " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
-           " wait_value = NULL, lease = NULL WHERE id = ? AND status NOT IN ('done', 'pruned')"
-           " AND (? < 0 OR attempt = ?)"))
+  if (prep(&q, s, fn, "UPDATE trials SET " START_SET ", lease = NULL WHERE id = ?4"
+                      " AND status NOT IN ('done', 'pruned') AND (?5 < 0 OR attempt = ?5)"))
     goto fail;
-  sqlite3_bind_int(q.st, 1, pid);
-  bind_text(&q, 2, hostname());
-  sqlite3_bind_double(q.st, 3, fvl_time_now());
+  bind_start(&q, pid, fvl_time_now());
   sqlite3_bind_int64(q.st, 4, id);
   sqlite3_bind_int(q.st, 5, expect_attempt);
-  sqlite3_bind_int(q.st, 6, expect_attempt);
   int changed = step_done(&q);
   if (changed < 0) goto fail;
   if (changed == 0) {
@@ -393,23 +419,13 @@ int fvl_store_start_trial(fvl_store *s, int64_t id, int pid, int expect_attempt)
       goto fail;
     }
     attempt = 0;
-  } else {
-    if (prep(&q, s, fn, "DELETE FROM reports WHERE trial = ?")) goto fail;
-    sqlite3_bind_int64(q.st, 1, id);
-    if (step_done(&q) < 0) goto fail;
-    if (prep(&q, s, fn, "SELECT attempt FROM trials WHERE id = ?")) goto fail;
-    sqlite3_bind_int64(q.st, 1, id);
-    if (sqlite3_step(q.st) != SQLITE_ROW) { dberr(s, fn); sqlite3_finalize(q.st); goto fail; }
-    attempt = sqlite3_column_int(q.st, 0);
-    sqlite3_finalize(q.st);
+  } else if ((attempt = attempt_started(s, fn, id)) < 0) {
+    goto fail;
   }
   if (fvl_store_commit(s)) goto fail;
   return attempt;
-fail:;
-  char keep[1024];
-  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
-  fvl_store_rollback(s);
-  return fvl_err("%s", keep);
+fail:
+  return rollback_failed(s);
 }
 
 /* what a claim may take; ?1 now, ?2 max_attempts, ?3 retry_before (see store.h) */
@@ -441,34 +457,17 @@ int fvl_store_claim(fvl_store *s, int pid, double lease_s, int max_attempts, dou
   sqlite3_finalize(q.st);
   if (rc != SQLITE_ROW && rc != SQLITE_DONE) { dberr(s, fn); goto fail; }
   if (*id == 0) { if (fvl_store_commit(s)) goto fail; return 0; }
-  if (prep(&q, s, fn,
-           "UPDATE trials SET status = 'running', attempt = attempt + 1, pid = ?, host = ?,"
-           " started = ?, ended = NULL, metrics = NULL, error = NULL, killed = 0, wait_rung = 0,"
-           " wait_value = NULL, lease = ? WHERE id = ?"))
-    goto fail;
-  sqlite3_bind_int(q.st, 1, pid);
-  bind_text(&q, 2, hostname());
-  sqlite3_bind_double(q.st, 3, now);
+  if (prep(&q, s, fn, "UPDATE trials SET " START_SET ", lease = ?4 WHERE id = ?5")) goto fail;
+  bind_start(&q, pid, now);
   sqlite3_bind_double(q.st, 4, now + lease_s);
   sqlite3_bind_int64(q.st, 5, *id);
   if (step_done(&q) != 1) goto fail;
-  if (prep(&q, s, fn, "DELETE FROM reports WHERE trial = ?")) goto fail;
-  sqlite3_bind_int64(q.st, 1, *id);
-  if (step_done(&q) < 0) goto fail;
-  int attempt = -1;
-  if (prep(&q, s, fn, "SELECT attempt FROM trials WHERE id = ?")) goto fail;
-  sqlite3_bind_int64(q.st, 1, *id);
-  if (sqlite3_step(q.st) == SQLITE_ROW) attempt = sqlite3_column_int(q.st, 0);
-  else dberr(s, fn);
-  sqlite3_finalize(q.st);
+  int attempt = attempt_started(s, fn, *id);
   if (attempt < 1 || fvl_store_commit(s)) goto fail;
   return attempt;
-fail:;
-  char keep[1024];
-  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
-  fvl_store_rollback(s);
+fail:
   *id = 0;
-  return fvl_err("%s", keep);
+  return rollback_failed(s);
 }
 
 int fvl_store_heartbeat(fvl_store *s, int64_t id, int attempt, double lease_s) {
@@ -742,11 +741,8 @@ int fvl_store_merge(fvl_store *s, const char *src_path) {
   if (taken < 0) goto rollback;
   if (run(s, fn, "DROP TABLE temp.take") || fvl_store_commit(s)) { taken = -1; goto rollback; }
   goto detach;
-rollback:;
-  char keep[1024];
-  snprintf(keep, sizeof keep, "%s", fvl_errmsg());
-  fvl_store_rollback(s);
-  fvl_err("%s", keep);
+rollback:
+  rollback_failed(s);
   taken = -1;
 detach:
   if (taken < 0) {

@@ -33,18 +33,6 @@ fvl_tensor *fvl_checklabels(lua_State *L, int idx, const char *fn, int64_t n, in
 /* 1-based index tensor/list → 0-based int32, checked against 1..n */
 fvl_tensor *fvl_checkindex(lua_State *L, int idx, const char *fn, const char *arg, int64_t n);
 
-/* LEGACY (prefer fvl_readopts): option tables: unknown keys are an error ("arcface: unknown option 'margn' (expected one
- * of: s, m, ...)"). `allowed` is NULL-terminated. idx may be absent (none/nil). */
-void fvl_checkopts(lua_State *L, int idx, const char *fn, const char *const *allowed);
-double fvl_optnum(lua_State *L, int idx, const char *key, double def);
-int fvl_optint(lua_State *L, int idx, const char *key, int def);
-int fvl_optbool(lua_State *L, int idx, const char *key, int def);
-/* leaves the string it returns on the stack (one slot), so the pointer stays valid */
-const char *fvl_optstr(lua_State *L, int idx, const char *key, const char *def);
-/* a string option restricted to a set: "arcface: fallback = 'foo' (expected mm|easy|none|clamp)" */
-int fvl_optenum(lua_State *L, int idx, const char *fn, const char *key, const char *const *names,
-                int def);
-
 /* a float32 contiguous tensor of rank nd (0 = any) at idx, converted when needed; the result is
  * pushed (the stack owns it) and returned. Errors "fn: arg must be 2-D (N×D), got 3×4×5". */
 fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd);
@@ -64,7 +52,8 @@ fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg,
  * fvl_register_opts publishes the key list as fvl._options[name] for the Lua layer. */
 typedef enum {
   FVL_OPT_NUMBER = 1, FVL_OPT_INTEGER, FVL_OPT_BOOLEAN, FVL_OPT_STRING, FVL_OPT_ENUM,
-  FVL_OPT_TENSOR, FVL_OPT_NUMBER_OR_TENSOR, FVL_OPT_TABLE
+  FVL_OPT_TENSOR, FVL_OPT_NUMBER_OR_TENSOR, FVL_OPT_TABLE,
+  FVL_OPT_ANY          /* any value, kept in the anchor (fvl_optpush); the binding checks it */
 } fvl_optkind;
 typedef struct fvl_optdef {
   const char *key;
@@ -81,7 +70,7 @@ typedef struct fvl_optval {
   const char *str;     /* STRING / ENUM: anchored */
   size_t len;
   fvl_tensor *t;       /* TENSOR / NUMBER_OR_TENSOR given as a tensor: anchored (borrowed) */
-  int table;           /* TABLE: slot in the anchor, see fvl_optpush */
+  int table;           /* TABLE / ANY: slot in the anchor, see fvl_optpush */
 } fvl_optval;
 int fvl_readopts(lua_State *L, int idx, const char *fn, const fvl_optdef *defs, fvl_optval *out);
 int fvl_optpush(lua_State *L, int anchor, const fvl_optval *v);   /* pushes a TABLE option */

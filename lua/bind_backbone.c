@@ -28,7 +28,10 @@ static void hw_arg(lua_State *L, int idx, const char *fn, const char *what, int 
   *w = (int)v[1];
 }
 
-/* F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups = 1]]]]): w is out × in/groups × kh × kw */
+/*** fvl.F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups]]]]) -> tensor
+   Grouped 2-D convolution (MobileFaceNet's depthwise layers): w is Cout × Cin/groups × kh × kw,
+   groups (1) divides both channel counts; stride (1) and padding (0) an integer or {h, w}.
+   Tracked. Errors: groups < 1 or not dividing the channels; shapes. */
 static int l_conv2d_grouped(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw;
@@ -40,7 +43,9 @@ static int l_conv2d_grouped(lua_State *L) {
   return 1;
 }
 
-/* F.bn_prelu(x, running_mean, running_var, weight, bias, prelu_weight [, training [, momentum [, eps]]]) */
+/*** fvl.F.bn_prelu(x, running_mean, running_var, weight, bias, prelu_weight [, training [, momentum [, eps]]]) -> tensor
+   fvl.F.batch_norm followed by fvl.F.prelu in one pass over x (the backbones' conv blocks);
+   arguments and defaults as those two (training true, momentum 0.1, eps 1e-5). Tracked. */
 static int l_bn_prelu(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5), *a = fvl_checktensor(L, 6);

@@ -34,6 +34,7 @@ static const char *kind_name(fvl_optkind k) {
     case FVL_OPT_TENSOR: return "a tensor";
     case FVL_OPT_NUMBER_OR_TENSOR: return "a number or a tensor";
     case FVL_OPT_TABLE: return "a table";
+    case FVL_OPT_ANY: return "a value";
   }
   return "?";
 }
@@ -123,7 +124,9 @@ static void read_one(lua_State *L, const char *fn, const fvl_optdef *d, fvl_optv
       fvl_anchor_keep(L, anchor);
       return;
     case FVL_OPT_TABLE:
-      if (ty != LUA_TTABLE) fvl_error(L, "%s: %s must be a table, got %s", fn, d->key, luaL_typename(L, -1));
+    case FVL_OPT_ANY:
+      if (d->kind == FVL_OPT_TABLE && ty != LUA_TTABLE)
+        fvl_error(L, "%s: %s must be a table, got %s", fn, d->key, luaL_typename(L, -1));
       v->table = (int)lua_rawlen(L, anchor) + 1;
       fvl_anchor_keep(L, anchor);
       return;

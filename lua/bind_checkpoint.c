@@ -14,6 +14,11 @@ static int forward_to(lua_State *L, const char *field) {
   lua_call(L, n, LUA_MULTRET);
   return lua_gettop(L);
 }
+/*** fvl.save_checkpoint(path, what) -> path
+   fvl.load_checkpoint(path [, into]) -> ck | nil, message
+   fvl.checkpoint.save_checkpoint / load_checkpoint under their short names (see there): a
+   versioned, code-free, crash-safe training checkpoint directory, and reading it back (restoring
+   net, head, optimiser and RNG in place). */
 static int l_save_checkpoint(lua_State *L) { return forward_to(L, "save_checkpoint"); }
 static int l_load_checkpoint(lua_State *L) { return forward_to(L, "load_checkpoint"); }
 

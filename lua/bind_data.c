@@ -27,28 +27,28 @@ static int l_idx_load(lua_State *L) {
   return 1;
 }
 
-static int64_t intfield(lua_State *L, int idx, const char *k, int64_t def) {
-  int t = lua_getfield(L, idx, k);
-  int64_t v = def;
-  if (t == LUA_TNUMBER) {
-    int isint = 0;
-    v = (int64_t)lua_tointegerx(L, -1, &isint);
-    if (!isint) luaL_error(L, "synthetic_faces: %s = %s (expected an integer)", k, lua_tostring(L, -1));
-  } else if (t != LUA_TNIL) {
-    luaL_error(L, "synthetic_faces: %s must be a number, got %s", k, luaL_typename(L, -1));
-  }
-  lua_pop(L, 1);
-  return v;
-}
-static float numfield(lua_State *L, int idx, const char *k, float def) {
-  int t = lua_getfield(L, idx, k);
-  float v = def;
-  if (t == LUA_TNUMBER) v = (float)lua_tonumber(L, -1);
-  else if (t != LUA_TNIL)
-    luaL_error(L, "synthetic_faces: %s must be a number, got %s", k, luaL_typename(L, -1));
-  lua_pop(L, 1);
-  return v;
-}
+/* the raw options of fvl._synthetic_faces (fvl.data.synthetic_faces in lua/fvl/data.lua maps the
+ * public ones onto these); the engine (fvl_synth_sizes) checks how they combine */
+enum { SF_IDENTITIES, SF_PER_IDENTITY, SF_TEST_IDENTITIES, SF_TEST_PER_IDENTITY, SF_DIM, SF_FACTORS,
+       SF_HIDDEN, SF_H, SF_W, SF_OUT_DIM, SF_SPREAD, SF_NUISANCE, SF_ILLUMINATION, SF_NOISE,
+       SF_LONG_TAIL, SF_LABEL_NOISE, SF_SEED, SF_RGB, SF_N };
+#define SF_COUNT(k) {k, FVL_OPT_INTEGER, 0, 0, 1099511627776.0, NULL}   /* 0..2^40 */
+#define SF_INT(k) {k, FVL_OPT_INTEGER, 0, 0, INT32_MAX, NULL}
+#define SF_NUM(k) {k, FVL_OPT_NUMBER, 0, 0, 1e30, NULL}
+static const fvl_optdef SF_OPTS[] = {
+  [SF_IDENTITIES] = SF_COUNT("identities"), [SF_PER_IDENTITY] = SF_COUNT("per_identity"),
+  [SF_TEST_IDENTITIES] = SF_COUNT("test_identities"), [SF_TEST_PER_IDENTITY] = SF_COUNT("test_per_identity"),
+  [SF_DIM] = SF_INT("dim"), [SF_FACTORS] = SF_INT("factors"), [SF_HIDDEN] = SF_INT("hidden"),
+  [SF_H] = SF_INT("h"), [SF_W] = SF_INT("w"), [SF_OUT_DIM] = SF_INT("out_dim"),
+  [SF_SPREAD] = SF_NUM("spread"), [SF_NUISANCE] = SF_NUM("nuisance"),
+  [SF_ILLUMINATION] = SF_NUM("illumination"), [SF_NOISE] = SF_NUM("noise"),
+  [SF_LONG_TAIL] = SF_NUM("long_tail"), [SF_LABEL_NOISE] = SF_NUM("label_noise"),
+  [SF_SEED] = {"seed", FVL_OPT_ANY, 0, FVL_NORANGE, NULL},   /* any Lua integer, exact (not via double) */
+  [SF_RGB] = {"rgb", FVL_OPT_INTEGER, 0, 0, 4096, NULL},      /* > 0: RGB images of rgb×rgb pixels */
+  [SF_N] = FVL_OPT_END};
+#undef SF_COUNT
+#undef SF_INT
+#undef SF_NUM
 
 static const char *fmt6(char *buf, float v) {
   snprintf(buf, 32, "%.6g", (double)v);
@@ -60,27 +60,38 @@ static const char *fmt6(char *buf, float v) {
  *   label_noise=, seed=} -> xtr, ytr, ytrue, xte, yte (labels 1-based), settings used */
 static int l_synthetic_faces(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
+  fvl_optval v[SF_N];
+  int anchor = fvl_readopts(L, 1, "synthetic_faces", SF_OPTS, v);
   fvl_synth_opts o;
   fvl_synth_defaults(&o);
-  o.identities = intfield(L, 1, "identities", o.identities);
-  o.per_identity = intfield(L, 1, "per_identity", o.per_identity);
-  o.test_identities = intfield(L, 1, "test_identities", o.test_identities);
-  o.test_per_identity = intfield(L, 1, "test_per_identity", o.per_identity);
-  o.dim = (int)intfield(L, 1, "dim", o.dim);
-  o.factors = (int)intfield(L, 1, "factors", o.factors);
-  o.hidden = (int)intfield(L, 1, "hidden", o.hidden);
-  o.map_h = (int)intfield(L, 1, "h", 0);
-  o.map_w = (int)intfield(L, 1, "w", 0);
-  o.out_dim = (int)intfield(L, 1, "out_dim", o.map_h > 0 ? (int64_t)o.map_h * o.map_w : o.out_dim);
-  o.spread = numfield(L, 1, "spread", o.spread);
-  o.nuisance = numfield(L, 1, "nuisance", o.nuisance);
-  o.illumination = numfield(L, 1, "illumination", o.illumination);
-  o.noise = numfield(L, 1, "noise", o.noise);
-  o.long_tail = numfield(L, 1, "long_tail", o.long_tail);
-  o.label_noise = numfield(L, 1, "label_noise", o.label_noise);
-  o.seed = (uint64_t)intfield(L, 1, "seed", (int64_t)o.seed);
+#define SET(field, k, type) if (v[k].set) o.field = (type)v[k].num
+  SET(identities, SF_IDENTITIES, int64_t);
+  SET(per_identity, SF_PER_IDENTITY, int64_t);
+  SET(test_identities, SF_TEST_IDENTITIES, int64_t);
+  o.test_per_identity = v[SF_TEST_PER_IDENTITY].set ? (int64_t)v[SF_TEST_PER_IDENTITY].num : o.per_identity;
+  SET(dim, SF_DIM, int);
+  SET(factors, SF_FACTORS, int);
+  SET(hidden, SF_HIDDEN, int);
+  o.map_h = (int)v[SF_H].num;
+  o.map_w = (int)v[SF_W].num;
+  if (v[SF_OUT_DIM].set) o.out_dim = (int)v[SF_OUT_DIM].num;
+  else if (o.map_h > 0) o.out_dim = fvl_checkint32(L, "synthetic_faces", "h*w", (lua_Integer)o.map_h * o.map_w, 1, INT32_MAX);
+  SET(spread, SF_SPREAD, float);
+  SET(nuisance, SF_NUISANCE, float);
+  SET(illumination, SF_ILLUMINATION, float);
+  SET(noise, SF_NOISE, float);
+  SET(long_tail, SF_LONG_TAIL, float);
+  SET(label_noise, SF_LABEL_NOISE, float);
+#undef SET
+  if (fvl_optpush(L, anchor, &v[SF_SEED]) != LUA_TNIL) {
+    int isint = 0;
+    lua_Integer seed = lua_tointegerx(L, -1, &isint);
+    if (!isint) return fvl_error(L, "synthetic_faces: seed must be an integer, got %s", luaL_tolstring(L, -1, NULL));
+    o.seed = (uint64_t)seed;
+  }
+  lua_pop(L, 1);
+  const int rgb = (int)v[SF_RGB].num;
   fvl_tensor *t[5];
-  const int rgb = (int)intfield(L, 1, "rgb", 0);   /* > 0: RGB face images of rgb×rgb pixels */
   if (rgb > 0 ? fvl_synth_faces_rgb_tensors(&o, rgb, 1, &t[0], &t[1], &t[2], &t[3], &t[4])
               : fvl_synth_faces(&o, 1, &t[0], &t[1], &t[2], &t[3], &t[4]))
     return fvl_raise(L);

@@ -12,15 +12,25 @@ static fvl_tensor *tensor_arg(lua_State *L, int idx, const char *fn, int float_o
   return t;
 }
 
+/*** fvl.dist.rank() -> integer
+   fvl.dist.size() -> integer
+   fvl.dist.active() -> boolean
+   This process's 0-based rank, the number of processes, and whether it runs under an MPI
+   launcher (mpirun; MPI starts lazily on first use). Without a launcher: rank 0, size 1, false,
+   and every collective is the identity, so the same script runs with and without mpirun. */
 static int l_rank(lua_State *L) { lua_pushinteger(L, fvl_dist_rank()); return 1; }
 static int l_size(lua_State *L) { lua_pushinteger(L, fvl_dist_size()); return 1; }
 static int l_active(lua_State *L) { lua_pushboolean(L, fvl_dist_active()); return 1; }
+/*** fvl.dist.barrier() -> nothing
+   Waits until every rank has reached it. */
 static int l_barrier(lua_State *L) {
   if (fvl_dist_barrier()) return fvl_raise(L);
   return 0;
 }
 
-/* allreduce(t [, op = "sum"|"max"|"min"]) -- in place, returns t */
+/*** fvl.dist.allreduce(t [, op]) -> t
+   In place: t becomes the sum (op "sum", the default), "max" or "min" over the ranks; not
+   tracked (use fvl.dist.sum for a tracked sum). Errors: an unknown op; a leaf that requires grad. */
 static int l_allreduce(lua_State *L) {
   static const char *const ops[] = {"sum", "max", "min", NULL};
   fvl_tensor *t = tensor_arg(L, 1, "allreduce", 0);
@@ -36,7 +46,8 @@ static int l_allreduce(lua_State *L) {
   return 1;
 }
 
-/* broadcast(t, root) -- in place from the 0-based rank root, returns t */
+/*** fvl.dist.broadcast(t [, root]) -> t
+   In place: every rank's t becomes rank root's (0-based, default 0). Errors: root outside the ranks. */
 static int l_broadcast(lua_State *L) {
   fvl_tensor *t = tensor_arg(L, 1, "broadcast", 0);
   lua_Integer root = luaL_optinteger(L, 2, 0);
@@ -48,9 +59,10 @@ static int l_broadcast(lua_State *L) {
   return 1;
 }
 
-/* allgather(t [, {grad = "sum"|"slice"}]) -> the ranks' tensors stacked along dim 1; tracked:
-   the backward reduce-scatters the gradient ("sum", the default) or, when every rank already
-   holds the full gradient of the result, keeps this rank's rows ("slice") */
+/*** fvl.dist.allgather(t [, opts]) -> tensor
+   The ranks' tensors concatenated along dim 1 (same shapes on every rank), tracked: the backward
+   reduce-scatters the gradient (opts.grad = "sum", the default) or, when every rank already holds
+   the full gradient of the result, keeps this rank's rows (grad = "slice"). */
 enum { AG_GRAD, AG_N };
 static const fvl_optdef ALLGATHER_OPTS[AG_N + 1] = {
   [AG_GRAD] = {"grad", FVL_OPT_ENUM, 0, FVL_NORANGE, "sum|slice"},
@@ -63,30 +75,39 @@ static int l_allgather(lua_State *L) {
   fvl_pushtensor(L, fvl_dist_allgather_ex(t, v[AG_GRAD].num == 0));
   return 1;
 }
-/* reduce_scatter(t) -> this rank's block (dim 1 = size·k) of the sum over ranks (tracked) */
+/*** fvl.dist.reduce_scatter(t) -> tensor
+   This rank's block of rows of the sum over the ranks (t's dim 1 is size·k rows; the result k),
+   tracked (the backward all-gathers). */
 static int l_reduce_scatter(lua_State *L) {
   fvl_pushtensor(L, fvl_dist_reduce_scatter_t(tensor_arg(L, 1, "reduce_scatter", 1)));
   return 1;
 }
-/* sum(t) -> Σ over ranks, tracked (identity backward: every rank's part gets the gradient) */
+/*** fvl.dist.sum(t) -> tensor
+   The sum of t over the ranks (a new tensor), tracked: every rank's part gets the gradient. */
 static int l_sum(lua_State *L) {
   fvl_pushtensor(L, fvl_dist_sum_t(tensor_arg(L, 1, "sum", 1)));
   return 1;
 }
-/* copy(t) -> t, tracked (summing backward: for a replicated parameter used on each rank's part) */
+/*** fvl.dist.copy(t) -> tensor
+   t itself in the forward; the backward sums the gradient over the ranks (a replicated parameter
+   used on each rank's part of the batch). */
 static int l_copy(lua_State *L) {
   fvl_pushtensor(L, fvl_dist_copy_t(tensor_arg(L, 1, "copy", 1)));
   return 1;
 }
 
-/* copy_rows(t) -> t, tracked (reduce-scattering backward: the gradient summed over the ranks, kept
-   for this rank's block of rows, zero elsewhere) */
+/*** fvl.dist.copy_rows(t) -> tensor
+   t itself in the forward; the backward reduce-scatters: the gradient summed over the ranks, kept
+   for this rank's block of rows, zero elsewhere (the sharded heads' gathered embeddings). */
 static int l_copy_rows(lua_State *L) {
   fvl_pushtensor(L, fvl_dist_copy_rows_t(tensor_arg(L, 1, "copy_rows", 1)));
   return 1;
 }
 
-/* randn_rows(rows, cols, first, n) -> rows first..first+n-1 (1-based) of fvl.randn(rows, cols) */
+/*** fvl.dist.randn_rows(rows, cols, first, n) -> tensor
+   Rows first..first+n−1 (1-based) of what fvl.randn(rows, cols) would draw now, without making
+   the whole matrix (each rank initialises its slice of a head's weight as one process would).
+   Errors: rows outside 1..rows; non-positive sizes. */
 static int l_randn_rows(lua_State *L) {
   lua_Integer rows = luaL_checkinteger(L, 1), cols = luaL_checkinteger(L, 2);
   lua_Integer first = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);

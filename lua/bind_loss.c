@@ -7,6 +7,7 @@
 #include "bind.h"
 #include "loss/loss_ops.h"
 #include "loss/shard.h"
+#include "loss/group_max_ws.h"
 
 #define T(i) fvl_checktensor(L, i)
 
@@ -18,7 +19,12 @@ static fvl_tensor *labels_arg(lua_State *L, int idx, const char *fn, int64_t n, 
   return y;
 }
 
-/* F.cosine(x, W [, ws]) -> B×C tensor (tracked) */
+/*** fvl.F.cosine(x, W [, ws]) -> B×C tensor
+   cos_ij = clamp(x̂_i·ŵ_j, −1, 1), x̂ and ŵ the rows of x (B×D) and W (C×D) divided by
+   max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into W.grad). Entries
+   near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32
+   B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).
+   Errors: x and W with different column counts, empty shapes, a ws of another shape. */
 static int l_cosine(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *ws = fvl_opttensor(L, 3);
   fvl_pushtensor(L, fvl_cosine(x, W, ws));
@@ -132,14 +138,30 @@ static fvl_tensor *cos_arg(lua_State *L, const char *name) {
   return cos;
 }
 
-/* F.linear_logits(x, W [, b [, ws]]) -> B×C logits x·Wᵀ + b (tracked) */
+/*** fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor
+   z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,
+   W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine. */
 static int l_linear_logits(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *b = fvl_opttensor(L, 3), *ws = fvl_opttensor(L, 4);
   fvl_pushtensor(L, fvl_linear_logits(x, W, b, ws));
   return 1;
 }
 
-/* F.margin_ce(cos, labels, spec [, name]) -> scalar loss (tracked) */
+/*** fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor
+   The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit
+   z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in
+   cos and in s / m when they are tensors that require grad. name: the head named in messages.
+   spec (unknown keys are an error): s (number or B tensor, 1), target = "none"|"cos"|"arc"|
+   "combined"|"sphere"|"circle"|"given" ("none"), m (number or B tensor, 0), m1 (1), m2, m3 (0),
+   fallback = "mm"|"none"|"clamp"|"easy" ("mm", ArcFace past π − m), easy_margin (false),
+   grad = "exact"|"detached", sphere_m (4, 1..16), lambda (0), negative = "none"|"affine"|
+   "quadratic"|"circle", hard = "all"|"arc"|"cos"|"row" with hard_m (default m) or threshold (a B
+   tensor, hard = "row"), value (a B tensor of target values, target = "given", tracked), a (1),
+   b (0), t (0), circle_m (0.25), clamp (ε: every cosine first clamped to [−1+ε, 1−ε]), gws (a B×C
+   gradient workspace), nonfinite = "error"|"warn" ("error": a non-finite loss raises, naming the
+   first bad row). docs/losses.md gives each target's formula.
+   labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here
+   against 1..C ("margin_ce: labels[17] = 12 is outside 1..10"). */
 static int l_margin_ce(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
   fvl_tensor *cos = cos_arg(L, name);
@@ -155,7 +177,9 @@ static int l_margin_ce(lua_State *L) {
   return 1;
 }
 
-/* F.margin_logits(cos, labels, spec [, name]) -> B×C logits the CE sees (untracked, for inspection) */
+/*** fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor
+   The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or
+   plot a head's margins. spec as fvl.F.margin_ce. */
 static int l_margin_logits(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_logits");
   fvl_tensor *cos = cos_arg(L, name);
@@ -167,7 +191,11 @@ static int l_margin_logits(lua_State *L) {
   return 1;
 }
 
-/* F.hard_mean(cos, labels, {hard=, hard_m=, values="raw"|"affine", a=, b=}) -> h (B), count (B) */
+/*** fvl.F.hard_mean(cos, labels [, opts]) -> h, count
+   Per row, the mean of its hard negatives (h, B values, tracked: the gradient reaches the hard
+   entries of cos) and how many there are (count, B, untracked). opts: hard = "all"|"arc"|"cos"
+   ("arc": c_ij > cos(θ_iy + hard_m)), hard_m (0.5), values = "raw"|"affine" ("affine": a·c + b),
+   a (1), b (0). Call it on cos:detach() for a constant statistic (CurricularFace's t). */
 enum { HM_HARD, HM_HARD_M, HM_VALUES, HM_A, HM_B, HM_N };
 static const fvl_optdef HARD_MEAN_OPTS[HM_N + 1] = {
   [HM_HARD] = {"hard", FVL_OPT_ENUM, FVL_HARD_ARC, FVL_NORANGE, "all|arc|cos"},
@@ -192,7 +220,8 @@ static int l_hard_mean(lua_State *L) {
   return 2;
 }
 
-/* F.target_cos(cos, labels) -> B tensor c_i (tracked) */
+/*** fvl.F.target_cos(cos, labels) -> B tensor
+   c_i = cos[i][labels[i]], tracked (the gradient is added into cos's B×C gradient in place). */
 static int l_target_cos(lua_State *L) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) return luaL_error(L, "target_cos: cos must be a B×C cosine matrix");
@@ -201,7 +230,9 @@ static int l_target_cos(lua_State *L) {
   return 1;
 }
 
-/* F.neg_lse(cos, labels, s) -> B tensor log Σ_{j≠y_i} exp(s·c_ij) (untracked) */
+/*** fvl.F.neg_lse(cos, labels, s) -> B tensor
+   log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).
+   Errors: fewer than 2 columns. */
 static int l_neg_lse(lua_State *L) {
   fvl_tensor *cos = T(1);
   if (cos->ndim != 2) return luaL_error(L, "neg_lse: cos must be a B×C cosine matrix");
@@ -211,19 +242,48 @@ static int l_neg_lse(lua_State *L) {
   return 1;
 }
 
-/* F.group_max(cos, K [, ws [, gws]]) -> B×C max over each group of K columns (tracked) */
-static int l_group_max(lua_State *L) {
+/* cos (argument 1, B×(C·K)) and K (argument 2) of F.group_max / F.group_max_ws, checked */
+static fvl_tensor *group_max_args(lua_State *L, const char *fn, int64_t *K) {
   fvl_tensor *cos = T(1);
-  lua_Integer K = luaL_checkinteger(L, 2);
-  fvl_tensor *ws = fvl_opttensor(L, 3), *gws = fvl_opttensor(L, 4);
-  if (cos->ndim != 2) return luaL_error(L, "group_max: cos must be a B×(C·K) matrix");
-  if (K < 1 || K > cos->size[1])
-    return fvl_error(L, "group_max: K = %lld (expected 1..%lld)", (long long)K, (long long)cos->size[1]);
-  fvl_pushtensor(L, fvl_group_max(cos, (int64_t)K, ws, gws));
+  lua_Integer k = luaL_checkinteger(L, 2);
+  if (cos->ndim != 2) fvl_error(L, "%s: cos must be a B×(C·K) matrix", fn);
+  if (k < 1 || k > cos->size[1]) fvl_error(L, "%s: K = %lld (expected 1..%lld)", fn, (long long)k, (long long)cos->size[1]);
+  *K = (int64_t)k;
+  return cos;
+}
+
+/*** fvl.F.group_max(cos, K [, ws [, gws]]) -> B×C tensor
+   out[i][j] = max_k cos[i][(j−1)·K + k] from a B×(C·K) matrix, tracked (gradient to the arg-max
+   column, ties the first). ws (B×C) is reused as the output and gws (B×(C·K)) as the backward's
+   destination when nothing else holds them; fvl.F.group_max_ws keeps less memory in a training
+   step. Errors: K < 1 or not dividing cos's columns; workspaces of other shapes. */
+static int l_group_max(lua_State *L) {
+  int64_t K;
+  fvl_tensor *cos = group_max_args(L, "group_max", &K);
+  fvl_pushtensor(L, fvl_group_max(cos, K, fvl_opttensor(L, 3), fvl_opttensor(L, 4)));
   return 1;
 }
 
-/* F.gather_rows(W, labels) -> B×D rows W[labels] (tracked, sparse backward into W.grad) */
+/*** fvl.F.group_max_ws(cos, K, gws [, prev]) -> B×C tensor
+ * Max over each group of K columns of cos (B×(C·K), e.g. F.cosine against C·K sub-centres):
+ * out[i][j] = max_k cos[i][(j−1)·K + k], tracked; the gradient goes to the arg-max column only
+ * (ties: the first). gws (a contiguous float32 B×(C·K) tensor, or nil) is the one workspace: while
+ * no unfinished graph uses it, out is a view of its first B·C floats and the backward writes the
+ * B×(C·K) gradient into it, so the step keeps no B×C buffer of its own (the arg-max is recomputed
+ * from cos). prev: this function's previous output on gws (lets it reuse gws once that graph is
+ * finished). The values of out are overwritten by its backward and by the next call on gws.
+ * Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws must not
+ * share cos's storage. */
+static int l_group_max_ws(lua_State *L) {
+  int64_t K;
+  fvl_tensor *cos = group_max_args(L, "group_max_ws", &K);
+  fvl_pushtensor(L, fvl_group_max_ws(cos, K, fvl_opttensor(L, 3), fvl_opttensor(L, 4)));
+  return 1;
+}
+
+/*** fvl.F.gather_rows(W, labels) -> B×D tensor
+   The rows W[labels[i]] (labels 1-based, checked against W's rows), tracked: the backward adds
+   the B rows straight into W.grad (no C×D temporary). */
 static int l_gather_rows(lua_State *L) {
   fvl_tensor *W = T(1);
   if (W->ndim != 2) return luaL_error(L, "gather_rows: W must be a C×D tensor");
@@ -232,7 +292,9 @@ static int l_gather_rows(lua_State *L) {
   return 1;
 }
 
-/* F.circle_pairwise(S, labels, m, gamma) -> scalar loss (tracked in S) */
+/*** fvl.F.circle_pairwise(S, labels, m, gamma) -> scalar tensor
+   The pairwise Circle loss over a B×B similarity matrix S (e.g. x̂·x̂ᵀ), mean over the anchors
+   that have a positive and a negative (0 when none); tracked in S. */
 static int l_circle_pairwise(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) return luaL_error(L, "circle_pairwise: S must be a B×B similarity matrix");
@@ -242,7 +304,9 @@ static int l_circle_pairwise(lua_State *L) {
   return 1;
 }
 
-/* F.center_dist(x, centers, labels) -> ½ Σ_i |x_i − centers[y_i]|² (scalar, tracked in x) */
+/*** fvl.F.center_dist(x, centers, labels) -> scalar tensor
+   ½ Σ_i ‖x_i − centers[y_i]‖², tracked in x only (the centres are constants; the differences are
+   saved, so the centres may be updated in place before the backward). */
 static int l_center_dist(lua_State *L) {
   fvl_tensor *x = T(1), *cen = T(2);
   if (cen->ndim != 2) return luaL_error(L, "center_dist: centers must be a C×D tensor");
@@ -252,7 +316,9 @@ static int l_center_dist(lua_State *L) {
   return 1;
 }
 
-/* F.disc_dist(x, W, labels, xi) -> mean_i |x̂_i − ŵ_{y_i} − ξ_i| (scalar, tracked in x, W, xi) */
+/*** fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor
+   DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked
+   in x, W (rows added straight into W.grad) and xi. */
 static int l_disc_dist(lua_State *L) {
   fvl_tensor *x = T(1), *W = T(2), *xi = T(4);
   if (x->ndim != 2) return luaL_error(L, "disc_dist: x must be a B×D tensor");
@@ -262,7 +328,9 @@ static int l_disc_dist(lua_State *L) {
   return 1;
 }
 
-/* F.center_update(centers, x, labels, alpha) -- in place, not tracked; returns centers */
+/*** fvl.F.center_update(centers, x, labels, alpha) -> centers
+   Center loss's α-rule in place on centers (C×D float32 contiguous): for each class j in the
+   batch, c_j −= α·Σ_{y_i=j}(c_j − x_i)/(1 + n_j); not tracked. */
 static int l_center_update(lua_State *L) {
   fvl_tensor *cen = T(1), *x = T(2);
   float alpha = (float)luaL_checknumber(L, 4);
@@ -320,8 +388,18 @@ static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t
   return o;
 }
 
-/* F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar loss over the ranks (tracked);
-   cap > 0: each row's loss at most cap, capped rows without gradient */
+static int push_shard_loss(lua_State *L, fvl_tensor *loss, const char *name, int bad) {
+  if (!loss) return fvl_raise(L);
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
+/*** fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the
+   per-row target column on this rank (0 when another rank holds it); the softmax's max and sum
+   are all-reduced over the ranks; the same loss on every rank (tracked). cap > 0: each row's loss
+   at most cap, capped rows without gradient. Called by the sharded heads (sharded = true). */
 static int l_margin_ce_shard(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
   double cap = luaL_optnumber(L, 5, 0);
@@ -329,16 +407,42 @@ static int l_margin_ce_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, name);
   spec_args o;
   parse_spec(L, 3, name, &o);
+  check_thr(L, name, &o, cos->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
   int bad = 0;
   fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad, (float)cap);
-  if (!loss) return fvl_raise(L);
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
-  fvl_pushtensor(L, loss);
-  return 1;
+  return push_shard_loss(L, loss, name, bad);
 }
 
-/* F.target_cos_shard(cos, cols) -> B target cosines from whichever rank holds them (tracked) */
+/*** fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:
+   the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the
+   spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched
+   shapes, chunk < 1, cap < 0. */
+static int l_cosine_margin_ce_shard(lua_State *L) {
+  const char *name = luaL_optstring(L, 6, "margin_ce");
+  double cap = luaL_optnumber(L, 7, 0);
+  if (!(cap >= 0)) fvl_error(L, "%s: cap = %g (expected >= 0, 0 = none)", name, cap);
+  fvl_tensor *x = T(1), *W = T(2);
+  char b1[64], b2[64];
+  if (x->ndim != 2 || W->ndim != 2 || x->size[1] != W->size[1])
+    fvl_error(L, "%s: x is %s and W %s (expected B×D embeddings and C×D centres)", name,
+              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
+  lua_Integer chunk = luaL_checkinteger(L, 5);
+  if (chunk < 1) fvl_error(L, "%s: chunk = %lld (expected >= 1 rows)", name, (long long)chunk);
+  spec_args o;
+  parse_spec(L, 4, name, &o);
+  check_thr(L, name, &o, x->size[0]);
+  fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], W->size[0]);
+  int bad = 0;
+  fvl_tensor *loss = fvl_cosine_margin_ce_shard(x, W, y, &o.sp, o.s_row, o.m_row, (int64_t)chunk, name, o.warn,
+                                                &bad, (float)cap);
+  return push_shard_loss(L, loss, name, bad);
+}
+
+/*** fvl.F.target_cos_shard(cos, cols) -> B tensor
+   fvl.F.target_cos of a sharded head: each row's target cosine from whichever rank holds its
+   column (all-reduced; tracked). */
 static int l_target_cos_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, "target_cos");
   fvl_tensor *y = slice_cols_arg(L, 2, "target_cos", cos->size[0], cos->size[1]);
@@ -346,7 +450,9 @@ static int l_target_cos_shard(lua_State *L) {
   return 1;
 }
 
-/* F.hard_mean_shard(cos, cols, {hard=, hard_m=, values=, a=, b=}) -> B (tracked) */
+/*** fvl.F.hard_mean_shard(cos, cols [, opts]) -> B tensor
+   fvl.F.hard_mean of a sharded head: the hard negatives' mean over every rank's columns (opts as
+   fvl.F.hard_mean; tracked). */
 static int l_hard_mean_shard(lua_State *L) {
   fvl_tensor *cos = cos_arg(L, "hard_mean");
   fvl_tensor *y = slice_cols_arg(L, 2, "hard_mean", cos->size[0], cos->size[1]);
@@ -358,9 +464,10 @@ static int l_hard_mean_shard(lua_State *L) {
   return 1;
 }
 
-/* F.circle_pairwise_shard(S, labels, first, m, gamma) -> the pairwise Circle loss of the whole
-   gathered batch (replicated), from this rank's anchors: S is B×N, labels the N gathered labels,
-   first the 1-based gathered row of the first anchor; tracked in S */
+/*** fvl.F.circle_pairwise_shard(S, labels, first, m, gamma) -> scalar tensor
+   The pairwise Circle loss of the whole gathered batch (the same on every rank) from this rank's
+   anchors: S is B×N, labels the N gathered labels, first the 1-based gathered row of the first
+   anchor; tracked in S. Errors: first outside the rows that fit B anchors. */
 static int l_circle_pairwise_shard(lua_State *L) {
   fvl_tensor *S = T(1);
   if (S->ndim != 2) fvl_error(L, "circle_pairwise: S must be a B×N similarity matrix, got %d dims", (int)S->ndim);
@@ -374,7 +481,9 @@ static int l_circle_pairwise_shard(lua_State *L) {
   return 1;
 }
 
-/* F.copy_rows(dst, rows, src) -- dst[rows[k]] = src[k] in place (rows 1-based), returns dst */
+/*** fvl.F.copy_rows(dst, rows, src) -> dst
+   In place: dst[rows[k]] = src[k] for each k (rows 1-based, checked against dst's rows); not
+   tracked (Partial FC writes the sampled centres back). */
 static int l_copy_rows(lua_State *L) {
   fvl_tensor *dst = T(1), *src = T(3);
   fvl_tensor *rows = fvl_checkindex(L, 2, "copy_rows", "rows", dst->ndim >= 1 ? dst->size[0] : 0);
@@ -385,7 +494,11 @@ static int l_copy_rows(lua_State *L) {
   return 1;
 }
 
-/* F.pfc_sample(pos_mask, num, seed, counter) -> sorted 1-based rows (int32) */
+/*** fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor
+   Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the
+   batch's classes) plus uniformly random other rows, without replacement, up to num rows in all
+   (only the positives when they are more), drawn from the counter-based generator at (seed,
+   counter); sorted 1-based rows. Errors: num < 0. */
 static int l_pfc_sample(lua_State *L) {
   fvl_tensor *pos = T(1);
   lua_Integer num = luaL_checkinteger(L, 2), seed = luaL_checkinteger(L, 3), ctr = luaL_checkinteger(L, 4);
@@ -398,13 +511,39 @@ static int l_pfc_sample(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.fused([on]) -> the previous setting
+ * The fused class-block backward of the normalised heads (on by default): a margin softmax-CE
+ * taken of F.cosine's output writes no B×C gradient; the cosine's backward forms each block of
+ * it from the saved cosines in cache and runs both GEMMs of the block on it. false: the two-pass
+ * path (margin_ce writes the B×C gradient, the cosine backward reads it), for comparisons.
+ * "recompute": fused, and the backward recomputes each block's cosines by a GEMM instead of
+ * reading them (a measurement, see scripts/bench/heads.lua). */
+static int l_fused(lua_State *L) {
+  int prev = fvl_loss_fused();
+  if (!lua_isnoneornil(L, 1)) {
+    int mode;
+    if (lua_isboolean(L, 1)) mode = lua_toboolean(L, 1);
+    else if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "recompute") == 0) mode = 2;
+    else
+      return lua_type(L, 1) == LUA_TSTRING
+                 ? luaL_error(L, "F.fused: on must be true, false or 'recompute', got '%s'", lua_tostring(L, 1))
+                 : luaL_error(L, "F.fused: on must be true, false or 'recompute', got %s", luaL_typename(L, 1));
+    fvl_loss_set_fused(mode);
+  }
+  if (prev == 2) lua_pushliteral(L, "recompute");
+  else lua_pushboolean(L, prev);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
-    {"margin_ce_shard", l_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
+    {"margin_ce_shard", l_margin_ce_shard}, {"cosine_margin_ce_shard", l_cosine_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
+    {"group_max_ws", l_group_max_ws},
+    {"fused", l_fused},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

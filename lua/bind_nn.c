@@ -32,9 +32,10 @@ static void pair_arg(lua_State *L, int idx, const char *fn, const char *what, in
   *h = *w = (int)a;
 }
 
-/* F.conv2d_direct([on]) -> whether the direct AVX2 kernels were enabled; sets it when given.
- * They still run only where they apply (stride 1, a CPU with AVX2 + FMA). For benchmarks and
- * for comparing the two paths. */
+/*** fvl.F.conv2d_direct([on]) -> boolean
+   Whether the direct AVX2 convolution kernels are enabled (the previous setting when on, a
+   boolean, is given). They run only where they apply (stride 1, a CPU with AVX2 + FMA); off, every
+   convolution takes the im2col + sgemm path. For benchmarks and for comparing the two paths. */
 static int l_conv2d_direct(lua_State *L) {
   int old;
   if (lua_isnoneornil(L, 1)) {
@@ -48,7 +49,10 @@ static int l_conv2d_direct(lua_State *L) {
   return 1;
 }
 
-/* F.conv2d(x, w [, bias [, stride [, padding]]]) */
+/*** fvl.F.conv2d(x, w [, bias [, stride [, padding]]]) -> tensor
+   2-D convolution of x (N×Cin×H×W) with w (Cout×Cin×kh×kw) and an optional bias (Cout); stride
+   (1) and padding (0) are an integer or {h, w}. Tracked in x, w and bias.
+   Errors: shapes that do not match; stride < 1 or a size above 65535. */
 static int l_conv2d(lua_State *L) {
   fvl_tensor *x = T(1), *w = T(2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw;
@@ -58,7 +62,10 @@ static int l_conv2d(lua_State *L) {
   return 1;
 }
 
-/* F.max_pool2d(x, kernel [, stride = kernel [, padding = 0]]), F.avg_pool2d likewise */
+/*** fvl.F.max_pool2d(x, kernel [, stride [, padding]]) -> tensor
+   fvl.F.avg_pool2d(x, kernel [, stride [, padding]]) -> tensor
+   Max / average pooling of x (N×C×H×W); kernel, stride (default the kernel) and padding (0) are
+   an integer or {h, w}. Tracked. Errors: no kernel; sizes out of range. */
 static int pool(lua_State *L, int is_max) {
   const char *fn = is_max ? "max_pool2d" : "avg_pool2d";
   fvl_tensor *x = T(1);
@@ -75,7 +82,11 @@ static int pool(lua_State *L, int is_max) {
 static int l_max_pool2d(lua_State *L) { return pool(L, 1); }
 static int l_avg_pool2d(lua_State *L) { return pool(L, 0); }
 
-/* F.batch_norm(x, running_mean, running_var [, weight [, bias [, training [, momentum [, eps]]]]]) */
+/*** fvl.F.batch_norm(x, running_mean, running_var [, weight [, bias [, training [, momentum [, eps]]]]]) -> tensor
+   Batch normalisation of x (N×C or N×C×H×W) per channel: with training (default true) the batch's
+   statistics are used and the running ones (if given) updated with momentum (0.1, PyTorch's
+   convention); otherwise the running statistics. weight/bias: the affine C vectors (optional);
+   eps 1e-5. Tracked in x, weight and bias. Errors: only one of running_mean/running_var given. */
 static int l_batch_norm(lua_State *L) {
   fvl_tensor *x = T(1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5);
@@ -87,12 +98,17 @@ static int l_batch_norm(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.prelu(x, weight) -> tensor
+   PReLU: x where x > 0, weight·x elsewhere, weight one value or one per channel (dim 2 of x).
+   Tracked in x and weight. */
 static int l_prelu(lua_State *L) {
   fvl_pushtensor(L, fvl_nn_prelu(T(1), T(2)));
   return 1;
 }
 
-/* F.dropout(x [, p = 0.5 [, training = true]]) */
+/*** fvl.F.dropout(x [, p [, training]]) -> tensor
+   Inverted dropout: zeroes each element with probability p (0.5) and scales the rest by 1/(1−p),
+   drawn from the global generator; the identity when training is false. Tracked. */
 static int l_dropout(lua_State *L) {
   fvl_tensor *x = T(1);
   double p = luaL_optnumber(L, 2, 0.5);
@@ -101,6 +117,8 @@ static int l_dropout(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.linear(x, weight [, bias]) -> tensor
+   x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked. */
 static int l_linear(lua_State *L) {
   fvl_pushtensor(L, fvl_nn_linear(T(1), T(2), fvl_opttensor(L, 3)));
   return 1;

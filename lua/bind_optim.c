@@ -18,8 +18,11 @@ static fvl_tensor *state_arg(lua_State *L, int idx, const char *fn, const char *
   return t;
 }
 
-/* F.sgd_step(p, g, buf|nil, {lr=, momentum=0, dampening=0, weight_decay=0, nesterov=false,
- *                            first=false}) — in place on p (and buf) */
+/*** fvl.F.sgd_step(p, g, buf, opts) -> nothing
+   One SGD step in place on the parameter p (and its momentum buffer buf, or nil) from the
+   gradient g, PyTorch's rule: opts lr (required, >= 0), momentum (0), dampening (0), weight_decay
+   (0), nesterov (false), first (true on the first step: the buffer starts as the gradient).
+   fvl.optim.sgd calls it per parameter. Errors: lr missing; momentum > 0 without buf; shapes. */
 enum { SGD_LR, SGD_MOM, SGD_DAMP, SGD_WD, SGD_NESTEROV, SGD_FIRST, SGD_N };
 static const fvl_optdef SGD_OPTS[SGD_N + 1] = {
   [SGD_LR] = {"lr", FVL_OPT_NUMBER, -1, 0, HUGE_VAL, NULL},
@@ -44,7 +47,10 @@ static int l_sgd_step(lua_State *L) {
   return 0;
 }
 
-/* F.adamw_step(p, g, m, v, {lr=, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, step=}) */
+/*** fvl.F.adamw_step(p, g, m, v, opts) -> nothing
+   One AdamW step in place on p and its moments m, v (decoupled weight decay, bias correction as
+   PyTorch): opts lr (required), beta1 (0.9), beta2 (0.999), eps (1e-8), weight_decay (0.01), step
+   (required, 1 for the first). Errors: lr or step missing; shapes that differ from p's. */
 enum { AW_LR, AW_B1, AW_B2, AW_EPS, AW_WD, AW_STEP, AW_N };
 static const fvl_optdef ADAMW_OPTS[AW_N + 1] = {
   [AW_LR] = {"lr", FVL_OPT_NUMBER, -1, 0, HUGE_VAL, NULL},
@@ -69,7 +75,8 @@ static int l_adamw_step(lua_State *L) {
   return 0;
 }
 
-/* F.sumsq(t) → Σ t² (double accumulation) */
+/*** fvl.F.sumsq(t) -> number
+   Σ t² over a float32 tensor, accumulated in double (gradient-norm clipping). */
 static int l_sumsq(lua_State *L) {
   fvl_tensor *t = T(1);
   if (t->dtype != FVL_F32) return luaL_error(L, "sumsq: expected a float32 tensor");
@@ -80,7 +87,8 @@ static int l_sumsq(lua_State *L) {
   return 1;
 }
 
-/* F.scale_(t, s): t *= s in place */
+/*** fvl.F.scale_(t, s) -> t
+   t *= s in place (not tracked). */
 static int l_scale_(lua_State *L) {
   fvl_tensor *t = state_arg(L, 1, "scale_", "tensor", NULL);
   fvl_scale_inplace(fvl_f32(t), (size_t)fvl_numel(t), (float)luaL_checknumber(L, 2));

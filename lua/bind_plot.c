@@ -54,104 +54,169 @@ static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *ar
   return v;   /* the userdata stays on the stack */
 }
 
-/* a string field, anchored: an __index may have made it, so the anchor keeps it alive until
- * the binding returns (see fvl_anchor_new) */
-static const char *opt_string(lua_State *L, int idx, const char *key, int anchor) {
-  if (lua_getfield(L, idx, key) == LUA_TSTRING) return fvl_anchor_string(L, anchor, NULL);
-  lua_pop(L, 1);
-  return NULL;
-}
-static double opt_number(lua_State *L, int idx, const char *key, double def) {
-  double v = def;
-  if (lua_getfield(L, idx, key) == LUA_TNUMBER) v = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-static int opt_bool(lua_State *L, int idx, const char *key, int def) {
-  int v = def;
-  if (lua_getfield(L, idx, key) != LUA_TNIL) v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
+/* ---- the declared option tables (DEVELOPERS.md "The binding boundary"): fvl.plot (plot.lua)
+ * builds these tables; their key lists are fvl._options["plot.*"], which plot.lua checks users'
+ * tables against, so the keys live here only */
+enum { LO_FILE, LO_WIDTH, LO_HEIGHT, LO_TITLE, LO_XLABEL, LO_YLABEL, LO_XLOG, LO_YLOG, LO_XMIN,
+       LO_XMAX, LO_YMIN, LO_YMAX, LO_XSTEP, LO_YSTEP, LO_EQUAL, LO_DIAGONAL, LO_LEGEND, LO_SERIES,
+       LO_NOTES, LO_N };
+static const fvl_optdef LINES_OPTS[] = {
+  [LO_FILE] = {"file", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [LO_WIDTH] = {"width", FVL_OPT_INTEGER, 800, 16, 16384, NULL},
+  [LO_HEIGHT] = {"height", FVL_OPT_INTEGER, 600, 16, 16384, NULL},
+  [LO_TITLE] = {"title", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [LO_XLABEL] = {"xlabel", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [LO_YLABEL] = {"ylabel", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [LO_XLOG] = {"xlog", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [LO_YLOG] = {"ylog", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [LO_XMIN] = {"xmin", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [LO_XMAX] = {"xmax", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [LO_YMIN] = {"ymin", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [LO_YMAX] = {"ymax", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [LO_XSTEP] = {"xstep", FVL_OPT_NUMBER, 0, 0, HUGE_VAL, NULL},
+  [LO_YSTEP] = {"ystep", FVL_OPT_NUMBER, 0, 0, HUGE_VAL, NULL},
+  [LO_EQUAL] = {"equal", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [LO_DIAGONAL] = {"diagonal", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [LO_LEGEND] = {"legend", FVL_OPT_INTEGER, 0, -1, 4, NULL},   /* plot.lua maps the names */
+  [LO_SERIES] = {"series", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},
+  [LO_NOTES] = {"notes", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},
+  [LO_N] = FVL_OPT_END};
+enum { SO_X, SO_Y, SO_LABEL, SO_COLOR, SO_DASH, SO_POINTS, SO_LINE, SO_WIDTH, SO_N };
+static const fvl_optdef SERIES_OPTS[] = {
+  [SO_X] = {"x", FVL_OPT_ANY, 0, FVL_NORANGE, NULL},        /* a tensor or a list of numbers */
+  [SO_Y] = {"y", FVL_OPT_ANY, 0, FVL_NORANGE, NULL},
+  [SO_LABEL] = {"label", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [SO_COLOR] = {"color", FVL_OPT_INTEGER, 0, 0, INT32_MAX, NULL},   /* 1-based palette, 0 = automatic */
+  [SO_DASH] = {"dash", FVL_OPT_ENUM, 0, FVL_NORANGE, "solid|dashed|dotted"},
+  [SO_POINTS] = {"points", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
+  [SO_LINE] = {"line", FVL_OPT_BOOLEAN, 1, FVL_NORANGE, NULL},
+  [SO_WIDTH] = {"width", FVL_OPT_NUMBER, 0, 0, 1000, NULL},
+  [SO_N] = FVL_OPT_END};
+enum { NO_X, NO_Y, NO_TEXT, NO_N };
+static const fvl_optdef NOTE_OPTS[] = {
+  [NO_X] = {"x", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [NO_Y] = {"y", FVL_OPT_NUMBER, NAN, FVL_NORANGE, NULL},
+  [NO_TEXT] = {"text", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [NO_N] = FVL_OPT_END};
+/* features pictures: the frame options, then (a file, not an animation frame) file and size */
+enum { FO_TITLE, FO_CENTRES, FO_NAMES, FO_NORMALIZE, FO_ELEV, FO_AZIM, FO_POINT_SIZE, FO_ALPHA,
+       FO_CLASSES, FO_FILE, FO_WIDTH, FO_HEIGHT, FO_N };
+#define FEATURE_FRAME_OPTS                                                                   \
+  [FO_TITLE] = {"title", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},                               \
+  [FO_CENTRES] = {"centres", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},                           \
+  [FO_NAMES] = {"names", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},                                \
+  [FO_NORMALIZE] = {"normalize", FVL_OPT_BOOLEAN, 1, FVL_NORANGE, NULL},                      \
+  [FO_ELEV] = {"elev", FVL_OPT_NUMBER, 20, -1e6, 1e6, NULL},                                  \
+  [FO_AZIM] = {"azim", FVL_OPT_NUMBER, 30, -1e6, 1e6, NULL},                                  \
+  [FO_POINT_SIZE] = {"point_size", FVL_OPT_NUMBER, 0, 0, 1000, NULL},                         \
+  [FO_ALPHA] = {"alpha", FVL_OPT_NUMBER, 0, 0, 1, NULL},                                      \
+  [FO_CLASSES] = {"classes", FVL_OPT_INTEGER, 0, 0, INT32_MAX, NULL}
+static const fvl_optdef FEATURE_OPTS[] = {FEATURE_FRAME_OPTS, [FO_FILE] = FVL_OPT_END};
+static const fvl_optdef FEATURE_FILE_OPTS[] = {
+  FEATURE_FRAME_OPTS,
+  [FO_FILE] = {"file", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [FO_WIDTH] = {"width", FVL_OPT_INTEGER, 800, 16, 16384, NULL},
+  [FO_HEIGHT] = {"height", FVL_OPT_INTEGER, 640, 16, 16384, NULL},
+  [FO_N] = FVL_OPT_END};
+enum { PO_FILE, PO_TITLE, PO_N };
+static const fvl_optdef PANEL_OPTS[] = {
+  [PO_FILE] = {"file", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [PO_TITLE] = {"title", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
+  [PO_N] = FVL_OPT_END};
+
+/* moves every value above `base` into the anchor `keep` (the stack stays bounded in loops over
+ * list entries; what C points into lives as long as the anchor) */
+static void keep_above(lua_State *L, int keep, int base) {
+  while (lua_gettop(L) > base) fvl_anchor_keep(L, keep);
 }
 
-/* _plot.lines(spec) with spec = {file=, width=, height=, title=, xlabel=, ylabel=, xlog=, ylog=,
- * xmin=.., ymax=, xstep=, ystep=, equal=, diagonal=, legend=0..4|-1,
- * series={{x=, y=, label=, color=, points=, line=, dash=, width=}...}, notes={{x=,y=,text=}}} */
+/* the series of a chart from the list at `ser` into s[0..ns-1]; the arrays and strings C points
+ * into are kept in the anchor `keep` */
+static void read_series(lua_State *L, int ser, const char *fn, fvl_plot_series *s, int ns, int keep) {
+  for (int i = 0; i < ns; i++) {
+    int base = lua_gettop(L);
+    luaL_checkstack(L, 8, fn);
+    if (lua_geti(L, ser, i + 1) != LUA_TTABLE)
+      errorf(L, "%s: series[%d] must be a table {x=, y=, label=}", fn, i + 1);
+    char what[48], ax[32], ay[32];
+    snprintf(what, sizeof what, "%s: series[%d]", fn, i + 1);
+    snprintf(ax, sizeof ax, "series[%d].x", i + 1);
+    snprintf(ay, sizeof ay, "series[%d].y", i + 1);
+    fvl_optval o[SO_N];
+    int anchor = fvl_readopts(L, -1, what, SERIES_OPTS, o);   /* stays on the stack */
+    int64_t nx, ny;
+    fvl_optpush(L, anchor, &o[SO_X]);
+    double *x = arg_numbers(L, lua_gettop(L), fn, ax, &nx);   /* both stay on the stack */
+    fvl_optpush(L, anchor, &o[SO_Y]);
+    double *y = arg_numbers(L, lua_gettop(L), fn, ay, &ny);
+    if (nx != ny)
+      errorf(L, "%s: series[%d] has %lld x values but %lld y values", fn, i + 1, (long long)nx,
+             (long long)ny);
+    s[i].label = o[SO_LABEL].str;
+    s[i].x = x; s[i].y = y; s[i].n = nx;
+    s[i].color = (int)o[SO_COLOR].num - 1;   /* 1-based in Lua, 0 = automatic (-1 in C) */
+    s[i].style = (o[SO_LINE].num ? FVL_PLOT_LINE : 0) | (o[SO_POINTS].num ? FVL_PLOT_POINTS : 0);
+    if (!s[i].style) s[i].style = FVL_PLOT_POINTS;
+    static const int dash[] = {FVL_DASH_SOLID, FVL_DASH_DASHED, FVL_DASH_DOTTED};
+    s[i].dash = dash[(int)o[SO_DASH].num];
+    s[i].width = o[SO_WIDTH].num;
+    keep_above(L, keep, base);
+  }
+}
+
+/* _plot.lines(spec, gif|nil): spec holds LINES_OPTS (series = {SERIES_OPTS...}, notes =
+ * {NOTE_OPTS...}); with an animation handle as the second argument the chart becomes its next
+ * frame (at the animation's size) instead of a file; returns the number of frames */
 typedef struct { fvl_plot_gif *g; } gif_ud;
 static gif_ud *check_gif(lua_State *L, int idx);
-/* _plot.lines(spec, gif): with an animation handle as the second argument the chart becomes its
- * next frame (at the animation's size) instead of a file; returns the number of frames */
 static int l_lines(lua_State *L) {
   const char *fn = "plot.lines";
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   gif_ud *gu = lua_isnoneornil(L, 2) ? NULL : check_gif(L, 2);
-  int anchor = fvl_anchor_new(L);   /* holds every string, table and array C points into */
+  fvl_optval o[LO_N];
+  int anchor = fvl_readopts(L, 1, fn, LINES_OPTS, o);   /* holds every string and table C uses */
   fvl_plot_chart c;
   fvl_plot_chart_init(&c);
-  const char *file = opt_string(L, 1, "file", anchor);
-  int w = (int)opt_number(L, 1, "width", 800), h = (int)opt_number(L, 1, "height", 600);
-  c.title = opt_string(L, 1, "title", anchor);
-  c.xlabel = opt_string(L, 1, "xlabel", anchor);
-  c.ylabel = opt_string(L, 1, "ylabel", anchor);
-  c.xlog = opt_bool(L, 1, "xlog", 0);
-  c.ylog = opt_bool(L, 1, "ylog", 0);
-  c.xmin = opt_number(L, 1, "xmin", NAN);
-  c.xmax = opt_number(L, 1, "xmax", NAN);
-  c.ymin = opt_number(L, 1, "ymin", NAN);
-  c.ymax = opt_number(L, 1, "ymax", NAN);
-  c.xstep = opt_number(L, 1, "xstep", 0);
-  c.ystep = opt_number(L, 1, "ystep", 0);
-  c.equal = opt_bool(L, 1, "equal", 0);
-  c.diagonal = opt_bool(L, 1, "diagonal", 0);
-  c.legend = (int)opt_number(L, 1, "legend", 0);
+  c.title = o[LO_TITLE].str;
+  c.xlabel = o[LO_XLABEL].str;
+  c.ylabel = o[LO_YLABEL].str;
+  c.xlog = (int)o[LO_XLOG].num;
+  c.ylog = (int)o[LO_YLOG].num;
+  c.xmin = o[LO_XMIN].num;
+  c.xmax = o[LO_XMAX].num;
+  c.ymin = o[LO_YMIN].num;
+  c.ymax = o[LO_YMAX].num;
+  c.xstep = o[LO_XSTEP].num;
+  c.ystep = o[LO_YSTEP].num;
+  c.equal = (int)o[LO_EQUAL].num;
+  c.diagonal = (int)o[LO_DIAGONAL].num;
+  c.legend = (int)o[LO_LEGEND].num;
   int top = lua_gettop(L);
-  if (lua_getfield(L, 1, "series") != LUA_TTABLE)
+  if (fvl_optpush(L, anchor, &o[LO_SERIES]) != LUA_TTABLE)
     return errorf(L, "%s: series must be a list of {x=, y=, label=} tables", fn);
   int ser = lua_gettop(L);
   int ns = list_len(L, ser, fn, "series");
   fvl_plot_series *s = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, ns ? ns : 1, sizeof *s), 0);
-  for (int i = 0; i < ns; i++) {
-    if (lua_geti(L, ser, i + 1) != LUA_TTABLE)
-      return errorf(L, "%s: series[%d] must be a table {x=, y=, label=}", fn, i + 1);
-    int si = lua_gettop(L);
-    char ax[32], ay[32];
-    snprintf(ax, sizeof ax, "series[%d].x", i + 1);
-    snprintf(ay, sizeof ay, "series[%d].y", i + 1);
-    int64_t nx, ny;
-    lua_getfield(L, si, "x");
-    double *x = arg_numbers(L, lua_gettop(L), fn, ax, &nx);
-    lua_getfield(L, si, "y");
-    double *y = arg_numbers(L, lua_gettop(L), fn, ay, &ny);
-    if (nx != ny)
-      return errorf(L, "%s: series[%d] has %lld x values but %lld y values", fn, i + 1,
-                        (long long)nx, (long long)ny);
-    lua_pushvalue(L, -3); fvl_anchor_keep(L, anchor);
-    lua_pushvalue(L, -1); fvl_anchor_keep(L, anchor);
-    s[i].label = opt_string(L, si, "label", anchor);
-    s[i].x = x; s[i].y = y; s[i].n = nx;
-    s[i].color = (int)opt_number(L, si, "color", 0) - 1;   /* 1-based in Lua, 0 = automatic */
-    int pts = opt_bool(L, si, "points", 0), line = opt_bool(L, si, "line", 1);
-    s[i].style = (line ? FVL_PLOT_LINE : 0) | (pts ? FVL_PLOT_POINTS : 0);
-    if (!s[i].style) s[i].style = FVL_PLOT_POINTS;
-    const char *dash = opt_string(L, si, "dash", anchor);
-    s[i].dash = !dash || !strcmp(dash, "solid") ? FVL_DASH_SOLID
-              : !strcmp(dash, "dashed") ? FVL_DASH_DASHED : FVL_DASH_DOTTED;
-    s[i].width = opt_number(L, si, "width", 0);
-    lua_settop(L, si - 1);
-  }
+  read_series(L, ser, fn, s, ns, anchor);
   int nn = 0;
   fvl_plot_note *notes = NULL;
-  if (lua_getfield(L, 1, "notes") == LUA_TTABLE) {
+  if (fvl_optpush(L, anchor, &o[LO_NOTES]) == LUA_TTABLE) {
     int ni = lua_gettop(L);
     nn = list_len(L, ni, fn, "notes");
     notes = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, nn ? nn : 1, sizeof *notes), 0);
     for (int i = 0; i < nn; i++) {
-      lua_geti(L, ni, i + 1);
-      notes[i].x = opt_number(L, -1, "x", NAN);
-      notes[i].y = opt_number(L, -1, "y", NAN);
-      notes[i].text = opt_string(L, -1, "text", anchor);
-      lua_pop(L, 1);
+      int base = lua_gettop(L);
+      if (lua_geti(L, ni, i + 1) != LUA_TTABLE)
+        return errorf(L, "%s: notes[%d] must be a table {x=, y=, text=}", fn, i + 1);
+      char what[48];
+      snprintf(what, sizeof what, "%s: notes[%d]", fn, i + 1);
+      fvl_optval no[NO_N];
+      fvl_readopts(L, -1, what, NOTE_OPTS, no);   /* its anchor keeps text alive */
+      notes[i].x = no[NO_X].num;
+      notes[i].y = no[NO_Y].num;
+      notes[i].text = no[NO_TEXT].str;
+      keep_above(L, anchor, base);
     }
   }
   c.series = s; c.nseries = ns; c.notes = notes; c.nnotes = nn;
@@ -161,39 +226,39 @@ static int l_lines(lua_State *L) {
     lua_pushinteger(L, fvl_plot_gif_frames(gu->g));
     return 1;
   }
-  if (fvl_plot_chart_save(file, w, h, &c) < 0) return fvl_raise(L);
+  if (fvl_plot_chart_save(o[LO_FILE].str, (int)o[LO_WIDTH].num, (int)o[LO_HEIGHT].num, &c) < 0)
+    return fvl_raise(L);
   lua_settop(L, top);
   return 0;
 }
 
-/* _plot.features(emb, labels|nil, {file=, width=, height=, centres=, names=, title=,
- *                normalize=, elev=, azim=, point_size=, alpha=, classes=}) */
-/* reads (emb, labels|nil, opts) at e, e+1, e+2 into f; the tensors and arrays it makes stay
- * on the stack until the caller returns */
-static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_features *f) {
-  int l_idx = e_idx + 1, o = e_idx + 2;
+/* _plot.features(emb, labels|nil, FEATURE_FILE_OPTS) */
+/* reads (emb, labels|nil, opts) at e, e+1, e+2 against defs into f and o; the tensors, arrays
+ * and the options' anchor it makes stay on the stack until the caller returns */
+static void features_args(lua_State *L, int e_idx, const char *fn, const fvl_optdef *defs,
+                          fvl_optval *o, fvl_plot_features *f) {
+  int l_idx = e_idx + 1;
   fvl_tensor *e = fvl_checkf32(L, e_idx, fn, "emb", 2);
   int64_t N = e->size[0];
   int dim = (int)e->size[1];
-  luaL_checktype(L, o, LUA_TTABLE);
-  int anchor = fvl_anchor_new(L);   /* stays on the stack until the caller returns */
-  double ncl = opt_number(L, o, "classes", 0);
-  if (!(ncl >= 0 && ncl <= INT32_MAX)) errorf(L, "%s: classes = %g (expected 0..%d)", fn, ncl, INT32_MAX);
-  int nclasses = (int)ncl;
+  luaL_checktype(L, e_idx + 2, LUA_TTABLE);
+  int anchor = fvl_readopts(L, e_idx + 2, fn, defs, o);
+  int nclasses = (int)o[FO_CLASSES].num;
   fvl_tensor *lab = NULL;
   if (!lua_isnoneornil(L, l_idx)) {
     lab = fvl_checklabels(L, l_idx, fn, N, nclasses > 0 ? nclasses : -1);
     fvl_pushtensor(L, lab);
   }
   fvl_tensor *W = NULL;
-  if (lua_getfield(L, o, "centres") != LUA_TNIL) {
-    W = fvl_checkf32(L, lua_gettop(L), fn, "centres", 2);
+  if (o[FO_CENTRES].t) {
+    fvl_pushtensor(L, fvl_retain(o[FO_CENTRES].t));   /* checkf32 reads a stack slot */
+    W = fvl_checkf32(L, lua_gettop(L), fn, "centres", 2);   /* pushed: the stack owns it */
     if (W->size[1] != dim)
       errorf(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
              (long long)W->size[0], (long long)W->size[1], dim);
   }
   const char **names = NULL;
-  if (lua_getfield(L, o, "names") == LUA_TTABLE) {
+  if (fvl_optpush(L, anchor, &o[FO_NAMES]) == LUA_TTABLE) {
     int ni = lua_gettop(L);
     int m = list_len(L, ni, fn, "names");
     int cap = m > nclasses ? m : nclasses;
@@ -207,21 +272,18 @@ static void features_args(lua_State *L, int e_idx, const char *fn, fvl_plot_feat
       else lua_pop(L, 1);
     }
   }
-  fvl_plot_features t = {fvl_f32(e), N, dim, lab ? fvl_i32(lab) : NULL, nclasses,
-                         W ? fvl_f32(W) : NULL, W ? W->size[0] : 0, names,
-                         opt_string(L, o, "title", anchor), opt_bool(L, o, "normalize", 1),
-                         opt_number(L, o, "elev", 20), opt_number(L, o, "azim", 30),
-                         opt_number(L, o, "point_size", 0), opt_number(L, o, "alpha", 0)};
-  *f = t;
+  *f = (fvl_plot_features){fvl_f32(e), N, dim, lab ? fvl_i32(lab) : NULL, nclasses,
+                           W ? fvl_f32(W) : NULL, W ? W->size[0] : 0, names,
+                           o[FO_TITLE].str, (int)o[FO_NORMALIZE].num, o[FO_ELEV].num, o[FO_AZIM].num,
+                           o[FO_POINT_SIZE].num, o[FO_ALPHA].num};
 }
 
 static int l_features(lua_State *L) {
   fvl_plot_features f;
+  fvl_optval o[FO_N];
   lua_settop(L, 3);
-  features_args(L, 1, "plot.features", &f);
-  int anchor = fvl_anchor_new(L);
-  if (fvl_plot_features_save(opt_string(L, 3, "file", anchor), (int)opt_number(L, 3, "width", 800),
-                             (int)opt_number(L, 3, "height", 640), &f) < 0)
+  features_args(L, 1, "plot.features", FEATURE_FILE_OPTS, o, &f);
+  if (fvl_plot_features_save(o[FO_FILE].str, (int)o[FO_WIDTH].num, (int)o[FO_HEIGHT].num, &f) < 0)
     return fvl_raise(L);
   return 0;
 }
@@ -261,8 +323,9 @@ static int l_gif_open(lua_State *L) {
 static int l_gif_features(lua_State *L) {
   gif_ud *u = check_gif(L, 1);
   fvl_plot_features f;
+  fvl_optval o[FO_N];
   lua_settop(L, 4);
-  features_args(L, 2, "plot.animation", &f);
+  features_args(L, 2, "plot.animation", FEATURE_OPTS, o, &f);
   if (fvl_plot_gif_add_features(u->g, &f) < 0) return fvl_raise(L);
   lua_pushinteger(L, fvl_plot_gif_frames(u->g));
   return 1;
@@ -310,15 +373,20 @@ static int l_sheet(lua_State *L) {
   const char *file = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 6);
-  int anchor = fvl_anchor_new(L);
+  int keep = fvl_anchor_new(L);
   int n = list_len(L, 2, fn, "panels");
   fvl_plot_panel *p = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, n ? n : 1, sizeof *p), 0);
   for (int i = 0; i < n; i++) {
+    int base = lua_gettop(L);
     if (lua_geti(L, 2, i + 1) != LUA_TTABLE)
       return errorf(L, "%s: panels[%d] must be a table {file=, title=}", fn, i + 1);
-    p[i].file = opt_string(L, -1, "file", anchor);
-    p[i].title = opt_string(L, -1, "title", anchor);
-    lua_pop(L, 1);
+    char what[48];
+    snprintf(what, sizeof what, "%s: panels[%d]", fn, i + 1);
+    fvl_optval o[PO_N];
+    fvl_readopts(L, -1, what, PANEL_OPTS, o);   /* the anchor stays on the stack */
+    p[i].file = o[PO_FILE].str;
+    p[i].title = o[PO_TITLE].str;
+    keep_above(L, keep, base);
   }
   if (fvl_plot_sheet(file, p, n, (int)luaL_optinteger(L, 3, 0), luaL_optstring(L, 4, NULL),
                      (int)luaL_optinteger(L, 5, 0), (int)luaL_optinteger(L, 6, 0)) < 0)
@@ -340,6 +408,11 @@ int fvl_open_plot(lua_State *L) {
                                 {"color", l_color}, {"gif_open", l_gif_open},
                                 {"gif_features", l_gif_features}, {"gif_close", l_gif_close},
                                 {NULL, NULL}};
+  fvl_register_opts(L, -1, "plot.lines", LINES_OPTS);
+  fvl_register_opts(L, -1, "plot.lines.series", SERIES_OPTS);
+  fvl_register_opts(L, -1, "plot.lines.notes", NOTE_OPTS);
+  fvl_register_opts(L, -1, "plot.features", FEATURE_FILE_OPTS);
+  fvl_register_opts(L, -1, "plot.animation:add", FEATURE_OPTS);
   luaL_newlib(L, pl);
   lua_setfield(L, -2, "_plot");
   return 0;

@@ -119,7 +119,8 @@ static int l_bench_memcpy(lua_State *L) {
   fvl_dealloc(a, n); fvl_dealloc(b, n);
   return 1;
 }
-/* fvl._bench.clock() -> monotonic seconds */
+/*** fvl.clock() -> number
+   Monotonic wall-clock seconds (for timing: fvl.clock() - t0); also fvl._bench.clock. */
 static int l_bench_clock(lua_State *L) { lua_pushnumber(L, now_s()); return 1; }
 
 int fvl_open_runtime(lua_State *L) {

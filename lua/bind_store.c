@@ -23,7 +23,11 @@ static fvl_store *checkstore(lua_State *L, const char *fn) {
   return u->s;
 }
 
-/* fvl.store.open(path) -> store */
+/*** fvl.store.open(path) -> store
+   Opens (creating it if needed) the SQLite sweep store at path, in WAL mode so several drivers and
+   workers share it; fvl.sweep uses it (docs/sweeps.md). The store's methods (store:trials(),
+   store:exec(sql, ...), store:close(), ...) serve the sweep driver; a user reads a store through
+   fvl.sweep.load / leaderboard / csv. Errors: a file that is not a store; SQLite's message. */
 static int l_open(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   store_ud *u = lua_newuserdatauv(L, sizeof *u, 0);

@@ -13,7 +13,11 @@
 #include "sys.h"
 #include "rng.h"
 
-/* fvl.sys.spawn(exe|nil, {argv0, args...}, {KEY=VALUE}|nil, logpath|nil) -> pid */
+/*** fvl.sys.spawn(exe, argv [, env [, logpath]]) -> pid
+   Starts a process: exe the program (nil: argv[1] looked up on PATH), argv {name, args...}, env a
+   table of KEY = VALUE added to this process's environment (or nil), logpath a file receiving its
+   stdout and stderr (or nil: inherited). Returns at once; fvl.sys.poll waits. (The sweep driver's
+   workers.) Errors: an empty argv; a program that cannot be started. */
 static int l_spawn(lua_State *L) {
   const char *exe = luaL_optstring(L, 1, NULL);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -64,7 +68,9 @@ static int l_spawn(lua_State *L) {
   return 1;
 }
 
-/* fvl.sys.poll(pid) -> false (running) | true, exit_code|nil, signal_name|nil */
+/*** fvl.sys.poll(pid) -> false | true, exit_code, signal
+   false while the child runs; once it ended, true with its exit code (nil when killed) and the
+   signal's name (nil when it exited). */
 static int l_poll(lua_State *L) {
   int code, sig;
   int r = fvl_proc_poll((pid_t)luaL_checkinteger(L, 1), &code, &sig);
@@ -81,7 +87,9 @@ static const struct { const char *name; int sig; } sigs[] = {
   {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT},
   {"ABRT", SIGABRT}, {NULL, 0}};
 
-/* fvl.sys.kill(pid [, "TERM"|"KILL"|number]) */
+/*** fvl.sys.kill(pid [, signal]) -> nothing
+   Sends signal ("TERM", the default, "KILL", "INT", "HUP", ... or a number) to pid.
+   Errors: an unknown signal name. */
 static int l_kill(lua_State *L) {
   pid_t pid = (pid_t)luaL_checkinteger(L, 1);
   int sig = SIGTERM;
@@ -100,10 +108,18 @@ static int l_kill(lua_State *L) {
   return 0;
 }
 
+/*** fvl.sys.sleep(seconds) -> nothing
+   Sleeps; a pending Ctrl-C ends it early with an error naming sleep. */
 static int l_sleep(lua_State *L) {
   if (fvl_sleep(luaL_checknumber(L, 1), "sleep")) return fvl_raise(L);
   return 0;
 }
+/*** fvl.sys.time() -> number
+   fvl.sys.getpid() -> integer
+   fvl.sys.hostname() -> string
+   fvl.sys.exe() -> path
+   Unix time in seconds with a fraction; this process's id; the host's name; the absolute path of
+   the running program (to re-run a script as a worker). */
 static int l_time(lua_State *L) { lua_pushnumber(L, fvl_time_now()); return 1; }
 static int l_getpid(lua_State *L) { lua_pushinteger(L, getpid()); return 1; }
 static int l_exe(lua_State *L) {
@@ -112,11 +128,15 @@ static int l_exe(lua_State *L) {
   lua_pushstring(L, buf);
   return 1;
 }
+/*** fvl.sys.mkdirs(path) -> nothing
+   Creates the directory and its missing parents (mkdir -p). Errors: a path that cannot be made. */
 static int l_mkdirs(lua_State *L) {
   if (fvl_mkdirs(luaL_checkstring(L, 1))) return fvl_raise(L);
   return 0;
 }
-/* fvl.sys.write_atomic(path, string) -> true | nil, message */
+/*** fvl.sys.write_atomic(path, data) -> true | nil, message
+   Writes the string data to path atomically (a temporary file beside it, fsync, rename): readers
+   see the old file or the whole new one, never a part. */
 static int l_write_atomic(lua_State *L) {
   size_t n;
   const char *path = luaL_checkstring(L, 1);
@@ -129,7 +149,8 @@ static int l_write_atomic(lua_State *L) {
   lua_pushboolean(L, 1);
   return 1;
 }
-/* fvl.sys.realpath(path) -> absolute path | nil, message */
+/*** fvl.sys.realpath(path) -> absolute path | nil, message
+   The canonical absolute path (links resolved) of an existing file. */
 static int l_realpath(lua_State *L) {
   char buf[PATH_MAX];
   const char *p = luaL_checkstring(L, 1);
@@ -141,7 +162,8 @@ static int l_realpath(lua_State *L) {
   lua_pushstring(L, buf);
   return 1;
 }
-/* fvl.sys.glob(pattern) -> sorted list of paths (empty when none match) */
+/*** fvl.sys.glob(pattern) -> {paths}
+   The paths matching a shell pattern ("runs/seed_*.json"), sorted; {} when none match. */
 static int l_glob(lua_State *L) {
   const char *pat = luaL_checkstring(L, 1);
   glob_t g;
@@ -155,7 +177,8 @@ static int l_glob(lua_State *L) {
   if (r == 0 || r == GLOB_NOMATCH) { if (r == 0) globfree(&g); return 1; }
   return luaL_error(L, "sys.glob: cannot expand '%s'", pat);
 }
-/* fvl.sys.alive(pid) -> true when a process with that pid exists and is not a zombie */
+/*** fvl.sys.alive(pid) -> boolean
+   Whether a process with that pid exists and is not a zombie. */
 static int l_alive(lua_State *L) {
   lua_Integer pid = luaL_checkinteger(L, 1);
   lua_pushboolean(L, pid > 0 && fvl_proc_alive((pid_t)pid));
@@ -167,16 +190,23 @@ static int l_hostname(lua_State *L) {
   lua_pushstring(L, buf);
   return 1;
 }
+/*** fvl.sys.cpu_count() -> integer
+   The machine's online CPUs (see fvl.sys.cpus for those this process may use). */
 static int l_cpu_count(lua_State *L) { lua_pushinteger(L, fvl_cpu_count()); return 1; }
-/* fvl.sys.cpus() -> CPUs this process may use (affinity ∩ SLURM_CPUS_PER_TASK ∩ OMP_NUM_THREADS),
- * and where that number came from */
+/*** fvl.sys.cpus() -> n, why
+   The CPUs this process may use (its affinity mask, capped by SLURM_CPUS_PER_TASK and
+   OMP_NUM_THREADS when set) and a phrase saying where the number came from. */
 static int l_cpus(lua_State *L) {
   char why[256];
   lua_pushinteger(L, fvl_cpus_available(why, sizeof why));
   lua_pushstring(L, why);
   return 2;
 }
-/* fvl.sys.hash(seed, counter) -> 62-bit non-negative integer of the engine's generator */
+/*** fvl.sys.hash(seed, counter) -> integer
+   fvl.sys.uniform(seed, counter) -> number
+   The engine's counter-based generator at (seed, counter), without touching the global state:
+   62 random bits as a non-negative integer, or a uniform number in [0, 1) (the sweeps' seeded
+   samplers: the same draw on every machine). */
 static int l_hash(lua_State *L) {
   uint64_t b = fvl_rng_bits((uint64_t)luaL_checkinteger(L, 1), (uint64_t)luaL_checkinteger(L, 2));
   lua_pushinteger(L, (lua_Integer)(b >> 2));
@@ -188,7 +218,10 @@ static int l_uniform(lua_State *L) {
                                        (uint64_t)luaL_checkinteger(L, 2)));
   return 1;
 }
-/* fvl.sys.aborted() -> true when Ctrl-C is pending; fvl.sys.abort_clear() */
+/*** fvl.sys.aborted() -> boolean
+   fvl.sys.abort_clear() -> nothing
+   Whether Ctrl-C (SIGINT) is pending (long Lua loops poll it to stop cleanly); abort_clear()
+   forgets it. */
 static int l_aborted(lua_State *L) { lua_pushboolean(L, fvl_aborted()); return 1; }
 static int l_abort_clear(lua_State *L) { fvl_abort_clear(); return 0; }
 

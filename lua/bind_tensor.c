@@ -602,6 +602,185 @@ static int l_gc(lua_State *L) {
 }
 static int l_free(lua_State *L) { return l_gc(L); }
 
+/* ------------------------------------------------------------------ method reference
+   The doc comments of the tensor methods registered below (docs/api.md, the REPL's `? name`).
+   Dimensions are 1-based; a negative dim counts from the end (-1 = the last). Indices given or
+   returned are 1-based (int32 tensors for index lists). Errors name the method, the argument,
+   what was expected and what came. */
+
+/*** fvl.Tensor:shape() -> {sizes}
+   fvl.Tensor:size([dim]) -> {sizes} | integer
+   The sizes as a Lua list ({} for a 0-dimensional tensor); t:size(dim) the size of one dimension.
+   Errors: dim outside 1..t:dim() (or -t:dim()..-1). */
+
+/*** fvl.Tensor:stride() -> {strides}
+   The strides in elements, one per dimension (a view's strides differ from the sizes' products). */
+
+/*** fvl.Tensor:dim() -> integer
+   fvl.Tensor:numel() -> integer
+   The number of dimensions (0 for a scalar tensor); the number of elements. */
+
+/*** fvl.Tensor:dtype() -> "float32" | "int32"
+   The element type. int32 tensors hold labels and indices; most math is float32 only. */
+
+/*** fvl.Tensor:is_contiguous() -> boolean
+   fvl.Tensor:contiguous() -> tensor
+   Whether the elements lie in row-major order without gaps; contiguous() returns the tensor
+   itself when it is, else a row-major copy (tracked by autograd). */
+
+/*** fvl.Tensor:get(i1, i2, ...) -> number
+   fvl.Tensor:set(i1, i2, ..., value) -> tensor
+   One element by its 1-based indices (also as a table: t:get{2, 3}); set writes it in place and
+   returns t (not tracked). int32 tensors give integers.
+   Errors: not one index per dimension; an index outside 1..size. */
+
+/*** fvl.Tensor:totable() -> table
+   fvl.Tensor:item() -> number
+   The values as nested Lua tables (a number for a 0-dimensional tensor); item() the value of a
+   one-element tensor. Errors: item() of a tensor with more than one element. */
+
+/*** fvl.Tensor:t() -> tensor
+   fvl.Tensor:transpose(dim1, dim2) -> tensor
+   Views (sharing storage, tracked) with two dimensions swapped; t() is transpose(1, 2) of a
+   2-D tensor. Errors: t() of a tensor that is not 2-D; dims out of range. */
+
+/*** fvl.Tensor:reshape(shape) -> tensor
+   fvl.Tensor:view(shape) -> tensor
+   The same elements with another shape ({B, -1}: one size may be -1, inferred); a view when the
+   layout allows, else a copy (tracked either way). view is reshape's alias.
+   Errors: a size product that differs from numel(); more than one -1. */
+
+/*** fvl.Tensor:narrow(dim, start, length) -> tensor
+   A view of rows start..start+length-1 along dim (1-based, tracked).
+   Errors: rows outside 1..size of dim, a negative length. */
+
+/*** fvl.Tensor:select(dim, i) -> tensor
+   The slice i along dim, that dimension dropped (a view, tracked); x[i] is select(1, i).
+   Errors: i outside 1..size of dim. */
+
+/*** fvl.Tensor:unsqueeze(dim) -> tensor
+   A view with a new dimension of size 1 at position dim (1..t:dim()+1). */
+
+/*** fvl.Tensor:index(dim, indices) -> tensor
+   The slices at the 1-based indices along dim, in their order (a copy; gradients flow back to the
+   chosen slices, added where an index repeats). indices: an int32 tensor or a Lua list.
+   Errors: an index outside 1..size of dim. */
+
+/*** fvl.Tensor:gather(dim, indices) -> tensor
+   torch.gather: out[i][j] = t[i][indices[i][j]] for dim 2 (likewise for other dims); indices an
+   int32 tensor of 1-based positions with t's shape except along dim. Tracked.
+   Errors: indices not int32; a position outside 1..size of dim. */
+
+/*** fvl.Tensor:index_add(dim, indices, source) -> tensor
+   In place: adds source's slices into t's slices at the 1-based indices along dim (repeats add
+   up); returns t. Not tracked. Errors: an index outside 1..size; source's shape. */
+
+/*** fvl.Tensor:clone() -> tensor
+   fvl.Tensor:detach() -> tensor
+   clone(): a contiguous copy (tracked: gradients flow back to t). detach(): the same storage
+   without autograd history (a constant). */
+
+/*** fvl.Tensor:float() -> tensor
+   fvl.Tensor:int() -> tensor
+   A copy converted to float32 / int32 (float to int truncates toward zero and saturates at the
+   int32 range). */
+
+/*** fvl.Tensor:copy(source) -> tensor
+   fvl.Tensor:fill(value) -> tensor
+   In place (not tracked), returning t: copy() writes source (a tensor broadcasting to t's shape,
+   or a number) into t; fill() sets every element to value.
+   Errors: shapes that do not broadcast. */
+
+/*** fvl.Tensor:uniform_([lo [, hi]]) -> tensor
+   fvl.Tensor:normal_([mean [, std]]) -> tensor
+   In place: samples from U[lo, hi) (default [0, 1)) or N(mean, std²) (default 0, 1) drawn from the
+   global generator (fvl.manual_seed); returns t. Errors: an int32 tensor. */
+
+/*** fvl.Tensor:add(other) -> tensor
+   fvl.Tensor:sub(other) -> tensor
+   fvl.Tensor:mul(other) -> tensor
+   fvl.Tensor:div(other) -> tensor
+   fvl.Tensor:pow(other) -> tensor
+   fvl.Tensor:maximum(other) -> tensor
+   fvl.Tensor:minimum(other) -> tensor
+   Elementwise binary ops with NumPy broadcasting; other is a tensor or a number (a - b, a * 2,
+   2 / a, a ^ 2 work as operators too, and -a is neg()). Tracked by autograd; maximum/minimum pass
+   the gradient to the larger/smaller input (the first on ties).
+   Errors: shapes that do not broadcast; an argument that is neither a tensor nor a number. */
+
+/*** fvl.Tensor:neg() -> tensor
+   fvl.Tensor:exp() -> tensor
+   fvl.Tensor:log() -> tensor
+   fvl.Tensor:log1p() -> tensor
+   fvl.Tensor:sqrt() -> tensor
+   fvl.Tensor:square() -> tensor
+   fvl.Tensor:abs() -> tensor
+   fvl.Tensor:sign() -> tensor
+   fvl.Tensor:floor() -> tensor
+   fvl.Tensor:cos() -> tensor
+   fvl.Tensor:sin() -> tensor
+   fvl.Tensor:acos() -> tensor
+   fvl.Tensor:tanh() -> tensor
+   fvl.Tensor:sigmoid() -> tensor
+   fvl.Tensor:relu() -> tensor
+   Elementwise float32 functions, tracked by autograd (sign and floor have zero gradient; acos's
+   gradient is −1/sqrt(1 − x²), infinite at ±1: clamp first, as the margin heads do). */
+
+/*** fvl.Tensor:clamp([lo [, hi]]) -> tensor
+   Elementwise min(max(t, lo), hi) (lo default −inf, hi +inf); tracked, the gradient passes where
+   lo <= t <= hi (equality included, as torch.clamp). */
+
+/*** fvl.Tensor:gt(other) -> tensor
+   fvl.Tensor:ge(other) -> tensor
+   fvl.Tensor:lt(other) -> tensor
+   fvl.Tensor:le(other) -> tensor
+   fvl.Tensor:eq(other) -> tensor
+   fvl.Tensor:ne(other) -> tensor
+   Elementwise comparisons with a tensor (broadcasting) or a number: float32 1 where true, 0
+   elsewhere; not tracked (masks for fvl.where or a product). */
+
+/*** fvl.Tensor:sum([dim [, keepdim]]) -> tensor
+   fvl.Tensor:mean([dim [, keepdim]]) -> tensor
+   fvl.Tensor:logsumexp([dim [, keepdim]]) -> tensor
+   Reductions over dim, or over every element (a 0-dimensional tensor) without dim; keepdim = true
+   keeps dim with size 1 (x:sum(2) of a B×C tensor has shape {B}, with keepdim {B, 1}). Tracked;
+   logsumexp is max-shifted (stable). Errors: dim out of range. */
+
+/*** fvl.Tensor:max([dim [, keepdim]]) -> tensor [, indices]
+   fvl.Tensor:min([dim [, keepdim]]) -> tensor [, indices]
+   fvl.Tensor:argmax([dim [, keepdim]]) -> int32 tensor
+   The largest (smallest) values along dim with their 1-based int32 positions, or the value over
+   all elements (no positions) without dim; argmax the positions alone (ties: the first). The
+   values are tracked (gradient to the chosen element). */
+
+/*** fvl.Tensor:argsort([dim [, descending]]) -> int32 tensor
+   The 1-based positions that sort t along dim (default the last), ascending unless descending =
+   true; stable (equal values keep their order), NaN sorts as the largest. See t:sort and t:topk.
+   Errors: descending not a boolean; dim out of range. */
+
+/*** fvl.Tensor:normalize([dim [, eps]]) -> tensor
+   fvl.Tensor:matmul(other) -> tensor
+   Method forms of fvl.normalize(t, dim, eps) and fvl.matmul(t, other). */
+
+/*** fvl.Tensor:requires_grad([on]) -> tensor
+   Marks a float32 leaf tensor as a parameter (on default true): operations on it are recorded
+   and backward() fills t.grad. Returns t. Errors: an int32 tensor; turning it off on a computed
+   tensor (use detach()). */
+
+/*** fvl.Tensor:backward([gradient]) -> nothing
+   Back-propagates from t (a one-element tensor, or any tensor with gradient of its shape) through
+   the recorded graph, accumulating into the .grad of every leaf that requires grad; the graph's
+   saved buffers are freed, so a second backward through it is an error. Ctrl-C stops it cleanly.
+   Errors: a gradient of another shape; a graph already back-propagated. */
+
+/*** fvl.Tensor:zero_grad() -> nothing
+   Sets t.grad to zeros in place when t has one (optimisers' zero_grad sets gradients to nil
+   instead, which saves a pass; t.grad = nil does that by hand). */
+
+/*** fvl.Tensor:free() -> nothing
+   Releases the tensor's memory now instead of at the next garbage collection (also what a
+   `<close>` variable does); any later use of t is an error ("tensor used after free()"). */
+
 static const luaL_Reg methods[] = {
   {"shape", l_shape}, {"stride", l_stride}, {"dim", l_dim}, {"numel", l_numel}, {"size", l_size},
   {"dtype", l_dtype}, {"is_contiguous", l_is_contiguous}, {"get", l_get}, {"set", l_set},

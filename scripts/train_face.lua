@@ -25,6 +25,9 @@
 --             (fvl.nn.load) and <out>/summary.json
 --   a progress bar with images/s and ETA; Ctrl-C saves a checkpoint of the last finished step;
 --   halt_at = N stops with a checkpoint after step N (to split a run across jobs).
+-- Every key is checked before any work (one line naming the key); --check stops there, after
+-- opening the data and packs that exist and building the network and head, and prints the plan.
+-- docs/training.md ("Training a face backbone") lists the data keys per kind.
 local cli = require "fvl.cli"
 local parser = cli.parser("fvl scripts/train_face.lua",
   "Train a face backbone with a margin head by insightface's recipe, from a config file.")
@@ -33,6 +36,7 @@ parser:option("--out", "run directory (default: the config's output, else runs/<
 parser:option("--set", "override a config key: key=value (repeatable; dots for tables)"):count("*")
 parser:option("--steps", "total steps (overrides the config's steps/epochs)"):convert(cli.integer("steps", 1))
 parser:flag("--resume", "continue from <out>/checkpoint")
+parser:flag("--check", "check the config (open the data and val packs when they are there, build the network and head), print the plan and exit")
 local args = parser:parse(arg or {})
 
 local main   -- the script's body (below); a user's mistake ends as one line, anything else with its traceback
@@ -46,8 +50,7 @@ function main()
 -- ------------------------------------------------------------------ config
 local DEFAULTS = {
   name = nil, output = nil, seed = 1, threads = 2,
-  data = { kind = "synthetic", identities = 200, per_identity = 20, test_identities = 40, test_per_identity = 6,
-           size = 56, pairs = 400, seed = 1, nuisance = 1, illumination = 1, noise = 0.3 },
+  data = { kind = "synthetic" },  -- synthetic: SYNTHETIC below; rec/folder: path (+ size, workers)
   val = {},                 -- extra .bin packs: {"lfw.bin", "cfp_fp.bin"}
   flip = true,
   network = "mobilefacenet", embedding_size = 512, dropout = 0, scale = 1,
@@ -56,8 +59,16 @@ local DEFAULTS = {
   optimizer = "sgd", lr = 0.1, momentum = 0.9, weight_decay = 5e-4,
   lr_power = 2, warmup_steps = 0, clip_grad = 5,
   batch_size = 128, epochs = nil, steps = 1000,
-  verbose = 200, save_every = 500,
+  verbose = 200, save_every = 500, log_every = 10,
 }
+
+-- the defaults of data.kind = "synthetic" (fvl.data.synthetic_faces{image = "rgb"})
+local SYNTHETIC = { identities = 200, per_identity = 20, test_identities = 40, test_per_identity = 6,
+                    size = 56, pairs = 400, seed = 1, nuisance = 1, illumination = 1, noise = 0.3 }
+local DATA_KEYS = { synthetic = { kind = true }, rec = { kind = true, path = true, size = true, workers = true } }
+for k in pairs(SYNTHETIC) do DATA_KEYS.synthetic[k] = true end
+DATA_KEYS.folder = DATA_KEYS.rec
+local OPTIONAL = { name = "string", output = "string", margin_schedule = "table", epochs = "number", halt_at = "number" }
 
 local function load_config(path)
   local chunk, err = loadfile(path, "t", setmetatable({}, { __index = _G }))
@@ -72,7 +83,8 @@ local function merge(base, over)
   local out = {}
   for k, v in pairs(base) do out[k] = v end
   for k, v in pairs(over) do
-    if type(v) == "table" and type(out[k]) == "table" and #v == 0 and next(v) ~= nil and k ~= "val" then
+    if type(v) == "table" and type(out[k]) == "table" and #v == 0 and next(v) ~= nil and k ~= "val"
+        and not (v.kind ~= nil and v.kind ~= out[k].kind) then   -- another head or data kind: no default options
       out[k] = merge(out[k], v)
     else
       out[k] = v
@@ -97,29 +109,89 @@ local function apply_set(cfg, item, where)
     t = t[parts[i]]
   end
   local leaf = parts[#parts]
-  if t == cfg and DEFAULTS[leaf] == nil and cfg[leaf] == nil and leaf ~= "name" and leaf ~= "output"
-      and leaf ~= "margin_schedule" and leaf ~= "epochs" and leaf ~= "halt_at" then
+  if t == cfg and DEFAULTS[leaf] == nil and cfg[leaf] == nil and not OPTIONAL[leaf] then
     die(string.format("%s '%s': unknown config key '%s'", where, item, leaf))
   end
   t[leaf] = parse_value(val)
+end
+
+-- every key of the resolved config is checked here, before any work: a wrong name, type or
+-- range is one line naming the key (the engine's own checks then never see a config mistake)
+local function validate(cfg)
+  local function bad(key, what, v)
+    die(string.format("config: %s = %s (expected %s)", key, type(v) == "string" and ("'" .. v .. "'") or tostring(v), what))
+  end
+  for k, v in pairs(cfg) do
+    if DEFAULTS[k] == nil and not OPTIONAL[k] then die(string.format("config: unknown config key '%s'", tostring(k))) end
+    local want = OPTIONAL[k] or type(DEFAULTS[k])
+    if type(v) ~= want then bad(k, "a " .. want, v) end
+  end
+  local function int(key, v, lo) if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < lo then bad(key, "an integer >= " .. lo, v) end end
+  local function num(key, v, lo, open) if type(v) ~= "number" or v ~= v or v < lo or (open and v == lo) then bad(key, string.format("a number %s %g", open and ">" or ">=", lo), v) end end
+  int("seed", cfg.seed, 0); int("threads", cfg.threads, 1); int("embedding_size", cfg.embedding_size, 1)
+  int("batch_size", cfg.batch_size, 1); int("steps", cfg.steps, 1); int("warmup_steps", cfg.warmup_steps, 0)
+  int("verbose", cfg.verbose, 0); int("save_every", cfg.save_every, 0); int("log_every", cfg.log_every, 1)
+  if cfg.epochs ~= nil then int("epochs", cfg.epochs, 1) end
+  if cfg.halt_at ~= nil then int("halt_at", cfg.halt_at, 1) end
+  num("lr", cfg.lr, 0, true); num("momentum", cfg.momentum, 0); num("weight_decay", cfg.weight_decay, 0)
+  num("lr_power", cfg.lr_power, 0, true); num("clip_grad", cfg.clip_grad, 0, true); num("scale", cfg.scale, 0, true)
+  if cfg.dropout < 0 or cfg.dropout >= 1 then bad("dropout", "a number in [0, 1)", cfg.dropout) end
+  if cfg.optimizer ~= "sgd" and cfg.optimizer ~= "adamw" then bad("optimizer", "sgd|adamw", cfg.optimizer) end
+  local D = cfg.data
+  if not DATA_KEYS[D.kind] then bad("data.kind", "synthetic|rec|folder", D.kind) end
+  for k in pairs(D) do
+    if not DATA_KEYS[D.kind][k] then die(string.format("config: unknown key data.%s for data.kind = '%s'", tostring(k), D.kind)) end
+  end
+  if D.kind == "synthetic" then
+    for _, k in ipairs({ "identities", "per_identity", "test_identities", "test_per_identity", "size", "pairs" }) do
+      int("data." .. k, D[k], (k == "per_identity" or k == "test_per_identity" or k == "test_identities") and 2 or 1)
+    end
+  else
+    if type(D.path) ~= "string" then bad("data.path", "the " .. (D.kind == "rec" and ".rec file" or "image folder"), D.path) end
+    if D.size ~= nil then int("data.size", D.size, 1) end
+    if D.workers ~= nil then int("data.workers", D.workers, 0) end
+  end
+  for i, p in ipairs(cfg.val) do if type(p) ~= "string" then bad("val[" .. i .. "]", "a .bin file name", p) end end
+  if type(cfg.head.kind) ~= "string" or type(fvl.loss[cfg.head.kind]) ~= "function" then
+    bad("head.kind", "an fvl.loss head (arcface, cosface, ...)", cfg.head.kind)
+  end
+  local ms = cfg.margin_schedule
+  if ms then
+    if ms.kind ~= nil and (type(ms.kind) ~= "string" or not fvl.schedule[ms.kind]) then
+      bad("margin_schedule.kind", "an fvl.schedule (linear, cosine, ...)", ms.kind)
+    end
+    if ms.field ~= nil and type(ms.field) ~= "string" then bad("margin_schedule.field", "a head field name", ms.field) end
+  end
 end
 
 local cfg = merge(DEFAULTS, load_config(args.config))
 for item in (os.getenv("FVL_TRAIN_SET") or ""):gmatch("[^;]+") do apply_set(cfg, item, "FVL_TRAIN_SET") end
 for _, item in ipairs(args.set or {}) do apply_set(cfg, item, "--set") end
 if args.steps then cfg.steps, cfg.epochs = args.steps, nil end
+if type(cfg.data) == "table" and (cfg.data.kind == nil or cfg.data.kind == "synthetic") then
+  cfg.data.kind = "synthetic"
+  for k, v in pairs(SYNTHETIC) do if cfg.data[k] == nil then cfg.data[k] = v end end
+end
+validate(cfg)
 cfg.name = cfg.name or args.config:match("([^/]+)%.lua$") or "run"
 local out = args.out or cfg.output or ("runs/" .. cfg.name)
 
 fvl.threads(cfg.threads)
 fvl.manual_seed(cfg.seed)
-os.execute("mkdir -p '" .. out:gsub("'", "'\\''") .. "'")
+if not args.check then fvl.sys.mkdirs(out) end
+local notes = {}   -- --check: what could not be checked
+local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
 
 -- ------------------------------------------------------------------ data
 local D = cfg.data
 local train_next, classes, image_size, steps_per_epoch, set_position
 local val_packs = {}
-if D.kind == "synthetic" then
+if args.check and D.kind == "synthetic" then
+  classes, image_size, steps_per_epoch = D.identities, D.size, D.identities * D.per_identity // cfg.batch_size
+elseif args.check and not exists(D.path) then
+  notes[#notes + 1] = string.format("data.path %s is not there: the data set was not opened", D.path)
+  image_size = D.size or 112
+elseif D.kind == "synthetic" then
   local d = fvl.data.synthetic_faces { image = "rgb", size = D.size, identities = D.identities,
                                        per_identity = D.per_identity, test_identities = D.test_identities,
                                        test_per_identity = D.test_per_identity, seed = D.seed,
@@ -139,27 +211,7 @@ if D.kind == "synthetic" then
   local packpath = out .. "/synthetic_val.bin"
   local f = io.open(packpath, "rb")
   if f then f:close() else
-    local T, per = d.test.classes, D.test_per_identity
-    local xt = d.test.x
-    local bins, issame = {}, {}
-    local function h(i) return fvl.sys.hash(D.seed + 7919, i) end
-    for i = 1, D.pairs do
-      local a, b
-      if i % 2 == 1 then
-        local t = h(4 * i) % T
-        local j = h(4 * i + 1) % per
-        local k = (j + 1 + h(4 * i + 2) % (per - 1)) % per
-        a, b = t * per + j, t * per + k
-      else
-        local t = h(4 * i) % T
-        local u = (t + 1 + h(4 * i + 1) % (T - 1)) % T
-        a, b = t * per + h(4 * i + 2) % per, u * per + h(4 * i + 3) % per
-      end
-      bins[#bins + 1] = fvl.data.encode_image(xt:select(1, a + 1):contiguous(), { format = "png" })
-      bins[#bins + 1] = fvl.data.encode_image(xt:select(1, b + 1):contiguous(), { format = "png" })
-      issame[#issame + 1] = i % 2 == 1
-    end
-    local ok, err = fvl.data.write_bin_pack(packpath, bins, issame)
+    local ok, err = fvl.data.write_pairs_pack(packpath, d.test.x, d.test.labels, { pairs = D.pairs, seed = D.seed + 7919 })
     if not ok then die(tostring(err)) end
   end
   val_packs[#val_packs + 1] = packpath
@@ -168,7 +220,7 @@ elseif D.kind == "rec" or D.kind == "folder" then
   if not set then die(tostring(err)) end
   classes, image_size = set.classes, set.size[2]
   local loader = set:loader { batch = cfg.batch_size, shuffle = true, seed = cfg.seed, drop_last = true,
-                              flip = cfg.flip }
+                              flip = cfg.flip, workers = D.workers }
   steps_per_epoch = set.n // cfg.batch_size
   train_next = function() return loader:next() or loader:next() end
   set_position = function(step)
@@ -178,9 +230,25 @@ elseif D.kind == "rec" or D.kind == "folder" then
 else
   die(string.format("data.kind = '%s' (expected synthetic|rec|folder)", tostring(D.kind)))
 end
-for _, p in ipairs(cfg.val or {}) do val_packs[#val_packs + 1] = p end
-if steps_per_epoch < 1 then die("fewer training images than one batch of " .. cfg.batch_size) end
-local total = cfg.epochs and cfg.epochs * steps_per_epoch or cfg.steps
+for _, p in ipairs(cfg.val) do
+  if exists(p) then
+    local pack, err = fvl.data.bin_pack(p)
+    if not pack then die(tostring(err)) end
+    val_packs[#val_packs + 1] = p
+  elseif args.check then
+    notes[#notes + 1] = string.format("val pack %s is not there", p)
+  else
+    die(string.format("val pack %s: no such file", p))
+  end
+end
+if steps_per_epoch and steps_per_epoch < 1 then die("fewer training images than one batch of " .. cfg.batch_size) end
+local total = cfg.epochs and steps_per_epoch and cfg.epochs * steps_per_epoch or cfg.steps
+if cfg.epochs and not steps_per_epoch then   -- --check without the data: the schedules are built for a stand-in length
+  notes[#notes + 1] = string.format("epochs = %d: steps unknown without the data", cfg.epochs)
+  total = math.max(total, cfg.warmup_steps + 1, cfg.halt_at or 1)
+end
+if cfg.warmup_steps >= total then die(string.format("config: warmup_steps = %d must be smaller than the %d training steps", cfg.warmup_steps, total)) end
+if cfg.halt_at and cfg.halt_at > total then die(string.format("config: halt_at = %d is after the last step %d", cfg.halt_at, total)) end
 
 -- ------------------------------------------------------------------ network, head, optimiser
 local net, head
@@ -194,7 +262,7 @@ else
 end
 local hopts = {}
 for k, v in pairs(cfg.head) do if k ~= "kind" then hopts[k] = v end end
-hopts.dim, hopts.classes = cfg.embedding_size, classes
+hopts.dim, hopts.classes = cfg.embedding_size, classes or 2
 if not fvl.loss[cfg.head.kind] then error(string.format("head.kind = '%s' is not an fvl.loss head", tostring(cfg.head.kind))) end
 head = fvl.loss[cfg.head.kind](hopts)
 end)
@@ -216,7 +284,25 @@ if cfg.margin_schedule then
   margin_field = cfg.margin_schedule.field or "m"
   local kind = cfg.margin_schedule.kind or "linear"
   if not fvl.schedule[kind] then die("margin_schedule.kind = '" .. tostring(kind) .. "' is not an fvl.schedule") end
-  margin_at = fvl.schedule[kind](ms)
+  local okm, m = pcall(fvl.schedule[kind], ms)
+  if not okm then die("margin_schedule: " .. tostring(m)) end
+  margin_at = m
+end
+
+if args.check then
+  print(string.format("%s: config %s is valid", cfg.name, args.config))
+  print(string.format("  data      %s%s: %s classes, %d×%d images, %s steps per epoch", D.kind,
+                      D.path and (" " .. D.path) or "", classes and tostring(classes) or "?", image_size, image_size,
+                      steps_per_epoch and tostring(steps_per_epoch) or "?"))
+  print(string.format("  network   %s, %d parameters, embedding %d", net.name, net:num_parameters(), cfg.embedding_size))
+  print(string.format("  head      %s%s", cfg.head.kind, classes and "" or " (built with 2 classes: the class count comes from the data)"))
+  print(string.format("  training  %s, lr %g polynomial (power %g) to 0, warm-up %d, clip %g, batch %d, %s, %d threads",
+                      cfg.optimizer, cfg.lr, cfg.lr_power, cfg.warmup_steps, cfg.clip_grad, cfg.batch_size,
+                      (cfg.epochs and not steps_per_epoch) and (cfg.epochs .. " epochs") or (total .. " steps"), cfg.threads))
+  if D.kind == "synthetic" then table.insert(val_packs, 1, string.format("synthetic_val.bin (%d pairs of held-out identities)", D.pairs)) end
+  print(string.format("  val       %s every %d steps", #val_packs > 0 and table.concat(val_packs, ", ") or "(none)", cfg.verbose))
+  for _, n in ipairs(notes) do print("  note: " .. n) end
+  return
 end
 
 -- ------------------------------------------------------------------ resume
@@ -297,7 +383,7 @@ local ok, err = pcall(function()
     phase = "idle"
     last_loss = loss:item()
     bar:update(cfg.batch_size, { loss = string.format("%.3f", last_loss), lr = string.format("%.4g", opt.lr) })
-    if step % 10 == 0 or step == total then
+    if step % cfg.log_every == 0 or step == total then
       local rec = { kind = "train", step = step, loss = last_loss, lr = opt.lr, grad_norm = gnorm }
       if margin_at then rec[margin_field] = head[margin_field] end
       metrics:write(rec)

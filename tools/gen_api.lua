@@ -43,8 +43,8 @@ local function list(cmd)
 end
 
 local entries = {}            -- {name=, module=, sig=, text=}
-local function add(module, name, sig, text)
-  entries[#entries + 1] = { module = module, name = name, sig = sig, text = text }
+local function add(module, name, sig, text, group)
+  entries[#entries + 1] = { module = module, name = name, sig = sig, text = text, group = group }
 end
 
 -- ------------------------------------------------------------------ Lua sources
@@ -62,8 +62,8 @@ local SEPARATOR = "^%-%-%s+[%-=][%-=][%-=]"   -- "-- ------- title" lines are se
 local function comment_above(ls, i)
   local block = {}
   local j = i - 1
-  while j >= 1 and ls[j]:match("^%-%-") and not ls[j]:match(SEPARATOR) do
-    table.insert(block, 1, (ls[j]:gsub("^%-%-%-? ?", "")))
+  while j >= 1 and ls[j]:match("^%s*%-%-") and not ls[j]:match(SEPARATOR) and not ls[j]:match("^%s*%-%-%-%s*@doc") do
+    table.insert(block, 1, (ls[j]:gsub("^%s*%-%-%-? ?", "")))
     j = j - 1
   end
   return block
@@ -117,27 +117,85 @@ local function add_head(name, block, o)
   add("fvl.loss", name, name .. "{dim = D, classes = C, ...} -> head", table.concat(block, "\n"))
 end
 
+-- modules whose functions users reach under another module's name (installed there)
+local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
+                       ["fvl.conventions"] = "fvl", ["fvl.backbones"] = "fvl.nn" }
+-- files with no public functions of their own: the generated reference itself; the sharded and
+-- reference versions of the fvl.F primitives (reached through the heads' options); the model and
+-- pack writers that fvl.nn.save/load and fvl.eval.bin_pack wrap (documented there); the sweep worker
+local INTERNAL_FILES = { ["lua/fvl/apidoc.lua"] = true, ["lua/fvl/loss/sharded.lua"] = true,
+                         ["lua/fvl/loss/reference.lua"] = true, ["lua/fvl/model_io.lua"] = true,
+                         ["lua/fvl/verify_pack.lua"] = true, ["lua/fvl/sweep/worker.lua"] = true }
+
+-- `--- @doc fvl.name(args) -> result` then `---` lines: an entry for a function the source makes
+-- at run time (a layer class built by a helper, a wrapper installed into another module)
+local function doc_blocks(module, ls)
+  for i, l in ipairs(ls) do
+    local sig = l:match("^%-%-%-%s*@doc%s+(.-)%s*$")
+    if sig then
+      local text, j = {}, i + 1
+      while ls[j] and ls[j]:match("^%-%-%-") and not ls[j]:match("^%-%-%-%s*@doc") do
+        text[#text + 1] = (ls[j]:gsub("^%-%-%- ?", ""))
+        j = j + 1
+      end
+      local name = sig:match("^([%w_%.:]+)")
+      add(name:match("^(.*)[%.:]") or module, name, sig, table.concat(text, "\n"))
+    end
+  end
+end
+
 for _, path in ipairs(lua_files) do
-  if path == "lua/fvl/apidoc.lua" then goto continue end
+  if INTERNAL_FILES[path] then goto continue end
   local module = module_of(path)
+  local pubmod = INSTALLED_AS[module] or module
   local src = read(root .. "/" .. path)
   local ls = lines(src)
+  doc_blocks(pubmod, ls)
   local is_head_file = path:match("^lua/fvl/loss/") and not path:match("init%.lua$")
-    and not path:match("base%.lua$") and not path:match("reference%.lua$") and not path:match("sharded%.lua$")
   local modtbl = src:match("\nreturn ([%w_]+)%s*$")
+  -- classes: `local X = util.class("fvl.plot.Panel")` (or nn.class / class): X's methods are
+  -- documented under that name; a name without "fvl." is relative to the module (fvl.nn for layers)
+  local classes = {}
+  for var, cname in src:gmatch("local ([%w_]+) = [%w_%.]*class%(\"([%w_%.]+)\"") do
+    classes[var] = cname:match("^fvl%.") and cname or (pubmod .. "." .. cname)
+  end
+  for var, hname in src:gmatch("local ([%w_]+) = cosine_head%(\"([%w_]+)\"%)") do   -- margin heads' classes
+    classes[var] = "fvl.loss." .. hname
+  end
+  -- sub-tables of the module: `nn.init = init`
+  local subs = {}
+  if modtbl then
+    for sub, var in src:gmatch("\n" .. modtbl .. "%.([%w_]+) = ([%w_]+)%s") do subs[var] = pubmod .. "." .. sub end
+  end
   for i, l in ipairs(ls) do
-    local tbl, sep, fname, params = l:match("^function ([%w_]+)([%.:])([%w_]+)(%b())")
+    -- top-level functions, and those a module defines inside its installer (fvl.backbones)
+    local indent, tbl, sep, fname, params = l:match("^(%s*)function ([%w_]+)([%.:])([%w_]+)(%b())")
     if tbl and not fname:match("^_") then
       local block = comment_above(ls, i)
       local is_head = is_head_file and tbl == "M" and sep == "." and params == "(o)"
-      local name
-      if tbl == "M" or tbl == modtbl or tbl == module:match("([%w_]+)$") or module:match("%." .. tbl .. "$") then
-        name = module .. sep .. fname
-      elseif tbl:match("^%u") then
-        name = module .. "." .. tbl .. sep .. fname
+      local name, sig
+      if classes[tbl] then
+        if sep == "." and fname == "create" then      -- fvl.nn.Linear(...) calls Linear.create
+          name = classes[tbl]
+          sig = name .. params
+        else
+          name = classes[tbl] .. sep .. fname
+        end
+      elseif tbl == "fvl" then
+        name = "fvl." .. fname
+      elseif subs[tbl] then
+        name = subs[tbl] .. sep .. fname
+      elseif is_head_file or path == "lua/fvl/loss/base.lua" then
+        name = is_head and ("fvl.loss." .. fname) or nil   -- the heads' helpers are internal
+      elseif indent ~= "" and tbl ~= pubmod:match("([%w_]+)$") then
+        name = nil                            -- a local helper's function
+      elseif tbl:match("^%u%w") then          -- a class table (fvl.conventions' Tensor), not M/D/R
+        name = pubmod .. "." .. tbl .. sep .. fname
+      elseif tbl == "M" or tbl == modtbl or tbl == module:match("([%w_]+)$") or module:match("%." .. tbl .. "$")
+             or tbl == pubmod:match("([%w_]+)$") then
+        name = pubmod .. sep .. fname
       end
       if is_head and name then
-        name = "fvl.loss." .. fname
         if #block == 0 then   -- the family's section header: "-- NormFace: z = s·c -----"
           for j = i - 1, math.max(1, i - 4), -1 do
             local h = ls[j]:match("^%-%- (.-)%s*%-%-%-+%s*$")
@@ -146,7 +204,18 @@ for _, path in ipairs(lua_files) do
         end
         add_head(name, block, head_options(ls, i, src))
       elseif name and #block > 0 then
-        add(module, name, name .. params, table.concat(block, "\n"))
+        -- a block that starts with its own usage line, "t:softmax([dim]) -> tensor: text", gives
+        -- the signature (optional arguments in brackets) instead of the function line
+        local usage, rest = block[1]:match("^([%w_%.:]+%b()[^:]- %-> [^:]-): (.*)$")
+        if not usage then usage = block[1]:match("^([%w_%.:]+%b()[^:]- %-> [^:]-)$"); rest = usage and "" end
+        if usage and not sig then
+          sig = usage
+          -- function Tensor.softmax(t, dim) used as t:softmax(dim): documented as a method
+          if sep == "." and usage:match("^[%w_]+:") then name = name:gsub("%.([%w_]+)$", ":%1") end
+          block[1] = rest
+          if block[1] == "" then table.remove(block, 1) end
+        end
+        add(name:match("^(.*)[%.:]") or pubmod, name, sig or (name .. params), table.concat(block, "\n"))
       end
     end
     -- a head made by a factory: M.cosface = make_cosface("cosface", 64)   -- comment
@@ -180,19 +249,31 @@ for _, path in ipairs(lua_files) do
 end
 
 -- ------------------------------------------------------------------ C bindings
+-- A block may start with several signatures (one per line, each `fvl.name(...)`, `*** ` or ` * `
+-- before the later ones): functions that share one description (e.g. the elementwise ops) get
+-- one entry each, with every signature and the shared text.
 for _, path in ipairs(list("cd '" .. root .. "' && ls lua/bind_*.c")) do
   local s = read(root .. "/" .. path)
   for body in s:gmatch("/%*%*%*%s(.-)%*/") do
     local ls = lines(body)
-    local sig = ls[1]:gsub("%s+$", "")
-    local name = sig:match("^([%w_%.:]+)")
+    local sigs, k = { (ls[1]:gsub("%s+$", "")) }, 2
+    while ls[k] do
+      local more = ls[k]:match("^%s*%**%s*(fvl[%w_]*[%.:][%w_%.:]+%b().-)%s*$")
+      if not more then break end
+      sigs[#sigs + 1] = more
+      k = k + 1
+    end
     local text = {}
-    for k = 2, #ls do
-      local t = ls[k]:gsub("^%s*%*?%s?%s?", ""):gsub("%s+$", "")
+    for j = k, #ls do
+      local t = ls[j]:gsub("^%s*%*?%s?%s?", ""):gsub("%s+$", "")
       if t ~= "" or #text > 0 then text[#text + 1] = t end
     end
     while #text > 0 and text[#text] == "" do text[#text] = nil end
-    add(name:match("^(.*)[%.:]") or "fvl", name, sig, table.concat(text, "\n"))
+    local group = #sigs > 1 and sigs[1] or nil   -- one text for several functions
+    for _, sig in ipairs(sigs) do
+      local name = sig:match("^([%w_%.:]+)")
+      add(name:match("^(.*)[%.:]") or "fvl", name, table.concat(sigs, "\n"), table.concat(text, "\n"), group)
+    end
   end
 end
 
@@ -214,23 +295,39 @@ local md = { "# The fvl API\n",
   "Generated by `tools/gen_api.lua` from the doc comments in lua/fvl/ and lua/bind_*.c; do not",
   "edit by hand (`lua5.4 tools/gen_api.lua` rewrites it; ctest's api_docs test fails when it is",
   "out of date). In the REPL, `? fvl.name` prints the same text.\n" }
+-- the functions sharing one text are written once, under the place of the first (in name order)
+local members, first_of = {}, {}
+for _, e in ipairs(entries) do
+  if e.group then
+    members[e.group] = members[e.group] or {}
+    table.insert(members[e.group], e.name)
+    first_of[e.group] = first_of[e.group] or e.name
+  end
+end
 local module
 for _, e in ipairs(entries) do
-  if e.module ~= module then
-    module = e.module
-    md[#md + 1] = "## " .. module .. "\n"
+  if not e.group or first_of[e.group] == e.name then
+    if e.module ~= module then
+      module = e.module
+      md[#md + 1] = "## " .. module .. "\n"
+    end
+    for _, n in ipairs(e.group and members[e.group] or { e.name }) do md[#md + 1] = "### `" .. n .. "`\n" end
+    md[#md + 1] = "```\n" .. e.sig .. "\n```\n"
+    if e.text ~= "" then md[#md + 1] = e.text .. "\n" end
   end
-  md[#md + 1] = "### `" .. e.name .. "`\n"
-  md[#md + 1] = "```\n" .. e.sig .. "\n```\n"
-  if e.text ~= "" then md[#md + 1] = e.text .. "\n" end
 end
 write(out .. "/docs/api.md", table.concat(md, "\n"))
 
 local lt = { "-- fvl.apidoc — generated by tools/gen_api.lua (do not edit): name -> help text, the",
-  "-- entries of docs/api.md; fvl.help.lookup finds one for the REPL's `? expr`.", "return {" }
+  "-- entries of docs/api.md ({same = name}: the text of another function, shared); fvl.help.lookup",
+  "-- finds one for the REPL's `? expr`.", "return {" }
 for _, e in ipairs(entries) do
-  local txt = e.sig .. (e.text ~= "" and "\n" .. e.text or "")
-  lt[#lt + 1] = string.format("  [%q] = %q,", e.name, txt)
+  if e.group and first_of[e.group] ~= e.name then
+    lt[#lt + 1] = string.format("  [%q] = { same = %q },", e.name, first_of[e.group])   -- the shared text
+  else
+    local txt = e.sig .. (e.text ~= "" and "\n" .. e.text or "")
+    lt[#lt + 1] = string.format("  [%q] = %q,", e.name, txt)
+  end
 end
 lt[#lt + 1] = "}\n"
 write(out .. "/lua/fvl/apidoc.lua", table.concat(lt, "\n"))

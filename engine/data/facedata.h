@@ -52,9 +52,12 @@ int fvl_irheader_parse(const uint8_t *rec, size_t len, fvl_irheader *h, const ch
 float fvl_irheader_label(const fvl_irheader *h, uint32_t k);
 
 typedef struct fvl_rec_writer fvl_rec_writer;
-/* writes `path` and `path minus .rec plus .idx` (or idx_path) atomically: both go to
- * *.tmp.<pid> files and are renamed into place by fvl_rec_writer_close(w, 1), which fsyncs
- * first. close(w, 0) or an error discards them, so a half-written .rec never appears. */
+/* writes `path` and `path minus .rec plus .idx` (or idx_path) atomically, on the one atomic-file
+ * mechanism (fvl_atomic_open/commit/abort, engine/sys.h): open creates both *.tmp.<pid> files and
+ * every put streams into them; only fvl_rec_writer_close(w, 1) commits: it removes the old index,
+ * commits the .rec (fsync, rename, directory fsync), then the new index, so a crash leaves at
+ * worst a whole .rec without an index (read by scanning), never a stale index. close(w, 0) or an
+ * earlier failed put aborts both temporaries: a half-written .rec never appears. */
 fvl_rec_writer *fvl_rec_writer_open(const char *path, const char *idx_path);
 int fvl_rec_writer_put(fvl_rec_writer *w, uint64_t key, const uint8_t *data, size_t len);
 /* header + labels + image bytes as one record */

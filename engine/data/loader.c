@@ -99,7 +99,7 @@ fvl_imgset *fvl_imgset_rec(const char *path, const char *idx_path, const char *p
       }
       memcpy(&a, hd + 24, 4);
       memcpy(&b, hd + 28, 4);
-      if (!(a >= 1) || a != floorf(a) || !(b >= a) || b != floorf(b) || a > 1e12f) {
+      if (!(a >= 1) || a != floorf(a) || !(b >= a) || b != floorf(b) || !(b <= 1e12f)) {
         fvl_err("images: %s record 0: insightface header labels [%g, %g] are not a range of "
                 "record numbers", path, (double)a, (double)b);
         fvl_rec_close(r);
@@ -107,6 +107,12 @@ fvl_imgset *fvl_imgset_rec(const char *path, const char *idx_path, const char *p
       }
       first = (int64_t)a;
       end = (int64_t)b;
+      if (first - 1 > fvl_rec_count(r)) {
+        fvl_err("images: %s record 0: insightface header says images are records 1..%lld but the "
+                "file holds %lld records", path, (long long)first - 1, (long long)fvl_rec_count(r));
+        fvl_rec_close(r);
+        return NULL;
+      }
     }
   }
   int64_t n = first >= 0 ? first - 1 : fvl_rec_count(r);

@@ -121,6 +121,22 @@ static int scan(fvl_rec *r, int64_t *cap) {
   return 0;
 }
 
+/* a decimal number 0..INT64_MAX at b[*i], ending before len: bounded (the buffer is not
+ * NUL-terminated) and overflow-free; -1 when there is no digit or the value is too large */
+static int read_dec(const uint8_t *b, size_t len, size_t *i, int64_t *out) {
+  int64_t v = 0;
+  size_t k = *i;
+  for (; k < len && b[k] >= '0' && b[k] <= '9'; k++) {
+    int d = b[k] - '0';
+    if (v > (INT64_MAX - d) / 10) return -1;
+    v = v * 10 + d;
+  }
+  if (k == *i) return -1;
+  *i = k;
+  *out = v;
+  return 0;
+}
+
 static int read_idx(fvl_rec *r, const char *idx_path, int64_t *cap) {
   uint8_t *buf;
   size_t len;
@@ -129,24 +145,17 @@ static int read_idx(fvl_rec *r, const char *idx_path, int64_t *cap) {
   size_t i = 0;
   int64_t line = 1;
   while (i < len) {
-    char *end;
-    errno = 0;
-    if (buf[i] < '0' || buf[i] > '9') goto bad;
-    unsigned long long k = strtoull((char *)buf + i, &end, 10);
-    if (errno || *end != '\t') goto bad;
-    i = (size_t)(end - (char *)buf) + 1;
-    if (i >= len || buf[i] < '0' || buf[i] > '9') goto bad;
-    unsigned long long o = strtoull((char *)buf + i, &end, 10);
-    if (errno || (size_t)(end - (char *)buf) >= len || *end != '\n') goto bad;
-    i = (size_t)(end - (char *)buf) + 1;
-    if (o > (unsigned long long)INT64_MAX || k > (unsigned long long)INT64_MAX ||
-        (int64_t)o + 8 > r->size) {
-      fvl_err("rec_open: %s line %lld: offset %llu is outside the .rec file '%s' (%lld bytes): "
-              "index and record file do not match", idx_path, (long long)line, o, r->path,
+    int64_t k, o;
+    if (read_dec(buf, len, &i, &k) || i >= len || buf[i++] != '\t' || read_dec(buf, len, &i, &o) ||
+        i >= len || buf[i++] != '\n')
+      goto bad;
+    if (r->size < 8 || o > r->size - 8) {
+      fvl_err("rec_open: %s line %lld: offset %lld is outside the .rec file '%s' (%lld bytes): "
+              "index and record file do not match", idx_path, (long long)line, (long long)o, r->path,
               (long long)r->size);
       goto done;
     }
-    if (push(&r->key, &r->off, &r->n, cap, (int64_t)k, (int64_t)o)) {
+    if (push(&r->key, &r->off, &r->n, cap, k, o)) {
       fvl_err("rec_open: out of memory");
       goto done;
     }
@@ -155,8 +164,8 @@ static int read_idx(fvl_rec *r, const char *idx_path, int64_t *cap) {
   rc = 0;
   goto done;
 bad:
-  fvl_err("rec_open: %s line %lld: expected 'key<TAB>offset<LF>' with decimal numbers", idx_path,
-          (long long)line);
+  fvl_err("rec_open: %s line %lld: expected 'key<TAB>offset<LF>' with decimal numbers "
+          "0..2^63-1", idx_path, (long long)line);
 done:
   free(buf);
   return rc;

@@ -138,13 +138,71 @@ static void partials_free(partials *p) {
 }
 
 /* ================================================================ cosine */
-typedef struct { int64_t *idx; int64_t n; } clamp_list;
+/* the margin-CE gradient a consumer left with the cosine node (fvl_lo_defer_margin) */
+typedef struct {
+  fvl_margin_spec sp;       /* row vectors NULL: rows holds what they gave */
+  float gscale;
+  int32_t *y;               /* B: the target's column, −1 elsewhere */
+  float *lse;               /* B */
+  unsigned char *skip;      /* B or NULL */
+  fvl_margin_row *rows;     /* B */
+} margin_term;
+typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
+static void free_term(margin_term *t) {
+  if (!t) return;
+  free(t->y); free(t->lse); free(t->skip); free(t->rows);
+  free(t);
+}
 static void free_clamp(void *p) {
   clamp_list *c = p;
   free(c->idx);
+  free_term(c->term);
   free(c);
 }
 static int cosine_bw(fvl_node *n, fvl_tensor *gout);
+
+/* 0: off; 1: on; 2: on, and the backward recomputes each block's cosines by a GEMM instead of
+   reading the saved ones (a measurement of the cost of dropping the B×C buffer, heads.lua) */
+static int fused_mode = 0;
+int fvl_loss_set_fused(int on) {
+  int prev = fused_mode;
+  fused_mode = on < 0 ? 0 : on > 2 ? 2 : on;
+  return prev;
+}
+int fvl_loss_fused(void) { return fused_mode; }
+
+int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
+                        const float *lse, const unsigned char *skip, float gscale) {
+  if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
+  fvl_node *n = cos->grad_fn;
+  fvl_tensor *cs = n->saved[1];
+  clamp_list *cl = n->ctx;
+  if (!cs || !cl || cl->term || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
+      !fvl_is_contiguous(cos))
+    return 0;
+  size_t B = (size_t)cos->size[0];
+  margin_term *t = calloc(1, sizeof *t);
+  if (t) {
+    t->y = malloc(sizeof *t->y * B);
+    t->lse = malloc(sizeof *t->lse * B);
+    t->rows = malloc(sizeof *t->rows * B);
+    t->skip = skip ? malloc(B) : NULL;
+  }
+  if (!t || !t->y || !t->lse || !t->rows || (skip && !t->skip)) {
+    free_term(t);
+    return fvl_err("margin_ce backward: out of memory");
+  }
+  memcpy(t->y, y, sizeof *t->y * B);
+  memcpy(t->lse, lse, sizeof *t->lse * B);
+  if (skip) memcpy(t->skip, skip, B);
+  fvl_margin_rows(sp, ctgt, (int)B, t->rows);
+  t->sp = *sp;
+  t->sp.s_row = t->sp.m_row = t->sp.thr_row = NULL;
+  t->gscale = gscale;
+  cl->term = t;
+  n->pending = 1;
+  return 1;
+}
 
 /* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
    output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
@@ -291,26 +349,55 @@ fail:
 static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *xh = n->saved[0], *cs = n->saved[1], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
   clamp_list *cl = n->ctx;
+  margin_term *mt = cl->term;
   int64_t B = xh->size[0], D = xh->size[1], C = nw->size[0];
   int ldw = (int)n->iv[0];
   int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
+  if (!gout && !mt) return 0;
   /* the incoming gradient is the node's private accumulator (or the loss's workspace): it is
      rescaled in place */
-  fvl_tensor *G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout);
-  if (!G) return -1;
-  float *g = fvl_f32(G);
+  fvl_tensor *G = NULL;
+  float *g = NULL;
+  if (gout) {
+    G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout);
+    if (!G) return -1;
+    g = fvl_f32(G);
+    for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
+  }
   const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc), *cp = fvl_f32(cs);
-  for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
   int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
   int rc = 0;
   fvl_tensor *gx = NULL, *dst = NULL;
   int direct = 0;
   float bt = 0.0f;
+  int64_t *boff = NULL;   /* with a margin term: the clamped entries of block b are idx[boff[b] .. boff[b+1]) */
+  int recompute = mt && fused_mode == 2;
   if (want_x) {
     int64_t sz[2] = {B, D};
     if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
   }
   if (rc == 0 && want_w && !(dst = wgrad_dst(n, 1, &direct, &bt))) rc = -1;
+  if (rc == 0 && mt && cl->n) {
+    /* cl->idx is in row-major order; a stable counting sort by block keeps it so per block */
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)cl->n);
+    boff = calloc((size_t)nblk + 1, sizeof *boff);
+    if (!tmp || !boff) { free(tmp); rc = fvl_err("cosine backward: out of memory"); }
+    else {
+      for (int64_t k = 0; k < cl->n; k++) boff[(cl->idx[k] % C) / nb + 1]++;
+      for (int64_t b = 0; b < nblk; b++) boff[b + 1] += boff[b];
+      int64_t *fill = calloc((size_t)nblk, sizeof *fill);
+      if (!fill) { free(tmp); rc = fvl_err("cosine backward: out of memory"); }
+      else {
+        for (int64_t k = 0; k < cl->n; k++) {
+          int64_t b = (cl->idx[k] % C) / nb;
+          tmp[boff[b] + fill[b]++] = cl->idx[k];
+        }
+        memcpy(cl->idx, tmp, sizeof(int64_t) * (size_t)cl->n);
+        free(fill);
+        free(tmp);
+      }
+    }
+  }
   /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
        dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
        dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
@@ -318,28 +405,61 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
      projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
      scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
      C×D temporary and no second pass over H. The partial sums of dL/dX̂ are per group of
-     blocks, added in group order (partials: the same bits with any thread count). */
+     blocks, added in group order (partials: the same bits with any thread count).
+     With a margin term (fused class blocks) G_blk is formed here, in a B×block scratch of the
+     thread, from the block's saved cosines (plus any gradient that reached the cosines from
+     elsewhere): the B×C gradient is never written. */
   partials pt = {0};
   int ng = partials_groups(nblk, B * D);
   if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "cosine backward");
-  if (rc == 0) {
+  if (rc == 0 && (want_x || want_w)) {
     const int T = fvl_omp_max_threads(), nbl = blas_single();
+    int oom = 0;
 #pragma omp parallel num_threads(T)
     {
       float inw[8192], gam[8192];
+      float *S = mt ? malloc(sizeof(float) * (size_t)(B * nb)) : NULL;
+      float *R = recompute ? malloc(sizeof(float) * (size_t)(B * nb)) : NULL;
+      if ((mt && !S) || (recompute && !R)) {
+#pragma omp atomic write
+        oom = 1;
+      }
 #pragma omp for schedule(dynamic, 1)
       for (int64_t grp = 0; grp < ng; grp++)
       for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
-        if (fvl_aborted()) continue;
+        if (fvl_aborted() || oom) continue;
         int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
         for (int64_t k = 0; k < nj; k++) {
           inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
           gam[k] = 0.0f;
         }
-        for (int64_t i = 0; i < B; i++) scale_cols_dot(g + i * C + j0, cp + i * C + j0, inw, gam, nj);
+        float *gb = g ? g + j0 : NULL;
+        const float *cb = cp + j0;
+        int64_t ldg = C, ldcb = C;
+        if (recompute) {   /* the forward's block again: same GEMM, same scaling, same rare fixes */
+          fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, R, (int)nj);
+          for (int64_t i = 0; i < B; i++)
+            if (scale_row(R + i * nj, inw, nj))
+              for (int64_t k = 0; k < nj; k++)
+                if (R[i * nj + k] > NEAR_ONE || R[i * nj + k] < -NEAR_ONE) R[i * nj + k] = cp[i * C + j0 + k];
+          cb = R;
+          ldcb = nj;
+        }
+        if (mt) {
+          fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
+                                  mt->gscale, mt->skip, S, (int)nj);
+          if (g)
+            for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, g + i * C + j0, nj);
+          if (boff)
+            for (int64_t k = boff[blk]; k < boff[blk + 1]; k++)
+              S[(cl->idx[k] / C) * nj + cl->idx[k] % C - j0] = 0.0f;
+          gb = S;
+          ldg = nj;
+        }
+        for (int64_t i = 0; i < B; i++) scale_cols_dot(gb + i * ldg, cb + i * ldcb, inw, gam, nj);
         if (want_x) {
           float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
-          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, pt.part[grp],
+          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, gb, (int)ldg, wp + j0 * ldw, ldw, beta, pt.part[grp],
                    (int)D);
         }
         if (!want_w) continue;
@@ -348,12 +468,16 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
           int64_t j = j0 + k;
           axpy_row(dp + j * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : gam[k] * inw[k], bt);
         }
-        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xhp, (int)D, 1.0f, dp + j0 * D, (int)D);
+        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, gb, (int)ldg, xhp, (int)D, 1.0f, dp + j0 * D, (int)D);
       }
+      free(S);
+      free(R);
     }
     blas_restore(nbl);
-    rc = fvl_check_abort("cosine backward");
+    if (oom) rc = fvl_err("cosine backward: out of memory");
+    if (rc == 0) rc = fvl_check_abort("cosine backward");
   }
+  free(boff);
   if (rc == 0 && want_x) partials_sum(&pt);   /* gx = Σ_g partial_g, in group order */
   partials_free(&pt);
   if (rc == 0 && want_x) {

@@ -29,6 +29,21 @@ int fvl_lo_take_or_accum(fvl_node *n, int i, fvl_tensor *g);
 fvl_tensor *fvl_lo_inplace_acc(fvl_node *n, int i);
 /* ws is a contiguous float32 B×C tensor, or −1 with a message */
 int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t B, int64_t C);
+/* Fused class blocks: hands the margin-CE gradient of cos (B×C) to the cosine node that made it,
+   to be formed per block in its backward. sp's row vectors (s_row, m_row, thr_row) are read now;
+   y (B, the target's column, −1: another slice), ctgt (B target cosines), lse (B), skip (B or
+   NULL: rows without gradient) are copied. 1: deferred (write no dcos), 0: not possible here
+   (fused off, cos not fvl_cosine's own output, or already taken), −1: error. */
+int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
+                        const float *lse, const unsigned char *skip, float gscale);
+/* fvl_lo_defer_margin for a margin-CE node's backward: cin is its cos input, cos its data (row
+   stride ldc), ctgt NULL: the target cosines are cos[i, y_i]. When deferred and ds / dm are
+   given, *ds / *dm become new B-vectors with the row vectors' gradients (skip rows 0). */
+int fvl_lo_defer_margin_rows(fvl_tensor *cin, const fvl_margin_spec *sp, const float *cos, int ldc, const int32_t *y,
+                             const float *ctgt, const float *lse, const unsigned char *skip, float gscale,
+                             fvl_tensor **ds, fvl_tensor **dm);
+/* accumulates v (B floats) into input i of n, reshaped to the input's shape (B or B×1) */
+int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v);
 /* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose
    loss is not finite, or −1; an error unless nonfinite_ok, else *bad_row = bad + 1 */
 fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row);

@@ -132,6 +132,42 @@ fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad,
 typedef struct { fvl_margin_spec sp; int B, C, ldc; char name[48]; float thr[]; } margin_ctx;
 static void free_plain(void *p) { free(p); }
 
+int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v) {
+  fvl_tensor *r = v;
+  if (!fvl_same_shape(v, n->in[i])) r = fvl_reshape(v, n->in[i]->ndim, n->in[i]->size);
+  int rc = r ? fvl_node_accum(n, i, r) : -1;
+  if (r != v) fvl_release(r);
+  return rc;
+}
+
+int fvl_lo_defer_margin_rows(fvl_tensor *cin, const fvl_margin_spec *sp, const float *cos, int ldc, const int32_t *y,
+                             const float *ctgt, const float *lse, const unsigned char *skip, float gscale,
+                             fvl_tensor **ds, fvl_tensor **dm) {
+  int64_t B = cin->size[0], C = cin->size[1], szb[1] = {B};
+  float *ct = malloc(sizeof(float) * (size_t)B);
+  fvl_margin_row *rows = malloc(sizeof *rows * (size_t)B);
+  int rc = ct && rows ? 0 : fvl_err("margin_ce backward: out of memory");
+  if (rc == 0) {
+    for (int64_t i = 0; i < B; i++) ct[i] = ctgt ? ctgt[i] : cos[i * ldc + y[i]];
+    rc = fvl_lo_defer_margin(cin, sp, y, ct, lse, skip, gscale);
+  }
+  if (rc == 1 && ((ds && !(*ds = fvl_empty(FVL_F32, 1, szb))) || (dm && !(*dm = fvl_empty(FVL_F32, 1, szb)))))
+    rc = -1;
+  if (rc == 1 && (ds || dm)) {
+    fvl_margin_rows(sp, ct, (int)B, rows);
+    if (fvl_margin_ce_row_grads(cos, ldc, y, (int)B, (int)C, sp, rows, lse, gscale, skip, ds ? fvl_f32(*ds) : NULL,
+                                dm ? fvl_f32(*dm) : NULL))
+      rc = -1;
+  }
+  if (rc < 0) {
+    if (ds) { fvl_release(*ds); *ds = NULL; }
+    if (dm) { fvl_release(*dm); *dm = NULL; }
+  }
+  free(ct);
+  free(rows);
+  return rc;
+}
+
 static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   margin_ctx *mc = n->ctx;
   fvl_tensor *cos = n->saved[0], *y = n->saved[1], *lse = n->saved[2], *srow = n->saved[3],
@@ -145,6 +181,20 @@ static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_tensor *dc = NULL, *ds = NULL, *dm = NULL;
   int rc = 0;
   int64_t szb[1] = {B};
+  /* fused class blocks: the cosine node that made cos forms the gradient per block */
+  int deferred = 0;
+  if (fvl_node_wants(n, 0) && fvl_loss_fused()) {
+    deferred = fvl_lo_defer_margin_rows(n->in[0], &sp, fvl_f32(cos), mc->ldc, fvl_i32(y), NULL, fvl_f32(lse), NULL,
+                                        gscale, fvl_node_wants(n, 1) ? &ds : NULL, fvl_node_wants(n, 2) ? &dm : NULL);
+    if (deferred < 0) return -1;
+  }
+  if (deferred) {
+    if (ds) rc = fvl_lo_accum_vec(n, 1, ds);
+    if (rc == 0 && dm) rc = fvl_lo_accum_vec(n, 2, dm);
+    fvl_release(ds);
+    fvl_release(dm);
+    return rc;
+  }
   if (fvl_node_wants(n, 0)) {
     fvl_tensor *cin = n->in[0];
     fvl_tensor *acc = cin->grad_fn ? cin->grad_fn->gacc : NULL;

@@ -21,6 +21,15 @@
  * ws (optional, B×C float32 contiguous) is reused as the output when no unfinished graph holds it. */
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws);
 
+/* Fused class blocks (docs/training.md, "Loss heads at large C"): when on, a margin softmax-CE
+ * (fvl_margin_ce, fvl_margin_ce_shard) taken of fvl_cosine's output writes no B×C gradient: it
+ * leaves the row constants with the cosine node, whose backward forms each block of the gradient
+ * from the saved cosines while the block is in cache and runs dX += G_blk·Ŵ_blk and
+ * dW_blk = G_blkᵀ·X̂ on it. Any other gradient reaching the cosines (a hard-negative mean, a
+ * Lua function of ctx.cos) is added to the block first. Returns the previous setting. */
+int fvl_loss_set_fused(int on);
+int fvl_loss_fused(void);
+
 /* z = x·Wᵀ (+ b) for the heads on raw logits (Softmax, Center): x B×D, W C×D, b C (optional).
  * ws as in fvl_cosine; the backward accumulates W's gradient straight into W->grad (two sgemm
  * calls over column blocks, no C×D temporary). */

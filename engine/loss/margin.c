@@ -145,12 +145,9 @@ static int check_part(const char *fn, const float *cos, int ldc, const int32_t *
 }
 
 /* ---------------------------------------------------------------- per-row target kernel */
-typedef struct {
-  float s;        /* scale of the row                                */
-  float T, dT;    /* target value and ∂T/∂c (before the scale)       */
-  double dTdm;    /* ∂T/∂m_i                                          */
-  float thr;      /* hard threshold: j ≠ y is hard when c_ij > thr    */
-} rowp;
+/* s: scale of the row; T, dT: target value and ∂T/∂c (before the scale); dTdm: ∂T/∂m_i;
+   thr: hard threshold (j ≠ y is hard when c_ij > thr) — fvl_margin_row (margin.h) */
+typedef fvl_margin_row rowp;
 
 static inline double sin_of(double c) { return sqrt(fmax(0.0, 1.0 - c * c)); }
 
@@ -672,4 +669,56 @@ int fvl_hard_mean_bwd_part(const float *cos, int ldc, const int32_t *y, const fl
   if (lddc < C) return fvl_err("%s: dcos row stride %d is smaller than C = %d", fn, lddc, C);
   hard_bw_rows(cos, ldc, y, ctgt, B, C, hard, hard_m, affine, a, count, gh, dcos, lddc, accumulate);
   return 0;
+}
+
+/* ---------------------------------------------------------------- class blocks (cosine.c) */
+void fvl_margin_rows(const fvl_margin_spec *sp, const float *ctgt, int B, fvl_margin_row *rows) {
+  for (int i = 0; i < B; i++) rows[i] = row_params(sp, ctgt[i], i);
+}
+
+void fvl_margin_ce_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
+                             const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
+                             const unsigned char *skip, float *dcos, int lddc) {
+  for (int i = 0; i < B; i++) {
+    float *grow = dcos + (size_t)i * lddc;
+    if (skip && skip[i]) { memset(grow, 0, sizeof(float) * (size_t)n); continue; }
+    int yi = y[i] >= j0 && y[i] < j0 + n ? y[i] - j0 : -1;
+    bwd_row(sp, cos + (size_t)i * ldc, n, yi, &rows[i], row_lse[i], gscale, grow, NULL, NULL);
+  }
+}
+
+int fvl_margin_ce_row_grads(const float *cos, int ldc, const int32_t *y, int B, int C, const fvl_margin_spec *sp,
+                            const fvl_margin_row *rows, const float *row_lse, float gscale,
+                            const unsigned char *skip, float *ds_row, float *dm_row) {
+  static const char *fn = "fvl_margin_ce_row_grads";
+  if (!ds_row && !dm_row) return 0;
+  if (!ds_row) {   /* dL/dm_i needs the target's probability only */
+    for (int i = 0; i < B; i++) {
+      const rowp *r = &rows[i];
+      float py = fast_expf(r->s * r->T - row_lse[i], exp_lo_v, exp_hi_v);
+      dm_row[i] = (skip && skip[i]) || y[i] < 0 ? 0.0f : (float)((double)(gscale * r->s) * (py - 1.0) * r->dTdm);
+    }
+    return 0;
+  }
+  int err = 0;
+#pragma omp parallel
+  {
+    float *scratch = malloc(sizeof(float) * (size_t)C);
+    if (!scratch) {
+#pragma omp atomic write
+      err = 1;
+    }
+#pragma omp for schedule(static)
+    for (int i = 0; i < B; i++) {
+      if (!scratch || fvl_aborted()) continue;
+      float ds = 0.0f, dm = 0.0f;
+      if (!(skip && skip[i]))
+        bwd_row(sp, cos + (size_t)i * ldc, C, y[i], &rows[i], row_lse[i], gscale, scratch, &ds, dm_row ? &dm : NULL);
+      ds_row[i] = ds;
+      if (dm_row) dm_row[i] = dm;
+    }
+    free(scratch);
+  }
+  if (err) return fvl_err("%s: out of memory", fn);
+  return fvl_check_abort(fn);
 }

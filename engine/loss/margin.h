@@ -103,6 +103,23 @@ int fvl_margin_ce_fwd_part(const float *cos, int ldc, const int32_t *y, const fl
 int fvl_margin_ce_bwd_part(const float *cos, int ldc, const int32_t *y, const float *ctgt, int B, int C,
                            const fvl_margin_spec *sp, const float *row_lse, float gscale, float *dcos,
                            int lddc, float *ds_row, float *dm_row);
+/* Class blocks (the fused cosine + margin backward, cosine.c): the row constants once per step,
+   then the gradient of any block of columns on its own. rows (B): fvl_margin_rows from the target
+   cosines ctgt (the spec's row vectors s_row, m_row, thr_row are read there, not later).
+   fvl_margin_ce_bwd_block writes dcos (B×n, row stride lddc) = gscale · dCE/dcos on the columns
+   [j0, j0+n) of the B×C matrix whose column j0 is at cos (row stride ldc), y[i] the target's
+   column in the whole matrix (or −1: elsewhere); rows with skip[i] != 0 get zeros. The values are
+   fvl_margin_ce_bwd's, entry for entry. Serial: it is called per block inside a parallel loop.
+   fvl_margin_ce_row_grads gives the row vectors' gradients of the whole matrix (ds_row, dm_row as
+   fvl_margin_ce_bwd_part) without writing dcos; skip[i] rows get 0. */
+typedef struct { float s, T, dT; double dTdm; float thr; } fvl_margin_row;
+void fvl_margin_rows(const fvl_margin_spec *sp, const float *ctgt, int B, fvl_margin_row *rows);
+void fvl_margin_ce_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
+                             const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
+                             const unsigned char *skip, float *dcos, int lddc);
+int fvl_margin_ce_row_grads(const float *cos, int ldc, const int32_t *y, int B, int C, const fvl_margin_spec *sp,
+                            const fvl_margin_row *rows, const float *row_lse, float gscale,
+                            const unsigned char *skip, float *ds_row, float *dm_row);
 /* s_i·T(c): the target logit of row i at target cosine c */
 float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i);
 /* the slice's hard-negative sums (sum, B) and counts (count, B); h = Σsum / max(1, Σcount) */

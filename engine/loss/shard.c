@@ -4,6 +4,7 @@
 #include "dist.h"
 #include "autograd.h"
 #include "rng.h"
+#include "loss_ops.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,63 +41,185 @@ static fvl_tensor *targets(const float *cos, int ldc, const int32_t *y, int64_t 
 }
 
 /* ================================================================ margin softmax-CE */
-typedef struct { fvl_margin_spec sp; int B, C, ldc; fvl_tensor *gws; unsigned char *capped; } shard_ctx;
+/* thr: a copy of sp.thr_row (hard = ROW), B floats, so the backward does not depend on the
+   caller's buffer. chunk > 0: the fused cosine + CE (fvl_cosine_margin_ce_shard), whose cosines
+   are recomputed chunk rows at a time in the backward */
+typedef struct {
+  fvl_margin_spec sp;
+  int B, C, ldc, chunk;
+  fvl_tensor *gws;
+  unsigned char *capped;
+  float thr[];
+} shard_ctx;
 static void free_ctx(void *p) {
   shard_ctx *c = p;
   fvl_release(c->gws);
   free(c->capped);
   free(c);
 }
+static shard_ctx *new_ctx(const char *fn, const fvl_margin_spec *sp, int64_t B) {
+  size_t nthr = sp->hard == FVL_HARD_ROW && sp->thr_row ? (size_t)B : 0;
+  shard_ctx *c = calloc(1, sizeof *c + nthr * sizeof(float));
+  if (!c) return fvl_err("%s: out of memory", fn), NULL;
+  c->sp = *sp;
+  c->sp.s_row = c->sp.m_row = c->sp.thr_row = NULL;
+  if (nthr) memcpy(c->thr, sp->thr_row, nthr * sizeof(float));
+  return c;
+}
+/* the spec of rows r0.. of the batch: per-row vectors offset */
+static fvl_margin_spec rows_spec(const shard_ctx *c, fvl_tensor *srow, fvl_tensor *mrow, int64_t r0) {
+  fvl_margin_spec sp = c->sp;
+  sp.s_row = srow ? fvl_f32(srow) + r0 : NULL;
+  sp.m_row = mrow ? fvl_f32(mrow) + r0 : NULL;
+  if (sp.hard == FVL_HARD_ROW) sp.thr_row = c->thr + r0;
+  return sp;
+}
 
-static int accum_row(fvl_node *n, int i, fvl_tensor *v) {
-  fvl_tensor *r = v;
-  if (!fvl_same_shape(v, n->in[i])) r = fvl_reshape(v, n->in[i]->ndim, n->in[i]->size);
-  int rc = r ? fvl_node_accum(n, i, r) : -1;
-  if (r != v) fvl_release(r);
+/* rows r0..r0+n−1 whose loss was capped (p_y floored) have no gradient, as torch's clamp_min */
+static void zero_capped(const shard_ctx *c, int64_t r0, int64_t n, float *dc, int ldd, float *ds, float *dm) {
+  if (!c->capped) return;
+  for (int64_t i = 0; i < n; i++)
+    if (c->capped[r0 + i]) {
+      memset(dc + (size_t)i * ldd, 0, sizeof(float) * (size_t)c->C);
+      if (ds) ds[r0 + i] = 0.0f;
+      if (dm) dm[r0 + i] = 0.0f;
+    }
+}
+/* the row vectors are replicated: their gradient is the sum of the ranks' parts */
+static int finish_rows(fvl_node *n, int is, int im, fvl_tensor *ds, fvl_tensor *dm, int B) {
+  int rc = 0;
+  if (ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
+  if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
+  if (rc == 0 && ds) rc = fvl_lo_accum_vec(n, is, ds);
+  if (rc == 0 && dm) rc = fvl_lo_accum_vec(n, im, dm);
   return rc;
+}
+static int row_grads(fvl_node *n, int is, int im, int B, fvl_tensor **ds, fvl_tensor **dm) {
+  int64_t szb[1] = {B};
+  *ds = *dm = NULL;
+  if (fvl_node_wants(n, is) && !(*ds = fvl_empty(FVL_F32, 1, szb))) return -1;
+  if (fvl_node_wants(n, im) && !(*dm = fvl_empty(FVL_F32, 1, szb))) return -1;
+  return 0;
 }
 
 static int shard_bw(fvl_node *n, fvl_tensor *gout) {
   shard_ctx *c = n->ctx;
   fvl_tensor *cos = n->saved[0], *y = n->saved[1], *lse = n->saved[2], *srow = n->saved[3],
              *mrow = n->saved[4], *ct = n->saved[5];
-  fvl_margin_spec sp = c->sp;
-  sp.s_row = srow ? fvl_f32(srow) : NULL;
-  sp.m_row = mrow ? fvl_f32(mrow) : NULL;
+  fvl_margin_spec sp = rows_spec(c, srow, mrow, 0);
   int B = c->B, C = c->C;
   float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
-  int64_t szb[1] = {B}, sz[2] = {B, C};
-  /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
+  int64_t sz[2] = {B, C};
   fvl_tensor *dc = NULL, *ds = NULL, *dm = NULL, *cin = n->in[0];
-  fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
-  if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
-    dc = fvl_retain(c->gws);
-  else
-    dc = fvl_empty(FVL_F32, 2, sz);
-  int rc = dc ? 0 : -1;
-  if (rc == 0 && fvl_node_wants(n, 1) && !(ds = fvl_empty(FVL_F32, 1, szb))) rc = -1;
-  if (rc == 0 && fvl_node_wants(n, 2) && !(dm = fvl_empty(FVL_F32, 1, szb))) rc = -1;
-  if (rc == 0)
-    rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
-                                fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
-  /* rows whose loss was capped (p_y floored) have no gradient, as torch's clamp_min */
-  if (rc == 0 && c->capped)
-    for (int i = 0; i < B; i++)
-      if (c->capped[i]) {
-        memset(fvl_f32(dc) + (size_t)i * C, 0, sizeof(float) * (size_t)C);
-        if (ds) fvl_f32(ds)[i] = 0.0f;
-        if (dm) fvl_f32(dm)[i] = 0.0f;
-      }
-  /* the row vectors are replicated: their gradient is the sum of the ranks' parts */
-  if (rc == 0 && ds) rc = fvl_dist_allreduce_f32(fvl_f32(ds), (size_t)B, FVL_RED_SUM);
-  if (rc == 0 && dm) rc = fvl_dist_allreduce_f32(fvl_f32(dm), (size_t)B, FVL_RED_SUM);
-  if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
-  if (rc == 0 && ds) rc = accum_row(n, 1, ds);
-  if (rc == 0 && dm) rc = accum_row(n, 2, dm);
+  /* fused class blocks: the cosine node that made this slice's cos forms the gradient per block
+     (capped rows skipped); the row vectors' parts are reduced here as below */
+  int deferred = 0;
+  if (cin && fvl_loss_fused()) {
+    deferred = fvl_lo_defer_margin_rows(cin, &sp, fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), fvl_f32(lse),
+                                        c->capped, gscale, fvl_node_wants(n, 1) ? &ds : NULL,
+                                        fvl_node_wants(n, 2) ? &dm : NULL);
+    if (deferred < 0) return -1;
+  }
+  int rc = 0;
+  if (!deferred) {
+    /* the gradient goes into the head's workspace when nothing else holds it (as fvl_margin_ce) */
+    fvl_tensor *acc = cin && cin->grad_fn ? cin->grad_fn->gacc : NULL;
+    if (c->gws && c->gws->st->refs == 1 && c->gws->st != cos->st && !(acc && acc->st == c->gws->st))
+      dc = fvl_retain(c->gws);
+    else
+      dc = fvl_empty(FVL_F32, 2, sz);
+    rc = dc ? row_grads(n, 1, 2, B, &ds, &dm) : -1;
+    if (rc == 0)
+      rc = fvl_margin_ce_bwd_part(fvl_f32(cos), c->ldc, fvl_i32(y), fvl_f32(ct), B, C, &sp, fvl_f32(lse), gscale,
+                                  fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+    if (rc == 0) zero_capped(c, 0, B, fvl_f32(dc), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+    if (rc == 0 && fvl_node_wants(n, 0)) rc = fvl_lo_take_or_accum(n, 0, dc);
+  }
+  if (rc == 0) rc = finish_rows(n, 1, 2, ds, dm, B);
   fvl_release(dc);
   fvl_release(ds);
   fvl_release(dm);
   return rc;
+}
+
+/* The rows' LSE over the ranks from this slice's row maxima mx and max-shifted sums sm (global
+   max, then the sums rescaled to it), into lse (B); the loss sum Σ_i (LSE_i − z_iy) with rows
+   above cap > 0 capped (marked in capped), *bad = the first non-finite row or −1. */
+static int combine_rows(const fvl_margin_spec *sp, const float *mx, double *sm, const float *ct, int64_t B,
+                        float cap, float *lse, unsigned char *capped, int *ncapped, double *sum, int64_t *bad) {
+  memcpy(lse, mx, sizeof *mx * (size_t)B);
+  if (fvl_dist_allreduce_f32(lse, (size_t)B, FVL_RED_MAX)) return -1;
+  for (int64_t i = 0; i < B; i++)
+    sm[i] = mx[i] > -INFINITY && lse[i] > -INFINITY ? sm[i] * exp((double)mx[i] - (double)lse[i]) : 0.0;
+  if (fvl_dist_allreduce_f64(sm, (size_t)B, FVL_RED_SUM)) return -1;
+  *sum = 0;
+  *bad = -1;
+  for (int64_t i = 0; i < B; i++) {
+    double l = (double)lse[i] + log(sm[i]);
+    if (!(lse[i] > -INFINITY)) l = NAN;
+    lse[i] = (float)l;   /* the row LSE, kept for the backward */
+    double li = (double)(float)l - (double)fvl_margin_target_logit(sp, ct[i], (int)i);
+    if (*bad < 0 && !isfinite(li)) *bad = i;
+    if (cap > 0 && li > cap) { li = cap; capped[i] = 1; (*ncapped)++; }
+    *sum += (float)li;
+  }
+  return 0;
+}
+
+/* per-row statistics of one forward: maxima, sums, capped flags (new, or NULL with a message) */
+typedef struct { float *mx; double *sm; unsigned char *capped; } row_stats;
+static int stats_new(const char *fn, row_stats *r, int64_t B, float cap) {
+  r->mx = malloc(sizeof *r->mx * (size_t)B);
+  r->sm = malloc(sizeof *r->sm * (size_t)B);
+  r->capped = cap > 0 ? calloc((size_t)B, 1) : NULL;
+  if (!r->mx || !r->sm || (cap > 0 && !r->capped)) return fvl_err("%s: out of memory", fn);
+  return 0;
+}
+static void stats_free(row_stats *r) { free(r->mx); free(r->sm); free(r->capped); }
+
+/* after the forward pass over the slice: LSE over the ranks, the loss, and the node (inputs in:
+   cos or x and W, then s_row, m_row at is, is+1) */
+static fvl_tensor *finish_loss(const char *fn, const fvl_margin_spec *sp, row_stats *st, fvl_tensor *ct,
+                               fvl_tensor *lse, int64_t B, float cap, int nonfinite_ok, int *bad_row,
+                               fvl_backward_fn bw, int nin, fvl_tensor **in, shard_ctx **ctx_out) {
+  double sum;
+  int64_t bad;
+  int ncapped = 0;
+  *ctx_out = NULL;
+  if (combine_rows(sp, st->mx, st->sm, fvl_f32(ct), B, cap, fvl_f32(lse), st->capped, &ncapped, &sum, &bad))
+    return NULL;
+  fvl_tensor *out = fvl_lo_mean_loss(fn, sum, B, bad, nonfinite_ok, bad_row);
+  if (!out) return NULL;
+  fvl_node *nd = fvl_record("margin_ce_shard", bw, out, nin, in);
+  if (!nd) return out;
+  shard_ctx *c = new_ctx(fn, sp, B);
+  if (!c) { fvl_release(out); return NULL; }
+  c->B = (int)B;
+  c->capped = ncapped ? st->capped : NULL;
+  if (ncapped) st->capped = NULL;
+  nd->ctx = c;
+  nd->free_ctx = free_ctx;
+  *ctx_out = c;
+  return out;
+}
+
+/* the node keeps the tensors *t[i] as saved[i] (their references move: *t[i] becomes NULL) */
+static void move_saved(fvl_node *nd, fvl_tensor **t[], int n) {
+  for (int i = 0; i < n; i++) {
+    nd->saved[i] = *t[i];
+    *t[i] = NULL;
+  }
+}
+
+/* per-row vectors s, m of a margin spec, checked and contiguous */
+static int spec_rows(const char *fn, const fvl_margin_spec *spec, fvl_tensor *s_row, fvl_tensor *m_row, int64_t B,
+                     fvl_margin_spec *sp, fvl_tensor **sr, fvl_tensor **mr) {
+  *sp = *spec;
+  if (s_row && !(*sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) return -1;
+  if (m_row && !(*mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) return -1;
+  sp->s_row = *sr ? fvl_f32(*sr) : NULL;
+  sp->m_row = *mr ? fvl_f32(*mr) : NULL;
+  return fvl_margin_spec_check(fn, sp);
 }
 
 fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *spec,
@@ -113,83 +236,193 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
   }
   if (!spec) { fvl_err("%s: spec is missing", fn); return NULL; }
   if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, C)) return NULL;
-  fvl_margin_spec sp = *spec;
+  fvl_margin_spec sp;
   fvl_tensor *y = NULL, *cd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
-  float *mx = NULL;
-  double *sm = NULL;
-  unsigned char *capped = NULL;
-  int ldc, ncapped = 0;
-  if (!(y = ycol_of(fn, ycol, B, C))) goto fail;
-  if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto fail;
-  if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto fail;
-  sp.s_row = sr ? fvl_f32(sr) : NULL;
-  sp.m_row = mr ? fvl_f32(mr) : NULL;
-  if (fvl_margin_spec_check(fn, &sp)) goto fail;
-  if (!(cd = fvl_lo_rows_of(cos, &ldc))) goto fail;
-  if (!(ct = targets(fvl_f32(cd), ldc, fvl_i32(y), B))) goto fail;
+  row_stats st = {0};
+  int ldc;
   int64_t szb[1] = {B};
-  mx = malloc(sizeof *mx * (size_t)B);
-  sm = malloc(sizeof *sm * (size_t)B);
-  if (!mx || !sm || !(lse = fvl_empty(FVL_F32, 1, szb)) || (cap > 0 && !(capped = calloc((size_t)B, 1)))) {
-    fvl_err("%s: out of memory", fn);
-    goto fail;
-  }
-  if (fvl_margin_ce_fwd_part(fvl_f32(cd), ldc, fvl_i32(y), fvl_f32(ct), (int)B, (int)C, &sp, mx, sm)) {
+  if (!(y = ycol_of(fn, ycol, B, C)) || spec_rows(fn, spec, s_row, m_row, B, &sp, &sr, &mr) ||
+      !(cd = fvl_lo_rows_of(cos, &ldc)) || !(ct = targets(fvl_f32(cd), ldc, fvl_i32(y), B)) ||
+      stats_new(fn, &st, B, cap) || !(lse = fvl_empty(FVL_F32, 1, szb)))
+    goto done;
+  if (fvl_margin_ce_fwd_part(fvl_f32(cd), ldc, fvl_i32(y), fvl_f32(ct), (int)B, (int)C, &sp, st.mx, st.sm)) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fvl_errmsg());
     fvl_err("%s: %s", fn, msg);
-    goto fail;
+    goto done;
   }
-  /* LSE over the ranks: global max, then the sums rescaled to it */
-  float *gm = fvl_f32(lse);
-  memcpy(gm, mx, sizeof *mx * (size_t)B);
-  if (fvl_dist_allreduce_f32(gm, (size_t)B, FVL_RED_MAX)) goto fail;
-  for (int64_t i = 0; i < B; i++)
-    sm[i] = mx[i] > -INFINITY && gm[i] > -INFINITY ? sm[i] * exp((double)mx[i] - (double)gm[i]) : 0.0;
-  if (fvl_dist_allreduce_f64(sm, (size_t)B, FVL_RED_SUM)) goto fail;
-  double sum = 0;
-  int64_t bad = -1;
-  const float *ctp = fvl_f32(ct);
-  for (int64_t i = 0; i < B; i++) {
-    double l = (double)gm[i] + log(sm[i]);
-    if (!(gm[i] > -INFINITY)) l = NAN;
-    gm[i] = (float)l;   /* the row LSE, kept for the backward */
-    double li = (double)(float)l - (double)fvl_margin_target_logit(&sp, ctp[i], (int)i);
-    if (bad < 0 && !isfinite(li)) bad = i;
-    if (cap > 0 && li > cap) { li = cap; capped[i] = 1; ncapped++; }
-    sum += (float)li;
-  }
-  if (!(out = fvl_lo_mean_loss(fn, sum, B, bad, nonfinite_ok, bad_row))) goto fail;
   fvl_tensor *in[3] = {cos, s_row, m_row};
-  fvl_node *nd = fvl_record("margin_ce_shard", shard_bw, out, 3, in);
-  if (nd) {
-    shard_ctx *c = malloc(sizeof *c);
-    if (!c) { fvl_err("%s: out of memory", fn); goto fail; }
-    c->sp = sp;
-    c->sp.s_row = c->sp.m_row = NULL;
-    c->B = (int)B;
+  shard_ctx *c;
+  if (!(out = finish_loss(fn, &sp, &st, ct, lse, B, cap, nonfinite_ok, bad_row, shard_bw, 3, in, &c))) goto done;
+  if (c) {
+    fvl_node *nd = out->grad_fn;
     c->C = (int)C;
     c->ldc = ldc;
     c->gws = gws ? fvl_retain(gws) : NULL;
-    c->capped = ncapped ? capped : NULL;
-    if (ncapped) capped = NULL;
-    nd->ctx = c;
-    nd->free_ctx = free_ctx;
-    nd->saved[0] = cd; cd = NULL;
-    nd->saved[1] = y; y = NULL;
-    nd->saved[2] = lse; lse = NULL;
-    nd->saved[3] = sr; sr = NULL;
-    nd->saved[4] = mr; mr = NULL;
-    nd->saved[5] = ct; ct = NULL;
+    move_saved(nd, (fvl_tensor **[]){&cd, &y, &lse, &sr, &mr, &ct}, 6);
   }
-  free(mx); free(sm); free(capped);
+done:
+  stats_free(&st);
   fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr); fvl_release(lse); fvl_release(ct);
   return out;
-fail:
-  free(mx); free(sm); free(capped);
-  fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr); fvl_release(lse); fvl_release(ct);
-  fvl_release(out);
-  return NULL;
+}
+
+/* ================================================================ fused cosine + margin CE, in row chunks */
+/* c_i = clamp(x̂_i·ŵ_{y_i}) of the rows whose target this slice holds (in double), summed over the
+   ranks: every rank then has every row's target cosine before the pass over its columns */
+static fvl_tensor *dot_targets(const float *x, int ldx, const float *W, int ldw, const int32_t *y, int64_t B,
+                               int64_t D) {
+  int64_t szb[1] = {B};
+  fvl_tensor *t = fvl_empty(FVL_F32, 1, szb);
+  if (!t) return NULL;
+  float *o = fvl_f32(t);
+#pragma omp parallel for schedule(static) if (B * D > 65536)
+  for (int64_t i = 0; i < B; i++) {
+    o[i] = 0.0f;
+    if (y[i] < 0) continue;
+    const float *xr = x + i * ldx, *wr = W + (int64_t)y[i] * ldw;
+    double sx = 0, sw = 0, dot = 0;
+    for (int64_t d = 0; d < D; d++) { sx += (double)xr[d] * xr[d]; sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
+    double v = dot / (fmax(sqrt(sx), 1e-12) * fmax(sqrt(sw), 1e-12));
+    o[i] = (float)(v > 1.0 ? 1.0 : v < -1.0 ? -1.0 : v);
+  }
+  if (fvl_dist_allreduce_f32(o, (size_t)B, FVL_RED_SUM)) { fvl_release(t); return NULL; }
+  return t;
+}
+
+/* cosines of rows r0..r0+n−1 of x against W (untracked) */
+static fvl_tensor *chunk_cos(fvl_tensor *x, fvl_tensor *W, int64_t r0, int64_t n) {
+  fvl_tensor *xr = fvl_narrow(x, 0, r0, n);
+  int prev = fvl_set_grad_enabled(0);
+  fvl_tensor *c = xr ? fvl_cosine(xr, W, NULL) : NULL;
+  fvl_set_grad_enabled(prev);
+  fvl_release(xr);
+  return c;
+}
+
+static int fused_bw(fvl_node *n, fvl_tensor *gout) {
+  shard_ctx *c = n->ctx;
+  fvl_tensor *x = n->saved[0], *W = n->saved[1], *y = n->saved[2], *lse = n->saved[3], *srow = n->saved[4],
+             *mrow = n->saved[5];
+  fvl_tensor *ct = c->gws;   /* here: the target cosines */
+  int B = c->B, C = c->C, K = c->chunk;
+  int64_t D = x->size[1];
+  float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
+  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
+  fvl_tensor *ds = NULL, *dm = NULL, *gx = NULL, *Wl = NULL, *dc = NULL;
+  int64_t szx[2] = {B, D}, szc[2] = {K < B ? K : B, C};
+  int rc = row_grads(n, 2, 3, B, &ds, &dm);
+  if (rc == 0 && ((want_x && !(gx = fvl_empty(FVL_F32, 2, szx))) || !(dc = fvl_empty(FVL_F32, 2, szc)) ||
+                  !(Wl = fvl_detach(W))))
+    rc = -1;
+  /* W's gradient: straight into W->grad for a leaf (the cosine backward adds into it) */
+  fvl_tensor *Win = n->in[1];
+  int direct = want_w && !Win->grad_fn;
+  if (rc == 0 && want_w) {
+    Wl->requires_grad = 1;
+    if (direct && Win->grad && Win->grad->dtype == FVL_F32 && fvl_same_shape(Win->grad, Win) &&
+        fvl_is_contiguous(Win->grad))
+      Wl->grad = fvl_retain(Win->grad);
+  }
+  for (int64_t r0 = 0; rc == 0 && r0 < B; r0 += K) {
+    int64_t m = B - r0 < K ? B - r0 : K;
+    /* the chunk's cosines again, tracked in a leaf copy of its rows and in W */
+    fvl_tensor *xv = fvl_narrow(x, 0, r0, m), *xl = xv ? fvl_clone(xv) : NULL, *cs = NULL, *dcv = NULL;
+    fvl_release(xv);
+    if (!xl) { rc = -1; break; }
+    xl->requires_grad = want_x;
+    dcv = fvl_narrow(dc, 0, 0, m);
+    int prev = fvl_set_grad_enabled(1);
+    cs = dcv ? fvl_cosine(xl, Wl, NULL) : NULL;
+    fvl_set_grad_enabled(prev);
+    fvl_margin_spec sp = rows_spec(c, srow, mrow, r0);
+    if (!cs) rc = -1;
+    if (rc == 0)
+      rc = fvl_margin_ce_bwd_part(fvl_f32(cs), C, fvl_i32(y) + r0, fvl_f32(ct) + r0, (int)m, C, &sp,
+                                  fvl_f32(lse) + r0, gscale, fvl_f32(dcv), C, ds ? fvl_f32(ds) + r0 : NULL,
+                                  dm ? fvl_f32(dm) + r0 : NULL);
+    if (rc == 0) zero_capped(c, r0, m, fvl_f32(dcv), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
+    /* the cosine's own backward on dc (used in place, as in a graph walk: no copy of it) */
+    if (rc == 0 && cs->grad_fn) {
+      int pg = fvl_set_grad_enabled(0);
+      rc = cs->grad_fn->backward(cs->grad_fn, dcv);
+      fvl_set_grad_enabled(pg);
+    }
+    if (rc == 0 && want_x)
+      memcpy(fvl_f32(gx) + r0 * D, fvl_f32(xl->grad), sizeof(float) * (size_t)(m * D));
+    if (rc == 0) rc = fvl_check_abort("margin_ce backward");
+    fvl_release(cs); fvl_release(xl); fvl_release(dcv);
+  }
+  if (rc == 0 && want_x) rc = fvl_lo_take_or_accum(n, 0, gx);
+  if (rc == 0 && want_w && Wl->grad) {
+    if (direct && !Win->grad) Win->grad = fvl_retain(Wl->grad);
+    else if (!(direct && Win->grad == Wl->grad)) rc = fvl_node_accum(n, 1, Wl->grad);
+  }
+  if (rc == 0) rc = finish_rows(n, 2, 3, ds, dm, B);
+  fvl_release(ds); fvl_release(dm); fvl_release(gx); fvl_release(Wl); fvl_release(dc);
+  return rc;
+}
+
+fvl_tensor *fvl_cosine_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ycol, const fvl_margin_spec *spec,
+                                       fvl_tensor *s_row, fvl_tensor *m_row, int64_t chunk, const char *name,
+                                       int nonfinite_ok, int *bad_row, float cap) {
+  const char *fn = name && *name ? name : "margin_ce_shard";
+  char b1[64], b2[64];
+  if (bad_row) *bad_row = 0;
+  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (B < 1 || C < 1 || W->size[1] != D || B > INT32_MAX || C > INT32_MAX) {
+    fvl_err("%s: x is %s and W %s (expected B×D and C×D with B, C >= 1)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2));
+    return NULL;
+  }
+  if (!spec) { fvl_err("%s: spec is missing", fn); return NULL; }
+  if (chunk < 1) { fvl_err("%s: chunk = %lld (expected >= 1 rows)", fn, (long long)chunk); return NULL; }
+  if (chunk > B) chunk = B;
+  fvl_margin_spec sp;
+  fvl_tensor *y = NULL, *xd = NULL, *Wd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
+  row_stats st = {0};
+  int ldx, ldw;
+  int64_t szb[1] = {B};
+  if (!(y = ycol_of(fn, ycol, B, C)) || spec_rows(fn, spec, s_row, m_row, B, &sp, &sr, &mr) ||
+      !(xd = fvl_lo_rows_of(x, &ldx)) || !(Wd = fvl_lo_rows_of(W, &ldw)) ||
+      !(ct = dot_targets(fvl_f32(xd), ldx, fvl_f32(Wd), ldw, fvl_i32(y), B, D)) || stats_new(fn, &st, B, cap) ||
+      !(lse = fvl_empty(FVL_F32, 1, szb)))
+    goto done;
+  /* one pass over this slice's columns, chunk rows at a time: only the rows' statistics stay */
+  for (int64_t r0 = 0; r0 < B; r0 += chunk) {
+    int64_t m = B - r0 < chunk ? B - r0 : chunk;
+    fvl_tensor *cs = chunk_cos(xd, Wd, r0, m);
+    fvl_margin_spec spc = sp;
+    spc.s_row = sp.s_row ? sp.s_row + r0 : NULL;
+    spc.m_row = sp.m_row ? sp.m_row + r0 : NULL;
+    if (spc.hard == FVL_HARD_ROW && spc.thr_row) spc.thr_row += r0;
+    int rc = cs ? fvl_margin_ce_fwd_part(fvl_f32(cs), (int)C, fvl_i32(y) + r0, fvl_f32(ct) + r0, (int)m, (int)C,
+                                         &spc, st.mx + r0, st.sm + r0) : -1;
+    fvl_release(cs);
+    if (rc) {
+      char msg[512];
+      snprintf(msg, sizeof msg, "%s", fvl_errmsg());
+      fvl_err("%s: %s", fn, msg);
+      goto done;
+    }
+  }
+  fvl_tensor *in[4] = {x, W, s_row, m_row};
+  shard_ctx *c;
+  if (!(out = finish_loss(fn, &sp, &st, ct, lse, B, cap, nonfinite_ok, bad_row, fused_bw, 4, in, &c))) goto done;
+  if (c) {
+    fvl_node *nd = out->grad_fn;
+    c->C = (int)C;
+    c->ldc = (int)C;
+    c->chunk = (int)chunk;
+    c->gws = ct; ct = NULL;   /* the target cosines */
+    fvl_tensor *xs = fvl_detach(xd), *Ws = fvl_detach(Wd);
+    move_saved(nd, (fvl_tensor **[]){&xs, &Ws, &y, &lse, &sr, &mr}, 6);
+  }
+done:
+  stats_free(&st);
+  fvl_release(y); fvl_release(xd); fvl_release(Wd); fvl_release(sr); fvl_release(mr); fvl_release(lse);
+  fvl_release(ct);
+  return out;
 }
 
 /* ================================================================ target cosine */

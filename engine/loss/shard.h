@@ -25,6 +25,14 @@
 fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *sp,
                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
                                 int nonfinite_ok, int *bad_row, float cap);
+/* fvl_margin_ce_shard(fvl_cosine(x, W), ...) without the NB×C cosine matrix: the cosines are
+   computed `chunk` rows at a time (the row statistics kept, the chunk dropped) and computed again
+   in the backward, chunk by chunk, each chunk's gradient going straight into x's and W's (one
+   more GEMM per step; the largest buffers are two chunk×C ones instead of two NB×C). The target
+   cosines come from row dot products (in double). Tracked in x, W, s_row and m_row. */
+fvl_tensor *fvl_cosine_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ycol, const fvl_margin_spec *sp,
+                                       fvl_tensor *s_row, fvl_tensor *m_row, int64_t chunk, const char *name,
+                                       int nonfinite_ok, int *bad_row, float cap);
 /* c_i = cos[i, y_i] from whichever rank holds it (NB, replicated), tracked */
 fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
 /* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */

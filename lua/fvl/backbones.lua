@@ -25,6 +25,9 @@ local fail = util.fail
 return function(nn)
   local Module = nn.Module
   local fused = true
+  -- fvl.nn.fused([on]) -> boolean: whether the backbones run BatchNorm + PReLU as one kernel
+  -- (default true; the previous setting when on is given). false runs them as separate layers, for
+  -- comparing the two.
   function nn.fused(on)
     local old = fused
     if on ~= nil then fused = not not on end
@@ -75,6 +78,9 @@ return function(nn)
   -- ---------------------------------------------------------------- IResNet
   local IBasicBlock = class("IBasicBlock")
   nn.IBasicBlock = IBasicBlock
+  -- fvl.nn.IBasicBlock(in_channels, out_channels, stride) -> module: IResNet's residual block
+  -- BN → conv3×3 → BN → PReLU → conv3×3(stride) → BN plus the shortcut (a 1×1 conv + BN when the
+  -- shape changes). Used by fvl.nn.iresnet.
   function IBasicBlock.create(cin, cout, stride)
     local self = Module.new(IBasicBlock)
     self.in_channels, self.out_channels, self.stride = cin, cout, stride
@@ -104,6 +110,11 @@ return function(nn)
   nn.IResNet = IResNet
   local depths = { [18] = { 2, 2, 2, 2 }, [34] = { 3, 4, 6, 3 }, [50] = { 3, 4, 14, 3 },
                    [100] = { 3, 13, 30, 3 }, [200] = { 6, 26, 60, 6 } }
+  -- fvl.nn.iresnet([opts]) -> module: the IResNet face backbone (insightface's arcface_torch layout
+  -- and state names) for 3×input_size×input_size images, giving dim-sized embeddings. opts: depth
+  -- (50; 18|34|50|100|200), dim (512), dropout (0, before the last linear layer), input_size (112,
+  -- at least 16), fp16 (false; true is an error: the engine computes in float32).
+  -- Errors: another depth, dropout >= 1, unknown options.
   function nn.iresnet(opts)
     local fn = "iresnet"
     opts = util.check_opts(fn, opts, { "depth", "dim", "dropout", "fp16", "input_size" })
@@ -149,6 +160,8 @@ return function(nn)
                          self.input_size)
   end
   IResNet.forward = top_forward
+  -- net:body(x) -> embeddings: the network's computation without the evaluation-mode shortcut of
+  -- forward (which records no autograd tape); forward calls it.
   function IResNet:body(x)
     x = bn_prelu(self.bn1, self.prelu, self.conv1(x))
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
@@ -160,6 +173,8 @@ return function(nn)
   -- ---------------------------------------------------------------- MobileFaceNet
   local ConvBlock = class("ConvBlock")   -- conv + BN (+ PReLU unless linear)
   nn.ConvBlock = ConvBlock
+  -- fvl.nn.ConvBlock(in_channels, out_channels, kernel [, opts]) -> module: MobileFaceNet's conv +
+  -- BN (+ PReLU unless opts.linear); opts stride (1), padding (0), groups (1), linear (false).
   function ConvBlock.create(cin, cout, k, opts)
     opts = opts or {}
     local self = Module.new(ConvBlock)
@@ -178,6 +193,9 @@ return function(nn)
 
   local DepthWise = class("DepthWise")
   nn.DepthWise = DepthWise
+  -- fvl.nn.DepthWise(in_channels, out_channels, stride, groups [, residual]) -> module:
+  -- MobileFaceNet's block 1×1 ConvBlock → 3×3 grouped ConvBlock (stride) → 1×1 linear ConvBlock,
+  -- plus the input when residual (false).
   function DepthWise.create(cin, cout, stride, groups, residual)
     local self = Module.new(DepthWise)
     self.residual = residual or false
@@ -201,6 +219,10 @@ return function(nn)
 
   local MobileFaceNet = class("MobileFaceNet")
   nn.MobileFaceNet = MobileFaceNet
+  -- fvl.nn.mobilefacenet([opts]) -> module: the MobileFaceNet face backbone (insightface's
+  -- mobilefacenet.py; scale = 2 is its "mbf") for 3×input_size×input_size images. opts: dim (512),
+  -- scale (1: the paper's widths), blocks ({1, 4, 6, 2}: the residual blocks per stage), input_size
+  -- (112), fp16 (false; true is an error). Errors: blocks not a list of 4 counts; unknown options.
   function nn.mobilefacenet(opts)
     local fn = "mobilefacenet"
     opts = util.check_opts(fn, opts, { "dim", "scale", "blocks", "input_size", "fp16" })
@@ -251,6 +273,8 @@ return function(nn)
                          self.input_size)
   end
   MobileFaceNet.forward = top_forward
+  -- net:body(x) -> embeddings: the network's computation (forward calls it; in evaluation mode
+  -- without recording an autograd tape).
   function MobileFaceNet:body(x) return self.features(self.conv_sep(self.layers(x))) end
 
   -- ---------------------------------------------------------------- BatchNorm folding

@@ -128,6 +128,12 @@ end
 -- ------------------------------------------------------------------ save
 local save_keys = { "net", "head", "opt", "step", "sched", "extra" }
 
+-- fvl.save_checkpoint(path, what) -> path: a versioned, code-free training checkpoint in the
+-- directory path: what = {net=, head=, opt=, step=, sched=, extra=} (all optional): the network's
+-- parameters and buffers, the head's tensors and numbers, the optimiser's state, the step, the RNG
+-- state and any JSON-able extra (tensors allowed), as .npy files and a checkpoint.json header.
+-- Crash-safe: a new generation directory, then the header replaced atomically, then the old
+-- generation removed. Errors: values that cannot be stored (functions, cycles).
 function M.save_checkpoint(path, what)
   local fn = "save_checkpoint"
   if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end
@@ -317,6 +323,11 @@ local function check_header(h)
   end
 end
 
+-- fvl.load_checkpoint(path [, into]) -> ck | nil, message: reads a checkpoint; into = {net=, head=,
+-- opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,
+-- opt.state, the RNG unless rng = false). ck = {step=, rng=, net=, head=, opt=, sched=, extra=,
+-- version=, path=}. A missing or malformed checkpoint is nil, message; shapes that do not match the
+-- given objects are an error naming the tensor.
 function M.load_checkpoint(path, into)
   local fn = "load_checkpoint"
   if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end

@@ -44,6 +44,9 @@ local function mrl_of(t)
   return m:norm():item()
 end
 
+-- fvl.eval.embedding_stats(emb) -> {n, norm_mean, norm_std, norm_min, norm_max, mrl}: the row norms
+-- of an N×D embedding matrix and the mean resultant length (|mean of the normalised rows|: near 1
+-- when every embedding points the same way, a collapse). Errors: emb not a matrix with rows.
 function D.embedding_stats(emb, opts)
   local fn = "embedding_stats"
   util.check_opts(fn, opts, {})
@@ -59,6 +62,10 @@ function D.embedding_stats(emb, opts)
   return out
 end
 
+-- fvl.eval.centre_stats(centres [, opts]) -> {classes, mrl, min_angle, close_pairs,
+-- largest_cluster}: the class centres' (a head's weight) smallest pairwise angle in degrees, the
+-- pairs closer than opts.angle (5°), the largest group of centres within that angle of one centre,
+-- and their mean resultant length.
 function D.centre_stats(centres, opts)
   local fn = "centre_stats"
   opts = util.check_opts(fn, opts, { "angle" })
@@ -81,6 +88,10 @@ function D.centre_stats(centres, opts)
   return out
 end
 
+-- fvl.eval.class_recall(pred, labels, classes [, opts]) -> {recall = {per class}, min, low}: each
+-- class's recall of 1-based predictions pred against labels (false for classes without samples),
+-- the smallest, and the classes below opts.recall (0.02). Errors: lengths that differ; a label
+-- outside 1..classes.
 function D.class_recall(pred, labels, classes, opts)
   local fn = "class_recall"
   opts = util.check_opts(fn, opts, { "recall" })
@@ -149,6 +160,8 @@ function D.diagnose(t)
   return d
 end
 
+-- fvl.eval.collapse_text(d) -> string: "healthy", or "collapsed: <reasons>" for a table from
+-- fvl.eval.diagnose.
 function D.collapse_text(d)
   if not d.collapsed then return "healthy" end
   return "collapsed: " .. table.concat(d.reasons, "; ")

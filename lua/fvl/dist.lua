@@ -51,6 +51,9 @@ local function flat_params(fn, params)
   return out
 end
 M.flat_params = flat_params
+--- @doc fvl.dist.flat_params(params) -> {tensor, ...}
+--- The tensors of params (tensors, modules, or nested lists of them) as one flat list, each tensor
+--- once. Errors: anything else in the list.
 
 -- Every rank starts from root's values: broadcast each parameter in place (and any extra
 -- tensors a module keeps as state, e.g. BatchNorm running statistics, given in `buffers`).
@@ -128,6 +131,10 @@ local HEADER = "dist.json"
 local FORMAT = "fvl-dist-checkpoint"
 local function rank_dir(dir, r) return string.format("%s/rank%05d", dir, r) end
 
+-- fvl.dist.save_checkpoint(dir, what) -> dir: called on every rank: each rank writes its shard (as
+-- fvl.save_checkpoint, what = {net=, head=, opt=, step=, ...}) under dir/rankNNNNN, then rank 0 the
+-- dist.json header naming the world size; barriers order the steps, so a crash leaves the previous
+-- complete checkpoint. Errors: a missing dir or what.
 function M.save_checkpoint(dir, what)
   local fn = "fvl.dist.save_checkpoint"
   if type(dir) ~= "string" or dir == "" then fail(fn .. ": dir must be a non-empty string") end
@@ -172,6 +179,9 @@ local function read_header(fn, dir)
   return h
 end
 M.checkpoint_info = function(dir) return read_header("fvl.dist.checkpoint_info", dir) end
+--- @doc fvl.dist.checkpoint_info(dir) -> header
+--- The dist.json header of a sharded checkpoint (world size, step, ...) without loading tensors.
+--- Errors: a directory without a valid header.
 
 -- load_checkpoint(dir, {net=, head=, opt=, rng=}) on every rank: this rank's shard, restored in
 -- place as fvl.load_checkpoint does. The world size must be the one that saved it.

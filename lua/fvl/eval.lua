@@ -41,6 +41,8 @@ eval.fars = FARS
 
 local function fmt_far(f) return (string.format("%.0e", f):gsub("e%-0", "e-")) end
 eval.fmt_far = fmt_far
+--- @doc fvl.eval.fmt_far(far) -> string
+--- A false-accept rate as the result tables print it (1e-3 → "1e-3").
 
 local function count(fn, key, v)
   if util.is_tensor(v) then

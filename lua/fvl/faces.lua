@@ -35,7 +35,16 @@ local function unpack_record(bytes, what)
   return fvl._irheader(bytes, what)
 end
 M.unpack_record = unpack_record
+--- @doc fvl.data.unpack_record(bytes) -> header, image
+--- An MXNet record split into its header {flag =, label =, labels = {...} (when several), id =,
+--- id2 =} and the image's encoded bytes. Errors: a malformed record header.
 
+-- fvl.data.rec(path [, opts]) -> reader | nil, message: an MXNet RecordIO file (insightface's
+-- train.rec). opts.idx: the index file (default path with .idx when it exists; false: none, the
+-- file is scanned). reader:count() (or #reader), reader:read(i) the raw record i (1-based),
+-- reader:record(i) -> header, image bytes (fvl.data.unpack_record), reader:key(i), reader:find(key),
+-- reader:close(). Errors: a path that is not a string; unknown options. A file that is not RecordIO
+-- is nil, message.
 function M.rec(path, opts)
   local fn = "rec"
   if type(path) ~= "string" then fail(fn .. ": path must be a .rec file name, got " .. type(path)) end
@@ -65,6 +74,10 @@ local Writer = {}
 Writer.__index = Writer
 Writer.__name = "fvl.data.rec_writer"
 
+-- fvl.data.rec_writer(path [, opts]) -> writer | nil, message: writes a RecordIO file (and its
+-- .idx) that insightface's tools read. opts: idx (the index path, default beside), property
+-- ({num_classes, h, w}: the "property" file written beside at close), quality (JPEG, 95).
+-- writer:write{image =, label =, ...} / write_raw(bytes, key), then writer:close() commits.
 function M.rec_writer(path, opts)
   local fn = "rec_writer"
   if type(path) ~= "string" then fail(fn .. ": path must be a .rec file name, got " .. type(path)) end
@@ -129,9 +142,13 @@ function Writer:close()
   end
   return true
 end
+-- writer:abort() -> true: drops the records written so far (no file appears).
 function Writer:abort() return self._w:_close(false) end
 
 -- ---------------------------------------------------------------------------- images
+-- fvl.data.decode_image(bytes [, opts]) -> tensor: a JPEG or PNG image (a string of its bytes) as a
+-- C×H×W float32 tensor of pixel values 0..255 (C = 3, RGB). opts: gray (false: one channel), bgr
+-- (false: channels in BGR order, as OpenCV/insightface). Errors: bytes that are not an image.
 function M.decode_image(bytes, opts)
   local fn = "decode_image"
   if type(bytes) ~= "string" then fail(fn .. ": expected encoded image bytes (string), got " .. type(bytes)) end
@@ -140,6 +157,9 @@ function M.decode_image(bytes, opts)
                            util.boolean(fn, "bgr", opts.bgr, false), fn)
 end
 
+-- fvl.data.encode_image(img [, opts]) -> bytes: a C×H×W tensor of values 0..255 (C = 1 or 3) encoded
+-- as a string; opts: format = "jpeg"|"png" ("jpeg"), quality (95, 1..100).
+-- Errors: img not a tensor; a quality outside 1..100.
 function M.encode_image(img, opts)
   local fn = "encode_image"
   if not util.is_tensor(img) then fail(fn .. ": image must be a C×H×W tensor (0..255), got " .. type(img)) end
@@ -227,8 +247,9 @@ function ImageSet:__tostring()
                        self.n, self.classes, self.size[1], self.size[2], self.size[3],
                        self.bgr and "BGR" or "RGB")
 end
--- raw encoded bytes / file path of sample i (1-based)
+-- set:bytes(i) -> string: the raw encoded bytes of sample i (1-based)
 function ImageSet:bytes(i) return self._set:_bytes(i) end
+-- set:file(i) -> path | nil: the file sample i was read from (nil for a RecordIO set)
 function ImageSet:file(i) return self._set:_file(i) end
 -- decoded image i: C×H×W float32 with pixel values 0..255 (no normalisation)
 function ImageSet:image(i)
@@ -391,6 +412,7 @@ function M.bin_pack(path)
   local name = path:match("([^/]+)%.bin$") or path:match("([^/]+)$")
   return setmetatable({ _p = p, path = path, name = name, images = n, pairs = pairs, issame = issame }, Pack)
 end
+-- pack:bytes(i) -> string: the encoded bytes of image i (1-based) of a .bin verification pack.
 function Pack:bytes(i) return self._p:_bytes(i) end
 -- images first..first+count-1, decoded and normalised: count×C×H×W (flip: mirrored)
 function Pack:decode(first, count, opts)
@@ -405,7 +427,7 @@ function Pack:__tostring()
   return string.format("fvl.data.bin_pack(%s: %d pairs, %d same)", self.path, self.pairs,
                        self.issame:sum():item())
 end
-M.Pack = Pack
+M.Pack, M.Writer = Pack, Writer
 
 -- fvl.data.write_bin_pack(path, bins, issame): a pack that insightface's loaders and
 -- fvl.data.bin_pack read: pickle protocol 3 of (list of bytes, list of bools), written
@@ -433,6 +455,57 @@ function M.write_bin_pack(path, bins, issame)
   end
   out[#out + 1] = "e\x86q\x02."
   return fvl._write_file_atomic(path, table.concat(out))
+end
+
+-- fvl.data.write_pairs_pack(path, images, labels, {pairs = 600, seed = 1, format = "png", quality = 95})
+-- draws verification pairs from labelled images (N×C×H×W, pixels 0..255; labels 1-based, any
+-- order) and writes them as a .bin pack (write_bin_pack): odd pairs are two different images of
+-- one identity, even pairs images of two different identities, each drawn by fvl.sys.hash(seed, ·)
+-- (the same pack for the same arguments). Every identity needs at least 2 images, and there
+-- must be at least 2 identities. Returns true or nil, message.
+function M.write_pairs_pack(path, images, labels, opts)
+  local fn = "write_pairs_pack"
+  if type(path) ~= "string" then fail(fn .. ": path must be a file name, got " .. type(path)) end
+  if not util.is_tensor(images) or images:dim() ~= 4 then fail(fn .. ": images must be an N×C×H×W tensor") end
+  if not util.is_tensor(labels) or labels:dim() ~= 1 or labels:size(1) ~= images:size(1) then
+    fail(string.format("%s: labels must be a vector of %d labels", fn, images:size(1)))
+  end
+  opts = util.check_opts(fn, opts, { "pairs", "seed", "format", "quality" })
+  local npairs = util.integer(fn, "pairs", opts.pairs, 600, 1)
+  local seed = util.integer(fn, "seed", opts.seed, 1)
+  local format = util.enum(fn, "format", opts.format, { "png", "jpeg" }, "png")
+  local quality = util.integer(fn, "quality", opts.quality, 95, 1)
+  local members, ids = {}, {}
+  for i, y in ipairs(labels:totable()) do
+    if not members[y] then members[y] = {}; ids[#ids + 1] = y end
+    table.insert(members[y], i)
+  end
+  table.sort(ids)
+  local T = #ids
+  if T < 2 then fail(string.format("%s: %d identit%s; different-identity pairs need at least 2", fn, T, T == 1 and "y" or "ies")) end
+  for _, y in ipairs(ids) do
+    if #members[y] < 2 then fail(string.format("%s: identity %d has 1 image; same-identity pairs need 2", fn, y)) end
+  end
+  local function h(i) return fvl.sys.hash(seed, i) end
+  local function enc(i) return M.encode_image(images:select(1, i):contiguous(), { format = format, quality = quality }) end
+  local bins, issame = {}, {}
+  for i = 1, npairs do
+    local t = h(4 * i) % T
+    local mt = members[ids[t + 1]]
+    local a, b
+    if i % 2 == 1 then
+      local j = h(4 * i + 1) % #mt
+      local k = (j + 1 + h(4 * i + 2) % (#mt - 1)) % #mt
+      a, b = mt[j + 1], mt[k + 1]
+    else
+      local u = (t + 1 + h(4 * i + 1) % (T - 1)) % T
+      local mu = members[ids[u + 1]]
+      a, b = mt[h(4 * i + 2) % #mt + 1], mu[h(4 * i + 3) % #mu + 1]
+    end
+    bins[#bins + 1], bins[#bins + 2] = enc(a), enc(b)
+    issame[#issame + 1] = i % 2 == 1
+  end
+  return M.write_bin_pack(path, bins, issame)
 end
 
 -- ---------------------------------------------------------------------------- LFW pairs.txt
@@ -494,15 +567,19 @@ function M.lfw_pairs(path, dir, opts)
 end
 
 -- ---------------------------------------------------------------------------- .npy / .npz
+-- fvl.data.load_npz(path) -> {name = tensor, ...} | nil, message: the arrays of a NumPy .npz
+-- archive (every plain dtype, as float32 or int32 tensors); fvl.load does the same for .npz.
 function M.load_npz(path)
   if type(path) ~= "string" then fail("load_npz: path must be a file name, got " .. type(path)) end
   return fvl._npz_read(path)
 end
 
 -- install: fvl.data.* and fvl.save / fvl.load that also know .npz and every NumPy dtype
+
 function M.install(data)
   for _, k in ipairs({ "rec", "rec_writer", "unpack_record", "decode_image", "encode_image", "images",
-                       "folder_to_rec", "bin_pack", "write_bin_pack", "lfw_pairs", "load_npz" }) do
+                       "folder_to_rec", "bin_pack", "write_bin_pack", "write_pairs_pack", "lfw_pairs", "load_npz",
+                       "ImageSet", "Pack", "Writer" }) do
     data[k] = M[k]
   end
   return data

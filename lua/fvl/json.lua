@@ -17,8 +17,10 @@ local array_mt = { __name = "fvl.json.array" }
 local object_mt = { __name = "fvl.json.object" }
 json.null = setmetatable({}, { __name = "fvl.json.null", __tostring = function() return "null" end })
 
--- mark a table as a JSON array / object (matters only when it is empty)
+-- fvl.json.array([t]) -> t: marks a table as a JSON array (matters only when it is empty: an
+-- empty table is written as an object {} otherwise)
 function json.array(t) return setmetatable(t or {}, array_mt) end
+-- fvl.json.object([t]) -> t: marks a table as a JSON object
 function json.object(t) return setmetatable(t or {}, object_mt) end
 
 local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
@@ -41,6 +43,12 @@ end
 
 local encode_opts = { indent = true, sort_keys = true, nonfinite = true }
 
+-- fvl.json.encode(v [, opts]) -> string: JSON text of a value (tables, numbers, strings, booleans,
+-- fvl.json.null, tensors as nested lists). Integers stay integers and floats are written with the
+-- fewest digits that read back exactly; object keys sorted. opts: indent (a number of spaces, or
+-- none: one line), sort_keys (true), nonfinite = "error"|"null"|"literal" ("error": NaN/inf are an
+-- error naming their path; "literal": NaN/Infinity as Python's json). Errors: functions, cycles,
+-- mixed keys.
 function json.encode(v, opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -151,8 +159,139 @@ function json.encode(v, opts)
 end
 
 -- ---------------------------------------------------------------- decode
-local function utf8_of(cp) return utf8.char(cp) end
+-- The decoder's state is one table D: s (the text), pos (the next byte), len, nullv (what null
+-- becomes inside objects and arrays). Errors are raised as {json_error = message} and returned
+-- by json.decode as nil, message.
+local function fail(D, msg)
+  local s, line, col = D.s, 1, 1
+  for i = 1, math.min(D.pos, D.len + 1) - 1 do
+    if s:byte(i) == 10 then line, col = line + 1, 1 else col = col + 1 end
+  end
+  error({ json_error = string.format("json.decode: %s at line %d column %d (byte %d)", msg, line, col, D.pos) })
+end
+local function skip(D) D.pos = D.s:find("[^ \t\r\n]", D.pos) or D.len + 1 end
+local function peek(D) return D.s:sub(D.pos, D.pos) end
 
+local ESCAPES = { ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n', r = '\r', t = '\t' }
+
+-- \uXXXX at byte a (the backslash), with a UTF-16 surrogate pair when one follows: the UTF-8 text
+local function unicode_escape(D, a)
+  local s = D.s
+  local hex = s:match("^%x%x%x%x", a + 2)
+  if not hex then D.pos = a; fail(D, "bad \\u escape") end
+  local cp = tonumber(hex, 16)
+  D.pos = a + 6
+  if cp >= 0xD800 and cp <= 0xDBFF then
+    local lo = s:match("^\\u(%x%x%x%x)", D.pos)
+    lo = lo and tonumber(lo, 16)
+    if lo and lo >= 0xDC00 and lo <= 0xDFFF then
+      cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
+      D.pos = D.pos + 6
+    end
+  end
+  return utf8.char(cp)
+end
+
+local function str(D)
+  local s = D.s
+  D.pos = D.pos + 1 -- opening quote
+  local buf, nb = {}, 0
+  while true do
+    local a = s:find('["\\%c]', D.pos)
+    if not a then fail(D, "unterminated string") end
+    if a > D.pos then nb = nb + 1; buf[nb] = s:sub(D.pos, a - 1) end
+    local c = s:sub(a, a)
+    if c == '"' then D.pos = a + 1; break end
+    if c ~= "\\" then D.pos = a; fail(D, "control character in string") end
+    local e = s:sub(a + 1, a + 1)
+    nb = nb + 1
+    if ESCAPES[e] then
+      buf[nb] = ESCAPES[e]
+      D.pos = a + 2
+    elseif e == "u" then
+      buf[nb] = unicode_escape(D, a)
+    else
+      D.pos = a; fail(D, "bad escape '\\" .. e .. "'")
+    end
+  end
+  return table.concat(buf)
+end
+
+local function num(D)
+  local s = D.s
+  local lit = s:match("^-?Infinity", D.pos) or s:match("^NaN", D.pos)
+  if lit then
+    D.pos = D.pos + #lit
+    if lit == "NaN" then return 0 / 0 end
+    return lit:sub(1, 1) == "-" and -math.huge or math.huge
+  end
+  local t = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", D.pos)
+  if not t or t == "" or t == "-" then fail(D, "unexpected character '" .. peek(D) .. "'") end
+  if t:match("^-?0%d") then fail(D, "number with a leading zero") end
+  D.pos = D.pos + #t
+  local v
+  if t:find("[%.eE]") then
+    v = tonumber(t)
+    if v then v = v + 0.0 end
+  else
+    v = math.tointeger(tonumber(t)) or tonumber(t .. ".0")
+  end
+  if not v then D.pos = D.pos - #t; fail(D, "malformed number '" .. t .. "'") end
+  return v
+end
+
+local value
+
+-- the entries of an object or an array after its opening byte, up to `close` ("}" or "]")
+local function container(D, depth, close)
+  D.pos = D.pos + 1
+  local t, n = {}, 0
+  skip(D)
+  if peek(D) == close then
+    D.pos = D.pos + 1
+    return close == "}" and json.object(t) or json.array(t)
+  end
+  while true do
+    local k
+    if close == "}" then
+      skip(D)
+      if peek(D) ~= '"' then fail(D, "expected a string key") end
+      k = str(D)
+      skip(D)
+      if peek(D) ~= ":" then fail(D, "expected ':'") end
+      D.pos = D.pos + 1
+    else
+      n = n + 1
+      k = n
+    end
+    local v = value(D, depth + 1)
+    if v == nil then v = D.nullv end
+    t[k] = v
+    skip(D)
+    local c = peek(D)
+    D.pos = D.pos + 1
+    if c == close then return t end
+    if c ~= "," then D.pos = D.pos - 1; fail(D, "expected ',' or '" .. close .. "'") end
+  end
+end
+
+function value(D, depth)
+  if depth > 200 then fail(D, "nesting deeper than 200") end
+  skip(D)
+  local c, s, pos = peek(D), D.s, D.pos
+  if c == "{" then return container(D, depth, "}")
+  elseif c == "[" then return container(D, depth, "]")
+  elseif c == '"' then return str(D)
+  elseif s:find("^true", pos) then D.pos = pos + 4; return true
+  elseif s:find("^false", pos) then D.pos = pos + 5; return false
+  elseif s:find("^null", pos) then D.pos = pos + 4; return nil
+  elseif c == "" then fail(D, "unexpected end of text")
+  else return num(D) end
+end
+
+-- fvl.json.decode(s [, opts]) -> value | nil, message: parses JSON text (NaN/Infinity accepted);
+-- empty arrays come back marked (fvl.json.array) so they round-trip; opts.null: the value for JSON
+-- null (default fvl.json.null). Malformed text is nil, message with the position.
 function json.decode(s, opts)
   if type(s) ~= "string" then
     error("json.decode: argument #1 must be a string, got " .. type(s), 2)
@@ -161,134 +300,11 @@ function json.decode(s, opts)
   for k in pairs(opts) do
     if k ~= "null" then error("json.decode: unknown option '" .. tostring(k) .. "' (expected: null)", 2) end
   end
-  local nullv = opts.null
-  local pos = 1
-  local len = #s
-
-  local function fail(msg)
-    local line, col = 1, 1
-    for i = 1, math.min(pos, len + 1) - 1 do
-      if s:byte(i) == 10 then line, col = line + 1, 1 else col = col + 1 end
-    end
-    error({ json_error = string.format("json.decode: %s at line %d column %d (byte %d)", msg, line, col, pos) })
-  end
-  local function skip()
-    pos = s:find("[^ \t\r\n]", pos) or len + 1
-  end
-  local function peek() return s:sub(pos, pos) end
-
-  local value
-  local function str()
-    pos = pos + 1 -- opening quote
-    local buf, nb = {}, 0
-    while true do
-      local a, b = s:find('["\\%c]', pos)
-      if not a then fail("unterminated string") end
-      if a > pos then nb = nb + 1; buf[nb] = s:sub(pos, a - 1) end
-      local c = s:sub(a, a)
-      if c == '"' then pos = a + 1; break end
-      if c ~= "\\" then pos = a; fail("control character in string") end
-      local e = s:sub(a + 1, a + 1)
-      local simple = ({ ['"'] = '"', ['\\'] = '\\', ['/'] = '/', b = '\b', f = '\f', n = '\n',
-                        r = '\r', t = '\t' })[e]
-      if simple then
-        nb = nb + 1; buf[nb] = simple; pos = a + 2
-      elseif e == "u" then
-        local hex = s:match("^%x%x%x%x", a + 2)
-        if not hex then pos = a; fail("bad \\u escape") end
-        local cp = tonumber(hex, 16)
-        pos = a + 6
-        if cp >= 0xD800 and cp <= 0xDBFF then
-          local lo = s:match("^\\u(%x%x%x%x)", pos)
-          lo = lo and tonumber(lo, 16)
-          if lo and lo >= 0xDC00 and lo <= 0xDFFF then
-            cp = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00)
-            pos = pos + 6
-          end
-        end
-        nb = nb + 1; buf[nb] = utf8_of(cp)
-      else
-        pos = a; fail("bad escape '\\" .. e .. "'")
-      end
-    end
-    return table.concat(buf)
-  end
-
-  local function num()
-    local lit = s:match("^-?Infinity", pos) or s:match("^NaN", pos)
-    if lit then
-      pos = pos + #lit
-      if lit == "NaN" then return 0 / 0 end
-      return lit:sub(1, 1) == "-" and -math.huge or math.huge
-    end
-    local t = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", pos)
-    if not t or t == "" or t == "-" then fail("unexpected character '" .. peek() .. "'") end
-    if t:match("^-?0%d") then fail("number with a leading zero") end
-    pos = pos + #t
-    local v
-    if t:find("[%.eE]") then
-      v = tonumber(t)
-      if v then v = v + 0.0 end
-    else
-      v = math.tointeger(tonumber(t)) or tonumber(t .. ".0")
-    end
-    if not v then pos = pos - #t; fail("malformed number '" .. t .. "'") end
-    return v
-  end
-
-  function value(depth)
-    if depth > 200 then fail("nesting deeper than 200") end
-    skip()
-    local c = peek()
-    if c == "{" then
-      pos = pos + 1
-      local t = {}
-      skip()
-      if peek() == "}" then pos = pos + 1; return json.object(t) end
-      while true do
-        skip()
-        if peek() ~= '"' then fail("expected a string key") end
-        local k = str()
-        skip()
-        if peek() ~= ":" then fail("expected ':'") end
-        pos = pos + 1
-        local v = value(depth + 1)
-        if v == nil then v = nullv end
-        t[k] = v
-        skip()
-        c = peek()
-        pos = pos + 1
-        if c == "}" then return t end
-        if c ~= "," then pos = pos - 1; fail("expected ',' or '}'") end
-      end
-    elseif c == "[" then
-      pos = pos + 1
-      local t, n = {}, 0
-      skip()
-      if peek() == "]" then pos = pos + 1; return json.array(t) end
-      while true do
-        local v = value(depth + 1)
-        if v == nil then v = nullv end
-        n = n + 1
-        t[n] = v
-        skip()
-        c = peek()
-        pos = pos + 1
-        if c == "]" then return t end
-        if c ~= "," then pos = pos - 1; fail("expected ',' or ']'") end
-      end
-    elseif c == '"' then return str()
-    elseif s:find("^true", pos) then pos = pos + 4; return true
-    elseif s:find("^false", pos) then pos = pos + 5; return false
-    elseif s:find("^null", pos) then pos = pos + 4; return nil
-    elseif c == "" then fail("unexpected end of text")
-    else return num() end
-  end
-
+  local D = { s = s, pos = 1, len = #s, nullv = opts.null }
   local ok, res = pcall(function()
-    local v = value(0)
-    skip()
-    if pos <= len then fail("trailing characters") end
+    local v = value(D, 0)
+    skip(D)
+    if D.pos <= D.len then fail(D, "trailing characters") end
     return v
   end)
   if ok then return res end

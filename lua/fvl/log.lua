@@ -83,10 +83,13 @@ function Logger:write(rec)
   return ok, err
 end
 Logger.__call = Logger.write
+-- logger:close() -> true: nothing to flush (every record is written when logged); for <close>.
 function Logger:close() return true end
 Logger.__close = Logger.close
 function Logger:__tostring() return string.format("fvl.log(%s, %d records)", self.path, self.count) end
 
+-- fvl.log.append(path, record) -> true | nil, message: appends one record (a table) as a JSON line
+-- with its "time", without a logger. Errors: a path or record of the wrong type.
 function log.append(path, rec)
   if type(path) ~= "string" then error("log.append: path must be a file name, got " .. type(path), 2) end
   if type(rec) ~= "table" then error("log.append: record must be a table, got " .. type(rec), 2) end

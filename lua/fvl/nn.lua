@@ -30,6 +30,9 @@ function Module.new(cls)
   return setmetatable({ training = true, _params = {}, _buffers = {}, _children = {} }, cls)
 end
 
+-- module:register_parameter(name, tensor) -> tensor: makes tensor (a leaf copy of a computed
+-- one; float32 ones then require grad) the parameter self[name], listed by parameters(), state()
+-- and the optimisers. Errors: a value that is not a tensor.
 function Module:register_parameter(name, t)
   if t ~= nil and not util.is_tensor(t) then
     fail(string.format("%s: parameter %s must be a tensor, got %s", self:describe(), name, type(t)))
@@ -40,11 +43,15 @@ function Module:register_parameter(name, t)
   self[name] = t
   return t
 end
+-- module:register_buffer(name, tensor) -> tensor: state that is saved and loaded but not trained
+-- (BatchNorm's running statistics) as self[name].
 function Module:register_buffer(name, t)
   if not self:_has(self._buffers, name) then table.insert(self._buffers, name) end
   self[name] = t
   return t
 end
+-- module:add_module(name, child) -> child: registers a submodule as self[name] (its parameters
+-- and buffers then belong to this module, named "name.weight"). Errors: a child that is not a module.
 function Module:add_module(name, m)
   name = tostring(name)
   if not util.isinstance(m, Module) then
@@ -80,13 +87,18 @@ local function walk(self, prefix, kind, out, seen)
   return out
 end
 
+-- module:named_parameters() -> {{name, tensor}, ...}: every parameter of the module and its
+-- children in registration order, named by path ("1.weight"); a shared tensor is listed once.
 function Module:named_parameters() return walk(self, "", "_params", {}, {}) end
+-- module:named_buffers() -> {{name, tensor}, ...}: the buffers, named as named_parameters.
 function Module:named_buffers() return walk(self, "", "_buffers", {}, {}) end
+-- module:parameters() -> {tensor, ...}: the parameters (for an optimiser), in a stable order.
 function Module:parameters()
   local out = {}
   for i, p in ipairs(self:named_parameters()) do out[i] = p[2] end
   return out
 end
+-- module:num_parameters() -> integer: the number of trainable elements.
 function Module:num_parameters()
   local n = 0
   for _, p in ipairs(self:parameters()) do n = n + p:numel() end
@@ -142,18 +154,28 @@ function Module:load_state(st, opts)
   return self
 end
 
+-- module:train([on]) -> module: training mode (on = true, the default) or evaluation mode for
+-- the module and its children (BatchNorm uses batch statistics / running statistics, Dropout is
+-- active / the identity).
 function Module:train(on)
   on = on == nil and true or not not on
   self.training = on
   for _, c in ipairs(self:children()) do c[2]:train(on) end
   return self
 end
+-- module:evaluate() -> module: module:train(false); module:eval() is its PyTorch name.
 function Module:evaluate() return self:train(false) end
 -- PyTorch's names for the same things
 Module.eval = Module.evaluate
+--- @doc fvl.nn.Module:eval() -> module
+--- PyTorch's name for module:evaluate() (evaluation mode).
+-- module:state_dict() -> table: PyTorch's name for module:state().
 function Module:state_dict() return self:state() end
+-- module:load_state_dict(state [, opts]) -> module: PyTorch's name for module:load_state.
 function Module:load_state_dict(st, opts) return self:load_state(st, opts) end
 
+-- module:zero_grad() -> module: sets every parameter's gradient to nil (the next backward starts
+-- from zero without a pass over the memory).
 function Module:zero_grad()
   for _, p in ipairs(self:parameters()) do p.grad = nil end
   return self
@@ -168,10 +190,15 @@ function Module:apply(fn, name)
   return self
 end
 
+-- module:forward(...) -> output: the computation of a module; module(x) calls it. Every layer and
+-- backbone implements it; a user's module (fvl.nn.class) writes its own. The base raises
+-- "<module>: forward is not implemented".
 function Module:forward()
   fail(self:describe() .. ": forward is not implemented")
 end
 
+-- module:describe() -> string: a one-line description of a layer ("Linear(512 -> 10)"), or the
+-- tree of children for a container; tostring(module) and the REPL print it.
 function Module:describe()
   local kids = self:children()
   local head = self.class_name or "Module"
@@ -184,9 +211,11 @@ function Module:describe()
   return table.concat(lines, "\n")
 end
 
--- subclass helper: local MyNet = fvl.nn.class("MyNet") → MyNet.new() gives an instance
--- (every class made here is registered by name, so that fvl.nn.load can rebuild saved models)
 nn._classes = nn._classes or {}
+-- fvl.nn.class(name [, parent]) -> class: a new module class (parent default fvl.nn.Module):
+--   local MyNet = fvl.nn.class("MyNet"); function MyNet:forward(x) ... end
+--   local net = MyNet.new(); net:add_module("fc", fvl.nn.Linear(4, 2))
+-- Every class made here is registered by name, so that fvl.nn.load can rebuild saved models.
 function nn.class(name, parent)
   local cls = util.class(name, parent or Module)
   nn._classes[name] = cls
@@ -227,6 +256,8 @@ local function kaiming(fn, t, opts, dist)
 end
 -- He et al. 2015: std = gain / sqrt(fan); gain = sqrt(2 / (1 + a²)) (a = 0: ReLU)
 function init.kaiming_uniform_(t, opts) return kaiming("kaiming_uniform_", t, opts, "uniform") end
+-- fvl.nn.init.kaiming_normal_(t [, opts]) -> t: in place, N(0, std²) with He et al.'s std (opts
+-- as kaiming_uniform_: a (0), mode = "fan_in"|"fan_out", nonlinearity (default "leaky_relu")).
 function init.kaiming_normal_(t, opts) return kaiming("kaiming_normal_", t, opts, "normal") end
 
 local function xavier(fn, t, opts, dist)
@@ -241,6 +272,7 @@ local function xavier(fn, t, opts, dist)
 end
 -- Glorot & Bengio 2010: std = gain · sqrt(2 / (fan_in + fan_out))
 function init.xavier_uniform_(t, opts) return xavier("xavier_uniform_", t, opts, "uniform") end
+-- fvl.nn.init.xavier_normal_(t [, opts]) -> t: in place, N(0, std²) with Glorot's std (opts.gain, 1).
 function init.xavier_normal_(t, opts) return xavier("xavier_normal_", t, opts, "normal") end
 
 local init_kinds = { "default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal" }
@@ -308,6 +340,10 @@ end
 local Linear = nn.class("Linear")
 nn.Linear = Linear
 setmetatable(Linear, { __index = Module, __call = function(_, ...) return Linear.create(...) end })
+-- fvl.nn.Linear(in_features, out_features [, opts]) -> module: y = x·Wᵀ + b for x batch×in.
+-- opts: bias (true), init ("default": PyTorch's U(±1/sqrt(in)); "kaiming_uniform", "kaiming_normal",
+-- "xavier_uniform", "xavier_normal", or a function(weight, bias)). Parameters weight (out×in), bias.
+-- Errors: sizes that are not positive integers; an input that is not batch×in.
 function Linear.create(din, dout, opts)
   local fn = "Linear"
   din, dout = pos_int(fn, "in_features", din), pos_int(fn, "out_features", dout)
@@ -335,6 +371,10 @@ end
 local Conv2d = nn.class("Conv2d")
 nn.Conv2d = Conv2d
 setmetatable(Conv2d, { __index = Module, __call = function(_, ...) return Conv2d.create(...) end })
+-- fvl.nn.Conv2d(in_channels, out_channels, kernel [, opts]) -> module: 2-D convolution of
+-- batch×C×H×W inputs; kernel an integer or {h, w}. opts: stride (1), padding (0), groups (1, dividing
+-- both channel counts), bias (true), init (as fvl.nn.Linear). Errors: no kernel; groups that do not
+-- divide the channels; inputs with another channel count or smaller than the kernel.
 function Conv2d.create(cin, cout, k, opts)
   local fn = "Conv2d"
   cin, cout = pos_int(fn, "in_channels", cin), pos_int(fn, "out_channels", cout)
@@ -419,6 +459,11 @@ local function pool_class(name, fname)
 end
 nn.MaxPool2d = pool_class("MaxPool2d", "max_pool2d")
 nn.AvgPool2d = pool_class("AvgPool2d", "avg_pool2d")
+--- @doc fvl.nn.AvgPool2d(kernel [, opts]) -> module
+--- Average pooling, arguments as fvl.nn.MaxPool2d.
+--- @doc fvl.nn.MaxPool2d(kernel [, opts]) -> module
+--- Max pooling over batch×C×H×W inputs; kernel an integer or {h, w}; opts stride (default the
+--- kernel), padding (0). Errors: no kernel; inputs smaller than the window.
 
 -- ------------------------------------------------------------------ BatchNorm
 local function bn_class(name, ndims)
@@ -465,11 +510,20 @@ local function bn_class(name, ndims)
 end
 nn.BatchNorm1d = bn_class("BatchNorm1d", { 2, 3 })
 nn.BatchNorm2d = bn_class("BatchNorm2d", { 4, 4 })
+--- @doc fvl.nn.BatchNorm2d(num_channels [, opts]) -> module
+--- Batch normalisation of batch×C×H×W inputs per channel; opts as fvl.nn.BatchNorm1d.
+--- @doc fvl.nn.BatchNorm1d(num_features [, opts]) -> module
+--- Batch normalisation of batch×C (or batch×C×L) inputs per feature: batch statistics in training
+--- mode, running statistics in evaluation mode. opts: eps (1e-5), momentum (0.1, PyTorch's
+--- convention), affine (true: learned weight and bias), track_running_stats (true: buffers
+--- running_mean, running_var). Errors: another feature count; training on one value per channel.
 
 -- ------------------------------------------------------------------ activations and shape
 local PReLU = nn.class("PReLU")
 nn.PReLU = PReLU
 setmetatable(PReLU, { __index = Module, __call = function(_, ...) return PReLU.create(...) end })
+-- fvl.nn.PReLU([num_parameters [, opts]]) -> module: x where x > 0, a·x elsewhere, a learned per
+-- channel (num_parameters channels, default 1: one shared a). opts.init: the starting a (0.25).
 function PReLU.create(n, opts)
   n = pos_int("PReLU", "num_parameters", n or 1)
   opts = util.check_opts("PReLU", opts, { "init" })
@@ -498,9 +552,13 @@ end
 
 nn.ReLU = simple("ReLU", function(self, x) need_tensor(self, x); return x:relu() end)
 function nn.ReLU.create() return Module.new(nn.ReLU) end
+--- @doc fvl.nn.ReLU() -> module
+--- max(x, 0) elementwise.
 
 nn.Identity = simple("Identity", function(_, x) return x end)
 function nn.Identity.create() return Module.new(nn.Identity) end
+--- @doc fvl.nn.Identity() -> module
+--- Returns its input (a placeholder, e.g. for a removed layer).
 
 nn.Flatten = simple("Flatten", function(self, x)
   need_tensor(self, x)
@@ -509,8 +567,13 @@ nn.Flatten = simple("Flatten", function(self, x)
   return x:reshape(B, B > 0 and x:numel() // B or 0)
 end)
 function nn.Flatten.create() return Module.new(nn.Flatten) end
+--- @doc fvl.nn.Flatten() -> module
+--- Reshapes batch×... to batch×(the rest).
 
 nn.Dropout = simple("Dropout", function(self, x)
+--- @doc fvl.nn.Dropout([p]) -> module
+--- Inverted dropout with probability p (0.5, 0 <= p < 1) in training mode; the identity in
+--- evaluation mode. Errors: p out of range.
   need_tensor(self, x)
   return F.dropout(x, self.p, self.training)
 end, function(self) return string.format("Dropout(%g)", self.p) end)
@@ -525,6 +588,8 @@ end
 local Sequential = nn.class("Sequential")
 nn.Sequential = Sequential
 setmetatable(Sequential, { __index = Module, __call = function(_, ...) return Sequential.create(...) end })
+-- fvl.nn.Sequential{m1, m2, ...} (or Sequential(m1, m2, ...)) -> module: applies the modules in
+-- order; children are named "1", "2", ... (state "1.weight"). Errors: an element that is not a module.
 function Sequential.create(list, ...)
   if util.isinstance(list, Module) then list = { list, ... } end
   if list ~= nil and type(list) ~= "table" then
@@ -539,10 +604,13 @@ function Sequential.create(list, ...)
   end
   return self
 end
+-- seq:add(module) -> seq: appends a module (named by its position).
 function Sequential:add(m)
   return self:add_module(#self._children + 1, m) and self
 end
+-- seq:size() -> integer: the number of modules.
 function Sequential:size() return #self._children end
+-- seq:get(i) -> module: the i-th module (1-based), or nil.
 function Sequential:get(i) return self[tostring(i)] end
 function Sequential:forward(x)
   for i, name in ipairs(self._children) do
@@ -662,6 +730,17 @@ end
 
 -- fvl.nn.save(path, model, {meta=}) / fvl.nn.load(path): architecture + weights in one .npz
 require("fvl.model_io").install(nn)
+--- @doc fvl.nn.load(path) -> model, meta
+--- Rebuilds a model saved by fvl.nn.save without running its constructors: each module is made as an
+--- instance of its class (built-in or the user's, found by name among the fvl.nn.class classes, so
+--- the user's module must be loaded first), with its fields, tensors and children. Errors: a file
+--- that is not an fvl.nn model; an unknown class; a missing array.
+--- @doc fvl.nn.save(path, model [, opts]) -> true | nil, message
+--- A whole model, architecture and weights, in one .npz file (numpy.load reads it): every parameter,
+--- buffer and tensor field under its path ("1.weight"), plus the module tree with each module's class
+--- and plain fields as JSON. opts.meta: a table of plain values stored beside it (input size,
+--- embedding size, ...). Written atomically. Errors: a model that is not a module; fields holding
+--- functions or modules that are not children.
 
 require("fvl.backbones")(nn)   -- fvl.nn.iresnet, fvl.nn.mobilefacenet, fold_batchnorm, flops
 return nn

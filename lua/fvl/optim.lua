@@ -54,6 +54,8 @@ local Optimizer = util.class("Optimizer")
 optim.Optimizer = Optimizer
 Optimizer.__call = nil
 
+-- opt:zero_grad() -> opt: sets the gradient of every parameter to nil (PyTorch's set_to_none: the
+-- next backward writes fresh gradients, no pass over the memory).
 function Optimizer:zero_grad()
   for _, p in ipairs(self.params) do
     p.grad = nil

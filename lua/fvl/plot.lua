@@ -17,8 +17,8 @@
 --   panel,series,label,x,y,z,class
 -- panel: 1 (a sheet: its panel number); series: the line's number (plot.lines, roc, history,
 -- boundaries) or "points" / "centres" (plot.features); label: the line's label; x, y (z: 3-D
--- features); class: a point's class id (1-based) or a centre's number. Animations (.gif) get no
--- CSV.
+-- features); class: a point's class id (1-based) or a centre's number. An animation (.gif) gets
+-- the rows of every frame, panel = the frame's number (1-based), written when it is closed.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local P = fvl._plot
@@ -29,6 +29,7 @@ local lines_args   -- a line chart's binding arguments (defined with plot.lines)
 -- ------------------------------------------------------------------------------ CSV beside
 local CSV_HEADER = "panel,series,label,x,y,z,class"
 
+-- fvl.plot.csv_path(file) -> path: where a figure's data is written: the same name with .csv.
 function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
 
 local function csv_field(v)
@@ -56,24 +57,28 @@ local function write_csv(file, rows)
   return path
 end
 
-local function lines_csv(args)
-  local rows = {}
+-- a line chart's rows (every series' points) under panel number `panel`, appended to rows
+local function lines_rows(rows, panel, args)
   for i, s in ipairs(args.series) do
-    for j = 1, #s.x do csv_row(rows, 1, i, s.label, s.x[j], s.y[j], nil, nil) end
+    for j = 1, #s.x do csv_row(rows, panel, i, s.label, s.x[j], s.y[j], nil, nil) end
   end
-  write_csv(args.file, rows)
+  return rows
 end
 
-local function features_csv(emb, labels, args)
-  local rows = {}
+local function lines_csv(args) write_csv(args.file, lines_rows({}, 1, args)) end
+
+-- a features plot's rows (points with their classes, then the centres), appended to rows
+local function features_rows(rows, panel, emb, labels, args)
   local e = emb:totable()
   local l = labels ~= nil and (util.is_tensor(labels) and labels:totable() or labels) or nil
-  for i, r in ipairs(e) do csv_row(rows, 1, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
+  for i, r in ipairs(e) do csv_row(rows, panel, "points", nil, r[1], r[2], r[3], l and l[i] or nil) end
   if args.centres then
-    for i, r in ipairs(args.centres:totable()) do csv_row(rows, 1, "centres", nil, r[1], r[2], r[3], i) end
+    for i, r in ipairs(args.centres:totable()) do csv_row(rows, panel, "centres", nil, r[1], r[2], r[3], i) end
   end
-  write_csv(args.file, rows)
+  return rows
 end
+
+local function features_csv(emb, labels, args) write_csv(args.file, features_rows({}, 1, emb, labels, args)) end
 
 -- a sheet's CSV: each panel's CSV rows (a file's CSV beside it when there is one) under its number
 local function read_csv_rows(path)
@@ -107,6 +112,8 @@ local function panel(kind, args, title)
   return setmetatable({ kind = kind, args = args, title = title }, Panel)
 end
 
+-- panel:save(file [, width [, height]]) -> file: draws a panel (a figure made without file=) into a
+-- PNG/SVG/PDF file, with its CSV beside.
 function Panel:save(file, width, height)
   local a = {}
   for k, v in pairs(self.args) do a[k] = v end
@@ -133,14 +140,14 @@ end
 
 -- ------------------------------------------------------------------------------ features
 
-local FEATURE_OPTS = { "title", "centres", "names", "normalize", "elev", "azim", "point_size", "alpha",
-                       "classes" }
+-- the option keys are the binding's declared tables (lua/bind_plot.c), fvl._options["plot.*"]
+local OPTIONS = fvl._options
+-- plot.features also takes the stored arguments of a panel it re-draws
+local FEATURES_PANEL_OPTS = { "__emb", "__labels", table.unpack(OPTIONS["plot.features"]) }
 
--- checks (emb, labels, opts) of a features picture; returns the arguments for the binding
-local function features_args(fn, emb, labels, opts, extra)
-  local allowed = {}
-  for _, k in ipairs(FEATURE_OPTS) do allowed[#allowed + 1] = k end
-  for _, k in ipairs(extra) do allowed[#allowed + 1] = k end
+-- checks (emb, labels, opts) of a features picture against the keys `allowed`; returns the
+-- arguments for the binding
+local function features_args(fn, emb, labels, opts, allowed)
   opts = util.check_opts(fn, opts, allowed)
   if not util.is_tensor(emb) then fail(fn .. ": emb must be an N×2 or N×3 tensor, got " .. type(emb)) end
   if emb:dim() ~= 2 or (emb:size(2) ~= 2 and emb:size(2) ~= 3) then
@@ -179,7 +186,7 @@ end
 function plot.features(emb, labels, opts)
   local fn = "plot.features"
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, { "file", "width", "height", "__emb", "__labels" })
+  emb, opts, args = features_args(fn, emb, labels, opts, FEATURES_PANEL_OPTS)
   args.width, args.height = size_opts(fn, opts, 800, 640)
   args.file = check_file(fn, opts.file)
   if not args.file then
@@ -194,6 +201,7 @@ end
 -- ------------------------------------------------------------------------------ animation
 
 local Animation = util.class("fvl.plot.Animation")
+plot.Animation = Animation
 
 --- An animated GIF of 2-D/3-D features, one frame per add() (e.g. every k training steps):
 ---   local anim = fvl.plot.animation{file="train.gif", delay=0.25}
@@ -201,7 +209,9 @@ local Animation = util.class("fvl.plot.Animation")
 ---   anim:close()                                                        -- writes the file
 --- opts: file (.gif), width (640), height (512), delay (seconds per frame, 0.2), loop (0 = for
 --- ever, -1 = play once). Nothing is written until close(); an animation dropped without
---- close() leaves no file.
+--- close() leaves no file. close() also writes every frame's data beside the GIF (same name,
+--- .csv; panel = the frame's number), so the animation can be redrawn elsewhere.
+--- Errors: file not ending in .gif, sizes or delay out of range, add() after close().
 function plot.animation(opts)
   local fn = "plot.animation"
   opts = util.check_opts(fn, opts, { "file", "width", "height", "delay", "loop" })
@@ -213,17 +223,21 @@ function plot.animation(opts)
   local w, h = size_opts(fn, opts, 640, 512)
   local delay = util.number(fn, "delay", opts.delay, 0.2, 0.01, 600)
   local loop = util.integer(fn, "loop", opts.loop, 0, -1)
-  local self = setmetatable({ file = file, n = 0 }, Animation)
+  local self = setmetatable({ file = file, n = 0, rows = {} }, Animation)
   self.handle = P.gif_open(file, w, h, delay, loop)
   return self
 end
 
+-- anim:add(emb, labels [, opts]) -> frames: adds one frame of 2-D/3-D features (plot.features'
+-- arguments and options, without file); returns the number of frames so far.
+-- Errors: after close(); the arguments plot.features refuses.
 function Animation:add(emb, labels, opts)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, {})
+  emb, opts, args = features_args(fn, emb, labels, opts, OPTIONS["plot.animation:add"])
   self.n = P.gif_features(self.handle, emb, labels, args)
+  features_rows(self.rows, self.n, emb, labels, args)
   return self.n
 end
 
@@ -233,17 +247,24 @@ function Animation:add_chart(spec)
   local fn = "plot.animation"
   if not self.handle then fail(fn .. ": the animation is closed") end
   if type(spec) == "table" and spec.file ~= nil then fail(fn .. ": add_chart: a frame has no file option") end
-  self.n = P.lines(lines_args(fn, spec), self.handle)
+  local args = lines_args(fn, spec)
+  self.n = P.lines(args, self.handle)
+  lines_rows(self.rows, self.n, args)
   return self.n
 end
 
+-- anim:frames() -> integer: the number of frames added so far.
 function Animation:frames() return self.n end
 
+-- anim:close() -> file: writes the GIF (atomically) and its frames' data beside it (.csv, panel =
+-- the frame number); a second close() returns the file again.
 function Animation:close()
   if not self.handle then return self.file end
   local h = self.handle
   self.handle = nil
   P.gif_close(h)
+  write_csv(self.file, self.rows)   -- every frame's data beside the GIF (panel = frame)
+  self.rows = {}
   return self.file
 end
 
@@ -262,22 +283,15 @@ local function as_list(fn, key, v)
   return v
 end
 
---- Line chart. spec: series = {{x=, y=, label=, color= (1-based palette), dash="solid"|"dashed"|
---- "dotted", points=bool, line=bool, width=}}, title, xlabel, ylabel, xlog, ylog, xmin, xmax,
---- ymin, ymax, xstep, ystep, equal, diagonal, legend ("auto", "none", "top right", ...),
---- notes = {{x=, y=, text=}}, file, width (800), height (600). A NaN in x or y breaks a line.
 -- the binding's arguments of a line chart from a plot.lines spec (checked)
 function lines_args(fn, spec)
   if type(spec) ~= "table" then fail(fn .. ": expected a table {series=..., file=...}, got " .. type(spec)) end
-  util.check_opts(fn, spec, { "series", "title", "xlabel", "ylabel", "xlog", "ylog", "xmin", "xmax",
-                              "ymin", "ymax", "xstep", "ystep", "equal", "diagonal", "legend", "notes",
-                              "file", "width", "height" })
+  util.check_opts(fn, spec, OPTIONS["plot.lines"])
   if type(spec.series) ~= "table" then fail(fn .. ": series must be a list of {x=, y=, label=} tables") end
   local series = {}
   for i, s in ipairs(spec.series) do
     if type(s) ~= "table" then fail(string.format("%s: series[%d] must be a table {x=, y=, label=}", fn, i)) end
-    util.check_opts(string.format("%s: series[%d]", fn, i), s,
-                    { "x", "y", "label", "color", "dash", "points", "line", "width" })
+    util.check_opts(string.format("%s: series[%d]", fn, i), s, OPTIONS["plot.lines.series"])
     local x = as_list(fn, string.format("series[%d].x", i), s.x)
     local y = as_list(fn, string.format("series[%d].y", i), s.y)
     if #x ~= #y then
@@ -310,6 +324,12 @@ function lines_args(fn, spec)
   return args
 end
 
+-- fvl.plot.lines(spec) -> file | panel: a line chart. spec: series = {{x=, y=, label=, color=
+-- (1-based palette), dash = "solid"|"dashed"|"dotted", points = bool, line = bool, width =}},
+-- title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend
+-- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data
+-- written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,
+-- a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.
 function plot.lines(spec)
   local fn = "plot.lines"
   local args = lines_args(fn, spec)
@@ -760,6 +780,8 @@ function plot.training_animation(opts)
   return anim
 end
 
+-- anim:step(k, frame) -> frames: adds a frame at step k when k is a multiple of the animation's
+-- `every` (fvl.plot.training_animation); frame() -> emb, labels, opts runs only then.
 function Animation:step(k, frame)
   if k % (self.every or 1) ~= 0 then return self.n end
   local emb, labels, o = frame()

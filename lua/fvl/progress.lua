@@ -57,6 +57,9 @@ local function default_tty(out)
   return false
 end
 
+-- fvl.progress.new(opts) (or fvl.progress(opts)) -> progress: a progress display for a loop
+-- (options above: total, title, unit, out, tty, every, interval, width, clock); p:update(n,
+-- values), p:close(values). Errors: unknown options, a title that is not a string.
 function Progress.new(opts)
   local fn = "progress"
   opts = util.check_opts(fn, opts, { "total", "title", "unit", "out", "tty", "every", "interval",
@@ -100,6 +103,8 @@ function Progress:stats(now)
   return el, rate, eta
 end
 
+-- p:line([now [, final]]) -> string: the status line as it would be printed now (title, count,
+-- percentage, rate, elapsed time, ETA, values).
 function Progress:line(now, final)
   local el, rate, eta = self:stats(now)
   local parts = {}
@@ -185,6 +190,8 @@ end
 
 Progress.__close = function(self) self:close() end
 Progress.__tostring = function(self) return "fvl.progress(" .. self:line() .. ")" end
+--- @doc fvl.progress.format_time(seconds) -> string
+--- A duration as the progress line prints it: "m:ss", "h:mm:ss" from an hour, "?" when unknown.
 
 return setmetatable({ new = Progress.new, Progress = Progress, format_time = fmt_time },
                     { __call = function(_, opts) return Progress.new(opts) end })

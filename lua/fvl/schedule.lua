@@ -25,6 +25,7 @@
 local schedule = {}
 
 local Schedule = {}
+schedule.Schedule = Schedule   -- the class of every schedule (fvl.schedule.is_schedule)
 Schedule.__index = Schedule
 Schedule.__name = "fvl.Schedule"
 function Schedule.__call(self, step)
@@ -110,6 +111,7 @@ local function finish(kind, opts, s)
   return r
 end
 
+-- fvl.schedule.constant{value=} -> schedule: always value. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.constant(opts)
   if type(opts) == "number" then opts = { value = opts } end
   opts = check_opts("constant", opts, keys { "value" })
@@ -117,6 +119,8 @@ function schedule.constant(opts)
   return finish("constant", opts, new("constant", function() return v end))
 end
 
+-- fvl.schedule.step{from=, gamma=0.1, step_size=} -> schedule: from·gamma^floor(step / step_size).
+-- Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.step(opts)
   opts = check_opts("step", opts, keys { "from", "gamma", "step_size" })
   local from = num("step", opts, "from")
@@ -125,6 +129,8 @@ function schedule.step(opts)
   return finish("step", opts, new("step", function(k) return from * gamma ^ math.floor(k / size) end))
 end
 
+-- fvl.schedule.multistep{from=, gamma=0.1, milestones={...}} -> schedule: from·gamma^k, k the
+-- number of milestones <= step (absolute steps, increasing). Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.multistep(opts)
   opts = check_opts("multistep", opts, keys { "from", "gamma", "milestones" })
   local from = num("multistep", opts, "from")
@@ -147,6 +153,7 @@ function schedule.multistep(opts)
   end))
 end
 
+-- fvl.schedule.exponential{from=, gamma=} -> schedule: from·gamma^step. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.exponential(opts)
   opts = check_opts("exponential", opts, keys { "from", "gamma" })
   local from = num("exponential", opts, "from")
@@ -175,16 +182,22 @@ local function span(kind, opts, extra, shape)
   return finish(kind, opts, s)
 end
 
+-- fvl.schedule.linear{from=, to=, steps=} -> schedule: from → to linearly, reaching to at step
+-- `steps` (after a warm-up: from step warmup), then to. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.linear(opts)
   return span("linear", opts, { "from", "to", "steps" }, function(a, b, p) return a + (b - a) * p end)
 end
 
+-- fvl.schedule.cosine{from=, to=0, steps=} -> schedule: to + (from − to)(1 + cos(π·p))/2, p the
+-- fraction of [warmup, steps] done, then to. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.cosine(opts)
   return span("cosine", opts, { "from", "to", "steps" }, function(a, b, p)
     return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
   end)
 end
 
+-- fvl.schedule.polynomial{from=, to=0, steps=, power=1} -> schedule: to + (from − to)(1 − p)^power,
+-- p as in cosine. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.
 function schedule.polynomial(opts)
   return span("polynomial", opts, { "from", "to", "steps", "power" }, function(a, b, p, pw)
     return b + (a - b) * (1 - p) ^ pw
@@ -236,6 +249,7 @@ function schedule.wrap(x)
   return schedule.fn(x)
 end
 
+-- fvl.schedule.is_schedule(x) -> boolean: whether x is a schedule made by fvl.schedule.
 function schedule.is_schedule(x) return getmetatable(x) == Schedule end
 
 return setmetatable(schedule, {

@@ -50,15 +50,21 @@ local function check_bounds(fn, lo, hi)
                         tostring(lo), tostring(hi)), 3)
   end
 end
+-- fvl.sweep.uniform(lo, hi) -> range: a value drawn uniformly from [lo, hi] (strategy "random" /
+-- "halving"; seeded by the sweep's seed). Errors: lo > hi or non-finite bounds.
 function sweep.uniform(lo, hi)
   check_bounds("uniform", lo, hi)
   return setmetatable({ kind = "uniform", lo = lo, hi = hi }, Range)
 end
+-- fvl.sweep.loguniform(lo, hi) -> range: log-uniform in [lo, hi] (learning rates, weight decays).
+-- Errors: lo <= 0, lo > hi.
 function sweep.loguniform(lo, hi)
   check_bounds("loguniform", lo, hi)
   if lo <= 0 then error("fvl.sweep.loguniform: lo must be > 0, got " .. tostring(lo), 2) end
   return setmetatable({ kind = "loguniform", lo = lo, hi = hi }, Range)
 end
+-- fvl.sweep.int(lo, hi) -> range: a uniform integer in lo..hi (in a grid: every integer).
+-- Errors: bounds that are not integers, lo > hi.
 function sweep.int(lo, hi)
   check_bounds("int", lo, hi)
   if math.type(lo) ~= "integer" or math.type(hi) ~= "integer" then
@@ -242,6 +248,8 @@ end
 -- resumes exactly its shard.
 local function is_url(store) return type(store) == "string" and store:match("^postgres[q]?[l]?://") ~= nil end
 sweep.is_shared_store = is_url
+--- @doc fvl.sweep.is_shared_store(store) -> boolean
+--- Whether store names a shared (PostgreSQL, postgres://...) store rather than an SQLite file.
 
 local function parse_shard(s, where)
   local i, n = tostring(s):match("^%s*(%d+)%s*/%s*(%d+)%s*$")
@@ -321,6 +329,8 @@ sweep.load, sweep.merge = report.load, report.merge
 sweep.leaderboard, sweep.csv, sweep.plot = report.leaderboard, report.csv, report.plot
 sweep.spread = report.spread   -- mean ± std over seeds of each configuration
 
+-- fvl.sweep.is_worker() -> boolean: whether this process is a sweep worker running one trial (a
+-- script can skip its printing or plotting there).
 function sweep.is_worker() return os.getenv(WORKER_ENV) ~= nil end
 
 -- ---------------------------------------------------------------- the driver
@@ -475,222 +485,253 @@ local function open_sweep(S)
   return st
 end
 
-local function driver(S)
-  local say = S.quiet and function() end or function(s) io.write(s, "\n"); io.flush() end
-  local st = open_sweep(S)
-  S.store_id = store_identity(S)
-  local host, me = sys.hostname(), sys.getpid()
-  local t_start = st:now()
-  local retry_before = S.retry_failed and t_start or nil
-  -- trials whose worker died with its driver on this host run again right away; elsewhere
-  -- (another machine) they run again when their lease expires
+-- ------------------------------------------------------------------ the driver
+-- One driver's state D: S (the sweep), st (its store), active (pid -> worker {id, attempt, t0,
+-- log, timed_out, parked, lost, interrupted}), nactive, rows (the trials last read), say, host,
+-- me (our pid), retry_before. The functions below are the steps of its polling loop.
+
+-- trials whose worker died with its driver on this host run again right away; elsewhere (another
+-- machine) they run again when their lease expires. Returns the rows, the finished count and
+-- the count running under other drivers.
+local function recover_orphans(D)
+  local S, st = D.S, D.st
   local rows = st:trials()
   local nfinal, nrunning = 0, 0
   for _, row in ipairs(rows) do
-    if row.status == "running" and row.host == host and row.pid ~= me and not (row.pid > 0 and sys.alive(row.pid)) then
+    if row.status == "running" and row.host == D.host and row.pid ~= D.me and not (row.pid > 0 and sys.alive(row.pid)) then
       st:finish_trial(row.id, row.attempt, "failed", nil, "worker gone (its driver was killed)", true)
     elseif row.status == "running" then
       nrunning = nrunning + 1
-    elseif not live(S, row, retry_before) then
+    elseif not live(S, row, D.retry_before) then
       nfinal = nfinal + 1
     end
   end
-  local workers, threads = S.workers, S.threads
-  say(string.format("sweep %s: %d trials (%s%s), %d finished%s; %d worker%s x %d thread%s (%s); store %s",
-                    S.name, #rows, S.strategy, S.shard_n and string.format(", shard %d of %d (%s) of %d trials",
-                    S.shard_i, S.shard_n, S.shard_from, S.total) or "", nfinal,
-                    nrunning > 0 and string.format(", %d running elsewhere", nrunning) or "", workers,
-                    workers == 1 and "" or "s", threads, threads == 1 and "" or "s", S.threads_from, S.store_text))
+  return rows, nfinal, nrunning
+end
 
-  local logdir = S.logdir
-  if logdir then sys.mkdirs(logdir) end
-  local active, nactive = {}, 0
-  local t0 = sys.time()
-  local sign = S.mode == "min" and -1 or 1
-
-  local function launch(id, attempt)
-    local logpath = logdir and string.format("%s/trial-%d.log", logdir, id) or nil
-    if logpath then
-      local f = io.open(logpath, "a")
-      if f then
-        f:write(string.format("=== trial %d attempt %d, %s on %s, %d thread%s (%s) ===\n", id, attempt,
-                              os.date("!%Y-%m-%d %H:%M:%SZ"), host, threads, threads == 1 and "" or "s",
-                              S.threads_from))
-        f:close()
-      end
+-- starts a worker process for (id, attempt): the user's script again, with WORKER_ENV set
+local function launch(D, id, attempt)
+  local S, st = D.S, D.st
+  local logpath = S.logdir and string.format("%s/trial-%d.log", S.logdir, id) or nil
+  if logpath then
+    local f = io.open(logpath, "a")
+    if f then
+      f:write(string.format("=== trial %d attempt %d, %s on %s, %d thread%s (%s) ===\n", id, attempt,
+                            os.date("!%Y-%m-%d %H:%M:%SZ"), D.host, S.threads, S.threads == 1 and "" or "s",
+                            S.threads_from))
+      f:close()
     end
-    local argv = { S.exe, S.script }
-    for _, a in ipairs(S.args) do argv[#argv + 1] = a end
-    local env = {
-      [WORKER_ENV] = string.format("%d:%d:%s", id, attempt, S.store_id),
-      FVL_SWEEP_THREADS = tostring(threads),
-      FVL_SWEEP_LOG = logpath or "",
-      OMP_NUM_THREADS = tostring(threads),
-      OPENBLAS_NUM_THREADS = tostring(threads),
-    }
-    local ok, pid = pcall(sys.spawn, S.exe, argv, env, logpath)
-    if not ok then
-      st:finish_trial(id, attempt, "failed", nil, tostring(pid), false)
-      error(pid, 0)
-    end
-    st:set_pid(id, attempt, pid)
-    active[pid] = { id = id, attempt = attempt, t0 = sys.time(), log = logpath }
-    nactive = nactive + 1
   end
+  local argv = { S.exe, S.script }
+  for _, a in ipairs(S.args) do argv[#argv + 1] = a end
+  local env = {
+    [WORKER_ENV] = string.format("%d:%d:%s", id, attempt, S.store_id),
+    FVL_SWEEP_THREADS = tostring(S.threads),
+    FVL_SWEEP_LOG = logpath or "",
+    OMP_NUM_THREADS = tostring(S.threads),
+    OPENBLAS_NUM_THREADS = tostring(S.threads),
+  }
+  local ok, pid = pcall(sys.spawn, S.exe, argv, env, logpath)
+  if not ok then
+    st:finish_trial(id, attempt, "failed", nil, tostring(pid), false)
+    error(pid, 0)
+  end
+  st:set_pid(id, attempt, pid)
+  D.active[pid] = { id = id, attempt = attempt, t0 = sys.time(), log = logpath }
+  D.nactive = D.nactive + 1
+end
 
-  local function on_exit(w, code, sig, total)
-    local row = st:trial(w.id)
-    -- a worker that left a rung's queue (parked) or an attempt that is no longer current
-    if row.attempt ~= w.attempt or (row.status == "pending" and row.wait_rung > 0) then return end
-    if row.status == "running" then
-      local msg, killed
-      if sig then
-        killed = sig == "SIGKILL" or sig == "SIGTERM" or sig == "SIGINT" or sig == "SIGHUP"
-        msg = killed and ("worker killed by " .. sig) or ("worker crashed: " .. sig)
-        if w.timed_out then msg, killed = string.format("timed out after %g s", S.timeout), false end
-        if w.interrupted then msg, killed = "interrupted (the driver stopped)", true end
-      elseif code ~= 0 then
-        msg = string.format("worker exited with code %d before recording a result", code)
-      else
-        msg = "worker exited without running the trial (does the script reach fvl.sweep{} with store " ..
-              S.store_text .. " when run again?)"
-      end
-      st:finish_trial(w.id, w.attempt, "failed", nil, msg .. (killed and "" or log_tail(w.log)), killed)
-      row = st:trial(w.id)
+-- a worker process ended: a trial it left running failed (why, from its exit); says the result
+local function on_exit(D, w, code, sig)
+  local S, st = D.S, D.st
+  local row = st:trial(w.id)
+  -- a worker that left a rung's queue (parked) or an attempt that is no longer current
+  if row.attempt ~= w.attempt or (row.status == "pending" and row.wait_rung > 0) then return end
+  if row.status == "running" then
+    local msg, killed
+    if sig then
+      killed = sig == "SIGKILL" or sig == "SIGTERM" or sig == "SIGINT" or sig == "SIGHUP"
+      msg = killed and ("worker killed by " .. sig) or ("worker crashed: " .. sig)
+      if w.timed_out then msg, killed = string.format("timed out after %g s", S.timeout), false end
+      if w.interrupted then msg, killed = "interrupted (the driver stopped)", true end
+    elseif code ~= 0 then
+      msg = string.format("worker exited with code %d before recording a result", code)
+    else
+      msg = "worker exited without running the trial (does the script reach fvl.sweep{} with store " ..
+            S.store_text .. " when run again?)"
     end
-    local what
-    if row.status == "failed" then what = "FAILED: " .. tostring(row.error):match("^[^\n]*")
-    else what = row.status .. "  " .. metric_text(dec(row.metrics), S.metric) end
-    say(string.format("[trial %d of %d] %s  %s  (%.1f s)", w.id, total, what,
+    st:finish_trial(w.id, w.attempt, "failed", nil, msg .. (killed and "" or log_tail(w.log)), killed)
+    row = st:trial(w.id)
+  end
+  local what
+  if row.status == "failed" then what = "FAILED: " .. tostring(row.error):match("^[^\n]*")
+  else what = row.status .. "  " .. metric_text(dec(row.metrics), S.metric) end
+  D.say(string.format("[trial %d of %d] %s  %s  (%.1f s)", w.id, #D.rows, what,
                       config_text(dec(row.config)), sys.time() - w.t0))
-  end
+end
 
-  local last_beat = sys.time()
-  local function loop()
-    while true do
-      -- our workers that ended, and those past their timeout
-      for pid, w in pairs(active) do
-        local done, code, sig = sys.poll(pid)
-        if done then
-          active[pid] = nil
-          nactive = nactive - 1
-          on_exit(w, code, sig, #rows)
-        elseif S.timeout and sys.time() - w.t0 > S.timeout and not w.timed_out then
-          w.timed_out = true
-          sys.kill(pid, "KILL")
-        end
-      end
-      -- heartbeats: our trials' leases; a trial taken from us (this driver stalled past its
-      -- lease and another driver re-ran it) stops here
-      if sys.time() - last_beat >= S.lease / 4 then
-        last_beat = sys.time()
-        for pid, w in pairs(active) do
-          if not w.parked and not w.lost and not st:heartbeat(w.id, w.attempt, S.lease) then
-            local r = st:trial(w.id)
-            if r and r.attempt ~= w.attempt then
-              w.lost = true
-              sys.kill(pid, "KILL")
-            end
-          end
-        end
-      end
-      rows = st:trials()
-      local byid = {}
-      for _, r in ipairs(rows) do byid[r.id] = r end
-      -- waiting (paused at a rung) workers do not count against `workers`
-      local busy, ready = 0, {}
-      for _, w in pairs(active) do
-        local r = byid[w.id]
-        if w.parked then
-          -- its process is on its way out
-        elseif not (r and r.status == "running" and r.attempt == w.attempt and r.wait_rung > 0) then busy = busy + 1
-        elseif r.rung >= r.wait_rung then ready[#ready + 1] = r.id end   -- promoted, not yet released
-      end
-      if S.halving then
-        -- at most halving.paused trials wait at a rung with their process (memory); the worst
-        -- of the others are parked: the worker exits, the trial waits as 'pending' with its
-        -- rung value, and runs again from step 0 if promoted (claimed first, best first)
-        local alive = {}
-        for _, w in pairs(active) do
-          local r = byid[w.id]
-          if not w.parked and r and r.attempt == w.attempt and r.status == "running" and r.wait_rung > 0
-             and r.rung < r.wait_rung then
-            alive[#alive + 1] = { w = w, v = r.wait_value, rung = r.wait_rung }
-          end
-        end
-        if #alive > S.halving.paused then
-          local gt = better(S.mode)
-          table.sort(alive, function(a, b)
-            if a.rung ~= b.rung then return a.rung > b.rung end
-            if a.v ~= nil and b.v ~= nil and a.v ~= b.v then return gt(a.v, b.v) end
-            return a.w.id < b.w.id
-          end)
-          for i = S.halving.paused + 1, #alive do
-            local w = alive[i].w
-            if st:park(w.id, w.attempt) then w.parked = true end
-          end
-        end
-      end
-      -- promoted trials go on as slots free up (best first), before new trials start
-      table.sort(ready, function(a, b)
-        local va, vb = byid[a].wait_value, byid[b].wait_value
-        if va ~= nil and vb ~= nil and va ~= vb then return better(S.mode)(va, vb) end
-        return a < b
-      end)
-      for _, id in ipairs(ready) do
-        if busy >= workers then break end
-        if st:release(id) then busy = busy + 1 end
-      end
-      -- claim trials: promoted parked ones first, then by id; a claim is one row taken under a
-      -- lock, so any number of drivers on this store never take the same trial twice
-      local claimed = false
-      while busy < workers do
-        local id, attempt = st:claim(me, S.lease, S.max_attempts, retry_before or -1, sign)
-        if not id then break end
-        claimed = true
-        launch(id, attempt)
-        busy = busy + 1
-      end
-      if S.halving then decide_rungs(S, st, claimed and st:trials() or rows, retry_before, say) end
-      if nactive == 0 and not claimed then
-        -- done when every trial is final; otherwise others run or will run some: wait for them
-        -- (a trial whose driver died is claimed when its lease expires)
-        local open = 0
-        for _, r in ipairs(st:trials()) do if live(S, r, retry_before) then open = open + 1 end end
-        if open == 0 then break end
-      end
-      -- through pcall, so that the fvl program's Ctrl-C hook fires in here (it raises
-      -- "interrupted" at the next Lua instruction) and not in the clean-up below
-      local ok, e = pcall(sys.sleep, nactive > 0 and S.poll or math.max(S.poll, math.min(0.25, S.lease / 8)))
-      if not ok then error(e, 0) end
+-- our workers that ended, and those past their timeout
+local function reap(D)
+  for pid, w in pairs(D.active) do
+    local done, code, sig = sys.poll(pid)
+    if done then
+      D.active[pid] = nil
+      D.nactive = D.nactive - 1
+      on_exit(D, w, code, sig)
+    elseif D.S.timeout and sys.time() - w.t0 > D.S.timeout and not w.timed_out then
+      w.timed_out = true
+      sys.kill(pid, "KILL")
     end
   end
-  local lok, lerr = pcall(loop)
-  if not lok then
-    -- stop our workers; their trials run again on the next call
-    sys.abort_clear()
-    for pid, w in pairs(active) do
-      w.interrupted = true
-      pcall(sys.kill, pid, "KILL")
-    end
-    for pid, w in pairs(active) do
-      for _ = 1, 200 do
-        local ok2, done = pcall(sys.poll, pid)
-        if not ok2 or done then break end
-        sys.abort_clear()
-        pcall(sys.sleep, 0.01)
+end
+
+-- heartbeats (every lease/4): our trials' leases; a trial taken from us (this driver stalled past
+-- its lease and another driver re-ran it) stops here
+local function heartbeats(D)
+  if sys.time() - D.last_beat < D.S.lease / 4 then return end
+  D.last_beat = sys.time()
+  for pid, w in pairs(D.active) do
+    if not w.parked and not w.lost and not D.st:heartbeat(w.id, w.attempt, D.S.lease) then
+      local r = D.st:trial(w.id)
+      if r and r.attempt ~= w.attempt then
+        w.lost = true
+        sys.kill(pid, "KILL")
       end
-      pcall(st.finish_trial, st, w.id, w.attempt, "failed", nil, "interrupted (the driver stopped)", true)
     end
-    st:close()
-    if tostring(lerr):find("interrupted", 1, true) then
-      error(string.format("fvl.sweep: interrupted; %d running trial(s) stopped — run the sweep again to resume",
-                          nactive), 0)
-    end
-    error(lerr, 0)
   end
+end
+
+-- halving: at most halving.paused trials wait at a rung with their process (memory); the worst of
+-- the others are parked: the worker exits, the trial waits as 'pending' with its rung value, and
+-- runs again from step 0 if promoted (claimed first, best first)
+local function park_extra(D, byid)
+  local S = D.S
+  local alive = {}
+  for _, w in pairs(D.active) do
+    local r = byid[w.id]
+    if not w.parked and r and r.attempt == w.attempt and r.status == "running" and r.wait_rung > 0
+       and r.rung < r.wait_rung then
+      alive[#alive + 1] = { w = w, v = r.wait_value, rung = r.wait_rung }
+    end
+  end
+  if #alive <= S.halving.paused then return end
+  local gt = better(S.mode)
+  table.sort(alive, function(a, b)
+    if a.rung ~= b.rung then return a.rung > b.rung end
+    if a.v ~= nil and b.v ~= nil and a.v ~= b.v then return gt(a.v, b.v) end
+    return a.w.id < b.w.id
+  end)
+  for i = S.halving.paused + 1, #alive do
+    local w = alive[i].w
+    if D.st:park(w.id, w.attempt) then w.parked = true end
+  end
+end
+
+-- fills the free worker slots: promoted trials waiting at a rung go on first (best first), then
+-- claims (promoted parked ones first, then by id; a claim is one row taken under a lock, so any
+-- number of drivers on this store never take the same trial twice). Returns whether it claimed.
+local function fill_slots(D)
+  local S, st = D.S, D.st
+  D.rows = st:trials()
+  local byid = {}
+  for _, r in ipairs(D.rows) do byid[r.id] = r end
+  -- waiting (paused at a rung) workers do not count against `workers`
+  local busy, ready = 0, {}
+  for _, w in pairs(D.active) do
+    local r = byid[w.id]
+    if w.parked then
+      -- its process is on its way out
+    elseif not (r and r.status == "running" and r.attempt == w.attempt and r.wait_rung > 0) then busy = busy + 1
+    elseif r.rung >= r.wait_rung then ready[#ready + 1] = r.id end   -- promoted, not yet released
+  end
+  if S.halving then park_extra(D, byid) end
+  table.sort(ready, function(a, b)
+    local va, vb = byid[a].wait_value, byid[b].wait_value
+    if va ~= nil and vb ~= nil and va ~= vb then return better(S.mode)(va, vb) end
+    return a < b
+  end)
+  for _, id in ipairs(ready) do
+    if busy >= S.workers then break end
+    if st:release(id) then busy = busy + 1 end
+  end
+  local claimed = false
+  while busy < S.workers do
+    local id, attempt = st:claim(D.me, S.lease, S.max_attempts, D.retry_before or -1, S.mode == "min" and -1 or 1)
+    if not id then break end
+    claimed = true
+    launch(D, id, attempt)
+    busy = busy + 1
+  end
+  return claimed
+end
+
+-- the polling loop: returns when every trial is final
+local function drive(D)
+  local S, st = D.S, D.st
+  while true do
+    reap(D)
+    heartbeats(D)
+    local claimed = fill_slots(D)
+    if S.halving then decide_rungs(S, st, claimed and st:trials() or D.rows, D.retry_before, D.say) end
+    if D.nactive == 0 and not claimed then
+      -- done when every trial is final; otherwise others run or will run some: wait for them
+      -- (a trial whose driver died is claimed when its lease expires)
+      local open = 0
+      for _, r in ipairs(st:trials()) do if live(S, r, D.retry_before) then open = open + 1 end end
+      if open == 0 then return end
+    end
+    -- through pcall, so that the fvl program's Ctrl-C hook fires in here (it raises
+    -- "interrupted" at the next Lua instruction) and not in the clean-up of stop_workers
+    local ok, e = pcall(sys.sleep, D.nactive > 0 and S.poll or math.max(S.poll, math.min(0.25, S.lease / 8)))
+    if not ok then error(e, 0) end
+  end
+end
+
+-- the loop raised (Ctrl-C, a store error): stop our workers; their trials run again on the next call
+local function stop_workers(D, err)
+  sys.abort_clear()
+  for pid, w in pairs(D.active) do
+    w.interrupted = true
+    pcall(sys.kill, pid, "KILL")
+  end
+  for pid, w in pairs(D.active) do
+    for _ = 1, 200 do
+      local ok2, done = pcall(sys.poll, pid)
+      if not ok2 or done then break end
+      sys.abort_clear()
+      pcall(sys.sleep, 0.01)
+    end
+    pcall(D.st.finish_trial, D.st, w.id, w.attempt, "failed", nil, "interrupted (the driver stopped)", true)
+  end
+  D.st:close()
+  if tostring(err):find("interrupted", 1, true) then
+    error(string.format("fvl.sweep: interrupted; %d running trial(s) stopped — run the sweep again to resume",
+                        D.nactive), 0)
+  end
+  error(err, 0)
+end
+
+local function driver(S)
+  local st = open_sweep(S)
+  S.store_id = store_identity(S)
+  local D = { S = S, st = st, active = {}, nactive = 0, host = sys.hostname(), me = sys.getpid(),
+              say = S.quiet and function() end or function(s) io.write(s, "\n"); io.flush() end }
+  D.retry_before = S.retry_failed and st:now() or nil
+  local rows, nfinal, nrunning = recover_orphans(D)
+  D.rows = rows
+  D.say(string.format("sweep %s: %d trials (%s%s), %d finished%s; %d worker%s x %d thread%s (%s); store %s",
+                      S.name, #rows, S.strategy, S.shard_n and string.format(", shard %d of %d (%s) of %d trials",
+                      S.shard_i, S.shard_n, S.shard_from, S.total) or "", nfinal,
+                      nrunning > 0 and string.format(", %d running elsewhere", nrunning) or "", S.workers,
+                      S.workers == 1 and "" or "s", S.threads, S.threads == 1 and "" or "s", S.threads_from,
+                      S.store_text))
+  if S.logdir then sys.mkdirs(S.logdir) end
+  local t0 = sys.time()
+  D.last_beat = t0
+  local ok, err = pcall(drive, D)
+  if not ok then stop_workers(D, err) end
   st:close()
-  say(string.format("sweep %s: finished in %.1f s", S.name, sys.time() - t0))
+  D.say(string.format("sweep %s: finished in %.1f s", S.name, sys.time() - t0))
 end
 
 -- inline: trials run one after the other in this process (REPL, debugging)
@@ -850,6 +891,12 @@ local function normalize(o)
   return S
 end
 
+-- fvl.sweep.run(opts) (or fvl.sweep(opts)) -> trials: runs a sweep (see the module header: name,
+-- space, trial = function(cfg, report, info) returning a metrics table, workers, store, strategy
+-- = "grid"|"random"|"halving", samples, seed, metric, mode, halving, shard, threads, timeout,
+-- retry_failed, quiet): every trial in its own worker process (this script re-run with
+-- FVL_SWEEP_WORKER set), results in the store, finished trials never re-run; returns the list of
+-- trials as fvl.sweep.load. Errors: unknown options, an empty space, a store of another sweep.
 function sweep.run(o)
   local S = normalize(o)
   local w = worker.parse_worker_env()

@@ -13,6 +13,9 @@ local util = {}
 
 local function fail(msg) error(msg, 0) end
 util.fail = fail
+--- @doc fvl.util.fail(message)
+--- Raises message as an error without a position prefix (level 0): the library's user-facing errors
+--- ("arcface: m = -1 is outside 0..").
 
 -- option tables -------------------------------------------------------------------------------
 -- allowed: a list of names (order is kept in the message) or a set {name=true}
@@ -40,6 +43,8 @@ function util.check_opts(fn, opts, allowed)
   return opts
 end
 
+-- fvl.util.enum(fn, key, v, names, default) -> v: an option that must be one of names (nil: default).
+-- Errors: "arcface: fallback = 'foo' (expected mm|none|clamp)".
 function util.enum(fn, key, v, names, default)
   if v == nil then v = default end
   for _, n in ipairs(names) do if v == n then return v end end
@@ -47,6 +52,8 @@ function util.enum(fn, key, v, names, default)
                      type(v) == "string" and ("'" .. v .. "'") or tostring(v), table.concat(names, "|")))
 end
 
+-- fvl.util.number(fn, key, v, default [, lo [, hi]]) -> number: a number option (nil: default),
+-- checked against lo..hi. Errors: not a number, NaN, out of range (named by fn and key).
 function util.number(fn, key, v, default, lo, hi)
   if v == nil then v = default end
   if type(v) ~= "number" or v ~= v then
@@ -60,6 +67,7 @@ function util.number(fn, key, v, default, lo, hi)
   return v
 end
 
+-- fvl.util.integer(fn, key, v, default [, lo]) -> integer: as fvl.util.number, and a whole number.
 function util.integer(fn, key, v, default, lo)
   v = util.number(fn, key, v, default, lo)
   if math.type(v) ~= "integer" and v ~= math.floor(v) then
@@ -68,6 +76,8 @@ function util.integer(fn, key, v, default, lo)
   return math.tointeger(v)
 end
 
+-- fvl.util.boolean(fn, key, v, default) -> boolean: a true/false option (nil: default).
+-- Errors: anything else.
 function util.boolean(fn, key, v, default)
   if v == nil then v = default end
   if type(v) ~= "boolean" then
@@ -77,12 +87,15 @@ function util.boolean(fn, key, v, default)
 end
 
 -- tensors -------------------------------------------------------------------------------------
+
+-- fvl.util.is_tensor(v) -> boolean: whether v is an fvl tensor
 function util.is_tensor(v)
   if type(v) ~= "userdata" then return false end
   local mt = getmetatable(v)
   return type(mt) == "table" and mt.__name == "fvl.Tensor"
 end
 
+-- fvl.util.shape_str(t) -> string: a tensor's shape as messages print it ("256×512", "scalar").
 function util.shape_str(t)
   local s = t:shape()
   if #s == 0 then return "scalar" end
@@ -135,6 +148,8 @@ function util.class(name, parent)
   return cls
 end
 
+-- fvl.util.isinstance(o, cls) -> boolean: whether o is an instance of cls or of a subclass
+-- (fvl.util.class / fvl.nn.class classes).
 function util.isinstance(o, cls)
   local mt = getmetatable(o)
   while mt do
@@ -162,6 +177,7 @@ function util.loadavg()
   return s:match("^(%S+ %S+ %S+)") or "?"
 end
 
+-- fvl.util.read_file(path) -> string | nil, message: the whole file's bytes.
 function util.read_file(path)
   local fh, msg = io.open(path, "rb")
   if not fh then return nil, msg end

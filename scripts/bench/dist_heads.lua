@@ -12,7 +12,9 @@
 -- Memory: the engine's peak bytes during the timed steps (fvl.mem) and the process's VmHWM, the
 -- largest over the ranks. "model" is the per-rank formula the extrapolation uses:
 --   3·(C/N)·D·4 bytes (W, W.grad, momentum; with Partial FC W.grad is the K sampled rows only)
---   + 2·(N·B)·K·4 (the cosine and gradient buffers over the gathered batch, K = C/N or rate·C/N)
+--   + 2·R·K·4 (the cosine and gradient buffers, K = C/N or rate·C/N columns, R rows: the chunk
+--     of gathered rows, by default B on several ranks (shard_chunk), N·B with --chunk 0)
+--   + 4·(N·B)·D·4 (the gathered embeddings, their normalised copy and gradients)
 -- A configuration whose model needs more than max_gb in all (default: 60% of MemAvailable) is
 -- not run (the machine is shared): its line says so and shows the model only.
 -- "ms/step" is the whole step (forward, backward, optimiser, between barriers), "head ms" the
@@ -34,6 +36,8 @@ parser:option("--D", "embedding dimension", "512"):convert(cli.integer("D", 1))
 parser:option("--max-gb", "skip configurations whose model needs more (default 60% of MemAvailable)")
   :convert(cli.number("max-gb", 0))
 parser:option("--gemm", "0: skip the sampled-GEMM comparison", "1"):convert(cli.integer("gemm", 0, 1))
+parser:option("--chunk", "shard_chunk of the heads: gathered rows per chunk, 0 = all at once (default: the head's, B on several ranks)")
+  :convert(cli.integer("chunk", 0))
 parser:flag("--one", "one rank's run (used by the driver)")
 local args = parser:parse(arg or {})
 -- one rank's run gets single values
@@ -59,11 +63,13 @@ local function vmhwm_mb()
 end
 
 -- per-rank bytes of the model above
-local function model_bytes(C, N, rate)
+local function model_bytes(C, N, rate, chunk)
   local Cl = math.ceil(C / N)
   local K = rate and rate > 0 and math.floor(rate * Cl) or Cl
   local grad_rows = (rate and rate > 0) and K or Cl
-  return (2 * Cl + grad_rows) * D * 4 + 2 * (N * B) * K * 4 + 4 * (N * B) * D * 4
+  if chunk == nil then chunk = N > 1 and B or 0 end
+  local R = (chunk > 0 and chunk < N * B) and chunk or N * B
+  return (2 * Cl + grad_rows) * D * 4 + 2 * R * K * 4 + 4 * (N * B) * D * 4
 end
 
 -- ------------------------------------------------------------------ one rank of one configuration
@@ -72,7 +78,7 @@ if args.one then
   local C, rate = args.C, args.pfc and args.pfc > 0 and args.pfc or nil
   local rank, N = dist.rank(), dist.size()
   fvl.manual_seed(1)
-  local head = fvl.loss.arcface { dim = D, classes = C, sharded = true, partial_fc = rate }
+  local head = fvl.loss.arcface { dim = D, classes = C, sharded = true, partial_fc = rate, shard_chunk = args.chunk }
   local opt = fvl.optim.sgd(head, { lr = 0.1, momentum = 0.9, weight_decay = 5e-4 })
   fvl.manual_seed(100 + rank)
   local x = fvl.randn(B, D)
@@ -118,7 +124,8 @@ if args.one then
     end
     a:free(); w:free(); g:free()
   end
-  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f %.4f\n", rank, N, peak, vmhwm_mb(), best, gms, besth))
+  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f %.4f %d\n", rank, N, peak, vmhwm_mb(), best, gms, besth,
+                         head.shard.chunked and 1 or 0))
   io.flush()
   return
 end
@@ -143,8 +150,8 @@ local load = tonumber((fvl.util.loadavg()))
 print(string.format("dist_heads.lua: arcface sharded, D=%d, B=%d per rank, SGD momentum; best of %d steps after %d " ..
                     "warm-up; %d cores%s; runs needing more than %.1f GB in all are skipped", D, B, args.steps,
                     args.warmup, cores, load and string.format(", load average %.1f at start", load) or "", max_gb))
-print(string.format("%9s %3s %5s %9s %9s %10s %10s %10s %10s %8s", "C", "np", "pfc", "ms/step", "head ms", "peak MB",
-                    "VmHWM MB", "model MB", "GEMM ms", "ratio"))
+print(string.format("%9s %3s %5s %9s %9s %10s %10s %10s %10s %8s %7s", "C", "np", "pfc", "ms/step", "head ms", "peak MB",
+                    "VmHWM MB", "model MB", "GEMM ms", "ratio", "rows"))
 local env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader " ..
             "OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1 " ..
             "OMPI_MCA_hwloc_base_binding_policy=none"
@@ -155,7 +162,7 @@ for _, r in ipairs(rates) do if r == 0 then order[#order + 1] = r end end
 for _, r in ipairs(order) do
   for _, C in ipairs(Cs) do
     for _, N in ipairs(NPs) do
-      local model = model_bytes(C, N, r) / 2 ^ 20
+      local model = model_bytes(C, N, r, args.chunk) / 2 ^ 20
       local tag = string.format("%9d %3d %5s", C, N, r > 0 and tostring(r) or "-")
       if model * N / 1024 > max_gb then
         print(string.format("%s %9s %9s %10s %10s %10.0f   skipped: needs ~%.1f GB in all here", tag, "-", "-", "-", "-", model,
@@ -163,22 +170,23 @@ for _, r in ipairs(order) do
       else
         local threads = math.max(1, cores // N)
         local cmd = string.format("%s FVL_THREADS=%d mpirun --oversubscribe -np %d -x FVL_THREADS %s %s --one --C %d " ..
-                                  "--pfc %s --B %d --D %d --steps %d --warmup %d 2>&1", env, threads, N, exe, script, C, r, B, D,
-                                  args.steps, args.warmup)
+                                  "--pfc %s --B %d --D %d --steps %d --warmup %d%s 2>&1", env, threads, N, exe, script, C, r, B,
+                                  D, args.steps, args.warmup, args.chunk and (" --chunk " .. args.chunk) or "")
         local p = io.popen(cmd)
         local out = p:read("a")
         p:close()
-        local pk, hwm, ms, gms, hms, got = 0, 0, 0, 0, 0, 0
-        for _, _, mp, mh, t, g, th in out:gmatch("RESULT (%d+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+)") do
+        local pk, hwm, ms, gms, hms, got, chunked = 0, 0, 0, 0, 0, 0, "whole"
+        for _, _, mp, mh, t, g, th, ck in out:gmatch("RESULT (%d+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d)") do
           got = got + 1
+          if ck == "1" then chunked = "chunks" end
           pk, hwm = math.max(pk, tonumber(mp)), math.max(hwm, tonumber(mh))
           ms, gms = math.max(ms, tonumber(t) * 1e3), math.max(gms, tonumber(g) * 1e3)
           hms = math.max(hms, tonumber(th) * 1e3)
         end
         if got == N then   -- ratio: the head (forward + backward) over its three GEMMs
-          print(string.format("%s %9.0f %9.0f %10.0f %10.0f %10.0f %10s %8s", tag, ms, hms, pk, hwm, model,
+          print(string.format("%s %9.0f %9.0f %10.0f %10.0f %10.0f %10s %8s %7s", tag, ms, hms, pk, hwm, model,
                               gms > 0 and string.format("%.0f", gms) or "-",
-                              gms > 0 and string.format("%.2f", hms / gms) or "-"))
+                              gms > 0 and string.format("%.2f", hms / gms) or "-", chunked))
         else
           print(string.format("%s failed: %s", tag, (out:gsub("\n", " ")):sub(1, 300)))
         end

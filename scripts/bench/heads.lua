@@ -242,6 +242,8 @@ end
 print("B×C bufs = engine bytes at the step's peak minus W and W.grad (Center: and its C×D centres),")
 print("           in B×C float buffers")
 print("           (target ≤ 2: the logits and one extra buffer; x, dx and small vectors included)")
+print("           (subcenter_arcface: in B×(C·K) buffers, target ≤ 2 + 1/K: the cosines, one gradient")
+print("           workspace that also holds the B×C max, and the max's B×C gradient)")
 print("rest B×D = what the peak holds beyond W, W.grad and two B×C buffers, in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")

@@ -39,6 +39,26 @@ for s in $(find scripts -name '*.lua' -not -path 'scripts/configs/*' | sort); do
     fail "$s --help: exit $rc, stdout '$(head -c 200 "$tmp/out")', stderr '$(head -c 300 "$tmp/err")'"
   fi
 done
+# the shell and Python benches in scripts/ answer --help too (exit 0, usage on stdout); the
+# Python peers import PyTorch (Debian python3-torch, a bench-only dependency), skipped without it
+for s in $(find scripts -name '*.sh' | sort); do
+  timeout 20 bash "$s" --help >"$tmp/out" 2>"$tmp/err" </dev/null
+  rc=$?
+  if [ $rc == 0 ] && grep -qi "usage\|$(basename "$s")" "$tmp/out"; then ok; else
+    fail "$s --help: exit $rc, stdout '$(head -c 200 "$tmp/out")', stderr '$(head -c 300 "$tmp/err")'"
+  fi
+done
+if /usr/bin/python3 -c 'import torch' >/dev/null 2>&1; then
+  for s in $(find scripts -name '*.py' | sort); do
+    timeout 60 /usr/bin/python3 "$s" --help >"$tmp/out" 2>"$tmp/err" </dev/null
+    rc=$?
+    if [ $rc == 0 ] && grep -qi "^usage:" "$tmp/out"; then ok; else
+      fail "$s --help: exit $rc, stdout '$(head -c 200 "$tmp/out")', stderr '$(head -c 300 "$tmp/err")'"
+    fi
+  done
+else
+  echo "help.sh: /usr/bin/python3 has no torch: the Python bench peers' --help not checked"
+fi
 # typed options: a number option given a word is one line naming the option, no traceback
 for so in scripts/compare_losses.lua:seed scripts/bench/heads.lua:steps scripts/sweep_margins.lua:workers; do
   s=${so%%:*}; o=${so#*:}

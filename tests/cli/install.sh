@@ -49,5 +49,17 @@ elif command -v lua5.4 >/dev/null; then
   [ $rc = 0 ] && [ "$got" = "$ref" ] || fail "lua5.4 require \"fvl\" from the install: rc=$rc '$got' (fvl: '$ref')"
   got=$(env -u LUA_PATH LUA_CPATH="$(dirname "$mod")/?.so;;" lua5.4 -e 'require "fvl"; local c = require "fvl.cli"; print(type(c.parser))' 2>&1)
   [ "$got" = "function" ] || fail "lua5.4: require \"fvl.cli\" after fvl: '$got'"
+  # the embedded Lua library from the installed module: a loss head's training step, and the
+  # API reference the REPL's `? name` prints
+  got=$(env -u LUA_PATH LUA_CPATH="$(dirname "$mod")/?.so;;" lua5.4 -e '
+    local fvl = require "fvl"
+    fvl.manual_seed(2)
+    local h = fvl.loss.arcface { dim = 8, classes = 5 }
+    local x = fvl.randn(4, 8)
+    x:requires_grad()
+    h(x, fvl.tensor({ 1, 2, 3, 4 }, "int32")):backward()
+    local doc = require("fvl.help").lookup("fvl.loss.arcface")
+    print(x.grad:size(1), h.weight.grad:size(1), doc and doc:match("m = 0%.5") or "no doc")' 2>&1)
+  [ "$got" = "4	5	m = 0.5" ] || fail "lua5.4: a head step and fvl.help from the install: '$got'"
 fi
 [ $fails = 0 ] && echo "install: all passed" || { echo "install: $fails failed"; exit 1; }

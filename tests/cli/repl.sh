@@ -100,6 +100,17 @@ has "  s = 64" "$tmp/help.out" "? fvl.loss.arcface shows the default scale"
 has "  m = 0.35" "$tmp/help.out" "? loss.cosface (an alias of fvl.loss) shows its defaults"
 has "fvl.eval.verify(emb, labels, opts)" "$tmp/help.out" "? fvl.eval.verify"
 has "function(a, b)  -- defined at stdin:1" "$tmp/help.out" "? an undocumented function still describes it"
+# tensor methods (C and Lua-written, asked as they are called), layer constructors, optimisers
+printf '%s\n' 'x = fvl.zeros(2, 3)' '? x:sum' '? x.softmax' '? fvl.nn.Linear' '? fvl.optim.sgd' '? fvl.eye' \
+  '? fvl.Tensor.cumsum' >"$tmp/help2.txt"
+"$FVL" -i <"$tmp/help2.txt" >"$tmp/help2.out" 2>&1
+has "fvl.Tensor:sum([dim [, keepdim]]) -> tensor" "$tmp/help2.out" "? x:sum: the C method's entry"
+has "t:softmax([dim]) -> tensor" "$tmp/help2.out" "? x.softmax: the Lua-written method's entry"
+has "fvl.nn.Linear(in_features, out_features [, opts]) -> module" "$tmp/help2.out" "? fvl.nn.Linear"
+has "fvl.optim.sgd(" "$tmp/help2.out" "? fvl.optim.sgd"
+has "fvl.eye(n [, m]) -> tensor" "$tmp/help2.out" "? fvl.eye"
+has "t:cumsum([dim]) -> tensor" "$tmp/help2.out" "? fvl.Tensor.cumsum (not loaded under that name)"
+lacks "nil: nil" "$tmp/help2.out" "a documented name prints its entry only"
 
 # ================================================================ part 2: a real terminal
 if ! command -v tmux >/dev/null 2>&1; then

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# run.sh — the fuzz harness: libFuzzer targets for the file parsers (.npy, .npz, IDX/.gz) built
+# run.sh — the fuzz harness: libFuzzer targets for the file parsers (.npy, .npz, IDX/.gz, RecordIO
+# .rec + .idx with the insightface image-set reader, .bin pickle packs, JPEG/PNG decoding) built
 # with clang + ASan + UBSan, and the seeded Lua API call-stream fuzzer under the ASan build.
 #
 #   bash tests/fuzz/run.sh [seconds per target [api fuzzer seconds [api seed]]]
+#   FUZZ_TARGETS="rec bin" bash tests/fuzz/run.sh 600 0     # some parsers only, no API fuzzer
 #
 # .ci/run runs it for a few seconds each; a longer hunt is e.g. `bash tests/fuzz/run.sh 600 600 7`.
 # Inputs that crashed are kept by libFuzzer as build-fuzz/crash-*; copy one into
 # tests/fuzz/regress/<target>/ to make it a regression input (every file there is replayed
-# first, each run). The API fuzzer's seed reproduces its call stream (FVL_FUZZ_VERBOSE=1 prints
+# first, each run). Seeds come from tests/fuzz/seeds/<target>/ (written by the project's own
+# writers: tests/fuzz/make_seeds.lua) and the golden files. The API fuzzer's seed reproduces its call stream (FVL_FUZZ_VERBOSE=1 prints
 # every call). Needs clang and libclang-rt-14-dev (tools/deps.sh), and build-asan/ for the API
 # fuzzer (skipped with a note when absent).
 set -euo pipefail
@@ -20,14 +23,15 @@ mkdir -p "$OUT/obj"
 CC=${FUZZ_CC:-clang}
 command -v "$CC" >/dev/null || { echo "run.sh: $CC not found: apt-get install -y clang libclang-rt-14-dev" >&2; exit 1; }
 
-# the parsers and what they need from the engine (no plots, stores, MPI, images)
+# the parsers and what they need from the engine (no plots, stores, MPI)
 SRC=(engine/core.c engine/tensor.c engine/autograd.c engine/ops.c engine/rng.c engine/data/idx.c
      engine/data/data_tensor.c engine/data/npyz.c engine/data/synthetic.c engine/data/batch.c engine/sys.c
-     engine/data/image.c)
+     engine/data/image.c engine/data/recordio.c engine/data/pickle.c engine/data/loader.c
+     engine/data/folder.c)
 CFLAGS=(-g -O1 -std=gnu11 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
         -fopenmp -Iengine -Iengine/data $(pkg-config --cflags openblas zlib libturbojpeg libpng) -DFVL_SANITIZE=1
         -DFVL_BUILD_TYPE='"fuzz"' -ffunction-sections -fdata-sections -w)
-LIBS=($(pkg-config --libs openblas zlib libturbojpeg libpng) -lm -Wl,--gc-sections)
+LIBS=($(pkg-config --libs openblas zlib libturbojpeg libpng) -lm -lpthread -Wl,--gc-sections)
 objs=()
 for s in "${SRC[@]}"; do
   o="$OUT/obj/$(echo "$s" | tr / _).o"
@@ -50,15 +54,17 @@ seed_corpus() {   # a few valid files of each kind to start from
   case $t in
     npy) cp -n tests/golden/faces/*.npy "$d"/ 2>/dev/null || true ;;
     npz) cp -n tests/golden/faces/*.npz "$d"/ 2>/dev/null || true ;;
+    bin) cp -n tests/golden/faces/*.bin "$d"/ 2>/dev/null || true ;;
     idx) printf '\0\0\10\3\0\0\0\2\0\0\0\2\0\0\0\3\1\2\3\4\5\6\7\10\11\12\13\14' > "$d/images.idx"
          printf '\0\0\10\1\0\0\0\4\1\2\3\11' > "$d/labels.idx"
          printf '\0\0\14\1\0\0\0\2\0\0\0\5\177\377\377\377' > "$d/int32.idx"
          gzip -c "$d/images.idx" > "$d/images.idx.gz" ;;
   esac
+  if [ -d tests/fuzz/seeds/$t ]; then cp -n tests/fuzz/seeds/$t/* "$d"/; fi
 }
 
 status=0
-for t in npy npz idx; do
+for t in ${FUZZ_TARGETS:-npy npz idx rec bin image}; do
   "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer tests/fuzz/fuzz_$t.c "${objs[@]}" "${LIBS[@]}" -o "$OUT/fuzz_$t"
   seed_corpus $t
   reg=tests/fuzz/regress/$t
@@ -76,7 +82,9 @@ for t in npy npz idx; do
   fi
 done
 
-if [ -x build-asan/fvl ]; then
+if [ "$API_SECS" = 0 ]; then
+  echo "== api_fuzz: skipped (0 s)"
+elif [ -x build-asan/fvl ]; then
   echo "== api_fuzz: seed $API_SEED, $API_SECS s (build-asan)"
   # in a scratch directory: option words double as file names (plots, saves) there
   work=$(mktemp -d)

@@ -21,11 +21,7 @@ local function gc_proxy(make, n)
   })
 end
 
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+local write = write_file   -- tests/lua/run.lua
 
 -- a .npy file with a given header dict (padded as NumPy does) and raw data bytes
 local function npy(path, dict, data)
@@ -197,6 +193,32 @@ describe("declared option tables", function()
     expect_true(keys.s and keys.m and keys.fallback and keys.gws and keys.nonfinite, "margin_spec keys")
     expect_eq(fvl._options.sgd_step[1], "lr")
   end)
+  it("the plot bindings read declared tables (fvl._options['plot.*'] are fvl.plot's lists)", function()
+    local series = { { x = { 1, 2 }, y = { 3, 4 } } }
+    local P = fvl._plot
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, titel = "x" }) end,
+                 "plot.lines: unknown option 'titel' (expected one of: file, width, height, title,")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, xlog = 1 }) end,
+                 "plot.lines: xlog must be a boolean, got number")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, legend = 9 }) end,
+                 "plot.lines: legend = 9 is outside -1..4")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = { { x = { 1 }, y = { 2 }, dash = "wavy" } } }) end,
+                 "plot.lines: series[1]: dash = 'wavy' (expected solid|dashed|dotted)")
+    expect_error(function() P.lines({ file = tmp .. "/d.png", series = series, notes = { { x = 1, y = 2, txt = "a" } } }) end,
+                 "plot.lines: notes[1]: unknown option 'txt' (expected one of: x, y, text)")
+    expect_error(function() P.sheet(tmp .. "/s.png", { { file = tmp .. "/d.png", caption = "c" } }) end,
+                 "plot.sheet: panels[1]: unknown option 'caption'")
+    expect_error(function() P.features(fvl.randn(3, 2), nil, { alpha = 2 }) end, "plot.features: alpha = 2 is outside 0..1")
+    expect_error(function() fvl.plot.lines({ file = tmp .. "/d.png", series = { { x = { 1 }, y = { 2 }, colour = 1 } } }) end,
+                 "plot.lines: series[1]: unknown option 'colour'")
+    -- many notes and series with GC-running __index tables: the stack stays bounded, strings live
+    local notes = {}
+    for i = 1, 300 do notes[i] = gc_proxy(function(k) return k == "text" and ("n" .. i) or (k == "x" and i or k == "y" and i or nil) end, 0) end
+    local many = {}
+    for i = 1, 300 do many[i] = { x = { i, i + 1 }, y = { 1, 2 }, label = "s" .. i } end
+    P.lines({ file = tmp .. "/many.png", series = many, notes = notes, width = 320, height = 240 })
+    expect_true(io.open(tmp .. "/many.png", "rb") ~= nil, "the chart was written")
+  end)
 end)
 
 describe("strict .npy headers", function()
@@ -352,6 +374,47 @@ describe("face data files and options", function()
     write(tmp .. "/a.bin", "\x80\x02]e.")
     p, pe = fvl.data.bin_pack(tmp .. "/a.bin")
     expect_true(p == nil and pe:find("without a MARK", 1, true), pe)
+  end)
+end)
+
+describe("parser fuzz findings (tests/fuzz: fuzz_rec, fuzz_bin, fuzz_image)", function()
+  local function rec_pair(name, idx_text)
+    local p = tmp .. "/" .. name .. ".rec"
+    local w = assert(fvl.data.rec_writer(p))
+    w:write_raw("abcd")
+    w:write_raw("efgh")
+    assert(w:close())
+    if idx_text then write(tmp .. "/" .. name .. ".idx", idx_text) end
+    return p
+  end
+  it("an .idx whose last line ends in a digit (no newline) is an error, not a read past the buffer", function()
+    local p = rec_pair("noeol", "0\t0\n1\t16")
+    local r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("line 2: expected 'key<TAB>offset<LF>'", 1, true), err)
+  end)
+  it("an .idx offset of 2^63 - 1 is outside the file (no signed overflow)", function()
+    local p = rec_pair("bigoff", "0\t0\n1\t9223372036854775807\n")
+    local r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("offset 9223372036854775807 is outside", 1, true), err)
+    p = rec_pair("hugeoff", "0\t0\n1\t99999999999999999999\n")
+    r, err = fvl.data.rec(p)
+    expect_true(r == nil and err:find("0..2^63-1", 1, true), err)
+  end)
+  it("an insightface header whose range is huge or beyond the records is refused", function()
+    local p = tmp .. "/hdr.rec"
+    local w = assert(fvl.data.rec_writer(p))
+    w:write { label = { 3, 9.2e19 }, key = 0 }
+    w:write { image = "x", label = 0 }
+    w:write { image = "y", label = 1 }
+    assert(w:close())
+    local s, err = fvl.data.images { rec = p }
+    expect_true(s == nil and err:find("are not a range of record numbers", 1, true), err)
+    w = assert(fvl.data.rec_writer(p))
+    w:write { label = { 1000000, 1000001 }, key = 0 }
+    w:write { image = "x", label = 0 }
+    assert(w:close())
+    s, err = fvl.data.images { rec = p }
+    expect_true(s == nil and err:find("records 1..999999 but the file holds 2 records", 1, true), err)
   end)
 end)
 

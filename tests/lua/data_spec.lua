@@ -1,18 +1,7 @@
 -- fvl.data: Fashion-MNIST, .npy, synthetic_faces, loader
 local data = fvl.data
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
+local write = write_file   -- tmpdir, rmdir: tests/lua/run.lua
 local function maxdiff(a, b) return (a:float() - b:float()):abs():max():item() end
 local function list(t) return t:totable() end
 

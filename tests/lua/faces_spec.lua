@@ -2,25 +2,7 @@
 local data = fvl.data
 local G = TEST_DIR .. "/golden/faces/"
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
-end
-local function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-end
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-local function exists(p) local f = io.open(p, "rb") if f then f:close() end return f ~= nil end
+local write, read, exists = write_file, read_file, file_exists   -- tmpdir, rmdir: tests/lua/run.lua
 local function maxdiff(a, b) return (a:float() - b:float()):abs():max():item() end
 
 -- a deterministic 3×h×w image (0..255) whose content depends on k

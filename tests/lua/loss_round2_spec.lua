@@ -17,15 +17,7 @@ local function example(name) return dofile(ROOT .. "/scripts/examples/margin_" .
 local function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
 
 -- max |a − e| <= tol·(max|e| + 1e-3) (scale-relative: gradients are compared as whole tensors)
-local function close(a, e, tol, what)
-  local at, et = a:reshape(a:numel()):totable(), e:reshape(e:numel()):totable()
-  local worst, big = 0, 0
-  for i = 1, #et do
-    worst = math.max(worst, math.abs(at[i] - et[i]))
-    big = math.max(big, math.abs(et[i]))
-  end
-  expect_true(worst <= tol * (big + 1e-3), string.format("%s: max diff %.3g (max |expected| %.3g)", what, worst, big))
-end
+local function close(a, e, tol, what) expect_tensor_close(a, e, tol, what, 1e-3) end
 
 -- runs two training steps of head a and head b on the same batches; compares loss and gradients
 local function same_heads(make_a, make_b, scale, steps, what)

@@ -2,14 +2,8 @@
 -- training_animation, Animation:add_chart), boundaries of any head (round-2 heads and
 -- fvl.loss.margin heads from their own functions). GIF files are walked block by block here.
 local fvl = fvl or require "fvl"
-local base = os.tmpname()
-os.remove(base)
-local made = {}
-local function tmp(name)
-  local p = base .. "_" .. name
-  made[#made + 1] = p
-  return p
-end
+-- every figure's data (CSV) is written beside it: both are removed at the end (tests/lua/run.lua)
+local tmp, cleanup = temp_names(function(p) return fvl.plot.csv_path(p) end)
 
 -- frames of a GIF89a file (walks the blocks: extensions, image descriptors, sub-blocks)
 local function gif_frames(path)
@@ -92,6 +86,7 @@ describe("plot.boundary_animation", function()
     end, "boom")
     collectgarbage()
     expect_true(not exists(tmp("y.gif")), "a failed animation writes nothing")
+    expect_true(not exists(fvl.plot.csv_path(tmp("y.gif"))), "nor a CSV")
     expect_error(function() fvl.plot.boundary_animations({ "arcface" }, {}) end, "opts.dir")
   end)
 end)
@@ -122,4 +117,4 @@ describe("plot.training_animation", function()
   end)
 end)
 
-for _, p in ipairs(made) do os.remove(p) end
+cleanup()

@@ -1,15 +1,8 @@
 -- Every figure fvl.plot writes gets its data beside it (same basename, .csv): lines, roc,
 -- history, features (2-D, 3-D, centres), boundaries and sheets; the values read back are the
 -- plotted ones.
-local base = os.tmpname()
-os.remove(base)
-local made = {}
-local function tmp(name)
-  local p = base .. "_" .. name
-  made[#made + 1] = p
-  made[#made + 1] = fvl.plot.csv_path(p)
-  return p
-end
+-- every figure's data (CSV) is written beside it: both are removed at the end (tests/lua/run.lua)
+local tmp, cleanup = temp_names(function(p) return fvl.plot.csv_path(p) end)
 
 local function read_csv(path)
   local f = io.open(path, "r")
@@ -99,4 +92,58 @@ describe("CSV beside every figure", function()
   end)
 end)
 
-for _, p in ipairs(made) do os.remove(p) end
+describe("CSV beside every animation (panel = frame)", function()
+  it("plot.animation of features: each frame's points and centres under its number", function()
+    fvl.manual_seed(4)
+    local anim = fvl.plot.animation { file = tmp("a.gif"), width = 96, height = 80 }
+    local e1, e2, W = fvl.randn(5, 2), fvl.randn(5, 2), fvl.randn(2, 2)
+    local labels = { 1, 2, 1, 2, 2 }
+    anim:add(e1, labels, { centres = W })
+    anim:add(e2, fvl.tensor(labels, "int32"))
+    anim:add_chart { series = { { x = { 1, 2 }, y = { 0.5, 0.25 }, label = "loss" } } }
+    local f = io.open(fvl.plot.csv_path(tmp("a.gif")))
+    expect_true(f == nil, "nothing is written before close()")
+    if f then f:close() end
+    local gif = anim:close()
+    local h, rows = read_csv(fvl.plot.csv_path(gif))
+    expect_eq(h, HEADER)
+    expect_eq(#rows, 5 + 2 + 5 + 2)
+    local t1, t2 = e1:totable(), e2:totable()
+    for i = 1, 5 do
+      expect_eq(rows[i][1], "1"); expect_eq(rows[i][2], "points")
+      expect_near(tonumber(rows[i][4]), t1[i][1], 1e-6, 1e-7, "frame 1 x")
+      expect_eq(tonumber(rows[i][7]), labels[i])
+      expect_eq(rows[7 + i][1], "2")
+      expect_near(tonumber(rows[7 + i][5]), t2[i][2], 1e-6, 1e-7, "frame 2 y")
+      expect_eq(tonumber(rows[7 + i][7]), labels[i])
+    end
+    expect_eq(rows[6][2], "centres"); expect_eq(tonumber(rows[7][7]), 2)
+    expect_near(tonumber(rows[7][4]), W:totable()[2][1], 1e-6, 1e-7, "centre 2 x")
+    expect_eq(rows[13][1], "3"); expect_eq(rows[13][3], "loss"); expect_eq(tonumber(rows[14][5]), 0.25)
+  end)
+
+  it("boundary_animation: every frame's curves (held frames too); a failed one leaves no CSV", function()
+    local f = fvl.plot.boundary_animation({ "arcface", m = 0.5 }, { file = tmp("b.gif"), frames = 3, hold = 1,
+                                                                   grid = 16, width = 96, height = 96 })
+    local _, rows = read_csv(fvl.plot.csv_path(f))
+    local per = {}
+    for _, r in ipairs(rows) do
+      local k = tonumber(r[1])
+      per[k] = per[k] or {}
+      per[k][#per[k] + 1] = table.concat(r, ",", 2)
+      expect_true(r[2] == "1" or r[2] == "2", "series 1 (class 1) and 2 (its mirror)")
+    end
+    expect_eq(#per, 4, "3 frames + 1 held")
+    expect_eq(table.concat(per[4], ";"), table.concat(per[3], ";"), "the held frame repeats the last")
+    expect_true(table.concat(per[1], ";") ~= table.concat(per[3], ";"), "the margin grows between frames")
+    expect_error(function()
+      fvl.plot.boundary_animation(function() error("boom", 0) end, { file = tmp("failed.gif"), frames = 2 })
+    end, "boom")
+    collectgarbage()
+    local g = io.open(fvl.plot.csv_path(tmp("failed.gif")))
+    expect_true(g == nil, "no CSV for a failed animation")
+    if g then g:close() end
+  end)
+end)
+
+cleanup()

@@ -1,13 +1,6 @@
 -- fvl.plot: every picture is written as PNG/SVG/PDF (magic bytes, PNG size from the IHDR chunk),
 -- panels and sheets, boundary presets computed from the logit functions, and every error path.
-local base = os.tmpname()
-os.remove(base)
-local made = {}
-local function tmp(name)
-  local p = base .. "_" .. name
-  made[#made + 1] = p
-  return p
-end
+local tmp, cleanup = temp_names()   -- tests/lua/run.lua
 
 local function head(path, n)
   local f = io.open(path, "rb")
@@ -30,11 +23,7 @@ local function expect_svg(path)
   expect_true(s:find("<svg", 1, true) or s:find("<?xml", 1, true), path .. " is SVG")
   expect_true(size > 500, path .. " has content")
 end
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
+local exists = file_exists
 
 local function blobs2(C, per, dim)
   fvl.manual_seed(3)
@@ -316,4 +305,4 @@ describe("plot.animation", function()
   end)
 end)
 
-for _, p in ipairs(made) do os.remove(p) end
+cleanup()

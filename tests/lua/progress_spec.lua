@@ -3,12 +3,7 @@ local function tmpfile()
   local p = os.tmpname()
   return p
 end
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = read_file   -- tests/lua/run.lua
 local function lines(s)
   local t = {}
   for l in s:gmatch("([^\n]*)\n") do t[#t + 1] = l end

@@ -61,6 +61,22 @@ function expect_error(fn, pattern)
   return err
 end
 
+-- whole-tensor, scale-relative comparison: max |a − e| <= tol·(max |e| + floor) (floor 1e-6)
+function expect_tensor_close(a, e, tol, what, floor)
+  if a == nil or e == nil then error((what or "tensor") .. ": a tensor is missing", 2) end
+  local at, et = a:reshape(a:numel()):totable(), e:reshape(e:numel()):totable()
+  local worst, big = 0, 0
+  for i = 1, #et do
+    local d = math.abs(at[i] - et[i])
+    if d ~= d then d = math.huge end
+    worst = math.max(worst, d)
+    big = math.max(big, math.abs(et[i]))
+  end
+  if not (worst <= tol * (big + (floor or 1e-6))) then
+    error(string.format("%s: max diff %.3g (max |expected| %.3g)", what or "tensor", worst, big), 2)
+  end
+end
+
 -- elementwise comparison of a tensor (or nested table) with a nested table of numbers
 function expect_all_near(actual, expected, rtol, atol, what)
   if type(actual) == "userdata" then actual = actual:totable() end
@@ -79,6 +95,46 @@ function expect_all_near(actual, expected, rtol, atol, what)
     end
   end
   walk(actual, expected, "")
+end
+
+-- ------------------------------------------------------------------ files, shared by the specs
+function tmpdir()   -- a new empty directory
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p '" .. d .. "'"))
+  return d
+end
+function rmdir(d) os.execute("rm -rf '" .. d .. "'") end
+function write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+end
+function read_file(path)   -- raises when the file cannot be read
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+-- temporary file names: name(n) gives a fresh path (and, with beside, also marks beside(path),
+-- e.g. the CSV written next to a figure); cleanup() removes them all
+function temp_names(beside)
+  local base = os.tmpname()
+  os.remove(base)
+  local made = {}
+  local function name(n)
+    local p = base .. "_" .. n
+    made[#made + 1] = p
+    if beside then made[#made + 1] = beside(p) end
+    return p
+  end
+  local function cleanup() for _, p in ipairs(made) do os.remove(p) end end
+  return name, cleanup
 end
 
 TEST_DIR = os.getenv("FVL_TEST_DIR") or "tests"

@@ -145,22 +145,28 @@ function Head:check_input(x, labels)
 end
 
 -- B×C logits workspace (unless logits = false: heads whose logits come from another op) and
--- B×C gradient workspace, reallocated only when B or C change; a buffer that exists is kept
--- (asking for the logits workspace later does not replace the gradient one).
-function Head:workspaces(B, logits)
+-- B×C gradient workspace (unless grad = false: the fused class blocks write no B×C gradient),
+-- reallocated only when B or C change; a buffer that exists is kept (asking for the logits
+-- workspace later does not replace the gradient one).
+function Head:workspaces(B, logits, grad)
+  if self._no_ws then return nil, nil end   -- a sharded head in row chunks (fvl.loss.sharded)
   local C = self._ws_cols or self.weight:size(1)   -- sampled columns (Partial FC)
   if self._ws_B ~= B or self._ws_C ~= C then
     self._ws, self._gws = nil, nil
     self._ws_B, self._ws_C = B, C
   end
   if logits ~= false and not self._ws then self._ws = fvl.empty(B, C) end
-  if not self._gws then self._gws = fvl.empty(B, C) end
+  if grad ~= false and not self._gws then self._gws = fvl.empty(B, C) end
   return self._ws, self._gws
 end
 
 -- normalised cosine matrix of this batch against the centres (tracked), in the workspace
+-- (with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the
+-- cosine's backward: no B×C gradient workspace)
 function Head:cosine(x, B)
-  local ws = self:workspaces(B)
+  local fused = not M.reference and fvl.F.fused() ~= false
+  if fused then self._gws = nil end
+  local ws = self:workspaces(B, true, not fused)
   return M.F().cosine(x, self.weight, ws)
 end
 
@@ -171,6 +177,8 @@ function Head:margin_ce(logits, y, spec)
   return M.F().margin_ce(logits, y, spec, self.name)
 end
 
+-- head:parameters() -> {tensor, ...}: the head's trainable tensors (weight, and bias or ξ where the
+-- head has them), for an optimiser or to join a model's parameters.
 function Head:parameters()
   local p = {}
   if self.weight then p[#p + 1] = self.weight end
@@ -179,18 +187,27 @@ function Head:parameters()
   return p
 end
 
+-- head:train([on]) -> head: training mode (on = true, default) or evaluation mode; heads with
+-- batch statistics (CurricularFace's t, AdaFace's EMA, AdaCos's dynamic s) update them only in
+-- training mode.
 function Head:train(on)
   self.training = on == nil and true or not not on
   return self
 end
+-- head:evaluate() -> head: head:train(false); head:eval() is its PyTorch name.
 function Head:evaluate() return self:train(false) end
 Head.eval = Head.evaluate
+--- @doc fvl.loss.Head:eval() -> head
+--- PyTorch's name for head:evaluate().
 
 -- raw evaluation scores: cosines (cosine heads) or x·Wᵀ + b (softmax heads), no margin, untracked
 function Head:raw_logits(x)
   return M.F().cosine(x, self.weight)
 end
 
+-- head:logits(x) -> B×C tensor: evaluation scores of a B×D batch without margins and without
+-- autograd (cosines for the cosine heads, x·Wᵀ + b for Softmax/Center); head:predict takes their
+-- argmax. Errors: x not a B×D float32 tensor of the head's dim.
 function Head:logits(x)
   local name = self.name
   if not util.is_tensor(x) or x:dim() ~= 2 or x:dtype() ~= "float32" then

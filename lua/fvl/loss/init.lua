@@ -35,6 +35,11 @@ function loss.use_reference(on)
 end
 loss.Head = base.Head                                  -- base class, for user-written heads
 loss.cosine_head = require("fvl.loss.margin").cosine_head
+--- @doc fvl.loss.cosine_head(name) -> class
+--- A new head class named fvl.loss.<name> (a subclass of fvl.loss.Head) whose forward is
+--- cosine → margin_ce(self:spec(x, B)): write its constructor (setmetatable({}, cls):setup(name, o))
+--- and a spec method returning fvl.F.margin_ce's spec, and the head has the fused kernels, sharding
+--- and Partial FC of the built-in heads.
 
 -- names of the heads, sorted (for help and the REPL)
 function loss.names()

@@ -1,6 +1,6 @@
 -- fvl.loss.reference — the fvl.F loss primitives composed from ordinary tensor ops (slow, but
 -- every step is visible). Same signatures and semantics as fvl.F.cosine, margin_ce, hard_mean,
--- target_cos, circle_pairwise, center_update, neg_lse, group_max; constants (masks, branches, k, α, δ) are computed
+-- target_cos, circle_pairwise, center_update, neg_lse, group_max (and group_max_ws); constants (masks, branches, k, α, δ) are computed
 -- from detached values, as in the references. Used to cross-check the fused kernels and to
 -- debug a head: fvl.loss.use_reference(true) makes every head call these instead.
 local fvl = require "fvl.core"
@@ -214,6 +214,9 @@ function R.group_max(cos, K)
   end
   return cos:gather(2, fvl.tensor(idx, "int32"))
 end
+
+-- F.group_max_ws's reference: the same max (the workspaces only change where it is stored)
+function R.group_max_ws(cos, K) return R.group_max(cos, K) end
 
 function R.hard_mean(cos, labels, o)
   local B, C = cos:size(1), cos:size(2)

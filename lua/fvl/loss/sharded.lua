@@ -33,12 +33,23 @@ local PER_CLASS = {
 
 -- options the constructors do not see: returns the spec (or nil) and the options without them
 function M.split_opts(name, o)
-  if type(o) ~= "table" or (o.sharded == nil and o.partial_fc == nil) then return nil, o end
+  if type(o) ~= "table" or (o.sharded == nil and o.partial_fc == nil and o.shard_chunk == nil) then return nil, o end
   local rest = {}
   for k, v in pairs(o) do
-    if k ~= "sharded" and k ~= "partial_fc" then rest[k] = v end
+    if k ~= "sharded" and k ~= "partial_fc" and k ~= "shard_chunk" then rest[k] = v end
   end
   local spec = { sharded = util.boolean(name, "sharded", o.sharded, false) }
+  if o.shard_chunk ~= nil then
+    local c = o.shard_chunk
+    if math.type(c) ~= "integer" or c < 0 then
+      fail(string.format("%s: shard_chunk = %s (expected a count of gathered rows >= 1, or 0 for the whole " ..
+                         "batch at once)", name, tostring(c)))
+    end
+    if not o.sharded and not o.partial_fc then
+      fail(string.format("%s: shard_chunk is an option of sharded heads (give sharded = true or partial_fc)", name))
+    end
+    spec.chunk = c
+  end
   if o.partial_fc ~= nil then
     local r = o.partial_fc
     if type(r) ~= "number" or r ~= r or r <= 0 or r > 1 then
@@ -84,7 +95,7 @@ function M.init_weight(self, spec, W, R, D)
   local C = R // K
   local first, n, rank, size = slice_of(spec, C)
   self.shard = { first = first, n = n, rank = rank, size = size, classes = C, sharded = spec.sharded,
-                 rate = spec.rate, K = K }
+                 rate = spec.rate, K = K, chunk = spec.chunk }
   local r0, rn = (first - 1) * K + 1, n * K
   local w
   if W then
@@ -173,6 +184,45 @@ local function own_rows(ctx)
   return ctx.own, ctx.own_cols, ctx.own_rows, w
 end
 
+-- The cosine matrix of a head in row chunks (ctx.chunk): S.cosine returns this stand-in, and
+-- S.margin_ce on it is the fused chunked op (F.cosine_margin_ce_shard), S.target_cos the row dot
+-- products of the targets; anything else a head does with it (group_max, hard_mean, neg_lse,
+-- arithmetic, a method) computes the whole N·B × C_local matrix once, as without chunks.
+local Lazy = {}
+local function is_lazy(t) return getmetatable(t) == Lazy end
+-- fields of a stand-in (rawget: its __index computes the matrix)
+local function lz(P, k) return rawget(P, k) end
+local function real(P)
+  local b = lz(P, "base")
+  if not lz(b, "t") then   -- tracked, even when first asked for under no_grad (a detached use)
+    local was = fvl.grad_enabled()
+    fvl.grad_enabled(true)
+    local ok, t = pcall(fvl.F.cosine, lz(b, "x"), lz(b, "W"))
+    fvl.grad_enabled(was)
+    if not ok then error(t, 0) end
+    rawset(b, "t", t)
+  end
+  return lz(P, "det") and lz(b, "t"):detach() or lz(b, "t")
+end
+local function pending(v) return is_lazy(v) and not lz(lz(v, "base"), "t") end
+-- the stand-in's x and W (detached for a detached stand-in)
+local function lazy_xw(P)
+  local b = lz(P, "base")
+  local x, W = lz(b, "x"), lz(b, "W")
+  if lz(P, "det") then return x:detach(), W:detach() end
+  return x, W
+end
+local function unlazy(v) return is_lazy(v) and real(v) or v end
+Lazy.__index = function(P, k)
+  if k == "detach" then return function() return setmetatable({ base = lz(P, "base"), det = true }, Lazy) end end
+  return function(_, ...) local r = real(P); return r[k](r, ...) end
+end
+for _, mm in ipairs { "__add", "__sub", "__mul", "__div", "__pow", "__unm", "__lt", "__le", "__concat" } do
+  Lazy[mm] = function(a, b) local r = unlazy(a); return getmetatable(r)[mm](r, unlazy(b)) end
+end
+Lazy.__len = function(P) return #real(P) end
+Lazy.__tostring = function(P) return tostring(real(P)) end
+
 local function make_F(ctx)
   local F = fvl.F
   local S = {}
@@ -186,23 +236,51 @@ local function make_F(ctx)
     return ctx.xc
   end
   function S.cosine(x, W, ws)
+    if ctx.chunk and W == ctx.weight then
+      local P = { x = cols_x(x), W = ctx.W }
+      P.base = P
+      return setmetatable(P, Lazy)
+    end
     return F.cosine(cols_x(x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
     if W == ctx.weight then W, b = ctx.W, ctx.b end
     return F.linear_logits(cols_x(x), W, b, ws)
   end
-  S.group_max = F.group_max   -- column-local: the same on a slice
-  function S.margin_ce(cos, y, spec, name)
-    return F.margin_ce_shard(cos, ctx.cols, spec, name, ctx.cap)
+  -- column-local: the same on a slice
+  function S.group_max(cos, ...) return F.group_max(unlazy(cos), ...) end
+  function S.group_max_ws(cos, K, gws, prev)   -- no workspaces in row chunks: then no previous output
+    return F.group_max_ws(unlazy(cos), K, gws, gws and prev or nil)
   end
-  function S.target_cos(cos, y) return F.target_cos_shard(cos, ctx.cols) end
-  function S.hard_mean(cos, y, o) return F.hard_mean_shard(cos, ctx.cols, o) end
+  function S.margin_ce(cos, y, spec, name)
+    if pending(cos) then
+      local x, W = lazy_xw(cos)
+      ctx.fused = true
+      return F.cosine_margin_ce_shard(x, W, ctx.cols, spec, ctx.chunk, name, ctx.cap)
+    end
+    return F.margin_ce_shard(unlazy(cos), ctx.cols, spec, name, ctx.cap)
+  end
+  -- the target cosines from the rows' dot products (this rank's targets, summed over the ranks)
+  local function lazy_targets(P)
+    local own, oc, _, w = own_rows(ctx)
+    local x, W = lazy_xw(P)
+    local c = (fvl.normalize(x:index(1, own), 2) * fvl.normalize(W:index(1, oc), 2)):sum(2):clamp(-1, 1) * w
+    -- into the gathered rows' places: a one-hot NB × #own matrix
+    local nb, sel = x:size(1), fvl.zeros(x:size(1), own:numel())
+    for k, i in ipairs(own:totable()) do sel:set(i, k, 1) end
+    return dist.sum(sel:matmul(c:reshape(own:numel(), 1)):reshape(nb))
+  end
+  function S.target_cos(cos, y)
+    if pending(cos) then return lazy_targets(cos) end
+    return F.target_cos_shard(unlazy(cos), ctx.cols)
+  end
+  function S.hard_mean(cos, y, o) return F.hard_mean_shard(unlazy(cos), ctx.cols, o) end
   -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked)
   function S.neg_lse(cos, y, s)
     local nb, safe, own = cos:size(1), {}, {}
     for i, c in ipairs(ctx.cols_list) do safe[i] = c > 0 and c or 1; own[i] = c > 0 and 1 or 0 end
     local l
+    cos = unlazy(cos)
     fvl.no_grad(function()
       local a = F.neg_lse(cos, fvl.tensor(safe, "int32"), s)
       local b = (cos:detach() * s):logsumexp(2):reshape(nb)
@@ -371,11 +449,18 @@ function M.forward(self, x, labels, call)
   ctx.cols_list = cols_list
   ctx.cols = fvl.tensor(cols_list, "int32")
   self._ws_cols = ctx.W:size(1)
+  -- row chunks of the gathered batch (shard_chunk; by default this rank's batch size B when the
+  -- world has several ranks): only chunk × C_local cosines at a time, recomputed in the backward
+  local chunk = sh.chunk
+  if chunk == nil then chunk = sh.sharded and sh.size > 1 and x:size(1) or 0 end
+  ctx.chunk = chunk > 0 and chunk < xg:size(1) and chunk or nil
+  self._no_ws = ctx.chunk ~= nil
   local base = require "fvl.loss.base"
   local prev = base.active
   base.active = make_F(ctx)
   local ok, res = pcall(self._inner_forward, self, xg, yg, rest)
   base.active = prev
+  sh.chunked = ctx.fused or false   -- this step ran in row chunks (the fused op)
   if not ok then error(res, 0) end
   return res
 end

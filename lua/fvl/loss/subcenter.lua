@@ -1,7 +1,8 @@
 -- fvl.loss.subcenter_arcface — Sub-center ArcFace, written from the fvl.F primitives:
 -- head.weight holds K sub-centres per class, (C·K)×D, sub-centre k of class j (1-based) in row
 -- (j−1)·K + k. Each step: cosine GEMM against all C·K rows → F.group_max (max over each class's
--- K sub-centres; the gradient goes to the arg-max one only) → ArcFace's fused CE.
+-- K sub-centres; the gradient goes to the arg-max one only) → ArcFace's fused CE. The max uses
+-- F.group_max_ws, whose B×C output and B×(C·K) gradient share the head's gradient workspace.
 -- head:prune(x, labels) is the data-cleaning step of the recipe: the dominant sub-centre of each
 -- class (the one most of its samples are closest to) and the samples within max_angle of it.
 local fvl = require "fvl.core"
@@ -13,32 +14,35 @@ local opts, num, bool, enum = base.opts, base.num, base.bool, base.enum
 local fail = util.fail
 local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 
--- the B×C max-cosine buffer and its gradient buffer, kept while B and C stay the same
-function Sub:max_workspaces(B)
+-- the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay
+-- the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
+-- step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.
+function Sub:_max_workspaces(B)
   -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
   local C = self._ws_cols and self._ws_cols // self.K or self.classes
-  if self._mws_B ~= B or self._mws_C ~= C then
-    self._mws, self._mgws, self._mws_B, self._mws_C = fvl.empty(B, C), fvl.empty(B, C), B, C
+  if self._mgws_B ~= B or self._mgws_C ~= C then
+    self._mgws, self._mgws_B, self._mgws_C, self._max = fvl.empty(B, C), B, C, nil
   end
-  return self._mws, self._mgws
+  return self._mgws
 end
 
 -- B×C cosines to the nearest sub-centre of each class (tracked)
-function Sub:class_cosine(x, B)
+function Sub:_class_cosine(x, B)
   local F = base.F()
   local ws, gws = self:workspaces(B)           -- B×(C·K)
   local cos = F.cosine(x, self.weight, ws)
   if self.K == 1 then return cos end
-  local mws = self:max_workspaces(B)
-  return F.group_max(cos, self.K, mws, gws)
+  self:_max_workspaces(B)
+  self._max = F.group_max_ws(cos, self.K, gws, self._max)
+  return self._max
 end
 
 function Sub:forward(x, labels)
   local B, y = self:check_input(x, labels)
-  local cos = self:class_cosine(x, B)
+  local cos = self:_class_cosine(x, B)
   local fb, easy = margin.arc_fallback("subcenter_arcface", self.fallback, self.easy_margin)
   local spec = { s = self.s, target = "arc", m = self.m, fallback = fb, easy_margin = easy }
-  spec.gws = self.K == 1 and self._gws or select(2, self:max_workspaces(B))
+  spec.gws = self.K == 1 and self._gws or self:_max_workspaces(B)
   spec.nonfinite = self.nonfinite
   return base.F().margin_ce(cos, y, spec, self.name)
 end

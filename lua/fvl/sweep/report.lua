@@ -95,6 +95,9 @@ local function decode_trial(row)
   }
 end
 
+-- fvl.sweep.load(store [, opts]) -> {trial, ...}: every trial of a store (a path, a postgres:// URL
+-- or an open store): id, seed, status, attempt, config, metrics, error, started, ended, host,
+-- seconds, rung; opts.reports = true adds each trial's reported values (report(step, metrics)).
 function R.load(store, opts)
   opts = opts or {}
   check_opts("fvl.sweep.load", opts, { "reports" })
@@ -115,6 +118,10 @@ function R.load(store, opts)
 end
 
 -- ---------------------------------------------------------------- merge
+-- fvl.sweep.merge(out, shards) -> count: copies the trials of several shard stores (a list of
+-- paths, or a glob pattern "runs/x.shard*.sqlite") into the SQLite store out; returns the number
+-- of merged trials. Errors: out not a path or a PostgreSQL URL; an empty list; a shard of a
+-- different sweep (space, strategy or seed differ).
 function R.merge(out, shards)
   if type(out) ~= "string" then error("fvl.sweep.merge: out must be a path, got " .. type(out), 2) end
   if out:match("^postgres[q]?[l]?://") then
@@ -197,6 +204,9 @@ local function pad(s, w, right)
   return right and (string.rep(" ", n) .. s) or (s .. string.rep(" ", n))
 end
 
+-- fvl.sweep.leaderboard(store [, opts]) -> rows, text: the finished trials sorted by the metric
+-- (opts.metric, default the sweep's; mode "max"|"min"; top N), as rows and a printed table
+-- (print = false: not printed).
 function R.leaderboard(store, opts)
   opts = opts or {}
   check_opts("fvl.sweep.leaderboard", opts, { "metric", "mode", "top", "print" })

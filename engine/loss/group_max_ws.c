@@ -1,0 +1,127 @@
+/* group_max_ws.c — max over groups of K columns with one B×(C·K) workspace (group_max_ws.h).
+ *
+ * Sub-center ArcFace's step is cosine (B×(C·K)) → max over each class's K sub-centres (B×C) →
+ * margin CE. With a separate max output, arg-max index and scattered gradient it kept three
+ * B×(C·K)-sized buffers at its peak instead of the two of a single-centre head (the logits and
+ * one gradient buffer). Here the B×C max lives in the first B·C floats of the gradient
+ * workspace, which is idle until the backward, and the backward recomputes the arg-max from
+ * the cosines (which the cosine's graph keeps until its own backward) and scatters the B×C
+ * gradient over that same workspace. */
+#include <string.h>
+#include "group_max_ws.h"
+#include "loss_internal.h"
+
+static int group_max_ws_bw(fvl_node *n, fvl_tensor *gout);
+
+/* index of the first maximum of v[0..K) (strict >: ties keep the first, as torch.argmax) */
+static inline int64_t first_max(const float *v, int64_t K) {
+  int64_t b = 0;
+  for (int64_t k = 1; k < K; k++)
+    if (v[k] > v[b]) b = k;
+  return b;
+}
+
+/* gws may be written now: nothing else shares its storage, or only prev (this op's previous
+   output on gws) does and prev's graph is finished or was never recorded */
+static int gws_free(const fvl_tensor *gws, const fvl_tensor *prev) {
+  if (gws->st->refs == 1) return 1;
+  if (!prev || prev == gws || prev->st != gws->st || prev->offset != 0 || gws->st->refs != 2) return 0;
+  if (!prev->grad_fn) return 1;
+  return prev->grad_fn->backward == group_max_ws_bw && prev->grad_fn->saved[0] == NULL;
+}
+
+/* the contiguous B×C view of the first B·C floats of gws (new reference, untracked) */
+static fvl_tensor *front_view(fvl_tensor *gws, int64_t B, int64_t C) {
+  int64_t all[1] = {-1}, sz[2] = {B, C};
+  int was = fvl_set_grad_enabled(0);
+  fvl_tensor *flat = fvl_reshape(gws, 1, all);
+  fvl_tensor *part = flat ? fvl_narrow(flat, 0, 0, B * C) : NULL;
+  fvl_tensor *v = part ? fvl_reshape(part, 2, sz) : NULL;
+  fvl_set_grad_enabled(was);
+  fvl_release(flat);
+  fvl_release(part);
+  return v;
+}
+
+fvl_tensor *fvl_group_max_ws(fvl_tensor *cos, int64_t K, fvl_tensor *gws, fvl_tensor *prev) {
+  static const char *fn = "group_max_ws";
+  char bs[64];
+  if (fvl_lo_check_2d(fn, "cos", cos, "B×(C·K) matrix")) return NULL;
+  int64_t B = cos->size[0], CK = cos->size[1];
+  if (K < 1 || CK < K || CK % K) {
+    fvl_err("%s: cos is %s but K = %lld (expected a number of columns divisible by K >= 1)", fn,
+            fvl_lo_shape(cos, bs), (long long)K);
+    return NULL;
+  }
+  int64_t C = CK / K, sz[2] = {B, C};
+  if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, CK)) return NULL;
+  if (gws && gws->st == cos->st) {
+    fvl_err("%s: gws shares its storage with cos (expected a separate B×(C·K) workspace)", fn);
+    return NULL;
+  }
+  if (prev && !gws) { fvl_err("%s: prev given without gws (expected the previous output on gws, or nil)", fn); return NULL; }
+  if (prev && fvl_lo_ws_ok(fn, "prev", prev, B, C)) return NULL;
+  int ldc;
+  fvl_tensor *cd = fvl_lo_rows_of(cos, &ldc), *out = NULL;
+  if (!cd) return NULL;
+  int inplace = gws && gws_free(gws, prev);
+  if (inplace && prev && prev->st == gws->st) {
+    out = fvl_retain(prev);
+    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+    out->requires_grad = 0;
+  } else if (inplace) {
+    out = front_view(gws, B, C);
+  } else {
+    out = fvl_empty(FVL_F32, 2, sz);
+  }
+  if (!out) { fvl_release(cd); return NULL; }
+  const float *cp = fvl_f32(cd);
+  float *op = fvl_f32(out);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t j = 0; j < C; j++) {
+      const float *v = cp + i * ldc + j * K;
+      op[i * C + j] = v[first_max(v, K)];
+    }
+  fvl_release(cd);
+  fvl_tensor *in[1] = {cos};
+  fvl_node *nd = fvl_record("group_max_ws", group_max_ws_bw, out, 1, in);
+  if (nd) {
+    /* saved[0]: the workspace the backward writes into (set only when out lives in it; freed
+       after the backward, which is what tells gws_free that the graph is finished) */
+    nd->saved[0] = inplace ? fvl_retain(gws) : NULL;
+    nd->iv[0] = B; nd->iv[1] = C; nd->iv[2] = K;
+  }
+  return out;
+}
+
+static int group_max_ws_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *gws = n->saved[0];
+  int64_t B = n->iv[0], C = n->iv[1], K = n->iv[2];
+  if (!fvl_node_wants(n, 0)) return 0;
+  fvl_tensor *cin = n->in[0];
+  fvl_tensor *g = fvl_lo_data_of(gout), *dc = NULL, *cd = NULL;
+  if (!g) return -1;
+  /* the max output in gws is dead now (every consumer's backward ran before this one) */
+  fvl_tensor *acc = cin->grad_fn ? cin->grad_fn->gacc : NULL;
+  int64_t sz[2] = {B, C * K};
+  if (gws && g->st != gws->st && gws->st != cin->st && !(acc && acc->st == gws->st)) dc = fvl_retain(gws);
+  else dc = fvl_empty(FVL_F32, 2, sz);
+  int ldc, rc = -1;
+  if (dc && (cd = fvl_lo_rows_of(cin, &ldc))) {
+    const float *gp = fvl_f32(g), *cp = fvl_f32(cd);
+    float *d = fvl_f32(dc);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < B; i++) {
+      float *row = d + i * C * K;
+      const float *crow = cp + i * ldc;
+      memset(row, 0, sizeof(float) * (size_t)(C * K));
+      for (int64_t j = 0; j < C; j++) row[j * K + first_max(crow + j * K, K)] = gp[i * C + j];
+    }
+    rc = fvl_lo_take_or_accum(n, 0, dc);
+  }
+  fvl_release(cd);
+  fvl_release(dc);
+  fvl_release(g);
+  return rc;
+}
