@@ -20,6 +20,8 @@ parser:option("--file", "document to update in place (with --section)")
 parser:option("--section", "name of the marked section to replace")
 parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
 parser:flag("--range", "spread as min–max instead of ± std")
+parser:flag("--totals", "with several run directories: also one row per run (collapsed tasks, tasks that lost a " ..
+            "class or fell below 50%, mean accuracy over its heads)")
 local opt = parser:parse(arg or {})
 if (opt.file == nil) ~= (opt.section == nil) then parser:error("--file and --section go together") end
 
@@ -163,10 +165,46 @@ if #dirs > 1 then
     cmds[#cmds + 1] = "`" .. full_command(Sd) .. "`"
     seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
   end
+  -- per run: how many of its (head, seed) tasks collapsed, how many lost a class entirely
+  -- (recall < 2%) or fell below 50% accuracy, and the mean accuracy over its heads
+  if opt.totals then
+    lines[#lines + 1] = ""
+    local th, tr = {}, {}
+    for _, r in ipairs(rcols) do th[#th + 1] = r[2]; tr[#tr + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+    for _, x in ipairs { "tasks", "collapsed", "a class < 2% recall or acc < 50%", "mean FMNIST acc % over heads" } do
+      th[#th + 1] = x; tr[#tr + 1] = "---:"
+    end
+    lines[#lines + 1] = "| " .. table.concat(th, " | ") .. " |"
+    lines[#lines + 1] = "|" .. table.concat(tr, "|") .. "|"
+    for di, dir in ipairs(dirs) do
+      local Rd, Sd = load(dir), runs_S[di]
+      local n, coll, severe, accsum, nh = 0, 0, 0, 0, 0
+      for _, r in ipairs(Rd.runs or {}) do
+        if type(r.fmnist_acc) == "number" then
+          n = n + 1
+          if r.fmnist_collapsed == 1 then coll = coll + 1 end
+          if (r.fmnist_min_recall or 1) < 0.02 or r.fmnist_acc < 0.5 then severe = severe + 1 end
+        end
+      end
+      for _, h in ipairs(Rd.summary) do
+        if h.fmnist_acc then accsum = accsum + h.fmnist_acc.mean; nh = nh + 1 end
+      end
+      local c = {}
+      for _, r in ipairs(rcols) do
+        local v = r[3](Sd)
+        c[#c + 1] = string.format(type(v) == "number" and "%g" or "%s", v)
+      end
+      c[#c + 1] = tostring(n)
+      c[#c + 1] = string.format("%d/%d", coll, n)
+      c[#c + 1] = string.format("%d/%d", severe, n)
+      c[#c + 1] = nh > 0 and string.format("%.1f", 100 * accsum / nh) or "–"
+      lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+    end
+  end
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
-    "then `build/fvl scripts/report_compare.lua %s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
-    table.concat(cmds, "; "), table.concat(dirs, " "))
+    "then `build/fvl scripts/report_compare.lua %s%s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
+    table.concat(cmds, "; "), opt.totals and "--totals " or "", table.concat(dirs, " "))
   local md = table.concat(lines, "\n")
   if not opt.file then print(md) return end
   lines = { md }
