@@ -133,6 +133,52 @@ static int push(nodevec *a, fvl_node *x) {
 }
 static int visit_epoch = 0;
 
+static _Thread_local fvl_grad_hook g_hook;
+static _Thread_local void *g_hook_ud;
+void fvl_set_grad_hook(fvl_grad_hook fn, void *ud, fvl_grad_hook *prev_fn, void **prev_ud) {
+  if (prev_fn) *prev_fn = g_hook;
+  if (prev_ud) *prev_ud = g_hook_ud;
+  g_hook = fn;
+  g_hook_ud = ud;
+}
+/* each leaf input of the graph once, with the position in `order` of the last node (in execution
+   order: the smallest position) that feeds it; sorted by that position, largest first */
+typedef struct { fvl_tensor *leaf; size_t k; } leaf_event;
+static int ev_by_leaf(const void *a, const void *b) {
+  const leaf_event *x = a, *y = b;
+  if (x->leaf != y->leaf) return (uintptr_t)x->leaf < (uintptr_t)y->leaf ? -1 : 1;
+  return x->k < y->k ? -1 : x->k > y->k;
+}
+static int ev_by_k_desc(const void *a, const void *b) {
+  const leaf_event *x = a, *y = b;
+  return x->k > y->k ? -1 : x->k < y->k;
+}
+static leaf_event *leaf_events(const nodevec *order, size_t *count) {
+  size_t m = 0;
+  for (size_t k = 0; k < order->n; k++)
+    for (int i = 0; i < order->v[k]->nin; i++)
+      if (order->v[k]->in[i] && !order->v[k]->in[i]->grad_fn) m++;
+  *count = 0;
+  leaf_event *ev = malloc(sizeof *ev * (m ? m : 1));
+  if (!ev) return fvl_err("backward: out of memory"), NULL;
+  for (size_t k = 0; k < order->n; k++)
+    for (int i = 0; i < order->v[k]->nin; i++)
+      if (order->v[k]->in[i] && !order->v[k]->in[i]->grad_fn) ev[(*count)++] = (leaf_event){order->v[k]->in[i], k};
+  qsort(ev, *count, sizeof *ev, ev_by_leaf);
+  size_t w = 0;
+  for (size_t r = 0; r < *count; r++)
+    if (w == 0 || ev[w - 1].leaf != ev[r].leaf) ev[w++] = ev[r];
+  *count = w;
+  qsort(ev, w, sizeof *ev, ev_by_k_desc);
+  return ev;
+}
+/* the hook for the leaves whose last feeding node is at a position above k (already done) */
+static int fire_hooks(const leaf_event *ev, size_t nev, size_t *next, size_t k_done_above, int all) {
+  int rc = 0;
+  while (rc == 0 && *next < nev && (all || ev[*next].k > k_done_above)) rc = g_hook(g_hook_ud, ev[(*next)++].leaf);
+  return rc;
+}
+
 int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
   if (!root->requires_grad)
     return fvl_err("backward: the tensor does not require grad (no input had requires_grad, or it was computed under no_grad)");
@@ -190,9 +236,13 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     rc = accumulate(&top->gacc, g);
   }
   fvl_release(g);
+  leaf_event *ev = NULL;
+  size_t nev = 0, next_ev = 0;
+  if (g_hook && rc == 0 && !(ev = leaf_events(&order, &nev))) rc = -1;
   int prev = fvl_set_grad_enabled(0);
   for (size_t k = order.n; k-- > 0 && rc == 0;) {
     fvl_node *n = order.v[k];
+    if (nev && (rc = fire_hooks(ev, nev, &next_ev, k, 0))) break;
     if (!n->gacc && !n->pending) continue;
     if (n->iv[7] == -12345) {
       rc = fvl_err("backward: the graph through %s was already used by a backward; compute the loss again", n->name);
@@ -201,6 +251,8 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     rc = n->backward(n, n->gacc);
     if (rc == 0) rc = fvl_check_abort("backward");
   }
+  if (rc == 0 && nev) rc = fire_hooks(ev, nev, &next_ev, 0, 1);
+  free(ev);
   fvl_set_grad_enabled(prev);
   /* free saved tensors and gradients of the walked graph (retain_graph = false) */
   for (size_t k = 0; k < order.n; k++) {

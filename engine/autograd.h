@@ -53,6 +53,15 @@ void fvl_node_release(fvl_node *n);
 /* root must be a scalar unless gout is given */
 int fvl_backward(fvl_tensor *root, fvl_tensor *gout);
 
+/* A gradient hook: during fvl_backward, called once for every leaf of the graph (a tensor that
+ * requires grad and has no grad_fn) as soon as its gradient is final — right after the last node
+ * that feeds it ran (or was skipped) — with leaf->grad holding it; nonzero stops the backward
+ * with that error. One hook per thread (fvl_set_grad_hook(NULL, NULL) removes it); returns the
+ * previous one in *prev_fn / *prev_ud when those are given. (fvl.dist overlaps the data-parallel
+ * gradient all-reduce with the rest of the backward this way.) */
+typedef int (*fvl_grad_hook)(void *ud, fvl_tensor *leaf);
+void fvl_set_grad_hook(fvl_grad_hook fn, void *ud, fvl_grad_hook *prev_fn, void **prev_ud);
+
 /* central-difference gradient check of a scalar function f(inputs) in double accumulation.
  * Writes a readable report into report (n bytes). Returns 1 ok, 0 mismatch, -1 error. */
 typedef fvl_tensor *(*fvl_scalar_fn)(void *ud, int n, fvl_tensor **inputs);

@@ -57,6 +57,24 @@ fvl_tensor *fvl_dist_copy_t(fvl_tensor *t);
    part of the gradient: the sharded heads' column work on the gathered embeddings. */
 fvl_tensor *fvl_dist_copy_rows_t(fvl_tensor *t);
 
+/* Data-parallel gradients all-reduced while the backward runs. fvl_dist_overlap_new takes the
+   parameters (float32, in the network's order) and splits them, in reverse order (a network's
+   last layers' gradients are final first), into buckets of about bucket_elems values; it installs
+   an autograd gradient hook (fvl_set_grad_hook): during a backward, as each parameter's gradient
+   becomes final it is copied into its bucket, and a complete bucket is launched with
+   MPI_Iallreduce — in bucket order, so the ranks' collectives pair up whatever order the
+   gradients arrive in. fvl_dist_overlap_wait (after the backward, before the optimiser step)
+   fills and launches what is left (parameters without a gradient count as zeros), waits for every
+   bucket and writes the sums (÷ N when mean) into the parameters' .grad; the next backward starts
+   afresh. One overlap is installed at a time; in a world of one nothing is installed and wait
+   does nothing. */
+typedef struct fvl_dist_overlap fvl_dist_overlap;
+fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucket_elems, int mean);
+int fvl_dist_overlap_wait(fvl_dist_overlap *o);
+/* the buckets; *early: how many of them the last step launched during its backward */
+int fvl_dist_overlap_nbuckets(const fvl_dist_overlap *o, int *early);
+void fvl_dist_overlap_free(fvl_dist_overlap *o);   /* waits for requests in flight, removes the hook */
+
 /* rows [lo, lo+n) of what fvl_randn of a rows×cols tensor would draw from the global generator
    (which advances by rows·cols, as fvl_randn does): a rank's slice of a seeded initialisation */
 fvl_tensor *fvl_dist_randn_rows(int64_t rows, int64_t cols, int64_t lo, int64_t n, float std);

@@ -1,5 +1,6 @@
 /* bind_dist.c — fvl.dist (engine/dist.h): the process world and collectives on tensors.
  * Thin: check, call, wrap. Ranks are 0-based, as in MPI and torch.distributed. */
+#include <stdlib.h>
 #include <string.h>
 #include "bind.h"
 #include "dist.h"
@@ -123,11 +124,77 @@ static int l_randn_rows(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------- overlapped gradient all-reduce */
+#define OVERLAP_MT "fvl.dist.Overlap"
+typedef struct { fvl_dist_overlap *o; } overlap_ud;
+
+/* overlap(params, bucket_elems, mean) -> handle (fvl.dist.overlap_grads builds the list) */
+static int l_overlap(lua_State *L) {
+  static const char *fn = "fvl.dist.overlap_grads";
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer elems = luaL_checkinteger(L, 2);
+  int mean = lua_toboolean(L, 3);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  if (n > 1 << 24) fvl_error(L, "%s: %lld parameters (at most %d)", fn, (long long)n, 1 << 24);
+  overlap_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->o = NULL;
+  luaL_setmetatable(L, OVERLAP_MT);
+  fvl_tensor **ps = n ? calloc((size_t)n, sizeof *ps) : NULL;
+  if (n && !ps) fvl_error(L, "%s: out of memory", fn);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    fvl_tensor *t = fvl_totensor(L, -1);
+    if (!t || t->dtype != FVL_F32) {
+      for (lua_Integer k = 0; k < i - 1; k++) fvl_release(ps[k]);
+      free(ps);
+      fvl_error(L, "%s: parameter %lld is not a float32 tensor (got %s)", fn, (long long)i, luaL_typename(L, -1));
+    }
+    ps[i - 1] = fvl_retain(t);   /* kept while the list is read, whatever the table does */
+    lua_pop(L, 1);
+  }
+  u->o = fvl_dist_overlap_new(ps, (int)n, (int64_t)elems, mean);
+  for (lua_Integer k = 0; k < n; k++) fvl_release(ps[k]);
+  free(ps);
+  if (!u->o) return fvl_raise(L);
+  return 1;
+}
+static fvl_dist_overlap *check_overlap(lua_State *L) {
+  overlap_ud *u = luaL_checkudata(L, 1, OVERLAP_MT);
+  if (!u->o) fvl_error(L, "fvl.dist.overlap_grads: the overlap was closed");
+  return u->o;
+}
+static int l_overlap_wait(lua_State *L) {
+  if (fvl_dist_overlap_wait(check_overlap(L))) return fvl_raise(L);
+  return 0;
+}
+/* sync:buckets() -> buckets, how many the last step launched during its backward */
+static int l_overlap_buckets(lua_State *L) {
+  int early = 0;
+  lua_pushinteger(L, fvl_dist_overlap_nbuckets(check_overlap(L), &early));
+  lua_pushinteger(L, early);
+  return 2;
+}
+static int l_overlap_close(lua_State *L) {
+  overlap_ud *u = luaL_checkudata(L, 1, OVERLAP_MT);
+  fvl_dist_overlap_free(u->o);
+  u->o = NULL;
+  return 0;
+}
+
 int fvl_open_dist(lua_State *L) {
+  static const luaL_Reg overlap_m[] = {{"__gc", l_overlap_close}, {"__close", l_overlap_close},
+                                       {"close", l_overlap_close}, {"wait", l_overlap_wait},
+                                       {"buckets", l_overlap_buckets}, {NULL, NULL}};
+  luaL_newmetatable(L, OVERLAP_MT);
+  luaL_setfuncs(L, overlap_m, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
   static const luaL_Reg fns[] = {
     {"rank", l_rank}, {"size", l_size}, {"active", l_active}, {"barrier", l_barrier},
     {"allreduce", l_allreduce}, {"broadcast", l_broadcast}, {"allgather", l_allgather},
     {"reduce_scatter", l_reduce_scatter}, {"sum", l_sum}, {"copy", l_copy}, {"copy_rows", l_copy_rows}, {"randn_rows", l_randn_rows},
+    {"overlap", l_overlap},
     {NULL, NULL}};
   luaL_getsubtable(L, -1, "dist_core");
   luaL_setfuncs(L, fns, 0);

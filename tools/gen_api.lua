@@ -62,7 +62,8 @@ local SEPARATOR = "^%-%-%s+[%-=][%-=][%-=]"   -- "-- ------- title" lines are se
 local function comment_above(ls, i)
   local block = {}
   local j = i - 1
-  while j >= 1 and ls[j]:match("^%s*%-%-") and not ls[j]:match(SEPARATOR) and not ls[j]:match("^%s*%-%-%-%s*@doc") do
+  while j >= 1 and ls[j]:match("^%s*%-%-") and not ls[j]:match(SEPARATOR) and not ls[j]:match("%-%-%-%-%-%s*$")
+        and not ls[j]:match("^%s*%-%-%-%s*@doc") do   -- "-- JSON ------": a section title, not a doc
     table.insert(block, 1, (ls[j]:gsub("^%s*%-%-%-? ?", "")))
     j = j - 1
   end

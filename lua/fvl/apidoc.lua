@@ -626,6 +626,15 @@ export, or fine-tuning from fresh optimiser state). Returns out.",
   ["fvl.dist.load_checkpoint"] = "fvl.dist.load_checkpoint(dir, into)\
 load_checkpoint(dir, {net=, head=, opt=, rng=}) on every rank: this rank's shard, restored in\
 place as fvl.load_checkpoint does. The world size must be the one that saved it.",
+  ["fvl.dist.overlap_grads"] = "fvl.dist.overlap_grads(params, opts)\
+Data-parallel gradients all-reduced while the backward runs (as PyTorch's DDP):\
+  local sync = dist.overlap_grads(net, {op = \"sum\", bucket_mb = 25})   -- once\
+  loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final\
+  sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)\
+The buckets hold the parameters in reverse order (the last layers' gradients are final first),\
+are launched in bucket order on every rank, and the result is what allreduce_grads gives. One\
+backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait\
+does nothing. Leave a sharded head's parameters out, as with allreduce_grads.",
   ["fvl.dist.part"] = "fvl.dist.part(n, rank, size)\
 The contiguous part of n items that `rank` owns out of `size`: ⌊n/size⌋ + [rank < n mod size]\
 items. Returns the first item (1-based) and the count. rank/size default to this process.",
@@ -719,12 +728,20 @@ marks a table as a JSON object",
   ["fvl.log.append"] = "fvl.log.append(path, record) -> true | nil, message\
 appends one record (a table) as a JSON line\
 with its \"time\", without a logger. Errors: a path or record of the wrong type.",
-  ["fvl.log.open"] = "open(path, {run=, fields=, time=true}) -> logger | nil, message (the file is created now)",
-  ["fvl.log.read"] = "read(path [, {run=}]) -> list of records | nil, message. A last line without its newline (a\
-run killed mid-write) is skipped; any other malformed line is an error naming its number.",
+  ["fvl.log.open"] = "fvl.log.open(path [, opts]) -> logger | nil, message\
+a JSON-lines metrics log (the file is\
+created now, appended to when it exists); opts: run (a name added to each record), fields (a\
+table of fixed values added to each record), time (true: a \"time\" field). Errors: a path that\
+is not a string, unknown options, fields not a table.",
+  ["fvl.log.read"] = "fvl.log.read(path [, opts]) -> {record, ...} | nil, message\
+the records of a log (opts.run: only\
+that run's). A last line without its newline (a run killed mid-write) is skipped; any other\
+malformed line is an error naming its number.",
   ["fvl.log.Logger:close"] = "logger:close() -> true\
 nothing to flush (every record is written when logged); for <close>.",
-  ["fvl.log.Logger:write"] = "write(record) -> true | nil, message",
+  ["fvl.log.Logger:write"] = "logger:write(record) -> true | nil, message\
+appends one record (a table; the logger's fields\
+and the time added) as a JSON line, flushed; logger(record) is the same.",
   ["fvl.loss.adacos"] = "fvl.loss.adacos{dim = D, classes = C, ...} -> head\
 Options (a table; unknown keys are an error): dim (feature size), classes (number of identities), weight (a C×D tensor to start from), nonfinite (\"error\" | \"warn\"), sharded (false: classes split over the fvl.dist ranks), partial_fc (a sampling rate in (0, 1]: Partial FC);\
   dynamic = true\
@@ -1353,14 +1370,12 @@ see the old file or the whole new one, never a part.",
 a true/false option (nil: default).\
 Errors: anything else.",
   ["fvl.util.check_opts"] = "fvl.util.check_opts(fn, opts, allowed)\
-option tables -------------------------------------------------------------------------------\
 allowed: a list of names (order is kept in the message) or a set {name=true}",
   ["fvl.util.check_tensor"] = "fvl.util.check_tensor(fn, key, v, dtype, shape)\
 a tensor argument of a given rank/dtype/shape (nil entries in `shape` are free)",
-  ["fvl.util.class"] = "fvl.util.class(name, parent)\
-classes -------------------------------------------------------------------------------------\
-util.class(name [, parent]) -> class table. Instances are plain tables with the class as\
-metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an\
+  ["fvl.util.class"] = "fvl.util.class(name [, parent]) -> class\
+a class table. Instances are plain tables with the\
+class as metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an\
 instance calls its :forward(...). Metamethods are copied from the parent (Lua looks them up\
 with rawget).",
   ["fvl.util.enum"] = "fvl.util.enum(fn, key, v, names, default) -> v\
@@ -1377,7 +1392,6 @@ whether v is an fvl tensor",
 whether o is an instance of cls or of a subclass\
 (fvl.util.class / fvl.nn.class classes).",
   ["fvl.util.json_decode"] = "fvl.util.json_decode(s)\
-JSON ----------------------------------------------------------------------------------------\
 fvl.json is embedded in every build: one decoder",
   ["fvl.util.loadavg"] = "fvl.util.loadavg()\
 the 1-, 5- and 15-minute load averages as one string (\"?\" where /proc/loadavg is missing);\

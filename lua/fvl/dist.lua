@@ -109,6 +109,21 @@ function M.allreduce_grads(params, opts)
   end
 end
 
+-- Data-parallel gradients all-reduced while the backward runs (as PyTorch's DDP):
+--   local sync = dist.overlap_grads(net, {op = "sum", bucket_mb = 25})   -- once
+--   loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final
+--   sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)
+-- The buckets hold the parameters in reverse order (the last layers' gradients are final first),
+-- are launched in bucket order on every rank, and the result is what allreduce_grads gives. One
+-- backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait
+-- does nothing. Leave a sharded head's parameters out, as with allreduce_grads.
+function M.overlap_grads(params, opts)
+  opts = util.check_opts("fvl.dist.overlap_grads", opts, { "op", "bucket_mb" })
+  local op = util.enum("fvl.dist.overlap_grads", "op", opts.op, { "mean", "sum" }, "mean")
+  local elems = math.floor(util.number("fvl.dist.overlap_grads", "bucket_mb", opts.bucket_mb, 25, 0) * 262144)
+  return C.overlap(flat_params("overlap_grads", params), math.max(elems, 1), op == "mean")
+end
+
 -- This rank's share of the items 1..n for data-parallel loading: items rank+1, rank+1+size, ...
 -- (strided, so every rank gets ⌊n/size⌋ or one more). Returns a list of 1-based indices.
 function M.shard_indices(n, rank, size)

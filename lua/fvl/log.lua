@@ -50,7 +50,10 @@ local function append_line(path, line)
   return true
 end
 
--- open(path, {run=, fields=, time=true}) -> logger | nil, message (the file is created now)
+-- fvl.log.open(path [, opts]) -> logger | nil, message: a JSON-lines metrics log (the file is
+-- created now, appended to when it exists); opts: run (a name added to each record), fields (a
+-- table of fixed values added to each record), time (true: a "time" field). Errors: a path that
+-- is not a string, unknown options, fields not a table.
 function log.open(path, opts)
   if type(path) ~= "string" then error("log.open: path must be a file name, got " .. type(path), 2) end
   opts = opts or {}
@@ -71,7 +74,8 @@ function log.open(path, opts)
   return self
 end
 
--- write(record) -> true | nil, message
+-- logger:write(record) -> true | nil, message: appends one record (a table; the logger's fields
+-- and the time added) as a JSON line, flushed; logger(record) is the same.
 function Logger:write(rec)
   if type(rec) ~= "table" then error("log:write: record must be a table, got " .. type(rec), 2) end
   local t = {}
@@ -96,8 +100,9 @@ function log.append(path, rec)
   return append_line(path, encode(rec))
 end
 
--- read(path [, {run=}]) -> list of records | nil, message. A last line without its newline (a
--- run killed mid-write) is skipped; any other malformed line is an error naming its number.
+-- fvl.log.read(path [, opts]) -> {record, ...} | nil, message: the records of a log (opts.run: only
+-- that run's). A last line without its newline (a run killed mid-write) is skipped; any other
+-- malformed line is an error naming its number.
 function log.read(path, opts)
   opts = opts or {}
   local f, err = io.open(path, "rb")

@@ -127,8 +127,8 @@ function util.check_tensor(fn, key, v, dtype, shape)
 end
 
 -- classes -------------------------------------------------------------------------------------
--- util.class(name [, parent]) -> class table. Instances are plain tables with the class as
--- metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an
+-- fvl.util.class(name [, parent]) -> class: a class table. Instances are plain tables with the
+-- class as metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an
 -- instance calls its :forward(...). Metamethods are copied from the parent (Lua looks them up
 -- with rawget).
 function util.class(name, parent)

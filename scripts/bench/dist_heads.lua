@@ -170,8 +170,8 @@ for _, r in ipairs(order) do
       else
         local threads = math.max(1, cores // N)
         local cmd = string.format("%s FVL_THREADS=%d mpirun --oversubscribe -np %d -x FVL_THREADS %s %s --one --C %d " ..
-                                  "--pfc %s --B %d --D %d --steps %d --warmup %d%s 2>&1", env, threads, N, exe, script, C, r, B,
-                                  D, args.steps, args.warmup, args.chunk and (" --chunk " .. args.chunk) or "")
+                                  "--pfc %s --B %d --D %d --steps %d --warmup %d --gemm %d%s 2>&1", env, threads, N, exe, script,
+                                  C, r, B, D, args.steps, args.warmup, args.gemm, args.chunk and (" --chunk " .. args.chunk) or "")
         local p = io.popen(cmd)
         local out = p:read("a")
         p:close()

@@ -186,6 +186,57 @@ do
   end
 end
 
+-- the gradient all-reduce overlapped with the backward (dist.overlap_grads: buckets launched from
+-- the autograd hook as their gradients become final, waited before the step) gives what
+-- allreduce_grads gives after the backward, with several buckets and a parameter without a
+-- gradient, over several SGD steps; and the one-process gradients
+do
+  local function build(extra)
+    fvl.manual_seed(23)
+    local net = fvl.nn.Sequential { fvl.nn.Linear(6, 12), fvl.nn.PReLU(12), fvl.nn.Linear(12, D) }
+    local unused = fvl.zeros(3):detach(); unused:requires_grad()   -- no gradient from the graph
+    local head = fvl.loss.arcface(with({ s = 16 }, extra))
+    local params = { unused }   -- listed first: in the last bucket (the buckets run in reverse)
+    for _, q in ipairs(net:parameters()) do params[#params + 1] = q end
+    return net, head, params, fvl.optim.sgd({ net, head }, { lr = 0.1, momentum = 0.9 })
+  end
+  local net1, head1, p1, opt1 = build(nil)
+  local netA, headA, pA, optA = build({ sharded = true })
+  local netO, headO, pO, optO = build({ sharded = true })
+  dist.broadcast_parameters(netA); dist.broadcast_parameters(netO)
+  for _, op in ipairs { "sum", "mean" } do
+    local sync = dist.overlap_grads(pO, { op = op, bucket_mb = 0.0002 })   -- ~52 floats a bucket
+    if N > 1 and sync:buckets() < 3 then error("overlap: expected several buckets, got " .. sync:buckets()) end
+    for step = 1, 2 do
+      fvl.manual_seed(400 + step)
+      local xs, ys = fvl.randn(N * B, 6), fvl.randint(1, C, { N * B })
+      local xl, yl = xs:narrow(1, rank * B + 1, B):contiguous(), ys:narrow(1, rank * B + 1, B):contiguous()
+      opt1:zero_grad(); optA:zero_grad(); optO:zero_grad()
+      head1(net1(xs), ys):backward()
+      headA(netA(xl), yl):backward()
+      dist.allreduce_grads(pA, { op = op, bucket_mb = 0.0002 })
+      headO(netO(xl), yl):backward()
+      sync:wait()
+      local nb, early = sync:buckets()
+      if N > 1 and early < 1 then error(string.format("overlap: none of %d buckets launched during the backward", nb)) end
+      for i = 1, #pA do
+        if not (N == 1 and i == 1) then   -- one process: nothing reduced, the unused one has no .grad
+          close(pO[i].grad, pA[i].grad, string.format("overlapped grad %d (%s), step %d", i, op, step))
+          if op == "sum" and i > 1 then close(pO[i].grad, p1[i].grad, "overlapped vs one process " .. i) end
+        end
+      end
+      opt1:step(); optA:step(); optO:step()
+    end
+    sync:close()
+  end
+  local a = dist.overlap_grads(pO)
+  local ok, err = pcall(dist.overlap_grads, pO)
+  a:close()
+  if N > 1 and (ok or not tostring(err):find("another overlap")) then error("second overlap: " .. tostring(err)) end
+  ok, err = pcall(a.wait, a)
+  if ok or not tostring(err):find("closed") then error("wait after close: " .. tostring(err)) end
+end
+
 -- circle_pairwise: each rank's anchors against the whole gathered batch equal the one-process
 -- loss of the gathered batch (pairs across ranks included); dX of this rank's rows
 for _, o in ipairs { { m = 0.25, gamma = 32 }, { m = 0.4, gamma = 256 } } do
