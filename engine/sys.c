@@ -268,8 +268,8 @@ int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) {
   if (dfd >= 0) { fsync(dfd); close(dfd); }
   return 0;
 }
-int fvl_write_atomic(const char *path, const void *data, size_t n) {
-  const char *fn = "write_atomic";
+int fvl_write_atomic(const char *path, const void *data, size_t n, const char *fn) {
+  if (!fn) fn = "write_atomic";
   fvl_atomic_file a;
   if (fvl_atomic_open(&a, path, fn) < 0) return -1;
   if (n && fwrite(data, 1, n, a.f) != n) {

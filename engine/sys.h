@@ -26,8 +26,9 @@ int fvl_sleep(double seconds, const char *where);
 int fvl_self_exe(char *buf, size_t n);
 /* mkdir -p; 0 or -1 + message */
 int fvl_mkdirs(const char *path);
-/* atomic file write: path.tmp.<pid>, fsync, rename, fsync of the directory */
-int fvl_write_atomic(const char *path, const void *data, size_t n);
+/* atomic file write of a buffer: path.tmp.<pid>, fsync, rename, fsync of the directory; errors
+ * name fn (NULL: "write_atomic") */
+int fvl_write_atomic(const char *path, const void *data, size_t n, const char *fn);
 /* The one atomic-file mechanism, for writers that stream: fvl_atomic_open creates
  * path.tmp.<pid> (write to a->f); fvl_atomic_commit flushes, fsyncs, closes, renames onto path and
  * fsyncs the directory (the temporary is removed on failure); fvl_atomic_abort drops it.

@@ -28,18 +28,23 @@ static void hw_arg(lua_State *L, int idx, const char *fn, const char *what, int 
   *w = (int)v[1];
 }
 
+/* arguments 4..6: stride, padding, groups (stride and padding as hw_arg; groups >= 1) */
+static int conv_args(lua_State *L, const char *fn, int *sh, int *sw, int *ph, int *pw) {
+  hw_arg(L, 4, fn, "stride", 1, 1, sh, sw);
+  hw_arg(L, 5, fn, "padding", 0, 0, ph, pw);
+  lua_Integer groups = luaL_optinteger(L, 6, 1);
+  if (groups < 1 || groups > INT32_MAX) return fvl_error(L, "%s: groups = %lld (expected >= 1)", fn, (long long)groups);
+  return (int)groups;
+}
+
 /*** fvl.F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups]]]]) -> tensor
    Grouped 2-D convolution (MobileFaceNet's depthwise layers): w is Cout × Cin/groups × kh × kw,
    groups (1) divides both channel counts; stride (1) and padding (0) an integer or {h, w}.
    Tracked. Errors: groups < 1 or not dividing the channels; shapes. */
 static int l_conv2d_grouped(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
-  int sh, sw, ph, pw;
-  hw_arg(L, 4, "conv2d", "stride", 1, 1, &sh, &sw);
-  hw_arg(L, 5, "conv2d", "padding", 0, 0, &ph, &pw);
-  lua_Integer groups = luaL_optinteger(L, 6, 1);
-  if (groups < 1 || groups > INT32_MAX) return fvl_error(L, "conv2d: groups = %lld (expected >= 1)", (long long)groups);
-  fvl_pushtensor(L, fvl_nn_conv2d_grouped(x, w, b, sh, sw, ph, pw, (int)groups));
+  int sh, sw, ph, pw, groups = conv_args(L, "conv2d", &sh, &sw, &ph, &pw);
+  fvl_pushtensor(L, fvl_nn_conv2d_grouped(x, w, b, sh, sw, ph, pw, groups));
   return 1;
 }
 
@@ -52,6 +57,22 @@ static int l_bn_prelu(lua_State *L) {
   int training = lua_isnoneornil(L, 7) ? 1 : lua_toboolean(L, 7);
   double momentum = luaL_optnumber(L, 8, 0.1), eps = luaL_optnumber(L, 9, 1e-5);
   fvl_pushtensor(L, fvl_nn_bn_prelu(x, g, b, a, rm, rv, training, momentum, eps));
+  return 1;
+}
+
+/*** fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor
+   Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =
+   none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more
+   passes over y. Not tracked: refused while gradients are enabled for an input that requires
+   them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not
+   one value per output channel. */
+static int l_conv2d_bn_act(lua_State *L) {
+  fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
+  int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act", &sh, &sw, &ph, &pw);
+  fvl_tensor *rm = fvl_opttensor(L, 7), *rv = fvl_opttensor(L, 8), *g = fvl_opttensor(L, 9), *bb = fvl_opttensor(L, 10);
+  double eps = luaL_optnumber(L, 11, 1e-5);
+  fvl_tensor *a = fvl_opttensor(L, 12);
+  fvl_pushtensor(L, fvl_nn_conv2d_bn_act(x, w, b, sh, sw, ph, pw, groups, rm, rv, g, bb, eps, a));
   return 1;
 }
 
@@ -75,7 +96,8 @@ static int l_fma_peak_all(lua_State *L) {
 }
 
 int fvl_open_backbone(lua_State *L) {
-  static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu},
+                                 {"conv2d_bn_act", l_conv2d_bn_act}, {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

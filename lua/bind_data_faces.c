@@ -642,14 +642,6 @@ static int l_npz_write(lua_State *L) {
   return 1;
 }
 
-/* fvl._write_file_atomic(path, bytes) -> true | nil, message */
-static int l_write_atomic(lua_State *L) {
-  size_t n;
-  const char *path = luaL_checkstring(L, 1), *b = luaL_checklstring(L, 2, &n);
-  if (fvl_write_file_atomic(path, b, n, "write")) { lua_pushnil(L); lua_pushstring(L, fvl_errmsg()); return 2; }
-  lua_pushboolean(L, 1);
-  return 1;
-}
 /* fvl._check_labels_list(list|tensor, n, fn) -> 0-based int32 tensor (labels >= 1, n values) */
 static int l_check_labels(lua_State *L) {
   const char *fn = luaL_checkstring(L, 3);
@@ -695,7 +687,7 @@ int fvl_open_faces(lua_State *L) {
                                  {"_imgset_folder", l_imgset_folder}, {"_imgset_files", l_imgset_files},
                                  {"_binpack", l_binpack}, {"_npy_read", l_npy_read},
                                  {"_npz_read", l_npz_read}, {"_npz_write", l_npz_write},
-                                 {"_write_file_atomic", l_write_atomic}, {"_check_labels_list", l_check_labels},
+                                 {"_check_labels_list", l_check_labels},
                                  {"_check_index_list", l_check_index}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

@@ -141,7 +141,7 @@ static int l_write_atomic(lua_State *L) {
   size_t n;
   const char *path = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &n);
-  if (fvl_write_atomic(path, data, n)) {
+  if (fvl_write_atomic(path, data, n, NULL)) {
     lua_pushnil(L);
     lua_pushstring(L, fvl_errmsg());
     return 2;

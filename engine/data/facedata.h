@@ -79,8 +79,6 @@ int fvl_image_encode(const uint8_t *pix, int h, int w, int channels, int quality
                      size_t *len);
 /* whole file into memory (malloc'd) */
 int fvl_read_file(const char *path, uint8_t **buf, size_t *len, const char *fn);
-/* atomic write: path.tmp.<pid>, fsync, rename */
-int fvl_write_file_atomic(const char *path, const void *buf, size_t len, const char *fn);
 
 /* ================================================================ folders (folder.c)
  * sorted entries of a directory: dirs = 1 keeps sub-directories only, 0 keeps regular files

@@ -1,5 +1,5 @@
 /* image.c — JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libpng's simplified API) decoding
- * and encoding in memory, and whole-file read / atomic write helpers. */
+ * and encoding in memory, and the whole-file reader. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +10,6 @@
 #include <png.h>
 #include <turbojpeg.h>
 #include "facedata.h"
-#include "sys.h"
 
 static int is_jpeg(const uint8_t *d, size_t n) { return n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF; }
 static int is_png(const uint8_t *d, size_t n) {
@@ -176,15 +175,4 @@ int fvl_read_file(const char *path, uint8_t **buf, size_t *len, const char *fn) 
   *buf = b;
   *len = n;
   return 0;
-}
-
-int fvl_write_file_atomic(const char *path, const void *buf, size_t len, const char *fn) {
-  fvl_atomic_file a;   /* sys.h: the one atomic-write mechanism (fsyncs the directory too) */
-  if (fvl_atomic_open(&a, path, fn) < 0) return -1;
-  if (len && fwrite(buf, 1, len, a.f) != len) {
-    int e = errno;
-    fvl_atomic_abort(&a);
-    return fvl_err("%s: writing '%s': %s", fn, path, strerror(e));
-  }
-  return fvl_atomic_commit(&a, fn);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "facedata.h"
+#include "sys.h"
 
 /* ---------------------------------------------------------------- header */
 typedef struct npy_hdr {
@@ -202,6 +203,121 @@ static uint64_t le(const uint8_t *p, int n) {
 }
 static void put(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 
+/* the central directory: its offset and entry count from the end record (ZIP64 when the 32-bit
+ * fields overflow). Every offset read from the file is checked without wrapping. */
+static int npz_directory(const uint8_t *d, size_t n, const char *path, uint64_t *cd, int64_t *entries) {
+  size_t eocd = (size_t)-1;
+  for (size_t i = n >= 22 ? n - 22 : 0; n >= 22; i--) {
+    if (le(d + i, 4) == 0x06054b50) { eocd = i; break; }
+    if (i == 0 || n - i > 65557) break;
+  }
+  if (eocd == (size_t)-1) return fvl_err("load: '%s' is not a .npz (ZIP) archive: no end-of-directory record", path);
+  *entries = (int64_t)le(d + eocd + 10, 2);
+  *cd = le(d + eocd + 16, 4);
+  if ((*entries == 0xFFFF || *cd == 0xFFFFFFFFu) && eocd >= 20 && le(d + eocd - 20, 4) == 0x07064b50) {
+    uint64_t z = le(d + eocd - 20 + 8, 8);
+    if (z > n || n - z < 56 || le(d + z, 4) != 0x06064b50) return fvl_err("load: '%s': bad ZIP64 end record", path);
+    uint64_t e = le(d + z + 32, 8);
+    *entries = e > (uint64_t)INT64_MAX ? -1 : (int64_t)e;
+    *cd = le(d + z + 48, 8);
+  }
+  if (*cd > n || *entries < 0 || *entries > (int64_t)(n / 46 + 1))
+    return fvl_err("load: '%s': ZIP directory at byte %llu with %lld entries does not fit the file (%zu bytes)",
+                   path, (unsigned long long)*cd, (long long)*entries, n);
+  return 0;
+}
+
+/* one central-directory entry */
+typedef struct {
+  int method, flags;
+  uint32_t crc;
+  uint64_t csize, usize, loff;
+  char name[512];
+  size_t name_len;            /* strlen(name), the name cut at 511 bytes */
+} npz_entry;
+
+/* the entry at *p (advanced past it), ZIP64 sizes and offset from its extra field */
+static int npz_read_entry(const uint8_t *d, size_t n, size_t *p, const char *path, int64_t e, npz_entry *en) {
+  size_t q = *p;
+  if (q > n || n - q < 46 || le(d + q, 4) != 0x02014b50)
+    return fvl_err("load: '%s': ZIP directory entry %lld is damaged", path, (long long)e + 1);
+  en->method = (int)le(d + q + 10, 2);
+  en->flags = (int)le(d + q + 8, 2);
+  en->crc = (uint32_t)le(d + q + 16, 4);
+  en->csize = le(d + q + 20, 4);
+  en->usize = le(d + q + 24, 4);
+  en->loff = le(d + q + 42, 4);
+  size_t nl = (size_t)le(d + q + 28, 2), xl = (size_t)le(d + q + 30, 2), cl = (size_t)le(d + q + 32, 2);
+  if (n - q - 46 < nl + xl + cl) return fvl_err("load: '%s': ZIP directory entry %lld is truncated", path, (long long)e + 1);
+  const uint8_t *x = d + q + 46 + nl, *xe = x + xl;
+  while (xe - x >= 4) {  /* ZIP64 extra: the 0xFFFFFFFF fields, in order */
+    size_t id = (size_t)le(x, 2), sz = (size_t)le(x + 2, 2);
+    const uint8_t *f = x + 4;
+    if ((size_t)(xe - f) < sz) break;
+    if (id == 1) {
+      const uint8_t *fe = f + sz;
+      if (en->usize == 0xFFFFFFFFu && fe - f >= 8) { en->usize = le(f, 8); f += 8; }
+      if (en->csize == 0xFFFFFFFFu && fe - f >= 8) { en->csize = le(f, 8); f += 8; }
+      if (en->loff == 0xFFFFFFFFu && fe - f >= 8) { en->loff = le(f, 8); }
+    }
+    x += 4 + sz;
+  }
+  en->name_len = nl < sizeof en->name - 1 ? nl : sizeof en->name - 1;
+  memcpy(en->name, d + q + 46, en->name_len);
+  en->name[en->name_len] = 0;
+  *p = q + 46 + nl + xl + cl;
+  return 0;
+}
+
+/* the member's bytes, uncompressed and CRC-checked, into *out (malloc'd, en->usize bytes) */
+static int npz_member(const uint8_t *d, size_t n, const char *path, const npz_entry *en, uint8_t **out) {
+  const char *name = en->name;
+  *out = NULL;
+  if (en->name_len < 5 || strcmp(name + en->name_len - 4, ".npy"))
+    return fvl_err("load: '%s': member '%s' is not a .npy array", path, name);
+  if (en->flags & 1) return fvl_err("load: '%s': member '%s' is encrypted", path, name);
+  if (en->method != 0 && en->method != 8)
+    return fvl_err("load: '%s': member '%s' uses ZIP method %d (expected 0 stored or 8 deflate)", path, name,
+                   en->method);
+  if (en->loff > n || n - en->loff < 30 || le(d + en->loff, 4) != 0x04034b50)
+    return fvl_err("load: '%s': member '%s': damaged local header", path, name);
+  uint64_t start = en->loff + 30 + le(d + en->loff + 26, 2) + le(d + en->loff + 28, 2);
+  if (start > n || en->csize > n - start || en->usize > ((uint64_t)1 << 40))
+    return fvl_err("load: '%s': member '%s' (%llu bytes) runs past the end of the file (truncated)",
+                   path, name, (unsigned long long)en->csize);
+  uint8_t *u = malloc(en->usize ? (size_t)en->usize : 1);
+  if (!u) return fvl_err("load: out of memory (%llu bytes)", (unsigned long long)en->usize);
+  if (en->method == 0) {
+    if (en->csize != en->usize) {
+      free(u);
+      return fvl_err("load: '%s': stored member '%s' with different sizes", path, name);
+    }
+    memcpy(u, d + start, (size_t)en->usize);
+  } else {
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (inflateInit2(&zs, -15) != Z_OK) { free(u); return fvl_err("load: zlib init failed"); }
+    zs.next_in = (uint8_t *)d + start;
+    zs.avail_in = (uInt)en->csize;
+    zs.next_out = u;
+    zs.avail_out = (uInt)en->usize;
+    int zr = inflate(&zs, Z_FINISH);
+    uint64_t outn = zs.total_out;
+    inflateEnd(&zs);
+    if (zr != Z_STREAM_END || outn != en->usize) {
+      free(u);
+      return fvl_err("load: '%s': member '%s' is corrupt (zlib: %s)", path, name,
+                     zr == Z_STREAM_END ? "size mismatch" : zr == Z_BUF_ERROR ? "truncated data" : "bad deflate data");
+    }
+  }
+  if ((uint32_t)crc32(crc32(0, Z_NULL, 0), u, (uInt)en->usize) != en->crc) {
+    free(u);
+    return fvl_err("load: '%s': member '%s' fails its CRC check (corrupt)", path, name);
+  }
+  *out = u;
+  return 0;
+}
+
 int fvl_npz_read(const char *path, char ***names, fvl_tensor ***ts, int64_t *count) {
   *names = NULL;
   *ts = NULL;
@@ -212,107 +328,24 @@ int fvl_npz_read(const char *path, char ***names, fvl_tensor ***ts, int64_t *cou
   char **nm = NULL;
   fvl_tensor **tv = NULL;
   int64_t k = 0, entries = 0;
+  uint64_t cd = 0;
   int rc = -1;
-  size_t eocd = (size_t)-1;
-  for (size_t i = n >= 22 ? n - 22 : 0; n >= 22; i--) {
-    if (le(d + i, 4) == 0x06054b50) { eocd = i; break; }
-    if (i == 0 || n - i > 65557) break;
-  }
-  if (eocd == (size_t)-1) { fvl_err("load: '%s' is not a .npz (ZIP) archive: no end-of-directory record", path); goto done; }
-  entries = (int64_t)le(d + eocd + 10, 2);
-  uint64_t cd = le(d + eocd + 16, 4);
-  if ((entries == 0xFFFF || cd == 0xFFFFFFFFu) && eocd >= 20 && le(d + eocd - 20, 4) == 0x07064b50) {
-    uint64_t z = le(d + eocd - 20 + 8, 8);
-    if (z + 56 > n || le(d + z, 4) != 0x06064b50) { fvl_err("load: '%s': bad ZIP64 end record", path); goto done; }
-    entries = (int64_t)le(d + z + 32, 8);
-    cd = le(d + z + 48, 8);
-  }
-  if (cd > n || entries < 0 || entries > (int64_t)(n / 46 + 1)) {
-    fvl_err("load: '%s': ZIP directory at byte %llu with %lld entries does not fit the file (%zu bytes)",
-            path, (unsigned long long)cd, (long long)entries, n);
-    goto done;
-  }
+  if (npz_directory(d, n, path, &cd, &entries)) goto done;
   nm = calloc((size_t)(entries ? entries : 1), sizeof *nm);
   tv = calloc((size_t)(entries ? entries : 1), sizeof *tv);
   if (!nm || !tv) { fvl_err("load: out of memory"); goto done; }
   size_t p = (size_t)cd;
   for (int64_t e = 0; e < entries; e++) {
-    if (p + 46 > n || le(d + p, 4) != 0x02014b50) { fvl_err("load: '%s': ZIP directory entry %lld is damaged", path, (long long)e + 1); goto done; }
-    int method = (int)le(d + p + 10, 2), flags = (int)le(d + p + 8, 2);
-    uint32_t crc = (uint32_t)le(d + p + 16, 4);
-    uint64_t csize = le(d + p + 20, 4), usize = le(d + p + 24, 4), loff = le(d + p + 42, 4);
-    size_t nl = (size_t)le(d + p + 28, 2), xl = (size_t)le(d + p + 30, 2), cl = (size_t)le(d + p + 32, 2);
-    if (p + 46 + nl + xl + cl > n) { fvl_err("load: '%s': ZIP directory entry %lld is truncated", path, (long long)e + 1); goto done; }
-    const uint8_t *x = d + p + 46 + nl, *xe = x + xl;
-    while (x + 4 <= xe) {  /* ZIP64 extra: the 0xFFFFFFFF fields, in order */
-      size_t id = (size_t)le(x, 2), sz = (size_t)le(x + 2, 2);
-      const uint8_t *f = x + 4;
-      if (f + sz > xe) break;
-      if (id == 1) {
-        if (usize == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { usize = le(f, 8); f += 8; }
-        if (csize == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { csize = le(f, 8); f += 8; }
-        if (loff == 0xFFFFFFFFu && f + 8 <= x + 4 + sz) { loff = le(f, 8); }
-      }
-      x += 4 + sz;
-    }
-    char name[512];
-    size_t cpy = nl < sizeof name - 1 ? nl : sizeof name - 1;
-    memcpy(name, d + p + 46, cpy);
-    name[cpy] = 0;
-    p += 46 + nl + xl + cl;
-    if (cpy < 5 || strcmp(name + cpy - 4, ".npy")) {
-      fvl_err("load: '%s': member '%s' is not a .npy array", path, name);
-      goto done;
-    }
-    if (flags & 1) { fvl_err("load: '%s': member '%s' is encrypted", path, name); goto done; }
-    if (method != 0 && method != 8) {
-      fvl_err("load: '%s': member '%s' uses ZIP method %d (expected 0 stored or 8 deflate)", path, name, method);
-      goto done;
-    }
-    if (loff + 30 > n || le(d + loff, 4) != 0x04034b50) {
-      fvl_err("load: '%s': member '%s': damaged local header", path, name);
-      goto done;
-    }
-    uint64_t start = loff + 30 + le(d + loff + 26, 2) + le(d + loff + 28, 2);
-    if (start > n || csize > n - start || usize > ((uint64_t)1 << 40)) {
-      fvl_err("load: '%s': member '%s' (%llu bytes) runs past the end of the file (truncated)",
-              path, name, (unsigned long long)csize);
-      goto done;
-    }
-    uint8_t *u = malloc(usize ? (size_t)usize : 1);
-    if (!u) { fvl_err("load: out of memory (%llu bytes)", (unsigned long long)usize); goto done; }
-    if (method == 0) {
-      if (csize != usize) { free(u); fvl_err("load: '%s': stored member '%s' with different sizes", path, name); goto done; }
-      memcpy(u, d + start, (size_t)usize);
-    } else {
-      z_stream zs;
-      memset(&zs, 0, sizeof zs);
-      if (inflateInit2(&zs, -15) != Z_OK) { free(u); fvl_err("load: zlib init failed"); goto done; }
-      zs.next_in = d + start;
-      zs.avail_in = (uInt)csize;
-      zs.next_out = u;
-      zs.avail_out = (uInt)usize;
-      int zr = inflate(&zs, Z_FINISH);
-      uint64_t outn = zs.total_out;
-      inflateEnd(&zs);
-      if (zr != Z_STREAM_END || outn != usize) {
-        free(u);
-        fvl_err("load: '%s': member '%s' is corrupt (zlib: %s)", path, name, zr == Z_STREAM_END ? "size mismatch" : zr == Z_BUF_ERROR ? "truncated data" : "bad deflate data");
-        goto done;
-      }
-    }
-    if ((uint32_t)crc32(crc32(0, Z_NULL, 0), u, (uInt)usize) != crc) {
-      free(u);
-      fvl_err("load: '%s': member '%s' fails its CRC check (corrupt)", path, name);
-      goto done;
-    }
+    npz_entry en;
+    uint8_t *u;
+    if (npz_read_entry(d, n, &p, path, e, &en) || npz_member(d, n, path, &en, &u)) goto done;
     char what[800];
-    snprintf(what, sizeof what, "load: '%s' member '%s'", path, name);
-    tv[k] = fvl_npy_parse(u, (size_t)usize, what);
+    snprintf(what, sizeof what, "load: '%s' member '%s'", path, en.name);
+    tv[k] = fvl_npy_parse(u, (size_t)en.usize, what);
     free(u);
     if (!tv[k]) goto done;
-    name[cpy - 4] = 0;
-    nm[k] = strdup(name);
+    en.name[en.name_len - 4] = 0;
+    nm[k] = strdup(en.name);
     if (!nm[k]) { fvl_release(tv[k]); fvl_err("load: out of memory"); goto done; }
     k++;
   }
@@ -385,7 +418,7 @@ int fvl_npz_write(const char *path, int64_t n, const char *const *names, fvl_ten
   put(out + p + 12, p - cd, 4); put(out + p + 16, cd, 4);
   p += 22;
   if (n > 0xFFFF) { fvl_err("save: more than 65535 arrays in one .npz"); goto done; }
-  rc = fvl_write_file_atomic(path, out, p, "save");
+  rc = fvl_write_atomic(path, out, p, "save");
 done:
   if (m) for (int64_t i = 0; i < n; i++) free(m[i]);
   free(m);

@@ -388,7 +388,7 @@ static int64_t shape_numel(const pv *s) {
   int64_t n = 1;
   for (int64_t i = 0; i < s->n; i++) {
     if (s->items[i]->t != PV_INT || s->items[i]->i < 0 || s->items[i]->i > (1LL << 40)) return -1;
-    n *= s->items[i]->i;
+    if (fvl_mul_overflow(n, s->items[i]->i, &n) || n > (1LL << 40)) return -1;   /* (2^40)^2 wraps */
   }
   return n;
 }

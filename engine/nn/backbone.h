@@ -21,6 +21,9 @@
 int fvl_conv2d_groups_check(const fvl_conv2d_shape *s, int groups);
 int fvl_conv2d_grouped_fwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *bias, float *y);
+/* the same with an epilogue on each output plane (nn.h: fvl_conv_epi; ep NULL = none) */
+int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
+                               const float *bias, const fvl_conv_epi *ep, float *y);
 /* overwrites dx, dw, db; NULL outputs are skipped */
 int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
@@ -41,6 +44,16 @@ fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias
 fvl_tensor *fvl_nn_bn_prelu(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta, fvl_tensor *a,
                             fvl_tensor *running_mean, fvl_tensor *running_var, int training,
                             double momentum, double eps);
+/* Inference: conv2d (any groups, stride, padding) whose stores apply an evaluation-mode
+ * BatchNorm (running statistics; gamma/beta may be NULL) and/or a PReLU (a, 1 or O slopes):
+ * y = prelu(bn(conv(x, w) + bias)), the epilogue of fvl_conv_epi, with the BatchNorm's scale
+ * γ/√(var + eps) and shift β − scale·mean computed as fvl_bn_prelu_fwd does in evaluation.
+ * running_mean = running_var = NULL: no BatchNorm; a = NULL: no PReLU. Records no autograd node:
+ * refused (error naming "conv2d_bn_act") while gradients are enabled and an input requires
+ * them — the training path is conv2d then bn_prelu. */
+fvl_tensor *fvl_nn_conv2d_bn_act(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
+                                 int pw, int groups, fvl_tensor *running_mean, fvl_tensor *running_var,
+                                 fvl_tensor *gamma, fvl_tensor *beta, double eps, fvl_tensor *a);
 /* the calling thread's measured FMA peak in GFLOP/s (best of repeated timings within `seconds`
  * of thread CPU time; fma_probe.c) */
 double fvl_fma_peak_gflops(double seconds);

@@ -198,7 +198,13 @@ static void blas_restore(int n) {
 
 int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, float *work) {
-  if (fvl_conv2d_direct_ok(s)) return fvl_conv2d_direct_fwd(s, x, w, bias, y, work);
+  return fvl_conv2d_fwd_epi(s, x, w, bias, NULL, y, work);
+}
+
+/* the epilogue runs in the scatter of each group, right after its GEMM */
+int fvl_conv2d_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                       const fvl_conv_epi *ep, float *y, float *work) {
+  if (fvl_conv2d_direct_ok(s)) return fvl_conv2d_direct_fwd_epi(s, x, w, bias, ep, y, work);
   const int O = s->O, K = s->C * s->KH * s->KW, G = s->G;
   const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
   const size_t per = per_thread(s);
@@ -221,7 +227,9 @@ int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
         const int b = bo / O, o = bo % O;
         const float bv = bias ? bias[o] : 0.f;
         float *dst = yg + (size_t)bo * P;
-        if (g == 1) {
+        if (ep) {
+          fvl_conv_epi_plane(ep, o, dst, g == 1 ? dst : ybuf + (size_t)o * gP + (size_t)b * P, bv, P);
+        } else if (g == 1) {
           if (bias)
             for (size_t p = 0; p < P; p++) dst[p] += bv;
         } else {

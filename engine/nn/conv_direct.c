@@ -209,8 +209,40 @@ FWD_TILE(3)
 FWD_TILE(5)
 
 /* a group of gs padded samples (stride g->xs) → y of those samples */
+/* the epilogue on vectors over 16 consecutive output channels o0.. (half h: channels o0 + 8h..) */
+typedef struct {
+  __m256 sc[2], sh[2], a[2];
+  int aff, act;
+} epi16;
+TGT static inline void epi16_load(epi16 *e, const fvl_conv_epi *ep, int o0) {
+  e->aff = ep->scale != NULL;
+  e->act = ep->a != NULL;
+  for (int h = 0; h < 2; h++) {
+    e->sc[h] = e->aff ? _mm256_loadu_ps(ep->scale + o0 + 8 * h) : _mm256_set1_ps(1.f);
+    e->sh[h] = e->aff ? _mm256_loadu_ps(ep->shift + o0 + 8 * h) : _mm256_setzero_ps();
+    e->a[h] = !e->act ? _mm256_setzero_ps()
+              : ep->na == 1 ? _mm256_set1_ps(ep->a[0]) : _mm256_loadu_ps(ep->a + o0 + 8 * h);
+  }
+}
+TGT static inline __m256 epi_vec16(const epi16 *e, int h, __m256 v) {
+  if (e->aff) v = _mm256_fmadd_ps(v, e->sc[h], e->sh[h]);
+  if (e->act) v = _mm256_blendv_ps(_mm256_mul_ps(v, e->a[h]), v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+  return v;
+}
+
+/* the epilogue on one vector of channel o (see fvl_conv_epi) */
+TGT static inline __m256 epi_vec(const fvl_conv_epi *ep, int o, __m256 v) {
+  if (ep->scale) v = _mm256_fmadd_ps(v, _mm256_set1_ps(ep->scale[o]), _mm256_set1_ps(ep->shift[o]));
+  if (ep->a) {
+    const __m256 neg = _mm256_mul_ps(v, _mm256_set1_ps(ep->a[ep->na == 1 ? 0 : o]));
+    v = _mm256_blendv_ps(neg, v, _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
+  }
+  return v;
+}
+
 TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                          const int *roff, const float *wp, const float *bias, float *y) {
+                          const int *roff, const float *wp, const float *bias, const fvl_conv_epi *ep,
+                          float *y) {
   const int pps = s->OH * g->NV, npos = gs * pps;
   const size_t P = (size_t)s->OH * s->OW, out_sz = (size_t)s->O * P;
   for (int o0 = 0; o0 < s->O; o0 += MR) {
@@ -235,6 +267,7 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
           const int m = lanes(s->OW, v);
           float *dst = y + (size_t)b * out_sz + (size_t)(o0 + r) * P + (size_t)oh * s->OW + 8 * v;
           __m256 val = _mm256_add_ps(acc[r][q], bv);
+          if (ep) val = epi_vec(ep, o0 + r, val);
           if (m == 8) _mm256_storeu_ps(dst, val);
           else _mm256_maskstore_ps(dst, lane_mask(m), val);
         }
@@ -289,7 +322,8 @@ static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g, int gs) 
 }
 
 TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                           const int *roff, const float *wp, const float *bias, float *y) {
+                           const int *roff, const float *wp, const float *bias, const fvl_conv_epi *ep,
+                           float *y) {
   const int OW = s->OW, OH = s->OH, KH = s->KH, KW = s->KW;
   const size_t P = (size_t)OH * OW, out_sz = (size_t)s->O * P;
   /* the channel blocks fix the order of each output's sum: sized for a full group whatever gs
@@ -297,11 +331,13 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
   const int npos = gs * (int)P, CB = fwdo_channel_block(s, g, g->GS);
   float out[OV * PN];
   for (int c0 = 0; c0 < s->C; c0 += CB) {   /* channel blocks: y holds the partial sums */
-    const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0;
+    const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0, last = c0 + CB >= s->C;
     const int *ro = roff + (size_t)c0 * KH;
     for (int o0 = 0; o0 < s->O; o0 += OV) {
       if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
       const float *panel = wp + (size_t)o0 * g->K + (size_t)c0 * KH * KW * OV;
+      epi16 eb = {.aff = 0};
+      if (ep && last) epi16_load(&eb, ep, o0);
       int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
       for (int t0 = 0; t0 < npos; t0 += PN) {
         const int n = npos - t0 < PN ? npos - t0 : PN;
@@ -319,6 +355,22 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
         if (KW == 5) fwdo_tile_5(xp, ro, nrow, 5, panel, e, out);
         else if (KW == 3) fwdo_tile_3(xp, ro, nrow, 3, panel, e, out);
         else fwdo_tile_0(xp, ro, nrow, KW, panel, e, out);
+        if (ep && last) {   /* the final sums: the epilogue on the tile's 16-channel vectors */
+          for (int l = 0; l < OV; l++) {
+            const float *yl = y + (size_t)(o0 + l) * P;
+            const float bv = first && bias ? bias[o0 + l] : 0.f;
+            for (int q = 0; q < n; q++) out[q * OV + l] += first ? bv : yl[yo[q]];
+          }
+          for (int q = 0; q < n; q++) {
+            _mm256_storeu_ps(out + q * OV, epi_vec16(&eb, 0, _mm256_loadu_ps(out + q * OV)));
+            _mm256_storeu_ps(out + q * OV + 8, epi_vec16(&eb, 1, _mm256_loadu_ps(out + q * OV + 8)));
+          }
+          for (int l = 0; l < OV; l++) {
+            float *yl = y + (size_t)(o0 + l) * P;
+            for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l];
+          }
+          continue;
+        }
         for (int l = 0; l < OV; l++) {
           float *yl = y + (size_t)(o0 + l) * P;
           if (first) {
@@ -521,6 +573,11 @@ static layout lay_out(const fvl_conv2d_shape *s, const geom *g, float *work) {
 
 int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                           float *y, float *work) {
+  return fvl_conv2d_direct_fwd_epi(s, x, w, bias, NULL, y, work);
+}
+
+int fvl_conv2d_direct_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                              const fvl_conv_epi *ep, float *y, float *work) {
 #if HAVE_DIRECT
   const geom g = geometry(s);
   const int T = nthreads(s);
@@ -545,13 +602,13 @@ int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float
       if (fvl_aborted()) break;
       const int gs = hi - b0 < g.GS ? hi - b0 : g.GS;
       for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-      if (ovec) fwdo_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
-      else fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, y + (size_t)b0 * out_sz);
+      if (ovec) fwdo_group(s, &g, gs, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
+      else fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
     }
   }
   return fvl_check_abort("conv2d");
 #else
-  (void)s; (void)x; (void)w; (void)bias; (void)y; (void)work;
+  (void)s; (void)x; (void)w; (void)bias; (void)ep; (void)y; (void)work;
   return fvl_err("conv2d: the direct kernels are not built for this CPU");
 #endif
 }

@@ -22,6 +22,12 @@ static void tap_columns(int n_out, int stride, int pad, int j, int n_in, int *lo
 
 int fvl_conv2d_grouped_fwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *bias, float *y) {
+  return fvl_conv2d_grouped_fwd_epi(s, groups, x, w, bias, NULL, y);
+}
+
+/* the epilogue runs on each output plane as soon as it is complete (still in cache) */
+int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
+                               const float *bias, const fvl_conv_epi *ep, float *y) {
   if (fvl_conv2d_groups_check(s, groups) < 0) return -1;
   const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
   const int sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
@@ -58,6 +64,7 @@ int fvl_conv2d_grouped_fwd(const fvl_conv2d_shape *s, int groups, const float *x
         }
       }
     }
+    if (ep) fvl_conv_epi_plane(ep, o, yp, yp, 0.f, pout);
   }
   return fvl_check_abort("conv2d");
 }

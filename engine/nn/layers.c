@@ -3,6 +3,7 @@
 #include "nn.h"
 #include "backbone.h"
 #include "autograd.h"
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,8 +79,10 @@ fvl_tensor *fvl_nn_conv2d(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh
   return fvl_nn_conv2d_grouped(x, w, bias, sh, sw, ph, pw, 1);
 }
 
-fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,
-                                  int ph, int pw, int groups) {
+/* checks, plans and runs the forward (with the epilogue ep, or NULL); records the node when
+ * ep is NULL */
+static fvl_tensor *conv_run(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph, int pw,
+                            int groups, const fvl_conv_epi *ep) {
   char a[64], b[64];
   if (need_f32("conv2d", "input", x) < 0 || need_f32("conv2d", "weight", w) < 0) return NULL;
   if (bias && need_f32("conv2d", "bias", bias) < 0) return NULL;
@@ -122,14 +125,17 @@ fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias
   fvl_tensor *y = (xc && wc && (bc || !bias)) ? new4(s.B, s.O, s.OH, s.OW) : NULL;
   int rc = y ? 0 : -1;
   if (rc == 0 && groups > 1) {
-    rc = fvl_conv2d_grouped_fwd(&s, groups, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, fvl_f32(y));
+    rc = fvl_conv2d_grouped_fwd_epi(&s, groups, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, ep,
+                                    fvl_f32(y));
   } else if (rc == 0) {
     float *work = workspace(fvl_conv2d_workspace(&s));
-    rc = work ? fvl_conv2d_fwd(&s, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, fvl_f32(y), work) : -1;
+    rc = work ? fvl_conv2d_fwd_epi(&s, fvl_f32(xc), fvl_f32(wc), bc ? fvl_f32(bc) : NULL, ep, fvl_f32(y), work)
+              : -1;
   }
-  if (rc < 0) {
-    fvl_release(xc); fvl_release(wc); fvl_release(bc); fvl_release(y);
-    return NULL;
+  if (rc < 0 || ep) {
+    fvl_release(xc); fvl_release(wc); fvl_release(bc);
+    if (rc < 0) fvl_release(y);
+    return rc < 0 ? NULL : y;
   }
   fvl_tensor *in[3] = {x, w, bias};
   fvl_node *nd = fvl_record("conv2d", bw_conv2d, y, bias ? 3 : 2, in);
@@ -143,6 +149,71 @@ fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias
     nd->sc[0] = ph; nd->sc[1] = pw;
   }
   fvl_release(xc); fvl_release(wc); fvl_release(bc);
+  return y;
+}
+
+fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,
+                                  int ph, int pw, int groups) {
+  return conv_run(x, w, bias, sh, sw, ph, pw, groups, NULL);
+}
+
+/* inference: the convolution with an evaluation BatchNorm and/or PReLU in its stores */
+static int epi_vec_ok(const char *arg, const fvl_tensor *t, int64_t O, int64_t alt) {
+  char s1[64];
+  if (!t) return 0;
+  if (t->dtype != FVL_F32) return fvl_err("conv2d_bn_act: %s is int32, expected float32", arg);
+  if (t->ndim != 1 || (t->size[0] != O && t->size[0] != alt))
+    return fvl_err("conv2d_bn_act: %s is %s, expected %lld values (one per output channel)%s", arg,
+                   fvl_shape_str(t, s1, sizeof s1), (long long)O, alt == 1 && O != 1 ? " or 1" : "");
+  return 0;
+}
+fvl_tensor *fvl_nn_conv2d_bn_act(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
+                                 int pw, int groups, fvl_tensor *running_mean, fvl_tensor *running_var,
+                                 fvl_tensor *gamma, fvl_tensor *beta, double eps, fvl_tensor *a) {
+  fvl_tensor *ins[6] = {x, w, bias, gamma, beta, a};
+  if (fvl_grad_enabled())
+    for (int i = 0; i < 6; i++)
+      if (ins[i] && ins[i]->requires_grad) {
+        fvl_err("conv2d_bn_act: inference only (no autograd node): call it with gradients disabled "
+                "(fvl.no_grad) or on tensors that do not require them; training uses conv2d + bn_prelu");
+        return NULL;
+      }
+  if (need_f32("conv2d_bn_act", "weight", w) < 0) return NULL;
+  if (w->ndim != 4 || w->size[0] < 1) return conv_run(x, w, bias, sh, sw, ph, pw, groups, NULL);   /* its message */
+  const int64_t O = w->size[0];
+  if ((running_mean == NULL) != (running_var == NULL)) {
+    fvl_err("conv2d_bn_act: give both running_mean and running_var, or neither");
+    return NULL;
+  }
+  if (!running_mean && (gamma || beta)) {
+    fvl_err("conv2d_bn_act: BatchNorm weight/bias given without running statistics");
+    return NULL;
+  }
+  if (epi_vec_ok("running_mean", running_mean, O, O) < 0 || epi_vec_ok("running_var", running_var, O, O) < 0 ||
+      epi_vec_ok("BatchNorm weight", gamma, O, O) < 0 || epi_vec_ok("BatchNorm bias", beta, O, O) < 0 ||
+      epi_vec_ok("prelu weight", a, O, 1) < 0)
+    return NULL;
+  if (running_mean && !(eps > 0)) { fvl_err("conv2d_bn_act: eps must be > 0, got %g", eps); return NULL; }
+  fvl_tensor *rm = running_mean ? fvl_contiguous(running_mean) : NULL, *rv = running_var ? fvl_contiguous(running_var) : NULL;
+  fvl_tensor *gc = gamma ? fvl_contiguous(gamma) : NULL, *bc = beta ? fvl_contiguous(beta) : NULL;
+  fvl_tensor *ac = a ? fvl_contiguous(a) : NULL;
+  float *aff = running_mean ? fvl_alloc(sizeof(float) * 2 * (size_t)O) : NULL;
+  fvl_tensor *y = NULL;
+  if ((running_mean && (!rm || !rv || !aff)) || (gamma && !gc) || (beta && !bc) || (a && !ac)) goto done;
+  if (aff) {   /* the evaluation-mode scale and shift exactly as fvl_bn_prelu_fwd computes them */
+    const float *m = fvl_f32(rm), *v = fvl_f32(rv), *g = gc ? fvl_f32(gc) : NULL, *b = bc ? fvl_f32(bc) : NULL;
+    for (int64_t o = 0; o < O; o++) {
+      const double invstd = 1.0 / sqrt((double)v[o] + eps), gg = g ? g[o] : 1.0, bt = b ? b[o] : 0.0;
+      aff[o] = (float)(gg * invstd);
+      aff[O + o] = (float)(bt - gg * invstd * m[o]);
+    }
+  }
+  const fvl_conv_epi ep = {.scale = aff, .shift = aff ? aff + O : NULL, .a = ac ? fvl_f32(ac) : NULL,
+                           .na = ac ? (int)fvl_numel(ac) : 0};
+  y = conv_run(x, w, bias, sh, sw, ph, pw, groups, &ep);
+done:
+  if (aff) fvl_dealloc(aff, sizeof(float) * 2 * (size_t)O);
+  fvl_release(rm); fvl_release(rv); fvl_release(gc); fvl_release(bc); fvl_release(ac);
   return y;
 }
 

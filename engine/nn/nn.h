@@ -36,6 +36,33 @@ int fvl_conv2d_plan(fvl_conv2d_shape *s);
 size_t fvl_conv2d_workspace(const fvl_conv2d_shape *s);
 int fvl_conv2d_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                    float *y, float *work);
+/* An epilogue applied as the forward stores each output (inference: no backward): with v the
+ * convolution plus bias, y = act(v·scale[o] + shift[o]); scale and shift both NULL = no affine
+ * (a folded BatchNorm is already in w and bias), a = PReLU slopes (a[0] for every channel when
+ * na == 1) or NULL = no activation. It saves the separate read + write pass over y that an
+ * evaluation-mode BatchNorm and/or PReLU after the convolution would make. */
+typedef struct fvl_conv_epi {
+  const float *scale, *shift, *a;
+  int na;
+} fvl_conv_epi;
+int fvl_conv2d_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                       const fvl_conv_epi *ep, float *y, float *work);
+/* dst[p] = epilogue of channel o applied to src[p] + add, p < n (dst may be src) */
+static inline void fvl_conv_epi_plane(const fvl_conv_epi *ep, int o, float *dst, const float *src, float add,
+                                      size_t n) {
+  const float sc = ep->scale ? ep->scale[o] : 1.f, sh = ep->scale ? ep->shift[o] + add * sc : add * sc;
+  if (ep->a) {
+    const float a = ep->a[ep->na == 1 ? 0 : o];
+#pragma omp simd
+    for (size_t p = 0; p < n; p++) {
+      const float v = src[p] * sc + sh;
+      dst[p] = v > 0.f ? v : a * v;
+    }
+  } else {
+#pragma omp simd
+    for (size_t p = 0; p < n; p++) dst[p] = src[p] * sc + sh;
+  }
+}
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work);
 /* stride-1 convolutions without im2col (engine/nn/conv_direct.c, AVX2 + FMA): fvl_conv2d_fwd and
@@ -47,6 +74,8 @@ size_t fvl_conv2d_direct_workspace(const fvl_conv2d_shape *s);
 size_t fvl_conv2d_direct_dw_workspace(const fvl_conv2d_shape *s);
 int fvl_conv2d_direct_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                           float *y, float *work);
+int fvl_conv2d_direct_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                              const fvl_conv_epi *ep, float *y, float *work);
 int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float *dy, float *dw, float *work);
 /* im2col of one group of g samples starting at x: cols is (C·KH·KW) × (g·OH·OW) (serial) */
 void fvl_im2col(const fvl_conv2d_shape *s, const float *x, int g, float *cols);

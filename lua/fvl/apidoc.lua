@@ -119,6 +119,12 @@ anchor; tracked in S. Errors: first outside the rows that fit B anchors.",
 2-D convolution of x (N×Cin×H×W) with w (Cout×Cin×kh×kw) and an optional bias (Cout); stride\
 (1) and padding (0) are an integer or {h, w}. Tracked in x, w and bias.\
 Errors: shapes that do not match; stride < 1 or a size above 65535.",
+  ["fvl.F.conv2d_bn_act"] = "fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor\
+Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =\
+none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more\
+passes over y. Not tracked: refused while gradients are enabled for an input that requires\
+them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not\
+one value per output channel.",
   ["fvl.F.conv2d_direct"] = "fvl.F.conv2d_direct([on]) -> boolean\
 Whether the direct AVX2 convolution kernels are enabled (the previous setting when on, a\
 boolean, is given). They run only where they apply (stride 1, a CPU with AVX2 + FMA); off, every\
@@ -200,12 +206,12 @@ gradient workspace), nonfinite = \"error\"|\"warn\" (\"error\": a non-finite los
 first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\").",
-  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
 are all-reduced over the ranks; the same loss on every rank (tracked). cap > 0: each row's loss\
 at most cap, capped rows without gradient. Called by the sharded heads (sharded = true).",
+  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_logits"] = "fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor\
 The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or\
 plot a head's margins. spec as fvl.F.margin_ce.",

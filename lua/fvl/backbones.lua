@@ -4,7 +4,8 @@
 --   fvl.nn.mobilefacenet{dim = 512|128, scale = 1, blocks = {1, 4, 6, 2}, input_size = 112}
 --   fvl.nn.fold_batchnorm(net)     -- folds every BatchNorm that follows a conv/linear into it (eval only)
 --   fvl.nn.flops(net, {3, 112, 112})  -- multiply-adds ×2 per image of the convolutions and linear layers
---   fvl.nn.fused([on])            -- BatchNorm + PReLU in one kernel (default on); false = separate layers
+--   fvl.nn.fused([on])            -- BatchNorm + PReLU in one kernel, and in evaluation without
+--                                    gradients conv + BN + PReLU in one (default on); false = separate layers
 --
 -- IResNet follows insightface's arcface_torch iresnet.py: stem conv3×3(3→64) → BN → PReLU; four
 -- stages (64, 128, 256, 512 channels) of IBasicBlock, the first block of each with stride 2 and a
@@ -49,6 +50,38 @@ return function(nn)
     end
     y = bn(y)
     if prelu then y = prelu(y) end
+    return y
+  end
+
+  -- Evaluation without gradients: conv → BatchNorm2d (running statistics, or Identity once
+  -- folded, or none) → PReLU (or none) as one kernel, the BN and PReLU applied in the
+  -- convolution's stores (F.conv2d_bn_act): two passes over the output fewer. Returns nil when
+  -- that does not apply (training, gradients on, fused off, other layers): the caller runs the
+  -- layers one by one.
+  local function fused_eval(conv, bn, prelu, x)
+    if not fused or conv.training or fvl.grad_enabled() or not util.is_tensor(x) or x:dim() ~= 4
+        or x:size(2) ~= conv.in_channels or (prelu and prelu.class_name ~= "PReLU") then
+      return nil
+    end
+    local isbn = bn and bn.class_name == "BatchNorm2d"
+    if bn and not (isbn or bn.class_name == "Identity") then return nil end
+    if isbn and (bn.training or not bn.running_mean or bn.num_features ~= conv.out_channels) then return nil end
+    local H, W = x:size(3), x:size(4)
+    if H + 2 * conv.ph < conv.kh or W + 2 * conv.pw < conv.kw then return nil end   -- Conv2d's message
+    conv.out_hw = { (H + 2 * conv.ph - conv.kh) // conv.sh + 1, (W + 2 * conv.pw - conv.kw) // conv.sw + 1 }
+    return F.conv2d_bn_act(x, conv.weight, conv.bias, { conv.sh, conv.sw }, { conv.ph, conv.pw }, conv.groups,
+                           isbn and bn.running_mean or nil, isbn and bn.running_var or nil,
+                           isbn and bn.weight or nil, isbn and bn.bias or nil, isbn and bn.eps or 1e-5,
+                           prelu and prelu.weight or nil)
+  end
+
+  -- F.conv2d_bn_act's reference path (the separate layers, same arguments; internal: for tests and benches)
+  function F._conv2d_bn_act_reference(x, w, b, stride, padding, groups, rm, rv, gamma, beta, eps, a)
+    groups = groups or 1
+    local y = groups > 1 and F.conv2d_grouped(x, w, b, stride, padding, groups) or F.conv2d(x, w, b, stride, padding)
+    if rm and a then return F.bn_prelu(y, rm, rv, gamma, beta, a, false, 0.1, eps or 1e-5) end
+    if rm then return F.batch_norm(y, rm, rv, gamma, beta, false, 0.1, eps or 1e-5) end
+    if a then return F.prelu(y, a) end
     return y
   end
 
@@ -101,9 +134,15 @@ return function(nn)
     return string.format("IBasicBlock(%d, %d, stride=%d)", self.in_channels, self.out_channels, self.stride)
   end
   function IBasicBlock:forward(x)
-    local out = self.conv1(self.bn1(x))
-    out = self.bn3(self.conv2(bn_prelu(self.bn2, self.prelu, out)))
-    return out + (self.downsample and self.downsample(x) or x)
+    local h = self.bn1(x)
+    local out = fused_eval(self.conv1, self.bn2, self.prelu, h)
+    if out then
+      out = fused_eval(self.conv2, self.bn3, nil, out)
+    else
+      out = self.bn3(self.conv2(bn_prelu(self.bn2, self.prelu, self.conv1(h))))
+    end
+    local ds = self.downsample
+    return out + (ds and (fused_eval(ds[ds._children[1]], ds[ds._children[2]], nil, x) or ds(x)) or x)
   end
 
   local IResNet = class("IResNet")
@@ -163,7 +202,7 @@ return function(nn)
   -- net:body(x) -> embeddings: the network's computation without the evaluation-mode shortcut of
   -- forward (which records no autograd tape); forward calls it.
   function IResNet:body(x)
-    x = bn_prelu(self.bn1, self.prelu, self.conv1(x))
+    x = fused_eval(self.conv1, self.bn1, self.prelu, x) or bn_prelu(self.bn1, self.prelu, self.conv1(x))
     x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
     x = self.bn2(x)
     x = self.dropout(x:reshape(x:size(1), x:numel() // x:size(1)))
@@ -189,7 +228,9 @@ return function(nn)
   function ConvBlock:describe()
     return string.format("%s(%s)", self.linear and "LinearBlock" or "ConvBlock", self.conv:describe())
   end
-  function ConvBlock:forward(x) return bn_prelu(self.bn, self.prelu, self.conv(x)) end
+  function ConvBlock:forward(x)
+    return fused_eval(self.conv, self.bn, self.prelu, x) or bn_prelu(self.bn, self.prelu, self.conv(x))
+  end
 
   local DepthWise = class("DepthWise")
   nn.DepthWise = DepthWise

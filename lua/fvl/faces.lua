@@ -137,7 +137,7 @@ function Writer:close()
   if self.property then
     local dir = self.path:match("^(.*)/[^/]*$") or "."
     local p = self.property
-    local ok2, err2 = fvl._write_file_atomic(dir .. "/property", string.format("%d,%d,%d", p[1], p[2], p[3]))
+    local ok2, err2 = fvl.sys.write_atomic(dir .. "/property", string.format("%d,%d,%d", p[1], p[2], p[3]))
     if not ok2 then return nil, err2 end
   end
   return true
@@ -454,7 +454,7 @@ function M.write_bin_pack(path, bins, issame)
     else fail(string.format("%s: issame[%d] = %s (expected a boolean or 0/1)", fn, i, tostring(v))) end
   end
   out[#out + 1] = "e\x86q\x02."
-  return fvl._write_file_atomic(path, table.concat(out))
+  return fvl.sys.write_atomic(path, table.concat(out))
 end
 
 -- fvl.data.write_pairs_pack(path, images, labels, {pairs = 600, seed = 1, format = "png", quality = 95})

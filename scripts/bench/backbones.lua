@@ -1,7 +1,7 @@
 -- Face backbones: forward + backward images/s of IResNet-18, IResNet-50 and MobileFaceNet at
 -- 112×112 against PyTorch (scripts/bench/backbones_torch.py, run in the same invocation).
 --
---   fvl scripts/bench/backbones.lua [--steps 2] [--batch 32] [--threads 2] [--nets iresnet18,iresnet50,mobilefacenet] [--torch 1]
+--   fvl scripts/bench/backbones.lua [--steps 2] [--batch 32] [--threads 2] [--nets iresnet18,iresnet50,mobilefacenet] [--torch 1] [--eval 1]
 --
 -- One step = zero grads, forward of a batch×3×112×112 batch, L = Σ y·r (r fixed), backward (no
 -- optimiser: the same work on both sides). One warm-up step, then `steps` timed steps; the best
@@ -11,7 +11,10 @@
 -- multiply-adds of convolutions and linear layers; a training step ≈ 3 × the forward), the rate
 -- reached and its fraction of the FMA peak (threads × one thread's peak, measured here by
 -- fvl._bench.fma_peak), then PyTorch's wall and CPU figures and the ratios torch time / fvl time
--- (> 1: fvl is faster). The machine is shared: the load average is printed and the figures are
+-- (> 1: fvl is faster). --eval 1 (default) also times the evaluation forward (no tape) with the
+-- BatchNorm + PReLU applied in the convolutions' stores (F.conv2d_bn_act) and with the reference
+-- path in its place (conv, then a separate BN + PReLU pass), alternating, best of steps + 1 each,
+-- and prints the ratio (> 1: the epilogue is faster). The machine is shared: the load average is printed and the figures are
 -- noisy; keep the default short. PyTorch: Debian python3-torch (apt-get install -y python3-torch),
 -- benchmark-only; without it the fvl side still runs.
 local util = require "fvl.util"
@@ -23,6 +26,7 @@ parser:option("--batch", "batch size", "32"):convert(cli.integer("batch", 1))
 parser:option("--threads", "threads", "2"):convert(cli.integer("threads", 1))
 parser:option("--nets", "networks, comma separated", "iresnet18,iresnet50,mobilefacenet")
 parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
+parser:option("--eval", "1: also time inference with and without the conv epilogue", "1"):convert(cli.integer("eval", 0, 1))
 local opts = parser:parse(arg or {})
 fvl.threads(opts.threads)
 local T, B = fvl.threads(), opts.batch
@@ -84,32 +88,41 @@ for _, name in ipairs(names) do
                       .. "%6.1f GFLOP/s = %4.1f%% of FMA peak (%4.1f%% per CPU second)",
                       name, B / wall, cpu / B, peak, vmhwm_mb(), flops / 1e9, rate, 100 * rate / (T * peak1),
                       100 * (3 * flops * B / cpu / 1e9) / peak1))
+  if opts.eval == 1 then
+    -- inference: BN + PReLU in the convolutions' stores (F.conv2d_bn_act) against the same
+    -- network with the reference path in its place (conv, then the separate BN+PReLU pass)
+    net:evaluate()
+    local F = fvl.F
+    local fused, reference = F.conv2d_bn_act, F._conv2d_bn_act_reference
+    local best = { [true] = { math.huge, math.huge }, [false] = { math.huge, math.huge } }
+    for _ = 1, opts.steps + 1 do   -- alternating, so both see the same machine load
+      for _, on in ipairs { true, false } do
+        F.conv2d_bn_act = on and fused or reference
+        collectgarbage()
+        local w0, c0 = fvl.clock(), os.clock()
+        net(x)
+        best[on][1], best[on][2] = math.min(best[on][1], fvl.clock() - w0), math.min(best[on][2], os.clock() - c0)
+      end
+    end
+    F.conv2d_bn_act = fused
+    print(string.format("%-14s evaluation %7.2f img/s (%6.4f CPU s/img) with BN+PReLU in the conv epilogue, %7.2f img/s "
+                        .. "(%6.4f) without: %.2fx wall, %.2fx CPU", name, B / best[true][1], best[true][2] / B,
+                        B / best[false][1], best[false][2] / B, best[false][1] / best[true][1], best[false][2] / best[true][2]))
+  end
   net, x, r = nil, nil, nil
   collectgarbage()
 end
 
 if opts.torch == 0 then return end
-local py = "/usr/bin/python3"
-local here = (arg and arg[0] or "scripts/bench/backbones.lua"):match("^(.*)/[^/]*$") or "."
-local probe = io.popen(py .. " -c 'import torch' 2>&1")
-local perr = probe:read("a")
-probe:close()
-if perr ~= "" then
-  print("PyTorch not available (" .. perr:gsub("\n.*", "") .. "): apt-get install -y python3-torch for the ratio")
-  return
-end
-local cmd = string.format("OMP_NUM_THREADS=%d %s %s/backbones_torch.py --nets %s --batch %d --threads %d --steps %d 2>&1",
-                          T, py, here, table.concat(names, ","), B, T, opts.steps)
-local p = io.popen(cmd)
-for line in p:lines() do
-  local name, w, c, rss = line:match("^RESULT (%S+) (%S+) (%S+) (%S+)")
-  if name and ours[name] then
-    w, c = tonumber(w), tonumber(c)
+local peer = require "fvl.benchpeer"
+local ok, why = peer.available()
+if not ok then print(why) return end
+peer.run("backbones_torch.py", string.format("--nets %s --batch %d --threads %d --steps %d", table.concat(names, ","), B, T,
+                                            opts.steps), T, function(f)
+  local name, w, c, rss = f[1], tonumber(f[2]), tonumber(f[3]), tonumber(f[4])
+  if ours[name] then
     print(string.format("%-14s torch %7.2f img/s  %6.3f CPU s/img  RSS %7.1f MB   ratio torch/fvl: wall %.2f, CPU %.2f",
-                        name, B / w, c / B, tonumber(rss), w / ours[name].wall, c / ours[name].cpu))
-  else
-    print(line)
+                        name, B / w, c / B, rss, w / ours[name].wall, c / ours[name].cpu))
   end
-end
-p:close()
+end)
 print("load average after: " .. util.loadavg() .. " (figures from a shared machine are noisy)")

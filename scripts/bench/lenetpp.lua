@@ -94,22 +94,12 @@ print(string.format("cpu %.2f s (%.2f cores busy on average)  load average befor
 print(string.format("images/s %.1f   s/epoch %.1f", ips, epoch_s))
 if opts.torch == 0 then return end
 -- the peer, on the same machine now: PyTorch's step at the same batch and threads
-local here = (arg and arg[0] or "scripts/bench/lenetpp.lua"):match("^(.*)/[^/]*$") or "."
-local probe = io.popen("/usr/bin/python3 -c 'import torch' 2>&1")
-local perr = probe:read("a")
-probe:close()
-if perr ~= "" then
-  print("PyTorch not available: apt-get install -y python3-torch for the side-by-side ratio")
-  return
-end
-local p = io.popen(string.format("OMP_NUM_THREADS=%d /usr/bin/python3 %s/lenetpp_torch.py --batch %d --threads %d --steps %d 2>&1",
-                                 nthreads, here, opts.batch, nthreads, math.min(steps, 200)))
+local peer = require "fvl.benchpeer"
+local ok, why = peer.available()
+if not ok then print(why) return end
 local tw, tc
-for line in p:lines() do
-  local a, b = line:match("^RESULT (%S+) (%S+)")
-  if a then tw, tc = tonumber(a), tonumber(b) else print(line) end
-end
-p:close()
+peer.run("lenetpp_torch.py", string.format("--batch %d --threads %d --steps %d", opts.batch, nthreads, math.min(steps, 200)),
+         nthreads, function(f) tw, tc = tonumber(f[1]), tonumber(f[2]) end)
 if not tw then print("PyTorch run failed") return end
 local ow, oc = wall / steps, cpu / steps
 print(string.format("PyTorch: %.3f s/step wall, %.3f CPU s/step; fvl: %.3f s/step wall, %.3f CPU s/step",

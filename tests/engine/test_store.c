@@ -401,8 +401,8 @@ START_TEST(files_and_time) {
   ck_assert_int_eq(fvl_mkdirs(p), 0);
   ck_assert_int_eq(fvl_mkdirs(p), 0);
   snprintf(p, sizeof p, "%s/x/y/z/out.csv", dir);
-  ck_assert_int_eq(fvl_write_atomic(p, "a,b\n1,2\n", 8), 0);
-  ck_assert_int_eq(fvl_write_atomic(p, "a\n", 2), 0);
+  ck_assert_int_eq(fvl_write_atomic(p, "a,b\n1,2\n", 8, NULL), 0);
+  ck_assert_int_eq(fvl_write_atomic(p, "a\n", 2, NULL), 0);
   FILE *f = fopen(p, "r");
   char buf[16] = {0};
   ck_assert_int_eq(fread(buf, 1, sizeof buf, f), 2);

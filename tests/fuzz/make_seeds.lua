@@ -1,5 +1,6 @@
 -- make_seeds.lua — writes the seed corpora of the libFuzzer targets with the project's own
--- writers (fvl.data.rec_writer, fvl.data.write_bin_pack, fvl.data.encode_image), so the fuzzers
+-- writers (fvl.data.rec_writer, fvl.data.write_bin_pack, fvl.data.encode_image,
+-- fvl.save_checkpoint), so the fuzzers
 -- start from files this project really produces. The outputs are small and committed in
 -- tests/fuzz/seeds/<target>/; re-run after a writer changes:
 --
@@ -66,6 +67,19 @@ rec_seed("split", split, false)
 -- .bin verification packs: two pairs of encoded images
 D.write_bin_pack(out .. "/bin/pack_small.bin", { jpg, png, gpng, jpg }, { true, false })
 D.write_bin_pack(out .. "/bin/pack_empty.bin", {}, {})
+
+-- a checkpoint: the directory fuzz_checkpoint loads (its header replaced by each input) and the
+-- header as the seed; float32 and int32 blobs, nested extra tables
+mkdir(out .. "/checkpoint")
+local ckdir = out .. "/checkpoint_dir"
+os.execute("rm -rf '" .. ckdir .. "'")
+fvl.save_checkpoint(ckdir, { net = fvl.nn.Linear(2, 2), step = 3,
+                             extra = { a = { 1, 2 }, t = fvl.ones(2), i = fvl.tensor({ 1, 2 }, "int32") } })
+local header = read(ckdir .. "/checkpoint.json")
+write(out .. "/checkpoint/header.json", header)
+-- a blob cut short, and a header that names it
+write(ckdir .. "/g000001/cut.npy", read(ckdir .. "/g000001/net.weight.npy"):sub(1, 100))
+write(out .. "/checkpoint/header_cut.json", (header:gsub("g000001/net%.weight%.npy", "g000001/cut.npy")))
 
 os.execute("rm -rf '" .. tmp .. "'")
 print("seeds written under " .. out)

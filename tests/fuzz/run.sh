@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run.sh — the fuzz harness: libFuzzer targets for the file parsers (.npy, .npz, IDX/.gz, RecordIO
-# .rec + .idx with the insightface image-set reader, .bin pickle packs, JPEG/PNG decoding) built
+# .rec + .idx with the insightface image-set reader, .bin pickle packs, JPEG/PNG decoding, the
+# checkpoint header through the Lua loader) built
 # with clang + ASan + UBSan, and the seeded Lua API call-stream fuzzer under the ASan build.
 #
 #   bash tests/fuzz/run.sh [seconds per target [api fuzzer seconds [api seed]]]
@@ -27,15 +28,17 @@ command -v "$CC" >/dev/null || { echo "run.sh: $CC not found: apt-get install -y
 SRC=(engine/core.c engine/tensor.c engine/autograd.c engine/ops.c engine/rng.c engine/data/idx.c
      engine/data/data_tensor.c engine/data/npyz.c engine/data/synthetic.c engine/data/batch.c engine/sys.c
      engine/data/image.c engine/data/recordio.c engine/data/pickle.c engine/data/loader.c
-     engine/data/folder.c)
+     engine/data/folder.c engine/sort.c
+     lua/bind_tensor.c lua/bind_runtime.c lua/bind_sys.c lua/bind_data_faces.c lua/bind_util.c lua/bind_check.c)
+# (the lua/ bindings: fuzz_checkpoint runs the Lua checkpoint loader on them)
 CFLAGS=(-g -O1 -std=gnu11 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-        -fopenmp -Iengine -Iengine/data $(pkg-config --cflags openblas zlib libturbojpeg libpng) -DFVL_SANITIZE=1
+        -fopenmp -Iengine -Iengine/data -Ilua $(pkg-config --cflags openblas zlib libturbojpeg libpng lua5.4) -DFVL_SANITIZE=1
         -DFVL_BUILD_TYPE='"fuzz"' -ffunction-sections -fdata-sections -w)
-LIBS=($(pkg-config --libs openblas zlib libturbojpeg libpng) -lm -lpthread -Wl,--gc-sections)
+LIBS=($(pkg-config --libs openblas zlib libturbojpeg libpng lua5.4) -lm -lpthread -Wl,--gc-sections)
 objs=()
 for s in "${SRC[@]}"; do
   o="$OUT/obj/$(echo "$s" | tr / _).o"
-  if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ engine/tensor.h -nt "$o" ] || [ engine/core.h -nt "$o" ]; then
+  if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ engine/tensor.h -nt "$o" ] || [ engine/core.h -nt "$o" ] || [ lua/bind.h -nt "$o" ]; then
     "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer-no-link -c "$s" -o "$o" &
   fi
   objs+=("$o")
@@ -64,8 +67,8 @@ seed_corpus() {   # a few valid files of each kind to start from
 }
 
 status=0
-for t in ${FUZZ_TARGETS:-npy npz idx rec bin image}; do
-  "$CC" "${CFLAGS[@]}" -fsanitize=fuzzer tests/fuzz/fuzz_$t.c "${objs[@]}" "${LIBS[@]}" -o "$OUT/fuzz_$t"
+for t in ${FUZZ_TARGETS:-npy npz idx rec bin image checkpoint}; do
+  "$CC" "${CFLAGS[@]}" -DFVL_SRC_DIR="\"$(pwd)\"" -fsanitize=fuzzer tests/fuzz/fuzz_$t.c "${objs[@]}" "${LIBS[@]}" -o "$OUT/fuzz_$t"
   seed_corpus $t
   reg=tests/fuzz/regress/$t
   if [ -d "$reg" ] && [ -n "$(ls -A "$reg" 2>/dev/null)" ]; then

@@ -418,6 +418,39 @@ describe("parser fuzz findings (tests/fuzz: fuzz_rec, fuzz_bin, fuzz_image)", fu
   end)
 end)
 
+describe("pickle numpy shapes (.bin packs; found by reading pickle.c's shape product)", function()
+  it("an array of shape (2^40, 2^40) is refused (the element count overflowed int64)", function()
+    local big = "\x8a\x06" .. string.pack("<I6", 1 << 40)
+    local arr = "cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R" ..
+                "(K\x01" .. big .. big .. "\x86" .. "cnumpy\ndtype\nX\x02\x00\x00\x00u1K\x00K\x01\x87R" ..
+                "\x89C\x01xtb"
+    write(tmp .. "/shape.bin", "\x80\x02](" .. arr .. "q\x00h\x00e]\x88a\x86.")
+    local p, e = fvl.data.bin_pack(tmp .. "/shape.bin")
+    expect_true(p == nil and e:find("bins[1] is a _reconstruct that is not a numpy array of plain numbers", 1, true), e)
+  end)
+end)
+
+describe("ZIP offsets near 2^64 (.npz; found by reading fvl_npz_read while splitting it)", function()
+  local function eocd(entries, cd_size, cd_off)
+    return "PK\5\6" .. string.pack("<I2I2I2I2I4I4I2", 0, 0, entries, entries, cd_size, cd_off, 0)
+  end
+  it("a ZIP64 end-record locator at 2^64 - 16 is refused (no wrapped bounds check)", function()
+    write(tmp .. "/z64.npz", string.pack("<I4I4I8I4", 0x07064b50, 0, 0xFFFFFFFFFFFFFFF0, 1) ..
+                             eocd(0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF))
+    local t, e = fvl.load(tmp .. "/z64.npz")
+    expect_true(t == nil and e:find("bad ZIP64 end record", 1, true), e)
+  end)
+  it("a member whose ZIP64 local-header offset is 2^64 - 16 is refused", function()
+    local name = "a.npy"
+    local extra = string.pack("<I2I2I8", 1, 8, 0xFFFFFFFFFFFFFFF0)
+    local entry = string.pack("<I4I2I2I2I2I2I2I4I4I4I2I2I2I2I2I4I4", 0x02014b50, 45, 45, 0, 0, 0, 0, 0, 0, 0,
+                              #name, #extra, 0, 0, 0, 0, 0xFFFFFFFF) .. name .. extra
+    write(tmp .. "/zloff.npz", entry .. eocd(1, #entry, 0))
+    local t, e = fvl.load(tmp .. "/zloff.npz")
+    expect_true(t == nil and e:find("damaged local header", 1, true), e)
+  end)
+end)
+
 describe("error paths release what they took (engine bytes held return to where they were)", function()
   it("index_add with a bad source after a valid index list (found by api_fuzz seed 1)", function()
     local t = fvl.zeros(4, 3)
