@@ -106,11 +106,11 @@ for _, h in ipairs(HEADS) do compare(h[1], h[2], { sharded = true }) end
 -- the heads whose cosines only reach margin_ce / target_cos run the fused chunked op
 local FUSED = { normface = true, sphereface = true, cosface = true, arcface = true, combined = true,
                 mv_softmax = true, curricularface = true, circle = true, discface = true, magface = true,
-                adaface = true, elasticface = true, margin = true, am_softmax = true }
+                adaface = true, elasticface = true, margin = true, am_softmax = true, adacos = true }
 for _, h in ipairs(HEADS) do
   if h[1] ~= "softmax" and h[1] ~= "center" then
     local sh = compare(h[1], h[2], { sharded = true, shard_chunk = 3 })
-    if FUSED[h[1]] and not (h[1] == "adacos") and sh.shard.chunked ~= true then
+    if FUSED[h[1]] and sh.shard.chunked ~= true then
       error(h[1] .. ": shard_chunk = 3 did not run the chunked op")
     end
   end

@@ -275,16 +275,35 @@ local function make_F(ctx)
     return F.target_cos_shard(unlazy(cos), ctx.cols)
   end
   function S.hard_mean(cos, y, o) return F.hard_mean_shard(unlazy(cos), ctx.cols, o) end
-  -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked)
+  -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked); in row chunks, chunk by chunk
   function S.neg_lse(cos, y, s)
-    local nb, safe, own = cos:size(1), {}, {}
-    for i, c in ipairs(ctx.cols_list) do safe[i] = c > 0 and c or 1; own[i] = c > 0 and 1 or 0 end
+    local nb = #ctx.cols_list
+    -- rows r0..r0+m−1, their slice cosines c (m×C): the LSE without the target where this rank
+    -- holds it, over all columns where another rank does
+    local function part(c, r0, m)
+      local safe, own = {}, {}
+      for i = 1, m do
+        local col = ctx.cols_list[r0 + i - 1]
+        safe[i], own[i] = col > 0 and col or 1, col > 0 and 1 or 0
+      end
+      local a = F.neg_lse(c, fvl.tensor(safe, "int32"), s)
+      local b = (c * s):logsumexp(2):reshape(m)
+      return fvl.where(fvl.tensor(own):gt(0), a, b)
+    end
     local l
-    cos = unlazy(cos)
     fvl.no_grad(function()
-      local a = F.neg_lse(cos, fvl.tensor(safe, "int32"), s)
-      local b = (cos:detach() * s):logsumexp(2):reshape(nb)
-      l = fvl.where(fvl.tensor(own):gt(0), a, b)
+      if pending(cos) then
+        local x, W = lazy_xw(cos)
+        x, W = x:detach(), W:detach()
+        local parts = {}
+        for r0 = 1, nb, ctx.chunk do
+          local m = math.min(ctx.chunk, nb - r0 + 1)
+          parts[#parts + 1] = part(F.cosine(x:narrow(1, r0, m), W), r0, m)
+        end
+        l = #parts == 1 and parts[1] or fvl.cat(parts, 1)
+      else
+        l = part(unlazy(cos):detach(), 1, nb)
+      end
     end)
     local m = l:clone()
     dist.allreduce(m, "max")
