@@ -163,7 +163,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout);
 
 /* 0: off; 1: on; 2: on, and the backward recomputes each block's cosines by a GEMM instead of
    reading the saved ones (a measurement of the cost of dropping the B×C buffer, heads.lua) */
-static int fused_mode = 0;
+static int fused_mode = 1;
 int fvl_loss_set_fused(int on) {
   int prev = fused_mode;
   fused_mode = on < 0 ? 0 : on > 2 ? 2 : on;

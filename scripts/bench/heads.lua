@@ -19,6 +19,11 @@
 -- loop). "torch ms" is scripts/bench/heads_torch.py (Debian python3-torch, /usr/bin/python3,
 -- same B, D, C and threads, grads set to None each step) run in this invocation for the heads
 -- it has (softmax, normface, cosface, arcface, combined); "×torch" = torch ms / ms/step.
+-- Every step is timed twice in the same process, alternately: with the fused class blocks
+-- (fvl.F.fused(true), the default: the first columns) and with the two-pass path
+-- (fvl.F.fused(false): "2-pass ms", "gain" = its time / the fused one); --recompute 1 adds the
+-- fused path recomputing each block's cosines in the backward ("recomp ms": the cost of dropping
+-- the B×C logits buffer). "×arc" = the head's step / ArcFace's step in this run.
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
@@ -33,6 +38,10 @@ parser:option("--warmup", "warm-up steps", "1"):convert(cli.integer("warmup", 0)
 parser:option("--threads", "threads"):convert(cli.integer("threads", 1))
 parser:option("--one", "run one head in this process (used by the driver)")
 parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
+parser:option("--twopass", "0: skip the two-pass path (fvl.F.fused(false)) timed beside the fused one", "1")
+  :convert(cli.integer("twopass", 0, 1))
+parser:option("--recompute", "1: also time the fused path recomputing each block's cosines in the backward",
+              "0"):convert(cli.integer("recompute", 0, 1))
 local args = parser:parse(arg or {})
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
               "curricularface", "circle", "center", "discface", "npcface",
@@ -67,7 +76,10 @@ local function best(t)
   return b
 end
 
--- one head in this process: prints a machine-readable line
+-- one head in this process: prints a machine-readable line. The step runs in each mode of the
+-- loss primitives (fvl.F.fused: true = the fused class blocks, false = the two-pass path, where
+-- margin_ce writes the B×C gradient and the cosine backward reads it; "recompute" = fused, with
+-- the backward recomputing each block's cosines), alternating with the GEMMs, best of N each.
 local function run_one(name, C)
   local B, D = args.B, args.D
   fvl.manual_seed(1)
@@ -77,7 +89,11 @@ local function run_one(name, C)
   local head = make_head(name, { dim = D, classes = C })
   local R = head.weight:size(1)   -- rows of W: C, or C·K for Sub-center ArcFace (its K-wide GEMMs)
   local opt = fvl.optim.sgd(head:parameters(), { lr = 0.1 })
-  local function step()
+  local modes = { true }
+  if args.twopass == 1 then modes[#modes + 1] = false end
+  if args.recompute == 1 then modes[#modes + 1] = "recompute" end
+  local function step(mode)
+    fvl.F.fused(mode)
     collectgarbage()
     local t0 = fvl.clock()
     x.grad = nil
@@ -87,16 +103,20 @@ local function run_one(name, C)
     return fvl.clock() - t0
   end
 
-  -- phase 1: warm-up, then memory of one step (nothing else allocated)
-  for _ = 1, math.max(args.warmup, 1) do step() end
-  collectgarbage()                      -- the warm-up's garbage is not part of the step's peak
-  local m0 = fvl.mem(true)
-  step()
-  local m1 = fvl.mem()
+  -- phase 1: warm-up, then memory of one step per mode (nothing else allocated)
+  local mem = {}
+  for k, mode in ipairs(modes) do
+    for _ = 1, math.max(args.warmup, 1) do step(mode) end
+    head._gws = nil                     -- a workspace the previous mode kept is not this mode's
+    collectgarbage()                    -- the warm-up's garbage is not part of the step's peak
+    local m0 = fvl.mem(true)
+    step(mode)
+    mem[k] = fvl.mem().peak
+  end
   local hwm = vmhwm_kb()
 
-  -- phase 2: the step and its three bare GEMMs (same shapes) alternately, best of N each, so
-  -- that both see the same machine load
+  -- phase 2: the step in each mode and its three bare GEMMs (same shapes) alternately, best of N
+  -- each, so that all see the same machine load
   local a, w, g = fvl.randn(B, D), fvl.randn(R, D), fvl.randn(B, R)
   local function gemm()
     return fvl.no_grad(function()
@@ -111,20 +131,30 @@ local function run_one(name, C)
   end
   gemm()
   local ts, tg = {}, {}
+  for k = 1, #modes do ts[k] = {} end
   for i = 1, steps_for(C) do
     tg[i] = gemm()
-    ts[i] = step()
+    for k, mode in ipairs(modes) do ts[k][i] = step(mode) end
   end
-  local ms, gms = best(ts) * 1e3, best(tg) * 1e3
+  local gms = best(tg) * 1e3
   -- engine bytes at the step's peak, less W and W.grad (and Center's C×D centres: state like W),
   -- in B×C float buffers (target ≤ 2: the logits and one more); x and its gradient (B×D each)
   -- are included
   local bc, wbytes = B * R * 4, R * D * 4
   local state = head.centers and head.centers:numel() * 4 or 0
-  local bufs = (m1.peak - 2 * wbytes - state) / bc
-  local rest = (m1.peak - 2 * wbytes - state - 2 * bc) / (B * D * 4)   -- beyond two B×C, in B×D
-  io.write(string.format("RESULT %s %d %.3f %.3f %.3f %.2f %.1f %.1f %.1f %d\n", name, C, ms, gms, ms / gms,
-                         bufs, rest, m1.peak / 2 ^ 20, hwm / 1024, R))
+  local out = {}
+  for k = 1, 3 do
+    local ms = ts[k] and best(ts[k]) * 1e3 or -1
+    local pk = mem[k] or 0
+    out[#out + 1] = string.format("%.3f %.2f %.1f %.1f", ms, (pk - 2 * wbytes - state) / bc,
+                                  (pk - 2 * wbytes - state - 2 * bc) / (B * D * 4), pk / 2 ^ 20)
+  end
+  -- modes in the order fused, two-pass, recompute (-1 when not run)
+  local order = { [true] = 1, [false] = 2, recompute = 3 }
+  local slot = {}
+  for k, mode in ipairs(modes) do slot[order[mode]] = out[k] end
+  for k = 1, 3 do slot[k] = slot[k] or "-1 0 0 0" end
+  io.write(string.format("RESULT %s %d %.3f %.1f %d %s %s %s\n", name, C, gms, hwm / 1024, R, slot[1], slot[2], slot[3]))
 end
 
 if args.one then
@@ -210,34 +240,62 @@ local function torch_times(C)
   p:close()
   return t
 end
-print(string.format("%-15s %7s %10s %10s %7s %6s %9s %8s %9s %9s %8s %7s %9s %7s", "head", "C", "ms/step", "GEMM ms",
-                    "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB", "GFLOP/s", "% peak",
-                    "torch ms", "×torch"))
+-- arcface runs first, so that every other head's time can be given relative to it (×arc)
+for i, h in ipairs(heads) do
+  if h == "arcface" and i > 1 then table.remove(heads, i); table.insert(heads, 1, h); break end
+end
+local rec = args.recompute == 1
+print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %7s %9s %7s %6s %9s %8s %6s%s", "head", "C",
+                    "ms/step", "GEMM ms", "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB",
+                    "GFLOP/s", "% peak", "torch ms", "×torch", "×arc", "2-pass ms", "2p bufs", "gain",
+                    rec and string.format(" %9s %7s", "recomp ms", "rec/fus") or ""))
+local function num(v) return tonumber(v) or -1 end
 for _, C in ipairs(Cs) do
   local tt = torch_times(C)
+  local arc_ms
   for _, h in ipairs(heads) do
-    local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d%s 2>&1", exe, script, h, C,
-                              args.B, args.D, steps_for(C), args.warmup,
-                              args.threads and (" --threads " .. args.threads) or "")
+    local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d --twopass %d --recompute %d%s 2>&1",
+                              exe, script, h, C, args.B, args.D, steps_for(C), args.warmup, args.twopass,
+                              args.recompute, args.threads and (" --threads " .. args.threads) or "")
     local p = io.popen(cmd)
     local out = p:read("a")
     p:close()
-    local n, c, ms, gms, ratio, bufs, rest, pk, hwm, R = out:match(
-      "RESULT (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%d+)")
+    local f = {}
+    local n, c = out:match("RESULT (%S+) (%d+)")
     if n then
+      for v in out:match("RESULT [^\n]*"):gmatch("%S+") do f[#f + 1] = v end
+    end
+    if n and #f == 18 then
+      -- RESULT name C gms hwm R, then (ms bufs rest peak) for fused, two-pass, recompute
+      local gms, hwm, R = num(f[4]), num(f[5]), num(f[6])
+      local ms, bufs, rest, pk = num(f[7]), num(f[8]), num(f[9]), num(f[10])
+      local ms2, bufs2, msr = num(f[11]), num(f[12]), num(f[15])
+      if h == "arcface" then arc_ms = ms end
       local target = TIGHT[h] and 1.15 or 1.3
-      local gf = 6 * args.B * tonumber(R) * args.D / (tonumber(ms) * 1e-3) / 1e9
+      local ratio = ms / gms
+      local gf = 6 * args.B * R * args.D / (ms * 1e-3) / 1e9
       local tms = tt[h]
-      print(string.format("%-15s %7d %10.2f %10.2f %7.3f %6.2f %9.2f %8.1f %9.1f %9.1f %8.1f %6.1f%% %9s %7s%s", n,
-                          tonumber(c), tonumber(ms), tonumber(gms), tonumber(ratio), target, tonumber(bufs),
-                          tonumber(rest), tonumber(pk), tonumber(hwm), gf, 100 * gf / peak,
-                          tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / tonumber(ms)) or "-",
-                          tonumber(ratio) <= target and "" or "  (over target)"))
+      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.1f %6.1f%% %9s %7s %6s %9s %8s %6s%s%s",
+                          n, tonumber(c), ms, gms, ratio, target, bufs, rest, pk, hwm, gf, 100 * gf / peak,
+                          tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / ms) or "-",
+                          arc_ms and string.format("%.3f", ms / arc_ms) or "-",
+                          ms2 > 0 and string.format("%.2f", ms2) or "-", ms2 > 0 and string.format("%.2f", bufs2) or "-",
+                          ms2 > 0 and string.format("%.3f", ms2 / ms) or "-",
+                          rec and string.format(" %9.2f %7.3f", msr, msr / ms) or "",
+                          ratio <= target and "" or "  (over target)"))
     else
       print(string.format("%-15s %7d  failed: %s", h, C, (out:gsub("\n", " ")):sub(1, 200)))
     end
     io.stdout:flush()
   end
+end
+print("ms/step and the columns up to ×torch: the fused class blocks (fvl.F.fused(true), the default);")
+print("           2-pass ms, 2p bufs: the same step with fvl.F.fused(false) (margin_ce writes the B×C")
+print("           gradient, the cosine backward reads it), timed alternately in the same process;")
+print("           gain = 2-pass ms / ms/step; ×arc = ms/step / arcface's ms/step in this run")
+if rec then
+  print("recomp ms = fused, the backward recomputing each block's cosines by a GEMM instead of reading")
+  print("           the saved ones (the cost of dropping the B×C logits buffer); rec/fus = its ratio")
 end
 print("B×C bufs = engine bytes at the step's peak minus W and W.grad (Center: and its C×D centres),")
 print("           in B×C float buffers")
