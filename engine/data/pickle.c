@@ -186,186 +186,212 @@ static pv *latin1(vm *m, pv *args) {
   return b;
 }
 
+/* The opcodes, in groups. Each handler returns 0, or -1 with the error set; `at` is the opcode's
+ * offset. */
+
+/* constants and empty containers: MARK, EMPTY_LIST/TUPLE/DICT, NONE, NEWTRUE/NEWFALSE */
+static int op_const(vm *m, uint8_t op) {
+  pv *v;
+  switch (op) {
+    case '(': return push(m, &m->mark);
+    case ']': return push(m, pv_new(m, PV_LIST));
+    case ')': return push(m, pv_new(m, PV_TUPLE));
+    case '}': return push(m, pv_new(m, PV_DICT));
+    case 'N': return push(m, pv_new(m, PV_NONE));
+    default:  /* 0x88, 0x89 */
+      if (!(v = pv_new(m, PV_BOOL))) return -1;
+      v->i = op == 0x88;
+      return push(m, v);
+  }
+}
+
+/* numbers: BININT, BININT1, BININT2, LONG1, BINFLOAT */
+static int op_number(vm *m, uint8_t op, size_t at) {
+  pv *v;
+  if (op == 'G') {
+    if (need(m, 8, "BINFLOAT") || !(v = pv_new(m, PV_FLOAT))) return -1;
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++) u = u << 8 | m->d[m->pos + i];  /* big-endian */
+    memcpy(&v->f, &u, 8);
+    m->pos += 8;
+    return push(m, v);
+  }
+  if (op == 0x8a) { /* LONG1 */
+    if (need(m, 1, "LONG1")) return -1;
+    int n = m->d[m->pos++];
+    if (n > 8) return fvl_err("%s: pickle integer of %d bytes at byte %zu", m->what, n, at);
+    if (need(m, (size_t)n, "LONG1") || !(v = pv_new(m, PV_INT))) return -1;
+    uint64_t u = le(m->d + m->pos, n);
+    if (n > 0 && n < 8 && (m->d[m->pos + n - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * n);
+    v->i = (int64_t)u;
+    m->pos += (size_t)n;
+    return push(m, v);
+  }
+  int n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
+  if (need(m, (size_t)n, "BININT") || !(v = pv_new(m, PV_INT))) return -1;
+  uint64_t u = le(m->d + m->pos, n);
+  v->i = n == 4 ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
+  m->pos += (size_t)n;
+  return push(m, v);
+}
+
+/* byte and unicode strings with a 1-, 4- or 8-byte length */
+static int op_string(vm *m, uint8_t op) {
+  uint64_t k;
+  pv_type t = op == 0x8c || op == 'X' || op == 0x8d ? PV_STR : PV_BYTES;
+  if (op == 'U' || op == 'C' || op == 0x8c) { /* SHORT_BINSTRING, SHORT_BINBYTES, SHORT_BINUNICODE */
+    if (need(m, 1, "a short string")) return -1;
+    return push(m, bytes_at(m, t, m->d[m->pos++], "a short string"));
+  }
+  int w = op == 'T' || op == 'B' || op == 'X' ? 4 : 8;   /* BINSTRING/BINBYTES/BINUNICODE or the *8 */
+  if (need(m, (size_t)w, "a string length")) return -1;
+  k = le(m->d + m->pos, w);
+  m->pos += (size_t)w;
+  if (w == 8 && k > m->len) { need(m, m->len + 1, "a string"); return -1; }
+  return push(m, bytes_at(m, t, (size_t)k, "a string"));
+}
+
+/* the memo: BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET */
+static int op_memo(vm *m, uint8_t op) {
+  int rc;
+  switch (op) {
+    case 'q': return need(m, 1, "BINPUT") || memo_put(m, m->d[m->pos++]) ? -1 : 0;
+    case 'r':
+      if (need(m, 4, "LONG_BINPUT")) return -1;
+      rc = memo_put(m, le(m->d + m->pos, 4));
+      m->pos += 4;
+      return rc;
+    case 0x94: return memo_put(m, (uint64_t)m->mcount);   /* the next index: entries stored so far */
+    case 'h': return need(m, 1, "BINGET") || memo_get(m, m->d[m->pos++]) ? -1 : 0;
+    default:  /* 'j' */
+      if (need(m, 4, "LONG_BINGET")) return -1;
+      rc = memo_get(m, le(m->d + m->pos, 4));
+      m->pos += 4;
+      return rc;
+  }
+}
+
+/* building lists, tuples and dicts: APPEND, APPENDS, TUPLE, SETITEMS, ADDITEMS, SETITEM, TUPLE1..3 */
+static int op_collect(vm *m, uint8_t op, size_t at) {
+  pv *v, *a, *b, *c;
+  if (op == 'a') {
+    if (!(b = pop(m, "APPEND")) || !(a = pop(m, "APPEND"))) return -1;
+    if (a->t != PV_LIST) return fvl_err("%s: pickle APPEND at byte %zu to a %s", m->what, at, pv_names[a->t]);
+    return add_item(m, a, b) || push(m, a) ? -1 : 0;
+  }
+  if (op == 's') {
+    if (!(c = pop(m, "SETITEM")) || !(b = pop(m, "SETITEM")) || !(a = pop(m, "SETITEM"))) return -1;
+    if (a->t != PV_DICT) return fvl_err("%s: pickle SETITEM at byte %zu on a %s", m->what, at, pv_names[a->t]);
+    return add_item(m, a, b) || add_item(m, a, c) || push(m, a) ? -1 : 0;
+  }
+  if (op >= 0x85 && op <= 0x87) {
+    int n = op - 0x84;
+    pv *it[3];
+    if (!(v = pv_new(m, PV_TUPLE))) return -1;
+    for (int i = n - 1; i >= 0; i--) if (!(it[i] = pop(m, "TUPLEn"))) return -1;
+    for (int i = 0; i < n; i++) if (add_item(m, v, it[i])) return -1;
+    return push(m, v);
+  }
+  /* 'e', 't', 'u', 0x90: the items above the topmost MARK */
+  const char *nm = op == 'e' ? "APPENDS" : op == 't' ? "TUPLE" : op == 'u' ? "SETITEMS" : "ADDITEMS";
+  int64_t k = find_mark(m, nm);
+  if (k < 0) return -1;
+  pv *target;
+  if (op == 't') {
+    if (!(target = pv_new(m, PV_TUPLE))) return -1;
+  } else {
+    if (k == 0) return fvl_err("%s: pickle %s at byte %zu with nothing to add to", m->what, nm, at);
+    target = m->stack[k - 1];
+    pv_type want = op == 'e' ? PV_LIST : PV_DICT;
+    if (target->t != want || op == 0x90)
+      return fvl_err("%s: pickle %s at byte %zu on a %s", m->what, nm, at, pv_names[target->t]);
+    if (op == 'u' && (m->sp - k - 1) % 2) return fvl_err("%s: pickle SETITEMS with an odd count", m->what);
+  }
+  for (int64_t i = k + 1; i < m->sp; i++)
+    if (add_item(m, target, m->stack[i])) return -1;
+  m->sp = k;
+  return op == 't' ? push(m, target) : 0;
+}
+
+/* globals and calls: GLOBAL, STACK_GLOBAL, REDUCE, NEWOBJ, BUILD */
+static int op_call(vm *m, uint8_t op, size_t at) {
+  pv *v = NULL, *a, *b;
+  if (op == 'c') { /* GLOBAL "module\nname\n" */
+    const uint8_t *p = m->d + m->pos, *e = m->d + m->len;
+    const uint8_t *nl1 = memchr(p, '\n', (size_t)(e - p));
+    const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(e - nl1 - 1)) : NULL;
+    if (!nl2) return fvl_err("%s: pickle GLOBAL at byte %zu is truncated", m->what, at);
+    pv *g = make_global(m, p, (size_t)(nl1 - p), nl1 + 1, (size_t)(nl2 - nl1 - 1));
+    m->pos = (size_t)(nl2 + 1 - m->d);
+    return push(m, g);
+  }
+  if (op == 0x93) { /* STACK_GLOBAL */
+    if (!(b = pop(m, "STACK_GLOBAL")) || !(a = pop(m, "STACK_GLOBAL"))) return -1;
+    if (a->t != PV_STR || b->t != PV_STR)
+      return fvl_err("%s: pickle STACK_GLOBAL at byte %zu on non-strings", m->what, at);
+    return push(m, make_global(m, a->p, a->len, b->p, b->len));
+  }
+  if (op == 'b') { /* BUILD */
+    if (!(b = pop(m, "BUILD")) || !(a = pop(m, "BUILD"))) return -1;
+    if (a->t != PV_OBJ || a->state) return fvl_err("%s: pickle BUILD at byte %zu on a %s", m->what, at, pv_names[a->t]);
+    a->state = b;
+    return push(m, a);
+  }
+  /* 'R', 0x81: REDUCE, NEWOBJ */
+  if (!(b = pop(m, "REDUCE")) || !(a = pop(m, "REDUCE"))) return -1;
+  if (a->t != PV_GLOBAL || b->t != PV_TUPLE)
+    return fvl_err("%s: pickle %s at byte %zu calls a %s with a %s", m->what, op == 'R' ? "REDUCE" : "NEWOBJ",
+                   at, pv_names[a->t], pv_names[b->t]);
+  if (global_is(a, "_codecs", NULL, "encode")) v = latin1(m, b);
+  else if ((v = pv_new(m, PV_OBJ))) { v->fn = a; v->args = b; }
+  return push(m, v);
+}
+
+/* the machine: opcodes until STOP, which must leave exactly one value and end the data */
 static pv *run(vm *m) {
   for (;;) {
     if (need(m, 1, "the opcode stream (no STOP)")) return NULL;
     size_t at = m->pos;
     uint8_t op = m->d[m->pos++];
-    pv *v = NULL, *a, *b, *c;
-    int64_t k;
+    int rc;
     switch (op) {
-    case 0x80: /* PROTO */
-      if (need(m, 1, "PROTO")) return NULL;
-      if (m->d[m->pos] > 5) { fvl_err("%s: pickle protocol %d (at most 5)", m->what, m->d[m->pos]); return NULL; }
-      m->pos++;
-      break;
-    case 0x95: /* FRAME */
-      if (need(m, 8, "FRAME")) return NULL;
-      m->pos += 8;
-      break;
-    case '(': if (push(m, &m->mark)) return NULL; break;
-    case ']': if (push(m, pv_new(m, PV_LIST))) return NULL; break;
-    case ')': if (push(m, pv_new(m, PV_TUPLE))) return NULL; break;
-    case '}': if (push(m, pv_new(m, PV_DICT))) return NULL; break;
-    case 'N': if (push(m, pv_new(m, PV_NONE))) return NULL; break;
-    case 0x88: case 0x89:
-      if (!(v = pv_new(m, PV_BOOL))) return NULL;
-      v->i = op == 0x88;
-      if (push(m, v)) return NULL;
-      break;
-    case 'J': case 'K': case 'M': {
-      int n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
-      if (need(m, (size_t)n, "BININT") || !(v = pv_new(m, PV_INT))) return NULL;
-      uint64_t u = le(m->d + m->pos, n);
-      v->i = n == 4 ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
-      m->pos += (size_t)n;
-      if (push(m, v)) return NULL;
-      break;
-    }
-    case 0x8a: { /* LONG1 */
-      if (need(m, 1, "LONG1")) return NULL;
-      int n = m->d[m->pos++];
-      if (n > 8 || need(m, (size_t)n, "LONG1")) {
-        if (n > 8) fvl_err("%s: pickle integer of %d bytes at byte %zu", m->what, n, at);
-        return NULL;
-      }
-      if (!(v = pv_new(m, PV_INT))) return NULL;
-      uint64_t u = le(m->d + m->pos, n);
-      if (n > 0 && n < 8 && (m->d[m->pos + n - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * n);
-      v->i = (int64_t)u;
-      m->pos += (size_t)n;
-      if (push(m, v)) return NULL;
-      break;
-    }
-    case 'G': {
-      if (need(m, 8, "BINFLOAT") || !(v = pv_new(m, PV_FLOAT))) return NULL;
-      uint64_t u = 0;
-      for (int i = 0; i < 8; i++) u = u << 8 | m->d[m->pos + i];  /* big-endian */
-      memcpy(&v->f, &u, 8);
-      m->pos += 8;
-      if (push(m, v)) return NULL;
-      break;
-    }
-    case 'U': case 'C': case 0x8c: /* SHORT_BINSTRING, SHORT_BINBYTES, SHORT_BINUNICODE */
-      if (need(m, 1, "a short string")) return NULL;
-      k = m->d[m->pos++];
-      if (push(m, bytes_at(m, op == 0x8c ? PV_STR : PV_BYTES, (size_t)k, "a short string"))) return NULL;
-      break;
-    case 'T': case 'B': case 'X': /* BINSTRING, BINBYTES, BINUNICODE */
-      if (need(m, 4, "a string length")) return NULL;
-      k = (int64_t)le(m->d + m->pos, 4);
-      m->pos += 4;
-      if (push(m, bytes_at(m, op == 'X' ? PV_STR : PV_BYTES, (size_t)k, "a string"))) return NULL;
-      break;
-    case 0x8e: case 0x8d: case 0x96: { /* BINBYTES8, BINUNICODE8, BYTEARRAY8 */
-      if (need(m, 8, "a string length")) return NULL;
-      uint64_t u = le(m->d + m->pos, 8);
-      m->pos += 8;
-      if (u > m->len) { need(m, m->len + 1, "a string"); return NULL; }
-      if (push(m, bytes_at(m, op == 0x8d ? PV_STR : PV_BYTES, (size_t)u, "a string"))) return NULL;
-      break;
-    }
-    case 'q': if (need(m, 1, "BINPUT") || memo_put(m, m->d[m->pos++])) return NULL; break;
-    case 'r':
-      if (need(m, 4, "LONG_BINPUT") || memo_put(m, le(m->d + m->pos, 4))) return NULL;
-      m->pos += 4;
-      break;
-    case 0x94: /* MEMOIZE: the next index is the number of entries stored so far */
-      if (memo_put(m, (uint64_t)m->mcount)) return NULL;
-      break;
-    case 'h': if (need(m, 1, "BINGET") || memo_get(m, m->d[m->pos++])) return NULL; break;
-    case 'j':
-      if (need(m, 4, "LONG_BINGET") || memo_get(m, le(m->d + m->pos, 4))) return NULL;
-      m->pos += 4;
-      break;
-    case 'a':
-      if (!(b = pop(m, "APPEND")) || !(a = pop(m, "APPEND"))) return NULL;
-      if (a->t != PV_LIST) { fvl_err("%s: pickle APPEND at byte %zu to a %s", m->what, at, pv_names[a->t]); return NULL; }
-      if (add_item(m, a, b) || push(m, a)) return NULL;
-      break;
-    case 'e': case 't': case 'u': case 0x90: {
-      const char *nm = op == 'e' ? "APPENDS" : op == 't' ? "TUPLE" : op == 'u' ? "SETITEMS" : "ADDITEMS";
-      if ((k = find_mark(m, nm)) < 0) return NULL;
-      pv *target;
-      if (op == 't') {
-        if (!(target = pv_new(m, PV_TUPLE))) return NULL;
-      } else {
-        if (k == 0) { fvl_err("%s: pickle %s at byte %zu with nothing to add to", m->what, nm, at); return NULL; }
-        target = m->stack[k - 1];
-        pv_type want = op == 'e' ? PV_LIST : PV_DICT;
-        if (target->t != want || op == 0x90) {
-          fvl_err("%s: pickle %s at byte %zu on a %s", m->what, nm, at, pv_names[target->t]);
+      case 0x80: /* PROTO */
+        if (need(m, 1, "PROTO")) return NULL;
+        if (m->d[m->pos] > 5) { fvl_err("%s: pickle protocol %d (at most 5)", m->what, m->d[m->pos]); return NULL; }
+        m->pos++;
+        rc = 0;
+        break;
+      case 0x95: /* FRAME */
+        if (need(m, 8, "FRAME")) return NULL;
+        m->pos += 8;
+        rc = 0;
+        break;
+      case '(': case ']': case ')': case '}': case 'N': case 0x88: case 0x89: rc = op_const(m, op); break;
+      case 'J': case 'K': case 'M': case 0x8a: case 'G': rc = op_number(m, op, at); break;
+      case 'U': case 'C': case 0x8c: case 'T': case 'B': case 'X': case 0x8e: case 0x8d: case 0x96:
+        rc = op_string(m, op);
+        break;
+      case 'q': case 'r': case 0x94: case 'h': case 'j': rc = op_memo(m, op); break;
+      case 'a': case 'e': case 't': case 'u': case 0x90: case 's': case 0x85: case 0x86: case 0x87:
+        rc = op_collect(m, op, at);
+        break;
+      case 'c': case 0x93: case 'R': case 0x81: case 'b': rc = op_call(m, op, at); break;
+      case '.':
+        if (m->sp != 1 || m->stack[0] == &m->mark) {
+          fvl_err("%s: pickle STOP at byte %zu with %lld values on the stack (expected 1)", m->what, at, (long long)m->sp);
           return NULL;
         }
-        if (op == 'u' && (m->sp - k - 1) % 2) { fvl_err("%s: pickle SETITEMS with an odd count", m->what); return NULL; }
-      }
-      for (int64_t i = k + 1; i < m->sp; i++)
-        if (add_item(m, target, m->stack[i])) return NULL;
-      m->sp = k;
-      if (op == 't' && push(m, target)) return NULL;
-      break;
-    }
-    case 's':
-      if (!(c = pop(m, "SETITEM")) || !(b = pop(m, "SETITEM")) || !(a = pop(m, "SETITEM"))) return NULL;
-      if (a->t != PV_DICT) { fvl_err("%s: pickle SETITEM at byte %zu on a %s", m->what, at, pv_names[a->t]); return NULL; }
-      if (add_item(m, a, b) || add_item(m, a, c) || push(m, a)) return NULL;
-      break;
-    case 0x85: case 0x86: case 0x87: {
-      int n = op - 0x84;
-      if (!(v = pv_new(m, PV_TUPLE))) return NULL;
-      pv *it[3];
-      for (int i = n - 1; i >= 0; i--) if (!(it[i] = pop(m, "TUPLEn"))) return NULL;
-      for (int i = 0; i < n; i++) if (add_item(m, v, it[i])) return NULL;
-      if (push(m, v)) return NULL;
-      break;
-    }
-    case 'c': { /* GLOBAL "module\nname\n" */
-      const uint8_t *p = m->d + m->pos, *e = m->d + m->len;
-      const uint8_t *nl1 = memchr(p, '\n', (size_t)(e - p));
-      const uint8_t *nl2 = nl1 ? memchr(nl1 + 1, '\n', (size_t)(e - nl1 - 1)) : NULL;
-      if (!nl2) { fvl_err("%s: pickle GLOBAL at byte %zu is truncated", m->what, at); return NULL; }
-      pv *g = make_global(m, p, (size_t)(nl1 - p), nl1 + 1, (size_t)(nl2 - nl1 - 1));
-      m->pos = (size_t)(nl2 + 1 - m->d);
-      if (push(m, g)) return NULL;
-      break;
-    }
-    case 0x93: /* STACK_GLOBAL */
-      if (!(b = pop(m, "STACK_GLOBAL")) || !(a = pop(m, "STACK_GLOBAL"))) return NULL;
-      if (a->t != PV_STR || b->t != PV_STR) { fvl_err("%s: pickle STACK_GLOBAL at byte %zu on non-strings", m->what, at); return NULL; }
-      if (push(m, make_global(m, a->p, a->len, b->p, b->len))) return NULL;
-      break;
-    case 'R': case 0x81: /* REDUCE, NEWOBJ */
-      if (!(b = pop(m, "REDUCE")) || !(a = pop(m, "REDUCE"))) return NULL;
-      if (a->t != PV_GLOBAL || b->t != PV_TUPLE) {
-        fvl_err("%s: pickle %s at byte %zu calls a %s with a %s", m->what, op == 'R' ? "REDUCE" : "NEWOBJ",
-                at, pv_names[a->t], pv_names[b->t]);
+        if (m->pos != m->len) {
+          fvl_err("%s: %zu bytes after the pickle's STOP (a .bin pack is one pickle)", m->what, m->len - m->pos);
+          return NULL;
+        }
+        return m->stack[0];
+      default:
+        fvl_err("%s: pickle opcode 0x%02X ('%c') at byte %zu is not used by .bin packs (unsupported)",
+                m->what, op, op >= 32 && op < 127 ? op : '?', at);
         return NULL;
-      }
-      if (global_is(a, "_codecs", NULL, "encode")) v = latin1(m, b);
-      else if ((v = pv_new(m, PV_OBJ))) { v->fn = a; v->args = b; }
-      if (push(m, v)) return NULL;
-      break;
-    case 'b': /* BUILD */
-      if (!(b = pop(m, "BUILD")) || !(a = pop(m, "BUILD"))) return NULL;
-      if (a->t != PV_OBJ || a->state) { fvl_err("%s: pickle BUILD at byte %zu on a %s", m->what, at, pv_names[a->t]); return NULL; }
-      a->state = b;
-      if (push(m, a)) return NULL;
-      break;
-    case '.':
-      if (m->sp != 1 || m->stack[0] == &m->mark) {
-        fvl_err("%s: pickle STOP at byte %zu with %lld values on the stack (expected 1)", m->what, at, (long long)m->sp);
-        return NULL;
-      }
-      if (m->pos != m->len) {
-        fvl_err("%s: %zu bytes after the pickle's STOP (a .bin pack is one pickle)", m->what, m->len - m->pos);
-        return NULL;
-      }
-      return m->stack[0];
-    default:
-      fvl_err("%s: pickle opcode 0x%02X ('%c') at byte %zu is not used by .bin packs (unsupported)",
-              m->what, op, op >= 32 && op < 127 ? op : '?', at);
-      return NULL;
     }
+    if (rc) return NULL;
   }
 }
 
@@ -423,6 +449,87 @@ static int array_bytes(vm *m, const pv *v, const uint8_t **p, size_t *len, char 
   return 0;
 }
 
+/* the images of `bins` (bytes, or 1-D uint8 numpy arrays) into bp->img / img_len; returns how
+ * many are converted bytes that live in the VM's values (see own_images), or -1 */
+static int64_t pack_images(vm *m, const pv *bins, fvl_binpack *bp) {
+  const char *what = m->what;
+  bp->n = bins->n;
+  bp->img = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img);
+  bp->img_len = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img_len);
+  if (!bp->img || !bp->img_len) return fvl_err("%s: out of memory", what);
+  int64_t owned = 0;
+  for (int64_t i = 0; i < bins->n; i++) {
+    pv *it = bins->items[i];
+    if (it->t == PV_BYTES) {
+      bp->img[i] = it->p;
+      bp->img_len[i] = it->len;
+      owned += it->own != NULL;
+      continue;
+    }
+    char code[8];
+    int64_t ne;
+    if (array_bytes(m, it, &bp->img[i], &bp->img_len[i], code, &ne, "bins", i + 1)) return -1;
+    if (strcmp(code + 1, "u1") && strcmp(code + 1, "i1"))
+      return fvl_err("%s: bins[%lld] is a numpy array of dtype %s, expected uint8 image bytes", what,
+                     (long long)i + 1, code);
+    if ((size_t)ne != bp->img_len[i])
+      return fvl_err("%s: bins[%lld]: a numpy array of %lld elements with %zu data bytes", what,
+                     (long long)i + 1, (long long)ne, bp->img_len[i]);
+  }
+  return owned;
+}
+
+/* latin-1 converted bytes live in the VM's values, which go with it: every image is copied into
+ * one new buffer that replaces *data (freed) */
+static int own_images(const vm *m, fvl_binpack *bp, uint8_t **data, size_t *len) {
+  size_t tot = 0;
+  for (int64_t i = 0; i < bp->n; i++) tot += bp->img_len[i];
+  uint8_t *copy = malloc(tot ? tot : 1);
+  if (!copy) return fvl_err("%s: out of memory", m->what);
+  size_t o = 0;
+  for (int64_t i = 0; i < bp->n; i++) {
+    memcpy(copy + o, bp->img[i], bp->img_len[i]);
+    bp->img[i] = copy + o;
+    o += bp->img_len[i];
+  }
+  free(*data);
+  *data = copy;
+  *len = tot;
+  return 0;
+}
+
+/* the issame flags (a list of bools / 0-1 ints, or a numpy bool array) into bp->issame, npairs */
+static int pack_issame(vm *m, const pv *same, fvl_binpack *bp) {
+  const char *what = m->what;
+  if (same->t == PV_LIST || same->t == PV_TUPLE) {
+    bp->npairs = same->n;
+    bp->issame = malloc((size_t)(same->n ? same->n : 1));
+    if (!bp->issame) return fvl_err("%s: out of memory", what);
+    for (int64_t i = 0; i < same->n; i++) {
+      pv *b = same->items[i];
+      if ((b->t != PV_BOOL && b->t != PV_INT) || b->i < 0 || b->i > 1)
+        return fvl_err("%s: issame[%lld] is a %s, expected a bool", what, (long long)i + 1, pv_names[b->t]);
+      bp->issame[i] = (uint8_t)b->i;
+    }
+    return 0;
+  }
+  const uint8_t *p;
+  size_t l;
+  char code[8];
+  int64_t ne;
+  if (array_bytes(m, same, &p, &l, code, &ne, "issame", 1)) return -1;
+  if (strcmp(code + 1, "b1") || (size_t)ne != l)
+    return fvl_err("%s: issame is a numpy array of dtype %s, expected bool", what, code);
+  bp->npairs = ne;
+  bp->issame = malloc((size_t)(ne ? ne : 1));
+  if (!bp->issame) return fvl_err("%s: out of memory", what);
+  for (int64_t i = 0; i < ne; i++) {
+    if (p[i] > 1) return fvl_err("%s: issame[%lld] = %d is not a bool", what, (long long)i + 1, p[i]);
+    bp->issame[i] = p[i];
+  }
+  return 0;
+}
+
 fvl_binpack *fvl_binpack_parse(uint8_t *data, size_t len, const char *what) {
   vm m;
   memset(&m, 0, sizeof m);
@@ -445,79 +552,8 @@ fvl_binpack *fvl_binpack_parse(uint8_t *data, size_t len, const char *what) {
   }
   bp = calloc(1, sizeof *bp);
   if (!bp) { fvl_err("%s: out of memory", what); goto fail; }
-  bp->n = bins->n;
-  bp->img = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img);
-  bp->img_len = calloc((size_t)(bins->n ? bins->n : 1), sizeof *bp->img_len);
-  if (!bp->img || !bp->img_len) { fvl_err("%s: out of memory", what); goto fail; }
-  int64_t owned = 0;
-  for (int64_t i = 0; i < bins->n; i++) {
-    pv *it = bins->items[i];
-    if (it->t == PV_BYTES) {
-      bp->img[i] = it->p;
-      bp->img_len[i] = it->len;
-      owned += it->own != NULL;
-    } else {
-      char code[8];
-      int64_t ne;
-      if (array_bytes(&m, it, &bp->img[i], &bp->img_len[i], code, &ne, "bins", i + 1)) goto fail;
-      if (strcmp(code + 1, "u1") && strcmp(code + 1, "i1")) {
-        fvl_err("%s: bins[%lld] is a numpy array of dtype %s, expected uint8 image bytes", what,
-                (long long)i + 1, code);
-        goto fail;
-      }
-      if ((size_t)ne != bp->img_len[i]) {
-        fvl_err("%s: bins[%lld]: a numpy array of %lld elements with %zu data bytes", what,
-                (long long)i + 1, (long long)ne, bp->img_len[i]);
-        goto fail;
-      }
-    }
-  }
-  if (owned) {
-    /* latin-1 converted bytes live in the VM's values: copy them out */
-    size_t tot = 0;
-    for (int64_t i = 0; i < bins->n; i++) tot += bp->img_len[i];
-    uint8_t *copy = malloc(tot ? tot : 1);
-    if (!copy) { fvl_err("%s: out of memory", what); goto fail; }
-    size_t o = 0;
-    for (int64_t i = 0; i < bins->n; i++) {
-      memcpy(copy + o, bp->img[i], bp->img_len[i]);
-      bp->img[i] = copy + o;
-      o += bp->img_len[i];
-    }
-    free(data);
-    data = copy;
-    len = tot;
-  }
-  if (same->t == PV_LIST || same->t == PV_TUPLE) {
-    bp->npairs = same->n;
-    bp->issame = malloc((size_t)(same->n ? same->n : 1));
-    if (!bp->issame) { fvl_err("%s: out of memory", what); goto fail; }
-    for (int64_t i = 0; i < same->n; i++) {
-      pv *b = same->items[i];
-      if ((b->t != PV_BOOL && b->t != PV_INT) || b->i < 0 || b->i > 1) {
-        fvl_err("%s: issame[%lld] is a %s, expected a bool", what, (long long)i + 1, pv_names[b->t]);
-        goto fail;
-      }
-      bp->issame[i] = (uint8_t)b->i;
-    }
-  } else {
-    const uint8_t *p;
-    size_t l;
-    char code[8];
-    int64_t ne;
-    if (array_bytes(&m, same, &p, &l, code, &ne, "issame", 1)) goto fail;
-    if (strcmp(code + 1, "b1") || (size_t)ne != l) {
-      fvl_err("%s: issame is a numpy array of dtype %s, expected bool", what, code);
-      goto fail;
-    }
-    bp->npairs = ne;
-    bp->issame = malloc((size_t)(ne ? ne : 1));
-    if (!bp->issame) { fvl_err("%s: out of memory", what); goto fail; }
-    for (int64_t i = 0; i < ne; i++) {
-      if (p[i] > 1) { fvl_err("%s: issame[%lld] = %d is not a bool", what, (long long)i + 1, p[i]); goto fail; }
-      bp->issame[i] = p[i];
-    }
-  }
+  int64_t owned = pack_images(&m, bins, bp);
+  if (owned < 0 || (owned > 0 && own_images(&m, bp, &data, &len)) || pack_issame(&m, same, bp)) goto fail;
   if (bp->n != 2 * bp->npairs) {
     fvl_err("%s: %lld images for %lld issame flags (expected 2 images per pair)", what,
             (long long)bp->n, (long long)bp->npairs);

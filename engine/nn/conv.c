@@ -22,6 +22,11 @@
 #define CONV_WORK_FLOATS (2u << 20)   /* ~8 MiB of im2col columns per group (per thread) */
 #define CONV_MIN_COLS 1024
 
+/* The sample groups do not depend on the thread count: a GEMM's bits depend on its width
+ * (OpenBLAS picks other kernels for narrow products), so the groups are planned for
+ * CONV_SPLIT notional threads whatever T is, and T threads take them in turn. */
+#define CONV_SPLIT 4
+
 static void plan_group(fvl_conv2d_shape *s, int T) {
   size_t K = (size_t)s->C * s->KH * s->KW, P = (size_t)s->OH * s->OW;
   size_t g = CONV_WORK_FLOATS / (K * P);
@@ -31,10 +36,11 @@ static void plan_group(fvl_conv2d_shape *s, int T) {
   if (g > 4096) g = 4096;
   if (T < 1) T = 1;
   if (s->B > 0) {
-    /* a whole number of groups per thread, groups of (nearly) equal size, at least gmin wide */
+    /* a whole number of groups per CONV_SPLIT, of (nearly) equal size, at least gmin wide */
+    const size_t S = CONV_SPLIT;
     size_t ng = ((size_t)s->B + g - 1) / g;
-    ng = ng < (size_t)T ? (size_t)T : ng / (size_t)T * (size_t)T;
-    while (ng > (size_t)T && ((size_t)s->B + ng - 1) / ng < gmin) ng -= (size_t)T;
+    if (ng >= S) ng = ng / S * S;
+    while (ng > S && ((size_t)s->B + ng - 1) / ng < gmin) ng -= S;
     g = ((size_t)s->B + ng - 1) / ng;
     if (g < 1) g = 1;
     size_t used = ((size_t)s->B + g - 1) / g;   /* groups that actually exist */

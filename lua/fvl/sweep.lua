@@ -761,10 +761,11 @@ local sweep_opts = { "name", "space", "trial", "workers", "store", "strategy", "
                      "mode", "halving", "shard", "shards", "threads", "timeout", "retry_failed", "quiet",
                      "script", "exe", "args", "logs", "poll", "leaderboard", "lease" }
 
-local function normalize(o)
-  if type(o) ~= "table" then fail("expected an option table, got %s", type(o)) end
-  check_opts("fvl.sweep", o, sweep_opts)
-  local S = {}
+-- normalize(o) -> S, the checked sweep, in four parts: the store, the strategy, the workers and
+-- the way a worker starts
+
+-- name, store (SQLite path or postgresql:// URL with the sweep's schema); returns whether it is a URL
+local function normalize_store(S, o)
   if o.name ~= nil and type(o.name) ~= "string" then fail("name must be a string, got %s", type(o.name)) end
   if o.store ~= nil and type(o.store) ~= "string" then
     fail("store must be a path or a postgresql:// URL, got %s", type(o.store))
@@ -779,8 +780,11 @@ local function normalize(o)
   -- a PostgreSQL store keeps each sweep in its own schema: <url>#<name>
   if url and not S.store:find("#", 1, true) then S.store = S.store .. "#" .. S.name end
   S.shared = url
-  if type(o.trial) ~= "function" then fail("trial must be a function(cfg, report, info), got %s", type(o.trial)) end
-  S.trial = o.trial
+  return url
+end
+
+-- strategy (grid, random with samples, halving with its rungs), seed, mode, metric
+local function normalize_strategy(S, o)
   S.strategy = o.strategy or "grid"
   if S.strategy ~= "grid" and S.strategy ~= "random" and S.strategy ~= "halving" then
     fail("strategy = '%s' (expected grid|random|halving)", tostring(S.strategy))
@@ -821,6 +825,10 @@ local function normalize(o)
   elseif o.halving ~= nil then
     fail("halving = {...} needs strategy = 'halving'")
   end
+end
+
+-- workers, threads per worker, lease, timeout, retries, logs, polling
+local function normalize_workers(S, o)
   S.workers = o.workers == nil and 1 or o.workers
   if math.type(S.workers) ~= "integer" or S.workers < 0 then
     fail("workers must be an integer >= 0, got %s", tostring(o.workers))
@@ -857,10 +865,11 @@ local function normalize(o)
     fail("poll must be a number of seconds in (0, 10], got %s", tostring(o.poll))
   end
   S.poll = o.poll or 0.02
-  S.leaderboard = o.leaderboard
-  S.dims = normalize_space(o.space)
-  make_configs(S)
-  -- how to start a worker: this program, this script, these arguments
+end
+
+-- how to start a worker (this program, this script, these arguments), the shard of the trials
+-- this task runs, and how the store is shown and where the logs go
+local function normalize_launch(S, o, url)
   local a = rawget(_G, "arg")
   S.exe = o.exe or sys.exe()
   S.script = o.script
@@ -888,6 +897,21 @@ local function normalize(o)
     S.logdir = type(o.logs) == "string" and o.logs or url and ("runs/" .. S.name .. ".logs")
                or (S.store:gsub("%.[%w]+$", "") .. ".logs")
   end
+end
+
+local function normalize(o)
+  if type(o) ~= "table" then fail("expected an option table, got %s", type(o)) end
+  check_opts("fvl.sweep", o, sweep_opts)
+  local S = {}
+  local url = normalize_store(S, o)
+  if type(o.trial) ~= "function" then fail("trial must be a function(cfg, report, info), got %s", type(o.trial)) end
+  S.trial = o.trial
+  normalize_strategy(S, o)
+  normalize_workers(S, o)
+  S.leaderboard = o.leaderboard
+  S.dims = normalize_space(o.space)
+  make_configs(S)
+  normalize_launch(S, o, url)
   return S
 end
 

@@ -176,13 +176,22 @@ out=$("$FVL" </dev/null 2>&1); rc=$?
 [ $rc == 0 ] && [ -z "$out" ] && ok || fail "empty stdin: rc=$rc out='$out'"
 
 # ---------------------------------------------------------------- Ctrl-C (SIGINT) stops a script
-# sigint_run CODE: starts fvl -e CODE, waits for "ready" on stderr, sends SIGINT, and sets
-# $rc and $ms (milliseconds from the signal to the exit)
+# cpu_ticks PID: the CPU time the process has used so far, in clock ticks (utime + stime)
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# sigint_run CODE [TICKS]: starts fvl -e CODE, waits for "ready" on stderr, sends SIGINT, and sets
+# $rc and $ms (milliseconds from the signal to the exit). With TICKS, it waits instead until the
+# process has used TICKS clock ticks of CPU after "ready" (so that it is inside the long C call
+# that follows "ready", however loaded the machine is), at most 120 s.
 sigint_run() {
   "$FVL" -e "$1" >"$tmp/out" 2>"$tmp/err" </dev/null &
   local pid=$! i=0
   while ! grep -q ready "$tmp/err" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
-  sleep 0.5
+  if [ -n "${2:-}" ] && [ -r "/proc/$pid/stat" ]; then
+    local c0; c0=$(cpu_ticks $pid); i=0
+    while [ $(( $(cpu_ticks $pid) - c0 )) -lt "$2" ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
+  else
+    sleep 0.5
+  fi
   local t0; t0=$(date +%s%N)
   kill -INT $pid
   wait $pid
@@ -208,7 +217,7 @@ err_has "press Ctrl-C again to quit" "the second Ctrl-C warns"
 if "$FVL" -e 'os.exit(fvl.F and fvl.F.conv2d and 0 or 1)' >/dev/null 2>&1; then
   # one long C call (340 GFLOP: seconds even on the direct AVX2 kernels): only the engine's abort flag can stop it early
   sigint_run 'local x, w = fvl.zeros(64, 128, 64, 64), fvl.zeros(128, 128, 7, 7)
-    io.stderr:write("ready\n") local y = fvl.F.conv2d(x, w) print("finished")'
+    io.stderr:write("ready\n") local y = fvl.F.conv2d(x, w) print("finished")' 50
   [ $rc == 1 ] && ok || fail "SIGINT in a C kernel: exit $rc, expected 1"
   err_has "conv2d: interrupted" "SIGINT stops a C kernel through the abort flag"
   if [ $ms -lt 3000 ]; then ok; else fail "the kernel took $ms ms to stop"; fi
