@@ -41,10 +41,20 @@ parser:option("--inputs", "input preprocessing: standard (zero mean, unit varian
 parser:option("--bn", "normalisation layer on the embedding: insightface (BatchNorm1d, scale fixed at 1, " ..
               "shift learned), noaffine (BatchNorm1d without scale and shift), feature (BatchNorm1d with " ..
               "learned scale and shift), all (feature, and BatchNorm1d after every hidden layer) or none",
-              "feature"):choices { "insightface", "noaffine", "feature", "all", "none" }
+              "noaffine"):choices { "insightface", "noaffine", "feature", "all", "none" }
 parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
-parser:option("--scale", "the scale s of every normalised head (Circle's γ and SphereFace excepted)", "32")
+parser:option("--scale", "the scale s of every normalised head in the 64-D synthetic part (SphereFace excepted)", "32")
   :convert(cli.number("scale", 0))
+parser:option("--fm-scale", "the scale s of every normalised head in the 2-D Fashion-MNIST part", "16")
+  :convert(cli.number("fm-scale", 0))
+parser:option("--fm-margin", "factor on every head's decision margin in the 2-D part (SphereFace's " ..
+              "multiplicative m excepted; Circle's margin is 1 - 2m)", "1"):convert(cli.number("fm-margin", 0))
+parser:option("--circle-gamma", "Circle's γ in both parts (default: 4·s of the part, the paper's 256 at s = 64)")
+  :convert(cli.number("circle-gamma", 0))
+parser:option("--warmup", "fraction of the steps with a linear LR warm-up", "0.05"):convert(cli.number("warmup", 0))
+parser:option("--head-lr", "the head's learning rate as a multiple of the backbone's", "1"):convert(cli.number("head-lr", 0))
+parser:option("--head-wd", "weight decay of the head's class centres W (the backbone keeps 5e-4)", "5e-4")
+  :convert(cli.number("head-wd", 0))
 parser:flag("--collect", "run nothing: rebuild the tables and pictures of --out from the tasks already finished there")
 parser:option("--task", "internal: run one task head:seed and write its result"):hidden(true)
 local opt = parser:parse(arg or {})
@@ -73,11 +83,21 @@ M.syn_steps = opt.syn_steps or M.syn_steps
 M.syn.identities = opt.identities or M.syn.identities
 M.syn.per_identity = opt.per_identity or M.syn.per_identity
 local NSEEDS = opt.seeds or M.seeds
-if opt.scale <= 0 then parser:error("scale: expected a number > 0, got '" .. tostring(opt.scale) .. "'") end
-local S = opt.scale     -- one scale for every normalised head (default 32: AM-Softmax 30, MV-Softmax 32)
+for _, k in ipairs { "scale", "fm_scale", "head_lr", "circle_gamma", "fm_margin" } do
+  if opt[k] and opt[k] <= 0 then
+    parser:error(k:gsub("_", "-") .. ": expected a number > 0, got '" .. tostring(opt[k]) .. "'")
+  end
+end
+if opt.warmup >= 1 then parser:error("warmup: expected a fraction in 0..1, got '" .. tostring(opt.warmup) .. "'") end
+-- one scale per part for every normalised head: s depends on the embedding's dimension and the
+-- number of classes (docs/experiments.md: 16 for ten classes on the 2-D circle, 32 in 64-D)
+local S, FM_S = opt.scale, opt.fm_scale
+local function circle_gamma(s) return opt.circle_gamma or 4 * s end
 local SETTINGS = {
-  mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, batch = 256, lr = opt.lr, momentum = 0.9,
-  weight_decay = 5e-4, warmup = 0.05, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
+  mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, fm_scale = FM_S, circle_gamma = opt.circle_gamma or "4s",
+  fm_margin = opt.fm_margin,
+  batch = 256, lr = opt.lr, momentum = 0.9, head_lr = opt.head_lr, head_weight_decay = opt.head_wd,
+  weight_decay = 5e-4, warmup = opt.warmup, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
   fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = 2 },
   synthetic = { steps = M.syn_steps, dim = 64, data = M.syn, pairs = M.pairs, folds = 10 },
   diagnostics = { angle = 5, recall = 0.02, cluster = 3, every = 100 },
@@ -85,17 +105,19 @@ local SETTINGS = {
 }
 
 -- every seed head, with the options used (defaults of docs/losses.md except the shared scale)
+-- make(dim, classes, s, k): k scales the decision margin (1: the papers' margins); Circle's
+-- decision margin between s_p and s_n is 1 - 2m, so k gives m = (1 - k(1 - 2·0.25)) / 2
 local HEADS = {
   { key = "softmax",        name = "Softmax",        make = function(d, c) return fvl.loss.softmax{dim=d, classes=c} end },
   { key = "sphereface",     name = "SphereFace",     make = function(d, c) return fvl.loss.sphereface{dim=d, classes=c} end },
-  { key = "cosface",        name = "CosFace",        make = function(d, c) return fvl.loss.cosface{dim=d, classes=c, s=S, m=0.35} end },
-  { key = "arcface",        name = "ArcFace",        make = function(d, c) return fvl.loss.arcface{dim=d, classes=c, s=S, m=0.5} end },
-  { key = "mv_arc",         name = "MV-Arc-Softmax", make = function(d, c) return fvl.loss.mv_softmax{dim=d, classes=c, s=S, m=0.5, kind="arc"} end },
-  { key = "curricularface", name = "CurricularFace", make = function(d, c) return fvl.loss.curricularface{dim=d, classes=c, s=S, m=0.5} end },
-  { key = "circle",         name = "Circle",         make = function(d, c) return fvl.loss.circle{dim=d, classes=c} end },
+  { key = "cosface",        name = "CosFace",        make = function(d, c, s, k) return fvl.loss.cosface{dim=d, classes=c, s=s, m=0.35*k} end },
+  { key = "arcface",        name = "ArcFace",        make = function(d, c, s, k) return fvl.loss.arcface{dim=d, classes=c, s=s, m=0.5*k} end },
+  { key = "mv_arc",         name = "MV-Arc-Softmax", make = function(d, c, s, k) return fvl.loss.mv_softmax{dim=d, classes=c, s=s, m=0.5*k, kind="arc"} end },
+  { key = "curricularface", name = "CurricularFace", make = function(d, c, s, k) return fvl.loss.curricularface{dim=d, classes=c, s=s, m=0.5*k} end },
+  { key = "circle",         name = "Circle",         make = function(d, c, s, k) return fvl.loss.circle{dim=d, classes=c, gamma=circle_gamma(s), m=(1-k*0.5)/2} end },
   { key = "center",         name = "Center",         make = function(d, c) return fvl.loss.center{dim=d, classes=c} end },
-  { key = "discface",       name = "DiscFace",       make = function(d, c) return fvl.loss.discface{dim=d, classes=c, s=S} end },
-  { key = "npcface",        name = "NPCFace",        make = function(d, c) return fvl.loss.npcface{dim=d, classes=c, s=S} end },
+  { key = "discface",       name = "DiscFace",       make = function(d, c, s, k) return fvl.loss.discface{dim=d, classes=c, s=s, m=0.35*k} end },
+  { key = "npcface",        name = "NPCFace",        make = function(d, c, s, k) return fvl.loss.npcface{dim=d, classes=c, s=s, m0=0.4*k, m1=0.2*k} end },
 }
 local HEAD_BY_KEY = {}
 for _, h in ipairs(HEADS) do HEAD_BY_KEY[h.key] = h end
@@ -179,9 +201,11 @@ local function run_task(h, seed)
     for _, p in ipairs(net:parameters()) do
       if not (net.frozen and net.frozen[p]) then params[#params + 1] = p end
     end
-    for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
+    -- backbone and head: two SGD optimisers (the head may have its own LR multiple and decay)
     local optim = fvl.optim.sgd(params, {lr = SETTINGS.lr, momentum = SETTINGS.momentum,
                                          weight_decay = SETTINGS.weight_decay})
+    local hoptim = fvl.optim.sgd(head:parameters(), {lr = SETTINGS.lr * SETTINGS.head_lr,
+                                 momentum = SETTINGS.momentum, weight_decay = SETTINGS.head_weight_decay})
     local sched = fvl.schedule.cosine{from = SETTINGS.lr, to = 0, steps = steps,
                                       warmup = math.floor(steps * SETTINGS.warmup)}
     local curve, trace, step = {}, {}, 0
@@ -197,11 +221,14 @@ local function run_task(h, seed)
       for batch in loader do
         step = step + 1
         optim.lr = sched(step)
+        hoptim.lr = optim.lr * SETTINGS.head_lr
         optim:zero_grad()
+        hoptim:zero_grad()
         local e = net(batch.x)
         local loss = head(e, batch.y)
         loss:backward()
         optim:step()
+        hoptim:step()
         if on_step then on_step(step) end
         if step % 10 == 0 or step == steps then curve[#curve + 1] = {step, loss:item()} end
         if step == 1 or step % DG.every == 0 or step == steps then
@@ -251,7 +278,7 @@ local function run_task(h, seed)
     local y, ty = tr.labels:narrow(1, 1, n), te.labels
     fvl.manual_seed(seed)
     local net = backbone(M.fm_backbone, {784, 256, 128, 2})
-    local head = h.make(2, 10)
+    local head = h.make(2, 10, FM_S, opt.fm_margin)
     local t0 = fvl.clock()
     -- first seed: the 2-D test features over training, one frame every steps/20 steps (features_<head>.gif)
     local anim, on_step
@@ -311,7 +338,7 @@ local function run_task(h, seed)
     fvl.manual_seed(seed)
     local D = SETTINGS.synthetic.dim
     local net = backbone("mlp", {x:size(2), 256, D})
-    local head = h.make(D, classes)
+    local head = h.make(D, classes, S, 1)
     local t0 = fvl.clock()
     local curve, trace = train(net, head, x, syn.train.labels, M.syn_steps, "synthetic")
     local temb = embed(net, tx)
@@ -512,8 +539,9 @@ for _, h in ipairs(heads) do
   add(c)
 end
 SETTINGS.tasks_finished, SETTINGS.tasks = #runs, #tasks
-local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g%s%s", #seeds, #seeds == 1 and "" or "s",
-                           table.concat(seeds, ","), opt.inputs, opt.bn, S,
+local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g (2-D) / %g (64-D), " ..
+                           "2-D margins × %g%s%s", #seeds, #seeds == 1 and "" or "s",
+                           table.concat(seeds, ","), opt.inputs, opt.bn, FM_S, S, opt.fm_margin,
                            #runs < #tasks and string.format("; only %d of %d tasks finished", #runs, #tasks) or "",
                            mode == "quick" and "  -- SMOKE TEST (--quick), not a result" or "")
 local table_text = table.concat(lines, "\n") .. "\n" .. note

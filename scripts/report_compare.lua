@@ -20,6 +20,8 @@ parser:option("--file", "document to update in place (with --section)")
 parser:option("--section", "name of the marked section to replace")
 parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
 parser:flag("--range", "spread as min–max instead of ± std")
+parser:flag("--totals", "with several run directories: also one row per run (collapsed tasks, tasks that lost a " ..
+            "class or fell below 50%, mean accuracy over its heads)")
 local opt = parser:parse(arg or {})
 if (opt.file == nil) ~= (opt.section == nil) then parser:error("--file and --section go together") end
 
@@ -85,30 +87,124 @@ local function fmt_cell(s, m)
   return nil
 end
 
+-- the run's command with every recipe option spelled out (values from its settings; a run made
+-- before an option existed had the value given here), so it reproduces the run whatever the
+-- script's defaults are now
+local function full_command(S)
+  local cmd = tostring(S.command)
+  local given = {}
+  for flag in cmd:gmatch("%s(%-%-[%w%-]+)") do given[flag] = true end
+  local fm_s = S.fm_scale or S.scale
+  local add = {
+    { "--inputs", S.inputs }, { "--bn", S.bn }, { "--lr", S.lr }, { "--warmup", S.warmup or 0.05 },
+    { "--fm-scale", fm_s }, { "--fm-margin", S.fm_margin or 1 }, { "--scale", S.scale },
+    { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
+    { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
+  }
+  local extra = {}
+  for _, a in ipairs(add) do
+    if a[2] ~= nil and not given[a[1]] then
+      extra[#extra + 1] = a[1] .. " " .. (type(a[2]) == "number" and string.format("%g", a[2]) or tostring(a[2]))
+    end
+  end
+  if #extra == 0 then return cmd end
+  local at = cmd:find(" %-%-out ")
+  if at then return cmd:sub(1, at) .. table.concat(extra, " ") .. cmd:sub(at) end
+  return cmd .. " " .. table.concat(extra, " ")
+end
+
 local S = R.settings or {}
 local lines = {}
 if #dirs > 1 then
-  -- ablation: one row per head and run directory, runs in the order given
-  local hdr, rule = { "inputs", "BatchNorm", "s", "head" }, { "---", "---", "---:", "---" }
-  for i, k in ipairs(cols) do hdr[i + 4] = metric[k].label; rule[i + 4] = "---:" end
+  -- ablation: one row per head and run directory, runs in the order given; the recipe columns
+  -- are those whose value differs between the runs (s of the 2-D part always shown). Runs made
+  -- before a setting existed had its old value: one s for both parts, Circle's γ 256, 5% warm-up,
+  -- the head trained like the backbone.
+  local RECIPE = {
+    { "inputs", "inputs", function(S) return S.inputs end },
+    { "bn", "BatchNorm", function(S) return S.bn end },
+    { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
+    { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
+    { "circle_gamma", "Circle γ", function(S)
+        if S.circle_gamma == "4s" then return 4 * (S.fm_scale or S.scale) end
+        return S.circle_gamma or 256
+      end },
+    { "warmup", "warm-up", function(S) return S.warmup end },
+    { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
+    { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
+  }
+  local runs_S = {}
+  for i, dir in ipairs(dirs) do runs_S[i] = load(dir).settings or {} end
+  local rcols = {}
+  for _, r in ipairs(RECIPE) do
+    local first, varies = tostring(r[3](runs_S[1])), r[4] or false
+    for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
+    if varies then rcols[#rcols + 1] = r end
+  end
+  local hdr, rule = {}, {}
+  for _, r in ipairs(rcols) do hdr[#hdr + 1] = r[2]; rule[#rule + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+  hdr[#hdr + 1], rule[#rule + 1] = "head", "---"
+  local nr = #hdr
+  for i, k in ipairs(cols) do hdr[i + nr] = metric[k].label; rule[i + nr] = "---:" end
   lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
   lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
   local cmds, seeds_seen = {}, nil
-  for _, dir in ipairs(dirs) do
+  for di, dir in ipairs(dirs) do
     local Rd = load(dir)
-    local Sd = Rd.settings or {}
+    local Sd = runs_S[di]
     for _, h in ipairs(Rd.summary) do
-      local c = { tostring(Sd.inputs), tostring(Sd.bn), tostring(Sd.scale), h.head }
-      for i, k in ipairs(cols) do c[i + 4] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
+      local c = {}
+      for _, r in ipairs(rcols) do
+        local v = r[3](Sd)
+        c[#c + 1] = (r[1] == "circle_gamma" and h.key ~= "circle") and "" or string.format(type(v) == "number" and "%g" or "%s", v)
+      end
+      c[#c + 1] = h.head
+      for i, k in ipairs(cols) do c[i + nr] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
       lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
     end
-    cmds[#cmds + 1] = "`" .. tostring(Sd.command) .. "`"
+    cmds[#cmds + 1] = "`" .. full_command(Sd) .. "`"
     seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
+  end
+  -- per run: how many of its (head, seed) tasks collapsed, how many lost a class entirely
+  -- (recall < 2%) or fell below 50% accuracy, and the mean accuracy over its heads
+  if opt.totals then
+    lines[#lines + 1] = ""
+    local th, tr = {}, {}
+    for _, r in ipairs(rcols) do th[#th + 1] = r[2]; tr[#tr + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+    for _, x in ipairs { "tasks", "collapsed", "a class < 2% recall or acc < 50%", "mean FMNIST acc % over heads" } do
+      th[#th + 1] = x; tr[#tr + 1] = "---:"
+    end
+    lines[#lines + 1] = "| " .. table.concat(th, " | ") .. " |"
+    lines[#lines + 1] = "|" .. table.concat(tr, "|") .. "|"
+    for di, dir in ipairs(dirs) do
+      local Rd, Sd = load(dir), runs_S[di]
+      local n, coll, severe, accsum, nh = 0, 0, 0, 0, 0
+      for _, r in ipairs(Rd.runs or {}) do
+        if type(r.fmnist_acc) == "number" then
+          n = n + 1
+          if r.fmnist_collapsed == 1 then coll = coll + 1 end
+          if (r.fmnist_min_recall or 1) < 0.02 or r.fmnist_acc < 0.5 then severe = severe + 1 end
+        end
+      end
+      for _, h in ipairs(Rd.summary) do
+        if h.fmnist_acc then accsum = accsum + h.fmnist_acc.mean; nh = nh + 1 end
+      end
+      local c = {}
+      for _, r in ipairs(rcols) do
+        local v = r[3](Sd)
+        c[#c + 1] = string.format(type(v) == "number" and "%g" or "%s", v)
+      end
+      c[#c + 1] = tostring(n)
+      c[#c + 1] = string.format("%d/%d", coll, n)
+      c[#c + 1] = string.format("%d/%d", severe, n)
+      c[#c + 1] = nh > 0 and string.format("%.1f", 100 * accsum / nh) or "–"
+      lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+    end
   end
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
-    "then `build/fvl scripts/report_compare.lua %s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
-    table.concat(cmds, "; "), table.concat(dirs, " "))
+    "then `build/fvl scripts/report_compare.lua %s%s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
+    table.concat(cmds, "; "), opt.totals and "--totals " or "", table.concat(dirs, " "))
   local md = table.concat(lines, "\n")
   if not opt.file then print(md) return end
   lines = { md }
@@ -132,17 +228,19 @@ end
 local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
 local syn = S.synthetic and S.synthetic.data or {}
 lines[#lines + 1] = ""
-lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s; %s steps on Fashion-MNIST (%s), " ..
+lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s (2-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in 2-D; %s steps on Fashion-MNIST (%s), " ..
   "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
   "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
-  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr), tostring(S.scale),
+  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
+  tostring(S.fm_scale or S.scale), tostring(S.scale), S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256),
+  tostring(S.fm_margin or 1),
   tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
   tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
   tostring(syn.test_identities), tostring(syn.test_per_identity),
   (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
   ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
    and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-  tostring(S.command), tostring(S.seconds), tostring(S.jobs), dirs[1])
+  full_command(S), tostring(S.seconds), tostring(S.jobs), dirs[1])
 end
 ::write::
 local md = table.concat(lines, "\n")

@@ -72,6 +72,11 @@ check '! grep -q stale "$tmp/doc.md"' "the section was not replaced"
 check 'grep -q "^| ArcFace | .* ± " "$tmp/doc.md"' "no ArcFace row with spread: $(cat "$tmp/doc.md")"
 check 'grep -q "^intro$" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' "text around the section changed"
 check 'grep -q "compare_losses.lua --quick" "$tmp/doc.md"' "the section does not give the command"
+check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --out" "$tmp/doc.md"' \
+  "the command does not spell out the recipe: $(grep Reproduce "$tmp/doc.md")"
+# several run directories: the ablation table, with the recipe columns that differ between them
+"$FVL" scripts/report_compare.lua "$tmp/a" "$tmp/b" >"$tmp/abl" 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ] && grep -q "^| s | head | FMNIST acc % | collapsed |" "$tmp/abl"' "ablation table: $(head -3 "$tmp/abl") $(cat "$tmp/err")"
 "$FVL" scripts/report_compare.lua "$tmp/a" --file "$tmp/doc.md" --section nosuch >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "has no section <!-- results:nosuch -->" "$tmp/err"' "a missing section: $(cat "$tmp/err")"
 
@@ -82,6 +87,11 @@ check '[ $rc != 0 ] && grep -q "heads: .nosuch. is not one of" "$tmp/err"' "unkn
 check '[ $rc != 0 ] && grep -q "seeds: expected an integer >= 1" "$tmp/err"' "--seeds 0: $(cat "$tmp/err")"
 "$FVL" scripts/compare_losses.lua --bn sometimes --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "bn" "$tmp/err"' "--bn sometimes: $(cat "$tmp/err")"
+
+"$FVL" scripts/compare_losses.lua --fm-margin 0 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "fm-margin: expected a number > 0" "$tmp/err"' "--fm-margin 0: $(cat "$tmp/err")"
+"$FVL" scripts/compare_losses.lua --warmup 1 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "warmup: expected a fraction" "$tmp/err"' "--warmup 1: $(cat "$tmp/err")"
 
 echo "compare_losses.sh: $pass passed, $fails failed"
 [ $fails == 0 ]

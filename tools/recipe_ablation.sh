@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The ablation that chose the recipe of scripts/compare_losses.lua (docs/experiments.md, section
+# "recipe"): the Fashion-MNIST part only (2-D embedding, 2,000 steps), 3 seeds, the seven
+# normalised heads, one run directory per recipe, then the table written into
+# docs/experiments.md by scripts/report_compare.lua. A finished row (its results.json exists) is
+# not run again, so the script resumes. Each row is 21 tasks of ~12 s on an idle core (2 jobs:
+# ~2 minutes a row); on a shared machine run it under `nice -n 5`.
+#   bash tools/recipe_ablation.sh            (FVL=path/to/fvl to use another build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FVL=${FVL:-build/fvl}
+H7=cosface,arcface,mv_arc,curricularface,circle,discface,npcface
+# directory | options: every recipe option spelled out, so the rows do not depend on defaults
+COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --lr 0.1 --warmup 0.05 --scale 32 --head-wd 0.0005"
+ROWS=(
+  "runs/ablation/fm-standard-feature|--heads cosface,arcface,curricularface,circle --bn feature --fm-scale 32 --fm-margin 1 --circle-gamma 256 --head-lr 1"
+  "runs/abl2/s16|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 1"
+  "runs/abl2/s16-hlr0.1|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 0.1"
+  "runs/abl2/s16-m0.4|--heads $H7 --bn feature --fm-scale 16 --fm-margin 0.4 --head-lr 1"
+  "runs/abl2/s16-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1"
+  "runs/abl2/s16-m0.4-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 0.4 --head-lr 1"
+)
+dirs=()
+for row in "${ROWS[@]}"; do
+  dir=${row%%|*}
+  read -r -a opts <<<"$COMMON ${row#*|}"
+  dirs+=("$dir")
+  if [ -s "$dir/results.json" ]; then continue; fi
+  "$FVL" scripts/compare_losses.lua "${opts[@]}" --out "$dir"
+done
+"$FVL" scripts/report_compare.lua --totals "${dirs[@]}" --file docs/experiments.md --section recipe
