@@ -107,7 +107,9 @@ local function run_one(name, C)
   local mem = {}
   for k, mode in ipairs(modes) do
     for _ = 1, math.max(args.warmup, 1) do step(mode) end
-    head._gws = nil                     -- a workspace the previous mode kept is not this mode's
+    -- a workspace the previous mode kept is not this mode's (Sub-center ArcFace's B×C max lives
+    -- in its gradient workspace: dropped with it, or the old workspace stays alive beside the new)
+    head._gws, head._max = nil, nil
     collectgarbage()                    -- the warm-up's garbage is not part of the step's peak
     local m0 = fvl.mem(true)
     step(mode)
@@ -146,8 +148,9 @@ local function run_one(name, C)
   for k = 1, 3 do
     local ms = ts[k] and best(ts[k]) * 1e3 or -1
     local pk = mem[k] or 0
-    out[#out + 1] = string.format("%.3f %.2f %.1f %.1f", ms, (pk - 2 * wbytes - state) / bc,
-                                  (pk - 2 * wbytes - state - 2 * bc) / (B * D * 4), pk / 2 ^ 20)
+    local bufs = (pk - 2 * wbytes - state) / bc
+    out[#out + 1] = string.format("%.3f %.2f %.1f %.1f", ms, bufs,
+                                  (pk - 2 * wbytes - state - math.floor(bufs) * bc) / (B * D * 4), pk / 2 ^ 20)
   end
   -- modes in the order fused, two-pass, recompute (-1 when not run)
   local order = { [true] = 1, [false] = 2, recompute = 3 }
@@ -302,7 +305,8 @@ print("           in B×C float buffers")
 print("           (target ≤ 2: the logits and one extra buffer; x, dx and small vectors included)")
 print("           (subcenter_arcface: in B×(C·K) buffers, target ≤ 2 + 1/K: the cosines, one gradient")
 print("           workspace that also holds the B×C max, and the max's B×C gradient)")
-print("rest B×D = what the peak holds beyond W, W.grad and two B×C buffers, in B×D float buffers")
+print("rest B×D = what the peak holds beyond W, W.grad and the whole B×C buffers counted in B×C bufs,")
+print("           in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")
 print("GFLOP/s = 6·B·R·D / step time (R = rows of W); % peak = of the FMA peak above; ×torch = torch ms / ms/step")
