@@ -45,15 +45,9 @@ static fvl_tensor *front_view(fvl_tensor *gws, int64_t B, int64_t C) {
 
 fvl_tensor *fvl_group_max_ws(fvl_tensor *cos, int64_t K, fvl_tensor *gws, fvl_tensor *prev) {
   static const char *fn = "group_max_ws";
-  char bs[64];
-  if (fvl_lo_check_2d(fn, "cos", cos, "B×(C·K) matrix")) return NULL;
-  int64_t B = cos->size[0], CK = cos->size[1];
-  if (K < 1 || CK < K || CK % K) {
-    fvl_err("%s: cos is %s but K = %lld (expected a number of columns divisible by K >= 1)", fn,
-            fvl_lo_shape(cos, bs), (long long)K);
-    return NULL;
-  }
-  int64_t C = CK / K, sz[2] = {B, C};
+  int64_t C;
+  if (fvl_lo_group_cols(fn, cos, K, &C)) return NULL;
+  int64_t B = cos->size[0], CK = cos->size[1], sz[2] = {B, C};
   if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, CK)) return NULL;
   if (gws && gws->st == cos->st) {
     fvl_err("%s: gws shares its storage with cos (expected a separate B×(C·K) workspace)", fn);

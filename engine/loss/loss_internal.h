@@ -14,6 +14,7 @@
 const char *fvl_lo_shape(const fvl_tensor *t, char *buf);
 /* t is a float32 2-D tensor, or −1 with "<fn>: <arg> is … (expected <what>)" */
 int fvl_lo_check_2d(const char *fn, const char *arg, const fvl_tensor *t, const char *what);
+int fvl_lo_group_cols(const char *fn, fvl_tensor *cos, int64_t K, int64_t *C);
 /* row-major data of a 2-D tensor (itself when rows are contiguous, ld = stride), new ref */
 fvl_tensor *fvl_lo_rows_of(fvl_tensor *t, int *ld);
 /* contiguous untracked data (itself when contiguous), new ref */

@@ -396,17 +396,23 @@ static int group_max_bw(fvl_node *n, fvl_tensor *gout) {
   return rc;
 }
 
+/* cos must be a B×(C·K) matrix with K >= 1 dividing its columns; *C = the class count */
+int fvl_lo_group_cols(const char *fn, fvl_tensor *cos, int64_t K, int64_t *C) {
+  char bs[64];
+  if (fvl_lo_check_2d(fn, "cos", cos, "B×(C·K) matrix")) return -1;
+  int64_t CK = cos->size[1];
+  if (K < 1 || CK < K || CK % K)
+    return fvl_err("%s: cos is %s but K = %lld (expected a number of columns divisible by K >= 1)", fn,
+                   fvl_lo_shape(cos, bs), (long long)K);
+  *C = CK / K;
+  return 0;
+}
+
 fvl_tensor *fvl_group_max(fvl_tensor *cos, int64_t K, fvl_tensor *ws, fvl_tensor *gws) {
   static const char *fn = "group_max";
-  char bs[64];
-  if (fvl_lo_check_2d(fn, "cos", cos, "B×(C·K) matrix")) return NULL;
-  int64_t B = cos->size[0], CK = cos->size[1];
-  if (K < 1 || CK < K || CK % K) {
-    fvl_err("%s: cos is %s but K = %lld (expected a number of columns divisible by K >= 1)", fn,
-            fvl_lo_shape(cos, bs), (long long)K);
-    return NULL;
-  }
-  int64_t C = CK / K, sz[2] = {B, C};
+  int64_t C;
+  if (fvl_lo_group_cols(fn, cos, K, &C)) return NULL;
+  int64_t B = cos->size[0], CK = cos->size[1], sz[2] = {B, C};
   if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
   if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, CK)) return NULL;
   int ldc;
