@@ -206,12 +206,12 @@ gradient workspace), nonfinite = \"error\"|\"warn\" (\"error\": a non-finite los
 first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\").",
+  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
 are all-reduced over the ranks; the same loss on every rank (tracked). cap > 0: each row's loss\
 at most cap, capped rows without gradient. Called by the sharded heads (sharded = true).",
-  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_logits"] = "fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor\
 The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or\
 plot a head's margins. spec as fvl.F.margin_ce.",
@@ -1409,4 +1409,7 @@ checked against lo..hi. Errors: not a number, NaN, out of range (named by fn and
 the whole file's bytes.",
   ["fvl.util.shape_str"] = "fvl.util.shape_str(t) -> string\
 a tensor's shape as messages print it (\"256×512\", \"scalar\").",
+  ["fvl.util.vmhwm_mb"] = "fvl.util.vmhwm_mb()\
+this process's peak resident memory (VmHWM) in MB, 0 where /proc/self/status is missing;\
+benchmarks print it beside the engine's own peak",
 }

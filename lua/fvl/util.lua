@@ -177,6 +177,16 @@ function util.loadavg()
   return s:match("^(%S+ %S+ %S+)") or "?"
 end
 
+-- this process's peak resident memory (VmHWM) in MB, 0 where /proc/self/status is missing;
+-- benchmarks print it beside the engine's own peak
+function util.vmhwm_mb()
+  local f = io.open("/proc/self/status")
+  if not f then return 0 end
+  local s = f:read("a")
+  f:close()
+  return (tonumber(s:match("VmHWM:%s*(%d+)")) or 0) / 1024
+end
+
 -- fvl.util.read_file(path) -> string | nil, message: the whole file's bytes.
 function util.read_file(path)
   local fh, msg = io.open(path, "rb")

@@ -32,13 +32,6 @@ fvl.threads(opts.threads)
 local T, B = fvl.threads(), opts.batch
 local nn = fvl.nn
 
-local function vmhwm_mb()
-  local f = io.open("/proc/self/status")
-  if not f then return 0 end
-  local s = f:read("a")
-  f:close()
-  return (tonumber(s:match("VmHWM:%s*(%d+)")) or 0) / 1024
-end
 
 local builders = {
   iresnet18 = function() return nn.iresnet { depth = 18 } end,
@@ -86,7 +79,7 @@ for _, name in ipairs(names) do
   ours[name] = { wall = wall, cpu = cpu }
   print(string.format("%-14s %7.2f img/s  %6.3f CPU s/img  peak %7.1f MB (RSS %7.1f MB)  %5.2f GFLOP/img fwd  "
                       .. "%6.1f GFLOP/s = %4.1f%% of FMA peak (%4.1f%% per CPU second)",
-                      name, B / wall, cpu / B, peak, vmhwm_mb(), flops / 1e9, rate, 100 * rate / (T * peak1),
+                      name, B / wall, cpu / B, peak, util.vmhwm_mb(), flops / 1e9, rate, 100 * rate / (T * peak1),
                       100 * (3 * flops * B / cpu / 1e9) / peak1))
   if opts.eval == 1 then
     -- inference: BN + PReLU in the convolutions' stores (F.conv2d_bn_act) against the same

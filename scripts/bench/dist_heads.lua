@@ -24,6 +24,7 @@
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
+local util = require "fvl.util"
 local parser = cli.parser("fvl scripts/bench/dist_heads.lua",
   "The sharded ArcFace head under mpirun: per-rank peak memory and step time, with and without Partial FC.")
 parser:option("--C", "classes, comma separated (default 1000000,2000000)")
@@ -54,13 +55,6 @@ local function list(v, default)
   return out
 end
 
-local function vmhwm_mb()
-  local fh = io.open("/proc/self/status")
-  if not fh then return 0 end
-  local s = fh:read("a")
-  fh:close()
-  return (tonumber(s:match("VmHWM:%s*(%d+)")) or 0) / 1024
-end
 
 -- per-rank bytes of the model above
 local function model_bytes(C, N, rate, chunk)
@@ -124,7 +118,7 @@ if args.one then
     end
     a:free(); w:free(); g:free()
   end
-  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f %.4f %d\n", rank, N, peak, vmhwm_mb(), best, gms, besth,
+  io.write(string.format("RESULT %d %d %.1f %.1f %.4f %.4f %.4f %d\n", rank, N, peak, util.vmhwm_mb(), best, gms, besth,
                          head.shard.chunked and 1 or 0))
   io.flush()
   return

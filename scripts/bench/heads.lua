@@ -27,6 +27,7 @@
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
+local util = require "fvl.util"
 local parser = cli.parser("fvl scripts/bench/heads.lua",
   "Time a training step of every loss head against the three bare GEMMs of that step; peak memory.")
 parser:option("--C", "classes (default: 10000 and 100000)"):convert(cli.integer("C", 2))
@@ -62,13 +63,6 @@ local function steps_for(C) return args.steps or (C <= 20000 and 15 or 5) end
 local TIGHT = { softmax = true, normface = true, cosface = true, arcface = true, combined = true }
 if args.threads then fvl.threads(args.threads) end
 
-local function vmhwm_kb()
-  local fh = io.open("/proc/self/status")
-  if not fh then return 0 end
-  local s = fh:read("a")
-  fh:close()
-  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
-end
 
 local function best(t)
   local b = math.huge
@@ -115,7 +109,7 @@ local function run_one(name, C)
     step(mode)
     mem[k] = fvl.mem().peak
   end
-  local hwm = vmhwm_kb()
+  local hwm = util.vmhwm_mb() * 1024   -- KB
 
   -- phase 2: the step in each mode and its three bare GEMMs (same shapes) alternately, best of N
   -- each, so that all see the same machine load
@@ -215,7 +209,6 @@ end
 local exe = interpreter()
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
-local util = require "fvl.util"
 local peak, isa = fvl._bench.fma_peak_all(0.3)
 print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
