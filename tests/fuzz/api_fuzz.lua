@@ -27,7 +27,7 @@ assert(os.execute("mkdir -p '" .. tmp .. "'"))
 local SKIP = {   -- processes, the network, threads, terminals, slow whole-dataset readers
   sys = true, store = true, sweep = true, _bench = true, threads = true,
   clock = true, _walltime = true, _isatty = true, log = true, progress = true, repl = true,
-  loader = true, Loader = true, _loader_batch = true, _loader_perm = true, fashion_mnist = true,
+  loader = true, Loader = true, fashion_mnist = true,
   mnist = true, lfw_pairs = true, folder_to_rec = true, images = true, _imgset_folder = true,
   boundaries = true, boundary_animation = true, boundary_animations = true, training_animation = true,
   history = true, use_reference = true, set_rng_state = true,

@@ -117,6 +117,17 @@ describe("integer conversions", function()
     expect_eq(t:abs():totable()[1], -2147483648)
     expect_eq((-t):totable()[2], -5)
   end)
+  it("the loader's batch range cannot overflow (start or count near maxinteger) and crop is an int32", function()
+    local x = fvl.zeros(4, 2)
+    expect_error(function() fvl._loader_batch(x, nil, nil, math.maxinteger, 1, false, 0, 1, 1) end,
+                 "loader: batch rows 9223372036854775807..9223372036854775807 are outside 1..4")
+    expect_error(function() fvl._loader_batch(x, nil, nil, 2, math.maxinteger, false, 0, 1, 1) end,
+                 "loader: batch rows 3..9223372036854775807 are outside 1..4")
+    expect_error(function() fvl._loader_batch(x, nil, nil, 3, 2, false, 0, 1, 1) end,
+                 "loader: batch rows 4..5 are outside 1..4")
+    expect_error(function() fvl._loader_batch(fvl.zeros(4, 1, 3, 3), nil, nil, 0, 2, false, 2^32 + 1, 1, 1) end,
+                 "loader: crop = 4294967297 is outside")
+  end)
   it("int32 tensors from tables refuse values outside int32", function()
     expect_error(function() fvl.tensor({2^40}, "int32") end, "tensor: entry [1] = 1.09951e+12 does not fit int32")
     expect_eq(fvl.tensor({3e10}):int():totable()[1], 2147483647, "float → int32 saturates")
