@@ -24,22 +24,29 @@ local parser = cli.parser("fvl scripts/loss_optimum.lua",
   "in D dimensions, the loss minimised directly from several random starts; is the minimum collapsed?")
 parser:option("--heads", "heads, comma separated: " .. table.concat(KEYS, ","), "cosface,arcface,circle")
   :convert(cli.list("heads", KEYS))
-parser:option("--dims", "embedding dimensions, comma separated", "2,3"):convert(function(s)
-  local out = {}
-  for item in (s .. ","):gmatch("([^,]*),") do
-    local d = math.tointeger(tonumber(item))
-    if not d or d < 2 then return nil, "dims: expected integers >= 2, got '" .. s .. "'" end
-    out[#out + 1] = d
+-- converter: a comma-separated list of numbers (integers >= lo with integer = true, else > 0)
+local function numbers(name, integer, lo)
+  return function(s)
+    local out = {}
+    for item in (s .. ","):gmatch("([^,]*),") do
+      local v = tonumber(item)
+      if integer then v = v and math.tointeger(v) end
+      if not v or v ~= v or (integer and v < lo) or (not integer and v <= 0) then
+        return nil, string.format("%s: expected %s, got '%s'", name, integer and "integers >= " .. lo or "numbers > 0", s)
+      end
+      out[#out + 1] = v
+    end
+    return out
   end
-  return out
-end)
+end
+parser:option("--dims", "embedding dimensions, comma separated", "2,3"):convert(numbers("dims", true, 2))
 parser:option("--seeds", "random starts per head and dimension", "3"):convert(cli.integer("seeds", 1))
 parser:option("--per-class", "free features per class", "8"):convert(cli.integer("per-class", 1))
 parser:option("--steps", "projected SGD steps", "3000"):convert(cli.integer("steps", 1))
 parser:option("--lr", "learning rate (momentum 0.9)", "0.05"):convert(cli.number("lr", 0))
 parser:option("--scale", "the scale s of the normalised heads", "16"):convert(cli.number("scale", 0))
-parser:option("--circle-gamma", "Circle's γ (default 4·s)"):convert(cli.number("circle-gamma", 0))
-parser:option("--circle-m", "Circle's m", "0.25"):convert(cli.number("circle-m", 0))
+parser:option("--circle-gamma", "Circle's γ, comma separated for several (default 4·s)"):convert(numbers("circle-gamma"))
+parser:option("--circle-m", "Circle's m, comma separated for several", "0.25"):convert(numbers("circle-m"))
 parser:option("--margin-warmup", "fraction of the steps over which every additive margin grows linearly from 0",
               "0"):convert(cli.number("margin-warmup", 0, 1))
 parser:option("--file", "document to update (with --section)")
@@ -48,11 +55,12 @@ local opt = parser:parse(arg or {})
 if (opt.file == nil) ~= (opt.section == nil) then parser:error("--file and --section go together") end
 
 local C, n = 10, opt.per_class
-local GAMMA = opt.circle_gamma or 4 * opt.scale
+local GAMMAS = opt.circle_gamma or { 4 * opt.scale }
 
+-- h: a HEADS entry, with gamma and m for Circle
 local function make(h, D)
   local o = { dim = D, classes = C }
-  if h[1] == "circle" then o.gamma, o.m = GAMMA, opt.circle_m
+  if h[1] == "circle" then o.gamma, o.m = h.gamma, h.m
   elseif h[1] ~= "softmax" then o.s = opt.scale end
   for k, v in pairs(h[4] or {}) do o[k] = v end
   return fvl.loss[h[3]](o)
@@ -115,42 +123,59 @@ local function ideal_loss(head)
   return loss_at(head, fvl.tensor(W), fvl.tensor(X))
 end
 
-local rows = { "| head | D | collapsed | largest centre cluster | min centre angle ° | accuracy % | loss at the minimum found | loss of the ideal arrangement |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|" }
-local want = {}
-for _, k in ipairs(opt.heads) do want[k] = true end
-for _, h in ipairs(HEADS) do
-  if want[h[1]] then
-    for _, D in ipairs(opt.dims) do
-      local coll, clusters, angles, accs, losses, ideal = 0, {}, {}, {}, {}, nil
-      for seed = 1, opt.seeds do
-        local head, d, loss, acc = minimise(h, D, seed)
-        if d.collapsed then coll = coll + 1 end
-        clusters[#clusters + 1] = tostring(d.largest_centre_cluster)
-        angles[#angles + 1] = string.format("%.1f", d.min_centre_angle)
-        accs[#accs + 1] = string.format("%.0f", 100 * acc)
-        losses[#losses + 1] = string.format("%.3f", loss)
-        if D == 2 then ideal = ideal_loss(head) end
-        io.stderr:write(string.format("loss_optimum: %s D=%d seed %d: loss %.4f, %s\n", h[2], D, seed, loss,
-                                      fvl.eval.collapse_text(d)))
+-- the heads to run, in table order; Circle once per (γ, m) asked for
+local function variants()
+  local want, list = {}, {}
+  for _, k in ipairs(opt.heads) do want[k] = true end
+  for _, h in ipairs(HEADS) do
+    if want[h[1]] and h[1] == "circle" then
+      for _, g in ipairs(GAMMAS) do
+        for _, m in ipairs(opt.circle_m) do
+          list[#list + 1] = { h[1], string.format("Circle (γ %g, m %g)", g, m), h[3], h[4], gamma = g, m = m }
+        end
       end
-      rows[#rows + 1] = string.format("| %s | %d | %d/%d | %s | %s | %s | %s | %s |", h[2], D, coll, opt.seeds,
-        table.concat(clusters, ", "), table.concat(angles, ", "), table.concat(accs, ", "), table.concat(losses, ", "),
-        ideal and string.format("%.3f", ideal) or "–")
+    elseif want[h[1]] then
+      list[#list + 1] = h
     end
   end
+  return list
 end
-local cmd = { "build/fvl scripts/loss_optimum.lua" }
-for i = 1, #arg do
-  if arg[i] == "--file" or arg[i] == "--section" then break end
-  cmd[#cmd + 1] = arg[i]
+
+-- one table row: head h in D dimensions over every random start
+local function row(h, D)
+  local coll, clusters, angles, accs, losses, ideal = 0, {}, {}, {}, {}, nil
+  for seed = 1, opt.seeds do
+    local head, d, loss, acc = minimise(h, D, seed)
+    if d.collapsed then coll = coll + 1 end
+    clusters[#clusters + 1] = tostring(d.largest_centre_cluster)
+    angles[#angles + 1] = string.format("%.1f", d.min_centre_angle)
+    accs[#accs + 1] = string.format("%.0f", 100 * acc)
+    losses[#losses + 1] = string.format("%.3f", loss)
+    if D == 2 then ideal = ideal_loss(head) end
+    io.stderr:write(string.format("loss_optimum: %s D=%d seed %d: loss %.4f, %s\n", h[2], D, seed, loss,
+                                  fvl.eval.collapse_text(d)))
+  end
+  return string.format("| %s | %d | %d/%d | %s | %s | %s | %s | %s |", h[2], D, coll, opt.seeds,
+    table.concat(clusters, ", "), table.concat(angles, ", "), table.concat(accs, ", "), table.concat(losses, ", "),
+    ideal and string.format("%.3f", ideal) or "–")
+end
+
+local rows = { "| head | D | collapsed | largest centre cluster | min centre angle ° | accuracy % | loss at the minimum found | loss of the ideal arrangement |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|" }
+for _, h in ipairs(variants()) do
+  for _, D in ipairs(opt.dims) do rows[#rows + 1] = row(h, D) end
+end
+local cmd, i = { "build/fvl scripts/loss_optimum.lua" }, 1
+while i <= #arg do   -- the command, without where the table was written
+  if arg[i] == "--file" or arg[i] == "--section" then i = i + 1 else cmd[#cmd + 1] = arg[i] end
+  i = i + 1
 end
 rows[#rows + 1] = ""
-rows[#rows + 1] = string.format("Per random start (seeds 1..%d): ten classes × %d free features, %d projected SGD steps " ..
-  "(lr %g, momentum 0.9%s), s = %g, Circle γ = %g, m = %g, the other heads' margins as in their papers. " ..
+rows[#rows + 1] = string.format("Per random start (seeds 1..%d; the cells list them in order): ten classes × %d free " ..
+  "features, %d projected SGD steps (lr %g, momentum 0.9%s), s = %g, the other heads' margins as in their papers. " ..
   "Reproduce: `%s`.", opt.seeds, n, opt.steps, opt.lr,
   opt.margin_warmup > 0 and string.format(", margins from 0 over the first %g of the steps", opt.margin_warmup) or "",
-  opt.scale, GAMMA, opt.circle_m, table.concat(cmd, " "))
+  opt.scale, table.concat(cmd, " "))
 local md = table.concat(rows, "\n")
 print(md)
 if opt.file then

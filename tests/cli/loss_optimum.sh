@@ -21,15 +21,15 @@ printf 'intro\n<!-- results:opt -->\nstale\n<!-- /results:opt -->\nend\n' >"$tmp
   --file "$tmp/doc.md" --section opt >"$tmp/out" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ]' "loss_optimum failed: $(tail -c 600 "$tmp/err")"
 check 'grep -q "^| Softmax | 2 | 0/2 | .* | 100, 100 |" "$tmp/out"' "Softmax in 2-D: $(grep Softmax "$tmp/out")"
-check 'grep -q "^| Circle | 2 | 2/2 |" "$tmp/out"' "Circle in 2-D is not collapsed: $(grep Circle "$tmp/out")"
-check 'grep -q "^| Circle | 4 | 0/2 | .* | 100, 100 |" "$tmp/out"' "Circle in 4-D: $(grep Circle "$tmp/out")"
+check 'grep -q "^| Circle (γ 64, m 0.25) | 2 | 2/2 |" "$tmp/out"' "Circle in 2-D is not collapsed: $(grep Circle "$tmp/out")"
+check 'grep -q "^| Circle (γ 64, m 0.25) | 4 | 0/2 | .* | 100, 100 |" "$tmp/out"' "Circle in 4-D: $(grep Circle "$tmp/out")"
 # Circle's 2-D minima are below the loss of the ideal arrangement: the loss prefers the collapse
-row=$(grep "^| Circle | 2 |" "$tmp/out")
+row=$(grep "^| Circle (γ 64, m 0.25) | 2 |" "$tmp/out")
 ideal=$(echo "$row" | awk -F'|' '{gsub(/ /, "", $9); print $9}')
 found=$(echo "$row" | awk -F'|' '{print $8}' | tr -d ' ')
 check '[ -n "$ideal" ] && awk -v l="$found" -v i="$ideal" "BEGIN { n = split(l, a, \",\"); for (k = 1; k <= n; k++) if (a[k] + 0 >= i + 0) exit 1; exit n == 2 ? 0 : 1 }"' \
   "Circle's 2-D minima ($found) are not all below the ideal arrangement's loss ($ideal)"
-check '! grep -q stale "$tmp/doc.md" && grep -q "^| Circle | 4 |" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' \
+check '! grep -q stale "$tmp/doc.md" && grep -q "^| Circle (γ 64, m 0.25) | 4 |" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' \
   "the section was not written: $(cat "$tmp/doc.md")"
 check 'grep -q "Reproduce: .build/fvl scripts/loss_optimum.lua --heads softmax,circle --dims 2,4 --seeds 2 --steps 1500.\." "$tmp/doc.md"' \
   "the section does not give the command: $(grep Reproduce "$tmp/doc.md")"
