@@ -189,6 +189,7 @@ typedef struct {
   float *lse;               /* B */
   unsigned char *skip;      /* B or NULL */
   fvl_margin_row *rows;     /* B */
+  int64_t K;                /* > 1: taken of the max over groups of K cosines (group_max_ws.c) */
 } margin_term;
 typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
 static void free_term(margin_term *t) {
@@ -216,6 +217,9 @@ int fvl_loss_fused(void) { return fused_mode; }
 
 int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
                         const float *lse, const unsigned char *skip, float gscale) {
+  int64_t K = 1;
+  fvl_tensor *src = fvl_lo_group_max_source(cos, &K);   /* cos = the max over sub-centres of src */
+  if (src) cos = src;
   if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
   fvl_node *n = cos->grad_fn;
   fvl_tensor *cs = n->saved[1];
@@ -242,6 +246,7 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   t->sp = *sp;
   t->sp.s_row = t->sp.m_row = t->sp.thr_row = NULL;
   t->gscale = gscale;
+  t->K = K;
   cl->term = t;
   n->pending = 1;
   return 1;
@@ -456,8 +461,8 @@ typedef struct {
 /* a thread's scratch */
 typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; } cos_bw_scratch;
 
-/* one column block [j0, j0+nj) of the backward (see cosine_bw) */
-static void cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int64_t blk) {
+/* one column block [j0, j0+nj) of the backward (see cosine_bw); −1: out of memory */
+static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int64_t blk) {
   int64_t B = c->B, D = c->D, C = c->C, j0 = blk * c->nb, nj = C - j0 < c->nb ? C - j0 : c->nb;
   for (int64_t k = 0; k < nj; k++) {
     s->inw[k] = 1.0f / (c->nwp[j0 + k] > NRM_EPS ? c->nwp[j0 + k] : NRM_EPS);
@@ -479,8 +484,14 @@ static void cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int
   if (c->mt) {   /* G_blk from the block's cosines, plus what reached them from elsewhere */
     const margin_term *mt = c->mt;
     float *S = s->S;
-    fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse, mt->gscale,
-                            mt->skip, S, (int)nj);
+    if (mt->K > 1) {   /* through the max over groups of K sub-centres */
+      if (fvl_group_margin_bwd_block(&mt->sp, mt->rows, c->cp, C, mt->K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale,
+                                     mt->skip, S, nj))
+        return -1;
+    } else {
+      fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
+                              mt->gscale, mt->skip, S, (int)nj);
+    }
     if (c->g)
       for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, c->g + i * C + j0, nj);
     if (c->boff)
@@ -494,12 +505,13 @@ static void cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int
     float beta = blk == group_first(c->nblk, c->ng, grp) ? 0.0f : 1.0f;
     gemm_dx(s->work, B, D, nj, gb, ldg, c->wp + j0 * c->ldw, c->ldw, beta, c->pt->part[grp]);
   }
-  if (!c->want_w) return;
+  if (!c->want_w) return 0;
   for (int64_t k = 0; k < nj; k++) {   /* |W_j| < eps: W/eps, no projection */
     int64_t j = j0 + k;
     axpy_row(c->dwp + j * D, c->wp + j * c->ldw, D, c->nwp[j] < NRM_EPS ? 0.0f : s->gam[k] * s->inw[k], c->bt);
   }
   gemm_dw(s->work, c->Xb, nj, D, B, gb, ldg, c->xhp, D, 1.0f, c->dwp + j0 * D);
+  return 0;
 }
 
 /* the column blocks shared among the threads (groups of blocks in order: partials) */
@@ -520,7 +532,10 @@ static int cosine_bw_blocks(const cos_bw *c) {
 #pragma omp for schedule(dynamic, 1)
     for (int64_t grp = 0; grp < c->ng; grp++)
       for (int64_t blk = group_first(c->nblk, c->ng, grp); blk < group_first(c->nblk, c->ng, grp + 1); blk++)
-        if (!fvl_aborted() && !oom) cosine_bw_block(c, &s, grp, blk);
+        if (!fvl_aborted() && !oom && cosine_bw_block(c, &s, grp, blk)) {
+#pragma omp atomic write
+          oom = 1;
+        }
     free(s.S);
     free(s.R);
     free(s.work);
