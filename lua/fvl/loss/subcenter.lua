@@ -18,6 +18,7 @@ local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 -- the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
 -- step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.
 function Sub:_max_workspaces(B)
+  if self._no_ws then return nil end   -- row chunks (fvl.loss.sharded): no B×C buffer
   -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
   local C = self._ws_cols and self._ws_cols // self.K or self.classes
   if self._mgws_B ~= B or self._mgws_C ~= C then
