@@ -272,8 +272,10 @@ static int l_group_max(lua_State *L) {
  * B×(C·K) gradient into it, so the step keeps no B×C buffer of its own (the arg-max is recomputed
  * from cos). prev: this function's previous output on gws (lets it reuse gws once that graph is
  * finished). The values of out are overwritten by its backward and by the next call on gws.
- * Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws must not
- * share cos's storage. */
+ * gws may instead be B×C: it then holds the max only (with fvl.F.fused on, a margin_ce taken of
+ * out forms its gradient in the cosine's class blocks through the max, so no gradient buffer is
+ * needed). Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws
+ * must not share cos's storage. */
 static int l_group_max_ws(lua_State *L) {
   int64_t K;
   fvl_tensor *cos = group_max_args(L, "group_max_ws", &K);

@@ -146,6 +146,7 @@ typedef struct {
   float *lse;               /* B */
   unsigned char *skip;      /* B or NULL */
   fvl_margin_row *rows;     /* B */
+  int64_t K;                /* > 1: taken of the max over groups of K cosines (group_max_ws.c) */
 } margin_term;
 typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
 static void free_term(margin_term *t) {
@@ -173,6 +174,9 @@ int fvl_loss_fused(void) { return fused_mode; }
 
 int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
                         const float *lse, const unsigned char *skip, float gscale) {
+  int64_t K = 1;
+  fvl_tensor *src = fvl_lo_group_max_source(cos, &K);   /* cos = the max over sub-centres of src */
+  if (src) cos = src;
   if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
   fvl_node *n = cos->grad_fn;
   fvl_tensor *cs = n->saved[1];
@@ -199,6 +203,7 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   t->sp = *sp;
   t->sp.s_row = t->sp.m_row = t->sp.thr_row = NULL;
   t->gscale = gscale;
+  t->K = K;
   cl->term = t;
   n->pending = 1;
   return 1;
@@ -445,9 +450,18 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
           cb = R;
           ldcb = nj;
         }
-        if (mt) {
+        if (mt && mt->K > 1) {
+          if (fvl_group_margin_bwd_block(&mt->sp, mt->rows, cp, C, mt->K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale,
+                                         mt->skip, S, nj)) {
+#pragma omp atomic write
+            oom = 1;
+            continue;
+          }
+        } else if (mt) {
           fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
                                   mt->gscale, mt->skip, S, (int)nj);
+        }
+        if (mt) {
           if (g)
             for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, g + i * C + j0, nj);
           if (boff)

@@ -6,7 +6,15 @@
  * one gradient buffer). Here the B×C max lives in the first B·C floats of the gradient
  * workspace, which is idle until the backward, and the backward recomputes the arg-max from
  * the cosines (which the cosine's graph keeps until its own backward) and scatters the B×C
- * gradient over that same workspace. */
+ * gradient over that same workspace.
+ *
+ * With the fused class blocks (fvl.F.fused, cosine.c) a margin CE taken of this op's output hands
+ * its gradient to the cosine node below, like a single-centre head's: fvl_lo_group_max_source
+ * tells fvl_lo_defer_margin that the B×C matrix is a max over groups of K cosines, and
+ * fvl_group_margin_bwd_block forms each column block's B×(C·K) gradient from the saved cosines
+ * (the arg-max recomputed per block). Then neither the B×C gradient of the max nor a B×(C·K)
+ * gradient is ever written, and the step keeps the cosines plus the B×C max (gws of B×C). */
+#include <stdlib.h>
 #include <string.h>
 #include "group_max_ws.h"
 #include "loss_internal.h"
@@ -48,7 +56,15 @@ fvl_tensor *fvl_group_max_ws(fvl_tensor *cos, int64_t K, fvl_tensor *gws, fvl_te
   int64_t C;
   if (fvl_lo_group_cols(fn, cos, K, &C)) return NULL;
   int64_t B = cos->size[0], CK = cos->size[1], sz[2] = {B, C};
-  if (gws && fvl_lo_ws_ok(fn, "gws", gws, B, CK)) return NULL;
+  /* gws: B×(C·K) (the max in front, the gradient over it) or B×C (the max only) */
+  if (gws && !(gws->dtype == FVL_F32 && gws->ndim == 2 && gws->size[0] == B && (gws->size[1] == CK || gws->size[1] == C) &&
+               fvl_is_contiguous(gws))) {
+    char b1[64];
+    fvl_err("%s: workspace gws is %s %s%s (expected a contiguous float32 %lldx%lld tensor, or %lldx%lld for the max only)",
+            fn, fvl_dtype_name(gws->dtype), fvl_lo_shape(gws, b1), fvl_is_contiguous(gws) ? "" : " (not contiguous)",
+            (long long)B, (long long)CK, (long long)B, (long long)C);
+    return NULL;
+  }
   if (gws && gws->st == cos->st) {
     fvl_err("%s: gws shares its storage with cos (expected a separate B×(C·K) workspace)", fn);
     return NULL;
@@ -99,7 +115,8 @@ static int group_max_ws_bw(fvl_node *n, fvl_tensor *gout) {
   /* the max output in gws is dead now (every consumer's backward ran before this one) */
   fvl_tensor *acc = cin->grad_fn ? cin->grad_fn->gacc : NULL;
   int64_t sz[2] = {B, C * K};
-  if (gws && g->st != gws->st && gws->st != cin->st && !(acc && acc->st == gws->st)) dc = fvl_retain(gws);
+  if (gws && fvl_numel(gws) == B * C * K && g->st != gws->st && gws->st != cin->st && !(acc && acc->st == gws->st))
+    dc = fvl_retain(gws);
   else dc = fvl_empty(FVL_F32, 2, sz);
   int ldc, rc = -1;
   if (dc && (cd = fvl_lo_rows_of(cin, &ldc))) {
@@ -118,4 +135,43 @@ static int group_max_ws_bw(fvl_node *n, fvl_tensor *gout) {
   fvl_release(dc);
   fvl_release(g);
   return rc;
+}
+
+fvl_tensor *fvl_lo_group_max_source(const fvl_tensor *t, int64_t *K) {
+  fvl_node *n = t ? t->grad_fn : NULL;
+  if (!n || n->backward != group_max_ws_bw || t->ndim != 2 || t->size[0] != n->iv[0] || t->size[1] != n->iv[1])
+    return NULL;
+  *K = n->iv[2];
+  return n->in[0];
+}
+
+int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
+                               int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
+                               float gscale, const unsigned char *skip, float *S, int64_t lds) {
+  /* the classes the block's columns belong to (the first and last may straddle its edges) */
+  int64_t c0 = j0 / K, nc = (j0 + n - 1) / K - c0 + 1;
+  float *mx = malloc(sizeof(float) * (size_t)nc), *gm = malloc(sizeof(float) * (size_t)nc);
+  int64_t *col = malloc(sizeof(int64_t) * (size_t)nc);
+  if (!mx || !gm || !col) {
+    free(mx); free(gm); free(col);
+    return -1;
+  }
+  for (int i = 0; i < B; i++) {
+    float *srow = S + (size_t)i * (size_t)lds;
+    memset(srow, 0, sizeof(float) * (size_t)n);
+    if (skip && skip[i]) continue;
+    const float *crow = cs + (size_t)i * (size_t)ldc;
+    for (int64_t c = 0; c < nc; c++) {   /* the forward's max and arg-max, from the same cosines */
+      const float *v = crow + (c0 + c) * K;
+      int64_t a = first_max(v, K);
+      mx[c] = v[a];
+      col[c] = (c0 + c) * K + a - j0;
+    }
+    /* the margin CE's gradient of this row's classes (y in class columns), at their arg-max */
+    fvl_margin_ce_bwd_block(sp, rows + i, mx, (int)nc, y + i, 1, (int)c0, (int)nc, lse + i, gscale, NULL, gm, (int)nc);
+    for (int64_t c = 0; c < nc; c++)
+      if (col[c] >= 0 && col[c] < n) srow[col[c]] = gm[c];
+  }
+  free(mx); free(gm); free(col);
+  return 0;
 }

@@ -16,6 +16,8 @@
  * gws is free when no tensor but gws shares its storage, or when the only other one is `prev`,
  * this function's previous output on gws, and the graph of prev is finished (its backward ran)
  * or was never recorded. Otherwise out and the gradient are fresh tensors (still correct).
+ * gws may also be B×C: then it holds `out` only, and a backward that runs allocates its gradient
+ * (the fused class blocks need none: a margin CE of `out` is formed in the cosine's backward).
  * Like every workspace, the values of `out` are overwritten by its backward and by the next
  * call that reuses gws. */
 fvl_tensor *fvl_group_max_ws(fvl_tensor *cos, int64_t K, fvl_tensor *gws, fvl_tensor *prev);

@@ -43,6 +43,16 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
 int fvl_lo_defer_margin_rows(fvl_tensor *cin, const fvl_margin_spec *sp, const float *cos, int ldc, const int32_t *y,
                              const float *ctgt, const float *lse, const unsigned char *skip, float gscale,
                              fvl_tensor **ds, fvl_tensor **dm);
+/* Fused class blocks through a max over sub-centres (group_max_ws.c): when t is the B×C output of
+   fvl_group_max_ws, the B×(C·K) matrix it was taken of (*K = the group size), else NULL. */
+fvl_tensor *fvl_lo_group_max_source(const fvl_tensor *t, int64_t *K);
+/* S (B×n, row stride lds) = the gradient on the columns [j0, j0+n) of the B×(C·K) matrix cs (the
+   whole matrix, row stride ldc) of a margin CE taken of its max over each group of K columns: each
+   class's fvl_margin_ce_bwd_block value (rows, y in class columns, lse, gscale, skip as there) at
+   its arg-max column (ties: the first), zeros elsewhere. Serial. −1: out of memory (no message). */
+int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
+                               int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
+                               float gscale, const unsigned char *skip, float *S, int64_t lds);
 /* accumulates v (B floats) into input i of n, reshaped to the input's shape (B or B×1) */
 int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v);
 /* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose

@@ -181,8 +181,10 @@ no unfinished graph uses it, out is a view of its first B·C floats and the back
 B×(C·K) gradient into it, so the step keeps no B×C buffer of its own (the arg-max is recomputed\
 from cos). prev: this function's previous output on gws (lets it reuse gws once that graph is\
 finished). The values of out are overwritten by its backward and by the next call on gws.\
-Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws must not\
-share cos's storage.",
+gws may instead be B×C: it then holds the max only (with fvl.F.fused on, a margin_ce taken of\
+out forms its gradient in the cosine's class blocks through the max, so no gradient buffer is\
+needed). Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws\
+must not share cos's storage.",
   ["fvl.F.hard_mean"] = "fvl.F.hard_mean(cos, labels [, opts]) -> h, count\
 Per row, the mean of its hard negatives (h, B values, tracked: the gradient reaches the hard\
 entries of cos) and how many there are (count, B, untracked). opts: hard = \"all\"|\"arc\"|\"cos\"\

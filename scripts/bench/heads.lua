@@ -102,7 +102,8 @@ local function run_one(name, C)
   for k, mode in ipairs(modes) do
     for _ = 1, math.max(args.warmup, 1) do step(mode) end
     -- a workspace the previous mode kept is not this mode's (Sub-center ArcFace's B×C max lives
-    -- in its gradient workspace: dropped with it, or the old workspace stays alive beside the new)
+    -- in its gradient workspace on the 2-pass path: dropped with it, or the old workspace stays
+    -- alive beside the new; its fused path drops the 2-pass buffers itself, and they its own)
     head._gws, head._max = nil, nil
     collectgarbage()                    -- the warm-up's garbage is not part of the step's peak
     local m0 = fvl.mem(true)
@@ -296,8 +297,9 @@ end
 print("B×C bufs = engine bytes at the step's peak minus W and W.grad (Center: and its C×D centres),")
 print("           in B×C float buffers")
 print("           (target ≤ 2: the logits and one extra buffer; x, dx and small vectors included)")
-print("           (subcenter_arcface: in B×(C·K) buffers, target ≤ 2 + 1/K: the cosines, one gradient")
-print("           workspace that also holds the B×C max, and the max's B×C gradient)")
+print("           (subcenter_arcface: in B×(C·K) buffers, target ≤ 2.2; fused: the cosines and the B×C")
+print("           max, 1 + 1/K; 2-pass: the cosines, one gradient workspace that also holds the max, and")
+print("           the max's B×C gradient, 2 + 1/K)")
 print("rest B×D = what the peak holds beyond W, W.grad and the whole B×C buffers counted in B×C bufs,")
 print("           in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")

@@ -89,6 +89,7 @@ describe("fused class blocks equal the two-pass path", function()
     end
     compare("arcface", {}, { 9, 16, 5000 }, tweak)
     compare("cosface", {}, { 6, 5, 7 }, tweak)
+    compare("subcenter_arcface", { K = 3, _rows = 3 }, { 9, 16, 2000 }, tweak)
   end)
   it("a second consumer of the cosines adds its gradient to the blocks", function()
     -- a Lua margin that also reads ctx.cos (tracked): its gradient reaches the cosine node
@@ -112,7 +113,8 @@ describe("fused class blocks", function()
     fvl.threads(1)
     local LABELS = { 1, 2, 3, 1, 5, 7 }
     for _, h in ipairs { { "arcface", { s = 8 } }, { "cosface", { s = 8 } }, { "sphereface", { s = 8 } },
-                         { "mv_softmax", { s = 8 } }, { "magface", { s = 8 } }, { "adaface", { s = 8 } } } do
+                         { "mv_softmax", { s = 8 } }, { "magface", { s = 8 } }, { "adaface", { s = 8 } },
+                         { "subcenter_arcface", { s = 8, K = 3 } } } do
       local o = { dim = 5, classes = 7 }
       for k, v in pairs(h[2]) do o[k] = v end
       local head = fvl.loss[h[1]](o)

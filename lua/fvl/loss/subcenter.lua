@@ -1,8 +1,8 @@
 -- fvl.loss.subcenter_arcface — Sub-center ArcFace, written from the fvl.F primitives:
 -- head.weight holds K sub-centres per class, (C·K)×D, sub-centre k of class j (1-based) in row
--- (j−1)·K + k. Each step: cosine GEMM against all C·K rows → F.group_max (max over each class's
--- K sub-centres; the gradient goes to the arg-max one only) → ArcFace's fused CE. The max uses
--- F.group_max_ws, whose B×C output and B×(C·K) gradient share the head's gradient workspace.
+-- (j−1)·K + k. Each step: cosine GEMM against all C·K rows → F.group_max_ws (max over each
+-- class's K sub-centres; the gradient goes to the arg-max one only) → ArcFace's fused CE, whose
+-- gradient the fused class blocks form per block through the max (no B×C or B×(C·K) gradient).
 -- head:prune(x, labels) is the data-cleaning step of the recipe: the dominant sub-centre of each
 -- class (the one most of its samples are closest to) and the samples within max_angle of it.
 local fvl = require "fvl.core"
@@ -14,25 +14,44 @@ local opts, num, bool, enum = base.opts, base.num, base.bool, base.enum
 local fail = util.fail
 local Sub = util.class("fvl.loss.subcenter_arcface", base.Head)
 
--- the B×C buffer margin_ce writes the gradient of the max-cosines into, kept while B and C stay
--- the same. The max-cosines themselves live in the B×(C·K) gradient workspace (F.group_max_ws), so a
--- step keeps the B×(C·K) cosines, that one gradient workspace and this B×C buffer.
+-- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
+local function classes_in_use(self) return self._ws_cols and self._ws_cols // self.K or self.classes end
+
+-- Two-pass path (fvl.F.fused(false)): the B×C buffer margin_ce writes the gradient of the
+-- max-cosines into, kept while B and C stay the same. The max-cosines themselves live in the
+-- B×(C·K) gradient workspace (F.group_max_ws), so a step keeps the B×(C·K) cosines, that one
+-- gradient workspace and this B×C buffer.
 function Sub:_max_workspaces(B)
   if self._no_ws then return nil end   -- row chunks (fvl.loss.sharded): no B×C buffer
-  -- the classes in use: all, this rank's slice, or the sampled ones (sharded / Partial FC)
-  local C = self._ws_cols and self._ws_cols // self.K or self.classes
+  local C = classes_in_use(self)
   if self._mgws_B ~= B or self._mgws_C ~= C then
     self._mgws, self._mgws_B, self._mgws_C, self._max = fvl.empty(B, C), B, C, nil
   end
   return self._mgws
 end
 
--- B×C cosines to the nearest sub-centre of each class (tracked)
+-- B×C cosines to the nearest sub-centre of each class (tracked). With the fused class blocks
+-- (fvl.F.fused, the default) margin_ce leaves its gradient to the cosine's backward, which forms
+-- each block's B×(C·K) gradient from the saved cosines through the max (arg-max recomputed per
+-- block): the step keeps the B×(C·K) cosines and the B×C max, in a buffer of its own (_fmws).
 function Sub:_class_cosine(x, B)
   local F = base.F()
+  if self.K == 1 then return self:cosine(x, B) end
+  if not base.reference and fvl.F.fused() ~= false then
+    self._gws, self._mgws, self._mgws_B, self._max = nil, nil, nil, nil   -- the two-pass path's
+    local ws = self:workspaces(B, true, false)
+    local C = classes_in_use(self)
+    if self._no_ws then
+      self._fmws, self._fmax = nil, nil                                      -- row chunks (sharded)
+    elseif self._fmws_B ~= B or self._fmws_C ~= C then
+      self._fmws, self._fmws_B, self._fmws_C, self._fmax = fvl.empty(B, C), B, C, nil
+    end
+    self._fmax = F.group_max_ws(F.cosine(x, self.weight, ws), self.K, self._fmws, self._fmax)
+    return self._fmax
+  end
+  self._fmws, self._fmws_B, self._fmax = nil, nil, nil                       -- the fused path's
   local ws, gws = self:workspaces(B)           -- B×(C·K)
   local cos = F.cosine(x, self.weight, ws)
-  if self.K == 1 then return cos end
   self:_max_workspaces(B)
   self._max = F.group_max_ws(cos, self.K, gws, self._max)
   return self._max
@@ -43,7 +62,7 @@ function Sub:forward(x, labels)
   local cos = self:_class_cosine(x, B)
   local fb, easy = margin.arc_fallback("subcenter_arcface", self.fallback, self.easy_margin)
   local spec = { s = self.s, target = "arc", m = self.m, fallback = fb, easy_margin = easy }
-  spec.gws = self.K == 1 and self._gws or self:_max_workspaces(B)
+  spec.gws = self.K == 1 and self._gws or self._mgws   -- nil on the fused path: no B×C gradient
   spec.nonfinite = self.nonfinite
   return base.F().margin_ce(cos, y, spec, self.name)
 end
