@@ -129,6 +129,10 @@ anchor; tracked in S. Errors: first outside the rows that fit B anchors.",
 2-D convolution of x (N×Cin×H×W) with w (Cout×Cin×kh×kw) and an optional bias (Cout); stride\
 (1) and padding (0) are an integer or {h, w}. Tracked in x, w and bias.\
 Errors: shapes that do not match; stride < 1 or a size above 65535.",
+  ["fvl.F.conv2d_avx512"] = "fvl.F.conv2d_avx512([on]) -> boolean\
+Whether the direct convolution kernels use their AVX-512 versions (the previous setting when\
+on, a boolean, is given). They do where the CPU has AVX-512F, unless turned off; off (or on a\
+CPU without it) the AVX2 versions run. Both give the same bits; for benchmarks and tests.",
   ["fvl.F.conv2d_bn_act"] = "fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor\
 Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =\
 none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more\
@@ -484,6 +488,11 @@ converter: a comma-separated list of names (no empty items); choices: optional a
 converter: a number (optionally within [lo, hi])",
   ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
 a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+  ["fvl.cli.write_section"] = "fvl.cli.write_section(file, section, text, who)\
+replaces the lines between\
+\"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
+with text, atomically, so documented tables are written by the script that computed them; the\
+markers must each be there once (errors are prefixed with who, the calling script's name)",
   ["fvl.data.bin_pack"] = "fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1}",
   ["fvl.data.decode_image"] = "fvl.data.decode_image(bytes [, opts]) -> tensor\
 a JPEG or PNG image (a string of its bytes) as a\
