@@ -151,7 +151,7 @@ static int l_walltime(lua_State *L) {
 
 /* fvl._isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)) == 1);
+  lua_pushboolean(L, isatty(fvl_checkint32(L, "isatty", "fd", luaL_checkinteger(L, 1), 0, INT32_MAX)) == 1);
   return 1;
 }
 

@@ -128,6 +128,18 @@ describe("integer conversions", function()
     expect_error(function() fvl._loader_batch(fvl.zeros(4, 1, 3, 3), nil, nil, 0, 2, false, 2^32 + 1, 1, 1) end,
                  "loader: crop = 4294967297 is outside")
   end)
+  it("integers from Lua are bounded before they become int (no silent truncation of 2^32 + k)", function()
+    local huge_len = setmetatable({}, { __len = function() return 2^32 + 1 end,
+                                        __index = function() return fvl.ones(2) end })
+    expect_error(function() fvl.cat(huge_len) end, "cat: expected 1..64 tensors, got 4294967297")
+    local two = setmetatable({}, { __len = function() return 2^32 + 2 end, __index = function() return 1 end })
+    expect_error(function() fvl.zeros(2, 2):get(two) end, "get: 4294967298 indices for a 2-D tensor")
+    expect_error(function() fvl._eval.verification(fvl.rand(8), fvl.tensor({1, 0, 1, 0, 1, 0, 1, 0}, "int32"), 2^32 + 2) end,
+                 "verification: folds = 4294967298 is outside")
+    expect_error(function() fvl._decode_image("x", 2^32 + 3, false) end, "decode_image: channels = 4294967299 is outside")
+    expect_error(function() fvl.sys.kill(2^32 + 1) end, "sys.kill: pid = 4294967297 is outside")
+    expect_error(function() fvl.sys.kill(fvl.sys.getpid(), 2^32 + 9) end, "sys.kill: signal = 4294967305 is outside 0..64")
+  end)
   it("int32 tensors from tables refuse values outside int32", function()
     expect_error(function() fvl.tensor({2^40}, "int32") end, "tensor: entry [1] = 1.09951e+12 does not fit int32")
     expect_eq(fvl.tensor({3e10}):int():totable()[1], 2147483647, "float → int32 saturates")
