@@ -670,14 +670,9 @@ static int64_t count_label(const int32_t *sorted, int64_t n, int32_t l) {
   return lo - a;
 }
 
-int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
-                            const float *probes, const int32_t *pl, int64_t P, int64_t D,
-                            const int *ks, int nk, double *rank_k, fvl_ident_result *res) {
-  const char *fn = "identification";
-  int loo = probes == NULL;
-  if (!gallery || !gl || !res) return fvl_err("%s: gallery, labels and res must not be NULL", fn);
-  if (loo) { P = G; pl = gl; }
-  if (!pl) return fvl_err("%s: probe_labels must not be NULL", fn);
+/* the arguments of fvl_eval_identification (probes = gallery, pl = gl when leave-one-out) */
+static int ident_check(const char *fn, const float *gallery, const int32_t *gl, int64_t G, const float *probes,
+                       const int32_t *pl, int64_t P, int64_t D, const int *ks, int nk, int loo) {
   if (G < 1 || P < 1 || D < 1)
     return fvl_err("%s: expected a non-empty gallery and probes, got %lld and %lld rows of %lld",
                    fn, (long long)G, (long long)P, (long long)D);
@@ -690,6 +685,45 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
   if (!loo && check_labels(fn, "probe_labels", pl, P) < 0) return -1;
   if (check_rows(fn, "gallery", gallery, G, D) < 0) return -1;
   if (!loo && check_rows(fn, "probes", probes, P, D) < 0) return -1;
+  return 0;
+}
+
+/* one query q with label lab and similarities s to the G gallery rows (itself left out when
+ * loo): the 0-based rank of its first match among the top max(R, kmax) (-1: none there; -2: the
+ * query is dropped, no other gallery row has its identity), its R-precision and MAP@R; idx is
+ * scratch for G indices */
+static void ident_query(const float *s, const int32_t *gl, const int32_t *gsorted, int64_t G, int64_t q,
+                        int32_t lab, int loo, int kmax, int32_t *idx, int64_t *first, double *rp, double *map) {
+  int64_t R = count_label(gsorted, G, lab) - (loo ? 1 : 0);
+  *first = -2;                          /* dropped */
+  if (R <= 0) return;
+  int64_t n = 0;
+  for (int64_t g = 0; g < G; g++)
+    if (!(loo && g == q)) idx[n++] = (int32_t)g;
+  int64_t K = R > kmax ? R : kmax;
+  if (K > n) K = n;
+  top_k(s, idx, n, K);
+  int64_t f = -1, hitsR = 0;
+  double ap = 0;
+  for (int64_t i = 0; i < K; i++) {
+    if (gl[idx[i]] != lab) continue;
+    if (f < 0) f = i;
+    if (i < R) { hitsR++; ap += (double)hitsR / (double)(i + 1); }
+  }
+  *first = f;
+  *rp = (double)hitsR / (double)R;
+  *map = ap / (double)R;
+}
+
+int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
+                            const float *probes, const int32_t *pl, int64_t P, int64_t D,
+                            const int *ks, int nk, double *rank_k, fvl_ident_result *res) {
+  const char *fn = "identification";
+  int loo = probes == NULL;
+  if (!gallery || !gl || !res) return fvl_err("%s: gallery, labels and res must not be NULL", fn);
+  if (loo) { P = G; pl = gl; }
+  if (!pl) return fvl_err("%s: probe_labels must not be NULL", fn);
+  if (ident_check(fn, gallery, gl, G, probes, pl, P, D, ks, nk, loo) < 0) return -1;
 
   int kmax = 1;
   for (int i = 0; i < nk; i++) if (ks[i] > kmax) kmax = ks[i];
@@ -707,10 +741,10 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
   int64_t *hits = calloc((size_t)(nk > 0 ? nk : 1), sizeof *hits);
   int64_t *qfirst = malloc((size_t)BQ * sizeof *qfirst);
   double *qrp = malloc((size_t)BQ * sizeof *qrp), *qmap = malloc((size_t)BQ * sizeof *qmap);
+  int rc = 0;
   if (!gn || !pn || !sim || !scratch || !gsorted || !hits || !qfirst || !qrp || !qmap) {
-    free(gn); if (!loo) free(pn); free(sim); free(scratch); free(gsorted); free(hits);
-    free(qfirst); free(qrp); free(qmap);
-    return fvl_err("%s: out of memory (gallery %lld, probes %lld)", fn, (long long)G, (long long)P);
+    rc = fvl_err("%s: out of memory (gallery %lld, probes %lld)", fn, (long long)G, (long long)P);
+    goto done;
   }
   normalize_rows(gallery, G, D, gn);
   if (!loo) normalize_rows(probes, P, D, pn);
@@ -719,7 +753,6 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
 
   int64_t nq = 0, ndrop = 0;
   double sum_p1 = 0, sum_rp = 0, sum_map = 0;
-  int rc = 0;
   for (int64_t q0 = 0; q0 < P; q0 += BQ) {
     if (fvl_check_abort(fn) < 0) { rc = -1; break; }
     int64_t bq = P - q0 < BQ ? P - q0 : BQ;
@@ -728,33 +761,12 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
      * depend on the thread count or the schedule */
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nth)
     for (int64_t b = 0; b < bq; b++) {
-      int64_t q = q0 + b;
       int tid = 0;
 #ifdef _OPENMP
       tid = omp_get_thread_num();
 #endif
-      int32_t lab = pl[q];
-      int64_t R = count_label(gsorted, G, lab) - (loo ? 1 : 0);
-      qfirst[b] = -2;                          /* dropped */
-      if (R <= 0) continue;
-      const float *s = sim + b * G;
-      int32_t *idx = scratch + (int64_t)tid * G;
-      int64_t n = 0;
-      for (int64_t g = 0; g < G; g++)
-        if (!(loo && g == q)) idx[n++] = (int32_t)g;
-      int64_t K = R > kmax ? R : kmax;
-      if (K > n) K = n;
-      top_k(s, idx, n, K);
-      int64_t first = -1, hitsR = 0;
-      double ap = 0;
-      for (int64_t i = 0; i < K; i++) {
-        if (gl[idx[i]] != lab) continue;
-        if (first < 0) first = i;
-        if (i < R) { hitsR++; ap += (double)hitsR / (double)(i + 1); }
-      }
-      qfirst[b] = first;
-      qrp[b] = (double)hitsR / (double)R;
-      qmap[b] = ap / (double)R;
+      ident_query(sim + b * G, gl, gsorted, G, q0 + b, pl[q0 + b], loo, kmax, scratch + (int64_t)tid * G,
+                  &qfirst[b], &qrp[b], &qmap[b]);
     }
     for (int64_t b = 0; b < bq; b++) {
       if (qfirst[b] == -2) { ndrop++; continue; }
@@ -777,6 +789,7 @@ int fvl_eval_identification(const float *gallery, const int32_t *gl, int64_t G,
     res->map_at_r = sum_map / nq;
     for (int j = 0; j < nk; j++) if (rank_k) rank_k[j] = (double)hits[j] / nq;
   }
+done:
   free(gn); if (!loo) free(pn); free(sim); free(scratch); free(gsorted); free(hits);
   free(qfirst); free(qrp); free(qmap);
   return rc;

@@ -574,6 +574,11 @@ static int bw_reduce(fvl_node *n, fvl_tensor *g) {
       if (dim < 0) { outer = 1; m = N; inner = 1; } else split3(in, dim, &outer, &m, &inner);
       const int32_t *pi = fvl_i32(idx);
       float *tmp = calloc((size_t)N, sizeof(float));
+      if (!tmp) {
+        fvl_release(re);
+        fvl_release(ge);
+        return fvl_err("%s: out of memory for a gradient of %lld values", n->name, (long long)N);
+      }
       for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < inner; k++) {
           int64_t j = pi[o * inner + k];
@@ -589,60 +594,48 @@ static int bw_reduce(fvl_node *n, fvl_tensor *g) {
   fvl_release(ge);
   return rc;
 }
-static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int keepdim, fvl_tensor **arg_out) {
-  if (dim >= t->ndim || dim < -1) { fvl_err("%s: dim %d is outside 1..%d", fn, dim + 1, t->ndim); return NULL; }
-  if (t->ndim == 0) dim = -1;
-  fvl_tensor *src = fvl_to_dtype(t, FVL_F32);
-  fvl_tensor *c = src ? fvl_contiguous(src) : NULL;
-  fvl_release(src);
-  if (!c) return NULL;
-  int64_t outer, n, inner;
-  if (dim < 0) { outer = 1; n = fvl_numel(c); inner = 1; } else split3(c, dim, &outer, &n, &inner);
-  if (n == 0 && (kind == R_MAX || kind == R_MIN)) {
-    fvl_err("%s: reduction over an empty dimension", fn);
-    fvl_release(c);
-    return NULL;
-  }
-  fvl_tensor *out = reduced_empty(c, dim, keepdim, FVL_F32);
-  fvl_tensor *arg = (kind == R_MAX || kind == R_MIN) ? reduced_empty(c, dim, keepdim, FVL_I32) : NULL;
-  if (!out || ((kind == R_MAX || kind == R_MIN) && !arg)) { fvl_release(out); fvl_release(arg); fvl_release(c); return NULL; }
-  const float *p = fvl_f32(c);
-  float *o = fvl_f32(out);
-  int32_t *ai = arg ? fvl_i32(arg) : NULL;
-  int64_t total = outer * inner;
-  if (total == 1 && n > PAR_MIN && (kind == R_SUM || kind == R_MEAN || kind == R_NORM)) {
-    /* one long reduction: threads over blocks of 1024, double partial sums */
-    double acc = 0;
+/* one long reduction (sum, mean, norm) of p[0..n): threads over blocks of 1024, double partial sums */
+static float reduce_long(int kind, const float *p, int64_t n) {
+  double acc = 0;
 #pragma omp parallel for schedule(static) reduction(+ : acc)
-    for (int64_t b0 = 0; b0 < n; b0 += 1024) {
-      int64_t e = b0 + 1024 < n ? b0 + 1024 : n;
-      double part = 0;
-      if (kind == R_NORM) for (int64_t j = b0; j < e; j++) part += (double)p[j] * p[j];
-      else for (int64_t j = b0; j < e; j++) part += p[j];
-      acc += part;
-    }
-    o[0] = (float)(kind == R_NORM ? sqrt(acc) : kind == R_MEAN ? acc / (double)n : acc);
-    goto record;
+  for (int64_t b0 = 0; b0 < n; b0 += 1024) {
+    int64_t e = b0 + 1024 < n ? b0 + 1024 : n;
+    double part = 0;
+    if (kind == R_NORM) for (int64_t j = b0; j < e; j++) part += (double)p[j] * p[j];
+    else for (int64_t j = b0; j < e; j++) part += p[j];
+    acc += part;
   }
-  if (inner > 1 && (kind == R_SUM || kind == R_MEAN || kind == R_NORM)) {
-    /* reducing a leading dim: add whole contiguous rows instead of striding down columns */
-#pragma omp parallel for schedule(static) if (total * n > PAR_MIN && outer > 1)
-    for (int64_t oo = 0; oo < outer; oo++) {
-      double *acc = calloc((size_t)inner, sizeof(double));
-      const float *q = p + oo * n * inner;
-      if (acc) {
-        for (int64_t j = 0; j < n; j++) {
-          const float *row = q + j * inner;
-          if (kind == R_NORM) for (int64_t k = 0; k < inner; k++) acc[k] += (double)row[k] * row[k];
-          else for (int64_t k = 0; k < inner; k++) acc[k] += row[k];
-        }
-        for (int64_t k = 0; k < inner; k++)
-          o[oo * inner + k] = (float)(kind == R_NORM ? sqrt(acc[k]) : kind == R_MEAN ? (n ? acc[k] / (double)n : NAN) : acc[k]);
-        free(acc);
-      }
+  return (float)(kind == R_NORM ? sqrt(acc) : kind == R_MEAN ? acc / (double)n : acc);
+}
+
+/* sum, mean or norm over the middle dim of an outer × n × inner block with inner > 1: whole
+ * contiguous rows are added instead of striding down columns; -1 when out of memory */
+static int reduce_rows(int kind, const char *fn, const float *p, float *o, int64_t outer, int64_t n, int64_t inner) {
+  int oom = 0;
+#pragma omp parallel for schedule(static) if (outer * inner * n > PAR_MIN && outer > 1)
+  for (int64_t oo = 0; oo < outer; oo++) {
+    double *acc = calloc((size_t)inner, sizeof(double));
+    const float *q = p + oo * n * inner;
+    if (!acc) {
+#pragma omp atomic write
+      oom = 1;
+      continue;
     }
-    goto record;
+    for (int64_t j = 0; j < n; j++) {
+      const float *row = q + j * inner;
+      if (kind == R_NORM) for (int64_t k = 0; k < inner; k++) acc[k] += (double)row[k] * row[k];
+      else for (int64_t k = 0; k < inner; k++) acc[k] += row[k];
+    }
+    for (int64_t k = 0; k < inner; k++)
+      o[oo * inner + k] = (float)(kind == R_NORM ? sqrt(acc[k]) : kind == R_MEAN ? (n ? acc[k] / (double)n : NAN) : acc[k]);
+    free(acc);
   }
+  return oom ? fvl_err("%s: out of memory for %lld partial sums", fn, (long long)inner) : 0;
+}
+
+/* the general case: output r of total = outer × inner reduces the n values q[j * inner] (any
+ * kind; max/min also give their 0-based position in ai, the first one on ties, NaN wins) */
+static void reduce_strided(int kind, const float *p, float *o, int32_t *ai, int64_t total, int64_t n, int64_t inner) {
 #pragma omp parallel for schedule(static) if (total * n > PAR_MIN && total > 1)
   for (int64_t r = 0; r < total; r++) {
     int64_t oo = r / inner, k = r % inner;
@@ -676,7 +669,37 @@ static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int 
     }
     o[r] = (float)acc;
   }
-record:;
+}
+
+static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int keepdim, fvl_tensor **arg_out) {
+  if (dim >= t->ndim || dim < -1) { fvl_err("%s: dim %d is outside 1..%d", fn, dim + 1, t->ndim); return NULL; }
+  if (t->ndim == 0) dim = -1;
+  fvl_tensor *src = fvl_to_dtype(t, FVL_F32);
+  fvl_tensor *c = src ? fvl_contiguous(src) : NULL;
+  fvl_release(src);
+  if (!c) return NULL;
+  int64_t outer, n, inner;
+  if (dim < 0) { outer = 1; n = fvl_numel(c); inner = 1; } else split3(c, dim, &outer, &n, &inner);
+  int argk = kind == R_MAX || kind == R_MIN;
+  if (n == 0 && argk) {
+    fvl_err("%s: reduction over an empty dimension", fn);
+    fvl_release(c);
+    return NULL;
+  }
+  fvl_tensor *out = reduced_empty(c, dim, keepdim, FVL_F32);
+  fvl_tensor *arg = argk ? reduced_empty(c, dim, keepdim, FVL_I32) : NULL;
+  if (!out || (argk && !arg)) { fvl_release(out); fvl_release(arg); fvl_release(c); return NULL; }
+  const float *p = fvl_f32(c);
+  float *o = fvl_f32(out);
+  int64_t total = outer * inner;
+  int sums = kind == R_SUM || kind == R_MEAN || kind == R_NORM;
+  if (total == 1 && n > PAR_MIN && sums) o[0] = reduce_long(kind, p, n);
+  else if (inner > 1 && sums) {
+    if (reduce_rows(kind, fn, p, o, outer, n, inner) < 0) {
+      fvl_release(out); fvl_release(arg); fvl_release(c);
+      return NULL;
+    }
+  } else reduce_strided(kind, p, o, arg ? fvl_i32(arg) : NULL, total, n, inner);
   fvl_node *nd = fvl_record(fn, bw_reduce, out, 1, &t);
   if (nd) {
     nd->iv[0] = kind;

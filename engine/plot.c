@@ -589,35 +589,25 @@ static void draw_rays(cairo_t *cr, const fvl_plot_features *f, double az, double
   }
 }
 
-int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
-                           const fvl_plot_features *f) {
-  const char *fn = "plot.features";
-  if (check_features(fn, f) < 0) return -1;
-  int nc = f->nclasses;
-  if (nc <= 0) {
-    nc = 1;
-    if (f->labels) for (int64_t i = 0; i < f->n; i++) if (f->labels[i] + 1 > nc) nc = f->labels[i] + 1;
-  }
-  if (f->centres && f->ncentres > nc) nc = (int)f->ncentres;
-  double sc = sqrt(W * H / (800.0 * 600.0));
-  if (sc < 0.6) sc = 0.6;
-  if (sc > 2.5) sc = 2.5;
-  double fs = 13 * sc, fts = 16 * sc;
+/* one step of the deterministic hash that jitters and shuffles the points */
+static uint64_t mix(uint64_t *h) {
+  *h ^= *h >> 31; *h *= 0xBF58476D1CE4E5B9ull; *h ^= *h >> 29;
+  return *h;
+}
+
+/* the points projected onto the view plane (2-D as is, 3-D turned by az/el); returns the extent
+ * that fixes the scale (1: the unit circle when normalised) */
+static double project_points(const fvl_plot_features *f, double az, double el, uint64_t *h, proj_t *pts) {
   int D = f->dim;
-  double az = f->azim * M_PI / 180, el = f->elev * M_PI / 180;
-  proj_t *pts = malloc((size_t)f->n * sizeof *pts);
-  if (!pts) return fvl_err("%s: out of memory for %lld points", fn, (long long)f->n);
-  /* project; the extent fixes the scale (unit circle when normalised) */
   double ext = 0;
-  uint64_t h = 0x9E3779B97F4A7C15ull;
   for (int64_t i = 0; i < f->n; i++) {
     double v[3] = {f->emb[i * D], f->emb[i * D + 1], D == 3 ? f->emb[i * D + 2] : 0};
     double r = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
     if (f->normalize) {
       double inv = r > 1e-12 ? 1 / r : 0;
       /* a small deterministic radial jitter shows how many points share a direction */
-      h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 29;
-      double jit = D == 2 ? 1.0 + 0.06 * ((double)(h >> 11) / 9007199254740992.0 - 0.5) : 1.0;
+      mix(h);
+      double jit = D == 2 ? 1.0 + 0.06 * ((double)(*h >> 11) / 9007199254740992.0 - 0.5) : 1.0;
       for (int k = 0; k < 3; k++) v[k] *= inv * jit;
     }
     double o[3];
@@ -627,56 +617,43 @@ int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
     double e = f->normalize ? 1.0 : (D == 3 ? sqrt(o[0] * o[0] + o[2] * o[2]) : fmax(fabs(o[0]), fabs(o[2])));
     if (e > ext) ext = e;
   }
-  if (!(ext > 0)) ext = 1;
-  double R = f->normalize ? 1.22 : ext * 1.12;   /* half-width of the view in data units */
-  /* layout: square plot on the left, legend column on the right */
-  double top = f->title && *f->title ? 2.4 * fts : 0.8 * fts;
-  int nleg = nc > 24 ? 24 : nc;
-  double legw = 0;
-  char name[64];
-  for (int k = 0; k < nleg; k++) {
-    const char *s = f->names && f->names[k] ? f->names[k] : (snprintf(name, sizeof name, "class %d", k + 1), name);
-    double tw = text_width(cr, s, fs, 0);
-    if (tw > legw) legw = tw;
-  }
-  double tw2 = text_width(cr, "class centre W", fs, 0);
-  if (f->centres && tw2 > legw) legw = tw2;
-  legw += 3.2 * fs;
-  double side = fmin(W - legw - 1.5 * fs, H - top - 0.8 * fs);
-  if (side < 50) side = fmin(W, H - top);
-  double cx = X + 0.8 * fs + side / 2, cy = Y + top + side / 2;
-  double u = side / (2 * R);
-  cairo_save(cr);
-  /* guides: unit circle / sphere outline with equator, axes */
+  return ext > 0 ? ext : 1;
+}
+
+/* guides: the axes, the unit circle / sphere outline with its equator */
+static void draw_guides(cairo_t *cr, const fvl_plot_features *f, double el, double ext, double R, double cx,
+                        double cy, double u, double sc) {
   cairo_set_line_width(cr, 1.0 * sc);
   cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
   cairo_move_to(cr, cx - R * u, cy); cairo_line_to(cr, cx + R * u, cy);
   cairo_move_to(cr, cx, cy - R * u); cairo_line_to(cr, cx, cy + R * u);
   cairo_stroke(cr);
-  if (f->normalize || D == 3) {
-    double rr = f->normalize ? 1.0 : ext;
-    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
-    cairo_arc(cr, cx, cy, rr * u, 0, 2 * M_PI);
+  if (!f->normalize && f->dim != 3) return;
+  double rr = f->normalize ? 1.0 : ext;
+  cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+  cairo_arc(cr, cx, cy, rr * u, 0, 2 * M_PI);
+  cairo_stroke(cr);
+  if (f->dim == 3) { /* equator as an ellipse */
+    cairo_save(cr);
+    cairo_translate(cr, cx, cy);
+    cairo_scale(cr, 1.0, fabs(sin(el)) + 1e-6);
+    cairo_arc(cr, 0, 0, rr * u, 0, 2 * M_PI);
+    cairo_restore(cr);
+    cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
     cairo_stroke(cr);
-    if (D == 3) { /* equator as an ellipse */
-      cairo_save(cr);
-      cairo_translate(cr, cx, cy);
-      cairo_scale(cr, 1.0, fabs(sin(el)) + 1e-6);
-      cairo_arc(cr, 0, 0, rr * u, 0, 2 * M_PI);
-      cairo_restore(cr);
-      cairo_set_source_rgb(cr, 0.8, 0.8, 0.8);
-      cairo_stroke(cr);
-    }
   }
-  /* points: far side first (3-D), otherwise a fixed shuffle so no class hides another */
+}
+
+/* the points: far side first (3-D), otherwise in a fixed shuffle so no class hides another */
+static void draw_points(cairo_t *cr, const fvl_plot_features *f, proj_t *pts, uint64_t *h, double cx, double cy,
+                        double u, double sc) {
+  int D = f->dim;
   if (D == 3) qsort(pts, (size_t)f->n, sizeof *pts, cmp_depth);
   else
     for (int64_t i = f->n - 1; i > 0; i--) {
-      h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 29;
-      int64_t j = (int64_t)(h % (uint64_t)(i + 1));
+      int64_t j = (int64_t)(mix(h) % (uint64_t)(i + 1));
       proj_t t = pts[i]; pts[i] = pts[j]; pts[j] = t;
     }
-  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 0);
   double pr = (f->point_size > 0 ? f->point_size : 2.2) * sc;
   double alpha = f->alpha > 0 ? f->alpha : 0.55;
   for (int64_t i = 0; i < f->n; i++) {
@@ -687,12 +664,22 @@ int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
     cairo_arc(cr, cx + pts[i].x * u, cy - pts[i].y * u, r, 0, 2 * M_PI);
     cairo_fill(cr);
   }
-  free(pts);
-  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 1);
-  /* legend */
-  double lx = cx + side / 2 + 1.2 * fs, ly = Y + top + 0.5 * fs, row = 1.4 * fs;
+}
+
+/* the legend's label of class k (0-based): its name, else "class k+1" written into buf */
+static const char *class_name(const fvl_plot_features *f, int k, char *buf, size_t cap) {
+  if (f->names && f->names[k]) return f->names[k];
+  snprintf(buf, cap, "class %d", k + 1);
+  return buf;
+}
+
+/* the legend column at (lx, ly): nleg of the nc classes, "… n more", the centre ray, the space */
+static void draw_legend(cairo_t *cr, const fvl_plot_features *f, int nc, int nleg, double lx, double ly,
+                        double fs, double sc) {
+  double row = 1.4 * fs;
+  char name[64];
   for (int k = 0; k < nleg; k++) {
-    const char *s = f->names && f->names[k] ? f->names[k] : (snprintf(name, sizeof name, "class %d", k + 1), name);
+    const char *s = class_name(f, k, name, sizeof name);
     set_color(cr, k, 1.0);
     cairo_arc(cr, lx + 0.5 * fs, ly + row * (k + 0.5), 0.38 * fs, 0, 2 * M_PI);
     cairo_fill(cr);
@@ -715,9 +702,54 @@ int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
     yy += row;
   }
   cairo_set_source_rgb(cr, 0.35, 0.35, 0.35);
-  const char *what = f->normalize ? (D == 3 ? "x/|x| on the unit sphere" : "x/|x| on the unit circle")
+  const char *what = f->normalize ? (f->dim == 3 ? "x/|x| on the unit sphere" : "x/|x| on the unit circle")
                                   : "raw features";
   text_at(cr, lx, yy + 0.2 * row, what, AL_LEFT, AL_MIDDLE, fs * 0.85, 0);
+}
+
+int fvl_plot_features_draw(cairo_t *cr, double X, double Y, double W, double H,
+                           const fvl_plot_features *f) {
+  const char *fn = "plot.features";
+  if (check_features(fn, f) < 0) return -1;
+  int nc = f->nclasses;
+  if (nc <= 0) {
+    nc = 1;
+    if (f->labels) for (int64_t i = 0; i < f->n; i++) if (f->labels[i] + 1 > nc) nc = f->labels[i] + 1;
+  }
+  if (f->centres && f->ncentres > nc) nc = (int)f->ncentres;
+  double sc = sqrt(W * H / (800.0 * 600.0));
+  if (sc < 0.6) sc = 0.6;
+  if (sc > 2.5) sc = 2.5;
+  double fs = 13 * sc, fts = 16 * sc;
+  double az = f->azim * M_PI / 180, el = f->elev * M_PI / 180;
+  proj_t *pts = malloc((size_t)f->n * sizeof *pts);
+  if (!pts) return fvl_err("%s: out of memory for %lld points", fn, (long long)f->n);
+  uint64_t h = 0x9E3779B97F4A7C15ull;
+  double ext = project_points(f, az, el, &h, pts);
+  double R = f->normalize ? 1.22 : ext * 1.12;   /* half-width of the view in data units */
+  /* layout: square plot on the left, legend column on the right */
+  double top = f->title && *f->title ? 2.4 * fts : 0.8 * fts;
+  int nleg = nc > 24 ? 24 : nc;
+  double legw = 0;
+  char name[64];
+  for (int k = 0; k < nleg; k++) {
+    double tw = text_width(cr, class_name(f, k, name, sizeof name), fs, 0);
+    if (tw > legw) legw = tw;
+  }
+  double tw2 = text_width(cr, "class centre W", fs, 0);
+  if (f->centres && tw2 > legw) legw = tw2;
+  legw += 3.2 * fs;
+  double side = fmin(W - legw - 1.5 * fs, H - top - 0.8 * fs);
+  if (side < 50) side = fmin(W, H - top);
+  double cx = X + 0.8 * fs + side / 2, cy = Y + top + side / 2;
+  double u = side / (2 * R);
+  cairo_save(cr);
+  draw_guides(cr, f, el, ext, R, cx, cy, u, sc);
+  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 0);
+  draw_points(cr, f, pts, &h, cx, cy, u, sc);
+  free(pts);
+  draw_rays(cr, f, az, el, ext, cx, cy, u, sc, 1);
+  draw_legend(cr, f, nc, nleg, cx + side / 2 + 1.2 * fs, Y + top + 0.5 * fs, fs, sc);
   if (f->title && *f->title) {
     cairo_set_source_rgb(cr, 0, 0, 0);
     text_at(cr, X + W / 2, Y + 0.7 * fts, f->title, AL_CENTER, AL_TOP, fts, 1);
@@ -754,84 +786,92 @@ int fvl_plot_gif_add_chart(fvl_plot_gif *g, const fvl_plot_chart *c) {
  * point has at most two segments: the segments join into chains by walking that graph. */
 typedef struct { int64_t a, b; } seg_t;
 
-int64_t fvl_plot_contour(const double *z, int nx, int ny, double x0, double x1, double y0,
-                         double y1, double level, double *xy, int64_t cap) {
-  const char *fn = "contour";
-  if (!z) return fvl_err("%s: z must not be NULL", fn);
-  if (nx < 2 || ny < 2) return fvl_err("%s: expected a grid of at least 2x2, got %dx%d", fn, nx, ny);
-  int64_t H = (int64_t)(nx - 1) * ny, NE = H + (int64_t)nx * (ny - 1);
-  int64_t ncell = (int64_t)(nx - 1) * (ny - 1);
-  seg_t *seg = malloc((size_t)(2 * ncell + 1) * sizeof *seg);
-  int64_t *adj = malloc((size_t)NE * 2 * sizeof *adj);
-  double *ex = malloc((size_t)NE * sizeof *ex), *ey = malloc((size_t)NE * sizeof *ey);
-  char *used = calloc((size_t)(2 * ncell + 1), 1);
-  if (!seg || !adj || !ex || !ey || !used) {
-    free(seg); free(adj); free(ex); free(ey); free(used);
-    return fvl_err("%s: out of memory for a %dx%d grid", fn, nx, ny);
-  }
-  for (int64_t e = 0; e < 2 * NE; e++) adj[e] = -1;
+/* the tracer's state: the grid z (nx × ny, minus level), the edges' crossing points ex/ey, the
+ * segments and, per edge, the (at most two) segments that touch it */
+typedef struct {
+  const double *z;
+  int nx, ny;
+  double level;
+  int64_t H;                 /* the number of horizontal edges (vertical ids start there) */
+  double *ex, *ey;
+  seg_t *seg;
+  int64_t ns, *adj;
+  char *used;
+} contour_t;
+
+#define Z(c, i, j) ((c)->z[(int64_t)(j) * (c)->nx + (i)] - (c)->level)
+
+/* where the level crosses each edge (linear interpolation between its ends) */
+static void crossing_points(contour_t *c, double x0, double x1, double y0, double y1) {
+  int nx = c->nx, ny = c->ny;
   double dx = (x1 - x0) / (nx - 1), dy = (y1 - y0) / (ny - 1);
-#define Z(i, j) z[(int64_t)(j) * nx + (i)]
-  /* crossing points */
   for (int j = 0; j < ny; j++)
     for (int i = 0; i + 1 < nx; i++) {
-      double a = Z(i, j) - level, b = Z(i + 1, j) - level;
+      double a = Z(c, i, j), b = Z(c, i + 1, j);
       int64_t e = (int64_t)j * (nx - 1) + i;
       if (isfinite(a) && isfinite(b) && (a >= 0) != (b >= 0)) {
-        ex[e] = x0 + (i + a / (a - b)) * dx; ey[e] = y0 + j * dy;
+        c->ex[e] = x0 + (i + a / (a - b)) * dx; c->ey[e] = y0 + j * dy;
       }
     }
   for (int j = 0; j + 1 < ny; j++)
     for (int i = 0; i < nx; i++) {
-      double a = Z(i, j) - level, b = Z(i, j + 1) - level;
-      int64_t e = H + (int64_t)j * nx + i;
+      double a = Z(c, i, j), b = Z(c, i, j + 1);
+      int64_t e = c->H + (int64_t)j * nx + i;
       if (isfinite(a) && isfinite(b) && (a >= 0) != (b >= 0)) {
-        ex[e] = x0 + i * dx; ey[e] = y0 + (j + a / (a - b)) * dy;
+        c->ex[e] = x0 + i * dx; c->ey[e] = y0 + (j + a / (a - b)) * dy;
       }
     }
-  int64_t ns = 0;
-  for (int j = 0; j + 1 < ny; j++)
-    for (int i = 0; i + 1 < nx; i++) {
-      double v00 = Z(i, j) - level, v10 = Z(i + 1, j) - level;
-      double v01 = Z(i, j + 1) - level, v11 = Z(i + 1, j + 1) - level;
-      if (!isfinite(v00) || !isfinite(v10) || !isfinite(v01) || !isfinite(v11)) continue;
-      int code = (v00 >= 0) | (v10 >= 0) << 1 | (v11 >= 0) << 2 | (v01 >= 0) << 3;
-      if (code == 0 || code == 15) continue;
-      int64_t eb = (int64_t)j * (nx - 1) + i, et = (int64_t)(j + 1) * (nx - 1) + i;
-      int64_t el = H + (int64_t)j * nx + i, er = el + 1;
-      int64_t s[4];
-      int k = 0;
-      switch (code) {
-        case 1: case 14: s[0] = el; s[1] = eb; k = 2; break;
-        case 2: case 13: s[0] = eb; s[1] = er; k = 2; break;
-        case 3: case 12: s[0] = el; s[1] = er; k = 2; break;
-        case 4: case 11: s[0] = er; s[1] = et; k = 2; break;
-        case 6: case 9:  s[0] = eb; s[1] = et; k = 2; break;
-        case 7: case 8:  s[0] = el; s[1] = et; k = 2; break;
-        case 5: case 10: { /* saddle: decide by the centre value */
-          int centre = (v00 + v10 + v01 + v11) / 4 >= 0;
-          if ((code == 5) == centre) { s[0] = el; s[1] = et; s[2] = eb; s[3] = er; }
-          else { s[0] = el; s[1] = eb; s[2] = er; s[3] = et; }
-          k = 4;
-          break;
-        }
-      }
-      for (int q = 0; q < k; q += 2) {
-        seg[ns].a = s[q]; seg[ns].b = s[q + 1];
-        for (int w = 0; w < 2; w++) {
-          int64_t e = w ? s[q + 1] : s[q];
-          if (adj[2 * e] < 0) adj[2 * e] = ns; else adj[2 * e + 1] = ns;
-        }
-        ns++;
-      }
+}
+
+/* the segments of cell (i, j) (marching squares: 0, 1 or 2 joining its crossed edges), added to
+ * c->seg and to the adjacency of their edges */
+static void cell_segments(contour_t *c, int i, int j) {
+  int nx = c->nx;
+  double v00 = Z(c, i, j), v10 = Z(c, i + 1, j);
+  double v01 = Z(c, i, j + 1), v11 = Z(c, i + 1, j + 1);
+  if (!isfinite(v00) || !isfinite(v10) || !isfinite(v01) || !isfinite(v11)) return;
+  int code = (v00 >= 0) | (v10 >= 0) << 1 | (v11 >= 0) << 2 | (v01 >= 0) << 3;
+  if (code == 0 || code == 15) return;
+  int64_t eb = (int64_t)j * (nx - 1) + i, et = (int64_t)(j + 1) * (nx - 1) + i;
+  int64_t el = c->H + (int64_t)j * nx + i, er = el + 1;
+  int64_t s[4];
+  int k = 0;
+  switch (code) {
+    case 1: case 14: s[0] = el; s[1] = eb; k = 2; break;
+    case 2: case 13: s[0] = eb; s[1] = er; k = 2; break;
+    case 3: case 12: s[0] = el; s[1] = er; k = 2; break;
+    case 4: case 11: s[0] = er; s[1] = et; k = 2; break;
+    case 6: case 9:  s[0] = eb; s[1] = et; k = 2; break;
+    case 7: case 8:  s[0] = el; s[1] = et; k = 2; break;
+    case 5: case 10: { /* saddle: decide by the centre value */
+      int centre = (v00 + v10 + v01 + v11) / 4 >= 0;
+      if ((code == 5) == centre) { s[0] = el; s[1] = et; s[2] = eb; s[3] = er; }
+      else { s[0] = el; s[1] = eb; s[2] = er; s[3] = et; }
+      k = 4;
+      break;
     }
+  }
+  for (int q = 0; q < k; q += 2) {
+    c->seg[c->ns].a = s[q]; c->seg[c->ns].b = s[q + 1];
+    for (int w = 0; w < 2; w++) {
+      int64_t e = w ? s[q + 1] : s[q];
+      if (c->adj[2 * e] < 0) c->adj[2 * e] = c->ns; else c->adj[2 * e + 1] = c->ns;
+    }
+    c->ns++;
+  }
+}
 #undef Z
-  /* walk chains: open ends first (edges with one segment), then closed loops */
+
+/* walks the segments into chains, open ends first (edges with one segment), then closed loops;
+ * writes up to cap points into xy (NaN, NaN between chains) and returns how many there are */
+static int64_t walk_chains(contour_t *c, double *xy, int64_t cap) {
   int64_t out = 0;
 #define EMIT(px, py) do { if (xy && out < cap) { xy[2 * out] = (px); xy[2 * out + 1] = (py); } out++; } while (0)
+  const seg_t *seg = c->seg;
+  const int64_t *adj = c->adj;
   for (int pass = 0; pass < 2; pass++)
-    for (int64_t s0 = 0; s0 < ns; s0++) {
-      if (used[s0]) continue;
+    for (int64_t s0 = 0; s0 < c->ns; s0++) {
+      if (c->used[s0]) continue;
       int64_t start;
       if (pass == 0) {
         int ea = adj[2 * seg[s0].a + 1] < 0, eb2 = adj[2 * seg[s0].b + 1] < 0;
@@ -839,20 +879,47 @@ int64_t fvl_plot_contour(const double *z, int nx, int ny, double x0, double x1, 
         start = ea ? seg[s0].a : seg[s0].b;
       } else start = seg[s0].a;
       if (out > 0) EMIT(NAN, NAN);
-      EMIT(ex[start], ey[start]);
+      EMIT(c->ex[start], c->ey[start]);
       int64_t cur = s0, e = start;
-      while (cur >= 0 && !used[cur]) {
-        used[cur] = 1;
+      while (cur >= 0 && !c->used[cur]) {
+        c->used[cur] = 1;
         e = seg[cur].a == e ? seg[cur].b : seg[cur].a;
-        EMIT(ex[e], ey[e]);
+        EMIT(c->ex[e], c->ey[e]);
         int64_t n0 = adj[2 * e], n1 = adj[2 * e + 1];
         cur = n0 == cur ? n1 : n0;
       }
     }
 #undef EMIT
-  free(seg); free(adj); free(ex); free(ey); free(used);
-  if (xy && out > cap)
-    return fvl_err("%s: xy holds %lld points, %lld needed", fn, (long long)cap, (long long)out);
+  return out;
+}
+
+int64_t fvl_plot_contour(const double *z, int nx, int ny, double x0, double x1, double y0,
+                         double y1, double level, double *xy, int64_t cap) {
+  const char *fn = "contour";
+  if (!z) return fvl_err("%s: z must not be NULL", fn);
+  if (nx < 2 || ny < 2) return fvl_err("%s: expected a grid of at least 2x2, got %dx%d", fn, nx, ny);
+  contour_t c = {.z = z, .nx = nx, .ny = ny, .level = level};
+  c.H = (int64_t)(nx - 1) * ny;
+  int64_t NE = c.H + (int64_t)nx * (ny - 1);
+  int64_t ncell = (int64_t)(nx - 1) * (ny - 1);
+  c.seg = malloc((size_t)(2 * ncell + 1) * sizeof *c.seg);
+  c.adj = malloc((size_t)NE * 2 * sizeof *c.adj);
+  c.ex = malloc((size_t)NE * sizeof *c.ex);
+  c.ey = malloc((size_t)NE * sizeof *c.ey);
+  c.used = calloc((size_t)(2 * ncell + 1), 1);
+  int64_t out = -1;
+  if (!c.seg || !c.adj || !c.ex || !c.ey || !c.used) {
+    fvl_err("%s: out of memory for a %dx%d grid", fn, nx, ny);
+    goto done;
+  }
+  for (int64_t e = 0; e < 2 * NE; e++) c.adj[e] = -1;
+  crossing_points(&c, x0, x1, y0, y1);
+  for (int j = 0; j + 1 < ny; j++)
+    for (int i = 0; i + 1 < nx; i++) cell_segments(&c, i, j);
+  out = walk_chains(&c, xy, cap);
+  if (xy && out > cap) out = fvl_err("%s: xy holds %lld points, %lld needed", fn, (long long)cap, (long long)out);
+done:
+  free(c.seg); free(c.adj); free(c.ex); free(c.ey); free(c.used);
   return out;
 }
 

@@ -48,97 +48,106 @@ static float half_to_float(uint16_t h) {
   return s ? -v : v;
 }
 
-fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
-  if (len < 10 || memcmp(buf, "\x93NUMPY", 6)) {
-    fvl_err("%s: not a .npy file (bad magic)", what);
-    return NULL;
-  }
+/* the magic and version: the header's length *hl and where it starts, *off */
+static int npy_preamble(const uint8_t *buf, size_t len, const char *what, size_t *off, size_t *hl) {
+  if (len < 10 || memcmp(buf, "\x93NUMPY", 6)) return fvl_err("%s: not a .npy file (bad magic)", what);
   int major = buf[6];
-  size_t hl, off;
-  if (major == 1) { hl = (size_t)buf[8] | (size_t)buf[9] << 8; off = 10; }
-  else if (major == 2 || major == 3) {
-    if (len < 12) { fvl_err("%s: truncated .npy header", what); return NULL; }
-    hl = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
-    off = 12;
+  if (major == 1) {
+    *hl = (size_t)buf[8] | (size_t)buf[9] << 8;
+    *off = 10;
+  } else if (major == 2 || major == 3) {
+    if (len < 12) return fvl_err("%s: truncated .npy header", what);
+    *hl = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+    *off = 12;
   } else {
-    fvl_err("%s: .npy format version %d.%d (expected 1, 2 or 3)", what, major, buf[7]);
-    return NULL;
+    return fvl_err("%s: .npy format version %d.%d (expected 1, 2 or 3)", what, major, buf[7]);
   }
-  if (hl > len - off) {
-    fvl_err("%s: .npy header of %zu bytes but the file has %zu after the preamble (truncated)", what, hl, len - off);
-    return NULL;
+  if (*hl > len - *off)
+    return fvl_err("%s: .npy header of %zu bytes but the file has %zu after the preamble (truncated)", what,
+                   *hl, len - *off);
+  return 0;
+}
+
+/* the element count of the header's shape, which must account for exactly the datalen bytes */
+static int npy_numel(const npy_hdr *h, size_t datalen, const char *what, int64_t *numel) {
+  int64_t n = 1;
+  for (int d = 0; d < h->ndim; d++) {
+    if (h->shape[d] && n > INT64_MAX / 8 / h->shape[d]) return fvl_err("%s: .npy shape too large", what);
+    n *= h->shape[d];
   }
+  uint64_t bytes = (uint64_t)n * (uint64_t)h->size;
+  if (bytes != datalen)
+    return fvl_err("%s: .npy data of %zu bytes, the header announces %lld × %d = %lld (%s)", what, datalen,
+                   (long long)n, h->size, (long long)n * h->size, bytes > datalen ? "truncated" : "trailing bytes");
+  *numel = n;
+  return 0;
+}
+
+/* element i (0-based, for messages) at p: 1 and *iv for the integer kinds, 0 and *fv for floats,
+ * -1 with a message when the value does not fit int32 / float32 (or a bool is not 0/1) */
+static int npy_element(const npy_hdr *h, const uint8_t *p, int64_t i, const char *what, int32_t *iv, float *fv) {
+  uint64_t u = 0;
+  switch (h->kind) {
+  case 'b':
+    if (*p > 1) return fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i + 1, *p);
+    *iv = *p;
+    return 1;
+  case 'u':
+    for (int b = h->size - 1; b >= 0; b--) u = u << 8 | p[b];
+    if (u > INT32_MAX)
+      return fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i + 1,
+                     (unsigned long long)u);
+    *iv = (int32_t)u;
+    return 1;
+  case 'i': {
+    for (int b = h->size - 1; b >= 0; b--) u = u << 8 | p[b];
+    if (h->size < 8 && (u >> (8 * h->size - 1)) & 1) u |= ~(uint64_t)0 << (8 * h->size);
+    int64_t v = (int64_t)u;
+    if (v > INT32_MAX || v < INT32_MIN)
+      return fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i + 1, (long long)v);
+    *iv = (int32_t)v;
+    return 1;
+  }
+  default:
+    if (h->size == 2) *fv = half_to_float((uint16_t)(p[0] | p[1] << 8));
+    else if (h->size == 4) memcpy(fv, p, 4);
+    else {
+      double v;
+      memcpy(&v, p, 8);
+      if (isfinite(v) && fabs(v) > FLT_MAX)
+        return fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i + 1, v);
+      *fv = (float)v;
+    }
+    return 0;
+  }
+}
+
+fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
+  size_t hl = 0, off = 0;
+  if (npy_preamble(buf, len, what, &off, &hl)) return NULL;
   npy_hdr h;
   memset(&h, 0, sizeof h);
   if (parse_header((const char *)buf + off, hl, &h, what)) return NULL;
   off += hl;
-  int64_t numel = 1;
-  for (int d = 0; d < h.ndim; d++) {
-    if (h.shape[d] && numel > INT64_MAX / 8 / h.shape[d]) { fvl_err("%s: .npy shape too large", what); return NULL; }
-    numel *= h.shape[d];
-  }
-  if ((uint64_t)numel * (uint64_t)h.size != len - off) {
-    fvl_err("%s: .npy data of %zu bytes, the header announces %lld × %d = %lld (%s)", what,
-            len - off, (long long)numel, h.size, (long long)numel * h.size,
-            (uint64_t)numel * (uint64_t)h.size > len - off ? "truncated" : "trailing bytes");
-    return NULL;
-  }
-  fvl_dtype dt = h.kind == 'f' ? FVL_F32 : FVL_I32;
-  fvl_tensor *t = fvl_empty(dt, h.ndim, h.shape);
+  int64_t numel = 0;
+  if (npy_numel(&h, len - off, what, &numel)) return NULL;
+  fvl_tensor *t = fvl_empty(h.kind == 'f' ? FVL_F32 : FVL_I32, h.ndim, h.shape);
   if (!t) return NULL;
   const uint8_t *src = buf + off;
-  /* element i of the output (C order) comes from source element fo(i) (Fortran order maps) */
+  /* element i of the output (C order) comes from source element fo(i) (Fortran order maps):
+   * cnt is the C-order multi-index of i, fstride the Fortran strides */
   int64_t cnt[FVL_MAXDIM] = {0}, fstride[FVL_MAXDIM];
   int64_t acc = 1;
   for (int d = 0; d < h.ndim; d++) { fstride[d] = acc; acc *= h.shape[d]; }
   int64_t fo = 0;
   for (int64_t i = 0; i < numel; i++) {
     int64_t j = h.fortran ? fo : i;
-    const uint8_t *p = src + (size_t)j * (size_t)h.size;
-    double v = 0;
-    int64_t iv = 0;
-    int isint = 1;
-    switch (h.kind) {
-    case 'b':
-      if (*p > 1) { fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i + 1, *p); goto fail; }
-      iv = *p;
-      break;
-    case 'u': {
-      uint64_t u = 0;
-      for (int b = h.size - 1; b >= 0; b--) u = u << 8 | p[b];
-      if (u > INT32_MAX) {
-        fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i + 1, (unsigned long long)u);
-        goto fail;
-      }
-      iv = (int64_t)u;
-      break;
-    }
-    case 'i': {
-      uint64_t u = 0;
-      for (int b = h.size - 1; b >= 0; b--) u = u << 8 | p[b];
-      if (h.size < 8 && (u >> (8 * h.size - 1)) & 1) u |= ~(uint64_t)0 << (8 * h.size);
-      iv = (int64_t)u;
-      if (iv > INT32_MAX || iv < INT32_MIN) {
-        fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i + 1, (long long)iv);
-        goto fail;
-      }
-      break;
-    }
-    default: {
-      isint = 0;
-      if (h.size == 2) v = half_to_float((uint16_t)(p[0] | p[1] << 8));
-      else if (h.size == 4) { float f; memcpy(&f, p, 4); v = f; }
-      else {
-        memcpy(&v, p, 8);
-        if (isfinite(v) && fabs(v) > FLT_MAX) {
-          fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i + 1, v);
-          goto fail;
-        }
-      }
-    }
-    }
-    if (isint) fvl_i32(t)[i] = (int32_t)iv;
-    else fvl_f32(t)[i] = (float)v;
+    int32_t iv = 0;
+    float fv = 0;
+    int kind = npy_element(&h, src + (size_t)j * (size_t)h.size, i, what, &iv, &fv);
+    if (kind < 0) { fvl_release(t); return NULL; }
+    if (kind) fvl_i32(t)[i] = iv;
+    else fvl_f32(t)[i] = fv;
     if (h.fortran) { /* advance the C-order counter, track the Fortran offset */
       for (int d = h.ndim - 1; d >= 0; d--) {
         cnt[d]++;
@@ -150,9 +159,6 @@ fvl_tensor *fvl_npy_parse(const uint8_t *buf, size_t len, const char *what) {
     }
   }
   return t;
-fail:
-  fvl_release(t);
-  return NULL;
 }
 
 fvl_tensor *fvl_npy_read(const char *path) {

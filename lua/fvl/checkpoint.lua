@@ -128,6 +128,95 @@ end
 -- ------------------------------------------------------------------ save
 local save_keys = { "net", "head", "opt", "step", "sched", "extra" }
 
+-- the header's parts: each returns its table and adds the tensors to blobs
+local function net_part(fn, net, blobs)
+  if type(net) ~= "table" or type(net.state) ~= "function" then
+    fail(fn .. ": net must be an fvl.nn module (with :state())")
+  end
+  local names = {}
+  for name, t in pairs(net:state()) do
+    names[#names + 1] = name
+    blobs[#blobs + 1] = { key = "net." .. name, tensor = t }
+  end
+  table.sort(names)
+  return { names = names, describe = net.describe and net:describe() or nil }
+end
+
+local function head_part(fn, head, blobs)
+  if type(head) ~= "table" then fail(fn .. ": head must be a loss head table, got " .. type(head)) end
+  local h = { tensors = {}, scalars = {}, name = head.name }
+  for k, v in pairs(head) do
+    if type(k) == "string" and not k:match("^_") then
+      if util.is_tensor(v) and v:dtype() == "float32" then
+        h.tensors[#h.tensors + 1] = k
+        blobs[#blobs + 1] = { key = "head." .. k, tensor = v }
+      elseif type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+        h.scalars[k] = v
+      end
+    end
+  end
+  table.sort(h.tensors)
+  return h
+end
+
+local function opt_part(fn, opt, blobs)
+  if type(opt) ~= "table" or type(opt.state) ~= "table" then
+    fail(fn .. ": opt must be an fvl.optim optimiser (with .state)")
+  end
+  return {
+    kind = opt.kind, nparams = opt.params and #opt.params or nil,
+    hyper = opt.hyper and opt:hyper() or nil,
+    state = flatten(opt.state, "opt", blobs, "opt.state"),
+  }
+end
+
+-- a schedule's plain fields, for the record
+local function sched_part(sched)
+  local s = {}
+  if type(sched) == "table" then
+    for k, v in pairs(sched) do
+      if type(k) == "string" and (type(v) == "number" or type(v) == "string" or type(v) == "boolean") then
+        s[k] = v
+      end
+    end
+  else
+    s.kind = type(sched)
+  end
+  return s
+end
+
+-- the blobs as .npy files in the generation directory gdir, listed in header.tensors
+local function write_blobs(path, gdir, blobs, header)
+  header.tensors = {}
+  local used = {}
+  for _, b in ipairs(blobs) do
+    local file = gdir .. "/" .. safe(b.key) .. ".npy"
+    if used[file] then file = gdir .. "/" .. safe(b.key) .. "_" .. #blobs .. "_" .. tostring(#header.tensors) .. ".npy" end
+    used[file] = true
+    local t = b.tensor
+    if not t:is_contiguous() then t = t:contiguous() end
+    fvl.save(path .. "/" .. file, t)
+    header.tensors[b.key] = { file = file, shape = t:shape(), dtype = t:dtype() }
+  end
+  for _, e in pairs(header.tensors) do
+    if #e.shape == 0 then e.shape = json.array {} end
+  end
+end
+
+-- removes the previous generation (the files its header listed, then its directory)
+local function remove_generation(path, old, gdir)
+  if type(old) ~= "table" or type(old.tensors) ~= "table" then return end
+  local dirs = {}
+  for _, e in pairs(old.tensors) do
+    if type(e) == "table" and type(e.file) == "string" and not e.file:find("..", 1, true)
+       and e.file:sub(1, #gdir) ~= gdir then
+      os.remove(path .. "/" .. e.file)
+      dirs[e.file:match("^([^/]+)/") or ""] = true
+    end
+  end
+  for d in pairs(dirs) do if d ~= "" and d ~= gdir then os.remove(path .. "/" .. d) end end
+end
+
 -- fvl.save_checkpoint(path, what) -> path: a versioned, code-free training checkpoint in the
 -- directory path: what = {net=, head=, opt=, step=, sched=, extra=} (all optional): the network's
 -- parameters and buffers, the head's tensors and numbers, the optimiser's state, the step, the RNG
@@ -143,64 +232,10 @@ function M.save_checkpoint(path, what)
     rng = fvl.rng_state(),
   }
   if what.step ~= nil then header.step = util.integer(fn, "step", what.step, nil, 0) end
-  -- net
-  if what.net ~= nil then
-    local net = what.net
-    if type(net) ~= "table" or type(net.state) ~= "function" then
-      fail(fn .. ": net must be an fvl.nn module (with :state())")
-    end
-    local names = {}
-    for name, t in pairs(net:state()) do
-      names[#names + 1] = name
-      blobs[#blobs + 1] = { key = "net." .. name, tensor = t }
-    end
-    table.sort(names)
-    header.net = { names = names, describe = net.describe and net:describe() or nil }
-  end
-  -- head
-  if what.head ~= nil then
-    local head = what.head
-    if type(head) ~= "table" then fail(fn .. ": head must be a loss head table, got " .. type(head)) end
-    local h = { tensors = {}, scalars = {}, name = head.name }
-    for k, v in pairs(head) do
-      if type(k) == "string" and not k:match("^_") then
-        if util.is_tensor(v) and v:dtype() == "float32" then
-          h.tensors[#h.tensors + 1] = k
-          blobs[#blobs + 1] = { key = "head." .. k, tensor = v }
-        elseif type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then
-          h.scalars[k] = v
-        end
-      end
-    end
-    table.sort(h.tensors)
-    header.head = h
-  end
-  -- optimiser
-  if what.opt ~= nil then
-    local opt = what.opt
-    if type(opt) ~= "table" or type(opt.state) ~= "table" then
-      fail(fn .. ": opt must be an fvl.optim optimiser (with .state)")
-    end
-    header.opt = {
-      kind = opt.kind, nparams = opt.params and #opt.params or nil,
-      hyper = opt.hyper and opt:hyper() or nil,
-      state = flatten(opt.state, "opt", blobs, "opt.state"),
-    }
-  end
-  -- schedule: its plain fields, for the record
-  if what.sched ~= nil then
-    local s = {}
-    if type(what.sched) == "table" then
-      for k, v in pairs(what.sched) do
-        if type(k) == "string" and (type(v) == "number" or type(v) == "string" or type(v) == "boolean") then
-          s[k] = v
-        end
-      end
-    else
-      s.kind = type(what.sched)
-    end
-    header.sched = s
-  end
+  if what.net ~= nil then header.net = net_part(fn, what.net, blobs) end
+  if what.head ~= nil then header.head = head_part(fn, what.head, blobs) end
+  if what.opt ~= nil then header.opt = opt_part(fn, what.opt, blobs) end
+  if what.sched ~= nil then header.sched = sched_part(what.sched) end
   if what.extra ~= nil then header.extra = flatten(what.extra, "extra", blobs, "extra") end
 
   -- write: new generation of blobs, then the header (commit point), then drop the old generation
@@ -212,34 +247,10 @@ function M.save_checkpoint(path, what)
   local gdir = string.format("g%06d", gen)
   fvl.sys.mkdirs(path .. "/" .. gdir)
   header.gen = gen
-  header.tensors = {}
-  local used = {}
-  for _, b in ipairs(blobs) do
-    local file = gdir .. "/" .. safe(b.key) .. ".npy"
-    if used[file] then file = gdir .. "/" .. safe(b.key) .. "_" .. #blobs .. "_" .. tostring(#header.tensors) .. ".npy" end
-    used[file] = true
-    local t = b.tensor
-    if not t:is_contiguous() then t = t:contiguous() end
-    fvl.save(path .. "/" .. file, t)
-    header.tensors[b.key] = { file = file, shape = t:shape(), dtype = t:dtype() }
-  end
-  for _, e in pairs(header.tensors) do
-    if #e.shape == 0 then e.shape = json.array {} end
-  end
+  write_blobs(path, gdir, blobs, header)
   local ok, err = fvl.sys.write_atomic(path .. "/" .. HEADER, json.encode(header, { indent = 1 }))
   if not ok then fail(fn .. ": " .. tostring(err)) end
-  -- remove the previous generation (files it listed, then its directory)
-  if type(old) == "table" and type(old.tensors) == "table" then
-    local dirs = {}
-    for _, e in pairs(old.tensors) do
-      if type(e) == "table" and type(e.file) == "string" and not e.file:find("..", 1, true)
-         and e.file:sub(1, #gdir) ~= gdir then
-        os.remove(path .. "/" .. e.file)
-        dirs[e.file:match("^([^/]+)/") or ""] = true
-      end
-    end
-    for d in pairs(dirs) do if d ~= "" and d ~= gdir then os.remove(path .. "/" .. d) end end
-  end
+  remove_generation(path, old, gdir)
   return path
 end
 
@@ -323,20 +334,8 @@ local function check_header(h)
   end
 end
 
--- fvl.load_checkpoint(path [, into]) -> ck | nil, message: reads a checkpoint; into = {net=, head=,
--- opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,
--- opt.state, the RNG unless rng = false). ck = {step=, rng=, net=, head=, opt=, sched=, extra=,
--- version=, path=}. A missing or malformed checkpoint is nil, message; shapes that do not match the
--- given objects are an error naming the tensor.
-function M.load_checkpoint(path, into)
-  local fn = "load_checkpoint"
-  if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end
-  into = util.check_opts(fn, into, load_keys)
-  local h, err = read_header(path)
-  if not h then return nil, err end
-  local bad = check_header(h)
-  if bad then return nil, string.format("%s: %s/%s is malformed: %s", fn, path, HEADER, bad) end
-  -- tensors
+-- the header's tensors, each checked against its entry: {key = tensor} | nil, message
+local function load_tensors(fn, path, h)
   local tensors = {}
   for key, e in pairs(h.tensors or {}) do
     local ok, t, lerr = pcall(fvl.load, path .. "/" .. e.file)
@@ -357,6 +356,11 @@ function M.load_checkpoint(path, into)
     end
     tensors[key] = t
   end
+  return tensors
+end
+
+-- the ck table of load_checkpoint from a checked header and its tensors
+local function assemble(path, h, tensors)
   local ck = { path = path, version = h.version, step = h.step, rng = h.rng, sched = h.sched,
                fvl_version = h.fvl_version, time = h.time }
   if h.net then
@@ -372,50 +376,71 @@ function M.load_checkpoint(path, into)
                state = unflatten(h.opt.state or {}, tensors) }
   end
   if h.extra then ck.extra = unflatten(h.extra, tensors) end
+  return ck
+end
 
+-- the head's tensors (same dtype and shape, copied in place) and state numbers from ck
+local function restore_head(fn, path, head, ck, strict)
+  if not ck.head then fail(fn .. ": " .. path .. " holds no head") end
+  for k, t in pairs(ck.head.tensors) do
+    local cur = head[k]
+    if util.is_tensor(cur) then
+      if cur:dtype() ~= t:dtype() then
+        fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, t:dtype(), path, cur:dtype()))
+      end
+      if table.concat(cur:shape(), "x") ~= table.concat(t:shape(), "x") then
+        fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, util.shape_str(t), path,
+                           util.shape_str(cur)))
+      end
+      fvl.no_grad(function() cur:copy(t) end)
+    elseif cur == nil and strict == false then
+      head[k] = t
+    elseif cur == nil then
+      fail(string.format("%s: %s has head.%s but the head has no such tensor", fn, path, k))
+    end
+  end
+  local restore = head.state_fields or HEAD_STATE
+  for _, k in ipairs(restore) do
+    if ck.head.scalars[k] ~= nil then head[k] = ck.head.scalars[k] end
+  end
+end
+
+local function restore_opt(fn, path, opt, ck)
+  if not ck.opt then fail(fn .. ": " .. path .. " holds no optimiser state") end
+  if ck.opt.kind ~= opt.kind then
+    fail(string.format("%s: %s holds %s state but the optimiser is %s", fn, path, tostring(ck.opt.kind),
+                       tostring(opt.kind)))
+  end
+  if ck.opt.nparams and opt.params and ck.opt.nparams ~= #opt.params then
+    fail(string.format("%s: %s holds state for %d parameters but the optimiser has %d", fn, path,
+                       ck.opt.nparams, #opt.params))
+  end
+  opt:load_state(ck.opt.state)
+end
+
+-- fvl.load_checkpoint(path [, into]) -> ck | nil, message: reads a checkpoint; into = {net=, head=,
+-- opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,
+-- opt.state, the RNG unless rng = false). ck = {step=, rng=, net=, head=, opt=, sched=, extra=,
+-- version=, path=}. A missing or malformed checkpoint is nil, message; shapes that do not match the
+-- given objects are an error naming the tensor.
+function M.load_checkpoint(path, into)
+  local fn = "load_checkpoint"
+  if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end
+  into = util.check_opts(fn, into, load_keys)
+  local h, err = read_header(path)
+  if not h then return nil, err end
+  local bad = check_header(h)
+  if bad then return nil, string.format("%s: %s/%s is malformed: %s", fn, path, HEADER, bad) end
+  local tensors, terr = load_tensors(fn, path, h)
+  if not tensors then return nil, terr end
+  local ck = assemble(path, h, tensors)
   -- restore into the given objects
   if into.net ~= nil then
     if not ck.net then fail(fn .. ": " .. path .. " holds no net") end
     into.net:load_state(ck.net, { strict = into.strict ~= false })
   end
-  if into.head ~= nil then
-    if not ck.head then fail(fn .. ": " .. path .. " holds no head") end
-    local head = into.head
-    for k, t in pairs(ck.head.tensors) do
-      local cur = head[k]
-      if util.is_tensor(cur) then
-        if cur:dtype() ~= t:dtype() then
-          fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, t:dtype(), path, cur:dtype()))
-        end
-        if table.concat(cur:shape(), "x") ~= table.concat(t:shape(), "x") then
-          fail(string.format("%s: head.%s is %s in %s but %s in the head", fn, k, util.shape_str(t), path,
-                             util.shape_str(cur)))
-        end
-        fvl.no_grad(function() cur:copy(t) end)
-      elseif cur == nil and into.strict == false then
-        head[k] = t
-      elseif cur == nil then
-        fail(string.format("%s: %s has head.%s but the head has no such tensor", fn, path, k))
-      end
-    end
-    local restore = head.state_fields or HEAD_STATE
-    for _, k in ipairs(restore) do
-      if ck.head.scalars[k] ~= nil then head[k] = ck.head.scalars[k] end
-    end
-  end
-  if into.opt ~= nil then
-    if not ck.opt then fail(fn .. ": " .. path .. " holds no optimiser state") end
-    local opt = into.opt
-    if ck.opt.kind ~= opt.kind then
-      fail(string.format("%s: %s holds %s state but the optimiser is %s", fn, path, tostring(ck.opt.kind),
-                         tostring(opt.kind)))
-    end
-    if ck.opt.nparams and opt.params and ck.opt.nparams ~= #opt.params then
-      fail(string.format("%s: %s holds state for %d parameters but the optimiser has %d", fn, path,
-                         ck.opt.nparams, #opt.params))
-    end
-    opt:load_state(ck.opt.state)
-  end
+  if into.head ~= nil then restore_head(fn, path, into.head, ck, into.strict) end
+  if into.opt ~= nil then restore_opt(fn, path, into.opt, ck) end
   if into.rng ~= false and ck.rng then fvl.set_rng_state(ck.rng) end
   return ck
 end

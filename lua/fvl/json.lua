@@ -43,6 +43,125 @@ end
 
 local encode_opts = { indent = true, sort_keys = true, nonfinite = true }
 
+-- the encoder's state E: out/n (the pieces written), seen (tables being written: cycles),
+-- indent, colon, nonfinite, sort_keys (the options)
+local function put(E, s) E.n = E.n + 1; E.out[E.n] = s end
+local function nl(E, depth)
+  if E.indent and E.indent > 0 then put(E, "\n" .. string.rep(" ", E.indent * depth)) end
+end
+
+local function enc_number(E, x, path)
+  if math.type(x) == "integer" then put(E, string.format("%d", x))
+  elseif x ~= x or x == math.huge or x == -math.huge then
+    if E.nonfinite == "null" then put(E, "null")
+    elseif E.nonfinite == "literal" then put(E, x ~= x and "NaN" or (x > 0 and "Infinity" or "-Infinity"))
+    else
+      error(string.format("json.encode: value at %s is %s, which JSON cannot hold (use nonfinite=\"null\" or \"literal\")",
+                          path, tostring(x)), 0)
+    end
+  else put(E, fmt_float(x)) end
+end
+
+-- whether table x is written as an array, its number of keys and its string keys
+local function table_shape(x, path)
+  local nkeys, maxint, strkeys = 0, 0, {}
+  for k in pairs(x) do
+    nkeys = nkeys + 1
+    if math.type(k) == "integer" and k >= 1 then
+      if k > maxint then maxint = k end
+    elseif type(k) == "string" then
+      strkeys[#strkeys + 1] = k
+    else
+      error(string.format("json.encode: table at %s has a key %s of type %s (expected strings or 1..n)",
+                          path, tostring(k), type(k)), 0)
+    end
+  end
+  if nkeys == 0 then return getmetatable(x) == array_mt, 0, strkeys end
+  if #strkeys == 0 and maxint == nkeys then return true, nkeys, strkeys end
+  if #strkeys == nkeys then return false, nkeys, strkeys end
+  if #strkeys == 0 then
+    error(string.format("json.encode: table at %s is a sparse array (keys up to %d, %d present)",
+                        path, maxint, nkeys), 0)
+  end
+  error(string.format("json.encode: table at %s mixes integer and string keys", path), 0)
+end
+
+local enc
+
+local function enc_table(E, x, path, depth)
+  if E.seen[x] then error("json.encode: table at " .. path .. " contains itself", 0) end
+  E.seen[x] = true
+  local is_array, nkeys, strkeys = table_shape(x, path)
+  if is_array then
+    put(E, "[")
+    for i = 1, nkeys do
+      if i > 1 then put(E, ",") end
+      nl(E, depth + 1)
+      enc(E, x[i], path .. "[" .. i .. "]", depth + 1)
+    end
+    if nkeys > 0 then nl(E, depth) end
+    put(E, "]")
+  else
+    if E.sort_keys then table.sort(strkeys) end
+    put(E, "{")
+    for i, k in ipairs(strkeys) do
+      if i > 1 then put(E, ",") end
+      nl(E, depth + 1)
+      put(E, quote(k)); put(E, E.colon)
+      enc(E, x[k], path .. "." .. k, depth + 1)
+    end
+    if nkeys > 0 then nl(E, depth) end
+    put(E, "}")
+  end
+  E.seen[x] = nil
+end
+
+function enc(E, x, path, depth)
+  local t = type(x)
+  if x == nil or x == json.null then put(E, "null")
+  elseif t == "boolean" then put(E, x and "true" or "false")
+  elseif t == "number" then enc_number(E, x, path)
+  elseif t == "string" then put(E, quote(x))
+  elseif t == "table" or t == "userdata" then
+    local mt = getmetatable(x)
+    if t == "userdata" or (mt and mt ~= array_mt and mt ~= object_mt and type(x.totable) == "function") then
+      local ok, tt = pcall(function() return x:totable() end)
+      if not ok or type(tt) ~= "table" and type(tt) ~= "number" then
+        error(string.format("json.encode: value at %s is a %s without a usable :totable()", path, t), 0)
+      end
+      return enc(E, tt, path, depth)
+    end
+    enc_table(E, x, path, depth)
+  else
+    error(string.format("json.encode: value at %s is a %s (expected nil, boolean, number, string or table)",
+                        path, t), 0)
+  end
+end
+
+-- the encoder state for the options table of json.encode (errors are raised at its caller)
+local function encoder(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("json.encode: opts must be a table, got " .. type(opts), 3)
+  end
+  for k in pairs(opts) do
+    if not encode_opts[k] then
+      error(string.format("json.encode: unknown option '%s' (expected one of: indent, sort_keys, nonfinite)",
+                          tostring(k)), 3)
+    end
+  end
+  local indent = opts.indent
+  if indent ~= nil and (math.type(indent) ~= "integer" or indent < 0) then
+    error("json.encode: indent must be a non-negative integer, got " .. tostring(indent), 3)
+  end
+  local nonfinite = opts.nonfinite or "error"
+  if nonfinite ~= "error" and nonfinite ~= "null" and nonfinite ~= "literal" then
+    error("json.encode: nonfinite = '" .. tostring(nonfinite) .. "' (expected error|null|literal)", 3)
+  end
+  return { out = {}, n = 0, seen = {}, indent = indent, nonfinite = nonfinite, sort_keys = opts.sort_keys ~= false,
+           colon = (indent and indent > 0) and ": " or ":" }
+end
+
 -- fvl.json.encode(v [, opts]) -> string: JSON text of a value (tables, numbers, strings, booleans,
 -- fvl.json.null, tensors as nested lists). Integers stay integers and floats are written with the
 -- fewest digits that read back exactly; object keys sorted. opts: indent (a number of spaces, or
@@ -50,112 +169,10 @@ local encode_opts = { indent = true, sort_keys = true, nonfinite = true }
 -- error naming their path; "literal": NaN/Infinity as Python's json). Errors: functions, cycles,
 -- mixed keys.
 function json.encode(v, opts)
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error("json.encode: opts must be a table, got " .. type(opts), 2)
-  end
-  for k in pairs(opts) do
-    if not encode_opts[k] then
-      error(string.format("json.encode: unknown option '%s' (expected one of: indent, sort_keys, nonfinite)",
-                          tostring(k)), 2)
-    end
-  end
-  local indent = opts.indent
-  if indent ~= nil and (math.type(indent) ~= "integer" or indent < 0) then
-    error("json.encode: indent must be a non-negative integer, got " .. tostring(indent), 2)
-  end
-  local nonfinite = opts.nonfinite or "error"
-  if nonfinite ~= "error" and nonfinite ~= "null" and nonfinite ~= "literal" then
-    error("json.encode: nonfinite = '" .. tostring(nonfinite) .. "' (expected error|null|literal)", 2)
-  end
-  local sort_keys = opts.sort_keys ~= false
-  local out, n = {}, 0
-  local seen = {}
-  local function put(s) n = n + 1; out[n] = s end
-  local function nl(depth)
-    if indent and indent > 0 then put("\n" .. string.rep(" ", indent * depth)) end
-  end
-  local colon = (indent and indent > 0) and ": " or ":"
-
-  local function enc(x, path, depth)
-    local t = type(x)
-    if x == nil or x == json.null then put("null")
-    elseif t == "boolean" then put(x and "true" or "false")
-    elseif t == "number" then
-      if math.type(x) == "integer" then put(string.format("%d", x))
-      elseif x ~= x or x == math.huge or x == -math.huge then
-        if nonfinite == "null" then put("null")
-        elseif nonfinite == "literal" then put(x ~= x and "NaN" or (x > 0 and "Infinity" or "-Infinity"))
-        else
-          error(string.format("json.encode: value at %s is %s, which JSON cannot hold (use nonfinite=\"null\" or \"literal\")",
-                              path, tostring(x)), 0)
-        end
-      else put(fmt_float(x)) end
-    elseif t == "string" then put(quote(x))
-    elseif t == "table" or t == "userdata" then
-      if t == "userdata" or (getmetatable(x) and getmetatable(x) ~= array_mt and getmetatable(x) ~= object_mt
-                             and type(x.totable) == "function") then
-        local ok, tt = pcall(function() return x:totable() end)
-        if not ok or type(tt) ~= "table" and type(tt) ~= "number" then
-          error(string.format("json.encode: value at %s is a %s without a usable :totable()", path, t), 0)
-        end
-        return enc(tt, path, depth)
-      end
-      if seen[x] then error("json.encode: table at " .. path .. " contains itself", 0) end
-      seen[x] = true
-      local mt = getmetatable(x)
-      local nkeys, maxint, strkeys = 0, 0, {}
-      for k in pairs(x) do
-        nkeys = nkeys + 1
-        if math.type(k) == "integer" and k >= 1 then
-          if k > maxint then maxint = k end
-        elseif type(k) == "string" then
-          strkeys[#strkeys + 1] = k
-        else
-          error(string.format("json.encode: table at %s has a key %s of type %s (expected strings or 1..n)",
-                              path, tostring(k), type(k)), 0)
-        end
-      end
-      local is_array
-      if nkeys == 0 then is_array = (mt == array_mt)
-      elseif #strkeys == 0 and maxint == nkeys then is_array = true
-      elseif #strkeys == nkeys then is_array = false
-      elseif #strkeys == 0 then
-        error(string.format("json.encode: table at %s is a sparse array (keys up to %d, %d present)",
-                            path, maxint, nkeys), 0)
-      else
-        error(string.format("json.encode: table at %s mixes integer and string keys", path), 0)
-      end
-      if is_array then
-        put("[")
-        for i = 1, nkeys do
-          if i > 1 then put(",") end
-          nl(depth + 1)
-          enc(x[i], path .. "[" .. i .. "]", depth + 1)
-        end
-        if nkeys > 0 then nl(depth) end
-        put("]")
-      else
-        if sort_keys then table.sort(strkeys) end
-        put("{")
-        for i, k in ipairs(strkeys) do
-          if i > 1 then put(",") end
-          nl(depth + 1)
-          put(quote(k)); put(colon)
-          enc(x[k], path .. "." .. k, depth + 1)
-        end
-        if nkeys > 0 then nl(depth) end
-        put("}")
-      end
-      seen[x] = nil
-    else
-      error(string.format("json.encode: value at %s is a %s (expected nil, boolean, number, string or table)",
-                          path, t), 0)
-    end
-  end
-  local ok, err = pcall(enc, v, "$", 0)
+  local E = encoder(opts)
+  local ok, err = pcall(enc, E, v, "$", 0)
   if not ok then error(err, 2) end
-  return table.concat(out)
+  return table.concat(E.out)
 end
 
 -- ---------------------------------------------------------------- decode

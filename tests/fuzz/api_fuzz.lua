@@ -25,7 +25,7 @@ assert(os.execute("mkdir -p '" .. tmp .. "'"))
 
 -- ------------------------------------------------------------------ the functions
 local SKIP = {   -- processes, the network, threads, terminals, slow whole-dataset readers
-  sys = true, store = true, sweep = true, dist = true, dist_core = true, _bench = true, threads = true,
+  sys = true, store = true, sweep = true, _bench = true, threads = true,
   clock = true, _walltime = true, _isatty = true, log = true, progress = true, repl = true,
   loader = true, Loader = true, _loader_batch = true, _loader_perm = true, fashion_mnist = true,
   mnist = true, lfw_pairs = true, folder_to_rec = true, images = true, _imgset_folder = true,
@@ -231,6 +231,180 @@ local function file_step()
   return "load(mutated " .. kind .. ")"
 end
 
+-- ------------------------------------------------------------------ scenarios
+-- Random calls rarely get past a constructor's checks; these build valid objects of the newest
+-- public functions (every loss head and fvl.loss.margin, F.conv2d_bn_act, tiny IResNet and
+-- MobileFaceNet, fvl.dist in a world of one with its sharded checkpoint and gather, the data
+-- readers) and then feed them hostile inputs.
+local function small() return R() < 0.9 and R(1, 6) or pick { 0, -1, 2^31, 1.5, 0 / 0 } end
+local function labels(B, C)
+  if R() < 0.2 then return gen(0) end
+  local y = {}
+  for i = 1, (R() < 0.9 and B or R(0, B + 2)) do
+    y[i] = R() < 0.9 and R(1, math.max(1, C)) or pick { 0, -1, C + 1, 2^31, 2^62, math.mininteger, 1.5, 0 / 0, "1" }
+  end
+  if R() < 0.2 then y = fvl.tensor(y, R() < 0.5 and "int32" or "float32") end
+  return y
+end
+local function embeddings(B, D)
+  local x = fvl.randn(B, D)
+  if R() < 0.15 and B * D > 0 then x:view(-1):set(R(1, B * D), pick { 0 / 0, math.huge, 0 }) end
+  if R() < 0.1 then x = fvl.zeros(B, D) end
+  if R() < 0.1 then x = tensor() end
+  if R() < 0.5 then x = x:float():requires_grad() end
+  return x
+end
+local function margin_fn()   -- a user's target/negative rule: right, wrong or hostile
+  local r = R()
+  if r < 0.5 then return function(c) return c - 0.2 end end
+  if r < 0.7 then return function(c) return gen(2) end end
+  if r < 0.85 then return function(c) collectgarbage() return c * 0.5 end end
+  return function() return { kind = pick { "affine", "cubic", 1 }, a = number(), b = number(), threshold = gen(2) } end
+end
+local HEADS = fvl.loss.names and fvl.loss.names() or {}
+local passed = {}   -- calls of the scenarios that returned without error, by kind (printed at the end)
+local function pass(kind, ok) if ok then passed[kind] = (passed[kind] or 0) + 1 end return ok end
+local heads, nets = {}, {}
+local function head_step()
+  local name = pick(HEADS)
+  local h = heads[name]
+  if not h or R() < 0.3 then
+    local o = { dim = small(), classes = small() }
+    if R() < 0.3 then for _ = 1, R(1, 3) do o[pick(WORDS)] = gen(1) end end
+    if name == "margin" or R() < 0.05 then o.target, o.negative = margin_fn(), R() < 0.5 and margin_fn() or nil end
+    if R() < 0.1 then o.weight = tensor() end
+    local ok, hh = pcall(fvl.loss[name], R() < 0.05 and gc_proxy(1) or o)
+    if not ok then return "loss." .. name .. "(bad options)" end
+    h = hh
+    heads[name] = h
+  end
+  local B = R(0, 5)
+  local x, y = embeddings(B, R() < 0.85 and (h.dim or 4) or small()), labels(B, h.classes or 4)
+  local ok, l = pcall(h, x, y)
+  pass("head forward", ok)
+  if ok and type(l) == "userdata" and R() < 0.7 then pass("head backward", pcall(function() l:backward() end)) end
+  if R() < 0.2 then pcall(h.logits, h, x) end
+  if R() < 0.1 then pcall(h.predict, h, x) end
+  if R() < 0.1 then pcall(h.train, h, R() < 0.5) end
+  return "loss." .. name
+end
+local function conv_bn_act_step()
+  local N, Ci, H, W, Co = R(0, 2), R(1, 4), R(1, 6), R(1, 6), R(1, 4)
+  local k = R(1, 3)
+  local hostile = R() < 0.4   -- else only valid arguments (the epilogues' own paths)
+  local function bad(good, ...) return (hostile and R() < 0.2) and pick { ... } or good end
+  local g = bad(pick { 1, 1, Ci }, R(1, 4), 0, -1, 2^31)
+  if g == Ci then Co = Ci * R(1, 2) end
+  local x = bad(fvl.randn(N, Ci, H + k, W + k), tensor(), fvl.randn(N, Ci, 1, 1))
+  local w = bad(fvl.randn(Co, math.max(1, Ci // math.max(1, math.type(g) == "integer" and g or 1)), k, k), tensor())
+  local function vec()
+    if R() < 0.3 then return nil end
+    return bad(fvl.rand(Co) + 0.1, fvl.rand(R(0, 5)), gen(1), fvl.rand(Co):int())
+  end
+  local st, pd = bad(pick { 1, 1, 2, { 1, 2 } }, 0, 2^31, { 1 }), bad(pick { 0, 1, { 0, 1 } }, -1, 2^40, 70000)
+  if R() < 0.2 then x = x:t() end
+  pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
+  return "F.conv2d_bn_act"
+end
+local function backbone_step()
+  local kind = pick { "iresnet", "mobilefacenet" }
+  local net = nets[kind]
+  if not net then
+    local ok, n
+    if kind == "iresnet" then ok, n = pcall(fvl.nn.iresnet, { depth = 18, dim = 4, input_size = 16 })
+    else ok, n = pcall(fvl.nn.mobilefacenet, { dim = 4, blocks = { 1, 1, 1, 1 }, input_size = 16 }) end
+    if not ok then error("FINDING: " .. kind .. " with tiny shapes failed: " .. tostring(n), 0) end
+    net = n
+    nets[kind] = net
+  end
+  if R() < 0.3 then pcall(net.train, net, R() < 0.5) end
+  local sz = R() < 0.7 and 16 or pick { 0, 1, 8, 15, 17, 32 }
+  local x = R() < 0.9 and fvl.randn(R(0, 2), R() < 0.9 and 3 or R(1, 4), sz, sz) or tensor()
+  if R() < 0.1 and x:numel() > 0 then x:view(-1):set(1, 0 / 0) end
+  local ok, e = pcall(net, x)
+  pass(kind, ok)
+  if ok and type(e) == "userdata" and R() < 0.3 then pcall(function() e:sum():backward() end) end
+  if R() < 0.1 then pcall(fvl.nn.fold_batchnorm, net) end
+  return "nn." .. kind
+end
+local function dist_step()
+  local d = tmp .. "/dist" .. R(1, 3)
+  local name = pick(HEADS)
+  local ok, h = pcall(fvl.loss[name], { dim = 3, classes = R(1, 5), sharded = R() < 0.7,
+                                        target = name == "margin" and margin_fn() or nil })
+  if not ok then h = nil end
+  local net = fvl.nn.Linear(2, 3)
+  local r = R()
+  if r < 0.4 then
+    pass("dist save", pcall(fvl.dist.save_checkpoint, d, { net = net, head = h, step = R(0, 9), extra = R() < 0.3 and gen(1) or nil }))
+  elseif r < 0.55 then
+    local hj = read(d .. "/dist.json")
+    if hj ~= "" then write(d .. "/dist.json", mutate(hj)) end
+  elseif r < 0.65 then
+    local p = d .. "/rank00000/checkpoint.json"
+    local cj = read(p)
+    if cj ~= "" then write(p, mutate(cj)) end
+  elseif r < 0.8 then
+    pass("dist gather", pcall(fvl.dist.gather_checkpoint, d, tmp .. "/gathered"))
+    local ok2, err = pcall(fvl.load_checkpoint, tmp .. "/gathered")
+    if not ok2 then error("FINDING: load_checkpoint of a gathered checkpoint raised: " .. tostring(err), 0) end
+  elseif r < 0.9 then
+    pass("dist load", pcall(fvl.dist.load_checkpoint, d, { net = R() < 0.5 and net or nil, head = h }))
+  else
+    pass("dist info", pcall(fvl.dist.checkpoint_info, d))
+  end
+  return "dist checkpoint"
+end
+local function reader_step()
+  local kind = pick { "rec", "bin", "png", "jpeg", "npyds" }
+  local s = seeds[kind]
+  if not s then return "skip" end
+  local p = tmp .. "/r." .. kind
+  if kind == "rec" then
+    write(p, R() < 0.5 and mutate(s) or s)
+    write(tmp .. "/r.idx", R() < 0.5 and mutate(seeds.recidx or "") or seeds.recidx or "")
+    local ok, rd = pcall(fvl.data.rec, p, { idx = R() < 0.5 and tmp .. "/r.idx" or false })
+    if ok and rd then
+      for _ = 1, R(1, 4) do
+        local i = R() < 0.8 and R(1, 4) or pick { 0, -1, 2^31, math.maxinteger }
+        pass("rec record", pcall(function() return rd:record(i) end))
+        pcall(function() return rd:key(i) end)
+      end
+      pcall(function() rd:close() end)
+    end
+  elseif kind == "bin" then
+    write(p, mutate(s))
+    local ok, pk = pcall(fvl.data.bin_pack, p)
+    pass("bin_pack", ok)
+    if ok and type(pk) == "table" and pk.decode then pcall(pk.decode, pk, R(1, 4), R() < 0.5 and { size = { 8, 8 } } or gen(1)) end
+  elseif kind == "npyds" then
+    write(tmp .. "/f.npy", mutate(seeds.npy))
+    write(tmp .. "/l.npy", R() < 0.5 and mutate(seeds.npyi) or seeds.npyi)
+    pass("data.npy", pcall(fvl.data.npy, { features = tmp .. "/f.npy", labels = tmp .. "/l.npy", base = pick { "auto", 0, 1, 2 } }))
+  else
+    pass("decode_image", pcall(fvl.data.decode_image, R() < 0.7 and mutate(s) or s, R() < 0.5 and { gray = R() < 0.5, bgr = R() < 0.5 } or gen(1)))
+  end
+  return "data." .. kind
+end
+do   -- seed files for the readers, written by the project's own writers
+  local img = (fvl.rand(3, 5, 4) * 255):floor()
+  pcall(function() seeds.png = fvl.data.encode_image(img, { format = "png" }) end)
+  pcall(function() seeds.jpeg = fvl.data.encode_image(img, { format = "jpeg" }) end)
+  pcall(function()
+    local w = assert(fvl.data.rec_writer(tmp .. "/seed.rec"))
+    for i = 1, 3 do w:write { image = img, label = i } end
+    w:close()
+    seeds.rec, seeds.recidx = read(tmp .. "/seed.rec"), read(tmp .. "/seed.idx")
+  end)
+  pcall(function()
+    fvl.data.write_bin_pack(tmp .. "/seed.bin", { seeds.png, seeds.jpeg, seeds.png, seeds.jpeg }, { 1, 0 })
+    seeds.bin = read(tmp .. "/seed.bin")
+  end)
+  seeds.npyds = seeds.npy
+end
+local SCENARIOS = { head_step, head_step, head_step, conv_bn_act_step, backbone_step, dist_step, dist_step,
+                    reader_step, reader_step }
+
 -- ------------------------------------------------------------------ the run
 local function describe(v)
   local t = type(v)
@@ -248,13 +422,26 @@ local function guard() debug.sethook(function() error("fuzz: instruction budget"
 
 local t0 = fvl._walltime and fvl._walltime() or os.time()
 local now = function() return fvl._walltime and fvl._walltime() or os.time() end
-local calls, errors, files = 0, 0, 0
+local calls, errors, files, scen = 0, 0, 0, 0
 while calls < max_calls and now() - t0 < seconds do
   calls = calls + 1
   local desc
-  if R() < 0.25 then
+  local r = R()
+  if r < 0.2 then
     files = files + 1
     desc = file_step()
+  elseif r < 0.35 then
+    scen = scen + 1
+    local step = pick(SCENARIOS)
+    if verbose then io.stderr:write(string.format("[%d] scenario\n", calls)) io.stderr:flush() end
+    guard()
+    local ok, d = pcall(step)
+    debug.sethook()
+    if not ok then
+      if tostring(d):find("FINDING", 1, true) then error(d, 0) end
+      errors = errors + 1
+    end
+    desc = ok and d or "scenario raised: " .. tostring(d)
   else
     local f, name, args, self
     if R() < 0.4 and #methods > 0 then
@@ -296,5 +483,9 @@ pool = nil
 collectgarbage()
 collectgarbage()
 os.execute("rm -rf '" .. tmp .. "'")
-print(string.format("api_fuzz: seed %d, %d calls (%d file mutations), %d raised errors, no crash", seed,
-                    calls, files, errors))
+print(string.format("api_fuzz: seed %d, %d calls (%d file mutations, %d scenarios), %d raised errors, no crash",
+                    seed, calls, files, scen, errors))
+local kinds = {}
+for k, n in pairs(passed) do kinds[#kinds + 1] = k .. " " .. n end
+table.sort(kinds)
+print("api_fuzz: scenario calls that passed: " .. table.concat(kinds, ", "))

@@ -389,6 +389,75 @@ function R.csv(store, path, opts)
   return sys.write_atomic(path, table.concat(out, "\n") .. "\n")
 end
 
+-- the plot of the metric against hyperparameter k: numeric values as two point series (done and
+-- pruned trials apart: a pruned trial's value comes from an earlier step), other values as one
+-- series per value at x = 1, 2, ... (spread a little so equal values stay visible); nil when
+-- no trial has both. value(t): the trial's plotted metric or nil.
+local function param_spec(trials, k, value, title, ylabel, file)
+  local numeric = true
+  for _, t in ipairs(trials) do
+    local v = t.config and t.config[k]
+    if v ~= nil and type(v) ~= "number" then numeric = false end
+  end
+  local series = {}
+  local spec = { title = title, xlabel = k, ylabel = ylabel, file = file }
+  if numeric then
+    for _, st in ipairs { "done", "pruned" } do
+      local xs, ys = {}, {}
+      for _, t in ipairs(trials) do
+        local v = value(t)
+        if t.status == st and v and t.config[k] ~= nil then xs[#xs + 1], ys[#ys + 1] = t.config[k], v end
+      end
+      if #xs > 0 then series[#series + 1] = { x = xs, y = ys, label = st, points = true, line = false } end
+    end
+  else
+    local cats, order = {}, {}
+    for _, t in ipairs(trials) do
+      local v = t.config and t.config[k]
+      if v ~= nil and value(t) then
+        local c = tostring(v)
+        if not cats[c] then cats[c] = { x = {}, y = {} }; order[#order + 1] = c end
+      end
+    end
+    table.sort(order)
+    for i, c in ipairs(order) do
+      local xs, ys = cats[c].x, cats[c].y
+      for _, t in ipairs(trials) do
+        local v = value(t)
+        if v and t.config and tostring(t.config[k]) == c then
+          local n = #xs
+          xs[n + 1] = i + ((n % 7) - 3) * 0.04
+          ys[n + 1] = v
+        end
+      end
+      series[#series + 1] = { x = xs, y = ys, label = c, points = true, line = false }
+    end
+    spec.xmin, spec.xmax, spec.xstep = 0.5, #order + 0.5, 1
+  end
+  if #series == 0 then return nil end
+  spec.series = series
+  return spec
+end
+
+-- the learning curves (reported values of `curve` by step) of the first `best` trials
+local function curve_series(store, trials, best, curve)
+  local by = {}
+  for _, t in ipairs(R.load(store, { reports = true })) do by[t.id] = t end
+  local series = {}
+  for _, t in ipairs(trials) do
+    if #series >= best then break end
+    local xs, ys = {}, {}
+    for _, rep in ipairs(by[t.id].reports or {}) do
+      if type(rep[curve]) == "number" then xs[#xs + 1], ys[#ys + 1] = rep.step, rep[curve] end
+    end
+    if #xs > 0 then
+      series[#series + 1] = { x = xs, y = ys, points = true,
+                              label = string.format("#%d %s", t.id, config_text(t.config)) }
+    end
+  end
+  return series
+end
+
 -- plots: the metric against each hyperparameter, and the learning curves of the best trials,
 -- each a PNG, plus one sheet with all of them (needs fvl.plot)
 function R.plot(store, opts)
@@ -421,71 +490,13 @@ function R.plot(store, opts)
   end
   local okp, perr = pcall(function()
     for _, k in ipairs(sorted_keys(keys)) do
-      local numeric = true
-      for _, t in ipairs(trials) do
-        local v = t.config and t.config[k]
-        if v ~= nil and type(v) ~= "number" then numeric = false end
-      end
-      local series = {}
-      local file = string.format("%s.%s.png", prefix, k:gsub("[^%w_%-]", "_"))
-      local spec = { title = string.format("%s: %s vs %s", name, metric, k), xlabel = k,
-                     ylabel = metric .. " (final; pruned: last report)", file = file }
-      if numeric then
-        -- done and pruned trials apart: a pruned trial's value comes from an earlier step
-        for _, st in ipairs { "done", "pruned" } do
-          local xs, ys = {}, {}
-          for _, t in ipairs(trials) do
-            local v = value(t)
-            if t.status == st and v and t.config[k] ~= nil then xs[#xs + 1], ys[#ys + 1] = t.config[k], v end
-          end
-          if #xs > 0 then series[#series + 1] = { x = xs, y = ys, label = st, points = true, line = false } end
-        end
-      else
-        -- one series per value at x = 1, 2, ... (spread a little so equal values stay visible)
-        local cats, order = {}, {}
-        for _, t in ipairs(trials) do
-          local v = t.config and t.config[k]
-          if v ~= nil and value(t) then
-            local c = tostring(v)
-            if not cats[c] then cats[c] = { x = {}, y = {} }; order[#order + 1] = c end
-          end
-        end
-        table.sort(order)
-        for i, c in ipairs(order) do
-          local xs, ys = cats[c].x, cats[c].y
-          for _, t in ipairs(trials) do
-            local v = value(t)
-            if v and t.config and tostring(t.config[k]) == c then
-              local n = #xs
-              xs[n + 1] = i + ((n % 7) - 3) * 0.04
-              ys[n + 1] = v
-            end
-          end
-          series[#series + 1] = { x = xs, y = ys, label = c, points = true, line = false }
-        end
-        spec.xmin, spec.xmax, spec.xstep = 0.5, #order + 0.5, 1
-      end
-      if #series > 0 then
-        spec.series = series
-        draw(spec)
-      end
+      local spec = param_spec(trials, k, value, string.format("%s: %s vs %s", name, metric, k),
+                              metric .. " (final; pruned: last report)",
+                              string.format("%s.%s.png", prefix, k:gsub("[^%w_%-]", "_")))
+      if spec then draw(spec) end
     end
-    -- learning curves of the best trials
-    local best, curve = opts.best or 5, opts.curve or metric
-    local by = {}
-    for _, t in ipairs(R.load(store, { reports = true })) do by[t.id] = t end
-    local series = {}
-    for _, t in ipairs(trials) do
-      if #series >= best then break end
-      local xs, ys = {}, {}
-      for _, rep in ipairs(by[t.id].reports or {}) do
-        if type(rep[curve]) == "number" then xs[#xs + 1], ys[#ys + 1] = rep.step, rep[curve] end
-      end
-      if #xs > 0 then
-        series[#series + 1] = { x = xs, y = ys, points = true,
-                                label = string.format("#%d %s", t.id, config_text(t.config)) }
-      end
-    end
+    local curve = opts.curve or metric
+    local series = curve_series(store, trials, opts.best or 5, curve)
     if #series > 0 then
       draw({ series = series, file = prefix .. ".curves.png", xlabel = "step", ylabel = curve,
              title = string.format("%s: %s of the %d best trials", name, curve, #series) })
