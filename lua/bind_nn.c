@@ -49,6 +49,20 @@ static int l_conv2d_direct(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.conv2d_avx512([on]) -> boolean
+   Whether the direct convolution kernels use their AVX-512 versions (the previous setting when
+   on, a boolean, is given). They do where the CPU has AVX-512F, unless turned off; off (or on a
+   CPU without it) the AVX2 versions run. Both give the same bits; for benchmarks and tests. */
+static int l_conv2d_avx512(lua_State *L) {
+  int old = fvl_conv2d_avx512();
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    fvl_conv2d_set_avx512(lua_toboolean(L, 1));
+  }
+  lua_pushboolean(L, old);
+  return 1;
+}
+
 /*** fvl.F.conv2d(x, w [, bias [, stride [, padding]]]) -> tensor
    2-D convolution of x (N×Cin×H×W) with w (Cout×Cin×kh×kw) and an optional bias (Cout); stride
    (1) and padding (0) are an integer or {h, w}. Tracked in x, w and bias.
@@ -126,7 +140,7 @@ static int l_linear(lua_State *L) {
 
 int fvl_open_nn(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"conv2d", l_conv2d}, {"conv2d_direct", l_conv2d_direct}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
+    {"conv2d", l_conv2d}, {"conv2d_direct", l_conv2d_direct}, {"conv2d_avx512", l_conv2d_avx512}, {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
     {"batch_norm", l_batch_norm}, {"prelu", l_prelu}, {"dropout", l_dropout}, {"linear", l_linear},
     {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");   /* shared with the loss binding */

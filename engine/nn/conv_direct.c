@@ -33,6 +33,7 @@
 #define NP 3
 
 static int direct_enabled = 1;
+static int avx512_enabled = 1;   /* use the AVX-512 kernels where the CPU has them */
 
 int fvl_conv2d_set_direct(int on) {
   int old = direct_enabled;
@@ -51,10 +52,26 @@ static int cpu_ok(void) {
   }
   return ok;
 }
+static int cpu_avx512(void) {
+  static int ok = -1;
+  if (ok < 0) {
+    __builtin_cpu_init();
+    ok = __builtin_cpu_supports("avx512f");
+  }
+  return ok;
+}
 #else
 #define HAVE_DIRECT 0
 static int cpu_ok(void) { return 0; }
+static int cpu_avx512(void) { return 0; }
 #endif
+
+int fvl_conv2d_set_avx512(int on) {
+  int old = avx512_enabled && cpu_avx512();
+  avx512_enabled = on ? 1 : 0;
+  return old;
+}
+int fvl_conv2d_avx512(void) { return HAVE_DIRECT && avx512_enabled && cpu_avx512(); }
 
 
 
@@ -283,37 +300,112 @@ TGT static void fwd_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
  * (b, oh, ow)); the 16 × 6 results are transposed into y through a small buffer. */
 #define OV 16
 #define PN 6
-#define FWDO_TILE(KWC)                                                                             \
-  TGT static void fwdo_tile_##KWC(const float *xp, const int *roff, int nrow, int kw,              \
-                                  const float *wp, const int e[PN], float out[OV * PN]) {          \
-    __m256 a0[PN], a1[PN];                                                                         \
-    _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) a0[q] = a1[q] = _mm256_setzero_ps();      \
+/* one macro for both instruction sets: NAME_KWC, target ATTR, vector type VT of VL lanes, NP
+ * positions, tile width 2·VL channels; LD/ST/SET1/FMA/ZERO the set's intrinsics. The positions'
+ * input offsets are 64-bit (no sign extensions in the loop); NAME_KWC_run is the variant for NP
+ * consecutive positions of one row (e[q] = e[0] + q: constant displacements, no offset loads). */
+/* The broadcasts are volatile asm: in a run, row[q + j] of tap j is row[q' + j'] of another tap,
+ * and GCC would keep such inputs in registers across taps (and spill accumulators for them). */
+TGT static inline __m256 bcast8(const float *p) {
+  __m256 v;
+  __asm__ volatile("vbroadcastss %1, %0" : "=x"(v) : "m"(*p));
+  return v;
+}
+__attribute__((target("avx512f,avx2,fma"))) static inline __m512 bcast16(const float *p) {
+  __m512 v;
+  __asm__ volatile("vbroadcastss %1, %0" : "=v"(v) : "m"(*p));
+  return v;
+}
+#define CV_TILE_BODY(VT, VL, NP_, LD, ST, SET1, FMA, ZERO, KWC, ADDR)                             \
+    VT a0[NP_], a1[NP_];                                                                           \
+    _Pragma("GCC unroll 16") for (int q = 0; q < NP_; q++) a0[q] = a1[q] = ZERO();                 \
     const int KWn = KWC > 0 ? KWC : kw;                                                            \
     for (int r = 0; r < nrow; r++) {                                                               \
-      const int off = roff[r];                                                                     \
-      const float *w = wp + (size_t)r * KWn * OV;                                                  \
+      const float *row = xp + roff[r];                                                             \
+      const float *w = wp + (size_t)r * KWn * 2 * VL;                                              \
       _Pragma("GCC unroll 8") for (int j = 0; j < KWn; j++) {                                      \
-        const __m256 w0 = _mm256_loadu_ps(w + j * OV), w1 = _mm256_loadu_ps(w + j * OV + 8);        \
-        _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) {                                     \
-          const __m256 xb = _mm256_broadcast_ss(xp + e[q] + off + j);                              \
-          a0[q] = _mm256_fmadd_ps(w0, xb, a0[q]);                                                  \
-          a1[q] = _mm256_fmadd_ps(w1, xb, a1[q]);                                                  \
+        const VT w0 = LD(w + j * 2 * VL), w1 = LD(w + j * 2 * VL + VL);                            \
+        _Pragma("GCC unroll 16") for (int q = 0; q < NP_; q++) {                                   \
+          const VT xb = SET1(row + ADDR + j);                                                      \
+          a0[q] = FMA(w0, xb, a0[q]);                                                              \
+          a1[q] = FMA(w1, xb, a1[q]);                                                              \
         }                                                                                          \
       }                                                                                            \
     }                                                                                              \
-    _Pragma("GCC unroll 8") for (int q = 0; q < PN; q++) {                                         \
-      _mm256_storeu_ps(out + q * OV, a0[q]);                                                       \
-      _mm256_storeu_ps(out + q * OV + 8, a1[q]);                                                   \
-    }                                                                                              \
+    _Pragma("GCC unroll 16") for (int q = 0; q < NP_; q++) {                                       \
+      ST(out + q * 2 * VL, a0[q]);                                                                 \
+      ST(out + q * 2 * VL + VL, a1[q]);                                                            \
+    }
+#define CV_TILE(NAME, ATTR, VT, VL, NP_, LD, ST, SET1, FMA, ZERO, KWC)                             \
+  ATTR static void NAME##_##KWC(const float *xp, const int *roff, int nrow, int kw, const float *wp, \
+                                const int *e, float *out) {                                        \
+    ptrdiff_t eo[NP_];                                                                             \
+    for (int q = 0; q < NP_; q++) eo[q] = e[q];                                                    \
+    CV_TILE_BODY(VT, VL, NP_, LD, ST, SET1, FMA, ZERO, KWC, eo[q])                                 \
+  }                                                                                                \
+  ATTR static void NAME##_##KWC##_run(const float *xp, const int *roff, int nrow, int kw,          \
+                                      const float *wp, const int *e, float *out) {                 \
+    xp += e[0];   /* the positions of a run: e[0] + q (every step 1: n == NP, no repeats) */       \
+    CV_TILE_BODY(VT, VL, NP_, LD, ST, SET1, FMA, ZERO, KWC, q)                                  \
   }
+#define FWDO_TILE(KWC) \
+  CV_TILE(fwdo_tile, TGT, __m256, 8, PN, _mm256_loadu_ps, _mm256_storeu_ps, bcast8, _mm256_fmadd_ps, _mm256_setzero_ps, KWC)
 FWDO_TILE(0)
 FWDO_TILE(3)
 FWDO_TILE(5)
 
-/* input channels per pass of fwdo_group: the pass's weight panel (CB·KH·KW × 16) and the group's
- * padded inputs of those channels stay in L2 while every tile and channel block reuses them */
-static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g, int gs) {
-  const size_t wrow = (size_t)s->KH * s->KW * OV, xrow = (size_t)gs * g->plane;   /* floats per channel */
+/* The same with AVX-512 (32 zmm registers): 32 output channels (two zmm) × PZ = 12 positions per
+ * micro-tile — 24 accumulators, 2 weight loads + 12 broadcasts per 24 FMAs of 16 lanes (the AVX2
+ * tile: 8 loads per 12 FMAs of 8 lanes). Each output's sum runs over the same taps in the same
+ * order as in the AVX2 tile, so both give the same bits. */
+#define OZ 32
+#define PZ 12
+#define TGTZ __attribute__((target("avx512f,avx2,fma")))
+#define FWDZ_TILE(KWC) \
+  CV_TILE(fwdz_tile, TGTZ, __m512, 16, PZ, _mm512_loadu_ps, _mm512_storeu_ps, bcast16, _mm512_fmadd_ps, _mm512_setzero_ps, KWC)
+FWDZ_TILE(0)
+FWDZ_TILE(3)
+FWDZ_TILE(5)
+
+/* the forward's channel-vector kernel: tile width in channels and positions, and its tiles */
+typedef void (*fwdo_tile_fn)(const float *, const int *, int, int, const float *, const int *, float *);
+typedef struct {
+  int ov, pn;
+  fwdo_tile_fn t[3], run[3];   /* KW any, 3, 5; for any positions, for a run of one row */
+} fwdo_kernel;
+static const fwdo_kernel FWDO_AVX2 = {OV, PN, {fwdo_tile_0, fwdo_tile_3, fwdo_tile_5},
+                                      {fwdo_tile_0_run, fwdo_tile_3_run, fwdo_tile_5_run}};
+static const fwdo_kernel FWDO_AVX512 = {OZ, PZ, {fwdz_tile_0, fwdz_tile_3, fwdz_tile_5},
+                                        {fwdz_tile_0_run, fwdz_tile_3_run, fwdz_tile_5_run}};
+
+/* the kernel the forward uses for s (NULL: O is not a multiple of 16, the column-vector kernel) */
+static const fwdo_kernel *fwdo_pick(const fvl_conv2d_shape *s) {
+  if (s->O % OZ == 0 && fvl_conv2d_avx512()) return &FWDO_AVX512;
+  return s->O % OV == 0 ? &FWDO_AVX2 : NULL;
+}
+
+/* Positions per band of fwdo_group: the group's positions run in bands whose outputs (O × band)
+ * stay in L2 while the channel blocks add into them (a 64-channel 112×112 map is 3.2 MB per
+ * sample: passing over it once per channel block went to memory). A whole group when it is small. */
+static int fwdo_band(const fvl_conv2d_shape *s, const geom *g) {
+  const int npos = g->GS * s->OH * s->OW;
+  const int band = (int)((32u << 10) / (unsigned)s->O);   /* ≈ 128 KiB of outputs */
+  if (band >= npos) return npos;
+  return band < PZ ? PZ : band / PZ * PZ;   /* whole tiles of either kernel */
+}
+
+/* input channels per pass of fwdo_group: the pass's weight panel (CB·KH·KW × 16) and the band's
+ * padded inputs of those channels stay in L2 while every tile and channel block reuses them.
+ * Computed from the geometry alone (a full group, whatever kernel width runs), so each output
+ * sums its taps in the same order whatever the thread count or instruction set. */
+static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g) {
+  const int npos = g->GS * s->OH * s->OW, band = fwdo_band(s, g);
+  size_t xrow = (size_t)g->GS * g->plane;   /* floats of one channel the band reads */
+  if (band < npos) {
+    const size_t rows = (size_t)(band + s->OW - 1) / s->OW + 1 + (size_t)s->KH - 1;
+    if (rows * g->Wr < xrow) xrow = rows * g->Wr;
+  }
+  const size_t wrow = (size_t)s->KH * s->KW * OV;   /* floats per channel */
   size_t cb = (64u << 10) / (wrow + xrow);   /* ≈ 256 KiB per pass */
   if (cb < 4) cb = 4;
   if (cb >= (size_t)s->C) return s->C;
@@ -321,63 +413,70 @@ static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g, int gs) 
   return (int)(((size_t)s->C + nb - 1) / nb);
 }
 
-TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
-                           const int *roff, const float *wp, const float *bias, const fvl_conv_epi *ep,
-                           float *y) {
-  const int OW = s->OW, OH = s->OH, KH = s->KH, KW = s->KW;
+#define OMAX OZ
+#define PMAX PZ
+TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const fwdo_kernel *kn,
+                           const float *xp, const int *roff, const float *wp, const float *bias,
+                           const fvl_conv_epi *ep, float *y) {
+  const int OW = s->OW, OH = s->OH, KH = s->KH, KW = s->KW, ov = kn->ov, pn = kn->pn;
   const size_t P = (size_t)OH * OW, out_sz = (size_t)s->O * P;
-  /* the channel blocks fix the order of each output's sum: sized for a full group whatever gs
-   * (a thread's last group may be smaller), so the bits do not depend on the thread count */
-  const int npos = gs * (int)P, CB = fwdo_channel_block(s, g, g->GS);
-  float out[OV * PN];
-  for (int c0 = 0; c0 < s->C; c0 += CB) {   /* channel blocks: y holds the partial sums */
-    const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0, last = c0 + CB >= s->C;
-    const int *ro = roff + (size_t)c0 * KH;
-    for (int o0 = 0; o0 < s->O; o0 += OV) {
-      if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
-      const float *panel = wp + (size_t)o0 * g->K + (size_t)c0 * KH * KW * OV;
-      epi16 eb = {.aff = 0};
-      if (ep && last) epi16_load(&eb, ep, o0);
-      int b = 0, oh = 0, ow = 0;   /* cursor of the first position of the tile */
-      for (int t0 = 0; t0 < npos; t0 += PN) {
-        const int n = npos - t0 < PN ? npos - t0 : PN;
-        int e[PN];
-        size_t yo[PN];
-        for (int q = 0, cb = b, ch = oh, cw = ow; q < PN; q++) {
-          e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
-          yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
-          if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
-            if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
+  /* the channel blocks fix the order of each output's sum (fwdo_channel_block); the bands only
+   * the order in which outputs are computed */
+  const int npos = gs * (int)P, CB = fwdo_channel_block(s, g), band = fwdo_band(s, g);
+  const int kt = KW == 5 ? 2 : KW == 3 ? 1 : 0;
+  float out[OMAX * PMAX];
+  for (int p0 = 0; p0 < npos; p0 += band) {   /* bands of positions: their outputs stay in L2 */
+    const int p1 = npos - p0 < band ? npos : p0 + band;
+    for (int c0 = 0; c0 < s->C; c0 += CB) {   /* channel blocks: y holds the partial sums */
+      const int nrow = (s->C - c0 < CB ? s->C - c0 : CB) * KH, first = c0 == 0, last = c0 + CB >= s->C;
+      const int *ro = roff + (size_t)c0 * KH;
+      for (int o0 = 0; o0 < s->O; o0 += ov) {
+        if (fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
+        const float *panel = wp + (size_t)o0 * g->K + (size_t)c0 * KH * KW * ov;
+        epi16 eb[OMAX / 16];
+        if (ep && last)
+          for (int h = 0; h < ov / 16; h++) epi16_load(&eb[h], ep, o0 + 16 * h);
+        int b = p0 / (int)P, oh = p0 % (int)P / OW, ow = p0 % OW;   /* cursor of the first position of the tile */
+        for (int t0 = p0; t0 < p1; t0 += pn) {
+          const int n = p1 - t0 < pn ? p1 - t0 : pn;
+          int e[PMAX];
+          size_t yo[PMAX];
+          for (int q = 0, cb = b, ch = oh, cw = ow; q < pn; q++) {
+            e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
+            yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
+            if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
+              if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
+            }
+            if (q == n - 1) { b = cb; oh = ch; ow = cw; }
           }
-          if (q == n - 1) { b = cb; oh = ch; ow = cw; }
-        }
-        if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
-        if (KW == 5) fwdo_tile_5(xp, ro, nrow, 5, panel, e, out);
-        else if (KW == 3) fwdo_tile_3(xp, ro, nrow, 3, panel, e, out);
-        else fwdo_tile_0(xp, ro, nrow, KW, panel, e, out);
-        if (ep && last) {   /* the final sums: the epilogue on the tile's 16-channel vectors */
-          for (int l = 0; l < OV; l++) {
-            const float *yl = y + (size_t)(o0 + l) * P;
-            const float bv = first && bias ? bias[o0 + l] : 0.f;
-            for (int q = 0; q < n; q++) out[q * OV + l] += first ? bv : yl[yo[q]];
+          if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
+          (n == pn && e[pn - 1] - e[0] == pn - 1 ? kn->run[kt] : kn->t[kt])(xp, ro, nrow, KW, panel, e, out);
+          if (ep && last) {   /* the final sums: the epilogue on the tile's 16-channel vectors */
+            for (int l = 0; l < ov; l++) {
+              const float *yl = y + (size_t)(o0 + l) * P;
+              const float bv = first && bias ? bias[o0 + l] : 0.f;
+              for (int q = 0; q < n; q++) out[q * ov + l] += first ? bv : yl[yo[q]];
+            }
+            for (int q = 0; q < n; q++)
+              for (int h = 0; h < ov / 16; h++) {
+                float *v = out + q * ov + 16 * h;
+                _mm256_storeu_ps(v, epi_vec16(&eb[h], 0, _mm256_loadu_ps(v)));
+                _mm256_storeu_ps(v + 8, epi_vec16(&eb[h], 1, _mm256_loadu_ps(v + 8)));
+              }
+            for (int l = 0; l < ov; l++) {
+              float *yl = y + (size_t)(o0 + l) * P;
+              for (int q = 0; q < n; q++) yl[yo[q]] = out[q * ov + l];
+            }
+            continue;
           }
-          for (int q = 0; q < n; q++) {
-            _mm256_storeu_ps(out + q * OV, epi_vec16(&eb, 0, _mm256_loadu_ps(out + q * OV)));
-            _mm256_storeu_ps(out + q * OV + 8, epi_vec16(&eb, 1, _mm256_loadu_ps(out + q * OV + 8)));
-          }
-          for (int l = 0; l < OV; l++) {
+          for (int l = 0; l < ov; l++) {
             float *yl = y + (size_t)(o0 + l) * P;
-            for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l];
-          }
-          continue;
-        }
-        for (int l = 0; l < OV; l++) {
-          float *yl = y + (size_t)(o0 + l) * P;
-          if (first) {
-            const float bv = bias ? bias[o0 + l] : 0.f;
-            for (int q = 0; q < n; q++) yl[yo[q]] = out[q * OV + l] + bv;
-          } else {
-            for (int q = 0; q < n; q++) yl[yo[q]] += out[q * OV + l];
+            if (first) {
+              const float bv = bias ? bias[o0 + l] : 0.f;
+              for (int q = 0; q < n; q++) yl[yo[q]] = out[q * ov + l] + bv;
+            } else {
+              for (int q = 0; q < n; q++) yl[yo[q]] += out[q * ov + l];
+            }
           }
         }
       }
@@ -584,7 +683,8 @@ int fvl_conv2d_direct_fwd_epi(const fvl_conv2d_shape *s, const float *x, const f
   const layout l = lay_out(s, &g, work);
   /* wp[ob][k][r] = w[ob·V + r][k] with V = 16 (channel vectors) or MR: each micro-tile streams
    * one contiguous panel (zeros for the padding channels of the last block) */
-  const int ovec = s->O % OV == 0, V = ovec ? OV : MR;
+  const fwdo_kernel *kn = fwdo_pick(s);
+  const int V = kn ? kn->ov : MR;
   for (int ob = 0; ob < g.O4 / V; ob++)
     for (int k = 0; k < g.K; k++)
       for (int r = 0; r < V; r++) {
@@ -602,7 +702,7 @@ int fvl_conv2d_direct_fwd_epi(const fvl_conv2d_shape *s, const float *x, const f
       if (fvl_aborted()) break;
       const int gs = hi - b0 < g.GS ? hi - b0 : g.GS;
       for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-      if (ovec) fwdo_group(s, &g, gs, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
+      if (kn) fwdo_group(s, &g, gs, kn, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
       else fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
     }
   }

@@ -69,6 +69,11 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
  * fvl_conv2d_bwd use them whenever fvl_conv2d_direct_ok; the workspace sizes above include them.
  * fvl_conv2d_set_direct(0) turns them off (tests compare both paths); returns the old setting. */
 int fvl_conv2d_set_direct(int on);
+/* the AVX-512 versions of the direct kernels, used where the CPU has AVX-512F (otherwise AVX2);
+ * fvl_conv2d_set_avx512(0) keeps them off (tests run both); returns whether they were in use.
+ * fvl_conv2d_avx512(): whether they are in use now. */
+int fvl_conv2d_set_avx512(int on);
+int fvl_conv2d_avx512(void);
 int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s);
 size_t fvl_conv2d_direct_workspace(const fvl_conv2d_shape *s);
 size_t fvl_conv2d_direct_dw_workspace(const fvl_conv2d_shape *s);

@@ -119,6 +119,10 @@ anchor; tracked in S. Errors: first outside the rows that fit B anchors.",
 2-D convolution of x (N×Cin×H×W) with w (Cout×Cin×kh×kw) and an optional bias (Cout); stride\
 (1) and padding (0) are an integer or {h, w}. Tracked in x, w and bias.\
 Errors: shapes that do not match; stride < 1 or a size above 65535.",
+  ["fvl.F.conv2d_avx512"] = "fvl.F.conv2d_avx512([on]) -> boolean\
+Whether the direct convolution kernels use their AVX-512 versions (the previous setting when\
+on, a boolean, is given). They do where the CPU has AVX-512F, unless turned off; off (or on a\
+CPU without it) the AVX2 versions run. Both give the same bits; for benchmarks and tests.",
   ["fvl.F.conv2d_bn_act"] = "fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor\
 Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =\
 none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more\

@@ -205,11 +205,19 @@ START_TEST(conv_direct_and_gemm) {
        * across samples, 27 and 75 taps in tiles of 6 for dW; 1 input channel: few taps) */
       {3, 3, 5, 7, 16, 3, 3, 1, 1, 1, 1},  {1, 3, 5, 5, 16, 5, 5, 1, 1, 2, 2},
       {5, 8, 2, 3, 16, 3, 3, 1, 1, 1, 1},  {2, 4, 5, 5, 32, 3, 3, 1, 1, 3, 3},
+      /* 32·k output channels: AVX-512 tiles of 12 positions (ragged), 96 = 3 channel vectors;
+       * 24×24 maps with 64 outputs: bands of positions, 100 input channels: channel blocks too */
+      {3, 5, 5, 7, 96, 3, 3, 1, 1, 1, 1},  {2, 3, 24, 24, 64, 3, 3, 1, 1, 1, 1},
+      {1, 100, 24, 24, 64, 3, 3, 1, 1, 1, 1},
   };
-  const int old = fvl_conv2d_set_direct(1);
+  const int old = fvl_conv2d_set_direct(1), old512 = fvl_conv2d_set_avx512(1);
+  const int have512 = fvl_conv2d_avx512();
   conv_fd = 0;   /* the adjoint in double: exact, and fast enough for this many shapes */
-  for (int direct = 1; direct >= 0; direct--) {
+  /* direct with AVX-512 (where the CPU has it), direct with AVX2, im2col + GEMM */
+  for (int path = have512 ? 2 : 1; path >= 0; path--) {
+    const int direct = path > 0;
     fvl_conv2d_set_direct(direct);
+    fvl_conv2d_set_avx512(path == 2);
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
       const int *v = shapes[k];
       check_conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], 0);
@@ -227,7 +235,52 @@ START_TEST(conv_direct_and_gemm) {
 #endif
   }
   fvl_conv2d_set_direct(old);
+  fvl_conv2d_set_avx512(old512);
   conv_fd = 1;
+}
+END_TEST
+
+/* the AVX-512 and AVX2 direct kernels sum every output in the same order: the same bits for y
+ * (bias, and the BatchNorm + PReLU epilogue), dx and dW, with bands and channel blocks */
+START_TEST(conv_direct_avx512_bits) {
+  const int old512 = fvl_conv2d_set_avx512(1);
+  if (!fvl_conv2d_avx512()) {   /* nothing to compare on this CPU */
+    fvl_conv2d_set_avx512(old512);
+    return;
+  }
+  const int shapes[][6] = {{2, 100, 24, 24, 64, 3}, {3, 40, 7, 7, 64, 3}, {2, 32, 9, 9, 32, 5}};
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    const int *v = shapes[k];
+    fvl_conv2d_shape s = {.B = v[0], .C = v[1], .H = v[2], .W = v[3], .O = v[4], .KH = v[5], .KW = v[5],
+                          .sh = 1, .sw = 1, .ph = v[5] / 2, .pw = v[5] / 2};
+    ck_assert_int_eq(fvl_conv2d_plan(&s), 0);
+    ck_assert(fvl_conv2d_direct_ok(&s));
+    const size_t nx = (size_t)s.B * s.C * s.H * s.W, nw = (size_t)s.O * s.C * s.KH * s.KW;
+    const size_t ny = (size_t)s.B * s.O * s.OH * s.OW;
+    double *dx_ = drand_arr(nx, -1, 1), *dw_ = drand_arr(nw, -1, 1), *db_ = drand_arr((size_t)s.O, -1, 1);
+    double *dr_ = drand_arr(ny, -1, 1), *dsc = drand_arr((size_t)s.O, 0.5, 1.5);
+    float *x = tof(dx_, nx), *w = tof(dw_, nw), *b = tof(db_, (size_t)s.O), *r = tof(dr_, ny);
+    float *sc = tof(dsc, (size_t)s.O), *a = tof(db_, (size_t)s.O);   /* shift = bias values, slopes */
+    const fvl_conv_epi ep = {.scale = sc, .shift = b, .a = a, .na = s.O};
+    float *work = malloc(sizeof(float) * fvl_conv2d_workspace(&s));
+    float *out[2][4];
+    for (int z = 0; z < 2; z++) {
+      fvl_conv2d_set_avx512(z);
+      out[z][0] = fzeros(ny); out[z][1] = fzeros(ny); out[z][2] = fzeros(nx); out[z][3] = fzeros(nw);
+      ck_assert_int_eq(fvl_conv2d_fwd(&s, x, w, b, out[z][0], work), 0);
+      ck_assert_int_eq(fvl_conv2d_fwd_epi(&s, x, w, b, &ep, out[z][1], work), 0);
+      ck_assert_int_eq(fvl_conv2d_bwd(&s, x, w, r, out[z][2], out[z][3], NULL, work), 0);
+    }
+    ck_assert_mem_eq(out[0][0], out[1][0], sizeof(float) * ny);
+    ck_assert_mem_eq(out[0][1], out[1][1], sizeof(float) * ny);
+    ck_assert_mem_eq(out[0][2], out[1][2], sizeof(float) * nx);
+    ck_assert_mem_eq(out[0][3], out[1][3], sizeof(float) * nw);
+    for (int z = 0; z < 2; z++)
+      for (int i = 0; i < 4; i++) free(out[z][i]);
+    free(dx_); free(dw_); free(db_); free(dr_); free(dsc); free(x); free(w); free(b); free(r); free(sc);
+    free(a); free(work);
+  }
+  fvl_conv2d_set_avx512(old512);
 }
 END_TEST
 
@@ -625,6 +678,7 @@ int main(void) {
   tcase_add_test(tc, conv_groups);
   tcase_add_test(tc, conv_threads);
   tcase_add_test(tc, conv_direct_and_gemm);
+  tcase_add_test(tc, conv_direct_avx512_bits);
   tcase_add_test(tc, conv_plan_errors);
   tcase_add_test(tc, pool_max);
   tcase_add_test(tc, pool_avg);
