@@ -650,6 +650,31 @@ TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, cons
     }
 }
 
+/* dw = the sum of the np partials, added in part order (the same bits with any thread count):
+ * first summed in place into partial 0 (contiguous streams), then, for the channel-vector
+ * partials (K × O), transposed into dw (O × K) by 8 × 8 blocks. Element by element through the
+ * transposition, the reads of each row went to np different lines per element. */
+TGT static void dw_reduce(const fvl_conv2d_shape *s, const geom *g, int np, float *partial, float *dw) {
+  const size_t wsz = (size_t)s->O * g->K, chunk = 4096;
+  float *dst = g->ovec_dw ? partial : dw;
+#pragma omp parallel for schedule(static)
+  for (size_t i0 = 0; i0 < wsz; i0 += chunk) {
+    const size_t n = wsz - i0 < chunk ? wsz - i0 : chunk;
+    if (dst != partial) memcpy(dst + i0, partial + i0, sizeof(float) * n);
+    for (int k = 1; k < np; k++) {
+      const float *src = partial + wsz * (size_t)k + i0;
+      for (size_t i = 0; i < n; i++) dst[i0 + i] += src[i];
+    }
+  }
+  if (!g->ovec_dw) return;
+  const size_t K = (size_t)g->K, O = (size_t)s->O, K8 = K / 8 * 8;   /* O is a multiple of 16 */
+#pragma omp parallel for schedule(static)
+  for (size_t k0 = 0; k0 < K8; k0 += 8)
+    for (size_t o0 = 0; o0 < O; o0 += 8) transpose8(partial + k0 * O + o0, O, dw + o0 * K + k0, K);
+  for (size_t k = K8; k < K; k++)
+    for (size_t o = 0; o < O; o++) dw[o * K + k] = partial[k * O + o];
+}
+
 #endif
 
 
@@ -774,14 +799,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
     }
   }
   if (fvl_check_abort("conv2d")) return -1;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < wsz; i++) {
-    /* the channel-vector partials are K × O: element (o, k) of dw sits at k·O + o there */
-    const size_t j = g.ovec_dw ? (i % (size_t)g.K) * (size_t)s->O + i / (size_t)g.K : i;
-    float acc = partial[j];
-    for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + j];
-    dw[i] = acc;
-  }
+  dw_reduce(s, &g, np, partial, dw);
   return 0;
 #else
   (void)s; (void)x; (void)dy; (void)dw; (void)work;
