@@ -45,6 +45,8 @@ parser:option("--bn", "normalisation layer on the embedding: insightface (BatchN
 parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
 parser:option("--scale", "the scale s of every normalised head in the 64-D synthetic part (SphereFace excepted)", "32")
   :convert(cli.number("scale", 0))
+parser:option("--fm-dim", "embedding dimension of the Fashion-MNIST part (pictures of the features only in 2-D)", "2")
+  :convert(cli.integer("fm-dim", 2))
 parser:option("--fm-scale", "the scale s of every normalised head in the 2-D Fashion-MNIST part", "16")
   :convert(cli.number("fm-scale", 0))
 parser:option("--fm-margin", "factor on every head's decision margin in the 2-D part (SphereFace's " ..
@@ -52,6 +54,10 @@ parser:option("--fm-margin", "factor on every head's decision margin in the 2-D 
 parser:option("--circle-gamma", "Circle's γ in both parts (default: 4·s of the part, the paper's 256 at s = 64)")
   :convert(cli.number("circle-gamma", 0))
 parser:option("--warmup", "fraction of the steps with a linear LR warm-up", "0.05"):convert(cli.number("warmup", 0))
+parser:option("--margin-warmup", "fraction of the steps over which every additive margin grows linearly from 0 " ..
+              "to its value (0: the full margin from the first step)", "0"):convert(cli.number("margin-warmup", 0))
+parser:option("--circle-m", "Circle's relaxation m at margin factor 1 (the paper's 0.25; its decision margin is 1 − 2m)",
+              "0.25"):convert(cli.number("circle-m", 0))
 parser:option("--head-lr", "the head's learning rate as a multiple of the backbone's", "1"):convert(cli.number("head-lr", 0))
 parser:option("--head-wd", "weight decay of the head's class centres W (the backbone keeps 5e-4)", "5e-4")
   :convert(cli.number("head-wd", 0))
@@ -88,7 +94,11 @@ for _, k in ipairs { "scale", "fm_scale", "head_lr", "circle_gamma", "fm_margin"
     parser:error(k:gsub("_", "-") .. ": expected a number > 0, got '" .. tostring(opt[k]) .. "'")
   end
 end
-if opt.warmup >= 1 then parser:error("warmup: expected a fraction in 0..1, got '" .. tostring(opt.warmup) .. "'") end
+for _, k in ipairs { "warmup", "margin_warmup" } do
+  if opt[k] > 1 or (k == "warmup" and opt[k] >= 1) then
+    parser:error(k:gsub("_", "-") .. ": expected a fraction in 0..1, got '" .. tostring(opt[k]) .. "'")
+  end
+end
 -- one scale per part for every normalised head: s depends on the embedding's dimension and the
 -- number of classes (docs/experiments.md: 16 for ten classes on the 2-D circle, 32 in 64-D)
 local S, FM_S = opt.scale, opt.fm_scale
@@ -97,8 +107,8 @@ local SETTINGS = {
   mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, fm_scale = FM_S, circle_gamma = opt.circle_gamma or "4s",
   fm_margin = opt.fm_margin,
   batch = 256, lr = opt.lr, momentum = 0.9, head_lr = opt.head_lr, head_weight_decay = opt.head_wd,
-  weight_decay = 5e-4, warmup = opt.warmup, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
-  fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = 2 },
+  weight_decay = 5e-4, warmup = opt.warmup, margin_warmup = opt.margin_warmup, circle_m = opt.circle_m, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
+  fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = opt.fm_dim },
   synthetic = { steps = M.syn_steps, dim = 64, data = M.syn, pairs = M.pairs, folds = 10 },
   diagnostics = { angle = 5, recall = 0.02, cluster = 3, every = 100 },
   version = fvl.version,
@@ -107,20 +117,38 @@ local SETTINGS = {
 -- every seed head, with the options used (defaults of docs/losses.md except the shared scale)
 -- make(dim, classes, s, k): k scales the decision margin (1: the papers' margins); Circle's
 -- decision margin between s_p and s_n is 1 - 2m, so k gives m = (1 - k(1 - 2·0.25)) / 2
+-- margins(k): the head's margin options at factor k (nil: a head without an additive margin);
+-- --margin-warmup sets them on the live head with k ramped from 0 to the part's factor
+local function circle_margins(k)
+  local delta = 1 - 2 * (opt.circle_m or 0.25)      -- decision margin 1 − 2m at k = 1
+  return {m = (1 - k * delta) / 2}
+end
 local HEADS = {
   { key = "softmax",        name = "Softmax",        make = function(d, c) return fvl.loss.softmax{dim=d, classes=c} end },
   { key = "sphereface",     name = "SphereFace",     make = function(d, c) return fvl.loss.sphereface{dim=d, classes=c} end },
-  { key = "cosface",        name = "CosFace",        make = function(d, c, s, k) return fvl.loss.cosface{dim=d, classes=c, s=s, m=0.35*k} end },
-  { key = "arcface",        name = "ArcFace",        make = function(d, c, s, k) return fvl.loss.arcface{dim=d, classes=c, s=s, m=0.5*k} end },
-  { key = "mv_arc",         name = "MV-Arc-Softmax", make = function(d, c, s, k) return fvl.loss.mv_softmax{dim=d, classes=c, s=s, m=0.5*k, kind="arc"} end },
-  { key = "curricularface", name = "CurricularFace", make = function(d, c, s, k) return fvl.loss.curricularface{dim=d, classes=c, s=s, m=0.5*k} end },
-  { key = "circle",         name = "Circle",         make = function(d, c, s, k) return fvl.loss.circle{dim=d, classes=c, gamma=circle_gamma(s), m=(1-k*0.5)/2} end },
+  { key = "cosface",        name = "CosFace",        ctor = "cosface",        margins = function(k) return {m = 0.35*k} end },
+  { key = "arcface",        name = "ArcFace",        ctor = "arcface",        margins = function(k) return {m = 0.5*k} end },
+  { key = "mv_arc",         name = "MV-Arc-Softmax", ctor = "mv_softmax",     margins = function(k) return {m = 0.5*k} end,
+    extra = {kind = "arc"} },
+  { key = "curricularface", name = "CurricularFace", ctor = "curricularface", margins = function(k) return {m = 0.5*k} end },
+  { key = "circle",         name = "Circle",         ctor = "circle",         margins = circle_margins, circle = true },
   { key = "center",         name = "Center",         make = function(d, c) return fvl.loss.center{dim=d, classes=c} end },
-  { key = "discface",       name = "DiscFace",       make = function(d, c, s, k) return fvl.loss.discface{dim=d, classes=c, s=s, m=0.35*k} end },
-  { key = "npcface",        name = "NPCFace",        make = function(d, c, s, k) return fvl.loss.npcface{dim=d, classes=c, s=s, m0=0.4*k, m1=0.2*k} end },
+  { key = "discface",       name = "DiscFace",       ctor = "discface",       margins = function(k) return {m = 0.35*k} end },
+  { key = "npcface",        name = "NPCFace",        ctor = "npcface",        margins = function(k) return {m0 = 0.4*k, m1 = 0.2*k} end },
 }
 local HEAD_BY_KEY = {}
-for _, h in ipairs(HEADS) do HEAD_BY_KEY[h.key] = h end
+for _, h in ipairs(HEADS) do
+  HEAD_BY_KEY[h.key] = h
+  if h.ctor then
+    h.make = function(d, c, s, k)
+      local o = {dim = d, classes = c}
+      if h.circle then o.gamma = circle_gamma(s) else o.s = s end
+      for key, v in pairs(h.margins(k)) do o[key] = v end
+      for key, v in pairs(h.extra or {}) do o[key] = v end
+      return fvl.loss[h.ctor](o)
+    end
+  end
+end
 
 -- metrics of one task, in table order; every file uses these names (fractions in [0, 1])
 local METRICS = {
@@ -157,209 +185,239 @@ end
 local function task_dir(key, seed) return string.format("%s/tasks/%s-s%d", opt.out, key, seed) end
 
 -- ------------------------------------------------------------------ one task: head × seed
+local DG = SETTINGS.diagnostics
+
+-- inputs: standardised per channel with the training split's statistics (or raw)
+local function standardise(x, tx, per_feature)
+  if opt.inputs == "raw" then return x, tx end
+  return fvl.no_grad(function()
+    local mean, sd
+    if per_feature then
+      mean = x:mean(1)
+      sd = ((x * x):mean(1) - mean * mean):clamp(1e-12, math.huge):sqrt()
+    else
+      local m = x:mean():item()
+      local v = math.max((x * x):mean():item() - m * m, 1e-12)
+      mean, sd = m, math.sqrt(v)
+    end
+    return ((x - mean) / sd):contiguous(), ((tx - mean) / sd):contiguous()
+  end)
+end
+
+-- the backbone and the normalisation layer of --bn on its embedding
+local function backbone(kind, sizes)
+  local net
+  if kind == "lenetpp" then net = fvl.nn.lenetpp{dim = sizes[#sizes]}
+  else net = fvl.nn.mlp{sizes = sizes, bn = opt.bn == "all"} end
+  if opt.bn == "noaffine" then
+    net:add(fvl.nn.BatchNorm1d(sizes[#sizes], {affine = false}))
+  elseif opt.bn ~= "none" then
+    local bn = fvl.nn.BatchNorm1d(sizes[#sizes])
+    net:add(bn)
+    if opt.bn == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
+  end
+  return net
+end
+
+-- backbone and head: two SGD optimisers (the head may have its own LR multiple and decay)
+local function optimisers(net, head)
+  local params = {}
+  for _, p in ipairs(net:parameters()) do
+    if not (net.frozen and net.frozen[p]) then params[#params + 1] = p end
+  end
+  local optim = fvl.optim.sgd(params, {lr = SETTINGS.lr, momentum = SETTINGS.momentum,
+                                       weight_decay = SETTINGS.weight_decay})
+  local hoptim = fvl.optim.sgd(head:parameters(), {lr = SETTINGS.lr * SETTINGS.head_lr,
+                               momentum = SETTINGS.momentum, weight_decay = SETTINGS.head_weight_decay})
+  return optim, hoptim
+end
+
+-- the batch diagnostics of one step: a trace entry, logged to stderr (the worker's log)
+local function trace_step(h, seed, what, step, steps, loss, e, head, t0)
+  local d = fvl.eval.diagnose{emb = e:detach(), centres = head.weight, angle = DG.angle, cluster = DG.cluster}
+  io.stderr:write(string.format("%s seed %d %s: step %d/%d loss %.4f |x| %.3g MRL(x̂) %.3f MRL(w) %.3f min angle %.1f° (%.0f s)\n",
+    h.name, seed, what, step, steps, loss, d.norm_mean, d.mrl_x, d.mrl_centres,
+    d.min_centre_angle, fvl.clock() - t0))
+  return {step = step, loss = loss, norm_mean = d.norm_mean, mrl_x = d.mrl_x,
+          mrl_centres = d.mrl_centres, min_centre_angle = d.min_centre_angle}
+end
+
+-- trains net + head (task h, seed) for `steps` SGD steps on (x, y), the margins at factor k
+-- (grown from 0 with --margin-warmup); returns the loss curve and the trace of batch diagnostics
+-- (every DG.every steps)
+local function train(h, seed, net, head, x, y, steps, what, on_step, k)
+  local optim, hoptim = optimisers(net, head)
+  local sched = fvl.schedule.cosine{from = SETTINGS.lr, to = 0, steps = steps,
+                                    warmup = math.floor(steps * SETTINGS.warmup)}
+  local curve, trace, step = {}, {}, 0
+  local ramp_steps = math.floor(steps * SETTINGS.margin_warmup)
+  net:train()
+  if x:size(1) < SETTINGS.batch then
+    error(string.format("compare_losses: the %s training set has %d samples, fewer than one batch of %d",
+                        what, x:size(1), SETTINGS.batch), 0)
+  end
+  local loader = fvl.data.loader({x = x, labels = y}, {batch = SETTINGS.batch, shuffle = true,
+                                 seed = seed, drop_last = true})
+  local t0 = fvl.clock()
+  while step < steps do
+    for batch in loader do
+      step = step + 1
+      optim.lr = sched(step)
+      if ramp_steps > 0 and h.margins and step <= ramp_steps + 1 then
+        for key, v in pairs(h.margins(k * math.min(1, step / ramp_steps))) do head[key] = v end
+      end
+      hoptim.lr = optim.lr * SETTINGS.head_lr
+      optim:zero_grad()
+      hoptim:zero_grad()
+      local e = net(batch.x)
+      local loss = head(e, batch.y)
+      loss:backward()
+      optim:step()
+      hoptim:step()
+      if on_step then on_step(step) end
+      if step % 10 == 0 or step == steps then curve[#curve + 1] = {step, loss:item()} end
+      if step == 1 or step % DG.every == 0 or step == steps then
+        trace[#trace + 1] = trace_step(h, seed, what, step, steps, loss:item(), e, head, t0)
+      end
+      if step >= steps then break end
+    end
+  end
+  net:evaluate()
+  return curve, trace
+end
+
+local function embed(net, x)
+  return fvl.no_grad(function()
+    local parts, n, B = {}, x:size(1), 2048
+    for s = 1, n, B do parts[#parts + 1] = net(x:narrow(1, s, math.min(B, n - s + 1))) end
+    return #parts == 1 and parts[1] or fvl.cat(parts, 1)
+  end)
+end
+
+-- the head's margins and state for fvl.plot.boundaries (numbers, strings, booleans only)
+local function boundary_spec(head)
+  local spec = {}
+  for _, k in ipairs { "name", "m", "m1", "m2", "m3", "t", "kind", "adaptive", "easy_margin", "fallback",
+                       "base", "m0", "alpha", "lambda", "iter", "lambda_min", "gamma", "power" } do
+    local v = head[k]
+    local tv = type(v)
+    if tv == "number" or tv == "string" or tv == "boolean" then spec[k] = v end
+  end
+  return spec
+end
+
+-- first seed: the 2-D test features over training, one frame every steps/20 steps
+-- (features_<head>.gif); returns the animation and the per-step callback, or nothing
+local function feature_animation(h, net, head, tx, ty)
+  local anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
+  local function frame(step)
+    net:evaluate()
+    local nf = math.min(1500, tx:size(1))
+    local e = embed(net, tx:narrow(1, 1, nf))
+    net:train()
+    return e, ty:narrow(1, 1, nf), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
+  end
+  return anim, function(step) anim:step(step, function() return frame(step) end) end
+end
+
+-- the task's feature picture (a collapsed seed is titled COLLAPSED) and its warning
+local function feature_picture(h, seed, dir, res, d, emb, ty, head, names)
+  local nshow = math.min(3000, emb:size(1))
+  local title = string.format("%s seed %d: acc %.1f%%", h.name, seed, 100 * res.fmnist_acc)
+  if d.collapsed then
+    title = string.format("COLLAPSED  %s s%d: %.1f%% (%s)", h.name, seed, 100 * res.fmnist_acc,
+                          d.largest_centre_cluster >= DG.cluster
+                          and string.format("%d centres within %g°", d.largest_centre_cluster, DG.angle)
+                          or string.format("%d class(es) recall < %g%%", d.low_recall_classes, 100 * DG.recall))
+  end
+  if SETTINGS.fashion_mnist.dim == 2 then
+    fvl.plot.features(emb:narrow(1, 1, nshow), ty:narrow(1, 1, nshow),
+                      {centres = head.weight:detach(), file = dir .. "/features.png", names = names, title = title})
+  end
+  if d.collapsed then
+    io.stderr:write(string.format("WARNING: %s seed %d collapsed on Fashion-MNIST: %s\n", h.name, seed,
+                                  table.concat(d.reasons, "; ")))
+  end
+end
+
+-- (a) Fashion-MNIST, closed set: accuracy, collapse diagnostics, embeddings and pictures into res
+local function fmnist_part(h, seed, dir, res)
+  local tr = assert(fvl.data.fashion_mnist{split = "train"})
+  local te = assert(fvl.data.fashion_mnist{split = "test"})
+  local n = math.min(M.fm_train, tr.images:size(1))
+  local x, tx = tr.images:narrow(1, 1, n), te.images
+  if M.fm_backbone ~= "lenetpp" then x, tx = x:reshape(n, 784), tx:reshape(tx:size(1), 784) end
+  x, tx = standardise(x, tx, false)
+  local y, ty = tr.labels:narrow(1, 1, n), te.labels
+  fvl.manual_seed(seed)
+  local FM_D = SETTINGS.fashion_mnist.dim
+  local net = backbone(M.fm_backbone, {784, 256, 128, FM_D})
+  local head = h.make(FM_D, 10, FM_S, opt.fm_margin)
+  local t0 = fvl.clock()
+  local anim, on_step
+  if seed == opt.seed and FM_D == 2 then anim, on_step = feature_animation(h, net, head, tx, ty) end
+  local curve, trace = train(h, seed, net, head, x, y, M.fm_steps, "FMNIST", on_step, opt.fm_margin)
+  if anim then anim:close() end
+  local emb = embed(net, tx)
+  local pred = fvl.no_grad(function() return head:predict(emb) end)
+  local d = fvl.eval.diagnose{emb = emb, centres = head.weight, pred = pred, labels = ty, classes = 10,
+                              angle = DG.angle, recall = DG.recall, cluster = DG.cluster}
+  res.fmnist_acc = pred:eq(ty):float():mean():item()
+  res.fmnist_seconds = fvl.clock() - t0
+  res.fmnist_min_recall, res.fmnist_collapsed = d.min_recall, d.collapsed and 1 or 0
+  res.fmnist_norm_mean, res.fmnist_mrl_x = d.norm_mean, d.mrl_x
+  res.fmnist_mrl_centres, res.fmnist_min_centre_angle = d.mrl_centres, d.min_centre_angle
+  res.fmnist_recall = d.recall
+  res.fmnist_diagnosis = fvl.eval.collapse_text(d)
+  res.fmnist_curve, res.fmnist_trace = curve, trace
+  res.boundary = boundary_spec(head)
+  fvl.save(dir .. "/fmnist_test_embeddings.npy", emb)
+  fvl.save(dir .. "/fmnist_test_labels.npy", ty)
+  fvl.save(dir .. "/fmnist_test_pred.npy", pred)
+  fvl.save(dir .. "/fmnist_centres.npy", head.weight:detach())
+  feature_picture(h, seed, dir, res, d, emb, ty, head, tr.classes)
+end
+
+-- (b) synthetic faces, open set on unseen identities: verification metrics, embeddings, ROC into res
+local function synthetic_part(h, seed, dir, res)
+  local so = {seed = seed}
+  for k, v in pairs(M.syn) do so[k] = v end
+  local syn = fvl.data.synthetic_faces(so)
+  local x, tx = standardise(syn.train.x, syn.test.x, true)
+  local classes = syn.info and syn.info.identities or M.syn.identities
+  fvl.manual_seed(seed)
+  local D = SETTINGS.synthetic.dim
+  local net = backbone("mlp", {x:size(2), 256, D})
+  local head = h.make(D, classes, S, 1)
+  local t0 = fvl.clock()
+  local curve, trace = train(h, seed, net, head, x, syn.train.labels, M.syn_steps, "synthetic", nil, 1)
+  local temb = embed(net, tx)
+  local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = seed})
+  local v = fvl.eval.verification(scores, same, {folds = SETTINGS.synthetic.folds})
+  res.verif_acc, res.verif_fold_std, res.eer, res.auc = v.accuracy, v.std, v.eer, v.auc
+  res["tar_at_far_1e-3"] = v.tar_at_far[1e-3]
+  res["tar_at_far_1e-2"] = v.tar_at_far[1e-2]
+  local d = fvl.eval.diagnose{emb = temb, centres = head.weight, angle = DG.angle, cluster = DG.cluster}
+  res.syn_collapsed, res.syn_norm_mean, res.syn_mrl_x = d.collapsed and 1 or 0, d.norm_mean, d.mrl_x
+  res.syn_min_centre_angle, res.syn_diagnosis = d.min_centre_angle, fvl.eval.collapse_text(d)
+  res.syn_curve, res.syn_trace = curve, trace
+  res.syn_seconds = fvl.clock() - t0
+  fvl.save(dir .. "/synthetic_test_embeddings.npy", temb)
+  fvl.save(dir .. "/synthetic_test_labels.npy", syn.test.labels)
+  local far, tar = v.roc.far, v.roc.tar
+  if type(far) ~= "table" then far, tar = far:totable(), tar:totable() end
+  local lines = {"far,tar"}
+  for i = 1, #far do lines[#lines + 1] = string.format("%.9g,%.9g", far[i], tar[i]) end
+  write_atomic(dir .. "/synthetic_roc.csv", table.concat(lines, "\n") .. "\n")
+end
+
 local function run_task(h, seed)
   local dir = task_dir(h.key, seed)
   mkdir_p(dir)
   fvl.threads(opt.threads)
-  local DG = SETTINGS.diagnostics
-
-  -- inputs: standardised per channel with the training split's statistics (or raw)
-  local function standardise(x, tx, per_feature)
-    if opt.inputs == "raw" then return x, tx end
-    return fvl.no_grad(function()
-      local mean, sd
-      if per_feature then
-        mean = x:mean(1)
-        sd = ((x * x):mean(1) - mean * mean):clamp(1e-12, math.huge):sqrt()
-      else
-        local m = x:mean():item()
-        local v = math.max((x * x):mean():item() - m * m, 1e-12)
-        mean, sd = m, math.sqrt(v)
-      end
-      return ((x - mean) / sd):contiguous(), ((tx - mean) / sd):contiguous()
-    end)
-  end
-
-  local function backbone(kind, sizes)
-    local net
-    if kind == "lenetpp" then net = fvl.nn.lenetpp{dim = sizes[#sizes]}
-    else net = fvl.nn.mlp{sizes = sizes, bn = opt.bn == "all"} end
-    if opt.bn == "noaffine" then
-      net:add(fvl.nn.BatchNorm1d(sizes[#sizes], {affine = false}))
-    elseif opt.bn ~= "none" then
-      local bn = fvl.nn.BatchNorm1d(sizes[#sizes])
-      net:add(bn)
-      if opt.bn == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
-    end
-    return net
-  end
-
-  -- trains net + head for `steps` SGD steps on (x, y); returns the loss curve and the trace of
-  -- batch diagnostics (every DG.every steps)
-  local function train(net, head, x, y, steps, what, on_step)
-    local params = {}
-    for _, p in ipairs(net:parameters()) do
-      if not (net.frozen and net.frozen[p]) then params[#params + 1] = p end
-    end
-    -- backbone and head: two SGD optimisers (the head may have its own LR multiple and decay)
-    local optim = fvl.optim.sgd(params, {lr = SETTINGS.lr, momentum = SETTINGS.momentum,
-                                         weight_decay = SETTINGS.weight_decay})
-    local hoptim = fvl.optim.sgd(head:parameters(), {lr = SETTINGS.lr * SETTINGS.head_lr,
-                                 momentum = SETTINGS.momentum, weight_decay = SETTINGS.head_weight_decay})
-    local sched = fvl.schedule.cosine{from = SETTINGS.lr, to = 0, steps = steps,
-                                      warmup = math.floor(steps * SETTINGS.warmup)}
-    local curve, trace, step = {}, {}, 0
-    net:train()
-    if x:size(1) < SETTINGS.batch then
-      error(string.format("compare_losses: the %s training set has %d samples, fewer than one batch of %d",
-                          what, x:size(1), SETTINGS.batch), 0)
-    end
-    local loader = fvl.data.loader({x = x, labels = y}, {batch = SETTINGS.batch, shuffle = true,
-                                   seed = seed, drop_last = true})
-    local t0 = fvl.clock()
-    while step < steps do
-      for batch in loader do
-        step = step + 1
-        optim.lr = sched(step)
-        hoptim.lr = optim.lr * SETTINGS.head_lr
-        optim:zero_grad()
-        hoptim:zero_grad()
-        local e = net(batch.x)
-        local loss = head(e, batch.y)
-        loss:backward()
-        optim:step()
-        hoptim:step()
-        if on_step then on_step(step) end
-        if step % 10 == 0 or step == steps then curve[#curve + 1] = {step, loss:item()} end
-        if step == 1 or step % DG.every == 0 or step == steps then
-          local d = fvl.eval.diagnose{emb = e:detach(), centres = head.weight, angle = DG.angle, cluster = DG.cluster}
-          trace[#trace + 1] = {step = step, loss = loss:item(), norm_mean = d.norm_mean, mrl_x = d.mrl_x,
-                               mrl_centres = d.mrl_centres, min_centre_angle = d.min_centre_angle}
-          io.stderr:write(string.format("%s seed %d %s: step %d/%d loss %.4f |x| %.3g MRL(x̂) %.3f MRL(w) %.3f min angle %.1f° (%.0f s)\n",
-            h.name, seed, what, step, steps, loss:item(), d.norm_mean, d.mrl_x, d.mrl_centres,
-            d.min_centre_angle, fvl.clock() - t0))
-        end
-        if step >= steps then break end
-      end
-    end
-    net:evaluate()
-    return curve, trace
-  end
-
-  local function embed(net, x)
-    return fvl.no_grad(function()
-      local parts, n, B = {}, x:size(1), 2048
-      for s = 1, n, B do parts[#parts + 1] = net(x:narrow(1, s, math.min(B, n - s + 1))) end
-      return #parts == 1 and parts[1] or fvl.cat(parts, 1)
-    end)
-  end
-
-  -- the head's margins and state for fvl.plot.boundaries (numbers, strings, booleans only)
-  local function boundary_spec(head)
-    local spec = {}
-    for _, k in ipairs { "name", "m", "m1", "m2", "m3", "t", "kind", "adaptive", "easy_margin", "fallback",
-                         "base", "m0", "alpha", "lambda", "iter", "lambda_min", "gamma", "power" } do
-      local v = head[k]
-      local tv = type(v)
-      if tv == "number" or tv == "string" or tv == "boolean" then spec[k] = v end
-    end
-    return spec
-  end
-
   local res = {head = h.name, key = h.key, seed = seed}
-  if M.fm_steps > 0 then
-    -- (a) Fashion-MNIST, 2-D embedding
-    local tr = assert(fvl.data.fashion_mnist{split = "train"})
-    local te = assert(fvl.data.fashion_mnist{split = "test"})
-    local n = math.min(M.fm_train, tr.images:size(1))
-    local x, tx = tr.images:narrow(1, 1, n), te.images
-    if M.fm_backbone ~= "lenetpp" then x, tx = x:reshape(n, 784), tx:reshape(tx:size(1), 784) end
-    x, tx = standardise(x, tx, false)
-    local y, ty = tr.labels:narrow(1, 1, n), te.labels
-    fvl.manual_seed(seed)
-    local net = backbone(M.fm_backbone, {784, 256, 128, 2})
-    local head = h.make(2, 10, FM_S, opt.fm_margin)
-    local t0 = fvl.clock()
-    -- first seed: the 2-D test features over training, one frame every steps/20 steps (features_<head>.gif)
-    local anim, on_step
-    if seed == opt.seed then
-      anim = fvl.plot.training_animation{file = opt.out .. "/features_" .. h.key .. ".gif", steps = M.fm_steps, frames = 20}
-      local function frame(step)
-        net:evaluate()
-        local nf = math.min(1500, tx:size(1))
-        local e = embed(net, tx:narrow(1, 1, nf))
-        net:train()
-        return e, ty:narrow(1, 1, nf), {centres = head.weight:detach(), title = h.name .. ", step " .. step}
-      end
-      on_step = function(step) anim:step(step, function() return frame(step) end) end
-    end
-    local curve, trace = train(net, head, x, y, M.fm_steps, "FMNIST", on_step)
-    if anim then anim:close() end
-    local emb = embed(net, tx)
-    local pred = fvl.no_grad(function() return head:predict(emb) end)
-    local d = fvl.eval.diagnose{emb = emb, centres = head.weight, pred = pred, labels = ty, classes = 10,
-                                angle = DG.angle, recall = DG.recall, cluster = DG.cluster}
-    res.fmnist_acc = pred:eq(ty):float():mean():item()
-    res.fmnist_seconds = fvl.clock() - t0
-    res.fmnist_min_recall, res.fmnist_collapsed = d.min_recall, d.collapsed and 1 or 0
-    res.fmnist_norm_mean, res.fmnist_mrl_x = d.norm_mean, d.mrl_x
-    res.fmnist_mrl_centres, res.fmnist_min_centre_angle = d.mrl_centres, d.min_centre_angle
-    res.fmnist_recall = d.recall
-    res.fmnist_diagnosis = fvl.eval.collapse_text(d)
-    res.fmnist_curve, res.fmnist_trace = curve, trace
-    res.boundary = boundary_spec(head)
-    fvl.save(dir .. "/fmnist_test_embeddings.npy", emb)
-    fvl.save(dir .. "/fmnist_test_labels.npy", ty)
-    fvl.save(dir .. "/fmnist_test_pred.npy", pred)
-    fvl.save(dir .. "/fmnist_centres.npy", head.weight:detach())
-    local nshow = math.min(3000, emb:size(1))
-    local title = string.format("%s seed %d: acc %.1f%%", h.name, seed, 100 * res.fmnist_acc)
-    if d.collapsed then
-      title = string.format("COLLAPSED  %s s%d: %.1f%% (%s)", h.name, seed, 100 * res.fmnist_acc,
-                            d.largest_centre_cluster >= DG.cluster
-                            and string.format("%d centres within %g°", d.largest_centre_cluster, DG.angle)
-                            or string.format("%d class(es) recall < %g%%", d.low_recall_classes, 100 * DG.recall))
-    end
-    fvl.plot.features(emb:narrow(1, 1, nshow), ty:narrow(1, 1, nshow),
-                      {centres = head.weight:detach(), file = dir .. "/features.png", names = tr.classes, title = title})
-    if d.collapsed then
-      io.stderr:write(string.format("WARNING: %s seed %d collapsed on Fashion-MNIST: %s\n", h.name, seed,
-                                    table.concat(d.reasons, "; ")))
-    end
-  end
-
-  if M.syn_steps > 0 then
-    -- (b) synthetic faces, unseen identities
-    local so = {seed = seed}
-    for k, v in pairs(M.syn) do so[k] = v end
-    local syn = fvl.data.synthetic_faces(so)
-    local x, tx = standardise(syn.train.x, syn.test.x, true)
-    local classes = syn.info and syn.info.identities or M.syn.identities
-    fvl.manual_seed(seed)
-    local D = SETTINGS.synthetic.dim
-    local net = backbone("mlp", {x:size(2), 256, D})
-    local head = h.make(D, classes, S, 1)
-    local t0 = fvl.clock()
-    local curve, trace = train(net, head, x, syn.train.labels, M.syn_steps, "synthetic")
-    local temb = embed(net, tx)
-    local scores, same = fvl.eval.pairs(temb, syn.test.labels, {n = M.pairs, seed = seed})
-    local v = fvl.eval.verification(scores, same, {folds = SETTINGS.synthetic.folds})
-    res.verif_acc, res.verif_fold_std, res.eer, res.auc = v.accuracy, v.std, v.eer, v.auc
-    res["tar_at_far_1e-3"] = v.tar_at_far[1e-3]
-    res["tar_at_far_1e-2"] = v.tar_at_far[1e-2]
-    local d = fvl.eval.diagnose{emb = temb, centres = head.weight, angle = DG.angle, cluster = DG.cluster}
-    res.syn_collapsed, res.syn_norm_mean, res.syn_mrl_x = d.collapsed and 1 or 0, d.norm_mean, d.mrl_x
-    res.syn_min_centre_angle, res.syn_diagnosis = d.min_centre_angle, fvl.eval.collapse_text(d)
-    res.syn_curve, res.syn_trace = curve, trace
-    res.syn_seconds = fvl.clock() - t0
-    fvl.save(dir .. "/synthetic_test_embeddings.npy", temb)
-    fvl.save(dir .. "/synthetic_test_labels.npy", syn.test.labels)
-    local far, tar = v.roc.far, v.roc.tar
-    if type(far) ~= "table" then far, tar = far:totable(), tar:totable() end
-    local lines = {"far,tar"}
-    for i = 1, #far do lines[#lines + 1] = string.format("%.9g,%.9g", far[i], tar[i]) end
-    write_atomic(dir .. "/synthetic_roc.csv", table.concat(lines, "\n") .. "\n")
-  end
+  if M.fm_steps > 0 then fmnist_part(h, seed, dir, res) end
+  if M.syn_steps > 0 then synthetic_part(h, seed, dir, res) end
   write_atomic(dir .. "/result.json", json.encode(res, {indent = 1}))
 end
 
@@ -539,9 +597,9 @@ for _, h in ipairs(heads) do
   add(c)
 end
 SETTINGS.tasks_finished, SETTINGS.tasks = #runs, #tasks
-local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g (2-D) / %g (64-D), " ..
-                           "2-D margins × %g%s%s", #seeds, #seeds == 1 and "" or "s",
-                           table.concat(seeds, ","), opt.inputs, opt.bn, FM_S, S, opt.fm_margin,
+local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g (%d-D) / %g (64-D), " ..
+                           "%d-D margins × %g%s%s", #seeds, #seeds == 1 and "" or "s",
+                           table.concat(seeds, ","), opt.inputs, opt.bn, FM_S, opt.fm_dim, S, opt.fm_dim, opt.fm_margin,
                            #runs < #tasks and string.format("; only %d of %d tasks finished", #runs, #tasks) or "",
                            mode == "quick" and "  -- SMOKE TEST (--quick), not a result" or "")
 local table_text = table.concat(lines, "\n") .. "\n" .. note
@@ -567,60 +625,71 @@ write_atomic(opt.out .. "/results.json", json.encode({settings = SETTINGS, metri
 write_atomic(opt.out .. "/settings.json", json.encode(SETTINGS, {indent = 2}))
 
 -- ------------------------------------------------------------------ pictures
-local panels, bspecs, rocs, curves, norms = {}, {}, {}, {}, {}
-for _, h in ipairs(heads) do
-  for _, r in ipairs(by_head[h.key] or {}) do
-    local dir = task_dir(h.key, r.seed)
-    if M.fm_steps > 0 then panels[#panels + 1] = dir .. "/features.png" end
+-- what the pictures show, from the finished tasks: the feature panels of every seed; of each
+-- head's first seed its boundary spec, loss curve, norm trace and ROC points
+local function picture_data()
+  local P = {panels = {}, bspecs = {}, rocs = {}, curves = {}, norms = {}}
+  for _, h in ipairs(heads) do
+    for _, r in ipairs(by_head[h.key] or {}) do
+      local dir = task_dir(h.key, r.seed)
+      if M.fm_steps > 0 and SETTINGS.fashion_mnist.dim == 2 then P.panels[#P.panels + 1] = dir .. "/features.png" end
+    end
+    local first = (by_head[h.key] or {})[1]
+    if first then
+      local dir = task_dir(h.key, first.seed)
+      if first.boundary then P.bspecs[#P.bspecs + 1] = first.boundary end
+      if first.fmnist_curve then
+        local xs, ys = {}, {}
+        for k, p in ipairs(first.fmnist_curve) do xs[k], ys[k] = p[1], p[2] end
+        P.curves[#P.curves + 1] = {x = xs, y = ys, label = h.name}
+        local nx, ny = {}, {}
+        for k, p in ipairs(first.fmnist_trace) do nx[k], ny[k] = p.step, math.max(p.norm_mean, 1e-3) end
+        P.norms[#P.norms + 1] = {x = nx, y = ny, label = h.name}
+      end
+      local roc = read_file(dir .. "/synthetic_roc.csv")
+      if roc then
+        local far, tar = {}, {}
+        for a, b in roc:gmatch("\n([^,\n]+),([^,\n]+)") do far[#far + 1], tar[#tar + 1] = tonumber(a), tonumber(b) end
+        P.rocs[#P.rocs + 1] = {label = string.format("%s (seed %d: TAR@1e-3 %.1f%%)", h.name, first.seed,
+                                                     100 * (first["tar_at_far_1e-3"] or 0)), far = far, tar = tar}
+      end
+    end
   end
-  local first = (by_head[h.key] or {})[1]
-  if first then
-    local dir = task_dir(h.key, first.seed)
-    if first.boundary then bspecs[#bspecs + 1] = first.boundary end
-    if first.fmnist_curve then
-      local xs, ys = {}, {}
-      for k, p in ipairs(first.fmnist_curve) do xs[k], ys[k] = p[1], p[2] end
-      curves[#curves + 1] = {x = xs, y = ys, label = h.name}
-      local nx, ny = {}, {}
-      for k, p in ipairs(first.fmnist_trace) do nx[k], ny[k] = p.step, math.max(p.norm_mean, 1e-3) end
-      norms[#norms + 1] = {x = nx, y = ny, label = h.name}
-    end
-    local roc = read_file(dir .. "/synthetic_roc.csv")
-    if roc then
-      local far, tar = {}, {}
-      for a, b in roc:gmatch("\n([^,\n]+),([^,\n]+)") do far[#far + 1], tar[#tar + 1] = tonumber(a), tonumber(b) end
-      rocs[#rocs + 1] = {label = string.format("%s (seed %d: TAR@1e-3 %.1f%%)", h.name, first.seed,
-                                               100 * (first["tar_at_far_1e-3"] or 0)), far = far, tar = tar}
-    end
+  return P
+end
+
+-- draws the run's pictures into opt.out; appends the names written to `written`
+local function draw_pictures(P, written)
+  if #P.panels > 0 then
+    fvl.plot.sheet(P.panels, {cols = #seeds, file = opt.out .. "/features.png", cell_width = 480, cell_height = 384,
+                              title = "Fashion-MNIST test features (2-D, unit circle) and class centres; rows: heads, columns: seeds"})
+    written[#written + 1] = "features.png"
+  end
+  if #P.bspecs > 0 then
+    fvl.plot.boundaries(P.bspecs, {file = opt.out .. "/boundaries.png", cols = 5,
+                                   title = "Two-class decision boundaries of the trained heads (seed " .. seeds[1] .. ")"})
+    written[#written + 1] = "boundaries.png"
+    -- each boundary as the margin grows to the trained value: boundary_<head>.gif
+    fvl.plot.boundary_animations(P.bspecs, {dir = opt.out})
+    written[#written + 1] = "boundary_*.gif"
+    if SETTINGS.fashion_mnist.dim == 2 then written[#written + 1] = "features_*.gif" end
+  end
+  if #P.rocs > 0 then
+    fvl.plot.roc(P.rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC (first seed)"})
+    written[#written + 1] = "roc.png"
+  end
+  if #P.curves > 0 then
+    fvl.plot.lines{series = P.curves, xlabel = "step", ylabel = "training loss", ylog = true,
+                   title = "Fashion-MNIST training loss (seed " .. seeds[1] .. ")", file = opt.out .. "/curves.png"}
+    fvl.plot.lines{series = P.norms, xlabel = "step", ylabel = "mean |x| of the batch embeddings", ylog = true,
+                   title = "Fashion-MNIST embedding norm during training (seed " .. seeds[1] .. ")", file = opt.out .. "/norms.png"}
+    written[#written + 1] = "curves.png"
+    written[#written + 1] = "norms.png"
   end
 end
+
 local written = {"results.csv", "summary.csv", "results.json", "settings.json", "table.txt"}
-if #panels > 0 then
-  fvl.plot.sheet(panels, {cols = #seeds, file = opt.out .. "/features.png", cell_width = 480, cell_height = 384,
-                          title = "Fashion-MNIST test features (2-D, unit circle) and class centres; rows: heads, columns: seeds"})
-  written[#written + 1] = "features.png"
-end
-if #bspecs > 0 then
-  fvl.plot.boundaries(bspecs, {file = opt.out .. "/boundaries.png", cols = 5,
-                               title = "Two-class decision boundaries of the trained heads (seed " .. seeds[1] .. ")"})
-  written[#written + 1] = "boundaries.png"
-  -- each boundary as the margin grows to the trained value: boundary_<head>.gif
-  fvl.plot.boundary_animations(bspecs, {dir = opt.out})
-  written[#written + 1] = "boundary_*.gif"
-  written[#written + 1] = "features_*.gif"
-end
-if #rocs > 0 then
-  fvl.plot.roc(rocs, {file = opt.out .. "/roc.png", title = "Unseen synthetic identities: ROC (first seed)"})
-  written[#written + 1] = "roc.png"
-end
-if #curves > 0 then
-  fvl.plot.lines{series = curves, xlabel = "step", ylabel = "training loss", ylog = true,
-                 title = "Fashion-MNIST training loss (seed " .. seeds[1] .. ")", file = opt.out .. "/curves.png"}
-  fvl.plot.lines{series = norms, xlabel = "step", ylabel = "mean |x| of the batch embeddings", ylog = true,
-                 title = "Fashion-MNIST embedding norm during training (seed " .. seeds[1] .. ")", file = opt.out .. "/norms.png"}
-  written[#written + 1] = "curves.png"
-  written[#written + 1] = "norms.png"
-end
+draw_pictures(picture_data(), written)
 for _, r in ipairs(runs) do
   if r.fmnist_collapsed == 1 then
     io.stderr:write(string.format("WARNING: %s seed %d collapsed on Fashion-MNIST (%s)\n", r.head, r.seed, r.fmnist_diagnosis))

@@ -100,6 +100,7 @@ local function full_command(S)
     { "--fm-scale", fm_s }, { "--fm-margin", S.fm_margin or 1 }, { "--scale", S.scale },
     { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
     { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
+    { "--margin-warmup", S.margin_warmup or 0 }, { "--fm-dim", S.fashion_mnist and S.fashion_mnist.dim ~= 2 and S.fashion_mnist.dim or nil }, { "--circle-m", S.circle_m ~= 0.25 and S.circle_m or nil },
   }
   local extra = {}
   for _, a in ipairs(add) do
@@ -113,36 +114,83 @@ local function full_command(S)
   return cmd .. " " .. table.concat(extra, " ")
 end
 
-local S = R.settings or {}
-local lines = {}
-if #dirs > 1 then
-  -- ablation: one row per head and run directory, runs in the order given; the recipe columns
-  -- are those whose value differs between the runs (s of the 2-D part always shown). Runs made
-  -- before a setting existed had its old value: one s for both parts, Circle's γ 256, 5% warm-up,
-  -- the head trained like the backbone.
-  local RECIPE = {
-    { "inputs", "inputs", function(S) return S.inputs end },
-    { "bn", "BatchNorm", function(S) return S.bn end },
-    { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
-    { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
-    { "circle_gamma", "Circle γ", function(S)
-        if S.circle_gamma == "4s" then return 4 * (S.fm_scale or S.scale) end
-        return S.circle_gamma or 256
-      end },
-    { "warmup", "warm-up", function(S) return S.warmup end },
-    { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
-    { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
-  }
-  local runs_S = {}
-  for i, dir in ipairs(dirs) do runs_S[i] = load(dir).settings or {} end
+-- the recipe columns of an ablation table: the settings whose value differs between the runs
+-- (s of the 2-D part always shown). Runs made before a setting existed had its old value: one s
+-- for both parts, Circle's γ 256, 5% warm-up, the head trained like the backbone.
+local RECIPE = {
+  { "inputs", "inputs", function(S) return S.inputs end },
+  { "bn", "BatchNorm", function(S) return S.bn end },
+  { "fm_dim", "D", function(S) return S.fashion_mnist and S.fashion_mnist.dim or 2 end },
+  { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
+  { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
+  { "circle_gamma", "Circle γ", function(S)
+      if S.circle_gamma == "4s" then return 4 * (S.fm_scale or S.scale) end
+      return S.circle_gamma or 256
+    end },
+  { "circle_m", "Circle m", function(S) return S.circle_m or 0.25 end },
+  { "warmup", "warm-up", function(S) return S.warmup end },
+  { "margin_warmup", "margin warm-up", function(S) return S.margin_warmup or 0 end },
+  { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
+  { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
+}
+local function recipe_columns(runs_S)
   local rcols = {}
   for _, r in ipairs(RECIPE) do
     local first, varies = tostring(r[3](runs_S[1])), r[4] or false
     for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
     if varies then rcols[#rcols + 1] = r end
   end
+  return rcols
+end
+local function recipe_rule(r) return (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+local function recipe_value(r, S)
+  local v = r[3](S)
+  return string.format(type(v) == "number" and "%g" or "%s", v)
+end
+
+-- per run: how many of its (head, seed) tasks collapsed, how many lost a class entirely
+-- (recall < 2%) or fell below 50% accuracy, and the mean accuracy over its heads
+local function totals_rows(lines, rcols, runs_S)
+  lines[#lines + 1] = ""
+  local th, tr = {}, {}
+  for _, r in ipairs(rcols) do th[#th + 1] = r[2]; tr[#tr + 1] = recipe_rule(r) end
+  for _, x in ipairs { "tasks", "collapsed", "a class < 2% recall or acc < 50%", "mean FMNIST acc % over heads" } do
+    th[#th + 1] = x; tr[#tr + 1] = "---:"
+  end
+  lines[#lines + 1] = "| " .. table.concat(th, " | ") .. " |"
+  lines[#lines + 1] = "|" .. table.concat(tr, "|") .. "|"
+  for di, dir in ipairs(dirs) do
+    local Rd, Sd = load(dir), runs_S[di]
+    local n, coll, severe, accsum, nh = 0, 0, 0, 0, 0
+    for _, r in ipairs(Rd.runs or {}) do
+      if type(r.fmnist_acc) == "number" then
+        n = n + 1
+        if r.fmnist_collapsed == 1 then coll = coll + 1 end
+        if (r.fmnist_min_recall or 1) < 0.02 or r.fmnist_acc < 0.5 then severe = severe + 1 end
+      end
+    end
+    for _, h in ipairs(Rd.summary) do
+      if h.fmnist_acc then accsum = accsum + h.fmnist_acc.mean; nh = nh + 1 end
+    end
+    local c = {}
+    for _, r in ipairs(rcols) do c[#c + 1] = recipe_value(r, Sd) end
+    c[#c + 1] = tostring(n)
+    c[#c + 1] = string.format("%d/%d", coll, n)
+    c[#c + 1] = string.format("%d/%d", severe, n)
+    c[#c + 1] = nh > 0 and string.format("%.1f", 100 * accsum / nh) or "–"
+    lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+  end
+end
+
+-- several run directories: one row per head and run, runs in the order given, the recipe
+-- columns first (Circle's own settings only on Circle's rows)
+local function ablation_table()
+  local lines = {}
+  local runs_S = {}
+  for i, dir in ipairs(dirs) do runs_S[i] = load(dir).settings or {} end
+  local rcols = recipe_columns(runs_S)
   local hdr, rule = {}, {}
-  for _, r in ipairs(rcols) do hdr[#hdr + 1] = r[2]; rule[#rule + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+  for _, r in ipairs(rcols) do hdr[#hdr + 1] = r[2]; rule[#rule + 1] = recipe_rule(r) end
   hdr[#hdr + 1], rule[#rule + 1] = "head", "---"
   local nr = #hdr
   for i, k in ipairs(cols) do hdr[i + nr] = metric[k].label; rule[i + nr] = "---:" end
@@ -155,8 +203,7 @@ if #dirs > 1 then
     for _, h in ipairs(Rd.summary) do
       local c = {}
       for _, r in ipairs(rcols) do
-        local v = r[3](Sd)
-        c[#c + 1] = (r[1] == "circle_gamma" and h.key ~= "circle") and "" or string.format(type(v) == "number" and "%g" or "%s", v)
+        c[#c + 1] = (r[1]:match("^circle_") and h.key ~= "circle") and "" or recipe_value(r, Sd)
       end
       c[#c + 1] = h.head
       for i, k in ipairs(cols) do c[i + nr] = fmt_cell(h[k], metric[k]) or cell(h[k], metric[k]) end
@@ -165,101 +212,55 @@ if #dirs > 1 then
     cmds[#cmds + 1] = "`" .. full_command(Sd) .. "`"
     seeds_seen = Sd.seed_list and table.concat(Sd.seed_list, ", ") or "?"
   end
-  -- per run: how many of its (head, seed) tasks collapsed, how many lost a class entirely
-  -- (recall < 2%) or fell below 50% accuracy, and the mean accuracy over its heads
-  if opt.totals then
-    lines[#lines + 1] = ""
-    local th, tr = {}, {}
-    for _, r in ipairs(rcols) do th[#th + 1] = r[2]; tr[#tr + 1] = (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
-    for _, x in ipairs { "tasks", "collapsed", "a class < 2% recall or acc < 50%", "mean FMNIST acc % over heads" } do
-      th[#th + 1] = x; tr[#tr + 1] = "---:"
-    end
-    lines[#lines + 1] = "| " .. table.concat(th, " | ") .. " |"
-    lines[#lines + 1] = "|" .. table.concat(tr, "|") .. "|"
-    for di, dir in ipairs(dirs) do
-      local Rd, Sd = load(dir), runs_S[di]
-      local n, coll, severe, accsum, nh = 0, 0, 0, 0, 0
-      for _, r in ipairs(Rd.runs or {}) do
-        if type(r.fmnist_acc) == "number" then
-          n = n + 1
-          if r.fmnist_collapsed == 1 then coll = coll + 1 end
-          if (r.fmnist_min_recall or 1) < 0.02 or r.fmnist_acc < 0.5 then severe = severe + 1 end
-        end
-      end
-      for _, h in ipairs(Rd.summary) do
-        if h.fmnist_acc then accsum = accsum + h.fmnist_acc.mean; nh = nh + 1 end
-      end
-      local c = {}
-      for _, r in ipairs(rcols) do
-        local v = r[3](Sd)
-        c[#c + 1] = string.format(type(v) == "number" and "%g" or "%s", v)
-      end
-      c[#c + 1] = tostring(n)
-      c[#c + 1] = string.format("%d/%d", coll, n)
-      c[#c + 1] = string.format("%d/%d", severe, n)
-      c[#c + 1] = nh > 0 and string.format("%.1f", 100 * accsum / nh) or "–"
-      lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
-    end
-  end
+  if opt.totals then totals_rows(lines, rcols, runs_S) end
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
     "then `build/fvl scripts/report_compare.lua %s%s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
     table.concat(cmds, "; "), opt.totals and "--totals " or "", table.concat(dirs, " "))
-  local md = table.concat(lines, "\n")
-  if not opt.file then print(md) return end
-  lines = { md }
-  goto write
+  return table.concat(lines, "\n")
 end
-do
-local hdr, rule = { "head" }, { "---" }
-for i, k in ipairs(cols) do
-  local m = metric[k]
-  hdr[i + 1] = m.key:match("collapsed$") and "FMNIST collapsed" or m.label
-  if m.key == "syn_collapsed" then hdr[i + 1] = "synthetic collapsed" end
-  rule[i + 1] = "---:"
-end
-lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
-lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
-for _, h in ipairs(R.summary) do
-  local c = { h.head }
-  for i, k in ipairs(cols) do c[i + 1] = cell(h[k], metric[k]) end
-  lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
-end
-local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
-local syn = S.synthetic and S.synthetic.data or {}
-lines[#lines + 1] = ""
-lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s (2-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in 2-D; %s steps on Fashion-MNIST (%s), " ..
-  "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
-  "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
-  opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
-  tostring(S.fm_scale or S.scale), tostring(S.scale), S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256),
-  tostring(S.fm_margin or 1),
-  tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
-  tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
-  tostring(syn.test_identities), tostring(syn.test_per_identity),
-  (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
-  ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
-   and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-  full_command(S), tostring(S.seconds), tostring(S.jobs), dirs[1])
-end
-::write::
-local md = table.concat(lines, "\n")
 
+-- one run directory: one row per head, and the line that says how the run was made
+local function head_table()
+  local S = R.settings or {}
+  local lines = {}
+  local hdr, rule = { "head" }, { "---" }
+  for i, k in ipairs(cols) do
+    local m = metric[k]
+    hdr[i + 1] = m.key:match("collapsed$") and "FMNIST collapsed" or m.label
+    if m.key == "syn_collapsed" then hdr[i + 1] = "synthetic collapsed" end
+    rule[i + 1] = "---:"
+  end
+  lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
+  lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
+  for _, h in ipairs(R.summary) do
+    local c = { h.head }
+    for i, k in ipairs(cols) do c[i + 1] = cell(h[k], metric[k]) end
+    lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
+  end
+  local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
+  local syn = S.synthetic and S.synthetic.data or {}
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s (2-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in 2-D; %s steps on Fashion-MNIST (%s), " ..
+    "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
+    "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
+    opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
+    tostring(S.fm_scale or S.scale), tostring(S.scale), S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256),
+    tostring(S.fm_margin or 1),
+    tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
+    tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
+    tostring(syn.test_identities), tostring(syn.test_per_identity),
+    (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
+    ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
+     and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
+    full_command(S), tostring(S.seconds), tostring(S.jobs), dirs[1])
+  return table.concat(lines, "\n")
+end
+
+local md = #dirs > 1 and ablation_table() or head_table()
 if not opt.file then
   print(md)
   return
 end
-local doc = read(opt.file)
-local open_tag = "<!-- results:" .. opt.section .. " -->"
-local close_tag = "<!-- /results:" .. opt.section .. " -->"
-local a, b = doc:find(open_tag, 1, true)
-local c = doc:find(close_tag, 1, true)
-if not a or not c or c < b then
-  error(string.format("report_compare: %s has no section %s ... %s", opt.file, open_tag, close_tag), 0)
-end
-if doc:find(open_tag, b + 1, true) then
-  error(string.format("report_compare: %s has section %s twice", opt.file, open_tag), 0)
-end
-local new = doc:sub(1, b) .. "\n" .. md .. "\n" .. doc:sub(c)
-assert(fvl.sys.write_atomic(opt.file, new))
+cli.write_section(opt.file, opt.section, md, "report_compare")
 io.stderr:write(string.format("report_compare: %s section %s written from %s\n", opt.file, opt.section, table.concat(dirs, " ")))

@@ -11,21 +11,34 @@ cd "$(dirname "$0")/.."
 FVL=${FVL:-build/fvl}
 H7=cosface,arcface,mv_arc,curricularface,circle,discface,npcface
 # directory | options: every recipe option spelled out, so the rows do not depend on defaults
-COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --lr 0.1 --warmup 0.05 --scale 32 --head-wd 0.0005"
+COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --lr 0.1 --scale 32 --head-wd 0.0005"
 ROWS=(
-  "runs/ablation/fm-standard-feature|--heads cosface,arcface,curricularface,circle --bn feature --fm-scale 32 --fm-margin 1 --circle-gamma 256 --head-lr 1"
-  "runs/abl2/s16|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 1"
-  "runs/abl2/s16-hlr0.1|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 0.1"
-  "runs/abl2/s16-m0.4|--heads $H7 --bn feature --fm-scale 16 --fm-margin 0.4 --head-lr 1"
-  "runs/abl2/s16-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1"
-  "runs/abl2/s16-m0.4-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 0.4 --head-lr 1"
+  "runs/ablation/fm-standard-feature|--heads cosface,arcface,curricularface,circle --bn feature --fm-scale 32 --fm-margin 1 --circle-gamma 256 --head-lr 1 --warmup 0.05"
+  "runs/abl2/s16|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.05"
+  "runs/abl2/s16-hlr0.1|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 0.1 --warmup 0.05"
+  "runs/abl2/s16-m0.4|--heads $H7 --bn feature --fm-scale 16 --fm-margin 0.4 --head-lr 1 --warmup 0.05"
+  "runs/abl2/s16-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.05"
+  "runs/abl2/s16-m0.4-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 0.4 --head-lr 1 --warmup 0.05"
 )
-dirs=()
-for row in "${ROWS[@]}"; do
-  dir=${row%%|*}
-  read -r -a opts <<<"$COMMON ${row#*|}"
-  dirs+=("$dir")
-  if [ -s "$dir/results.json" ]; then continue; fi
-  "$FVL" scripts/compare_losses.lua "${opts[@]}" --out "$dir"
-done
+# step 3 (section recipe3): the chosen recipe (first row) with one change each, against the
+# collapses it leaves
+ROWS3=(
+  "runs/abl2/s16-noaffine|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.05"
+  "runs/abl3/mwarm0.3|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.05 --margin-warmup 0.3"
+  "runs/abl3/warm0.2|--heads $H7 --bn noaffine --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.2"
+)
+# run the rows that have no results.json yet; print their directories
+run_rows() {
+  local row dir opts
+  for row in "$@"; do
+    dir=${row%%|*}
+    read -r -a opts <<<"$COMMON ${row#*|}"
+    echo "$dir"
+    if [ -s "$dir/results.json" ]; then continue; fi
+    "$FVL" scripts/compare_losses.lua "${opts[@]}" --out "$dir" >&2
+  done
+}
+mapfile -t dirs < <(run_rows "${ROWS[@]}")
 "$FVL" scripts/report_compare.lua --totals "${dirs[@]}" --file docs/experiments.md --section recipe
+mapfile -t dirs < <(run_rows "${ROWS3[@]}")
+"$FVL" scripts/report_compare.lua --totals "${dirs[@]}" --file docs/experiments.md --section recipe3

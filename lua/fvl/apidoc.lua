@@ -484,6 +484,11 @@ converter: a comma-separated list of names (no empty items); choices: optional a
 converter: a number (optionally within [lo, hi])",
   ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
 a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+  ["fvl.cli.write_section"] = "fvl.cli.write_section(file, section, text, who)\
+replaces the lines between\
+\"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
+with text, atomically, so documented tables are written by the script that computed them; the\
+markers must each be there once (errors are prefixed with who, the calling script's name)",
   ["fvl.data.bin_pack"] = "fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1}",
   ["fvl.data.decode_image"] = "fvl.data.decode_image(bytes [, opts]) -> tensor\
 a JPEG or PNG image (a string of its bytes) as a\

@@ -70,4 +70,27 @@ function cli.list(name, choices)
   end
 end
 
+-- replaces the lines between
+-- "<!-- results:SECTION -->" and "<!-- /results:SECTION -->" of a document (README.md, docs/*.md)
+-- with text, atomically, so documented tables are written by the script that computed them; the
+-- markers must each be there once (errors are prefixed with who, the calling script's name)
+function cli.write_section(file, section, text, who)
+  local f, err = io.open(file, "r")
+  if not f then error(who .. ": cannot read " .. tostring(err), 0) end
+  local doc = f:read("a")
+  f:close()
+  local open_tag = "<!-- results:" .. section .. " -->"
+  local close_tag = "<!-- /results:" .. section .. " -->"
+  local a, b = doc:find(open_tag, 1, true)
+  local c = doc:find(close_tag, 1, true)
+  if not a or not c or c < b then
+    error(string.format("%s: %s has no section %s ... %s", who, file, open_tag, close_tag), 0)
+  end
+  if doc:find(open_tag, b + 1, true) then
+    error(string.format("%s: %s has section %s twice", who, file, open_tag), 0)
+  end
+  local fvl = require "fvl.core"
+  assert(fvl.sys.write_atomic(file, doc:sub(1, b) .. "\n" .. text .. "\n" .. doc:sub(c)))
+end
+
 return cli

@@ -72,7 +72,7 @@ check '! grep -q stale "$tmp/doc.md"' "the section was not replaced"
 check 'grep -q "^| ArcFace | .* ± " "$tmp/doc.md"' "no ArcFace row with spread: $(cat "$tmp/doc.md")"
 check 'grep -q "^intro$" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' "text around the section changed"
 check 'grep -q "compare_losses.lua --quick" "$tmp/doc.md"' "the section does not give the command"
-check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --out" "$tmp/doc.md"' \
+check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --margin-warmup 0 --out" "$tmp/doc.md"' \
   "the command does not spell out the recipe: $(grep Reproduce "$tmp/doc.md")"
 # several run directories: the ablation table, with the recipe columns that differ between them
 "$FVL" scripts/report_compare.lua "$tmp/a" "$tmp/b" >"$tmp/abl" 2>"$tmp/err"; rc=$?
@@ -92,6 +92,30 @@ check '[ $rc != 0 ] && grep -q "bn" "$tmp/err"' "--bn sometimes: $(cat "$tmp/err
 check '[ $rc != 0 ] && grep -q "fm-margin: expected a number > 0" "$tmp/err"' "--fm-margin 0: $(cat "$tmp/err")"
 "$FVL" scripts/compare_losses.lua --warmup 1 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "warmup: expected a fraction" "$tmp/err"' "--warmup 1: $(cat "$tmp/err")"
+
+"$FVL" scripts/compare_losses.lua --margin-warmup 1.5 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "margin-warmup: expected a fraction" "$tmp/err"' "--margin-warmup 1.5: $(cat "$tmp/err")"
+
+# --margin-warmup: the margins grow from 0 and end at the papers' values (the boundary spec of the
+# trained head), and training differs from the run with the full margin from the first step;
+# --fm-dim 3 trains a 3-D embedding (no feature pictures)
+"$FVL" scripts/compare_losses.lua "${tiny[@]}" --seeds 1 --heads arcface,npcface --syn-steps 0 --margin-warmup 0.5 \
+  --out "$tmp/mw" --jobs 2 >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ]' "--margin-warmup run failed: $(tail -c 600 "$tmp/err")"
+cat >"$tmp/mw.lua" <<'LUA'
+  local function load(p) local f = assert(io.open(p)) local R = fvl.json.decode(f:read("a")) f:close() return R end
+  local a, b = load(arg[1] .. "/tasks/arcface-s1/result.json"), load(arg[2] .. "/tasks/arcface-s1/result.json")
+  assert(b.boundary.m == 0.5, "ArcFace's margin after the warm-up: " .. tostring(b.boundary.m))
+  local n = load(arg[2] .. "/tasks/npcface-s1/result.json").boundary
+  assert(n.m0 == 0.4 and math.abs(n.m1 - 0.2) < 1e-12, "NPCFace's margins after the warm-up")
+  assert(a.fmnist_curve[1][2] ~= b.fmnist_curve[1][2], "the warm-up changed nothing in the first steps")
+  assert(load(arg[2] .. "/settings.json").margin_warmup == 0.5, "settings.margin_warmup")
+LUA
+"$FVL" "$tmp/mw.lua" "$tmp/a" "$tmp/mw" 2>"$tmp/err2"; rc=$?
+check '[ $rc == 0 ]' "margin warm-up: $(cat "$tmp/err2")"
+"$FVL" scripts/compare_losses.lua "${tiny[@]}" --seeds 1 --heads arcface --syn-steps 0 --fm-dim 3 \
+  --out "$tmp/d3" --jobs 1 >"$tmp/out_d3" 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ] && grep -q "s 16 (3-D)" "$tmp/out_d3" && [ ! -e "$tmp/d3/features.png" ]' "--fm-dim 3: $(tail -c 600 "$tmp/err")"
 
 echo "compare_losses.sh: $pass passed, $fails failed"
 [ $fails == 0 ]
