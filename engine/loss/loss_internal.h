@@ -3,12 +3,7 @@
 #define FVL_LOSS_INTERNAL_H
 #include "loss_ops.h"
 
-/* hot loops: compiled for AVX2+FMA and the baseline, chosen at load time (see margin.c) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
-#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FVL_HOT
-#endif
+#include "hot.h"   /* FVL_HOT: hot loops compiled for AVX2+FMA and the baseline, chosen at load time */
 
 /* "256x512" into buf (64 bytes) */
 const char *fvl_lo_shape(const fvl_tensor *t, char *buf);
