@@ -190,11 +190,13 @@ typedef struct {
   unsigned char *skip;      /* B or NULL */
   fvl_margin_row *rows;     /* B */
   int64_t K;                /* > 1: taken of the max over groups of K cosines (group_max_ws.c) */
+  int32_t *ty;              /* B or NULL: a target gather's gradient tg[i] at column ty[i] (fvl_lo_defer_target) */
+  float *tg;
 } margin_term;
 typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
 static void free_term(margin_term *t) {
   if (!t) return;
-  free(t->y); free(t->lse); free(t->skip); free(t->rows);
+  free(t->y); free(t->lse); free(t->skip); free(t->rows); free(t->ty); free(t->tg);
   free(t);
 }
 static void free_clamp(void *p) {
@@ -249,6 +251,28 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   t->K = K;
   cl->term = t;
   n->pending = 1;
+  return 1;
+}
+
+int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g) {
+  if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
+  fvl_tensor *cs = cos->grad_fn->saved[1];
+  clamp_list *cl = cos->grad_fn->ctx;
+  margin_term *t = cl ? cl->term : NULL;
+  if (!cs || !t || t->K != 1 || t->ty || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
+      !fvl_is_contiguous(cos))
+    return 0;
+  size_t B = (size_t)cos->size[0];
+  int32_t *ty = malloc(sizeof *ty * B);
+  float *tg = malloc(sizeof *tg * B);
+  if (!ty || !tg) {
+    free(ty); free(tg);
+    return fvl_err("target_cos backward: out of memory");
+  }
+  memcpy(ty, y, sizeof *ty * B);
+  memcpy(tg, g, sizeof *tg * B);
+  t->ty = ty;
+  t->tg = tg;
   return 1;
 }
 
@@ -494,6 +518,9 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
     }
     if (c->g)
       for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, c->g + i * C + j0, nj);
+    if (mt->ty)   /* a target gather's B values (fvl_lo_defer_target) */
+      for (int64_t i = 0; i < B; i++)
+        if (mt->ty[i] >= j0 && mt->ty[i] < j0 + nj) S[i * nj + mt->ty[i] - j0] += mt->tg[i];
     if (c->boff)
       for (int64_t k = c->boff[blk]; k < c->boff[blk + 1]; k++)
         S[(c->cl->idx[k] / C) * nj + c->cl->idx[k] % C - j0] = 0.0f;
