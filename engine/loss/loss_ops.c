@@ -525,9 +525,11 @@ static int target_bw(fvl_node *n, fvl_tensor *gout) {
   if (!g) return -1;
   const float *gp = fvl_f32(g);
   const int32_t *yp = fvl_i32(y);
-  fvl_tensor *acc = fvl_lo_inplace_acc(n, 0);
-  int rc = 0;
-  if (acc) {
+  int rc = fvl_lo_defer_target(n->in[0], yp, gp, B);   /* 1: the cosine node's blocks add it */
+  fvl_tensor *acc = rc ? NULL : fvl_lo_inplace_acc(n, 0);
+  if (rc) {
+    rc = rc < 0 ? -1 : 0;
+  } else if (acc) {
     float *a = fvl_f32(acc);
     for (int64_t i = 0; i < B; i++) a[i * C + yp[i]] += gp[i];
   } else {
