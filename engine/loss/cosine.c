@@ -55,9 +55,10 @@ FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma,
 }
 /* columns per block: a B×block slab of the cosine matrix stays under ~256 KB with the own
    kernel (the block's cosines, its gradient and its rows of W stay in L2 through the block's
-   three passes; measured 3 % faster than 2 MB slabs at C = 100,000), ~2 MB with OpenBLAS, and
-   there are at least 64 blocks to balance them among threads. Not the thread count: the blocks
-   fix the order of the backward's sums (see partials), so results are the same with any threads. */
+   passes: 3 % less CPU per step than 2 MB slabs at C = 100,000, measured under load), ~2 MB with
+   OpenBLAS, and there are at least 64 blocks to balance them among threads. Not the thread
+   count: the blocks fix the order of the backward's sums (see partials), so results are the same
+   with any threads. */
 static int64_t block_cols(int64_t B, int64_t C) {
   int64_t nb = ((int64_t)1 << (fvl_bg_enabled() ? 16 : 19)) / (B > 0 ? B : 1);
   int64_t bal = (C + 63) / 64;
@@ -192,7 +193,7 @@ typedef struct {
   unsigned char *skip;      /* B or NULL */
   fvl_margin_row *rows;     /* B */
   int64_t K;                /* > 1: taken of the max over groups of K cosines (group_max_ws.c) */
-  int32_t *ty;              /* B or NULL: a gradient tg[i] at (i, ty[i]) (F.target_cos's, deferred) */
+  int32_t *ty;              /* B or NULL: a target gather's gradient tg[i] at column ty[i] (fvl_lo_defer_target) */
   float *tg;
 } margin_term;
 typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
@@ -256,29 +257,25 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   return 1;
 }
 
-int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g, int64_t B) {
+int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g) {
   if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
-  fvl_node *n = cos->grad_fn;
-  fvl_tensor *cs = n->saved[1];
-  clamp_list *cl = n->ctx;
+  fvl_tensor *cs = cos->grad_fn->saved[1];
+  clamp_list *cl = cos->grad_fn->ctx;
   margin_term *t = cl ? cl->term : NULL;
-  if (!t || t->K > 1 || !cs || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
-      !fvl_is_contiguous(cos) || cos->size[0] != B)
+  if (!cs || !t || t->K != 1 || t->ty || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
+      !fvl_is_contiguous(cos))
     return 0;
-  if (!t->ty) {
-    t->ty = malloc(sizeof *t->ty * (size_t)B);
-    t->tg = calloc((size_t)B, sizeof *t->tg);
-    if (!t->ty || !t->tg) {
-      free(t->ty); free(t->tg);
-      t->ty = NULL; t->tg = NULL;
-      return fvl_err("target_cos backward: out of memory");
-    }
-    memcpy(t->ty, y, sizeof *t->ty * (size_t)B);
-  } else {
-    for (int64_t i = 0; i < B; i++)
-      if (t->ty[i] != y[i]) return 0;   /* other columns than the first deferred gradient's */
+  size_t B = (size_t)cos->size[0];
+  int32_t *ty = malloc(sizeof *ty * B);
+  float *tg = malloc(sizeof *tg * B);
+  if (!ty || !tg) {
+    free(ty); free(tg);
+    return fvl_err("target_cos backward: out of memory");
   }
-  for (int64_t i = 0; i < B; i++) t->tg[i] += g[i];
+  memcpy(ty, y, sizeof *ty * B);
+  memcpy(tg, g, sizeof *tg * B);
+  t->ty = ty;
+  t->tg = tg;
   return 1;
 }
 
@@ -524,7 +521,7 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
     }
     if (c->g)
       for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, c->g + i * C + j0, nj);
-    if (mt->ty)
+    if (mt->ty)   /* a target gather's B values (fvl_lo_defer_target) */
       for (int64_t i = 0; i < B; i++)
         if (mt->ty[i] >= j0 && mt->ty[i] < j0 + nj) S[i * nj + mt->ty[i] - j0] += mt->tg[i];
     if (c->boff)

@@ -525,11 +525,14 @@ static int target_bw(fvl_node *n, fvl_tensor *gout) {
   if (!g) return -1;
   const float *gp = fvl_f32(g);
   const int32_t *yp = fvl_i32(y);
-  int rc = fvl_lo_defer_target(n->in[0], yp, gp, B);   /* 1: the cosine node's blocks add it */
-  fvl_tensor *acc = rc ? NULL : fvl_lo_inplace_acc(n, 0);
-  if (rc) {
-    rc = rc < 0 ? -1 : 0;
-  } else if (acc) {
+  fvl_tensor *acc = fvl_lo_inplace_acc(n, 0);
+  /* fused class blocks: the cosine node adds the B values in its blocks (no B×C gradient) */
+  int rc = acc || !fvl_node_wants(n, 0) ? 0 : fvl_lo_defer_target(n->in[0], yp, gp);
+  if (rc != 0) {
+    fvl_release(g);
+    return rc < 0 ? -1 : 0;
+  }
+  if (acc) {
     float *a = fvl_f32(acc);
     for (int64_t i = 0; i < B; i++) a[i * C + yp[i]] += gp[i];
   } else {

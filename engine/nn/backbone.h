@@ -32,11 +32,19 @@ int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x
 int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
                      const float *a, int na, float *running_mean, float *running_var, int training,
                      double momentum, double eps, float *y, float *save_mean, float *save_invstd);
-/* overwrites dx, dgamma, dbeta, da (NULL = skipped); da has na values */
-void fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
-                      const float *beta, const float *a, int na, const float *save_mean,
-                      const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
-                      float *da);
+/* overwrites dx, dgamma, dbeta, da (NULL = skipped); da has na values; -1 only when out of memory */
+int fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                     const float *beta, const float *a, int na, const float *save_mean,
+                     const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
+                     float *da);
+/* the kernel behind fvl_bn_prelu_* and fvl_batchnorm_* (bn_prelu.c): a = NULL is BatchNorm alone
+ * (beta, na, da unused then by the backward); fn names the layer in errors */
+int fvl_bn_act_fwd(const char *fn, const float *x, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, float *running_mean, float *running_var,
+                   int training, double momentum, double eps, float *y, float *save_mean, float *save_invstd);
+int fvl_bn_act_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, const float *save_mean,
+                   const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta, float *da);
 
 /* autograd wrappers (errors name "conv2d" / "bn_prelu"); fvl_nn_conv2d is groups = 1 */
 fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,

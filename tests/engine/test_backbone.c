@@ -160,8 +160,9 @@ typedef struct {
   double *x, *g, *bt, *a, *r, *rm, *rv;
 } bnp;
 
-static double bnp_objective(void *p) {
-  const bnp *c = p;
+/* y = prelu(bn(x)) in double (y may be NULL), the statistics used (mean/invstd may be NULL);
+ * returns L = Σ r·y */
+static double bnp_forward(const bnp *c, double *y, double *mean_out, double *inv_out) {
   double L = 0;
   const double N = (double)c->B * c->S;
   for (int ch = 0; ch < c->C; ch++) {
@@ -181,15 +182,19 @@ static double bnp_objective(void *p) {
       var = c->rv[ch];
     }
     const double inv = 1 / sqrt(var + 1e-5), a = c->a[c->na == 1 ? 0 : ch];
+    if (mean_out) mean_out[ch] = mean;
+    if (inv_out) inv_out[ch] = inv;
     for (int b = 0; b < c->B; b++)
       for (int i = 0; i < c->S; i++) {
         const size_t k = ((size_t)b * c->C + ch) * c->S + i;
-        const double z = (c->x[k] - mean) * inv * c->g[ch] + c->bt[ch];
-        L += c->r[k] * (z > 0 ? z : a * z);
+        const double z = (c->x[k] - mean) * inv * c->g[ch] + c->bt[ch], v = z > 0 ? z : a * z;
+        if (y) y[k] = v;
+        L += c->r[k] * v;
       }
   }
   return L;
 }
+static double bnp_objective(void *p) { return bnp_forward(p, NULL, NULL, NULL); }
 
 static void check_bn_prelu(int B, int C, int S, int training, int na) {
   bnp c = {.B = B, .C = C, .S = S, .training = training, .na = na};
@@ -212,6 +217,18 @@ static void check_bn_prelu(int B, int C, int S, int training, int na) {
   fvl_prelu_fwd(z, B, C, S, a, na, y2);
   fvl_prelu_bwd(z, r, B, C, S, a, na, dz, da2);
   fvl_batchnorm_bwd(x, dz, B, C, S, g, m2, i2, training, dx2, dg2, db2);
+  /* the forward and the batch statistics against the double reference */
+  double *ey = malloc(sizeof(double) * n);
+  bnp_forward(&c, ey, NULL, NULL);
+  near("bn_prelu y", y, ey, n, 1e-5);
+  if (training) {
+    double *em = malloc(sizeof(double) * C), *ei = malloc(sizeof(double) * C);
+    bnp_forward(&c, NULL, em, ei);
+    near("bn_prelu mean", mean, em, C, 1e-6);
+    near("bn_prelu invstd", inv, ei, C, 1e-5);
+    free(em); free(ei);
+  }
+  free(ey);
   const float tol = 2e-4f;
   for (size_t i = 0; i < n; i++) {
     ck_assert_float_eq_tol(y[i], y2[i], tol * (1 + fabsf(y2[i])));
@@ -246,6 +263,65 @@ START_TEST(bn_prelu_eval) {
   check_bn_prelu(2, 3, 7, 0, 3);
 }
 END_TEST
+/* the vector loops: 8- and 16-wide bodies with scalar tails, planes longer than one partial-sum
+ * block (512 values), one shared slope */
+START_TEST(bn_prelu_vector_shapes) {
+  check_bn_prelu(2, 3, 37, 1, 3);
+  check_bn_prelu(2, 2, 531, 1, 1);
+  check_bn_prelu(3, 2, 49, 0, 2);
+}
+END_TEST
+
+/* statistics of values far from zero (mean 1000, spread 1): the shifted sums keep the variance */
+START_TEST(bn_prelu_offset_stats) {
+  const int B = 4, C = 3, S = 300;
+  const size_t n = (size_t)B * C * S;
+  float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), a[1] = {0.25f}, m[3], v[3];
+  for (size_t i = 0; i < n; i++) x[i] = (float)(1000 + unif() * (1 + (double)((i / S) % C)));
+  ck_assert_int_eq(fvl_bn_prelu_fwd(x, B, C, S, NULL, NULL, a, 1, NULL, NULL, 1, 0.1, 1e-5, y, m, v), 0);
+  for (int ch = 0; ch < C; ch++) {
+    double mean = 0, var = 0;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < S; i++) mean += x[((size_t)b * C + ch) * S + i];
+    mean /= B * S;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < S; i++) var += pow(x[((size_t)b * C + ch) * S + i] - mean, 2);
+    var /= B * S;
+    ck_assert_msg(fabs(m[ch] - mean) <= 1e-7 * mean, "mean %.9g, expected %.9g", m[ch], mean);
+    ck_assert_msg(fabs(v[ch] * sqrt(var + 1e-5) - 1) <= 1e-5, "invstd %.9g, expected %.9g", v[ch],
+                  1 / sqrt(var + 1e-5));
+  }
+  free(x); free(y);
+}
+END_TEST
+
+/* one thread per channel, fixed order: the same bits for any thread count */
+START_TEST(bn_prelu_threads) {
+#ifdef _OPENMP
+  const int B = 3, C = 5, S = 77;
+  const size_t n = (size_t)B * C * S;
+  double *dx0 = dvec(n), *dr = dvec(n), *dg0 = dvec(C), *da0 = dvec(C);
+  float *x = fvec(dx0, n), *r = fvec(dr, n), *g = fvec(dg0, C), *a = fvec(da0, C);
+  float *out[2][5];
+  const int threads[2] = {1, 3}, old = omp_get_max_threads();
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(threads[t]);
+    float *y = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n), *m = malloc(sizeof(float) * C),
+          *v = malloc(sizeof(float) * C), *dgv = malloc(sizeof(float) * 3 * C);
+    ck_assert_int_eq(fvl_bn_prelu_fwd(x, B, C, S, g, NULL, a, C, NULL, NULL, 1, 0.1, 1e-5, y, m, v), 0);
+    ck_assert_int_eq(fvl_bn_prelu_bwd(x, r, B, C, S, g, NULL, a, C, m, v, 1, dx, dgv, dgv + C, dgv + 2 * C), 0);
+    out[t][0] = y; out[t][1] = dx; out[t][2] = m; out[t][3] = v; out[t][4] = dgv;
+  }
+  omp_set_num_threads(old);
+  const size_t len[5] = {n, n, C, C, 3 * (size_t)C};
+  for (int k = 0; k < 5; k++) {
+    ck_assert_int_eq(memcmp(out[0][k], out[1][k], sizeof(float) * len[k]), 0);
+    free(out[0][k]); free(out[1][k]);
+  }
+  free(dx0); free(dr); free(dg0); free(da0); free(x); free(r); free(g); free(a);
+#endif
+}
+END_TEST
 START_TEST(bn_prelu_errors) {
   float x[4] = {1, 2, 3, 4}, a[1] = {0.25f}, y[4], m[4], v[4];
   ck_assert_int_eq(fvl_bn_prelu_fwd(x, 1, 4, 1, NULL, NULL, a, 1, NULL, NULL, 1, 0.1, 1e-5, y, m, v), -1);
@@ -266,6 +342,9 @@ int main(void) {
   tcase_add_test(tc, bn_prelu_train);
   tcase_add_test(tc, bn_prelu_eval);
   tcase_add_test(tc, bn_prelu_errors);
+  tcase_add_test(tc, bn_prelu_vector_shapes);
+  tcase_add_test(tc, bn_prelu_offset_stats);
+  tcase_add_test(tc, bn_prelu_threads);
   suite_add_tcase(s, tc);
   return fvl_check_run(s);
 }
