@@ -126,6 +126,58 @@ START_TEST(depthwise) {
   check_grouped(3, 5, 7, 7, 5, 7, 1, 0, 5);   /* the global depthwise conv: 7×7 → 1×1 */
 }
 END_TEST
+/* the vectorised depthwise kernels (conv_dw.c): rows past one vector with tails, more rows than
+ * one 4-row block, even and odd widths at stride 2, no padding, a 5×5 kernel (the generic tap
+ * loop), stride 3 */
+START_TEST(depthwise_vector_shapes) {
+  check_grouped(2, 3, 19, 13, 3, 3, 1, 1, 3);
+  check_grouped(1, 2, 12, 20, 2, 3, 2, 1, 2);
+  check_grouped(2, 2, 9, 11, 2, 3, 1, 0, 2);
+  check_grouped(1, 2, 10, 17, 2, 5, 1, 2, 2);
+  check_grouped(1, 2, 11, 10, 2, 3, 2, 0, 2);
+  check_grouped(1, 2, 10, 11, 2, 5, 3, 2, 2);
+}
+END_TEST
+
+/* the vectorised kernels against the generic grouped loops (the reference path), and the same
+ * bits for any thread count */
+static void dw_run(const fvl_conv2d_shape *s, const float *x, const float *w, const float *b, const float *r,
+                   float *out) {
+  const size_t nx = (size_t)s->B * s->C * s->H * s->W, ny = (size_t)s->B * s->O * s->OH * s->OW;
+  const size_t nw = (size_t)s->O * s->KH * s->KW;
+  ck_assert_int_eq(fvl_conv2d_grouped_fwd(s, s->C, x, w, b, out), 0);
+  ck_assert_int_eq(fvl_conv2d_grouped_bwd(s, s->C, x, w, r, out + ny, out + ny + nx, out + ny + nx + nw), 0);
+}
+START_TEST(depthwise_reference) {
+  const int shapes[][5] = {{28, 28, 3, 1, 1}, {28, 28, 3, 2, 1}, {14, 14, 3, 1, 1}, {7, 7, 7, 1, 0}, {9, 23, 3, 2, 1}};
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    fvl_conv2d_shape s = {.B = 3, .C = 5, .H = shapes[t][0], .W = shapes[t][1], .O = 5, .KH = shapes[t][2],
+                          .KW = shapes[t][2], .sh = shapes[t][3], .sw = shapes[t][3], .ph = shapes[t][4],
+                          .pw = shapes[t][4]};
+    ck_assert_int_eq(fvl_conv2d_plan(&s), 0);
+    const size_t nx = (size_t)s.B * s.C * s.H * s.W, ny = (size_t)s.B * s.O * s.OH * s.OW,
+                 nw = (size_t)s.O * s.KH * s.KW, n = ny + nx + nw + s.O;
+    double *dx0 = dvec(nx), *dw0 = dvec(nw), *db0 = dvec(s.O), *dr = dvec(ny);
+    float *x = fvec(dx0, nx), *w = fvec(dw0, nw), *b = fvec(db0, s.O), *r = fvec(dr, ny);
+    float *fast = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *other = malloc(sizeof(float) * n);
+    dw_run(&s, x, w, b, r, fast);
+    const int old = fvl_conv2d_set_depthwise(0);
+    dw_run(&s, x, w, b, r, ref);
+    fvl_conv2d_set_depthwise(old);
+    for (size_t i = 0; i < n; i++)
+      ck_assert_msg(fabsf(fast[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])), "shape %zu: [%zu] = %.9g, reference %.9g",
+                    t, i, fast[i], ref[i]);
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(threads == 1 ? 2 : 1);
+    dw_run(&s, x, w, b, r, other);
+    omp_set_num_threads(threads);
+    ck_assert_int_eq(memcmp(fast, other, sizeof(float) * n), 0);
+#endif
+    free(dx0); free(dw0); free(db0); free(dr); free(x); free(w); free(b); free(r); free(fast); free(ref); free(other);
+  }
+}
+END_TEST
 START_TEST(grouped) {
   check_grouped(2, 4, 6, 6, 4, 3, 1, 1, 2);   /* two channels per group (MobileFaceNet scale 2) */
   check_grouped(2, 6, 5, 5, 9, 3, 2, 1, 3);   /* 2 in, 3 out per group, stride 2 */
@@ -337,6 +389,8 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, depthwise);
   tcase_add_test(tc, grouped);
+  tcase_add_test(tc, depthwise_vector_shapes);
+  tcase_add_test(tc, depthwise_reference);
   tcase_add_test(tc, grouped_threads);
   tcase_add_test(tc, grouped_errors);
   tcase_add_test(tc, bn_prelu_train);
