@@ -43,32 +43,97 @@ size_t fvl_bg_packa_size(int64_t M, int64_t K) { return (size_t)(rup(M, MR) * K)
 size_t fvl_bg_packb_size(int64_t K, int64_t N) { return (size_t)(rup(N, NR) * K); }
 size_t fvl_bg_work_size(void) { return (size_t)KC * NC + (size_t)KC * MR; }
 
-/* mr rows (of MR) × kc of a into dst[k][MR], zero rows beyond mr */
-static void pack_a_panel(int64_t mr, int64_t kc, const float *a, int64_t rs, int64_t cs, float *dst) {
-  if (cs == 1) {   /* rows contiguous along k: a transpose */
-    for (int64_t r = 0; r < MR; r++)
-      if (r < mr)
-        for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = a[r * rs + k];
-      else
-        for (int64_t k = 0; k < kc; k++) dst[k * MR + r] = 0.0f;
-    return;
-  }
-  for (int64_t k = 0; k < kc; k++)
-    for (int64_t r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? a[r * rs + k * cs] : 0.0f;
-}
 #if HAVE_KERNEL
+#define TGT __attribute__((target("avx512f")))
+/* v[0..15] (rows) ← their transpose (v[k] lane r = old v[r] lane k) */
+TGT static inline void transpose16(__m512 v[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    __m512d a0 = _mm512_castps_pd(t[4 * i]), a1 = _mm512_castps_pd(t[4 * i + 1]);
+    __m512d a2 = _mm512_castps_pd(t[4 * i + 2]), a3 = _mm512_castps_pd(t[4 * i + 3]);
+    v[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    v[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    v[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    v[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  /* v[4q + p] now holds rows 4q..4q+3 at lanes of column p (+4·lane-group): gather the 128-bit
+     groups: first pairs of quads (q, q+1), then of those pairs */
+  for (int h = 0; h < 2; h++)
+    for (int p = 0; p < 4; p++) {
+      t[8 * h + p] = _mm512_shuffle_f32x4(v[8 * h + p], v[8 * h + 4 + p], 0x88);
+      t[8 * h + 4 + p] = _mm512_shuffle_f32x4(v[8 * h + p], v[8 * h + 4 + p], 0xDD);
+    }
+  for (int p = 0; p < 8; p++) {
+    v[p] = _mm512_shuffle_f32x4(t[p], t[8 + p], 0x88);
+    v[8 + p] = _mm512_shuffle_f32x4(t[p], t[8 + p], 0xDD);
+  }
+}
+/* n (≤ 16) rows of 16 floats at src + r·ld, transposed: column k (n lanes, zeros beyond) to
+   dst + k·ldd, masked to `lanes` lanes */
+TGT static void tr_block(const float *src, int64_t ld, int n, float *dst, int64_t ldd, __mmask16 lanes) {
+  __m512 v[16];
+  for (int r = 0; r < 16; r++) v[r] = r < n ? _mm512_loadu_ps(src + r * ld) : _mm512_setzero_ps();
+  transpose16(v);
+  for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(dst + k * ldd, lanes, v[k]);
+}
 /* kc rows of 32 contiguous floats (stride rs) into dst[k][32] */
-__attribute__((target("avx512f"))) static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
+TGT static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
   for (int64_t k = 0; k < kc; k++) {
     _mm512_storeu_ps(dst + k * NR, _mm512_loadu_ps(b + k * rs));
     _mm512_storeu_ps(dst + k * NR + 16, _mm512_loadu_ps(b + k * rs + 16));
   }
 }
+/* kc rows of mr (≤ 12) contiguous floats (stride cs) into dst[k][12], zeros beyond mr */
+TGT static void copy_rows12(int64_t kc, int64_t mr, const float *a, int64_t cs, float *dst) {
+  __mmask16 m = (__mmask16)((1u << mr) - 1);
+  for (int64_t k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + k * MR, 0x0FFF, _mm512_maskz_loadu_ps(m, a + k * cs));
+}
+/* the transposing packs, 16 k at a time; returns how many k they did (the rest: scalar) */
+TGT static int64_t pack_a_tr(int64_t mr, int64_t kc, const float *a, int64_t rs, float *dst) {
+  int64_t k0 = 0;
+  for (; k0 + 16 <= kc; k0 += 16) tr_block(a + k0, rs, (int)mr, dst + k0 * MR, MR, 0x0FFF);
+  return k0;
+}
+TGT static int64_t pack_b_tr(int64_t nr, int64_t kc, const float *b, int64_t cs, float *dst) {
+  int64_t k0 = 0;
+  for (; k0 + 16 <= kc; k0 += 16)
+    for (int h = 0; h < 2; h++) {
+      int n = (int)(nr - 16 * h);
+      tr_block(b + 16 * h * cs + k0, cs, n < 0 ? 0 : n > 16 ? 16 : n, dst + k0 * NR + 16 * h, NR, 0xFFFF);
+    }
+  return k0;
+}
 #else
 static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
   for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + k * rs, sizeof(float) * NR);
 }
+static void copy_rows12(int64_t kc, int64_t mr, const float *a, int64_t cs, float *dst) {
+  for (int64_t k = 0; k < kc; k++)
+    for (int64_t r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? a[k * cs + r] : 0.0f;
+}
+static int64_t pack_a_tr(int64_t mr, int64_t kc, const float *a, int64_t rs, float *dst) { return 0; }
+static int64_t pack_b_tr(int64_t nr, int64_t kc, const float *b, int64_t cs, float *dst) { return 0; }
 #endif
+
+/* mr rows (of MR) × kc of a into dst[k][MR], zero rows beyond mr */
+static void pack_a_panel(int64_t mr, int64_t kc, const float *a, int64_t rs, int64_t cs, float *dst) {
+  if (cs == 1) {   /* rows contiguous along k: a transpose */
+    int64_t k0 = pack_a_tr(mr, kc, a, rs, dst);
+    for (int64_t r = 0; r < MR; r++)
+      for (int64_t k = k0; k < kc; k++) dst[k * MR + r] = r < mr ? a[r * rs + k] : 0.0f;
+    return;
+  }
+  if (rs == 1) {
+    copy_rows12(kc, mr, a, cs, dst);
+    return;
+  }
+  for (int64_t k = 0; k < kc; k++)
+    for (int64_t r = 0; r < MR; r++) dst[k * MR + r] = r < mr ? a[r * rs + k * cs] : 0.0f;
+}
 /* kc × nr columns (of NR) of b into dst[k][NR], zero columns beyond nr */
 static void pack_b_panel(int64_t nr, int64_t kc, const float *b, int64_t rs, int64_t cs, float *dst) {
   if (cs == 1 && nr == NR) {
@@ -82,11 +147,9 @@ static void pack_b_panel(int64_t nr, int64_t kc, const float *b, int64_t rs, int
     }
     return;
   }
-  for (int64_t c = 0; c < NR; c++)   /* columns contiguous along k (a transpose) */
-    if (c < nr)
-      for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = b[k * rs + c * cs];
-    else
-      for (int64_t k = 0; k < kc; k++) dst[k * NR + c] = 0.0f;
+  int64_t k0 = rs == 1 ? pack_b_tr(nr, kc, b, cs, dst) : 0;   /* columns contiguous along k */
+  for (int64_t c = 0; c < NR; c++)
+    for (int64_t k = k0; k < kc; k++) dst[k * NR + c] = c < nr ? b[k * rs + c * cs] : 0.0f;
 }
 
 void fvl_bg_packa(int64_t M, int64_t K, fvl_bg_mat a, float *Ap) {
