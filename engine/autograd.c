@@ -141,6 +141,14 @@ void fvl_set_grad_hook(fvl_grad_hook fn, void *ud, fvl_grad_hook *prev_fn, void 
   g_hook = fn;
   g_hook_ud = ud;
 }
+static _Thread_local fvl_grad_start_hook g_start;
+static _Thread_local void *g_start_ud;
+void fvl_set_grad_start_hook(fvl_grad_start_hook fn, void *ud, fvl_grad_start_hook *prev_fn, void **prev_ud) {
+  if (prev_fn) *prev_fn = g_start;
+  if (prev_ud) *prev_ud = g_start_ud;
+  g_start = fn;
+  g_start_ud = ud;
+}
 /* each leaf input of the graph once, with the position in `order` of the last node (in execution
    order: the smallest position) that feeds it; sorted by that position, largest first */
 typedef struct { fvl_tensor *leaf; size_t k; } leaf_event;
@@ -176,6 +184,21 @@ static leaf_event *leaf_events(const nodevec *order, size_t *count) {
 static int fire_hooks(const leaf_event *ev, size_t nev, size_t *next, size_t k_done_above, int all) {
   int rc = 0;
   while (rc == 0 && *next < nev && (all || ev[*next].k > k_done_above)) rc = g_hook(g_hook_ud, ev[(*next)++].leaf);
+  return rc;
+}
+
+/* the start hook on the graph's leaves, sorted by address */
+static int cmp_leaf(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (fvl_tensor *const *)a, y = (uintptr_t) * (fvl_tensor *const *)b;
+  return x < y ? -1 : x > y;
+}
+static int start_hook(const leaf_event *ev, size_t nev) {
+  fvl_tensor **leaves = malloc(sizeof *leaves * (nev ? nev : 1));
+  if (!leaves) return fvl_err("backward: out of memory");
+  for (size_t i = 0; i < nev; i++) leaves[i] = ev[i].leaf;
+  qsort(leaves, nev, sizeof *leaves, cmp_leaf);
+  int rc = g_start(g_start_ud, leaves, nev);
+  free(leaves);
   return rc;
 }
 
@@ -238,7 +261,9 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
   fvl_release(g);
   leaf_event *ev = NULL;
   size_t nev = 0, next_ev = 0;
-  if (g_hook && rc == 0 && !(ev = leaf_events(&order, &nev))) rc = -1;
+  if ((g_hook || g_start) && rc == 0 && !(ev = leaf_events(&order, &nev))) rc = -1;
+  if (g_start && rc == 0) rc = start_hook(ev, nev);
+  if (!g_hook) nev = 0;
   int prev = fvl_set_grad_enabled(0);
   for (size_t k = order.n; k-- > 0 && rc == 0;) {
     fvl_node *n = order.v[k];

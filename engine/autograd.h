@@ -61,6 +61,12 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout);
  * gradient all-reduce with the rest of the backward this way.) */
 typedef int (*fvl_grad_hook)(void *ud, fvl_tensor *leaf);
 void fvl_set_grad_hook(fvl_grad_hook fn, void *ud, fvl_grad_hook *prev_fn, void **prev_ud);
+/* A start hook: called once at the start of every fvl_backward (before any node runs) with the
+ * graph's leaves, each once, sorted by address (bsearch them), so that a caller knows which of its
+ * tensors will get no gradient from this backward (DDP's find_unused_parameters); nonzero stops
+ * the backward with that error. One per thread, as the gradient hook. */
+typedef int (*fvl_grad_start_hook)(void *ud, fvl_tensor *const *leaves, size_t n);
+void fvl_set_grad_start_hook(fvl_grad_start_hook fn, void *ud, fvl_grad_start_hook *prev_fn, void **prev_ud);
 
 /* central-difference gradient check of a scalar function f(inputs) in double accumulation.
  * Writes a readable report into report (n bytes). Returns 1 ok, 0 mismatch, -1 error. */

@@ -66,11 +66,17 @@ fvl_tensor *fvl_dist_copy_rows_t(fvl_tensor *t);
    gradients arrive in. fvl_dist_overlap_wait (after the backward, before the optimiser step)
    fills and launches what is left (parameters without a gradient count as zeros), waits for every
    bucket and writes the sums (÷ N when mean) into the parameters' .grad; the next backward starts
-   afresh. One overlap is installed at a time; in a world of one nothing is installed and wait
-   does nothing. */
+   afresh. At the start of each backward the parameters that are not leaves of its graph are taken
+   at once (their gradient is final: DDP's find_unused_parameters), so an unused parameter does not
+   hold its bucket back until the wait. One synced backward per wait: a second one is an error
+   (fvl_err, before it runs any node); gradient accumulation runs all but the last backward of a
+   step with fvl_dist_overlap_no_sync(o, 1) (the hook then lets the gradients accumulate locally,
+   as DDP's no_sync; turning it on after a synced backward of the step is an error). One overlap
+   is installed at a time; in a world of one nothing is installed and wait does nothing. */
 typedef struct fvl_dist_overlap fvl_dist_overlap;
 fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucket_elems, int mean);
 int fvl_dist_overlap_wait(fvl_dist_overlap *o);
+int fvl_dist_overlap_no_sync(fvl_dist_overlap *o, int on);
 /* the buckets; *early: how many of them the last step launched during its backward */
 int fvl_dist_overlap_nbuckets(const fvl_dist_overlap *o, int *early);
 void fvl_dist_overlap_free(fvl_dist_overlap *o);   /* waits for requests in flight, removes the hook */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 struct fvl_dist_overlap {
-  int n, nb, mean, nlaunched, active, early;
+  int n, nb, mean, nlaunched, active, early, skip;
   fvl_tensor **p;            /* the parameters (retained), in bucket order */
   int64_t *off;              /* each one's offset in its bucket */
   int *bucket;               /* each one's bucket */
@@ -21,6 +21,8 @@ struct fvl_dist_overlap {
   int *sorted_idx;
   fvl_grad_hook prev_fn;     /* the hook installed before this one (called for other leaves) */
   void *prev_ud;
+  fvl_grad_start_hook prev_start;
+  void *prev_start_ud;
 };
 
 static fvl_dist_overlap *g_active;   /* the one installed (its hook is the engine's) */
@@ -91,10 +93,41 @@ static int hook(void *ud, fvl_tensor *leaf) {
   fvl_dist_overlap *o = ud;
   int i = find(o, leaf);
   if (i < 0) return o->prev_fn ? o->prev_fn(o->prev_ud, leaf) : 0;
-  if (o->ready[i]) return 0;
+  if (o->skip || o->ready[i]) return 0;   /* no_sync: the gradients accumulate locally */
   o->active = 1;
   if (take(o, i)) return -1;
   return launch(o);
+}
+
+static int cmp_leaf(const void *a, const void *b) { return cmp_ptr(a, b); }
+
+/* the start of a backward through some of the parameters: the others get no gradient from it, so their gradient (zeros, or what earlier no_sync backwards accumulated) is final now and
+   their buckets need not wait for sync:wait() (PyTorch DDP's find_unused_parameters) */
+static int start(void *ud, fvl_tensor *const *leaves, size_t nleaves) {
+  fvl_dist_overlap *o = ud;
+  int rc = o->prev_start ? o->prev_start(o->prev_start_ud, leaves, nleaves) : 0;
+  if (rc || o->skip) return rc;
+  /* a backward through none of the parameters (another model's) is not this overlap's */
+  int mine = 0;
+  for (int i = 0; i < o->n && !mine; i++) mine = bsearch(&o->p[i], leaves, nleaves, sizeof *leaves, cmp_leaf) != NULL;
+  if (!mine) return 0;
+  if (o->active)
+    return fvl_err("fvl.dist.overlap_grads: a second backward before sync:wait() (the first one's gradients are "
+                   "already being all-reduced, this one's would be lost); to accumulate gradients over several "
+                   "backwards, run all but the last inside sync:no_sync(function() ... end)");
+  o->active = 1;
+  for (int i = 0; i < o->n && rc == 0; i++)
+    if (!o->ready[i] && !bsearch(&o->p[i], leaves, nleaves, sizeof *leaves, cmp_leaf)) rc = take(o, i);
+  return rc ? rc : launch(o);
+}
+
+int fvl_dist_overlap_no_sync(fvl_dist_overlap *o, int on) {
+  if (!o) return fvl_err("fvl.dist.overlap_grads: no_sync on a closed overlap");
+  if (on && o->active)
+    return fvl_err("fvl.dist.overlap_grads: no_sync after a backward that started this step's all-reduce (run all "
+                   "but the last backward of a step inside no_sync, then sync:wait())");
+  o->skip = on;
+  return 0;
 }
 
 fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucket_elems, int mean) {
@@ -160,6 +193,7 @@ fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucke
   /* a world of one: nothing to reduce, no hook (as fvl.dist.allreduce_grads) */
   if (fvl_dist_size() > 1) {
     fvl_set_grad_hook(hook, o, &o->prev_fn, &o->prev_ud);
+    fvl_set_grad_start_hook(start, o, &o->prev_start, &o->prev_start_ud);
     g_active = o;
   }
   return o;
@@ -216,6 +250,7 @@ void fvl_dist_overlap_free(fvl_dist_overlap *o) {
     /* requests still in flight are completed first (their buffers are about to go) */
     if (o->nlaunched) MPI_Waitall(o->nlaunched, o->req, MPI_STATUSES_IGNORE);
     fvl_set_grad_hook(o->prev_fn, o->prev_ud, NULL, NULL);
+    fvl_set_grad_start_hook(o->prev_start, o->prev_start_ud, NULL, NULL);
     g_active = NULL;
   }
   for (int i = 0; i < o->n; i++) fvl_release(o->p ? o->p[i] : NULL);

@@ -167,6 +167,18 @@ static int l_overlap_wait(lua_State *L) {
   if (fvl_dist_overlap_wait(check_overlap(L))) return fvl_raise(L);
   return 0;
 }
+/* sync:no_sync(fn, ...) -> fn's results: fn runs with the all-reduce off, so its backwards only
+   accumulate gradients locally (all but the last backward of a step, as DDP's no_sync) */
+static int l_overlap_no_sync(lua_State *L) {
+  overlap_ud *u = luaL_checkudata(L, 1, OVERLAP_MT);
+  check_overlap(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (fvl_dist_overlap_no_sync(u->o, 1)) return fvl_raise(L);
+  int rc = lua_pcall(L, lua_gettop(L) - 2, LUA_MULTRET, 0);
+  if (u->o) fvl_dist_overlap_no_sync(u->o, 0);   /* fn may have closed it */
+  if (rc != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - 1;
+}
 /* sync:buckets() -> buckets, how many the last step launched during its backward */
 static int l_overlap_buckets(lua_State *L) {
   int early = 0;
@@ -184,7 +196,8 @@ static int l_overlap_close(lua_State *L) {
 int fvl_open_dist(lua_State *L) {
   static const luaL_Reg overlap_m[] = {{"__gc", l_overlap_close}, {"__close", l_overlap_close},
                                        {"close", l_overlap_close}, {"wait", l_overlap_wait},
-                                       {"buckets", l_overlap_buckets}, {NULL, NULL}};
+                                       {"buckets", l_overlap_buckets}, {"no_sync", l_overlap_no_sync},
+                                       {NULL, NULL}};
   luaL_newmetatable(L, OVERLAP_MT);
   luaL_setfuncs(L, overlap_m, 0);
   lua_pushvalue(L, -1);

@@ -416,30 +416,78 @@ static int l_margin_ce_shard(lua_State *L) {
   return push_shard_loss(L, loss, name, bad);
 }
 
-/*** fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor
-   fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:
-   the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the
-   spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched
-   shapes, chunk < 1, cap < 0. */
-static int l_cosine_margin_ce_shard(lua_State *L) {
+/* the scores of a chunked op (fvl_chunk_scores): {chunk = rows, scores = "cosine"|"linear",
+   groups = K, bias = tensor}; the bias stays anchored on the stack */
+enum { CS_CHUNK, CS_SCORES, CS_GROUPS, CS_BIAS, CS_N };
+static const fvl_optdef CHUNK_OPTS[CS_N + 1] = {
+  [CS_CHUNK] = {"chunk", FVL_OPT_INTEGER, 0, 1, INT32_MAX, NULL},
+  [CS_SCORES] = {"scores", FVL_OPT_ENUM, 0, FVL_NORANGE, "cosine|linear"},
+  [CS_GROUPS] = {"groups", FVL_OPT_INTEGER, 1, 1, INT32_MAX, NULL},
+  [CS_BIAS] = {"bias", FVL_OPT_TENSOR, 0, FVL_NORANGE, NULL},
+  [CS_N] = FVL_OPT_END};
+static int64_t chunk_src_arg(lua_State *L, int idx, const char *fn, fvl_tensor *x, fvl_tensor *W, fvl_chunk_scores *s) {
+  char b1[64], b2[64];
+  if (x->ndim != 2 || W->ndim != 2 || x->size[1] != W->size[1])
+    fvl_error(L, "%s: x is %s and W %s (expected B×D embeddings and C×D centres)", fn,
+              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
+  luaL_checktype(L, idx, LUA_TTABLE);
+  fvl_optval v[CS_N];
+  fvl_readopts(L, idx, fn, CHUNK_OPTS, v);
+  if (!v[CS_CHUNK].set) fvl_error(L, "%s: scores.chunk is missing (expected the rows per chunk, >= 1)", fn);
+  s->chunk = (int64_t)v[CS_CHUNK].num;
+  s->linear = (int)v[CS_SCORES].num;
+  s->groups = (int64_t)v[CS_GROUPS].num;
+  s->bias = v[CS_BIAS].t;
+  if (s->linear && s->groups != 1) fvl_error(L, "%s: scores.groups = %lld (linear scores have one row per class)", fn,
+                                             (long long)s->groups);
+  if (W->size[0] % s->groups)
+    fvl_error(L, "%s: W is %s but scores.groups = %lld (expected (classes·groups)×D)", fn,
+              fvl_shape_str(W, b2, sizeof b2), (long long)s->groups);
+  if (s->bias && (!s->linear || s->bias->dtype != FVL_F32 || s->bias->ndim != 1 || s->bias->size[0] != W->size[0]))
+    fvl_error(L, "%s: scores.bias is %s %s (expected %lld float32 values, with scores = \"linear\")", fn,
+              fvl_dtype_name(s->bias->dtype), fvl_shape_str(s->bias, b1, sizeof b1), (long long)W->size[0]);
+  return W->size[0] / s->groups;
+}
+
+/*** fvl.F.chunked_margin_ce_shard(x, W, cols, spec, scores [, name [, cap]]) -> scalar tensor
+   fvl.F.margin_ce_shard on the scores of x against this rank's centres W without their B×C
+   matrix: scores = {chunk = rows, scores = "cosine" (default) or "linear", groups = K (cosines: the
+   max over each class's K rows of W), bias = tensor (linear)} are computed `chunk` rows at a time
+   and again in the backward (tracked in x, W, the bias and the spec's per-row s, m). The sharded
+   heads use it (shard_chunk). Errors: x and W of mismatched shapes, chunk < 1, groups not
+   dividing W's rows, a bias that does not fit, cap < 0. */
+static int l_chunked_margin_ce_shard(lua_State *L) {
   const char *name = luaL_optstring(L, 6, "margin_ce");
   double cap = luaL_optnumber(L, 7, 0);
   if (!(cap >= 0)) fvl_error(L, "%s: cap = %g (expected >= 0, 0 = none)", name, cap);
   fvl_tensor *x = T(1), *W = T(2);
-  char b1[64], b2[64];
-  if (x->ndim != 2 || W->ndim != 2 || x->size[1] != W->size[1])
-    fvl_error(L, "%s: x is %s and W %s (expected B×D embeddings and C×D centres)", name,
-              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
-  lua_Integer chunk = luaL_checkinteger(L, 5);
-  if (chunk < 1) fvl_error(L, "%s: chunk = %lld (expected >= 1 rows)", name, (long long)chunk);
+  fvl_chunk_scores src;
+  int64_t C = chunk_src_arg(L, 5, name, x, W, &src);
   spec_args o;
   parse_spec(L, 4, name, &o);
   check_thr(L, name, &o, x->size[0]);
-  fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], W->size[0]);
+  fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], C);
   int bad = 0;
-  fvl_tensor *loss = fvl_cosine_margin_ce_shard(x, W, y, &o.sp, o.s_row, o.m_row, (int64_t)chunk, name, o.warn,
-                                                &bad, (float)cap);
+  fvl_tensor *loss = fvl_chunked_margin_ce_shard(x, W, &src, y, &o.sp, o.s_row, o.m_row, name, o.warn, &bad, (float)cap);
   return push_shard_loss(L, loss, name, bad);
+}
+
+/*** fvl.F.chunked_hard_mean_shard(x, W, cols, opts, scores) -> B tensor
+   fvl.F.hard_mean_shard on the chunked scores of x against W (scores as
+   fvl.F.chunked_margin_ce_shard, opts as fvl.F.hard_mean); tracked in x, W and the bias. */
+static int l_chunked_hard_mean_shard(lua_State *L) {
+  fvl_tensor *x = T(1), *W = T(2);
+  fvl_chunk_scores src;
+  int64_t C = chunk_src_arg(L, 5, "hard_mean", x, W, &src);
+  fvl_tensor *y = slice_cols_arg(L, 3, "hard_mean", x->size[0], C);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  fvl_optval v[HM_N];
+  fvl_readopts(L, 4, "hard_mean", HARD_MEAN_OPTS, v);
+  fvl_tensor *h = fvl_chunked_hard_mean_shard(x, W, &src, y, (fvl_hard_kind)v[HM_HARD].num, (float)v[HM_HARD_M].num,
+                                              (int)v[HM_VALUES].num, (float)v[HM_A].num, (float)v[HM_B].num);
+  if (!h) return fvl_raise(L);
+  fvl_pushtensor(L, h);
+  return 1;
 }
 
 /*** fvl.F.target_cos_shard(cos, cols) -> B tensor
@@ -542,7 +590,8 @@ int fvl_open_loss(lua_State *L) {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
     {"target_cos", l_target_cos}, {"neg_lse", l_neg_lse}, {"group_max", l_group_max}, {"gather_rows", l_gather_rows}, {"circle_pairwise", l_circle_pairwise},
     {"center_dist", l_center_dist}, {"disc_dist", l_disc_dist}, {"center_update", l_center_update},
-    {"margin_ce_shard", l_margin_ce_shard}, {"cosine_margin_ce_shard", l_cosine_margin_ce_shard}, {"target_cos_shard", l_target_cos_shard},
+    {"margin_ce_shard", l_margin_ce_shard}, {"chunked_margin_ce_shard", l_chunked_margin_ce_shard},
+    {"chunked_hard_mean_shard", l_chunked_hard_mean_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused},

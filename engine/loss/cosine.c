@@ -2,6 +2,7 @@
  * (fvl_linear_logits), forward and backward over column blocks shared among the OpenMP threads,
  * the normalisation Jacobians applied in place (docs/losses.md §0). */
 #include "loss_internal.h"
+#include "blk_gemm.h"
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -52,11 +53,14 @@ FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma,
     for (int64_t d = 0; d < n; d++) dst[d] = -gamma * w[d];
   }
 }
-/* columns per block: a B×block slab of the cosine matrix stays under ~2 MB, and there are at
-   least 64 blocks to balance them among threads. Not the thread count: the blocks fix the
-   order of the backward's sums (see partials), so results are the same with any threads. */
+/* columns per block: a B×block slab of the cosine matrix stays under ~256 KB with the own
+   kernel (the block's cosines, its gradient and its rows of W stay in L2 through the block's
+   passes: 3 % less CPU per step than 2 MB slabs at C = 100,000, measured under load), ~2 MB with
+   OpenBLAS, and there are at least 64 blocks to balance them among threads. Not the thread
+   count: the blocks fix the order of the backward's sums (see partials), so results are the same
+   with any threads. */
 static int64_t block_cols(int64_t B, int64_t C) {
-  int64_t nb = ((int64_t)1 << 19) / (B > 0 ? B : 1);
+  int64_t nb = ((int64_t)1 << (fvl_bg_enabled() ? 16 : 19)) / (B > 0 ? B : 1);
   int64_t bal = (C + 63) / 64;
   if (bal < nb) nb = bal;
   nb = (nb + 63) / 64 * 64;
@@ -74,6 +78,48 @@ static int blas_single(void) {
 }
 static void blas_restore(int n) {
   if (n != 1) openblas_set_num_threads(n);
+}
+
+/* The block GEMMs: the own AVX-512 kernel (blk_gemm.c) when the thread has its scratch
+   (work != NULL: fvl_bg_enabled()), else OpenBLAS. Either way one thread per block and an order
+   of sums fixed by the shapes: the same bits with any thread count. */
+static float *bg_work(void) {
+  return fvl_bg_enabled() ? aligned_alloc(64, sizeof(float) * fvl_bg_work_size()) : NULL;
+}
+/* the whole B×D left operand of the forward GEMMs, packed once (NULL: OpenBLAS, or no memory) */
+static float *bg_pack_x(const float *x, int64_t B, int64_t D, int64_t ldx, int as_right) {
+  if (!fvl_bg_enabled()) return NULL;
+  size_t n = as_right ? fvl_bg_packb_size(B, D) : fvl_bg_packa_size(B, D);
+  float *p = aligned_alloc(64, sizeof(float) * ((n + 15) / 16 * 16));
+  if (!p) return NULL;
+  fvl_bg_mat m = {x, ldx, 1};
+  if (as_right) fvl_bg_packb(B, D, m, p);
+  else fvl_bg_packa(B, D, m, p);
+  return p;
+}
+/* out (B×nj, row stride ldo) = X·W_blkᵀ; Xa: X packed by bg_pack_x(…, 0) */
+static void gemm_fwd(float *work, const float *Xa, int64_t B, int64_t nj, int64_t D, const float *x, int64_t ldx,
+                     const float *w, int64_t ldw, float *out, int64_t ldo) {
+  if (work && Xa)
+    fvl_bg_gemm(B, nj, D, Xa, (fvl_bg_mat){x, ldx, 1}, NULL, (fvl_bg_mat){w, 1, ldw}, out, ldo, 0, work);
+  else
+    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, x, (int)ldx, w, (int)ldw, 0.0f, out, (int)ldo);
+}
+/* dst (B×D) = (beta ? dst : 0) + G_blk·W_blk (G_blk: B×nj, row stride ldg) */
+static void gemm_dx(float *work, int64_t B, int64_t D, int64_t nj, const float *g, int64_t ldg, const float *w,
+                    int64_t ldw, float beta, float *dst) {
+  if (work)
+    fvl_bg_gemm(B, D, nj, NULL, (fvl_bg_mat){g, ldg, 1}, NULL, (fvl_bg_mat){w, ldw, 1}, dst, D, beta != 0.0f, work);
+  else
+    fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g, (int)ldg, w, (int)ldw, beta, dst, (int)D);
+}
+/* dst (nj×D) = (beta ? dst : 0) + G_blkᵀ·X; Xb: X packed by bg_pack_x(…, 1) */
+static void gemm_dw(float *work, const float *Xb, int64_t nj, int64_t D, int64_t B, const float *g, int64_t ldg,
+                    const float *x, int64_t ldx, float beta, float *dst) {
+  if (work && Xb)
+    fvl_bg_gemm(nj, D, B, NULL, (fvl_bg_mat){g, 1, ldg}, Xb, (fvl_bg_mat){x, ldx, 1}, dst, D, beta != 0.0f, work);
+  else
+    fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g, (int)ldg, x, (int)ldx, beta, dst, (int)D);
 }
 
 /* The C×D destination of the gradient of input i (W), or NULL: W->grad itself for a leaf
@@ -147,11 +193,13 @@ typedef struct {
   unsigned char *skip;      /* B or NULL */
   fvl_margin_row *rows;     /* B */
   int64_t K;                /* > 1: taken of the max over groups of K cosines (group_max_ws.c) */
+  int32_t *ty;              /* B or NULL: a target gather's gradient tg[i] at column ty[i] (fvl_lo_defer_target) */
+  float *tg;
 } margin_term;
 typedef struct { int64_t *idx; int64_t n; margin_term *term; } clamp_list;
 static void free_term(margin_term *t) {
   if (!t) return;
-  free(t->y); free(t->lse); free(t->skip); free(t->rows);
+  free(t->y); free(t->lse); free(t->skip); free(t->rows); free(t->ty); free(t->tg);
   free(t);
 }
 static void free_clamp(void *p) {
@@ -209,6 +257,28 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   return 1;
 }
 
+int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g) {
+  if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
+  fvl_tensor *cs = cos->grad_fn->saved[1];
+  clamp_list *cl = cos->grad_fn->ctx;
+  margin_term *t = cl ? cl->term : NULL;
+  if (!cs || !t || t->K != 1 || t->ty || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
+      !fvl_is_contiguous(cos))
+    return 0;
+  size_t B = (size_t)cos->size[0];
+  int32_t *ty = malloc(sizeof *ty * B);
+  float *tg = malloc(sizeof *tg * B);
+  if (!ty || !tg) {
+    free(ty); free(tg);
+    return fvl_err("target_cos backward: out of memory");
+  }
+  memcpy(ty, y, sizeof *ty * B);
+  memcpy(tg, g, sizeof *tg * B);
+  t->ty = ty;
+  t->tg = tg;
+  return 1;
+}
+
 /* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
    output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
 static int linear_bw(fvl_node *n, fvl_tensor *gout);
@@ -232,21 +302,8 @@ static int check_xw(const char *fn, const fvl_tensor *x, const char *xwhat, cons
   return 0;
 }
 
-fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
-  static const char *fn = "cosine";
-  if (check_xw(fn, x, "B×D embeddings", W, "C×D class centres")) return NULL;
-  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
-  if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
-  int ldx, ldw;
-  fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw);
-  int64_t sz[2] = {B, D}, szb[1] = {B}, szc[1] = {C};
-  fvl_tensor *xh = fvl_empty(FVL_F32, 2, sz), *nx = fvl_empty(FVL_F32, 1, szb), *nw = fvl_empty(FVL_F32, 1, szc);
-  fvl_tensor *out = NULL;
-  int64_t *rowcnt = NULL;
-  clamp_list *cl = calloc(1, sizeof *cl);
-  if (!xc || !Wc || !xh || !nx || !nw || !cl) goto fail;
-  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
-  float *xhp = fvl_f32(xh), *nxp = fvl_f32(nx), *nwp = fvl_f32(nw);
+/* x̂ = x/max(|x|, eps) row by row (xh: B×D), nx = |x| */
+static void normalize_rows(const float *xp, int64_t ldx, int64_t B, int64_t D, float *xhp, float *nxp) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < B; i++) {
     const float *r = xp + i * ldx;
@@ -256,78 +313,119 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
     nxp[i] = nrm;
     for (int64_t d = 0; d < D; d++) xhp[i * D + d] = r[d] * inv;
   }
-  if (ws && ws_reusable(ws) && ws->st != x->st && ws->st != W->st) {
-    out = fvl_retain(ws);
-    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
-    out->requires_grad = 0;
-  } else {
+}
+
+/* the B×C output: the workspace ws when it may be overwritten and shares no storage with the
+   inputs in[0..nin), else a fresh tensor */
+static fvl_tensor *logits_out(fvl_tensor *ws, fvl_tensor *const *in, int nin, int64_t B, int64_t C) {
+  int ok = ws && ws_reusable(ws);
+  for (int k = 0; ok && k < nin; k++) ok = !in[k] || ws->st != in[k]->st;
+  if (!ok) {
     int64_t so[2] = {B, C};
-    out = fvl_empty(FVL_F32, 2, so);
-    if (!out) goto fail;
+    return fvl_empty(FVL_F32, 2, so);
   }
-  float *op = fvl_f32(out);
-  rowcnt = calloc((size_t)B, sizeof *rowcnt);
-  if (!rowcnt) { fvl_err("%s: out of memory", fn); goto fail; }
+  fvl_tensor *out = fvl_retain(ws);
+  if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
+  out->requires_grad = 0;
+  return out;
+}
+
+/* The forward's column blocks, shared among the threads: norms of the block's centres (nwp),
+   GEMM, then the block is scaled by 1/|W_j| while it is still in cache. rowcnt[i] counts the
+   entries of row i with |c| > NEAR_ONE; returns their total. */
+static int64_t cosine_blocks(const float *xhp, const float *wp, int64_t ldw, int64_t B, int64_t C, int64_t D,
+                             float *op, float *nwp, int64_t *rowcnt) {
   int64_t total = 0, nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
-  /* column blocks: norms of the block's centres, GEMM, then the block is scaled by 1/|W_j|
-     while it is still in cache. Entries with |c| > NEAR_ONE are recomputed in double below:
-     there sinθ = sqrt(1 − c²), which the angular margins divide by, is ill-conditioned in
-     fp32 (docs/losses.md §5.1), and they are rare. Values whose raw dot product leaves [−1, 1] are
-     clamped and get zero gradient (torch's clamp passes it only inside, equality included). */
+  float *Xa = bg_pack_x(xhp, B, D, D, 0);
   const int T = fvl_omp_max_threads(), nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1) reduction(+:total) num_threads(T)
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    if (fvl_aborted()) continue;
-    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+#pragma omp parallel num_threads(T) reduction(+:total)
+  {
     float inw[8192];
-    for (int64_t j = j0; j < j0 + nj; j++) {
-      nwp[j] = sqrtf(sumsq(wp + j * ldw, D));
-      inw[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
-    }
-    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
-    for (int64_t i = 0; i < B; i++) {
-      int64_t cnt = scale_row(op + i * C + j0, inw, nj);
-      if (cnt) {
+    float *work = Xa ? bg_work() : NULL;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      if (fvl_aborted()) continue;
+      int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+      for (int64_t j = j0; j < j0 + nj; j++) {
+        nwp[j] = sqrtf(sumsq(wp + j * ldw, D));
+        inw[j - j0] = 1.0f / (nwp[j] > NRM_EPS ? nwp[j] : NRM_EPS);
+      }
+      gemm_fwd(work, Xa, B, nj, D, xhp, D, wp + j0 * ldw, ldw, op + j0, C);
+      for (int64_t i = 0; i < B; i++) {
+        int64_t cnt = scale_row(op + i * C + j0, inw, nj);
+        if (cnt) {
 #pragma omp atomic
-        rowcnt[i] += cnt;
-        total += cnt;
+          rowcnt[i] += cnt;
+          total += cnt;
+        }
       }
     }
+    free(work);
   }
   blas_restore(nbl);
-  if (fvl_check_abort(fn)) goto fail;
-  if (total > 0) {
-    cl->idx = malloc(sizeof(int64_t) * (size_t)total);
-    int64_t *off = malloc(sizeof(int64_t) * (size_t)B);
-    if (!cl->idx || !off) { free(off); fvl_err("%s: out of memory", fn); goto fail; }
-    for (int64_t i = 0, o = 0; i < B; i++) { off[i] = o; o += rowcnt[i]; }
+  free(Xa);
+  return total;
+}
+
+/* The entries with |c| > NEAR_ONE, recomputed in double: there sinθ = sqrt(1 − c²), which the
+   angular margins divide by, is ill-conditioned in fp32 (docs/losses.md §5.1), and they are rare.
+   Values whose raw dot product leaves [−1, 1] are clamped and listed in cl (row-major order):
+   they get zero gradient (torch's clamp passes it only inside, equality included). */
+static int fix_near_one(const float *xp, int64_t ldx, const float *wp, int64_t ldw, int64_t B, int64_t C, int64_t D,
+                        float *op, int64_t *rowcnt, int64_t total, clamp_list *cl) {
+  cl->idx = malloc(sizeof(int64_t) * (size_t)total);
+  int64_t *off = malloc(sizeof(int64_t) * (size_t)B);
+  if (!cl->idx || !off) { free(off); return fvl_err("cosine: out of memory"); }
+  for (int64_t i = 0, o = 0; i < B; i++) { off[i] = o; o += rowcnt[i]; }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < B; i++) {
-      if (!rowcnt[i]) continue;
-      float *r = op + i * C;
-      const float *xr = xp + i * ldx;
-      double sx = 0;
-      for (int64_t d = 0; d < D; d++) sx += (double)xr[d] * xr[d];
-      double ix = 1.0 / fmax(sqrt(sx), NRM_EPS);
-      int64_t k = off[i];
-      for (int64_t j = 0; j < C; j++) {
-        if (!(r[j] > NEAR_ONE || r[j] < -NEAR_ONE)) continue;
-        const float *wr = wp + j * ldw;
-        double sw = 0, dot = 0;
-        for (int64_t d = 0; d < D; d++) { sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
-        double v = dot * ix / fmax(sqrt(sw), NRM_EPS);
-        if (v > 1.0 || v < -1.0) { r[j] = v > 0 ? 1.0f : -1.0f; cl->idx[k++] = i * C + j; }
-        else r[j] = (float)v;
-      }
-      rowcnt[i] = k - off[i];
+  for (int64_t i = 0; i < B; i++) {
+    if (!rowcnt[i]) continue;
+    float *r = op + i * C;
+    const float *xr = xp + i * ldx;
+    double sx = 0;
+    for (int64_t d = 0; d < D; d++) sx += (double)xr[d] * xr[d];
+    double ix = 1.0 / fmax(sqrt(sx), NRM_EPS);
+    int64_t k = off[i];
+    for (int64_t j = 0; j < C; j++) {
+      if (!(r[j] > NEAR_ONE || r[j] < -NEAR_ONE)) continue;
+      const float *wr = wp + j * ldw;
+      double sw = 0, dot = 0;
+      for (int64_t d = 0; d < D; d++) { sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
+      double v = dot * ix / fmax(sqrt(sw), NRM_EPS);
+      if (v > 1.0 || v < -1.0) { r[j] = v > 0 ? 1.0f : -1.0f; cl->idx[k++] = i * C + j; }
+      else r[j] = (float)v;
     }
-    for (int64_t i = 0; i < B; i++)   /* compact the clamped indices */
-      for (int64_t k = 0; k < rowcnt[i]; k++) cl->idx[cl->n++] = cl->idx[off[i] + k];
-    free(off);
+    rowcnt[i] = k - off[i];
   }
+  for (int64_t i = 0; i < B; i++)   /* compact the clamped indices */
+    for (int64_t k = 0; k < rowcnt[i]; k++) cl->idx[cl->n++] = cl->idx[off[i] + k];
+  free(off);
+  return 0;
+}
+
+fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
+  static const char *fn = "cosine";
+  if (check_xw(fn, x, "B×D embeddings", W, "C×D class centres")) return NULL;
+  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
+  if (ws && fvl_lo_ws_ok(fn, "ws", ws, B, C)) return NULL;
+  int ldx, ldw;
+  fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw);
+  int64_t sz[2] = {B, D}, szb[1] = {B}, szc[1] = {C};
+  fvl_tensor *xh = fvl_empty(FVL_F32, 2, sz), *nx = fvl_empty(FVL_F32, 1, szb), *nw = fvl_empty(FVL_F32, 1, szc);
+  fvl_tensor *out = NULL, *in[2] = {x, W};
+  int64_t *rowcnt = calloc((size_t)B, sizeof *rowcnt);
+  clamp_list *cl = calloc(1, sizeof *cl);
+  if (!xc || !Wc || !xh || !nx || !nw || !cl || !rowcnt) {
+    if (xc && Wc && xh && nx && nw) fvl_err("%s: out of memory", fn);
+    goto fail;
+  }
+  const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
+  normalize_rows(xp, ldx, B, D, fvl_f32(xh), fvl_f32(nx));
+  if (!(out = logits_out(ws, in, 2, B, C))) goto fail;
+  int64_t total = cosine_blocks(fvl_f32(xh), wp, ldw, B, C, D, fvl_f32(out), fvl_f32(nw), rowcnt);
+  if (fvl_check_abort(fn)) goto fail;
+  if (total > 0 && fix_near_one(xp, ldx, wp, ldw, B, C, D, fvl_f32(out), rowcnt, total, cl)) goto fail;
   free(rowcnt);
-  rowcnt = NULL;
-  fvl_tensor *in[2] = {x, W};
   fvl_node *nd = fvl_record("cosine", cosine_bw, out, 2, in);
   if (nd) {
     nd->saved[0] = xh;
@@ -351,168 +449,200 @@ fail:
   return NULL;
 }
 
-static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
-  fvl_tensor *xh = n->saved[0], *cs = n->saved[1], *nx = n->saved[2], *nw = n->saved[3], *Wc = n->saved[4];
-  clamp_list *cl = n->ctx;
-  margin_term *mt = cl->term;
-  int64_t B = xh->size[0], D = xh->size[1], C = nw->size[0];
-  int ldw = (int)n->iv[0];
-  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
-  if (!gout && !mt) return 0;
-  /* the incoming gradient is the node's private accumulator (or the loss's workspace): it is
-     rescaled in place */
-  fvl_tensor *G = NULL;
-  float *g = NULL;
-  if (gout) {
-    G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout);
-    if (!G) return -1;
-    g = fvl_f32(G);
-    for (int64_t k = 0; k < cl->n; k++) g[cl->idx[k]] = 0.0f;
+/* With a margin term, the clamped entries sorted by column block (cl->idx is in row-major order;
+   a stable counting sort keeps it so within a block): *boff (nblk + 1) gives block b the entries
+   idx[boff[b] .. boff[b+1]). */
+static int sort_clamped(clamp_list *cl, int64_t C, int64_t nb, int64_t nblk, int64_t **boff) {
+  int64_t *tmp = malloc(sizeof(int64_t) * (size_t)cl->n), *fill = calloc((size_t)nblk, sizeof *fill);
+  int64_t *off = calloc((size_t)nblk + 1, sizeof *off);
+  if (!tmp || !fill || !off) {
+    free(tmp); free(fill); free(off);
+    return fvl_err("cosine backward: out of memory");
   }
-  const float *nwp = fvl_f32(nw), *nxp = fvl_f32(nx), *xhp = fvl_f32(xh), *wp = fvl_f32(Wc), *cp = fvl_f32(cs);
-  int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
-  int rc = 0;
-  fvl_tensor *gx = NULL, *dst = NULL;
-  int direct = 0;
-  float bt = 0.0f;
-  int64_t *boff = NULL;   /* with a margin term: the clamped entries of block b are idx[boff[b] .. boff[b+1]) */
-  int recompute = mt && fused_mode == 2;
-  if (want_x) {
-    int64_t sz[2] = {B, D};
-    if (!(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  for (int64_t k = 0; k < cl->n; k++) off[(cl->idx[k] % C) / nb + 1]++;
+  for (int64_t b = 0; b < nblk; b++) off[b + 1] += off[b];
+  for (int64_t k = 0; k < cl->n; k++) {
+    int64_t b = (cl->idx[k] % C) / nb;
+    tmp[off[b] + fill[b]++] = cl->idx[k];
   }
-  if (rc == 0 && want_w && !(dst = wgrad_dst(n, 1, &direct, &bt))) rc = -1;
-  if (rc == 0 && mt && cl->n) {
-    /* cl->idx is in row-major order; a stable counting sort by block keeps it so per block */
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)cl->n);
-    boff = calloc((size_t)nblk + 1, sizeof *boff);
-    if (!tmp || !boff) { free(tmp); rc = fvl_err("cosine backward: out of memory"); }
-    else {
-      for (int64_t k = 0; k < cl->n; k++) boff[(cl->idx[k] % C) / nb + 1]++;
-      for (int64_t b = 0; b < nblk; b++) boff[b + 1] += boff[b];
-      int64_t *fill = calloc((size_t)nblk, sizeof *fill);
-      if (!fill) { free(tmp); rc = fvl_err("cosine backward: out of memory"); }
-      else {
-        for (int64_t k = 0; k < cl->n; k++) {
-          int64_t b = (cl->idx[k] % C) / nb;
-          tmp[boff[b] + fill[b]++] = cl->idx[k];
-        }
-        memcpy(cl->idx, tmp, sizeof(int64_t) * (size_t)cl->n);
-        free(fill);
-        free(tmp);
-      }
+  memcpy(cl->idx, tmp, sizeof(int64_t) * (size_t)cl->n);
+  free(fill);
+  free(tmp);
+  *boff = off;
+  return 0;
+}
+
+/* what the backward's blocks read (shared, read-only in the blocks) */
+typedef struct {
+  int64_t B, D, C, nb, nblk, ldw;
+  int ng, want_x, want_w, recompute;
+  const float *xhp, *wp, *cp, *nwp;
+  float *g;                  /* the incoming B×C gradient or NULL */
+  const margin_term *mt;     /* the deferred margin-CE gradient or NULL */
+  const clamp_list *cl;
+  const int64_t *boff;       /* with mt: the clamped entries per block (sort_clamped) */
+  const float *Xa, *Xb;      /* X̂ packed for the own kernel: left (recompute) / right (dW) operand */
+  float *dwp, bt;            /* dL/dW's destination; bt 1: add to it */
+  partials *pt;
+} cos_bw;
+/* a thread's scratch */
+typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; } cos_bw_scratch;
+
+/* one column block [j0, j0+nj) of the backward (see cosine_bw); −1: out of memory */
+static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int64_t blk) {
+  int64_t B = c->B, D = c->D, C = c->C, j0 = blk * c->nb, nj = C - j0 < c->nb ? C - j0 : c->nb;
+  for (int64_t k = 0; k < nj; k++) {
+    s->inw[k] = 1.0f / (c->nwp[j0 + k] > NRM_EPS ? c->nwp[j0 + k] : NRM_EPS);
+    s->gam[k] = 0.0f;
+  }
+  float *gb = c->g ? c->g + j0 : NULL;
+  const float *cb = c->cp + j0;
+  int64_t ldg = C, ldcb = C;
+  if (c->recompute) {   /* the forward's block again: same GEMM, same scaling, same rare fixes */
+    float *R = s->R;
+    gemm_fwd(s->work, c->Xa, B, nj, D, c->xhp, D, c->wp + j0 * c->ldw, c->ldw, R, nj);
+    for (int64_t i = 0; i < B; i++)
+      if (scale_row(R + i * nj, s->inw, nj))
+        for (int64_t k = 0; k < nj; k++)
+          if (R[i * nj + k] > NEAR_ONE || R[i * nj + k] < -NEAR_ONE) R[i * nj + k] = c->cp[i * C + j0 + k];
+    cb = R;
+    ldcb = nj;
+  }
+  if (c->mt) {   /* G_blk from the block's cosines, plus what reached them from elsewhere */
+    const margin_term *mt = c->mt;
+    float *S = s->S;
+    if (mt->K > 1) {   /* through the max over groups of K sub-centres */
+      if (fvl_group_margin_bwd_block(&mt->sp, mt->rows, c->cp, C, mt->K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale,
+                                     mt->skip, S, nj))
+        return -1;
+    } else {
+      fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
+                              mt->gscale, mt->skip, S, (int)nj);
     }
+    if (c->g)
+      for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, c->g + i * C + j0, nj);
+    if (mt->ty)   /* a target gather's B values (fvl_lo_defer_target) */
+      for (int64_t i = 0; i < B; i++)
+        if (mt->ty[i] >= j0 && mt->ty[i] < j0 + nj) S[i * nj + mt->ty[i] - j0] += mt->tg[i];
+    if (c->boff)
+      for (int64_t k = c->boff[blk]; k < c->boff[blk + 1]; k++)
+        S[(c->cl->idx[k] / C) * nj + c->cl->idx[k] % C - j0] = 0.0f;
+    gb = S;
+    ldg = nj;
   }
-  /* column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
-       dL/dX̂ += G_blk·W_blk                    (sgemm into the thread's partial sum)
-       dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
-     (the normalisation Jacobian, docs/losses.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
-     projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
-     scaled, is written (or subtracted) first, and the sgemm adds H onto it (beta = 1): no
-     C×D temporary and no second pass over H. The partial sums of dL/dX̂ are per group of
-     blocks, added in group order (partials: the same bits with any thread count).
-     With a margin term (fused class blocks) G_blk is formed here, in a B×block scratch of the
-     thread, from the block's saved cosines (plus any gradient that reached the cosines from
-     elsewhere): the B×C gradient is never written. */
-  partials pt = {0};
-  int ng = partials_groups(nblk, B * D);
-  if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "cosine backward");
-  if (rc == 0 && (want_x || want_w)) {
-    const int T = fvl_omp_max_threads(), nbl = blas_single();
-    int oom = 0;
+  for (int64_t i = 0; i < B; i++) scale_cols_dot(gb + i * ldg, cb + i * ldcb, s->inw, s->gam, nj);
+  if (c->want_x) {
+    float beta = blk == group_first(c->nblk, c->ng, grp) ? 0.0f : 1.0f;
+    gemm_dx(s->work, B, D, nj, gb, ldg, c->wp + j0 * c->ldw, c->ldw, beta, c->pt->part[grp]);
+  }
+  if (!c->want_w) return 0;
+  for (int64_t k = 0; k < nj; k++) {   /* |W_j| < eps: W/eps, no projection */
+    int64_t j = j0 + k;
+    axpy_row(c->dwp + j * D, c->wp + j * c->ldw, D, c->nwp[j] < NRM_EPS ? 0.0f : s->gam[k] * s->inw[k], c->bt);
+  }
+  gemm_dw(s->work, c->Xb, nj, D, B, gb, ldg, c->xhp, D, 1.0f, c->dwp + j0 * D);
+  return 0;
+}
+
+/* the column blocks shared among the threads (groups of blocks in order: partials) */
+static int cosine_bw_blocks(const cos_bw *c) {
+  const int T = fvl_omp_max_threads(), nbl = blas_single();
+  int oom = 0;
 #pragma omp parallel num_threads(T)
-    {
-      float inw[8192], gam[8192];
-      float *S = mt ? malloc(sizeof(float) * (size_t)(B * nb)) : NULL;
-      float *R = recompute ? malloc(sizeof(float) * (size_t)(B * nb)) : NULL;
-      if ((mt && !S) || (recompute && !R)) {
+  {
+    cos_bw_scratch s;
+    size_t slab = sizeof(float) * (size_t)(c->B * c->nb);
+    s.S = c->mt ? malloc(slab) : NULL;
+    s.R = c->recompute ? malloc(slab) : NULL;
+    s.work = bg_work();
+    if ((c->mt && !s.S) || (c->recompute && !s.R) || (fvl_bg_enabled() && !s.work)) {
 #pragma omp atomic write
-        oom = 1;
-      }
+      oom = 1;
+    }
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t grp = 0; grp < ng; grp++)
-      for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
-        if (fvl_aborted() || oom) continue;
-        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
-        for (int64_t k = 0; k < nj; k++) {
-          inw[k] = 1.0f / (nwp[j0 + k] > NRM_EPS ? nwp[j0 + k] : NRM_EPS);
-          gam[k] = 0.0f;
-        }
-        float *gb = g ? g + j0 : NULL;
-        const float *cb = cp + j0;
-        int64_t ldg = C, ldcb = C;
-        if (recompute) {   /* the forward's block again: same GEMM, same scaling, same rare fixes */
-          fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xhp, (int)D, wp + j0 * ldw, ldw, 0.0f, R, (int)nj);
-          for (int64_t i = 0; i < B; i++)
-            if (scale_row(R + i * nj, inw, nj))
-              for (int64_t k = 0; k < nj; k++)
-                if (R[i * nj + k] > NEAR_ONE || R[i * nj + k] < -NEAR_ONE) R[i * nj + k] = cp[i * C + j0 + k];
-          cb = R;
-          ldcb = nj;
-        }
-        if (mt && mt->K > 1) {
-          if (fvl_group_margin_bwd_block(&mt->sp, mt->rows, cp, C, mt->K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale,
-                                         mt->skip, S, nj)) {
+    for (int64_t grp = 0; grp < c->ng; grp++)
+      for (int64_t blk = group_first(c->nblk, c->ng, grp); blk < group_first(c->nblk, c->ng, grp + 1); blk++)
+        if (!fvl_aborted() && !oom && cosine_bw_block(c, &s, grp, blk)) {
 #pragma omp atomic write
-            oom = 1;
-            continue;
-          }
-        } else if (mt) {
-          fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
-                                  mt->gscale, mt->skip, S, (int)nj);
+          oom = 1;
         }
-        if (mt) {
-          if (g)
-            for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, g + i * C + j0, nj);
-          if (boff)
-            for (int64_t k = boff[blk]; k < boff[blk + 1]; k++)
-              S[(cl->idx[k] / C) * nj + cl->idx[k] % C - j0] = 0.0f;
-          gb = S;
-          ldg = nj;
-        }
-        for (int64_t i = 0; i < B; i++) scale_cols_dot(gb + i * ldg, cb + i * ldcb, inw, gam, nj);
-        if (want_x) {
-          float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
-          fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, gb, (int)ldg, wp + j0 * ldw, ldw, beta, pt.part[grp],
-                   (int)D);
-        }
-        if (!want_w) continue;
-        float *dp = fvl_f32(dst);
-        for (int64_t k = 0; k < nj; k++) {   /* |W_j| < eps: W/eps, no projection */
-          int64_t j = j0 + k;
-          axpy_row(dp + j * D, wp + j * ldw, D, nwp[j] < NRM_EPS ? 0.0f : gam[k] * inw[k], bt);
-        }
-        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, gb, (int)ldg, xhp, (int)D, 1.0f, dp + j0 * D, (int)D);
-      }
-      free(S);
-      free(R);
-    }
-    blas_restore(nbl);
-    if (oom) rc = fvl_err("cosine backward: out of memory");
-    if (rc == 0) rc = fvl_check_abort("cosine backward");
+    free(s.S);
+    free(s.R);
+    free(s.work);
   }
-  free(boff);
-  if (rc == 0 && want_x) partials_sum(&pt);   /* gx = Σ_g partial_g, in group order */
-  partials_free(&pt);
-  if (rc == 0 && want_x) {
-    /* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps */
-    float *dp = fvl_f32(gx);
+  blas_restore(nbl);
+  if (oom) return fvl_err("cosine backward: out of memory");
+  return fvl_check_abort("cosine backward");
+}
+
+/* dL/dx_i = (g_i − (g_i·x̂_i) x̂_i)/|x_i|, or g_i/eps for |x_i| < eps (in place, gx: B×D) */
+static void unnormalize_rows(float *dp, const float *xhp, const float *nxp, int64_t B, int64_t D) {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < B; i++) {
-      float *r = dp + i * D;
-      const float *xr = xhp + i * D;
-      if (nxp[i] < NRM_EPS) {
-        for (int64_t d = 0; d < D; d++) r[d] /= NRM_EPS;
-      } else {
-        double a = 0;
-        for (int64_t d = 0; d < D; d++) a += (double)r[d] * xr[d];
-        float inv = 1.0f / nxp[i], af = (float)a;
-        for (int64_t d = 0; d < D; d++) r[d] = (r[d] - af * xr[d]) * inv;
-      }
+  for (int64_t i = 0; i < B; i++) {
+    float *r = dp + i * D;
+    const float *xr = xhp + i * D;
+    if (nxp[i] < NRM_EPS) {
+      for (int64_t d = 0; d < D; d++) r[d] /= NRM_EPS;
+    } else {
+      double a = 0;
+      for (int64_t d = 0; d < D; d++) a += (double)r[d] * xr[d];
+      float inv = 1.0f / nxp[i], af = (float)a;
+      for (int64_t d = 0; d < D; d++) r[d] = (r[d] - af * xr[d]) * inv;
     }
+  }
+}
+
+/* Column blocks of G, shared among the threads: G ← G·diag(1/|W_j|) in cache, then
+     dL/dX̂ += G_blk·W_blk                    (GEMM into the block group's partial sum)
+     dL/dW_j (+)= H_j − (H_j·W_j/|W_j|²)·W_j,  H = G_blkᵀ·X̂
+   (the normalisation Jacobian, docs/losses.md §0), with H_j·W_j = |W_j| Σ_i G_ij c_ij: the
+   projection term γ_j = Σ_i G_ij c_ij / |W_j| comes from the column sums taken while G is
+   scaled, is written (or subtracted) first, and the GEMM adds H onto it: no C×D temporary and no
+   second pass over H. The partial sums of dL/dX̂ are per group of blocks, added in group order
+   (partials: the same bits with any thread count).
+   With a margin term (fused class blocks) G_blk is formed in a B×block scratch of the thread,
+   from the block's saved cosines (plus any gradient that reached the cosines from elsewhere):
+   the B×C gradient is never written. The incoming gradient, when there is one, is the node's
+   private accumulator (or the loss's workspace): it is rescaled in place. */
+static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
+  fvl_tensor *xh = n->saved[0], *nw = n->saved[3];
+  clamp_list *cl = n->ctx;
+  cos_bw c = {.B = xh->size[0], .D = xh->size[1], .C = nw->size[0], .ldw = n->iv[0], .cl = cl, .mt = cl->term,
+              .want_x = fvl_node_wants(n, 0), .want_w = fvl_node_wants(n, 1)};
+  if (!gout && !c.mt) return 0;
+  fvl_tensor *G = NULL, *gx = NULL, *dst = NULL;
+  if (gout) {
+    if (!(G = fvl_is_contiguous(gout) ? fvl_retain(gout) : fvl_lo_data_of(gout))) return -1;
+    c.g = fvl_f32(G);
+    for (int64_t k = 0; k < cl->n; k++) c.g[cl->idx[k]] = 0.0f;
+  }
+  c.xhp = fvl_f32(xh); c.cp = fvl_f32(n->saved[1]); c.nwp = fvl_f32(nw); c.wp = fvl_f32(n->saved[4]);
+  c.nb = block_cols(c.B, c.C);
+  c.nblk = (c.C + c.nb - 1) / c.nb;
+  c.ng = partials_groups(c.nblk, c.B * c.D);
+  c.recompute = c.mt && fused_mode == 2;
+  int rc = 0, direct = 0;
+  int64_t *boff = NULL, sz[2] = {c.B, c.D};
+  float *Xa = NULL, *Xb = NULL;
+  partials pt = {0};
+  c.pt = &pt;
+  if (c.want_x && !(gx = fvl_empty(FVL_F32, 2, sz))) rc = -1;
+  if (rc == 0 && c.want_w && !(dst = wgrad_dst(n, 1, &direct, &c.bt))) rc = -1;
+  if (rc == 0 && c.mt && cl->n) rc = sort_clamped(cl, c.C, c.nb, c.nblk, &boff);
+  if (rc == 0 && c.want_x) rc = partials_init(&pt, fvl_f32(gx), c.B * c.D, c.nblk, "cosine backward");
+  if (rc == 0 && c.want_w) c.Xb = Xb = bg_pack_x(c.xhp, c.B, c.D, c.D, 1);
+  if (rc == 0 && c.recompute) c.Xa = Xa = bg_pack_x(c.xhp, c.B, c.D, c.D, 0);
+  c.boff = boff;
+  c.dwp = dst ? fvl_f32(dst) : NULL;
+  if (rc == 0 && (c.want_x || c.want_w)) rc = cosine_bw_blocks(&c);
+  free(boff); free(Xa); free(Xb);
+  if (rc == 0 && c.want_x) partials_sum(&pt);   /* gx = Σ_g partial_g, in group order */
+  partials_free(&pt);
+  if (rc == 0 && c.want_x) {
+    unnormalize_rows(fvl_f32(gx), c.xhp, fvl_f32(n->saved[2]), c.B, c.D);
     rc = fvl_lo_take_or_accum(n, 0, gx);
   }
-  if (rc == 0 && want_w && !direct) rc = fvl_lo_take_or_accum(n, 1, dst);
+  if (rc == 0 && c.want_w && !direct) rc = fvl_lo_take_or_accum(n, 1, dst);
   fvl_release(gx);
   fvl_release(dst);
   fvl_release(G);
@@ -538,29 +668,29 @@ fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_t
   int ldx, ldw;
   fvl_tensor *xc = fvl_lo_rows_of(x, &ldx), *Wc = fvl_lo_rows_of(W, &ldw), *bc = b ? fvl_lo_data_of(b) : NULL, *out = NULL;
   if (!xc || !Wc || (b && !bc)) goto fail;
-  if (ws && ws_reusable(ws) && ws->st != x->st && ws->st != W->st && !(b && ws->st == b->st)) {
-    out = fvl_retain(ws);
-    if (out->grad_fn) { fvl_node_release(out->grad_fn); out->grad_fn = NULL; }
-    out->requires_grad = 0;
-  } else {
-    int64_t so[2] = {B, C};
-    if (!(out = fvl_empty(FVL_F32, 2, so))) goto fail;
-  }
+  fvl_tensor *in[3] = {x, W, b};
+  if (!(out = logits_out(ws, in, 3, B, C))) goto fail;
   float *op = fvl_f32(out);
   const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *bp = bc ? fvl_f32(bc) : NULL;
   int64_t nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
+  float *Xa = bg_pack_x(xp, B, D, ldx, 0);
   const int T = fvl_omp_max_threads(), nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
-  for (int64_t blk = 0; blk < nblk; blk++) {
-    if (fvl_aborted()) continue;
-    int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
-    fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, xp, ldx, wp + j0 * ldw, ldw, 0.0f, op + j0, (int)C);
-    if (bp)
-      for (int64_t i = 0; i < B; i++) colsum_add(op + i * C + j0, bp + j0, nj);
+#pragma omp parallel num_threads(T)
+  {
+    float *work = Xa ? bg_work() : NULL;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      if (fvl_aborted()) continue;
+      int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+      gemm_fwd(work, Xa, B, nj, D, xp, ldx, wp + j0 * ldw, ldw, op + j0, C);
+      if (bp)
+        for (int64_t i = 0; i < B; i++) colsum_add(op + i * C + j0, bp + j0, nj);
+    }
+    free(work);
   }
   blas_restore(nbl);
+  free(Xa);
   if (fvl_check_abort(fn)) goto fail;
-  fvl_tensor *in[3] = {x, W, b};
   fvl_node *nd = fvl_record("linear_logits", linear_bw, out, 3, in);
   if (nd) {
     nd->saved[0] = xc;
@@ -599,25 +729,36 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
   /* column blocks of G shared among the threads, one thread pool (no OpenBLAS threads):
      dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into its group's
      partial sum (partials: the same bits with any thread count) */
+  float *Xb = rc == 0 && want_w ? bg_pack_x(xp, B, D, ldx, 1) : NULL;
   if (rc == 0) {
     const int T = fvl_omp_max_threads(), nbl = blas_single();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(T)
-    for (int64_t grp = 0; grp < ng; grp++)
-    for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
-      if (fvl_aborted()) continue;
-      int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
-      if (want_w)
-        fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g + j0, (int)C, xp, ldx, bt, fvl_f32(dst) + j0 * D, (int)D);
-      if (want_b)
-        for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
-      if (want_x) {
-        float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
-        fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g + j0, (int)C, wp + j0 * ldw, ldw, beta, pt.part[grp], (int)D);
+    int oom = 0;
+#pragma omp parallel num_threads(T)
+    {
+      float *work = bg_work();
+      if (fvl_bg_enabled() && !work) {
+#pragma omp atomic write
+        oom = 1;
       }
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t grp = 0; grp < ng; grp++)
+      for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
+        if (fvl_aborted() || oom) continue;
+        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
+        if (want_w) gemm_dw(work, Xb, nj, D, B, g + j0, C, xp, ldx, bt, fvl_f32(dst) + j0 * D);
+        if (want_b)
+          for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
+        if (want_x) {
+          float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
+          gemm_dx(work, B, D, nj, g + j0, C, wp + j0 * ldw, ldw, beta, pt.part[grp]);
+        }
+      }
+      free(work);
     }
     blas_restore(nbl);
-    rc = fvl_check_abort("linear_logits backward");
+    rc = oom ? fvl_err("linear_logits backward: out of memory") : fvl_check_abort("linear_logits backward");
   }
+  free(Xb);
   if (rc == 0 && want_x) {
     partials_sum(&pt);
     rc = fvl_lo_take_or_accum(n, 0, gx);

@@ -3,12 +3,7 @@
 #define FVL_LOSS_INTERNAL_H
 #include "loss_ops.h"
 
-/* hot loops: compiled for AVX2+FMA and the baseline, chosen at load time (see margin.c) */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
-#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FVL_HOT
-#endif
+#include "hot.h"   /* FVL_HOT: hot loops compiled for AVX2+FMA and the baseline, chosen at load time */
 
 /* "256x512" into buf (64 bytes) */
 const char *fvl_lo_shape(const fvl_tensor *t, char *buf);
@@ -37,6 +32,11 @@ int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t 
    (fused off, cos not fvl_cosine's own output, or already taken), −1: error. */
 int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
                         const float *lse, const unsigned char *skip, float gscale);
+/* Fused class blocks: the gradient g (B) of a gather of the cosines at columns y (B, F.target_cos)
+   added by the cosine node's blocks to the margin term a margin CE left there (one gather per
+   term; y, g copied). 1: deferred (write no dcos), 0: not possible (no term, fused off, not
+   fvl_cosine's own output, a gather already taken), −1: error. */
+int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g);
 /* fvl_lo_defer_margin for a margin-CE node's backward: cin is its cos input, cos its data (row
    stride ldc), ctgt NULL: the target cosines are cos[i, y_i]. When deferred and ds / dm are
    given, *ds / *dm become new B-vectors with the row vectors' gradients (skip rows 0). */

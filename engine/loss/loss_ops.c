@@ -526,7 +526,12 @@ static int target_bw(fvl_node *n, fvl_tensor *gout) {
   const float *gp = fvl_f32(g);
   const int32_t *yp = fvl_i32(y);
   fvl_tensor *acc = fvl_lo_inplace_acc(n, 0);
-  int rc = 0;
+  /* fused class blocks: the cosine node adds the B values in its blocks (no B×C gradient) */
+  int rc = acc || !fvl_node_wants(n, 0) ? 0 : fvl_lo_defer_target(n->in[0], yp, gp);
+  if (rc != 0) {
+    fvl_release(g);
+    return rc < 0 ? -1 : 0;
+  }
   if (acc) {
     float *a = fvl_f32(acc);
     for (int64_t i = 0; i < B; i++) a[i * C + yp[i]] += gp[i];

@@ -14,12 +14,8 @@
    slower on the chunks past the target). */
 
 /* The per-row loops are compiled twice, for AVX2+FMA and for the baseline ISA, and the loader
-   picks one (GCC target_clones): the build flags stay portable, the hot loops run 8 wide. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FVL_NO_CLONES)
-#define FVL_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FVL_HOT
-#endif
+   picks one (FVL_HOT, engine/hot.h): the build flags stay portable, the hot loops run 8 wide. */
+#include "hot.h"
 
 /* ---------------------------------------------------------------- vectorisable exp
  * exp(x) = 2^n · e^r, n = round(x/ln 2), |r| ≤ ln2/2, e^r by its degree-7 Taylor polynomial

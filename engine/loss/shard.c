@@ -42,18 +42,23 @@ static fvl_tensor *targets(const float *cos, int ldc, const int32_t *y, int64_t 
 
 /* ================================================================ margin softmax-CE */
 /* thr: a copy of sp.thr_row (hard = ROW), B floats, so the backward does not depend on the
-   caller's buffer. chunk > 0: the fused cosine + CE (fvl_cosine_margin_ce_shard), whose cosines
-   are recomputed chunk rows at a time in the backward */
+   caller's buffer. The chunked ops (fvl_chunked_*_shard) keep their scores' source: x and W
+   (detached), the bias */
 typedef struct {
   fvl_margin_spec sp;
-  int B, C, ldc, chunk;
+  int B, C, ldc;
   fvl_tensor *gws;
   unsigned char *capped;
+  fvl_chunk_scores src;
+  fvl_tensor *x, *W;
   float thr[];
 } shard_ctx;
 static void free_ctx(void *p) {
   shard_ctx *c = p;
   fvl_release(c->gws);
+  fvl_release(c->x);
+  fvl_release(c->W);
+  fvl_release(c->src.bias);
   free(c->capped);
   free(c);
 }
@@ -267,162 +272,323 @@ done:
   return out;
 }
 
-/* ================================================================ fused cosine + margin CE, in row chunks */
-/* c_i = clamp(x̂_i·ŵ_{y_i}) of the rows whose target this slice holds (in double), summed over the
-   ranks: every rank then has every row's target cosine before the pass over its columns */
-static fvl_tensor *dot_targets(const float *x, int ldx, const float *W, int ldw, const int32_t *y, int64_t B,
-                               int64_t D) {
-  int64_t szb[1] = {B};
+/* ================================================================ chunked scores */
+/* The ops below never hold the NB×C scores of this slice: they compute them `chunk` rows at a
+   time (the rows' statistics kept, the chunk dropped) and again in the backward, chunk by chunk,
+   each chunk's gradient going straight into x's, W's and b's (one more GEMM per step; the largest
+   buffers are chunk×C ones). One mechanism for every kind of scores (fvl_chunk_scores). */
+
+/* classes of the scores: W's rows, or its groups of K rows */
+static int64_t src_classes(const fvl_chunk_scores *s, const fvl_tensor *W) {
+  return s->linear ? W->size[0] : W->size[0] / s->groups;
+}
+
+/* the target score of every row whose target this slice holds (row dot products in double: the
+   cosine, the max over the class's K rows, or x·w + b), summed over the ranks: every rank then
+   has every row's target score before the pass over its columns */
+static fvl_tensor *src_targets(const fvl_chunk_scores *s, const float *x, int ldx, const float *W, int ldw,
+                               const float *b, const int32_t *y, int64_t B, int64_t D) {
+  int64_t szb[1] = {B}, K = s->linear ? 1 : s->groups;
   fvl_tensor *t = fvl_empty(FVL_F32, 1, szb);
   if (!t) return NULL;
   float *o = fvl_f32(t);
-#pragma omp parallel for schedule(static) if (B * D > 65536)
+  int linear = s->linear;
+#pragma omp parallel for schedule(static) if (B * D * K > 65536)
   for (int64_t i = 0; i < B; i++) {
     o[i] = 0.0f;
     if (y[i] < 0) continue;
-    const float *xr = x + i * ldx, *wr = W + (int64_t)y[i] * ldw;
-    double sx = 0, sw = 0, dot = 0;
-    for (int64_t d = 0; d < D; d++) { sx += (double)xr[d] * xr[d]; sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
-    double v = dot / (fmax(sqrt(sx), 1e-12) * fmax(sqrt(sw), 1e-12));
-    o[i] = (float)(v > 1.0 ? 1.0 : v < -1.0 ? -1.0 : v);
+    const float *xr = x + i * ldx;
+    double best = -INFINITY;
+    for (int64_t k = 0; k < K; k++) {
+      const float *wr = W + ((int64_t)y[i] * K + k) * ldw;
+      double sx = 0, sw = 0, dot = 0;
+      for (int64_t d = 0; d < D; d++) { sx += (double)xr[d] * xr[d]; sw += (double)wr[d] * wr[d]; dot += (double)xr[d] * wr[d]; }
+      double v = linear ? dot + (b ? (double)b[y[i]] : 0.0) : dot / (fmax(sqrt(sx), 1e-12) * fmax(sqrt(sw), 1e-12));
+      if (!linear) v = v > 1.0 ? 1.0 : v < -1.0 ? -1.0 : v;
+      if (v > best) best = v;
+    }
+    o[i] = (float)best;
   }
   if (fvl_dist_allreduce_f32(o, (size_t)B, FVL_RED_SUM)) { fvl_release(t); return NULL; }
   return t;
 }
 
-/* cosines of rows r0..r0+n−1 of x against W (untracked) */
-static fvl_tensor *chunk_cos(fvl_tensor *x, fvl_tensor *W, int64_t r0, int64_t n) {
-  fvl_tensor *xr = fvl_narrow(x, 0, r0, n);
-  int prev = fvl_set_grad_enabled(0);
-  fvl_tensor *c = xr ? fvl_cosine(xr, W, NULL) : NULL;
-  fvl_set_grad_enabled(prev);
-  fvl_release(xr);
-  return c;
+/* the scores of the rows xr against W (and b): tracked in whatever requires grad */
+static fvl_tensor *scores_of(const fvl_chunk_scores *s, fvl_tensor *xr, fvl_tensor *W, fvl_tensor *b) {
+  if (s->linear) return fvl_linear_logits(xr, W, b, NULL);
+  fvl_tensor *c = fvl_cosine(xr, W, NULL);
+  if (!c || s->groups == 1) return c;
+  fvl_tensor *g = fvl_group_max(c, s->groups, NULL, NULL);
+  fvl_release(c);
+  return g;
 }
 
-static int fused_bw(fvl_node *n, fvl_tensor *gout) {
-  shard_ctx *c = n->ctx;
-  fvl_tensor *x = n->saved[0], *W = n->saved[1], *y = n->saved[2], *lse = n->saved[3], *srow = n->saved[4],
-             *mrow = n->saved[5];
-  fvl_tensor *ct = c->gws;   /* here: the target cosines */
-  int B = c->B, C = c->C, K = c->chunk;
-  int64_t D = x->size[1];
-  float gscale = (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / B);
-  int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1);
-  fvl_tensor *ds = NULL, *dm = NULL, *gx = NULL, *Wl = NULL, *dc = NULL;
-  int64_t szx[2] = {B, D}, szc[2] = {K < B ? K : B, C};
-  int rc = row_grads(n, 2, 3, B, &ds, &dm);
-  if (rc == 0 && ((want_x && !(gx = fvl_empty(FVL_F32, 2, szx))) || !(dc = fvl_empty(FVL_F32, 2, szc)) ||
-                  !(Wl = fvl_detach(W))))
-    rc = -1;
-  /* W's gradient: straight into W->grad for a leaf (the cosine backward adds into it) */
-  fvl_tensor *Win = n->in[1];
-  int direct = want_w && !Win->grad_fn;
-  if (rc == 0 && want_w) {
-    Wl->requires_grad = 1;
-    if (direct && Win->grad && Win->grad->dtype == FVL_F32 && fvl_same_shape(Win->grad, Win) &&
-        fvl_is_contiguous(Win->grad))
-      Wl->grad = fvl_retain(Win->grad);
+/* the forward pass: visit(ud, z, r0, m, C) on the scores z (m×C, contiguous) of rows r0.. */
+typedef int (*chunk_visit_fn)(void *ud, const float *z, int64_t r0, int64_t m, int64_t C);
+static int chunked_forward(const char *fn, const fvl_chunk_scores *s, fvl_tensor *x, fvl_tensor *W, fvl_tensor *b,
+                           chunk_visit_fn visit, void *ud) {
+  int64_t B = x->size[0], C = src_classes(s, W);
+  int prev = fvl_set_grad_enabled(0), rc = 0;
+  for (int64_t r0 = 0; rc == 0 && r0 < B; r0 += s->chunk) {
+    int64_t m = B - r0 < s->chunk ? B - r0 : s->chunk;
+    fvl_tensor *xr = fvl_narrow(x, 0, r0, m), *z = xr ? scores_of(s, xr, W, b) : NULL, *zc = z ? fvl_contiguous(z) : NULL;
+    rc = zc ? visit(ud, fvl_f32(zc), r0, m, C) : -1;
+    fvl_release(zc); fvl_release(z); fvl_release(xr);
+    if (rc == 0) rc = fvl_check_abort(fn);
   }
-  for (int64_t r0 = 0; rc == 0 && r0 < B; r0 += K) {
-    int64_t m = B - r0 < K ? B - r0 : K;
-    /* the chunk's cosines again, tracked in a leaf copy of its rows and in W */
-    fvl_tensor *xv = fvl_narrow(x, 0, r0, m), *xl = xv ? fvl_clone(xv) : NULL, *cs = NULL, *dcv = NULL;
-    fvl_release(xv);
-    if (!xl) { rc = -1; break; }
-    xl->requires_grad = want_x;
-    dcv = fvl_narrow(dc, 0, 0, m);
-    int prev = fvl_set_grad_enabled(1);
-    cs = dcv ? fvl_cosine(xl, Wl, NULL) : NULL;
-    fvl_set_grad_enabled(prev);
-    fvl_margin_spec sp = rows_spec(c, srow, mrow, r0);
-    if (!cs) rc = -1;
-    if (rc == 0)
-      rc = fvl_margin_ce_bwd_part(fvl_f32(cs), C, fvl_i32(y) + r0, fvl_f32(ct) + r0, (int)m, C, &sp,
-                                  fvl_f32(lse) + r0, gscale, fvl_f32(dcv), C, ds ? fvl_f32(ds) + r0 : NULL,
-                                  dm ? fvl_f32(dm) + r0 : NULL);
-    if (rc == 0) zero_capped(c, r0, m, fvl_f32(dcv), C, ds ? fvl_f32(ds) : NULL, dm ? fvl_f32(dm) : NULL);
-    /* the cosine's own backward on dc (used in place, as in a graph walk: no copy of it) */
-    if (rc == 0 && cs->grad_fn) {
-      int pg = fvl_set_grad_enabled(0);
-      rc = cs->grad_fn->backward(cs->grad_fn, dcv);
-      fvl_set_grad_enabled(pg);
-    }
-    if (rc == 0 && want_x)
-      memcpy(fvl_f32(gx) + r0 * D, fvl_f32(xl->grad), sizeof(float) * (size_t)(m * D));
-    if (rc == 0) rc = fvl_check_abort("margin_ce backward");
-    fvl_release(cs); fvl_release(xl); fvl_release(dcv);
+  fvl_set_grad_enabled(prev);
+  if (rc) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", fvl_errmsg());
+    if (strncmp(msg, fn, strlen(fn)) != 0) fvl_err("%s: %s", fn, msg);
   }
-  if (rc == 0 && want_x) rc = fvl_lo_take_or_accum(n, 0, gx);
-  if (rc == 0 && want_w && Wl->grad) {
-    if (direct && !Win->grad) Win->grad = fvl_retain(Wl->grad);
-    else if (!(direct && Win->grad == Wl->grad)) rc = fvl_node_accum(n, 1, Wl->grad);
-  }
-  if (rc == 0) rc = finish_rows(n, 2, 3, ds, dm, B);
-  fvl_release(ds); fvl_release(dm); fvl_release(gx); fvl_release(Wl); fvl_release(dc);
   return rc;
 }
 
-fvl_tensor *fvl_cosine_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ycol, const fvl_margin_spec *spec,
-                                       fvl_tensor *s_row, fvl_tensor *m_row, int64_t chunk, const char *name,
-                                       int nonfinite_ok, int *bad_row, float cap) {
-  const char *fn = name && *name ? name : "margin_ce_shard";
-  char b1[64], b2[64];
-  if (bad_row) *bad_row = 0;
-  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return NULL;
-  int64_t B = x->size[0], D = x->size[1], C = W->size[0];
-  if (B < 1 || C < 1 || W->size[1] != D || B > INT32_MAX || C > INT32_MAX) {
-    fvl_err("%s: x is %s and W %s (expected B×D and C×D with B, C >= 1)", fn, fvl_lo_shape(x, b1), fvl_lo_shape(W, b2));
-    return NULL;
+/* a leaf standing for input i (saved data t) in the chunks' graphs; its gradient goes straight
+   into the input's own when that is a leaf with a contiguous float32 gradient */
+static fvl_tensor *leaf_for(fvl_node *n, int i, fvl_tensor *t) {
+  fvl_tensor *l = t ? fvl_detach(t) : NULL;
+  if (!l || !fvl_node_wants(n, i)) return l;
+  fvl_tensor *in = n->in[i];
+  l->requires_grad = 1;
+  if (!in->grad_fn && in->grad && in->grad->dtype == FVL_F32 && fvl_same_shape(in->grad, in) &&
+      fvl_is_contiguous(in->grad))
+    l->grad = fvl_retain(in->grad);
+  return l;
+}
+static int leaf_done(fvl_node *n, int i, fvl_tensor *l) {
+  if (!l || !l->grad || !fvl_node_wants(n, i)) return 0;
+  fvl_tensor *in = n->in[i];
+  if (!in->grad_fn && in->grad == l->grad) return 0;
+  if (!in->grad_fn && !in->grad) { in->grad = fvl_retain(l->grad); return 0; }
+  return fvl_node_accum(n, i, l->grad);
+}
+
+/* the backward of a chain of ops on one tracked input each (group max → cosine, or linear) */
+static int chain_backward(fvl_tensor *z, fvl_tensor *dz) {
+  int pg = fvl_set_grad_enabled(0), rc = 0;
+  fvl_node *nd = z->grad_fn;
+  fvl_tensor *g = dz;
+  while (nd && g && rc == 0) {
+    rc = nd->backward(nd, g);
+    fvl_tensor *in0 = nd->in[0];
+    nd = in0 && in0->grad_fn ? in0->grad_fn : NULL;
+    g = nd ? nd->gacc : NULL;
   }
-  if (!spec) { fvl_err("%s: spec is missing", fn); return NULL; }
-  if (chunk < 1) { fvl_err("%s: chunk = %lld (expected >= 1 rows)", fn, (long long)chunk); return NULL; }
-  if (chunk > B) chunk = B;
+  fvl_set_grad_enabled(pg);
+  return rc;
+}
+
+/* the backward pass: for each chunk, the scores again (tracked in a leaf copy of its rows, in W
+   and b), their gradient from fill(ud, z, r0, m, C, dz), and the scores' own backward (on dz, no
+   copy); x's gradient (input 0) gathered by rows, W's (1) and b's (2) added into their leaves' */
+typedef int (*chunk_fill_fn)(void *ud, const float *z, int64_t r0, int64_t m, int64_t C, float *dz);
+static int chunked_backward(fvl_node *n, const fvl_chunk_scores *s, fvl_tensor *x, fvl_tensor *W, chunk_fill_fn fill,
+                            void *ud) {
+  int64_t B = x->size[0], D = x->size[1], C = src_classes(s, W), K = s->chunk < B ? s->chunk : B;
+  int want_x = fvl_node_wants(n, 0);
+  int64_t szx[2] = {B, D}, szc[2] = {K, C};
+  fvl_tensor *gx = NULL, *dz = fvl_empty(FVL_F32, 2, szc), *Wl = leaf_for(n, 1, W), *bl = NULL;
+  int rc = dz && Wl ? 0 : -1;
+  if (rc == 0 && s->bias && !(bl = leaf_for(n, 2, s->bias))) rc = -1;
+  if (rc == 0 && want_x && !(gx = fvl_empty(FVL_F32, 2, szx))) rc = -1;
+  for (int64_t r0 = 0; rc == 0 && r0 < B; r0 += K) {
+    int64_t m = B - r0 < K ? B - r0 : K;
+    fvl_tensor *xv = fvl_narrow(x, 0, r0, m), *xl = xv ? fvl_clone(xv) : NULL, *z = NULL, *dzv = NULL;
+    fvl_release(xv);
+    if (!xl) { rc = -1; break; }
+    xl->requires_grad = want_x;
+    int prev = fvl_set_grad_enabled(1);
+    z = scores_of(s, xl, Wl, bl);
+    fvl_set_grad_enabled(prev);
+    if (!z || !(dzv = fvl_narrow(dz, 0, 0, m)) || !fvl_is_contiguous(z)) rc = -1;
+    if (rc == 0) rc = fill(ud, fvl_f32(z), r0, m, C, fvl_f32(dzv));
+    if (rc == 0 && z->grad_fn) rc = chain_backward(z, dzv);
+    if (rc == 0 && want_x) {
+      float *dst = fvl_f32(gx) + r0 * D;
+      if (xl->grad) memcpy(dst, fvl_f32(xl->grad), sizeof(float) * (size_t)(m * D));
+      else memset(dst, 0, sizeof(float) * (size_t)(m * D));
+    }
+    if (rc == 0) rc = fvl_check_abort("chunked backward");
+    fvl_release(z); fvl_release(xl); fvl_release(dzv);
+  }
+  if (rc == 0 && want_x) rc = fvl_lo_take_or_accum(n, 0, gx);
+  if (rc == 0) rc = leaf_done(n, 1, Wl);
+  if (rc == 0) rc = leaf_done(n, 2, bl);
+  fvl_release(gx); fvl_release(dz); fvl_release(Wl); fvl_release(bl);
+  return rc;
+}
+
+/* x (B×D), W ((C·K)×D or C×D) and the source checked; x's and W's rows (new refs) */
+static int chunk_args(const char *fn, fvl_tensor *x, fvl_tensor *W, const fvl_chunk_scores *s, fvl_tensor **xd,
+                      fvl_tensor **Wd, fvl_tensor **bd, int *ldx, int *ldw) {
+  char b1[64], b2[64];
+  *xd = *Wd = *bd = NULL;
+  if (fvl_lo_check_2d(fn, "x", x, "B×D embeddings") || fvl_lo_check_2d(fn, "W", W, "C×D class centres")) return -1;
+  if (!s) return fvl_err("%s: the scores' description is missing", fn);
+  int64_t B = x->size[0], R = W->size[0];
+  if (B < 1 || R < 1 || W->size[1] != x->size[1] || B > INT32_MAX || R > INT32_MAX)
+    return fvl_err("%s: x is %s and W %s (expected B×D and C×D with B, C >= 1)", fn, fvl_lo_shape(x, b1),
+                   fvl_lo_shape(W, b2));
+  if (s->chunk < 1) return fvl_err("%s: chunk = %lld (expected >= 1 rows)", fn, (long long)s->chunk);
+  if (s->groups < 1 || (s->linear && s->groups != 1) || R % s->groups != 0)
+    return fvl_err("%s: groups = %lld for W %s (expected a divisor of W's rows; 1 for linear scores)", fn,
+                   (long long)s->groups, fvl_lo_shape(W, b2));
+  if (s->bias && (!s->linear || s->bias->dtype != FVL_F32 || fvl_numel(s->bias) != R || s->bias->ndim != 1))
+    return fvl_err("%s: bias is %s (expected %lld float32 values, with linear scores)", fn,
+                   fvl_lo_shape(s->bias, b1), (long long)R);
+  if (!(*xd = fvl_lo_rows_of(x, ldx)) || !(*Wd = fvl_lo_rows_of(W, ldw))) return -1;
+  if (s->bias && !(*bd = fvl_lo_data_of(s->bias))) return -1;
+  return 0;
+}
+
+/* ---------------------------------------------------------------- margin softmax-CE */
+typedef struct { const fvl_margin_spec *sp; const int32_t *y; const float *ct; row_stats *st; } ce_fwd_ud;
+static int ce_visit(void *ud, const float *z, int64_t r0, int64_t m, int64_t C) {
+  ce_fwd_ud *u = ud;
+  fvl_margin_spec spc = *u->sp;
+  spc.s_row = spc.s_row ? spc.s_row + r0 : NULL;
+  spc.m_row = spc.m_row ? spc.m_row + r0 : NULL;
+  if (spc.hard == FVL_HARD_ROW && spc.thr_row) spc.thr_row += r0;
+  return fvl_margin_ce_fwd_part(z, (int)C, u->y + r0, u->ct + r0, (int)m, (int)C, &spc, u->st->mx + r0,
+                                u->st->sm + r0);
+}
+typedef struct { shard_ctx *c; fvl_tensor *y, *ct, *lse, *srow, *mrow; float gscale; float *ds, *dm; } ce_bwd_ud;
+static int ce_fill(void *ud, const float *z, int64_t r0, int64_t m, int64_t C, float *dz) {
+  ce_bwd_ud *u = ud;
+  fvl_margin_spec sp = rows_spec(u->c, u->srow, u->mrow, r0);
+  int rc = fvl_margin_ce_bwd_part(z, (int)C, fvl_i32(u->y) + r0, fvl_f32(u->ct) + r0, (int)m, (int)C, &sp,
+                                  fvl_f32(u->lse) + r0, u->gscale, dz, (int)C, u->ds ? u->ds + r0 : NULL,
+                                  u->dm ? u->dm + r0 : NULL);
+  if (rc == 0) zero_capped(u->c, r0, m, dz, (int)C, u->ds, u->dm);
+  return rc;
+}
+static int chunked_ce_bw(fvl_node *n, fvl_tensor *gout) {
+  shard_ctx *c = n->ctx;
+  ce_bwd_ud u = {c, n->saved[0], n->saved[1], n->saved[2], n->saved[3], n->saved[4],
+                 (float)(fvl_get(gout, (int64_t[]){0, 0, 0, 0, 0, 0}) / c->B), NULL, NULL};
+  fvl_tensor *ds = NULL, *dm = NULL;
+  int rc = row_grads(n, 3, 4, c->B, &ds, &dm);
+  u.ds = ds ? fvl_f32(ds) : NULL;
+  u.dm = dm ? fvl_f32(dm) : NULL;
+  if (rc == 0) rc = chunked_backward(n, &c->src, c->x, c->W, ce_fill, &u);
+  if (rc == 0) rc = finish_rows(n, 3, 4, ds, dm, c->B);
+  fvl_release(ds); fvl_release(dm);
+  return rc;
+}
+
+fvl_tensor *fvl_chunked_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, const fvl_chunk_scores *src, fvl_tensor *ycol,
+                                        const fvl_margin_spec *spec, fvl_tensor *s_row, fvl_tensor *m_row,
+                                        const char *name, int nonfinite_ok, int *bad_row, float cap) {
+  const char *fn = name && *name ? name : "margin_ce_shard";
+  if (bad_row) *bad_row = 0;
   fvl_margin_spec sp;
-  fvl_tensor *y = NULL, *xd = NULL, *Wd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
+  fvl_tensor *y = NULL, *xd = NULL, *Wd = NULL, *bd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
   row_stats st = {0};
   int ldx, ldw;
-  int64_t szb[1] = {B};
+  if (chunk_args(fn, x, W, src, &xd, &Wd, &bd, &ldx, &ldw)) goto done;
+  if (!spec) { fvl_err("%s: spec is missing", fn); goto done; }
+  int64_t B = x->size[0], D = x->size[1], C = src_classes(src, W), szb[1] = {B};
+  fvl_chunk_scores s = *src;
+  if (s.chunk > B) s.chunk = B;
   if (!(y = ycol_of(fn, ycol, B, C)) || spec_rows(fn, spec, s_row, m_row, B, &sp, &sr, &mr) ||
-      !(xd = fvl_lo_rows_of(x, &ldx)) || !(Wd = fvl_lo_rows_of(W, &ldw)) ||
-      !(ct = dot_targets(fvl_f32(xd), ldx, fvl_f32(Wd), ldw, fvl_i32(y), B, D)) || stats_new(fn, &st, B, cap) ||
-      !(lse = fvl_empty(FVL_F32, 1, szb)))
+      !(ct = src_targets(&s, fvl_f32(xd), ldx, fvl_f32(Wd), ldw, bd ? fvl_f32(bd) : NULL, fvl_i32(y), B, D)) ||
+      stats_new(fn, &st, B, cap) || !(lse = fvl_empty(FVL_F32, 1, szb)))
     goto done;
-  /* one pass over this slice's columns, chunk rows at a time: only the rows' statistics stay */
-  for (int64_t r0 = 0; r0 < B; r0 += chunk) {
-    int64_t m = B - r0 < chunk ? B - r0 : chunk;
-    fvl_tensor *cs = chunk_cos(xd, Wd, r0, m);
-    fvl_margin_spec spc = sp;
-    spc.s_row = sp.s_row ? sp.s_row + r0 : NULL;
-    spc.m_row = sp.m_row ? sp.m_row + r0 : NULL;
-    if (spc.hard == FVL_HARD_ROW && spc.thr_row) spc.thr_row += r0;
-    int rc = cs ? fvl_margin_ce_fwd_part(fvl_f32(cs), (int)C, fvl_i32(y) + r0, fvl_f32(ct) + r0, (int)m, (int)C,
-                                         &spc, st.mx + r0, st.sm + r0) : -1;
-    fvl_release(cs);
-    if (rc) {
-      char msg[512];
-      snprintf(msg, sizeof msg, "%s", fvl_errmsg());
-      fvl_err("%s: %s", fn, msg);
-      goto done;
-    }
-  }
-  fvl_tensor *in[4] = {x, W, s_row, m_row};
+  ce_fwd_ud u = {&sp, fvl_i32(y), fvl_f32(ct), &st};
+  if (chunked_forward(fn, &s, xd, Wd, bd, ce_visit, &u)) goto done;
+  fvl_tensor *in[5] = {x, W, s.bias, s_row, m_row};
   shard_ctx *c;
-  if (!(out = finish_loss(fn, &sp, &st, ct, lse, B, cap, nonfinite_ok, bad_row, fused_bw, 4, in, &c))) goto done;
+  if (!(out = finish_loss(fn, &sp, &st, ct, lse, B, cap, nonfinite_ok, bad_row, chunked_ce_bw, 5, in, &c))) goto done;
   if (c) {
-    fvl_node *nd = out->grad_fn;
     c->C = (int)C;
     c->ldc = (int)C;
-    c->chunk = (int)chunk;
-    c->gws = ct; ct = NULL;   /* the target cosines */
-    fvl_tensor *xs = fvl_detach(xd), *Ws = fvl_detach(Wd);
-    move_saved(nd, (fvl_tensor **[]){&xs, &Ws, &y, &lse, &sr, &mr}, 6);
+    c->src = s;
+    c->src.bias = bd ? fvl_detach(bd) : NULL;
+    c->x = fvl_detach(xd);
+    c->W = fvl_detach(Wd);
+    move_saved(out->grad_fn, (fvl_tensor **[]){&y, &ct, &lse, &sr, &mr}, 5);
   }
 done:
   stats_free(&st);
-  fvl_release(y); fvl_release(xd); fvl_release(Wd); fvl_release(sr); fvl_release(mr); fvl_release(lse);
-  fvl_release(ct);
+  fvl_release(y); fvl_release(xd); fvl_release(Wd); fvl_release(bd); fvl_release(sr); fvl_release(mr);
+  fvl_release(lse); fvl_release(ct);
   return out;
+}
+
+/* ---------------------------------------------------------------- hard-negative mean */
+typedef struct { const int32_t *y; const float *ct; fvl_hard_kind hard; float hard_m, a, b; int affine; double *sum;
+                 float *cnt; const float *gh; } hm_ud;
+static int hm_visit(void *ud, const float *z, int64_t r0, int64_t m, int64_t C) {
+  hm_ud *u = ud;
+  return fvl_hard_mean_part(z, (int)C, u->y + r0, u->ct + r0, (int)m, (int)C, u->hard, u->hard_m, u->affine, u->a,
+                            u->b, u->sum + r0, u->cnt + r0);
+}
+static int hm_fill(void *ud, const float *z, int64_t r0, int64_t m, int64_t C, float *dz) {
+  hm_ud *u = ud;
+  return fvl_hard_mean_bwd_part(z, (int)C, u->y + r0, u->ct + r0, (int)m, (int)C, u->hard, u->hard_m, u->affine,
+                                u->a, u->cnt + r0, u->gh + r0, dz, (int)C, 0);
+}
+static int chunked_hm_bw(fvl_node *n, fvl_tensor *gout) {
+  shard_ctx *c = n->ctx;
+  int64_t szb[1] = {c->B};
+  fvl_tensor *gh = fvl_empty(FVL_F32, 1, szb);
+  int rc = gh && fvl_copy_(gh, gout) == 0 ? 0 : -1;
+  hm_ud u = {fvl_i32(n->saved[0]), fvl_f32(n->saved[1]), (fvl_hard_kind)n->iv[0], (float)n->sc[0],
+             (float)n->sc[1], 0.0f, (int)n->iv[1], NULL, fvl_f32(n->saved[2]), gh ? fvl_f32(gh) : NULL};
+  if (rc == 0) rc = chunked_backward(n, &c->src, c->x, c->W, hm_fill, &u);
+  fvl_release(gh);
+  return rc;
+}
+
+fvl_tensor *fvl_chunked_hard_mean_shard(fvl_tensor *x, fvl_tensor *W, const fvl_chunk_scores *src, fvl_tensor *ycol,
+                                        fvl_hard_kind hard, float hard_m, int affine, float a, float b) {
+  static const char *fn = "hard_mean";
+  fvl_tensor *y = NULL, *xd = NULL, *Wd = NULL, *bd = NULL, *ct = NULL, *h = NULL, *cnt = NULL;
+  double *sum = NULL;
+  int ldx, ldw;
+  if (chunk_args(fn, x, W, src, &xd, &Wd, &bd, &ldx, &ldw)) goto fail;
+  int64_t B = x->size[0], D = x->size[1], C = src_classes(src, W), szb[1] = {B};
+  fvl_chunk_scores s = *src;
+  if (s.chunk > B) s.chunk = B;
+  if (!(y = ycol_of(fn, ycol, B, C)) ||
+      !(ct = src_targets(&s, fvl_f32(xd), ldx, fvl_f32(Wd), ldw, bd ? fvl_f32(bd) : NULL, fvl_i32(y), B, D)) ||
+      !(h = fvl_empty(FVL_F32, 1, szb)) || !(cnt = fvl_empty(FVL_F32, 1, szb)))
+    goto fail;
+  if (!(sum = malloc(sizeof *sum * (size_t)B))) { fvl_err("%s: out of memory", fn); goto fail; }
+  hm_ud u = {fvl_i32(y), fvl_f32(ct), hard, hard_m, a, b, affine, sum, fvl_f32(cnt), NULL};
+  if (chunked_forward(fn, &s, xd, Wd, bd, hm_visit, &u) || fvl_dist_allreduce_f64(sum, (size_t)B, FVL_RED_SUM) ||
+      fvl_dist_allreduce_f32(fvl_f32(cnt), (size_t)B, FVL_RED_SUM))
+    goto fail;
+  for (int64_t i = 0; i < B; i++) {
+    float k = fvl_f32(cnt)[i];
+    fvl_f32(h)[i] = (float)(sum[i] / (k > 1.0f ? k : 1.0f));
+  }
+  fvl_tensor *in[3] = {x, W, s.bias};
+  fvl_node *nd = fvl_record("hard_mean_shard", chunked_hm_bw, h, 3, in);
+  if (nd) {
+    shard_ctx *c = calloc(1, sizeof *c);
+    if (!c) { fvl_err("%s: out of memory", fn); goto fail; }
+    c->B = (int)B;
+    c->src = s;
+    c->src.bias = bd ? fvl_detach(bd) : NULL;
+    c->x = fvl_detach(xd);
+    c->W = fvl_detach(Wd);
+    nd->ctx = c;
+    nd->free_ctx = free_ctx;
+    move_saved(nd, (fvl_tensor **[]){&y, &ct, &cnt}, 3);
+    nd->iv[0] = hard; nd->iv[1] = affine;
+    nd->sc[0] = hard_m; nd->sc[1] = a;
+  }
+  free(sum);
+  fvl_release(y); fvl_release(xd); fvl_release(Wd); fvl_release(bd); fvl_release(ct); fvl_release(cnt);
+  return h;
+fail:
+  free(sum);
+  fvl_release(y); fvl_release(xd); fvl_release(Wd); fvl_release(bd); fvl_release(ct); fvl_release(h);
+  fvl_release(cnt);
+  return NULL;
 }
 
 /* ================================================================ target cosine */

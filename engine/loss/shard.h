@@ -25,14 +25,27 @@
 fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_margin_spec *sp,
                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws, const char *name,
                                 int nonfinite_ok, int *bad_row, float cap);
-/* fvl_margin_ce_shard(fvl_cosine(x, W), ...) without the NB×C cosine matrix: the cosines are
-   computed `chunk` rows at a time (the row statistics kept, the chunk dropped) and computed again
-   in the backward, chunk by chunk, each chunk's gradient going straight into x's and W's (one
-   more GEMM per step; the largest buffers are two chunk×C ones instead of two NB×C). The target
-   cosines come from row dot products (in double). Tracked in x, W, s_row and m_row. */
-fvl_tensor *fvl_cosine_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ycol, const fvl_margin_spec *sp,
-                                       fvl_tensor *s_row, fvl_tensor *m_row, int64_t chunk, const char *name,
-                                       int nonfinite_ok, int *bad_row, float cap);
+/* Row chunks: the NB×C scores of this slice, described by fvl_chunk_scores, are never held whole.
+   They are this slice's centres W against the rows of x, either the cosines clamp(x̂ŵᵀ) (groups =
+   K > 1: the max over each class's K consecutive rows of W, Sub-center ArcFace's (C·K)×D centres)
+   or, with linear set, the logits x·Wᵀ + bias (bias optional, one per row of W). The chunked ops
+   compute them `chunk` rows at a time (the rows' statistics kept, the chunk dropped) and again in
+   the backward, chunk by chunk, each chunk's gradient going straight into x's, W's and the bias's
+   (one more GEMM per step; the largest buffers are chunk×C ones). The target scores come from row
+   dot products (in double). Tracked in x, W, the bias (and s_row, m_row). */
+typedef struct {
+  int linear;          /* 0: cosines (max over groups); 1: x·Wᵀ + bias */
+  int64_t groups;      /* K rows of W per class (cosines); 1 for linear */
+  fvl_tensor *bias;    /* linear: NULL or one float32 per row of W (borrowed) */
+  int64_t chunk;       /* rows per chunk, >= 1 */
+} fvl_chunk_scores;
+/* fvl_margin_ce_shard on the chunked scores */
+fvl_tensor *fvl_chunked_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, const fvl_chunk_scores *src, fvl_tensor *ycol,
+                                        const fvl_margin_spec *sp, fvl_tensor *s_row, fvl_tensor *m_row,
+                                        const char *name, int nonfinite_ok, int *bad_row, float cap);
+/* fvl_hard_mean_shard on the chunked scores */
+fvl_tensor *fvl_chunked_hard_mean_shard(fvl_tensor *x, fvl_tensor *W, const fvl_chunk_scores *src, fvl_tensor *ycol,
+                                        fvl_hard_kind hard, float hard_m, int affine, float a, float b);
 /* c_i = cos[i, y_i] from whichever rank holds it (NB, replicated), tracked */
 fvl_tensor *fvl_target_cos_shard(fvl_tensor *cos, fvl_tensor *ycol);
 /* fvl_hard_mean over the whole row: sums and counts combined over the ranks; tracked */

@@ -28,15 +28,35 @@ int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const floa
 int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db);
 
+/* Depthwise (groups = C = O, KH·KW <= 64; conv_dw.c): the kernels fvl_conv2d_grouped_* run for
+ * those shapes, vectorised along the output rows over zero-padded, stride-phase split copies of
+ * each plane; dw/db/dx with one thread per channel (results independent of the thread count).
+ * fvl_conv2d_set_depthwise(0) makes fvl_conv2d_grouped_* use their generic loops instead (the
+ * reference the tests compare with); returns the previous setting. */
+int fvl_conv2d_set_depthwise(int on);
+int fvl_conv2d_dw_ok(const fvl_conv2d_shape *s, int groups);
+int fvl_conv2d_dw_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                      const fvl_conv_epi *ep, float *y);
+int fvl_conv2d_dw_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                      float *dw, float *db);
+
 /* a (C values, shared when na == 1) as in fvl_prelu_fwd; other arguments as fvl_batchnorm_fwd */
 int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
                      const float *a, int na, float *running_mean, float *running_var, int training,
                      double momentum, double eps, float *y, float *save_mean, float *save_invstd);
-/* overwrites dx, dgamma, dbeta, da (NULL = skipped); da has na values */
-void fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
-                      const float *beta, const float *a, int na, const float *save_mean,
-                      const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
-                      float *da);
+/* overwrites dx, dgamma, dbeta, da (NULL = skipped); da has na values; -1 only when out of memory */
+int fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                     const float *beta, const float *a, int na, const float *save_mean,
+                     const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
+                     float *da);
+/* the kernel behind fvl_bn_prelu_* and fvl_batchnorm_* (bn_prelu.c): a = NULL is BatchNorm alone
+ * (beta, na, da unused then by the backward); fn names the layer in errors */
+int fvl_bn_act_fwd(const char *fn, const float *x, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, float *running_mean, float *running_var,
+                   int training, double momentum, double eps, float *y, float *save_mean, float *save_invstd);
+int fvl_bn_act_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, const float *save_mean,
+                   const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta, float *da);
 
 /* autograd wrappers (errors name "conv2d" / "bn_prelu"); fvl_nn_conv2d is groups = 1 */
 fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,

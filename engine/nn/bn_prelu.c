@@ -1,44 +1,180 @@
-/* bn_prelu.c — BatchNorm followed by PReLU in one sweep (see backbone.h), OpenMP over channels.
- * Training statistics in one pass over x with a shift (the channel's first value), accumulated
- * in double: Σ(x-k) and Σ(x-k)² give the mean and the biased variance without a second pass. */
+/* bn_prelu.c — BatchNorm, optionally followed by PReLU, in one sweep (see backbone.h); OpenMP
+ * over channels, each channel's work done by one thread in a fixed order, so the results do not
+ * depend on the thread count. fvl_batchnorm_fwd/bwd (batchnorm.c) are this kernel without PReLU.
+ *
+ * Training statistics in one pass over x, shifted by k = the mean of the channel's first plane
+ * (so Σ(x−k)² − N·(mean−k)² does not cancel): float partial sums over blocks of BLK values of a
+ * plane, added in double. A block's float sum is exact to ~1e-7 of its magnitude; N of the
+ * face backbones' layers is up to 32·56·56 = 100,352, which the double sum absorbs.
+ * The per-channel loops are FVL_HOT helpers (engine/hot.h: AVX2 / AVX-512 clones chosen at load
+ * time); the PReLU selects are written so they compile to blends, not branches. */
 #include "backbone.h"
 #include "autograd.h"
+#include "hot.h"
 #include <math.h>
 #include <stdlib.h>
 
-static void channel_stats(const float *x, int B, int C, int64_t S, int c, double *mean, double *var) {
-  const int64_t cs = (int64_t)C * S, N = (int64_t)B * S;
-  const double k = x[(int64_t)c * S];
-  double s1 = 0, s2 = 0;
+#define BLK 512   /* values per float partial sum (a multiple of 16) */
+typedef fvl_v8f v8f;
+#define LD fvl_v8_load
+#define ST fvl_v8_store
+#define SET1 fvl_v8_set1
+
+/* prelu(z) = z > 0 ? z : a·z, eight lanes (a NaN stays NaN) */
+#define PRELU8(z, a) fvl_v8_select((z) > 0.f, (z), (a) * (z))
+
+/* Σ(p−k) and Σ(p−k)² over B planes p = x + b·cs of S values, into s[0], s[1] */
+FVL_HOT static void chan_sums(const float *x, int B, int64_t cs, int64_t S, float k, double s[2]) {
+  double a1 = 0, a2 = 0;
+  const v8f kv = SET1(k);
   for (int b = 0; b < B; b++) {
-    const float *p = x + b * cs + (int64_t)c * S;
-#pragma omp simd reduction(+ : s1, s2)
-    for (int64_t i = 0; i < S; i++) {
-      const double d = (double)p[i] - k;
-      s1 += d;
-      s2 += d * d;
+    const float *p = x + b * cs;
+    for (int64_t i = 0; i < S;) {
+      const int64_t end = S - i > BLK ? i + BLK : S;
+      v8f u1 = {0}, u2 = {0}, w1 = {0}, w2 = {0};
+      for (; i + 16 <= end; i += 16) {
+        const v8f d = LD(p + i) - kv, e = LD(p + i + 8) - kv;
+        u1 += d;
+        u2 += d * d;
+        w1 += e;
+        w2 += e * e;
+      }
+      float t1 = 0.f, t2 = 0.f;
+      for (; i < end; i++) {
+        const float d = p[i] - k;
+        t1 += d;
+        t2 += d * d;
+      }
+      a1 += fvl_v8_hsum(u1 + w1) + t1;
+      a2 += fvl_v8_hsum(u2 + w2) + t2;
     }
   }
-  const double m = s1 / (double)N;
-  double v = s2 / (double)N - m * m;
-  *mean = k + m;
-  *var = v > 0 ? v : 0;
+  s[0] = a1;
+  s[1] = a2;
 }
 
-int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
-                     const float *a, int na, float *running_mean, float *running_var, int training,
-                     double momentum, double eps, float *y, float *save_mean, float *save_invstd) {
+/* y = x·sc + sh, then PReLU with slope a when act (B planes) */
+FVL_HOT static void chan_apply(const float *x, float *y, int B, int64_t cs, int64_t S, float sc, float sh,
+                               int act, float a) {
+  const v8f scv = SET1(sc), shv = SET1(sh), av = SET1(act ? a : 1.f);
+  for (int b = 0; b < B; b++) {
+    const float *p = x + b * cs;
+    float *q = y + b * cs;
+    int64_t i = 0;
+    if (act) {
+      for (; i + 8 <= S; i += 8) {
+        const v8f z = LD(p + i) * scv + shv;
+        ST(q + i, PRELU8(z, av));
+      }
+      for (; i < S; i++) {
+        const float z = p[i] * sc + sh;
+        q[i] = z > 0.f ? z : a * z;
+      }
+    } else {
+      for (; i + 8 <= S; i += 8) ST(q + i, LD(p + i) * scv + shv);
+      for (; i < S; i++) q[i] = p[i] * sc + sh;
+    }
+  }
+}
+
+/* pass 1 of the backward, dz = dy·prelu'(z) (dz = dy without PReLU):
+ * s[0] = Σ dz, s[1] = Σ dz·x̂, s[2] = Σ over z <= 0 of z·dy (the slope's gradient) */
+FVL_HOT static void chan_bwd_sums(const float *x, const float *dy, int B, int64_t cs, int64_t S, float mean,
+                                  float invstd, float sc, float sh, int act, float a, double s[3]) {
+  double a1 = 0, a2 = 0, a3 = 0;
+  const v8f mv = SET1(mean), iv = SET1(invstd), scv = SET1(sc), shv = SET1(sh), av = SET1(act ? a : 1.f),
+            zero = SET1(0.f);
+  for (int b = 0; b < B; b++) {
+    const float *p = x + b * cs, *g = dy + b * cs;
+    for (int64_t i = 0; i < S;) {
+      const int64_t end = S - i > BLK ? i + BLK : S;
+      v8f u1 = {0}, u2 = {0}, u3 = {0};
+      float t1 = 0.f, t2 = 0.f, t3 = 0.f;
+      if (act) {
+        for (; i + 8 <= end; i += 8) {
+          const v8f xv = LD(p + i), gv = LD(g + i), z = xv * scv + shv;
+          const fvl_v8i pos = z > 0.f;
+          const v8f dz = fvl_v8_select(pos, gv, av * gv);
+          u1 += dz;
+          u2 += dz * ((xv - mv) * iv);
+          u3 += fvl_v8_select(pos, zero, z * gv);
+        }
+        for (; i < end; i++) {
+          const float z = p[i] * sc + sh, dz = z > 0.f ? g[i] : a * g[i];
+          t1 += dz;
+          t2 += dz * ((p[i] - mean) * invstd);
+          t3 += z > 0.f ? 0.f : z * g[i];
+        }
+      } else {
+        for (; i + 8 <= end; i += 8) {
+          const v8f gv = LD(g + i);
+          u1 += gv;
+          u2 += gv * ((LD(p + i) - mv) * iv);
+        }
+        for (; i < end; i++) {
+          t1 += g[i];
+          t2 += g[i] * ((p[i] - mean) * invstd);
+        }
+      }
+      a1 += fvl_v8_hsum(u1) + t1;
+      a2 += fvl_v8_hsum(u2) + t2;
+      a3 += fvl_v8_hsum(u3) + t3;
+    }
+  }
+  s[0] = a1;
+  s[1] = a2;
+  s[2] = a3;
+}
+
+/* pass 2: dx = k·(dz − mdz − x̂·mdzx) (k = γ·invstd; mdz = mdzx = 0 outside training) */
+FVL_HOT static void chan_bwd_dx(const float *x, const float *dy, float *dx, int B, int64_t cs, int64_t S,
+                                float mean, float invstd, float sc, float sh, int act, float a, float k,
+                                float mdz, float mdzx) {
+  const v8f mv = SET1(mean), iv = SET1(invstd), scv = SET1(sc), shv = SET1(sh), av = SET1(act ? a : 1.f),
+            kv = SET1(k), m1 = SET1(mdz), m2 = SET1(mdzx);
+  for (int b = 0; b < B; b++) {
+    const float *p = x + b * cs, *g = dy + b * cs;
+    float *r = dx + b * cs;
+    int64_t i = 0;
+    if (act) {
+      for (; i + 8 <= S; i += 8) {
+        const v8f xv = LD(p + i), gv = LD(g + i), z = xv * scv + shv;
+        const v8f dz = fvl_v8_select(z > 0.f, gv, av * gv);
+        ST(r + i, kv * (dz - m1 - ((xv - mv) * iv) * m2));
+      }
+      for (; i < S; i++) {
+        const float xh = (p[i] - mean) * invstd, z = p[i] * sc + sh;
+        const float dz = z > 0.f ? g[i] : a * g[i];
+        r[i] = k * (dz - mdz - xh * mdzx);
+      }
+    } else {
+      for (; i + 8 <= S; i += 8) ST(r + i, kv * (LD(g + i) - m1 - ((LD(p + i) - mv) * iv) * m2));
+      for (; i < S; i++) r[i] = k * (g[i] - mdz - ((p[i] - mean) * invstd) * mdzx);
+    }
+  }
+}
+
+int fvl_bn_act_fwd(const char *fn, const float *x, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, float *running_mean, float *running_var,
+                   int training, double momentum, double eps, float *y, float *save_mean, float *save_invstd) {
   const int64_t N = (int64_t)B * S, cs = (int64_t)C * S;
   if (training && N < 2)
-    return fvl_err("bn_prelu: training needs more than one value per channel, got input %dx%dx%lld "
-                   "(use evaluate() for single samples)", B, C, (long long)S);
+    return fvl_err("%s: training needs more than one value per channel, got input %dx%dx%lld "
+                   "(use evaluate() for single samples)", fn, B, C, (long long)S);
   if (!training && (!running_mean || !running_var))
-    return fvl_err("bn_prelu: evaluation mode needs running statistics");
+    return fvl_err("%s: evaluation mode needs running statistics", fn);
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
+    const float *xc = x + (int64_t)c * S;
     double mean, var;
     if (training) {
-      channel_stats(x, B, C, S, c, &mean, &var);
+      double s[2];
+      chan_sums(xc, 1, cs, S, 0.f, s);                 /* the shift: the first plane's mean */
+      const float k = (float)(s[0] / (double)S);
+      chan_sums(xc, B, cs, S, k, s);
+      const double m = s[0] / (double)N, v = s[1] / (double)N - m * m;
+      mean = k + m;
+      var = v > 0 ? v : 0;
       if (running_mean) running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
       if (running_var)
         running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * var * (double)N / (double)(N - 1));
@@ -51,76 +187,56 @@ int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma
     if (save_invstd) save_invstd[c] = (float)invstd;
     const double g = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
     const float scale = (float)(g * invstd), shift = (float)(bt - g * invstd * mean);
-    const float ac = a[na == 1 ? 0 : c];
-    for (int b = 0; b < B; b++) {
-      const float *p = x + b * cs + (int64_t)c * S;
-      float *q = y + b * cs + (int64_t)c * S;
-#pragma omp simd
-      for (int64_t i = 0; i < S; i++) {
-        const float z = p[i] * scale + shift;
-        q[i] = z > 0.f ? z : ac * z;
-      }
-    }
+    chan_apply(xc, y + (int64_t)c * S, B, cs, S, scale, shift, a != NULL, a ? a[na == 1 ? 0 : c] : 1.f);
   }
   return 0;
 }
 
-void fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
-                      const float *beta, const float *a, int na, const float *save_mean,
-                      const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
-                      float *da) {
+int fvl_bn_act_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                   const float *beta, const float *a, int na, const float *save_mean,
+                   const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta, float *da) {
   const int64_t N = (int64_t)B * S, cs = (int64_t)C * S;
-  double *da_part = da ? malloc(sizeof(double) * (size_t)(C > 0 ? C : 1)) : NULL;
+  /* one shared slope: its gradient is the sum of the channels' parts, in channel order */
+  double *da_part = a && da && na == 1 ? malloc(sizeof(double) * (size_t)(C > 0 ? C : 1)) : NULL;
+  if (a && da && na == 1 && !da_part) return fvl_err("bn_prelu: out of memory (%d doubles)", C);
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
     const float mean = save_mean[c], invstd = save_invstd[c];
-    const float g = gamma ? gamma[c] : 1.f, bt = beta ? beta[c] : 0.f, ac = a[na == 1 ? 0 : c];
+    const float g = gamma ? gamma[c] : 1.f, bt = beta ? beta[c] : 0.f, ac = a ? a[na == 1 ? 0 : c] : 1.f;
     const float scale = g * invstd, shift = bt - g * invstd * mean;
-    /* pass 1: dz = dy·prelu'(z), Σ dz, Σ dz·x̂, Σ dy·z over z <= 0 */
-    double sdz = 0, sdzx = 0, sda = 0;
-    for (int b = 0; b < B; b++) {
-      const float *p = x + b * cs + (int64_t)c * S, *q = dy + b * cs + (int64_t)c * S;
-      float f1 = 0.f, f2 = 0.f, f3 = 0.f;
-#pragma omp simd reduction(+ : f1, f2, f3)
-      for (int64_t i = 0; i < S; i++) {
-        const float xh = (p[i] - mean) * invstd, z = p[i] * scale + shift;
-        const float dz = z > 0.f ? q[i] : ac * q[i];
-        f1 += dz;
-        f2 += dz * xh;
-        f3 += z > 0.f ? 0.f : z * q[i];
-      }
-      sdz += f1;
-      sdzx += f2;
-      sda += f3;
-    }
-    if (dgamma) dgamma[c] = (float)sdzx;
-    if (dbeta) dbeta[c] = (float)sdz;
-    if (da_part) da_part[c] = sda;
+    const int64_t off = (int64_t)c * S;
+    double s[3];
+    chan_bwd_sums(x + off, dy + off, B, cs, S, mean, invstd, scale, shift, a != NULL, ac, s);
+    if (dgamma) dgamma[c] = (float)s[1];
+    if (dbeta) dbeta[c] = (float)s[0];
+    if (da_part) da_part[c] = s[2];
+    else if (a && da) da[c] = (float)s[2];
     if (!dx) continue;
-    /* pass 2: dx = γ·invstd·(dz - mean(dz) - x̂·mean(dz·x̂)) in training, γ·invstd·dz otherwise */
-    const float k = g * invstd;
-    const float mdz = training ? (float)(sdz / (double)N) : 0.f, mdzx = training ? (float)(sdzx / (double)N) : 0.f;
-    for (int b = 0; b < B; b++) {
-      const float *p = x + b * cs + (int64_t)c * S, *q = dy + b * cs + (int64_t)c * S;
-      float *r = dx + b * cs + (int64_t)c * S;
-#pragma omp simd
-      for (int64_t i = 0; i < S; i++) {
-        const float xh = (p[i] - mean) * invstd, z = p[i] * scale + shift;
-        const float dz = z > 0.f ? q[i] : ac * q[i];
-        r[i] = k * (dz - mdz - xh * mdzx);
-      }
-    }
+    const float mdz = training ? (float)(s[0] / (double)N) : 0.f, mdzx = training ? (float)(s[1] / (double)N) : 0.f;
+    chan_bwd_dx(x + off, dy + off, dx + off, B, cs, S, mean, invstd, scale, shift, a != NULL, ac, g * invstd, mdz,
+                mdzx);
   }
   if (da_part) {
-    if (na == 1) {
-      double acc = 0;
-      for (int c = 0; c < C; c++) acc += da_part[c];
-      da[0] = (float)acc;
-    } else {
-      for (int c = 0; c < C; c++) da[c] = (float)da_part[c];
-    }
+    double acc = 0;
+    for (int c = 0; c < C; c++) acc += da_part[c];
+    da[0] = (float)acc;
     free(da_part);
   }
+  return 0;
+}
+
+int fvl_bn_prelu_fwd(const float *x, int B, int C, int64_t S, const float *gamma, const float *beta,
+                     const float *a, int na, float *running_mean, float *running_var, int training,
+                     double momentum, double eps, float *y, float *save_mean, float *save_invstd) {
+  return fvl_bn_act_fwd("bn_prelu", x, B, C, S, gamma, beta, a, na, running_mean, running_var, training, momentum,
+                        eps, y, save_mean, save_invstd);
+}
+
+int fvl_bn_prelu_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
+                     const float *beta, const float *a, int na, const float *save_mean,
+                     const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta,
+                     float *da) {
+  return fvl_bn_act_bwd(x, dy, B, C, S, gamma, beta, a, na, save_mean, save_invstd, training, dx, dgamma, dbeta, da);
 }
 
 /* ------------------------------------------------------------------ autograd wrapper */
@@ -144,11 +260,12 @@ static int bw_bn_prelu(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0 && fvl_node_wants(n, 1) && !(dg = fvl_empty(FVL_F32, 1, &c64))) rc = -1;
   if (rc == 0 && fvl_node_wants(n, 2) && !(db = fvl_empty(FVL_F32, 1, &c64))) rc = -1;
   if (rc == 0 && fvl_node_wants(n, 3) && !(da = fvl_empty_like(a))) rc = -1;
+  if (rc == 0)
+    rc = fvl_bn_prelu_bwd(fvl_f32(x), fvl_f32(g), B, C, spatial_of(x), gamma ? fvl_f32(gamma) : NULL,
+                          beta ? fvl_f32(beta) : NULL, fvl_f32(a), na, fvl_f32(mean), fvl_f32(invstd),
+                          (int)n->iv[0], dx ? fvl_f32(dx) : NULL, dg ? fvl_f32(dg) : NULL,
+                          db ? fvl_f32(db) : NULL, da ? fvl_f32(da) : NULL);
   if (rc == 0) {
-    fvl_bn_prelu_bwd(fvl_f32(x), fvl_f32(g), B, C, spatial_of(x), gamma ? fvl_f32(gamma) : NULL,
-                     beta ? fvl_f32(beta) : NULL, fvl_f32(a), na, fvl_f32(mean), fvl_f32(invstd),
-                     (int)n->iv[0], dx ? fvl_f32(dx) : NULL, dg ? fvl_f32(dg) : NULL,
-                     db ? fvl_f32(db) : NULL, da ? fvl_f32(da) : NULL);
     if (dx) rc = fvl_node_accum(n, 0, dx);
     if (rc == 0 && dg) rc = fvl_node_accum(n, 1, dg);
     if (rc == 0 && db) rc = fvl_node_accum(n, 2, db);

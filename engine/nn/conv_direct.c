@@ -89,8 +89,10 @@ typedef struct {
 static geom geometry(const fvl_conv2d_shape *s) {
   geom g;
   g.NV = (s->OW + 7) / 8;
-  g.Wr = g.NV * 8 + s->KW - 1;
-  g.Hp = s->OH + s->KH - 1;
+  /* stride 1: rows wide enough for the column-vector kernels' whole vectors; strided (channel-vector
+   * kernels only): the columns the taps reach */
+  g.Wr = s->sw == 1 ? g.NV * 8 + s->KW - 1 : (s->OW - 1) * s->sw + s->KW;
+  g.Hp = (s->OH - 1) * s->sh + s->KH;
   g.plane = (size_t)g.Hp * g.Wr;
   g.K = s->C * s->KH * s->KW;
   g.O4 = (s->O + MR - 1) / MR * MR;
@@ -116,10 +118,13 @@ static size_t per_thread(const geom *g) {
 }
 
 int fvl_conv2d_direct_ok(const fvl_conv2d_shape *s) {
-  if (!(HAVE_DIRECT && direct_enabled && cpu_ok() && s->sh == 1 && s->sw == 1 &&
-        s->OH == s->H + 2 * s->ph - s->KH + 1 && s->OW == s->W + 2 * s->pw - s->KW + 1))
+  if (!(HAVE_DIRECT && direct_enabled && cpu_ok() && s->sh >= 1 && s->sw >= 1 &&
+        s->OH == (s->H + 2 * s->ph - s->KH) / s->sh + 1 && s->OW == (s->W + 2 * s->pw - s->KW) / s->sw + 1))
     return 0;
   const geom g = geometry(s);   /* offsets into a padded group are ints */
+  /* strided: only the channel-vector kernels (forward and dW) take any position offsets; dx
+   * then runs on the GEMM path (col2im) */
+  if ((s->sh > 1 || s->sw > 1) && !g.ovec_dw) return 0;
   const int gs = g.GS > g.GSdw ? g.GS : g.GSdw;
   return (double)g.xs * gs + (double)g.ds * gs < 2147483647.0;
 }
@@ -150,7 +155,8 @@ static void pad_sample(const fvl_conv2d_shape *s, const geom *g, const float *x,
         memset(row, 0, sizeof(float) * g->Wr);
         continue;
       }
-      int lo = s->pw, hi = s->pw + s->W;   /* [lo, hi) holds data */
+      int lo = s->pw, hi = s->pw + s->W;   /* [lo, hi) holds data (strided: rows may end early) */
+      if (lo > g->Wr) lo = g->Wr;
       if (hi > g->Wr) hi = g->Wr;
       memset(row, 0, sizeof(float) * lo);
       memcpy(row + lo, xc + (size_t)h * s->W, sizeof(float) * (size_t)(hi - lo));
@@ -402,7 +408,7 @@ static int fwdo_channel_block(const fvl_conv2d_shape *s, const geom *g) {
   const int npos = g->GS * s->OH * s->OW, band = fwdo_band(s, g);
   size_t xrow = (size_t)g->GS * g->plane;   /* floats of one channel the band reads */
   if (band < npos) {
-    const size_t rows = (size_t)(band + s->OW - 1) / s->OW + 1 + (size_t)s->KH - 1;
+    const size_t rows = ((size_t)(band + s->OW - 1) / s->OW + 1) * s->sh + (size_t)s->KH - 1;
     if (rows * g->Wr < xrow) xrow = rows * g->Wr;
   }
   const size_t wrow = (size_t)s->KH * s->KW * OV;   /* floats per channel */
@@ -442,7 +448,7 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
           int e[PMAX];
           size_t yo[PMAX];
           for (int q = 0, cb = b, ch = oh, cw = ow; q < pn; q++) {
-            e[q] = (int)((size_t)cb * g->xs + (size_t)ch * g->Wr + (size_t)cw);
+            e[q] = (int)((size_t)cb * g->xs + (size_t)ch * s->sh * g->Wr + (size_t)cw * s->sw);
             yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
             if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
               if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
@@ -450,7 +456,7 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
             if (q == n - 1) { b = cb; oh = ch; ow = cw; }
           }
           if (++ow == OW) { ow = 0; if (++oh == OH) { oh = 0; b++; } }   /* next tile's first */
-          (n == pn && e[pn - 1] - e[0] == pn - 1 ? kn->run[kt] : kn->t[kt])(xp, ro, nrow, KW, panel, e, out);
+          (n == pn && s->sw == 1 && e[pn - 1] - e[0] == pn - 1 ? kn->run[kt] : kn->t[kt])(xp, ro, nrow, KW, panel, e, out);
           if (ep && last) {   /* the final sums: the epilogue on the tile's 16-channel vectors */
             for (int l = 0; l < ov; l++) {
               const float *yl = y + (size_t)(o0 + l) * P;
@@ -609,45 +615,86 @@ TGT static void transpose_dy(const fvl_conv2d_shape *s, int b, const float *dy, 
     for (size_t o = 0; o < O; o++) base[(o / OV) * bstride + p0 * OV + o % OV] = dy[o * P + p0];
 }
 
-TGT static void dwo_tile(int npos, const int *xoff, const float *const xt[DWT], const float *dt,
-                         float out[OV * DWT]) {
-  __m256 a0[DWT], a1[DWT];
-  _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
-  for (int p = 0; p < npos; p++) {
-    const __m256 d0 = _mm256_loadu_ps(dt + (size_t)p * OV), d1 = _mm256_loadu_ps(dt + (size_t)p * OV + 8);
-    const int e = xoff[p];
-    _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) {
-      const __m256 xb = _mm256_broadcast_ss(xt[t] + e);
-      a0[t] = _mm256_fmadd_ps(d0, xb, a0[t]);
-      a1[t] = _mm256_fmadd_ps(d1, xb, a1[t]);
-    }
+/* one dW micro-tile: 2·VL output channels (dy transposed: dt0, dt1 the blocks of 16 channels
+ * the halves read, position p at 16p; AVX2 reads both halves from dt0) × NT taps (xt), summed over
+ * the npos positions in order — each lane's sum the same in both instruction sets */
+#define DW_CV_TILE(NAME, ATTR, VT, VL, NT, LD, ST, SET1, FMA, ZERO, D1)                            \
+  ATTR static void NAME(int npos, const int *xoff, const float *const *xt, const float *dt0,       \
+                        const float *dt1, float *out) {                                            \
+    VT a0[NT], a1[NT];                                                                             \
+    (void)dt1;                                                                                     \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) a0[t] = a1[t] = ZERO();                   \
+    for (int p = 0; p < npos; p++) {                                                               \
+      const VT d0 = LD(dt0 + (size_t)p * OV), d1 = LD(D1 + (size_t)p * OV);                        \
+      const ptrdiff_t e = xoff[p];                                                                 \
+      _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                       \
+        const VT xb = SET1(xt[t][e]);                                                              \
+        a0[t] = FMA(d0, xb, a0[t]);                                                                \
+        a1[t] = FMA(d1, xb, a1[t]);                                                                \
+      }                                                                                            \
+    }                                                                                              \
+    _Pragma("GCC unroll 8") for (int t = 0; t < NT; t++) {                                         \
+      ST(out + t * 2 * VL, a0[t]);                                                                 \
+      ST(out + t * 2 * VL + VL, a1[t]);                                                            \
+    }                                                                                              \
   }
-  _Pragma("GCC unroll 8") for (int t = 0; t < DWT; t++) {
-    _mm256_storeu_ps(out + t * OV, a0[t]);
-    _mm256_storeu_ps(out + t * OV + 8, a1[t]);
-  }
-}
+#define DWZT 8
+DW_CV_TILE(dwo_tile, TGT, __m256, 8, DWT, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps,
+           _mm256_setzero_ps, dt0 + 8)
+/* AVX-512: 32 channels × 8 taps, 16 accumulators; per position 2 loads + 8 broadcasts per 16 FMAs
+ * of 16 lanes (AVX2: 8 per 12 of 8 lanes) */
+DW_CV_TILE(dwz_tile, TGTZ, __m512, 16, DWZT, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps,
+           _mm512_setzero_ps, dt1)
 
 /* dW contributions of a group (padded inputs xp, transposed dy dt, position offsets xoff, tap
- * offsets koff) added into the transposed partial dwt (K × O) */
+ * offsets koff) added into the transposed partial dwt (K × O); AVX-512 tiles where O is a multiple
+ * of 32 and the CPU has it */
 TGT static void dwo_group(const fvl_conv2d_shape *s, const geom *g, int gs, const float *xp,
                           const float *dt, const int *xoff, const int *koff, float *dwt) {
   const int K = g->K, npos = gs * s->OH * s->OW;
   const size_t bstride = (size_t)g->GSdw * g->npos * OV;   /* floats between channel blocks */
-  float out[OV * DWT];
-  for (int o0 = 0; o0 < s->O; o0 += OV)   /* the block's dt run stays in L1 */
-    for (int k0 = 0; k0 < K; k0 += DWT) {
-      if (k0 % (16 * DWT) == 0 && fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
-      const int nt = K - k0 < DWT ? K - k0 : DWT;
-      const float *xt[DWT];
-      for (int t = 0; t < DWT; t++) xt[t] = xp + koff[k0 + (t < nt ? t : nt - 1)];
-      dwo_tile(npos, xoff, xt, dt + (size_t)(o0 / OV) * bstride, out);
-      for (int t = 0; t < nt; t++) {   /* dwt is transposed (K × O): two vector adds per tap */
+  const int z = s->O % OZ == 0 && fvl_conv2d_avx512();
+  const int ov = z ? OZ : OV, tk = z ? DWZT : DWT;
+  float out[OZ * DWZT];
+  for (int o0 = 0; o0 < s->O; o0 += ov)   /* the block's dt run stays in L1 */
+    for (int k0 = 0; k0 < K; k0 += tk) {
+      if (k0 % (16 * tk) == 0 && fvl_aborted()) return;   /* Ctrl-C: the driver reports it */
+      const int nt = K - k0 < tk ? K - k0 : tk;
+      const float *xt[DWZT];
+      for (int t = 0; t < tk; t++) xt[t] = xp + koff[k0 + (t < nt ? t : nt - 1)];
+      const float *d0 = dt + (size_t)(o0 / OV) * bstride;
+      (z ? dwz_tile : dwo_tile)(npos, xoff, xt, d0, z ? d0 + bstride : d0, out);
+      for (int t = 0; t < nt; t++) {   /* dwt is transposed (K × O): vector adds per tap */
         float *row = dwt + (size_t)(k0 + t) * s->O + o0;
-        _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(out + t * OV)));
-        _mm256_storeu_ps(row + 8, _mm256_add_ps(_mm256_loadu_ps(row + 8), _mm256_loadu_ps(out + t * OV + 8)));
+        for (int h = 0; h < ov; h += 8)
+          _mm256_storeu_ps(row + h, _mm256_add_ps(_mm256_loadu_ps(row + h), _mm256_loadu_ps(out + t * ov + h)));
       }
     }
+}
+
+/* dw = the sum of the np partials, added in part order (the same bits with any thread count):
+ * first summed in place into partial 0 (contiguous streams), then, for the channel-vector
+ * partials (K × O), transposed into dw (O × K) by 8 × 8 blocks. Element by element through the
+ * transposition, the reads of each row went to np different lines per element. */
+TGT static void dw_reduce(const fvl_conv2d_shape *s, const geom *g, int np, float *partial, float *dw) {
+  const size_t wsz = (size_t)s->O * g->K, chunk = 4096;
+  float *dst = g->ovec_dw ? partial : dw;
+#pragma omp parallel for schedule(static)
+  for (size_t i0 = 0; i0 < wsz; i0 += chunk) {
+    const size_t n = wsz - i0 < chunk ? wsz - i0 : chunk;
+    if (dst != partial) memcpy(dst + i0, partial + i0, sizeof(float) * n);
+    for (int k = 1; k < np; k++) {
+      const float *src = partial + wsz * (size_t)k + i0;
+      for (size_t i = 0; i < n; i++) dst[i0 + i] += src[i];
+    }
+  }
+  if (!g->ovec_dw) return;
+  const size_t K = (size_t)g->K, O = (size_t)s->O, K8 = K / 8 * 8;   /* O is a multiple of 16 */
+#pragma omp parallel for schedule(static)
+  for (size_t k0 = 0; k0 < K8; k0 += 8)
+    for (size_t o0 = 0; o0 < O; o0 += 8) transpose8(partial + k0 * O + o0, O, dw + o0 * K + k0, K);
+  for (size_t k = K8; k < K; k++)
+    for (size_t o = 0; o < O; o++) dw[o * K + k] = partial[k * O + o];
 }
 
 #endif
@@ -751,7 +798,8 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
     for (int b = 0, p = 0; b < g.GSdw; b++)   /* (vector) position → offset in the padded group */
       for (int oh = 0; oh < s->OH; oh++) {
         if (g.ovec_dw)
-          for (int ow = 0; ow < s->OW; ow++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + (size_t)ow);
+          for (int ow = 0; ow < s->OW; ow++)
+            xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * s->sh * g.Wr + (size_t)ow * s->sw);
         else
           for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
       }
@@ -774,14 +822,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
     }
   }
   if (fvl_check_abort("conv2d")) return -1;
-#pragma omp parallel for schedule(static)
-  for (size_t i = 0; i < wsz; i++) {
-    /* the channel-vector partials are K × O: element (o, k) of dw sits at k·O + o there */
-    const size_t j = g.ovec_dw ? (i % (size_t)g.K) * (size_t)s->O + i / (size_t)g.K : i;
-    float acc = partial[j];
-    for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + j];
-    dw[i] = acc;
-  }
+  dw_reduce(s, &g, np, partial, dw);
   return 0;
 #else
   (void)s; (void)x; (void)dy; (void)dw; (void)work;

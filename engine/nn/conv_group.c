@@ -1,5 +1,7 @@
 /* conv_group.c — grouped and depthwise 2-D convolutions by direct loops over output rows,
- * forward and backward (see backbone.h); fvl_nn_conv2d_grouped in layers.c records them. */
+ * forward and backward (see backbone.h); fvl_nn_conv2d_grouped in layers.c records them.
+ * Depthwise layers (groups = C = O) go to the vectorised kernels of conv_dw.c; these loops are
+ * their reference (fvl_conv2d_set_depthwise(0)). */
 #include "backbone.h"
 #include <string.h>
 
@@ -29,6 +31,7 @@ int fvl_conv2d_grouped_fwd(const fvl_conv2d_shape *s, int groups, const float *x
 int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                                const float *bias, const fvl_conv_epi *ep, float *y) {
   if (fvl_conv2d_groups_check(s, groups) < 0) return -1;
+  if (fvl_conv2d_dw_ok(s, groups)) return fvl_conv2d_dw_fwd(s, x, w, bias, ep, y);
   const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
   const int sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
   const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, kk = (size_t)KH * KW;
@@ -72,6 +75,7 @@ int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const floa
 int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db) {
   if (fvl_conv2d_groups_check(s, groups) < 0) return -1;
+  if (fvl_conv2d_dw_ok(s, groups)) return fvl_conv2d_dw_bwd(s, x, w, dy, dx, dw, db);
   const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
   const int B = s->B, sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
   const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, kk = (size_t)KH * KW;

@@ -108,6 +108,16 @@ saved, so the centres may be updated in place before the backward).",
   ["fvl.F.center_update"] = "fvl.F.center_update(centers, x, labels, alpha) -> centers\
 Center loss's α-rule in place on centers (C×D float32 contiguous): for each class j in the\
 batch, c_j −= α·Σ_{y_i=j}(c_j − x_i)/(1 + n_j); not tracked.",
+  ["fvl.F.chunked_hard_mean_shard"] = "fvl.F.chunked_hard_mean_shard(x, W, cols, opts, scores) -> B tensor\
+fvl.F.hard_mean_shard on the chunked scores of x against W (scores as\
+fvl.F.chunked_margin_ce_shard, opts as fvl.F.hard_mean); tracked in x, W and the bias.",
+  ["fvl.F.chunked_margin_ce_shard"] = "fvl.F.chunked_margin_ce_shard(x, W, cols, spec, scores [, name [, cap]]) -> scalar tensor\
+fvl.F.margin_ce_shard on the scores of x against this rank's centres W without their B×C\
+matrix: scores = {chunk = rows, scores = \"cosine\" (default) or \"linear\", groups = K (cosines: the\
+max over each class's K rows of W), bias = tensor (linear)} are computed `chunk` rows at a time\
+and again in the backward (tracked in x, W, the bias and the spec's per-row s, m). The sharded\
+heads use it (shard_chunk). Errors: x and W of mismatched shapes, chunk < 1, groups not\
+dividing W's rows, a bias that does not fit, cap < 0.",
   ["fvl.F.circle_pairwise"] = "fvl.F.circle_pairwise(S, labels, m, gamma) -> scalar tensor\
 The pairwise Circle loss over a B×B similarity matrix S (e.g. x̂·x̂ᵀ), mean over the anchors\
 that have a positive and a negative (0 when none); tracked in S.",
@@ -146,11 +156,6 @@ max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into
 near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32\
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
-  ["fvl.F.cosine_margin_ce_shard"] = "fvl.F.cosine_margin_ce_shard(x, W, cols, spec, chunk [, name [, cap]]) -> scalar tensor\
-fvl.F.margin_ce_shard(fvl.F.cosine(x, W), cols, spec, name, cap) without the B×C cosine matrix:\
-the cosines of `chunk` rows at a time, recomputed in the backward (tracked in x, W and the\
-spec's per-row s, m). The sharded heads use it (shard_chunk). Errors: x and W of mismatched\
-shapes, chunk < 1, cap < 0.",
   ["fvl.F.disc_dist"] = "fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor\
 DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked\
 in x, W (rows added straight into W.grad) and xi.",
@@ -212,7 +217,6 @@ gradient workspace), nonfinite = \"error\"|\"warn\" (\"error\": a non-finite los
 first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\").",
-  ["fvl.F.margin_ce_shard"] = { same = "fvl.F.cosine_margin_ce_shard" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
@@ -649,9 +653,16 @@ Data-parallel gradients all-reduced while the backward runs (as PyTorch's DDP):\
   loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final\
   sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)\
 The buckets hold the parameters in reverse order (the last layers' gradients are final first),\
-are launched in bucket order on every rank, and the result is what allreduce_grads gives. One\
-backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait\
-does nothing. Leave a sharded head's parameters out, as with allreduce_grads.",
+are launched in bucket order on every rank, and the result is what allreduce_grads gives. A\
+parameter that is not in a backward's graph (unused this step) counts as final when the backward\
+starts (its gradient, zeros without one), so it never holds its bucket back (DDP's\
+find_unused_parameters). One synced backward per wait: a second backward before sync:wait() is\
+an error. Gradient accumulation over several backwards: run all but the last inside\
+sync:no_sync(fn) (their gradients only add up locally), then the last backward and sync:wait():\
+  for k = 1, K - 1 do sync:no_sync(function() head(net(x[k]), y[k]):backward() end) end\
+  head(net(x[K]), y[K]):backward(); sync:wait(); opt:step()\
+sync:close() removes it (one overlap at a time). In a world of one, wait does nothing. Leave a\
+sharded head's parameters out, as with allreduce_grads.",
   ["fvl.dist.part"] = "fvl.dist.part(n, rank, size)\
 The contiguous part of n items that `rank` owns out of `size`: ⌊n/size⌋ + [rank < n mod size]\
 items. Returns the first item (1-based) and the count. rank/size default to this process.",

@@ -114,9 +114,16 @@ end
 --   loss:backward()      -- each bucket is launched (MPI_Iallreduce) once its gradients are final
 --   sync:wait()          -- before opt:step(): the rest, then every .grad is the sum (or mean)
 -- The buckets hold the parameters in reverse order (the last layers' gradients are final first),
--- are launched in bucket order on every rank, and the result is what allreduce_grads gives. One
--- backward per wait; sync:close() removes it (one overlap at a time). In a world of one, wait
--- does nothing. Leave a sharded head's parameters out, as with allreduce_grads.
+-- are launched in bucket order on every rank, and the result is what allreduce_grads gives. A
+-- parameter that is not in a backward's graph (unused this step) counts as final when the backward
+-- starts (its gradient, zeros without one), so it never holds its bucket back (DDP's
+-- find_unused_parameters). One synced backward per wait: a second backward before sync:wait() is
+-- an error. Gradient accumulation over several backwards: run all but the last inside
+-- sync:no_sync(fn) (their gradients only add up locally), then the last backward and sync:wait():
+--   for k = 1, K - 1 do sync:no_sync(function() head(net(x[k]), y[k]):backward() end) end
+--   head(net(x[K]), y[K]):backward(); sync:wait(); opt:step()
+-- sync:close() removes it (one overlap at a time). In a world of one, wait does nothing. Leave a
+-- sharded head's parameters out, as with allreduce_grads.
 function M.overlap_grads(params, opts)
   opts = util.check_opts("fvl.dist.overlap_grads", opts, { "op", "bucket_mb" })
   local op = util.enum("fvl.dist.overlap_grads", "op", opts.op, { "mean", "sum" }, "mean")

@@ -5,6 +5,7 @@
 --
 --   fvl scripts/bench/dist_heads.lua                          -- C = 1,000,000 and 2,000,000, np = 1, 2, 4
 --   fvl scripts/bench/dist_heads.lua --C 100000 --np 1,2 --pfc 0,0.1 --steps 3 --max-gb 8
+--   fvl scripts/bench/dist_heads.lua --head npcface --C 100000   -- another head (default arcface)
 --
 -- D = 512, B = 256 per rank (the gathered batch is np·256 rows). Each configuration runs as one
 -- `mpirun -np N` job (oversubscribed on this machine's cores, threads = cores / N per rank): the
@@ -39,6 +40,8 @@ parser:option("--max-gb", "skip configurations whose model needs more (default 6
 parser:option("--gemm", "0: skip the sampled-GEMM comparison", "1"):convert(cli.integer("gemm", 0, 1))
 parser:option("--chunk", "shard_chunk of the heads: gathered rows per chunk, 0 = all at once (default: the head's, B on several ranks)")
   :convert(cli.integer("chunk", 0))
+parser:option("--head", "the head (sharded = true)", "arcface")
+  :choices { "arcface", "cosface", "curricularface", "npcface", "subcenter_arcface", "softmax", "center" }
 parser:flag("--one", "one rank's run (used by the driver)")
 local args = parser:parse(arg or {})
 -- one rank's run gets single values
@@ -56,14 +59,18 @@ local function list(v, default)
 end
 
 
--- per-rank bytes of the model above
-local function model_bytes(C, N, rate, chunk)
+-- per-rank bytes of the model above (Sub-center ArcFace: G = 3 rows of W per class, and per chunk
+-- the R × G·K cosines besides the R × K max and its gradient; Center: its C/N × D centres too)
+local function model_bytes(C, N, rate, chunk, head)
+  local G = head == "subcenter_arcface" and 3 or 1
   local Cl = math.ceil(C / N)
   local K = rate and rate > 0 and math.floor(rate * Cl) or Cl
   local grad_rows = (rate and rate > 0) and K or Cl
   if chunk == nil then chunk = N > 1 and B or 0 end
   local R = (chunk > 0 and chunk < N * B) and chunk or N * B
-  return (2 * Cl + grad_rows) * D * 4 + 2 * R * K * 4 + 4 * (N * B) * D * 4
+  local bufs = G > 1 and R * K * (G + 2) or 2 * R * K
+  local extra = head == "center" and Cl * D * 4 or 0
+  return (2 * Cl + grad_rows) * G * D * 4 + bufs * 4 + 4 * (N * B) * D * 4 + extra
 end
 
 -- ------------------------------------------------------------------ one rank of one configuration
@@ -72,7 +79,7 @@ if args.one then
   local C, rate = args.C, args.pfc and args.pfc > 0 and args.pfc or nil
   local rank, N = dist.rank(), dist.size()
   fvl.manual_seed(1)
-  local head = fvl.loss.arcface { dim = D, classes = C, sharded = true, partial_fc = rate, shard_chunk = args.chunk }
+  local head = fvl.loss[args.head] { dim = D, classes = C, sharded = true, partial_fc = rate, shard_chunk = args.chunk }
   local opt = fvl.optim.sgd(head, { lr = 0.1, momentum = 0.9, weight_decay = 5e-4 })
   fvl.manual_seed(100 + rank)
   local x = fvl.randn(B, D)
@@ -141,7 +148,7 @@ local script = arg and arg[0] or "scripts/bench/dist_heads.lua"
 local cores = fvl.sys and fvl.sys.cpu_count and fvl.sys.cpu_count() or 2
 local load = tonumber((fvl.util.loadavg()))
 
-print(string.format("dist_heads.lua: arcface sharded, D=%d, B=%d per rank, SGD momentum; best of %d steps after %d " ..
+print(string.format("dist_heads.lua: " .. args.head .. " sharded, D=%d, B=%d per rank, SGD momentum; best of %d steps after %d " ..
                     "warm-up; %d cores%s; runs needing more than %.1f GB in all are skipped", D, B, args.steps,
                     args.warmup, cores, load and string.format(", load average %.1f at start", load) or "", max_gb))
 print(string.format("%9s %3s %5s %9s %9s %10s %10s %10s %10s %8s %7s", "C", "np", "pfc", "ms/step", "head ms", "peak MB",
@@ -156,7 +163,7 @@ for _, r in ipairs(rates) do if r == 0 then order[#order + 1] = r end end
 for _, r in ipairs(order) do
   for _, C in ipairs(Cs) do
     for _, N in ipairs(NPs) do
-      local model = model_bytes(C, N, r, args.chunk) / 2 ^ 20
+      local model = model_bytes(C, N, r, args.chunk, args.head) / 2 ^ 20
       local tag = string.format("%9d %3d %5s", C, N, r > 0 and tostring(r) or "-")
       if model * N / 1024 > max_gb then
         print(string.format("%s %9s %9s %10s %10s %10.0f   skipped: needs ~%.1f GB in all here", tag, "-", "-", "-", "-", model,
@@ -164,8 +171,8 @@ for _, r in ipairs(order) do
       else
         local threads = math.max(1, cores // N)
         local cmd = string.format("%s FVL_THREADS=%d mpirun --oversubscribe -np %d -x FVL_THREADS %s %s --one --C %d " ..
-                                  "--pfc %s --B %d --D %d --steps %d --warmup %d --gemm %d%s 2>&1", env, threads, N, exe, script,
-                                  C, r, B, D, args.steps, args.warmup, args.gemm, args.chunk and (" --chunk " .. args.chunk) or "")
+                                  "--pfc %s --B %d --D %d --steps %d --warmup %d --gemm %d --head %s%s 2>&1", env, threads, N, exe, script,
+                                  C, r, B, D, args.steps, args.warmup, args.gemm, args.head, args.chunk and (" --chunk " .. args.chunk) or "")
         local p = io.popen(cmd)
         local out = p:read("a")
         p:close()

@@ -101,23 +101,20 @@ local function compare(name, o, extra)
   return sh
 end
 
-for _, h in ipairs(HEADS) do compare(h[1], h[2], { sharded = true }) end
--- the gathered rows in chunks of 3 (uneven: 4, 8 or 12 rows), and all at once (shard_chunk = 0);
--- the heads whose cosines only reach margin_ce / target_cos run the fused chunked op
-local FUSED = { normface = true, sphereface = true, cosface = true, arcface = true, combined = true,
-                mv_softmax = true, curricularface = true, circle = true, discface = true, magface = true,
-                adaface = true, elasticface = true, margin = true, am_softmax = true, adacos = true }
+-- every head three ways: the default row chunks (this rank's B rows when the world has several
+-- ranks), the gathered rows in chunks of 3 (uneven: 4, 8 or 12 rows) and all at once
+-- (shard_chunk = 0); in chunks every head runs the chunked ops (its scores never held whole)
 for _, h in ipairs(HEADS) do
-  if h[1] ~= "softmax" and h[1] ~= "center" then
-    local sh = compare(h[1], h[2], { sharded = true, shard_chunk = 3 })
-    if FUSED[h[1]] and sh.shard.chunked ~= true then
-      error(h[1] .. ": shard_chunk = 3 did not run the chunked op")
-    end
+  local sh = compare(h[1], h[2], { sharded = true })
+  if N > 1 and not sh.shard.pairwise and sh.shard.chunked ~= true then
+    error(h[1] .. ": the default row chunks did not run the chunked ops")
   end
-end
-for _, name in ipairs { "arcface", "curricularface", "adaface", "subcenter_arcface" } do
-  local sh = compare(name, { s = 16, K = name == "subcenter_arcface" and 2 or nil }, { sharded = true, shard_chunk = 0 })
-  if sh.shard.chunked then error(name .. ": shard_chunk = 0 ran in chunks") end
+  sh = compare(h[1], h[2], { sharded = true, shard_chunk = 3 })
+  if not sh.shard.pairwise and sh.shard.chunked ~= true then
+    error(h[1] .. ": shard_chunk = 3 did not run the chunked ops")
+  end
+  sh = compare(h[1], h[2], { sharded = true, shard_chunk = 0 })
+  if sh.shard.chunked then error(h[1] .. ": shard_chunk = 0 ran in chunks") end
 end
 compare("arcface", { s = 16 }, { sharded = true, partial_fc = 1.0, shard_chunk = 3 })
 -- Partial FC with rate 1 is the full head (sharded, and with a rate in a single process too)
@@ -217,8 +214,9 @@ do
       dist.allreduce_grads(pA, { op = op, bucket_mb = 0.0002 })
       headO(netO(xl), yl):backward()
       sync:wait()
+      -- every bucket during the backward: the unused parameter's is launched without waiting for wait()
       local nb, early = sync:buckets()
-      if N > 1 and early < 1 then error(string.format("overlap: none of %d buckets launched during the backward", nb)) end
+      if N > 1 and early ~= nb then error(string.format("overlap: %d of %d buckets launched during the backward", early, nb)) end
       for i = 1, #pA do
         if not (N == 1 and i == 1) then   -- one process: nothing reduced, the unused one has no .grad
           close(pO[i].grad, pA[i].grad, string.format("overlapped grad %d (%s), step %d", i, op, step))
@@ -229,8 +227,50 @@ do
     end
     sync:close()
   end
+  -- gradient accumulation: two backwards per step, the first inside no_sync (gradients added up
+  -- locally), the second synced; equal to allreduce_grads after both (the one-process net took
+  -- other steps in the "mean" rounds above)
+  local sync = dist.overlap_grads(pO, { op = "sum", bucket_mb = 0.0002 })
+  for step = 1, 2 do
+    fvl.manual_seed(500 + step)
+    local xs, ys = fvl.randn(2 * N * B, 6), fvl.randint(1, C, { 2 * N * B })
+    opt1:zero_grad(); optA:zero_grad(); optO:zero_grad()
+    for k = 0, 1 do
+      local function mine(t) return t:narrow(1, k * N * B + rank * B + 1, B):contiguous() end
+      head1(net1(xs:narrow(1, k * N * B + 1, N * B)), ys:narrow(1, k * N * B + 1, N * B)):backward()
+      headA(netA(mine(xs)), mine(ys)):backward()
+      local function bw() headO(netO(mine(xs)), mine(ys)):backward() end
+      if k == 0 then sync:no_sync(bw) else bw() end
+    end
+    dist.allreduce_grads(pA, { op = "sum", bucket_mb = 0.0002 })
+    sync:wait()
+    for i = 2, #pA do
+      close(pO[i].grad, pA[i].grad, string.format("accumulated overlapped grad %d, step %d", i, step))
+    end
+    opt1:step(); optA:step(); optO:step()
+  end
+  -- misuse is an error on every rank, before the backward runs: a second synced backward before
+  -- wait, and no_sync after a synced backward of the step
+  fvl.manual_seed(600)
+  local xs, ys = fvl.randn(N * B, 6), fvl.randint(1, C, { N * B })
+  local xl, yl = xs:narrow(1, rank * B + 1, B):contiguous(), ys:narrow(1, rank * B + 1, B):contiguous()
+  optO:zero_grad()
+  headO(netO(xl), yl):backward()
+  local ok, err = pcall(function() headO(netO(xl), yl):backward() end)
+  if N > 1 and (ok or not tostring(err):find("second backward before sync:wait")) then
+    error("overlap: a second backward: " .. tostring(err))
+  end
+  ok, err = pcall(sync.no_sync, sync, function() end)
+  if N > 1 and (ok or not tostring(err):find("no_sync after a backward")) then error("overlap: late no_sync: " .. tostring(err)) end
+  sync:wait()
+  -- no_sync returns fn's results and passes its errors on
+  local r1, r2 = sync:no_sync(function(a, b) return a + b, "two" end, 1, 2)
+  if r1 ~= 3 or r2 ~= "two" then error("no_sync results: " .. tostring(r1) .. ", " .. tostring(r2)) end
+  ok, err = pcall(sync.no_sync, sync, function() error("inner", 0) end)
+  if ok or err ~= "inner" then error("no_sync error: " .. tostring(err)) end
+  sync:close()
   local a = dist.overlap_grads(pO)
-  local ok, err = pcall(dist.overlap_grads, pO)
+  ok, err = pcall(dist.overlap_grads, pO)
   a:close()
   if N > 1 and (ok or not tostring(err):find("another overlap")) then error("second overlap: " .. tostring(err)) end
   ok, err = pcall(a.wait, a)

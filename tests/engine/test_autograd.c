@@ -693,6 +693,66 @@ START_TEST(grad_broadcast_all_shapes) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hooks */
+/* the start hook sees every leaf of the graph once, sorted by address, before any node runs; the
+   gradient hook sees each leaf once with its final gradient; an error from either stops the
+   backward with that message; a leaf root calls neither */
+typedef struct { fvl_tensor *seen[8]; int nseen, nstart, fail_start; size_t nleaves; int sorted, grads_at_start; } hook_log;
+static int start_cb(void *ud, fvl_tensor *const *leaves, size_t n) {
+  hook_log *h = ud;
+  h->nstart++;
+  h->nleaves = n;
+  h->sorted = 1;
+  for (size_t i = 1; i < n; i++) if ((uintptr_t)leaves[i - 1] >= (uintptr_t)leaves[i]) h->sorted = 0;
+  for (size_t i = 0; i < n; i++) h->grads_at_start += leaves[i]->grad != NULL;
+  return h->fail_start ? fvl_err("start hook: refused") : 0;
+}
+static int grad_cb(void *ud, fvl_tensor *leaf) {
+  hook_log *h = ud;
+  ck_assert_ptr_nonnull(leaf->grad);
+  if (h->nseen < 8) h->seen[h->nseen++] = leaf;
+  return 0;
+}
+START_TEST(tape_hooks) {
+  int64_t sz[1] = {4};
+  fvl_tensor *a = leaf(1, sz, 0.5f, 2), *b = leaf(1, sz, 0.5f, 2), *unused = leaf(1, sz, 0.5f, 2);
+  hook_log h = {0};
+  fvl_set_grad_hook(grad_cb, &h, NULL, NULL);
+  fvl_set_grad_start_hook(start_cb, &h, NULL, NULL);
+  /* a is used twice (two paths), b once */
+  fvl_tensor *p = fvl_binary(FVL_MUL, a, b), *q = fvl_binary(FVL_ADD, p, a), *s = fvl_sum(q, -1, 0);
+  ck_assert_int_eq(fvl_backward(s, NULL), 0);
+  ck_assert_int_eq(h.nstart, 1);
+  ck_assert_int_eq((int)h.nleaves, 2);
+  ck_assert(h.sorted);
+  ck_assert_int_eq(h.grads_at_start, 0);
+  ck_assert_int_eq(h.nseen, 2);
+  ck_assert((h.seen[0] == a && h.seen[1] == b) || (h.seen[0] == b && h.seen[1] == a));
+  ck_assert_ptr_null(unused->grad);
+  R(p); R(q); R(s);
+  /* an error from the start hook: no node runs, no gradient moves */
+  h.fail_start = 1;
+  h.nseen = 0;
+  p = fvl_binary(FVL_MUL, a, b);
+  s = fvl_sum(p, -1, 0);
+  float before = fvl_f32(b->grad)[0];
+  ck_assert_int_eq(fvl_backward(s, NULL), -1);
+  ck_assert_msg(strstr(fvl_errmsg(), "start hook: refused") != NULL, "%s", fvl_errmsg());
+  ck_assert_int_eq(h.nseen, 0);
+  ck_assert(fvl_f32(b->grad)[0] == before);
+  R(p); R(s);
+  /* removed: no calls */
+  fvl_set_grad_hook(NULL, NULL, NULL, NULL);
+  fvl_set_grad_start_hook(NULL, NULL, NULL, NULL);
+  h.nstart = 0;
+  p = fvl_binary(FVL_MUL, a, b);
+  s = fvl_sum(p, -1, 0);
+  ck_assert_int_eq(fvl_backward(s, NULL), 0);
+  ck_assert_int_eq(h.nstart, 0);
+  R(p); R(s); R(a); R(b); R(unused);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("autograd");
   TCase *tc = tcase_create("gradcheck");
@@ -724,6 +784,7 @@ int main(void) {
   tcase_add_test(tp, tape_sum_to);
   tcase_add_test(tp, gradcheck_reports_mismatch);
   tcase_add_test(tp, tape_long_chain);
+  tcase_add_test(tp, tape_hooks);
   suite_add_tcase(s, tp);
   return fvl_check_run(s);
 }

@@ -126,6 +126,58 @@ START_TEST(depthwise) {
   check_grouped(3, 5, 7, 7, 5, 7, 1, 0, 5);   /* the global depthwise conv: 7×7 → 1×1 */
 }
 END_TEST
+/* the vectorised depthwise kernels (conv_dw.c): rows past one vector with tails, more rows than
+ * one 4-row block, even and odd widths at stride 2, no padding, a 5×5 kernel (the generic tap
+ * loop), stride 3 */
+START_TEST(depthwise_vector_shapes) {
+  check_grouped(2, 3, 19, 13, 3, 3, 1, 1, 3);
+  check_grouped(1, 2, 12, 20, 2, 3, 2, 1, 2);
+  check_grouped(2, 2, 9, 11, 2, 3, 1, 0, 2);
+  check_grouped(1, 2, 10, 17, 2, 5, 1, 2, 2);
+  check_grouped(1, 2, 11, 10, 2, 3, 2, 0, 2);
+  check_grouped(1, 2, 10, 11, 2, 5, 3, 2, 2);
+}
+END_TEST
+
+/* the vectorised kernels against the generic grouped loops (the reference path), and the same
+ * bits for any thread count */
+static void dw_run(const fvl_conv2d_shape *s, const float *x, const float *w, const float *b, const float *r,
+                   float *out) {
+  const size_t nx = (size_t)s->B * s->C * s->H * s->W, ny = (size_t)s->B * s->O * s->OH * s->OW;
+  const size_t nw = (size_t)s->O * s->KH * s->KW;
+  ck_assert_int_eq(fvl_conv2d_grouped_fwd(s, s->C, x, w, b, out), 0);
+  ck_assert_int_eq(fvl_conv2d_grouped_bwd(s, s->C, x, w, r, out + ny, out + ny + nx, out + ny + nx + nw), 0);
+}
+START_TEST(depthwise_reference) {
+  const int shapes[][5] = {{28, 28, 3, 1, 1}, {28, 28, 3, 2, 1}, {14, 14, 3, 1, 1}, {7, 7, 7, 1, 0}, {9, 23, 3, 2, 1}};
+  for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+    fvl_conv2d_shape s = {.B = 3, .C = 5, .H = shapes[t][0], .W = shapes[t][1], .O = 5, .KH = shapes[t][2],
+                          .KW = shapes[t][2], .sh = shapes[t][3], .sw = shapes[t][3], .ph = shapes[t][4],
+                          .pw = shapes[t][4]};
+    ck_assert_int_eq(fvl_conv2d_plan(&s), 0);
+    const size_t nx = (size_t)s.B * s.C * s.H * s.W, ny = (size_t)s.B * s.O * s.OH * s.OW,
+                 nw = (size_t)s.O * s.KH * s.KW, n = ny + nx + nw + s.O;
+    double *dx0 = dvec(nx), *dw0 = dvec(nw), *db0 = dvec(s.O), *dr = dvec(ny);
+    float *x = fvec(dx0, nx), *w = fvec(dw0, nw), *b = fvec(db0, s.O), *r = fvec(dr, ny);
+    float *fast = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *other = malloc(sizeof(float) * n);
+    dw_run(&s, x, w, b, r, fast);
+    const int old = fvl_conv2d_set_depthwise(0);
+    dw_run(&s, x, w, b, r, ref);
+    fvl_conv2d_set_depthwise(old);
+    for (size_t i = 0; i < n; i++)
+      ck_assert_msg(fabsf(fast[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])), "shape %zu: [%zu] = %.9g, reference %.9g",
+                    t, i, fast[i], ref[i]);
+#ifdef _OPENMP
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(threads == 1 ? 2 : 1);
+    dw_run(&s, x, w, b, r, other);
+    omp_set_num_threads(threads);
+    ck_assert_int_eq(memcmp(fast, other, sizeof(float) * n), 0);
+#endif
+    free(dx0); free(dw0); free(db0); free(dr); free(x); free(w); free(b); free(r); free(fast); free(ref); free(other);
+  }
+}
+END_TEST
 START_TEST(grouped) {
   check_grouped(2, 4, 6, 6, 4, 3, 1, 1, 2);   /* two channels per group (MobileFaceNet scale 2) */
   check_grouped(2, 6, 5, 5, 9, 3, 2, 1, 3);   /* 2 in, 3 out per group, stride 2 */
@@ -160,8 +212,9 @@ typedef struct {
   double *x, *g, *bt, *a, *r, *rm, *rv;
 } bnp;
 
-static double bnp_objective(void *p) {
-  const bnp *c = p;
+/* y = prelu(bn(x)) in double (y may be NULL), the statistics used (mean/invstd may be NULL);
+ * returns L = Σ r·y */
+static double bnp_forward(const bnp *c, double *y, double *mean_out, double *inv_out) {
   double L = 0;
   const double N = (double)c->B * c->S;
   for (int ch = 0; ch < c->C; ch++) {
@@ -181,15 +234,19 @@ static double bnp_objective(void *p) {
       var = c->rv[ch];
     }
     const double inv = 1 / sqrt(var + 1e-5), a = c->a[c->na == 1 ? 0 : ch];
+    if (mean_out) mean_out[ch] = mean;
+    if (inv_out) inv_out[ch] = inv;
     for (int b = 0; b < c->B; b++)
       for (int i = 0; i < c->S; i++) {
         const size_t k = ((size_t)b * c->C + ch) * c->S + i;
-        const double z = (c->x[k] - mean) * inv * c->g[ch] + c->bt[ch];
-        L += c->r[k] * (z > 0 ? z : a * z);
+        const double z = (c->x[k] - mean) * inv * c->g[ch] + c->bt[ch], v = z > 0 ? z : a * z;
+        if (y) y[k] = v;
+        L += c->r[k] * v;
       }
   }
   return L;
 }
+static double bnp_objective(void *p) { return bnp_forward(p, NULL, NULL, NULL); }
 
 static void check_bn_prelu(int B, int C, int S, int training, int na) {
   bnp c = {.B = B, .C = C, .S = S, .training = training, .na = na};
@@ -212,6 +269,18 @@ static void check_bn_prelu(int B, int C, int S, int training, int na) {
   fvl_prelu_fwd(z, B, C, S, a, na, y2);
   fvl_prelu_bwd(z, r, B, C, S, a, na, dz, da2);
   fvl_batchnorm_bwd(x, dz, B, C, S, g, m2, i2, training, dx2, dg2, db2);
+  /* the forward and the batch statistics against the double reference */
+  double *ey = malloc(sizeof(double) * n);
+  bnp_forward(&c, ey, NULL, NULL);
+  near("bn_prelu y", y, ey, n, 1e-5);
+  if (training) {
+    double *em = malloc(sizeof(double) * C), *ei = malloc(sizeof(double) * C);
+    bnp_forward(&c, NULL, em, ei);
+    near("bn_prelu mean", mean, em, C, 1e-6);
+    near("bn_prelu invstd", inv, ei, C, 1e-5);
+    free(em); free(ei);
+  }
+  free(ey);
   const float tol = 2e-4f;
   for (size_t i = 0; i < n; i++) {
     ck_assert_float_eq_tol(y[i], y2[i], tol * (1 + fabsf(y2[i])));
@@ -246,6 +315,65 @@ START_TEST(bn_prelu_eval) {
   check_bn_prelu(2, 3, 7, 0, 3);
 }
 END_TEST
+/* the vector loops: 8- and 16-wide bodies with scalar tails, planes longer than one partial-sum
+ * block (512 values), one shared slope */
+START_TEST(bn_prelu_vector_shapes) {
+  check_bn_prelu(2, 3, 37, 1, 3);
+  check_bn_prelu(2, 2, 531, 1, 1);
+  check_bn_prelu(3, 2, 49, 0, 2);
+}
+END_TEST
+
+/* statistics of values far from zero (mean 1000, spread 1): the shifted sums keep the variance */
+START_TEST(bn_prelu_offset_stats) {
+  const int B = 4, C = 3, S = 300;
+  const size_t n = (size_t)B * C * S;
+  float *x = malloc(sizeof(float) * n), *y = malloc(sizeof(float) * n), a[1] = {0.25f}, m[3], v[3];
+  for (size_t i = 0; i < n; i++) x[i] = (float)(1000 + unif() * (1 + (double)((i / S) % C)));
+  ck_assert_int_eq(fvl_bn_prelu_fwd(x, B, C, S, NULL, NULL, a, 1, NULL, NULL, 1, 0.1, 1e-5, y, m, v), 0);
+  for (int ch = 0; ch < C; ch++) {
+    double mean = 0, var = 0;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < S; i++) mean += x[((size_t)b * C + ch) * S + i];
+    mean /= B * S;
+    for (int b = 0; b < B; b++)
+      for (int i = 0; i < S; i++) var += pow(x[((size_t)b * C + ch) * S + i] - mean, 2);
+    var /= B * S;
+    ck_assert_msg(fabs(m[ch] - mean) <= 1e-7 * mean, "mean %.9g, expected %.9g", m[ch], mean);
+    ck_assert_msg(fabs(v[ch] * sqrt(var + 1e-5) - 1) <= 1e-5, "invstd %.9g, expected %.9g", v[ch],
+                  1 / sqrt(var + 1e-5));
+  }
+  free(x); free(y);
+}
+END_TEST
+
+/* one thread per channel, fixed order: the same bits for any thread count */
+START_TEST(bn_prelu_threads) {
+#ifdef _OPENMP
+  const int B = 3, C = 5, S = 77;
+  const size_t n = (size_t)B * C * S;
+  double *dx0 = dvec(n), *dr = dvec(n), *dg0 = dvec(C), *da0 = dvec(C);
+  float *x = fvec(dx0, n), *r = fvec(dr, n), *g = fvec(dg0, C), *a = fvec(da0, C);
+  float *out[2][5];
+  const int threads[2] = {1, 3}, old = omp_get_max_threads();
+  for (int t = 0; t < 2; t++) {
+    omp_set_num_threads(threads[t]);
+    float *y = malloc(sizeof(float) * n), *dx = malloc(sizeof(float) * n), *m = malloc(sizeof(float) * C),
+          *v = malloc(sizeof(float) * C), *dgv = malloc(sizeof(float) * 3 * C);
+    ck_assert_int_eq(fvl_bn_prelu_fwd(x, B, C, S, g, NULL, a, C, NULL, NULL, 1, 0.1, 1e-5, y, m, v), 0);
+    ck_assert_int_eq(fvl_bn_prelu_bwd(x, r, B, C, S, g, NULL, a, C, m, v, 1, dx, dgv, dgv + C, dgv + 2 * C), 0);
+    out[t][0] = y; out[t][1] = dx; out[t][2] = m; out[t][3] = v; out[t][4] = dgv;
+  }
+  omp_set_num_threads(old);
+  const size_t len[5] = {n, n, C, C, 3 * (size_t)C};
+  for (int k = 0; k < 5; k++) {
+    ck_assert_int_eq(memcmp(out[0][k], out[1][k], sizeof(float) * len[k]), 0);
+    free(out[0][k]); free(out[1][k]);
+  }
+  free(dx0); free(dr); free(dg0); free(da0); free(x); free(r); free(g); free(a);
+#endif
+}
+END_TEST
 START_TEST(bn_prelu_errors) {
   float x[4] = {1, 2, 3, 4}, a[1] = {0.25f}, y[4], m[4], v[4];
   ck_assert_int_eq(fvl_bn_prelu_fwd(x, 1, 4, 1, NULL, NULL, a, 1, NULL, NULL, 1, 0.1, 1e-5, y, m, v), -1);
@@ -261,11 +389,16 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, depthwise);
   tcase_add_test(tc, grouped);
+  tcase_add_test(tc, depthwise_vector_shapes);
+  tcase_add_test(tc, depthwise_reference);
   tcase_add_test(tc, grouped_threads);
   tcase_add_test(tc, grouped_errors);
   tcase_add_test(tc, bn_prelu_train);
   tcase_add_test(tc, bn_prelu_eval);
   tcase_add_test(tc, bn_prelu_errors);
+  tcase_add_test(tc, bn_prelu_vector_shapes);
+  tcase_add_test(tc, bn_prelu_offset_stats);
+  tcase_add_test(tc, bn_prelu_threads);
   suite_add_tcase(s, tc);
   return fvl_check_run(s);
 }

@@ -209,6 +209,10 @@ START_TEST(conv_direct_and_gemm) {
        * 24×24 maps with 64 outputs: bands of positions, 100 input channels: channel blocks too */
       {3, 5, 5, 7, 96, 3, 3, 1, 1, 1, 1},  {2, 3, 24, 24, 64, 3, 3, 1, 1, 1, 1},
       {1, 100, 24, 24, 64, 3, 3, 1, 1, 1, 1},
+      /* strided, on the channel-vector kernels (forward and dW; dx by col2im): 3×3 stride 2 with
+       * 32 and 64 outputs, 1×1 stride 2 (64 taps), strides 2×1 with 48 outputs (AVX2 tiles) */
+      {2, 8, 9, 9, 32, 3, 3, 2, 2, 1, 1},  {2, 8, 12, 12, 64, 3, 3, 2, 2, 1, 1},
+      {3, 64, 6, 7, 16, 1, 1, 2, 2, 0, 0}, {2, 16, 10, 11, 48, 3, 3, 2, 1, 1, 1},
   };
   const int old = fvl_conv2d_set_direct(1), old512 = fvl_conv2d_set_avx512(1);
   const int have512 = fvl_conv2d_avx512();
@@ -241,18 +245,20 @@ START_TEST(conv_direct_and_gemm) {
 END_TEST
 
 /* the AVX-512 and AVX2 direct kernels sum every output in the same order: the same bits for y
- * (bias, and the BatchNorm + PReLU epilogue), dx and dW, with bands and channel blocks */
+ * (bias, and the BatchNorm + PReLU epilogue), dx and dW, with bands and channel blocks, stride 1
+ * and 2 */
 START_TEST(conv_direct_avx512_bits) {
   const int old512 = fvl_conv2d_set_avx512(1);
   if (!fvl_conv2d_avx512()) {   /* nothing to compare on this CPU */
     fvl_conv2d_set_avx512(old512);
     return;
   }
-  const int shapes[][6] = {{2, 100, 24, 24, 64, 3}, {3, 40, 7, 7, 64, 3}, {2, 32, 9, 9, 32, 5}};
+  const int shapes[][7] = {{2, 100, 24, 24, 64, 3, 1}, {3, 40, 7, 7, 64, 3, 1}, {2, 32, 9, 9, 32, 5, 1},
+                           {2, 64, 14, 14, 64, 3, 2}, {3, 64, 9, 9, 32, 1, 2}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     const int *v = shapes[k];
     fvl_conv2d_shape s = {.B = v[0], .C = v[1], .H = v[2], .W = v[3], .O = v[4], .KH = v[5], .KW = v[5],
-                          .sh = 1, .sw = 1, .ph = v[5] / 2, .pw = v[5] / 2};
+                          .sh = v[6], .sw = v[6], .ph = v[5] / 2, .pw = v[5] / 2};
     ck_assert_int_eq(fvl_conv2d_plan(&s), 0);
     ck_assert(fvl_conv2d_direct_ok(&s));
     const size_t nx = (size_t)s.B * s.C * s.H * s.W, nw = (size_t)s.O * s.C * s.KH * s.KW;

@@ -154,6 +154,30 @@ describe("fused class blocks", function()
     with_fused(false, function() head(x, { 1, 2, 3, 4 }):backward() end)
     expect_true(head._gws ~= nil, "the two-pass path has its gradient workspace")
   end)
+  it("a target gather (AdaFace, fvl.loss.margin heads) writes no B×C gradient either", function()
+    -- engine bytes at a step's peak beyond W and W.grad, in B×C buffers: the cosines and small
+    -- vectors, as ArcFace (F.target_cos's B values are added in the cosine's blocks)
+    local function bufs(name)
+      local B, D, C = 32, 16, 2000
+      fvl.manual_seed(12)
+      local head = make(name, { dim = D, classes = C })
+      local x, y = fvl.randn(B, D), fvl.randint(C, { B })
+      x:requires_grad()
+      local function step() x.grad, head.weight.grad = nil, nil; head(x, y):backward() end
+      step(); step()
+      collectgarbage(); collectgarbage()
+      fvl.mem(true)
+      step()
+      return (fvl.mem().peak - 2 * C * D * 4) / (B * C * 4)
+    end
+    with_fused(true, function()
+      local arc = bufs("arcface")
+      for _, h in ipairs { "adaface", "margin_arcface", "margin_adaface" } do
+        local b = bufs(h)
+        expect_true(b <= arc + 0.05, string.format("%s holds %.2f B×C buffers, arcface %.2f", h, b, arc))
+      end
+    end)
+  end)
   it("F.fused names a bad argument", function()
     expect_error(function() F.fused("yes") end, "F.fused: on must be true, false or 'recompute', got 'yes'")
     expect_error(function() F.fused(1) end, "F.fused: on must be true, false or 'recompute', got number")

@@ -184,20 +184,35 @@ local function own_rows(ctx)
   return ctx.own, ctx.own_cols, ctx.own_rows, w
 end
 
--- The cosine matrix of a head in row chunks (ctx.chunk): S.cosine returns this stand-in, and
--- S.margin_ce on it is the fused chunked op (F.cosine_margin_ce_shard), S.target_cos the row dot
--- products of the targets; anything else a head does with it (group_max, hard_mean, neg_lse,
--- arithmetic, a method) computes the whole N·B × C_local matrix once, as without chunks.
+-- The score matrix of a head in row chunks (ctx.chunk): S.cosine (and S.linear_logits) return this
+-- stand-in for the N·B × C_local scores of x against this rank's centres, and S.group_max of it is
+-- one more stand-in (the max over each class's K rows). S.margin_ce and S.hard_mean on a stand-in
+-- run the chunked ops (F.chunked_margin_ce_shard / F.chunked_hard_mean_shard), S.target_cos the
+-- rows' dot products, S.neg_lse its own chunks; anything else a head does with it (arithmetic, a
+-- method) computes the whole matrix once, as without chunks.
 local Lazy = {}
 local function is_lazy(t) return getmetatable(t) == Lazy end
 -- fields of a stand-in (rawget: its __index computes the matrix)
 local function lz(P, k) return rawget(P, k) end
+-- a stand-in for the scores described by src = {x, W, b, linear, K}
+local function new_lazy(src, det)
+  src.base = src
+  setmetatable(src, Lazy)
+  return det and setmetatable({ base = src, det = true }, Lazy) or src
+end
+-- the whole matrix of a stand-in's scores (tracked in what requires grad)
+local function whole(b)
+  local F = fvl.F
+  if lz(b, "linear") then return F.linear_logits(lz(b, "x"), lz(b, "W"), lz(b, "b")) end
+  local c = F.cosine(lz(b, "x"), lz(b, "W"))
+  return lz(b, "K") > 1 and F.group_max(c, lz(b, "K")) or c
+end
 local function real(P)
   local b = lz(P, "base")
   if not lz(b, "t") then   -- tracked, even when first asked for under no_grad (a detached use)
     local was = fvl.grad_enabled()
     fvl.grad_enabled(true)
-    local ok, t = pcall(fvl.F.cosine, lz(b, "x"), lz(b, "W"))
+    local ok, t = pcall(whole, b)
     fvl.grad_enabled(was)
     if not ok then error(t, 0) end
     rawset(b, "t", t)
@@ -205,12 +220,12 @@ local function real(P)
   return lz(P, "det") and lz(b, "t"):detach() or lz(b, "t")
 end
 local function pending(v) return is_lazy(v) and not lz(lz(v, "base"), "t") end
--- the stand-in's x and W (detached for a detached stand-in)
-local function lazy_xw(P)
+-- the stand-in's x, W, bias (detached for a detached stand-in) and its description for the C ops
+local function lazy_src(P, chunk)
   local b = lz(P, "base")
-  local x, W = lz(b, "x"), lz(b, "W")
-  if lz(P, "det") then return x:detach(), W:detach() end
-  return x, W
+  local x, W, bias = lz(b, "x"), lz(b, "W"), lz(b, "b")
+  if lz(P, "det") then x, W, bias = x:detach(), W:detach(), bias and bias:detach() end
+  return x, W, { chunk = chunk, scores = lz(b, "linear") and "linear" or "cosine", groups = lz(b, "K"), bias = bias }
 end
 local function unlazy(v) return is_lazy(v) and real(v) or v end
 Lazy.__index = function(P, k)
@@ -236,34 +251,48 @@ local function make_F(ctx)
     return ctx.xc
   end
   function S.cosine(x, W, ws)
-    if ctx.chunk and W == ctx.weight then
-      local P = { x = cols_x(x), W = ctx.W }
-      P.base = P
-      return setmetatable(P, Lazy)
-    end
+    if ctx.chunk and W == ctx.weight then return new_lazy { x = cols_x(x), W = ctx.W, K = 1 } end
     return F.cosine(cols_x(x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
-    if W == ctx.weight then W, b = ctx.W, ctx.b end
+    if W == ctx.weight then
+      if ctx.chunk then return new_lazy { x = cols_x(x), W = ctx.W, b = ctx.b, linear = true, K = 1 } end
+      W, b = ctx.W, ctx.b
+    end
     return F.linear_logits(cols_x(x), W, b, ws)
   end
-  -- column-local: the same on a slice
-  function S.group_max(cos, ...) return F.group_max(unlazy(cos), ...) end
+  -- column-local: the same on a slice; on a stand-in of cosines, one of their groups' max
+  local function lazy_max(cos, K)
+    local b = lz(cos, "base")
+    if lz(b, "linear") or lz(b, "K") ~= 1 then return nil end
+    return new_lazy({ x = lz(b, "x"), W = lz(b, "W"), K = K }, lz(cos, "det"))
+  end
+  function S.group_max(cos, K, ...)
+    if pending(cos) then
+      local m = lazy_max(cos, K)
+      if m then return m end
+    end
+    return F.group_max(unlazy(cos), K, ...)
+  end
   function S.group_max_ws(cos, K, gws, prev)   -- no workspaces in row chunks: then no previous output
+    if pending(cos) then
+      local m = lazy_max(cos, K)
+      if m then return m end
+    end
     return F.group_max_ws(unlazy(cos), K, gws, gws and prev or nil)
   end
   function S.margin_ce(cos, y, spec, name)
     if pending(cos) then
-      local x, W = lazy_xw(cos)
+      local x, W, src = lazy_src(cos, ctx.chunk)
       ctx.fused = true
-      return F.cosine_margin_ce_shard(x, W, ctx.cols, spec, ctx.chunk, name, ctx.cap)
+      return F.chunked_margin_ce_shard(x, W, ctx.cols, spec, src, name, ctx.cap)
     end
     return F.margin_ce_shard(unlazy(cos), ctx.cols, spec, name, ctx.cap)
   end
   -- the target cosines from the rows' dot products (this rank's targets, summed over the ranks)
   local function lazy_targets(P)
     local own, oc, _, w = own_rows(ctx)
-    local x, W = lazy_xw(P)
+    local x, W = lazy_src(P)
     local c = (fvl.normalize(x:index(1, own), 2) * fvl.normalize(W:index(1, oc), 2)):sum(2):clamp(-1, 1) * w
     -- into the gathered rows' places: a one-hot NB × #own matrix
     local nb, sel = x:size(1), fvl.zeros(x:size(1), own:numel())
@@ -271,10 +300,19 @@ local function make_F(ctx)
     return dist.sum(sel:matmul(c:reshape(own:numel(), 1)):reshape(nb))
   end
   function S.target_cos(cos, y)
-    if pending(cos) then return lazy_targets(cos) end
+    if pending(cos) and not lz(lz(cos, "base"), "linear") and lz(lz(cos, "base"), "K") == 1 then
+      return lazy_targets(cos)
+    end
     return F.target_cos_shard(unlazy(cos), ctx.cols)
   end
-  function S.hard_mean(cos, y, o) return F.hard_mean_shard(unlazy(cos), ctx.cols, o) end
+  function S.hard_mean(cos, y, o)
+    if pending(cos) then
+      local x, W, src = lazy_src(cos, ctx.chunk)
+      ctx.fused = true
+      return F.chunked_hard_mean_shard(x, W, ctx.cols, o, src)
+    end
+    return F.hard_mean_shard(unlazy(cos), ctx.cols, o)
+  end
   -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked); in row chunks, chunk by chunk
   function S.neg_lse(cos, y, s)
     local nb = #ctx.cols_list
@@ -293,12 +331,14 @@ local function make_F(ctx)
     local l
     fvl.no_grad(function()
       if pending(cos) then
-        local x, W = lazy_xw(cos)
+        local x, W, src = lazy_src(cos)
         x, W = x:detach(), W:detach()
         local parts = {}
         for r0 = 1, nb, ctx.chunk do
           local m = math.min(ctx.chunk, nb - r0 + 1)
-          parts[#parts + 1] = part(F.cosine(x:narrow(1, r0, m), W), r0, m)
+          local b = { x = x:narrow(1, r0, m), W = W, b = src.bias and src.bias:detach(),
+                      linear = src.scores == "linear", K = src.groups }
+          parts[#parts + 1] = part(whole(b), r0, m)
         end
         l = #parts == 1 and parts[1] or fvl.cat(parts, 1)
       else

@@ -22,6 +22,7 @@ local function classes_in_use(self) return self._ws_cols and self._ws_cols // se
 -- B×(C·K) gradient workspace (F.group_max_ws), so a step keeps the B×(C·K) cosines, that one
 -- gradient workspace and this B×C buffer.
 function Sub:_max_workspaces(B)
+  if self._no_ws then return nil end   -- row chunks (fvl.loss.sharded): no B×C buffer
   local C = classes_in_use(self)
   if self._mgws_B ~= B or self._mgws_C ~= C then
     self._mgws, self._mgws_B, self._mgws_C, self._max = fvl.empty(B, C), B, C, nil

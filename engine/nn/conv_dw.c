@@ -1,0 +1,301 @@
+/* conv_dw.c — depthwise convolutions (groups = C = O, any kernel up to 8×8, stride, padding),
+ * forward and backward, vectorised along the output rows (see backbone.h).
+ *
+ * Each input plane is first copied into a zero-padded buffer split into `stride` column phases:
+ * phase p holds the padded columns q ≡ p (mod stride), so the input column ow·stride + j of
+ * output column ow is element ow + j/stride of phase j mod stride: every tap of a kernel is a
+ * contiguous run of 8 outputs, read with one unaligned vector load, and the padding needs no
+ * tests. The forward keeps 4 output rows × 8 columns in registers (the taps' sum in a fixed order:
+ * bias, then row by row of the kernel), the weights broadcast once per plane.
+ * Backward, one thread per channel (the batch in order, so results do not depend on the thread
+ * count): dw and db as 8-lane sums per plane added in double; dx for stride 1 as the forward
+ * correlation of the zero-padded dy with the flipped kernel, for larger strides by adding each dy
+ * run into the phase buffer (the forward's mapping run backwards), then copying the phases out.
+ * conv_group.c's loops stay the reference (fvl_conv2d_set_depthwise(0) selects them). */
+#include "backbone.h"
+#include "hot.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef fvl_v8f v8f;
+#define LD fvl_v8_load
+#define ST fvl_v8_store
+#define SET1 fvl_v8_set1
+#define MAXK 64   /* taps (KH·KW) the fast path takes */
+
+static int dw_enabled = 1;
+int fvl_conv2d_set_depthwise(int on) {
+  const int old = dw_enabled;
+  dw_enabled = on ? 1 : 0;
+  return old;
+}
+
+int fvl_conv2d_dw_ok(const fvl_conv2d_shape *s, int groups) {
+  return dw_enabled && groups == s->C && groups == s->O && s->KH * s->KW <= MAXK && s->OH > 0 && s->OW > 0 &&
+         s->B > 0;
+}
+
+/* the phase buffer of one plane: stride sw phases of Hp rows of Wq floats */
+typedef struct {
+  int sw, Hp, Wq, OWv;
+  size_t phase;   /* Hp·Wq */
+} geom;
+
+static geom geometry(const fvl_conv2d_shape *s) {
+  geom g;
+  g.sw = s->sw;
+  g.OWv = (s->OW + 7) / 8 * 8;
+  g.Wq = g.OWv + (s->KW - 1) / s->sw;
+  g.Hp = (s->OH - 1) * s->sh + s->KH;
+  g.phase = (size_t)g.Hp * g.Wq;
+  return g;
+}
+
+/* tap k = i·KW + j reads phase j mod sw, row i, column j / sw of the buffer */
+static void tap_offsets(const fvl_conv2d_shape *s, const geom *g, int *off) {
+  for (int i = 0; i < s->KH; i++)
+    for (int j = 0; j < s->KW; j++)
+      off[i * s->KW + j] = (int)((size_t)(j % g->sw) * g->phase + (size_t)i * g->Wq + (size_t)(j / g->sw));
+}
+
+/* buf[p][r][t] = x[r − ph][t·sw + p − pw], zero outside the plane */
+static void fill_phases(const fvl_conv2d_shape *s, const geom *g, const float *x, float *buf) {
+  const int sw = s->sw, W = s->W;
+  for (int p = 0; p < sw; p++) {
+    /* t in [lo, hi) reads inside the row: 0 <= t·sw + p − pw < W */
+    int lo = 0, hi = g->Wq;
+    while (lo < g->Wq && lo * sw + p - s->pw < 0) lo++;
+    while (hi > lo && (hi - 1) * sw + p - s->pw >= W) hi--;
+    for (int r = 0; r < g->Hp; r++) {
+      float *row = buf + (size_t)p * g->phase + (size_t)r * g->Wq;
+      const int h = r - s->ph;
+      if (h < 0 || h >= s->H || hi <= lo) {
+        memset(row, 0, sizeof(float) * (size_t)g->Wq);
+        continue;
+      }
+      const float *xr = x + (size_t)h * W + (lo * sw + p - s->pw);
+      memset(row, 0, sizeof(float) * (size_t)lo);
+      if (sw == 1)
+        memcpy(row + lo, xr, sizeof(float) * (size_t)(hi - lo));
+      else
+        for (int t = 0; t < hi - lo; t++) row[lo + t] = xr[(size_t)t * sw];
+      memset(row + hi, 0, sizeof(float) * (size_t)(g->Wq - hi));
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void store_n(float *y, v8f v, int n) {
+  if (n >= 8) {
+    ST(y, v);
+  } else {
+    float t[8];
+    ST(t, v);
+    memcpy(y, t, sizeof(float) * (size_t)n);
+  }
+}
+
+/* y[oh][ow] = bias + Σ_k w_k · buf[oh·rs + off_k + ow] for oh < OH, ow < OW (ld = OW):
+ * 4 rows × 8 columns at a time, the taps in order k = 0, 1, ... */
+static inline __attribute__((always_inline)) void rows_fwd(const float *buf, const int *off, const float *w, int KK,
+                                                           size_t rs, int OH, int OW, float bias, float *y) {
+  v8f wv[MAXK];
+  for (int k = 0; k < KK; k++) wv[k] = SET1(w[k]);
+  const v8f bv = SET1(bias);
+  for (int t0 = 0; t0 < OW; t0 += 8) {
+    const int n = OW - t0;
+    int oh = 0;
+    for (; oh + 4 <= OH; oh += 4) {
+      const float *b0 = buf + (size_t)oh * rs + t0;
+      v8f a0 = bv, a1 = bv, a2 = bv, a3 = bv;
+      for (int k = 0; k < KK; k++) {
+        const float *p = b0 + off[k];
+        a0 += wv[k] * LD(p);
+        a1 += wv[k] * LD(p + rs);
+        a2 += wv[k] * LD(p + 2 * rs);
+        a3 += wv[k] * LD(p + 3 * rs);
+      }
+      float *yr = y + (size_t)oh * OW + t0;
+      store_n(yr, a0, n);
+      store_n(yr + OW, a1, n);
+      store_n(yr + 2 * (size_t)OW, a2, n);
+      store_n(yr + 3 * (size_t)OW, a3, n);
+    }
+    for (; oh < OH; oh++) {
+      const float *b0 = buf + (size_t)oh * rs + t0;
+      v8f a0 = bv;
+      for (int k = 0; k < KK; k++) a0 += wv[k] * LD(b0 + off[k]);
+      store_n(y + (size_t)oh * OW + t0, a0, n);
+    }
+  }
+}
+FVL_HOT static void rows_fwd9(const float *buf, const int *off, const float *w, size_t rs, int OH, int OW, float bias,
+                              float *y) {
+  rows_fwd(buf, off, w, 9, rs, OH, OW, bias, y);
+}
+FVL_HOT static void rows_fwd_any(const float *buf, const int *off, const float *w, int KK, size_t rs, int OH, int OW,
+                                 float bias, float *y) {
+  rows_fwd(buf, off, w, KK, rs, OH, OW, bias, y);
+}
+static void rows(const float *buf, const int *off, const float *w, int KK, size_t rs, int OH, int OW, float bias,
+                 float *y) {
+  if (KK == 9)
+    rows_fwd9(buf, off, w, rs, OH, OW, bias, y);
+  else
+    rows_fwd_any(buf, off, w, KK, rs, OH, OW, bias, y);
+}
+
+int fvl_conv2d_dw_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                      const fvl_conv_epi *ep, float *y) {
+  const geom g = geometry(s);
+  const int C = s->C, KK = s->KH * s->KW;
+  const size_t pin = (size_t)s->H * s->W, pout = (size_t)s->OH * s->OW, nbuf = (size_t)g.sw * g.phase + 8;
+  const int64_t planes = (int64_t)s->B * C;
+  int off[MAXK], failed = 0;
+  tap_offsets(s, &g, off);
+#pragma omp parallel
+  {
+    float *buf = malloc(sizeof(float) * nbuf);
+    if (!buf) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (int64_t bc = 0; bc < planes; bc++) {
+      if (!buf || fvl_aborted()) continue;
+      const int c = (int)(bc % C);
+      float *yp = y + (size_t)bc * pout;
+      fill_phases(s, &g, x + (size_t)bc * pin, buf);
+      rows(buf, off, w + (size_t)c * KK, KK, (size_t)s->sh * g.Wq, s->OH, s->OW, bias ? bias[c] : 0.f, yp);
+      if (ep) fvl_conv_epi_plane(ep, c, yp, yp, 0.f, pout);
+    }
+    free(buf);
+  }
+  if (failed) return fvl_err("conv2d: out of memory (depthwise plane buffers)");
+  return fvl_check_abort("conv2d");
+}
+
+/* one plane's dw and db: acc[k] = Σ dy[oh][ow]·buf[oh·rs + off_k + ow] (dyb rows of OWv floats,
+ * zero past OW), sums[0] = Σ dy; 8-lane float sums, returned in double */
+static inline __attribute__((always_inline)) void plane_dw(const float *buf, const int *off, int KK, size_t rs,
+                                                           const float *dyb, int OH, int OWv, double *acc,
+                                                           double *dbs) {
+  v8f a[MAXK], sdy = SET1(0.f);
+  for (int k = 0; k < KK; k++) a[k] = SET1(0.f);
+  for (int oh = 0; oh < OH; oh++) {
+    const float *b0 = buf + (size_t)oh * rs, *gr = dyb + (size_t)oh * OWv;
+    for (int t0 = 0; t0 < OWv; t0 += 8) {
+      const v8f gv = LD(gr + t0);
+      sdy += gv;
+      for (int k = 0; k < KK; k++) a[k] += gv * LD(b0 + off[k] + t0);
+    }
+  }
+  for (int k = 0; k < KK; k++) acc[k] += fvl_v8_hsum(a[k]);
+  *dbs += fvl_v8_hsum(sdy);
+}
+FVL_HOT static void plane_dw9(const float *buf, const int *off, size_t rs, const float *dyb, int OH, int OWv,
+                              double *acc, double *dbs) {
+  plane_dw(buf, off, 9, rs, dyb, OH, OWv, acc, dbs);
+}
+FVL_HOT static void plane_dw_any(const float *buf, const int *off, int KK, size_t rs, const float *dyb, int OH,
+                                 int OWv, double *acc, double *dbs) {
+  plane_dw(buf, off, KK, rs, dyb, OH, OWv, acc, dbs);
+}
+
+/* strides > 1: buf[oh·rs + off_k + ow] += w_k·dy[oh][ow], oh by oh, k in order (runs may overlap) */
+FVL_HOT static void plane_scatter(float *buf, const int *off, const float *w, int KK, size_t rs, const float *dyb,
+                                  int OH, int OWv) {
+  v8f wv[MAXK];
+  for (int k = 0; k < KK; k++) wv[k] = SET1(w[k]);
+  for (int oh = 0; oh < OH; oh++) {
+    float *b0 = buf + (size_t)oh * rs;
+    const float *gr = dyb + (size_t)oh * OWv;
+    for (int t0 = 0; t0 < OWv; t0 += 8) {
+      const v8f gv = LD(gr + t0);
+      for (int k = 0; k < KK; k++) {
+        float *p = b0 + off[k] + t0;
+        ST(p, LD(p) + wv[k] * gv);
+      }
+    }
+  }
+}
+
+/* dy plane into rows of OWv floats, zeros past OW */
+static void pad_rows(const float *dy, int OH, int OW, int OWv, float *dyb) {
+  for (int oh = 0; oh < OH; oh++) {
+    memcpy(dyb + (size_t)oh * OWv, dy + (size_t)oh * OW, sizeof(float) * (size_t)OW);
+    memset(dyb + (size_t)oh * OWv + OW, 0, sizeof(float) * (size_t)(OWv - OW));
+  }
+}
+
+int fvl_conv2d_dw_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                      float *dw, float *db) {
+  const geom g = geometry(s);
+  const int B = s->B, C = s->C, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
+  const int KK = KH * KW, unit = s->sh == 1 && s->sw == 1;
+  const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, rs = (size_t)s->sh * g.Wq;
+  /* stride 1: dx[h][w] = Σ flip(w)[i][j]·dyp[h + i][w + j], dyp = dy shifted by (KH−1−ph, KW−1−pw) */
+  const int Wv = (W + 7) / 8 * 8, Wd = Wv + KW - 1, Hd = H + KH - 1, mh = KH - 1 - s->ph, mw = KW - 1 - s->pw;
+  int off[MAXK], offd[MAXK], failed = 0;
+  tap_offsets(s, &g, off);
+  for (int i = 0; i < KH; i++)
+    for (int j = 0; j < KW; j++) offd[i * KW + j] = i * Wd + j;
+  const size_t nx = (size_t)g.sw * g.phase + 8, ndy = (size_t)OH * g.OWv,
+               ndx = unit ? (size_t)Hd * Wd + 8 : (size_t)g.sw * g.phase + 8;
+#pragma omp parallel
+  {
+    float *xb = malloc(sizeof(float) * (nx + ndy + ndx));
+    if (!xb) {
+#pragma omp atomic write
+      failed = 1;
+    }
+    float *dyb = xb ? xb + nx : NULL, *db2 = xb ? xb + nx + ndy : NULL;
+    float wf[MAXK];
+#pragma omp for schedule(static)
+    for (int c = 0; c < C; c++) {
+      if (!xb || fvl_aborted()) continue;
+      const float *wc = w + (size_t)c * KK;
+      for (int k = 0; k < KK; k++) wf[k] = wc[KK - 1 - k];   /* the flipped kernel */
+      double acc[MAXK], dbs = 0;
+      for (int k = 0; k < KK; k++) acc[k] = 0;
+      for (int b = 0; b < B; b++) {
+        const size_t bc = (size_t)b * C + c;
+        const float *gp = dy + bc * pout;
+        pad_rows(gp, OH, OW, g.OWv, dyb);
+        if (dw || db) {
+          if (dw) fill_phases(s, &g, x + bc * pin, xb);
+          else memset(xb, 0, sizeof(float) * nx);
+          if (KK == 9) plane_dw9(xb, off, rs, dyb, OH, g.OWv, acc, &dbs);
+          else plane_dw_any(xb, off, KK, rs, dyb, OH, g.OWv, acc, &dbs);
+        }
+        if (!dx) continue;
+        float *xp = dx + bc * pin;
+        if (unit) {
+          const int lo = mw > 0 ? mw : 0, hi = mw + OW < Wd ? mw + OW : Wd;   /* columns holding dy */
+          for (int r = 0; r < Hd; r++) {
+            float *row = db2 + (size_t)r * Wd;
+            const int oh = r - mh;
+            memset(row, 0, sizeof(float) * (size_t)Wd);
+            if (oh >= 0 && oh < OH && hi > lo) memcpy(row + lo, gp + (size_t)oh * OW + (lo - mw), sizeof(float) * (size_t)(hi - lo));
+          }
+          rows(db2, offd, wf, KK, (size_t)Wd, H, W, 0.f, xp);
+        } else {
+          memset(db2, 0, sizeof(float) * ndx);
+          plane_scatter(db2, off, wc, KK, rs, dyb, OH, g.OWv);
+          for (int h = 0; h < H; h++) {
+            const int r = h + s->ph;
+            for (int x0 = 0; x0 < W; x0++) {
+              const int q = x0 + s->pw, t = q / g.sw;
+              xp[(size_t)h * W + x0] = r < g.Hp && t < g.Wq ? db2[(size_t)(q % g.sw) * g.phase + (size_t)r * g.Wq + t] : 0.f;
+            }
+          }
+        }
+      }
+      if (dw)
+        for (int k = 0; k < KK; k++) dw[(size_t)c * KK + k] = (float)acc[k];
+      if (db) db[c] = (float)dbs;
+    }
+    free(xb);
+  }
+  if (failed) return fvl_err("conv2d: out of memory (depthwise plane buffers)");
+  return fvl_check_abort("conv2d");
+}
