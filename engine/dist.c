@@ -41,7 +41,14 @@ static int launched(void) {
   const char *f = getenv("FVL_DIST");
   if (f && strcmp(f, "off") == 0) return 0;
   if (f && strcmp(f, "mpi") == 0) return 1;
-  return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_SIZE");
+  if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_SIZE")) return 1;
+  /* srun without an MPI plugin starts independent copies: say so rather than train N copies */
+  const char *st = getenv("SLURM_STEP_NUM_TASKS");
+  if (st && atoi(st) > 1)
+    fprintf(stderr, "fvl.dist: warning: srun started %d tasks but no MPI process manager is visible (no PMIx/PMI "
+                    "variables): each task runs as a world of one; launch with srun --mpi=pmix (or set FVL_DIST=mpi)\n",
+            atoi(st));
+  return 0;
 }
 
 static int mpi_fail(const char *fn, int rc) {

@@ -1,5 +1,5 @@
--- scripts/bench/dist_heads.lua — the sharded ArcFace head (fvl.loss.arcface{sharded = true}) under
--- mpirun on this machine: per-rank peak memory and step time (forward, backward, SGD momentum
+-- scripts/bench/dist_heads.lua — a sharded head (fvl.loss.arcface{sharded = true}, or --head NAME)
+-- under mpirun on this machine: per-rank peak memory and step time (forward, backward, SGD momentum
 -- step of the centres) for C classes, np ranks, with and without Partial FC, and the per-rank
 -- memory extrapolated to cluster sizes.
 --
@@ -207,7 +207,8 @@ io.write("\n")
 for _, C in ipairs(clusterC) do
   io.write(string.format("%10d", C))
   for _, N in ipairs(clusterN) do
-    io.write(string.format(" %7.2f / %5.2f", model_bytes(C, N, 0) / 2 ^ 30, model_bytes(C, N, 0.1) / 2 ^ 30))
+    io.write(string.format(" %7.2f / %5.2f", model_bytes(C, N, 0, nil, args.head) / 2 ^ 30,
+                           model_bytes(C, N, 0.1, nil, args.head) / 2 ^ 30))
   end
   io.write("\n")
 end
