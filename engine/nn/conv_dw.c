@@ -281,11 +281,18 @@ int fvl_conv2d_dw_bwd(const fvl_conv2d_shape *s, const float *x, const float *w,
         } else {
           memset(db2, 0, sizeof(float) * ndx);
           plane_scatter(db2, off, wc, KK, rs, dyb, OH, g.OWv);
+          /* dx[h][x0] = phase (x0 + pw) mod sw, row h + ph, column (x0 + pw) / sw; zero past the buffer */
           for (int h = 0; h < H; h++) {
+            float *xr = xp + (size_t)h * W;
             const int r = h + s->ph;
-            for (int x0 = 0; x0 < W; x0++) {
-              const int q = x0 + s->pw, t = q / g.sw;
-              xp[(size_t)h * W + x0] = r < g.Hp && t < g.Wq ? db2[(size_t)(q % g.sw) * g.phase + (size_t)r * g.Wq + t] : 0.f;
+            if (r >= g.Hp) {
+              memset(xr, 0, sizeof(float) * (size_t)W);
+              continue;
+            }
+            for (int p = 0; p < g.sw; p++) {
+              const float *src = db2 + (size_t)p * g.phase + (size_t)r * g.Wq;
+              int x0 = ((p - s->pw) % g.sw + g.sw) % g.sw, t = (x0 + s->pw) / g.sw;
+              for (; x0 < W; x0 += g.sw, t++) xr[x0] = t < g.Wq ? src[t] : 0.f;
             }
           }
         }
