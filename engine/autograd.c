@@ -202,38 +202,32 @@ static int start_hook(const leaf_event *ev, size_t nev) {
   return rc;
 }
 
-int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
-  if (!root->requires_grad)
-    return fvl_err("backward: the tensor does not require grad (no input had requires_grad, or it was computed under no_grad)");
-  fvl_tensor *g;
+/* the gradient that starts a backward from root: gout (same shape) or 1 for a scalar root */
+static fvl_tensor *root_grad(fvl_tensor *root, fvl_tensor *gout) {
+  char a[64], b[64];
   if (gout) {
     if (!fvl_same_shape(gout, root)) {
-      char a[64], b[64];
-      return fvl_err("backward: gradient %s does not match the tensor %s", fvl_shape_str(gout, a, sizeof a),
-                     fvl_shape_str(root, b, sizeof b));
+      fvl_err("backward: gradient %s does not match the tensor %s", fvl_shape_str(gout, a, sizeof a),
+              fvl_shape_str(root, b, sizeof b));
+      return NULL;
     }
-    g = fvl_retain(gout);
-  } else {
-    if (fvl_numel(root) != 1) {
-      char a[64];
-      return fvl_err("backward: the tensor is %s; give a gradient or reduce it to a scalar first",
-                     fvl_shape_str(root, a, sizeof a));
-    }
-    g = fvl_full(FVL_F32, root->ndim, root->size, 1.0);
-    if (!g) return -1;
+    return fvl_retain(gout);
   }
-  if (!root->grad_fn) {  /* a leaf */
-    int rc = accumulate(&root->grad, g);
-    fvl_release(g);
-    return rc;
+  if (fvl_numel(root) != 1) {
+    fvl_err("backward: the tensor is %s; give a gradient or reduce it to a scalar first",
+            fvl_shape_str(root, a, sizeof a));
+    return NULL;
   }
+  return fvl_full(FVL_F32, root->ndim, root->size, 1.0);
+}
+
+/* the graph below top in post-order: a node comes after all nodes it depends on (its inputs'
+ * nodes). Marking without a visited set: visit = epoch when discovered, -epoch when emitted. */
+static int topo_order(fvl_node *top, nodevec *order) {
   int epoch = ++visit_epoch;
-  nodevec order = {0}, stack = {0};
-  int rc = 0;
-  /* post-order: a node is emitted after all nodes it depends on (its inputs' nodes) */
-  if (push(&stack, root->grad_fn) < 0) { fvl_release(g); return -1; }
-  root->grad_fn->visit = epoch;
-  /* use iv-free marking: visit = epoch when discovered, -epoch when emitted */
+  nodevec stack = {0};
+  int rc = push(&stack, top);
+  top->visit = epoch;
   while (stack.n && rc == 0) {
     fvl_node *n = stack.v[stack.n - 1];
     int pushed = 0;
@@ -249,24 +243,21 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     if (!pushed) {
       stack.n--;
       n->visit = -epoch;
-      if (rc == 0) rc = push(&order, n);
+      if (rc == 0) rc = push(order, n);
     }
   }
-  if (rc == 0) {
-    fvl_node *top = root->grad_fn;
-    fvl_release(top->gacc);
-    top->gacc = NULL;
-    rc = accumulate(&top->gacc, g);
-  }
-  fvl_release(g);
-  leaf_event *ev = NULL;
-  size_t nev = 0, next_ev = 0;
-  if ((g_hook || g_start) && rc == 0 && !(ev = leaf_events(&order, &nev))) rc = -1;
-  if (g_start && rc == 0) rc = start_hook(ev, nev);
-  if (!g_hook) nev = 0;
+  free(stack.v);
+  return rc;
+}
+
+/* runs the nodes' backward functions from the root down (gradients off), firing the leaves'
+ * hooks (events ev) as soon as no node left can feed them */
+static int run_nodes(const nodevec *order, const leaf_event *ev, size_t nev) {
+  size_t next_ev = 0;
+  int rc = 0;
   int prev = fvl_set_grad_enabled(0);
-  for (size_t k = order.n; k-- > 0 && rc == 0;) {
-    fvl_node *n = order.v[k];
+  for (size_t k = order->n; k-- > 0 && rc == 0;) {
+    fvl_node *n = order->v[k];
     if (nev && (rc = fire_hooks(ev, nev, &next_ev, k, 0))) break;
     if (!n->gacc && !n->pending) continue;
     if (n->iv[7] == -12345) {
@@ -277,8 +268,36 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     if (rc == 0) rc = fvl_check_abort("backward");
   }
   if (rc == 0 && nev) rc = fire_hooks(ev, nev, &next_ev, 0, 1);
-  free(ev);
   fvl_set_grad_enabled(prev);
+  return rc;
+}
+
+int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
+  if (!root->requires_grad)
+    return fvl_err("backward: the tensor does not require grad (no input had requires_grad, or it was computed under no_grad)");
+  fvl_tensor *g = root_grad(root, gout);
+  if (!g) return -1;
+  if (!root->grad_fn) {  /* a leaf */
+    int rc = accumulate(&root->grad, g);
+    fvl_release(g);
+    return rc;
+  }
+  nodevec order = {0};
+  int rc = topo_order(root->grad_fn, &order);
+  if (rc == 0) {
+    fvl_node *top = root->grad_fn;
+    fvl_release(top->gacc);
+    top->gacc = NULL;
+    rc = accumulate(&top->gacc, g);
+  }
+  fvl_release(g);
+  leaf_event *ev = NULL;
+  size_t nev = 0;
+  if ((g_hook || g_start) && rc == 0 && !(ev = leaf_events(&order, &nev))) rc = -1;
+  if (g_start && rc == 0) rc = start_hook(ev, nev);
+  if (!g_hook) nev = 0;   /* the start hook only: no per-leaf events while the nodes run */
+  if (rc == 0) rc = run_nodes(&order, ev, nev);
+  free(ev);
   /* free saved tensors and gradients of the walked graph (retain_graph = false) */
   for (size_t k = 0; k < order.n; k++) {
     fvl_node *n = order.v[k];
@@ -288,7 +307,6 @@ int fvl_backward(fvl_tensor *root, fvl_tensor *gout) {
     if (rc == 0) { node_free_saved(n); n->iv[7] = -12345; }
   }
   free(order.v);
-  free(stack.v);
   return rc;
 }
 

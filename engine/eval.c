@@ -463,6 +463,69 @@ static inline double row_inv_norm(const float *x, int64_t D) {
   return 1.0 / (nrm > 1e-12 ? nrm : 1e-12);
 }
 
+/* the rows grouped by class: sorted (rows by label, in row order), gstart (group g is sorted
+ * positions gstart[g]..gstart[g+1]-1), gof (sorted position -> group), elig (the sorted positions
+ * in classes of at least 2 rows, ne of them) */
+typedef struct {
+  int32_t *sorted, *gof, *elig;
+  int64_t *gstart;
+  int64_t ng, ne;
+} class_groups;
+
+static void groups_free(class_groups *g) { free(g->sorted); free(g->gstart); free(g->gof); free(g->elig); }
+
+static int group_rows(const char *fn, const int32_t *labels, int64_t N, class_groups *g) {
+  g->sorted = malloc((size_t)N * sizeof *g->sorted);
+  g->gstart = malloc((size_t)(N + 1) * sizeof *g->gstart);
+  g->gof = malloc((size_t)N * sizeof *g->gof);
+  g->elig = malloc((size_t)N * sizeof *g->elig);
+  lab_row *lr = malloc((size_t)N * sizeof *lr);
+  if (!g->sorted || !g->gstart || !g->gof || !g->elig || !lr) {
+    free(lr);
+    return fvl_err("%s: out of memory for %lld rows", fn, (long long)N);
+  }
+  for (int64_t i = 0; i < N; i++) { lr[i].label = labels[i]; lr[i].row = (int32_t)i; }
+  qsort(lr, (size_t)N, sizeof *lr, cmp_lab_row);   /* rows grouped by class, in row order */
+  for (int64_t i = 0; i < N; i++) g->sorted[i] = lr[i].row;
+  free(lr);
+  g->ng = 0;
+  for (int64_t i = 0; i < N; i++) {
+    if (i == 0 || labels[g->sorted[i]] != labels[g->sorted[i - 1]]) g->gstart[g->ng++] = i;
+    g->gof[i] = (int32_t)(g->ng - 1);
+  }
+  g->gstart[g->ng] = N;
+  g->ne = 0;
+  for (int64_t i = 0; i < N; i++)
+    if (g->gstart[g->gof[i] + 1] - g->gstart[g->gof[i]] >= 2) g->elig[g->ne++] = (int32_t)i;
+  if (g->ng < 2)
+    return fvl_err("%s: labels: expected at least 2 classes for impostor pairs, got one class only "
+                   "(%d)", fn, (int)labels[0] + 1);
+  if (g->ne == 0)
+    return fvl_err("%s: labels: expected a class with at least 2 rows for genuine pairs, got %lld "
+                   "classes of one row each", fn, (long long)g->ng);
+  return 0;
+}
+
+/* pair k: even k a genuine pair (a row of a class of >= 2 rows and another row of its class),
+ * odd k an impostor pair (any row and a row outside its class) */
+static void draw_pair(const class_groups *g, int64_t N, int64_t k, fvl_rng *r, int32_t *a, int32_t *b) {
+  if (k % 2 == 0) {
+    int32_t pa = g->elig[fvl_rng_int(r, 0, g->ne - 1)];
+    int64_t g0 = g->gstart[g->gof[pa]], gs = g->gstart[g->gof[pa] + 1] - g0;
+    int64_t j = fvl_rng_int(r, 0, gs - 2);   /* one of the other gs-1 members */
+    if (g0 + j >= pa) j++;
+    *a = g->sorted[pa];
+    *b = g->sorted[g0 + j];
+  } else {
+    int32_t pa = (int32_t)fvl_rng_int(r, 0, N - 1);
+    int64_t g0 = g->gstart[g->gof[pa]], gs = g->gstart[g->gof[pa] + 1] - g0;
+    int64_t j = fvl_rng_int(r, 0, N - gs - 1);  /* a position outside pa's group */
+    if (j >= g0) j += gs;
+    *a = g->sorted[pa];
+    *b = g->sorted[j];
+  }
+}
+
 int fvl_eval_make_pairs(const float *emb, const int32_t *labels, int64_t N, int64_t D,
                         int64_t npairs, uint64_t seed, int32_t *idx_a, int32_t *idx_b,
                         int32_t *same, float *score) {
@@ -476,65 +539,16 @@ int fvl_eval_make_pairs(const float *emb, const int32_t *labels, int64_t N, int6
     return fvl_err("%s: n: expected at least 2 pairs, got %lld", fn, (long long)npairs);
   if (check_labels(fn, "labels", labels, N) < 0) return -1;
   if (check_rows(fn, "emb", emb, N, D) < 0) return -1;
-
-  int32_t *sorted = malloc((size_t)N * sizeof *sorted);   /* rows grouped by class */
-  int64_t *gstart = malloc((size_t)(N + 1) * sizeof *gstart);
-  int32_t *gof = malloc((size_t)N * sizeof *gof);          /* sorted position -> group */
-  int32_t *pos = malloc((size_t)N * sizeof *pos);          /* row -> sorted position */
-  int32_t *elig = malloc((size_t)N * sizeof *elig);        /* sorted positions in classes >= 2 */
-  if (!sorted || !gstart || !gof || !pos || !elig) {
-    free(sorted); free(gstart); free(gof); free(pos); free(elig);
-    return fvl_err("%s: out of memory for %lld rows", fn, (long long)N);
-  }
-  lab_row *lr = malloc((size_t)N * sizeof *lr);
-  if (!lr) {
-    free(sorted); free(gstart); free(gof); free(pos); free(elig);
-    return fvl_err("%s: out of memory for %lld rows", fn, (long long)N);
-  }
-  for (int64_t i = 0; i < N; i++) { lr[i].label = labels[i]; lr[i].row = (int32_t)i; }
-  qsort(lr, (size_t)N, sizeof *lr, cmp_lab_row);   /* rows grouped by class, in row order */
-  for (int64_t i = 0; i < N; i++) sorted[i] = lr[i].row;
-  free(lr);
-  int64_t ng = 0;
-  for (int64_t i = 0; i < N; i++) {
-    if (i == 0 || labels[sorted[i]] != labels[sorted[i - 1]]) gstart[ng++] = i;
-    gof[i] = (int32_t)(ng - 1);
-    pos[sorted[i]] = (int32_t)i;
-  }
-  gstart[ng] = N;
-  int64_t ne = 0;
-  for (int64_t i = 0; i < N; i++)
-    if (gstart[gof[i] + 1] - gstart[gof[i]] >= 2) elig[ne++] = (int32_t)i;
-  int rc = 0;
-  if (ng < 2) {
-    rc = fvl_err("%s: labels: expected at least 2 classes for impostor pairs, got one class only "
-                 "(%d)", fn, (int)labels[0] + 1);
-    goto done;
-  }
-  if (ne == 0) {
-    rc = fvl_err("%s: labels: expected a class with at least 2 rows for genuine pairs, got %lld "
-                 "classes of one row each", fn, (long long)ng);
-    goto done;
+  class_groups g = {0};
+  if (group_rows(fn, labels, N, &g) < 0) {
+    groups_free(&g);
+    return -1;
   }
   fvl_rng r;
   fvl_rng_seed(&r, seed);
   for (int64_t k = 0; k < npairs; k++) {
     int32_t a, b;
-    if (k % 2 == 0) {
-      int32_t pa = elig[fvl_rng_int(&r, 0, ne - 1)];
-      int64_t g0 = gstart[gof[pa]], gs = gstart[gof[pa] + 1] - g0;
-      int64_t j = fvl_rng_int(&r, 0, gs - 2);   /* one of the other gs-1 members */
-      if (g0 + j >= pa) j++;
-      a = sorted[pa];
-      b = sorted[g0 + j];
-    } else {
-      int32_t pa = (int32_t)fvl_rng_int(&r, 0, N - 1);
-      int64_t g0 = gstart[gof[pa]], gs = gstart[gof[pa] + 1] - g0;
-      int64_t j = fvl_rng_int(&r, 0, N - gs - 1);  /* a position outside pa's group */
-      if (j >= g0) j += gs;
-      a = sorted[pa];
-      b = sorted[j];
-    }
+    draw_pair(&g, N, k, &r, &a, &b);
     if (idx_a) idx_a[k] = a;
     if (idx_b) idx_b[k] = b;
     if (same) same[k] = (k % 2 == 0);
@@ -545,9 +559,8 @@ int fvl_eval_make_pairs(const float *emb, const int32_t *labels, int64_t N, int6
       score[k] = (float)(dot * row_inv_norm(x, D) * row_inv_norm(y, D));
     }
   }
-done:
-  free(sorted); free(gstart); free(gof); free(pos); free(elig);
-  return rc;
+  groups_free(&g);
+  return 0;
 }
 
 /* ------------------------------------------------------------------ cosine, flip */

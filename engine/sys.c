@@ -26,23 +26,19 @@ static int env_key_len(const char *kv) {
   return eq ? (int)(eq - kv) : (int)strlen(kv);
 }
 
-pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log) {
-  const char *fn = "proc.spawn";
-  char self[PATH_MAX];
-  if (!argv || !argv[0]) return fvl_err("%s: argv must hold at least the program name", fn);
-  if (!exe) {
-    if (fvl_self_exe(self, sizeof self)) return -1;
-    exe = self;
-  }
-  if (access(exe, X_OK) != 0) return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(errno));
-  /* the child's environment: ours minus the keys env replaces, plus env */
+/* the child's environment: ours minus the keys env replaces, plus env (a malloc'ed list of
+ * borrowed strings; NULL with a message when env holds something that is not KEY=VALUE) */
+static char **child_env(const char *fn, char *const env[]) {
   size_t nenv = 0, nadd = 0;
   while (environ && environ[nenv]) nenv++;
   while (env && env[nadd]) nadd++;
   for (size_t i = 0; i < nadd; i++)
-    if (!strchr(env[i], '=')) return fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE", fn, i + 1, env[i]);
+    if (!strchr(env[i], '=')) {
+      fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE", fn, i + 1, env[i]);
+      return NULL;
+    }
   char **envp = malloc((nenv + nadd + 1) * sizeof *envp);
-  if (!envp) return fvl_err("%s: out of memory", fn);
+  if (!envp) { fvl_err("%s: out of memory", fn); return NULL; }
   size_t k = 0;
   for (size_t i = 0; i < nenv; i++) {
     int replaced = 0, kl = env_key_len(environ[i]);
@@ -52,6 +48,42 @@ pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], con
   }
   for (size_t j = 0; j < nadd; j++) envp[k++] = env[j];
   envp[k] = NULL;
+  return envp;
+}
+
+/* the forked child: only async-signal-safe calls until exec; a failed exec reports its errno
+ * through errfd */
+_Noreturn static void child_exec(pid_t parent, const char *exe, char *const argv[], char **envp, int logfd, int errfd) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);
+  setpgid(0, 0);   /* Ctrl-C in the terminal reaches the driver, which stops its workers */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+  if (logfd >= 0) {
+    dup2(logfd, 1);
+    dup2(logfd, 2);
+  }
+  execve(exe, argv, envp);
+  int e = errno;
+  ssize_t w = write(errfd, &e, sizeof e);
+  (void)w;
+  _exit(127);
+}
+
+pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], const char *log) {
+  const char *fn = "proc.spawn";
+  char self[PATH_MAX];
+  if (!argv || !argv[0]) return fvl_err("%s: argv must hold at least the program name", fn);
+  if (!exe) {
+    if (fvl_self_exe(self, sizeof self)) return -1;
+    exe = self;
+  }
+  if (access(exe, X_OK) != 0) return fvl_err("%s: cannot run %s: %s", fn, exe, strerror(errno));
+  char **envp = child_env(fn, env);
+  if (!envp) return -1;
   int logfd = -1;
   if (log) {
     logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -77,26 +109,7 @@ pid_t fvl_proc_spawn(const char *exe, char *const argv[], char *const env[], con
     if (logfd >= 0) close(logfd);
     return fvl_err("%s: fork: %s", fn, strerror(e));
   }
-  if (pid == 0) {
-    /* child: only async-signal-safe calls until exec */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    setpgid(0, 0);   /* Ctrl-C in the terminal reaches the driver, which stops its workers */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    if (logfd >= 0) {
-      dup2(logfd, 1);
-      dup2(logfd, 2);
-    }
-    execve(exe, argv, envp);
-    int e = errno;
-    ssize_t w = write(pfd[1], &e, sizeof e);
-    (void)w;
-    _exit(127);
-  }
+  if (pid == 0) child_exec(parent, exe, argv, envp, logfd, pfd[1]);
   free(envp);
   close(pfd[1]);
   if (logfd >= 0) close(logfd);

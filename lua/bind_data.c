@@ -129,7 +129,7 @@ static int l_loader_batch(lua_State *L) {
   fvl_tensor *perm = fvl_opttensor(L, 3);
   int64_t start = luaL_checkinteger(L, 4), B = luaL_checkinteger(L, 5);
   int flip = lua_toboolean(L, 6);
-  int pad = (int)luaL_checkinteger(L, 7);
+  int pad = fvl_checkint32(L, "loader", "crop", luaL_checkinteger(L, 7), INT32_MIN, INT32_MAX);
   uint64_t seed = (uint64_t)luaL_checkinteger(L, 8);
   int64_t epoch = luaL_checkinteger(L, 9);
   fvl_tensor *xb, *yb, *index;
@@ -151,7 +151,7 @@ static int l_walltime(lua_State *L) {
 
 /* fvl._isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)) == 1);
+  lua_pushboolean(L, isatty(fvl_checkint32(L, "isatty", "fd", luaL_checkinteger(L, 1), 0, INT32_MAX)) == 1);
   return 1;
 }
 

@@ -182,7 +182,7 @@ static fvl_tensor *chw_tensor(const uint8_t *pix, int h, int w, int c) {
 static int l_decode_image(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  int c = (int)luaL_checkinteger(L, 2), bgr = lua_toboolean(L, 3);
+  int c = fvl_checkint32(L, "decode_image", "channels", luaL_checkinteger(L, 2), INT32_MIN, INT32_MAX), bgr = lua_toboolean(L, 3);
   const char *what = luaL_optstring(L, 4, "decode_image");
   uint8_t *pix;
   int h, w;
@@ -195,7 +195,7 @@ static int l_decode_image(lua_State *L) {
 /* fvl._encode_image(tensor C×H×W or H×W (0..255), quality|-1 for PNG) -> string */
 static int l_encode_image(lua_State *L) {
   fvl_tensor *t = fvl_checktensor(L, 1);
-  int q = (int)luaL_checkinteger(L, 2);
+  int q = fvl_checkint32(L, "encode_image", "quality", luaL_checkinteger(L, 2), INT32_MIN, INT32_MAX);
   char sb[64];
   if (t->dtype != FVL_F32 || (t->ndim != 3 && t->ndim != 2) || (t->ndim == 3 && t->size[0] != 1 && t->size[0] != 3))
     return fvl_error(L, "encode_image: image must be a float32 C×H×W (C = 1 or 3) or H×W tensor, got %s %s",

@@ -85,7 +85,7 @@ static void push_far_table(lua_State *L, const double *tar) {
 /* _eval.verification(scores, same, folds, drop_intermediate) -> table */
 static int l_verification(lua_State *L) {
   const char *fn = "verification";
-  int folds = (int)luaL_optinteger(L, 3, 10);
+  int folds = fvl_checkint32(L, fn, "folds", luaL_optinteger(L, 3, 10), INT32_MIN, INT32_MAX);
   int drop = lua_toboolean(L, 4);
   fvl_tensor *s = fvl_checkf32(L, 1, fn, "scores", 1);
   int64_t n = s->size[0];
@@ -231,7 +231,7 @@ static int l_identification(lua_State *L) {
     if (m > 16) return errorf(L, "%s: k: at most 16 ranks, got %d", fn, (int)m);
     for (lua_Integer i = 1; i <= m; i++) {
       lua_geti(L, 5, i);
-      ks[nk++] = (int)luaL_checkinteger(L, -1);
+      ks[nk++] = fvl_checkint32(L, fn, "k", luaL_checkinteger(L, -1), INT32_MIN, INT32_MAX);
       lua_pop(L, 1);
     }
   }

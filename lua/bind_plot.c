@@ -304,9 +304,10 @@ static int l_gif_gc(lua_State *L) {
 }
 static int l_gif_open(lua_State *L) {
   const char *file = luaL_checkstring(L, 1);
-  int w = (int)luaL_checkinteger(L, 2), h = (int)luaL_checkinteger(L, 3);
+  int w = fvl_checkint32(L, "plot.animation", "width", luaL_checkinteger(L, 2), INT32_MIN, INT32_MAX);
+  int h = fvl_checkint32(L, "plot.animation", "height", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX);
   double delay = luaL_checknumber(L, 4);
-  int loop = (int)luaL_optinteger(L, 5, 0);
+  int loop = fvl_checkint32(L, "plot.animation", "loop", luaL_optinteger(L, 5, 0), INT32_MIN, INT32_MAX);
   gif_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
   u->g = NULL;
   if (luaL_newmetatable(L, GIF_MT)) {
@@ -388,8 +389,10 @@ static int l_sheet(lua_State *L) {
     p[i].title = o[PO_TITLE].str;
     keep_above(L, keep, base);
   }
-  if (fvl_plot_sheet(file, p, n, (int)luaL_optinteger(L, 3, 0), luaL_optstring(L, 4, NULL),
-                     (int)luaL_optinteger(L, 5, 0), (int)luaL_optinteger(L, 6, 0)) < 0)
+  int cols = fvl_checkint32(L, fn, "cols", luaL_optinteger(L, 3, 0), INT32_MIN, INT32_MAX);
+  int width = fvl_checkint32(L, fn, "width", luaL_optinteger(L, 5, 0), INT32_MIN, INT32_MAX);
+  int height = fvl_checkint32(L, fn, "height", luaL_optinteger(L, 6, 0), INT32_MIN, INT32_MAX);
+  if (fvl_plot_sheet(file, p, n, cols, luaL_optstring(L, 4, NULL), width, height) < 0)
     return fvl_raise(L);
   return 0;
 }

@@ -88,8 +88,11 @@ static double now_s(void) {
 }
 /* fvl._bench.sgemm(M, N, K, reps [, transb]) -> seconds per call of a raw cblas_sgemm */
 static int l_bench_sgemm(lua_State *L) {
-  int M = (int)luaL_checkinteger(L, 1), N = (int)luaL_checkinteger(L, 2), K = (int)luaL_checkinteger(L, 3);
-  int reps = (int)luaL_optinteger(L, 4, 10), tb = lua_toboolean(L, 5);
+  /* sizes up to 2^20: the products below stay far from overflowing */
+  int M = fvl_checkint32(L, "bench.sgemm", "M", luaL_checkinteger(L, 1), 1, 1 << 20);
+  int N = fvl_checkint32(L, "bench.sgemm", "N", luaL_checkinteger(L, 2), 1, 1 << 20);
+  int K = fvl_checkint32(L, "bench.sgemm", "K", luaL_checkinteger(L, 3), 1, 1 << 20);
+  int reps = fvl_checkint32(L, "bench.sgemm", "reps", luaL_optinteger(L, 4, 10), 1, INT32_MAX), tb = lua_toboolean(L, 5);
   if (M <= 0 || N <= 0 || K <= 0 || reps <= 0) return fvl_error(L, "bench.sgemm: sizes and reps must be positive");
   float *A = fvl_alloc((size_t)M * K * 4), *B = fvl_alloc((size_t)K * N * 4), *C = fvl_alloc((size_t)M * N * 4);
   if (!A || !B || !C) { fvl_dealloc(A, (size_t)M * K * 4); fvl_dealloc(B, (size_t)K * N * 4); fvl_dealloc(C, (size_t)M * N * 4); return fvl_raise(L); }
@@ -106,8 +109,10 @@ static int l_bench_sgemm(lua_State *L) {
 }
 /* fvl._bench.memcpy(bytes, reps) -> seconds per memcpy of `bytes` */
 static int l_bench_memcpy(lua_State *L) {
-  size_t n = (size_t)luaL_checkinteger(L, 1);
-  int reps = (int)luaL_optinteger(L, 2, 10);
+  lua_Integer nb = luaL_checkinteger(L, 1);
+  if (nb < 0 || nb > ((lua_Integer)1 << 40)) return fvl_error(L, "bench.memcpy: bytes = %lld is outside 0..2^40", (long long)nb);
+  size_t n = (size_t)nb;
+  int reps = fvl_checkint32(L, "bench.memcpy", "reps", luaL_optinteger(L, 2, 10), 1, INT32_MAX);
   char *a = fvl_alloc(n), *b = fvl_alloc(n);
   if (!a || !b) { fvl_dealloc(a, n); fvl_dealloc(b, n); return fvl_raise(L); }
   memset(a, 1, n);

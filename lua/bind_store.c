@@ -150,8 +150,8 @@ static int l_trials(lua_State *L) {
 static int l_start_trial(lua_State *L) {
   fvl_store *s = checkstore(L, "start_trial");
   lua_Integer id = luaL_checkinteger(L, 2);
-  int pid = (int)luaL_optinteger(L, 3, 0);
-  int expect = (int)luaL_optinteger(L, 4, -1);
+  int pid = fvl_checkint32(L, "start_trial", "pid", luaL_optinteger(L, 3, 0), INT32_MIN, INT32_MAX);
+  int expect = fvl_checkint32(L, "start_trial", "attempt", luaL_optinteger(L, 4, -1), INT32_MIN, INT32_MAX);
   int a = fvl_store_start_trial(s, id, pid, expect);
   if (a < 0) return fvl_raise(L);
   lua_pushinteger(L, a);
@@ -220,8 +220,8 @@ static int l_kind(lua_State *L) {
 
 static int l_set_pid(lua_State *L) {
   fvl_store *s = checkstore(L, "set_pid");
-  int r = fvl_store_set_pid(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
-                            (int)luaL_checkinteger(L, 4));
+  int r = fvl_store_set_pid(s, luaL_checkinteger(L, 2), fvl_checkint32(L, "set_pid", "attempt", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX),
+                            fvl_checkint32(L, "set_pid", "pid", luaL_checkinteger(L, 4), INT32_MIN, INT32_MAX));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
@@ -231,7 +231,7 @@ static int l_set_pid(lua_State *L) {
 static int l_finish_trial(lua_State *L) {
   fvl_store *s = checkstore(L, "finish_trial");
   lua_Integer id = luaL_checkinteger(L, 2);
-  int attempt = (int)luaL_checkinteger(L, 3);
+  int attempt = fvl_checkint32(L, "finish_trial", "attempt", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX);
   int status = fvl_trial_status_parse(luaL_checkstring(L, 4));
   if (status < 0) return fvl_raise(L);
   const char *metrics = luaL_optstring(L, 5, NULL);
@@ -245,7 +245,7 @@ static int l_finish_trial(lua_State *L) {
 
 static int l_report(lua_State *L) {
   fvl_store *s = checkstore(L, "report");
-  int r = fvl_store_add_report(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
+  int r = fvl_store_add_report(s, luaL_checkinteger(L, 2), fvl_checkint32(L, "report", "attempt", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX),
                                luaL_checkinteger(L, 4), luaL_checkstring(L, 5));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
@@ -274,8 +274,8 @@ static int l_reports(lua_State *L) {
 
 static int l_set_wait(lua_State *L) {
   fvl_store *s = checkstore(L, "set_wait");
-  int r = fvl_store_set_wait(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
-                             (int)luaL_checkinteger(L, 4), luaL_checknumber(L, 5));
+  int r = fvl_store_set_wait(s, luaL_checkinteger(L, 2), fvl_checkint32(L, "set_wait", "attempt", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX),
+                             fvl_checkint32(L, "set_wait", "rung", luaL_checkinteger(L, 4), INT32_MIN, INT32_MAX), luaL_checknumber(L, 5));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
@@ -283,7 +283,7 @@ static int l_set_wait(lua_State *L) {
 
 static int l_promote(lua_State *L) {
   fvl_store *s = checkstore(L, "promote");
-  int r = fvl_store_promote(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3));
+  int r = fvl_store_promote(s, luaL_checkinteger(L, 2), fvl_checkint32(L, "promote", "rung", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);
   return 1;
@@ -299,7 +299,7 @@ static int l_release(lua_State *L) {
 
 static int l_prune(lua_State *L) {
   fvl_store *s = checkstore(L, "prune");
-  int r = fvl_store_prune(s, luaL_checkinteger(L, 2), (int)luaL_checkinteger(L, 3),
+  int r = fvl_store_prune(s, luaL_checkinteger(L, 2), fvl_checkint32(L, "prune", "rung", luaL_checkinteger(L, 3), INT32_MIN, INT32_MAX),
                           luaL_optstring(L, 4, NULL));
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r > 0);

@@ -91,9 +91,9 @@ static const struct { const char *name; int sig; } sigs[] = {
    Sends signal ("TERM", the default, "KILL", "INT", "HUP", ... or a number) to pid.
    Errors: an unknown signal name. */
 static int l_kill(lua_State *L) {
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  pid_t pid = fvl_checkint32(L, "sys.kill", "pid", luaL_checkinteger(L, 1), INT32_MIN, INT32_MAX);
   int sig = SIGTERM;
-  if (lua_type(L, 2) == LUA_TNUMBER) sig = (int)lua_tointeger(L, 2);
+  if (lua_type(L, 2) == LUA_TNUMBER) sig = fvl_checkint32(L, "sys.kill", "signal", luaL_checkinteger(L, 2), 0, 64);
   else if (!lua_isnoneornil(L, 2)) {
     const char *n = luaL_checkstring(L, 2);
     if (strncmp(n, "SIG", 3) == 0) n += 3;

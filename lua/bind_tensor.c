@@ -157,8 +157,9 @@ static int l_is_contiguous(lua_State *L) { lua_pushboolean(L, fvl_is_contiguous(
 static void index_args(lua_State *L, fvl_tensor *t, int first, int64_t *idx, const char *fn) {
   int n = lua_gettop(L) - first + 1;
   if (lua_type(L, first) == LUA_TTABLE) {
-    n = (int)luaL_len(L, first);
-    if (n != t->ndim) fvl_error(L, "%s: %d indices for a %d-D tensor", fn, n, t->ndim);
+    lua_Integer len = luaL_len(L, first);   /* an __len may return anything: compared before the cast */
+    if (len != t->ndim) fvl_error(L, "%s: %lld indices for a %d-D tensor", fn, (long long)len, t->ndim);
+    n = (int)len;
     for (int d = 0; d < n; d++) {
       lua_geti(L, first, d + 1);
       lua_Integer i = luaL_checkinteger(L, -1);
@@ -515,8 +516,9 @@ static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); r
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);   /* the entries are pushed above the arguments */
-  int n = (int)luaL_len(L, 1);
-  if (n < 1 || n > 64) return fvl_error(L, "cat: expected 1..64 tensors, got %d", n);
+  lua_Integer len = luaL_len(L, 1);   /* an __len may return anything: bounded before the cast */
+  if (len < 1 || len > 64) return fvl_error(L, "cat: expected 1..64 tensors, got %lld", (long long)len);
+  int n = (int)len;
   fvl_tensor *ts[64];
   luaL_checkstack(L, n + 4, "cat");
   for (int i = 0; i < n; i++) {

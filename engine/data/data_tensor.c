@@ -62,11 +62,9 @@ fvl_tensor *fvl_loader_perm(int64_t n, uint64_t seed, int64_t epoch) {
   return p;
 }
 
-int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t start, int64_t B,
-                     int flip, int pad, uint64_t seed, int64_t epoch, fvl_tensor **xb,
-                     fvl_tensor **yb, fvl_tensor **index) {
-  const char *fn = "loader";
-  *xb = *yb = *index = NULL;
+/* the arguments of fvl_loader_batch */
+static int batch_check(const char *fn, const fvl_tensor *x, const fvl_tensor *y, const fvl_tensor *perm,
+                       int64_t start, int64_t B, int flip, int pad) {
   if (!x || x->ndim < 1) return fvl_err("%s: data must be a tensor with rows", fn);
   int64_t n = x->size[0];
   if (x->dtype != FVL_F32 && (flip || pad))
@@ -80,9 +78,13 @@ int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t sta
   if (perm && (perm->ndim != 1 || perm->size[0] != n || perm->dtype != FVL_I32 ||
                !fvl_is_contiguous(perm)))
     return fvl_err("%s: permutation must be %lld contiguous int32 values", fn, (long long)n);
-  if (start < 0 || B < 0 || start + B > n)
-    return fvl_err("%s: batch rows %lld..%lld are outside 1..%lld", fn, (long long)start + 1,
-                   (long long)(start + B), (long long)n);
+  if (start < 0 || B < 0 || start > n || B > n - start) {   /* written so that it cannot overflow */
+    int64_t first, last;   /* 1-based, for the message: saturated where start + B overflows */
+    if (fvl_add_overflow(start, 1, &first)) first = INT64_MAX;
+    if (fvl_add_overflow(start, B, &last)) last = start < 0 ? INT64_MIN : INT64_MAX;
+    return fvl_err("%s: batch rows %lld..%lld are outside 1..%lld", fn, (long long)first, (long long)last,
+                   (long long)n);
+  }
   if ((flip || pad) && x->ndim != 4) {
     char a[64];
     return fvl_err("%s: flip and crop need images N×C×H×W, got data %s", fn,
@@ -92,6 +94,32 @@ int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t sta
     return fvl_err("%s: crop = %d (expected 0..%lld for %lldx%lld images)", fn, pad,
                    x->ndim == 4 ? (long long)(x->size[2] < x->size[3] ? x->size[2] : x->size[3]) - 1 : 0LL,
                    x->ndim == 4 ? (long long)x->size[2] : 0LL, x->ndim == 4 ? (long long)x->size[3] : 0LL);
+  return 0;
+}
+
+/* the random flips and crop offsets of rows start..start+B-1 of this epoch (a function of the
+ * row's position, not of the thread or the batch size) */
+static void augment_params(int64_t start, int64_t B, int flip, int pad, uint64_t seed, int64_t epoch, uint8_t *fl,
+                           int32_t *dy, int32_t *dx) {
+  uint64_t es = epoch_seed(seed, epoch) ^ 0xa5a5a5a5a5a5ULL;
+  for (int64_t b = 0; b < B; b++) {
+    uint64_t r = fvl_rng_bits(es, (uint64_t)(start + b));
+    fl[b] = flip ? (uint8_t)(r & 1) : 0;
+    if (pad) {
+      uint64_t span = 2 * (uint64_t)pad + 1;
+      dy[b] = (int32_t)(((r >> 8) & 0xffffff) * span >> 24) - pad;
+      dx[b] = (int32_t)(((r >> 32) & 0xffffff) * span >> 24) - pad;
+    }
+  }
+}
+
+int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t start, int64_t B,
+                     int flip, int pad, uint64_t seed, int64_t epoch, fvl_tensor **xb,
+                     fvl_tensor **yb, fvl_tensor **index) {
+  const char *fn = "loader";
+  *xb = *yb = *index = NULL;
+  if (batch_check(fn, x, y, perm, start, B, flip, pad) < 0) return -1;
+  int64_t n = x->size[0];
   fvl_tensor *xc = fvl_contiguous(x);
   fvl_tensor *yc = y ? fvl_contiguous(y) : NULL;
   int32_t *idx = malloc((size_t)(B ? B : 1) * sizeof *idx);
@@ -113,16 +141,7 @@ int fvl_loader_batch(fvl_tensor *x, fvl_tensor *y, fvl_tensor *perm, int64_t sta
     dy = calloc((size_t)B + 1, sizeof *dy);
     dx = calloc((size_t)B + 1, sizeof *dx);
     if (!fl || !dy || !dx) { fvl_err("%s: out of memory", fn); goto done; }
-    uint64_t es = epoch_seed(seed, epoch) ^ 0xa5a5a5a5a5a5ULL;
-    for (int64_t b = 0; b < B; b++) {
-      uint64_t r = fvl_rng_bits(es, (uint64_t)(start + b));
-      fl[b] = flip ? (uint8_t)(r & 1) : 0;
-      if (pad) {
-        uint64_t span = 2 * (uint64_t)pad + 1;
-        dy[b] = (int32_t)(((r >> 8) & 0xffffff) * span >> 24) - pad;
-        dx[b] = (int32_t)(((r >> 32) & 0xffffff) * span >> 24) - pad;
-      }
-    }
+    augment_params(start, B, flip, pad, seed, epoch, fl, dy, dx);
     if (fvl_data_gather_images(fvl_f32(xc), n, (int)x->size[1], (int)x->size[2], (int)x->size[3],
                                idx, B, fl, dy, dx, pad, fvl_f32(*xb)))
       goto done;

@@ -62,6 +62,37 @@ static void dims_str(const fvl_idx_info *in, char *buf, size_t n) {
     k += (size_t)snprintf(buf + k, n - k, d ? "x%lld" : "%lld", (long long)in->dims[d]);
 }
 
+/* the magic (00 00 type ndim) and the big-endian dimension sizes at the start of gz */
+static int read_header(gzFile gz, const char *path, fvl_idx_info *out) {
+  unsigned char hdr[4];
+  const char *zmsg = NULL;
+  long r = gz_read_all(gz, hdr, 4, &zmsg);
+  if (r < 0) return fvl_err("idx_open: '%s' is corrupt (zlib: %s)", path, zmsg);
+  if (r < 4) return fvl_err("idx_open: '%s' is not an IDX file (only %ld bytes, expected a 4-byte header)", path, r);
+  if (hdr[0] != 0 || hdr[1] != 0 || type_size(hdr[2]) == 0 || hdr[3] < 1 || hdr[3] > FVL_IDX_MAXDIM)
+    return fvl_err("idx_open: '%s' is not an IDX file (header bytes %02x %02x %02x %02x, expected 00 00 "
+                   "<type 08|09|0b|0c|0d|0e> <ndim 1..%d>)",
+                   path, hdr[0], hdr[1], hdr[2], hdr[3], FVL_IDX_MAXDIM);
+  fvl_idx_info in = {.type = hdr[2], .ndim = hdr[3], .count = 1};
+  unsigned char db[4 * FVL_IDX_MAXDIM];
+  r = gz_read_all(gz, db, (size_t)(4 * in.ndim), &zmsg);
+  if (r < 0) return fvl_err("idx_open: '%s' is corrupt (zlib: %s)", path, zmsg);
+  if (r < 4 * in.ndim)
+    return fvl_err("idx_open: '%s' is truncated: header announces %d dimensions but the file ends after "
+                   "%ld of their %d size bytes", path, in.ndim, r, 4 * in.ndim);
+  for (int d = 0; d < in.ndim; d++) {
+    uint32_t v = ((uint32_t)db[4 * d] << 24) | ((uint32_t)db[4 * d + 1] << 16) |
+                 ((uint32_t)db[4 * d + 2] << 8) | db[4 * d + 3];
+    if (v > (1u << 31) - 1) return fvl_err("idx_open: '%s' is corrupt: dimension %d has size %u", path, d + 1, v);
+    in.dims[d] = v;
+    if (v && in.count > ((int64_t)1 << 40) / (int64_t)v)
+      return fvl_err("idx_open: '%s' is corrupt: sizes multiply to more than 2^40 elements", path);
+    in.count *= v;
+  }
+  *out = in;
+  return 0;
+}
+
 fvl_idx_file *fvl_idx_open(const char *path, fvl_idx_info *info) {
   last_open_error = 0;
   if (!path) { fvl_err("idx_open: path is NULL"); return NULL; }
@@ -79,56 +110,10 @@ fvl_idx_file *fvl_idx_open(const char *path, fvl_idx_info *info) {
     return NULL;
   }
   gzbuffer(gz, 1 << 17);
-  unsigned char hdr[4];
-  const char *zmsg = NULL;
-  long r = gz_read_all(gz, hdr, 4, &zmsg);
-  if (r < 0) {
-    fvl_err("idx_open: '%s' is corrupt (zlib: %s)", path, zmsg);
+  fvl_idx_info in;
+  if (read_header(gz, path, &in) < 0) {
     gzclose(gz);
     return NULL;
-  }
-  if (r < 4) {
-    fvl_err("idx_open: '%s' is not an IDX file (only %ld bytes, expected a 4-byte header)", path, r);
-    gzclose(gz);
-    return NULL;
-  }
-  if (hdr[0] != 0 || hdr[1] != 0 || type_size(hdr[2]) == 0 || hdr[3] < 1 ||
-      hdr[3] > FVL_IDX_MAXDIM) {
-    fvl_err("idx_open: '%s' is not an IDX file (header bytes %02x %02x %02x %02x, expected 00 00 "
-            "<type 08|09|0b|0c|0d|0e> <ndim 1..%d>)",
-            path, hdr[0], hdr[1], hdr[2], hdr[3], FVL_IDX_MAXDIM);
-    gzclose(gz);
-    return NULL;
-  }
-  fvl_idx_info in = {.type = hdr[2], .ndim = hdr[3], .count = 1};
-  unsigned char db[4 * FVL_IDX_MAXDIM];
-  r = gz_read_all(gz, db, (size_t)(4 * in.ndim), &zmsg);
-  if (r < 0) {
-    fvl_err("idx_open: '%s' is corrupt (zlib: %s)", path, zmsg);
-    gzclose(gz);
-    return NULL;
-  }
-  if (r < 4 * in.ndim) {
-    fvl_err("idx_open: '%s' is truncated: header announces %d dimensions but the file ends after "
-            "%ld of their %d size bytes", path, in.ndim, r, 4 * in.ndim);
-    gzclose(gz);
-    return NULL;
-  }
-  for (int d = 0; d < in.ndim; d++) {
-    uint32_t v = ((uint32_t)db[4 * d] << 24) | ((uint32_t)db[4 * d + 1] << 16) |
-                 ((uint32_t)db[4 * d + 2] << 8) | db[4 * d + 3];
-    if (v > (1u << 31) - 1) {
-      fvl_err("idx_open: '%s' is corrupt: dimension %d has size %u", path, d + 1, v);
-      gzclose(gz);
-      return NULL;
-    }
-    in.dims[d] = v;
-    if (v && in.count > ((int64_t)1 << 40) / (int64_t)v) {
-      fvl_err("idx_open: '%s' is corrupt: sizes multiply to more than 2^40 elements", path);
-      gzclose(gz);
-      return NULL;
-    }
-    in.count *= v;
   }
   fvl_idx_file *f = calloc(1, sizeof *f);
   char *p = f ? strdup(path) : NULL;

@@ -72,48 +72,63 @@ static int label_of(const uint8_t *hd, int64_t got, const char *path, int64_t ke
   return 0;
 }
 
+/* record 0's insightface header, when there is one: images are records first..end-1's
+ * predecessors (*first = the first identity record, *end its end); -1, -1 without a header */
+static int insightface_range(fvl_rec *r, const char *path, int64_t *first, int64_t *end) {
+  *first = *end = -1;
+  int64_t p0 = fvl_rec_find(r, 0);
+  if (p0 < 0) return 0;
+  uint8_t hd[32];
+  int64_t got = fvl_rec_read_head(r, p0, hd, sizeof hd);
+  if (got < 0) return -1;
+  if (got < 24)
+    return fvl_err("images: %s record 0: %lld bytes, shorter than the 24-byte IRHeader", path, (long long)got);
+  uint32_t flag = (uint32_t)hd[0] | (uint32_t)hd[1] << 8 | (uint32_t)hd[2] << 16 | (uint32_t)hd[3] << 24;
+  if (flag == 0) return 0;
+  float a, b;
+  if (got < 32 || flag < 2)
+    return fvl_err("images: %s record 0: insightface header with flag = %u (expected 2 labels: "
+                   "first identity record, end)", path, flag);
+  memcpy(&a, hd + 24, 4);
+  memcpy(&b, hd + 28, 4);
+  if (!(a >= 1) || a != floorf(a) || !(b >= a) || b != floorf(b) || !(b <= 1e12f))
+    return fvl_err("images: %s record 0: insightface header labels [%g, %g] are not a range of "
+                   "record numbers", path, (double)a, (double)b);
+  if ((int64_t)a - 1 > fvl_rec_count(r))
+    return fvl_err("images: %s record 0: insightface header says images are records 1..%lld but the "
+                   "file holds %lld records", path, (long long)a - 1, (long long)fvl_rec_count(r));
+  *first = (int64_t)a;
+  *end = (int64_t)b;
+  return 0;
+}
+
+/* the position and label of each of the n images (records 1..n with a header, else every record) */
+static int read_labels(fvl_imgset *s, fvl_rec *r, const char *path, int64_t n, int64_t first, int64_t *maxl) {
+  uint8_t hd[32];
+  *maxl = -1;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t key = first >= 0 ? i + 1 : fvl_rec_key(r, i);
+    int64_t p = first >= 0 ? fvl_rec_find(r, key) : i;
+    if (p < 0)
+      return fvl_err("images: %s: record %lld (an image by the insightface header, records 1..%lld) is "
+                     "not in the index", path, (long long)key, (long long)first - 1);
+    s->pos[i] = p;
+    int64_t got = fvl_rec_read_head(r, p, hd, 28);
+    if (got < 0 || label_of(hd, got, path, key, &s->labels[i])) return -1;
+    if (s->labels[i] > *maxl) *maxl = s->labels[i];
+    if ((i & 4095) == 0 && fvl_check_abort("images")) return -1;
+  }
+  return 0;
+}
+
 fvl_imgset *fvl_imgset_rec(const char *path, const char *idx_path, const char *property) {
   fvl_rec *r = fvl_rec_open(path, idx_path);
   if (!r) return NULL;
-  int64_t classes = 0;
+  int64_t classes = 0, first = -1, end = -1;
   int H = 0, W = 0;
-  if (property && read_property(property, &classes, &H, &W)) { fvl_rec_close(r); return NULL; }
-  int64_t p0 = fvl_rec_find(r, 0), first = -1, end = -1;
-  uint8_t hd[32];
-  if (p0 >= 0) {
-    int64_t got = fvl_rec_read_head(r, p0, hd, sizeof hd);
-    if (got < 0) { fvl_rec_close(r); return NULL; }
-    if (got < 24) {
-      fvl_err("images: %s record 0: %lld bytes, shorter than the 24-byte IRHeader", path, (long long)got);
-      fvl_rec_close(r);
-      return NULL;
-    }
-    uint32_t flag = (uint32_t)hd[0] | (uint32_t)hd[1] << 8 | (uint32_t)hd[2] << 16 | (uint32_t)hd[3] << 24;
-    if (flag > 0) {
-      float a, b;
-      if (got < 32 || flag < 2) {
-        fvl_err("images: %s record 0: insightface header with flag = %u (expected 2 labels: "
-                "first identity record, end)", path, flag);
-        fvl_rec_close(r);
-        return NULL;
-      }
-      memcpy(&a, hd + 24, 4);
-      memcpy(&b, hd + 28, 4);
-      if (!(a >= 1) || a != floorf(a) || !(b >= a) || b != floorf(b) || !(b <= 1e12f)) {
-        fvl_err("images: %s record 0: insightface header labels [%g, %g] are not a range of "
-                "record numbers", path, (double)a, (double)b);
-        fvl_rec_close(r);
-        return NULL;
-      }
-      first = (int64_t)a;
-      end = (int64_t)b;
-      if (first - 1 > fvl_rec_count(r)) {
-        fvl_err("images: %s record 0: insightface header says images are records 1..%lld but the "
-                "file holds %lld records", path, (long long)first - 1, (long long)fvl_rec_count(r));
-        fvl_rec_close(r);
-        return NULL;
-      }
-    }
+  if ((property && read_property(property, &classes, &H, &W)) || insightface_range(r, path, &first, &end)) {
+    fvl_rec_close(r);
+    return NULL;
   }
   int64_t n = first >= 0 ? first - 1 : fvl_rec_count(r);
   fvl_imgset *s = imgset_new(n);
@@ -126,20 +141,7 @@ fvl_imgset *fvl_imgset_rec(const char *path, const char *idx_path, const char *p
   s->pos = malloc((size_t)(n ? n : 1) * sizeof *s->pos);
   if (!s->pos) { fvl_err("images: out of memory"); goto fail; }
   int64_t maxl = -1;
-  for (int64_t i = 0; i < n; i++) {
-    int64_t key = first >= 0 ? i + 1 : fvl_rec_key(r, i);
-    int64_t p = first >= 0 ? fvl_rec_find(r, key) : i;
-    if (p < 0) {
-      fvl_err("images: %s: record %lld (an image by the insightface header, records 1..%lld) is "
-              "not in the index", path, (long long)key, (long long)first - 1);
-      goto fail;
-    }
-    s->pos[i] = p;
-    int64_t got = fvl_rec_read_head(r, p, hd, 28);
-    if (got < 0 || label_of(hd, got, path, key, &s->labels[i])) goto fail;
-    if (s->labels[i] > maxl) maxl = s->labels[i];
-    if ((i & 4095) == 0 && fvl_check_abort("images")) goto fail;
-  }
+  if (read_labels(s, r, path, n, first, &maxl)) goto fail;
   if (property) {
     for (int64_t i = 0; i < n; i++)
       if (s->labels[i] >= classes) {

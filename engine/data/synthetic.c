@@ -299,19 +299,17 @@ static void scratch_free(scratch *sc) {
   free(sc->Z); free(sc->Hb); free(sc->lat); free(sc->row);
 }
 
-int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, int32_t *ytr,
-                       int32_t *ytrue, float *xte, int32_t *yte) {
-  int64_t ntr, nte;
-  if (fvl_synth_sizes(o, NULL, &ntr, &nte)) return -1;
-  if (!xtr || !ytr) return fvl_err(FN ": train outputs are NULL");
-  if (nte > 0 && (!xte) != (!yte)) return fvl_err(FN ": give both test outputs or neither");
+/* the identity (0-based) of every row: train rows by identity (counts from fvl_synth_sizes),
+ * then the test identities K.. */
+static int32_t *row_identities(const fvl_synth_opts *o, int64_t ntr, int64_t nte) {
   int64_t K = o->identities;
   int64_t *counts = malloc((size_t)K * sizeof *counts);
   int32_t *ident = malloc((size_t)(ntr + nte) * sizeof *ident);
   if (!counts || !ident) {
     free(counts);
     free(ident);
-    return fvl_err(FN ": out of memory");
+    fvl_err(FN ": out of memory");
+    return NULL;
   }
   fvl_synth_sizes(o, counts, NULL, NULL);
   int64_t g = 0;
@@ -320,35 +318,38 @@ int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, 
   for (int64_t k = 0; k < o->test_identities; k++)
     for (int64_t c = 0; c < o->test_per_identity; c++) ident[g++] = (int32_t)(K + k);
   free(counts);
+  return ident;
+}
 
-  model m = {0};
-  int rc = -1, failed = 0;
-  /* each OpenMP thread runs its own single-threaded GEMMs on BLOCK-row blocks: no nested
-   * threading, no OpenBLAS threads spinning against ours */
-  int nth = fvl_get_threads();
-  if (build_model(o, &m)) goto done;
-  openblas_set_num_threads(1);
-  float w2scale = 1.0f;
-  {
-    /* calibration: scale W2 so that clean outputs have mean square 1 (first 512 train rows) */
-    scratch sc;
-    if (scratch_alloc(&sc, o, &m)) { scratch_free(&sc); fvl_err(FN ": out of memory"); goto done; }
-    double ss = 0;
-    int64_t nc = ntr < 512 ? ntr : 512;
-    for (int64_t g0 = 0; g0 < nc; g0 += BLOCK) {
-      int64_t n = nc - g0 < BLOCK ? nc - g0 : BLOCK;
-      render_block(o, &m, g0, n, ident + g0, 1.0f, 0, &sc, xtr + g0 * m.D);
-    }
-    for (int64_t i = 0; i < nc * m.D; i++) ss += (double)xtr[i] * xtr[i];
-    double ms = ss / (double)(nc * m.D);
-    if (ms > 1e-20) w2scale = (float)(1.0 / sqrt(ms));
-    scratch_free(&sc);
+/* the scale of W2 that gives clean outputs a mean square of 1 (measured on the first 512 train
+ * rows, rendered into xtr) */
+static int calibrate(const fvl_synth_opts *o, const model *m, int64_t ntr, const int32_t *ident, float *xtr,
+                     float *w2scale) {
+  scratch sc;
+  if (scratch_alloc(&sc, o, m)) { scratch_free(&sc); return fvl_err(FN ": out of memory"); }
+  double ss = 0;
+  int64_t nc = ntr < 512 ? ntr : 512;
+  for (int64_t g0 = 0; g0 < nc; g0 += BLOCK) {
+    int64_t n = nc - g0 < BLOCK ? nc - g0 : BLOCK;
+    render_block(o, m, g0, n, ident + g0, 1.0f, 0, &sc, xtr + g0 * m->D);
   }
+  for (int64_t i = 0; i < nc * m->D; i++) ss += (double)xtr[i] * xtr[i];
+  double ms = ss / (double)(nc * m->D);
+  *w2scale = ms > 1e-20 ? (float)(1.0 / sqrt(ms)) : 1.0f;
+  scratch_free(&sc);
+  return 0;
+}
+
+/* every train and test row, BLOCK rows at a time over nth threads; each thread runs its own
+ * single-threaded GEMMs (no nested threading, no OpenBLAS threads spinning against ours) */
+static int render_all(const fvl_synth_opts *o, const model *m, int64_t ntr, int64_t nte, const int32_t *ident,
+                      float w2scale, float *xtr, float *xte, int nth) {
+  int failed = 0;
   int64_t nbtr = (ntr + BLOCK - 1) / BLOCK, nbte = xte ? (nte + BLOCK - 1) / BLOCK : 0;
 #pragma omp parallel num_threads(nth)
   {
     scratch sc;
-    int ok = scratch_alloc(&sc, o, &m) == 0;
+    int ok = scratch_alloc(&sc, o, m) == 0;
     if (!ok) {
 #pragma omp atomic write
       failed = 1;
@@ -362,8 +363,8 @@ int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, 
       int64_t lo = bi < nbtr ? 0 : ntr, hi = bi < nbtr ? ntr : ntr + nte;
       int64_t g0 = lo + (bi < nbtr ? bi : bi - nbtr) * BLOCK;
       int64_t n = hi - g0 < BLOCK ? hi - g0 : BLOCK;
-      float *out = (bi < nbtr ? xtr : xte) + (g0 - lo) * m.D;
-      render_block(o, &m, g0, n, ident + g0, w2scale, 1, &sc, out);
+      float *out = (bi < nbtr ? xtr : xte) + (g0 - lo) * m->D;
+      render_block(o, m, g0, n, ident + g0, w2scale, 1, &sc, out);
       if (fvl_aborted()) {
 #pragma omp atomic write
         failed = 2;
@@ -371,10 +372,16 @@ int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, 
     }
     scratch_free(&sc);
   }
-  openblas_set_num_threads(nth);
-  if (failed == 1) { fvl_err(FN ": out of memory"); goto done; }
-  if (failed == 2) { fvl_check_abort(FN); goto done; }
-  /* labels */
+  if (failed == 1) return fvl_err(FN ": out of memory");
+  if (failed == 2) { fvl_check_abort(FN); return -1; }
+  return 0;
+}
+
+/* the labels: train rows keep their identity unless label noise swaps it for another one
+ * (ytrue: the identity), test rows count from 0 again; all shifted by label_base */
+static void write_labels(const fvl_synth_opts *o, int64_t ntr, int64_t nte, const int32_t *ident, int32_t label_base,
+                         int32_t *ytr, int32_t *ytrue, int32_t *yte) {
+  int64_t K = o->identities;
   uint64_t sl = stream(o->seed, S_LABEL);
   for (int64_t i = 0; i < ntr; i++) {
     int32_t k = ident[i], y = k;
@@ -388,7 +395,26 @@ int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, 
   }
   if (yte)
     for (int64_t i = 0; i < nte; i++) yte[i] = (int32_t)(ident[ntr + i] - K) + label_base;
-  rc = 0;
+}
+
+int fvl_synth_generate(const fvl_synth_opts *o, int32_t label_base, float *xtr, int32_t *ytr,
+                       int32_t *ytrue, float *xte, int32_t *yte) {
+  int64_t ntr, nte;
+  if (fvl_synth_sizes(o, NULL, &ntr, &nte)) return -1;
+  if (!xtr || !ytr) return fvl_err(FN ": train outputs are NULL");
+  if (nte > 0 && (!xte) != (!yte)) return fvl_err(FN ": give both test outputs or neither");
+  int32_t *ident = row_identities(o, ntr, nte);
+  if (!ident) return -1;
+  model m = {0};
+  int rc = -1;
+  int nth = fvl_get_threads();
+  if (build_model(o, &m)) goto done;
+  openblas_set_num_threads(1);
+  float w2scale = 1.0f;
+  rc = calibrate(o, &m, ntr, ident, xtr, &w2scale);
+  if (rc == 0) rc = render_all(o, &m, ntr, nte, ident, w2scale, xtr, xte, nth);
+  openblas_set_num_threads(nth);
+  if (rc == 0) write_labels(o, ntr, nte, ident, label_base, ytr, ytrue, yte);
 done:
   if (m.codes || m.W1 || m.b1 || m.W2) free_model(&m, o);
   free(ident);

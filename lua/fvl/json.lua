@@ -11,6 +11,7 @@
 -- Values with a :totable() method (tensors) are written as their nested tables.
 -- NaN/inf have no JSON form: by default they are an error naming the path; nonfinite="null"
 -- writes null and "literal" writes NaN/Infinity/-Infinity (as Python's json does; decode reads them).
+-- decode is strict: a key twice in one object, "1." or "01" and trailing text are errors.
 local json = {}
 
 local array_mt = { __name = "fvl.json.array" }
@@ -245,6 +246,8 @@ local function num(D)
   local t = s:match("^-?%d+%.?%d*[eE]?[-+]?%d*", D.pos)
   if not t or t == "" or t == "-" then fail(D, "unexpected character '" .. peek(D) .. "'") end
   if t:match("^-?0%d") then fail(D, "number with a leading zero") end
+  -- JSON's grammar: a fraction and an exponent each need a digit ("1." and "1.e5" are not numbers)
+  if t:find(".", 1, true) and not t:match("^-?%d+%.%d") then fail(D, "malformed number '" .. t .. "'") end
   D.pos = D.pos + #t
   local v
   if t:find("[%.eE]") then
@@ -262,7 +265,7 @@ local value
 -- the entries of an object or an array after its opening byte, up to `close` ("}" or "]")
 local function container(D, depth, close)
   D.pos = D.pos + 1
-  local t, n = {}, 0
+  local t, n, seen = {}, 0, nil
   skip(D)
   if peek(D) == close then
     D.pos = D.pos + 1
@@ -273,7 +276,14 @@ local function container(D, depth, close)
     if close == "}" then
       skip(D)
       if peek(D) ~= '"' then fail(D, "expected a string key") end
+      local at = D.pos
       k = str(D)
+      seen = seen or {}
+      if seen[k] then   -- strict: a second value must not hide the first (last-wins parsers differ)
+        D.pos = at
+        fail(D, string.format("duplicate key %q", k))
+      end
+      seen[k] = true
       skip(D)
       if peek(D) ~= ":" then fail(D, "expected ':'") end
       D.pos = D.pos + 1

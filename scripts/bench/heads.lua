@@ -3,6 +3,7 @@
 --
 --   fvl scripts/bench/heads.lua                       -- C = 10000 and 100000, all heads
 --   fvl scripts/bench/heads.lua --C 10000 --heads arcface,cosface --steps 5 --B 256 --D 512 --threads 2
+--   fvl scripts/bench/heads.lua --pair arcface,margin_arcface --C 100000 --threads 2   -- two heads, alternately
 -- A step at C=10,000 takes ~60 ms and the machine's GEMM rate drifts by ±10% from second to
 -- second, so the default takes the best of 15 alternating step/GEMM pairs there (5 at C=100,000).
 --
@@ -38,6 +39,8 @@ parser:option("--D", "embedding dimension", "512"):convert(cli.integer("D", 1))
 parser:option("--warmup", "warm-up steps", "1"):convert(cli.integer("warmup", 0))
 parser:option("--threads", "threads"):convert(cli.integer("threads", 1))
 parser:option("--one", "run one head in this process (used by the driver)")
+parser:option("--pair", "A,B: the steps of two heads alternately in one process and their ratio " ..
+              "(e.g. arcface,margin_arcface; default C 100000)")
 parser:option("--torch", "0: skip the PyTorch peer", "1"):convert(cli.integer("torch", 0, 1))
 parser:option("--twopass", "0: skip the two-pass path (fvl.F.fused(false)) timed beside the fused one", "1")
   :convert(cli.integer("twopass", 0, 1))
@@ -160,11 +163,11 @@ if args.one then
   return
 end
 
--- pair=a,b: the steps of two heads alternately in one process, best of N each, and their ratio
--- (e.g. pair=arcface,margin_arcface C=100000: a user-written margin against the built-in head)
+-- --pair a,b: the steps of two heads alternately in one process, best of N each, and their ratio
+-- (e.g. --pair arcface,margin_arcface --C 100000: a user-written margin against the built-in head)
 if args.pair then
   local na, nb = tostring(args.pair):match("^([%w_]+),([%w_]+)$")
-  if not na then error("heads.lua: pair=<head>,<head> expected, got " .. tostring(args.pair), 0) end
+  if not na then error("heads.lua: --pair <head>,<head> expected, got " .. tostring(args.pair), 0) end
   local B, D, C = args.B, args.D, args.C or 100000
   fvl.manual_seed(1)
   local x, y = fvl.randn(B, D), nil
@@ -215,6 +218,10 @@ print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with th
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
 print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load average %s (a loaded machine makes "
                     .. "every figure noisy)", peak, isa, fvl.threads(), util.loadavg()))
+-- the class blocks' GEMMs: the engine's own kernel where the CPU has AVX-512 (engine/loss/blk_gemm.c)
+print(isa == "avx512" and os.getenv("FVL_BLK_GEMM") ~= "0"
+      and "block GEMMs: the engine's AVX-512 kernel (FVL_BLK_GEMM=0 in the environment: OpenBLAS per block)"
+      or "block GEMMs: single-threaded OpenBLAS per block")
 -- PyTorch's step for the heads heads_torch.py has, at class count C: { [head] = ms }
 local function torch_times(C)
   if args.torch == 0 then return {} end

@@ -27,7 +27,7 @@ assert(os.execute("mkdir -p '" .. tmp .. "'"))
 local SKIP = {   -- processes, the network, threads, terminals, slow whole-dataset readers
   sys = true, store = true, sweep = true, _bench = true, threads = true,
   clock = true, _walltime = true, _isatty = true, log = true, progress = true, repl = true,
-  loader = true, Loader = true, _loader_batch = true, _loader_perm = true, fashion_mnist = true,
+  loader = true, Loader = true, fashion_mnist = true,
   mnist = true, lfw_pairs = true, folder_to_rec = true, images = true, _imgset_folder = true,
   boundaries = true, boundary_animation = true, boundary_animations = true, training_animation = true,
   history = true, use_reference = true, set_rng_state = true,
@@ -402,8 +402,68 @@ do   -- seed files for the readers, written by the project's own writers
   end)
   seeds.npyds = seeds.npy
 end
+-- the loss primitives (fvl.F) on compatible shapes: cos from F.cosine (C may be 0: an empty
+-- class matrix), labels in and out of range, margin specs from the declared keys with values of
+-- every kind, the shard variants' column tensors; then a backward through what they return
+local ENUMS = { "none", "cos", "arc", "combined", "sphere", "circle", "given", "mm", "clamp", "easy", "exact",
+                "detached", "affine", "quadratic", "all", "row", "error", "warn", "raw" }
+local function spec(B)
+  local o = {}
+  for _ = 1, R(0, 5) do
+    local k = pick((fvl._options or {}).margin_spec or WORDS)
+    local r = R()
+    o[k] = r < 0.35 and pick(ENUMS) or r < 0.7 and (R() * 3 - 0.5) or r < 0.85 and fvl.rand(R() < 0.8 and B or R(0, 4)) or gen(1)
+  end
+  if R() < 0.5 then o.target = pick { "cos", "arc", "combined", "sphere", "circle" } end
+  return o
+end
+local function loss_F_step()
+  local F = fvl.F
+  local B, C, D = R(1, 5), R() < 0.85 and R(1, 6) or 0, R(1, 5)
+  local x, W = embeddings(B, D), fvl.randn(C, D)
+  if R() < 0.5 then W = W:float():requires_grad() end
+  local ok, cos = pcall(F.cosine, x, W)
+  if not ok then cos = fvl.rand(B, math.max(C, 1)) * 2 - 1 end
+  local y = labels(B, C)
+  local cols = {}
+  for i = 1, B do cols[i] = R() < 0.9 and R(0, C) or pick { -1, C + 1, 2^31 } end
+  cols = fvl.tensor(cols, R() < 0.9 and "int32" or "float32")
+  local S = fvl.rand(B, B) * 2 - 1
+  local calls = {
+    function() return F.margin_ce(cos, y, spec(B), R() < 0.5 and "fz" or nil) end,
+    function() return F.margin_logits(cos, y, spec(B)) end,
+    function() return F.hard_mean(cos, y, { hard = pick { "all", "arc", "cos", "row" }, hard_m = R(), values = pick { "raw", "affine" }, a = R(), b = R() }) end,
+    function() return F.target_cos(cos, y) end,
+    function() return F.neg_lse(cos, y, pick { 1, 64, 0, -1, 0 / 0, fvl.rand(B) }) end,
+    function() return F.group_max(cos, pick { 1, 2, 3, 0, -1, C }) end,
+    function() local K = pick { 1, 2, 3 } return F.group_max_ws(fvl.rand(B, math.max(C, 1) * K), K, fvl.zeros(B, math.max(C, 1)):int()) end,
+    function() return F.gather_rows(W, y) end,
+    function() return F.circle_pairwise(S, y, R(), pick { 1, 64, 256 }) end,
+    function() return F.center_dist(x, W, y) end,
+    function() return F.disc_dist(x, W, y, R() < 0.8 and fvl.rand(math.max(C, 1)) or gen(1)) end,
+    function() return F.center_update(W:detach():clone(), x, y, pick { 0.5, 0, 1, -1, 2 }) end,
+    function() return F.margin_ce_shard(cos, cols, spec(B), "fz", R() < 0.5 and R(0, 8) or nil) end,
+    function() return F.cosine_margin_ce_shard(x, W, cols, spec(B), pick { 1, 2, 3, 0, -1 }, "fz") end,
+    function() return F.target_cos_shard(cos, cols) end,
+    function() return F.hard_mean_shard(cos, cols, { hard = pick { "all", "arc", "cos" } }) end,
+    function() return F.circle_pairwise_shard(S, y, pick { 1, 2, B, B + 1, 0 }, R(), 64) end,
+    function() return F.copy_rows(fvl.zeros(B + 2, D), pick { 1, 2, 3, 0, B + 3 }, fvl.randn(R(0, 3), D)) end,
+    function() return F.pfc_sample(fvl.tensor(cols:int():totable(), "int32"), pick { 1, C, C + 1, 0 }, R(1, 9), R(0, 9)) end,
+  }
+  local i = R(1, #calls)
+  local okc, out = pcall(calls[i])
+  pass("F loss primitive", okc)
+  if okc and type(out) == "userdata" and R() < 0.7 then
+    pass("F backward", pcall(function()
+      local l = out:dim() == 0 and out or out:float():sum()
+      l:backward()
+    end))
+  end
+  return "F primitive " .. i
+end
+
 local SCENARIOS = { head_step, head_step, head_step, conv_bn_act_step, backbone_step, dist_step, dist_step,
-                    reader_step, reader_step }
+                    reader_step, reader_step, loss_F_step, loss_F_step, loss_F_step }
 
 -- ------------------------------------------------------------------ the run
 local function describe(v)

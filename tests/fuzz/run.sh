@@ -4,10 +4,12 @@
 # checkpoint header through the Lua loader) built
 # with clang + ASan + UBSan, and the seeded Lua API call-stream fuzzer under the ASan build.
 #
-#   bash tests/fuzz/run.sh [seconds per target [api fuzzer seconds [api seed]]]
+#   bash tests/fuzz/run.sh [seconds per target [api fuzzer seconds [api seeds]]]
+#   (api seeds: one seed or a comma list, e.g. 11,12,13: the API fuzzer runs each for its seconds)
 #   FUZZ_TARGETS="rec bin" bash tests/fuzz/run.sh 600 0     # some parsers only, no API fuzzer
+#   FUZZ_TARGETS=none bash tests/fuzz/run.sh 0 300 11,12    # the API fuzzer only, two seeds
 #
-# .ci/run runs it for a few seconds each; a longer hunt is e.g. `bash tests/fuzz/run.sh 600 600 7`.
+# .ci/run runs it for a few seconds each; a longer hunt is e.g. `bash tests/fuzz/run.sh 600 300 7,8,9,10`.
 # Inputs that crashed are kept by libFuzzer as build-fuzz/crash-*; copy one into
 # tests/fuzz/regress/<target>/ to make it a regression input (every file there is replayed
 # first, each run). Seeds come from tests/fuzz/seeds/<target>/ (written by the project's own
@@ -68,6 +70,7 @@ seed_corpus() {   # a few valid files of each kind to start from
 
 status=0
 for t in ${FUZZ_TARGETS:-npy npz idx rec bin image checkpoint}; do
+  [ "$t" = none ] && continue   # FUZZ_TARGETS=none: the API fuzzer only
   "$CC" "${CFLAGS[@]}" -DFVL_SRC_DIR="\"$(pwd)\"" -fsanitize=fuzzer tests/fuzz/fuzz_$t.c "${objs[@]}" "${LIBS[@]}" -o "$OUT/fuzz_$t"
   seed_corpus $t
   reg=tests/fuzz/regress/$t
@@ -88,19 +91,21 @@ done
 if [ "$API_SECS" = 0 ]; then
   echo "== api_fuzz: skipped (0 s)"
 elif [ -x build-asan/fvl ]; then
-  echo "== api_fuzz: seed $API_SEED, $API_SECS s (build-asan)"
-  # in a scratch directory: option words double as file names (plots, saves) there
-  work=$(mktemp -d)
   root=$(pwd)
-  if (cd "$work" && "$root/build-asan/fvl" "$root/tests/fuzz/api_fuzz.lua" "$API_SEED" "$API_SECS") \
-       > "$OUT/api_fuzz.log" 2>&1; then
-    tail -1 "$OUT/api_fuzz.log"
-  else
-    grep -v "failed to allocate" "$OUT/api_fuzz.log" | tail -60 >&2
-    echo "api_fuzz: FAILED with seed $API_SEED (rerun with FVL_FUZZ_VERBOSE=1 to see the calls)" >&2
-    status=1
-  fi
-  rm -rf "$work"
+  for seed in ${API_SEED//,/ }; do
+    echo "== api_fuzz: seed $seed, $API_SECS s (build-asan)"
+    # in a scratch directory: option words double as file names (plots, saves) there
+    work=$(mktemp -d)
+    if (cd "$work" && "$root/build-asan/fvl" "$root/tests/fuzz/api_fuzz.lua" "$seed" "$API_SECS") \
+         > "$OUT/api_fuzz.$seed.log" 2>&1; then
+      tail -2 "$OUT/api_fuzz.$seed.log"
+    else
+      grep -v "failed to allocate" "$OUT/api_fuzz.$seed.log" | tail -60 >&2
+      echo "api_fuzz: FAILED with seed $seed (rerun with FVL_FUZZ_VERBOSE=1 to see the calls)" >&2
+      status=1
+    fi
+    rm -rf "$work"
+  done
 else
   echo "== api_fuzz: skipped (no build-asan/fvl; cmake -S . -B build-asan -DFVL_SANITIZE=ON first)"
 fi

@@ -92,4 +92,16 @@ describe("json.decode", function()
     end
     expect_error(function() json.decode(42) end, "json.decode: argument #1 must be a string, got number")
   end)
+  it("is strict: a key twice in one object and numbers outside JSON's grammar are errors", function()
+    local v, err = json.decode('{"version": -7, "version": 1}')
+    expect_eq(v, nil)
+    expect_true(err:find('duplicate key "version" at line 1 column 17', 1, true), err)
+    expect_eq(select(2, json.decode('{"a": {"b": null, "b": 2}}')):match("duplicate key \"b\""), 'duplicate key "b"')
+    for _, bad in ipairs { "1.", "1.e5", "-2.", "[1.]" } do
+      local r, e = json.decode(bad)
+      expect_true(r == nil and e:find("malformed number", 1, true), bad .. ": " .. tostring(e))
+    end
+    expect_eq(json.decode('{"a": 1, "b": {"a": 2}}').b.a, 2)   -- the same key in another object is fine
+    expect_eq(json.decode("1.5e-3"), 1.5e-3)
+  end)
 end)
