@@ -33,9 +33,10 @@ static void pair_arg(lua_State *L, int idx, const char *fn, const char *what, in
 }
 
 /*** fvl.F.conv2d_direct([on]) -> boolean
-   Whether the direct AVX2 convolution kernels are enabled (the previous setting when on, a
-   boolean, is given). They run only where they apply (stride 1, a CPU with AVX2 + FMA); off, every
-   convolution takes the im2col + sgemm path. For benchmarks and for comparing the two paths. */
+   Whether the direct convolution kernels are enabled (the previous setting when on, a boolean, is
+   given). They run only where they apply (a CPU with AVX2 + FMA; stride 1, or any stride with a
+   multiple of 16 output channels and at least 64 taps); off, every convolution takes the im2col +
+   sgemm path. For benchmarks and for comparing the two paths. */
 static int l_conv2d_direct(lua_State *L) {
   int old;
   if (lua_isnoneornil(L, 1)) {

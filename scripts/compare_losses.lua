@@ -1,7 +1,7 @@
 -- compare_losses.lua — the main experiment: every seed loss head trained with one recipe, over
 -- several seeds,
---   (a) on Fashion-MNIST with a 2-D embedding: closed-set accuracy, collapse diagnostics and the
---       feature/boundary pictures;
+--   (a) on Fashion-MNIST with a 4-D embedding (--fm-dim 2: the features drawn on the unit circle):
+--       closed-set accuracy, collapse diagnostics and the boundary pictures;
 --   (b) on synthetic_faces, open set (by default many identities with few samples each, the regime
 --       of face data sets): 10-fold verification accuracy, TAR@FAR and EER on unseen identities.
 -- Every (head, seed) pair is one task, run in its own single-threaded worker process (--jobs of
@@ -20,7 +20,7 @@ local HEAD_KEYS = { "softmax", "sphereface", "cosface", "arcface", "mv_arc", "cu
 -- ------------------------------------------------------------------ options
 local parser = cli.parser("fvl scripts/compare_losses.lua",
   "The main experiment: every loss head trained with one recipe over several seeds, on Fashion-MNIST " ..
-  "(2-D embedding, closed set: accuracy, collapse diagnostics, pictures) and synthetic_faces (open set, " ..
+  "(4-D embedding, closed set: accuracy, collapse diagnostics, pictures) and synthetic_faces (open set, " ..
   "unseen identities: 10-fold accuracy, TAR@FAR, EER). Writes DIR/results.csv, summary.csv, " ..
   "results.json, settings.json, table.txt, the pictures and DIR/tasks/<head>-s<seed>/.")
 parser:mutex(parser:flag("--quick", "smoke test: one seed, a few hundred steps (not for conclusions)"),
@@ -42,10 +42,15 @@ parser:option("--bn", "normalisation layer on the embedding: insightface (BatchN
               "shift learned), noaffine (BatchNorm1d without scale and shift), feature (BatchNorm1d with " ..
               "learned scale and shift), all (feature, and BatchNorm1d after every hidden layer) or none",
               "noaffine"):choices { "insightface", "noaffine", "feature", "all", "none" }
+parser:option("--syn-bn", "the same for the 64-D synthetic part; default feature (learned scale and shift): " ..
+              "without a learned scale Softmax and Center lose there (docs/experiments.md)", "feature")
+  :choices { "insightface", "noaffine", "feature", "all", "none" }
 parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
 parser:option("--scale", "the scale s of every normalised head in the 64-D synthetic part (SphereFace excepted)", "32")
   :convert(cli.number("scale", 0))
-parser:option("--fm-dim", "embedding dimension of the Fashion-MNIST part (pictures of the features only in 2-D)", "2")
+parser:option("--fm-dim", "embedding dimension of the Fashion-MNIST part: 4, the smallest in which no head lost a " ..
+              "class (docs/experiments.md); 2 draws the features on the unit circle (features.png), where the " ..
+              "papers' margins collapse most heads", "4")
   :convert(cli.integer("fm-dim", 2))
 parser:option("--fm-scale", "the scale s of every normalised head in the 2-D Fashion-MNIST part", "16")
   :convert(cli.number("fm-scale", 0))
@@ -107,7 +112,7 @@ local SETTINGS = {
   mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, fm_scale = FM_S, circle_gamma = opt.circle_gamma or "4s",
   fm_margin = opt.fm_margin,
   batch = 256, lr = opt.lr, momentum = 0.9, head_lr = opt.head_lr, head_weight_decay = opt.head_wd,
-  weight_decay = 5e-4, warmup = opt.warmup, margin_warmup = opt.margin_warmup, circle_m = opt.circle_m, inputs = opt.inputs, bn = opt.bn, threads_per_task = opt.threads,
+  weight_decay = 5e-4, warmup = opt.warmup, margin_warmup = opt.margin_warmup, circle_m = opt.circle_m, inputs = opt.inputs, bn = opt.bn, syn_bn = opt.syn_bn, threads_per_task = opt.threads,
   fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = opt.fm_dim },
   synthetic = { steps = M.syn_steps, dim = 64, data = M.syn, pairs = M.pairs, folds = 10 },
   diagnostics = { angle = 5, recall = 0.02, cluster = 3, every = 100 },
@@ -204,17 +209,17 @@ local function standardise(x, tx, per_feature)
   end)
 end
 
--- the backbone and the normalisation layer of --bn on its embedding
-local function backbone(kind, sizes)
+-- the backbone and the normalisation layer `norm` (--bn, --syn-bn) on its embedding
+local function backbone(kind, sizes, norm)
   local net
   if kind == "lenetpp" then net = fvl.nn.lenetpp{dim = sizes[#sizes]}
-  else net = fvl.nn.mlp{sizes = sizes, bn = opt.bn == "all"} end
-  if opt.bn == "noaffine" then
+  else net = fvl.nn.mlp{sizes = sizes, bn = norm == "all"} end
+  if norm == "noaffine" then
     net:add(fvl.nn.BatchNorm1d(sizes[#sizes], {affine = false}))
-  elseif opt.bn ~= "none" then
+  elseif norm ~= "none" then
     local bn = fvl.nn.BatchNorm1d(sizes[#sizes])
     net:add(bn)
-    if opt.bn == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
+    if norm == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
   end
   return net
 end
@@ -351,7 +356,7 @@ local function fmnist_part(h, seed, dir, res)
   local y, ty = tr.labels:narrow(1, 1, n), te.labels
   fvl.manual_seed(seed)
   local FM_D = SETTINGS.fashion_mnist.dim
-  local net = backbone(M.fm_backbone, {784, 256, 128, FM_D})
+  local net = backbone(M.fm_backbone, {784, 256, 128, FM_D}, opt.bn)
   local head = h.make(FM_D, 10, FM_S, opt.fm_margin)
   local t0 = fvl.clock()
   local anim, on_step
@@ -387,7 +392,7 @@ local function synthetic_part(h, seed, dir, res)
   local classes = syn.info and syn.info.identities or M.syn.identities
   fvl.manual_seed(seed)
   local D = SETTINGS.synthetic.dim
-  local net = backbone("mlp", {x:size(2), 256, D})
+  local net = backbone("mlp", {x:size(2), 256, D}, opt.syn_bn)
   local head = h.make(D, classes, S, 1)
   local t0 = fvl.clock()
   local curve, trace = train(h, seed, net, head, x, syn.train.labels, M.syn_steps, "synthetic", nil, 1)
@@ -597,9 +602,9 @@ for _, h in ipairs(heads) do
   add(c)
 end
 SETTINGS.tasks_finished, SETTINGS.tasks = #runs, #tasks
-local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s, s %g (%d-D) / %g (64-D), " ..
+local note = string.format("mean ± std over %d seed%s (%s), inputs %s, BatchNorm %s / %s (64-D), s %g (%d-D) / %g (64-D), " ..
                            "%d-D margins × %g%s%s", #seeds, #seeds == 1 and "" or "s",
-                           table.concat(seeds, ","), opt.inputs, opt.bn, FM_S, opt.fm_dim, S, opt.fm_dim, opt.fm_margin,
+                           table.concat(seeds, ","), opt.inputs, opt.bn, opt.syn_bn, FM_S, opt.fm_dim, S, opt.fm_dim, opt.fm_margin,
                            #runs < #tasks and string.format("; only %d of %d tasks finished", #runs, #tasks) or "",
                            mode == "quick" and "  -- SMOKE TEST (--quick), not a result" or "")
 local table_text = table.concat(lines, "\n") .. "\n" .. note

@@ -20,6 +20,7 @@ parser:option("--file", "document to update in place (with --section)")
 parser:option("--section", "name of the marked section to replace")
 parser:option("--columns", "comma-separated metric keys (default: accuracy, collapse and verification columns)")
 parser:flag("--range", "spread as min–max instead of ± std")
+parser:option("--heads", "only these heads (keys, comma separated), in the runs' order"):convert(cli.list("heads"))
 parser:flag("--totals", "with several run directories: also one row per run (collapsed tasks, tasks that lost a " ..
             "class or fell below 50%, mean accuracy over its heads)")
 local opt = parser:parse(arg or {})
@@ -42,6 +43,14 @@ local function load(dir)
 end
 local dirs = opt.run_dir
 local R = load(dirs[1])
+-- the heads of a run's summary that the table shows
+local function shown(summary)
+  if not opt.heads then return summary end
+  local want, out = {}, {}
+  for _, k in ipairs(opt.heads) do want[k] = true end
+  for _, h in ipairs(summary) do if want[h.key] then out[#out + 1] = h end end
+  return out
+end
 local metric = {}
 for _, m in ipairs(R.metrics) do
   m.label = m.label:gsub("|x|", "‖x‖"):gsub("|", "/")   -- a table cell cannot hold "|"
@@ -96,11 +105,11 @@ local function full_command(S)
   for flag in cmd:gmatch("%s(%-%-[%w%-]+)") do given[flag] = true end
   local fm_s = S.fm_scale or S.scale
   local add = {
-    { "--inputs", S.inputs }, { "--bn", S.bn }, { "--lr", S.lr }, { "--warmup", S.warmup or 0.05 },
+    { "--inputs", S.inputs }, { "--bn", S.bn }, { "--syn-bn", S.syn_bn or S.bn }, { "--lr", S.lr }, { "--warmup", S.warmup or 0.05 },
     { "--fm-scale", fm_s }, { "--fm-margin", S.fm_margin or 1 }, { "--scale", S.scale },
     { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
     { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
-    { "--margin-warmup", S.margin_warmup or 0 }, { "--fm-dim", S.fashion_mnist and S.fashion_mnist.dim ~= 2 and S.fashion_mnist.dim or nil }, { "--circle-m", S.circle_m ~= 0.25 and S.circle_m or nil },
+    { "--margin-warmup", S.margin_warmup or 0 }, { "--fm-dim", S.fashion_mnist and S.fashion_mnist.dim or 2 }, { "--circle-m", S.circle_m ~= 0.25 and S.circle_m or nil },
   }
   local extra = {}
   for _, a in ipairs(add) do
@@ -114,12 +123,23 @@ local function full_command(S)
   return cmd .. " " .. table.concat(extra, " ")
 end
 
+-- the options of this report that shape the table, as given ("--totals --heads a,b ")
+local function table_options()
+  local out = {}
+  if opt.totals then out[#out + 1] = "--totals " end
+  if opt.range then out[#out + 1] = "--range " end
+  if opt.heads then out[#out + 1] = "--heads " .. table.concat(opt.heads, ",") .. " " end
+  if opt.columns then out[#out + 1] = "--columns " .. opt.columns .. " " end
+  return table.concat(out)
+end
+
 -- the recipe columns of an ablation table: the settings whose value differs between the runs
 -- (s of the 2-D part always shown). Runs made before a setting existed had its old value: one s
 -- for both parts, Circle's γ 256, 5% warm-up, the head trained like the backbone.
 local RECIPE = {
   { "inputs", "inputs", function(S) return S.inputs end },
   { "bn", "BatchNorm", function(S) return S.bn end },
+  { "syn_bn", "BatchNorm (64-D)", function(S) return S.syn_bn or S.bn end },
   { "fm_dim", "D", function(S) return S.fashion_mnist and S.fashion_mnist.dim or 2 end },
   { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
   { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
@@ -142,7 +162,7 @@ local function recipe_columns(runs_S)
   end
   return rcols
 end
-local function recipe_rule(r) return (r[1] == "inputs" or r[1] == "bn") and "---" or "---:" end
+local function recipe_rule(r) return (r[1] == "inputs" or r[1]:match("bn$")) and "---" or "---:" end
 local function recipe_value(r, S)
   local v = r[3](S)
   return string.format(type(v) == "number" and "%g" or "%s", v)
@@ -200,7 +220,7 @@ local function ablation_table()
   for di, dir in ipairs(dirs) do
     local Rd = load(dir)
     local Sd = runs_S[di]
-    for _, h in ipairs(Rd.summary) do
+    for _, h in ipairs(shown(Rd.summary)) do
       local c = {}
       for _, r in ipairs(rcols) do
         c[#c + 1] = (r[1]:match("^circle_") and h.key ~= "circle") and "" or recipe_value(r, Sd)
@@ -216,7 +236,7 @@ local function ablation_table()
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("%s over seeds %s (collapsed: seeds flagged by fvl.eval.diagnose). Reproduce: %s; " ..
     "then `build/fvl scripts/report_compare.lua %s%s`.", opt.range and "Mean (min–max)" or "Mean ± std", seeds_seen,
-    table.concat(cmds, "; "), opt.totals and "--totals " or "", table.concat(dirs, " "))
+    table.concat(cmds, "; "), table_options(), table.concat(dirs, " "))
   return table.concat(lines, "\n")
 end
 
@@ -233,27 +253,29 @@ local function head_table()
   end
   lines[#lines + 1] = "| " .. table.concat(hdr, " | ") .. " |"
   lines[#lines + 1] = "|" .. table.concat(rule, "|") .. "|"
-  for _, h in ipairs(R.summary) do
+  for _, h in ipairs(shown(R.summary)) do
     local c = { h.head }
     for i, k in ipairs(cols) do c[i + 1] = cell(h[k], metric[k]) end
     lines[#lines + 1] = "| " .. table.concat(c, " | ") .. " |"
   end
   local seeds = S.seed_list and table.concat(S.seed_list, ", ") or "?"
   local syn = S.synthetic and S.synthetic.data or {}
+  local fm_dim = S.fashion_mnist and S.fashion_mnist.dim or 2
   lines[#lines + 1] = ""
-  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s, lr %s, s %s (2-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in 2-D; %s steps on Fashion-MNIST (%s), " ..
+  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D; %s steps on Fashion-MNIST (%s), " ..
     "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
     "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
-    opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(S.lr),
-    tostring(S.fm_scale or S.scale), tostring(S.scale), S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256),
-    tostring(S.fm_margin or 1),
+    opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(fm_dim),
+    tostring(S.syn_bn or S.bn), tostring(S.lr),
+    tostring(S.fm_scale or S.scale), tostring(fm_dim), tostring(S.scale),
+    S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256), tostring(S.fm_margin or 1), tostring(fm_dim),
     tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
     tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
     tostring(syn.test_identities), tostring(syn.test_per_identity),
     (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
     ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
      and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-    full_command(S), tostring(S.seconds), tostring(S.jobs), dirs[1])
+    full_command(S), tostring(S.seconds), tostring(S.jobs), table_options() .. dirs[1])
   return table.concat(lines, "\n")
 end
 

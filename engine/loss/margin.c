@@ -438,8 +438,8 @@ FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C,
       if (j0 == jt) { f[yi - j0] = r->T; df[yi - j0] = r->dT; }
     } else if (sp->neg == FVL_NK_NONE && j0 != jt) {   /* N = c, N' = 1: read the row in place */
       v = crow + j0;
-      if (!ones) {
-        for (int k = 0; k < CHUNK; k++) df[k] = 1.0f;
+      if (!ones) {   /* n: no later chunk of the row is longer (class blocks call with short rows) */
+        for (int k = 0; k < n; k++) df[k] = 1.0f;
         ones = 1;
       }
     } else {
@@ -677,6 +677,8 @@ void fvl_margin_ce_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *ro
                              const unsigned char *skip, float *dcos, int lddc) {
   for (int i = 0; i < B; i++) {
     float *grow = dcos + (size_t)i * lddc;
+    if (i + 2 < B)   /* the rows are short pieces of long rows: the hardware prefetcher sees too little */
+      for (int k = 0; k < n; k += 16) __builtin_prefetch(cos + (size_t)(i + 2) * ldc + k);
     if (skip && skip[i]) { memset(grow, 0, sizeof(float) * (size_t)n); continue; }
     int yi = y[i] >= j0 && y[i] < j0 + n ? y[i] - j0 : -1;
     bwd_row(sp, cos + (size_t)i * ldc, n, yi, &rows[i], row_lse[i], gscale, grow, NULL, NULL);

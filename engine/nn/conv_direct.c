@@ -1,4 +1,4 @@
-/* conv_direct.c — stride-1 convolution without im2col, for x86-64 with AVX2 + FMA.
+/* conv_direct.c — convolution without im2col, for x86-64 with AVX2 + FMA (and AVX-512 tiles).
  *
  * Every kernel keeps its micro-tile's 12 ymm accumulators in registers over the whole
  * reduction, so each output (y or dW) is written once and nothing of size K × OH·OW
@@ -23,9 +23,14 @@
  * Threads: each gets an equal share of the batch and (dW) its own partial sum, added in a fixed
  * order at the end: the same numbers for the same thread count.
  *
- * The dispatcher in conv.c uses these when the CPU has AVX2 and FMA, the stride is 1 and
- * fvl_conv2d_set_direct has not turned them off (the tests run both paths against a double
- * reference). */
+ * AVX-512 (where the CPU has it, fvl_conv2d_set_avx512): the channel-vector tiles widen to 32
+ * channels (forward 32 × 12 positions, dW 32 × 8 taps) with the same per-output sums (same bits).
+ * Strided convolutions (16·k outputs, ≥ 64 taps) run forward and dW on the channel-vector
+ * kernels, whose positions carry their own input offsets; their dx is im2col's adjoint (conv.c).
+ *
+ * The dispatcher in conv.c uses these when the CPU has AVX2 and FMA, fvl_conv2d_direct_ok accepts
+ * the shape and fvl_conv2d_set_direct has not turned them off (the tests run every path against
+ * a double reference). */
 #include "nn.h"
 #include <string.h>
 

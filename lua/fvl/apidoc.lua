@@ -140,9 +140,10 @@ passes over y. Not tracked: refused while gradients are enabled for an input tha
 them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not\
 one value per output channel.",
   ["fvl.F.conv2d_direct"] = "fvl.F.conv2d_direct([on]) -> boolean\
-Whether the direct AVX2 convolution kernels are enabled (the previous setting when on, a\
-boolean, is given). They run only where they apply (stride 1, a CPU with AVX2 + FMA); off, every\
-convolution takes the im2col + sgemm path. For benchmarks and for comparing the two paths.",
+Whether the direct convolution kernels are enabled (the previous setting when on, a boolean, is\
+given). They run only where they apply (a CPU with AVX2 + FMA; stride 1, or any stride with a\
+multiple of 16 output channels and at least 64 taps); off, every convolution takes the im2col +\
+sgemm path. For benchmarks and for comparing the two paths.",
   ["fvl.F.conv2d_grouped"] = "fvl.F.conv2d_grouped(x, w [, bias [, stride [, padding [, groups]]]]) -> tensor\
 Grouped 2-D convolution (MobileFaceNet's depthwise layers): w is Cout × Cin/groups × kh × kw,\
 groups (1) divides both channel counts; stride (1) and padding (0) an integer or {h, w}.\

@@ -218,6 +218,10 @@ print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with th
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
 print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load average %s (a loaded machine makes "
                     .. "every figure noisy)", peak, isa, fvl.threads(), util.loadavg()))
+-- the class blocks' GEMMs: the engine's own kernel where the CPU has AVX-512 (engine/loss/blk_gemm.c)
+print(isa == "avx512" and os.getenv("FVL_BLK_GEMM") ~= "0"
+      and "block GEMMs: the engine's AVX-512 kernel (FVL_BLK_GEMM=0 in the environment: OpenBLAS per block)"
+      or "block GEMMs: single-threaded OpenBLAS per block")
 -- PyTorch's step for the heads heads_torch.py has, at class count C: { [head] = ms }
 local function torch_times(C)
   if args.torch == 0 then return {} end

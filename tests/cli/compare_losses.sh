@@ -22,7 +22,7 @@ if ! "$FVL" -e 'assert(fvl.data.fashion_mnist{split = "test", limit = 1})' >/dev
   exit 0
 fi
 
-tiny=(--quick --heads softmax,arcface --seeds 2 --fm-steps 20 --syn-steps 20 --identities 70 --per-identity 4)
+tiny=(--quick --heads softmax,arcface --seeds 2 --fm-steps 20 --syn-steps 20 --identities 70 --per-identity 4 --fm-dim 2)
 "$FVL" scripts/compare_losses.lua "${tiny[@]}" --out "$tmp/a" --jobs 2 >"$tmp/out" 2>"$tmp/err"
 rc=$?
 check '[ $rc == 0 ]' "compare_losses exited $rc: $(tail -c 800 "$tmp/err")"
@@ -77,6 +77,9 @@ check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale
 # several run directories: the ablation table, with the recipe columns that differ between them
 "$FVL" scripts/report_compare.lua "$tmp/a" "$tmp/b" >"$tmp/abl" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ] && grep -q "^| s | head | FMNIST acc % | collapsed |" "$tmp/abl"' "ablation table: $(head -3 "$tmp/abl") $(cat "$tmp/err")"
+"$FVL" scripts/report_compare.lua "$tmp/a" --heads arcface >"$tmp/one" 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ] && grep -q "^| ArcFace |" "$tmp/one" && ! grep -q "^| Softmax |" "$tmp/one" && grep -q "report_compare.lua --heads arcface " "$tmp/one"' \
+  "--heads arcface: $(cat "$tmp/one" "$tmp/err")"
 "$FVL" scripts/report_compare.lua "$tmp/a" --file "$tmp/doc.md" --section nosuch >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "has no section <!-- results:nosuch -->" "$tmp/err"' "a missing section: $(cat "$tmp/err")"
 
@@ -113,7 +116,7 @@ cat >"$tmp/mw.lua" <<'LUA'
 LUA
 "$FVL" "$tmp/mw.lua" "$tmp/a" "$tmp/mw" 2>"$tmp/err2"; rc=$?
 check '[ $rc == 0 ]' "margin warm-up: $(cat "$tmp/err2")"
-"$FVL" scripts/compare_losses.lua "${tiny[@]}" --seeds 1 --heads arcface --syn-steps 0 --fm-dim 3 \
+"$FVL" scripts/compare_losses.lua --quick --heads arcface --fm-steps 20 --syn-steps 0 --fm-dim 3 \
   --out "$tmp/d3" --jobs 1 >"$tmp/out_d3" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ] && grep -q "s 16 (3-D)" "$tmp/out_d3" && [ ! -e "$tmp/d3/features.png" ]' "--fm-dim 3: $(tail -c 600 "$tmp/err")"
 

@@ -26,21 +26,27 @@ describe("training does not depend on the thread count", function()
     end
     fvl.threads(before)
   end)
-  it("a strided im2col convolution alone, forward and backward, with 1, 2 and 3 threads", function()
-    -- its sample groups once followed the thread count, and a GEMM's bits follow its width
+  it("a strided convolution alone (direct and im2col), forward and backward, with 1, 2 and 3 threads", function()
+    -- im2col's sample groups once followed the thread count, and a GEMM's bits follow its width;
+    -- 32 outputs and 144 taps also take the direct kernels (forward, dW), unless turned off
     fvl.manual_seed(5)
     local x0, w0 = fvl.randn{ 2, 16, 9, 9 }, fvl.randn{ 32, 16, 3, 3 }
-    local before, ref = fvl.threads(), nil
-    for _, n in ipairs { 1, 2, 3 } do
-      fvl.threads(n)
-      local x, w = x0:clone():requires_grad(), w0:clone():requires_grad()
-      local y = fvl.F.conv2d(x, w, nil, 2, 1)
-      local loss = (y * y):sum()
-      loss:backward()
-      local got = D.bytes(y) .. D.bytes(x.grad) .. D.bytes(w.grad)
-      if ref == nil then ref = got end
-      expect_true(got == ref, "stride-2 conv2d with " .. n .. " threads")
+    local before, direct0 = fvl.threads(), fvl.F.conv2d_direct()
+    for _, direct in ipairs { true, false } do
+      fvl.F.conv2d_direct(direct)
+      local ref
+      for _, n in ipairs { 1, 2, 3 } do
+        fvl.threads(n)
+        local x, w = x0:clone():requires_grad(), w0:clone():requires_grad()
+        local y = fvl.F.conv2d(x, w, nil, 2, 1)
+        local loss = (y * y):sum()
+        loss:backward()
+        local got = D.bytes(y) .. D.bytes(x.grad) .. D.bytes(w.grad)
+        if ref == nil then ref = got end
+        expect_true(got == ref, "stride-2 conv2d (direct " .. tostring(direct) .. ") with " .. n .. " threads")
+      end
     end
+    fvl.F.conv2d_direct(direct0)
     fvl.threads(before)
   end)
   it("a small CNN: direct and strided im2col convolutions, batch norm", function()
