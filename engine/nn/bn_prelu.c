@@ -77,6 +77,10 @@ FVL_HOT static void chan_apply(const float *x, float *y, int B, int64_t cs, int6
   }
 }
 
+void fvl_bn_prelu_plane(const float *src, float *dst, size_t n, float sc, float sh, const float *a) {
+  chan_apply(src, dst, 1, 0, (int64_t)n, sc, sh, a != NULL, a ? *a : 0.f);
+}
+
 /* pass 1 of the backward, dz = dy·prelu'(z) (dz = dy without PReLU):
  * s[0] = Σ dz, s[1] = Σ dz·x̂, s[2] = Σ over z <= 0 of z·dy (the slope's gradient) */
 FVL_HOT static void chan_bwd_sums(const float *x, const float *dy, int B, int64_t cs, int64_t S, float mean,

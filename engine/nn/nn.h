@@ -48,20 +48,14 @@ typedef struct fvl_conv_epi {
 int fvl_conv2d_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                        const fvl_conv_epi *ep, float *y, float *work);
 /* dst[p] = epilogue of channel o applied to src[p] + add, p < n (dst may be src) */
+/* dst = src·sc + sh over n values, then PReLU with slope *a unless a is NULL; dst may be src
+ * (engine/nn/bn_prelu.c: the same vector loop as BatchNorm + PReLU in evaluation, so the
+ * epilogue and the separate layers give the same bits) */
+void fvl_bn_prelu_plane(const float *src, float *dst, size_t n, float sc, float sh, const float *a);
 static inline void fvl_conv_epi_plane(const fvl_conv_epi *ep, int o, float *dst, const float *src, float add,
                                       size_t n) {
   const float sc = ep->scale ? ep->scale[o] : 1.f, sh = ep->scale ? ep->shift[o] + add * sc : add * sc;
-  if (ep->a) {
-    const float a = ep->a[ep->na == 1 ? 0 : o];
-#pragma omp simd
-    for (size_t p = 0; p < n; p++) {
-      const float v = src[p] * sc + sh;
-      dst[p] = v > 0.f ? v : a * v;
-    }
-  } else {
-#pragma omp simd
-    for (size_t p = 0; p < n; p++) dst[p] = src[p] * sc + sh;
-  }
+  fvl_bn_prelu_plane(src, dst, n, sc, sh, ep->a ? ep->a + (ep->na == 1 ? 0 : o) : NULL);
 }
 int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
                    float *dx, float *dw, float *db, float *work);
