@@ -4,18 +4,9 @@
 # and with another number of worker processes, the README section writer, and option errors.
 # usage (from the repo root): bash tests/cli/compare_losses.sh /path/to/fvl builddir
 set -u
-FVL=${1:?usage: bash tests/cli/compare_losses.sh /path/to/fvl builddir}
-case $FVL in /*) ;; *) FVL=$PWD/$FVL ;; esac
+. "$(dirname "$0")/common.sh"
+cli_init compare_losses.sh "$@"
 [ -x "$FVL" ] || { echo "FAIL: $FVL is not an executable"; exit 1; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-unset FVL_THREADS LUA_INIT LUA_INIT_5_4
-
-fails=0
-pass=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { pass=$((pass + 1)); }
-check() { if eval "$1"; then ok; else fail "$2"; fi; }
 
 if ! "$FVL" -e 'assert(fvl.data.fashion_mnist{split = "test", limit = 1})' >/dev/null 2>&1; then
   echo "note: Fashion-MNIST not installed (dataset-fashion-mnist); compare_losses not checked"
@@ -120,5 +111,4 @@ check '[ $rc == 0 ]' "margin warm-up: $(cat "$tmp/err2")"
   --out "$tmp/d3" --jobs 1 >"$tmp/out_d3" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ] && grep -q "s 16 (3-D)" "$tmp/out_d3" && [ ! -e "$tmp/d3/features.png" ]' "--fm-dim 3: $(tail -c 600 "$tmp/err")"
 
-echo "compare_losses.sh: $pass passed, $fails failed"
-[ $fails == 0 ]
+cli_done

@@ -5,16 +5,8 @@
 # the section writer; option errors.
 # usage (from the repo root): bash tests/cli/loss_optimum.sh /path/to/fvl builddir
 set -u
-FVL=${1:?usage: bash tests/cli/loss_optimum.sh /path/to/fvl builddir}
-case $FVL in /*) ;; *) FVL=$PWD/$FVL ;; esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-unset FVL_THREADS LUA_INIT LUA_INIT_5_4
-fails=0
-pass=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-ok() { pass=$((pass + 1)); }
-check() { if eval "$1"; then ok; else fail "$2"; fi; }
+. "$(dirname "$0")/common.sh"
+cli_init loss_optimum.sh "$@"
 
 printf 'intro\n<!-- results:opt -->\nstale\n<!-- /results:opt -->\nend\n' >"$tmp/doc.md"
 "$FVL" scripts/loss_optimum.lua --heads softmax,circle --dims 2,4 --seeds 2 --steps 1500 \
@@ -41,5 +33,4 @@ check '[ $rc != 0 ] && grep -q "heads: .nosuch. is not one of" "$tmp/err"' "--he
 "$FVL" scripts/loss_optimum.lua --file "$tmp/doc.md" >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "go together" "$tmp/err"' "--file without --section: $(cat "$tmp/err")"
 
-echo "loss_optimum.sh: $pass passed, $fails failed"
-[ $fails == 0 ]
+cli_done

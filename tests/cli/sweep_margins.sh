@@ -4,15 +4,8 @@
 # over two seeds and prints its seed spread.
 # usage (from the repo root): bash tests/cli/sweep_margins.sh /path/to/fvl builddir
 set -u
-FVL=${1:?usage: bash tests/cli/sweep_margins.sh /path/to/fvl builddir}
-case $FVL in /*) ;; *) FVL=$PWD/$FVL ;; esac
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-unset FVL_THREADS LUA_INIT LUA_INIT_5_4
-fails=0
-pass=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-check() { if eval "$1"; then pass=$((pass + 1)); else fail "$2"; fi; }
+. "$(dirname "$0")/common.sh"
+cli_init sweep_margins.sh "$@"
 
 "$FVL" scripts/sweep_margins.lua --quick --steps 18 --confirm 1 --seeds 2 --store "$tmp/s.sqlite" >"$tmp/out" 2>"$tmp/err"
 rc=$?
@@ -41,5 +34,4 @@ LUA
 "$FVL" "$tmp/check.lua" "$tmp/s.sqlite" "$tmp/s_seeds.sqlite" 2>"$tmp/err2"; rc=$?
 check '[ $rc == 0 ]' "stored metrics: $(cat "$tmp/err2")"
 
-echo "sweep_margins.sh: $pass passed, $fails failed"
-[ $fails == 0 ]
+cli_done
