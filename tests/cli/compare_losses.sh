@@ -4,7 +4,7 @@
 # and with another number of worker processes, the README section writer, and option errors.
 # usage (from the repo root): bash tests/cli/compare_losses.sh /path/to/fvl builddir
 set -u
-. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/lib/common.sh"
 cli_init compare_losses.sh "$@"
 [ -x "$FVL" ] || { echo "FAIL: $FVL is not an executable"; exit 1; }
 

@@ -5,7 +5,7 @@
 # the section writer; option errors.
 # usage (from the repo root): bash tests/cli/loss_optimum.sh /path/to/fvl builddir
 set -u
-. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/lib/common.sh"
 cli_init loss_optimum.sh "$@"
 
 printf 'intro\n<!-- results:opt -->\nstale\n<!-- /results:opt -->\nend\n' >"$tmp/doc.md"

@@ -4,7 +4,7 @@
 # over two seeds and prints its seed spread.
 # usage (from the repo root): bash tests/cli/sweep_margins.sh /path/to/fvl builddir
 set -u
-. "$(dirname "$0")/common.sh"
+. "$(dirname "$0")/lib/common.sh"
 cli_init sweep_margins.sh "$@"
 
 "$FVL" scripts/sweep_margins.lua --quick --steps 18 --confirm 1 --seeds 2 --store "$tmp/s.sqlite" >"$tmp/out" 2>"$tmp/err"

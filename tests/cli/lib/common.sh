@@ -1,5 +1,5 @@
-# tests/cli/common.sh — the preamble and the tally shared by the CLI tests that source it:
-#   . "$(dirname "$0")/common.sh"; cli_init NAME.sh "$@"   ...checks...   cli_done
+# tests/cli/lib/common.sh — the preamble and the tally shared by the CLI tests that source it:
+#   . "$(dirname "$0")/lib/common.sh"; cli_init NAME.sh "$@"   ...checks...   cli_done
 # cli_init: FVL from $1 (made absolute), a temporary directory $tmp removed on exit, no inherited
 # thread count or LUA_INIT, the counters. check 'CONDITION' 'MESSAGE' counts a pass or a failure.
 cli_init() {
