@@ -71,6 +71,9 @@ static int msghandler(lua_State *L);
 
 static void stop_hook(lua_State *L, lua_Debug *ar) {
   lua_sethook(L, NULL, 0, 0);
+  /* a kernel already raised "<fn>: interrupted" for this press: the script's pcall caught it
+   * (e.g. to save a checkpoint), so do not raise another one as that pcall returns */
+  if (fvl_abort_reported()) return;
   if (ar->event == LUA_HOOKCALL) {
     /* a kernel that saw the abort flag is already raising "<fn>: interrupted": let the
      * message handler it calls run instead of replacing that error */
@@ -86,7 +89,9 @@ static void on_sigint_running(int sig) {
   (void)sig;
   if (app_sigint_forward()) return;
   presses++;
-  if (presses <= 2) {
+  if (presses <= 2 && fvl_abort_held()) {
+    fvl_abort_defer();   /* fvl.sys.hold_interrupts: raised once the held function returns */
+  } else if (presses <= 2) {
     /* Lua code stops at its next instruction or call; engine kernels at their next poll.
      * A second press arms the hook again (in case a pcall swallowed the first). */
     fvl_abort_request();

@@ -25,14 +25,28 @@ int fvl_err(const char *fmt, ...) {
   return -1;
 }
 
-static volatile sig_atomic_t abort_flag = 0;
-void fvl_abort_request(void) { abort_flag = 1; }
-void fvl_abort_clear(void) { abort_flag = 0; }
+static volatile sig_atomic_t abort_flag = 0, abort_reported = 0;
+void fvl_abort_request(void) { abort_reported = 0; abort_flag = 1; }
+void fvl_abort_clear(void) { abort_flag = 0; abort_reported = 0; }
 int fvl_aborted(void) { return abort_flag != 0; }
+int fvl_abort_reported(void) { return abort_reported != 0; }
 int fvl_check_abort(const char *where) {
   if (!abort_flag) return 0;
+  abort_reported = 1;
   return fvl_err("%s: interrupted", where);
 }
+/* Held interrupts: a program's SIGINT handler asks fvl_abort_held() and, while it is true, only
+ * notes the press (fvl_abort_defer); whoever held them collects it on release. */
+static volatile sig_atomic_t hold_depth = 0, deferred_press = 0;
+void fvl_abort_hold(void) { hold_depth++; }
+int fvl_abort_release(void) {
+  if (hold_depth > 0) hold_depth--;
+  if (hold_depth > 0 || !deferred_press) return 0;
+  deferred_press = 0;
+  return 1;
+}
+int fvl_abort_held(void) { return hold_depth > 0; }
+void fvl_abort_defer(void) { deferred_press = 1; }
 
 /* One pool: OpenBLAS is its OpenMP build, so its GEMMs run on libgomp's threads, take their
  * count from omp_get_max_threads() and run single-threaded inside an engine parallel loop.

@@ -29,6 +29,17 @@ void fvl_abort_clear(void);
 int fvl_aborted(void);
 /* returns -1 with the message "<where>: interrupted" when an abort is pending */
 int fvl_check_abort(const char *where);
+/* whether a kernel has reported the pending abort as an error (since the last request/clear):
+ * a program's Lua hook then does not raise a second "interrupted" after a pcall caught the first */
+int fvl_abort_reported(void);
+/* Holding interrupts around a step that must not stop half-way (an optimiser update): while
+ * held, a SIGINT handler calls fvl_abort_defer() instead of requesting the abort;
+ * fvl_abort_release() returns 1 when a press came meanwhile (the holder then stops cleanly).
+ * Holds nest; fvl_abort_held and fvl_abort_defer are async-signal-safe. Main thread only. */
+void fvl_abort_hold(void);
+int fvl_abort_release(void);
+int fvl_abort_held(void);
+void fvl_abort_defer(void);
 
 /* ---- threads: one setting for OpenBLAS and the engine's OpenMP loops ---- */
 void fvl_set_threads(int n);   /* n <= 0: the CPUs this process may use (sys.h fvl_cpus_available) */

@@ -224,6 +224,24 @@ static int l_uniform(lua_State *L) {
    forgets it. */
 static int l_aborted(lua_State *L) { lua_pushboolean(L, fvl_aborted()); return 1; }
 static int l_abort_clear(lua_State *L) { fvl_abort_clear(); return 0; }
+/*** fvl.sys.hold_interrupts(fn, ...) -> fn's results
+   Calls fn(...) with Ctrl-C held: in the fvl program a SIGINT during fn (a third press still
+   quits) is raised as the error "interrupted" once fn has returned, so a step that must not stop
+   half-way (an optimiser update) completes first. An error of fn is passed on. Under another Lua
+   interpreter its own SIGINT handling applies. Errors: fn not a function. */
+static int l_hold_interrupts(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  fvl_abort_hold();
+  int st = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  int pressed = fvl_abort_release();
+  if (st != LUA_OK) return lua_error(L);
+  if (pressed) {
+    fvl_abort_request();
+    lua_pushstring(L, "interrupted");
+    return lua_error(L);
+  }
+  return lua_gettop(L);
+}
 
 int fvl_open_sys(lua_State *L) {
   static const luaL_Reg sys_fns[] = {
@@ -231,7 +249,8 @@ int fvl_open_sys(lua_State *L) {
     {"time", l_time}, {"getpid", l_getpid}, {"exe", l_exe}, {"mkdirs", l_mkdirs},
     {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
     {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"cpus", l_cpus}, {"hash", l_hash},
-    {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear}, {NULL, NULL}};
+    {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear},
+    {"hold_interrupts", l_hold_interrupts}, {NULL, NULL}};
   luaL_newlib(L, sys_fns);
   lua_setfield(L, -2, "sys");
   return 0;

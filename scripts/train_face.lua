@@ -14,7 +14,8 @@
 --             random (flip = true)
 --   network   mobilefacenet | r18 | r34 | r50 | r100 | r200 (fvl.nn.mobilefacenet / iresnet)
 --   head      any fvl.loss head: head = {kind = "arcface", s = 64, m = 0.5, ...}; margin_schedule
---             = {field = "m", kind = "linear", from = 0, to = 0.5, steps = 2000} drives a field
+--             = {field = "m", kind = "linear", from = 0, to = 0.5, steps = 2000} drives a field (any
+--             fvl.schedule kind with its options), a list of such tables drives several
 --   optimiser SGD (momentum, weight decay) or AdamW; learning rate polynomial decay (power 2) to
 --             0 over the run after a linear warm-up; the backbone's gradient norm clipped (5)
 --   every `verbose` steps: verification with flip test on each val pack (.bin), logged to
@@ -23,7 +24,11 @@
 --   every `save_every` steps and at the end: <out>/checkpoint (--resume continues from it and
 --             reproduces the uninterrupted run bit for bit); at the end <out>/model.npz
 --             (fvl.nn.load) and <out>/summary.json
---   a progress bar with images/s and ETA; Ctrl-C saves a checkpoint of the last finished step;
+--   the memory of a training step (the engine's tensor storage at the step's peak: mem_mb in the
+--             train records, step_peak_mb and the process's peak RSS in summary.json)
+--   a progress bar with images/s and ETA; Ctrl-C saves a checkpoint of the last finished step (the
+--             optimiser update runs with Ctrl-C held; a press in the forward or backward rolls the
+--             RNG and the head's state numbers back to the step's start);
 --   halt_at = N stops with a checkpoint after step N (to split a run across jobs).
 -- Every key is checked before any work (one line naming the key); --check stops there, after
 -- opening the data and packs that exist and building the network and head, and prints the plan.
@@ -155,12 +160,18 @@ local function validate(cfg)
   if type(cfg.head.kind) ~= "string" or type(fvl.loss[cfg.head.kind]) ~= "function" then
     bad("head.kind", "an fvl.loss head (arcface, cosface, ...)", cfg.head.kind)
   end
-  local ms = cfg.margin_schedule
-  if ms then
+  local list = cfg.margin_schedule and (#cfg.margin_schedule > 0 and cfg.margin_schedule or { cfg.margin_schedule }) or {}
+  local seen = {}
+  for i, ms in ipairs(list) do
+    local key = #cfg.margin_schedule > 0 and ("margin_schedule[" .. i .. "]") or "margin_schedule"
+    if type(ms) ~= "table" then bad(key, "a table {field =, kind =, ...}", ms) end
     if ms.kind ~= nil and (type(ms.kind) ~= "string" or not fvl.schedule[ms.kind]) then
-      bad("margin_schedule.kind", "an fvl.schedule (linear, cosine, ...)", ms.kind)
+      bad(key .. ".kind", "an fvl.schedule (linear, cosine, ...)", ms.kind)
     end
-    if ms.field ~= nil and type(ms.field) ~= "string" then bad("margin_schedule.field", "a head field name", ms.field) end
+    if ms.field ~= nil and type(ms.field) ~= "string" then bad(key .. ".field", "a head field name", ms.field) end
+    local field = ms.field or "m"
+    if seen[field] then bad(key .. ".field", "a field no other schedule drives", field) end
+    seen[field] = true
   end
 end
 
@@ -277,16 +288,21 @@ else
 end
 local lr_at = fvl.schedule.polynomial { from = cfg.lr, to = 0, steps = total, power = cfg.lr_power,
                                         warmup = cfg.warmup_steps > 0 and cfg.warmup_steps or nil }
-local margin_at, margin_field
-if cfg.margin_schedule then
+-- margin schedules: {field = "m", kind = "linear", <the schedule's options>}, or a list of them
+-- (one per head field: m, s, SphereFace's lambda, ...)
+local margins = {}
+local ms_list = cfg.margin_schedule and (#cfg.margin_schedule > 0 and cfg.margin_schedule or { cfg.margin_schedule }) or {}
+for i, spec in ipairs(ms_list) do
+  local key = #ms_list > 1 and ("margin_schedule[" .. i .. "]") or "margin_schedule"
   local ms = {}
-  for k, v in pairs(cfg.margin_schedule) do if k ~= "field" and k ~= "kind" then ms[k] = v end end
-  margin_field = cfg.margin_schedule.field or "m"
-  local kind = cfg.margin_schedule.kind or "linear"
-  if not fvl.schedule[kind] then die("margin_schedule.kind = '" .. tostring(kind) .. "' is not an fvl.schedule") end
+  for k, v in pairs(spec) do if k ~= "field" and k ~= "kind" then ms[k] = v end end
+  local field, kind = spec.field or "m", spec.kind or "linear"
+  if type(head[field]) ~= "number" then
+    die(string.format("%s.field = '%s': head %s has no number field %s", key, field, cfg.head.kind, field))
+  end
   local okm, m = pcall(fvl.schedule[kind], ms)
-  if not okm then die("margin_schedule: " .. tostring(m)) end
-  margin_at = m
+  if not okm then die(key .. ": " .. tostring(m)) end
+  margins[#margins + 1] = { field = field, at = m }
 end
 
 if args.check then
@@ -366,26 +382,57 @@ print(string.format("%s: %s (%d parameters), head %s, %d classes, %d×%d images,
                     cfg.batch_size, total, steps_per_epoch, cfg.optimizer, fvl.threads()))
 local bar = fvl.progress.new { total = (total - step) * cfg.batch_size, title = cfg.name, unit = "img" }
 local phase, last_loss, halted = "idle", 0 / 0, false
+-- what a step changes besides the parameters and the optimiser: the engine RNG (dropout, ElasticFace's
+-- margins), the network's buffers (BatchNorm's running statistics, updated in place by the training
+-- forward) and the head's state numbers (CurricularFace's t, AdaFace's batch statistics, ...). A
+-- Ctrl-C inside the forward or backward puts them back, so the checkpoint is the end of the last step.
+local head_state = head.state_fields or { "t", "iter" }
+local buffers = net:named_buffers()
+local function snapshot()
+  local st = { rng = fvl.rng_state(), head = {}, buffers = {} }
+  for _, k in ipairs(head_state) do st.head[k] = head[k] end
+  for i, b in ipairs(buffers) do st.buffers[i] = b[2]:clone() end
+  return st
+end
+local function restore(st)
+  fvl.set_rng_state(st.rng)
+  for _, k in ipairs(head_state) do head[k] = st.head[k] end
+  fvl.no_grad(function() for i, b in ipairs(buffers) do b[2]:copy(st.buffers[i]) end end)
+end
+-- memory of a training step: the engine's tensor storage at the step's peak (everything live:
+-- data, parameters, optimiser state, activations and gradients), the largest over the run
+local step_peak, max_step_peak = 0, 0
+local before
 local ok, err = pcall(function()
   while step < total do
+    before = snapshot()
     local batch = train_next()
     opt.lr = lr_at(step)
-    if margin_at then head[margin_field] = margin_at(step) end
+    for _, m in ipairs(margins) do head[m.field] = m.at(step) end
     phase = "forward"
+    collectgarbage("collect")   -- the last step's tensors go now, not when the collector gets to them
+    fvl.mem(true)
     opt:zero_grad()
     local loss = head(net(batch.x), batch.y)
     phase = "backward"
     loss:backward()
     phase = "update"
-    local gnorm = fvl.optim.clip_grad_norm(net:parameters(), cfg.clip_grad)
-    opt:step()
-    step = step + 1
-    phase = "idle"
+    -- the update runs with Ctrl-C held: a press lands after it, never half-way through
+    local gnorm = fvl.sys.hold_interrupts(function()
+      local g = fvl.optim.clip_grad_norm(net:parameters(), cfg.clip_grad)
+      opt:step()
+      step = step + 1
+      phase = "idle"
+      return g
+    end)
+    step_peak = fvl.mem().peak
+    if step_peak > max_step_peak then max_step_peak = step_peak end
     last_loss = loss:item()
     bar:update(cfg.batch_size, { loss = string.format("%.3f", last_loss), lr = string.format("%.4g", opt.lr) })
     if step % cfg.log_every == 0 or step == total then
       local rec = { kind = "train", step = step, loss = last_loss, lr = opt.lr, grad_norm = gnorm }
-      if margin_at then rec[margin_field] = head[margin_field] end
+      for _, m in ipairs(margins) do rec[m.field] = head[m.field] end
+      rec.mem_mb = step_peak / 2 ^ 20
       metrics:write(rec)
       loss_records[#loss_records + 1] = rec
     end
@@ -401,10 +448,12 @@ if not ok then
   if tostring(err):find("interrupted", 1, true) then
     fvl.sys.abort_clear()
     bar:close()
-    if phase == "update" then
+    if phase == "update" then   -- only under an interpreter that does not hold interrupts
       die(string.format("interrupted during the update of step %d: the parameters may be half-updated, so no "
                         .. "checkpoint was written (the last one in %s stands)", step + 1, ckpath))
     end
+    if phase ~= "idle" then restore(before) end
+    net:train()   -- an interrupted verification leaves the network in evaluation mode
     save("interrupted")
     die(string.format("interrupted; checkpoint of step %d saved to %s (continue with --resume)", step, ckpath))
   end
@@ -423,9 +472,13 @@ local last = {}
 for _, r in ipairs(val_records) do if r.step == step then last[r.pack] = { acc = r.acc, std = r.std, auc = r.auc, eer = r.eer } end end
 local summary = { name = cfg.name, config = args.config, network = net.name, head = cfg.head.kind, steps = step,
                   batch_size = cfg.batch_size, classes = classes, image_size = image_size, final_loss = last_loss,
-                  verification = last }
+                  verification = last, threads = fvl.threads(),
+                  step_peak_mb = max_step_peak > 0 and max_step_peak / 2 ^ 20 or nil,
+                  peak_rss_mb = require("fvl.util").vmhwm_mb() }
 fvl.sys.write_atomic(out .. "/summary.json", json.encode(summary) .. "\n")
-print(string.format("done: %d steps, final loss %.4f; run directory %s", step, last_loss, out))
+print(string.format("done: %d steps, final loss %.4f; memory of a training step %s MB of tensors at its peak "
+                    .. "(process peak RSS %.0f MB); run directory %s", step, last_loss,
+                    summary.step_peak_mb and string.format("%.0f", summary.step_peak_mb) or "?", summary.peak_rss_mb, out))
 end
 
 local ok, err = xpcall(main, function(e)

@@ -1372,6 +1372,11 @@ fvl.sys.uniform(seed, counter) -> number\
 The engine's counter-based generator at (seed, counter), without touching the global state:\
 62 random bits as a non-negative integer, or a uniform number in [0, 1) (the sweeps' seeded\
 samplers: the same draw on every machine).",
+  ["fvl.sys.hold_interrupts"] = "fvl.sys.hold_interrupts(fn, ...) -> fn's results\
+Calls fn(...) with Ctrl-C held: in the fvl program a SIGINT during fn (a third press still\
+quits) is raised as the error \"interrupted\" once fn has returned, so a step that must not stop\
+half-way (an optimiser update) completes first. An error of fn is passed on. Under another Lua\
+interpreter its own SIGINT handling applies. Errors: fn not a function.",
   ["fvl.sys.hostname"] = { same = "fvl.sys.exe" },
   ["fvl.sys.kill"] = "fvl.sys.kill(pid [, signal]) -> nothing\
 Sends signal (\"TERM\", the default, \"KILL\", \"INT\", \"HUP\", ... or a number) to pid.\

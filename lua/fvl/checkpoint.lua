@@ -14,7 +14,8 @@
 --
 -- What is saved:
 --   net    every parameter and buffer of net:state() (BatchNorm running statistics included)
---   head   its tensors (weight, bias, xi, centers) and its number fields (t, iter, m, s, ...)
+--   head   its tensors (weight, bias, xi, centers) and its number fields (t, iter, m, s, ...), except
+--          the fields of head.transient_fields (a set: diagnostics such as ElasticFace's last_margins)
 --   opt    opt.kind, its hyper-parameters and opt.state (momentum buffers, moments, steps)
 --   step, the engine RNG state (fvl.rng_state()), extra (any JSON-able table; tensors allowed)
 --   sched  a schedule's plain fields (kind, from, to, steps, ...) for the record: schedules are
@@ -145,8 +146,9 @@ end
 local function head_part(fn, head, blobs)
   if type(head) ~= "table" then fail(fn .. ": head must be a loss head table, got " .. type(head)) end
   local h = { tensors = {}, scalars = {}, name = head.name }
+  local transient = type(head.transient_fields) == "table" and head.transient_fields or {}
   for k, v in pairs(head) do
-    if type(k) == "string" and not k:match("^_") then
+    if type(k) == "string" and not k:match("^_") and not transient[k] then
       if util.is_tensor(v) and v:dtype() == "float32" then
         h.tensors[#h.tensors + 1] = k
         blobs[#blobs + 1] = { key = "head." .. k, tensor = v }

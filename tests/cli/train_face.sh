@@ -2,7 +2,9 @@
 # scripts/train_face.lua end to end on a tiny synthetic config: training with periodic
 # verification, checkpoints, model and summary; a run halted at step 3 and resumed ends bit for
 # bit where the uninterrupted run ends (every checkpoint tensor compared); Ctrl-C saves a
-# checkpoint and says how to continue; config errors are one line.
+# checkpoint and says how to continue, and --resume from it ends where a straight run ends; the
+# update holds Ctrl-C; the memory of a step is reported; FVL_TRAIN_SET and --set override; several
+# margin schedules; config errors are one line.
 set -u
 FVL=${1:?usage: train_face.sh path/to/fvl builddir}
 T=$(mktemp -d)
@@ -36,8 +38,11 @@ for f in "$T"/a/checkpoint/g*/*.npy; do
 done
 [ $diffs = 0 ] && ok || bad "$diffs of $na tensors differ after halt + resume"
 
-# Ctrl-C: a checkpoint of the last finished step and a one-line message
-"$FVL" scripts/train_face.lua --out "$T/c" "${TINY[@]}" --steps 100000 --set verbose=0 > "$T/c.log" 2>&1 &
+# Ctrl-C: a checkpoint of the last finished step and a one-line message; --resume from it ends bit
+# for bit where a straight run of the same length ends
+STRAIGHT=("${TINY[@]}" --set verbose=0 --set save_every=0 --set log_every=1 --steps 30)
+"$FVL" scripts/train_face.lua --out "$T/s" "${STRAIGHT[@]}" > "$T/s.log" 2>&1 || bad "straight 30-step run failed: $(tail -3 "$T/s.log")"
+"$FVL" scripts/train_face.lua --out "$T/c" "${STRAIGHT[@]}" > "$T/c.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
   grep -q '"kind":"train"' "$T/c/metrics.jsonl" 2>/dev/null && break
@@ -46,9 +51,66 @@ done
 kill -INT $pid
 wait $pid
 rc=$?
-[ $rc = 1 ] && ok || bad "Ctrl-C exit status $rc"
+[ $rc = 1 ] && ok || bad "Ctrl-C exit status $rc (the run ended before the signal?) $(tail -2 "$T/c.log")"
 grep -q "interrupted; checkpoint of step [0-9]* saved to" "$T/c.log" && ok || bad "Ctrl-C message: $(tail -2 "$T/c.log")"
 [ -e "$T/c/checkpoint/checkpoint.json" ] && ok || bad "no checkpoint after Ctrl-C"
+"$FVL" scripts/train_face.lua --out "$T/c" "${STRAIGHT[@]}" --resume > "$T/c2.log" 2>&1 || bad "resume after Ctrl-C failed: $(tail -3 "$T/c2.log")"
+grep -q "resumed from .* at step [1-9]" "$T/c2.log" && ok || bad "no resume line after Ctrl-C: $(head -3 "$T/c2.log")"
+diffs=0 n=0
+for f in "$T"/s/checkpoint/g*/*.npy; do
+  n=$((n + 1))
+  cmp -s "$f" "$(ls "$T"/c/checkpoint/g*/"$(basename "$f")")" || diffs=$((diffs + 1))
+done
+[ $n -gt 100 ] && [ $diffs = 0 ] && ok || bad "$diffs of $n tensors differ after Ctrl-C + resume"
+
+# the optimiser update runs with Ctrl-C held: a press inside fvl.sys.hold_interrupts lets the
+# function finish and is raised after it; outside, it stops the Lua code at once
+cat > "$T/hold.lua" <<'LUA'
+local function press()
+  fvl.sys.kill(fvl.sys.getpid(), "INT")
+  for _ = 1, 20 do fvl.sys.sleep(0.02) end
+  return "finished"
+end
+local ok, res = pcall(fvl.sys.hold_interrupts, press)
+fvl.sys.abort_clear()
+print("held", ok, res)
+ok, res = pcall(press)
+fvl.sys.abort_clear()
+print("unheld", ok, res)
+print("sum", fvl.sys.hold_interrupts(function(a, b) return a + b end, 2, 3))
+LUA
+"$FVL" "$T/hold.lua" > "$T/hold.log" 2>&1
+grep -qx "held	false	interrupted" "$T/hold.log" && ok || bad "hold_interrupts: $(cat "$T/hold.log")"
+grep -q "^unheld	false	.*interrupted" "$T/hold.log" && ok || bad "without hold: $(cat "$T/hold.log")"
+grep -qx "sum	5" "$T/hold.log" && ok || bad "hold_interrupts results: $(cat "$T/hold.log")"
+
+# the memory of a training step: in every train record and in summary.json
+grep -q '"mem_mb":[1-9]' "$T/a/metrics.jsonl" && ok || bad "no mem_mb in the train records"
+grep -q '"step_peak_mb":[1-9]' "$T/a/summary.json" && grep -q '"peak_rss_mb":[1-9]' "$T/a/summary.json" && ok \
+  || bad "summary.json memory: $(cat "$T/a/summary.json")"
+grep -q "memory of a training step [0-9]* MB" "$T/a.log" && ok || bad "no memory line: $(tail -1 "$T/a.log")"
+
+# overrides: FVL_TRAIN_SET, then --set (which wins)
+FVL_TRAIN_SET="batch_size=4;head.kind=cosface;head.m=0.3" "$FVL" scripts/train_face.lua --check --set batch_size=5 > "$T/e.log" 2>&1
+grep -q "head      cosface" "$T/e.log" && grep -q "batch 5," "$T/e.log" && ok || bad "FVL_TRAIN_SET/--set: $(cat "$T/e.log")"
+FVL_TRAIN_SET="batchsize=4" "$FVL" scripts/train_face.lua --check > "$T/e.log" 2>&1
+[ $? = 1 ] && grep -q "FVL_TRAIN_SET 'batchsize=4': unknown config key 'batchsize'" "$T/e.log" && ok || bad "FVL_TRAIN_SET error: $(cat "$T/e.log")"
+
+# several margin schedules (m and s), any fvl.schedule kind, logged with the train records
+cat > "$T/two.lua" <<'LUA'
+local c = dofile("scripts/configs/synthetic_mbf.lua")
+c.margin_schedule = { { field = "m", kind = "linear", from = 0, to = 0.5, steps = 4 },
+                      { field = "s", kind = "polynomial", from = 8, to = 32, steps = 4, power = 1 } }
+return c
+LUA
+"$FVL" scripts/train_face.lua --config "$T/two.lua" --out "$T/m" "${TINY[@]}" --set verbose=0 --set log_every=1 --steps 4 > "$T/m.log" 2>&1 \
+  || bad "two margin schedules: $(tail -3 "$T/m.log")"
+grep '"step":4' "$T/m/metrics.jsonl" | grep -q '"m":0.375' && grep '"step":4' "$T/m/metrics.jsonl" | grep -q '"s":26.0' && ok \
+  || bad "scheduled m and s at step 4: $(grep '"step":4' "$T/m/metrics.jsonl")"
+sed -i 's/field = "s"/field = "scale"/' "$T/two.lua"
+"$FVL" scripts/train_face.lua --config "$T/two.lua" --out "$T/m2" "${TINY[@]}" --steps 4 > "$T/m2.log" 2>&1
+[ $? = 1 ] && grep -q "margin_schedule\[2\].field = 'scale': head arcface has no number field scale" "$T/m2.log" && ok \
+  || bad "unknown scheduled field: $(cat "$T/m2.log")"
 
 # configuration errors: one line, exit status 1
 "$FVL" scripts/train_face.lua --out "$T/d" --set nework=r18 > "$T/d.log" 2>&1

@@ -58,6 +58,7 @@ function M.adacos(o)
   self.dynamic = bool(n, "dynamic", o.dynamic, true)
   self.s_fixed = math.sqrt(2) * math.log(self.classes - 1)
   self.s = num(n, "s", o.s, self.s_fixed)
+  self.state_fields = { "s" }   -- the dynamic scale is state: checkpoints restore it
   return self
 end
 return M

@@ -79,6 +79,7 @@ function M.adaface(o)
   self.eps = num(n, "eps", o.eps, 1e-3, 0, 0.5)
   self.batch_mean = num(n, "batch_mean", o.batch_mean, 20)
   self.batch_std = num(n, "batch_std", o.batch_std, 100, 0)
+  self.state_fields = { "batch_mean", "batch_std" }   -- moved by every training forward: checkpoints restore them
   return self
 end
 return M

@@ -71,6 +71,7 @@ function M.elasticface(o)
   local arc = self.kind == "arc"
   self.m = num(n, "m", o.m, arc and 0.5 or 0.35)
   self.std = num(n, "std", o.std, self.plus and (arc and 0.0175 or 0.02) or 0.05, 0)
+  self.transient_fields = { last_margins = true }   -- the last batch's draw: not saved in checkpoints
   return self
 end
 return M
