@@ -468,11 +468,13 @@ end
 save("final")
 fvl.nn.save(out .. "/model.npz", net, { meta = { input = { 3, image_size, image_size }, embedding = cfg.embedding_size,
                                                   config = args.config } })
+local head_opts = {}   -- the head's configuration as it ended (scheduled fields at their last value)
+for k, v in pairs(cfg.head) do if k ~= "kind" then head_opts[k] = head[k] ~= nil and type(head[k]) ~= "table" and head[k] or v end end
 local last = {}
 for _, r in ipairs(val_records) do if r.step == step then last[r.pack] = { acc = r.acc, std = r.std, auc = r.auc, eer = r.eer } end end
 local summary = { name = cfg.name, config = args.config, network = net.name, head = cfg.head.kind, steps = step,
                   batch_size = cfg.batch_size, classes = classes, image_size = image_size, final_loss = last_loss,
-                  verification = last, threads = fvl.threads(),
+                  verification = last, threads = fvl.threads(), head_options = head_opts,
                   step_peak_mb = max_step_peak > 0 and max_step_peak / 2 ^ 20 or nil,
                   peak_rss_mb = require("fvl.util").vmhwm_mb() }
 fvl.sys.write_atomic(out .. "/summary.json", json.encode(summary) .. "\n")

@@ -107,87 +107,117 @@ static void draw_nuisance(uint64_t seed, int64_t sample, float nu, float il, nui
   for (int k = 0; k < 3; k++) n->cast[k] = (float)fvl_rng_normal_at(s, c++) * 0.1f * il;
 }
 
-/* one S×S RGB image (planar, 0..255) of identity f under nuisance n */
+/* one pixel in face coordinates, and the head's turn there */
+typedef struct {
+  float x, y;     /* face coordinates (translation, roll and scale undone) */
+  float e;        /* a pixel in face units */
+  float sy, cy;   /* sin and cos of the yaw */
+  float fw, fx;   /* the face's half-width and centre after the turn */
+  float inface;   /* coverage of the face ellipse */
+} pixel_t;
+
+/* hair behind the head, the shaded skin with its marks, the hair above the hairline and the beard;
+ * the skin colour (before the marks' blending into rgb) goes to skin for the nose's shadow */
+static void draw_head(const face_id *f, const nuisance_t *n, float lx, float ly, pixel_t *p, float *rgb,
+                      float *skin) {
+  const float x = p->x, y = p->y, e = p->e, fw = p->fw, fx = p->fx;
+  /* hair behind and above the head */
+  blend(rgb, f->hair, cover(ellipse(x, y, fx, -0.08f, fw + f->hairvol, f->fh + f->hairvol), e) *
+                      (y < 0.1f ? 1.f : cover((y - 0.1f) * 0.5f, e)));
+  /* face */
+  const float dface = ellipse(x, y, fx, 0.05f, fw, f->fh);
+  const float inface = cover(dface, e);
+  p->inface = inface;
+  /* shading: a directional light over the face's sphere-like normal */
+  const float nxs = (x - fx) / fw, nys = (y - 0.05f) / f->fh;
+  const float shade = 1.f + n->lstr * 0.35f * (lx * nxs + ly * nys);
+  for (int k = 0; k < 3; k++) skin[k] = f->skin[k] * shade;
+  for (int m = 0; m < 4; m++) {
+    const float dm = ellipse(x, y, f->mark[m][0] * fw + fx + 0.3f * p->sy * 0.5f, f->mark[m][1], f->mark[m][2],
+                             f->mark[m][2]);
+    const float am = cover(dm, f->mark[m][2] * 0.8f + e) * fabsf(f->markc[m]);
+    for (int k = 0; k < 3; k++) skin[k] *= 1.f - (f->markc[m] > 0 ? am * 0.6f : -am * 0.3f);
+  }
+  blend(rgb, skin, inface);
+  /* hair above the hairline, inside the head */
+  const float hl = -f->fh + f->hairline * 0.8f;
+  blend(rgb, f->hair, inface * cover(y - hl - 0.05f * cosf(6.f * (x - fx)), e));
+  /* beard below the mouth line */
+  if (f->beard > 0) blend(rgb, f->beardc, inface * f->beard * cover(f->my - 0.05f - y, e * 2));
+}
+
+/* both brows and eyes (white, iris, pupil; a blink closes an eye to a line) */
+static void draw_eyes(const face_id *f, const nuisance_t *n, const pixel_t *p, float *rgb) {
+  static const float white[3] = {245, 245, 240}, black[3] = {15, 12, 10};
+  const float x = p->x, y = p->y, e = p->e, sy = p->sy, cy = p->cy, inface = p->inface;
+  for (int side = -1; side <= 1; side += 2) {
+    const float exc = p->fx + sy * 0.25f + (float)side * f->ex * cy;
+    /* brow */
+    const float byc = f->ey - f->er * 1.9f + f->browtilt * (float)side * (x - exc);
+    const float dbrow = fmaxf(fabsf(y - byc) - f->brow, fabsf(x - exc) - f->er * 1.6f * cy);
+    blend(rgb, f->hair, inface * cover(dbrow, e));
+    /* eye */
+    const float eh = n->blink > 0 ? f->er * 0.12f : f->er * 0.6f;
+    const float deye = ellipse(x, y, exc, f->ey, f->er * 1.3f * cy, eh);
+    blend(rgb, white, inface * cover(deye, e));
+    if (n->blink == 0) {
+      const float ix = exc + sy * 0.03f;
+      blend(rgb, f->iris, inface * cover(fmaxf(ellipse(x, y, ix, f->ey, f->er * 0.55f, f->er * 0.55f), deye), e));
+      blend(rgb, black, inface * cover(fmaxf(ellipse(x, y, ix, f->ey, f->er * 0.25f, f->er * 0.25f), deye), e));
+    }
+  }
+}
+
+/* the nose (a shadow on the side away from the light, the tip at depth 1) and the mouth (lips bent
+ * by the smile) */
+static void draw_nose_mouth(const face_id *f, const nuisance_t *n, const pixel_t *p, const float *skin,
+                            float *rgb) {
+  const float x = p->x, y = p->y, e = p->e, sy = p->sy, cy = p->cy, inface = p->inface;
+  const float nx0 = p->fx + sy * 0.35f;
+  const float ny0 = f->ey + 0.05f, ny1 = f->ey + f->nl;
+  if (y > ny0 && y < ny1 + f->nw) {
+    const float tt = (y - ny0) / (ny1 - ny0);
+    const float cx = nx0 + (sy * 0.1f) * (tt > 1 ? 1 : tt);
+    const float dn = fabsf(x - cx) - f->nw * (0.3f + 0.7f * (tt > 1 ? 1 : tt));
+    float nose[3];
+    for (int k = 0; k < 3; k++) nose[k] = skin[k] * 0.72f;
+    blend(rgb, nose, 0.6f * inface * cover(dn, e) * cover(y - ny1 - f->nw, e));
+  }
+  const float mx = p->fx + sy * 0.28f, dxm = (x - mx) / (f->mw * cy + 1e-3f);
+  const float curve = f->my - n->smile * 0.05f * (1.f - dxm * dxm);
+  const float dm = fmaxf(fabsf(y - curve) - 0.025f - 0.012f * (1.f - fminf(1.f, dxm * dxm)),
+                         fabsf(x - mx) - f->mw * cy);
+  blend(rgb, f->lip, inface * cover(dm, e));
+}
+
+/* one S×S RGB image (planar, 0..255) of identity f under nuisance n: per pixel the background
+ * gradient, the head, the eyes, the nose and mouth, then the illumination's gain and colour cast
+ * and the pixel noise */
 static void render(const face_id *f, const nuisance_t *n, int S, uint64_t noise_seed, float noise, float *out) {
   const float px = 2.f / (float)S;
   const float cr = cosf(n->roll), sr = sinf(n->roll), cy = cosf(n->yaw), sy = sinf(n->yaw);
   const float lx = cosf(n->ldir), ly = sinf(n->ldir);
   const size_t plane = (size_t)S * S;
-  const float white[3] = {245, 245, 240}, black[3] = {15, 12, 10};
   for (int py = 0; py < S; py++)
     for (int pxi = 0; pxi < S; pxi++) {
       const float u = ((float)pxi + 0.5f) * px - 1.f, v = ((float)py + 0.5f) * px - 1.f;
       /* image → face coordinates: undo translation, roll and scale */
       const float a = (u - n->tx) / n->scale, b = (v - n->ty) / n->scale;
-      const float x = cr * a + sr * b, y = -sr * a + cr * b;
-      const float e = px / n->scale;   /* a pixel in face units */
-      float rgb[3];
+      /* the head turns: its outline narrows and shifts; features at depth z slide by z·sin(yaw) */
+      pixel_t p = {.x = cr * a + sr * b, .y = -sr * a + cr * b, .e = px / n->scale, .sy = sy, .cy = cy,
+                   .fw = f->fw * (0.85f + 0.15f * cy), .fx = 0.12f * sy, .inface = 0};
+      float rgb[3], skin[3];
       const float t = (u + 1.f) * 0.5f;
       for (int k = 0; k < 3; k++) rgb[k] = n->bg[k] + (n->bg2[k] - n->bg[k]) * t;
-      /* the head turns: its outline narrows and shifts; features at depth z slide by z·sin(yaw) */
-      const float fw = f->fw * (0.85f + 0.15f * cy), fx = 0.12f * sy;
-      /* hair behind and above the head */
-      blend(rgb, f->hair, cover(ellipse(x, y, fx, -0.08f, fw + f->hairvol, f->fh + f->hairvol), e) *
-                          (y < 0.1f ? 1.f : cover((y - 0.1f) * 0.5f, e)));
-      /* face */
-      const float dface = ellipse(x, y, fx, 0.05f, fw, f->fh);
-      const float inface = cover(dface, e);
-      float skin[3];
-      /* shading: a directional light over the face's sphere-like normal */
-      const float nxs = (x - fx) / fw, nys = (y - 0.05f) / f->fh;
-      const float shade = 1.f + n->lstr * 0.35f * (lx * nxs + ly * nys);
-      for (int k = 0; k < 3; k++) skin[k] = f->skin[k] * shade;
-      for (int m = 0; m < 4; m++) {
-        const float dm = ellipse(x, y, f->mark[m][0] * fw + fx + 0.3f * sy * 0.5f, f->mark[m][1], f->mark[m][2],
-                                 f->mark[m][2]);
-        const float am = cover(dm, f->mark[m][2] * 0.8f + e) * fabsf(f->markc[m]);
-        for (int k = 0; k < 3; k++) skin[k] *= 1.f - (f->markc[m] > 0 ? am * 0.6f : -am * 0.3f);
-      }
-      blend(rgb, skin, inface);
-      /* hair above the hairline, inside the head */
-      const float hl = -f->fh + f->hairline * 0.8f;
-      blend(rgb, f->hair, inface * cover(y - hl - 0.05f * cosf(6.f * (x - fx)), e));
-      /* beard below the mouth line */
-      if (f->beard > 0) blend(rgb, f->beardc, inface * f->beard * cover(f->my - 0.05f - y, e * 2));
-      for (int side = -1; side <= 1; side += 2) {
-        const float exc = fx + sy * 0.25f + (float)side * f->ex * cy;
-        /* brow */
-        const float byc = f->ey - f->er * 1.9f + f->browtilt * (float)side * (x - exc);
-        const float dbrow = fmaxf(fabsf(y - byc) - f->brow, fabsf(x - exc) - f->er * 1.6f * cy);
-        blend(rgb, f->hair, inface * cover(dbrow, e));
-        /* eye: white, iris, pupil; a blink closes it to a line */
-        const float eh = n->blink > 0 ? f->er * 0.12f : f->er * 0.6f;
-        const float deye = ellipse(x, y, exc, f->ey, f->er * 1.3f * cy, eh);
-        blend(rgb, white, inface * cover(deye, e));
-        if (n->blink == 0) {
-          const float ix = exc + sy * 0.03f;
-          blend(rgb, f->iris, inface * cover(fmaxf(ellipse(x, y, ix, f->ey, f->er * 0.55f, f->er * 0.55f), deye), e));
-          blend(rgb, black, inface * cover(fmaxf(ellipse(x, y, ix, f->ey, f->er * 0.25f, f->er * 0.25f), deye), e));
-        }
-      }
-      /* nose: a shadow on the side away from the light, the tip at depth 1 */
-      const float nx0 = fx + sy * 0.35f;
-      const float ny0 = f->ey + 0.05f, ny1 = f->ey + f->nl;
-      if (y > ny0 && y < ny1 + f->nw) {
-        const float tt = (y - ny0) / (ny1 - ny0);
-        const float cx = nx0 + (sy * 0.1f) * (tt > 1 ? 1 : tt);
-        const float dn = fabsf(x - cx) - f->nw * (0.3f + 0.7f * (tt > 1 ? 1 : tt));
-        float nose[3];
-        for (int k = 0; k < 3; k++) nose[k] = skin[k] * 0.72f;
-        blend(rgb, nose, 0.6f * inface * cover(dn, e) * cover(y - ny1 - f->nw, e));
-      }
-      /* mouth: lips bent by the smile */
-      const float mx = fx + sy * 0.28f, dxm = (x - mx) / (f->mw * cy + 1e-3f);
-      const float curve = f->my - n->smile * 0.05f * (1.f - dxm * dxm);
-      const float dm = fmaxf(fabsf(y - curve) - 0.025f - 0.012f * (1.f - fminf(1.f, dxm * dxm)),
-                             fabsf(x - mx) - f->mw * cy);
-      blend(rgb, f->lip, inface * cover(dm, e));
+      draw_head(f, n, lx, ly, &p, rgb, skin);
+      draw_eyes(f, n, &p, rgb);
+      draw_nose_mouth(f, n, &p, skin, rgb);
       /* illumination: gain and colour cast; pixel noise */
-      const size_t p = (size_t)py * S + pxi;
+      const size_t q = (size_t)py * S + pxi;
       for (int k = 0; k < 3; k++) {
         float val = rgb[k] * n->gain * (1.f + n->cast[k]);
-        if (noise > 0) val += (float)fvl_rng_normal_at(noise_seed, (uint64_t)(k * plane + p)) * 20.f * noise;
-        out[k * plane + p] = val < 0 ? 0 : val > 255 ? 255 : val;
+        if (noise > 0) val += (float)fvl_rng_normal_at(noise_seed, (uint64_t)(k * plane + q)) * 20.f * noise;
+        out[k * plane + q] = val < 0 ? 0 : val > 255 ? 255 : val;
       }
     }
 }

@@ -112,6 +112,24 @@ sed -i 's/field = "s"/field = "scale"/' "$T/two.lua"
 [ $? = 1 ] && grep -q "margin_schedule\[2\].field = 'scale': head arcface has no number field scale" "$T/m2.log" && ok \
   || bad "unknown scheduled field: $(cat "$T/m2.log")"
 
+# face_run_report.lua: the README block, the picture and the exported record from run directories
+# (seed1 = the straight run above, seed2 trained by the report itself with --train)
+mkdir -p "$T/x" && cp -r "$T/a" "$T/x/seed1"
+SETS=()
+for kv in "${TINY[@]}"; do [ "$kv" != --set ] && SETS+=(--set "$kv"); done
+printf 'intro\n<!-- face-run:begin -->\nold\n<!-- face-run:end -->\nafter\n' > "$T/README.md"
+"$FVL" scripts/face_run_report.lua --run-dir "$T/x" --seeds 1,2 --train "${SETS[@]}" --steps 6 > "$T/r.log" 2>&1 \
+  || bad "face_run_report --train: $(tail -3 "$T/r.log")"
+"$FVL" scripts/face_run_report.lua --run-dir "$T/x,$T/x" --seeds 1,2 --readme "$T/README.md" --figure "$T/fig.png" \
+  --export "$T/exp" > "$T/r2.log" 2>&1 || bad "face_run_report: $(tail -3 "$T/r2.log")"
+grep -q "arcface (s 32, m 0.5): final accuracy [0-9.]* ± [0-9.]* % over 2 seeds" "$T/README.md" && ok \
+  || bad "README block: $(cat "$T/README.md")"
+grep -q "^| 6 | " "$T/README.md" && ! grep -q "^old" "$T/README.md" && grep -q "^after" "$T/README.md" && ok \
+  || bad "README block rows / markers: $(cat "$T/README.md")"
+[ -s "$T/fig.png" ] && grep -c "^1," "$T/fig.csv" | grep -q "^1[0-9]$" && ok || bad "figure or its data: $(head -3 "$T/fig.csv")"
+[ -s "$T/exp/x/seed2/metrics.jsonl" ] && grep -q '"head_options":{"m":0.5,"s":32}' "$T/exp/x/seed1/summary.json" && ok \
+  || bad "export: $(ls -R "$T/exp" | head; cat "$T/exp/x/seed1/summary.json")"
+
 # configuration errors: one line, exit status 1
 "$FVL" scripts/train_face.lua --out "$T/d" --set nework=r18 > "$T/d.log" 2>&1
 [ $? = 1 ] && grep -q "unknown config key 'nework'" "$T/d.log" && ok || bad "unknown key: $(cat "$T/d.log")"
