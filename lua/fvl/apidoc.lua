@@ -139,6 +139,15 @@ none) and/or a PReLU (nil = none) applied as each output is stored, instead of t
 passes over y. Not tracked: refused while gradients are enabled for an input that requires\
 them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not\
 one value per output channel.",
+  ["fvl.F.conv2d_bn_act_train"] = "fvl.F.conv2d_bn_act_train(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight [, momentum]) -> tensor\
+Training: the convolution, then BatchNorm with the batch's statistics (the running statistics,\
+when given, updated with momentum (0.1) as BatchNorm does), then PReLU (prelu_weight nil =\
+none), as one tracked op with the same values and gradients, bit for bit, as fvl.F.conv2d (or\
+conv2d_grouped) followed by fvl.F.bn_prelu (or batch_norm). Depthwise convolutions run it per\
+channel while the channel's planes are in cache (no separate statistics pass, and no B×C×H×W\
+gradient between the BatchNorm and the convolution in the backward). Errors: as conv2d;\
+vectors that are not one value per output channel or not contiguous; a batch with one value\
+per channel.",
   ["fvl.F.conv2d_direct"] = "fvl.F.conv2d_direct([on]) -> boolean\
 Whether the direct convolution kernels are enabled (the previous setting when on, a boolean, is\
 given). They run only where they apply (a CPU with AVX2 + FMA; stride 1, or any stride with a\
