@@ -123,7 +123,7 @@ local function finish_pairwise(self, spec)
     local B, y = h:check_input(x, labels)
     -- the gradient of the gathered rows is reduce-scattered: every rank's share is its anchors' pairs
     local xg = dist.allgather(x)
-    local yg = dist.allgather(y)
+    local yg = dist.allgather(y:tensor())
     h:warn_no_pairs(yg, yg:numel())
     return cls.pairs_loss(h, xg, yg, rank * B + 1, B)
   end
@@ -428,11 +428,8 @@ local function labels_of(self, x, labels)
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x), B,
                        self.dim, self.dim))
   end
-  -- the one label check (the binding's): 1..C, one per row; an int32 tensor comes back as is
-  local y = fvl._check_labels(labels, name, B, self.classes)
-  if y:dim() ~= 1 then y = y:reshape(B) end
-  y = y:contiguous()
-  return y
+  -- the one label check (the binding's): 1..C, one per row; a checked value (fvl.Labels)
+  return fvl._check_labels(labels, name, B, self.classes)
 end
 
 -- the sampled rows of this slice (1-based local), or nil for the whole slice
@@ -482,7 +479,7 @@ function M.forward(self, x, labels, call)
   local sh = self.shard
   local y = labels_of(self, x, labels)
   local xg = sh.sharded and dist.allgather(x, { grad = "slice" }) or x
-  local yg = sh.sharded and dist.allgather(y) or y
+  local yg = sh.sharded and sh.size > 1 and dist.allgather(y:tensor()) or y
   local ylist = yg:totable()
   -- each gathered row's target in this slice (1-based local row, 0 = another rank)
   local rows_list = {}
