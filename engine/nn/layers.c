@@ -26,6 +26,19 @@ static float *workspace(size_t nfloats) {
   return ws_ptr;
 }
 
+/* The layer kernels index with int: every size of a layer's tensor (and a size padded by up to
+ * 2·65535, the bindings' largest padding) must fit one. A size beyond that would wrap in the
+ * (int) conversion or in H + 2·pad (a tensor with a 0-size dimension can have such sizes). */
+#define NN_MAX_SIZE (INT32_MAX - 2 * 0xffff)
+static int int_sizes(const char *fn, const char *arg, const fvl_tensor *t) {
+  char a[64];
+  for (int d = 0; d < t->ndim; d++)
+    if (t->size[d] > NN_MAX_SIZE)
+      return fvl_err("%s: %s is %s: size %lld of dim %d is above %d (the layer kernels' int sizes)", fn, arg,
+                     fvl_shape_str(t, a, sizeof a), (long long)t->size[d], d, NN_MAX_SIZE);
+  return 0;
+}
+
 static fvl_tensor *new4(int64_t a, int64_t b, int64_t c, int64_t d) {
   int64_t sz[4] = {a, b, c, d};
   return fvl_empty(FVL_F32, 4, sz);
@@ -107,6 +120,7 @@ static int conv_check(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, in
   char a[64], b[64];
   if (need_f32("conv2d", "input", x) < 0 || need_f32("conv2d", "weight", w) < 0) return -1;
   if (bias && need_f32("conv2d", "bias", bias) < 0) return -1;
+  if (int_sizes("conv2d", "input", x) < 0 || int_sizes("conv2d", "weight", w) < 0) return -1;
   if (x->ndim != 4) {
     fvl_err("conv2d: input must be 4-D (batch x channels x height x width), got %s",
             fvl_shape_str(x, a, sizeof a));
@@ -399,7 +413,7 @@ static int bw_pool(fvl_node *n, fvl_tensor *gout) {
 static fvl_tensor *pool2d(const char *fn, int is_max, fvl_tensor *x, int kh, int kw, int sh, int sw,
                           int ph, int pw) {
   char a[64];
-  if (need_f32(fn, "input", x) < 0) return NULL;
+  if (need_f32(fn, "input", x) < 0 || int_sizes(fn, "input", x) < 0) return NULL;
   if (x->ndim != 4) {
     fvl_err("%s: input must be 4-D (batch x channels x height x width), got %s", fn,
             fvl_shape_str(x, a, sizeof a));
@@ -488,7 +502,7 @@ fvl_tensor *fvl_nn_batchnorm(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta,
                              double momentum, double eps) {
   char a[64];
   const char *fn = "batchnorm";
-  if (need_f32(fn, "input", x) < 0) return NULL;
+  if (need_f32(fn, "input", x) < 0 || int_sizes(fn, "input", x) < 0) return NULL;
   if (x->ndim < 2) {
     fvl_err("%s: input must be at least 2-D (batch x channels [x ...]), got %s", fn,
             fvl_shape_str(x, a, sizeof a));
@@ -552,6 +566,7 @@ static int bw_prelu(fvl_node *n, fvl_tensor *gout) {
 fvl_tensor *fvl_nn_prelu(fvl_tensor *x, fvl_tensor *a) {
   char s1[64];
   if (need_f32("prelu", "input", x) < 0 || need_f32("prelu", "weight", a) < 0) return NULL;
+  if (int_sizes("prelu", "input", x) < 0 || int_sizes("prelu", "weight", a) < 0) return NULL;
   if (x->ndim < 1) { fvl_err("prelu: input must have a batch dimension"); return NULL; }
   int64_t C = x->ndim > 1 ? x->size[1] : 1, na = fvl_numel(a);
   if (na != 1 && na != C) {
@@ -613,6 +628,7 @@ fvl_tensor *fvl_nn_linear(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias) {
   char a[64], b[64];
   if (need_f32("linear", "input", x) < 0 || need_f32("linear", "weight", w) < 0) return NULL;
   if (bias && need_f32("linear", "bias", bias) < 0) return NULL;
+  if (int_sizes("linear", "input", x) < 0 || int_sizes("linear", "weight", w) < 0) return NULL;
   if (x->ndim != 2 || w->ndim != 2 || x->size[1] != w->size[1]) {
     fvl_err("linear: input is %s but the weight %s expects batch x %lld", fvl_shape_str(x, a, sizeof a),
             fvl_shape_str(w, b, sizeof b), (long long)(w->ndim == 2 ? w->size[1] : -1));
