@@ -237,6 +237,9 @@ for _, e in ipairs(experiments) do
     walls[i] = string.format("%.0f s", r.wall)
     losses[i] = string.format("%.3f", r.summary.final_loss)
     if r.summary.step_peak_mb then mems[#mems + 1] = string.format("%.0f MB", r.summary.step_peak_mb) end
+    if r.summary.cpu_s then
+      walls[i] = string.format("%s (%.0f CPU s, load %s at the end)", walls[i], r.summary.cpu_s, r.summary.load_avg or "?")
+    end
   end
   add(string.format("- %s: final training loss %s; wall time %s on the 2-core machine shared with other jobs (an "
                     .. "upper bound)%s.", e.label, table.concat(losses, ", "), table.concat(walls, ", "),

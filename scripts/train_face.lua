@@ -476,7 +476,8 @@ local summary = { name = cfg.name, config = args.config, network = net.name, hea
                   batch_size = cfg.batch_size, classes = classes, image_size = image_size, final_loss = last_loss,
                   verification = last, threads = fvl.threads(), head_options = head_opts,
                   step_peak_mb = max_step_peak > 0 and max_step_peak / 2 ^ 20 or nil,
-                  peak_rss_mb = require("fvl.util").vmhwm_mb() }
+                  peak_rss_mb = require("fvl.util").vmhwm_mb(), cpu_s = os.clock(),
+                  load_avg = require("fvl.util").loadavg() }
 fvl.sys.write_atomic(out .. "/summary.json", json.encode(summary) .. "\n")
 print(string.format("done: %d steps, final loss %.4f; memory of a training step %s MB of tensors at its peak "
                     .. "(process peak RSS %.0f MB); run directory %s", step, last_loss,

@@ -40,8 +40,8 @@ done
 
 # Ctrl-C: a checkpoint of the last finished step and a one-line message; --resume from it ends bit
 # for bit where a straight run of the same length ends
-STRAIGHT=("${TINY[@]}" --set verbose=0 --set save_every=0 --set log_every=1 --steps 30)
-"$FVL" scripts/train_face.lua --out "$T/s" "${STRAIGHT[@]}" > "$T/s.log" 2>&1 || bad "straight 30-step run failed: $(tail -3 "$T/s.log")"
+STRAIGHT=("${TINY[@]}" --set verbose=0 --set save_every=0 --set log_every=1 --steps 16)
+"$FVL" scripts/train_face.lua --out "$T/s" "${STRAIGHT[@]}" > "$T/s.log" 2>&1 || bad "straight 16-step run failed: $(tail -3 "$T/s.log")"
 "$FVL" scripts/train_face.lua --out "$T/c" "${STRAIGHT[@]}" > "$T/c.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do
