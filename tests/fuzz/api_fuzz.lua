@@ -318,8 +318,21 @@ local function conv_bn_act_step()
   end
   local st, pd = bad(pick { 1, 1, 2, { 1, 2 } }, 0, 2^31, { 1 }), bad(pick { 0, 1, { 0, 1 } }, -1, 2^40, 70000)
   if R() < 0.2 then x = x:t() end
-  pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
-  return "F.conv2d_bn_act"
+  if R() < 0.5 then
+    pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
+    return "F.conv2d_bn_act"
+  end
+  -- training: batch statistics (running ones updated), tracked; then a backward through it
+  local function tracked(t) return pcall(function() t:requires_grad() end) and t or t end
+  if R() < 0.7 and type(x) == "userdata" and x:dtype() == "float32" then x = tracked(x:contiguous():detach()) end
+  if R() < 0.5 and type(w) == "userdata" and w:dtype() == "float32" then w = tracked(w:contiguous():detach()) end
+  local ok, y = pcall(fvl.F.conv2d_bn_act_train, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(),
+                      bad(1e-5, 0, -1, 0 / 0), vec(), bad(0.1, -1, 2, 0 / 0))
+  pass("conv2d_bn_act_train", ok)
+  if ok and type(y) == "userdata" and R() < 0.7 then
+    pass("conv2d_bn_act_train backward", pcall(function() (y * fvl.randn(table.unpack(y:shape()))):sum():backward() end))
+  end
+  return "F.conv2d_bn_act_train"
 end
 local function backbone_step()
   local kind = pick { "iresnet", "mobilefacenet" }
