@@ -255,6 +255,10 @@ local function labels(B, C)
     y[i] = R() < 0.9 and R(1, math.max(1, C)) or pick { 0, -1, C + 1, 2^31, 2^62, math.mininteger, 1.5, 0 / 0, "1" }
   end
   if R() < 0.2 then y = fvl.tensor(y, R() < 0.5 and "int32" or "float32") end
+  if R() < 0.25 and fvl._check_labels then   -- a checked value (fvl.Labels), for the same or another shape
+    local ok, v = pcall(fvl._check_labels, y, "fz", R() < 0.8 and B or R(0, B + 2), R() < 0.8 and C or pick { C + 1, -1, 0 })
+    if ok then y = v end
+  end
   return y
 end
 local function embeddings(B, D)
@@ -472,6 +476,8 @@ local function loss_F_step()
     function() return F.hard_mean_shard(cos, cols, { hard = pick { "all", "arc", "cos" } }) end,
     function() return F.circle_pairwise_shard(S, y, pick { 1, 2, B, B + 1, 0 }, R(), 64) end,
     function() return F.copy_rows(fvl.zeros(B + 2, D), pick { 1, 2, 3, 0, B + 3 }, fvl.randn(R(0, 3), D)) end,
+    function() return F._pair_anchors(y) end,
+    function() return F._adacos_stats(fvl.rand(B), R() < 0.8 and fvl.rand(B) or gen(1)) end,
     function() return F.pfc_sample(fvl.tensor(cols:int():totable(), "int32"), pick { 1, C, C + 1, 0 }, R(1, 9), R(0, 9)) end,
   }
   local i = R(1, #calls)
