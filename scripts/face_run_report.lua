@@ -288,7 +288,7 @@ if args.export then
       if not ok then die(tostring(err)) end
     end
   end
-  add(string.format("Each run's metrics.jsonl, summary.json, train.log and curves are kept in `%s/`.", args.export))
+  add(string.format("\nEach run's metrics.jsonl, summary.json, train.log and curves are kept in `%s/`.", args.export))
 end
 
 local block = table.concat(lines, "\n")
