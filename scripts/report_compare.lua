@@ -110,6 +110,7 @@ local function full_command(S)
     { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
     { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
     { "--margin-warmup", S.margin_warmup or 0 }, { "--fm-dim", S.fashion_mnist and S.fashion_mnist.dim or 2 }, { "--circle-m", S.circle_m ~= 0.25 and S.circle_m or nil },
+    { "--syn-bn-scale", S.syn_bn_scale },
   }
   local extra = {}
   for _, a in ipairs(add) do
@@ -140,6 +141,11 @@ local RECIPE = {
   { "inputs", "inputs", function(S) return S.inputs end },
   { "bn", "BatchNorm", function(S) return S.bn end },
   { "syn_bn", "BatchNorm (64-D)", function(S) return S.syn_bn or S.bn end },
+  { "syn_bn_scale", "γ (64-D)", function(S)
+      local kind = S.syn_bn or S.bn
+      if kind == "insightface" then return S.syn_bn_scale or 1 end
+      return (kind == "feature" or kind == "all") and "learned" or "–"
+    end },
   { "fm_dim", "D", function(S) return S.fashion_mnist and S.fashion_mnist.dim or 2 end },
   { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
   { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
