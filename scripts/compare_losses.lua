@@ -62,7 +62,9 @@ parser:option("--circle-gamma", "Circle's γ in both parts (default: 4·s of the
   :convert(cli.number("circle-gamma", 0))
 parser:option("--warmup", "fraction of the steps with a linear LR warm-up", "0.05"):convert(cli.number("warmup", 0))
 parser:option("--margin-warmup", "fraction of the steps over which every additive margin grows linearly from 0 " ..
-              "to its value (0: the full margin from the first step)", "0"):convert(cli.number("margin-warmup", 0))
+              "to its value, in both parts (0: the full margin from the first step; 0.3 keeps ArcFace and NPCFace " ..
+              "from merging two Fashion-MNIST classes in 4-D, docs/experiments.md step 5)", "0.3")
+  :convert(cli.number("margin-warmup", 0))
 parser:option("--circle-m", "Circle's relaxation m at margin factor 1 (the paper's 0.25; its decision margin is 1 − 2m)",
               "0.25"):convert(cli.number("circle-m", 0))
 parser:option("--head-lr", "the head's learning rate as a multiple of the backbone's", "1"):convert(cli.number("head-lr", 0))
@@ -555,6 +557,11 @@ while done < #tasks do
 end
 SETTINGS.seconds = math.floor(fvl.clock() - t_start + 0.5)
 SETTINGS.jobs = jobs
+if opt.collect then   -- the run's own time and job count, not the collection's
+  local old = read_file(opt.out .. "/settings.json")
+  old = old and json.decode(old)
+  if type(old) == "table" then SETTINGS.seconds, SETTINGS.jobs = old.seconds, old.jobs end
+end
 
 -- ------------------------------------------------------------------ aggregate (heads in table order, seeds ascending)
 -- the Fashion-MNIST verdict of a finished task, again from its saved test embeddings, predictions

@@ -159,12 +159,22 @@ local RECIPE = {
   { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
   { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
 }
+-- the part a recipe setting belongs to (a part no run trained has no column)
+local PART = { bn = "fm", fm_dim = "fm", fm_scale = "fm", fm_margin = "fm", syn_bn = "syn", syn_bn_scale = "syn" }
 local function recipe_columns(runs_S)
   local rcols = {}
+  local trained = {}
+  for _, S in ipairs(runs_S) do
+    if not S.fashion_mnist or (S.fashion_mnist.steps or 0) > 0 then trained.fm = true end
+    if not S.synthetic or (S.synthetic.steps or 0) > 0 then trained.syn = true end
+  end
   for _, r in ipairs(RECIPE) do
-    local first, varies = tostring(r[3](runs_S[1])), r[4] or false
-    for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
-    if varies then rcols[#rcols + 1] = r end
+    local part = PART[r[1]]
+    if not part or trained[part] then
+      local first, varies = tostring(r[3](runs_S[1])), r[4] or false
+      for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
+      if varies then rcols[#rcols + 1] = r end
+    end
   end
   return rcols
 end

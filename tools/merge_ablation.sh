@@ -2,8 +2,8 @@
 # Why ArcFace and NPCFace keep two or three class centres within a few degrees in the default
 # 4-D Fashion-MNIST embedding (docs/experiments.md, section "merge"): the default recipe with
 # one change per row, ArcFace and NPCFace only, 3 seeds, the Fashion-MNIST part only (2,000
-# steps unless the row says otherwise; ~30 s a row with 2 jobs on an idle machine, the 6,000-step
-# row ~90 s). A finished row (its results.json exists) is not run again, so the script resumes.
+# steps; ~30 s a row with 2 jobs on an idle machine). A finished row (its results.json exists) is
+# not run again, so the script resumes.
 # Then the table of scripts/ambiguous_pair.lua (section "pair").
 #   bash tools/merge_ablation.sh    (FVL=path/to/fvl to use another build, SCRIPTS=dir to run a
 #                                    copy of scripts/)
@@ -20,10 +20,7 @@ ROWS=(
   "runs/merge/warmup0.2|--warmup 0.2"
   "runs/merge/mwarm0.3|--margin-warmup 0.3"
   "runs/merge/lr0.03|--lr 0.03"
-  "runs/merge/hlr0.1|--head-lr 0.1"
-  "runs/merge/s32|--fm-scale 32"
   "runs/merge/dim8|--fm-dim 8"
-  "runs/merge/steps6000|--fm-steps 6000"
 )
 dirs=()
 for row in "${ROWS[@]}"; do

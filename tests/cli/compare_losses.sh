@@ -63,7 +63,7 @@ check '! grep -q stale "$tmp/doc.md"' "the section was not replaced"
 check 'grep -q "^| ArcFace | .* ± " "$tmp/doc.md"' "no ArcFace row with spread: $(cat "$tmp/doc.md")"
 check 'grep -q "^intro$" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' "text around the section changed"
 check 'grep -q "compare_losses.lua --quick" "$tmp/doc.md"' "the section does not give the command"
-check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --margin-warmup 0 --out" "$tmp/doc.md"' \
+check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --margin-warmup 0.3 --out" "$tmp/doc.md"' \
   "the command does not spell out the recipe: $(grep Reproduce "$tmp/doc.md")"
 # several run directories: the ablation table, with the recipe columns that differ between them
 "$FVL" scripts/report_compare.lua "$tmp/a" "$tmp/b" >"$tmp/abl" 2>"$tmp/err"; rc=$?
