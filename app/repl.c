@@ -738,8 +738,65 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* "? expr" (expr after the '?'): leaves `return expr` compiled on the stack, or the syntax error;
+ * "? t:sum" (a method, as it is called) that does not compile as is looks up t.sum. */
+static int load_help(lua_State *L, const char *expr) {
+  lua_pushfstring(L, "return %s", expr);
+  size_t hl;
+  const char *h = lua_tolstring(L, -1, &hl);
+  int st = luaL_loadbuffer(L, h, hl, "=stdin");
+  lua_remove(L, -2);
+  const char *colon = strrchr(expr, ':');
+  if (st == LUA_ERRSYNTAX && colon) {
+    char *dot = strdup(expr);
+    if (dot) {
+      dot[colon - expr] = '.';
+      lua_pushfstring(L, "return %s", dot);
+      free(dot);
+      h = lua_tolstring(L, -1, &hl);
+      if (luaL_loadbuffer(L, h, hl, "=stdin") == LUA_OK) {
+        lua_remove(L, -2);                 /* the retry's source */
+        lua_remove(L, -2);                 /* the first syntax error */
+        return LUA_OK;
+      }
+      lua_pop(L, 2);                       /* the retry's error and source: keep the first error */
+    }
+  }
+  return st;
+}
+
+/* A statement that starts with *line, possibly over several lines: reads more lines while the
+ * parser says the chunk is incomplete (*line grows; it stays the caller's to free) and leaves the
+ * compiled chunk or the syntax error on the stack. -2: Ctrl-C abandoned the input. */
+static int load_statement(lua_State *L, char **line) {
+  size_t len = strlen(*line);
+  for (;;) {
+    int status = luaL_loadbuffer(L, *line, len, "=stdin");
+    if (!incomplete(L, status)) return status;
+    int intr;
+    char *more = read_input(L, 0, &intr);
+    if (!more) {
+      if (intr) return -2;
+      /* end of input inside a statement: report what the parser says */
+      return luaL_loadbuffer(L, *line, len, "=stdin");
+    }
+    size_t ml = strlen(more);
+    char *joined = realloc(*line, len + ml + 2);
+    if (!joined) {                         /* out of memory: the parser's message for what came */
+      free(more);
+      return luaL_loadbuffer(L, *line, len, "=stdin");
+    }
+    *line = joined;
+    joined[len] = '\n';
+    memcpy(joined + len + 1, more, ml + 1);
+    len += ml + 1;
+    free(more);
+  }
+}
+
 /* Reads one complete chunk and leaves it compiled on the stack; returns its status and the
- * source in *src (malloc'd). -1: end of input; -2: Ctrl-C abandoned the input. */
+ * source in *src (malloc'd). -1: end of input; -2: Ctrl-C abandoned the input; -3: a blank line;
+ * -4: a bare "?" (*help set, as for every "?" line). */
 static int read_chunk(lua_State *L, char **src, int *help) {
   int intr;
   char *line = read_input(L, 1, &intr);
@@ -748,7 +805,6 @@ static int read_chunk(lua_State *L, char **src, int *help) {
   if (!line) return intr ? -2 : -1;
   if (blank(line)) {
     free(line);
-    *src = NULL;
     return -3;
   }
   const char *expr = line;
@@ -757,28 +813,7 @@ static int read_chunk(lua_State *L, char **src, int *help) {
     *help = 1;
     *src = line;
     if (blank(expr + 1)) return -4;
-    lua_pushfstring(L, "return %s", expr + 1);
-    size_t hl;
-    const char *h = lua_tolstring(L, -1, &hl);
-    int st = luaL_loadbuffer(L, h, hl, "=stdin");
-    lua_remove(L, -2);
-    const char *colon = strrchr(expr, ':');
-    if (st == LUA_ERRSYNTAX && colon) {  /* "? t:sum" (a method, as it is called): look up t.sum */
-      char *dot = strdup(expr + 1);
-      if (dot) {
-        dot[colon - expr - 1] = '.';
-        lua_pushfstring(L, "return %s", dot);
-        free(dot);
-        h = lua_tolstring(L, -1, &hl);
-        if (luaL_loadbuffer(L, h, hl, "=stdin") == LUA_OK) {
-          lua_remove(L, -2);                 /* the retry's source */
-          lua_remove(L, -2);                 /* the first syntax error */
-          return LUA_OK;
-        }
-        lua_pop(L, 2);                       /* the retry's error and source: keep the first error */
-      }
-    }
-    return st;
+    return load_help(L, expr + 1);
   }
   /* an expression? */
   lua_pushfstring(L, "return %s", line);
@@ -791,32 +826,10 @@ static int read_chunk(lua_State *L, char **src, int *help) {
     return status;
   }
   lua_pop(L, 1);
-  /* a statement, possibly over several lines */
-  size_t len = strlen(line);
-  for (;;) {
-    status = luaL_loadbuffer(L, line, len, "=stdin");
-    if (!incomplete(L, status)) break;
-    char *more = read_input(L, 0, &intr);
-    if (!more) {
-      if (intr) {
-        free(line);
-        return -2;
-      }
-      /* end of input inside a statement: report what the parser says */
-      status = luaL_loadbuffer(L, line, len, "=stdin");
-      break;
-    }
-    size_t ml = strlen(more);
-    char *joined = realloc(line, len + ml + 2);
-    if (!joined) {
-      free(more);
-      break;
-    }
-    line = joined;
-    line[len] = '\n';
-    memcpy(line + len + 1, more, ml + 1);
-    len += ml + 1;
-    free(more);
+  status = load_statement(L, &line);
+  if (status == -2) {
+    free(line);
+    return -2;
   }
   *src = line;
   return status;

@@ -33,6 +33,25 @@ fvl_tensor *fvl_checklabels(lua_State *L, int idx, const char *fn, int64_t n, in
 /* 1-based index tensor/list → 0-based int32, checked against 1..n */
 fvl_tensor *fvl_checkindex(lua_State *L, int idx, const char *fn, const char *arg, int64_t n);
 
+/* Checked labels (lua/bind_labels.c): the fvl.Labels value fvl._check_labels returns (a head's
+ * check: Head:check_input). It holds the 0-based ids, the row count and the bound 1..C they were
+ * checked against; Lua never sees the ids themselves, so the value cannot change after its check.
+ * fvl_checklabels / fvl_checkindex take one in O(1) (a copy; no scan). A binding that only reads
+ * the labels uses fvl_labels_match first: for a checked value at idx it compares the row count
+ * n (< 0: any) and the bound hi (labels: the same C, or hi < 0; indices: C <= hi) and returns the
+ * value's own tensor, BORROWED (valid while idx stays on the stack; never modify it), raising
+ * "fn: labels were checked against 1..10 (by arcface) but this call needs 1..12" on a mismatch;
+ * for anything else it returns NULL. */
+#define FVL_LABELS_MT "fvl.Labels"
+fvl_tensor *fvl_labels_match(lua_State *L, int idx, const char *fn, const char *arg, int64_t n, int64_t hi,
+                             int labels);
+/* pushes a new checked value holding y (a new reference the value takes over: 0-based int32,
+ * contiguous, 1-D), checked by `by` against 1..nclasses (< 0: any id) */
+void fvl_pushlabels(lua_State *L, fvl_tensor *y, const char *by, int64_t nclasses);
+int fvl_islabels(lua_State *L, int idx);
+void fvl_labels_count_scan(void);        /* fvl_checklabels's full scans (fvl._label_scans) */
+void fvl_open_labels(lua_State *L);      /* the metatable; fvl._label_scans into the table on top */
+
 /* a float32 contiguous tensor of rank nd (0 = any) at idx, converted when needed; the result is
  * pushed (the stack owns it) and returned. Errors "fn: arg must be 2-D (N×D), got 3×4×5". */
 fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd);

@@ -76,6 +76,26 @@ static int l_conv2d_bn_act(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.conv2d_bn_act_train(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight [, momentum]) -> tensor
+   Training: the convolution, then BatchNorm with the batch's statistics (the running statistics,
+   when given, updated with momentum (0.1) as BatchNorm does), then PReLU (prelu_weight nil =
+   none), as one tracked op with the same values and gradients, bit for bit, as fvl.F.conv2d (or
+   conv2d_grouped) followed by fvl.F.bn_prelu (or batch_norm). Depthwise convolutions run it per
+   channel while the channel's planes are in cache (no separate statistics pass, and no B×C×H×W
+   gradient between the BatchNorm and the convolution in the backward). Errors: as conv2d;
+   vectors that are not one value per output channel or not contiguous; a batch with one value
+   per channel. */
+static int l_conv2d_bn_act_train(lua_State *L) {
+  fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
+  int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act_train", &sh, &sw, &ph, &pw);
+  fvl_tensor *rm = fvl_opttensor(L, 7), *rv = fvl_opttensor(L, 8), *g = fvl_opttensor(L, 9), *bb = fvl_opttensor(L, 10);
+  double eps = luaL_optnumber(L, 11, 1e-5);
+  fvl_tensor *a = fvl_opttensor(L, 12);
+  double momentum = luaL_optnumber(L, 13, 0.1);
+  fvl_pushtensor(L, fvl_nn_conv2d_bn_act_train(x, w, b, sh, sw, ph, pw, groups, rm, rv, g, bb, a, momentum, eps));
+  return 1;
+}
+
 /* fvl._bench.fma_peak([seconds = 0.2]) -> one thread's measured FMA peak in GFLOP/s */
 static int l_fma_peak(lua_State *L) {
   double sec = luaL_optnumber(L, 1, 0.2);
@@ -97,7 +117,8 @@ static int l_fma_peak_all(lua_State *L) {
 
 int fvl_open_backbone(lua_State *L) {
   static const luaL_Reg fns[] = {{"conv2d_grouped", l_conv2d_grouped}, {"bn_prelu", l_bn_prelu},
-                                 {"conv2d_bn_act", l_conv2d_bn_act}, {NULL, NULL}};
+                                 {"conv2d_bn_act", l_conv2d_bn_act}, {"conv2d_bn_act_train", l_conv2d_bn_act_train},
+                                 {NULL, NULL}};
   luaL_getsubtable(L, -1, "F");
   luaL_setfuncs(L, fns, 0);
   lua_pop(L, 1);

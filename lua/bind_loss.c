@@ -1,6 +1,7 @@
 /* bind_loss.c — the loss primitives as fvl.F.* (engine/loss/loss_ops.h). Thin: check, call, wrap.
- * Labels are 1-based here and converted with fvl_checklabels. Every engine tensor made before a
- * possible error is pushed on the stack first, so the GC owns it. */
+ * Labels are 1-based here and converted with fvl_checklabels, or come checked from a head (an
+ * fvl.Labels value, bind_labels.c: compared in O(1), not scanned again). Every engine tensor made
+ * before a possible error is pushed on the stack first, so the GC owns it. */
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
@@ -8,13 +9,21 @@
 #include "loss/loss_ops.h"
 #include "loss/shard.h"
 #include "loss/group_max_ws.h"
+#include "loss/head_stats.h"
 
 #define T(i) fvl_checktensor(L, i)
 
-/* labels → 0-based int32 tensor, pushed on the stack (GC-owned); checked once, here, against
- * 1..nclasses (nclasses < 0: any class id; 0: an empty class matrix accepts none). */
+/* labels → 0-based int32 tensor, kept on the stack (a value is pushed); checked once, here,
+ * against 1..nclasses (nclasses < 0: any class id; 0: an empty class matrix accepts none).
+ * A checked value (fvl.Labels, from a head's check) is not scanned again: its row count and
+ * bound are compared with the call's and its own tensor is used (read-only). */
 static fvl_tensor *labels_arg(lua_State *L, int idx, const char *fn, int64_t n, int64_t nclasses) {
-  fvl_tensor *y = fvl_checklabels(L, idx, fn, n, nclasses);
+  fvl_tensor *y = fvl_labels_match(L, idx, fn, "labels", n, nclasses, 1);
+  if (y) {
+    lua_pushvalue(L, idx);
+    return y;
+  }
+  y = fvl_checklabels(L, idx, fn, n, nclasses);
   fvl_pushtensor(L, y);
   return y;
 }
@@ -161,7 +170,8 @@ static int l_linear_logits(lua_State *L) {
    gradient workspace), nonfinite = "error"|"warn" ("error": a non-finite loss raises, naming the
    first bad row). docs/losses.md gives each target's formula.
    labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here
-   against 1..C ("margin_ce: labels[17] = 12 is outside 1..10"). */
+   against 1..C ("margin_ce: labels[17] = 12 is outside 1..10"); the checked labels of a head
+   (Head:check_input) are taken as they are when their rows and classes match the call. */
 static int l_margin_ce(lua_State *L) {
   const char *name = luaL_optstring(L, 4, "margin_ce");
   fvl_tensor *cos = cos_arg(L, name);
@@ -344,21 +354,44 @@ static int l_center_update(lua_State *L) {
   return 1;
 }
 
-/* fvl._check_labels(labels, fn, n, nclasses) -> labels as a 1-D int32 tensor of 1-based ids,
- * checked by fvl_checklabels (the one label check). For the Lua layer: Head:check_input (errors
- * name the head) and the reference losses, which have no binding of their own. An int32 tensor
- * comes back as it is; a list becomes a new tensor. */
+/* fvl._check_labels(labels, fn, n, nclasses) -> checked labels (fvl.Labels): the one label check
+ * (fvl_checklabels, messages naming fn) for the Lua layer: Head:check_input (errors name the head)
+ * and the reference losses. Every fvl.F function takes the result without scanning it again
+ * (bind_labels.c); a checked value given here comes back as it is after the O(1) comparison. */
 static int l_check_labels(lua_State *L) {
   const char *fn = luaL_checkstring(L, 2);
   lua_Integer n = luaL_checkinteger(L, 3), C = luaL_checkinteger(L, 4);
-  fvl_tensor *y = labels_arg(L, 1, fn, n, C);
-  fvl_tensor *t = fvl_totensor(L, 1);
-  if (t && t->dtype == FVL_I32 && t->ndim == 1) { lua_pushvalue(L, 1); return 1; }
-  fvl_tensor *out = fvl_empty(FVL_I32, 1, y->size);
-  if (!out) return fvl_raise(L);
-  for (int64_t i = 0; i < y->size[0]; i++) fvl_i32(out)[i] = fvl_i32(y)[i] + 1;
-  fvl_pushtensor(L, out);
+  if (fvl_labels_match(L, 1, fn, "labels", n, C, 1)) {
+    lua_pushvalue(L, 1);
+    return 1;
+  }
+  fvl_pushlabels(L, fvl_checklabels(L, 1, fn, n, C), fn, C);
   return 1;
+}
+
+/* fvl.F._pair_anchors(labels) -> count: the rows with both a positive (another row with the same
+ * label) and a negative; Circle's pairwise form warns when there is none. Labels as any binding. */
+static int l_pair_anchors(lua_State *L) {
+  fvl_tensor *y = labels_arg(L, 1, "circle_pairwise", -1, -1);
+  int64_t v = fvl_pair_anchors("circle_pairwise", fvl_i32(y), y->size[0]);
+  if (v < 0) return fvl_raise(L);
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
+/* fvl.F._adacos_stats(lse, cy) -> B_avg, theta_med: AdaCos's dynamic-scale statistics of a batch
+ * (engine/loss/head_stats.h) from F.neg_lse's and F.target_cos's B values, in double */
+static int l_adacos_stats(lua_State *L) {
+  fvl_tensor *lse = fvl_checkf32(L, 1, "adacos", "lse", 0), *cy = fvl_checkf32(L, 2, "adacos", "target cosines", 0);
+  int64_t B = fvl_numel(lse);
+  if (fvl_numel(cy) != B)
+    fvl_error(L, "adacos: %lld target cosines for %lld rows (expected one per row)", (long long)fvl_numel(cy),
+              (long long)B);
+  double b_avg, th;
+  if (fvl_adacos_stats("adacos", fvl_f32(lse), fvl_f32(cy), B, &b_avg, &th) < 0) return fvl_raise(L);
+  lua_pushnumber(L, b_avg);
+  lua_pushnumber(L, th);
+  return 2;
 }
 
 /* ---------------------------------------------------------------- slices of the classes
@@ -594,10 +627,11 @@ int fvl_open_loss(lua_State *L) {
     {"chunked_hard_mean_shard", l_chunked_hard_mean_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
-    {"fused", l_fused},
+    {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");
+  fvl_open_labels(L);
   fvl_register_opts(L, -1, "margin_spec", SPEC_OPTS);
   fvl_register_opts(L, -1, "hard_mean", HARD_MEAN_OPTS);
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */

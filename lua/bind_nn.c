@@ -20,7 +20,7 @@ static void pair_arg(lua_State *L, int idx, const char *fn, const char *what, in
     if (!ok1 || !ok2 || luaL_len(L, idx) != 2)
       luaL_error(L, "%s: %s must be an integer or a table {h, w} of integers", fn, what);
     if (a < minv || b < minv || a > 65535 || b > 65535)
-      luaL_error(L, "%s: %s = {%d, %d} (expected %d..65535)", fn, what, (int)a, (int)b, minv);
+      luaL_error(L, "%s: %s = {%I, %I} (expected %d..65535)", fn, what, (lua_Integer)a, (lua_Integer)b, minv);
     *h = (int)a;
     *w = (int)b;
     return;
@@ -28,7 +28,7 @@ static void pair_arg(lua_State *L, int idx, const char *fn, const char *what, in
   int ok;
   lua_Integer a = lua_tointegerx(L, idx, &ok);
   if (!ok) luaL_error(L, "%s: %s must be an integer or a table {h, w}, got %s", fn, what, luaL_typename(L, idx));
-  if (a < minv || a > 65535) luaL_error(L, "%s: %s = %d (expected %d..65535)", fn, what, (int)a, minv);
+  if (a < minv || a > 65535) luaL_error(L, "%s: %s = %I (expected %d..65535)", fn, what, (lua_Integer)a, minv);
   *h = *w = (int)a;
 }
 

@@ -140,6 +140,15 @@ static fvl_tensor *check_1based(lua_State *L, int idx, const char *fn, const cha
   const char *what = labels ? "an integer class id" : "an integer index";
   int64_t top = hi >= 0 && hi < INT32_MAX ? hi : INT32_MAX;
   idx = lua_absindex(L, idx);
+  if (lua_type(L, idx) == LUA_TUSERDATA) {   /* a checked value (bind_labels.c): O(1), a copy */
+    fvl_tensor *c = fvl_labels_match(L, idx, fn, arg, n, hi, labels);
+    if (c) {
+      fvl_tensor *copy = fvl_clone(c);
+      if (!copy) fvl_raise(L);
+      return copy;
+    }
+  }
+  if (labels) fvl_labels_count_scan();
   fvl_tensor *src = NULL;
   int64_t m;
   if (lua_type(L, idx) == LUA_TTABLE) {

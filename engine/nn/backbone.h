@@ -58,6 +58,38 @@ int fvl_bn_act_bwd(const float *x, const float *dy, int B, int C, int64_t S, con
                    const float *beta, const float *a, int na, const float *save_mean,
                    const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta, float *da);
 
+/* One channel of that kernel, for kernels that hold a channel's B planes in cache (the fused
+ * depthwise conv + BN + PReLU of conv_dw.c): the same loops in the same order as
+ * fvl_bn_act_fwd/bwd, so the same bits. Channel c's planes start at xc and lie cs apart. */
+typedef struct fvl_bn_par {
+  const float *gamma, *beta, *a;   /* gamma/beta NULL = 1/0; a NULL = no PReLU (na slopes: 1 or C) */
+  int na;
+  float *running_mean, *running_var;
+  int training;
+  double momentum, eps;
+} fvl_bn_par;
+/* forward of channel c (statistics, running averages, save_mean/save_invstd[c], y = prelu(bn(x))) */
+void fvl_bn_act_channel_fwd(const fvl_bn_par *p, int c, const float *xc, float *yc, int B, int64_t cs, int64_t S,
+                            float *save_mean, float *save_invstd);
+/* the backward's constants of one channel */
+typedef struct fvl_bn_chan {
+  float mean, invstd, scale, shift, a, k, mdz, mdzx;
+  int act;
+} fvl_bn_chan;
+/* backward pass 1 of channel c: s = {Σ dz, Σ dz·x̂, Σ_{z<=0} z·dy} and the constants of pass 2 */
+void fvl_bn_act_channel_sums(const fvl_bn_par *p, int c, const float *save_mean, const float *save_invstd,
+                             const float *xc, const float *dyc, int B, int64_t cs, int64_t S, fvl_bn_chan *ch,
+                             double s[3]);
+/* backward pass 2: dx of B planes (B = 1: one plane, the same values as in the whole channel) */
+void fvl_bn_act_channel_dx(const fvl_bn_chan *ch, const float *xc, const float *dyc, float *dxc, int B, int64_t cs,
+                           int64_t S);
+/* dgamma[c], dbeta[c], da[c] (or the shared slope's part da_part[c]) from pass 1's sums; NULL = skipped */
+void fvl_bn_act_channel_grads(const double s[3], int c, float *dgamma, float *dbeta, float *da, double *da_part);
+/* the shared slope's per-channel parts (NULL unless a && da && na == 1; *failed = 1 with a message when
+ * out of memory), and their sum in channel order into da[0] (frees the parts) */
+double *fvl_bn_act_da_parts(const float *a, const float *da, int na, int C, int *failed);
+void fvl_bn_act_da_finish(double *da_part, int C, float *da);
+
 /* autograd wrappers (errors name "conv2d" / "bn_prelu"); fvl_nn_conv2d is groups = 1 */
 fvl_tensor *fvl_nn_conv2d_grouped(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw,
                                   int ph, int pw, int groups);
@@ -74,6 +106,25 @@ fvl_tensor *fvl_nn_bn_prelu(fvl_tensor *x, fvl_tensor *gamma, fvl_tensor *beta, 
 fvl_tensor *fvl_nn_conv2d_bn_act(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
                                  int pw, int groups, fvl_tensor *running_mean, fvl_tensor *running_var,
                                  fvl_tensor *gamma, fvl_tensor *beta, double eps, fvl_tensor *a);
+/* Training: conv2d, then BatchNorm with the batch's statistics (running statistics updated when
+ * given, gamma/beta may be NULL), then PReLU unless a is NULL, recorded as one autograd node with
+ * the same values and gradients, bit for bit, as conv2d + bn_prelu (or batch_norm). Depthwise
+ * convolutions (fvl_conv2d_dw_ok) run it per channel while the channel's planes are in cache: the
+ * forward computes the statistics and y from the planes just written, the backward computes the
+ * BatchNorm's dx plane by plane into the depthwise backward instead of a B×C×H×W tensor. Other
+ * convolutions run the separate kernels. Errors name "conv2d" (shapes) or "conv2d_bn_act_train". */
+fvl_tensor *fvl_nn_conv2d_bn_act_train(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias, int sh, int sw, int ph,
+                                       int pw, int groups, fvl_tensor *running_mean, fvl_tensor *running_var,
+                                       fvl_tensor *gamma, fvl_tensor *beta, fvl_tensor *a, double momentum,
+                                       double eps);
+/* the depthwise kernels of it (conv_dw.c; fvl_conv2d_dw_ok shapes, p->training = 1): yconv the
+ * convolution's output, y = prelu(bn(yconv)), save_mean/save_invstd O values each */
+int fvl_conv2d_dw_bn_act_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                             const fvl_bn_par *p, float *yconv, float *y, float *save_mean, float *save_invstd);
+/* dy: the gradient of y; overwrites dx, dw, db (the convolution's) and dgamma, dbeta, da (NULL = skipped) */
+int fvl_conv2d_dw_bn_act_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *yconv,
+                             const float *dy, const fvl_bn_par *p, const float *save_mean, const float *save_invstd,
+                             float *dx, float *dw, float *db, float *dgamma, float *dbeta, float *da);
 /* the calling thread's measured FMA peak in GFLOP/s (best of repeated timings within `seconds`
  * of thread CPU time; fma_probe.c) */
 double fvl_fma_peak_gflops(double seconds);

@@ -23,9 +23,10 @@ typedef fvl_v8f v8f;
 /* prelu(z) = z > 0 ? z : a·z, eight lanes (a NaN stays NaN) */
 #define PRELU8(z, a) fvl_v8_select((z) > 0.f, (z), (a) * (z))
 
-/* Σ(p−k) and Σ(p−k)² over B planes p = x + b·cs of S values, into s[0], s[1] */
+/* s[0] += Σ(p−k), s[1] += Σ(p−k)² over B planes p = x + b·cs of S values (in double, block by
+ * block: calling it plane by plane in order gives the same bits as once for all the planes) */
 FVL_HOT static void chan_sums(const float *x, int B, int64_t cs, int64_t S, float k, double s[2]) {
-  double a1 = 0, a2 = 0;
+  double a1 = s[0], a2 = s[1];
   const v8f kv = SET1(k);
   for (int b = 0; b < B; b++) {
     const float *p = x + b * cs;
@@ -81,11 +82,11 @@ void fvl_bn_prelu_plane(const float *src, float *dst, size_t n, float sc, float 
   chan_apply(src, dst, 1, 0, (int64_t)n, sc, sh, a != NULL, a ? *a : 0.f);
 }
 
-/* pass 1 of the backward, dz = dy·prelu'(z) (dz = dy without PReLU):
- * s[0] = Σ dz, s[1] = Σ dz·x̂, s[2] = Σ over z <= 0 of z·dy (the slope's gradient) */
+/* pass 1 of the backward, dz = dy·prelu'(z) (dz = dy without PReLU), added to s (as chan_sums):
+ * s[0] += Σ dz, s[1] += Σ dz·x̂, s[2] += Σ over z <= 0 of z·dy (the slope's gradient) */
 FVL_HOT static void chan_bwd_sums(const float *x, const float *dy, int B, int64_t cs, int64_t S, float mean,
                                   float invstd, float sc, float sh, int act, float a, double s[3]) {
-  double a1 = 0, a2 = 0, a3 = 0;
+  double a1 = s[0], a2 = s[1], a3 = s[2];
   const v8f mv = SET1(mean), iv = SET1(invstd), scv = SET1(sc), shv = SET1(sh), av = SET1(act ? a : 1.f),
             zero = SET1(0.f);
   for (int b = 0; b < B; b++) {
@@ -158,6 +159,54 @@ FVL_HOT static void chan_bwd_dx(const float *x, const float *dy, float *dx, int 
   }
 }
 
+/* training: channel c's shift k (its first plane's mean) and s = 0 for chan_sums */
+static float chan_shift(const float *xc, int64_t S, double s[2]) {
+  s[0] = s[1] = 0;
+  chan_sums(xc, 1, 0, S, 0.f, s);
+  const float k = (float)(s[0] / (double)S);
+  s[0] = s[1] = 0;
+  return k;
+}
+
+/* channel c's statistics (from the shifted sums s in training, else the running ones), the running
+ * averages, save_mean/save_invstd[c], and the affine map y = x·*scale + *shift */
+static void chan_moments(const fvl_bn_par *p, int c, int64_t N, float k, const double s[2], float *save_mean,
+                         float *save_invstd, float *scale, float *shift) {
+  double mean, var;
+  if (p->training) {
+    const double m = s[0] / (double)N, v = s[1] / (double)N - m * m;
+    mean = k + m;
+    var = v > 0 ? v : 0;
+    if (p->running_mean) p->running_mean[c] = (float)((1 - p->momentum) * p->running_mean[c] + p->momentum * mean);
+    if (p->running_var)
+      p->running_var[c] =
+          (float)((1 - p->momentum) * p->running_var[c] + p->momentum * var * (double)N / (double)(N - 1));
+  } else {
+    mean = p->running_mean[c];
+    var = p->running_var[c];
+  }
+  const double invstd = 1.0 / sqrt(var + p->eps);
+  if (save_mean) save_mean[c] = (float)mean;
+  if (save_invstd) save_invstd[c] = (float)invstd;
+  const double g = p->gamma ? p->gamma[c] : 1.0, bt = p->beta ? p->beta[c] : 0.0;
+  *scale = (float)(g * invstd);
+  *shift = (float)(bt - g * invstd * mean);
+}
+
+static float chan_slope(const fvl_bn_par *p, int c) { return p->a ? p->a[p->na == 1 ? 0 : c] : 1.f; }
+
+void fvl_bn_act_channel_fwd(const fvl_bn_par *p, int c, const float *xc, float *yc, int B, int64_t cs, int64_t S,
+                            float *save_mean, float *save_invstd) {
+  double s[2] = {0, 0};
+  float k = 0.f, scale, shift;
+  if (p->training) {
+    k = chan_shift(xc, S, s);
+    chan_sums(xc, B, cs, S, k, s);
+  }
+  chan_moments(p, c, (int64_t)B * S, k, s, save_mean, save_invstd, &scale, &shift);
+  chan_apply(xc, yc, B, cs, S, scale, shift, p->a != NULL, chan_slope(p, c));
+}
+
 int fvl_bn_act_fwd(const char *fn, const float *x, int B, int C, int64_t S, const float *gamma,
                    const float *beta, const float *a, int na, float *running_mean, float *running_var,
                    int training, double momentum, double eps, float *y, float *save_mean, float *save_invstd) {
@@ -167,65 +216,100 @@ int fvl_bn_act_fwd(const char *fn, const float *x, int B, int C, int64_t S, cons
                    "(use evaluate() for single samples)", fn, B, C, (long long)S);
   if (!training && (!running_mean || !running_var))
     return fvl_err("%s: evaluation mode needs running statistics", fn);
+  const fvl_bn_par p = {.gamma = gamma, .beta = beta, .a = a, .na = na, .running_mean = running_mean,
+                        .running_var = running_var, .training = training, .momentum = momentum, .eps = eps};
 #pragma omp parallel for schedule(static)
-  for (int c = 0; c < C; c++) {
-    const float *xc = x + (int64_t)c * S;
-    double mean, var;
-    if (training) {
-      double s[2];
-      chan_sums(xc, 1, cs, S, 0.f, s);                 /* the shift: the first plane's mean */
-      const float k = (float)(s[0] / (double)S);
-      chan_sums(xc, B, cs, S, k, s);
-      const double m = s[0] / (double)N, v = s[1] / (double)N - m * m;
-      mean = k + m;
-      var = v > 0 ? v : 0;
-      if (running_mean) running_mean[c] = (float)((1 - momentum) * running_mean[c] + momentum * mean);
-      if (running_var)
-        running_var[c] = (float)((1 - momentum) * running_var[c] + momentum * var * (double)N / (double)(N - 1));
-    } else {
-      mean = running_mean[c];
-      var = running_var[c];
-    }
-    const double invstd = 1.0 / sqrt(var + eps);
-    if (save_mean) save_mean[c] = (float)mean;
-    if (save_invstd) save_invstd[c] = (float)invstd;
-    const double g = gamma ? gamma[c] : 1.0, bt = beta ? beta[c] : 0.0;
-    const float scale = (float)(g * invstd), shift = (float)(bt - g * invstd * mean);
-    chan_apply(xc, y + (int64_t)c * S, B, cs, S, scale, shift, a != NULL, a ? a[na == 1 ? 0 : c] : 1.f);
-  }
+  for (int c = 0; c < C; c++)
+    fvl_bn_act_channel_fwd(&p, c, x + (int64_t)c * S, y + (int64_t)c * S, B, cs, S, save_mean, save_invstd);
   return 0;
+}
+
+/* the backward's constants of channel c (before pass 1) */
+static void chan_consts(const fvl_bn_par *p, int c, const float *save_mean, const float *save_invstd,
+                        fvl_bn_chan *ch) {
+  const float mean = save_mean[c], invstd = save_invstd[c];
+  const float g = p->gamma ? p->gamma[c] : 1.f, bt = p->beta ? p->beta[c] : 0.f;
+  ch->act = p->a != NULL;
+  ch->a = chan_slope(p, c);
+  ch->mean = mean;
+  ch->invstd = invstd;
+  ch->scale = g * invstd;
+  ch->shift = bt - g * invstd * mean;
+  ch->k = g * invstd;
+  ch->mdz = ch->mdzx = 0.f;
+}
+
+/* after pass 1: the means pass 2 subtracts (0 outside training) */
+static void chan_means(const fvl_bn_par *p, int64_t N, const double s[3], fvl_bn_chan *ch) {
+  ch->mdz = p->training ? (float)(s[0] / (double)N) : 0.f;
+  ch->mdzx = p->training ? (float)(s[1] / (double)N) : 0.f;
+}
+
+static void chan_pass1(const fvl_bn_chan *ch, const float *xc, const float *dyc, int B, int64_t cs, int64_t S,
+                       double s[3]) {
+  chan_bwd_sums(xc, dyc, B, cs, S, ch->mean, ch->invstd, ch->scale, ch->shift, ch->act, ch->a, s);
+}
+
+void fvl_bn_act_channel_sums(const fvl_bn_par *p, int c, const float *save_mean, const float *save_invstd,
+                             const float *xc, const float *dyc, int B, int64_t cs, int64_t S, fvl_bn_chan *ch,
+                             double s[3]) {
+  chan_consts(p, c, save_mean, save_invstd, ch);
+  s[0] = s[1] = s[2] = 0;
+  chan_pass1(ch, xc, dyc, B, cs, S, s);
+  chan_means(p, (int64_t)B * S, s, ch);
+}
+
+void fvl_bn_act_channel_dx(const fvl_bn_chan *ch, const float *xc, const float *dyc, float *dxc, int B, int64_t cs,
+                           int64_t S) {
+  chan_bwd_dx(xc, dyc, dxc, B, cs, S, ch->mean, ch->invstd, ch->scale, ch->shift, ch->act, ch->a, ch->k, ch->mdz,
+              ch->mdzx);
+}
+
+void fvl_bn_act_channel_grads(const double s[3], int c, float *dgamma, float *dbeta, float *da, double *da_part) {
+  if (dgamma) dgamma[c] = (float)s[1];
+  if (dbeta) dbeta[c] = (float)s[0];
+  if (da_part) da_part[c] = s[2];
+  else if (da) da[c] = (float)s[2];
+}
+
+double *fvl_bn_act_da_parts(const float *a, const float *da, int na, int C, int *failed) {
+  *failed = 0;
+  if (!(a && da && na == 1)) return NULL;
+  double *part = malloc(sizeof(double) * (size_t)(C > 0 ? C : 1));
+  if (!part) {
+    fvl_err("bn_prelu: out of memory (%d doubles)", C);
+    *failed = 1;
+  }
+  return part;
+}
+
+void fvl_bn_act_da_finish(double *da_part, int C, float *da) {
+  if (!da_part) return;
+  double acc = 0;
+  for (int c = 0; c < C; c++) acc += da_part[c];
+  da[0] = (float)acc;
+  free(da_part);
 }
 
 int fvl_bn_act_bwd(const float *x, const float *dy, int B, int C, int64_t S, const float *gamma,
                    const float *beta, const float *a, int na, const float *save_mean,
                    const float *save_invstd, int training, float *dx, float *dgamma, float *dbeta, float *da) {
-  const int64_t N = (int64_t)B * S, cs = (int64_t)C * S;
+  const int64_t cs = (int64_t)C * S;
   /* one shared slope: its gradient is the sum of the channels' parts, in channel order */
-  double *da_part = a && da && na == 1 ? malloc(sizeof(double) * (size_t)(C > 0 ? C : 1)) : NULL;
-  if (a && da && na == 1 && !da_part) return fvl_err("bn_prelu: out of memory (%d doubles)", C);
+  int failed;
+  double *da_part = fvl_bn_act_da_parts(a, da, na, C, &failed);
+  if (failed) return -1;
+  const fvl_bn_par p = {.gamma = gamma, .beta = beta, .a = a, .na = na, .training = training};
 #pragma omp parallel for schedule(static)
   for (int c = 0; c < C; c++) {
-    const float mean = save_mean[c], invstd = save_invstd[c];
-    const float g = gamma ? gamma[c] : 1.f, bt = beta ? beta[c] : 0.f, ac = a ? a[na == 1 ? 0 : c] : 1.f;
-    const float scale = g * invstd, shift = bt - g * invstd * mean;
     const int64_t off = (int64_t)c * S;
+    fvl_bn_chan ch;
     double s[3];
-    chan_bwd_sums(x + off, dy + off, B, cs, S, mean, invstd, scale, shift, a != NULL, ac, s);
-    if (dgamma) dgamma[c] = (float)s[1];
-    if (dbeta) dbeta[c] = (float)s[0];
-    if (da_part) da_part[c] = s[2];
-    else if (a && da) da[c] = (float)s[2];
-    if (!dx) continue;
-    const float mdz = training ? (float)(s[0] / (double)N) : 0.f, mdzx = training ? (float)(s[1] / (double)N) : 0.f;
-    chan_bwd_dx(x + off, dy + off, dx + off, B, cs, S, mean, invstd, scale, shift, a != NULL, ac, g * invstd, mdz,
-                mdzx);
+    fvl_bn_act_channel_sums(&p, c, save_mean, save_invstd, x + off, dy + off, B, cs, S, &ch, s);
+    fvl_bn_act_channel_grads(s, c, dgamma, dbeta, a ? da : NULL, da_part);
+    if (dx) fvl_bn_act_channel_dx(&ch, x + off, dy + off, dx + off, B, cs, S);
   }
-  if (da_part) {
-    double acc = 0;
-    for (int c = 0; c < C; c++) acc += da_part[c];
-    da[0] = (float)acc;
-    free(da_part);
-  }
+  fvl_bn_act_da_finish(da_part, C, da);
   return 0;
 }
 

@@ -144,29 +144,41 @@ static void rows(const float *buf, const int *off, const float *w, int KK, size_
     rows_fwd_any(buf, off, w, KK, rs, OH, OW, bias, y);
 }
 
+/* a thread's scratch of n floats; NULL and *failed = 1 when out of memory */
+static float *thread_buf(size_t n, int *failed) {
+  float *p = malloc(sizeof(float) * n);
+  if (!p) {
+#pragma omp atomic write
+    *failed = 1;
+  }
+  return p;
+}
+
+/* plane bc = b·C + c of the forward: x's plane into the phase buffer, then its output rows */
+static void fwd_plane(const fvl_conv2d_shape *s, const geom *g, const int *off, const float *x, const float *w,
+                      const float *bias, size_t bc, float *buf, float *y) {
+  const int c = (int)(bc % (size_t)s->C), KK = s->KH * s->KW;
+  fill_phases(s, g, x + bc * (size_t)s->H * s->W, buf);
+  rows(buf, off, w + (size_t)c * KK, KK, (size_t)s->sh * g->Wq, s->OH, s->OW, bias ? bias[c] : 0.f,
+       y + bc * (size_t)s->OH * s->OW);
+}
+
 int fvl_conv2d_dw_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
                       const fvl_conv_epi *ep, float *y) {
   const geom g = geometry(s);
-  const int C = s->C, KK = s->KH * s->KW;
-  const size_t pin = (size_t)s->H * s->W, pout = (size_t)s->OH * s->OW, nbuf = (size_t)g.sw * g.phase + 8;
+  const int C = s->C;
+  const size_t pout = (size_t)s->OH * s->OW, nbuf = (size_t)g.sw * g.phase + 8;
   const int64_t planes = (int64_t)s->B * C;
   int off[MAXK], failed = 0;
   tap_offsets(s, &g, off);
 #pragma omp parallel
   {
-    float *buf = malloc(sizeof(float) * nbuf);
-    if (!buf) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float *buf = thread_buf(nbuf, &failed);
 #pragma omp for schedule(static)
     for (int64_t bc = 0; bc < planes; bc++) {
       if (!buf || fvl_aborted()) continue;
-      const int c = (int)(bc % C);
-      float *yp = y + (size_t)bc * pout;
-      fill_phases(s, &g, x + (size_t)bc * pin, buf);
-      rows(buf, off, w + (size_t)c * KK, KK, (size_t)s->sh * g.Wq, s->OH, s->OW, bias ? bias[c] : 0.f, yp);
-      if (ep) fvl_conv_epi_plane(ep, c, yp, yp, 0.f, pout);
+      fwd_plane(s, &g, off, x, w, bias, (size_t)bc, buf, y);
+      if (ep) fvl_conv_epi_plane(ep, (int)(bc % C), y + (size_t)bc * pout, y + (size_t)bc * pout, 0.f, pout);
     }
     free(buf);
   }
@@ -227,82 +239,195 @@ static void pad_rows(const float *dy, int OH, int OW, int OWv, float *dyb) {
   }
 }
 
-int fvl_conv2d_dw_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
-                      float *dw, float *db) {
-  const geom g = geometry(s);
-  const int B = s->B, C = s->C, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
-  const int KK = KH * KW, unit = s->sh == 1 && s->sw == 1;
-  const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, rs = (size_t)s->sh * g.Wq;
+/* what the backward of one channel needs (shared by the threads) */
+typedef struct {
+  const fvl_conv2d_shape *s;
+  geom g;
+  int KK, unit, Wd, Hd, mh, mw;
+  size_t pin, pout, rs, nx, ndy, ndx;
+  int off[MAXK], offd[MAXK];
+} bwd_plan;
+
+static void bwd_plan_make(const fvl_conv2d_shape *s, bwd_plan *k) {
+  k->s = s;
+  k->g = geometry(s);
+  k->KK = s->KH * s->KW;
+  k->unit = s->sh == 1 && s->sw == 1;
+  k->pin = (size_t)s->H * s->W;
+  k->pout = (size_t)s->OH * s->OW;
+  k->rs = (size_t)s->sh * k->g.Wq;
   /* stride 1: dx[h][w] = Σ flip(w)[i][j]·dyp[h + i][w + j], dyp = dy shifted by (KH−1−ph, KW−1−pw) */
-  const int Wv = (W + 7) / 8 * 8, Wd = Wv + KW - 1, Hd = H + KH - 1, mh = KH - 1 - s->ph, mw = KW - 1 - s->pw;
-  int off[MAXK], offd[MAXK], failed = 0;
-  tap_offsets(s, &g, off);
-  for (int i = 0; i < KH; i++)
-    for (int j = 0; j < KW; j++) offd[i * KW + j] = i * Wd + j;
-  const size_t nx = (size_t)g.sw * g.phase + 8, ndy = (size_t)OH * g.OWv,
-               ndx = unit ? (size_t)Hd * Wd + 8 : (size_t)g.sw * g.phase + 8;
+  const int Wv = (s->W + 7) / 8 * 8;
+  k->Wd = Wv + s->KW - 1;
+  k->Hd = s->H + s->KH - 1;
+  k->mh = s->KH - 1 - s->ph;
+  k->mw = s->KW - 1 - s->pw;
+  tap_offsets(s, &k->g, k->off);
+  for (int i = 0; i < s->KH; i++)
+    for (int j = 0; j < s->KW; j++) k->offd[i * s->KW + j] = i * k->Wd + j;
+  k->nx = (size_t)k->g.sw * k->g.phase + 8;
+  k->ndy = (size_t)s->OH * k->g.OWv;
+  k->ndx = k->unit ? (size_t)k->Hd * k->Wd + 8 : (size_t)k->g.sw * k->g.phase + 8;
+}
+
+/* dx of one plane from its dy plane gp (dy rows of OWv floats in dyb) into xp; db2 is scratch */
+static void plane_dx(const bwd_plan *k, const float *gp, const float *dyb, const float *wc, const float *wf,
+                     float *db2, float *xp) {
+  const fvl_conv2d_shape *s = k->s;
+  const geom *g = &k->g;
+  const int H = s->H, W = s->W, OH = s->OH, OW = s->OW, Wd = k->Wd, mw = k->mw;
+  if (k->unit) {
+    const int lo = mw > 0 ? mw : 0, hi = mw + OW < Wd ? mw + OW : Wd;   /* columns holding dy */
+    for (int r = 0; r < k->Hd; r++) {
+      float *row = db2 + (size_t)r * Wd;
+      const int oh = r - k->mh;
+      memset(row, 0, sizeof(float) * (size_t)Wd);
+      if (oh >= 0 && oh < OH && hi > lo) memcpy(row + lo, gp + (size_t)oh * OW + (lo - mw), sizeof(float) * (size_t)(hi - lo));
+    }
+    rows(db2, k->offd, wf, k->KK, (size_t)Wd, H, W, 0.f, xp);
+    return;
+  }
+  memset(db2, 0, sizeof(float) * k->ndx);
+  plane_scatter(db2, k->off, wc, k->KK, k->rs, dyb, OH, g->OWv);
+  /* dx[h][x0] = phase (x0 + pw) mod sw, row h + ph, column (x0 + pw) / sw; zero past the buffer */
+  for (int h = 0; h < H; h++) {
+    float *xr = xp + (size_t)h * W;
+    const int r = h + s->ph;
+    if (r >= g->Hp) {
+      memset(xr, 0, sizeof(float) * (size_t)W);
+      continue;
+    }
+    for (int p = 0; p < g->sw; p++) {
+      const float *src = db2 + (size_t)p * g->phase + (size_t)r * g->Wq;
+      int x0 = ((p - s->pw) % g->sw + g->sw) % g->sw, t = (x0 + s->pw) / g->sw;
+      for (; x0 < W; x0 += g->sw, t++) xr[x0] = t < g->Wq ? src[t] : 0.f;
+    }
+  }
+}
+
+/* A BatchNorm (+ PReLU) between the convolution and dy: the convolution's dy of each plane is the
+ * BN's dx, computed from its input yconv and its dy (dybn) per plane into a scratch plane. */
+typedef struct {
+  const fvl_bn_par *p;
+  const float *yconv, *dybn, *save_mean, *save_invstd;
+  float *dgamma, *dbeta, *da;
+  double *da_part;
+} bn_in_bwd;
+
+/* channel c: dw[c], db[c] and dx of its B planes; xb: nx + ndy + ndx (+ pout with bn) floats */
+static void bwd_channel(const bwd_plan *k, int c, const float *x, const float *w, const float *dy, float *dx,
+                        float *dw, float *db, const bn_in_bwd *bn, float *xb) {
+  const fvl_conv2d_shape *s = k->s;
+  const int B = s->B, C = s->C, KK = k->KK;
+  float *dyb = xb + k->nx, *db2 = dyb + k->ndy, *gbuf = db2 + k->ndx;
+  float wf[MAXK];
+  const float *wc = w + (size_t)c * KK;
+  for (int q = 0; q < KK; q++) wf[q] = wc[KK - 1 - q];   /* the flipped kernel */
+  fvl_bn_chan ch;
+  if (bn) {
+    double sums[3];
+    const size_t co = (size_t)c * k->pout, cs = (size_t)C * k->pout;
+    fvl_bn_act_channel_sums(bn->p, c, bn->save_mean, bn->save_invstd, bn->yconv + co, bn->dybn + co, B,
+                            (int64_t)cs, (int64_t)k->pout, &ch, sums);
+    fvl_bn_act_channel_grads(sums, c, bn->dgamma, bn->dbeta, bn->da, bn->da_part);
+  }
+  double acc[MAXK], dbs = 0;
+  for (int q = 0; q < KK; q++) acc[q] = 0;
+  for (int b = 0; b < B; b++) {
+    const size_t bc = (size_t)b * C + c;
+    const float *gp = dy ? dy + bc * k->pout : gbuf;
+    if (bn) fvl_bn_act_channel_dx(&ch, bn->yconv + bc * k->pout, bn->dybn + bc * k->pout, gbuf, 1, 0, (int64_t)k->pout);
+    pad_rows(gp, s->OH, s->OW, k->g.OWv, dyb);
+    if (dw || db) {
+      if (dw) fill_phases(s, &k->g, x + bc * k->pin, xb);
+      else memset(xb, 0, sizeof(float) * k->nx);
+      if (KK == 9) plane_dw9(xb, k->off, k->rs, dyb, s->OH, k->g.OWv, acc, &dbs);
+      else plane_dw_any(xb, k->off, KK, k->rs, dyb, s->OH, k->g.OWv, acc, &dbs);
+    }
+    if (dx) plane_dx(k, gp, dyb, wc, wf, db2, dx + bc * k->pin);
+  }
+  if (dw)
+    for (int q = 0; q < KK; q++) dw[(size_t)c * KK + q] = (float)acc[q];
+  if (db) db[c] = (float)dbs;
+}
+
+/* the channels over the threads (dy NULL: from bn) */
+static int bwd_channels(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                        float *dw, float *db, const bn_in_bwd *bn) {
+  bwd_plan k;
+  bwd_plan_make(s, &k);
+  const size_t nbuf = k.nx + k.ndy + k.ndx + (bn ? k.pout : 0);
+  int failed = 0;
 #pragma omp parallel
   {
-    float *xb = malloc(sizeof(float) * (nx + ndy + ndx));
-    if (!xb) {
-#pragma omp atomic write
-      failed = 1;
-    }
-    float *dyb = xb ? xb + nx : NULL, *db2 = xb ? xb + nx + ndy : NULL;
-    float wf[MAXK];
+    float *xb = thread_buf(nbuf, &failed);
 #pragma omp for schedule(static)
-    for (int c = 0; c < C; c++) {
+    for (int c = 0; c < s->C; c++) {
       if (!xb || fvl_aborted()) continue;
-      const float *wc = w + (size_t)c * KK;
-      for (int k = 0; k < KK; k++) wf[k] = wc[KK - 1 - k];   /* the flipped kernel */
-      double acc[MAXK], dbs = 0;
-      for (int k = 0; k < KK; k++) acc[k] = 0;
-      for (int b = 0; b < B; b++) {
-        const size_t bc = (size_t)b * C + c;
-        const float *gp = dy + bc * pout;
-        pad_rows(gp, OH, OW, g.OWv, dyb);
-        if (dw || db) {
-          if (dw) fill_phases(s, &g, x + bc * pin, xb);
-          else memset(xb, 0, sizeof(float) * nx);
-          if (KK == 9) plane_dw9(xb, off, rs, dyb, OH, g.OWv, acc, &dbs);
-          else plane_dw_any(xb, off, KK, rs, dyb, OH, g.OWv, acc, &dbs);
-        }
-        if (!dx) continue;
-        float *xp = dx + bc * pin;
-        if (unit) {
-          const int lo = mw > 0 ? mw : 0, hi = mw + OW < Wd ? mw + OW : Wd;   /* columns holding dy */
-          for (int r = 0; r < Hd; r++) {
-            float *row = db2 + (size_t)r * Wd;
-            const int oh = r - mh;
-            memset(row, 0, sizeof(float) * (size_t)Wd);
-            if (oh >= 0 && oh < OH && hi > lo) memcpy(row + lo, gp + (size_t)oh * OW + (lo - mw), sizeof(float) * (size_t)(hi - lo));
-          }
-          rows(db2, offd, wf, KK, (size_t)Wd, H, W, 0.f, xp);
-        } else {
-          memset(db2, 0, sizeof(float) * ndx);
-          plane_scatter(db2, off, wc, KK, rs, dyb, OH, g.OWv);
-          /* dx[h][x0] = phase (x0 + pw) mod sw, row h + ph, column (x0 + pw) / sw; zero past the buffer */
-          for (int h = 0; h < H; h++) {
-            float *xr = xp + (size_t)h * W;
-            const int r = h + s->ph;
-            if (r >= g.Hp) {
-              memset(xr, 0, sizeof(float) * (size_t)W);
-              continue;
-            }
-            for (int p = 0; p < g.sw; p++) {
-              const float *src = db2 + (size_t)p * g.phase + (size_t)r * g.Wq;
-              int x0 = ((p - s->pw) % g.sw + g.sw) % g.sw, t = (x0 + s->pw) / g.sw;
-              for (; x0 < W; x0 += g.sw, t++) xr[x0] = t < g.Wq ? src[t] : 0.f;
-            }
-          }
-        }
-      }
-      if (dw)
-        for (int k = 0; k < KK; k++) dw[(size_t)c * KK + k] = (float)acc[k];
-      if (db) db[c] = (float)dbs;
+      bwd_channel(&k, c, x, w, dy, dx, dw, db, bn, xb);
     }
     free(xb);
   }
   if (failed) return fvl_err("conv2d: out of memory (depthwise plane buffers)");
   return fvl_check_abort("conv2d");
+}
+
+int fvl_conv2d_dw_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dx,
+                      float *dw, float *db) {
+  return bwd_channels(s, x, w, dy, dx, dw, db, NULL);
+}
+
+/* ------------------------------------------------------------------ with BatchNorm (+ PReLU), training */
+/* channels per block of the fused kernels: the block's B output planes (≈ 384 KiB) stay in L2 while its
+ * BatchNorm runs, and there are at least 8 blocks (a function of the shape only) */
+static int chan_block(const fvl_conv2d_shape *s) {
+  const size_t chan = (size_t)s->B * s->OH * s->OW * sizeof(float);
+  int n = (int)((384u << 10) / (chan ? chan : 1));
+  if (n > s->C / 8) n = s->C / 8;
+  return n < 1 ? 1 : n;
+}
+
+int fvl_conv2d_dw_bn_act_fwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *bias,
+                             const fvl_bn_par *p, float *yconv, float *y, float *save_mean, float *save_invstd) {
+  const geom g = geometry(s);
+  const int B = s->B, C = s->C, nb = chan_block(s), nblk = (C + nb - 1) / nb;
+  const size_t pout = (size_t)s->OH * s->OW, nbuf = (size_t)g.sw * g.phase + 8;
+  int off[MAXK], failed = 0;
+  tap_offsets(s, &g, off);
+#pragma omp parallel
+  {
+    float *buf = thread_buf(nbuf, &failed);
+    /* a block of channels: its planes sample by sample (contiguous input), then each channel's
+     * BatchNorm while the block's outputs are in cache */
+#pragma omp for schedule(dynamic, 1)
+    for (int blk = 0; blk < nblk; blk++) {
+      if (!buf || fvl_aborted()) continue;
+      const int c0 = blk * nb, c1 = c0 + nb < C ? c0 + nb : C;
+      for (int b = 0; b < B; b++)
+        for (int c = c0; c < c1; c++) fwd_plane(s, &g, off, x, w, bias, (size_t)b * C + c, buf, yconv);
+      for (int c = c0; c < c1; c++)
+        fvl_bn_act_channel_fwd(p, c, yconv + (size_t)c * pout, y + (size_t)c * pout, B, (int64_t)C * (int64_t)pout,
+                               (int64_t)pout, save_mean, save_invstd);
+    }
+    free(buf);
+  }
+  if (failed) return fvl_err("conv2d: out of memory (depthwise plane buffers)");
+  return fvl_check_abort("conv2d");
+}
+
+int fvl_conv2d_dw_bn_act_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *yconv,
+                             const float *dy, const fvl_bn_par *p, const float *save_mean, const float *save_invstd,
+                             float *dx, float *dw, float *db, float *dgamma, float *dbeta, float *da) {
+  int failed;
+  double *da_part = fvl_bn_act_da_parts(p->a, da, p->na, s->C, &failed);
+  if (failed) return -1;
+  const bn_in_bwd bn = {.p = p, .yconv = yconv, .dybn = dy, .save_mean = save_mean, .save_invstd = save_invstd,
+                        .dgamma = dgamma, .dbeta = dbeta, .da = p->a ? da : NULL, .da_part = da_part};
+  const int rc = bwd_channels(s, x, w, NULL, dx, dw, db, &bn);
+  if (rc < 0) {
+    free(da_part);
+    return -1;
+  }
+  fvl_bn_act_da_finish(da_part, s->C, da);
+  return 0;
 }

@@ -139,6 +139,15 @@ none) and/or a PReLU (nil = none) applied as each output is stored, instead of t
 passes over y. Not tracked: refused while gradients are enabled for an input that requires\
 them (training uses fvl.F.conv2d + fvl.F.bn_prelu). Errors: as conv2d; vectors that are not\
 one value per output channel.",
+  ["fvl.F.conv2d_bn_act_train"] = "fvl.F.conv2d_bn_act_train(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight [, momentum]) -> tensor\
+Training: the convolution, then BatchNorm with the batch's statistics (the running statistics,\
+when given, updated with momentum (0.1) as BatchNorm does), then PReLU (prelu_weight nil =\
+none), as one tracked op with the same values and gradients, bit for bit, as fvl.F.conv2d (or\
+conv2d_grouped) followed by fvl.F.bn_prelu (or batch_norm). Depthwise convolutions run it per\
+channel while the channel's planes are in cache (no separate statistics pass, and no B×C×H×W\
+gradient between the BatchNorm and the convolution in the backward). Errors: as conv2d;\
+vectors that are not one value per output channel or not contiguous; a batch with one value\
+per channel.",
   ["fvl.F.conv2d_direct"] = "fvl.F.conv2d_direct([on]) -> boolean\
 Whether the direct convolution kernels are enabled (the previous setting when on, a boolean, is\
 given). They run only where they apply (a CPU with AVX2 + FMA; stride 1, or any stride with a\
@@ -217,7 +226,8 @@ b (0), t (0), circle_m (0.25), clamp (ε: every cosine first clamped to [−1+ε
 gradient workspace), nonfinite = \"error\"|\"warn\" (\"error\": a non-finite loss raises, naming the\
 first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
-against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\").",
+against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\"); the checked labels of a head\
+(Head:check_input) are taken as they are when their rows and classes match the call.",
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
@@ -908,8 +918,10 @@ Options (a table; unknown keys are an error): dim (feature size), classes (numbe
 fvl.loss.use_reference(true): every head computes with fvl.loss.reference (the primitives\
 composed from tensor ops) instead of the fused kernels; false switches back.",
   ["fvl.loss.Head:check_input"] = "fvl.loss.Head:check_input(x, labels)\
-x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.\
-Returns B and the labels (a 1-D int32 tensor, or the Lua list as given).",
+x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row (or labels\
+a head already checked). Returns B and the checked labels: an fvl.Labels value, read-only,\
+that every fvl.F function takes without checking the ids again (y:tensor() gives them as a\
+1-based int32 tensor, y:totable() as a list).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
 normalised cosine matrix of this batch against the centres (tracked), in the workspace\
 (with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the\
@@ -944,8 +956,9 @@ B×C logits workspace (unless logits = false: heads whose logits come from anoth
 B×C gradient workspace (unless grad = false: the fused class blocks write no B×C gradient),\
 reallocated only when B or C change; a buffer that exists is kept (asking for the logits\
 workspace later does not replace the gradient one).",
-  ["fvl.loss.adacos:next_scale"] = "fvl.loss.adacos:next_scale(cos, y, B)\
-the dynamic scale from this batch's cosines (detached) and the previous scale",
+  ["fvl.loss.adacos:next_scale"] = "fvl.loss.adacos:next_scale(cos, y)\
+the dynamic scale from this batch's cosines (detached) and the previous scale; B_avg and θ_med\
+in double, in C (fvl.F._adacos_stats: the B values never become a Lua table)",
   ["fvl.loss.adaface:row_margins"] = "fvl.loss.adaface:row_margins(x, B)\
 the per-row constants (g_ang, g_add as Lua lists) of a batch; updates the EMA while training",
   ["fvl.loss.adaface:target_logit"] = "fvl.loss.adaface:target_logit(c, ga, gd)\

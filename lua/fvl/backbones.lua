@@ -75,6 +75,24 @@ return function(nn)
                            prelu and prelu.weight or nil)
   end
 
+  -- Training (batch statistics): conv → BatchNorm2d → PReLU (or none) as one tracked op
+  -- (F.conv2d_bn_act_train: the same values and gradients as the separate layers, bit for bit;
+  -- depthwise layers run BN while each channel's planes are in cache). nil when it does not apply.
+  local function fused_train(conv, bn, prelu, x)
+    if not fused or not (bn and bn.class_name == "BatchNorm2d" and (bn.training or not bn.running_mean))
+        or not util.is_tensor(x) or x:dim() ~= 4 or x:size(2) ~= conv.in_channels
+        or bn.num_features ~= conv.out_channels or (prelu and prelu.class_name ~= "PReLU") then
+      return nil
+    end
+    local H, W = x:size(3), x:size(4)
+    if H + 2 * conv.ph < conv.kh or W + 2 * conv.pw < conv.kw then return nil end   -- Conv2d's message
+    conv.out_hw = { (H + 2 * conv.ph - conv.kh) // conv.sh + 1, (W + 2 * conv.pw - conv.kw) // conv.sw + 1 }
+    if x:size(1) * conv.out_hw[1] * conv.out_hw[2] < 2 then return nil end          -- BatchNorm's message
+    return F.conv2d_bn_act_train(x, conv.weight, conv.bias, { conv.sh, conv.sw }, { conv.ph, conv.pw }, conv.groups,
+                                 bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.eps,
+                                 prelu and prelu.weight or nil, bn.momentum)
+  end
+
   -- F.conv2d_bn_act's reference path (the separate layers, same arguments; internal: for tests and benches)
   function F._conv2d_bn_act_reference(x, w, b, stride, padding, groups, rm, rv, gamma, beta, eps, a)
     groups = groups or 1
@@ -229,7 +247,8 @@ return function(nn)
     return string.format("%s(%s)", self.linear and "LinearBlock" or "ConvBlock", self.conv:describe())
   end
   function ConvBlock:forward(x)
-    return fused_eval(self.conv, self.bn, self.prelu, x) or bn_prelu(self.bn, self.prelu, self.conv(x))
+    return fused_eval(self.conv, self.bn, self.prelu, x) or fused_train(self.conv, self.bn, self.prelu, x)
+        or bn_prelu(self.bn, self.prelu, self.conv(x))
   end
 
   local DepthWise = class("DepthWise")

@@ -172,6 +172,22 @@ describe("fuzz findings", function()
     expect_error(function() fvl._plot.color(-2147483648) end, "plot.color: i = -2147483648 is outside 1..2147483647")
     expect_eq(select("#", fvl._plot.color(3)), 3)
   end)
+  it("layer inputs with sizes above int (found by reading layers.c: H + 2·padding overflowed int)", function()
+    -- a 0-sample batch holds any sizes; the kernels' int sizes and padded extents must not wrap
+    expect_error(function() F.conv2d(fvl.zeros(0, 1, 2147483647, 1), fvl.zeros(1, 1, 1, 1), nil, 1, 1) end,
+                 "conv2d: input is 0x1x2147483647x1: size 2147483647 of dim 2 is above 2147352577")
+    expect_error(function() F.conv2d(fvl.zeros(0, 1, (1 << 32) + 3, 1), fvl.zeros(1, 1, 1, 1)) end,
+                 "conv2d: input is 0x1x4294967299x1: size 4294967299 of dim 2 is above")
+    expect_error(function() F.max_pool2d(fvl.zeros(0, 1, 2147483647, 2), 2, 1, 1) end,
+                 "maxpool2d: input is 0x1x2147483647x2: size 2147483647 of dim 2")
+    expect_error(function() F.avg_pool2d(fvl.zeros(0, (1 << 32) + 3, 2, 2), 2) end, "avgpool2d: input is")
+    expect_error(function() F.linear(fvl.zeros(0, (1 << 32) + 1), fvl.zeros(0, (1 << 32) + 1)) end,
+                 "linear: input is 0x4294967297: size 4294967297 of dim 1")
+    expect_error(function() F.prelu(fvl.zeros(0, (1 << 32) + 1), fvl.zeros(1)) end, "prelu: input is")
+    -- a padding out of range names the value given (was printed as an int: 2^40 showed as 0)
+    expect_error(function() F.conv2d(fvl.zeros(1, 1, 2, 2), fvl.zeros(1, 1, 1, 1), nil, 1, 1 << 40) end,
+                 "conv2d: padding = 1099511627776 (expected 0..65535)")
+  end)
 end)
 
 describe("an empty class matrix still bounds the labels", function()

@@ -12,23 +12,11 @@ local base = require "fvl.loss.base"
 local opts, num, bool = base.opts, base.num, base.bool
 local AdaCos = util.class("fvl.loss.adacos", base.Head)
 
--- lower median (torch.median) of a Lua list
-local function lower_median(t)
-  table.sort(t)
-  return t[(#t - 1) // 2 + 1]
-end
-
--- the dynamic scale from this batch's cosines (detached) and the previous scale
-function AdaCos:next_scale(cos, y, B)
+-- the dynamic scale from this batch's cosines (detached) and the previous scale; B_avg and θ_med
+-- in double, in C (fvl.F._adacos_stats: the B values never become a Lua table)
+function AdaCos:next_scale(cos, y)
   local F = base.F()
-  local lse = F.neg_lse(cos, y, self.s):totable()
-  local b_avg = 0
-  for i = 1, B do b_avg = b_avg + math.exp(lse[i]) end
-  b_avg = b_avg / B
-  local cy = F.target_cos(cos, y):totable()
-  local th = {}
-  for i = 1, B do th[i] = math.acos(math.max(-1 + 1e-7, math.min(1 - 1e-7, cy[i]))) end
-  local th_med = lower_median(th)
+  local b_avg, th_med = fvl.F._adacos_stats(F.neg_lse(cos, y, self.s), F.target_cos(cos, y))
   self.B_avg, self.theta_med = b_avg, th_med
   return math.log(b_avg) / math.cos(math.min(math.pi / 4, th_med))
 end
@@ -39,7 +27,7 @@ function AdaCos:forward(x, labels)
   local cos = self:cosine(x, B)
   if self.dynamic and self.training then
     local s
-    fvl.no_grad(function() s = self:next_scale(cos:detach(), y, B) end)
+    fvl.no_grad(function() s = self:next_scale(cos:detach(), y) end)
     if s ~= s or s == math.huge or s == -math.huge then
       util.fail(string.format("adacos: the dynamic scale is not finite (B_avg = %g, θ_med = %g)",
                               self.B_avg, self.theta_med))

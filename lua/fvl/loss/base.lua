@@ -93,8 +93,10 @@ function Head:setup(name, o, need_weight)
   return self
 end
 
--- x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row.
--- Returns B and the labels (a 1-D int32 tensor, or the Lua list as given).
+-- x: B×dim float32; labels: int32 tensor or Lua list of 1-based ids, one per row (or labels
+-- a head already checked). Returns B and the checked labels: an fvl.Labels value, read-only,
+-- that every fvl.F function takes without checking the ids again (y:tensor() gives them as a
+-- 1-based int32 tensor, y:totable() as a list).
 function Head:check_input(x, labels)
   local name = self.name
   if not util.is_tensor(x) then
@@ -122,11 +124,14 @@ function Head:check_input(x, labels)
   end
   -- The kind and the count are checked here; the values once, in C, by the same check every
   -- binding uses (fvl_checklabels, via fvl._check_labels): "arcface: labels[3] = 7 is outside
-  -- 1..6". No per-step conversion to a Lua list. A list becomes an int32 tensor.
+  -- 1..6". The result is a checked value (fvl.Labels): the fvl.F calls of this step compare its
+  -- row count and class bound (O(1)) instead of scanning the ids again.
   if type(labels) == "table" then
     if #labels ~= B then
       fail(string.format("%s: labels has %d entries but x has %d rows", name, #labels, B))
     end
+  elseif getmetatable(labels) == "fvl.Labels" then
+    -- checked before (by a head): fvl._check_labels compares its row count and classes, O(1)
   elseif not util.is_tensor(labels) then
     fail(string.format("%s: labels must be an int32 tensor or a list of class ids, got %s", name,
                        type(labels)))

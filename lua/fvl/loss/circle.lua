@@ -38,14 +38,9 @@ function Pairwise:forward(x, labels)
   return self:pairs_loss(x, y, 1, B)
 end
 function Pairwise:warn_no_pairs(y, B)
-  -- an anchor counts when it has a positive (same label, other row) and a negative
-  local count, list, valid = {}, y:totable(), 0
-  for i = 1, B do count[list[i]] = (count[list[i]] or 0) + 1 end
-  for i = 1, B do
-    local c = count[list[i]]
-    if c >= 2 and c < B then valid = valid + 1 end
-  end
-  if valid == 0 and not self._warned then   -- PML: the loss is 0; say so once per head
+  if self._warned then return end
+  -- an anchor counts when it has a positive (same label, other row) and a negative (counted in C)
+  if fvl.F._pair_anchors(y) == 0 then   -- PML: the loss is 0; say so once per head
     self._warned = true
     io.stderr:write(string.format("circle_pairwise: warning: no anchor in this batch of %d has both a " ..
       "positive (same label) and a negative; the loss is 0 (sample several images per class)\n", B))

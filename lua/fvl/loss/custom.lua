@@ -51,6 +51,11 @@ end
 
 local ctx_mt = {
   __index = function(ctx, k)
+    if k == "labels" then   -- the checked labels as an int32 tensor, made on first use
+      local t = rawget(ctx, "_labels"):tensor()
+      rawset(ctx, "labels", t)
+      return t
+    end
     if k == "norm" then
       local n = ctx.x:norm(2, 2)
       if n:dim() ~= 1 then n = n:reshape(ctx.B) end
@@ -61,7 +66,7 @@ local ctx_mt = {
 }
 
 function Margin:context(x, y, B, cos)
-  return setmetatable({ x = x, labels = y, B = B, head = self, state = self.state,
+  return setmetatable({ x = x, _labels = y, B = B, head = self, state = self.state,
                         training = self.training, cos = cos }, ctx_mt)
 end
 

@@ -14,18 +14,13 @@ local opts, num, bool, enum = base.opts, base.num, base.bool, base.enum
 local fail = util.fail
 local Elastic = util.class("fvl.loss.elasticface", base.Head)
 
--- ElasticFace+ assignment of the sorted margins by the target cosines (Lua lists of B numbers)
+-- ElasticFace+ assignment of the sorted margins ms (B) by the target cosines cy (B): the row with
+-- the k-th largest cy (ties: the lower row first) gets the k-th smallest margin; official: row k
+-- gets the sorted margin at the position of the k-th largest cy. Stable sorts, no arithmetic.
 local function assign_plus(cy, ms, official)
-  local B = #cy
-  local order = {}
-  for i = 1, B do order[i] = i end
-  table.sort(order, function(a, b) if cy[a] ~= cy[b] then return cy[a] > cy[b] end return a < b end)
-  table.sort(ms)
-  local out = {}
-  for k = 1, B do
-    if official then out[k] = ms[order[k]] else out[order[k]] = ms[k] end
-  end
-  return out
+  local order = cy:argsort(1, true)
+  local sorted = ms:index(1, ms:argsort(1))
+  return sorted:index(1, official and order or order:argsort(1))
 end
 
 function Elastic:draw(B)
@@ -50,8 +45,8 @@ function Elastic:forward(x, labels, call)
   end
   local cos = self:cosine(x, B)
   if bool(n, "plus", self.plus) then
-    local cy = base.F().target_cos(cos:detach(), y):totable()
-    margins = fvl.tensor(assign_plus(cy, margins:totable(), self.official_order))
+    local cy = base.F().target_cos(cos:detach(), y):reshape(B)
+    margins = assign_plus(cy, margins, self.official_order)
   end
   self.last_margins = margins
   return self:margin_ce(cos, y, { s = self.s, target = kind, m = margins, fallback = "none" })

@@ -9,7 +9,8 @@ local R = {}
 
 local PI = math.pi
 -- labels → a Lua list of 1-based ids, checked by the same binding check as fvl.F (one owner:
--- fvl._check_labels is fvl_checklabels); C = nil: any class id
+-- fvl._check_labels is fvl_checklabels; a head's checked value is not scanned again); C = nil:
+-- any class id
 local function label_list(labels, fn, B, C)
   return fvl._check_labels(labels, fn, B or -1, C or -1):totable()
 end
@@ -193,7 +194,7 @@ end
 -- log Σ_{j≠y_i} exp(s·c_ij) per row (B), untracked
 function R.neg_lse(cos, labels, s)
   local B, C = cos:size(1), cos:size(2)
-  local y = label_list(labels)
+  local y = label_list(labels, "neg_lse", B, C)
   local z = (cos:detach() * s + onehot(y, B, C) * -1e30)
   return z:logsumexp(2):reshape(B)
 end

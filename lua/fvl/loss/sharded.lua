@@ -123,7 +123,7 @@ local function finish_pairwise(self, spec)
     local B, y = h:check_input(x, labels)
     -- the gradient of the gathered rows is reduce-scattered: every rank's share is its anchors' pairs
     local xg = dist.allgather(x)
-    local yg = dist.allgather(y)
+    local yg = dist.allgather(y:tensor())
     h:warn_no_pairs(yg, yg:numel())
     return cls.pairs_loss(h, xg, yg, rank * B + 1, B)
   end
@@ -238,34 +238,48 @@ end
 Lazy.__len = function(P) return #real(P) end
 Lazy.__tostring = function(P) return tostring(real(P)) end
 
-local function make_F(ctx)
+-- the gathered embeddings enter this rank's column work through dist.copy_rows: its backward
+-- reduce-scatters the ranks' parts of their gradient (each rank receives its own B rows, which is
+-- all the allgather's backward keeps). Another tensor (a function of them) goes through
+-- dist.copy (the whole gradient summed on every rank), which is right whatever it is.
+local function cols_x(ctx, x)
+  if x ~= ctx.xg then return dist.copy(x) end
+  ctx.xc = ctx.xc or dist.copy_rows(x)
+  return ctx.xc
+end
+
+-- column-local: the same on a slice; on a stand-in of cosines, one of their groups' max
+local function lazy_max(cos, K)
+  local b = lz(cos, "base")
+  if lz(b, "linear") or lz(b, "K") ~= 1 then return nil end
+  return new_lazy({ x = lz(b, "x"), W = lz(b, "W"), K = K }, lz(cos, "det"))
+end
+
+-- the target cosines from the rows' dot products (this rank's targets, summed over the ranks)
+local function lazy_targets(ctx, P)
+  local own, oc, _, w = own_rows(ctx)
+  local x, W = lazy_src(P)
+  local c = (fvl.normalize(x:index(1, own), 2) * fvl.normalize(W:index(1, oc), 2)):sum(2):clamp(-1, 1) * w
+  -- into the gathered rows' places: a one-hot NB × #own matrix
+  local nb, sel = x:size(1), fvl.zeros(x:size(1), own:numel())
+  for k, i in ipairs(own:totable()) do sel:set(i, k, 1) end
+  return dist.sum(sel:matmul(c:reshape(own:numel(), 1)):reshape(nb))
+end
+
+-- the primitives that make or take the score matrix: cosine, linear_logits, group_max(_ws),
+-- margin_ce, target_cos, hard_mean (on a row-chunk stand-in: the chunked ops)
+local function add_score_ops(S, ctx)
   local F = fvl.F
-  local S = {}
-  -- the gathered embeddings enter this rank's column work through dist.copy_rows: its backward
-  -- reduce-scatters the ranks' parts of their gradient (each rank receives its own B rows, which is
-  -- all the allgather's backward keeps). Another tensor (a function of them) goes through
-  -- dist.copy (the whole gradient summed on every rank), which is right whatever it is.
-  local function cols_x(x)
-    if x ~= ctx.xg then return dist.copy(x) end
-    ctx.xc = ctx.xc or dist.copy_rows(x)
-    return ctx.xc
-  end
   function S.cosine(x, W, ws)
-    if ctx.chunk and W == ctx.weight then return new_lazy { x = cols_x(x), W = ctx.W, K = 1 } end
-    return F.cosine(cols_x(x), W == ctx.weight and ctx.W or W, ws)
+    if ctx.chunk and W == ctx.weight then return new_lazy { x = cols_x(ctx, x), W = ctx.W, K = 1 } end
+    return F.cosine(cols_x(ctx, x), W == ctx.weight and ctx.W or W, ws)
   end
   function S.linear_logits(x, W, b, ws)
     if W == ctx.weight then
-      if ctx.chunk then return new_lazy { x = cols_x(x), W = ctx.W, b = ctx.b, linear = true, K = 1 } end
+      if ctx.chunk then return new_lazy { x = cols_x(ctx, x), W = ctx.W, b = ctx.b, linear = true, K = 1 } end
       W, b = ctx.W, ctx.b
     end
-    return F.linear_logits(cols_x(x), W, b, ws)
-  end
-  -- column-local: the same on a slice; on a stand-in of cosines, one of their groups' max
-  local function lazy_max(cos, K)
-    local b = lz(cos, "base")
-    if lz(b, "linear") or lz(b, "K") ~= 1 then return nil end
-    return new_lazy({ x = lz(b, "x"), W = lz(b, "W"), K = K }, lz(cos, "det"))
+    return F.linear_logits(cols_x(ctx, x), W, b, ws)
   end
   function S.group_max(cos, K, ...)
     if pending(cos) then
@@ -289,19 +303,9 @@ local function make_F(ctx)
     end
     return F.margin_ce_shard(unlazy(cos), ctx.cols, spec, name, ctx.cap)
   end
-  -- the target cosines from the rows' dot products (this rank's targets, summed over the ranks)
-  local function lazy_targets(P)
-    local own, oc, _, w = own_rows(ctx)
-    local x, W = lazy_src(P)
-    local c = (fvl.normalize(x:index(1, own), 2) * fvl.normalize(W:index(1, oc), 2)):sum(2):clamp(-1, 1) * w
-    -- into the gathered rows' places: a one-hot NB × #own matrix
-    local nb, sel = x:size(1), fvl.zeros(x:size(1), own:numel())
-    for k, i in ipairs(own:totable()) do sel:set(i, k, 1) end
-    return dist.sum(sel:matmul(c:reshape(own:numel(), 1)):reshape(nb))
-  end
   function S.target_cos(cos, y)
     if pending(cos) and not lz(lz(cos, "base"), "linear") and lz(lz(cos, "base"), "K") == 1 then
-      return lazy_targets(cos)
+      return lazy_targets(ctx, cos)
     end
     return F.target_cos_shard(unlazy(cos), ctx.cols)
   end
@@ -313,44 +317,52 @@ local function make_F(ctx)
     end
     return F.hard_mean_shard(unlazy(cos), ctx.cols, o)
   end
-  -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked); in row chunks, chunk by chunk
-  function S.neg_lse(cos, y, s)
-    local nb = #ctx.cols_list
-    -- rows r0..r0+m−1, their slice cosines c (m×C): the LSE without the target where this rank
-    -- holds it, over all columns where another rank does
-    local function part(c, r0, m)
-      local safe, own = {}, {}
-      for i = 1, m do
-        local col = ctx.cols_list[r0 + i - 1]
-        safe[i], own[i] = col > 0 and col or 1, col > 0 and 1 or 0
-      end
-      local a = F.neg_lse(c, fvl.tensor(safe, "int32"), s)
-      local b = (c * s):logsumexp(2):reshape(m)
-      return fvl.where(fvl.tensor(own):gt(0), a, b)
-    end
-    local l
-    fvl.no_grad(function()
-      if pending(cos) then
-        local x, W, src = lazy_src(cos)
-        x, W = x:detach(), W:detach()
-        local parts = {}
-        for r0 = 1, nb, ctx.chunk do
-          local m = math.min(ctx.chunk, nb - r0 + 1)
-          local b = { x = x:narrow(1, r0, m), W = W, b = src.bias and src.bias:detach(),
-                      linear = src.scores == "linear", K = src.groups }
-          parts[#parts + 1] = part(whole(b), r0, m)
-        end
-        l = #parts == 1 and parts[1] or fvl.cat(parts, 1)
-      else
-        l = part(unlazy(cos):detach(), 1, nb)
-      end
-    end)
-    local m = l:clone()
-    dist.allreduce(m, "max")
-    local e = (l - m):exp()
-    dist.allreduce(e, "sum")
-    return m + e:log()
+end
+
+-- rows r0..r0+m−1 of the gathered batch, their slice cosines c (m×C): log Σ_{j≠y} exp(s·c_ij)
+-- without the target where this rank holds it, over all columns where another rank does
+local function neg_lse_part(ctx, c, r0, m, s)
+  local safe, own = {}, {}
+  for i = 1, m do
+    local col = ctx.cols_list[r0 + i - 1]
+    safe[i], own[i] = col > 0 and col or 1, col > 0 and 1 or 0
   end
+  local a = fvl.F.neg_lse(c, fvl.tensor(safe, "int32"), s)
+  local b = (c * s):logsumexp(2):reshape(m)
+  return fvl.where(fvl.tensor(own):gt(0), a, b)
+end
+
+-- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked); in row chunks, chunk by chunk
+local function neg_lse(ctx, cos, s)
+  local nb = #ctx.cols_list
+  local l
+  fvl.no_grad(function()
+    if pending(cos) then
+      local x, W, src = lazy_src(cos)
+      x, W = x:detach(), W:detach()
+      local parts = {}
+      for r0 = 1, nb, ctx.chunk do
+        local m = math.min(ctx.chunk, nb - r0 + 1)
+        local b = { x = x:narrow(1, r0, m), W = W, b = src.bias and src.bias:detach(),
+                    linear = src.scores == "linear", K = src.groups }
+        parts[#parts + 1] = neg_lse_part(ctx, whole(b), r0, m, s)
+      end
+      l = #parts == 1 and parts[1] or fvl.cat(parts, 1)
+    else
+      l = neg_lse_part(ctx, unlazy(cos):detach(), 1, nb, s)
+    end
+  end)
+  local m = l:clone()
+  dist.allreduce(m, "max")
+  local e = (l - m):exp()
+  dist.allreduce(e, "sum")
+  return m + e:log()
+end
+
+-- the primitives that read per-class rows at the targets: gather_rows, disc_dist, center_dist,
+-- center_update (each rank its own targets' rows)
+local function add_target_ops(S, ctx)
+  local F = fvl.F
   -- rows of a per-class tensor (W: the columns in use; others: this rank's slice) at the targets;
   -- rows whose target another rank holds are 0
   function S.gather_rows(T, y)
@@ -375,18 +387,27 @@ local function make_F(ctx)
     else
       xi_o = dist.copy(xi)   -- a shared ξ: its gradient is summed over the ranks
     end
-    local d = F.disc_dist(cols_x(x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
+    local d = F.disc_dist(cols_x(ctx, x):index(1, own), W == ctx.weight and ctx.W or W, oc, xi_o)
     return dist.sum(d * (w * own:numel() / nb))
   end
   function S.center_dist(x, cen, y)
     local own, _, orow, w = own_rows(ctx)
-    return dist.sum(F.center_dist(cols_x(x):index(1, own), cen, orow) * w)
+    return dist.sum(F.center_dist(cols_x(ctx, x):index(1, own), cen, orow) * w)
   end
   function S.center_update(cen, x, y, alpha)
     local own, _, orow, w = own_rows(ctx)
     if w > 0 then F.center_update(cen, x:index(1, own), orow, alpha) end
     return cen
   end
+end
+
+-- the fvl.F that a sharded head's forward sees (base.active): the sharded primitives, and an error
+-- naming any other
+local function make_F(ctx)
+  local S = {}
+  add_score_ops(S, ctx)
+  function S.neg_lse(cos, y, s) return neg_lse(ctx, cos, s) end
+  add_target_ops(S, ctx)
   return setmetatable(S, { __index = function(_, k)
     fail(string.format("%s: fvl.F.%s has no sharded version (sharded = true / partial_fc work on the heads " ..
                        "built from cosine, linear_logits, margin_ce, target_cos, hard_mean, gather_rows, " ..
@@ -407,11 +428,8 @@ local function labels_of(self, x, labels)
     fail(string.format("%s: x is %s but the head expects %d×%d (dim = %d)", name, util.shape_str(x), B,
                        self.dim, self.dim))
   end
-  -- the one label check (the binding's): 1..C, one per row; an int32 tensor comes back as is
-  local y = fvl._check_labels(labels, name, B, self.classes)
-  if y:dim() ~= 1 then y = y:reshape(B) end
-  y = y:contiguous()
-  return y
+  -- the one label check (the binding's): 1..C, one per row; a checked value (fvl.Labels)
+  return fvl._check_labels(labels, name, B, self.classes)
 end
 
 -- the sampled rows of this slice (1-based local), or nil for the whole slice
@@ -461,7 +479,7 @@ function M.forward(self, x, labels, call)
   local sh = self.shard
   local y = labels_of(self, x, labels)
   local xg = sh.sharded and dist.allgather(x, { grad = "slice" }) or x
-  local yg = sh.sharded and dist.allgather(y) or y
+  local yg = sh.sharded and sh.size > 1 and dist.allgather(y:tensor()) or y
   local ylist = yg:totable()
   -- each gathered row's target in this slice (1-based local row, 0 = another rank)
   local rows_list = {}
