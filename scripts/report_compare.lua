@@ -154,6 +154,7 @@ local RECIPE = {
       return S.circle_gamma or 256
     end },
   { "circle_m", "Circle m", function(S) return S.circle_m or 0.25 end },
+  { "lr", "LR", function(S) return S.lr end },
   { "warmup", "warm-up", function(S) return S.warmup end },
   { "margin_warmup", "margin warm-up", function(S) return S.margin_warmup or 0 end },
   { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
@@ -278,13 +279,14 @@ local function head_table()
   local syn = S.synthetic and S.synthetic.data or {}
   local fm_dim = S.fashion_mnist and S.fashion_mnist.dim or 2
   lines[#lines + 1] = ""
-  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D; %s steps on Fashion-MNIST (%s), " ..
+  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D%s; %s steps on Fashion-MNIST (%s), " ..
     "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
     "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
     opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(fm_dim),
     tostring(S.syn_bn or S.bn), tostring(S.lr),
     tostring(S.fm_scale or S.scale), tostring(fm_dim), tostring(S.scale),
     S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256), tostring(S.fm_margin or 1), tostring(fm_dim),
+    (S.margin_warmup or 0) > 0 and string.format(", grown from 0 over the first %g%% of the steps", 100 * S.margin_warmup) or "",
     tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
     tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
     tostring(syn.test_identities), tostring(syn.test_per_identity),
