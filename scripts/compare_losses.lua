@@ -874,7 +874,7 @@ for _, r in ipairs(runs) do
   end
 end
 io.stderr:write(string.format("compare_losses: wrote %s/{%s} and tasks/ in %d s\n", opt.out, table.concat(written, ","),
-                              SETTINGS.seconds))
+                              math.floor(fvl.clock() - t_start + 0.5)))
 if #failed > 0 then
   error(string.format("compare_losses: %d task(s) failed (first: %s seed %d, log %s/worker.log)", #failed,
                       failed[1].h.name, failed[1].seed, failed[1].dir), 0)

@@ -281,7 +281,7 @@ local function head_table()
   lines[#lines + 1] = ""
   lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D%s; %s steps on Fashion-MNIST (%s), " ..
     "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
-    "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
+    "%s, then `build/fvl scripts/report_compare.lua %s`.",
     opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(fm_dim),
     tostring(S.syn_bn or S.bn), tostring(S.lr),
     tostring(S.fm_scale or S.scale), tostring(fm_dim), tostring(S.scale),
@@ -293,7 +293,11 @@ local function head_table()
     (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
     ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
      and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-    full_command(S), tostring(S.seconds), tostring(S.jobs), table_options() .. dirs[1])
+    full_command(S),
+    -- the run's own time; a run directory assembled with --collect from several runs has none
+    type(S.seconds) == "number" and string.format("(%s s with %s jobs)", tostring(S.seconds), tostring(S.jobs))
+      or "(assembled from several runs: no time)",
+    table_options() .. dirs[1])
   return table.concat(lines, "\n")
 end
 

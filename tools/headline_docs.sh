@@ -2,7 +2,7 @@
 # Writes the README's headline results from a default run directory of scripts/compare_losses.lua:
 # the table (section "main", by scripts/report_compare.lua), the run's summary files into
 # docs/runs/compare_default and its pictures into docs/img. The whole headline, on an idle machine:
-#   build/fvl scripts/compare_losses.lua --out runs/compare-v3 && bash tools/headline_docs.sh runs/compare-v3
+#   build/fvl scripts/compare_losses.lua --out runs/compare-v4 && bash tools/headline_docs.sh runs/compare-v4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FVL=${FVL:-build/fvl}
