@@ -249,43 +249,42 @@ int fvl_conv2d_fwd_epi(const fvl_conv2d_shape *s, const float *x, const float *w
   return fvl_check_abort("conv2d");
 }
 
-int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
-                   float *dx, float *dw, float *db, float *work) {
-  const int O = s->O, C = s->C, K = C * s->KH * s->KW, G = s->G;
-  const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)C * s->H * s->W, out_sz = (size_t)O * P;
-  const size_t per = per_thread(s), wsz = (size_t)O * K;
-  if (db) {
+/* db[o] = Σ over the batch and positions of dy (8-lane partial sums per plane, added in double) */
+static void bwd_bias(const fvl_conv2d_shape *s, const float *dy, float *db) {
+  const int O = s->O;
+  const size_t P = (size_t)s->OH * s->OW, out_sz = (size_t)O * P;
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < O; o++) {
-      double acc = 0;
-      for (int b = 0; b < s->B; b++) {
-        const float *r = dy + (size_t)b * out_sz + (size_t)o * P;
-        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};   /* 8 partial sums: vectorises */
-        size_t p = 0;
-        for (; p + 8 <= P; p += 8)
-          for (int l = 0; l < 8; l++) lane[l] += r[p + l];
-        for (; p < P; p++) lane[0] += r[p];
-        for (int l = 0; l < 8; l++) acc += lane[l];
-      }
-      db[o] = (float)acc;
+  for (int o = 0; o < O; o++) {
+    double acc = 0;
+    for (int b = 0; b < s->B; b++) {
+      const float *r = dy + (size_t)b * out_sz + (size_t)o * P;
+      float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};   /* 8 partial sums: vectorises */
+      size_t p = 0;
+      for (; p + 8 <= P; p += 8)
+        for (int l = 0; l < 8; l++) lane[l] += r[p + l];
+      for (; p < P; p++) lane[0] += r[p];
+      for (int l = 0; l < 8; l++) acc += lane[l];
     }
+    db[o] = (float)acc;
   }
-  fvl_conv2d_shape t;
-  const int flip = dx && transposed_shape(s, &t);
-  float *dx_cols = flip ? NULL : dx;   /* dx by col2im only when the flip does not apply */
-  const int direct_dw = dw && fvl_conv2d_direct_ok(s);
-  float *dw_gemm = direct_dw ? NULL : dw;
-  if (direct_dw && fvl_conv2d_direct_dw(s, x, dy, dw, work) < 0) return -1;
-  if (dw_gemm || dx_cols) {
-    const int Gd = dw_group_size(s), np = dw_parts(s, Gd), ngd = s->B > 0 ? (s->B + Gd - 1) / Gd : 0;
-    float *partial = work + per * (size_t)s->T;   /* np partial dW */
-    const int nb = blas_single();
+}
+
+/* the GEMM path of the backward: dW (dw_gemm, NULL = not here) into partial sums over fixed parts
+ * of the batch added in part order, and dx (dx_cols, NULL = not here) by Wᵀ·dY and col2im */
+static int bwd_gemm(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy, float *dw_gemm,
+                    float *dx_cols, float *work) {
+  const int O = s->O, K = s->C * s->KH * s->KW, G = s->G;
+  const size_t P = (size_t)s->OH * s->OW, in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)O * P;
+  const size_t per = per_thread(s), wsz = (size_t)O * K;
+  const int Gd = dw_group_size(s), np = dw_parts(s, Gd), ngd = s->B > 0 ? (s->B + Gd - 1) / Gd : 0;
+  float *partial = work + per * (size_t)s->T;   /* np partial dW */
+  const int nb = blas_single();
 #pragma omp parallel num_threads(s->T)
-    {
-      const int tid = fvl_omp_thread();
-      float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * (G > Gd ? G : Gd);
+  {
+    const int tid = fvl_omp_thread();
+    float *cols = work + per * (size_t)tid, *ybuf = cols + (size_t)K * P * (G > Gd ? G : Gd);
 #pragma omp for schedule(dynamic, 1)
-      for (int part = 0; part < np; part++) {
+    for (int part = 0; part < np; part++) {
       float *dwp = partial + wsz * (size_t)part;
       int first = 1;
       for (int gi = ngd * part / np; gi < ngd * (part + 1) / np; gi++) {
@@ -316,30 +315,45 @@ int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, co
         }
       }
       if (dw_gemm && first) memset(dwp, 0, sizeof(float) * wsz);   /* a part without groups */
-      }
-    }
-    blas_restore(nb);
-    if (fvl_check_abort("conv2d")) return -1;
-    if (dw_gemm) {
-#pragma omp parallel for schedule(static)
-      for (size_t i = 0; i < wsz; i++) {
-        float acc = partial[i];
-        for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + i];
-        dw_gemm[i] = acc;
-      }
     }
   }
-  if (flip) {
-    const int KK = s->KH * s->KW;
-    float *wf = work + own_workspace(&t);
+  blas_restore(nb);
+  if (fvl_check_abort("conv2d")) return -1;
+  if (dw_gemm) {
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++)
-      for (int o = 0; o < O; o++) {
-        const float *src = w + ((size_t)o * C + c) * KK;
-        float *dst = wf + ((size_t)c * O + o) * KK;
-        for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
-      }
-    return fvl_conv2d_fwd(&t, dy, wf, NULL, dx, work);
+    for (size_t i = 0; i < wsz; i++) {
+      float acc = partial[i];
+      for (int k = 1; k < np; k++) acc += partial[wsz * (size_t)k + i];
+      dw_gemm[i] = acc;
+    }
   }
   return 0;
+}
+
+/* stride 1: dx = the forward convolution of dy with the flipped kernel (shape t) */
+static int bwd_dx_flip(const fvl_conv2d_shape *s, const fvl_conv2d_shape *t, const float *w, const float *dy,
+                       float *dx, float *work) {
+  const int O = s->O, C = s->C, KK = s->KH * s->KW;
+  float *wf = work + own_workspace(t);
+#pragma omp parallel for schedule(static)
+  for (int c = 0; c < C; c++)
+    for (int o = 0; o < O; o++) {
+      const float *src = w + ((size_t)o * C + c) * KK;
+      float *dst = wf + ((size_t)c * O + o) * KK;
+      for (int k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+    }
+  return fvl_conv2d_fwd(t, dy, wf, NULL, dx, work);
+}
+
+int fvl_conv2d_bwd(const fvl_conv2d_shape *s, const float *x, const float *w, const float *dy,
+                   float *dx, float *dw, float *db, float *work) {
+  if (db) bwd_bias(s, dy, db);
+  fvl_conv2d_shape t;
+  const int flip = dx && transposed_shape(s, &t);
+  float *dx_cols = flip ? NULL : dx;   /* dx by col2im only when the flip does not apply */
+  const int direct_dw = dw && fvl_conv2d_direct_ok(s);
+  float *dw_gemm = direct_dw ? NULL : dw;
+  if (direct_dw && fvl_conv2d_direct_dw(s, x, dy, dw, work) < 0) return -1;
+  if ((dw_gemm || dx_cols) && bwd_gemm(s, x, w, dy, dw_gemm, dx_cols, work) < 0) return -1;
+  return flip ? bwd_dx_flip(s, &t, w, dy, dx, work) : 0;
 }

@@ -89,6 +89,11 @@ typedef struct {
   int npos;         /* positions of one sample (OH·OW) */
   int ovec;         /* O is a multiple of 16: kernels with vectors over output channels */
   int ovec_dw;      /* ... for the weight gradient too */
+  /* where the channel-vector kernels read the input: the padded copy (xs, plane, Wr), or, for a
+   * 1×1 kernel without padding (inplace), x itself — no copy at all */
+  int inplace;
+  size_t xs_rd, plane_rd;
+  int Wr_rd;
 } geom;
 
 static geom geometry(const fvl_conv2d_shape *s) {
@@ -114,6 +119,13 @@ static geom geometry(const fvl_conv2d_shape *s) {
   if (g.GSdw < 1) g.GSdw = 1;
   g.xs = (size_t)s->C * g.plane;
   g.ds = (size_t)s->O * s->OH * g.NV * 8;
+  /* every position reads its own offset, so the channel-vector kernels (forward and dW) read a
+   * 1×1 convolution's unpadded input where it lies; the blocking above keeps the padded sizes, so
+   * the sums run in the same order (the same bits) either way */
+  g.inplace = g.ovec && g.ovec_dw && s->KH == 1 && s->KW == 1 && s->ph == 0 && s->pw == 0;
+  g.xs_rd = g.inplace ? (size_t)s->C * s->H * s->W : g.xs;
+  g.plane_rd = g.inplace ? (size_t)s->H * s->W : g.plane;
+  g.Wr_rd = g.inplace ? s->W : g.Wr;
   return g;
 }
 
@@ -174,7 +186,7 @@ static void pad_sample(const fvl_conv2d_shape *s, const geom *g, const float *x,
 static void row_offsets(const fvl_conv2d_shape *s, const geom *g, int *roff) {
   int k = 0;
   for (int c = 0; c < s->C; c++)
-    for (int i = 0; i < s->KH; i++) roff[k++] = (int)((size_t)c * g->plane + (size_t)i * g->Wr);
+    for (int i = 0; i < s->KH; i++) roff[k++] = (int)((size_t)c * g->plane_rd + (size_t)i * g->Wr_rd);
 }
 
 #if HAVE_DIRECT
@@ -453,7 +465,7 @@ TGT static void fwdo_group(const fvl_conv2d_shape *s, const geom *g, int gs, con
           int e[PMAX];
           size_t yo[PMAX];
           for (int q = 0, cb = b, ch = oh, cw = ow; q < pn; q++) {
-            e[q] = (int)((size_t)cb * g->xs + (size_t)ch * s->sh * g->Wr + (size_t)cw * s->sw);
+            e[q] = (int)((size_t)cb * g->xs_rd + (size_t)ch * s->sh * g->Wr_rd + (size_t)cw * s->sw);
             yo[q] = (size_t)cb * out_sz + (size_t)ch * OW + (size_t)cw;
             if (q < n - 1) {   /* advance; a ragged tile repeats its last position */
               if (++cw == OW) { cw = 0; if (++ch == OH) { ch = 0; cb++; } }
@@ -753,8 +765,9 @@ int fvl_conv2d_direct_fwd_epi(const fvl_conv2d_shape *s, const float *x, const f
     for (int b0 = lo; b0 < hi; b0 += g.GS) {   /* each thread its equal share of the batch */
       if (fvl_aborted()) break;
       const int gs = hi - b0 < g.GS ? hi - b0 : g.GS;
-      for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
-      if (kn) fwdo_group(s, &g, gs, kn, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
+      if (!g.inplace)
+        for (int b = 0; b < gs; b++) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
+      if (kn) fwdo_group(s, &g, gs, kn, g.inplace ? x + (size_t)b0 * in_sz : xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
       else fwd_group(s, &g, gs, xp, l.roff, l.wp, bias, ep, y + (size_t)b0 * out_sz);
     }
   }
@@ -791,7 +804,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
   float *partial = work + fvl_conv2d_direct_workspace(s);
   for (int c = 0, k = 0; c < s->C; c++)   /* tap offsets (the K-int table the forward uses for rows) */
     for (int i = 0; i < s->KH; i++)
-      for (int j = 0; j < s->KW; j++) l.roff[k++] = (int)((size_t)c * g.plane + (size_t)i * g.Wr + j);
+      for (int j = 0; j < s->KW; j++) l.roff[k++] = (int)((size_t)c * g.plane_rd + (size_t)i * g.Wr_rd + j);
   const size_t wsz = (size_t)s->O * g.K;
   const size_t in_sz = (size_t)s->C * s->H * s->W, out_sz = (size_t)s->O * s->OH * s->OW;
   const int np = dw_parts(s, &g);
@@ -804,7 +817,7 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
       for (int oh = 0; oh < s->OH; oh++) {
         if (g.ovec_dw)
           for (int ow = 0; ow < s->OW; ow++)
-            xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * s->sh * g.Wr + (size_t)ow * s->sw);
+            xoff[p++] = (int)((size_t)b * g.xs_rd + (size_t)oh * s->sh * g.Wr_rd + (size_t)ow * s->sw);
         else
           for (int v = 0; v < g.NV; v++) xoff[p++] = (int)((size_t)b * g.xs + (size_t)oh * g.Wr + 8 * (size_t)v);
       }
@@ -817,11 +830,11 @@ int fvl_conv2d_direct_dw(const fvl_conv2d_shape *s, const float *x, const float 
         if (fvl_aborted()) break;
         const int gs = hi - b0 < g.GSdw ? hi - b0 : g.GSdw;
         for (int b = 0; b < gs; b++) {
-          pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
+          if (!g.inplace) pad_sample(s, &g, x + (size_t)(b0 + b) * in_sz, xp + (size_t)b * g.xs);
           if (g.ovec_dw) transpose_dy(s, b, dy + (size_t)(b0 + b) * out_sz, dp, (size_t)g.GSdw * g.npos * OV);
           else pad_dy(s, &g, gs, b, dy + (size_t)(b0 + b) * out_sz, dp);
         }
-        if (g.ovec_dw) dwo_group(s, &g, gs, xp, dp, xoff, l.roff, dwp);
+        if (g.ovec_dw) dwo_group(s, &g, gs, g.inplace ? x + (size_t)b0 * in_sz : xp, dp, xoff, l.roff, dwp);
         else dw_group(s, &g, gs, xp, dp, xoff, dwp);
       }
     }

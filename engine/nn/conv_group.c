@@ -72,86 +72,101 @@ int fvl_conv2d_grouped_fwd_epi(const fvl_conv2d_shape *s, int groups, const floa
   return fvl_check_abort("conv2d");
 }
 
+/* db[o] and the weights of output channel o (NULL = skipped): sums over the batch in order */
+static void bwd_out_channel(const fvl_conv2d_shape *s, int groups, int o, const float *x, const float *dy, float *dw,
+                            float *db) {
+  const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
+  const int B = s->B, sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
+  const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, kk = (size_t)KH * KW;
+  if (db) {
+    double acc = 0;
+    for (int b = 0; b < B; b++) {
+      const float *r = dy + ((size_t)b * O + o) * pout;
+      float part = 0.f;
+#pragma omp simd reduction(+ : part)
+      for (size_t p = 0; p < pout; p++) part += r[p];
+      acc += part;
+    }
+    db[o] = (float)acc;
+  }
+  if (!dw) return;
+  const int c0 = (o / opg) * cpg;
+  for (int cl = 0; cl < cpg; cl++)
+    for (int i = 0; i < KH; i++)
+      for (int j = 0; j < KW; j++) {
+        int lo, hi;
+        tap_columns(OW, sw, pw, j, W, &lo, &hi);
+        double acc = 0;
+        for (int b = 0; b < B && hi >= lo; b++) {
+          const float *xp = x + ((size_t)b * C + c0 + cl) * pin, *gp = dy + ((size_t)b * O + o) * pout;
+          float part = 0.f;
+          for (int oh = 0; oh < OH; oh++) {
+            const int h = oh * sh - ph + i;
+            if (h < 0 || h >= H) continue;
+            const float *xr = xp + (size_t)h * W, *gr = gp + (size_t)oh * OW;
+#pragma omp simd reduction(+ : part)
+            for (int ow = lo; ow <= hi; ow++) part += gr[ow] * xr[ow * sw - pw + j];
+          }
+          acc += part;
+        }
+        dw[((size_t)o * cpg + cl) * kk + (size_t)i * KW + j] = (float)acc;
+      }
+}
+
+/* dx of plane bc = b·C + c: every output channel of its group, tap by tap */
+static void bwd_in_plane(const fvl_conv2d_shape *s, int groups, int64_t bc, const float *w, const float *dy,
+                         float *dx) {
+  const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
+  const int sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
+  const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, kk = (size_t)KH * KW;
+  const int b = (int)(bc / C), c = (int)(bc % C), g = c / cpg, cl = c % cpg;
+  float *xp = dx + (size_t)bc * pin;
+  memset(xp, 0, sizeof(float) * pin);
+  for (int ol = 0; ol < opg; ol++) {
+    const int o = g * opg + ol;
+    const float *gp = dy + ((size_t)b * O + o) * pout, *wp = w + ((size_t)o * cpg + cl) * kk;
+    for (int j = 0; j < KW; j++) {
+      int lo, hi;
+      tap_columns(OW, sw, pw, j, W, &lo, &hi);
+      if (hi < lo) continue;
+      for (int oh = 0; oh < OH; oh++) {
+        const float *gr = gp + (size_t)oh * OW;
+        for (int i = 0; i < KH; i++) {
+          const int h = oh * sh - ph + i;
+          if (h < 0 || h >= H) continue;
+          const float wv = wp[i * KW + j];
+          float *xr = xp + (size_t)h * W;
+          if (sw == 1) {
+            float *xs = xr + (j - pw);
+#pragma omp simd
+            for (int ow = lo; ow <= hi; ow++) xs[ow] += wv * gr[ow];
+          } else {
+            for (int ow = lo; ow <= hi; ow++) xr[ow * sw - pw + j] += wv * gr[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
 int fvl_conv2d_grouped_bwd(const fvl_conv2d_shape *s, int groups, const float *x, const float *w,
                            const float *dy, float *dx, float *dw, float *db) {
   if (fvl_conv2d_groups_check(s, groups) < 0) return -1;
   if (fvl_conv2d_dw_ok(s, groups)) return fvl_conv2d_dw_bwd(s, x, w, dy, dx, dw, db);
-  const int C = s->C, O = s->O, H = s->H, W = s->W, OH = s->OH, OW = s->OW, KH = s->KH, KW = s->KW;
-  const int B = s->B, sh = s->sh, sw = s->sw, ph = s->ph, pw = s->pw, cpg = C / groups, opg = O / groups;
-  const size_t pin = (size_t)H * W, pout = (size_t)OH * OW, kk = (size_t)KH * KW;
   if (db || dw) {
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < O; o++) {
+    for (int o = 0; o < s->O; o++) {
       if (fvl_aborted()) continue;
-      if (db) {
-        double acc = 0;
-        for (int b = 0; b < B; b++) {
-          const float *r = dy + ((size_t)b * O + o) * pout;
-          float part = 0.f;
-#pragma omp simd reduction(+ : part)
-          for (size_t p = 0; p < pout; p++) part += r[p];
-          acc += part;
-        }
-        db[o] = (float)acc;
-      }
-      if (!dw) continue;
-      const int c0 = (o / opg) * cpg;
-      for (int cl = 0; cl < cpg; cl++)
-        for (int i = 0; i < KH; i++)
-          for (int j = 0; j < KW; j++) {
-            int lo, hi;
-            tap_columns(OW, sw, pw, j, W, &lo, &hi);
-            double acc = 0;
-            for (int b = 0; b < B && hi >= lo; b++) {
-              const float *xp = x + ((size_t)b * C + c0 + cl) * pin, *gp = dy + ((size_t)b * O + o) * pout;
-              float part = 0.f;
-              for (int oh = 0; oh < OH; oh++) {
-                const int h = oh * sh - ph + i;
-                if (h < 0 || h >= H) continue;
-                const float *xr = xp + (size_t)h * W, *gr = gp + (size_t)oh * OW;
-#pragma omp simd reduction(+ : part)
-                for (int ow = lo; ow <= hi; ow++) part += gr[ow] * xr[ow * sw - pw + j];
-              }
-              acc += part;
-            }
-            dw[((size_t)o * cpg + cl) * kk + (size_t)i * KW + j] = (float)acc;
-          }
+      bwd_out_channel(s, groups, o, x, dy, dw, db);
     }
     if (fvl_check_abort("conv2d")) return -1;
   }
   if (!dx) return 0;
-  const int64_t planes = (int64_t)B * C;
+  const int64_t planes = (int64_t)s->B * s->C;
 #pragma omp parallel for schedule(static)
   for (int64_t bc = 0; bc < planes; bc++) {
     if (fvl_aborted()) continue;
-    const int b = (int)(bc / C), c = (int)(bc % C), g = c / cpg, cl = c % cpg;
-    float *xp = dx + (size_t)bc * pin;
-    memset(xp, 0, sizeof(float) * pin);
-    for (int ol = 0; ol < opg; ol++) {
-      const int o = g * opg + ol;
-      const float *gp = dy + ((size_t)b * O + o) * pout, *wp = w + ((size_t)o * cpg + cl) * kk;
-      for (int j = 0; j < KW; j++) {
-        int lo, hi;
-        tap_columns(OW, sw, pw, j, W, &lo, &hi);
-        if (hi < lo) continue;
-        for (int oh = 0; oh < OH; oh++) {
-          const float *gr = gp + (size_t)oh * OW;
-          for (int i = 0; i < KH; i++) {
-            const int h = oh * sh - ph + i;
-            if (h < 0 || h >= H) continue;
-            const float wv = wp[i * KW + j];
-            float *xr = xp + (size_t)h * W;
-            if (sw == 1) {
-              float *xs = xr + (j - pw);
-#pragma omp simd
-              for (int ow = lo; ow <= hi; ow++) xs[ow] += wv * gr[ow];
-            } else {
-              for (int ow = lo; ow <= hi; ow++) xr[ow * sw - pw + j] += wv * gr[ow];
-            }
-          }
-        }
-      }
-    }
+    bwd_in_plane(s, groups, bc, w, dy, dx);
   }
   return fvl_check_abort("conv2d");
 }

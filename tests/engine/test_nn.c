@@ -213,6 +213,8 @@ START_TEST(conv_direct_and_gemm) {
        * 32 and 64 outputs, 1×1 stride 2 (64 taps), strides 2×1 with 48 outputs (AVX2 tiles) */
       {2, 8, 9, 9, 32, 3, 3, 2, 2, 1, 1},  {2, 8, 12, 12, 64, 3, 3, 2, 2, 1, 1},
       {3, 64, 6, 7, 16, 1, 1, 2, 2, 0, 0}, {2, 16, 10, 11, 48, 3, 3, 2, 1, 1, 1},
+      /* 1×1 without padding, 64+ input channels: read in place (no padded copy), odd widths */
+      {3, 64, 5, 7, 32, 1, 1, 1, 1, 0, 0}, {2, 80, 3, 3, 48, 1, 1, 1, 1, 0, 0},
   };
   const int old = fvl_conv2d_set_direct(1), old512 = fvl_conv2d_set_avx512(1);
   const int have512 = fvl_conv2d_avx512();
