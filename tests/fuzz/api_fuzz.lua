@@ -244,7 +244,7 @@ end
 
 -- ------------------------------------------------------------------ scenarios
 -- Random calls rarely get past a constructor's checks; these build valid objects of the newest
--- public functions (every loss head and fvl.loss.margin, F.conv2d_bn_act, tiny IResNet and
+-- public functions (every loss head and fvl.loss.margin, F.conv2d_bn_act(_train), tiny IResNet and
 -- MobileFaceNet, fvl.dist in a world of one with its sharded checkpoint and gather, the data
 -- readers) and then feed them hostile inputs.
 local function small() return R() < 0.9 and R(1, 6) or pick { 0, -1, 2^31, 1.5, 0 / 0 } end
@@ -315,6 +315,14 @@ local function conv_bn_act_step()
   local st, pd = bad(pick { 1, 1, 2, { 1, 2 } }, 0, 2^31, { 1 }), bad(pick { 0, 1, { 0, 1 } }, -1, 2^40, 70000)
   if R() < 0.2 then x = x:t() end
   pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
+  if R() < 0.5 then   -- the training op: tracked, batch statistics, updates the running ones
+    if R() < 0.7 then pcall(function() x = x:detach():float():requires_grad() end) end
+    local ok, y = pcall(fvl.F.conv2d_bn_act_train, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(),
+                        bad(1e-5, 0, -1, 0 / 0), vec(), bad(0.1, -1, 2, 0 / 0))
+    pass("conv2d_bn_act_train", ok)
+    if ok and y.needs_grad then pass("conv2d_bn_act_train backward", pcall(function() y:sum():backward() end)) end
+    return "F.conv2d_bn_act_train"
+  end
   return "F.conv2d_bn_act"
 end
 local function backbone_step()
