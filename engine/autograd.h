@@ -27,7 +27,7 @@ struct fvl_node {
   int visit;
   int pending;                            /* run backward even without gacc: a consumer left its
                                              gradient in this node's ctx (gout is then NULL) */
-  int64_t out_ndim, out_size[FVL_MAXDIM]; /* output shape, for gradient checks */
+  int64_t out_size[FVL_MAXDIM];           /* reshape: its input's shape, for the backward */
 };
 
 int fvl_grad_enabled(void);

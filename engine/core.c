@@ -6,8 +6,6 @@
 #include <string.h>
 #include <signal.h>
 #include <unistd.h>
-#include <stdatomic.h>
-#include <malloc.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -66,43 +64,7 @@ int fvl_omp_thread(void) { return 0; }
 int fvl_omp_team(void) { return 1; }
 #endif
 
-static atomic_size_t live_bytes, peak_bytes;
-static void note_alloc(size_t n) {
-  size_t now = atomic_fetch_add(&live_bytes, n) + n;
-  size_t pk = atomic_load(&peak_bytes);
-  while (now > pk && !atomic_compare_exchange_weak(&peak_bytes, &pk, now)) {}
-}
-/* Tensors of tens of MB would otherwise be fresh mmaps on every op (a page fault per 4 KB):
- * keep them in the heap, and let the heap keep freed memory for the next tensor. Trimming is off
- * (-1): a training step frees more than any fixed threshold at its end (1.7 GB for MobileFaceNet
- * at batch 32), and the next step faulted all of it back in, page by page (~7 % of the step). */
-static void tune_malloc(void) {
-  static atomic_int done;
-  if (atomic_exchange(&done, 1)) return;
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, -1);
-}
-void *fvl_alloc(size_t nbytes) {
-  tune_malloc();
-  size_t n = nbytes ? (nbytes + 63) / 64 * 64 : 64;
-  void *p = aligned_alloc(64, n);
-  if (!p) { fvl_err("out of memory allocating %zu bytes", nbytes); return NULL; }
-  note_alloc(nbytes);
-  return p;
-}
-void *fvl_calloc(size_t nbytes) {
-  void *p = fvl_alloc(nbytes);
-  if (p) memset(p, 0, nbytes);
-  return p;
-}
-void fvl_dealloc(void *p, size_t nbytes) {
-  if (!p) return;
-  free(p);
-  atomic_fetch_sub(&live_bytes, nbytes);
-}
-size_t fvl_bytes_live(void) { return atomic_load(&live_bytes); }
-size_t fvl_bytes_peak(void) { return atomic_load(&peak_bytes); }
-void fvl_bytes_peak_reset(void) { atomic_store(&peak_bytes, atomic_load(&live_bytes)); }
+/* the allocator (fvl_alloc, fvl_dealloc, the byte counters): mem.c */
 
 const char *fvl_blas_config(void) { return openblas_get_config(); }
 const char *fvl_blas_core(void) { return openblas_get_corename(); }

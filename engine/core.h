@@ -48,6 +48,11 @@ void fvl_dealloc(void *p, size_t nbytes);
 size_t fvl_bytes_live(void);                      /* bytes held now */
 size_t fvl_bytes_peak(void);
 void fvl_bytes_peak_reset(void);
+/* Freed blocks of 32 MB and more are kept for the next request of their size (mem.c): the bytes
+ * kept now (never counted as live), and giving them all back (with the heap's free memory);
+ * returns the cached bytes released. */
+size_t fvl_bytes_cached(void);
+size_t fvl_mem_release(void);
 
 /* ---- build and library facts for `fvl -v` ---- */
 const char *fvl_blas_config(void);                /* OpenBLAS version/config string */

@@ -297,7 +297,7 @@ int fvl_normal_(fvl_tensor *t, float mean, float std) {
 static int bw_view_reshape(fvl_node *n, fvl_tensor *g) {
   fvl_tensor *gc = fvl_contiguous(g);
   if (!gc) return -1;
-  fvl_tensor *r = fvl_reshape(gc, (int)n->iv[0], n->out_size); /* out_size reused as input shape */
+  fvl_tensor *r = fvl_reshape(gc, (int)n->iv[0], n->out_size); /* the input shape */
   fvl_release(gc);
   if (!r) return -1;
   int rc = fvl_node_accum(n, 0, r);

@@ -394,6 +394,67 @@ static int l_adacos_stats(lua_State *L) {
   return 2;
 }
 
+/* a 1-D int32 tensor argument as contiguous data (pushed: the stack owns it) */
+static fvl_tensor *i32_vector_arg(lua_State *L, int idx, const char *fn, const char *arg) {
+  fvl_tensor *t = T(idx);
+  char b[64];
+  if (t->dtype != FVL_I32 || t->ndim != 1)
+    fvl_error(L, "%s: %s must be a 1-D int32 tensor, got %s %s", fn, arg, fvl_dtype_name(t->dtype),
+              fvl_shape_str(t, b, sizeof b));
+  fvl_tensor *c = fvl_contiguous(t);
+  fvl_pushtensor(L, c);
+  return c;
+}
+
+/* fvl.F._slice_targets(labels, first, n [, positives]) -> rows [, positives]: a sharded head's
+ * target rows in its slice of classes first..first+n−1 (engine/loss/head_stats.h): rows[i] the
+ * 1-based row of labels[i] in the slice or 0; positives (n entries, when asked) 1 at every row a
+ * label targets. labels: the gathered batch's checked labels (or ids, checked as any id). */
+static int l_slice_targets(lua_State *L) {
+  const char *fn = "slice_targets";
+  lua_Integer first = luaL_checkinteger(L, 2), n = luaL_checkinteger(L, 3);
+  int want = lua_toboolean(L, 4);
+  lua_settop(L, 3);
+  fvl_tensor *y = labels_arg(L, 1, fn, -1, -1);
+  if (first < 1 || n < 0 || first - 1 > (lua_Integer)INT32_MAX - n)
+    fvl_error(L, "%s: the slice of %lld classes from %lld is outside 1..%d", fn, (long long)n, (long long)first,
+              (int)INT32_MAX);
+  int64_t B = y->size[0], nn = (int64_t)n;
+  fvl_tensor *rows = fvl_empty(FVL_I32, 1, &B);
+  fvl_pushtensor(L, rows);
+  fvl_tensor *pos = NULL;
+  if (want) {
+    pos = fvl_empty(FVL_I32, 1, &nn);
+    fvl_pushtensor(L, pos);
+  }
+  fvl_slice_targets(fvl_i32(y), B, (int64_t)first - 1, nn, fvl_i32(rows), pos ? fvl_i32(pos) : NULL);
+  return want ? 2 : 1;
+}
+
+/* fvl.F._sample_cols(rows, sample, K) -> cols, idx: Partial FC's target columns (the position of each
+ * row in the sorted sample of 1-based slice rows, 0 when not there) and the sampled classes' K
+ * weight rows each (engine/loss/head_stats.h). Errors: a sample that is not sorted and distinct
+ * in 1.., K < 1, weight rows past int32. */
+static int l_sample_cols(lua_State *L) {
+  const char *fn = "sample_cols";
+  lua_Integer K = luaL_checkinteger(L, 3);
+  if (K < 1 || K > INT32_MAX) fvl_error(L, "%s: K = %lld (expected 1..%d)", fn, (long long)K, (int)INT32_MAX);
+  fvl_tensor *rows = i32_vector_arg(L, 1, fn, "rows"), *sample = i32_vector_arg(L, 2, fn, "sample");
+  int64_t B = rows->size[0], m = sample->size[0];
+  const int32_t *sp = fvl_i32(sample);
+  for (int64_t k = 0; k < m; k++)
+    if (sp[k] < 1 || (k > 0 && sp[k] <= sp[k - 1]) || ((int64_t)sp[k] - 1) * K + K > INT32_MAX)
+      fvl_error(L, "%s: sample[%lld] = %d (expected sorted, distinct rows >= 1 whose %lld weight rows fit int32)", fn,
+                (long long)k + 1, (int)sp[k], (long long)K);
+  int64_t mk = fvl_checksize_mul(L, fn, m, (int64_t)K);
+  fvl_tensor *cols = fvl_empty(FVL_I32, 1, &B);
+  fvl_pushtensor(L, cols);
+  fvl_tensor *idx = fvl_empty(FVL_I32, 1, &mk);
+  fvl_pushtensor(L, idx);
+  fvl_sample_cols(fvl_i32(rows), B, sp, m, (int64_t)K, fvl_i32(cols), fvl_i32(idx));
+  return 2;
+}
+
 /* ---------------------------------------------------------------- slices of the classes
  * (sharded heads, Partial FC; engine/loss/shard.h). `cols` is an int32 tensor with each row's
  * target column in this rank's slice, 1-based, or 0 when another rank holds the target. */
@@ -628,6 +689,7 @@ int fvl_open_loss(lua_State *L) {
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
+    {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

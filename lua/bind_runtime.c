@@ -55,16 +55,26 @@ static int l_threads(lua_State *L) {
   lua_pushinteger(L, fvl_get_threads());
   return 1;
 }
-/*** fvl.mem([reset]) -> {live =, peak =}
+/*** fvl.mem([reset]) -> {live =, peak =, cached =}
    Bytes of tensor storage held now and at most since the start (or the last reset; reset = true
-   resets the peak after reading it). */
+   resets the peak after reading it); cached = freed blocks of 32 MB and more kept for the next
+   tensor of their size (not counted in live or peak; fvl.mem_release() gives them back). */
 static int l_mem(lua_State *L) {
-  lua_createtable(L, 0, 2);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)fvl_bytes_cached());
+  lua_setfield(L, -2, "cached");
   lua_pushinteger(L, (lua_Integer)fvl_bytes_live());
   lua_setfield(L, -2, "live");
   lua_pushinteger(L, (lua_Integer)fvl_bytes_peak());
   lua_setfield(L, -2, "peak");
   if (lua_toboolean(L, 1)) fvl_bytes_peak_reset();
+  return 1;
+}
+/*** fvl.mem_release() -> bytes
+   Gives the freed blocks the engine keeps for reuse (fvl.mem().cached) back to the system, and
+   trims the heap; returns the cached bytes released. */
+static int l_mem_release(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)fvl_mem_release());
   return 1;
 }
 /*** fvl.info() -> {version =, lua =, blas =, blas_core =, threads =, ...}
@@ -132,7 +142,7 @@ int fvl_open_runtime(lua_State *L) {
   int top = lua_gettop(L);
   static const luaL_Reg fns[] = {
     {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state}, {"set_rng_state", l_set_rng_state},
-    {"threads", l_threads}, {"mem", l_mem}, {"info", l_info}, {NULL, NULL}};
+    {"threads", l_threads}, {"mem", l_mem}, {"mem_release", l_mem_release}, {"info", l_info}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   static const luaL_Reg bench[] = {{"sgemm", l_bench_sgemm}, {"memcpy", l_bench_memcpy}, {"clock", l_bench_clock}, {NULL, NULL}};
   luaL_newlib(L, bench);

@@ -50,3 +50,30 @@ int64_t fvl_pair_anchors(const char *fn, const int32_t *y, int64_t B) {
   free(s);
   return valid;
 }
+
+void fvl_slice_targets(const int32_t *y0, int64_t B, int64_t first, int64_t n, int32_t *rows, int32_t *positives) {
+  if (positives)
+    for (int64_t r = 0; r < n; r++) positives[r] = 0;
+  for (int64_t i = 0; i < B; i++) {
+    int64_t r = (int64_t)y0[i] - first;   /* 0-based row in the slice */
+    rows[i] = r >= 0 && r < n ? (int32_t)(r + 1) : 0;
+    if (positives && rows[i]) positives[r] = 1;
+  }
+}
+
+void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int64_t m, int64_t K, int32_t *cols,
+                     int32_t *idx) {
+  for (int64_t i = 0; i < B; i++) {
+    int32_t r = rows[i];
+    int64_t lo = 0, hi = m;   /* binary search in the sorted sample */
+    while (r > 0 && lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if (sample[mid] < r) lo = mid + 1;
+      else hi = mid;
+    }
+    cols[i] = r > 0 && lo < m && sample[lo] == r ? (int32_t)(lo + 1) : 0;
+  }
+  if (idx)
+    for (int64_t k = 0; k < m; k++)
+      for (int64_t j = 0; j < K; j++) idx[k * K + j] = (int32_t)(((int64_t)sample[k] - 1) * K + j + 1);
+}

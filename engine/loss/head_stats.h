@@ -1,5 +1,7 @@
-/* head_stats.h — per-batch statistics that the heads' state updates and warnings read (B values,
- * computed in double in a fixed order, so a step gives the same bits on any thread count). */
+/* head_stats.h — per-batch values the heads read around their loss kernels, computed here so that
+ * no head turns labels or B values into Lua tables per step: statistics for state updates and
+ * warnings (in double, in a fixed order: the same bits on any thread count) and the sharded
+ * heads' target maps (which gathered row's class lies in this rank's slice, and where). */
 #ifndef FVL_HEAD_STATS_H
 #define FVL_HEAD_STATS_H
 #include <stdint.h>
@@ -14,4 +16,14 @@ int fvl_adacos_stats(const char *fn, const float *lse, const float *cy, int64_t 
 /* how many of the B rows of y (any ids) have both a positive (another row with the same id) and a
  * negative (a row with another id): the anchors of a pairwise loss. -1 when out of memory. */
 int64_t fvl_pair_anchors(const char *fn, const int32_t *y, int64_t B);
+/* The targets of B gathered rows in a slice of the classes: y0 (0-based ids) → rows[i] = the
+ * 1-based row of y0[i] in the slice [first, first + n) (first 0-based), 0 when another rank holds
+ * it. positives (optional, n entries) is set to 1 at every row some label targets, 0 elsewhere. */
+void fvl_slice_targets(const int32_t *y0, int64_t B, int64_t first, int64_t n, int32_t *rows, int32_t *positives);
+
+/* Partial FC's columns: sample holds m sorted, distinct 1-based rows of the slice; cols[i] = the
+ * 1-based position of rows[i] in it (0 when rows[i] is 0 or not sampled), and idx (m·K entries,
+ * optional) the 1-based weight rows of the sampled classes, K consecutive rows per class. */
+void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int64_t m, int64_t K, int32_t *cols,
+                     int32_t *idx);
 #endif

@@ -43,9 +43,13 @@ Matrix product of float32 tensors: (N×K)·(K×M) → N×M (OpenBLAS sgemm), tra
 Errors: inner sizes that differ, a dtype other than float32, not 2-D.",
   ["fvl.maximum"] = "fvl.maximum(a, b) -> tensor\
 Elementwise maximum of two tensors (broadcast) or a tensor and a number.",
-  ["fvl.mem"] = "fvl.mem([reset]) -> {live =, peak =}\
+  ["fvl.mem"] = "fvl.mem([reset]) -> {live =, peak =, cached =}\
 Bytes of tensor storage held now and at most since the start (or the last reset; reset = true\
-resets the peak after reading it).",
+resets the peak after reading it); cached = freed blocks of 32 MB and more kept for the next\
+tensor of their size (not counted in live or peak; fvl.mem_release() gives them back).",
+  ["fvl.mem_release"] = "fvl.mem_release() -> bytes\
+Gives the freed blocks the engine keeps for reuse (fvl.mem().cached) back to the system, and\
+trims the heap; returns the cached bytes released.",
   ["fvl.minimum"] = "fvl.minimum(a, b) -> tensor\
 Elementwise minimum of two tensors (broadcast) or a tensor and a number.",
   ["fvl.no_grad"] = "fvl.no_grad(fn, ...) -> the results of fn(...)\

@@ -35,7 +35,6 @@ local HEADER = "checkpoint.json"
 
 -- head fields restored on load (the rest of its numbers are configuration, saved for the record)
 local HEAD_STATE = { "t", "iter" }
-local HEAD_TENSORS = { "weight", "bias", "xi", "centers" }
 
 local function file_exists(p)
   local f = io.open(p, "rb")

@@ -794,7 +794,8 @@ START_TEST(test_golden_mv_curricular_circle) {
 }
 END_TEST
 
-static void golden_npcface_magface_center(void) {
+/* NPCFace: hard-negative mean, per-row margin m0 + m1·h_i, the bobo variant's gradient through h_i */
+static void golden_npcface(void) {
   gcase g;
   static const char *const np[] = {"npcface_raw", "npcface_reweighted_soft", "npcface_bobo_variant_soft"};
   for (int k = 0; k < 3; k++) {
@@ -831,7 +832,11 @@ static void golden_npcface_magface_center(void) {
     chain_grads(&g, G, dx, dW);
     compare_grads(&g, np[k], dx, dW, sp.s, 1);
   }
-  /* MagFace forward: per-row margin m(a) from |x|; loss adds λ_g·mean g(a) */
+}
+
+/* MagFace forward: per-row margin m(a) from |x|; loss adds λ_g·mean g(a) */
+static void golden_magface(void) {
+  gcase g;
   static const char *const mg[] = {"magface", "magface_mm_soft"};
   for (int k = 0; k < 2; k++) {
     if (!load_case(&g, mg[k])) continue;
@@ -849,7 +854,11 @@ static void golden_npcface_magface_center(void) {
     sp.easy_margin = (int)jnum(g.hp, "easy_margin", 1);
     run_spec(&g, mg[k], &sp, jnum(g.hp, "lambda_g", 35) * gsum / g.B, 0, 1, NULL);
   }
-  /* softmax + centre loss: CE on x·Wᵀ + b, centre term, α-rule update equals state_out */
+}
+
+/* softmax + centre loss: CE on x·Wᵀ + b, centre term, α-rule update equals state_out */
+static void golden_softmax_center(void) {
+  gcase g;
   static const char *const ce[] = {"softmax_center", "softmax_center_lam1"};
   for (int k = 0; k < 2; k++) {
     if (!load_case(&g, ce[k])) continue;
@@ -878,7 +887,11 @@ static void golden_npcface_magface_center(void) {
       ck_assert_msg(fabs(cf[q] - cen_out[q]) < 1e-5 * (1 + fabs(cen_out[q])), "%s centers[%d] %g vs %g",
                     ce[k], q, cf[q], cen_out[q]);
   }
-  /* DiscFace and sub-centre/partial-FC forwards: the base logits */
+}
+
+/* DiscFace and sub-centre/partial-FC forwards: the base logits */
+static void golden_discface(void) {
+  gcase g;
   static const char *const dc[] = {"discface_cos", "discface_arc_xiclamped"};
   for (int k = 0; k < 2; k++) {
     if (!load_case(&g, dc[k])) continue;
@@ -892,6 +905,13 @@ static void golden_npcface_magface_center(void) {
     for (int q = 0; q < g.B * g.C; q++) zd[q] = z[q];
     expect_close("logits", dc[k], zd, el, g.B * g.C, 1e-4, 2e-5 * 64);
   }
+}
+
+static void golden_npcface_magface_center(void) {
+  golden_npcface();
+  golden_magface();
+  golden_softmax_center();
+  golden_discface();
 }
 
 START_TEST(test_golden_npcface_magface_center) {

@@ -1,7 +1,7 @@
 /* test_plot.c — engine/plot.c: marching-squares contours (closed, open, several pieces, saddles),
  * charts/scatters/sheets written as PNG, SVG and PDF (magic bytes, PNG size, atomic write: no
  * temporary left behind) and every error path. FVL_PLOT_KEEP=dir keeps the pictures there. */
-#include <check.h>
+#include "fvl_check.h"
 #include <gif_lib.h>
 #include <dirent.h>
 #include <math.h>
@@ -446,10 +446,5 @@ int main(void) {
   tcase_add_test(tc, sheet_files);
   tcase_add_test(tc, gif_animation);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_set_fork_status(r, CK_NOFORK);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return fvl_check_run_with(s, CK_NOFORK);   /* one scratch directory for every test */
 }

@@ -244,7 +244,7 @@ end
 
 -- ------------------------------------------------------------------ scenarios
 -- Random calls rarely get past a constructor's checks; these build valid objects of the newest
--- public functions (every loss head and fvl.loss.margin, F.conv2d_bn_act(_train), tiny IResNet and
+-- public functions (every loss head and fvl.loss.margin, F.conv2d_bn_act, tiny IResNet and
 -- MobileFaceNet, fvl.dist in a world of one with its sharded checkpoint and gather, the data
 -- readers) and then feed them hostile inputs.
 local function small() return R() < 0.9 and R(1, 6) or pick { 0, -1, 2^31, 1.5, 0 / 0 } end
@@ -255,6 +255,10 @@ local function labels(B, C)
     y[i] = R() < 0.9 and R(1, math.max(1, C)) or pick { 0, -1, C + 1, 2^31, 2^62, math.mininteger, 1.5, 0 / 0, "1" }
   end
   if R() < 0.2 then y = fvl.tensor(y, R() < 0.5 and "int32" or "float32") end
+  if R() < 0.25 and fvl._check_labels then   -- a checked value (fvl.Labels), for the same or another shape
+    local ok, v = pcall(fvl._check_labels, y, "fz", R() < 0.8 and B or R(0, B + 2), R() < 0.8 and C or pick { C + 1, -1, 0 })
+    if ok then y = v end
+  end
   return y
 end
 local function embeddings(B, D)
@@ -314,16 +318,21 @@ local function conv_bn_act_step()
   end
   local st, pd = bad(pick { 1, 1, 2, { 1, 2 } }, 0, 2^31, { 1 }), bad(pick { 0, 1, { 0, 1 } }, -1, 2^40, 70000)
   if R() < 0.2 then x = x:t() end
-  pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
-  if R() < 0.5 then   -- the training op: tracked, batch statistics, updates the running ones
-    if R() < 0.7 then pcall(function() x = x:detach():float():requires_grad() end) end
-    local ok, y = pcall(fvl.F.conv2d_bn_act_train, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(),
-                        bad(1e-5, 0, -1, 0 / 0), vec(), bad(0.1, -1, 2, 0 / 0))
-    pass("conv2d_bn_act_train", ok)
-    if ok and y.needs_grad then pass("conv2d_bn_act_train backward", pcall(function() y:sum():backward() end)) end
-    return "F.conv2d_bn_act_train"
+  if R() < 0.5 then
+    pass("conv2d_bn_act", pcall(fvl.F.conv2d_bn_act, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(), bad(1e-5, 0, -1, 0 / 0), vec()))
+    return "F.conv2d_bn_act"
   end
-  return "F.conv2d_bn_act"
+  -- training: batch statistics (running ones updated), tracked; then a backward through it
+  local function tracked(t) return pcall(function() t:requires_grad() end) and t or t end
+  if R() < 0.7 and type(x) == "userdata" and x:dtype() == "float32" then x = tracked(x:contiguous():detach()) end
+  if R() < 0.5 and type(w) == "userdata" and w:dtype() == "float32" then w = tracked(w:contiguous():detach()) end
+  local ok, y = pcall(fvl.F.conv2d_bn_act_train, x, w, vec(), st, pd, g, vec(), vec(), vec(), vec(),
+                      bad(1e-5, 0, -1, 0 / 0), vec(), bad(0.1, -1, 2, 0 / 0))
+  pass("conv2d_bn_act_train", ok)
+  if ok and type(y) == "userdata" and R() < 0.7 then
+    pass("conv2d_bn_act_train backward", pcall(function() (y * fvl.randn(table.unpack(y:shape()))):sum():backward() end))
+  end
+  return "F.conv2d_bn_act_train"
 end
 local function backbone_step()
   local kind = pick { "iresnet", "mobilefacenet" }
@@ -467,6 +476,8 @@ local function loss_F_step()
     function() return F.hard_mean_shard(cos, cols, { hard = pick { "all", "arc", "cos" } }) end,
     function() return F.circle_pairwise_shard(S, y, pick { 1, 2, B, B + 1, 0 }, R(), 64) end,
     function() return F.copy_rows(fvl.zeros(B + 2, D), pick { 1, 2, 3, 0, B + 3 }, fvl.randn(R(0, 3), D)) end,
+    function() return F._pair_anchors(y) end,
+    function() return F._adacos_stats(fvl.rand(B), R() < 0.8 and fvl.rand(B) or gen(1)) end,
     function() return F.pfc_sample(fvl.tensor(cols:int():totable(), "int32"), pick { 1, C, C + 1, 0 }, R(1, 9), R(0, 9)) end,
   }
   local i = R(1, #calls)

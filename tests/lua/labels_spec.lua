@@ -222,6 +222,20 @@ describe("checked labels: the heads' per-step statistics computed in C", functio
     expect_eq(F._pair_anchors({ 7, 7, 7 }), 0)
     expect_error(function() F._pair_anchors({ 1, 0 }) end, "circle_pairwise: labels[2] = 0 is outside")
   end)
+  it("F._slice_targets / F._sample_cols map a sharded head's targets (rows, Partial FC columns)", function()
+    local rows, pos = F._slice_targets({ 3, 7, 1, 9, 3 }, 3, 5, true)
+    expect_eq(table.concat(rows:totable(), ","), "1,5,0,0,1")
+    expect_eq(table.concat(pos:totable(), ","), "1,0,0,0,1")
+    local only = table.pack(F._slice_targets(fvl._check_labels({ 3, 7 }, "arcface", 2, 9), 3, 5))
+    expect_eq(only.n, 1, "no positives unless asked")
+    local cols, idx = F._sample_cols(rows, fvl.tensor({ 1, 3, 5 }, "int32"), 2)
+    expect_eq(table.concat(cols:totable(), ","), "1,3,0,0,1")
+    expect_eq(table.concat(idx:totable(), ","), "1,2,5,6,9,10")
+    expect_error(function() F._sample_cols(rows, fvl.tensor({ 1, 5, 3 }, "int32"), 1) end,
+                 "sample_cols: sample[3] = 3 (expected sorted, distinct rows >= 1")
+    expect_error(function() F._slice_targets({ 1 }, 0, 5) end, "slice_targets: the slice of 5 classes from 0")
+    expect_error(function() F._slice_targets({ 0 }, 1, 5) end, "slice_targets: labels[1] = 0 is outside")
+  end)
   it("ElasticFace+ assigns the sorted margins as the Lua code did (ties included)", function()
     for _, official in ipairs { false, true } do
       local head = fvl.loss.elasticface { dim = D, classes = C, plus = true, official_order = official }

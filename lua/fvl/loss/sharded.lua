@@ -432,8 +432,9 @@ local function labels_of(self, x, labels)
   return fvl._check_labels(labels, name, B, self.classes)
 end
 
--- the sampled rows of this slice (1-based local), or nil for the whole slice
-local function sample_rows(self, rows_list, given)
+-- the sampled rows of this slice (a sorted int32 tensor of 1-based local rows), or nil for the
+-- whole slice; positives: the slice's rows that are targets (Partial FC's draw, when it runs)
+local function sample_rows(self, ctx, given, positives)
   local sh = self.shard
   if given ~= nil then
     util.check_tensor(self.name, "sample", given, "int32")
@@ -449,23 +450,30 @@ local function sample_rows(self, rows_list, given)
     end
     local have = {}
     for _, r in ipairs(out) do have[r] = true end
-    for i, r in ipairs(rows_list) do
+    for i, r in ipairs(ctx.rows_list) do
       if r > 0 and not have[r] then
         fail(string.format("%s: the sample misses class %d, the label of gathered row %d (every positive must " ..
                            "be sampled)", self.name, r + sh.first - 1, i))
       end
     end
-    return out
+    return fvl.tensor(out, "int32")
   end
-  if not sh.rate or not self.training then return nil end
-  local mask = fvl.zeros(sh.n):int()
-  local pos = {}
-  for _, r in ipairs(rows_list) do if r > 0 then pos[r] = true end end
-  for r in pairs(pos) do mask:set(r, 1) end
-  local rows = fvl.F.pfc_sample(mask, sh.num_sample, sh.seed, sh.counter)
+  if not positives then return nil end
+  local rows = fvl.F.pfc_sample(positives, sh.num_sample, sh.seed, sh.counter)
   sh.counter = sh.counter + sh.n
-  return rows:totable()
+  return rows
 end
+
+-- ctx.rows_list / ctx.cols_list: ctx.rows / ctx.cols as Lua lists, made on first use (the primitives
+-- that pick rows in Lua: own_rows, neg_lse, gather_rows; a given sample's check). The common path
+-- (cosine, margin_ce, hard_mean, target_cos) reads the tensors only.
+local CTX_LISTS = { __index = function(ctx, k)
+  local src = (k == "rows_list" and "rows") or (k == "cols_list" and "cols") or nil
+  if not src then return nil end
+  local v = rawget(ctx, src):totable()
+  rawset(ctx, k, v)
+  return v
+end }
 
 function M.forward(self, x, labels, call)
   local name = self.name
@@ -479,32 +487,21 @@ function M.forward(self, x, labels, call)
   local sh = self.shard
   local y = labels_of(self, x, labels)
   local xg = sh.sharded and dist.allgather(x, { grad = "slice" }) or x
-  local yg = sh.sharded and sh.size > 1 and dist.allgather(y:tensor()) or y
-  local ylist = yg:totable()
-  -- each gathered row's target in this slice (1-based local row, 0 = another rank)
-  local rows_list = {}
-  for i, v in ipairs(ylist) do
-    local r = v - sh.first + 1
-    rows_list[i] = (r >= 1 and r <= sh.n) and r or 0
+  local yg = y
+  if sh.sharded and sh.size > 1 then   -- the ranks' labels, checked as the gathered batch (once)
+    yg = fvl._check_labels(dist.allgather(y:tensor()), name, xg:size(1), self.classes)
   end
-  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows_list = rows_list,
-                xg = sh.sharded and sh.size > 1 and xg or nil }
-  local sample = sample_rows(self, rows_list, call and call.sample)
-  local cols_list = rows_list
+  -- each gathered row's target in this slice (1-based local row, 0 = another rank), in C
+  local pfc = sh.rate ~= nil and self.training and (call == nil or call.sample == nil)   -- a draw this step
+  local rows, positives = fvl.F._slice_targets(yg, sh.first, sh.n, pfc)
+  local ctx = setmetatable({ name = name, weight = self.weight, W = self.weight, b = self.bias, rows = rows,
+                             xg = sh.sharded and sh.size > 1 and xg or nil }, CTX_LISTS)
+  local sample = sample_rows(self, ctx, call and call.sample, positives)
+  local cols = rows
   self._pfc = nil
   if sample then
-    local pos = {}
-    for k, r in ipairs(sample) do pos[r] = k end
-    cols_list = {}
-    for i, r in ipairs(rows_list) do cols_list[i] = r > 0 and pos[r] or 0 end
-    local rows = sample
-    if sh.K > 1 then   -- the K rows of each sampled class
-      rows = {}
-      for _, r in ipairs(sample) do
-        for k = 1, sh.K do rows[#rows + 1] = (r - 1) * sh.K + k end
-      end
-    end
-    local idx = fvl.tensor(rows, "int32")
+    local idx   -- the sampled classes' rows of W (K rows per class)
+    cols, idx = fvl.F._sample_cols(rows, sample, sh.K)
     local sub = self.weight:detach():index(1, idx):contiguous():detach()
     sub:requires_grad()
     ctx.W = sub
@@ -523,8 +520,7 @@ function M.forward(self, x, labels, call)
   end
   -- Partial FC's loss is insightface's: −log max(p_y, 1e-30) per row (capped rows: no gradient)
   ctx.cap = sh.rate and -math.log(1e-30) or 0
-  ctx.cols_list = cols_list
-  ctx.cols = fvl.tensor(cols_list, "int32")
+  ctx.cols = cols
   self._ws_cols = ctx.W:size(1)
   -- row chunks of the gathered batch (shard_chunk; by default this rank's batch size B when the
   -- world has several ranks): only chunk × C_local cosines at a time, recomputed in the backward
