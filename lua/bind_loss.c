@@ -394,6 +394,26 @@ static int l_adacos_stats(lua_State *L) {
   return 2;
 }
 
+/* fvl.F._adaface_rows(norms, h, m, eps, alpha, training, mean, std) -> g_ang, g_add, mean, std:
+ * AdaFace's per-row constants (B float32 each) and its EMA state after this batch
+ * (engine/loss/head_stats.h), from the B feature norms */
+static int l_adaface_rows(lua_State *L) {
+  double h = luaL_checknumber(L, 2), m = luaL_checknumber(L, 3), eps = luaL_checknumber(L, 4);
+  double alpha = luaL_checknumber(L, 5), mean = luaL_checknumber(L, 7), sd = luaL_checknumber(L, 8);
+  int training = lua_toboolean(L, 6);
+  fvl_tensor *nrm = fvl_checkf32(L, 1, "adaface", "norms", 0);
+  int64_t B = fvl_numel(nrm);
+  fvl_tensor *ga = fvl_empty(FVL_F32, 1, &B);
+  fvl_pushtensor(L, ga);
+  fvl_tensor *gd = fvl_empty(FVL_F32, 1, &B);
+  fvl_pushtensor(L, gd);
+  if (fvl_adaface_rows("adaface", fvl_f32(nrm), B, h, m, eps, alpha, training, &mean, &sd, fvl_f32(ga), fvl_f32(gd)) < 0)
+    return fvl_raise(L);
+  lua_pushnumber(L, mean);
+  lua_pushnumber(L, sd);
+  return 4;
+}
+
 /* a 1-D int32 tensor argument as contiguous data (pushed: the stack owns it) */
 static fvl_tensor *i32_vector_arg(lua_State *L, int idx, const char *fn, const char *arg) {
   fvl_tensor *t = T(idx);
@@ -689,7 +709,7 @@ int fvl_open_loss(lua_State *L) {
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
-    {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols},
+    {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_adaface_rows", l_adaface_rows},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

@@ -4,6 +4,13 @@
 #include <stdlib.h>
 #include "core.h"
 
+/* AdaFace's clipped norm: min(max(v, 1e-3), 100) with Lua's math.min/max order (NaN → 100) */
+static double clip_norm(float v) {
+  double n = v;
+  n = n < 100 ? n : 100;
+  return 1e-3 < n ? n : 1e-3;
+}
+
 static int cmp_double(const void *pa, const void *pb) {
   double a = *(const double *)pa, b = *(const double *)pb;
   return (a > b) - (a < b);
@@ -76,4 +83,32 @@ void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int6
   if (idx)
     for (int64_t k = 0; k < m; k++)
       for (int64_t j = 0; j < K; j++) idx[k * K + j] = (int32_t)(((int64_t)sample[k] - 1) * K + j + 1);
+}
+
+int fvl_adaface_rows(const char *fn, const float *norm, int64_t B, double h, double m, double eps, double alpha,
+                     int training, double *mean, double *std, float *g_ang, float *g_add) {
+  if (training && B < 2) {
+    fvl_err("%s: the batch statistics need at least 2 rows (got B = %lld)", fn, (long long)B);
+    return -1;
+  }
+  if (training) {
+    double s = 0, q = 0;
+    for (int64_t i = 0; i < B; i++) s += clip_norm(norm[i]);
+    double mu = s / (double)B;
+    for (int64_t i = 0; i < B; i++) {
+      double d = clip_norm(norm[i]) - mu;
+      q += d * d;
+    }
+    double sd = sqrt(q / (double)(B - 1));
+    *mean = alpha * mu + (1 - alpha) * *mean;
+    *std = alpha * sd + (1 - alpha) * *std;
+  }
+  for (int64_t i = 0; i < B; i++) {
+    double z = h * (clip_norm(norm[i]) - *mean) / (*std + eps);
+    z = z < 1 ? z : 1;          /* NaN → 1 */
+    z = -1 < z ? z : -1;
+    g_ang[i] = (float)(-m * z);
+    g_add[i] = (float)(m + m * z);
+  }
+  return 0;
 }

@@ -16,6 +16,14 @@ int fvl_adacos_stats(const char *fn, const float *lse, const float *cy, int64_t 
 /* how many of the B rows of y (any ids) have both a positive (another row with the same id) and a
  * negative (a row with another id): the anchors of a pairwise loss. -1 when out of memory. */
 int64_t fvl_pair_anchors(const char *fn, const int32_t *y, int64_t B);
+/* AdaFace's per-row constants of a batch (all in double, rows in order): n_i = min(max(norm_i, 1e-3),
+ * 100) (a NaN norm counts as 100); while training (needs B >= 2) the EMA before use
+ * *mean ← alpha·mean(n) + (1 − alpha)·*mean, *std ← alpha·std(n) + (1 − alpha)·*std (unbiased std);
+ * z_i = min(max(h·(n_i − *mean)/(*std + eps), −1), 1) (NaN → 1); g_ang_i = −m·z_i, g_add_i = m + m·z_i,
+ * rounded to float. Returns 0, or -1 (training with B < 2) with a message naming fn. */
+int fvl_adaface_rows(const char *fn, const float *norm, int64_t B, double h, double m, double eps, double alpha,
+                     int training, double *mean, double *std, float *g_ang, float *g_add);
+
 /* The targets of B gathered rows in a slice of the classes: y0 (0-based ids) → rows[i] = the
  * 1-based row of y0[i] in the slice [first, first + n) (first 0-based), 0 when another rank holds
  * it. positives (optional, n entries) is set to 1 at every row some label targets, 0 elsewhere. */

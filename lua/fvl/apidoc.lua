@@ -961,7 +961,8 @@ workspace later does not replace the gradient one).",
 the dynamic scale from this batch's cosines (detached) and the previous scale; B_avg and θ_med\
 in double, in C (fvl.F._adacos_stats: the B values never become a Lua table)",
   ["fvl.loss.adaface:row_margins"] = "fvl.loss.adaface:row_margins(x, B)\
-the per-row constants (g_ang, g_add as Lua lists) of a batch; updates the EMA while training",
+the per-row constants (g_ang, g_add: B tensors) of a batch; updates the EMA while training.\
+In C (fvl.F._adaface_rows, in double): the B norms never become a Lua table.",
   ["fvl.loss.adaface:target_logit"] = "fvl.loss.adaface:target_logit(c, ga, gd)\
 T(c) for target cosines c (B, tracked) and the row constants",
   ["fvl.loss.magface:lambda_bound"] = "fvl.loss.magface:lambda_bound()\

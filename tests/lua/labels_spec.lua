@@ -222,6 +222,37 @@ describe("checked labels: the heads' per-step statistics computed in C", functio
     expect_eq(F._pair_anchors({ 7, 7, 7 }), 0)
     expect_error(function() F._pair_anchors({ 1, 0 }) end, "circle_pairwise: labels[2] = 0 is outside")
   end)
+  it("F._adaface_rows gives the Lua computation's bits (EMA while training, clips, NaN)", function()
+    local function lua_rows(nrm, h, m, eps, alpha, training, mean, std)
+      local n, B = {}, #nrm
+      for i = 1, B do n[i] = math.max(1e-3, math.min(100, nrm[i])) end
+      if training then
+        local s = 0
+        for i = 1, B do s = s + n[i] end
+        local mu, q = s / B, 0
+        for i = 1, B do q = q + (n[i] - mu) ^ 2 end
+        mean = alpha * mu + (1 - alpha) * mean
+        std = alpha * math.sqrt(q / (B - 1)) + (1 - alpha) * std
+      end
+      local ga, gd = {}, {}
+      for i = 1, B do
+        local z = math.max(-1, math.min(1, h * (n[i] - mean) / (std + eps)))
+        ga[i], gd[i] = -m * z, m + m * z
+      end
+      return fvl.tensor(ga), fvl.tensor(gd), mean, std
+    end
+    fvl.manual_seed(8)
+    for _, training in ipairs { true, false } do
+      local nrm = fvl.rand(9) * 150
+      nrm:set(2, 0 / 0); nrm:set(3, 0); nrm:set(4, 1e9)
+      local args = { nrm, 0.333, 0.4, 1e-3, 0.01, training, 20, 100 }
+      local a = table.pack(F._adaface_rows(table.unpack(args)))
+      local e = table.pack(lua_rows(nrm:totable(), table.unpack(args, 2)))
+      for k = 1, 2 do expect_eq(table.concat(a[k]:totable(), ","), table.concat(e[k]:totable(), ",")) end
+      expect_eq(string.format("%a %a", a[3], a[4]), string.format("%a %a", e[3], e[4]))
+    end
+    expect_error(function() F._adaface_rows(fvl.rand(1), 1, 1, 1, 1, true, 0, 0) end, "at least 2 rows")
+  end)
   it("F._slice_targets / F._sample_cols map a sharded head's targets (rows, Partial FC columns)", function()
     local rows, pos = F._slice_targets({ 3, 7, 1, 9, 3 }, 3, 5, true)
     expect_eq(table.concat(rows:totable(), ","), "1,5,0,0,1")

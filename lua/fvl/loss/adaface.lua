@@ -14,47 +14,28 @@ local opts, num = base.opts, base.num
 local fail = util.fail
 local AdaFace = util.class("fvl.loss.adaface", base.Head)
 
--- mean and unbiased std of a Lua list (double precision)
-local function mean_std(v)
-  local B, s = #v, 0
-  for i = 1, B do s = s + v[i] end
-  local mu, q = s / B, 0
-  for i = 1, B do q = q + (v[i] - mu) ^ 2 end
-  return mu, B > 1 and math.sqrt(q / (B - 1)) or 0 / 0
-end
-
--- the per-row constants (g_ang, g_add as Lua lists) of a batch; updates the EMA while training
+-- the per-row constants (g_ang, g_add: B tensors) of a batch; updates the EMA while training.
+-- In C (fvl.F._adaface_rows, in double): the B norms never become a Lua table.
 function AdaFace:row_margins(x, B)
-  local n = {}
-  fvl.no_grad(function()
-    local nrm = x:detach():norm(2, 2):reshape(B):totable()
-    for i = 1, B do n[i] = math.max(1e-3, math.min(100, nrm[i])) end
-  end)
-  if self.training then
-    if B < 2 then
-      fail(string.format("adaface: the batch statistics need at least 2 rows (got B = %d)", B))
-    end
-    local mu, sd = mean_std(n)
-    self.batch_mean = self.t_alpha * mu + (1 - self.t_alpha) * self.batch_mean
-    self.batch_std = self.t_alpha * sd + (1 - self.t_alpha) * self.batch_std
+  if self.training and B < 2 then
+    fail(string.format("adaface: the batch statistics need at least 2 rows (got B = %d)", B))
   end
-  local ga, gd = {}, {}
-  for i = 1, B do
-    local z = self.h * (n[i] - self.batch_mean) / (self.batch_std + self.eps)
-    z = math.max(-1, math.min(1, z))
-    ga[i], gd[i] = -self.m * z, self.m + self.m * z
-  end
+  local nrm
+  fvl.no_grad(function() nrm = x:detach():norm(2, 2):reshape(B) end)
+  local ga, gd, mu, sd = fvl.F._adaface_rows(nrm, self.h, self.m, self.eps, self.t_alpha, self.training,
+                                             self.batch_mean, self.batch_std)
+  self.batch_mean, self.batch_std = mu, sd
   return ga, gd
 end
 
 -- T(c) for target cosines c (B, tracked) and the row constants
 function AdaFace:target_logit(c, ga, gd)
   local eps = self.eps
-  local th = c:clamp(-1 + eps, 1 - eps):acos() + fvl.tensor(ga)
+  local th = c:clamp(-1 + eps, 1 - eps):acos() + ga
   local thd = th:detach()
   local inside = thd:gt(eps) * thd:lt(math.pi - eps)
   th = fvl.where(inside, th, thd:clamp(eps, math.pi - eps))
-  return th:cos() - fvl.tensor(gd)
+  return th:cos() - gd
 end
 
 function AdaFace:forward(x, labels)
