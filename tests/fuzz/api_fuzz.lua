@@ -492,8 +492,114 @@ local function loss_F_step()
   return "F primitive " .. i
 end
 
+-- evaluation on valid-looking inputs: embeddings with NaN/inf/zero rows, labels in and out of
+-- range, pair scores and same-flags of odd lengths, fold counts, FAR lists and ranks at the edges
+local function eval_step()
+  local E = fvl.eval
+  local N, D, C = R(0, 12), R(1, 4), R(1, 4)
+  local emb, lab = embeddings(N, D), labels(N, C)
+  local function flags(n)
+    local f = {}
+    for i = 1, n do f[i] = R() < 0.95 and R(0, 1) or pick { 2, -1, 0.5, 0 / 0 } end
+    return R() < 0.5 and fvl.tensor(f, "int32") or f
+  end
+  local scores = fvl.rand(N) * 2 - 1
+  if N > 0 and R() < 0.2 then scores:set(R(1, N), pick { 0 / 0, math.huge, -math.huge }) end
+  local same = flags(R() < 0.9 and N or R(0, N + 2))
+  local vopts = R() < 0.8 and { folds = pick { 2, 3, 10, 1, 0, -1, 2^31 }, far = pick { nil, { 1e-1 }, { 1e-3, 1e-1 }, { 0 }, { 2 }, { 0 / 0 } },
+                               drop_intermediate = R() < 0.5, distance = R() < 0.3 } or gen(1)
+  local r = R()
+  if r < 0.2 then
+    pass("eval.verify", pcall(E.verify, emb, lab, R() < 0.8 and { n = pick { 4, 8, 20, 0, -1, 2^40 }, seed = R(1, 9),
+      folds = pick { 2, 3 }, metric = pick { "cosine", "l2", "x" } } or gen(1)))
+  elseif r < 0.35 then
+    pass("eval.pairs", pcall(E.pairs, emb, lab, { n = pick { 2, 6, 0, 1, 2^31 }, indices = R() < 0.5, metric = pick { "cosine", "l2" } }))
+  elseif r < 0.55 then
+    pass("eval.verification", pcall(E.verification, scores, same, vopts))
+  elseif r < 0.65 then
+    pass("eval.roc", pcall(E.roc, scores, same, R() < 0.8 and { drop_intermediate = R() < 0.5 } or gen(1)))
+  elseif r < 0.85 then
+    local probes = R() < 0.5 and embeddings(R(0, 6), R() < 0.9 and D or D + 1) or nil
+    pass("eval.identification", pcall(E.identification, emb, lab, probes, probes and labels(probes:size(1), C) or nil,
+      { k = pick { 1, 5, { 1, 5 }, 0, -1, 2^31, { 1, 0 } } }))
+  else
+    local centres = fvl.randn(C, D)
+    local which = R(1, 4)
+    if which == 1 then pass("eval.embedding_stats", pcall(E.embedding_stats, emb))
+    elseif which == 2 then pass("eval.centre_stats", pcall(E.centre_stats, R() < 0.9 and centres or tensor(), { angle = pick { 10, 0, -1, 0 / 0 } }))
+    elseif which == 3 then pass("eval.class_recall", pcall(E.class_recall, labels(N, C), lab, pick { C, 0, -1, 2^31 }, { recall = R() }))
+    else pass("eval.diagnose", pcall(E.diagnose, { emb = emb, centres = centres, labels = lab, classes = C })) end
+  end
+  return "eval"
+end
+-- optimisers on a small net: hostile options, NaN/inf gradients, missing gradients, clip norms,
+-- state saved and loaded back (with mutations)
+local optims = {}
+local function util_clone(t) if type(t) == "userdata" then return t:clone() end return t end
+local function optim_step()
+  local kind = pick { "sgd", "adamw" }
+  local o = optims[kind]
+  if not o or R() < 0.2 then
+    local net = fvl.nn.Linear(3, 2)
+    local opts = kind == "sgd" and { lr = pick { 0.1, 0, -1, 0 / 0 }, momentum = pick { 0, 0.9, -1, 2 }, nesterov = R() < 0.3,
+                                     dampening = pick { 0, 0.5, 2 }, weight_decay = pick { 0, 1e-4, -1 }, no_decay_bias_bn = R() < 0.5 }
+                                or { lr = pick { 1e-3, 0, -1 }, betas = pick { nil, { 0.9, 0.999 }, { 1, 0.5 }, { -1 } }, eps = pick { 1e-8, 0, -1 },
+                                     weight_decay = pick { 0.01, 0, -1 }, no_decay_bias_bn = R() < 0.5 }
+    if R() < 0.2 then opts[pick(WORDS)] = gen(1) end
+    local ok, opt = pcall(fvl.optim[kind], R() < 0.9 and { net } or gen(1), opts)
+    if not ok then return "optim." .. kind .. "(bad options)" end
+    o = { net = net, opt = opt }
+    optims[kind] = o
+  end
+  o.opt:zero_grad()
+  local x = fvl.randn(R(1, 4), 3)
+  if R() < 0.2 then x:view(-1):set(1, pick { 0 / 0, math.huge }) end
+  if R() < 0.9 then pcall(function() o.net(x):sum():backward() end) end
+  if R() < 0.3 then pass("clip_grad_norm", pcall(fvl.optim.clip_grad_norm, { o.net }, pick { 1, 0, -1, 0 / 0, math.huge })) end
+  pass("optim step", pcall(o.opt.step, o.opt))
+  if R() < 0.2 then
+    -- the state (momentum / moments per parameter) copied, perhaps damaged, and loaded back
+    local st = {}
+    for k, v in pairs(o.opt.state or {}) do
+      if type(v) == "table" then
+        st[k] = {}
+        for i, t in pairs(v) do st[k][i] = (R() < 0.9 and util_clone(t)) or gen(1) end
+      else st[k] = v end
+    end
+    if R() < 0.3 then st[pick(WORDS)] = gen(1) end
+    pass("optim load_state", pcall(o.opt.load_state, o.opt, st))
+  end
+  return "optim." .. kind
+end
+-- the chart and scatter bindings through fvl.plot, with hostile data and options
+local function plot_step()
+  local P = fvl.plot
+  local f = tmp .. "/p" .. R(1, 3) .. pick { ".png", ".svg", ".pdf", ".gif", "" }
+  local r = R()
+  if r < 0.4 then
+    local N = R(0, 10)
+    pass("plot.features", pcall(P.features, embeddings(N, R() < 0.9 and 2 or R(1, 4)), labels(N, 4),
+      R() < 0.8 and { file = f, title = R() < 0.5 and "t" or gen(1), names = R() < 0.5 and { "a", "b" } or nil } or gen(1)))
+  elseif r < 0.8 then
+    local n = R(0, 8)
+    local xs, ys = {}, {}
+    for i = 1, n do xs[i], ys[i] = R() < 0.9 and i or number(), R() < 0.9 and R() or number() end
+    pass("plot.lines", pcall(P.lines, { file = f, title = "t", series = { { x = xs, y = R() < 0.9 and ys or list(), label = "s" } },
+      xlabel = R() < 0.5 and "x" or gen(1), xlog = R() < 0.2, ylog = R() < 0.2 }))
+  else
+    local n = R(2, 12)
+    local same = {}
+    for i = 1, n do same[i] = i % 2 end
+    local ok, res = pcall(fvl.eval.verification, fvl.rand(n) * 2 - 1, fvl.tensor(same, "int32"), { folds = 2 })
+    if R() < 0.2 then res = gen(1) end
+    if ok then pass("plot.roc", pcall(P.roc, { { label = R() < 0.9 and "a" or gen(1), result = res } }, { file = f })) end
+  end
+  return "plot"
+end
+
 local SCENARIOS = { head_step, head_step, head_step, conv_bn_act_step, backbone_step, dist_step, dist_step,
-                    reader_step, reader_step, loss_F_step, loss_F_step, loss_F_step }
+                    reader_step, reader_step, loss_F_step, loss_F_step, loss_F_step, eval_step, eval_step,
+                    optim_step, plot_step }
 
 -- ------------------------------------------------------------------ the run
 local function describe(v)
