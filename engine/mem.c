@@ -52,7 +52,7 @@
 #define FVL_BIG_BYTES ((size_t)32 << 20)   /* from here: own mmap + cache */
 #define HUGE_PAGE ((size_t)2 << 20)
 #define HEAD 64                            /* a big block's header: its mapped length */
-#define SLOTS 64                           /* cached big blocks at most */
+#define SLOTS 256                          /* cached big blocks at most */
 
 static atomic_size_t live_bytes, peak_bytes, high_bytes, cached_bytes;
 static void note_alloc(size_t n) {

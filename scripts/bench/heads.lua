@@ -89,15 +89,31 @@ local function run_one(name, C)
   local modes = { true }
   if args.twopass == 1 then modes[#modes + 1] = false end
   if args.recompute == 1 then modes[#modes + 1] = "recompute" end
+  -- minor page faults and kernel seconds of this process so far (Linux /proc; 0 elsewhere)
+  local tick = 100   -- USER_HZ
+  local function faults()
+    local f = io.open("/proc/self/stat")
+    if not f then return 0, 0 end
+    local v = {}
+    for w in f:read("a"):gsub("^.*%) ", ""):gmatch("%S+") do v[#v + 1] = w end
+    f:close()
+    return tonumber(v[8]) or 0, (tonumber(v[13]) or 0) / tick
+  end
+  local flt, sys = {}, {}   -- per mode: faults and kernel seconds summed over the timed steps
   local function step(mode)
     fvl.F.fused(mode)
     collectgarbage()
+    local f0, s0 = faults()
     local t0 = fvl.clock()
     x.grad = nil
     opt:zero_grad()                     -- as users call it: gradients set to nil, timed
     local loss = head(x, y)
     loss:backward()
-    return fvl.clock() - t0
+    local dt = fvl.clock() - t0
+    local f1, s1 = faults()
+    flt[mode] = (flt[mode] or 0) + f1 - f0
+    sys[mode] = (sys[mode] or 0) + s1 - s0
+    return dt
   end
 
   -- phase 1: warm-up, then memory of one step per mode (nothing else allocated)
@@ -132,6 +148,7 @@ local function run_one(name, C)
   gemm()
   local ts, tg = {}, {}
   for k = 1, #modes do ts[k] = {} end
+  flt, sys = {}, {}                     -- the timed steps only
   for i = 1, steps_for(C) do
     tg[i] = gemm()
     for k, mode in ipairs(modes) do ts[k][i] = step(mode) end
@@ -155,7 +172,8 @@ local function run_one(name, C)
   local slot = {}
   for k, mode in ipairs(modes) do slot[order[mode]] = out[k] end
   for k = 1, 3 do slot[k] = slot[k] or "-1 0 0 0" end
-  io.write(string.format("RESULT %s %d %.3f %.1f %d %s %s %s\n", name, C, gms, hwm / 1024, R, slot[1], slot[2], slot[3]))
+  io.write(string.format("RESULT %s %d %.3f %.1f %d %s %s %s %.0f %.1f\n", name, C, gms, hwm / 1024, R, slot[1], slot[2],
+                         slot[3], (flt[true] or 0) / steps_for(C), (sys[true] or 0) / steps_for(C) * 1e3))
 end
 
 if args.one then
@@ -249,8 +267,8 @@ for i, h in ipairs(heads) do
   if h == "arcface" and i > 1 then table.remove(heads, i); table.insert(heads, 1, h); break end
 end
 local rec = args.recompute == 1
-print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %7s %9s %7s %6s %9s %8s %6s%s", "head", "C",
-                    "ms/step", "GEMM ms", "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB",
+print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %6s %7s %7s %9s %7s %6s %9s %8s %6s%s", "head", "C",
+                    "ms/step", "GEMM ms", "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB", "faults", "sys ms",
                     "GFLOP/s", "% peak", "torch ms", "×torch", "×arc", "2-pass ms", "2p bufs", "gain",
                     rec and string.format(" %9s %7s", "recomp ms", "rec/fus") or ""))
 local function num(v) return tonumber(v) or -1 end
@@ -269,8 +287,9 @@ for _, C in ipairs(Cs) do
     if n then
       for v in out:match("RESULT [^\n]*"):gmatch("%S+") do f[#f + 1] = v end
     end
-    if n and #f == 18 then
-      -- RESULT name C gms hwm R, then (ms bufs rest peak) for fused, two-pass, recompute
+    if n and #f == 20 then
+      -- RESULT name C gms hwm R, then (ms bufs rest peak) for fused, two-pass, recompute, then
+      -- the fused step's page faults and kernel ms per step
       local gms, hwm, R = num(f[4]), num(f[5]), num(f[6])
       local ms, bufs, rest, pk = num(f[7]), num(f[8]), num(f[9]), num(f[10])
       local ms2, bufs2, msr = num(f[11]), num(f[12]), num(f[15])
@@ -279,8 +298,9 @@ for _, C in ipairs(Cs) do
       local ratio = ms / gms
       local gf = 6 * args.B * R * args.D / (ms * 1e-3) / 1e9
       local tms = tt[h]
-      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.1f %6.1f%% %9s %7s %6s %9s %8s %6s%s%s",
-                          n, tonumber(c), ms, gms, ratio, target, bufs, rest, pk, hwm, gf, 100 * gf / peak,
+      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %8s %6s%s%s",
+                          n, tonumber(c), ms, gms, ratio, target, bufs, rest, pk, hwm, num(f[19]), num(f[20]), gf,
+                          100 * gf / peak,
                           tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / ms) or "-",
                           arc_ms and string.format("%.3f", ms / arc_ms) or "-",
                           ms2 > 0 and string.format("%.2f", ms2) or "-", ms2 > 0 and string.format("%.2f", bufs2) or "-",
@@ -311,5 +331,7 @@ print("rest B×D = what the peak holds beyond W, W.grad and the whole B×C buffe
 print("           in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")
+print("faults, sys ms = minor page faults and kernel CPU ms per timed fused step (mean; the allocator keeps freed")
+print("           blocks for reuse, so a steady step faults next to nothing)")
 print("GFLOP/s = 6·B·R·D / step time (R = rows of W); % peak = of the FMA peak above; ×torch = torch ms / ms/step")
 print("load average after: " .. util.loadavg() .. " (figures from a shared machine are noisy)")
