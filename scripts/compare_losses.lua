@@ -45,6 +45,8 @@ parser:option("--bn", "normalisation layer on the embedding: insightface (BatchN
 parser:option("--syn-bn", "the same for the 64-D synthetic part; default feature (learned scale and shift): " ..
               "without a learned scale Softmax and Center lose there (docs/experiments.md)", "feature")
   :choices { "insightface", "noaffine", "feature", "all", "none" }
+parser:option("--syn-bn-scale", "with --syn-bn insightface: the BatchNorm's fixed scale γ (default 1); the ablation " ..
+              "of docs/experiments.md fixes it at 1..8 against the learned one"):convert(cli.number("syn-bn-scale", 0))
 parser:option("--lr", "peak learning rate", "0.1"):convert(cli.number("lr", 0))
 parser:option("--scale", "the scale s of every normalised head in the 64-D synthetic part (SphereFace excepted)", "32")
   :convert(cli.number("scale", 0))
@@ -60,7 +62,9 @@ parser:option("--circle-gamma", "Circle's γ in both parts (default: 4·s of the
   :convert(cli.number("circle-gamma", 0))
 parser:option("--warmup", "fraction of the steps with a linear LR warm-up", "0.05"):convert(cli.number("warmup", 0))
 parser:option("--margin-warmup", "fraction of the steps over which every additive margin grows linearly from 0 " ..
-              "to its value (0: the full margin from the first step)", "0"):convert(cli.number("margin-warmup", 0))
+              "to its value, in both parts (0: the full margin from the first step; 0.3 keeps ArcFace and NPCFace " ..
+              "from merging two Fashion-MNIST classes in 4-D, docs/experiments.md step 5)", "0.3")
+  :convert(cli.number("margin-warmup", 0))
 parser:option("--circle-m", "Circle's relaxation m at margin factor 1 (the paper's 0.25; its decision margin is 1 − 2m)",
               "0.25"):convert(cli.number("circle-m", 0))
 parser:option("--head-lr", "the head's learning rate as a multiple of the backbone's", "1"):convert(cli.number("head-lr", 0))
@@ -74,6 +78,12 @@ local heads_wanted
 if opt.heads then
   heads_wanted = {}
   for _, h in ipairs(opt.heads) do heads_wanted[h] = true end
+end
+if opt.syn_bn_scale and opt.syn_bn ~= "insightface" then
+  parser:error("syn-bn-scale: needs --syn-bn insightface (the fixed-scale BatchNorm), got --syn-bn " .. opt.syn_bn)
+end
+if opt.syn_bn_scale and opt.syn_bn_scale <= 0 then
+  parser:error("syn-bn-scale: expected a number > 0, got '" .. tostring(opt.syn_bn_scale) .. "'")
 end
 if opt.lr <= 0 then parser:error("lr: expected a number > 0, got '" .. tostring(opt.lr) .. "'") end
 
@@ -112,10 +122,10 @@ local SETTINGS = {
   mode = mode, seed = opt.seed, seeds = NSEEDS, scale = S, fm_scale = FM_S, circle_gamma = opt.circle_gamma or "4s",
   fm_margin = opt.fm_margin,
   batch = 256, lr = opt.lr, momentum = 0.9, head_lr = opt.head_lr, head_weight_decay = opt.head_wd,
-  weight_decay = 5e-4, warmup = opt.warmup, margin_warmup = opt.margin_warmup, circle_m = opt.circle_m, inputs = opt.inputs, bn = opt.bn, syn_bn = opt.syn_bn, threads_per_task = opt.threads,
+  weight_decay = 5e-4, warmup = opt.warmup, margin_warmup = opt.margin_warmup, circle_m = opt.circle_m, inputs = opt.inputs, bn = opt.bn, syn_bn = opt.syn_bn, syn_bn_scale = opt.syn_bn_scale, threads_per_task = opt.threads,
   fashion_mnist = { steps = M.fm_steps, train = M.fm_train, backbone = M.fm_backbone, dim = opt.fm_dim },
   synthetic = { steps = M.syn_steps, dim = 64, data = M.syn, pairs = M.pairs, folds = 10 },
-  diagnostics = { angle = 5, recall = 0.02, cluster = 3, every = 100 },
+  diagnostics = { angle = 5, recall = 0.02, cluster = 3, confusion = 0.15, every = 100 },
   version = fvl.version,
 }
 
@@ -164,6 +174,7 @@ local METRICS = {
   { key = "fmnist_mrl_x",        part = "fm",  label = "MRL x̂", digits = 3 },
   { key = "fmnist_mrl_centres",  part = "fm",  label = "MRL centres", digits = 3 },
   { key = "fmnist_min_centre_angle", part = "fm", label = "min centre angle °", digits = 1 },
+  { key = "fmnist_merged_pairs", part = "fm",  label = "merged pairs", digits = 1 },
   { key = "verif_acc",           part = "syn", label = "verif acc %",     pct = true, digits = 2 },
   { key = "verif_fold_std",      part = "syn", label = "fold std %",      pct = true, digits = 2 },
   { key = "tar_at_far_1e-3",     part = "syn", label = "TAR@FAR=1e-3 %",  pct = true, digits = 1 },
@@ -174,6 +185,7 @@ local METRICS = {
   { key = "syn_norm_mean",       part = "syn", label = "‖x‖ mean (synthetic)", digits = 3 },
   { key = "syn_mrl_x",           part = "syn", label = "MRL x̂ (synthetic)", digits = 3 },
   { key = "syn_min_centre_angle", part = "syn", label = "min centre angle ° (synthetic)", digits = 1 },
+  { key = "syn_centre_norm",     part = "syn", label = "‖w‖ mean (synthetic)", digits = 3 },
   { key = "fmnist_seconds",      part = "fm",  label = "s (FMNIST)", digits = 1 },
   { key = "syn_seconds",         part = "syn", label = "s (synthetic)", digits = 1 },
 }
@@ -209,8 +221,9 @@ local function standardise(x, tx, per_feature)
   end)
 end
 
--- the backbone and the normalisation layer `norm` (--bn, --syn-bn) on its embedding
-local function backbone(kind, sizes, norm)
+-- the backbone and the normalisation layer `norm` (--bn, --syn-bn) on its embedding; `gamma`: the
+-- fixed scale of the insightface form (1 unless --syn-bn-scale)
+local function backbone(kind, sizes, norm, gamma)
   local net
   if kind == "lenetpp" then net = fvl.nn.lenetpp{dim = sizes[#sizes]}
   else net = fvl.nn.mlp{sizes = sizes, bn = norm == "all"} end
@@ -219,7 +232,10 @@ local function backbone(kind, sizes, norm)
   elseif norm ~= "none" then
     local bn = fvl.nn.BatchNorm1d(sizes[#sizes])
     net:add(bn)
-    if norm == "insightface" then net.frozen = {[bn.weight] = true} end   -- γ stays 1
+    if norm == "insightface" then                                          -- γ stays fixed
+      if gamma then bn.weight:fill(gamma) end
+      net.frozen = {[bn.weight] = true}
+    end
   end
   return net
 end
@@ -325,15 +341,44 @@ local function feature_animation(h, net, head, tx, ty)
   return anim, function(step) anim:step(step, function() return frame(step) end) end
 end
 
+-- the reason a seed was flagged, short enough for a picture's title
+local function short_reason(d)
+  if d.largest_centre_cluster >= DG.cluster then
+    return string.format("%d centres within %g°", d.largest_centre_cluster, DG.angle)
+  elseif (d.low_recall_classes or 0) > 0 then
+    return string.format("%d class(es) recall < %g%%", d.low_recall_classes, 100 * DG.recall)
+  end
+  local m = {}
+  for _, p in ipairs(d.merged or {}) do m[#m + 1] = string.format("%d+%d", p.a, p.b) end
+  return "merged classes " .. table.concat(m, ", ")
+end
+
+-- the pairwise angles (degrees) between the class centres, as CSV (the matrix a heat map draws)
+local function centre_angles_csv(w)
+  local C = w:size(1)
+  local cos = fvl.no_grad(function()
+    local wn = fvl.normalize(w:detach(), 2)
+    return wn:matmul(wn:t()):totable()
+  end)
+  local hdr = {"class"}
+  for k = 1, C do hdr[k + 1] = tostring(k) end
+  local lines = {table.concat(hdr, ",")}
+  for a = 1, C do
+    local row = {tostring(a)}
+    for b = 1, C do
+      row[b + 1] = string.format("%.3f", a == b and 0 or math.deg(math.acos(math.min(1, math.max(-1, cos[a][b])))))
+    end
+    lines[#lines + 1] = table.concat(row, ",")
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
 -- the task's feature picture (a collapsed seed is titled COLLAPSED) and its warning
 local function feature_picture(h, seed, dir, res, d, emb, ty, head, names)
   local nshow = math.min(3000, emb:size(1))
   local title = string.format("%s seed %d: acc %.1f%%", h.name, seed, 100 * res.fmnist_acc)
   if d.collapsed then
-    title = string.format("COLLAPSED  %s s%d: %.1f%% (%s)", h.name, seed, 100 * res.fmnist_acc,
-                          d.largest_centre_cluster >= DG.cluster
-                          and string.format("%d centres within %g°", d.largest_centre_cluster, DG.angle)
-                          or string.format("%d class(es) recall < %g%%", d.low_recall_classes, 100 * DG.recall))
+    title = string.format("COLLAPSED  %s s%d: %.1f%% (%s)", h.name, seed, 100 * res.fmnist_acc, short_reason(d))
   end
   if SETTINGS.fashion_mnist.dim == 2 then
     fvl.plot.features(emb:narrow(1, 1, nshow), ty:narrow(1, 1, nshow),
@@ -366,13 +411,14 @@ local function fmnist_part(h, seed, dir, res)
   local emb = embed(net, tx)
   local pred = fvl.no_grad(function() return head:predict(emb) end)
   local d = fvl.eval.diagnose{emb = emb, centres = head.weight, pred = pred, labels = ty, classes = 10,
-                              angle = DG.angle, recall = DG.recall, cluster = DG.cluster}
+                              angle = DG.angle, recall = DG.recall, cluster = DG.cluster, confusion = DG.confusion}
   res.fmnist_acc = pred:eq(ty):float():mean():item()
   res.fmnist_seconds = fvl.clock() - t0
   res.fmnist_min_recall, res.fmnist_collapsed = d.min_recall, d.collapsed and 1 or 0
   res.fmnist_norm_mean, res.fmnist_mrl_x = d.norm_mean, d.mrl_x
   res.fmnist_mrl_centres, res.fmnist_min_centre_angle = d.mrl_centres, d.min_centre_angle
-  res.fmnist_recall = d.recall
+  res.fmnist_recall, res.fmnist_merged_pairs, res.fmnist_merged = d.recall, d.merged_pairs, d.merged
+  res.fmnist_flag = d.collapsed and short_reason(d) or nil
   res.fmnist_diagnosis = fvl.eval.collapse_text(d)
   res.fmnist_curve, res.fmnist_trace = curve, trace
   res.boundary = boundary_spec(head)
@@ -380,6 +426,7 @@ local function fmnist_part(h, seed, dir, res)
   fvl.save(dir .. "/fmnist_test_labels.npy", ty)
   fvl.save(dir .. "/fmnist_test_pred.npy", pred)
   fvl.save(dir .. "/fmnist_centres.npy", head.weight:detach())
+  write_atomic(dir .. "/fmnist_centre_angles.csv", centre_angles_csv(head.weight))
   feature_picture(h, seed, dir, res, d, emb, ty, head, tr.classes)
 end
 
@@ -392,7 +439,7 @@ local function synthetic_part(h, seed, dir, res)
   local classes = syn.info and syn.info.identities or M.syn.identities
   fvl.manual_seed(seed)
   local D = SETTINGS.synthetic.dim
-  local net = backbone("mlp", {x:size(2), 256, D}, opt.syn_bn)
+  local net = backbone("mlp", {x:size(2), 256, D}, opt.syn_bn, opt.syn_bn_scale)
   local head = h.make(D, classes, S, 1)
   local t0 = fvl.clock()
   local curve, trace = train(h, seed, net, head, x, syn.train.labels, M.syn_steps, "synthetic", nil, 1)
@@ -405,6 +452,8 @@ local function synthetic_part(h, seed, dir, res)
   local d = fvl.eval.diagnose{emb = temb, centres = head.weight, angle = DG.angle, cluster = DG.cluster}
   res.syn_collapsed, res.syn_norm_mean, res.syn_mrl_x = d.collapsed and 1 or 0, d.norm_mean, d.mrl_x
   res.syn_min_centre_angle, res.syn_diagnosis = d.min_centre_angle, fvl.eval.collapse_text(d)
+  -- the class centres' mean norm: with the embedding norm, the logit scale of an unnormalised head
+  res.syn_centre_norm = fvl.no_grad(function() return head.weight:detach():norm(2, 2):mean():item() end)
   res.syn_curve, res.syn_trace = curve, trace
   res.syn_seconds = fvl.clock() - t0
   fvl.save(dir .. "/synthetic_test_embeddings.npy", temb)
@@ -508,13 +557,33 @@ while done < #tasks do
 end
 SETTINGS.seconds = math.floor(fvl.clock() - t_start + 0.5)
 SETTINGS.jobs = jobs
+if opt.collect then   -- the run's own time and job count, not the collection's
+  local old = read_file(opt.out .. "/settings.json")
+  old = old and json.decode(old)
+  if type(old) == "table" then SETTINGS.seconds, SETTINGS.jobs = old.seconds, old.jobs end
+end
 
 -- ------------------------------------------------------------------ aggregate (heads in table order, seeds ascending)
+-- the Fashion-MNIST verdict of a finished task, again from its saved test embeddings, predictions
+-- and centres with this version's fvl.eval.diagnose (a run directory collected with --collect then
+-- follows the current rule, whatever version ran its tasks)
+local function rediagnose(r, dir)
+  local ok, emb = pcall(fvl.load, dir .. "/fmnist_test_embeddings.npy")
+  if not ok or not io.open(dir .. "/fmnist_test_pred.npy") then return end
+  local d = fvl.eval.diagnose{emb = emb, centres = fvl.load(dir .. "/fmnist_centres.npy"),
+                              pred = fvl.load(dir .. "/fmnist_test_pred.npy"), labels = fvl.load(dir .. "/fmnist_test_labels.npy"),
+                              classes = 10, angle = DG.angle, recall = DG.recall, cluster = DG.cluster, confusion = DG.confusion}
+  r.fmnist_collapsed, r.fmnist_min_recall, r.fmnist_recall = d.collapsed and 1 or 0, d.min_recall, d.recall
+  r.fmnist_merged_pairs, r.fmnist_merged, r.fmnist_min_centre_angle = d.merged_pairs, d.merged, d.min_centre_angle
+  r.fmnist_diagnosis, r.fmnist_flag = fvl.eval.collapse_text(d), d.collapsed and short_reason(d) or nil
+end
+
 local runs, by_head = {}, {}
 for _, t in ipairs(tasks) do
   local text = read_file(t.dir .. "/result.json")
   if text then
     local r = json.decode(text)
+    rediagnose(r, t.dir)
     runs[#runs + 1] = r
     by_head[t.h.key] = by_head[t.h.key] or {}
     table.insert(by_head[t.h.key], r)
@@ -663,8 +732,109 @@ local function picture_data()
   return P
 end
 
+-- eigenvectors of the symmetric D×D matrix A (a Lua table of rows; overwritten) by Jacobi
+-- rotations; returns the eigenvalues, largest first, and the eigenvectors as the matching columns
+local function eigen_sym(A)
+  local D = #A
+  local V = {}
+  for i = 1, D do V[i] = {} for j = 1, D do V[i][j] = i == j and 1 or 0 end end
+  for _ = 1, 100 do
+    local off = 0
+    for i = 1, D do for j = i + 1, D do off = off + A[i][j] ^ 2 end end
+    if off < 1e-24 then break end
+    for p = 1, D - 1 do
+      for q = p + 1, D do
+        if A[p][q] ~= 0 then   -- the rotation in the (p, q) plane that zeroes A[p][q]
+          local theta = (A[q][q] - A[p][p]) / (2 * A[p][q])
+          local t = (theta >= 0 and 1 or -1) / (math.abs(theta) + math.sqrt(theta * theta + 1))
+          local c = 1 / math.sqrt(t * t + 1)
+          local sn = t * c
+          for k = 1, D do
+            A[k][p], A[k][q] = c * A[k][p] - sn * A[k][q], sn * A[k][p] + c * A[k][q]
+          end
+          for k = 1, D do
+            A[p][k], A[q][k] = c * A[p][k] - sn * A[q][k], sn * A[p][k] + c * A[q][k]
+          end
+          for k = 1, D do
+            V[k][p], V[k][q] = c * V[k][p] - sn * V[k][q], sn * V[k][p] + c * V[k][q]
+          end
+        end
+      end
+    end
+  end
+  local order = {}
+  for i = 1, D do order[i] = i end
+  table.sort(order, function(a, b) return A[a][a] > A[b][b] end)
+  local vals, vecs = {}, {}
+  for r = 1, D do vecs[r] = {} end
+  for k, i in ipairs(order) do
+    vals[k] = A[i][i]
+    for r = 1, D do vecs[r][k] = V[r][i] end
+  end
+  return vals, vecs
+end
+
+-- the Fashion-MNIST features of a D-dimensional embedding (D >= 3) on the unit sphere: x/|x| and
+-- the class centres projected onto the 3 directions that keep most of the normalised centres'
+-- spread (the top eigenvectors of Σ ŵ ŵᵀ), drawn from two opposite sides (front and back
+-- hemisphere). Per head the seed whose two closest centres are closest (the worst one); its
+-- title says whether it was flagged and how many seeds were. Returns panels for fvl.plot.sheet.
+local function sphere_panels()
+  local panels = {}
+  for _, h in ipairs(heads) do
+    local rs, worst = by_head[h.key] or {}, nil
+    for _, r in ipairs(rs) do
+      if r.fmnist_min_centre_angle and (not worst or r.fmnist_min_centre_angle < worst.fmnist_min_centre_angle) then
+        worst = r
+      end
+    end
+    local dir = worst and task_dir(h.key, worst.seed)
+    if worst and io.open(dir .. "/fmnist_test_embeddings.npy") then
+      local nflag = 0
+      for _, r in ipairs(rs) do if r.fmnist_collapsed == 1 then nflag = nflag + 1 end end
+      local emb, w = fvl.load(dir .. "/fmnist_test_embeddings.npy"), fvl.load(dir .. "/fmnist_centres.npy")
+      local y = fvl.load(dir .. "/fmnist_test_labels.npy")
+      local n = math.min(3000, emb:size(1))
+      local x3, c3, kept = fvl.no_grad(function()
+        local wn = fvl.normalize(w, 2)
+        local vals, vecs = eigen_sym(wn:t():matmul(wn):totable())
+        local P = {}
+        for r = 1, #vecs do P[r] = {vecs[r][1], vecs[r][2], vecs[r][3]} end
+        P = fvl.tensor(P)
+        local total = 0
+        for _, v in ipairs(vals) do total = total + v end
+        return fvl.normalize(emb:narrow(1, 1, n), 2):matmul(P):contiguous(), wn:matmul(P):contiguous(),
+               (vals[1] + vals[2] + vals[3]) / total
+      end)
+      local head_line = string.format("%s s%d: %.1f%%, min ∠ %.1f°", h.name, worst.seed, 100 * worst.fmnist_acc,
+                                      worst.fmnist_min_centre_angle)
+      if worst.fmnist_collapsed == 1 then
+        head_line = string.format("COLLAPSED %s s%d (%d/%d): %s", h.name, worst.seed, nflag, #rs,
+                                  worst.fmnist_flag or "flagged")
+      elseif nflag > 0 then
+        head_line = head_line .. string.format(" (%d/%d flagged)", nflag, #rs)
+      end
+      for _, side in ipairs { {"front", 30}, {"back", 210} } do
+        panels[#panels + 1] = fvl.plot.features(x3, y:narrow(1, 1, n), {
+          centres = c3, classes = 10, names = fvl.data.fashion_mnist_classes, elev = 20, azim = side[2],
+          title = string.format("%s; %s, proj. %.0f%%", head_line, side[1], 100 * kept)})
+      end
+    end
+  end
+  return panels
+end
+
 -- draws the run's pictures into opt.out; appends the names written to `written`
 local function draw_pictures(P, written)
+  if M.fm_steps > 0 and SETTINGS.fashion_mnist.dim >= 3 then
+    local sp = sphere_panels()
+    if #sp > 0 then
+      fvl.plot.sheet(sp, {cols = 4, file = opt.out .. "/features_sphere.png", cell_width = 460, cell_height = 400,
+                          title = string.format("Fashion-MNIST %d-D features x/|x| and centres on the sphere of the centres' " ..
+                                                "3 main directions; worst seed per head", SETTINGS.fashion_mnist.dim)})
+      written[#written + 1] = "features_sphere.png"
+    end
+  end
   if #P.panels > 0 then
     fvl.plot.sheet(P.panels, {cols = #seeds, file = opt.out .. "/features.png", cell_width = 480, cell_height = 384,
                               title = "Fashion-MNIST test features (2-D, unit circle) and class centres; rows: heads, columns: seeds"})
@@ -704,7 +874,7 @@ for _, r in ipairs(runs) do
   end
 end
 io.stderr:write(string.format("compare_losses: wrote %s/{%s} and tasks/ in %d s\n", opt.out, table.concat(written, ","),
-                              SETTINGS.seconds))
+                              math.floor(fvl.clock() - t_start + 0.5)))
 if #failed > 0 then
   error(string.format("compare_losses: %d task(s) failed (first: %s seed %d, log %s/worker.log)", #failed,
                       failed[1].h.name, failed[1].seed, failed[1].dir), 0)

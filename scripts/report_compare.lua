@@ -110,6 +110,7 @@ local function full_command(S)
     { "--circle-gamma", S.circle_gamma ~= "4s" and (S.circle_gamma or 256) or nil },
     { "--head-lr", S.head_lr or 1 }, { "--head-wd", S.head_weight_decay or S.weight_decay },
     { "--margin-warmup", S.margin_warmup or 0 }, { "--fm-dim", S.fashion_mnist and S.fashion_mnist.dim or 2 }, { "--circle-m", S.circle_m ~= 0.25 and S.circle_m or nil },
+    { "--syn-bn-scale", S.syn_bn_scale },
   }
   local extra = {}
   for _, a in ipairs(add) do
@@ -140,6 +141,11 @@ local RECIPE = {
   { "inputs", "inputs", function(S) return S.inputs end },
   { "bn", "BatchNorm", function(S) return S.bn end },
   { "syn_bn", "BatchNorm (64-D)", function(S) return S.syn_bn or S.bn end },
+  { "syn_bn_scale", "γ (64-D)", function(S)
+      local kind = S.syn_bn or S.bn
+      if kind == "insightface" then return S.syn_bn_scale or 1 end
+      return (kind == "feature" or kind == "all") and "learned" or "–"
+    end },
   { "fm_dim", "D", function(S) return S.fashion_mnist and S.fashion_mnist.dim or 2 end },
   { "fm_scale", "s", function(S) return S.fm_scale or S.scale end, true },
   { "fm_margin", "margins ×", function(S) return S.fm_margin or 1 end },
@@ -148,17 +154,30 @@ local RECIPE = {
       return S.circle_gamma or 256
     end },
   { "circle_m", "Circle m", function(S) return S.circle_m or 0.25 end },
+  { "fm_steps", "steps", function(S) return S.fashion_mnist and S.fashion_mnist.steps end },
+  { "lr", "LR", function(S) return S.lr end },
   { "warmup", "warm-up", function(S) return S.warmup end },
   { "margin_warmup", "margin warm-up", function(S) return S.margin_warmup or 0 end },
   { "head_lr", "head LR ×", function(S) return S.head_lr or 1 end },
   { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
 }
+-- the part a recipe setting belongs to (a part no run trained has no column)
+local PART = { bn = "fm", fm_dim = "fm", fm_scale = "fm", fm_margin = "fm", fm_steps = "fm", syn_bn = "syn",
+               syn_bn_scale = "syn" }
 local function recipe_columns(runs_S)
   local rcols = {}
+  local trained = {}
+  for _, S in ipairs(runs_S) do
+    if not S.fashion_mnist or (S.fashion_mnist.steps or 0) > 0 then trained.fm = true end
+    if not S.synthetic or (S.synthetic.steps or 0) > 0 then trained.syn = true end
+  end
   for _, r in ipairs(RECIPE) do
-    local first, varies = tostring(r[3](runs_S[1])), r[4] or false
-    for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
-    if varies then rcols[#rcols + 1] = r end
+    local part = PART[r[1]]
+    if not part or trained[part] then
+      local first, varies = tostring(r[3](runs_S[1])), r[4] or false
+      for i = 2, #runs_S do if tostring(r[3](runs_S[i])) ~= first then varies = true end end
+      if varies then rcols[#rcols + 1] = r end
+    end
   end
   return rcols
 end
@@ -262,20 +281,25 @@ local function head_table()
   local syn = S.synthetic and S.synthetic.data or {}
   local fm_dim = S.fashion_mnist and S.fashion_mnist.dim or 2
   lines[#lines + 1] = ""
-  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D; %s steps on Fashion-MNIST (%s), " ..
+  lines[#lines + 1] = string.format("%s over seeds %s; inputs %s, BatchNorm %s (%s-D) and %s (64-D), lr %s, s %s (%s-D) and %s (64-D), Circle γ = %s, the papers' margins × %s in %s-D%s; %s steps on Fashion-MNIST (%s), " ..
     "%s steps on synthetic_faces (%s train identities × %s, %s unseen × %s)%s. Reproduce: `%s` " ..
-    "(%s s with %s jobs), then `build/fvl scripts/report_compare.lua %s`.",
+    "%s, then `build/fvl scripts/report_compare.lua %s`.",
     opt.range and "Mean (min–max)" or "Mean ± std", seeds, tostring(S.inputs), tostring(S.bn), tostring(fm_dim),
     tostring(S.syn_bn or S.bn), tostring(S.lr),
     tostring(S.fm_scale or S.scale), tostring(fm_dim), tostring(S.scale),
     S.circle_gamma == "4s" and "4·s" or tostring(S.circle_gamma or 256), tostring(S.fm_margin or 1), tostring(fm_dim),
+    (S.margin_warmup or 0) > 0 and string.format(", grown from 0 over the first %g%% of the steps", 100 * S.margin_warmup) or "",
     tostring(S.fashion_mnist and S.fashion_mnist.steps), tostring(S.fashion_mnist and S.fashion_mnist.backbone),
     tostring(S.synthetic and S.synthetic.steps), tostring(syn.identities), tostring(syn.per_identity),
     tostring(syn.test_identities), tostring(syn.test_per_identity),
     (S.mode == "quick" and " — SMOKE TEST (--quick), not a result" or "") ..
     ((S.tasks_finished and S.tasks and S.tasks_finished < S.tasks)
      and string.format(" — only %d of %d tasks finished (collected with --collect)", S.tasks_finished, S.tasks) or ""),
-    full_command(S), tostring(S.seconds), tostring(S.jobs), table_options() .. dirs[1])
+    full_command(S),
+    -- the run's own time; a run directory assembled with --collect from several runs has none
+    type(S.seconds) == "number" and string.format("(%s s with %s jobs)", tostring(S.seconds), tostring(S.jobs))
+      or "(assembled from several runs: no time)",
+    table_options() .. dirs[1])
   return table.concat(lines, "\n")
 end
 

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 FVL=${FVL:-build/fvl}
 H7=cosface,arcface,mv_arc,curricularface,circle,discface,npcface
 # directory | options: every recipe option spelled out, so the rows do not depend on defaults
-COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --lr 0.1 --scale 32 --head-wd 0.0005"
+COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --lr 0.1 --scale 32 --head-wd 0.0005 --margin-warmup 0"
 ROWS=(
   "runs/ablation/fm-standard-feature|--heads cosface,arcface,curricularface,circle --bn feature --fm-scale 32 --fm-margin 1 --circle-gamma 256 --head-lr 1 --warmup 0.05"
   "runs/abl2/s16|--heads $H7 --bn feature --fm-scale 16 --fm-margin 1 --head-lr 1 --warmup 0.05"

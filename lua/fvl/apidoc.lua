@@ -703,9 +703,10 @@ The sum of t over the ranks (a new tensor), tracked: every rank's part gets the 
   ["fvl.eval.bin_pack"] = "fvl.eval.bin_pack(model, pack, opts)\
 insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)",
   ["fvl.eval.centre_stats"] = "fvl.eval.centre_stats(centres [, opts]) -> {classes, mrl, min_angle, close_pairs,\
-largest_cluster}: the class centres' (a head's weight) smallest pairwise angle in degrees, the\
-pairs closer than opts.angle (5°), the largest group of centres within that angle of one centre,\
-and their mean resultant length.",
+largest_cluster, pairs}: the class centres' (a head's weight) smallest pairwise angle in degrees,\
+the number of pairs closer than opts.angle (5°), the largest group of centres within that angle\
+of one centre, their mean resultant length, and (up to 1,000 classes) the close pairs\
+themselves, pairs = {{a =, b =, angle =}, ...} (nil when there is none).",
   ["fvl.eval.class_recall"] = "fvl.eval.class_recall(pred, labels, classes [, opts]) -> {recall = {per class}, min, low}\
 each\
 class's recall of 1-based predictions pred against labels (false for classes without samples),\
@@ -718,7 +719,9 @@ fvl.eval.diagnose.",
 Cosine similarity matrix (A rows × B rows) through one sgemm.",
   ["fvl.eval.diagnose"] = "fvl.eval.diagnose(t)\
 Everything at once, flat (suitable for sweep metrics and results files).\
-t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3}",
+t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3, confusion=0.15}\
+Adds merged_pairs (count) and merged ({a, b, angle, confusion} per merged pair) when pred,\
+labels and centres are given.",
   ["fvl.eval.embedding_stats"] = "fvl.eval.embedding_stats(emb) -> {n, norm_mean, norm_std, norm_min, norm_max, mrl}\
 the row norms\
 of an N×D embedding matrix and the mean resultant length (|mean of the normalised rows|: near 1\
@@ -924,9 +927,7 @@ a head already checked). Returns B and the checked labels: an fvl.Labels value, 
 that every fvl.F function takes without checking the ids again (y:tensor() gives them as a\
 1-based int32 tensor, y:totable() as a list).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
-normalised cosine matrix of this batch against the centres (tracked), in the workspace\
-(with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the\
-cosine's backward: no B×C gradient workspace)",
+normalised cosine matrix of this batch against the centres (tracked), in the workspace",
   ["fvl.loss.Head:describe"] = "fvl.loss.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.Head:eval"] = "fvl.loss.Head:eval() -> head\

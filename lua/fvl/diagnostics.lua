@@ -20,8 +20,14 @@
 --     centre, itself included (1 when no two centres are that close).
 --   class recall: the fraction of class k's samples predicted as k; low = classes whose recall
 --     is below `recall` (default 0.02).
---   collapsed: largest_cluster >= `cluster` (default 3: several centres on one direction) or a
---     class with recall below `recall` (a class the model has abandoned).
+--   merged pairs (with predictions, at most 1,000 classes): two centres within `angle` whose
+--     classes are confused with each other: at least `confusion` (default 0.15) of the two
+--     classes' samples predicted as the other one of the pair. Two classes on one direction are
+--     one class for a cosine threshold; the confusion confirms that the model lost the difference
+--     (a close pair whose classes are still told apart, e.g. by the norms and biases of an
+--     unnormalised head, is not flagged).
+--   collapsed: largest_cluster >= `cluster` (default 3: several centres on one direction), a
+--     class with recall below `recall` (a class the model has abandoned), or a merged pair.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local fail = util.fail
@@ -63,9 +69,10 @@ function D.embedding_stats(emb, opts)
 end
 
 -- fvl.eval.centre_stats(centres [, opts]) -> {classes, mrl, min_angle, close_pairs,
--- largest_cluster}: the class centres' (a head's weight) smallest pairwise angle in degrees, the
--- pairs closer than opts.angle (5°), the largest group of centres within that angle of one centre,
--- and their mean resultant length.
+-- largest_cluster, pairs}: the class centres' (a head's weight) smallest pairwise angle in degrees,
+-- the number of pairs closer than opts.angle (5°), the largest group of centres within that angle
+-- of one centre, their mean resultant length, and (up to 1,000 classes) the close pairs
+-- themselves, pairs = {{a =, b =, angle =}, ...} (nil when there is none).
 function D.centre_stats(centres, opts)
   local fn = "centre_stats"
   opts = util.check_opts(fn, opts, { "angle" })
@@ -84,6 +91,20 @@ function D.centre_stats(centres, opts)
     local near = cos:ge(math.cos(math.rad(angle))):float()
     out.close_pairs = math.floor(near:sum():item() / 2 + 0.5)
     out.largest_cluster = math.floor(near:sum(2):max():item() + 0.5) + 1
+    -- the close pairs themselves (a < b, angle in degrees), for up to 1,000 classes
+    if out.close_pairs > 0 and C <= 1000 then
+      out.pairs = {}
+      local ct = cos:totable()
+      local cmin = math.cos(math.rad(angle))
+      for a = 1, C do
+        for b = a + 1, C do
+          local v = ct[a][b]
+          if v >= cmin then
+            out.pairs[#out.pairs + 1] = { a = a, b = b, angle = math.deg(math.acos(math.min(1, math.max(-1, v)))) }
+          end
+        end
+      end
+    end
   end)
   return out
 end
@@ -125,14 +146,32 @@ function D.class_recall(pred, labels, classes, opts)
   return out
 end
 
+-- the fraction of the samples of classes a and b predicted as the other one of the pair
+local function mutual_confusion(p, y, a, b)
+  local n, wrong = 0, 0
+  for i = 1, #y do
+    local k = y[i]
+    if k == a or k == b then
+      n = n + 1
+      if p[i] == (k == a and b or a) then wrong = wrong + 1 end
+    end
+  end
+  return n > 0 and wrong / n or 0
+end
+
 --- Everything at once, flat (suitable for sweep metrics and results files).
---- t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3}
+--- t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3, confusion=0.15}
+--- Adds merged_pairs (count) and merged ({a, b, angle, confusion} per merged pair) when pred,
+--- labels and centres are given.
 function D.diagnose(t)
   local fn = "diagnose"
-  t = util.check_opts(fn, t, { "emb", "centres", "pred", "labels", "classes", "angle", "recall", "cluster" })
+  t = util.check_opts(fn, t, { "emb", "centres", "pred", "labels", "classes", "angle", "recall", "cluster",
+                               "confusion" })
   local angle = util.number(fn, "angle", t.angle, 5, 0, 180)
   local rthr = util.number(fn, "recall", t.recall, 0.02, 0, 1)
   local cluster = util.integer(fn, "cluster", t.cluster, 3, 2)
+  local cthr = util.number(fn, "confusion", t.confusion, 0.15, 0, 1)
+  local cpairs
   local d = { collapsed = false, reasons = {} }
   if t.emb ~= nil then
     local e = D.embedding_stats(t.emb)
@@ -142,6 +181,7 @@ function D.diagnose(t)
     local c = D.centre_stats(t.centres, { angle = angle })
     d.mrl_centres, d.min_centre_angle, d.close_centre_pairs, d.largest_centre_cluster =
       c.mrl, c.min_angle, c.close_pairs, c.largest_cluster
+    cpairs = c.pairs
     if c.largest_cluster >= cluster then
       d.collapsed = true
       d.reasons[#d.reasons + 1] = string.format("%d centres within %g° of one centre", c.largest_cluster, angle)
@@ -155,6 +195,21 @@ function D.diagnose(t)
       d.collapsed = true
       d.reasons[#d.reasons + 1] = string.format("%d class%s with recall < %g%% (class %s)", #r.low,
         #r.low == 1 and "" or "es", 100 * rthr, table.concat(r.low, ", "))
+    end
+    if t.centres ~= nil and t.classes <= 1000 then
+      local p = util.is_tensor(t.pred) and t.pred:totable() or t.pred
+      local y = util.is_tensor(t.labels) and t.labels:totable() or t.labels
+      d.merged_pairs, d.merged = 0, {}
+      for _, pr in ipairs(cpairs or {}) do
+        local conf = mutual_confusion(p, y, pr.a, pr.b)
+        if conf >= cthr then
+          d.merged_pairs = d.merged_pairs + 1
+          d.merged[#d.merged + 1] = { a = pr.a, b = pr.b, angle = pr.angle, confusion = conf }
+          d.collapsed = true
+          d.reasons[#d.reasons + 1] = string.format("classes %d and %d merged (centres %.1f° apart, %.0f%% of " ..
+            "their samples predicted as the other)", pr.a, pr.b, pr.angle, 100 * conf)
+        end
+      end
     end
   end
   return d

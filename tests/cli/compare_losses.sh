@@ -20,14 +20,14 @@ check '[ $rc == 0 ]' "compare_losses exited $rc: $(tail -c 800 "$tmp/err")"
 for f in results.csv summary.csv results.json settings.json table.txt features.png boundaries.png roc.png \
          curves.png norms.png tasks/arcface-s1/fmnist_test_embeddings.npy tasks/arcface-s2/synthetic_roc.csv \
          tasks/softmax-s2/synthetic_test_embeddings.npy tasks/softmax-s1/synthetic_test_labels.npy \
-         tasks/softmax-s1/fmnist_centres.npy tasks/softmax-s1/result.json; do
+         tasks/softmax-s1/fmnist_centres.npy tasks/softmax-s1/fmnist_centre_angles.csv tasks/softmax-s1/result.json; do
   check '[ -s "$tmp/a/$f" ]' "the run directory has no $f"
 done
 check 'grep -q "SMOKE TEST" "$tmp/err"' "--quick does not say it is a smoke test"
 check 'grep -q "SMOKE TEST" "$tmp/a/table.txt"' "the quick table does not say it is a smoke test"
 check 'grep -q "mean ± std over 2 seeds" "$tmp/out"' "the table does not name its seeds: $(cat "$tmp/out")"
 check 'grep -q "^ArcFace .* ± " "$tmp/out"' "the table has no spread: $(cat "$tmp/out")"
-check '[ "$(head -1 "$tmp/a/results.csv")" == "head,seed,fmnist_acc,fmnist_min_recall,fmnist_collapsed,fmnist_norm_mean,fmnist_mrl_x,fmnist_mrl_centres,fmnist_min_centre_angle,verif_acc,verif_fold_std,tar_at_far_1e-3,tar_at_far_1e-2,eer,auc,syn_collapsed,syn_norm_mean,syn_mrl_x,syn_min_centre_angle,fmnist_seconds,syn_seconds" ]' \
+check '[ "$(head -1 "$tmp/a/results.csv")" == "head,seed,fmnist_acc,fmnist_min_recall,fmnist_collapsed,fmnist_norm_mean,fmnist_mrl_x,fmnist_mrl_centres,fmnist_min_centre_angle,fmnist_merged_pairs,verif_acc,verif_fold_std,tar_at_far_1e-3,tar_at_far_1e-2,eer,auc,syn_collapsed,syn_norm_mean,syn_mrl_x,syn_min_centre_angle,syn_centre_norm,fmnist_seconds,syn_seconds" ]' \
   "results.csv header: $(head -1 "$tmp/a/results.csv")"
 check '[ $(wc -l < "$tmp/a/results.csv") == 5 ]' "results.csv should have 4 rows (2 heads × 2 seeds)"
 check 'grep -q "^arcface,verif_acc,2," "$tmp/a/summary.csv"' "summary.csv has no arcface verif_acc over 2 seeds"
@@ -50,8 +50,8 @@ check '[ $rc == 0 ]' "results.json: $(cat "$tmp/err2")"
 # a rerun, and a rerun with one worker process, give the same numbers (timings aside)
 "$FVL" scripts/compare_losses.lua "${tiny[@]}" --out "$tmp/b" --jobs 1 >"$tmp/out_b" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ]' "second run failed: $(tail -c 600 "$tmp/err")"
-cut -d, -f1-19 "$tmp/a/results.csv" >"$tmp/a.csv"
-cut -d, -f1-19 "$tmp/b/results.csv" >"$tmp/b.csv"
+cut -d, -f1-21 "$tmp/a/results.csv" >"$tmp/a.csv"
+cut -d, -f1-21 "$tmp/b/results.csv" >"$tmp/b.csv"
 check 'cmp -s "$tmp/a.csv" "$tmp/b.csv"' "results differ between --jobs 2 and --jobs 1: $(diff "$tmp/a.csv" "$tmp/b.csv" | head -5)"
 check 'cmp -s "$tmp/out" "$tmp/out_b"' "the printed table differs between runs"
 
@@ -63,7 +63,7 @@ check '! grep -q stale "$tmp/doc.md"' "the section was not replaced"
 check 'grep -q "^| ArcFace | .* ± " "$tmp/doc.md"' "no ArcFace row with spread: $(cat "$tmp/doc.md")"
 check 'grep -q "^intro$" "$tmp/doc.md" && grep -q "^end$" "$tmp/doc.md"' "text around the section changed"
 check 'grep -q "compare_losses.lua --quick" "$tmp/doc.md"' "the section does not give the command"
-check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --margin-warmup 0 --out" "$tmp/doc.md"' \
+check 'grep -q "compare_losses.lua --quick .*--fm-scale 16 --fm-margin 1 --scale 32 --head-lr 1 --head-wd 0.0005 --margin-warmup 0.3 --out" "$tmp/doc.md"' \
   "the command does not spell out the recipe: $(grep Reproduce "$tmp/doc.md")"
 # several run directories: the ablation table, with the recipe columns that differ between them
 "$FVL" scripts/report_compare.lua "$tmp/a" "$tmp/b" >"$tmp/abl" 2>"$tmp/err"; rc=$?
@@ -110,5 +110,12 @@ check '[ $rc == 0 ]' "margin warm-up: $(cat "$tmp/err2")"
 "$FVL" scripts/compare_losses.lua --quick --heads arcface --fm-steps 20 --syn-steps 0 --fm-dim 3 \
   --out "$tmp/d3" --jobs 1 >"$tmp/out_d3" 2>"$tmp/err"; rc=$?
 check '[ $rc == 0 ] && grep -q "s 16 (3-D)" "$tmp/out_d3" && [ ! -e "$tmp/d3/features.png" ]' "--fm-dim 3: $(tail -c 600 "$tmp/err")"
+check '[ -s "$tmp/d3/features_sphere.png" ] && [ -s "$tmp/d3/features_sphere.csv" ]' "--fm-dim 3 draws no features_sphere.png"
+
+# --syn-bn-scale fixes the scale of the insightface BatchNorm; refused with another form
+"$FVL" scripts/compare_losses.lua --syn-bn-scale 4 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "syn-bn-scale: needs --syn-bn insightface" "$tmp/err"' "--syn-bn-scale with feature: $(cat "$tmp/err")"
+"$FVL" scripts/compare_losses.lua --syn-bn insightface --syn-bn-scale 0 --out "$tmp/c" >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "syn-bn-scale: expected a number > 0" "$tmp/err"' "--syn-bn-scale 0: $(cat "$tmp/err")"
 
 cli_done

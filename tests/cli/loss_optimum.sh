@@ -2,7 +2,8 @@
 # scripts/loss_optimum.lua (the heads' losses minimised over free features and centres): in 2-D
 # Circle's minima are collapsed and lower than the loss of the ideal arrangement (ten centres 36°
 # apart, every feature on its centre), in 4-D they are not collapsed; Softmax is healthy in 2-D;
-# the section writer; option errors.
+# the section writer; option errors. scripts/ambiguous_pair.lua (two classes sharing their samples):
+# ArcFace's loss is lower with the two centres merged, CosFace's does not depend on their angle.
 # usage (from the repo root): bash tests/cli/loss_optimum.sh /path/to/fvl builddir
 set -u
 . "$(dirname "$0")/lib/common.sh"
@@ -32,5 +33,11 @@ check '[ $rc != 0 ] && grep -q "dims: expected integers >= 2" "$tmp/err"' "--dim
 check '[ $rc != 0 ] && grep -q "heads: .nosuch. is not one of" "$tmp/err"' "--heads nosuch: $(cat "$tmp/err")"
 "$FVL" scripts/loss_optimum.lua --file "$tmp/doc.md" >/dev/null 2>"$tmp/err"; rc=$?
 check '[ $rc != 0 ] && grep -q "go together" "$tmp/err"' "--file without --section: $(cat "$tmp/err")"
+
+"$FVL" scripts/ambiguous_pair.lua --heads cosface,arcface --margins 1 --angles 0,20 >"$tmp/pair" 2>"$tmp/err"; rc=$?
+check '[ $rc == 0 ] && grep -q "^| ArcFace | 1 | +0.000 | +1\.[0-9]* | 0° |" "$tmp/pair"' "ArcFace pair: $(cat "$tmp/pair" "$tmp/err")"
+check 'grep -q "^| CosFace | 1 | +0.000 | +0.000 | 0° |" "$tmp/pair"' "CosFace pair: $(grep CosFace "$tmp/pair")"
+"$FVL" scripts/ambiguous_pair.lua --angles 0,200 >/dev/null 2>"$tmp/err"; rc=$?
+check '[ $rc != 0 ] && grep -q "angles: expected degrees in 0..180" "$tmp/err"' "--angles 200: $(cat "$tmp/err")"
 
 cli_done

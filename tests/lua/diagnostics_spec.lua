@@ -1,7 +1,7 @@
 -- fvl.eval collapse diagnostics: exact values on constructed embeddings and centres, and the
 -- verdict on a deliberately collapsing training run (raw [0, 1] inputs, no normalisation layer,
 -- ArcFace at LR 0.1 on a 2-D embedding) against a healthy one (standardised inputs, BatchNorm on
--- the embedding, Softmax).
+-- a 4-D embedding, Softmax), and the merged-pair rule on constructed predictions.
 
 local function unit(deg) return { math.cos(math.rad(deg)), math.sin(math.rad(deg)) } end
 
@@ -77,12 +77,57 @@ describe("eval.class_recall and eval.diagnose", function()
     expect_eq(ok.collapsed, false, "three evenly spread centres")
     expect_eq(fvl.eval.collapse_text(ok), "healthy", "text")
     expect_error(function() fvl.eval.diagnose { pred = { 1 } } end, "diagnose: pred needs labels= and classes=")
+    expect_error(function() fvl.eval.diagnose { emb = fvl.zeros(2, 2), confusion = 2 } end, "confusion")
     expect_error(function() fvl.eval.diagnose { emb = fvl.zeros(2, 2), angel = 3 } end, "angel")
   end)
 end)
 
--- a short Fashion-MNIST run (4096 images, MLP 784-64-2, 300 SGD steps, cosine LR with warm-up)
-local function train_run(head_name, inputs, bn)
+describe("eval.diagnose: merged pairs", function()
+  -- four classes; the centres of classes 2 and 3 are 1° apart
+  local w = fvl.tensor({ unit(0), unit(90), unit(91), unit(200) })
+  local labels = { 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4 }
+  it("flags two close centres whose classes are confused with each other", function()
+    -- 3 of the 8 samples of classes 2 and 3 predicted as the other one: 37.5%
+    local pred = { 1, 1, 2, 3, 2, 2, 3, 2, 2, 3, 4, 4 }
+    local d = fvl.eval.diagnose { centres = w, pred = pred, labels = labels, classes = 4 }
+    expect_true(d.collapsed, "a merged pair is a collapse")
+    expect_eq(d.merged_pairs, 1, "one merged pair")
+    expect_eq(d.merged[1].a, 2, "pair a")
+    expect_eq(d.merged[1].b, 3, "pair b")
+    expect_near(d.merged[1].angle, 1, 1e-3, 0, "pair angle")
+    expect_near(d.merged[1].confusion, 3 / 8, 1e-12, 0, "mutual confusion")
+    expect_eq(d.largest_centre_cluster, 2, "a pair is not a cluster of 3")
+    expect_true(fvl.eval.collapse_text(d):match("classes 2 and 3 merged %(centres 1%.0° apart, 38%% of their samples"),
+                fvl.eval.collapse_text(d))
+    -- the threshold: 37.5% is below a 40% confusion threshold
+    local d40 = fvl.eval.diagnose { centres = w, pred = pred, labels = labels, classes = 4, confusion = 0.4 }
+    expect_eq(d40.collapsed, false, "below the confusion threshold")
+    expect_eq(d40.merged_pairs, 0, "no merged pair at 40%")
+  end)
+  it("does not flag close centres whose classes are still told apart, nor far centres that are confused", function()
+    local d = fvl.eval.diagnose { centres = w, pred = labels, labels = labels, classes = 4 }
+    expect_eq(d.collapsed, false, "close centres, no confusion: " .. fvl.eval.collapse_text(d))
+    expect_eq(d.merged_pairs, 0, "merged_pairs")
+    expect_eq(d.close_centre_pairs, 1, "the close pair is still counted")
+    -- classes 1 and 4 (160° apart) confused half the time: hard data, not a merge
+    local pred = { 4, 1, 2, 2, 2, 2, 3, 3, 3, 3, 1, 4 }
+    local d2 = fvl.eval.diagnose { centres = w, pred = pred, labels = labels, classes = 4 }
+    expect_eq(d2.collapsed, false, "far centres: " .. fvl.eval.collapse_text(d2))
+    -- without predictions a close pair is not confirmed: not flagged
+    expect_eq(fvl.eval.diagnose { centres = w }.collapsed, false, "no predictions")
+    expect_eq(fvl.eval.diagnose { centres = w }.merged_pairs, nil, "no merged_pairs without predictions")
+  end)
+  it("lists the close pairs in centre_stats", function()
+    local c = fvl.eval.centre_stats(w)
+    expect_eq(#c.pairs, 1, "one close pair")
+    expect_eq(c.pairs[1].a, 2, "a")
+    expect_eq(c.pairs[1].b, 3, "b")
+    expect_eq(fvl.eval.centre_stats(fvl.tensor({ unit(0), unit(90) })).pairs, nil, "no close pair: nil")
+  end)
+end)
+
+-- a short Fashion-MNIST run (4096 images, MLP 784-64-dim, 300 SGD steps, cosine LR with warm-up)
+local function train_run(head_name, inputs, bn, dim)
   local saved = fvl.threads()
   fvl.threads(1)
   local tr = assert(fvl.data.fashion_mnist { split = "train", limit = 4096 })
@@ -92,10 +137,10 @@ local function train_run(head_name, inputs, bn)
     x = ((x - m) / math.sqrt((x * x):mean():item() - m * m)):contiguous()
   end
   fvl.manual_seed(1)
-  local net = fvl.nn.mlp { sizes = { 784, 64, 2 } }
-  if bn then net:add(fvl.nn.BatchNorm1d(2, { affine = false })) end
-  local head = head_name == "softmax" and fvl.loss.softmax { dim = 2, classes = 10 }
-      or fvl.loss[head_name] { dim = 2, classes = 10, s = 32 }
+  local net = fvl.nn.mlp { sizes = { 784, 64, dim } }
+  if bn then net:add(fvl.nn.BatchNorm1d(dim, { affine = false })) end
+  local head = head_name == "softmax" and fvl.loss.softmax { dim = dim, classes = 10 }
+      or fvl.loss[head_name] { dim = dim, classes = 10, s = 32 }
   local params = net:parameters()
   for _, p in ipairs(head:parameters()) do params[#params + 1] = p end
   local opt = fvl.optim.sgd(params, { lr = 0.1, momentum = 0.9, weight_decay = 5e-4 })
@@ -122,18 +167,22 @@ end
 
 describe("collapse diagnostics on training runs", function()
   it("flag a deliberately collapsing run (raw inputs, no BatchNorm, ArcFace)", function()
-    local d = train_run("arcface", "raw", false)
+    local d = train_run("arcface", "raw", false, 2)
     expect_true(d.collapsed, "collapsed")
     expect_true(d.mrl_x > 0.95, "x/|x| all one way: mrl " .. d.mrl_x)
     expect_true(d.norm_mean > 100, "|x| blown up: " .. d.norm_mean)
     expect_true(d.largest_centre_cluster >= 5, "centres on one direction: " .. d.largest_centre_cluster)
     expect_true(d.min_centre_angle < 1, "min centre angle " .. d.min_centre_angle)
+    expect_true(d.merged_pairs >= 1, "merged pairs confirmed by the predictions: " .. tostring(d.merged_pairs))
   end)
-  it("pass a healthy run (standardised inputs, BatchNorm on the embedding, Softmax)", function()
-    local d = train_run("softmax", "standard", true)
+  -- the recipe's 4-D embedding: in 2-D this short run merges pullover and coat (centres 1.8°
+  -- apart, 31% of their samples predicted as the other), which the merged-pair rule flags
+  it("pass a healthy run (standardised inputs, BatchNorm on a 4-D embedding, Softmax)", function()
+    local d = train_run("softmax", "standard", true, 4)
     expect_eq(d.collapsed, false, "collapsed: " .. fvl.eval.collapse_text(d))
     expect_true(d.mrl_x < 0.3, "x/|x| spread: mrl " .. d.mrl_x)
     expect_true(d.min_recall > 0.1, "every class recognised: min recall " .. d.min_recall)
     expect_true(d.norm_mean < 10, "|x| bounded: " .. d.norm_mean)
+    expect_eq(d.merged_pairs, 0, "no merged pair")
   end)
 end)
