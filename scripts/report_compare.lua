@@ -154,6 +154,7 @@ local RECIPE = {
       return S.circle_gamma or 256
     end },
   { "circle_m", "Circle m", function(S) return S.circle_m or 0.25 end },
+  { "fm_steps", "steps", function(S) return S.fashion_mnist and S.fashion_mnist.steps end },
   { "lr", "LR", function(S) return S.lr end },
   { "warmup", "warm-up", function(S) return S.warmup end },
   { "margin_warmup", "margin warm-up", function(S) return S.margin_warmup or 0 end },
@@ -161,7 +162,8 @@ local RECIPE = {
   { "head_weight_decay", "head decay", function(S) return S.head_weight_decay or S.weight_decay end },
 }
 -- the part a recipe setting belongs to (a part no run trained has no column)
-local PART = { bn = "fm", fm_dim = "fm", fm_scale = "fm", fm_margin = "fm", syn_bn = "syn", syn_bn_scale = "syn" }
+local PART = { bn = "fm", fm_dim = "fm", fm_scale = "fm", fm_margin = "fm", fm_steps = "fm", syn_bn = "syn",
+               syn_bn_scale = "syn" }
 local function recipe_columns(runs_S)
   local rcols = {}
   local trained = {}

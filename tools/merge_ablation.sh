@@ -2,7 +2,8 @@
 # Why ArcFace and NPCFace keep two or three class centres within a few degrees in the default
 # 4-D Fashion-MNIST embedding (docs/experiments.md, section "merge"): the default recipe with
 # one change per row, ArcFace and NPCFace only, 3 seeds, the Fashion-MNIST part only (2,000
-# steps; ~30 s a row with 2 jobs on an idle machine). A finished row (its results.json exists) is
+# steps; ~30 s a row with 2 jobs on an idle machine; the last row, ArcFace alone with 6,000
+# steps, ~45 s). A finished row (its results.json exists) is
 # not run again, so the script resumes.
 # Then the table of scripts/ambiguous_pair.lua (section "pair").
 #   bash tools/merge_ablation.sh    (FVL=path/to/fvl to use another build, SCRIPTS=dir to run a
@@ -11,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FVL=${FVL:-build/fvl}
 # every recipe option spelled out, so the rows do not depend on the script's defaults
-COMMON="--syn-steps 0 --seeds 3 --jobs 2 --heads arcface,npcface --inputs standard --bn noaffine --scale 32 --head-wd 0.0005"
-BASE="--lr 0.1 --warmup 0.05 --fm-scale 16 --fm-margin 1 --head-lr 1 --margin-warmup 0 --fm-dim 4"
+COMMON="--syn-steps 0 --seeds 3 --jobs 2 --inputs standard --bn noaffine --scale 32 --head-wd 0.0005"
+BASE="--heads arcface,npcface --lr 0.1 --warmup 0.05 --fm-scale 16 --fm-margin 1 --head-lr 1 --margin-warmup 0 --fm-dim 4"
 # directory | the options that differ from BASE (a later option overrides BASE's)
 ROWS=(
   "runs/merge/base|"
@@ -21,6 +22,7 @@ ROWS=(
   "runs/merge/mwarm0.3|--margin-warmup 0.3"
   "runs/merge/lr0.03|--lr 0.03"
   "runs/merge/dim8|--fm-dim 8"
+  "runs/merge/steps6000|--heads arcface --fm-steps 6000"
 )
 dirs=()
 for row in "${ROWS[@]}"; do

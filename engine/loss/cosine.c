@@ -208,7 +208,9 @@ static void free_clamp(void *p) {
   free_term(c->term);
   free(c);
 }
+static void free_term_ctx(void *p) { free_term(p); }
 static int cosine_bw(fvl_node *n, fvl_tensor *gout);
+static int linear_bw(fvl_node *n, fvl_tensor *gout);
 
 /* 0: off; 1: on; 2: on, and the backward recomputes each block's cosines by a GEMM instead of
    reading the saved ones (a measurement of the cost of dropping the B×C buffer, heads.lua) */
@@ -225,12 +227,15 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   int64_t K = 1;
   fvl_tensor *src = fvl_lo_group_max_source(cos, &K);   /* cos = the max over sub-centres of src */
   if (src) cos = src;
-  if (!fused_mode || !cos || !cos->grad_fn || cos->grad_fn->backward != cosine_bw) return 0;
+  if (!fused_mode || !cos || !cos->grad_fn) return 0;
   fvl_node *n = cos->grad_fn;
-  fvl_tensor *cs = n->saved[1];
-  clamp_list *cl = n->ctx;
-  if (!cs || !cl || cl->term || cs->st != cos->st || cs->offset != cos->offset || !fvl_same_shape(cs, cos) ||
-      !fvl_is_contiguous(cos))
+  /* the cosines (saved[1], the clamp list in ctx) or a softmax head's logits (saved[2], ctx = the term) */
+  int linear = n->backward == linear_bw;
+  if (!linear && n->backward != cosine_bw) return 0;
+  fvl_tensor *cs = n->saved[linear ? 2 : 1];
+  clamp_list *cl = linear ? NULL : n->ctx;
+  if (!cs || (linear ? (n->ctx != NULL || K != 1) : (!cl || cl->term)) || cs->st != cos->st ||
+      cs->offset != cos->offset || !fvl_same_shape(cs, cos) || !fvl_is_contiguous(cos))
     return 0;
   size_t B = (size_t)cos->size[0];
   margin_term *t = calloc(1, sizeof *t);
@@ -252,7 +257,12 @@ int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_
   t->sp.s_row = t->sp.m_row = t->sp.thr_row = NULL;
   t->gscale = gscale;
   t->K = K;
-  cl->term = t;
+  if (linear) {
+    n->ctx = t;
+    n->free_ctx = free_term_ctx;
+  } else {
+    cl->term = t;
+  }
   n->pending = 1;
   return 1;
 }
@@ -281,7 +291,6 @@ int fvl_lo_defer_target(fvl_tensor *cos, const int32_t *y, const float *g) {
 
 /* ws may be overwritten: nothing else shares its storage, or the graph of its last use as an
    output of fvl_cosine / fvl_linear_logits is finished (backward freed the saved tensors) */
-static int linear_bw(fvl_node *n, fvl_tensor *gout);
 static int ws_reusable(const fvl_tensor *ws) {
   if (ws->st->refs == 1) return 1;
   fvl_node *g = ws->grad_fn;
@@ -650,9 +659,6 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
 }
 
 /* ================================================================ linear logits (Softmax heads) */
-typedef struct { int ldw; } linear_ctx;
-static int linear_bw(fvl_node *n, fvl_tensor *gout);
-
 
 fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_tensor *ws) {
   static const char *fn = "linear_logits";
@@ -713,9 +719,11 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
   int ldx = (int)n->iv[0], ldw = (int)n->iv[1];
   int64_t B = xc->size[0], D = xc->size[1], C = Wc->size[0];
   int want_x = fvl_node_wants(n, 0), want_w = fvl_node_wants(n, 1), want_b = fvl_node_wants(n, 2);
-  fvl_tensor *G = fvl_lo_data_of(gout), *gx = NULL, *dst = NULL, *db = NULL;
-  if (!G) return -1;
-  const float *g = fvl_f32(G), *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
+  const margin_term *mt = n->ctx;   /* a margin CE's gradient left here (fvl_lo_defer_margin) */
+  if (!gout && !mt) return 0;
+  fvl_tensor *G = gout ? fvl_lo_data_of(gout) : NULL, *gx = NULL, *dst = NULL, *db = NULL;
+  if (gout && !G) return -1;
+  const float *g = G ? fvl_f32(G) : NULL, *xp = fvl_f32(xc), *wp = fvl_f32(Wc), *zp = fvl_f32(n->saved[2]);
   int rc = 0, direct = 0;
   float bt = 0.0f;
   int64_t szc[1] = {C}, sz[2] = {B, D};
@@ -728,15 +736,17 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0 && want_x) rc = partials_init(&pt, fvl_f32(gx), B * D, nblk, "linear_logits backward");
   /* column blocks of G shared among the threads, one thread pool (no OpenBLAS threads):
      dW_blk (+)= G_blkᵀ·X, db_blk = column sums of G_blk, dX += G_blk·W_blk into its group's
-     partial sum (partials: the same bits with any thread count) */
+     partial sum (partials: the same bits with any thread count). With a margin term, G_blk is
+     formed from the block's saved logits in a B×block scratch of the thread (plus the incoming
+     gradient, if any): the B×C gradient is never written. */
   float *Xb = rc == 0 && want_w ? bg_pack_x(xp, B, D, ldx, 1) : NULL;
   if (rc == 0) {
     const int T = fvl_omp_max_threads(), nbl = blas_single();
     int oom = 0;
 #pragma omp parallel num_threads(T)
     {
-      float *work = bg_work();
-      if (fvl_bg_enabled() && !work) {
+      float *work = bg_work(), *S = mt ? malloc(sizeof(float) * (size_t)(B * nb)) : NULL;
+      if ((fvl_bg_enabled() && !work) || (mt && !S)) {
 #pragma omp atomic write
         oom = 1;
       }
@@ -744,16 +754,26 @@ static int linear_bw(fvl_node *n, fvl_tensor *gout) {
       for (int64_t grp = 0; grp < ng; grp++)
       for (int64_t blk = group_first(nblk, ng, grp); blk < group_first(nblk, ng, grp + 1); blk++) {
         if (fvl_aborted() || oom) continue;
-        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb;
-        if (want_w) gemm_dw(work, Xb, nj, D, B, g + j0, C, xp, ldx, bt, fvl_f32(dst) + j0 * D);
+        int64_t j0 = blk * nb, nj = C - j0 < nb ? C - j0 : nb, ldg = C;
+        const float *gb = g ? g + j0 : NULL;
+        if (mt) {
+          fvl_margin_ce_bwd_block(&mt->sp, mt->rows, zp + j0, (int)C, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
+                                  mt->gscale, mt->skip, S, (int)nj);
+          if (g)
+            for (int64_t i = 0; i < B; i++) colsum_add(S + i * nj, g + i * C + j0, nj);
+          gb = S;
+          ldg = nj;
+        }
+        if (want_w) gemm_dw(work, Xb, nj, D, B, gb, ldg, xp, ldx, bt, fvl_f32(dst) + j0 * D);
         if (want_b)
-          for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, g + i * C + j0, nj);
+          for (int64_t i = 0; i < B; i++) colsum_add(fvl_f32(db) + j0, gb + i * ldg, nj);
         if (want_x) {
           float beta = blk == group_first(nblk, ng, grp) ? 0.0f : 1.0f;
-          gemm_dx(work, B, D, nj, g + j0, C, wp + j0 * ldw, ldw, beta, pt.part[grp]);
+          gemm_dx(work, B, D, nj, gb, ldg, wp + j0 * ldw, ldw, beta, pt.part[grp]);
         }
       }
       free(work);
+      free(S);
     }
     blas_restore(nbl);
     rc = oom ? fvl_err("linear_logits backward: out of memory") : fvl_check_abort("linear_logits backward");

@@ -927,9 +927,7 @@ a head already checked). Returns B and the checked labels: an fvl.Labels value, 
 that every fvl.F function takes without checking the ids again (y:tensor() gives them as a\
 1-based int32 tensor, y:totable() as a list).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
-normalised cosine matrix of this batch against the centres (tracked), in the workspace\
-(with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the\
-cosine's backward: no B×C gradient workspace)",
+normalised cosine matrix of this batch against the centres (tracked), in the workspace",
   ["fvl.loss.Head:describe"] = "fvl.loss.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.Head:eval"] = "fvl.loss.Head:eval() -> head\

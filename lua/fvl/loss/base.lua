@@ -165,14 +165,17 @@ function Head:workspaces(B, logits, grad)
   return self._ws, self._gws
 end
 
--- normalised cosine matrix of this batch against the centres (tracked), in the workspace
--- (with fvl.F.fused on, the margin_ce that follows forms its gradient per class block inside the
--- cosine's backward: no B×C gradient workspace)
-function Head:cosine(x, B)
+-- the B×C logits workspace; with fvl.F.fused on, the margin_ce that follows forms its gradient
+-- per class block inside the backward of F.cosine / F.linear_logits: no B×C gradient workspace
+function Head:_logits_ws(B)
   local fused = not M.reference and fvl.F.fused() ~= false
   if fused then self._gws = nil end
-  local ws = self:workspaces(B, true, not fused)
-  return M.F().cosine(x, self.weight, ws)
+  return (self:workspaces(B, true, not fused))
+end
+
+-- normalised cosine matrix of this batch against the centres (tracked), in the workspace
+function Head:cosine(x, B)
+  return M.F().cosine(x, self.weight, self:_logits_ws(B))
 end
 
 -- fused margin softmax-CE: batch mean of CE over the logits described by `spec`

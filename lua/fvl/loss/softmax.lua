@@ -51,7 +51,7 @@ function M.softmax(o)
 end
 function Softmax:forward(x, labels)
   local B, y = self:check_input(x, labels)
-  return softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
+  return softmax_ce(self, linear(self, x, self:_logits_ws(B)), y)
 end
 Softmax.raw_logits = function(self, x) return linear(self, x) end
 
@@ -77,7 +77,7 @@ function Center:forward(x, labels)
   local cen = self.centers
   local rows = self.shard and self.shard.n or self.classes   -- a sharded head: its own rows
   util.check_tensor("center", "head.centers", cen, "float32", { rows, self.dim })
-  local ce = softmax_ce(self, linear(self, x, (self:workspaces(B))), y)
+  local ce = softmax_ce(self, linear(self, x, self:_logits_ws(B)), y)
   -- ½Σ|x_i − c_{y_i}|², the centres constants (no grad); fused: one B×D buffer kept for backward
   local F, dist = base.F()
   if F.center_dist then
