@@ -32,6 +32,8 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <stdio.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FVL_ASAN 1
@@ -64,14 +66,38 @@ static void note_alloc(size_t n) {
 }
 
 static int use_cache = 1, use_thp = 1;
-static void tune(void) {
-  static atomic_int done;
-  if (atomic_exchange(&done, 1)) return;
+static size_t mem_limit = SIZE_MAX;
+
+/* What the process could ever hold: RAM + swap, or the cgroup's memory.max if lower. Linux
+ * overcommits, so a request beyond it (fvl.eval.pairs with n = 2^31: four 8.6 GB tensors on a
+ * 24 GB machine) would succeed here and be killed later, page by page, by the OOM killer. */
+static size_t machine_bytes(void) {
+  struct sysinfo si;
+  size_t lim = SIZE_MAX;
+  if (sysinfo(&si) == 0) {
+    unsigned long long t = ((unsigned long long)si.totalram + si.totalswap) * si.mem_unit;
+    if (t > 0 && t < SIZE_MAX) lim = (size_t)t;
+  }
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+  if (f) {
+    unsigned long long m;
+    if (fscanf(f, "%llu", &m) == 1 && m > 0 && m < lim) lim = (size_t)m;
+    fclose(f);
+  }
+  return lim;
+}
+
+static void tune_once(void) {
+  mem_limit = machine_bytes();
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, -1);
   const char *c = getenv("FVL_MEM_CACHE"), *h = getenv("FVL_THP");
   if (c && !strcmp(c, "0")) use_cache = 0;
   if (h && !strcmp(h, "0")) use_thp = 0;
+}
+static void tune(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, tune_once);
 }
 
 /* ---- big blocks ---- */
@@ -172,6 +198,10 @@ size_t fvl_mem_release(void) {
 /* ---- the interface ---- */
 void *fvl_alloc(size_t nbytes) {
   tune();
+  size_t live = atomic_load(&live_bytes);
+  if (nbytes > mem_limit || live > mem_limit - nbytes)
+    return fvl_err("out of memory: %zu bytes requested while tensors hold %zu; this machine "
+                   "has %zu (RAM + swap)", nbytes, live, mem_limit), NULL;
   void *p;
   if (nbytes >= FVL_BIG_BYTES) {
     p = big_alloc(nbytes);

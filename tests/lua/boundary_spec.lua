@@ -515,6 +515,13 @@ describe("error paths release what they took (engine bytes held return to where 
   end)
 end)
 
+describe("requests beyond the machine", function()
+  it("a tensor larger than RAM + swap is an error at once, not a later kill by the OOM killer", function()
+    -- 2^39 floats = 2 TB: within the 2^40-element bound, beyond any machine this runs on
+    expect_error(function() fvl.zeros(1 << 39) end, "out of memory: 2199023255552 bytes requested")
+  end)
+end)
+
 describe("bench probes", function()
   it("fvl._bench.fma_peak_all refuses a duration outside (0, 10] and measures within it", function()
     for _, bad in ipairs({ 0, -1, 11, 0 / 0 }) do
