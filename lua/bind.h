@@ -49,6 +49,9 @@ fvl_tensor *fvl_labels_match(lua_State *L, int idx, const char *fn, const char *
  * contiguous, 1-D), checked by `by` against 1..nclasses (< 0: any id) */
 void fvl_pushlabels(lua_State *L, fvl_tensor *y, const char *by, int64_t nclasses);
 int fvl_islabels(lua_State *L, int idx);
+/* the checked value at idx: its ids (BORROWED, as fvl_labels_match's), bound (< 0: any id) and
+ * maker (valid while idx stays on the stack); NULL for anything else */
+fvl_tensor *fvl_labels_parts(lua_State *L, int idx, int64_t *nclasses, const char **by);
 void fvl_labels_count_scan(void);        /* fvl_checklabels's full scans (fvl._label_scans) */
 void fvl_open_labels(lua_State *L);      /* the metatable; fvl._label_scans into the table on top */
 

@@ -1,5 +1,6 @@
 /* bind_dist.c — fvl.dist (engine/dist.h): the process world and collectives on tensors.
  * Thin: check, call, wrap. Ranks are 0-based, as in MPI and torch.distributed. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "bind.h"
@@ -60,19 +61,62 @@ static int l_broadcast(lua_State *L) {
   return 1;
 }
 
+/* the ranks' checked labels (fvl.Labels) concatenated, a checked value again without a scan: each
+ * rank's part was checked against its bound, and the bounds are compared first (every rank sees
+ * them all, so every rank raises the same error when they differ; no rank is left waiting) */
+static void bound_text(char *b, size_t n, int64_t c) {
+  if (c < 0) snprintf(b, n, "any class id");
+  else snprintf(b, n, "1..%lld", (long long)c);
+}
+static int allgather_labels(lua_State *L) {
+  int64_t nc;
+  const char *by;
+  fvl_tensor *y = fvl_labels_parts(L, 1, &nc, &by);
+  int size = fvl_dist_size();
+  if (size <= 1) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  /* the bounds, in a message the size of a tensor's shape exchange (fvl_dist_allgather_ex), marked
+   * -1: a rank that passed a tensor instead raises on it too (a shape mismatch), none waits */
+  enum { NW = FVL_MAXDIM + 2 };
+  int64_t mine[NW] = {-1, nc};
+  int64_t *all = lua_newuserdatauv(L, (size_t)size * sizeof mine, 0);   /* the GC frees it on an error */
+  if (fvl_dist_allgather(mine, all, sizeof mine)) return fvl_raise(L);
+  for (int r = 0; r < size; r++)
+    if (all[r * NW] != -1)
+      fvl_error(L, "fvl.dist.allgather: this rank passed checked labels but rank %d a tensor (every rank must "
+                   "pass the same kind)", r);
+  for (int r = 1; r < size; r++)
+    if (all[r * NW + 1] != all[1]) {
+      char a[48], b[48];
+      bound_text(a, sizeof a, all[1]);
+      bound_text(b, sizeof b, all[r * NW + 1]);
+      fvl_error(L, "fvl.dist.allgather: rank 0's labels were checked against %s but rank %d's against %s "
+                   "(every rank must check its labels against the same classes)", a, r, b);
+    }
+  fvl_tensor *g = fvl_dist_allgather_ex(y, 1);   /* int32: not tracked */
+  if (!g) return fvl_raise(L);
+  fvl_pushlabels(L, g, by, nc);
+  return 1;
+}
+
 /*** fvl.dist.allgather(t [, opts]) -> tensor
    The ranks' tensors concatenated along dim 1 (same shapes on every rank), tracked: the backward
    reduce-scatters the gradient (opts.grad = "sum", the default) or, when every rank already holds
-   the full gradient of the result, keeps this rank's rows (grad = "slice"). */
+   the full gradient of the result, keeps this rank's rows (grad = "slice"). Checked labels
+   (fvl.Labels, a head's check) give checked labels of the gathered batch, not scanned again;
+   every rank's must have been checked against the same classes. */
 enum { AG_GRAD, AG_N };
 static const fvl_optdef ALLGATHER_OPTS[AG_N + 1] = {
   [AG_GRAD] = {"grad", FVL_OPT_ENUM, 0, FVL_NORANGE, "sum|slice"},
   [AG_N] = FVL_OPT_END};
 static int l_allgather(lua_State *L) {
-  fvl_tensor *t = tensor_arg(L, 1, "allgather", 0);
   lua_settop(L, 2);
   fvl_optval v[AG_N];
   fvl_readopts(L, 2, "fvl.dist.allgather", ALLGATHER_OPTS, v);
+  if (fvl_islabels(L, 1)) return allgather_labels(L);
+  fvl_tensor *t = tensor_arg(L, 1, "allgather", 0);
   fvl_pushtensor(L, fvl_dist_allgather_ex(t, v[AG_GRAD].num == 0));
   return 1;
 }

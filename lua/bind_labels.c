@@ -35,6 +35,13 @@ static fvl_labels *to_labels(lua_State *L, int idx) {
   return p;
 }
 int fvl_islabels(lua_State *L, int idx) { return to_labels(L, idx) != NULL; }
+fvl_tensor *fvl_labels_parts(lua_State *L, int idx, int64_t *nclasses, const char **by) {
+  fvl_labels *p = to_labels(L, idx);
+  if (!p) return NULL;
+  *nclasses = p->nclasses;
+  *by = p->by;
+  return p->y;
+}
 
 static void bound_str(char *b, size_t len, int64_t hi) {
   if (hi < 0) snprintf(b, len, "any class id");

@@ -475,6 +475,74 @@ static int l_sample_cols(lua_State *L) {
   return 2;
 }
 
+/* fvl.F._own_rows(cols, rows, ncols, nrows, by) -> own, oc, orow, w: the gathered rows whose target
+ * column this rank holds (cols[i] > 0; rows[i]: its row in the slice), for the sharded primitives
+ * that read per-class rows at the targets (engine/loss/head_stats.h). own: their 1-based row numbers
+ * (an int32 index tensor); oc, orow: their columns and slice rows as checked labels (fvl.Labels
+ * against 1..ncols and 1..nrows, made by `by`: the calls taking them compare, never scan); w = 1.
+ * None: the one row {1} and w = 0 (every rank builds the same graph). Errors: entries outside
+ * 0..ncols / 0..nrows, a column without a row, bounds outside 1..2^31−1. */
+static int l_own_rows(lua_State *L) {
+  const char *fn = "own_rows";
+  lua_Integer ncols = luaL_checkinteger(L, 3), nrows = luaL_checkinteger(L, 4);
+  const char *by = luaL_checkstring(L, 5);
+  if (ncols < 1 || ncols > INT32_MAX || nrows < 1 || nrows > INT32_MAX)
+    fvl_error(L, "%s: %lld columns and %lld slice rows (expected 1..%d each)", fn, (long long)ncols,
+              (long long)nrows, (int)INT32_MAX);
+  fvl_tensor *cols = i32_vector_arg(L, 1, fn, "cols"), *rows = i32_vector_arg(L, 2, fn, "rows");
+  int64_t B = cols->size[0], k = 0;
+  if (rows->size[0] != B || B > INT32_MAX)
+    fvl_error(L, "%s: %lld cols and %lld rows (expected one of each per gathered row, at most %d)", fn,
+              (long long)B, (long long)rows->size[0], (int)INT32_MAX);
+  const int32_t *c = fvl_i32(cols), *r = fvl_i32(rows);
+  for (int64_t i = 0; i < B; i++) {
+    if (c[i] < 0 || c[i] > ncols || r[i] < 0 || r[i] > nrows || (c[i] > 0 && r[i] == 0))
+      fvl_error(L, "%s: cols[%lld] = %d, rows[%lld] = %d (expected 0..%lld and 0..%lld, a row for every column)", fn,
+                (long long)i + 1, (int)c[i], (long long)i + 1, (int)r[i], (long long)ncols, (long long)nrows);
+    k += c[i] > 0;
+  }
+  int64_t m = k > 0 ? k : 1;
+  fvl_tensor *own = fvl_empty(FVL_I32, 1, &m);
+  fvl_pushtensor(L, own);
+  fvl_tensor *oc = fvl_empty(FVL_I32, 1, &m);
+  fvl_pushtensor(L, oc);
+  fvl_tensor *orow = fvl_empty(FVL_I32, 1, &m);
+  fvl_pushtensor(L, orow);
+  fvl_own_targets(c, r, B, fvl_i32(own), fvl_i32(oc), fvl_i32(orow));
+  fvl_pushlabels(L, fvl_retain(oc), by, ncols);
+  fvl_pushlabels(L, fvl_retain(orow), by, nrows);
+  lua_pushinteger(L, k > 0);
+  lua_pushvalue(L, -6);   /* own */
+  lua_replace(L, -5);     /* over the orow tensor: own, oc, orow, w on top */
+  return 4;
+}
+
+/* fvl.F._target_mask(t, ncols, by) -> safe, mask: each gathered row's target column where this rank
+ * holds it (t: 1-based columns, 0 = another rank) as checked labels (fvl.Labels against 1..ncols,
+ * made by `by`; column 1 where another rank holds the target) and a float32 mask of 1 / 0 (those
+ * rows), for the sharded primitives that gather at the targets. Errors: entries outside 0..ncols. */
+static int l_target_mask(lua_State *L) {
+  const char *fn = "target_mask";
+  lua_Integer ncols = luaL_checkinteger(L, 2);
+  const char *by = luaL_checkstring(L, 3);
+  if (ncols < 1 || ncols > INT32_MAX)
+    fvl_error(L, "%s: %lld columns (expected 1..%d)", fn, (long long)ncols, (int)INT32_MAX);
+  fvl_tensor *t = i32_vector_arg(L, 1, fn, "cols");
+  int64_t B = t->size[0];
+  const int32_t *c = fvl_i32(t);
+  for (int64_t i = 0; i < B; i++)
+    if (c[i] < 0 || c[i] > ncols)
+      fvl_error(L, "%s: cols[%lld] = %d (expected 0..%lld)", fn, (long long)i + 1, (int)c[i], (long long)ncols);
+  fvl_tensor *safe = fvl_empty(FVL_I32, 1, &B);
+  fvl_pushtensor(L, safe);
+  fvl_tensor *mask = fvl_empty(FVL_F32, 1, &B);
+  fvl_pushtensor(L, mask);
+  fvl_target_mask(c, B, fvl_i32(safe), fvl_f32(mask));
+  fvl_pushlabels(L, fvl_retain(safe), by, ncols);
+  lua_insert(L, -2);   /* safe, mask on top */
+  return 2;
+}
+
 /* ---------------------------------------------------------------- slices of the classes
  * (sharded heads, Partial FC; engine/loss/shard.h). `cols` is an int32 tensor with each row's
  * target column in this rank's slice, 1-based, or 0 when another rank holds the target. */
@@ -709,7 +777,8 @@ int fvl_open_loss(lua_State *L) {
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
-    {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_adaface_rows", l_adaface_rows},
+    {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_own_rows", l_own_rows},
+    {"_target_mask", l_target_mask}, {"_adaface_rows", l_adaface_rows},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);
   lua_setfield(L, -2, "_check_labels");

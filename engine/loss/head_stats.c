@@ -85,6 +85,27 @@ void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int6
       for (int64_t j = 0; j < K; j++) idx[k * K + j] = (int32_t)(((int64_t)sample[k] - 1) * K + j + 1);
 }
 
+int64_t fvl_own_targets(const int32_t *cols, const int32_t *rows, int64_t B, int32_t *own, int32_t *oc,
+                        int32_t *orow) {
+  int64_t k = 0;
+  for (int64_t i = 0; i < B; i++)
+    if (cols[i] > 0) {
+      own[k] = (int32_t)(i + 1);
+      oc[k] = cols[i] - 1;
+      orow[k] = rows[i] - 1;
+      k++;
+    }
+  if (k == 0) own[0] = 1, oc[0] = 0, orow[0] = 0;
+  return k;
+}
+
+void fvl_target_mask(const int32_t *t, int64_t B, int32_t *safe0, float *mask) {
+  for (int64_t i = 0; i < B; i++) {
+    safe0[i] = t[i] > 0 ? t[i] - 1 : 0;
+    mask[i] = t[i] > 0 ? 1.0f : 0.0f;
+  }
+}
+
 int fvl_adaface_rows(const char *fn, const float *norm, int64_t B, double h, double m, double eps, double alpha,
                      int training, double *mean, double *std, float *g_ang, float *g_add) {
   if (training && B < 2) {

@@ -34,4 +34,15 @@ void fvl_slice_targets(const int32_t *y0, int64_t B, int64_t first, int64_t n, i
  * optional) the 1-based weight rows of the sampled classes, K consecutive rows per class. */
 void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int64_t m, int64_t K, int32_t *cols,
                      int32_t *idx);
+
+/* The gathered rows whose target column this rank holds (cols[i] > 0, 1-based; rows: their 1-based
+ * rows in the slice), in row order: own[k] = the 1-based row i, oc[k] = cols[i] − 1 and orow[k] =
+ * rows[i] − 1 (0-based). None: the one entry own = {1}, oc = orow = {0} (the caller weights it 0).
+ * The arrays hold max(1, count) entries; returns the count. */
+int64_t fvl_own_targets(const int32_t *cols, const int32_t *rows, int64_t B, int32_t *own, int32_t *oc,
+                        int32_t *orow);
+
+/* Each row's target column where this rank holds it: safe0[i] = t[i] − 1 when t[i] > 0, else 0 (any
+ * valid column; 0-based), mask[i] = 1 or 0 (t: 1-based columns, 0 = another rank). */
+void fvl_target_mask(const int32_t *t, int64_t B, int32_t *safe0, float *mask);
 #endif

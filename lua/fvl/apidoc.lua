@@ -624,7 +624,9 @@ and every collective is the identity, so the same script runs with and without m
   ["fvl.dist.allgather"] = "fvl.dist.allgather(t [, opts]) -> tensor\
 The ranks' tensors concatenated along dim 1 (same shapes on every rank), tracked: the backward\
 reduce-scatters the gradient (opts.grad = \"sum\", the default) or, when every rank already holds\
-the full gradient of the result, keeps this rank's rows (grad = \"slice\").",
+the full gradient of the result, keeps this rank's rows (grad = \"slice\"). Checked labels\
+(fvl.Labels, a head's check) give checked labels of the gathered batch, not scanned again;\
+every rank's must have been checked against the same classes.",
   ["fvl.dist.allreduce"] = "fvl.dist.allreduce(t [, op]) -> t\
 In place: t becomes the sum (op \"sum\", the default), \"max\" or \"min\" over the ranks; not\
 tracked (use fvl.dist.sum for a tracked sum). Errors: an unknown op; a leaf that requires grad.",

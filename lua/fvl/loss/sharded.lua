@@ -123,7 +123,7 @@ local function finish_pairwise(self, spec)
     local B, y = h:check_input(x, labels)
     -- the gradient of the gathered rows is reduce-scattered: every rank's share is its anchors' pairs
     local xg = dist.allgather(x)
-    local yg = dist.allgather(y:tensor())
+    local yg = dist.allgather(y)   -- checked labels of the gathered batch (not scanned again)
     h:warn_no_pairs(yg, yg:numel())
     return cls.pairs_loss(h, xg, yg, rank * B + 1, B)
   end
@@ -167,21 +167,14 @@ end
 -- ------------------------------------------------------------------ the sharded primitives
 -- Every rank must build the same graph (the backward's collectives then pair up): row
 -- selections below never depend on how many rows a rank owns (an empty selection is padded with
--- one row weighted 0).
+-- one row weighted 0). The gathered rows whose target this rank holds, made in C once a step: own
+-- (their row numbers), their columns and slice rows as checked labels (no call scans them), w.
 local function own_rows(ctx)
-  if ctx.own then return ctx.own, ctx.own_cols, ctx.own_rows, ctx.own_w end
-  local cols, rows = ctx.cols_list, ctx.rows_list
-  local own, oc, orow = {}, {}, {}
-  for i = 1, #cols do
-    if cols[i] > 0 then own[#own + 1] = i; oc[#oc + 1] = cols[i]; orow[#orow + 1] = rows[i] end
+  if not ctx.own then
+    ctx.own, ctx.own_cols, ctx.own_rows, ctx.own_w =
+      fvl.F._own_rows(ctx.cols, ctx.rows, ctx.W:size(1) // ctx.K, ctx.n, ctx.name)
   end
-  local w = 1
-  if #own == 0 then own, oc, orow, w = { 1 }, { 1 }, { 1 }, 0 end
-  ctx.own = fvl.tensor(own, "int32")
-  ctx.own_cols = fvl.tensor(oc, "int32")
-  ctx.own_rows = fvl.tensor(orow, "int32")
-  ctx.own_w = w
-  return ctx.own, ctx.own_cols, ctx.own_rows, w
+  return ctx.own, ctx.own_cols, ctx.own_rows, ctx.own_w
 end
 
 -- The score matrix of a head in row chunks (ctx.chunk): S.cosine (and S.linear_logits) return this
@@ -260,10 +253,10 @@ local function lazy_targets(ctx, P)
   local own, oc, _, w = own_rows(ctx)
   local x, W = lazy_src(P)
   local c = (fvl.normalize(x:index(1, own), 2) * fvl.normalize(W:index(1, oc), 2)):sum(2):clamp(-1, 1) * w
-  -- into the gathered rows' places: a one-hot NB × #own matrix
-  local nb, sel = x:size(1), fvl.zeros(x:size(1), own:numel())
-  for k, i in ipairs(own:totable()) do sel:set(i, k, 1) end
-  return dist.sum(sel:matmul(c:reshape(own:numel(), 1)):reshape(nb))
+  -- into the gathered rows' places: a one-hot NB × #own matrix (sel[own[k]][k] = 1)
+  local nb, k = x:size(1), own:numel()
+  local sel = fvl.zeros(nb, k):index_add(1, own, fvl.eye(k))
+  return dist.sum(sel:matmul(c:reshape(k, 1)):reshape(nb))
 end
 
 -- the primitives that make or take the score matrix: cosine, linear_logits, group_max(_ws),
@@ -322,19 +315,15 @@ end
 -- rows r0..r0+m−1 of the gathered batch, their slice cosines c (m×C): log Σ_{j≠y} exp(s·c_ij)
 -- without the target where this rank holds it, over all columns where another rank does
 local function neg_lse_part(ctx, c, r0, m, s)
-  local safe, own = {}, {}
-  for i = 1, m do
-    local col = ctx.cols_list[r0 + i - 1]
-    safe[i], own[i] = col > 0 and col or 1, col > 0 and 1 or 0
-  end
-  local a = fvl.F.neg_lse(c, fvl.tensor(safe, "int32"), s)
+  local safe, own = fvl.F._target_mask(ctx.cols:narrow(1, r0, m), c:size(2), ctx.name)
+  local a = fvl.F.neg_lse(c, safe, s)
   local b = (c * s):logsumexp(2):reshape(m)
-  return fvl.where(fvl.tensor(own):gt(0), a, b)
+  return fvl.where(own:gt(0), a, b)
 end
 
 -- log Σ_{j≠y} exp(s·c_ij) over every rank's columns (untracked); in row chunks, chunk by chunk
 local function neg_lse(ctx, cos, s)
-  local nb = #ctx.cols_list
+  local nb = ctx.cols:numel()
   local l
   fvl.no_grad(function()
     if pending(cos) then
@@ -366,16 +355,9 @@ local function add_target_ops(S, ctx)
   -- rows of a per-class tensor (W: the columns in use; others: this rank's slice) at the targets;
   -- rows whose target another rank holds are 0
   function S.gather_rows(T, y)
-    local idx = T == ctx.weight and ctx.cols_list or ctx.rows_list
-    local safe, mask = {}, {}
-    for i = 1, #idx do
-      safe[i] = idx[i] > 0 and idx[i] or 1
-      mask[i] = idx[i] > 0 and 1 or 0
-    end
     local src = T == ctx.weight and ctx.W or T
-    local B = #idx
-    local g = F.gather_rows(src, fvl.tensor(safe, "int32"))
-    return g * fvl.tensor(mask):reshape(B, 1)
+    local safe, mask = F._target_mask(T == ctx.weight and ctx.cols or ctx.rows, src:size(1), ctx.name)
+    return F.gather_rows(src, safe) * mask:reshape(mask:numel(), 1)
   end
   -- mean over the gathered rows of |x̂_i − ŵ_{y_i} − ξ_i|: each rank its own targets' rows
   function S.disc_dist(x, W, y, xi)
@@ -450,7 +432,7 @@ local function sample_rows(self, ctx, given, positives)
     end
     local have = {}
     for _, r in ipairs(out) do have[r] = true end
-    for i, r in ipairs(ctx.rows_list) do
+    for i, r in ipairs(ctx.rows:totable()) do   -- a given sample only
       if r > 0 and not have[r] then
         fail(string.format("%s: the sample misses class %d, the label of gathered row %d (every positive must " ..
                            "be sampled)", self.name, r + sh.first - 1, i))
@@ -463,17 +445,6 @@ local function sample_rows(self, ctx, given, positives)
   sh.counter = sh.counter + sh.n
   return rows
 end
-
--- ctx.rows_list / ctx.cols_list: ctx.rows / ctx.cols as Lua lists, made on first use (the primitives
--- that pick rows in Lua: own_rows, neg_lse, gather_rows; a given sample's check). The common path
--- (cosine, margin_ce, hard_mean, target_cos) reads the tensors only.
-local CTX_LISTS = { __index = function(ctx, k)
-  local src = (k == "rows_list" and "rows") or (k == "cols_list" and "cols") or nil
-  if not src then return nil end
-  local v = rawget(ctx, src):totable()
-  rawset(ctx, k, v)
-  return v
-end }
 
 function M.forward(self, x, labels, call)
   local name = self.name
@@ -488,14 +459,14 @@ function M.forward(self, x, labels, call)
   local y = labels_of(self, x, labels)
   local xg = sh.sharded and dist.allgather(x, { grad = "slice" }) or x
   local yg = y
-  if sh.sharded and sh.size > 1 then   -- the ranks' labels, checked as the gathered batch (once)
-    yg = fvl._check_labels(dist.allgather(y:tensor()), name, xg:size(1), self.classes)
+  if sh.sharded and sh.size > 1 then   -- the ranks' checked labels, checked as the gathered batch:
+    yg = dist.allgather(y)              -- every part against 1..C (fvl.dist compares the C), no scan
   end
   -- each gathered row's target in this slice (1-based local row, 0 = another rank), in C
   local pfc = sh.rate ~= nil and self.training and (call == nil or call.sample == nil)   -- a draw this step
   local rows, positives = fvl.F._slice_targets(yg, sh.first, sh.n, pfc)
-  local ctx = setmetatable({ name = name, weight = self.weight, W = self.weight, b = self.bias, rows = rows,
-                             xg = sh.sharded and sh.size > 1 and xg or nil }, CTX_LISTS)
+  local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows = rows, n = sh.n, K = sh.K,
+                xg = sh.sharded and sh.size > 1 and xg or nil }
   local sample = sample_rows(self, ctx, call and call.sample, positives)
   local cols = rows
   self._pfc = nil
