@@ -44,13 +44,20 @@ parser:flag("--resume", "continue from <out>/checkpoint")
 parser:flag("--check", "check the config (open the data and val packs when they are there, build the network and head), print the plan and exit")
 local args = parser:parse(arg or {})
 
-local main   -- the script's body (below); a user's mistake ends as one line, anything else with its traceback
 local PREFIX = "train_face.lua: "
 
 local json = require "fvl.json"
-local function die(msg) error(PREFIX .. msg, 0) end
+local function die(msg) error(PREFIX .. msg, 0) end   -- a user's mistake: one line (see the end of the file)
 
-function main()
+-- The script runs in phases, each a function below, in this order (main() at the end calls them):
+--   config      resolve_config: the config file, FVL_TRAIN_SET and --set, every key checked
+--   data        open_data, count_steps: the training loader and the val packs, the number of steps
+--   model       build_model, build_optimiser, build_margins: network, head, optimiser, schedules
+--   --check     print_plan, then stop
+--   resume      resume: the checkpoint and the history logged before it
+--   training    train: the loop (train_step, after_step), with verify and save; on_interrupt for Ctrl-C
+--   summary     finish: the last checkpoint, the model and summary.json
+-- From resume on, the run's state is one table R (see main()).
 
 -- ------------------------------------------------------------------ config
 local DEFAULTS = {
@@ -120,6 +127,11 @@ local function apply_set(cfg, item, where)
   t[leaf] = parse_value(val)
 end
 
+-- margin_schedule as a list: one table {field =, kind =, ...} or a list of them; none: {}
+local function margin_schedules(cfg)
+  return cfg.margin_schedule and (#cfg.margin_schedule > 0 and cfg.margin_schedule or { cfg.margin_schedule }) or {}
+end
+
 -- every key of the resolved config is checked here, before any work: a wrong name, type or
 -- range is one line naming the key (the engine's own checks then never see a config mistake)
 local function validate(cfg)
@@ -160,9 +172,8 @@ local function validate(cfg)
   if type(cfg.head.kind) ~= "string" or type(fvl.loss[cfg.head.kind]) ~= "function" then
     bad("head.kind", "an fvl.loss head (arcface, cosface, ...)", cfg.head.kind)
   end
-  local list = cfg.margin_schedule and (#cfg.margin_schedule > 0 and cfg.margin_schedule or { cfg.margin_schedule }) or {}
   local seen = {}
-  for i, ms in ipairs(list) do
+  for i, ms in ipairs(margin_schedules(cfg)) do
     local key = #cfg.margin_schedule > 0 and ("margin_schedule[" .. i .. "]") or "margin_schedule"
     if type(ms) ~= "table" then bad(key, "a table {field =, kind =, ...}", ms) end
     if ms.kind ~= nil and (type(ms.kind) ~= "string" or not fvl.schedule[ms.kind]) then
@@ -175,137 +186,179 @@ local function validate(cfg)
   end
 end
 
-local cfg = merge(DEFAULTS, load_config(args.config))
-for item in (os.getenv("FVL_TRAIN_SET") or ""):gmatch("[^;]+") do apply_set(cfg, item, "FVL_TRAIN_SET") end
-for _, item in ipairs(args.set or {}) do apply_set(cfg, item, "--set") end
-if args.steps then cfg.steps, cfg.epochs = args.steps, nil end
-if type(cfg.data) == "table" and (cfg.data.kind == nil or cfg.data.kind == "synthetic") then
-  cfg.data.kind = "synthetic"
-  for k, v in pairs(SYNTHETIC) do if cfg.data[k] == nil then cfg.data[k] = v end end
+-- the config file, then FVL_TRAIN_SET, then --set, then --steps; checked; returns it and the run directory
+local function resolve_config()
+  local cfg = merge(DEFAULTS, load_config(args.config))
+  for item in (os.getenv("FVL_TRAIN_SET") or ""):gmatch("[^;]+") do apply_set(cfg, item, "FVL_TRAIN_SET") end
+  for _, item in ipairs(args.set or {}) do apply_set(cfg, item, "--set") end
+  if args.steps then cfg.steps, cfg.epochs = args.steps, nil end
+  if type(cfg.data) == "table" and (cfg.data.kind == nil or cfg.data.kind == "synthetic") then
+    cfg.data.kind = "synthetic"
+    for k, v in pairs(SYNTHETIC) do if cfg.data[k] == nil then cfg.data[k] = v end end
+  end
+  validate(cfg)
+  cfg.name = cfg.name or args.config:match("([^/]+)%.lua$") or "run"
+  return cfg, args.out or cfg.output or ("runs/" .. cfg.name)
 end
-validate(cfg)
-cfg.name = cfg.name or args.config:match("([^/]+)%.lua$") or "run"
-local out = args.out or cfg.output or ("runs/" .. cfg.name)
-
-fvl.threads(cfg.threads)
-fvl.manual_seed(cfg.seed)
-if not args.check then fvl.sys.mkdirs(out) end
-local notes = {}   -- --check: what could not be checked
-local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
 
 -- ------------------------------------------------------------------ data
-local D = cfg.data
-local train_next, classes, image_size, steps_per_epoch, set_position
-local val_packs = {}
-if args.check and D.kind == "synthetic" then
-  classes, image_size, steps_per_epoch = D.identities, D.size, D.identities * D.per_identity // cfg.batch_size
-elseif args.check and not exists(D.path) then
-  notes[#notes + 1] = string.format("data.path %s is not there: the data set was not opened", D.path)
-  image_size = D.size or 112
-elseif D.kind == "synthetic" then
+-- Each opener fills `data`: classes, image_size, steps_per_epoch, next() (the next training
+-- batch, across epochs), set_position(step) (the loader where a run resumed at `step` was) and
+-- val_packs (the .bin packs to verify on).
+local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
+
+-- synthetic faces; the held-out identities become a verification pack <out>/synthetic_val.bin
+-- (half same-identity pairs, half different), written once
+local function open_synthetic(cfg, out, data)
+  local D = cfg.data
   local d = fvl.data.synthetic_faces { image = "rgb", size = D.size, identities = D.identities,
                                        per_identity = D.per_identity, test_identities = D.test_identities,
                                        test_per_identity = D.test_per_identity, seed = D.seed,
                                        nuisance = D.nuisance, illumination = D.illumination, noise = D.noise }
-  classes, image_size = d.train.classes, D.size
+  data.classes, data.image_size = d.train.classes, D.size
   local x = (d.train.x - 127.5) / 127.5
   local loader = fvl.data.loader({ x = x, labels = d.train.labels },
                                  { batch = cfg.batch_size, shuffle = true, seed = cfg.seed, drop_last = true,
                                    flip = cfg.flip })
-  steps_per_epoch = x:size(1) // cfg.batch_size
-  train_next = function() return loader:next() or loader:next() end
-  set_position = function(step)
+  local steps_per_epoch = x:size(1) // cfg.batch_size
+  data.steps_per_epoch = steps_per_epoch
+  data.next = function() return loader:next() or loader:next() end
+  data.set_position = function(step)
     loader:reset(step // steps_per_epoch + 1)
     loader.pos = (step % steps_per_epoch) * cfg.batch_size
   end
-  -- the held-out identities as a verification pack: half same-identity pairs, half different
   local packpath = out .. "/synthetic_val.bin"
   local f = io.open(packpath, "rb")
   if f then f:close() else
     local ok, err = fvl.data.write_pairs_pack(packpath, d.test.x, d.test.labels, { pairs = D.pairs, seed = D.seed + 7919 })
     if not ok then die(tostring(err)) end
   end
-  val_packs[#val_packs + 1] = packpath
-elseif D.kind == "rec" or D.kind == "folder" then
+  data.val_packs[#data.val_packs + 1] = packpath
+end
+
+-- an insightface .rec or an image folder (one directory per identity)
+local function open_images(cfg, data)
+  local D = cfg.data
   local set, err = fvl.data.images { [D.kind] = D.path, size = D.size and { D.size, D.size } or nil }
   if not set then die(tostring(err)) end
-  classes, image_size = set.classes, set.size[2]
+  data.classes, data.image_size = set.classes, set.size[2]
   local loader = set:loader { batch = cfg.batch_size, shuffle = true, seed = cfg.seed, drop_last = true,
                               flip = cfg.flip, workers = D.workers }
-  steps_per_epoch = set.n // cfg.batch_size
-  train_next = function() return loader:next() or loader:next() end
-  set_position = function(step)
+  local steps_per_epoch = set.n // cfg.batch_size
+  data.steps_per_epoch = steps_per_epoch
+  data.next = function() return loader:next() or loader:next() end
+  data.set_position = function(step)
     loader:reset(step // steps_per_epoch + 1)
     for _ = 1, step % steps_per_epoch do loader:next() end   -- the same batches as before
   end
-else
-  die(string.format("data.kind = '%s' (expected synthetic|rec|folder)", tostring(D.kind)))
 end
-for _, p in ipairs(cfg.val) do
-  if exists(p) then
-    local pack, err = fvl.data.bin_pack(p)
-    if not pack then die(tostring(err)) end
-    val_packs[#val_packs + 1] = p
-  elseif args.check then
-    notes[#notes + 1] = string.format("val pack %s is not there", p)
+
+-- the training data and the val packs; with --check, only what is cheap and there (the rest goes
+-- into `notes`)
+local function open_data(cfg, out, notes)
+  local D = cfg.data
+  local data = { val_packs = {} }
+  if args.check and D.kind == "synthetic" then
+    data.classes, data.image_size = D.identities, D.size
+    data.steps_per_epoch = D.identities * D.per_identity // cfg.batch_size
+  elseif args.check and not exists(D.path) then
+    notes[#notes + 1] = string.format("data.path %s is not there: the data set was not opened", D.path)
+    data.image_size = D.size or 112
+  elseif D.kind == "synthetic" then
+    open_synthetic(cfg, out, data)
+  elseif D.kind == "rec" or D.kind == "folder" then
+    open_images(cfg, data)
   else
-    die(string.format("val pack %s: no such file", p))
+    die(string.format("data.kind = '%s' (expected synthetic|rec|folder)", tostring(D.kind)))
   end
+  for _, p in ipairs(cfg.val) do
+    if exists(p) then
+      local pack, err = fvl.data.bin_pack(p)
+      if not pack then die(tostring(err)) end
+      data.val_packs[#data.val_packs + 1] = p
+    elseif args.check then
+      notes[#notes + 1] = string.format("val pack %s is not there", p)
+    else
+      die(string.format("val pack %s: no such file", p))
+    end
+  end
+  if data.steps_per_epoch and data.steps_per_epoch < 1 then die("fewer training images than one batch of " .. cfg.batch_size) end
+  return data
 end
-if steps_per_epoch and steps_per_epoch < 1 then die("fewer training images than one batch of " .. cfg.batch_size) end
-local total = cfg.epochs and steps_per_epoch and cfg.epochs * steps_per_epoch or cfg.steps
-if cfg.epochs and not steps_per_epoch then   -- --check without the data: the schedules are built for a stand-in length
-  notes[#notes + 1] = string.format("epochs = %d: steps unknown without the data", cfg.epochs)
-  total = math.max(total, cfg.warmup_steps + 1, cfg.halt_at or 1)
+
+-- the run's length: epochs × steps per epoch, else steps; warm-up and halt_at must fall inside it
+local function count_steps(cfg, data, notes)
+  local total = cfg.epochs and data.steps_per_epoch and cfg.epochs * data.steps_per_epoch or cfg.steps
+  if cfg.epochs and not data.steps_per_epoch then   -- --check without the data: the schedules are built for a stand-in length
+    notes[#notes + 1] = string.format("epochs = %d: steps unknown without the data", cfg.epochs)
+    total = math.max(total, cfg.warmup_steps + 1, cfg.halt_at or 1)
+  end
+  if cfg.warmup_steps >= total then die(string.format("config: warmup_steps = %d must be smaller than the %d training steps", cfg.warmup_steps, total)) end
+  if cfg.halt_at and cfg.halt_at > total then die(string.format("config: halt_at = %d is after the last step %d", cfg.halt_at, total)) end
+  return total
 end
-if cfg.warmup_steps >= total then die(string.format("config: warmup_steps = %d must be smaller than the %d training steps", cfg.warmup_steps, total)) end
-if cfg.halt_at and cfg.halt_at > total then die(string.format("config: halt_at = %d is after the last step %d", cfg.halt_at, total)) end
 
 -- ------------------------------------------------------------------ network, head, optimiser
-local net, head
-local built, berr = pcall(function()
-if cfg.network == "mobilefacenet" or cfg.network == "mbf" then
-  net = fvl.nn.mobilefacenet { dim = cfg.embedding_size, scale = cfg.scale, input_size = image_size }
-else
-  local depth = tonumber(tostring(cfg.network):match("^r(%d+)$") or tostring(cfg.network):match("^iresnet(%d+)$"))
-  if not depth then error(string.format("network = '%s' (expected mobilefacenet|r18|r34|r50|r100|r200)", tostring(cfg.network))) end
-  net = fvl.nn.iresnet { depth = depth, dim = cfg.embedding_size, dropout = cfg.dropout, input_size = image_size }
-end
-local hopts = {}
-for k, v in pairs(cfg.head) do if k ~= "kind" then hopts[k] = v end end
-hopts.dim, hopts.classes = cfg.embedding_size, classes or 2
-if not fvl.loss[cfg.head.kind] then error(string.format("head.kind = '%s' is not an fvl.loss head", tostring(cfg.head.kind))) end
-head = fvl.loss[cfg.head.kind](hopts)
-end)
-if not built then die(tostring(berr)) end
-local opt
-if cfg.optimizer == "sgd" then
-  opt = fvl.optim.sgd({ net, head }, { lr = cfg.lr, momentum = cfg.momentum, weight_decay = cfg.weight_decay })
-elseif cfg.optimizer == "adamw" then
-  opt = fvl.optim.adamw({ net, head }, { lr = cfg.lr, weight_decay = cfg.weight_decay })
-else
-  die(string.format("optimizer = '%s' (expected sgd|adamw)", tostring(cfg.optimizer)))
-end
-local lr_at = fvl.schedule.polynomial { from = cfg.lr, to = 0, steps = total, power = cfg.lr_power,
-                                        warmup = cfg.warmup_steps > 0 and cfg.warmup_steps or nil }
--- margin schedules: {field = "m", kind = "linear", <the schedule's options>}, or a list of them
--- (one per head field: m, s, SphereFace's lambda, ...)
-local margins = {}
-local ms_list = cfg.margin_schedule and (#cfg.margin_schedule > 0 and cfg.margin_schedule or { cfg.margin_schedule }) or {}
-for i, spec in ipairs(ms_list) do
-  local key = #ms_list > 1 and ("margin_schedule[" .. i .. "]") or "margin_schedule"
-  local ms = {}
-  for k, v in pairs(spec) do if k ~= "field" and k ~= "kind" then ms[k] = v end end
-  local field, kind = spec.field or "m", spec.kind or "linear"
-  if type(head[field]) ~= "number" then
-    die(string.format("%s.field = '%s': head %s has no number field %s", key, field, cfg.head.kind, field))
-  end
-  local okm, m = pcall(fvl.schedule[kind], ms)
-  if not okm then die(key .. ": " .. tostring(m)) end
-  margins[#margins + 1] = { field = field, at = m }
+-- the backbone and the margin head (--check without the data builds the head with 2 classes)
+local function build_model(cfg, data)
+  local net, head
+  local built, berr = pcall(function()
+    if cfg.network == "mobilefacenet" or cfg.network == "mbf" then
+      net = fvl.nn.mobilefacenet { dim = cfg.embedding_size, scale = cfg.scale, input_size = data.image_size }
+    else
+      local depth = tonumber(tostring(cfg.network):match("^r(%d+)$") or tostring(cfg.network):match("^iresnet(%d+)$"))
+      if not depth then error(string.format("network = '%s' (expected mobilefacenet|r18|r34|r50|r100|r200)", tostring(cfg.network))) end
+      net = fvl.nn.iresnet { depth = depth, dim = cfg.embedding_size, dropout = cfg.dropout, input_size = data.image_size }
+    end
+    local hopts = {}
+    for k, v in pairs(cfg.head) do if k ~= "kind" then hopts[k] = v end end
+    hopts.dim, hopts.classes = cfg.embedding_size, data.classes or 2
+    if not fvl.loss[cfg.head.kind] then error(string.format("head.kind = '%s' is not an fvl.loss head", tostring(cfg.head.kind))) end
+    head = fvl.loss[cfg.head.kind](hopts)
+  end)
+  if not built then die(tostring(berr)) end
+  return net, head
 end
 
-if args.check then
+-- the optimiser over network and head, and the learning rate at a step (polynomial decay to 0
+-- after the warm-up)
+local function build_optimiser(cfg, net, head, total)
+  local opt
+  if cfg.optimizer == "sgd" then
+    opt = fvl.optim.sgd({ net, head }, { lr = cfg.lr, momentum = cfg.momentum, weight_decay = cfg.weight_decay })
+  elseif cfg.optimizer == "adamw" then
+    opt = fvl.optim.adamw({ net, head }, { lr = cfg.lr, weight_decay = cfg.weight_decay })
+  else
+    die(string.format("optimizer = '%s' (expected sgd|adamw)", tostring(cfg.optimizer)))
+  end
+  local lr_at = fvl.schedule.polynomial { from = cfg.lr, to = 0, steps = total, power = cfg.lr_power,
+                                          warmup = cfg.warmup_steps > 0 and cfg.warmup_steps or nil }
+  return opt, lr_at
+end
+
+-- margin schedules: {field = "m", kind = "linear", <the schedule's options>}, or a list of them
+-- (one per head field: m, s, SphereFace's lambda, ...); returns a list of {field =, at = schedule}
+local function build_margins(cfg, head)
+  local margins = {}
+  local ms_list = margin_schedules(cfg)
+  for i, spec in ipairs(ms_list) do
+    local key = #ms_list > 1 and ("margin_schedule[" .. i .. "]") or "margin_schedule"
+    local ms = {}
+    for k, v in pairs(spec) do if k ~= "field" and k ~= "kind" then ms[k] = v end end
+    local field, kind = spec.field or "m", spec.kind or "linear"
+    if type(head[field]) ~= "number" then
+      die(string.format("%s.field = '%s': head %s has no number field %s", key, field, cfg.head.kind, field))
+    end
+    local okm, m = pcall(fvl.schedule[kind], ms)
+    if not okm then die(key .. ": " .. tostring(m)) end
+    margins[#margins + 1] = { field = field, at = m }
+  end
+  return margins
+end
+
+-- --check: the plan, and what could not be checked
+local function print_plan(cfg, data, net, total, notes)
+  local D, classes, image_size, steps_per_epoch = cfg.data, data.classes, data.image_size, data.steps_per_epoch
   print(string.format("%s: config %s is valid", cfg.name, args.config))
   print(string.format("  data      %s%s: %s classes, %d×%d images, %s steps per epoch", D.kind,
                       D.path and (" " .. D.path) or "", classes and tostring(classes) or "?", image_size, image_size,
@@ -315,175 +368,234 @@ if args.check then
   print(string.format("  training  %s, lr %g polynomial (power %g) to 0, warm-up %d, clip %g, batch %d, %s, %d threads",
                       cfg.optimizer, cfg.lr, cfg.lr_power, cfg.warmup_steps, cfg.clip_grad, cfg.batch_size,
                       (cfg.epochs and not steps_per_epoch) and (cfg.epochs .. " epochs") or (total .. " steps"), cfg.threads))
+  local val_packs = data.val_packs
   if D.kind == "synthetic" then table.insert(val_packs, 1, string.format("synthetic_val.bin (%d pairs of held-out identities)", D.pairs)) end
   print(string.format("  val       %s every %d steps", #val_packs > 0 and table.concat(val_packs, ", ") or "(none)", cfg.verbose))
   for _, n in ipairs(notes) do print("  note: " .. n) end
-  return
 end
 
--- ------------------------------------------------------------------ resume
-local ckpath = out .. "/checkpoint"
-local step = 0
-if args.resume then
-  local ck, err = fvl.load_checkpoint(ckpath, { net = net, head = head, opt = opt })
-  if not ck then die("--resume: " .. tostring(err)) end
-  step = ck.step
-  print(string.format("resumed from %s at step %d", ckpath, step))
-end
-set_position(step)
-
-local metrics = fvl.log.open(out .. "/metrics.jsonl", { run = cfg.name })
-local csv_path = out .. "/verification.csv"
-local val_records, loss_records = {}, {}
-for _, r in ipairs(fvl.log.read(out .. "/metrics.jsonl") or {}) do
-  if r.step and r.step <= step then
-    if r.kind == "val" then val_records[#val_records + 1] = r elseif r.kind == "train" then loss_records[#loss_records + 1] = r end
+-- ------------------------------------------------------------------ resume, checkpoints, verification
+-- --resume: the checkpoint's step, parameters and optimiser state; the loader where that step left
+-- it; the metrics log opened for appending and its records up to the step read back (for the curves)
+local function resume(R)
+  if args.resume then
+    local ck, err = fvl.load_checkpoint(R.ckpath, { net = R.net, head = R.head, opt = R.opt })
+    if not ck then die("--resume: " .. tostring(err)) end
+    R.step = ck.step
+    print(string.format("resumed from %s at step %d", R.ckpath, R.step))
+  end
+  R.data.set_position(R.step)
+  R.metrics = fvl.log.open(R.out .. "/metrics.jsonl", { run = R.cfg.name })
+  R.val_records, R.loss_records = {}, {}
+  for _, r in ipairs(fvl.log.read(R.out .. "/metrics.jsonl") or {}) do
+    if r.step and r.step <= R.step then
+      if r.kind == "val" then R.val_records[#R.val_records + 1] = r elseif r.kind == "train" then R.loss_records[#R.loss_records + 1] = r end
+    end
   end
 end
 
-local function save(reason)
-  fvl.save_checkpoint(ckpath, { net = net, head = head, opt = opt, step = step,
-                                extra = { epoch = step // steps_per_epoch + 1, reason = reason, config = args.config } })
+local function save(R, reason)
+  fvl.save_checkpoint(R.ckpath, { net = R.net, head = R.head, opt = R.opt, step = R.step,
+                                  extra = { epoch = R.step // R.data.steps_per_epoch + 1, reason = reason, config = args.config } })
 end
 
-local function verify()
+-- one row of <out>/verification.csv (the header when the file is new)
+local function append_verification_csv(path, step, r)
+  local f = io.open(path, "r")
+  local new = f == nil
+  if f then f:close() end
+  f = assert(io.open(path, "a"))
+  if new then f:write("step,pack,acc,std,eer,auc,val_1e3,xnorm\n") end
+  f:write(string.format("%d,%s,%.6f,%.6f,%.6f,%.6f,%s,%.4f\n", step, r.name, r.accuracy, r.std, r.eer, r.auc,
+                        r.val_1e3 and string.format("%.6f", r.val_1e3) or "", r.xnorm))
+  f:close()
+end
+
+-- verification with flip test on every val pack: logged, appended to the CSV, the curves redrawn
+local function verify(R)
+  local net, image_size = R.net, R.data.image_size
   net:evaluate()
-  for _, p in ipairs(val_packs) do
+  for _, p in ipairs(R.data.val_packs) do
     local pack, err = fvl.data.bin_pack(p)
     if not pack then die(tostring(err)) end
     local r = fvl.eval.bin_pack(net, pack, { flip = true, batch = 64, size = { image_size, image_size } })
-    local rec = { kind = "val", step = step, pack = r.name, acc = r.accuracy, std = r.std, eer = r.eer,
+    local rec = { kind = "val", step = R.step, pack = r.name, acc = r.accuracy, std = r.std, eer = r.eer,
                   auc = r.auc, val_1e3 = r.val_1e3, xnorm = r.xnorm }
-    metrics:write(rec)
-    val_records[#val_records + 1] = rec
-    io.stderr:write(string.format("\n[step %d] %s\n", step, r.line))
-    local f = io.open(csv_path, "r")
-    local new = f == nil
-    if f then f:close() end
-    f = assert(io.open(csv_path, "a"))
-    if new then f:write("step,pack,acc,std,eer,auc,val_1e3,xnorm\n") end
-    f:write(string.format("%d,%s,%.6f,%.6f,%.6f,%.6f,%s,%.4f\n", step, r.name, r.accuracy, r.std, r.eer, r.auc,
-                          r.val_1e3 and string.format("%.6f", r.val_1e3) or "", r.xnorm))
-    f:close()
+    R.metrics:write(rec)
+    R.val_records[#R.val_records + 1] = rec
+    io.stderr:write(string.format("\n[step %d] %s\n", R.step, r.line))
+    append_verification_csv(R.out .. "/verification.csv", R.step, r)
   end
   net:train()
-  if #val_records > 0 then
-    fvl.plot.history(val_records, { x = "step", y = { "acc", "auc" }, file = out .. "/verification_curve.png",
-                                    title = cfg.name .. ": verification (flip test)" })
+  if #R.val_records > 0 then
+    fvl.plot.history(R.val_records, { x = "step", y = { "acc", "auc" }, file = R.out .. "/verification_curve.png",
+                                      title = R.cfg.name .. ": verification (flip test)" })
   end
-  if #loss_records > 1 then
-    fvl.plot.history(loss_records, { x = "step", y = { "loss" }, file = out .. "/loss_curve.png", title = cfg.name .. ": loss" })
+  if #R.loss_records > 1 then
+    fvl.plot.history(R.loss_records, { x = "step", y = { "loss" }, file = R.out .. "/loss_curve.png", title = R.cfg.name .. ": loss" })
   end
 end
 
 -- ------------------------------------------------------------------ training
-print(string.format("%s: %s (%d parameters), head %s, %d classes, %d×%d images, batch %d, %d steps (%d per epoch), %s, %d threads",
-                    cfg.name, net.name, net:num_parameters(), cfg.head.kind, classes, image_size, image_size,
-                    cfg.batch_size, total, steps_per_epoch, cfg.optimizer, fvl.threads()))
-local bar = fvl.progress.new { total = (total - step) * cfg.batch_size, title = cfg.name, unit = "img" }
-local phase, last_loss, halted = "idle", 0 / 0, false
--- what a step changes besides the parameters and the optimiser: the engine RNG (dropout, ElasticFace's
+-- What a step changes besides the parameters and the optimiser: the engine RNG (dropout, ElasticFace's
 -- margins), the network's buffers (BatchNorm's running statistics, updated in place by the training
 -- forward) and the head's state numbers (CurricularFace's t, AdaFace's batch statistics, ...). A
 -- Ctrl-C inside the forward or backward puts them back, so the checkpoint is the end of the last step.
-local head_state = head.state_fields or { "t", "iter" }
-local buffers = net:named_buffers()
-local function snapshot()
+local function snapshot(R)
   local st = { rng = fvl.rng_state(), head = {}, buffers = {} }
-  for _, k in ipairs(head_state) do st.head[k] = head[k] end
-  for i, b in ipairs(buffers) do st.buffers[i] = b[2]:clone() end
+  for _, k in ipairs(R.head_state) do st.head[k] = R.head[k] end
+  for i, b in ipairs(R.buffers) do st.buffers[i] = b[2]:clone() end
   return st
 end
-local function restore(st)
+
+local function restore(R, st)
   fvl.set_rng_state(st.rng)
-  for _, k in ipairs(head_state) do head[k] = st.head[k] end
-  fvl.no_grad(function() for i, b in ipairs(buffers) do b[2]:copy(st.buffers[i]) end end)
+  for _, k in ipairs(R.head_state) do R.head[k] = st.head[k] end
+  fvl.no_grad(function() for i, b in ipairs(R.buffers) do b[2]:copy(st.buffers[i]) end end)
 end
--- memory of a training step: the engine's tensor storage at the step's peak (everything live:
--- data, parameters, optimiser state, activations and gradients), the largest over the run
-local step_peak, max_step_peak = 0, 0
-local before
-local ok, err = pcall(function()
-  while step < total do
-    before = snapshot()
-    local batch = train_next()
-    opt.lr = lr_at(step)
-    for _, m in ipairs(margins) do head[m.field] = m.at(step) end
-    phase = "forward"
-    collectgarbage("collect")   -- the last step's tensors go now, not when the collector gets to them
-    fvl.mem(true)
-    opt:zero_grad()
-    local loss = head(net(batch.x), batch.y)
-    phase = "backward"
-    loss:backward()
-    phase = "update"
-    -- the update runs with Ctrl-C held: a press lands after it, never half-way through
-    local gnorm = fvl.sys.hold_interrupts(function()
-      local g = fvl.optim.clip_grad_norm(net:parameters(), cfg.clip_grad)
-      opt:step()
-      step = step + 1
-      phase = "idle"
-      return g
-    end)
-    step_peak = fvl.mem().peak
-    if step_peak > max_step_peak then max_step_peak = step_peak end
-    last_loss = loss:item()
-    bar:update(cfg.batch_size, { loss = string.format("%.3f", last_loss), lr = string.format("%.4g", opt.lr) })
-    if step % cfg.log_every == 0 or step == total then
-      local rec = { kind = "train", step = step, loss = last_loss, lr = opt.lr, grad_norm = gnorm }
-      for _, m in ipairs(margins) do rec[m.field] = head[m.field] end
-      rec.mem_mb = step_peak / 2 ^ 20
-      metrics:write(rec)
-      loss_records[#loss_records + 1] = rec
-    end
-    if cfg.verbose > 0 and (step % cfg.verbose == 0 or step == total) then verify() end
-    if cfg.save_every > 0 and step % cfg.save_every == 0 and step < total then save("periodic") end
-    if cfg.halt_at and step >= cfg.halt_at and step < total then
-      halted = true
-      return
-    end
+
+-- one optimisation step (R.phase says where it is, for Ctrl-C); returns the loss and the gradient
+-- norm before clipping. The memory of the step: the engine's tensor storage at its peak (everything
+-- live: data, parameters, optimiser state, activations and gradients), the largest over the run kept.
+local function train_step(R)
+  local net, head, opt = R.net, R.head, R.opt
+  R.before = snapshot(R)
+  local batch = R.data.next()
+  opt.lr = R.lr_at(R.step)
+  for _, m in ipairs(R.margins) do head[m.field] = m.at(R.step) end
+  R.phase = "forward"
+  collectgarbage("collect")   -- the last step's tensors go now, not when the collector gets to them
+  fvl.mem(true)
+  opt:zero_grad()
+  local loss = head(net(batch.x), batch.y)
+  R.phase = "backward"
+  loss:backward()
+  R.phase = "update"
+  -- the update runs with Ctrl-C held: a press lands after it, never half-way through
+  local gnorm = fvl.sys.hold_interrupts(function()
+    local g = fvl.optim.clip_grad_norm(net:parameters(), R.cfg.clip_grad)
+    opt:step()
+    R.step = R.step + 1
+    R.phase = "idle"
+    return g
+  end)
+  R.step_peak = fvl.mem().peak
+  if R.step_peak > R.max_step_peak then R.max_step_peak = R.step_peak end
+  return loss, gnorm
+end
+
+-- after a step: the progress bar, the train record every log_every steps, verification every
+-- `verbose` steps, a periodic checkpoint; returns true where halt_at stops the run here
+local function after_step(R, loss, gnorm)
+  local cfg, step = R.cfg, R.step
+  R.last_loss = loss:item()
+  R.bar:update(cfg.batch_size, { loss = string.format("%.3f", R.last_loss), lr = string.format("%.4g", R.opt.lr) })
+  if step % cfg.log_every == 0 or step == R.total then
+    local rec = { kind = "train", step = step, loss = R.last_loss, lr = R.opt.lr, grad_norm = gnorm }
+    for _, m in ipairs(R.margins) do rec[m.field] = R.head[m.field] end
+    rec.mem_mb = R.step_peak / 2 ^ 20
+    R.metrics:write(rec)
+    R.loss_records[#R.loss_records + 1] = rec
   end
-end)
-if not ok then
+  if cfg.verbose > 0 and (step % cfg.verbose == 0 or step == R.total) then verify(R) end
+  if cfg.save_every > 0 and step % cfg.save_every == 0 and step < R.total then save(R, "periodic") end
+  return cfg.halt_at and step >= cfg.halt_at and step < R.total
+end
+
+-- an error out of the loop: Ctrl-C saves a checkpoint of the last finished step (the RNG, buffers
+-- and head state rolled back to its end) and stops with one line; anything else goes on up
+local function on_interrupt(R, err)
   if tostring(err):find("interrupted", 1, true) then
     fvl.sys.abort_clear()
-    bar:close()
-    if phase == "update" then   -- only under an interpreter that does not hold interrupts
+    R.bar:close()
+    if R.phase == "update" then   -- only under an interpreter that does not hold interrupts
       die(string.format("interrupted during the update of step %d: the parameters may be half-updated, so no "
-                        .. "checkpoint was written (the last one in %s stands)", step + 1, ckpath))
+                        .. "checkpoint was written (the last one in %s stands)", R.step + 1, R.ckpath))
     end
-    if phase ~= "idle" then restore(before) end
-    net:train()   -- an interrupted verification leaves the network in evaluation mode
-    save("interrupted")
-    die(string.format("interrupted; checkpoint of step %d saved to %s (continue with --resume)", step, ckpath))
+    if R.phase ~= "idle" then restore(R, R.before) end
+    R.net:train()   -- an interrupted verification leaves the network in evaluation mode
+    save(R, "interrupted")
+    die(string.format("interrupted; checkpoint of step %d saved to %s (continue with --resume)", R.step, R.ckpath))
   end
   error(err, 0)
 end
-bar:close({ loss = string.format("%.3f", last_loss) })
-if halted then
-  save("halt")
-  print(string.format("halted at step %d of %d (halt_at); checkpoint in %s, continue with --resume", step, total, ckpath))
-  return
-end
-save("final")
-fvl.nn.save(out .. "/model.npz", net, { meta = { input = { 3, image_size, image_size }, embedding = cfg.embedding_size,
-                                                  config = args.config } })
-local head_opts = {}   -- the head's configuration as it ended (scheduled fields at their last value)
-for k, v in pairs(cfg.head) do if k ~= "kind" then head_opts[k] = head[k] ~= nil and type(head[k]) ~= "table" and head[k] or v end end
-local last = {}
-for _, r in ipairs(val_records) do if r.step == step then last[r.pack] = { acc = r.acc, std = r.std, auc = r.auc, eer = r.eer } end end
-local summary = { name = cfg.name, config = args.config, network = net.name, head = cfg.head.kind, steps = step,
-                  batch_size = cfg.batch_size, classes = classes, image_size = image_size, final_loss = last_loss,
-                  verification = last, threads = fvl.threads(), head_options = head_opts,
-                  step_peak_mb = max_step_peak > 0 and max_step_peak / 2 ^ 20 or nil,
-                  peak_rss_mb = require("fvl.util").vmhwm_mb(), cpu_s = os.clock(),
-                  load_avg = require("fvl.util").loadavg() }
-fvl.sys.write_atomic(out .. "/summary.json", json.encode(summary) .. "\n")
-print(string.format("done: %d steps, final loss %.4f; memory of a training step %s MB of tensors at its peak "
-                    .. "(process peak RSS %.0f MB); run directory %s", step, last_loss,
-                    summary.step_peak_mb and string.format("%.0f", summary.step_peak_mb) or "?", summary.peak_rss_mb, out))
+
+-- the training loop from R.step to R.total (or halt_at: R.halted)
+local function train(R)
+  local cfg = R.cfg
+  print(string.format("%s: %s (%d parameters), head %s, %d classes, %d×%d images, batch %d, %d steps (%d per epoch), %s, %d threads",
+                      cfg.name, R.net.name, R.net:num_parameters(), cfg.head.kind, R.data.classes, R.data.image_size,
+                      R.data.image_size, cfg.batch_size, R.total, R.data.steps_per_epoch, cfg.optimizer, fvl.threads()))
+  R.bar = fvl.progress.new { total = (R.total - R.step) * cfg.batch_size, title = cfg.name, unit = "img" }
+  R.phase, R.last_loss, R.halted = "idle", 0 / 0, false
+  R.head_state = R.head.state_fields or { "t", "iter" }
+  R.buffers = R.net:named_buffers()
+  R.step_peak, R.max_step_peak = 0, 0
+  local ok, err = pcall(function()
+    while R.step < R.total do
+      local loss, gnorm = train_step(R)
+      if after_step(R, loss, gnorm) then
+        R.halted = true
+        return
+      end
+    end
+  end)
+  if not ok then on_interrupt(R, err) end
+  R.bar:close({ loss = string.format("%.3f", R.last_loss) })
 end
 
+-- ------------------------------------------------------------------ summary
+-- halt_at: a checkpoint to continue from. Otherwise the final checkpoint, <out>/model.npz and
+-- <out>/summary.json (the head's configuration as it ended, the last verification, memory, time)
+local function finish(R)
+  local cfg, net, head, step = R.cfg, R.net, R.head, R.step
+  if R.halted then
+    save(R, "halt")
+    print(string.format("halted at step %d of %d (halt_at); checkpoint in %s, continue with --resume", step, R.total, R.ckpath))
+    return
+  end
+  save(R, "final")
+  fvl.nn.save(R.out .. "/model.npz", net, { meta = { input = { 3, R.data.image_size, R.data.image_size },
+                                                      embedding = cfg.embedding_size, config = args.config } })
+  local head_opts = {}   -- scheduled fields at their last value
+  for k, v in pairs(cfg.head) do if k ~= "kind" then head_opts[k] = head[k] ~= nil and type(head[k]) ~= "table" and head[k] or v end end
+  local last = {}
+  for _, r in ipairs(R.val_records) do if r.step == step then last[r.pack] = { acc = r.acc, std = r.std, auc = r.auc, eer = r.eer } end end
+  local summary = { name = cfg.name, config = args.config, network = net.name, head = cfg.head.kind, steps = step,
+                    batch_size = cfg.batch_size, classes = R.data.classes, image_size = R.data.image_size,
+                    final_loss = R.last_loss, verification = last, threads = fvl.threads(), head_options = head_opts,
+                    step_peak_mb = R.max_step_peak > 0 and R.max_step_peak / 2 ^ 20 or nil,
+                    peak_rss_mb = require("fvl.util").vmhwm_mb(), cpu_s = os.clock(),
+                    load_avg = require("fvl.util").loadavg() }
+  fvl.sys.write_atomic(R.out .. "/summary.json", json.encode(summary) .. "\n")
+  print(string.format("done: %d steps, final loss %.4f; memory of a training step %s MB of tensors at its peak "
+                      .. "(process peak RSS %.0f MB); run directory %s", step, R.last_loss,
+                      summary.step_peak_mb and string.format("%.0f", summary.step_peak_mb) or "?", summary.peak_rss_mb, R.out))
+end
+
+-- ------------------------------------------------------------------ the script's body
+local function main()
+  local cfg, out = resolve_config()
+  fvl.threads(cfg.threads)
+  fvl.manual_seed(cfg.seed)
+  if not args.check then fvl.sys.mkdirs(out) end
+  local notes = {}   -- --check: what could not be checked
+  local data = open_data(cfg, out, notes)
+  local total = count_steps(cfg, data, notes)
+  local net, head = build_model(cfg, data)
+  local opt, lr_at = build_optimiser(cfg, net, head, total)
+  local margins = build_margins(cfg, head)
+  if args.check then return print_plan(cfg, data, net, total, notes) end
+  -- the run's state: what the phases above built, the step, the logs (resume) and the loop's
+  -- bookkeeping (train: bar, phase, before, last_loss, step_peak, max_step_peak, halted)
+  local R = { cfg = cfg, out = out, ckpath = out .. "/checkpoint", data = data, total = total, net = net,
+              head = head, opt = opt, lr_at = lr_at, margins = margins, step = 0 }
+  resume(R)
+  train(R)
+  finish(R)
+end
+
+-- a user's mistake (die) ends as one line, anything else with its traceback
 local ok, err = xpcall(main, function(e)
   if type(e) == "string" and e:sub(1, #PREFIX) == PREFIX then return e end
   return debug.traceback(tostring(e), 2)

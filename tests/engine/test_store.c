@@ -91,6 +91,30 @@ START_TEST(open_rejects_non_store) {
 }
 END_TEST
 
+/* the store trial_lifecycle_and_stale_attempts leaves: trial 1 done with the reports of its second
+   attempt, trial 2 running under pid 333 */
+static void assert_two_trials_listed(fvl_store *s) {
+  fvl_trial *all;
+  size_t n;
+  ck_assert_int_eq(fvl_store_list_trials(s, &all, &n), 0);
+  ck_assert_int_eq(n, 2);
+  ck_assert_int_eq(all[0].id, 1);
+  ck_assert_int_eq(all[0].status, FVL_TRIAL_DONE);
+  ck_assert_str_eq(all[0].metrics, "{\"acc\":0.7}");
+  ck_assert_int_eq(all[1].status, FVL_TRIAL_RUNNING);
+  ck_assert_int_eq(all[1].pid, 333);
+  fvl_trials_free(all, n);
+
+  fvl_report *r;
+  ck_assert_int_eq(fvl_store_list_reports(s, 1, &r, &n), 0);
+  ck_assert_int_eq(n, 2);
+  ck_assert_int_eq(r[0].step, 10);
+  ck_assert_int_eq(r[1].step, 20);
+  ck_assert_int_eq(r[1].attempt, 2);
+  ck_assert_str_eq(r[1].metrics, "{\"acc\":0.7}");
+  fvl_reports_free(r, n);
+}
+
 START_TEST(trial_lifecycle_and_stale_attempts) {
   fvl_store *s = fvl_store_open(tpath("t.sqlite"));
   ck_assert_int_eq(fvl_store_add_trial(s, 2, "{\"m\":0.4}", 22), 1);
@@ -151,25 +175,7 @@ START_TEST(trial_lifecycle_and_stale_attempts) {
   fvl_trial_clear(&t);
   ck_assert_int_eq(fvl_store_set_pid(s, 2, 2, 333), 1);
 
-  fvl_trial *all;
-  size_t n;
-  ck_assert_int_eq(fvl_store_list_trials(s, &all, &n), 0);
-  ck_assert_int_eq(n, 2);
-  ck_assert_int_eq(all[0].id, 1);
-  ck_assert_int_eq(all[0].status, FVL_TRIAL_DONE);
-  ck_assert_str_eq(all[0].metrics, "{\"acc\":0.7}");
-  ck_assert_int_eq(all[1].status, FVL_TRIAL_RUNNING);
-  ck_assert_int_eq(all[1].pid, 333);
-  fvl_trials_free(all, n);
-
-  fvl_report *r;
-  ck_assert_int_eq(fvl_store_list_reports(s, 1, &r, &n), 0);
-  ck_assert_int_eq(n, 2);
-  ck_assert_int_eq(r[0].step, 10);
-  ck_assert_int_eq(r[1].step, 20);
-  ck_assert_int_eq(r[1].attempt, 2);
-  ck_assert_str_eq(r[1].metrics, "{\"acc\":0.7}");
-  fvl_reports_free(r, n);
+  assert_two_trials_listed(s);
   fvl_store_close(s);
 }
 END_TEST
