@@ -60,6 +60,20 @@ static int l_bn_prelu(lua_State *L) {
   return 1;
 }
 
+/* Arguments 7-12 of conv2d_bn_act and conv2d_bn_act_train: running mean and variance, BatchNorm
+ * weight and bias, eps, PReLU weight (tensors stay on the Lua stack, anchored, during the call). */
+typedef struct { fvl_tensor *rm, *rv, *g, *bb, *a; double eps; } bn_act_args;
+static bn_act_args read_bn_act(lua_State *L) {
+  bn_act_args r;   /* one by one: an error names the first bad argument, in order */
+  r.rm = fvl_opttensor(L, 7);
+  r.rv = fvl_opttensor(L, 8);
+  r.g = fvl_opttensor(L, 9);
+  r.bb = fvl_opttensor(L, 10);
+  r.eps = luaL_optnumber(L, 11, 1e-5);
+  r.a = fvl_opttensor(L, 12);
+  return r;
+}
+
 /*** fvl.F.conv2d_bn_act(x, w, bias, stride, padding, groups, running_mean, running_var, bn_weight, bn_bias, eps, prelu_weight) -> tensor
    Inference only: the convolution with an evaluation-mode BatchNorm (running statistics; nil =
    none) and/or a PReLU (nil = none) applied as each output is stored, instead of two more
@@ -69,10 +83,8 @@ static int l_bn_prelu(lua_State *L) {
 static int l_conv2d_bn_act(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act", &sh, &sw, &ph, &pw);
-  fvl_tensor *rm = fvl_opttensor(L, 7), *rv = fvl_opttensor(L, 8), *g = fvl_opttensor(L, 9), *bb = fvl_opttensor(L, 10);
-  double eps = luaL_optnumber(L, 11, 1e-5);
-  fvl_tensor *a = fvl_opttensor(L, 12);
-  fvl_pushtensor(L, fvl_nn_conv2d_bn_act(x, w, b, sh, sw, ph, pw, groups, rm, rv, g, bb, eps, a));
+  bn_act_args ba = read_bn_act(L);
+  fvl_pushtensor(L, fvl_nn_conv2d_bn_act(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.eps, ba.a));
   return 1;
 }
 
@@ -88,11 +100,9 @@ static int l_conv2d_bn_act(lua_State *L) {
 static int l_conv2d_bn_act_train(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act_train", &sh, &sw, &ph, &pw);
-  fvl_tensor *rm = fvl_opttensor(L, 7), *rv = fvl_opttensor(L, 8), *g = fvl_opttensor(L, 9), *bb = fvl_opttensor(L, 10);
-  double eps = luaL_optnumber(L, 11, 1e-5);
-  fvl_tensor *a = fvl_opttensor(L, 12);
+  bn_act_args ba = read_bn_act(L);
   double momentum = luaL_optnumber(L, 13, 0.1);
-  fvl_pushtensor(L, fvl_nn_conv2d_bn_act_train(x, w, b, sh, sw, ph, pw, groups, rm, rv, g, bb, a, momentum, eps));
+  fvl_pushtensor(L, fvl_nn_conv2d_bn_act_train(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.a, momentum, ba.eps));
   return 1;
 }
 
