@@ -170,17 +170,28 @@ void fvl_bg_packb(int64_t K, int64_t N, fvl_bg_mat b, float *Bp) {
 }
 
 #if HAVE_KERNEL
-/* the 12×32 tile of C (mr rows, nr columns of it kept) = (add ? C : 0) + Σ_k A[k][·]ᵀ B[k][·] */
-__attribute__((target("avx512f"))) static void kernel(int64_t kc, const float *A, const float *B, float *C,
-                                                      int64_t ldc, int mr, int nr, int add) {
+/* the 12×32 tile of C (mr rows, nr columns of it kept) = (add ? C : 0) + Σ_k A[k][·]ᵀ B[k][·].
+   rows (4, 8 or 12, ≥ mr): the rows of A multiplied (an edge panel of 4 rows costs a third of a
+   full one; each row's sums are the same). pfc: the tile of C is prefetched first (it is added to
+   after the loop: its lines arrive behind the arithmetic). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+kernel_rows(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr, int add, int pfc,
+            int rows) {
+  if (pfc)
+    for (int r = 0; r < mr; r++) {
+      __builtin_prefetch(C + r * ldc, 1, 3);
+      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+    }
   __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a,
          c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a, c8a = c0a,
          c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
 #define ROW(r)                                             \
   do {                                                     \
-    __m512 av = _mm512_set1_ps(A[r]);                      \
-    c##r##a = _mm512_fmadd_ps(av, b0, c##r##a);            \
-    c##r##b = _mm512_fmadd_ps(av, b1, c##r##b);            \
+    if (r < rows) {                                        \
+      __m512 av = _mm512_set1_ps(A[r]);                    \
+      c##r##a = _mm512_fmadd_ps(av, b0, c##r##a);          \
+      c##r##b = _mm512_fmadd_ps(av, b1, c##r##b);          \
+    }                                                      \
   } while (0)
   for (int64_t k = 0; k < kc; k++) {
     __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
@@ -205,8 +216,25 @@ __attribute__((target("avx512f"))) static void kernel(int64_t kc, const float *A
     _mm512_mask_storeu_ps(cr + 16, m1, v1);
   }
 }
+/* the tile: 12 rows, or 4 or 8 as mr needs (edge); C prefetched (pfc) */
+__attribute__((target("avx512f"))) static void kernel_ex(int64_t kc, const float *A, const float *B, float *C,
+                                                         int64_t ldc, int mr, int nr, int add, int pfc, int edge) {
+  int rows = !edge || mr > 8 ? 12 : mr > 4 ? 8 : 4;
+  if (pfc) {
+    if (rows == 12) kernel_rows(kc, A, B, C, ldc, mr, nr, add, 1, 12);
+    else if (rows == 8) kernel_rows(kc, A, B, C, ldc, mr, nr, add, 1, 8);
+    else kernel_rows(kc, A, B, C, ldc, mr, nr, add, 1, 4);
+  } else {
+    if (rows == 12) kernel_rows(kc, A, B, C, ldc, mr, nr, add, 0, 12);
+    else if (rows == 8) kernel_rows(kc, A, B, C, ldc, mr, nr, add, 0, 8);
+    else kernel_rows(kc, A, B, C, ldc, mr, nr, add, 0, 4);
+  }
+}
 #else
-static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr, int add) {
+static void kernel_ex(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr, int add,
+                      int pfc, int edge) {
+  (void)pfc;
+  (void)edge;
   for (int r = 0; r < mr; r++)
     for (int c = 0; c < nr; c++) {
       float s = 0;
@@ -216,10 +244,13 @@ static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t
 }
 #endif
 
-void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
-                 float *C, int64_t ldc, int add, float *work) {
+/* C = (add ? C : 0) + A·B with the options of o (blk_gemm.h); none of them changes the blocking
+   or the order of any sum. */
+void fvl_bg_gemm_ex(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
+                    float *C, int64_t ldc, int add, float *work, const fvl_bg_opts *o) {
   float *wb = work, *wa = work + (size_t)KC * NC;
   int64_t Mp = rup(M, MR), Np = rup(N, NR);
+  int pfc = (o->flags & FVL_BG_PREFETCH_C) != 0, edge = (o->flags & FVL_BG_EDGE_ROWS) != 0;
   for (int64_t jc = 0; jc < N; jc += NC) {
     int64_t nc = min64(NC, N - jc);
     for (int64_t p0 = 0; p0 < K; p0 += KC) {
@@ -238,8 +269,14 @@ void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a,
         else
           pack_a_panel(mr, kc, a.p + i0 * a.rs + p0 * a.cs, a.rs, a.cs, wa);
         for (int64_t jr = 0; jr < nc; jr += NR)
-          kernel(kc, ap, bp + jr * kc, C + i0 * ldc + jc + jr, ldc, mr, (int)min64(NR, nc - jr), add || p0 > 0);
+          kernel_ex(kc, ap, bp + jr * kc, C + i0 * ldc + jc + jr, ldc, mr, (int)min64(NR, nc - jr), add || p0 > 0,
+                    pfc && (add || p0 > 0), edge);
       }
     }
   }
+}
+void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
+                 float *C, int64_t ldc, int add, float *work) {
+  const fvl_bg_opts none = {0};
+  fvl_bg_gemm_ex(M, N, K, Ap, a, Bp, b, C, ldc, add, work, &none);
 }

@@ -1,7 +1,8 @@
 /* test_blk_gemm.c — the class blocks' own GEMM (engine/loss/blk_gemm.c) against a double
  * reference on shapes with every tail (rows not a multiple of 12, columns of 32, K of 256),
  * each operand given by either stride order, packed once or packed per call, beta 0 and 1; the
- * packed and unpacked forms give the same bits. Skipped where the CPU lacks AVX-512. */
+ * packed and unpacked forms, and fvl_bg_gemm_ex with each option (edge kernels of 4 and 8 rows,
+ * C prefetched), give the same bits. Skipped where the CPU lacks AVX-512. */
 #include "fvl_check.h"
 #include "loss/blk_gemm.h"
 #include <math.h>
@@ -55,6 +56,16 @@ static void check_shape(int64_t M, int64_t N, int64_t K) {
           ck_assert_msg(memcmp(C, Cq, sizeof(float) * (size_t)(M * N)) == 0, "%lldx%lldx%lld form %d: other bits",
                         (long long)M, (long long)N, (long long)K, form);
         }
+        /* fvl_bg_gemm_ex, every option (4- and 8-row edge kernels, C prefetched): the same bits */
+        for (int form = 0; form < 4; form++)
+          for (int flags = 0; flags < 4; flags++) {
+            fvl_bg_opts o = {flags};
+            memcpy(Cq, C0, sizeof(float) * (size_t)(M * N));
+            fvl_bg_gemm_ex(M, N, K, form & 1 ? Ap : NULL, a, form & 2 ? Bp : NULL, b, Cq, N, add, work, &o);
+            ck_assert_msg(memcmp(C, Cq, sizeof(float) * (size_t)(M * N)) == 0,
+                          "%lldx%lldx%lld form %d, gemm_ex flags %d: other bits", (long long)M, (long long)N,
+                          (long long)K, form, flags);
+          }
         free(At);
         free(Bt);
       }
@@ -64,7 +75,7 @@ static void check_shape(int64_t M, int64_t N, int64_t K) {
 START_TEST(own_gemm_matches_reference) {
   if (!fvl_bg_enabled()) return;   /* no AVX-512: the callers use OpenBLAS */
   static const int64_t shapes[][3] = {{1, 1, 1}, {12, 32, 256}, {13, 33, 7}, {25, 70, 300}, {11, 17, 513},
-                                      {30, 545, 40}, {3, 1024, 3}};
+                                      {30, 545, 40}, {3, 1024, 3}, {20, 64, 33}, {256, 64, 40}};
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) check_shape(shapes[s][0], shapes[s][1], shapes[s][2]);
 }
 END_TEST
