@@ -767,6 +767,19 @@ static int l_fused(lua_State *L) {
   return 1;
 }
 
+/* fvl._bench.blk_opts([mask]) -> the previous mask: the class blocks' optional steps (bits of
+   engine/loss/loss_ops.h, all on by default), switched off for A/B timing (scripts/bench/head_ab.lua) */
+static int l_blk_opts(lua_State *L) {
+  int prev = fvl_loss_blk_opts();
+  if (!lua_isnoneornil(L, 1)) {
+    lua_Integer m = luaL_checkinteger(L, 1);
+    if (m < 0 || m > 0xFFFF) return luaL_error(L, "_bench.blk_opts: mask must be 0..65535, got %I", m);
+    fvl_loss_set_blk_opts((int)m);
+  }
+  lua_pushinteger(L, prev);
+  return 1;
+}
+
 int fvl_open_loss(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"cosine", l_cosine}, {"linear_logits", l_linear_logits}, {"margin_ce", l_margin_ce}, {"margin_logits", l_margin_logits}, {"hard_mean", l_hard_mean},
@@ -787,6 +800,10 @@ int fvl_open_loss(lua_State *L) {
   fvl_register_opts(L, -1, "hard_mean", HARD_MEAN_OPTS);
   luaL_getsubtable(L, -1, "F");   /* shared with the nn binding */
   luaL_setfuncs(L, fns, 0);
+  lua_pop(L, 1);
+  luaL_getsubtable(L, -1, "_bench");
+  lua_pushcfunction(L, l_blk_opts);
+  lua_setfield(L, -2, "blk_opts");
   lua_pop(L, 1);
   return 0;
 }
