@@ -10,7 +10,7 @@
 /* ------------------------------------------------------------------ shared helpers */
 static int need_f32(const char *fn, const char *arg, const fvl_tensor *t) {
   if (!t) return fvl_err("%s: %s is missing", fn, arg);
-  if (t->dtype != FVL_F32) return fvl_err("%s: %s is int32, expected float32 (use :float())", fn, arg);
+  if (t->dtype != FVL_F32) return fvl_err("%s: %s is %s, expected float32", fn, arg, fvl_dtype_name(t->dtype));
   return 0;
 }
 
