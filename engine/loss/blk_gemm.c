@@ -8,7 +8,7 @@
  * whose rows run along N (the dX GEMM's W block) is packed row by row, a sequential stream that
  * the prefetchers follow from memory. Reading such an operand in place (no packing) was measured
  * and not faster: its 2 KB row stride maps a panel onto a few L1 sets, so the kernel reads it
- * from L2 on every pass, and from memory on the first one (with or without software prefetch). */
+ * from L2 on every pass, and from memory on the first one (with or without software prefetch).
  * Chosen at run time (__builtin_cpu_supports); built with GCC's target attribute, so the build
  * flags stay portable. */
 #include "blk_gemm.h"
