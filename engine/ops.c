@@ -26,7 +26,7 @@ static int broadcast_shape(const char *fn, const fvl_tensor *a, const fvl_tensor
     if (sa != sb && sa != 1 && sb != 1) {
       char x[64], y[64];
       return fvl_err("%s: shapes %s and %s do not broadcast (dim %d: %lld vs %lld)", fn,
-                     fvl_shape_str(a, x, sizeof x), fvl_shape_str(b, y, sizeof y), d + 1,
+                     fvl_shape_str(a, x, sizeof x), fvl_shape_str(b, y, sizeof y), d - n,
                      (long long)sa, (long long)sb);
     }
     sz[d] = sa == 1 ? sb : sa;
@@ -124,7 +124,7 @@ static void bin_kernel(fvl_binop op, const fvl_tensor *a, const fvl_tensor *b, f
 }
 
 static int need_f32(const char *fn, const fvl_tensor *t, const char *arg) {
-  if (t->dtype != FVL_F32) return fvl_err("%s: %s is int32, expected float32 (use :float())", fn, arg);
+  if (t->dtype != FVL_F32) return fvl_err("%s: %s is %s, expected float32", fn, arg, fvl_dtype_name(t->dtype));
   return 0;
 }
 
@@ -672,7 +672,7 @@ static void reduce_strided(int kind, const float *p, float *o, int32_t *ai, int6
 }
 
 static fvl_tensor *reduce(int kind, const char *fn, fvl_tensor *t, int dim, int keepdim, fvl_tensor **arg_out) {
-  if (dim >= t->ndim || dim < -1) { fvl_err("%s: dim %d is outside 1..%d", fn, dim + 1, t->ndim); return NULL; }
+  if (dim != -1 && fvl_check_dim(fn, dim, t->ndim) < 0) return NULL;   /* -1: every element */
   if (t->ndim == 0) dim = -1;
   fvl_tensor *src = fvl_to_dtype(t, FVL_F32);
   fvl_tensor *c = src ? fvl_contiguous(src) : NULL;
@@ -779,7 +779,7 @@ static int bw_normalize(fvl_node *n, fvl_tensor *g) {
   return grad_end(n, gc, gi);
 }
 fvl_tensor *fvl_normalize(fvl_tensor *t, int dim, double eps) {
-  if (dim < 0 || dim >= t->ndim) { fvl_err("normalize: dim %d is outside 1..%d", dim + 1, t->ndim); return NULL; }
+  if (fvl_check_dim("normalize", dim, t->ndim) < 0) return NULL;
   if (need_f32("normalize", t, "input") < 0) return NULL;
   fvl_tensor *c = fvl_contiguous(t);
   if (!c) return NULL;
@@ -944,7 +944,7 @@ int fvl_check_index_range(const char *fn, const char *arg, const fvl_tensor *idx
     if (p[i] < 0 || p[i] >= n) {
       long long v = p[i];
       fvl_release(c);
-      return fvl_err("%s: %s[%lld] = %lld is outside 1..%lld", fn, arg, (long long)i + 1, v + 1, (long long)n);
+      return fvl_err("%s: %s[%lld] = %lld is outside 0..%lld (0-based)", fn, arg, (long long)i, v, (long long)n - 1);
     }
   fvl_release(c);
   return 0;
@@ -959,7 +959,7 @@ static int bw_index_select(fvl_node *n, fvl_tensor *g) {
   return rc;
 }
 fvl_tensor *fvl_index_select(fvl_tensor *t, int dim, fvl_tensor *idx) {
-  if (dim < 0 || dim >= t->ndim) { fvl_err("index: dim %d is outside 1..%d", dim + 1, t->ndim); return NULL; }
+  if (fvl_check_dim("index", dim, t->ndim) < 0) return NULL;
   if (idx->ndim != 1) { fvl_err("index: indices must be 1-D"); return NULL; }
   if (fvl_check_index_range("index", "indices", idx, t->size[dim]) < 0) return NULL;
   fvl_tensor *c = fvl_contiguous(t), *ci = fvl_contiguous(idx);
@@ -988,7 +988,7 @@ fvl_tensor *fvl_index_select(fvl_tensor *t, int dim, fvl_tensor *idx) {
 }
 int fvl_index_add_(fvl_tensor *dst, int dim, fvl_tensor *idx, fvl_tensor *src) {
   if (!fvl_is_contiguous(dst) || dst->dtype != FVL_F32) return fvl_err("index_add: destination must be contiguous float32");
-  if (dim < 0 || dim >= dst->ndim) return fvl_err("index_add: dim %d is outside 1..%d", dim + 1, dst->ndim);
+  if (fvl_check_dim("index_add", dim, dst->ndim) < 0) return -1;
   if (idx->ndim != 1 || src->ndim != dst->ndim || src->size[dim] != idx->size[0])
     return fvl_err("index_add: source rows (%lld) differ from the number of indices (%lld)",
                    (long long)(src->ndim > dim ? src->size[dim] : -1), (long long)idx->size[0]);
@@ -1038,9 +1038,9 @@ static int bw_gather(fvl_node *n, fvl_tensor *g) {
 }
 fvl_tensor *fvl_gather(fvl_tensor *t, int dim, fvl_tensor *idx) {
   if (t->ndim > 2 || idx->ndim != t->ndim) { fvl_err("gather: expects 1-D or 2-D tensors with indices of the same rank"); return NULL; }
-  if (dim < 0 || dim >= t->ndim) { fvl_err("gather: dim %d is outside 1..%d", dim + 1, t->ndim); return NULL; }
+  if (fvl_check_dim("gather", dim, t->ndim) < 0) return NULL;
   if (t->ndim == 2 && idx->size[1 - dim] != t->size[1 - dim]) {
-    fvl_err("gather: indices have %lld along dim %d, input has %lld", (long long)idx->size[1 - dim], 2 - dim,
+    fvl_err("gather: indices have %lld along dim %d (0-based), input has %lld", (long long)idx->size[1 - dim], 1 - dim,
             (long long)t->size[1 - dim]);
     return NULL;
   }
@@ -1085,16 +1085,17 @@ static int bw_cat(fvl_node *n, fvl_tensor *g) {
 }
 fvl_tensor *fvl_cat(int n, fvl_tensor **ts, int dim) {
   if (n < 1) { fvl_err("cat: no tensors"); return NULL; }
-  if (dim < 0 || dim >= ts[0]->ndim) { fvl_err("cat: dim %d is outside 1..%d", dim + 1, ts[0]->ndim); return NULL; }
+  if (fvl_check_dim("cat", dim, ts[0]->ndim) < 0) return NULL;
   int64_t sz[FVL_MAXDIM];
   memcpy(sz, ts[0]->size, sizeof sz);
   sz[dim] = 0;
   for (int i = 0; i < n; i++) {
-    if (ts[i]->ndim != ts[0]->ndim || ts[i]->dtype != ts[0]->dtype) { fvl_err("cat: tensor %d has a different rank or dtype", i + 1); return NULL; }
+    if (ts[i]->ndim != ts[0]->ndim || ts[i]->dtype != ts[0]->dtype) { fvl_err("cat: ts[%d] has another rank or dtype than ts[0]", i); return NULL; }
     for (int d = 0; d < ts[0]->ndim; d++)
       if (d != dim && ts[i]->size[d] != ts[0]->size[d]) {
         char a[64], b[64];
-        fvl_err("cat: tensor %d is %s, tensor 1 is %s", i + 1, fvl_shape_str(ts[i], a, sizeof a), fvl_shape_str(ts[0], b, sizeof b));
+        fvl_err("cat: ts[%d] is %s, ts[0] is %s (sizes differ outside dim %d, 0-based)", i,
+                fvl_shape_str(ts[i], a, sizeof a), fvl_shape_str(ts[0], b, sizeof b), dim);
         return NULL;
       }
     sz[dim] += ts[i]->size[dim];

@@ -81,7 +81,7 @@ int fvl_shape_check(const char *fn, int ndim, const int64_t *size, int64_t *nume
   int64_t span = 1;   /* product of the non-zero sizes: bounds every contiguous stride */
   int zero = 0, over = 0;
   for (int d = 0; d < ndim; d++) {
-    if (size[d] < 0) return fvl_err("%s: size %d = %lld is negative", fn, d + 1, (long long)size[d]);
+    if (size[d] < 0) return fvl_err("%s: size[%d] = %lld is negative (0-based dim)", fn, d, (long long)size[d]);
     if (size[d] == 0) zero = 1;
     else if (fvl_mul_overflow(span, size[d], &span) || span > FVL_MAX_NUMEL) over = 1;
     if (over) break;
@@ -333,11 +333,13 @@ static int bw_slice(fvl_node *n, fvl_tensor *g) {
   return rc;
 }
 
-static int check_dim(const char *fn, const fvl_tensor *t, int dim) {
-  if (dim < 0 || dim >= t->ndim)
-    return fvl_err("%s: dim %d is outside 1..%d", fn, dim + 1, t->ndim);
-  return 0;
+/* the engine's dim invariant (0-based; the bindings have checked the user's 1-based dim) */
+int fvl_check_dim(const char *fn, int dim, int ndim) {
+  if (dim >= 0 && dim < ndim) return 0;
+  if (ndim == 0) return fvl_err("%s: dim %d of a 0-D tensor (0-based)", fn, dim);
+  return fvl_err("%s: dim %d is outside 0..%d (0-based)", fn, dim, ndim - 1);
 }
+static int check_dim(const char *fn, const fvl_tensor *t, int dim) { return fvl_check_dim(fn, dim, t->ndim); }
 
 fvl_tensor *fvl_transpose(fvl_tensor *t, int d0, int d1) {
   if (check_dim("transpose", t, d0) < 0 || check_dim("transpose", t, d1) < 0) return NULL;
@@ -367,7 +369,7 @@ fvl_tensor *fvl_narrow(fvl_tensor *t, int dim, int64_t start, int64_t len) {
 fvl_tensor *fvl_select(fvl_tensor *t, int dim, int64_t i) {
   if (check_dim("select", t, dim) < 0) return NULL;
   if (i < 0 || i >= t->size[dim]) {
-    fvl_err("select: index %lld is outside 1..%lld", (long long)i + 1, (long long)t->size[dim]);
+    fvl_err("select: index %lld is outside 0..%lld of dim %d (0-based)", (long long)i, (long long)t->size[dim] - 1, dim);
     return NULL;
   }
   fvl_tensor *v = view_of(t);
@@ -441,10 +443,11 @@ bad:;
   return NULL;
 }
 fvl_tensor *fvl_unsqueeze(fvl_tensor *t, int dim) {
-  if (dim < 0 || dim > t->ndim || t->ndim >= FVL_MAXDIM) {
-    fvl_err("unsqueeze: dim %d is outside 1..%d", dim + 1, t->ndim + 1);
+  if (t->ndim >= FVL_MAXDIM) {
+    fvl_err("unsqueeze: a %d-D tensor cannot take another dim (at most %d)", t->ndim, FVL_MAXDIM);
     return NULL;
   }
+  if (fvl_check_dim("unsqueeze", dim, t->ndim + 1) < 0) return NULL;
   int64_t sz[FVL_MAXDIM];
   for (int d = 0, k = 0; d <= t->ndim; d++) sz[d] = d == dim ? 1 : t->size[k++];
   return fvl_reshape(t, t->ndim + 1, sz);

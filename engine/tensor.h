@@ -41,6 +41,9 @@ typedef struct fvl_tensor {
  * count <= FVL_MAX_NUMEL and every contiguous stride representable (also when a size is 0).
  * 0 and *numel, or -1 + "fn: shape 4294967296x4294967296 has more than 2^40 elements". */
 int fvl_shape_check(const char *fn, int ndim, const int64_t *size, int64_t *numel);
+/* dim in 0..ndim-1, else -1 and "fn: dim 3 is outside 0..1 (0-based)"; an engine invariant:
+ * the bindings check the user's 1-based dim first (lua/bind_util.c fvl_checkdim) */
+int fvl_check_dim(const char *fn, int dim, int ndim);
 
 /* ---- lifetime ---- */
 fvl_tensor *fvl_retain(fvl_tensor *t);

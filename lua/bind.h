@@ -58,6 +58,21 @@ void fvl_open_labels(lua_State *L);      /* the metatable; fvl._label_scans into
 /* a float32 contiguous tensor of rank nd (0 = any) at idx, converted when needed; the result is
  * pushed (the stack owns it) and returned. Errors "fn: arg must be 2-D (N×D), got 3×4×5". */
 fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg, int nd);
+/* The binding's one check of a 1-based position (DEVELOPERS.md "The binding boundary"): each
+ * raises with the user's 1-based wording and returns the 0-based value the engine takes (whose
+ * own check is then only a 0-based invariant).
+ * fvl_checkdim: dim 1..ndim, or -ndim..-1 counted from the end ("narrow: dim 3 is outside 1..2");
+ * fvl_checkpos: i in 1..n ("select: index 3 is outside 1..2", what = "index");
+ * fvl_checkfloat: t is float32 ("normalize: input is int32, expected float32 (use :float())"). */
+int fvl_checkdim(lua_State *L, const char *fn, lua_Integer dim, int ndim);
+int64_t fvl_checkpos(lua_State *L, const char *fn, const char *what, lua_Integer i, int64_t n);
+void fvl_checkfloat(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg);
+/* fvl_checkfloat for each ("name", tensor) pair up to NULL; a NULL tensor (an absent optional
+ * argument) is skipped: fvl_checkfloats(L, "linear", "input", x, "weight", w, "bias", b, NULL) */
+void fvl_checkfloats(lua_State *L, const char *fn, ...);
+/* every value of a contiguous float32 tensor (1-D or 2-D, as fvl_checkf32 returns) is finite:
+ * "pairs: emb[3][2] = nan is not a finite number" (1-based row and column) */
+void fvl_checkfinite(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg);
 
 /* ---- The binding boundary (DEVELOPERS.md): declared option tables, anchors, checked sizes ----
  * An option table is read against ONE declared array of fvl_optdef ending in FVL_OPT_END:

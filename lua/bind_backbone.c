@@ -44,6 +44,7 @@ static int conv_args(lua_State *L, const char *fn, int *sh, int *sw, int *ph, in
 static int l_conv2d_grouped(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d", &sh, &sw, &ph, &pw);
+  fvl_checkfloats(L, "conv2d_grouped", "input", x, "weight", w, "bias", b, NULL);
   fvl_pushtensor(L, fvl_nn_conv2d_grouped(x, w, b, sh, sw, ph, pw, groups));
   return 1;
 }
@@ -56,6 +57,8 @@ static int l_bn_prelu(lua_State *L) {
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5), *a = fvl_checktensor(L, 6);
   int training = lua_isnoneornil(L, 7) ? 1 : lua_toboolean(L, 7);
   double momentum = luaL_optnumber(L, 8, 0.1), eps = luaL_optnumber(L, 9, 1e-5);
+  fvl_checkfloats(L, "bn_prelu", "input", x, "running_mean", rm, "running_var", rv, "weight", g, "bias", b,
+                  "prelu_weight", a, NULL);
   fvl_pushtensor(L, fvl_nn_bn_prelu(x, g, b, a, rm, rv, training, momentum, eps));
   return 1;
 }
@@ -63,7 +66,7 @@ static int l_bn_prelu(lua_State *L) {
 /* Arguments 7-12 of conv2d_bn_act and conv2d_bn_act_train: running mean and variance, BatchNorm
  * weight and bias, eps, PReLU weight (tensors stay on the Lua stack, anchored, during the call). */
 typedef struct { fvl_tensor *rm, *rv, *g, *bb, *a; double eps; } bn_act_args;
-static bn_act_args read_bn_act(lua_State *L) {
+static bn_act_args read_bn_act(lua_State *L, const char *fn) {
   bn_act_args r;   /* one by one: an error names the first bad argument, in order */
   r.rm = fvl_opttensor(L, 7);
   r.rv = fvl_opttensor(L, 8);
@@ -71,6 +74,8 @@ static bn_act_args read_bn_act(lua_State *L) {
   r.bb = fvl_opttensor(L, 10);
   r.eps = luaL_optnumber(L, 11, 1e-5);
   r.a = fvl_opttensor(L, 12);
+  fvl_checkfloats(L, fn, "running_mean", r.rm, "running_var", r.rv, "bn_weight", r.g, "bn_bias", r.bb,
+                  "prelu_weight", r.a, NULL);
   return r;
 }
 
@@ -83,7 +88,14 @@ static bn_act_args read_bn_act(lua_State *L) {
 static int l_conv2d_bn_act(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act", &sh, &sw, &ph, &pw);
-  bn_act_args ba = read_bn_act(L);
+  fvl_checkfloats(L, "conv2d_bn_act", "input", x, "weight", w, "bias", b, NULL);
+  bn_act_args ba = read_bn_act(L, "conv2d_bn_act");
+  const fvl_tensor *ins[6] = {x, w, b, ba.g, ba.bb, ba.a};   /* the engine keeps the same check */
+  for (int i = 0; i < 6 && fvl_grad_enabled(); i++)
+    if (ins[i] && ins[i]->requires_grad)
+      return fvl_error(L, "conv2d_bn_act: inference only (no autograd node): call it inside fvl.no_grad or on "
+                       "tensors that do not require gradients; training uses fvl.F.conv2d_bn_act_train (or "
+                       "fvl.F.conv2d + fvl.F.bn_prelu)");
   fvl_pushtensor(L, fvl_nn_conv2d_bn_act(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.eps, ba.a));
   return 1;
 }
@@ -100,7 +112,8 @@ static int l_conv2d_bn_act(lua_State *L) {
 static int l_conv2d_bn_act_train(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *w = fvl_checktensor(L, 2), *b = fvl_opttensor(L, 3);
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act_train", &sh, &sw, &ph, &pw);
-  bn_act_args ba = read_bn_act(L);
+  fvl_checkfloats(L, "conv2d_bn_act_train", "input", x, "weight", w, "bias", b, NULL);
+  bn_act_args ba = read_bn_act(L, "conv2d_bn_act_train");
   double momentum = luaL_optnumber(L, 13, 0.1);
   fvl_pushtensor(L, fvl_nn_conv2d_bn_act_train(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.a, momentum, ba.eps));
   return 1;

@@ -73,6 +73,7 @@ static int l_conv2d(lua_State *L) {
   int sh, sw, ph, pw;
   pair_arg(L, 4, "conv2d", "stride", 1, 1, &sh, &sw);
   pair_arg(L, 5, "conv2d", "padding", 0, 0, &ph, &pw);
+  fvl_checkfloats(L, "conv2d", "input", x, "weight", w, "bias", b, NULL);
   fvl_pushtensor(L, fvl_nn_conv2d(x, w, b, sh, sw, ph, pw));
   return 1;
 }
@@ -90,6 +91,7 @@ static int pool(lua_State *L, int is_max) {
   if (lua_isnoneornil(L, 3)) { sh = kh; sw = kw; }
   else pair_arg(L, 3, fn, "stride", 1, 1, &sh, &sw);
   pair_arg(L, 4, fn, "padding", 0, 0, &ph, &pw);
+  fvl_checkfloat(L, x, fn, "input");
   fvl_pushtensor(L, is_max ? fvl_nn_maxpool2d(x, kh, kw, sh, sw, ph, pw)
                            : fvl_nn_avgpool2d(x, kh, kw, sh, sw, ph, pw));
   return 1;
@@ -109,6 +111,7 @@ static int l_batch_norm(lua_State *L) {
   double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
   if ((rm == NULL) != (rv == NULL))
     return luaL_error(L, "batch_norm: give both running_mean and running_var, or neither");
+  fvl_checkfloats(L, "batch_norm", "input", x, "running_mean", rm, "running_var", rv, "weight", g, "bias", b, NULL);
   fvl_pushtensor(L, fvl_nn_batchnorm(x, g, b, rm, rv, training, momentum, eps));
   return 1;
 }
@@ -117,7 +120,9 @@ static int l_batch_norm(lua_State *L) {
    PReLU: x where x > 0, weight·x elsewhere, weight one value or one per channel (dim 2 of x).
    Tracked in x and weight. */
 static int l_prelu(lua_State *L) {
-  fvl_pushtensor(L, fvl_nn_prelu(T(1), T(2)));
+  fvl_tensor *x = T(1), *a = T(2);
+  fvl_checkfloats(L, "prelu", "input", x, "weight", a, NULL);
+  fvl_pushtensor(L, fvl_nn_prelu(x, a));
   return 1;
 }
 
@@ -128,6 +133,7 @@ static int l_dropout(lua_State *L) {
   fvl_tensor *x = T(1);
   double p = luaL_optnumber(L, 2, 0.5);
   int training = lua_isnoneornil(L, 3) ? 1 : lua_toboolean(L, 3);
+  fvl_checkfloat(L, x, "dropout", "input");
   fvl_pushtensor(L, fvl_nn_dropout(x, p, training));
   return 1;
 }
@@ -135,7 +141,9 @@ static int l_dropout(lua_State *L) {
 /*** fvl.F.linear(x, weight [, bias]) -> tensor
    x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked. */
 static int l_linear(lua_State *L) {
-  fvl_pushtensor(L, fvl_nn_linear(T(1), T(2), fvl_opttensor(L, 3)));
+  fvl_tensor *x = T(1), *w = T(2), *b = fvl_opttensor(L, 3);
+  fvl_checkfloats(L, "linear", "input", x, "weight", w, "bias", b, NULL);
+  fvl_pushtensor(L, fvl_nn_linear(x, w, b));
   return 1;
 }
 

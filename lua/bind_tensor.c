@@ -11,10 +11,7 @@
 #define T(i) fvl_checktensor(L, i)
 
 static int dim_arg(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
-  lua_Integer d = luaL_checkinteger(L, idx);
-  if (d < 0) d += t->ndim + 1;            /* -1 = last dim */
-  if (d < 1 || d > t->ndim) return fvl_error(L, "%s: dim %lld is outside 1..%d", fn, (long long)d, t->ndim);
-  return (int)d - 1;
+  return fvl_checkdim(L, fn, luaL_checkinteger(L, idx), t->ndim);
 }
 static int optdim(lua_State *L, int idx, const fvl_tensor *t, const char *fn) {
   return lua_isnoneornil(L, idx) ? -1 : dim_arg(L, idx, t, fn);
@@ -308,15 +305,16 @@ static int l_narrow(lua_State *L) {
 static int l_select(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "select");
-  lua_Integer i = luaL_checkinteger(L, 3);
-  if (i < 1 || i > t->size[d]) return fvl_error(L, "select: index %lld is outside 1..%lld", (long long)i, (long long)t->size[d]);
-  fvl_pushtensor(L, fvl_select(t, d, i - 1));
+  int64_t i = fvl_checkpos(L, "select", "index", luaL_checkinteger(L, 3), t->size[d]);
+  fvl_pushtensor(L, fvl_select(t, d, i));
   return 1;
 }
 static int l_unsqueeze(lua_State *L) {
   fvl_tensor *t = T(1);
   lua_Integer d = luaL_checkinteger(L, 2);
-  if (d < 1 || d > t->ndim + 1) return fvl_error(L, "unsqueeze: dim %d is outside 1..%d", (int)d, t->ndim + 1);
+  if (t->ndim >= FVL_MAXDIM)
+    return fvl_error(L, "unsqueeze: a %d-D tensor cannot take another dim (at most %d)", t->ndim, FVL_MAXDIM);
+  if (d < 1 || d > t->ndim + 1) return fvl_error(L, "unsqueeze: dim %lld is outside 1..%d", (long long)d, t->ndim + 1);
   fvl_pushtensor(L, fvl_unsqueeze(t, (int)d - 1));
   return 1;
 }
@@ -335,6 +333,14 @@ static int l_gather(lua_State *L) {
   fvl_tensor *ix = T(3);
   /* 1-based → 0-based copy, each index checked against 1..size (before any arithmetic) */
   if (ix->dtype != FVL_I32) return fvl_error(L, "gather: indices must be an int32 tensor, got %s", fvl_dtype_name(ix->dtype));
+  if (t->ndim > 2 || ix->ndim != t->ndim) {
+    char a[64], b[64];
+    return fvl_error(L, "gather: expected a 1-D or 2-D tensor and indices of its rank, got %s and indices %s",
+                     fvl_shape_str(t, a, sizeof a), fvl_shape_str(ix, b, sizeof b));
+  }
+  if (t->ndim == 2 && ix->size[1 - d] != t->size[1 - d])
+    return fvl_error(L, "gather: indices have %lld along dim %d, input has %lld", (long long)ix->size[1 - d],
+                     2 - d, (long long)t->size[1 - d]);
   fvl_tensor *z = fvl_clone(ix);
   if (!z) return fvl_raise(L);
   fvl_pushtensor(L, z);   /* anchored: freed by the GC if an error follows */
@@ -504,13 +510,20 @@ static int l_normalize(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = lua_isnoneornil(L, 2) ? t->ndim - 1 : dim_arg(L, 2, t, "normalize");
   if (t->ndim == 0) return fvl_error(L, "normalize: expected at least 1-D tensor");
+  fvl_checkfloat(L, t, "normalize", "input");
   fvl_pushtensor(L, fvl_normalize(t, d, luaL_optnumber(L, 3, 1e-12)));
   return 1;
 }
 /*** fvl.matmul(a, b) -> tensor
    Matrix product of float32 tensors: (N×K)·(K×M) → N×M (OpenBLAS sgemm), tracked by autograd.
    Errors: inner sizes that differ, a dtype other than float32, not 2-D. */
-static int l_matmul(lua_State *L) { fvl_pushtensor(L, fvl_matmul(T(1), T(2))); return 1; }
+static int l_matmul(lua_State *L) {
+  fvl_tensor *a = T(1), *b = T(2);
+  fvl_checkfloat(L, a, "matmul", "x");
+  fvl_checkfloat(L, b, "matmul", "y");
+  fvl_pushtensor(L, fvl_matmul(a, b));
+  return 1;
+}
 /*** fvl.cat(tensors [, dim]) -> tensor
    Concatenates 1..64 tensors along dim (default 1); other sizes must agree. */
 static int l_cat(lua_State *L) {
@@ -527,6 +540,17 @@ static int l_cat(lua_State *L) {
     if (!ts[i]) return fvl_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
   }
   int d = lua_isnoneornil(L, 2) ? 0 : dim_arg(L, 2, ts[0], "cat");
+  for (int i = 1; i < n; i++) {   /* the user's 1-based wording; the engine keeps a 0-based invariant */
+    char a[64], b[64];
+    if (ts[i]->dtype != ts[0]->dtype)
+      return fvl_error(L, "cat: tensor %d is %s, tensor 1 is %s (expected one dtype)", i + 1,
+                       fvl_dtype_name(ts[i]->dtype), fvl_dtype_name(ts[0]->dtype));
+    int same = ts[i]->ndim == ts[0]->ndim;
+    for (int k = 0; same && k < ts[0]->ndim; k++) same = k == d || ts[i]->size[k] == ts[0]->size[k];
+    if (!same)
+      return fvl_error(L, "cat: tensor %d is %s, tensor 1 is %s (expected the same sizes except along dim %d)",
+                       i + 1, fvl_shape_str(ts[i], a, sizeof a), fvl_shape_str(ts[0], b, sizeof b), d + 1);
+  }
   fvl_pushtensor(L, fvl_cat(n, ts, d));
   return 1;
 }

@@ -269,3 +269,45 @@ fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg,
   fvl_pushtensor(L, c);
   return c;
 }
+
+/* ---- 1-based positions and dtypes: the user's wording, checked once here ---- */
+int fvl_checkdim(lua_State *L, const char *fn, lua_Integer dim, int ndim) {
+  lua_Integer d = dim < 0 ? dim + ndim + 1 : dim;   /* -1 = the last dim */
+  if (d < 1 || d > ndim) {
+    if (ndim == 0) fvl_error(L, "%s: dim %lld of a 0-D tensor (it has no dims)", fn, (long long)dim);
+    fvl_error(L, "%s: dim %lld is outside 1..%d", fn, (long long)dim, ndim);
+  }
+  return (int)d - 1;
+}
+int64_t fvl_checkpos(lua_State *L, const char *fn, const char *what, lua_Integer i, int64_t n) {
+  if (i < 1 || i > n) fvl_error(L, "%s: %s %lld is outside 1..%lld", fn, what, (long long)i, (long long)n);
+  return (int64_t)i - 1;
+}
+void fvl_checkfloat(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg) {
+  if (t->dtype != FVL_F32)
+    fvl_error(L, "%s: %s is %s, expected float32 (use :float())", fn, arg, fvl_dtype_name(t->dtype));
+}
+void fvl_checkfloats(lua_State *L, const char *fn, ...) {
+  va_list ap;
+  va_start(ap, fn);
+  for (const char *arg; (arg = va_arg(ap, const char *)) != NULL;) {
+    const fvl_tensor *t = va_arg(ap, const fvl_tensor *);
+    if (t && t->dtype != FVL_F32) {
+      va_end(ap);
+      fvl_checkfloat(L, t, fn, arg);
+    }
+  }
+  va_end(ap);
+}
+void fvl_checkfinite(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg) {
+  const float *p = fvl_f32(t);
+  int64_t n = fvl_numel(t), D = t->ndim == 2 ? t->size[1] : 1;
+  for (int64_t i = 0; i < n; i++) {
+    if (isfinite(p[i])) continue;
+    double v = isnan(p[i]) ? fabs((double)p[i]) : (double)p[i];   /* "nan", never "-nan" */
+    if (t->ndim == 2)
+      fvl_error(L, "%s: %s[%lld][%lld] = %g is not a finite number", fn, arg, (long long)(i / D) + 1,
+                (long long)(i % D) + 1, v);
+    fvl_error(L, "%s: %s[%lld] = %g is not a finite number", fn, arg, (long long)i + 1, v);
+  }
+}

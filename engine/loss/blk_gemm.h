@@ -30,14 +30,4 @@ size_t fvl_bg_work_size(void);
    on M, N, K: the same bits on every call. Call only when fvl_bg_enabled(). */
 void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
                  float *C, int64_t ldc, int add, float *work);
-/* options of fvl_bg_gemm_ex */
-enum {
-  FVL_BG_PREFETCH_C = 1,   /* each tile of C that is added to is prefetched before its products */
-  FVL_BG_EDGE_ROWS = 2,    /* an edge panel of ≤ 4 or ≤ 8 rows runs a 4- or 8-row kernel */
-};
-typedef struct { int flags; } fvl_bg_opts;
-/* fvl_bg_gemm with the options o: the same bits as fvl_bg_gemm (each option changes only how
-   fast it runs) */
-void fvl_bg_gemm_ex(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
-                    float *C, int64_t ldc, int add, float *work, const fvl_bg_opts *o);
 #endif

@@ -80,15 +80,6 @@ static void blas_restore(int n) {
   if (n != 1) openblas_set_num_threads(n);
 }
 
-/* the optional steps of the class blocks (FVL_BLK_*, loss_ops.h), for A/B timing */
-static int blk_opts = 0xFFFF;
-int fvl_loss_set_blk_opts(int mask) {
-  int prev = blk_opts;
-  blk_opts = mask;
-  return prev;
-}
-int fvl_loss_blk_opts(void) { return blk_opts; }
-
 /* The block GEMMs: the own AVX-512 kernel (blk_gemm.c) when the thread has its scratch
    (work != NULL: fvl_bg_enabled()), else OpenBLAS. Either way one thread per block and an order
    of sums fixed by the shapes: the same bits with any thread count. */
@@ -106,35 +97,27 @@ static float *bg_pack_x(const float *x, int64_t B, int64_t D, int64_t ldx, int a
   else fvl_bg_packa(B, D, m, p);
   return p;
 }
-/* the own kernel's options for the block GEMMs */
-static fvl_bg_opts bg_opts(void) {
-  return (fvl_bg_opts){(blk_opts & FVL_BLK_PREFETCH_C ? FVL_BG_PREFETCH_C : 0) |
-                       (blk_opts & FVL_BLK_EDGE_ROWS ? FVL_BG_EDGE_ROWS : 0)};
-}
 /* out (B×nj, row stride ldo) = X·W_blkᵀ; Xa: X packed by bg_pack_x(…, 0) */
 static void gemm_fwd(float *work, const float *Xa, int64_t B, int64_t nj, int64_t D, const float *x, int64_t ldx,
                      const float *w, int64_t ldw, float *out, int64_t ldo) {
-  fvl_bg_opts o = bg_opts();
   if (work && Xa)
-    fvl_bg_gemm_ex(B, nj, D, Xa, (fvl_bg_mat){x, ldx, 1}, NULL, (fvl_bg_mat){w, 1, ldw}, out, ldo, 0, work, &o);
+    fvl_bg_gemm(B, nj, D, Xa, (fvl_bg_mat){x, ldx, 1}, NULL, (fvl_bg_mat){w, 1, ldw}, out, ldo, 0, work);
   else
     fvl_gemm(0, 1, (int)B, (int)nj, (int)D, 1.0f, x, (int)ldx, w, (int)ldw, 0.0f, out, (int)ldo);
 }
 /* dst (B×D) = (beta ? dst : 0) + G_blk·W_blk (G_blk: B×nj, row stride ldg) */
 static void gemm_dx(float *work, int64_t B, int64_t D, int64_t nj, const float *g, int64_t ldg, const float *w,
                     int64_t ldw, float beta, float *dst) {
-  fvl_bg_opts o = bg_opts();
   if (work)
-    fvl_bg_gemm_ex(B, D, nj, NULL, (fvl_bg_mat){g, ldg, 1}, NULL, (fvl_bg_mat){w, ldw, 1}, dst, D, beta != 0.0f, work, &o);
+    fvl_bg_gemm(B, D, nj, NULL, (fvl_bg_mat){g, ldg, 1}, NULL, (fvl_bg_mat){w, ldw, 1}, dst, D, beta != 0.0f, work);
   else
     fvl_gemm(0, 0, (int)B, (int)D, (int)nj, 1.0f, g, (int)ldg, w, (int)ldw, beta, dst, (int)D);
 }
 /* dst (nj×D) = (beta ? dst : 0) + G_blkᵀ·X; Xb: X packed by bg_pack_x(…, 1) */
 static void gemm_dw(float *work, const float *Xb, int64_t nj, int64_t D, int64_t B, const float *g, int64_t ldg,
                     const float *x, int64_t ldx, float beta, float *dst) {
-  fvl_bg_opts o = bg_opts();
   if (work && Xb)
-    fvl_bg_gemm_ex(nj, D, B, NULL, (fvl_bg_mat){g, 1, ldg}, Xb, (fvl_bg_mat){x, ldx, 1}, dst, D, beta != 0.0f, work, &o);
+    fvl_bg_gemm(nj, D, B, NULL, (fvl_bg_mat){g, 1, ldg}, Xb, (fvl_bg_mat){x, ldx, 1}, dst, D, beta != 0.0f, work);
   else
     fvl_gemm(1, 0, (int)nj, (int)D, (int)B, 1.0f, g, (int)ldg, x, (int)ldx, beta, dst, (int)D);
 }

@@ -29,15 +29,6 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws);
  * Lua function of ctx.cos) is added to the block first. Returns the previous setting. */
 int fvl_loss_set_fused(int on);
 int fvl_loss_fused(void);
-/* the class blocks' optional steps (FVL_BLK_* bits, all on by default), for A/B timing
-   (fvl._bench.blk_opts); returns the previous mask. They change no result: the same bits. */
-enum {
-  FVL_BLK_PREFETCH_C = 1,   /* the block GEMMs prefetch each tile of C they add to */
-  FVL_BLK_EDGE_ROWS = 2,    /* the edge row panels (B or the block's width not a multiple of 12) run a
-                               4- or 8-row kernel */
-};
-int fvl_loss_set_blk_opts(int mask);
-int fvl_loss_blk_opts(void);
 
 /* z = x·Wᵀ (+ b) for the heads on raw logits (Softmax, Center): x B×D, W C×D, b C (optional).
  * ws as in fvl_cosine; the backward accumulates W's gradient straight into W->grad (two sgemm

@@ -142,8 +142,8 @@ START_TEST(views_transpose_narrow_select) {
   EXPECT("select of narrow of transpose", sn, 0, 2, 14, 3, 15);
   /* bad arguments */
   expect_err(fvl_narrow(t, 0, 3, 2), "narrow");
-  expect_err(fvl_narrow(t, 5, 0, 1), "dim 6 is outside 1..3");
-  expect_err(fvl_select(t, 1, 3), "select: index 4 is outside 1..3");
+  expect_err(fvl_narrow(t, 5, 0, 1), "narrow: dim 5 is outside 0..2 (0-based)");
+  expect_err(fvl_select(t, 1, 3), "select: index 3 is outside 0..2 of dim 1 (0-based)");
   expect_err(fvl_transpose(t, 0, 3), "transpose");
   R(t); R(n); R(s); R(tn); R(sn);
 }
@@ -527,7 +527,7 @@ START_TEST(reductions_along_dims) {
   ck_assert_int_eq((int)at(am, 0), a);
   R(s); R(m); R(n); R(l); R(mx); R(am);
   ck_assert_ptr_null(fvl_sum(x, 3, 0));
-  ck_assert_ptr_nonnull(strstr(fvl_errmsg(), "sum: dim 4 is outside 1..3"));
+  ck_assert_ptr_nonnull(strstr(fvl_errmsg(), "sum: dim 3 is outside 0..2 (0-based)"));
   R(x);
 }
 END_TEST
@@ -591,7 +591,7 @@ START_TEST(normalize_values) {
       ck_assert_double_eq_tol(s, 1, 1e-5);
     }
   R(r);
-  expect_err(fvl_normalize(y, 3, 1e-12), "normalize: dim 4 is outside 1..3");
+  expect_err(fvl_normalize(y, 3, 1e-12), "normalize: dim 3 is outside 0..2 (0-based)");
   R(x); R(y);
 }
 END_TEST
@@ -722,7 +722,7 @@ START_TEST(index_gather_cat) {
   EXPECT("index cols of a transpose", r, 0, 3, 3, 1, 4, 4, 2);
   R(r);
   fvl_tensor *bad = idx1(2, (int32_t[]){0, 3});
-  expect_err(fvl_index_select(x, 0, bad), "index: indices[2] = 4 is outside 1..3");
+  expect_err(fvl_index_select(x, 0, bad), "index: indices[1] = 3 is outside 0..2 (0-based)");
   fvl_tensor *ix2 = fvl_zeros(FVL_I32, 2, SHAPE(1, 1));
   expect_err(fvl_index_select(x, 0, ix2), "1-D");
   fvl_tensor *fi = fvl_zeros(FVL_F32, 1, SHAPE(1));
@@ -744,7 +744,7 @@ START_TEST(index_gather_cat) {
   EXPECT("gather dim 1", r, 0, 5, 2, 3, 4);
   R(r);
   fvl_tensor *gbad = fvl_from_data(FVL_I32, 2, SHAPE(3, 1), (int32_t[]){1, 2, 1});
-  expect_err(fvl_gather(x, 1, gbad), "gather: indices[2] = 3 is outside 1..2");
+  expect_err(fvl_gather(x, 1, gbad), "gather: indices[1] = 2 is outside 0..1 (0-based)");
   /* index_add: rows accumulate, repeated indices add twice */
   fvl_tensor *d = fvl_zeros(FVL_F32, 2, SHAPE(3, 2));
   fvl_tensor *src = MK2(4, 2, 1, 1, 2, 2, 3, 3, 4, 4);
@@ -764,7 +764,7 @@ START_TEST(index_gather_cat) {
   r = fvl_cat(3, ts2, 1);
   EXPECT("cat cols", r, 0, -1, 1, 2, -1, -2, 3, 4, -2, -3, 5, 6, -3);
   R(r);
-  expect_err(fvl_cat(2, ts, 1), "cat: tensor 2 is 1x2, tensor 1 is 3x2");
+  expect_err(fvl_cat(2, ts, 1), "cat: ts[1] is 1x2, ts[0] is 3x2 (sizes differ outside dim 1, 0-based)");
   expect_err(fvl_cat(0, ts, 0), "cat");
   R(x); R(i); R(j); R(xt); R(bad); R(ix2); R(fi); R(xi); R(g); R(g0); R(gbad); R(d); R(src); R(y); R(z);
 }
@@ -773,9 +773,9 @@ END_TEST
 START_TEST(check_index_range) {
   fvl_tensor *i = idx1(3, (int32_t[]){0, 4, -1});
   ck_assert_int_eq(fvl_check_index_range("f", "labels", i, 5), -1);
-  ck_assert_str_eq(fvl_errmsg(), "f: labels[3] = 0 is outside 1..5");
+  ck_assert_str_eq(fvl_errmsg(), "f: labels[2] = -1 is outside 0..4 (0-based)");
   ck_assert_int_eq(fvl_check_index_range("f", "labels", i, 4), -1);
-  ck_assert_str_eq(fvl_errmsg(), "f: labels[2] = 5 is outside 1..4");
+  ck_assert_str_eq(fvl_errmsg(), "f: labels[1] = 4 is outside 0..3 (0-based)");
   R(i);
 }
 END_TEST

@@ -373,3 +373,122 @@ if os.getenv("FVL_LOSS_REFERENCE") ~= "1" then
     end
   end)
 end
+
+-- The tensor-op reference near θ = 0 (both modes: it calls fvl.loss.reference itself). Row 1 sits
+-- at θ = 2e-4 from its class centre, where the fp32 cosine rounds to 1: the reference forms
+-- 1 − cos θ as ‖x̂ − ŵ_y‖²/2, so its gradients equal the derivative computed here in double from
+-- the same fp32 inputs (Lua numbers are doubles).
+describe("loss reference: exact near θ = 0", function()
+  local Bn, Dn, Cn, K, S = 3, 8, 5, 2, 8
+  local Y = { 2, 4, 1 }
+  local function unit(v)
+    local n = 0
+    for _, a in ipairs(v) do n = n + a * a end
+    n = math.sqrt(n)
+    local u = {}
+    for k, a in ipairs(v) do u[k] = a / n end
+    return u, n
+  end
+  local function dot(a, b) local s = 0; for k = 1, #a do s = s + a[k] * b[k] end; return s end
+  -- inputs: W (Cn·K rows: K sub-centres per class, K = 1 for the plain heads); x row 1 at angle θ0
+  -- from row `near` of W, the other rows random
+  local function inputs(kk, near, th0)
+    fvl.manual_seed(31)
+    local W = fvl.randn(Cn * kk, Dn)
+    local Wt = W:totable()
+    local e = unit(Wt[near])
+    local f = fvl.randn(Dn):totable()
+    local p = dot(f, e)
+    for k = 1, Dn do f[k] = f[k] - p * e[k] end
+    f = unit(f)
+    local xt = fvl.randn(Bn, Dn):totable()
+    for k = 1, Dn do xt[1][k] = 2.5 * (math.cos(th0) * e[k] + math.sin(th0) * f[k]) end
+    local x = fvl.tensor(xt)
+    x:requires_grad()
+    W = W:detach()
+    W:requires_grad()
+    return x, W
+  end
+  -- loss and gradients in double; T(c, θ, sinθ) → target value and dT/dc
+  local function exact(x, W, kk, T)
+    local xt, Wt = x:detach():totable(), W:detach():totable()
+    local gx, gW = {}, {}
+    for r = 1, #Wt do gW[r] = {}; for k = 1, Dn do gW[r][k] = 0 end end
+    local loss = 0
+    for i = 1, Bn do
+      local xh, xn = unit(xt[i])
+      gx[i] = {}
+      for k = 1, Dn do gx[i][k] = 0 end
+      local cols, c, z = {}, {}, {}
+      for j = 1, Cn do                          -- the best of the class's kk sub-centres
+        local best, bc
+        for q = 1, kk do
+          local r = (j - 1) * kk + q
+          local cr = dot(xh, (unit(Wt[r])))
+          if not bc or cr > bc then best, bc = r, cr end
+        end
+        cols[j], c[j], z[j] = best, bc, S * bc
+      end
+      local wy = unit(Wt[cols[Y[i]]])
+      local u = 0
+      for k = 1, Dn do u = u + (xh[k] - wy[k]) ^ 2 end
+      u = u / 2
+      local sn = math.sqrt(u * (2 - u))
+      local tv, dT = T(1 - u, 2 * math.asin(math.sqrt(u / 2)), sn)
+      z[Y[i]] = S * tv
+      local mx = -math.huge
+      for j = 1, Cn do mx = math.max(mx, z[j]) end
+      local se = 0
+      for j = 1, Cn do se = se + math.exp(z[j] - mx) end
+      loss = loss + (mx + math.log(se) - z[Y[i]]) / Bn
+      for j = 1, Cn do
+        local dz = (math.exp(z[j] - mx) / se - (j == Y[i] and 1 or 0)) / Bn
+        local dc = S * dz * (j == Y[i] and dT or 1)
+        local wh, wn = unit(Wt[cols[j]])
+        for k = 1, Dn do
+          gx[i][k] = gx[i][k] + dc * (wh[k] - c[j] * xh[k]) / xn
+          gW[cols[j]][k] = gW[cols[j]][k] + dc * (xh[k] - c[j] * wh[k]) / wn
+        end
+      end
+    end
+    return loss, gx, gW
+  end
+  local function check(kk, spec, T)
+    local R = require "fvl.loss.reference"
+    local x, W = inputs(kk, (Y[1] - 1) * kk + kk, 2e-4)
+    local cos = R.cosine(x, W)
+    if kk > 1 then cos = R.group_max(cos, kk) end
+    local l = R.margin_ce(cos, Y, spec)
+    l:backward()
+    local el, egx, egW = exact(x, W, kk, T)
+    expect_near(l:item(), el, 1e-5, 0, "loss")
+    local ax, aW = x.grad:totable(), W.grad:totable()
+    -- rows compared as rows (fp32 x̂ − ŵ at ‖·‖ ≈ 2e-4 carries ~1e-4 relative error)
+    local function rows(a, e, what)
+      for r = 1, #e do
+        local d2, e2 = 0, 0
+        for k = 1, #e[r] do d2 = d2 + (a[r][k] - e[r][k]) ^ 2; e2 = e2 + e[r][k] ^ 2 end
+        if not (math.sqrt(d2) <= 2e-3 * math.sqrt(e2) + 1e-7) then
+          error(string.format("%s row %d: |diff| %.3g, |expected| %.3g", what, r, math.sqrt(d2), math.sqrt(e2)), 0)
+        end
+      end
+    end
+    rows(ax, egx, "grad x")
+    rows(aW, egW, "grad W")
+  end
+  local m = 0.5
+  local function arc(c, th, sn) return math.cos(th + m), math.cos(m) + c * math.sin(m) / sn end
+  it("ArcFace (cos(θ + m))", function() check(1, { s = S, target = "arc", m = m, fallback = "none" }, arc) end)
+  it("ArcFace after group_max (Sub-center)", function()
+    check(K, { s = S, target = "arc", m = m, fallback = "none" }, arc)
+  end)
+  it("per-row margins (MagFace, ElasticFace, NPCFace)", function()
+    check(1, { s = S, target = "arc", m = fvl.tensor { m, m, m }, fallback = "none" }, arc)
+  end)
+  it("Combined (cos(m1·θ + m2) − m3)", function()
+    local m1, m2, m3 = 0.9, 0.4, 0.15
+    check(1, { s = S, target = "combined", m1 = m1, m2 = m2, m3 = m3, fallback = "none" }, function(_, th, sn)
+      return math.cos(m1 * th + m2) - m3, m1 * math.sin(m1 * th + m2) / sn
+    end)
+  end)
+end)

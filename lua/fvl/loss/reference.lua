@@ -3,6 +3,13 @@
 -- target_cos, circle_pairwise, center_update, neg_lse, group_max (and group_max_ws); constants (masks, branches, k, α, δ) are computed
 -- from detached values, as in the references. Used to cross-check the fused kernels and to
 -- debug a head: fvl.loss.use_reference(true) makes every head call these instead.
+--
+-- Near θ = 0 (a sample on its class centre) the angular margins need sin θ = √(1 − c²) and θ,
+-- and 1 − c of an fp32 cosine keeps only a few significant bits there. So R.cosine remembers the
+-- normalised rows x̂, Ŵ it multiplied (SOURCE, weak keys: as long as its result lives), and
+-- margin_ce forms the target's complement from them, 1 − cos θ = ‖x̂ − ŵ_y‖²/2, then
+-- sin²θ = (1 − c)(1 + c) and θ = 2·asin(‖x̂ − ŵ_y‖/2): the same maths, well conditioned, and
+-- autograd differentiates these ops like any others.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 local R = {}
@@ -63,8 +70,32 @@ local function hard_mask(cd, y, B, C, hard, hard_m)
   return H
 end
 
+-- score matrix → { xn = x̂ (B×D), Wn = Ŵ (R×D), rows = nil (column j is row j of Ŵ) or a
+-- B×C Lua table of the Ŵ row behind each column (after group_max) }
+local SOURCE = setmetatable({}, { __mode = "k" })
+
 function R.cosine(x, W)
-  return fvl.normalize(x, 2):matmul(fvl.normalize(W, 2):t()):clamp(-1, 1)
+  local xn, Wn = fvl.normalize(x, 2), fvl.normalize(W, 2)
+  local cos = xn:matmul(Wn:t()):clamp(-1, 1)
+  SOURCE[cos] = { xn = xn, Wn = Wn }
+  return cos
+end
+
+-- The target cosine and its complement, both B×1 and tracked: c = 1 − u and u = ‖x̂_i − ŵ_{y_i}‖²/2
+-- (Ŵ's target rows gathered) where cos came from R.cosine (or R.group_max of it) and c_y > 0;
+-- elsewhere (a matrix from anything else, zero rows, c_y <= 0: no cancellation) c = c_y, u = 1 − c_y.
+local function target_pair(cos, y, cy, cyd, B)
+  local src, u = SOURCE[cos], cy * -1 + 1
+  if not src then return cy, u end
+  local rows, near = {}, {}
+  for i = 1, B do
+    rows[i] = src.rows and src.rows[i][y[i]] or y[i]
+    near[i] = { cyd[i] > 0 and 1 or 0 }
+  end
+  local d = src.xn - src.Wn:index(1, rows)
+  local br = fvl.tensor(near)
+  u = (d * d):sum(2):reshape(B, 1) * 0.5 * br + u * (br * -1 + 1)
+  return u * -1 + 1, u
 end
 
 function R.target_cos(cos, labels)
@@ -72,14 +103,22 @@ function R.target_cos(cos, labels)
   return (cos * onehot(label_list(labels, "target_cos", B, C), B, C)):sum(2)
 end
 
--- the target kernel T(c_y) (B×1) for a spec
-local function target(sp, cy, cyd, B)
+-- the target kernel T(c_y) (B×1) for a spec; pair() → the well-conditioned c, 1 − c (target_pair)
+local function target(sp, cy, cyd, B, pair)
   local kind = sp.target or "none"
   local m = col(sp.m or 0, B)
   local mv = rowvals(sp.m or 0, B)
   local function mask(f) local t = {}; for i = 1, B do t[i] = { f(i) and 1 or 0 } end; return fvl.tensor(t) end
   local function blend(br, a, b) return a * br + b * (br * -1 + 1) end
-  local sin = ((cy * cy * -1 + 1):clamp(0, math.huge)):sqrt()
+  local c, u, sin, theta
+  if kind == "arc" or kind == "combined" then
+    c, u = pair()
+    -- sin θ = √((1 − c)(1 + c)); θ = 2·asin(h), h = sin(θ/2) = √(u/2) = ‖x̂ − ŵ‖/2, written
+    -- π − 2·acos(h) (the tensor ops have acos; its argument h is far from ±1 near θ = 0). The
+    -- floor 1e-30 only keeps √ differentiable at θ = 0 exactly (there: gradient 0 through it).
+    sin = (u * (u * -1 + 2)):clamp(1e-30, math.huge):sqrt()
+    theta = (u * 0.5):clamp(1e-30, 1):sqrt():acos() * -2 + PI
+  end
   local T
   if kind == "none" then
     T = cy
@@ -89,7 +128,7 @@ local function target(sp, cy, cyd, B)
   elseif kind == "arc" then
     local cm = type(m) == "number" and math.cos(m) or m:cos()
     local sm = type(m) == "number" and math.sin(m) or m:sin()
-    local ctm = cy * cm - sin * sm
+    local ctm = c * cm - sin * sm
     local fb = sp.fallback or "mm"
     if sp.easy_margin then
       T = blend(mask(function(i) return cyd[i] > 0 end), ctm, cy)
@@ -102,7 +141,7 @@ local function target(sp, cy, cyd, B)
     end
   elseif kind == "combined" then
     local m1, m2, m3 = sp.m1 or 1, sp.m2 or 0, sp.m3 or 0
-    local th = cy:acos() * m1 + m2
+    local th = theta * m1 + m2
     local fb = sp.fallback or "mm"
     if fb == "mm" then
       T = blend(mask(function(i) return cyd[i] > math.cos(PI - m2) end), th:cos() - m3, cy - m2 * math.sin(m2))
@@ -149,7 +188,8 @@ function R.margin_ce(cos, labels, sp, name)
   local cyd = {}
   for i = 1, B do cyd[i] = cd[i][y[i]] end
   local cy = (cos * OH):sum(2):reshape(B, 1)
-  local T = target(sp, cy, cyd, B)
+  -- (a clamped matrix is a new tensor, without SOURCE: its c_y is used as it is)
+  local T = target(sp, cy, cyd, B, function() return target_pair(cos, y, cy, cyd, B) end)
   local N = cos
   local neg = sp.negative or "none"
   if neg ~= "none" then
@@ -213,7 +253,10 @@ function R.group_max(cos, K)
       idx[i][j] = (j - 1) * K + best
     end
   end
-  return cos:gather(2, fvl.tensor(idx, "int32"))
+  local g = cos:gather(2, fvl.tensor(idx, "int32"))
+  local src = SOURCE[cos]
+  if src and not src.rows then SOURCE[g] = { xn = src.xn, Wn = src.Wn, rows = idx } end
+  return g
 end
 
 -- F.group_max_ws's reference: the same max (the workspaces only change where it is stored)
