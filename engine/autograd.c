@@ -111,8 +111,8 @@ int fvl_node_accum(fvl_node *n, int i, fvl_tensor *g) {
   fvl_tensor *t = n->in[i];
   if (!fvl_same_shape(t, g)) {
     char a[64], b[64];
-    return fvl_err("backward of %s: gradient %s does not match input %d of shape %s", n->name,
-                   fvl_shape_str(g, a, sizeof a), i + 1, fvl_shape_str(t, b, sizeof b));
+    return fvl_err("backward of %s: gradient %s does not match in[%d] of shape %s (0-based)", n->name,
+                   fvl_shape_str(g, a, sizeof a), i, fvl_shape_str(t, b, sizeof b));
   }
   if (t->grad_fn) return accumulate(&t->grad_fn->gacc, g);
   return accumulate(&t->grad, g);

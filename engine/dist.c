@@ -56,7 +56,7 @@ static int mpi_fail(const char *fn, int rc) {
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
   msg[len] = 0;
-  return fvl_err("fvl.dist.%s: MPI error on rank %d of %d: %s", fn, g_rank, g_size,
+  return fvl_err("dist.%s: MPI error on rank %d of %d: %s", fn, g_rank, g_size,
                  len ? msg : "unknown error");
 }
 
@@ -121,7 +121,7 @@ int fvl_dist_allgather(const void *send, void *recv, size_t bytes) {
     if (bytes && send != recv) memmove(recv, send, bytes);
     return 0;
   }
-  if (bytes > INT_MAX) return fvl_err("fvl.dist.allgather: %zu bytes per rank (at most %d)", bytes, INT_MAX);
+  if (bytes > INT_MAX) return fvl_err("dist.allgather: %zu bytes per rank (at most %d)", bytes, INT_MAX);
   int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
   return rc == MPI_SUCCESS ? 0 : mpi_fail("allgather", rc);
 }
@@ -129,7 +129,7 @@ int fvl_dist_allgather(const void *send, void *recv, size_t bytes) {
 int fvl_dist_bcast(void *buf, size_t bytes, int root) {
   if (ensure()) return -1;
   if (root < 0 || root >= g_size)
-    return fvl_err("fvl.dist.broadcast: root = %d is outside 0..%d (0-based rank)", root, g_size - 1);
+    return fvl_err("dist.broadcast: root = %d is outside 0..%d (0-based rank)", root, g_size - 1);
   if (g_state != 2) return 0;
   char *p = buf;
   for (size_t off = 0; off < bytes; off += PIECE) {
@@ -146,7 +146,7 @@ int fvl_dist_reduce_scatter_f32(const float *send, float *recv, size_t n) {
     if (n && send != recv) memmove(recv, send, n * sizeof(float));
     return 0;
   }
-  if (n > INT_MAX) return fvl_err("fvl.dist.reduce_scatter: %zu values per rank (at most %d)", n, INT_MAX);
+  if (n > INT_MAX) return fvl_err("dist.reduce_scatter: %zu values per rank (at most %d)", n, INT_MAX);
   int rc = MPI_Reduce_scatter_block(send, recv, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   return rc == MPI_SUCCESS ? 0 : mpi_fail("reduce_scatter", rc);
 }
@@ -166,7 +166,7 @@ static fvl_tensor *contig(fvl_tensor *t) {
 }
 
 int fvl_dist_allreduce_(fvl_tensor *t, fvl_redop op) {
-  if (!t) return fvl_err("fvl.dist.allreduce: tensor is NULL");
+  if (!t) return fvl_err("dist.allreduce: tensor is NULL");
   fvl_tensor *c = contig(t);
   if (!c) return -1;
   size_t n = (size_t)fvl_numel(c);
@@ -178,7 +178,7 @@ int fvl_dist_allreduce_(fvl_tensor *t, fvl_redop op) {
 }
 
 int fvl_dist_broadcast_(fvl_tensor *t, int root) {
-  if (!t) return fvl_err("fvl.dist.broadcast: tensor is NULL");
+  if (!t) return fvl_err("dist.broadcast: tensor is NULL");
   fvl_tensor *c = contig(t);
   if (!c) return -1;
   int rc = fvl_dist_bcast(data_of(c), (size_t)fvl_numel(c) * esize(c), root);
@@ -216,19 +216,19 @@ fvl_tensor *fvl_dist_allgather_t(fvl_tensor *t) { return fvl_dist_allgather_ex(t
 
 fvl_tensor *fvl_dist_allgather_ex(fvl_tensor *t, int sum_grad) {
   if (!t || t->ndim < 1)
-    return fvl_err("fvl.dist.allgather: expected a tensor with at least one dimension"), NULL;
+    return fvl_err("dist.allgather: expected a tensor with at least one dimension"), NULL;
   if (ensure()) return NULL;
   /* every rank must hold the same shape: compare it first (a mismatch would corrupt memory) */
   int64_t shp[FVL_MAXDIM + 2] = {t->ndim, t->dtype};
   for (int d = 0; d < t->ndim; d++) shp[2 + d] = t->size[d];
   if (g_state == 2) {
     int64_t *all = malloc(sizeof shp * (size_t)g_size);
-    if (!all) return fvl_err("fvl.dist.allgather: out of memory"), NULL;
+    if (!all) return fvl_err("dist.allgather: out of memory"), NULL;
     if (fvl_dist_allgather(shp, all, sizeof shp)) { free(all); return NULL; }
     for (int r = 0; r < g_size; r++)
       if (memcmp(all + r * (FVL_MAXDIM + 2), shp, sizeof shp)) {
         int64_t *o = all + r * (FVL_MAXDIM + 2);
-        fvl_err("fvl.dist.allgather: rank %d has a %s tensor of %lld dims (first size %lld) but rank %d "
+        fvl_err("dist.allgather: rank %d has a %s tensor of %lld dims (first size %lld) but rank %d "
                 "a %s one of %lld dims (first size %lld): every rank must pass the same shape",
                 g_rank, t->dtype == FVL_I32 ? "int32" : "float32", (long long)t->ndim,
                 (long long)t->size[0], r, o[1] == FVL_I32 ? "int32" : "float32", (long long)o[0],
@@ -268,7 +268,7 @@ static int rs_bw(fvl_node *n, fvl_tensor *g) {
 fvl_tensor *fvl_dist_reduce_scatter_t(fvl_tensor *t) {
   if (ensure()) return NULL;
   if (!t || t->ndim < 1 || t->dtype != FVL_F32 || t->size[0] % g_size)
-    return fvl_err("fvl.dist.reduce_scatter: expected a float32 tensor whose first size is a multiple of "
+    return fvl_err("dist.reduce_scatter: expected a float32 tensor whose first size is a multiple of "
                    "the world size %d, got %s of first size %lld", g_size,
                    t && t->dtype == FVL_I32 ? "an int32 tensor" : "a tensor",
                    t && t->ndim ? (long long)t->size[0] : 0LL), NULL;
@@ -300,7 +300,7 @@ static int summing_bw(fvl_node *n, fvl_tensor *g) {
 }
 
 static fvl_tensor *copy_op(fvl_tensor *t, const char *fn, int sum_now, fvl_backward_fn bw) {
-  if (!t || t->dtype != FVL_F32) return fvl_err("fvl.dist.%s: expected a float32 tensor", fn), NULL;
+  if (!t || t->dtype != FVL_F32) return fvl_err("dist.%s: expected a float32 tensor", fn), NULL;
   fvl_tensor *out = fvl_empty_like(t);
   if (!out) return NULL;
   fvl_tensor *d = fvl_detach(t);
@@ -335,7 +335,7 @@ fvl_tensor *fvl_dist_sum_t(fvl_tensor *t) { return copy_op(t, "sum", 1, identity
 fvl_tensor *fvl_dist_copy_rows_t(fvl_tensor *t) {
   if (ensure()) return NULL;
   if (t && (t->ndim < 1 || t->size[0] % g_size))
-    return fvl_err("fvl.dist.copy_rows: expected a tensor whose first size is a multiple of the world size %d, got "
+    return fvl_err("dist.copy_rows: expected a tensor whose first size is a multiple of the world size %d, got "
                    "first size %lld", g_size, t->ndim ? (long long)t->size[0] : 0LL), NULL;
   return copy_op(t, "copy_rows", 0, scatter_bw);
 }
@@ -343,7 +343,7 @@ fvl_tensor *fvl_dist_copy_t(fvl_tensor *t) { return copy_op(t, "copy", 0, summin
 
 fvl_tensor *fvl_dist_randn_rows(int64_t rows, int64_t cols, int64_t lo, int64_t n, float std) {
   if (rows < 1 || cols < 1 || lo < 0 || n < 0 || lo + n > rows)
-    return fvl_err("fvl.dist.randn_rows: rows [%lld, %lld) of a %lldx%lld tensor are out of range",
+    return fvl_err("dist.randn_rows: rows [%lld, %lld) of a %lldx%lld tensor are out of range",
                    (long long)lo, (long long)(lo + n), (long long)rows, (long long)cols), NULL;
   int64_t sz[2] = {n, cols};
   fvl_tensor *t = fvl_empty(FVL_F32, 2, sz);

@@ -47,7 +47,7 @@ static int mpi_err(const char *what, int rc) {
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
   msg[len] = 0;
-  return fvl_err("fvl.dist.overlap_grads: %s failed on rank %d of %d: %s", what, fvl_dist_rank(), fvl_dist_size(),
+  return fvl_err("dist.overlap_grads: %s failed on rank %d of %d: %s", what, fvl_dist_rank(), fvl_dist_size(),
                  len ? msg : "unknown error");
 }
 
@@ -60,7 +60,7 @@ static int take(fvl_dist_overlap *o, int i) {
     memset(dst, 0, sizeof(float) * (size_t)m);
   } else {
     if (g->dtype != FVL_F32 || fvl_numel(g) != m)
-      return fvl_err("fvl.dist.overlap_grads: parameter %d's gradient has %lld values, expected %lld", i + 1,
+      return fvl_err("dist.overlap_grads: params[%d]'s gradient has %lld values, expected %lld (0-based)", i,
                      (long long)fvl_numel(g), (long long)m);
     fvl_tensor *gc = fvl_contiguous(g);
     if (!gc) return -1;
@@ -112,9 +112,9 @@ static int start(void *ud, fvl_tensor *const *leaves, size_t nleaves) {
   for (int i = 0; i < o->n && !mine; i++) mine = bsearch(&o->p[i], leaves, nleaves, sizeof *leaves, cmp_leaf) != NULL;
   if (!mine) return 0;
   if (o->active)
-    return fvl_err("fvl.dist.overlap_grads: a second backward before sync:wait() (the first one's gradients are "
+    return fvl_err("dist.overlap_grads: a second backward before the overlap's wait (the first one's gradients are "
                    "already being all-reduced, this one's would be lost); to accumulate gradients over several "
-                   "backwards, run all but the last inside sync:no_sync(function() ... end)");
+                   "backwards, run all but the last inside no_sync");
   o->active = 1;
   for (int i = 0; i < o->n && rc == 0; i++)
     if (!o->ready[i] && !bsearch(&o->p[i], leaves, nleaves, sizeof *leaves, cmp_leaf)) rc = take(o, i);
@@ -122,28 +122,28 @@ static int start(void *ud, fvl_tensor *const *leaves, size_t nleaves) {
 }
 
 int fvl_dist_overlap_no_sync(fvl_dist_overlap *o, int on) {
-  if (!o) return fvl_err("fvl.dist.overlap_grads: no_sync on a closed overlap");
+  if (!o) return fvl_err("dist.overlap_grads: no_sync on a closed overlap");
   if (on && o->active)
-    return fvl_err("fvl.dist.overlap_grads: no_sync after a backward that started this step's all-reduce (run all "
-                   "but the last backward of a step inside no_sync, then sync:wait())");
+    return fvl_err("dist.overlap_grads: no_sync after a backward that started this step's all-reduce (run all "
+                   "but the last backward of a step inside no_sync, then wait)");
   o->skip = on;
   return 0;
 }
 
 fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucket_elems, int mean) {
-  static const char *fn = "fvl.dist.overlap_grads";
+  static const char *fn = "dist.overlap_grads";
   if (n < 0 || (n > 0 && !params)) return fvl_err("%s: expected a list of parameters", fn), NULL;
-  if (g_active) return fvl_err("%s: another overlap is installed (close it first: sync:close())", fn), NULL;
+  if (g_active) return fvl_err("%s: another overlap is installed (close it first)", fn), NULL;
   if (bucket_elems < 1) bucket_elems = 1;
   if (bucket_elems > INT_MAX) bucket_elems = INT_MAX;
   for (int i = 0; i < n; i++) {
     if (!params[i] || params[i]->dtype != FVL_F32)
-      return fvl_err("%s: parameter %d is not a float32 tensor", fn, i + 1), NULL;
+      return fvl_err("%s: params[%d] is not a float32 tensor (0-based)", fn, i), NULL;
     if (fvl_numel(params[i]) > INT_MAX)
-      return fvl_err("%s: parameter %d has %lld values (at most %d in one all-reduce)", fn, i + 1,
+      return fvl_err("%s: params[%d] has %lld values (at most %d in one all-reduce; 0-based)", fn, i,
                      (long long)fvl_numel(params[i]), INT_MAX), NULL;
     for (int j = 0; j < i; j++)
-      if (params[j] == params[i]) return fvl_err("%s: parameter %d is listed twice", fn, i + 1), NULL;
+      if (params[j] == params[i]) return fvl_err("%s: params[%d] is params[%d] (0-based)", fn, i, j), NULL;
   }
   fvl_dist_overlap *o = calloc(1, sizeof *o);
   if (!o) return fvl_err("%s: out of memory", fn), NULL;
@@ -208,7 +208,7 @@ int fvl_dist_overlap_nbuckets(const fvl_dist_overlap *o, int *early) {
    no backward at all) are filled and launched in order, every request is waited for, and the
    reduced gradients (÷ N for the mean) become the parameters' .grad */
 int fvl_dist_overlap_wait(fvl_dist_overlap *o) {
-  if (!o) return fvl_err("fvl.dist.overlap_grads: wait on a closed overlap");
+  if (!o) return fvl_err("dist.overlap_grads: wait on a closed overlap");
   if (fvl_dist_size() == 1) return 0;
   o->early = o->nlaunched;   /* launched during the backward */
   int rc = 0;

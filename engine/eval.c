@@ -28,10 +28,10 @@ static int check_scores(const char *fn, const float *scores, const int32_t *same
   int64_t p = 0;
   for (int64_t i = 0; i < n; i++) {
     if (!isfinite(scores[i]))
-      return fvl_err("%s: scores[%lld] = %g is not a finite number", fn, (long long)i + 1,
+      return fvl_err("%s: scores[%lld] = %g is not a finite number (0-based)", fn, (long long)i,
                      isnan(scores[i]) ? fabs((double)scores[i]) : (double)scores[i]);
     if (same[i] != 0 && same[i] != 1)
-      return fvl_err("%s: same[%lld] = %d (expected 0 or 1)", fn, (long long)i + 1, (int)same[i]);
+      return fvl_err("%s: same[%lld] = %d (expected 0 or 1; 0-based)", fn, (long long)i, (int)same[i]);
     p += same[i];
   }
   if (p == 0)
@@ -435,8 +435,8 @@ done:
 static int check_rows(const char *fn, const char *arg, const float *x, int64_t N, int64_t D) {
   int64_t bad = fvl_eval_first_nonfinite(x, N * D);
   if (bad >= 0)
-    return fvl_err("%s: %s[%lld][%lld] = %g is not a finite number", fn, arg,
-                   (long long)(bad / D) + 1, (long long)(bad % D) + 1,
+    return fvl_err("%s: %s[%lld][%lld] = %g is not a finite number (0-based)", fn, arg,
+                   (long long)(bad / D), (long long)(bad % D),
                    isnan(x[bad]) ? fabs((double)x[bad]) : (double)x[bad]);
   return 0;
 }
@@ -444,8 +444,8 @@ static int check_rows(const char *fn, const char *arg, const float *x, int64_t N
 static int check_labels(const char *fn, const char *arg, const int32_t *l, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     if (l[i] < 0)
-      return fvl_err("%s: %s[%lld] = %d is not a class id (expected >= 1)", fn, arg,
-                     (long long)i + 1, (int)l[i] + 1);
+      return fvl_err("%s: %s[%lld] = %d is not a class id (expected >= 0; 0-based)", fn, arg,
+                     (long long)i, (int)l[i]);
   return 0;
 }
 
@@ -499,7 +499,7 @@ static int group_rows(const char *fn, const int32_t *labels, int64_t N, class_gr
     if (g->gstart[g->gof[i] + 1] - g->gstart[g->gof[i]] >= 2) g->elig[g->ne++] = (int32_t)i;
   if (g->ng < 2)
     return fvl_err("%s: labels: expected at least 2 classes for impostor pairs, got one class only "
-                   "(%d)", fn, (int)labels[0] + 1);
+                   "(%d, 0-based)", fn, (int)labels[0]);
   if (g->ne == 0)
     return fvl_err("%s: labels: expected a class with at least 2 rows for genuine pairs, got %lld "
                    "classes of one row each", fn, (long long)g->ng);

@@ -536,19 +536,19 @@ static int check_features(const char *fn, const fvl_plot_features *f) {
   if (f->n < 1) return fvl_err("%s: emb: expected at least one row, got 0", fn);
   for (int64_t i = 0; i < f->n * f->dim; i++)
     if (!isfinite(f->emb[i]))
-      return fvl_err("%s: emb[%lld][%lld] = %g is not a finite number", fn,
-                     (long long)(i / f->dim) + 1, (long long)(i % f->dim) + 1,
+      return fvl_err("%s: emb[%lld][%lld] = %g is not a finite number (0-based)", fn,
+                     (long long)(i / f->dim), (long long)(i % f->dim),
                      isnan(f->emb[i]) ? fabs((double)f->emb[i]) : (double)f->emb[i]);
   if (f->labels)
     for (int64_t i = 0; i < f->n; i++)
       if (f->labels[i] < 0 || (f->nclasses > 0 && f->labels[i] >= f->nclasses))
-        return fvl_err("%s: labels[%lld] = %d is outside 1..%d", fn, (long long)i + 1,
-                       (int)f->labels[i] + 1, f->nclasses);
+        return fvl_err("%s: labels[%lld] = %d is outside 0..%d (0-based)", fn, (long long)i,
+                       (int)f->labels[i], f->nclasses - 1);
   if (f->centres)
     for (int64_t i = 0; i < f->ncentres * f->dim; i++)
       if (!isfinite(f->centres[i]))
-        return fvl_err("%s: centres[%lld][%lld] = %g is not a finite number", fn,
-                       (long long)(i / f->dim) + 1, (long long)(i % f->dim) + 1,
+        return fvl_err("%s: centres[%lld][%lld] = %g is not a finite number (0-based)", fn,
+                       (long long)(i / f->dim), (long long)(i % f->dim),
                        isnan(f->centres[i]) ? fabs((double)f->centres[i]) : (double)f->centres[i]);
   return 0;
 }

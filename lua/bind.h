@@ -70,6 +70,9 @@ void fvl_checkfloat(lua_State *L, const fvl_tensor *t, const char *fn, const cha
 /* fvl_checkfloat for each ("name", tensor) pair up to NULL; a NULL tensor (an absent optional
  * argument) is skipped: fvl_checkfloats(L, "linear", "input", x, "weight", w, "bias", b, NULL) */
 void fvl_checkfloats(lua_State *L, const char *fn, ...);
+/* every value of a contiguous float32 tensor (1-D or 2-D, as fvl_checkf32 returns) is finite:
+ * "pairs: emb[3][2] = nan is not a finite number" (1-based row and column) */
+void fvl_checkfinite(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg);
 
 /* ---- The binding boundary (DEVELOPERS.md): declared option tables, anchors, checked sizes ----
  * An option table is read against ONE declared array of fvl_optdef ending in FVL_OPT_END:

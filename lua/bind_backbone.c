@@ -90,6 +90,12 @@ static int l_conv2d_bn_act(lua_State *L) {
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act", &sh, &sw, &ph, &pw);
   fvl_checkfloats(L, "conv2d_bn_act", "input", x, "weight", w, "bias", b, NULL);
   bn_act_args ba = read_bn_act(L, "conv2d_bn_act");
+  const fvl_tensor *ins[6] = {x, w, b, ba.g, ba.bb, ba.a};   /* the engine keeps the same check */
+  for (int i = 0; i < 6 && fvl_grad_enabled(); i++)
+    if (ins[i] && ins[i]->requires_grad)
+      return fvl_error(L, "conv2d_bn_act: inference only (no autograd node): call it inside fvl.no_grad or on "
+                       "tensors that do not require gradients; training uses fvl.F.conv2d_bn_act_train (or "
+                       "fvl.F.conv2d + fvl.F.bn_prelu)");
   fvl_pushtensor(L, fvl_nn_conv2d_bn_act(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.eps, ba.a));
   return 1;
 }

@@ -1,5 +1,6 @@
 /* bind_dist.c — fvl.dist (engine/dist.h): the process world and collectives on tensors.
  * Thin: check, call, wrap. Ranks are 0-based, as in MPI and torch.distributed. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,16 @@ static int l_overlap(lua_State *L) {
     }
     ps[i - 1] = fvl_retain(t);   /* kept while the list is read, whatever the table does */
     lua_pop(L, 1);
+    lua_Integer dup = 0;   /* the user's 1-based wording; the engine keeps 0-based invariants */
+    for (lua_Integer k = 1; k < i && !dup; k++) dup = ps[k - 1] == t ? k : 0;
+    if (dup || fvl_numel(t) > INT_MAX) {
+      int64_t m = fvl_numel(t);
+      for (lua_Integer k = 0; k < i; k++) fvl_release(ps[k]);
+      free(ps);
+      if (dup) fvl_error(L, "%s: parameter %lld is parameter %lld again (listed twice)", fn, (long long)i, (long long)dup);
+      fvl_error(L, "%s: parameter %lld has %lld values (at most %d in one all-reduce)", fn, (long long)i,
+                (long long)m, INT_MAX);
+    }
   }
   u->o = fvl_dist_overlap_new(ps, (int)n, (int64_t)elems, mean);
   for (lua_Integer k = 0; k < n; k++) fvl_release(ps[k]);

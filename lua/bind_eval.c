@@ -88,6 +88,7 @@ static int l_verification(lua_State *L) {
   int folds = fvl_checkint32(L, fn, "folds", luaL_optinteger(L, 3, 10), INT32_MIN, INT32_MAX);
   int drop = lua_toboolean(L, 4);
   fvl_tensor *s = fvl_checkf32(L, 1, fn, "scores", 1);
+  fvl_checkfinite(L, s, fn, "scores");
   int64_t n = s->size[0];
   fvl_tensor *y = arg_same(L, 2, fn, n);
   fvl_pushtensor(L, y);
@@ -156,6 +157,7 @@ static int l_verification(lua_State *L) {
 static int l_roc(lua_State *L) {
   const char *fn = "roc";
   fvl_tensor *s = fvl_checkf32(L, 1, fn, "scores", 1);
+  fvl_checkfinite(L, s, fn, "scores");
   int64_t n = s->size[0];
   fvl_tensor *y = arg_same(L, 2, fn, n);
   fvl_pushtensor(L, y);
@@ -184,6 +186,13 @@ static int l_pairs(lua_State *L) {
   int64_t N = e->size[0], D = e->size[1];
   fvl_tensor *lab = fvl_checklabels(L, 2, fn, N, -1);
   fvl_pushtensor(L, lab);
+  const int32_t *l = fvl_i32(lab);
+  int64_t other = 1;
+  while (other < N && l[other] == l[0]) other++;
+  if (N >= 2 && other == N)
+    return errorf(L, "%s: labels: expected at least 2 classes for impostor pairs, got one class only (%d)", fn,
+                  (int)l[0] + 1);
+  fvl_checkfinite(L, e, fn, "emb");
   lua_Integer np = luaL_checkinteger(L, 3);
   lua_Integer seed = luaL_optinteger(L, 4, 1);
   if (np < 2) return errorf(L, "%s: n: expected at least 2 pairs, got %lld", fn, (long long)np);
@@ -210,6 +219,7 @@ static int l_identification(lua_State *L) {
   const char *fn = "identification";
   fvl_tensor *g = fvl_checkf32(L, 1, fn, "gallery", 2);
   int64_t G = g->size[0], D = g->size[1];
+  fvl_checkfinite(L, g, fn, "gallery");
   fvl_tensor *gl = fvl_checklabels(L, 2, fn, G, -1);
   fvl_pushtensor(L, gl);
   fvl_tensor *p = NULL, *pl = NULL;
@@ -217,6 +227,7 @@ static int l_identification(lua_State *L) {
   if (!lua_isnoneornil(L, 3)) {
     p = fvl_checkf32(L, 3, fn, "probes", 2);
     P = p->size[0];
+    fvl_checkfinite(L, p, fn, "probes");
     if (p->size[1] != D)
       return errorf(L, "%s: probes are %lld×%lld but the gallery is %lld×%lld (the embedding "
                         "sizes differ: %lld ≠ %lld)", fn, (long long)P, (long long)p->size[1],
@@ -257,6 +268,8 @@ static int l_flip(lua_State *L) {
   const char *fn = "flip";
   fvl_tensor *a = fvl_checkf32(L, 1, fn, "emb", 2);
   fvl_tensor *b = fvl_checkf32(L, 2, fn, "emb_flipped", 2);
+  fvl_checkfinite(L, a, fn, "emb");
+  fvl_checkfinite(L, b, fn, "emb_flipped");
   if (!fvl_same_shape(a, b)) {
     char sa[64], sb[64];
     return errorf(L, "%s: emb is %s but emb_flipped is %s (expected the same shape)", fn,
@@ -277,6 +290,8 @@ static int l_cosine(lua_State *L) {
   const char *fn = "cosine";
   fvl_tensor *a = fvl_checkf32(L, 1, fn, "a", 2);
   fvl_tensor *b = fvl_checkf32(L, 2, fn, "b", 2);
+  fvl_checkfinite(L, a, fn, "a");
+  fvl_checkfinite(L, b, fn, "b");
   if (a->size[1] != b->size[1])
     return errorf(L, "%s: a is %lld×%lld but b is %lld×%lld (inner sizes %lld ≠ %lld)", fn,
                       (long long)a->size[0], (long long)a->size[1], (long long)b->size[0],

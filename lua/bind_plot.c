@@ -239,6 +239,7 @@ static void features_args(lua_State *L, int e_idx, const char *fn, const fvl_opt
                           fvl_optval *o, fvl_plot_features *f) {
   int l_idx = e_idx + 1;
   fvl_tensor *e = fvl_checkf32(L, e_idx, fn, "emb", 2);
+  fvl_checkfinite(L, e, fn, "emb");
   int64_t N = e->size[0];
   int dim = (int)e->size[1];
   luaL_checktype(L, e_idx + 2, LUA_TTABLE);
@@ -253,6 +254,7 @@ static void features_args(lua_State *L, int e_idx, const char *fn, const fvl_opt
   if (o[FO_CENTRES].t) {
     fvl_pushtensor(L, fvl_retain(o[FO_CENTRES].t));   /* checkf32 reads a stack slot */
     W = fvl_checkf32(L, lua_gettop(L), fn, "centres", 2);   /* pushed: the stack owns it */
+    fvl_checkfinite(L, W, fn, "centres");
     if (W->size[1] != dim)
       errorf(L, "%s: centres are %lld×%lld but the embeddings have %d columns", fn,
              (long long)W->size[0], (long long)W->size[1], dim);

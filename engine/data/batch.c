@@ -5,8 +5,8 @@
 static int check_idx(const char *fn, const int32_t *idx, int64_t B, int64_t nrows) {
   for (int64_t b = 0; b < B; b++)
     if (idx[b] < 0 || idx[b] >= nrows)
-      return fvl_err("%s: index[%lld] = %lld is outside 1..%lld", fn, (long long)b + 1,
-                     (long long)idx[b] + 1, (long long)nrows);
+      return fvl_err("%s: index[%lld] = %lld is outside 0..%lld (0-based)", fn, (long long)b,
+                     (long long)idx[b], (long long)nrows - 1);
   return 0;
 }
 
@@ -39,8 +39,8 @@ int fvl_data_gather_images(const float *src, int64_t n, int C, int H, int W, con
   for (int64_t b = 0; b < B; b++) {
     int sy = dy ? dy[b] : 0, sx = dx ? dx[b] : 0;
     if (sy < -pad || sy > pad || sx < -pad || sx > pad)
-      return fvl_err("%s: crop offset (%d, %d) of row %lld is outside -%d..%d", fn, sy, sx,
-                     (long long)b + 1, pad, pad);
+      return fvl_err("%s: crop offset (%d, %d) of row %lld is outside -%d..%d (0-based row)", fn, sy, sx,
+                     (long long)b, pad, pad);
   }
   int64_t plane = (int64_t)H * W, img = plane * C;
 #pragma omp parallel for schedule(static) if (B * img > 32768)

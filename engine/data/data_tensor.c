@@ -78,13 +78,9 @@ static int batch_check(const char *fn, const fvl_tensor *x, const fvl_tensor *y,
   if (perm && (perm->ndim != 1 || perm->size[0] != n || perm->dtype != FVL_I32 ||
                !fvl_is_contiguous(perm)))
     return fvl_err("%s: permutation must be %lld contiguous int32 values", fn, (long long)n);
-  if (start < 0 || B < 0 || start > n || B > n - start) {   /* written so that it cannot overflow */
-    int64_t first, last;   /* 1-based, for the message: saturated where start + B overflows */
-    if (fvl_add_overflow(start, 1, &first)) first = INT64_MAX;
-    if (fvl_add_overflow(start, B, &last)) last = start < 0 ? INT64_MIN : INT64_MAX;
-    return fvl_err("%s: batch rows %lld..%lld are outside 1..%lld", fn, (long long)first, (long long)last,
-                   (long long)n);
-  }
+  if (start < 0 || B < 0 || start > n || B > n - start)   /* written so that it cannot overflow */
+    return fvl_err("%s: batch of %lld rows from row %lld does not fit %lld rows (0-based)", fn, (long long)B,
+                   (long long)start, (long long)n);
   if ((flip || pad) && x->ndim != 4) {
     char a[64];
     return fvl_err("%s: flip and crop need images N×C×H×W, got data %s", fn,

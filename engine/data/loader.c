@@ -246,7 +246,7 @@ int fvl_imgset_bytes(const fvl_imgset *s, int64_t i, uint8_t **buf, const uint8_
   *buf = NULL;
   if (i < 0 || i >= s->n) {
     snprintf(what, what_len, "images");
-    return fvl_err("images: sample %lld is outside 1..%lld", (long long)i + 1, (long long)s->n);
+    return fvl_err("images: sample %lld is outside 0..%lld (0-based)", (long long)i, (long long)s->n - 1);
   }
   if (s->files) {
     snprintf(what, what_len, "images: '%s' (sample %lld)", s->files[i], (long long)i + 1);
@@ -421,8 +421,8 @@ fvl_img_loader *fvl_img_loader_start(const fvl_imgset *set, const fvl_img_opts *
   }
   for (int64_t i = 0; i < n; i++)
     if (order[i] < 0 || order[i] >= set->n) {
-      fvl_err("images: order[%lld] = %lld is outside 1..%lld", (long long)i + 1,
-              (long long)order[i] + 1, (long long)set->n);
+      fvl_err("images: order[%lld] = %lld is outside 0..%lld (0-based)", (long long)i,
+              (long long)order[i], (long long)set->n - 1);
       return NULL;
     }
   fvl_img_loader *l = calloc(1, sizeof *l);

@@ -215,7 +215,7 @@ fvl_tensor *fvl_nn_conv2d_bn_act(fvl_tensor *x, fvl_tensor *w, fvl_tensor *bias,
     for (int i = 0; i < 6; i++)
       if (ins[i] && ins[i]->requires_grad) {
         fvl_err("conv2d_bn_act: inference only (no autograd node): call it with gradients disabled "
-                "(fvl.no_grad) or on tensors that do not require them; training uses conv2d + bn_prelu");
+                "or on tensors that do not require them; training uses conv2d + bn_prelu");
         return NULL;
       }
   if (need_f32("conv2d_bn_act", "weight", w) < 0) return NULL;

@@ -257,7 +257,7 @@ do
   optO:zero_grad()
   headO(netO(xl), yl):backward()
   local ok, err = pcall(function() headO(netO(xl), yl):backward() end)
-  if N > 1 and (ok or not tostring(err):find("second backward before sync:wait")) then
+  if N > 1 and (ok or not tostring(err):find("second backward before the overlap's wait")) then
     error("overlap: a second backward: " .. tostring(err))
   end
   ok, err = pcall(sync.no_sync, sync, function() end)

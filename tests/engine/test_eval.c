@@ -286,10 +286,10 @@ START_TEST(errors_verification) {
   ck_assert_int_eq(fvl_eval_roc(s, all0, 4, 0, far, tar, NULL), -1);
   HAS(fvl_errmsg(), "at least one genuine pair");
   ck_assert_int_eq(fvl_eval_roc(s, bad, 4, 0, far, tar, NULL), -1);
-  HAS(fvl_errmsg(), "same[3] = 2 (expected 0 or 1)");
+  HAS(fvl_errmsg(), "same[2] = 2 (expected 0 or 1; 0-based)");
   float sn[4] = {0.1f, NAN, 0.3f, 0.4f};
   ck_assert_int_eq(fvl_eval_roc(sn, ok, 4, 0, far, tar, NULL), -1);
-  HAS(fvl_errmsg(), "scores[2] = nan is not a finite number");
+  HAS(fvl_errmsg(), "scores[1] = nan is not a finite number (0-based)");
   ck_assert_int_eq(fvl_eval_roc(s, ok, 0, 0, far, tar, NULL), -1);
   HAS(fvl_errmsg(), "expected at least 1 pair, got 0");
   fvl_verif_result r;
@@ -352,14 +352,14 @@ START_TEST(pairs_errors) {
   float e[8] = {1, 0, 0, 1, 1, 1, 0.5f, 0.5f};
   int32_t one[4] = {2, 2, 2, 2}, single[4] = {0, 1, 2, 3}, neg[4] = {0, -1, 0, 1}, ok[4] = {0, 0, 1, 1};
   ck_assert_int_eq(fvl_eval_make_pairs(e, one, 4, 2, 10, 1, NULL, NULL, NULL, NULL), -1);
-  HAS(fvl_errmsg(), "pairs: labels: expected at least 2 classes for impostor pairs, got one class only (3)");
+  HAS(fvl_errmsg(), "pairs: labels: expected at least 2 classes for impostor pairs, got one class only (2, 0-based)");
   ck_assert_int_eq(fvl_eval_make_pairs(e, single, 4, 2, 10, 1, NULL, NULL, NULL, NULL), -1);
   HAS(fvl_errmsg(), "expected a class with at least 2 rows for genuine pairs");
   ck_assert_int_eq(fvl_eval_make_pairs(e, neg, 4, 2, 10, 1, NULL, NULL, NULL, NULL), -1);
-  HAS(fvl_errmsg(), "labels[2] = 0 is not a class id");
+  HAS(fvl_errmsg(), "labels[1] = -1 is not a class id (expected >= 0; 0-based)");
   e[5] = NAN;
   ck_assert_int_eq(fvl_eval_make_pairs(e, ok, 4, 2, 10, 1, NULL, NULL, NULL, NULL), -1);
-  HAS(fvl_errmsg(), "pairs: emb[3][2] = nan is not a finite number");
+  HAS(fvl_errmsg(), "pairs: emb[2][1] = nan is not a finite number (0-based)");
   e[5] = 1;
   ck_assert_int_eq(fvl_eval_make_pairs(e, ok, 4, 2, 1, 1, NULL, NULL, NULL, NULL), -1);
   HAS(fvl_errmsg(), "n: expected at least 2 pairs, got 1");
@@ -429,7 +429,7 @@ START_TEST(identification_hand) {
   HAS(fvl_errmsg(), "identification: probe_labels: no probe has a matching gallery identity");
   p[1] = INFINITY;
   ck_assert_int_eq(fvl_eval_identification(g, gl, 3, p, pl, 1, 2, ks, 2, rk, &r), -1);
-  HAS(fvl_errmsg(), "identification: probes[1][2] = inf is not a finite number");
+  HAS(fvl_errmsg(), "identification: probes[0][1] = inf is not a finite number (0-based)");
   int k0 = 0;
   ck_assert_int_eq(fvl_eval_identification(g, gl, 3, NULL, NULL, 0, 2, &k0, 1, rk, &r), -1);
   HAS(fvl_errmsg(), "k: expected >= 1, got 0");
@@ -452,7 +452,7 @@ START_TEST(cosine_and_flip) {
   ck_assert_float_eq_tol(m[3], 1, 1e-6f);
   y[1] = NAN;
   ck_assert_int_eq(fvl_eval_flip_merge(x, y, 2, 2, m), -1);
-  HAS(fvl_errmsg(), "flip: emb_flipped[1][2] = nan");
+  HAS(fvl_errmsg(), "flip: emb_flipped[0][1] = nan is not a finite number (0-based)");
 }
 END_TEST
 

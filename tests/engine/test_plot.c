@@ -279,11 +279,11 @@ START_TEST(features_files) {
   bad = f;
   bad.nclasses = 5;
   ck_assert_int_eq(fvl_plot_features_save(path("bad.png"), 800, 640, &bad), -1);
-  HAS(fvl_errmsg(), "plot.features: labels[6] = 6 is outside 1..5");
+  HAS(fvl_errmsg(), "plot.features: labels[5] = 5 is outside 0..4 (0-based)");
   make_features(n, 2, C, e, l, W);
   e[7] = NAN;
   ck_assert_int_eq(fvl_plot_features_save(path("bad.png"), 800, 640, &f), -1);
-  HAS(fvl_errmsg(), "plot.features: emb[4][2] = nan is not a finite number");
+  HAS(fvl_errmsg(), "plot.features: emb[3][1] = nan is not a finite number (0-based)");
   ck_assert_int_eq(access(path("bad.png"), F_OK), -1);
   free(e); free(l); free(l40);
 }

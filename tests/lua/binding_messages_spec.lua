@@ -77,3 +77,36 @@ describe("float32 arguments name the dtype and the fix", function()
     expect_msg(function() return F.bn_prelu(x, nil, nil, nil, nil, fvl.zeros(2, "int32")) end, "bn_prelu: prelu_weight is int32")
   end)
 end)
+
+describe("values scanned once by the binding, named 1-based", function()
+  local nan2 = fvl.tensor({{1, 0}, {0, 1}, {1, 1}, {0.5, 0.5}})
+  nan2:set(3, 2, 0 / 0)
+  it("evaluation: non-finite embeddings and scores, one class", function()
+    expect_msg(function() return fvl.eval.pairs(nan2, {1, 1, 2, 2}) end, "pairs: emb[3][2] = nan is not a finite number")
+    expect_msg(function() return fvl.eval.pairs(fvl.randn(4, 2), {3, 3, 3, 3}) end,
+               "pairs: labels: expected at least 2 classes for impostor pairs, got one class only (3)")
+    expect_msg(function() return fvl.eval.verification(fvl.tensor({0.1, 0 / 0, 0.3, 0.4}), {1, 0, 1, 0}, { folds = 2 }) end,
+               "verification: scores[2] = nan is not a finite number")
+    expect_msg(function() return fvl.eval.flip(fvl.randn(4, 2), nan2) end, "flip: emb_flipped[3][2] = nan is not a finite number")
+    expect_msg(function() return fvl.eval.identification(nan2, {1, 1, 2, 2}) end,
+               "identification: gallery[3][2] = nan is not a finite number")
+  end)
+  it("plots: labels against the class count, non-finite points", function()
+    local tmp, cleanup = temp_names()
+    expect_msg(function() fvl.plot.features(fvl.randn(3, 2), {1, 7, 2}, { classes = 5, file = tmp("x.png") }) end,
+               "plot.features: labels[2] = 7 is not a class id (expected an integer in 1..5)")
+    expect_msg(function() fvl.plot.features(nan2, nil, { file = tmp("x.png") }) end,
+               "plot.features: emb[3][2] = nan is not a finite number")
+    cleanup()
+  end)
+  it("data: the loader's batch rows", function()
+    expect_msg(function() fvl._loader_batch(fvl.zeros(4, 2), nil, nil, 3, 2, false, 0, 1, 1) end,
+               "loader: batch rows 4..5 are outside 1..4")
+  end)
+  it("dist: a parameter listed twice (fvl.dist.overlap_grads removes repeats; its C binding checks)", function()
+    local p = fvl.zeros(3):requires_grad()
+    require "fvl.dist"
+    expect_msg(function() fvl.dist_core.overlap({p, fvl.zeros(2):requires_grad(), p}, 1, true) end,
+               "fvl.dist.overlap_grads: parameter 3 is parameter 1 again (listed twice)")
+  end)
+end)
