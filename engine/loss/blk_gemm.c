@@ -3,6 +3,12 @@
  * 32 columns ([k][32], two 16-wide vectors), K cut into chunks of KC and N into NC so that a
  * chunk of the right operand (KC×NC, 512 KB) stays in L2 while a left panel (12 KB) stays in L1.
  * 24 accumulators, one AVX-512 FMA per vector: the micro-kernel runs at the FMA pipes' rate.
+ * The last rows of M (mr < 12: 4 of the head's 256) get a kernel of their own rows, not 12 rows
+ * of FMAs of which some are thrown away (that was 3 % of the FMAs at M = 256). A right operand
+ * whose rows run along N (the dX GEMM's W block) is packed row by row, a sequential stream that
+ * the prefetchers follow from memory. Reading such an operand in place (no packing) was measured
+ * and not faster: its 2 KB row stride maps a panel onto a few L1 sets, so the kernel reads it
+ * from L2 on every pass, and from memory on the first one (with or without software prefetch).
  * Chosen at run time (__builtin_cpu_supports); built with GCC's target attribute, so the build
  * flags stay portable. */
 #include "blk_gemm.h"
@@ -26,10 +32,20 @@ static int cpu_ok(void) { return 0; }
 /* −1: not decided yet: on where the CPU has AVX-512, unless the environment has FVL_BLK_GEMM=0
    (to time OpenBLAS's path in the same build) */
 static int bg_on = -1;
+/* A/B switches for benches, read once (1 unless the variable is "0"): FVL_BLK_GEMM_TAIL=0 runs
+   the last rows of M (mr < 12) through the 12-row kernel as before (the FMAs of the missing rows
+   wasted); FVL_BLK_GEMM_ROWS=0 packs a right operand whose rows run along N in 32-column strips.
+   Neither changes a bit of the results. Read with FVL_BLK_GEMM by the first fvl_bg_enabled(). */
+static int bg_tail = 1, bg_rows = 1;
+static int env_off(const char *name) {
+  const char *e = getenv(name);
+  return e && strcmp(e, "0") == 0;
+}
 int fvl_bg_enabled(void) {
   if (bg_on < 0) {
-    const char *e = getenv("FVL_BLK_GEMM");
-    bg_on = cpu_ok() && !(e && strcmp(e, "0") == 0);
+    bg_on = cpu_ok() && !env_off("FVL_BLK_GEMM");
+    bg_tail = !env_off("FVL_BLK_GEMM_TAIL");
+    bg_rows = !env_off("FVL_BLK_GEMM_ROWS");
   }
   return bg_on;
 }
@@ -80,6 +96,11 @@ TGT static void tr_block(const float *src, int64_t ld, int n, float *dst, int64_
   transpose16(v);
   for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(dst + k * ldd, lanes, v[k]);
 }
+/* 32 contiguous floats */
+TGT static inline void copy_row32(const float *src, float *dst) {
+  _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+  _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+}
 /* kc rows of 32 contiguous floats (stride rs) into dst[k][32] */
 TGT static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
   for (int64_t k = 0; k < kc; k++) {
@@ -108,6 +129,7 @@ TGT static int64_t pack_b_tr(int64_t nr, int64_t kc, const float *b, int64_t cs,
   return k0;
 }
 #else
+static void copy_row32(const float *src, float *dst) { memcpy(dst, src, sizeof(float) * NR); }
 static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
   for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + k * rs, sizeof(float) * NR);
 }
@@ -171,8 +193,9 @@ void fvl_bg_packb(int64_t K, int64_t N, fvl_bg_mat b, float *Bp) {
 
 #if HAVE_KERNEL
 /* the 12×32 tile of C (mr rows, nr columns of it kept) = (add ? C : 0) + Σ_k A[k][·]ᵀ B[k][·] */
-__attribute__((target("avx512f"))) static void kernel(int64_t kc, const float *A, const float *B, float *C,
-                                                      int64_t ldc, int mr, int nr, int add) {
+__attribute__((target("avx512f"))) static void kernel12(int64_t kc, const float *A, const float *B,
+                                                        float *C, int64_t ldc, int mr, __mmask16 m0, __mmask16 m1,
+                                                        int add) {
   __m512 c0a = _mm512_setzero_ps(), c0b = c0a, c1a = c0a, c1b = c0a, c2a = c0a, c2b = c0a, c3a = c0a, c3b = c0a,
          c4a = c0a, c4b = c0a, c5a = c0a, c5b = c0a, c6a = c0a, c6b = c0a, c7a = c0a, c7b = c0a, c8a = c0a,
          c8b = c0a, c9a = c0a, c9b = c0a, c10a = c0a, c10b = c0a, c11a = c0a, c11b = c0a;
@@ -192,8 +215,6 @@ __attribute__((target("avx512f"))) static void kernel(int64_t kc, const float *A
 #undef ROW
   __m512 t[2 * MR] = {c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b,
                       c6a, c6b, c7a, c7b, c8a, c8b, c9a, c9b, c10a, c10b, c11a, c11b};
-  __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
-  __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
   for (int r = 0; r < mr; r++) {
     float *cr = C + r * ldc;
     __m512 v0 = t[2 * r], v1 = t[2 * r + 1];
@@ -205,8 +226,49 @@ __attribute__((target("avx512f"))) static void kernel(int64_t kc, const float *A
     _mm512_mask_storeu_ps(cr + 16, m1, v1);
   }
 }
+/* the tile's last rows (mr < 12): only those rows' FMAs, each C element's sum in the same order
+   as in kernel() (one FMA chain over k from zero, then added to C): the same bits. R rows. */
+#define TAIL(R)                                                                                             \
+  __attribute__((target("avx512f"))) static void tail##R(int64_t kc, const float *A, const float *B, \
+                                                         float *C, int64_t ldc, __mmask16 m0, __mmask16 m1,   \
+                                                         int add) {                                           \
+    __m512 c[2 * R];                                                                                        \
+    _Pragma("GCC unroll 12") for (int r = 0; r < 2 * R; r++) c[r] = _mm512_setzero_ps();                    \
+    for (int64_t k = 0; k < kc; k++) {                                                                      \
+      __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);                                         \
+      _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                                                \
+        __m512 av = _mm512_set1_ps(A[r]);                                                                   \
+        c[2 * r] = _mm512_fmadd_ps(av, b0, c[2 * r]);                                                       \
+        c[2 * r + 1] = _mm512_fmadd_ps(av, b1, c[2 * r + 1]);                                               \
+      }                                                                                                     \
+      A += MR;                                                                                              \
+      B += NR;                                                                                             \
+    }                                                                                                       \
+    _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                                                  \
+      float *cr = C + r * ldc;                                                                              \
+      __m512 v0 = c[2 * r], v1 = c[2 * r + 1];                                                              \
+      if (add) {                                                                                            \
+        v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));                                              \
+        v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr + 16));                                         \
+      }                                                                                                     \
+      _mm512_mask_storeu_ps(cr, m0, v0);                                                                    \
+      _mm512_mask_storeu_ps(cr + 16, m1, v1);                                                               \
+    }                                                                                                       \
+  }
+TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11)
+#undef TAIL
+typedef void (*tail_fn)(int64_t, const float *, const float *, float *, int64_t, __mmask16, __mmask16, int);
+static const tail_fn tails[MR] = {NULL, tail1, tail2, tail3, tail4, tail5, tail6, tail7, tail8, tail9, tail10, tail11};
+static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr,
+                   int add) {
+  __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
+  __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+  if (mr == MR || !bg_tail) kernel12(kc, A, B, C, ldc, mr, m0, m1, add);
+  else tails[mr](kc, A, B, C, ldc, m0, m1, add);
+}
 #else
-static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr, int add) {
+static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t ldc, int mr, int nr,
+                   int add) {
   for (int r = 0; r < mr; r++)
     for (int c = 0; c < nr; c++) {
       float s = 0;
@@ -215,6 +277,21 @@ static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t
     }
 }
 #endif
+
+/* kc × nc of a right operand whose rows run along N (b(k, n) at b[k*rs + n]) into its panels
+   (dst + jr·kc: [k][NR], zero columns beyond nc), read row by row: one sequential stream per row
+   of the operand rather than 32-column strips, which the hardware prefetchers follow from memory */
+static void pack_b_rows(int64_t nc, int64_t kc, const float *b, int64_t rs, float *dst) {
+  int64_t full = nc / NR * NR;
+  for (int64_t k = 0; k < kc; k++) {
+    const float *src = b + k * rs;
+    for (int64_t jr = 0; jr < full; jr += NR) copy_row32(src + jr, dst + jr * kc + k * NR);
+    if (full < nc) {
+      float *d = dst + full * kc + k * NR;
+      for (int64_t c = 0; c < NR; c++) d[c] = full + c < nc ? src[full + c] : 0.0f;
+    }
+  }
+}
 
 void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a, const float *Bp, fvl_bg_mat b,
                  float *C, int64_t ldc, int add, float *work) {
@@ -227,6 +304,8 @@ void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a,
       const float *bp = wb;
       if (Bp)
         bp = Bp + p0 * Np + jc * kc;
+      else if (b.cs == 1 && bg_rows)
+        pack_b_rows(nc, kc, b.p + p0 * b.rs + jc, b.rs, wb);
       else
         for (int64_t jr = 0; jr < nc; jr += NR)
           pack_b_panel(min64(NR, nc - jr), kc, b.p + p0 * b.rs + (jc + jr) * b.cs, b.rs, b.cs, wb + jr * kc);
