@@ -475,6 +475,44 @@ static int l_sample_cols(lua_State *L) {
   return 2;
 }
 
+/* fvl.F._given_sample(sample, labels, first, n, classes, name) -> rows: Partial FC's given sample
+ * (int32 class ids of any shape, sorted, distinct, in 1..classes) checked in one pass
+ * (engine/loss/head_stats.h), as the sorted 1-based rows of the slice first..first+n−1 that it
+ * samples. labels: the gathered batch's checked labels (against 1..classes), every one must be
+ * sampled: the same check, and so the same error, on every rank. Errors name the head (name) with
+ * 1-based positions and ids. */
+static int l_given_sample(lua_State *L) {
+  const char *name = luaL_checkstring(L, 6);   /* a fixed slot: stays valid */
+  lua_Integer first = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4), classes = luaL_checkinteger(L, 5);
+  fvl_tensor *given = T(1);
+  if (given->dtype != FVL_I32)
+    fvl_error(L, "%s: sample must be an int32 tensor, got %s", name, fvl_dtype_name(given->dtype));
+  if (classes < 0 || classes > INT32_MAX || first < 1 || n < 0 || first - 1 > classes || n > classes - (first - 1))
+    fvl_error(L, "%s: the slice of %lld classes from %lld is outside 1..%lld (classes at most %d)", name, (long long)n,
+              (long long)first, (long long)classes, (int)INT32_MAX);
+  lua_settop(L, 6);
+  fvl_tensor *y = labels_arg(L, 2, name, -1, (int64_t)classes);
+  fvl_tensor *ids = fvl_contiguous(given);
+  fvl_pushtensor(L, ids);
+  int64_t m = fvl_numel(ids), B = y->size[0];
+  fvl_tensor *buf = fvl_empty(FVL_I32, 1, &m);
+  fvl_pushtensor(L, buf);
+  fvl_sample_fault f;
+  int64_t k = fvl_given_sample(name, fvl_i32(ids), m, 1, (int64_t)classes, (int64_t)first - 1, (int64_t)n,
+                               fvl_i32(y), B, fvl_i32(buf), &f);
+  if (k < 0 && f.what == FVL_SAMPLE_ORDER)
+    fvl_error(L, "%s: sample[%lld] = %d (expected sorted, distinct class ids in 1..%lld)", name, (long long)f.at + 1,
+              (int)fvl_i32(ids)[f.at], (long long)classes);
+  if (k < 0 && f.what == FVL_SAMPLE_MISSES)
+    fvl_error(L, "%s: the sample misses class %lld, the label of gathered row %lld (every positive must be sampled)",
+              name, (long long)fvl_i32(y)[f.at] + 1, (long long)f.at + 1);
+  if (k < 0) return fvl_raise(L);
+  fvl_tensor *out = fvl_empty(FVL_I32, 1, &k);
+  fvl_pushtensor(L, out);
+  if (k > 0) memcpy(fvl_i32(out), fvl_i32(buf), (size_t)k * sizeof(int32_t));
+  return 1;
+}
+
 /* fvl.F._own_rows(cols, rows, ncols, nrows, by) -> own, oc, orow, w: the gathered rows whose target
  * column this rank holds (cols[i] > 0; rows[i]: its row in the slice), for the sharded primitives
  * that read per-class rows at the targets (engine/loss/head_stats.h). own: their 1-based row numbers
@@ -778,6 +816,7 @@ int fvl_open_loss(lua_State *L) {
     {"group_max_ws", l_group_max_ws},
     {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
     {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_own_rows", l_own_rows},
+    {"_given_sample", l_given_sample},
     {"_target_mask", l_target_mask}, {"_adaface_rows", l_adaface_rows},
     {NULL, NULL}};
   lua_pushcfunction(L, l_check_labels);

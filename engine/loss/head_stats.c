@@ -85,6 +85,43 @@ void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int6
       for (int64_t j = 0; j < K; j++) idx[k * K + j] = (int32_t)(((int64_t)sample[k] - 1) * K + j + 1);
 }
 
+int64_t fvl_given_sample(const char *fn, const int32_t *ids, int64_t m, int32_t base, int64_t classes, int64_t first,
+                         int64_t n, const int32_t *y0, int64_t B, int32_t *local_rows, fvl_sample_fault *fault) {
+  fault->what = 0, fault->at = -1;
+  if (first < 0 || n < 0 || classes < 0 || classes > INT32_MAX || first > classes || n > classes - first) {
+    fvl_err("%s: the slice [%lld, %lld + %lld) of %lld classes is not inside 0..%d (0-based)", fn, (long long)first,
+            (long long)first, (long long)n, (long long)classes, (int)INT32_MAX);
+    return -1;
+  }
+  int64_t count = 0, prev = -1;
+  for (int64_t k = 0; k < m; k++) {
+    int64_t c = (int64_t)ids[k] - base;   /* int64: no int32 overflow for any id and base */
+    if (c <= prev || c >= classes) {
+      fvl_err("%s: sample[%lld] is class %lld (0-based; expected strictly increasing classes in 0..%lld)", fn,
+              (long long)k, (long long)c, (long long)classes - 1);
+      fault->what = FVL_SAMPLE_ORDER, fault->at = k;
+      return -1;
+    }
+    prev = c;
+    if (c >= first && c - first < n) local_rows[count++] = (int32_t)(c - first + 1);
+  }
+  for (int64_t i = 0; i < B; i++) {
+    int64_t want = (int64_t)y0[i] + base, lo = 0, hi = m;   /* binary search in the sorted ids */
+    while (lo < hi) {
+      int64_t mid = lo + (hi - lo) / 2;
+      if (ids[mid] < want) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo == m || ids[lo] != want) {
+      fvl_err("%s: the sample misses class %lld, the label of row %lld (0-based; every label must be sampled)", fn,
+              (long long)y0[i], (long long)i);
+      fault->what = FVL_SAMPLE_MISSES, fault->at = i;
+      return -1;
+    }
+  }
+  return count;
+}
+
 int64_t fvl_own_targets(const int32_t *cols, const int32_t *rows, int64_t B, int32_t *own, int32_t *oc,
                         int32_t *orow) {
   int64_t k = 0;

@@ -35,6 +35,19 @@ void fvl_slice_targets(const int32_t *y0, int64_t B, int64_t first, int64_t n, i
 void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int64_t m, int64_t K, int32_t *cols,
                      int32_t *idx);
 
+/* Partial FC's given sample, checked in one pass: ids holds m class ids, ids[k] − base being the
+ * 0-based class (base = 1 for ids numbered from 1), strictly increasing within 0..classes−1, and
+ * every label y0[i] (B 0-based ids: the gathered batch, the same on every rank) among them.
+ * local_rows (m entries of room) receives, in order, the 1-based slice rows (as fvl_slice_targets
+ * numbers them) of the sampled classes in the slice [first, first + n) (first 0-based). Returns how
+ * many it wrote, or -1 with a 0-based message naming fn and *fault set: what = FVL_SAMPLE_ORDER
+ * (ids[at] is out of order or range) or FVL_SAMPLE_MISSES (the label y0[at] is not sampled), so that
+ * a caller can word its own message; 0 for a slice outside 0 <= first, first + n <= classes <= INT32_MAX. */
+enum { FVL_SAMPLE_ORDER = 1, FVL_SAMPLE_MISSES = 2 };
+typedef struct { int what; int64_t at; } fvl_sample_fault;
+int64_t fvl_given_sample(const char *fn, const int32_t *ids, int64_t m, int32_t base, int64_t classes, int64_t first,
+                         int64_t n, const int32_t *y0, int64_t B, int32_t *local_rows, fvl_sample_fault *fault);
+
 /* The gathered rows whose target column this rank holds (cols[i] > 0, 1-based; rows: their 1-based
  * rows in the slice), in row order: own[k] = the 1-based row i, oc[k] = cols[i] − 1 and orow[k] =
  * rows[i] − 1 (0-based). None: the one entry own = {1}, oc = orow = {0} (the caller weights it 0).

@@ -107,6 +107,37 @@ for _, h in ipairs(HEADS) do
     expect(n == 0, "%s: %d label scans of a checked value", tag, n)
   end
 end
+-- Partial FC with a given sample (head(x, y, {sample = ...})): checked against the gathered labels
+-- and turned into this slice's rows in one pass in C (F._given_sample); classes of other ranks'
+-- slices dropped here, the same as the Lua lists it replaced; a label left out is the same error on
+-- every rank (checked against the whole gathered batch, before any other collective: no hang)
+local inS, given = {}, {}
+for _, c in ipairs(ys:totable()) do inS[c] = true end
+for c = 1, C do if inS[c] or c % 3 == 0 then given[#given + 1] = c end end
+local gs = fvl.tensor(given, "int32")
+local want_rows = {}
+for _, c in ipairs(given) do
+  if c >= first and c < first + n then want_rows[#want_rows + 1] = c - first + 1 end
+end
+same(fvl.F._given_sample(gs, yg, first, n, C, "test"):totable(), want_rows, "given sample rows")
+local pf = fvl.loss.arcface { dim = D, classes = C, sharded = true, partial_fc = 0.5, s = 16 }
+for step = 1, 2 do
+  local xs = fvl.randn(B, D)
+  xs:requires_grad()
+  local n1 = scans(function() pf(xs, yl, { sample = gs }):backward() end)
+  expect(n1 == 1, "given sample step %d: %d label scans (expected 1)", step, n1)
+  same(pf._pfc.rows:totable(), want_rows, "given sample: the head's sampled rows")
+end
+local y1 = ys:totable()[1]
+local short = {}
+for _, c in ipairs(given) do if c ~= y1 then short[#short + 1] = c end end
+ok, err = pcall(pf, fvl.randn(B, D), yl, { sample = fvl.tensor(short, "int32") })
+expect(not ok and tostring(err):find(string.format("arcface: the sample misses class %d, the label of gathered row 1 " ..
+       "(every positive must be sampled)", y1), 1, true), "a label not sampled: %s", tostring(err))
+ok, err = pcall(pf, fvl.randn(B, D), yl, { sample = fvl.tensor({ given[2], given[1] }, "int32") })
+expect(not ok and tostring(err):find(string.format("arcface: sample[2] = %d (expected sorted, distinct class ids in 1..%d)",
+       given[1], C), 1, true), "an unsorted sample: %s", tostring(err))
+
 local cp = fvl.loss.circle_pairwise { dim = D, sharded = true }
 local x = fvl.randn(B, D)
 x:requires_grad()

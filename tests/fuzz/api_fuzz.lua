@@ -288,6 +288,7 @@ local function head_step()
     if R() < 0.3 then for _ = 1, R(1, 3) do o[pick(WORDS)] = gen(1) end end
     if name == "margin" or R() < 0.05 then o.target, o.negative = margin_fn(), R() < 0.5 and margin_fn() or nil end
     if R() < 0.1 then o.weight = tensor() end
+    if R() < 0.15 then o.partial_fc = pick { 0.5, 1, 0, 2 } end
     local ok, hh = pcall(fvl.loss[name], R() < 0.05 and gc_proxy(1) or o)
     if not ok then return "loss." .. name .. "(bad options)" end
     h = hh
@@ -295,7 +296,14 @@ local function head_step()
   end
   local B = R(0, 5)
   local x, y = embeddings(B, R() < 0.85 and (h.dim or 4) or small()), labels(B, h.classes or 4)
-  local ok, l = pcall(h, x, y)
+  local call   -- Partial FC: a given sample, mostly sorted and covering the labels
+  if h.shard and R() < 0.5 then
+    local ids = {}
+    for c = 1, h.classes or 4 do if R() < 0.8 then ids[#ids + 1] = c end end
+    if R() < 0.3 and #ids > 0 then ids[R(1, #ids)] = pick { 0, -1, (h.classes or 4) + 1, 2^31 - 1 } end
+    call = { sample = R() < 0.9 and fvl.tensor(ids, "int32") or gen(1) }
+  end
+  local ok, l = pcall(h, x, y, call)
   pass("head forward", ok)
   if ok and type(l) == "userdata" and R() < 0.7 then pass("head backward", pcall(function() l:backward() end)) end
   if R() < 0.2 then pcall(h.logits, h, x) end
@@ -479,6 +487,12 @@ local function loss_F_step()
     function() return F._pair_anchors(y) end,
     function() return F._adacos_stats(fvl.rand(B), R() < 0.8 and fvl.rand(B) or gen(1)) end,
     function() return F.pfc_sample(fvl.tensor(cols:int():totable(), "int32"), pick { 1, C, C + 1, 0 }, R(1, 9), R(0, 9)) end,
+    function()   -- Partial FC's given sample: ids in and out of order/range, any slice, labels of any kind
+      local ids = {}
+      for k = 1, R(0, C + 1) do ids[k] = R() < 0.9 and k or pick { 0, -1, C + 1, 2^31 - 1, -2^31 } end
+      return F._given_sample(R() < 0.9 and fvl.tensor(ids, "int32") or gen(1), y, pick { 1, 2, C, C + 1, 0, 2^31 },
+                             pick { 0, 1, C, C + 1, -1, 2^31 }, pick { C, C + 1, 0, -1, 2^31 }, "fz")
+    end,
   }
   local i = R(1, #calls)
   local okc, out = pcall(calls[i])

@@ -85,6 +85,37 @@ describe("sharded and partial_fc options", function()
     expect_true(not ok and err:find("the sample misses class 7"), err)
     ok, err = pcall(h, x, { 3, 7 }, { sample = fvl.tensor({ 3, 1, 7 }, "int32") })
     expect_true(not ok and err:find("sorted, distinct class ids"), err)
+    -- every error of the one pass in C, worded 1-based and naming the head
+    local function fails(sample, y, msg)
+      local okc, e = pcall(h, x, y or { 3, 7 }, { sample = sample })
+      expect_true(not okc and e:find(msg, 1, true), tostring(e))
+    end
+    local function s32(t) return fvl.tensor(t, "int32") end
+    fails(s32 { 3, 3, 7 }, nil, "arcface: sample[2] = 3 (expected sorted, distinct class ids in 1..10)")
+    fails(s32 { 0, 3, 7 }, nil, "arcface: sample[1] = 0 (expected sorted, distinct class ids in 1..10)")
+    fails(s32 { 3, 7, 11 }, nil, "arcface: sample[3] = 11 (expected sorted, distinct class ids in 1..10)")
+    fails(s32 { -2147483648 }, nil, "arcface: sample[1] = -2147483648 (expected sorted")
+    fails(s32 { 3, 2147483647 }, nil, "arcface: sample[2] = 2147483647 (expected sorted")
+    fails(s32 { { 3, 5 }, { 4, 7 } }, nil, "arcface: sample[3] = 4 (expected sorted")   -- flattened row-major
+    fails(s32 { 3, 5 }, nil, "arcface: the sample misses class 7, the label of gathered row 2 (every positive must be sampled)")
+    fails(fvl.zeros({ 0 }, "int32"), { 7, 7 }, "the sample misses class 7, the label of gathered row 1")
+    fails(fvl.tensor { 3, 7 }, nil, "arcface: sample must be a int32 tensor, got float32")
+    -- what it returns: the sorted 1-based rows of the slice it samples (classes 4..9 here); the
+    -- sample's other classes dropped, the labels checked against the whole sample
+    local got = fvl.F._given_sample(s32 { { 1, 2 }, { 5, 9 } }, s32 { 5, 1, 9 }, 4, 6, 10, "h")
+    expect_eq(table.concat(got:totable(), ","), "2,6")
+    expect_eq(fvl.F._given_sample(s32 { 1, 10 }, s32 { 10, 1 }, 4, 6, 10, "h"):numel(), 0)
+    local okc, e = pcall(fvl.F._given_sample, s32 { 1, 10 }, s32 { 1, 7 }, 4, 6, 10, "h")
+    expect_true(not okc and e:find("h: the sample misses class 7, the label of gathered row 2", 1, true), e)
+    okc, e = pcall(fvl.F._given_sample, s32 { 1 }, s32 { 1 }, 8, 6, 10, "h")
+    expect_true(not okc and e:find("h: the slice of 6 classes from 8 is outside 1..10", 1, true), e)
+    okc, e = pcall(fvl.F._given_sample, s32 { 1 }, s32 { 1 }, 1, 1, 2 ^ 31, "h")
+    expect_true(not okc and e:find("is outside 1..2147483648", 1, true), e)
+    okc, e = pcall(fvl.F._given_sample, s32 { 1 }, s32 { 11 }, 1, 10, 10, "h")
+    expect_true(not okc and e:find("h: labels[1] = 11 is outside 1..10", 1, true), e)
+    local yc = fvl._check_labels({ 2, 3 }, "arcface", 2, 9)   -- a checked value of another bound
+    okc, e = pcall(fvl.F._given_sample, s32 { 2, 3 }, yc, 1, 10, 10, "h")
+    expect_true(not okc and e:find("checked against 1..9", 1, true), e)
   end)
   it("keeps every positive, fills up to floor(rate·C), and draws different negatives per step", function()
     fvl.manual_seed(3)

@@ -416,29 +416,11 @@ end
 
 -- the sampled rows of this slice (a sorted int32 tensor of 1-based local rows), or nil for the
 -- whole slice; positives: the slice's rows that are targets (Partial FC's draw, when it runs)
-local function sample_rows(self, ctx, given, positives)
+local function sample_rows(self, yg, given, positives)
   local sh = self.shard
-  if given ~= nil then
-    util.check_tensor(self.name, "sample", given, "int32")
-    local out, prev = {}, 0
-    for i, c in ipairs(given:reshape(given:numel()):totable()) do
-      if c <= prev or c > sh.classes then
-        fail(string.format("%s: sample[%d] = %d (expected sorted, distinct class ids in 1..%d)", self.name, i, c,
-                           sh.classes))
-      end
-      prev = c
-      local r = c - sh.first + 1
-      if r >= 1 and r <= sh.n then out[#out + 1] = r end
-    end
-    local have = {}
-    for _, r in ipairs(out) do have[r] = true end
-    for i, r in ipairs(ctx.rows:totable()) do   -- a given sample only
-      if r > 0 and not have[r] then
-        fail(string.format("%s: the sample misses class %d, the label of gathered row %d (every positive must " ..
-                           "be sampled)", self.name, r + sh.first - 1, i))
-      end
-    end
-    return fvl.tensor(out, "int32")
+  if given ~= nil then   -- checked against the gathered labels and converted in one pass in C (errors
+    util.check_tensor(self.name, "sample", given, "int32")   -- name the head, 1-based; the same on every rank)
+    return fvl.F._given_sample(given, yg, sh.first, sh.n, sh.classes, self.name)
   end
   if not positives then return nil end
   local rows = fvl.F.pfc_sample(positives, sh.num_sample, sh.seed, sh.counter)
@@ -467,7 +449,7 @@ function M.forward(self, x, labels, call)
   local rows, positives = fvl.F._slice_targets(yg, sh.first, sh.n, pfc)
   local ctx = { name = name, weight = self.weight, W = self.weight, b = self.bias, rows = rows, n = sh.n, K = sh.K,
                 xg = sh.sharded and sh.size > 1 and xg or nil }
-  local sample = sample_rows(self, ctx, call and call.sample, positives)
+  local sample = sample_rows(self, yg, call and call.sample, positives)
   local cols = rows
   self._pfc = nil
   if sample then
