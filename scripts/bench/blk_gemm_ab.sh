@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/bench/blk_gemm_ab.sh — the own block GEMM's changes, A/B on a whole training step.
 #
-#   flock /work/wt/bench.lock bash scripts/bench/blk_gemm_ab.sh [rounds=3] [C=100000] [heads=arcface] [builddir=build]
+#   usage: bash scripts/bench/blk_gemm_ab.sh [rounds=3] [C=100000] [heads=arcface] [builddir=build]
+#   (on a shared machine: flock /work/wt/bench.lock bash scripts/bench/blk_gemm_ab.sh ...)
 #
 # Runs scripts/bench/heads.lua (--torch 0 --twopass 0, 2 threads, 3 steps) alternately with
 #   before: FVL_BLK_GEMM_TAIL=0 FVL_BLK_GEMM_ROWS=0 (the last rows of M through the 12-row kernel,
@@ -12,10 +13,24 @@
 # noisy: read the ratio of runs taken minutes apart with care.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=${1:-3}
-C=${2:-100000}
-heads=${3:-arcface}
-builddir=${4:-build}
+rounds=3
+C=100000
+heads=arcface
+builddir=build
+for a in "$@"; do
+  case "$a" in
+    rounds=*) rounds=${a#rounds=} ;;
+    C=*) C=${a#C=} ;;
+    heads=*) heads=${a#heads=} ;;
+    builddir=*) builddir=${a#builddir=} ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "blk_gemm_ab.sh: unknown argument '$a' (expected rounds=N, C=N, heads=LIST, builddir=DIR)" >&2; exit 2 ;;
+  esac
+done
+for v in "rounds:$rounds" "C:$C"; do
+  case "${v#*:}" in ''|*[!0-9]*|0) echo "blk_gemm_ab.sh: ${v%%:*}: expected a positive integer, got '${v#*:}'" >&2; exit 2 ;; esac
+done
+[ -x "$builddir/fvl" ] || { echo "blk_gemm_ab.sh: $builddir/fvl not found (build first: cmake --build $builddir)" >&2; exit 2; }
 declare -A best
 for r in $(seq 1 "$rounds"); do
   for v in before after; do
