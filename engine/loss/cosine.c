@@ -53,6 +53,17 @@ FVL_HOT static void axpy_row(float *dst, const float *w, int64_t n, float gamma,
     for (int64_t d = 0; d < n; d++) dst[d] = -gamma * w[d];
   }
 }
+/* 1: where only the margin CE reaches a block's cosines, the backward scales each row of G_blk
+   right after forming it; 0 (FVL_ROW_FUSED=0 in the environment, for A/B): all rows formed, then
+   scaled in a pass of their own. The same bits either way. */
+static int row_fused(void) {
+  static int on = -1;
+  if (on < 0) {
+    const char *e = getenv("FVL_ROW_FUSED");
+    on = !(e && strcmp(e, "0") == 0);
+  }
+  return on;
+}
 /* columns per block: a B×block slab of the cosine matrix stays under ~256 KB with the own
    kernel (the block's cosines, its gradient and its rows of W stay in L2 through the block's
    passes: 3 % less CPU per step than 2 MB slabs at C = 100,000, measured under load), ~2 MB with
@@ -484,7 +495,7 @@ static int sort_clamped(clamp_list *cl, int64_t C, int64_t nb, int64_t nblk, int
 /* what the backward's blocks read (shared, read-only in the blocks) */
 typedef struct {
   int64_t B, D, C, nb, nblk, ldw;
-  int ng, want_x, want_w, recompute;
+  int ng, want_x, want_w, recompute, row_fused;
   const float *xhp, *wp, *cp, *nwp;
   float *g;                  /* the incoming B×C gradient or NULL */
   const margin_term *mt;     /* the deferred margin-CE gradient or NULL */
@@ -517,6 +528,7 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
     cb = R;
     ldcb = nj;
   }
+  int scaled = 0;   /* G_blk already scaled by 1/|W_j| and its column sums taken */
   if (c->mt) {   /* G_blk from the block's cosines, plus what reached them from elsewhere */
     const margin_term *mt = c->mt;
     float *S = s->S;
@@ -524,6 +536,15 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
       if (fvl_group_margin_bwd_block(&mt->sp, mt->rows, c->cp, C, mt->K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale,
                                      mt->skip, S, nj))
         return -1;
+    } else if (!c->g && !mt->ty && !(c->boff && c->boff[blk] < c->boff[blk + 1]) && c->row_fused) {
+      /* nothing else reaches this block's cosines: each row of G scaled (scale_cols_dot below)
+         right after it is formed, while it is in L1 */
+      for (int64_t i = 0; i < B; i++) {
+        fvl_margin_ce_bwd_block_row(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
+                                    mt->gscale, mt->skip, (int)i, S + i * nj);
+        scale_cols_dot(S + i * nj, cb + i * ldcb, s->inw, s->gam, nj);
+      }
+      scaled = 1;
     } else {
       fvl_margin_ce_bwd_block(&mt->sp, mt->rows, cb, (int)ldcb, mt->y, (int)B, (int)j0, (int)nj, mt->lse,
                               mt->gscale, mt->skip, S, (int)nj);
@@ -539,7 +560,8 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
     gb = S;
     ldg = nj;
   }
-  for (int64_t i = 0; i < B; i++) scale_cols_dot(gb + i * ldg, cb + i * ldcb, s->inw, s->gam, nj);
+  if (!scaled)
+    for (int64_t i = 0; i < B; i++) scale_cols_dot(gb + i * ldg, cb + i * ldcb, s->inw, s->gam, nj);
   if (c->want_x) {
     float beta = blk == group_first(c->nblk, c->ng, grp) ? 0.0f : 1.0f;
     gemm_dx(s->work, B, D, nj, gb, ldg, c->wp + j0 * c->ldw, c->ldw, beta, c->pt->part[grp]);
@@ -630,6 +652,7 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   c.nblk = (c.C + c.nb - 1) / c.nb;
   c.ng = partials_groups(c.nblk, c.B * c.D);
   c.recompute = c.mt && fused_mode == 2;
+  c.row_fused = row_fused();
   int rc = 0, direct = 0;
   int64_t *boff = NULL, sz[2] = {c.B, c.D};
   float *Xa = NULL, *Xb = NULL;

@@ -449,11 +449,16 @@ FVL_HOT static void bwd_row(const fvl_margin_spec *sp, const float *crow, int C,
     }
     float *go = grow + j0;
     float dsp = 0.0f;
+    if (ds_out) {
 #pragma omp simd reduction(+:dsp)
-    for (int k = 0; k < n; k++) {
-      float p = fast_expf(s * v[k] - lse, elo, ehi);
-      go[k] = gs * p * df[k];
-      dsp += p * v[k];
+      for (int k = 0; k < n; k++) {
+        float p = fast_expf(s * v[k] - lse, elo, ehi);
+        go[k] = gs * p * df[k];
+        dsp += p * v[k];
+      }
+    } else {   /* the class blocks: no dL/ds_i here, so no sum for it */
+#pragma omp simd
+      for (int k = 0; k < n; k++) go[k] = gs * fast_expf(s * v[k] - lse, elo, ehi) * df[k];
     }
     ds += dsp;
     if (j0 == jt) py = fast_expf(s * r->T - lse, elo, ehi);
@@ -672,17 +677,20 @@ void fvl_margin_rows(const fvl_margin_spec *sp, const float *ctgt, int B, fvl_ma
   for (int i = 0; i < B; i++) rows[i] = row_params(sp, ctgt[i], i);
 }
 
+void fvl_margin_ce_bwd_block_row(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
+                                 const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
+                                 const unsigned char *skip, int i, float *grow) {
+  if (i + 2 < B)   /* the rows are short pieces of long rows: the hardware prefetcher sees too little */
+    for (int k = 0; k < n; k += 16) __builtin_prefetch(cos + (size_t)(i + 2) * ldc + k);
+  if (skip && skip[i]) { memset(grow, 0, sizeof(float) * (size_t)n); return; }
+  int yi = y[i] >= j0 && y[i] < j0 + n ? y[i] - j0 : -1;
+  bwd_row(sp, cos + (size_t)i * ldc, n, yi, &rows[i], row_lse[i], gscale, grow, NULL, NULL);
+}
 void fvl_margin_ce_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
                              const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
                              const unsigned char *skip, float *dcos, int lddc) {
-  for (int i = 0; i < B; i++) {
-    float *grow = dcos + (size_t)i * lddc;
-    if (i + 2 < B)   /* the rows are short pieces of long rows: the hardware prefetcher sees too little */
-      for (int k = 0; k < n; k += 16) __builtin_prefetch(cos + (size_t)(i + 2) * ldc + k);
-    if (skip && skip[i]) { memset(grow, 0, sizeof(float) * (size_t)n); continue; }
-    int yi = y[i] >= j0 && y[i] < j0 + n ? y[i] - j0 : -1;
-    bwd_row(sp, cos + (size_t)i * ldc, n, yi, &rows[i], row_lse[i], gscale, grow, NULL, NULL);
-  }
+  for (int i = 0; i < B; i++)
+    fvl_margin_ce_bwd_block_row(sp, rows, cos, ldc, y, B, j0, n, row_lse, gscale, skip, i, dcos + (size_t)i * lddc);
 }
 
 int fvl_margin_ce_row_grads(const float *cos, int ldc, const int32_t *y, int B, int C, const fvl_margin_spec *sp,

@@ -117,6 +117,11 @@ void fvl_margin_rows(const fvl_margin_spec *sp, const float *ctgt, int B, fvl_ma
 void fvl_margin_ce_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
                              const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
                              const unsigned char *skip, float *dcos, int lddc);
+/* row i of fvl_margin_ce_bwd_block, into grow (n floats): for a caller that finishes each row of
+   the block while it is in L1 */
+void fvl_margin_ce_bwd_block_row(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cos, int ldc,
+                                 const int32_t *y, int B, int j0, int n, const float *row_lse, float gscale,
+                                 const unsigned char *skip, int i, float *grow);
 int fvl_margin_ce_row_grads(const float *cos, int ldc, const int32_t *y, int B, int C, const fvl_margin_spec *sp,
                             const fvl_margin_row *rows, const float *row_lse, float gscale,
                             const unsigned char *skip, float *ds_row, float *dm_row);
