@@ -254,7 +254,7 @@ static int check_chart(const char *fn, const fvl_plot_chart *c) {
   for (int s = 0; s < c->nseries; s++) {
     const fvl_plot_series *se = &c->series[s];
     if (se->n < 0 || (se->n > 0 && (!se->x || !se->y)))
-      return fvl_err("%s: series[%d]: expected x and y of %lld points", fn, s + 1, (long long)se->n);
+      return fvl_err("%s: series[%d]: expected x and y of %lld points (0-based)", fn, s, (long long)se->n);
   }
   if (!isnan(c->xmin) && !isnan(c->xmax) && c->xmin >= c->xmax)
     return fvl_err("%s: xmin = %g must be below xmax = %g", fn, c->xmin, c->xmax);
@@ -969,15 +969,15 @@ int fvl_plot_sheet(const char *path, const fvl_plot_panel *panels, int n, int co
   if (!img) return fvl_err("%s: out of memory", fn);
   int rc = 0, mw = 0, mh = 0, caption = 0;
   for (int i = 0; i < n; i++) {
-    if (!panels[i].file) { rc = fvl_err("%s: panels[%d]: expected a PNG file name", fn, i + 1); break; }
+    if (!panels[i].file) { rc = fvl_err("%s: panels[%d]: expected a PNG file name (0-based)", fn, i); break; }
     if (strcasecmp(fvl_plot_ext_of(panels[i].file), "png") != 0) {
-      rc = fvl_err("%s: panels[%d] '%s': expected a .png file", fn, i + 1, panels[i].file);
+      rc = fvl_err("%s: panels[%d] '%s': expected a .png file (0-based)", fn, i, panels[i].file);
       break;
     }
     img[i] = cairo_image_surface_create_from_png(panels[i].file);
     cairo_status_t st = cairo_surface_status(img[i]);
     if (st != CAIRO_STATUS_SUCCESS) {
-      rc = fvl_err("%s: panels[%d] '%s': cannot read the PNG (%s)", fn, i + 1, panels[i].file,
+      rc = fvl_err("%s: '%s' (panels[%d], 0-based): cannot read the PNG (%s)", fn, panels[i].file, i,
                    access(panels[i].file, R_OK) != 0 ? strerror(errno) : cairo_status_to_string(st));
       break;
     }

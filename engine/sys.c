@@ -34,7 +34,7 @@ static char **child_env(const char *fn, char *const env[]) {
   while (env && env[nadd]) nadd++;
   for (size_t i = 0; i < nadd; i++)
     if (!strchr(env[i], '=')) {
-      fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE", fn, i + 1, env[i]);
+      fvl_err("%s: env[%zu] = '%s' is not KEY=VALUE (0-based)", fn, i, env[i]);
       return NULL;
     }
   char **envp = malloc((nenv + nadd + 1) * sizeof *envp);

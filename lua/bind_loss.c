@@ -156,6 +156,19 @@ static int l_linear_logits(lua_State *L) {
   return 1;
 }
 
+/* a margin-CE loss from the engine (asked with nonfinite_ok = 1, so bad = the first non-finite
+ * row, 1-based, or 0): the user's message is made here, "error" raises and "warn" warns */
+static int push_loss(lua_State *L, fvl_tensor *loss, const char *name, int warn, int bad) {
+  if (!loss) return fvl_raise(L);
+  if (bad && !warn) {
+    fvl_release(loss);
+    return fvl_error(L, "%s: loss is not finite (first bad row %d)", name, bad);
+  }
+  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  fvl_pushtensor(L, loss);
+  return 1;
+}
+
 /*** fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor
    The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit
    z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in
@@ -179,12 +192,9 @@ static int l_margin_ce(lua_State *L) {
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
   check_thr(L, name, &o, cos->size[0]);
-  int bad = 0;
-  fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad);
-  if (!loss) return fvl_raise(L);
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
-  fvl_pushtensor(L, loss);
-  return 1;
+  int bad = 0;   /* the engine returns the loss and the 1-based row; the message is made here */
+  fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, 1, &bad);
+  return push_loss(L, loss, name, o.warn, bad);
 }
 
 /*** fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor
@@ -610,12 +620,6 @@ static fvl_tensor *slice_cols_arg(lua_State *L, int idx, const char *fn, int64_t
   return o;
 }
 
-static int push_shard_loss(lua_State *L, fvl_tensor *loss, const char *name, int bad) {
-  if (!loss) return fvl_raise(L);
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
-  fvl_pushtensor(L, loss);
-  return 1;
-}
 
 /*** fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor
    fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the
@@ -632,8 +636,8 @@ static int l_margin_ce_shard(lua_State *L) {
   check_thr(L, name, &o, cos->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
   int bad = 0;
-  fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, o.warn, &bad, (float)cap);
-  return push_shard_loss(L, loss, name, bad);
+  fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, 1, &bad, (float)cap);
+  return push_loss(L, loss, name, o.warn, bad);
 }
 
 /* the scores of a chunked op (fvl_chunk_scores): {chunk = rows, scores = "cosine"|"linear",
@@ -688,8 +692,8 @@ static int l_chunked_margin_ce_shard(lua_State *L) {
   check_thr(L, name, &o, x->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], C);
   int bad = 0;
-  fvl_tensor *loss = fvl_chunked_margin_ce_shard(x, W, &src, y, &o.sp, o.s_row, o.m_row, name, o.warn, &bad, (float)cap);
-  return push_shard_loss(L, loss, name, bad);
+  fvl_tensor *loss = fvl_chunked_margin_ce_shard(x, W, &src, y, &o.sp, o.s_row, o.m_row, name, 1, &bad, (float)cap);
+  return push_loss(L, loss, name, o.warn, bad);
 }
 
 /*** fvl.F.chunked_hard_mean_shard(x, W, cols, opts, scores) -> B tensor

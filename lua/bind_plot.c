@@ -6,8 +6,12 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
+#include <errno.h>
+#include <unistd.h>
 #include "bind.h"
 #include "plot.h"
+#include "plot_gif.h"
 
 /* errors: fvl_error (bind.h), printf formats */
 #define errorf fvl_error
@@ -389,6 +393,12 @@ static int l_sheet(lua_State *L) {
     fvl_readopts(L, -1, what, PANEL_OPTS, o);   /* the anchor stays on the stack */
     p[i].file = o[PO_FILE].str;
     p[i].title = o[PO_TITLE].str;
+    /* the user's 1-based wording; the engine keeps these checks as 0-based invariants */
+    if (!p[i].file) return errorf(L, "%s: panels[%d]: expected a PNG file name", fn, i + 1);
+    if (strcasecmp(fvl_plot_ext_of(p[i].file), "png") != 0)
+      return errorf(L, "%s: panels[%d] '%s': expected a .png file", fn, i + 1, p[i].file);
+    if (access(p[i].file, R_OK) != 0)
+      return errorf(L, "%s: panels[%d] '%s': cannot read the PNG (%s)", fn, i + 1, p[i].file, strerror(errno));
     keep_above(L, keep, base);
   }
   int cols = fvl_checkint32(L, fn, "cols", luaL_optinteger(L, 3, 0), INT32_MIN, INT32_MAX);

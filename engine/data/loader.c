@@ -449,7 +449,7 @@ fvl_img_loader *fvl_img_loader_start(const fvl_imgset *set, const fvl_img_opts *
   pthread_cond_init(&l->cv_done, NULL);
   for (int t = 0; t < workers; t++) {
     if (pthread_create(&l->th[t], NULL, worker, l)) {
-      fvl_err("images: cannot start loader thread %d: %s", t + 1, strerror(errno));
+      fvl_err("images: cannot start loader thread %d (0-based): %s", t, strerror(errno));
       fvl_img_loader_stop(l);
       return NULL;
     }

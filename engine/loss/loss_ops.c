@@ -120,7 +120,7 @@ int fvl_lo_ws_ok(const char *fn, const char *arg, const fvl_tensor *ws, int64_t 
 fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row) {
   if (bad >= 0) {
     if (!nonfinite_ok)
-      return fvl_err("%s: loss is not finite (first bad row %lld)", fn, (long long)bad + 1), NULL;
+      return fvl_err("%s: loss is not finite (first bad row %lld, 0-based)", fn, (long long)bad), NULL;
     if (bad_row) *bad_row = (int)(bad + 1);
   }
   return fvl_scalar((float)(sum / B));

@@ -42,7 +42,7 @@ fvl_tensor *fvl_linear_logits(fvl_tensor *x, fvl_tensor *W, fvl_tensor *b, fvl_t
  * is the gradient workspace. */
 fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
                           fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws);
-/* the same, with `name` for messages ("arcface: loss is not finite (first bad row 3)") and
+/* the same, with `name` for messages ("arcface: loss is not finite (first bad row 2, 0-based)") and
  * nonfinite_ok: 0 = a non-finite loss is an error; 1 = it is returned and the first bad row
  * (1-based) is stored in *bad_row (0 when finite; bad_row may be NULL). */
 fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,

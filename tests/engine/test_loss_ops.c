@@ -470,7 +470,7 @@ START_TEST(test_errors) {
   fvl_tensor *cs = fvl_cosine(x, W, NULL);
   ck_assert(cs != NULL);
   ck_assert_ptr_null(fvl_margin_ce_ex(cs, y, &sp, NULL, NULL, NULL, "arcface", 0, NULL));
-  ck_assert_str_eq(fvl_errmsg(), "arcface: loss is not finite (first bad row 2)");
+  ck_assert_str_eq(fvl_errmsg(), "arcface: loss is not finite (first bad row 1, 0-based)");
   int bad = 0;
   fvl_tensor *L = fvl_margin_ce_ex(cs, y, &sp, NULL, NULL, NULL, "arcface", 1, &bad);
   ck_assert(L != NULL && bad == 2 && !isfinite(fvl_f32(L)[0]));

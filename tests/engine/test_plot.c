@@ -223,7 +223,7 @@ START_TEST(chart_errors) {
   fvl_plot_chart_init(&c);
   c.series = &s; c.nseries = 1;
   ck_assert_int_eq(fvl_plot_chart_save(path("x.png"), 800, 600, &c), -1);
-  HAS(fvl_errmsg(), "series[1]: expected x and y of 3 points");
+  HAS(fvl_errmsg(), "series[0]: expected x and y of 3 points (0-based)");
   ck_assert_int_eq(access(path("x.png"), F_OK), -1);
   no_tmp_left();
 }
@@ -314,7 +314,7 @@ START_TEST(sheet_files) {
   /* errors */
   fvl_plot_panel bad[2] = {{files[0], NULL}, {"/nonexistent/p.png", NULL}};
   ck_assert_int_eq(fvl_plot_sheet(path("s2.png"), bad, 2, 0, NULL, 0, 0), -1);
-  HAS(fvl_errmsg(), "plot.sheet: panels[2] '/nonexistent/p.png': cannot read the PNG (No such file or directory)");
+  HAS(fvl_errmsg(), "plot.sheet: '/nonexistent/p.png' (panels[1], 0-based): cannot read the PNG (No such file or directory)");
   bad[1].file = path("roc.svg");
   ck_assert_int_eq(fvl_plot_sheet(path("s2.png"), bad, 2, 0, NULL, 0, 0), -1);
   HAS(fvl_errmsg(), "expected a .png file");
