@@ -73,7 +73,8 @@ A tensor is written as .npy (float32 <f4, int32 <i4); a table of named tensors a
 archive. Files are written atomically.",
   ["fvl.save_checkpoint"] = { same = "fvl.load_checkpoint" },
   ["fvl.set_rng_state"] = "fvl.set_rng_state(state)\
-Restores a state from fvl.rng_state(). Errors: a table without seed/counter strings.",
+Restores a state from fvl.rng_state(). Errors: anything but {seed=, counter=} decimal strings that\
+fit 64 bits.",
   ["fvl.stack"] = "fvl.stack(list [, dim]) -> tensor\
 the tensors of list (same shapes) joined along a new dimension\
 dim (default 1: {t1, t2} of shape {3} gives {2, 3}); tracked. Errors: an empty list; dim outside\
@@ -1406,7 +1407,7 @@ Errors: an unknown signal name.",
 Creates the directory and its missing parents (mkdir -p). Errors: a path that cannot be made.",
   ["fvl.sys.poll"] = "fvl.sys.poll(pid) -> false | true, exit_code, signal\
 false while the child runs; once it ended, true with its exit code (nil when killed) and the\
-signal's name (nil when it exited).",
+signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process.",
   ["fvl.sys.realpath"] = "fvl.sys.realpath(path) -> absolute path | nil, message\
 The canonical absolute path (links resolved) of an existing file.",
   ["fvl.sys.sleep"] = "fvl.sys.sleep(seconds) -> nothing\
@@ -1431,8 +1432,8 @@ a tensor argument of a given rank/dtype/shape (nil entries in `shape` are free)"
   ["fvl.util.class"] = "fvl.util.class(name [, parent]) -> class\
 a class table. Instances are plain tables with the\
 class as metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an\
-instance calls its :forward(...). Metamethods are copied from the parent (Lua looks them up\
-with rawget).",
+instance calls its :forward(...), or the parent's __call where the parent has one (Lua looks\
+metamethods up with rawget, so the class keeps its own copy; set before the subclass is made).",
   ["fvl.util.enum"] = "fvl.util.enum(fn, key, v, names, default) -> v\
 an option that must be one of names (nil: default).\
 Errors: \"arcface: fallback = 'foo' (expected mm|none|clamp)\".",

@@ -349,6 +349,25 @@ describe("strict checkpoint loader", function()
     local ok, ck, msg = pcall(fvl.load_checkpoint, dir)
     expect_true(ok and ck == nil and msg:find('duplicate key "version"', 1, true), tostring(ck) .. " " .. tostring(msg))
   end)
+  it("the RNG state is parsed strictly (decimal strings in 0..2^64-1), by fvl.set_rng_state's check", function()
+    for _, rng in ipairs { { seed = "abc", counter = "0" }, { seed = "1", counter = "18446744073709551616" },
+                           { seed = "1e5", counter = "0" }, { seed = "1", counter = "0", extra = "0" } } do
+      local dir, h = fresh()
+      local st = fvl.rng_state()
+      h.rng = rng
+      rewrite(dir, h)
+      local ok, ck, msg = pcall(fvl.load_checkpoint, dir)
+      expect_true(ok and ck == nil and msg:find("is malformed: rng: expected {seed=, counter=}", 1, true),
+                  tostring(ck) .. " " .. tostring(msg))
+      expect_eq(fvl.rng_state().seed, st.seed, "the generator is untouched")
+      local okr, err = pcall(fvl.set_rng_state, rng)
+      expect_true(not okr and err:find("set_rng_state: expected {seed=, counter=}", 1, true), tostring(err))
+    end
+    local st = fvl.rng_state()
+    fvl.set_rng_state { seed = "18446744073709551615", counter = "7" }
+    expect_eq(fvl.rng_state().seed, "18446744073709551615")
+    fvl.set_rng_state(st)
+  end)
   it("refuses versions outside 1..VERSION", function()
     local dir, h = fresh()
     h.version = -7
@@ -530,6 +549,65 @@ describe("bench probes", function()
     end
     local peak, isa = fvl._bench.fma_peak_all(0.05)
     expect_true(peak > 0 and (isa == "avx512" or isa == "avx2" or isa == "scalar"), tostring(isa))
+  end)
+end)
+
+describe("integers from Lua, bounded before use", function()
+  it("a conv stride past int is named as given, not truncated", function()
+    local ok, err = pcall(fvl.F.conv2d_grouped, fvl.randn(1, 2, 4, 4), fvl.randn(2, 1, 3, 3), nil, (1 << 32) + 5, 0, 2)
+    expect_true(not ok and err:find("stride = 4294967301 (expected 1..65535)", 1, true), tostring(err))
+  end)
+  it("process ids are bounded, never truncated: alive(2^32 + 1) is not pid 1, poll(0/-1) never reaps any child", function()
+    expect_eq(fvl.sys.alive((1 << 32) + 1), false)
+    expect_eq(fvl.sys.alive(0), false)
+    for _, pid in ipairs { (1 << 32) + 1, 0, -1 } do
+      local ok, err = pcall(fvl.sys.poll, pid)
+      expect_true(not ok and err:find("sys.poll: pid = " .. pid .. " is outside 1..2147483647", 1, true), tostring(err))
+    end
+  end)
+end)
+
+describe("unknown option keys are errors (one declared key list per call)", function()
+  local function refused(what, f, msg)
+    local ok, err = pcall(f)
+    expect_true(not ok and tostring(err):find(msg, 1, true), what .. ": " .. tostring(err))
+  end
+  it("a head's call options: the keys its forward reads, Partial FC's sample", function()
+    local x, y = fvl.randn(2, 4), { 1, 3 }
+    refused("arcface", function() return fvl.loss.arcface { dim = 4, classes = 3 }(x, y, { samples = 1 }) end,
+            "arcface call: unknown option 'samples' (this head takes no call options)")
+    refused("call not a table", function() return fvl.loss.cosface { dim = 4, classes = 3 }(x, y, 5) end,
+            "cosface call: options must be a table, got number")
+    local e = fvl.loss.elasticface { dim = 4, classes = 3 }
+    refused("elasticface", function() return e(x, y, { margin = fvl.rand(2) }) end,
+            "elasticface call: unknown option 'margin' (expected one of: margins)")
+    expect_true(e(x, y, { margins = fvl.rand(2) }):item() > 0)
+    local p = fvl.loss.arcface { dim = 4, classes = 3, partial_fc = 0.5 }
+    refused("partial_fc", function() return p(x, y, { sampel = fvl.tensor({ 1, 3 }, "int32") }) end,
+            "arcface call: unknown option 'sampel' (expected one of: sample)")
+    local pe = fvl.loss.elasticface { dim = 4, classes = 3, partial_fc = 0.5 }
+    expect_true(pe(x, y, { sample = fvl.tensor({ 1, 3 }, "int32"), margins = fvl.rand(2) }):item() > 0)
+    refused("partial_fc elasticface", function() return pe(x, y, { bogus = 1 }) end,
+            "elasticface call: unknown option 'bogus' (expected one of: sample, margins)")
+  end)
+  it("log.read, nn.ConvBlock, a margin head's boundary, plot.features' panel", function()
+    local path = tmp .. "/opts.jsonl"
+    fvl.log.append(path, { step = 1 })
+    refused("log.read", function() return fvl.log.read(path, { runs = "a" }) end,
+            "log.read: unknown option 'runs' (expected one of: run)")
+    expect_eq(#fvl.log.read(path, { run = "a" }), 0)
+    refused("ConvBlock", function() return fvl.nn.ConvBlock(2, 2, 3, { strides = 2 }) end,
+            "ConvBlock: unknown option 'strides' (expected one of: stride, padding, groups, linear)")
+    local m = fvl.loss.margin { dim = 2, classes = 2, target = function(c) return c - 0.2 end }
+    refused("boundary", function() return m:boundary { nrom = 2 } end,
+            "margin:boundary: unknown option 'nrom' (expected one of: norm, label)")
+    expect_eq(type(m:boundary { norm = 2, label = "x" }.f), "function")
+    -- a panel keeps its embeddings apart from the options: no internal keys in the user's list
+    local emb = fvl.randn(4, 2)
+    refused("features", function() return fvl.plot.features(emb, { 1, 2, 1, 2 }, { __emb = emb }) end,
+            "plot.features: unknown option '__emb' (expected one of: title,")
+    local panel = fvl.plot.features(emb, { 1, 2, 1, 2 }, { title = "p" })
+    expect_eq(panel:save(tmp .. "/panel.png", 64, 64), tmp .. "/panel.png")
   end)
 end)
 
