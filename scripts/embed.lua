@@ -60,10 +60,11 @@ local okw, werr = fvl.save(out, E)
 if not okw then die(werr) end
 okw, werr = fvl.save(stem .. "-labels.npy", Y)
 if not okw then die(werr) end
-local f = io.open(stem .. "-paths.txt", "w") or die("cannot write " .. stem .. "-paths.txt")
-for _, i in ipairs(I:totable()) do
+local lines = {}
+for k, i in ipairs(I:totable()) do
   i = math.tointeger(i)
-  f:write(is_rec and string.format("%s#%d", src, i) or ds:file(i), "\n")
+  lines[k] = (is_rec and string.format("%s#%d", src, i) or ds:file(i)) .. "\n"
 end
-f:close()
+okw, werr = fvl.sys.write_atomic(stem .. "-paths.txt", table.concat(lines))
+if not okw then die(werr) end
 print(string.format("%s: %d embeddings of dimension %d (%d classes) from %s", out, E:size(1), E:size(2), ds.classes, src))

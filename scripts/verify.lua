@@ -57,7 +57,7 @@ for i = 2, #files do
                       eer = r.eer, auc = r.auc, tar_at_far_1e3 = tar }
 end
 if opts.json then
-  local f = io.open(opts.json, "w") or die("cannot write " .. opts.json)
-  f:write(fvl.json.encode({ model = files[1], flip = opts.flip == "1", results = rows }, { nonfinite = "null" }), "\n")
-  f:close()
+  local okw, werr = fvl.sys.write_atomic(opts.json, fvl.json.encode({ model = files[1], flip = opts.flip == "1",
+                                                                      results = rows }, { nonfinite = "null" }) .. "\n")
+  if not okw then die(werr) end
 end

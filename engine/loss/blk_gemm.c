@@ -34,9 +34,10 @@ static int cpu_ok(void) { return 0; }
 static int bg_on = -1;
 /* A/B switches for benches, read once (1 unless the variable is "0"): FVL_BLK_GEMM_TAIL=0 runs
    the last rows of M (mr < 12) through the 12-row kernel as before (the FMAs of the missing rows
-   wasted); FVL_BLK_GEMM_ROWS=0 packs a right operand whose rows run along N in 32-column strips.
-   Neither changes a bit of the results. Read with FVL_BLK_GEMM by the first fvl_bg_enabled(). */
-static int bg_tail = 1, bg_rows = 1;
+   wasted); FVL_BLK_GEMM_ROWS=0 packs a right operand whose rows run along N in 32-column strips;
+   FVL_BLK_GEMM_PFC=0 does not prefetch the tiles of C that are added to. None changes a bit of the
+   results. Read with FVL_BLK_GEMM by the first fvl_bg_enabled(). */
+static int bg_tail = 1, bg_rows = 1, bg_pfc = 1;
 static int env_off(const char *name) {
   const char *e = getenv(name);
   return e && strcmp(e, "0") == 0;
@@ -46,6 +47,7 @@ int fvl_bg_enabled(void) {
     bg_on = cpu_ok() && !env_off("FVL_BLK_GEMM");
     bg_tail = !env_off("FVL_BLK_GEMM_TAIL");
     bg_rows = !env_off("FVL_BLK_GEMM_ROWS");
+    bg_pfc = !env_off("FVL_BLK_GEMM_PFC");
   }
   return bg_on;
 }
@@ -263,6 +265,11 @@ static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t
                    int add) {
   __mmask16 m0 = nr >= 16 ? 0xFFFF : (__mmask16)((1u << nr) - 1);
   __mmask16 m1 = nr >= 32 ? 0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+  if (add && bg_pfc)   /* the tile of C, added to after the loop: its lines arrive behind the FMAs */
+    for (int r = 0; r < mr; r++) {
+      __builtin_prefetch(C + r * ldc, 1, 3);
+      __builtin_prefetch(C + r * ldc + NR - 1, 1, 3);
+    }
   if (mr == MR || !bg_tail) kernel12(kc, A, B, C, ldc, mr, m0, m1, add);
   else tails[mr](kc, A, B, C, ldc, m0, m1, add);
 }

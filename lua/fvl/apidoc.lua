@@ -1431,8 +1431,8 @@ a tensor argument of a given rank/dtype/shape (nil entries in `shape` are free)"
   ["fvl.util.class"] = "fvl.util.class(name [, parent]) -> class\
 a class table. Instances are plain tables with the\
 class as metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an\
-instance calls its :forward(...). Metamethods are copied from the parent (Lua looks them up\
-with rawget).",
+instance calls its :forward(...), or the parent's __call where the parent has one (Lua looks\
+metamethods up with rawget, so the class keeps its own copy; set before the subclass is made).",
   ["fvl.util.enum"] = "fvl.util.enum(fn, key, v, names, default) -> v\
 an option that must be one of names (nil: default).\
 Errors: \"arcface: fallback = 'foo' (expected mm|none|clamp)\".",

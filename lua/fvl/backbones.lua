@@ -233,7 +233,7 @@ return function(nn)
   -- fvl.nn.ConvBlock(in_channels, out_channels, kernel [, opts]) -> module: MobileFaceNet's conv +
   -- BN (+ PReLU unless opts.linear); opts stride (1), padding (0), groups (1), linear (false).
   function ConvBlock.create(cin, cout, k, opts)
-    opts = opts or {}
+    opts = util.check_opts("ConvBlock", opts, { "stride", "padding", "groups", "linear" })
     local self = Module.new(ConvBlock)
     self.linear = opts.linear or false
     self:add_module("conv", nn.Conv2d(cin, cout, k, { stride = opts.stride or 1, padding = opts.padding or 0,

@@ -12,6 +12,7 @@
 -- them), so a diverged loss stays visible. Tensors with one element are written as numbers.
 local fvl = require "fvl.core"
 local json = require "fvl.json"
+local util = require "fvl.util"
 
 local log = {}
 
@@ -104,7 +105,7 @@ end
 -- that run's). A last line without its newline (a run killed mid-write) is skipped; any other
 -- malformed line is an error naming its number.
 function log.read(path, opts)
-  opts = opts or {}
+  opts = util.check_opts("log.read", opts, { "run" })
   local f, err = io.open(path, "rb")
   if not f then return nil, "log.read: cannot open '" .. path .. "': " .. tostring(err) end
   local text = f:read("a")

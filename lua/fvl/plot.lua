@@ -108,8 +108,10 @@ end
 local Panel = util.class("fvl.plot.Panel")
 plot.Panel = Panel
 
-local function panel(kind, args, title)
-  return setmetatable({ kind = kind, args = args, title = title }, Panel)
+-- data: the positional arguments before the options (plot.features: emb, labels), kept apart from
+-- the options so that the user's option keys stay the binding's declared ones
+local function panel(kind, args, title, data)
+  return setmetatable({ kind = kind, args = args, title = title, data = data or {} }, Panel)
 end
 
 -- panel:save(file [, width [, height]]) -> file: draws a panel (a figure made without file=) into a
@@ -118,7 +120,9 @@ function Panel:save(file, width, height)
   local a = {}
   for k, v in pairs(self.args) do a[k] = v end
   a.file, a.width, a.height = file, width or a.width, height or a.height
-  return plot[self.kind](table.unpack(self.kind == "features" and { a.__emb, a.__labels, a } or { a }))
+  local d = self.data
+  if self.kind == "features" then return plot.features(d[1], d[2], a) end
+  return plot[self.kind](a)
 end
 
 function Panel:describe() return "fvl.plot panel (" .. self.kind .. ")" end
@@ -142,8 +146,6 @@ end
 
 -- the option keys are the binding's declared tables (lua/bind_plot.c), fvl._options["plot.*"]
 local OPTIONS = fvl._options
--- plot.features also takes the stored arguments of a panel it re-draws
-local FEATURES_PANEL_OPTS = { "__emb", "__labels", table.unpack(OPTIONS["plot.features"]) }
 
 -- checks (emb, labels, opts) of a features picture against the keys `allowed`; returns the
 -- arguments for the binding
@@ -186,12 +188,11 @@ end
 function plot.features(emb, labels, opts)
   local fn = "plot.features"
   local args
-  emb, opts, args = features_args(fn, emb, labels, opts, FEATURES_PANEL_OPTS)
+  emb, opts, args = features_args(fn, emb, labels, opts, OPTIONS["plot.features"])
   args.width, args.height = size_opts(fn, opts, 800, 640)
   args.file = check_file(fn, opts.file)
   if not args.file then
-    args.__emb, args.__labels = emb, labels
-    return panel("features", args, opts.title)
+    return panel("features", args, opts.title, { emb, labels })
   end
   P.features(emb, labels, args)
   features_csv(emb, labels, args)

@@ -129,13 +129,13 @@ end
 -- classes -------------------------------------------------------------------------------------
 -- fvl.util.class(name [, parent]) -> class: a class table. Instances are plain tables with the
 -- class as metatable, so fields (head.m, head.t, ...) are ordinary, readable and writable. Calling an
--- instance calls its :forward(...). Metamethods are copied from the parent (Lua looks them up
--- with rawget).
+-- instance calls its :forward(...), or the parent's __call where the parent has one (Lua looks
+-- metamethods up with rawget, so the class keeps its own copy; set before the subclass is made).
 function util.class(name, parent)
   local cls = {}
   cls.__index = cls
   cls.__name = name
-  cls.__call = function(self, ...) return self:forward(...) end
+  cls.__call = parent and rawget(parent, "__call") or function(self, ...) return self:forward(...) end
   cls.__tostring = function(self)
     if self.describe then return self:describe() end
     return name

@@ -24,7 +24,8 @@
 -- (fvl.F.fused(true), the default: the first columns) and with the two-pass path
 -- (fvl.F.fused(false): "2-pass ms", "gain" = its time / the fused one); --recompute 1 adds the
 -- fused path recomputing each block's cosines in the backward ("recomp ms": the cost of dropping
--- the B×C logits buffer). "×arc" = the head's step / ArcFace's step in this run.
+-- the B×C logits buffer). "×arc" = the head's step / ArcFace's step in this run; "×arc/FLOP" the same
+-- per GEMM flop (Sub-center ArcFace's GEMMs are K times ArcFace's).
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
@@ -267,14 +268,14 @@ for i, h in ipairs(heads) do
   if h == "arcface" and i > 1 then table.remove(heads, i); table.insert(heads, 1, h); break end
 end
 local rec = args.recompute == 1
-print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %6s %7s %7s %9s %7s %6s %9s %8s %6s%s", "head", "C",
+print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %6s %7s %7s %9s %7s %6s %9s %9s %8s %6s%s", "head", "C",
                     "ms/step", "GEMM ms", "ratio", "target", "B×C bufs", "rest B×D", "peak MB", "VmHWM MB", "faults", "sys ms",
-                    "GFLOP/s", "% peak", "torch ms", "×torch", "×arc", "2-pass ms", "2p bufs", "gain",
+                    "GFLOP/s", "% peak", "torch ms", "×torch", "×arc", "×arc/FLOP", "2-pass ms", "2p bufs", "gain",
                     rec and string.format(" %9s %7s", "recomp ms", "rec/fus") or ""))
 local function num(v) return tonumber(v) or -1 end
 for _, C in ipairs(Cs) do
   local tt = torch_times(C)
-  local arc_ms
+  local arc_ms, arc_R
   for _, h in ipairs(heads) do
     local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d --twopass %d --recompute %d%s 2>&1",
                               exe, script, h, C, args.B, args.D, steps_for(C), args.warmup, args.twopass,
@@ -293,16 +294,17 @@ for _, C in ipairs(Cs) do
       local gms, hwm, R = num(f[4]), num(f[5]), num(f[6])
       local ms, bufs, rest, pk = num(f[7]), num(f[8]), num(f[9]), num(f[10])
       local ms2, bufs2, msr = num(f[11]), num(f[12]), num(f[15])
-      if h == "arcface" then arc_ms = ms end
+      if h == "arcface" then arc_ms, arc_R = ms, R end
       local target = TIGHT[h] and 1.15 or 1.3
       local ratio = ms / gms
       local gf = 6 * args.B * R * args.D / (ms * 1e-3) / 1e9
       local tms = tt[h]
-      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %8s %6s%s%s",
+      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %9s %8s %6s%s%s",
                           n, tonumber(c), ms, gms, ratio, target, bufs, rest, pk, hwm, num(f[19]), num(f[20]), gf,
                           100 * gf / peak,
                           tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / ms) or "-",
                           arc_ms and string.format("%.3f", ms / arc_ms) or "-",
+                          arc_ms and string.format("%.3f", (ms / R) / (arc_ms / arc_R)) or "-",
                           ms2 > 0 and string.format("%.2f", ms2) or "-", ms2 > 0 and string.format("%.2f", bufs2) or "-",
                           ms2 > 0 and string.format("%.3f", ms2 / ms) or "-",
                           rec and string.format(" %9.2f %7.3f", msr, msr / ms) or "",
@@ -317,6 +319,8 @@ print("ms/step and the columns up to ×torch: the fused class blocks (fvl.F.fuse
 print("           2-pass ms, 2p bufs: the same step with fvl.F.fused(false) (margin_ce writes the B×C")
 print("           gradient, the cosine backward reads it), timed alternately in the same process;")
 print("           gain = 2-pass ms / ms/step; ×arc = ms/step / arcface's ms/step in this run")
+print("×arc/FLOP = the head's time per GEMM flop / ArcFace's (= ×arc for every head but Sub-center ArcFace,")
+print("           whose K sub-centres per class make its GEMMs K times larger: its ×arc is ≈ K by construction)")
 if rec then
   print("recomp ms = fused, the backward recomputing each block's cosines by a GEMM instead of reading")
   print("           the saved ones (the cost of dropping the B×C logits buffer); rec/fus = its ratio")

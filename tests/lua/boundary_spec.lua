@@ -533,4 +533,48 @@ describe("bench probes", function()
   end)
 end)
 
+describe("unknown option keys are errors (one declared key list per call)", function()
+  local function refused(what, f, msg)
+    local ok, err = pcall(f)
+    expect_true(not ok and tostring(err):find(msg, 1, true), what .. ": " .. tostring(err))
+  end
+  it("a head's call options: the keys its forward reads, Partial FC's sample", function()
+    local x, y = fvl.randn(2, 4), { 1, 3 }
+    refused("arcface", function() return fvl.loss.arcface { dim = 4, classes = 3 }(x, y, { samples = 1 }) end,
+            "arcface call: unknown option 'samples' (this head takes no call options)")
+    refused("call not a table", function() return fvl.loss.cosface { dim = 4, classes = 3 }(x, y, 5) end,
+            "cosface call: options must be a table, got number")
+    local e = fvl.loss.elasticface { dim = 4, classes = 3 }
+    refused("elasticface", function() return e(x, y, { margin = fvl.rand(2) }) end,
+            "elasticface call: unknown option 'margin' (expected one of: margins)")
+    expect_true(e(x, y, { margins = fvl.rand(2) }):item() > 0)
+    local p = fvl.loss.arcface { dim = 4, classes = 3, partial_fc = 0.5 }
+    refused("partial_fc", function() return p(x, y, { sampel = fvl.tensor({ 1, 3 }, "int32") }) end,
+            "arcface call: unknown option 'sampel' (expected one of: sample)")
+    local pe = fvl.loss.elasticface { dim = 4, classes = 3, partial_fc = 0.5 }
+    expect_true(pe(x, y, { sample = fvl.tensor({ 1, 3 }, "int32"), margins = fvl.rand(2) }):item() > 0)
+    refused("partial_fc elasticface", function() return pe(x, y, { bogus = 1 }) end,
+            "elasticface call: unknown option 'bogus' (expected one of: sample, margins)")
+  end)
+  it("log.read, nn.ConvBlock, a margin head's boundary, plot.features' panel", function()
+    local path = tmp .. "/opts.jsonl"
+    fvl.log.append(path, { step = 1 })
+    refused("log.read", function() return fvl.log.read(path, { runs = "a" }) end,
+            "log.read: unknown option 'runs' (expected one of: run)")
+    expect_eq(#fvl.log.read(path, { run = "a" }), 0)
+    refused("ConvBlock", function() return fvl.nn.ConvBlock(2, 2, 3, { strides = 2 }) end,
+            "ConvBlock: unknown option 'strides' (expected one of: stride, padding, groups, linear)")
+    local m = fvl.loss.margin { dim = 2, classes = 2, target = function(c) return c - 0.2 end }
+    refused("boundary", function() return m:boundary { nrom = 2 } end,
+            "margin:boundary: unknown option 'nrom' (expected one of: norm, label)")
+    expect_eq(type(m:boundary { norm = 2, label = "x" }.f), "function")
+    -- a panel keeps its embeddings apart from the options: no internal keys in the user's list
+    local emb = fvl.randn(4, 2)
+    refused("features", function() return fvl.plot.features(emb, { 1, 2, 1, 2 }, { __emb = emb }) end,
+            "plot.features: unknown option '__emb' (expected one of: title,")
+    local panel = fvl.plot.features(emb, { 1, 2, 1, 2 }, { title = "p" })
+    expect_eq(panel:save(tmp .. "/panel.png", 64, 64), tmp .. "/panel.png")
+  end)
+end)
+
 os.execute("rm -rf '" .. tmp .. "'")

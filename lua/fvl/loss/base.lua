@@ -17,6 +17,25 @@ Head._buffers = { "centers" }
 Head._children = {}
 local M = { Head = Head }
 
+-- head(x, labels [, call]): the call options are the keys the head's forward reads, declared once
+-- per class (Head.call_options; Partial FC adds `sample` per head); any other key is an error
+-- naming the head, before any work. Subclasses made after this copy the __call (util.class).
+Head.call_options = {}
+function Head.__call(self, x, labels, call, ...)
+  if call ~= nil then
+    local allowed = self.call_options
+    if type(call) == "table" and #allowed == 0 then
+      local k = next(call)
+      if k ~= nil then
+        fail(string.format("%s call: unknown option '%s' (this head takes no call options)", self.name, tostring(k)))
+      end
+    else
+      util.check_opts(self.name .. " call", call, allowed)
+    end
+  end
+  return self:forward(x, labels, call, ...)
+end
+
 -- the loss primitives: fvl.F (fused C kernels), or fvl.loss.reference (tensor-op compositions)
 -- after fvl.loss.use_reference(true)
 function M.F() return M.active or M.reference or fvl.F end

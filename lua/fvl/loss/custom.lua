@@ -122,7 +122,7 @@ end
 -- (positive: class 1 wins). T and N are evaluated on a batch of one, without gradients, with a
 -- context whose norm is `norm` (default: 1) and state a copy of head.state.
 function Margin:boundary(o)
-  o = o or {}
+  o = util.check_opts(self.name .. ":boundary", o, { "norm", "label" })
   local norm = o.norm or 1
   local state = {}
   for k, v in pairs(self.state or {}) do state[k] = v end

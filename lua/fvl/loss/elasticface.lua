@@ -27,10 +27,10 @@ function Elastic:draw(B)
   return fvl.randn(B) * self.std + self.m
 end
 
+Elastic.call_options = { "margins" }   -- head(x, labels, {margins = B values}): checked by Head.__call
 function Elastic:forward(x, labels, call)
   local n = "elasticface"
   local B, y = self:check_input(x, labels)
-  util.check_opts(n .. " call", call, { "margins" })
   local kind = enum(n, "kind", self.kind, { "arc", "cos" })
   local margins = call and call.margins
   if margins ~= nil then

@@ -93,9 +93,10 @@ local function target_pair(cos, y, cy, cyd, B)
     near[i] = { cyd[i] > 0 and 1 or 0 }
   end
   local d = src.xn - src.Wn:index(1, rows)
+  local us = (d * d):sum(2):reshape(B, 1) * 0.5
   local br = fvl.tensor(near)
-  u = (d * d):sum(2):reshape(B, 1) * 0.5 * br + u * (br * -1 + 1)
-  return u * -1 + 1, u
+  local far = br * -1 + 1
+  return (us * -1 + 1) * br + cy * far, us * br + u * far
 end
 
 function R.target_cos(cos, labels)
@@ -117,7 +118,7 @@ local function target(sp, cy, cyd, B, pair)
     -- π − 2·acos(h) (the tensor ops have acos; its argument h is far from ±1 near θ = 0). The
     -- floor 1e-30 only keeps √ differentiable at θ = 0 exactly (there: gradient 0 through it).
     sin = (u * (u * -1 + 2)):clamp(1e-30, math.huge):sqrt()
-    theta = (u * 0.5):clamp(1e-30, 1):sqrt():acos() * -2 + PI
+    if kind == "combined" then theta = (u * 0.5):clamp(1e-30, 1):sqrt():acos() * -2 + PI end
   end
   local T
   if kind == "none" then

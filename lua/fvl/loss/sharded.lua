@@ -155,6 +155,7 @@ function M.finish(self, spec)
     sh.counter = 0
   end
   local cls = getmetatable(self)
+  self.call_options = { "sample", table.unpack(cls.call_options) }   -- head(x, y, {sample = ...}) too
   self._inner_forward = cls.forward
   self.forward = M.forward
   self.gather_weight = M.gather_weight
