@@ -129,6 +129,7 @@ int fvl_proc_poll(pid_t pid, int *code, int *sig) {
   *code = -1;
   *sig = 0;
   pid_t r;
+  if (pid <= 0) return fvl_err("proc.poll: pid must be > 0, got %d (0 and below name process groups)", (int)pid);
   do { r = waitpid(pid, &st, WNOHANG); } while (r < 0 && errno == EINTR);
   if (r < 0) return fvl_err("proc.poll: pid %d is not a child of this process (%s)", (int)pid, strerror(errno));
   if (r == 0) return 0;

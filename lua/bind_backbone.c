@@ -23,7 +23,7 @@ static void hw_arg(lua_State *L, int idx, const char *fn, const char *what, int 
   }
   for (int k = 0; k < 2; k++)
     if (v[k] < minv || v[k] > 65535)
-      luaL_error(L, "%s: %s = %d (expected %d..65535)", fn, what, (int)v[k], minv);
+      luaL_error(L, "%s: %s = %I (expected %d..65535)", fn, what, (lua_Integer)v[k], minv);   /* never truncated */
   *h = (int)v[0];
   *w = (int)v[1];
 }

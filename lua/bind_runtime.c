@@ -30,18 +30,71 @@ static int l_rng_state(lua_State *L) {
   lua_setfield(L, -2, "counter");
   return 1;
 }
-/*** fvl.set_rng_state(state)
-   Restores a state from fvl.rng_state(). Errors: a table without seed/counter strings. */
-static int l_set_rng_state(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  fvl_rng *r = fvl_rng_global();
-  lua_getfield(L, 1, "seed");
-  lua_getfield(L, 1, "counter");
-  const char *s = lua_tostring(L, -2), *c = lua_tostring(L, -1);
-  if (!s || !c) return fvl_error(L, "set_rng_state: expected {seed=, counter=} as from fvl.rng_state()");
-  r->seed = strtoull(s, NULL, 10);
-  r->counter = strtoull(c, NULL, 10);
+/* a decimal string (as fvl.rng_state writes them: digits only) that fits 64 bits → 1 and *v */
+static int parse_u64(const char *s, uint64_t *v) {
+  uint64_t x = 0;
+  if (!s || !*s) return 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9' || x > (UINT64_MAX - (uint64_t)(*s - '0')) / 10) return 0;
+    x = x * 10 + (uint64_t)(*s - '0');
+  }
+  *v = x;
+  return 1;
+}
+#define WANT_RNG "expected {seed=, counter=} as from fvl.rng_state() (decimal strings in 0..2^64-1)"
+/* reads {seed =, counter =} at idx strictly (the two keys only, decimal strings in 0..2^64−1): 0, or -1
+ * with the message in msg */
+static int read_rng_state(lua_State *L, int idx, uint64_t *seed, uint64_t *counter, char *msg, size_t n) {
+  static const char *keys[2] = {"seed", "counter"};
+  uint64_t *out[2] = {seed, counter};
+  if (!lua_istable(L, idx)) {
+    snprintf(msg, n, "%s, got %s", WANT_RNG, luaL_typename(L, idx));
+    return -1;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {   /* raw keys: nothing but seed and counter */
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING || (strcmp(lua_tostring(L, -1), "seed") && strcmp(lua_tostring(L, -1), "counter"))) {
+      snprintf(msg, n, "%s, got the key %s", WANT_RNG, luaL_tolstring(L, -1, NULL));
+      lua_pop(L, 2);
+      return -1;
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    lua_getfield(L, idx, keys[k]);   /* stays on the stack while its text is read */
+    int ok = lua_type(L, -1) == LUA_TSTRING && parse_u64(lua_tostring(L, -1), out[k]);
+    if (!ok) {
+      snprintf(msg, n, "%s, got %s = %s%s%s", WANT_RNG, keys[k], lua_type(L, -1) == LUA_TSTRING ? "'" : "",
+               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1),
+               lua_type(L, -1) == LUA_TSTRING ? "'" : "");
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
   return 0;
+}
+/*** fvl.set_rng_state(state)
+   Restores a state from fvl.rng_state(). Errors: anything but {seed=, counter=} decimal strings that
+   fit 64 bits. */
+static int l_set_rng_state(lua_State *L) {
+  uint64_t seed, counter;
+  char msg[256];
+  lua_settop(L, 1);
+  if (read_rng_state(L, 1, &seed, &counter, msg, sizeof msg)) return fvl_error(L, "set_rng_state: %s", msg);
+  fvl_rng *r = fvl_rng_global();
+  r->seed = seed;
+  r->counter = counter;
+  return 0;
+}
+/* fvl._check_rng_state(state) -> true | nil, message: set_rng_state's check alone (checkpoint headers) */
+static int l_check_rng_state(lua_State *L) {
+  uint64_t seed, counter;
+  char msg[256];
+  lua_settop(L, 1);
+  if (read_rng_state(L, 1, &seed, &counter, msg, sizeof msg)) { lua_pushnil(L); lua_pushstring(L, msg); return 2; }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 /*** fvl.threads([n]) -> n
    The OpenMP threads of the engine and OpenBLAS; with n, sets it first (0: all cores,
@@ -142,6 +195,7 @@ int fvl_open_runtime(lua_State *L) {
   int top = lua_gettop(L);
   static const luaL_Reg fns[] = {
     {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state}, {"set_rng_state", l_set_rng_state},
+    {"_check_rng_state", l_check_rng_state},
     {"threads", l_threads}, {"mem", l_mem}, {"mem_release", l_mem_release}, {"info", l_info}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   static const luaL_Reg bench[] = {{"sgemm", l_bench_sgemm}, {"memcpy", l_bench_memcpy}, {"clock", l_bench_clock}, {NULL, NULL}};

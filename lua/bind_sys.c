@@ -70,10 +70,12 @@ static int l_spawn(lua_State *L) {
 
 /*** fvl.sys.poll(pid) -> false | true, exit_code, signal
    false while the child runs; once it ended, true with its exit code (nil when killed) and the
-   signal's name (nil when it exited). */
+   signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process. */
 static int l_poll(lua_State *L) {
   int code, sig;
-  int r = fvl_proc_poll((pid_t)luaL_checkinteger(L, 1), &code, &sig);
+  /* bounded: no truncation of 2^32 + k, and 0 or -1 would reap any child of this process */
+  pid_t pid = fvl_checkint32(L, "sys.poll", "pid", luaL_checkinteger(L, 1), 1, INT32_MAX);
+  int r = fvl_proc_poll(pid, &code, &sig);
   if (r < 0) return fvl_raise(L);
   lua_pushboolean(L, r);
   if (!r) return 1;
@@ -180,8 +182,8 @@ static int l_glob(lua_State *L) {
 /*** fvl.sys.alive(pid) -> boolean
    Whether a process with that pid exists and is not a zombie. */
 static int l_alive(lua_State *L) {
-  lua_Integer pid = luaL_checkinteger(L, 1);
-  lua_pushboolean(L, pid > 0 && fvl_proc_alive((pid_t)pid));
+  lua_Integer pid = luaL_checkinteger(L, 1);   /* past int: no such process (never a truncated pid) */
+  lua_pushboolean(L, pid > 0 && pid <= INT32_MAX && fvl_proc_alive((pid_t)pid));
   return 1;
 }
 static int l_hostname(lua_State *L) {

@@ -73,7 +73,8 @@ A tensor is written as .npy (float32 <f4, int32 <i4); a table of named tensors a
 archive. Files are written atomically.",
   ["fvl.save_checkpoint"] = { same = "fvl.load_checkpoint" },
   ["fvl.set_rng_state"] = "fvl.set_rng_state(state)\
-Restores a state from fvl.rng_state(). Errors: a table without seed/counter strings.",
+Restores a state from fvl.rng_state(). Errors: anything but {seed=, counter=} decimal strings that\
+fit 64 bits.",
   ["fvl.stack"] = "fvl.stack(list [, dim]) -> tensor\
 the tensors of list (same shapes) joined along a new dimension\
 dim (default 1: {t1, t2} of shape {3} gives {2, 3}); tracked. Errors: an empty list; dim outside\
@@ -1406,7 +1407,7 @@ Errors: an unknown signal name.",
 Creates the directory and its missing parents (mkdir -p). Errors: a path that cannot be made.",
   ["fvl.sys.poll"] = "fvl.sys.poll(pid) -> false | true, exit_code, signal\
 false while the child runs; once it ended, true with its exit code (nil when killed) and the\
-signal's name (nil when it exited).",
+signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process.",
   ["fvl.sys.realpath"] = "fvl.sys.realpath(path) -> absolute path | nil, message\
 The canonical absolute path (links resolved) of an existing file.",
   ["fvl.sys.sleep"] = "fvl.sys.sleep(seconds) -> nothing\

@@ -314,8 +314,9 @@ local function check_header(h)
     end
   end
   if h.step ~= nil and math.type(h.step) ~= "integer" then return "step must be an integer" end
-  if h.rng ~= nil and (type(h.rng) ~= "table" or type(h.rng.seed) ~= "string" or type(h.rng.counter) ~= "string") then
-    return "rng must be {seed=, counter=} strings"
+  if h.rng ~= nil then   -- fvl.set_rng_state's own check
+    local ok, rerr = fvl._check_rng_state(h.rng)
+    if not ok then return "rng: " .. rerr end
   end
   if h.net ~= nil and (type(h.net) ~= "table" or not is_list_of(h.net.names or {}, { string = true })) then
     return "net.names must be a list of names"

@@ -349,6 +349,25 @@ describe("strict checkpoint loader", function()
     local ok, ck, msg = pcall(fvl.load_checkpoint, dir)
     expect_true(ok and ck == nil and msg:find('duplicate key "version"', 1, true), tostring(ck) .. " " .. tostring(msg))
   end)
+  it("the RNG state is parsed strictly (decimal strings in 0..2^64-1), by fvl.set_rng_state's check", function()
+    for _, rng in ipairs { { seed = "abc", counter = "0" }, { seed = "1", counter = "18446744073709551616" },
+                           { seed = "1e5", counter = "0" }, { seed = "1", counter = "0", extra = "0" } } do
+      local dir, h = fresh()
+      local st = fvl.rng_state()
+      h.rng = rng
+      rewrite(dir, h)
+      local ok, ck, msg = pcall(fvl.load_checkpoint, dir)
+      expect_true(ok and ck == nil and msg:find("is malformed: rng: expected {seed=, counter=}", 1, true),
+                  tostring(ck) .. " " .. tostring(msg))
+      expect_eq(fvl.rng_state().seed, st.seed, "the generator is untouched")
+      local okr, err = pcall(fvl.set_rng_state, rng)
+      expect_true(not okr and err:find("set_rng_state: expected {seed=, counter=}", 1, true), tostring(err))
+    end
+    local st = fvl.rng_state()
+    fvl.set_rng_state { seed = "18446744073709551615", counter = "7" }
+    expect_eq(fvl.rng_state().seed, "18446744073709551615")
+    fvl.set_rng_state(st)
+  end)
   it("refuses versions outside 1..VERSION", function()
     local dir, h = fresh()
     h.version = -7
@@ -530,6 +549,21 @@ describe("bench probes", function()
     end
     local peak, isa = fvl._bench.fma_peak_all(0.05)
     expect_true(peak > 0 and (isa == "avx512" or isa == "avx2" or isa == "scalar"), tostring(isa))
+  end)
+end)
+
+describe("integers from Lua, bounded before use", function()
+  it("a conv stride past int is named as given, not truncated", function()
+    local ok, err = pcall(fvl.F.conv2d_grouped, fvl.randn(1, 2, 4, 4), fvl.randn(2, 1, 3, 3), nil, (1 << 32) + 5, 0, 2)
+    expect_true(not ok and err:find("stride = 4294967301 (expected 1..65535)", 1, true), tostring(err))
+  end)
+  it("process ids are bounded, never truncated: alive(2^32 + 1) is not pid 1, poll(0/-1) never reaps any child", function()
+    expect_eq(fvl.sys.alive((1 << 32) + 1), false)
+    expect_eq(fvl.sys.alive(0), false)
+    for _, pid in ipairs { (1 << 32) + 1, 0, -1 } do
+      local ok, err = pcall(fvl.sys.poll, pid)
+      expect_true(not ok and err:find("sys.poll: pid = " .. pid .. " is outside 1..2147483647", 1, true), tostring(err))
+    end
   end)
 end)
 
