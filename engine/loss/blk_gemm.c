@@ -8,7 +8,8 @@
  * whose rows run along N (the dX GEMM's W block) is packed row by row, a sequential stream that
  * the prefetchers follow from memory. Reading such an operand in place (no packing) was measured
  * and not faster: its 2 KB row stride maps a panel onto a few L1 sets, so the kernel reads it
- * from L2 on every pass, and from memory on the first one (with or without software prefetch).
+ * from L2 on every pass, and from memory on the first one (with or without software prefetch);
+ * packing it inside the first row panel's kernels (loads overlapped with FMAs) was slower too.
  * Chosen at run time (__builtin_cpu_supports); built with GCC's target attribute, so the build
  * flags stay portable. */
 #include "blk_gemm.h"
@@ -98,10 +99,12 @@ TGT static void tr_block(const float *src, int64_t ld, int n, float *dst, int64_
   transpose16(v);
   for (int k = 0; k < 16; k++) _mm512_mask_storeu_ps(dst + k * ldd, lanes, v[k]);
 }
-/* 32 contiguous floats */
-TGT static inline void copy_row32(const float *src, float *dst) {
-  _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
-  _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + 16));
+/* src[0..n) (n a multiple of 32) in pieces of 32 floats to dst, dst + step, dst + 2·step, ... */
+TGT static void split_row(const float *src, int64_t n, float *dst, int64_t step) {
+  for (int64_t j = 0; j < n; j += NR, dst += step) {
+    _mm512_storeu_ps(dst, _mm512_loadu_ps(src + j));
+    _mm512_storeu_ps(dst + 16, _mm512_loadu_ps(src + j + 16));
+  }
 }
 /* kc rows of 32 contiguous floats (stride rs) into dst[k][32] */
 TGT static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
@@ -131,7 +134,9 @@ TGT static int64_t pack_b_tr(int64_t nr, int64_t kc, const float *b, int64_t cs,
   return k0;
 }
 #else
-static void copy_row32(const float *src, float *dst) { memcpy(dst, src, sizeof(float) * NR); }
+static void split_row(const float *src, int64_t n, float *dst, int64_t step) {
+  for (int64_t j = 0; j < n; j += NR, dst += step) memcpy(dst, src + j, sizeof(float) * NR);
+}
 static void copy_rows32(int64_t kc, const float *b, int64_t rs, float *dst) {
   for (int64_t k = 0; k < kc; k++) memcpy(dst + k * NR, b + k * rs, sizeof(float) * NR);
 }
@@ -292,7 +297,7 @@ static void pack_b_rows(int64_t nc, int64_t kc, const float *b, int64_t rs, floa
   int64_t full = nc / NR * NR;
   for (int64_t k = 0; k < kc; k++) {
     const float *src = b + k * rs;
-    for (int64_t jr = 0; jr < full; jr += NR) copy_row32(src + jr, dst + jr * kc + k * NR);
+    split_row(src, full, dst + k * NR, NR * kc);
     if (full < nc) {
       float *d = dst + full * kc + k * NR;
       for (int64_t c = 0; c < NR; c++) d[c] = full + c < nc ? src[full + c] : 0.0f;
