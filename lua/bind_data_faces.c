@@ -39,10 +39,7 @@ static int l_rec_gc(lua_State *L) {
 }
 static int l_rec_len(lua_State *L) { lua_pushinteger(L, fvl_rec_count(check_rec(L, 1))); return 1; }
 static int64_t check_pos(lua_State *L, fvl_rec *r, int i, const char *fn) {
-  lua_Integer k = luaL_checkinteger(L, i);
-  if (k < 1 || k > fvl_rec_count(r))
-    fvl_error(L, "%s: position %lld is outside 1..%lld", fn, (long long)k, (long long)fvl_rec_count(r));
-  return (int64_t)k - 1;
+  return fvl_checkpos(L, fn, "position", luaL_checkinteger(L, i), fvl_rec_count(r));
 }
 /* r:key(i) -> the key stored for the i-th record */
 static int l_rec_key(lua_State *L) {
@@ -320,9 +317,7 @@ static int l_set_names(lua_State *L) {
   return 1;
 }
 static int64_t set_index(lua_State *L, fvl_imgset *s, int i, const char *fn) {
-  lua_Integer k = luaL_checkinteger(L, i);
-  if (k < 1 || k > s->n) fvl_error(L, "%s: sample %lld is outside 1..%lld", fn, (long long)k, (long long)s->n);
-  return (int64_t)k - 1;
+  return fvl_checkpos(L, fn, "sample", luaL_checkinteger(L, i), s->n);
 }
 static int l_set_file(lua_State *L) {
   fvl_imgset *s = check_set(L, 1);
@@ -522,9 +517,8 @@ static int l_pack_info(lua_State *L) {
 /* pack:_bytes(i) -> encoded image i (1-based) */
 static int l_pack_bytes(lua_State *L) {
   pack_ud *u = luaL_checkudata(L, 1, PACK_MT);
-  lua_Integer i = luaL_checkinteger(L, 2);
-  if (i < 1 || i > u->p->n) return fvl_error(L, "bin_pack: image %lld is outside 1..%lld", (long long)i, (long long)u->p->n);
-  lua_pushlstring(L, (const char *)u->p->img[i - 1], u->p->img_len[i - 1]);
+  int64_t i = fvl_checkpos(L, "bin_pack", "image", luaL_checkinteger(L, 2), u->p->n);
+  lua_pushlstring(L, (const char *)u->p->img[i], u->p->img_len[i]);
   return 1;
 }
 /* pack:_images(first, count, flip, opts) -> count×C×H×W normalised float32 (flip: mirrored) */

@@ -299,6 +299,8 @@ static int l_group_max(lua_State *L) {
 static int l_group_max_ws(lua_State *L) {
   int64_t K;
   fvl_tensor *cos = group_max_args(L, "group_max_ws", &K);
+  if (lua_isnoneornil(L, 3) && !lua_isnoneornil(L, 4))   /* the engine keeps it as an invariant */
+    return fvl_error(L, "group_max_ws: prev given without gws (expected the previous output on gws, or nil)");
   fvl_pushtensor(L, fvl_group_max_ws(cos, K, fvl_opttensor(L, 3), fvl_opttensor(L, 4)));
   return 1;
 }

@@ -66,7 +66,8 @@ static int table_shape(lua_State *L, int idx, int depth, int64_t *size, int *ndi
     return 0;
   }
   if (depth >= FVL_MAXDIM) return fvl_error(L, "%s: table nested deeper than %d", fn, FVL_MAXDIM);
-  lua_Integer n = luaL_len(L, idx);
+  lua_Integer n = luaL_len(L, idx);   /* an __len may return anything */
+  if (n < 0) return fvl_error(L, "%s: a table at depth %d has length %lld (expected >= 0)", fn, depth + 1, (long long)n);
   size[depth] = n;
   if (n == 0) { *ndim = depth + 1; return 0; }
   lua_geti(L, idx, 1);

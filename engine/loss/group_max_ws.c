@@ -69,7 +69,7 @@ fvl_tensor *fvl_group_max_ws(fvl_tensor *cos, int64_t K, fvl_tensor *gws, fvl_te
     fvl_err("%s: gws shares its storage with cos (expected a separate B×(C·K) workspace)", fn);
     return NULL;
   }
-  if (prev && !gws) { fvl_err("%s: prev given without gws (expected the previous output on gws, or nil)", fn); return NULL; }
+  if (prev && !gws) { fvl_err("%s: prev given without gws (expected the previous output on gws, or NULL)", fn); return NULL; }
   if (prev && fvl_lo_ws_ok(fn, "prev", prev, B, C)) return NULL;
   int ldc;
   fvl_tensor *cd = fvl_lo_rows_of(cos, &ldc), *out = NULL;

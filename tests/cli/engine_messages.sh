@@ -3,7 +3,7 @@
 # messages (the format strings of fvl_err, adjacent literals joined) are 0-based, Lua-free
 # invariants; the 1-based wording a Lua user reads is made once, in the binding (lua/bind_*.c).
 # This test fails when an engine message contains a Lua idiom:
-#   - Lua method syntax (":float()", "sync:wait()") or a "use :x" hint,
+#   - Lua method syntax (":float()", "sync:wait()") or a "use :x" hint, Lua's "nil",
 #   - a 1-based range of positions, "1..%" ("dim %d is outside 1..%d", "index[%lld] ... 1..%lld"),
 #   - a Lua module path as the function name ("fvl.dist.allgather: ...": the engine says "dist.allgather").
 # The allow-list below holds the few "1..%" that are VALUE ranges or a file format's own numbering,
@@ -36,6 +36,7 @@ for my $f (@files) {
     my @why;
     push @why, "Lua method syntax" if $fmt =~ /(?:[A-Za-z_)\]]|^|[\s(]):[A-Za-z_]+\(/;
     push @why, "a \"use :x\" hint" if $fmt =~ /use :/;
+    push @why, "Lua'"'"'s nil (the engine says NULL)" if $fmt =~ /\bnil\b/;
     push @why, "the Lua module path fvl." if $fmt =~ /^fvl\./ || $fmt =~ /[\s(]fvl\.[a-z]/;
     if ($fmt =~ /(?<![-0-9.])1\.\.%/) {
       my $ok = 0;
