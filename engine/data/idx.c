@@ -202,13 +202,13 @@ static int read_data(fvl_idx_file *f, void *out, int is_f32, float scale, float 
         double v = decode(buf + k * es, in->type);
         if (!(v >= -2147483648.0 && v <= 2147483647.0) || v != (double)(int64_t)v) {
           free(buf);
-          return fvl_err("%s: '%s' element %lld = %g is not an int32", fn, f->path,
+          return fvl_err("%s: '%s' element %lld (from 0) = %g is not an int32", fn, f->path,
                          (long long)(i + k), v);
         }
         int64_t s = (int64_t)v + ishift;   /* the shift may push a valid int32 out of range */
         if (s < INT32_MIN || s > INT32_MAX) {
           free(buf);
-          return fvl_err("%s: '%s' element %lld = %g shifted by %d is outside int32", fn, f->path,
+          return fvl_err("%s: '%s' element %lld (from 0) = %g shifted by %d is outside int32", fn, f->path,
                          (long long)(i + k), v, (int)ishift);
         }
         o[k] = (int32_t)s;

@@ -89,13 +89,13 @@ static int npy_element(const npy_hdr *h, const uint8_t *p, int64_t i, const char
   uint64_t u = 0;
   switch (h->kind) {
   case 'b':
-    if (*p > 1) return fvl_err("%s: .npy bool element %lld holds %d", what, (long long)i + 1, *p);
+    if (*p > 1) return fvl_err("%s: .npy bool element %lld (from 0) holds %d", what, (long long)i, *p);
     *iv = *p;
     return 1;
   case 'u':
     for (int b = h->size - 1; b >= 0; b--) u = u << 8 | p[b];
     if (u > INT32_MAX)
-      return fvl_err("%s: .npy element %lld = %llu does not fit in int32", what, (long long)i + 1,
+      return fvl_err("%s: .npy element %lld (from 0) = %llu does not fit in int32", what, (long long)i,
                      (unsigned long long)u);
     *iv = (int32_t)u;
     return 1;
@@ -104,7 +104,7 @@ static int npy_element(const npy_hdr *h, const uint8_t *p, int64_t i, const char
     if (h->size < 8 && (u >> (8 * h->size - 1)) & 1) u |= ~(uint64_t)0 << (8 * h->size);
     int64_t v = (int64_t)u;
     if (v > INT32_MAX || v < INT32_MIN)
-      return fvl_err("%s: .npy element %lld = %lld does not fit in int32", what, (long long)i + 1, (long long)v);
+      return fvl_err("%s: .npy element %lld (from 0) = %lld does not fit in int32", what, (long long)i, (long long)v);
     *iv = (int32_t)v;
     return 1;
   }
@@ -115,7 +115,7 @@ static int npy_element(const npy_hdr *h, const uint8_t *p, int64_t i, const char
       double v;
       memcpy(&v, p, 8);
       if (isfinite(v) && fabs(v) > FLT_MAX)
-        return fvl_err("%s: .npy element %lld = %g does not fit in float32", what, (long long)i + 1, v);
+        return fvl_err("%s: .npy element %lld (from 0) = %g does not fit in float32", what, (long long)i, v);
       *fv = (float)v;
     }
     return 0;
@@ -246,7 +246,7 @@ typedef struct {
 static int npz_read_entry(const uint8_t *d, size_t n, size_t *p, const char *path, int64_t e, npz_entry *en) {
   size_t q = *p;
   if (q > n || n - q < 46 || le(d + q, 4) != 0x02014b50)
-    return fvl_err("load: '%s': ZIP directory entry %lld is damaged", path, (long long)e + 1);
+    return fvl_err("load: '%s': ZIP directory entry %lld (from 0) is damaged", path, (long long)e);
   en->method = (int)le(d + q + 10, 2);
   en->flags = (int)le(d + q + 8, 2);
   en->crc = (uint32_t)le(d + q + 16, 4);
@@ -254,7 +254,7 @@ static int npz_read_entry(const uint8_t *d, size_t n, size_t *p, const char *pat
   en->usize = le(d + q + 24, 4);
   en->loff = le(d + q + 42, 4);
   size_t nl = (size_t)le(d + q + 28, 2), xl = (size_t)le(d + q + 30, 2), cl = (size_t)le(d + q + 32, 2);
-  if (n - q - 46 < nl + xl + cl) return fvl_err("load: '%s': ZIP directory entry %lld is truncated", path, (long long)e + 1);
+  if (n - q - 46 < nl + xl + cl) return fvl_err("load: '%s': ZIP directory entry %lld (from 0) is truncated", path, (long long)e);
   const uint8_t *x = d + q + 46 + nl, *xe = x + xl;
   while (xe - x >= 4) {  /* ZIP64 extra: the 0xFFFFFFFF fields, in order */
     size_t id = (size_t)le(x, 2), sz = (size_t)le(x + 2, 2);

@@ -165,7 +165,7 @@ describe("integer conversions", function()
   it("the IDX reader's label shift on 0x7fffffff", function()
     write(tmp .. "/lab.idx", "\0\0\12\1" .. string.pack(">I4", 2) .. string.pack(">i4>i4", 5, 0x7fffffff))
     local t, msg = fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 1)
-    expect_true(t == nil and msg:find("element 1 = 2.14748e+09 shifted by 1 is outside int32", 1, true), msg)
+    expect_true(t == nil and msg:find("element 1 (from 0) = 2.14748e+09 shifted by 1 is outside int32", 1, true), msg)
     t = fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 0)
     expect_eq(t:totable()[2], 2147483647)
     expect_error(function() assert(fvl._idx_load(tmp .. "/lab.idx", "int32", 1, 2^40)) end,
