@@ -157,14 +157,15 @@ static int l_linear_logits(lua_State *L) {
 }
 
 /* a margin-CE loss from the engine (asked with nonfinite_ok = 1, so bad = the first non-finite
- * row, 1-based, or 0): the user's message is made here, "error" raises and "warn" warns */
+ * row, 0-based, or -1 when all are finite): the user's 1-based message is made here, "error"
+ * raises and "warn" warns */
 static int push_loss(lua_State *L, fvl_tensor *loss, const char *name, int warn, int bad) {
   if (!loss) return fvl_raise(L);
-  if (bad && !warn) {
+  if (bad >= 0 && !warn) {
     fvl_release(loss);
-    return fvl_error(L, "%s: loss is not finite (first bad row %d)", name, bad);
+    return fvl_error(L, "%s: loss is not finite (first bad row %d)", name, bad + 1);
   }
-  if (bad) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad);
+  if (bad >= 0) fprintf(stderr, "%s: warning: loss is not finite (first bad row %d)\n", name, bad + 1);
   fvl_pushtensor(L, loss);
   return 1;
 }
@@ -192,7 +193,7 @@ static int l_margin_ce(lua_State *L) {
   parse_spec(L, 3, name, &o);
   fvl_tensor *y = labels_arg(L, 2, name, cos->size[0], cos->size[1]);
   check_thr(L, name, &o, cos->size[0]);
-  int bad = 0;   /* the engine returns the loss and the 1-based row; the message is made here */
+  int bad = -1;  /* the engine returns the loss and the 0-based bad row; the message is made here */
   fvl_tensor *loss = fvl_margin_ce_ex(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, 1, &bad);
   return push_loss(L, loss, name, o.warn, bad);
 }
@@ -637,7 +638,7 @@ static int l_margin_ce_shard(lua_State *L) {
   parse_spec(L, 3, name, &o);
   check_thr(L, name, &o, cos->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 2, name, cos->size[0], cos->size[1]);
-  int bad = 0;
+  int bad = -1;
   fvl_tensor *loss = fvl_margin_ce_shard(cos, y, &o.sp, o.s_row, o.m_row, o.gws, name, 1, &bad, (float)cap);
   return push_loss(L, loss, name, o.warn, bad);
 }
@@ -693,7 +694,7 @@ static int l_chunked_margin_ce_shard(lua_State *L) {
   parse_spec(L, 4, name, &o);
   check_thr(L, name, &o, x->size[0]);
   fvl_tensor *y = slice_cols_arg(L, 3, name, x->size[0], C);
-  int bad = 0;
+  int bad = -1;
   fvl_tensor *loss = fvl_chunked_margin_ce_shard(x, W, &src, y, &o.sp, o.s_row, o.m_row, name, 1, &bad, (float)cap);
   return push_loss(L, loss, name, o.warn, bad);
 }

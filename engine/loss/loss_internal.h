@@ -56,6 +56,6 @@ int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *
 /* accumulates v (B floats) into input i of n, reshaped to the input's shape (B or B×1) */
 int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v);
 /* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose
-   loss is not finite, or −1; an error unless nonfinite_ok, else *bad_row = bad + 1 */
+   loss is not finite, or −1; an error unless nonfinite_ok, else *bad_row = bad */
 fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row);
 #endif

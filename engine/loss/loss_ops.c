@@ -121,7 +121,7 @@ fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad,
   if (bad >= 0) {
     if (!nonfinite_ok)
       return fvl_err("%s: loss is not finite (first bad row %lld, 0-based)", fn, (long long)bad), NULL;
-    if (bad_row) *bad_row = (int)(bad + 1);
+    if (bad_row) *bad_row = (int)bad;
   }
   return fvl_scalar((float)(sum / B));
 }
@@ -250,7 +250,7 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
                              const char *name, int nonfinite_ok, int *bad_row) {
   const char *fn = name && *name ? name : "margin_ce";
   char b[64];
-  if (bad_row) *bad_row = 0;
+  if (bad_row) *bad_row = -1;
   if (fvl_lo_check_2d(fn, "cos", cos, "B×C cosine matrix")) return NULL;
   int64_t B = cos->size[0], C = cos->size[1];
   if (B < 1) { fvl_err("%s: empty batch (cos is %s)", fn, fvl_lo_shape(cos, b)); return NULL; }

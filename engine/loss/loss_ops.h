@@ -44,7 +44,7 @@ fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec
                           fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws);
 /* the same, with `name` for messages ("arcface: loss is not finite (first bad row 2, 0-based)") and
  * nonfinite_ok: 0 = a non-finite loss is an error; 1 = it is returned and the first bad row
- * (1-based) is stored in *bad_row (0 when finite; bad_row may be NULL). */
+ * (0-based) is stored in *bad_row (-1 when every row is finite; bad_row may be NULL). */
 fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
                              fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
                              const char *name, int nonfinite_ok, int *bad_row);

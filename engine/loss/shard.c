@@ -232,7 +232,7 @@ fvl_tensor *fvl_margin_ce_shard(fvl_tensor *cos, fvl_tensor *ycol, const fvl_mar
                                 int nonfinite_ok, int *bad_row, float cap) {
   const char *fn = name && *name ? name : "margin_ce_shard";
   char b[64];
-  if (bad_row) *bad_row = 0;
+  if (bad_row) *bad_row = -1;
   if (fvl_lo_check_2d(fn, "cos", cos, "B×C cosine matrix")) return NULL;
   int64_t B = cos->size[0], C = cos->size[1];
   if (B < 1 || C < 1 || B > INT32_MAX || C > INT32_MAX) {
@@ -482,7 +482,7 @@ fvl_tensor *fvl_chunked_margin_ce_shard(fvl_tensor *x, fvl_tensor *W, const fvl_
                                         const fvl_margin_spec *spec, fvl_tensor *s_row, fvl_tensor *m_row,
                                         const char *name, int nonfinite_ok, int *bad_row, float cap) {
   const char *fn = name && *name ? name : "margin_ce_shard";
-  if (bad_row) *bad_row = 0;
+  if (bad_row) *bad_row = -1;
   fvl_margin_spec sp;
   fvl_tensor *y = NULL, *xd = NULL, *Wd = NULL, *bd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *ct = NULL, *out = NULL;
   row_stats st = {0};

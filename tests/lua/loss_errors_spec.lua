@@ -145,6 +145,11 @@ describe("loss heads: non-finite losses", function()
     local x2 = batch()
     x2:set(2, 1, math.huge)
     expect_error(function() a(x2, { 1, 2, 3, 4 }) end, "arcface: loss is not finite (first bad row 2)")
+    -- the sharded CE (one rank): the engine's 0-based row becomes the user's 1-based one
+    local c = fvl.randn(4, 5):mul(0.1)
+    c:set(2, 3, 0 / 0)
+    expect_error(function() fvl.F.margin_ce_shard(c, fvl.tensor { 1, 2, 3, 0 }:int(), { s = 8 }, "arcface") end,
+                 "arcface: loss is not finite (first bad row 2)")
   end)
   it("nonfinite = 'warn' returns the loss instead", function()
     local h = fvl.loss.softmax { dim = D, classes = C, nonfinite = "warn" }
