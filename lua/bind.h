@@ -63,9 +63,14 @@ fvl_tensor *fvl_checkf32(lua_State *L, int idx, const char *fn, const char *arg,
  * own check is then only a 0-based invariant).
  * fvl_checkdim: dim 1..ndim, or -ndim..-1 counted from the end ("narrow: dim 3 is outside 1..2");
  * fvl_checkpos: i in 1..n ("select: index 3 is outside 1..2", what = "index");
+ * fvl_checkrows: the rows first..first+count-1 within 1..n, count >= 0 (count 0 may start at n+1),
+ *   checked without overflow ("loader: batch rows 4..5 are outside 1..4", what = "batch rows";
+ *   where = NULL or a tail such as " of dim 2"); returns first - 1;
  * fvl_checkfloat: t is float32 ("normalize: input is int32, expected float32 (use :float())"). */
 int fvl_checkdim(lua_State *L, const char *fn, lua_Integer dim, int ndim);
 int64_t fvl_checkpos(lua_State *L, const char *fn, const char *what, lua_Integer i, int64_t n);
+int64_t fvl_checkrows(lua_State *L, const char *fn, const char *what, lua_Integer first, lua_Integer count,
+                      int64_t n, const char *where);
 void fvl_checkfloat(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg);
 /* fvl_checkfloat for each ("name", tensor) pair up to NULL; a NULL tensor (an absent optional
  * argument) is skipped: fvl_checkfloats(L, "linear", "input", x, "weight", w, "bias", b, NULL) */

@@ -133,12 +133,10 @@ static int l_loader_batch(lua_State *L) {
   uint64_t seed = (uint64_t)luaL_checkinteger(L, 8);
   int64_t epoch = luaL_checkinteger(L, 9);
   int64_t n = x->ndim >= 1 ? x->size[0] : 0;   /* a 0-D x: the engine names it */
-  if (x->ndim >= 1 && (start < 0 || B < 0 || start > n || B > n - start)) {   /* 1-based rows; cannot overflow */
-    int64_t first, last;   /* saturated where start + B overflows */
+  if (x->ndim >= 1) {   /* start is 0-based: the user's rows are start+1.. (saturated at maxinteger) */
+    int64_t first;
     if (fvl_add_overflow(start, 1, &first)) first = INT64_MAX;
-    if (fvl_add_overflow(start, B, &last)) last = start < 0 ? INT64_MIN : INT64_MAX;
-    return fvl_error(L, "loader: batch rows %lld..%lld are outside 1..%lld", (long long)first, (long long)last,
-                     (long long)n);
+    fvl_checkrows(L, "loader", "batch rows", first, B, n, NULL);
   }
   fvl_tensor *xb, *yb, *index;
   if (fvl_loader_batch(x, y, perm, start, B, flip, pad, seed, epoch, &xb, &yb, &index))

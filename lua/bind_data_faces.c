@@ -528,9 +528,7 @@ static int l_pack_images(lua_State *L) {
   int flip = lua_toboolean(L, 4);
   fvl_img_opts o;
   read_img_opts(L, 5, &o);
-  if (first < 1 || cnt < 0 || cnt > u->p->n || first - 1 > u->p->n - cnt)
-    return fvl_error(L, "bin_pack: images %lld..%lld outside 1..%lld", (long long)first,
-                     (long long)(first + cnt - 1), (long long)u->p->n);
+  fvl_checkrows(L, "bin_pack", "images", first, cnt, u->p->n, NULL);
   check_images_size(L, "bin_pack", cnt, &o);
   int64_t sz[4] = {cnt, o.C, o.H, o.W};
   fvl_tensor *x = fvl_empty(FVL_F32, 4, sz);

@@ -162,10 +162,8 @@ static int l_randn_rows(lua_State *L) {
               (long long)cols);
   int64_t shape[2] = {rows, cols};
   fvl_checkshape_numel(L, "fvl.dist.randn_rows", 2, shape);   /* the whole tensor's count is drawn */
-  if (first < 1 || n < 0 || n > rows || first - 1 > rows - n)
-    fvl_error(L, "fvl.dist.randn_rows: rows %lld..%lld are outside 1..%lld", (long long)first,
-              (long long)(first + n - 1), (long long)rows);
-  fvl_pushtensor(L, fvl_dist_randn_rows(rows, cols, first - 1, n, 1.0f));
+  int64_t first0 = fvl_checkrows(L, "fvl.dist.randn_rows", "rows", first, n, rows, NULL);
+  fvl_pushtensor(L, fvl_dist_randn_rows(rows, cols, first0, n, 1.0f));
   return 1;
 }
 

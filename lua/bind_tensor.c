@@ -290,16 +290,10 @@ static int l_narrow(lua_State *L) {
   fvl_tensor *t = T(1);
   int d = dim_arg(L, 2, t, "narrow");
   lua_Integer s = luaL_checkinteger(L, 3), n = luaL_checkinteger(L, 4);
-  if (s < 1 || n < 0 || s - 1 > t->size[d] || n > t->size[d] - (s - 1))
-  {
-    lua_Integer last;
-    if (n < 0 || __builtin_add_overflow(s, n - 1, &last))
-      return fvl_error(L, "narrow: start %lld, length %lld: rows outside 1..%lld of dim %d", (long long)s,
-                       (long long)n, (long long)t->size[d], d + 1);
-    return fvl_error(L, "narrow: rows %lld..%lld are outside 1..%lld of dim %d", (long long)s, (long long)last,
-                     (long long)t->size[d], d + 1);
-  }
-  fvl_pushtensor(L, fvl_narrow(t, d, s - 1, n));
+  char where[32];
+  snprintf(where, sizeof where, " of dim %d", d + 1);
+  int64_t s0 = fvl_checkrows(L, "narrow", "rows", s, n, t->size[d], where);
+  fvl_pushtensor(L, fvl_narrow(t, d, s0, n));
   return 1;
 }
 static int l_select(lua_State *L) {

@@ -284,6 +284,20 @@ int64_t fvl_checkpos(lua_State *L, const char *fn, const char *what, lua_Integer
   if (i < 1 || i > n) fvl_error(L, "%s: %s %lld is outside 1..%lld", fn, what, (long long)i, (long long)n);
   return (int64_t)i - 1;
 }
+int64_t fvl_checkrows(lua_State *L, const char *fn, const char *what, lua_Integer first, lua_Integer count,
+                      int64_t n, const char *where) {
+  if (!where) where = "";
+  if (count < 0)
+    fvl_error(L, "%s: %s from %lld, count %lld%s: the count is negative", fn, what, (long long)first,
+              (long long)count, where);
+  if (first >= 1 && first - 1 <= n && count <= n - (first - 1)) return (int64_t)first - 1;   /* no overflow */
+  int64_t last;
+  if (fvl_add_overflow(first, count - 1, &last))
+    fvl_error(L, "%s: %s from %lld, count %lld, are outside 1..%lld%s", fn, what, (long long)first,
+              (long long)count, (long long)n, where);
+  return fvl_error(L, "%s: %s %lld..%lld are outside 1..%lld%s", fn, what, (long long)first, (long long)last,
+                   (long long)n, where);
+}
 void fvl_checkfloat(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg) {
   if (t->dtype != FVL_F32)
     fvl_error(L, "%s: %s is %s, expected float32 (use :float())", fn, arg, fvl_dtype_name(t->dtype));

@@ -85,8 +85,14 @@ describe("checked size arithmetic", function()
   end)
   it("narrow(1, maxinteger, maxinteger) fails its range check before any overflow", function()
     expect_error(function() fvl.zeros(4, 4):narrow(1, math.maxinteger, math.maxinteger) end,
-                 "narrow: start 9223372036854775807, length 9223372036854775807: rows outside 1..4 of dim 1")
-    expect_error(function() fvl.zeros(4, 4):narrow(2, 3, math.maxinteger) end, "narrow: start 3")
+                 "narrow: rows from 9223372036854775807, count 9223372036854775807, are outside 1..4 of dim 1")
+    expect_error(function() fvl.zeros(4, 4):narrow(2, 3, math.maxinteger) end,
+                 "narrow: rows from 3, count 9223372036854775807, are outside 1..4 of dim 2")
+    expect_error(function() fvl.zeros(4, 4):narrow(2, 3, -1) end,
+                 "narrow: rows from 3, count -1 of dim 2: the count is negative")
+    expect_error(function() fvl.zeros(4, 4):narrow(1, math.mininteger, 0) end,
+                 "narrow: rows from -9223372036854775808, count 0, are outside 1..4 of dim 1")
+    expect_eq(fvl.zeros(4, 4):narrow(1, 5, 0):size(1), 0)   -- an empty range may start just past the end
   end)
   it("a .npy header with a huge shape", function()
     npy(tmp .. "/big.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 1099511627776, 1099511627776), }")
@@ -122,11 +128,17 @@ describe("integer conversions", function()
     expect_error(function() fvl._loader_batch(x, nil, nil, math.maxinteger, 1, false, 0, 1, 1) end,
                  "loader: batch rows 9223372036854775807..9223372036854775807 are outside 1..4")
     expect_error(function() fvl._loader_batch(x, nil, nil, 2, math.maxinteger, false, 0, 1, 1) end,
-                 "loader: batch rows 3..9223372036854775807 are outside 1..4")
+                 "loader: batch rows from 3, count 9223372036854775807, are outside 1..4")
     expect_error(function() fvl._loader_batch(x, nil, nil, 3, 2, false, 0, 1, 1) end,
                  "loader: batch rows 4..5 are outside 1..4")
     expect_error(function() fvl._loader_batch(fvl.zeros(4, 1, 3, 3), nil, nil, 0, 2, false, 2^32 + 1, 1, 1) end,
                  "loader: crop = 4294967297 is outside")
+  end)
+  it("fvl.dist.randn_rows: the same overflow-safe row range check", function()
+    local dist = require "fvl.dist"
+    expect_error(function() dist.randn_rows(10, 3, 9, 3) end, "fvl.dist.randn_rows: rows 9..11 are outside 1..10")
+    expect_error(function() dist.randn_rows(10, 3, 2, math.maxinteger) end,
+                 "fvl.dist.randn_rows: rows from 2, count 9223372036854775807, are outside 1..10")
   end)
   it("integers from Lua are bounded before they become int (no silent truncation of 2^32 + k)", function()
     local huge_len = setmetatable({}, { __len = function() return 2^32 + 1 end,

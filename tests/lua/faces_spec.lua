@@ -408,6 +408,11 @@ describe(".bin verification packs (golden pickles from Python)", function()
           end
         end
       end
+      if name == "pack_py2" then   -- the image range: one 1-based check, overflow-safe
+        expect_error(function() p:decode(4, 2, { size = { 4, 6 } }) end, "bin_pack: images 4..5 are outside 1..4")
+        expect_error(function() p:decode(2, math.maxinteger, { size = { 4, 6 } }) end,
+                     "bin_pack: images from 2, count 9223372036854775807, are outside 1..4")
+      end
       local f = p:decode(2, 1, { size = { 4, 6 }, mean = 0, std = 1, flip = true })
       expect_eq(f:get(1, 1, 1, 1), x:get(2, 1, 1, 6))
     end
