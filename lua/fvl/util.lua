@@ -177,6 +177,17 @@ function util.loadavg()
   return s:match("^(%S+ %S+ %S+)") or "?"
 end
 
+-- the interpreter and its options as this script was started (`fvl`, or `lua5.4 -l fvl`), quoted
+-- for a shell: benchmarks start their child processes with it
+function util.interpreter()
+  if not arg then return "fvl" end
+  local lo = 0
+  while arg[lo - 1] do lo = lo - 1 end
+  local parts = {}
+  for i = lo, -1 do parts[#parts + 1] = string.format("%q", arg[i]) end
+  return #parts > 0 and table.concat(parts, " ") or "fvl"
+end
+
 -- this process's peak resident memory (VmHWM) in MB, 0 where /proc/self/status is missing;
 -- benchmarks print it beside the engine's own peak
 function util.vmhwm_mb()

@@ -60,15 +60,7 @@ local function env_words(s, which)
   return table.concat(out, " ")
 end
 local env = { env_words(args.a, "a"), env_words(args.b, "b") }
-local function interpreter()
-  if not arg then return "fvl" end
-  local lo = 0
-  while arg[lo - 1] do lo = lo - 1 end
-  local parts = {}
-  for i = lo, -1 do parts[#parts + 1] = string.format("%q", arg[i]) end
-  return #parts > 0 and table.concat(parts, " ") or "fvl"
-end
-local base = string.format("%s %q --child 1 --C %d --B %d --D %d --head %s --steps %d%s", interpreter(),
+local base = string.format("%s %q --child 1 --C %d --B %d --D %d --head %s --steps %d%s", util.interpreter(),
                            arg and arg[0] or "scripts/bench/head_ab.lua", C, B, D, args.head, args.steps,
                            args.threads and (" --threads " .. args.threads) or "")
 local peak = fvl._bench.fma_peak_all(0.3)

@@ -219,17 +219,8 @@ if args.heads then
   for h in tostring(args.heads):gmatch("[^,]+") do heads[#heads + 1] = h end
 end
 local Cs = args.C and { args.C } or { 10000, 100000 }
--- the interpreter and its options as this run was started (`fvl`, or `lua5.4 -l fvl`), for the
--- per-head child processes
-local function interpreter()
-  if not arg then return "fvl" end
-  local lo = 0
-  while arg[lo - 1] do lo = lo - 1 end
-  local parts = {}
-  for i = lo, -1 do parts[#parts + 1] = string.format("%q", arg[i]) end
-  return #parts > 0 and table.concat(parts, " ") or "fvl"
-end
-local exe = interpreter()
+-- the per-head child processes run with the interpreter this run was started with
+local exe = util.interpreter()
 local script = arg and arg[0] or "scripts/bench/heads.lua"
 
 local peak, isa = fvl._bench.fma_peak_all(0.3)
