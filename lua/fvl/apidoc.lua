@@ -1442,6 +1442,9 @@ Raises message as an error without a position prefix (level 0): the library's us
 (\"arcface: m = -1 is outside 0..\").",
   ["fvl.util.integer"] = "fvl.util.integer(fn, key, v, default [, lo]) -> integer\
 as fvl.util.number, and a whole number.",
+  ["fvl.util.interpreter"] = "fvl.util.interpreter()\
+the interpreter and its options as this script was started (`fvl`, or `lua5.4 -l fvl`), quoted\
+for a shell, as a string: benchmarks start their child processes with it",
   ["fvl.util.is_tensor"] = "fvl.util.is_tensor(v) -> boolean\
 whether v is an fvl tensor",
   ["fvl.util.isinstance"] = "fvl.util.isinstance(o, cls) -> boolean\

@@ -178,7 +178,7 @@ function util.loadavg()
 end
 
 -- the interpreter and its options as this script was started (`fvl`, or `lua5.4 -l fvl`), quoted
--- for a shell: benchmarks start their child processes with it
+-- for a shell, as a string: benchmarks start their child processes with it
 function util.interpreter()
   if not arg then return "fvl" end
   local lo = 0

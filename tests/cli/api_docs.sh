@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # docs/api.md and lua/fvl/apidoc.lua are generated from the doc comments in the sources by
 # tools/gen_api.lua: this test regenerates them into a temporary directory and fails when the
-# committed copies differ (run `build/fvl tools/gen_api.lua` or `lua5.4 tools/gen_api.lua`),
+# committed copies differ (run `build/fvl tools/gen_api.lua`),
 # then checks that the reference holds what users look up first.
 # usage (from the repo root): bash tests/cli/api_docs.sh /path/to/fvl builddir
 set -u
