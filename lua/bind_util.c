@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "bind.h"
+#include "eval.h"   /* fvl_eval_first_nonfinite */
 
 int fvl_error(lua_State *L, const char *fmt, ...) {
   char buf[1024];
@@ -316,13 +317,11 @@ void fvl_checkfloats(lua_State *L, const char *fn, ...) {
 }
 void fvl_checkfinite(lua_State *L, const fvl_tensor *t, const char *fn, const char *arg) {
   const float *p = fvl_f32(t);
-  int64_t n = fvl_numel(t), D = t->ndim == 2 ? t->size[1] : 1;
-  for (int64_t i = 0; i < n; i++) {
-    if (isfinite(p[i])) continue;
-    double v = isnan(p[i]) ? fabs((double)p[i]) : (double)p[i];   /* "nan", never "-nan" */
-    if (t->ndim == 2)
-      fvl_error(L, "%s: %s[%lld][%lld] = %g is not a finite number", fn, arg, (long long)(i / D) + 1,
-                (long long)(i % D) + 1, v);
-    fvl_error(L, "%s: %s[%lld] = %g is not a finite number", fn, arg, (long long)i + 1, v);
-  }
+  int64_t i = fvl_eval_first_nonfinite(p, fvl_numel(t)), D = t->ndim == 2 ? t->size[1] : 1;
+  if (i < 0) return;
+  double v = isnan(p[i]) ? fabs((double)p[i]) : (double)p[i];   /* "nan", never "-nan" */
+  if (t->ndim == 2)
+    fvl_error(L, "%s: %s[%lld][%lld] = %g is not a finite number", fn, arg, (long long)(i / D) + 1,
+              (long long)(i % D) + 1, v);
+  fvl_error(L, "%s: %s[%lld] = %g is not a finite number", fn, arg, (long long)i + 1, v);
 }

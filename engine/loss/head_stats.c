@@ -68,17 +68,23 @@ void fvl_slice_targets(const int32_t *y0, int64_t B, int64_t first, int64_t n, i
   }
 }
 
+/* the first position of a[0..m) (sorted ascending) holding a value >= v; m when there is none */
+static int64_t lower_bound(const int32_t *a, int64_t m, int64_t v) {
+  int64_t lo = 0, hi = m;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (a[mid] < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 void fvl_sample_cols(const int32_t *rows, int64_t B, const int32_t *sample, int64_t m, int64_t K, int32_t *cols,
                      int32_t *idx) {
   for (int64_t i = 0; i < B; i++) {
     int32_t r = rows[i];
-    int64_t lo = 0, hi = m;   /* binary search in the sorted sample */
-    while (r > 0 && lo < hi) {
-      int64_t mid = lo + (hi - lo) / 2;
-      if (sample[mid] < r) lo = mid + 1;
-      else hi = mid;
-    }
-    cols[i] = r > 0 && lo < m && sample[lo] == r ? (int32_t)(lo + 1) : 0;
+    int64_t lo = r > 0 ? lower_bound(sample, m, r) : m;
+    cols[i] = lo < m && sample[lo] == r ? (int32_t)(lo + 1) : 0;
   }
   if (idx)
     for (int64_t k = 0; k < m; k++)
@@ -106,12 +112,7 @@ int64_t fvl_given_sample(const char *fn, const int32_t *ids, int64_t m, int32_t 
     if (c >= first && c - first < n) local_rows[count++] = (int32_t)(c - first + 1);
   }
   for (int64_t i = 0; i < B; i++) {
-    int64_t want = (int64_t)y0[i] + base, lo = 0, hi = m;   /* binary search in the sorted ids */
-    while (lo < hi) {
-      int64_t mid = lo + (hi - lo) / 2;
-      if (ids[mid] < want) lo = mid + 1;
-      else hi = mid;
-    }
+    int64_t want = (int64_t)y0[i] + base, lo = lower_bound(ids, m, want);
     if (lo == m || ids[lo] != want) {
       fvl_err("%s: the sample misses class %lld, the label of row %lld (0-based; every label must be sampled)", fn,
               (long long)y0[i], (long long)i);
