@@ -42,7 +42,7 @@ local function make_fixture(dir)
     spit(("%s/lfw/%s/%s_%04d.jpg"):format(dir, name, name, (i - 1) % per + 1), data.encode_image(img))
   end
   assert(data.folder_to_rec(dir .. "/aligned", dir .. "/faces_emore/train.rec", { property = true }))
-  assert(data.write_pairs_pack(dir .. "/faces_emore/lfw.bin", x, d.train.labels, { pairs = 8, seed = 1 }))
+  assert(data.write_pairs_pack(dir .. "/faces_emore/lfw.bin", x, d.train.labels, { pairs = 20, seed = 1 }))
   -- LFW's pairs.txt: 10 folds of 1 same-person and 1 different-person pair each
   local lines = { "10\t1" }
   for f = 1, 10 do

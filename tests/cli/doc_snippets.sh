@@ -7,5 +7,5 @@ set -u
 FVL=${1:?usage: bash tests/cli/doc_snippets.sh /path/to/fvl builddir}
 case $FVL in /*) ;; *) FVL=$PWD/$FVL ;; esac
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+[ -n "${KEEP:-}" ] && echo "keeping $tmp" || trap 'rm -rf "$tmp"' EXIT
 "$FVL" tests/cli/doc_snippets.lua "$FVL" "$tmp"
