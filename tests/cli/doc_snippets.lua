@@ -9,6 +9,8 @@
 --     "#anchor" on a .md file names one of its headings (GitHub's anchor rule).
 --  3. every `fvl scripts/NAME.lua ... --option` they show names an existing script and an option
 --     that the script's --help lists.
+--  4. every repository path they name (scripts/..., docs/runs/..., tests/... with an extension)
+--     exists.
 -- usage: fvl tests/cli/doc_snippets.lua FVL TMPDIR [FILE.md ...]   (from the repository root)
 local FVL, tmp = assert(arg[1], "usage: doc_snippets.lua FVL TMPDIR"), assert(arg[2])
 local files = {}
@@ -171,7 +173,27 @@ for _, file in ipairs(linkfiles) do
   end
 end
 
-print(("doc_snippets: %d runnable lua blocks run (%s), %d relative links, %d script options checked, %d failures")
+-- 4. repository paths named in the text -----------------------------------------------------
+-- a path such as `scripts/bench/heads.lua` or docs/runs/bench/x.txt names a file or directory
+-- that exists (placeholders such as scripts/configs/NAME.lua and globs are skipped)
+local npaths = 0
+for _, file in ipairs(linkfiles) do
+  local text = texts[file] or slurp(file)
+  for p in (" " .. text):gmatch("[%s`(]((%a+)/[%w_./-]*%w)") do
+    local top = p:match("^(%a+)/")
+    if (top == "tools" or top == "scripts" or top == "tests" or top == "engine" or top == "lua"
+        or top == "app" or top == "docs" or top == "cmake")
+       and p:match("%.%a+$") and not p:match("NAME") and not p:match("/x[./]") then
+      npaths = npaths + 1
+      if not exists(p) and not reported[p] then
+        reported[p] = true
+        fail("%s: names %s, which does not exist", file, p)
+      end
+    end
+  end
+end
+
+print(("doc_snippets: %d runnable lua blocks run (%s), %d relative links, %d script options, %d paths checked, %d failures")
       :format(ran, (function() local t = {} for f, n in pairs(per_file) do t[#t + 1] = f .. " " .. n end
-                                table.sort(t) return table.concat(t, ", ") end)(), nlinks, nopts, fails))
+                                table.sort(t) return table.concat(t, ", ") end)(), nlinks, nopts, npaths, fails))
 os.exit(fails == 0 and 0 or 1)
