@@ -218,6 +218,11 @@ local function remove_generation(path, old, gdir)
   for d in pairs(dirs) do if d ~= "" and d ~= gdir then os.remove(path .. "/" .. d) end end
 end
 
+-- the one check of a checkpoint path (save, load, info)
+local function check_path(fn, path)
+  if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string, got " .. type(path)) end
+end
+
 -- fvl.save_checkpoint(path, what) -> path: a versioned, code-free training checkpoint in the
 -- directory path: what = {net=, head=, opt=, step=, sched=, extra=} (all optional): the network's
 -- parameters and buffers, the head's tensors and numbers, the optimiser's state, the step, the RNG
@@ -226,7 +231,7 @@ end
 -- generation removed. Errors: values that cannot be stored (functions, cycles).
 function M.save_checkpoint(path, what)
   local fn = "save_checkpoint"
-  if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end
+  check_path(fn, path)
   what = util.check_opts(fn, what, save_keys)
   local blobs, header = {}, {
     format = M.FORMAT, version = M.VERSION, fvl_version = fvl.version, time = os.time(),
@@ -427,7 +432,7 @@ end
 -- given objects are an error naming the tensor.
 function M.load_checkpoint(path, into)
   local fn = "load_checkpoint"
-  if type(path) ~= "string" or path == "" then fail(fn .. ": path must be a non-empty string") end
+  check_path(fn, path)
   into = util.check_opts(fn, into, load_keys)
   local h, err = read_header(path)
   if not h then return nil, err end
@@ -449,6 +454,7 @@ end
 
 -- plain info about a checkpoint without loading tensors: header table | nil, message
 function M.info(path)
+  check_path("checkpoint.info", path)
   return read_header(path)
 end
 

@@ -132,6 +132,9 @@ function fvl.stack(list, dim)
   dim = dim or 1
   local u = {}
   for i, t in ipairs(list) do
+    if not (type(t) == "userdata" and (getmetatable(t) or {}).__name == "fvl.Tensor") then
+      error(string.format("stack: list[%d] is a %s, expected a tensor", i, type(t)), 2)
+    end
     if math.type(dim) ~= "integer" or dim < 1 or dim > t:dim() + 1 then
       error(string.format("stack: dim = %s (expected 1..%d)", tostring(dim), t:dim() + 1), 2)
     end

@@ -25,10 +25,19 @@ M.copy_rows = C.copy_rows
 -- rows first..first+n-1 of what fvl.randn(rows, cols) would draw (a rank's part of a seeded init)
 M.randn_rows = C.randn_rows
 
+-- the checked n, rank, size of part and shard_indices (rank in 0..size-1, size >= 1, n >= 0)
+local function items_of(fn, n, rank, size)
+  n = util.integer(fn, "n", n, nil, 0)
+  size = util.integer(fn, "size", size, M.size(), 1)
+  rank = util.integer(fn, "rank", rank, M.rank(), 0)
+  if rank >= size then fail(string.format("%s: rank = %d is outside 0..%d (size %d)", fn, rank, size - 1, size)) end
+  return n, rank, size
+end
+
 -- The contiguous part of n items that `rank` owns out of `size`: ⌊n/size⌋ + [rank < n mod size]
 -- items. Returns the first item (1-based) and the count. rank/size default to this process.
 function M.part(n, rank, size)
-  rank, size = rank or M.rank(), size or M.size()
+  n, rank, size = items_of("fvl.dist.part", n, rank, size)
   local q, r = n // size, n % size
   return rank * q + math.min(rank, r) + 1, q + (rank < r and 1 or 0)
 end
@@ -134,7 +143,7 @@ end
 -- This rank's share of the items 1..n for data-parallel loading: items rank+1, rank+1+size, ...
 -- (strided, so every rank gets ⌊n/size⌋ or one more). Returns a list of 1-based indices.
 function M.shard_indices(n, rank, size)
-  rank, size = rank or M.rank(), size or M.size()
+  n, rank, size = items_of("fvl.dist.shard_indices", n, rank, size)
   local out = {}
   for i = rank + 1, n, size do out[#out + 1] = i end
   return out
@@ -190,6 +199,7 @@ function M.save_checkpoint(dir, what)
 end
 
 local function read_header(fn, dir)
+  if type(dir) ~= "string" or dir == "" then fail(string.format("%s: dir must be a non-empty string, got %s", fn, type(dir))) end
   local f = io.open(dir .. "/" .. HEADER, "rb")
   if not f then fail(string.format("%s: %s/%s not found (not a distributed checkpoint)", fn, dir, HEADER)) end
   local text = f:read("a")

@@ -39,7 +39,7 @@ local fail = util.fail
 local FARS = { 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6 }
 eval.fars = FARS
 
-local function fmt_far(f) return (string.format("%.0e", f):gsub("e%-0", "e-")) end
+local function fmt_far(f) return (string.format("%.0e", util.number("fmt_far", "far", f)):gsub("e%-0", "e-")) end
 eval.fmt_far = fmt_far
 --- @doc fvl.eval.fmt_far(far) -> string
 --- A false-accept rate as the result tables print it (1e-3 → "1e-3").
@@ -288,6 +288,10 @@ function eval.flip_embed(net_fn, images)
     fail(string.format("%s: images must be a tensor N×C×H×W, got %s", fn,
                        util.is_tensor(images) and util.shape_str(images) or type(images)))
   end
+  local mt = getmetatable(net_fn)
+  if type(net_fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    fail(string.format("%s: net_fn must be a function or a module (callable), got %s", fn, type(net_fn)))
+  end
   local d = images:dim()
   local W = images:size(d)
   local rev = {}
@@ -314,6 +318,7 @@ end
 --- "acc 99.10 ± 0.30 %  EER 1.20 %  AUC 0.9990  TAR@FAR=1e-1 ...  rank-1 ...  MAP@R ..." (only the
 --- fields r has). tostring(r) of such a result is this line.
 function eval.summary(r)
+  if type(r) ~= "table" then fail("summary: r must be a result table of fvl.eval.verification, got " .. type(r)) end
   local parts = {}
   if r.accuracy then
     parts[#parts + 1] = string.format("acc %.2f ± %.2f %%", 100 * r.accuracy, 100 * r.std)

@@ -598,8 +598,8 @@ function M.install_io()
     fvl._npy_save_1, fvl._npy_load_1 = fvl.save, fvl.load
     -- fvl.save(path, tensor) writes .npy; fvl.save(path, {name = tensor, ...}) writes .npz
     fvl.save = function(path, v)
+      if type(path) ~= "string" then fail("save: path must be a file name (string expected, got " .. type(path) .. ")") end
       if type(v) == "table" and not util.is_tensor(v) then
-        if type(path) ~= "string" then fail("save: path must be a file name (string expected, got " .. type(path) .. ")") end
         local names, ts = {}, {}
         for k in pairs(v) do
           if type(k) ~= "string" then fail("save: table keys must be array names (strings), got " .. type(k)) end
@@ -612,6 +612,7 @@ function M.install_io()
         end
         return fvl._npz_write(path, names, ts)
       end
+      if not util.is_tensor(v) then fail("save: value must be a tensor or a table of named tensors, got " .. type(v)) end
       return fvl._npy_save_1(path, v)
     end
     -- fvl.load(path): .npy of any plain NumPy dtype (float32 / int32 result), .npz → {name = tensor}

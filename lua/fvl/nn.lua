@@ -244,6 +244,7 @@ local function gain_of(fn, nonlinearity, a)
 end
 
 local function kaiming(fn, t, opts, dist)
+  util.check_tensor(fn, "t", t, "float32")
   opts = util.check_opts(fn, opts, { "a", "mode", "nonlinearity" })
   local a = util.number(fn, "a", opts.a, 0)
   local mode = util.enum(fn, "mode", opts.mode, { "fan_in", "fan_out" }, "fan_in")
@@ -261,6 +262,7 @@ function init.kaiming_uniform_(t, opts) return kaiming("kaiming_uniform_", t, op
 function init.kaiming_normal_(t, opts) return kaiming("kaiming_normal_", t, opts, "normal") end
 
 local function xavier(fn, t, opts, dist)
+  util.check_tensor(fn, "t", t, "float32")
   opts = util.check_opts(fn, opts, { "gain" })
   local gain = util.number(fn, "gain", opts.gain, 1)
   local fin, fout = fans(t)
@@ -303,6 +305,9 @@ end
 
 -- re-initialise every Linear and Conv2d of a network: fvl.nn.init.apply(net, "kaiming_normal")
 function init.apply(net, kind)
+  if type(net) ~= "table" or type(net.apply) ~= "function" then
+    fail("init.apply: net must be an fvl.nn module, got " .. type(net))
+  end
   net:apply(function(m)
     if m.class_name == "Linear" or m.class_name == "Conv2d" then init_layer(m, kind) end
   end)

@@ -679,4 +679,27 @@ describe("found by the API fuzzer's new scenarios", function()
                 and not msg:find("Fashion", 1, true), msg)
     expect_error(function() fvl.data.mnist { path = tmp, split = "x" } end, "mnist: split = 'x'")
   end)
+  it("arguments of the wrong type are named, never a Lua error from inside the library", function()
+    local cases = {
+      { function() fvl.checkpoint.info({}) end, "checkpoint.info: path must be a non-empty string, got table" },
+      { function() fvl.dist.checkpoint_info(nil) end, "fvl.dist.checkpoint_info: dir must be a non-empty string, got nil" },
+      { function() fvl.dist.load_checkpoint(true) end, "fvl.dist.load_checkpoint: dir must be a non-empty string, got boolean" },
+      { function() fvl.dist.shard_indices(nil) end, "fvl.dist.shard_indices: n must be a number, got nil" },
+      { function() fvl.dist.shard_indices(10, 1, 1) end, "fvl.dist.shard_indices: rank = 1 is outside 0..0 (size 1)" },
+      { function() fvl.dist.part(10, "0", 1) end, "fvl.dist.part: rank must be a number, got string" },
+      { function() fvl.save(nil, fvl.ones(2)) end, "save: path must be a file name (string expected, got nil)" },
+      { function() fvl.save(tmp .. "/x.npy", "a") end, "save: value must be a tensor or a table of named tensors, got string" },
+      { function() fvl.eval.fmt_far("x") end, "fmt_far: far must be a number, got string" },
+      { function() fvl.eval.summary(nil) end, "summary: r must be a result table of fvl.eval.verification, got nil" },
+      { function() fvl.eval.flip_embed(3, fvl.randn(1, 1, 2, 2)) end, "flip_embed: net_fn must be a function or a module (callable), got number" },
+      { function() fvl.nn.init.xavier_normal_(nil) end, "xavier_normal_: t must be a tensor, got nil" },
+      { function() fvl.nn.init.apply(5, "kaiming_normal") end, "init.apply: net must be an fvl.nn module, got number" },
+      { function() fvl.stack({ fvl.ones(2), 3 }) end, "stack: list[2] is a number, expected a tensor" },
+    }
+    for _, c in ipairs(cases) do expect_error(c[1], c[2]) end
+    expect_eq(#fvl.dist.shard_indices(5, 0, 1), 5)
+    local first, n = fvl.dist.part(10, 1, 3)
+    expect_eq(first, 5)
+    expect_eq(n, 3)
+  end)
 end)
