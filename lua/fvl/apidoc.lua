@@ -304,7 +304,8 @@ fvl.Tensor:min([dim [, keepdim]]) -> tensor [, indices]\
 fvl.Tensor:argmax([dim [, keepdim]]) -> int32 tensor\
 The largest (smallest) values along dim with their 1-based int32 positions, or the value over\
 all elements (no positions) without dim; argmax the positions alone (ties: the first). The\
-values are tracked (gradient to the chosen element).",
+values are tracked (gradient to the chosen element). The values are float32, also for an\
+int32 tensor (labels:max() is a float32 scalar: use :item() for the number).",
   ["fvl.Tensor:argsort"] = "fvl.Tensor:argsort([dim [, descending]]) -> int32 tensor\
 The 1-based positions that sort t along dim (default the last), ascending unless descending =\
 true; stable (equal values keep their order), NaN sorts as the largest. See t:sort and t:topk.\
@@ -394,7 +395,8 @@ fvl.Tensor:mean([dim [, keepdim]]) -> tensor\
 fvl.Tensor:logsumexp([dim [, keepdim]]) -> tensor\
 Reductions over dim, or over every element (a 0-dimensional tensor) without dim; keepdim = true\
 keeps dim with size 1 (x:sum(2) of a B×C tensor has shape {B}, with keepdim {B, 1}). Tracked;\
-logsumexp is max-shifted (stable). Errors: dim out of range.",
+logsumexp is max-shifted (stable). The result is float32, also for an int32 tensor (whose\
+values are exact up to 2^24; PyTorch keeps the integer type). Errors: dim out of range.",
   ["fvl.Tensor:lt"] = { same = "fvl.Tensor:eq" },
   ["fvl.Tensor:matmul"] = "fvl.Tensor:normalize([dim [, eps]]) -> tensor\
 fvl.Tensor:matmul(other) -> tensor\
@@ -481,8 +483,11 @@ without dim (a 0-dimensional tensor); unbiased (default true) divides by n − 1
   ["fvl.Tensor:zero_grad"] = "fvl.Tensor:zero_grad() -> nothing\
 Sets t.grad to zeros in place when t has one (optimisers' zero_grad sets gradients to nil\
 instead, which saves a pass; t.grad = nil does that by hand).",
-  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path)\
-plain info about a checkpoint without loading tensors: header table | nil, message",
+  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path) -> header | nil, message\
+the checkpoint's checkpoint.json as a table\
+(format, version, gen, step, time, rng, net names, head, opt kind and hyper-parameters, sched,\
+extra, and the tensors' file, shape and dtype) without reading any tensor. nil, message for a\
+missing or corrupt checkpoint, as fvl.load_checkpoint.",
   ["fvl.checkpoint.load_checkpoint"] = "fvl.load_checkpoint(path [, into]) -> ck | nil, message\
 reads a checkpoint; into = {net=, head=,\
 opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,\
@@ -617,8 +622,9 @@ images first..first+count−1\
 Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
   ["fvl.data.Writer:abort"] = "writer:abort() -> true\
 drops the records written so far (no file appears).",
-  ["fvl.data.Writer:close"] = "fvl.data.Writer:close()\
-commits: fsync + rename of .rec and .idx (and the property file); nothing appears before",
+  ["fvl.data.Writer:close"] = "writer:close() -> true | nil, message\
+commits: fsync + rename of .rec and .idx (and writes the\
+property file \"classes,h,w\" beside them when the writer was given one); nothing appears before.",
   ["fvl.data.Writer:write"] = "fvl.data.Writer:write(rec)\
 w:write{image = bytes | C×H×W tensor (0..255, encoded as JPEG), label = number | {numbers},\
         key = next key, id = 0, id2 = 0}",
@@ -1213,10 +1219,14 @@ SGD with momentum (PyTorch's update): params is a list of tensors and/or modules
 parameters()); opts: lr (required), momentum (0), dampening (0, in 0..1), nesterov (false;\
 needs momentum > 0 and dampening = 0), weight_decay (0), no_decay_bias_bn (false: true skips\
 weight decay on biases and batch-norm parameters). opt:step() after backward, opt:zero_grad().",
-  ["fvl.optim.Optimizer:hyper"] = "fvl.optim.Optimizer:hyper()\
-hyper-parameters as a plain table (for logs and checkpoints)",
+  ["fvl.optim.Optimizer:hyper"] = "opt:hyper() -> {lr=, momentum=, ...}\
+the hyper-parameters as a plain table (a copy, for logs\
+and checkpoints): SGD's lr, momentum, dampening, nesterov, weight_decay, no_decay_bias_bn;\
+AdamW's lr, beta1, beta2, eps, weight_decay, no_decay_bias_bn.",
   ["fvl.optim.Optimizer:load_state"] = "fvl.optim.Optimizer:load_state(st)\
-replaces opt.state with `st` (as from a checkpoint), checking tensor shapes against params",
+opt:load_state(st): replaces opt.state with `st` (as from a checkpoint: ck.opt.state), checking\
+every per-parameter entry against opt.params. Errors (naming the optimiser): st not a table, an\
+index that matches no parameter, a tensor whose shape differs from its parameter's.",
   ["fvl.optim.Optimizer:zero_grad"] = "opt:zero_grad() -> opt\
 sets the gradient of every parameter to nil (PyTorch's set_to_none: the\
 next backward writes fresh gradients, no pass over the memory).",
@@ -1364,7 +1374,9 @@ workers share it; fvl.sweep uses it (docs/sweeps.md). The store's methods (store
 store:exec(sql, ...), store:close(), ...) serve the sweep driver; a user reads a store through\
 fvl.sweep.load / leaderboard / csv. Errors: a file that is not a store; SQLite's message.",
   ["fvl.sweep.choice"] = "fvl.sweep.choice(values)\
-an explicit list of choices (needed when the values are themselves lists)",
+fvl.sweep.choice{v1, v2, ...} -> choice: an explicit list of choices for a space key (needed when\
+the values are themselves lists: space = {sizes = fvl.sweep.choice{{256, 64}, {512, 128}}}).\
+Errors: an empty list or not a table.",
   ["fvl.sweep.csv"] = "fvl.sweep.csv(store, path, opts)\
 CSV export: one row per trial, best first; written atomically",
   ["fvl.sweep.int"] = "fvl.sweep.int(lo, hi) -> range\
@@ -1391,8 +1403,10 @@ copies the trials of several shard stores (a list of\
 paths, or a glob pattern \"runs/x.shard*.sqlite\") into the SQLite store out; returns the number\
 of merged trials. Errors: out not a path or a PostgreSQL URL; an empty list; a shard of a\
 different sweep (space, strategy or seed differ).",
-  ["fvl.sweep.named"] = "fvl.sweep.named(label, value)\
-a value with a readable label: fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...})",
+  ["fvl.sweep.named"] = "fvl.sweep.named(label, value) -> named value\
+a value (a schedule, a function, a table) stored\
+and printed as `label`, e.g. fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...}); the trial\
+gets the value itself. Errors: label not a string.",
   ["fvl.sweep.plot"] = "fvl.sweep.plot(store, opts)\
 plots: the metric against each hyperparameter, and the learning curves of the best trials,\
 each a PNG, plus one sheet with all of them (needs fvl.plot)",
