@@ -171,6 +171,14 @@ max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into
 near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32\
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
+  ["fvl.F.cosine_margin_ce"] = "fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor\
+fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward\
+runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each\
+row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C\
+cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph\
+and gradients are those of the two calls. Specs whose hard negatives depend on the target's\
+cosine (hard = \"arc\"|\"cos\" with a negative kind), and every spec while fvl.F.online() is false,\
+run the two calls. x: B×D, W: C×D (float32), labels and spec as fvl.F.margin_ce.",
   ["fvl.F.disc_dist"] = "fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor\
 DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked\
 in x, W (rows added straight into W.grad) and xi.",
@@ -217,6 +225,7 @@ x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked.",
   ["fvl.F.linear_logits"] = "fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor\
 z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,\
 W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine.",
+  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce"] = "fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor\
 The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit\
 z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in\
@@ -245,6 +254,10 @@ plot a head's margins. spec as fvl.F.margin_ce.",
   ["fvl.F.neg_lse"] = "fvl.F.neg_lse(cos, labels, s) -> B tensor\
 log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).\
 Errors: fewer than 2 columns.",
+  ["fvl.F.online"] = "fvl.F.online([on]) -> the previous setting\
+The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default;\
+FVL_ONLINE=1 in the environment starts it on): false runs the cosine and then margin_ce's own\
+pass over the B×C cosines. The results are the same up to fp32 rounding.",
   ["fvl.F.pfc_sample"] = "fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor\
 Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the\
 batch's classes) plus uniformly random other rows, without replacement, up to num rows in all\
@@ -971,6 +984,10 @@ that every fvl.F function takes without checking the ids again (y:tensor() gives
 1-based int32 tensor, y:totable() as a list).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
 normalised cosine matrix of this batch against the centres (tracked), in the workspace",
+  ["fvl.loss.Head:cosine_margin_ce"] = "fvl.loss.Head:cosine_margin_ce(x, B, y, spec)\
+cosine → margin_ce(spec) as one op: with fvl.F (not the reference ops, not a sharded head's\
+primitives) the margin CE's forward runs inside the cosine's class blocks (fvl.F.cosine_margin_ce,\
+the online softmax); the graph, the workspaces and the results are those of the two calls",
   ["fvl.loss.Head:describe"] = "fvl.loss.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.Head:eval"] = "fvl.loss.Head:eval() -> head\
