@@ -1155,15 +1155,17 @@ forward (which records no autograd tape); forward calls it.",
   ["fvl.nn.MobileFaceNet:body"] = "net:body(x) -> embeddings\
 the network's computation (forward calls it; in evaluation mode\
 without recording an autograd tape).",
-  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls)\
-a fresh module instance of class cls",
+  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls) -> module\
+a fresh instance of a class made with fvl.nn.class, in\
+training mode with no parameters, buffers or children yet (a constructor then registers them).",
   ["fvl.nn.Module:add_module"] = "module:add_module(name, child) -> child\
 registers a submodule as self[name] (its parameters\
 and buffers then belong to this module, named \"name.weight\"). Errors: a child that is not a module.",
-  ["fvl.nn.Module:apply"] = "fvl.nn.Module:apply(fn, name)\
-calls fn(module, name) for this module and every descendant (depth first)",
-  ["fvl.nn.Module:children"] = "fvl.nn.Module:children()\
-children in registration order: list of {name, module}",
+  ["fvl.nn.Module:apply"] = "module:apply(fn) -> module\
+calls fn(m, name) for this module (name \"\") and every descendant,\
+depth first, with its path (\"2.1.conv1\"): e.g. to re-initialise every Linear.",
+  ["fvl.nn.Module:children"] = "module:children() -> {{name, module}, ...}\
+the direct submodules in registration order.",
   ["fvl.nn.Module:describe"] = "module:describe() -> string\
 a one-line description of a layer (\"Linear(512 -> 10)\"), or the\
 tree of children for a container; tostring(module) and the REPL print it.",
@@ -1175,9 +1177,11 @@ module:train(false); module:eval() is its PyTorch name.",
 the computation of a module; module(x) calls it. Every layer and\
 backbone implements it; a user's module (fvl.nn.class) writes its own. The base raises\
 \"<module>: forward is not implemented\".",
-  ["fvl.nn.Module:load_state"] = "fvl.nn.Module:load_state(st, opts)\
-copies every tensor of `st` into the module's tensor of the same name, in place.\
-strict (default): every name must match both ways.",
+  ["fvl.nn.Module:load_state"] = "module:load_state(st [, {strict = true}]) -> module\
+copies every tensor of `st` (as from\
+module:state()) into the module's tensor of the same name, in place. strict (default): every\
+name must match both ways; strict = false skips names missing on either side. Errors: a missing\
+or extra name (strict), a value that is not a tensor, another shape or dtype.",
   ["fvl.nn.Module:load_state_dict"] = "module:load_state_dict(state [, opts]) -> module\
 PyTorch's name for module:load_state.",
   ["fvl.nn.Module:named_buffers"] = "module:named_buffers() -> {{name, tensor}, ...}\
@@ -1196,8 +1200,10 @@ state that is saved and loaded but not trained\
 makes tensor (a leaf copy of a computed\
 one; float32 ones then require grad) the parameter self[name], listed by parameters(), state()\
 and the optimisers. Errors: a value that is not a tensor.",
-  ["fvl.nn.Module:state"] = "fvl.nn.Module:state()\
-name -> tensor for parameters and buffers (the tensors themselves, not copies)",
+  ["fvl.nn.Module:state"] = "module:state() -> {name = tensor}\
+every parameter and buffer of the module and its children,\
+named by path (\"1.weight\", \"3.running_mean\"); the tensors themselves, not copies (clone them to\
+keep a snapshot). What fvl.save_checkpoint and fvl.nn.save store.",
   ["fvl.nn.Module:state_dict"] = "fvl.nn.Module:state_dict()\
 PyTorch's name for module:evaluate() (evaluation mode).\
 module:state_dict() -> table: PyTorch's name for module:state().",
