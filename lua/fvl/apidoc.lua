@@ -597,7 +597,10 @@ the file sample i was read from (nil for a RecordIO set)",
 decoded image i: C×H×W float32 with pixel values 0..255 (no normalisation)",
   ["fvl.data.ImageSet:loader"] = "fvl.data.ImageSet:loader(opts)\
 ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,\
-          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\"}",
+          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\",\
+          shard = false}\
+shard = true (several processes, fvl.dist): as fvl.data.loader's, the epoch's order (the same on\
+every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
@@ -704,7 +707,9 @@ This rank's share of the items 1..n for data-parallel loading: items rank+1, ran
   ["fvl.dist.sum"] = "fvl.dist.sum(t) -> tensor\
 The sum of t over the ranks (a new tensor), tracked: every rank's part gets the gradient.",
   ["fvl.eval.bin_pack"] = "fvl.eval.bin_pack(model, pack, opts)\
-insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)",
+insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md).\
+opts: flip (true), batch (64), size ({112, 112}), bgr (false), channels (3), folds (10), name,\
+progress (false; true: a bar with images/s and ETA on stderr).",
   ["fvl.eval.centre_stats"] = "fvl.eval.centre_stats(centres [, opts]) -> {classes, mrl, min_angle, close_pairs,\
 largest_cluster, pairs}: the class centres' (a head's weight) smallest pairwise angle in degrees,\
 the number of pairs closer than opts.angle (5°), the largest group of centres within that angle\

@@ -323,7 +323,9 @@ do
   eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
   eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
 end
---- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)
+--- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md).
+--- opts: flip (true), batch (64), size ({112, 112}), bgr (false), channels (3), folds (10), name,
+--- progress (false; true: a bar with images/s and ETA on stderr).
 function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
 
 return eval
