@@ -43,11 +43,19 @@ function util.check_opts(fn, opts, allowed)
   return opts
 end
 
+-- While util._recording is a table (fvl.loss.base.recorded: a head's constructor runs), the checks
+-- below note their rule by key, so that a value set on the head later is checked by the same rule.
+local function record(kind, key, v, a, b)
+  local r = util._recording
+  if r then r[key] = { kind = kind, key = key, last = v, a = a, b = b } end
+  return v
+end
+
 -- fvl.util.enum(fn, key, v, names, default) -> v: an option that must be one of names (nil: default).
 -- Errors: "arcface: fallback = 'foo' (expected mm|none|clamp)".
 function util.enum(fn, key, v, names, default)
   if v == nil then v = default end
-  for _, n in ipairs(names) do if v == n then return v end end
+  for _, n in ipairs(names) do if v == n then return record("enum", key, v, names) end end
   fail(string.format("%s: %s = %s (expected %s)", fn, key,
                      type(v) == "string" and ("'" .. v .. "'") or tostring(v), table.concat(names, "|")))
 end
@@ -64,16 +72,15 @@ function util.number(fn, key, v, default, lo, hi)
     fail(string.format("%s: %s = %g is outside %s..%s", fn, key, v, lo and string.format("%g", lo) or "-inf",
                        hi and string.format("%g", hi) or "inf"))
   end
-  return v
+  return record("number", key, v, lo, hi)
 end
 
 -- fvl.util.integer(fn, key, v, default [, lo]) -> integer: as fvl.util.number, and a whole number.
 function util.integer(fn, key, v, default, lo)
   v = util.number(fn, key, v, default, lo)
-  if math.type(v) ~= "integer" and v ~= math.floor(v) then
-    fail(string.format("%s: %s = %g (expected an integer)", fn, key, v))
-  end
-  return math.tointeger(v)
+  local i = math.tointeger(v)   -- nil for a fraction, and for inf or 1e300 (beyond the integers)
+  if not i then fail(string.format("%s: %s = %g (expected an integer)", fn, key, v)) end
+  return record("integer", key, i, lo)
 end
 
 -- fvl.util.boolean(fn, key, v, default) -> boolean: a true/false option (nil: default).
@@ -83,7 +90,7 @@ function util.boolean(fn, key, v, default)
   if type(v) ~= "boolean" then
     fail(string.format("%s: %s must be true or false, got %s", fn, key, type(v)))
   end
-  return v
+  return record("boolean", key, v)
 end
 
 -- tensors -------------------------------------------------------------------------------------

@@ -47,6 +47,16 @@ parser:option("--twopass", "0: skip the two-pass path (fvl.F.fused(false)) timed
   :convert(cli.integer("twopass", 0, 1))
 parser:option("--recompute", "1: also time the fused path recomputing each block's cosines in the backward",
               "0"):convert(cli.integer("recompute", 0, 1))
+parser:option("--gemm", "0: skip the bare-GEMM baseline (GEMM ms, ratio); default 1, or 0 for a head whose " ..
+              "GEMM phase would not fit in memory"):convert(cli.integer("gemm", 0, 1))
+parser:option("--probe_above", "above this C, estimate each head's (and PyTorch peer's) peak memory from two " ..
+              "small runs first; skip what would not fit", "200000"):convert(cli.integer("probe_above", 0))
+parser:option("--probe_C", "the memory probe's class counts: this and twice it", "20000")
+  :convert(cli.integer("probe_C", 2))
+parser:option("--mem_mb", "memory (MB) a head may use (default: MemAvailable from /proc/meminfo when it starts)")
+  :convert(cli.integer("mem_mb", 1))
+parser:option("--check", "1: check every PyTorch peer against the head on a small case (loss and gradients, " ..
+              "float64 in PyTorch) and exit", "0"):convert(cli.integer("check", 0, 1))
 local args = parser:parse(arg or {})
 local ALL = { "softmax", "normface", "cosface", "arcface", "combined", "sphereface", "mv_softmax",
               "curricularface", "circle", "center", "discface", "npcface",
@@ -134,8 +144,12 @@ local function run_one(name, C)
 
   -- phase 2: the step in each mode and its three bare GEMMs (same shapes) alternately, best of N
   -- each, so that all see the same machine load
-  local a, w, g = fvl.randn(B, D), fvl.randn(R, D), fvl.randn(B, R)
+  -- (W itself as the GEMMs' R×D operand: the same shape without a second copy of W)
+  local gemm_on = args.gemm ~= 0
+  local a, w, g
+  if gemm_on then a, w, g = fvl.randn(B, D), head.weight:detach(), fvl.randn(B, R) end
   local function gemm()
+    if not gemm_on then return -1 end
     return fvl.no_grad(function()
       local t0 = fvl.clock()
       local z = fvl.matmul(a, w:t())
@@ -173,8 +187,10 @@ local function run_one(name, C)
   local slot = {}
   for k, mode in ipairs(modes) do slot[order[mode]] = out[k] end
   for k = 1, 3 do slot[k] = slot[k] or "-1 0 0 0" end
-  io.write(string.format("RESULT %s %d %.3f %.1f %d %s %s %s %.0f %.1f\n", name, C, gms, hwm / 1024, R, slot[1], slot[2],
-                         slot[3], (flt[true] or 0) / steps_for(C), (sys[true] or 0) / steps_for(C) * 1e3))
+  -- last field: the process's peak RSS (MB) over the whole run, the GEMM phase included
+  io.write(string.format("RESULT %s %d %.3f %.1f %d %s %s %s %.0f %.1f %.1f\n", name, C, gms < 0 and -1 or gms, hwm / 1024,
+                         R, slot[1], slot[2], slot[3], (flt[true] or 0) / steps_for(C),
+                         (sys[true] or 0) / steps_for(C) * 1e3, util.vmhwm_mb()))
 end
 
 if args.one then
@@ -222,8 +238,91 @@ local Cs = args.C and { args.C } or { 10000, 100000 }
 -- the per-head child processes run with the interpreter this run was started with
 local exe = util.interpreter()
 local script = arg and arg[0] or "scripts/bench/heads.lua"
+local PY, HERE = "/usr/bin/python3", script:match("^(.*)/[^/]*$") or "."
+
+-- is PyTorch there? nil, or why not (one line)
+local function torch_missing()
+  local probe = io.popen(PY .. " -c 'import torch' 2>&1")
+  local perr = probe:read("a")
+  probe:close()
+  if perr ~= "" then return (perr:gsub("\n.*", "")) end
+end
+
+-- --check 1: every head on a small case (B 16, D 24, C 40, |x| ≈ 20), its loss and gradients written
+-- for heads_torch.py --check, which computes the PyTorch peer in float64 on the same inputs and
+-- compares (loss to 1e-5, gradients of x and W to 1e-4, relative)
+if args.check == 1 then
+  local why = torch_missing()
+  if why then
+    print("heads.lua --check: PyTorch not available (" .. why .. "): apt-get install -y python3-torch")
+    os.exit(77)
+  end
+  local B, D, C = 16, 24, 40
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  local function flat(t, shift)
+    local out = {}
+    local function rec(v)
+      if type(v) == "table" then for _, e in ipairs(v) do rec(e) end
+      else out[#out + 1] = string.format("%.9g", v - (shift or 0)) end
+    end
+    rec(t)
+    return table.concat(out, " ")
+  end
+  for _, name in ipairs(heads) do
+    fvl.manual_seed(7)
+    local x = (fvl.randn(B, D) * 4):detach()
+    x:requires_grad()
+    local y = fvl.randint(C, { B })
+    local head = make_head(name, { dim = D, classes = C })
+    local W0 = head.weight:detach():clone()          -- before the step (the head may not move it, but)
+    local call = name == "elasticface" and { margins = fvl.randn(B) * 0.05 + 0.5 } or nil
+    local loss = call and head(x, y, call) or head(x, y)
+    loss:backward()
+    f:write(string.format("case %s %d %d %d %d\n", name, B, D, C, head.weight:size(1)))
+    f:write("x ", flat(x:detach():totable()), "\n", "w ", flat(W0:totable()), "\n")
+    f:write("y ", flat(y:totable(), 1), "\n")
+    if call then f:write("margins ", flat(call.margins:totable()), "\n") end
+    f:write(string.format("loss %.9g\n", loss:item()))
+    f:write("gx ", flat(x.grad:totable()), "\n", "gw ", flat(head.weight.grad:totable()), "\n", "end\n")
+  end
+  f:close()
+  local p = io.popen(string.format("%s %s/heads_torch.py --check %s --threads 1 2>&1", PY, HERE, path))
+  local fails, n = 0, 0
+  print(string.format("heads.lua --check: each PyTorch peer (heads_torch.py, float64) against the head on the same "
+                      .. "inputs (B %d, D %d, C %d)", B, D, C))
+  print(string.format("%-22s %14s %14s %9s %9s %9s", "head", "fvl loss", "torch loss", "Δloss rel", "Δdx rel", "ΔdW rel"))
+  for line in p:lines() do
+    local nm, rest = line:match("^CHECK (%S+) (.*)$")
+    if nm then
+      local v = {}
+      for w in rest:gmatch("%S+") do v[#v + 1] = w end
+      n = n + 1
+      if v[6] ~= "ok" then fails = fails + 1 end
+      print(string.format("%-22s %14s %14s %9s %9s %9s %s", nm, v[1], v[2], v[3], v[4], v[5], v[6] or rest))
+    else
+      print("torch: " .. line)
+      fails = fails + 1
+    end
+  end
+  p:close()
+  os.remove(path)
+  print(string.format("heads.lua --check: %d heads, %d failed", n, fails))
+  os.exit((fails == 0 and n == #heads) and 0 or 1)
+end
+
+-- memory the children may use now (MB): --mem_mb, or MemAvailable (Linux; unlimited elsewhere)
+local function mem_available_mb()
+  if args.mem_mb then return args.mem_mb end
+  local f = io.open("/proc/meminfo")
+  if not f then return math.huge end
+  local s = f:read("a")
+  f:close()
+  return (tonumber(s:match("MemAvailable:%s*(%d+)")) or math.huge) / 1024
+end
 
 local peak, isa = fvl._bench.fma_peak_all(0.3)
+local t_start = fvl.clock()
 print(string.format("heads.lua: B=%d D=%d, best of %s steps (alternating with the GEMMs) after %d warm-up, threads %d", args.B,
                     args.D, args.steps or "15 (C ≤ 20,000) / 5", args.warmup, fvl.threads()))
 print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load average %s (a loaded machine makes "
@@ -232,28 +331,77 @@ print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load 
 print(isa == "avx512" and os.getenv("FVL_BLK_GEMM") ~= "0"
       and "block GEMMs: the engine's AVX-512 kernel (FVL_BLK_GEMM=0 in the environment: OpenBLAS per block)"
       or "block GEMMs: single-threaded OpenBLAS per block")
--- PyTorch's step for the heads heads_torch.py has, at class count C: { [head] = ms }
+-- PyTorch's step for the heads, at class count C: { [head] = {ms =, rss = MB} }, and { [head] = why skipped }
 local function torch_times(C)
-  if args.torch == 0 then return {} end
-  local py, here = "/usr/bin/python3", script:match("^(.*)/[^/]*$") or "."
-  local probe = io.popen(py .. " -c 'import torch' 2>&1")
-  local perr = probe:read("a")
-  probe:close()
-  if perr ~= "" then
-    print("PyTorch not available (" .. perr:gsub("\n.*", "") .. "): apt-get install -y python3-torch for the ratio")
+  if args.torch == 0 then return {}, {} end
+  local why = torch_missing()
+  if why then
+    print("PyTorch not available (" .. why .. "): apt-get install -y python3-torch for the ratio")
     args.torch = 0
-    return {}
+    return {}, {}
   end
-  local cmd = string.format("OMP_NUM_THREADS=%d %s %s/heads_torch.py --heads %s --C %d --B %d --D %d --threads %d --steps %d 2>&1",
-                            fvl.threads(), py, here, table.concat(heads, ","), C, args.B, args.D, fvl.threads(), steps_for(C))
-  local p, t = io.popen(cmd), {}
+  local cmd = string.format("OMP_NUM_THREADS=%d %s %s/heads_torch.py --heads %s --C %d --B %d --D %d --threads %d --steps %d "
+                            .. "--probe-above %d --probe-C %d%s 2>&1", fvl.threads(), PY, HERE, table.concat(heads, ","), C,
+                            args.B, args.D, fvl.threads(), steps_for(C), args.probe_above, args.probe_C,
+                            args.mem_mb and (" --mem-mb " .. args.mem_mb) or "")
+  local t0 = fvl.clock()
+  local p, t, skip = io.popen(cmd), {}, {}
   for line in p:lines() do
-    local n, ms = line:match("^RESULT (%S+) %d+ (%S+)")
-    if n then t[n] = tonumber(ms) elseif not line:match("^SKIP") then print("torch: " .. line) end
+    local n, ms, rss = line:match("^RESULT (%S+) %d+ (%S+) (%S+)")
+    local sn, why2 = line:match("^SKIP (%S+) %d+ (.*)$")
+    if n then t[n] = { ms = tonumber(ms), rss = tonumber(rss) }
+    elseif sn then skip[sn] = why2; print(string.format("torch: %s skipped at C=%d: %s", sn, C, why2))
+    elseif not line:match("^MEM ") then print("torch: " .. line) end
+    io.stdout:flush()
   end
   p:close()
-  return t
+  print(string.format("torch: %d peers timed in %.0f s", #heads, fvl.clock() - t0))
+  return t, skip
 end
+
+-- one child: RESULT fields (21 numbers and names), its output, wall seconds
+local function child(h, C, steps, gemm)
+  local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d --twopass %d --recompute %d --gemm %d%s 2>&1",
+                            exe, script, h, C, args.B, args.D, steps, args.warmup, args.twopass,
+                            args.recompute, gemm, args.threads and (" --threads " .. args.threads) or "")
+  local t0 = fvl.clock()
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  p:close()
+  local f = {}
+  local line = out:match("RESULT [^\n]*")
+  if line then for v in line:gmatch("%S+") do f[#f + 1] = v end end
+  return f, out, fvl.clock() - t0
+end
+
+-- the gemm mode a head runs in at class count C, or nil and why not: above --probe_above, a probe
+-- at probe_C and 2·probe_C (one step each) gives the peak RSS after the steps and after the GEMMs;
+-- both extrapolated linearly to C (×1.1 + 256 MB) against the memory available now
+local est_mb = {}
+local function plan(h, C)
+  local want = args.gemm or 1
+  if C <= args.probe_above then return want end
+  local c1, c2 = args.probe_C, 2 * args.probe_C
+  local f1, o1 = child(h, c1, 1, want)
+  local f2, o2 = child(h, c2, 1, want)
+  if #f1 ~= 21 or #f2 ~= 21 then
+    return nil, "memory probe failed: " .. ((#f1 ~= 21 and o1 or o2):gsub("\n", " ")):sub(1, 200)
+  end
+  local function extra(a, b) return (a + (b - a) / (c2 - c1) * (C - c1)) * 1.1 + 256 end
+  local step_mb, all_mb = extra(tonumber(f1[5]), tonumber(f2[5])), extra(tonumber(f1[21]), tonumber(f2[21]))
+  local avail = mem_available_mb()
+  if want == 1 and all_mb <= avail then est_mb[h] = all_mb; return 1 end
+  if step_mb <= avail then
+    est_mb[h] = step_mb
+    if want == 1 then
+      print(string.format("%-15s %7d  GEMM baseline skipped: the steps need ~%.0f MB, with the GEMMs ~%.0f MB; %.0f MB available",
+                          h, C, step_mb, all_mb, avail))
+    end
+    return 0
+  end
+  return nil, string.format("needs ~%.0f MB (peak RSS at C=%d and %d, extrapolated), %.0f MB available", step_mb, c1, c2, avail)
+end
+
 -- arcface runs first, so that every other head's time can be given relative to it (×arc)
 for i, h in ipairs(heads) do
   if h == "arcface" and i > 1 then table.remove(heads, i); table.insert(heads, 1, h); break end
@@ -264,43 +412,49 @@ print(string.format("%-15s %7s %9s %9s %6s %6s %8s %8s %8s %8s %7s %6s %7s %7s %
                     "GFLOP/s", "% peak", "torch ms", "×torch", "×arc", "×arc/FLOP", "2-pass ms", "2p bufs", "gain",
                     rec and string.format(" %9s %7s", "recomp ms", "rec/fus") or ""))
 local function num(v) return tonumber(v) or -1 end
+local summary = {}   -- per C, per head: the figures the targets need
 for _, C in ipairs(Cs) do
-  local tt = torch_times(C)
+  local tt, tskip = torch_times(C)
   local arc_ms, arc_R
   for _, h in ipairs(heads) do
-    local cmd = string.format("%s %s --one %s --C %d --B %d --D %d --steps %d --warmup %d --twopass %d --recompute %d%s 2>&1",
-                              exe, script, h, C, args.B, args.D, steps_for(C), args.warmup, args.twopass,
-                              args.recompute, args.threads and (" --threads " .. args.threads) or "")
-    local p = io.popen(cmd)
-    local out = p:read("a")
-    p:close()
-    local f = {}
+    local gemm, why = plan(h, C)
+    local f, out, wall = {}, "", 0
+    if gemm then f, out, wall = child(h, C, steps_for(C), gemm) end
     local n, c = out:match("RESULT (%S+) (%d+)")
-    if n then
-      for v in out:match("RESULT [^\n]*"):gmatch("%S+") do f[#f + 1] = v end
-    end
-    if n and #f == 20 then
+    local s = { head = h, C = C, wall = wall, torch = tt[h], torch_skip = tskip[h] }
+    summary[#summary + 1] = s
+    if n and #f == 21 then
       -- RESULT name C gms hwm R, then (ms bufs rest peak) for fused, two-pass, recompute, then
-      -- the fused step's page faults and kernel ms per step
+      -- the fused step's page faults and kernel ms per step, then the whole run's peak RSS
       local gms, hwm, R = num(f[4]), num(f[5]), num(f[6])
       local ms, bufs, rest, pk = num(f[7]), num(f[8]), num(f[9]), num(f[10])
       local ms2, bufs2, msr = num(f[11]), num(f[12]), num(f[15])
       if h == "arcface" then arc_ms, arc_R = ms, R end
       local target = TIGHT[h] and 1.15 or 1.3
-      local ratio = ms / gms
+      local ratio = gms > 0 and ms / gms or nil
       local gf = 6 * args.B * R * args.D / (ms * 1e-3) / 1e9
-      local tms = tt[h]
-      print(string.format("%-15s %7d %9.2f %9.2f %6.3f %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %9s %8s %6s%s%s",
-                          n, tonumber(c), ms, gms, ratio, target, bufs, rest, pk, hwm, num(f[19]), num(f[20]), gf,
-                          100 * gf / peak,
+      local tms = tt[h] and tt[h].ms
+      s.ms, s.pct = ms, 100 * gf / peak
+      s.xtorch = tms and tms / ms
+      s.xarc = arc_ms and ms / arc_ms
+      s.xarc_flop = arc_ms and (ms / R) / (arc_ms / arc_R)
+      s.rss, s.est = num(f[21]), est_mb[h]
+      print(string.format("%-15s %7d %9.2f %9s %6s %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %9s %8s %6s%s%s",
+                          n, tonumber(c), ms, ratio and string.format("%.2f", gms) or "-",
+                          ratio and string.format("%.3f", ratio) or "-", target, bufs, rest, pk, hwm, num(f[19]),
+                          num(f[20]), gf, 100 * gf / peak,
                           tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / ms) or "-",
                           arc_ms and string.format("%.3f", ms / arc_ms) or "-",
                           arc_ms and string.format("%.3f", (ms / R) / (arc_ms / arc_R)) or "-",
                           ms2 > 0 and string.format("%.2f", ms2) or "-", ms2 > 0 and string.format("%.2f", bufs2) or "-",
                           ms2 > 0 and string.format("%.3f", ms2 / ms) or "-",
                           rec and string.format(" %9.2f %7.3f", msr, msr / ms) or "",
-                          ratio <= target and "" or "  (over target)"))
+                          (not ratio or ratio <= target) and "" or "  (over target)"))
+    elseif not gemm then
+      s.skip = why
+      print(string.format("%-15s %7d  skipped: %s", h, C, why))
     else
+      s.skip = "failed"
       print(string.format("%-15s %7d  failed: %s", h, C, (out:gsub("\n", " ")):sub(1, 200)))
     end
     io.stdout:flush()
@@ -326,7 +480,38 @@ print("rest B×D = what the peak holds beyond W, W.grad and the whole B×C buffe
 print("           in B×D float buffers")
 print("           (x, x.grad, a saved x̂ or difference: no third B×C buffer when this is a few units)")
 print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = the process's peak RSS")
+print("           over the steps (the GEMM phase after them: RSS MB in the targets table)")
 print("faults, sys ms = minor page faults and kernel CPU ms per timed fused step (mean; the allocator keeps freed")
 print("           blocks for reuse, so a steady step faults next to nothing)")
 print("GFLOP/s = 6·B·R·D / step time (R = rows of W); % peak = of the FMA peak above; ×torch = torch ms / ms/step")
-print("load average after: " .. util.loadavg() .. " (figures from a shared machine are noisy)")
+print("torch ms = scripts/bench/heads_torch.py's step, the default PyTorch user path (plain autograd ops, grads")
+print("           set to None), every head (margin_<name>: the same maths as <name>, the same peer), each in")
+print("           its own process; heads.lua --check compares every peer's loss and gradients with the head's")
+
+-- issue #17's targets, per head: step ≥ 80 % of the FMA peak, ≥ 3.5× PyTorch's step (where its peer
+-- ran), ≤ 1.1× ArcFace's step by time and per GEMM flop; yes/no from this run's figures
+local function yn(v, ok) if v == nil then return "-" end return ok and "yes" or "no" end
+print("")
+print("targets (issue #17): step ≥ 80 % of FMA peak, ≥ 3.5× PyTorch's step, ≤ 1.1× ArcFace (time; per GEMM flop)")
+print(string.format("%-22s %7s %9s %6s %5s %9s %7s %6s %6s %6s %9s %6s %7s %8s %8s %8s  %s", "head", "C", "ms/step",
+                    "% peak", "≥80%", "torch ms", "×torch", "≥3.5×", "×arc", "≤1.1×", "×arc/FLOP", "≤1.1×", "wall s",
+                    "RSS MB", "est MB", "torch MB", "note"))
+for _, s in ipairs(summary) do
+  local note = s.skip or ""
+  if s.torch_skip then note = (note ~= "" and note .. "; " or "") .. "torch: " .. s.torch_skip
+  elseif not s.torch and args.torch == 1 then note = (note ~= "" and note .. "; " or "") .. "torch: no result" end
+  print(string.format("%-22s %7d %9s %6s %5s %9s %7s %6s %6s %6s %9s %6s %7.1f %8s %8s %8s  %s", s.head, s.C,
+                      s.ms and string.format("%.2f", s.ms) or "-", s.pct and string.format("%.1f", s.pct) or "-",
+                      yn(s.pct, s.pct and s.pct >= 80),
+                      s.torch and string.format("%.2f", s.torch.ms) or "-",
+                      s.xtorch and string.format("%.2f", s.xtorch) or "-", yn(s.xtorch, s.xtorch and s.xtorch >= 3.5),
+                      s.xarc and string.format("%.3f", s.xarc) or "-", yn(s.xarc, s.xarc and s.xarc <= 1.1),
+                      s.xarc_flop and string.format("%.3f", s.xarc_flop) or "-",
+                      yn(s.xarc_flop, s.xarc_flop and s.xarc_flop <= 1.1), s.wall,
+                      s.rss and string.format("%.0f", s.rss) or "-", s.est and string.format("%.0f", s.est) or "-",
+                      s.torch and string.format("%.0f", s.torch.rss) or "-", note))
+end
+print("wall s = the head's child process (start, W's init, warm-up, steps, GEMMs); RSS MB = its peak resident memory;")
+print("est MB = the estimate it was started on (above --probe_above classes); torch MB = the peer's peak RSS")
+print(string.format("heads.lua: %.0f s in all; load average after: %s (figures from a shared machine are noisy)",
+                    fvl.clock() - t_start, util.loadavg()))

@@ -625,3 +625,44 @@ describe("unknown option keys are errors (one declared key list per call)", func
 end)
 
 os.execute("rm -rf '" .. tmp .. "'")
+
+describe("a head's fields set between steps: the constructor's rule at the next call", function()
+  local x, y = fvl.randn(4, 3), { 1, 2, 3, 1 }
+  it("s, m out of range, NaN or of the wrong type name the head, the field, expected and actual", function()
+    local h = fvl.loss.arcface { dim = 3, classes = 3 }
+    expect_true(h(x, y):item() > 0, "valid call")
+    h.s = -3
+    expect_error(function() h(x, y) end, "arcface: s = -3 is outside 0..inf (head.s was set after construction)")
+    h.s = 0 / 0
+    expect_error(function() h(x, y) end, "arcface: s must be a number, got nan (head.s was set after construction)")
+    h.s = 32
+    h.m = "x"
+    expect_error(function() h(x, y) end, "arcface: m must be a number, got string (head.m was set after construction)")
+    h.m = 0.3
+    h.fallback = "zz"
+    expect_error(function() h(x, y) end, "arcface: fallback = 'zz' (expected mm|easy|none|clamp)")
+    h.fallback = "none"
+    expect_true(h(x, y):item() > 0, "valid values again")
+    h.s = fvl.ones(4) * 16   -- a per-row scale (the spec reader checks its length)
+    expect_true(h(x, y):item() > 0, "per-row s")
+    local c = fvl.loss.adaface { dim = 3, classes = 3 }
+    c.t_alpha = 2
+    expect_error(function() c(x, y) end, "adaface: t_alpha = 2 is outside 0..1")
+    local sp = fvl.loss.sphereface { dim = 3, classes = 3 }
+    sp.m = 2.5
+    expect_error(function() sp(x, y) end, "sphereface: m = 2.5 (expected an integer)")
+  end)
+  it("a field the forward moves (AdaCos's dynamic s) is checked by the same rule", function()
+    local a = fvl.loss.adacos { dim = 3, classes = 4 }
+    a(x, y)
+    a(x, y)
+    expect_true(a.s > 0, "dynamic s")
+    a.s = -1
+    expect_error(function() a(x, y) end, "adacos: s = -1 is outside 0..inf")
+    expect_error(function() fvl.loss.adacos { dim = 3, classes = 4, s = -1 } end, "adacos: s = -1 is outside 0..inf")
+  end)
+  it("an integer option of inf or 1e300 is an error, not nil", function()
+    expect_error(function() fvl.loss.arcface { dim = 3, classes = math.huge } end, "arcface: classes = inf (expected an integer)")
+    expect_error(function() fvl.loss.arcface { dim = 1e300, classes = 3 } end, "arcface: dim = 1e+300 (expected an integer)")
+  end)
+end)

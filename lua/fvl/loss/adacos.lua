@@ -45,7 +45,7 @@ function M.adacos(o)
   local self = setmetatable({}, AdaCos):setup(n, o)
   self.dynamic = bool(n, "dynamic", o.dynamic, true)
   self.s_fixed = math.sqrt(2) * math.log(self.classes - 1)
-  self.s = num(n, "s", o.s, self.s_fixed)
+  self.s = num(n, "s", o.s, self.s_fixed, 0)
   self.state_fields = { "s" }   -- the dynamic scale is state: checkpoints restore it
   return self
 end

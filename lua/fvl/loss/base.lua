@@ -22,6 +22,14 @@ local M = { Head = Head }
 -- naming the head, before any work. Subclasses made after this copy the __call (util.class).
 Head.call_options = {}
 function Head.__call(self, x, labels, call, ...)
+  local checks = self._checks   -- fields set on the head since the last call: the constructor's rule
+  if checks then
+    for i = 1, #checks do
+      local c = checks[i]
+      local v = self[c.key]
+      if v ~= c.last then M.recheck(self, c, v) end
+    end
+  end
   if call ~= nil then
     local allowed = self.call_options
     if type(call) == "table" and #allowed == 0 then
@@ -34,6 +42,36 @@ function Head.__call(self, x, labels, call, ...)
     end
   end
   return self:forward(x, labels, call, ...)
+end
+
+-- fvl.loss.<name>(o) runs its constructor through this: the option checks it makes (util.number,
+-- integer, enum, boolean) are kept as head._checks where they hold a field of the head, and
+-- Head.__call runs the same check again on a field whose value changed (`h.s = -3` between steps is
+-- "arcface: s = -3 is outside 0..inf" at the next call; a tensor for a number is a per-row value,
+-- whose shape the spec reader checks). A field the forward moves (AdaCos's s) is checked each step.
+function M.recorded(ctor, ...)
+  local prev, rec = util._recording, {}
+  util._recording = rec
+  local ok, head = pcall(ctor, ...)
+  util._recording = prev
+  if not ok then error(head, 0) end
+  local checks = {}
+  for key, c in pairs(rec) do
+    if type(head) == "table" and rawequal(rawget(head, key), c.last) then checks[#checks + 1] = c end
+  end
+  table.sort(checks, function(a, b) return a.key < b.key end)
+  if type(head) == "table" and #checks > 0 then head._checks = checks end
+  return head
+end
+
+function M.recheck(self, c, v)
+  if not (c.kind == "number" and util.is_tensor(v)) then
+    local ok, err
+    if c.kind == "enum" then ok, err = pcall(util.enum, self.name, c.key, v, c.a)
+    else ok, err = pcall(util[c.kind], self.name, c.key, v, nil, c.a, c.b) end
+    if not ok then fail(string.format("%s (head.%s was set after construction)", err, c.key)) end
+  end
+  c.last = v
 end
 
 -- the loss primitives: fvl.F (fused C kernels), or fvl.loss.reference (tensor-op compositions)
@@ -202,6 +240,17 @@ function Head:margin_ce(logits, y, spec)
   spec.gws = self._gws
   spec.nonfinite = self.nonfinite
   return M.F().margin_ce(logits, y, spec, self.name)
+end
+
+-- cosine → margin_ce(spec) as one op: with fvl.F (not the reference ops, not a sharded head's
+-- primitives) the margin CE's forward runs inside the cosine's class blocks (fvl.F.cosine_margin_ce,
+-- the online softmax); the graph, the workspaces and the results are those of the two calls
+function Head:cosine_margin_ce(x, B, y, spec)
+  if M.F() ~= fvl.F then return self:margin_ce(self:cosine(x, B), y, spec) end
+  local ws = self:_logits_ws(B)
+  spec.gws = self._gws
+  spec.nonfinite = self.nonfinite
+  return fvl.F.cosine_margin_ce(x, self.weight, y, spec, ws, self.name)
 end
 
 -- head:parameters() -> {tensor, ...}: the head's trainable tensors (weight, and bias or ξ where the

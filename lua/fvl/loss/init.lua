@@ -20,7 +20,7 @@ for _, family in ipairs { "margin", "hardneg", "softmax", "circle", "discface", 
   local m = require("fvl.loss." .. family)
   for k, v in pairs(m) do
     if type(v) == "function" and k:match("^[a-z_]+$") and k ~= "cosine_head" and k ~= "arc_fallback" then
-      loss[k] = function(o) return require("fvl.loss.sharded").construct(k, v, o) end
+      loss[k] = function(o) return require("fvl.loss.base").recorded(require("fvl.loss.sharded").construct, k, v, o) end
       head_names[#head_names + 1] = k
     end
   end
