@@ -7,6 +7,7 @@
 -- mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt (one
 -- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
 -- A bad argument or file: one line on stderr, exit status 1.
+fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
 local int = cli.integer
 local parser = cli.parser("fvl scripts/embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")

@@ -38,6 +38,7 @@
 -- Every key is checked before any work (one line naming the key); --check stops there, after
 -- opening the data and packs that exist and building the network and head, and prints the plan.
 -- docs/training.md ("Training a face backbone") lists the data keys per kind.
+fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
 local parser = cli.parser("fvl scripts/train_face.lua",
   "Train a face backbone with a margin head by insightface's recipe, from a config file.")

@@ -77,4 +77,14 @@ printf 'return { data = { kind = "rec", path = "%s" }, val = { "lfw" }, batch_si
 grep -q "data      rec $T/faces_emore/train.rec: 3 classes, 16×16 images" "$T/r.log" && grep -q "val       $T/faces_emore/lfw.bin every" "$T/r.log" \
   && ok || fail "rec directory and bare val name: $(cat "$T/r.log")"
 
+
+# 4. the scripts from a stock lua5.4 (require "fvl" through LUA_CPATH), without -l fvl
+if grep -q '^FVL_SANITIZE:BOOL=ON' "$2/CMakeCache.txt" 2>/dev/null; then
+  echo "train_face_journey.sh: sanitizer build, stock lua5.4 part skipped"
+elif command -v lua5.4 >/dev/null; then
+  env -u LUA_PATH LUA_CPATH="$2/?.so;;" lua5.4 scripts/train_face.lua --check "${TINY[@]}" > "$T/l.log" 2>&1
+  grep -q "config scripts/configs/synthetic_mbf.lua is valid" "$T/l.log" && ok || fail "lua5.4 train_face.lua: $(head -3 "$T/l.log")"
+  env -u LUA_PATH LUA_CPATH="$2/?.so;;" lua5.4 scripts/verify.lua --help > "$T/l.log" 2>&1 && grep -q "^Usage:" "$T/l.log" && ok \
+    || fail "lua5.4 verify.lua --help: $(head -3 "$T/l.log")"
+fi
 cli_done
