@@ -625,7 +625,10 @@ the file sample i was read from (nil for a RecordIO set)",
 decoded image i: C×H×W float32 with pixel values 0..255 (no normalisation)",
   ["fvl.data.ImageSet:loader"] = "fvl.data.ImageSet:loader(opts)\
 ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,\
-          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\"}",
+          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\",\
+          shard = false}\
+shard = true (several processes, fvl.dist): as fvl.data.loader's, the epoch's order (the same on\
+every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
@@ -740,7 +743,8 @@ insightface's protocol on a .bin verification pack (docs/data.md): every image t
 (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),\
 with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.\
 pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),\
-bgr (false), channels (3), folds (10), name. Returns verification's result plus xnorm (mean\
+bgr (false), channels (3), folds (10), name, progress (false; true: a bar with images/s and\
+ETA on stderr). Returns verification's result plus xnorm (mean\
 norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has\
 < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a\
 model, an unreadable pack, fewer pairs than folds.",
