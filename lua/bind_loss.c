@@ -198,6 +198,45 @@ static int l_margin_ce(lua_State *L) {
   return push_loss(L, loss, name, o.warn, bad);
 }
 
+/*** fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor
+   fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward
+   runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each
+   row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C
+   cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph
+   and gradients are those of the two calls. Specs whose hard negatives depend on the target's
+   cosine (hard = "arc"|"cos" with a negative kind), and every spec while fvl.F.online() is false,
+   run the two calls. x: B×D, W: C×D (float32), labels and spec as fvl.F.margin_ce. */
+static int l_cosine_margin_ce(lua_State *L) {
+  const char *name = luaL_optstring(L, 6, "cosine_margin_ce");
+  fvl_tensor *x = T(1), *W = T(2), *ws = fvl_opttensor(L, 5);
+  if (x->ndim != 2 || W->ndim != 2) {
+    char b1[64], b2[64];
+    fvl_error(L, "%s: x is %s and W is %s (expected B×D embeddings and C×D class centres)", name,
+              fvl_shape_str(x, b1, sizeof b1), fvl_shape_str(W, b2, sizeof b2));
+  }
+  spec_args o;
+  parse_spec(L, 4, name, &o);
+  fvl_tensor *y = labels_arg(L, 3, name, x->size[0], W->size[0]);
+  check_thr(L, name, &o, x->size[0]);
+  int bad = -1;
+  fvl_tensor *loss = fvl_cosine_margin_ce(x, W, y, &o.sp, o.s_row, o.m_row, ws, o.gws, name, 1, &bad);
+  return push_loss(L, loss, name, o.warn, bad);
+}
+
+/*** fvl.F.online([on]) -> the previous setting
+ * The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default;
+ * FVL_ONLINE=1 in the environment starts it on): false runs the cosine and then margin_ce's own
+ * pass over the B×C cosines. The results are the same up to fp32 rounding. */
+static int l_online(lua_State *L) {
+  int prev = fvl_loss_online();
+  if (!lua_isnoneornil(L, 1)) {
+    if (!lua_isboolean(L, 1)) return luaL_error(L, "F.online: on must be true or false, got %s", luaL_typename(L, 1));
+    fvl_loss_set_online(lua_toboolean(L, 1));
+  }
+  lua_pushboolean(L, prev);
+  return 1;
+}
+
 /*** fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor
    The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or
    plot a head's margins. spec as fvl.F.margin_ce. */
@@ -821,7 +860,7 @@ int fvl_open_loss(lua_State *L) {
     {"chunked_hard_mean_shard", l_chunked_hard_mean_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
-    {"fused", l_fused}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
+    {"fused", l_fused}, {"cosine_margin_ce", l_cosine_margin_ce}, {"online", l_online}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
     {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_own_rows", l_own_rows},
     {"_given_sample", l_given_sample},
     {"_target_mask", l_target_mask}, {"_adaface_rows", l_adaface_rows},

@@ -354,7 +354,7 @@ static fvl_tensor *logits_out(fvl_tensor *ws, fvl_tensor *const *in, int nin, in
    GEMM, then the block is scaled by 1/|W_j| while it is still in cache. rowcnt[i] counts the
    entries of row i with |c| > NEAR_ONE; returns their total. */
 static int64_t cosine_blocks(const float *xhp, const float *wp, int64_t ldw, int64_t B, int64_t C, int64_t D,
-                             float *op, float *nwp, int64_t *rowcnt) {
+                             float *op, float *nwp, int64_t *rowcnt, fvl_lo_block_fn visit, void *vctx) {
   int64_t total = 0, nb = block_cols(B, C), nblk = (C + nb - 1) / nb;
   float *Xa = bg_pack_x(xhp, B, D, D, 0);
   const int T = fvl_omp_max_threads(), nbl = blas_single();
@@ -379,6 +379,7 @@ static int64_t cosine_blocks(const float *xhp, const float *wp, int64_t ldw, int
           total += cnt;
         }
       }
+      if (visit) visit(vctx, blk, j0, nj, op + j0, C);   /* the block's cosines while they are in cache */
     }
     free(work);
   }
@@ -423,7 +424,14 @@ static int fix_near_one(const float *xp, int64_t ldx, const float *wp, int64_t l
   return 0;
 }
 
+int64_t fvl_lo_block_cols(int64_t B, int64_t C) { return block_cols(B, C); }
+
 fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
+  return fvl_lo_cosine_visit(x, W, ws, NULL, NULL, NULL);
+}
+
+fvl_tensor *fvl_lo_cosine_visit(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws, fvl_lo_block_fn visit, void *vctx,
+                                unsigned char *redo) {
   static const char *fn = "cosine";
   if (check_xw(fn, x, "B×D embeddings", W, "C×D class centres")) return NULL;
   int64_t B = x->size[0], D = x->size[1], C = W->size[0];
@@ -442,8 +450,10 @@ fvl_tensor *fvl_cosine(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws) {
   const float *xp = fvl_f32(xc), *wp = fvl_f32(Wc);
   normalize_rows(xp, ldx, B, D, fvl_f32(xh), fvl_f32(nx));
   if (!(out = logits_out(ws, in, 2, B, C))) goto fail;
-  int64_t total = cosine_blocks(fvl_f32(xh), wp, ldw, B, C, D, fvl_f32(out), fvl_f32(nw), rowcnt);
+  int64_t total = cosine_blocks(fvl_f32(xh), wp, ldw, B, C, D, fvl_f32(out), fvl_f32(nw), rowcnt, visit, vctx);
   if (fvl_check_abort(fn)) goto fail;
+  if (redo)   /* the rows whose near-one entries fix_near_one changes after the blocks were seen */
+    for (int64_t i = 0; i < B; i++) redo[i] = rowcnt[i] != 0;
   if (total > 0 && fix_near_one(xp, ldx, wp, ldw, B, C, D, fvl_f32(out), rowcnt, total, cl)) goto fail;
   free(rowcnt);
   fvl_node *nd = fvl_record("cosine", cosine_bw, out, 2, in);

@@ -58,4 +58,13 @@ int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v);
 /* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose
    loss is not finite, or −1; an error unless nonfinite_ok, else *bad_row = bad */
 fvl_tensor *fvl_lo_mean_loss(const char *fn, double sum, int64_t B, int64_t bad, int nonfinite_ok, int *bad_row);
+/* The forward's class blocks with a visitor (the online softmax, fvl_cosine_margin_ce): fvl_cosine,
+   and visit(ctx, blk, j0, nj, cos, ldc) called for each block of columns [j0, j0+nj) (block blk of
+   fvl_lo_block_cols(B, C) columns; cos: its column 0, row stride ldc) once its cosines are scaled,
+   inside the parallel loop (one block per thread at a time). Entries with |c| > 0.9999 are
+   recomputed in double after all blocks: redo (B, optional) marks the rows that had any. */
+typedef void (*fvl_lo_block_fn)(void *ctx, int64_t blk, int64_t j0, int64_t nj, const float *cos, int64_t ldc);
+int64_t fvl_lo_block_cols(int64_t B, int64_t C);
+fvl_tensor *fvl_lo_cosine_visit(fvl_tensor *x, fvl_tensor *W, fvl_tensor *ws, fvl_lo_block_fn visit, void *vctx,
+                                unsigned char *redo);
 #endif

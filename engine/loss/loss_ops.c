@@ -245,9 +245,12 @@ static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   return rc;
 }
 
-fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *spec,
-                             fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
-                             const char *name, int nonfinite_ok, int *bad_row) {
+/* the forward's class blocks already took each row's (max, Σexp) per block (fvl_cosine_margin_ce) */
+typedef struct { int64_t nblk; const float *bmax; const double *bsum; const unsigned char *redo; } online_sums;
+
+static fvl_tensor *margin_ce_impl(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *spec, fvl_tensor *s_row,
+                                  fvl_tensor *m_row, fvl_tensor *gws, const char *name, int nonfinite_ok,
+                                  int *bad_row, const online_sums *on) {
   const char *fn = name && *name ? name : "margin_ce";
   char b[64];
   if (bad_row) *bad_row = -1;
@@ -270,7 +273,9 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
   if (!(cd = fvl_lo_rows_of(cos, &ldc))) goto fail;
   int64_t szb[1] = {B};
   if (!(lse = fvl_empty(FVL_F32, 1, szb)) || !(rl = fvl_empty(FVL_F32, 1, szb))) goto fail;
-  if (fvl_margin_ce_fwd(fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, &sp, fvl_f32(rl), fvl_f32(lse))) {
+  if (on ? fvl_margin_ce_fwd_combine(&sp, fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, on->nblk, on->bmax, on->bsum,
+                                     on->redo, fvl_f32(rl), fvl_f32(lse))
+         : fvl_margin_ce_fwd(fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, &sp, fvl_f32(rl), fvl_f32(lse))) {
     /* the kernel names itself; say which head */
     char msg[512];
     snprintf(msg, sizeof msg, "%s", fvl_errmsg());
@@ -312,6 +317,99 @@ fail:
   fvl_release(y); fvl_release(cd); fvl_release(sr); fvl_release(mr); fvl_release(lse); fvl_release(rl);
   fvl_release(out);
   return NULL;
+}
+
+fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *spec,
+                             fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
+                             const char *name, int nonfinite_ok, int *bad_row) {
+  return margin_ce_impl(cos, y0, spec, s_row, m_row, gws, name, nonfinite_ok, bad_row, NULL);
+}
+
+/* ---------------------------------------------------------------- the online softmax in the forward's blocks */
+/* off by default; FVL_ONLINE=1 in the environment starts with it on (A/B: scripts/bench/head_ab.lua) */
+static int online_mode = -1;
+int fvl_loss_online(void) {
+  if (online_mode < 0) {
+    const char *e = getenv("FVL_ONLINE");
+    online_mode = e && strcmp(e, "1") == 0;
+  }
+  return online_mode;
+}
+int fvl_loss_set_online(int on) {
+  int prev = fvl_loss_online();
+  online_mode = on != 0;
+  return prev;
+}
+
+typedef struct {
+  const fvl_margin_spec *sp;
+  const fvl_margin_row *rows0;
+  const int32_t *y;
+  int B;
+  float *bmax;
+  double *bsum;
+} online_ctx;
+static void online_block(void *p, int64_t blk, int64_t j0, int64_t nj, const float *cos, int64_t ldc) {
+  const online_ctx *o = p;
+  fvl_margin_ce_fwd_block(o->sp, o->rows0, cos, (int)ldc, o->y, o->B, (int)j0, (int)nj, o->bmax + blk * o->B,
+                          o->bsum + blk * o->B);
+}
+
+fvl_tensor *fvl_cosine_margin_ce(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, const fvl_margin_spec *spec,
+                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *ws, fvl_tensor *gws,
+                                 const char *name, int nonfinite_ok, int *bad_row) {
+  const char *fn = name && *name ? name : "cosine_margin_ce";
+  if (bad_row) *bad_row = -1;
+  if (!spec) return fvl_err("%s: spec is missing", fn), NULL;
+  if (!fvl_loss_online() || !fvl_margin_online_ok(spec) || fvl_lo_check_2d(fn, "x", x, "B×D embeddings") ||
+      fvl_lo_check_2d(fn, "W", W, "C×D class centres")) {   /* the separate pass (it also words the errors) */
+    fvl_tensor *cos = fvl_cosine(x, W, ws);
+    if (!cos) return NULL;
+    fvl_tensor *loss = fvl_margin_ce_ex(cos, y0, spec, s_row, m_row, gws, fn, nonfinite_ok, bad_row);
+    fvl_release(cos);
+    return loss;
+  }
+  int64_t B = x->size[0], C = W->size[0];
+  fvl_margin_spec sp = *spec;
+  fvl_tensor *y = NULL, *sr = NULL, *mr = NULL, *cos = NULL, *loss = NULL;
+  int64_t nblk = 0;
+  float *bmax = NULL;
+  double *bsum = NULL;
+  unsigned char *redo = NULL;
+  fvl_margin_row *rows0 = NULL;
+  if (B < 1 || C < 1 || B > INT32_MAX || C > INT32_MAX) {   /* fvl_cosine words it */
+    if ((cos = fvl_cosine(x, W, ws))) fvl_err("%s: x is %lldx%lld and W has %lld rows (expected B, C >= 1)", fn,
+                                              (long long)B, (long long)x->size[1], (long long)C);
+    goto done;
+  }
+  if (!(y = fvl_lo_labels_of(fn, y0, B, C))) goto done;
+  if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto done;
+  if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto done;
+  sp.s_row = sr ? fvl_f32(sr) : NULL;
+  sp.m_row = mr ? fvl_f32(mr) : NULL;
+  if (fvl_margin_spec_check(fn, &sp)) goto done;
+  int64_t nb = fvl_lo_block_cols(B, C);
+  nblk = (C + nb - 1) / nb;
+  bmax = malloc(sizeof *bmax * (size_t)(nblk * B));
+  bsum = malloc(sizeof *bsum * (size_t)(nblk * B));
+  redo = malloc((size_t)B);
+  rows0 = malloc(sizeof *rows0 * (size_t)B);
+  float *zero = calloc((size_t)B, sizeof(float));
+  if (!bmax || !bsum || !redo || !rows0 || !zero) {
+    free(zero);
+    fvl_err("%s: out of memory", fn);
+    goto done;
+  }
+  fvl_margin_rows(&sp, zero, (int)B, rows0);   /* scale and hard threshold: not the target's cosine */
+  free(zero);
+  online_ctx oc = {&sp, rows0, fvl_i32(y), (int)B, bmax, bsum};
+  if (!(cos = fvl_lo_cosine_visit(x, W, ws, online_block, &oc, redo))) goto done;
+  online_sums on = {nblk, bmax, bsum, redo};
+  loss = margin_ce_impl(cos, y, spec, s_row, m_row, gws, fn, nonfinite_ok, bad_row, &on);
+done:
+  free(bmax); free(bsum); free(redo); free(rows0);
+  fvl_release(y); fvl_release(sr); fvl_release(mr); fvl_release(cos);
+  return loss;
 }
 
 fvl_tensor *fvl_margin_ce(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,

@@ -49,6 +49,22 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
                              fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *gws,
                              const char *name, int nonfinite_ok, int *bad_row);
 
+/* fvl_margin_ce_ex(fvl_cosine(x, W, ws), ...) with the margin CE's forward inside the cosine's class
+ * blocks (docs/training.md, "the online softmax"): while a block of columns is in cache, the margin
+ * on the rows whose target lies in it and each row's running max and Σexp, combined over the blocks
+ * in block order (the same bits with any thread count); the LSE pass over the B×C cosines is gone.
+ * The cosines are still written to ws (the backward's fused blocks read them) and the graph is the
+ * same as the two calls'. Specs whose negatives depend on the target's cosine (hard = arc|cos with
+ * a negative kind), and everything while fvl_loss_online() is 0, take the two calls. Values equal
+ * the two calls' up to the order of the Σexp sums (fp32 rounding). */
+fvl_tensor *fvl_cosine_margin_ce(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, const fvl_margin_spec *sp,
+                                 fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *ws, fvl_tensor *gws,
+                                 const char *name, int nonfinite_ok, int *bad_row);
+/* the online softmax on (1; FVL_ONLINE=1 in the environment starts it on) or off (0, the default);
+ * returns the previous setting */
+int fvl_loss_set_online(int on);
+int fvl_loss_online(void);
+
 /* the B×C logits z the CE of fvl_margin_ce sees (the golden files' aux.logits), untracked */
 fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,
                                 fvl_tensor *s_row, fvl_tensor *m_row, const char *name);

@@ -412,6 +412,53 @@ int fvl_margin_ce_fwd_part(const float *cos, int ldc, const int32_t *y, const fl
   return fvl_check_abort(fn);
 }
 
+/* ---------------------------------------------------------------- online softmax over class blocks */
+int fvl_margin_online_ok(const fvl_margin_spec *sp) {
+  return sp->neg == FVL_NK_NONE || sp->hard == FVL_HARD_ALL || sp->hard == FVL_HARD_ROW;
+}
+
+void fvl_margin_ce_fwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows0, const float *cos, int ldc,
+                             const int32_t *y, int B, int j0, int n, float *bmax, double *bsum) {
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    int yi = y[i] >= j0 && y[i] < j0 + n ? y[i] - j0 : -1;
+    rowp r = yi >= 0 ? row_params(sp, crow[yi], i) : rows0[i];
+    fwd_row(sp, crow, n, yi, &r, bmax + i, bsum + i);
+  }
+}
+
+int fvl_margin_ce_fwd_combine(const fvl_margin_spec *sp, const float *cos, int ldc, const int32_t *y, int B, int C,
+                              int64_t nblk, const float *bmax, const double *bsum, const unsigned char *redo,
+                              float *row_loss, float *row_lse) {
+  static const char *fn = "fvl_margin_ce_fwd_combine";
+  if (check_args(fn, cos, ldc, y, B, C, sp)) return -1;
+  if (!row_loss || !row_lse || !bmax || !bsum || nblk < 1) return fvl_err("%s: missing block sums", fn);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < B; i++) {
+    const float *crow = cos + (size_t)i * ldc;
+    rowp r = row_params(sp, crow[y[i]], i);
+    float mx = -INFINITY;
+    double sum = 0.0;
+    if (redo && redo[i]) {
+      fwd_row(sp, crow, C, y[i], &r, &mx, &sum);
+    } else {   /* the blocks in order: the largest maximum first, then each block's sum rescaled to it */
+      for (int64_t b = 0; b < nblk; b++) {
+        float m = bmax[b * B + i];
+        mx = m > mx ? m : mx;
+      }
+      for (int64_t b = 0; b < nblk; b++) {
+        float m = bmax[b * B + i];
+        sum += bsum[b * B + i] * (m == mx ? 1.0 : exp((double)m - (double)mx));
+      }
+    }
+    double lse = (double)mx + log(sum);
+    if (!(mx > -INFINITY)) lse = NAN;
+    row_lse[i] = (float)lse;
+    row_loss[i] = (float)(lse - (double)(r.s * r.T));
+  }
+  return 0;
+}
+
 float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i) {
   rowp r = row_params(sp, c, i);
   return r.s * r.T;

@@ -125,6 +125,21 @@ void fvl_margin_ce_bwd_block_row(const fvl_margin_spec *sp, const fvl_margin_row
 int fvl_margin_ce_row_grads(const float *cos, int ldc, const int32_t *y, int B, int C, const fvl_margin_spec *sp,
                             const fvl_margin_row *rows, const float *row_lse, float gscale,
                             const unsigned char *skip, float *ds_row, float *dm_row);
+/* The online softmax of the forward's class blocks (fvl_cosine_margin_ce, loss_ops.h): each block of
+   columns [j0, j0+n) (cos: its column 0, row stride ldc) gives every row its block maximum of the
+   logits (bmax, B) and Σ exp(z − bmax) (bsum, B), the margin applied where the target lies in the
+   block (y: the whole matrix's columns). rows0 (B): fvl_margin_rows of any target cosines — only
+   their scale and hard threshold are read, so the spec must pass fvl_margin_online_ok: the
+   negatives' logits do not depend on the target's cosine (no hard kind arc/cos). Serial.
+   fvl_margin_ce_fwd_combine then takes the blocks in order (the same bits with any thread count)
+   into row_lse and row_loss as fvl_margin_ce_fwd's; rows with redo[i] != 0 (their cosines changed
+   after the blocks were seen) are taken by a pass over the whole row instead. */
+int fvl_margin_online_ok(const fvl_margin_spec *sp);
+void fvl_margin_ce_fwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows0, const float *cos, int ldc,
+                             const int32_t *y, int B, int j0, int n, float *bmax, double *bsum);
+int fvl_margin_ce_fwd_combine(const fvl_margin_spec *sp, const float *cos, int ldc, const int32_t *y, int B, int C,
+                              int64_t nblk, const float *bmax, const double *bsum, const unsigned char *redo,
+                              float *row_loss, float *row_lse);
 /* s_i·T(c): the target logit of row i at target cosine c */
 float fvl_margin_target_logit(const fvl_margin_spec *sp, float c, int i);
 /* the slice's hard-negative sums (sum, B) and counts (count, B); h = Σsum / max(1, Σcount) */

@@ -171,6 +171,14 @@ max(‖·‖, 1e-12); tracked in x and W (W's gradient accumulated straight into
 near ±1 are recomputed in double; clamped entries get zero gradient. ws: a contiguous float32\
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
+  ["fvl.F.cosine_margin_ce"] = "fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor\
+fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward\
+runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each\
+row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C\
+cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph\
+and gradients are those of the two calls. Specs whose hard negatives depend on the target's\
+cosine (hard = \"arc\"|\"cos\" with a negative kind), and every spec while fvl.F.online() is false,\
+run the two calls. x: B×D, W: C×D (float32), labels and spec as fvl.F.margin_ce.",
   ["fvl.F.disc_dist"] = "fvl.F.disc_dist(x, W, labels, xi) -> scalar tensor\
 DiscFace's discrepancy term mean_i ‖x̂_i − ŵ_{y_i} − ξ_i‖ (ξ one D-vector or B×D rows), tracked\
 in x, W (rows added straight into W.grad) and xi.",
@@ -217,6 +225,7 @@ x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked.",
   ["fvl.F.linear_logits"] = "fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor\
 z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,\
 W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine.",
+  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce"] = "fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor\
 The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit\
 z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in\
@@ -245,6 +254,10 @@ plot a head's margins. spec as fvl.F.margin_ce.",
   ["fvl.F.neg_lse"] = "fvl.F.neg_lse(cos, labels, s) -> B tensor\
 log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).\
 Errors: fewer than 2 columns.",
+  ["fvl.F.online"] = "fvl.F.online([on]) -> the previous setting\
+The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default;\
+FVL_ONLINE=1 in the environment starts it on): false runs the cosine and then margin_ce's own\
+pass over the B×C cosines. The results are the same up to fp32 rounding.",
   ["fvl.F.pfc_sample"] = "fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor\
 Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the\
 batch's classes) plus uniformly random other rows, without replacement, up to num rows in all\
@@ -509,7 +522,12 @@ replaces the lines between\
 \"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
 with text, atomically, so documented tables are written by the script that computed them; the\
 markers must each be there once (errors are prefixed with who, the calling script's name)",
-  ["fvl.data.bin_pack"] = "fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1}",
+  ["fvl.data.bin_pack"] = "fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1} | nil, message\
+reads an insightface .bin verification pack (lfw.bin, cfp_fp.bin, agedb_30.bin...): a pickle\
+of 2N encoded images and N same/different flags; pair i is images 2i−1 and 2i. The images stay\
+encoded until pack:bytes(i) / pack:decode(first, count, opts). Returns nil, message for a\
+missing, damaged or unsupported file (the message names the offset); an error when path is\
+not a string.",
   ["fvl.data.decode_image"] = "fvl.data.decode_image(bytes [, opts]) -> tensor\
 a JPEG or PNG image (a string of its bytes) as a\
 C×H×W float32 tensor of pixel values 0..255 (C = 3, RGB). opts: gray (false: one channel), bgr\
@@ -605,8 +623,11 @@ epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
 start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
-  ["fvl.data.Pack:decode"] = "fvl.data.Pack:decode(first, count, opts)\
-images first..first+count-1, decoded and normalised: count×C×H×W (flip: mirrored)",
+  ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
+images first..first+count−1\
+(1-based), decoded and normalised to (pixel − mean)/std. opts: flip (false: mirrored), bgr\
+(false), size ({112, 112}: every image must have it), mean (127.5), std (127.5), channels (3).\
+Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
   ["fvl.data.Writer:abort"] = "writer:abort() -> true\
 drops the records written so far (no file appears).",
   ["fvl.data.Writer:close"] = "fvl.data.Writer:close()\
@@ -704,7 +725,14 @@ This rank's share of the items 1..n for data-parallel loading: items rank+1, ran
   ["fvl.dist.sum"] = "fvl.dist.sum(t) -> tensor\
 The sum of t over the ranks (a new tensor), tracked: every rank's part gets the gradient.",
   ["fvl.eval.bin_pack"] = "fvl.eval.bin_pack(model, pack, opts)\
-insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)",
+insightface's protocol on a .bin verification pack (docs/data.md): every image through model\
+(an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),\
+with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.\
+pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),\
+bgr (false), channels (3), folds (10), name. Returns verification's result plus xnorm (mean\
+norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has\
+< 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a\
+model, an unreadable pack, fewer pairs than folds.",
   ["fvl.eval.centre_stats"] = "fvl.eval.centre_stats(centres [, opts]) -> {classes, mrl, min_angle, close_pairs,\
 largest_cluster, pairs}: the class centres' (a head's weight) smallest pairwise angle in degrees,\
 the number of pairs closer than opts.angle (5°), the largest group of centres within that angle\
@@ -719,7 +747,8 @@ outside 1..classes.",
 \"healthy\", or \"collapsed: <reasons>\" for a table from\
 fvl.eval.diagnose.",
   ["fvl.eval.cosine"] = "fvl.eval.cosine(a, b)\
-Cosine similarity matrix (A rows × B rows) through one sgemm.",
+Cosine similarity matrix of the rows of a (A×D) and b (B×D): an A×B float32 tensor, through\
+one sgemm on the normalised rows. Errors: not 2-D float32 tensors.",
   ["fvl.eval.diagnose"] = "fvl.eval.diagnose(t)\
 Everything at once, flat (suitable for sweep metrics and results files).\
 t = {emb=, centres=, pred=, labels=, classes=, angle=5, recall=0.02, cluster=3, confusion=0.15}\
@@ -730,7 +759,9 @@ the row norms\
 of an N×D embedding matrix and the mean resultant length (|mean of the normalised rows|: near 1\
 when every embedding points the same way, a collapse). Errors: emb not a matrix with rows.",
   ["fvl.eval.flip"] = "fvl.eval.flip(emb, emb_flipped)\
-Flip test: normalize(emb + emb_flipped), row-wise (raw embeddings, summed before normalising).",
+Flip test: normalize(emb + emb_flipped), row-wise (raw N×D embeddings of the images and of\
+their mirror images, summed before normalising, as insightface). Returns an N×D tensor.\
+Errors: not N×D float32 tensors.",
   ["fvl.eval.flip_embed"] = "fvl.eval.flip_embed(net_fn, images)\
 Flip-augmented embeddings of images N×C×H×W: net_fn(images) and net_fn(mirrored images)\
 summed, then normalised. net_fn is any function (a module, a closure) returning N×D.",
@@ -739,7 +770,10 @@ A false-accept rate as the result tables print it (1e-3 → \"1e-3\").",
   ["fvl.eval.identification"] = "fvl.eval.identification(gallery, gallery_labels, probes, probe_labels, opts)\
 Identification (closed set) and retrieval metrics. probes/probe_labels nil: every gallery\
 row is a query against the others (leave-one-out). opts: k (a rank or a list of ranks;\
-default {1, 5}); each k gives r[\"rank\" .. k].",
+default {1, 5}, at most 16); each k gives r[\"rank\" .. k] (also r.cmc[k]). Returns also\
+precision_at_1, r_precision, map_at_r (as pytorch-metric-learning), n_queries and n_dropped\
+(queries without another sample of their identity). Errors: rows and labels that disagree,\
+probes without probe_labels, a leave-one-out gallery of fewer than 2 rows.",
   ["fvl.eval.pairs"] = "fvl.eval.pairs(emb, labels, opts)\
 Seeded balanced pairs: n/2 genuine and n/2 impostor pairs, alternating, so that any\
 contiguous fold is balanced. Returns scores (cosine, float32) and same (int32 1/0); with\
@@ -747,17 +781,30 @@ indices=true also the 1-based row indices a, b of each pair. metric=\"l2\" gives
 L2 distance of the normalised embeddings instead (d² = 2 - 2cos; pass distance=true to\
 verification).",
   ["fvl.eval.roc"] = "fvl.eval.roc(scores, same, opts)\
-ROC only: far, tar, thresholds (float32 tensors; thresholds[1] = +inf).",
+ROC only: far, tar, thresholds (float32 tensors; one point per distinct score, (0, 0) first\
+and thresholds[1] = +inf), as sklearn.metrics.roc_curve. opts: drop_intermediate (true: the\
+corners only). Errors: scores and same of different lengths.",
   ["fvl.eval.summary"] = "fvl.eval.summary(r)\
-One line for logs and tables.",
+One line for logs and tables from a verification or identification result:\
+\"acc 99.10 ± 0.30 %  EER 1.20 %  AUC 0.9990  TAR@FAR=1e-1 ...  rank-1 ...  MAP@R ...\" (only the\
+fields r has). tostring(r) of such a result is this line.",
   ["fvl.eval.verification"] = "fvl.eval.verification(scores, same, opts)\
-Verification metrics from pair scores. opts: folds (10), far (list of FARs that must be\
-supported: an error says how many impostor pairs they need), drop_intermediate (true: the\
-returned ROC keeps only its corners, as sklearn's default; the metrics always use all points),\
-distance (false: scores are similarities).",
+Verification metrics from pair scores (a float32 tensor or list, higher = more alike) and\
+same (int32 1/0 or booleans, one per pair). opts: folds (10, 2..64), far (list of FARs that\
+must be supported: an error says how many impostor pairs they need), drop_intermediate (true:\
+the returned ROC keeps only its corners, as sklearn's default; the metrics always use all\
+points), distance (false: scores are similarities; true: lower = more alike).\
+Returns r: accuracy, std (k-fold, threshold chosen on the other folds), threshold,\
+fold_accuracy, fold_threshold, eer, eer_threshold, auc, tar_at_far[f] (f in 1e-1..1e-6 that\
+the impostor count supports), val[f] = {tar=, std=, far=} (the LFW protocol's VAL@FAR),\
+roc = {far=, tar=, threshold=}, n, n_genuine, n_impostor, min_far; tostring(r) is\
+fvl.eval.summary(r). Errors: counts that differ, fewer pairs than folds, an unsupported far.",
   ["fvl.eval.verify"] = "fvl.eval.verify(emb, labels, opts)\
-One call from embeddings to a verification result: pairs + verification. The result also\
-holds the pairs (r.pairs = {scores=, same=, a=, b=}).",
+One call from embeddings (N×D float32) and their 1-based labels to a verification result:\
+fvl.eval.pairs then fvl.eval.verification. opts: n (6000 pairs), seed (1), metric (\"cosine\"\
+| \"l2\"), and verification's folds, far, drop_intermediate. Returns verification's result,\
+plus r.pairs = {scores=, same=, a=, b=} (a, b: the pairs' 1-based rows); print(r) gives the\
+one-line summary. Errors: as pairs and verification (rows and labels that disagree, ...).",
   ["fvl.json.array"] = "fvl.json.array([t]) -> t\
 marks a table as a JSON array (matters only when it is empty: an\
 empty table is written as an object {} otherwise)",
@@ -931,6 +978,10 @@ that every fvl.F function takes without checking the ids again (y:tensor() gives
 1-based int32 tensor, y:totable() as a list).",
   ["fvl.loss.Head:cosine"] = "fvl.loss.Head:cosine(x, B)\
 normalised cosine matrix of this batch against the centres (tracked), in the workspace",
+  ["fvl.loss.Head:cosine_margin_ce"] = "fvl.loss.Head:cosine_margin_ce(x, B, y, spec)\
+cosine → margin_ce(spec) as one op: with fvl.F (not the reference ops, not a sharded head's\
+primitives) the margin CE's forward runs inside the cosine's class blocks (fvl.F.cosine_margin_ce,\
+the online softmax); the graph, the workspaces and the results are those of the two calls",
   ["fvl.loss.Head:describe"] = "fvl.loss.Head:describe()\
 short summary for print(head)",
   ["fvl.loss.Head:eval"] = "fvl.loss.Head:eval() -> head\
@@ -1292,8 +1343,10 @@ fvl.schedule.cosine{from=, to=0, steps=} -> schedule: to + (from − to)(1 + cos
 fraction of [warmup, steps] done, then to. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
   ["fvl.schedule.exponential"] = "fvl.schedule.exponential(opts)\
 fvl.schedule.exponential{from=, gamma=} -> schedule: from·gamma^step. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
-  ["fvl.schedule.fn"] = "fvl.schedule.fn(f, opts)\
-any Lua function of the step",
+  ["fvl.schedule.fn"] = "fvl.schedule.fn(f [, {warmup=, warmup_from=}]) -> schedule\
+any Lua function of the step\
+(f(0) is the first value) as a schedule, e.g. fvl.schedule.fn(function(k) return k < 100 and\
+0 or 0.5 end). Errors: f not callable; at a call, f returning something other than a number.",
   ["fvl.schedule.is_schedule"] = "fvl.schedule.is_schedule(x) -> boolean\
 whether x is a schedule made by fvl.schedule.",
   ["fvl.schedule.linear"] = "fvl.schedule.linear(opts)\
@@ -1306,14 +1359,20 @@ number of milestones <= step (absolute steps, increasing). Every constructor als
 fvl.schedule.polynomial{from=, to=0, steps=, power=1} -> schedule: to + (from − to)(1 − p)^power,\
 p as in cosine. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
   ["fvl.schedule.sphereface"] = "fvl.schedule.sphereface(opts)\
-SphereFace's annealed lambda: max(lambda_min, base * (1 + gamma * step)^-power)",
+fvl.schedule.sphereface{base=1000, gamma=0.12, power=1, lambda_min=5} -> schedule: SphereFace's\
+annealed λ, max(lambda_min, base·(1 + gamma·step)^−power): the weight of the plain softmax\
+logit in the original A-Softmax code (docs/losses.md, SphereFace). Every constructor\
+also takes warmup (and warmup_from, 0). Errors: unknown keys, gamma < 0, non-numbers.",
   ["fvl.schedule.step"] = "fvl.schedule.step(opts)\
 fvl.schedule.step{from=, gamma=0.1, step_size=} -> schedule: from·gamma^floor(step / step_size).\
 Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
-  ["fvl.schedule.warmup"] = "fvl.schedule.warmup(inner, opts)\
-a linear warm-up in front of any schedule (or number, or function)",
-  ["fvl.schedule.wrap"] = "fvl.schedule.wrap(x)\
-a number, a function or a schedule -> a schedule",
+  ["fvl.schedule.warmup"] = "fvl.schedule.warmup(inner, {steps=, from=0}) -> schedule\
+a linear ramp from `from` at step 0\
+to inner(steps) at step `steps`, then inner itself (absolute steps: inner is not shifted).\
+inner is a schedule, a number or a function of the step. Errors: steps missing or <= 0.",
+  ["fvl.schedule.wrap"] = "fvl.schedule.wrap(x) -> schedule\
+a schedule as is, a number as constant{value = x}, a\
+function of the step as fn(x). Errors: anything else (as fn).",
   ["fvl.schedule.Schedule:values"] = "fvl.schedule.Schedule:values(n, from)\
 the first n+1 values sched(0..n), e.g. for plotting",
   ["fvl.store.open"] = "fvl.store.open(path) -> store\

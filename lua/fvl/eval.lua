@@ -133,10 +133,16 @@ function eval.pairs(emb, labels, opts)
   return scores, same
 end
 
---- Verification metrics from pair scores. opts: folds (10), far (list of FARs that must be
---- supported: an error says how many impostor pairs they need), drop_intermediate (true: the
---- returned ROC keeps only its corners, as sklearn's default; the metrics always use all points),
---- distance (false: scores are similarities).
+--- Verification metrics from pair scores (a float32 tensor or list, higher = more alike) and
+--- same (int32 1/0 or booleans, one per pair). opts: folds (10, 2..64), far (list of FARs that
+--- must be supported: an error says how many impostor pairs they need), drop_intermediate (true:
+--- the returned ROC keeps only its corners, as sklearn's default; the metrics always use all
+--- points), distance (false: scores are similarities; true: lower = more alike).
+--- Returns r: accuracy, std (k-fold, threshold chosen on the other folds), threshold,
+--- fold_accuracy, fold_threshold, eer, eer_threshold, auc, tar_at_far[f] (f in 1e-1..1e-6 that
+--- the impostor count supports), val[f] = {tar=, std=, far=} (the LFW protocol's VAL@FAR),
+--- roc = {far=, tar=, threshold=}, n, n_genuine, n_impostor, min_far; tostring(r) is
+--- fvl.eval.summary(r). Errors: counts that differ, fewer pairs than folds, an unsupported far.
 function eval.verification(scores, same, opts)
   local fn = "verification"
   opts = util.check_opts(fn, opts, { "folds", "far", "drop_intermediate", "distance" })
@@ -186,7 +192,9 @@ function eval.verification(scores, same, opts)
   return r
 end
 
---- ROC only: far, tar, thresholds (float32 tensors; thresholds[1] = +inf).
+--- ROC only: far, tar, thresholds (float32 tensors; one point per distinct score, (0, 0) first
+--- and thresholds[1] = +inf), as sklearn.metrics.roc_curve. opts: drop_intermediate (true: the
+--- corners only). Errors: scores and same of different lengths.
 function eval.roc(scores, same, opts)
   local fn = "roc"
   opts = util.check_opts(fn, opts, { "drop_intermediate" })
@@ -199,8 +207,11 @@ function eval.roc(scores, same, opts)
   return E.roc(scores, same, util.boolean(fn, "drop_intermediate", opts.drop_intermediate, true))
 end
 
---- One call from embeddings to a verification result: pairs + verification. The result also
---- holds the pairs (r.pairs = {scores=, same=, a=, b=}).
+--- One call from embeddings (N×D float32) and their 1-based labels to a verification result:
+--- fvl.eval.pairs then fvl.eval.verification. opts: n (6000 pairs), seed (1), metric ("cosine"
+--- | "l2"), and verification's folds, far, drop_intermediate. Returns verification's result,
+--- plus r.pairs = {scores=, same=, a=, b=} (a, b: the pairs' 1-based rows); print(r) gives the
+--- one-line summary. Errors: as pairs and verification (rows and labels that disagree, ...).
 function eval.verify(emb, labels, opts)
   local fn = "verify"
   opts = util.check_opts(fn, opts, { "n", "seed", "folds", "far", "drop_intermediate", "metric" })
@@ -215,7 +226,10 @@ end
 
 --- Identification (closed set) and retrieval metrics. probes/probe_labels nil: every gallery
 --- row is a query against the others (leave-one-out). opts: k (a rank or a list of ranks;
---- default {1, 5}); each k gives r["rank" .. k].
+--- default {1, 5}, at most 16); each k gives r["rank" .. k] (also r.cmc[k]). Returns also
+--- precision_at_1, r_precision, map_at_r (as pytorch-metric-learning), n_queries and n_dropped
+--- (queries without another sample of their identity). Errors: rows and labels that disagree,
+--- probes without probe_labels, a leave-one-out gallery of fewer than 2 rows.
 function eval.identification(gallery, gallery_labels, probes, probe_labels, opts)
   local fn = "identification"
   opts = util.check_opts(fn, opts, { "k" })
@@ -257,7 +271,9 @@ function eval.identification(gallery, gallery_labels, probes, probe_labels, opts
   return setmetatable(out, Result)
 end
 
---- Flip test: normalize(emb + emb_flipped), row-wise (raw embeddings, summed before normalising).
+--- Flip test: normalize(emb + emb_flipped), row-wise (raw N×D embeddings of the images and of
+--- their mirror images, summed before normalising, as insightface). Returns an N×D tensor.
+--- Errors: not N×D float32 tensors.
 function eval.flip(emb, emb_flipped)
   check_emb("flip", "emb", emb)
   check_emb("flip", "emb_flipped", emb_flipped)
@@ -286,14 +302,17 @@ function eval.flip_embed(net_fn, images)
   return eval.flip(a, b)
 end
 
---- Cosine similarity matrix (A rows × B rows) through one sgemm.
+--- Cosine similarity matrix of the rows of a (A×D) and b (B×D): an A×B float32 tensor, through
+--- one sgemm on the normalised rows. Errors: not 2-D float32 tensors.
 function eval.cosine(a, b)
   check_emb("cosine", "a", a)
   check_emb("cosine", "b", b)
   return E.cosine(a, b)
 end
 
---- One line for logs and tables.
+--- One line for logs and tables from a verification or identification result:
+--- "acc 99.10 ± 0.30 %  EER 1.20 %  AUC 0.9990  TAR@FAR=1e-1 ...  rank-1 ...  MAP@R ..." (only the
+--- fields r has). tostring(r) of such a result is this line.
 function eval.summary(r)
   local parts = {}
   if r.accuracy then
@@ -323,7 +342,14 @@ do
   eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
   eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
 end
---- insightface's protocol on a .bin verification pack (lua/fvl/verify_pack.lua, docs/data.md)
+--- insightface's protocol on a .bin verification pack (docs/data.md): every image through model
+--- (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),
+--- with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.
+--- pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),
+--- bgr (false), channels (3), folds (10), name. Returns verification's result plus xnorm (mean
+--- norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has
+--- < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a
+--- model, an unreadable pack, fewer pairs than folds.
 function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
 
 return eval

@@ -403,7 +403,12 @@ local Pack = {}
 Pack.__index = Pack
 Pack.__name = "fvl.data.bin_pack"
 
--- fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1}
+-- fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1} | nil, message
+-- reads an insightface .bin verification pack (lfw.bin, cfp_fp.bin, agedb_30.bin...): a pickle
+-- of 2N encoded images and N same/different flags; pair i is images 2i−1 and 2i. The images stay
+-- encoded until pack:bytes(i) / pack:decode(first, count, opts). Returns nil, message for a
+-- missing, damaged or unsupported file (the message names the offset); an error when path is
+-- not a string.
 function M.bin_pack(path)
   if type(path) ~= "string" then fail("bin_pack: path must be a .bin file name, got " .. type(path)) end
   local p, err = fvl._binpack(path)
@@ -414,7 +419,10 @@ function M.bin_pack(path)
 end
 -- pack:bytes(i) -> string: the encoded bytes of image i (1-based) of a .bin verification pack.
 function Pack:bytes(i) return self._p:_bytes(i) end
--- images first..first+count-1, decoded and normalised: count×C×H×W (flip: mirrored)
+-- pack:decode(first, count [, opts]) -> count×C×H×W float32: images first..first+count−1
+-- (1-based), decoded and normalised to (pixel − mean)/std. opts: flip (false: mirrored), bgr
+-- (false), size ({112, 112}: every image must have it), mean (127.5), std (127.5), channels (3).
+-- Errors: unknown keys, a range outside 1..images, an image that fails to decode.
 function Pack:decode(first, count, opts)
   local fn = "bin_pack:decode"
   opts = util.check_opts(fn, opts, { "flip", "bgr", "size", "mean", "std", "channels" })

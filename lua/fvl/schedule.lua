@@ -204,7 +204,10 @@ function schedule.polynomial(opts)
   end)
 end
 
--- SphereFace's annealed lambda: max(lambda_min, base * (1 + gamma * step)^-power)
+-- fvl.schedule.sphereface{base=1000, gamma=0.12, power=1, lambda_min=5} -> schedule: SphereFace's
+-- annealed λ, max(lambda_min, base·(1 + gamma·step)^−power): the weight of the plain softmax
+-- logit in the original A-Softmax code (docs/losses.md, SphereFace). Every constructor
+-- also takes warmup (and warmup_from, 0). Errors: unknown keys, gamma < 0, non-numbers.
 function schedule.sphereface(opts)
   opts = check_opts("sphereface", opts, keys { "base", "gamma", "power", "lambda_min" })
   local base = num("sphereface", opts, "base", 1000)
@@ -216,7 +219,9 @@ function schedule.sphereface(opts)
   end))
 end
 
--- any Lua function of the step
+-- fvl.schedule.fn(f [, {warmup=, warmup_from=}]) -> schedule: any Lua function of the step
+-- (f(0) is the first value) as a schedule, e.g. fvl.schedule.fn(function(k) return k < 100 and
+-- 0 or 0.5 end). Errors: f not callable; at a call, f returning something other than a number.
 function schedule.fn(f, opts)
   if type(f) ~= "function" and not (type(f) == "table" and getmetatable(f) and getmetatable(f).__call) then
     error("schedule.fn: argument #1 must be a function of the step, got " .. type(f), 2)
@@ -233,7 +238,9 @@ function schedule.fn(f, opts)
   return finish("fn", opts, s)
 end
 
--- a linear warm-up in front of any schedule (or number, or function)
+-- fvl.schedule.warmup(inner, {steps=, from=0}) -> schedule: a linear ramp from `from` at step 0
+-- to inner(steps) at step `steps`, then inner itself (absolute steps: inner is not shifted).
+-- inner is a schedule, a number or a function of the step. Errors: steps missing or <= 0.
 function schedule.warmup(inner, opts)
   inner = schedule.wrap(inner)
   opts = check_opts("warmup", opts, { "steps", "from" })
@@ -242,7 +249,8 @@ function schedule.warmup(inner, opts)
   return with_warmup("warmup", inner, W, from)
 end
 
--- a number, a function or a schedule -> a schedule
+-- fvl.schedule.wrap(x) -> schedule: a schedule as is, a number as constant{value = x}, a
+-- function of the step as fn(x). Errors: anything else (as fn).
 function schedule.wrap(x)
   if getmetatable(x) == Schedule then return x end
   if type(x) == "number" then return schedule.constant { value = x } end

@@ -278,6 +278,12 @@ describe("fvl.sweep", function()
       fh:close()
     end
     expect_error(function() fvl.sweep.load(path("nothing.sqlite")) end, "fvl.sweep.load: no store at")
+    -- every reader's message starts with its own name, never a position inside the library
+    for _, name in ipairs({ "load", "leaderboard", "csv", "plot", "spread" }) do
+      local ok, err = pcall(fvl.sweep[name], path("nothing.sqlite"), name == "csv" and path("x.csv") or nil)
+      expect_true(not ok and tostring(err):find("^fvl%.sweep%." .. name .. ": no store at"),
+                  name .. ": " .. tostring(err))
+    end
     expect_error(function() fvl.sweep.leaderboard(store, { metrc = "acc" }) end, "unknown option 'metrc'")
   end)
 

@@ -242,6 +242,17 @@ function Head:margin_ce(logits, y, spec)
   return M.F().margin_ce(logits, y, spec, self.name)
 end
 
+-- cosine → margin_ce(spec) as one op: with fvl.F (not the reference ops, not a sharded head's
+-- primitives) the margin CE's forward runs inside the cosine's class blocks (fvl.F.cosine_margin_ce,
+-- the online softmax); the graph, the workspaces and the results are those of the two calls
+function Head:cosine_margin_ce(x, B, y, spec)
+  if M.F() ~= fvl.F then return self:margin_ce(self:cosine(x, B), y, spec) end
+  local ws = self:_logits_ws(B)
+  spec.gws = self._gws
+  spec.nonfinite = self.nonfinite
+  return fvl.F.cosine_margin_ce(x, self.weight, y, spec, ws, self.name)
+end
+
 -- head:parameters() -> {tensor, ...}: the head's trainable tensors (weight, and bias or ξ where the
 -- head has them), for an optimiser or to join a model's parameters.
 function Head:parameters()

@@ -23,10 +23,9 @@ end
 function DiscFace:forward(x, labels)
   local B, y = self:check_input(x, labels)
   enum("discface", "base", self.base, { "cos", "arc" })
-  local cos = self:cosine(x, B)
   local fb, easy = margin.arc_fallback("discface", self.fallback, self.easy_margin)
-  local ce = self:margin_ce(cos, y, { s = self.s, target = self.base == "arc" and "arc" or "cos",
-                                      m = self.m, fallback = fb, easy_margin = easy })
+  local ce = self:cosine_margin_ce(x, B, y, { s = self.s, target = self.base == "arc" and "arc" or "cos",
+                                               m = self.m, fallback = fb, easy_margin = easy })
   local xi = self.xi
   local rows = xi:dim() == 2 and xi:size(1) or 1
   local xi2 = rows > 1 and rows_of(xi, y) or xi:reshape(1, self.dim)  -- B×D or 1×D

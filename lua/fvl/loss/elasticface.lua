@@ -43,13 +43,16 @@ function Elastic:forward(x, labels, call)
   else
     margins = self:draw(B)
   end
-  local cos = self:cosine(x, B)
-  if bool(n, "plus", self.plus) then
-    local cy = base.F().target_cos(cos:detach(), y):reshape(B)
-    margins = assign_plus(cy, margins, self.official_order)
+  local spec = { s = self.s, target = kind, m = margins, fallback = "none" }
+  if not bool(n, "plus", self.plus) then   -- the margins do not depend on the cosines: one op
+    self.last_margins = margins
+    return self:cosine_margin_ce(x, B, y, spec)
   end
-  self.last_margins = margins
-  return self:margin_ce(cos, y, { s = self.s, target = kind, m = margins, fallback = "none" })
+  local cos = self:cosine(x, B)   -- ElasticFace+: the margins sorted by the target cosines first
+  local cy = base.F().target_cos(cos:detach(), y):reshape(B)
+  spec.m = assign_plus(cy, margins, self.official_order)
+  self.last_margins = spec.m
+  return self:margin_ce(cos, y, spec)
 end
 
 local M = {}

@@ -31,9 +31,8 @@ function MagFace:forward(x, labels)
   end
   local easy = bool(n, "easy_margin", self.easy_margin)
   local a, m = self:margins(x, B)
-  local cos = self:cosine(x, B)
-  local ce = self:margin_ce(cos, y, { s = self.s, target = "arc", m = m, easy_margin = easy,
-                                      fallback = "mm" })
+  local ce = self:cosine_margin_ce(x, B, y, { s = self.s, target = "arc", m = m, easy_margin = easy,
+                                               fallback = "mm" })
   local g = a / (self.u_a * self.u_a) + a:pow(-1)
   self.last_g = g:detach():mean():item()
   return ce + g:mean() * self.lambda_g

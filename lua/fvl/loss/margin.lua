@@ -9,13 +9,12 @@ local Head, opts, num, bool, enum = base.Head, base.opts, base.num, base.bool, b
 local fail = util.fail
 local M = {}
 
--- a cosine head class whose forward is cosine → margin_ce(spec(self, B))
+-- a cosine head class whose forward is cosine → margin_ce(spec(self, B)), one op (Head:cosine_margin_ce)
 local function cosine_head(name)
   local cls = util.class("fvl.loss." .. name, Head)
   function cls:forward(x, labels)
     local B, y = self:check_input(x, labels)
-    local cos = self:cosine(x, B)
-    return self:margin_ce(cos, y, self:spec(x, B))
+    return self:cosine_margin_ce(x, B, y, self:spec(x, B))
   end
   return cls
 end

@@ -68,21 +68,23 @@ local function better(mode) return mode == "min" and function(a, b) return a < b
 
 -- successive halving: decide every rung whose candidates are all waiting (or out)
 -- ---------------------------------------------------------------- store access
+-- errors at level 0: the message names the public function, and the readers reach this through
+-- different depths (a level would point inside this file for some of them)
 local function open_store(store, fn)
   if type(store) == "string" and store:match("^postgres[q]?[l]?://") then
     if not store:find("#", 1, true) then
-      error(string.format("%s: %s names no sweep: add #<sweep name> (the sweep's schema)", fn, store), 3)
+      error(string.format("%s: %s names no sweep: add #<sweep name> (the sweep's schema)", fn, store), 0)
     end
     return fvl.store.open(store), true
   end
   if type(store) == "string" then
     local f = io.open(store, "rb")
-    if not f then error(string.format("%s: no store at %s", fn, store), 3) end
+    if not f then error(string.format("%s: no store at %s", fn, store), 0) end
     f:close()
     return fvl.store.open(store), true
   end
   if type(store) == "userdata" and tostring(store):match("^fvl%.Store") then return store, false end
-  error(string.format("%s: store must be a path or an open store, got %s", fn, type(store)), 3)
+  error(string.format("%s: store must be a path or an open store, got %s", fn, type(store)), 0)
 end
 
 local function decode_trial(row)
