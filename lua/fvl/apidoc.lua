@@ -317,7 +317,8 @@ fvl.Tensor:min([dim [, keepdim]]) -> tensor [, indices]\
 fvl.Tensor:argmax([dim [, keepdim]]) -> int32 tensor\
 The largest (smallest) values along dim with their 1-based int32 positions, or the value over\
 all elements (no positions) without dim; argmax the positions alone (ties: the first). The\
-values are tracked (gradient to the chosen element).",
+values are tracked (gradient to the chosen element). The values are float32, also for an\
+int32 tensor (labels:max() is a float32 scalar: use :item() for the number).",
   ["fvl.Tensor:argsort"] = "fvl.Tensor:argsort([dim [, descending]]) -> int32 tensor\
 The 1-based positions that sort t along dim (default the last), ascending unless descending =\
 true; stable (equal values keep their order), NaN sorts as the largest. See t:sort and t:topk.\
@@ -407,7 +408,8 @@ fvl.Tensor:mean([dim [, keepdim]]) -> tensor\
 fvl.Tensor:logsumexp([dim [, keepdim]]) -> tensor\
 Reductions over dim, or over every element (a 0-dimensional tensor) without dim; keepdim = true\
 keeps dim with size 1 (x:sum(2) of a B×C tensor has shape {B}, with keepdim {B, 1}). Tracked;\
-logsumexp is max-shifted (stable). Errors: dim out of range.",
+logsumexp is max-shifted (stable). The result is float32, also for an int32 tensor (whose\
+values are exact up to 2^24; PyTorch keeps the integer type). Errors: dim out of range.",
   ["fvl.Tensor:lt"] = { same = "fvl.Tensor:eq" },
   ["fvl.Tensor:matmul"] = "fvl.Tensor:normalize([dim [, eps]]) -> tensor\
 fvl.Tensor:matmul(other) -> tensor\
@@ -494,8 +496,11 @@ without dim (a 0-dimensional tensor); unbiased (default true) divides by n − 1
   ["fvl.Tensor:zero_grad"] = "fvl.Tensor:zero_grad() -> nothing\
 Sets t.grad to zeros in place when t has one (optimisers' zero_grad sets gradients to nil\
 instead, which saves a pass; t.grad = nil does that by hand).",
-  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path)\
-plain info about a checkpoint without loading tensors: header table | nil, message",
+  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path) -> header | nil, message\
+the checkpoint's checkpoint.json as a table\
+(format, version, gen, step, time, rng, net names, head, opt kind and hyper-parameters, sched,\
+extra, and the tensors' file, shape and dtype) without reading any tensor. nil, message for a\
+missing or corrupt checkpoint, as fvl.load_checkpoint.",
   ["fvl.checkpoint.load_checkpoint"] = "fvl.load_checkpoint(path [, into]) -> ck | nil, message\
 reads a checkpoint; into = {net=, head=,\
 opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,\
@@ -630,8 +635,9 @@ images first..first+count−1\
 Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
   ["fvl.data.Writer:abort"] = "writer:abort() -> true\
 drops the records written so far (no file appears).",
-  ["fvl.data.Writer:close"] = "fvl.data.Writer:close()\
-commits: fsync + rename of .rec and .idx (and the property file); nothing appears before",
+  ["fvl.data.Writer:close"] = "writer:close() -> true | nil, message\
+commits: fsync + rename of .rec and .idx (and writes the\
+property file \"classes,h,w\" beside them when the writer was given one); nothing appears before.",
   ["fvl.data.Writer:write"] = "fvl.data.Writer:write(rec)\
 w:write{image = bytes | C×H×W tensor (0..255, encoded as JPEG), label = number | {numbers},\
         key = next key, id = 0, id2 = 0}",
@@ -1149,15 +1155,17 @@ forward (which records no autograd tape); forward calls it.",
   ["fvl.nn.MobileFaceNet:body"] = "net:body(x) -> embeddings\
 the network's computation (forward calls it; in evaluation mode\
 without recording an autograd tape).",
-  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls)\
-a fresh module instance of class cls",
+  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls) -> module\
+a fresh instance of a class made with fvl.nn.class, in\
+training mode with no parameters, buffers or children yet (a constructor then registers them).",
   ["fvl.nn.Module:add_module"] = "module:add_module(name, child) -> child\
 registers a submodule as self[name] (its parameters\
 and buffers then belong to this module, named \"name.weight\"). Errors: a child that is not a module.",
-  ["fvl.nn.Module:apply"] = "fvl.nn.Module:apply(fn, name)\
-calls fn(module, name) for this module and every descendant (depth first)",
-  ["fvl.nn.Module:children"] = "fvl.nn.Module:children()\
-children in registration order: list of {name, module}",
+  ["fvl.nn.Module:apply"] = "module:apply(fn) -> module\
+calls fn(m, name) for this module (name \"\") and every descendant,\
+depth first, with its path (\"2.1.conv1\"): e.g. to re-initialise every Linear.",
+  ["fvl.nn.Module:children"] = "module:children() -> {{name, module}, ...}\
+the direct submodules in registration order.",
   ["fvl.nn.Module:describe"] = "module:describe() -> string\
 a one-line description of a layer (\"Linear(512 -> 10)\"), or the\
 tree of children for a container; tostring(module) and the REPL print it.",
@@ -1169,9 +1177,11 @@ module:train(false); module:eval() is its PyTorch name.",
 the computation of a module; module(x) calls it. Every layer and\
 backbone implements it; a user's module (fvl.nn.class) writes its own. The base raises\
 \"<module>: forward is not implemented\".",
-  ["fvl.nn.Module:load_state"] = "fvl.nn.Module:load_state(st, opts)\
-copies every tensor of `st` into the module's tensor of the same name, in place.\
-strict (default): every name must match both ways.",
+  ["fvl.nn.Module:load_state"] = "module:load_state(st [, {strict = true}]) -> module\
+copies every tensor of `st` (as from\
+module:state()) into the module's tensor of the same name, in place. strict (default): every\
+name must match both ways; strict = false skips names missing on either side. Errors: a missing\
+or extra name (strict), a value that is not a tensor, another shape or dtype.",
   ["fvl.nn.Module:load_state_dict"] = "module:load_state_dict(state [, opts]) -> module\
 PyTorch's name for module:load_state.",
   ["fvl.nn.Module:named_buffers"] = "module:named_buffers() -> {{name, tensor}, ...}\
@@ -1190,8 +1200,10 @@ state that is saved and loaded but not trained\
 makes tensor (a leaf copy of a computed\
 one; float32 ones then require grad) the parameter self[name], listed by parameters(), state()\
 and the optimisers. Errors: a value that is not a tensor.",
-  ["fvl.nn.Module:state"] = "fvl.nn.Module:state()\
-name -> tensor for parameters and buffers (the tensors themselves, not copies)",
+  ["fvl.nn.Module:state"] = "module:state() -> {name = tensor}\
+every parameter and buffer of the module and its children,\
+named by path (\"1.weight\", \"3.running_mean\"); the tensors themselves, not copies (clone them to\
+keep a snapshot). What fvl.save_checkpoint and fvl.nn.save store.",
   ["fvl.nn.Module:state_dict"] = "fvl.nn.Module:state_dict()\
 PyTorch's name for module:evaluate() (evaluation mode).\
 module:state_dict() -> table: PyTorch's name for module:state().",
@@ -1230,10 +1242,14 @@ SGD with momentum (PyTorch's update): params is a list of tensors and/or modules
 parameters()); opts: lr (required), momentum (0), dampening (0, in 0..1), nesterov (false;\
 needs momentum > 0 and dampening = 0), weight_decay (0), no_decay_bias_bn (false: true skips\
 weight decay on biases and batch-norm parameters). opt:step() after backward, opt:zero_grad().",
-  ["fvl.optim.Optimizer:hyper"] = "fvl.optim.Optimizer:hyper()\
-hyper-parameters as a plain table (for logs and checkpoints)",
+  ["fvl.optim.Optimizer:hyper"] = "opt:hyper() -> {lr=, momentum=, ...}\
+the hyper-parameters as a plain table (a copy, for logs\
+and checkpoints): SGD's lr, momentum, dampening, nesterov, weight_decay, no_decay_bias_bn;\
+AdamW's lr, beta1, beta2, eps, weight_decay, no_decay_bias_bn.",
   ["fvl.optim.Optimizer:load_state"] = "fvl.optim.Optimizer:load_state(st)\
-replaces opt.state with `st` (as from a checkpoint), checking tensor shapes against params",
+opt:load_state(st): replaces opt.state with `st` (as from a checkpoint: ck.opt.state), checking\
+every per-parameter entry against opt.params. Errors (naming the optimiser): st not a table, an\
+index that matches no parameter, a tensor whose shape differs from its parameter's.",
   ["fvl.optim.Optimizer:zero_grad"] = "opt:zero_grad() -> opt\
 sets the gradient of every parameter to nil (PyTorch's set_to_none: the\
 next backward writes fresh gradients, no pass over the memory).",
@@ -1381,7 +1397,9 @@ workers share it; fvl.sweep uses it (docs/sweeps.md). The store's methods (store
 store:exec(sql, ...), store:close(), ...) serve the sweep driver; a user reads a store through\
 fvl.sweep.load / leaderboard / csv. Errors: a file that is not a store; SQLite's message.",
   ["fvl.sweep.choice"] = "fvl.sweep.choice(values)\
-an explicit list of choices (needed when the values are themselves lists)",
+fvl.sweep.choice{v1, v2, ...} -> choice: an explicit list of choices for a space key (needed when\
+the values are themselves lists: space = {sizes = fvl.sweep.choice{{256, 64}, {512, 128}}}).\
+Errors: an empty list or not a table.",
   ["fvl.sweep.csv"] = "fvl.sweep.csv(store, path, opts)\
 CSV export: one row per trial, best first; written atomically",
   ["fvl.sweep.int"] = "fvl.sweep.int(lo, hi) -> range\
@@ -1408,8 +1426,10 @@ copies the trials of several shard stores (a list of\
 paths, or a glob pattern \"runs/x.shard*.sqlite\") into the SQLite store out; returns the number\
 of merged trials. Errors: out not a path or a PostgreSQL URL; an empty list; a shard of a\
 different sweep (space, strategy or seed differ).",
-  ["fvl.sweep.named"] = "fvl.sweep.named(label, value)\
-a value with a readable label: fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...})",
+  ["fvl.sweep.named"] = "fvl.sweep.named(label, value) -> named value\
+a value (a schedule, a function, a table) stored\
+and printed as `label`, e.g. fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...}); the trial\
+gets the value itself. Errors: label not a string.",
   ["fvl.sweep.plot"] = "fvl.sweep.plot(store, opts)\
 plots: the metric against each hyperparameter, and the learning curves of the best trials,\
 each a PNG, plus one sheet with all of them (needs fvl.plot)",

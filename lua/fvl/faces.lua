@@ -130,7 +130,8 @@ function Writer:write_raw(bytes, key)
   return key
 end
 
--- commits: fsync + rename of .rec and .idx (and the property file); nothing appears before
+-- writer:close() -> true | nil, message: commits: fsync + rename of .rec and .idx (and writes the
+-- property file "classes,h,w" beside them when the writer was given one); nothing appears before.
 function Writer:close()
   local ok, err = self._w:_close(true)
   if not ok then return nil, err end
