@@ -514,14 +514,19 @@ parameters and buffers, the head's tensors and numbers, the optimiser's state, t
 state and any JSON-able extra (tensors allowed), as .npy files and a checkpoint.json header.\
 Crash-safe: a new generation directory, then the header replaced atomically, then the old\
 generation removed. Errors: values that cannot be stored (functions, cycles).",
-  ["fvl.cli.integer"] = "fvl.cli.integer(name, lo, hi)\
-converter: an integer (optionally within [lo, hi])",
-  ["fvl.cli.list"] = "fvl.cli.list(name, choices)\
-converter: a comma-separated list of names (no empty items); choices: optional allowed set",
+  ["fvl.cli.integer"] = "fvl.cli.integer(name [, lo [, hi]]) -> converter\
+an integer, optionally within [lo, hi] (as\
+cli.number; \"2.5\" is refused with \"expected an integer\").",
+  ["fvl.cli.list"] = "fvl.cli.list(name [, choices]) -> converter\
+a comma-separated list of names (\"arcface,cosface\"\
+-> {\"arcface\", \"cosface\"}), no empty items; choices: the allowed names (an error lists them).",
   ["fvl.cli.number"] = "fvl.cli.number(name, lo, hi)\
-converter: a number (optionally within [lo, hi])",
-  ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
-a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+fvl.cli.number(name [, lo [, hi]]) -> converter for p:option(...):convert(): a number, optionally\
+within [lo, hi]; a bad value gives argparse's one-line error \"name: expected a number, got 'x'\".",
+  ["fvl.cli.parser"] = "fvl.cli.parser(name, description [, epilog]) -> argparse parser (lua-argparse)\
+`--help` prints\
+the usage and exits 0 before any work; parse `arg` of a script run by fvl or lua5.4.\
+Errors: lua-argparse not installed (the message names the Debian package).",
   ["fvl.cli.write_section"] = "fvl.cli.write_section(file, section, text, who)\
 replaces the lines between\
 \"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
@@ -620,7 +625,10 @@ the file sample i was read from (nil for a RecordIO set)",
 decoded image i: C×H×W float32 with pixel values 0..255 (no normalisation)",
   ["fvl.data.ImageSet:loader"] = "fvl.data.ImageSet:loader(opts)\
 ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,\
-          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\"}",
+          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\",\
+          shard = false}\
+shard = true (several processes, fvl.dist): as fvl.data.loader's, the epoch's order (the same on\
+every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
@@ -735,7 +743,8 @@ insightface's protocol on a .bin verification pack (docs/data.md): every image t
 (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),\
 with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.\
 pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),\
-bgr (false), channels (3), folds (10), name. Returns verification's result plus xnorm (mean\
+bgr (false), channels (3), folds (10), name, progress (false; true: a bar with images/s and\
+ETA on stderr). Returns verification's result plus xnorm (mean\
 norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has\
 < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a\
 model, an unreadable pack, fewer pairs than folds.",
@@ -1343,15 +1352,19 @@ A duration as the progress line prints it: \"m:ss\", \"h:mm:ss\" from an hour, \
 a progress display for a loop\
 (options above: total, title, unit, out, tty, every, interval, width, clock); p:update(n,\
 values), p:close(values). Errors: unknown options, a title that is not a string.",
-  ["fvl.progress.Progress:close"] = "fvl.progress.Progress:close(values)\
-final line; values (optional) replace the shown values. Returns elapsed seconds and rate.",
+  ["fvl.progress.Progress:close"] = "p:close([values]) -> elapsed, rate\
+prints the final line (values, optional, replace the shown\
+values) and returns the elapsed seconds and the mean rate; a second close does nothing.",
   ["fvl.progress.Progress:line"] = "p:line([now [, final]]) -> string\
 the status line as it would be printed now (title, count,\
 percentage, rate, elapsed time, ETA, values).",
-  ["fvl.progress.Progress:stats"] = "fvl.progress.Progress:stats(now)\
-rate (units per second) and ETA from the mean since the start",
-  ["fvl.progress.Progress:update"] = "fvl.progress.Progress:update(n, values)\
-n more units done (default 1); values (a table) replace the shown values",
+  ["fvl.progress.Progress:stats"] = "p:stats([now]) -> elapsed, rate, eta\
+seconds since the start, units per second (the mean since\
+the start) and the seconds left (math.huge without a total or before any progress).",
+  ["fvl.progress.Progress:update"] = "p:update([n] [, values]) -> p\
+n more units done (default 1); values (a table of numbers,\
+strings or one-element tensors) replace the shown values; redraws or prints when due.\
+Errors: after close, n < 0 or not a number, values not a table.",
   ["fvl.schedule.constant"] = "fvl.schedule.constant(opts)\
 fvl.schedule.constant{value=} -> schedule: always value. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
   ["fvl.schedule.cosine"] = "fvl.schedule.cosine(opts)\
