@@ -514,14 +514,19 @@ parameters and buffers, the head's tensors and numbers, the optimiser's state, t
 state and any JSON-able extra (tensors allowed), as .npy files and a checkpoint.json header.\
 Crash-safe: a new generation directory, then the header replaced atomically, then the old\
 generation removed. Errors: values that cannot be stored (functions, cycles).",
-  ["fvl.cli.integer"] = "fvl.cli.integer(name, lo, hi)\
-converter: an integer (optionally within [lo, hi])",
-  ["fvl.cli.list"] = "fvl.cli.list(name, choices)\
-converter: a comma-separated list of names (no empty items); choices: optional allowed set",
+  ["fvl.cli.integer"] = "fvl.cli.integer(name [, lo [, hi]]) -> converter\
+an integer, optionally within [lo, hi] (as\
+cli.number; \"2.5\" is refused with \"expected an integer\").",
+  ["fvl.cli.list"] = "fvl.cli.list(name [, choices]) -> converter\
+a comma-separated list of names (\"arcface,cosface\"\
+-> {\"arcface\", \"cosface\"}), no empty items; choices: the allowed names (an error lists them).",
   ["fvl.cli.number"] = "fvl.cli.number(name, lo, hi)\
-converter: a number (optionally within [lo, hi])",
-  ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
-a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+fvl.cli.number(name [, lo [, hi]]) -> converter for p:option(...):convert(): a number, optionally\
+within [lo, hi]; a bad value gives argparse's one-line error \"name: expected a number, got 'x'\".",
+  ["fvl.cli.parser"] = "fvl.cli.parser(name, description [, epilog]) -> argparse parser (lua-argparse)\
+`--help` prints\
+the usage and exits 0 before any work; parse `arg` of a script run by fvl or lua5.4.\
+Errors: lua-argparse not installed (the message names the Debian package).",
   ["fvl.cli.write_section"] = "fvl.cli.write_section(file, section, text, who)\
 replaces the lines between\
 \"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
@@ -1347,15 +1352,19 @@ A duration as the progress line prints it: \"m:ss\", \"h:mm:ss\" from an hour, \
 a progress display for a loop\
 (options above: total, title, unit, out, tty, every, interval, width, clock); p:update(n,\
 values), p:close(values). Errors: unknown options, a title that is not a string.",
-  ["fvl.progress.Progress:close"] = "fvl.progress.Progress:close(values)\
-final line; values (optional) replace the shown values. Returns elapsed seconds and rate.",
+  ["fvl.progress.Progress:close"] = "p:close([values]) -> elapsed, rate\
+prints the final line (values, optional, replace the shown\
+values) and returns the elapsed seconds and the mean rate; a second close does nothing.",
   ["fvl.progress.Progress:line"] = "p:line([now [, final]]) -> string\
 the status line as it would be printed now (title, count,\
 percentage, rate, elapsed time, ETA, values).",
-  ["fvl.progress.Progress:stats"] = "fvl.progress.Progress:stats(now)\
-rate (units per second) and ETA from the mean since the start",
-  ["fvl.progress.Progress:update"] = "fvl.progress.Progress:update(n, values)\
-n more units done (default 1); values (a table) replace the shown values",
+  ["fvl.progress.Progress:stats"] = "p:stats([now]) -> elapsed, rate, eta\
+seconds since the start, units per second (the mean since\
+the start) and the seconds left (math.huge without a total or before any progress).",
+  ["fvl.progress.Progress:update"] = "p:update([n] [, values]) -> p\
+n more units done (default 1); values (a table of numbers,\
+strings or one-element tensors) replace the shown values; redraws or prints when due.\
+Errors: after close, n < 0 or not a number, values not a table.",
   ["fvl.schedule.constant"] = "fvl.schedule.constant(opts)\
 fvl.schedule.constant{value=} -> schedule: always value. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
   ["fvl.schedule.cosine"] = "fvl.schedule.cosine(opts)\
