@@ -30,6 +30,11 @@ local is_rec = src:match("%.rec$") ~= nil
 local ds, err = fvl.data.images{ rec = is_rec and src or nil, folder = (not is_rec) and src or nil,
                                  bgr = opts.bgr == "1" }
 if not ds then die(err) end
+local want = type(meta) == "table" and type(meta.input) == "table" and meta.input
+if want and (want[2] ~= ds.size[2] or want[3] ~= ds.size[3]) then   -- the loader does not resize
+  die(string.format("the model takes %dx%d images (its meta.input) but %s holds %dx%d images: align and resize them "
+                    .. "to the model's size first", want[3], want[2], src, ds.size[3], ds.size[2]))
+end
 local batch, flip = a.batch, not a.no_flip
 local function run(x) return net:forward(x):detach() end
 local ok, e = pcall(function()

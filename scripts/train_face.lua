@@ -160,6 +160,13 @@ local function apply_set(cfg, item, where)
 end
 
 local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
+local function is_dir(p)
+  local f = io.open(p, "rb")
+  if not f then return false end
+  local _, _, code = f:read(1)
+  f:close()
+  return code == 21   -- EISDIR
+end
 
 -- margin_schedule as a list: one table {field =, kind =, ...} or a list of them; none: {}
 local function margin_schedules(cfg)
@@ -203,8 +210,9 @@ local function validate(cfg)
   if cfg.lr_gamma ~= nil and cfg.lr_steps == nil then bad("lr_gamma", "lr_steps beside it (lr_gamma is the step decay's factor)", cfg.lr_gamma) end
   if cfg.optimizer ~= "sgd" and cfg.optimizer ~= "adamw" then bad("optimizer", "sgd|adamw", cfg.optimizer) end
   local D = cfg.data
-  if D.kind == "rec" and type(D.path) == "string" and not D.path:match("%.rec$") and exists(D.path .. "/train.rec") then
-    D.path = D.path .. "/train.rec"   -- insightface's config.rec is the directory
+  if D.kind == "rec" and type(D.path) == "string" and is_dir(D.path) then   -- insightface's config.rec is the directory
+    if not exists(D.path .. "/train.rec") then die(string.format("config: data.path = '%s' is a directory without train.rec", D.path)) end
+    D.path = D.path .. "/train.rec"
   end
   for i, p in ipairs(cfg.val) do   -- insightface's val_targets: bare names beside the .rec
     if type(p) == "string" and not p:find("/", 1, true) and not p:match("%.bin$") and D.kind == "rec" and type(D.path) == "string" then

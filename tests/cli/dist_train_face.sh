@@ -24,4 +24,24 @@ for r in rank00000 rank00001; do
   same_tensors "$T/d/checkpoint/$r" "$T/h/checkpoint/$r" && ok || fail "$r: halt + resume on 2 ranks differs from the straight run"
 done
 
+
+# a .rec (and the same for a folder) on 2 ranks: the images loader's shard = true
+cat > "$T/mk.lua" <<'LUA'
+local d = fvl.data.synthetic_faces{ image = "rgb", size = 16, identities = 5, per_identity = 8, test_identities = 0 }
+for i = 1, 40 do
+  local dir = string.format("%s/f/id%d", arg[1], d.train.labels:get(i))
+  fvl.sys.mkdirs(dir)
+  local f = assert(io.open(dir .. "/" .. i .. ".png", "wb")); f:write(fvl.data.encode_image(d.train.x:select(1, i):contiguous())); f:close()
+end
+fvl.sys.mkdirs(arg[1] .. "/rec")
+assert(fvl.data.folder_to_rec(arg[1] .. "/f", arg[1] .. "/rec/train.rec"))
+LUA
+"$FVL" "$T/mk.lua" "$T" > "$T/mk.log" 2>&1 || fail "making the .rec: $(cat "$T/mk.log")"
+out=$(mpirun_np 2 "$FVL" tests/dist/images_shard.lua "$T/rec/train.rec" 2>&1)
+grep -q "images shard: 2 ranks, 5 batches of 4 each, disjoint" <<<"$out" && ok || fail "images:loader shard: $(tail -5 <<<"$out")"
+printf 'return { data = { kind = "rec", path = "%s/rec" }, batch_size = 4, embedding_size = 16, threads = 1 }\n' "$T" > "$T/rec.lua"
+mpirun_np 2 "$FVL" scripts/train_face.lua --config "$T/rec.lua" --out "$T/r" --steps 2 --set verbose=0 --set sample_rate=0.5 > "$T/r.log" 2>&1 \
+  || fail "a .rec on 2 ranks: $(tail -5 "$T/r.log")"
+grep -q "5 classes, 16×16 images, batch 4 per rank × 2 ranks (head sharded), 2 steps (5 per epoch)" "$T/r.log" && ok \
+  || fail "a .rec on 2 ranks: $(head -3 "$T/r.log")"
 cli_done

@@ -62,8 +62,8 @@ grep -q "head      arcface, Partial FC sample_rate 0.1" "$T/c.log" && ok || fail
 # config.rec is a directory, val_targets bare names beside it
 mkdir -p "$T/faces_emore"
 cat > "$T/mk.lua" <<'LUA'
-local d = fvl.data.synthetic_faces{ image = "rgb", size = 16, identities = 3, per_identity = 2, test_identities = 2, test_per_identity = 2 }
-for i = 1, 6 do
+local d = fvl.data.synthetic_faces{ image = "rgb", size = 16, identities = 5, per_identity = 14, test_identities = 2, test_per_identity = 2 }
+for i = 1, 70 do
   local dir = string.format("%s/f/id%d", arg[1], d.train.labels:get(i))
   fvl.sys.mkdirs(dir)
   local f = assert(io.open(dir .. "/" .. i .. ".png", "wb")); f:write(fvl.data.encode_image(d.train.x:select(1, i):contiguous())); f:close()
@@ -74,9 +74,20 @@ LUA
 "$FVL" "$T/mk.lua" "$T" > "$T/mk.log" 2>&1 || fail "making the .rec: $(cat "$T/mk.log")"
 printf 'return { data = { kind = "rec", path = "%s" }, val = { "lfw" }, batch_size = 2 }\n' "$T/faces_emore" > "$T/rec.lua"
 "$FVL" scripts/train_face.lua --check --config "$T/rec.lua" > "$T/r.log" 2>&1
-grep -q "data      rec $T/faces_emore/train.rec: 3 classes, 16×16 images" "$T/r.log" && grep -q "val       $T/faces_emore/lfw.bin every" "$T/r.log" \
+grep -q "data      rec $T/faces_emore/train.rec: 5 classes, 16×16 images" "$T/r.log" && grep -q "val       $T/faces_emore/lfw.bin every" "$T/r.log" \
   && ok || fail "rec directory and bare val name: $(cat "$T/r.log")"
 
+
+# embed.lua: 70 images in batches of 1 (more than fvl.cat's 64 pieces), then a folder of another size
+"$FVL" scripts/embed.lua "$T/s/model.npz" "$T/f" "$T/e.npy" --batch 1 > "$T/em.log" 2>&1
+grep -q "e.npy: 70 embeddings of dimension 16 (5 classes)" "$T/em.log" && [ "$(wc -l < "$T/e-paths.txt")" = 70 ] && ok \
+  || fail "embed.lua --batch 1: $(tail -3 "$T/em.log")"
+printf 'local d = fvl.data.synthetic_faces{ image = "rgb", size = 20, identities = 2, per_identity = 2, test_identities = 0 }\nfor i = 1, 4 do fvl.sys.mkdirs(arg[1] .. "/id" .. d.train.labels:get(i)); local f = assert(io.open(arg[1] .. "/id" .. d.train.labels:get(i) .. "/" .. i .. ".png", "wb")); f:write(fvl.data.encode_image(d.train.x:select(1, i):contiguous())); f:close() end\n' > "$T/mk20.lua"
+"$FVL" "$T/mk20.lua" "$T/f20" > /dev/null 2>&1
+"$FVL" scripts/embed.lua "$T/s/model.npz" "$T/f20" "$T/e20.npy" > "$T/em.log" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q "the model takes 16x16 images (its meta.input) but .*f20 holds 20x20 images" "$T/em.log" && ok \
+  || fail "embed.lua size mismatch: $(cat "$T/em.log")"
 
 # 4. the scripts from a stock lua5.4 (require "fvl" through LUA_CPATH), without -l fvl
 if grep -q '^FVL_SANITIZE:BOOL=ON' "$2/CMakeCache.txt" 2>/dev/null; then
