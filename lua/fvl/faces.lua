@@ -333,14 +333,26 @@ function Loader:_start()
             or order:narrow(1, 1, k * self.world):reshape(k, self.world):narrow(2, self.rank + 1, 1):reshape(k):contiguous()
   end
   self._c = self.ds._set:_loader(order, self.batch, self.drop_last, self.epoch, self.workers,
-                                 self.prefetch, self.opts)
+                                 self.prefetch, self.opts, self._first or 0)
+  self._first = nil
   self.epoch_skipped = 0
 end
 
-function Loader:reset(e)
+-- loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the
+-- workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a
+-- run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).
+function Loader:reset(e, skip)
   if e ~= nil then self.epoch = util.integer("images:loader:reset", "epoch", e, nil, 1) end
   if self._c then self._c:_stop() end
   self._c = nil
+  self._first = nil
+  if skip ~= nil then
+    local nb = #self
+    self._first = util.integer("images:loader:reset", "skip", skip, nil, 0)
+    if self._first > nb then
+      fail(string.format("images:loader:reset: skip = %d but epoch %d has %d batches", self._first, self.epoch, nb))
+    end
+  end
   return self
 end
 

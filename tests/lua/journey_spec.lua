@@ -38,3 +38,36 @@ describe("fvl.eval.bin_pack on a pack of more than 64 batches", function()
     rmdir(d)
   end)
 end)
+
+describe("resuming an image loader mid-epoch", function()
+  it("loader:reset(e, k) starts epoch e at batch k + 1 without decoding the first k, the same batches", function()
+    local d = tmpdir()
+    local x, y = faces(4, 6, 16)
+    for i = 1, x:size(1) do
+      local dir = string.format("%s/id%d", d, y:get(i))
+      fvl.sys.mkdirs(dir)
+      write_file(string.format("%s/%02d.png", dir, i), data.encode_image(x:select(1, i):contiguous()))
+    end
+    local ds = assert(data.images{ folder = d })
+    for _, workers in ipairs({ 0, 2 }) do
+      local straight = ds:loader{ batch = 5, flip = true, crop = 2, seed = 7, workers = workers, drop_last = true }
+      straight:reset(2)
+      local want = {}
+      for b in straight do want[#want + 1] = b end
+      expect_eq(#want, 4)
+      local resumed = ds:loader{ batch = 5, flip = true, crop = 2, seed = 7, workers = workers, drop_last = true }
+      resumed:reset(2, 2)
+      for k = 3, 4 do
+        local b = resumed:next()
+        expect_eq(table.concat(b.index:totable(), ","), table.concat(want[k].index:totable(), ","), "batch " .. k)
+        expect_eq((b.x - want[k].x):abs():max():item(), 0, "pixels of batch " .. k)
+      end
+      expect_true(resumed:next() == nil and resumed.epoch == 3, "the epoch ends after its 4 batches")
+      resumed:reset(1, 4)   -- skip the whole epoch
+      expect_true(resumed:next() == nil, "nothing left after skipping every batch")
+      expect_error(function() resumed:reset(1, 5) end, "images:loader:reset: skip = 5 but epoch 1 has 4 batches")
+      expect_error(function() resumed:reset(1, -1) end, "skip")
+    end
+    rmdir(d)
+  end)
+end)
