@@ -28,12 +28,8 @@ local FM_FILES = { train = { "train-images-idx3-ubyte.gz", "train-labels-idx1-ub
 
 local function shape_str(t) return table.concat(t:shape(), "x") end
 
---- Fashion-MNIST from its IDX files: {images = N×1×28×28 float32 in [0,1], labels = N int32
---- 1..10, classes = names, x = images} | nil, message when the files are missing. opts: split ("train" | "test",
---- default "train"), path (the directory; default $FVL_FASHION_MNIST, else data.FASHION_MNIST_DIR),
---- limit (the first n examples).
-function data.fashion_mnist(opts)
-  local fn = "fashion_mnist"
+-- the IDX image set of fn (fashion_mnist or mnist); missing(files) says where the files come from
+local function idx_set(fn, opts, missing)
   opts = util.check_opts(fn, opts, { "split", "path", "limit" })
   local split = util.enum(fn, "split", opts.split, { "train", "test" }, "train")
   local dir = opts.path
@@ -49,11 +45,7 @@ function data.fashion_mnist(opts)
   local labels
   if images then labels, msg, kind = fvl._idx_load(lab_path, "int32", 1, 1) end
   if not labels then
-    if kind == "missing" then
-      return nil, string.format("%s: %s. Fashion-MNIST comes from the Debian package "
-        .. "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), installed in %s; "
-        .. "or pass path=DIR holding %s and %s", fn, msg, data.FASHION_MNIST_DIR, files[1], files[2])
-    end
+    if kind == "missing" then return nil, string.format("%s: %s. %s", fn, msg, missing(files)) end
     return nil, fn .. ": " .. msg
   end
   local n = images:size(1)
@@ -75,8 +67,20 @@ function data.fashion_mnist(opts)
   end
   images = images:reshape(n, 1, 28, 28)
   local classes = {}
-  for i, c in ipairs(data.fashion_mnist_classes) do classes[i] = c end
+  for i, c in ipairs(data.fashion_mnist_classes) do classes[i] = fn == "mnist" and tostring(i - 1) or c end
   return { images = images, x = images, labels = labels, classes = classes, split = split }
+end
+
+--- Fashion-MNIST from its IDX files: {images = N×1×28×28 float32 in [0,1], labels = N int32
+--- 1..10, classes = names, x = images} | nil, message when the files are missing. opts: split ("train" | "test",
+--- default "train"), path (the directory; default $FVL_FASHION_MNIST, else data.FASHION_MNIST_DIR),
+--- limit (the first n examples).
+function data.fashion_mnist(opts)
+  return idx_set("fashion_mnist", opts, function(files)
+    return string.format("Fashion-MNIST comes from the Debian package dataset-fashion-mnist (apt-get install "
+      .. "dataset-fashion-mnist), installed in %s; or pass path=DIR holding %s and %s", data.FASHION_MNIST_DIR,
+      files[1], files[2])
+  end)
 end
 
 -- MNIST digits: the same IDX file names as Fashion-MNIST; Debian has no package for it, so
@@ -87,10 +91,9 @@ function data.mnist(opts)
   if type(opts.path) ~= "string" then
     fail(fn .. ": path= must name the directory holding the MNIST IDX files (train-images-idx3-ubyte.gz, ...)")
   end
-  local ds, msg = data.fashion_mnist(opts)
-  if not ds then return nil, (msg:gsub("^fashion_mnist: ", fn .. ": ")) end
-  for i = 1, 10 do ds.classes[i] = tostring(i - 1) end
-  return ds
+  return idx_set(fn, opts, function(files)
+    return string.format("path=DIR must hold %s and %s (MNIST has no Debian package)", files[1], files[2])
+  end)
 end
 
 -- any IDX file: fvl.data.idx(path, {dtype="float32"|"int32", scale=1, shift=0})

@@ -51,18 +51,18 @@ local function append_line(path, line)
   return true
 end
 
+-- the one check of a path argument (an error at the caller's line)
+local function check_path(fn, path)
+  if type(path) ~= "string" then error(fn .. ": path must be a file name, got " .. type(path), 3) end
+end
+
 -- fvl.log.open(path [, opts]) -> logger | nil, message: a JSON-lines metrics log (the file is
 -- created now, appended to when it exists); opts: run (a name added to each record), fields (a
 -- table of fixed values added to each record), time (true: a "time" field). Errors: a path that
 -- is not a string, unknown options, fields not a table.
 function log.open(path, opts)
-  if type(path) ~= "string" then error("log.open: path must be a file name, got " .. type(path), 2) end
-  opts = opts or {}
-  for k in pairs(opts) do
-    if k ~= "run" and k ~= "fields" and k ~= "time" then
-      error("log.open: unknown option '" .. tostring(k) .. "' (expected one of: run, fields, time)", 2)
-    end
-  end
+  check_path("log.open", path)
+  opts = util.check_opts("log.open", opts, { "run", "fields", "time" })
   if opts.fields ~= nil and type(opts.fields) ~= "table" then
     error("log.open: fields must be a table, got " .. type(opts.fields), 2)
   end
@@ -96,7 +96,7 @@ function Logger:__tostring() return string.format("fvl.log(%s, %d records)", sel
 -- fvl.log.append(path, record) -> true | nil, message: appends one record (a table) as a JSON line
 -- with its "time", without a logger. Errors: a path or record of the wrong type.
 function log.append(path, rec)
-  if type(path) ~= "string" then error("log.append: path must be a file name, got " .. type(path), 2) end
+  check_path("log.append", path)
   if type(rec) ~= "table" then error("log.append: record must be a table, got " .. type(rec), 2) end
   return append_line(path, encode(rec))
 end
@@ -105,6 +105,7 @@ end
 -- that run's). A last line without its newline (a run killed mid-write) is skipped; any other
 -- malformed line is an error naming its number.
 function log.read(path, opts)
+  check_path("log.read", path)
   opts = util.check_opts("log.read", opts, { "run" })
   local f, err = io.open(path, "rb")
   if not f then return nil, "log.read: cannot open '" .. path .. "': " .. tostring(err) end

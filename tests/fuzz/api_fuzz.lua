@@ -56,6 +56,9 @@ local methods = {}
 for k, v in pairs(fvl.Tensor) do
   if type(v) == "function" and k ~= "free" then methods[#methods + 1] = k end
 end
+for _, k in ipairs { "softmax", "log_softmax", "var", "std", "permute", "cumsum", "sort", "topk", "norm", "argsort" } do
+  if not fvl.Tensor[k] then methods[#methods + 1] = k end   -- written in Lua (fvl.conventions): via the tensor
+end
 table.sort(methods)
 
 -- option keys and enum-like words the API knows, to hit the declared tables
@@ -611,9 +614,255 @@ local function plot_step()
   return "plot"
 end
 
+-- nn layers and small nets of odd sizes and options, fed inputs of odd shapes; their state saved
+-- (fvl.nn.save, state_dict) and loaded back, perhaps damaged
+local function layer()
+  local nn = fvl.nn
+  local a, b, k = small(), small(), R() < 0.9 and R(1, 3) or small()
+  local function o(list) if R() < 0.3 then return gen(1) end local t = {} for key, v in pairs(list) do if R() < 0.5 then t[key] = v() end end return t end
+  local kinds = {
+    function() return nn.Linear(a, b, o { bias = function() return R() < 0.5 end,
+      init = function() return pick { "default", "kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "zz" } end }) end,
+    function() return nn.Conv2d(a, b, R() < 0.8 and k or { k, small() }, o { stride = small, padding = function() return R(0, 2) end,
+      groups = function() return pick { 1, a, 2, 0 } end, bias = function() return R() < 0.5 end }) end,
+    function() return nn.BatchNorm1d(a, o { eps = function() return pick { 1e-5, 0, -1 } end, momentum = function() return pick { 0.1, 0, 1, 2 } end }) end,
+    function() return nn.BatchNorm2d(a, o { eps = function() return pick { 1e-5, 0, 0 / 0 } end }) end,
+    function() return nn.MaxPool2d(k, o { stride = small, padding = function() return R(0, 2) end }) end,
+    function() return nn.AvgPool2d(k, o { stride = small, padding = function() return R(0, 2) end }) end,
+    function() return nn.PReLU(R() < 0.5 and a or nil, o { init = function() return number() end }) end,
+    function() return nn.Dropout(pick { nil, 0, 0.5, 0.99, 1, -1 }) end,
+    function() return nn.Flatten() end,
+    function() return nn.Identity() end,
+    function() return nn.ReLU() end,
+    function() return nn.ConvBlock(a, b, k, o { stride = small, padding = function() return R(0, 1) end, linear = function() return R() < 0.5 end }) end,
+    function() return nn.DepthWise(a, b, pick { 1, 2 }, pick { a, 1, b }, R() < 0.5) end,
+    function() return nn.IBasicBlock(a, b, pick { 1, 2, 0 }) end,
+    function() return nn.BasicBlock(a, b, pick { 1, 2, 0 }) end,
+    function() return nn.mlp { sizes = R() < 0.8 and { a, b, small() } or list(), bn = R() < 0.5, dropout = pick { nil, 0.1, 2 },
+      activation = pick { nil, "relu", "prelu", "zz" } } end,
+  }
+  return kinds[R(1, #kinds)](), a
+end
+local layers = {}
+local function nn_step()
+  local nn = fvl.nn
+  local net, a = layers[R(1, 4)], nil
+  if not net or R() < 0.5 then
+    local ok, l, aa = pcall(layer)
+    if not ok then return "nn layer(bad arguments)" end
+    net, a = l, aa
+    if R() < 0.3 then local ok2, s = pcall(nn.Sequential, net, pick { nn.Flatten(), nn.ReLU(), nn.Identity() }) if ok2 then net = s end end
+    layers[R(1, 4)] = net
+  end
+  a = a or R(1, 4)
+  local shapes = { { R(0, 3), a }, { R(0, 3), a, R(1, 7), R(1, 7) }, { R(0, 2), a, R(1, 3) }, { a } }
+  local x = R() < 0.85 and fvl.randn(table.unpack(pick(shapes))) or tensor()
+  if R() < 0.3 then x = x:float():requires_grad() end
+  if R() < 0.3 then pcall(net.train, net, R() < 0.5) end
+  local ok, y = pcall(net, x)
+  pass("nn forward", ok)
+  if ok and type(y) == "userdata" and R() < 0.5 then pass("nn backward", pcall(function() y:float():sum():backward() end)) end
+  local r = R()
+  if r < 0.15 then
+    local f = tmp .. "/net" .. R(1, 2) .. ".npz"
+    pass("nn.save", pcall(nn.save, f, net, R() < 0.7 and { meta = { input = a } } or gen(1)))
+    if R() < 0.4 then local s = read(f) if s ~= "" then write(f, mutate(s)) end end
+    pass("nn.load", pcall(nn.load, f))
+  elseif r < 0.3 then
+    local ok2, st = pcall(net.state_dict, net)
+    if ok2 and type(st) == "table" then
+      for key in pairs(st) do if R() < 0.2 then st[key] = R() < 0.5 and gen(1) or nil end end
+      if R() < 0.2 then st[pick(WORDS)] = tensor() end
+      pass("load_state_dict", pcall(net.load_state_dict, net, st, R() < 0.5 and { strict = R() < 0.5 } or nil))
+    end
+  elseif r < 0.4 then pass("nn.flops", pcall(nn.flops, net, R() < 0.8 and { a, R(1, 8), R(1, 8) } or gen(1)))
+  elseif r < 0.5 then pass("nn.init.apply", pcall(nn.init.apply, net, pick { "kaiming_normal", "kaiming_uniform", "xavier_normal", "xavier_uniform", "zz" }))
+  elseif r < 0.55 then pass("fold_batchnorm", pcall(nn.fold_batchnorm, net))
+  elseif r < 0.6 then pcall(net.zero_grad, net) pcall(net.num_parameters, net) pcall(net.describe, net)
+  end
+  return "nn"
+end
+
+-- data readers over a directory of hostile files: IDX sets (fvl.data.mnist / fashion_mnist), an image
+-- folder (fvl.data.images, folder_to_rec), an LFW pairs list, then a loader over what loaded
+local function data_dir_step()
+  local D = fvl.data
+  local d = tmp .. "/dd" .. R(1, 2)
+  os.execute("mkdir -p '" .. d .. "/a' '" .. d .. "/b'")
+  local r = R()
+  local ds
+  if r < 0.3 then
+    local n = R(0, 3)
+    local img = "\0\0\8\3" .. string.pack(">I4>I4>I4", n, 28, 28) .. string.rep("\9", n * 784)
+    local lab = "\0\0\8\1" .. string.pack(">I4", n) .. string.rep("\3", n)
+    for _, split in ipairs { "train", "t10k" } do
+      -- (plain bytes under the .gz names: zlib reads them as they are)
+      write(d .. "/" .. split .. "-images-idx3-ubyte.gz", R() < 0.5 and mutate(img) or img)
+      write(d .. "/" .. split .. "-labels-idx1-ubyte.gz", R() < 0.5 and mutate(lab) or lab)
+    end
+    local ok
+    ok, ds = pcall(pick { D.mnist, D.fashion_mnist }, R() < 0.9 and { path = d, split = pick { "train", "test", "x" }, limit = pick { nil, 1, 0, -1 } } or gen(1))
+    pass("data.mnist", ok)
+  elseif r < 0.7 then
+    for i = 1, R(0, 3) do write(d .. "/" .. pick { "a", "b" } .. "/" .. i .. pick { ".png", ".jpg" }, R() < 0.7 and (seeds.png or "") or mutate(seeds.jpeg or "x")) end
+    if R() < 0.5 then
+      pass("folder_to_rec", pcall(D.folder_to_rec, d, tmp .. "/fr" .. R(1, 2) .. ".rec", R() < 0.8 and { property = R() < 0.5 } or gen(1)))
+    end
+    local ok
+    ok, ds = pcall(D.images, R() < 0.9 and { folder = d, size = pick { nil, { 4, 5 }, { 0, 1 }, { 2^31, 2 } }, channels = pick { nil, 1, 3, 2 }, bgr = R() < 0.5 } or gen(1))
+    pass("data.images", ok)
+    if ok and type(ds) == "table" then
+      pcall(function() return ds:image(R(0, 3)) end)
+      pcall(function() return ds:batch(R() < 0.8 and { 1, 2 } or gen(1)) end)
+    end
+  else
+    local lines = { "1 1", "a 1 2", "a 1 b 1" }
+    write(d .. "/pairs.txt", R() < 0.6 and mutate(table.concat(lines, "\n") .. "\n") or table.concat(lines, "\n"))
+    pass("lfw_pairs", pcall(D.lfw_pairs, d .. "/pairs.txt", d))
+  end
+  if type(ds) == "table" and R() < 0.7 then
+    local lo = { batch = R(1, 3), shuffle = R() < 0.5, seed = R(1, 9), drop_last = R() < 0.5, flip = R() < 0.5, crop = R(0, 2) }
+    if R() < 0.3 then lo[pick { "batch", "seed", "crop", "epoch", "shard" }] = pick { 0, -1, 2^31, 1.5, 0 / 0, "x", { 1, 2 } } end
+    local ok, ld = pcall(D.loader, ds, R() < 0.9 and lo or gen(1))
+    if ok and ld then
+      pass("loader", pcall(function() local n = 0 for _ in ld do n = n + 1 if n > 3 then break end end end))
+    end
+  end
+  return "data dir"
+end
+
+-- the Lua library's option-taking pieces: schedules, the JSON-lines log, JSON text, sweep spaces and an
+-- inline sweep (workers = 0: no processes) with its reports, the dist helpers in a world of one
+local function lib_step()
+  local r = R()
+  if r < 0.2 then
+    local S = fvl.schedule
+    local kinds = { { S.cosine, { from = 1, to = 0, steps = 10 } }, { S.linear, { from = 1, to = 0, steps = 10 } },
+                    { S.polynomial, { from = 1, to = 0, steps = 10, power = 2 } }, { S.exponential, { from = 1, gamma = 0.9 } },
+                    { S.multistep, { from = 1, gamma = 0.1, milestones = { 2, 5 } } }, { S.constant, { value = 1 } } }
+    local k = pick(kinds)
+    local function opt(base)
+      local t = {}
+      for key, v in pairs(base or {}) do t[key] = v end
+      for _ = 1, R(0, 2) do t[pick { "from", "to", "steps", "warmup", "warmup_from", "gamma", "milestones", "power", "value" }] = R() < 0.7 and pick { 0, 1, 10, 0.5, -1, 0 / 0, 2^53, { 3, 1 }, {} } or gen(1) end
+      return t
+    end
+    local ok, sc = pcall(k[1], R() < 0.9 and opt(k[2]) or gen(1))
+    if ok and R() < 0.3 then ok, sc = pcall(S.warmup, sc, opt()) end
+    pass("schedule", ok)
+    if ok then pass("schedule values", pcall(function() return sc:values(pick { 0, 3, -1, 2^31 }, pick { nil, 0, 5 }) end)) pcall(sc, number()) end
+  elseif r < 0.35 then
+    local f = tmp .. "/log" .. R(1, 2) .. ".jsonl"
+    local ok, lg = pcall(fvl.log.open, f, R() < 0.8 and { run = pick { "a", 1 }, fields = R() < 0.5 and { k = 1 } or gen(1), time = R() < 0.5 } or gen(1))
+    if ok and lg then pcall(lg.write, lg, R() < 0.8 and { step = R(1, 9), loss = number() } or gen(1)) pcall(lg.close, lg) end
+    pcall(fvl.log.append, f, gen(1))
+    if R() < 0.4 then local s = read(f) if s ~= "" then write(f, mutate(s)) end end
+    pass("log.read", pcall(fvl.log.read, f, R() < 0.5 and { run = "a" } or nil))
+  elseif r < 0.45 then
+    pass("json_decode", pcall(fvl.util.json_decode, mutate(R() < 0.5 and seeds.ck or '{"a":[1,2.5e3,"x\\u00e9",true,null,{"b":{}}]}')))
+  elseif r < 0.75 then
+    local W = fvl.sweep
+    local function range()
+      return pick { function() return W.uniform(number(), number()) end, function() return W.loguniform(number(), number()) end,
+                    function() return W.int(number(), number()) end, function() return W.choice(R() < 0.8 and list() or gen(1)) end,
+                    function() return W.named(pick { "a", 1 }, number()) end, function() return list(R(0, 3)) end }()
+    end
+    local space = {}
+    for _ = 1, R(0, 3) do local ok, v = pcall(range) space[pick { "lr", "m", "s", "seed" }] = ok and v or gen(1) end
+    local store = tmp .. "/sw" .. R(1, 2) .. ".sqlite"
+    local o = { name = pick { "a", "b" }, space = space, store = store, workers = 0, quiet = true,
+                strategy = pick { "grid", "random", "halving", "zz" }, samples = pick { nil, 1, 2, 0, -1 }, seed = R(1, 3),
+                metric = pick { nil, "acc", "loss" }, mode = pick { nil, "max", "min", "x" },
+                trial = function(cfg, report) if R() < 0.3 then report(R(1, 3), { acc = number() }) end
+                  return R() < 0.8 and { acc = number(), loss = R() } or gen(2) end }
+    if R() < 0.2 then o[pick(WORDS)] = gen(1) end
+    pass("sweep.run (inline)", pcall(W.run, o))
+    local rr = R()
+    if rr < 0.25 then pass("sweep.leaderboard", pcall(W.leaderboard, store, { print = false, top = pick { 1, 0, -1, 2^31 }, mode = pick { "max", "min", "z" } }))
+    elseif rr < 0.45 then pass("sweep.csv", pcall(W.csv, store, tmp .. "/sw.csv", R() < 0.5 and {} or gen(1)))
+    elseif rr < 0.6 then pass("sweep.spread", pcall(W.spread, store, { over = pick { "seed", "lr", "x" }, print = false }))
+    elseif rr < 0.7 then pass("sweep.load", pcall(W.load, store, { reports = R() < 0.5 }))
+    elseif rr < 0.8 then pass("sweep.plot", pcall(W.plot, store, { dir = tmp .. "/swp", top = pick { 1, 3 } }))
+    elseif rr < 0.9 then pass("sweep.merge", pcall(W.merge, tmp .. "/merged.sqlite", R() < 0.8 and { store } or gen(1)))
+    else local s = read(store) if s ~= "" then write(store, mutate(s)) end pcall(W.load, store) end
+  else
+    local dist = fvl.dist
+    local net = fvl.nn.Linear(3, 2)
+    pcall(function() net(fvl.randn(2, 3)):sum():backward() end)
+    local which = R(1, 6)
+    if which == 1 then pass("dist.broadcast", pcall(dist.broadcast, tensor(), pick { nil, 0, 1, -1, 2^31 }))
+    elseif which == 2 then pass("dist.allreduce_grads", pcall(dist.allreduce_grads, R() < 0.8 and net:parameters() or gen(1),
+      R() < 0.8 and { op = pick { "sum", "mean", "max" }, bucket_mb = pick { nil, 1, 0, -1, 1e300 } } or gen(1)))
+    elseif which == 3 then pass("dist.broadcast_parameters", pcall(dist.broadcast_parameters, R() < 0.8 and net:parameters() or gen(1), pick { 0, 1, -1 }, R() < 0.5 and { tensor() } or nil))
+    elseif which == 4 then pass("dist.shard_indices", pcall(dist.shard_indices, size(), pick { 0, 1, -1 }, pick { 1, 2, 0, -1 }))
+    elseif which == 5 then
+      local x = embeddings(R(0, 3), 2)
+      pass("dist.copy_rows", pcall(function() local y = dist.copy_rows(x) if x.requires_grad then y:sum():backward() end end))
+    else
+      local ok, sync = pcall(dist.overlap_grads, R() < 0.8 and net or gen(1), R() < 0.8 and { op = pick { "sum", "mean" }, bucket_mb = pick { 25, 0, -1 } } or gen(1))
+      if ok and sync then pcall(function() net(fvl.randn(2, 3)):sum():backward() sync:wait() end) end
+      pass("dist.overlap_grads", ok)
+    end
+  end
+  return "library"
+end
+
+-- eval helpers and the remaining plots (history, boundaries, animations, sheets)
+local function eval_plot_step()
+  local E, P = fvl.eval, fvl.plot
+  local f = tmp .. "/q" .. R(1, 3) .. pick { ".png", ".gif", ".svg", "" }
+  local N, D = R(0, 5), R(1, 4)
+  local which = R(1, 10)
+  if which == 1 then pass("eval.cosine", pcall(E.cosine, embeddings(N, D), embeddings(R(0, 4), R() < 0.9 and D or D + 1)))
+  elseif which == 2 then pass("eval.flip", pcall(E.flip, embeddings(N, D), embeddings(R() < 0.9 and N or N + 1, D)))
+  elseif which == 3 then
+    local net = fvl.nn.Flatten()
+    pass("eval.flip_embed", pcall(E.flip_embed, R() < 0.8 and net or gen(1), R() < 0.8 and fvl.randn(N, R(1, 3), R(1, 4), R(1, 4)) or tensor()))
+  elseif which == 4 then
+    local same = {}
+    for i = 1, 6 do same[i] = i % 2 end
+    local ok, res = pcall(E.verification, fvl.rand(6), fvl.tensor(same, "int32"), { folds = 2 })
+    if ok then pass("eval.summary", pcall(E.summary, R() < 0.8 and res or gen(1))) end
+    pass("eval.fmt_far", pcall(E.fmt_far, number()))
+  elseif which == 5 then
+    local recs = {}
+    for i = 1, R(0, 6) do recs[i] = R() < 0.9 and { step = i, loss = number(), acc = R() } or gen(1) end
+    pass("plot.history", pcall(P.history, recs, R() < 0.9 and { file = f, y = pick { nil, "loss", { "loss", "acc" }, "zz" }, ylog = R() < 0.3, title = "h" } or gen(1)))
+  elseif which == 6 then
+    local items = {}
+    for i = 1, R(0, 3) do items[i] = R() < 0.7 and pick { "arcface", "cosface", "sphereface", "normface" } or R() < 0.5 and { pick { "arcface", "cosface" }, m = number() } or gen(1) end
+    pass("plot.boundaries", pcall(P.boundaries, items, { file = f, grid = pick { 11, 21, 2, 0, -1 }, layout = pick { "grid", "overlay", "z" } }))
+  elseif which == 7 then
+    pass("plot.boundary_animation", pcall(P.boundary_animation, pick { "arcface", "cosface", { "arcface", m = number() }, gen(1) },
+      { file = tmp .. "/ba.gif", frames = R() < 0.8 and 2 or pick { 1, 0, -1 }, grid = R() < 0.8 and 11 or pick { 2, 0 },
+        width = R() < 0.8 and 40 or pick { 0, 2^31 }, height = 40 }))
+  elseif which == 8 then
+    local ok, an = pcall(P.training_animation, { file = tmp .. "/ta.gif", steps = pick { 4, 0, -1 }, frames = pick { 2, 0, 5 }, width = 40, height = 40 })
+    if ok and an then
+      pass("training_animation", pcall(function()
+        for k = 1, 4 do an:step(k, function() local n = R(0, 6) return embeddings(n, 2), labels(n, 3), R() < 0.5 and { title = "t" } or gen(1) end) end
+        an:close()
+      end))
+    end
+  elseif which == 9 then
+    local ok, an = pcall(P.animation, { file = tmp .. "/an.gif", delay = pick { 0.1, 0, -1 }, width = pick { 40, 0 }, height = 40, loop = pick { 0, 1, -1 } })
+    if ok and an then
+      pass("plot.animation", pcall(function()
+        for _ = 1, R(0, 3) do local n = R(0, 6) an:add(embeddings(n, pick { 2, 3, 1 }), labels(n, 3), R() < 0.7 and { title = "s" } or gen(1)) end
+        an:close()
+      end))
+    end
+  else
+    local items = {}
+    for i = 1, R(0, 3) do items[i] = pick { tmp .. "/q1.png", { file = tmp .. "/q2.png", title = "t" }, gen(1) } end
+    pass("plot.sheet", pcall(P.sheet, items, { file = tmp .. "/sheet.png", cols = pick { nil, 1, 0, -1 }, cell_width = pick { nil, 30, 0, 2^31 }, cell_height = 30 }))
+  end
+  return "eval/plot"
+end
+
 local SCENARIOS = { head_step, head_step, head_step, conv_bn_act_step, backbone_step, dist_step, dist_step,
                     reader_step, reader_step, loss_F_step, loss_F_step, loss_F_step, eval_step, eval_step,
-                    optim_step, plot_step }
+                    optim_step, plot_step, nn_step, nn_step, data_dir_step, lib_step, lib_step, eval_plot_step }
 
 -- ------------------------------------------------------------------ the run
 local function describe(v)
@@ -658,7 +907,10 @@ while calls < max_calls and now() - t0 < seconds do
       local obj = R() < 0.6 and #pool > 0 and pick(pool) or tensor()
       local mname = pick(methods)
       name = "Tensor:" .. mname
-      f = function(...) return fvl.Tensor[mname](...) end
+      f = function(o, ...)
+        local m = fvl.Tensor[mname] or (type(o) == "userdata" and o[mname])
+        return m(o, ...)
+      end
       self = obj
     else
       local e = pick(funcs)

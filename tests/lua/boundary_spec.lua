@@ -666,3 +666,17 @@ describe("a head's fields set between steps: the constructor's rule at the next 
     expect_error(function() fvl.loss.arcface { dim = 1e300, classes = 3 } end, "arcface: dim = 1e+300 (expected an integer)")
   end)
 end)
+
+describe("found by the API fuzzer's new scenarios", function()
+  it("fvl.log: a path or options of the wrong type are named errors", function()
+    expect_error(function() fvl.log.read({}) end, "log.read: path must be a file name, got table")
+    expect_error(function() fvl.log.open(tmp .. "/l.jsonl", 5) end, "log.open: options must be a table, got number")
+  end)
+  it("fvl.data.mnist: its own errors, never Fashion-MNIST's", function()
+    local ok, msg = fvl.data.mnist { path = tmp .. "/no-such-dir" }
+    expect_eq(ok, nil)
+    expect_true(msg:find("^mnist: ") and msg:find("MNIST has no Debian package", 1, true)
+                and not msg:find("Fashion", 1, true), msg)
+    expect_error(function() fvl.data.mnist { path = tmp, split = "x" } end, "mnist: split = 'x'")
+  end)
+end)
