@@ -431,10 +431,12 @@ static int l_set_batch(lua_State *L) {
 
 /* ------------------------------------------------------------------ loader */
 typedef struct { fvl_img_loader *l; } loader_ud;
-/* set:_loader(order, batch, drop_last, epoch, workers, depth, opts) -> loader
+/* set:_loader(order, batch, drop_last, epoch, workers, depth, opts [, first]) -> loader
+ * (first: the 0-based batch to start at, default 0)
  * (the loader keeps the set alive through its user value) */
 static int l_set_loader(lua_State *L) {
   fvl_imgset *s = check_set(L, 1);
+  lua_Integer first = luaL_optinteger(L, 9, 0);   /* before order_arg pushes its anchor */
   int64_t n;
   int64_t *order = order_arg(L, 2, s->n, "images:loader", &n);   /* anchored at top */
   int order_idx = lua_gettop(L);
@@ -454,7 +456,7 @@ static int l_set_loader(lua_State *L) {
   luaL_setmetatable(L, LOADER_MT);
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, 1);
-  u->l = fvl_img_loader_start(s, &o, order, n, B, drop, epoch, (int)workers, (int)depth);
+  u->l = fvl_img_loader_start(s, &o, order, n, B, drop, epoch, first, (int)workers, (int)depth);
   if (!u->l) return fvl_raise(L);
   (void)order_idx;
   return 1;

@@ -764,14 +764,16 @@ static int l_free(lua_State *L) { return l_gc(L); }
    fvl.Tensor:logsumexp([dim [, keepdim]]) -> tensor
    Reductions over dim, or over every element (a 0-dimensional tensor) without dim; keepdim = true
    keeps dim with size 1 (x:sum(2) of a B×C tensor has shape {B}, with keepdim {B, 1}). Tracked;
-   logsumexp is max-shifted (stable). Errors: dim out of range. */
+   logsumexp is max-shifted (stable). The result is float32, also for an int32 tensor (whose
+   values are exact up to 2^24; PyTorch keeps the integer type). Errors: dim out of range. */
 
 /*** fvl.Tensor:max([dim [, keepdim]]) -> tensor [, indices]
    fvl.Tensor:min([dim [, keepdim]]) -> tensor [, indices]
    fvl.Tensor:argmax([dim [, keepdim]]) -> int32 tensor
    The largest (smallest) values along dim with their 1-based int32 positions, or the value over
    all elements (no positions) without dim; argmax the positions alone (ties: the first). The
-   values are tracked (gradient to the chosen element). */
+   values are tracked (gradient to the chosen element). The values are float32, also for an
+   int32 tensor (labels:max() is a float32 scalar: use :item() for the number). */
 
 /*** fvl.Tensor:argsort([dim [, descending]]) -> int32 tensor
    The 1-based positions that sort t along dim (default the last), ascending unless descending =

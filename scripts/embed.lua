@@ -7,6 +7,7 @@
 -- mirror are summed first), OUT-labels.npy (N int32, 1-based class ids) and OUT-paths.txt (one
 -- line per row: the image file, or "FILE.rec#i" = the i-th image of the .rec).
 -- A bad argument or file: one line on stderr, exit status 1.
+fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
 local int = cli.integer
 local parser = cli.parser("fvl scripts/embed.lua", "Embeddings of a folder of identity folders or a .rec with a saved model.")
@@ -29,11 +30,19 @@ local is_rec = src:match("%.rec$") ~= nil
 local ds, err = fvl.data.images{ rec = is_rec and src or nil, folder = (not is_rec) and src or nil,
                                  bgr = opts.bgr == "1" }
 if not ds then die(err) end
+local want = type(meta) == "table" and type(meta.input) == "table" and meta.input
+if want and (want[2] ~= ds.size[2] or want[3] ~= ds.size[3]) then   -- the loader does not resize
+  die(string.format("the model takes %dx%d images (its meta.input) but %s holds %dx%d images: align and resize them "
+                    .. "to the model's size first", want[3], want[2], src, ds.size[3], ds.size[2]))
+end
 local batch, flip = a.batch, not a.no_flip
 local function run(x) return net:forward(x):detach() end
 local ok, e = pcall(function()
   local loader = ds:loader{ batch = batch, shuffle = false, workers = tonumber(opts.workers) }
-  local chunks, labels, index = {}, {}, {}
+  -- N×D filled batch by batch (no fvl.cat of N/B pieces: it takes at most 64)
+  local E, Y, I = nil, fvl.zeros({ ds.n }, "int32"), fvl.zeros({ ds.n }, "int32")
+  local bar = fvl.progress.new { total = ds.n, title = "embed " .. src, unit = "img" }
+  local pos = 1
   fvl.no_grad(function()
     for b in loader do
       local emb = run(b.x)
@@ -43,14 +52,16 @@ local ok, e = pcall(function()
         for i = 1, W do rev[i] = W + 1 - i end
         emb = emb + run(b.x:index(4, fvl.tensor(rev, "int32")))
       end
-      chunks[#chunks + 1] = emb:normalize(2)
-      labels[#labels + 1] = b.y
-      index[#index + 1] = b.index
+      local n = b.x:size(1)
+      if not E then E = fvl.zeros({ ds.n, emb:size(2) }) end
+      E:narrow(1, pos, n):copy(emb:normalize(2))
+      Y:narrow(1, pos, n):copy(b.y)
+      I:narrow(1, pos, n):copy(b.index)
+      pos = pos + n
+      bar:update(n)
     end
   end)
-  local E = #chunks == 1 and chunks[1] or fvl.cat(chunks, 1)
-  local Y = #labels == 1 and labels[1] or fvl.cat(labels, 1)
-  local I = #index == 1 and index[1] or fvl.cat(index, 1)
+  bar:close()
   return { E, Y, I }
 end)
 if not ok then die(e) end

@@ -6,7 +6,8 @@
 -- The config is a Lua file returning a table (scripts/configs/*.lua, like insightface's
 -- configs/*.py); keys it leaves out take the defaults below (insightface's configs/base.py where
 -- they apply). Overrides: FVL_TRAIN_SET="key=value;key=value" in the environment, then every
--- --set key=value (dots reach into tables: --set head.m=0.4; values true/false/numbers/strings).
+-- --set key=value (dots reach into tables: --set head.m=0.4; values true/false/numbers/strings, and
+-- lists with commas: --set lr_steps=8000,12000 --set val=lfw,cfp_fp).
 -- What it does:
 --   data      synthetic (fvl.data.synthetic_faces RGB faces; the disjoint test identities are
 --             written as pairs into <out>/synthetic_val.bin), rec (an insightface .rec), folder
@@ -30,9 +31,14 @@
 --             optimiser update runs with Ctrl-C held; a press in the forward or backward rolls the
 --             RNG and the head's state numbers back to the step's start);
 --   halt_at = N stops with a checkpoint after step N (to split a run across jobs).
+--   under mpirun (several processes, fvl.dist): the head is sharded over the ranks (sample_rate < 1:
+--             Partial FC), the data dealt to the ranks, the backbone's gradients all-reduced;
+--             batch_size is per rank (as insightface's); rank 0 logs, verifies and writes the model;
+--             checkpoints are one shard per rank (fvl.dist.save_checkpoint), resumed on as many ranks.
 -- Every key is checked before any work (one line naming the key); --check stops there, after
 -- opening the data and packs that exist and building the network and head, and prints the plan.
 -- docs/training.md ("Training a face backbone") lists the data keys per kind.
+fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
 local parser = cli.parser("fvl scripts/train_face.lua",
   "Train a face backbone with a margin head by insightface's recipe, from a config file.")
@@ -47,6 +53,8 @@ local args = parser:parse(arg or {})
 local PREFIX = "train_face.lua: "
 
 local json = require "fvl.json"
+local dist = fvl.dist     -- a world of one without a launcher; under mpirun: the ranks
+local WORLD, RANK = 1, 0  -- set in main()
 local function die(msg) error(PREFIX .. msg, 0) end   -- a user's mistake: one line (see the end of the file)
 
 -- The script runs in phases, each a function below, in this order (main() at the end calls them):
@@ -61,7 +69,7 @@ local function die(msg) error(PREFIX .. msg, 0) end   -- a user's mistake: one l
 
 -- ------------------------------------------------------------------ config
 local DEFAULTS = {
-  name = nil, output = nil, seed = 1, threads = 2,
+  name = nil, output = nil, seed = 1, threads = 0,   -- threads 0: as the program was started (-t, FVL_THREADS, the cores)
   data = { kind = "synthetic" },  -- synthetic: SYNTHETIC below; rec/folder: path (+ size, workers)
   val = {},                 -- extra .bin packs: {"lfw.bin", "cfp_fp.bin"}
   flip = true,
@@ -70,6 +78,7 @@ local DEFAULTS = {
   margin_schedule = nil,
   optimizer = "sgd", lr = 0.1, momentum = 0.9, weight_decay = 5e-4,
   lr_power = 2, warmup_steps = 0, clip_grad = 5,
+  sample_rate = 1,          -- Partial FC (insightface's name): < 1 samples the head's classes each step
   batch_size = 128, epochs = nil, steps = 1000,
   verbose = 200, save_every = 500, log_every = 10,
 }
@@ -80,7 +89,24 @@ local SYNTHETIC = { identities = 200, per_identity = 20, test_identities = 40, t
 local DATA_KEYS = { synthetic = { kind = true }, rec = { kind = true, path = true, size = true, workers = true } }
 for k in pairs(SYNTHETIC) do DATA_KEYS.synthetic[k] = true end
 DATA_KEYS.folder = DATA_KEYS.rec
-local OPTIONAL = { name = "string", output = "string", margin_schedule = "table", epochs = "number", halt_at = "number" }
+local OPTIONAL = { name = "string", output = "string", margin_schedule = "table", epochs = "number", halt_at = "number",
+                   lr_steps = "table", lr_gamma = "number" }
+
+-- insightface's arcface_torch config names that are spelled differently here: an unknown key with
+-- one of these names gets the translation in its error (docs/training.md has the whole table)
+local INSIGHTFACE = {
+  num_epoch = "epochs", warmup_epoch = "warmup_steps (in steps: warmup_epoch × steps per epoch)",
+  rec = "data = {kind = \"rec\", path = \".../train.rec\"} (a directory holding train.rec works too)",
+  val_targets = "val = {\".../lfw.bin\", ...} (file names; a bare name such as \"lfw\" is looked up beside the .rec)",
+  margin_list = "head = {kind = \"arcface\", s = 64, m = 0.5} (or kind = \"combined\" with m1, m2, m3)",
+  frequent = "log_every", num_workers = "data.workers", num_classes = "nothing: the class count comes from the data",
+  num_image = "nothing: the image count comes from the data", network_name = "network",
+  resume = "the --resume flag", fp16 = "nothing: this CPU engine computes in float32",
+  dali = "nothing: the .rec loader decodes in C threads (data.workers)",
+  save_all_states = "nothing: checkpoints always hold the optimiser state",
+  interclass_filtering_threshold = "nothing (not implemented)", loss = "head.kind",
+  gradient_acc = "nothing (not implemented): raise batch_size", lr_step = "lr_steps", lr_steps_epoch = "lr_steps (in steps)",
+}
 
 local function load_config(path)
   local chunk, err = loadfile(path, "t", setmetatable({}, { __index = _G }))
@@ -107,6 +133,11 @@ end
 
 local function parse_value(s)
   if s == "true" then return true elseif s == "false" then return false elseif s == "nil" then return nil end
+  if s:find(",", 1, true) then   -- a list: --set lr_steps=100000,160000 --set val=lfw,cfp_fp,agedb_30
+    local list = {}
+    for item in (s .. ","):gmatch("%s*([^,]-)%s*,") do list[#list + 1] = parse_value(item) end
+    return list
+  end
   return math.tointeger(tonumber(s)) or tonumber(s) or s
 end
 
@@ -122,9 +153,19 @@ local function apply_set(cfg, item, where)
   end
   local leaf = parts[#parts]
   if t == cfg and DEFAULTS[leaf] == nil and cfg[leaf] == nil and not OPTIONAL[leaf] then
-    die(string.format("%s '%s': unknown config key '%s'", where, item, leaf))
+    die(string.format("%s '%s': unknown config key '%s'%s", where, item, leaf,
+                      INSIGHTFACE[leaf] and (" (insightface's " .. leaf .. " is " .. INSIGHTFACE[leaf] .. " here)") or ""))
   end
   t[leaf] = parse_value(val)
+end
+
+local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
+local function is_dir(p)
+  local f = io.open(p, "rb")
+  if not f then return false end
+  local _, _, code = f:read(1)
+  f:close()
+  return code == 21   -- EISDIR
 end
 
 -- margin_schedule as a list: one table {field =, kind =, ...} or a list of them; none: {}
@@ -139,13 +180,16 @@ local function validate(cfg)
     die(string.format("config: %s = %s (expected %s)", key, type(v) == "string" and ("'" .. v .. "'") or tostring(v), what))
   end
   for k, v in pairs(cfg) do
-    if DEFAULTS[k] == nil and not OPTIONAL[k] then die(string.format("config: unknown config key '%s'", tostring(k))) end
+    if DEFAULTS[k] == nil and not OPTIONAL[k] then
+      die(string.format("config: unknown config key '%s'%s", tostring(k),
+                        INSIGHTFACE[k] and (" (insightface's " .. k .. " is " .. INSIGHTFACE[k] .. " here)") or ""))
+    end
     local want = OPTIONAL[k] or type(DEFAULTS[k])
     if type(v) ~= want then bad(k, "a " .. want, v) end
   end
   local function int(key, v, lo) if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < lo then bad(key, "an integer >= " .. lo, v) end end
   local function num(key, v, lo, open) if type(v) ~= "number" or v ~= v or v < lo or (open and v == lo) then bad(key, string.format("a number %s %g", open and ">" or ">=", lo), v) end end
-  int("seed", cfg.seed, 0); int("threads", cfg.threads, 1); int("embedding_size", cfg.embedding_size, 1)
+  int("seed", cfg.seed, 0); int("threads", cfg.threads, 0); int("embedding_size", cfg.embedding_size, 1)
   int("batch_size", cfg.batch_size, 1); int("steps", cfg.steps, 1); int("warmup_steps", cfg.warmup_steps, 0)
   int("verbose", cfg.verbose, 0); int("save_every", cfg.save_every, 0); int("log_every", cfg.log_every, 1)
   if cfg.epochs ~= nil then int("epochs", cfg.epochs, 1) end
@@ -153,8 +197,28 @@ local function validate(cfg)
   num("lr", cfg.lr, 0, true); num("momentum", cfg.momentum, 0); num("weight_decay", cfg.weight_decay, 0)
   num("lr_power", cfg.lr_power, 0, true); num("clip_grad", cfg.clip_grad, 0, true); num("scale", cfg.scale, 0, true)
   if cfg.dropout < 0 or cfg.dropout >= 1 then bad("dropout", "a number in [0, 1)", cfg.dropout) end
+  if not (cfg.sample_rate > 0 and cfg.sample_rate <= 1) then bad("sample_rate", "a number in (0, 1] (Partial FC; 1: off)", cfg.sample_rate) end
+  if cfg.lr_steps ~= nil then
+    local prev = 0
+    for i, v in ipairs(cfg.lr_steps) do
+      int("lr_steps[" .. i .. "]", v, prev + 1)
+      prev = v
+    end
+    if #cfg.lr_steps == 0 then bad("lr_steps", "a list of increasing steps, e.g. {100000, 160000}", "{}") end
+  end
+  if cfg.lr_gamma ~= nil then num("lr_gamma", cfg.lr_gamma, 0, true) end
+  if cfg.lr_gamma ~= nil and cfg.lr_steps == nil then bad("lr_gamma", "lr_steps beside it (lr_gamma is the step decay's factor)", cfg.lr_gamma) end
   if cfg.optimizer ~= "sgd" and cfg.optimizer ~= "adamw" then bad("optimizer", "sgd|adamw", cfg.optimizer) end
   local D = cfg.data
+  if D.kind == "rec" and type(D.path) == "string" and is_dir(D.path) then   -- insightface's config.rec is the directory
+    if not exists(D.path .. "/train.rec") then die(string.format("config: data.path = '%s' is a directory without train.rec", D.path)) end
+    D.path = D.path .. "/train.rec"
+  end
+  for i, p in ipairs(cfg.val) do   -- insightface's val_targets: bare names beside the .rec
+    if type(p) == "string" and not p:find("/", 1, true) and not p:match("%.bin$") and D.kind == "rec" and type(D.path) == "string" then
+      cfg.val[i] = (D.path:match("^(.*)/[^/]*$") or ".") .. "/" .. p .. ".bin"
+    end
+  end
   if not DATA_KEYS[D.kind] then bad("data.kind", "synthetic|rec|folder", D.kind) end
   for k in pairs(D) do
     if not DATA_KEYS[D.kind][k] then die(string.format("config: unknown key data.%s for data.kind = '%s'", tostring(k), D.kind)) end
@@ -192,6 +256,8 @@ local function resolve_config()
   for item in (os.getenv("FVL_TRAIN_SET") or ""):gmatch("[^;]+") do apply_set(cfg, item, "FVL_TRAIN_SET") end
   for _, item in ipairs(args.set or {}) do apply_set(cfg, item, "--set") end
   if args.steps then cfg.steps, cfg.epochs = args.steps, nil end
+  if type(cfg.lr_steps) == "number" then cfg.lr_steps = { cfg.lr_steps } end   -- --set lr_steps=8000
+  if type(cfg.val) == "string" then cfg.val = { cfg.val } end                  -- --set val=lfw
   if type(cfg.data) == "table" and (cfg.data.kind == nil or cfg.data.kind == "synthetic") then
     cfg.data.kind = "synthetic"
     for k, v in pairs(SYNTHETIC) do if cfg.data[k] == nil then cfg.data[k] = v end end
@@ -205,8 +271,6 @@ end
 -- Each opener fills `data`: classes, image_size, steps_per_epoch, next() (the next training
 -- batch, across epochs), set_position(step) (the loader where a run resumed at `step` was) and
 -- val_packs (the .bin packs to verify on).
-local function exists(p) local f = io.open(p, "rb"); if f then f:close() end; return f ~= nil end
-
 -- synthetic faces; the held-out identities become a verification pack <out>/synthetic_val.bin
 -- (half same-identity pairs, half different), written once
 local function open_synthetic(cfg, out, data)
@@ -219,8 +283,8 @@ local function open_synthetic(cfg, out, data)
   local x = (d.train.x - 127.5) / 127.5
   local loader = fvl.data.loader({ x = x, labels = d.train.labels },
                                  { batch = cfg.batch_size, shuffle = true, seed = cfg.seed, drop_last = true,
-                                   flip = cfg.flip })
-  local steps_per_epoch = x:size(1) // cfg.batch_size
+                                   flip = cfg.flip, shard = WORLD > 1 })
+  local steps_per_epoch = x:size(1) // WORLD // cfg.batch_size
   data.steps_per_epoch = steps_per_epoch
   data.next = function() return loader:next() or loader:next() end
   data.set_position = function(step)
@@ -228,8 +292,7 @@ local function open_synthetic(cfg, out, data)
     loader.pos = (step % steps_per_epoch) * cfg.batch_size
   end
   local packpath = out .. "/synthetic_val.bin"
-  local f = io.open(packpath, "rb")
-  if f then f:close() else
+  if RANK == 0 and not exists(packpath) then
     local ok, err = fvl.data.write_pairs_pack(packpath, d.test.x, d.test.labels, { pairs = D.pairs, seed = D.seed + 7919 })
     if not ok then die(tostring(err)) end
   end
@@ -243,13 +306,13 @@ local function open_images(cfg, data)
   if not set then die(tostring(err)) end
   data.classes, data.image_size = set.classes, set.size[2]
   local loader = set:loader { batch = cfg.batch_size, shuffle = true, seed = cfg.seed, drop_last = true,
-                              flip = cfg.flip, workers = D.workers }
-  local steps_per_epoch = set.n // cfg.batch_size
+                              flip = cfg.flip, workers = D.workers, shard = WORLD > 1 }
+  local steps_per_epoch = set.n // WORLD // cfg.batch_size
   data.steps_per_epoch = steps_per_epoch
   data.next = function() return loader:next() or loader:next() end
   data.set_position = function(step)
-    loader:reset(step // steps_per_epoch + 1)
-    for _ = 1, step % steps_per_epoch do loader:next() end   -- the same batches as before
+    -- the same batches as before, the skipped ones not decoded (an MS1MV2 epoch is 45,000 batches)
+    loader:reset(step // steps_per_epoch + 1, step % steps_per_epoch)
   end
 end
 
@@ -282,7 +345,10 @@ local function open_data(cfg, out, notes)
       die(string.format("val pack %s: no such file", p))
     end
   end
-  if data.steps_per_epoch and data.steps_per_epoch < 1 then die("fewer training images than one batch of " .. cfg.batch_size) end
+  if data.steps_per_epoch and data.steps_per_epoch < 1 then
+    die(string.format("fewer training images than one batch of %d%s", cfg.batch_size,
+                      WORLD > 1 and string.format(" per rank (%d ranks)", WORLD) or ""))
+  end
   return data
 end
 
@@ -313,10 +379,19 @@ local function build_model(cfg, data)
     local hopts = {}
     for k, v in pairs(cfg.head) do if k ~= "kind" then hopts[k] = v end end
     hopts.dim, hopts.classes = cfg.embedding_size, data.classes or 2
+    if WORLD > 1 then
+      if hopts.sharded == false then error("head.sharded = false: under mpirun this script shards the head over the ranks") end
+      hopts.sharded = true
+    end
+    if cfg.sample_rate < 1 then
+      if hopts.partial_fc ~= nil then error("head.partial_fc and sample_rate both set: say the rate once (sample_rate)") end
+      hopts.partial_fc = cfg.sample_rate
+    end
     if not fvl.loss[cfg.head.kind] then error(string.format("head.kind = '%s' is not an fvl.loss head", tostring(cfg.head.kind))) end
     head = fvl.loss[cfg.head.kind](hopts)
   end)
   if not built then die(tostring(berr)) end
+  if WORLD > 1 then dist.broadcast_parameters(net, 0) end   -- one start on every rank
   return net, head
 end
 
@@ -331,8 +406,16 @@ local function build_optimiser(cfg, net, head, total)
   else
     die(string.format("optimizer = '%s' (expected sgd|adamw)", tostring(cfg.optimizer)))
   end
-  local lr_at = fvl.schedule.polynomial { from = cfg.lr, to = 0, steps = total, power = cfg.lr_power,
-                                          warmup = cfg.warmup_steps > 0 and cfg.warmup_steps or nil }
+  local warmup = cfg.warmup_steps > 0 and cfg.warmup_steps or nil
+  local lr_at
+  if cfg.lr_steps then   -- step decay: × lr_gamma (0.1) at each of lr_steps (insightface's older recipes)
+    for _, m in ipairs(cfg.lr_steps) do
+      if m >= total then die(string.format("config: lr_steps has %d, not before the last step %d", m, total)) end
+    end
+    lr_at = fvl.schedule.multistep { from = cfg.lr, gamma = cfg.lr_gamma or 0.1, milestones = cfg.lr_steps, warmup = warmup }
+  else
+    lr_at = fvl.schedule.polynomial { from = cfg.lr, to = 0, steps = total, power = cfg.lr_power, warmup = warmup }
+  end
   return opt, lr_at
 end
 
@@ -356,6 +439,14 @@ local function build_margins(cfg, head)
   return margins
 end
 
+-- the learning-rate schedule in words
+local function lr_text(cfg)
+  if cfg.lr_steps then
+    return string.format("× %g at steps %s", cfg.lr_gamma or 0.1, table.concat(cfg.lr_steps, ","))
+  end
+  return string.format("polynomial (power %g) to 0", cfg.lr_power)
+end
+
 -- --check: the plan, and what could not be checked
 local function print_plan(cfg, data, net, total, notes)
   local D, classes, image_size, steps_per_epoch = cfg.data, data.classes, data.image_size, data.steps_per_epoch
@@ -364,10 +455,14 @@ local function print_plan(cfg, data, net, total, notes)
                       D.path and (" " .. D.path) or "", classes and tostring(classes) or "?", image_size, image_size,
                       steps_per_epoch and tostring(steps_per_epoch) or "?"))
   print(string.format("  network   %s, %d parameters, embedding %d", net.name, net:num_parameters(), cfg.embedding_size))
-  print(string.format("  head      %s%s", cfg.head.kind, classes and "" or " (built with 2 classes: the class count comes from the data)"))
-  print(string.format("  training  %s, lr %g polynomial (power %g) to 0, warm-up %d, clip %g, batch %d, %s, %d threads",
-                      cfg.optimizer, cfg.lr, cfg.lr_power, cfg.warmup_steps, cfg.clip_grad, cfg.batch_size,
-                      (cfg.epochs and not steps_per_epoch) and (cfg.epochs .. " epochs") or (total .. " steps"), cfg.threads))
+  print(string.format("  head      %s%s%s%s", cfg.head.kind, classes and "" or " (built with 2 classes: the class count comes from the data)",
+                      WORLD > 1 and string.format(", sharded over %d ranks", WORLD) or "",
+                      cfg.sample_rate < 1 and string.format(", Partial FC sample_rate %g", cfg.sample_rate) or ""))
+  print(string.format("  training  %s, lr %g %s, warm-up %d, clip %g, batch %d%s, %s, %d threads",
+                      cfg.optimizer, cfg.lr, lr_text(cfg), cfg.warmup_steps, cfg.clip_grad, cfg.batch_size,
+                      WORLD > 1 and string.format(" per rank × %d ranks", WORLD) or "",
+                      (cfg.epochs and not steps_per_epoch) and (cfg.epochs .. " epochs") or (total .. " steps"), fvl.threads()))
+
   local val_packs = data.val_packs
   if D.kind == "synthetic" then table.insert(val_packs, 1, string.format("synthetic_val.bin (%d pairs of held-out identities)", D.pairs)) end
   print(string.format("  val       %s every %d steps", #val_packs > 0 and table.concat(val_packs, ", ") or "(none)", cfg.verbose))
@@ -377,14 +472,62 @@ end
 -- ------------------------------------------------------------------ resume, checkpoints, verification
 -- --resume: the checkpoint's step, parameters and optimiser state; the loader where that step left
 -- it; the metrics log opened for appending and its records up to the step read back (for the curves)
+-- the logs cut back to the checkpoint's step: a run killed (kill -9, a lost node) after its last
+-- checkpoint had logged steps that the resumed run logs again
+local function truncate_logs(R)
+  local function keep_lines(path, keep)
+    local f = io.open(path, "rb")
+    if not f then return end
+    local text = f:read("a")
+    f:close()
+    local out, dropped = {}, 0
+    for line in text:gmatch("[^\n]+") do
+      if keep(line) then out[#out + 1] = line .. "\n" else dropped = dropped + 1 end
+    end
+    if dropped > 0 then
+      local ok, err = fvl.sys.write_atomic(path, table.concat(out))
+      if not ok then die(tostring(err)) end
+    end
+    return dropped
+  end
+  local dropped = keep_lines(R.out .. "/metrics.jsonl", function(line)
+    local rec = json.decode(line)   -- a torn last line (nil) goes too
+    return type(rec) == "table" and (type(rec.step) ~= "number" or rec.step <= R.step)
+  end)
+  keep_lines(R.out .. "/verification.csv", function(line)
+    local st = tonumber(line:match("^(%d+),"))
+    return st == nil and line:match("^step,") ~= nil or (st ~= nil and st <= R.step)
+  end)
+  if dropped and dropped > 0 then
+    print(string.format("metrics.jsonl: dropped %d record(s) logged after step %d (the run stopped after its last checkpoint)",
+                        dropped, R.step))
+  end
+end
+
 local function resume(R)
   if args.resume then
-    local ck, err = fvl.load_checkpoint(R.ckpath, { net = R.net, head = R.head, opt = R.opt })
+    local ck, err
+    if WORLD > 1 then
+      local ok, e = pcall(dist.load_checkpoint, R.ckpath, { net = R.net, head = R.head, opt = R.opt })
+      ck, err = ok and e or nil, not ok and e or nil
+      if not ok and exists(R.ckpath .. "/checkpoint.json") then
+        err = R.ckpath .. " is a checkpoint of one process: resume it without mpirun"
+      end
+    else
+      ck, err = fvl.load_checkpoint(R.ckpath, { net = R.net, head = R.head, opt = R.opt })
+      if not ck and exists(R.ckpath .. "/dist.json") then
+        local h = dist.checkpoint_info(R.ckpath)
+        err = string.format("%s was saved by %d ranks: resume with mpirun -np %d (or join it with fvl.dist.gather_checkpoint)",
+                            R.ckpath, h.world_size, h.world_size)
+      end
+    end
     if not ck then die("--resume: " .. tostring(err)) end
     R.step = ck.step
-    print(string.format("resumed from %s at step %d", R.ckpath, R.step))
+    if RANK == 0 then print(string.format("resumed from %s at step %d", R.ckpath, R.step)) end
   end
   R.data.set_position(R.step)
+  if RANK ~= 0 then return end   -- rank 0 logs, verifies and plots
+  if args.resume then truncate_logs(R) end
   R.metrics = fvl.log.open(R.out .. "/metrics.jsonl", { run = R.cfg.name })
   R.val_records, R.loss_records = {}, {}
   for _, r in ipairs(fvl.log.read(R.out .. "/metrics.jsonl") or {}) do
@@ -395,8 +538,9 @@ local function resume(R)
 end
 
 local function save(R, reason)
-  fvl.save_checkpoint(R.ckpath, { net = R.net, head = R.head, opt = R.opt, step = R.step,
-                                  extra = { epoch = R.step // R.data.steps_per_epoch + 1, reason = reason, config = args.config } })
+  local what = { net = R.net, head = R.head, opt = R.opt, step = R.step,
+                 extra = { epoch = R.step // R.data.steps_per_epoch + 1, reason = reason, config = args.config } }
+  if WORLD > 1 then dist.save_checkpoint(R.ckpath, what) else fvl.save_checkpoint(R.ckpath, what) end
 end
 
 -- one row of <out>/verification.csv (the header when the file is new)
@@ -407,7 +551,7 @@ local function append_verification_csv(path, step, r)
   f = assert(io.open(path, "a"))
   if new then f:write("step,pack,acc,std,eer,auc,val_1e3,xnorm\n") end
   f:write(string.format("%d,%s,%.6f,%.6f,%.6f,%.6f,%s,%.4f\n", step, r.name, r.accuracy, r.std, r.eer, r.auc,
-                        r.val_1e3 and string.format("%.6f", r.val_1e3) or "", r.xnorm))
+                        r.val_1e3 and string.format("%.6f", r.val_1e3.tar) or "", r.xnorm))
   f:close()
 end
 
@@ -418,9 +562,11 @@ local function verify(R)
   for _, p in ipairs(R.data.val_packs) do
     local pack, err = fvl.data.bin_pack(p)
     if not pack then die(tostring(err)) end
-    local r = fvl.eval.bin_pack(net, pack, { flip = true, batch = 64, size = { image_size, image_size } })
+    local r = fvl.eval.bin_pack(net, pack, { flip = true, batch = 64, size = { image_size, image_size },
+                                             progress = true })
     local rec = { kind = "val", step = R.step, pack = r.name, acc = r.accuracy, std = r.std, eer = r.eer,
-                  auc = r.auc, val_1e3 = r.val_1e3, xnorm = r.xnorm }
+                  auc = r.auc, val_1e3 = r.val_1e3 and r.val_1e3.tar, val_1e3_std = r.val_1e3 and r.val_1e3.std,
+                  xnorm = r.xnorm }
     R.metrics:write(rec)
     R.val_records[#R.val_records + 1] = rec
     io.stderr:write(string.format("\n[step %d] %s\n", R.step, r.line))
@@ -470,6 +616,8 @@ local function train_step(R)
   local loss = head(net(batch.x), batch.y)
   R.phase = "backward"
   loss:backward()
+  -- the sharded head's loss is the mean over every rank's rows, so the ranks' gradients add up
+  if WORLD > 1 then dist.allreduce_grads(net, { op = "sum" }) end
   R.phase = "update"
   -- the update runs with Ctrl-C held: a press lands after it, never half-way through
   local gnorm = fvl.sys.hold_interrupts(function()
@@ -489,7 +637,11 @@ end
 local function after_step(R, loss, gnorm)
   local cfg, step = R.cfg, R.step
   R.last_loss = loss:item()
-  R.bar:update(cfg.batch_size, { loss = string.format("%.3f", R.last_loss), lr = string.format("%.4g", R.opt.lr) })
+  if RANK ~= 0 then   -- rank 0 logs and verifies; the others only take part in the checkpoints
+    if cfg.save_every > 0 and step % cfg.save_every == 0 and step < R.total then save(R, "periodic") end
+    return cfg.halt_at and step >= cfg.halt_at and step < R.total
+  end
+  R.bar:update(cfg.batch_size * WORLD, { loss = string.format("%.3f", R.last_loss), lr = string.format("%.4g", R.opt.lr) })
   if step % cfg.log_every == 0 or step == R.total then
     local rec = { kind = "train", step = step, loss = R.last_loss, lr = R.opt.lr, grad_norm = gnorm }
     for _, m in ipairs(R.margins) do rec[m.field] = R.head[m.field] end
@@ -507,7 +659,11 @@ end
 local function on_interrupt(R, err)
   if tostring(err):find("interrupted", 1, true) then
     fvl.sys.abort_clear()
-    R.bar:close()
+    if R.bar then R.bar:close() end
+    if WORLD > 1 then   -- the ranks stop at different places: a collective save could wait forever
+      die(string.format("interrupted at step %d; under mpirun no checkpoint is written on Ctrl-C: --resume continues "
+                        .. "from the last periodic one in %s (save_every)", R.step, R.ckpath))
+    end
     if R.phase == "update" then   -- only under an interpreter that does not hold interrupts
       die(string.format("interrupted during the update of step %d: the parameters may be half-updated, so no "
                         .. "checkpoint was written (the last one in %s stands)", R.step + 1, R.ckpath))
@@ -523,10 +679,15 @@ end
 -- the training loop from R.step to R.total (or halt_at: R.halted)
 local function train(R)
   local cfg = R.cfg
-  print(string.format("%s: %s (%d parameters), head %s, %d classes, %d×%d images, batch %d, %d steps (%d per epoch), %s, %d threads",
-                      cfg.name, R.net.name, R.net:num_parameters(), cfg.head.kind, R.data.classes, R.data.image_size,
-                      R.data.image_size, cfg.batch_size, R.total, R.data.steps_per_epoch, cfg.optimizer, fvl.threads()))
-  R.bar = fvl.progress.new { total = (R.total - R.step) * cfg.batch_size, title = cfg.name, unit = "img" }
+  if RANK == 0 then
+    print(string.format("%s: %s (%d parameters), head %s%s, %d classes, %d×%d images, batch %d%s, %d steps (%d per epoch), %s, %d threads",
+                        cfg.name, R.net.name, R.net:num_parameters(), cfg.head.kind,
+                        cfg.sample_rate < 1 and string.format(" (Partial FC %g)", cfg.sample_rate) or "",
+                        R.data.classes, R.data.image_size, R.data.image_size, cfg.batch_size,
+                        WORLD > 1 and string.format(" per rank × %d ranks (head sharded)", WORLD) or "",
+                        R.total, R.data.steps_per_epoch, cfg.optimizer, fvl.threads()))
+    R.bar = fvl.progress.new { total = (R.total - R.step) * cfg.batch_size * WORLD, title = cfg.name, unit = "img" }
+  end
   R.phase, R.last_loss, R.halted = "idle", 0 / 0, false
   R.head_state = R.head.state_fields or { "t", "iter" }
   R.buffers = R.net:named_buffers()
@@ -541,7 +702,7 @@ local function train(R)
     end
   end)
   if not ok then on_interrupt(R, err) end
-  R.bar:close({ loss = string.format("%.3f", R.last_loss) })
+  if R.bar then R.bar:close({ loss = string.format("%.3f", R.last_loss) }) end
 end
 
 -- ------------------------------------------------------------------ summary
@@ -551,10 +712,12 @@ local function finish(R)
   local cfg, net, head, step = R.cfg, R.net, R.head, R.step
   if R.halted then
     save(R, "halt")
+    if RANK ~= 0 then return end
     print(string.format("halted at step %d of %d (halt_at); checkpoint in %s, continue with --resume", step, R.total, R.ckpath))
     return
   end
   save(R, "final")
+  if RANK ~= 0 then return end
   fvl.nn.save(R.out .. "/model.npz", net, { meta = { input = { 3, R.data.image_size, R.data.image_size },
                                                       embedding = cfg.embedding_size, config = args.config } })
   local head_opts = {}   -- scheduled fields at their last value
@@ -562,6 +725,7 @@ local function finish(R)
   local last = {}
   for _, r in ipairs(R.val_records) do if r.step == step then last[r.pack] = { acc = r.acc, std = r.std, auc = r.auc, eer = r.eer } end end
   local summary = { name = cfg.name, config = args.config, network = net.name, head = cfg.head.kind, steps = step,
+                    world_size = WORLD, sample_rate = cfg.sample_rate,
                     batch_size = cfg.batch_size, classes = R.data.classes, image_size = R.data.image_size,
                     final_loss = R.last_loss, verification = last, threads = fvl.threads(), head_options = head_opts,
                     step_peak_mb = R.max_step_peak > 0 and R.max_step_peak / 2 ^ 20 or nil,
@@ -575,17 +739,19 @@ end
 
 -- ------------------------------------------------------------------ the script's body
 local function main()
+  WORLD, RANK = dist.size(), dist.rank()
   local cfg, out = resolve_config()
-  fvl.threads(cfg.threads)
+  if cfg.threads > 0 then fvl.threads(cfg.threads) end
   fvl.manual_seed(cfg.seed)
   if not args.check then fvl.sys.mkdirs(out) end
+  if WORLD > 1 then dist.barrier() end
   local notes = {}   -- --check: what could not be checked
   local data = open_data(cfg, out, notes)
   local total = count_steps(cfg, data, notes)
   local net, head = build_model(cfg, data)
   local opt, lr_at = build_optimiser(cfg, net, head, total)
   local margins = build_margins(cfg, head)
-  if args.check then return print_plan(cfg, data, net, total, notes) end
+  if args.check then return RANK == 0 and print_plan(cfg, data, net, total, notes) end
   -- the run's state: what the phases above built, the step, the logs (resume) and the loop's
   -- bookkeeping (train: bar, phase, before, last_loss, step_peak, max_step_peak, halted)
   local R = { cfg = cfg, out = out, ckpath = out .. "/checkpoint", data = data, total = total, net = net,

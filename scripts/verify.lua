@@ -8,6 +8,7 @@
 -- flip test summing raw embeddings, last partial batch included). The image size comes from
 -- the model's meta.input (fvl.nn.save{meta = {input = {3, h, w}}}) unless --size is given.
 -- A bad argument or file: one line on stderr, exit status 1.
+fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
 local int = cli.integer
 local parser = cli.parser("fvl scripts/verify.lua", "insightface's verification table for a saved model on .bin packs.")
@@ -44,7 +45,8 @@ print(string.format("%-12s %7s %18s %22s %8s %7s %7s %12s", "pack", "pairs", "ac
 local rows = {}
 for i = 2, #files do
   local ok, r = pcall(fvl.eval.bin_pack, net, files[i], { flip = opts.flip == "1", batch = batch,
-                                                           bgr = opts.bgr == "1", size = { tonumber(h), tonumber(w) } })
+                                                           bgr = opts.bgr == "1", size = { tonumber(h), tonumber(w) },
+                                                           progress = true })
   if not ok then die(r) end
   local val = r.val_1e3
   local tar = r.tar_at_far and r.tar_at_far[1e-3]

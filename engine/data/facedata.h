@@ -165,11 +165,12 @@ int64_t fvl_img_batch(const fvl_imgset *src, const fvl_img_opts *o, const int64_
 
 typedef struct fvl_img_loader fvl_img_loader;
 /* a prefetching loader over one epoch order: `order` (n 0-based sample numbers, copied),
- * batches of B (last one short unless drop_last), `workers` threads producing up to `depth`
- * batches ahead. The source must outlive the loader. */
+ * batches of B (last one short unless drop_last), starting at batch `first` (0-based; the
+ * batches before it are skipped without decoding, each batch's augmentation draws unchanged),
+ * `workers` threads producing up to `depth` batches ahead. The source must outlive the loader. */
 fvl_img_loader *fvl_img_loader_start(const fvl_imgset *src, const fvl_img_opts *o,
                                      const int64_t *order, int64_t n, int64_t B, int drop_last,
-                                     int64_t epoch, int workers, int depth);
+                                     int64_t epoch, int64_t first, int workers, int depth);
 /* next batch: returns 1 and new tensors x (b×C×H×W), y (b int32 0-based, NULL without labels),
  * index (b int32, 0-based sample numbers); 0 at the end; -1 on error (the loader stays usable
  * only for _stop) */

@@ -403,7 +403,7 @@ static void *worker(void *arg) {
 
 fvl_img_loader *fvl_img_loader_start(const fvl_imgset *set, const fvl_img_opts *o,
                                      const int64_t *order, int64_t n, int64_t B, int drop_last,
-                                     int64_t epoch, int workers, int depth) {
+                                     int64_t epoch, int64_t first, int workers, int depth) {
   if (B < 1 || n < 0 || workers < 0 || workers > 256 || depth < 1 || depth > 1024) {
     fvl_err("images: loader with batch %lld, %d workers, prefetch %d (expected batch >= 1, "
             "workers 0..256, prefetch 1..1024)", (long long)B, workers, depth);
@@ -432,6 +432,13 @@ fvl_img_loader *fvl_img_loader_start(const fvl_imgset *set, const fvl_img_opts *
   l->n = n;
   l->B = B;
   l->nb = drop_last ? n / B : (n + B - 1) / B;
+  if (first < 0 || first > l->nb) {
+    fvl_err("images: first batch %lld is outside 0..%lld (0-based; the epoch has %lld batches)", (long long)first,
+            (long long)l->nb, (long long)l->nb);
+    free(l);
+    return NULL;
+  }
+  l->next_claim = l->next_out = first;   /* batches before `first` are never decoded (resuming mid-epoch) */
   l->epoch = epoch;
   l->workers = workers;
   l->depth = depth;

@@ -255,8 +255,8 @@ plot a head's margins. spec as fvl.F.margin_ce.",
 log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).\
 Errors: fewer than 2 columns.",
   ["fvl.F.online"] = "fvl.F.online([on]) -> the previous setting\
-The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default;\
-FVL_ONLINE=1 in the environment starts it on): false runs the cosine and then margin_ce's own\
+The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (on by default;\
+FVL_ONLINE=0 in the environment starts it off): false runs the cosine and then margin_ce's own\
 pass over the B×C cosines. The results are the same up to fp32 rounding.",
   ["fvl.F.pfc_sample"] = "fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor\
 Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the\
@@ -317,7 +317,8 @@ fvl.Tensor:min([dim [, keepdim]]) -> tensor [, indices]\
 fvl.Tensor:argmax([dim [, keepdim]]) -> int32 tensor\
 The largest (smallest) values along dim with their 1-based int32 positions, or the value over\
 all elements (no positions) without dim; argmax the positions alone (ties: the first). The\
-values are tracked (gradient to the chosen element).",
+values are tracked (gradient to the chosen element). The values are float32, also for an\
+int32 tensor (labels:max() is a float32 scalar: use :item() for the number).",
   ["fvl.Tensor:argsort"] = "fvl.Tensor:argsort([dim [, descending]]) -> int32 tensor\
 The 1-based positions that sort t along dim (default the last), ascending unless descending =\
 true; stable (equal values keep their order), NaN sorts as the largest. See t:sort and t:topk.\
@@ -407,7 +408,8 @@ fvl.Tensor:mean([dim [, keepdim]]) -> tensor\
 fvl.Tensor:logsumexp([dim [, keepdim]]) -> tensor\
 Reductions over dim, or over every element (a 0-dimensional tensor) without dim; keepdim = true\
 keeps dim with size 1 (x:sum(2) of a B×C tensor has shape {B}, with keepdim {B, 1}). Tracked;\
-logsumexp is max-shifted (stable). Errors: dim out of range.",
+logsumexp is max-shifted (stable). The result is float32, also for an int32 tensor (whose\
+values are exact up to 2^24; PyTorch keeps the integer type). Errors: dim out of range.",
   ["fvl.Tensor:lt"] = { same = "fvl.Tensor:eq" },
   ["fvl.Tensor:matmul"] = "fvl.Tensor:normalize([dim [, eps]]) -> tensor\
 fvl.Tensor:matmul(other) -> tensor\
@@ -494,8 +496,11 @@ without dim (a 0-dimensional tensor); unbiased (default true) divides by n − 1
   ["fvl.Tensor:zero_grad"] = "fvl.Tensor:zero_grad() -> nothing\
 Sets t.grad to zeros in place when t has one (optimisers' zero_grad sets gradients to nil\
 instead, which saves a pass; t.grad = nil does that by hand).",
-  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path)\
-plain info about a checkpoint without loading tensors: header table | nil, message",
+  ["fvl.checkpoint.info"] = "fvl.checkpoint.info(path) -> header | nil, message\
+the checkpoint's checkpoint.json as a table\
+(format, version, gen, step, time, rng, net names, head, opt kind and hyper-parameters, sched,\
+extra, and the tensors' file, shape and dtype) without reading any tensor. nil, message for a\
+missing or corrupt checkpoint, as fvl.load_checkpoint.",
   ["fvl.checkpoint.load_checkpoint"] = "fvl.load_checkpoint(path [, into]) -> ck | nil, message\
 reads a checkpoint; into = {net=, head=,\
 opt=, rng = true} restores them in place (net:load_state, the head's tensors and state numbers,\
@@ -509,14 +514,19 @@ parameters and buffers, the head's tensors and numbers, the optimiser's state, t
 state and any JSON-able extra (tensors allowed), as .npy files and a checkpoint.json header.\
 Crash-safe: a new generation directory, then the header replaced atomically, then the old\
 generation removed. Errors: values that cannot be stored (functions, cycles).",
-  ["fvl.cli.integer"] = "fvl.cli.integer(name, lo, hi)\
-converter: an integer (optionally within [lo, hi])",
-  ["fvl.cli.list"] = "fvl.cli.list(name, choices)\
-converter: a comma-separated list of names (no empty items); choices: optional allowed set",
+  ["fvl.cli.integer"] = "fvl.cli.integer(name [, lo [, hi]]) -> converter\
+an integer, optionally within [lo, hi] (as\
+cli.number; \"2.5\" is refused with \"expected an integer\").",
+  ["fvl.cli.list"] = "fvl.cli.list(name [, choices]) -> converter\
+a comma-separated list of names (\"arcface,cosface\"\
+-> {\"arcface\", \"cosface\"}), no empty items; choices: the allowed names (an error lists them).",
   ["fvl.cli.number"] = "fvl.cli.number(name, lo, hi)\
-converter: a number (optionally within [lo, hi])",
-  ["fvl.cli.parser"] = "fvl.cli.parser(name, description, epilog)\
-a parser with the script's name and description; `arg` of a script run by fvl or lua5.4",
+fvl.cli.number(name [, lo [, hi]]) -> converter for p:option(...):convert(): a number, optionally\
+within [lo, hi]; a bad value gives argparse's one-line error \"name: expected a number, got 'x'\".",
+  ["fvl.cli.parser"] = "fvl.cli.parser(name, description [, epilog]) -> argparse parser (lua-argparse)\
+`--help` prints\
+the usage and exits 0 before any work; parse `arg` of a script run by fvl or lua5.4.\
+Errors: lua-argparse not installed (the message names the Debian package).",
   ["fvl.cli.write_section"] = "fvl.cli.write_section(file, section, text, who)\
 replaces the lines between\
 \"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
@@ -615,12 +625,19 @@ the file sample i was read from (nil for a RecordIO set)",
 decoded image i: C×H×W float32 with pixel values 0..255 (no normalisation)",
   ["fvl.data.ImageSet:loader"] = "fvl.data.ImageSet:loader(opts)\
 ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,\
-          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\"}",
+          crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = \"error\"|\"skip\",\
+          shard = false}\
+shard = true (several processes, fvl.dist): as fvl.data.loader's, the epoch's order (the same on\
+every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
   ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
 start the current epoch over (after a `break`), or jump to epoch e (resume)",
+  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e, skip)\
+loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
+workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
+run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
@@ -630,8 +647,9 @@ images first..first+count−1\
 Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
   ["fvl.data.Writer:abort"] = "writer:abort() -> true\
 drops the records written so far (no file appears).",
-  ["fvl.data.Writer:close"] = "fvl.data.Writer:close()\
-commits: fsync + rename of .rec and .idx (and the property file); nothing appears before",
+  ["fvl.data.Writer:close"] = "writer:close() -> true | nil, message\
+commits: fsync + rename of .rec and .idx (and writes the\
+property file \"classes,h,w\" beside them when the writer was given one); nothing appears before.",
   ["fvl.data.Writer:write"] = "fvl.data.Writer:write(rec)\
 w:write{image = bytes | C×H×W tensor (0..255, encoded as JPEG), label = number | {numbers},\
         key = next key, id = 0, id2 = 0}",
@@ -729,7 +747,8 @@ insightface's protocol on a .bin verification pack (docs/data.md): every image t
 (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),\
 with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.\
 pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),\
-bgr (false), channels (3), folds (10), name. Returns verification's result plus xnorm (mean\
+bgr (false), channels (3), folds (10), name, progress (false; true: a bar with images/s and\
+ETA on stderr). Returns verification's result plus xnorm (mean\
 norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has\
 < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a\
 model, an unreadable pack, fewer pairs than folds.",
@@ -1149,15 +1168,17 @@ forward (which records no autograd tape); forward calls it.",
   ["fvl.nn.MobileFaceNet:body"] = "net:body(x) -> embeddings\
 the network's computation (forward calls it; in evaluation mode\
 without recording an autograd tape).",
-  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls)\
-a fresh module instance of class cls",
+  ["fvl.nn.Module.new"] = "fvl.nn.Module.new(cls) -> module\
+a fresh instance of a class made with fvl.nn.class, in\
+training mode with no parameters, buffers or children yet (a constructor then registers them).",
   ["fvl.nn.Module:add_module"] = "module:add_module(name, child) -> child\
 registers a submodule as self[name] (its parameters\
 and buffers then belong to this module, named \"name.weight\"). Errors: a child that is not a module.",
-  ["fvl.nn.Module:apply"] = "fvl.nn.Module:apply(fn, name)\
-calls fn(module, name) for this module and every descendant (depth first)",
-  ["fvl.nn.Module:children"] = "fvl.nn.Module:children()\
-children in registration order: list of {name, module}",
+  ["fvl.nn.Module:apply"] = "module:apply(fn) -> module\
+calls fn(m, name) for this module (name \"\") and every descendant,\
+depth first, with its path (\"2.1.conv1\"): e.g. to re-initialise every Linear.",
+  ["fvl.nn.Module:children"] = "module:children() -> {{name, module}, ...}\
+the direct submodules in registration order.",
   ["fvl.nn.Module:describe"] = "module:describe() -> string\
 a one-line description of a layer (\"Linear(512 -> 10)\"), or the\
 tree of children for a container; tostring(module) and the REPL print it.",
@@ -1169,9 +1190,11 @@ module:train(false); module:eval() is its PyTorch name.",
 the computation of a module; module(x) calls it. Every layer and\
 backbone implements it; a user's module (fvl.nn.class) writes its own. The base raises\
 \"<module>: forward is not implemented\".",
-  ["fvl.nn.Module:load_state"] = "fvl.nn.Module:load_state(st, opts)\
-copies every tensor of `st` into the module's tensor of the same name, in place.\
-strict (default): every name must match both ways.",
+  ["fvl.nn.Module:load_state"] = "module:load_state(st [, {strict = true}]) -> module\
+copies every tensor of `st` (as from\
+module:state()) into the module's tensor of the same name, in place. strict (default): every\
+name must match both ways; strict = false skips names missing on either side. Errors: a missing\
+or extra name (strict), a value that is not a tensor, another shape or dtype.",
   ["fvl.nn.Module:load_state_dict"] = "module:load_state_dict(state [, opts]) -> module\
 PyTorch's name for module:load_state.",
   ["fvl.nn.Module:named_buffers"] = "module:named_buffers() -> {{name, tensor}, ...}\
@@ -1190,8 +1213,10 @@ state that is saved and loaded but not trained\
 makes tensor (a leaf copy of a computed\
 one; float32 ones then require grad) the parameter self[name], listed by parameters(), state()\
 and the optimisers. Errors: a value that is not a tensor.",
-  ["fvl.nn.Module:state"] = "fvl.nn.Module:state()\
-name -> tensor for parameters and buffers (the tensors themselves, not copies)",
+  ["fvl.nn.Module:state"] = "module:state() -> {name = tensor}\
+every parameter and buffer of the module and its children,\
+named by path (\"1.weight\", \"3.running_mean\"); the tensors themselves, not copies (clone them to\
+keep a snapshot). What fvl.save_checkpoint and fvl.nn.save store.",
   ["fvl.nn.Module:state_dict"] = "fvl.nn.Module:state_dict()\
 PyTorch's name for module:evaluate() (evaluation mode).\
 module:state_dict() -> table: PyTorch's name for module:state().",
@@ -1230,10 +1255,14 @@ SGD with momentum (PyTorch's update): params is a list of tensors and/or modules
 parameters()); opts: lr (required), momentum (0), dampening (0, in 0..1), nesterov (false;\
 needs momentum > 0 and dampening = 0), weight_decay (0), no_decay_bias_bn (false: true skips\
 weight decay on biases and batch-norm parameters). opt:step() after backward, opt:zero_grad().",
-  ["fvl.optim.Optimizer:hyper"] = "fvl.optim.Optimizer:hyper()\
-hyper-parameters as a plain table (for logs and checkpoints)",
+  ["fvl.optim.Optimizer:hyper"] = "opt:hyper() -> {lr=, momentum=, ...}\
+the hyper-parameters as a plain table (a copy, for logs\
+and checkpoints): SGD's lr, momentum, dampening, nesterov, weight_decay, no_decay_bias_bn;\
+AdamW's lr, beta1, beta2, eps, weight_decay, no_decay_bias_bn.",
   ["fvl.optim.Optimizer:load_state"] = "fvl.optim.Optimizer:load_state(st)\
-replaces opt.state with `st` (as from a checkpoint), checking tensor shapes against params",
+opt:load_state(st): replaces opt.state with `st` (as from a checkpoint: ck.opt.state), checking\
+every per-parameter entry against opt.params. Errors (naming the optimiser): st not a table, an\
+index that matches no parameter, a tensor whose shape differs from its parameter's.",
   ["fvl.optim.Optimizer:zero_grad"] = "opt:zero_grad() -> opt\
 sets the gradient of every parameter to nil (PyTorch's set_to_none: the\
 next backward writes fresh gradients, no pass over the memory).",
@@ -1327,15 +1356,19 @@ A duration as the progress line prints it: \"m:ss\", \"h:mm:ss\" from an hour, \
 a progress display for a loop\
 (options above: total, title, unit, out, tty, every, interval, width, clock); p:update(n,\
 values), p:close(values). Errors: unknown options, a title that is not a string.",
-  ["fvl.progress.Progress:close"] = "fvl.progress.Progress:close(values)\
-final line; values (optional) replace the shown values. Returns elapsed seconds and rate.",
+  ["fvl.progress.Progress:close"] = "p:close([values]) -> elapsed, rate\
+prints the final line (values, optional, replace the shown\
+values) and returns the elapsed seconds and the mean rate; a second close does nothing.",
   ["fvl.progress.Progress:line"] = "p:line([now [, final]]) -> string\
 the status line as it would be printed now (title, count,\
 percentage, rate, elapsed time, ETA, values).",
-  ["fvl.progress.Progress:stats"] = "fvl.progress.Progress:stats(now)\
-rate (units per second) and ETA from the mean since the start",
-  ["fvl.progress.Progress:update"] = "fvl.progress.Progress:update(n, values)\
-n more units done (default 1); values (a table) replace the shown values",
+  ["fvl.progress.Progress:stats"] = "p:stats([now]) -> elapsed, rate, eta\
+seconds since the start, units per second (the mean since\
+the start) and the seconds left (math.huge without a total or before any progress).",
+  ["fvl.progress.Progress:update"] = "p:update([n] [, values]) -> p\
+n more units done (default 1); values (a table of numbers,\
+strings or one-element tensors) replace the shown values; redraws or prints when due.\
+Errors: after close, n < 0 or not a number, values not a table.",
   ["fvl.schedule.constant"] = "fvl.schedule.constant(opts)\
 fvl.schedule.constant{value=} -> schedule: always value. Every constructor also takes warmup (and warmup_from, 0). Errors: unknown keys, missing values.",
   ["fvl.schedule.cosine"] = "fvl.schedule.cosine(opts)\
@@ -1381,7 +1414,9 @@ workers share it; fvl.sweep uses it (docs/sweeps.md). The store's methods (store
 store:exec(sql, ...), store:close(), ...) serve the sweep driver; a user reads a store through\
 fvl.sweep.load / leaderboard / csv. Errors: a file that is not a store; SQLite's message.",
   ["fvl.sweep.choice"] = "fvl.sweep.choice(values)\
-an explicit list of choices (needed when the values are themselves lists)",
+fvl.sweep.choice{v1, v2, ...} -> choice: an explicit list of choices for a space key (needed when\
+the values are themselves lists: space = {sizes = fvl.sweep.choice{{256, 64}, {512, 128}}}).\
+Errors: an empty list or not a table.",
   ["fvl.sweep.csv"] = "fvl.sweep.csv(store, path, opts)\
 CSV export: one row per trial, best first; written atomically",
   ["fvl.sweep.int"] = "fvl.sweep.int(lo, hi) -> range\
@@ -1408,8 +1443,10 @@ copies the trials of several shard stores (a list of\
 paths, or a glob pattern \"runs/x.shard*.sqlite\") into the SQLite store out; returns the number\
 of merged trials. Errors: out not a path or a PostgreSQL URL; an empty list; a shard of a\
 different sweep (space, strategy or seed differ).",
-  ["fvl.sweep.named"] = "fvl.sweep.named(label, value)\
-a value with a readable label: fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...})",
+  ["fvl.sweep.named"] = "fvl.sweep.named(label, value) -> named value\
+a value (a schedule, a function, a table) stored\
+and printed as `label`, e.g. fvl.sweep.named(\"cosine\", fvl.schedule.cosine{...}); the trial\
+gets the value itself. Errors: label not a string.",
   ["fvl.sweep.plot"] = "fvl.sweep.plot(store, opts)\
 plots: the metric against each hyperparameter, and the learning curves of the best trials,\
 each a PNG, plus one sheet with all of them (needs fvl.plot)",

@@ -452,7 +452,10 @@ function M.load_checkpoint(path, into)
   return ck
 end
 
--- plain info about a checkpoint without loading tensors: header table | nil, message
+-- fvl.checkpoint.info(path) -> header | nil, message: the checkpoint's checkpoint.json as a table
+-- (format, version, gen, step, time, rng, net names, head, opt kind and hyper-parameters, sched,
+-- extra, and the tensors' file, shape and dtype) without reading any tensor. nil, message for a
+-- missing or corrupt checkpoint, as fvl.load_checkpoint.
 function M.info(path)
   check_path("checkpoint.info", path)
   return read_header(path)

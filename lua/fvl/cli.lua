@@ -14,7 +14,9 @@ local cli = {}
 
 local ok, argparse = pcall(require, "argparse")
 
--- a parser with the script's name and description; `arg` of a script run by fvl or lua5.4
+-- fvl.cli.parser(name, description [, epilog]) -> argparse parser (lua-argparse): `--help` prints
+-- the usage and exits 0 before any work; parse `arg` of a script run by fvl or lua5.4.
+-- Errors: lua-argparse not installed (the message names the Debian package).
 function cli.parser(name, description, epilog)
   if not ok then
     error("fvl.cli: lua-argparse is not installed (apt-get install -y lua-argparse)", 0)
@@ -29,7 +31,8 @@ local function bounded(name, v, s, lo, hi, what)
   return v
 end
 
--- converter: a number (optionally within [lo, hi])
+-- fvl.cli.number(name [, lo [, hi]]) -> converter for p:option(...):convert(): a number, optionally
+-- within [lo, hi]; a bad value gives argparse's one-line error "name: expected a number, got 'x'".
 function cli.number(name, lo, hi)
   return function(s)
     local v = tonumber(s)
@@ -38,7 +41,8 @@ function cli.number(name, lo, hi)
   end
 end
 
--- converter: an integer (optionally within [lo, hi])
+-- fvl.cli.integer(name [, lo [, hi]]) -> converter: an integer, optionally within [lo, hi] (as
+-- cli.number; "2.5" is refused with "expected an integer").
 function cli.integer(name, lo, hi)
   return function(s)
     local v = math.tointeger(tonumber(s))
@@ -50,7 +54,8 @@ function cli.integer(name, lo, hi)
   end
 end
 
--- converter: a comma-separated list of names (no empty items); choices: optional allowed set
+-- fvl.cli.list(name [, choices]) -> converter: a comma-separated list of names ("arcface,cosface"
+-- -> {"arcface", "cosface"}), no empty items; choices: the allowed names (an error lists them).
 function cli.list(name, choices)
   local allowed
   if choices then

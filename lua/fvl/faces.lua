@@ -130,7 +130,8 @@ function Writer:write_raw(bytes, key)
   return key
 end
 
--- commits: fsync + rename of .rec and .idx (and the property file); nothing appears before
+-- writer:close() -> true | nil, message: commits: fsync + rename of .rec and .idx (and writes the
+-- property file "classes,h,w" beside them when the writer was given one); nothing appears before.
 function Writer:close()
   local ok, err = self._w:_close(true)
   if not ok then return nil, err end
@@ -278,11 +279,14 @@ Loader.__index = Loader
 Loader.__name = "fvl.data.images:loader"
 
 -- ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,
---           crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = "error"|"skip"}
+--           crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = "error"|"skip",
+--           shard = false}
+-- shard = true (several processes, fvl.dist): as fvl.data.loader's, the epoch's order (the same on
+-- every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.
 function ImageSet:loader(opts)
   local fn = "images:loader"
   opts = util.check_opts(fn, opts, { "batch", "shuffle", "seed", "epoch", "drop_last", "flip", "crop",
-                                     "mean", "std", "workers", "prefetch", "on_bad", "quiet" })
+                                     "mean", "std", "workers", "prefetch", "on_bad", "quiet", "shard" })
   local l = setmetatable({ ds = self }, Loader)
   l.batch = util.integer(fn, "batch", opts.batch, 128, 1)
   l.shuffle = util.boolean(fn, "shuffle", opts.shuffle, true)
@@ -304,11 +308,17 @@ function ImageSet:loader(opts)
                             mean = util.number(fn, "mean", opts.mean, 127.5), std = std,
                             skip = l.on_bad == "skip", seed = l.seed })
   l.skipped, l.epoch_skipped = 0, 0
+  l.shard = util.boolean(fn, "shard", opts.shard, false)
+  if l.shard then
+    local dist = require "fvl.dist"
+    l.rank, l.world, l.drop_last = dist.rank(), dist.size(), true
+    l.n_share = self.n // l.world
+  end
   return l
 end
 
 function Loader:__len()
-  local n = self.ds.n
+  local n = self.shard and self.n_share or self.ds.n
   if self.drop_last then return n // self.batch end
   return (n + self.batch - 1) // self.batch
 end
@@ -317,15 +327,32 @@ function Loader:_start()
   local n = self.ds.n
   local order = self.shuffle and fvl._loader_perm(n, self.seed, self.epoch)
                 or (n > 0 and fvl.arange(0, n - 1):int() or fvl.zeros({ 0 }, "int32"))
+  if self.shard then   -- this rank's images of the epoch's order: rank + 1, rank + 1 + N, ...
+    local k = self.n_share
+    order = k == 0 and fvl.zeros({ 0 }, "int32")
+            or order:narrow(1, 1, k * self.world):reshape(k, self.world):narrow(2, self.rank + 1, 1):reshape(k):contiguous()
+  end
   self._c = self.ds._set:_loader(order, self.batch, self.drop_last, self.epoch, self.workers,
-                                 self.prefetch, self.opts)
+                                 self.prefetch, self.opts, self._first or 0)
+  self._first = nil
   self.epoch_skipped = 0
 end
 
-function Loader:reset(e)
+-- loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the
+-- workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a
+-- run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).
+function Loader:reset(e, skip)
   if e ~= nil then self.epoch = util.integer("images:loader:reset", "epoch", e, nil, 1) end
   if self._c then self._c:_stop() end
   self._c = nil
+  self._first = nil
+  if skip ~= nil then
+    local nb = #self
+    self._first = util.integer("images:loader:reset", "skip", skip, nil, 0)
+    if self._first > nb then
+      fail(string.format("images:loader:reset: skip = %d but epoch %d has %d batches", self._first, self.epoch, nb))
+    end
+  end
   return self
 end
 

@@ -25,7 +25,8 @@ local nn = {}
 local Module = util.class("Module")
 nn.Module = Module
 
--- a fresh module instance of class cls
+-- fvl.nn.Module.new(cls) -> module: a fresh instance of a class made with fvl.nn.class, in
+-- training mode with no parameters, buffers or children yet (a constructor then registers them).
 function Module.new(cls)
   return setmetatable({ training = true, _params = {}, _buffers = {}, _children = {} }, cls)
 end
@@ -66,7 +67,7 @@ function Module:_has(list, name)
   return false
 end
 
--- children in registration order: list of {name, module}
+-- module:children() -> {{name, module}, ...}: the direct submodules in registration order.
 function Module:children()
   local out = {}
   for _, n in ipairs(self._children) do
@@ -105,7 +106,9 @@ function Module:num_parameters()
   return n
 end
 
--- name -> tensor for parameters and buffers (the tensors themselves, not copies)
+-- module:state() -> {name = tensor}: every parameter and buffer of the module and its children,
+-- named by path ("1.weight", "3.running_mean"); the tensors themselves, not copies (clone them to
+-- keep a snapshot). What fvl.save_checkpoint and fvl.nn.save store.
 function Module:state()
   local st = {}
   for _, p in ipairs(self:named_parameters()) do st[p[1]] = p[2] end
@@ -113,8 +116,10 @@ function Module:state()
   return st
 end
 
--- copies every tensor of `st` into the module's tensor of the same name, in place.
--- strict (default): every name must match both ways.
+-- module:load_state(st [, {strict = true}]) -> module: copies every tensor of `st` (as from
+-- module:state()) into the module's tensor of the same name, in place. strict (default): every
+-- name must match both ways; strict = false skips names missing on either side. Errors: a missing
+-- or extra name (strict), a value that is not a tensor, another shape or dtype.
 function Module:load_state(st, opts)
   opts = util.check_opts("load_state", opts, { "strict" })
   local strict = opts.strict ~= false
@@ -181,7 +186,8 @@ function Module:zero_grad()
   return self
 end
 
--- calls fn(module, name) for this module and every descendant (depth first)
+-- module:apply(fn) -> module: calls fn(m, name) for this module (name "") and every descendant,
+-- depth first, with its path ("2.1.conv1"): e.g. to re-initialise every Linear.
 function Module:apply(fn, name)
   fn(self, name or "")
   for _, c in ipairs(self:children()) do

@@ -70,7 +70,9 @@ function Optimizer:describe()
   return string.format("%s(%d tensors, %s)", self.kind, #self.params, table.concat(keys, ", "))
 end
 
--- hyper-parameters as a plain table (for logs and checkpoints)
+-- opt:hyper() -> {lr=, momentum=, ...}: the hyper-parameters as a plain table (a copy, for logs
+-- and checkpoints): SGD's lr, momentum, dampening, nesterov, weight_decay, no_decay_bias_bn;
+-- AdamW's lr, beta1, beta2, eps, weight_decay, no_decay_bias_bn.
 function Optimizer:hyper()
   local h = {}
   for _, k in ipairs(self.hyper_names) do h[k] = self[k] end
@@ -82,7 +84,9 @@ local function decay_of(self, i)
   return self.weight_decay
 end
 
--- replaces opt.state with `st` (as from a checkpoint), checking tensor shapes against params
+-- opt:load_state(st): replaces opt.state with `st` (as from a checkpoint: ck.opt.state), checking
+-- every per-parameter entry against opt.params. Errors (naming the optimiser): st not a table, an
+-- index that matches no parameter, a tensor whose shape differs from its parameter's.
 function Optimizer:load_state(st)
   if type(st) ~= "table" then fail(self.kind .. ":load_state: expected a state table, got " .. type(st)) end
   local new = {}

@@ -95,7 +95,8 @@ function Progress.new(opts)
   return self
 end
 
--- rate (units per second) and ETA from the mean since the start
+-- p:stats([now]) -> elapsed, rate, eta: seconds since the start, units per second (the mean since
+-- the start) and the seconds left (math.huge without a total or before any progress).
 function Progress:stats(now)
   local el = (now or self.clock()) - self.t0
   local rate = el > 0 and self.n / el or 0
@@ -131,7 +132,9 @@ function Progress:line(now, final)
   return table.concat(parts, " ")
 end
 
--- n more units done (default 1); values (a table) replace the shown values
+-- p:update([n] [, values]) -> p: n more units done (default 1); values (a table of numbers,
+-- strings or one-element tensors) replace the shown values; redraws or prints when due.
+-- Errors: after close, n < 0 or not a number, values not a table.
 function Progress:update(n, values)
   if self.closed then error("progress: update after close", 2) end
   if type(n) == "table" and values == nil then n, values = 1, n end
@@ -170,7 +173,8 @@ function Progress:update(n, values)
   return self
 end
 
--- final line; values (optional) replace the shown values. Returns elapsed seconds and rate.
+-- p:close([values]) -> elapsed, rate: prints the final line (values, optional, replace the shown
+-- values) and returns the elapsed seconds and the mean rate; a second close does nothing.
 function Progress:close(values)
   if self.closed then return end
   self.closed = true

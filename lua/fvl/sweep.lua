@@ -72,14 +72,18 @@ function sweep.int(lo, hi)
   end
   return setmetatable({ kind = "int", lo = lo, hi = hi }, Range)
 end
--- an explicit list of choices (needed when the values are themselves lists)
+-- fvl.sweep.choice{v1, v2, ...} -> choice: an explicit list of choices for a space key (needed when
+-- the values are themselves lists: space = {sizes = fvl.sweep.choice{{256, 64}, {512, 128}}}).
+-- Errors: an empty list or not a table.
 function sweep.choice(values)
   if type(values) ~= "table" or #values == 0 then
     error("fvl.sweep.choice: expected a non-empty list of values, got " .. type(values), 2)
   end
   return setmetatable({ values = values }, Choice)
 end
--- a value with a readable label: fvl.sweep.named("cosine", fvl.schedule.cosine{...})
+-- fvl.sweep.named(label, value) -> named value: a value (a schedule, a function, a table) stored
+-- and printed as `label`, e.g. fvl.sweep.named("cosine", fvl.schedule.cosine{...}); the trial
+-- gets the value itself. Errors: label not a string.
 function sweep.named(label, value)
   if type(label) ~= "string" then
     error("fvl.sweep.named: label must be a string, got " .. type(label), 2)

@@ -10,6 +10,8 @@
 -- insightface logs it. Pair i = images (2i − 1, 2i); score = cosine of the normalised embeddings
 -- (equivalently d² = 2 − 2 cos). 10-fold accuracy ± std with the threshold chosen on the other
 -- 9 folds, VAL@FAR=1e-3 per fold, plus TAR@FAR, EER and AUC over all pairs (fvl.eval.verification).
+-- progress = true draws a progress bar with images/s and ETA on stderr (a 12,000-image pack through
+-- an IResNet-50 on a CPU takes minutes).
 local fvl = require "fvl.core"
 local util = require "fvl.util"
 
@@ -25,7 +27,8 @@ function M.embed_pack(model, pack, opts)
   local fn = "bin_pack"
   local B = opts.batch
   local n = pack.images
-  local chunks, xnorm_sum, xnorm_cnt = {}, 0, 0
+  local emb, xnorm_sum, xnorm_cnt = nil, 0, 0   -- emb: n×D, filled batch by batch (no fvl.cat of
+                                                -- n/B pieces: a 12,000-image pack is 188 batches of 64)
   local dopts = { size = opts.size, bgr = opts.bgr, channels = opts.channels }
   fvl.no_grad(function()
     local i = 1
@@ -48,17 +51,18 @@ function M.embed_pack(model, pack, opts)
         xnorm_cnt = xnorm_cnt + b
         e = e + f
       end
-      chunks[#chunks + 1] = e
+      if not emb then emb = fvl.zeros({ n, e:size(2) }) end
+      emb:narrow(1, i, b):copy(e)
+      if opts.progress then opts.progress:update(b) end
       i = i + b
     end
   end)
-  local emb = #chunks == 1 and chunks[1] or fvl.cat(chunks, 1)
   return emb, xnorm_sum / math.max(1, xnorm_cnt)
 end
 
 function M.bin_pack(model, pack, opts)
   local fn = "bin_pack"
-  opts = util.check_opts(fn, opts, { "flip", "batch", "size", "bgr", "channels", "folds", "name" })
+  opts = util.check_opts(fn, opts, { "flip", "batch", "size", "bgr", "channels", "folds", "name", "progress" })
   if type(model) ~= "function" and not (type(model) == "table" and model.forward) then
     fail(fn .. ": model must be an fvl.nn module or a function images -> embeddings, got " .. type(model))
   end
@@ -83,7 +87,12 @@ function M.bin_pack(model, pack, opts)
   end
   local was_training = type(model) == "table" and model.training
   if was_training and model.evaluate then model:evaluate() end
+  if util.boolean(fn, "progress", opts.progress, false) then   -- a bar (images/s, ETA) on stderr
+    o.progress = require("fvl.progress").new { total = pack.images, title = (opts.name or pack.name) .. " (verification)",
+                                               unit = "img" }
+  end
   local ok, emb, xnorm = pcall(M.embed_pack, model, pack, o)
+  if o.progress then o.progress:close() end
   if was_training and model.train then model:train(true) end
   if not ok then error(emb, 0) end
   local e = emb:normalize(2)

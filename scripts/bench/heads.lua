@@ -18,8 +18,18 @@
 -- 6·B·R·D GEMM flops (R = rows of W) / step time; "% peak" divides it by the machine's FMA peak
 -- measured here (fvl._bench.fma_peak_all: every thread runs a register-only AVX-512 or AVX2 FMA
 -- loop). "torch ms" is scripts/bench/heads_torch.py (Debian python3-torch, /usr/bin/python3,
--- same B, D, C and threads, grads set to None each step) run in this invocation for the heads
--- it has (softmax, normface, cosface, arcface, combined); "×torch" = torch ms / ms/step.
+-- same B, D, C and threads, grads set to None each step) run in this invocation: every head has a
+-- peer there, written from docs/losses.md's formulas with plain autograd ops (margin_<name>: the
+-- same maths as <name>, the same peer); "×torch" = torch ms / ms/step. `--check 1` compares every
+-- peer's loss and gradients with the head's on a small case (PyTorch in float64) and exits.
+-- Above --probe_above classes (default 200,000) each head and each peer first runs at probe_C and
+-- 2·probe_C classes; its peak RSS, extrapolated linearly to C, decides whether it fits the memory
+-- available now (MemAvailable, or --mem_mb): a head that does not fit is skipped with its estimate,
+-- never started (a head whose steps fit but not the GEMM baseline runs without the baseline).
+-- The output ends with issue #17's targets per head (≥ 80 % of peak, ≥ 3.5× PyTorch, ≤ 1.1×
+-- ArcFace by time and per GEMM flop: yes/no from this run's figures), each child's wall time and
+-- peak RSS. At C = 1,000,000 (2 GB W, 6 GB for Sub-center ArcFace):
+--   fvl scripts/bench/heads.lua --C 1000000 --steps 2 --twopass 0
 -- Every step is timed twice in the same process, alternately: with the fused class blocks
 -- (fvl.F.fused(true), the default: the first columns) and with the two-pass path
 -- (fvl.F.fused(false): "2-pass ms", "gain" = its time / the fused one); --recompute 1 adds the
@@ -51,7 +61,8 @@ parser:option("--gemm", "0: skip the bare-GEMM baseline (GEMM ms, ratio); defaul
               "GEMM phase would not fit in memory"):convert(cli.integer("gemm", 0, 1))
 parser:option("--probe_above", "above this C, estimate each head's (and PyTorch peer's) peak memory from two " ..
               "small runs first; skip what would not fit", "200000"):convert(cli.integer("probe_above", 0))
-parser:option("--probe_C", "the memory probe's class counts: this and twice it", "20000")
+parser:option("--probe_C", "the memory probe's class counts: this and twice it (the B×C buffers above glibc's " ..
+              "32 MB mmap threshold, as at large C, so that PyTorch's peak extrapolates)", "40000")
   :convert(cli.integer("probe_C", 2))
 parser:option("--mem_mb", "memory (MB) a head may use (default: MemAvailable from /proc/meminfo when it starts)")
   :convert(cli.integer("mem_mb", 1))

@@ -20,7 +20,7 @@ Heads (the defaults of fvl.loss, docs/losses.md): softmax, normface, cosface, ar
 sphereface, mv_softmax, curricularface, circle, center, discface, npcface, adacos,
 subcenter_arcface, magface, adaface, elasticface; margin_arcface, margin_curricularface and
 margin_adaface (the user-written fvl.loss.margin heads) have the same maths as arcface,
-curricularface and adaface and share their peers.
+curricularface and adaface and share their peers (timed once, the same figures printed for both).
 
 --check FILE: FILE holds cases written by `heads.lua --check` (the inputs, fvl's loss and
 gradients); each peer is computed in float64 on the same inputs and compared:
@@ -303,8 +303,12 @@ def time_head(name, a, C, steps):
 def bench(a):
     torch.set_num_threads(a.threads)
     print("torch %s, %d threads" % (torch.__version__, torch.get_num_threads()), flush=True)
+    done = {}                                          # peer → its RESULT (margin_<name> reuses <name>'s)
     for name in a.heads.split(","):
         peer = SAME_AS.get(name, name)
+        if peer in done:
+            print("RESULT %s %d %s" % (name, a.C, done[peer]), flush=True)
+            continue
         if make(peer, torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), 2, {})[0] is None:
             print("SKIP %s %d no PyTorch version in heads_torch.py" % (name, a.C), flush=True)
             continue
@@ -327,6 +331,7 @@ def bench(a):
         if out.startswith("ERROR"):
             print("SKIP %s %d %s" % (name, a.C, out), flush=True)
         else:
+            done[peer] = out
             print("RESULT %s %d %s" % (name, a.C, out), flush=True)
 
 
@@ -391,7 +396,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--probe-above", type=int, default=200000,
                     help="above this C, estimate each head's peak memory first and skip what would not fit")
-    ap.add_argument("--probe-C", type=int, default=20000, help="the memory probe's class counts: this and twice it")
+    ap.add_argument("--probe-C", type=int, default=40000,
+                    help="the memory probe's class counts: this and twice it (B×C buffers above glibc's 32 MB "
+                    "mmap threshold, as at C: smaller ones are reused from the heap and do not extrapolate)")
     ap.add_argument("--mem-mb", type=float, default=0,
                     help="memory the peers may use (default: MemAvailable when each head starts)")
     ap.add_argument("--check", help="compare the peers with fvl's heads on the cases of this file (float64)")

@@ -38,5 +38,14 @@ grep -q '^  s = 64$' "$tmp/arc" && grep -q '^  m = 0.5$' "$tmp/arc" ||
   for _, h in ipairs(fvl.loss.names()) do
     assert(a.entries["fvl.loss." .. h], "no entry for the loss head fvl.loss." .. h)
   end' >"$tmp/lk" 2>&1 || fail "fvl.help lookup: $(cat "$tmp/lk")"
+# every entry (or group of entries sharing one signature block) has text after its signatures:
+# a signature alone says nothing of defaults, results or errors
+awk '/^### `/{ if (after) { if (prose == 0) print names; names = ""; after = 0; prose = 0 }
+               names = names " " $2; next }
+     /^## /{ if (after && prose == 0) print names; names = ""; after = 0; prose = 0; next }
+     /^```/{ code = !code; if (!code && names != "") after = 1; next }
+     !code && after && NF { prose++ }
+     END { if (after && prose == 0) print names }' docs/api.md >"$tmp/bare"
+[ -s "$tmp/bare" ] && fail "docs/api.md entries with a signature but no text (write a doc comment at the source):$(tr '\n' ' ' <"$tmp/bare")"
 [ $fails == 0 ] && echo "api_docs: ok" && exit 0
 exit 1

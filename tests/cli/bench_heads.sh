@@ -33,6 +33,23 @@ for h in arcface cosface subcenter_arcface; do
 done
 check 'sed -n "/^targets (issue #17)/,\$p" "$tmp/out" | grep -qE "^arcface +300 .* 1\.000 +yes +1\.000 +yes "' \
   "ArcFace is not 1.000× itself: $(grep -E '^arcface +300 ' "$tmp/out" | tail -1)"
+# tools/bench_table.lua: the markdown table of this output, of every kept heads.lua run, and
+# README's table is the one the tool writes from its kept file
+"$FVL" tools/bench_table.lua "$tmp/out" >"$tmp/md" 2>&1; rc=$?
+check '[ $rc == 0 ] && grep -qE "^\| .arcface. \| [0-9.]+ \|" "$tmp/md" && [ $(grep -c "^| .subcenter_arcface. |" "$tmp/md") == 1 ]' \
+  "bench_table.lua on this output: $(cat "$tmp/md")"
+for f in docs/runs/bench/heads_*.txt; do
+  case $f in *pair*) continue ;; esac
+  "$FVL" tools/bench_table.lua "$f" >"$tmp/md" 2>&1; rc=$?
+  check '[ $rc == 0 ] && [ $(grep -c "^| \`" "$tmp/md") -ge 2 ] && grep -q "from .docs/runs/bench/${f##*/}." "$tmp/md"' \
+    "bench_table.lua $f: $(head -c 400 "$tmp/md")"
+done
+"$FVL" tools/bench_table.lua docs/runs/bench/heads_pair_idle.txt >"$tmp/md" 2>&1; rc=$?
+check '[ $rc == 1 ] && [ $(wc -l <"$tmp/md") == 1 ] && grep -q "no heads.lua table" "$tmp/md"' \
+  "bench_table.lua on a --pair output: exit $rc, '$(cat "$tmp/md")'"
+cp README.md "$tmp/README.md"
+"$FVL" tools/bench_table.lua docs/runs/bench/heads_100k_idle.txt --write "$tmp/README.md" --section heads_100k >/dev/null 2>&1
+check 'cmp -s README.md "$tmp/README.md"' "README's heads_100k table is not what tools/bench_table.lua writes: $(diff README.md "$tmp/README.md" | head -5)"
 
 # too little memory for the estimate: skipped, never started
 "$FVL" $B $tiny --heads arcface --torch $torch $probe --mem_mb 1 >"$tmp/out" 2>&1; rc=$?

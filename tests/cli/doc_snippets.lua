@@ -9,6 +9,8 @@
 --     "#anchor" on a .md file names one of its headings (GitHub's anchor rule).
 --  3. every `fvl scripts/NAME.lua ... --option` they show names an existing script and an option
 --     that the script's --help lists.
+--     A plain block right after a runnable one is the output it prints (numbers compared
+--     only with FVL_DOCS_EXACT=1, on the machine the figures came from).
 --  4. every repository path they name (scripts/..., docs/runs/..., tests/... with an extension)
 --     exists.
 -- usage: fvl tests/cli/doc_snippets.lua FVL TMPDIR [FILE.md ...]   (from the repository root)
@@ -68,18 +70,25 @@ local blocks, anchors, texts = {}, {}, {}
 for _, file in ipairs(files) do
   local text = slurp(file)
   texts[file] = text
-  local ln, open, setup, prev = 0, nil, nil, nil
+  local ln, open, prev, last = 0, nil, nil, nil
   for line in (text .. (text:sub(-1) == "\n" and "" or "\n")):gmatch("(.-)\n") do
     ln = ln + 1
     local fence, info = line:match("^(%s*```+)%s*(.*)$")
     if open then
       if fence and info == "" then
         if open.runnable then blocks[#blocks + 1] = open end
+        -- a plain block right after a runnable one (blank lines between) is its output
+        if open.output_of then open.output_of.expected = open.lines end
+        last = open.runnable and open or nil
         open = nil
       else open.lines[#open.lines + 1] = line end
     elseif fence then
       open = { file = file, line = ln, runnable = info:match("^lua%s+runnable") ~= nil,
-               setup = prev and prev:match("^<!%-%- setup: (.*) %-%->$"), lines = {} }
+               setup = prev and prev:match("^<!%-%- setup: (.*) %-%->$"), lines = {},
+               output_of = info == "" and last or nil }
+      last = nil
+    elseif line:match("%S") then
+      last = nil
     end
     prev = line
   end
@@ -94,6 +103,32 @@ for i, b in ipairs(blocks) do
   ran = ran + 1
   if not okr then
     fail("%s:%d: the runnable lua block fails:\n%s", b.file, b.line, slurp(dir .. "/out.txt"))
+  elseif b.expected then
+    -- the output shown: same lines in order (blanks collapsed, "$ command" lines skipped,
+    -- "..." matches anything). Numbers are compared only with FVL_DOCS_EXACT=1: another CPU or
+    -- build (AVX2 or AVX-512 kernels, the sanitizer build's flags) rounds differently, so by
+    -- default a number matches any number; the docs' figures come from the development machine.
+    local exact = os.getenv("FVL_DOCS_EXACT") == "1"
+    local function norm(l)
+      l = l:gsub("%s+", " ")
+      if not exact then l = l:gsub("%d[%d.]*", "0") end
+      return l
+    end
+    local got = {}
+    for l in slurp(dir .. "/out.txt"):gmatch("[^\n]+") do got[#got + 1] = norm(l) end
+    local k = 1
+    for _, want in ipairs(b.expected) do
+      if not want:match("^%$ ") then
+        local pat = "^" .. norm(want):gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+                                     :gsub("%%%.%%%.%%%.", ".-") .. "$"
+        if not (got[k] and got[k]:match(pat)) then
+          fail("%s:%d: the block prints\n  %s\nwhere the docs show\n  %s", b.file, b.line,
+               tostring(got[k]), want)
+          break
+        end
+        k = k + 1
+      end
+    end
   end
 end
 local per_file = {}
