@@ -60,7 +60,7 @@ fvl_tensor *fvl_margin_ce_ex(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_s
 fvl_tensor *fvl_cosine_margin_ce(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, const fvl_margin_spec *sp,
                                  fvl_tensor *s_row, fvl_tensor *m_row, fvl_tensor *ws, fvl_tensor *gws,
                                  const char *name, int nonfinite_ok, int *bad_row);
-/* the online softmax on (1; FVL_ONLINE=1 in the environment starts it on) or off (0, the default);
+/* the online softmax on (1, the default) or off (0; FVL_ONLINE=0 in the environment starts it off);
  * returns the previous setting */
 int fvl_loss_set_online(int on);
 int fvl_loss_online(void);

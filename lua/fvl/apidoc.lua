@@ -255,8 +255,8 @@ plot a head's margins. spec as fvl.F.margin_ce.",
 log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).\
 Errors: fewer than 2 columns.",
   ["fvl.F.online"] = "fvl.F.online([on]) -> the previous setting\
-The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default;\
-FVL_ONLINE=1 in the environment starts it on): false runs the cosine and then margin_ce's own\
+The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (on by default;\
+FVL_ONLINE=0 in the environment starts it off): false runs the cosine and then margin_ce's own\
 pass over the B×C cosines. The results are the same up to fp32 rounding.",
   ["fvl.F.pfc_sample"] = "fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor\
 Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the\

@@ -15,7 +15,7 @@ cmake --install "$BUILD" --prefix "$P" >"$tmp/install.log" 2>&1 || { fail "cmake
 
 [ -x "$P/bin/fvl" ] || fail "no bin/fvl"
 [ -f "$P/share/man/man1/fvl.1" ] && grep -q '^\.TH FVL 1' "$P/share/man/man1/fvl.1" || fail "no man page share/man/man1/fvl.1"
-for d in README.md LICENSE docs/training.md examples/arc_vs_cos.lua; do
+for d in README.md DEVELOPERS.md LICENSE docs/training.md examples/arc_vs_cos.lua; do
   [ -f "$P/share/doc/FaceVerLoss/$d" ] || fail "no share/doc/FaceVerLoss/$d"
 done
 mod=$(find "$P" -name fvl.so | head -1)
