@@ -219,11 +219,14 @@ function schedule.sphereface(opts)
   end))
 end
 
+-- a function, or a table with __call (a module)
+local function callable(f) return type(f) == "function" or (type(f) == "table" and getmetatable(f) and getmetatable(f).__call) end
+
 -- fvl.schedule.fn(f [, {warmup=, warmup_from=}]) -> schedule: any Lua function of the step
 -- (f(0) is the first value) as a schedule, e.g. fvl.schedule.fn(function(k) return k < 100 and
 -- 0 or 0.5 end). Errors: f not callable; at a call, f returning something other than a number.
 function schedule.fn(f, opts)
-  if type(f) ~= "function" and not (type(f) == "table" and getmetatable(f) and getmetatable(f).__call) then
+  if not callable(f) then
     error("schedule.fn: argument #1 must be a function of the step, got " .. type(f), 2)
   end
   opts = check_opts("fn", opts, keys {})
@@ -242,6 +245,9 @@ end
 -- to inner(steps) at step `steps`, then inner itself (absolute steps: inner is not shifted).
 -- inner is a schedule, a number or a function of the step. Errors: steps missing or <= 0.
 function schedule.warmup(inner, opts)
+  if not (getmetatable(inner) == Schedule or type(inner) == "number" or callable(inner)) then
+    error("schedule.warmup: inner must be a schedule, a number or a function of the step, got " .. type(inner), 2)
+  end
   inner = schedule.wrap(inner)
   opts = check_opts("warmup", opts, { "steps", "from" })
   local W = num("warmup", opts, "steps", nil, positive, "a positive number of steps")

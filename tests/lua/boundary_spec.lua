@@ -695,6 +695,7 @@ describe("found by the API fuzzer's new scenarios", function()
       { function() fvl.nn.init.xavier_normal_(nil) end, "xavier_normal_: t must be a tensor, got nil" },
       { function() fvl.nn.init.apply(5, "kaiming_normal") end, "init.apply: net must be an fvl.nn module, got number" },
       { function() fvl.stack({ fvl.ones(2), 3 }) end, "stack: list[2] is a number, expected a tensor" },
+      { function() fvl.schedule.warmup("x", { steps = 2 }) end, "schedule.warmup: inner must be a schedule, a number or a function of the step, got string" },
     }
     for _, c in ipairs(cases) do expect_error(c[1], c[2]) end
     expect_eq(#fvl.dist.shard_indices(5, 0, 1), 5)
