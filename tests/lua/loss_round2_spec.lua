@@ -156,6 +156,17 @@ describe("round-2 heads", function()
     expect_error(function() fvl.loss.subcenter_arcface { weight = fvl.randn(7, 4), K = 3 } end,
                  "subcenter_arcface: weight is 7×4 but K = 3 (expected (classes·K)×dim rows)")
   end)
+  it("AdaCos: a negative dynamic scale is its own clear error, s unchanged", function()
+    -- C = 3, both samples on centre 1 and the other two centres opposite: B_avg = 2·exp(−s) < 1
+    local h = fvl.loss.adacos { dim = 2, classes = 3 }
+    h.weight:copy(fvl.tensor({ { 1, 0 }, { -1, 0 }, { -1, 0.01 } }))
+    local x, y = fvl.tensor({ { 1, 0 }, { 2, 0 } }), fvl.tensor({ 1, 1 }):int()
+    local s0 = h.s
+    expect_error(function() h(x, y) end, "adacos: the dynamic scale came out negative (s = -0.287")
+    expect_eq(h.s, s0)
+    h.dynamic = false
+    expect_true(h(x, y):item() >= 0, "the fixed scale still trains")
+  end)
   it("AdaCos updates s only while training", function()
     fvl.manual_seed(2)
     local h = fvl.loss.adacos { dim = 6, classes = 9 }

@@ -32,6 +32,12 @@ function AdaCos:forward(x, labels)
       util.fail(string.format("adacos: the dynamic scale is not finite (B_avg = %g, θ_med = %g)",
                               self.B_avg, self.theta_med))
     end
+    if s < 0 then   -- log(B_avg) < 0: the scale would turn the softmax upside down
+      util.fail(string.format("adacos: the dynamic scale came out negative (s = %g from B_avg = %g < 1, " ..
+                              "θ_med = %g): the non-target classes' mean Σexp(s·cos) is below 1, as with very " ..
+                              "few classes or centres opposite every sample; use dynamic = false or more classes",
+                              s, self.B_avg, self.theta_med))
+    end
     self.s = s
   end
   num("adacos", "s", self.s)
