@@ -1,6 +1,7 @@
 /* bind_tensor.c — fvl.Tensor: creation, views, math, autograd, .npy (RNG, threads, memory and
  * the bench baselines are lua/bind_runtime.c).
  * Thin: check arguments (1-based dims/indices), call the engine, wrap results. */
+#include <limits.h>
 #include <string.h>
 #include <math.h>
 #include <stdio.h>
@@ -519,19 +520,24 @@ static int l_matmul(lua_State *L) {
   return 1;
 }
 /*** fvl.cat(tensors [, dim]) -> tensor
-   Concatenates 1..64 tensors along dim (default 1); other sizes must agree. */
+   Concatenates the tensors of a list (one or more) along dim (default 1); other sizes must agree.
+   Gradients flow through at most 6 of them. */
 static int l_cat(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 2);   /* the entries are pushed above the arguments */
+  lua_settop(L, 2);
   lua_Integer len = luaL_len(L, 1);   /* an __len may return anything: bounded before the cast */
-  if (len < 1 || len > 64) return fvl_error(L, "cat: expected 1..64 tensors, got %lld", (long long)len);
+  if (len < 1 || len > INT_MAX / (lua_Integer)sizeof(fvl_tensor *))
+    return fvl_error(L, "cat: expected a list of 1 or more tensors, got length %lld", (long long)len);
   int n = (int)len;
-  fvl_tensor *ts[64];
-  luaL_checkstack(L, n + 4, "cat");
+  /* the pointers live in a userdata (freed by the GC if an entry raises) and the entries in a
+     table at index 4 (an __index may have made the tensor: it stays anchored while C uses it) */
+  fvl_tensor **ts = lua_newuserdatauv(L, (size_t)n * sizeof *ts, 0);
+  lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
-    lua_geti(L, 1, i + 1);   /* stays on the stack: an __index may have made the tensor */
+    lua_geti(L, 1, i + 1);
     ts[i] = fvl_totensor(L, -1);
     if (!ts[i]) return fvl_error(L, "cat: entry %d is a %s, expected a tensor", i + 1, luaL_typename(L, -1));
+    lua_rawseti(L, 4, i + 1);
   }
   int d = lua_isnoneornil(L, 2) ? 0 : dim_arg(L, 2, ts[0], "cat");
   for (int i = 1; i < n; i++) {   /* the user's 1-based wording; the engine keeps a 0-based invariant */

@@ -143,7 +143,17 @@ describe("integer conversions", function()
   it("integers from Lua are bounded before they become int (no silent truncation of 2^32 + k)", function()
     local huge_len = setmetatable({}, { __len = function() return 2^32 + 1 end,
                                         __index = function() return fvl.ones(2) end })
-    expect_error(function() fvl.cat(huge_len) end, "cat: expected 1..64 tensors, got 4294967297")
+    expect_error(function() fvl.cat(huge_len) end, "cat: expected a list of 1 or more tensors, got length 4294967297")
+    expect_error(function() fvl.cat({}) end, "cat: expected a list of 1 or more tensors, got length 0")
+    -- any number of entries (a real lfw.bin is 188 batches; a gather over > 64 ranks), each made by
+    -- an __index and anchored while C reads it
+    local many = setmetatable({}, { __len = function() return 300 end,
+                                    __index = function(_, i) return fvl.full({ 1, 2 }, i) end })
+    collectgarbage("generational")
+    local c = fvl.cat(many, 1)
+    collectgarbage("incremental")
+    expect_eq(c:size(1), 300); expect_eq(c[300][2], 300); expect_eq(c[1][1], 1)
+    expect_error(function() fvl.cat({ fvl.ones(2), 3 }) end, "cat: entry 2 is a number, expected a tensor")
     local two = setmetatable({}, { __len = function() return 2^32 + 2 end, __index = function() return 1 end })
     expect_error(function() fvl.zeros(2, 2):get(two) end, "get: 4294967298 indices for a 2-D tensor")
     expect_error(function() fvl._eval.verification(fvl.rand(8), fvl.tensor({1, 0, 1, 0, 1, 0, 1, 0}, "int32"), 2^32 + 2) end,
