@@ -224,9 +224,9 @@ static int l_cosine_margin_ce(lua_State *L) {
 }
 
 /*** fvl.F.online([on]) -> the previous setting
- * The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (on by default;
- * FVL_ONLINE=0 in the environment starts it off): false runs the cosine and then margin_ce's own
- * pass over the B×C cosines. The results are the same up to fp32 rounding. */
+ * The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default: no
+ * faster on the idle machine; FVL_ONLINE=1 in the environment starts it on): false runs the cosine
+ * and then margin_ce's own pass over the B×C cosines. The results are the same up to fp32 rounding. */
 static int l_online(lua_State *L) {
   int prev = fvl_loss_online();
   if (!lua_isnoneornil(L, 1)) {

@@ -10,7 +10,8 @@ As fvl.FloatTensor, int32 (labels, indices).",
   ["fvl.arange"] = "fvl.arange(n) | fvl.arange(a, b [, step]) [, dtype] -> tensor\
 1..n, or a, a+step, ... up to b inclusive (as Lua's numeric for). dtype \"float32\" (default) or \"int32\".",
   ["fvl.cat"] = "fvl.cat(tensors [, dim]) -> tensor\
-Concatenates 1..64 tensors along dim (default 1); other sizes must agree.",
+Concatenates the tensors of a list (one or more) along dim (default 1); other sizes must agree.\
+Gradients flow through at most 6 of them.",
   ["fvl.clock"] = "fvl.clock() -> number\
 Monotonic wall-clock seconds (for timing: fvl.clock() - t0); also fvl._bench.clock.",
   ["fvl.empty"] = "fvl.empty(shape [, dtype]) -> tensor\
@@ -255,9 +256,9 @@ plot a head's margins. spec as fvl.F.margin_ce.",
 log Σ_{j≠y_i} exp(s·c_ij) per row, max-shifted, untracked (AdaCos's dynamic-scale statistic).\
 Errors: fewer than 2 columns.",
   ["fvl.F.online"] = "fvl.F.online([on]) -> the previous setting\
-The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (on by default;\
-FVL_ONLINE=0 in the environment starts it off): false runs the cosine and then margin_ce's own\
-pass over the B×C cosines. The results are the same up to fp32 rounding.",
+The online softmax in the forward's class blocks of fvl.F.cosine_margin_ce (off by default: no\
+faster on the idle machine; FVL_ONLINE=1 in the environment starts it on): false runs the cosine\
+and then margin_ce's own pass over the B×C cosines. The results are the same up to fp32 rounding.",
   ["fvl.F.pfc_sample"] = "fvl.F.pfc_sample(pos_mask, num, seed, counter) -> int32 tensor\
 Partial FC's class sample over a slice of classes: every row marked 1 in pos_mask (int32, the\
 batch's classes) plus uniformly random other rows, without replacement, up to num rows in all\
