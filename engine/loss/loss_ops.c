@@ -245,6 +245,18 @@ static int margin_bw(fvl_node *n, fvl_tensor *gout) {
   return rc;
 }
 
+/* the labels (int32, checked against C), the per-row s and m (B floats each, optional) and the spec
+   pointing at them, checked; *y, *sr, *mr start NULL and the caller releases them */
+static int margin_inputs(const char *fn, fvl_tensor *y0, fvl_tensor *s_row, fvl_tensor *m_row, int64_t B, int64_t C,
+                         fvl_margin_spec *sp, fvl_tensor **y, fvl_tensor **sr, fvl_tensor **mr) {
+  if (!(*y = fvl_lo_labels_of(fn, y0, B, C))) return -1;
+  if (s_row && !(*sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) return -1;
+  if (m_row && !(*mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) return -1;
+  sp->s_row = *sr ? fvl_f32(*sr) : NULL;
+  sp->m_row = *mr ? fvl_f32(*mr) : NULL;
+  return fvl_margin_spec_check(fn, sp);
+}
+
 /* the forward's class blocks already took each row's (max, Σexp) per block (fvl_cosine_margin_ce) */
 typedef struct { int64_t nblk; const float *bmax; const double *bsum; const unsigned char *redo; } online_sums;
 
@@ -264,12 +276,7 @@ static fvl_tensor *margin_ce_impl(fvl_tensor *cos, fvl_tensor *y0, const fvl_mar
   fvl_tensor *y = NULL, *cd = NULL, *sr = NULL, *mr = NULL, *lse = NULL, *rl = NULL, *out = NULL;
   margin_ctx *mc = NULL;
   int ldc;
-  if (!(y = fvl_lo_labels_of(fn, y0, B, C))) goto fail;
-  if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto fail;
-  if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto fail;
-  sp.s_row = sr ? fvl_f32(sr) : NULL;
-  sp.m_row = mr ? fvl_f32(mr) : NULL;
-  if (fvl_margin_spec_check(fn, &sp)) goto fail;
+  if (margin_inputs(fn, y0, s_row, m_row, B, C, &sp, &y, &sr, &mr)) goto fail;
   if (!(cd = fvl_lo_rows_of(cos, &ldc))) goto fail;
   int64_t szb[1] = {B};
   if (!(lse = fvl_empty(FVL_F32, 1, szb)) || !(rl = fvl_empty(FVL_F32, 1, szb))) goto fail;
@@ -383,12 +390,7 @@ fvl_tensor *fvl_cosine_margin_ce(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, c
                                               (long long)B, (long long)x->size[1], (long long)C);
     goto done;
   }
-  if (!(y = fvl_lo_labels_of(fn, y0, B, C))) goto done;
-  if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto done;
-  if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto done;
-  sp.s_row = sr ? fvl_f32(sr) : NULL;
-  sp.m_row = mr ? fvl_f32(mr) : NULL;
-  if (fvl_margin_spec_check(fn, &sp)) goto done;
+  if (margin_inputs(fn, y0, s_row, m_row, B, C, &sp, &y, &sr, &mr)) goto done;
   int64_t nb = fvl_lo_block_cols(B, C);
   nblk = (C + nb - 1) / nb;
   bmax = malloc(sizeof *bmax * (size_t)(nblk * B));
@@ -430,12 +432,7 @@ fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margi
   fvl_tensor *y = NULL, *cd = NULL, *sr = NULL, *mr = NULL, *z = NULL;
   int ldc;
   int64_t sz[2] = {B, C};
-  if (!(y = fvl_lo_labels_of(fn, y0, B, C))) goto done;
-  if (s_row && !(sr = fvl_lo_rowvec_of(fn, "s", s_row, B))) goto done;
-  if (m_row && !(mr = fvl_lo_rowvec_of(fn, "m", m_row, B))) goto done;
-  sp.s_row = sr ? fvl_f32(sr) : NULL;
-  sp.m_row = mr ? fvl_f32(mr) : NULL;
-  if (fvl_margin_spec_check(fn, &sp) || !(cd = fvl_lo_rows_of(cos, &ldc)) || !(z = fvl_empty(FVL_F32, 2, sz))) goto done;
+  if (margin_inputs(fn, y0, s_row, m_row, B, C, &sp, &y, &sr, &mr) || !(cd = fvl_lo_rows_of(cos, &ldc)) || !(z = fvl_empty(FVL_F32, 2, sz))) goto done;
   if (fvl_margin_logits(fvl_f32(cd), ldc, fvl_i32(y), (int)B, (int)C, &sp, fvl_f32(z), (int)C)) {
     fvl_release(z);
     z = NULL;

@@ -8,7 +8,6 @@ local fvl = fvl or require "fvl"
 fvl.threads(1)
 local F = fvl.F
 
-local function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
 local function same(a, e, what) expect_all_near(a, e:totable(), 0, 0, what) end
 
 describe("F.group_max_ws", function()

@@ -8,17 +8,9 @@ local F = fvl.F
 local ROOT = (TEST_DIR or "tests") .. "/.."
 local function example(name) return dofile(ROOT .. "/scripts/examples/margin_" .. name .. ".lua") end
 
-local function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
-
 local close = expect_tensor_close   -- max |a − e| <= tol·(max |e| + 1e-6), tests/lua/run.lua
 
-local function with_fused(on, fn)
-  local prev = F.fused(on)
-  local ok, a, b, c = pcall(fn)
-  F.fused(prev)
-  if not ok then error(a, 0) end
-  return a, b, c
-end
+local function with_fused(on, fn) return with_setting(F.fused, on, fn) end
 
 -- heads built from the same options (a fresh copy of W each); "margin_x": scripts/examples
 local function make(name, o)
@@ -46,12 +38,7 @@ local function compare(name, opts, shape, tweak)
     local out = {}
     with_fused(on, function()
       for k = 1, 2 do
-        local x = leaf(xs[k])
-        for _, p in ipairs(head:parameters()) do p.grad = nil end
-        local loss = head(x, ys[k])
-        loss:backward()
-        out[k] = { loss = loss:item(), x = x.grad }
-        for i, p in ipairs(head:parameters()) do out[k][i] = p.grad and p.grad:clone() end
+        out[k] = head_step_grads(head, leaf(xs[k]), ys[k])
       end
     end)
     return out

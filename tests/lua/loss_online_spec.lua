@@ -7,16 +7,9 @@
 local fvl = fvl or require "fvl"
 local F = fvl.F
 
-local function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
 local close = expect_tensor_close   -- max |a − e| <= tol·(max |e| + 1e-6), tests/lua/run.lua
 
-local function with_online(on, fn)
-  local prev = F.online(on)
-  local ok, a, b, c = pcall(fn)
-  F.online(prev)
-  if not ok then error(a, 0) end
-  return a, b, c
-end
+local function with_online(on, fn) return with_setting(F.online, on, fn) end
 
 -- shapes {B, D, C}: C = 7 is one block; C = 1000 with B = 8 is 16 blocks of 64 columns, the last
 -- one 40 wide; the labels of rows 1–2 are the last class, row 3's the first class of the last block
@@ -44,12 +37,7 @@ local function compare(name, opts, shape, tweak, threads)
     local out = {}
     with_online(on, function()
       for k = 1, 2 do
-        local x = leaf(x0 * k)
-        for _, p in ipairs(head:parameters()) do p.grad = nil end
-        local loss = head(x, y)
-        loss:backward()
-        out[k] = { loss = loss:item(), x = x.grad }
-        for i, p in ipairs(head:parameters()) do out[k][i] = p.grad and p.grad:clone() end
+        out[k] = head_step_grads(head, leaf(x0 * k), y)
       end
     end)
     return out

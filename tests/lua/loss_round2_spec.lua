@@ -14,7 +14,6 @@ local F = REF and reference or fvl.F
 local ROOT = (TEST_DIR or "tests") .. "/.."
 local function example(name) return dofile(ROOT .. "/scripts/examples/margin_" .. name .. ".lua") end
 
-local function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
 
 -- max |a − e| <= tol·(max|e| + 1e-3) (scale-relative: gradients are compared as whole tensors)
 local function close(a, e, tol, what) expect_tensor_close(a, e, tol, what, 1e-3) end

@@ -61,6 +61,30 @@ function expect_error(fn, pattern)
   return err
 end
 
+-- a detached copy of t that requires grad (a fresh leaf for gradient comparisons)
+function leaf(t) t = t:detach():clone(); t:requires_grad(); return t end
+
+-- one training step of a loss head on the leaf x: { loss = value, x = x.grad, [i] = the i-th
+-- parameter's gradient (a copy) }, the parameters' gradients cleared first
+function head_step_grads(head, x, y)
+  for _, p in ipairs(head:parameters()) do p.grad = nil end
+  local loss = head(x, y)
+  loss:backward()
+  local out = { loss = loss:item(), x = x.grad }
+  for i, p in ipairs(head:parameters()) do out[i] = p.grad and p.grad:clone() end
+  return out
+end
+
+-- fn() with a global switch set (set(value) returns the previous setting, like fvl.F.fused / online),
+-- restored afterwards even when fn raises; returns fn's results
+function with_setting(set, value, fn)
+  local prev = set(value)
+  local ok, a, b, c = pcall(fn)
+  set(prev)
+  if not ok then error(a, 0) end
+  return a, b, c
+end
+
 -- whole-tensor, scale-relative comparison: max |a − e| <= tol·(max |e| + floor) (floor 1e-6)
 function expect_tensor_close(a, e, tol, what, floor)
   if a == nil or e == nil then error((what or "tensor") .. ": a tensor is missing", 2) end
