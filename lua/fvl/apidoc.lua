@@ -226,7 +226,6 @@ x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked.",
   ["fvl.F.linear_logits"] = "fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor\
 z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,\
 W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine.",
-  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce"] = "fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor\
 The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit\
 z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in\
@@ -243,6 +242,7 @@ first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\"); the checked labels of a head\
 (Head:check_input) are taken as they are when their rows and classes match the call.",
+  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
@@ -1113,7 +1113,7 @@ order; children are named \"1\", \"2\", ... (state \"1.weight\"). Errors: an ele
   ["fvl.nn.class"] = "fvl.nn.class(name [, parent]) -> class\
 a new module class (parent default fvl.nn.Module):\
   local MyNet = fvl.nn.class(\"MyNet\"); function MyNet:forward(x) ... end\
-  local net = MyNet.new(); net:add_module(\"fc\", fvl.nn.Linear(4, 2))\
+  local net = MyNet:new(); net:add_module(\"fc\", fvl.nn.Linear(4, 2))\
 Every class made here is registered by name, so that fvl.nn.load can rebuild saved models.",
   ["fvl.nn.flops"] = "fvl.nn.flops(net, chw)\
 FLOPs per image (2 × multiply-adds of every Conv2d and Linear; BN, PReLU and sums not\
@@ -1557,8 +1557,15 @@ a number option (nil: default),\
 checked against lo..hi. Errors: not a number, NaN, out of range (named by fn and key).",
   ["fvl.util.read_file"] = "fvl.util.read_file(path) -> string | nil, message\
 the whole file's bytes.",
+  ["fvl.util.register_class"] = "fvl.util.register_class(cls [, name]) -> cls\
+makes a class table written by hand (cls.__index =\
+cls; instances setmetatable({...}, cls)) check the self of its methods as util.class's do; name\
+defaults to cls.__name.",
   ["fvl.util.shape_str"] = "fvl.util.shape_str(t) -> string\
 a tensor's shape as messages print it (\"256×512\", \"scalar\").",
+  ["fvl.util.typename"] = "fvl.util.typename(v) -> string\
+what a value is, for messages: its class or type name\
+(\"fvl.Tensor\", \"Linear\", \"nil\", \"number\").",
   ["fvl.util.vmhwm_mb"] = "fvl.util.vmhwm_mb()\
 this process's peak resident memory (VmHWM) in MB, 0 where /proc/self/status is missing;\
 benchmarks print it beside the engine's own peak",
