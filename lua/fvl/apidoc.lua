@@ -173,7 +173,7 @@ near ±1 are recomputed in double; clamped entries get zero gradient. ws: a cont
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
   ["fvl.F.cosine_margin_ce"] = "fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor\
-fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward\
+In one op, what fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) does: the margin CE's forward\
 runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each\
 row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C\
 cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph\
@@ -242,7 +242,6 @@ first bad row). docs/losses.md gives each target's formula.\
 labels: 1-based class ids (an int32 tensor or a Lua list) of the B rows; checked once here\
 against 1..C (\"margin_ce: labels[17] = 12 is outside 1..10\"); the checked labels of a head\
 (Head:check_input) are taken as they are when their rows and classes match the call.",
-  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce_shard"] = "fvl.F.margin_ce_shard(cos, cols, spec [, name [, cap]]) -> scalar tensor\
 fvl.F.margin_ce of a class-sharded head (fvl.dist): cos holds this rank's columns and cols the\
 per-row target column on this rank (0 when another rank holds it); the softmax's max and sum\
@@ -633,12 +632,12 @@ every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
+  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
+start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e, skip)\
 loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
 workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
 run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
-  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
-start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
