@@ -828,6 +828,13 @@ labels and centres are given.",
 the row norms\
 of an N×D embedding matrix and the mean resultant length (|mean of the normalised rows|: near 1\
 when every embedding points the same way, a collapse). Errors: emb not a matrix with rows.",
+  ["fvl.eval.export_megaface"] = "fvl.eval.export_megaface(dir, emb, names [, opts]) -> count\
+writes row i of emb (N×D) to\
+dir/names[i]..suffix as a devkit feature file, making the directories — the layout the\
+devkit's run_experiment.py reads (names as its image lists give them, e.g.\
+\"Adam_Brody/Adam_Brody_1.png\"; suffix = its file_ending argument). opts: suffix\
+(\"_fvl.bin\"). Each file is written atomically. Errors: rows and names that differ, a name\
+that is not a relative path inside dir (absolute, \"..\", empty), non-finite values.",
   ["fvl.eval.flip"] = "fvl.eval.flip(emb, emb_flipped)\
 Flip test: normalize(emb + emb_flipped), row-wise (raw N×D embeddings of the images and of\
 their mirror images, summed before normalising, as insightface). Returns an N×D tensor.\
@@ -861,6 +868,28 @@ the result is empty. opts: seed (default: drawn from the generator fvl.manual_se
 n_init (1: runs, the lowest inertia kept), max_iter (300), tol (1e-4), init (\"k-means++\" |\
 \"random\": k distinct rows). The same seed gives the same result. Errors: not N×D, k outside\
 1..N, a non-finite value, unknown options.",
+  ["fvl.eval.load_megaface_feature"] = "fvl.eval.load_megaface_feature(path) -> tensor\
+reads one devkit feature file into a 1-D\
+float32 tensor of D values. Strict: the header must be (D >= 1, 1, 4, 5), the file exactly\
+16 + 4·D bytes, every value finite; otherwise an error naming the file and what was found.",
+  ["fvl.eval.load_megaface_features"] = "fvl.eval.load_megaface_features(dir, names [, opts]) -> tensor\
+the N×D float32 matrix of\
+the feature files dir/names[i]..suffix (each read as fvl.eval.load_megaface_feature; all\
+must have the same D). opts: suffix (\"_fvl.bin\"). Errors: a missing or malformed file\
+(named), sizes that differ.",
+  ["fvl.eval.megaface_rank1"] = "fvl.eval.megaface_rank1(probes, probe_labels, distractors [, opts]) -> table\
+MegaFace\
+challenge 1 identification. For every probe image and every other image of its identity,\
+that image is put in a gallery with all the distractors; rank = 1 + the distractors more\
+similar to the probe than it (cosine; ties count for the true match). Returns rank1 (the\
+fraction of such pairs at rank 1), cmc[k] for each asked rank, n_pairs, n_probes_used\
+(probes whose identity has another image), and the verification variant: tar_at_far[far]\
+(genuine = probe pairs of one identity, impostors = every probe × distractor; present when\
+#impostors >= 1/far) with threshold (same when the cosine is above it), n_genuine,\
+n_impostor. Scores are made in sgemm blocks: no probes × distractors matrix is held, so 10⁶\
+distractors need only their own matrix. opts: k (a rank or list of ranks, 1..1000; rank 1\
+always), far (1e-6; false: no verification), block (distractor rows per sgemm, 0: 4096).\
+Errors: feature sizes that differ, labels, non-finite values, unknown options.",
   ["fvl.eval.mutual_info"] = "fvl.eval.mutual_info(labels_a, labels_b) -> table\
 the agreement of two labellings of the\
 same rows (lists or int32 tensors of ids >= 1; the ids are names, any integers): mi (mutual\
@@ -882,6 +911,11 @@ verification).",
 ROC only: far, tar, thresholds (float32 tensors; one point per distinct score, (0, 0) first\
 and thresholds[1] = +inf), as sklearn.metrics.roc_curve. opts: drop_intermediate (true: the\
 corners only). Errors: scores and same of different lengths.",
+  ["fvl.eval.save_megaface_feature"] = "fvl.eval.save_megaface_feature(path, vec)\
+fvl.eval.save_megaface_feature(path, vec): writes one feature (a 1-D float32 tensor of D\
+finite values) as the MegaFace devkit's feature file — four little-endian int32 (D, 1, 4, 5 =\
+32-bit float) then the D float32 — atomically (a temporary file renamed over path).\
+Errors: not 1-D, non-finite values, an unwritable path.",
   ["fvl.eval.summary"] = "fvl.eval.summary(r)\
 One line for logs and tables from a verification or identification result:\
 \"acc 99.10 ± 0.30 %  EER 1.20 %  AUC 0.9990  TAR@FAR=1e-1 ...  rank-1 ...  MAP@R ...\" (only the\

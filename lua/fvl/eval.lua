@@ -362,6 +362,8 @@ end
 for _, name in ipairs { "kmeans", "mutual_info", "nmi", "ami", "clustering" } do
   eval[name] = require("fvl.cluster")[name]
 end
+-- MegaFace feature files and rank-1 with distractors (lua/fvl/megaface.lua)
+for name, f in pairs(require "fvl.megaface") do eval[name] = f end
 --- insightface's protocol on a .bin verification pack (docs/data.md): every image through model
 --- (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),
 --- with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.
