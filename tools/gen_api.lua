@@ -121,7 +121,7 @@ local function add_head(name, block, o)
 end
 
 -- modules whose functions users reach under another module's name (installed there)
-local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
+local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.cluster"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
                        ["fvl.conventions"] = "fvl", ["fvl.backbones"] = "fvl.nn" }
 -- files with no public functions of their own: the generated reference itself; the sharded and
 -- reference versions of the fvl.F primitives (reached through the heads' options); the model and
@@ -280,9 +280,11 @@ for _, path in ipairs(list("cd '" .. root .. "' && ls lua/bind_*.c")) do
   end
 end
 
+for i, e in ipairs(entries) do e.seq = i end   -- (table.sort is not stable: ties keep the source order)
 table.sort(entries, function(a, b)
   if a.module ~= b.module then return a.module < b.module end
-  return a.name < b.name
+  if a.name ~= b.name then return a.name < b.name end
+  return a.seq < b.seq
 end)
 
 -- ------------------------------------------------------------------ outputs
