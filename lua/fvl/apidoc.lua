@@ -213,6 +213,12 @@ gws may instead be B×C: it then holds the max only (with fvl.F.fused on, a marg
 out forms its gradient in the cosine's class blocks through the max, so no gradient buffer is\
 needed). Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws\
 must not share cos's storage.",
+  ["fvl.F.group_sparse"] = "fvl.F.group_sparse([on]) -> the previous setting\
+Sub-center ArcFace's fused backward through fvl.F.group_max_ws without the zeros of its\
+B×(C·K) gradient (on by default; FVL_GROUP_SPARSE=0 in the environment starts it off): only\
+each (row, class)'s arg-max sub-centre takes part in dX and dW, so they cost ArcFace's FMAs\
+instead of K times as many. false runs the dense GEMMs over the B×(C·K) gradient. The results\
+are the same bits either way; on a CPU without AVX-512 the dense path runs.",
   ["fvl.F.hard_mean"] = "fvl.F.hard_mean(cos, labels [, opts]) -> h, count\
 Per row, the mean of its hard negatives (h, B values, tracked: the gradient reaches the hard\
 entries of cos) and how many there are (count, B, untracked). opts: hard = \"all\"|\"arc\"|\"cos\"\
