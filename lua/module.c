@@ -32,6 +32,7 @@ int luaopen_fvl(lua_State *L) {
   fvl_open_sys(L);
   fvl_open_dist(L);
   fvl_open_faces(L);
+  fvl_open_warp(L);
   fvl_open_backbone(L);
   fvl_open_cluster(L);
   fvl_open_megaface(L);
