@@ -633,12 +633,12 @@ every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
-  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
-start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e, skip)\
 loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
 workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
 run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
+  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
+start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
@@ -694,6 +694,10 @@ used on each rank's part of the batch).",
   ["fvl.dist.copy_rows"] = "fvl.dist.copy_rows(t) -> tensor\
 t itself in the forward; the backward reduce-scatters: the gradient summed over the ranks, kept\
 for this rank's block of rows, zero elsewhere (the sharded heads' gathered embeddings).",
+  ["fvl.dist.finalize"] = "fvl.dist.finalize() -> nothing\
+Ends the MPI world on every rank (a barrier, then MPI_Finalize), so that a rank may then exit\
+with a non-zero status (os.exit(143): stopped by a signal) without aborting the job; collectives\
+after it are errors. Without a launcher it does nothing.",
   ["fvl.dist.flat_params"] = "fvl.dist.flat_params(params) -> {tensor, ...}\
 The tensors of params (tensors, modules, or nested lists of them) as one flat list, each tensor\
 once. Errors: anything else in the list.",
@@ -1472,6 +1476,17 @@ forgets it.",
   ["fvl.sys.aborted"] = { same = "fvl.sys.abort_clear" },
   ["fvl.sys.alive"] = "fvl.sys.alive(pid) -> boolean\
 Whether a process with that pid exists and is not a zombie.",
+  ["fvl.sys.catch_stop"] = "fvl.sys.catch_stop(signals) -> nothing\
+fvl.sys.stop_signal() -> name, number | nil\
+fvl.sys.release_stop() -> nothing\
+Stop requests for a long loop that should end cleanly at its next step (a checkpoint, then\
+exit) when a scheduler preempts it: catch_stop{\"TERM\", \"USR1\"} (names as fvl.sys.kill, or\
+numbers) makes those signals set a flag and print one line on stderr instead of ending the\
+process; a second Ctrl-C (INT) acts as it did before the catch (stops at once), a repeated\
+TERM or USR1 changes nothing. A signal the process ignores (nohup) stays ignored. stop_signal() is the first\
+one caught (\"SIGTERM\", 15), nil when none; release_stop() puts every disposition back and\
+forgets the request. scripts/train_face.lua polls it at each step (docs/training.md).\
+Errors: an unknown name, KILL or STOP (which cannot be caught), signals not a table.",
   ["fvl.sys.cpu_count"] = "fvl.sys.cpu_count() -> integer\
 The machine's online CPUs (see fvl.sys.cpus for those this process may use).",
   ["fvl.sys.cpus"] = "fvl.sys.cpus() -> n, why\
@@ -1507,6 +1522,9 @@ false while the child runs; once it ended, true with its exit code (nil when kil
 signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process.",
   ["fvl.sys.realpath"] = "fvl.sys.realpath(path) -> absolute path | nil, message\
 The canonical absolute path (links resolved) of an existing file.",
+  ["fvl.sys.release_stop"] = { same = "fvl.sys.catch_stop" },
+  ["fvl.sys.signal_name"] = "fvl.sys.signal_name(number) -> string\
+The conventional name of a signal number: \"SIGTERM\" for 15, \"signal 40\" when it has none here.",
   ["fvl.sys.sleep"] = "fvl.sys.sleep(seconds) -> nothing\
 Sleeps; a pending Ctrl-C ends it early with an error naming sleep.",
   ["fvl.sys.spawn"] = "fvl.sys.spawn(exe, argv [, env [, logpath]]) -> pid\
@@ -1514,6 +1532,7 @@ Starts a process: exe the program (nil: argv[1] looked up on PATH), argv {name, 
 table of KEY = VALUE added to this process's environment (or nil), logpath a file receiving its\
 stdout and stderr (or nil: inherited). Returns at once; fvl.sys.poll waits. (The sweep driver's\
 workers.) Errors: an empty argv; a program that cannot be started.",
+  ["fvl.sys.stop_signal"] = { same = "fvl.sys.catch_stop" },
   ["fvl.sys.time"] = { same = "fvl.sys.exe" },
   ["fvl.sys.uniform"] = { same = "fvl.sys.hash" },
   ["fvl.sys.write_atomic"] = "fvl.sys.write_atomic(path, data) -> true | nil, message\
