@@ -152,4 +152,5 @@ int fvl_open_sys(lua_State *L);      /* lua/bind_sys.c: fvl.sys processes, time,
 int fvl_open_dist(lua_State *L);     /* lua/bind_dist.c: fvl.dist collectives (MPI) */
 int fvl_open_faces(lua_State *L);    /* lua/bind_data_faces.c: RecordIO, images, .bin packs, .npz */
 int fvl_open_backbone(lua_State *L); /* lua/bind_backbone.c: grouped conv, fused BN + PReLU */
+int fvl_open_cluster(lua_State *L);  /* lua/bind_cluster.c: k-means, NMI / AMI (fvl._cluster) */
 #endif

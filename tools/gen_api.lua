@@ -121,7 +121,7 @@ local function add_head(name, block, o)
 end
 
 -- modules whose functions users reach under another module's name (installed there)
-local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
+local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.cluster"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
                        ["fvl.conventions"] = "fvl", ["fvl.backbones"] = "fvl.nn" }
 -- files with no public functions of their own: the generated reference itself; the sharded and
 -- reference versions of the fvl.F primitives (reached through the heads' options); the model and

@@ -747,6 +747,11 @@ This rank's share of the items 1..n for data-parallel loading: items rank+1, ran
   ["fvl.dist.size"] = { same = "fvl.dist.active" },
   ["fvl.dist.sum"] = "fvl.dist.sum(t) -> tensor\
 The sum of t over the ranks (a new tensor), tracked: every rank's part gets the gradient.",
+  ["fvl.eval.ami"] = "fvl.eval.ami(labels_a, labels_b) -> number\
+adjusted mutual information\
+(I - E[I]) / ((H(A) + H(B)) / 2 - E[I]), E[I] exact under the hypergeometric model (the\
+expectation over all labellings with the same cluster sizes), as scikit-learn's\
+adjusted_mutual_info_score: about 0 for a random labelling, 1 for identical ones.",
   ["fvl.eval.bin_pack"] = "fvl.eval.bin_pack(model, pack, opts)\
 insightface's protocol on a .bin verification pack (docs/data.md): every image through model\
 (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),\
@@ -767,6 +772,11 @@ each\
 class's recall of 1-based predictions pred against labels (false for classes without samples),\
 the smallest, and the classes below opts.recall (0.02). Errors: lengths that differ; a label\
 outside 1..classes.",
+  ["fvl.eval.clustering"] = "fvl.eval.clustering(emb, labels [, opts]) -> table\
+pytorch-metric-learning's clustering\
+scores of embeddings (N×D) with their 1-based labels: k-means of emb into k = #distinct\
+labels clusters (fvl.eval.kmeans, opts passed on: seed, n_init, max_iter, tol, init), then\
+nmi and ami of labels against the cluster ids. Returns {nmi=, ami=, k=, inertia=, assign=}.",
   ["fvl.eval.collapse_text"] = "fvl.eval.collapse_text(d) -> string\
 \"healthy\", or \"collapsed: <reasons>\" for a table from\
 fvl.eval.diagnose.",
@@ -796,8 +806,36 @@ Identification (closed set) and retrieval metrics. probes/probe_labels nil: ever
 row is a query against the others (leave-one-out). opts: k (a rank or a list of ranks;\
 default {1, 5}, at most 16); each k gives r[\"rank\" .. k] (also r.cmc[k]). Returns also\
 precision_at_1, r_precision, map_at_r (as pytorch-metric-learning), n_queries and n_dropped\
-(queries without another sample of their identity). Errors: rows and labels that disagree,\
-probes without probe_labels, a leave-one-out gallery of fewer than 2 rows.",
+(queries without another sample of their identity). nmi = true adds r.nmi and r.ami:\
+k-means of the query embeddings (the probes, or the gallery in leave-one-out) into as many\
+clusters as their distinct labels, scored against those labels (fvl.eval.clustering; all\
+queries, dropped ones included, as pytorch-metric-learning); kmeans = {seed=, n_init=, ...}\
+is passed to fvl.eval.kmeans. Errors: rows and labels that disagree, probes without\
+probe_labels, a leave-one-out gallery of fewer than 2 rows.",
+  ["fvl.eval.kmeans"] = "fvl.eval.kmeans(x, k [, opts]) -> assign, centres, inertia, iterations\
+k-means of the rows\
+of x (N×D float32, finite) into k clusters (1 <= k <= N). assign: int32 tensor of N\
+cluster ids in 1..k; centres: k×D float32; inertia: Σ squared distance of each row to its\
+centre. Seeding is greedy k-means++ (2 + ⌊ln k⌋ candidates per centre, the one lowering the\
+total squared distance most kept), then Lloyd iterations (nearest centre through sgemm, ties\
+to the lower index; centres to the means) until no row changes cluster, the centres move by\
+at most tol × the mean per-dimension variance, or max_iter updates; an empty cluster takes\
+the row farthest from its centre (from a cluster that keeps another row), so no cluster of\
+the result is empty. opts: seed (default: drawn from the generator fvl.manual_seed sets),\
+n_init (1: runs, the lowest inertia kept), max_iter (300), tol (1e-4), init (\"k-means++\" |\
+\"random\": k distinct rows). The same seed gives the same result. Errors: not N×D, k outside\
+1..N, a non-finite value, unknown options.",
+  ["fvl.eval.mutual_info"] = "fvl.eval.mutual_info(labels_a, labels_b) -> table\
+the agreement of two labellings of the\
+same rows (lists or int32 tensors of ids >= 1; the ids are names, any integers): mi (mutual\
+information, natural log), h_a, h_b (entropies), nmi, emi (expected mutual information of\
+two random labellings with the same cluster sizes), ami, n, ka, kb (distinct ids in each).\
+Errors: lengths that differ, ids that are not integers >= 1, no rows.",
+  ["fvl.eval.nmi"] = "fvl.eval.nmi(labels_a, labels_b) -> number\
+normalised mutual information\
+I(A;B) / ((H(A) + H(B)) / 2), scikit-learn's normalized_mutual_info_score with its default\
+arithmetic mean; 1 when both labellings put everything in one cluster, 0 when I = 0 otherwise.\
+Symmetric; the ids are names (any integers >= 1).",
   ["fvl.eval.pairs"] = "fvl.eval.pairs(emb, labels, opts)\
 Seeded balanced pairs: n/2 genuine and n/2 impostor pairs, alternating, so that any\
 contiguous fold is balanced. Returns scores (cosine, float32) and same (int32 1/0); with\

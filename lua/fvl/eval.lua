@@ -228,11 +228,15 @@ end
 --- row is a query against the others (leave-one-out). opts: k (a rank or a list of ranks;
 --- default {1, 5}, at most 16); each k gives r["rank" .. k] (also r.cmc[k]). Returns also
 --- precision_at_1, r_precision, map_at_r (as pytorch-metric-learning), n_queries and n_dropped
---- (queries without another sample of their identity). Errors: rows and labels that disagree,
---- probes without probe_labels, a leave-one-out gallery of fewer than 2 rows.
+--- (queries without another sample of their identity). nmi = true adds r.nmi and r.ami:
+--- k-means of the query embeddings (the probes, or the gallery in leave-one-out) into as many
+--- clusters as their distinct labels, scored against those labels (fvl.eval.clustering; all
+--- queries, dropped ones included, as pytorch-metric-learning); kmeans = {seed=, n_init=, ...}
+--- is passed to fvl.eval.kmeans. Errors: rows and labels that disagree, probes without
+--- probe_labels, a leave-one-out gallery of fewer than 2 rows.
 function eval.identification(gallery, gallery_labels, probes, probe_labels, opts)
   local fn = "identification"
-  opts = util.check_opts(fn, opts, { "k" })
+  opts = util.check_opts(fn, opts, { "k", "nmi", "kmeans" })
   check_emb(fn, "gallery", gallery)
   local ks = opts.k == nil and { 1, 5 } or (type(opts.k) == "table" and opts.k or { opts.k })
   local seen, list = {}, {}
@@ -267,6 +271,12 @@ function eval.identification(gallery, gallery_labels, probes, probe_labels, opts
   for k, v in pairs(r.rank) do
     out["rank" .. k] = v
     out.cmc[k] = v
+  end
+  if util.boolean(fn, "nmi", opts.nmi, false) then
+    local c = eval.clustering(probes or gallery, probes and probe_labels or gallery_labels, opts.kmeans)
+    out.nmi, out.ami = c.nmi, c.ami
+  elseif opts.kmeans ~= nil then
+    fail(fn .. ": kmeans options given without nmi = true")
   end
   return setmetatable(out, Result)
 end
@@ -337,6 +347,7 @@ function eval.summary(r)
     if r.rank5 then parts[#parts + 1] = string.format("rank-5 %.2f %%", 100 * r.rank5) end
     parts[#parts + 1] = string.format("MAP@R %.4f", r.map_at_r)
   end
+  if r.nmi then parts[#parts + 1] = string.format("NMI %.4f  AMI %.4f", r.nmi, r.ami) end
   return table.concat(parts, "  ")
 end
 
@@ -346,6 +357,10 @@ do
   local diag = require "fvl.diagnostics"
   eval.embedding_stats, eval.centre_stats, eval.class_recall = diag.embedding_stats, diag.centre_stats, diag.class_recall
   eval.diagnose, eval.collapse_text = diag.diagnose, diag.collapse_text
+end
+-- k-means, NMI / AMI (lua/fvl/cluster.lua)
+for _, name in ipairs { "kmeans", "mutual_info", "nmi", "ami", "clustering" } do
+  eval[name] = require("fvl.cluster")[name]
 end
 --- insightface's protocol on a .bin verification pack (docs/data.md): every image through model
 --- (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),
