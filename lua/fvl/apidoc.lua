@@ -633,12 +633,12 @@ every rank) dealt round-robin, ⌊n/N⌋ images per rank, full batches only.",
   ["fvl.data.Loader:next"] = "fvl.data.Loader:next()\
 the next batch of the current epoch, or nil at its end (the loader then moves to the next\
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
+  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
+start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e, skip)\
 loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
 workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
 run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
-  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
-start the current epoch over (after a `break`), or jump to epoch e (resume)",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
