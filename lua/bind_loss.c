@@ -199,7 +199,7 @@ static int l_margin_ce(lua_State *L) {
 }
 
 /*** fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor
-   fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward
+   In one op, what fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) does: the margin CE's forward
    runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each
    row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C
    cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph

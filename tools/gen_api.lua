@@ -280,9 +280,11 @@ for _, path in ipairs(list("cd '" .. root .. "' && ls lua/bind_*.c")) do
   end
 end
 
+for i, e in ipairs(entries) do e.seq = i end   -- (table.sort is not stable: ties keep the source order)
 table.sort(entries, function(a, b)
   if a.module ~= b.module then return a.module < b.module end
-  return a.name < b.name
+  if a.name ~= b.name then return a.name < b.name end
+  return a.seq < b.seq
 end)
 
 -- ------------------------------------------------------------------ outputs

@@ -173,7 +173,7 @@ near ±1 are recomputed in double; clamped entries get zero gradient. ws: a cont
 B×C workspace written in place when no unfinished graph uses it (a head keeps one per batch size).\
 Errors: x and W with different column counts, empty shapes, a ws of another shape.",
   ["fvl.F.cosine_margin_ce"] = "fvl.F.cosine_margin_ce(x, W, labels, spec [, ws [, name]]) -> scalar tensor\
-fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) in one op: the margin CE's forward\
+In one op, what fvl.F.margin_ce(fvl.F.cosine(x, W, ws), labels, spec, name) does: the margin CE's forward\
 runs inside the cosine's class blocks (the margin on the rows whose target lies in a block, each\
 row's running max and Σexp, combined over the blocks in a fixed order), so no pass over the B×C\
 cosines follows the GEMM; the cosines are still written to ws for the backward, and the graph\
@@ -226,7 +226,6 @@ x·weightᵀ (+ bias): x N×in, weight out×in, bias out. Tracked.",
   ["fvl.F.linear_logits"] = "fvl.F.linear_logits(x, W [, b [, ws]]) -> B×C tensor\
 z = x·Wᵀ (+ b, a C vector): the logits of the heads on raw features (Softmax, Center); tracked,\
 W's gradient accumulated straight into W.grad. ws as in fvl.F.cosine.",
-  ["fvl.F.margin_ce"] = { same = "fvl.F.cosine_margin_ce" },
   ["fvl.F.margin_ce"] = "fvl.F.margin_ce(cos, labels, spec [, name]) -> scalar tensor\
 The fused margin softmax cross-entropy, batch mean over the rows of cos (B×C): the target logit\
 z_iy = s·T(c_iy), hard negatives s·N(c_ij), the other negatives s·c_ij, max-shifted; tracked in\
@@ -1155,7 +1154,7 @@ order; children are named \"1\", \"2\", ... (state \"1.weight\"). Errors: an ele
   ["fvl.nn.class"] = "fvl.nn.class(name [, parent]) -> class\
 a new module class (parent default fvl.nn.Module):\
   local MyNet = fvl.nn.class(\"MyNet\"); function MyNet:forward(x) ... end\
-  local net = MyNet.new(); net:add_module(\"fc\", fvl.nn.Linear(4, 2))\
+  local net = MyNet:new(); net:add_module(\"fc\", fvl.nn.Linear(4, 2))\
 Every class made here is registered by name, so that fvl.nn.load can rebuild saved models.",
   ["fvl.nn.flops"] = "fvl.nn.flops(net, chw)\
 FLOPs per image (2 × multiply-adds of every Conv2d and Linear; BN, PReLU and sums not\
@@ -1614,8 +1613,15 @@ a number option (nil: default),\
 checked against lo..hi. Errors: not a number, NaN, out of range (named by fn and key).",
   ["fvl.util.read_file"] = "fvl.util.read_file(path) -> string | nil, message\
 the whole file's bytes.",
+  ["fvl.util.register_class"] = "fvl.util.register_class(cls [, name]) -> cls\
+makes a class table written by hand (cls.__index =\
+cls; instances setmetatable({...}, cls)) check the self of its methods as util.class's do; name\
+defaults to cls.__name.",
   ["fvl.util.shape_str"] = "fvl.util.shape_str(t) -> string\
 a tensor's shape as messages print it (\"256×512\", \"scalar\").",
+  ["fvl.util.typename"] = "fvl.util.typename(v) -> string\
+what a value is, for messages: its class or type name\
+(\"fvl.Tensor\", \"Linear\", \"nil\", \"number\").",
   ["fvl.util.vmhwm_mb"] = "fvl.util.vmhwm_mb()\
 this process's peak resident memory (VmHWM) in MB, 0 where /proc/self/status is missing;\
 benchmarks print it beside the engine's own peak",

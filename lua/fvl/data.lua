@@ -247,6 +247,7 @@ end
 local Loader = {}
 Loader.__index = Loader
 Loader.__name = "fvl.data.loader"
+util.register_class(Loader, "fvl.data.Loader")
 
 local function dataset_parts(ds)
   if util.is_tensor(ds) then return ds, nil end

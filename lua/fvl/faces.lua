@@ -73,6 +73,7 @@ end
 local Writer = {}
 Writer.__index = Writer
 Writer.__name = "fvl.data.rec_writer"
+util.register_class(Writer, "fvl.data.Writer")
 
 -- fvl.data.rec_writer(path [, opts]) -> writer | nil, message: writes a RecordIO file (and its
 -- .idx) that insightface's tools read. opts: idx (the index path, default beside), property
@@ -175,6 +176,7 @@ end
 local ImageSet = {}
 ImageSet.__index = ImageSet
 ImageSet.__name = "fvl.data.images"
+util.register_class(ImageSet, "fvl.data.ImageSet")
 
 local function image_size(set, n, fn)
   for i = 1, math.min(n, 1) do
@@ -277,6 +279,7 @@ end
 local Loader = {}
 Loader.__index = Loader
 Loader.__name = "fvl.data.images:loader"
+util.register_class(Loader, "fvl.data.ImageLoader")
 
 -- ds:loader{batch = 128, shuffle = true, seed = 1, epoch = 1, drop_last = false, flip = false,
 --           crop = 0, mean = 127.5, std = 127.5, workers = 2, prefetch = 4, on_bad = "error"|"skip",
@@ -429,6 +432,7 @@ end
 local Pack = {}
 Pack.__index = Pack
 Pack.__name = "fvl.data.bin_pack"
+util.register_class(Pack, "fvl.data.Pack")
 
 -- fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1} | nil, message
 -- reads an insightface .bin verification pack (lfw.bin, cfp_fp.bin, agedb_30.bin...): a pickle

@@ -2,6 +2,21 @@
 -- package.loaded["fvl.core"]; this file adds the Lua library on top and returns the same table.
 local fvl = require "fvl.core"
 
+-- each module of the library, once loaded, has its classes' methods check their self
+-- (fvl.util.register_class: "Linear:forward: self must be a Linear, got nil (call it with ':', ...)")
+do
+  local seal = require("fvl.util")._seal_classes
+  for name, loader in pairs(package.preload) do
+    if name:sub(1, 4) == "fvl." then
+      package.preload[name] = function(...)
+        local m = loader(...)
+        seal()
+        return m
+      end
+    end
+  end
+end
+
 -- submodules load on first use: fvl.loss, fvl.nn, fvl.optim, ...
 local lazy = { loss = true, nn = true, optim = true, schedule = true, data = true, eval = true,
                plot = true, sweep = true, json = true, checkpoint = true, progress = true,

@@ -19,6 +19,7 @@ local log = {}
 local Logger = {}
 Logger.__index = Logger
 Logger.__name = "fvl.log"
+util.register_class(Logger, "fvl.log.Logger")
 
 local function wall_time() return fvl._walltime() end
 

@@ -28,6 +28,12 @@ nn.Module = Module
 -- fvl.nn.Module.new(cls) -> module: a fresh instance of a class made with fvl.nn.class, in
 -- training mode with no parameters, buffers or children yet (a constructor then registers them).
 function Module.new(cls)
+  local c = type(cls) == "table" and cls
+  while c and c ~= Module do c = rawget(c, "super") end   -- a class whose parents reach Module
+  if not c then
+    fail(string.format("fvl.nn.Module.new: cls must be a class made by fvl.nn.class, got %s (call it as MyNet:new())",
+                       util.typename(cls)))
+  end
   return setmetatable({ training = true, _params = {}, _buffers = {}, _children = {} }, cls)
 end
 
@@ -220,7 +226,7 @@ end
 nn._classes = nn._classes or {}
 -- fvl.nn.class(name [, parent]) -> class: a new module class (parent default fvl.nn.Module):
 --   local MyNet = fvl.nn.class("MyNet"); function MyNet:forward(x) ... end
---   local net = MyNet.new(); net:add_module("fc", fvl.nn.Linear(4, 2))
+--   local net = MyNet:new(); net:add_module("fc", fvl.nn.Linear(4, 2))
 -- Every class made here is registered by name, so that fvl.nn.load can rebuild saved models.
 function nn.class(name, parent)
   local cls = util.class(name, parent or Module)

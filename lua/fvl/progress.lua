@@ -16,6 +16,7 @@ local util = require "fvl.util"
 local Progress = {}
 Progress.__index = Progress
 Progress.__name = "fvl.progress"
+util.register_class(Progress, "fvl.progress.Progress")
 
 local function fmt_time(s)
   if s ~= s or s == math.huge then return "?" end

@@ -28,6 +28,7 @@ local Schedule = {}
 schedule.Schedule = Schedule   -- the class of every schedule (fvl.schedule.is_schedule)
 Schedule.__index = Schedule
 Schedule.__name = "fvl.Schedule"
+require("fvl.util").register_class(Schedule, "fvl.schedule.Schedule")
 function Schedule.__call(self, step)
   if type(step) ~= "number" or step ~= step then
     error(string.format("schedule.%s: step must be a number, got %s", self.kind, tostring(step)), 2)

@@ -139,6 +139,7 @@ end
 -- instance calls its :forward(...), or the parent's __call where the parent has one (Lua looks
 -- metamethods up with rawget, so the class keeps its own copy; set before the subclass is made).
 function util.class(name, parent)
+  util._seal_classes()   -- the classes made before this one (a user's class made after the library loaded)
   local cls = {}
   cls.__index = cls
   cls.__name = name
@@ -152,7 +153,89 @@ function util.class(name, parent)
     cls.super = parent
   end
   cls.class_name = name
+  return util.register_class(cls, name)
+end
+
+-- Methods check their `self` (a Torch7/PyTorch user writes net.size() for net:size()): every
+-- method of a registered class (a function whose first parameter is named self, and the
+-- __call/__tostring metamethods) is replaced by a wrapper that raises
+--   "Linear:forward: self must be a Linear, got fvl.Tensor (call it with ':', as obj:forward(...))"
+-- before the method runs, when self is neither an instance of the class (or of a subclass) nor the
+-- class itself. The wrapping is done after each module of the library loads (fvl/init.lua) and
+-- when a class is made: util._seal_classes().
+local classes = setmetatable({}, { __mode = "k" })   -- class table -> its name
+local wrappers = setmetatable({}, { __mode = "k" })  -- the wrappers made (never wrapped again)
+
+-- fvl.util.register_class(cls [, name]) -> cls: makes a class table written by hand (cls.__index =
+-- cls; instances setmetatable({...}, cls)) check the self of its methods as util.class's do; name
+-- defaults to cls.__name.
+function util.register_class(cls, name)
+  classes[cls] = name or rawget(cls, "__name") or "object"
   return cls
+end
+
+-- fvl.util.typename(v) -> string: what a value is, for messages: its class or type name
+-- ("fvl.Tensor", "Linear", "nil", "number").
+function util.typename(v)
+  local mt = getmetatable(v)
+  if type(mt) == "table" then
+    local n = classes[mt] or rawget(mt, "__name")
+    if type(n) == "string" then return n end
+  end
+  if type(v) == "table" and classes[v] then return "class " .. classes[v] end
+  return type(v)
+end
+
+local function is_a(o, cls)
+  if type(o) ~= "table" then return false end
+  local c = classes[o] and o or getmetatable(o)
+  while type(c) == "table" do
+    if c == cls then return true end
+    c = rawget(c, "super")
+  end
+  return false
+end
+
+local getmetatable = getmetatable
+local function bad_self(cls, key, self)
+  local n = classes[cls]
+  fail(string.format("%s:%s: self must be a %s, got %s (call it with ':', as obj:%s(...))",
+                     n, key, n, util.typename(self), key))
+end
+
+-- (wrappers of a fixed arity where the method has one: a vararg call costs ~10x a plain one)
+local function method_wrapper(cls, key, f)
+  local info = debug.getinfo(f, "u")
+  local np = not info.isvararg and info.nparams or 0
+  local w
+  if np == 1 then
+    w = function(self) if getmetatable(self) ~= cls and not is_a(self, cls) then bad_self(cls, key, self) end return f(self) end
+  elseif np == 2 then
+    w = function(self, a) if getmetatable(self) ~= cls and not is_a(self, cls) then bad_self(cls, key, self) end return f(self, a) end
+  elseif np == 3 then
+    w = function(self, a, b) if getmetatable(self) ~= cls and not is_a(self, cls) then bad_self(cls, key, self) end return f(self, a, b) end
+  elseif np == 4 then
+    w = function(self, a, b, c)
+      if getmetatable(self) ~= cls and not is_a(self, cls) then bad_self(cls, key, self) end
+      return f(self, a, b, c)
+    end
+  else
+    w = function(self, ...) if getmetatable(self) ~= cls and not is_a(self, cls) then bad_self(cls, key, self) end return f(self, ...) end
+  end
+  wrappers[w] = true
+  return w
+end
+
+function util._seal_classes()
+  for cls in pairs(classes) do
+    for k, f in pairs(cls) do
+      if type(f) == "function" and type(k) == "string" and not wrappers[f]
+         and (k:sub(1, 2) ~= "__" or k == "__call" or k == "__tostring")
+         and debug.getlocal(f, 1) == "self" then
+        rawset(cls, k, method_wrapper(cls, k, f))
+      end
+    end
+  end
 end
 
 -- fvl.util.isinstance(o, cls) -> boolean: whether o is an instance of cls or of a subclass

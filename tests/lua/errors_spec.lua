@@ -249,3 +249,45 @@ describe("freed tensors and resources", function()
     expect_eq((x * 2).grad_fn, "mul")
   end)
 end)
+
+-- A Torch7/PyTorch user writes net.forward(x) for net:forward(x): every method of the library's
+-- classes checks its self once (fvl.util.register_class), with one wording everywhere.
+describe("methods called with '.' instead of ':'", function()
+  local function dot_msg(cls, key, got)
+    return string.format("%s:%s: self must be a %s, got %s (call it with ':', as obj:%s(...))", cls, key, cls, got, key)
+  end
+  it("nn modules, loss heads, optimisers and schedules name the method, self's class and what came", function()
+    local net = fvl.nn.Linear(4, 2)
+    local x = fvl.randn(3, 4)
+    expect_msg(function() return net.forward(x) end, dot_msg("Linear", "forward", "fvl.Tensor"))
+    expect_msg(function() return net.parameters() end, dot_msg("Module", "parameters", "nil"))
+    expect_msg(function() return net.train(false) end, dot_msg("Module", "train", "boolean"))
+    local head = fvl.loss.arcface { dim = 4, classes = 5 }
+    expect_msg(function() return head.forward(x, { 1, 2, 3 }) end, dot_msg("fvl.loss.arcface", "forward", "fvl.Tensor"))
+    expect_msg(function() return head.logits(x) end, dot_msg("fvl.loss.Head", "logits", "fvl.Tensor"))
+    local opt = fvl.optim.sgd(net:parameters(), { lr = 0.1 })
+    expect_msg(function() return opt.zero_grad() end, dot_msg("Optimizer", "zero_grad", "nil"))
+    local sched = fvl.schedule.step { from = 0.1, step_size = 10 }
+    expect_msg(function() return sched.values(5) end, dot_msg("fvl.schedule.Schedule", "values", "number"))
+    -- a table of another class is named by its class
+    expect_msg(function() return fvl.nn.Linear.forward(head, x) end, dot_msg("Linear", "forward", "fvl.loss.arcface"))
+  end)
+  it("the right calls still work: ':' on instances and subclasses, a parent's method on a child, the class itself", function()
+    local net = fvl.nn.Linear(4, 2)
+    expect_eq(net:forward(fvl.randn(3, 4)):size(2), 2)
+    expect_eq(#fvl.nn.Module.parameters(net), 2)
+    expect_eq(tostring(net), net:describe())
+    local head = fvl.loss.arcface { dim = 4, classes = 5 }
+    expect_eq(head(fvl.randn(3, 4), { 1, 2, 5 }):numel(), 1)
+  end)
+  it("a class made by a script after the library loaded checks its methods too", function()
+    local My = fvl.nn.class("MyDotNet")
+    function My:forward(x) return x end
+    fvl.util.class("MyOther")   -- making a class seals the ones made before
+    expect_msg(function() return My.new() end,
+               "fvl.nn.Module.new: cls must be a class made by fvl.nn.class, got nil (call it as MyNet:new())")
+    local m = My:new()
+    expect_eq(m:forward(3), 3)
+    expect_msg(function() return m.forward(3) end, dot_msg("MyDotNet", "forward", "number"))
+  end)
+end)
