@@ -1357,7 +1357,8 @@ width, height.",
 a line chart. spec: series = {{x=, y=, label=, color=\
 (1-based palette), dash = \"solid\"|\"dashed\"|\"dotted\", points = bool, line = bool, width =}},\
 title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend\
-(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data\
+(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, xnames = {\"adam\", \"sgd\", ...} (a\
+categorical x axis: the ticks at x = 1, 2, ... carry these names), file (.png/.svg/.pdf; its data\
 written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,\
 a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.",
   ["fvl.plot.roc"] = "fvl.plot.roc(runs, opts)\
