@@ -151,6 +151,8 @@ int fvl_open_store(lua_State *L);    /* lua/bind_store.c: SQLite sweep store */
 int fvl_open_sys(lua_State *L);      /* lua/bind_sys.c: fvl.sys processes, time, files */
 int fvl_open_dist(lua_State *L);     /* lua/bind_dist.c: fvl.dist collectives (MPI) */
 int fvl_open_faces(lua_State *L);    /* lua/bind_data_faces.c: RecordIO, images, .bin packs, .npz */
+int fvl_open_warp(lua_State *L);     /* lua/bind_warp.c: affine warp, resize, face alignment */
 int fvl_open_backbone(lua_State *L); /* lua/bind_backbone.c: grouped conv, fused BN + PReLU */
 int fvl_open_cluster(lua_State *L);  /* lua/bind_cluster.c: k-means, NMI / AMI (fvl._cluster) */
+int fvl_open_megaface(lua_State *L); /* lua/bind_megaface.c: MegaFace features, rank-k (fvl._megaface) */
 #endif

@@ -344,7 +344,7 @@ static int l_set_bytes(lua_State *L) {
 }
 
 /* the image options the Lua layer (lua/fvl/faces.lua) passes, declared once */
-enum { IO_C, IO_H, IO_W, IO_BGR, IO_FLIP, IO_PAD, IO_MEAN, IO_STD, IO_SKIP, IO_SEED, IO_N };
+enum { IO_C, IO_H, IO_W, IO_BGR, IO_FLIP, IO_PAD, IO_MEAN, IO_STD, IO_SKIP, IO_SEED, IO_RESIZE, IO_N };
 static const fvl_optdef IMG_OPTS[] = {
   [IO_C] = {"C", FVL_OPT_INTEGER, 3, 1, 3, NULL},
   [IO_H] = {"H", FVL_OPT_INTEGER, 112, 1, 65535, NULL},
@@ -356,6 +356,7 @@ static const fvl_optdef IMG_OPTS[] = {
   [IO_STD] = {"std", FVL_OPT_NUMBER, 127.5, -1e30, 1e30, NULL},
   [IO_SKIP] = {"skip", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
   [IO_SEED] = {"seed", FVL_OPT_INTEGER, 1, 0, 9007199254740992.0, NULL},
+  [IO_RESIZE] = {"resize", FVL_OPT_BOOLEAN, 0, FVL_NORANGE, NULL},
   [IO_N] = FVL_OPT_END};
 /* reads the option table at t (pushes fvl_readopts' anchor: one stack slot) */
 static void read_img_opts(lua_State *L, int t, fvl_img_opts *o) {
@@ -371,6 +372,7 @@ static void read_img_opts(lua_State *L, int t, fvl_img_opts *o) {
   o->std = (float)v[IO_STD].num;
   o->skip_bad = v[IO_SKIP].num != 0;
   o->seed = (uint64_t)v[IO_SEED].num;
+  o->resize = v[IO_RESIZE].num != 0;
   if (o->C == 2 || o->pad >= o->H || o->pad >= o->W || !(o->std != 0))
     fvl_error(L, "images: C = %d, size %dx%d, crop %d, std %g (expected C 1 or 3, crop < size, "
               "std != 0)", o->C, o->W, o->H, o->pad, (double)o->std);
@@ -547,8 +549,7 @@ static int l_pack_images(lua_State *L) {
     uint8_t *pix;
     int h, w;
     int bad = fvl_image_decode(u->p->img[i], u->p->img_len[i], o.C, o.bgr, &pix, &h, &w, what);
-    if (!bad && (h != o.H || w != o.W)) {
-      fvl_err("%s: %dx%d pixels, expected %dx%d (image_size)", what, w, h, o.W, o.H);
+    if (!bad && (h != o.H || w != o.W) && fvl_fit_pixels(&pix, h, w, &o, what)) {
       free(pix);
       bad = 1;
     }

@@ -32,8 +32,10 @@ int luaopen_fvl(lua_State *L) {
   fvl_open_sys(L);
   fvl_open_dist(L);
   fvl_open_faces(L);
+  fvl_open_warp(L);
   fvl_open_backbone(L);
   fvl_open_cluster(L);
+  fvl_open_megaface(L);
   lua_settop(L, core);
   /* package.loaded["fvl.core"] = core table; package.preload[...] = embedded modules */
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);

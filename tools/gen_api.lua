@@ -121,8 +121,9 @@ local function add_head(name, block, o)
 end
 
 -- modules whose functions users reach under another module's name (installed there)
-local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.cluster"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
+local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.cluster"] = "fvl.eval", ["fvl.megaface"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
                        ["fvl.conventions"] = "fvl", ["fvl.backbones"] = "fvl.nn" }
+INSTALLED_AS["fvl.align"] = "fvl.data"   -- face alignment and resizing (lua/fvl/align.lua)
 -- files with no public functions of their own: the generated reference itself; the sharded and
 -- reference versions of the fvl.F primitives (reached through the heads' options); the model and
 -- pack writers that fvl.nn.save/load and fvl.eval.bin_pack wrap (documented there); the sweep worker

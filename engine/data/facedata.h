@@ -145,7 +145,8 @@ int fvl_imgset_bytes(const fvl_imgset *s, int64_t i, uint8_t **buf, const uint8_
                      size_t *len, char *what, size_t what_len);
 
 typedef struct fvl_img_opts {
-  int C, H, W;               /* output image size (decoded images must have H×W pixels) */
+  int C, H, W;               /* output image size (decoded images must have H×W pixels ...) */
+  int resize;                /* ... or, when set, are resized to H×W (bilinear, data/warp.h) */
   int bgr;                   /* channel order BGR instead of RGB */
   int flip;                  /* random horizontal flip */
   int pad;                   /* random crop after zero padding by pad pixels */
@@ -153,6 +154,10 @@ typedef struct fvl_img_opts {
   int skip_bad;              /* 0: a bad sample fails the batch; 1: it is dropped and counted */
   uint64_t seed;
 } fvl_img_opts;
+
+/* decoded pixels (h×w×C) of another size than o's H×W: with o->resize, *pix is replaced by its
+ * bilinear resize to H×W; without, an error naming `what` and both sizes */
+int fvl_fit_pixels(uint8_t **pix, int h, int w, const fvl_img_opts *o, const char *what);
 
 /* decodes + augments samples idx[0..B-1] into out (B×C×H×W float32) with draws from
  * (seed, epoch, position pos0+b); labels into y and sample numbers into kept (may be NULL).

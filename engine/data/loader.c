@@ -10,6 +10,7 @@
 #include <string.h>
 #include "facedata.h"
 #include "rng.h"
+#include "warp.h"
 
 /* ---------------------------------------------------------------- image sets */
 void fvl_imgset_free(fvl_imgset *s) {
@@ -268,6 +269,19 @@ int fvl_imgset_bytes(const fvl_imgset *s, int64_t i, uint8_t **buf, const uint8_
 }
 
 /* ---------------------------------------------------------------- decode + augment */
+int fvl_fit_pixels(uint8_t **pix, int h, int w, const fvl_img_opts *o, const char *what) {
+  if (!o->resize)
+    return fvl_err("%s: image is %dx%d pixels, expected %dx%d (all images of a data set must have the "
+                   "same size; align and resize them first, or ask for a size to resize to)", what, w, h,
+                   o->W, o->H);
+  uint8_t *r = malloc((size_t)o->H * o->W * o->C);
+  if (!r) return fvl_err("%s: out of memory resizing to %dx%d", what, o->W, o->H);
+  if (fvl_resize_u8(*pix, o->C, h, w, r, o->H, o->W)) { free(r); return -1; }
+  free(*pix);
+  *pix = r;
+  return 0;
+}
+
 static uint64_t aug_seed(uint64_t seed, int64_t epoch) {
   return fvl_rng_bits(seed ^ 0x1a6e5ULL, (uint64_t)epoch) ^ 0x5eed0fa11ULL;
 }
@@ -281,11 +295,7 @@ static int one(const fvl_imgset *s, const fvl_img_opts *o, int64_t i, uint64_t r
   int h, w, rc = -1;
   if (fvl_imgset_bytes(s, i, &buf, &img, &len, what, sizeof what)) return -1;
   if (fvl_image_decode(img, len, o->C, o->bgr, &pix, &h, &w, what)) goto done;
-  if (h != o->H || w != o->W) {
-    fvl_err("%s: image is %dx%d pixels, expected %dx%d (all images of a data set must have the "
-            "same size; align and resize them first)", what, w, h, o->W, o->H);
-    goto done;
-  }
+  if ((h != o->H || w != o->W) && fvl_fit_pixels(&pix, h, w, o, what)) goto done;
   int C = o->C, H = o->H, W = o->W, pad = o->pad;
   int flip = o->flip ? (int)(r & 1) : 0, dy = 0, dx = 0;
   if (pad) {

@@ -532,6 +532,17 @@ replaces the lines between\
 \"<!-- results:SECTION -->\" and \"<!-- /results:SECTION -->\" of a document (README.md, docs/*.md)\
 with text, atomically, so documented tables are written by the script that computed them; the\
 markers must each be there once (errors are prefixed with who, the calling script's name)",
+  ["fvl.data.align_face"] = "fvl.data.align_face(img, landmarks [, opts]) -> aligned, matrix\
+the face of img (C×H×W, pixel\
+values as given) warped so that its 5 landmarks (left eye, right eye, nose tip, left and right\
+mouth corner, as detectors give them: a 5×2 tensor, a list of 10 numbers or of 5 pairs) land\
+on the ArcFace template in the least-squares sense (a similarity, as insightface's norm_crop),\
+bilinear, black beyond the image edge. matrix (2×3) maps img's coordinates to the crop's.\
+opts: size (112: a size×size crop with fvl.data.face_template(size)), origin (1: landmarks\
+with the top-left pixel's centre at (1, 1); 0 for OpenCV/insightface files), template (an n×2\
+tensor of output positions for n landmarks, in the same origin, instead of the ArcFace one;\
+then size may be {h, w}), value (0: the border). Errors: landmarks that are not n×2, all at one\
+point, or not finite.",
   ["fvl.data.bin_pack"] = "fvl.data.bin_pack(path) -> {name=, path=, images=, pairs=, issame = int32 tensor 0/1} | nil, message\
 reads an insightface .bin verification pack (lfw.bin, cfp_fp.bin, agedb_30.bin...): a pickle\
 of 2N encoded images and N same/different flags; pair i is images 2i−1 and 2i. The images stay\
@@ -546,6 +557,13 @@ C×H×W float32 tensor of pixel values 0..255 (C = 3, RGB). opts: gray (false: o
 a C×H×W tensor of values 0..255 (C = 1 or 3) encoded\
 as a string; opts: format = \"jpeg\"|\"png\" (\"jpeg\"), quality (95, 1..100).\
 Errors: img not a tensor; a quality outside 1..100.",
+  ["fvl.data.face_template"] = "fvl.data.face_template([size [, opts]]) -> 5×2 tensor\
+insightface's ArcFace landmarks (left eye,\
+right eye, nose tip, left and right mouth corner; rows x, y) for a size×size crop (112). The\
+112 template is used as is and scaled by size/112 for multiples of 112; a multiple of 128 is\
+size/128 times the template shifted 8 pixels right (insightface's rule for 128-pixel crops);\
+any other size scales by size/112. opts: origin (1; 0 gives OpenCV's coordinates, as\
+insightface writes the template).",
   ["fvl.data.fashion_mnist"] = "fvl.data.fashion_mnist(opts)\
 Fashion-MNIST from its IDX files: {images = N×1×28×28 float32 in [0,1], labels = N int32\
 1..10, classes = names, x = images} | nil, message when the files are missing. opts: split (\"train\" | \"test\",\
@@ -561,7 +579,10 @@ any IDX file: fvl.data.idx(path, {dtype=\"float32\"|\"int32\", scale=1, shift=0}
   -> tensor of the file's shape (value * scale + shift; int32: value + shift) | nil, message",
   ["fvl.data.images"] = "fvl.data.images(opts)\
 fvl.data.images{rec = \"train.rec\", idx = , property = , | folder = \"faces/\" | files = {...},\
-                labels = {...}, size = {h, w}, channels = 3, bgr = false}",
+                labels = {...}, size = {h, w}, channels = 3, bgr = false}\
+size: every image is resized to h×w (bilinear, fvl.data.resize_image's numbers) where it has\
+another size; without it, the size comes from the property file or the first image and an\
+image of another size is an error.",
   ["fvl.data.lfw_pairs"] = "fvl.data.lfw_pairs(\"pairs.txt\", \"lfw/\") -> {files = {2N paths}, issame = N int32 0/1,\
   folds = number of folds, per_fold = pairs of each kind per fold}\
 Format: a header \"folds n\", then per fold n lines \"name i j\" (same person) followed by n\
@@ -594,6 +615,17 @@ writes a RecordIO file (and its\
 .idx) that insightface's tools read. opts: idx (the index path, default beside), property\
 ({num_classes, h, w}: the \"property\" file written beside at close), quality (JPEG, 95).\
 writer:write{image =, label =, ...} / write_raw(bytes, key), then writer:close() commits.",
+  ["fvl.data.resize_image"] = "fvl.data.resize_image(img, size) -> tensor\
+img (H×W, C×H×W or N×C×H×W float32) resized to\
+size (n or {h, w}) bilinearly with pixel centres aligned and edge pixels replicated (the\
+numbers of cv2.resize's INTER_LINEAR and of PyTorch's interpolate(mode = \"bilinear\",\
+align_corners = false) without antialiasing). A constant image stays exactly constant.",
+  ["fvl.data.similarity_transform"] = "fvl.data.similarity_transform(src, dst) -> 2×3 tensor\
+the rotation + uniform scale +\
+translation that takes the points src onto dst with the least squared error (Umeyama's\
+estimate; never a reflection). src, dst: n×2 tensors (rows x, y), flat lists {x1, y1, ...} or\
+lists of pairs, n >= 2, in one coordinate convention (the matrix is then in it too).\
+Errors: counts that differ, non-finite values, source points that all coincide.",
   ["fvl.data.synthetic_faces"] = "fvl.data.synthetic_faces(opts)\
 Seeded synthetic identity data for face-recognition experiments\
 -> {train = {x=, labels=, true_labels=, classes=}, test = {x=, labels=, classes=}, info = {...}}.\
@@ -603,6 +635,12 @@ spread, noise, long_tail, label_noise (0 <= p < 1), seed (1), size (rgb images, 
   ["fvl.data.unpack_record"] = "fvl.data.unpack_record(bytes) -> header, image\
 An MXNet record split into its header {flag =, label =, labels = {...} (when several), id =,\
 id2 =} and the image's encoded bytes. Errors: a malformed record header.",
+  ["fvl.data.warp_image"] = "fvl.data.warp_image(img, matrix [, opts]) -> tensor\
+img (H×W, C×H×W or N×C×H×W float32)\
+resampled bilinearly through the affine map matrix (2×3: input coordinates → output\
+coordinates, as cv2.warpAffine). opts: size (n or {h, w}; default the input's), origin (1; 0 when\
+the matrix is in OpenCV's 0-based coordinates), border (\"constant\": pixels beyond the edge read\
+value; \"replicate\": the nearest edge pixel), value (0). Errors: a singular or non-finite matrix.",
   ["fvl.data.write_bin_pack"] = "fvl.data.write_bin_pack(path, bins, issame)\
 fvl.data.write_bin_pack(path, bins, issame): a pack that insightface's loaders and\
 fvl.data.bin_pack read: pickle protocol 3 of (list of bytes, list of bools), written\
@@ -643,8 +681,9 @@ the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\
 images first..first+count−1\
 (1-based), decoded and normalised to (pixel − mean)/std. opts: flip (false: mirrored), bgr\
-(false), size ({112, 112}: every image must have it), mean (127.5), std (127.5), channels (3).\
-Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
+(false), size ({112, 112}), resize (true when size is given: images of another size are\
+resized to it bilinearly; false: every image must have the size), mean (127.5), std (127.5),\
+channels (3). Errors: unknown keys, a range outside 1..images, an image that fails to decode.",
   ["fvl.data.Writer:abort"] = "writer:abort() -> true\
 drops the records written so far (no file appears).",
   ["fvl.data.Writer:close"] = "writer:close() -> true | nil, message\
@@ -757,7 +796,9 @@ insightface's protocol on a .bin verification pack (docs/data.md): every image t
 with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.\
 pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),\
 bgr (false), channels (3), folds (10), name, progress (false; true: a bar with images/s and\
-ETA on stderr). Returns verification's result plus xnorm (mean\
+ETA on stderr), resize (true: a pack whose images differ from size, which defaults to the\
+model's input_size, is resized bilinearly with a one-line note on stderr, r.note; false: an\
+error). Returns verification's result plus xnorm (mean\
 norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has\
 < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a\
 model, an unreadable pack, fewer pairs than folds.",
@@ -791,6 +832,13 @@ labels and centres are given.",
 the row norms\
 of an N×D embedding matrix and the mean resultant length (|mean of the normalised rows|: near 1\
 when every embedding points the same way, a collapse). Errors: emb not a matrix with rows.",
+  ["fvl.eval.export_megaface"] = "fvl.eval.export_megaface(dir, emb, names [, opts]) -> count\
+writes row i of emb (N×D) to\
+dir/names[i]..suffix as a devkit feature file, making the directories — the layout the\
+devkit's run_experiment.py reads (names as its image lists give them, e.g.\
+\"Adam_Brody/Adam_Brody_1.png\"; suffix = its file_ending argument). opts: suffix\
+(\"_fvl.bin\"). Each file is written atomically. Errors: rows and names that differ, a name\
+that is not a relative path inside dir (absolute, \"..\", empty), non-finite values.",
   ["fvl.eval.flip"] = "fvl.eval.flip(emb, emb_flipped)\
 Flip test: normalize(emb + emb_flipped), row-wise (raw N×D embeddings of the images and of\
 their mirror images, summed before normalising, as insightface). Returns an N×D tensor.\
@@ -824,6 +872,28 @@ the result is empty. opts: seed (default: drawn from the generator fvl.manual_se
 n_init (1: runs, the lowest inertia kept), max_iter (300), tol (1e-4), init (\"k-means++\" |\
 \"random\": k distinct rows). The same seed gives the same result. Errors: not N×D, k outside\
 1..N, a non-finite value, unknown options.",
+  ["fvl.eval.load_megaface_feature"] = "fvl.eval.load_megaface_feature(path) -> tensor\
+reads one devkit feature file into a 1-D\
+float32 tensor of D values. Strict: the header must be (D >= 1, 1, 4, 5), the file exactly\
+16 + 4·D bytes, every value finite; otherwise an error naming the file and what was found.",
+  ["fvl.eval.load_megaface_features"] = "fvl.eval.load_megaface_features(dir, names [, opts]) -> tensor\
+the N×D float32 matrix of\
+the feature files dir/names[i]..suffix (each read as fvl.eval.load_megaface_feature; all\
+must have the same D). opts: suffix (\"_fvl.bin\"). Errors: a missing or malformed file\
+(named), sizes that differ.",
+  ["fvl.eval.megaface_rank1"] = "fvl.eval.megaface_rank1(probes, probe_labels, distractors [, opts]) -> table\
+MegaFace\
+challenge 1 identification. For every probe image and every other image of its identity,\
+that image is put in a gallery with all the distractors; rank = 1 + the distractors more\
+similar to the probe than it (cosine; ties count for the true match). Returns rank1 (the\
+fraction of such pairs at rank 1), cmc[k] for each asked rank, n_pairs, n_probes_used\
+(probes whose identity has another image), and the verification variant: tar_at_far[far]\
+(genuine = probe pairs of one identity, impostors = every probe × distractor; present when\
+#impostors >= 1/far) with threshold (same when the cosine is above it), n_genuine,\
+n_impostor. Scores are made in sgemm blocks: no probes × distractors matrix is held, so 10⁶\
+distractors need only their own matrix. opts: k (a rank or list of ranks, 1..1000; rank 1\
+always), far (1e-6; false: no verification), block (distractor rows per sgemm, 0: 4096).\
+Errors: feature sizes that differ, labels, non-finite values, unknown options.",
   ["fvl.eval.mutual_info"] = "fvl.eval.mutual_info(labels_a, labels_b) -> table\
 the agreement of two labellings of the\
 same rows (lists or int32 tensors of ids >= 1; the ids are names, any integers): mi (mutual\
@@ -845,6 +915,11 @@ verification).",
 ROC only: far, tar, thresholds (float32 tensors; one point per distinct score, (0, 0) first\
 and thresholds[1] = +inf), as sklearn.metrics.roc_curve. opts: drop_intermediate (true: the\
 corners only). Errors: scores and same of different lengths.",
+  ["fvl.eval.save_megaface_feature"] = "fvl.eval.save_megaface_feature(path, vec)\
+fvl.eval.save_megaface_feature(path, vec): writes one feature (a 1-D float32 tensor of D\
+finite values) as the MegaFace devkit's feature file — four little-endian int32 (D, 1, 4, 5 =\
+32-bit float) then the D float32 — atomically (a temporary file renamed over path).\
+Errors: not 1-D, non-finite values, an unwritable path.",
   ["fvl.eval.summary"] = "fvl.eval.summary(r)\
 One line for logs and tables from a verification or identification result:\
 \"acc 99.10 ± 0.30 %  EER 1.20 %  AUC 0.9990  TAR@FAR=1e-1 ...  rank-1 ...  MAP@R ...\" (only the\

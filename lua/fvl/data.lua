@@ -362,4 +362,5 @@ end
 data.Loader = Loader
 -- face data formats (RecordIO, image folders, .bin packs, LFW pairs, .npz): lua/fvl/faces.lua
 require("fvl.faces").install(data)
+require("fvl.align").install(data)   -- face alignment and resizing: lua/fvl/align.lua
 return data

@@ -362,12 +362,16 @@ end
 for _, name in ipairs { "kmeans", "mutual_info", "nmi", "ami", "clustering" } do
   eval[name] = require("fvl.cluster")[name]
 end
+-- MegaFace feature files and rank-1 with distractors (lua/fvl/megaface.lua)
+for name, f in pairs(require "fvl.megaface") do eval[name] = f end
 --- insightface's protocol on a .bin verification pack (docs/data.md): every image through model
 --- (an fvl.nn module, run in evaluation mode without gradients, or any function images -> B×D),
 --- with flip the mirror image too, raw outputs summed then normalised; pair score = cosine.
 --- pack: a path or an fvl.data.bin_pack. opts: flip (true), batch (64), size ({112, 112}),
 --- bgr (false), channels (3), folds (10), name, progress (false; true: a bar with images/s and
---- ETA on stderr). Returns verification's result plus xnorm (mean
+--- ETA on stderr), resize (true: a pack whose images differ from size, which defaults to the
+--- model's input_size, is resized bilinearly with a one-line note on stderr, r.note; false: an
+--- error). Returns verification's result plus xnorm (mean
 --- norm of the raw embeddings), val_1e3 (VAL@FAR=1e-3, nil when a fold's training part has
 --- < 1,000 impostors), embeddings (2N×D), pairs, name, line (one line for logs). Errors: not a
 --- model, an unreadable pack, fewer pairs than folds.

@@ -189,6 +189,9 @@ end
 
 -- fvl.data.images{rec = "train.rec", idx = , property = , | folder = "faces/" | files = {...},
 --                 labels = {...}, size = {h, w}, channels = 3, bgr = false}
+-- size: every image is resized to h×w (bilinear, fvl.data.resize_image's numbers) where it has
+-- another size; without it, the size comes from the property file or the first image and an
+-- image of another size is an error.
 function M.images(opts)
   local fn = "images"
   opts = util.check_opts(fn, opts, { "rec", "idx", "property", "folder", "files", "labels", "size",
@@ -234,9 +237,10 @@ function M.images(opts)
   self.channels = util.integer(fn, "channels", opts.channels, 3, 1)
   if self.channels ~= 1 and self.channels ~= 3 then fail(fn .. ": channels = " .. self.channels .. " (expected 1 or 3)") end
   self.bgr = util.boolean(fn, "bgr", opts.bgr, false)
-  if opts.size ~= nil then
+  if opts.size ~= nil then   -- a size asked for: images of another size are resized to it (bilinear)
     if type(opts.size) ~= "table" or #opts.size ~= 2 then fail(fn .. ": size must be {h, w}") end
     H, W = util.integer(fn, "size[1]", opts.size[1], nil, 1), util.integer(fn, "size[2]", opts.size[2], nil, 1)
+    self.resize = true
   elseif H == 0 then
     H, W = image_size(set, n, fn)
   end
@@ -263,7 +267,7 @@ end
 local function img_opts(self, o)
   return { C = self.size[1], H = self.size[2], W = self.size[3], bgr = self.bgr,
            flip = o.flip or false, pad = o.crop or 0, mean = o.mean or 127.5, std = o.std or 127.5,
-           skip = o.skip or false, seed = o.seed or 1 }
+           skip = o.skip or false, seed = o.seed or 1, resize = self.resize or false }
 end
 
 -- ds:batch(indices (1-based list or int32 tensor), {flip=, crop=, seed=, epoch=, mean=, std=})
@@ -452,15 +456,17 @@ end
 function Pack:bytes(i) return self._p:_bytes(i) end
 -- pack:decode(first, count [, opts]) -> count×C×H×W float32: images first..first+count−1
 -- (1-based), decoded and normalised to (pixel − mean)/std. opts: flip (false: mirrored), bgr
--- (false), size ({112, 112}: every image must have it), mean (127.5), std (127.5), channels (3).
--- Errors: unknown keys, a range outside 1..images, an image that fails to decode.
+-- (false), size ({112, 112}), resize (true when size is given: images of another size are
+-- resized to it bilinearly; false: every image must have the size), mean (127.5), std (127.5),
+-- channels (3). Errors: unknown keys, a range outside 1..images, an image that fails to decode.
 function Pack:decode(first, count, opts)
   local fn = "bin_pack:decode"
-  opts = util.check_opts(fn, opts, { "flip", "bgr", "size", "mean", "std", "channels" })
+  opts = util.check_opts(fn, opts, { "flip", "bgr", "size", "mean", "std", "channels", "resize" })
   local size = opts.size or { 112, 112 }
   return self._p:_images(first, count, opts.flip or false,
                          { C = opts.channels or 3, H = size[1], W = size[2], bgr = opts.bgr or false,
-                           mean = opts.mean or 127.5, std = opts.std or 127.5 })
+                           mean = opts.mean or 127.5, std = opts.std or 127.5,
+                           resize = util.boolean(fn, "resize", opts.resize, opts.size ~= nil) })
 end
 function Pack:__tostring()
   return string.format("fvl.data.bin_pack(%s: %d pairs, %d same)", self.path, self.pairs,

@@ -29,7 +29,7 @@ function M.embed_pack(model, pack, opts)
   local n = pack.images
   local emb, xnorm_sum, xnorm_cnt = nil, 0, 0   -- emb: n×D, filled batch by batch (no fvl.cat of
                                                 -- n/B pieces: a 12,000-image pack is 188 batches of 64)
-  local dopts = { size = opts.size, bgr = opts.bgr, channels = opts.channels }
+  local dopts = { size = opts.size, bgr = opts.bgr, channels = opts.channels, resize = opts.resize }
   fvl.no_grad(function()
     local i = 1
     while i <= n do
@@ -44,7 +44,7 @@ function M.embed_pack(model, pack, opts)
       xnorm_sum = xnorm_sum + e:norm(2, 2):sum():item()
       xnorm_cnt = xnorm_cnt + b
       if opts.flip then
-        local f = run_model(model, pack:decode(i, b, { size = opts.size, bgr = opts.bgr,
+        local f = run_model(model, pack:decode(i, b, { size = opts.size, bgr = opts.bgr, resize = opts.resize,
                                                      channels = opts.channels, flip = true }))
         f = f:detach():contiguous()
         xnorm_sum = xnorm_sum + f:norm(2, 2):sum():item()
@@ -60,9 +60,26 @@ function M.embed_pack(model, pack, opts)
   return emb, xnorm_sum / math.max(1, xnorm_cnt)
 end
 
+-- the pack's images (the first one's size) against the size the model takes: with resize, a
+-- one-line note on stderr (returned); without, an error naming both sizes
+function M.size_note(fn, pack, o)
+  if pack.images == 0 then return nil end
+  local img = require("fvl.data").decode_image(pack:bytes(1))
+  local h, w = img:size(2), img:size(3)
+  if h == o.size[1] and w == o.size[2] then return nil end
+  if not o.resize then
+    fail(string.format("%s: %s holds %dx%d images but the model takes %dx%d (resize = true resizes them)",
+                       fn, pack.path, w, h, o.size[2], o.size[1]))
+  end
+  local note = string.format("%s: %s: resizing its %dx%d images to %dx%d, the model's input (bilinear)",
+                             fn, pack.name or pack.path, w, h, o.size[2], o.size[1])
+  io.stderr:write(note, "\n")
+  return note
+end
+
 function M.bin_pack(model, pack, opts)
   local fn = "bin_pack"
-  opts = util.check_opts(fn, opts, { "flip", "batch", "size", "bgr", "channels", "folds", "name", "progress" })
+  opts = util.check_opts(fn, opts, { "flip", "batch", "size", "bgr", "channels", "folds", "name", "progress", "resize" })
   if type(model) ~= "function" and not (type(model) == "table" and model.forward) then
     fail(fn .. ": model must be an fvl.nn module or a function images -> embeddings, got " .. type(model))
   end
@@ -79,8 +96,12 @@ function M.bin_pack(model, pack, opts)
     bgr = util.boolean(fn, "bgr", opts.bgr, false),
     channels = util.integer(fn, "channels", opts.channels, 3, 1),
     size = opts.size or { 112, 112 },
+    resize = util.boolean(fn, "resize", opts.resize, true),
   }
+  local insize = opts.size == nil and type(model) == "table" and math.tointeger(model.input_size)
+  if insize then o.size = { insize, insize } end   -- the model's own input (fvl.nn.iresnet{input_size =})
   if type(o.size) ~= "table" or #o.size ~= 2 then fail(fn .. ": size must be {h, w}") end
+  local note = M.size_note(fn, pack, o)
   local folds = util.integer(fn, "folds", opts.folds, 10, 2)
   if pack.pairs < folds then
     fail(string.format("%s: %s has %d pairs, fewer than folds = %d", fn, pack.path, pack.pairs, folds))
@@ -109,6 +130,7 @@ function M.bin_pack(model, pack, opts)
   r.name = opts.name or pack.name
   r.flip = o.flip
   r.embeddings = emb
+  r.note = note
   local val = r.val and r.val[1e-3]
   r.val_1e3 = val
   r.line = string.format("%s: acc %.2f ± %.2f %%  VAL@FAR=1e-3 %s  XNorm %.3f  EER %.2f %%  AUC %.4f  (%d pairs%s)",

@@ -30,8 +30,9 @@ command -v "$CC" >/dev/null || { echo "run.sh: $CC not found: apt-get install -y
 SRC=(engine/core.c engine/tensor.c engine/autograd.c engine/ops.c engine/rng.c engine/data/idx.c
      engine/data/data_tensor.c engine/data/npyz.c engine/data/synthetic.c engine/data/batch.c engine/sys.c
      engine/data/image.c engine/data/recordio.c engine/data/pickle.c engine/data/loader.c
-     engine/data/folder.c engine/sort.c engine/mem.c engine/eval.c engine/cluster.c
-     lua/bind_tensor.c lua/bind_runtime.c lua/bind_sys.c lua/bind_data_faces.c lua/bind_util.c lua/bind_check.c lua/bind_labels.c lua/bind_cluster.c)
+     engine/data/folder.c engine/sort.c engine/mem.c engine/eval.c engine/cluster.c engine/megaface.c
+     lua/bind_tensor.c lua/bind_runtime.c lua/bind_sys.c lua/bind_data_faces.c lua/bind_util.c lua/bind_check.c lua/bind_labels.c lua/bind_cluster.c lua/bind_megaface.c
+     engine/data/warp.c lua/bind_warp.c)
 # (the lua/ bindings: fuzz_checkpoint runs the Lua checkpoint loader on them)
 CFLAGS=(-g -O1 -std=gnu11 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
         -fopenmp -Iengine -Iengine/data -Ilua $(pkg-config --cflags openblas zlib libturbojpeg libpng lua5.4) -DFVL_SANITIZE=1
