@@ -237,6 +237,23 @@ static int l_online(lua_State *L) {
   return 1;
 }
 
+/*** fvl.F.group_sparse([on]) -> the previous setting
+ * Sub-center ArcFace's fused backward through fvl.F.group_max_ws without the zeros of its
+ * B×(C·K) gradient (on by default; FVL_GROUP_SPARSE=0 in the environment starts it off): only
+ * each (row, class)'s arg-max sub-centre takes part in dX and dW, so they cost ArcFace's FMAs
+ * instead of K times as many. false runs the dense GEMMs over the B×(C·K) gradient. The results
+ * are the same bits either way; on a CPU without AVX-512 the dense path runs. */
+static int l_group_sparse(lua_State *L) {
+  int prev = fvl_loss_group_sparse();
+  if (!lua_isnoneornil(L, 1)) {
+    if (!lua_isboolean(L, 1))
+      return luaL_error(L, "F.group_sparse: on must be true or false, got %s", luaL_typename(L, 1));
+    fvl_loss_set_group_sparse(lua_toboolean(L, 1));
+  }
+  lua_pushboolean(L, prev);
+  return 1;
+}
+
 /*** fvl.F.margin_logits(cos, labels, spec [, name]) -> B×C tensor
    The logits fvl.F.margin_ce's softmax sees for the same arguments (untracked): to inspect or
    plot a head's margins. spec as fvl.F.margin_ce. */
@@ -860,7 +877,7 @@ int fvl_open_loss(lua_State *L) {
     {"chunked_hard_mean_shard", l_chunked_hard_mean_shard}, {"target_cos_shard", l_target_cos_shard},
     {"hard_mean_shard", l_hard_mean_shard}, {"copy_rows", l_copy_rows}, {"circle_pairwise_shard", l_circle_pairwise_shard}, {"pfc_sample", l_pfc_sample},
     {"group_max_ws", l_group_max_ws},
-    {"fused", l_fused}, {"cosine_margin_ce", l_cosine_margin_ce}, {"online", l_online}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
+    {"fused", l_fused}, {"cosine_margin_ce", l_cosine_margin_ce}, {"online", l_online}, {"group_sparse", l_group_sparse}, {"_pair_anchors", l_pair_anchors}, {"_adacos_stats", l_adacos_stats},
     {"_slice_targets", l_slice_targets}, {"_sample_cols", l_sample_cols}, {"_own_rows", l_own_rows},
     {"_given_sample", l_given_sample},
     {"_target_mask", l_target_mask}, {"_adaface_rows", l_adaface_rows},

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MR = 12, NR = 32, KC = 256, NC = 512 };
+enum { MR = FVL_BG_MR, NR = FVL_BG_NR, KC = FVL_BG_KC, NC = FVL_BG_NC };
 
 static int64_t rup(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -293,7 +293,7 @@ static void kernel(int64_t kc, const float *A, const float *B, float *C, int64_t
 /* kc × nc of a right operand whose rows run along N (b(k, n) at b[k*rs + n]) into its panels
    (dst + jr·kc: [k][NR], zero columns beyond nc), read row by row: one sequential stream per row
    of the operand rather than 32-column strips, which the hardware prefetchers follow from memory */
-static void pack_b_rows(int64_t nc, int64_t kc, const float *b, int64_t rs, float *dst) {
+void fvl_bg_pack_rows(int64_t nc, int64_t kc, const float *b, int64_t rs, float *dst) {
   int64_t full = nc / NR * NR;
   for (int64_t k = 0; k < kc; k++) {
     const float *src = b + k * rs;
@@ -317,7 +317,7 @@ void fvl_bg_gemm(int64_t M, int64_t N, int64_t K, const float *Ap, fvl_bg_mat a,
       if (Bp)
         bp = Bp + p0 * Np + jc * kc;
       else if (b.cs == 1 && bg_rows)
-        pack_b_rows(nc, kc, b.p + p0 * b.rs + jc, b.rs, wb);
+        fvl_bg_pack_rows(nc, kc, b.p + p0 * b.rs + jc, b.rs, wb);
       else
         for (int64_t jr = 0; jr < nc; jr += NR)
           pack_b_panel(min64(NR, nc - jr), kc, b.p + p0 * b.rs + (jc + jr) * b.cs, b.rs, b.cs, wb + jr * kc);

@@ -233,6 +233,23 @@ int fvl_loss_set_fused(int on) {
 }
 int fvl_loss_fused(void) { return fused_mode; }
 
+/* Sub-center ArcFace's backward through the max over sub-centres without the zeros (blk_sel.c):
+   1 unless FVL_GROUP_SPARSE=0 in the environment (the dense GEMMs over the B×(C·K) gradient, for
+   the A/B); needs the own AVX-512 kernel, else the dense path runs. */
+static int sparse_mode = -1;
+int fvl_loss_group_sparse(void) {
+  if (sparse_mode < 0) {
+    const char *e = getenv("FVL_GROUP_SPARSE");
+    sparse_mode = !(e && strcmp(e, "0") == 0);
+  }
+  return sparse_mode;
+}
+int fvl_loss_set_group_sparse(int on) {
+  int prev = fvl_loss_group_sparse();
+  sparse_mode = on != 0;
+  return prev;
+}
+
 int fvl_lo_defer_margin(fvl_tensor *cos, const fvl_margin_spec *sp, const int32_t *y, const float *ctgt,
                         const float *lse, const unsigned char *skip, float gscale) {
   int64_t K = 1;
@@ -506,6 +523,7 @@ static int sort_clamped(clamp_list *cl, int64_t C, int64_t nb, int64_t nblk, int
 typedef struct {
   int64_t B, D, C, nb, nblk, ldw;
   int ng, want_x, want_w, recompute, row_fused;
+  int sparse;                /* the margin term's max over sub-centres without the zeros (blk_sel.c) */
   const float *xhp, *wp, *cp, *nwp;
   float *g;                  /* the incoming B×C gradient or NULL */
   const margin_term *mt;     /* the deferred margin-CE gradient or NULL */
@@ -516,7 +534,53 @@ typedef struct {
   partials *pt;
 } cos_bw;
 /* a thread's scratch */
-typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; } cos_bw_scratch;
+typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; int32_t *gc; void *selt; } cos_bw_scratch;
+
+/* the sparse gradient (gv, gc: B×nc, blk_sel.c) ← its values scaled by 1/|W_j| of their column, and
+   gam[k] += Σ_i G_ik c_ik in the dense path's order and rounding (scale_cols_dot: row by row, a
+   fused multiply-add) */
+static void sel_scale(float *gv, const int32_t *gc, int64_t B, int64_t nc, const float *cb, int64_t ldc,
+                      const float *inw, float *gam) {
+  for (int64_t i = 0; i < B; i++)
+    for (int64_t q = 0; q < nc; q++) {
+      int32_t k = gc[i * nc + q];
+      if (k < 0) continue;
+      float v = gv[i * nc + q] * inw[k];
+      gv[i * nc + q] = v;
+      gam[k] = fmaf(v, cb[i * ldc + k], gam[k]);
+    }
+}
+/* the block [j0, j0+nj) of cosine_bw_block through a max over groups of K sub-centres, without the
+   zeros: G in compact form (one value and column per row and class), then dX and dW with ArcFace's
+   FMAs (fvl_bg_gemm_sel / _sel_t). The same values as the dense path's, bit for bit. */
+static int cosine_bw_block_sparse(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int64_t blk, int64_t j0,
+                                  int64_t nj) {
+  const margin_term *mt = c->mt;
+  int64_t B = c->B, D = c->D, C = c->C, K = mt->K, c0 = j0 / K, nc = (j0 + nj - 1) / K - c0 + 1, g0 = j0 - c0 * K;
+  float *gv = s->S;
+  int32_t *gc = s->gc;
+  if (fvl_group_margin_bwd_sel(&mt->sp, mt->rows, c->cp, C, K, mt->y, (int)B, j0, nj, mt->lse, mt->gscale, mt->skip,
+                               gv, gc, nc))
+    return -1;
+  if (c->boff)   /* clamped cosines pass no gradient */
+    for (int64_t k = c->boff[blk]; k < c->boff[blk + 1]; k++) {
+      int64_t i = c->cl->idx[k] / C, jl = c->cl->idx[k] % C - j0, q = (jl + g0) / K;
+      if (gc[i * nc + q] == jl) gv[i * nc + q] = 0.0f;
+    }
+  sel_scale(gv, gc, B, nc, c->cp + j0, C, s->inw, s->gam);
+  if (c->want_x) {
+    int add = blk != group_first(c->nblk, c->ng, grp);
+    fvl_bg_gemm_sel(B, D, nj, K, g0, gv, gc, nc, (fvl_bg_mat){c->wp + j0 * c->ldw, c->ldw, 1}, c->pt->part[grp], D,
+                    add, s->work);
+  }
+  if (!c->want_w) return 0;
+  for (int64_t k = 0; k < nj; k++) {
+    int64_t j = j0 + k;
+    axpy_row(c->dwp + j * D, c->wp + j * c->ldw, D, c->nwp[j] < NRM_EPS ? 0.0f : s->gam[k] * s->inw[k], c->bt);
+  }
+  fvl_bg_gemm_sel_t(B, D, nj, K, g0, gv, gc, nc, c->Xb, c->dwp + j0 * D, D, s->selt);
+  return 0;
+}
 
 /* one column block [j0, j0+nj) of the backward (see cosine_bw); −1: out of memory */
 static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int64_t blk) {
@@ -525,6 +589,7 @@ static int cosine_bw_block(const cos_bw *c, cos_bw_scratch *s, int64_t grp, int6
     s->inw[k] = 1.0f / (c->nwp[j0 + k] > NRM_EPS ? c->nwp[j0 + k] : NRM_EPS);
     s->gam[k] = 0.0f;
   }
+  if (c->sparse) return cosine_bw_block_sparse(c, s, grp, blk, j0, nj);
   float *gb = c->g ? c->g + j0 : NULL;
   const float *cb = c->cp + j0;
   int64_t ldg = C, ldcb = C;
@@ -595,8 +660,11 @@ static int cosine_bw_blocks(const cos_bw *c) {
     size_t slab = sizeof(float) * (size_t)(c->B * c->nb);
     s.S = c->mt ? malloc(slab) : NULL;
     s.R = c->recompute ? malloc(slab) : NULL;
-    s.work = bg_work();
-    if ((c->mt && !s.S) || (c->recompute && !s.R) || (fvl_bg_enabled() && !s.work)) {
+    s.work = c->sparse ? aligned_alloc(64, sizeof(float) * fvl_bg_sel_work_size()) : bg_work();
+    s.gc = c->sparse ? malloc(sizeof(int32_t) * (size_t)(c->B * c->nb)) : NULL;
+    s.selt = c->sparse && c->want_w ? malloc(fvl_bg_sel_t_work_size(c->nb, c->B)) : NULL;
+    if ((c->mt && !s.S) || (c->recompute && !s.R) || (fvl_bg_enabled() && !s.work) || (c->sparse && !s.gc) ||
+        (c->sparse && c->want_w && !s.selt)) {
 #pragma omp atomic write
       oom = 1;
     }
@@ -610,6 +678,8 @@ static int cosine_bw_blocks(const cos_bw *c) {
     free(s.S);
     free(s.R);
     free(s.work);
+    free(s.gc);
+    free(s.selt);
   }
   blas_restore(nbl);
   if (oom) return fvl_err("cosine backward: out of memory");
@@ -674,6 +744,8 @@ static int cosine_bw(fvl_node *n, fvl_tensor *gout) {
   if (rc == 0 && c.want_x) rc = partials_init(&pt, fvl_f32(gx), c.B * c.D, c.nblk, "cosine backward");
   if (rc == 0 && c.want_w) c.Xb = Xb = bg_pack_x(c.xhp, c.B, c.D, c.D, 1);
   if (rc == 0 && c.recompute) c.Xa = Xa = bg_pack_x(c.xhp, c.B, c.D, c.D, 0);
+  c.sparse = c.mt && c.mt->K > 1 && !c.g && !c.recompute && fvl_bg_enabled() && fvl_loss_group_sparse() &&
+             (!c.want_w || c.Xb);
   c.boff = boff;
   c.dwp = dst ? fvl_f32(dst) : NULL;
   if (rc == 0 && (c.want_x || c.want_w)) rc = cosine_bw_blocks(&c);

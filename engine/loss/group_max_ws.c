@@ -145,6 +145,21 @@ fvl_tensor *fvl_lo_group_max_source(const fvl_tensor *t, int64_t *K) {
   return n->in[0];
 }
 
+/* row i of the block's classes c0 .. c0+nc−1: the margin CE's gradient at each class's arg-max (gm,
+   nc) and the arg-max's column relative to j0 (col, nc; may lie outside the block) */
+static void group_row(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *crow, int64_t K,
+                      const int32_t *y, int i, int64_t j0, int64_t c0, int64_t nc, const float *lse, float gscale,
+                      float *mx, float *gm, int64_t *col) {
+  for (int64_t c = 0; c < nc; c++) {   /* the forward's max and arg-max, from the same cosines */
+    const float *v = crow + (c0 + c) * K;
+    int64_t a = first_max(v, K);
+    mx[c] = v[a];
+    col[c] = (c0 + c) * K + a - j0;
+  }
+  /* the margin CE's gradient of this row's classes (y in class columns), at their arg-max */
+  fvl_margin_ce_bwd_block(sp, rows + i, mx, (int)nc, y + i, 1, (int)c0, (int)nc, lse + i, gscale, NULL, gm, (int)nc);
+}
+
 int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
                                int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
                                float gscale, const unsigned char *skip, float *S, int64_t lds) {
@@ -160,18 +175,34 @@ int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *
     float *srow = S + (size_t)i * (size_t)lds;
     memset(srow, 0, sizeof(float) * (size_t)n);
     if (skip && skip[i]) continue;
-    const float *crow = cs + (size_t)i * (size_t)ldc;
-    for (int64_t c = 0; c < nc; c++) {   /* the forward's max and arg-max, from the same cosines */
-      const float *v = crow + (c0 + c) * K;
-      int64_t a = first_max(v, K);
-      mx[c] = v[a];
-      col[c] = (c0 + c) * K + a - j0;
-    }
-    /* the margin CE's gradient of this row's classes (y in class columns), at their arg-max */
-    fvl_margin_ce_bwd_block(sp, rows + i, mx, (int)nc, y + i, 1, (int)c0, (int)nc, lse + i, gscale, NULL, gm, (int)nc);
+    group_row(sp, rows, cs + (size_t)i * (size_t)ldc, K, y, i, j0, c0, nc, lse, gscale, mx, gm, col);
     for (int64_t c = 0; c < nc; c++)
       if (col[c] >= 0 && col[c] < n) srow[col[c]] = gm[c];
   }
   free(mx); free(gm); free(col);
+  return 0;
+}
+
+int fvl_group_margin_bwd_sel(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
+                             int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
+                             float gscale, const unsigned char *skip, float *gv, int32_t *gc, int64_t lds) {
+  int64_t c0 = j0 / K, nc = (j0 + n - 1) / K - c0 + 1;
+  float *mx = malloc(sizeof(float) * (size_t)nc);
+  int64_t *col = malloc(sizeof(int64_t) * (size_t)nc);
+  if (!mx || !col) {
+    free(mx); free(col);
+    return -1;
+  }
+  for (int i = 0; i < B; i++) {
+    float *g = gv + (size_t)i * (size_t)lds;
+    int32_t *k = gc + (size_t)i * (size_t)lds;
+    if (skip && skip[i]) {
+      for (int64_t c = 0; c < nc; c++) { g[c] = 0.0f; k[c] = -1; }
+      continue;
+    }
+    group_row(sp, rows, cs + (size_t)i * (size_t)ldc, K, y, i, j0, c0, nc, lse, gscale, mx, g, col);
+    for (int64_t c = 0; c < nc; c++) k[c] = col[c] >= 0 && col[c] < n ? (int32_t)col[c] : -1;
+  }
+  free(mx); free(col);
   return 0;
 }

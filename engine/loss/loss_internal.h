@@ -53,6 +53,13 @@ fvl_tensor *fvl_lo_group_max_source(const fvl_tensor *t, int64_t *K);
 int fvl_group_margin_bwd_block(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
                                int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
                                float gscale, const unsigned char *skip, float *S, int64_t lds);
+/* The same gradient in compact form, one entry per row and class (Sub-center ArcFace's sparse
+   backward, blk_sel.c): for the classes c0 = j0/K .. (j0+n−1)/K of the block, gv[i·lds + c] the
+   value and gc[i·lds + c] its column relative to j0 (−1 where it lies outside the block or the row
+   is skipped). */
+int fvl_group_margin_bwd_sel(const fvl_margin_spec *sp, const fvl_margin_row *rows, const float *cs, int64_t ldc,
+                             int64_t K, const int32_t *y, int B, int64_t j0, int64_t n, const float *lse,
+                             float gscale, const unsigned char *skip, float *gv, int32_t *gc, int64_t lds);
 /* accumulates v (B floats) into input i of n, reshaped to the input's shape (B or B×1) */
 int fvl_lo_accum_vec(fvl_node *n, int i, fvl_tensor *v);
 /* the loss scalar sum/B (new ref), after the finiteness check: bad is the first row (0-based) whose

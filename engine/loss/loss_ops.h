@@ -64,6 +64,12 @@ fvl_tensor *fvl_cosine_margin_ce(fvl_tensor *x, fvl_tensor *W, fvl_tensor *y0, c
  * returns the previous setting */
 int fvl_loss_set_online(int on);
 int fvl_loss_online(void);
+/* Sub-center ArcFace's fused backward (a margin CE of fvl_group_max_ws's max) without the zeros of
+ * its B×(C·K) gradient: on (1, the default; FVL_GROUP_SPARSE=0 in the environment starts it off) or
+ * the dense GEMMs (0). The same bits either way; it needs the own AVX-512 kernel. Returns the
+ * previous setting. */
+int fvl_loss_set_group_sparse(int on);
+int fvl_loss_group_sparse(void);
 
 /* the B×C logits z the CE of fvl_margin_ce sees (the golden files' aux.logits), untracked */
 fvl_tensor *fvl_margin_logits_t(fvl_tensor *cos, fvl_tensor *y0, const fvl_margin_spec *sp,

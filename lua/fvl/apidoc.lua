@@ -213,6 +213,12 @@ gws may instead be B×C: it then holds the max only (with fvl.F.fused on, a marg
 out forms its gradient in the cosine's class blocks through the max, so no gradient buffer is\
 needed). Errors: K must divide cos's columns; gws and prev must have the shapes above, and gws\
 must not share cos's storage.",
+  ["fvl.F.group_sparse"] = "fvl.F.group_sparse([on]) -> the previous setting\
+Sub-center ArcFace's fused backward through fvl.F.group_max_ws without the zeros of its\
+B×(C·K) gradient (on by default; FVL_GROUP_SPARSE=0 in the environment starts it off): only\
+each (row, class)'s arg-max sub-centre takes part in dX and dW, so they cost ArcFace's FMAs\
+instead of K times as many. false runs the dense GEMMs over the B×(C·K) gradient. The results\
+are the same bits either way; on a CPU without AVX-512 the dense path runs.",
   ["fvl.F.hard_mean"] = "fvl.F.hard_mean(cos, labels [, opts]) -> h, count\
 Per row, the mean of its hard negatives (h, B values, tracked: the gradient reaches the hard\
 entries of cos) and how many there are (count, B, untracked). opts: hard = \"all\"|\"arc\"|\"cos\"\
@@ -859,6 +865,52 @@ clusters as their distinct labels, scored against those labels (fvl.eval.cluster
 queries, dropped ones included, as pytorch-metric-learning); kmeans = {seed=, n_init=, ...}\
 is passed to fvl.eval.kmeans. Errors: rows and labels that disagree, probes without\
 probe_labels, a leave-one-out gallery of fewer than 2 rows.",
+  ["fvl.eval.ijb"] = "fvl.eval.ijb(source, root [, opts]) -> r\
+the IJB-B / IJB-C 1:1 verification protocol.\
+source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by\
+fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the\
+face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or\
+ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features\
+times the detector score), norm_score (false; true = N1: image features kept unnormalised),\
+split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed\
+first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.\
+Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores\
+(P pair cosines), labels, features (N×D raw image features), templates (T×D), n_images,\
+n_templates, n_pairs, name, line (one line for logs). tostring(r) is r.line.",
+  ["fvl.eval.ijb_features"] = "fvl.eval.ijb_features(model, meta [, opts]) -> N×D\
+the raw image features of the protocol:\
+each loose_crop image decoded (RGB unless bgr), aligned with its 5 landmarks onto the ArcFace\
+template (fvl.data.align_face, size×size), scaled to (pixel − 127.5)/127.5, through model\
+(an fvl.nn module, run in evaluation mode without gradients, or a function images -> B×D);\
+with flip the mirrored crop too, the raw outputs summed. opts: batch (64), flip (true), size\
+(the model's input_size, else 112), bgr (false), progress (false: true draws a bar with\
+images/s and ETA on stderr). Errors: an unreadable image (named with its face number).",
+  ["fvl.eval.ijb_meta"] = "fvl.eval.ijb_meta(root [, opts]) -> meta | nil, message\
+the lists of an IJB-B / IJB-C\
+directory in insightface's layout (meta/ and loose_crop/): meta.names (image file names),\
+templates and medias (int32, one per image), landmarks (N×10: x1, y1, ..., x5, y5 in OpenCV's\
+0-based pixel coordinates), scores (the detector's), pairs = {t1 =, t2 =, label =} (int32),\
+prefix, root. opts: prefix (\"ijbb\" | \"ijbc\"; default: the one meta/ holds). The faces of\
+*_face_tid_mid.txt and *_name_5pts_score.txt must agree line by line. A missing or malformed\
+file is nil, message naming the file and line.",
+  ["fvl.eval.ijb_scores"] = "fvl.eval.ijb_scores(template_features, template_ids, meta) -> scores\
+the cosine of each pair\
+of meta.pairs (P float32 values, in the pairs file's order), from fvl.eval.ijb_templates'\
+output. Errors: a pair naming a template that has no face.",
+  ["fvl.eval.ijb_tar"] = "fvl.eval.ijb_tar(scores, labels [, fars]) -> r\
+TAR at each FAR of fars (default 1e-6 ... 1e-1)\
+as insightface's ijb_11 reads it: the point of the ROC (scikit-learn's roc_curve with its\
+corners only) whose FAR is nearest the target, the higher TAR on a tie. r.tar_at_far[f],\
+r.far_at[f] (the FAR of the point used), r.roc = {far =, tar =, threshold =}, r.auc\
+(trapezoid), n_genuine, n_impostor. labels: 1 genuine, 0 impostor.",
+  ["fvl.eval.ijb_templates"] = "fvl.eval.ijb_templates(features, templates, medias, opts)\
+fvl.eval.ijb_templates(features, templates, medias [, opts]) -> template features, template ids:\
+insightface's pooling. features: N×D image features (raw, flip-summed); templates, medias:\
+N ids each (int32 tensors or lists). Each image feature is L2-normalised unless norm_score\
+(false; insightface's N1) and multiplied by its detector score with scores = N values\
+(insightface's D1); a template is the sum over its media of the mean of that media's\
+features, then L2-normalised. Returns T×D (templates in increasing id order) and the T ids\
+(a Lua list). Errors: counts that differ.",
   ["fvl.eval.kmeans"] = "fvl.eval.kmeans(x, k [, opts]) -> assign, centres, inertia, iterations\
 k-means of the rows\
 of x (N×D float32, finite) into k clusters (1 <= k <= N). assign: int32 tensor of N\

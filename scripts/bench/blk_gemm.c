@@ -12,7 +12,9 @@
  * the same product with both operands packed beforehand ("kernel": the micro-kernel and its C
  * loads and stores only) and the share of the call's time that is packing (1 − kernel/call time).
  * Times are the median over the reps of the thread's CPU time per call (a loaded machine lowers
- * them less than wall time or a mean); the load average is printed beside. FVL_BLK_GEMM_TAIL=0 FVL_BLK_GEMM_ROWS=0 in the environment: the
+ * them less than wall time or a mean); the load average is printed beside. The last lines: Sub-center
+ * ArcFace's sparse dX and dW of the same block (blk_sel.c; K = 2, 3, 5, a random sub-centre per row
+ * and class), GFLOP/s of their nonzeros and how much faster than the dense calls above. FVL_BLK_GEMM_TAIL=0 FVL_BLK_GEMM_ROWS=0 in the environment: the
  * kernel as it was before those two changes (blk_gemm.c), for an A/B. */
 #include "loss/blk_gemm.h"
 #include "nn/backbone.h"
@@ -95,6 +97,7 @@ int main(int argc, char **argv) {
   static const char *names[4] = {"fwd X^·W_blk^T 256x256x512", "dX  G·W_blk    256x512x256",
                                  "dW  G^T·X^     256x512x256", "fwd, W_blk in cache"};
   volatile float sink = 0;
+  double t_dense[2] = {0, 0};
   for (int s4 = 0; s4 < 4; s4++) {
     int shape = s4 == 3 ? 0 : s4;
     double t_call = 0, t_kern = 0, tc[reps], tk[reps];
@@ -132,6 +135,42 @@ int main(int argc, char **argv) {
     double gc = flop * reps / t_call / 1e9, gk = flop * reps / t_kern / 1e9;
     printf("%-26s %9.1f %8.1f%% %9.1f %8.1f%% %7.1f%%\n", names[s4], gc, 100 * gc / peak, gk, 100 * gk / peak,
            100 * (1 - t_kern / t_call));
+    if (s4 == 1 || s4 == 2) t_dense[s4 - 1] = t_call / reps;
+  }
+  /* Sub-center ArcFace's sparse backward (blk_sel.c): the block's NJ columns are classes of K
+     sub-centres, one nonzero per row and class (a random sub-centre); GFLOP/s of the nonzeros */
+  for (int K = 2; K <= 5; K += (K == 3 ? 2 : 1)) {
+    int64_t nc = (NJ + K - 1) / K;
+    float *gv = fill((size_t)B * nc, 7);
+    int32_t *gc = malloc(sizeof(int32_t) * (size_t)B * nc);
+    void *selt = malloc(fvl_bg_sel_t_work_size(NJ, B));
+    float *selw = aligned_alloc(64, sizeof(float) * fvl_bg_sel_work_size());
+    if (!gc || !selt || !selw) return 1;
+    unsigned seed = 9;
+    for (int64_t i = 0; i < B * nc; i++) {
+      seed = seed * 1664525u + 1013904223u;
+      int64_t col = (i % nc) * K + (seed >> 16) % K;
+      gc[i] = col < NJ ? (int32_t)col : -1;
+    }
+    double ts[2][reps];
+    for (int r = 0; r <= reps; r++) {
+      const float *w = W + (size_t)(r % nblk) * NJ * D;
+      double t0 = cpu_now();
+      fvl_bg_gemm_sel(B, D, NJ, K, 0, gv, gc, nc, (fvl_bg_mat){w, D, 1}, dX, D, 1, selw);
+      double t1 = cpu_now();
+      fvl_bg_gemm_sel_t(B, D, NJ, K, 0, gv, gc, nc, Xb, dW, D, selt);
+      double t2 = cpu_now();
+      if (r > 0) {
+        ts[0][r - 1] = t1 - t0;
+        ts[1][r - 1] = t2 - t1;
+      }
+    }
+    for (int k = 0; k < 2; k++) {
+      double t = median(ts[k], reps), g = 2.0 * B * nc * D / t / 1e9;
+      printf("%s sparse K=%d         %9.1f %8.1f%%   %.2fx faster than the dense call above\n", k ? "dW " : "dX ", K, g,
+             100 * g / peak, t_dense[k] / t);
+    }
+    free(gv); free(gc); free(selt); free(selw);
   }
   return 0;
 }
