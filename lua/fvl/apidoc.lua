@@ -738,6 +738,10 @@ used on each rank's part of the batch).",
   ["fvl.dist.copy_rows"] = "fvl.dist.copy_rows(t) -> tensor\
 t itself in the forward; the backward reduce-scatters: the gradient summed over the ranks, kept\
 for this rank's block of rows, zero elsewhere (the sharded heads' gathered embeddings).",
+  ["fvl.dist.finalize"] = "fvl.dist.finalize() -> nothing\
+Ends the MPI world on every rank (a barrier, then MPI_Finalize), so that a rank may then exit\
+with a non-zero status (os.exit(143): stopped by a signal) without aborting the job; collectives\
+after it are errors. Without a launcher it does nothing.",
   ["fvl.dist.flat_params"] = "fvl.dist.flat_params(params) -> {tensor, ...}\
 The tensors of params (tensors, modules, or nested lists of them) as one flat list, each tensor\
 once. Errors: anything else in the list.",
@@ -1481,7 +1485,8 @@ width, height.",
 a line chart. spec: series = {{x=, y=, label=, color=\
 (1-based palette), dash = \"solid\"|\"dashed\"|\"dotted\", points = bool, line = bool, width =}},\
 title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend\
-(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data\
+(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, xnames = {\"adam\", \"sgd\", ...} (a\
+categorical x axis: the ticks at x = 1, 2, ... carry these names), file (.png/.svg/.pdf; its data\
 written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,\
 a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.",
   ["fvl.plot.roc"] = "fvl.plot.roc(runs, opts)\
@@ -1637,6 +1642,17 @@ forgets it.",
   ["fvl.sys.aborted"] = { same = "fvl.sys.abort_clear" },
   ["fvl.sys.alive"] = "fvl.sys.alive(pid) -> boolean\
 Whether a process with that pid exists and is not a zombie.",
+  ["fvl.sys.catch_stop"] = "fvl.sys.catch_stop(signals) -> nothing\
+fvl.sys.stop_signal() -> name, number | nil\
+fvl.sys.release_stop() -> nothing\
+Stop requests for a long loop that should end cleanly at its next step (a checkpoint, then\
+exit) when a scheduler preempts it: catch_stop{\"TERM\", \"USR1\"} (names as fvl.sys.kill, or\
+numbers) makes those signals set a flag and print one line on stderr instead of ending the\
+process; a second Ctrl-C (INT) acts as it did before the catch (stops at once), a repeated\
+TERM or USR1 changes nothing. A signal the process ignores (nohup) stays ignored. stop_signal() is the first\
+one caught (\"SIGTERM\", 15), nil when none; release_stop() puts every disposition back and\
+forgets the request. scripts/train_face.lua polls it at each step (docs/training.md).\
+Errors: an unknown name, KILL or STOP (which cannot be caught), signals not a table.",
   ["fvl.sys.cpu_count"] = "fvl.sys.cpu_count() -> integer\
 The machine's online CPUs (see fvl.sys.cpus for those this process may use).",
   ["fvl.sys.cpus"] = "fvl.sys.cpus() -> n, why\
@@ -1672,6 +1688,9 @@ false while the child runs; once it ended, true with its exit code (nil when kil
 signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process.",
   ["fvl.sys.realpath"] = "fvl.sys.realpath(path) -> absolute path | nil, message\
 The canonical absolute path (links resolved) of an existing file.",
+  ["fvl.sys.release_stop"] = { same = "fvl.sys.catch_stop" },
+  ["fvl.sys.signal_name"] = "fvl.sys.signal_name(number) -> string\
+The conventional name of a signal number: \"SIGTERM\" for 15, \"signal 40\" when it has none here.",
   ["fvl.sys.sleep"] = "fvl.sys.sleep(seconds) -> nothing\
 Sleeps; a pending Ctrl-C ends it early with an error naming sleep.",
   ["fvl.sys.spawn"] = "fvl.sys.spawn(exe, argv [, env [, logpath]]) -> pid\
@@ -1679,6 +1698,7 @@ Starts a process: exe the program (nil: argv[1] looked up on PATH), argv {name, 
 table of KEY = VALUE added to this process's environment (or nil), logpath a file receiving its\
 stdout and stderr (or nil: inherited). Returns at once; fvl.sys.poll waits. (The sweep driver's\
 workers.) Errors: an empty argv; a program that cannot be started.",
+  ["fvl.sys.stop_signal"] = { same = "fvl.sys.catch_stop" },
   ["fvl.sys.time"] = { same = "fvl.sys.exe" },
   ["fvl.sys.uniform"] = { same = "fvl.sys.hash" },
   ["fvl.sys.write_atomic"] = "fvl.sys.write_atomic(path, data) -> true | nil, message\
