@@ -176,3 +176,31 @@ describe("ijb: loose crops through alignment and a model", function()
     rmdir(dir)
   end)
 end)
+
+describe("ijb against numpy + scikit-learn (tests/golden/ijb.json, tests/golden/make_ijb_golden.py)", function()
+  local f = assert(io.open(TEST_DIR .. "/golden/ijb.json", "rb"))
+  local g = fvl.json.decode(f:read("a"))
+  f:close()
+
+  it("pooling: plain, N1, D1 and both, 200 images in 30 templates of 1..3 media", function()
+    local p = g.pool
+    local feats = fvl.tensor(p.features)
+    for name, o in pairs({ plain = {}, n1 = { norm_score = true }, d1 = { scores = p.detector },
+                           d1n1 = { scores = fvl.tensor(p.detector), norm_score = true } }) do
+      local t, ids = eval.ijb_templates(feats, p.templates, p.medias, o)
+      expect_eq(table.concat(ids, ","), table.concat(p.ids, ","), name .. " ids")
+      expect_tensor_close(t, fvl.tensor(p.expected[name]), 2e-6, name)
+    end
+  end)
+
+  it("TAR at the nearest FAR and the AUC on 2,000 tied scores", function()
+    local t = g.tar
+    local r = eval.ijb_tar(fvl.tensor(t.scores), fvl.tensor(t.labels, "int32"), t.fars)
+    expect_eq(r.roc.far:numel(), t.corners, "ROC corners (drop_intermediate)")
+    for i, far in ipairs(t.fars) do
+      expect_near(r.far_at[far], t.far_used[i], 1e-6, 0, "FAR used for " .. far)
+      expect_near(r.tar_at_far[far], t.tar[i], 1e-6, 0, "TAR at " .. far)
+    end
+    expect_near(r.auc, t.auc, 1e-6, 0, "AUC")
+  end)
+end)
