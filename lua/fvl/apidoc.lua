@@ -870,8 +870,9 @@ the IJB-B / IJB-C 1:1 verification protocol.\
 source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by\
 fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the\
 face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or\
-ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features\
-times the detector score), norm_score (false; true = N1: image features kept unnormalised),\
+ijb_meta's result. opts: prefix, detector_score (true, insightface's default D1: image\
+features times the detector score; false: D0), norm_score (true, insightface's default N1:\
+image features kept unnormalised before pooling; false: N0, each normalised first),\
 split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed\
 first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.\
 Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores\

@@ -10,8 +10,8 @@
 -- pixel coordinates and the detector's score), meta/<p>_template_pair_label.txt ("t1 t2 label",
 -- label 1 for a genuine pair) and loose_crop/<image>, with p = ijbb or ijbc.
 -- Image feature = model(aligned) + model(mirrored aligned), raw outputs summed (flip test);
--- L2-normalised unless norm_score (insightface's N1), times the detector score with
--- detector_score (D1). Template = Σ over its media of the mean of that media's image features,
+-- kept unnormalised (norm_score, insightface's N1) and times the detector score (detector_score,
+-- D1): insightface's defaults, both on; false gives the plain variants. Template = Σ over its media of the mean of that media's image features,
 -- L2-normalised; pair score = cosine of the two templates. TAR at each FAR is read at the ROC
 -- point (scikit-learn's corners) whose FAR is nearest the target, the higher TAR on a tie.
 local fvl = require "fvl.core"
@@ -394,8 +394,9 @@ end
 --- source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by
 --- fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the
 --- face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or
---- ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features
---- times the detector score), norm_score (false; true = N1: image features kept unnormalised),
+--- ijb_meta's result. opts: prefix, detector_score (true, insightface's default D1: image
+--- features times the detector score; false: D0), norm_score (true, insightface's default N1:
+--- image features kept unnormalised before pooling; false: N0, each normalised first),
 --- split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed
 --- first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.
 --- Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores
@@ -413,8 +414,8 @@ function M.ijb(source, root, opts)
   elseif type(root) ~= "table" or not root.pairs then
     fail(fn .. ": root must be the IJB directory or fvl.eval.ijb_meta's result, got " .. type(root))
   end
-  local d1 = util.boolean(fn, "detector_score", opts.detector_score, false)
-  local n1 = util.boolean(fn, "norm_score", opts.norm_score, false)
+  local d1 = util.boolean(fn, "detector_score", opts.detector_score, true)   -- insightface's defaults
+  local n1 = util.boolean(fn, "norm_score", opts.norm_score, true)
   local feats
   if util.is_tensor(source) or type(source) == "string" then
     for _, k in ipairs({ "batch", "flip", "size", "bgr", "progress" }) do
