@@ -323,7 +323,7 @@ function lines_args(fn, spec)
   local args = { series = series, title = spec.title, xlabel = spec.xlabel, ylabel = spec.ylabel,
                  xlog = spec.xlog, ylog = spec.ylog, xmin = spec.xmin, xmax = spec.xmax,
                  ymin = spec.ymin, ymax = spec.ymax, xstep = spec.xstep, ystep = spec.ystep,
-                 equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes,
+                 equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes, xnames = spec.xnames,
                  width = w, height = h, file = check_file(fn, spec.file) }
   return args
 end
@@ -331,7 +331,8 @@ end
 -- fvl.plot.lines(spec) -> file | panel: a line chart. spec: series = {{x=, y=, label=, color=
 -- (1-based palette), dash = "solid"|"dashed"|"dotted", points = bool, line = bool, width =}},
 -- title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend
--- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data
+-- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, xnames = {"adam", "sgd", ...} (a
+-- categorical x axis: the ticks at x = 1, 2, ... carry these names), file (.png/.svg/.pdf; its data
 -- written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,
 -- a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.
 function plot.lines(spec)
