@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int g_state;          /* 0 not decided, 1 plain process, 2 MPI initialised */
+static int g_state;          /* 0 not decided, 1 plain process, 2 MPI initialised, 3 finalised (fvl_dist_finalize) */
 static int g_rank, g_size = 1;
 static char g_term_msg[160];
 
@@ -61,6 +61,7 @@ static int mpi_fail(const char *fn, int rc) {
 }
 
 static int ensure(void) {
+  if (g_state == 3) return fvl_err("dist: the MPI world was finalised (dist.finalize): no collective after it");
   if (g_state) return 0;
   g_state = 1;
   if (!launched()) return 0;
@@ -88,6 +89,16 @@ static int ensure(void) {
 int fvl_dist_rank(void) { ensure(); return g_rank; }
 int fvl_dist_size(void) { ensure(); return g_size; }
 int fvl_dist_active(void) { ensure(); return g_state == 2; }
+
+int fvl_dist_finalize(void) {
+  if (g_state != 2) return 0;
+  int rc = MPI_Barrier(MPI_COMM_WORLD);
+  if (rc != MPI_SUCCESS) return mpi_fail("finalize", rc);
+  rc = MPI_Finalize();
+  if (rc != MPI_SUCCESS) return mpi_fail("finalize", rc);
+  g_state = 3;
+  return 0;
+}
 
 int fvl_dist_barrier(void) {
   if (ensure()) return -1;

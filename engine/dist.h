@@ -22,6 +22,9 @@ int fvl_dist_rank(void);        /* 0 in a plain process */
 int fvl_dist_size(void);        /* 1 in a plain process */
 int fvl_dist_active(void);      /* 1 when MPI is initialised (world of size >= 1 under a launcher) */
 int fvl_dist_barrier(void);     /* 0 or −1 with fvl_errmsg() */
+/* every rank: a barrier, then MPI_Finalize; the process may then exit with any status without
+ * aborting the job (a non-zero exit before it aborts every rank); collectives after it are errors */
+int fvl_dist_finalize(void);
 
 /* raw buffers; n counts elements (any size: long buffers are sent in pieces) */
 int fvl_dist_allreduce_f32(float *buf, size_t n, fvl_redop op);

@@ -256,6 +256,9 @@ static int check_chart(const char *fn, const fvl_plot_chart *c) {
     if (se->n < 0 || (se->n > 0 && (!se->x || !se->y)))
       return fvl_err("%s: series[%d]: expected x and y of %lld points (0-based)", fn, s, (long long)se->n);
   }
+  if (c->nxnames < 0 || (c->nxnames > 0 && !c->xnames))
+    return fvl_err("%s: xnames: expected a list of %d names", fn, c->nxnames);
+  if (c->nxnames > 0 && c->xlog) return fvl_err("%s: a categorical x axis (xnames) cannot be logarithmic", fn);
   if (!isnan(c->xmin) && !isnan(c->xmax) && c->xmin >= c->xmax)
     return fvl_err("%s: xmin = %g must be below xmax = %g", fn, c->xmin, c->xmax);
   if (!isnan(c->ymin) && !isnan(c->ymax) && c->ymin >= c->ymax)
@@ -317,7 +320,7 @@ static void chart_layout(const fvl_plot_chart *c, double X, double Y, double W, 
   f->px0 = px0; f->px1 = px1; f->py0 = py0; f->py1 = py1;
   f->ax.p0 = px0; f->ax.p1 = px1;
   f->ay.p0 = py1; f->ay.p1 = py0;   /* y grows upwards */
-  f->nxt = axis_ticks(&f->ax, c->xstep, f->xt, 64, &f->xs);
+  f->nxt = axis_ticks(&f->ax, c->nxnames > 0 ? 1 : c->xstep, f->xt, 64, &f->xs);
   f->nyt = axis_ticks(&f->ay, c->ystep, f->yt, 64, &f->ys);
 }
 
@@ -368,6 +371,21 @@ static void chart_series(cairo_t *cr, const fvl_plot_chart *c, const chart_frame
   cairo_restore(cr);
 }
 
+/* the text of x tick i: a category's name (an integer x in 1..nxnames; other ticks none), 10^k on
+ * a log axis, else the number */
+static void xtick_text(const fvl_plot_chart *c, const chart_frame *f, int i, char *buf, size_t n) {
+  double v = f->xt[i];
+  if (c->nxnames > 0) {
+    double k = round(v);
+    const char *name = fabs(v - k) < 1e-9 && k >= 1 && k <= c->nxnames && c->xnames ? c->xnames[(int)k - 1] : NULL;
+    snprintf(buf, n, "%s", name ? name : "");
+  } else if (c->xlog) {
+    pow10_label(buf, n, (int)lround(log10(v)));
+  } else {
+    tick_label(buf, n, v, f->xs);
+  }
+}
+
 /* the frame, tick marks and labels, axis labels, title and notes */
 static void chart_labels(cairo_t *cr, const fvl_plot_chart *c, const chart_frame *f, double X, double Y,
                          double W) {
@@ -381,9 +399,8 @@ static void chart_labels(cairo_t *cr, const fvl_plot_chart *c, const chart_frame
     double p = ax_map(&f->ax, f->xt[i]);
     cairo_move_to(cr, p, f->py1); cairo_line_to(cr, p, f->py1 + 0.4 * fs);
     cairo_stroke(cr);
-    if (c->xlog) pow10_label(buf, sizeof buf, (int)lround(log10(f->xt[i])));
-    else tick_label(buf, sizeof buf, f->xt[i], f->xs);
-    text_at(cr, p, f->py1 + 0.6 * fs, buf, AL_CENTER, AL_TOP, fs, 0);
+    xtick_text(c, f, i, buf, sizeof buf);
+    if (*buf) text_at(cr, p, f->py1 + 0.6 * fs, buf, AL_CENTER, AL_TOP, fs, 0);
   }
   for (int i = 0; i < f->nyt; i++) {
     double p = ax_map(&f->ay, f->yt[i]);
@@ -509,6 +526,23 @@ static int chart_cb(cairo_t *cr, double w, double h, const void *ud) {
 int fvl_plot_chart_save(const char *path, int width, int height, const fvl_plot_chart *c) {
   if (check_chart("plot.lines", c) < 0) return -1;
   return render_file("plot.lines", path, width, height, chart_cb, c);
+}
+
+int fvl_plot_chart_xticks(const fvl_plot_chart *c, int width, int height, char *out, size_t n) {
+  if (check_chart("plot.lines", c) < 0) return -1;
+  if (!out || n == 0) return fvl_err("plot.lines: xticks: no output buffer");
+  chart_frame f;
+  chart_layout(c, 0, 0, width, height, &f);
+  size_t k = 0;
+  out[0] = 0;
+  for (int i = 0; i < f.nxt; i++) {
+    char buf[64];
+    xtick_text(c, &f, i, buf, sizeof buf);
+    int w = snprintf(out + k, n - k, "%s%s", i ? "|" : "", buf);
+    if (w < 0 || (size_t)w >= n - k) { k = n - 1; break; }
+    k += (size_t)w;
+  }
+  return f.nxt;
 }
 
 /* ------------------------------------------------------------------ embedding scatter */

@@ -41,6 +41,10 @@ typedef struct fvl_plot_chart {
   int nseries;
   const fvl_plot_note *notes;     /* text placed at data coordinates (centred) */
   int nnotes;
+  /* a categorical x axis: the ticks are x = 1..nxnames, labelled xnames[0..nxnames-1] (NULL entries
+   * unlabelled) instead of numbers; 0: numbers */
+  const char *const *xnames;
+  int nxnames;
 } fvl_plot_chart;
 
 /* a chart with every range NaN, steps 0, legend automatic */
@@ -48,6 +52,9 @@ void fvl_plot_chart_init(fvl_plot_chart *c);
 int fvl_plot_chart_draw(cairo_t *cr, double x, double y, double w, double h,
                         const fvl_plot_chart *c);
 int fvl_plot_chart_save(const char *path, int width, int height, const fvl_plot_chart *c);
+/* the x tick labels the chart draws at width × height, joined by '|' into out (truncated to n);
+ * returns the number of ticks, -1 + message (what the tests read instead of pixels) */
+int fvl_plot_chart_xticks(const fvl_plot_chart *c, int width, int height, char *out, size_t n);
 
 /* ---- embedding scatter ---- */
 typedef struct fvl_plot_features {

@@ -182,12 +182,72 @@ const char *fvl_signal_name(int sig) {
     case SIGUSR1: return "SIGUSR1";
     case SIGUSR2: return "SIGUSR2";
     case SIGXCPU: return "SIGXCPU";
+    case SIGSTOP: return "SIGSTOP";
+    case SIGCONT: return "SIGCONT";
     default: {
       static _Thread_local char buf[32];
       snprintf(buf, sizeof buf, "signal %d", sig);
       return buf;
     }
   }
+}
+
+/* ---- stop requests (see sys.h) */
+#define STOP_NSIG 65
+static volatile sig_atomic_t stop_sig = 0;
+static volatile sig_atomic_t stop_caught[STOP_NSIG];
+static struct sigaction stop_old[STOP_NSIG];
+static char stop_note[STOP_NSIG][160];
+static size_t stop_note_len[STOP_NSIG];
+
+static void on_stop(int sig) {
+  int saved = errno;
+  if (sig <= 0 || sig >= STOP_NSIG) return;
+  if (stop_sig == sig && sig == SIGINT) {   /* a second Ctrl-C: as without the catch */
+    stop_caught[sig] = 0;
+    sigaction(sig, &stop_old[sig], NULL);
+    kill(getpid(), sig);
+  } else if (stop_sig == 0) {
+    stop_sig = sig;
+    ssize_t w = write(STDERR_FILENO, stop_note[sig], stop_note_len[sig]);
+    (void)w;
+  }
+  errno = saved;
+}
+
+int fvl_stop_catch(int sig) {
+  if (sig <= 0 || sig >= STOP_NSIG || sig == SIGKILL || sig == SIGSTOP)
+    return fvl_err("stop_catch: %s cannot be caught", fvl_signal_name(sig));
+  if (stop_caught[sig]) return 0;
+  struct sigaction sa, old;
+  if (sigaction(sig, NULL, &old)) return fvl_err("stop_catch: %s: %s", fvl_signal_name(sig), strerror(errno));
+  if (old.sa_handler == SIG_IGN && !(old.sa_flags & SA_SIGINFO)) return 0;   /* nohup and the like */
+  int n = snprintf(stop_note[sig], sizeof stop_note[sig],
+                   "\nfvl: %s received: stopping cleanly at the next step%s\n", fvl_signal_name(sig),
+                   sig == SIGINT ? " (press Ctrl-C again to stop at once)" : "");
+  stop_note_len[sig] = n > 0 && (size_t)n < sizeof stop_note[sig] ? (size_t)n : 0;
+  stop_old[sig] = old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  stop_caught[sig] = 1;
+  if (sigaction(sig, &sa, NULL)) {
+    stop_caught[sig] = 0;
+    return fvl_err("stop_catch: %s: %s", fvl_signal_name(sig), strerror(errno));
+  }
+  return 0;
+}
+
+int fvl_stop_signal(void) { return stop_sig; }
+
+void fvl_stop_release(void) {
+  for (int s = 1; s < STOP_NSIG; s++)
+    if (stop_caught[s]) {
+      stop_caught[s] = 0;
+      sigaction(s, &stop_old[s], NULL);
+    }
+  stop_sig = 0;
 }
 
 double fvl_time_now(void) {

@@ -19,6 +19,17 @@ int fvl_proc_kill(pid_t pid, int sig);
 /* 1 when a process with that pid exists and is not a zombie (any owner), else 0 */
 int fvl_proc_alive(pid_t pid);
 const char *fvl_signal_name(int sig);             /* "SIGKILL"; "signal N" when unknown */
+/* Stop requests: a long job (a training loop) that ends cleanly at its next step boundary when a
+ * scheduler preempts it (SIGTERM, SIGUSR1) or the user presses Ctrl-C. fvl_stop_catch(sig)
+ * installs a handler that records the first such signal and writes one line to stderr (a flag and
+ * write(2): async-signal-safe, any thread); a second SIGINT puts back the disposition there was
+ * before and delivers it again (a second Ctrl-C acts as one without the catch), while a repeated
+ * SIGTERM/SIGUSR1 (a launcher passing on the scheduler's) changes nothing. A signal that was ignored (SIG_IGN) stays ignored. fvl_stop_signal(): the recorded
+ * signal, 0 none. fvl_stop_release(): every disposition put back, the request forgotten.
+ * fvl_stop_catch returns -1 + message for a signal that cannot be caught (SIGKILL, SIGSTOP). */
+int fvl_stop_catch(int sig);
+int fvl_stop_signal(void);
+void fvl_stop_release(void);
 double fvl_time_now(void);                        /* Unix time with microseconds */
 /* sleeps, returning early with -1 "where: interrupted" when Ctrl-C is pending */
 int fvl_sleep(double seconds, const char *where);

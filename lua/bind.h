@@ -19,6 +19,9 @@ fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt);
 void fvl_pushtensor(lua_State *L, fvl_tensor *t);
 /* luaL_error with printf formats (%g, %lld, ... which lua_pushfstring does not know) */
 int fvl_error(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* pushes the position an error names: the caller's "file:line: ", or, when the caller is the Lua
+ * library (lua/fvl/), that of the first caller outside it (the user's line), or "" */
+void fvl_pushwhere(lua_State *L);
 /* raise the engine's last error as a Lua error (never returns) */
 int fvl_raise(lua_State *L);
 /* charge the Lua GC for engine bytes allocated since the last call */
@@ -133,6 +136,11 @@ int64_t fvl_checkshape_numel(lua_State *L, const char *fn, int ndim, const int64
 /* a Lua integer into int32 within lo..hi (clipped to int32): "fn: arg = v is outside lo..hi" */
 int32_t fvl_checkint32(lua_State *L, const char *fn, const char *arg, lua_Integer v, lua_Integer lo,
                        lua_Integer hi);
+
+/* BatchNorm's optional momentum (default 0.1, in 0..1) and eps (1e-5, positive and finite) at the
+ * given argument positions (0: not taken), checked once here for every BatchNorm binding:
+ * "batch_norm: eps = -1 (argument 8), expected a positive finite number" */
+void fvl_optbn(lua_State *L, const char *fn, int momentum_idx, double *momentum, int eps_idx, double *eps);
 
 /* shape from a table {2,3} or varargs 2,3 starting at idx → ndim, fills size */
 int fvl_checkshape(lua_State *L, int idx, const char *fn, int64_t *size);

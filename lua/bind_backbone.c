@@ -56,7 +56,8 @@ static int l_bn_prelu(lua_State *L) {
   fvl_tensor *x = fvl_checktensor(L, 1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5), *a = fvl_checktensor(L, 6);
   int training = lua_isnoneornil(L, 7) ? 1 : lua_toboolean(L, 7);
-  double momentum = luaL_optnumber(L, 8, 0.1), eps = luaL_optnumber(L, 9, 1e-5);
+  double momentum, eps;
+  fvl_optbn(L, "bn_prelu", 8, &momentum, 9, &eps);
   fvl_checkfloats(L, "bn_prelu", "input", x, "running_mean", rm, "running_var", rv, "weight", g, "bias", b,
                   "prelu_weight", a, NULL);
   fvl_pushtensor(L, fvl_nn_bn_prelu(x, g, b, a, rm, rv, training, momentum, eps));
@@ -72,7 +73,7 @@ static bn_act_args read_bn_act(lua_State *L, const char *fn) {
   r.rv = fvl_opttensor(L, 8);
   r.g = fvl_opttensor(L, 9);
   r.bb = fvl_opttensor(L, 10);
-  r.eps = luaL_optnumber(L, 11, 1e-5);
+  fvl_optbn(L, fn, 0, NULL, 11, &r.eps);
   r.a = fvl_opttensor(L, 12);
   fvl_checkfloats(L, fn, "running_mean", r.rm, "running_var", r.rv, "bn_weight", r.g, "bn_bias", r.bb,
                   "prelu_weight", r.a, NULL);
@@ -114,7 +115,8 @@ static int l_conv2d_bn_act_train(lua_State *L) {
   int sh, sw, ph, pw, groups = conv_args(L, "conv2d_bn_act_train", &sh, &sw, &ph, &pw);
   fvl_checkfloats(L, "conv2d_bn_act_train", "input", x, "weight", w, "bias", b, NULL);
   bn_act_args ba = read_bn_act(L, "conv2d_bn_act_train");
-  double momentum = luaL_optnumber(L, 13, 0.1);
+  double momentum;
+  fvl_optbn(L, "conv2d_bn_act_train", 13, &momentum, 0, NULL);
   fvl_pushtensor(L, fvl_nn_conv2d_bn_act_train(x, w, b, sh, sw, ph, pw, groups, ba.rm, ba.rv, ba.g, ba.bb, ba.a, momentum, ba.eps));
   return 1;
 }

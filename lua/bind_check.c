@@ -204,6 +204,18 @@ int64_t fvl_checkshape_numel(lua_State *L, const char *fn, int ndim, const int64
   if (fvl_shape_check(fn, ndim, size, &n) < 0) fvl_raise(L);
   return n;
 }
+void fvl_optbn(lua_State *L, const char *fn, int momentum_idx, double *momentum, int eps_idx, double *eps) {
+  if (momentum_idx > 0) {
+    *momentum = luaL_optnumber(L, momentum_idx, 0.1);
+    if (!(*momentum >= 0 && *momentum <= 1))
+      fvl_error(L, "%s: momentum = %g is outside 0..1 (argument %d)", fn, *momentum, momentum_idx);
+  }
+  if (eps_idx > 0) {
+    *eps = luaL_optnumber(L, eps_idx, 1e-5);
+    if (!(*eps > 0 && isfinite(*eps)))
+      fvl_error(L, "%s: eps = %g (argument %d), expected a positive finite number", fn, *eps, eps_idx);
+  }
+}
 int32_t fvl_checkint32(lua_State *L, const char *fn, const char *arg, lua_Integer v, lua_Integer lo,
                        lua_Integer hi) {
   if (lo < INT32_MIN) lo = INT32_MIN;

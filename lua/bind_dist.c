@@ -31,6 +31,15 @@ static int l_barrier(lua_State *L) {
   return 0;
 }
 
+/*** fvl.dist.finalize() -> nothing
+   Ends the MPI world on every rank (a barrier, then MPI_Finalize), so that a rank may then exit
+   with a non-zero status (os.exit(143): stopped by a signal) without aborting the job; collectives
+   after it are errors. Without a launcher it does nothing. */
+static int l_finalize(lua_State *L) {
+  if (fvl_dist_finalize()) return fvl_raise(L);
+  return 0;
+}
+
 /*** fvl.dist.allreduce(t [, op]) -> t
    In place: t becomes the sum (op "sum", the default), "max" or "min" over the ranks; not
    tracked (use fvl.dist.sum for a tracked sum). Errors: an unknown op; a leaf that requires grad. */
@@ -257,7 +266,7 @@ int fvl_open_dist(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   static const luaL_Reg fns[] = {
-    {"rank", l_rank}, {"size", l_size}, {"active", l_active}, {"barrier", l_barrier},
+    {"rank", l_rank}, {"size", l_size}, {"active", l_active}, {"barrier", l_barrier}, {"finalize", l_finalize},
     {"allreduce", l_allreduce}, {"broadcast", l_broadcast}, {"allgather", l_allgather},
     {"reduce_scatter", l_reduce_scatter}, {"sum", l_sum}, {"copy", l_copy}, {"copy_rows", l_copy_rows}, {"randn_rows", l_randn_rows},
     {"overlap", l_overlap},

@@ -108,7 +108,8 @@ static int l_batch_norm(lua_State *L) {
   fvl_tensor *x = T(1), *rm = fvl_opttensor(L, 2), *rv = fvl_opttensor(L, 3);
   fvl_tensor *g = fvl_opttensor(L, 4), *b = fvl_opttensor(L, 5);
   int training = lua_isnoneornil(L, 6) ? 1 : lua_toboolean(L, 6);
-  double momentum = luaL_optnumber(L, 7, 0.1), eps = luaL_optnumber(L, 8, 1e-5);
+  double momentum, eps;
+  fvl_optbn(L, "batch_norm", 7, &momentum, 8, &eps);
   if ((rm == NULL) != (rv == NULL))
     return luaL_error(L, "batch_norm: give both running_mean and running_var, or neither");
   fvl_checkfloats(L, "batch_norm", "input", x, "running_mean", rm, "running_var", rv, "weight", g, "bias", b, NULL);

@@ -63,7 +63,7 @@ static double *arg_numbers(lua_State *L, int idx, const char *fn, const char *ar
  * tables against, so the keys live here only */
 enum { LO_FILE, LO_WIDTH, LO_HEIGHT, LO_TITLE, LO_XLABEL, LO_YLABEL, LO_XLOG, LO_YLOG, LO_XMIN,
        LO_XMAX, LO_YMIN, LO_YMAX, LO_XSTEP, LO_YSTEP, LO_EQUAL, LO_DIAGONAL, LO_LEGEND, LO_SERIES,
-       LO_NOTES, LO_N };
+       LO_NOTES, LO_XNAMES, LO_N };
 static const fvl_optdef LINES_OPTS[] = {
   [LO_FILE] = {"file", FVL_OPT_STRING, 0, FVL_NORANGE, NULL},
   [LO_WIDTH] = {"width", FVL_OPT_INTEGER, 800, 16, 16384, NULL},
@@ -84,6 +84,7 @@ static const fvl_optdef LINES_OPTS[] = {
   [LO_LEGEND] = {"legend", FVL_OPT_INTEGER, 0, -1, 4, NULL},   /* plot.lua maps the names */
   [LO_SERIES] = {"series", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},
   [LO_NOTES] = {"notes", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},
+  [LO_XNAMES] = {"xnames", FVL_OPT_TABLE, 0, FVL_NORANGE, NULL},   /* a categorical x axis: names of x = 1..n */
   [LO_N] = FVL_OPT_END};
 enum { SO_X, SO_Y, SO_LABEL, SO_COLOR, SO_DASH, SO_POINTS, SO_LINE, SO_WIDTH, SO_N };
 static const fvl_optdef SERIES_OPTS[] = {
@@ -224,6 +225,17 @@ static int l_lines(lua_State *L) {
     }
   }
   c.series = s; c.nseries = ns; c.notes = notes; c.nnotes = nn;
+  if (fvl_optpush(L, anchor, &o[LO_XNAMES]) == LUA_TTABLE) {
+    int xi = lua_gettop(L);
+    int nx = list_len(L, xi, fn, "xnames");
+    const char **xn = lua_newuserdatauv(L, (size_t)fvl_checksize_mul(L, fn, nx ? nx : 1, sizeof *xn), 0);
+    for (int i = 0; i < nx; i++) {
+      if (lua_geti(L, xi, i + 1) != LUA_TSTRING)
+        return errorf(L, "%s: xnames[%d] must be a string, got %s", fn, i + 1, luaL_typename(L, -1));
+      xn[i] = fvl_anchor_string(L, anchor, NULL);   /* pops; the anchor keeps it */
+    }
+    c.xnames = xn; c.nxnames = nx;
+  }
   if (gu) {
     if (fvl_plot_gif_add_chart(gu->g, &c) < 0) return fvl_raise(L);
     lua_settop(L, top);

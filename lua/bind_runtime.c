@@ -191,11 +191,21 @@ static int l_bench_memcpy(lua_State *L) {
    Monotonic wall-clock seconds (for timing: fvl.clock() - t0); also fvl._bench.clock. */
 static int l_bench_clock(lua_State *L) { lua_pushnumber(L, now_s()); return 1; }
 
+/* fvl._raise(message): raises message at the position fvl_error names (the first caller outside
+ * the Lua library): the Lua library's checks name the user's line, however deep they are. */
+static int l_raise(lua_State *L) {
+  const char *msg = luaL_checkstring(L, 1);
+  fvl_pushwhere(L);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 int fvl_open_runtime(lua_State *L) {
   int top = lua_gettop(L);
   static const luaL_Reg fns[] = {
     {"manual_seed", l_manual_seed}, {"rng_state", l_rng_state}, {"set_rng_state", l_set_rng_state},
-    {"_check_rng_state", l_check_rng_state},
+    {"_check_rng_state", l_check_rng_state}, {"_raise", l_raise},
     {"threads", l_threads}, {"mem", l_mem}, {"mem_release", l_mem_release}, {"info", l_info}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   static const luaL_Reg bench[] = {{"sgemm", l_bench_sgemm}, {"memcpy", l_bench_memcpy}, {"clock", l_bench_clock}, {NULL, NULL}};

@@ -89,25 +89,68 @@ static const struct { const char *name; int sig; } sigs[] = {
   {"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"STOP", SIGSTOP}, {"CONT", SIGCONT},
   {"ABRT", SIGABRT}, {NULL, 0}};
 
+/* a signal argument: a name ("TERM", "SIGTERM") from the list above, or a number 0..64 */
+static int check_signal(lua_State *L, int idx, const char *fn) {
+  if (lua_type(L, idx) == LUA_TNUMBER) return fvl_checkint32(L, fn, "signal", luaL_checkinteger(L, idx), 0, 64);
+  const char *n = luaL_checkstring(L, idx);
+  if (strncmp(n, "SIG", 3) == 0) n += 3;
+  for (int i = 0; sigs[i].name; i++)
+    if (strcmp(n, sigs[i].name) == 0) return sigs[i].sig;
+  return fvl_error(L, "%s: signal '%s' is not one of HUP|INT|QUIT|KILL|SEGV|TERM|USR1|USR2|STOP|CONT|ABRT", fn,
+                   lua_tostring(L, idx));
+}
+
 /*** fvl.sys.kill(pid [, signal]) -> nothing
    Sends signal ("TERM", the default, "KILL", "INT", "HUP", ... or a number) to pid.
    Errors: an unknown signal name. */
 static int l_kill(lua_State *L) {
   pid_t pid = fvl_checkint32(L, "sys.kill", "pid", luaL_checkinteger(L, 1), INT32_MIN, INT32_MAX);
-  int sig = SIGTERM;
-  if (lua_type(L, 2) == LUA_TNUMBER) sig = fvl_checkint32(L, "sys.kill", "signal", luaL_checkinteger(L, 2), 0, 64);
-  else if (!lua_isnoneornil(L, 2)) {
-    const char *n = luaL_checkstring(L, 2);
-    if (strncmp(n, "SIG", 3) == 0) n += 3;
-    sig = -1;
-    for (int i = 0; sigs[i].name; i++)
-      if (strcmp(n, sigs[i].name) == 0) sig = sigs[i].sig;
-    if (sig < 0)
-      return luaL_error(L, "sys.kill: signal '%s' is not one of HUP|INT|QUIT|KILL|SEGV|TERM|USR1|USR2|"
-                        "STOP|CONT|ABRT", lua_tostring(L, 2));
-  }
+  int sig = lua_isnoneornil(L, 2) ? SIGTERM : check_signal(L, 2, "sys.kill");
   if (fvl_proc_kill(pid, sig)) return fvl_raise(L);
   return 0;
+}
+
+/*** fvl.sys.catch_stop(signals) -> nothing
+   fvl.sys.stop_signal() -> name, number | nil
+   fvl.sys.release_stop() -> nothing
+   Stop requests for a long loop that should end cleanly at its next step (a checkpoint, then
+   exit) when a scheduler preempts it: catch_stop{"TERM", "USR1"} (names as fvl.sys.kill, or
+   numbers) makes those signals set a flag and print one line on stderr instead of ending the
+   process; a second Ctrl-C (INT) acts as it did before the catch (stops at once), a repeated
+   TERM or USR1 changes nothing. A signal the process ignores (nohup) stays ignored. stop_signal() is the first
+   one caught ("SIGTERM", 15), nil when none; release_stop() puts every disposition back and
+   forgets the request. scripts/train_face.lua polls it at each step (docs/training.md).
+   Errors: an unknown name, KILL or STOP (which cannot be caught), signals not a table. */
+static int l_catch_stop(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = luaL_len(L, 1);
+  if (n < 0 || n > 64) return fvl_error(L, "sys.catch_stop: signals has %lld entries, expected 0..64", (long long)n);
+  int list[64];
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 1, i);
+    int sig = check_signal(L, -1, "sys.catch_stop");
+    if (sig == 0 || sig == SIGKILL || sig == SIGSTOP)
+      return fvl_error(L, "sys.catch_stop: signals[%lld] = %s cannot be caught", (long long)i, fvl_signal_name(sig));
+    list[i - 1] = sig;
+    lua_pop(L, 1);
+  }
+  for (lua_Integer i = 0; i < n; i++)
+    if (fvl_stop_catch(list[i])) return fvl_raise(L);
+  return 0;
+}
+static int l_stop_signal(lua_State *L) {
+  int sig = fvl_stop_signal();
+  if (!sig) { lua_pushnil(L); return 1; }
+  lua_pushstring(L, fvl_signal_name(sig));
+  lua_pushinteger(L, sig);
+  return 2;
+}
+static int l_release_stop(lua_State *L) { (void)L; fvl_stop_release(); return 0; }
+/*** fvl.sys.signal_name(number) -> string
+   The conventional name of a signal number: "SIGTERM" for 15, "signal 40" when it has none here. */
+static int l_signal_name(lua_State *L) {
+  lua_pushstring(L, fvl_signal_name(fvl_checkint32(L, "sys.signal_name", "number", luaL_checkinteger(L, 1), 0, 64)));
+  return 1;
 }
 
 /*** fvl.sys.sleep(seconds) -> nothing
@@ -252,7 +295,8 @@ int fvl_open_sys(lua_State *L) {
     {"write_atomic", l_write_atomic}, {"realpath", l_realpath}, {"glob", l_glob},
     {"hostname", l_hostname}, {"alive", l_alive}, {"cpu_count", l_cpu_count}, {"cpus", l_cpus}, {"hash", l_hash},
     {"uniform", l_uniform}, {"aborted", l_aborted}, {"abort_clear", l_abort_clear},
-    {"hold_interrupts", l_hold_interrupts}, {NULL, NULL}};
+    {"hold_interrupts", l_hold_interrupts}, {"catch_stop", l_catch_stop}, {"stop_signal", l_stop_signal},
+    {"release_stop", l_release_stop}, {"signal_name", l_signal_name}, {NULL, NULL}};
   luaL_newlib(L, sys_fns);
   lua_setfield(L, -2, "sys");
   return 0;

@@ -7,13 +7,32 @@
 #include "bind.h"
 #include "eval.h"   /* fvl_eval_first_nonfinite */
 
+/* The position an error names: the caller's line, as luaL_where(L, 1) gives it, except when the
+ * caller is the Lua library (lua/fvl/): then the line of the first caller outside it (the user's
+ * script), or none. A check made for the user names the user's call, never a line of the library. */
+static int in_library(const char *source) { return strncmp(source, "@lua/fvl/", 9) == 0; }
+void fvl_pushwhere(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) && in_library(ar.source)) {
+    for (int level = 2; lua_getstack(L, level, &ar); level++) {
+      if (lua_getinfo(L, "Sl", &ar) && !in_library(ar.source) && ar.currentline > 0) {
+        luaL_where(L, level);
+        return;
+      }
+    }
+    lua_pushliteral(L, "");   /* no script above the library (a REPL line, a C caller) */
+    return;
+  }
+  luaL_where(L, 1);
+}
+
 int fvl_error(lua_State *L, const char *fmt, ...) {
   char buf[1024];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  luaL_where(L, 1);
+  fvl_pushwhere(L);
   lua_pushstring(L, buf);
   lua_concat(L, 2);
   return lua_error(L);

@@ -30,6 +30,11 @@
 --   a progress bar with images/s and ETA; Ctrl-C saves a checkpoint of the last finished step (the
 --             optimiser update runs with Ctrl-C held; a press in the forward or backward rolls the
 --             RNG and the head's state numbers back to the step's start);
+--   preemption: SIGTERM (SLURM, a cancelled job), SIGUSR1 (what mpirun forwards to the ranks without
+--             ending the job) and, under mpirun, SIGINT stop the run at the next step boundary (the
+--             ranks agree on the step) with a checkpoint; the exit status is 128 + the signal's number
+--             (143 SIGTERM, 130 SIGINT, 138 SIGUSR1, as a shell reports a process the signal ended)
+--             and the last line says how to resume;
 --   halt_at = N stops with a checkpoint after step N (to split a run across jobs).
 --   under mpirun (several processes, fvl.dist): the head is sharded over the ranks (sample_rate < 1:
 --             Partial FC), the data dealt to the ranks, the backbone's gradients all-reduced;
@@ -656,6 +661,47 @@ end
 
 -- an error out of the loop: Ctrl-C saves a checkpoint of the last finished step (the RNG, buffers
 -- and head state rolled back to its end) and stops with one line; anything else goes on up
+-- the command line that continues this run: this one with --resume
+local function resume_command()
+  local lo = 0
+  while arg[lo - 1] do lo = lo - 1 end
+  local words, has = {}, false
+  for i = lo, #arg do
+    local a = tostring(arg[i])
+    has = has or (i > 0 and a == "--resume")
+    words[#words + 1] = a:match("^[%w%-_./=,:@+]+$") and a or "'" .. a:gsub("'", "'\\''") .. "'"
+  end
+  if not has then words[#words + 1] = "--resume" end
+  return (WORLD > 1 and string.format("mpirun -np %d ", WORLD) or "") .. table.concat(words, " ")
+end
+
+-- stopped by a signal (after a checkpoint of step R.step): one line on rank 0, then every rank exits with
+-- 128 + the signal's number, as a shell reports a process the signal ended (under mpirun once the MPI
+-- world is finalised, so the status is not an abort of the job)
+local function stop_exit(R, signame, signum)
+  if RANK == 0 then
+    io.stdout:flush()
+    io.stderr:write(string.format("%sstopped by %s at step %d of %d; checkpoint written to %s; resume with: %s\n",
+                                  PREFIX, signame, R.step, R.total, R.ckpath, resume_command()))
+  end
+  if WORLD > 1 then dist.finalize() end
+  io.stdout:flush(); io.stderr:flush()
+  os.exit(128 + signum, true)
+end
+
+-- the stop signal at a step boundary: this rank's, under mpirun the ranks' largest (all-reduced every
+-- step, one number), so every rank stops after the same step; nil, or its name and number
+local function stop_requested(R)
+  local _, n = fvl.sys.stop_signal()
+  if WORLD > 1 then
+    R.stop_buf = R.stop_buf or fvl.tensor({ 0 })
+    R.stop_buf:copy(fvl.tensor({ n or 0 }))
+    dist.allreduce(R.stop_buf, "max")
+    n = math.tointeger(R.stop_buf:item())
+  end
+  if n and n > 0 then return fvl.sys.signal_name(n), n end
+end
+
 local function on_interrupt(R, err)
   if tostring(err):find("interrupted", 1, true) then
     fvl.sys.abort_clear()
@@ -671,7 +717,7 @@ local function on_interrupt(R, err)
     if R.phase ~= "idle" then restore(R, R.before) end
     R.net:train()   -- an interrupted verification leaves the network in evaluation mode
     save(R, "interrupted")
-    die(string.format("interrupted; checkpoint of step %d saved to %s (continue with --resume)", R.step, R.ckpath))
+    stop_exit(R, "SIGINT (Ctrl-C)", 2)
   end
   error(err, 0)
 end
@@ -692,8 +738,14 @@ local function train(R)
   R.head_state = R.head.state_fields or { "t", "iter" }
   R.buffers = R.net:named_buffers()
   R.step_peak, R.max_step_peak = 0, 0
+  -- a scheduler's stop (and, under mpirun, Ctrl-C: mpirun passes it on as SIGTERM, and a rank cannot
+  -- stop in the middle of a collective) ends the run at the next step boundary with a checkpoint; in
+  -- one process Ctrl-C stops at once (on_interrupt)
+  fvl.sys.catch_stop(WORLD > 1 and { "TERM", "INT", "USR1" } or { "TERM", "USR1" })
   local ok, err = pcall(function()
     while R.step < R.total do
+      R.stop_name, R.stop_num = stop_requested(R)
+      if R.stop_name then return end
       local loss, gnorm = train_step(R)
       if after_step(R, loss, gnorm) then
         R.halted = true
@@ -701,8 +753,13 @@ local function train(R)
       end
     end
   end)
+  fvl.sys.release_stop()
   if not ok then on_interrupt(R, err) end
   if R.bar then R.bar:close({ loss = string.format("%.3f", R.last_loss) }) end
+  if R.stop_name then
+    save(R, "stopped by " .. R.stop_name)
+    stop_exit(R, R.stop_name, R.stop_num)
+  end
 end
 
 -- ------------------------------------------------------------------ summary

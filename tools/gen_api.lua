@@ -124,6 +124,7 @@ end
 local INSTALLED_AS = { ["fvl.faces"] = "fvl.data", ["fvl.diagnostics"] = "fvl.eval", ["fvl.cluster"] = "fvl.eval", ["fvl.megaface"] = "fvl.eval", ["fvl.sweep.report"] = "fvl.sweep",
                        ["fvl.conventions"] = "fvl", ["fvl.backbones"] = "fvl.nn" }
 INSTALLED_AS["fvl.align"] = "fvl.data"   -- face alignment and resizing (lua/fvl/align.lua)
+INSTALLED_AS["fvl.ijb"] = "fvl.eval"     -- the IJB-B / IJB-C 1:1 protocol (lua/fvl/ijb.lua)
 -- files with no public functions of their own: the generated reference itself; the sharded and
 -- reference versions of the fvl.F primitives (reached through the heads' options); the model and
 -- pack writers that fvl.nn.save/load and fvl.eval.bin_pack wrap (documented there); the sweep worker

@@ -738,6 +738,10 @@ used on each rank's part of the batch).",
   ["fvl.dist.copy_rows"] = "fvl.dist.copy_rows(t) -> tensor\
 t itself in the forward; the backward reduce-scatters: the gradient summed over the ranks, kept\
 for this rank's block of rows, zero elsewhere (the sharded heads' gathered embeddings).",
+  ["fvl.dist.finalize"] = "fvl.dist.finalize() -> nothing\
+Ends the MPI world on every rank (a barrier, then MPI_Finalize), so that a rank may then exit\
+with a non-zero status (os.exit(143): stopped by a signal) without aborting the job; collectives\
+after it are errors. Without a launcher it does nothing.",
   ["fvl.dist.flat_params"] = "fvl.dist.flat_params(params) -> {tensor, ...}\
 The tensors of params (tensors, modules, or nested lists of them) as one flat list, each tensor\
 once. Errors: anything else in the list.",
@@ -861,6 +865,52 @@ clusters as their distinct labels, scored against those labels (fvl.eval.cluster
 queries, dropped ones included, as pytorch-metric-learning); kmeans = {seed=, n_init=, ...}\
 is passed to fvl.eval.kmeans. Errors: rows and labels that disagree, probes without\
 probe_labels, a leave-one-out gallery of fewer than 2 rows.",
+  ["fvl.eval.ijb"] = "fvl.eval.ijb(source, root [, opts]) -> r\
+the IJB-B / IJB-C 1:1 verification protocol.\
+source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by\
+fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the\
+face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or\
+ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features\
+times the detector score), norm_score (false; true = N1: image features kept unnormalised),\
+split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed\
+first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.\
+Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores\
+(P pair cosines), labels, features (N×D raw image features), templates (T×D), n_images,\
+n_templates, n_pairs, name, line (one line for logs). tostring(r) is r.line.",
+  ["fvl.eval.ijb_features"] = "fvl.eval.ijb_features(model, meta [, opts]) -> N×D\
+the raw image features of the protocol:\
+each loose_crop image decoded (RGB unless bgr), aligned with its 5 landmarks onto the ArcFace\
+template (fvl.data.align_face, size×size), scaled to (pixel − 127.5)/127.5, through model\
+(an fvl.nn module, run in evaluation mode without gradients, or a function images -> B×D);\
+with flip the mirrored crop too, the raw outputs summed. opts: batch (64), flip (true), size\
+(the model's input_size, else 112), bgr (false), progress (false: true draws a bar with\
+images/s and ETA on stderr). Errors: an unreadable image (named with its face number).",
+  ["fvl.eval.ijb_meta"] = "fvl.eval.ijb_meta(root [, opts]) -> meta | nil, message\
+the lists of an IJB-B / IJB-C\
+directory in insightface's layout (meta/ and loose_crop/): meta.names (image file names),\
+templates and medias (int32, one per image), landmarks (N×10: x1, y1, ..., x5, y5 in OpenCV's\
+0-based pixel coordinates), scores (the detector's), pairs = {t1 =, t2 =, label =} (int32),\
+prefix, root. opts: prefix (\"ijbb\" | \"ijbc\"; default: the one meta/ holds). The faces of\
+*_face_tid_mid.txt and *_name_5pts_score.txt must agree line by line. A missing or malformed\
+file is nil, message naming the file and line.",
+  ["fvl.eval.ijb_scores"] = "fvl.eval.ijb_scores(template_features, template_ids, meta) -> scores\
+the cosine of each pair\
+of meta.pairs (P float32 values, in the pairs file's order), from fvl.eval.ijb_templates'\
+output. Errors: a pair naming a template that has no face.",
+  ["fvl.eval.ijb_tar"] = "fvl.eval.ijb_tar(scores, labels [, fars]) -> r\
+TAR at each FAR of fars (default 1e-6 ... 1e-1)\
+as insightface's ijb_11 reads it: the point of the ROC (scikit-learn's roc_curve with its\
+corners only) whose FAR is nearest the target, the higher TAR on a tie. r.tar_at_far[f],\
+r.far_at[f] (the FAR of the point used), r.roc = {far =, tar =, threshold =}, r.auc\
+(trapezoid), n_genuine, n_impostor. labels: 1 genuine, 0 impostor.",
+  ["fvl.eval.ijb_templates"] = "fvl.eval.ijb_templates(features, templates, medias, opts)\
+fvl.eval.ijb_templates(features, templates, medias [, opts]) -> template features, template ids:\
+insightface's pooling. features: N×D image features (raw, flip-summed); templates, medias:\
+N ids each (int32 tensors or lists). Each image feature is L2-normalised unless norm_score\
+(false; insightface's N1) and multiplied by its detector score with scores = N values\
+(insightface's D1); a template is the sum over its media of the mean of that media's\
+features, then L2-normalised. Returns T×D (templates in increasing id order) and the T ids\
+(a Lua list). Errors: counts that differ.",
   ["fvl.eval.kmeans"] = "fvl.eval.kmeans(x, k [, opts]) -> assign, centres, inertia, iterations\
 k-means of the rows\
 of x (N×D float32, finite) into k clusters (1 <= k <= N). assign: int32 tensor of N\
@@ -1434,7 +1484,8 @@ width, height.",
 a line chart. spec: series = {{x=, y=, label=, color=\
 (1-based palette), dash = \"solid\"|\"dashed\"|\"dotted\", points = bool, line = bool, width =}},\
 title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend\
-(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data\
+(\"auto\", \"none\", \"top right\", ...), notes = {{x=, y=, text=}}, xnames = {\"adam\", \"sgd\", ...} (a\
+categorical x axis: the ticks at x = 1, 2, ... carry these names), file (.png/.svg/.pdf; its data\
 written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,\
 a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.",
   ["fvl.plot.roc"] = "fvl.plot.roc(runs, opts)\
@@ -1590,6 +1641,17 @@ forgets it.",
   ["fvl.sys.aborted"] = { same = "fvl.sys.abort_clear" },
   ["fvl.sys.alive"] = "fvl.sys.alive(pid) -> boolean\
 Whether a process with that pid exists and is not a zombie.",
+  ["fvl.sys.catch_stop"] = "fvl.sys.catch_stop(signals) -> nothing\
+fvl.sys.stop_signal() -> name, number | nil\
+fvl.sys.release_stop() -> nothing\
+Stop requests for a long loop that should end cleanly at its next step (a checkpoint, then\
+exit) when a scheduler preempts it: catch_stop{\"TERM\", \"USR1\"} (names as fvl.sys.kill, or\
+numbers) makes those signals set a flag and print one line on stderr instead of ending the\
+process; a second Ctrl-C (INT) acts as it did before the catch (stops at once), a repeated\
+TERM or USR1 changes nothing. A signal the process ignores (nohup) stays ignored. stop_signal() is the first\
+one caught (\"SIGTERM\", 15), nil when none; release_stop() puts every disposition back and\
+forgets the request. scripts/train_face.lua polls it at each step (docs/training.md).\
+Errors: an unknown name, KILL or STOP (which cannot be caught), signals not a table.",
   ["fvl.sys.cpu_count"] = "fvl.sys.cpu_count() -> integer\
 The machine's online CPUs (see fvl.sys.cpus for those this process may use).",
   ["fvl.sys.cpus"] = "fvl.sys.cpus() -> n, why\
@@ -1625,6 +1687,9 @@ false while the child runs; once it ended, true with its exit code (nil when kil
 signal's name (nil when it exited). Errors: pid outside 1..2^31-1, not a child of this process.",
   ["fvl.sys.realpath"] = "fvl.sys.realpath(path) -> absolute path | nil, message\
 The canonical absolute path (links resolved) of an existing file.",
+  ["fvl.sys.release_stop"] = { same = "fvl.sys.catch_stop" },
+  ["fvl.sys.signal_name"] = "fvl.sys.signal_name(number) -> string\
+The conventional name of a signal number: \"SIGTERM\" for 15, \"signal 40\" when it has none here.",
   ["fvl.sys.sleep"] = "fvl.sys.sleep(seconds) -> nothing\
 Sleeps; a pending Ctrl-C ends it early with an error naming sleep.",
   ["fvl.sys.spawn"] = "fvl.sys.spawn(exe, argv [, env [, logpath]]) -> pid\
@@ -1632,6 +1697,7 @@ Starts a process: exe the program (nil: argv[1] looked up on PATH), argv {name, 
 table of KEY = VALUE added to this process's environment (or nil), logpath a file receiving its\
 stdout and stderr (or nil: inherited). Returns at once; fvl.sys.poll waits. (The sweep driver's\
 workers.) Errors: an empty argv; a program that cannot be started.",
+  ["fvl.sys.stop_signal"] = { same = "fvl.sys.catch_stop" },
   ["fvl.sys.time"] = { same = "fvl.sys.exe" },
   ["fvl.sys.uniform"] = { same = "fvl.sys.hash" },
   ["fvl.sys.write_atomic"] = "fvl.sys.write_atomic(path, data) -> true | nil, message\

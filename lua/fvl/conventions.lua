@@ -28,7 +28,7 @@ local function check_dim(fn, t, dim)
   local n = t:dim()
   if dim == nil then return n end
   if math.type(dim) ~= "integer" or dim < 1 or dim > n then
-    error(string.format("%s: dim = %s (expected 1..%d for a %d-D tensor)", fn, tostring(dim), n, n), 3)
+    fvl._raise(string.format("%s: dim = %s (expected 1..%d for a %d-D tensor)", fn, tostring(dim), n, n))
   end
   return dim
 end
@@ -50,23 +50,24 @@ function Tensor.log_softmax(t, dim)
   return z - z:exp():sum(dim, true):log()
 end
 
--- t:var([dim [, unbiased [, keepdim]]]) -> tensor: the variance along dim, or over every element
--- without dim (a 0-dimensional tensor); unbiased (default true) divides by n − 1, else n; keepdim
--- (false) keeps dim with size 1. Tracked.
-function Tensor.var(t, dim, unbiased, keepdim)
+local function var(fn, t, dim, unbiased, keepdim)
   if unbiased == nil then unbiased = true end
   if dim == nil then
     local n = t:numel()
     local d = t - t:mean()
     return (d * d):sum() / (unbiased and math.max(n - 1, 1) or n)
   end
-  dim = check_dim("var", t, dim)
+  dim = check_dim(fn, t, dim)
   local n = t:size(dim)
   local d = t - t:mean(dim, true)
   return (d * d):sum(dim, keepdim and true or false) / (unbiased and math.max(n - 1, 1) or n)
 end
+-- t:var([dim [, unbiased [, keepdim]]]) -> tensor: the variance along dim, or over every element
+-- without dim (a 0-dimensional tensor); unbiased (default true) divides by n − 1, else n; keepdim
+-- (false) keeps dim with size 1. Tracked.
+function Tensor.var(t, dim, unbiased, keepdim) return var("var", t, dim, unbiased, keepdim) end
 -- t:std([dim [, unbiased [, keepdim]]]) -> tensor: sqrt of t:var with the same arguments.
-function Tensor.std(t, dim, unbiased, keepdim) return Tensor.var(t, dim, unbiased, keepdim):sqrt() end
+function Tensor.std(t, dim, unbiased, keepdim) return var("std", t, dim, unbiased, keepdim):sqrt() end
 
 -- t:permute(d1, d2, ...) (or t:permute{d1, d2, ...}) -> tensor: a view with the dimensions in
 -- that order (a sequence of transposes; tracked). Errors: not a permutation of 1..t:dim().
@@ -74,16 +75,14 @@ function Tensor.permute(t, ...)
   local p = { ... }
   if #p == 1 and type(p[1]) == "table" then p = p[1] end
   local n = t:dim()
-  local seen = {}
+  local seen, shown = {}, {}
+  for i = 1, #p do shown[i] = tostring(p[i]) end
+  local function bad() fvl._raise(string.format("permute: expected a permutation of 1..%d, got {%s}", n, table.concat(shown, ", "))) end
   for _, d in ipairs(p) do
-    if math.type(d) ~= "integer" or d < 1 or d > n or seen[d] then
-      error(string.format("permute: expected a permutation of 1..%d, got {%s}", n, table.concat(p, ", ")), 2)
-    end
+    if math.type(d) ~= "integer" or d < 1 or d > n or seen[d] then bad() end
     seen[d] = true
   end
-  if #p ~= n then
-    error(string.format("permute: expected a permutation of 1..%d, got {%s}", n, table.concat(p, ", ")), 2)
-  end
+  if #p ~= n then bad() end
   local cur = {}
   for i = 1, n do cur[i] = i end
   for i = 1, n do
@@ -128,15 +127,15 @@ end
 -- dim (default 1: {t1, t2} of shape {3} gives {2, 3}); tracked. Errors: an empty list; dim outside
 -- 1..t:dim()+1; shapes that differ.
 function fvl.stack(list, dim)
-  if type(list) ~= "table" or #list == 0 then error("stack: expected a non-empty list of tensors", 2) end
+  if type(list) ~= "table" or #list == 0 then fvl._raise("stack: expected a non-empty list of tensors") end
   dim = dim or 1
   local u = {}
   for i, t in ipairs(list) do
     if not (type(t) == "userdata" and (getmetatable(t) or {}).__name == "fvl.Tensor") then
-      error(string.format("stack: list[%d] is a %s, expected a tensor", i, type(t)), 2)
+      fvl._raise(string.format("stack: list[%d] is a %s, expected a tensor", i, type(t)))
     end
     if math.type(dim) ~= "integer" or dim < 1 or dim > t:dim() + 1 then
-      error(string.format("stack: dim = %s (expected 1..%d)", tostring(dim), t:dim() + 1), 2)
+      fvl._raise(string.format("stack: dim = %s (expected 1..%d)", tostring(dim), t:dim() + 1))
     end
     u[i] = t:unsqueeze(dim)
   end
@@ -148,7 +147,7 @@ end
 function fvl.eye(n, m)
   m = m or n
   if math.type(n) ~= "integer" or n < 1 or math.type(m) ~= "integer" or m < 1 then
-    error(string.format("eye: sizes must be positive integers, got %s, %s", tostring(n), tostring(m)), 2)
+    fvl._raise(string.format("eye: sizes must be positive integers, got %s, %s", tostring(n), tostring(m)))
   end
   return fvl.where(fvl.arange(1, n):view(n, 1):eq(fvl.arange(1, m):view(1, m)), 1, 0)
 end
@@ -157,8 +156,8 @@ local c_norm   -- the engine's L2 norm (dim, keepdim), set below from the C meth
 
 local function check_bool(fn, name, argn, v)
   if v ~= nil and type(v) ~= "boolean" then
-    error(string.format("%s: %s (argument %d) expected a boolean, got %s", fn, name, argn,
-                        math.type(v) and tostring(v) or type(v)), 3)
+    fvl._raise(string.format("%s: %s (argument %d) expected a boolean, got %s", fn, name, argn,
+                        math.type(v) and tostring(v) or type(v)))
   end
   return v == true
 end
@@ -167,8 +166,8 @@ local function check_dim_arg(fn, t, dim, argn)
   local n = t:dim()
   if dim == nil then return nil end
   if math.type(dim) ~= "integer" or dim < 1 or dim > math.max(n, 1) then
-    error(string.format("%s: dim (argument %d) expected an integer in 1..%d for a %d-D tensor, got %s",
-                        fn, argn, math.max(n, 1), n, tostring(dim)), 3)
+    fvl._raise(string.format("%s: dim (argument %d) expected an integer in 1..%d for a %d-D tensor, got %s",
+                        fn, argn, math.max(n, 1), n, tostring(dim)))
   end
   return dim
 end
@@ -182,8 +181,8 @@ function Tensor:norm(p, dim, keepdim)
   local t = self
   if p == nil then p = 2 end
   if type(p) ~= "number" or not (p > 0) then
-    error(string.format("norm: p (argument 1) expected a positive number or math.huge, got %s",
-                        type(p) == "number" and tostring(p) or type(p)), 2)
+    fvl._raise(string.format("norm: p (argument 1) expected a positive number or math.huge, got %s",
+                        type(p) == "number" and tostring(p) or type(p)))
   end
   dim = check_dim_arg("norm", t, dim, 2)
   keepdim = check_bool("norm", "keepdim", 3, keepdim)
@@ -227,8 +226,8 @@ function Tensor:topk(k, dim, largest)
   largest = check_bool("topk", "largest", 3, largest)
   local n = t:dim() == 0 and 1 or t:size(dim)
   if math.type(k) ~= "integer" or k < 0 or k > n then
-    error(string.format("topk: k (argument 1) expected an integer in 0..%d (the size of dim %d), got %s",
-                        n, dim, tostring(k)), 2)
+    fvl._raise(string.format("topk: k (argument 1) expected an integer in 0..%d (the size of dim %d), got %s",
+                        n, dim, tostring(k)))
   end
   local idx = t:argsort(dim, largest)
   if t:dim() == 0 then return t:clone(), idx end
@@ -239,7 +238,7 @@ end
 local function typed(dtype, name)
   return function(a, ...)
     if type(a) == "table" then return fvl.tensor(a, dtype) end
-    if a == nil then error(name .. ": expected sizes or a table of values", 2) end
+    if a == nil then fvl._raise(name .. ": expected sizes or a table of values") end
     local z = fvl.zeros(a, ...)
     return dtype == "int32" and z:int() or z
   end
@@ -259,10 +258,10 @@ if mt and not rawget(mt, "__fvl_indexing") then
   local mtype = math.type
 
   local function check(t, i, what)
-    if t:dim() == 0 then error(string.format("tensor[%d]%s: a 0-dimensional tensor has no index", i, what), 3) end
+    if t:dim() == 0 then fvl._raise(string.format("tensor[%d]%s: a 0-dimensional tensor has no index", i, what)) end
     local n = t:size(1)
     if i < 1 or i > n then
-      error(string.format("tensor[%d]%s: index out of range 1..%d (first dimension)", i, what, n), 3)
+      fvl._raise(string.format("tensor[%d]%s: index out of range 1..%d (first dimension)", i, what, n))
     end
   end
 
@@ -281,7 +280,7 @@ if mt and not rawget(mt, "__fvl_indexing") then
       check(t, k, " = v")
       if t:dim() == 1 then
         if type(v) ~= "number" then
-          error(string.format("tensor[%d] = v: a 1-D tensor's element takes a number, got %s", k, type(v)), 2)
+          fvl._raise(string.format("tensor[%d] = v: a 1-D tensor's element takes a number, got %s", k, type(v)))
         end
         t:set(k, v)
       elseif type(v) == "number" then

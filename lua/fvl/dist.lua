@@ -14,6 +14,7 @@ local fail = util.fail
 
 local M = {}
 M.rank, M.size, M.active, M.barrier = C.rank, C.size, C.active, C.barrier
+M.finalize = C.finalize
 M.allreduce, M.broadcast, M.allgather, M.reduce_scatter = C.allreduce, C.broadcast, C.allgather, C.reduce_scatter
 -- tracked helpers for sharded computations: sum(t) = Σ_ranks t (gradient passed to every
 -- rank's part unchanged); copy(t) = t (gradient summed over the ranks: a replicated parameter)

@@ -377,4 +377,7 @@ for name, f in pairs(require "fvl.megaface") do eval[name] = f end
 --- model, an unreadable pack, fewer pairs than folds.
 function eval.bin_pack(model, pack, opts) return require("fvl.verify_pack").bin_pack(model, pack, opts) end
 
+-- the IJB-B / IJB-C 1:1 protocol: fvl.eval.ijb, ijb_meta, ijb_features, ijb_templates, ijb_scores, ijb_tar
+require("fvl.ijb").install(eval)
+
 return eval

@@ -492,7 +492,9 @@ local function bn_class(name, ndims)
     local self = Module.new(BN)
     self.num_features = C
     self.eps = util.number(name, "eps", opts.eps, 1e-5)
-    if self.eps <= 0 then fail(name .. ": eps must be > 0") end
+    if not (self.eps > 0 and self.eps < math.huge) then
+      fail(string.format("%s: eps = %g, expected a positive finite number", name, self.eps))
+    end
     self.momentum = util.number(name, "momentum", opts.momentum, 0.1, 0, 1)
     if util.boolean(name, "affine", opts.affine, true) then
       self:register_parameter("weight", fvl.ones(C))

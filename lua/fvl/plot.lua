@@ -320,7 +320,7 @@ function lines_args(fn, spec)
   local args = { series = series, title = spec.title, xlabel = spec.xlabel, ylabel = spec.ylabel,
                  xlog = spec.xlog, ylog = spec.ylog, xmin = spec.xmin, xmax = spec.xmax,
                  ymin = spec.ymin, ymax = spec.ymax, xstep = spec.xstep, ystep = spec.ystep,
-                 equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes,
+                 equal = spec.equal, diagonal = spec.diagonal, legend = legend, notes = spec.notes, xnames = spec.xnames,
                  width = w, height = h, file = check_file(fn, spec.file) }
   return args
 end
@@ -328,7 +328,8 @@ end
 -- fvl.plot.lines(spec) -> file | panel: a line chart. spec: series = {{x=, y=, label=, color=
 -- (1-based palette), dash = "solid"|"dashed"|"dotted", points = bool, line = bool, width =}},
 -- title, xlabel, ylabel, xlog, ylog, xmin, xmax, ymin, ymax, xstep, ystep, equal, diagonal, legend
--- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, file (.png/.svg/.pdf; its data
+-- ("auto", "none", "top right", ...), notes = {{x=, y=, text=}}, xnames = {"adam", "sgd", ...} (a
+-- categorical x axis: the ticks at x = 1, 2, ... carry these names), file (.png/.svg/.pdf; its data
 -- written beside as .csv), width (800), height (600). A NaN in x or y breaks a line. Without file,
 -- a panel (for fvl.plot.sheet or panel:save). Errors: unknown keys; x and y of different lengths.
 function plot.lines(spec)
@@ -574,7 +575,50 @@ PRESETS.adaface = function(o)
            pos = function(th) return cos(math.max(eps, math.min(pi - eps, th - m * z))) - (m + m * z) end,
            neg = cos }
 end
-plot.boundary_presets = PRESETS
+
+-- The values the presets and sweeps read, checked once where a user's table comes in (a loss item of
+-- plot.boundaries, an animation's item, a direct call of fvl.plot.boundary_presets.NAME(o)):
+-- "plot.boundaries: losses[2].m must be a number, got string".
+local PRESET_TYPES = { label = "string", kind = "string", fallback = "string", easy_margin = "boolean",
+                       adaptive = "boolean", base = "string|number" }
+for _, k in ipairs { "m", "m0", "m1", "m2", "m3", "t", "alpha", "lambda", "lambda_min", "l_a", "u_a", "l_m",
+                     "u_m", "norm", "z", "h", "iter", "gamma", "power" } do PRESET_TYPES[k] = "number" end
+local function check_preset(fn, where, o)
+  if type(o) ~= "table" then fail(string.format("%s: %s must be a table of options, got %s", fn, where, util.typename(o))) end
+  for k, kinds in pairs(PRESET_TYPES) do
+    local v = o[k]
+    if v ~= nil and not kinds:find(type(v), 1, true) then
+      fail(string.format("%s: %s.%s must be a %s, got %s", fn, where, k, kinds:gsub("|", " or "), util.typename(v)))
+    end
+  end
+end
+
+-- fvl.plot.boundary_presets / boundary_sweeps: the tables above, whose functions check their
+-- arguments when called from outside (a preset or sweep set there is one of the tables')
+local function checked_table(src, name, check)
+  local made = setmetatable({}, { __mode = "k" })
+  local function get(k)
+    local f = src[k]
+    if type(f) ~= "function" then return f end
+    if not made[f] then
+      local fn = name .. "." .. tostring(k)
+      made[f] = function(o, a) check(fn, o, a) return f(o, a) end
+    end
+    return made[f]
+  end
+  return setmetatable({}, {
+    __index = function(_, k) return get(k) end,
+    __newindex = function(_, k, v) src[k] = v end,
+    __pairs = function()
+      local k
+      return function()
+        k = next(src, k)
+        if k ~= nil then return k, get(k) end
+      end
+    end,
+  })
+end
+plot.boundary_presets = checked_table(PRESETS, "fvl.plot.boundary_presets", function(fn, o) check_preset(fn, "o", o) end)
 
 -- how each preset's boundary grows, as a function of a in [0, 1] (a = 1: the given values):
 -- margins scale from 0; SphereFace follows its λ annealing (base → lambda_min, log-spaced);
@@ -601,7 +645,10 @@ local SWEEPS = {
 }
 SWEEPS.am_softmax, SWEEPS.arcface, SWEEPS.subcenter_arcface, SWEEPS.discface = SWEEPS.cosface, SWEEPS.m, SWEEPS.m, SWEEPS.m
 SWEEPS.elasticface = function(o, a) o.m = r3(a * (o.m or (o.kind == "cos" and 0.35 or 0.5))) end
-plot.boundary_sweeps = SWEEPS
+plot.boundary_sweeps = checked_table(SWEEPS, "fvl.plot.boundary_sweeps", function(fn, o, a)
+  check_preset(fn, "o", o)
+  util.number(fn, "a", a, nil, 0, 1)
+end)
 
 -- the seed heads with their default margins (Center loss trains a softmax boundary)
 plot.default_boundaries = {
@@ -643,6 +690,7 @@ local function boundary_spec(fn, i, item)
     end
   end
   local make = PRESETS[name]
+  if make then check_preset(fn, string.format("losses[%d]", i), o) end
   if not make then
     local names = {}
     for k in pairs(PRESETS) do names[#names + 1] = k end
@@ -686,6 +734,7 @@ local function sweep_spec(fn, item, a)
     if o.fallback == "easy" then o.fallback, o.easy_margin = "mm", true end
     o[1] = name
   end
+  check_preset(fn, "item", o)
   sweep(o, a)
   return boundary_spec(fn, 1, o)
 end

@@ -7,8 +7,9 @@
 --
 -- Options: total (nil = unknown: no percentage or ETA), title, unit ("samples"), out (a file,
 -- default io.stderr), tty (default: whether `out` is stderr/stdout on a terminal), every (plain
--- mode: a line each time this fraction of total is passed, default 0.1), interval (plain mode:
--- also a line when this many seconds passed since the last one, default 10), width (bar
+-- mode: a line each time this fraction of total is passed, default 0.1; the line for the total
+-- itself is close()'s), interval (plain mode: also a line when this many seconds passed since the
+-- last one, default 10), width (bar
 -- characters, 30), clock (a function returning seconds; for tests).
 local fvl = require "fvl.core"
 local util = require "fvl.util"
@@ -165,7 +166,10 @@ function Progress:update(n, values)
       mark = true
       while self.n / self.total >= self.next_mark - 1e-12 do self.next_mark = self.next_mark + self.every end
     end
-    if mark or (self.interval > 0 and now - self.last_print >= self.interval) then
+    -- the total reached: close() prints the line for it (with the mean rate and the time taken), so
+    -- a plain log does not end with two lines of the same count
+    local complete = self.total and self.total > 0 and self.n >= self.total
+    if not complete and (mark or (self.interval > 0 and now - self.last_print >= self.interval)) then
       self.last_print = now
       self.out:write(self:line(now), "\n")
       self.out:flush()

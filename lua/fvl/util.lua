@@ -158,7 +158,7 @@ end
 
 -- Methods check their `self` (a Torch7/PyTorch user writes net.size() for net:size()): every
 -- method of a registered class (a function whose first parameter is named self, and the
--- __call/__tostring metamethods) is replaced by a wrapper that raises
+-- __call/__tostring/__len metamethods) is replaced by a wrapper that raises
 --   "Linear:forward: self must be a Linear, got fvl.Tensor (call it with ':', as obj:forward(...))"
 -- before the method runs, when self is neither an instance of the class (or of a subclass) nor the
 -- class itself. The wrapping is done after each module of the library loads (fvl/init.lua) and
@@ -230,7 +230,7 @@ function util._seal_classes()
   for cls in pairs(classes) do
     for k, f in pairs(cls) do
       if type(f) == "function" and type(k) == "string" and not wrappers[f]
-         and (k:sub(1, 2) ~= "__" or k == "__call" or k == "__tostring")
+         and (k:sub(1, 2) ~= "__" or k == "__call" or k == "__tostring" or k == "__len")
          and debug.getlocal(f, 1) == "self" then
         rawset(cls, k, method_wrapper(cls, k, f))
       end

@@ -2,7 +2,8 @@
 # scripts/train_face.lua end to end on a tiny synthetic config: training with periodic
 # verification, checkpoints, model and summary; a run halted at step 3 and resumed ends bit for
 # bit where the uninterrupted run ends (every checkpoint tensor compared); Ctrl-C saves a
-# checkpoint and says how to continue, and --resume from it ends where a straight run ends; the
+# checkpoint and says how to continue (status 130), and --resume from it ends where a straight run
+# ends; so does SIGTERM (preemption: status 143, at the next step boundary); the
 # update holds Ctrl-C; the memory of a step is reported; FVL_TRAIN_SET and --set override; several
 # margin schedules; config errors are one line.
 set -u
@@ -12,6 +13,7 @@ trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib/train_face.sh"   # same_tensors, wait_step (its TINY is replaced below)
 TINY=(--set data.identities=10 --set data.per_identity=4 --set data.test_identities=4 --set data.test_per_identity=3
       --set data.pairs=20 --set data.size=32 --set batch_size=8 --set warmup_steps=2 --set verbose=3
       --set save_every=2 --set threads=2 --set embedding_size=16)
@@ -42,26 +44,33 @@ done
 # for bit where a straight run of the same length ends
 STRAIGHT=("${TINY[@]}" --set verbose=0 --set save_every=0 --set log_every=1 --steps 16)
 "$FVL" scripts/train_face.lua --out "$T/s" "${STRAIGHT[@]}" > "$T/s.log" 2>&1 || bad "straight 16-step run failed: $(tail -3 "$T/s.log")"
-"$FVL" scripts/train_face.lua --out "$T/c" "${STRAIGHT[@]}" > "$T/c.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 600); do
-  grep -q '"kind":"train"' "$T/c/metrics.jsonl" 2>/dev/null && break
-  sleep 0.2
-done
-kill -INT $pid
-wait $pid
-rc=$?
-[ $rc = 1 ] && ok || bad "Ctrl-C exit status $rc (the run ended before the signal?) $(tail -2 "$T/c.log")"
-grep -q "interrupted; checkpoint of step [0-9]* saved to" "$T/c.log" && ok || bad "Ctrl-C message: $(tail -2 "$T/c.log")"
+# signal_run SIG DIR: the straight config in DIR, SIG sent once step 1 is logged; sets rc
+signal_run() {
+  "$FVL" scripts/train_face.lua --out "$T/$2" "${STRAIGHT[@]}" > "$T/$2.log" 2>&1 &
+  local pid=$!
+  wait_step "$T/$2/metrics.jsonl" 1 || bad "$2: no step logged: $(tail -3 "$T/$2.log")"
+  kill -"$1" $pid
+  wait $pid
+  rc=$?
+}
+signal_run INT c
+[ $rc = 130 ] && ok || bad "Ctrl-C exit status $rc, expected 130 (the run ended before the signal?) $(tail -2 "$T/c.log")"
+grep -q "stopped by SIGINT (Ctrl-C) at step [0-9]* of 16; checkpoint written to $T/c/checkpoint; resume with: .* --resume$" "$T/c.log" \
+  && ok || bad "Ctrl-C message: $(tail -2 "$T/c.log")"
 [ -e "$T/c/checkpoint/checkpoint.json" ] && ok || bad "no checkpoint after Ctrl-C"
 "$FVL" scripts/train_face.lua --out "$T/c" "${STRAIGHT[@]}" --resume > "$T/c2.log" 2>&1 || bad "resume after Ctrl-C failed: $(tail -3 "$T/c2.log")"
 grep -q "resumed from .* at step [1-9]" "$T/c2.log" && ok || bad "no resume line after Ctrl-C: $(head -3 "$T/c2.log")"
-diffs=0 n=0
-for f in "$T"/s/checkpoint/g*/*.npy; do
-  n=$((n + 1))
-  cmp -s "$f" "$(ls "$T"/c/checkpoint/g*/"$(basename "$f")")" || diffs=$((diffs + 1))
-done
-[ $n -gt 100 ] && [ $diffs = 0 ] && ok || bad "$diffs of $n tensors differ after Ctrl-C + resume"
+same_tensors "$T/s/checkpoint" "$T/c/checkpoint" && ok || bad "after Ctrl-C + resume"
+
+# SIGTERM (a scheduler's preemption): the run stops at the next step boundary with a checkpoint,
+# exit status 143 and the command that resumes it; that command ends where the straight run ends
+signal_run TERM p
+[ $rc = 143 ] && ok || bad "SIGTERM exit status $rc, expected 143 (the run ended before the signal?) $(tail -2 "$T/p.log")"
+grep -q "stopped by SIGTERM at step [1-9][0-9]* of 16; checkpoint written to $T/p/checkpoint" "$T/p.log" && ok || bad "SIGTERM message: $(tail -2 "$T/p.log")"
+resume=$(sed -n 's/.*; resume with: //p' "$T/p.log")
+eval "$resume" > "$T/p2.log" 2>&1 || bad "the printed resume command failed: $resume: $(tail -3 "$T/p2.log")"
+grep -q "resumed from .* at step [1-9]" "$T/p2.log" && ok || bad "no resume line after SIGTERM: $(head -3 "$T/p2.log")"
+same_tensors "$T/s/checkpoint" "$T/p/checkpoint" && ok || bad "after SIGTERM + resume"
 
 # the optimiser update runs with Ctrl-C held: a press inside fvl.sys.hold_interrupts lets the
 # function finish and is raised after it; outside, it stops the Lua code at once

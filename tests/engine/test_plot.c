@@ -229,6 +229,38 @@ START_TEST(chart_errors) {
 }
 END_TEST
 
+/* a categorical x axis: the ticks at 1..n carry the names, nothing else; numbers otherwise */
+START_TEST(chart_categories) {
+  double x[4] = {1, 2.04, 2.96, 3}, y[4] = {0.5, 0.7, 0.6, 0.9};
+  fvl_plot_series s = {"done", x, y, 4, -1, FVL_PLOT_POINTS, 0, 0};
+  const char *names[3] = {"adam", "sgd", "sgd+nesterov"};
+  fvl_plot_chart c;
+  fvl_plot_chart_init(&c);
+  c.series = &s; c.nseries = 1;
+  c.xmin = 0.5; c.xmax = 3.5;
+  char out[256];
+  ck_assert_int_eq(fvl_plot_chart_xticks(&c, 800, 600, out, sizeof out), 7);
+  ck_assert_str_eq(out, "0.5|1.0|1.5|2.0|2.5|3.0|3.5");   /* numbers without names */
+  c.xnames = names; c.nxnames = 3;
+  ck_assert_int_eq(fvl_plot_chart_xticks(&c, 800, 600, out, sizeof out), 3);
+  ck_assert_str_eq(out, "adam|sgd|sgd+nesterov");
+  ck_assert_int_eq(fvl_plot_chart_save(path("cat.png"), 800, 600, &c), 0);
+  expect_png(path("cat.png"), 800, 600);
+  c.xmin = 0; c.xmax = 5;   /* ticks beyond the categories stay unlabelled */
+  ck_assert_int_eq(fvl_plot_chart_xticks(&c, 800, 600, out, sizeof out), 6);
+  ck_assert_str_eq(out, "|adam|sgd|sgd+nesterov||");
+  ck_assert_int_eq(fvl_plot_chart_xticks(&c, 800, 600, out, 8), 6);   /* truncated, terminated */
+  ck_assert_str_eq(out, "|adam|s");
+  c.xlog = 1; c.xmin = 0.5;
+  ck_assert_int_eq(fvl_plot_chart_xticks(&c, 800, 600, out, sizeof out), -1);
+  HAS(fvl_errmsg(), "a categorical x axis (xnames) cannot be logarithmic");
+  c.xlog = 0; c.xnames = NULL;
+  ck_assert_int_eq(fvl_plot_chart_save(path("cat2.png"), 800, 600, &c), -1);
+  HAS(fvl_errmsg(), "xnames: expected a list of 3 names");
+  no_tmp_left();
+}
+END_TEST
+
 /* ------------------------------------------------------------------ features */
 static void make_features(int n, int dim, int C, float *e, int32_t *l, float *W) {
   uint64_t h = 1;
@@ -442,6 +474,7 @@ int main(void) {
   tcase_add_test(tc, contour_shapes);
   tcase_add_test(tc, chart_files);
   tcase_add_test(tc, chart_errors);
+  tcase_add_test(tc, chart_categories);
   tcase_add_test(tc, features_files);
   tcase_add_test(tc, sheet_files);
   tcase_add_test(tc, gif_animation);

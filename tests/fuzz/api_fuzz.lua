@@ -931,6 +931,7 @@ while calls < max_calls and now() - t0 < seconds do
       name = "Tensor:" .. mname
       f = function(o, ...)
         local m = fvl.Tensor[mname] or (type(o) == "userdata" and o[mname])
+        if type(m) ~= "function" then return end   -- (a pool value that is no tensor: nothing to call)
         return m(o, ...)
       end
       self = obj

@@ -125,3 +125,58 @@ describe("tables from Lua", function()
     expect_msg(function() return fvl.IntTensor(t) end, "tensor: a table at depth 1 has length -3")
   end)
 end)
+
+describe("BatchNorm's momentum and eps are checked once, at the binding", function()
+  local x = fvl.randn(4, 3)
+  it("every BatchNorm binding names itself, the value and the argument", function()
+    expect_msg(function() return fvl.F.batch_norm(x, nil, nil, nil, nil, true, 2) end,
+               "batch_norm: momentum = 2 is outside 0..1 (argument 7)")
+    expect_msg(function() return fvl.F.batch_norm(x, nil, nil, nil, nil, true, 0.1, -1) end,
+               "batch_norm: eps = -1 (argument 8), expected a positive finite number")
+    expect_msg(function() return fvl.F.batch_norm(x, nil, nil, nil, nil, true, 0 / 0) end,
+               "batch_norm: momentum = ")
+    expect_msg(function() return fvl.F.bn_prelu(x, nil, nil, nil, nil, fvl.ones(1), true, 0.1, math.huge) end,
+               "bn_prelu: eps = inf (argument 9), expected a positive finite number")
+  end)
+  it("the layers check their options at construction; a field changed later meets the binding's check", function()
+    expect_msg(function() return fvl.nn.BatchNorm1d(3, { eps = 0 }) end,
+               "BatchNorm1d: eps = 0, expected a positive finite number")
+    expect_msg(function() return fvl.nn.BatchNorm1d(3, { momentum = 1.5 }) end, "BatchNorm1d: momentum = 1.5 is outside 0..1")
+    local bn = fvl.nn.BatchNorm1d(3)
+    bn.eps = -1
+    expect_msg(function() return bn(x) end, "batch_norm: eps = -1 (argument 8), expected a positive finite number")
+  end)
+end)
+
+describe("a check made inside the Lua library names the user's line, never the library's", function()
+  local here = debug.getinfo(1, "S").short_src
+  it("binding errors raised under library code", function()
+    local err = expect_error(function() local v = fvl.FloatTensor(-1) return v end, "zeros: size 1 must be a non-negative integer, got -1")
+    expect_eq(err:sub(1, #here + 1), here .. ":", "position")
+    expect_true(not err:find("lua/fvl/", 1, true), "no library position in " .. err)
+  end)
+  it("the library's own checks (fvl._raise)", function()
+    local err = expect_error(function() local v = fvl.randn(2, 3):std(3) return v end, "std: dim = 3 (expected 1..2 for a 2-D tensor)")
+    expect_eq(err:sub(1, #here + 1), here .. ":", "position")
+    expect_error(function() return fvl.randn(2, 3):permute({ 1, {} }) end, "permute: expected a permutation of 1..2, got {1, table")
+  end)
+end)
+
+describe("the boundary presets and sweeps check the options they read", function()
+  it("through fvl.plot.boundaries and called directly", function()
+    expect_msg(function() return fvl.plot.boundaries({ { "arcface", m = "0.5" } }, { file = os.tmpname() .. ".png" }) end,
+               "plot.boundaries: losses[1].m must be a number, got string")
+    expect_msg(function() return fvl.plot.boundary_sweeps.arcface(nil, 1) end,
+               "fvl.plot.boundary_sweeps.arcface: o must be a table of options, got nil")
+    expect_msg(function() return fvl.plot.boundary_sweeps.arcface({ m = 0.5 }) end,
+               "fvl.plot.boundary_sweeps.arcface: a must be a number, got nil")
+    expect_msg(function() return fvl.plot.boundary_presets.cosface({ m = fvl.zeros(1) }) end,
+               "fvl.plot.boundary_presets.cosface: o.m must be a number, got fvl.Tensor")
+    local o = { "arcface", m = 0.5 }
+    fvl.plot.boundary_sweeps.arcface(o, 0.5)
+    expect_eq(o.m, 0.25)
+    local names = 0
+    for k, f in pairs(fvl.plot.boundary_presets) do names = names + (type(f) == "function" and 1 or 0) end
+    expect_true(names >= 10, "pairs lists the presets")
+  end)
+end)

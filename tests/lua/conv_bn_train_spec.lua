@@ -180,9 +180,9 @@ describe("F.conv2d_bn_act_train errors", function()
                  "prelu weight is 3, expected 6 values (one per output channel) or 1")
     expect_error(function() F.conv2d_bn_act_train(x, w, nil, 1, 1, 1, fvl.randn(6, 2):select(2, 1), rv) end,
                  "conv2d_bn_act_train: running_mean must be contiguous")
-    expect_error(function() F.conv2d_bn_act_train(x, w, nil, 1, 1, 1, rm, rv, nil, nil, 0) end, "eps must be > 0")
+    expect_error(function() F.conv2d_bn_act_train(x, w, nil, 1, 1, 1, rm, rv, nil, nil, 0) end, "conv2d_bn_act_train: eps = 0 (argument 11), expected a positive finite number")
     expect_error(function() F.conv2d_bn_act_train(x, w, nil, 1, 1, 1, rm, rv, nil, nil, 1e-5, nil, 2) end,
-                 "momentum must be in [0, 1], got 2")
+                 "conv2d_bn_act_train: momentum = 2 is outside 0..1 (argument 13)")
     expect_error(function() F.conv2d_bn_act_train(fvl.randn(1, 4, 3, 3), w, nil, 1, 0, 1) end,
                  "training needs more than one value per channel, got output 1x6x1x1")
     expect_error(function() F.conv2d_bn_act_train(fvl.randn(1, 3, 5, 5), w, nil, 1, 1, 1) end,

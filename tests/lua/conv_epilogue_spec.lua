@@ -126,7 +126,7 @@ describe("F.conv2d_bn_act errors", function()
     expect_error(function() F.conv2d_bn_act(x, w, nil, 1, 1, 1, nil, nil, fvl.ones(6)) end, "without running statistics")
     expect_error(function() F.conv2d_bn_act(x, w, nil, 1, 1, 1, nil, nil, nil, nil, 1e-5, fvl.ones(3)) end,
                  "prelu weight is 3, expected 6 values (one per output channel) or 1")
-    expect_error(function() F.conv2d_bn_act(x, w, nil, 1, 1, 1, rm, rv, nil, nil, 0) end, "eps must be > 0")
+    expect_error(function() F.conv2d_bn_act(x, w, nil, 1, 1, 1, rm, rv, nil, nil, 0) end, "conv2d_bn_act: eps = 0 (argument 11), expected a positive finite number")
     expect_error(function() F.conv2d_bn_act(fvl.randn(1, 3, 5, 5), w, nil, 1, 1, 1) end,
                  "conv2d: input is 1x3x5x5 but the weight 6x4x3x3 expects 4 input channel(s), got 3")
     expect_error(function() F.conv2d_bn_act(x, w, nil, 0) end, "conv2d_bn_act: stride = 0")

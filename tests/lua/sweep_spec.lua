@@ -277,6 +277,25 @@ describe("fvl.sweep", function()
       expect_eq(fh:read(4), "\x89PNG", f)
       fh:close()
     end
+    -- a categorical axis (kind) is drawn at x = 1, 2, ... with its ticks named by the values
+    local lines_fn, specs = fvl.plot.lines, {}
+    fvl.plot.lines = function(spec) specs[#specs + 1] = spec; return lines_fn(spec) end
+    local ok, err = pcall(fvl.sweep.plot, store, { best = 3, sheet = false })
+    fvl.plot.lines = lines_fn
+    expect_true(ok, tostring(err))
+    local kind = specs[1]
+    expect_eq(kind.xlabel, "kind")
+    expect_true(type(kind.xnames) == "table" and #kind.xnames >= 1, "xnames of the kind plot")
+    expect_eq(kind.xmax, #kind.xnames + 0.5)
+    for i, name in ipairs(kind.xnames) do
+      expect_eq(kind.series[i].label, name, "series " .. i .. " sits at x = " .. i)
+      for _, x in ipairs(kind.series[i].x) do expect_true(math.abs(x - i) < 0.5, "x near " .. i) end
+    end
+    expect_eq(specs[2].xnames, nil, "the curves keep numeric ticks")
+    expect_error(function() fvl.plot.lines { series = {}, xnames = { "a", 2 }, file = path("bad.png") } end,
+                 "plot.lines: xnames[2] must be a string, got number")
+    expect_error(function() fvl.plot.lines { series = {}, xnames = { "a" }, xlog = true, file = path("bad.png") } end,
+                 "a categorical x axis (xnames) cannot be logarithmic")
     expect_error(function() fvl.sweep.load(path("nothing.sqlite")) end, "fvl.sweep.load: no store at")
     -- every reader's message starts with its own name, never a position inside the library
     for _, name in ipairs({ "load", "leaderboard", "csv", "plot", "spread" }) do

@@ -49,6 +49,8 @@ end
 -- Head.__call runs the same check again on a field whose value changed (`h.s = -3` between steps is
 -- "arcface: s = -3 is outside 0..inf" at the next call; a tensor for a number is a per-row value,
 -- whose shape the spec reader checks). A field the forward moves (AdaCos's s) is checked each step.
+-- A constructor may note a rule of its own in util._recording: kind "function" (what = the
+-- expected text, optional = nil allowed) or "scale" (a function, a B tensor or a number in a..b).
 function M.recorded(ctor, ...)
   local prev, rec = util._recording, {}
   util._recording = rec
@@ -65,11 +67,22 @@ function M.recorded(ctor, ...)
 end
 
 function M.recheck(self, c, v)
-  if not (c.kind == "number" and util.is_tensor(v)) then
+  local after = string.format(" (head.%s was set after construction)", c.key)
+  if c.kind == "function" or (c.kind == "scale" and type(v) ~= "number" and not util.is_tensor(v)) then
+    -- a field that holds a function (fvl.loss.margin's target, negative; its s: or a number, a B tensor)
+    if type(v) ~= "function" and not (c.optional and v == nil) then
+      fail(string.format("%s: %s must be %s, got %s%s", self.name, c.key, c.what, type(v), after))
+    end
+  elseif c.kind == "scale" then
+    if not util.is_tensor(v) then
+      local ok, err = pcall(util.number, self.name, c.key, v, nil, c.a, c.b)
+      if not ok then fail(err .. after) end
+    end
+  elseif not (c.kind == "number" and util.is_tensor(v)) then
     local ok, err
     if c.kind == "enum" then ok, err = pcall(util.enum, self.name, c.key, v, c.a)
     else ok, err = pcall(util[c.kind], self.name, c.key, v, nil, c.a, c.b) end
-    if not ok then fail(string.format("%s (head.%s was set after construction)", err, c.key)) end
+    if not ok then fail(err .. after) end
   end
   c.last = v
 end

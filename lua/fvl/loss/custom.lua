@@ -174,6 +174,16 @@ function M.margin(o)
   self.target, self.negative, self.state, self.label = o.target, o.negative, o.state or {}, o.label
   if type(o.s) == "function" then self.s = o.s else self.s = num(name, "s", o.s, 64, 0) end
   if o.clamp ~= nil then self.clamp = num(name, "clamp", o.clamp, nil, 0, 0.5) end
+  -- the same rules for a field set between steps (h.s = function(ctx) ... end after a number, or
+  -- the reverse; h.target = ...), checked at the next call (fvl.loss.base.recheck)
+  local rec = util._recording
+  if rec then
+    rec.s = { kind = "scale", key = "s", last = self.s, a = 0, what = "a number, a B tensor or a function(ctx)" }
+    rec.target = { kind = "function", key = "target", last = self.target,
+                   what = "a function(c, ctx) returning the B target values" }
+    rec.negative = { kind = "function", key = "negative", last = self.negative, optional = true,
+                     what = "a function(c, ctx) or nil" }
+  end
   return self
 end
 return M

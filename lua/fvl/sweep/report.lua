@@ -393,7 +393,8 @@ end
 
 -- the plot of the metric against hyperparameter k: numeric values as two point series (done and
 -- pruned trials apart: a pruned trial's value comes from an earlier step), other values as one
--- series per value at x = 1, 2, ... (spread a little so equal values stay visible); nil when
+-- series per value at x = 1, 2, ... (spread a little so equal values stay visible; the ticks carry
+-- the values' names); nil when
 -- no trial has both. value(t): the trial's plotted metric or nil.
 local function param_spec(trials, k, value, title, ylabel, file)
   local numeric = true
@@ -434,7 +435,7 @@ local function param_spec(trials, k, value, title, ylabel, file)
       end
       series[#series + 1] = { x = xs, y = ys, label = c, points = true, line = false }
     end
-    spec.xmin, spec.xmax, spec.xstep = 0.5, #order + 0.5, 1
+    spec.xmin, spec.xmax, spec.xnames = 0.5, #order + 0.5, order   -- the ticks named by the values
   end
   if #series == 0 then return nil end
   spec.series = series

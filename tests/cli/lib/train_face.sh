@@ -12,3 +12,12 @@ same_tensors() {   # DIR_A DIR_B: every .npy of A's checkpoint generations equal
   done
   [ "$n" -gt 100 ] && [ "$d" = 0 ] || { echo "$d of $n tensors differ"; return 1; }
 }
+wait_step() {   # METRICS N: until METRICS holds a train record of step N or later (at most 120 s)
+  local i
+  for i in $(seq 1 1200); do
+    awk -v n="$2" '/"kind":"train"/ && match($0, /"step":[0-9]+/) { if (substr($0, RSTART + 7, RLENGTH - 7) + 0 >= n) f = 1 }
+                   END { exit !f }' "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
