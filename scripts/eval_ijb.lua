@@ -46,7 +46,7 @@ if a.model then
 else
   opts.split_flip = a.split_flip
 end
-print(string.format("%s: %d images, %d pairs; %s, D%d N%d", a.dir, meta.n, meta.pairs.t1:numel(),
+print(string.format("%s: %d images, %d pairs; %s, D%d N%d", a.dir, meta.n, meta.pairs.a:numel(),
                     a.model and ("model " .. a.model .. (a.no_flip and ", no flip" or ", flip test")) or ("features " .. a.features),
                     a.detector_score and 1 or 0, a.norm_score and 1 or 0))
 local ok, r = pcall(fvl.eval.ijb, source, meta, opts)
