@@ -23,6 +23,7 @@ LUA
   --json "$tmp/r.json" --save-features "$tmp/f.npy" >"$tmp/out" 2>"$tmp/err" || { fail "eval_ijb.lua --model"; cat "$tmp/err"; }
 cat "$tmp/out"
 grep -q "^IJBC " "$tmp/out" || fail "a TAR row named IJBC"
+grep -q "flip test, D1 N1$" "$tmp/out" || fail "insightface's default mode D1 N1"
 grep -q "4 templates, 2 genuine and 4 impostor pairs" "$tmp/out" || fail "counts line"
 [ -s "$tmp/roc.png" ] || fail "ROC picture"
 grep -q '"tar_at_far"' "$tmp/r.json" || fail "json"
@@ -30,6 +31,9 @@ grep -q '"tar_at_far"' "$tmp/r.json" || fail "json"
 
 "$FVL" scripts/eval_ijb.lua "$tmp/IJBC" --features "$tmp/f.npy" >"$tmp/out2" 2>"$tmp/err2" || { fail "eval_ijb.lua --features"; cat "$tmp/err2"; }
 [ "$(grep '^IJBC ' "$tmp/out")" = "$(grep '^IJBC ' "$tmp/out2")" ] || { fail "features give the model's table"; cat "$tmp/out2"; }
+"$FVL" scripts/eval_ijb.lua "$tmp/IJBC" --features "$tmp/f.npy" --no-detector-score --no-norm-score >"$tmp/out3" 2>&1 \
+  || { fail "--no-detector-score --no-norm-score"; cat "$tmp/out3"; }
+grep -q "D0 N0$" "$tmp/out3" || { fail "mode D0 N0"; cat "$tmp/out3"; }
 
 "$FVL" scripts/eval_ijb.lua "$tmp/IJBC" >/dev/null 2>"$tmp/e1" && fail "no source accepted"
 grep -q "^eval_ijb.lua: give one of --model MODEL or --features FEATS.npy$" "$tmp/e1" || { fail "no source message"; cat "$tmp/e1"; }

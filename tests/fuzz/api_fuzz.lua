@@ -424,7 +424,15 @@ local function reader_step()
     write(tmp .. "/l.npy", R() < 0.5 and mutate(seeds.npyi) or seeds.npyi)
     pass("data.npy", pcall(fvl.data.npy, { features = tmp .. "/f.npy", labels = tmp .. "/l.npy", base = pick { "auto", 0, 1, 2 } }))
   else
-    pass("decode_image", pcall(fvl.data.decode_image, R() < 0.7 and mutate(s) or s, R() < 0.5 and { gray = R() < 0.5, bgr = R() < 0.5 } or gen(1)))
+    local ok, img = pcall(fvl.data.decode_image, R() < 0.7 and mutate(s) or s, R() < 0.5 and { gray = R() < 0.5, bgr = R() < 0.5 } or gen(1))
+    pass("decode_image", ok)
+    if ok and R() < 0.5 then   -- alignment and resizing of the decoded image, hostile landmarks and sizes
+      local lm = {}
+      for k = 1, 10 do lm[k] = R() < 0.9 and R() * 8 - 2 or pick { 0 / 0, math.huge, -1e300 } end
+      pass("align_face", pcall(fvl.data.align_face, img, R() < 0.9 and lm or gen(1),
+                               { size = pick { 8, 16, 16, 0, 70000, 2.5 }, origin = pick { 0, 1, 1, 2 } }))
+      pass("resize_image", pcall(fvl.data.resize_image, img, pick { 3, { 1, 9 }, { 0, 2 }, 65536, -1 }))
+    end
   end
   return "data." .. kind
 end
