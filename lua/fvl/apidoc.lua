@@ -609,6 +609,15 @@ A data set from .npy files: fvl.data.npy{features=\"f.npy\", labels=\"l.npy\", b
 -> {x=, labels=, classes=}. features: N×... of any NumPy dtype (read as float32); labels: N\
 integers, 0-based (base=0, shifted to 1-based) or 1-based (base=1); \"auto\" (default) decides\
 from the smallest label. Errors name the file and what is wrong.",
+  ["fvl.data.read_landmarks"] = "fvl.data.read_landmarks(path [, opts]) -> r | nil, message\
+a five-point landmark file as face\
+detectors and insightface's tools write it, one face a line: \"image x1 y1 x2 y2 ... x5 y5\
+[score]\" (left eye, right eye, nose tip, left and right mouth corner; coordinates as written:\
+OpenCV's are 0-based, pass origin = 0 to align_face). Blank lines are skipped. Returns\
+r.names (image paths as written), r.landmarks (N×10 float32), r.scores (N, or nil without the\
+column), r.lines (each face's line number). opts: score (nil: optional but the same on every\
+line; true: required; false: refused). A malformed line or value is nil, message naming the\
+file and line.",
   ["fvl.data.rec"] = "fvl.data.rec(path [, opts]) -> reader | nil, message\
 an MXNet RecordIO file (insightface's\
 train.rec). opts.idx: the index file (default path with .idx when it exists; false: none, the\

@@ -11,8 +11,8 @@
 -- label 1 for a genuine pair) and loose_crop/<image>, with p = ijbb or ijbc.
 -- Image feature = model(aligned) + model(mirrored aligned), raw outputs summed (flip test);
 -- kept unnormalised (norm_score, insightface's N1) and times the detector score (detector_score,
--- D1): insightface's defaults, both on; false gives the plain variants. Template = Σ over its media of the mean of that media's image features,
--- L2-normalised; pair score = cosine of the two templates. TAR at each FAR is read at the ROC
+-- D1): insightface's defaults, both on; false gives the plain variants. Template = Σ over its
+-- media of the mean of that media's image features, L2-normalised; pair score = cosine of the two templates. TAR at each FAR is read at the ROC
 -- point (scikit-learn's corners) whose FAR is nearest the target, the higher TAR on a tie.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
@@ -21,35 +21,8 @@ local M = {}
 local fail = util.fail
 M.fars = { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1 }
 
--- a growing int32/float32 column, turned into tensors every `chunk` values (a 15-million-line
--- pairs file never sits in one Lua table)
-local function column(dtype)
-  local c = { parts = {}, buf = {}, n = 0, dtype = dtype }
-  function c.push(v)
-    local b = c.buf
-    b[#b + 1] = v
-    c.n = c.n + 1
-    if #b == 1048576 then c.parts[#c.parts + 1] = fvl.tensor(b, dtype); c.buf = {} end
-  end
-  function c.tensor()
-    if #c.buf > 0 then c.parts[#c.parts + 1] = fvl.tensor(c.buf, dtype); c.buf = {} end
-    if #c.parts == 0 then return fvl.zeros({ 0 }, dtype) end
-    return #c.parts == 1 and c.parts[1] or fvl.cat(c.parts)
-  end
-  return c
-end
-
--- calls fn(fields, line_number) for every non-blank line of path
-local function each_line(path, fn)
-  local f, err = io.open(path, "rb")
-  if not f then fail("ijb: cannot open " .. path .. " (" .. tostring(err) .. ")") end
-  local n = 0
-  for line in f:lines() do
-    n = n + 1
-    if line:find("%S") then fn(line, n) end
-  end
-  f:close()
-end
+local align = require "fvl.align"
+local column, each_line = align._column, align._each_line   -- chunked tensors, non-blank lines
 
 local function int_field(path, n, what, s)
   local v = math.tointeger(tonumber(s))
@@ -72,32 +45,21 @@ local function read_tid_mid(path)
   return names, tids, mids
 end
 
--- meta/<p>_name_5pts_score.txt, checked row by row against names -> N×10 landmarks, N scores
+-- meta/<p>_name_5pts_score.txt (fvl.data.read_landmarks, score required), checked row by row
+-- against names -> N×10 landmarks, N scores
 local function read_5pts(path, names)
-  local lm, sc, row = column("float32"), column("float32"), 0
-  each_line(path, function(line, n)
-    local f = {}
-    for w in line:gmatch("%S+") do f[#f + 1] = w end
-    if #f ~= 12 then
-      fail(string.format("ijb: %s line %d has %d fields, expected 12: 'image x1 y1 ... x5 y5 score'", path, n, #f))
-    end
-    row = row + 1
-    if f[1] ~= names[row] then
-      fail(string.format("ijb: %s line %d names '%s' but face %d of the face_tid_mid file is '%s' (the two "
-                         .. "files list the faces in one order)", path, n, f[1], row, tostring(names[row])))
-    end
-    for k = 2, 12 do
-      local v = tonumber(f[k])
-      if not v or v ~= v or v == math.huge or v == -math.huge then
-        fail(string.format("ijb: %s line %d: field %d = '%s' is not a finite number", path, n, k, f[k]))
+  local r, err = align.read_landmarks(path, { score = true })
+  if not r then fail("ijb: " .. err) end
+  for row = 1, math.max(#r.names, #names) do
+    if r.names[row] ~= names[row] then
+      if not r.names[row] or not names[row] then
+        fail(string.format("ijb: %s lists %d faces, the face_tid_mid file %d", path, #r.names, #names))
       end
-      if k < 12 then lm.push(v) else sc.push(v) end
+      fail(string.format("ijb: %s line %d names '%s' but face %d of the face_tid_mid file is '%s' (the two "
+                         .. "files list the faces in one order)", path, r.lines[row], r.names[row], row, names[row]))
     end
-  end)
-  if row ~= #names then
-    fail(string.format("ijb: %s lists %d faces, the face_tid_mid file %d", path, row, #names))
   end
-  return lm.tensor():reshape(row, 10), sc.tensor()
+  return r.landmarks, r.scores
 end
 
 -- meta/<p>_template_pair_label.txt -> the pairs' template rows a, b (1-based rows of the sorted
