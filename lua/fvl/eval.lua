@@ -58,6 +58,7 @@ end
 
 -- class ids must be integers >= 1 (checked here so the message names the argument)
 local function check_labels(fn, key, v, upto)
+  if upto ~= nil and type(upto) ~= "number" then fail(string.format("%s: the class count must be a number, got %s", fn, type(upto))) end
   local list
   if util.is_tensor(v) then
     if v:dim() ~= 1 then fail(string.format("%s: %s must be 1-D, got %s", fn, key, util.shape_str(v))) end

@@ -195,6 +195,7 @@ end
 -- module:apply(fn) -> module: calls fn(m, name) for this module (name "") and every descendant,
 -- depth first, with its path ("2.1.conv1"): e.g. to re-initialise every Linear.
 function Module:apply(fn, name)
+  if type(fn) ~= "function" then fail(string.format("%s:apply: fn must be a function, got %s", self:describe(), util.typename(fn))) end
   fn(self, name or "")
   for _, c in ipairs(self:children()) do
     c[2]:apply(fn, (name and name ~= "" and (name .. ".") or "") .. c[1])

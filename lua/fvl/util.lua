@@ -29,9 +29,9 @@ function util.check_opts(fn, opts, allowed)
   end
   local set, list = {}, {}
   if #allowed > 0 then
-    for _, k in ipairs(allowed) do set[k] = true; list[#list + 1] = k end
+    for _, k in ipairs(allowed) do set[k] = true; list[#list + 1] = tostring(k) end
   else
-    for k in pairs(allowed) do set[k] = true; list[#list + 1] = k end
+    for k in pairs(allowed) do set[k] = true; list[#list + 1] = tostring(k) end
     table.sort(list)
   end
   for k in pairs(opts) do

@@ -320,6 +320,7 @@ describe("public functions check their arguments before the library uses them", 
     expect_msg(function() return fvl.eval.bin_pack(function() end, { decode = 1 }) end,
                "bin_pack: pack must be a .bin path or a fvl.data.bin_pack result, got table")
     expect_msg(function() return fvl.data.unpack_record({}) end, "unpack_record: expected the record bytes (string), got table")
+    expect_msg(function() return fvl.nn.Linear(2, 2):apply(5) end, "Linear(2, 2):apply: fn must be a function, got number")
     expect_msg(function() return fvl.randn(3):sum():cumsum() end, "cumsum: the tensor is 0-dimensional (expected at least 1 dim)")
   end)
   it("a tensor argument the library passes on to C names the user's line", function()
