@@ -1,7 +1,7 @@
 -- scripts/eval_ijb.lua — IJB-B / IJB-C 1:1 verification (insightface's ijb_11 protocol) of a saved model.
 --
 --   fvl scripts/eval_ijb.lua IJB_DIR (--model MODEL.npz | --features FEATS.npy) [--prefix ijbc]
---                            [--batch 64] [--no-flip] [--bgr] [--detector-score] [--norm-score]
+--                            [--batch 64] [--no-flip] [--bgr] [--no-detector-score] [--no-norm-score]
 --                            [--split-flip] [--roc roc.png] [--json out.json] [--save-features f.npy]
 --
 -- IJB_DIR is insightface's layout: meta/<p>_face_tid_mid.txt, meta/<p>_name_5pts_score.txt,
@@ -11,7 +11,8 @@
 -- --features takes the raw image features from a .npy instead (N×D, rows in the face list's
 -- order; --split-flip: insightface's saved [embedding | mirror's embedding] halves). Prints TAR at
 -- FAR = 1e-6 ... 1e-1 (the ROC point nearest each FAR, as insightface) and the AUC; --roc draws
--- the ROC (fvl.plot.roc). --detector-score / --norm-score are insightface's D1 / N1 switches.
+-- the ROC (fvl.plot.roc). As insightface's evaluation, image features are weighted by the detector
+-- score (D1) and pooled unnormalised (N1); --no-detector-score / --no-norm-score turn them off.
 -- A bad argument or file: one line on stderr, exit status 1.
 fvl = fvl or require "fvl"   -- also from a stock lua5.4 (LUA_CPATH reaching fvl.so)
 local cli = require "fvl.cli"
@@ -24,8 +25,8 @@ parser:option("--prefix", "file prefix of meta/ (default: the one present)"):cho
 parser:option("--batch", "images per forward pass", "64"):convert(cli.integer("batch", 1))
 parser:flag("--no-flip", "embed the aligned crops only (no flip test)")
 parser:flag("--bgr", "feed the channels in B, G, R order")
-parser:flag("--detector-score", "D1: weight image features by the detector's score")
-parser:flag("--norm-score", "N1: keep image features unnormalised before pooling")
+parser:flag("--no-detector-score", "D0: do not weight image features by the detector's score")
+parser:flag("--no-norm-score", "N0: normalise each image feature before pooling")
 parser:flag("--split-flip", "--features holds [embedding | mirror's embedding] halves (insightface's img_feats)")
 parser:option("--roc", "draw the ROC to this image (.png/.svg/.pdf)")
 parser:option("--json", "also write the results to this JSON file")
@@ -37,7 +38,8 @@ if a.split_flip and not a.features then die("--split-flip is for --features") en
 
 local meta, err = fvl.eval.ijb_meta(a.dir, { prefix = a.prefix })
 if not meta then die(err) end
-local source, opts = a.features, { detector_score = a.detector_score, norm_score = a.norm_score }
+local d1, n1 = not a.no_detector_score, not a.no_norm_score
+local source, opts = a.features, { detector_score = d1, norm_score = n1 }
 if a.model then
   local net, m = fvl.nn.load(a.model)
   if not net then die(m) end
@@ -46,9 +48,9 @@ if a.model then
 else
   opts.split_flip = a.split_flip
 end
-print(string.format("%s: %d images, %d pairs; %s, D%d N%d", a.dir, meta.n, meta.pairs.t1:numel(),
+print(string.format("%s: %d images, %d pairs; %s, D%d N%d", a.dir, meta.n, meta.pairs.a:numel(),
                     a.model and ("model " .. a.model .. (a.no_flip and ", no flip" or ", flip test")) or ("features " .. a.features),
-                    a.detector_score and 1 or 0, a.norm_score and 1 or 0))
+                    d1 and 1 or 0, n1 and 1 or 0))
 local ok, r = pcall(fvl.eval.ijb, source, meta, opts)
 if not ok then die(r) end
 local head, row = {}, {}
@@ -74,7 +76,7 @@ if a.json then
   for f, v in pairs(r.tar_at_far) do tars[fvl.eval.fmt_far(f)] = v end
   local okw, werr = fvl.sys.write_atomic(a.json, fvl.json.encode({
     dir = a.dir, prefix = meta.prefix, model = a.model, features = a.features, flip = a.model and not a.no_flip or nil,
-    detector_score = a.detector_score, norm_score = a.norm_score, tar_at_far = tars, auc = r.auc,
+    detector_score = d1, norm_score = n1, tar_at_far = tars, auc = r.auc,
     images = r.n_images, templates = r.n_templates, genuine = r.n_genuine, impostor = r.n_impostor }) .. "\n")
   if not okw then die(werr) end
 end

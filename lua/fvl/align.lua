@@ -98,15 +98,11 @@ local function matrix6(fn, v)
   return t
 end
 
--- the matrix between 0-based coordinates from one between origin-based ones, and back:
+-- the matrix between 0-based coordinates from one between origin-based ones:
 -- x0 = x1 − 1, so t0 = t1 + A·(1, 1) − 1
 local function to0(m, origin)
   if origin == 0 then return m end
   return { m[1], m[2], m[3] + m[1] + m[2] - 1, m[4], m[5], m[6] + m[4] + m[5] - 1 }
-end
-local function from0(m, origin)
-  if origin == 0 then return m end
-  return { m[1], m[2], m[3] - m[1] - m[2] + 1, m[4], m[5], m[6] - m[4] - m[5] + 1 }
 end
 local function as_tensor(m) return fvl.tensor({ { m[1], m[2], m[3] }, { m[4], m[5], m[6] } }) end
 
@@ -202,10 +198,79 @@ function M.align_face(img, landmarks, opts)
   return out, as_tensor(m)
 end
 
-M._to0, M._from0 = to0, from0
+-- a growing int32/float32 column, turned into tensors every 2^20 values (a 15-million-line
+-- file never sits in one Lua table); c.push(v), c.tensor()
+function M._column(dtype)
+  local c = { parts = {}, buf = {}, n = 0 }
+  function c.push(v)
+    local b = c.buf
+    b[#b + 1] = v
+    c.n = c.n + 1
+    if #b == 1048576 then c.parts[#c.parts + 1] = fvl.tensor(b, dtype); c.buf = {} end
+  end
+  function c.tensor()
+    if #c.buf > 0 then c.parts[#c.parts + 1] = fvl.tensor(c.buf, dtype); c.buf = {} end
+    if #c.parts == 0 then return fvl.zeros({ 0 }, dtype) end
+    return #c.parts == 1 and c.parts[1] or fvl.cat(c.parts)
+  end
+  return c
+end
+
+-- calls fn(line, line_number) for every non-blank line of path; a file that cannot be opened is
+-- an error "what: cannot open path (reason)"
+function M._each_line(path, fn, what)
+  local f, err = io.open(path, "rb")
+  if not f then fail((what or "ijb") .. ": cannot open " .. path .. " (" .. tostring(err) .. ")") end
+  local n = 0
+  for line in f:lines() do
+    n = n + 1
+    if line:find("%S") then fn(line, n) end
+  end
+  f:close()
+end
+
+--- fvl.data.read_landmarks(path [, opts]) -> r | nil, message: a five-point landmark file as face
+--- detectors and insightface's tools write it, one face a line: "image x1 y1 x2 y2 ... x5 y5
+--- [score]" (left eye, right eye, nose tip, left and right mouth corner; coordinates as written:
+--- OpenCV's are 0-based, pass origin = 0 to align_face). Blank lines are skipped. Returns
+--- r.names (image paths as written), r.landmarks (N×10 float32), r.scores (N, or nil without the
+--- column), r.lines (each face's line number). opts: score (nil: optional but the same on every
+--- line; true: required; false: refused). A malformed line or value is nil, message naming the
+--- file and line.
+function M.read_landmarks(path, opts)
+  local fn = "read_landmarks"
+  if type(path) ~= "string" then fail(fn .. ": path must be a file name, got " .. type(path)) end
+  opts = util.check_opts(fn, opts, { "score" })
+  if opts.score ~= nil then util.boolean(fn, "score", opts.score) end
+  local want = opts.score == true and 12 or opts.score == false and 11 or nil
+  local names, lines, lm, sc = {}, {}, M._column("float32"), M._column("float32")
+  local ok, err = pcall(M._each_line, path, function(line, n)
+    local f = {}
+    for w in line:gmatch("%S+") do f[#f + 1] = w end
+    if #f ~= (want or 12) and #f ~= (want or 11) then
+      fail(string.format("%s: %s line %d has %d fields, expected %s: 'image x1 y1 ... x5 y5%s'", fn, path, n, #f,
+                         want or "11 or 12", want == 12 and " score" or want == 11 and "" or " [score]"))
+    end
+    want = #f
+    names[#names + 1], lines[#lines + 1] = f[1], n
+    for k = 2, #f do
+      local v = tonumber(f[k])
+      if not v or v ~= v or v == math.huge or v == -math.huge then
+        fail(string.format("%s: %s line %d: field %d = '%s' is not a finite number", fn, path, n, k, f[k]))
+      end
+      if k < 12 then lm.push(v) else sc.push(v) end
+    end
+  end, fn)
+  if not ok then return nil, err end
+  local N = #names
+  return { names = names, lines = lines, landmarks = lm.tensor():reshape(N, 10),
+           scores = want == 12 and sc.tensor() or nil }
+end
+
 
 function M.install(data)
-  for _, k in ipairs({ "face_template", "similarity_transform", "warp_image", "resize_image", "align_face" }) do
+  for _, k in ipairs({ "face_template", "similarity_transform", "warp_image", "resize_image", "align_face",
+                       "read_landmarks" }) do
     data[k] = M[k]
   end
   return data

@@ -609,6 +609,15 @@ A data set from .npy files: fvl.data.npy{features=\"f.npy\", labels=\"l.npy\", b
 -> {x=, labels=, classes=}. features: N×... of any NumPy dtype (read as float32); labels: N\
 integers, 0-based (base=0, shifted to 1-based) or 1-based (base=1); \"auto\" (default) decides\
 from the smallest label. Errors name the file and what is wrong.",
+  ["fvl.data.read_landmarks"] = "fvl.data.read_landmarks(path [, opts]) -> r | nil, message\
+a five-point landmark file as face\
+detectors and insightface's tools write it, one face a line: \"image x1 y1 x2 y2 ... x5 y5\
+[score]\" (left eye, right eye, nose tip, left and right mouth corner; coordinates as written:\
+OpenCV's are 0-based, pass origin = 0 to align_face). Blank lines are skipped. Returns\
+r.names (image paths as written), r.landmarks (N×10 float32), r.scores (N, or nil without the\
+column), r.lines (each face's line number). opts: score (nil: optional but the same on every\
+line; true: required; false: refused). A malformed line or value is nil, message naming the\
+file and line.",
   ["fvl.data.rec"] = "fvl.data.rec(path [, opts]) -> reader | nil, message\
 an MXNet RecordIO file (insightface's\
 train.rec). opts.idx: the index file (default path with .idx when it exists; false: none, the\
@@ -870,8 +879,9 @@ the IJB-B / IJB-C 1:1 verification protocol.\
 source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by\
 fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the\
 face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or\
-ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features\
-times the detector score), norm_score (false; true = N1: image features kept unnormalised),\
+ijb_meta's result. opts: prefix, detector_score (true, insightface's default D1: image\
+features times the detector score; false: D0), norm_score (true, insightface's default N1:\
+image features kept unnormalised before pooling; false: N0, each normalised first),\
 split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed\
 first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.\
 Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores\
@@ -889,14 +899,15 @@ images/s and ETA on stderr). Errors: an unreadable image (named with its face nu
 the lists of an IJB-B / IJB-C\
 directory in insightface's layout (meta/ and loose_crop/): meta.names (image file names),\
 templates and medias (int32, one per image), landmarks (N×10: x1, y1, ..., x5, y5 in OpenCV's\
-0-based pixel coordinates), scores (the detector's), pairs = {t1 =, t2 =, label =} (int32),\
-prefix, root. opts: prefix (\"ijbb\" | \"ijbc\"; default: the one meta/ holds). The faces of\
+0-based pixel coordinates), scores (the detector's), template_ids (the distinct template ids,\
+increasing), pairs = {a =, b =, label =} (int32: each pair's two templates as 1-based\
+positions in template_ids, and 1 genuine / 0 impostor), prefix, root. opts: prefix (\"ijbb\" | \"ijbc\"; default: the one meta/ holds). The faces of\
 *_face_tid_mid.txt and *_name_5pts_score.txt must agree line by line. A missing or malformed\
 file is nil, message naming the file and line.",
   ["fvl.eval.ijb_scores"] = "fvl.eval.ijb_scores(template_features, template_ids, meta) -> scores\
 the cosine of each pair\
 of meta.pairs (P float32 values, in the pairs file's order), from fvl.eval.ijb_templates'\
-output. Errors: a pair naming a template that has no face.",
+output for meta's faces. Errors: templates other than meta's.",
   ["fvl.eval.ijb_tar"] = "fvl.eval.ijb_tar(scores, labels [, fars]) -> r\
 TAR at each FAR of fars (default 1e-6 ... 1e-1)\
 as insightface's ijb_11 reads it: the point of the ROC (scikit-learn's roc_curve with its\

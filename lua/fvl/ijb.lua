@@ -10,9 +10,9 @@
 -- pixel coordinates and the detector's score), meta/<p>_template_pair_label.txt ("t1 t2 label",
 -- label 1 for a genuine pair) and loose_crop/<image>, with p = ijbb or ijbc.
 -- Image feature = model(aligned) + model(mirrored aligned), raw outputs summed (flip test);
--- L2-normalised unless norm_score (insightface's N1), times the detector score with
--- detector_score (D1). Template = Σ over its media of the mean of that media's image features,
--- L2-normalised; pair score = cosine of the two templates. TAR at each FAR is read at the ROC
+-- kept unnormalised (norm_score, insightface's N1) and times the detector score (detector_score,
+-- D1): insightface's defaults, both on; false gives the plain variants. Template = Σ over its
+-- media of the mean of that media's image features, L2-normalised; pair score = cosine of the two templates. TAR at each FAR is read at the ROC
 -- point (scikit-learn's corners) whose FAR is nearest the target, the higher TAR on a tie.
 local fvl = require "fvl.core"
 local util = require "fvl.util"
@@ -21,35 +21,8 @@ local M = {}
 local fail = util.fail
 M.fars = { 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1 }
 
--- a growing int32/float32 column, turned into tensors every `chunk` values (a 15-million-line
--- pairs file never sits in one Lua table)
-local function column(dtype)
-  local c = { parts = {}, buf = {}, n = 0, dtype = dtype }
-  function c.push(v)
-    local b = c.buf
-    b[#b + 1] = v
-    c.n = c.n + 1
-    if #b == 1048576 then c.parts[#c.parts + 1] = fvl.tensor(b, dtype); c.buf = {} end
-  end
-  function c.tensor()
-    if #c.buf > 0 then c.parts[#c.parts + 1] = fvl.tensor(c.buf, dtype); c.buf = {} end
-    if #c.parts == 0 then return fvl.zeros({ 0 }, dtype) end
-    return #c.parts == 1 and c.parts[1] or fvl.cat(c.parts)
-  end
-  return c
-end
-
--- calls fn(fields, line_number) for every non-blank line of path
-local function each_line(path, fn)
-  local f, err = io.open(path, "rb")
-  if not f then fail("ijb: cannot open " .. path .. " (" .. tostring(err) .. ")") end
-  local n = 0
-  for line in f:lines() do
-    n = n + 1
-    if line:find("%S") then fn(line, n) end
-  end
-  f:close()
-end
+local align = require "fvl.align"
+local column, each_line = align._column, align._each_line   -- chunked tensors, non-blank lines
 
 local function int_field(path, n, what, s)
   local v = math.tointeger(tonumber(s))
@@ -72,49 +45,54 @@ local function read_tid_mid(path)
   return names, tids, mids
 end
 
--- meta/<p>_name_5pts_score.txt, checked row by row against names -> N×10 landmarks, N scores
+-- meta/<p>_name_5pts_score.txt (fvl.data.read_landmarks, score required), checked row by row
+-- against names -> N×10 landmarks, N scores
 local function read_5pts(path, names)
-  local lm, sc, row = column("float32"), column("float32"), 0
-  each_line(path, function(line, n)
-    local f = {}
-    for w in line:gmatch("%S+") do f[#f + 1] = w end
-    if #f ~= 12 then
-      fail(string.format("ijb: %s line %d has %d fields, expected 12: 'image x1 y1 ... x5 y5 score'", path, n, #f))
-    end
-    row = row + 1
-    if f[1] ~= names[row] then
-      fail(string.format("ijb: %s line %d names '%s' but face %d of the face_tid_mid file is '%s' (the two "
-                         .. "files list the faces in one order)", path, n, f[1], row, tostring(names[row])))
-    end
-    for k = 2, 12 do
-      local v = tonumber(f[k])
-      if not v or v ~= v or v == math.huge or v == -math.huge then
-        fail(string.format("ijb: %s line %d: field %d = '%s' is not a finite number", path, n, k, f[k]))
+  local r, err = align.read_landmarks(path, { score = true })
+  if not r then fail("ijb: " .. err) end
+  for row = 1, math.max(#r.names, #names) do
+    if r.names[row] ~= names[row] then
+      if not r.names[row] or not names[row] then
+        fail(string.format("ijb: %s lists %d faces, the face_tid_mid file %d", path, #r.names, #names))
       end
-      if k < 12 then lm.push(v) else sc.push(v) end
+      fail(string.format("ijb: %s line %d names '%s' but face %d of the face_tid_mid file is '%s' (the two "
+                         .. "files list the faces in one order)", path, r.lines[row], r.names[row], row, names[row]))
     end
-  end)
-  if row ~= #names then
-    fail(string.format("ijb: %s lists %d faces, the face_tid_mid file %d", path, row, #names))
   end
-  return lm.tensor():reshape(row, 10), sc.tensor()
+  return r.landmarks, r.scores
 end
 
--- meta/<p>_template_pair_label.txt -> t1, t2 (int32 template ids), labels (int32 0/1)
-local function read_pairs(path)
-  local t1, t2, lab = column("int32"), column("int32"), column("int32")
+-- meta/<p>_template_pair_label.txt -> the pairs' template rows a, b (1-based rows of the sorted
+-- template ids: row_of[id]) and labels (int32 0/1); an id without faces is an error at its line
+local function read_pairs(path, row_of, tid_path)
+  local a, b, lab = column("int32"), column("int32"), column("int32")
   each_line(path, function(line, n)
-    local a, b, c = line:match("^%s*(%-?%d+)%s+(%-?%d+)%s+(%-?%d+)%s*$")
-    if not a then
+    local x, y, c = line:match("^%s*(%-?%d+)%s+(%-?%d+)%s+(%-?%d+)%s*$")
+    if not x then
       fail(string.format("ijb: %s line %d = '%s', expected 't1 t2 label' (integers)", path, n, line:sub(1, 80)))
     end
     c = tonumber(c)
     if c ~= 0 and c ~= 1 then
       fail(string.format("ijb: %s line %d: label = %d (expected 1 genuine, 0 impostor)", path, n, c))
     end
-    t1.push(tonumber(a)); t2.push(tonumber(b)); lab.push(c)
+    local ra, rb = row_of[tonumber(x)], row_of[tonumber(y)]
+    if not ra or not rb then
+      fail(string.format("ijb: %s line %d: template %s has no face in %s", path, n, ra and y or x, tid_path))
+    end
+    a.push(ra); b.push(rb); lab.push(c)
   end)
-  return t1.tensor(), t2.tensor(), lab.tensor()
+  return a.tensor(), b.tensor(), lab.tensor()
+end
+
+-- the distinct template ids in increasing order (as numpy.unique) and id -> row
+local function template_rows(tids)
+  local ids, row_of = {}, {}
+  for _, t in ipairs(tids) do
+    if not row_of[t] then row_of[t] = true; ids[#ids + 1] = t end
+  end
+  table.sort(ids)
+  for k, t in ipairs(ids) do row_of[t] = k end
+  return ids, row_of
 end
 
 local function exists(p)
@@ -145,8 +123,9 @@ end
 --- fvl.eval.ijb_meta(root [, opts]) -> meta | nil, message: the lists of an IJB-B / IJB-C
 --- directory in insightface's layout (meta/ and loose_crop/): meta.names (image file names),
 --- templates and medias (int32, one per image), landmarks (N×10: x1, y1, ..., x5, y5 in OpenCV's
---- 0-based pixel coordinates), scores (the detector's), pairs = {t1 =, t2 =, label =} (int32),
---- prefix, root. opts: prefix ("ijbb" | "ijbc"; default: the one meta/ holds). The faces of
+--- 0-based pixel coordinates), scores (the detector's), template_ids (the distinct template ids,
+--- increasing), pairs = {a =, b =, label =} (int32: each pair's two templates as 1-based
+--- positions in template_ids, and 1 genuine / 0 impostor), prefix, root. opts: prefix ("ijbb" | "ijbc"; default: the one meta/ holds). The faces of
 --- *_face_tid_mid.txt and *_name_5pts_score.txt must agree line by line. A missing or malformed
 --- file is nil, message naming the file and line.
 function M.ijb_meta(root, opts)
@@ -159,11 +138,12 @@ function M.ijb_meta(root, opts)
     local names, tids, mids = read_tid_mid(file("face_tid_mid"))
     if #names == 0 then fail("ijb: " .. file("face_tid_mid") .. " lists no faces") end
     local lm, scores = read_5pts(file("name_5pts_score"), names)
-    local t1, t2, label = read_pairs(file("template_pair_label"))
-    if t1:numel() == 0 then fail("ijb: " .. file("template_pair_label") .. " lists no pairs") end
+    local ids, row_of = template_rows(tids)
+    local a, b, label = read_pairs(file("template_pair_label"), row_of, file("face_tid_mid"))
+    if a:numel() == 0 then fail("ijb: " .. file("template_pair_label") .. " lists no pairs") end
     return { root = root, prefix = prefix, names = names, templates = fvl.tensor(tids, "int32"),
-             medias = fvl.tensor(mids, "int32"), landmarks = lm, scores = scores,
-             pairs = { t1 = t1, t2 = t2, label = label }, n = #names }
+             medias = fvl.tensor(mids, "int32"), landmarks = lm, scores = scores, template_ids = ids,
+             pairs = { a = a, b = b, label = label }, n = #names }
   end)
   if not ok then
     if type(meta) == "string" and meta:match("^ijb") then return nil, meta end
@@ -201,17 +181,12 @@ function M.ijb_templates(features, templates, medias, opts)
     f = f * s:float():reshape(N, 1)
   end
   -- groups = distinct (template, media); templates in increasing id order, as numpy.unique
-  local ids, seen = {}, {}
   for i = 1, N do
-    local t = tl[i]
-    if math.type(t) ~= "integer" or math.type(ml[i]) ~= "integer" then
-      fail(string.format("%s: templates[%d], medias[%d] = %s, %s (expected integer ids)", fn, i, i, tostring(t), tostring(ml[i])))
+    if math.type(tl[i]) ~= "integer" or math.type(ml[i]) ~= "integer" then
+      fail(string.format("%s: templates[%d], medias[%d] = %s, %s (expected integer ids)", fn, i, i, tostring(tl[i]), tostring(ml[i])))
     end
-    if not seen[t] then seen[t] = true; ids[#ids + 1] = t end
   end
-  table.sort(ids)
-  local row_of = {}
-  for k, t in ipairs(ids) do row_of[t] = k end
+  local ids, row_of = template_rows(tl)
   local group, gid, gcount, gtemplate = {}, {}, {}, {}
   for i = 1, N do
     local key = tl[i] .. ":" .. ml[i]
@@ -229,40 +204,31 @@ function M.ijb_templates(features, templates, medias, opts)
   return tmpl:normalize(2), ids
 end
 
--- the 1-based template rows of pair ids, with the pairs file's line on an unknown id
-local function pair_rows(meta, ids)
-  local row_of = {}
-  for k, t in ipairs(ids) do row_of[t] = k end
-  local P = meta.pairs.t1:numel()
-  local a, b = column("int32"), column("int32")
-  local t1, t2 = meta.pairs.t1:totable(), meta.pairs.t2:totable()
-  for i = 1, P do
-    local ra, rb = row_of[t1[i]], row_of[t2[i]]
-    if not ra or not rb then
-      fail(string.format("ijb: pair %d of %s_template_pair_label.txt names template %d, which has no face in "
-                         .. "%s_face_tid_mid.txt", i, meta.prefix or "the", ra and t2[i] or t1[i], meta.prefix or "the"))
-    end
-    a.push(ra); b.push(rb)
-  end
-  return a.tensor(), b.tensor()
-end
-
 --- fvl.eval.ijb_scores(template_features, template_ids, meta) -> scores: the cosine of each pair
 --- of meta.pairs (P float32 values, in the pairs file's order), from fvl.eval.ijb_templates'
---- output. Errors: a pair naming a template that has no face.
+--- output for meta's faces. Errors: templates other than meta's.
 function M.ijb_scores(tf, ids, meta)
   local fn = "ijb_scores"
   if not util.is_tensor(tf) or tf:dim() ~= 2 then fail(fn .. ": template_features must be T×D") end
   if type(meta) ~= "table" or type(meta.pairs) ~= "table" then fail(fn .. ": meta must be fvl.eval.ijb_meta's result") end
-  local a, b = pair_rows(meta, ids)
+  local want = meta.template_ids
+  local same = type(ids) == "table" and #ids == #want and tf:size(1) == #want
+  for k = 1, same and #want or 0 do if ids[k] ~= want[k] then same = false; break end end
+  if not same then
+    fail(string.format("%s: %d template features for ids other than meta's %d templates (pool meta's faces: "
+                       .. "fvl.eval.ijb_templates(features, meta.templates, meta.medias))", fn, tf:size(1), #want))
+  end
+  local a, b = meta.pairs.a, meta.pairs.b
   local P = a:numel()
   local out = fvl.zeros(P)
-  local step = 65536
-  for s = 1, P, step do
+  local step = 16384
+  for s = 1, P, step do   -- blocks of pairs, their temporaries freed at once (15.7 M pairs for IJB-C)
     local n = math.min(step, P - s + 1)
     local x = tf:index(1, a:narrow(1, s, n))
     local y = tf:index(1, b:narrow(1, s, n))
-    out:narrow(1, s, n):copy((x * y):sum(2):reshape(n))
+    local xy = x * y
+    out:narrow(1, s, n):copy(xy:sum(2):reshape(n))
+    x:free(); y:free(); xy:free()
   end
   return out
 end
@@ -277,20 +243,18 @@ function M.ijb_tar(scores, labels, fars)
   fars = fars or M.fars
   if type(fars) ~= "table" then fail(fn .. ": fars must be a list of rates in (0, 1)") end
   local far, tar, thr = require("fvl.eval").roc(scores, labels, { drop_intermediate = true })
-  local fl, tl = far:totable(), tar:totable()
   local r = { tar_at_far = {}, far_at = {}, roc = { far = far, tar = tar, threshold = thr } }
+  local n = far:numel()
+  local pos = fvl.arange(1, n)   -- tensor ops: a 15-million-pair ROC never becomes a Lua table
   for _, f in ipairs(fars) do
     util.number(fn, "far", f, nil, 0, 1)
-    local best, bi = math.huge, 1
-    for i = 1, #fl do
-      local d = math.abs(fl[i] - f)
-      if d <= best then best, bi = d, i end
-    end
-    r.tar_at_far[f], r.far_at[f] = tl[bi], fl[bi]
+    local d = (far - f):abs()
+    local nearest = d:le(d:min():item()):float() * pos   -- the last of the nearest points: the higher TAR
+    local i = math.tointeger(nearest:max():item())
+    r.tar_at_far[f], r.far_at[f] = tar:get(i), far:get(i)
   end
-  local auc = 0
-  for i = 2, #fl do auc = auc + (fl[i] - fl[i - 1]) * (tl[i] + tl[i - 1]) / 2 end
-  r.auc = auc
+  r.auc = n < 2 and 0 or ((far:narrow(1, 2, n - 1) - far:narrow(1, 1, n - 1))
+                          * (tar:narrow(1, 2, n - 1) + tar:narrow(1, 1, n - 1))):sum():item() / 2
   local g = (util.is_tensor(labels) and labels or fvl.tensor(labels, "int32")):sum():item()
   r.n_genuine, r.n_impostor = g, (util.is_tensor(labels) and labels:numel() or #labels) - g
   return r
@@ -392,8 +356,9 @@ end
 --- source: a model (fvl.nn module or function images -> B×D; images aligned and embedded by
 --- fvl.eval.ijb_features) or precomputed raw features (an N×D tensor or a .npy path, rows in the
 --- face list's order). root: the IJB directory (insightface's layout, fvl.eval.ijb_meta) or
---- ijb_meta's result. opts: prefix, detector_score (false; true = insightface's D1: features
---- times the detector score), norm_score (false; true = N1: image features kept unnormalised),
+--- ijb_meta's result. opts: prefix, detector_score (true, insightface's default D1: image
+--- features times the detector score; false: D0), norm_score (true, insightface's default N1:
+--- image features kept unnormalised before pooling; false: N0, each normalised first),
 --- split_flip (false; true: given features are [embedding | mirror's embedding] halves, summed
 --- first), fars ({1e-6, ..., 1e-1}), name, and ijb_features' batch, flip, size, bgr, progress.
 --- Returns r.tar_at_far[f] (fvl.eval.ijb_tar), far_at, roc, auc, n_genuine, n_impostor, scores
@@ -411,8 +376,8 @@ function M.ijb(source, root, opts)
   elseif type(root) ~= "table" or not root.pairs then
     fail(fn .. ": root must be the IJB directory or fvl.eval.ijb_meta's result, got " .. type(root))
   end
-  local d1 = util.boolean(fn, "detector_score", opts.detector_score, false)
-  local n1 = util.boolean(fn, "norm_score", opts.norm_score, false)
+  local d1 = util.boolean(fn, "detector_score", opts.detector_score, true)   -- insightface's defaults
+  local n1 = util.boolean(fn, "norm_score", opts.norm_score, true)
   local feats
   if util.is_tensor(source) or type(source) == "string" then
     for _, k in ipairs({ "batch", "flip", "size", "bgr", "progress" }) do

@@ -424,7 +424,15 @@ local function reader_step()
     write(tmp .. "/l.npy", R() < 0.5 and mutate(seeds.npyi) or seeds.npyi)
     pass("data.npy", pcall(fvl.data.npy, { features = tmp .. "/f.npy", labels = tmp .. "/l.npy", base = pick { "auto", 0, 1, 2 } }))
   else
-    pass("decode_image", pcall(fvl.data.decode_image, R() < 0.7 and mutate(s) or s, R() < 0.5 and { gray = R() < 0.5, bgr = R() < 0.5 } or gen(1)))
+    local ok, img = pcall(fvl.data.decode_image, R() < 0.7 and mutate(s) or s, R() < 0.5 and { gray = R() < 0.5, bgr = R() < 0.5 } or gen(1))
+    pass("decode_image", ok)
+    if ok and R() < 0.5 then   -- alignment and resizing of the decoded image, hostile landmarks and sizes
+      local lm = {}
+      for k = 1, 10 do lm[k] = R() < 0.9 and R() * 8 - 2 or pick { 0 / 0, math.huge, -1e300 } end
+      pass("align_face", pcall(fvl.data.align_face, img, R() < 0.9 and lm or gen(1),
+                               { size = pick { 8, 16, 16, 0, 70000, 2.5 }, origin = pick { 0, 1, 1, 2 } }))
+      pass("resize_image", pcall(fvl.data.resize_image, img, pick { 3, { 1, 9 }, { 0, 2 }, 65536, -1 }))
+    end
   end
   return "data." .. kind
 end
@@ -542,6 +550,20 @@ local function eval_step()
     local probes = R() < 0.5 and embeddings(R(0, 6), R() < 0.9 and D or D + 1) or nil
     pass("eval.identification", pcall(E.identification, emb, lab, probes, probes and labels(probes:size(1), C) or nil,
       { k = pick { 1, 5, { 1, 5 }, 0, -1, 2^31, { 1, 0 } } }))
+  elseif r < 0.92 then   -- k-means, NMI / AMI, MegaFace rank-k (lua/fvl/cluster.lua, megaface.lua)
+    local which = R(1, 4)
+    local kopts = R() < 0.8 and { seed = R(0, 9), n_init = pick { 1, 2, 0 }, max_iter = pick { 1, 5, 300, 0 },
+                                  init = pick { "k-means++", "random", "x" }, tol = pick { 0, 1e-4, -1 } } or gen(1)
+    if which == 1 then pass("eval.kmeans", pcall(E.kmeans, emb, pick { 1, 2, N, N + 1, 0, -1, 2.5, B31 }, kopts))
+    elseif which == 2 then
+      local other = R() < 0.9 and labels(N, C) or labels(R(0, N + 2), C)
+      pass("eval.ami", pcall(pick { E.nmi, E.ami, E.mutual_info }, lab, other))
+    elseif which == 3 then pass("eval.clustering", pcall(E.clustering, emb, lab, kopts))
+    else
+      local dis = embeddings(R(0, 8), R() < 0.9 and D or D + 1)
+      pass("eval.megaface_rank1", pcall(E.megaface_rank1, emb, lab, dis, R() < 0.8 and
+        { k = pick { nil, 2, { 1, 3 }, 0, 1001 }, far = pick { nil, false, 1e-1, 0.5, 2, 0 / 0 }, block = pick { 0, 1, 3, -1 } } or gen(1)))
+    end
   else
     local centres = fvl.randn(C, D)
     local which = R(1, 4)
