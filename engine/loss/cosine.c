@@ -538,7 +538,11 @@ typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; int32_t *gc; v
 
 /* the sparse gradient (gv, gc: B×nc, blk_sel.c) ← its values scaled by 1/|W_j| of their column, and
    gam[k] += Σ_i G_ik c_ik in the dense path's order and rounding (scale_cols_dot: row by row, a
-   fused multiply-add) */
+   fused multiply-add; compiled for FMA, which the sparse path's AVX-512 implies, so fmaf is one
+   instruction rather than a libm call) */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma")))
+#endif
 static void sel_scale(float *gv, const int32_t *gc, int64_t B, int64_t nc, const float *cb, int64_t ldc,
                       const float *inw, float *gam) {
   for (int64_t i = 0; i < B; i++)
