@@ -1,6 +1,7 @@
 /* dist_overlap.c — data-parallel gradients all-reduced in buckets while the backward runs (see
  * dist.h, fvl_dist_overlap_new). */
 #include "dist.h"
+#include "sort.h"
 #include "autograd.h"
 #include <mpi.h>
 #include <limits.h>
@@ -142,9 +143,10 @@ fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucke
     if (fvl_numel(params[i]) > INT_MAX)
       return fvl_err("%s: params[%d] has %lld values (at most %d in one all-reduce; 0-based)", fn, i,
                      (long long)fvl_numel(params[i]), INT_MAX), NULL;
-    for (int j = 0; j < i; j++)
-      if (params[j] == params[i]) return fvl_err("%s: params[%d] is params[%d] (0-based)", fn, i, j), NULL;
   }
+  int64_t earlier, again = fvl_first_repeat((const void *const *)params, n, &earlier);
+  if (again == -2) return NULL;
+  if (again >= 0) return fvl_err("%s: params[%lld] is params[%lld] (0-based)", fn, (long long)again, (long long)earlier), NULL;
   fvl_dist_overlap *o = calloc(1, sizeof *o);
   if (!o) return fvl_err("%s: out of memory", fn), NULL;
   o->n = n;
@@ -184,12 +186,17 @@ fvl_dist_overlap *fvl_dist_overlap_new(fvl_tensor **params, int n, int64_t bucke
       return fvl_err("%s: out of memory", fn), NULL;
     }
   }
-  for (int i = 0; i < n; i++) o->sorted[i] = o->p[i];
-  qsort(o->sorted, (size_t)n, sizeof *o->sorted, cmp_ptr);
-  for (int i = 0; i < n; i++) {
-    for (int k = 0; k < n; k++)
-      if (o->p[k] == o->sorted[i]) o->sorted_idx[i] = k;
+  fvl_ptr_pos *by_address = malloc(sizeof *by_address * nn);   /* O(n log n) for any parameter count */
+  if (!by_address) {
+    fvl_dist_overlap_free(o);
+    return fvl_err("%s: out of memory", fn), NULL;
   }
+  fvl_sort_ptrs((const void *const *)o->p, n, by_address);
+  for (int i = 0; i < n; i++) {
+    o->sorted[i] = (fvl_tensor *)by_address[i].p;
+    o->sorted_idx[i] = (int)by_address[i].idx;
+  }
+  free(by_address);
   /* a world of one: nothing to reduce, no hook (as fvl.dist.allreduce_grads) */
   if (fvl_dist_size() > 1) {
     fvl_set_grad_hook(hook, o, &o->prev_fn, &o->prev_ud);

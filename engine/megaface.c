@@ -27,7 +27,7 @@ static int32_t get_i32(const uint8_t *p) {
   return (int32_t)u;
 }
 
-int fvl_megaface_write(const char *path, const float *v, int64_t d) {
+int fvl_megaface_write_ex(const char *path, const float *v, int64_t d, int sync) {
   const char *fn = "megaface_write";
   if (!path || !v) return fvl_err("%s: path and values must not be NULL", fn);
   if (d < 1 || d > (INT32_MAX - 16) / 4)
@@ -47,10 +47,11 @@ int fvl_megaface_write(const char *path, const float *v, int64_t d) {
     memcpy(&u, &v[i], 4);
     put_i32(buf + 16 + 4 * i, (int32_t)u);
   }
-  int rc = fvl_write_atomic(path, buf, n, fn);
+  int rc = sync ? fvl_write_atomic(path, buf, n, fn) : fvl_write_atomic_nosync(path, buf, n, fn);
   free(buf);
   return rc;
 }
+int fvl_megaface_write(const char *path, const float *v, int64_t d) { return fvl_megaface_write_ex(path, v, d, 1); }
 
 int fvl_megaface_read(const char *path, float **out, int64_t *d) {
   const char *fn = "megaface_read";

@@ -24,6 +24,9 @@
 
 /* write v[d] as a feature file, atomically. Returns 0 / -1. */
 int fvl_megaface_write(const char *path, const float *v, int64_t d);
+/* sync = 0: temporary + rename without fsyncs (fvl_write_atomic_nosync), for the bulk export
+ * that calls fvl_sync_fs once at the end */
+int fvl_megaface_write_ex(const char *path, const float *v, int64_t d, int sync);
 /* read a feature file: *out = malloc'ed float[*d] (free it). Returns 0 / -1 naming the file. */
 int fvl_megaface_read(const char *path, float **out, int64_t *d);
 

@@ -78,3 +78,28 @@ fvl_tensor *fvl_argsort(fvl_tensor *t, int dim, int descending) {
   free(ikeys);
   return out;
 }
+
+static int cmp_ptr_pos(const void *pa, const void *pb) {
+  const fvl_ptr_pos *a = pa, *b = pb;
+  uintptr_t x = (uintptr_t)a->p, y = (uintptr_t)b->p;
+  if (x != y) return x < y ? -1 : 1;
+  return (a->idx > b->idx) - (a->idx < b->idx);
+}
+void fvl_sort_ptrs(const void *const *ptrs, int64_t n, fvl_ptr_pos *out) {
+  for (int64_t i = 0; i < n; i++) out[i] = (fvl_ptr_pos){ptrs[i], i};
+  if (n > 1) qsort(out, (size_t)n, sizeof *out, cmp_ptr_pos);
+}
+int64_t fvl_first_repeat(const void *const *ptrs, int64_t n, int64_t *earlier) {
+  if (n < 2) return -1;
+  fvl_ptr_pos *s = malloc(sizeof *s * (size_t)n);
+  if (!s) return fvl_err("first_repeat: out of memory (%lld pointers)", (long long)n), -2;
+  fvl_sort_ptrs(ptrs, n, s);
+  int64_t best = -1, first = -1, run = 0;   /* run: the first entry of equal pointers (its first position) */
+  for (int64_t k = 1; k < n; k++) {
+    if (s[k].p != s[run].p) { run = k; continue; }
+    if (best < 0 || s[k].idx < best) { best = s[k].idx; first = s[run].idx; }
+  }
+  free(s);
+  if (best >= 0 && earlier) *earlier = first;
+  return best;
+}

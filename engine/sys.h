@@ -40,6 +40,11 @@ int fvl_mkdirs(const char *path);
 /* atomic file write of a buffer: path.tmp.<pid>, fsync, rename, fsync of the directory; errors
  * name fn (NULL: "write_atomic") */
 int fvl_write_atomic(const char *path, const void *data, size_t n, const char *fn);
+/* For writers of many small files: each file still goes through its temporary and a rename
+ * (never half-written under its name) but without the fsyncs; one fvl_sync_fs(dir) at the end
+ * (syncfs(2) of the file system holding path) makes them all durable. */
+int fvl_write_atomic_nosync(const char *path, const void *data, size_t n, const char *fn);
+int fvl_sync_fs(const char *path, const char *fn);
 /* The one atomic-file mechanism, for writers that stream: fvl_atomic_open creates
  * path.tmp.<pid> (write to a->f); fvl_atomic_commit flushes, fsyncs, closes, renames onto path and
  * fsyncs the directory (the temporary is removed on failure); fvl_atomic_abort drops it.

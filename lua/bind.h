@@ -12,6 +12,8 @@
 /* tensor userdata */
 fvl_tensor *fvl_totensor(lua_State *L, int idx);            /* NULL when not a tensor */
 fvl_tensor *fvl_checktensor(lua_State *L, int idx);         /* raises "bad argument #i to 'fn'" */
+/* luaL_typeerror's message at fvl_error's position (the user's line, also under the Lua library) */
+int fvl_typeerror(lua_State *L, int idx, const char *tname);
 fvl_tensor *fvl_opttensor(lua_State *L, int idx);           /* nil/none → NULL */
 /* a tensor argument that may also be a number or a nested table (new reference) */
 fvl_tensor *fvl_astensor(lua_State *L, int idx, fvl_dtype dt);

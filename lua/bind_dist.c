@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "bind.h"
+#include "sort.h"
 #include "dist.h"
 
 static fvl_tensor *tensor_arg(lua_State *L, int idx, const char *fn, int float_only) {
@@ -203,16 +204,23 @@ static int l_overlap(lua_State *L) {
     }
     ps[i - 1] = fvl_retain(t);   /* kept while the list is read, whatever the table does */
     lua_pop(L, 1);
-    lua_Integer dup = 0;   /* the user's 1-based wording; the engine keeps 0-based invariants */
-    for (lua_Integer k = 1; k < i && !dup; k++) dup = ps[k - 1] == t ? k : 0;
-    if (dup || fvl_numel(t) > INT_MAX) {
+    if (fvl_numel(t) > INT_MAX) {
       int64_t m = fvl_numel(t);
       for (lua_Integer k = 0; k < i; k++) fvl_release(ps[k]);
       free(ps);
-      if (dup) fvl_error(L, "%s: parameter %lld is parameter %lld again (listed twice)", fn, (long long)i, (long long)dup);
       fvl_error(L, "%s: parameter %lld has %lld values (at most %d in one all-reduce)", fn, (long long)i,
                 (long long)m, INT_MAX);
     }
+  }
+  /* a parameter listed twice, in the user's 1-based wording (the engine keeps a 0-based invariant);
+     sorted by address, O(n log n) */
+  int64_t earlier = -1, again = fvl_first_repeat((const void *const *)ps, n, &earlier);
+  if (again != -1) {
+    for (lua_Integer k = 0; k < n; k++) fvl_release(ps[k]);
+    free(ps);
+    if (again == -2) return fvl_raise(L);
+    return fvl_error(L, "%s: parameter %lld is parameter %lld again (listed twice)", fn, (long long)again + 1,
+                     (long long)earlier + 1);
   }
   u->o = fvl_dist_overlap_new(ps, (int)n, (int64_t)elems, mean);
   for (lua_Integer k = 0; k < n; k++) fvl_release(ps[k]);

@@ -80,9 +80,10 @@ static int l_export(lua_State *L) {
       strcpy(parent, path);
     }
     *slash = '/';
-    if (fvl_megaface_write(path, fvl_f32(e) + i * D, D) < 0) return fvl_raise(L);
+    if (fvl_megaface_write_ex(path, fvl_f32(e) + i * D, D, 0) < 0) return fvl_raise(L);
     if (i % 256 == 0 && fvl_check_abort(fn) < 0) return fvl_raise(L);
   }
+  if (N > 0 && fvl_sync_fs(dir, fn) < 0) return fvl_raise(L);   /* every file on disk before returning */
   lua_pushinteger(L, N);
   return 1;
 }

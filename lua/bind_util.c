@@ -43,10 +43,23 @@ fvl_tensor *fvl_totensor(lua_State *L, int idx) {
   if (p && !*p) luaL_argerror(L, idx, "tensor used after free()");
   return p ? *p : NULL;
 }
+/* luaL_typeerror's words ("bad argument #2 to 'conv2d' (fvl.Tensor expected, got nil)"), at the
+ * position fvl_error names: a tensor argument the Lua library passed on names the user's line */
+int fvl_typeerror(lua_State *L, int idx, const char *tname) {
+  const char *got = luaL_typename(L, idx);
+  if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+  lua_Debug ar;
+  const char *name = "?";
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) {
+    if (ar.namewhat && strcmp(ar.namewhat, "method") == 0 && --idx == 0)
+      return fvl_error(L, "calling '%s' on bad self (%s expected, got %s)", ar.name ? ar.name : "?", tname, got);
+    if (ar.name) name = ar.name;
+  }
+  return fvl_error(L, "bad argument #%d to '%s' (%s expected, got %s)", idx, name, tname, got);
+}
 fvl_tensor *fvl_checktensor(lua_State *L, int idx) {
   fvl_tensor *t = fvl_totensor(L, idx);
-  if (!t) luaL_typeerror(L, idx, "fvl.Tensor");
-  if (!t) return NULL;
+  if (!t) fvl_typeerror(L, idx, "fvl.Tensor");
   return t;
 }
 fvl_tensor *fvl_opttensor(lua_State *L, int idx) {

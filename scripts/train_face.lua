@@ -706,9 +706,9 @@ local function on_interrupt(R, err)
   if tostring(err):find("interrupted", 1, true) then
     fvl.sys.abort_clear()
     if R.bar then R.bar:close() end
-    if WORLD > 1 then   -- the ranks stop at different places: a collective save could wait forever
-      die(string.format("interrupted at step %d; under mpirun no checkpoint is written on Ctrl-C: --resume continues "
-                        .. "from the last periodic one in %s (save_every)", R.step, R.ckpath))
+    if WORLD > 1 then   -- a second Ctrl-C: the ranks stop at different places, a collective save could wait forever
+      die(string.format("interrupted at step %d (a second Ctrl-C stops at once, without a checkpoint): --resume "
+                        .. "continues from the last one in %s", R.step, R.ckpath))
     end
     if R.phase == "update" then   -- only under an interpreter that does not hold interrupts
       die(string.format("interrupted during the update of step %d: the parameters may be half-updated, so no "

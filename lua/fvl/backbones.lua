@@ -382,6 +382,9 @@ return function(nn)
   -- inference (the BN2d in front of each IBasicBlock's first conv stays: the conv's zero padding
   -- makes that fold inexact). Returns net.
   function nn.fold_batchnorm(net)
+    if not util.isinstance(net, nn.Module) then
+      fail("fold_batchnorm: net must be an fvl.nn module, got " .. util.typename(net))
+    end
     if net.training then fail("fold_batchnorm: call net:evaluate() first (folding uses the running statistics)") end
     local function is_bn(m) return m and (m.class_name == "BatchNorm2d" or m.class_name == "BatchNorm1d") end
     fvl.no_grad(function()
@@ -422,6 +425,7 @@ return function(nn)
   -- FLOPs per image (2 × multiply-adds of every Conv2d and Linear; BN, PReLU and sums not
   -- counted, as in the usual backbone tables), from one evaluation-mode forward of a 1-image batch.
   function nn.flops(net, chw)
+    if not util.isinstance(net, nn.Module) then fail("flops: net must be an fvl.nn module, got " .. util.typename(net)) end
     if type(chw) ~= "table" or #chw ~= 3 then fail("flops: expected the input shape {C, H, W}") end
     local was = net.training
     net:evaluate()

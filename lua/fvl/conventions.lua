@@ -26,6 +26,7 @@ local Tensor = {}   -- the tensor methods written here (found before the C metho
 
 local function check_dim(fn, t, dim)
   local n = t:dim()
+  if n == 0 then fvl._raise(fn .. ": the tensor is 0-dimensional (expected at least 1 dim)") end
   if dim == nil then return n end
   if math.type(dim) ~= "integer" or dim < 1 or dim > n then
     fvl._raise(string.format("%s: dim = %s (expected 1..%d for a %d-D tensor)", fn, tostring(dim), n, n))

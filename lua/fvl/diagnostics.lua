@@ -218,8 +218,12 @@ end
 -- fvl.eval.collapse_text(d) -> string: "healthy", or "collapsed: <reasons>" for a table from
 -- fvl.eval.diagnose.
 function D.collapse_text(d)
+  if type(d) ~= "table" then fail("collapse_text: d must be a table from fvl.eval.diagnose, got " .. util.typename(d)) end
   if not d.collapsed then return "healthy" end
-  return "collapsed: " .. table.concat(d.reasons, "; ")
+  if type(d.reasons) ~= "table" then fail("collapse_text: d.reasons must be a list of strings, got " .. util.typename(d.reasons)) end
+  local reasons = {}
+  for i, r in ipairs(d.reasons) do reasons[i] = tostring(r) end
+  return "collapsed: " .. table.concat(reasons, "; ")
 end
 
 return D

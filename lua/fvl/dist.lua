@@ -69,6 +69,9 @@ M.flat_params = flat_params
 -- tensors a module keeps as state, e.g. BatchNorm running statistics, given in `buffers`).
 function M.broadcast_parameters(params, root, buffers)
   root = root or 0
+  if math.type(root) ~= "integer" then
+    fail("broadcast_parameters: root must be an integer rank (0-based), got " .. util.typename(root))
+  end
   for _, p in ipairs(flat_params("broadcast_parameters", params)) do
     local d = p:detach()
     C.broadcast(d, root)

@@ -329,9 +329,22 @@ end
 --- fields r has). tostring(r) of such a result is this line.
 function eval.summary(r)
   if type(r) ~= "table" then fail("summary: r must be a result table of fvl.eval.verification, got " .. type(r)) end
+  local needs = { precision_at_1 = "map_at_r", nmi = "ami" }   -- printed together
+  for _, k in ipairs { "accuracy", "std", "eer", "auc", "precision_at_1", "rank5", "map_at_r", "nmi", "ami" } do
+    if r[k] ~= nil and type(r[k]) ~= "number" then
+      fail(string.format("summary: r.%s must be a number, got %s", k, util.typename(r[k])))
+    end
+    if r[k] ~= nil and needs[k] and type(r[needs[k]]) ~= "number" then
+      fail(string.format("summary: r.%s must be a number (r has %s), got %s", needs[k], k, util.typename(r[needs[k]])))
+    end
+  end
+  if r.tar_at_far ~= nil and type(r.tar_at_far) ~= "table" then
+    fail("summary: r.tar_at_far must be a table {[far] = tar}, got " .. util.typename(r.tar_at_far))
+  end
   local parts = {}
   if r.accuracy then
-    parts[#parts + 1] = string.format("acc %.2f ± %.2f %%", 100 * r.accuracy, 100 * r.std)
+    parts[#parts + 1] = r.std and string.format("acc %.2f ± %.2f %%", 100 * r.accuracy, 100 * r.std)
+                        or string.format("acc %.2f %%", 100 * r.accuracy)
   end
   if r.eer then parts[#parts + 1] = string.format("EER %.2f %%", 100 * r.eer) end
   if r.auc then parts[#parts + 1] = string.format("AUC %.4f", r.auc) end

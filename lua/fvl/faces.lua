@@ -34,7 +34,7 @@ local function unpack_record(bytes, what)
   if type(bytes) ~= "string" then fail("unpack_record: expected the record bytes (string), got " .. type(bytes)) end
   return fvl._irheader(bytes, what)
 end
-M.unpack_record = unpack_record
+M.unpack_record = function(bytes) return unpack_record(bytes) end   -- (the second argument is the readers')
 --- @doc fvl.data.unpack_record(bytes) -> header, image
 --- An MXNet record split into its header {flag =, label =, labels = {...} (when several), id =,
 --- id2 =} and the image's encoded bytes. Errors: a malformed record header.

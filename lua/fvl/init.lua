@@ -40,6 +40,7 @@ require "fvl.conventions"   -- x[i], x[i][j] (Torch7 indexing)
 -- that requires grad. float32-aware defaults: eps 1e-3, tolerance atol 1e-3 + rtol 1e-2.
 function fvl.gradcheck(f, inputs, opts)
   opts = opts or {}
+  if type(opts) ~= "table" then error("gradcheck: opts must be a table, got " .. type(opts), 2) end
   for k in pairs(opts) do
     if k ~= "eps" and k ~= "atol" and k ~= "rtol" and k ~= "max_elements" then
       error("gradcheck: unknown option '" .. tostring(k) .. "' (expected one of: eps, atol, rtol, max_elements)", 2)

@@ -18,11 +18,15 @@ local array_mt = { __name = "fvl.json.array" }
 local object_mt = { __name = "fvl.json.object" }
 json.null = setmetatable({}, { __name = "fvl.json.null", __tostring = function() return "null" end })
 
+local function marked(fn, t, mt)
+  if t ~= nil and type(t) ~= "table" then error(string.format("%s: t must be a table or nil, got %s", fn, type(t)), 0) end
+  return setmetatable(t or {}, mt)
+end
 -- fvl.json.array([t]) -> t: marks a table as a JSON array (matters only when it is empty: an
 -- empty table is written as an object {} otherwise)
-function json.array(t) return setmetatable(t or {}, array_mt) end
+function json.array(t) return marked("json.array", t, array_mt) end
 -- fvl.json.object([t]) -> t: marks a table as a JSON object
-function json.object(t) return setmetatable(t or {}, object_mt) end
+function json.object(t) return marked("json.object", t, object_mt) end
 
 local escapes = { ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f', ['\n'] = '\\n',
                   ['\r'] = '\\r', ['\t'] = '\\t' }
@@ -321,9 +325,10 @@ end
 -- null (default fvl.json.null). Malformed text is nil, message with the position.
 function json.decode(s, opts)
   if type(s) ~= "string" then
-    error("json.decode: argument #1 must be a string, got " .. type(s), 2)
+    error("json.decode: argument #1 must be a string, got " .. type(s), 0)
   end
   opts = opts or {}
+  if type(opts) ~= "table" then error("json.decode: opts must be a table, got " .. type(opts), 0) end
   for k in pairs(opts) do
     if k ~= "null" then error("json.decode: unknown option '" .. tostring(k) .. "' (expected: null)", 2) end
   end

@@ -329,8 +329,9 @@ end
 -- ------------------------------------------------------------------ helpers for layers
 local function pos_int(fn, what, v, lo)
   if math.type(v) ~= "integer" then
-    if type(v) == "number" and v == math.floor(v) then v = math.tointeger(v)
-    else fail(string.format("%s: %s must be an integer, got %s", fn, what, tostring(v))) end
+    local i = type(v) == "number" and math.tointeger(v) or nil   -- (a whole float; nil beyond the integers)
+    if not i then fail(string.format("%s: %s must be an integer, got %s", fn, what, tostring(v))) end
+    v = i
   end
   if v < (lo or 1) then fail(string.format("%s: %s = %d (expected >= %d)", fn, what, v, lo or 1)) end
   return v

@@ -30,7 +30,10 @@ local lines_args   -- a line chart's binding arguments (defined with plot.lines)
 local CSV_HEADER = "panel,series,label,x,y,z,class"
 
 -- fvl.plot.csv_path(file) -> path: where a figure's data is written: the same name with .csv.
-function plot.csv_path(file) return (file:gsub("%.[%a]+$", "")) .. ".csv" end
+function plot.csv_path(file)
+  if type(file) ~= "string" then fail("plot.csv_path: file must be a string, got " .. util.typename(file)) end
+  return (file:gsub("%.[%a]+$", "")) .. ".csv"
+end
 
 local function csv_field(v)
   if v == nil then return "" end
@@ -371,6 +374,9 @@ function plot.roc(runs, opts)
   for i, run in ipairs(list) do
     if type(run) ~= "table" then fail(string.format("%s: runs[%d] must be a table", fn, i)) end
     local res = run.result or (run.roc and run) or nil
+    if res ~= nil and (type(res) ~= "table" or (res.roc ~= nil and type(res.roc) ~= "table")) then
+      fail(string.format("%s: runs[%d].result must be a result of fvl.eval.verification, got %s", fn, i, util.typename(res)))
+    end
     local far = run.far or (res and res.roc and res.roc.far)
     local tar = run.tar or (res and res.roc and res.roc.tar)
     if far == nil or tar == nil then

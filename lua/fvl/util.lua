@@ -20,6 +20,9 @@ util.fail = fail
 -- option tables -------------------------------------------------------------------------------
 -- allowed: a list of names (order is kept in the message) or a set {name=true}
 function util.check_opts(fn, opts, allowed)
+  if type(allowed) ~= "table" then
+    fail(string.format("fvl.util.check_opts: allowed must be a list of option names, got %s", type(allowed)))
+  end
   if opts == nil then return {} end
   if type(opts) ~= "table" then
     fail(string.format("%s: options must be a table, got %s", fn, type(opts)))
@@ -54,15 +57,21 @@ end
 -- fvl.util.enum(fn, key, v, names, default) -> v: an option that must be one of names (nil: default).
 -- Errors: "arcface: fallback = 'foo' (expected mm|none|clamp)".
 function util.enum(fn, key, v, names, default)
+  if type(names) ~= "table" then fail("fvl.util.enum: names must be a list of strings, got " .. util.typename(names)) end
   if v == nil then v = default end
   for _, n in ipairs(names) do if v == n then return record("enum", key, v, names) end end
+  local shown = {}
+  for i, n in ipairs(names) do shown[i] = tostring(n) end
   fail(string.format("%s: %s = %s (expected %s)", fn, key,
-                     type(v) == "string" and ("'" .. v .. "'") or tostring(v), table.concat(names, "|")))
+                     type(v) == "string" and ("'" .. v .. "'") or tostring(v), table.concat(shown, "|")))
 end
 
 -- fvl.util.number(fn, key, v, default [, lo [, hi]]) -> number: a number option (nil: default),
 -- checked against lo..hi. Errors: not a number, NaN, out of range (named by fn and key).
 function util.number(fn, key, v, default, lo, hi)
+  if (lo ~= nil and type(lo) ~= "number") or (hi ~= nil and type(hi) ~= "number") then
+    fail(string.format("fvl.util.number: lo and hi must be numbers or nil, got %s and %s", type(lo), type(hi)))
+  end
   if v == nil then v = default end
   if type(v) ~= "number" or v ~= v then
     fail(string.format("%s: %s must be a number, got %s", fn, key,
@@ -104,6 +113,7 @@ end
 
 -- fvl.util.shape_str(t) -> string: a tensor's shape as messages print it ("256×512", "scalar").
 function util.shape_str(t)
+  if not util.is_tensor(t) then fail("fvl.util.shape_str: t must be a tensor, got " .. util.typename(t)) end
   local s = t:shape()
   if #s == 0 then return "scalar" end
   local parts = {}
@@ -139,6 +149,10 @@ end
 -- instance calls its :forward(...), or the parent's __call where the parent has one (Lua looks
 -- metamethods up with rawget, so the class keeps its own copy; set before the subclass is made).
 function util.class(name, parent)
+  if type(name) ~= "string" then fail("fvl.util.class: name must be a string, got " .. util.typename(name)) end
+  if parent ~= nil and type(parent) ~= "table" then
+    fail("fvl.util.class: parent must be a class, got " .. util.typename(parent))
+  end
   util._seal_classes()   -- the classes made before this one (a user's class made after the library loaded)
   local cls = {}
   cls.__index = cls
@@ -170,7 +184,12 @@ local wrappers = setmetatable({}, { __mode = "k" })  -- the wrappers made (never
 -- cls; instances setmetatable({...}, cls)) check the self of its methods as util.class's do; name
 -- defaults to cls.__name.
 function util.register_class(cls, name)
-  classes[cls] = name or rawget(cls, "__name") or "object"
+  if type(cls) ~= "table" or rawget(cls, "__index") ~= cls then
+    fail("fvl.util.register_class: cls must be a class table (cls.__index == cls), got " .. util.typename(cls))
+  end
+  name = name or rawget(cls, "__name") or "object"
+  if type(name) ~= "string" then fail("fvl.util.register_class: name must be a string, got " .. util.typename(name)) end
+  classes[cls] = name
   return cls
 end
 
@@ -252,6 +271,7 @@ end
 -- JSON ----------------------------------------------------------------------------------------
 -- fvl.json is embedded in every build: one decoder
 function util.json_decode(s)
+  if type(s) ~= "string" then fail("json_decode: s must be a string, got " .. util.typename(s)) end
   local v, msg = require("fvl.json").decode(s)
   if v == nil and msg then fail("json_decode: " .. msg) end
   return v
@@ -290,6 +310,7 @@ end
 
 -- fvl.util.read_file(path) -> string | nil, message: the whole file's bytes.
 function util.read_file(path)
+  if type(path) ~= "string" then fail("fvl.util.read_file: path must be a string, got " .. util.typename(path)) end
   local fh, msg = io.open(path, "rb")
   if not fh then return nil, msg end
   local s = fh:read("a")

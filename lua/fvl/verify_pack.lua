@@ -87,7 +87,7 @@ function M.bin_pack(model, pack, opts)
     local p, err = require("fvl.data").bin_pack(pack)
     if not p then fail(err) end
     pack = p
-  elseif type(pack) ~= "table" or not pack.decode then
+  elseif type(pack) ~= "table" or type(pack.decode) ~= "function" or type(pack.bytes) ~= "function" then
     fail(fn .. ": pack must be a .bin path or a fvl.data.bin_pack result, got " .. type(pack))
   end
   local o = {

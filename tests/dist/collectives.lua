@@ -94,3 +94,13 @@ if N > 1 then   -- shapes must agree: checked before any data moves
 end
 dist.barrier()
 if r == 0 then print("collectives ok on " .. N .. " ranks") end
+-- finalize: every rank leaves the MPI world (a world of one: nothing happens); a collective after
+-- it is an error naming finalize, and the process then exits as it likes (0 here) without an abort
+dist.finalize()
+dist.finalize()   -- twice is harmless
+ok, err = pcall(dist.allreduce, fvl.ones(2))
+if dist.size() > 1 then
+  assert(not ok and tostring(err):find("the MPI world was finalised", 1, true), tostring(err))
+else
+  assert(ok, tostring(err))
+end

@@ -84,11 +84,37 @@ START_TEST(argsort_nan_int32_edges) {
 }
 END_TEST
 
+/* fvl_first_repeat: the earliest repeated position (and the first position of its pointer), in
+ * O(n log n); fvl_sort_ptrs: address order, ties by position */
+START_TEST(first_repeat_and_sort_ptrs) {
+  enum { N = 100000 };
+  static int cells[N];
+  static const void *p[N];
+  for (int i = 0; i < N; i++) p[i] = &cells[(i * 7919) % N];   /* 7919 is prime: a permutation */
+  int64_t earlier = -5;
+  ck_assert_int_eq(fvl_first_repeat(p, N, &earlier), -1);
+  ck_assert_int_eq(earlier, -5);
+  p[90000] = p[10];          /* two repeats: the earlier one (position 60000) is reported */
+  p[60000] = p[40000];
+  p[70000] = p[40000];
+  ck_assert_int_eq(fvl_first_repeat(p, N, &earlier), 60000);
+  ck_assert_int_eq(earlier, 40000);
+  ck_assert_int_eq(fvl_first_repeat(p, 1, &earlier), -1);
+  ck_assert_int_eq(fvl_first_repeat(p, 0, NULL), -1);
+  const void *q[4] = {&cells[3], &cells[1], &cells[3], &cells[0]};
+  fvl_ptr_pos s[4];
+  fvl_sort_ptrs(q, 4, s);
+  int64_t want[4] = {3, 1, 0, 2};
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(s[i].idx, want[i]);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("sort");
   TCase *tc = tcase_create("sort");
   tcase_add_test(tc, argsort_3d_every_dim);
   tcase_add_test(tc, argsort_nan_int32_edges);
+  tcase_add_test(tc, first_repeat_and_sort_ptrs);
   suite_add_tcase(s, tc);
   return fvl_check_run(s);
 }

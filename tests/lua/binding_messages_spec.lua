@@ -108,6 +108,11 @@ describe("values scanned once by the binding, named 1-based", function()
     require "fvl.dist"
     expect_msg(function() fvl.dist_core.overlap({p, fvl.zeros(2):requires_grad(), p}, 1, true) end,
                "fvl.dist.overlap_grads: parameter 3 is parameter 1 again (listed twice)")
+    local many = {}   -- a long list (checked by address order, not pair by pair): the earliest repeat
+    for i = 1, 3000 do many[i] = fvl.zeros(1):requires_grad() end
+    many[2900], many[2500] = many[7], many[1200]
+    expect_msg(function() fvl.dist_core.overlap(many, 1, true) end,
+               "fvl.dist.overlap_grads: parameter 2500 is parameter 1200 again (listed twice)")
   end)
 end)
 

@@ -291,3 +291,41 @@ describe("methods called with '.' instead of ':'", function()
     expect_msg(function() return m.forward(3) end, dot_msg("MyDotNet", "forward", "number"))
   end)
 end)
+
+-- Public functions check what they pass on: never a Lua runtime message from inside the library
+-- ("attempt to index a number value (local 'file')"), never a position inside lua/fvl/.
+describe("public functions check their arguments before the library uses them", function()
+  it("util, json, eval, plot, nn, dist, loss helpers name the function, the argument, expected and actual", function()
+    expect_msg(function() return fvl.util.shape_str(5) end, "fvl.util.shape_str: t must be a tensor, got number")
+    expect_msg(function() return fvl.util.read_file(nil) end, "fvl.util.read_file: path must be a string, got nil")
+    expect_msg(function() return fvl.util.class(5) end, "fvl.util.class: name must be a string, got number")
+    expect_msg(function() return fvl.util.register_class(5) end,
+               "fvl.util.register_class: cls must be a class table (cls.__index == cls), got number")
+    expect_msg(function() return fvl.util.enum("f", "k", 1, nil) end, "fvl.util.enum: names must be a list of strings, got nil")
+    expect_msg(function() return fvl.json.array(5) end, "json.array: t must be a table or nil, got number")
+    expect_msg(function() return fvl.json.decode("[1]", fvl.zeros(1)) end, "json.decode: opts must be a table, got userdata")
+    expect_msg(function() return fvl.gradcheck(function() end, {}, 5) end, "gradcheck: opts must be a table, got number")
+    expect_msg(function() return fvl.plot.csv_path(5) end, "plot.csv_path: file must be a string, got number")
+    expect_msg(function() return fvl.plot.roc({ { result = 5 } }, { file = "r.png" }) end,
+               "plot.roc: runs[1].result must be a result of fvl.eval.verification, got number")
+    expect_msg(function() return fvl.eval.summary({ nmi = 0.5 }) end, "summary: r.ami must be a number (r has nmi), got nil")
+    expect_eq(fvl.eval.summary({ accuracy = 0.5 }), "acc 50.00 %")
+    expect_msg(function() return fvl.eval.collapse_text(5) end, "collapse_text: d must be a table from fvl.eval.diagnose, got number")
+    expect_msg(function() return fvl.nn.fold_batchnorm({}) end, "fold_batchnorm: net must be an fvl.nn module, got table")
+    expect_msg(function() return fvl.nn.flops(5, { 3, 8, 8 }) end, "flops: net must be an fvl.nn module, got number")
+    expect_msg(function() return fvl.nn.Linear(1e300, 2) end, "Linear: in_features must be an integer, got 1e+300")
+    expect_msg(function() return fvl.dist.broadcast_parameters({ fvl.zeros(1) }, "a") end,
+               "broadcast_parameters: root must be an integer rank (0-based), got string")
+    expect_msg(function() return fvl.loss.cosine_head(nil) end, "fvl.loss.cosine_head: name must be a string, got nil")
+    expect_msg(function() return fvl.eval.bin_pack(function() end, { decode = 1 }) end,
+               "bin_pack: pack must be a .bin path or a fvl.data.bin_pack result, got table")
+    expect_msg(function() return fvl.data.unpack_record({}) end, "unpack_record: expected the record bytes (string), got table")
+    expect_msg(function() return fvl.randn(3):sum():cumsum() end, "cumsum: the tensor is 0-dimensional (expected at least 1 dim)")
+  end)
+  it("a tensor argument the library passes on to C names the user's line", function()
+    local _ = fvl.nn
+    local err = expect_msg(function() local v = fvl.F._conv2d_bn_act_reference(fvl.randn(1, 1, 3, 3), 5) return v end,
+                           "bad argument #2 to 'conv2d' (fvl.Tensor expected, got number)")
+    expect_true(not err:find("lua/fvl/", 1, true), "no library position in " .. err)
+  end)
+end)

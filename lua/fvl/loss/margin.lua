@@ -11,6 +11,7 @@ local M = {}
 
 -- a cosine head class whose forward is cosine → margin_ce(spec(self, B)), one op (Head:cosine_margin_ce)
 local function cosine_head(name)
+  if type(name) ~= "string" then fail("fvl.loss.cosine_head: name must be a string, got " .. util.typename(name)) end
   local cls = util.class("fvl.loss." .. name, Head)
   function cls:forward(x, labels)
     local B, y = self:check_input(x, labels)

@@ -427,12 +427,11 @@ local function param_spec(trials, k, value, title, ylabel, file)
       local xs, ys = cats[c].x, cats[c].y
       for _, t in ipairs(trials) do
         local v = value(t)
-        if v and t.config and tostring(t.config[k]) == c then
-          local n = #xs
-          xs[n + 1] = i + ((n % 7) - 3) * 0.04
-          ys[n + 1] = v
-        end
+        if v and t.config and tostring(t.config[k]) == c then ys[#ys + 1] = v end
       end
+      -- spread over up to 7 columns centred on the tick (one trial sits on it)
+      local cols = math.min(#ys, 7)
+      for j = 1, #ys do xs[j] = i + ((j - 1) % 7 - (cols - 1) / 2) * 0.04 end
       series[#series + 1] = { x = xs, y = ys, label = c, points = true, line = false }
     end
     spec.xmin, spec.xmax, spec.xnames = 0.5, #order + 0.5, order   -- the ticks named by the values
