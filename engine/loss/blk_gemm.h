@@ -45,7 +45,7 @@ void fvl_bg_pack_rows(int64_t nc, int64_t kc, const float *b, int64_t rs, float 
    most one nonzero, gv[i·lds + q] at column gc[i·lds + q] (−1: none). The sums skip the zeros and
    keep the order of the dense fvl_bg_gemm on the same A with its zeros: the same bits (up to the
    sign of a zero result). Call only when fvl_bg_enabled(). */
-/* floats of the scratch fvl_bg_gemm_sel needs */
+/* floats of the scratch fvl_bg_gemm_sel needs (a multiple of 16: for aligned_alloc(64, ·)) */
 size_t fvl_bg_sel_work_size(void);
 /* C (M×N, row stride ldc) = (add ? C : 0) + A·B, B (Kc×N) given by its strides with cs = 1 */
 void fvl_bg_gemm_sel(int64_t M, int64_t N, int64_t Kc, int64_t G, int64_t g0, const float *gv, const int32_t *gc,

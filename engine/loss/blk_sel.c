@@ -96,7 +96,8 @@ static void gkernel(int64_t np, const float *A, const int32_t *O, const float *B
 }
 
 /* ---------------------------------------------------------------- dX: C = A·B */
-size_t fvl_bg_sel_work_size(void) { return (size_t)KC * NC + (size_t)2 * (KC + 2) * SR + 16; }
+/* a multiple of 16 floats (64 bytes: aligned_alloc wants a multiple of its alignment) */
+size_t fvl_bg_sel_work_size(void) { return ((size_t)KC * NC + (size_t)2 * (KC + 2) * SR + 31) / 16 * 16; }
 
 void fvl_bg_gemm_sel(int64_t M, int64_t N, int64_t Kc, int64_t G, int64_t g0, const float *gv, const int32_t *gc,
                      int64_t lds, fvl_bg_mat b, float *C, int64_t ldc, int add, float *work) {

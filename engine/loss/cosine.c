@@ -537,12 +537,10 @@ typedef struct {
 typedef struct { float inw[8192], gam[8192]; float *S, *R, *work; int32_t *gc; void *selt; } cos_bw_scratch;
 
 /* the sparse gradient (gv, gc: B×nc, blk_sel.c) ← its values scaled by 1/|W_j| of their column, and
-   gam[k] += Σ_i G_ik c_ik in the dense path's order and rounding (scale_cols_dot: row by row, a
-   fused multiply-add; compiled for FMA, which the sparse path's AVX-512 implies, so fmaf is one
-   instruction rather than a libm call) */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma")))
-#endif
+   gam[k] += Σ_i G_ik c_ik in the dense path's order and rounding: row by row, and the same
+   expression compiled the same way as scale_cols_dot's (FVL_HOT), so that the compiler fuses the
+   multiply-add in both or in neither (at -O2 in the x86-64-v3 clone it does; at -O1 it does not) */
+FVL_HOT
 static void sel_scale(float *gv, const int32_t *gc, int64_t B, int64_t nc, const float *cb, int64_t ldc,
                       const float *inw, float *gam) {
   for (int64_t i = 0; i < B; i++)
@@ -551,7 +549,7 @@ static void sel_scale(float *gv, const int32_t *gc, int64_t B, int64_t nc, const
       if (k < 0) continue;
       float v = gv[i * nc + q] * inw[k];
       gv[i * nc + q] = v;
-      gam[k] = fmaf(v, cb[i * ldc + k], gam[k]);
+      gam[k] += v * cb[i * ldc + k];
     }
 }
 /* the block [j0, j0+nj) of cosine_bw_block through a max over groups of K sub-centres, without the
