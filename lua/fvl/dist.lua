@@ -49,10 +49,11 @@ local function flat_params(fn, params)
   local function add(v)
     if util.is_tensor(v) then
       if not seen[v] then seen[v] = true; out[#out + 1] = v end
-    elseif type(v) == "table" and type(v.parameters) == "function" then
-      for _, p in ipairs(v:parameters()) do add(p) end
     elseif type(v) == "table" then
-      for _, p in ipairs(v) do add(p) end
+      local get = v.parameters   -- read once: an __index may answer differently each time
+      local ps = type(get) == "function" and get(v) or v
+      if type(ps) ~= "table" then fail(string.format("fvl.dist.%s: :parameters() gave %s, expected a list", fn, util.typename(ps))) end
+      for _, p in ipairs(ps) do add(p) end
     else
       fail(string.format("fvl.dist.%s: params must be tensors or modules, got %s", fn, type(v)))
     end

@@ -37,7 +37,10 @@ local function collect(fn, params)
         out[#out + 1] = v
       end
     elseif type(v) == "table" and type(v.parameters) == "function" then
-      for i, p in ipairs(v:parameters()) do add(p, where .. ":parameters()[" .. i .. "]") end
+      local get = v.parameters   -- read once more and used: an __index may answer differently each time
+      local ps = type(get) == "function" and get(v) or nil
+      if type(ps) ~= "table" then fail(string.format("%s: %s:parameters() gave %s, expected a list", fn, where, util.typename(ps))) end
+      for i, p in ipairs(ps) do add(p, where .. ":parameters()[" .. i .. "]") end
     elseif type(v) == "table" then
       for i, p in ipairs(v) do add(p, where .. "[" .. i .. "]") end
     else

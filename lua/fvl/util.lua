@@ -174,8 +174,8 @@ end
 -- method of a registered class (a function whose first parameter is named self, and the
 -- __call/__tostring/__len metamethods) is replaced by a wrapper that raises
 --   "Linear:forward: self must be a Linear, got fvl.Tensor (call it with ':', as obj:forward(...))"
--- before the method runs, when self is neither an instance of the class (or of a subclass) nor the
--- class itself. The wrapping is done after each module of the library loads (fvl/init.lua) and
+-- before the method runs, when self is not an instance of the class (or of a subclass; the class
+-- table itself is none: Module.parameters(Linear) is refused too). The wrapping is done after each module of the library loads (fvl/init.lua) and
 -- when a class is made: util._seal_classes().
 local classes = setmetatable({}, { __mode = "k" })   -- class table -> its name
 local wrappers = setmetatable({}, { __mode = "k" })  -- the wrappers made (never wrapped again)
@@ -207,7 +207,7 @@ end
 
 local function is_a(o, cls)
   if type(o) ~= "table" then return false end
-  local c = classes[o] and o or getmetatable(o)
+  local c = getmetatable(o)   -- an instance (a class table itself is not one: its methods need fields)
   while type(c) == "table" do
     if c == cls then return true end
     c = rawget(c, "super")
