@@ -317,9 +317,10 @@ void fvl_atomic_abort(fvl_atomic_file *a) {
   a->f = NULL;
   unlink(a->tmp);
 }
-int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) {
+/* flush, close and rename onto the path; sync: fsync the file before and its directory after */
+static int atomic_finish(fvl_atomic_file *a, const char *fn, int sync) {
   if (!a->f) return fvl_err("%s: no file open", fn);
-  int bad = ferror(a->f) || fflush(a->f) != 0 || fsync(fileno(a->f)) != 0;
+  int bad = ferror(a->f) || fflush(a->f) != 0 || (sync && fsync(fileno(a->f)) != 0);
   int e = errno;
   if (fclose(a->f) != 0 && !bad) { bad = 1; e = errno; }
   a->f = NULL;
@@ -332,6 +333,7 @@ int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) {
     unlink(a->tmp);
     return fvl_err("%s: cannot rename %s to %s: %s", fn, a->tmp, a->path, strerror(e));
   }
+  if (!sync) return 0;
   /* make the rename itself durable */
   char dir[PATH_MAX];
   snprintf(dir, sizeof dir, "%s", a->path);
@@ -342,7 +344,9 @@ int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) {
   if (dfd >= 0) { fsync(dfd); close(dfd); }
   return 0;
 }
-int fvl_write_atomic(const char *path, const void *data, size_t n, const char *fn) {
+int fvl_atomic_commit(fvl_atomic_file *a, const char *fn) { return atomic_finish(a, fn, 1); }
+
+static int write_atomic(const char *path, const void *data, size_t n, const char *fn, int sync) {
   if (!fn) fn = "write_atomic";
   fvl_atomic_file a;
   if (fvl_atomic_open(&a, path, fn) < 0) return -1;
@@ -351,28 +355,15 @@ int fvl_write_atomic(const char *path, const void *data, size_t n, const char *f
     fvl_atomic_abort(&a);
     return fvl_err("%s: cannot write %s: %s", fn, path, strerror(e));
   }
-  return fvl_atomic_commit(&a, fn);
+  return atomic_finish(&a, fn, sync);
+}
+int fvl_write_atomic(const char *path, const void *data, size_t n, const char *fn) {
+  return write_atomic(path, data, n, fn, 1);
 }
 /* many small files: the temporary and the rename of fvl_write_atomic without its two fsyncs;
  * the writer calls fvl_sync_fs once at the end */
 int fvl_write_atomic_nosync(const char *path, const void *data, size_t n, const char *fn) {
-  if (!fn) fn = "write_atomic";
-  fvl_atomic_file a;
-  if (fvl_atomic_open(&a, path, fn) < 0) return -1;
-  int bad = (n && fwrite(data, 1, n, a.f) != n) || fflush(a.f) != 0;
-  int e = errno;
-  if (fclose(a.f) != 0 && !bad) { bad = 1; e = errno; }
-  a.f = NULL;
-  if (bad) {
-    unlink(a.tmp);
-    return fvl_err("%s: cannot write %s: %s", fn, a.tmp, strerror(e ? e : EIO));
-  }
-  if (rename(a.tmp, a.path) != 0) {
-    e = errno;
-    unlink(a.tmp);
-    return fvl_err("%s: cannot rename %s to %s: %s", fn, a.tmp, a.path, strerror(e));
-  }
-  return 0;
+  return write_atomic(path, data, n, fn, 0);
 }
 int fvl_sync_fs(const char *path, const char *fn) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);

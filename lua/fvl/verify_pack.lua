@@ -61,7 +61,9 @@ function M.embed_pack(model, pack, opts)
 end
 
 -- the pack's images (the first one's size) against the size the model takes: with resize, a
--- one-line note on stderr (returned); without, an error naming both sizes
+-- one-line note on stderr (returned; printed once per pack and size in a process: a training run
+-- verifies the same pack at every epoch); without, an error naming both sizes
+local noted = {}
 function M.size_note(fn, pack, o)
   if pack.images == 0 then return nil end
   local img = require("fvl.data").decode_image(pack:bytes(1))
@@ -73,7 +75,10 @@ function M.size_note(fn, pack, o)
   end
   local note = string.format("%s: %s: resizing its %dx%d images to %dx%d, the model's input (bilinear)",
                              fn, pack.name or pack.path, w, h, o.size[2], o.size[1])
-  io.stderr:write(note, "\n")
+  if not noted[note] then
+    noted[note] = true
+    io.stderr:write(note, "\n")
+  end
   return note
 end
 
