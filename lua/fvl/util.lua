@@ -205,12 +205,21 @@ function util.typename(v)
   return type(v)
 end
 
+-- o's class chain: its metatable, then each class's parent — `super` (util.class) or, for
+-- inheritance written by hand (Sub = setmetatable({}, {__index = Base}); Sub.__index = Sub, the
+-- plain Lua idiom), the __index of the class's own metatable
 local function is_a(o, cls)
   if type(o) ~= "table" then return false end
   local c = getmetatable(o)   -- an instance (a class table itself is not one: its methods need fields)
-  while type(c) == "table" do
+  for _ = 1, 100 do           -- (a chain that loops is not a class chain)
+    if type(c) ~= "table" then return false end
     if c == cls then return true end
-    c = rawget(c, "super")
+    local up = rawget(c, "super")
+    if up == nil then
+      local mt = getmetatable(c)
+      up = type(mt) == "table" and rawget(mt, "__index") or nil
+    end
+    c = up
   end
   return false
 end

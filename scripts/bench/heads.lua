@@ -15,7 +15,8 @@
 -- Each head runs in its own child process (so VmHWM is per head) unless one=<head> is given.
 -- The timed step is what a user's loop runs: the optimiser's zero_grad (gradients set to nil,
 -- x.grad too), the head's forward and the backward — no untimed zeroing. GFLOP/s = the step's
--- 6·B·R·D GEMM flops (R = rows of W) / step time; "% peak" divides it by the machine's FMA peak
+-- GEMM flops (2·B·D·(R + 2·R'), R = rows of W, R' = R, or C for Sub-center ArcFace's sparse
+-- backward) / step time; "% peak" divides it by the machine's FMA peak
 -- measured here (fvl._bench.fma_peak_all: every thread runs a register-only AVX-512 or AVX2 FMA
 -- loop). "torch ms" is scripts/bench/heads_torch.py (Debian python3-torch, /usr/bin/python3,
 -- same B, D, C and threads, grads set to None each step) run in this invocation: every head has a
@@ -35,7 +36,8 @@
 -- (fvl.F.fused(false): "2-pass ms", "gain" = its time / the fused one); --recompute 1 adds the
 -- fused path recomputing each block's cosines in the backward ("recomp ms": the cost of dropping
 -- the B×C logits buffer). "×arc" = the head's step / ArcFace's step in this run; "×arc/FLOP" the same
--- per GEMM flop (Sub-center ArcFace's GEMMs are K times ArcFace's).
+-- per GEMM flop performed (Sub-center ArcFace's forward GEMM is K times ArcFace's, its backward's too
+-- with FVL_GROUP_SPARSE=0).
 local fvl = fvl or require "fvl"
 
 local cli = require "fvl.cli"
@@ -342,6 +344,17 @@ print(string.format("FMA peak %.1f GFLOP/s (%s, %d threads, measured now); load 
 print(isa == "avx512" and os.getenv("FVL_BLK_GEMM") ~= "0"
       and "block GEMMs: the engine's AVX-512 kernel (FVL_BLK_GEMM=0 in the environment: OpenBLAS per block)"
       or "block GEMMs: single-threaded OpenBLAS per block")
+-- the GEMM flops a step performs: the forward's 2·B·D·R (R = rows of W: C, or C·K for Sub-center
+-- ArcFace) and the backward's dX and dW, 2·B·D·R each — or 2·B·D·C each where Sub-center's backward
+-- skips the zeros of its gradient (engine/loss/blk_sel.c: the AVX-512 block kernel with
+-- fvl.F.group_sparse on, the default), so that GFLOP/s and % peak count only work that is done
+local SPARSE = isa == "avx512" and os.getenv("FVL_BLK_GEMM") ~= "0" and fvl.F.group_sparse()
+print("Sub-center ArcFace's backward: " .. (SPARSE and "without the zeros of its gradient (FVL_GROUP_SPARSE=0: dense)"
+                                          or "dense, K times ArcFace's"))
+local function gemm_flops(R, C)
+  local back = SPARSE and R > C and C or R
+  return 2 * args.B * args.D * (R + 2 * back)
+end
 -- PyTorch's step for the heads, at class count C: { [head] = {ms =, rss = MB} }, and { [head] = why skipped }
 local function torch_times(C)
   if args.torch == 0 then return {}, {} end
@@ -426,7 +439,7 @@ local function num(v) return tonumber(v) or -1 end
 local summary = {}   -- per C, per head: the figures the targets need
 for _, C in ipairs(Cs) do
   local tt, tskip = torch_times(C)
-  local arc_ms, arc_R
+  local arc_ms, arc_flops
   for _, h in ipairs(heads) do
     local gemm, why = plan(h, C)
     local f, out, wall = {}, "", 0
@@ -440,15 +453,16 @@ for _, C in ipairs(Cs) do
       local gms, hwm, R = num(f[4]), num(f[5]), num(f[6])
       local ms, bufs, rest, pk = num(f[7]), num(f[8]), num(f[9]), num(f[10])
       local ms2, bufs2, msr = num(f[11]), num(f[12]), num(f[15])
-      if h == "arcface" then arc_ms, arc_R = ms, R end
+      local flops = gemm_flops(R, C)
+      if h == "arcface" then arc_ms, arc_flops = ms, flops end
       local target = TIGHT[h] and 1.15 or 1.3
       local ratio = gms > 0 and ms / gms or nil
-      local gf = 6 * args.B * R * args.D / (ms * 1e-3) / 1e9
+      local gf = flops / (ms * 1e-3) / 1e9
       local tms = tt[h] and tt[h].ms
       s.ms, s.pct = ms, 100 * gf / peak
       s.xtorch = tms and tms / ms
       s.xarc = arc_ms and ms / arc_ms
-      s.xarc_flop = arc_ms and (ms / R) / (arc_ms / arc_R)
+      s.xarc_flop = arc_ms and (ms / flops) / (arc_ms / arc_flops)
       s.rss, s.est = num(f[21]), est_mb[h]
       print(string.format("%-15s %7d %9.2f %9s %6s %6.2f %8.2f %8.1f %8.1f %8.1f %7.0f %6.0f %7.1f %6.1f%% %9s %7s %6s %9s %9s %8s %6s%s%s",
                           n, tonumber(c), ms, ratio and string.format("%.2f", gms) or "-",
@@ -456,7 +470,7 @@ for _, C in ipairs(Cs) do
                           num(f[20]), gf, 100 * gf / peak,
                           tms and string.format("%.2f", tms) or "-", tms and string.format("%.2f", tms / ms) or "-",
                           arc_ms and string.format("%.3f", ms / arc_ms) or "-",
-                          arc_ms and string.format("%.3f", (ms / R) / (arc_ms / arc_R)) or "-",
+                          s.xarc_flop and string.format("%.3f", s.xarc_flop) or "-",
                           ms2 > 0 and string.format("%.2f", ms2) or "-", ms2 > 0 and string.format("%.2f", bufs2) or "-",
                           ms2 > 0 and string.format("%.3f", ms2 / ms) or "-",
                           rec and string.format(" %9.2f %7.3f", msr, msr / ms) or "",
@@ -475,8 +489,9 @@ print("ms/step and the columns up to ×torch: the fused class blocks (fvl.F.fuse
 print("           2-pass ms, 2p bufs: the same step with fvl.F.fused(false) (margin_ce writes the B×C")
 print("           gradient, the cosine backward reads it), timed alternately in the same process;")
 print("           gain = 2-pass ms / ms/step; ×arc = ms/step / arcface's ms/step in this run")
-print("×arc/FLOP = the head's time per GEMM flop / ArcFace's (= ×arc for every head but Sub-center ArcFace,")
-print("           whose K sub-centres per class make its GEMMs K times larger: its ×arc is ≈ K by construction)")
+print("×arc/FLOP = the head's time per GEMM flop performed / ArcFace's (= ×arc for every head but Sub-center")
+print("           ArcFace, whose K sub-centres per class make its forward GEMM K times larger, and its backward")
+print("           too where it is dense)")
 if rec then
   print("recomp ms = fused, the backward recomputing each block's cosines by a GEMM instead of reading")
   print("           the saved ones (the cost of dropping the B×C logits buffer); rec/fus = its ratio")
@@ -494,7 +509,8 @@ print("peak MB = engine bytes at the step's peak (W, W.grad included); VmHWM = t
 print("           over the steps (the GEMM phase after them: RSS MB in the targets table)")
 print("faults, sys ms = minor page faults and kernel CPU ms per timed fused step (mean; the allocator keeps freed")
 print("           blocks for reuse, so a steady step faults next to nothing)")
-print("GFLOP/s = 6·B·R·D / step time (R = rows of W); % peak = of the FMA peak above; ×torch = torch ms / ms/step")
+print("GFLOP/s = 2·B·D·(R + 2·R') / step time (R = rows of W; R' = R, or C for Sub-center's sparse backward);")
+print("           % peak = of the FMA peak above; ×torch = torch ms / ms/step")
 print("torch ms = scripts/bench/heads_torch.py's step, the default PyTorch user path (plain autograd ops, grads")
 print("           set to None), every head (margin_<name>: the same maths as <name>, the same peer), each in")
 print("           its own process; heads.lua --check compares every peer's loss and gradients with the head's")

@@ -50,6 +50,8 @@ check '[ $rc == 1 ] && [ $(wc -l <"$tmp/md") == 1 ] && grep -q "no heads.lua tab
 cp README.md "$tmp/README.md"
 "$FVL" tools/bench_table.lua docs/runs/bench/heads_100k_idle.txt --write "$tmp/README.md" --section heads_100k >/dev/null 2>&1
 check 'cmp -s README.md "$tmp/README.md"' "README's heads_100k table is not what tools/bench_table.lua writes: $(diff README.md "$tmp/README.md" | head -5)"
+"$FVL" tools/bench_table.lua docs/runs/bench/heads_1m_subcenter_idle.txt --write "$tmp/README.md" --section heads_1m_subcenter >/dev/null 2>&1
+check 'cmp -s README.md "$tmp/README.md"' "README's heads_1m_subcenter table is not what tools/bench_table.lua writes: $(diff README.md "$tmp/README.md" | head -5)"
 
 # too little memory for the estimate: skipped, never started
 "$FVL" $B $tiny --heads arcface --torch $torch $probe --mem_mb 1 >"$tmp/out" 2>&1; rc=$?

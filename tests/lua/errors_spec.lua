@@ -281,6 +281,19 @@ describe("methods called with '.' instead of ':'", function()
     local head = fvl.loss.arcface { dim = 4, classes = 5 }
     expect_eq(head(fvl.randn(3, 4), { 1, 2, 5 }):numel(), 1)
   end)
+  it("inheritance written by hand (setmetatable({}, {__index = Base})) keeps the parent's methods", function()
+    local My = setmetatable({}, { __index = fvl.nn.Module }); My.__index = My
+    local o = setmetatable(fvl.nn.Linear(4, 2), My)   -- a Module's fields, My's class chain
+    expect_eq(o:train(false), o)
+    expect_eq(o.training, false)
+    local L2 = setmetatable({}, { __index = fvl.nn.Linear }); L2.__index = L2
+    local L3 = setmetatable({}, { __index = L2 }); L3.__index = L3
+    local l = setmetatable(fvl.nn.Linear(4, 2), L3)
+    expect_eq(#l:parameters(), 2)
+    expect_eq(l:forward(fvl.randn(3, 4)):size(2), 2)
+    -- the hand-made class tables themselves are still no instances
+    expect_msg(function() return fvl.nn.Module.parameters(L2) end, dot_msg("Module", "parameters", "table"))
+  end)
   it("a class made by a script after the library loaded checks its methods too", function()
     local My = fvl.nn.class("MyDotNet")
     function My:forward(x) return x end
