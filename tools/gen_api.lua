@@ -164,6 +164,11 @@ for _, path in ipairs(lua_files) do
   for var, cname in src:gmatch("local ([%w_]+) = [%w_%.]*class%(\"([%w_%.]+)\"") do
     classes[var] = cname:match("^fvl%.") and cname or (pubmod .. "." .. cname)
   end
+  -- a class written by hand and registered under its name (util.register_class(Loader,
+  -- "fvl.data.ImageLoader")): two files' `Loader` tables are two classes
+  for var, cname in src:gmatch("register_class%(([%w_]+),%s*\"([%w_%.]+)\"%)") do
+    classes[var] = classes[var] or (cname:match("^fvl%.") and cname or (pubmod .. "." .. cname))
+  end
   for var, hname in src:gmatch("local ([%w_]+) = cosine_head%(\"([%w_]+)\"%)") do   -- margin heads' classes
     classes[var] = "fvl.loss." .. hname
   end

@@ -667,6 +667,16 @@ order) and writes them as a .bin pack (write_bin_pack): odd pairs are two differ
 one identity, even pairs images of two different identities, each drawn by fvl.sys.hash(seed, ·)\
 (the same pack for the same arguments). Every identity needs at least 2 images, and there\
 must be at least 2 identities. Returns true or nil, message.",
+  ["fvl.data.ImageLoader:close"] = "fvl.data.ImageLoader:close()\
+loader:close(): stop the decoding workers now (as reset() without arguments: the epoch starts\
+over at the next call)",
+  ["fvl.data.ImageLoader:next"] = "loader:next() -> {x = B×3×H×W, y = B labels, index = the B images' indices in the set}, or nil at the\
+epoch's end (the workers stop and the loader moves to the next epoch, so `for b in loader do`\
+runs one epoch each time); a bad image is an error, or skipped and counted with on_bad = \"skip\".",
+  ["fvl.data.ImageLoader:reset"] = "fvl.data.ImageLoader:reset(e, skip)\
+loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
+workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
+run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
   ["fvl.data.ImageSet:batch"] = "fvl.data.ImageSet:batch(indices, opts)\
 ds:batch(indices (1-based list or int32 tensor), {flip=, crop=, seed=, epoch=, mean=, std=})\
   -> x B×C×H×W normalised, y (1-based)",
@@ -687,10 +697,6 @@ the next batch of the current epoch, or nil at its end (the loader then moves to
 epoch, with a fresh shuffle, so `for batch in loader do` works once per epoch)",
   ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e)\
 start the current epoch over (after a `break`), or jump to epoch e (resume)",
-  ["fvl.data.Loader:reset"] = "fvl.data.Loader:reset(e, skip)\
-loader:reset([e [, skip]]): restart the current epoch (or jump to epoch e), stopping the\
-workers; skip = k starts the epoch at its batch k + 1 without decoding the first k (resuming a\
-run mid-epoch: the batches, augmentation included, are those the uninterrupted epoch gives).",
   ["fvl.data.Pack:bytes"] = "pack:bytes(i) -> string\
 the encoded bytes of image i (1-based) of a .bin verification pack.",
   ["fvl.data.Pack:decode"] = "pack:decode(first, count [, opts]) -> count×C×H×W float32\

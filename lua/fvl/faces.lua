@@ -363,6 +363,9 @@ function Loader:reset(e, skip)
   return self
 end
 
+-- loader:next() -> {x = B×3×H×W, y = B labels, index = the B images' indices in the set}, or nil at the
+-- epoch's end (the workers stop and the loader moves to the next epoch, so `for b in loader do`
+-- runs one epoch each time); a bad image is an error, or skipped and counted with on_bad = "skip".
 function Loader:next()
   if not self._c then self:_start() end
   local ok, x, y, index = pcall(self._c._next, self._c)
@@ -387,6 +390,8 @@ function Loader:next()
 end
 
 function Loader:__call() return self:next() end
+-- loader:close(): stop the decoding workers now (as reset() without arguments: the epoch starts
+-- over at the next call)
 function Loader:close() return self:reset() end
 function Loader:__tostring()
   return string.format("fvl.data.images:loader(%d images, batch %d, %d workers, epoch %d)", self.ds.n,
@@ -624,7 +629,7 @@ end
 function M.install(data)
   for _, k in ipairs({ "rec", "rec_writer", "unpack_record", "decode_image", "encode_image", "images",
                        "folder_to_rec", "bin_pack", "write_bin_pack", "write_pairs_pack", "lfw_pairs", "load_npz",
-                       "ImageSet", "Pack", "Writer" }) do
+                       "ImageSet", "ImageLoader", "Pack", "Writer" }) do
     data[k] = M[k]
   end
   return data

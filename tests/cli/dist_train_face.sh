@@ -14,7 +14,9 @@ T=$tmp
 . "$(dirname "$0")/lib/train_face.sh"   # TINY, same_tensors
 # mpirun -np 2: sharded head, Partial FC 0.1; halted at 3 and resumed on 2 ranks = straight
 . "$(dirname "$0")/../dist/env.sh"
-DIST=("${TINY[@]}" --set sample_rate=0.1 --set save_every=0 --steps 10)
+# 30 steps (~30 ms each): the signals below, sent once a step is logged, land with the run ~1 s
+# from its end, not racing a run that ends 0.3 s after its first step (as 10 steps did under load)
+DIST=("${TINY[@]}" --set sample_rate=0.1 --set save_every=0 --steps 30)
 mpirun_np 2 "$FVL" scripts/train_face.lua --out "$T/d" "${DIST[@]}" > "$T/d.log" 2>&1 || fail "mpirun -np 2: $(tail -5 "$T/d.log")"
 grep -q "per rank × 2 ranks (head sharded)" "$T/d.log" && ok || fail "no 2-rank line: $(head -3 "$T/d.log")"
 grep -q '"world_size": *2' "$T/d/checkpoint/dist.json" && [ -e "$T/d/model.npz" ] && ok || fail "no sharded checkpoint or model"
@@ -35,7 +37,7 @@ mpi=$(pgrep -P "$(pgrep -P $job)")   # the function's subshell → timeout → m
 kill -USR1 "$mpi"
 wait $job
 rc=$?
-[ $rc = 138 ] && grep -q "stopped by SIGUSR1 at step [1-9] of 10; checkpoint written to $T/p/checkpoint; resume with: mpirun -np 2 .*--resume" "$T/p1.log" \
+[ $rc = 138 ] && grep -q "stopped by SIGUSR1 at step [1-9][0-9]* of 30; checkpoint written to $T/p/checkpoint; resume with: mpirun -np 2 .*--resume" "$T/p1.log" \
   && ok || fail "SIGUSR1 to mpirun: status $rc (138 expected; did the run end first?) $(grep -v '^synthetic' "$T/p1.log" | tail -4)"
 k=$(sed -n 's/.*stopped by SIGUSR1 at step \([0-9]*\) .*/\1/p' "$T/p1.log")
 mpirun_np 2 "$FVL" scripts/train_face.lua --out "$T/p" "${DIST[@]}" --resume > "$T/p2.log" 2>&1 &
@@ -44,7 +46,7 @@ wait_step "$T/p/metrics.jsonl" $((${k:-1} + 1)) || fail "no step after $k logged
 kill -TERM "$(pgrep -P "$(pgrep -P "$(pgrep -P $job)")" | sort -n | tail -1)"   # one rank only
 wait $job
 rc=$?
-[ $rc = 143 ] && grep -q "resumed from .* at step $k" "$T/p2.log" && grep -q "stopped by SIGTERM at step [1-9] of 10" "$T/p2.log" \
+[ $rc = 143 ] && grep -q "resumed from .* at step $k" "$T/p2.log" && grep -q "stopped by SIGTERM at step [1-9][0-9]* of 30" "$T/p2.log" \
   && ok || fail "SIGTERM to one rank: status $rc (143 expected) $(grep -v '^synthetic' "$T/p2.log" | tail -4)"
 mpirun_np 2 "$FVL" scripts/train_face.lua --out "$T/p" "${DIST[@]}" --resume > "$T/p3.log" 2>&1 || fail "resume after SIGTERM: $(tail -5 "$T/p3.log")"
 for r in rank00000 rank00001; do
