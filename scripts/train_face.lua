@@ -695,7 +695,7 @@ local function stop_requested(R)
   local _, n = fvl.sys.stop_signal()
   if WORLD > 1 then
     R.stop_buf = R.stop_buf or fvl.tensor({ 0 })
-    R.stop_buf:copy(fvl.tensor({ n or 0 }))
+    R.stop_buf:fill(n or 0)
     dist.allreduce(R.stop_buf, "max")
     n = math.tointeger(R.stop_buf:item())
   end
